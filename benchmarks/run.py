@@ -1,0 +1,797 @@
+"""End-to-end benchmark of the ``ds`` CLI against cp -r, tar|zstd and git.
+
+Usage::
+
+    python -m benchmarks.run [--quick] [--small-files N] [--large-mib M]
+                             [--out benchmarks/results.json] [--md benchmarks/RESULTS.md]
+
+Every command runs in a fresh subprocess (its own session/process group).
+Wall time is ``time.perf_counter`` around spawn..exit; CPU time comes from the
+``resource.getrusage(RUSAGE_CHILDREN)`` delta (cross-checked with the
+``os.wait4`` rusage of that one process); peak RSS is ``ru_maxrss`` of that
+process (which covers the descendants it waited for, e.g. both sides of a
+``sh -c 'a | b'`` pipeline: the max of them).
+
+Peak RSS caveat: Linux seeds a process's ``ru_maxrss`` at ``execve`` with the
+RSS of the image it replaces, so anything spawned straight from this (large)
+Python process reports at least the harness's own RSS. To avoid that, commands
+are started through a tiny C helper (compiled at start-up with ``cc`` into the
+temp dir) that forks the command from a ~1 MiB process, reaps it with
+``wait4`` and hands back its rusage. Without ``cc`` the harness falls back to
+``os.wait4`` on the direct child and marks RSS figures as upper bounds
+(``machine.rss_method`` in the JSON).
+
+All runs are on a warm page cache (the data has just been written).
+
+``ds`` is taken from ``$DS_CMD`` (split like a shell would, default ``ds``).
+A failing ``ds`` step is recorded with its error text and the run goes on; the
+exit status is 1 if any step failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import resource
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmarks.generate import (
+    MIB,
+    ChangeStats,
+    apply_changes,
+    generate_large,
+    generate_small,
+    tree_digest,
+)
+
+HERE = Path(__file__).resolve().parent
+STORE_DIR = ".dsstore"
+QUICK_SMALL_FILES = 2000
+QUICK_LARGE_MIB = 8
+DEFAULT_SMALL_FILES = 20000
+DEFAULT_LARGE_MIB = 128
+ERROR_TAIL = 2000
+GIT_FLAGS = [
+    "-c", "user.name=objstore-bench",
+    "-c", "user.email=bench@example.invalid",
+    "-c", "init.defaultBranch=main",
+    "-c", "commit.gpgsign=false",
+    "-c", "gc.auto=0",  # no background auto-gc/maintenance skewing timings
+    "-c", "maintenance.auto=false",
+    "-c", "core.hooksPath=/dev/null",
+]
+
+
+# --------------------------------------------------------------------------
+# Measuring one command
+# --------------------------------------------------------------------------
+
+RUSAGE_HELPER_C = r"""
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* usage: rusage-exec REPORT CMD [ARG...]
+   Runs CMD as a child of this small process and writes
+   "utime stime maxrss_kib" of it to REPORT; exits with its status. */
+int main(int argc, char **argv) {
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s REPORT CMD [ARG...]\n", argv[0]);
+        return 125;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("fork");
+        return 125;
+    }
+    if (pid == 0) {
+        execvp(argv[2], argv + 2);
+        fprintf(stderr, "%s: %s\n", argv[2], strerror(errno));
+        _exit(127);
+    }
+    int status = 0;
+    struct rusage ru;
+    while (wait4(pid, &status, 0, &ru) < 0) {
+        if (errno != EINTR) {
+            perror("wait4");
+            return 125;
+        }
+    }
+    FILE *f = fopen(argv[1], "w");
+    if (f != NULL) {
+        fprintf(f, "%ld.%06ld %ld.%06ld %ld\n",
+                (long)ru.ru_utime.tv_sec, (long)ru.ru_utime.tv_usec,
+                (long)ru.ru_stime.tv_sec, (long)ru.ru_stime.tv_usec,
+                (long)ru.ru_maxrss);
+        fclose(f);
+    }
+    if (WIFEXITED(status)) return WEXITSTATUS(status);
+    if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+    return 125;
+}
+"""
+
+
+def build_rusage_helper(work: Path) -> tuple[Path | None, str]:
+    """Compile the rusage helper; returns (path or None, description)."""
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if cc is None:
+        return None, "wait4-direct (no C compiler; peak RSS >= harness RSS)"
+    src = work / "rusage_exec.c"
+    exe = work / "rusage-exec"
+    src.write_text(RUSAGE_HELPER_C)
+    r = subprocess.run([cc, "-O2", "-o", str(exe), str(src)], capture_output=True,
+                       text=True, check=False)
+    if r.returncode != 0 or not exe.exists():
+        return None, f"wait4-direct (helper build failed: {r.stderr.strip()[:200]})"
+    return exe, f"wait4 via forked C helper ({cc})"
+
+
+
+@dataclass
+class Measurement:
+    name: str
+    cmd: list[str]
+    cwd: str
+    wall_s: float = 0.0
+    cpu_user_s: float = 0.0
+    cpu_sys_s: float = 0.0
+    cpu_s: float = 0.0  # RUSAGE_CHILDREN delta (user+sys)
+    cpu_wait4_s: float = 0.0  # os.wait4 rusage of the process (user+sys)
+    maxrss_kib: int = 0
+    returncode: int | None = None
+    error: str | None = None
+    stdout_file: str | None = None
+    stderr_file: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.returncode == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ok"] = self.ok
+        return d
+
+
+def _tail(path: Path, limit: int = ERROR_TAIL) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return ""
+    return data[-limit:].decode("utf-8", "replace").strip()
+
+
+class Runner:
+    """Spawns commands, measures them, keeps logs and failure records."""
+
+    def __init__(self, log_dir: Path, timeout: float, helper: Path | None = None,
+                 verbose: bool = True) -> None:
+        self.log_dir = log_dir
+        self.helper = helper
+        self.timeout = timeout
+        self.verbose = verbose
+        self.counter = 0
+        self.errors: list[dict[str, Any]] = []
+
+    def log(self, msg: str) -> None:
+        if self.verbose:
+            print(msg, file=sys.stderr, flush=True)
+
+    def run(
+        self,
+        name: str,
+        cmd: list[str],
+        cwd: Path,
+        env: dict[str, str] | None = None,
+        dataset: str = "",
+        record_error: bool = True,
+    ) -> Measurement:
+        self.counter += 1
+        stem = f"{self.counter:03d}-{dataset}-{name}".replace("/", "_")
+        out_path = self.log_dir / f"{stem}.out"
+        err_path = self.log_dir / f"{stem}.err"
+        report = self.log_dir / f"{stem}.rusage"
+        m = Measurement(name, list(cmd), str(cwd),
+                        stdout_file=str(out_path), stderr_file=str(err_path))
+        search_path = (env or os.environ).get("PATH")
+        if not cmd or shutil.which(cmd[0], path=search_path) is None:
+            m.error = f"command not found: {cmd[0] if cmd else '(empty)'}"
+            return self._finish(m, dataset, record_error)
+        argv = [str(self.helper), str(report), *cmd] if self.helper else list(cmd)
+        with open(out_path, "wb") as out_f, open(err_path, "wb") as err_f:
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0 = time.perf_counter()
+            try:
+                proc = subprocess.Popen(
+                    argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                    stdout=out_f, stderr=err_f, start_new_session=True,
+                )
+            except OSError as exc:
+                m.wall_s = time.perf_counter() - t0
+                m.error = f"failed to start {cmd[0]!r}: {exc}"
+                return self._finish(m, dataset, record_error)
+            lock = threading.Lock()
+            state = {"exited": False, "timed_out": False}
+
+            def on_timeout() -> None:
+                with lock:
+                    if state["exited"]:
+                        return
+                    state["timed_out"] = True
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+
+            timer = threading.Timer(self.timeout, on_timeout)
+            timer.daemon = True
+            timer.start()
+            # Wait without reaping so the timer can never signal a reused pid.
+            os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+            m.wall_s = time.perf_counter() - t0
+            with lock:
+                state["exited"] = True
+            timer.cancel()
+            _, status, ru = os.wait4(proc.pid, 0)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+        m.returncode = proc.returncode
+        m.cpu_user_s = after.ru_utime - before.ru_utime
+        m.cpu_sys_s = after.ru_stime - before.ru_stime
+        m.cpu_s = m.cpu_user_s + m.cpu_sys_s
+        m.cpu_wait4_s = ru.ru_utime + ru.ru_stime
+        m.maxrss_kib = ru.ru_maxrss
+        if self.helper is not None:
+            try:
+                utime, stime, maxrss = report.read_text().split()
+                m.cpu_wait4_s = float(utime) + float(stime)
+                m.maxrss_kib = int(maxrss)
+            except (OSError, ValueError):
+                if m.returncode == 0:
+                    m.error = "rusage helper wrote no report"
+        if state["timed_out"]:
+            m.error = f"timed out after {self.timeout:.0f}s\n{_tail(err_path)}"
+        elif m.returncode != 0:
+            text = _tail(err_path) or _tail(out_path) or "(no output)"
+            m.error = f"exit status {m.returncode}: {text}"
+        return self._finish(m, dataset, record_error)
+
+    def _finish(self, m: Measurement, dataset: str, record_error: bool) -> Measurement:
+        status = "ok" if m.ok else "FAILED"
+        self.log(f"  [{dataset}] {m.name:<22} {m.wall_s:8.3f}s wall {m.cpu_s:8.3f}s cpu "
+                 f"{m.maxrss_kib / 1024:7.1f} MiB  {status}")
+        if not m.ok and record_error:
+            first = (m.error or "").splitlines()[0] if m.error else ""
+            self.log(f"      {shlex.join(m.cmd)}: {first[:300]}")
+            self.errors.append({"dataset": dataset, "step": m.name,
+                                "cmd": m.cmd, "error": m.error})
+        return m
+
+
+def median_of(
+    repeat: int, once: Callable[[], Measurement]
+) -> tuple[Measurement, dict[str, Any]]:
+    """Run a stateless command ``repeat`` times; keep the run with the median wall time."""
+    runs = [once() for _ in range(max(1, repeat))]
+    ok_runs = sorted((m for m in runs if m.ok), key=lambda m: m.wall_s)
+    chosen = ok_runs[(len(ok_runs) - 1) // 2] if ok_runs else runs[-1]
+    d = chosen.to_dict()
+    d["runs_wall_s"] = [m.wall_s for m in runs]
+    return chosen, d
+
+
+def combine(name: str, parts: list[Measurement]) -> dict[str, Any]:
+    """Sequential steps as one: times add up, peak RSS is the max."""
+    errors = [f"{p.name}: {p.error}" for p in parts if not p.ok]
+    return {
+        "name": name,
+        "steps": [p.name for p in parts],
+        "wall_s": sum(p.wall_s for p in parts),
+        "cpu_s": sum(p.cpu_s for p in parts),
+        "cpu_wait4_s": sum(p.cpu_wait4_s for p in parts),
+        "maxrss_kib": max((p.maxrss_kib for p in parts), default=0),
+        "ok": not errors,
+        "error": "\n".join(errors) or None,
+    }
+
+
+def mdict(m: Measurement | dict[str, Any]) -> dict[str, Any]:
+    return m.to_dict() if isinstance(m, Measurement) else m
+
+
+# --------------------------------------------------------------------------
+# Sizes and environment
+# --------------------------------------------------------------------------
+
+
+def du(path: Path) -> dict[str, Any]:
+    """Like ``du -s`` (disk, 512-byte blocks) and ``du -sb`` (apparent) in one walk."""
+    if not path.exists():
+        return {"exists": False, "disk_bytes": 0, "apparent_bytes": 0, "files": 0}
+    seen: set[tuple[int, int]] = set()
+    disk = apparent = files = 0
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in dirnames + filenames:
+            st = os.lstat(os.path.join(dirpath, name))
+            key = (st.st_dev, st.st_ino)
+            if key in seen:
+                continue
+            seen.add(key)
+            disk += st.st_blocks * 512
+            apparent += st.st_size
+            if name in filenames:
+                files += 1
+    st = os.lstat(path)
+    disk += st.st_blocks * 512
+    apparent += st.st_size
+    return {"exists": True, "disk_bytes": disk, "apparent_bytes": apparent, "files": files}
+
+
+def _version(cmd: list[str]) -> str | None:
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    text = (r.stdout or r.stderr).strip().splitlines()
+    return text[0] if r.returncode == 0 and text else None
+
+
+def machine_info(ds_cmd: list[str], tmp_root: Path) -> dict[str, Any]:
+    cpu_model = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_kib = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+                break
+    except OSError:
+        pass
+    return {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu_count": os.cpu_count(),
+        "cpu_model": cpu_model,
+        "mem_total_mib": mem_kib // 1024 if mem_kib else None,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "tmp_dir": str(tmp_root),
+        "git": _version(["git", "--version"]),
+        "zstd": _version(["zstd", "--version"]),
+        "ds_cmd": ds_cmd,
+        "ds_version": _version([*ds_cmd, "--version"]),
+    }
+
+
+# --------------------------------------------------------------------------
+# One data set
+# --------------------------------------------------------------------------
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def _wall(m: Measurement | dict[str, Any] | None) -> float | None:
+    if m is None:
+        return None
+    d = mdict(m)
+    return d["wall_s"] if d["ok"] else None
+
+
+def bench_dataset(
+    label: str,
+    work: Path,
+    make: Any,
+    runner: Runner,
+    ds_cmd: list[str],
+    seed: int,
+    keep: bool,
+    repeat: int = 1,
+) -> dict[str, Any]:
+    """Generate one data set and time ds and the peers on it."""
+    root = work / label
+    src = root / "src"
+    root.mkdir(parents=True)
+    t0 = time.perf_counter()
+    info = make(src)
+    gen_s = time.perf_counter() - t0
+    runner.log(f"[{label}] generated {info.files} files, {info.bytes / MIB:.1f} MiB "
+               f"in {gen_s:.1f}s")
+    res: dict[str, Any] = {"dataset": info.to_dict(), "generate_s": gen_s, "notes": []}
+    notes: list[str] = res["notes"]
+    data_bytes = info.bytes
+
+    # ---------------- peers on the pristine data ----------------
+    peers: dict[str, Any] = {}
+
+    def cp_once() -> Measurement:
+        m = runner.run("cp -r", ["cp", "-r", str(src), str(root / "cp")], root, dataset=label)
+        shutil.rmtree(root / "cp", ignore_errors=True)
+        return m
+
+    cp_m, peers["cp_r"] = median_of(repeat, cp_once)
+
+    tar_out = root / "peer.tar.zst"
+    if shutil.which("zstd") and shutil.which("tar"):
+        script = f"tar -cf - . | zstd -T0 -3 > {shlex.quote(str(tar_out))}"
+        tar_bytes: list[int | None] = []
+
+        def tar_once() -> Measurement:
+            m = runner.run("tar | zstd -3", ["sh", "-c", script], src, dataset=label)
+            tar_bytes.append(tar_out.stat().st_size if tar_out.exists() else None)
+            tar_out.unlink(missing_ok=True)
+            return m
+
+        tar_m, peers["tar_zstd"] = median_of(repeat, tar_once)
+        peers["tar_zstd"]["output_bytes"] = tar_bytes[-1]
+    else:
+        tar_m = None
+        peers["tar_zstd"] = None
+        notes.append("tar | zstd skipped: zstd (or tar) binary not found")
+        runner.log(f"  [{label}] tar | zstd skipped (zstd not found)")
+
+    # ---------------- copies for ds and git ----------------
+    ds_dir = root / "ds"
+    git_dir = root / "git"
+    shutil.copytree(src, ds_dir, symlinks=True)
+    shutil.copytree(src, git_dir, symlinks=True)
+    if not keep:
+        shutil.rmtree(src)
+
+    # ---------------- ds ----------------
+    ds: dict[str, Any] = {}
+
+    def dsr(name: str, *args: str, cwd: Path = ds_dir) -> Measurement:
+        m = runner.run(name, [*ds_cmd, *args], cwd, dataset=label)
+        ds[name] = m.to_dict()
+        return m
+
+    dsr("ds init", "init")
+    add1 = dsr("ds add (v1)", "add", ".")
+    com1 = dsr("ds commit (v1)", "commit", "-m", "v1")
+    ds["add_commit_v1"] = combine("ds add+commit (v1)", [add1, com1])
+    dsr("ds status (no-op, 1st)", "status")
+    st_noop = dsr("ds status (no-op)", "status")
+    ds["store_v1"] = du(ds_dir / STORE_DIR)
+
+    change = apply_changes(ds_dir, seed)
+    dsr("ds status (changed)", "status")
+    add2 = dsr("ds add (v2)", "add", ".")
+    com2 = dsr("ds commit (v2)", "commit", "-m", "v2")
+    ds["add_commit_v2"] = combine("ds add+commit (v2)", [add2, com2])
+    ds["store_v2"] = du(ds_dir / STORE_DIR)
+    ds["store_growth_disk_bytes"] = ds["store_v2"]["disk_bytes"] - ds["store_v1"]["disk_bytes"]
+    ds["store_growth_apparent_bytes"] = (
+        ds["store_v2"]["apparent_bytes"] - ds["store_v1"]["apparent_bytes"])
+
+    diff_m = dsr("ds diff --json", "diff", "HEAD~1", "HEAD", "--json")
+    ds["diff_json_valid"] = None
+    if diff_m.ok:
+        try:
+            json.loads(Path(diff_m.stdout_file or "").read_text() or "null")
+            ds["diff_json_valid"] = True
+        except (OSError, ValueError):
+            ds["diff_json_valid"] = False
+            notes.append("ds diff --json output is not valid JSON")
+
+    get_dir = root / "ds-get"
+    get_m = dsr("ds get", "get", "HEAD", str(get_dir))
+    ds["get_matches_worktree"] = None
+    if get_m.ok:
+        same = get_dir.is_dir() and tree_digest(get_dir) == tree_digest(ds_dir)
+        ds["get_matches_worktree"] = same
+        if not same:
+            notes.append("ds get HEAD output differs from the committed work tree")
+    shutil.rmtree(get_dir, ignore_errors=True)
+
+    # ---------------- git ----------------
+    git: dict[str, Any] = {}
+    git_env = dict(os.environ, GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull,
+                   LC_ALL="C")
+
+    def gitr(name: str, *args: str) -> Measurement:
+        m = runner.run(name, ["git", *GIT_FLAGS, *args], git_dir, env=git_env, dataset=label)
+        git[name] = m.to_dict()
+        return m
+
+    gitr("git init", "init", "-q")
+    gadd1 = gitr("git add -A (v1)", "add", "-A")
+    gcom1 = gitr("git commit (v1)", "commit", "-q", "-m", "v1")
+    git["add_commit_v1"] = combine("git add+commit (v1)", [gadd1, gcom1])
+    gitr("git status (no-op, 1st)", "status")
+    g_noop = gitr("git status (no-op)", "status")
+    git["repo_v1"] = du(git_dir / ".git")
+    g_change = apply_changes(git_dir, seed)
+    if g_change.to_dict() != change.to_dict():
+        notes.append("change set differed between the ds and git copies")
+    gitr("git status (changed)", "status")
+    gadd2 = gitr("git add -A (v2)", "add", "-A")
+    gcom2 = gitr("git commit (v2)", "commit", "-q", "-m", "v2")
+    git["add_commit_v2"] = combine("git add+commit (v2)", [gadd2, gcom2])
+    git["repo_v2"] = du(git_dir / ".git")
+    git["repo_growth_disk_bytes"] = git["repo_v2"]["disk_bytes"] - git["repo_v1"]["disk_bytes"]
+    peers["git"] = git
+
+    if not keep:
+        shutil.rmtree(root, ignore_errors=True)
+
+    res["change"] = change.to_dict()
+    res["ds"] = ds
+    res["peers"] = peers
+    res["ratios"] = compute_ratios(ds, peers, change, data_bytes, cp_m, tar_m,
+                                   st_noop, g_noop)
+    return res
+
+
+def compute_ratios(
+    ds: dict[str, Any],
+    peers: dict[str, Any],
+    change: ChangeStats,
+    data_bytes: int,
+    cp_m: Measurement,
+    tar_m: Measurement | None,
+    st_noop: Measurement,
+    g_noop: Measurement,
+) -> dict[str, Any]:
+    git = peers["git"]
+    ds_ac1 = _wall(ds["add_commit_v1"])
+    ds_ac2 = _wall(ds["add_commit_v2"])
+    get_wall = ds["ds get"]["wall_s"] if ds["ds get"]["ok"] else None
+    ds_ok = ds["add_commit_v1"]["ok"] and ds["add_commit_v2"]["ok"]
+    growth = ds["store_growth_disk_bytes"] if ds_ok else None
+    growth_app = ds["store_growth_apparent_bytes"] if ds_ok else None
+    store1 = ds["store_v1"]["disk_bytes"] if ds["add_commit_v1"]["ok"] else None
+    ds_tput = _ratio(float(data_bytes), ds_ac1)
+    tar_tput = _ratio(float(data_bytes), _wall(tar_m))
+    tar_bytes = (peers["tar_zstd"] or {}).get("output_bytes")
+    return {
+        "ds_add_commit_over_cp_r": _ratio(ds_ac1, _wall(cp_m)),
+        "ds_add_commit_over_git_add_commit": _ratio(ds_ac1, _wall(git["add_commit_v1"])),
+        "ds_add_commit_v2_over_git_v2": _ratio(ds_ac2, _wall(git["add_commit_v2"])),
+        "ds_status_over_git_status": _ratio(_wall(st_noop), _wall(g_noop)),
+        "ds_get_over_cp_r": _ratio(get_wall, _wall(cp_m)),
+        "ds_add_commit_mib_s": _ratio(ds_tput, float(MIB)),
+        "tar_zstd_mib_s": _ratio(tar_tput, float(MIB)),
+        "ds_throughput_over_tar_zstd": _ratio(ds_tput, tar_tput),
+        "store_growth_over_bytes_changed": _ratio(growth, change.bytes_changed),
+        "store_growth_apparent_over_bytes_changed": _ratio(growth_app, change.bytes_changed),
+        "store_growth_over_bytes_touched": _ratio(growth, change.bytes_touched),
+        "git_growth_over_bytes_changed": _ratio(git["repo_growth_disk_bytes"],
+                                                change.bytes_changed),
+        "store_v1_over_data": _ratio(store1, data_bytes),
+        "git_repo_v1_over_data": _ratio(git["repo_v1"]["disk_bytes"], data_bytes),
+        "tar_zstd_over_data": _ratio(tar_bytes, data_bytes),
+    }
+
+
+# --------------------------------------------------------------------------
+# Markdown
+# --------------------------------------------------------------------------
+
+
+def _f(x: float | None, fmt: str = "{:.3f}") -> str:
+    return "n/a" if x is None else fmt.format(x)
+
+
+def _mib(n: int | None) -> str:
+    return "n/a" if n is None else f"{n / MIB:.2f}"
+
+
+RATIO_LABELS = [
+    ("ds_add_commit_over_cp_r", "ds add+commit / cp -r (wall)"),
+    ("ds_add_commit_over_git_add_commit", "ds add+commit / git add+commit (v1, wall)"),
+    ("ds_add_commit_v2_over_git_v2", "ds add+commit / git add+commit (v2, wall)"),
+    ("ds_status_over_git_status", "ds status / git status (no-op, wall)"),
+    ("ds_get_over_cp_r", "ds get / cp -r (wall)"),
+    ("ds_add_commit_mib_s", "ds add+commit throughput (MiB/s)"),
+    ("tar_zstd_mib_s", "tar \\| zstd -3 throughput (MiB/s)"),
+    ("ds_throughput_over_tar_zstd", "ds add+commit throughput / tar \\| zstd throughput"),
+    ("store_growth_over_bytes_changed", "store growth (du) / bytes changed"),
+    ("store_growth_apparent_over_bytes_changed", "store growth (apparent) / bytes changed"),
+    ("store_growth_over_bytes_touched", "store growth (du) / bytes of touched files"),
+    ("git_growth_over_bytes_changed", "git .git growth (du) / bytes changed"),
+    ("store_v1_over_data", "store v1 (du) / data bytes"),
+    ("git_repo_v1_over_data", ".git v1 (du) / data bytes"),
+    ("tar_zstd_over_data", "tar.zst / data bytes"),
+]
+
+
+def _row(tool: str, m: dict[str, Any] | None) -> str:
+    if m is None:
+        return f"| {tool} | skipped | | | |"
+    status = "ok" if m["ok"] else "**FAILED**"
+    return (f"| {tool} | {m['wall_s']:.3f} | {m['cpu_s']:.3f} | "
+            f"{m['maxrss_kib'] / 1024:.1f} | {status} |")
+
+
+def to_markdown(results: dict[str, Any]) -> str:
+    mi = results["machine"]
+    cfg = results["config"]
+    lines = [
+        "# objstore benchmark results",
+        "",
+        f"- date: {mi['date']}",
+        f"- machine: nproc {mi['nproc']}, {mi['cpu_model'] or 'unknown CPU'}, "
+        f"{mi['mem_total_mib']} MiB RAM, {mi['platform']}",
+        f"- python {mi['python']}; {mi['git'] or 'git: n/a'}; "
+        f"{(mi['zstd'] or 'zstd: n/a').strip('* ')}",
+        f"- ds command: `{shlex.join(mi['ds_cmd'])}` ({mi['ds_version'] or 'version n/a'})",
+        f"- scale: {'quick' if cfg['quick'] else 'full'}; S = {cfg['small_files']} files, "
+        f"L = 2 x {cfg['large_mib']} MiB; seed {cfg['seed']}; total run "
+        f"{results['total_wall_s']:.1f}s",
+        "- timings: warm page cache, one run each; CPU = user+sys of the command and "
+        "its children; RSS = peak of the largest process "
+        f"({mi.get('rss_method', 'n/a')})",
+        "",
+    ]
+    for label, res in results["datasets"].items():
+        d = res["dataset"]
+        ch = res["change"]
+        ds = res["ds"]
+        peers = res["peers"]
+        git = peers["git"]
+        lines += [
+            f"## {label}: {d['files']} files, {d['bytes'] / MIB:.1f} MiB",
+            "",
+            f"Change set: {ch['modified_files']} modified, {ch['added_files']} added, "
+            f"{ch['removed_files']} removed; bytes changed {ch['bytes_changed']}, "
+            f"bytes of touched files {ch['bytes_touched']}.",
+            "",
+            "| step | wall s | CPU s | peak RSS MiB | status |",
+            "| --- | ---: | ---: | ---: | --- |",
+            _row("ds init", ds.get("ds init")),
+            _row("ds add+commit (v1)", ds.get("add_commit_v1")),
+            _row("ds status (no-op, 2nd run)", ds.get("ds status (no-op)")),
+            _row("ds status (after change)", ds.get("ds status (changed)")),
+            _row("ds add+commit (v2)", ds.get("add_commit_v2")),
+            _row("ds diff HEAD~1 HEAD --json", ds.get("ds diff --json")),
+            _row("ds get HEAD", ds.get("ds get")),
+            _row("cp -r", peers.get("cp_r")),
+            _row("tar \\| zstd -T0 -3", peers.get("tar_zstd")),
+            _row("git add+commit (v1)", git.get("add_commit_v1")),
+            _row("git status (no-op, 2nd run)", git.get("git status (no-op)")),
+            _row("git status (after change)", git.get("git status (changed)")),
+            _row("git add+commit (v2)", git.get("add_commit_v2")),
+            "",
+            "| size | MiB |",
+            "| --- | ---: |",
+            f"| data | {_mib(d['bytes'])} |",
+            f"| .dsstore after v1 (du / apparent) | {_mib(ds['store_v1']['disk_bytes'])} / "
+            f"{_mib(ds['store_v1']['apparent_bytes'])} |",
+            f"| .dsstore after v2 (du / apparent) | {_mib(ds['store_v2']['disk_bytes'])} / "
+            f"{_mib(ds['store_v2']['apparent_bytes'])} |",
+            f"| .dsstore growth (du / apparent) | {_mib(ds['store_growth_disk_bytes'])} / "
+            f"{_mib(ds['store_growth_apparent_bytes'])} |",
+            f"| .git after v1 / v2 (du) | {_mib(git['repo_v1']['disk_bytes'])} / "
+            f"{_mib(git['repo_v2']['disk_bytes'])} |",
+            f"| tar.zst | {_mib((peers.get('tar_zstd') or {}).get('output_bytes'))} |",
+            "",
+            "| ratio | value |",
+            "| --- | ---: |",
+        ]
+        for key, text in RATIO_LABELS:
+            lines.append(f"| {text} | {_f(res['ratios'].get(key))} |")
+        checks = []
+        if ds.get("diff_json_valid") is not None:
+            checks.append(f"diff --json valid JSON: {ds['diff_json_valid']}")
+        if ds.get("get_matches_worktree") is not None:
+            checks.append(f"ds get output == committed tree: {ds['get_matches_worktree']}")
+        lines += [""] + [f"- {c}" for c in checks] + [f"- note: {n}" for n in res["notes"]]
+        lines.append("")
+    if results["errors"]:
+        lines += ["## Failures", ""]
+        for e in results["errors"]:
+            err = (e["error"] or "").replace("\n", " ")[:500]
+            lines.append(f"- **{e['dataset']} / {e['step']}** (`{shlex.join(e['cmd'])}`): {err}")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.run",
+                                description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true",
+                   help=f"{QUICK_SMALL_FILES} small files, 2 x {QUICK_LARGE_MIB} MiB large")
+    p.add_argument("--small-files", type=int, default=None)
+    p.add_argument("--large-mib", type=int, default=None)
+    p.add_argument("--out", default=str(HERE / "results.json"))
+    p.add_argument("--md", default=str(HERE / "RESULTS.md"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sets", default="S,L", help="comma list of data sets (S, L)")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="per-command timeout in seconds (default 600, quick 120)")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="runs of the stateless peers (cp -r, tar|zstd); median kept")
+    p.add_argument("--workdir", default=None, help="parent of the temp dir (default $TMPDIR)")
+    p.add_argument("--keep", action="store_true", help="keep the temp dir and logs")
+    a = p.parse_args(argv)
+
+    small_files = a.small_files or (QUICK_SMALL_FILES if a.quick else DEFAULT_SMALL_FILES)
+    large_mib = a.large_mib or (QUICK_LARGE_MIB if a.quick else DEFAULT_LARGE_MIB)
+    timeout = a.timeout or (120.0 if a.quick else 600.0)
+    ds_cmd = shlex.split(os.environ.get("DS_CMD", "ds")) or ["ds"]
+    sets = [s.strip().upper() for s in a.sets.split(",") if s.strip()]
+
+    t_start = time.perf_counter()
+    work = Path(tempfile.mkdtemp(prefix="objstore-bench-", dir=a.workdir)).resolve()
+    log_dir = work / "logs"
+    log_dir.mkdir()
+    helper, rss_method = build_rusage_helper(work)
+    runner = Runner(log_dir, timeout, helper)
+    runner.log(f"work dir {work}; ds = {shlex.join(ds_cmd)}; rusage: {rss_method}")
+    results: dict[str, Any] = {
+        "schema": 1,
+        "machine": {**machine_info(ds_cmd, work), "rss_method": rss_method},
+        "config": {"quick": a.quick, "small_files": small_files, "large_mib": large_mib,
+                   "seed": a.seed, "timeout_s": timeout, "sets": sets,
+                   "repeat": a.repeat},
+        "datasets": {},
+        "errors": runner.errors,
+    }
+    makers = {
+        "S": lambda d: generate_small(d, n_files=small_files, seed=a.seed),
+        "L": lambda d: generate_large(d, size=large_mib * MIB, seed=a.seed),
+    }
+    for label in sets:
+        if label not in makers:
+            p.error(f"unknown data set {label!r}")
+        try:
+            results["datasets"][label] = bench_dataset(
+                label, work, makers[label], runner, ds_cmd, a.seed, a.keep, a.repeat)
+        except Exception as exc:  # keep going: the other set may still run
+            text = "".join(traceback.format_exception(exc))
+            runner.log(f"[{label}] harness error: {exc!r}")
+            runner.errors.append({"dataset": label, "step": "harness", "cmd": [],
+                                  "error": text[-ERROR_TAIL:]})
+    results["total_wall_s"] = time.perf_counter() - t_start
+    if a.keep:
+        results["workdir"] = str(work)
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    md = Path(a.md)
+    md.parent.mkdir(parents=True, exist_ok=True)
+    md.write_text(to_markdown(results))
+    runner.log(f"wrote {out} and {md} in {results['total_wall_s']:.1f}s; "
+               f"{len(runner.errors)} failed step(s)")
+    return 1 if runner.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

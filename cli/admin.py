@@ -1,0 +1,49 @@
+"""Keeping a store healthy: fsck and gc."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .app import JsonOpt, app, err, open_store, out_json
+
+
+@app.command()
+def fsck(
+    read_data: Annotated[bool, typer.Option("--read-data", help="Also read and verify every chunk.")] = False,
+    repair: Annotated[bool, typer.Option("--repair", help="Rebuild the index from the packs.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Verify the store: refs, versions, folders, index, packs (and data)."""
+    from objstore.maintenance import fsck as do_fsck
+
+    report = do_fsck(open_store(), read_data=read_data, repair=repair)
+    if as_json:
+        out_json(report.as_json())
+    else:
+        for p in report.problems:
+            err(f"problem: {p}")
+        typer.echo(f"{report.commits} versions, {report.trees} folders, {report.chunks} chunks, "
+                   f"{report.packs} packs checked" +
+                   (f", {report.bytes_verified} bytes verified" if read_data else "") +
+                   (": OK" if report.ok else f": {len(report.problems)} problem(s)"))
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def gc(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be freed.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete chunks no version refers to any more."""
+    from objstore.maintenance import gc as do_gc
+
+    report = do_gc(open_store(), dry_run=dry_run)
+    if as_json:
+        out_json(report.as_json())
+        return
+    verb = "would free" if dry_run else "freed"
+    err(f"gc {verb} {report.bytes_freed} bytes: {report.packs_deleted} pack(s) deleted, "
+        f"{report.packs_rewritten} rewritten, {report.chunks_dropped} chunk(s) dropped")

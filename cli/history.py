@@ -1,0 +1,126 @@
+"""Looking at versions: log, show, diff, tag, squash."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .app import JsonOpt, app, err, open_store, out_json
+
+
+@app.command()
+def log(
+    rev: Annotated[str, typer.Argument(help="Start from this version.")] = "HEAD",
+    as_json: JsonOpt = False,
+    graph: Annotated[bool, typer.Option("--graph", help="Draw the lineage graph.")] = False,
+    limit: Annotated[int | None, typer.Option("-n", help="Show at most N versions.")] = None,
+) -> None:
+    """Versions, newest first."""
+    store = open_store()
+    entries = store.log(rev, limit)
+    if as_json:
+        out_json([e.as_json() for e in entries])
+        return
+    tags: dict[str, list[str]] = {}
+    for name, cid in store.meta.tags().items():
+        tags.setdefault(cid, []).append(name)
+    if graph:
+        from .graph import draw
+
+        for line in draw(entries, tags):
+            typer.echo(line)
+        return
+    for e in entries:
+        names = f" ({', '.join(sorted(tags[e.id]))})" if e.id in tags else ""
+        typer.echo(f"{e.id[:12]}{names}  {e.created}  {e.author}\n    {e.message}\n")
+
+
+@app.command()
+def show(rev: Annotated[str, typer.Argument(help="Version to describe.")] = "HEAD",
+         as_json: JsonOpt = False) -> None:
+    """One version: its id, parents, message and what it changed."""
+    from objstore.diff import diff_trees
+
+    store = open_store()
+    info = store.info(rev)
+    parent_tree = store.meta.tree_of(info.parents[0]) if info.parents else None
+    d = diff_trees(store.meta, parent_tree, store.meta.tree_of(info.id))
+    files = sum(1 for _ in store.meta.walk(store.meta.tree_of(info.id)))
+    if as_json:
+        out_json(info.as_json() | {"files": files, "changes": d.as_json(), "stat": d.stat()})
+        return
+    typer.echo(f"version {info.id}\nparents {' '.join(info.parents) or '-'}\n"
+               f"created {info.created}\nauthor  {info.author}\nfiles   {files}\n\n    {info.message}\n")
+    _print_diff(d.as_json())
+
+
+def _print_diff(data: dict) -> None:
+    for key, mark in (("added", "A"), ("modified", "M"), ("removed", "D")):
+        for p in data[key]:
+            typer.echo(f"{mark}  {p}")
+    for r in data["renamed"]:
+        typer.echo(f"R  {r['from']} -> {r['to']}")
+
+
+@app.command()
+def diff(
+    a: Annotated[str | None, typer.Argument(help="Old version (default: latest).")] = None,
+    b: Annotated[str | None, typer.Argument(help="New version (default: the working folder).")] = None,
+    as_json: JsonOpt = False,
+    stat: Annotated[bool, typer.Option("--stat", help="Counts and bytes only.")] = False,
+) -> None:
+    """Compare two versions, or a version with the working folder."""
+    from objstore.diff import diff_trees
+    from objstore.worktree import worktree_diff
+
+    store = open_store()
+    if b is None:
+        base = store.tree(a) if a else None
+        d, _, _ = worktree_diff(store, base)
+        d.find_renames()
+    else:
+        d = diff_trees(store.meta, store.tree(a or "HEAD"), store.tree(b))
+    data = d.stat() if stat else d.as_json()
+    if as_json:
+        out_json(data)
+    elif stat:
+        typer.echo(", ".join(f"{v} {k.replace('_', ' ')}" for k, v in data.items()))
+    else:
+        _print_diff(data)
+
+
+@app.command()
+def tag(
+    name: Annotated[str | None, typer.Argument(help="Tag name (omit to list tags).")] = None,
+    rev: Annotated[str, typer.Argument(help="Version to tag.")] = "HEAD",
+    force: Annotated[bool, typer.Option("--force", "-f", help="Move an existing tag.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Name a version (or list the names)."""
+    store = open_store()
+    if name is None:
+        tags = store.meta.tags()
+        if as_json:
+            out_json(tags)
+        for t in sorted(tags):
+            if not as_json:
+                typer.echo(f"{t}\t{tags[t]}")
+        return
+    cid = store.tag(name, rev, force)
+    err(f"Tagged {cid[:12]} as {name}")
+
+
+@app.command()
+def squash(
+    revs: Annotated[list[str], typer.Argument(help="Versions to merge, oldest first.")],
+    message: Annotated[str, typer.Option("-m", "--message", help="Message of the new version.")],
+    branch: Annotated[str | None, typer.Option("--branch", help="Put it on this branch instead of "
+                                                "moving the current one.")] = None,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Discard uncommitted changes.")] = False,
+) -> None:
+    """Replace a lineage by one new root version with the merged content."""
+    from objstore.squash import squash as do_squash
+
+    info = do_squash(open_store(), revs, message, branch=branch, force=force)
+    typer.echo(info.id)

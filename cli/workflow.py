@@ -1,0 +1,145 @@
+"""Everyday commands: init, add, rm, status, commit, checkout, get."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .app import JsonOpt, QuietOpt, app, cwd, err, open_store, out_json, progress
+
+
+@app.command()
+def init(
+    directory: Annotated[str, typer.Argument(help="Folder to version (created if missing).")] = ".",
+    hash: Annotated[str, typer.Option("--hash", help="Content hash: xxh3-128 (fast) or blake3.")] = "xxh3-128",
+) -> None:
+    """Create DIR/.dsstore: an empty store for the folder."""
+    import os
+
+    from objstore.store import Store
+
+    store = Store.init(os.path.join(cwd(), directory), hash=hash)
+    err(f"Initialized empty store in {store.path} ({store.config.hash})")
+
+
+@app.command()
+def add(
+    paths: Annotated[list[str], typer.Argument(help="Files or folders to stage (folders recurse).")],
+    quiet: QuietOpt = False,
+) -> None:
+    """Stage files for the next commit; removals of tracked files under a folder too."""
+    from objstore.worktree import add as do_add
+
+    store = open_store()
+    with progress("adding", quiet) as cb:
+        report = do_add(store, paths, cb, cwd=cwd())
+    for a, b in report.case_collisions:
+        err(f"Warning: {a} and {b} differ only in case; they collide on case-insensitive disks")
+    for p in report.skipped:
+        err(f"Warning: skipped {p}: not a regular file, folder or link")
+    if not quiet:
+        err(f"Staged {report.staged} file(s), {report.removed} removal(s); "
+            f"{report.bytes_new} new bytes stored")
+
+
+@app.command()
+def rm(
+    paths: Annotated[list[str], typer.Argument(help="Files or folders to stop versioning.")],
+    keep: Annotated[bool, typer.Option("--keep", help="Leave the files in the working folder.")] = False,
+) -> None:
+    """Stage the removal of files or folders (and delete them unless --keep)."""
+    from objstore.worktree import rm as do_rm
+
+    removed = do_rm(open_store(), paths, keep=keep, cwd=cwd())
+    err(f"Removed {len(removed)} file(s) from the next version")
+
+
+@app.command()
+def status(as_json: JsonOpt = False) -> None:
+    """The working folder against the latest version, and what is staged."""
+    from objstore.worktree import status as do_status
+
+    st = do_status(open_store())
+    if as_json:
+        out_json(st.as_json())
+        return
+    staged = st.staged.as_json()
+    if any(staged.values()):
+        typer.echo("Staged for the next commit:")
+        for key in ("added", "modified", "removed"):
+            for p in staged[key]:
+                typer.echo(f"  {key:9} {p}")
+        for r in staged["renamed"]:
+            typer.echo(f"  renamed   {r['from']} -> {r['to']}")
+    changes = [("added", st.added), ("modified", st.modified), ("removed", st.removed)]
+    if any(v for _, v in changes):
+        typer.echo("Working folder against the latest version:")
+        for key, paths in changes:
+            for p in paths:
+                typer.echo(f"  {key:9} {p}")
+    if st.clean:
+        typer.echo("Nothing changed.")
+
+
+@app.command()
+def commit(
+    message: Annotated[str, typer.Option("-m", "--message", help="What this version is.")],
+    all_: Annotated[bool, typer.Option("-a", "--all", help="Stage every change first.")] = False,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Record the staged files as a new version."""
+    from objstore.worktree import add as do_add
+
+    store = open_store()
+    if all_:
+        with progress("adding", quiet) as cb:
+            do_add(store, [str(store.worktree)], cb)
+    info = store.commit(message)
+    if as_json:
+        out_json(info.as_json())
+    else:
+        typer.echo(info.id)
+
+
+@app.command()
+def checkout(
+    rev: Annotated[str, typer.Argument(help="Version: id or prefix, tag, branch, HEAD~N.")],
+    paths: Annotated[list[str] | None, typer.Argument(help="Only restore these paths.")] = None,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Discard uncommitted changes.")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Set the working folder (or some paths) to a version."""
+    from objstore.worktree import checkout as do_checkout
+
+    store = open_store()
+    with progress("writing", quiet) as cb:
+        report = do_checkout(store, rev, paths or None, force=force, progress=cb, cwd=cwd())
+    for p in report.links_refused:
+        err(f"Warning: link {p} points outside the folder; not created")
+    if not quiet:
+        err(f"Checked out {rev} ({len(report.written)} file(s) written)")
+
+
+@app.command()
+def get(
+    rev: Annotated[str, typer.Argument(help="Version to copy.")],
+    directory: Annotated[str, typer.Argument(help="Destination folder (new or empty).")],
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty folder.")] = False,
+    include: Annotated[list[str] | None, typer.Option("--include", help="Only paths matching GLOB.")] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Copy a version into a folder as plain, writable files."""
+    import os
+
+    from objstore.copy import get_copy
+
+    store = open_store()
+    with progress("writing", quiet) as cb:
+        report = get_copy(store, rev, os.path.join(cwd(), directory), overwrite=overwrite,
+                          include=include, progress=cb)
+    for p in report.links_refused:
+        err(f"Warning: link {p} points outside the folder; not created")
+    if not quiet:
+        err(f"Wrote {len(report.written)} file(s) to {directory}")

@@ -1,0 +1,45 @@
+"""Content-defined chunk boundaries (FastCDC, via the Cython ``pyfastcdc``).
+
+Pure functions over buffers: no I/O. ``pyfastcdc`` was picked over ``fastcdc`` by
+measurement (``benchmarks/chunkers.py``). Boundaries depend on content only, so an
+insertion in the middle of a large file changes one or two chunks, not all that follow.
+A buffer shorter than ``min_size`` is one chunk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from pyfastcdc import FastCDC
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ChunkParams:
+    avg_size: int = 1 * MiB
+    min_size: int = 256 * 1024
+    max_size: int = 4 * MiB
+
+
+_CUTTERS: dict[ChunkParams, FastCDC] = {}
+
+
+def _cutter(params: ChunkParams) -> FastCDC:
+    cutter = _CUTTERS.get(params)
+    if cutter is None:
+        cutter = FastCDC(params.avg_size, min_size=params.min_size, max_size=params.max_size)
+        _CUTTERS[params] = cutter
+    return cutter
+
+
+def cut(buf: bytes | memoryview, params: ChunkParams) -> Iterator[memoryview]:
+    """Yield consecutive chunk views covering ``buf`` exactly."""
+    view = memoryview(buf)
+    if len(view) <= params.min_size:
+        if len(view):
+            yield view
+        return
+    for chunk in _cutter(params).cut_buf(view):
+        yield chunk.data

@@ -1,0 +1,130 @@
+"""Chunk storage for one store: packs plus their index, behind put/has/get.
+
+Writes go through a session: chunks are appended to the current pack, packs roll over
+at the target size, and ``flush`` makes them durable and publishes one index fragment
+for all of them. Only then may metadata that names these chunks be written (a reader
+must never see a version whose bytes are missing).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+from .errors import CorruptObject
+from .hashing import HashAlgo
+from .index import ChunkIndex, Location
+from .packs import PackEntry, PackReader, PackWriter, decode_chunk, pack_path
+
+
+class ChunkStore:
+    def __init__(self, root: Path, algo: HashAlgo, pack_target: int = 64 * 1024 * 1024):
+        self.root = root
+        self.algo = algo
+        self.pack_target = pack_target
+        self.packs_dir = root / "packs"
+        self.index = ChunkIndex(root / "index", algo)
+        self._pending: dict[bytes, Location] = {}
+        self._written: list[tuple[bytes, Location]] = []
+        self._writer: PackWriter | None = None
+        self._writer_entries: dict[bytes, PackEntry] = {}
+        self._readers: dict[str, PackReader] = {}
+        self._lock = threading.Lock()
+
+    # -- queries ---------------------------------------------------------------------
+    def has(self, chunk_id: bytes) -> bool:
+        return (
+            chunk_id in self._writer_entries
+            or chunk_id in self._pending
+            or self.index.lookup(chunk_id) is not None
+        )
+
+    def locate(self, chunk_id: bytes) -> Location | None:
+        return self._pending.get(chunk_id) or self.index.lookup(chunk_id)
+
+    def get(self, chunk_id: bytes) -> bytes:
+        """The chunk's bytes, verified against its id."""
+        loc = self.locate(chunk_id)
+        if loc is None:
+            raise CorruptObject(
+                f"chunk {chunk_id.hex()} is missing from the store; run `ds fsck` "
+                "(and fetch it from a remote if you have one)"
+            )
+        return self.read_at(chunk_id, loc)
+
+    def read_at(self, chunk_id: bytes, loc: Location) -> bytes:
+        reader = self._reader(loc.pack)
+        stored = reader.read(loc.offset, loc.stored_len)
+        entry = PackEntry(chunk_id, loc.offset, loc.stored_len, loc.raw_len, loc.flags)
+        return decode_chunk(stored, entry, self.algo, f"pack {loc.pack}")
+
+    def _reader(self, pack_hex: str) -> PackReader:
+        reader = self._readers.get(pack_hex)
+        if reader is None:
+            with self._lock:
+                reader = self._readers.get(pack_hex)
+                if reader is None:
+                    path = pack_path(self.packs_dir, pack_hex)
+                    try:
+                        reader = PackReader(path)
+                    except FileNotFoundError:
+                        raise CorruptObject(
+                            f"pack {pack_hex} is named by the index but missing; "
+                            "run `ds fsck --repair`"
+                        ) from None
+                    self._readers[pack_hex] = reader
+        return reader
+
+    # -- writes ----------------------------------------------------------------------
+    def put_encoded(self, chunk_id: bytes, stored: bytes | memoryview, raw_len: int, flags: int) -> bool:
+        """Append an encoded chunk unless the store has it; True when written."""
+        if self.has(chunk_id):
+            return False
+        if self._writer is None:
+            self._writer = PackWriter(self.packs_dir, self.algo)
+        self._writer.add(chunk_id, stored, raw_len, flags)
+        self._writer_entries[chunk_id] = PackEntry(chunk_id, 0, 0, raw_len, flags)
+        if self._writer.size >= self.pack_target:
+            self._roll()
+        return True
+
+    def _roll(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return
+        self._writer_entries = {}
+        if not len(writer):
+            writer.abort()
+            return
+        pack_hex, entries = writer.finish()
+        for e in entries:
+            loc = Location(pack_hex, e.offset, e.stored_len, e.raw_len, e.flags)
+            self._pending[e.chunk_id] = loc
+            self._written.append((e.chunk_id, loc))
+
+    def flush(self) -> int:
+        """Make every chunk put so far durable and indexed; returns chunks published."""
+        self._roll()
+        written, self._written = self._written, []
+        if written:
+            self.index.write_fragment(written)
+            self.index.maybe_merge()
+        self._pending = {}
+        return len(written)
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.abort()
+            self._writer = None
+            self._writer_entries = {}
+
+    def add_index_entries(self, entries: Iterable[tuple[bytes, Location]]) -> None:
+        self.index.write_fragment(entries)
+
+    def close(self) -> None:
+        self.abort()
+        for r in self._readers.values():
+            r.close()
+        self._readers = {}
+        self.index.reload()

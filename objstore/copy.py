@@ -1,0 +1,84 @@
+"""``ds get``: a version as plain, writable files in a folder of the user's choice.
+
+The copy is built in a temp folder beside the destination and moved into place at the
+end, so a failure (a corrupt chunk, a full disk, Ctrl-C) leaves the destination as it
+was. A non-empty destination is refused unless ``overwrite``; then it is replaced whole.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pathspec
+
+from .errors import DsError, TargetNotEmpty
+from .materialize import Materializer, WriteReport
+from .paths import STORE_DIR
+from .store import Store
+
+
+def is_case_insensitive(folder: Path) -> bool:
+    probe = folder / f".ds-CaseProbe-{os.getpid()}"
+    probe.touch()
+    try:
+        return (folder / probe.name.lower()).exists()
+    finally:
+        probe.unlink()
+
+
+def case_collisions(paths: list[str]) -> list[tuple[str, str]]:
+    seen: dict[str, str] = {}
+    out = []
+    for p in sorted(paths):
+        key = p.casefold()
+        if key in seen:
+            out.append((seen[key], p))
+        else:
+            seen[key] = p
+    return out
+
+
+def get_copy(store: Store, rev: str, dest: str | os.PathLike[str], overwrite: bool = False,
+             include: list[str] | None = None,
+             progress: Callable[[int, int], None] | None = None) -> WriteReport:
+    cid = store.resolve(rev)
+    dest = Path(os.path.abspath(dest))
+    if dest.is_symlink():
+        raise DsError(f"{dest} is a symbolic link; give a real folder as the destination")
+    if dest.exists() and not dest.is_dir():
+        raise DsError(f"{dest} exists and is not a folder")
+    store_path = store.path.resolve()
+    if dest.exists() and (store_path == dest.resolve() / STORE_DIR
+                          or dest.resolve() in store_path.parents or (dest / STORE_DIR).exists()):
+        raise DsError(f"{dest} holds a store; use `ds checkout` to change a working folder")
+    non_empty = dest.exists() and any(os.scandir(dest))
+    if non_empty and not overwrite:
+        raise TargetNotEmpty(f"{dest} is not empty; pass --overwrite to replace its content")
+    items = list(store.meta.walk(store.meta.tree_of(cid)))
+    if include:
+        spec = pathspec.PathSpec.from_lines("gitwildmatch", include)
+        items = [(p, e) for p, e in items if spec.match_file(p)]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.parent / f".{dest.name}.ds-get-{os.getpid()}"
+    tmp.mkdir()
+    try:
+        collisions = case_collisions([p for p, _ in items])
+        if collisions and is_case_insensitive(tmp):
+            a, b = collisions[0]
+            raise DsError(f"{a} and {b} differ only in case and this disk ignores case; "
+                          "use --include to take one of them, or a case-sensitive disk")
+        report = Materializer(str(tmp), store.chunks, progress=progress).write(items)
+        if non_empty:
+            old = dest.parent / f".{dest.name}.ds-old-{os.getpid()}"
+            os.replace(dest, old)
+            os.replace(tmp, dest)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, dest)  # onto a missing or empty folder: atomic
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return report

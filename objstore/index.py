@@ -1,0 +1,233 @@
+"""The chunk index: chunk id -> (pack, offset, stored length, raw length, flags).
+
+Written as immutable *fragments*, each named by its checksum, and read through ``mmap``
+so memory stays bounded at millions of chunks. Byte layout of a fragment
+(little-endian)::
+
+    header   8s magic b"DSIDX\\x00\\x00\\x01" | u8 hash code | u8 hash size | 2x
+             | u32 pack count | u64 entry count                              (24 bytes)
+    packs    pack count x pack id (hash size bytes; the pack's file name in hex)
+    fanout   256 x u32: number of ids whose first byte is <= i
+    ids      entry count x id, sorted ascending
+    locs     entry count x ( u32 pack no | u64 offset | u32 stored | u32 raw | u8 flags | 3x )
+    footer   16s xxh3-128 of everything above (the fragment's name is its hex)
+
+A lookup narrows by the fanout table, then binary-searches the ids in the map: about
+12 probes at a million chunks, no per-chunk Python object kept. Fragments are merged
+when there are more than ``MAX_FRAGMENTS`` so a lookup touches few files.
+"""
+
+from __future__ import annotations
+
+import heapq
+import mmap
+import os
+import struct
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import xxhash
+
+from .errors import FormatError
+from .fsutil import atomic_write
+from .hashing import HashAlgo, algo_by_code
+
+MAGIC = b"DSIDX\x00\x00\x01"
+HEADER = struct.Struct("<8sBB2xIQ")
+LOC = struct.Struct("<IQIIB3x")
+FANOUT = struct.Struct("<256I")
+CHECK = 16
+MAX_FRAGMENTS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    pack: str  # pack id, hex
+    offset: int
+    stored_len: int
+    raw_len: int
+    flags: int
+
+
+def encode_fragment(algo: HashAlgo, entries: Iterable[tuple[bytes, Location]]) -> bytes:
+    """Serialise (id, location) pairs; duplicate ids keep the first location."""
+    rows = sorted(entries, key=lambda r: r[0])
+    packs: dict[str, int] = {}
+    ids: list[bytes] = []
+    locs: list[bytes] = []
+    fan = [0] * 256
+    last = None
+    for chunk_id, loc in rows:
+        if chunk_id == last:
+            continue
+        if len(chunk_id) != algo.size:
+            raise FormatError(f"chunk id of {len(chunk_id)} bytes in a {algo.name} store")
+        last = chunk_id
+        pack_no = packs.setdefault(loc.pack, len(packs))
+        ids.append(chunk_id)
+        locs.append(LOC.pack(pack_no, loc.offset, loc.stored_len, loc.raw_len, loc.flags))
+        fan[chunk_id[0]] += 1
+    for i in range(1, 256):
+        fan[i] += fan[i - 1]
+    body = b"".join(
+        [
+            HEADER.pack(MAGIC, algo.code, algo.size, len(packs), len(ids)),
+            b"".join(bytes.fromhex(p) for p in packs),
+            FANOUT.pack(*fan),
+            b"".join(ids),
+            b"".join(locs),
+        ]
+    )
+    return body + xxhash.xxh3_128_digest(body)
+
+
+class Fragment:
+    """One index fragment, memory-mapped and checked on open."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        where = str(path)
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size < HEADER.size + FANOUT.size + CHECK:
+                raise FormatError(f"{where}: index fragment is truncated; run `ds fsck --repair`")
+            self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        mm = self._mm
+        if xxhash.xxh3_128_digest(memoryview(mm)[: size - CHECK]) != mm[size - CHECK :]:
+            raise FormatError(f"{where}: index fragment fails its checksum; run `ds fsck --repair`")
+        magic, code, hsize, npacks, count = HEADER.unpack_from(mm, 0)
+        if magic != MAGIC:
+            raise FormatError(f"{where}: not an index fragment (bad magic)")
+        self.algo = algo_by_code(code)
+        if hsize != self.algo.size:
+            raise FormatError(f"{where}: id size {hsize} does not match {self.algo.name}")
+        self.count = count
+        self.hsize = hsize
+        off = HEADER.size
+        self.packs = [mm[off + i * hsize : off + (i + 1) * hsize].hex() for i in range(npacks)]
+        off += npacks * hsize
+        self.fanout = FANOUT.unpack_from(mm, off)
+        off += FANOUT.size
+        self._ids = off
+        self._locs = off + count * hsize
+        if self._locs + count * LOC.size + CHECK != size or self.fanout[255] != count:
+            raise FormatError(f"{where}: index fragment sizes are inconsistent; run `ds fsck --repair`")
+
+    def _id_at(self, i: int) -> bytes:
+        base = self._ids + i * self.hsize
+        return self._mm[base : base + self.hsize]
+
+    def _loc_at(self, i: int) -> Location:
+        pack_no, offset, stored, raw, flags = LOC.unpack_from(self._mm, self._locs + i * LOC.size)
+        if pack_no >= len(self.packs):
+            raise FormatError(f"{self.path}: entry {i} names pack {pack_no} of {len(self.packs)}")
+        return Location(self.packs[pack_no], offset, stored, raw, flags)
+
+    def lookup(self, chunk_id: bytes) -> Location | None:
+        first = chunk_id[0]
+        lo = self.fanout[first - 1] if first else 0
+        hi = self.fanout[first]
+        while lo < hi:
+            mid = (lo + hi) // 2
+            got = self._id_at(mid)
+            if got < chunk_id:
+                lo = mid + 1
+            elif got > chunk_id:
+                hi = mid
+            else:
+                return self._loc_at(mid)
+        return None
+
+    def __iter__(self) -> Iterator[tuple[bytes, Location]]:
+        for i in range(self.count):
+            yield self._id_at(i), self._loc_at(i)
+
+    def close(self) -> None:
+        self._mm.close()
+
+
+class ChunkIndex:
+    """All fragments of one store, searched newest first."""
+
+    def __init__(self, folder: Path, algo: HashAlgo):
+        self.folder = folder
+        self.algo = algo
+        self._fragments: list[Fragment] | None = None
+
+    @property
+    def fragments(self) -> list[Fragment]:
+        if self._fragments is None:
+            self._fragments = self._load()
+        return self._fragments
+
+    def _load(self) -> list[Fragment]:
+        out = []
+        if not self.folder.is_dir():
+            return out
+        paths = sorted(self.folder.glob("*.idx"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+        for p in paths:
+            try:
+                frag = Fragment(p)
+            except FileNotFoundError:  # merged away by another process meanwhile
+                continue
+            if frag.algo is not self.algo:
+                raise FormatError(f"{p}: index fragment uses {frag.algo.name}, store uses {self.algo.name}")
+            out.append(frag)
+        return out
+
+    def reload(self) -> None:
+        if self._fragments is not None:
+            for f in self._fragments:
+                f.close()
+        self._fragments = None
+
+    def lookup(self, chunk_id: bytes) -> Location | None:
+        for frag in self.fragments:
+            loc = frag.lookup(chunk_id)
+            if loc is not None:
+                return loc
+        return None
+
+    def __iter__(self) -> Iterator[tuple[bytes, Location]]:
+        """Every (id, location), deduplicated, ascending by id."""
+        last = None
+        for chunk_id, loc in heapq.merge(*self.fragments, key=lambda r: r[0]):
+            if chunk_id != last:
+                last = chunk_id
+                yield chunk_id, loc
+
+    def __len__(self) -> int:
+        return sum(f.count for f in self.fragments)
+
+    def write_fragment(self, entries: Iterable[tuple[bytes, Location]]) -> Path:
+        """Publish a new fragment atomically; returns its path."""
+        data = encode_fragment(self.algo, entries)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"{data[-CHECK:].hex()}.idx"
+        if not path.exists():
+            atomic_write(path, data)
+        self.reload()
+        return path
+
+    def replace_all(self, entries: Iterable[tuple[bytes, Location]]) -> Path:
+        """Write one fragment holding ``entries`` and remove every other fragment.
+
+        Safe against readers: the new fragment is durable before any old one goes, and
+        a reader that lost a race simply reloads.
+        """
+        old = [f.path for f in self.fragments]
+        path = self.write_fragment(list(entries))
+        for p in old:
+            if p != path:
+                try:
+                    p.unlink()
+                except FileNotFoundError:
+                    pass
+        self.reload()
+        return path
+
+    def maybe_merge(self) -> None:
+        """Keep the fragment count small: merge every fragment into one past the limit."""
+        if len(self.fragments) > MAX_FRAGMENTS:
+            self.replace_all(list(self))

@@ -1,0 +1,148 @@
+"""Turning files into file entries and stored chunks.
+
+Per-file Python work dominates at 100k+ files, so reading, hashing and compressing run
+on a thread pool (xxhash, blake3 and zstd release the GIL) while one thread appends the
+encoded chunks to the pack in a fixed order. Large files are cut with FastCDC over an
+``mmap`` and their chunks encoded in parallel inside a bounded window, so memory stays
+bounded whatever the file size.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+from .chunking import ChunkParams, cut
+from .chunkstore import ChunkStore
+from .errors import DsError
+from .manifest import LINK, FileEntry
+from .scan import Stat
+
+Progress = Callable[[int, int], None]  # (files done, bytes done)
+Encoded = tuple[bytes, bytes | memoryview | None, int, int]  # id, stored (None: known), raw, flags
+
+
+@dataclass(frozen=True)
+class Job:
+    path: str  # store path
+    abspath: str
+    stat: Stat
+
+
+def default_workers() -> int:
+    return max(2, min(8, os.cpu_count() or 2))
+
+
+class Ingestor:
+    """Encodes files into ``chunks``; results come back as FileEntry per path."""
+
+    def __init__(self, chunks: ChunkStore, params: ChunkParams, level: int,
+                 workers: int | None = None, progress: Progress | None = None):
+        self.chunks = chunks
+        self.algo = chunks.algo
+        self.params = params
+        self.level = level
+        self.workers = workers or default_workers()
+        self.progress = progress
+        self.files_done = 0
+        self.bytes_done = 0
+        self.bytes_new = 0
+
+    def _encode(self, raw: bytes | memoryview) -> Encoded:
+        from .packs import encode_chunk
+
+        cid = self.algo.digest(raw)
+        if self.chunks.has(cid):
+            return cid, None, len(raw), 0
+        stored, flags = encode_chunk(raw, self.level)
+        return cid, stored, len(raw), flags
+
+    def _store(self, enc: Encoded) -> None:
+        cid, stored, raw_len, flags = enc
+        if stored is not None and self.chunks.put_encoded(cid, stored, raw_len, flags):
+            self.bytes_new += raw_len
+
+    def _small(self, job: Job) -> tuple[FileEntry, Encoded | None]:
+        if job.stat.kind == LINK:
+            data = os.fsencode(os.readlink(job.abspath))
+        else:
+            with open(job.abspath, "rb", buffering=0) as f:
+                data = f.read()
+            _check_unchanged(job, len(data))
+        name = job.path.rpartition("/")[2]
+        if not data:
+            return FileEntry(name, job.stat.kind, 0, self.algo.digest(b"")), None
+        enc = self._encode(data)
+        return FileEntry(name, job.stat.kind, len(data), enc[0]), enc
+
+    def _large(self, job: Job, pool: ThreadPoolExecutor) -> FileEntry:
+        with open(job.abspath, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            _check_unchanged(job, size)
+            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
+            whole = self.algo.new()
+            chunks: list[tuple[bytes, int]] = []
+            window: deque[Future[Encoded]] = deque()
+            for piece in cut(mm, self.params):
+                whole.update(piece)
+                window.append(pool.submit(self._encode, piece))
+                if len(window) >= 2 * self.workers:
+                    enc = window.popleft().result()
+                    self._store(enc)
+                    chunks.append((enc[0], enc[2]))
+            while window:
+                enc = window.popleft().result()
+                self._store(enc)
+                chunks.append((enc[0], enc[2]))
+            del piece
+        finally:
+            try:
+                mm.close()
+            except BufferError:  # a view is still alive; the map closes when it is collected
+                pass
+        name = job.path.rpartition("/")[2]
+        return FileEntry(name, job.stat.kind, size, whole.digest(), tuple(chunks))
+
+    def run(self, jobs: Iterable[Job]) -> dict[str, FileEntry]:
+        """Encode every job; returns path -> FileEntry. Chunks are put but not flushed."""
+        out: dict[str, FileEntry] = {}
+        big: list[Job] = []
+        limit = self.params.min_size
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="ds-ingest") as pool:
+            window: deque[tuple[Job, Future]] = deque()
+            for job in jobs:
+                if job.stat.kind != LINK and job.stat.size > limit:
+                    big.append(job)
+                    continue
+                window.append((job, pool.submit(self._small, job)))
+                if len(window) >= 64 * self.workers:
+                    self._finish_small(*window.popleft(), out)
+            while window:
+                self._finish_small(*window.popleft(), out)
+            for job in big:
+                out[job.path] = self._large(job, pool)
+                self._tick(job.stat.size)
+        return out
+
+    def _finish_small(self, job: Job, fut: Future, out: dict[str, FileEntry]) -> None:
+        entry, enc = fut.result()
+        if enc is not None:
+            self._store(enc)
+        out[job.path] = entry
+        self._tick(entry.size)
+
+    def _tick(self, size: int) -> None:
+        self.files_done += 1
+        self.bytes_done += size
+        if self.progress is not None:
+            self.progress(self.files_done, self.bytes_done)
+
+
+def _check_unchanged(job: Job, size: int) -> None:
+    if size != job.stat.size:
+        raise DsError(f"{job.path} changed while it was being added; run the command again")

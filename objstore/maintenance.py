@@ -1,0 +1,238 @@
+"""``ds fsck`` (verify everything, optionally repair the index) and ``ds gc``.
+
+Both start from the same mark phase: every commit reachable from any ref, HEAD and
+the stage; every tree under them (validated as it is read); every chunk they name.
+gc then sweeps: a pack with no live chunk is deleted; a pack that is mostly dead is
+rewritten with its live chunks (verified while copied); the index is rewritten from
+the surviving packs' own tables of contents before any old pack is deleted. All of it
+runs under the store's writer lock, so no local writer can be between writing chunks
+and naming them; remote stores add a grace period (see docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pygit2
+
+from .errors import DsError, FormatError
+from .index import Location
+from .meta import MetaStore
+from .packs import PackEntry, PackWriter, decode_chunk, read_pack_toc
+from .store import Store
+
+REWRITE_BELOW = 0.8  # rewrite a pack when less than this share of its bytes is live
+
+
+@dataclass
+class Marked:
+    commits: set[str] = field(default_factory=set)
+    trees: set[pygit2.Oid] = field(default_factory=set)
+    chunks: dict[bytes, str] = field(default_factory=dict)  # id -> a path that uses it
+    problems: list[str] = field(default_factory=list)
+
+
+def mark(store: Store) -> Marked:
+    meta = store.meta
+    m = Marked()
+    roots: list[str] = []
+    try:
+        roots.extend(meta.refs().values())
+    except FormatError as e:
+        m.problems.append(str(e))
+    head = store.head()
+    if head:
+        roots.append(head)
+    for root in roots:
+        try:
+            for cid in meta.ancestors(root):
+                if cid in m.commits:
+                    continue
+                m.commits.add(cid)
+                _mark_tree(meta, meta.tree_of(cid), "", m)
+        except (DsError, pygit2.GitError, KeyError) as e:
+            m.problems.append(f"history of {root[:12]}: {e}")
+    try:
+        _mark_tree(meta, store.staged_tree(), "", m)
+    except DsError as e:
+        m.problems.append(f"stage: {e}")
+    return m
+
+
+def _mark_tree(meta: MetaStore, oid: pygit2.Oid, where: str, m: Marked) -> None:
+    if oid in m.trees:
+        return
+    try:
+        folder = meta.read_folder(oid, where)
+    except DsError as e:
+        m.problems.append(str(e))
+        return
+    m.trees.add(oid)
+    for name, e in folder.files.items():
+        for cid, _ in e.chunk_list():
+            m.chunks.setdefault(cid, f"{where}/{name}".lstrip("/"))
+    for name, sub in folder.dirs.items():
+        _mark_tree(meta, sub, f"{where}/{name}".lstrip("/"), m)
+
+
+def all_packs(store: Store) -> list[Path]:
+    return sorted(store.chunks.packs_dir.glob("*/*.pack"))
+
+
+@dataclass
+class FsckReport:
+    commits: int = 0
+    trees: int = 0
+    chunks: int = 0
+    packs: int = 0
+    bytes_verified: int = 0
+    problems: list[str] = field(default_factory=list)
+    repaired: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def as_json(self) -> dict:
+        keys = ("commits", "trees", "chunks", "packs", "bytes_verified", "problems", "repaired")
+        return {k: getattr(self, k) for k in keys} | {"ok": self.ok}
+
+
+def fsck(store: Store, read_data: bool = False, repair: bool = False) -> FsckReport:
+    report = FsckReport()
+    with store.locked():
+        pack_tocs: dict[str, list[PackEntry]] = {}
+        for path in all_packs(store):
+            try:
+                _algo, entries = read_pack_toc(path)
+            except (FormatError, OSError) as e:
+                report.problems.append(f"pack {path.name}: {e}")
+                continue
+            pack_tocs[path.stem] = entries
+        report.packs = len(pack_tocs)
+        if repair:
+            rebuilt = [(e.chunk_id, Location(p, e.offset, e.stored_len, e.raw_len, e.flags))
+                       for p, entries in pack_tocs.items() for e in entries]
+            store.chunks.index.replace_all(rebuilt)
+            report.repaired = True
+        m = mark(store)
+        report.problems.extend(m.problems)
+        report.commits, report.trees, report.chunks = len(m.commits), len(m.trees), len(m.chunks)
+        index = store.chunks.index
+        try:
+            indexed = dict(index)
+        except (FormatError, OSError) as e:
+            report.problems.append(f"index: {e}; run `ds fsck --repair`")
+            indexed = {}
+        for cid, path in m.chunks.items():
+            loc = indexed.get(cid)
+            if loc is None:
+                report.problems.append(f"chunk {cid.hex()} of {path} is not in the index")
+            elif loc.pack not in pack_tocs:
+                report.problems.append(f"chunk {cid.hex()} of {path} is in missing pack {loc.pack}")
+        for p, entries in pack_tocs.items():
+            for e in entries:
+                loc = indexed.get(e.chunk_id)
+                if loc is None:
+                    report.problems.append(f"pack {p} holds chunk {e.chunk_id.hex()} that the index "
+                                           "lacks; run `ds fsck --repair`")
+                    break
+        if read_data:
+            for p, entries in pack_tocs.items():
+                report.bytes_verified += _verify_pack(store, p, entries, report.problems)
+    return report
+
+
+def _verify_pack(store: Store, pack_hex: str, entries: list[PackEntry], problems: list[str]) -> int:
+    path = store.chunks.packs_dir / pack_hex[:2] / f"{pack_hex}.pack"
+    h = store.algo.new()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            h.update(block)
+    if h.digest().hex() != pack_hex:
+        problems.append(f"pack {pack_hex}: content does not match its name (damaged)")
+    total = 0
+    with open(path, "rb") as f:
+        for e in entries:
+            f.seek(e.offset)
+            try:
+                decode_chunk(f.read(e.stored_len), e, store.algo, f"pack {pack_hex}")
+            except DsError as err:
+                problems.append(str(err))
+            total += e.raw_len
+    return total
+
+
+@dataclass
+class GcReport:
+    packs_deleted: int = 0
+    packs_rewritten: int = 0
+    bytes_freed: int = 0
+    chunks_dropped: int = 0
+    temp_files_removed: int = 0
+    dry_run: bool = False
+
+    def as_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+def gc(store: Store, dry_run: bool = False, grace_seconds: float = 0) -> GcReport:
+    report = GcReport(dry_run=dry_run)
+    now = time.time()
+    with store.locked():
+        m = mark(store)
+        if m.problems:
+            raise DsError(f"gc refused: the store has problems ({m.problems[0]}); run `ds fsck`")
+        live = m.chunks
+        new_locs: list[tuple[bytes, Location]] = []
+        doomed: list[Path] = []
+        for path in all_packs(store):
+            _algo, entries = read_pack_toc(path)
+            size = path.stat().st_size
+            young = now - path.stat().st_mtime < grace_seconds
+            live_entries = [e for e in entries if e.chunk_id in live]
+            live_bytes = sum(e.stored_len for e in live_entries)
+            total = sum(e.stored_len for e in entries) or 1
+            if young or live_bytes / total >= REWRITE_BELOW:
+                new_locs.extend((e.chunk_id, Location(path.stem, e.offset, e.stored_len, e.raw_len,
+                                                      e.flags)) for e in entries)
+                continue
+            report.chunks_dropped += len(entries) - len(live_entries)
+            if live_entries:
+                report.packs_rewritten += 1
+                if not dry_run:
+                    new_locs.extend(_rewrite(store, path, live_entries))
+            else:
+                report.packs_deleted += 1
+            report.bytes_freed += size - (live_bytes if live_entries else 0)
+            doomed.append(path)
+        for tmp in store.chunks.packs_dir.glob(".tmp-*"):
+            if now - tmp.stat().st_mtime >= grace_seconds:
+                report.temp_files_removed += 1
+                if not dry_run:
+                    tmp.unlink(missing_ok=True)
+        if dry_run or not doomed:
+            return report
+        store.chunks.index.replace_all(new_locs)  # durable before any pack goes
+        store.chunks.close()
+        for path in doomed:
+            path.unlink(missing_ok=True)
+    return report
+
+
+def _rewrite(store: Store, path: Path, entries: list[PackEntry]) -> list[tuple[bytes, Location]]:
+    writer = PackWriter(store.chunks.packs_dir, store.algo)
+    try:
+        with open(path, "rb") as f:
+            for e in entries:
+                f.seek(e.offset)
+                stored = f.read(e.stored_len)
+                decode_chunk(stored, e, store.algo, f"pack {path.stem}")  # never copy damage
+                writer.add(e.chunk_id, stored, e.raw_len, e.flags)
+        pack_hex, new = writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+    return [(e.chunk_id, Location(pack_hex, e.offset, e.stored_len, e.raw_len, e.flags)) for e in new]

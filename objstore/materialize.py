@@ -1,0 +1,171 @@
+"""Writing a version's files into a folder without ever writing outside it.
+
+Rules: paths were validated when their manifests were read; every parent folder is
+checked with ``lstat`` (a link or a file standing where a folder must be is removed,
+never followed); a file is written to a temp name opened with ``O_NOFOLLOW|O_EXCL``
+and renamed over the destination; links are created last, and only when their target
+is relative and stays inside the folder at every step (``link_is_contained``). Any
+other link is not written and is reported back.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import stat
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from .chunkstore import ChunkStore
+from .errors import DsError
+from .manifest import EXEC, LINK, FileEntry
+from .paths import parent_of
+from .scan import Stat
+
+_seq = itertools.count()
+_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+def link_is_contained(path: str, target: str) -> bool:
+    """True if link ``path`` -> ``target`` resolves inside the root at every step."""
+    if not target or target.startswith("/") or "\\" in target or "\0" in target:
+        return False
+    depth = path.count("/")  # folders above the link's own folder, inside the root
+    for part in target.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                return False
+        else:
+            depth += 1
+    return True
+
+
+@dataclass
+class WriteReport:
+    written: dict[str, Stat] = field(default_factory=dict)
+    links_refused: list[str] = field(default_factory=list)
+
+
+class Materializer:
+    def __init__(self, root: str, chunks: ChunkStore, workers: int = 4,
+                 progress: Callable[[int, int], None] | None = None):
+        self.root = root
+        self.chunks = chunks
+        self.workers = workers
+        self.progress = progress
+        self._dirs: set[str] = {""}
+        self._done = 0
+        self._bytes = 0
+
+    def _abs(self, rel: str) -> str:
+        return os.path.join(self.root, rel)
+
+    def ensure_dir(self, folder: str) -> None:
+        """Make ``folder`` a real directory, replacing any link or file in its way."""
+        if folder in self._dirs:
+            return
+        self.ensure_dir(parent_of(folder))
+        p = self._abs(folder)
+        try:
+            st = os.lstat(p)
+        except FileNotFoundError:
+            st = None
+        if st is not None and not stat.S_ISDIR(st.st_mode):
+            os.unlink(p)  # a link or a file in the way: removed, never followed
+            st = None
+        if st is None:
+            try:
+                os.mkdir(p)
+            except FileExistsError:
+                if not stat.S_ISDIR(os.lstat(p).st_mode):
+                    raise DsError(f"{folder} changed while files were written into it") from None
+        self._dirs.add(folder)
+
+    def _write_file(self, path: str, entry: FileEntry) -> tuple[str, Stat]:
+        folder = parent_of(path)
+        dest = self._abs(path)
+        tmp = os.path.join(self._abs(folder), f".ds-tmp-{os.getpid()}-{next(_seq)}")
+        fd = os.open(tmp, _FLAGS, 0o755 if entry.kind == EXEC else 0o644)
+        try:
+            for cid, _clen in entry.chunk_list():
+                data = self.chunks.get(cid)
+                view = memoryview(data)
+                while view:
+                    n = os.write(fd, view)
+                    view = view[n:]
+            os.fchmod(fd, 0o755 if entry.kind == EXEC else 0o644)
+            st = os.fstat(fd)
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp)
+            raise
+        os.close(fd)
+        if st.st_size != entry.size:
+            os.unlink(tmp)
+            raise DsError(f"{path}: wrote {st.st_size} bytes, expected {entry.size}; run `ds fsck`")
+        try:
+            os.replace(tmp, dest)
+        except IsADirectoryError:
+            shutil.rmtree(dest)
+            os.replace(tmp, dest)
+        except OSError:
+            os.unlink(tmp)
+            raise
+        return path, Stat(st.st_size, st.st_mtime_ns, st.st_ino, entry.kind)
+
+    def write(self, items: Iterable[tuple[str, FileEntry]]) -> WriteReport:
+        report = WriteReport()
+        files, links = [], []
+        for path, entry in items:
+            (links if entry.kind == LINK else files).append((path, entry))
+        for path, _e in files:
+            self.ensure_dir(parent_of(path))
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="ds-write") as pool:
+            for path, st in pool.map(lambda pe: self._write_file(*pe), files):
+                report.written[path] = st
+                self._tick(st.size)
+        for path, entry in links:
+            target = os.fsdecode(b"".join(self.chunks.get(c) for c, _ in entry.chunk_list()))
+            if not link_is_contained(path, target):
+                report.links_refused.append(path)
+                continue
+            self.ensure_dir(parent_of(path))
+            dest = self._abs(path)
+            self.remove(path)
+            os.symlink(target, dest)
+            st = os.lstat(dest)
+            report.written[path] = Stat(st.st_size, st.st_mtime_ns, st.st_ino, LINK)
+            self._tick(0)
+        return report
+
+    def remove(self, path: str) -> None:
+        """Remove a file, link or folder at ``path`` (links are removed, not followed)."""
+        p = self._abs(path)
+        try:
+            st = os.lstat(p)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(p)
+        else:
+            os.unlink(p)
+
+    def prune_empty_dirs(self, folders: Iterable[str]) -> None:
+        for folder in sorted(set(folders), key=lambda f: -f.count("/")):
+            while folder:
+                try:
+                    os.rmdir(self._abs(folder))
+                except OSError:
+                    break
+                folder = parent_of(folder)
+
+    def _tick(self, size: int) -> None:
+        self._done += 1
+        self._bytes += size
+        if self.progress is not None:
+            self.progress(self._done, self._bytes)

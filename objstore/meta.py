@@ -1,0 +1,317 @@
+"""Metadata in a git object database (pygit2): manifests, trees, commits, refs.
+
+A version is a git commit; its parents are its lineage. Each folder is one git tree
+whose entries are its subfolders (git trees) and its manifest blob(s) (see
+``manifest.py``) — never one git object per file, so 50k files cost ~hundreds of
+objects. Reserved names inside a tree start with ``.ds.``:
+
+    .ds.manifest[.N]   the folder's file entries (N-th bucket when over BUCKET_MAX rows)
+    .ds.meta           (root only) JSON metadata of a dataset version
+    .ds.d.<name>       a user subfolder whose own name starts with ``.ds.``
+
+Everything read from a tree is validated (names, kinds, collisions) before use.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pygit2
+import xxhash
+
+from .errors import FormatError, RevisionNotFound
+from .manifest import FileEntry, decode_manifest, encode_manifest
+from .paths import check_name, join
+
+MANIFEST = ".ds.manifest"
+META = ".ds.meta"
+ESCAPE = ".ds.d."
+BUCKET_MAX = 8192
+BLOB = pygit2.enums.FileMode.BLOB
+TREE = pygit2.enums.FileMode.TREE
+DEFAULT_BRANCH = "main"
+
+pygit2.option(pygit2.enums.Option.ENABLE_FSYNC_GITDIR, 1)
+
+
+def encode_dir(name: str) -> str:
+    return ESCAPE + name if name.startswith(".ds.") else name
+
+
+def decode_dir(stored: str, where: str) -> str:
+    if stored.startswith(ESCAPE):
+        return stored[len(ESCAPE) :]
+    if stored.startswith(".ds."):
+        raise FormatError(f"{where}: unknown reserved folder entry {stored!r}")
+    return stored
+
+
+@dataclass
+class Folder:
+    files: dict[str, FileEntry] = field(default_factory=dict)
+    dirs: dict[str, pygit2.Oid] = field(default_factory=dict)
+    meta: pygit2.Oid | None = None
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    id: str
+    message: str
+    parents: tuple[str, ...]
+    created: str
+    author: str
+    tree: str
+
+    def as_json(self) -> dict:
+        return {
+            "id": self.id,
+            "message": self.message,
+            "parents": list(self.parents),
+            "created": self.created,
+            "author": self.author,
+        }
+
+
+class MetaStore:
+    """The git object database at ``.dsstore/meta``."""
+
+    def __init__(self, path: Path, hash_size: int):
+        self.path = path
+        self.hash_size = hash_size
+        try:
+            self.repo = pygit2.Repository(str(path))
+        except pygit2.GitError as e:
+            raise FormatError(f"{path}: metadata database is unreadable ({e}); run `ds fsck`") from None
+        self._folders: dict[pygit2.Oid, Folder] = {}
+
+    @classmethod
+    def create(cls, path: Path, hash_size: int) -> MetaStore:
+        repo = pygit2.init_repository(str(path), bare=True, initial_head=DEFAULT_BRANCH)
+        repo.config["core.logAllRefUpdates"] = "always"
+        return cls(path, hash_size)
+
+    # -- folders -----------------------------------------------------------------------
+    @property
+    def empty_tree(self) -> pygit2.Oid:
+        return self.repo.TreeBuilder().write()
+
+    def read_folder(self, tree_oid: pygit2.Oid, where: str = "") -> Folder:
+        cached = self._folders.get(tree_oid)
+        if cached is not None:
+            return cached
+        label = where or "/"
+        try:
+            tree = self.repo[tree_oid]
+        except KeyError:
+            raise FormatError(f"folder {label!r}: tree {tree_oid} is missing; run `ds fsck`") from None
+        if not isinstance(tree, pygit2.Tree):
+            raise FormatError(f"folder {label!r}: {tree_oid} is not a tree")
+        folder = Folder()
+        for item in tree:
+            name = item.name
+            if item.filemode == TREE:
+                dname = check_name(decode_dir(name, label), label)
+                folder.dirs[dname] = item.id
+            elif item.filemode == BLOB and name.startswith(MANIFEST):
+                data = self.repo[item.id].data
+                for e in decode_manifest(data, self.hash_size, f"manifest of {label!r}"):
+                    if e.name in folder.files:
+                        raise FormatError(f"folder {label!r}: file {e.name!r} is listed twice")
+                    folder.files[e.name] = e
+            elif item.filemode == BLOB and name == META and not where:
+                folder.meta = item.id
+            else:
+                raise FormatError(f"folder {label!r}: unexpected tree entry {name!r}")
+        clash = folder.files.keys() & folder.dirs.keys()
+        if clash:
+            raise FormatError(f"folder {label!r}: {sorted(clash)[0]!r} is both a file and a folder")
+        if len(self._folders) > 4096:
+            self._folders.clear()
+        self._folders[tree_oid] = folder
+        return folder
+
+    def write_folder(self, files: list[FileEntry], dirs: dict[str, pygit2.Oid],
+                     meta: pygit2.Oid | None = None) -> pygit2.Oid | None:
+        """Write one folder's tree; None when it holds nothing (empty folders vanish)."""
+        if not files and not dirs and meta is None:
+            return None
+        tb = self.repo.TreeBuilder()
+        for name, oid in dirs.items():
+            tb.insert(encode_dir(name), oid, TREE)
+        if files:
+            nb = 1
+            while len(files) > nb * BUCKET_MAX:
+                nb *= 2
+            if nb == 1:
+                buckets = [files]
+            else:
+                buckets = [[] for _ in range(nb)]
+                for e in files:
+                    buckets[xxhash.xxh32_intdigest(e.name.encode()) % nb].append(e)
+            for i, bucket in enumerate(buckets):
+                if bucket:
+                    blob = self.repo.create_blob(encode_manifest(bucket, self.hash_size))
+                    tb.insert(MANIFEST if nb == 1 else f"{MANIFEST}.{i}", blob, BLOB)
+        if meta is not None:
+            tb.insert(META, meta, BLOB)
+        return tb.write()
+
+    def walk(self, tree_oid: pygit2.Oid, prefix: str = "") -> Iterator[tuple[str, FileEntry]]:
+        """Every (path, entry) under a tree, folders in name order."""
+        folder = self.read_folder(tree_oid, prefix)
+        for name in sorted(folder.files):
+            yield join(prefix, name), folder.files[name]
+        for name in sorted(folder.dirs):
+            yield from self.walk(folder.dirs[name], join(prefix, name))
+
+    def lookup(self, tree_oid: pygit2.Oid, path: str) -> FileEntry | pygit2.Oid | None:
+        """The entry at ``path``: a FileEntry, a subtree oid, or None."""
+        if not path:
+            return tree_oid
+        parts = path.split("/")
+        oid = tree_oid
+        where = ""
+        for part in parts[:-1]:
+            folder = self.read_folder(oid, where)
+            if part not in folder.dirs:
+                return None
+            oid = folder.dirs[part]
+            where = join(where, part)
+        folder = self.read_folder(oid, where)
+        last = parts[-1]
+        return folder.files.get(last) or folder.dirs.get(last)
+
+    def read_meta(self, tree_oid: pygit2.Oid) -> dict:
+        folder = self.read_folder(tree_oid)
+        if folder.meta is None:
+            return {}
+        try:
+            return json.loads(self.repo[folder.meta].data)
+        except (ValueError, KeyError) as e:
+            raise FormatError(f"dataset metadata of tree {tree_oid} is unreadable ({e})") from None
+
+    # -- commits -----------------------------------------------------------------------
+    def commit(self, tree: pygit2.Oid, parents: list[str], message: str,
+               author: tuple[str, str] = ("objstore", "objstore@localhost")) -> str:
+        sig = pygit2.Signature(author[0], author[1])
+        oid = self.repo.create_commit(
+            None, sig, sig, message, tree, [pygit2.Oid(hex=p) for p in parents]
+        )
+        return str(oid)
+
+    def commit_info(self, commit_id: str) -> CommitInfo:
+        c = self._commit(commit_id)
+        created = datetime.fromtimestamp(c.commit_time, UTC).isoformat().replace("+00:00", "Z")
+        return CommitInfo(
+            id=str(c.id),
+            message=c.message.rstrip("\n"),
+            parents=tuple(str(p) for p in c.parent_ids),
+            created=created,
+            author=c.author.name,
+            tree=str(c.tree_id),
+        )
+
+    def tree_of(self, commit_id: str) -> pygit2.Oid:
+        return self._commit(commit_id).tree_id
+
+    def _commit(self, commit_id: str) -> pygit2.Commit:
+        try:
+            obj = self.repo[commit_id]
+        except (KeyError, ValueError):
+            raise RevisionNotFound(f"version {commit_id} is missing from the store; run `ds fsck`") from None
+        if not isinstance(obj, pygit2.Commit):
+            raise RevisionNotFound(f"{commit_id} is not a version")
+        return obj
+
+    def ancestors(self, commit_id: str) -> Iterator[str]:
+        """Commit ids reachable from ``commit_id``, newest first (by time, then topology)."""
+        walker = self.repo.walk(
+            pygit2.Oid(hex=commit_id),
+            pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.TIME,
+        )
+        for c in walker:
+            yield str(c.id)
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        if ancestor == descendant:
+            return True
+        return self.repo.descendant_of(pygit2.Oid(hex=descendant), pygit2.Oid(hex=ancestor))
+
+    # -- refs --------------------------------------------------------------------------
+    def resolve(self, rev: str) -> str:
+        """A commit id for REV: id or unique prefix, tag, branch, HEAD, HEAD~N."""
+        rev = rev.strip()
+        if not rev:
+            raise RevisionNotFound("empty revision; give a version id, tag, branch or HEAD")
+        try:
+            obj = self.repo.revparse_single(rev)
+            commit = obj.peel(pygit2.Commit)
+        except KeyError:
+            hint = " (the store has no commit yet)" if self.head_commit() is None else ""
+            raise RevisionNotFound(
+                f"no version matches {rev!r}{hint}; see `ds log` and `ds tag`"
+            ) from None
+        except (ValueError, pygit2.GitError, pygit2.InvalidSpecError) as e:
+            msg = str(e)
+            if "ambiguous" in msg:
+                raise RevisionNotFound(f"{rev!r} matches several versions; give more characters") from None
+            raise RevisionNotFound(f"cannot resolve {rev!r} ({msg}); see `ds log`") from None
+        return str(commit.id)
+
+    def head_commit(self) -> str | None:
+        try:
+            return str(self.repo.head.target)
+        except (pygit2.GitError, KeyError):
+            return None
+
+    def head_branch(self) -> str | None:
+        """The branch HEAD is on, or None when HEAD is detached."""
+        if self.repo.head_is_detached:
+            return None
+        ref = self.repo.lookup_reference("HEAD").target
+        return ref.removeprefix("refs/heads/")
+
+    def set_head(self, commit_id: str, message: str) -> None:
+        """Move the current branch (or detached HEAD) to ``commit_id``."""
+        branch = self.head_branch()
+        oid = pygit2.Oid(hex=commit_id)
+        if branch is None:
+            self.repo.set_head(oid)
+        else:
+            self.repo.create_reference_direct(f"refs/heads/{branch}", oid, True, message=message)
+
+    def checkout_ref(self, rev: str, commit_id: str) -> None:
+        """Point HEAD at branch ``rev`` if it is one, else detach HEAD at ``commit_id``."""
+        if rev in self.repo.branches.local:
+            self.repo.set_head(f"refs/heads/{rev}")
+        else:
+            self.repo.set_head(pygit2.Oid(hex=commit_id))
+
+    def tags(self) -> dict[str, str]:
+        out = {}
+        for ref in self.repo.references:
+            if ref.startswith("refs/tags/"):
+                out[ref[len("refs/tags/") :]] = str(self.repo.references[ref].peel(pygit2.Commit).id)
+        return out
+
+    def refs(self) -> dict[str, str]:
+        """Every ref name -> commit id (branches, tags, others)."""
+        out = {}
+        for name in self.repo.references:
+            try:
+                out[name] = str(self.repo.references[name].peel(pygit2.Commit).id)
+            except (pygit2.GitError, KeyError, ValueError):
+                raise FormatError(f"ref {name} points at nothing; run `ds fsck`") from None
+        return out
+
+    def set_ref(self, name: str, commit_id: str, force: bool = False) -> None:
+        try:
+            self.repo.create_reference_direct(name, pygit2.Oid(hex=commit_id), force)
+        except ValueError:
+            raise FormatError(f"{name} already exists; use --force to move it") from None
+        except pygit2.GitError as e:
+            raise FormatError(f"cannot write {name}: {e}") from None

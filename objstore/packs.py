@@ -1,0 +1,270 @@
+"""Pack files: many chunks in one immutable file that ends with its own table of contents.
+
+Byte layout (all integers little-endian)::
+
+    header   8s magic b"DSPACK\\x00\\x01" | u8 hash code | 7x reserved          (16 bytes)
+    records  stored chunk bytes, back to back (a zstd frame, or the raw bytes)
+    toc      count x ( id[hash size] | u64 offset | u32 stored_len | u32 raw_len | u8 flags )
+    footer   u64 toc_offset | u32 count | u8 hash code | 3x | 16s xxh3-128(toc) | 8s b"DSPKEND1"
+
+``flags`` bit 0 set means the record is a zstd frame; clear means the raw bytes. A pack
+is named by the hash of its whole content, so a name is its own checksum. Because each
+pack carries its table of contents, the chunk index can always be rebuilt by reading
+the packs' tails (``ds fsck --repair``).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import xxhash
+import zstandard
+
+from .errors import CorruptObject, FormatError
+from .fsutil import fsync_dir
+from .hashing import HashAlgo, algo_by_code
+
+MAGIC = b"DSPACK\x00\x01"
+END_MAGIC = b"DSPKEND1"
+HEADER = struct.Struct("<8sB7x")
+FOOTER = struct.Struct("<QIB3x16s8s")
+TOC_TAIL = struct.Struct("<QIIB")  # after the id
+FLAG_ZSTD = 1
+
+_local = threading.local()
+
+# A chunk that zstd cannot shrink by at least this share is stored raw: reading it back
+# then costs a copy instead of a decompression, and jpg/parquet/npz pass straight through.
+MIN_SAVING = 0.03
+_SAMPLE = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class PackEntry:
+    chunk_id: bytes
+    offset: int
+    stored_len: int
+    raw_len: int
+    flags: int
+
+
+def _compressor(level: int) -> zstandard.ZstdCompressor:
+    cache = getattr(_local, "cctx", None)
+    if cache is None or cache[0] != level:
+        cache = (level, zstandard.ZstdCompressor(level=level))
+        _local.cctx = cache
+    return cache[1]
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    dctx = getattr(_local, "dctx", None)
+    if dctx is None:
+        dctx = _local.dctx = zstandard.ZstdDecompressor()
+    return dctx
+
+
+def encode_chunk(raw: bytes | memoryview, level: int) -> tuple[bytes | memoryview, int]:
+    """Compress ``raw`` unless it will not shrink; returns (stored bytes, flags).
+
+    Large chunks are probed with a fast level-1 pass over a 64 KiB sample first, so
+    already-compressed data costs one small trial instead of a full compression.
+    """
+    n = len(raw)
+    if n < 64:
+        return raw, 0
+    cctx = _compressor(level)
+    if n > 4 * _SAMPLE:
+        probe = _compressor(1) if level != 1 else cctx
+        mid = n // 2
+        sample = memoryview(raw)[mid : mid + _SAMPLE]
+        if len(probe.compress(sample)) > len(sample) * (1 - MIN_SAVING):
+            return raw, 0
+        cctx = _compressor(level)
+    out = cctx.compress(raw)
+    if len(out) > n * (1 - MIN_SAVING):
+        return raw, 0
+    return out, FLAG_ZSTD
+
+
+def decode_chunk(stored: bytes, entry: PackEntry, algo: HashAlgo, where: str) -> bytes:
+    """Turn stored bytes back into the chunk and verify them against the chunk id."""
+    if entry.flags & FLAG_ZSTD:
+        try:
+            raw = _decompressor().decompress(stored, max_output_size=entry.raw_len)
+        except zstandard.ZstdError as e:
+            raise CorruptObject(
+                f"chunk {entry.chunk_id.hex()} in {where} at offset {entry.offset} does not "
+                f"decompress ({e}); run `ds fsck --read-data`",
+                where=where,
+            ) from None
+    else:
+        raw = stored
+    if len(raw) != entry.raw_len:
+        raise CorruptObject(
+            f"chunk {entry.chunk_id.hex()} in {where} at offset {entry.offset} has "
+            f"{len(raw)} bytes, expected {entry.raw_len}; run `ds fsck --read-data`",
+            where=where,
+        )
+    got = algo.digest(raw)
+    if got != entry.chunk_id:
+        raise CorruptObject(
+            f"chunk {entry.chunk_id.hex()} in {where} at offset {entry.offset} fails "
+            f"verification (hash {got.hex()}); run `ds fsck --read-data`",
+            where=where,
+            expected=entry.chunk_id.hex(),
+            got=got.hex(),
+        )
+    return raw
+
+
+def pack_path(packs_dir: Path, pack_hex: str) -> Path:
+    return packs_dir / pack_hex[:2] / f"{pack_hex}.pack"
+
+
+def encode_toc(entries: list[PackEntry]) -> bytes:
+    return b"".join(
+        e.chunk_id + TOC_TAIL.pack(e.offset, e.stored_len, e.raw_len, e.flags) for e in entries
+    )
+
+
+def decode_toc(toc: bytes, count: int, hash_size: int, data_end: int, where: str) -> list[PackEntry]:
+    rec = hash_size + TOC_TAIL.size
+    if len(toc) != count * rec:
+        raise FormatError(f"{where}: table of contents has the wrong length; the pack is damaged")
+    out = []
+    for i in range(count):
+        base = i * rec
+        chunk_id = toc[base : base + hash_size]
+        offset, stored, raw, flags = TOC_TAIL.unpack_from(toc, base + hash_size)
+        if offset < HEADER.size or offset + stored > data_end or flags & ~FLAG_ZSTD:
+            raise FormatError(f"{where}: entry {i} points outside the pack; the pack is damaged")
+        out.append(PackEntry(chunk_id, offset, stored, raw, flags))
+    return out
+
+
+class PackWriter:
+    """Appends encoded chunks to a temp file and publishes it under its content hash."""
+
+    def __init__(self, packs_dir: Path, algo: HashAlgo):
+        self.packs_dir = packs_dir
+        self.algo = algo
+        packs_dir.mkdir(parents=True, exist_ok=True)
+        fd, self._tmp = _mkstemp(packs_dir)
+        self._f = os.fdopen(fd, "wb")
+        self._hasher = algo.new()
+        self._entries: list[PackEntry] = []
+        self._failed = False
+        self.size = 0
+        self._write(HEADER.pack(MAGIC, algo.code))
+
+    def _write(self, data: bytes | memoryview) -> None:
+        if self._failed:
+            raise FormatError("pack writer failed earlier and refuses further writes")
+        try:
+            self._f.write(data)
+        except BaseException:
+            self._failed = True
+            raise
+        self._hasher.update(data)
+        self.size += len(data)
+
+    def add(self, chunk_id: bytes, stored: bytes | memoryview, raw_len: int, flags: int) -> None:
+        entry = PackEntry(chunk_id, self.size, len(stored), raw_len, flags)
+        self._write(stored)
+        self._entries.append(entry)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def finish(self) -> tuple[str, list[PackEntry]]:
+        """Write the table of contents, make the file durable, name it; returns (hex, entries)."""
+        toc = encode_toc(self._entries)
+        toc_offset = self.size
+        # Parse the table back before trusting it (cheap, and catches an encoder bug).
+        if decode_toc(toc, len(self._entries), self.algo.size, toc_offset, "new pack") != self._entries:
+            self._failed = True
+            raise FormatError("pack table of contents does not round-trip; nothing was written")
+        self._write(toc)
+        self._write(
+            FOOTER.pack(toc_offset, len(self._entries), self.algo.code,
+                        xxhash.xxh3_128_digest(toc), END_MAGIC)
+        )
+        try:
+            self._f.flush()
+            os.fsync(self._f.fileno())
+        finally:
+            self._f.close()
+        pack_hex = self._hasher.digest().hex()
+        final = pack_path(self.packs_dir, pack_hex)
+        final.parent.mkdir(exist_ok=True)
+        os.replace(self._tmp, final)
+        fsync_dir(final.parent)
+        return pack_hex, self._entries
+
+    def abort(self) -> None:
+        self._failed = True
+        self._f.close()
+        try:
+            os.unlink(self._tmp)
+        except FileNotFoundError:
+            pass
+
+
+def _mkstemp(folder: Path) -> tuple[int, str]:
+    import tempfile
+
+    return tempfile.mkstemp(prefix=".tmp-", suffix=".pack", dir=folder)
+
+
+def read_pack_toc(path: Path) -> tuple[HashAlgo, list[PackEntry]]:
+    """Read and check a pack's table of contents (not its records)."""
+    where = str(path)
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size < HEADER.size + FOOTER.size:
+            raise FormatError(f"{where}: too short to be a pack; it is truncated")
+        magic, code = HEADER.unpack(f.read(HEADER.size))
+        if magic != MAGIC:
+            raise FormatError(f"{where}: not a pack file (bad magic)")
+        f.seek(size - FOOTER.size)
+        toc_offset, count, code2, check, end = FOOTER.unpack(f.read(FOOTER.size))
+        if end != END_MAGIC or code2 != code:
+            raise FormatError(f"{where}: pack footer is damaged or the pack is truncated")
+        algo = algo_by_code(code)
+        toc_len = size - FOOTER.size - toc_offset
+        if toc_offset < HEADER.size or toc_len != count * (algo.size + TOC_TAIL.size):
+            raise FormatError(f"{where}: pack footer is inconsistent; the pack is damaged")
+        f.seek(toc_offset)
+        toc = f.read(toc_len)
+    if xxhash.xxh3_128_digest(toc) != check:
+        raise FormatError(f"{where}: pack table of contents fails its checksum")
+    return algo, decode_toc(toc, count, algo.size, toc_offset, where)
+
+
+class PackReader:
+    """Random access to one pack's records by (offset, length), by ``pread``."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fd = os.open(path, os.O_RDONLY)
+        self.size = os.fstat(self._fd).st_size
+
+    def read(self, offset: int, length: int) -> bytes:
+        if offset + length > self.size:
+            raise CorruptObject(f"{self.path}: read past the end at offset {offset}; pack truncated")
+        data = os.pread(self._fd, length, offset)
+        if len(data) != length:
+            raise CorruptObject(f"{self.path}: short read at offset {offset}; pack truncated")
+        return data
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __del__(self) -> None:
+        self.close()

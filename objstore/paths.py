@@ -1,0 +1,58 @@
+"""Names that may appear in a version, and the checks applied to every one of them.
+
+Paths from a store or a remote are untrusted input: only plain relative POSIX paths of
+plain components pass. Refused: empty, ``.``/``..``, ``/``, backslash, NUL, a drive
+letter (``C:``), the store's own folder name, and components over 255 bytes.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .errors import UnsafePath
+
+STORE_DIR = ".dsstore"
+MAX_NAME_BYTES = 255
+MAX_PATH_BYTES = 4096
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def check_name(name: str, context: str = "") -> str:
+    """Return ``name`` if it is a safe single path component, else raise UnsafePath."""
+    problem = None
+    if not name or name in (".", ".."):
+        problem = "is empty, '.' or '..'"
+    elif "/" in name or "\\" in name or "\0" in name:
+        problem = "contains '/', '\\' or NUL"
+    elif _DRIVE.match(name):
+        problem = "starts with a drive letter"
+    elif name.casefold() == STORE_DIR:
+        problem = f"is the store folder name {STORE_DIR!r}"
+    else:
+        try:
+            if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+                problem = f"is longer than {MAX_NAME_BYTES} bytes"
+        except UnicodeEncodeError:
+            problem = "is not valid UTF-8"
+    if problem:
+        where = f" in {context}" if context else ""
+        raise UnsafePath(f"refusing path component {name[:80]!r}{where}: it {problem}")
+    return name
+
+
+def check_relpath(path: str, context: str = "") -> str:
+    """Validate a '/'-separated relative path component by component."""
+    if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+        raise UnsafePath(f"refusing path {path[:80]!r}...: longer than {MAX_PATH_BYTES} bytes")
+    for part in path.split("/"):
+        check_name(part, context or path)
+    return path
+
+
+def join(folder: str, name: str) -> str:
+    return f"{folder}/{name}" if folder else name
+
+
+def parent_of(path: str) -> str:
+    i = path.rfind("/")
+    return path[:i] if i >= 0 else ""

@@ -1,0 +1,133 @@
+"""Walking a working folder: which files and links it holds, with their stat data.
+
+``.dsstore`` is never entered; ``.dsignore`` files (gitignore syntax, one per folder if
+wanted, patterns relative to that folder) are honoured. Links are reported as links and
+never followed. Special files (fifos, sockets, devices) and names that are not UTF-8 are
+reported separately so callers can say so instead of failing half way.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+
+import pathspec
+
+from .manifest import EXEC, FILE, LINK
+from .paths import STORE_DIR, join
+
+IGNORE_FILE = ".dsignore"
+
+
+@dataclass(frozen=True, slots=True)
+class Stat:
+    size: int
+    mtime_ns: int
+    ino: int
+    kind: int  # FILE, EXEC or LINK
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> Stat | None:
+        mode = st.st_mode
+        if stat.S_ISLNK(mode):
+            kind = LINK
+        elif stat.S_ISREG(mode):
+            kind = EXEC if mode & 0o100 else FILE
+        else:
+            return None
+        return cls(st.st_size, st.st_mtime_ns, st.st_ino, kind)
+
+
+@dataclass
+class ScanResult:
+    files: dict[str, Stat] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)  # special files
+    bad_names: list[str] = field(default_factory=list)  # not UTF-8
+
+
+class _Ignore:
+    """The stack of .dsignore specs that apply inside one folder."""
+
+    def __init__(self, specs: tuple[tuple[str, pathspec.PathSpec], ...] = ()):
+        self.specs = specs
+
+    def enter(self, root: str, folder: str) -> _Ignore:
+        path = os.path.join(root, folder, IGNORE_FILE)
+        try:
+            with open(path, encoding="utf-8") as f:
+                spec = pathspec.GitIgnoreSpec.from_lines(f)
+        except (FileNotFoundError, NotADirectoryError):
+            return self
+        return _Ignore((*self.specs, (folder, spec)))
+
+    def ignored(self, rel: str, is_dir: bool) -> bool:
+        for base, spec in self.specs:
+            sub = rel[len(base) + 1 :] if base else rel
+            if spec.match_file(sub + "/" if is_dir else sub):
+                return True
+        return False
+
+
+def scan(root: str, only: list[str] | None = None) -> ScanResult:
+    """Stat every tracked-candidate file under ``root`` (or under the ``only`` paths)."""
+    result = ScanResult()
+    root_ignore = _Ignore().enter(root, "")
+    if only is None:
+        _walk(root, "", root_ignore, result)
+        return result
+    for rel in sorted(set(only)):
+        ignore = root_ignore
+        parts = rel.split("/") if rel else []
+        folder = ""
+        for part in parts[:-1]:
+            folder = join(folder, part)
+            ignore = ignore.enter(root, folder)
+        try:
+            st = os.lstat(os.path.join(root, rel))
+        except FileNotFoundError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            _walk(root, rel, ignore.enter(root, rel) if rel else ignore, result)
+        elif rel and not ignore.ignored(rel, False):
+            _record(result, rel, st)
+    return result
+
+
+def _record(result: ScanResult, rel: str, st: os.stat_result) -> None:
+    s = Stat.of(st)
+    if s is None:
+        result.skipped.append(rel)
+    else:
+        result.files[rel] = s
+
+
+def _walk(root: str, folder: str, ignore: _Ignore, result: ScanResult) -> None:
+    try:
+        it = os.scandir(os.path.join(root, folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    subdirs = []
+    with it:
+        for de in it:
+            name = de.name
+            if not folder and name == STORE_DIR:
+                continue
+            rel = join(folder, name)
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError:
+                result.bad_names.append(rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+                continue
+            is_dir = de.is_dir(follow_symlinks=False)
+            if ignore.ignored(rel, is_dir):
+                continue
+            if is_dir:
+                subdirs.append(rel)
+            else:
+                try:
+                    _record(result, rel, de.stat(follow_symlinks=False))
+                except FileNotFoundError:
+                    continue
+    for rel in subdirs:
+        _walk(root, rel, ignore.enter(root, rel), result)

@@ -1,0 +1,56 @@
+"""Squash: several versions become one new root version (no parents).
+
+Content is the versions' changes replayed in the order given. Each version contributes
+its difference from the nearest earlier listed version that is its ancestor (or its
+whole content if none is): so for a chain the result equals the last version, removals
+included, and for unrelated versions it is their union, later overriding earlier.
+"""
+
+from __future__ import annotations
+
+from .diff import diff_trees
+from .errors import DsError
+from .meta import CommitInfo
+from .store import Store
+from .tree_edit import TreeEditor
+
+
+def squash_tree(store: Store, commit_ids: list[str]):
+    meta = store.meta
+    editor = TreeEditor(meta, None)
+    for i, cid in enumerate(commit_ids):
+        base = next((p for p in reversed(commit_ids[:i]) if meta.is_ancestor(p, cid)), None)
+        d = diff_trees(meta, meta.tree_of(base) if base else None, meta.tree_of(cid), renames=False)
+        for path in d.removed:
+            editor.remove(path)
+        for path, entry in (*d.added.items(), *d.modified.items()):
+            editor.set(path, entry)
+    return editor.write()
+
+
+def squash(store: Store, revs: list[str], message: str, branch: str | None = None,
+           force: bool = False) -> CommitInfo:
+    """Create the squashed root version.
+
+    With ``branch`` it becomes that branch's tip and nothing else moves. Without, it
+    replaces the current lineage: the working folder is checked out to it (refused on
+    uncommitted changes unless ``force``) and the current branch points at it; older
+    versions stay only where a tag or another branch keeps them (gc frees the rest).
+    """
+    from .worktree import checkout
+
+    if not revs:
+        raise DsError("squash needs at least one version")
+    ids = [store.resolve(r) for r in revs]
+    with store.locked():
+        tree = squash_tree(store, ids)
+        cid = store.meta.commit(tree, [], message or f"squash of {len(ids)} versions")
+        if branch:
+            store.meta.set_ref(f"refs/heads/{branch}", cid, force=True)
+        else:
+            current = store.meta.head_branch()
+            checkout(store, cid, force=force)
+            if current:
+                store.meta.set_ref(f"refs/heads/{current}", cid, force=True)
+                store.meta.repo.set_head(f"refs/heads/{current}")
+        return store.meta.commit_info(cid)

@@ -1,0 +1,192 @@
+"""A store: the ``.dsstore`` folder beside a working folder, and its versions.
+
+Layout (see docs/format.md)::
+
+    .dsstore/config        TOML: format version, hash, chunking, zstd level
+    .dsstore/packs/xx/     immutable pack files, named by content hash
+    .dsstore/index/        immutable chunk-index fragments
+    .dsstore/meta/         git object database: manifests, trees, commits, refs
+    .dsstore/STAGE         staged tree + the commit it was staged on (replaced atomically)
+    .dsstore/cache/stat    stat cache (local, disposable)
+    .dsstore/lock          advisory lock held by every writer
+
+Writers take the lock (``flock``: released by the kernel if the process dies, so it is
+never stale). Order of a commit: chunks durable and indexed, then trees and the commit
+object, then the ref: a crash leaves at worst unreferenced objects for ``ds gc``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import getpass
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pygit2
+
+from .chunkstore import ChunkStore
+from .config import StoreConfig, load_config, save_config
+from .errors import DsError, NothingToCommit, StoreNotFound
+from .fsutil import atomic_write
+from .hashing import get_algo
+from .meta import CommitInfo, MetaStore
+from .paths import STORE_DIR
+from .statcache import StatCache
+
+
+def find_store(start: str | os.PathLike[str] = ".") -> Path:
+    """The nearest ``.dsstore`` at or above ``start``."""
+    here = Path(start).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / STORE_DIR
+        if (candidate / "config").is_file():
+            return candidate
+    raise StoreNotFound(f"no {STORE_DIR} in {here} or any parent folder; run `ds init` first")
+
+
+class Store:
+    def __init__(self, path: Path):
+        self.path = path
+        self.worktree = path.parent
+        self.config: StoreConfig = load_config(path / "config")
+        self.algo = get_algo(self.config.hash)
+        self.meta = MetaStore(path / "meta", self.algo.size)
+        self.chunks = ChunkStore(path, self.algo, self.config.pack_target)
+        self._lock_fd: int | None = None
+        self._lock_depth = 0
+
+    # -- opening -----------------------------------------------------------------------
+    @classmethod
+    def init(cls, folder: str | os.PathLike[str], hash: str = "xxh3-128") -> Store:
+        folder = Path(folder)
+        config = StoreConfig(hash=get_algo(hash).name)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / STORE_DIR
+        if path.exists() or path.is_symlink():
+            if path.is_dir() and (path / "config").exists():
+                raise DsError(f"{path} already exists: this folder is already a store")
+            raise DsError(
+                f"{path} exists but is not a store (on a case-insensitive disk this may be "
+                "Finder's .DS_Store); remove it, or init the store in another folder"
+            )
+        tmp = folder / f".dsstore.init-{os.getpid()}"
+        tmp.mkdir()
+        for sub in ("packs", "index", "cache"):
+            (tmp / sub).mkdir()
+        MetaStore.create(tmp / "meta", get_algo(hash).size)
+        save_config(tmp / "config", config)
+        os.replace(tmp, path)  # the store appears whole or not at all
+        return cls(path)
+
+    @classmethod
+    def open(cls, start: str | os.PathLike[str] = ".") -> Store:
+        return cls(find_store(start))
+
+    def close(self) -> None:
+        self.chunks.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the store's writer lock (re-entrant within this object)."""
+        if self._lock_depth == 0:
+            fd = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._lock_fd = fd
+            self.chunks.index.reload()  # see what other writers published
+        self._lock_depth += 1
+        try:
+            yield
+        finally:
+            self._lock_depth -= 1
+            if self._lock_depth == 0 and self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    def stat_cache(self) -> StatCache:
+        return StatCache(self.path / "cache" / "stat")
+
+    # -- versions ----------------------------------------------------------------------
+    def head(self) -> str | None:
+        return self.meta.head_commit()
+
+    def head_tree(self) -> pygit2.Oid:
+        head = self.head()
+        return self.meta.tree_of(head) if head else self.meta.empty_tree
+
+    def resolve(self, rev: str) -> str:
+        return self.meta.resolve(rev)
+
+    def tree(self, rev: str) -> pygit2.Oid:
+        return self.meta.tree_of(self.resolve(rev))
+
+    def info(self, rev: str) -> CommitInfo:
+        return self.meta.commit_info(self.resolve(rev))
+
+    def log(self, rev: str = "HEAD", limit: int | None = None) -> list[CommitInfo]:
+        if rev == "HEAD" and self.head() is None:
+            return []
+        out = []
+        for cid in self.meta.ancestors(self.resolve(rev)):
+            out.append(self.meta.commit_info(cid))
+            if limit is not None and len(out) >= limit:
+                break
+        return out
+
+    # -- the stage ---------------------------------------------------------------------
+    def staged_tree(self) -> pygit2.Oid:
+        """The tree the next commit will record (HEAD's tree when nothing is staged)."""
+        try:
+            text = (self.path / "STAGE").read_text("ascii").split()
+        except FileNotFoundError:
+            return self.head_tree()
+        if len(text) == 4 and text[0] == "tree" and text[2] == "base" and text[3] == (self.head() or "-"):
+            return pygit2.Oid(hex=text[1])
+        return self.head_tree()  # staged on another commit: stale
+
+    def set_stage(self, tree: pygit2.Oid) -> None:
+        if tree == self.head_tree():
+            self.clear_stage()
+            return
+        atomic_write(self.path / "STAGE", f"tree {tree}\nbase {self.head() or '-'}\n".encode())
+
+    def clear_stage(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path / "STAGE")
+
+    def commit(self, message: str, author: str | None = None) -> CommitInfo:
+        if not message.strip():
+            raise DsError("a commit needs a message: pass -m MESSAGE")
+        with self.locked():
+            tree = self.staged_tree()
+            head = self.head()
+            if head is not None and tree == self.head_tree():
+                raise NothingToCommit("nothing staged to commit; `ds add PATH` first (or use -a)")
+            self.chunks.flush()
+            who = author or os.environ.get("DS_AUTHOR") or _user()
+            cid = self.meta.commit(tree, [head] if head else [], message, (who, f"{who}@objstore"))
+            self.meta.set_head(cid, f"commit: {message.splitlines()[0][:60]}")
+            self.clear_stage()
+            return self.meta.commit_info(cid)
+
+    def tag(self, name: str, rev: str = "HEAD", force: bool = False) -> str:
+        if not name or name.startswith("-") or not pygit2.reference_is_valid_name(f"refs/tags/{name}"):
+            raise DsError(f"{name!r} is not a valid tag name")
+        cid = self.resolve(rev)
+        with self.locked():
+            self.meta.set_ref(f"refs/tags/{name}", cid, force)
+        return cid
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "objstore"

@@ -1,0 +1,129 @@
+"""Copy-on-write edits of a version's folder tree.
+
+Staging loads only the folders on the paths it touches; writing rewrites only those
+folders and their ancestors, so a change costs what changed, not the dataset's size.
+"""
+
+from __future__ import annotations
+
+import pygit2
+
+from .manifest import FileEntry
+from .meta import MetaStore
+from .paths import join
+
+
+class _Node:
+    __slots__ = ("oid", "files", "dirs", "meta", "dirty")
+
+    def __init__(self, oid: pygit2.Oid | None):
+        self.oid = oid
+        self.files: dict[str, FileEntry] | None = None
+        self.dirs: dict[str, _Node] | None = None
+        self.meta: pygit2.Oid | None = None
+        self.dirty = False
+
+
+class TreeEditor:
+    def __init__(self, meta: MetaStore, base: pygit2.Oid | None):
+        self.meta = meta
+        self.root = _Node(base)
+
+    def _load(self, node: _Node, where: str) -> None:
+        if node.files is not None:
+            return
+        if node.oid is None:
+            node.files, node.dirs = {}, {}
+            return
+        folder = self.meta.read_folder(node.oid, where)
+        node.files = dict(folder.files)
+        node.dirs = {name: _Node(oid) for name, oid in folder.dirs.items()}
+        node.meta = folder.meta
+
+    def _folder(self, folder: str, create: bool) -> list[_Node] | None:
+        """Nodes from the root down to ``folder``; None if absent and not created."""
+        node = self.root
+        self._load(node, "")
+        chain = [node]
+        where = ""
+        if not folder:
+            return chain
+        for part in folder.split("/"):
+            child = node.dirs.get(part)
+            if child is None:
+                if not create:
+                    return None
+                node.files.pop(part, None)  # a file becomes a folder
+                child = node.dirs[part] = _Node(None)
+            where = join(where, part)
+            self._load(child, where)
+            node = child
+            chain.append(node)
+        return chain
+
+    @staticmethod
+    def _touch(chain: list[_Node]) -> None:
+        for n in chain:
+            n.dirty = True
+
+    def get(self, path: str) -> FileEntry | None:
+        folder, _, name = path.rpartition("/")
+        chain = self._folder(folder, create=False)
+        return chain[-1].files.get(name) if chain else None
+
+    def set(self, path: str, entry: FileEntry) -> None:
+        folder, _, name = path.rpartition("/")
+        chain = self._folder(folder, create=True)
+        node = chain[-1]
+        if node.files.get(name) == entry:
+            return
+        node.dirs.pop(name, None)  # a folder becomes a file
+        node.files[name] = entry
+        self._touch(chain)
+
+    def remove(self, path: str) -> bool:
+        """Remove a file or a whole folder; True if something was there."""
+        folder, _, name = path.rpartition("/")
+        chain = self._folder(folder, create=False)
+        if not chain:
+            return False
+        node = chain[-1]
+        if node.files.pop(name, None) is None and node.dirs.pop(name, None) is None:
+            return False
+        self._touch(chain)
+        return True
+
+    def files_under(self, folder: str) -> list[str]:
+        """Paths of every file at or below ``folder`` ("" for all)."""
+        chain = self._folder(folder, create=False)
+        if not chain:
+            return []
+        out: list[str] = []
+        stack = [(folder, chain[-1])]
+        while stack:
+            where, node = stack.pop()
+            self._load(node, where)
+            out.extend(join(where, n) for n in node.files)
+            stack.extend((join(where, n), c) for n, c in node.dirs.items())
+        return sorted(out)
+
+    def set_meta(self, blob: pygit2.Oid | None) -> None:
+        self._load(self.root, "")
+        self.root.meta = blob
+        self.root.dirty = True
+
+    def write(self) -> pygit2.Oid:
+        oid = self._write(self.root, "")
+        return oid if oid is not None else self.meta.empty_tree
+
+    def _write(self, node: _Node, where: str) -> pygit2.Oid | None:
+        if not node.dirty:
+            return node.oid
+        dirs = {}
+        for name, child in node.dirs.items():
+            oid = self._write(child, join(where, name))
+            if oid is not None:
+                dirs[name] = oid
+        oid = self.meta.write_folder(list(node.files.values()), dirs, node.meta if not where else None)
+        node.oid, node.dirty = oid, False
+        return oid

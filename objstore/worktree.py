@@ -1,0 +1,322 @@
+"""The working folder beside a store: status, add, rm, checkout.
+
+Unchanged files are recognised by the stat cache (no content read). Everything that
+is staged is written to the chunk store first and flushed before the staged tree that
+names it, so a crash never leaves a stage that points at missing bytes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .diff import Diff, diff_trees
+from .errors import DirtyWorktree, DsError
+from .ingest import Ingestor, Job, Progress, default_workers
+from .manifest import LINK, FileEntry
+from .materialize import Materializer, WriteReport
+from .paths import STORE_DIR, check_relpath, parent_of
+from .scan import ScanResult, Stat, scan
+from .statcache import StatCache
+from .store import Store
+from .tree_edit import TreeEditor
+
+
+@dataclass
+class Status:
+    added: list[str] = field(default_factory=list)
+    modified: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    staged: Diff = field(default_factory=Diff)
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not (self.added or self.modified or self.removed or self.staged)
+
+    def as_json(self) -> dict:
+        return {
+            "added": self.added,
+            "modified": self.modified,
+            "removed": self.removed,
+            "staged": self.staged.as_json(),
+            "skipped": self.skipped,
+        }
+
+
+@dataclass
+class AddReport:
+    staged: int = 0  # files whose entry changed in the stage
+    removed: int = 0
+    bytes_read: int = 0
+    bytes_new: int = 0
+    case_collisions: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def to_store_path(store: Store, user_path: str, cwd: str | None = None) -> str:
+    """A user's path (relative to ``cwd`` or absolute) as a '/'-separated store path."""
+    root = store.worktree.resolve()
+    p = Path(cwd or os.getcwd(), user_path)
+    absolute = Path(os.path.normpath(p))
+    try:
+        rel = absolute.relative_to(root)
+    except ValueError:
+        raise DsError(f"{user_path} is outside the working folder {root}") from None
+    rel_s = rel.as_posix()
+    if rel_s == ".":
+        return ""
+    if rel_s.split("/")[0] == STORE_DIR:
+        raise DsError(f"{user_path} is inside {STORE_DIR}; the store cannot version itself")
+    return check_relpath(rel_s)
+
+
+def hash_file(abspath: str, kind: int, algo) -> bytes:
+    if kind == LINK:
+        return algo.digest(os.fsencode(os.readlink(abspath)))
+    h = algo.new()
+    with open(abspath, "rb", buffering=0) as f:
+        while True:
+            block = f.read(1 << 20)
+            if not block:
+                break
+            h.update(block)
+    return h.digest()
+
+
+def _current_hashes(store: Store, cache: StatCache, files: dict[str, Stat],
+                    wanted: Iterable[str]) -> dict[str, bytes]:
+    """Content hashes of ``wanted`` paths: from the cache, else read (in parallel)."""
+    out: dict[str, bytes] = {}
+    todo = []
+    for path in wanted:
+        st = files[path]
+        h = cache.get(path, st)
+        if h is None:
+            todo.append(path)
+        else:
+            out[path] = h
+    root = str(store.worktree)
+    if todo:
+        def work(p: str) -> bytes:
+            return hash_file(os.path.join(root, p), files[p].kind, store.algo)
+        with ThreadPoolExecutor(default_workers()) as pool:
+            for path, h in zip(todo, pool.map(work, todo), strict=True):
+                out[path] = h
+                cache.put(path, files[path], h)
+    return out
+
+
+def _scan_with_tracked(store: Store, head: dict[str, FileEntry], only: list[str] | None = None) -> ScanResult:
+    """Scan, and also stat tracked paths that .dsignore hides (tracked beats ignored)."""
+    result = scan(str(store.worktree), only)
+    for path in head:
+        if path in result.files:
+            continue
+        try:
+            st = Stat.of(os.lstat(os.path.join(store.worktree, path)))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        if st is not None:
+            result.files[path] = st
+    return result
+
+
+def worktree_diff(store: Store, base_tree=None) -> tuple[Diff, ScanResult, StatCache]:
+    """The working folder against a tree (HEAD's by default), without renames."""
+    meta = store.meta
+    tree = store.head_tree() if base_tree is None else base_tree
+    head = dict(meta.walk(tree))
+    result = _scan_with_tracked(store, head)
+    cache = store.stat_cache()
+    d = Diff()
+    same_shape = []
+    for path, st in result.files.items():
+        e = head.get(path)
+        if e is None:
+            d.added[path] = FileEntry(path.rpartition("/")[2], st.kind, st.size, b"")
+        elif e.kind != st.kind or e.size != st.size:
+            d.modified[path] = FileEntry(e.name, st.kind, st.size, b"")
+        else:
+            same_shape.append(path)
+    hashes = _current_hashes(store, cache, result.files, same_shape)
+    for path in same_shape:
+        if hashes[path] != head[path].hash:
+            st = result.files[path]
+            d.modified[path] = FileEntry(head[path].name, st.kind, st.size, hashes[path])
+    for path, e in head.items():
+        if path not in result.files:
+            d.removed[path] = e
+    cache.save()
+    return d, result, cache
+
+
+def status(store: Store) -> Status:
+    d, result, _cache = worktree_diff(store)
+    staged = diff_trees(store.meta, store.head_tree(), store.staged_tree())
+    return Status(sorted(d.added), sorted(d.modified), sorted(d.removed), staged,
+                  sorted(result.skipped))
+
+
+def add(store: Store, paths: list[str], progress: Progress | None = None,
+        cwd: str | None = None) -> AddReport:
+    """Stage the files under ``paths`` (and the removal of tracked ones now gone)."""
+    rels = sorted({to_store_path(store, p, cwd) for p in paths})
+    report = AddReport()
+    with store.locked():
+        editor = TreeEditor(store.meta, store.staged_tree())
+        tracked: dict[str, None] = {}
+        for rel in rels:
+            under = [rel] if rel and editor.get(rel) else editor.files_under(rel)
+            if not under and not os.path.lexists(os.path.join(store.worktree, rel)):
+                raise DsError(f"{rel}: no such file or folder, and nothing tracked there")
+            tracked.update(dict.fromkeys(under))
+        result = scan(str(store.worktree), rels)
+        if result.bad_names:
+            raise DsError(f"{result.bad_names[0]}: file name is not valid UTF-8; rename it and retry")
+        for p in tracked:  # tracked but hidden by .dsignore: still versioned
+            if p not in result.files:
+                try:
+                    st = Stat.of(os.lstat(os.path.join(store.worktree, p)))
+                except (FileNotFoundError, NotADirectoryError):
+                    continue
+                if st is not None:
+                    result.files[p] = st
+        report.skipped = result.skipped
+        cache = store.stat_cache()
+        jobs = []
+        for path, st in result.files.items():
+            check_relpath(path)
+            old = editor.get(path)
+            if old is not None and old.kind == st.kind and old.size == st.size \
+                    and cache.get(path, st) == old.hash:
+                continue
+            jobs.append(Job(path, os.path.join(store.worktree, path), st))
+        ingestor = Ingestor(store.chunks, store.config.chunking, store.config.zstd_level,
+                            progress=progress)
+        try:
+            entries = ingestor.run(jobs)
+        except BaseException:
+            store.chunks.abort()
+            raise
+        store.chunks.flush()
+        touched_folders = set()
+        for path, entry in entries.items():
+            editor.set(path, entry)
+            cache.put(path, result.files[path], entry.hash)
+            touched_folders.add(parent_of(path))
+        for p in tracked:
+            if p not in result.files:
+                editor.remove(p)
+                cache.drop(p)
+                report.removed += 1
+        store.set_stage(editor.write())
+        cache.save()
+        report.staged = len(entries)
+        report.bytes_read = ingestor.bytes_done
+        report.bytes_new = ingestor.bytes_new
+        report.case_collisions = _case_collisions(editor, touched_folders)
+    return report
+
+
+def _case_collisions(editor: TreeEditor, folders: set[str]) -> list[tuple[str, str]]:
+    out = []
+    for folder in sorted(folders):
+        chain = editor._folder(folder, create=False)
+        if not chain:
+            continue
+        node = chain[-1]
+        seen: dict[str, str] = {}
+        for name in sorted([*node.files, *node.dirs]):
+            key = name.casefold()
+            if key in seen:
+                out.append((f"{folder}/{seen[key]}".lstrip("/"), f"{folder}/{name}".lstrip("/")))
+            else:
+                seen[key] = name
+    return out
+
+
+def rm(store: Store, paths: list[str], keep: bool = False, cwd: str | None = None) -> list[str]:
+    """Stop versioning ``paths`` (files or folders); delete them unless ``keep``."""
+    rels = [to_store_path(store, p, cwd) for p in paths]
+    removed: list[str] = []
+    with store.locked():
+        editor = TreeEditor(store.meta, store.staged_tree())
+        for user, rel in zip(paths, rels, strict=True):
+            under = [rel] if editor.get(rel) else editor.files_under(rel)
+            if not rel or not under:
+                raise DsError(f"{user} is not in the version; nothing to remove")
+            editor.remove(rel)
+            removed.extend(under)
+        store.set_stage(editor.write())
+        if not keep:
+            m = Materializer(str(store.worktree), store.chunks)
+            for p in removed:
+                m.remove(p)
+            m.prune_empty_dirs(parent_of(p) for p in removed)
+    return sorted(removed)
+
+
+def commit_all(store: Store, message: str, progress: Progress | None = None):
+    add(store, [str(store.worktree)], progress)
+    return store.commit(message)
+
+
+def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool = False,
+             progress: Callable[[int, int], None] | None = None, cwd: str | None = None) -> WriteReport:
+    """Make the working folder (or just ``paths``) equal to version ``rev``."""
+    target = store.resolve(rev)
+    meta = store.meta
+    with store.locked():
+        target_tree = meta.tree_of(target)
+        head_tree = store.head_tree()
+        wd, result, cache = worktree_diff(store)
+        staged = diff_trees(meta, head_tree, store.staged_tree(), renames=False)
+        m = Materializer(str(store.worktree), store.chunks, progress=progress)
+        if paths:
+            rels = [to_store_path(store, p, cwd) for p in paths]
+            items, dirty = [], []
+            for user, rel in zip(paths, rels, strict=True):
+                found = meta.lookup(target_tree, rel)
+                if found is None:
+                    raise DsError(f"{user} is not in version {target[:12]}")
+                sub = [(rel, found)] if isinstance(found, FileEntry) else list(meta.walk(found, rel))
+                items.extend(sub)
+                dirty.extend(p for p, _ in sub if p in wd.modified)
+            if dirty and not force:
+                raise DirtyWorktree(
+                    f"{dirty[0]} has uncommitted changes that checkout would overwrite; "
+                    "commit them or use --force"
+                )
+            report = m.write(items)
+            for p, st in report.written.items():
+                cache.put(p, st, dict(items)[p].hash)
+            cache.save()
+            return report
+        target_map = dict(meta.walk(target_tree))
+        clobbered = [p for p in wd.added if p in target_map]
+        if not force and (wd.modified or wd.removed or staged or clobbered):
+            first = (sorted(wd.modified) + sorted(wd.removed) + sorted(staged.added)
+                     + sorted(staged.modified) + sorted(staged.removed) + clobbered)
+            raise DirtyWorktree(
+                f"uncommitted changes ({first[0]}{' and more' if len(first) > 1 else ''}) "
+                "would be lost; commit them, or use --force to discard them"
+            )
+        between = diff_trees(meta, head_tree, target_tree, renames=False)
+        write_paths = set(between.added) | set(between.modified)
+        write_paths |= {p for p in (*wd.modified, *wd.removed, *clobbered) if p in target_map}
+        gone = set(between.removed) | {p for p in wd.modified if p not in target_map}
+        for p in sorted(gone):
+            m.remove(p)
+            cache.drop(p)
+        report = m.write((p, target_map[p]) for p in sorted(write_paths))
+        m.prune_empty_dirs(parent_of(p) for p in gone)
+        for p, st in report.written.items():
+            cache.put(p, st, target_map[p].hash)
+        cache.save()
+        meta.checkout_ref(rev, target)
+        store.clear_stage()
+        return report
