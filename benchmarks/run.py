@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import importlib.metadata
 import json
 import os
 import platform
@@ -163,6 +164,7 @@ class Measurement:
     error: str | None = None
     stdout_file: str | None = None
     stderr_file: str | None = None
+    stdout_bytes: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -255,6 +257,7 @@ class Runner:
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             proc.returncode = os.waitstatus_to_exitcode(status)
         m.returncode = proc.returncode
+        m.stdout_bytes = out_path.stat().st_size
         m.cpu_user_s = after.ru_utime - before.ru_utime
         m.cpu_sys_s = after.ru_stime - before.ru_stime
         m.cpu_s = m.cpu_user_s + m.cpu_sys_s
@@ -384,8 +387,17 @@ def machine_info(ds_cmd: list[str], tmp_root: Path) -> dict[str, Any]:
         "git": _version(["git", "--version"]),
         "zstd": _version(["zstd", "--version"]),
         "ds_cmd": ds_cmd,
-        "ds_version": _version([*ds_cmd, "--version"]),
+        "ds_version": _version([*ds_cmd, "--version"]) or _package_version("objstore"),
+        "repo_commit": _version(["git", "-C", str(HERE.parent), "describe", "--always",
+                                 "--dirty"]),
     }
+
+
+def _package_version(name: str) -> str | None:
+    try:
+        return f"{name} {importlib.metadata.version(name)}"
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 # --------------------------------------------------------------------------
@@ -474,6 +486,7 @@ def bench_dataset(
         ds[name] = m.to_dict()
         return m
 
+    dsr("ds --help (startup)", "--help")
     dsr("ds init", "init")
     add1 = dsr("ds add (v1)", "add", ".")
     com1 = dsr("ds commit (v1)", "commit", "-m", "v1")
@@ -643,7 +656,8 @@ def to_markdown(results: dict[str, Any]) -> str:
         f"{mi['mem_total_mib']} MiB RAM, {mi['platform']}",
         f"- python {mi['python']}; {mi['git'] or 'git: n/a'}; "
         f"{(mi['zstd'] or 'zstd: n/a').strip('* ')}",
-        f"- ds command: `{shlex.join(mi['ds_cmd'])}` ({mi['ds_version'] or 'version n/a'})",
+        f"- ds command: `{shlex.join(mi['ds_cmd'])}` ({mi['ds_version'] or 'version n/a'}); "
+        f"repo {mi.get('repo_commit') or 'n/a'}",
         f"- scale: {'quick' if cfg['quick'] else 'full'}; S = {cfg['small_files']} files, "
         f"L = 2 x {cfg['large_mib']} MiB; seed {cfg['seed']}; total run "
         f"{results['total_wall_s']:.1f}s",
@@ -667,6 +681,7 @@ def to_markdown(results: dict[str, Any]) -> str:
             "",
             "| step | wall s | CPU s | peak RSS MiB | status |",
             "| --- | ---: | ---: | ---: | --- |",
+            _row("ds --help (CLI start-up)", ds.get("ds --help (startup)")),
             _row("ds init", ds.get("ds init")),
             _row("ds add+commit (v1)", ds.get("add_commit_v1")),
             _row("ds status (no-op, 2nd run)", ds.get("ds status (no-op)")),
@@ -733,8 +748,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sets", default="S,L", help="comma list of data sets (S, L)")
     p.add_argument("--timeout", type=float, default=None,
                    help="per-command timeout in seconds (default 600, quick 120)")
-    p.add_argument("--repeat", type=int, default=1,
-                   help="runs of the stateless peers (cp -r, tar|zstd); median kept")
+    p.add_argument("--repeat", type=int, default=None,
+                   help="runs of the stateless peers (cp -r, tar|zstd), median kept "
+                        "(default 3, quick 1)")
     p.add_argument("--workdir", default=None, help="parent of the temp dir (default $TMPDIR)")
     p.add_argument("--keep", action="store_true", help="keep the temp dir and logs")
     a = p.parse_args(argv)
@@ -742,6 +758,7 @@ def main(argv: list[str] | None = None) -> int:
     small_files = a.small_files or (QUICK_SMALL_FILES if a.quick else DEFAULT_SMALL_FILES)
     large_mib = a.large_mib or (QUICK_LARGE_MIB if a.quick else DEFAULT_LARGE_MIB)
     timeout = a.timeout or (120.0 if a.quick else 600.0)
+    repeat = a.repeat or (1 if a.quick else 3)
     ds_cmd = shlex.split(os.environ.get("DS_CMD", "ds")) or ["ds"]
     sets = [s.strip().upper() for s in a.sets.split(",") if s.strip()]
 
@@ -757,7 +774,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {**machine_info(ds_cmd, work), "rss_method": rss_method},
         "config": {"quick": a.quick, "small_files": small_files, "large_mib": large_mib,
                    "seed": a.seed, "timeout_s": timeout, "sets": sets,
-                   "repeat": a.repeat},
+                   "repeat": repeat},
         "datasets": {},
         "errors": runner.errors,
     }
@@ -770,7 +787,7 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"unknown data set {label!r}")
         try:
             results["datasets"][label] = bench_dataset(
-                label, work, makers[label], runner, ds_cmd, a.seed, a.keep, a.repeat)
+                label, work, makers[label], runner, ds_cmd, a.seed, a.keep, repeat)
         except Exception as exc:  # keep going: the other set may still run
             text = "".join(traceback.format_exception(exc))
             runner.log(f"[{label}] harness error: {exc!r}")

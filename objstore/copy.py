@@ -59,7 +59,7 @@ def get_copy(store: Store, rev: str, dest: str | os.PathLike[str], overwrite: bo
         raise TargetNotEmpty(f"{dest} is not empty; pass --overwrite to replace its content")
     items = list(store.meta.walk(store.meta.tree_of(cid)))
     if include:
-        spec = pathspec.PathSpec.from_lines("gitwildmatch", include)
+        spec = pathspec.GitIgnoreSpec.from_lines(include)
         items = [(p, e) for p, e in items if spec.match_file(p)]
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.parent / f".{dest.name}.ds-get-{os.getpid()}"

@@ -2,9 +2,10 @@
 
 It lets ``ds status`` on an unchanged folder read no file content. An entry is trusted
 only while size, mtime_ns and inode all match, and only if the file's mtime is older
-than the moment the cache was written by more than ``RACY_NS`` (a file changed again
-within the same timestamp tick would otherwise look unchanged). It is a cache: a
-missing, old-format or damaged file is simply ignored and rebuilt.
+than the moment the cache was written by more than ``RACY_NS`` (2 s on filesystems with
+whole-second times): a file changed again within the same timestamp tick would
+otherwise look unchanged. It is a cache: a missing, old-format or damaged file is
+simply ignored and rebuilt.
 """
 
 from __future__ import annotations
@@ -38,7 +39,9 @@ class StatCache:
         row = self.entries.get(path)
         if row is None or row[0] != st.size or row[1] != st.mtime_ns or row[2] != st.ino:
             return None
-        if st.mtime_ns >= self.written_ns - RACY_NS:
+        # whole-second mtimes mean a coarse filesystem (FAT, HFS+): widen the window
+        window = RACY_NS if st.mtime_ns % 1_000_000_000 else 2_000_000_000
+        if st.mtime_ns >= self.written_ns - window:
             self.changed = True  # re-verified now; saving moves the racy window on
             return None
         return row[3]

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pygit2
 
+from .chunking import ChunkParams
 from .chunkstore import ChunkStore
 from .config import StoreConfig, load_config, save_config
 from .errors import DsError, NothingToCommit, StoreNotFound
@@ -59,9 +60,10 @@ class Store:
 
     # -- opening -----------------------------------------------------------------------
     @classmethod
-    def init(cls, folder: str | os.PathLike[str], hash: str = "xxh3-128") -> Store:
+    def init(cls, folder: str | os.PathLike[str], hash: str = "xxh3-128",
+             chunking: ChunkParams | None = None) -> Store:
         folder = Path(folder)
-        config = StoreConfig(hash=get_algo(hash).name)
+        config = StoreConfig(hash=get_algo(hash).name, chunking=chunking or ChunkParams())
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / STORE_DIR
         if path.exists() or path.is_symlink():
@@ -161,13 +163,13 @@ class Store:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path / "STAGE")
 
-    def commit(self, message: str, author: str | None = None) -> CommitInfo:
+    def commit(self, message: str, author: str | None = None, allow_empty: bool = False) -> CommitInfo:
         if not message.strip():
             raise DsError("a commit needs a message: pass -m MESSAGE")
         with self.locked():
             tree = self.staged_tree()
             head = self.head()
-            if head is not None and tree == self.head_tree():
+            if not allow_empty and tree == self.head_tree():
                 raise NothingToCommit("nothing staged to commit; `ds add PATH` first (or use -a)")
             self.chunks.flush()
             who = author or os.environ.get("DS_AUTHOR") or _user()

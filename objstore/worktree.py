@@ -203,16 +203,16 @@ def add(store: Store, paths: list[str], progress: Progress | None = None,
             store.chunks.abort()
             raise
         store.chunks.flush()
+        for p in tracked:  # removals first: a removed file may become a folder
+            if p not in result.files:
+                editor.remove(p)
+                cache.drop(p)
+                report.removed += 1
         touched_folders = set()
         for path, entry in entries.items():
             editor.set(path, entry)
             cache.put(path, result.files[path], entry.hash)
             touched_folders.add(parent_of(path))
-        for p in tracked:
-            if p not in result.files:
-                editor.remove(p)
-                cache.drop(p)
-                report.removed += 1
         store.set_stage(editor.write())
         cache.save()
         report.staged = len(entries)

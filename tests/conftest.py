@@ -1,0 +1,63 @@
+"""Shared fixtures: a fresh store in a temp folder, and a way to run the real `ds`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from objstore.store import Store
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> Path:
+    """An empty working folder."""
+    w = tmp_path / "work"
+    w.mkdir()
+    return w
+
+
+@pytest.fixture
+def store(work: Path) -> Store:
+    s = Store.init(work)
+    yield s
+    s.close()
+
+
+def write(root: Path, rel: str, data: bytes | str, mode: int | None = None) -> Path:
+    p = root / rel
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(data.encode() if isinstance(data, str) else data)
+    if mode is not None:
+        os.chmod(p, mode)
+    return p
+
+
+def read_tree(root: Path) -> dict[str, tuple[bytes, bool]]:
+    """path -> (content or link target, executable) for everything under root but .dsstore."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d != ".dsstore"]
+        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            p = Path(dirpath, name)
+            rel = p.relative_to(root).as_posix()
+            if p.is_symlink():
+                out[rel] = (b"->" + os.fsencode(os.readlink(p)), False)
+            else:
+                out[rel] = (p.read_bytes(), bool(p.stat().st_mode & 0o100))
+    return out
+
+
+DS = shutil.which("ds") or str(Path(sys.executable).with_name("ds"))
+
+
+def ds(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """Run the installed `ds` entry point."""
+    proc = subprocess.run([DS, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"ds {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
+    return proc

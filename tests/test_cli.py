@@ -1,0 +1,144 @@
+"""The `ds` command line through the installed entry point, as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from .conftest import ds, read_tree, write
+
+COMMANDS = ["init", "add", "rm", "status", "commit", "log", "show", "diff", "checkout", "get",
+            "tag", "squash", "fsck", "gc"]
+
+
+@pytest.mark.parametrize("cmd", COMMANDS)
+def test_every_command_has_help(cmd: str, tmp_path: Path) -> None:
+    proc = ds(cmd, "--help", cwd=tmp_path)
+    assert "Usage" in proc.stdout and cmd in proc.stdout
+
+
+def test_full_workflow(tmp_path: Path) -> None:
+    w = tmp_path / "w"
+    ds("init", str(w), cwd=tmp_path)
+    write(w, "data/a.csv", "x,y\n1,2\n")
+    write(w, "data/img.bin", os.urandom(4096))
+    write(w, "run.sh", "#!/bin/sh\necho hi\n", mode=0o755)
+    ds("add", "data", "run.sh", cwd=w)
+    st = json.loads(ds("status", "--json", cwd=w).stdout)
+    assert st["staged"]["added"] == ["data/a.csv", "data/img.bin", "run.sh"]
+    v1 = ds("commit", "-m", "first", cwd=w).stdout.strip()
+    assert len(v1) == 40
+    assert json.loads(ds("status", "--json", cwd=w).stdout)["added"] == []
+    write(w, "data/a.csv", "x,y\n1,3\n")
+    write(w, "data/new.txt", "new")
+    os.unlink(w / "run.sh")
+    st = json.loads(ds("status", "--json", cwd=w).stdout)
+    assert (st["added"], st["modified"], st["removed"]) == (["data/new.txt"], ["data/a.csv"], ["run.sh"])
+    wd = json.loads(ds("diff", "--json", cwd=w).stdout)
+    assert wd["modified"] == ["data/a.csv"] and wd["removed"] == ["run.sh"]
+    v2 = ds("commit", "-a", "-m", "second", cwd=w).stdout.strip()
+    log = json.loads(ds("log", "--json", cwd=w).stdout)
+    assert [e["id"] for e in log] == [v2, v1]
+    assert log[0]["parents"] == [v1] and log[1]["parents"] == []
+    assert {"id", "message", "parents", "created"} <= set(log[0])
+    assert log[0]["message"] == "second"
+    d = json.loads(ds("diff", v1, v2, "--json", cwd=w).stdout)
+    assert d == {"added": ["data/new.txt"], "modified": ["data/a.csv"], "removed": ["run.sh"],
+                 "renamed": []}
+    show = json.loads(ds("show", v2[:8], "--json", cwd=w).stdout)
+    assert show["id"] == v2 and show["files"] == 3
+    ds("tag", "v1", v1, cwd=w)
+    ds("checkout", "v1", cwd=w)
+    assert (w / "run.sh").exists() and not (w / "data/new.txt").exists()
+    assert os.stat(w / "run.sh").st_mode & 0o100
+    ds("checkout", "main", cwd=w)
+    out = tmp_path / "copy"
+    ds("get", "HEAD~1", str(out), cwd=w)
+    assert read_tree(out) == {
+        "data/a.csv": (b"x,y\n1,2\n", False),
+        "data/img.bin": ((w / "data/img.bin").read_bytes(), False),
+        "run.sh": (b"#!/bin/sh\necho hi\n", True),
+    }
+    fsck = ds("fsck", "--read-data", cwd=w)
+    assert "OK" in fsck.stdout
+    graph = ds("log", "--graph", cwd=w).stdout
+    assert graph.count("*") == 2 and "(v1)" in graph
+
+
+def test_errors_are_one_line_and_nonzero(tmp_path: Path) -> None:
+    proc = ds("status", cwd=tmp_path, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("Error: ") and "ds init" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    w = tmp_path / "w"
+    ds("init", str(w), cwd=tmp_path)
+    for args, needle in [
+        (("init", str(w)), "already"),
+        (("log", "nosuchrev"), "no version matches"),
+        (("commit", "-m", "x"), "nothing staged"),
+        (("add", "missing.txt"), "no such file"),
+        (("add", "/etc/passwd"), "outside the working folder"),
+        (("init", str(w), "--hash", "md5"), "unknown hash"),
+    ]:
+        proc = ds(*args, cwd=w, check=False)
+        assert proc.returncode != 0, args
+        assert needle in proc.stderr, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr
+
+
+def test_get_refuses_non_empty_target(tmp_path: Path) -> None:
+    w = tmp_path / "w"
+    ds("init", str(w), cwd=tmp_path)
+    write(w, "a", "1")
+    ds("commit", "-a", "-m", "v1", cwd=w)
+    out = tmp_path / "out"
+    write(out, "keep.txt", "mine")
+    proc = ds("get", "HEAD", str(out), cwd=w, check=False)
+    assert proc.returncode == 1 and "--overwrite" in proc.stderr
+    assert read_tree(out) == {"keep.txt": (b"mine", False)}
+    ds("get", "HEAD", str(out), "--overwrite", cwd=w)
+    assert read_tree(out) == {"a": (b"1", False)}
+
+
+def test_checkout_refuses_dirty_without_force(tmp_path: Path) -> None:
+    w = tmp_path / "w"
+    ds("init", str(w), cwd=tmp_path)
+    write(w, "a", "1")
+    ds("commit", "-a", "-m", "v1", cwd=w)
+    write(w, "a", "2")
+    ds("commit", "-a", "-m", "v2", cwd=w)
+    write(w, "a", "local")
+    proc = ds("checkout", "HEAD~1", cwd=w, check=False)
+    assert proc.returncode == 1 and "--force" in proc.stderr
+    assert (w / "a").read_text() == "local"
+    ds("checkout", "HEAD~1", "--force", cwd=w)
+    assert (w / "a").read_text() == "1"
+
+
+def test_squash_tag_gc_cli(tmp_path: Path) -> None:
+    w = tmp_path / "w"
+    ds("init", str(w), cwd=tmp_path)
+    write(w, "a", os.urandom(100_000))
+    ds("commit", "-a", "-m", "v1", cwd=w)
+    write(w, "a", os.urandom(100_000))
+    ds("commit", "-a", "-m", "v2", cwd=w)
+    sq = ds("squash", "HEAD~1", "HEAD", "-m", "one", cwd=w).stdout.strip()
+    log = json.loads(ds("log", "--json", cwd=w).stdout)
+    assert [e["id"] for e in log] == [sq] and log[0]["parents"] == []
+    dry = json.loads(ds("gc", "--dry-run", "--json", cwd=w).stdout)
+    assert dry["bytes_freed"] > 90_000
+    ds("gc", cwd=w)
+    assert "OK" in ds("fsck", "--read-data", cwd=w).stdout
+    tags = ds("tag", cwd=w).stdout
+    assert tags == ""
+
+
+def test_dash_c_option(tmp_path: Path) -> None:
+    w = tmp_path / "w"
+    ds("init", str(w), cwd=tmp_path)
+    write(w, "f", "x")
+    ds("-C", str(w), "commit", "-a", "-m", "v1", cwd=tmp_path)
+    assert len(json.loads(ds("-C", str(w), "log", "--json", cwd=tmp_path).stdout)) == 1
