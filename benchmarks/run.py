@@ -269,6 +269,7 @@ class Runner:
                 m.cpu_wait4_s = float(utime) + float(stime)
                 m.maxrss_kib = int(maxrss)
             except (OSError, ValueError):
+                m.maxrss_kib = 0  # the helper's own figure would be the harness's RSS
                 if m.returncode == 0:
                     m.error = "rusage helper wrote no report"
         if state["timed_out"]:
@@ -351,7 +352,8 @@ def du(path: Path) -> dict[str, Any]:
 
 def _version(cmd: list[str]) -> str | None:
     try:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False,
+                           stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired):
         return None
     text = (r.stdout or r.stderr).strip().splitlines()

@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from pyfastcdc import FastCDC
-
 MiB = 1024 * 1024
 
 
@@ -23,10 +21,12 @@ class ChunkParams:
     max_size: int = 4 * MiB
 
 
-_CUTTERS: dict[ChunkParams, FastCDC] = {}
+_CUTTERS: dict = {}
 
 
-def _cutter(params: ChunkParams) -> FastCDC:
+def _cutter(params: ChunkParams):
+    from pyfastcdc import FastCDC  # imported on first use: keeps `ds status` start-up short
+
     cutter = _CUTTERS.get(params)
     if cutter is None:
         cutter = FastCDC(params.avg_size, min_size=params.min_size, max_size=params.max_size)

@@ -1,17 +1,21 @@
 """File entries and the per-folder manifest blob that holds them.
 
 A folder's files are not one git object each: they are rows of one manifest blob
-(split into buckets for very large folders). Byte layout (little-endian)::
+(split into buckets for very large folders). Rows have a fixed width so a manifest
+decodes with one ``struct.iter_unpack`` pass. Byte layout (little-endian)::
 
-    header  4s b"DSMF" | u8 version (1) | u8 hash size | 2x | u32 entry count
-    entry   u16 name length | name (UTF-8) | u8 kind | u64 size | hash
-            | u32 chunk count | chunk count x ( chunk id | u32 chunk length )
+    header  4s b"DSMF" | u8 version (1) | u8 hash size | 2x | u32 row count
+            | u32 names length | u32 chunk-row count                          (20 bytes)
+    rows    row count x ( u32 name offset | u16 name length | u8 kind | x | u64 size
+                          | hash | u32 first chunk row | u32 chunk count )
+    names   the UTF-8 names, back to back, in row order
+    chunks  chunk-row count x ( chunk id | u32 chunk length )
 
 ``kind``: 0 regular file, 1 executable file, 2 symlink (its content is the link
 target). ``hash`` is the whole content's id. A chunk count of 0 with size > 0 means the
 file is one chunk whose id is ``hash`` (the usual case for small files; saves space).
-Entries are sorted by name; a duplicate or unsafe name, or chunk lengths that do not
-add up to the size, make the manifest invalid.
+Rows are sorted by name; a duplicate or unsafe name, a name or chunk range outside its
+section, or chunk lengths that do not add up to the size make the manifest invalid.
 """
 
 from __future__ import annotations
@@ -20,14 +24,20 @@ import struct
 from dataclasses import dataclass
 
 from .errors import FormatError
-from .paths import check_name
+from .paths import _UNSAFE, MAX_NAME_BYTES, check_name
 
 MAGIC = b"DSMF"
-HEAD = struct.Struct("<4sBB2xI")
-ROW = struct.Struct("<BQ")
-U16 = struct.Struct("<H")
-U32 = struct.Struct("<I")
+HEAD = struct.Struct("<4sBB2xIII")
 MAX_CHUNK = 16 * 1024 * 1024
+
+
+def _row(hash_size: int) -> struct.Struct:
+    return struct.Struct(f"<IHBxQ{hash_size}sII")
+
+
+def _chunk_row(hash_size: int) -> struct.Struct:
+    return struct.Struct(f"<{hash_size}sI")
+
 
 FILE, EXEC, LINK = 0, 1, 2
 KIND_NAMES = {FILE: "file", EXEC: "exec", LINK: "link"}
@@ -51,48 +61,45 @@ class FileEntry:
 
 
 def encode_manifest(entries: list[FileEntry], hash_size: int) -> bytes:
+    row, crow = _row(hash_size), _chunk_row(hash_size)
     entries = sorted(entries, key=lambda e: e.name.encode("utf-8"))
-    parts = [HEAD.pack(MAGIC, 1, hash_size, len(entries))]
+    rows, names, chunk_rows = [], [], []
+    name_off = 0
     for e in entries:
         name = e.name.encode("utf-8")
         chunks = e.chunks
         if len(chunks) == 1 and chunks[0] == (e.hash, e.size):
             chunks = ()
-        parts.append(U16.pack(len(name)))
-        parts.append(name)
-        parts.append(ROW.pack(e.kind, e.size))
-        parts.append(e.hash)
-        parts.append(U32.pack(len(chunks)))
-        for cid, clen in chunks:
-            parts.append(cid)
-            parts.append(U32.pack(clen))
-    return b"".join(parts)
+        rows.append(row.pack(name_off, len(name), e.kind, e.size, e.hash, len(chunk_rows), len(chunks)))
+        names.append(name)
+        name_off += len(name)
+        chunk_rows.extend(crow.pack(cid, clen) for cid, clen in chunks)
+    head = HEAD.pack(MAGIC, 1, hash_size, len(entries), name_off, len(chunk_rows))
+    return b"".join([head, *rows, *names, *chunk_rows])
 
 
 def decode_manifest(data: bytes, hash_size: int, where: str) -> list[FileEntry]:
-    try:
-        return _decode(data, hash_size, where)
-    except struct.error:
-        raise FormatError(f"{where}: manifest is truncated") from None
-
-
-def _decode(data: bytes, hash_size: int, where: str) -> list[FileEntry]:
-    magic, version, hs, count = HEAD.unpack_from(data, 0)
+    if len(data) < HEAD.size:
+        raise FormatError(f"{where}: manifest is truncated")
+    magic, version, hs, count, names_len, nchunk = HEAD.unpack_from(data, 0)
     if magic != MAGIC or version != 1:
         raise FormatError(f"{where}: not a version-1 manifest")
     if hs != hash_size:
         raise FormatError(f"{where}: manifest ids are {hs} bytes, the store uses {hash_size}")
-    pos = HEAD.size
+    row, crow = _row(hash_size), _chunk_row(hash_size)
+    rows_end = HEAD.size + count * row.size
+    names_end = rows_end + names_len
+    if names_end + nchunk * crow.size != len(data):
+        raise FormatError(f"{where}: manifest sections do not add up to its length (truncated?)")
+    names = data[rows_end:names_end]
+    chunk_table = list(crow.iter_unpack(data[names_end:])) if nchunk else []
     out: list[FileEntry] = []
     prev = b""
-    n = len(data)
-    for _ in range(count):
-        (nlen,) = U16.unpack_from(data, pos)
-        pos += 2
-        raw_name = data[pos : pos + nlen]
-        pos += nlen
-        if len(raw_name) != nlen:
-            raise FormatError(f"{where}: manifest is truncated")
+    used_chunks = 0
+    for off, nlen, kind, size, fhash, cstart, ccount in row.iter_unpack(data[HEAD.size:rows_end]):
+        raw_name = names[off : off + nlen]
+        if len(raw_name) != nlen or off + nlen > names_len:
+            raise FormatError(f"{where}: a name lies outside the manifest")
         if raw_name <= prev and out:
             raise FormatError(f"{where}: manifest names are duplicated or out of order")
         prev = raw_name
@@ -100,34 +107,26 @@ def _decode(data: bytes, hash_size: int, where: str) -> list[FileEntry]:
             name = raw_name.decode("utf-8")
         except UnicodeDecodeError:
             raise FormatError(f"{where}: a manifest name is not UTF-8") from None
-        check_name(name, where)
-        kind, size = ROW.unpack_from(data, pos)
-        pos += ROW.size
-        if kind not in KIND_NAMES:
+        if _UNSAFE.search(name) or nlen > MAX_NAME_BYTES or not name.isascii():
+            check_name(name, where)  # raises with the precise reason
+        if kind > LINK:
             raise FormatError(f"{where}: entry {name!r} has unknown kind {kind}")
-        fhash = data[pos : pos + hash_size]
-        pos += hash_size
-        (nchunks,) = U32.unpack_from(data, pos)
-        pos += 4
-        if pos + nchunks * (hash_size + 4) > n:
-            raise FormatError(f"{where}: manifest is truncated")
-        chunks = []
-        total = 0
-        for _c in range(nchunks):
-            cid = data[pos : pos + hash_size]
-            (clen,) = U32.unpack_from(data, pos + hash_size)
-            pos += hash_size + 4
-            if not 0 < clen <= MAX_CHUNK:
-                raise FormatError(f"{where}: entry {name!r} has a chunk of {clen} bytes")
-            total += clen
-            chunks.append((cid, clen))
-        if nchunks == 0 and size > MAX_CHUNK:
+        chunks: tuple[tuple[bytes, int], ...] = ()
+        if ccount:
+            if cstart + ccount > nchunk:
+                raise FormatError(f"{where}: entry {name!r} names chunks outside the manifest")
+            chunks = tuple(chunk_table[cstart : cstart + ccount])
+            used_chunks += ccount
+            if any(not 0 < clen <= MAX_CHUNK for _, clen in chunks):
+                raise FormatError(f"{where}: entry {name!r} has a chunk of impossible length")
+            total = sum(clen for _, clen in chunks)
+            if total != size:
+                raise FormatError(f"{where}: entry {name!r} chunk lengths sum to {total}, not {size}")
+        elif size > MAX_CHUNK:
             raise FormatError(f"{where}: entry {name!r} claims {size} bytes in one chunk")
-        if nchunks and total != size:
-            raise FormatError(f"{where}: entry {name!r} chunk lengths sum to {total}, not {size}")
         if kind == LINK and size > 4096:
             raise FormatError(f"{where}: link {name!r} has a {size}-byte target")
-        out.append(FileEntry(name, kind, size, fhash, tuple(chunks)))
-    if pos != n:
-        raise FormatError(f"{where}: manifest has trailing bytes")
+        out.append(FileEntry(name, kind, size, fhash, chunks))
+    if used_chunks != nchunk:
+        raise FormatError(f"{where}: manifest chunk table has unused or shared rows")
     return out

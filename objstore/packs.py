@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import xxhash
-import zstandard
 
 from .errors import CorruptObject, FormatError
 from .fsutil import fsync_dir
@@ -52,7 +51,9 @@ class PackEntry:
     flags: int
 
 
-def _compressor(level: int) -> zstandard.ZstdCompressor:
+def _compressor(level: int):
+    import zstandard  # imported on first use: keeps read-only commands' start-up short
+
     cache = getattr(_local, "cctx", None)
     if cache is None or cache[0] != level:
         cache = (level, zstandard.ZstdCompressor(level=level))
@@ -60,7 +61,9 @@ def _compressor(level: int) -> zstandard.ZstdCompressor:
     return cache[1]
 
 
-def _decompressor() -> zstandard.ZstdDecompressor:
+def _decompressor():
+    import zstandard
+
     dctx = getattr(_local, "dctx", None)
     if dctx is None:
         dctx = _local.dctx = zstandard.ZstdDecompressor()
@@ -92,6 +95,8 @@ def encode_chunk(raw: bytes | memoryview, level: int) -> tuple[bytes | memoryvie
 
 def decode_chunk(stored: bytes, entry: PackEntry, algo: HashAlgo, where: str) -> bytes:
     """Turn stored bytes back into the chunk and verify them against the chunk id."""
+    import zstandard
+
     if entry.flags & FLAG_ZSTD:
         try:
             raw = _decompressor().decompress(stored, max_output_size=entry.raw_len)

@@ -15,6 +15,8 @@ STORE_DIR = ".dsstore"
 MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 4096
 _DRIVE = re.compile(r"^[A-Za-z]:")
+# A fast screen: a name matching none of this still gets the byte-length check only.
+_UNSAFE = re.compile(r"[/\\\x00]|^\.\.?$|^$|^[A-Za-z]:|^\.dsstore$", re.IGNORECASE)
 
 
 def check_name(name: str, context: str = "") -> str:

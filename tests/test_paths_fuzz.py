@@ -19,7 +19,17 @@ from objstore import packs
 from objstore.errors import DsError, FormatError, UnsafePath
 from objstore.hashing import XXH3_128
 from objstore.index import Fragment, Location, encode_fragment
-from objstore.manifest import HEAD, LINK, MAX_CHUNK, ROW, U16, U32, FileEntry, decode_manifest, encode_manifest
+from objstore.manifest import (
+    HEAD,
+    LINK,
+    MAX_CHUNK,
+    ROW,
+    U16,
+    U32,
+    FileEntry,
+    decode_manifest,
+    encode_manifest,
+)
 from objstore.packs import PackWriter, encode_chunk, read_pack_toc
 from objstore.paths import MAX_NAME_BYTES, MAX_PATH_BYTES, check_name, check_relpath
 
@@ -32,12 +42,12 @@ ACCEPTED_NAMES = [
     "a", "a.b", "data.csv", ".hidden", "...", "..a", "a..", ".a.", "a b", " ", "-", "~", "#x",
     "é", "données", "日本語", "emoji-🎉", "x" * MAX_NAME_BYTES, "é" * 127, "日" * 85,
     ".ds.manifest", ".ds.meta", ".ds.d.x", ".dsstore2", "dsstore", "x.dsstore", ".dsstor",
-    "C", "1:x", "ab:c", "a:b", "::", "CON", "nul", "a\tb", "a\nb",
+    "C", "1:x", "ab:c", "é:x", "::", ":a", "CON", "nul", "a\tb", "a\nb",
 ]
 
 REFUSED_NAMES = [
     "", ".", "..", "/", "a/", "/a", "a/b", "\\", "a\\b", "\\a", "\0", "a\0", "a\0b",
-    "C:", "C:x", "c:x", "z:\\x", "Z:foo",
+    "C:", "C:x", "c:x", "a:b", "z:\\x", "Z:foo",
     ".dsstore", ".DSSTORE", ".DsStore", ".dsStore",
     "x" * (MAX_NAME_BYTES + 1), "é" * 128, "日" * 86,
     "\ud800", "a\udcff",  # lone surrogates: not encodable as UTF-8
@@ -54,8 +64,9 @@ def test_check_name_accepts(name):
 def test_check_name_refuses(name):
     with pytest.raises(UnsafePath):
         check_name(name)
-    with pytest.raises(UnsafePath):
-        check_relpath(name)
+    if "/" not in name:  # "a/b" is a fine path, just not a name
+        with pytest.raises(UnsafePath):
+            check_relpath(name)
 
 
 def test_unsafe_path_is_a_format_error_and_a_ds_error():
@@ -96,7 +107,7 @@ def test_check_relpath_refuses(path):
 
 
 def test_check_relpath_length_limit():
-    exact = "/".join(["abcdefg"] * (MAX_PATH_BYTES // 8)) + "/" + "x" * 7
+    exact = "/".join(["x" * 240] * 17)
     assert len(exact.encode()) == MAX_PATH_BYTES
     assert check_relpath(exact) == exact
     with pytest.raises(UnsafePath, match="longer than"):
@@ -154,15 +165,16 @@ def mutate(data: bytes, edits: list[tuple[int, int, int]]) -> bytes:
     """Apply (op, position, value) edits: 0 flip bits, 1 set byte, 2 insert, 3 delete, 4 truncate."""
     buf = bytearray(data)
     for op, pos, val in edits:
-        if not buf and op != 2:
+        if op == 2:
+            buf.insert(pos % (len(buf) + 1), val)
             continue
-        i = pos % (len(buf) + (1 if op == 2 else 0)) if buf or op == 2 else 0
+        if not buf:
+            continue
+        i = pos % len(buf)
         if op == 0:
             buf[i] ^= val or 1
         elif op == 1:
             buf[i] = val
-        elif op == 2:
-            buf.insert(i, val)
         elif op == 3:
             del buf[i]
         else:
@@ -183,8 +195,8 @@ def scratch(tmp_path_factory) -> Path:
 
 NAME_BYTES = st.binary(max_size=6) | st.text(alphabet="aZ.é/\\:\0 ", min_size=0, max_size=5).map(
     lambda t: t.encode("utf-8"))
-SIZES = st.sampled_from([0, 1, 7, 4096, 4097, MAX_CHUNK, MAX_CHUNK + 1, 1 << 32, (1 << 64) - 1]) | st.integers(
-    0, 100)
+SIZES = st.sampled_from([0, 1, 7, 4096, 4097, MAX_CHUNK, MAX_CHUNK + 1, 1 << 32, (1 << 64) - 1]) \
+    | st.integers(0, 100)
 
 
 @st.composite
@@ -275,10 +287,7 @@ def test_fuzz_decode_manifest_random_bytes(data):
 @FUZZ
 def test_fuzz_decode_manifest_mutated(entries, edits):
     good = encode_manifest(entries, 16)
-    decoded = decode_manifest(good, 16, "fuzz")
-    assert [(e.name, e.kind, e.size, e.hash, e.chunk_list()) for e in decoded] == sorted(
-        (e.name, e.kind, e.size, e.hash, e.chunk_list()) for e in entries
-    ) or [e.name.encode() for e in decoded] == sorted(e.name.encode() for e in entries)
+    assert len(decode_manifest(good, 16, "fuzz")) == len(entries)  # the unmutated bytes are valid
     bad = mutate(good, edits)
     try:
         got = decode_manifest(bad, 16, "fuzz")
