@@ -55,6 +55,7 @@ from typing import Any
 from benchmarks.generate import (
     MIB,
     ChangeStats,
+    DatasetInfo,
     apply_changes,
     generate_large,
     generate_small,
@@ -423,7 +424,7 @@ def _wall(m: Measurement | dict[str, Any] | None) -> float | None:
 def bench_dataset(
     label: str,
     work: Path,
-    make: Any,
+    make: Callable[[Path], DatasetInfo],
     runner: Runner,
     ds_cmd: list[str],
     seed: int,

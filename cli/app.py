@@ -59,7 +59,8 @@ def open_store():
 
 
 @contextmanager
-def progress(label: str, quiet: bool, total: int | None = None) -> Iterator[Callable[[int, int], None] | None]:
+def progress(label: str, quiet: bool,
+             total: int | None = None) -> Iterator[Callable[[int, int], None] | None]:
     """A progress callback drawn on stderr when it is a terminal; None otherwise."""
     if quiet or not sys.stderr.isatty():
         yield None

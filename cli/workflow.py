@@ -12,7 +12,9 @@ from .app import JsonOpt, QuietOpt, app, cwd, err, open_store, out_json, progres
 @app.command()
 def init(
     directory: Annotated[str, typer.Argument(help="Folder to version (created if missing).")] = ".",
-    hash: Annotated[str, typer.Option("--hash", help="Content hash: xxh3-128 (fast) or blake3.")] = "xxh3-128",
+    hash: Annotated[
+        str, typer.Option("--hash", help="Content hash: xxh3-128 (fast) or blake3.")
+    ] = "xxh3-128",
 ) -> None:
     """Create DIR/.dsstore: an empty store for the folder."""
     import os

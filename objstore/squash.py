@@ -44,7 +44,7 @@ def squash(store: Store, revs: list[str], message: str, branch: str | None = Non
     ids = [store.resolve(r) for r in revs]
     with store.locked():
         tree = squash_tree(store, ids)
-        cid = store.meta.commit(tree, [], message or f"squash of {len(ids)} versions")
+        cid = store.meta.commit(tree, [], message or f"squash of {len(ids)} versions", store.author())
         if branch:
             store.meta.set_ref(f"refs/heads/{branch}", cid, force=True)
         else:

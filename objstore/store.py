@@ -172,11 +172,15 @@ class Store:
             if not allow_empty and tree == self.head_tree():
                 raise NothingToCommit("nothing staged to commit; `ds add PATH` first (or use -a)")
             self.chunks.flush()
-            who = author or os.environ.get("DS_AUTHOR") or _user()
-            cid = self.meta.commit(tree, [head] if head else [], message, (who, f"{who}@objstore"))
+            cid = self.meta.commit(tree, [head] if head else [], message, self.author(author))
             self.meta.set_head(cid, f"commit: {message.splitlines()[0][:60]}")
             self.clear_stage()
             return self.meta.commit_info(cid)
+
+    @staticmethod
+    def author(name: str | None = None) -> tuple[str, str]:
+        who = name or os.environ.get("DS_AUTHOR") or _user()
+        return who, f"{who}@objstore"
 
     def tag(self, name: str, rev: str = "HEAD", force: bool = False) -> str:
         if not name or name.startswith("-") or not pygit2.reference_is_valid_name(f"refs/tags/{name}"):

@@ -46,7 +46,8 @@ def _consistent(tree: dict) -> dict:
     return out
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(trees, trees)
 def test_tree_roundtrip(first: dict, second: dict) -> None:
     with tempfile.TemporaryDirectory() as tmp:
