@@ -107,6 +107,11 @@ class TreeEditor:
             stack.extend((join(where, n), c) for n, c in node.dirs.items())
         return sorted(out)
 
+    def names_in(self, folder: str) -> list[str]:
+        """File and subfolder names directly in ``folder`` (empty if it does not exist)."""
+        chain = self._folder(folder, create=False)
+        return [*chain[-1].files, *chain[-1].dirs] if chain else []
+
     def set_meta(self, blob: pygit2.Oid | None) -> None:
         self._load(self.root, "")
         self.root.meta = blob

@@ -18,7 +18,7 @@ from .errors import DirtyWorktree, DsError
 from .ingest import Ingestor, Job, Progress, default_workers
 from .manifest import LINK, FileEntry
 from .materialize import Materializer, WriteReport
-from .paths import STORE_DIR, check_relpath, parent_of
+from .paths import STORE_DIR, check_relpath, join, parent_of
 from .scan import ScanResult, Stat, scan
 from .statcache import StatCache
 from .store import Store
@@ -224,16 +224,19 @@ def add(store: Store, paths: list[str], progress: Progress | None = None,
 
 def _case_collisions(editor: TreeEditor, folders: set[str]) -> list[tuple[str, str]]:
     out = []
-    for folder in sorted(folders):
-        chain = editor._folder(folder, create=False)
-        if not chain:
-            continue
-        node = chain[-1]
+    with_parents = set()
+    for folder in folders:
+        while folder not in with_parents:
+            with_parents.add(folder)
+            if not folder:
+                break
+            folder = parent_of(folder)
+    for folder in sorted(with_parents):
         seen: dict[str, str] = {}
-        for name in sorted([*node.files, *node.dirs]):
+        for name in sorted(editor.names_in(folder)):
             key = name.casefold()
             if key in seen:
-                out.append((f"{folder}/{seen[key]}".lstrip("/"), f"{folder}/{name}".lstrip("/")))
+                out.append((join(folder, seen[key]), join(folder, name)))
             else:
                 seen[key] = name
     return out

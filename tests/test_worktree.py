@@ -289,3 +289,37 @@ def test_large_file_insert_stores_only_changed_chunks(store: Store, work: Path) 
     out = work.parent / "out"
     get_copy(store, "HEAD", out)
     assert (out / "big").read_bytes() == (work / "big").read_bytes()
+
+
+def test_case_collisions_are_reported_and_refused_on_insensitive_disks(
+        store: Store, work: Path, tmp_path: Path, monkeypatch) -> None:
+    write(work, "Data/a.txt", "1")
+    write(work, "data/a.txt", "2")
+    write(work, "x/README", "1")
+    write(work, "x/readme", "2")
+    report = add(store, [str(work)])
+    assert ("x/README", "x/readme") in report.case_collisions
+    assert ("Data", "data") in report.case_collisions
+    store.commit("v1")
+    import objstore.copy as copy_mod
+
+    monkeypatch.setattr(copy_mod, "is_case_insensitive", lambda folder: True)
+    with pytest.raises(DsError, match="differ only in case"):
+        get_copy(store, "HEAD", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    get_copy(store, "HEAD", tmp_path / "one", include=["x/README"])
+    assert (tmp_path / "one/x/README").read_text() == "1"
+
+
+def test_init_refuses_existing_non_store_named_like_finder_file(tmp_path: Path) -> None:
+    (tmp_path / ".dsstore").write_bytes(b"\0\0\0\1Bud1")  # what Finder's .DS_Store looks like
+    with pytest.raises(DsError, match="DS_Store"):
+        Store.init(tmp_path)
+    assert (tmp_path / ".dsstore").read_bytes() == b"\0\0\0\1Bud1"
+
+
+def test_unknown_format_version_is_refused(store: Store, work: Path) -> None:
+    cfg = work / ".dsstore/config"
+    cfg.write_text(cfg.read_text().replace("format = 1", "format = 99"))
+    with pytest.raises(DsError, match="format 99 is not supported"):
+        Store.open(work)
