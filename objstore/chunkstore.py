@@ -45,6 +45,8 @@ class ChunkStore:
 
     def get(self, chunk_id: bytes) -> bytes:
         """The chunk's bytes, verified against its id."""
+        if chunk_id in self._writer_entries:
+            self._roll()  # in the pack being written: publish that pack first
         loc = self.locate(chunk_id)
         if loc is None:
             raise CorruptObject(

@@ -14,7 +14,7 @@ from typing import Protocol
 
 import xxhash
 
-from .errors import DsError
+from .errors import DsError, FormatError
 
 
 class Hasher(Protocol):
@@ -62,4 +62,6 @@ def algo_by_code(code: int) -> HashAlgo:
     try:
         return ALGOS_BY_CODE[code]
     except KeyError:
-        raise DsError(f"unknown hash algorithm code {code}; upgrade objstore") from None
+        raise FormatError(
+            f"unknown hash algorithm code {code}; the data is damaged or needs a newer objstore"
+        ) from None

@@ -104,6 +104,8 @@ class Fragment:
             raise FormatError(f"{where}: id size {hsize} does not match {self.algo.name}")
         self.count = count
         self.hsize = hsize
+        if HEADER.size + npacks * hsize + FANOUT.size + count * (hsize + LOC.size) + CHECK != size:
+            raise FormatError(f"{where}: index fragment sizes are inconsistent; run `ds fsck --repair`")
         off = HEADER.size
         self.packs = [mm[off + i * hsize : off + (i + 1) * hsize].hex() for i in range(npacks)]
         off += npacks * hsize
@@ -111,8 +113,9 @@ class Fragment:
         off += FANOUT.size
         self._ids = off
         self._locs = off + count * hsize
-        if self._locs + count * LOC.size + CHECK != size or self.fanout[255] != count:
-            raise FormatError(f"{where}: index fragment sizes are inconsistent; run `ds fsck --repair`")
+        fan = self.fanout
+        if fan[255] != count or any(fan[i] > fan[i + 1] for i in range(255)):
+            raise FormatError(f"{where}: index fragment fanout is damaged; run `ds fsck --repair`")
 
     def _id_at(self, i: int) -> bytes:
         base = self._ids + i * self.hsize

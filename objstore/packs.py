@@ -99,6 +99,10 @@ def decode_chunk(stored: bytes, entry: PackEntry, algo: HashAlgo, where: str) ->
 
     if entry.flags & FLAG_ZSTD:
         try:
+            # a damaged header may claim any size: check it before anything is allocated
+            declared = zstandard.frame_content_size(stored)
+            if declared not in (-1, entry.raw_len):
+                raise zstandard.ZstdError(f"frame claims {declared} bytes")
             raw = _decompressor().decompress(stored, max_output_size=entry.raw_len)
         except zstandard.ZstdError as e:
             raise CorruptObject(
@@ -255,6 +259,7 @@ class PackReader:
 
     def __init__(self, path: Path):
         self.path = path
+        self._fd = -1
         self._fd = os.open(path, os.O_RDONLY)
         self.size = os.fstat(self._fd).st_size
 

@@ -52,5 +52,5 @@ def squash(store: Store, revs: list[str], message: str, branch: str | None = Non
             checkout(store, cid, force=force)
             if current:
                 store.meta.set_ref(f"refs/heads/{current}", cid, force=True)
-                store.meta.repo.set_head(f"refs/heads/{current}")
+                store.meta.attach_head(current)
         return store.meta.commit_info(cid)

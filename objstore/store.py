@@ -150,13 +150,16 @@ class Store:
         except FileNotFoundError:
             return self.head_tree()
         if len(text) == 4 and text[0] == "tree" and text[2] == "base" and text[3] == (self.head() or "-"):
-            return pygit2.Oid(hex=text[1])
+            oid = pygit2.Oid(hex=text[1])
+            if oid in self.meta.repo:
+                return oid
         return self.head_tree()  # staged on another commit: stale
 
     def set_stage(self, tree: pygit2.Oid) -> None:
         if tree == self.head_tree():
             self.clear_stage()
             return
+        self.meta.make_durable()
         atomic_write(self.path / "STAGE", f"tree {tree}\nbase {self.head() or '-'}\n".encode())
 
     def clear_stage(self) -> None:

@@ -495,11 +495,6 @@ def test_read_folder_refuses_unexpected_blob(store, parts, name, mode):
         fresh(store).read_folder(tree)
 
 
-@pytest.mark.xfail(
-    reason="meta.py read_folder line 119: any blob whose name merely starts with '.ds.manifest' "
-    "is read as a manifest; only '.ds.manifest' and '.ds.manifest.<N>' are documented",
-    strict=True,
-)
 @pytest.mark.parametrize("name", [".ds.manifestfoo", ".ds.manifest.x"])
 def test_read_folder_refuses_misnamed_manifest_blob(store, parts, name):
     repo, m_a, m_b, _, _ = parts
@@ -548,11 +543,6 @@ def test_read_folder_refuses_escaped_file_folder_clash(store, parts):
         fresh(store).read_folder(tree)
 
 
-@pytest.mark.xfail(
-    reason="meta.py read_folder line 117-118: subtrees 'foo' and '.ds.d.foo' both decode to "
-    "'foo'; the second silently replaces the first in Folder.dirs (no collision error)",
-    strict=True,
-)
 def test_read_folder_refuses_two_subtrees_decoding_to_the_same_name(store, parts):
     repo, m_a, _, _, sub = parts
     other = hand_tree(repo, [(MANIFEST, m_a, BLOB)])

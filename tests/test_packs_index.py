@@ -145,11 +145,6 @@ def test_decode_chunk_zstd_flipped_magic_is_detected():
             decode_chunk(bytes(bad), entry, XXH3_128, "p")
 
 
-@pytest.mark.xfail(
-    reason="packs.py decode_chunk: zstandard ignores max_output_size when the frame header "
-    "declares a content size, so a damaged header claiming a huge size raises MemoryError",
-    strict=True,
-)
 def test_decode_chunk_zstd_header_claiming_huge_size_is_corrupt():
     raw = text_bytes(5000, 10)
     cid, stored, flags = encode(raw)
@@ -393,11 +388,6 @@ def test_forged_pack_with_valid_entries_is_accepted(tmp_path):
     assert [(e.offset, e.stored_len, e.raw_len, e.flags) for e in toc] == [(16, 60, 60, 0), (76, 40, 999, 1)]
 
 
-@pytest.mark.xfail(
-    reason="packs.py read_pack_toc: an unknown hash code raises plain DsError (from "
-    "hashing.algo_by_code), not FormatError, so `ds fsck` (which catches FormatError) aborts",
-    strict=True,
-)
 def test_pack_with_unknown_hash_code_is_format_error(tmp_path):
     victim = tmp_path / "x.pack"
     victim.write_bytes(_forge([], body_len=0, code=3))
@@ -405,11 +395,6 @@ def test_pack_with_unknown_hash_code_is_format_error(tmp_path):
         read_pack_toc(victim)
 
 
-@pytest.mark.xfail(
-    reason="packs.py PackReader: when os.open fails in __init__, __del__ -> close() reads the "
-    "unset self._fd and raises AttributeError (reported as an unraisable exception)",
-    strict=True,
-)
 def test_pack_reader_on_missing_file_fails_cleanly(tmp_path, monkeypatch):
     seen = []
     monkeypatch.setattr(sys, "unraisablehook", seen.append)
@@ -598,11 +583,6 @@ def write_frag_raw(path: Path, data: bytes) -> Path:
     return path
 
 
-@pytest.mark.xfail(
-    reason="index.py Fragment.__init__ (line ~110): a pack count larger than the file makes "
-    "FANOUT.unpack_from raise struct.error instead of FormatError (after an O(pack count) loop)",
-    strict=True,
-)
 def test_fragment_with_huge_pack_count_is_format_error(tmp_path):
     header = idx.HEADER.pack(idx.MAGIC, XXH3_128.code, 16, 100_000, 0)
     victim = write_frag_raw(tmp_path / "x.idx", _checksummed(header + idx.FANOUT.pack(*[0] * 256)))
@@ -610,11 +590,6 @@ def test_fragment_with_huge_pack_count_is_format_error(tmp_path):
         Fragment(victim)
 
 
-@pytest.mark.xfail(
-    reason="index.py Fragment.__init__: an unknown hash code raises plain DsError (from "
-    "hashing.algo_by_code), not FormatError, so fsck's `except FormatError` misses it",
-    strict=True,
-)
 def test_fragment_with_unknown_hash_code_is_format_error(tmp_path):
     header = idx.HEADER.pack(idx.MAGIC, 3, 16, 0, 0)
     victim = write_frag_raw(tmp_path / "x.idx", _checksummed(header + idx.FANOUT.pack(*[0] * 256)))

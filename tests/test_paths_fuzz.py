@@ -464,11 +464,6 @@ def test_fuzz_fragment_checksummed(scratch, data, probes):
     _open_fragment_or_error(scratch / "c.idx", data, probes)
 
 
-@pytest.mark.xfail(
-    reason="index.py Fragment.__init__ (line ~108-110): a header pack count larger than the file "
-    "makes FANOUT.unpack_from raise struct.error, not FormatError",
-    strict=True,
-)
 @given(checksummed_fragment(free_pack_count=True))
 @settings(FUZZ, derandomize=True)
 def test_fuzz_fragment_checksummed_any_pack_count(scratch, data):
