@@ -1,10 +1,26 @@
 """objstore: a Git-like, content-addressed version store for datasets.
 
 The library never prints: operations return reports and take progress callbacks.
+Names are imported on first use so that `ds` starts quickly.
 """
 
-from .errors import DsError
-from .store import Store, find_store
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .errors import DsError
+    from .store import Store, find_store
 
 __all__ = ["DsError", "Store", "find_store"]
 __version__ = "0.1.0"
+
+_HOMES = {"DsError": ".errors", "Store": ".store", "find_store": ".store"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        import importlib
+
+        return getattr(importlib.import_module(_HOMES[name], __name__), name)
+    raise AttributeError(f"module 'objstore' has no attribute {name!r}")
