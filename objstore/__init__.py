@@ -9,13 +9,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .dataset import Dataset
     from .errors import DsError
     from .store import Store, find_store
 
-__all__ = ["DsError", "Store", "find_store"]
+__all__ = ["Dataset", "DsError", "Store", "find_store"]
 __version__ = "0.1.0"
 
-_HOMES = {"DsError": ".errors", "Store": ".store", "find_store": ".store"}
+_HOMES = {"Dataset": ".dataset", "DsError": ".errors", "Store": ".store", "find_store": ".store"}
 
 
 def __getattr__(name: str) -> Any:

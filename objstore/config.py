@@ -6,6 +6,7 @@ in a fixed small shape, so it is serialised here rather than through a TOML writ
 
 from __future__ import annotations
 
+import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ class StoreConfig:
     chunking: ChunkParams = field(default_factory=ChunkParams)
     zstd_level: int = 3
     pack_target: int = 64 * 1024 * 1024
+    remote: str | None = None  # default remote URL
     format: int = FORMAT_VERSION
 
     def to_toml(self) -> str:
@@ -39,7 +41,7 @@ class StoreConfig:
             f"avg_size = {c.avg_size}\n"
             f"min_size = {c.min_size}\n"
             f"max_size = {c.max_size}\n"
-        )
+        ) + (f"\n[remote]\ndefault = {json.dumps(self.remote)}\n" if self.remote else "")
 
 
 def load_config(path: Path) -> StoreConfig:
@@ -70,7 +72,11 @@ def load_config(path: Path) -> StoreConfig:
         raise FormatError(f"{path}: invalid setting ({e}); fix or restore the file") from None
     if not (64 <= params.min_size <= params.avg_size <= params.max_size <= 16 * 1024 * 1024):
         raise FormatError(f"{path}: chunk sizes must satisfy 64 <= min <= avg <= max <= 16 MiB")
-    return StoreConfig(hash=algo, chunking=params, zstd_level=level, pack_target=pack_target)
+    remote = raw.get("remote", {}).get("default")
+    if remote is not None and not isinstance(remote, str):
+        raise FormatError(f"{path}: [remote] default must be a URL string")
+    return StoreConfig(hash=algo, chunking=params, zstd_level=level, pack_target=pack_target,
+                       remote=remote)
 
 
 def save_config(path: Path, config: StoreConfig) -> None:

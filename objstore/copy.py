@@ -15,6 +15,7 @@ from pathlib import Path
 import pathspec
 
 from .errors import DsError, TargetNotEmpty
+from .manifest import FileEntry
 from .materialize import Materializer, WriteReport
 from .paths import STORE_DIR
 from .store import Store
@@ -43,8 +44,24 @@ def case_collisions(paths: list[str]) -> list[tuple[str, str]]:
 
 def get_copy(store: Store, rev: str, dest: str | os.PathLike[str], overwrite: bool = False,
              include: list[str] | None = None,
-             progress: Callable[[int, int], None] | None = None) -> WriteReport:
+             progress: Callable[[int, int], None] | None = None,
+             paths: list[str] | None = None) -> WriteReport:
+    """Copy version ``rev`` (only paths matching ``include`` globs / in ``paths``) to ``dest``."""
     cid = store.resolve(rev)
+    items = list(store.meta.walk(store.meta.tree_of(cid)))
+    if include:
+        spec = pathspec.GitIgnoreSpec.from_lines(include)
+        items = [(p, e) for p, e in items if spec.match_file(p)]
+    if paths is not None:
+        wanted = set(paths)
+        items = [(p, e) for p, e in items if p in wanted]
+    return copy_items(store, items, dest, overwrite, progress)
+
+
+def copy_items(store: Store, items: list[tuple[str, FileEntry]], dest: str | os.PathLike[str],
+               overwrite: bool = False,
+               progress: Callable[[int, int], None] | None = None) -> WriteReport:
+    """Write ``items`` as a new folder ``dest``, all at once or not at all."""
     dest = Path(os.path.abspath(dest))
     if dest.is_symlink():
         raise DsError(f"{dest} is a symbolic link; give a real folder as the destination")
@@ -57,10 +74,6 @@ def get_copy(store: Store, rev: str, dest: str | os.PathLike[str], overwrite: bo
     non_empty = dest.exists() and any(os.scandir(dest))
     if non_empty and not overwrite:
         raise TargetNotEmpty(f"{dest} is not empty; pass --overwrite to replace its content")
-    items = list(store.meta.walk(store.meta.tree_of(cid)))
-    if include:
-        spec = pathspec.GitIgnoreSpec.from_lines(include)
-        items = [(p, e) for p, e in items if spec.match_file(p)]
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.parent / f".{dest.name}.ds-get-{os.getpid()}"
     tmp.mkdir()

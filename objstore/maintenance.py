@@ -21,6 +21,7 @@ from .errors import DsError, FormatError
 from .index import Location
 from .meta import MetaStore
 from .packs import PackEntry, PackWriter, decode_chunk, read_pack_toc
+from .records import RecordStore
 from .store import Store
 
 REWRITE_BELOW = 0.8  # rewrite a pack when less than this share of its bytes is live
@@ -58,6 +59,16 @@ def mark(store: Store) -> Marked:
         _mark_tree(meta, store.staged_tree(), "", m)
     except DsError as e:
         m.problems.append(f"stage: {e}")
+    try:
+        drafts = RecordStore(store.path).draft_trees()
+    except DsError as e:
+        m.problems.append(f"dataset records: {e}")
+        drafts = []
+    for tree in drafts:
+        try:
+            _mark_tree(meta, pygit2.Oid(hex=tree), "", m)
+        except (DsError, ValueError) as e:
+            m.problems.append(f"draft tree {tree}: {e}")
     return m
 
 

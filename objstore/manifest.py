@@ -12,7 +12,8 @@ decodes with one ``struct.iter_unpack`` pass. Byte layout (little-endian)::
     chunks  chunk-row count x ( chunk id | u32 chunk length )
 
 ``kind``: 0 regular file, 1 executable file, 2 symlink (its content is the link
-target). ``hash`` is the whole content's id. A chunk count of 0 with size > 0 means the
+target), 3 external file (size is the remote file's, if known; its one chunk holds
+an fsspec URL, and the bytes stay there). ``hash`` is the whole content's id. A chunk count of 0 with size > 0 means the
 file is one chunk whose id is ``hash`` (the usual case for small files; saves space).
 Rows are sorted by name; a duplicate or unsafe name, a name or chunk range outside its
 section, or chunk lengths that do not add up to the size make the manifest invalid.
@@ -39,8 +40,8 @@ def _chunk_row(hash_size: int) -> struct.Struct:
     return struct.Struct(f"<{hash_size}sI")
 
 
-FILE, EXEC, LINK = 0, 1, 2
-KIND_NAMES = {FILE: "file", EXEC: "exec", LINK: "link"}
+FILE, EXEC, LINK, EXTERNAL = 0, 1, 2, 3
+KIND_NAMES = {FILE: "file", EXEC: "exec", LINK: "link", EXTERNAL: "external"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +69,7 @@ def encode_manifest(entries: list[FileEntry], hash_size: int) -> bytes:
     for e in entries:
         name = e.name.encode("utf-8")
         chunks = e.chunks
-        if len(chunks) == 1 and chunks[0] == (e.hash, e.size):
+        if len(chunks) == 1 and chunks[0] == (e.hash, e.size) and e.kind != EXTERNAL:
             chunks = ()
         rows.append(row.pack(name_off, len(name), e.kind, e.size, e.hash, len(chunk_rows), len(chunks)))
         names.append(name)
@@ -109,10 +110,15 @@ def decode_manifest(data: bytes, hash_size: int, where: str) -> list[FileEntry]:
             raise FormatError(f"{where}: a manifest name is not UTF-8") from None
         if _UNSAFE.search(name) or nlen > MAX_NAME_BYTES or not name.isascii():
             check_name(name, where)  # raises with the precise reason
-        if kind > LINK:
+        if kind > EXTERNAL:
             raise FormatError(f"{where}: entry {name!r} has unknown kind {kind}")
         chunks: tuple[tuple[bytes, int], ...] = ()
-        if ccount:
+        if kind == EXTERNAL:
+            if ccount != 1 or cstart >= nchunk or not 0 < chunk_table[cstart][1] <= 8192:
+                raise FormatError(f"{where}: external entry {name!r} must name one URL chunk")
+            chunks = (chunk_table[cstart],)
+            used_chunks += 1
+        elif ccount:
             if cstart + ccount > nchunk:
                 raise FormatError(f"{where}: entry {name!r} names chunks outside the manifest")
             chunks = tuple(chunk_table[cstart : cstart + ccount])
@@ -124,8 +130,8 @@ def decode_manifest(data: bytes, hash_size: int, where: str) -> list[FileEntry]:
                 raise FormatError(f"{where}: entry {name!r} chunk lengths sum to {total}, not {size}")
         elif size > MAX_CHUNK:
             raise FormatError(f"{where}: entry {name!r} claims {size} bytes in one chunk")
-        if kind == LINK and size > 4096:
-            raise FormatError(f"{where}: link {name!r} has a {size}-byte target")
+        if kind == LINK and size > 8192:
+            raise FormatError(f"{where}: {KIND_NAMES[kind]} {name!r} has a {size}-byte target")
         out.append(FileEntry(name, kind, size, fhash, chunks))
     if used_chunks != nchunk:
         raise FormatError(f"{where}: manifest chunk table has unused or shared rows")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from .chunkstore import ChunkStore
 from .errors import DsError
-from .manifest import EXEC, LINK, FileEntry
+from .manifest import EXEC, EXTERNAL, LINK, FileEntry
 from .paths import parent_of
 from .scan import Stat
 
@@ -92,8 +92,7 @@ class Materializer:
         tmp = os.path.join(self._abs(folder), f".ds-tmp-{os.getpid()}-{next(_seq)}")
         fd = os.open(tmp, _FLAGS, 0o755 if entry.kind == EXEC else 0o644)
         try:
-            for cid, _clen in entry.chunk_list():
-                data = self.chunks.get(cid)
+            for data in self._content(entry):
                 view = memoryview(data)
                 while view:
                     n = os.write(fd, view)
@@ -105,7 +104,7 @@ class Materializer:
             os.unlink(tmp)
             raise
         os.close(fd)
-        if st.st_size != entry.size:
+        if st.st_size != entry.size and entry.kind != EXTERNAL:
             os.unlink(tmp)
             raise DsError(f"{path}: wrote {st.st_size} bytes, expected {entry.size}; run `ds fsck`")
         try:
@@ -117,6 +116,22 @@ class Materializer:
             os.unlink(tmp)
             raise
         return path, Stat(st.st_size, st.st_mtime_ns, st.st_ino, entry.kind)
+
+    def _content(self, entry: FileEntry):
+        """The file's bytes, piece by piece: chunks from the store, or the external URL's."""
+        if entry.kind != EXTERNAL:
+            for cid, _clen in entry.chunk_list():
+                yield self.chunks.get(cid)
+            return
+        import fsspec
+
+        url = b"".join(self.chunks.get(c) for c, _ in entry.chunk_list()).decode("utf-8")
+        try:
+            with fsspec.open(url, "rb") as f:
+                while block := f.read(1 << 22):
+                    yield block
+        except (OSError, ValueError) as e:
+            raise DsError(f"cannot fetch external file {url}: {e}") from None
 
     def write(self, items: Iterable[tuple[str, FileEntry]]) -> WriteReport:
         report = WriteReport()

@@ -62,10 +62,17 @@ class Store:
     @classmethod
     def init(cls, folder: str | os.PathLike[str], hash: str = "xxh3-128",
              chunking: ChunkParams | None = None) -> Store:
+        """Create ``folder/.dsstore`` for a working folder."""
         folder = Path(folder)
-        config = StoreConfig(hash=get_algo(hash).name, chunking=chunking or ChunkParams())
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / STORE_DIR
+        return cls.create(folder / STORE_DIR, hash, chunking)
+
+    @classmethod
+    def create(cls, path: str | os.PathLike[str], hash: str = "xxh3-128",
+               chunking: ChunkParams | None = None) -> Store:
+        """Create a store folder at exactly ``path`` (it must not exist yet)."""
+        path = Path(path)
+        config = StoreConfig(hash=get_algo(hash).name, chunking=chunking or ChunkParams())
         if path.exists() or path.is_symlink():
             if path.is_dir() and (path / "config").exists():
                 raise DsError(f"{path} already exists: this folder is already a store")
@@ -73,7 +80,8 @@ class Store:
                 f"{path} exists but is not a store (on a case-insensitive disk this may be "
                 "Finder's .DS_Store); remove it, or init the store in another folder"
             )
-        tmp = folder / f".dsstore.init-{os.getpid()}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f".dsstore.init-{os.getpid()}"
         tmp.mkdir()
         for sub in ("packs", "index", "cache"):
             (tmp / sub).mkdir()
@@ -111,6 +119,10 @@ class Store:
             if self._lock_depth == 0 and self._lock_fd is not None:
                 os.close(self._lock_fd)
                 self._lock_fd = None
+
+    def config_remote(self) -> str | None:
+        """The default remote URL from the store's config ``[remote] default``."""
+        return self.config.remote
 
     def stat_cache(self) -> StatCache:
         return StatCache(self.path / "cache" / "stat")

@@ -1,0 +1,1011 @@
+"""``objstore.Dataset``: ClearML Data's ``Dataset`` interface on a local store, no server.
+
+A version is a draft (``create``) until ``finalize`` commits it: its id exists from the
+start and never changes; parents are merged in list order (later wins on a path) and
+must be final. Drafts live on disk (a tree in the object database plus a record, both
+written atomically), so they survive a crash or a restart. Where ClearML only fails on
+the server (changing a finalized version) or drops information (removals on squash),
+this class keeps the interface and does the right thing.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pygit2
+
+from . import records as rec
+from .copy import get_copy
+from .dataset_store import default_remote, open_store
+from .errors import DsError
+from .ingest import Ingestor, Job
+from .manifest import EXEC, EXTERNAL, FILE, FileEntry
+from .paths import check_relpath
+from .records import RecordStore
+from .scan import Stat
+from .squash import squash_tree
+from .store import Store
+from .tree_edit import TreeEditor
+
+
+class DatasetNotFound(DsError):
+    """No dataset matches the query."""
+
+
+class DatasetFinalized(DsError):
+    """A finalized dataset version was asked to change."""
+
+
+@dataclass(frozen=True)
+class DatasetFile:
+    """One file of a version, as ``file_entries_dict`` returns it."""
+
+    relative_path: str
+    hash: str
+    size: int
+    parent_dataset_id: str
+    link: str | None = None  # the URL of an external file
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _version_key(version: str) -> tuple:
+    parts = []
+    for p in str(version).split("."):
+        parts.append((0, int(p), "") if p.isdigit() else (1, 0, p))
+    return tuple(parts)
+
+
+def _bump(version: str) -> str:
+    parts = str(version).split(".")
+    if parts and parts[-1].isdigit():
+        parts[-1] = str(int(parts[-1]) + 1)
+        return ".".join(parts)
+    return f"{version}.1"
+
+
+def _match(path: str, patterns: str | Sequence[str] | None, recursive: bool = True) -> bool:
+    if patterns is None:
+        return True
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    name = path.rpartition("/")[2]
+    return any(fnmatch.fnmatchcase(path, p) or (recursive and "/" not in p and fnmatch.fnmatchcase(name, p))
+               for p in patterns)
+
+
+class Dataset:
+    """A dataset version (draft or final). Build it with ``create`` or ``get``."""
+
+    def __init__(self, store: Store, record: dict):
+        self._store = store
+        self._record = record
+
+    # -- plumbing ----------------------------------------------------------------------
+    @property
+    def _records(self) -> RecordStore:
+        return RecordStore(self._store.path)
+
+    def _reload(self) -> dict:
+        fresh = self._records.read(self.id)
+        if fresh is None:
+            raise DatasetNotFound(f"dataset {self.id} no longer exists (deleted?)")
+        self._record = fresh
+        return fresh
+
+    def _save(self) -> None:
+        self._records.write(self._record)
+
+    def _tree(self) -> pygit2.Oid:
+        r = self._record
+        if r.get("commit"):
+            return self._store.meta.tree_of(r["commit"])
+        return pygit2.Oid(hex=r["tree"])
+
+    def _entries(self) -> dict[str, FileEntry]:
+        return dict(self._store.meta.walk(self._tree()))
+
+    def _require_draft(self, action: str) -> None:
+        if self._reload()["status"] != rec.DRAFT:
+            raise DatasetFinalized(
+                f"dataset {self.name!r} version {self.version} ({self.id}) is finalized and cannot "
+                f"{action}; create a child version: Dataset.create(..., parent_datasets=[{self.id!r}])"
+            )
+
+    def _edit(self, change) -> Any:
+        """Run ``change(editor)`` on the draft under the store lock; persist the new tree."""
+        with self._store.locked():
+            self._require_draft("be changed")
+            editor = TreeEditor(self._store.meta, self._tree())
+            result = change(editor)
+            self._store.chunks.flush()
+            tree = editor.write()
+            self._store.meta.make_durable()
+            if str(tree) != self._record["tree"]:
+                self._record["tree"] = str(tree)
+                self._record["dirty"] = True
+            self._save()
+        return result
+
+    # -- identity ----------------------------------------------------------------------
+    @property
+    def id(self) -> str:
+        return self._record["id"]
+
+    @property
+    def name(self) -> str:
+        return self._record["name"]
+
+    @property
+    def project(self) -> str:
+        return self._record["project"]
+
+    @property
+    def version(self) -> str:
+        return self._record["version"]
+
+    @version.setter
+    def version(self, version: str) -> None:
+        with self._store.locked():
+            self._require_draft("change its version")
+            self._record["version"] = str(version).strip()
+            self._save()
+
+    @property
+    def tags(self) -> list[str]:
+        return list(self._record.get("tags", []))
+
+    @tags.setter
+    def tags(self, values: Sequence[str]) -> None:
+        with self._store.locked():
+            self._reload()
+            self._record["tags"] = sorted(set(values or []))
+            self._save()
+
+    def add_tags(self, tags: str | Sequence[str]) -> None:
+        self.tags = [*self.tags, *([tags] if isinstance(tags, str) else tags)]
+
+    def remove_tags(self, tags: str | Sequence[str]) -> None:
+        drop = {tags} if isinstance(tags, str) else set(tags)
+        self.tags = [t for t in self.tags if t not in drop]
+
+    @property
+    def description(self) -> str:
+        return self._record.get("description") or ""
+
+    def set_description(self, description: str) -> None:
+        with self._store.locked():
+            self._reload()
+            self._record["description"] = description
+            self._save()
+
+    def set_metadata(self, metadata: Any, metadata_name: str = "metadata", ui_visible: bool = True) -> None:
+        """Attach JSON-serialisable metadata under a name (before finalize)."""
+        import json
+
+        if metadata_name.startswith("data_"):
+            raise DsError(f"metadata name {metadata_name!r} may not start with 'data_' (reserved)")
+        try:
+            json.dumps(metadata)
+        except (TypeError, ValueError) as e:
+            raise DsError(f"metadata {metadata_name!r} is not JSON-serialisable ({e}); "
+                          "convert it (e.g. DataFrame.to_dict()) first") from None
+        with self._store.locked():
+            self._require_draft("take new metadata")
+            self._record.setdefault("metadata", {})[metadata_name] = metadata
+            self._save()
+
+    def get_metadata(self, metadata_name: str = "metadata") -> Any:
+        return self._record.get("metadata", {}).get(metadata_name)
+
+    def is_final(self) -> bool:
+        return self._reload()["status"] != rec.DRAFT
+
+    def is_dirty(self) -> bool:
+        """True while the draft has changes that upload() has not stored yet."""
+        return bool(self._reload().get("dirty"))
+
+    _offline = False
+
+    @classmethod
+    def set_offline(cls, offline_mode: bool = False) -> None:
+        """Kept for ClearML scripts: objstore needs no server, so it always works offline."""
+        cls._offline = bool(offline_mode)
+
+    @classmethod
+    def is_offline(cls) -> bool:
+        return cls._offline
+
+    def __repr__(self) -> str:
+        return f"<Dataset {self.project}/{self.name} {self.version} {self.id} {self._record['status']}>"
+
+    # -- creating and finding ----------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        dataset_name: str | None = None,
+        dataset_project: str | None = None,
+        dataset_tags: Sequence[str] | None = None,
+        parent_datasets: Sequence[str | Dataset] | None = None,
+        use_current_task: bool = False,
+        dataset_version: str | None = None,
+        output_uri: str | None = None,
+        description: str | None = None,
+    ) -> Dataset:
+        store = open_store()
+        parents = [cls._resolve_parent(store, p) for p in (parent_datasets or [])]
+        if not dataset_project and parents:
+            dataset_project = parents[0]["project"]
+        if not dataset_name or not dataset_project:
+            raise DsError("Dataset.create needs dataset_name and dataset_project "
+                          "(the project may come from a parent dataset)")
+        records = RecordStore(store.path)
+        with store.locked():
+            if dataset_version is None:
+                same = [r["version"] for r in records.all()
+                        if r["project"] == dataset_project and r["name"] == dataset_name]
+                dataset_version = _bump(max(same, key=_version_key)) if same else "1.0.0"
+            editor = TreeEditor(store.meta, None)
+            for p in parents:  # union in list order: a later parent wins on a path
+                for path, entry in store.meta.walk(store.meta.tree_of(p["commit"])):
+                    editor.set(path, entry)
+            tree = editor.write()
+            store.meta.make_durable()
+            record = {
+                "id": uuid.uuid4().hex,
+                "name": dataset_name,
+                "project": dataset_project,
+                "version": str(dataset_version),
+                "tags": sorted(set(dataset_tags or [])),
+                "description": description or "",
+                "status": rec.DRAFT,
+                "parents": [p["id"] for p in parents],
+                "tree": str(tree),
+                "commit": None,
+                "created": _now(),
+                "metadata": {},
+                "output_uri": output_uri,
+                "uploaded": [],
+                "dirty": False,
+            }
+            records.write(record)
+        return cls(store, record)
+
+    @staticmethod
+    def _resolve_parent(store: Store, parent: str | Dataset) -> dict:
+        pid = parent.id if isinstance(parent, Dataset) else str(parent)
+        record = _find_by_id(store, pid)
+        if record["status"] == rec.DRAFT:
+            raise DsError(f"parent dataset {record['name']!r} ({record['id']}) is not finalized; "
+                          "finalize it before using it as a parent")
+        return record
+
+    @classmethod
+    def get(
+        cls,
+        dataset_id: str | None = None,
+        dataset_project: str | None = None,
+        dataset_name: str | None = None,
+        dataset_tags: Sequence[str] | None = None,
+        only_completed: bool = False,
+        only_published: bool = False,
+        include_archived: bool = False,
+        auto_create: bool = False,
+        writable_copy: bool = False,
+        dataset_version: str | None = None,
+        alias: str | None = None,
+        overridable: bool = False,
+        shallow_search: bool = False,
+        **kwargs: Any,
+    ) -> Dataset:
+        bad = [k for k in kwargs if not k.startswith("_")]
+        if bad:
+            raise DsError(f"Invalid 'Dataset.get' arguments: {bad}")
+        if isinstance(dataset_tags, str):
+            dataset_tags = [dataset_tags]
+        if not (dataset_id or dataset_project or dataset_name or dataset_tags):
+            raise DsError("Dataset selection criteria not met: give dataset_id, or dataset_project / "
+                          "dataset_name / dataset_tags")
+        if dataset_id and (dataset_project or dataset_name):
+            raise DsError("give either dataset_id or dataset_project/dataset_name, not both")
+        store = open_store()
+        if dataset_id:
+            try:
+                found = _find_by_id(store, dataset_id)
+            except DatasetNotFound:
+                found = _fetch_from_remote(store, lambda rs: [r for r in rs if r["id"] == dataset_id
+                                                              or (r.get("commit") or "").startswith(dataset_id)])
+                if found is None:
+                    raise
+        else:
+            def query() -> list[dict]:
+                return _query(store, dataset_project, dataset_name, dataset_tags, dataset_version,
+                              only_completed, only_published, exact_name=True)
+
+            matches = query()
+            if not matches and _fetch_from_remote(store, lambda rs: _filter(
+                    rs, dataset_project, dataset_name, dataset_tags, dataset_version, only_completed,
+                    only_published, exact_name=True)) is not None:
+                matches = query()
+            if not matches:
+                if auto_create and dataset_name:
+                    return cls.create(dataset_name=dataset_name, dataset_project=dataset_project,
+                                      dataset_tags=dataset_tags, dataset_version=dataset_version)
+                raise DatasetNotFound(
+                    f"no dataset matches project={dataset_project!r} name={dataset_name!r} "
+                    f"tags={list(dataset_tags or [])} version={dataset_version!r}"
+                    f"{' (completed only)' if only_completed else ''}; see Dataset.list_datasets()"
+                )
+            found = max(matches, key=lambda r: (_version_key(r["version"]), r["created"]))
+        if only_published and found["status"] != rec.PUBLISHED:
+            raise DatasetNotFound(f"dataset {found['id']} is not published")
+        if only_completed and found["status"] == rec.DRAFT:
+            raise DatasetNotFound(f"dataset {found['id']} is not completed (still a draft)")
+        ds = cls(store, found)
+        if writable_copy:
+            return cls.create(dataset_name=ds.name, dataset_project=ds.project,
+                              dataset_tags=ds.tags, parent_datasets=[ds.id])
+        return ds
+
+    # -- changing a draft --------------------------------------------------------------
+    def add_files(
+        self,
+        path: str | os.PathLike[str],
+        wildcard: str | Sequence[str] | None = None,
+        local_base_folder: str | os.PathLike[str] | None = None,
+        dataset_path: str | None = None,
+        recursive: bool = True,
+        verbose: bool = False,
+        max_workers: int | None = None,
+    ) -> int:
+        """Add a file or a folder's files (changed ones replace theirs); returns how many are new."""
+        self._require_draft("take new files")
+        src = Path(path).expanduser().absolute()
+        if not src.exists():
+            raise DsError(f"add_files: {src} does not exist")
+        base = Path(local_base_folder).expanduser().absolute() if local_base_folder else (
+            src if src.is_dir() else src.parent)
+        files = _collect(src, wildcard, recursive)
+        jobs = []
+        for f in files:
+            try:
+                rel = f.relative_to(base).as_posix()
+            except ValueError:
+                raise DsError(f"add_files: {f} is not inside local_base_folder {base}") from None
+            target = check_relpath(_join(dataset_path, rel))
+            st = f.stat()
+            kind = EXEC if st.st_mode & 0o100 else FILE
+            jobs.append(Job(target, str(f), Stat(st.st_size, st.st_mtime_ns, st.st_ino, kind)))
+
+        def change(editor: TreeEditor) -> int:
+            cfg = self._store.config
+            entries = Ingestor(self._store.chunks, cfg.chunking, cfg.zstd_level, max_workers).run(jobs)
+            added = 0
+            for p, e in entries.items():
+                old = editor.get(p)
+                if old is None:
+                    added += 1
+                if old is None or not old.same_content(e):
+                    editor.set(p, e)
+            return added
+
+        return self._edit(change)
+
+    def add_external_files(
+        self,
+        source_url: str | Sequence[str],
+        wildcard: str | Sequence[str] | None = None,
+        dataset_path: str | Sequence[str] | None = None,
+        recursive: bool = True,
+        verbose: bool = False,
+        max_workers: int | None = None,
+        read_hash: bool = False,
+    ) -> int:
+        """Record links to remote files (any fsspec URL) without storing their bytes."""
+        import fsspec
+
+        self._require_draft("take new files")
+        urls = [source_url] if isinstance(source_url, str) else list(source_url)
+        prefixes = dataset_path if isinstance(dataset_path, list | tuple) else [dataset_path] * len(urls)
+        if len(prefixes) != len(urls):
+            raise DsError("add_external_files: a list dataset_path needs one entry per source_url")
+        found: list[tuple[str, str, int]] = []
+        for url, prefix in zip(urls, prefixes, strict=True):
+            fs, root = fsspec.core.url_to_fs(url)
+            try:
+                info = fs.info(root)
+            except (FileNotFoundError, OSError) as e:
+                raise DsError(f"add_external_files: cannot read {url} ({e})") from None
+            if info["type"] == "directory":
+                listing = fs.find(root, maxdepth=None if recursive else 1, detail=True)
+                for p, i in sorted(listing.items()):
+                    rel = p[len(root.rstrip("/")) + 1:]
+                    if _match(rel, wildcard) and i.get("type") != "directory":
+                        found.append((_join(prefix, rel), fs.unstrip_protocol(p), int(i.get("size") or 0)))
+            else:
+                name = root.rstrip("/").rpartition("/")[2]
+                if _match(name, wildcard):
+                    found.append((_join(prefix, name), url, int(info.get("size") or 0)))
+
+        def change(editor: TreeEditor) -> int:
+            algo = self._store.algo
+            changed = 0
+            for target, url, size in found:
+                check_relpath(target)
+                data = url.encode("utf-8")
+                cid = algo.digest(data)
+                self._store.chunks.put_encoded(cid, data, len(data), 0)
+                entry = FileEntry(target.rpartition("/")[2], EXTERNAL, size, cid, ((cid, len(data)),))
+                old = editor.get(target)
+                if old is None:
+                    changed += 1
+                if old is None or not old.same_content(entry):
+                    editor.set(target, entry)
+            return changed
+
+        return self._edit(change)
+
+    def remove_files(self, dataset_path: str | None = None, recursive: bool = True,
+                     verbose: bool = False) -> int:
+        """Remove files whose dataset path matches the wildcard (None: all); returns how many."""
+        self._require_draft("lose files")
+        pattern = dataset_path.lstrip("/") if dataset_path else "*"
+
+        def change(editor: TreeEditor) -> int:
+            gone = [p for p in editor.files_under("") if _match(p, pattern, recursive)
+                    or p.startswith(pattern.rstrip("/") + "/")]
+            for p in gone:
+                editor.remove(p)
+            return len(gone)
+
+        return self._edit(change)
+
+    def sync_folder(self, local_path: str | os.PathLike[str], dataset_path: str | None = None,
+                    verbose: bool = False) -> tuple[int, int, int]:
+        """Make the dataset (under ``dataset_path``) equal a local folder: (removed, added, modified)."""
+        self._require_draft("be synced")
+        root = Path(local_path).expanduser().absolute()
+        if not root.is_dir():
+            raise DsError(f"sync_folder: {root} is not a folder")
+        prefix = (dataset_path or "").strip("/")
+        before = {p: e for p, e in self._entries().items() if not prefix or p.startswith(prefix + "/")}
+        local = {"/".join(x for x in (prefix, f.relative_to(root).as_posix()) if x)
+                 for f in _collect(root, None, True)}
+        removed = [p for p in before if p not in local]
+        if removed:
+            self._edit(lambda ed: [ed.remove(p) for p in removed])
+        self.add_files(root, dataset_path=prefix or None)
+        after = self._entries()
+        added = sum(1 for p in local if p not in before)
+        modified = sum(1 for p in local if p in before and not before[p].same_content(after[p]))
+        return len(removed), added, modified
+
+    # -- storing and closing -----------------------------------------------------------
+    def upload(self, show_progress: bool = True, verbose: bool = False, output_url: str | None = None,
+               compression: str | None = None, chunk_size: int | None = None,
+               max_workers: int | None = None, retries: int = 3) -> None:
+        """Mirror this version's objects to ``output_url`` (or the default remote).
+
+        With no URL and no default remote the local store is the storage: nothing to send.
+        """
+        url = output_url or self._upload_target()
+        if url:
+            from .remote import push_dataset
+
+            push_dataset(self._store, self._record, url, retries=retries)
+        with self._store.locked():
+            self._reload()
+            if url and url not in self._record["uploaded"]:
+                self._record["uploaded"].append(url)
+            self._record["dirty"] = False
+            self._save()
+
+    def _upload_target(self) -> str | None:
+        return self._record.get("output_uri") or default_remote(self._store)
+
+    def get_default_storage(self) -> str | None:
+        return self._upload_target()
+
+    def finalize(self, verbose: bool = False, raise_on_error: bool = True, auto_upload: bool = False) -> bool:
+        """Commit the draft: from now on the version is immutable."""
+        target = self._upload_target()
+        if target and self.is_dirty():
+            if auto_upload:
+                self.upload()
+            elif raise_on_error:
+                raise DsError(f"cannot finalize dataset {self.id}: changes not uploaded to {target}; "
+                              "call upload() or finalize(auto_upload=True)")
+            else:
+                return False
+        store = self._store
+        with store.locked():
+            r = self._reload()
+            if r["status"] != rec.DRAFT:
+                if raise_on_error:
+                    raise DatasetFinalized(f"dataset {self.id} is already finalized")
+                return False
+            parents = [_find_by_id(store, p)["commit"] for p in r["parents"]]
+            editor = TreeEditor(store.meta, pygit2.Oid(hex=r["tree"]))
+            snapshot = {k: r[k] for k in ("id", "name", "project", "version", "tags", "description",
+                                          "parents", "created", "metadata")}
+            import json
+
+            blob = store.meta.repo.create_blob(json.dumps(snapshot, sort_keys=True).encode())
+            editor.set_meta(store.meta._new(blob))
+            tree = editor.write()
+            cid = store.meta.commit(tree, parents, f"{r['project']}/{r['name']} {r['version']}",
+                                    store.author())
+            store.meta.set_ref(f"refs/datasets/{r['id']}", cid, force=False)
+            r.update(status=rec.COMPLETED, commit=cid, tree=None, finalized=_now())
+            self._save()
+        for url in list(r.get("uploaded", [])):
+            from .remote import push_dataset
+
+            push_dataset(store, r, url)
+        return True
+
+    def publish(self, raise_on_error: bool = True) -> bool:
+        with self._store.locked():
+            r = self._reload()
+            if r["status"] == rec.DRAFT:
+                if raise_on_error:
+                    raise DsError(f"dataset {self.id} must be finalized before it is published")
+                return False
+            r["status"] = rec.PUBLISHED
+            self._save()
+        return True
+
+    # -- reading -----------------------------------------------------------------------
+    def _require_final(self, what: str) -> None:
+        if self._reload()["status"] == rec.DRAFT:
+            raise DsError(f"dataset {self.id} is not finalized; finalize() it before {what}")
+
+    def _part(self, part: int | None, num_parts: int | None) -> list[str] | None:
+        if part is None and num_parts is None:
+            return None
+        if num_parts is None or part is None or not (num_parts >= 1 and 0 <= part < num_parts):
+            raise DsError(f"part must be in [0, num_parts) and num_parts >= 1 (got part={part}, "
+                          f"num_parts={num_parts})")
+        return split_parts(self._entries(), num_parts)[part]
+
+    def get_local_copy(self, use_soft_links: bool | None = None, part: int | None = None,
+                       num_parts: int | None = None, raise_on_error: bool = True,
+                       max_workers: int | None = None, files: list[str] | None = None) -> str:
+        """A read-only cached copy of the version (or of ``files`` / one part); reused later."""
+        self._require_final("taking a local copy")
+        paths = self._part(part, num_parts)
+        name = self.id if part is None else f"{self.id}.part{part}of{num_parts}"
+        if files is not None:
+            import hashlib
+
+            wanted = sorted({f.lstrip("/") for f in files})
+            paths = [p for p in (paths if paths is not None else self._entries()) if p in set(wanted)]
+            name += "." + hashlib.sha256("\n".join(wanted).encode()).hexdigest()[:12]
+        target = self._store.path / "cache" / "copies" / name
+        if target.is_dir():
+            return str(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        get_copy(self._store, self._record["commit"], target, include=None, paths=paths)
+        for dirpath, _dirs, files in os.walk(target):
+            for f in files:
+                p = os.path.join(dirpath, f)
+                if not os.path.islink(p):
+                    os.chmod(p, os.stat(p).st_mode & 0o555)
+        return str(target)
+
+    def get_mutable_local_copy(self, target_folder: str | os.PathLike[str], overwrite: bool = False,
+                               part: int | None = None, num_parts: int | None = None,
+                               raise_on_error: bool = True, max_workers: int | None = None) -> str:
+        """Writable files of the version in ``target_folder`` (refused if it is not empty)."""
+        paths = self._part(part, num_parts)
+        ref = self._record["commit"] or None
+        if ref is None:  # a draft: copy its current tree
+            return str(_copy_tree(self._store, self._tree(), target_folder, overwrite, paths))
+        get_copy(self._store, ref, target_folder, overwrite=overwrite, paths=paths)
+        return str(Path(target_folder).absolute())
+
+    def list_files(self, dataset_path: str | None = None, recursive: bool = True,
+                   dataset_id: str | None = None) -> list[str]:
+        entries = self._entries()
+        out = [p for p in sorted(entries) if dataset_path is None or _match(p, dataset_path, recursive)]
+        if dataset_id:
+            owners = self._owners()
+            out = [p for p in out if owners.get(p) == dataset_id]
+        return out
+
+    def _parent_entries(self, dataset_id: str | None) -> dict[str, FileEntry]:
+        if dataset_id:
+            other = _find_by_id(self._store, dataset_id)
+            return dict(self._store.meta.walk(Dataset(self._store, other)._tree()))
+        merged: dict[str, FileEntry] = {}
+        for pid in self._record["parents"]:
+            merged.update(Dataset(self._store, _find_by_id(self._store, pid))._entries())
+        return merged
+
+    def _changes(self, dataset_id: str | None):
+        from .diff import diff_maps
+
+        return diff_maps(self._parent_entries(dataset_id), self._entries(), renames=False)
+
+    def list_added_files(self, dataset_id: str | None = None) -> list[str]:
+        return sorted(self._changes(dataset_id).added)
+
+    def list_modified_files(self, dataset_id: str | None = None) -> list[str]:
+        return sorted(self._changes(dataset_id).modified)
+
+    def list_removed_files(self, dataset_id: str | None = None) -> list[str]:
+        return sorted(self._changes(dataset_id).removed)
+
+    def _owners(self) -> dict[str, str]:
+        """path -> id of the version in this lineage that last changed the file."""
+        owners: dict[str, str] = {}
+        memo: dict[str, dict[str, FileEntry]] = {}
+
+        def entries_of(did: str) -> dict[str, FileEntry]:
+            if did not in memo:
+                memo[did] = Dataset(self._store, _find_by_id(self._store, did))._entries()
+            return memo[did]
+
+        memo[self.id] = self._entries()
+        for path, entry in memo[self.id].items():
+            did = self.id
+            while True:
+                parents = _find_by_id(self._store, did)["parents"] if did != self.id else self._record["parents"]
+                nxt = next((p for p in reversed(parents)
+                            if (e := entries_of(p).get(path)) is not None and e.same_content(entry)), None)
+                if nxt is None:
+                    break
+                did = nxt
+            owners[path] = did
+        return owners
+
+    @property
+    def file_entries_dict(self) -> dict[str, DatasetFile]:
+        owners = self._owners()
+        out = {}
+        for p, e in self._entries().items():
+            link = None
+            if e.kind == EXTERNAL:
+                link = self._store.chunks.get(e.chunks[0][0]).decode("utf-8")
+            out[p] = DatasetFile(p, e.hash.hex(), e.size, owners[p], link)
+        return out
+
+    @property
+    def link_entries_dict(self) -> dict[str, DatasetFile]:
+        return {p: f for p, f in self.file_entries_dict.items() if f.link}
+
+    @property
+    def file_entries(self) -> list[DatasetFile]:
+        return list(self.file_entries_dict.values())
+
+    @property
+    def link_entries(self) -> list[DatasetFile]:
+        return list(self.link_entries_dict.values())
+
+    def get_logger(self) -> DatasetLogger:
+        """Reports (tables, histograms, scalars) kept with the dataset's record."""
+        return DatasetLogger(self)
+
+    def get_dependency_graph(self) -> dict[str, list[str]]:
+        """Every version in this lineage -> its parents (the whole graph, never pruned)."""
+        graph: dict[str, list[str]] = {}
+        todo = [self.id]
+        while todo:
+            did = todo.pop()
+            if did in graph:
+                continue
+            parents = self._record["parents"] if did == self.id else _find_by_id(self._store, did)["parents"]
+            graph[did] = list(parents)
+            todo.extend(parents)
+        return graph
+
+    def verify_dataset_hash(self, local_copy_path: str | None = None, skip_hash: bool = False,
+                            verbose: bool = False) -> list[str]:
+        """Paths whose local copy is missing, of the wrong size, or (unless skip_hash) content."""
+        from .worktree import hash_file
+
+        root = Path(local_copy_path) if local_copy_path else Path(self.get_local_copy())
+        bad = []
+        for p, e in sorted(self._entries().items()):
+            f = root / p
+            if e.kind == EXTERNAL:
+                if not f.is_file():
+                    bad.append(p)
+                continue
+            if not f.is_file() or f.stat().st_size != e.size or not skip_hash and hash_file(str(f), FILE, self._store.algo) != e.hash:
+                bad.append(p)
+        return bad
+
+    def get_num_chunks(self, include_parents: bool = True) -> int:
+        mine = {c for e in self._entries().values() for c, _ in e.chunk_list()}
+        if include_parents:
+            return len(mine)
+        theirs = {c for e in self._parent_entries(None).values() for c, _ in e.chunk_list()}
+        return len(mine - theirs)
+
+    # -- whole datasets ----------------------------------------------------------------
+    @classmethod
+    def squash(cls, dataset_name: str, dataset_ids: Sequence[str | Dataset] | None = None,
+               dataset_project_name_pairs: Sequence[tuple[str, str]] | None = None,
+               output_url: str | None = None) -> Dataset:
+        """A new root version: the versions' changes replayed in list order (removals kept)."""
+        store = open_store()
+        picked: list[dict] = []
+        for d in dataset_ids or []:
+            picked.append(_find_by_id(store, d.id if isinstance(d, Dataset) else str(d)))
+        for project, name in dataset_project_name_pairs or []:
+            picked.append(cls.get(dataset_project=project, dataset_name=name, only_completed=True)._record)
+        if not picked:
+            raise DsError("Dataset.squash needs dataset_ids or dataset_project_name_pairs")
+        for r in picked:
+            if r["status"] == rec.DRAFT:
+                raise DsError(f"dataset {r['id']} is a draft; finalize it before squashing")
+        with store.locked():
+            tree = squash_tree(store, [r["commit"] for r in picked])
+        ds = cls.create(dataset_name=dataset_name, dataset_project=picked[0]["project"],
+                        output_uri=output_url,
+                        description=f"squash of {', '.join(r['id'] for r in picked)}")
+        with store.locked():
+            ds._record["tree"] = str(tree)
+            ds._save()
+        ds.finalize()
+        if output_url:
+            ds.upload(output_url=output_url)
+        return ds
+
+    @classmethod
+    def list_datasets(cls, dataset_project: str | None = None, partial_name: str | None = None,
+                      tags: Sequence[str] | None = None, ids: Sequence[str] | None = None,
+                      only_completed: bool = True, recursive_project_search: bool = True,
+                      include_archived: bool = True) -> list[dict]:
+        store = open_store()
+        found = _query(store, dataset_project, partial_name, tags, None, only_completed, False,
+                       exact_name=False, recursive=recursive_project_search)
+        if ids:
+            found = [r for r in found if r["id"] in set(ids)]
+        keys = ("id", "name", "project", "version", "tags", "created")
+        return [{k: r[k] for k in keys} | {"status": r["status"]}
+                for r in sorted(found, key=lambda r: r["created"])]
+
+    @classmethod
+    def delete(cls, dataset_id: str | None = None, dataset_project: str | None = None,
+               dataset_name: str | None = None, force: bool = False, dataset_version: str | None = None,
+               entire_dataset: bool = False, shallow_delete: bool = False, delete_files: bool = True,
+               delete_external_files: bool = False) -> None:
+        """Delete versions; refused when another version depends on them, unless ``force``.
+
+        Bytes no version uses any more are reclaimed by ``ds gc``.
+        """
+        store = open_store()
+        records = RecordStore(store.path)
+        if dataset_id:
+            doomed = [_find_by_id(store, dataset_id)]
+        else:
+            doomed = _query(store, dataset_project, dataset_name, None, dataset_version, False, False,
+                            exact_name=True)
+            if not entire_dataset and dataset_version is None and doomed:
+                doomed = [max(doomed, key=lambda r: (_version_key(r["version"]), r["created"]))]
+        if not doomed:
+            raise DatasetNotFound(f"no dataset to delete matches id={dataset_id!r} "
+                                  f"project={dataset_project!r} name={dataset_name!r}")
+        ids = {r["id"] for r in doomed}
+        with store.locked():
+            dependants = [r for r in records.all() if r["id"] not in ids and ids & set(r["parents"])]
+            if dependants and not force:
+                d = dependants[0]
+                raise DsError(f"dataset {d['name']!r} version {d['version']} ({d['id']}) depends on "
+                              "what you are deleting; delete it first or pass force=True")
+            for r in doomed:
+                if r.get("commit"):
+                    try:
+                        store.meta.repo.references.delete(f"refs/datasets/{r['id']}")
+                    except (KeyError, pygit2.GitError):
+                        pass
+                records.delete(r["id"])
+                shutil.rmtree(store.path / "cache" / "copies" / r["id"], ignore_errors=True)
+
+    @classmethod
+    def rename(cls, new_dataset_name: str, dataset_project: str, dataset_name: str) -> None:
+        cls._update_all(dataset_project, dataset_name, {"name": new_dataset_name})
+
+    @classmethod
+    def move_to_project(cls, new_dataset_project: str, dataset_project: str, dataset_name: str) -> None:
+        cls._update_all(dataset_project, dataset_name, {"project": new_dataset_project})
+
+    @classmethod
+    def _update_all(cls, project: str, name: str, change: dict) -> None:
+        store = open_store()
+        records = RecordStore(store.path)
+        with store.locked():
+            hits = [r for r in records.all() if r["project"] == project and r["name"] == name]
+            if not hits:
+                raise DatasetNotFound(f"no dataset named {name!r} in project {project!r}")
+            for r in hits:
+                r.update(change)
+                records.write(r)
+
+
+# -- helpers -------------------------------------------------------------------------------
+def _join(prefix: str | None, rel: str) -> str:
+    return "/".join(p for p in ((prefix or "").strip("/"), rel) if p)
+
+
+def _find_by_id(store: Store, dataset_id: str) -> dict:
+    """A record by dataset id, or by a unique prefix of a dataset id or of its commit id."""
+    records = RecordStore(store.path)
+    key = dataset_id.strip().lower()
+    if len(key) == 32:
+        try:
+            r = records.read(key)
+        except DsError:
+            r = None
+        if r is not None:
+            return r
+    if len(key) >= 4:
+        hits = [r for r in records.all() if r["id"].startswith(key) or (r.get("commit") or "").startswith(key)]
+        if len(hits) == 1:
+            return hits[0]
+        if len(hits) > 1:
+            raise DsError(f"{dataset_id!r} matches {len(hits)} datasets; give more characters")
+    raise DatasetNotFound(f"no dataset with id {dataset_id!r}; see Dataset.list_datasets()")
+
+
+def _query(store: Store, project: str | None, name: str | None, tags: Iterable[str] | None,
+           version: str | None, only_completed: bool, only_published: bool, exact_name: bool,
+           recursive: bool = True) -> list[dict]:
+    return _filter(RecordStore(store.path).all(), project, name, tags, version, only_completed,
+                   only_published, exact_name, recursive)
+
+
+def _fetch_from_remote(store: Store, pick) -> dict | None:
+    """Fetch the best remote-only record ``pick`` selects (and its lineage); None if none."""
+    url = default_remote(store)
+    if not url:
+        return None
+    from .remote import fetch_dataset, remote_records
+
+    remote = remote_records(store, url)
+    hits = [r for r in pick(remote) if r.get("status") != rec.DRAFT]
+    if not hits:
+        return None
+    best = max(hits, key=lambda r: (_version_key(r["version"]), r["created"]))
+    by_id = {r["id"]: r for r in remote}
+    records = RecordStore(store.path)
+    todo, seen = [best], set()
+    while todo:  # the version and every ancestor the local store lacks
+        r = todo.pop()
+        if r["id"] in seen or records.read(r["id"]) is not None:
+            continue
+        seen.add(r["id"])
+        fetch_dataset(store, url, r)
+        todo.extend(by_id[p] for p in r.get("parents", []) if p in by_id)
+    return records.read(best["id"])
+
+
+def _filter(records: Iterable[dict], project: str | None, name: str | None, tags: Iterable[str] | None,
+            version: str | None, only_completed: bool, only_published: bool, exact_name: bool,
+            recursive: bool = True) -> list[dict]:
+    out = []
+    want_tags = set(tags or [])
+    for r in records:
+        if project is not None and r["project"] != project and not (
+                recursive and not exact_name and r["project"].startswith(project.rstrip("/") + "/")):
+            continue
+        if name is not None and (r["name"] != name if exact_name else not re.search(name, r["name"])):
+            continue
+        if want_tags and not want_tags <= set(r.get("tags", [])):
+            continue
+        if version is not None and r["version"] != str(version):
+            continue
+        if only_completed and r["status"] == rec.DRAFT:
+            continue
+        if only_published and r["status"] != rec.PUBLISHED:
+            continue
+        out.append(r)
+    return out
+
+
+def _collect(src: Path, wildcard: str | Sequence[str] | None, recursive: bool) -> list[Path]:
+    """Regular files under ``src`` (links to files count as their content; folders are not followed)."""
+    if src.is_file():
+        return [src] if _match(src.name, wildcard) else []
+    out = []
+    for dirpath, dirnames, filenames in os.walk(src):
+        dirnames[:] = sorted(d for d in dirnames if d != ".dsstore")
+        if not recursive:
+            dirnames[:] = []
+        for f in sorted(filenames):
+            p = Path(dirpath, f)
+            rel = p.relative_to(src).as_posix()
+            if p.is_file() and _match(rel, wildcard):
+                out.append(p)
+    return out
+
+
+def split_parts(entries: dict[str, FileEntry], num_parts: int) -> list[list[str]]:
+    """Deterministic, size-balanced split of paths into ``num_parts`` lists.
+
+    Largest files first, each to the lightest part so far (ties: lowest part number),
+    so every machine computes the same split and parts differ by at most one file's size.
+    """
+    loads = [0] * num_parts
+    parts: list[list[str]] = [[] for _ in range(num_parts)]
+    for path, e in sorted(entries.items(), key=lambda pe: (-pe[1].size, pe[0])):
+        i = min(range(num_parts), key=lambda k: (loads[k], k))
+        parts[i].append(path)
+        loads[i] += e.size
+    return [sorted(p) for p in parts]
+
+
+def _copy_tree(store: Store, tree: pygit2.Oid, target, overwrite: bool, paths: list[str] | None) -> Path:
+    """Like ``get_copy`` for a draft's tree (no commit yet)."""
+    from .copy import copy_items
+
+    items = [(p, e) for p, e in store.meta.walk(tree) if paths is None or p in set(paths)]
+    copy_items(store, items, target, overwrite)
+    return Path(target).absolute()
+
+
+class DatasetLogger:
+    """ClearML's ``dataset.get_logger()`` reports, kept as JSON in the dataset's record.
+
+    There is no server to draw them; ``Dataset.get_metadata("reports")`` reads them back.
+    """
+
+    def __init__(self, dataset: Dataset):
+        self._ds = dataset
+
+    def _add(self, kind: str, title: str, series: str, **data: Any) -> None:
+        import json
+
+        report = {"kind": kind, "title": title, "series": series}
+        report.update(json.loads(json.dumps(data, default=_plain)))
+        with self._ds._store.locked():
+            r = self._ds._reload()
+            r.setdefault("metadata", {}).setdefault("reports", []).append(report)
+            self._ds._save()
+
+    def report_table(self, title: str, series: str, iteration: int | None = None, table_plot: Any = None,
+                     csv: str | None = None, url: str | None = None, extra_layout: dict | None = None,
+                     extra_data: dict | None = None) -> None:
+        rows: list[list[str]] = []
+        if csv is not None:
+            import csv as csv_mod
+
+            with open(csv, newline="", encoding="utf-8") as f:
+                rows = [row for _, row in zip(range(101), csv_mod.reader(f), strict=False)]
+        elif table_plot is not None:
+            rows = _plain(table_plot)
+        self._add("table", title, series, iteration=iteration, rows=rows, url=url)
+
+    def report_histogram(self, title: str, series: str, values: Any, iteration: int | None = None,
+                         labels: Sequence[str] | None = None, xlabels: Sequence[str] | None = None,
+                         xaxis: str | None = None, yaxis: str | None = None, mode: str | None = None,
+                         data_args: dict | None = None, extra_layout: dict | None = None) -> None:
+        self._add("histogram", title, series, values=values, iteration=iteration, labels=labels,
+                  xlabels=xlabels, xaxis=xaxis, yaxis=yaxis)
+
+    def report_scalar(self, title: str, series: str, value: float, iteration: int) -> None:
+        self._add("scalar", title, series, value=value, iteration=iteration)
+
+    def report_text(self, msg: str, *args: Any, **kwargs: Any) -> None:
+        self._add("text", "text", "text", msg=msg)
+
+
+def _plain(value: Any) -> Any:
+    """Best-effort JSON form of pandas / numpy values for reports."""
+    for attr in ("tolist", "to_dict"):
+        if hasattr(value, attr):
+            return getattr(value, attr)()
+    return str(value)

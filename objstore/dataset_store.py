@@ -1,0 +1,38 @@
+"""Where the SDK's store and default remote are, read afresh at every call.
+
+Store: ``DSSTORE_DIR`` (the path of a ``.dsstore`` folder, created if missing); else
+the nearest ``.dsstore`` at or above the current folder; else a per-user default store
+(``platformdirs.user_data_path("objstore")/.dsstore``, created on first use).
+Default remote: ``DSSTORE_REMOTE``; else the store's configured ``remote`` (none yet).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import StoreNotFound
+from .store import Store, find_store
+
+
+def store_path() -> Path:
+    env = os.environ.get("DSSTORE_DIR")
+    if env:
+        return Path(env).expanduser().absolute()
+    try:
+        return find_store(os.getcwd())
+    except StoreNotFound:
+        import platformdirs
+
+        return platformdirs.user_data_path("objstore") / ".dsstore"
+
+
+def open_store(path: Path | None = None) -> Store:
+    path = path or store_path()
+    if not (path / "config").is_file():
+        return Store.create(path)
+    return Store(path)
+
+
+def default_remote(store: Store) -> str | None:
+    return os.environ.get("DSSTORE_REMOTE") or store.config_remote()
