@@ -324,8 +324,8 @@ class Dataset:
             try:
                 found = _find_by_id(store, dataset_id)
             except DatasetNotFound:
-                found = _fetch_from_remote(store, lambda rs: [r for r in rs if r["id"] == dataset_id
-                                                              or (r.get("commit") or "").startswith(dataset_id)])
+                found = _fetch_from_remote(store, lambda rs: [
+                    r for r in rs if r["id"] == dataset_id or (r.get("commit") or "").startswith(dataset_id)])
                 if found is None:
                     raise
         else:
@@ -661,7 +661,7 @@ class Dataset:
         for path, entry in memo[self.id].items():
             did = self.id
             while True:
-                parents = _find_by_id(self._store, did)["parents"] if did != self.id else self._record["parents"]
+                parents = (self._record if did == self.id else _find_by_id(self._store, did))["parents"]
                 nxt = next((p for p in reversed(parents)
                             if (e := entries_of(p).get(path)) is not None and e.same_content(entry)), None)
                 if nxt is None:
@@ -723,7 +723,8 @@ class Dataset:
                 if not f.is_file():
                     bad.append(p)
                 continue
-            if not f.is_file() or f.stat().st_size != e.size or not skip_hash and hash_file(str(f), FILE, self._store.algo) != e.hash:
+            if not f.is_file() or f.stat().st_size != e.size or (
+                    not skip_hash and hash_file(str(f), FILE, self._store.algo) != e.hash):
                 bad.append(p)
         return bad
 
@@ -853,7 +854,8 @@ def _find_by_id(store: Store, dataset_id: str) -> dict:
         if r is not None:
             return r
     if len(key) >= 4:
-        hits = [r for r in records.all() if r["id"].startswith(key) or (r.get("commit") or "").startswith(key)]
+        hits = [r for r in records.all()
+                if r["id"].startswith(key) or (r.get("commit") or "").startswith(key)]
         if len(hits) == 1:
             return hits[0]
         if len(hits) > 1:

@@ -11,6 +11,7 @@ from objstore.errors import FormatError, RevisionNotFound, UnsafePath
 from objstore.hashing import BLAKE3, XXH3_128
 from objstore.manifest import (
     EXEC,
+    EXTERNAL,
     FILE,
     LINK,
     MAX_CHUNK,
@@ -212,7 +213,7 @@ def test_manifest_refuses_single_implicit_chunk_over_16_mib(size):
         assert decode_manifest(enc(f("f", size, chunks=chunks)), 16, "t")[0].size == size
 
 
-@pytest.mark.parametrize("kind", [3, 4, 255])
+@pytest.mark.parametrize("kind", [4, 5, 255])
 def test_manifest_refuses_unknown_kind(kind):
     with pytest.raises(FormatError, match="unknown kind"):
         decode_manifest(enc(f("f", kind=kind)), 16, "t")
@@ -222,6 +223,16 @@ def test_manifest_refuses_long_link_target():
     with pytest.raises(FormatError, match="target"):
         decode_manifest(enc(f("l", 4097, LINK)), 16, "t")
     assert decode_manifest(enc(f("l", 4096, LINK)), 16, "t")[0].size == 4096
+
+
+def test_manifest_external_entry_needs_exactly_one_url_chunk():
+    url = b"s3://bucket/key.jpg"
+    cid = XXH3_128.digest(url)
+    good = FileEntry("x", EXTERNAL, 123456, cid, ((cid, len(url)),))
+    assert decode_manifest(encode_manifest([good], 16), 16, "t") == [good]
+    for bad in (FileEntry("x", EXTERNAL, 5, cid, ()), FileEntry("x", EXTERNAL, 5, cid, ((cid, 9000),))):
+        with pytest.raises(FormatError, match="external"):
+            decode_manifest(encode_manifest([bad], 16), 16, "t")
 
 
 @pytest.mark.parametrize("extra", [b"\0", b"junk", b"\0" * 64])
