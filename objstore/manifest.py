@@ -14,7 +14,8 @@ decodes with one ``struct.iter_unpack`` pass. Byte layout (little-endian)::
 ``kind``: 0 regular file, 1 executable file, 2 symlink (its content is the link
 target), 3 external file (size is the remote file's, if known; its one chunk holds
 an fsspec URL, and the bytes stay there). ``hash`` is the whole content's id. A chunk
-count of 0 with size > 0 means the file is one chunk whose id is ``hash`` (the usual case for small files; saves space).
+count of 0 with size > 0 means the file is one chunk whose id is ``hash`` (the usual
+case for small files; saves space).
 Rows are sorted by name; a duplicate or unsafe name, a name or chunk range outside its
 section, or chunk lengths that do not add up to the size make the manifest invalid.
 """
