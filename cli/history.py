@@ -77,8 +77,7 @@ def diff(
     store = open_store()
     if b is None:
         base = store.tree(a) if a else None
-        d, _, _ = worktree_diff(store, base)
-        d.find_renames()
+        d, _, _ = worktree_diff(store, base, renames=True)
     else:
         d = diff_trees(store.meta, store.tree(a or "HEAD"), store.tree(b))
     data = d.stat() if stat else d.as_json()

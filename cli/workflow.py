@@ -49,11 +49,14 @@ def add(
 def rm(
     paths: Annotated[list[str], typer.Argument(help="Files or folders to stop versioning.")],
     keep: Annotated[bool, typer.Option("--keep", help="Leave the files in the working folder.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", "-f", help="Delete files with unstaged changes too.")
+    ] = False,
 ) -> None:
     """Stage the removal of files or folders (and delete them unless --keep)."""
     from objstore.worktree import rm as do_rm
 
-    removed = do_rm(open_store(), paths, keep=keep, cwd=cwd())
+    removed = do_rm(open_store(), paths, keep=keep, force=force, cwd=cwd())
     err(f"Removed {len(removed)} file(s) from the next version")
 
 

@@ -67,9 +67,11 @@ def copy_items(store: Store, items: list[tuple[str, FileEntry]], dest: str | os.
         raise DsError(f"{dest} is a symbolic link; give a real folder as the destination")
     if dest.exists() and not dest.is_dir():
         raise DsError(f"{dest} exists and is not a folder")
-    store_path = store.path.resolve()
-    if dest.exists() and (store_path == dest.resolve() / STORE_DIR
-                          or dest.resolve() in store_path.parents or (dest / STORE_DIR).exists()):
+    store_path, real = store.path.resolve(), dest.resolve()
+    copies = store_path / "cache" / "copies"  # the SDK's read-only cached copies live here
+    if (real == store_path or store_path in real.parents) and copies not in real.parents:
+        raise DsError(f"{dest} is inside the store {store_path}; choose a folder outside it")
+    if real in store_path.parents or (dest / STORE_DIR).exists():
         raise DsError(f"{dest} holds a store; use `ds checkout` to change a working folder")
     non_empty = dest.exists() and any(os.scandir(dest))
     if non_empty and not overwrite:
@@ -83,7 +85,7 @@ def copy_items(store: Store, items: list[tuple[str, FileEntry]], dest: str | os.
             a, b = collisions[0]
             raise DsError(f"{a} and {b} differ only in case and this disk ignores case; "
                           "use --include to take one of them, or a case-sensitive disk")
-        report = Materializer(str(tmp), store.chunks, progress=progress).write(items)
+        report = Materializer(str(tmp), store.chunks, progress=progress, force=True).write(items)
         if non_empty:
             old = dest.parent / f".{dest.name}.ds-old-{os.getpid()}"
             os.replace(dest, old)

@@ -386,7 +386,8 @@ class Dataset:
             target = check_relpath(_join(dataset_path, rel))
             st = f.stat()
             kind = EXEC if st.st_mode & 0o100 else FILE
-            jobs.append(Job(target, str(f), Stat(st.st_size, st.st_mtime_ns, st.st_ino, kind)))
+            stat_ = Stat(st.st_size, st.st_mtime_ns, st.st_ino, kind, st.st_ctime_ns)
+            jobs.append(Job(target, str(f), stat_))
 
         def change(editor: TreeEditor) -> int:
             cfg = self._store.config

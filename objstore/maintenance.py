@@ -57,7 +57,7 @@ def mark(store: Store) -> Marked:
             m.problems.append(f"history of {root[:12]}: {e}")
     try:
         _mark_tree(meta, store.staged_tree(), "", m)
-    except DsError as e:
+    except (DsError, pygit2.GitError, KeyError, ValueError) as e:
         m.problems.append(f"stage: {e}")
     try:
         drafts = RecordStore(store.path).draft_trees()
@@ -77,7 +77,7 @@ def _mark_tree(meta: MetaStore, oid: pygit2.Oid, where: str, m: Marked) -> None:
         return
     try:
         folder = meta.read_folder(oid, where)
-    except DsError as e:
+    except (DsError, KeyError) as e:
         m.problems.append(str(e))
         return
     m.trees.add(oid)

@@ -22,7 +22,7 @@ from .chunkstore import ChunkStore
 from .errors import DsError
 from .manifest import EXEC, EXTERNAL, LINK, FileEntry
 from .paths import parent_of
-from .scan import Stat
+from .scan import Stat, lstat_inside
 
 _seq = itertools.count()
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
@@ -53,8 +53,11 @@ class WriteReport:
 
 class Materializer:
     def __init__(self, root: str, chunks: ChunkStore, workers: int = 4,
-                 progress: Callable[[int, int], None] | None = None):
+                 progress: Callable[[int, int], None] | None = None, force: bool = False):
+        """``force``: allow replacing folders and files that stand in the way (callers check
+        first that nothing unrecoverable is there; without it such a case is an error)."""
         self.root = root
+        self.force = force
         self.chunks = chunks
         self.workers = workers
         self.progress = progress
@@ -76,6 +79,8 @@ class Materializer:
         except FileNotFoundError:
             st = None
         if st is not None and not stat.S_ISDIR(st.st_mode):
+            if not self.force:
+                raise DsError(f"{folder} is in the way of a folder the version needs; use --force")
             os.unlink(p)  # a link or a file in the way: removed, never followed
             st = None
         if st is None:
@@ -109,13 +114,17 @@ class Materializer:
             raise DsError(f"{path}: wrote {st.st_size} bytes, expected {entry.size}; run `ds fsck`")
         try:
             os.replace(tmp, dest)
-        except IsADirectoryError:
+        except OSError:
+            if not os.path.isdir(dest) or os.path.islink(dest):
+                os.unlink(tmp)
+                raise
+            if not self.force:
+                os.unlink(tmp)
+                raise DsError(f"{path} is a folder in the working folder; use --force") from None
             shutil.rmtree(dest)
             os.replace(tmp, dest)
-        except OSError:
-            os.unlink(tmp)
-            raise
-        return path, Stat(st.st_size, st.st_mtime_ns, st.st_ino, entry.kind)
+        st = os.lstat(dest)  # after the rename, which moves the ctime on
+        return path, Stat(st.st_size, st.st_mtime_ns, st.st_ino, entry.kind, st.st_ctime_ns)
 
     def _content(self, entry: FileEntry):
         """The file's bytes, piece by piece: chunks from the store, or the external URL's."""
@@ -144,31 +153,45 @@ class Materializer:
             for path, st in pool.map(lambda pe: self._write_file(*pe), files):
                 report.written[path] = st
                 self._tick(st.size)
+        created = []
         for path, entry in links:
             target = os.fsdecode(b"".join(self.chunks.get(c) for c, _ in entry.chunk_list()))
+            self.remove(path)  # whatever stood there belongs to another version
             if not link_is_contained(path, target):
                 report.links_refused.append(path)
                 continue
             self.ensure_dir(parent_of(path))
-            dest = self._abs(path)
-            self.remove(path)
-            os.symlink(target, dest)
-            st = os.lstat(dest)
-            report.written[path] = Stat(st.st_size, st.st_mtime_ns, st.st_ino, LINK)
+            os.symlink(target, self._abs(path))
+            created.append(path)
+        # Links may chain through links (a/up -> .., esc -> a/up/../../x): only the final
+        # tree tells where each resolves, so check them all once every link exists.
+        root = os.path.realpath(self.root)
+        for path in created:
+            real = os.path.realpath(self._abs(path))
+            if real != root and not real.startswith(root + os.sep):
+                os.unlink(self._abs(path))
+                report.links_refused.append(path)
+                continue
+            st = os.lstat(self._abs(path))
+            report.written[path] = Stat(st.st_size, st.st_mtime_ns, st.st_ino, LINK, st.st_ctime_ns)
             self._tick(0)
+        report.links_refused.sort()
         return report
 
     def remove(self, path: str) -> None:
-        """Remove a file, link or folder at ``path`` (links are removed, not followed)."""
-        p = self._abs(path)
-        try:
-            st = os.lstat(p)
-        except FileNotFoundError:
+        """Remove the file or link at ``path``; a folder there only with ``force``.
+
+        Nothing is removed through a link: a path whose parent is a link is not ours.
+        """
+        st = lstat_inside(self.root, path)
+        if st is None:
             return
         if stat.S_ISDIR(st.st_mode):
-            shutil.rmtree(p)
+            if not self.force:
+                raise DsError(f"{path} is a folder in the working folder; use --force")
+            shutil.rmtree(self._abs(path))
         else:
-            os.unlink(p)
+            os.unlink(self._abs(path))
 
     def prune_empty_dirs(self, folders: Iterable[str]) -> None:
         for folder in sorted(set(folders), key=lambda f: -f.count("/")):

@@ -27,7 +27,7 @@ from pathlib import Path
 import pygit2
 import xxhash
 
-from .errors import FormatError, RevisionNotFound
+from .errors import DsError, FormatError, RevisionNotFound
 from .manifest import FileEntry, decode_manifest, encode_manifest
 from .paths import check_name, join
 
@@ -153,7 +153,11 @@ class MetaStore:
                     raise FormatError(f"folder {label!r}: subfolder {dname!r} is listed twice")
                 folder.dirs[dname] = item.id
             elif item.filemode == BLOB and _BUCKET.fullmatch(name):
-                data = self.repo[item.id].data
+                try:
+                    data = self.repo[item.id].data
+                except KeyError:
+                    raise FormatError(
+                        f"folder {label!r}: manifest {item.id} is missing; run `ds fsck`") from None
                 for e in decode_manifest(data, self.hash_size, f"manifest of {label!r}"):
                     if e.name in folder.files:
                         raise FormatError(f"folder {label!r}: file {e.name!r} is listed twice")
@@ -284,6 +288,8 @@ class MetaStore:
         rev = rev.strip()
         if not rev:
             raise RevisionNotFound("empty revision; give a version id, tag, branch or HEAD")
+        if rev in self.repo.branches.local:  # a branch name wins over a tag of the same name
+            return str(self.repo.branches.local[rev].peel(pygit2.Commit).id)
         try:
             obj = self.repo.revparse_single(rev)
             commit = obj.peel(pygit2.Commit)
@@ -325,6 +331,7 @@ class MetaStore:
 
     def checkout_ref(self, rev: str, commit_id: str) -> None:
         """Point HEAD at branch ``rev`` if it is one, else detach HEAD at ``commit_id``."""
+        self.make_durable()
         with _fsync_refs():
             if rev in self.repo.branches.local:
                 self.repo.set_head(f"refs/heads/{rev}")
@@ -332,6 +339,7 @@ class MetaStore:
                 self.repo.set_head(pygit2.Oid(hex=commit_id))
 
     def attach_head(self, branch: str) -> None:
+        self.make_durable()
         with _fsync_refs():
             self.repo.set_head(f"refs/heads/{branch}")
 
@@ -353,12 +361,16 @@ class MetaStore:
         return out
 
     def set_ref(self, name: str, commit_id: str, force: bool = False) -> None:
+        if not pygit2.reference_is_valid_name(name):
+            raise DsError(f"{name.rpartition('/')[2]!r} is not a valid name for a tag or branch")
         self.make_durable()
         try:
             with _fsync_refs():
                 self.repo.create_reference_direct(name, pygit2.Oid(hex=commit_id), force)
         except ValueError:
-            raise FormatError(f"{name} already exists; use --force to move it") from None
+            if name in self.repo.references:
+                raise DsError(f"{name} already exists; use --force to move it") from None
+            raise DsError(f"cannot write {name}: not a valid name") from None
         except pygit2.GitError as e:
             raise FormatError(f"cannot write {name}: {e}") from None
 

@@ -26,6 +26,7 @@ class Stat:
     mtime_ns: int
     ino: int
     kind: int  # FILE, EXEC or LINK
+    ctime_ns: int = 0  # changes on every write, even one that restores the mtime (cp -p, rsync -t)
 
     @classmethod
     def of(cls, st: os.stat_result) -> Stat | None:
@@ -36,7 +37,33 @@ class Stat:
             kind = EXEC if mode & 0o100 else FILE
         else:
             return None
-        return cls(st.st_size, st.st_mtime_ns, st.st_ino, kind)
+        return cls(st.st_size, st.st_mtime_ns, st.st_ino, kind, st.st_ctime_ns)
+
+
+def lstat_inside(root: str, rel: str, real_dirs: set[str] | None = None) -> os.stat_result | None:
+    """``lstat`` of ``root/rel`` only if every parent component is a real folder; else None.
+
+    A path whose parent is a link lies outside the working folder as far as versioning
+    goes: it is never read, written or removed through that link.
+    """
+    parts = rel.split("/")
+    folder = ""
+    for part in parts[:-1]:
+        folder = join(folder, part)
+        if real_dirs is not None and folder in real_dirs:
+            continue
+        try:
+            st = os.lstat(os.path.join(root, folder))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not stat.S_ISDIR(st.st_mode):
+            return None
+        if real_dirs is not None:
+            real_dirs.add(folder)
+    try:
+        return os.lstat(os.path.join(root, rel))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
 
 
 @dataclass
@@ -83,9 +110,8 @@ def scan(root: str, only: list[str] | None = None) -> ScanResult:
         for part in parts[:-1]:
             folder = join(folder, part)
             ignore = ignore.enter(root, folder)
-        try:
-            st = os.lstat(os.path.join(root, rel))
-        except FileNotFoundError:
+        st = lstat_inside(root, rel) if rel else os.lstat(root)
+        if st is None:
             continue
         if stat.S_ISDIR(st.st_mode):
             _walk(root, rel, ignore.enter(root, rel) if rel else ignore, result)
@@ -111,7 +137,9 @@ def _walk(root: str, folder: str, ignore: _Ignore, result: ScanResult) -> None:
     with it:
         for de in it:
             name = de.name
-            if not folder and name == STORE_DIR:
+            if name.casefold() == STORE_DIR:  # this store, or a nested one: never versioned
+                if folder:
+                    result.skipped.append(join(folder, name))
                 continue
             rel = join(folder, name)
             try:

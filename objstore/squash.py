@@ -45,10 +45,10 @@ def squash(store: Store, revs: list[str], message: str, branch: str | None = Non
     with store.locked():
         tree = squash_tree(store, ids)
         cid = store.meta.commit(tree, [], message or f"squash of {len(ids)} versions", store.author())
-        if branch:
+        current = store.meta.head_branch()
+        if branch and branch != current:
             store.meta.set_ref(f"refs/heads/{branch}", cid, force=True)
         else:
-            current = store.meta.head_branch()
             checkout(store, cid, force=force)
             if current:
                 store.meta.set_ref(f"refs/heads/{current}", cid, force=True)

@@ -1,7 +1,8 @@
-"""The stat cache: path -> (size, mtime_ns, inode, content hash), local to one machine.
+"""The stat cache: path -> (size, mtime_ns, ctime_ns, inode, hash), local to one machine.
 
 It lets ``ds status`` on an unchanged folder read no file content. An entry is trusted
-only while size, mtime_ns and inode all match, and only if the file's mtime is older
+only while size, mtime_ns, ctime_ns and inode all match (ctime catches a rewrite that
+restores the old mtime, as ``cp -p`` or ``rsync -t`` do), and only if the file's times are older
 than the moment the cache was written by more than ``RACY_NS`` (2 s on filesystems with
 whole-second times): a file changed again within the same timestamp tick would
 otherwise look unchanged. It is a cache: a missing, old-format or damaged file is
@@ -19,13 +20,13 @@ from .fsutil import atomic_write
 from .scan import Stat
 
 RACY_NS = 100_000_000
-_TAG = f"dsstat1-{sys.implementation.cache_tag}"
+_TAG = f"dsstat2-{sys.implementation.cache_tag}"
 
 
 class StatCache:
     def __init__(self, path: Path):
         self.path = path
-        self.entries: dict[str, tuple[int, int, int, bytes]] = {}
+        self.entries: dict[str, tuple[int, int, int, int, bytes]] = {}
         self.written_ns = 0
         self.changed = False
         try:
@@ -37,17 +38,14 @@ class StatCache:
 
     def get(self, path: str, st: Stat) -> bytes | None:
         row = self.entries.get(path)
-        if row is None or row[0] != st.size or row[1] != st.mtime_ns or row[2] != st.ino:
+        if row is None or row[:4] != (st.size, st.mtime_ns, st.ctime_ns, st.ino):
             return None
-        # whole-second mtimes mean a coarse filesystem (FAT, HFS+): widen the window
-        window = RACY_NS if st.mtime_ns % 1_000_000_000 else 2_000_000_000
-        if st.mtime_ns >= self.written_ns - window:
-            self.changed = True  # re-verified now; saving moves the racy window on
+        if _racy(st.mtime_ns, st.ctime_ns, self.written_ns):
             return None
-        return row[3]
+        return row[4]
 
     def put(self, path: str, st: Stat, digest: bytes) -> None:
-        row = (st.size, st.mtime_ns, st.ino, digest)
+        row = (st.size, st.mtime_ns, st.ctime_ns, st.ino, digest)
         if self.entries.get(path) != row:
             self.entries[path] = row
             self.changed = True
@@ -63,10 +61,26 @@ class StatCache:
         self.changed = self.changed or bool(stale)
 
     def save(self) -> None:
+        """Write the cache, leaving out entries still inside the racy window.
+
+        An entry hashed while its file's mtime was within one timestamp tick of now could
+        be followed by a change that keeps the same mtime; it is dropped, and hashed again
+        next time (git's "racily clean" rule, applied per entry).
+        """
         if not self.changed:
             return
         now = time.time_ns()
+        racy = [p for p, row in self.entries.items() if _racy(row[1], row[2], now)]
+        for p in racy:
+            del self.entries[p]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(self.path, marshal.dumps((_TAG, now, self.entries)), durable=False)
         self.written_ns = now
         self.changed = False
+
+
+def _racy(mtime_ns: int, ctime_ns: int, written_ns: int) -> bool:
+    """Changed too close to ``written_ns`` for a later change to be told apart by its times."""
+    # whole-second times mean a coarse filesystem (FAT, HFS+): widen the window
+    window = RACY_NS if mtime_ns % 1_000_000_000 else 2_000_000_000
+    return max(mtime_ns, ctime_ns) >= written_ns - window

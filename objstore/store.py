@@ -145,6 +145,8 @@ class Store:
         return self.meta.commit_info(self.resolve(rev))
 
     def log(self, rev: str = "HEAD", limit: int | None = None) -> list[CommitInfo]:
+        if limit is not None and limit < 1:
+            raise DsError(f"-n must be 1 or more (got {limit})")
         if rev == "HEAD" and self.head() is None:
             return []
         out = []
@@ -162,7 +164,10 @@ class Store:
         except FileNotFoundError:
             return self.head_tree()
         if len(text) == 4 and text[0] == "tree" and text[2] == "base" and text[3] == (self.head() or "-"):
-            oid = pygit2.Oid(hex=text[1])
+            try:
+                oid = pygit2.Oid(hex=text[1])
+            except ValueError:  # damaged: nothing usable is staged
+                return self.head_tree()
             if oid in self.meta.repo:
                 return oid
         return self.head_tree()  # staged on another commit: stale
@@ -198,8 +203,11 @@ class Store:
         return who, f"{who}@objstore"
 
     def tag(self, name: str, rev: str = "HEAD", force: bool = False) -> str:
-        if not name or name.startswith("-") or not pygit2.reference_is_valid_name(f"refs/tags/{name}"):
+        if (not name or name.startswith("-") or name in ("HEAD", "@") or len(name) > 200
+                or not pygit2.reference_is_valid_name(f"refs/tags/{name}")):
             raise DsError(f"{name!r} is not a valid tag name")
+        if name in self.meta.repo.branches.local:
+            raise DsError(f"{name!r} is a branch name; a tag of the same name would be ambiguous")
         cid = self.resolve(rev)
         with self.locked():
             self.meta.set_ref(f"refs/tags/{name}", cid, force)

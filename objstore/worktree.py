@@ -8,6 +8,7 @@ names it, so a crash never leaves a stage that points at missing bytes.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from .ingest import Ingestor, Job, Progress, default_workers
 from .manifest import LINK, FileEntry
 from .materialize import Materializer, WriteReport
 from .paths import STORE_DIR, check_relpath, join, parent_of
-from .scan import ScanResult, Stat, scan
+from .scan import ScanResult, Stat, lstat_inside, scan
 from .statcache import StatCache
 from .store import Store
 from .tree_edit import TreeEditor
@@ -60,12 +61,18 @@ class AddReport:
 def to_store_path(store: Store, user_path: str, cwd: str | None = None) -> str:
     """A user's path (relative to ``cwd`` or absolute) as a '/'-separated store path."""
     root = store.worktree.resolve()
-    p = Path(cwd or os.getcwd(), user_path)
-    absolute = Path(os.path.normpath(p))
+    absolute = Path(os.path.normpath(Path(cwd or os.getcwd(), user_path)))
+    # resolve the folders leading to the path (so -C through a link works), never the
+    # path itself: a versioned link stays a link
+    if absolute.name and not (absolute.is_dir() and not absolute.is_symlink()):
+        absolute = absolute.parent.resolve() / absolute.name
+    else:
+        absolute = absolute.resolve()
     try:
         rel = absolute.relative_to(root)
     except ValueError:
-        raise DsError(f"{user_path} is outside the working folder {root}") from None
+        raise DsError(f"{user_path} is outside the working folder {root} "
+                      "(or reached through a symbolic link, which is versioned as a link)") from None
     rel_s = rel.as_posix()
     if rel_s == ".":
         return ""
@@ -113,20 +120,23 @@ def _current_hashes(store: Store, cache: StatCache, files: dict[str, Stat],
 def _scan_with_tracked(store: Store, head: dict[str, FileEntry], only: list[str] | None = None) -> ScanResult:
     """Scan, and also stat tracked paths that .dsignore hides (tracked beats ignored)."""
     result = scan(str(store.worktree), only)
+    root, real_dirs = str(store.worktree), set()
     for path in head:
-        if path in result.files:
-            continue
-        try:
-            st = Stat.of(os.lstat(os.path.join(store.worktree, path)))
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        if st is not None:
-            result.files[path] = st
+        if path not in result.files:
+            raw = lstat_inside(root, path, real_dirs)
+            st = Stat.of(raw) if raw is not None else None
+            if st is not None:
+                result.files[path] = st
     return result
 
 
-def worktree_diff(store: Store, base_tree=None) -> tuple[Diff, ScanResult, StatCache]:
-    """The working folder against a tree (HEAD's by default), without renames."""
+def worktree_diff(store: Store, base_tree=None,
+                  renames: bool = False) -> tuple[Diff, ScanResult, StatCache]:
+    """The working folder against a tree (HEAD's by default).
+
+    With ``renames``, added files whose size matches a removed file's are hashed so that
+    moves are reported as renames.
+    """
     meta = store.meta
     tree = store.head_tree() if base_tree is None else base_tree
     head = dict(meta.walk(tree))
@@ -150,6 +160,12 @@ def worktree_diff(store: Store, base_tree=None) -> tuple[Diff, ScanResult, StatC
     for path, e in head.items():
         if path not in result.files:
             d.removed[path] = e
+    if renames and d.removed and d.added:
+        sizes = {(e.size, e.kind) for e in d.removed.values()}
+        maybe = [p for p, e in d.added.items() if (e.size, e.kind) in sizes]
+        for p, h in _current_hashes(store, cache, result.files, maybe).items():
+            d.added[p] = FileEntry(d.added[p].name, d.added[p].kind, d.added[p].size, h)
+        d.find_renames()
     cache.save()
     return d, result, cache
 
@@ -177,12 +193,11 @@ def add(store: Store, paths: list[str], progress: Progress | None = None,
         result = scan(str(store.worktree), rels)
         if result.bad_names:
             raise DsError(f"{result.bad_names[0]}: file name is not valid UTF-8; rename it and retry")
+        real_dirs: set[str] = set()
         for p in tracked:  # tracked but hidden by .dsignore: still versioned
             if p not in result.files:
-                try:
-                    st = Stat.of(os.lstat(os.path.join(store.worktree, p)))
-                except (FileNotFoundError, NotADirectoryError):
-                    continue
+                raw = lstat_inside(str(store.worktree), p, real_dirs)
+                st = Stat.of(raw) if raw is not None else None
                 if st is not None:
                     result.files[p] = st
         report.skipped = result.skipped
@@ -242,25 +257,59 @@ def _case_collisions(editor: TreeEditor, folders: set[str]) -> list[tuple[str, s
     return out
 
 
-def rm(store: Store, paths: list[str], keep: bool = False, cwd: str | None = None) -> list[str]:
-    """Stop versioning ``paths`` (files or folders); delete them unless ``keep``."""
+def rm(store: Store, paths: list[str], keep: bool = False, force: bool = False,
+       cwd: str | None = None) -> list[str]:
+    """Stop versioning ``paths`` (files or folders); delete them unless ``keep``.
+
+    A file whose content differs from what is staged is only deleted with ``force``
+    (uncommitted work is never thrown away silently); folders are never removed whole,
+    so untracked files inside them stay.
+    """
     rels = [to_store_path(store, p, cwd) for p in paths]
-    removed: list[str] = []
+    removed: dict[str, FileEntry] = {}
     with store.locked():
         editor = TreeEditor(store.meta, store.staged_tree())
         for user, rel in zip(paths, rels, strict=True):
-            under = [rel] if editor.get(rel) else editor.files_under(rel)
+            one = editor.get(rel) if rel else None
+            under = [rel] if one else editor.files_under(rel)
             if not rel or not under:
                 raise DsError(f"{user} is not in the version; nothing to remove")
+            for p in under:
+                removed[p] = editor.get(p)
+        if not keep and not force:
+            _refuse_if_changed(store, removed)
+        for rel in rels:
             editor.remove(rel)
-            removed.extend(under)
         store.set_stage(editor.write())
         if not keep:
-            m = Materializer(str(store.worktree), store.chunks)
+            root = str(store.worktree)
             for p in removed:
-                m.remove(p)
-            m.prune_empty_dirs(parent_of(p) for p in removed)
+                st = lstat_inside(root, p)
+                if st is not None and not stat.S_ISDIR(st.st_mode):
+                    os.unlink(os.path.join(root, p))
+            Materializer(root, store.chunks).prune_empty_dirs(parent_of(p) for p in removed)
     return sorted(removed)
+
+
+def _refuse_if_changed(store: Store, entries: dict[str, FileEntry]) -> None:
+    root = str(store.worktree)
+    cache = store.stat_cache()
+    present: dict[str, Stat] = {}
+    for p, e in entries.items():
+        raw = lstat_inside(root, p)
+        if raw is None:
+            continue
+        st = Stat.of(raw)
+        if st is None or st.kind != e.kind or st.size != e.size:
+            raise DirtyWorktree(f"{p} has changes that are not staged; use --force to delete it anyway "
+                                "(or --keep to leave it on disk)")
+        present[p] = st
+    hashes = _current_hashes(store, cache, present, present)
+    cache.save()
+    for p, h in hashes.items():
+        if h != entries[p].hash:
+            raise DirtyWorktree(f"{p} has changes that are not staged; use --force to delete it anyway "
+                                "(or --keep to leave it on disk)")
 
 
 def commit_all(store: Store, message: str, progress: Progress | None = None):
@@ -268,50 +317,86 @@ def commit_all(store: Store, message: str, progress: Progress | None = None):
     return store.commit(message)
 
 
+def _blockers(root: str, write_paths, removable: set[str]) -> list[str]:
+    """Working-folder content that writing ``write_paths`` would destroy, beyond ``removable``.
+
+    Writing ``a/b`` needs ``a`` to be a real folder, and needs nothing to be a folder at
+    ``a/b``: a file or link standing at ``a``, or anything inside a folder at ``a/b``,
+    would be deleted — allowed only for tracked, unchanged paths (their content is
+    recoverable from the version).
+    """
+    out: list[str] = []
+    seen: set[str] = set()
+    for p in write_paths:
+        folder = parent_of(p)
+        while folder and folder not in seen:
+            seen.add(folder)
+            st = lstat_inside(root, folder)
+            if st is not None and not stat.S_ISDIR(st.st_mode) and folder not in removable:
+                out.append(folder)
+            folder = parent_of(folder)
+        st = lstat_inside(root, p)
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            for dirpath, dirnames, filenames in os.walk(os.path.join(root, p)):
+                rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
+                links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+                inside = (f"{rel_dir}/{n}" for n in (*filenames, *links))
+                out.extend(q for q in inside if q not in removable)
+    return sorted(set(out))
+
+
 def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool = False,
              progress: Callable[[int, int], None] | None = None, cwd: str | None = None) -> WriteReport:
-    """Make the working folder (or just ``paths``) equal to version ``rev``."""
+    """Make the working folder (or just ``paths``) equal to version ``rev``.
+
+    Refuses, unless ``force``, whenever uncommitted work would be lost: modified or
+    staged files, and untracked files or folders standing where the version needs a
+    file or a folder.
+    """
     target = store.resolve(rev)
     meta = store.meta
+    root = str(store.worktree)
     with store.locked():
         target_tree = meta.tree_of(target)
         head_tree = store.head_tree()
         wd, result, cache = worktree_diff(store)
         staged = diff_trees(meta, head_tree, store.staged_tree(), renames=False)
-        m = Materializer(str(store.worktree), store.chunks, progress=progress)
+        clean_tracked = {p for p, _ in meta.walk(head_tree)} - set(wd.modified)
+        m = Materializer(root, store.chunks, progress=progress, force=force)
         if paths:
             rels = [to_store_path(store, p, cwd) for p in paths]
-            items, dirty = [], []
+            items = []
             for user, rel in zip(paths, rels, strict=True):
                 found = meta.lookup(target_tree, rel)
                 if found is None:
                     raise DsError(f"{user} is not in version {target[:12]}")
-                sub = [(rel, found)] if isinstance(found, FileEntry) else list(meta.walk(found, rel))
-                items.extend(sub)
-                dirty.extend(p for p, _ in sub if p in wd.modified)
+                items.extend([(rel, found)] if isinstance(found, FileEntry) else meta.walk(found, rel))
+            dirty = [p for p, _ in items if p in wd.modified or p in wd.added]
+            dirty += _blockers(root, [p for p, _ in items], clean_tracked)
             if dirty and not force:
-                raise DirtyWorktree(
-                    f"{dirty[0]} has uncommitted changes that checkout would overwrite; "
-                    "commit them or use --force"
-                )
+                raise DirtyWorktree(f"{dirty[0]} has uncommitted changes that checkout would overwrite; "
+                                    "commit them or use --force")
             report = m.write(items)
+            by_path = dict(items)
             for p, st in report.written.items():
-                cache.put(p, st, dict(items)[p].hash)
+                cache.put(p, st, by_path[p].hash)
             cache.save()
             return report
         target_map = dict(meta.walk(target_tree))
-        clobbered = [p for p in wd.added if p in target_map]
-        if not force and (wd.modified or wd.removed or staged or clobbered):
-            first = (sorted(wd.modified) + sorted(wd.removed) + sorted(staged.added)
-                     + sorted(staged.modified) + sorted(staged.removed) + clobbered)
-            raise DirtyWorktree(
-                f"uncommitted changes ({first[0]}{' and more' if len(first) > 1 else ''}) "
-                "would be lost; commit them, or use --force to discard them"
-            )
         between = diff_trees(meta, head_tree, target_tree, renames=False)
         write_paths = set(between.added) | set(between.modified)
-        write_paths |= {p for p in (*wd.modified, *wd.removed, *clobbered) if p in target_map}
+        write_paths |= {p for p in (*wd.modified, *wd.removed, *wd.added) if p in target_map}
         gone = set(between.removed) | {p for p in wd.modified if p not in target_map}
+        if not force:
+            clobbered = [p for p in wd.added if p in target_map]
+            lost = (sorted(wd.modified) + sorted(wd.removed) + sorted(staged.added)
+                    + sorted(staged.modified) + sorted(staged.removed) + clobbered
+                    + _blockers(root, write_paths, clean_tracked & gone))
+            if lost:
+                raise DirtyWorktree(
+                    f"uncommitted changes ({lost[0]}{' and more' if len(lost) > 1 else ''}) "
+                    "would be lost; commit them, or use --force to discard them"
+                )
         for p in sorted(gone):
             m.remove(p)
             cache.drop(p)

@@ -7,7 +7,7 @@ import pytest
 
 from objstore import manifest as manifest_mod
 from objstore import meta as meta_mod
-from objstore.errors import FormatError, RevisionNotFound, UnsafePath
+from objstore.errors import DsError, FormatError, RevisionNotFound, UnsafePath
 from objstore.hashing import BLAKE3, XXH3_128
 from objstore.manifest import (
     EXEC,
@@ -628,7 +628,7 @@ def test_resolve_tags_and_branches(store, history):
     assert store.resolve("dev") == c1
     assert store.resolve("dev~1") == c0
     assert store.meta.tags() == {"v1.0": c0, "latest": c2}
-    with pytest.raises(FormatError, match="already exists"):
+    with pytest.raises(DsError, match="already exists"):
         store.tag("v1.0", "HEAD")
     store.tag("v1.0", "HEAD", force=True)
     assert store.resolve("v1.0") == c2

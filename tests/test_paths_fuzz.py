@@ -22,7 +22,7 @@ from objstore import packs
 from objstore.errors import DsError, FormatError, UnsafePath
 from objstore.hashing import XXH3_128
 from objstore.index import Fragment, Location, encode_fragment
-from objstore.manifest import LINK, MAX_CHUNK, FileEntry, decode_manifest, encode_manifest
+from objstore.manifest import EXTERNAL, LINK, MAX_CHUNK, FileEntry, decode_manifest, encode_manifest
 from objstore.packs import PackWriter, encode_chunk, read_pack_toc
 from objstore.paths import MAX_NAME_BYTES, MAX_PATH_BYTES, check_name, check_relpath
 
@@ -246,7 +246,9 @@ def _check_decoded(entries: list[FileEntry], hsize: int) -> None:
     for e in entries:
         check_name(e.name)
         assert len(e.hash) == hsize
-        if e.chunks:
+        if e.kind == EXTERNAL:  # one chunk holding the URL; size is the remote file's
+            assert len(e.chunks) == 1 and 0 < e.chunks[0][1] <= 8192
+        elif e.chunks:
             assert sum(n for _, n in e.chunks) == e.size
         else:
             assert e.size <= MAX_CHUNK
