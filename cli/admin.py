@@ -26,6 +26,7 @@ def fsck(
             err(f"problem: {p}")
         typer.echo(f"{report.commits} versions, {report.trees} folders, {report.chunks} chunks, "
                    f"{report.packs} packs checked" +
+                   (f", {report.remote_only} chunks on a remote only" if report.remote_only else "") +
                    (f", {report.bytes_verified} bytes verified" if read_data else "") +
                    (": OK" if report.ok else f": {len(report.problems)} problem(s)"))
     if not report.ok:

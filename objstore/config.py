@@ -25,7 +25,9 @@ class StoreConfig:
     chunking: ChunkParams = field(default_factory=ChunkParams)
     zstd_level: int = 3
     pack_target: int = 64 * 1024 * 1024
-    remote: str | None = None  # default remote URL
+    remote: str | None = None  # default remote: a name from ``remotes`` or a URL
+    remotes: dict[str, dict] = field(default_factory=dict)  # name -> {"url": ..., "options": {...}}
+    sparse: list[str] = field(default_factory=list)  # gitignore-style globs: the checked-out part
     format: int = FORMAT_VERSION
 
     def to_toml(self) -> str:
@@ -41,7 +43,12 @@ class StoreConfig:
             f"avg_size = {c.avg_size}\n"
             f"min_size = {c.min_size}\n"
             f"max_size = {c.max_size}\n"
-        ) + (f"\n[remote]\ndefault = {json.dumps(self.remote)}\n" if self.remote else "")
+        ) + (f"\n[remote]\ndefault = {json.dumps(self.remote)}\n" if self.remote else "") + "".join(
+            f"\n[remotes.{json.dumps(name)}]\nurl = {json.dumps(r['url'])}\n"
+            + "".join(f"options.{json.dumps(k)} = {_toml_value(v)}\n"
+                      for k, v in sorted(r.get("options", {}).items()))
+            for name, r in sorted(self.remotes.items())) + (
+            f"\n[worktree]\nsparse = {json.dumps(self.sparse)}\n" if self.sparse else "")
 
 
 def load_config(path: Path) -> StoreConfig:
@@ -74,9 +81,24 @@ def load_config(path: Path) -> StoreConfig:
         raise FormatError(f"{path}: chunk sizes must satisfy 64 <= min <= avg <= max <= 16 MiB")
     remote = raw.get("remote", {}).get("default")
     if remote is not None and not isinstance(remote, str):
-        raise FormatError(f"{path}: [remote] default must be a URL string")
+        raise FormatError(f"{path}: [remote] default must be a remote name or URL")
+    remotes = raw.get("remotes", {})
+    if not isinstance(remotes, dict) or any(
+            not isinstance(r, dict) or not isinstance(r.get("url"), str) for r in remotes.values()):
+        raise FormatError(f"{path}: every [remotes.NAME] needs a url string")
+    sparse = raw.get("worktree", {}).get("sparse", [])
+    if not isinstance(sparse, list) or not all(isinstance(g, str) for g in sparse):
+        raise FormatError(f"{path}: [worktree] sparse must be a list of globs")
     return StoreConfig(hash=algo, chunking=params, zstd_level=level, pack_target=pack_target,
-                       remote=remote)
+                       remote=remote, remotes=remotes, sparse=sparse)
+
+
+def _toml_value(v: object) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    return json.dumps(str(v))
 
 
 def save_config(path: Path, config: StoreConfig) -> None:

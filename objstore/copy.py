@@ -76,6 +76,8 @@ def copy_items(store: Store, items: list[tuple[str, FileEntry]], dest: str | os.
     non_empty = dest.exists() and any(os.scandir(dest))
     if non_empty and not overwrite:
         raise TargetNotEmpty(f"{dest} is not empty; pass --overwrite to replace its content")
+    if store.fetcher is not None:  # bytes that live only on a remote: fetch just these
+        store.ensure_chunks(c for _p, e in items for c, _ in e.chunk_list())
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.parent / f".{dest.name}.ds-get-{os.getpid()}"
     tmp.mkdir()

@@ -18,7 +18,7 @@ from pathlib import Path
 import pygit2
 
 from .errors import DsError, FormatError
-from .index import Location
+from .index import ChunkIndex, Location
 from .meta import MetaStore
 from .packs import PackEntry, PackWriter, decode_chunk, read_pack_toc
 from .records import RecordStore
@@ -99,6 +99,7 @@ class FsckReport:
     chunks: int = 0
     packs: int = 0
     bytes_verified: int = 0
+    remote_only: int = 0  # chunks of a partial clone, present on a remote's index only
     problems: list[str] = field(default_factory=list)
     repaired: bool = False
 
@@ -107,7 +108,8 @@ class FsckReport:
         return not self.problems
 
     def as_json(self) -> dict:
-        keys = ("commits", "trees", "chunks", "packs", "bytes_verified", "problems", "repaired")
+        keys = ("commits", "trees", "chunks", "packs", "bytes_verified", "remote_only", "problems",
+                "repaired")
         return {k: getattr(self, k) for k in keys} | {"ok": self.ok}
 
 
@@ -137,9 +139,12 @@ def fsck(store: Store, read_data: bool = False, repair: bool = False) -> FsckRep
         except (FormatError, OSError) as e:
             report.problems.append(f"index: {e}; run `ds fsck --repair`")
             indexed = {}
+        remote_indexes = [ChunkIndex(p, store.algo) for p in sorted(store.path.glob("remotes/*/index"))]
         for cid, path in m.chunks.items():
             loc = indexed.get(cid)
-            if loc is None:
+            if loc is None and any(ri.lookup(cid) for ri in remote_indexes):
+                report.remote_only += 1  # a partial clone: the bytes are on a remote
+            elif loc is None:
                 report.problems.append(f"chunk {cid.hex()} of {path} is not in the index")
             elif loc.pack not in pack_tocs:
                 report.problems.append(f"chunk {cid.hex()} of {path} is in missing pack {loc.pack}")

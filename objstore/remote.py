@@ -1,242 +1,510 @@
-"""Mirroring dataset versions to any fsspec URL (a folder, s3://, gs://, az://).
+"""Mirroring a store to a remote: push, fetch, pull, clone, and chunks on demand.
 
-A remote holds the store's own layout::
+A remote holds the store's own layout on any fsspec URL::
 
-    config                  format version and hash (refused if they differ from ours)
-    packs/xx/<hex>.pack     chunk packs, copied whole and never rewritten
-    index/<hex>.idx         index fragments naming those packs
-    meta/pack-<sha>.pack    git packs of metadata (commits, trees, manifests) + .idx
-    datasets/<id>.json      dataset records
+    config                  [store] format = 1, hash = ...   (refused if they differ)
+    packs/ab/<hex>.pack     packs made for a push: only chunks the remote lacked
+    index/<hex>.idx         one fragment per push, naming that push's packs
+    meta/pack-<sha>.pack    git packs of commits, trees and manifests (+ .idx, sent after)
+    refs/heads/<branch>     a commit id (text); changed by compare-and-swap only
+    refs/tags/<tag>         a commit id (text); created once
+    datasets/<id>.json      dataset records (SDK)
 
-Order makes it safe: packs, then index fragments, then metadata, then the record, so a
-reader never finds a version whose bytes are missing; an interrupted push is resumed
-by pushing again (files already there are skipped after one listing per folder, not
-one request per object).
+What the remote has is known from its index fragments, cached locally under
+``.dsstore/remotes/<key>/`` (immutable, so each is downloaded once): a push of 20k small
+files costs a handful of listings and uploads, never one request per object. Order
+makes it safe: packs, then index, then metadata, then refs/records; an interrupted push
+leaves only unreferenced files and the next push sends what is still missing.
+Partial reads: missing chunks are fetched by ranged reads of remote packs, adjacent
+ranges merged.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 import tempfile
-import time
-from collections.abc import Callable
+from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pygit2
 
 from .errors import DsError, FormatError
-from .index import Location
-from .packs import pack_path, read_pack_toc
+from .index import ChunkIndex, Location, encode_fragment
+from .meta import CommitInfo
+from .packs import PackEntry, PackWriter, decode_chunk, pack_path
 from .records import RecordStore
+from .remote_fs import RefConflict, RemoteError, RemoteFS
 from .store import Store
 
 FORMAT = 1
+MERGE_GAP = 256 * 1024  # ranges closer than this are read as one
 
 
-def _fs(url: str):
-    import fsspec
+@dataclass
+class Transfer:
+    """What a push or fetch did, for the CLI to report."""
 
-    try:
-        fs, root = fsspec.core.url_to_fs(url)
-    except (ImportError, ValueError) as e:
-        raise DsError(f"cannot open remote {url}: {e}") from None
-    return fs, root.rstrip("/")
+    packs: int = 0
+    chunks: int = 0
+    meta_packs: int = 0
+    refs: list[str] = field(default_factory=list)
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    requests: int = 0
+
+    def as_json(self) -> dict:
+        return dict(self.__dict__)
 
 
-def _retry(what: str, fn: Callable, retries: int = 3):
-    for attempt in range(retries + 1):
+def remote_spec(store: Store, name_or_url: str | None) -> tuple[str, str, dict]:
+    """(name, url, options) for a configured remote name, a URL, or the default."""
+    target = name_or_url or store.config_remote()
+    if not target:
+        raise DsError("no remote given and no default; `ds remote add NAME URL` first")
+    r = store.config.remotes.get(target)
+    if r is not None:
+        return target, r["url"], dict(r.get("options", {}))
+    if "://" in target or target.startswith(("/", ".")):
+        return "", target, {}
+    raise DsError(f"no remote named {target!r}; see `ds remote list`")
+
+
+class Remote:
+    def __init__(self, store: Store, name_or_url: str | None = None, retries: int = 3):
+        self.store = store
+        self.name, self.url, options = remote_spec(store, name_or_url)
+        self.fs = RemoteFS(self.url, options, retries=retries)
+        key = self.name or hashlib.sha256(self.url.encode()).hexdigest()[:16]
+        self.cache = store.path / "remotes" / key
+        self._index: ChunkIndex | None = None
+        self.chunks_fetched = 0
+
+    def stats(self, t: Transfer) -> Transfer:
+        t.bytes_sent, t.bytes_received = self.fs.bytes_sent, self.fs.bytes_received
+        t.requests = self.fs.request_count
+        t.chunks = t.chunks or self.chunks_fetched
+        return t
+
+    # -- format --------------------------------------------------------------------------
+    def check_config(self, create: bool) -> None:
         try:
-            return fn()
+            raw = self.fs.cat("config")
         except FileNotFoundError:
-            raise
-        except OSError as e:
-            if attempt == retries:
-                raise DsError(f"{what} failed after {retries + 1} attempts: {e}") from None
-            time.sleep(min(2**attempt * 0.2, 5))
-    return None
+            if not create:
+                raise RemoteError(f"{self.url} is not an objstore remote (no config); "
+                                  "push to it first") from None
+            self.fs.put("config", f'[store]\nformat = {FORMAT}\nhash = "{self.store.algo.name}"\n'.encode())
+            return
+        import tomllib
 
+        try:
+            cfg = tomllib.loads(raw.decode()).get("store", {})
+        except (ValueError, UnicodeDecodeError) as e:
+            raise FormatError(f"remote {self.url}: config is unreadable ({e})") from None
+        if cfg.get("format") != FORMAT:
+            raise FormatError(f"remote {self.url} has format {cfg.get('format')!r}; this objstore "
+                              f"reads format {FORMAT}: upgrade objstore")
+        if cfg.get("hash") != self.store.algo.name:
+            raise FormatError(f"remote {self.url} uses {cfg.get('hash')}, this store {self.store.algo.name}; "
+                              "a store can only mirror to a remote with the same hash")
 
-def _is_local(fs) -> bool:
-    protocol = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
-    return bool({"file", "local"} & set(protocol))
+    # -- the remote's chunk index ----------------------------------------------------------
+    def index(self) -> ChunkIndex:
+        """The remote's index, from fragments cached locally (new ones downloaded once)."""
+        if self._index is None:
+            folder = self.cache / "index"
+            folder.mkdir(parents=True, exist_ok=True)
+            have = {p.name for p in folder.glob("*.idx")}
+            for rel in self.fs.list("index"):
+                name = rel.rsplit("/", 1)[-1]
+                if name.endswith(".idx") and name not in have:
+                    self.fs.get_file(rel, folder / name)
+            self._index = ChunkIndex(folder, self.store.algo)
+        return self._index
 
+    # -- pushing ---------------------------------------------------------------------------
+    def push_chunks(self, chunk_ids, t: Transfer) -> None:
+        """Send the chunks the remote lacks, as new packs, then one index fragment."""
+        remote_index = self.index()
+        store = self.store
+        missing = [c for c in dict.fromkeys(chunk_ids) if remote_index.lookup(c) is None]
+        if not missing:
+            return
+        rows: list[tuple[bytes, Location]] = []
+        with tempfile.TemporaryDirectory(dir=self.cache) as tmp:
+            writer: PackWriter | None = None
+            packs: list[Path] = []
 
-def _put(fs, data: bytes | Path, path: str, retries: int = 3) -> None:
-    """Write a whole remote file, visible under its name only once complete.
+            def close() -> None:
+                nonlocal writer
+                if writer is not None:
+                    pack_hex, entries = writer.finish()
+                    packs.append(pack_path(Path(tmp), pack_hex))
+                    rows.extend((e.chunk_id, Location(pack_hex, e.offset, e.stored_len, e.raw_len, e.flags))
+                                for e in entries)
+                    writer = None
 
-    Object stores publish a PUT atomically; a folder remote gets a temp name and a rename.
-    """
-    parent = path.rsplit("/", 1)[0]
-
-    def send() -> None:
-        target = path
-        if _is_local(fs):
-            fs.makedirs(parent, exist_ok=True)
-            target = f"{parent}/.tmp-{os.getpid()}-{path.rsplit('/', 1)[-1]}"
-        if isinstance(data, Path):
-            fs.put_file(str(data), target)
-        else:
-            fs.pipe_file(target, data)
-        if target != path:
-            fs.mv(target, path)
-
-    _retry(f"upload of {path}", send, retries)
-
-
-def _listing(fs, folder: str) -> set[str]:
-    """Base names of the files under ``folder`` (one listing, however many files)."""
-    try:
-        return {p.rsplit("/", 1)[-1] for p in fs.find(folder)}
-    except FileNotFoundError:
-        return set()
-
-
-def _check_config(store: Store, fs, root: str, create: bool) -> None:
-    path = f"{root}/config"
-    try:
-        raw = fs.cat_file(path)
-    except FileNotFoundError:
-        if not create:
-            raise DsError(f"{root} is not an objstore remote (no config); push to it first") from None
-        _put(fs, f'[store]\nformat = {FORMAT}\nhash = "{store.algo.name}"\n'.encode(), path)
-        return
-    import tomllib
-
-    try:
-        cfg = tomllib.loads(raw.decode()).get("store", {})
-    except (ValueError, UnicodeDecodeError) as e:
-        raise FormatError(f"remote {root}: config is unreadable ({e})") from None
-    if cfg.get("format") != FORMAT:
-        raise FormatError(f"remote {root} has format {cfg.get('format')!r}; this objstore reads {FORMAT}")
-    if cfg.get("hash") != store.algo.name:
-        raise FormatError(f"remote {root} uses {cfg.get('hash')}, this store {store.algo.name}; "
-                          "a store can only mirror to a remote with the same hash")
-
-
-def push_dataset(store: Store, record: dict, url: str, retries: int = 3) -> dict:
-    """Send what the remote lacks for this version; returns counts of files sent."""
-    fs, root = _fs(url)
-    _check_config(store, fs, root, create=True)
-    meta = store.meta
-    if record.get("commit"):
-        top = pygit2.Oid(hex=record["commit"])
-        tree = meta.tree_of(record["commit"])
-    else:
-        top = tree = pygit2.Oid(hex=record["tree"])
-    needed = {cid for _p, e in meta.walk(tree) for cid, _ in e.chunk_list()}
-    packs: set[str] = set()
-    for cid in needed:
-        loc = store.chunks.locate(cid)
-        if loc is None:
-            raise DsError(f"chunk {cid.hex()} of dataset {record['id']} is missing locally; run `ds fsck`")
-        packs.add(loc.pack)
-    sent = {"packs": 0, "index": 0, "meta": 0}
-    have = _listing(fs, f"{root}/packs")
-    for p in sorted(packs):
-        if f"{p}.pack" not in have:
-            local = pack_path(store.chunks.packs_dir, p)
-            _put(fs, local, f"{root}/packs/{p[:2]}/{p}.pack", retries)
-            sent["packs"] += 1
-    # one fragment naming exactly these packs, written after them
-    from .index import encode_fragment
-
-    rows = []
-    for p in sorted(packs):
-        _algo, entries = read_pack_toc(pack_path(store.chunks.packs_dir, p))
-        rows.extend((e.chunk_id, Location(p, e.offset, e.stored_len, e.raw_len, e.flags)) for e in entries)
-    if rows:
+            for cid in missing:
+                loc = store.chunks.locate(cid)
+                if loc is None:
+                    raise DsError(f"chunk {cid.hex()} is missing locally; run `ds fsck` before pushing")
+                stored = store.chunks._reader(loc.pack).read(loc.offset, loc.stored_len)
+                entry = PackEntry(cid, loc.offset, loc.stored_len, loc.raw_len, loc.flags)
+                decode_chunk(stored, entry, store.algo, f"pack {loc.pack}")  # never push damage
+                if writer is None:
+                    writer = PackWriter(Path(tmp), store.algo)
+                writer.add(cid, stored, loc.raw_len, loc.flags)
+                if writer.size >= store.config.pack_target:
+                    close()
+            close()
+            for p in packs:
+                self.fs.put(f"packs/{p.stem[:2]}/{p.name}", p)
+                t.packs += 1
         frag = encode_fragment(store.algo, rows)
         name = f"{frag[-16:].hex()}.idx"
-        if name not in _listing(fs, f"{root}/index"):
-            _put(fs, frag, f"{root}/index/{name}", retries)
-            sent["index"] += 1
-    # metadata: the version, its lineage and its folders, as one git pack
-    pb = pygit2.PackBuilder(meta.repo)
-    pb.add_recur(top)
-    for pid in record.get("parents", []):
-        prec = RecordStore(store.path).read(pid)
-        if prec and prec.get("commit"):
-            pb.add_recur(pygit2.Oid(hex=prec["commit"]))
-    with tempfile.TemporaryDirectory() as tmp:
-        pb.write(tmp)
-        have_meta = _listing(fs, f"{root}/meta")
-        for f in sorted(Path(tmp).iterdir(), key=lambda f: f.suffix != ".pack"):  # .pack before .idx
-            if f.name not in have_meta:
-                _put(fs, f, f"{root}/meta/{f.name}", retries)
-                sent["meta"] += 1
-    body = json.dumps({k: v for k, v in record.items() if k not in ("dirty", "uploaded")},
-                      indent=1, sort_keys=True).encode()
-    _put(fs, body, f"{root}/datasets/{record['id']}.json", retries)
-    return sent
+        self.fs.put(f"index/{name}", frag)
+        (self.cache / "index" / name).write_bytes(frag)
+        self._index = None
+        t.chunks += len(missing)
 
+    def push_meta(self, tops: list[pygit2.Oid], known: list[str], t: Transfer) -> None:
+        """Send, as one git pack, the objects under ``tops`` that ``known`` commits lack."""
+        repo = self.store.meta.repo
+        seen: set[pygit2.Oid] = set()
+        for cid in known:
+            if cid in repo:
+                _reachable(repo, pygit2.Oid(hex=cid), seen)
+        new: set[pygit2.Oid] = set()
+        for top in tops:
+            _reachable(repo, top, seen, new)
+        if not new:
+            return
+        pb = pygit2.PackBuilder(repo)
+        for oid in new:
+            pb.add(oid)
+        with tempfile.TemporaryDirectory(dir=self.cache) as tmp:
+            pb.write(tmp)
+            files = sorted(Path(tmp).iterdir(), key=lambda f: f.suffix != ".pack")  # .idx last
+            for f in files:
+                self.fs.put(f"meta/{f.name}", f)
+            t.meta_packs += 1
+        self._remember_meta([f.name for f in files])
 
-def remote_records(store: Store, url: str) -> list[dict]:
-    fs, root = _fs(url)
-    try:
-        names = [p for p in fs.find(f"{root}/datasets") if p.endswith(".json")]
-    except FileNotFoundError:
-        return []
-    _check_config(store, fs, root, create=False)
-    out = []
-    for p in names:
-        try:
-            out.append(json.loads(fs.cat_file(p)))
-        except ValueError as e:
-            raise FormatError(f"remote record {p} is damaged ({e})") from None
-    return out
+    def _remember_meta(self, names: list[str]) -> None:
+        path = self.cache / "meta-packs.json"
+        have = set(json.loads(path.read_text())) if path.exists() else set()
+        path.write_text(json.dumps(sorted(have | set(names))))
 
+    def _known_meta(self) -> set[str]:
+        path = self.cache / "meta-packs.json"
+        local = {p.name for p in (self.store.meta.path / "objects" / "pack").glob("pack-*")}
+        return local | (set(json.loads(path.read_text())) if path.exists() else set())
 
-def fetch_dataset(store: Store, url: str, record: dict) -> None:
-    """Bring a remote version (its metadata, chunks and record) into the local store."""
-    fs, root = _fs(url)
-    _check_config(store, fs, root, create=False)
-    objects_pack = store.meta.path / "objects" / "pack"
-    objects_pack.mkdir(parents=True, exist_ok=True)
-    local_meta = {p.name for p in objects_pack.iterdir()}
-    try:
-        remote_meta = sorted(fs.find(f"{root}/meta"), key=lambda p: not p.endswith(".pack"))
-    except FileNotFoundError:
-        remote_meta = []
-    for p in remote_meta:
-        name = p.rsplit("/", 1)[-1]
-        if name not in local_meta:
-            _download(fs, p, objects_pack / name)
-    local_packs = {p.name for p in store.chunks.packs_dir.glob("*/*.pack")}
-    fetched = []
-    for p in sorted(fs.find(f"{root}/packs")) if fs.exists(f"{root}/packs") else []:
-        name = p.rsplit("/", 1)[-1]
-        if name not in local_packs:
-            dest = store.chunks.packs_dir / name[:2] / name
-            dest.parent.mkdir(exist_ok=True)
-            _download(fs, p, dest)
-            fetched.append(dest)
-    with store.locked():
-        rows = []
-        for dest in fetched:
-            algo, entries = read_pack_toc(dest)
-            if algo is not store.algo:
-                raise FormatError(f"remote pack {dest.name} uses {algo.name}")
-            rows.extend((e.chunk_id, Location(dest.stem, e.offset, e.stored_len, e.raw_len, e.flags))
-                        for e in entries)
-        if rows:
-            store.chunks.index.write_fragment(rows)
-        record = dict(record, dirty=False, uploaded=[url])
+    def push(self, refs: list[str] | None = None, all_refs: bool = False, force: bool = False) -> Transfer:
+        """Send branches/tags (default: the current branch) and everything they need."""
+        meta = self.store.meta
+        self.cache.mkdir(parents=True, exist_ok=True)
+        t = Transfer()
+        self.check_config(create=True)
+        local = {n: c for n, c in meta.refs().items() if n.startswith(("refs/heads/", "refs/tags/"))}
+        if all_refs:
+            names = sorted(local)
+        elif refs:
+            names = [_full_ref(meta, r) for r in refs]
+        else:
+            branch = meta.head_branch()
+            if branch is None or f"refs/heads/{branch}" not in local:
+                raise DsError("HEAD is not on a branch with versions; "
+                              "name what to push (ds push REMOTE BRANCH)")
+            names = [f"refs/heads/{branch}"]
+        plan: list[tuple[str, str, str | None, Any]] = []
+        for name in names:
+            target = local[name]
+            current, token = self.fs.read_ref(name)
+            if current == target:
+                continue
+            if current is not None and not force:
+                if name.startswith("refs/tags/"):
+                    raise RefConflict(f"tag {name[10:]} already exists on {self.url} with another version")
+                if current not in meta.repo or not meta.is_ancestor(current, target):
+                    raise RefConflict(f"{name[11:]} on {self.url} has versions you do not have; "
+                                      f"run `ds fetch` and `ds merge` first")
+            plan.append((name, target, current, token))
+        if not plan:
+            return self.stats(t)
+        remote_tips = [c for _n, _t, c, _k in plan if c] + [
+            v for v in self._remote_known() if v in meta.repo]
+        chunk_ids: list[bytes] = []
+        for _name, target, current, _token in plan:
+            chunk_ids.extend(self._new_chunks(target, current))
+        self.push_chunks(chunk_ids, t)
+        self.push_meta([pygit2.Oid(hex=target) for _n, target, _c, _k in plan], remote_tips, t)
+        for name, target, _current, token in plan:
+            self.fs.swap_ref(name, target, token)
+            meta.set_ref(f"refs/remotes/{self.name or 'url'}/{name.split('/', 2)[2]}", target, force=True)
+            t.refs.append(name)
+        return self.stats(t)
+
+    def _remote_known(self) -> list[str]:
+        prefix = f"refs/remotes/{self.name or 'url'}/"
+        return [c for n, c in self.store.meta.refs().items() if n.startswith(prefix)]
+
+    def _new_chunks(self, target: str, base: str | None) -> list[bytes]:
+        """Chunks of the versions between ``base`` (excluded) and ``target``: cost ∝ change."""
+        from .diff import diff_trees
+
+        meta = self.store.meta
+        out: list[bytes] = []
+        walker = meta.repo.walk(pygit2.Oid(hex=target), pygit2.enums.SortMode.TOPOLOGICAL)
+        if base and base in meta.repo:
+            walker.hide(pygit2.Oid(hex=base))
+        for commit in walker:
+            parent = commit.parents[0].tree_id if commit.parents else None
+            d = diff_trees(meta, parent, commit.tree_id, renames=False)
+            for e in (*d.added.values(), *d.modified.values()):
+                out.extend(c for c, _ in e.chunk_list())
+        return out
+
+    # -- fetching --------------------------------------------------------------------------
+    def fetch(self) -> Transfer:
+        """Bring the remote's refs and metadata (not file bytes: those come on demand)."""
+        meta = self.store.meta
+        self.cache.mkdir(parents=True, exist_ok=True)
+        t = Transfer()
+        self.check_config(create=False)
+        self._fetch_meta(t)
+        remote_refs = {rel: self.fs.cat(rel).decode().strip() for rel in self.fs.list("refs")
+                       if not rel.endswith(".lock") and "/.tmp-" not in rel}
+        for rel, cid in sorted(remote_refs.items()):
+            if cid not in meta.repo:
+                raise FormatError(f"remote {self.url}: {rel} names {cid[:12]} but its metadata is "
+                                  "missing; the remote is incomplete (run `ds fsck --remote`)")
+            if rel.startswith("refs/heads/"):
+                meta.set_ref(f"refs/remotes/{self.name or 'url'}/{rel[11:]}", cid, force=True)
+                t.refs.append(rel)
+            elif rel.startswith("refs/tags/") and rel not in meta.repo.references:
+                meta.set_ref(rel, cid)
+                t.refs.append(rel)
+        return self.stats(t)
+
+    def _fetch_meta(self, t: Transfer) -> None:
+        dest = self.store.meta.path / "objects" / "pack"
+        dest.mkdir(parents=True, exist_ok=True)
+        known = self._known_meta()
+        files = [r for r in self.fs.list("meta") if r.rsplit("/", 1)[-1].startswith("pack-")]
+        # a pack counts only once its .idx is there (the .idx is uploaded last)
+        complete = {f[:-4] for f in files if f.endswith(".idx")}
+        got = []
+        for stem in sorted(complete):
+            for suffix in (".pack", ".idx"):  # .idx last: libgit2 then sees whole packs only
+                name = stem.rsplit("/", 1)[-1] + suffix
+                if name not in known:
+                    self.fs.get_file(stem + suffix, dest / name)
+                    got.append(name)
+        if got:
+            t.meta_packs += len(got) // 2
+            self._remember_meta(got)
+
+    def fetch_chunks(self, chunk_ids) -> int:
+        """Download these chunks by ranged reads of remote packs; returns how many."""
+        store = self.store
+        wanted = [c for c in dict.fromkeys(chunk_ids) if not store.chunks.has(c)]
+        if not wanted:
+            return 0
+        remote_index = self.index()
+        by_pack: dict[str, list[tuple[bytes, Location]]] = defaultdict(list)
+        for cid in wanted:
+            loc = remote_index.lookup(cid)
+            if loc is None:
+                raise RemoteError(f"chunk {cid.hex()} is neither local nor on {self.url}; "
+                                  "the remote is incomplete (push again from a store that has it)")
+            by_pack[loc.pack].append((cid, loc))
+        with store.locked():
+            for pack_hex, items in sorted(by_pack.items()):
+                items.sort(key=lambda it: it[1].offset)
+                groups: list[list[tuple[bytes, Location]]] = []
+                for it in items:  # merge adjacent ranges
+                    if groups and it[1].offset - _end(groups[-1][-1][1]) <= MERGE_GAP:
+                        groups[-1].append(it)
+                    else:
+                        groups.append([it])
+                ranges = [(g[0][1].offset, _end(g[-1][1])) for g in groups]
+                rel = f"packs/{pack_hex[:2]}/{pack_hex}.pack"
+                for g, data in zip(groups, self.fs.cat_ranges(rel, ranges), strict=True):
+                    base = g[0][1].offset
+                    for cid, loc in g:
+                        stored = data[loc.offset - base : loc.offset - base + loc.stored_len]
+                        entry = PackEntry(cid, loc.offset, loc.stored_len, loc.raw_len, loc.flags)
+                        decode_chunk(stored, entry, store.algo, f"remote pack {pack_hex} on {self.url}")
+                        store.chunks.put_encoded(cid, stored, loc.raw_len, loc.flags)
+            store.chunks.flush()
+        self.chunks_fetched += len(wanted)
+        return len(wanted)
+
+    def attach(self) -> Remote:
+        """Let checkouts and copies of this store fetch missing chunks from this remote."""
+        self.store.fetcher = self.fetch_chunks
+        return self
+
+    # -- dataset records (SDK) -------------------------------------------------------------
+    def push_dataset(self, record: dict) -> Transfer:
+        store, meta = self.store, self.store.meta
+        self.cache.mkdir(parents=True, exist_ok=True)
+        t = Transfer()
+        self.check_config(create=True)
+        if record.get("commit"):
+            top = pygit2.Oid(hex=record["commit"])
+            tree = meta.tree_of(record["commit"])
+        else:
+            top = tree = pygit2.Oid(hex=record["tree"])
+        self.push_chunks([c for _p, e in meta.walk(tree) for c, _ in e.chunk_list()], t)
+        tops = [top]
+        records = RecordStore(store.path)
+        for pid in record.get("parents", []):
+            prec = records.read(pid)
+            if prec and prec.get("commit"):
+                tops.append(pygit2.Oid(hex=prec["commit"]))
+        self.push_meta(tops, [], t)
+        body = {k: v for k, v in record.items() if k not in ("dirty", "uploaded")}
+        self.fs.put(f"datasets/{record['id']}.json", json.dumps(body, indent=1, sort_keys=True).encode())
+        return self.stats(t)
+
+    def dataset_records(self) -> list[dict]:
+        names = [r for r in self.fs.list("datasets") if r.endswith(".json")]
+        if names:
+            self.check_config(create=False)
+        out = []
+        for rel in names:
+            try:
+                out.append(json.loads(self.fs.cat(rel)))
+            except ValueError as e:
+                raise FormatError(f"remote record {rel} on {self.url} is damaged ({e})") from None
+        return out
+
+    def fetch_dataset(self, record: dict) -> None:
+        """Bring a remote version's metadata, chunks and record into the local store."""
+        store = self.store
+        self.cache.mkdir(parents=True, exist_ok=True)
+        self.check_config(create=False)
+        self._fetch_meta(Transfer())
         if record.get("commit"):
             if record["commit"] not in store.meta.repo:
                 raise FormatError(f"remote version {record['id']} names commit {record['commit']} "
                                   "that the remote's metadata lacks")
-            store.meta.set_ref(f"refs/datasets/{record['id']}", record["commit"], force=True)
-        RecordStore(store.path).write(record)
+            tree = store.meta.tree_of(record["commit"])
+        else:
+            tree = pygit2.Oid(hex=record["tree"])
+        self.fetch_chunks(c for _p, e in store.meta.walk(tree) for c, _ in e.chunk_list())
+        with store.locked():
+            record = dict(record, dirty=False, uploaded=[self.url])
+            if record.get("commit"):
+                store.meta.set_ref(f"refs/datasets/{record['id']}", record["commit"], force=True)
+            RecordStore(store.path).write(record)
 
 
-def _download(fs, remote_path: str, dest: Path) -> None:
-    """Download to a temp name beside ``dest`` and rename: never a half file under the real name."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=dest.parent)
-    os.close(fd)
+def _end(loc: Location) -> int:
+    return loc.offset + loc.stored_len
+
+
+def _full_ref(meta, name: str) -> str:
+    if name.startswith("refs/"):
+        return name
+    if name in meta.repo.branches.local:
+        return f"refs/heads/{name}"
+    if f"refs/tags/{name}" in meta.repo.references:
+        return f"refs/tags/{name}"
+    raise DsError(f"{name!r} is neither a branch nor a tag; see `ds tag` and `ds log`")
+
+
+def _reachable(repo: pygit2.Repository, top: pygit2.Oid, seen: set, new: set | None = None) -> None:
+    """Add to ``seen`` (and ``new``) every object reachable from ``top`` not already seen."""
+    stack = [top]
+    while stack:
+        oid = stack.pop()
+        if oid in seen:
+            continue
+        seen.add(oid)
+        if new is not None:
+            new.add(oid)
+        obj = repo[oid]
+        if isinstance(obj, pygit2.Commit):
+            stack.append(obj.tree_id)
+            stack.extend(obj.parent_ids)
+        elif isinstance(obj, pygit2.Tree):
+            stack.extend(item.id for item in obj)
+
+
+# -- used by the SDK ---------------------------------------------------------------------
+def push_dataset(store: Store, record: dict, url: str, retries: int = 3) -> dict:
+    return Remote(store, url, retries=retries).push_dataset(record).as_json()
+
+
+def remote_records(store: Store, url: str) -> list[dict]:
+    return Remote(store, url).dataset_records()
+
+
+def fetch_dataset(store: Store, url: str, record: dict) -> None:
+    Remote(store, url).fetch_dataset(record)
+
+
+# -- whole operations (CLI) --------------------------------------------------------------
+def pull(store: Store, name_or_url: str | None = None) -> tuple[Transfer, CommitInfo | None]:
+    """Fetch, then bring the current branch up to date with the remote's (merging if needed)."""
+    from .merge import merge
+
+    remote = Remote(store, name_or_url).attach()
+    t = remote.fetch()
+    branch = store.meta.head_branch()
+    if branch is None:
+        raise DsError("HEAD is detached; check out a branch before pulling")
+    ref = f"refs/remotes/{remote.name or 'url'}/{branch}"
+    if ref not in store.meta.repo.references:
+        raise DsError(f"{remote.url} has no branch {branch!r}; nothing to pull")
+    info = merge(store, ref)
+    return remote.stats(t), info
+
+
+def clone(url: str, directory: str, rev: str | None = None, include: list[str] | None = None,
+          name: str = "origin") -> tuple[Store, Transfer]:
+    """A new store in ``directory`` mirroring ``url``, with ``rev`` (default: main) checked out.
+
+    With ``include`` only matching files are written and only their chunks downloaded.
+    """
+    from pathlib import Path as _Path
+
+    from .config import StoreConfig
+
+    probe = RemoteFS(url)
     try:
-        _retry(f"download of {remote_path}", lambda: fs.get_file(remote_path, tmp))
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        import tomllib
+
+        cfg = tomllib.loads(probe.cat("config").decode()).get("store", {})
+    except FileNotFoundError:
+        raise RemoteError(f"{url} is not an objstore remote (no config)") from None
+    target = _Path(directory)
+    if target.exists() and any(target.iterdir()):
+        raise DsError(f"{target} exists and is not empty; clone into a new folder")
+    store = Store.init(target, hash=str(cfg.get("hash", "xxh3-128")))
+    config = store.config
+    store.set_config(StoreConfig(hash=config.hash, chunking=config.chunking, zstd_level=config.zstd_level,
+                                 pack_target=config.pack_target, remote=name,
+                                 remotes={name: {"url": url}}))
+    remote = Remote(store, name).attach()
+    t = remote.fetch()
+    want = rev or "main"
+    ref = f"refs/remotes/{name}/{want}"
+    cid = store.meta.resolve(ref if ref in store.meta.repo.references else want)
+    if include:  # a sparse working folder: only these paths are checked out, now and later
+        c = store.config
+        store.set_config(StoreConfig(hash=c.hash, chunking=c.chunking, zstd_level=c.zstd_level,
+                                     pack_target=c.pack_target, remote=c.remote, remotes=c.remotes,
+                                     sparse=list(include)))
+    from .worktree import checkout
+
+    checkout(store, cid)
+    store.meta.set_ref(f"refs/heads/{want}", cid, force=True)
+    store.meta.attach_head(want)
+    return store, remote.stats(t)

@@ -57,6 +57,7 @@ class Store:
         self.chunks = ChunkStore(path, self.algo, self.config.pack_target)
         self._lock_fd: int | None = None
         self._lock_depth = 0
+        self.fetcher = None  # callable(list of chunk ids): brings missing chunks from a remote
 
     # -- opening -----------------------------------------------------------------------
     @classmethod
@@ -121,8 +122,32 @@ class Store:
                 self._lock_fd = None
 
     def config_remote(self) -> str | None:
-        """The default remote URL from the store's config ``[remote] default``."""
+        """The default remote (a configured name or a URL) from ``[remote] default``."""
         return self.config.remote
+
+    def set_config(self, config: StoreConfig) -> None:
+        with self.locked():
+            save_config(self.path / "config", config)
+            self.config = config
+
+    def ensure_chunks(self, chunk_ids) -> None:
+        """Make sure these chunks are local, fetching them through ``fetcher`` if one is set.
+
+        The remote layer installs ``fetcher`` (it sits above this one): a checkout of a
+        version that is only on a remote then reads just the chunks it needs.
+        """
+        missing = [c for c in dict.fromkeys(chunk_ids) if not self.chunks.has(c)]
+        if missing and self.fetcher is not None:
+            self.fetcher(missing)
+
+    def in_scope(self):
+        """Predicate on store paths: inside the checked-out part (all, unless sparse)."""
+        if not self.config.sparse:
+            return lambda path: True
+        import pathspec
+
+        spec = pathspec.GitIgnoreSpec.from_lines(self.config.sparse)
+        return spec.match_file
 
     def stat_cache(self) -> StatCache:
         return StatCache(self.path / "cache" / "stat")

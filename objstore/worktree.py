@@ -139,7 +139,8 @@ def worktree_diff(store: Store, base_tree=None,
     """
     meta = store.meta
     tree = store.head_tree() if base_tree is None else base_tree
-    head = dict(meta.walk(tree))
+    scope = store.in_scope()
+    head = {p: e for p, e in meta.walk(tree) if scope(p)}  # sparse: the rest is not checked out
     result = _scan_with_tracked(store, head)
     cache = store.stat_cache()
     d = Diff()
@@ -182,6 +183,7 @@ def add(store: Store, paths: list[str], progress: Progress | None = None,
     """Stage the files under ``paths`` (and the removal of tracked ones now gone)."""
     rels = sorted({to_store_path(store, p, cwd) for p in paths})
     report = AddReport()
+    scope = store.in_scope()
     with store.locked():
         editor = TreeEditor(store.meta, store.staged_tree())
         tracked: dict[str, None] = {}
@@ -189,7 +191,7 @@ def add(store: Store, paths: list[str], progress: Progress | None = None,
             under = [rel] if rel and editor.get(rel) else editor.files_under(rel)
             if not under and not os.path.lexists(os.path.join(store.worktree, rel)):
                 raise DsError(f"{rel}: no such file or folder, and nothing tracked there")
-            tracked.update(dict.fromkeys(under))
+            tracked.update(dict.fromkeys(p for p in under if scope(p)))
         result = scan(str(store.worktree), rels)
         if result.bad_names:
             raise DsError(f"{result.bad_names[0]}: file name is not valid UTF-8; rename it and retry")
@@ -376,17 +378,20 @@ def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool
             if dirty and not force:
                 raise DirtyWorktree(f"{dirty[0]} has uncommitted changes that checkout would overwrite; "
                                     "commit them or use --force")
+            if store.fetcher is not None:
+                store.ensure_chunks(c for _p, e in items for c, _ in e.chunk_list())
             report = m.write(items)
             by_path = dict(items)
             for p, st in report.written.items():
                 cache.put(p, st, by_path[p].hash)
             cache.save()
             return report
-        target_map = dict(meta.walk(target_tree))
+        scope = store.in_scope()
+        target_map = {p: e for p, e in meta.walk(target_tree) if scope(p)}
         between = diff_trees(meta, head_tree, target_tree, renames=False)
-        write_paths = set(between.added) | set(between.modified)
+        write_paths = {p for p in (*between.added, *between.modified) if scope(p)}
         write_paths |= {p for p in (*wd.modified, *wd.removed, *wd.added) if p in target_map}
-        gone = set(between.removed) | {p for p in wd.modified if p not in target_map}
+        gone = {p for p in between.removed if scope(p)} | {p for p in wd.modified if p not in target_map}
         if not force:
             clobbered = [p for p in wd.added if p in target_map]
             lost = (sorted(wd.modified) + sorted(wd.removed) + sorted(staged.added)
@@ -397,6 +402,8 @@ def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool
                     f"uncommitted changes ({lost[0]}{' and more' if len(lost) > 1 else ''}) "
                     "would be lost; commit them, or use --force to discard them"
                 )
+        if store.fetcher is not None:
+            store.ensure_chunks(c for p in write_paths for c, _ in target_map[p].chunk_list())
         for p in sorted(gone):
             m.remove(p)
             cache.drop(p)

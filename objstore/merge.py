@@ -1,0 +1,78 @@
+"""``ds merge``: join two diverged lineages into a version with both as parents.
+
+Three-way by path against the merge base: a path changed on one side only takes that
+side; changed identically on both, either; changed differently on both, it is a
+conflict, listed in full, and resolved only by ``ours`` or ``theirs`` for all of them.
+"""
+
+from __future__ import annotations
+
+import pygit2
+
+from .diff import diff_trees
+from .errors import DsError
+from .meta import CommitInfo
+from .store import Store
+from .tree_edit import TreeEditor
+
+
+class MergeConflict(DsError):
+    def __init__(self, paths: list[str]):
+        shown = ", ".join(paths[:10]) + (f" and {len(paths) - 10} more" if len(paths) > 10 else "")
+        super().__init__(f"{len(paths)} path(s) changed differently on both sides: {shown}; "
+                         "rerun with --ours or --theirs to choose for all of them")
+        self.paths = paths
+
+
+def merge(store: Store, rev: str, ours: bool = False, theirs: bool = False,
+          message: str | None = None) -> CommitInfo | None:
+    """Merge ``rev`` into the current branch and check the result out; None if nothing to do."""
+    from .worktree import checkout
+
+    if ours and theirs:
+        raise DsError("choose --ours or --theirs, not both")
+    meta = store.meta
+    head, other = store.head(), store.resolve(rev)
+    if head is None:
+        raise DsError("nothing to merge into: the store has no version yet")
+    if meta.is_ancestor(other, head):
+        return None  # already contains it
+    branch = meta.head_branch()
+    with store.locked():
+        if meta.is_ancestor(head, other):  # fast-forward
+            checkout(store, other)
+            if branch:
+                meta.set_ref(f"refs/heads/{branch}", other, force=True)
+                meta.attach_head(branch)
+            return meta.commit_info(other)
+        base_oid = meta.repo.merge_base(pygit2.Oid(hex=head), pygit2.Oid(hex=other))
+        base_tree = meta.tree_of(str(base_oid)) if base_oid else None
+        head_tree, other_tree = meta.tree_of(head), meta.tree_of(other)
+        mine = diff_trees(meta, base_tree, head_tree, renames=False)
+        theirs_d = diff_trees(meta, base_tree, other_tree, renames=False)
+        changed_mine = {**mine.added, **mine.modified, **dict.fromkeys(mine.removed)}
+        editor = TreeEditor(meta, head_tree)
+        conflicts = []
+        for path, entry in {**theirs_d.added, **theirs_d.modified, **dict.fromkeys(theirs_d.removed)}.items():
+            if path in changed_mine:
+                a = changed_mine[path]
+                same = (a is None and entry is None) or (a is not None and entry is not None
+                                                         and a.same_content(entry))
+                if same or ours:
+                    continue
+                if not theirs:
+                    conflicts.append(path)
+                    continue
+            if entry is None:
+                editor.remove(path)
+            else:
+                editor.set(path, entry)
+        if conflicts:
+            raise MergeConflict(sorted(conflicts))
+        tree = editor.write()
+        cid = meta.commit(tree, [head, other], message or f"merge {rev}", store.author())
+        checkout(store, cid)
+        if branch:
+            meta.set_ref(f"refs/heads/{branch}", cid, force=True)
+            meta.attach_head(branch)
+        return meta.commit_info(cid)

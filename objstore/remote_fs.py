@@ -1,0 +1,203 @@
+"""A remote's storage: any fsspec URL, with retries, request counting and safe writes.
+
+Everything the remote code sends or reads goes through ``RemoteFS`` so that (1) each
+call is counted (tests assert request budgets, the CLI reports them), (2) transient
+errors are retried with backoff, (3) a file appears under its final name only once it
+is complete (object stores publish a PUT atomically; a folder remote writes a temp
+name and renames), and (4) refs shared by writers change by compare-and-swap.
+
+Compare-and-swap, per backend: a folder takes an ``O_EXCL`` lock file next to the ref;
+S3 sends ``If-Match: <etag>`` (or ``If-None-Match: *`` to create). Other backends are
+refused for shared refs with a clear error until their conditional writes are wired.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .errors import DsError
+
+TRANSIENT = (ConnectionError, TimeoutError)
+
+
+class RemoteError(DsError):
+    """A remote could not be reached, read or written."""
+
+
+class RefConflict(DsError):
+    """A shared ref moved under us: fetch and merge first."""
+
+
+class RemoteFS:
+    def __init__(self, url: str, options: dict[str, Any] | None = None, retries: int = 3):
+        import fsspec
+
+        self.url = url
+        self.retries = retries
+        self.requests: Counter[str] = Counter()
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        try:
+            self.fs, root = fsspec.core.url_to_fs(url, **(options or {}))
+        except ImportError as e:
+            raise RemoteError(f"remote {url}: its filesystem is not installed ({e}); "
+                              "install objstore[s3] (or [gcs], [azure], [all])") from None
+        except (ValueError, TypeError) as e:
+            raise RemoteError(f"remote {url}: {e}") from None
+        self.root = root.rstrip("/")
+        protocol = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
+        self.local = bool({"file", "local"} & set(protocol))
+        self.s3 = bool({"s3", "s3a"} & set(protocol))
+
+    # -- plumbing ----------------------------------------------------------------------
+    def path(self, rel: str) -> str:
+        return f"{self.root}/{rel}" if rel else self.root
+
+    def _call(self, what: str, fn: Callable[[], Any]) -> Any:
+        self.requests[what] += 1
+        for attempt in range(self.retries + 1):
+            try:
+                return fn()
+            except FileNotFoundError:
+                raise
+            except PermissionError as e:
+                raise RemoteError(f"remote {self.url}: access denied ({e}); check the credentials") from None
+            except (OSError, *TRANSIENT) as e:
+                if attempt == self.retries:
+                    raise RemoteError(f"remote {self.url}: {what} failed after {attempt + 1} "
+                                      f"attempts ({e})") from None
+                time.sleep(min(0.2 * 2**attempt, 5))
+        return None
+
+    @property
+    def request_count(self) -> int:
+        return sum(self.requests.values())
+
+    # -- reading -----------------------------------------------------------------------
+    def list(self, rel: str) -> list[str]:
+        """Paths (relative to the remote root) of every file under ``rel``; [] if none."""
+        try:
+            found = self._call("list", lambda: self.fs.find(self.path(rel)))
+        except FileNotFoundError:
+            return []
+        n = len(self.root) + 1
+        return sorted(p[n:] for p in found)
+
+    def cat(self, rel: str) -> bytes:
+        data = self._call("get", lambda: self.fs.cat_file(self.path(rel)))
+        self.bytes_received += len(data)
+        return data
+
+    def cat_ranges(self, rel: str, ranges: list[tuple[int, int]]) -> list[bytes]:
+        """Byte ranges [start, end) of one file, one request per range."""
+        p = self.path(rel)
+        out = []
+        for start, end in ranges:
+            data = self._call("get-range", lambda s=start, e=end: self.fs.cat_file(p, start=s, end=e))
+            if len(data) != end - start:
+                raise RemoteError(f"remote {self.url}: short read of {rel} at {start}")
+            self.bytes_received += len(data)
+            out.append(data)
+        return out
+
+    def get_file(self, rel: str, dest: Path) -> None:
+        """Download to a temp name beside ``dest`` and rename: never a half file."""
+        tmp = dest.parent / f".tmp-{uuid.uuid4().hex}"
+        try:
+            self._call("get", lambda: self.fs.get_file(self.path(rel), str(tmp)))
+            self.bytes_received += tmp.stat().st_size
+            os.replace(tmp, dest)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def exists(self, rel: str) -> bool:
+        return bool(self._call("head", lambda: self.fs.exists(self.path(rel))))
+
+    # -- writing -----------------------------------------------------------------------
+    def put(self, rel: str, data: bytes | Path) -> None:
+        """Write a whole file, visible under its name only once complete."""
+        target = self.path(rel)
+        size = data.stat().st_size if isinstance(data, Path) else len(data)
+
+        def send() -> None:
+            dest = target
+            if self.local:
+                parent = target.rsplit("/", 1)[0]
+                self.fs.makedirs(parent, exist_ok=True)
+                dest = f"{parent}/.tmp-{uuid.uuid4().hex}"
+            if isinstance(data, Path):
+                self.fs.put_file(str(data), dest)
+            else:
+                self.fs.pipe_file(dest, data)
+            if dest != target:
+                self.fs.mv(dest, target)
+
+        self._call("put", send)
+        self.bytes_sent += size
+
+    # -- refs: compare-and-swap --------------------------------------------------------
+    def read_ref(self, rel: str) -> tuple[str | None, Any]:
+        """(value, token) of a small text file; token feeds ``swap_ref``."""
+        if self.s3:
+            # the ETag first, then the body: if the ref moves in between, the swap is
+            # refused (a spurious conflict), never accepted on a stale base
+            try:
+                info = self._call("head", lambda: self.fs.info(self.path(rel), refresh=True))
+            except FileNotFoundError:
+                return None, None
+            try:
+                return self.cat(rel).decode().strip(), info["ETag"]
+            except FileNotFoundError:
+                return None, None
+        try:
+            value = self.cat(rel).decode().strip()
+        except FileNotFoundError:
+            return None, None
+        return value, value
+
+    def swap_ref(self, rel: str, value: str, token: Any) -> None:
+        """Set ``rel`` to ``value`` only if it still holds what ``token`` was read from."""
+        data = (value + "\n").encode()
+        if self.s3:
+            bucket, key, _ = self.fs.split_path(self.path(rel))
+            cond = {"IfMatch": token} if token is not None else {"IfNoneMatch": "*"}
+            self.requests["put-if"] += 1
+            try:  # not retried: a refused condition is an answer, not a fault
+                self.fs.call_s3("put_object", Bucket=bucket, Key=key, Body=data, **cond)
+            except Exception as e:  # s3fs turns botocore errors into OSError subclasses
+                text = str(e)
+                if any(k in text for k in ("PreconditionFailed", "412", "ConditionalRequestConflict")):
+                    raise RefConflict(f"{rel} on {self.url} changed meanwhile; "
+                                      "fetch and merge first") from None
+                raise RemoteError(f"remote {self.url}: cannot update {rel} ({e})") from None
+            finally:
+                self.fs.invalidate_cache(self.path(rel))
+            return
+        if not self.local:
+            raise RemoteError(f"remote {self.url}: shared refs need compare-and-swap, not wired for "
+                              f"{self.fs.protocol} yet; use a folder or s3:// remote")
+        target = Path(self.path(rel))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        lock = target.with_name(target.name + ".lock")
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            raise RefConflict(f"{rel} on {self.url} is being updated by another writer "
+                              f"(lock {lock}); retry, or remove the lock if no push is running") from None
+        try:
+            os.close(fd)
+            current = target.read_text().strip() if target.exists() else None
+            if current != token:
+                raise RefConflict(f"{rel} on {self.url} changed meanwhile; fetch and merge first")
+            self.requests["put-if"] += 1
+            tmp = target.with_name(f".tmp-{uuid.uuid4().hex}")
+            tmp.write_bytes(data)
+            os.replace(tmp, target)
+        finally:
+            lock.unlink(missing_ok=True)
