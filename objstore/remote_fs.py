@@ -23,8 +23,6 @@ from typing import Any
 
 from .errors import DsError
 
-TRANSIENT = (ConnectionError, TimeoutError)
-
 
 class RemoteError(DsError):
     """A remote could not be reached, read or written."""
@@ -68,7 +66,7 @@ class RemoteFS:
                 raise
             except PermissionError as e:
                 raise RemoteError(f"remote {self.url}: access denied ({e}); check the credentials") from None
-            except (OSError, *TRANSIENT) as e:
+            except Exception as e:  # network and service errors of any fsspec backend
                 if attempt == self.retries:
                     raise RemoteError(f"remote {self.url}: {what} failed after {attempt + 1} "
                                       f"attempts ({e})") from None
@@ -138,7 +136,11 @@ class RemoteFS:
             if dest != target:
                 self.fs.mv(dest, target)
 
-        self._call("put", send)
+        try:
+            self._call("put", send)
+        except FileNotFoundError:
+            raise RemoteError(f"remote {self.url}: cannot write {rel}: the bucket or folder does not "
+                              "exist; create it first") from None
         self.bytes_sent += size
 
     # -- refs: compare-and-swap --------------------------------------------------------
@@ -171,8 +173,9 @@ class RemoteFS:
             try:  # not retried: a refused condition is an answer, not a fault
                 self.fs.call_s3("put_object", Bucket=bucket, Key=key, Body=data, **cond)
             except Exception as e:  # s3fs turns botocore errors into OSError subclasses
-                text = str(e)
-                if any(k in text for k in ("PreconditionFailed", "412", "ConditionalRequestConflict")):
+                text = str(e).lower().replace("-", "")
+                if isinstance(e, FileExistsError) or any(
+                        k in text for k in ("precondition", "412", "conditionalrequestconflict")):
                     raise RefConflict(f"{rel} on {self.url} changed meanwhile; "
                                       "fetch and merge first") from None
                 raise RemoteError(f"remote {self.url}: cannot update {rel} ({e})") from None

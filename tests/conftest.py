@@ -61,3 +61,21 @@ def ds(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess
     if check and proc.returncode != 0:
         raise AssertionError(f"ds {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
     return proc
+
+
+@pytest.fixture(scope="session")
+def moto_s3():
+    from .servers import MotoS3
+
+    server = MotoS3()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["folder", "s3"])
+def remote_spec(request, tmp_path: Path) -> tuple[str, dict]:
+    """(url, storage options) of an empty remote on each backend."""
+    if request.param == "folder":
+        return str(tmp_path / "remote"), {}
+    server = request.getfixturevalue("moto_s3")
+    return f"s3://{server.new_bucket()}/data", server.options
