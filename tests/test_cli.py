@@ -142,3 +142,26 @@ def test_dash_c_option(tmp_path: Path) -> None:
     write(w, "f", "x")
     ds("-C", str(w), "commit", "-a", "-m", "v1", cwd=tmp_path)
     assert len(json.loads(ds("-C", str(w), "log", "--json", cwd=tmp_path).stdout)) == 1
+
+
+def test_remote_commands(tmp_path: Path) -> None:
+    w = tmp_path / "w"
+    ds("init", str(w), cwd=tmp_path)
+    write(w, "data/a.csv", "1,2\n")
+    ds("commit", "-a", "-m", "v1", cwd=w)
+    ds("remote", "add", "origin", "../remote", cwd=w)
+    listed = ds("remote", "list", cwd=w).stdout
+    assert "* origin" in listed and str(tmp_path / "remote") in listed
+    pushed = json.loads(ds("push", "--json", cwd=w).stdout)
+    assert pushed["refs"] == ["refs/heads/main"] and pushed["chunks"] == 1
+    ds("clone", "remote", "copy", cwd=tmp_path)
+    assert (tmp_path / "copy/data/a.csv").read_text() == "1,2\n"
+    write(w, "data/b.csv", "3\n")
+    ds("commit", "-a", "-m", "v2", cwd=w)
+    ds("push", cwd=w)
+    ds("pull", cwd=tmp_path / "copy")
+    assert (tmp_path / "copy/data/b.csv").read_text() == "3\n"
+    proc = ds("push", "nowhere", cwd=w, check=False)
+    assert proc.returncode == 1 and "no remote named" in proc.stderr
+    ds("remote", "remove", "origin", cwd=w)
+    assert ds("remote", "list", cwd=w).stdout == ""
