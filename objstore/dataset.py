@@ -391,15 +391,8 @@ class Dataset:
 
         def change(editor: TreeEditor) -> int:
             cfg = self._store.config
-            entries = Ingestor(self._store.chunks, cfg.chunking, cfg.zstd_level, max_workers).run(jobs)
-            added = 0
-            for p, e in entries.items():
-                old = editor.get(p)
-                if old is None:
-                    added += 1
-                if old is None or not old.same_content(e):
-                    editor.set(p, e)
-            return added
+            return _apply(editor, Ingestor(self._store.chunks, cfg.chunking, cfg.zstd_level,
+                                           max_workers).run(jobs))
 
         return self._edit(change)
 
@@ -441,19 +434,14 @@ class Dataset:
 
         def change(editor: TreeEditor) -> int:
             algo = self._store.algo
-            changed = 0
+            entries = {}
             for target, url, size in found:
-                check_relpath(target)
                 data = url.encode("utf-8")
                 cid = algo.digest(data)
                 self._store.chunks.put_encoded(cid, data, len(data), 0)
-                entry = FileEntry(target.rpartition("/")[2], EXTERNAL, size, cid, ((cid, len(data)),))
-                old = editor.get(target)
-                if old is None:
-                    changed += 1
-                if old is None or not old.same_content(entry):
-                    editor.set(target, entry)
-            return changed
+                name = check_relpath(target).rpartition("/")[2]
+                entries[target] = FileEntry(name, EXTERNAL, size, cid, ((cid, len(data)),))
+            return _apply(editor, entries)
 
         return self._edit(change)
 
@@ -839,6 +827,18 @@ class Dataset:
 
 
 # -- helpers -------------------------------------------------------------------------------
+def _apply(editor: TreeEditor, entries: dict[str, FileEntry]) -> int:
+    """Put entries into a draft (changed content replaces); returns how many paths are new,
+    which is what ClearML's add_files / add_external_files count."""
+    new = 0
+    for path, entry in entries.items():
+        old = editor.get(path)
+        new += old is None
+        if old is None or not old.same_content(entry):
+            editor.set(path, entry)
+    return new
+
+
 def _join(prefix: str | None, rel: str) -> str:
     return "/".join(p for p in ((prefix or "").strip("/"), rel) if p)
 
