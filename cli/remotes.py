@@ -140,6 +140,8 @@ def clone(
     rev: Annotated[str | None, typer.Option("--rev", help="Branch, tag or id to check out.")] = None,
     include: Annotated[list[str] | None, typer.Option("--include", help="Only paths matching GLOB "
                                                       "(a sparse working folder).")] = None,
+    option: Annotated[list[str] | None, typer.Option(
+        "--option", "-o", help="Storage option key=value, kept in the new store's config.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Make a new store and working folder from a remote, downloading only what is checked out."""
@@ -150,7 +152,8 @@ def clone(
     target = directory or url.rstrip("/").rsplit("/", 1)[-1] or "clone"
     if "://" not in url:
         url = os.path.abspath(os.path.join(cwd(), url))
-    store, t = do_clone(url, os.path.join(cwd(), target), rev=rev, include=include)
+    store, t = do_clone(url, os.path.join(cwd(), target), rev=rev, include=include,
+                        options=_parse_options(option) or None)
     _report("Cloned", t, as_json)
     if not as_json:
         err(f"Checked out {store.head()[:12]} into {target}")

@@ -468,7 +468,7 @@ def pull(store: Store, name_or_url: str | None = None) -> tuple[Transfer, Commit
 
 
 def clone(url: str, directory: str, rev: str | None = None, include: list[str] | None = None,
-          name: str = "origin") -> tuple[Store, Transfer]:
+          name: str = "origin", options: dict | None = None) -> tuple[Store, Transfer]:
     """A new store in ``directory`` mirroring ``url``, with ``rev`` (default: main) checked out.
 
     With ``include`` only matching files are written and only their chunks downloaded.
@@ -477,7 +477,7 @@ def clone(url: str, directory: str, rev: str | None = None, include: list[str] |
 
     from .config import StoreConfig
 
-    probe = RemoteFS(url)
+    probe = RemoteFS(url, options)
     try:
         import tomllib
 
@@ -491,7 +491,7 @@ def clone(url: str, directory: str, rev: str | None = None, include: list[str] |
     config = store.config
     store.set_config(StoreConfig(hash=config.hash, chunking=config.chunking, zstd_level=config.zstd_level,
                                  pack_target=config.pack_target, remote=name,
-                                 remotes={name: {"url": url}}))
+                                 remotes={name: {"url": url, **({"options": options} if options else {})}}))
     remote = Remote(store, name).attach()
     t = remote.fetch()
     want = rev or "main"

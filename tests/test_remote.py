@@ -36,19 +36,8 @@ def many_files(root: Path, n: int) -> None:
 
 
 def clone_to(url: str, options: dict, path: Path, **kw) -> Store:
-    if options:  # clone() takes a bare URL; credentials come the library's usual ways
-        os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
-        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
-        os.environ["FSSPEC_S3_ENDPOINT_URL"] = options["endpoint_url"]
-    store, _t = clone(url, str(path), **kw)
+    store, _t = clone(url, str(path), options=options or None, **kw)
     return store
-
-
-@pytest.fixture(autouse=True)
-def _s3_env(monkeypatch, moto_s3) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
-    monkeypatch.setenv("FSSPEC_S3_ENDPOINT_URL", moto_s3.endpoint)
 
 
 def test_push_clone_roundtrip_and_request_budget(tmp_path: Path, remote_spec) -> None:
@@ -182,7 +171,7 @@ def test_sparse_clone_downloads_only_what_it_needs(tmp_path: Path, remote_spec) 
     write(a.worktree, "big/blob.bin", os.urandom(2_000_000))
     commit_all(a, "v1")
     Remote(a).push()
-    b, t = clone(url, str(tmp_path / "b"), include=["small/"])
+    b, t = clone(url, str(tmp_path / "b"), include=["small/"], options=opts or None)
     assert sorted(read_tree(b.worktree)) == ["small/x.csv"]
     assert t.bytes_received < 100_000
     report = fsck(b)
@@ -197,8 +186,10 @@ def test_dataset_upload_and_get_on_another_machine(tmp_path: Path, remote_spec, 
     from objstore import Dataset
 
     url, opts = remote_spec
-    if opts:
-        pytest.skip("the SDK reads the default remote from DSSTORE_REMOTE as a bare URL")
+    if opts:  # the SDK takes bare URLs: S3 settings come from the environment, as boto's do
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", opts["key"])
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", opts["secret"])
+        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", opts["endpoint_url"])
     monkeypatch.setenv("DSSTORE_DIR", str(tmp_path / "one" / ".dsstore"))
     write(tmp_path / "data", "a.csv", "1\n")
     ds = Dataset.create(dataset_name="n", dataset_project="p", output_uri=url)
@@ -215,6 +206,9 @@ def test_dataset_upload_to_s3(tmp_path: Path, moto_s3, monkeypatch) -> None:
     from objstore import Dataset
 
     url = f"s3://{moto_s3.new_bucket()}/datasets"
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_s3.endpoint)  # read by botocore at each client
     monkeypatch.setenv("DSSTORE_DIR", str(tmp_path / "one" / ".dsstore"))
     write(tmp_path / "data", "a.csv", "1\n")
     ds = Dataset.create(dataset_name="n", dataset_project="p")
