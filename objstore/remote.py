@@ -67,6 +67,9 @@ def remote_spec(store: Store, name_or_url: str | None) -> tuple[str, str, dict]:
     r = store.config.remotes.get(target)
     if r is not None:
         return target, r["url"], dict(r.get("options", {}))
+    for name, r in store.config.remotes.items():  # a URL of a configured remote: its options
+        if r["url"] == target:
+            return name, r["url"], dict(r.get("options", {}))
     if "://" in target or target.startswith(("/", ".")):
         return "", target, {}
     raise DsError(f"no remote named {target!r}; see `ds remote list`")

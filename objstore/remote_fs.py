@@ -7,12 +7,14 @@ is complete (object stores publish a PUT atomically; a folder remote writes a te
 name and renames), and (4) refs shared by writers change by compare-and-swap.
 
 Compare-and-swap, per backend: a folder takes an ``O_EXCL`` lock file next to the ref;
-S3 sends ``If-Match: <etag>`` (or ``If-None-Match: *`` to create). Other backends are
-refused for shared refs with a clear error until their conditional writes are wired.
+S3 sends ``If-Match: <etag>`` (``If-None-Match: *`` to create); GCS uploads with
+``ifGenerationMatch`` (0 to create); Azure sends the ETag with ``IfNotModified`` (or
+creates without overwrite). Other backends are refused for shared refs.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -49,9 +51,11 @@ class RemoteFS:
         except (ValueError, TypeError) as e:
             raise RemoteError(f"remote {url}: {e}") from None
         self.root = root.rstrip("/")
-        protocol = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
-        self.local = bool({"file", "local"} & set(protocol))
-        self.s3 = bool({"s3", "s3a"} & set(protocol))
+        protocol = set(self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,))
+        self.kind = ("local" if {"file", "local"} & protocol else "s3" if {"s3", "s3a"} & protocol
+                     else "gcs" if {"gs", "gcs"} & protocol else "azure" if {"az", "abfs", "abfss"} & protocol
+                     else "other")
+        self.local = self.kind == "local"
 
     # -- plumbing ----------------------------------------------------------------------
     def path(self, rel: str) -> str:
@@ -145,46 +149,74 @@ class RemoteFS:
 
     # -- refs: compare-and-swap --------------------------------------------------------
     def read_ref(self, rel: str) -> tuple[str | None, Any]:
-        """(value, token) of a small text file; token feeds ``swap_ref``."""
-        if self.s3:
-            # the ETag first, then the body: if the ref moves in between, the swap is
-            # refused (a spurious conflict), never accepted on a stale base
+        """(value, token) of a small text file; token feeds ``swap_ref``.
+
+        On object stores the version token (S3/Azure ETag, GCS generation) is read
+        before the body: if the ref moves in between, the swap is refused (a spurious
+        conflict), never accepted on a stale base.
+        """
+        key = {"s3": "ETag", "gcs": "generation", "azure": "etag"}.get(self.kind)
+        token = None
+        if key is not None:
             try:
                 info = self._call("head", lambda: self.fs.info(self.path(rel), refresh=True))
             except FileNotFoundError:
                 return None, None
-            try:
-                return self.cat(rel).decode().strip(), info["ETag"]
-            except FileNotFoundError:
-                return None, None
+            token = info[key]
         try:
             value = self.cat(rel).decode().strip()
         except FileNotFoundError:
             return None, None
-        return value, value
+        return value, (token if key is not None else value)
 
     def swap_ref(self, rel: str, value: str, token: Any) -> None:
         """Set ``rel`` to ``value`` only if it still holds what ``token`` was read from."""
         data = (value + "\n").encode()
-        if self.s3:
-            bucket, key, _ = self.fs.split_path(self.path(rel))
-            cond = {"IfMatch": token} if token is not None else {"IfNoneMatch": "*"}
-            self.requests["put-if"] += 1
-            try:  # not retried: a refused condition is an answer, not a fault
-                self.fs.call_s3("put_object", Bucket=bucket, Key=key, Body=data, **cond)
-            except Exception as e:  # s3fs turns botocore errors into OSError subclasses
-                text = str(e).lower().replace("-", "")
-                if isinstance(e, FileExistsError) or any(
-                        k in text for k in ("precondition", "412", "conditionalrequestconflict")):
-                    raise RefConflict(f"{rel} on {self.url} changed meanwhile; "
-                                      "fetch and merge first") from None
-                raise RemoteError(f"remote {self.url}: cannot update {rel} ({e})") from None
-            finally:
-                self.fs.invalidate_cache(self.path(rel))
+        if self.kind == "local":
+            return self._swap_local(rel, data, token)
+        if self.kind not in ("s3", "gcs", "azure"):
+            raise RemoteError(f"remote {self.url}: shared refs need compare-and-swap, which objstore "
+                              f"does not know how to do on {self.fs.protocol}")
+        self.requests["put-if"] += 1
+        try:  # not retried: a refused condition is an answer, not a fault
+            getattr(self, f"_swap_{self.kind}")(self.path(rel), data, token)
+        except Exception as e:  # each SDK has its own exception for a failed condition
+            text = str(e).lower().replace("-", "")
+            if isinstance(e, FileExistsError) or type(e).__name__ == "ResourceModifiedError" or any(
+                    k in text for k in ("precondition", "412", "conditionalrequestconflict",
+                                        "condition specified")):
+                raise RefConflict(f"{rel} on {self.url} changed meanwhile; "
+                                  "fetch and merge first") from None
+            raise RemoteError(f"remote {self.url}: cannot update {rel} ({e})") from None
+        finally:
+            self.fs.invalidate_cache(self.path(rel))
+        return None
+
+    def _swap_s3(self, path: str, data: bytes, token: Any) -> None:
+        bucket, key, _ = self.fs.split_path(path)
+        cond = {"IfMatch": token} if token is not None else {"IfNoneMatch": "*"}
+        self.fs.call_s3("put_object", Bucket=bucket, Key=key, Body=data, **cond)
+
+    def _swap_gcs(self, path: str, data: bytes, token: Any) -> None:
+        from urllib.parse import quote
+
+        bucket, key, _ = self.fs.split_path(path)
+        head = json.dumps({"name": key})
+        body = (f"--==0==\nContent-Type: application/json; charset=UTF-8\n\n{head}\n--==0==\n"
+                "Content-Type: text/plain\n\n").encode() + data + b"\n--==0==--"
+        self.fs.call("POST", f"{self.fs._location}/upload/storage/v1/b/{quote(bucket)}/o",
+                     uploadType="multipart", headers={"Content-Type": 'multipart/related; boundary="==0=="'},
+                     data=body, json_out=True, ifGenerationMatch=str(token or 0))
+
+    def _swap_azure(self, path: str, data: bytes, token: Any) -> None:
+        if token is None:
+            self.fs.pipe_file(path, data, mode="create")
             return
-        if not self.local:
-            raise RemoteError(f"remote {self.url}: shared refs need compare-and-swap, not wired for "
-                              f"{self.fs.protocol} yet; use a folder or s3:// remote")
+        from azure.core import MatchConditions
+
+        self.fs.pipe_file(path, data, etag=token, match_condition=MatchConditions.IfNotModified)
+
+    def _swap_local(self, rel: str, data: bytes, token: Any) -> None:
         target = Path(self.path(rel))
         target.parent.mkdir(parents=True, exist_ok=True)
         lock = target.with_name(target.name + ".lock")

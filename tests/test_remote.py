@@ -186,18 +186,16 @@ def test_dataset_upload_and_get_on_another_machine(tmp_path: Path, remote_spec, 
     from objstore import Dataset
 
     url, opts = remote_spec
-    if opts:  # the SDK takes bare URLs: S3 settings come from the environment, as boto's do
-        monkeypatch.setenv("AWS_ACCESS_KEY_ID", opts["key"])
-        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", opts["secret"])
-        monkeypatch.setenv("AWS_ENDPOINT_URL_S3", opts["endpoint_url"])
+    for machine in ("one", "two"):  # each store knows the remote (and its credentials) as origin
+        make_store(tmp_path / machine, url, opts)
     monkeypatch.setenv("DSSTORE_DIR", str(tmp_path / "one" / ".dsstore"))
     write(tmp_path / "data", "a.csv", "1\n")
-    ds = Dataset.create(dataset_name="n", dataset_project="p", output_uri=url)
+    ds = Dataset.create(dataset_name="n", dataset_project="p")
     ds.add_files(tmp_path / "data")
     ds.upload()
     ds.finalize()
     monkeypatch.setenv("DSSTORE_DIR", str(tmp_path / "two" / ".dsstore"))
-    monkeypatch.setenv("DSSTORE_REMOTE", url)
+    monkeypatch.setenv("DSSTORE_REMOTE", "origin")
     got = Dataset.get(dataset_project="p", dataset_name="n")
     assert got.id == ds.id and got.verify_dataset_hash() == []
 
