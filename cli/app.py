@@ -75,6 +75,29 @@ def progress(label: str, quiet: bool,
         yield lambda files, nbytes: bar.update(task, completed=nbytes, files=files)
 
 
+@contextmanager
+def transfer_progress(label: str, quiet: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """A bytes-done / bytes-total bar on stderr for remote transfers (terminals only)."""
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    bar = Progress(TextColumn(label), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                   TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+    task = bar.add_task(label, total=None)
+    with bar:
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
 def main() -> None:
     from objstore.errors import DsError
 

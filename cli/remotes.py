@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from .app import JsonOpt, app, cwd, err, open_store, out_json
+from .app import JsonOpt, QuietOpt, app, cwd, err, open_store, out_json, transfer_progress
 
 remote_app = typer.Typer(help="Configure remotes (any fsspec URL: folder, s3://, gs://, az://).",
                          no_args_is_help=True)
@@ -98,12 +98,14 @@ def push(
     all_: Annotated[bool, typer.Option("--all", help="Every branch and tag.")] = False,
     force: Annotated[bool, typer.Option(
         "--force", help="Move remote branches even if they diverged.")] = False,
+    quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Send versions and the bytes the remote lacks; refs move last, by compare-and-swap."""
     from objstore.remote import Remote
 
-    t = Remote(open_store(), remote).push(refs or None, all_refs=all_, force=force)
+    with transfer_progress("pushing", quiet) as cb:
+        t = Remote(open_store(), remote, progress=cb).push(refs or None, all_refs=all_, force=force)
     _report("Pushed", t, as_json)
 
 
@@ -121,12 +123,14 @@ def fetch(
 @app.command()
 def pull(
     remote: Annotated[str | None, typer.Argument(help="Remote name or URL.")] = None,
+    quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Fetch, then update the current branch and working folder (merging if they diverged)."""
     from objstore.remote import pull as do_pull
 
-    t, info = do_pull(open_store(), remote)
+    with transfer_progress("pulling", quiet) as cb:
+        t, info = do_pull(open_store(), remote, progress=cb)
     _report("Pulled", t, as_json)
     if not as_json:
         err(f"Now at {info.id[:12]}" if info else "Already up to date")
@@ -142,6 +146,7 @@ def clone(
                                                       "(a sparse working folder).")] = None,
     option: Annotated[list[str] | None, typer.Option(
         "--option", "-o", help="Storage option key=value, kept in the new store's config.")] = None,
+    quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Make a new store and working folder from a remote, downloading only what is checked out."""
@@ -152,8 +157,9 @@ def clone(
     target = directory or url.rstrip("/").rsplit("/", 1)[-1] or "clone"
     if "://" not in url:
         url = os.path.abspath(os.path.join(cwd(), url))
-    store, t = do_clone(url, os.path.join(cwd(), target), rev=rev, include=include,
-                        options=_parse_options(option) or None)
+    with transfer_progress("cloning", quiet) as cb:
+        store, t = do_clone(url, os.path.join(cwd(), target), rev=rev, include=include,
+                            options=_parse_options(option) or None, progress=cb)
     _report("Cloned", t, as_json)
     if not as_json:
         err(f"Checked out {store.head()[:12]} into {target}")

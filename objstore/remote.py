@@ -41,6 +41,7 @@ from .store import Store
 
 FORMAT = 1
 MERGE_GAP = 256 * 1024  # ranges closer than this are read as one
+MAX_RANGE = 16 * 1024 * 1024  # ...up to this many bytes per request
 
 
 @dataclass
@@ -76,8 +77,12 @@ def remote_spec(store: Store, name_or_url: str | None) -> tuple[str, str, dict]:
 
 
 class Remote:
-    def __init__(self, store: Store, name_or_url: str | None = None, retries: int = 3):
+    def __init__(self, store: Store, name_or_url: str | None = None, retries: int = 3,
+                 workers: int = 8, progress=None):
+        """``progress(done_bytes, total_bytes)`` is called as transfers advance."""
         self.store = store
+        self.workers = workers
+        self.progress = progress
         self.name, self.url, options = remote_spec(store, name_or_url)
         self.fs = RemoteFS(self.url, options, retries=retries)
         key = self.name or hashlib.sha256(self.url.encode()).hexdigest()[:16]
@@ -163,9 +168,9 @@ class Remote:
                 if writer.size >= store.config.pack_target:
                     close()
             close()
-            for p in packs:
-                self.fs.put(f"packs/{p.stem[:2]}/{p.name}", p)
-                t.packs += 1
+            self._parallel([(lambda p=p: self.fs.put(f"packs/{p.stem[:2]}/{p.name}", p), p.stat().st_size)
+                            for p in packs])
+            t.packs += len(packs)
         frag = encode_fragment(store.algo, rows)
         name = f"{frag[-16:].hex()}.idx"
         self.fs.put(f"index/{name}", frag)
@@ -325,18 +330,27 @@ class Remote:
                 raise RemoteError(f"chunk {cid.hex()} is neither local nor on {self.url}; "
                                   "the remote is incomplete (push again from a store that has it)")
             by_pack[loc.pack].append((cid, loc))
+        jobs = []  # (pack, group of adjacent chunks read as one range)
+        for pack_hex, items in sorted(by_pack.items()):
+            items.sort(key=lambda it: it[1].offset)
+            groups: list[list[tuple[bytes, Location]]] = []
+            for it in items:  # merge adjacent ranges, up to MAX_RANGE bytes each
+                if (groups and it[1].offset - _end(groups[-1][-1][1]) <= MERGE_GAP
+                        and _end(it[1]) - groups[-1][0][1].offset <= MAX_RANGE):
+                    groups[-1].append(it)
+                else:
+                    groups.append([it])
+            jobs.extend((pack_hex, g) for g in groups)
         with store.locked():
-            for pack_hex, items in sorted(by_pack.items()):
-                items.sort(key=lambda it: it[1].offset)
-                groups: list[list[tuple[bytes, Location]]] = []
-                for it in items:  # merge adjacent ranges
-                    if groups and it[1].offset - _end(groups[-1][-1][1]) <= MERGE_GAP:
-                        groups[-1].append(it)
-                    else:
-                        groups.append([it])
-                ranges = [(g[0][1].offset, _end(g[-1][1])) for g in groups]
-                rel = f"packs/{pack_hex[:2]}/{pack_hex}.pack"
-                for g, data in zip(groups, self.fs.cat_ranges(rel, ranges), strict=True):
+            # a window of ranges in flight at once: memory stays bounded (workers x MAX_RANGE)
+            for start in range(0, len(jobs), self.workers):
+                window = jobs[start : start + self.workers]
+                datas = self._parallel([
+                    (lambda p=p, g=g: self.fs.cat_ranges(f"packs/{p[:2]}/{p}.pack",
+                                                         [(g[0][1].offset, _end(g[-1][1]))])[0],
+                     _end(g[-1][1]) - g[0][1].offset)
+                    for p, g in window])
+                for (pack_hex, g), data in zip(window, datas, strict=True):
                     base = g[0][1].offset
                     for cid, loc in g:
                         stored = data[loc.offset - base : loc.offset - base + loc.stored_len]
@@ -346,6 +360,20 @@ class Remote:
             store.chunks.flush()
         self.chunks_fetched += len(wanted)
         return len(wanted)
+
+    def _parallel(self, jobs: list[tuple]) -> list:
+        """Run (callable, size) jobs on ``workers`` threads, in order; report progress."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        total, done = sum(size for _fn, size in jobs), 0
+        out = []
+        with ThreadPoolExecutor(max(1, min(self.workers, len(jobs) or 1))) as pool:
+            for (_fn, size), result in zip(jobs, pool.map(lambda job: job[0](), jobs), strict=True):
+                out.append(result)
+                done += size
+                if self.progress is not None:
+                    self.progress(done, total)
+        return out
 
     def attach(self) -> Remote:
         """Let checkouts and copies of this store fetch missing chunks from this remote."""
@@ -454,11 +482,12 @@ def fetch_dataset(store: Store, url: str, record: dict) -> None:
 
 
 # -- whole operations (CLI) --------------------------------------------------------------
-def pull(store: Store, name_or_url: str | None = None) -> tuple[Transfer, CommitInfo | None]:
+def pull(store: Store, name_or_url: str | None = None,
+         progress=None) -> tuple[Transfer, CommitInfo | None]:
     """Fetch, then bring the current branch up to date with the remote's (merging if needed)."""
     from .merge import merge
 
-    remote = Remote(store, name_or_url).attach()
+    remote = Remote(store, name_or_url, progress=progress).attach()
     t = remote.fetch()
     branch = store.meta.head_branch()
     if branch is None:
@@ -471,7 +500,7 @@ def pull(store: Store, name_or_url: str | None = None) -> tuple[Transfer, Commit
 
 
 def clone(url: str, directory: str, rev: str | None = None, include: list[str] | None = None,
-          name: str = "origin", options: dict | None = None) -> tuple[Store, Transfer]:
+          name: str = "origin", options: dict | None = None, progress=None) -> tuple[Store, Transfer]:
     """A new store in ``directory`` mirroring ``url``, with ``rev`` (default: main) checked out.
 
     With ``include`` only matching files are written and only their chunks downloaded.
@@ -495,7 +524,7 @@ def clone(url: str, directory: str, rev: str | None = None, include: list[str] |
     store.set_config(StoreConfig(hash=config.hash, chunking=config.chunking, zstd_level=config.zstd_level,
                                  pack_target=config.pack_target, remote=name,
                                  remotes={name: {"url": url, **({"options": options} if options else {})}}))
-    remote = Remote(store, name).attach()
+    remote = Remote(store, name, progress=progress).attach()
     t = remote.fetch()
     want = rev or "main"
     ref = f"refs/remotes/{name}/{want}"

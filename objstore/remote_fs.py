@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import uuid
 from collections import Counter
@@ -43,6 +44,7 @@ class RemoteFS:
         self.requests: Counter[str] = Counter()
         self.bytes_sent = 0
         self.bytes_received = 0
+        self._count_lock = threading.Lock()  # transfers run on several threads
         try:
             self.fs, root = fsspec.core.url_to_fs(url, **(options or {}))
         except ImportError as e:
@@ -61,8 +63,15 @@ class RemoteFS:
     def path(self, rel: str) -> str:
         return f"{self.root}/{rel}" if rel else self.root
 
+    def _count(self, what: str | None = None, sent: int = 0, received: int = 0) -> None:
+        with self._count_lock:
+            if what:
+                self.requests[what] += 1
+            self.bytes_sent += sent
+            self.bytes_received += received
+
     def _call(self, what: str, fn: Callable[[], Any]) -> Any:
-        self.requests[what] += 1
+        self._count(what)
         for attempt in range(self.retries + 1):
             try:
                 return fn()
@@ -93,7 +102,7 @@ class RemoteFS:
 
     def cat(self, rel: str) -> bytes:
         data = self._call("get", lambda: self.fs.cat_file(self.path(rel)))
-        self.bytes_received += len(data)
+        self._count(received=len(data))
         return data
 
     def cat_ranges(self, rel: str, ranges: list[tuple[int, int]]) -> list[bytes]:
@@ -104,7 +113,7 @@ class RemoteFS:
             data = self._call("get-range", lambda s=start, e=end: self.fs.cat_file(p, start=s, end=e))
             if len(data) != end - start:
                 raise RemoteError(f"remote {self.url}: short read of {rel} at {start}")
-            self.bytes_received += len(data)
+            self._count(received=len(data))
             out.append(data)
         return out
 
@@ -113,7 +122,7 @@ class RemoteFS:
         tmp = dest.parent / f".tmp-{uuid.uuid4().hex}"
         try:
             self._call("get", lambda: self.fs.get_file(self.path(rel), str(tmp)))
-            self.bytes_received += tmp.stat().st_size
+            self._count(received=tmp.stat().st_size)
             os.replace(tmp, dest)
         finally:
             tmp.unlink(missing_ok=True)
@@ -145,7 +154,7 @@ class RemoteFS:
         except FileNotFoundError:
             raise RemoteError(f"remote {self.url}: cannot write {rel}: the bucket or folder does not "
                               "exist; create it first") from None
-        self.bytes_sent += size
+        self._count(sent=size)
 
     # -- refs: compare-and-swap --------------------------------------------------------
     def read_ref(self, rel: str) -> tuple[str | None, Any]:
@@ -177,7 +186,7 @@ class RemoteFS:
         if self.kind not in ("s3", "gcs", "azure"):
             raise RemoteError(f"remote {self.url}: shared refs need compare-and-swap, which objstore "
                               f"does not know how to do on {self.fs.protocol}")
-        self.requests["put-if"] += 1
+        self._count("put-if")
         try:  # not retried: a refused condition is an answer, not a fault
             getattr(self, f"_swap_{self.kind}")(self.path(rel), data, token)
         except Exception as e:  # each SDK has its own exception for a failed condition
@@ -230,7 +239,7 @@ class RemoteFS:
             current = target.read_text().strip() if target.exists() else None
             if current != token:
                 raise RefConflict(f"{rel} on {self.url} changed meanwhile; fetch and merge first")
-            self.requests["put-if"] += 1
+            self._count("put-if")
             tmp = target.with_name(f".tmp-{uuid.uuid4().hex}")
             tmp.write_bytes(data)
             os.replace(tmp, target)
