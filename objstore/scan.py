@@ -12,8 +12,6 @@ import os
 import stat
 from dataclasses import dataclass, field
 
-import pathspec
-
 from .manifest import EXEC, FILE, LINK
 from .paths import STORE_DIR, join
 
@@ -76,16 +74,19 @@ class ScanResult:
 class _Ignore:
     """The stack of .dsignore specs that apply inside one folder."""
 
-    def __init__(self, specs: tuple[tuple[str, pathspec.PathSpec], ...] = ()):
+    def __init__(self, specs: tuple = ()):
         self.specs = specs
 
     def enter(self, root: str, folder: str) -> _Ignore:
         path = os.path.join(root, folder, IGNORE_FILE)
         try:
             with open(path, encoding="utf-8") as f:
-                spec = pathspec.GitIgnoreSpec.from_lines(f)
+                lines = f.read().splitlines()
         except (FileNotFoundError, NotADirectoryError):
             return self
+        import pathspec  # only folders that have a .dsignore pay for it
+
+        spec = pathspec.GitIgnoreSpec.from_lines(lines)
         return _Ignore((*self.specs, (folder, spec)))
 
     def ignored(self, rel: str, is_dir: bool) -> bool:
@@ -142,13 +143,14 @@ def _walk(root: str, folder: str, ignore: _Ignore, result: ScanResult) -> None:
                     result.skipped.append(join(folder, name))
                 continue
             rel = join(folder, name)
-            try:
-                name.encode("utf-8")
-            except UnicodeEncodeError:
-                result.bad_names.append(rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
-                continue
+            if not name.isascii():
+                try:
+                    name.encode("utf-8")
+                except UnicodeEncodeError:
+                    result.bad_names.append(rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
+                    continue
             is_dir = de.is_dir(follow_symlinks=False)
-            if ignore.ignored(rel, is_dir):
+            if ignore.specs and ignore.ignored(rel, is_dir):
                 continue
             if is_dir:
                 subdirs.append(rel)

@@ -10,20 +10,22 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .diff import Diff, diff_trees
 from .errors import DirtyWorktree, DsError
-from .ingest import Ingestor, Job, Progress, default_workers
 from .manifest import LINK, FileEntry
-from .materialize import Materializer, WriteReport
 from .paths import STORE_DIR, check_relpath, join, parent_of
 from .scan import ScanResult, Stat, lstat_inside, scan
 from .statcache import StatCache
 from .store import Store
 from .tree_edit import TreeEditor
+
+if TYPE_CHECKING:  # imported where used: `ds status` should not pay for writers' modules
+    from .ingest import Progress
+    from .materialize import WriteReport
 
 
 @dataclass
@@ -108,6 +110,10 @@ def _current_hashes(store: Store, cache: StatCache, files: dict[str, Stat],
             out[path] = h
     root = str(store.worktree)
     if todo:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from .ingest import default_workers
+
         def work(p: str) -> bytes:
             return hash_file(os.path.join(root, p), files[p].kind, store.algo)
         with ThreadPoolExecutor(default_workers()) as pool:
@@ -181,6 +187,8 @@ def status(store: Store) -> Status:
 def add(store: Store, paths: list[str], progress: Progress | None = None,
         cwd: str | None = None) -> AddReport:
     """Stage the files under ``paths`` (and the removal of tracked ones now gone)."""
+    from .ingest import Ingestor, Job
+
     rels = sorted({to_store_path(store, p, cwd) for p in paths})
     report = AddReport()
     scope = store.in_scope()
@@ -267,6 +275,8 @@ def rm(store: Store, paths: list[str], keep: bool = False, force: bool = False,
     (uncommitted work is never thrown away silently); folders are never removed whole,
     so untracked files inside them stay.
     """
+    from .materialize import Materializer
+
     rels = [to_store_path(store, p, cwd) for p in paths]
     removed: dict[str, FileEntry] = {}
     with store.locked():
@@ -355,6 +365,8 @@ def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool
     staged files, and untracked files or folders standing where the version needs a
     file or a folder.
     """
+    from .materialize import Materializer
+
     target = store.resolve(rev)
     meta = store.meta
     root = str(store.worktree)
