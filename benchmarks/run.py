@@ -1,4 +1,4 @@
-"""End-to-end benchmark of the ``ds`` CLI against cp -r, tar|zstd and git.
+"""End-to-end benchmark of the ``ds`` CLI against cp -r, tar|zstd, git, s3fs and DVC.
 
 Usage::
 
@@ -23,7 +23,16 @@ temp dir) that forks the command from a ~1 MiB process, reaps it with
 
 All runs are on a warm page cache (the data has just been written).
 
-``ds`` is taken from ``$DS_CMD`` (split like a shell would, default ``ds``).
+Remotes: ``ds push`` / ``ds clone`` / incremental ``ds push`` / ``ds pull`` to a
+folder and to S3. The S3 server is moto's, started in this process on
+127.0.0.1 (a free port); it counts the requests it serves and its CPU time
+(``RUSAGE_SELF`` delta of this otherwise idle process) per step. Peers: ``cp -r``
+(folder), s3fs ``put``/``get`` of the raw files (each a fresh ``python``
+subprocess), and DVC (``dvc add/push/pull`` to a folder) if installed.
+
+``ds`` is taken from ``$DS_CMD`` (split like a shell would, default ``ds``),
+``dvc`` from ``$DVC_CMD`` (default: ``dvc`` on ``PATH``, else ``python -m dvc``
+if importable, else skipped).
 A failing ``ds`` step is recorded with its error text and the run goes on; the
 exit status is 1 if any step failed.
 """
@@ -34,9 +43,12 @@ import argparse
 import contextlib
 import datetime
 import importlib.metadata
+import importlib.util
 import json
+import logging
 import os
 import platform
+import re
 import resource
 import shlex
 import shutil
@@ -47,6 +59,7 @@ import tempfile
 import threading
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -324,6 +337,136 @@ def mdict(m: Measurement | dict[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------
+# S3: moto's server in this process, and the s3fs peer
+# --------------------------------------------------------------------------
+
+S3_KEY = "test"
+S3_SECRET = "test"
+_ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
+_REQUEST_RE = re.compile(r'"([A-Z]+) /')
+
+# Run as ``python -c S3FS_PEER OP ENDPOINT KEY SECRET SRC DST`` so that it is
+# measured like every other command (its own process, start-up included).
+S3FS_PEER = """
+import sys
+import s3fs
+op, endpoint, key, secret, src, dst = sys.argv[1:7]
+fs = s3fs.S3FileSystem(endpoint_url=endpoint, key=key, secret=secret)
+if op == "put":
+    fs.put(src, dst, recursive=True)
+elif op == "get":
+    fs.get(src, dst, recursive=True)
+else:
+    sys.exit("unknown op " + op)
+"""
+
+
+class _RequestLog(logging.Handler):
+    """Counts the requests werkzeug logs for the moto server, by method."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.counts: Counter[str] = Counter()
+
+    def emit(self, record: logging.LogRecord) -> None:  # runs under the handler lock
+        try:
+            text = _ANSI_RE.sub("", record.getMessage())
+        except Exception:  # a malformed record must not break the server
+            return
+        m = _REQUEST_RE.search(text)
+        self.counts[m.group(1) if m else "other"] += 1
+
+    def snapshot(self) -> Counter[str]:
+        self.acquire()
+        try:
+            return Counter(self.counts)
+        finally:
+            self.release()
+
+
+class MotoS3:
+    """moto's S3 server on 127.0.0.1 (a free port) in a thread of this process."""
+
+    def __init__(self) -> None:
+        import s3fs
+        from moto.server import ThreadedMotoServer
+
+        self.requests = _RequestLog()
+        wlog = logging.getLogger("werkzeug")  # one record per request served
+        wlog.setLevel(logging.INFO)
+        wlog.propagate = False
+        wlog.handlers[:] = [self.requests]
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.server.start()
+        host, port = self.server.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+        self.fs = s3fs.S3FileSystem(endpoint_url=self.endpoint, key=S3_KEY, secret=S3_SECRET,
+                                    skip_instance_cache=True)
+        # Subprocess environment: the fake credentials, no profile, no metadata lookups.
+        self.env = dict(os.environ, AWS_ACCESS_KEY_ID=S3_KEY, AWS_SECRET_ACCESS_KEY=S3_SECRET,
+                        AWS_DEFAULT_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")
+        for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+            self.env.pop(var, None)
+
+    def ds_options(self) -> list[str]:
+        return ["-o", f"endpoint_url={self.endpoint}", "-o", f"key={S3_KEY}",
+                "-o", f"secret={S3_SECRET}"]
+
+    def new_bucket(self, name: str) -> None:
+        self.fs.mkdir(name)
+
+    def drop_bucket(self, name: str) -> None:
+        with contextlib.suppress(Exception):
+            self.fs.rm(name, recursive=True)
+
+    def size(self, prefix: str) -> int | None:
+        try:
+            self.fs.invalidate_cache()
+            return int(self.fs.du(prefix))
+        except Exception:
+            return None
+
+    def mark(self) -> tuple[Counter[str], float]:
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        return self.requests.snapshot(), ru.ru_utime + ru.ru_stime
+
+    def since(self, mark: tuple[Counter[str], float]) -> dict[str, Any]:
+        """Requests served and server CPU (this process's, which is idle otherwise)."""
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        by_method = self.requests.snapshot() - mark[0]
+        return {"server_requests": sum(by_method.values()),
+                "server_requests_by_method": dict(sorted(by_method.items())),
+                "server_cpu_s": ru.ru_utime + ru.ru_stime - mark[1]}
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            self.server.stop()
+
+
+def start_s3(runner: Runner) -> tuple[MotoS3 | None, str | None]:
+    """The S3 server, or (None, why not)."""
+    missing = [mod for mod in ("moto", "s3fs", "flask") if importlib.util.find_spec(mod) is None]
+    if missing:
+        return None, f"S3 skipped: {', '.join(missing)} not installed (pip install 'moto[server]' s3fs)"
+    try:
+        s3 = MotoS3()
+    except Exception as exc:
+        return None, f"S3 skipped: moto server did not start: {exc!r}"
+    runner.log(f"moto S3 server at {s3.endpoint}")
+    return s3, None
+
+
+def find_dvc() -> list[str] | None:
+    if os.environ.get("DVC_CMD"):
+        return shlex.split(os.environ["DVC_CMD"])
+    if shutil.which("dvc"):
+        return ["dvc"]
+    if importlib.util.find_spec("dvc") is not None:
+        return [sys.executable, "-m", "dvc"]
+    return None
+
+
+# --------------------------------------------------------------------------
 # Sizes and environment
 # --------------------------------------------------------------------------
 
@@ -421,6 +564,101 @@ def _wall(m: Measurement | dict[str, Any] | None) -> float | None:
     return d["wall_s"] if d["ok"] else None
 
 
+def s3_bucket(label: str) -> str:
+    return f"bench-{label.lower()}"
+
+
+def transfer_json(m: Measurement) -> dict[str, Any] | None:
+    """The ``--json`` object a ds push/clone/pull printed, or None."""
+    if not m.ok or not m.stdout_file:
+        return None
+    try:
+        data = json.loads(Path(m.stdout_file).read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def bench_s3fs(
+    label: str,
+    root: Path,
+    src: Path,
+    bucket: str,
+    runner: Runner,
+    s3: MotoS3,
+    digest: str,
+    data_bytes: int,
+    notes: list[str],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """s3fs put of the raw files to s3://BUCKET/raw/, then get back into a new folder."""
+
+    def peer(name: str, *args: str) -> dict[str, Any]:
+        mark = s3.mark()
+        m = runner.run(name, [sys.executable, "-c", S3FS_PEER, args[0], s3.endpoint, S3_KEY,
+                              S3_SECRET, *args[1:]], root, env=s3.env, dataset=label)
+        return m.to_dict() | s3.since(mark)
+
+    put = peer("s3fs put", "put", str(src), f"{bucket}/raw/")
+    put["bytes_sent"] = data_bytes  # the raw files, as they are
+    got = root / "s3fs-get"
+    get = peer("s3fs get", "get", f"{bucket}/raw/{src.name}/", f"{got}/")
+    get["matches_data"] = None
+    if get["ok"]:
+        get["matches_data"] = got.is_dir() and tree_digest(got) == digest
+        if not get["matches_data"]:
+            notes.append("s3fs get output differs from the data")
+    shutil.rmtree(got, ignore_errors=True)
+    return put, get
+
+
+def bench_dvc(
+    label: str,
+    root: Path,
+    src: Path,
+    runner: Runner,
+    dvc_cmd: list[str] | None,
+    digest: str,
+    notes: list[str],
+) -> dict[str, Any]:
+    """DVC peer: init --no-scm, add, remote add, push to a folder; pull into a fresh clone."""
+    if dvc_cmd is None:
+        notes.append("dvc not installed: DVC peer skipped")
+        return {"skipped": "dvc not installed"}
+    proj = root / "dvc"
+    clone = root / "dvc-clone"
+    store = root / "dvc-remote"
+    shutil.copytree(src, proj / "data", symlinks=True)
+    env = dict(os.environ, DVC_NO_ANALYTICS="1")
+    out: dict[str, Any] = {"cmd": dvc_cmd}
+
+    def dvcr(name: str, *args: str, cwd: Path = proj) -> Measurement:
+        m = runner.run(name, [*dvc_cmd, *args], cwd, env=env, dataset=label)
+        out[name] = m.to_dict()
+        return m
+
+    dvcr("dvc init", "init", "--no-scm", "-q")
+    dvcr("dvc add", "add", "data")
+    dvcr("dvc remote add", "remote", "add", "-d", "bench", str(store))
+    dvcr("dvc push", "push")
+    # A fresh clone of the tracked folder: a new project with the same config and .dvc file.
+    clone.mkdir()
+    dvcr("dvc init (clone)", "init", "--no-scm", "-q", cwd=clone)
+    for rel in (".dvc/config", "data.dvc"):
+        if (proj / rel).is_file():
+            (clone / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(proj / rel, clone / rel)
+    pull = dvcr("dvc pull", "pull", cwd=clone)
+    out["pull_matches_data"] = None
+    if pull.ok:
+        out["pull_matches_data"] = (clone / "data").is_dir() and tree_digest(clone / "data") == digest
+        if not out["pull_matches_data"]:
+            notes.append("dvc pull output differs from the data")
+    out["remote_bytes"] = du(store)["apparent_bytes"]
+    for d in (proj, clone, store):
+        shutil.rmtree(d, ignore_errors=True)
+    return out
+
+
 def bench_dataset(
     label: str,
     work: Path,
@@ -430,6 +668,8 @@ def bench_dataset(
     seed: int,
     keep: bool,
     repeat: int = 1,
+    s3: MotoS3 | None = None,
+    dvc_cmd: list[str] | None = None,
 ) -> dict[str, Any]:
     """Generate one data set and time ds and the peers on it."""
     root = work / label
@@ -473,6 +713,17 @@ def bench_dataset(
         notes.append("tar | zstd skipped: zstd (or tar) binary not found")
         runner.log(f"  [{label}] tar | zstd skipped (zstd not found)")
 
+    # ---------------- remote peers: s3fs put/get, DVC ----------------
+    digest_v1 = tree_digest(src)
+    bucket = s3_bucket(label)
+    if s3 is not None:
+        s3.new_bucket(bucket)
+        peers["s3fs_put"], peers["s3fs_get"] = bench_s3fs(label, root, src, bucket, runner, s3,
+                                                          digest_v1, data_bytes, notes)
+    else:
+        peers["s3fs_put"] = peers["s3fs_get"] = None
+    peers["dvc"] = bench_dvc(label, root, src, runner, dvc_cmd, digest_v1, notes)
+
     # ---------------- copies for ds and git ----------------
     ds_dir = root / "ds"
     git_dir = root / "git"
@@ -497,6 +748,44 @@ def bench_dataset(
     dsr("ds status (no-op, 1st)", "status")
     st_noop = dsr("ds status (no-op)", "status")
     ds["store_v1"] = du(ds_dir / STORE_DIR)
+
+    # ---------------- ds remotes, v1: push, clone ----------------
+    remote: dict[str, Any] = {}
+    targets = [("folder", str(root / "remote-folder"), [])]
+    if s3 is not None:
+        targets.append(("s3", f"s3://{bucket}/ds", s3.ds_options()))
+
+    def rstep(kind: str, name: str, *args: str, cwd: Path = ds_dir) -> Measurement:
+        on_s3 = kind == "s3" and s3 is not None
+        mark = s3.mark() if on_s3 else None
+        m = runner.run(f"{name} ({kind})", [*ds_cmd, *args], cwd,
+                       env=s3.env if on_s3 else None, dataset=label)
+        d = m.to_dict()
+        if s3 is not None and mark is not None:
+            d.update(s3.since(mark))
+        if "--json" in args:
+            d["transfer"] = transfer_json(m)
+            if m.ok and d["transfer"] is None:
+                notes.append(f"{name} ({kind}) --json output is not a JSON object")
+        remote[kind][name] = d
+        return m
+
+    def remote_size(kind: str, url: str) -> int | None:
+        if kind == "s3":
+            return s3.size(url.removeprefix("s3://")) if s3 is not None else None
+        return du(Path(url))["apparent_bytes"]
+
+    for kind, url, opts in targets:
+        remote[kind] = {"url": url}
+        rstep(kind, "ds remote add", "remote", "add", kind, url, *opts)
+        rstep(kind, "ds push (v1)", "push", kind, "--json")
+        remote[kind]["size_v1_bytes"] = remote_size(kind, url)
+        clone_dir = root / f"clone-{kind}"
+        cm = rstep(kind, "ds clone", "clone", url, str(clone_dir), *opts, "--json", cwd=root)
+        remote[kind]["clone_matches_v1"] = (
+            tree_digest(clone_dir) == digest_v1 if cm.ok and clone_dir.is_dir() else None)
+        if remote[kind]["clone_matches_v1"] is False:
+            notes.append(f"ds clone ({kind}) differs from the committed v1 tree")
 
     change = apply_changes(ds_dir, seed)
     dsr("ds status (changed)", "status")
@@ -527,6 +816,23 @@ def bench_dataset(
         if not same:
             notes.append("ds get HEAD output differs from the committed work tree")
     shutil.rmtree(get_dir, ignore_errors=True)
+
+    # ---------------- ds remotes, v2: incremental push, pull in the clone ----------------
+    digest_v2 = tree_digest(ds_dir)
+    for kind, url, _opts in targets:
+        rstep(kind, "ds push (v2)", "push", kind, "--json")
+        remote[kind]["size_v2_bytes"] = remote_size(kind, url)
+        clone_dir = root / f"clone-{kind}"
+        remote[kind]["pull_matches_v2"] = None
+        if clone_dir.is_dir():
+            pm = rstep(kind, "ds pull", "pull", "--json", cwd=clone_dir)
+            if pm.ok:
+                remote[kind]["pull_matches_v2"] = tree_digest(clone_dir) == digest_v2
+                if not remote[kind]["pull_matches_v2"]:
+                    notes.append(f"ds pull ({kind}) in the clone differs from the v2 tree")
+        shutil.rmtree(clone_dir, ignore_errors=True)
+    if s3 is None:
+        remote["s3"] = None
 
     # ---------------- git ----------------
     git: dict[str, Any] = {}
@@ -561,9 +867,10 @@ def bench_dataset(
 
     res["change"] = change.to_dict()
     res["ds"] = ds
+    res["remote"] = remote
     res["peers"] = peers
     res["ratios"] = compute_ratios(ds, peers, change, data_bytes, cp_m, tar_m,
-                                   st_noop, g_noop)
+                                   st_noop, g_noop, remote)
     return res
 
 
@@ -576,6 +883,7 @@ def compute_ratios(
     tar_m: Measurement | None,
     st_noop: Measurement,
     g_noop: Measurement,
+    remote: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     git = peers["git"]
     ds_ac1 = _wall(ds["add_commit_v1"])
@@ -605,7 +913,64 @@ def compute_ratios(
         "store_v1_over_data": _ratio(store1, data_bytes),
         "git_repo_v1_over_data": _ratio(git["repo_v1"]["disk_bytes"], data_bytes),
         "tar_zstd_over_data": _ratio(tar_bytes, data_bytes),
+        **remote_ratios(remote or {}, peers, change, data_bytes, cp_m, ds_ac1),
     }
+
+
+def remote_ratios(
+    remote: dict[str, Any],
+    peers: dict[str, Any],
+    change: ChangeStats,
+    data_bytes: int,
+    cp_m: Measurement,
+    ds_ac1: float | None,
+) -> dict[str, Any]:
+    def step(kind: str, name: str) -> dict[str, Any] | None:
+        return (remote.get(kind) or {}).get(name)
+
+    def wall(kind: str, name: str) -> float | None:
+        return _wall(step(kind, name))
+
+    def sent(kind: str, name: str, key: str) -> float | None:
+        d = step(kind, name)
+        if not d or not d.get("ok"):
+            return None
+        return (d.get("transfer") or {}).get(key)
+
+    def server(d: dict[str, Any] | None) -> int | None:
+        return d.get("server_requests") if d and d.get("ok") else None
+
+    dvc = peers.get("dvc") or {}
+    put = peers.get("s3fs_put")
+    get = peers.get("s3fs_get")
+    out: dict[str, Any] = {
+        "ds_push_s3_over_s3fs_put": _ratio(wall("s3", "ds push (v1)"), _wall(put)),
+        "ds_clone_s3_over_s3fs_get": _ratio(wall("s3", "ds clone"), _wall(get)),
+        "ds_push_folder_over_cp_r": _ratio(wall("folder", "ds push (v1)"), _wall(cp_m)),
+        "ds_clone_folder_over_cp_r": _ratio(wall("folder", "ds clone"), _wall(cp_m)),
+        "ds_push_s3_requests": sent("s3", "ds push (v1)", "requests"),
+        "ds_push_s3_server_requests": server(step("s3", "ds push (v1)")),
+        "s3fs_put_server_requests": server(put),
+        "ds_clone_s3_requests": sent("s3", "ds clone", "requests"),
+        "ds_clone_s3_server_requests": server(step("s3", "ds clone")),
+        "s3fs_get_server_requests": server(get),
+        "ds_push_v2_s3_requests": sent("s3", "ds push (v2)", "requests"),
+        "ds_pull_s3_requests": sent("s3", "ds pull", "requests"),
+        "ds_push_s3_mib_s": _ratio(_ratio(float(data_bytes), wall("s3", "ds push (v1)")), float(MIB)),
+        "s3fs_put_mib_s": _ratio(_ratio(float(data_bytes), _wall(put)), float(MIB)),
+        "push_v1_bytes_over_data": _ratio(sent("folder", "ds push (v1)", "bytes_sent"), data_bytes),
+    }
+    for kind in ("folder", "s3"):
+        out[f"incremental_push_bytes_over_bytes_changed_{kind}"] = _ratio(
+            sent(kind, "ds push (v2)", "bytes_sent"), change.bytes_changed)
+        out[f"pull_bytes_over_bytes_changed_{kind}"] = _ratio(
+            sent(kind, "ds pull", "bytes_received"), change.bytes_changed)
+    out["ds_add_commit_over_dvc_add"] = _ratio(ds_ac1, _wall(dvc.get("dvc add")))
+    out["ds_push_folder_over_dvc_push"] = _ratio(wall("folder", "ds push (v1)"),
+                                                 _wall(dvc.get("dvc push")))
+    out["ds_clone_folder_over_dvc_pull"] = _ratio(wall("folder", "ds clone"),
+                                                  _wall(dvc.get("dvc pull")))
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -639,6 +1004,32 @@ RATIO_LABELS = [
     ("tar_zstd_over_data", "tar.zst / data bytes"),
 ]
 
+COUNT = "{:.0f}"
+REMOTE_RATIO_LABELS = [
+    ("ds_push_s3_over_s3fs_put", "ds push / s3fs put (S3, v1, wall)"),
+    ("ds_clone_s3_over_s3fs_get", "ds clone / s3fs get (S3, wall)"),
+    ("ds_push_folder_over_cp_r", "ds push / cp -r (folder, v1, wall)"),
+    ("ds_clone_folder_over_cp_r", "ds clone / cp -r (folder, wall)"),
+    ("ds_push_s3_mib_s", "ds push throughput (S3, MiB of data/s)"),
+    ("s3fs_put_mib_s", "s3fs put throughput (S3, MiB/s)"),
+    ("ds_push_s3_requests", "ds push requests (S3, v1; as ds reports them; target for S <= 50)", COUNT),
+    ("ds_push_s3_server_requests", "ds push requests (S3, v1; served by moto)", COUNT),
+    ("s3fs_put_server_requests", "s3fs put requests (served by moto)", COUNT),
+    ("ds_clone_s3_requests", "ds clone requests (S3; as ds reports them)", COUNT),
+    ("ds_clone_s3_server_requests", "ds clone requests (S3; served by moto)", COUNT),
+    ("s3fs_get_server_requests", "s3fs get requests (served by moto)", COUNT),
+    ("ds_push_v2_s3_requests", "ds push requests (S3, v2 incremental)", COUNT),
+    ("ds_pull_s3_requests", "ds pull requests (S3)", COUNT),
+    ("push_v1_bytes_over_data", "ds push bytes sent (v1) / data bytes"),
+    ("incremental_push_bytes_over_bytes_changed_folder", "incremental push bytes / bytes changed (folder)"),
+    ("incremental_push_bytes_over_bytes_changed_s3", "incremental push bytes / bytes changed (S3)"),
+    ("pull_bytes_over_bytes_changed_folder", "ds pull bytes received / bytes changed (folder)"),
+    ("pull_bytes_over_bytes_changed_s3", "ds pull bytes received / bytes changed (S3)"),
+    ("ds_add_commit_over_dvc_add", "ds add+commit / dvc add (wall)"),
+    ("ds_push_folder_over_dvc_push", "ds push / dvc push (folder, wall)"),
+    ("ds_clone_folder_over_dvc_pull", "ds clone / dvc pull (folder, wall)"),
+]
+
 
 def _row(tool: str, m: dict[str, Any] | None) -> str:
     if m is None:
@@ -646,6 +1037,56 @@ def _row(tool: str, m: dict[str, Any] | None) -> str:
     status = "ok" if m["ok"] else "**FAILED**"
     return (f"| {tool} | {m['wall_s']:.3f} | {m['cpu_s']:.3f} | "
             f"{m['maxrss_kib'] / 1024:.1f} | {status} |")
+
+
+def _rrow(tool: str, m: dict[str, Any] | None) -> str:
+    """A remote step: also requests (ds's count / served by moto) and bytes moved."""
+    if m is None:
+        return f"| {tool} | skipped | | | | | | |"
+    status = "ok" if m["ok"] else "**FAILED**"
+    t = m.get("transfer") or {}
+
+    def num(x: Any) -> str:
+        return "-" if x is None else str(x)
+
+    def kib(x: Any) -> str:
+        return "-" if x is None else f"{x / 1024:,.1f}"
+
+    srv = m.get("server_cpu_s")
+    return (f"| {tool} | {m['wall_s']:.3f} | {m['cpu_s']:.3f} | "
+            f"{'-' if srv is None else f'{srv:.3f}'} | {m['maxrss_kib'] / 1024:.1f} | "
+            f"{num(t.get('requests'))} / {num(m.get('server_requests'))} | "
+            f"{kib(t.get('bytes_sent', m.get('bytes_sent')))} / {kib(t.get('bytes_received'))} | "
+            f"{status} |")
+
+
+def remote_lines(res: dict[str, Any]) -> list[str]:
+    remote = res.get("remote") or {}
+    peers = res["peers"]
+    dvc = peers.get("dvc") or {}
+    lines = [
+        "| remote step | wall s | CPU s | server CPU s | peak RSS MiB | requests (ds / server) "
+        "| KiB sent / received | status |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for kind, where in (("folder", "folder"), ("s3", "S3")):
+        r = remote.get(kind)
+        for step in ("ds push (v1)", "ds clone", "ds push (v2)", "ds pull"):
+            text = step.replace("(v2)", "(v2, incremental)")
+            if step == "ds pull":
+                text = "ds pull (in the clone)"
+            lines.append(_rrow(f"{text} - {where}", r.get(step) if r else None))
+    lines += [
+        _rrow("cp -r (folder peer)", peers.get("cp_r")),
+        _rrow("s3fs put (raw files)", peers.get("s3fs_put")),
+        _rrow("s3fs get (raw files)", peers.get("s3fs_get")),
+    ]
+    if dvc.get("skipped"):
+        lines.append(f"| dvc add / push / pull | {dvc['skipped']} | | | | | | |")
+    else:
+        lines += [_rrow(f"{name} (folder remote)", dvc.get(name))
+                  for name in ("dvc add", "dvc push", "dvc pull")]
+    return lines + [""]
 
 
 def to_markdown(results: dict[str, Any]) -> str:
@@ -664,9 +1105,14 @@ def to_markdown(results: dict[str, Any]) -> str:
         f"- scale: {'quick' if cfg['quick'] else 'full'}; S = {cfg['small_files']} files, "
         f"L = 2 x {cfg['large_mib']} MiB; seed {cfg['seed']}; total run "
         f"{results['total_wall_s']:.1f}s",
+        *[f"- note: {n}" for n in results.get("notes", [])],
         "- timings: warm page cache, one run each; CPU = user+sys of the command and "
         "its children; RSS = peak of the largest process "
         f"({mi.get('rss_method', 'n/a')})",
+        f"- remotes: folder = a local temp dir; S3 = {mi.get('s3_server') or 'n/a'}; "
+        f"s3fs {mi.get('s3fs') or 'n/a'}; dvc: {mi.get('dvc') or 'not installed'}. The S3 "
+        "server runs in the harness process and shares the CPUs with the client; its CPU "
+        "time is the 'server CPU' column, not included in 'CPU s'",
         "",
     ]
     for label, res in results["datasets"].items():
@@ -699,6 +1145,7 @@ def to_markdown(results: dict[str, Any]) -> str:
             _row("git status (after change)", git.get("git status (changed)")),
             _row("git add+commit (v2)", git.get("add_commit_v2")),
             "",
+            *remote_lines(res),
             "| size | MiB |",
             "| --- | ---: |",
             f"| data | {_mib(d['bytes'])} |",
@@ -711,17 +1158,29 @@ def to_markdown(results: dict[str, Any]) -> str:
             f"| .git after v1 / v2 (du) | {_mib(git['repo_v1']['disk_bytes'])} / "
             f"{_mib(git['repo_v2']['disk_bytes'])} |",
             f"| tar.zst | {_mib((peers.get('tar_zstd') or {}).get('output_bytes'))} |",
+            *[f"| remote ({kind}) after v1 / v2 (apparent) | {_mib(r.get('size_v1_bytes'))} / "
+              f"{_mib(r.get('size_v2_bytes'))} |"
+              for kind, r in (res.get("remote") or {}).items() if r],
             "",
             "| ratio | value |",
             "| --- | ---: |",
         ]
-        for key, text in RATIO_LABELS:
-            lines.append(f"| {text} | {_f(res['ratios'].get(key))} |")
+        for key, text, *fmt in RATIO_LABELS + REMOTE_RATIO_LABELS:
+            lines.append(f"| {text} | {_f(res['ratios'].get(key), *fmt)} |")
         checks = []
         if ds.get("diff_json_valid") is not None:
             checks.append(f"diff --json valid JSON: {ds['diff_json_valid']}")
         if ds.get("get_matches_worktree") is not None:
             checks.append(f"ds get output == committed tree: {ds['get_matches_worktree']}")
+        for kind, r in (res.get("remote") or {}).items():
+            if r and r.get("clone_matches_v1") is not None:
+                checks.append(f"ds clone ({kind}) == v1 tree: {r['clone_matches_v1']}")
+            if r and r.get("pull_matches_v2") is not None:
+                checks.append(f"ds pull ({kind}) in the clone == v2 tree: {r['pull_matches_v2']}")
+        if (peers.get("s3fs_get") or {}).get("matches_data") is not None:
+            checks.append(f"s3fs get output == data: {peers['s3fs_get']['matches_data']}")
+        if (peers.get("dvc") or {}).get("pull_matches_data") is not None:
+            checks.append(f"dvc pull output == data: {peers['dvc']['pull_matches_data']}")
         lines += [""] + [f"- {c}" for c in checks] + [f"- note: {n}" for n in res["notes"]]
         lines.append("")
     if results["errors"]:
@@ -756,6 +1215,8 @@ def main(argv: list[str] | None = None) -> int:
                         "(default 3, quick 1)")
     p.add_argument("--workdir", default=None, help="parent of the temp dir (default $TMPDIR)")
     p.add_argument("--keep", action="store_true", help="keep the temp dir and logs")
+    p.add_argument("--no-s3", action="store_true",
+                   help="skip the S3 part (moto server, ds push/clone to S3, s3fs peers)")
     a = p.parse_args(argv)
 
     small_files = a.small_files or (QUICK_SMALL_FILES if a.quick else DEFAULT_SMALL_FILES)
@@ -764,6 +1225,9 @@ def main(argv: list[str] | None = None) -> int:
     repeat = a.repeat or (1 if a.quick else 3)
     ds_cmd = shlex.split(os.environ.get("DS_CMD", "ds")) or ["ds"]
     sets = [s.strip().upper() for s in a.sets.split(",") if s.strip()]
+    for label in sets:
+        if label not in ("S", "L"):
+            p.error(f"unknown data set {label!r}")
 
     t_start = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="objstore-bench-", dir=a.workdir)).resolve()
@@ -772,12 +1236,26 @@ def main(argv: list[str] | None = None) -> int:
     helper, rss_method = build_rusage_helper(work)
     runner = Runner(log_dir, timeout, helper)
     runner.log(f"work dir {work}; ds = {shlex.join(ds_cmd)}; rusage: {rss_method}")
+    notes: list[str] = []
+    s3, why = (None, "S3 skipped: --no-s3") if a.no_s3 else start_s3(runner)
+    if why:
+        notes.append(why)
+        runner.log(why)
+    dvc_cmd = find_dvc()
+    remotes_info = {
+        "s3_server": (f"{_package_version('moto') or 'moto'} ThreadedMotoServer at {s3.endpoint}"
+                      if s3 else None),
+        "s3fs": (_package_version("s3fs") or "").removeprefix("s3fs ") or None,
+        "dvc_cmd": dvc_cmd,
+        "dvc": _version([*dvc_cmd, "--version"]) if dvc_cmd else None,
+    }
     results: dict[str, Any] = {
         "schema": 1,
-        "machine": {**machine_info(ds_cmd, work), "rss_method": rss_method},
+        "machine": {**machine_info(ds_cmd, work), "rss_method": rss_method, **remotes_info},
         "config": {"quick": a.quick, "small_files": small_files, "large_mib": large_mib,
                    "seed": a.seed, "timeout_s": timeout, "sets": sets,
-                   "repeat": repeat},
+                   "repeat": repeat, "s3": s3 is not None},
+        "notes": notes,
         "datasets": {},
         "errors": runner.errors,
     }
@@ -786,16 +1264,19 @@ def main(argv: list[str] | None = None) -> int:
         "L": lambda d: generate_large(d, size=large_mib * MIB, seed=a.seed),
     }
     for label in sets:
-        if label not in makers:
-            p.error(f"unknown data set {label!r}")
         try:
             results["datasets"][label] = bench_dataset(
-                label, work, makers[label], runner, ds_cmd, a.seed, a.keep, repeat)
+                label, work, makers[label], runner, ds_cmd, a.seed, a.keep, repeat, s3, dvc_cmd)
         except Exception as exc:  # keep going: the other set may still run
             text = "".join(traceback.format_exception(exc))
             runner.log(f"[{label}] harness error: {exc!r}")
             runner.errors.append({"dataset": label, "step": "harness", "cmd": [],
                                   "error": text[-ERROR_TAIL:]})
+        finally:
+            if s3 is not None:
+                s3.drop_bucket(s3_bucket(label))  # moto keeps objects in this process
+    if s3 is not None:
+        s3.stop()
     results["total_wall_s"] = time.perf_counter() - t_start
     if a.keep:
         results["workdir"] = str(work)

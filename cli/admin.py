@@ -27,6 +27,8 @@ def fsck(
         typer.echo(f"{report.commits} versions, {report.trees} folders, {report.chunks} chunks, "
                    f"{report.packs} packs checked" +
                    (f", {report.remote_only} chunks on a remote only" if report.remote_only else "") +
+                   (f", {report.unindexed_packs} unindexed pack(s) left by an interrupted command "
+                    "(ds gc removes them)" if report.unindexed_packs else "") +
                    (f", {report.bytes_verified} bytes verified" if read_data else "") +
                    (": OK" if report.ok else f": {len(report.problems)} problem(s)"))
     if not report.ok:

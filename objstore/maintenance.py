@@ -100,6 +100,7 @@ class FsckReport:
     packs: int = 0
     bytes_verified: int = 0
     remote_only: int = 0  # chunks of a partial clone, present on a remote's index only
+    unindexed_packs: int = 0  # left by an interrupted writer; reclaimed by gc
     problems: list[str] = field(default_factory=list)
     repaired: bool = False
 
@@ -108,8 +109,8 @@ class FsckReport:
         return not self.problems
 
     def as_json(self) -> dict:
-        keys = ("commits", "trees", "chunks", "packs", "bytes_verified", "remote_only", "problems",
-                "repaired")
+        keys = ("commits", "trees", "chunks", "packs", "bytes_verified", "remote_only", "unindexed_packs",
+                "problems", "repaired")
         return {k: getattr(self, k) for k in keys} | {"ok": self.ok}
 
 
@@ -148,13 +149,11 @@ def fsck(store: Store, read_data: bool = False, repair: bool = False) -> FsckRep
                 report.problems.append(f"chunk {cid.hex()} of {path} is not in the index")
             elif loc.pack not in pack_tocs:
                 report.problems.append(f"chunk {cid.hex()} of {path} is in missing pack {loc.pack}")
-        for p, entries in pack_tocs.items():
-            for e in entries:
-                loc = indexed.get(e.chunk_id)
-                if loc is None:
-                    report.problems.append(f"pack {p} holds chunk {e.chunk_id.hex()} that the index "
-                                           "lacks; run `ds fsck --repair`")
-                    break
+        for entries in pack_tocs.values():
+            # a pack written by a command killed before it indexed the pack: garbage that
+            # no version names (gc removes it; --repair indexes it), not damage
+            if any(e.chunk_id not in indexed for e in entries):
+                report.unindexed_packs += 1
         if read_data:
             for p, entries in pack_tocs.items():
                 report.bytes_verified += _verify_pack(store, p, entries, report.problems)
@@ -208,12 +207,18 @@ def gc(store: Store, dry_run: bool = False, grace_seconds: float = 0) -> GcRepor
             _algo, entries = read_pack_toc(path)
             size = path.stat().st_size
             young = now - path.stat().st_mtime < grace_seconds
-            live_entries = [e for e in entries if e.chunk_id in live]
+            def owned(e: PackEntry, pack: str = path.stem, index=store.chunks.index) -> bool:
+                # a chunk stored twice (a killed writer's unindexed pack, then a rerun) is
+                # live only where the index points: the other copy is garbage
+                loc = index.lookup(e.chunk_id)
+                return loc is None or loc.pack == pack
+
+            live_entries = [e for e in entries if e.chunk_id in live and owned(e)]
             live_bytes = sum(e.stored_len for e in live_entries)
             total = sum(e.stored_len for e in entries) or 1
             if young or live_bytes / total >= REWRITE_BELOW:
                 new_locs.extend((e.chunk_id, Location(path.stem, e.offset, e.stored_len, e.raw_len,
-                                                      e.flags)) for e in entries)
+                                                      e.flags)) for e in entries if owned(e))
                 continue
             report.chunks_dropped += len(entries) - len(live_entries)
             if live_entries:
