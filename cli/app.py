@@ -52,10 +52,16 @@ def out_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
-def open_store():
+def open_store(attach: bool = False):
+    """The store of the current folder; ``attach``: missing chunks come from its default remote."""
     from objstore.store import Store
 
-    return Store.open(cwd())
+    store = Store.open(cwd())
+    if attach:
+        from objstore.remote import attach_default
+
+        attach_default(store)
+    return store
 
 
 @contextmanager

@@ -121,5 +121,5 @@ def squash(
     """Replace a lineage by one new root version with the merged content."""
     from objstore.squash import squash as do_squash
 
-    info = do_squash(open_store(), revs, message, branch=branch, force=force)
+    info = do_squash(open_store(attach=True), revs, message, branch=branch, force=force)
     typer.echo(info.id)

@@ -175,7 +175,7 @@ def merge(
     """Join a diverged lineage: a version whose parents are HEAD and REV."""
     from objstore.merge import merge as do_merge
 
-    store = open_store()
+    store = open_store(attach=True)
     ref = rev if rev in store.meta.repo.references else (
         f"refs/remotes/{rev}" if f"refs/remotes/{rev}" in store.meta.repo.references else rev)
     info = do_merge(store, ref, ours=ours, theirs=theirs, message=message)

@@ -118,7 +118,7 @@ def checkout(
     """Set the working folder (or some paths) to a version."""
     from objstore.worktree import checkout as do_checkout
 
-    store = open_store()
+    store = open_store(attach=True)
     with progress("writing", quiet) as cb:
         report = do_checkout(store, rev, paths or None, force=force, progress=cb, cwd=cwd())
     for p in report.links_refused:
@@ -140,7 +140,7 @@ def get(
 
     from objstore.copy import get_copy
 
-    store = open_store()
+    store = open_store(attach=True)
     with progress("writing", quiet) as cb:
         report = get_copy(store, rev, os.path.join(cwd(), directory), overwrite=overwrite,
                           include=include, progress=cb)

@@ -28,10 +28,15 @@ def store_path() -> Path:
 
 
 def open_store(path: Path | None = None) -> Store:
+    """The store, able to fetch missing chunks from the default remote when one is set."""
     path = path or store_path()
-    if not (path / "config").is_file():
-        return Store.create(path)
-    return Store(path)
+    store = Store.create(path) if not (path / "config").is_file() else Store(path)
+    remote = default_remote(store)
+    if remote:
+        from .remote import attach_default
+
+        attach_default(store, remote)
+    return store
 
 
 def default_remote(store: Store) -> str | None:

@@ -400,7 +400,9 @@ class Remote:
                 tops.append(pygit2.Oid(hex=prec["commit"]))
         self.push_meta(tops, [], t)
         body = {k: v for k, v in record.items() if k not in ("dirty", "uploaded")}
-        self.fs.put(f"datasets/{record['id']}.json", json.dumps(body, indent=1, sort_keys=True).encode())
+        rel = f"datasets/{record['id']}.json"
+        _old, token = self.fs.read_ref(rel)  # created once; later updates by compare-and-swap
+        self.fs.swap_ref(rel, json.dumps(body, indent=1, sort_keys=True), token)
         return self.stats(t)
 
     def dataset_records(self) -> list[dict]:
@@ -416,7 +418,11 @@ class Remote:
         return out
 
     def fetch_dataset(self, record: dict) -> None:
-        """Bring a remote version's metadata, chunks and record into the local store."""
+        """Bring a remote version's metadata and record into the local store.
+
+        File bytes stay on the remote until a copy needs them (``attach_default``), so a
+        part of a version costs only that part's chunks.
+        """
         store = self.store
         self.cache.mkdir(parents=True, exist_ok=True)
         self.check_config(create=False)
@@ -425,15 +431,28 @@ class Remote:
             if record["commit"] not in store.meta.repo:
                 raise FormatError(f"remote version {record['id']} names commit {record['commit']} "
                                   "that the remote's metadata lacks")
-            tree = store.meta.tree_of(record["commit"])
-        else:
-            tree = pygit2.Oid(hex=record["tree"])
-        self.fetch_chunks(c for _p, e in store.meta.walk(tree) for c, _ in e.chunk_list())
+        elif not record.get("tree") or record["tree"] not in store.meta.repo:
+            raise FormatError(f"remote draft {record['id']} names a tree the remote's metadata lacks")
         with store.locked():
             record = dict(record, dirty=False, uploaded=[self.url])
             if record.get("commit"):
                 store.meta.set_ref(f"refs/datasets/{record['id']}", record["commit"], force=True)
             RecordStore(store.path).write(record)
+
+
+def attach_default(store: Store, name_or_url: str | None = None) -> None:
+    """Let the store fetch missing chunks from its (default) remote, opened on first need."""
+    target = name_or_url or store.config_remote()
+    if not target:
+        return
+    opened: list[Remote] = []
+
+    def fetch(chunk_ids) -> None:
+        if not opened:
+            opened.append(Remote(store, target))
+        opened[0].fetch_chunks(chunk_ids)
+
+    store.fetcher = fetch
 
 
 def _end(loc: Location) -> int:
