@@ -63,6 +63,15 @@ def rm(
 @app.command()
 def status(as_json: JsonOpt = False) -> None:
     """The working folder against the latest version, and what is staged."""
+    from objstore.quickstatus import quick_clean
+
+    if quick_clean(cwd()):  # proved unchanged from stat data alone
+        if as_json:
+            out_json({"added": [], "modified": [], "removed": [], "skipped": [],
+                      "staged": {"added": [], "modified": [], "removed": [], "renamed": []}})
+        else:
+            typer.echo("Nothing changed.")
+        return
     from objstore.worktree import status as do_status
 
     st = do_status(open_store())

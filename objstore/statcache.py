@@ -20,7 +20,7 @@ from .fsutil import atomic_write
 from .scan import Stat
 
 RACY_NS = 100_000_000
-_TAG = f"dsstat2-{sys.implementation.cache_tag}"
+_TAG = f"dsstat3-{sys.implementation.cache_tag}"
 
 
 class StatCache:
@@ -29,12 +29,19 @@ class StatCache:
         self.entries: dict[str, tuple[int, int, int, int, bytes]] = {}
         self.written_ns = 0
         self.changed = False
+        # the commit the whole working folder was proved equal to, with ``entries`` holding
+        # exactly its files: lets `ds status` answer "nothing changed" from stat data alone
+        self.clean_head: str | None = None
         try:
-            tag, written, entries = marshal.loads(path.read_bytes())
+            tag, written, entries, clean_head = marshal.loads(path.read_bytes())
             if tag == _TAG and isinstance(entries, dict):
-                self.entries, self.written_ns = entries, written
+                self.entries, self.written_ns, self.clean_head = entries, written, clean_head
         except (OSError, ValueError, EOFError, TypeError):
             pass
+
+    def mark_clean(self, head: str) -> None:
+        self.clean_head = head
+        self.changed = True
 
     def get(self, path: str, st: Stat) -> bytes | None:
         row = self.entries.get(path)
@@ -49,16 +56,19 @@ class StatCache:
         if self.entries.get(path) != row:
             self.entries[path] = row
             self.changed = True
+            self.clean_head = None
 
     def drop(self, path: str) -> None:
         if self.entries.pop(path, None) is not None:
             self.changed = True
+            self.clean_head = None
 
     def keep_only(self, paths: set[str] | dict) -> None:
         stale = [p for p in self.entries if p not in paths]
         for p in stale:
             del self.entries[p]
-        self.changed = self.changed or bool(stale)
+        if stale:
+            self.changed, self.clean_head = True, None
 
     def save(self) -> None:
         """Write the cache, leaving out entries still inside the racy window.
@@ -73,8 +83,10 @@ class StatCache:
         racy = [p for p, row in self.entries.items() if _racy(row[1], row[2], now)]
         for p in racy:
             del self.entries[p]
+        if racy:
+            self.clean_head = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.path, marshal.dumps((_TAG, now, self.entries)), durable=False)
+        atomic_write(self.path, marshal.dumps((_TAG, now, self.entries, self.clean_head)), durable=False)
         self.written_ns = now
         self.changed = False
 

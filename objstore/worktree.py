@@ -178,10 +178,16 @@ def worktree_diff(store: Store, base_tree=None,
 
 
 def status(store: Store) -> Status:
-    d, result, _cache = worktree_diff(store)
+    d, result, cache = worktree_diff(store)
     staged = diff_trees(store.meta, store.head_tree(), store.staged_tree())
-    return Status(sorted(d.added), sorted(d.modified), sorted(d.removed), staged,
-                  sorted(result.skipped))
+    st = Status(sorted(d.added), sorted(d.modified), sorted(d.removed), staged, sorted(result.skipped))
+    head = store.head()
+    if st.clean and head and not result.skipped and not store.config.sparse:
+        cache.keep_only(result.files)  # exactly HEAD's files, all just proved unchanged
+        if cache.entries.keys() == result.files.keys():
+            cache.mark_clean(head)
+            cache.save()
+    return st
 
 
 def add(store: Store, paths: list[str], progress: Progress | None = None,

@@ -81,8 +81,10 @@ def _require_or_skip(what: str) -> None:
     pytest.skip(f"{what} is not installed")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def fake_gcs():
+    """A fresh fake-gcs-server per test: a long-lived one was seen to stop answering after
+    many tests (a server-side hang), which a request timeout then turns into a failure."""
     try:
         from .servers import FakeGCS
 

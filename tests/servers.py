@@ -50,7 +50,7 @@ class FakeGCS:
 
     @property
     def options(self) -> dict:
-        return {"endpoint_url": self.endpoint, "token": "anon", "project": "test"}
+        return {"endpoint_url": self.endpoint, "token": "anon", "project": "test", "requests_timeout": 60}
 
     def new_bucket(self) -> str:
         import gcsfs

@@ -192,3 +192,47 @@ def test_get_into_the_store_is_refused(store: Store, work: Path) -> None:
     with pytest.raises(DsError, match="inside the store"):
         get_copy(store, "HEAD", work / ".dsstore/packs", overwrite=True)
     assert list((work / ".dsstore/packs").glob("*/*.pack"))
+
+
+def test_quick_status_never_hides_a_change(store: Store, work: Path) -> None:
+    from objstore.quickstatus import quick_clean
+
+    def reset() -> None:
+        checkout(store, "HEAD", force=True)
+        if (work / "new").exists():
+            os.unlink(work / "new")
+        os.chmod(work / "d/b", 0o644)
+        store.clear_stage()
+        time.sleep(0.15)
+        assert status(store).clean
+        assert quick_clean(str(work)), "a proved-clean folder takes the fast path"
+
+    def same_size_same_mtime() -> None:
+        st = os.stat(work / "a")
+        write(work, "a", "AAAB")
+        os.utime(work / "a", ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    write(work, "a", "AAAA")
+    write(work, "d/b", "BBBB", mode=0o644)
+    commit_all(store, "v1")
+    changes = [
+        same_size_same_mtime,
+        lambda: os.chmod(work / "d/b", 0o755),
+        lambda: write(work, "new", "n"),
+        lambda: os.unlink(work / "a"),
+    ]
+    for change in changes:
+        reset()
+        change()
+        assert not quick_clean(str(work))
+        assert not status(store).clean
+    reset()
+    write(work, "a", "staged")
+    add(store, [str(work / "a")])
+    write(work, "a", "AAAA")  # the folder equals HEAD again, but something is staged
+    assert not quick_clean(str(work))
+    assert not status(store).clean
+    reset()
+    write(work, "other", "x")
+    commit_all(store, "v2")  # HEAD moved: the old proof no longer counts
+    assert not quick_clean(str(work))
