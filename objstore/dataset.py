@@ -524,6 +524,14 @@ class Dataset:
                 if raise_on_error:
                     raise DatasetFinalized(f"dataset {self.id} is already finalized")
                 return False
+            ref = f"refs/datasets/{r['id']}"
+            if ref in store.meta.repo.references:
+                # an earlier finalize was killed after committing, before the record said so:
+                # its commit is this version; adopt it rather than fail or commit twice
+                done = str(store.meta.repo.references[ref].peel(pygit2.Commit).id)
+                r.update(status=rec.COMPLETED, commit=done, tree=None, finalized=_now())
+                self._save()
+                return True
             parents = [_find_by_id(store, p)["commit"] for p in r["parents"]]
             editor = TreeEditor(store.meta, pygit2.Oid(hex=r["tree"]))
             snapshot = {k: r[k] for k in ("id", "name", "project", "version", "tags", "description",

@@ -378,3 +378,15 @@ def test_store_location_rules(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     assert store_path() == tmp_path / "xdg" / "objstore" / ".dsstore"
+
+
+def test_finalize_interrupted_after_commit_is_adopted(data: Path) -> None:
+    ds = make()
+    ds.add_files(data)
+    store = ds._store
+    # what a finalize killed between writing the ref and the record leaves behind
+    tree = store.meta.repo.TreeBuilder().write()
+    orphan = store.meta.commit(tree, [], "interrupted")
+    store.meta.set_ref(f"refs/datasets/{ds.id}", orphan)
+    assert ds.finalize() is True
+    assert ds.is_final() and ds._record["commit"] == orphan
