@@ -76,8 +76,12 @@ def remote_remove(name: Annotated[str, typer.Argument(help="Remote to forget.")]
     store = open_store()
     if name not in store.config.remotes:
         raise DsError(f"no remote named {name!r}; see `ds remote list`")
+    from objstore.remote import forget_remote
+
     remotes = {k: v for k, v in store.config.remotes.items() if k != name}
     _save(store, remotes=remotes, remote=None if store.config.remote == name else store.config.remote)
+    with store.locked():
+        forget_remote(store, name)
     err(f"Removed remote {name}")
 
 

@@ -107,6 +107,15 @@ class Dataset:
     def _save(self) -> None:
         self._records.write(self._record)
 
+    def _publish_record(self) -> None:
+        """Carry a final version's changed facts (status, tags, names) to its remotes."""
+        if self._record["status"] == rec.DRAFT:
+            return
+        for url in self._record.get("uploaded", []):
+            from .remote import Remote
+
+            Remote(self._store, url).push_record(self._record)
+
     def _tree(self) -> pygit2.Oid:
         r = self._record
         if r.get("commit"):
@@ -172,6 +181,7 @@ class Dataset:
             self._reload()
             self._record["tags"] = sorted(set(values or []))
             self._save()
+        self._publish_record()
 
     def add_tags(self, tags: str | Sequence[str]) -> None:
         self.tags = [*self.tags, *([tags] if isinstance(tags, str) else tags)]
@@ -189,6 +199,7 @@ class Dataset:
             self._reload()
             self._record["description"] = description
             self._save()
+        self._publish_record()
 
     def set_metadata(self, metadata: Any, metadata_name: str = "metadata", ui_visible: bool = True) -> None:
         """Attach JSON-serialisable metadata under a name (before finalize)."""
@@ -333,11 +344,12 @@ class Dataset:
                 return _query(store, dataset_project, dataset_name, dataset_tags, dataset_version,
                               only_completed, only_published, exact_name=True)
 
+            # like ClearML's server, the shared remote has the last word: newer versions and
+            # changed facts (published, tags) there are brought in before choosing
+            _fetch_from_remote(store, lambda rs: _filter(
+                rs, dataset_project, dataset_name, dataset_tags, dataset_version, only_completed,
+                only_published, exact_name=True))
             matches = query()
-            if not matches and _fetch_from_remote(store, lambda rs: _filter(
-                    rs, dataset_project, dataset_name, dataset_tags, dataset_version, only_completed,
-                    only_published, exact_name=True)) is not None:
-                matches = query()
             if not matches:
                 if auto_create and dataset_name:
                     return cls.create(dataset_name=dataset_name, dataset_project=dataset_project,
@@ -561,6 +573,7 @@ class Dataset:
                 return False
             r["status"] = rec.PUBLISHED
             self._save()
+        self._publish_record()
         return True
 
     # -- reading -----------------------------------------------------------------------
@@ -832,6 +845,8 @@ class Dataset:
             for r in hits:
                 r.update(change)
                 records.write(r)
+        for r in hits:
+            Dataset(store, r)._publish_record()
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -887,12 +902,19 @@ def _fetch_from_remote(store: Store, pick) -> dict | None:
     from .remote import fetch_dataset, remote_records
 
     remote = remote_records(store, url)
+    records = RecordStore(store.path)
+    with store.locked():  # facts that may change after finalize follow the remote
+        for r in remote:
+            local = records.read(r["id"]) if isinstance(r.get("id"), str) else None
+            if local is not None and local.get("commit") and local.get("commit") == r.get("commit"):
+                fresh = {k: r[k] for k in ("status", "tags", "name", "project", "description") if k in r}
+                if any(local.get(k) != v for k, v in fresh.items()):
+                    records.write(dict(local, **fresh))
     hits = [r for r in pick(remote) if r.get("status") != rec.DRAFT]
     if not hits:
         return None
     best = max(hits, key=lambda r: (_version_key(r["version"]), r["created"]))
     by_id = {r["id"]: r for r in remote}
-    records = RecordStore(store.path)
     todo, seen = [best], set()
     while todo:  # the version and every ancestor the local store lacks
         r = todo.pop()

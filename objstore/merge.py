@@ -52,8 +52,11 @@ def merge(store: Store, rev: str, ours: bool = False, theirs: bool = False,
         theirs_d = diff_trees(meta, base_tree, other_tree, renames=False)
         changed_mine = {**mine.added, **mine.modified, **dict.fromkeys(mine.removed)}
         editor = TreeEditor(meta, head_tree)
-        conflicts = []
-        for path, entry in {**theirs_d.added, **theirs_d.modified, **dict.fromkeys(theirs_d.removed)}.items():
+        theirs_changes = {**dict.fromkeys(theirs_d.removed), **theirs_d.added, **theirs_d.modified}
+        mine_folders = {f for p in changed_mine for f in _folders_of(p)}
+        theirs_folders = {f for p in theirs_changes for f in _folders_of(p)}
+        conflicts, plan = [], []
+        for path, entry in theirs_changes.items():
             if path in changed_mine:
                 a = changed_mine[path]
                 same = (a is None and entry is None) or (a is not None and entry is not None
@@ -63,12 +66,25 @@ def merge(store: Store, rev: str, ours: bool = False, theirs: bool = False,
                 if not theirs:
                     conflicts.append(path)
                     continue
+            elif entry is not None and (path in mine_folders or any(
+                    f in changed_mine and changed_mine[f] is not None for f in _folders_of(path))):
+                # a file on one side where the other side changed a folder of that name
+                if ours:
+                    continue
+                if not theirs:
+                    conflicts.append(path)
+                    continue
+            plan.append((path, entry))
+        conflicts += [p for p, e in changed_mine.items() if e is not None and p in theirs_folders
+                      and not (ours or theirs)]
+        if conflicts:
+            raise MergeConflict(sorted(set(conflicts)))
+        for path, entry in sorted(plan, key=lambda pe: pe[1] is not None):  # removals first
             if entry is None:
-                editor.remove(path)
+                if editor.get(path) is not None:
+                    editor.remove(path)
             else:
                 editor.set(path, entry)
-        if conflicts:
-            raise MergeConflict(sorted(conflicts))
         tree = editor.write()
         cid = meta.commit(tree, [head, other], message or f"merge {rev}", store.author())
         checkout(store, cid)
@@ -76,3 +92,9 @@ def merge(store: Store, rev: str, ours: bool = False, theirs: bool = False,
             meta.set_ref(f"refs/heads/{branch}", cid, force=True)
             meta.attach_head(branch)
         return meta.commit_info(cid)
+
+
+def _folders_of(path: str) -> list[str]:
+    """Every folder above ``path`` ("a/b/c" -> ["a", "a/b"])."""
+    parts = path.split("/")[:-1]
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))]

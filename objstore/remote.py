@@ -85,10 +85,25 @@ class Remote:
         self.progress = progress
         self.name, self.url, options = remote_spec(store, name_or_url)
         self.fs = RemoteFS(self.url, options, retries=retries)
-        key = self.name or hashlib.sha256(self.url.encode()).hexdigest()[:16]
+        key = self.name or "url-" + hashlib.sha256(self.url.encode()).hexdigest()[:16]
+        self.track = key  # refs/remotes/<track>/...: what this remote was last seen to hold
         self.cache = store.path / "remotes" / key
+        self._check_cache()
         self._index: ChunkIndex | None = None
         self.chunks_fetched = 0
+
+    def _check_cache(self) -> None:
+        """Forget what we knew about a remote whose name now points at another URL."""
+        marker = self.cache / "url"
+        try:
+            known = marker.read_text()
+        except FileNotFoundError:
+            known = None
+        if known is not None and known != self.url:
+            forget_remote(self.store, self.track)
+        if known != self.url:
+            self.cache.mkdir(parents=True, exist_ok=True)
+            marker.write_text(self.url)
 
     def stats(self, t: Transfer) -> Transfer:
         t.bytes_sent, t.bytes_received = self.fs.bytes_sent, self.fs.bytes_received
@@ -222,6 +237,9 @@ class Remote:
             names = sorted(local)
         elif refs:
             names = [_full_ref(meta, r) for r in refs]
+            unknown = [n for n in names if n not in local]
+            if unknown:
+                raise DsError(f"{unknown[0]} is not a local branch or tag; see `ds log` and `ds tag`")
         else:
             branch = meta.head_branch()
             if branch is None or f"refs/heads/{branch}" not in local:
@@ -252,12 +270,12 @@ class Remote:
         self.push_meta([pygit2.Oid(hex=target) for _n, target, _c, _k in plan], remote_tips, t)
         for name, target, _current, token in plan:
             self.fs.swap_ref(name, target, token)
-            meta.set_ref(f"refs/remotes/{self.name or 'url'}/{name.split('/', 2)[2]}", target, force=True)
+            meta.set_ref(f"refs/remotes/{self.track}/{name.split('/', 2)[2]}", target, force=True)
             t.refs.append(name)
         return self.stats(t)
 
     def _remote_known(self) -> list[str]:
-        prefix = f"refs/remotes/{self.name or 'url'}/"
+        prefix = f"refs/remotes/{self.track}/"
         return [c for n, c in self.store.meta.refs().items() if n.startswith(prefix)]
 
     def _new_chunks(self, target: str, base: str | None) -> list[bytes]:
@@ -283,15 +301,20 @@ class Remote:
         self.cache.mkdir(parents=True, exist_ok=True)
         t = Transfer()
         self.check_config(create=False)
-        self._fetch_meta(t)
+        # refs first, then metadata: a push landing in between only adds packs we then take
         remote_refs = {rel: self.fs.cat(rel).decode().strip() for rel in self.fs.list("refs")
                        if not rel.endswith(".lock") and "/.tmp-" not in rel}
+        bad = [rel for rel, cid in remote_refs.items() if not _is_hex40(cid)]
+        if bad:
+            raise FormatError(f"remote {self.url}: {bad[0]} does not hold a version id; "
+                              "the remote is damaged there")
+        self._fetch_meta(t)
         for rel, cid in sorted(remote_refs.items()):
             if cid not in meta.repo:
                 raise FormatError(f"remote {self.url}: {rel} names {cid[:12]} but its metadata is "
-                                  "missing; the remote is incomplete (run `ds fsck --remote`)")
+                                  "missing; the remote is incomplete (push to it again)")
             if rel.startswith("refs/heads/"):
-                meta.set_ref(f"refs/remotes/{self.name or 'url'}/{rel[11:]}", cid, force=True)
+                meta.set_ref(f"refs/remotes/{self.track}/{rel[11:]}", cid, force=True)
                 t.refs.append(rel)
             elif rel.startswith("refs/tags/") and rel not in meta.repo.references:
                 meta.set_ref(rel, cid)
@@ -399,11 +422,15 @@ class Remote:
             if prec and prec.get("commit"):
                 tops.append(pygit2.Oid(hex=prec["commit"]))
         self.push_meta(tops, [], t)
+        self.push_record(record)
+        return self.stats(t)
+
+    def push_record(self, record: dict) -> None:
+        """Write a dataset record: created once, later updates by compare-and-swap."""
         body = {k: v for k, v in record.items() if k not in ("dirty", "uploaded")}
         rel = f"datasets/{record['id']}.json"
-        _old, token = self.fs.read_ref(rel)  # created once; later updates by compare-and-swap
+        _old, token = self.fs.read_ref(rel)
         self.fs.swap_ref(rel, json.dumps(body, indent=1, sort_keys=True), token)
-        return self.stats(t)
 
     def dataset_records(self) -> list[dict]:
         names = [r for r in self.fs.list("datasets") if r.endswith(".json")]
@@ -453,6 +480,20 @@ def attach_default(store: Store, name_or_url: str | None = None) -> None:
         opened[0].fetch_chunks(chunk_ids)
 
     store.fetcher = fetch
+
+
+def forget_remote(store: Store, track: str) -> None:
+    """Drop what the store remembers of a remote: its cache and refs/remotes/<track>/*."""
+    import shutil
+
+    shutil.rmtree(store.path / "remotes" / track, ignore_errors=True)
+    for name in list(store.meta.repo.references):
+        if name.startswith(f"refs/remotes/{track}/"):
+            store.meta.repo.references.delete(name)
+
+
+def _is_hex40(value: str) -> bool:
+    return len(value) == 40 and all(c in "0123456789abcdef" for c in value)
 
 
 def _end(loc: Location) -> int:
@@ -511,51 +552,72 @@ def pull(store: Store, name_or_url: str | None = None,
     branch = store.meta.head_branch()
     if branch is None:
         raise DsError("HEAD is detached; check out a branch before pulling")
-    ref = f"refs/remotes/{remote.name or 'url'}/{branch}"
+    ref = f"refs/remotes/{remote.track}/{branch}"
     if ref not in store.meta.repo.references:
         raise DsError(f"{remote.url} has no branch {branch!r}; nothing to pull")
+    if store.head() is None:  # a new store: take the remote's branch as it is
+        from .worktree import checkout
+
+        cid = store.meta.resolve(ref)
+        checkout(store, cid)
+        store.meta.set_ref(f"refs/heads/{branch}", cid, force=True)
+        store.meta.attach_head(branch)
+        return remote.stats(t), store.meta.commit_info(cid)
     info = merge(store, ref)
     return remote.stats(t), info
 
 
 def clone(url: str, directory: str, rev: str | None = None, include: list[str] | None = None,
           name: str = "origin", options: dict | None = None, progress=None) -> tuple[Store, Transfer]:
-    """A new store in ``directory`` mirroring ``url``, with ``rev`` (default: main) checked out.
+    """A new store in ``directory`` mirroring ``url``, with ``rev`` checked out.
 
-    With ``include`` only matching files are written and only their chunks downloaded.
+    ``rev``: a remote branch (checked out as that branch), or a tag or id (detached HEAD);
+    default: ``main``, else the remote's only branch. With ``include`` only matching files
+    are written and only their chunks downloaded. A failed clone leaves no folder behind.
     """
+    import shutil
+    import tomllib
+    from dataclasses import replace
     from pathlib import Path as _Path
-
-    from .config import StoreConfig
 
     probe = RemoteFS(url, options)
     try:
-        import tomllib
-
         cfg = tomllib.loads(probe.cat("config").decode()).get("store", {})
     except FileNotFoundError:
         raise RemoteError(f"{url} is not an objstore remote (no config)") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise FormatError(f"remote {url}: config is unreadable ({e})") from None
     target = _Path(directory)
-    if target.exists() and any(target.iterdir()):
+    existed = target.exists()
+    if existed and any(target.iterdir()):
         raise DsError(f"{target} exists and is not empty; clone into a new folder")
-    store = Store.init(target, hash=str(cfg.get("hash", "xxh3-128")))
-    config = store.config
-    store.set_config(StoreConfig(hash=config.hash, chunking=config.chunking, zstd_level=config.zstd_level,
-                                 pack_target=config.pack_target, remote=name,
-                                 remotes={name: {"url": url, **({"options": options} if options else {})}}))
-    remote = Remote(store, name, progress=progress).attach()
-    t = remote.fetch()
-    want = rev or "main"
-    ref = f"refs/remotes/{name}/{want}"
-    cid = store.meta.resolve(ref if ref in store.meta.repo.references else want)
-    if include:  # a sparse working folder: only these paths are checked out, now and later
-        c = store.config
-        store.set_config(StoreConfig(hash=c.hash, chunking=c.chunking, zstd_level=c.zstd_level,
-                                     pack_target=c.pack_target, remote=c.remote, remotes=c.remotes,
-                                     sparse=list(include)))
-    from .worktree import checkout
+    try:
+        store = Store.init(target, hash=str(cfg.get("hash", "xxh3-128")))
+        store.set_config(replace(store.config, remote=name, sparse=list(include or []), remotes={
+            name: {"url": url, **({"options": options} if options else {})}}))
+        remote = Remote(store, name, progress=progress).attach()
+        t = remote.fetch()
+        branches = sorted(r[len(f"refs/remotes/{name}/"):] for r in store.meta.repo.references
+                          if r.startswith(f"refs/remotes/{name}/"))
+        if rev is None:
+            if not branches:
+                raise DsError(f"{url} has no branch yet; nothing to clone")
+            rev = "main" if "main" in branches or len(branches) != 1 else branches[0]
+            if rev not in branches:
+                raise DsError(f"{url} has several branches ({', '.join(branches)}); choose one with --rev")
+        is_branch = rev in branches
+        cid = store.meta.resolve(f"refs/remotes/{name}/{rev}" if is_branch else rev)
+        from .worktree import checkout
 
-    checkout(store, cid)
-    store.meta.set_ref(f"refs/heads/{want}", cid, force=True)
-    store.meta.attach_head(want)
+        checkout(store, cid)
+        if is_branch:
+            store.meta.set_ref(f"refs/heads/{rev}", cid, force=True)
+            store.meta.attach_head(rev)
+    except BaseException:
+        if existed:
+            for child in target.iterdir():
+                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+        else:
+            shutil.rmtree(target, ignore_errors=True)
+        raise
     return store, remote.stats(t)

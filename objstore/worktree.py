@@ -425,8 +425,8 @@ def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool
         for p in sorted(gone):
             m.remove(p)
             cache.drop(p)
+        m.prune_empty_dirs(parent_of(p) for p in gone)  # a folder emptied here may become a file
         report = m.write((p, target_map[p]) for p in sorted(write_paths))
-        m.prune_empty_dirs(parent_of(p) for p in gone)
         for p, st in report.written.items():
             cache.put(p, st, target_map[p].hash)
         cache.save()

@@ -1,0 +1,144 @@
+"""Regressions from review: remotes, merges and SDK records (folder remotes)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from objstore.errors import DsError, FormatError
+from objstore.merge import MergeConflict, merge
+from objstore.remote import Remote, clone, pull
+from objstore.store import Store
+from objstore.worktree import checkout, commit_all, status
+
+from .conftest import read_tree, write
+
+
+def origin(store: Store, url: Path) -> Store:
+    store.set_config(replace(store.config, remote="origin", remotes={"origin": {"url": str(url)}}))
+    return store
+
+
+def test_pushes_to_two_urls_are_tracked_apart(tmp_path: Path) -> None:
+    a = Store.init(tmp_path / "a")
+    write(a.worktree, "f", "x")
+    commit_all(a, "v1")
+    Remote(a, str(tmp_path / "rA")).push(["main"])
+    Remote(a, str(tmp_path / "rB")).push(["main"])
+    b, _ = clone(str(tmp_path / "rB"), str(tmp_path / "b"))
+    assert read_tree(b.worktree) == read_tree(a.worktree)
+
+
+def test_a_renamed_remote_forgets_the_old_one(tmp_path: Path) -> None:
+    a = origin(Store.init(tmp_path / "a"), tmp_path / "rC")
+    write(a.worktree, "f", "x")
+    commit_all(a, "v1")
+    Remote(a).push()
+    origin(a, tmp_path / "rD")
+    t = Remote(a).push()
+    assert t.chunks == 1 and t.meta_packs == 1
+    b, _ = clone(str(tmp_path / "rD"), str(tmp_path / "b"))
+    assert read_tree(b.worktree) == read_tree(a.worktree)
+
+
+def _two_clones(tmp_path: Path) -> tuple[Store, Store]:
+    a = origin(Store.init(tmp_path / "a"), tmp_path / "r")
+    write(a.worktree, "a", "file a")
+    write(a.worktree, "keep", "k")
+    commit_all(a, "base")
+    Remote(a).push()
+    b, _ = clone(str(tmp_path / "r"), str(tmp_path / "b"))
+    return a, b
+
+
+def test_merge_takes_their_file_turned_folder(tmp_path: Path) -> None:
+    a, b = _two_clones(tmp_path)
+    os.unlink(b.worktree / "a")
+    write(b.worktree, "a/y", "y")
+    commit_all(b, "a becomes a folder")
+    Remote(b).push()
+    write(a.worktree, "keep", "changed")
+    commit_all(a, "other change")
+    pull(a)
+    assert read_tree(a.worktree)["a/y"] == (b"y", False)
+    assert status(a).clean
+
+
+def test_file_against_folder_is_a_conflict(tmp_path: Path) -> None:
+    a, b = _two_clones(tmp_path)
+    write(b.worktree, "n", "theirs")
+    commit_all(b, "file n")
+    Remote(b).push()
+    write(a.worktree, "n/p", "mine")
+    commit_all(a, "folder n")
+    Remote(a).attach().fetch()
+    with pytest.raises(MergeConflict):
+        merge(a, "refs/remotes/origin/main")
+    assert (a.worktree / "n/p").read_text() == "mine"
+
+
+def test_checkout_folder_becomes_file(store: Store, work: Path) -> None:
+    write(work, "n/p", "p")
+    v1 = commit_all(store, "v1").id
+    os.unlink(work / "n/p")
+    (work / "n").rmdir()
+    write(work, "n", "file")
+    v2 = commit_all(store, "v2").id
+    checkout(store, v1)
+    checkout(store, v2)
+    assert (work / "n").read_text() == "file"
+
+
+def test_clone_choices_and_failures(tmp_path: Path) -> None:
+    a = Store.init(tmp_path / "a")
+    write(a.worktree, "f", "x")
+    commit_all(a, "v1")
+    a.meta.repo.branches.local.create("master", a.meta.repo[a.head()])
+    a.tag("v1")
+    Remote(a, str(tmp_path / "r")).push(["master", "v1"])
+    with pytest.raises(DsError):
+        clone(str(tmp_path / "r"), str(tmp_path / "c"), rev="nosuch")
+    assert not (tmp_path / "c").exists()
+    c, _ = clone(str(tmp_path / "r"), str(tmp_path / "c"))  # the only branch
+    assert c.meta.head_branch() == "master"
+    d, _ = clone(str(tmp_path / "r"), str(tmp_path / "d"), rev="v1")
+    assert d.meta.head_branch() is None and d.head() == a.head()
+    (tmp_path / "r" / "refs" / "heads" / "bad").write_text("garbage\n")
+    with pytest.raises(FormatError, match="does not hold a version id"):
+        clone(str(tmp_path / "r"), str(tmp_path / "e"))
+
+
+def test_pull_into_a_new_store(tmp_path: Path) -> None:
+    a = origin(Store.init(tmp_path / "a"), tmp_path / "r")
+    write(a.worktree, "f", "x")
+    commit_all(a, "v1")
+    Remote(a).push()
+    fresh = origin(Store.init(tmp_path / "fresh"), tmp_path / "r")
+    pull(fresh)
+    assert read_tree(fresh.worktree) == read_tree(a.worktree) and fresh.meta.head_branch() == "main"
+
+
+def test_published_state_and_new_versions_reach_other_machines(tmp_path: Path, monkeypatch) -> None:
+    from objstore import Dataset
+
+    remote = str(tmp_path / "remote")
+    monkeypatch.setenv("DSSTORE_REMOTE", remote)
+    monkeypatch.setenv("DSSTORE_DIR", str(tmp_path / "one" / ".dsstore"))
+    write(tmp_path / "data", "f1", "1")
+    v1 = Dataset.create(dataset_name="cats", dataset_project="p")
+    v1.add_files(tmp_path / "data")
+    v1.upload()
+    v1.finalize()
+    monkeypatch.setenv("DSSTORE_DIR", str(tmp_path / "two" / ".dsstore"))
+    assert Dataset.get(dataset_project="p", dataset_name="cats").id == v1.id
+    monkeypatch.setenv("DSSTORE_DIR", str(tmp_path / "one" / ".dsstore"))
+    v1.publish()
+    v2 = Dataset.create(dataset_name="cats", dataset_project="p", parent_datasets=[v1.id])
+    v2.upload()
+    v2.finalize()
+    monkeypatch.setenv("DSSTORE_DIR", str(tmp_path / "two" / ".dsstore"))
+    assert Dataset.get(dataset_project="p", dataset_name="cats").id == v2.id
+    assert Dataset.get(dataset_project="p", dataset_name="cats", only_published=True).id == v1.id
