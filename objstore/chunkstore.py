@@ -9,7 +9,6 @@ must never see a version whose bytes are missing).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
 from pathlib import Path
 
 from .errors import CorruptObject
@@ -120,9 +119,6 @@ class ChunkStore:
             self._writer.abort()
             self._writer = None
             self._writer_entries = {}
-
-    def add_index_entries(self, entries: Iterable[tuple[bytes, Location]]) -> None:
-        self.index.write_fragment(entries)
 
     def close(self) -> None:
         self.abort()

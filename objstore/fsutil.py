@@ -39,15 +39,3 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, durable: bool = T
         raise
     if durable:
         fsync_dir(path.parent)
-
-
-def tree_size(path: str | os.PathLike[str]) -> int:
-    """Bytes held by the regular files under ``path`` (no link is followed)."""
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(root, name)).st_size
-            except FileNotFoundError:
-                pass
-    return total
