@@ -13,10 +13,30 @@ from .app import JsonOpt, app, err, open_store, out_json
 def fsck(
     read_data: Annotated[bool, typer.Option("--read-data", help="Also read and verify every chunk.")] = False,
     repair: Annotated[bool, typer.Option("--repair", help="Rebuild the index from the packs.")] = False,
+    remote: Annotated[str | None, typer.Option("--remote", help="Verify this remote instead.")] = None,
+    subset: Annotated[float, typer.Option("--read-data-subset",
+                                          help="With --remote: share of chunks to read back (0-1).")] = 0.0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Verify the store: refs, versions, folders, index, packs (and data)."""
+    """Verify the store: refs, versions, folders, index, packs (and data); or a remote."""
     from objstore.maintenance import fsck as do_fsck
+
+    if remote is not None:
+        from objstore.remote import fsck_remote
+
+        result = fsck_remote(open_store(), remote, subset)
+        if as_json:
+            out_json(result)
+        else:
+            for p in result["problems"]:
+                err(f"problem: {p}")
+            typer.echo(f"remote: {result['chunks_needed']} chunks needed, "
+                       f"{result['chunks_indexed']} indexed, {result['packs']} packs, "
+                       f"{result['chunks_read']} read back: "
+                       + ("OK" if result["ok"] else f"{len(result['problems'])} problem(s)"))
+        if not result["ok"]:
+            raise typer.Exit(1)
+        return
 
     report = do_fsck(open_store(), read_data=read_data, repair=repair)
     if as_json:

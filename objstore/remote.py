@@ -621,3 +621,45 @@ def clone(url: str, directory: str, rev: str | None = None, include: list[str] |
             shutil.rmtree(target, ignore_errors=True)
         raise
     return store, remote.stats(t)
+
+
+def fsck_remote(store: Store, name_or_url: str | None = None, read_data_subset: float = 0.0) -> dict:
+    """Verify a remote: refs, the metadata they need, that every chunk those versions name is
+    in the remote's index, that the index names existing packs, and (for a random share of
+    chunks, ``read_data_subset`` in [0, 1]) that the bytes read back match their ids."""
+    import random
+
+    if not 0.0 <= read_data_subset <= 1.0:
+        raise DsError("--read-data-subset is a fraction between 0 and 1")
+    remote = Remote(store, name_or_url)
+    problems: list[str] = []
+    remote.fetch()  # metadata and refs (raises on a damaged config or ref)
+    index = remote.index()
+    packs = {p.rsplit("/", 1)[-1][:-5] for p in remote.fs.list("packs") if p.endswith(".pack")}
+    entries = list(index)
+    for cid, loc in entries:
+        if loc.pack not in packs:
+            problems.append(f"index names chunk {cid.hex()} in pack {loc.pack}, which is missing")
+            break
+    track = f"refs/remotes/{remote.track}/"
+    wanted: dict[bytes, str] = {}
+    for ref, cid in store.meta.refs().items():
+        if ref.startswith(track) or ref.startswith("refs/tags/"):
+            for _p, e in store.meta.walk(store.meta.tree_of(cid)):
+                for c, _ in e.chunk_list():
+                    wanted.setdefault(c, ref)
+    for c, ref in wanted.items():
+        if index.lookup(c) is None:
+            problems.append(f"chunk {c.hex()} of {ref} is not on the remote")
+    sample = [e for e in entries if random.random() < read_data_subset]
+    for cid, loc in sample:
+        data = remote.fs.cat_ranges(f"packs/{loc.pack[:2]}/{loc.pack}.pack",
+                                    [(loc.offset, loc.offset + loc.stored_len)])[0]
+        try:
+            decode_chunk(data, PackEntry(cid, loc.offset, loc.stored_len, loc.raw_len, loc.flags),
+                         store.algo, f"remote pack {loc.pack}")
+        except DsError as e:
+            problems.append(str(e))
+    return {"ok": not problems, "problems": problems, "chunks_indexed": len(entries),
+            "chunks_needed": len(wanted), "chunks_read": len(sample), "packs": len(packs),
+            "requests": remote.fs.request_count}

@@ -315,3 +315,22 @@ def test_wrong_credentials_are_a_clear_error(tmp_path: Path, azurite) -> None:
     with_remote(s, f"az://{bucket}/data", wrong)
     with pytest.raises(RemoteError, match="remote az://"):
         Remote(s, retries=0).push()
+
+
+def test_fsck_of_a_remote(tmp_path: Path, remote_spec) -> None:
+    from objstore.remote import fsck_remote
+
+    url, opts = remote_spec
+    a = make_store(tmp_path / "a", url, opts)
+    many_files(a.worktree, 50)
+    commit_all(a, "v1")
+    Remote(a).push()
+    report = fsck_remote(a, read_data_subset=1.0)
+    assert report["ok"] and report["chunks_read"] == report["chunks_indexed"] == 50
+    fs = RemoteFS(url, opts)
+    pack = next(p for p in fs.list("packs") if p.endswith(".pack"))
+    data = bytearray(fs.cat(pack))
+    data[20] ^= 0xFF
+    fs.put(pack, bytes(data))
+    bad = fsck_remote(a, read_data_subset=1.0)
+    assert not bad["ok"] and any("verification" in p or "decompress" in p for p in bad["problems"])
