@@ -123,11 +123,11 @@ def _current_hashes(store: Store, cache: StatCache, files: dict[str, Stat],
     return out
 
 
-def _scan_with_tracked(store: Store, head: dict[str, FileEntry], only: list[str] | None = None) -> ScanResult:
+def _scan_with_tracked(store: Store, tracked, only: list[str] | None = None) -> ScanResult:
     """Scan, and also stat tracked paths that .dsignore hides (tracked beats ignored)."""
     result = scan(str(store.worktree), only)
     root, real_dirs = str(store.worktree), set()
-    for path in head:
+    for path in tracked:
         if path not in result.files:
             raw = lstat_inside(root, path, real_dirs)
             st = Stat.of(raw) if raw is not None else None
@@ -206,16 +206,9 @@ def add(store: Store, paths: list[str], progress: Progress | None = None,
             if not under and not os.path.lexists(os.path.join(store.worktree, rel)):
                 raise DsError(f"{rel}: no such file or folder, and nothing tracked there")
             tracked.update(dict.fromkeys(p for p in under if scope(p)))
-        result = scan(str(store.worktree), rels)
+        result = _scan_with_tracked(store, tracked, rels)
         if result.bad_names:
             raise DsError(f"{result.bad_names[0]}: file name is not valid UTF-8; rename it and retry")
-        real_dirs: set[str] = set()
-        for p in tracked:  # tracked but hidden by .dsignore: still versioned
-            if p not in result.files:
-                raw = lstat_inside(str(store.worktree), p, real_dirs)
-                st = Stat.of(raw) if raw is not None else None
-                if st is not None:
-                    result.files[p] = st
         report.skipped = result.skipped
         cache = store.stat_cache()
         jobs = []
