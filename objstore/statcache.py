@@ -15,9 +15,10 @@ import marshal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .fsutil import atomic_write
-from .scan import Stat
+if TYPE_CHECKING:  # kept out of start-up: `ds status` on a clean folder needs neither
+    from .scan import Stat
 
 RACY_NS = 100_000_000
 _TAG = f"dsstat3-{sys.implementation.cache_tag}"
@@ -47,7 +48,7 @@ class StatCache:
         row = self.entries.get(path)
         if row is None or row[:4] != (st.size, st.mtime_ns, st.ctime_ns, st.ino):
             return None
-        if _racy(st.mtime_ns, st.ctime_ns, self.written_ns):
+        if racy(st.mtime_ns, st.ctime_ns, self.written_ns):
             return None
         return row[4]
 
@@ -80,18 +81,20 @@ class StatCache:
         if not self.changed:
             return
         now = time.time_ns()
-        racy = [p for p, row in self.entries.items() if _racy(row[1], row[2], now)]
-        for p in racy:
+        inside = [p for p, row in self.entries.items() if racy(row[1], row[2], now)]
+        for p in inside:
             del self.entries[p]
-        if racy:
+        if inside:
             self.clean_head = None
+        from .fsutil import atomic_write
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(self.path, marshal.dumps((_TAG, now, self.entries, self.clean_head)), durable=False)
         self.written_ns = now
         self.changed = False
 
 
-def _racy(mtime_ns: int, ctime_ns: int, written_ns: int) -> bool:
+def racy(mtime_ns: int, ctime_ns: int, written_ns: int) -> bool:
     """Changed too close to ``written_ns`` for a later change to be told apart by its times."""
     # whole-second times mean a coarse filesystem (FAT, HFS+): widen the window
     window = RACY_NS if mtime_ns % 1_000_000_000 else 2_000_000_000

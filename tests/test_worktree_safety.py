@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -199,8 +200,13 @@ def test_quick_status_never_hides_a_change(store: Store, work: Path) -> None:
 
     def reset() -> None:
         checkout(store, "HEAD", force=True)
-        if (work / "new").exists():
-            os.unlink(work / "new")
+        for extra in ("new", "d/e", "d/.dsstore"):
+            if os.path.lexists(work / extra):
+                shutil.rmtree(work / extra) if (work / extra).is_dir() else os.unlink(work / extra)
+        if not (work / "a").is_file() or (work / "a").is_symlink():
+            if os.path.lexists(work / "a"):
+                os.unlink(work / "a")
+            checkout(store, "HEAD", force=True)
         os.chmod(work / "d/b", 0o644)
         store.clear_stage()
         time.sleep(0.15)
@@ -219,13 +225,20 @@ def test_quick_status_never_hides_a_change(store: Store, work: Path) -> None:
         same_size_same_mtime,
         lambda: os.chmod(work / "d/b", 0o755),
         lambda: write(work, "new", "n"),
+        lambda: write(work, "d/e/new", "n"),
         lambda: os.unlink(work / "a"),
+        lambda: (os.unlink(work / "a"), os.symlink("d/b", work / "a")),
+        lambda: (os.unlink(work / "a"), os.mkfifo(work / "a")),
     ]
     for change in changes:
         reset()
         change()
         assert not quick_clean(str(work))
         assert not status(store).clean
+    reset()
+    (work / "d/.dsstore").mkdir()  # a nested store: the full status reports it as skipped
+    assert not quick_clean(str(work))
+    assert status(store).skipped == ["d/.dsstore"]
     reset()
     write(work, "a", "staged")
     add(store, [str(work / "a")])
@@ -236,3 +249,21 @@ def test_quick_status_never_hides_a_change(store: Store, work: Path) -> None:
     write(work, "other", "x")
     commit_all(store, "v2")  # HEAD moved: the old proof no longer counts
     assert not quick_clean(str(work))
+
+
+def test_quick_status_applies_dsignore_and_the_cli_takes_the_same_path(store: Store, work: Path) -> None:
+    from objstore.quickstatus import quick_clean
+
+    write(work, ".dsignore", "*.tmp\n")
+    write(work, "d/a", "A")
+    commit_all(store, "v1")
+    write(work, "d/scratch.tmp", "ignored")
+    time.sleep(0.15)
+    assert status(store).clean
+    assert quick_clean(str(work))
+    assert ds("status", cwd=work).stdout == "Nothing changed.\n"
+    assert ds("-C", str(work / "d"), "status", cwd=work.parent).stdout == "Nothing changed.\n"
+    write(work, "d/a", "B")
+    assert not quick_clean(str(work))
+    assert "modified  d/a" in ds("status", cwd=work).stdout
+    assert "modified  d/a" in ds("-C", str(work), "status", cwd=work.parent).stdout
