@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import re
+import tempfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -39,6 +40,8 @@ _BUCKET = re.compile(r"\.ds\.manifest(\.(0|[1-9][0-9]{0,5}))?")
 BLOB = pygit2.enums.FileMode.BLOB
 TREE = pygit2.enums.FileMode.TREE
 DEFAULT_BRANCH = "main"
+PACK_NEW_MIN = 64  # fewer new objects stay loose (and are fsynced one by one)
+PACK_MERGE_AT = 32  # more metadata packs than this: merge all but the largest
 
 # libgit2 would fsync each object (and its folder) as it is written: ~1 ms each, serial.
 # Objects are instead made durable together, in parallel, before any ref names them
@@ -112,15 +115,70 @@ class MetaStore:
         return oid
 
     def make_durable(self) -> None:
-        """fsync every object written since the last call (in parallel), then their folders."""
+        """Make every object written since the last call durable, before any ref names them.
+
+        A few objects stay loose and are fsynced in parallel. More (a commit touching many
+        folders) go into one new git pack instead: two files to fsync rather than hundreds,
+        and one small file on disk rather than a 4 KiB block per object. Once there are many
+        packs, the small ones are merged (with deltas) so lookups stay fast.
+        """
         oids, self._unsynced = self._unsynced, []
         if not oids:
             return
         objects = os.path.join(self.path, "objects")
-        files = {os.path.join(objects, str(o)[:2], str(o)[2:]) for o in oids}
-        with ThreadPoolExecutor(8) as pool:
-            list(pool.map(_fsync_path, files))
-            list(pool.map(_fsync_path, {os.path.dirname(f) for f in files}))
+        loose = {o: os.path.join(objects, str(o)[:2], str(o)[2:]) for o in set(oids)}
+        loose = {o: f for o, f in loose.items() if os.path.exists(f)}
+        if len(loose) < PACK_NEW_MIN:
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(_fsync_path, loose.values()))
+                list(pool.map(_fsync_path, {os.path.dirname(f) for f in loose.values()}))
+            return
+        self._write_pack(list(loose))
+        for f in loose.values():  # the pack holds them now; a reader that misses re-reads packs
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(f)
+        for folder in {os.path.dirname(f) for f in loose.values()}:
+            with contextlib.suppress(OSError):  # still holds other objects: keep it
+                os.rmdir(folder)
+        self._merge_small_packs()
+
+    def _write_pack(self, oids: list[pygit2.Oid]) -> list[Path]:
+        """Write ``oids`` as one durable pack in ``objects/pack`` (the .idx last: it publishes)."""
+        dest = Path(self.path, "objects", "pack")
+        dest.mkdir(parents=True, exist_ok=True)
+        pb = pygit2.PackBuilder(self.repo)
+        for oid in oids:
+            pb.add(oid)
+        with tempfile.TemporaryDirectory(dir=dest, prefix=".tmp-pack-") as tmp:
+            pb.write(tmp)
+            files = sorted(Path(tmp).iterdir(), key=lambda f: f.suffix != ".pack")
+            for f in files:
+                _fsync_path(str(f))
+            for f in files:
+                os.replace(f, dest / f.name)
+        _fsync_path(str(dest))
+        return [dest / f.name for f in files]
+
+    def _merge_small_packs(self) -> None:
+        """Past ``PACK_MERGE_AT`` packs, rewrite all but the largest as one pack with deltas.
+
+        The merged pack is durable before any old pack is removed, so every object stays
+        readable throughout; a crash leaves duplicates, which the next merge drops.
+        """
+        dest = Path(self.path, "objects", "pack")
+        idxs = sorted(dest.glob("pack-*.idx"), key=lambda f: f.with_suffix(".pack").stat().st_size)
+        if len(idxs) <= PACK_MERGE_AT:
+            return
+        small = idxs[:-1]
+        oids: set[pygit2.Oid] = set()
+        for idx in small:
+            oids.update(pack_index_oids(idx))
+        new = {f.name for f in self._write_pack(sorted(oids))}
+        for idx in small:
+            for f in (idx.with_suffix(".pack"), idx):  # .pack first: an .idx alone is never left
+                if f.name not in new:
+                    with contextlib.suppress(FileNotFoundError):
+                        f.unlink()
 
     @classmethod
     def create(cls, path: Path, hash_size: int) -> MetaStore:
@@ -373,6 +431,18 @@ class MetaStore:
             raise DsError(f"cannot write {name}: not a valid name") from None
         except pygit2.GitError as e:
             raise FormatError(f"cannot write {name}: {e}") from None
+
+
+def pack_index_oids(idx: Path) -> list[pygit2.Oid]:
+    """The object ids a git pack index (version 2) lists."""
+    data = idx.read_bytes()
+    if data[:8] != b"\377tOc\0\0\0\2" or len(data) < 8 + 1024:
+        raise FormatError(f"{idx}: not a version-2 git pack index; run `ds fsck`")
+    count = int.from_bytes(data[8 + 255 * 4 : 8 + 256 * 4], "big")
+    start = 8 + 1024
+    if len(data) < start + 20 * count:
+        raise FormatError(f"{idx}: truncated git pack index; run `ds fsck`")
+    return [pygit2.Oid(raw=data[start + 20 * i : start + 20 * (i + 1)]) for i in range(count)]
 
 
 def _fsync_path(path: str) -> None:

@@ -672,3 +672,38 @@ def test_commit_tree_round_trips_through_a_version(store, history):
     assert listing(fresh(store), tree) == {f"f{i}.txt": entry_for(f"f{i}.txt") for i in range(3)}
     info = store.info("HEAD~1")
     assert info.message == "version 1" and info.author == "tester"
+
+
+def test_many_new_objects_go_into_one_pack_and_small_packs_are_merged(tmp_path, monkeypatch) -> None:
+    from objstore.worktree import add
+
+    from .conftest import read_tree, write
+
+    monkeypatch.setattr(meta_mod, "PACK_MERGE_AT", 4)
+    from objstore.store import Store
+
+    work = tmp_path / "w"
+    work.mkdir()
+    store = Store.init(work)
+    objects = store.meta.path / "objects"
+    packs = objects / "pack"
+    versions = []
+    for v in range(7):
+        for i in range(meta_mod.PACK_NEW_MIN + 6):  # every folder changes: > PACK_NEW_MIN new objects
+            write(work, f"d{i}/f", f"version {v} of {i}")
+        add(store, [str(work)])
+        versions.append((store.commit(f"v{v}").id, read_tree(work)))
+        loose = [f for f in objects.glob("??/*")]
+        assert len(loose) <= v + 1, "only the commit objects stay loose, not the folders' trees"
+        assert len(list(packs.glob("pack-*.idx"))) <= 5
+        assert len(list(packs.glob("pack-*.pack"))) == len(list(packs.glob("pack-*.idx")))
+    assert not list(packs.glob(".tmp-*"))
+    store.close()
+    reopened = Store.open(work)
+    from objstore.copy import get_copy
+    from objstore.maintenance import fsck
+
+    assert fsck(reopened).ok
+    for n, (commit, tree) in enumerate(versions):
+        get_copy(reopened, commit, tmp_path / f"get{n}")
+        assert read_tree(tmp_path / f"get{n}") == tree
