@@ -66,26 +66,19 @@ def open_store(attach: bool = False):
 
 @contextmanager
 def progress(label: str, quiet: bool,
-             total: int | None = None) -> Iterator[Callable[[int, int], None] | None]:
-    """A progress callback drawn on stderr when it is a terminal; None otherwise."""
-    if quiet or not sys.stderr.isatty():
+             count_files: bool = True) -> Iterator[Callable[[int, int], None] | None]:
+    """Files and bytes done (of the totals, once the operation announces them), on stderr.
+
+    A bar with rate and time left on a terminal; otherwise a plain line every few seconds
+    (nothing for quick work); nothing with ``--quiet``.
+    """
+    if quiet:
         yield None
         return
-    from rich.console import Console
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+    if not sys.stderr.isatty():
+        from objstore.progress import LogProgress
 
-    bar = Progress(TextColumn(f"{label} {{task.fields[files]}} files"), BarColumn(), DownloadColumn(),
-                   TransferSpeedColumn(), console=Console(stderr=True), transient=True)
-    task = bar.add_task(label, total=total, files=0)
-    with bar:
-        yield lambda files, nbytes: bar.update(task, completed=nbytes, files=files)
-
-
-@contextmanager
-def transfer_progress(label: str, quiet: bool) -> Iterator[Callable[[int, int], None] | None]:
-    """A bytes-done / bytes-total bar on stderr for remote transfers (terminals only)."""
-    if quiet or not sys.stderr.isatty():
-        yield None
+        yield LogProgress(label, emit=err, count_files=count_files)
         return
     from rich.console import Console
     from rich.progress import (
@@ -97,11 +90,41 @@ def transfer_progress(label: str, quiet: bool) -> Iterator[Callable[[int, int], 
         TransferSpeedColumn,
     )
 
-    bar = Progress(TextColumn(label), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                   TimeRemainingColumn(), console=Console(stderr=True), transient=True)
-    task = bar.add_task(label, total=None)
+    text = f"{label} {{task.fields[files]}}{{task.fields[of]}} files" if count_files else label
+    bar = Progress(TextColumn(text), BarColumn(),
+                   DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
+                   console=Console(stderr=True), transient=True)
+    task = bar.add_task(label, total=None, files=0, of="")
+
+    class Bar:
+        def total(self, files: int | None, nbytes: int | None) -> None:
+            bar.update(task, total=nbytes, of="" if files is None else f"/{files}")
+
+        def __call__(self, files: int, nbytes: int) -> None:
+            bar.update(task, completed=nbytes, files=files)
+
     with bar:
-        yield lambda done, total: bar.update(task, completed=done, total=total)
+        yield Bar()
+
+
+@contextmanager
+def transfer_progress(label: str, quiet: bool) -> Iterator[Callable[[int, int], None] | None]:
+    """Bytes done of bytes to move, for remote transfers: a bar, plain lines, or nothing."""
+    with progress(label, quiet, count_files=False) as inner:
+        if inner is None:
+            yield None
+            return
+        seen: dict[str, int | None] = {"total": -1}
+
+        def report(done: int, total: int) -> None:
+            if total != seen["total"]:
+                seen["total"] = total
+                from objstore.progress import announce
+
+                announce(inner, None, total)
+            inner(0, done)
+
+        yield report
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ from .errors import DsError, TargetNotEmpty
 from .manifest import FileEntry
 from .materialize import Materializer, WriteReport
 from .paths import STORE_DIR
+from .progress import announce
 from .store import Store
 
 
@@ -87,6 +88,7 @@ def copy_items(store: Store, items: list[tuple[str, FileEntry]], dest: str | os.
             a, b = collisions[0]
             raise DsError(f"{a} and {b} differ only in case and this disk ignores case; "
                           "use --include to take one of them, or a case-sensitive disk")
+        announce(progress, len(items), sum(e.size for _p, e in items))
         report = Materializer(str(tmp), store.chunks, progress=progress, force=True).write(items)
         if non_empty:
             old = dest.parent / f".{dest.name}.ds-old-{os.getpid()}"

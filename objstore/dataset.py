@@ -30,6 +30,7 @@ from .errors import DsError
 from .ingest import Ingestor, Job
 from .manifest import EXEC, EXTERNAL, FILE, FileEntry
 from .paths import check_relpath
+from .progress import LogProgress, announce
 from .records import RecordStore
 from .scan import Stat
 from .squash import squash_tree
@@ -403,8 +404,10 @@ class Dataset:
 
         def change(editor: TreeEditor) -> int:
             cfg = self._store.config
+            report = LogProgress("add_files") if verbose else None
+            announce(report, len(jobs), sum(j.stat.size for j in jobs))
             return _apply(editor, Ingestor(self._store.chunks, cfg.chunking, cfg.zstd_level,
-                                           max_workers).run(jobs))
+                                           max_workers, progress=report).run(jobs))
 
         return self._edit(change)
 

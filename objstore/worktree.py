@@ -18,6 +18,7 @@ from .diff import Diff, diff_trees
 from .errors import DirtyWorktree, DsError
 from .manifest import LINK, FileEntry
 from .paths import STORE_DIR, check_relpath, join, parent_of
+from .progress import announce
 from .scan import ScanResult, Stat, lstat_inside, scan
 from .statcache import StatCache
 from .store import Store
@@ -219,6 +220,7 @@ def add(store: Store, paths: list[str], progress: Progress | None = None,
                     and cache.get(path, st) == old.hash:
                 continue
             jobs.append(Job(path, os.path.join(store.worktree, path), st))
+        announce(progress, len(jobs), sum(j.stat.size for j in jobs))
         ingestor = Ingestor(store.chunks, store.config.chunking, store.config.zstd_level,
                             progress=progress)
         try:
@@ -391,6 +393,7 @@ def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool
                                     "commit them or use --force")
             if store.fetcher is not None:
                 store.ensure_chunks(c for _p, e in items for c, _ in e.chunk_list())
+            announce(progress, len(items), sum(e.size for _p, e in items))
             report = m.write(items)
             by_path = dict(items)
             for p, st in report.written.items():
@@ -419,6 +422,7 @@ def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool
             m.remove(p)
             cache.drop(p)
         m.prune_empty_dirs(parent_of(p) for p in gone)  # a folder emptied here may become a file
+        announce(progress, len(write_paths), sum(target_map[p].size for p in write_paths))
         report = m.write((p, target_map[p]) for p in sorted(write_paths))
         for p, st in report.written.items():
             cache.put(p, st, target_map[p].hash)

@@ -1,0 +1,94 @@
+"""Progress reporting: totals, plain lines off a terminal, a bar on one, silence with --quiet."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pty
+import subprocess
+from pathlib import Path
+
+from objstore.progress import LogProgress, announce, describe
+
+from .conftest import DS, ds, write
+
+
+def test_log_progress_is_silent_for_quick_work_and_reports_totals_rate_and_time_left() -> None:
+    lines: list[str] = []
+    quick = LogProgress("adding", every=60, emit=lines.append)
+    announce(quick, 3, 3000)
+    quick(1, 1000)
+    quick(3, 3000)
+    assert lines == [], "work shorter than the interval prints nothing"
+    slow = LogProgress("adding", every=0, emit=lines.append)
+    announce(slow, 4, 4 * 1048576)
+    slow(1, 1048576)
+    slow(4, 4 * 1048576)
+    assert lines[0].startswith("adding: 1/4 files, 1.0 MiB/4.0 MiB, ")
+    assert lines[0].endswith(" s left") and "MiB/s" in lines[0]
+    assert lines[-1].startswith("adding: 4/4 files, 4.0 MiB/4.0 MiB")
+    assert "left" not in lines[-1]
+
+
+def test_describe_without_totals_or_files() -> None:
+    assert describe("pushing", None, 2 * 1048576, None, None, 0) == "pushing: 2.0 MiB"
+    assert announce(None, 1, 1) is None  # a plain callback, or none, is fine
+
+
+def test_cli_prints_plain_progress_lines_off_a_terminal(work: Path) -> None:
+    for i in range(40):
+        write(work, f"d/f{i}", os.urandom(50_000))
+    ds("init", cwd=work)
+    env = dict(os.environ, DS_PROGRESS_INTERVAL="0")
+    proc = subprocess.run([DS, "add", "."], cwd=work, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("adding: ")]
+    assert lines and lines[-1].startswith("adding: 40/40 files, 1.9 MiB/1.9 MiB"), proc.stderr
+    quiet = subprocess.run([DS, "add", "-q", "."], cwd=work, env=env, capture_output=True, text=True,
+                           timeout=120)
+    assert quiet.stderr == ""
+    ds("commit", "-m", "v1", cwd=work)
+    got = subprocess.run([DS, "get", "HEAD", str(work.parent / "copy")], cwd=work, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert got.returncode == 0 and "writing: 40/40 files" in got.stderr, got.stderr
+
+
+def test_cli_draws_a_bar_on_a_terminal(work: Path) -> None:
+    for i in range(20):
+        write(work, f"f{i}", os.urandom(20_000))
+    ds("init", cwd=work)
+    main, child = pty.openpty()
+    proc = subprocess.Popen([DS, "add", "."], cwd=work, stdin=subprocess.DEVNULL, stdout=child, stderr=child,
+                            env=dict(os.environ, COLUMNS="100", TERM="xterm"))
+    os.close(child)
+    out = b""
+    while True:
+        try:
+            data = os.read(main, 65536)
+        except OSError:  # the terminal closed with the process
+            break
+        if not data:
+            break
+        out += data
+    os.close(main)
+    assert proc.wait(timeout=120) == 0
+    text = out.decode("utf-8", "replace")
+    assert "Staged 20 file(s)" in text
+    assert "adding: " not in text, "a terminal gets the bar, not plain lines"
+
+
+def test_sdk_verbose_reports_on_the_objstore_logger(tmp_path: Path, monkeypatch, caplog) -> None:
+    from objstore import Dataset
+
+    monkeypatch.setenv("DSSTORE_DIR", str(tmp_path / "store"))
+    monkeypatch.setenv("DS_PROGRESS_INTERVAL", "0")
+    for i in range(5):
+        write(tmp_path / "data", f"f{i}", os.urandom(10_000))
+    d = Dataset.create(dataset_name="n", dataset_project="p")
+    with caplog.at_level(logging.INFO, logger="objstore"):
+        d.add_files(tmp_path / "data", verbose=True)
+    assert any(r.getMessage().startswith("add_files: 5/5 files") for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="objstore"):
+        d.add_files(tmp_path / "data")
+    assert not caplog.records, "not verbose: nothing reported"
