@@ -165,3 +165,31 @@ def test_remote_commands(tmp_path: Path) -> None:
     assert proc.returncode == 1 and "no remote named" in proc.stderr
     ds("remote", "remove", "origin", cwd=w)
     assert ds("remote", "list", cwd=w).stdout == ""
+
+
+def test_log_graph_draws_merges_with_both_lines_and_marks_roots(tmp_path: Path) -> None:
+    from objstore.store import Store
+
+    w = tmp_path / "w"
+    w.mkdir()
+    ds("init", cwd=w)
+    write(w, "a", "1")
+    ds("add", ".", cwd=w)
+    ds("commit", "-m", "base", cwd=w)
+    write(w, "a", "2")
+    ds("add", ".", cwd=w)
+    ds("commit", "-m", "left", cwd=w)
+    with Store.open(w) as store:  # a second line of descent from base, then a merge of both
+        base, left = store.resolve("HEAD~1"), store.resolve("HEAD")
+        tree = store.tree(base)
+        right = store.meta.commit(tree, [base], "right")
+        merged = store.meta.commit(store.tree(left), [left, right], "merge")
+        store.meta.set_head(merged, "test merge")
+    lines = ds("log", "--graph", cwd=w).stdout.splitlines()
+    assert [ln.split()[0] for ln in lines if "*" in ln] == ["*", "*", "|", "*"]
+    assert lines[0].startswith("*") and "merge" in lines[0]
+    assert any(ln.rstrip().endswith("\\") for ln in lines), "the merge opens a second column"
+    right_line = next(ln for ln in lines if ln.endswith("right"))
+    assert right_line.index("*") == 2, "the second parent is drawn in its own column"
+    assert lines[-1].endswith("base  [root]")
+    ds("squash", "-m", "squashed", cwd=w, check=False)
