@@ -192,4 +192,3 @@ def test_log_graph_draws_merges_with_both_lines_and_marks_roots(tmp_path: Path) 
     right_line = next(ln for ln in lines if ln.endswith("right"))
     assert right_line.index("*") == 2, "the second parent is drawn in its own column"
     assert lines[-1].endswith("base  [root]")
-    ds("squash", "-m", "squashed", cwd=w, check=False)
