@@ -1,0 +1,332 @@
+// ds ui: the page over the read-only JSON API (no framework, no build step).
+// Everything from the store is inserted as text (textContent), never as HTML.
+"use strict";
+
+const SVG = "http://www.w3.org/2000/svg";
+const ROW = 30, LANE = 22, RADIUS = 6, PAD = 16;
+const EDGE_COLOURS = ["#94a3b8", "#f97316", "#10b981", "#a855f7", "#ef4444", "#0ea5e9", "#eab308", "#ec4899"];
+
+const state = { commits: [], byId: new Map(), datasets: [], rev: null, path: "" };
+
+const $ = (sel) => document.querySelector(sel);
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v;
+    else if (k === "text") node.textContent = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v);
+  }
+  for (const c of children) node.append(c);
+  return node;
+}
+
+function svg(tag, attrs = {}) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  return node;
+}
+
+function human(n) {
+  if (n === null || n === undefined) return "";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0, v = n;
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  return i === 0 ? `${n} B` : `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
+}
+
+function short(id) { return id ? id.slice(0, 10) : ""; }
+
+function showError(message) {
+  const box = $("#error");
+  box.textContent = message;
+  box.hidden = !message;
+}
+
+async function api(name, params = {}) {
+  const url = `/api/${name}?${new URLSearchParams(params)}`;
+  const response = await fetch(url);
+  const data = await response.json().catch(() => ({ error: `${response.status} ${response.statusText}` }));
+  if (!response.ok) throw new Error(data.error || `${response.status}`);
+  return data;
+}
+
+function guard(fn) {
+  return async (...args) => {
+    try { showError(""); await fn(...args); } catch (e) { showError(e.message); }
+  };
+}
+
+// -- the lineage graph --------------------------------------------------------------------
+// Rows in topological order (newest first); each open line of descent keeps a lane
+// until the parent it waits for is drawn, so an edge runs down its own lane.
+function layout(commits) {
+  const rowOf = new Map(commits.map((c, i) => [c.id, i]));
+  const lanes = [];  // lanes[k] = the commit id lane k waits for, or null
+  const pos = new Map();
+  const edges = [];
+  const free = () => { let k = lanes.indexOf(null); if (k < 0) { k = lanes.length; lanes.push(null); } return k; };
+  commits.forEach((c, row) => {
+    let lane = lanes.indexOf(c.id);
+    if (lane < 0) lane = free();
+    for (let k = 0; k < lanes.length; k++) if (lanes[k] === c.id) lanes[k] = null;
+    pos.set(c.id, { row, lane });
+    c.parents.forEach((p, i) => {
+      if (!rowOf.has(p)) return;  // beyond the shown history
+      let k = i === 0 ? lane : lanes.indexOf(p);
+      if (k < 0) k = free();
+      lanes[k] = p;
+      edges.push({ from: p, to: c.id, lane: k, merge: i > 0 });
+    });
+    while (lanes.length && lanes[lanes.length - 1] === null) lanes.pop();
+  });
+  const width = Math.max(1, ...[...pos.values()].map((p) => p.lane + 1), ...edges.map((e) => e.lane + 1));
+  return { pos, edges, width };
+}
+
+function curve(x1, y1, x2, y2) {
+  if (x1 === x2) return ` L${x2},${y2}`;
+  const ym = (y1 + y2) / 2;
+  return ` C${x1},${ym} ${x2},${ym} ${x2},${y2}`;
+}
+
+function drawGraph() {
+  const graph = $("#graph");
+  graph.replaceChildren();
+  const commits = state.commits;
+  $("#graph-empty").hidden = commits.length > 0;
+  if (!commits.length) { graph.setAttribute("width", 0); graph.setAttribute("height", 0); return; }
+  const { pos, edges, width } = layout(commits);
+  const x = (lane) => PAD + lane * LANE;
+  const y = (row) => PAD + row * ROW;
+  const labelX = x(width - 1) + LANE;
+  const totalWidth = labelX + 560;
+  graph.setAttribute("width", totalWidth);
+  graph.setAttribute("height", y(commits.length - 1) + PAD);
+  const edgeLayer = svg("g", { class: "edges" });
+  const nodeLayer = svg("g", { class: "nodes" });
+  graph.append(edgeLayer, nodeLayer);
+  for (const e of edges) {
+    const c = pos.get(e.to), p = pos.get(e.from);
+    const xc = x(c.lane), yc = y(c.row), xp = x(p.lane), yp = y(p.row), xk = x(e.lane);
+    let d = `M${xc},${yc}`;
+    if (p.row - c.row >= 2) {
+      d += curve(xc, yc, xk, yc + ROW) + ` L${xk},${yp - ROW}` + curve(xk, yp - ROW, xp, yp);
+    } else {
+      d += curve(xc, yc, xp, yp);
+    }
+    edgeLayer.append(svg("path", {
+      class: e.merge ? "edge merge" : "edge", d, "data-from": e.from, "data-to": e.to,
+      stroke: EDGE_COLOURS[e.lane % EDGE_COLOURS.length],
+    }));
+  }
+  for (const c of commits) {
+    const p = pos.get(c.id);
+    const cy = y(p.row);
+    const g = svg("g", { class: c.parents.length ? "node" : "node root", "data-id": c.id, tabindex: 0 });
+    g.append(svg("rect", { class: "hit", x: 2, y: cy - ROW / 2 + 1, width: totalWidth - 4, height: ROW - 2, rx: 4 }));
+    g.append(svg("circle", { cx: x(p.lane), cy, r: RADIUS }));
+    const text = svg("text", { x: labelX, y: cy + 4 });
+    const sid = svg("tspan", { class: "sid" });
+    sid.textContent = short(c.id) + "  ";
+    text.append(sid);
+    for (const l of c.labels) {
+      const t = svg("tspan", { class: `lbl-${l.kind}` });
+      t.textContent = l.name + "  ";
+      text.append(t);
+    }
+    const msg = svg("tspan", { class: "msg" });
+    let first = (c.message || "").split("\n")[0];
+    if (c.labels.some((l) => l.name === first)) first = "";  // a dataset version's message is its name
+    msg.textContent = first.length > 60 ? first.slice(0, 59) + "…" : first;
+    text.append(msg);
+    g.append(text);
+    const title = svg("title");
+    title.textContent = `${c.id}\n${c.created}  ${c.author}\n${c.parents.length} parent(s)\n\n${c.message}`;
+    g.append(title);
+    g.addEventListener("click", guard(() => selectVersion(c.id)));
+    g.addEventListener("keydown", (ev) => { if (ev.key === "Enter") guard(() => selectVersion(c.id))(); });
+    nodeLayer.append(g);
+  }
+  $("#graph-count").textContent = `(${commits.length}${state.truncated ? "+, newest shown" : ""})`;
+}
+
+// -- datasets -----------------------------------------------------------------------------
+function drawDatasets() {
+  const body = $("#datasets tbody");
+  body.replaceChildren();
+  $("#datasets-empty").hidden = state.datasets.length > 0;
+  $("#datasets").hidden = state.datasets.length === 0;
+  for (const d of state.datasets) {
+    const tr = el("tr", { class: "click", "data-id": d.id, title: d.description || d.id },
+      el("td", { text: d.project }), el("td", { text: d.name }), el("td", { text: d.version }),
+      el("td", {}, el("span", { class: `state ${d.status}`, text: d.status })),
+      el("td", { class: "mono", text: d.id.slice(0, 8) }));
+    tr.addEventListener("click", guard(() => selectVersion(d.commit || d.id)));
+    body.append(tr);
+  }
+}
+
+// -- one version's files --------------------------------------------------------------------
+function versionLabel(rev) {
+  const c = state.byId.get(rev);
+  if (c) {
+    const names = c.labels.filter((l) => l.kind !== "head").map((l) => l.name);
+    return `${short(c.id)}${names.length ? " (" + names.join(", ") + ")" : ""}`;
+  }
+  const d = state.datasets.find((x) => x.id === rev);
+  return d ? `draft ${d.project}/${d.name} ${d.version}` : short(rev);
+}
+
+async function selectVersion(rev) {
+  state.rev = rev;
+  for (const g of document.querySelectorAll("#graph .node")) g.classList.toggle("selected", g.dataset.id === rev);
+  for (const tr of document.querySelectorAll("#datasets tbody tr")) {
+    const d = state.datasets.find((x) => x.id === tr.dataset.id);
+    tr.classList.toggle("selected", !!d && (d.commit || d.id) === rev);
+  }
+  const node = document.querySelector(`#graph .node[data-id="${CSS.escape(rev)}"]`);
+  if (node) node.scrollIntoView({ block: "nearest" });
+  const c = state.byId.get(rev);
+  $("#ver-title").textContent = "— " + versionLabel(rev);
+  $("#ver-meta").textContent = c
+    ? `${c.created.replace("T", " ").replace("Z", " UTC")} · ${c.author} · ${c.message.split("\n")[0]}`
+    : "draft dataset (not finalized)";
+  if (c && c.parents.length) setSelect("#diff-a", c.parents[0]);
+  setSelect("#diff-b", rev);
+  await openFolder("");
+}
+
+async function openFolder(path) {
+  const data = await api("tree", { rev: state.rev, path });
+  state.path = data.path;
+  const crumbs = $("#crumbs");
+  crumbs.replaceChildren();
+  const parts = data.path ? data.path.split("/") : [];
+  crumbs.append(el("a", { text: "root", onclick: guard(() => openFolder("")) }));
+  parts.forEach((part, i) => {
+    const to = parts.slice(0, i + 1).join("/");
+    crumbs.append(" / ", el("a", { text: part, onclick: guard(() => openFolder(to)) }));
+  });
+  const body = $("#files tbody");
+  body.replaceChildren();
+  for (const d of data.folders) {
+    body.append(el("tr", { class: "click dir", "data-path": d.path, onclick: guard(() => openFolder(d.path)) },
+      el("td", {}, el("span", { class: "icon", text: "▸" }), d.name + "/"),
+      el("td", { class: "num", text: human(d.bytes), title: d.bytes === null ? "" : `${d.bytes} bytes` }),
+      el("td", { class: "num", text: d.files === null ? "" : String(d.files) })));
+  }
+  for (const f of data.files) {
+    body.append(el("tr", { class: "click file", "data-path": f.path, onclick: guard(() => preview(state.rev, f.path)) },
+      el("td", {}, el("span", { class: "icon", text: f.kind === "link" ? "↪" : f.kind === "external" ? "⇗" : "·" }), f.name),
+      el("td", { class: "num", text: human(f.size), title: `${f.size} bytes` }),
+      el("td", { class: "num muted", text: f.kind === "file" ? "" : f.kind })));
+  }
+  if (data.more_files) body.append(el("tr", {}, el("td", { class: "muted", text: `… and ${data.more_files} more files` })));
+  if (!data.folders.length && !data.files.length) body.append(el("tr", {}, el("td", { class: "muted", text: "(empty)" })));
+}
+
+// -- compare --------------------------------------------------------------------------------
+function fillSelects() {
+  for (const sel of ["#diff-a", "#diff-b"]) {
+    const select = $(sel);
+    select.replaceChildren();
+    for (const c of state.commits) {
+      select.append(el("option", { value: c.id, text: `${versionLabel(c.id)} ${(c.message || "").split("\n")[0].slice(0, 40)}` }));
+    }
+    for (const d of state.datasets.filter((x) => !x.commit)) {
+      select.append(el("option", { value: d.id, text: versionLabel(d.id) }));
+    }
+  }
+  if (state.commits.length > 1) setSelect("#diff-a", state.commits[1].id);
+}
+
+function setSelect(sel, value) {
+  const select = $(sel);
+  if ([...select.options].some((o) => o.value === value)) select.value = value;
+}
+
+async function compare() {
+  const a = $("#diff-a").value, b = $("#diff-b").value;
+  if (!a || !b) return;
+  const data = await api("diff", { a, b });
+  const s = data.stat;
+  const box = $("#diff");
+  box.replaceChildren(el("p", { class: "summary", text:
+    `${s.added} added (${human(s.bytes_added)}), ${s.removed} removed (${human(s.bytes_removed)}), ` +
+    `${s.modified} modified, ${s.renamed} renamed` + (data.truncated ? " — long lists cut" : "") }));
+  if (!s.added && !s.removed && !s.modified && !s.renamed) {
+    box.append(el("p", { class: "muted", text: "The two versions hold the same files." }));
+    return;
+  }
+  const body = el("tbody");
+  const row = (kind, mark, path, size, rev, shown = path) => body.append(el("tr",
+    { class: `click ${kind}`, "data-path": path, onclick: guard(() => preview(rev, path)) },
+    el("td", { class: "st", text: mark }), el("td", { text: shown }), el("td", { class: "num", text: size })));
+  for (const r of data.added) row("added", "A", r.path, human(r.size), b);
+  for (const r of data.removed) row("removed", "D", r.path, human(r.size), a);
+  for (const r of data.modified) row("modified", "M", r.path, `${human(r.old_size)} → ${human(r.size)}`, b);
+  for (const r of data.renamed) row("renamed", "R", r.to, human(r.size), b, `${r.from} → ${r.to}`);
+  box.append(el("table", { class: "grid" },
+    el("thead", {}, el("tr", {}, el("th", {}), el("th", { text: "Path" }), el("th", { class: "num", text: "Size" }))),
+    body));
+}
+
+// -- preview --------------------------------------------------------------------------------
+async function preview(rev, path) {
+  const data = await api("preview", { rev, path });
+  $("#preview-title").textContent = `— ${path} @ ${versionLabel(rev)} · ${human(data.size)}`;
+  const box = $("#preview");
+  box.replaceChildren();
+  const note = (text) => box.append(el("p", { class: "muted", text }));
+  switch (data.type) {
+    case "text":
+      box.append(el("pre", { text: data.text }));
+      if (data.truncated) note(`First ${human(data.text.length)} shown.`);
+      break;
+    case "table": {
+      const head = el("tr", {}, ...data.columns.map((c) => el("th", { text: String(c) })));
+      const body = el("tbody", {}, ...data.rows.map((r) =>
+        el("tr", {}, ...r.map((v) => el("td", { text: v === null ? "" : String(v) })))));
+      box.append(el("table", { class: `grid ${data.format}` }, el("thead", {}, head), body));
+      const total = data.total_rows === null ? "" : ` of ${data.total_rows}`;
+      note(`${data.format.toUpperCase()}: first ${data.rows.length} rows${total}, ${data.columns.length} columns.`);
+      break;
+    }
+    case "image":
+      if (data.too_large) { note("Image too large to show here."); break; }
+      box.append(el("img", { src: `/api/raw?${new URLSearchParams({ rev, path })}`, alt: path }));
+      break;
+    case "link": note(`Symbolic link to ${data.target}`); break;
+    case "external": note(`External file, stored as its URL: ${data.url}`); break;
+    case "binary":
+      note("Binary file. First bytes:");
+      box.append(el("pre", { text: data.head_hex.replace(/(..)/g, "$1 ").trim() }));
+      break;
+    default: note(data.message || "No preview.");
+  }
+}
+
+// -- start ----------------------------------------------------------------------------------
+async function start() {
+  const [summary, graph, datasets] = await Promise.all([api("summary"), api("graph"), api("datasets")]);
+  $("#store-path").textContent = summary.worktree;
+  const head = $("#head-info");
+  head.replaceChildren(summary.head
+    ? el("span", {}, "HEAD ", el("code", { text: short(summary.head) }), summary.branch ? ` on ${summary.branch}` : " (detached)")
+    : "no version yet");
+  state.commits = graph.commits;
+  state.truncated = graph.truncated;
+  state.byId = new Map(graph.commits.map((c) => [c.id, c]));
+  state.datasets = datasets;
+  drawDatasets();
+  drawGraph();
+  fillSelects();
+  $("#diff-go").addEventListener("click", guard(compare));
+  const first = summary.head || (graph.commits[0] && graph.commits[0].id);
+  if (first) await selectVersion(first);
+  document.body.dataset.ready = "1";
+}
+
+document.addEventListener("DOMContentLoaded", guard(start));
