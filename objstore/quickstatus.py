@@ -17,7 +17,7 @@ import tomllib
 from pathlib import Path
 
 from .paths import STORE_DIR
-from .statcache import StatCache, racy
+from .statcache import RACY_NS, StatCache
 
 _IGNORE_FILE = ".dsignore"  # scan.IGNORE_FILE; a folder holding one takes the full scan
 
@@ -86,7 +86,9 @@ def _walk_unchanged(root: str, cache: StatCache) -> bool | None:
     ``lstat`` and one tuple comparison per file, stopping at the first difference.
     None when a folder holds a ``.dsignore``, whose rules only the scanner applies.
     """
-    entries, written = cache.entries, cache.written_ns
+    entries = cache.entries
+    # statcache.racy, inlined: a file changed within a tick of the cache's writing is unsure
+    fine, coarse = cache.written_ns - RACY_NS, cache.written_ns - 2_000_000_000
     seen = 0
     folders = [""]
     while folders:
@@ -124,7 +126,8 @@ def _walk_unchanged(root: str, cache: StatCache) -> bool | None:
                 return False
             if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
                 return False
-            if racy(st.st_mtime_ns, st.st_ctime_ns, written):
+            m, c = st.st_mtime_ns, st.st_ctime_ns
+            if (m if m > c else c) >= (fine if m % 1_000_000_000 else coarse):
                 return False
             seen += 1
     return seen == len(entries)

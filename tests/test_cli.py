@@ -11,7 +11,7 @@ import pytest
 from .conftest import ds, read_tree, write
 
 COMMANDS = ["init", "add", "rm", "status", "commit", "log", "show", "diff", "checkout", "get",
-            "tag", "squash", "fsck", "gc"]
+            "tag", "squash", "fsck", "gc", "ui", "push", "fetch", "pull", "clone", "merge", "remote"]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS)
