@@ -176,7 +176,7 @@ class Browser:
 
     def datasets(self) -> list[dict]:
         """The SDK's dataset versions (drafts included), by project, name and version."""
-        from .dataset import _version_key
+        from .dataset import version_key
 
         keys = ("id", "project", "name", "version", "status", "tags", "parents", "commit", "created",
                 "description")
@@ -184,7 +184,7 @@ class Browser:
             records = RecordStore(self.store.path).all()
         out = [{k: r.get(k) for k in keys} for r in records]
         return sorted(out, key=lambda r: (r["project"] or "", r["name"] or "",
-                                          _version_key(r["version"] or "")))
+                                          version_key(r["version"] or "")))
 
     # -- one version -------------------------------------------------------------------
     def _version(self, rev: str) -> tuple[str, pygit2.Oid]:

@@ -61,7 +61,7 @@ def _now() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _version_key(version: str) -> tuple:
+def version_key(version: str) -> tuple:
     parts = []
     for p in str(version).split("."):
         parts.append((0, int(p), "") if p.isdigit() else (1, 0, p))
@@ -267,7 +267,7 @@ class Dataset:
             if dataset_version is None:
                 same = [r["version"] for r in records.all()
                         if r["project"] == dataset_project and r["name"] == dataset_name]
-                dataset_version = _bump(max(same, key=_version_key)) if same else "1.0.0"
+                dataset_version = _bump(max(same, key=version_key)) if same else "1.0.0"
             editor = TreeEditor(store.meta, None)
             for p in parents:  # union in list order: a later parent wins on a path
                 for path, entry in store.meta.walk(store.meta.tree_of(p["commit"])):
@@ -360,7 +360,7 @@ class Dataset:
                     f"tags={list(dataset_tags or [])} version={dataset_version!r}"
                     f"{' (completed only)' if only_completed else ''}; see Dataset.list_datasets()"
                 )
-            found = max(matches, key=lambda r: (_version_key(r["version"]), r["created"]))
+            found = max(matches, key=lambda r: (version_key(r["version"]), r["created"]))
         if only_published and found["status"] != rec.PUBLISHED:
             raise DatasetNotFound(f"dataset {found['id']} is not published")
         if only_completed and found["status"] == rec.DRAFT:
@@ -809,7 +809,7 @@ class Dataset:
             doomed = _query(store, dataset_project, dataset_name, None, dataset_version, False, False,
                             exact_name=True)
             if not entire_dataset and dataset_version is None and doomed:
-                doomed = [max(doomed, key=lambda r: (_version_key(r["version"]), r["created"]))]
+                doomed = [max(doomed, key=lambda r: (version_key(r["version"]), r["created"]))]
         if not doomed:
             raise DatasetNotFound(f"no dataset to delete matches id={dataset_id!r} "
                                   f"project={dataset_project!r} name={dataset_name!r}")
@@ -916,7 +916,7 @@ def _fetch_from_remote(store: Store, pick) -> dict | None:
     hits = [r for r in pick(remote) if r.get("status") != rec.DRAFT]
     if not hits:
         return None
-    best = max(hits, key=lambda r: (_version_key(r["version"]), r["created"]))
+    best = max(hits, key=lambda r: (version_key(r["version"]), r["created"]))
     by_id = {r["id"]: r for r in remote}
     todo, seen = [best], set()
     while todo:  # the version and every ancestor the local store lacks

@@ -171,9 +171,9 @@ class _Catalog:
     """Finalized dataset versions by project and name, for listings and version lookup."""
 
     def __init__(self, records: list[dict], local_ids: set[str]):
-        from .dataset import _version_key
+        from .dataset import version_key
 
-        self.key = _version_key
+        self.key = version_key
         self.local_ids = local_ids
         self.final: dict[tuple[str, str], dict[str, dict]] = {}
         self.drafts: dict[tuple[str, str], set[str]] = {}
