@@ -33,6 +33,8 @@ from .manifest import FileEntry, decode_manifest, encode_manifest
 from .paths import check_name, join
 
 MANIFEST = ".ds.manifest"
+BASE, ADDED, REMOVED = ".ds.manifest.base", ".ds.manifest.add", ".ds.manifest.del"
+PATCH_SHARE = 4  # a folder changed in more than 1/PATCH_SHARE of its base's rows is stored whole
 META = ".ds.meta"
 ESCAPE = ".ds.d."
 BUCKET_MAX = 8192
@@ -76,6 +78,9 @@ class Folder:
     files: dict[str, FileEntry] = field(default_factory=dict)
     dirs: dict[str, pygit2.Oid] = field(default_factory=dict)
     meta: pygit2.Oid | None = None
+    # the whole manifest blob this folder's rows are based on, and its rows: a later
+    # version of the folder can store only its difference from it (see write_folder)
+    base: tuple[pygit2.Oid, dict[str, FileEntry]] | None = None
 
 
 @dataclass(frozen=True)
@@ -203,6 +208,8 @@ class MetaStore:
         if not isinstance(tree, pygit2.Tree):
             raise FormatError(f"folder {label!r}: {tree_oid} is not a tree")
         folder = Folder()
+        buckets: list[pygit2.Oid] = []
+        patch: dict[str, pygit2.Oid] = {}
         for item in tree:
             name = item.name
             if item.filemode == TREE:
@@ -211,19 +218,28 @@ class MetaStore:
                     raise FormatError(f"folder {label!r}: subfolder {dname!r} is listed twice")
                 folder.dirs[dname] = item.id
             elif item.filemode == BLOB and _BUCKET.fullmatch(name):
-                try:
-                    data = self.repo[item.id].data
-                except KeyError:
-                    raise FormatError(
-                        f"folder {label!r}: manifest {item.id} is missing; run `ds fsck`") from None
-                for e in decode_manifest(data, self.hash_size, f"manifest of {label!r}"):
-                    if e.name in folder.files:
-                        raise FormatError(f"folder {label!r}: file {e.name!r} is listed twice")
-                    folder.files[e.name] = e
+                buckets.append(item.id)
+            elif item.filemode == BLOB and name in (BASE, ADDED, REMOVED):
+                patch[name] = item.id
             elif item.filemode == BLOB and name == META and not where:
                 folder.meta = item.id
             else:
                 raise FormatError(f"folder {label!r}: unexpected tree entry {name!r}")
+        if patch:
+            if buckets or BASE not in patch or len(patch) == 1:
+                raise FormatError(f"folder {label!r}: a manifest patch needs its base and nothing "
+                                  "else beside it")
+            folder.files = self._patched(patch, label)
+        else:
+            for oid in buckets:
+                for e in self._manifest(oid, label):
+                    if e.name in folder.files:
+                        raise FormatError(f"folder {label!r}: file {e.name!r} is listed twice")
+                    folder.files[e.name] = e
+            if len(buckets) == 1:
+                folder.base = (buckets[0], folder.files)
+        if patch:
+            folder.base = (patch[BASE], {e.name: e for e in self._manifest(patch[BASE], label)})
         clash = folder.files.keys() & folder.dirs.keys()
         if clash:
             raise FormatError(f"folder {label!r}: {sorted(clash)[0]!r} is both a file and a folder")
@@ -232,14 +248,66 @@ class MetaStore:
         self._folders[tree_oid] = folder
         return folder
 
+    def _manifest(self, oid: pygit2.Oid, label: str) -> list[FileEntry]:
+        try:
+            data = self.repo[oid].data
+        except KeyError:
+            raise FormatError(f"folder {label!r}: manifest {oid} is missing; run `ds fsck`") from None
+        return decode_manifest(data, self.hash_size, f"manifest of {label!r}")
+
+    def _patched(self, patch: dict[str, pygit2.Oid], label: str) -> dict[str, FileEntry]:
+        """A folder stored as a base manifest plus its added/changed rows and removed names."""
+        files = {e.name: e for e in self._manifest(patch[BASE], label)}
+        if REMOVED in patch:
+            try:
+                names = self.repo[patch[REMOVED]].data.decode("utf-8").split("\0")
+            except KeyError:
+                raise FormatError(f"folder {label!r}: removal list {patch[REMOVED]} is missing; "
+                                  "run `ds fsck`") from None
+            except UnicodeDecodeError:
+                raise FormatError(f"folder {label!r}: removal list is not UTF-8") from None
+            if names != sorted(set(names)):
+                raise FormatError(f"folder {label!r}: removal list is not sorted and unique")
+            for n in names:
+                if files.pop(n, None) is None:
+                    raise FormatError(f"folder {label!r}: removal of {n!r}, which its base lacks")
+        if ADDED in patch:
+            for e in self._manifest(patch[ADDED], label):
+                files[e.name] = e
+        return files
+
     def write_folder(self, files: list[FileEntry], dirs: dict[str, pygit2.Oid],
-                     meta: pygit2.Oid | None = None) -> pygit2.Oid | None:
-        """Write one folder's tree; None when it holds nothing (empty folders vanish)."""
+                     meta: pygit2.Oid | None = None,
+                     base: tuple[pygit2.Oid, dict[str, FileEntry]] | None = None) -> pygit2.Oid | None:
+        """Write one folder's tree; None when it holds nothing (empty folders vanish).
+
+        With ``base`` (the whole manifest an earlier version of this folder used) and a
+        small change, only the difference is stored: the tree names the base blob again
+        (no new bytes) beside a manifest of added or changed rows and a list of removed
+        names. A folder changed in one file out of hundreds then costs a few hundred
+        bytes per version instead of its whole manifest.
+        """
         if not files and not dirs and meta is None:
             return None
         tb = self.repo.TreeBuilder()
         for name, oid in dirs.items():
             tb.insert(encode_dir(name), oid, TREE)
+        if files and base is not None and len(files) <= BUCKET_MAX:
+            base_oid, base_rows = base
+            names = {e.name for e in files}
+            added = [e for e in files if base_rows.get(e.name) != e]
+            removed = sorted(n for n in base_rows if n not in names)
+            if not added and not removed:
+                tb.insert(MANIFEST, base_oid, BLOB)
+                files = []
+            elif len(added) + len(removed) <= len(base_rows) // PATCH_SHARE:
+                tb.insert(BASE, base_oid, BLOB)
+                if added:
+                    tb.insert(ADDED, self._new(self.repo.create_blob(
+                        encode_manifest(added, self.hash_size))), BLOB)
+                if removed:
+                    tb.insert(REMOVED, self._new(self.repo.create_blob("\0".join(removed).encode())), BLOB)
+                files = []
         if files:
             nb = 1
             while len(files) > nb * BUCKET_MAX:

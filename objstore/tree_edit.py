@@ -14,13 +14,14 @@ from .paths import join
 
 
 class _Node:
-    __slots__ = ("oid", "files", "dirs", "meta", "dirty")
+    __slots__ = ("oid", "files", "dirs", "meta", "base", "dirty")
 
     def __init__(self, oid: pygit2.Oid | None):
         self.oid = oid
         self.files: dict[str, FileEntry] | None = None
         self.dirs: dict[str, _Node] | None = None
         self.meta: pygit2.Oid | None = None
+        self.base: tuple[pygit2.Oid, dict[str, FileEntry]] | None = None  # see MetaStore.write_folder
         self.dirty = False
 
 
@@ -39,6 +40,7 @@ class TreeEditor:
         node.files = dict(folder.files)
         node.dirs = {name: _Node(oid) for name, oid in folder.dirs.items()}
         node.meta = folder.meta
+        node.base = folder.base
 
     def _folder(self, folder: str, create: bool) -> list[_Node] | None:
         """Nodes from the root down to ``folder``; None if absent and not created."""
@@ -129,6 +131,7 @@ class TreeEditor:
             oid = self._write(child, join(where, name))
             if oid is not None:
                 dirs[name] = oid
-        oid = self.meta.write_folder(list(node.files.values()), dirs, node.meta if not where else None)
+        oid = self.meta.write_folder(list(node.files.values()), dirs, node.meta if not where else None,
+                                     node.base)
         node.oid, node.dirty = oid, False
         return oid

@@ -707,3 +707,81 @@ def test_many_new_objects_go_into_one_pack_and_small_packs_are_merged(tmp_path, 
     for n, (commit, tree) in enumerate(versions):
         get_copy(reopened, commit, tmp_path / f"get{n}")
         assert read_tree(tmp_path / f"get{n}") == tree
+
+
+def _names(repo, tree) -> list[str]:
+    return sorted(e.name for e in repo[tree])
+
+
+def test_a_small_change_stores_only_the_difference_from_the_base_manifest(store) -> None:
+    meta, repo = store.meta, store.meta.repo
+    files = {f"d/f{i:03d}": entry_for(f"d/f{i:03d}") for i in range(100)}
+    v1 = build(meta, files)
+    d1 = fresh(store).read_folder(v1).dirs["d"]
+    base_blob = repo[d1][MANIFEST].id
+    ed = TreeEditor(meta, v1)
+    ed.set("d/f005", entry_for("d/f005", b"changed"))
+    ed.set("d/new", entry_for("d/new"))
+    ed.remove("d/f010")
+    v2 = ed.write()
+    d2 = fresh(store).read_folder(v2).dirs["d"]
+    assert _names(repo, d2) == [meta_mod.ADDED, meta_mod.BASE, meta_mod.REMOVED]
+    assert repo[d2][meta_mod.BASE].id == base_blob, "the base is the old blob: no new bytes"
+    assert len(repo[repo[d2][meta_mod.ADDED].id].data) < 200
+    want = dict(files)
+    want["d/f005"] = entry_for("d/f005", b"changed")
+    want["d/new"] = entry_for("d/new")
+    del want["d/f010"]
+    assert dict(fresh(store).walk(v2)) == want
+    # a further change is still a difference from the same base: never a chain of patches
+    ed = TreeEditor(fresh(store), v2)
+    ed.set("d/f020", entry_for("d/f020", b"again"))
+    v3 = ed.write()
+    d3 = fresh(store).read_folder(v3).dirs["d"]
+    assert repo[d3][meta_mod.BASE].id == base_blob
+    assert len(meta_mod.decode_manifest(repo[repo[d3][meta_mod.ADDED].id].data, 16, "t")) == 3
+    # undoing every change gives back the very first tree
+    ed = TreeEditor(fresh(store), v3)
+    for path in ("d/f005", "d/f010", "d/f020"):
+        ed.set(path, files[path])
+    ed.remove("d/new")
+    assert ed.write() == v1
+
+
+def test_a_large_change_stores_the_whole_manifest_again(store) -> None:
+    meta, repo = store.meta, store.meta.repo
+    files = {f"f{i:03d}": entry_for(f"f{i:03d}") for i in range(40)}
+    v1 = build(meta, files)
+    ed = TreeEditor(meta, v1)
+    for i in range(11):  # more than a quarter of 40 rows
+        ed.set(f"f{i:03d}", entry_for(f"f{i:03d}", b"x"))
+    v2 = ed.write()
+    assert _names(repo, v2) == [MANIFEST]
+    assert repo[v2][MANIFEST].id != repo[v1][MANIFEST].id
+
+
+@pytest.mark.parametrize("case", ["no base", "base alone", "beside a manifest", "unknown removal",
+                                  "unsorted removals", "removals not UTF-8", "bad added rows"])
+def test_hostile_manifest_patches_are_refused(store, case) -> None:
+    repo = store.meta.repo
+    base = repo.create_blob(encode_manifest([entry_for("a"), entry_for("b"), entry_for("c")], 16))
+    added = repo.create_blob(encode_manifest([entry_for("d")], 16))
+    items = {
+        "no base": [(meta_mod.ADDED, added, BLOB)],
+        "base alone": [(meta_mod.BASE, base, BLOB)],
+        "beside a manifest": [(meta_mod.BASE, base, BLOB), (meta_mod.ADDED, added, BLOB),
+                              (MANIFEST, added, BLOB)],
+        "unknown removal": [(meta_mod.BASE, base, BLOB), (meta_mod.REMOVED, repo.create_blob(b"zz"), BLOB)],
+        "unsorted removals": [(meta_mod.BASE, base, BLOB),
+                              (meta_mod.REMOVED, repo.create_blob(b"b\0a"), BLOB)],
+        "removals not UTF-8": [(meta_mod.BASE, base, BLOB),
+                               (meta_mod.REMOVED, repo.create_blob(b"\xff"), BLOB)],
+        "bad added rows": [(meta_mod.BASE, base, BLOB),
+                           (meta_mod.ADDED, repo.create_blob(b"DSMF junk"), BLOB)],
+    }[case]
+    tree = hand_tree(repo, items)
+    with pytest.raises(FormatError):
+        fresh(store).read_folder(tree)
+    good = hand_tree(repo, [(meta_mod.BASE, base, BLOB), (meta_mod.ADDED, added, BLOB),
+                            (meta_mod.REMOVED, repo.create_blob(b"a\0c"), BLOB)])
+    assert sorted(fresh(store).read_folder(good).files) == ["b", "d"]
