@@ -16,12 +16,8 @@ import traceback
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
-
-import typer
-
-from .app import app, err, open_store
 
 STATIC = Path(__file__).with_name("ui_static")
 PAGES = {"/": ("index.html", "text/html; charset=utf-8"),
@@ -181,26 +177,3 @@ def _param(query: dict[str, str], name: str) -> str:
     if not value:
         raise BadRequest(f"parameter {name!r} is required")
     return value
-
-
-@app.command()
-def ui(
-    port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1 (0: any free port).")] = 8484,
-    open_browser: Annotated[bool, typer.Option("--open", help="Also open the page in a browser.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every request on stderr.")] = False,
-) -> None:
-    """Browse versions, datasets, files, diffs and previews in a local web page (read-only)."""
-    store = open_store()
-    server = make_server(store, port, quiet=not verbose)
-    typer.echo(f"ds ui: {store.worktree} at {server.url}  (read-only; Ctrl-C to stop)")
-    if open_browser:
-        import webbrowser
-
-        webbrowser.open(server.url)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        err("Stopped.")
-    finally:
-        server.server_close()
-        store.close()
