@@ -55,18 +55,52 @@ def fsck(
         raise typer.Exit(1)
 
 
+def parse_duration(text: str) -> float:
+    """Seconds in "90", "90s", "15m", "12h", "1d" or "2w"."""
+    from objstore.errors import DsError
+
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+    text = text.strip().lower()
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    try:
+        value = float(number) * units[unit]
+    except ValueError:
+        raise DsError(f"--grace takes a duration such as 0, 90s, 15m, 12h or 1d, not {text!r}") from None
+    if value < 0:
+        raise DsError("--grace cannot be negative")
+    return value
+
+
 @app.command()
 def gc(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be freed.")] = False,
+    remote: Annotated[str | None, typer.Option(
+        "--remote", help="Collect this remote instead: what none of its branches, tags and dataset "
+        "records needs.")] = None,
+    grace: Annotated[str, typer.Option(
+        "--grace", help="With --remote: keep files younger than this (0, 90s, 15m, 12h, 1d), so an "
+        "interrupted push can resume with what it sent.")] = "1d",
     as_json: JsonOpt = False,
 ) -> None:
-    """Delete chunks no version refers to any more."""
+    """Delete chunks no version refers to any more (locally, or on a remote)."""
+    verb = "would free" if dry_run else "freed"
+    if remote is not None:
+        from objstore.remote_gc import gc_remote
+
+        r = gc_remote(open_store(), remote, grace_seconds=parse_duration(grace), dry_run=dry_run)
+        if as_json:
+            out_json(r.as_json())
+            return
+        err(f"remote gc {verb} {r.bytes_freed} bytes: {r.packs_deleted} pack(s) deleted, "
+            f"{r.packs_rewritten} rewritten, {r.chunks_dropped} chunk(s) dropped, "
+            f"{r.meta_packs_deleted} metadata pack(s) replaced; {r.young_packs_kept} pack(s) younger "
+            f"than {grace} kept; {r.versions} versions kept; {r.requests} requests")
+        return
     from objstore.maintenance import gc as do_gc
 
     report = do_gc(open_store(), dry_run=dry_run)
     if as_json:
         out_json(report.as_json())
         return
-    verb = "would free" if dry_run else "freed"
     err(f"gc {verb} {report.bytes_freed} bytes: {report.packs_deleted} pack(s) deleted, "
         f"{report.packs_rewritten} rewritten, {report.chunks_dropped} chunk(s) dropped")

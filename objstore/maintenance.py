@@ -12,6 +12,7 @@ and naming them; remote stores add a grace period (see docs/architecture.md).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,15 +47,7 @@ def mark(store: Store) -> Marked:
     head = store.head()
     if head:
         roots.append(head)
-    for root in roots:
-        try:
-            for cid in meta.ancestors(root):
-                if cid in m.commits:
-                    continue
-                m.commits.add(cid)
-                _mark_tree(meta, meta.tree_of(cid), "", m)
-        except (DsError, pygit2.GitError, KeyError) as e:
-            m.problems.append(f"history of {root[:12]}: {e}")
+    mark_versions(meta, roots, (), m)
     try:
         _mark_tree(meta, store.staged_tree(), "", m)
     except (DsError, pygit2.GitError, KeyError, ValueError) as e:
@@ -69,6 +62,26 @@ def mark(store: Store) -> Marked:
             _mark_tree(meta, pygit2.Oid(hex=tree), "", m)
         except (DsError, ValueError) as e:
             m.problems.append(f"draft tree {tree}: {e}")
+    return m
+
+
+def mark_versions(meta: MetaStore, commits: Iterable[str], trees: Iterable[pygit2.Oid] = (),
+                  m: Marked | None = None) -> Marked:
+    """Mark the versions ``commits`` with their whole history, and the folders ``trees``
+    (drafts). Shared by local gc/fsck and by the remote ones, which start from a remote's
+    refs and dataset records instead."""
+    m = Marked() if m is None else m
+    for root in commits:
+        try:
+            for cid in meta.ancestors(root):
+                if cid in m.commits:
+                    continue
+                m.commits.add(cid)
+                _mark_tree(meta, meta.tree_of(cid), "", m)
+        except (DsError, pygit2.GitError, KeyError) as e:
+            m.problems.append(f"history of {root[:12]}: {e}")
+    for tree in trees:
+        _mark_tree(meta, tree, "", m)
     return m
 
 

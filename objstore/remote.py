@@ -9,6 +9,7 @@ A remote holds the store's own layout on any fsspec URL::
     refs/heads/<branch>     a commit id (text); changed by compare-and-swap only
     refs/tags/<tag>         a commit id (text); created once
     datasets/<id>.json      dataset records (SDK)
+    locks/<kind>-<id>.json  leases: shared by pushes, exclusive for a remote gc
 
 What the remote has is known from its index fragments, cached locally under
 ``.dsstore/remotes/<key>/`` (immutable, so each is downloaded once): a push of 20k small
@@ -16,7 +17,8 @@ files costs a handful of listings and uploads, never one request per object. Ord
 makes it safe: packs, then index, then metadata, then refs/records; an interrupted push
 leaves only unreferenced files and the next push sends what is still missing.
 Partial reads: missing chunks are fetched by ranged reads of remote packs, adjacent
-ranges merged.
+ranges merged. Every download is verified (chunks by id, index fragments and git packs by
+the checksum in their names), so a short or damaged read is retried, never used.
 """
 
 from __future__ import annotations
@@ -25,18 +27,20 @@ import hashlib
 import json
 import tempfile
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pygit2
+import xxhash
 
 from .errors import DsError, FormatError
 from .index import ChunkIndex, Location, encode_fragment
 from .meta import CommitInfo
 from .packs import PackEntry, PackWriter, decode_chunk, pack_path
 from .records import RecordStore
-from .remote_fs import RefConflict, RemoteError, RemoteFS
+from .remote_fs import RefConflict, RemoteError, RemoteFS, RemoteLock
 from .store import Store
 
 FORMAT = 1
@@ -77,7 +81,7 @@ def remote_spec(store: Store, name_or_url: str | None) -> tuple[str, str, dict]:
 
 
 class Remote:
-    def __init__(self, store: Store, name_or_url: str | None = None, retries: int = 3,
+    def __init__(self, store: Store, name_or_url: str | None = None, retries: int | None = None,
                  workers: int = 8, progress=None):
         """``progress(done_bytes, total_bytes)`` is called as transfers advance."""
         self.store = store
@@ -111,6 +115,10 @@ class Remote:
         t.chunks = t.chunks or self.chunks_fetched
         return t
 
+    def lock(self, op: str, exclusive: bool = False) -> RemoteLock:
+        """The remote's lock: shared for writers, exclusive for a remote gc (see RemoteLock)."""
+        return RemoteLock(self.fs, exclusive, op)
+
     # -- format --------------------------------------------------------------------------
     def check_config(self, create: bool) -> None:
         try:
@@ -136,21 +144,79 @@ class Remote:
 
     # -- the remote's chunk index ----------------------------------------------------------
     def index(self) -> ChunkIndex:
-        """The remote's index, from fragments cached locally (new ones downloaded once)."""
+        """The remote's index, from fragments cached locally (new ones downloaded once).
+
+        Cached fragments the remote no longer lists are dropped: a remote gc replaced them,
+        and the packs they name may be gone, so nothing may be deduplicated against them.
+        """
         if self._index is None:
             folder = self.cache / "index"
             folder.mkdir(parents=True, exist_ok=True)
-            have = {p.name for p in folder.glob("*.idx")}
-            for rel in self.fs.list("index"):
-                name = rel.rsplit("/", 1)[-1]
-                if name.endswith(".idx") and name not in have:
-                    self.fs.get_file(rel, folder / name)
+            for _attempt in range(3):
+                listed = {rel.rsplit("/", 1)[-1] for rel in self.fs.list("index") if rel.endswith(".idx")}
+                have = {p.name for p in folder.glob("*.idx")}
+                try:
+                    for name in sorted(listed - have):
+                        self.fs.get_file(f"index/{name}", folder / name,
+                                         check=lambda p, n=name: _fragment_ok(p, n))
+                except FileNotFoundError:
+                    continue  # replaced by a remote gc while we listed: list again
+                break
+            else:
+                raise RemoteError(f"remote {self.url}: its index kept changing while read; "
+                                  "try again when `ds gc --remote` has finished")
+            for p in folder.glob("*.idx"):
+                if p.name not in listed:
+                    p.unlink(missing_ok=True)
             self._index = ChunkIndex(folder, self.store.algo)
         return self._index
 
+    def read_chunks(self, items: list[tuple[bytes, Location]],
+                    verify: bool = True) -> Iterator[tuple[bytes, Location, bytes]]:
+        """(id, location, stored bytes) of chunks read by ranged reads of remote packs, verified
+        unless the caller verifies them itself.
+
+        Ranges closer than MERGE_GAP are read as one (up to MAX_RANGE bytes), ``workers``
+        requests in flight, so memory stays bounded (workers x MAX_RANGE). A pack that is
+        gone raises FileNotFoundError (a remote gc moved its chunks: sync the index).
+        """
+        by_pack: dict[str, list[tuple[bytes, Location]]] = defaultdict(list)
+        for cid, loc in items:
+            by_pack[loc.pack].append((cid, loc))
+        jobs = []  # (pack, group of adjacent chunks read as one range)
+        for pack_hex, group in sorted(by_pack.items()):
+            group.sort(key=lambda it: it[1].offset)
+            groups: list[list[tuple[bytes, Location]]] = []
+            for it in group:
+                if (groups and it[1].offset - _end(groups[-1][-1][1]) <= MERGE_GAP
+                        and _end(it[1]) - groups[-1][0][1].offset <= MAX_RANGE):
+                    groups[-1].append(it)
+                else:
+                    groups.append([it])
+            jobs.extend((pack_hex, g) for g in groups)
+        for start in range(0, len(jobs), self.workers):
+            window = jobs[start : start + self.workers]
+            datas = self._parallel([
+                (lambda p=p, g=g: self.fs.cat_ranges(f"packs/{p[:2]}/{p}.pack",
+                                                     [(g[0][1].offset, _end(g[-1][1]))])[0],
+                 _end(g[-1][1]) - g[0][1].offset)
+                for p, g in window])
+            for (pack_hex, g), data in zip(window, datas, strict=True):
+                base = g[0][1].offset
+                for cid, loc in g:
+                    stored = data[loc.offset - base : loc.offset - base + loc.stored_len]
+                    if verify:
+                        entry = PackEntry(cid, loc.offset, loc.stored_len, loc.raw_len, loc.flags)
+                        decode_chunk(stored, entry, self.store.algo, f"remote pack {pack_hex} on {self.url}")
+                    yield cid, loc, stored
+
     # -- pushing ---------------------------------------------------------------------------
     def push_chunks(self, chunk_ids, t: Transfer) -> None:
-        """Send the chunks the remote lacks, as new packs, then one index fragment."""
+        """Send the chunks the remote lacks, as new packs, then one index fragment.
+
+        Packs are built the same way for the same missing chunks, so a push that failed
+        after uploading some of them finds them (named by their content) and skips them.
+        """
         remote_index = self.index()
         store = self.store
         missing = [c for c in dict.fromkeys(chunk_ids) if remote_index.lookup(c) is None]
@@ -183,9 +249,15 @@ class Remote:
                 if writer.size >= store.config.pack_target:
                     close()
             close()
-            self._parallel([(lambda p=p: self.fs.put(f"packs/{p.stem[:2]}/{p.name}", p), p.stat().st_size)
-                            for p in packs])
-            t.packs += len(packs)
+
+            def send(p: Path) -> int:
+                rel = f"packs/{p.stem[:2]}/{p.name}"
+                if self.fs.size(rel) == p.stat().st_size:
+                    return 0  # sent by an earlier, interrupted push
+                self.fs.put(rel, p)
+                return 1
+
+            t.packs += sum(self._parallel([(lambda p=p: send(p), p.stat().st_size) for p in packs]))
         frag = encode_fragment(store.algo, rows)
         name = f"{frag[-16:].hex()}.idx"
         self.fs.put(f"index/{name}", frag)
@@ -206,7 +278,7 @@ class Remote:
         if not new:
             return
         pb = pygit2.PackBuilder(repo)
-        for oid in new:
+        for oid in sorted(new, key=str):
             pb.add(oid)
         with tempfile.TemporaryDirectory(dir=self.cache) as tmp:
             pb.write(tmp)
@@ -227,26 +299,55 @@ class Remote:
         return local | (set(json.loads(path.read_text())) if path.exists() else set())
 
     def push(self, refs: list[str] | None = None, all_refs: bool = False, force: bool = False) -> Transfer:
-        """Send branches/tags (default: the current branch) and everything they need."""
+        """Send branches/tags (default: the current branch) and everything they need.
+
+        Under the remote's shared lock (a remote gc then cannot delete what this push
+        finds there and does not send again), from reading the remote's refs and index
+        to moving its refs; the refs move last, by compare-and-swap.
+        """
         meta = self.store.meta
         self.cache.mkdir(parents=True, exist_ok=True)
         t = Transfer()
-        self.check_config(create=True)
-        local = {n: c for n, c in meta.refs().items() if n.startswith(("refs/heads/", "refs/tags/"))}
-        if all_refs:
-            names = sorted(local)
-        elif refs:
-            names = [_full_ref(meta, r) for r in refs]
-            unknown = [n for n in names if n not in local]
-            if unknown:
-                raise DsError(f"{unknown[0]} is not a local branch or tag; see `ds log` and `ds tag`")
-        else:
-            branch = meta.head_branch()
-            if branch is None or f"refs/heads/{branch}" not in local:
-                raise DsError("HEAD is not on a branch with versions; "
-                              "name what to push (ds push REMOTE BRANCH)")
-            names = [f"refs/heads/{branch}"]
-        plan: list[tuple[str, str, str | None, Any]] = []
+        with self.fs.operation("push"):
+            self.check_config(create=True)
+            local = {n: c for n, c in meta.refs().items() if n.startswith(("refs/heads/", "refs/tags/"))}
+            if all_refs:
+                names = sorted(local)
+            elif refs:
+                names = [_full_ref(meta, r) for r in refs]
+                unknown = [n for n in names if n not in local]
+                if unknown:
+                    raise DsError(f"{unknown[0]} is not a local branch or tag; see `ds log` and `ds tag`")
+            else:
+                branch = meta.head_branch()
+                if branch is None or f"refs/heads/{branch}" not in local:
+                    raise DsError("HEAD is not on a branch with versions; "
+                                  "name what to push (ds push REMOTE BRANCH)")
+                names = [f"refs/heads/{branch}"]
+            if not self._plan(names, local, force):  # up to date: no lock needed
+                return self.stats(t)
+            with self.lock("push") as lock:
+                plan = self._plan(names, local, force)  # again: what the remote holds now
+                if not plan:
+                    return self.stats(t)
+                known = [c for _n, _t, c, _k in plan if c] + self._remote_tips({n for n, *_ in plan})
+                chunk_ids: list[bytes] = []
+                for _name, target, current, _token in plan:
+                    chunk_ids.extend(self._new_chunks(target, current))
+                self.push_chunks(chunk_ids, t)
+                self.push_meta([pygit2.Oid(hex=target) for _n, target, _c, _k in plan], known, t)
+                lock.check()
+                for name, target, _current, token in plan:
+                    self.fs.swap_ref(name, target, token)
+                    meta.set_ref(f"refs/remotes/{self.track}/{name.split('/', 2)[2]}", target, force=True)
+                    t.refs.append(name)
+        return self.stats(t)
+
+    def _plan(self, names: list[str], local: dict[str, str],
+              force: bool) -> list[tuple[str, str, str | None, Any]]:
+        """(ref, local value, remote value, token) of each ref to move; refuses diverged ones."""
+        meta = self.store.meta
+        plan = []
         for name in names:
             target = local[name]
             current, token = self.fs.read_ref(name)
@@ -259,24 +360,23 @@ class Remote:
                     raise RefConflict(f"{name[11:]} on {self.url} has versions you do not have; "
                                       f"run `ds fetch` and `ds merge` first")
             plan.append((name, target, current, token))
-        if not plan:
-            return self.stats(t)
-        remote_tips = [c for _n, _t, c, _k in plan if c] + [
-            v for v in self._remote_known() if v in meta.repo]
-        chunk_ids: list[bytes] = []
-        for _name, target, current, _token in plan:
-            chunk_ids.extend(self._new_chunks(target, current))
-        self.push_chunks(chunk_ids, t)
-        self.push_meta([pygit2.Oid(hex=target) for _n, target, _c, _k in plan], remote_tips, t)
-        for name, target, _current, token in plan:
-            self.fs.swap_ref(name, target, token)
-            meta.set_ref(f"refs/remotes/{self.track}/{name.split('/', 2)[2]}", target, force=True)
-            t.refs.append(name)
-        return self.stats(t)
+        return plan
 
-    def _remote_known(self) -> list[str]:
+    def _remote_tips(self, skip: set[str]) -> list[str]:
+        """Versions the remote's branches name now (read under the lock), that we have.
+
+        Only these may be assumed present: a version remembered from an earlier fetch may
+        since have been dropped from the remote (branch moved, then `ds gc --remote`).
+        """
         prefix = f"refs/remotes/{self.track}/"
-        return [c for n, c in self.store.meta.refs().items() if n.startswith(prefix)]
+        out = []
+        for ref in self.store.meta.refs():
+            rel = f"refs/heads/{ref[len(prefix):]}"
+            if ref.startswith(prefix) and rel not in skip:
+                value, _token = self.fs.read_ref(rel)
+                if value and value in self.store.meta.repo:
+                    out.append(value)
+        return out
 
     def _new_chunks(self, target: str, base: str | None) -> list[bytes]:
         """Chunks of the versions between ``base`` (excluded) and ``target``: cost ∝ change."""
@@ -295,92 +395,115 @@ class Remote:
         return out
 
     # -- fetching --------------------------------------------------------------------------
+    def read_refs(self) -> dict[str, str]:
+        """Every branch and tag on the remote: path -> version id (checked to be one)."""
+        refs = {}
+        for rel, (size, _mtime) in self.fs.list_detail("refs").items():
+            if rel.endswith(".lock") or "/.tmp-" in rel:
+                continue
+            try:
+                refs[rel] = self.fs.cat(rel, size).decode(errors="replace").strip()
+            except FileNotFoundError:
+                continue  # deleted since it was listed
+        bad = [rel for rel, cid in refs.items() if not _is_hex40(cid)]
+        if bad:
+            raise FormatError(f"remote {self.url}: {bad[0]} does not hold a version id; "
+                              "the remote is damaged there")
+        return refs
+
     def fetch(self) -> Transfer:
         """Bring the remote's refs and metadata (not file bytes: those come on demand)."""
         meta = self.store.meta
         self.cache.mkdir(parents=True, exist_ok=True)
         t = Transfer()
-        self.check_config(create=False)
-        # refs first, then metadata: a push landing in between only adds packs we then take
-        remote_refs = {rel: self.fs.cat(rel).decode().strip() for rel in self.fs.list("refs")
-                       if not rel.endswith(".lock") and "/.tmp-" not in rel}
-        bad = [rel for rel, cid in remote_refs.items() if not _is_hex40(cid)]
-        if bad:
-            raise FormatError(f"remote {self.url}: {bad[0]} does not hold a version id; "
-                              "the remote is damaged there")
-        self._fetch_meta(t)
-        for rel, cid in sorted(remote_refs.items()):
-            if cid not in meta.repo:
+        with self.fs.operation("fetch"):
+            self.check_config(create=False)
+            for _attempt in range(3):
+                # refs first, then metadata: a push landing in between only adds packs we then
+                # take. A ref whose metadata is still missing moved (and a remote gc dropped its
+                # old version) meanwhile: read the refs again.
+                remote_refs = self.read_refs()
+                self._fetch_meta(t)
+                lacking = [(rel, cid) for rel, cid in sorted(remote_refs.items()) if cid not in meta.repo]
+                if not lacking:
+                    break
+            else:
+                rel, cid = lacking[0]
                 raise FormatError(f"remote {self.url}: {rel} names {cid[:12]} but its metadata is "
                                   "missing; the remote is incomplete (push to it again)")
-            if rel.startswith("refs/heads/"):
-                meta.set_ref(f"refs/remotes/{self.track}/{rel[11:]}", cid, force=True)
-                t.refs.append(rel)
-            elif rel.startswith("refs/tags/") and rel not in meta.repo.references:
-                meta.set_ref(rel, cid)
-                t.refs.append(rel)
+            for rel, cid in sorted(remote_refs.items()):
+                if rel.startswith("refs/heads/"):
+                    meta.set_ref(f"refs/remotes/{self.track}/{rel[11:]}", cid, force=True)
+                    t.refs.append(rel)
+                elif rel.startswith("refs/tags/") and rel not in meta.repo.references:
+                    meta.set_ref(rel, cid)
+                    t.refs.append(rel)
         return self.stats(t)
 
     def _fetch_meta(self, t: Transfer) -> None:
+        """Download the metadata packs we lack, each verified against its name."""
         dest = self.store.meta.path / "objects" / "pack"
         dest.mkdir(parents=True, exist_ok=True)
-        known = self._known_meta()
-        files = [r for r in self.fs.list("meta") if r.rsplit("/", 1)[-1].startswith("pack-")]
-        # a pack counts only once its .idx is there (the .idx is uploaded last)
-        complete = {f[:-4] for f in files if f.endswith(".idx")}
-        got = []
-        for stem in sorted(complete):
-            for suffix in (".pack", ".idx"):  # .idx last: libgit2 then sees whole packs only
-                name = stem.rsplit("/", 1)[-1] + suffix
-                if name not in known:
-                    self.fs.get_file(stem + suffix, dest / name)
-                    got.append(name)
-        if got:
-            t.meta_packs += len(got) // 2
-            self._remember_meta(got)
+        for _attempt in range(3):
+            known = self._known_meta()
+            files = [r for r in self.fs.list("meta") if r.rsplit("/", 1)[-1].startswith("pack-")]
+            # a pack counts only once its .idx is there (the .idx is uploaded last)
+            complete = {f[:-4] for f in files if f.endswith(".idx")}
+            got = []
+            try:
+                for stem in sorted(complete):
+                    for suffix in (".pack", ".idx"):  # .idx last: libgit2 then sees whole packs only
+                        name = stem.rsplit("/", 1)[-1] + suffix
+                        if name not in known:
+                            self.fs.get_file(stem + suffix, dest / name,
+                                             check=lambda p, n=name: _git_pack_ok(p, n))
+                            got.append(name)
+            except FileNotFoundError:
+                continue  # a remote gc replaced that pack while we listed: list again
+            finally:
+                if got:
+                    t.meta_packs += len(got) // 2
+                    self._remember_meta(got)
+            return
+        raise RemoteError(f"remote {self.url}: its metadata kept changing while read; "
+                          "try again when `ds gc --remote` has finished")
 
     def fetch_chunks(self, chunk_ids) -> int:
-        """Download these chunks by ranged reads of remote packs; returns how many."""
+        """Download these chunks by ranged reads of remote packs; returns how many.
+
+        What arrived is kept even if the rest fails, so the next attempt reads only what
+        is still missing. A pack gone from the remote (a remote gc moved its live chunks
+        elsewhere) makes us sync the index once and read those chunks where they are now.
+        """
         store = self.store
         wanted = [c for c in dict.fromkeys(chunk_ids) if not store.chunks.has(c)]
         if not wanted:
             return 0
-        remote_index = self.index()
-        by_pack: dict[str, list[tuple[bytes, Location]]] = defaultdict(list)
-        for cid in wanted:
-            loc = remote_index.lookup(cid)
-            if loc is None:
-                raise RemoteError(f"chunk {cid.hex()} is neither local nor on {self.url}; "
-                                  "the remote is incomplete (push again from a store that has it)")
-            by_pack[loc.pack].append((cid, loc))
-        jobs = []  # (pack, group of adjacent chunks read as one range)
-        for pack_hex, items in sorted(by_pack.items()):
-            items.sort(key=lambda it: it[1].offset)
-            groups: list[list[tuple[bytes, Location]]] = []
-            for it in items:  # merge adjacent ranges, up to MAX_RANGE bytes each
-                if (groups and it[1].offset - _end(groups[-1][-1][1]) <= MERGE_GAP
-                        and _end(it[1]) - groups[-1][0][1].offset <= MAX_RANGE):
-                    groups[-1].append(it)
-                else:
-                    groups.append([it])
-            jobs.extend((pack_hex, g) for g in groups)
-        with store.locked():
-            # a window of ranges in flight at once: memory stays bounded (workers x MAX_RANGE)
-            for start in range(0, len(jobs), self.workers):
-                window = jobs[start : start + self.workers]
-                datas = self._parallel([
-                    (lambda p=p, g=g: self.fs.cat_ranges(f"packs/{p[:2]}/{p}.pack",
-                                                         [(g[0][1].offset, _end(g[-1][1]))])[0],
-                     _end(g[-1][1]) - g[0][1].offset)
-                    for p, g in window])
-                for (pack_hex, g), data in zip(window, datas, strict=True):
-                    base = g[0][1].offset
-                    for cid, loc in g:
-                        stored = data[loc.offset - base : loc.offset - base + loc.stored_len]
-                        entry = PackEntry(cid, loc.offset, loc.stored_len, loc.raw_len, loc.flags)
-                        decode_chunk(stored, entry, store.algo, f"remote pack {pack_hex} on {self.url}")
-                        store.chunks.put_encoded(cid, stored, loc.raw_len, loc.flags)
-            store.chunks.flush()
+        with self.fs.operation("read"), store.locked():
+            try:
+                for attempt in range(2):
+                    todo = [c for c in wanted if not store.chunks.has(c)]
+                    remote_index = self.index()
+                    items = []
+                    for cid in todo:
+                        loc = remote_index.lookup(cid)
+                        if loc is None:
+                            raise RemoteError(f"chunk {cid.hex()} is neither local nor on {self.url}; "
+                                              "the remote is incomplete (push again from a store that "
+                                              "has it)")
+                        items.append((cid, loc))
+                    try:
+                        for cid, loc, stored in self.read_chunks(items):
+                            store.chunks.put_encoded(cid, stored, loc.raw_len, loc.flags)
+                    except FileNotFoundError as e:
+                        if attempt:
+                            raise RemoteError(f"remote {self.url}: a pack its index names is missing ({e}); "
+                                              "run `ds fsck --remote`") from None
+                        self._index = None  # sync the index, then read what is left
+                        continue
+                    break
+            finally:
+                store.chunks.flush()
         self.chunks_fetched += len(wanted)
         return len(wanted)
 
@@ -405,41 +528,61 @@ class Remote:
 
     # -- dataset records (SDK) -------------------------------------------------------------
     def push_dataset(self, record: dict) -> Transfer:
+        """Mirror a version (bytes, lineage metadata, record) under the remote's shared lock."""
         store, meta = self.store, self.store.meta
         self.cache.mkdir(parents=True, exist_ok=True)
         t = Transfer()
-        self.check_config(create=True)
-        if record.get("commit"):
-            top = pygit2.Oid(hex=record["commit"])
-            tree = meta.tree_of(record["commit"])
-        else:
-            top = tree = pygit2.Oid(hex=record["tree"])
-        self.push_chunks([c for _p, e in meta.walk(tree) for c, _ in e.chunk_list()], t)
-        tops = [top]
-        records = RecordStore(store.path)
-        for pid in record.get("parents", []):
-            prec = records.read(pid)
-            if prec and prec.get("commit"):
-                tops.append(pygit2.Oid(hex=prec["commit"]))
-        self.push_meta(tops, [], t)
-        self.push_record(record)
+        with self.fs.operation("upload"):
+            self.check_config(create=True)
+            if record.get("commit"):
+                top = pygit2.Oid(hex=record["commit"])
+                tree = meta.tree_of(record["commit"])
+            else:
+                top = tree = pygit2.Oid(hex=record["tree"])
+            tops = [top]
+            records = RecordStore(store.path)
+            for pid in record.get("parents", []):
+                prec = records.read(pid)
+                if prec and prec.get("commit"):
+                    tops.append(pygit2.Oid(hex=prec["commit"]))
+            with self.lock("upload") as lock:
+                self.push_chunks([c for _p, e in meta.walk(tree) for c, _ in e.chunk_list()], t)
+                self.push_meta(tops, [], t)
+                lock.check()
+                self._write_record(record)
         return self.stats(t)
 
     def push_record(self, record: dict) -> None:
+        """Update a version's record (tags, status, names) on the remote.
+
+        A record the remote lacks (never sent, or deleted there and its bytes perhaps
+        collected since) is sent with everything it needs, never alone.
+        """
+        rel = f"datasets/{record['id']}.json"
+        with self.fs.operation("upload"):
+            old, token = self.fs.read_ref(rel)
+            if old is None:
+                self.push_dataset(record)
+                return
+            self.fs.swap_ref(rel, _record_text(record), token)
+
+    def _write_record(self, record: dict) -> None:
         """Write a dataset record: created once, later updates by compare-and-swap."""
-        body = {k: v for k, v in record.items() if k not in ("dirty", "uploaded")}
         rel = f"datasets/{record['id']}.json"
         _old, token = self.fs.read_ref(rel)
-        self.fs.swap_ref(rel, json.dumps(body, indent=1, sort_keys=True), token)
+        self.fs.swap_ref(rel, _record_text(record), token)
 
     def dataset_records(self) -> list[dict]:
-        names = [r for r in self.fs.list("datasets") if r.endswith(".json")]
-        if names:
+        listed = {rel: size for rel, (size, _m) in self.fs.list_detail("datasets").items()
+                  if rel.endswith(".json")}
+        if listed:
             self.check_config(create=False)
         out = []
-        for rel in names:
+        for rel, size in sorted(listed.items()):
             try:
-                out.append(json.loads(self.fs.cat(rel)))
+                out.append(json.loads(self.fs.cat(rel, size)))
+            except FileNotFoundError:
+                continue  # deleted since it was listed
             except ValueError as e:
                 raise FormatError(f"remote record {rel} on {self.url} is damaged ({e})") from None
         return out
@@ -452,8 +595,9 @@ class Remote:
         """
         store = self.store
         self.cache.mkdir(parents=True, exist_ok=True)
-        self.check_config(create=False)
-        self._fetch_meta(Transfer())
+        with self.fs.operation("fetch"):
+            self.check_config(create=False)
+            self._fetch_meta(Transfer())
         if record.get("commit"):
             if record["commit"] not in store.meta.repo:
                 raise FormatError(f"remote version {record['id']} names commit {record['commit']} "
@@ -490,6 +634,42 @@ def forget_remote(store: Store, track: str) -> None:
     for name in list(store.meta.repo.references):
         if name.startswith(f"refs/remotes/{track}/"):
             store.meta.repo.references.delete(name)
+
+
+def _fragment_ok(path: Path, name: str) -> bool:
+    """An index fragment ends with the xxh3-128 of its body, and is named by it."""
+    data = path.read_bytes()
+    return (len(data) > 16 and xxhash.xxh3_128_digest(data[:-16]) == data[-16:]
+            and name == f"{data[-16:].hex()}.idx")
+
+
+def _git_pack_ok(path: Path, name: str) -> bool:
+    """``pack-<sha>.pack`` ends with the SHA-1 of the rest, which is <sha>; its ``.idx``
+    ends with <sha> and then the SHA-1 of the rest of the .idx."""
+    sha = name.removeprefix("pack-").rsplit(".", 1)[0]
+    size = path.stat().st_size
+    if size < 40:
+        return False
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        left = size - 20
+        while left:
+            block = f.read(min(left, 1 << 20))
+            if not block:
+                return False
+            h.update(block)
+            left -= len(block)
+        trailer = f.read(20)
+        f.seek(size - 40)
+        pack_sum = f.read(20)
+    if h.digest() != trailer:
+        return False
+    return (trailer if name.endswith(".pack") else pack_sum).hex() == sha
+
+
+def _record_text(record: dict) -> str:
+    return json.dumps({k: v for k, v in record.items() if k not in ("dirty", "uploaded")},
+                      indent=1, sort_keys=True)
 
 
 def _is_hex40(value: str) -> bool:
@@ -548,22 +728,23 @@ def pull(store: Store, name_or_url: str | None = None,
     from .merge import merge
 
     remote = Remote(store, name_or_url, progress=progress).attach()
-    t = remote.fetch()
-    branch = store.meta.head_branch()
-    if branch is None:
-        raise DsError("HEAD is detached; check out a branch before pulling")
-    ref = f"refs/remotes/{remote.track}/{branch}"
-    if ref not in store.meta.repo.references:
-        raise DsError(f"{remote.url} has no branch {branch!r}; nothing to pull")
-    if store.head() is None:  # a new store: take the remote's branch as it is
-        from .worktree import checkout
+    with remote.fs.operation("pull"):
+        t = remote.fetch()
+        branch = store.meta.head_branch()
+        if branch is None:
+            raise DsError("HEAD is detached; check out a branch before pulling")
+        ref = f"refs/remotes/{remote.track}/{branch}"
+        if ref not in store.meta.repo.references:
+            raise DsError(f"{remote.url} has no branch {branch!r}; nothing to pull")
+        if store.head() is None:  # a new store: take the remote's branch as it is
+            from .worktree import checkout
 
-        cid = store.meta.resolve(ref)
-        checkout(store, cid)
-        store.meta.set_ref(f"refs/heads/{branch}", cid, force=True)
-        store.meta.attach_head(branch)
-        return remote.stats(t), store.meta.commit_info(cid)
-    info = merge(store, ref)
+            cid = store.meta.resolve(ref)
+            checkout(store, cid)
+            store.meta.set_ref(f"refs/heads/{branch}", cid, force=True)
+            store.meta.attach_head(branch)
+            return remote.stats(t), store.meta.commit_info(cid)
+        info = merge(store, ref)
     return remote.stats(t), info
 
 
@@ -582,10 +763,13 @@ def clone(url: str, directory: str, rev: str | None = None, include: list[str] |
 
     probe = RemoteFS(url, options)
     try:
-        cfg = tomllib.loads(probe.cat("config").decode()).get("store", {})
+        with probe.operation("clone"):
+            cfg = tomllib.loads(probe.cat("config").decode()).get("store", {})
     except FileNotFoundError:
         raise RemoteError(f"{url} is not an objstore remote (no config)") from None
     except (ValueError, UnicodeDecodeError) as e:
+        if isinstance(e, DsError):
+            raise
         raise FormatError(f"remote {url}: config is unreadable ({e})") from None
     target = _Path(directory)
     existed = target.exists()
@@ -596,23 +780,25 @@ def clone(url: str, directory: str, rev: str | None = None, include: list[str] |
         store.set_config(replace(store.config, remote=name, sparse=list(include or []), remotes={
             name: {"url": url, **({"options": options} if options else {})}}))
         remote = Remote(store, name, progress=progress).attach()
-        t = remote.fetch()
-        branches = sorted(r[len(f"refs/remotes/{name}/"):] for r in store.meta.repo.references
-                          if r.startswith(f"refs/remotes/{name}/"))
-        if rev is None:
-            if not branches:
-                raise DsError(f"{url} has no branch yet; nothing to clone")
-            rev = "main" if "main" in branches or len(branches) != 1 else branches[0]
-            if rev not in branches:
-                raise DsError(f"{url} has several branches ({', '.join(branches)}); choose one with --rev")
-        is_branch = rev in branches
-        cid = store.meta.resolve(f"refs/remotes/{name}/{rev}" if is_branch else rev)
-        from .worktree import checkout
+        with remote.fs.operation("clone"):
+            t = remote.fetch()
+            branches = sorted(r[len(f"refs/remotes/{name}/"):] for r in store.meta.repo.references
+                              if r.startswith(f"refs/remotes/{name}/"))
+            if rev is None:
+                if not branches:
+                    raise DsError(f"{url} has no branch yet; nothing to clone")
+                rev = "main" if "main" in branches or len(branches) != 1 else branches[0]
+                if rev not in branches:
+                    raise DsError(f"{url} has several branches ({', '.join(branches)}); "
+                                  "choose one with --rev")
+            is_branch = rev in branches
+            cid = store.meta.resolve(f"refs/remotes/{name}/{rev}" if is_branch else rev)
+            from .worktree import checkout
 
-        checkout(store, cid)
-        if is_branch:
-            store.meta.set_ref(f"refs/heads/{rev}", cid, force=True)
-            store.meta.attach_head(rev)
+            checkout(store, cid)
+            if is_branch:
+                store.meta.set_ref(f"refs/heads/{rev}", cid, force=True)
+                store.meta.attach_head(rev)
     except BaseException:
         if existed:
             for child in target.iterdir():
@@ -624,42 +810,63 @@ def clone(url: str, directory: str, rev: str | None = None, include: list[str] |
 
 
 def fsck_remote(store: Store, name_or_url: str | None = None, read_data_subset: float = 0.0) -> dict:
-    """Verify a remote: refs, the metadata they need, that every chunk those versions name is
-    in the remote's index, that the index names existing packs, and (for a random share of
-    chunks, ``read_data_subset`` in [0, 1]) that the bytes read back match their ids."""
+    """Verify a remote: every branch, tag and dataset record names a version whose metadata
+    (whole history) is there, every chunk those versions name is in the remote's index, the
+    index names only existing packs, every metadata pack index has its pack, and (for a
+    random share ``read_data_subset`` in [0, 1] of the indexed chunks) the bytes read back
+    match their ids."""
     import random
+
+    from .maintenance import mark_versions
 
     if not 0.0 <= read_data_subset <= 1.0:
         raise DsError("--read-data-subset is a fraction between 0 and 1")
     remote = Remote(store, name_or_url)
     problems: list[str] = []
-    remote.fetch()  # metadata and refs (raises on a damaged config or ref)
-    index = remote.index()
-    packs = {p.rsplit("/", 1)[-1][:-5] for p in remote.fs.list("packs") if p.endswith(".pack")}
-    entries = list(index)
-    for cid, loc in entries:
-        if loc.pack not in packs:
-            problems.append(f"index names chunk {cid.hex()} in pack {loc.pack}, which is missing")
-            break
-    track = f"refs/remotes/{remote.track}/"
-    wanted: dict[bytes, str] = {}
-    for ref, cid in store.meta.refs().items():
-        if ref.startswith(track) or ref.startswith("refs/tags/"):
-            for _p, e in store.meta.walk(store.meta.tree_of(cid)):
-                for c, _ in e.chunk_list():
-                    wanted.setdefault(c, ref)
-    for c, ref in wanted.items():
-        if index.lookup(c) is None:
-            problems.append(f"chunk {c.hex()} of {ref} is not on the remote")
-    sample = [e for e in entries if random.random() < read_data_subset]
-    for cid, loc in sample:
-        data = remote.fs.cat_ranges(f"packs/{loc.pack[:2]}/{loc.pack}.pack",
-                                    [(loc.offset, loc.offset + loc.stored_len)])[0]
-        try:
-            decode_chunk(data, PackEntry(cid, loc.offset, loc.stored_len, loc.raw_len, loc.flags),
-                         store.algo, f"remote pack {loc.pack}")
-        except DsError as e:
-            problems.append(str(e))
-    return {"ok": not problems, "problems": problems, "chunks_indexed": len(entries),
-            "chunks_needed": len(wanted), "chunks_read": len(sample), "packs": len(packs),
-            "requests": remote.fs.request_count}
+    repo = store.meta.repo
+    with remote.fs.operation("fsck"):
+        remote.check_config(create=False)
+        refs = remote.read_refs()
+        remote._fetch_meta(Transfer())
+        records = remote.dataset_records()
+        commits, trees = [], []
+        for rel, cid in sorted(refs.items()):
+            if cid in repo:
+                commits.append(cid)
+            else:
+                problems.append(f"{rel} names {cid[:12]}, whose metadata is not on the remote")
+        for r in records:
+            version, tree = r.get("commit"), r.get("tree")
+            if version or tree:
+                have = (version or tree) in repo
+                if not have:
+                    problems.append(f"dataset record {r.get('id')} names {(version or tree)[:12]}, "
+                                    "whose metadata is not on the remote")
+                elif version:
+                    commits.append(version)
+                else:
+                    trees.append(pygit2.Oid(hex=tree))
+        m = mark_versions(store.meta, commits, trees)
+        problems.extend(m.problems)
+        index = remote.index()
+        packs = {rel.rsplit("/", 1)[-1][:-5] for rel in remote.fs.list("packs") if rel.endswith(".pack")}
+        entries = list(index)
+        for pack in sorted({loc.pack for _c, loc in entries} - packs):
+            problems.append(f"the index names pack {pack}, which is missing")
+        for c, where in m.chunks.items():
+            if index.lookup(c) is None:
+                problems.append(f"chunk {c.hex()} of {where} is not on the remote")
+        meta_files = {rel.rsplit("/", 1)[-1] for rel in remote.fs.list("meta")}
+        for name in sorted(meta_files):
+            if name.endswith(".idx") and name[:-4] + ".pack" not in meta_files:
+                problems.append(f"metadata pack index meta/{name} has no pack")
+        sample = [(c, loc) for c, loc in entries if loc.pack in packs and random.random() < read_data_subset]
+        for cid, loc, stored in remote.read_chunks(sample, verify=False):
+            try:
+                decode_chunk(stored, PackEntry(cid, loc.offset, loc.stored_len, loc.raw_len, loc.flags),
+                             store.algo, f"remote pack {loc.pack}")
+            except DsError as e:
+                problems.append(str(e))
+    return {"ok": not problems, "problems": problems, "versions": len(m.commits),
+            "chunks_indexed": len(entries), "chunks_needed": len(m.chunks), "chunks_read": len(sample),
+            "packs": len(packs), "requests": remote.fs.request_count}

@@ -1,26 +1,37 @@
-"""A remote's storage: any fsspec URL, with retries, request counting and safe writes.
+"""A remote's storage: any fsspec URL, with retries, request counting, safe writes and locks.
 
 Everything the remote code sends or reads goes through ``RemoteFS`` so that (1) each
-call is counted (tests assert request budgets, the CLI reports them), (2) transient
-errors are retried with backoff, (3) a file appears under its final name only once it
-is complete (object stores publish a PUT atomically; a folder remote writes a temp
-name and renames), and (4) refs shared by writers change by compare-and-swap.
+request is counted (tests assert request budgets, the CLI reports them), (2) transient
+errors are retried with bounded, jittered backoff, and what still fails afterwards is one
+``RemoteUnavailable`` naming the remote, the operation and the fix, (3) no read is
+trusted short: whole files are checked against their size (or their content hash) and
+ranges against their length, a short one is retried like a fault, (4) a file appears
+under its final name only once it is complete (object stores publish a PUT atomically; a
+folder remote writes a temp name and renames), and (5) refs shared by writers change by
+compare-and-swap.
 
 Compare-and-swap, per backend: a folder takes an ``O_EXCL`` lock file next to the ref;
 S3 sends ``If-Match: <etag>`` (``If-None-Match: *`` to create); GCS uploads with
 ``ifGenerationMatch`` (0 to create); Azure sends the ETag with ``IfNotModified`` (or
 creates without overwrite). Other backends are refused for shared refs.
+
+``RemoteLock`` keeps a remote gc from deleting what a push is about to name: see its
+docstring and docs/architecture.md.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
+import socket
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,19 +42,51 @@ class RemoteError(DsError):
     """A remote could not be reached, read or written."""
 
 
+class RemoteUnavailable(RemoteError):
+    """A remote kept failing (network, service, short reads) through every retry."""
+
+
+class RemoteLocked(RemoteError):
+    """A remote gc (or, for gc, a push) holds the remote's lock for longer than we wait."""
+
+
 class RefConflict(DsError):
     """A shared ref moved under us: fetch and merge first."""
 
 
+class ShortRead(RemoteError):
+    """Fewer (or other) bytes than the remote said it holds; retried like a network fault."""
+
+
+# What to tell the user when an operation gives up: every one of them resumes.
+HINTS = {
+    "push": "run `ds push` again: it resumes and sends only what the remote still lacks",
+    "upload": "upload again: it resumes and sends only what the remote still lacks",
+    "fetch": "run `ds fetch` again: it downloads only what is still missing",
+    "pull": "run `ds pull` again: it downloads only what is still missing",
+    "clone": "run `ds clone` again (the failed clone left nothing behind)",
+    "gc": "run `ds gc --remote` again; an interrupted gc leaves the remote readable",
+    "fsck": "run `ds fsck --remote` again",
+}
+
+
 class RemoteFS:
-    def __init__(self, url: str, options: dict[str, Any] | None = None, retries: int = 3):
+    """One remote's filesystem. ``RETRIES``/``BACKOFF`` are the retry policy (class-wide so
+    a test, or an embedding program, can tighten it for every remote at once)."""
+
+    RETRIES = 3  # retries after the first attempt
+    BACKOFF = 0.2  # seconds before the first retry, doubled each time...
+    BACKOFF_MAX = 5.0  # ...up to this; each delay is jittered down by up to half
+
+    def __init__(self, url: str, options: dict[str, Any] | None = None, retries: int | None = None):
         import fsspec
 
         self.url = url
-        self.retries = retries
+        self.retries = self.RETRIES if retries is None else retries
         self.requests: Counter[str] = Counter()
         self.bytes_sent = 0
         self.bytes_received = 0
+        self.op: str | None = None  # the user-level operation, for error messages
         self._count_lock = threading.Lock()  # transfers run on several threads
         try:
             self.fs, root = fsspec.core.url_to_fs(url, **(options or {}))
@@ -63,6 +106,19 @@ class RemoteFS:
     def path(self, rel: str) -> str:
         return f"{self.root}/{rel}" if rel else self.root
 
+    def rel(self, path: str) -> str:
+        return path[len(self.root) + 1:]
+
+    @contextmanager
+    def operation(self, name: str) -> Iterator[None]:
+        """Name what the user asked for (push, fetch, ...) in errors; the outermost wins."""
+        outer = self.op
+        self.op = outer or name
+        try:
+            yield
+        finally:
+            self.op = outer
+
     def _count(self, what: str | None = None, sent: int = 0, received: int = 0) -> None:
         with self._count_lock:
             if what:
@@ -70,21 +126,31 @@ class RemoteFS:
             self.bytes_sent += sent
             self.bytes_received += received
 
-    def _call(self, what: str, fn: Callable[[], Any]) -> Any:
-        self._count(what)
+    def _delay(self, attempt: int) -> float:
+        return min(self.BACKOFF * 2**attempt, self.BACKOFF_MAX) * random.uniform(0.5, 1.0)
+
+    def _call(self, what: str, fn: Callable[[], Any], rel: str = "") -> Any:
+        """Run one request, retrying transient failures; each attempt is counted."""
         for attempt in range(self.retries + 1):
+            self._count(what)
             try:
                 return fn()
             except FileNotFoundError:
                 raise
             except PermissionError as e:
                 raise RemoteError(f"remote {self.url}: access denied ({e}); check the credentials") from None
-            except Exception as e:  # network and service errors of any fsspec backend
+            except Exception as e:  # network and service errors of any fsspec backend, short reads
                 if attempt == self.retries:
-                    raise RemoteError(f"remote {self.url}: {what} failed after {attempt + 1} "
-                                      f"attempts ({e})") from None
-                time.sleep(min(0.2 * 2**attempt, 5))
+                    raise RemoteUnavailable(self._gave_up(what, rel, attempt + 1, e)) from None
+                time.sleep(self._delay(attempt))
         return None
+
+    def _gave_up(self, what: str, rel: str, attempts: int, e: BaseException) -> str:
+        op = self.op or "access"
+        hint = HINTS.get(op, "run the command again: it resumes where it stopped")
+        return (f"remote {self.url}: {op} did not complete: {what} {rel or '/'} failed {attempts} "
+                f"time(s), last with {type(e).__name__}: {e}. Nothing incomplete is visible on the "
+                f"remote; {hint}")
 
     @property
     def request_count(self) -> int:
@@ -93,42 +159,92 @@ class RemoteFS:
     # -- reading -----------------------------------------------------------------------
     def list(self, rel: str) -> list[str]:
         """Paths (relative to the remote root) of every file under ``rel``; [] if none."""
-        try:
-            found = self._call("list", lambda: self.fs.find(self.path(rel)))
-        except FileNotFoundError:
-            return []
-        n = len(self.root) + 1
-        return sorted(p[n:] for p in found)
+        return sorted(self.list_detail(rel))
 
-    def cat(self, rel: str) -> bytes:
-        data = self._call("get", lambda: self.fs.cat_file(self.path(rel)))
+    def list_detail(self, rel: str) -> dict[str, tuple[int, float]]:
+        """rel path -> (size, modification time in the storage's clock) under ``rel``."""
+        try:
+            found = self._call("list", lambda: self.fs.find(self.path(rel), detail=True), rel)
+        except FileNotFoundError:
+            return {}
+        return {self.rel(p): (int(info.get("size") or 0), mtime_of(info)) for p, info in found.items()}
+
+    def size(self, rel: str) -> int | None:
+        """The file's size, or None if there is no such file."""
+        try:
+            info = self._call("head", lambda: self.fs.info(self.path(rel), refresh=True), rel)
+        except FileNotFoundError:
+            return None
+        return int(info["size"]) if info.get("type", "file") == "file" else None
+
+    def cat(self, rel: str, size: int | None = None) -> bytes:
+        """A whole file, checked against its size (``size`` if known, else asked for)."""
+        return self._cat_checked(rel, size)[1]
+
+    def _cat_checked(self, rel: str, size: int | None) -> tuple[dict, bytes]:
+        p = self.path(rel)
+        known = {"size": size}
+
+        def get() -> tuple[dict, bytes]:
+            info: dict = {}
+            if known["size"] is None:
+                self._count("head")
+                info = self.fs.info(p, refresh=True)
+                known["size"] = int(info["size"])
+            data = self.fs.cat_file(p)
+            if len(data) != known["size"]:
+                expected, known["size"] = known["size"], None  # ask again: it may have been replaced
+                raise ShortRead(f"read {len(data)} bytes of {expected}")
+            return info, data
+
+        info, data = self._call("get", get, rel)
         self._count(received=len(data))
-        return data
+        return info, data
 
     def cat_ranges(self, rel: str, ranges: list[tuple[int, int]]) -> list[bytes]:
-        """Byte ranges [start, end) of one file, one request per range."""
+        """Byte ranges [start, end) of one file, one request per range, each of its exact length."""
         p = self.path(rel)
         out = []
         for start, end in ranges:
-            data = self._call("get-range", lambda s=start, e=end: self.fs.cat_file(p, start=s, end=e))
-            if len(data) != end - start:
-                raise RemoteError(f"remote {self.url}: short read of {rel} at {start}")
+            def get(s: int = start, e: int = end) -> bytes:
+                data = self.fs.cat_file(p, start=s, end=e)
+                if len(data) != e - s:
+                    raise ShortRead(f"read {len(data)} bytes of {e - s} at offset {s}")
+                return data
+
+            data = self._call("get-range", get, rel)
             self._count(received=len(data))
             out.append(data)
         return out
 
-    def get_file(self, rel: str, dest: Path) -> None:
-        """Download to a temp name beside ``dest`` and rename: never a half file."""
+    def get_file(self, rel: str, dest: Path, check: Callable[[Path], bool] | None = None) -> None:
+        """Download to a temp name beside ``dest`` and rename: never a half file.
+
+        ``check(path)`` verifies the download (a content hash); without it the size is
+        compared with the remote's. A failed check is retried like a network fault.
+        """
         tmp = dest.parent / f".tmp-{uuid.uuid4().hex}"
+        p = self.path(rel)
+
+        def get() -> None:
+            self.fs.get_file(p, str(tmp))
+            if check is not None:
+                ok = check(tmp)
+            else:
+                self._count("head")
+                ok = tmp.stat().st_size == int(self.fs.info(p, refresh=True)["size"])
+            if not ok:
+                raise ShortRead(f"downloaded {tmp.stat().st_size} bytes that fail verification")
+
         try:
-            self._call("get", lambda: self.fs.get_file(self.path(rel), str(tmp)))
+            self._call("get", get, rel)
             self._count(received=tmp.stat().st_size)
             os.replace(tmp, dest)
         finally:
             tmp.unlink(missing_ok=True)
 
     def exists(self, rel: str) -> bool:
-        return bool(self._call("head", lambda: self.fs.exists(self.path(rel))))
+        return bool(self._call("head", lambda: self.fs.exists(self.path(rel)), rel))
 
     # -- writing -----------------------------------------------------------------------
     def put(self, rel: str, data: bytes | Path) -> None:
@@ -142,19 +258,46 @@ class RemoteFS:
                 parent = target.rsplit("/", 1)[0]
                 self.fs.makedirs(parent, exist_ok=True)
                 dest = f"{parent}/.tmp-{uuid.uuid4().hex}"
-            if isinstance(data, Path):
-                self.fs.put_file(str(data), dest)
-            else:
-                self.fs.pipe_file(dest, data)
-            if dest != target:
-                self.fs.mv(dest, target)
+            try:
+                if isinstance(data, Path):
+                    self.fs.put_file(str(data), dest)
+                else:
+                    self.fs.pipe_file(dest, data)
+                if dest != target:
+                    self.fs.mv(dest, target)
+            except BaseException:
+                if dest != target:  # best effort; a left temp file is removed by `ds gc --remote`
+                    try:
+                        self.fs.rm_file(dest)
+                    except Exception:
+                        pass
+                raise
 
         try:
-            self._call("put", send)
+            self._call("put", send, rel)
         except FileNotFoundError:
             raise RemoteError(f"remote {self.url}: cannot write {rel}: the bucket or folder does not "
                               "exist; create it first") from None
         self._count(sent=size)
+
+    def delete(self, rels: list[str]) -> None:
+        """Remove files; one already gone is not an error (a retry may find it deleted)."""
+        for start in range(0, len(rels), 1000):  # object stores delete up to 1000 per request
+            paths = [self.path(r) for r in rels[start:start + 1000]]
+
+            def rm(paths: list[str] = paths) -> None:
+                try:
+                    self.fs.rm(paths)
+                except FileNotFoundError:
+                    for p in paths:
+                        try:
+                            self.fs.rm_file(p)
+                        except FileNotFoundError:
+                            pass
+                for p in paths:
+                    self.fs.invalidate_cache(p)
+
+            self._call("delete", rm, rels[start])
 
     # -- refs: compare-and-swap --------------------------------------------------------
     def read_ref(self, rel: str) -> tuple[str | None, Any]:
@@ -165,40 +308,48 @@ class RemoteFS:
         conflict), never accepted on a stale base.
         """
         key = {"s3": "ETag", "gcs": "generation", "azure": "etag"}.get(self.kind)
-        token = None
-        if key is not None:
-            try:
-                info = self._call("head", lambda: self.fs.info(self.path(rel), refresh=True))
-            except FileNotFoundError:
-                return None, None
-            token = info[key]
         try:
-            value = self.cat(rel).decode().strip()
+            info, data = self._cat_checked(rel, None)
         except FileNotFoundError:
             return None, None
-        return value, (token if key is not None else value)
+        value = data.decode(errors="replace").strip()
+        return value, (info[key] if key is not None else value)
 
     def swap_ref(self, rel: str, value: str, token: Any) -> None:
-        """Set ``rel`` to ``value`` only if it still holds what ``token`` was read from."""
+        """Set ``rel`` to ``value`` only if it still holds what ``token`` was read from.
+
+        Transient failures are retried; a refusal after one of them is checked against
+        the ref itself, since the failed attempt may have been applied (its answer lost).
+        """
         data = (value + "\n").encode()
         if self.kind == "local":
             return self._swap_local(rel, data, token)
         if self.kind not in ("s3", "gcs", "azure"):
             raise RemoteError(f"remote {self.url}: shared refs need compare-and-swap, which objstore "
                               f"does not know how to do on {self.fs.protocol}")
-        self._count("put-if")
-        try:  # not retried: a refused condition is an answer, not a fault
-            getattr(self, f"_swap_{self.kind}")(self.path(rel), data, token)
-        except Exception as e:  # each SDK has its own exception for a failed condition
-            text = str(e).lower().replace("-", "")
-            if isinstance(e, FileExistsError) or type(e).__name__ == "ResourceModifiedError" or any(
-                    k in text for k in ("precondition", "412", "conditionalrequestconflict",
-                                        "condition specified")):
-                raise RefConflict(f"{rel} on {self.url} changed meanwhile; "
-                                  "fetch and merge first") from None
-            raise RemoteError(f"remote {self.url}: cannot update {rel} ({e})") from None
-        finally:
-            self.fs.invalidate_cache(self.path(rel))
+        faulted = False
+        for attempt in range(self.retries + 1):
+            self._count("put-if")
+            try:
+                getattr(self, f"_swap_{self.kind}")(self.path(rel), data, token)
+                return None
+            except Exception as e:  # each SDK has its own exception for a failed condition
+                text = str(e).lower().replace("-", "")
+                if isinstance(e, FileExistsError) or type(e).__name__ == "ResourceModifiedError" or any(
+                        k in text for k in ("precondition", "412", "conditionalrequestconflict",
+                                            "condition specified")):
+                    if faulted and self.read_ref(rel)[0] == value:
+                        return None  # an earlier attempt went through
+                    raise RefConflict(f"{rel} on {self.url} changed meanwhile; "
+                                      "fetch and merge first") from None
+                if isinstance(e, PermissionError):
+                    raise RemoteError(f"remote {self.url}: cannot update {rel} ({e})") from None
+                if attempt == self.retries:
+                    raise RemoteUnavailable(self._gave_up("update", rel, attempt + 1, e)) from None
+                faulted = True
+                time.sleep(self._delay(attempt))
+            finally:
+                self.fs.invalidate_cache(self.path(rel))
         return None
 
     def _swap_s3(self, path: str, data: bytes, token: Any) -> None:
@@ -245,3 +396,129 @@ class RemoteFS:
             os.replace(tmp, target)
         finally:
             lock.unlink(missing_ok=True)
+
+
+def mtime_of(info: dict) -> float:
+    """A listing entry's modification time as epoch seconds, whatever the backend calls it."""
+    for key in ("mtime", "LastModified", "last_modified", "updated", "timeCreated", "created"):
+        value = info.get(key)
+        if isinstance(value, datetime):
+            return value.timestamp()
+        if isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+            except ValueError:
+                continue
+    return 0.0
+
+
+class RemoteLock:
+    """A lease on a remote: shared by writers (push, upload), exclusive for a remote gc.
+
+    Each holder writes its own object ``locks/<kind>-<id>.json``, then lists ``locks/``:
+    since both sides write before they look, of a push and a gc starting together at
+    least one sees the other (every backend lists what was written, strongly consistent).
+    A push that sees a live exclusive lock withdraws and waits; a gc that sees live
+    shared locks keeps its own (so no new push starts) and waits for them to finish; of
+    two gcs the later withdraws. Ages are measured in the storage's clock (a listing's
+    modification times against the one of our own freshly written lock), so client clocks
+    never matter. Holders rewrite their lock every ``REFRESH`` s; one not rewritten for
+    ``STALE`` s is ignored (its holder died) and removed by the next gc. A holder checks
+    before each irreversible step that its lease is younger than ``STALE / 2`` and gives
+    up otherwise, so a paused writer never acts on a lease others consider expired.
+    """
+
+    REFRESH = 120.0
+    STALE = 600.0
+    WAIT = 120.0  # how long to wait for a conflicting lock before giving up
+
+    def __init__(self, fs: RemoteFS, exclusive: bool, op: str):
+        self.fs = fs
+        self.exclusive = exclusive
+        self.kind = "exclusive" if exclusive else "shared"
+        self.id = uuid.uuid4().hex
+        self.rel = f"locks/{self.kind}-{self.id}.json"
+        self.body = json.dumps({"op": op, "host": socket.gethostname(), "pid": os.getpid(),
+                                "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}).encode()
+        self.server_now = 0.0  # storage time when the lock was taken (a remote gc ages files by it)
+        self._written = 0.0  # monotonic time the last successful write of our lock began
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> RemoteLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def acquire(self) -> None:
+        deadline = time.monotonic() + self.WAIT
+        attempt = 0
+        while True:
+            if not self._written or time.monotonic() - self._written > self.STALE / 4:
+                started = time.monotonic()
+                self.fs.put(self.rel, self.body)
+                self._written = started
+            seen = self.fs.list_detail("locks")
+            mine = seen.get(self.rel)
+            blocker = self.rel if mine is None else self._blocker(seen, mine)
+            if blocker is None:
+                self.server_now = mine[1]
+                break
+            if time.monotonic() > deadline:
+                self._remove()
+                what = "a remote gc is running" if "/exclusive-" in blocker else "pushes are in progress"
+                raise RemoteLocked(
+                    f"remote {self.fs.url}: {what} ({blocker}); try again later. If no such command "
+                    f"is running, the lock expires {self.STALE:.0f} s after it was last refreshed")
+            if mine is not None and (not self.exclusive or "/exclusive-" in blocker):
+                self._remove()  # give way, and come back after a pause
+                self._written = 0.0
+            time.sleep(min(0.05 * 2**attempt, 2.0) * random.uniform(0.5, 1.0))
+            attempt += 1
+        self._thread = threading.Thread(target=self._refresh, daemon=True, name="remote-lock")
+        self._thread.start()
+
+    def _blocker(self, seen: dict[str, tuple[int, float]], mine: tuple[int, float]) -> str | None:
+        """A live lock that keeps us from going on, or None."""
+        for rel, (_size, mtime) in sorted(seen.items()):
+            name = rel.rsplit("/", 1)[-1]
+            if rel == self.rel or mine[1] - mtime > self.STALE or not name.endswith(".json"):
+                continue
+            if name.startswith("exclusive-"):
+                if not self.exclusive or (mtime, rel) < (mine[1], self.rel):
+                    return rel  # for gcs, the earlier exclusive lock wins
+            elif self.exclusive and name.startswith("shared-"):
+                return rel
+        return None
+
+    def _refresh(self) -> None:
+        while not self._stop.wait(self.REFRESH):
+            started = time.monotonic()
+            try:
+                self.fs.put(self.rel, self.body)
+                self._written = started
+            except DsError:
+                pass  # the next tick tries again; check() stops the holder if it lasts
+
+    def check(self) -> None:
+        """Raise unless our lease is surely still honoured by everyone else."""
+        if time.monotonic() - self._written > self.STALE / 2:
+            raise RemoteLocked(f"remote {self.fs.url}: our lock could not be refreshed in time, so "
+                               "another command may have taken over; nothing more was changed. "
+                               + HINTS.get(self.fs.op or "", "Run the command again."))
+
+    def _remove(self) -> None:
+        try:
+            self.fs.delete([self.rel])
+        except DsError:
+            pass  # left behind, it expires after STALE
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._remove()
