@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from .app import JsonOpt, app, err, open_store, out_json
+from .app import JsonOpt, QuietOpt, app, err, open_store, out_json, progress
 
 
 @app.command()
@@ -17,6 +17,7 @@ def fsck(
     subset: Annotated[float, typer.Option("--read-data-subset",
                                           help="With --remote: share of chunks to read back (0-1).")] = 0.0,
     as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Verify the store: refs, versions, folders, index, packs (and data); or a remote."""
     from objstore.maintenance import fsck as do_fsck
@@ -38,7 +39,8 @@ def fsck(
             raise typer.Exit(1)
         return
 
-    report = do_fsck(open_store(), read_data=read_data, repair=repair)
+    with progress("verifying", quiet, count_files=False) as cb:
+        report = do_fsck(open_store(), read_data=read_data, repair=repair, progress=cb)
     if as_json:
         out_json(report.as_json())
     else:
@@ -81,6 +83,7 @@ def gc(
         "--grace", help="With --remote: keep files younger than this (0, 90s, 15m, 12h, 1d), so an "
         "interrupted push can resume with what it sent.")] = "1d",
     as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Delete chunks no version refers to any more (locally, or on a remote)."""
     verb = "would free" if dry_run else "freed"
@@ -98,7 +101,8 @@ def gc(
         return
     from objstore.maintenance import gc as do_gc
 
-    report = do_gc(open_store(), dry_run=dry_run)
+    with progress("collecting", quiet, count_files=False) as cb:
+        report = do_gc(open_store(), dry_run=dry_run, progress=cb)
     if as_json:
         out_json(report.as_json())
         return

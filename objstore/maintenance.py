@@ -22,6 +22,7 @@ from .errors import DsError, FormatError
 from .index import ChunkIndex, Location
 from .meta import MetaStore
 from .packs import PackEntry, PackWriter, decode_chunk, read_pack_toc
+from .progress import Progress, announce
 from .records import RecordStore
 from .store import Store
 
@@ -127,7 +128,12 @@ class FsckReport:
         return {k: getattr(self, k) for k in keys} | {"ok": self.ok}
 
 
-def fsck(store: Store, read_data: bool = False, repair: bool = False) -> FsckReport:
+def fsck(store: Store, read_data: bool = False, repair: bool = False,
+         progress: Progress | None = None) -> FsckReport:
+    """Check refs, versions, folders, index and packs; ``read_data`` reads every byte too.
+
+    ``progress(packs, bytes)`` follows the packs read back (the long part).
+    """
     report = FsckReport()
     with store.locked():
         pack_tocs: dict[str, list[PackEntry]] = {}
@@ -168,8 +174,14 @@ def fsck(store: Store, read_data: bool = False, repair: bool = False) -> FsckRep
             if any(e.chunk_id not in indexed for e in entries):
                 report.unindexed_packs += 1
         if read_data:
-            for p, entries in pack_tocs.items():
+            paths = {p: store.chunks.packs_dir / p[:2] / f"{p}.pack" for p in pack_tocs}
+            announce(progress, len(paths), sum(f.stat().st_size for f in paths.values()))
+            done_bytes = 0
+            for n, (p, entries) in enumerate(pack_tocs.items(), 1):
                 report.bytes_verified += _verify_pack(store, p, entries, report.problems)
+                done_bytes += paths[p].stat().st_size
+                if progress is not None:
+                    progress(n, done_bytes)
     return report
 
 
@@ -200,13 +212,20 @@ class GcReport:
     bytes_freed: int = 0
     chunks_dropped: int = 0
     temp_files_removed: int = 0
+    meta_objects_packed: int = 0
     dry_run: bool = False
 
     def as_json(self) -> dict:
         return dict(self.__dict__)
 
 
-def gc(store: Store, dry_run: bool = False, grace_seconds: float = 0) -> GcReport:
+def gc(store: Store, dry_run: bool = False, grace_seconds: float = 0,
+       progress: Progress | None = None) -> GcReport:
+    """Drop chunks no version needs; ``progress(packs, bytes)`` follows the packs examined.
+
+    Metadata is repacked too: every git object into one pack with deltas (nothing is
+    pruned there: it is small, and a dataset draft or a stage may still name it).
+    """
     report = GcReport(dry_run=dry_run)
     now = time.time()
     with store.locked():
@@ -216,7 +235,13 @@ def gc(store: Store, dry_run: bool = False, grace_seconds: float = 0) -> GcRepor
         live = m.chunks
         new_locs: list[tuple[bytes, Location]] = []
         doomed: list[Path] = []
-        for path in all_packs(store):
+        packs = all_packs(store)
+        announce(progress, len(packs), sum(p.stat().st_size for p in packs))
+        seen_bytes = 0
+        for n, path in enumerate(packs, 1):
+            if progress is not None:
+                progress(n - 1, seen_bytes)
+            seen_bytes += path.stat().st_size
             _algo, entries = read_pack_toc(path)
             size = path.stat().st_size
             young = now - path.stat().st_mtime < grace_seconds
@@ -247,6 +272,10 @@ def gc(store: Store, dry_run: bool = False, grace_seconds: float = 0) -> GcRepor
                 report.temp_files_removed += 1
                 if not dry_run:
                     tmp.unlink(missing_ok=True)
+        if progress is not None:
+            progress(len(packs), seen_bytes)
+        if not dry_run:
+            report.meta_objects_packed = store.meta.repack()
         if dry_run or not doomed:
             return report
         store.chunks.index.replace_all(new_locs)  # durable before any pack goes

@@ -164,6 +164,35 @@ class MetaStore:
         _fsync_path(str(dest))
         return [dest / f.name for f in files]
 
+    def repack(self) -> int:
+        """Every object, loose or packed, into one pack with deltas; returns how many.
+
+        Nothing is pruned. The new pack is durable before the old packs and loose files
+        go, so every object stays readable throughout (``ds gc`` runs this).
+        """
+        objects = Path(self.path, "objects")
+        dest = objects / "pack"
+        idxs = sorted(dest.glob("pack-*.idx"))
+        loose = [f for f in objects.glob("[0-9a-f][0-9a-f]/*") if len(f.name) == 38]
+        if len(idxs) <= 1 and not loose:
+            return 0
+        oids: set[pygit2.Oid] = {pygit2.Oid(hex=f.parent.name + f.name) for f in loose}
+        for idx in idxs:
+            oids.update(pack_index_oids(idx))
+        new = {f.name for f in self._write_pack(sorted(oids))}
+        for idx in idxs:
+            for f in (idx.with_suffix(".pack"), idx):
+                if f.name not in new:
+                    with contextlib.suppress(FileNotFoundError):
+                        f.unlink()
+        for f in loose:
+            with contextlib.suppress(FileNotFoundError):
+                f.unlink()
+        for folder in {f.parent for f in loose}:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        return len(oids)
+
     def _merge_small_packs(self) -> None:
         """Past ``PACK_MERGE_AT`` packs, rewrite all but the largest as one pack with deltas.
 

@@ -92,3 +92,38 @@ def test_sdk_verbose_reports_on_the_objstore_logger(tmp_path: Path, monkeypatch,
     with caplog.at_level(logging.INFO, logger="objstore"):
         d.add_files(tmp_path / "data")
     assert not caplog.records, "not verbose: nothing reported"
+
+
+def test_fsck_and_gc_report_their_packs_and_gc_leaves_one_metadata_pack(store, work: Path) -> None:
+    from objstore.copy import get_copy
+    from objstore.maintenance import fsck, gc
+    from objstore.worktree import commit_all
+
+    from .conftest import read_tree
+
+    trees = []
+    for v in range(3):
+        for i in range(70):  # enough folders that each commit writes a metadata pack
+            write(work, f"d{i}/f", f"{v}-{i}")
+        trees.append((commit_all(store, f"v{v}").id, read_tree(work)))
+
+    class Seen(list):
+        def total(self, files, nbytes):
+            self.append(("total", files, nbytes))
+
+        def __call__(self, files, nbytes):
+            self.append((files, nbytes))
+
+    seen = Seen()
+    assert fsck(store, read_data=True, progress=seen).ok
+    assert seen[0][0] == "total" and seen[-1] == (seen[0][1], seen[0][2])
+    seen = Seen()
+    report = gc(store, progress=seen)
+    assert seen[0][0] == "total" and seen[-1] == (seen[0][1], seen[0][2])
+    assert report.meta_objects_packed > 0
+    packs = list((store.meta.path / "objects" / "pack").glob("pack-*.pack"))
+    assert len(packs) == 1 and not list((store.meta.path / "objects").glob("??/*"))
+    assert fsck(store, read_data=True).ok
+    for n, (commit, tree) in enumerate(trees):
+        get_copy(store, commit, work.parent / f"v{n}")
+        assert read_tree(work.parent / f"v{n}") == tree
