@@ -7,8 +7,13 @@ Data sets
   files are random bytes (``*.bin``), half CSV-like text (``*.csv``).
 * **L** (large): ``random.bin`` (random bytes) and ``table.csv`` (CSV-like
   text that zstd -3 compresses ~4-6x), each ``size`` bytes (default 128 MiB).
-* **I** (change set), applied in place to a *copy* of S or L:
-  S: 1% of the files modified, 1% added, 1% removed;
+* **S1M** (a million small files): ``n_files`` files (default 1000000) of
+  512-1536 bytes (~1 KiB on average), 1000 per folder in two levels
+  (``pNNN/qNNNN``), half random bytes, half CSV-like text. Files are generated
+  in batches of 1000, each from its own seeded ``random.Random``, and written
+  from a thread pool; the bytes do not depend on the number of threads.
+* **I** (change set), applied in place to a *copy* of S, S1M or L:
+  S and S1M: 1% of the files modified, 1% added, 1% removed;
   L: 1 MiB of rows appended to ``table.csv`` and 100 random bytes inserted in
   the middle of ``random.bin``.
 
@@ -16,6 +21,7 @@ CLI::
 
     python -m benchmarks.generate small DIR [--files 20000] [--seed 0]
     python -m benchmarks.generate large DIR [--mib 128] [--seed 0]
+    python -m benchmarks.generate million DIR [--files 1000000] [--seed 0] [--threads N]
     python -m benchmarks.generate change DIR [--seed 0]    # S or L, detected
     python -m benchmarks.generate digest DIR [DIR ...]
     python -m benchmarks.generate selfcheck                 # determinism check
@@ -40,7 +46,8 @@ Check it::
     python -m benchmarks.generate selfcheck
     # generates S (500 files) and L (2 x 2 MiB) twice into temporary folders,
     # applies the change set to each, and compares tree digests (SHA-256 over
-    # sorted relative paths + contents); exits 1 on any mismatch.
+    # sorted relative paths + contents); generates S1M (2500 files) with 1 and
+    # with 4 threads and compares those; exits 1 on any mismatch.
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -63,6 +71,10 @@ MIB = 1024 * KIB
 SMALL_MIN = 1 * KIB
 SMALL_MAX = 8 * KIB
 N_TOP, N_MID, N_DEEP = 60, 100, 40  # 200 folders in total
+MILLION_FILES = 1_000_000
+MILLION_MIN, MILLION_MAX = 512, 1536  # ~1 KiB on average
+MILLION_BATCH = 1000  # files per folder, per seeded generator and per pool task
+MILLION_FANOUT = 32  # leaf folders per top-level folder
 BLOCK = 4 * MIB  # fixed generation block for large files
 LARGE_RANDOM = "random.bin"
 LARGE_TEXT = "table.csv"
@@ -230,6 +242,49 @@ def generate_small(root: str | os.PathLike[str], n_files: int = 20000,
         (base / folders[i % len(folders)] / f"f{i:06d}.{kind}").write_bytes(data)
         total += len(data)
     return DatasetInfo("small", str(base), seed, n_files, total)
+
+
+def _million_batch(base: Path, seed: int, pools: CsvPools, batch: int, n_files: int) -> int:
+    """Write files ``batch * MILLION_BATCH ..`` (at most ``n_files`` in all); returns bytes."""
+    rng = _rng(seed, f"million/{batch}")
+    folder = base / f"p{batch // MILLION_FANOUT:03d}" / f"q{batch:04d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    first = batch * MILLION_BATCH
+    total = 0
+    for i in range(first, min(first + MILLION_BATCH, n_files)):
+        kind = "bin" if rng.random() < 0.5 else "csv"
+        size = rng.randint(MILLION_MIN, MILLION_MAX)
+        data = _small_file_bytes(rng, pools, kind, size, i * 100)
+        _write_small(folder / f"m{i:07d}.{kind}", data)
+        total += len(data)
+    return total
+
+
+def _write_small(path: Path, data: bytes) -> None:
+    """open/write/close and nothing else (``open()`` adds an fstat and an ioctl per file)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
+def generate_million(root: str | os.PathLike[str], n_files: int = MILLION_FILES,
+                     seed: int = 0, threads: int | None = None) -> DatasetInfo:
+    """Write data set S1M: ``n_files`` files of ~1 KiB, 1000 per folder, from a thread pool.
+
+    Batch ``b`` (files ``1000 b .. 1000 b + 999``) draws from its own generator, so the
+    output is the same for any number of threads (writes release the GIL and overlap)."""
+    base = Path(root)
+    base.mkdir(parents=True, exist_ok=True)
+    pools = make_pools(seed)
+    batches = range((n_files + MILLION_BATCH - 1) // MILLION_BATCH)
+    workers = threads or min(8, 2 * (os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        total = sum(pool.map(lambda b: _million_batch(base, seed, pools, b, n_files), batches))
+    return DatasetInfo("million", str(base), seed, n_files, total)
 
 
 def generate_large(root: str | os.PathLike[str], size: int = 128 * MIB,
@@ -430,6 +485,12 @@ def selfcheck() -> bool:
             print(f"{kind}: generated {digests[0][0][:16]} changed "
                   f"{digests[0][1][:16]} identical={same} change_applied={changed}")
             ok = ok and same and changed
+        million = [t / "million-1", t / "million-4"]
+        generate_million(million[0], n_files=2500, seed=7, threads=1)
+        generate_million(million[1], n_files=2500, seed=7, threads=4)
+        m_same = tree_digest(million[0]) == tree_digest(million[1])
+        print(f"million: 1 thread == 4 threads: {m_same}")
+        ok = ok and m_same
         other = t / "small-seed8"
         generate_small(other, n_files=500, seed=8)
         differs = tree_digest(other) != first["small"][0]
@@ -455,7 +516,12 @@ def main(argv: list[str] | None = None) -> int:
     pl.add_argument("dir")
     pl.add_argument("--mib", type=int, default=128, help="size of each file in MiB")
     pl.add_argument("--seed", type=int, default=0)
-    pc = sub.add_parser("change", help="apply change set I in place (S or L)")
+    pm = sub.add_parser("million", help="generate data set S1M (~1 KiB files, thread pool)")
+    pm.add_argument("dir")
+    pm.add_argument("--files", type=int, default=MILLION_FILES)
+    pm.add_argument("--seed", type=int, default=0)
+    pm.add_argument("--threads", type=int, default=None, help="writer threads (default 2 x CPUs, <= 8)")
+    pc = sub.add_parser("change", help="apply change set I in place (S, S1M or L)")
     pc.add_argument("dir")
     pc.add_argument("--seed", type=int, default=0)
     pd = sub.add_parser("digest", help="print tree digests")
@@ -469,6 +535,9 @@ def main(argv: list[str] | None = None) -> int:
     elif a.cmd == "large":
         info = generate_large(a.dir, a.mib * MIB, a.seed)
         print(f"L: {info.files} files, {info.bytes} bytes in {info.root}")
+    elif a.cmd == "million":
+        info = generate_million(a.dir, a.files, a.seed, a.threads)
+        print(f"S1M: {info.files} files, {info.bytes} bytes in {info.root}")
     elif a.cmd == "change":
         st = apply_changes(a.dir, a.seed)
         print(f"I ({st.kind}): modified {st.modified_files}, added {st.added_files}, "

@@ -1,8 +1,9 @@
-"""End-to-end benchmark of the ``ds`` CLI against cp -r, tar|zstd, git, s3fs and DVC.
+"""End-to-end benchmark of the ``ds`` CLI against cp -r, tar|zstd, git, git-lfs, s3fs and DVC.
 
 Usage::
 
     python -m benchmarks.run [--quick] [--small-files N] [--large-mib M]
+                             [--million [--million-files N]] [--chart PNG | --no-chart]
                              [--out benchmarks/results.json] [--md benchmarks/RESULTS.md]
 
 Every command runs in a fresh subprocess (its own session/process group).
@@ -28,7 +29,19 @@ folder and to S3. The S3 server is moto's, started in this process on
 127.0.0.1 (a free port); it counts the requests it serves and its CPU time
 (``RUSAGE_SELF`` delta of this otherwise idle process) per step. Peers: ``cp -r``
 (folder), s3fs ``put``/``get`` of the raw files (each a fresh ``python``
-subprocess), and DVC (``dvc add/push/pull`` to a folder) if installed.
+subprocess), DVC if installed (``dvc add``, no-op ``dvc status``, ``dvc push`` to a
+folder and to the same moto S3, ``dvc pull`` into a fresh project, then the change
+set, ``dvc status``, ``dvc add`` of v2 and the ``.dvc/cache`` growth) and git-lfs if
+installed (``git lfs track`` on every data file pattern, add+commit v1, no-op status,
+v2 after the change set, ``.git`` and ``.git/lfs`` growth).
+
+``--million`` adds data set S1M (1M files of ~1 KiB; ``--million-files N`` for a
+smaller test): ds add+commit, status (no-op and after the change set), diff of the two
+versions, get, against cp -r, tar | zstd and git; no remotes, s3fs, DVC or git-lfs.
+
+At the end the issue's targets are checked (:mod:`benchmarks.chart`: the "Targets"
+table of the Markdown) and, when matplotlib is importable, the ratios are drawn into a
+PNG next to ``--out``.
 
 ``ds`` is taken from ``$DS_CMD`` (split like a shell would, default ``ds``),
 ``dvc`` from ``$DVC_CMD`` (default: ``dvc`` on ``PATH``, else ``python -m dvc``
@@ -65,13 +78,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.chart import evaluate_targets, margin_text, write_chart
 from benchmarks.generate import (
     MIB,
+    MILLION_FILES,
     ChangeStats,
     DatasetInfo,
     apply_changes,
     generate_large,
+    generate_million,
     generate_small,
+    list_data_files,
     tree_digest,
 )
 
@@ -81,6 +98,8 @@ QUICK_SMALL_FILES = 2000
 QUICK_LARGE_MIB = 8
 DEFAULT_SMALL_FILES = 20000
 DEFAULT_LARGE_MIB = 128
+MILLION_SET = "S1M"
+MILLION_TIMEOUT = 3600.0
 ERROR_TAIL = 2000
 GIT_FLAGS = [
     "-c", "user.name=objstore-bench",
@@ -611,35 +630,155 @@ def bench_s3fs(
     return put, get
 
 
+@dataclass
+class Ctx:
+    """What the steps of every data set share."""
+
+    runner: Runner
+    ds_cmd: list[str]
+    seed: int
+    keep: bool
+    repeat: int = 1
+    s3: MotoS3 | None = None
+    dvc_cmd: list[str] | None = None
+    git_lfs: bool = False
+    dvc_skipped: str = "dvc not installed"  # why, when dvc_cmd is None
+    git_lfs_skipped: str = "git-lfs not installed"  # why, when not git_lfs
+
+
+def copy_tree(src: Path, dst: Path) -> None:
+    """A copy of the data for one tool (``cp -a``: much faster than shutil on 1M files)."""
+    if shutil.which("cp"):
+        r = subprocess.run(["cp", "-a", "--", str(src), str(dst)], capture_output=True, check=False)
+        if r.returncode == 0:
+            return
+        shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(src, dst, symlinks=True)
+
+
+def git_env() -> dict[str, str]:
+    """No system/global git config: the same git for every run."""
+    return dict(os.environ, GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull, LC_ALL="C")
+
+
+def find_git_lfs() -> str | None:
+    """git-lfs's version line when ``git lfs`` works, else None."""
+    if shutil.which("git-lfs") is None or shutil.which("git") is None:
+        return None
+    return _version(["git", "lfs", "version"])
+
+
+def lfs_patterns(src: Path) -> list[str]:
+    """One ``git lfs track`` pattern per file extension of the data (the file name if none)."""
+    return sorted({f"*{Path(rel).suffix}" if Path(rel).suffix else rel
+                   for rel in list_data_files(src)})
+
+
+def bench_git_repo(
+    label: str,
+    repo: Path,
+    ctx: Ctx,
+    tool: str = "git",
+    setup: tuple[tuple[str, ...], ...] = (),
+) -> tuple[dict[str, Any], ChangeStats]:
+    """git on its own copy of the data: init (+ ``setup`` steps), add+commit v1, no-op
+    status, change set I, status, add+commit v2; .git (and .git/lfs) sizes."""
+    out: dict[str, Any] = {}
+    env = git_env()
+    lfs_dir = repo / ".git" / "lfs"
+
+    def gitr(name: str, *args: str) -> Measurement:
+        m = ctx.runner.run(name, ["git", *GIT_FLAGS, *args], repo, env=env, dataset=label)
+        out[name] = m.to_dict()
+        return m
+
+    def add_commit(v: str) -> None:
+        add = gitr(f"{tool} add -A ({v})", "add", "-A")
+        com = gitr(f"{tool} commit ({v})", "commit", "-q", "-m", v)
+        out[f"add_commit_{v}"] = combine(f"{tool} add+commit ({v})", [add, com])
+        out[f"repo_{v}"] = du(repo / ".git")
+        if lfs_dir.is_dir():
+            out[f"lfs_{v}"] = du(lfs_dir)
+
+    gitr(f"{tool} init", "init", "-q")
+    for name, *args in setup:
+        gitr(name, *args)
+    add_commit("v1")
+    gitr(f"{tool} status (no-op, 1st)", "status")
+    gitr(f"{tool} status (no-op)", "status")
+    change = apply_changes(repo, ctx.seed)
+    gitr(f"{tool} status (changed)", "status")
+    add_commit("v2")
+    out["repo_growth_disk_bytes"] = out["repo_v2"]["disk_bytes"] - out["repo_v1"]["disk_bytes"]
+    return out, change
+
+
+def bench_git_lfs(
+    label: str, root: Path, src: Path, ctx: Ctx, notes: list[str]
+) -> tuple[dict[str, Any], ChangeStats | None]:
+    """git with ``git lfs track`` on every data file pattern (``.git/lfs`` holds the bytes)."""
+    if not ctx.git_lfs:
+        notes.append(f"{ctx.git_lfs_skipped}: git-lfs peer skipped")
+        return {"skipped": ctx.git_lfs_skipped}, None
+    repo = root / "git-lfs"
+    copy_tree(src, repo)
+    patterns = lfs_patterns(src)
+    setup = (("git-lfs install", "lfs", "install", "--local", "--skip-repo"),
+             ("git-lfs track", "lfs", "track", *patterns))
+    out, change = bench_git_repo(label, repo, ctx, "git-lfs", setup)
+    out["patterns"] = patterns
+    shutil.rmtree(repo, ignore_errors=True)
+    return out, change
+
+
 def bench_dvc(
     label: str,
     root: Path,
     src: Path,
-    runner: Runner,
-    dvc_cmd: list[str] | None,
+    ctx: Ctx,
     digest: str,
     notes: list[str],
-) -> dict[str, Any]:
-    """DVC peer: init --no-scm, add, remote add, push to a folder; pull into a fresh clone."""
-    if dvc_cmd is None:
-        notes.append("dvc not installed: DVC peer skipped")
-        return {"skipped": "dvc not installed"}
+) -> tuple[dict[str, Any], ChangeStats | None]:
+    """DVC peer: init --no-scm, add, no-op status, push to a folder and to S3 (moto), pull
+    into a fresh project; then change set I, status, add (v2) and the cache growth."""
+    if ctx.dvc_cmd is None:
+        notes.append(f"{ctx.dvc_skipped}: DVC peer skipped")
+        return {"skipped": ctx.dvc_skipped}, None
+    dvc_cmd, s3 = ctx.dvc_cmd, ctx.s3
     proj = root / "dvc"
     clone = root / "dvc-clone"
     store = root / "dvc-remote"
-    shutil.copytree(src, proj / "data", symlinks=True)
-    env = dict(os.environ, DVC_NO_ANALYTICS="1")
+    proj.mkdir()
+    copy_tree(src, proj / "data")
+    # No AWS_* credentials here: DVC finds them in the S3 remote's config.
+    env = dict(os.environ, DVC_NO_ANALYTICS="1", AWS_EC2_METADATA_DISABLED="true")
     out: dict[str, Any] = {"cmd": dvc_cmd}
 
     def dvcr(name: str, *args: str, cwd: Path = proj) -> Measurement:
-        m = runner.run(name, [*dvc_cmd, *args], cwd, env=env, dataset=label)
+        m = ctx.runner.run(name, [*dvc_cmd, *args], cwd, env=env, dataset=label)
         out[name] = m.to_dict()
         return m
 
+    cache = proj / ".dvc" / "cache"
     dvcr("dvc init", "init", "--no-scm", "-q")
     dvcr("dvc add", "add", "data")
+    out["cache_v1"] = du(cache)
+    dvcr("dvc status (no-op, 1st)", "status")
+    dvcr("dvc status (no-op)", "status")
     dvcr("dvc remote add", "remote", "add", "-d", "bench", str(store))
     dvcr("dvc push", "push")
+    out["remote_bytes"] = du(store)["apparent_bytes"]
+    if s3 is not None:
+        # Endpoint and credentials in the remote's config, as a user of a private S3 would.
+        url = f"s3://{s3_bucket(label)}/dvc"
+        dvcr("dvc remote add (s3)", "remote", "add", "s3", url)
+        for key, value in (("endpointurl", s3.endpoint), ("access_key_id", S3_KEY),
+                           ("secret_access_key", S3_SECRET)):
+            dvcr(f"dvc remote modify (s3 {key})", "remote", "modify", "s3", key, value)
+        mark = s3.mark()
+        dvcr("dvc push (s3)", "push", "-r", "s3")
+        out["dvc push (s3)"].update(s3.since(mark))
+        out["s3_remote_bytes"] = s3.size(url.removeprefix("s3://"))
     # A fresh clone of the tracked folder: a new project with the same config and .dvc file.
     clone.mkdir()
     dvcr("dvc init (clone)", "init", "--no-scm", "-q", cwd=clone)
@@ -653,25 +792,31 @@ def bench_dvc(
         out["pull_matches_data"] = (clone / "data").is_dir() and tree_digest(clone / "data") == digest
         if not out["pull_matches_data"]:
             notes.append("dvc pull output differs from the data")
-    out["remote_bytes"] = du(store)["apparent_bytes"]
-    for d in (proj, clone, store):
-        shutil.rmtree(d, ignore_errors=True)
-    return out
+    shutil.rmtree(clone, ignore_errors=True)
+    shutil.rmtree(store, ignore_errors=True)
+    # v2: the same change set, then what DVC stores for it.
+    change = apply_changes(proj / "data", ctx.seed)
+    dvcr("dvc status (changed)", "status")
+    dvcr("dvc add (v2)", "add", "data")
+    out["cache_v2"] = du(cache)
+    out["cache_growth_disk_bytes"] = out["cache_v2"]["disk_bytes"] - out["cache_v1"]["disk_bytes"]
+    shutil.rmtree(proj, ignore_errors=True)
+    return out, change
 
 
 def bench_dataset(
     label: str,
     work: Path,
     make: Callable[[Path], DatasetInfo],
-    runner: Runner,
-    ds_cmd: list[str],
-    seed: int,
-    keep: bool,
-    repeat: int = 1,
-    s3: MotoS3 | None = None,
-    dvc_cmd: list[str] | None = None,
+    ctx: Ctx,
+    full: bool = True,
 ) -> dict[str, Any]:
-    """Generate one data set and time ds and the peers on it."""
+    """Generate one data set and time ds and the peers on it.
+
+    ``full=False`` (S1M): ds, cp -r, tar | zstd and git only, each peer once; no remotes,
+    s3fs, DVC or git-lfs."""
+    runner = ctx.runner
+    s3 = ctx.s3 if full else None
     root = work / label
     src = root / "src"
     root.mkdir(parents=True)
@@ -683,6 +828,7 @@ def bench_dataset(
     res: dict[str, Any] = {"dataset": info.to_dict(), "generate_s": gen_s, "notes": []}
     notes: list[str] = res["notes"]
     data_bytes = info.bytes
+    repeat = ctx.repeat if full else 1
 
     # ---------------- peers on the pristine data ----------------
     peers: dict[str, Any] = {}
@@ -692,7 +838,7 @@ def bench_dataset(
         shutil.rmtree(root / "cp", ignore_errors=True)
         return m
 
-    cp_m, peers["cp_r"] = median_of(repeat, cp_once)
+    _, peers["cp_r"] = median_of(repeat, cp_once)
 
     tar_out = root / "peer.tar.zst"
     if shutil.which("zstd") and shutil.which("tar"):
@@ -705,38 +851,46 @@ def bench_dataset(
             tar_out.unlink(missing_ok=True)
             return m
 
-        tar_m, peers["tar_zstd"] = median_of(repeat, tar_once)
+        _, peers["tar_zstd"] = median_of(repeat, tar_once)
         peers["tar_zstd"]["output_bytes"] = tar_bytes[-1]
     else:
-        tar_m = None
         peers["tar_zstd"] = None
         notes.append("tar | zstd skipped: zstd (or tar) binary not found")
         runner.log(f"  [{label}] tar | zstd skipped (zstd not found)")
 
-    # ---------------- remote peers: s3fs put/get, DVC ----------------
-    digest_v1 = tree_digest(src)
+    # ---------------- remote peers: s3fs put/get, DVC; git-lfs ----------------
     bucket = s3_bucket(label)
-    if s3 is not None:
-        s3.new_bucket(bucket)
-        peers["s3fs_put"], peers["s3fs_get"] = bench_s3fs(label, root, src, bucket, runner, s3,
-                                                          digest_v1, data_bytes, notes)
+    peer_changes: list[tuple[str, ChangeStats | None]] = []
+    peers["s3fs_put"] = peers["s3fs_get"] = None
+    digest_v1 = tree_digest(src) if full else ""
+    if full:
+        if s3 is not None:
+            s3.new_bucket(bucket)
+            peers["s3fs_put"], peers["s3fs_get"] = bench_s3fs(label, root, src, bucket, runner, s3,
+                                                              digest_v1, data_bytes, notes)
+        peers["dvc"], dvc_change = bench_dvc(label, root, src, ctx, digest_v1, notes)
+        peers["git_lfs"], lfs_change = bench_git_lfs(label, root, src, ctx, notes)
+        peer_changes += [("dvc", dvc_change), ("git-lfs", lfs_change)]
     else:
-        peers["s3fs_put"] = peers["s3fs_get"] = None
-    peers["dvc"] = bench_dvc(label, root, src, runner, dvc_cmd, digest_v1, notes)
+        skipped = f"not run on {label} (remotes, s3fs, DVC and git-lfs are skipped at this scale)"
+        peers["dvc"] = {"skipped": skipped}
+        peers["git_lfs"] = {"skipped": skipped}
+        notes.append(f"{label}: remotes, s3fs, DVC and git-lfs skipped; peers are cp -r, "
+                     "tar | zstd and git, each run once")
 
     # ---------------- copies for ds and git ----------------
     ds_dir = root / "ds"
     git_dir = root / "git"
-    shutil.copytree(src, ds_dir, symlinks=True)
-    shutil.copytree(src, git_dir, symlinks=True)
-    if not keep:
+    copy_tree(src, ds_dir)
+    copy_tree(src, git_dir)
+    if not ctx.keep:
         shutil.rmtree(src)
 
     # ---------------- ds ----------------
     ds: dict[str, Any] = {}
 
     def dsr(name: str, *args: str, cwd: Path = ds_dir) -> Measurement:
-        m = runner.run(name, [*ds_cmd, *args], cwd, dataset=label)
+        m = runner.run(name, [*ctx.ds_cmd, *args], cwd, dataset=label)
         ds[name] = m.to_dict()
         return m
 
@@ -746,19 +900,19 @@ def bench_dataset(
     com1 = dsr("ds commit (v1)", "commit", "-m", "v1")
     ds["add_commit_v1"] = combine("ds add+commit (v1)", [add1, com1])
     dsr("ds status (no-op, 1st)", "status")
-    st_noop = dsr("ds status (no-op)", "status")
+    dsr("ds status (no-op)", "status")
     ds["store_v1"] = du(ds_dir / STORE_DIR)
 
     # ---------------- ds remotes, v1: push, clone ----------------
     remote: dict[str, Any] = {}
-    targets = [("folder", str(root / "remote-folder"), [])]
+    targets = [("folder", str(root / "remote-folder"), [])] if full else []
     if s3 is not None:
         targets.append(("s3", f"s3://{bucket}/ds", s3.ds_options()))
 
     def rstep(kind: str, name: str, *args: str, cwd: Path = ds_dir) -> Measurement:
         on_s3 = kind == "s3" and s3 is not None
         mark = s3.mark() if on_s3 else None
-        m = runner.run(f"{name} ({kind})", [*ds_cmd, *args], cwd,
+        m = runner.run(f"{name} ({kind})", [*ctx.ds_cmd, *args], cwd,
                        env=s3.env if on_s3 else None, dataset=label)
         d = m.to_dict()
         if s3 is not None and mark is not None:
@@ -787,7 +941,7 @@ def bench_dataset(
         if remote[kind]["clone_matches_v1"] is False:
             notes.append(f"ds clone ({kind}) differs from the committed v1 tree")
 
-    change = apply_changes(ds_dir, seed)
+    change = apply_changes(ds_dir, ctx.seed)
     dsr("ds status (changed)", "status")
     add2 = dsr("ds add (v2)", "add", ".")
     com2 = dsr("ds commit (v2)", "commit", "-m", "v2")
@@ -818,7 +972,7 @@ def bench_dataset(
     shutil.rmtree(get_dir, ignore_errors=True)
 
     # ---------------- ds remotes, v2: incremental push, pull in the clone ----------------
-    digest_v2 = tree_digest(ds_dir)
+    digest_v2 = tree_digest(ds_dir) if targets else None
     for kind, url, _opts in targets:
         rstep(kind, "ds push (v2)", "push", kind, "--json")
         remote[kind]["size_v2_bytes"] = remote_size(kind, url)
@@ -831,47 +985,38 @@ def bench_dataset(
                 if not remote[kind]["pull_matches_v2"]:
                     notes.append(f"ds pull ({kind}) in the clone differs from the v2 tree")
         shutil.rmtree(clone_dir, ignore_errors=True)
-    if s3 is None:
+    if full and s3 is None:
         remote["s3"] = None
 
     # ---------------- git ----------------
-    git: dict[str, Any] = {}
-    git_env = dict(os.environ, GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull,
-                   LC_ALL="C")
+    peers["git"], git_change = bench_git_repo(label, git_dir, ctx)
+    peer_changes.append(("git", git_change))
+    for tool, other in peer_changes:
+        if other is not None and other.to_dict() != change.to_dict():
+            notes.append(f"change set differed between the ds and {tool} copies")
 
-    def gitr(name: str, *args: str) -> Measurement:
-        m = runner.run(name, ["git", *GIT_FLAGS, *args], git_dir, env=git_env, dataset=label)
-        git[name] = m.to_dict()
-        return m
-
-    gitr("git init", "init", "-q")
-    gadd1 = gitr("git add -A (v1)", "add", "-A")
-    gcom1 = gitr("git commit (v1)", "commit", "-q", "-m", "v1")
-    git["add_commit_v1"] = combine("git add+commit (v1)", [gadd1, gcom1])
-    gitr("git status (no-op, 1st)", "status")
-    g_noop = gitr("git status (no-op)", "status")
-    git["repo_v1"] = du(git_dir / ".git")
-    g_change = apply_changes(git_dir, seed)
-    if g_change.to_dict() != change.to_dict():
-        notes.append("change set differed between the ds and git copies")
-    gitr("git status (changed)", "status")
-    gadd2 = gitr("git add -A (v2)", "add", "-A")
-    gcom2 = gitr("git commit (v2)", "commit", "-q", "-m", "v2")
-    git["add_commit_v2"] = combine("git add+commit (v2)", [gadd2, gcom2])
-    git["repo_v2"] = du(git_dir / ".git")
-    git["repo_growth_disk_bytes"] = git["repo_v2"]["disk_bytes"] - git["repo_v1"]["disk_bytes"]
-    peers["git"] = git
-
-    if not keep:
+    if not ctx.keep:
         shutil.rmtree(root, ignore_errors=True)
 
     res["change"] = change.to_dict()
     res["ds"] = ds
     res["remote"] = remote
     res["peers"] = peers
-    res["ratios"] = compute_ratios(ds, peers, change, data_bytes, cp_m, tar_m,
-                                   st_noop, g_noop, remote)
+    res["ratios"] = compute_ratios(ds, peers, change, data_bytes, remote)
     return res
+
+
+def _ok_value(d: dict[str, Any] | None, key: str, step: str) -> Any:
+    """``d[key]`` when ``d[step]`` ran fine, else None."""
+    if not d or not (d.get(step) or {}).get("ok"):
+        return None
+    return d.get(key)
+
+
+def _ok_disk(d: dict[str, Any] | None, key: str, step: str) -> int | None:
+    """``d[key]["disk_bytes"]`` (a ``du`` result) when ``d[step]`` ran fine, else None."""
+    sizes = _ok_value(d, key, step)
+    return sizes["disk_bytes"] if sizes else None
 
 
 def compute_ratios(
@@ -879,29 +1024,31 @@ def compute_ratios(
     peers: dict[str, Any],
     change: ChangeStats,
     data_bytes: int,
-    cp_m: Measurement,
-    tar_m: Measurement | None,
-    st_noop: Measurement,
-    g_noop: Measurement,
     remote: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     git = peers["git"]
+    dvc = peers.get("dvc") or {}
+    lfs = peers.get("git_lfs") or {}
+    cp = peers.get("cp_r")
+    tar = peers.get("tar_zstd")
     ds_ac1 = _wall(ds["add_commit_v1"])
     ds_ac2 = _wall(ds["add_commit_v2"])
-    get_wall = ds["ds get"]["wall_s"] if ds["ds get"]["ok"] else None
+    ds_noop = _wall(ds["ds status (no-op)"])
     ds_ok = ds["add_commit_v1"]["ok"] and ds["add_commit_v2"]["ok"]
     growth = ds["store_growth_disk_bytes"] if ds_ok else None
     growth_app = ds["store_growth_apparent_bytes"] if ds_ok else None
     store1 = ds["store_v1"]["disk_bytes"] if ds["add_commit_v1"]["ok"] else None
+    dvc_growth = _ok_value(dvc, "cache_growth_disk_bytes", "dvc add (v2)")
+    lfs_growth = _ok_value(lfs, "repo_growth_disk_bytes", "add_commit_v2")
     ds_tput = _ratio(float(data_bytes), ds_ac1)
-    tar_tput = _ratio(float(data_bytes), _wall(tar_m))
-    tar_bytes = (peers["tar_zstd"] or {}).get("output_bytes")
+    tar_tput = _ratio(float(data_bytes), _wall(tar))
+    tar_bytes = (tar or {}).get("output_bytes")
     return {
-        "ds_add_commit_over_cp_r": _ratio(ds_ac1, _wall(cp_m)),
+        "ds_add_commit_over_cp_r": _ratio(ds_ac1, _wall(cp)),
         "ds_add_commit_over_git_add_commit": _ratio(ds_ac1, _wall(git["add_commit_v1"])),
         "ds_add_commit_v2_over_git_v2": _ratio(ds_ac2, _wall(git["add_commit_v2"])),
-        "ds_status_over_git_status": _ratio(_wall(st_noop), _wall(g_noop)),
-        "ds_get_over_cp_r": _ratio(get_wall, _wall(cp_m)),
+        "ds_status_over_git_status": _ratio(ds_noop, _wall(git["git status (no-op)"])),
+        "ds_get_over_cp_r": _ratio(_wall(ds["ds get"]), _wall(cp)),
         "ds_add_commit_mib_s": _ratio(ds_tput, float(MIB)),
         "tar_zstd_mib_s": _ratio(tar_tput, float(MIB)),
         "ds_throughput_over_tar_zstd": _ratio(ds_tput, tar_tput),
@@ -910,10 +1057,22 @@ def compute_ratios(
         "store_growth_over_bytes_touched": _ratio(growth, change.bytes_touched),
         "git_growth_over_bytes_changed": _ratio(git["repo_growth_disk_bytes"],
                                                 change.bytes_changed),
+        "dvc_cache_growth_over_bytes_changed": _ratio(dvc_growth, change.bytes_changed),
+        "git_lfs_growth_over_bytes_changed": _ratio(lfs_growth, change.bytes_changed),
+        "ds_growth_over_dvc_cache_growth": _ratio(growth, dvc_growth),
+        "ds_growth_over_git_lfs_growth": _ratio(growth, lfs_growth),
         "store_v1_over_data": _ratio(store1, data_bytes),
         "git_repo_v1_over_data": _ratio(git["repo_v1"]["disk_bytes"], data_bytes),
+        "dvc_cache_v1_over_data": _ratio(_ok_disk(dvc, "cache_v1", "dvc add"), data_bytes),
+        "git_lfs_repo_v1_over_data": _ratio(_ok_disk(lfs, "repo_v1", "add_commit_v1"), data_bytes),
         "tar_zstd_over_data": _ratio(tar_bytes, data_bytes),
-        **remote_ratios(remote or {}, peers, change, data_bytes, cp_m, ds_ac1),
+        "ds_add_commit_over_dvc_add": _ratio(ds_ac1, _wall(dvc.get("dvc add"))),
+        "ds_add_commit_v2_over_dvc_add_v2": _ratio(ds_ac2, _wall(dvc.get("dvc add (v2)"))),
+        "ds_status_over_dvc_status": _ratio(ds_noop, _wall(dvc.get("dvc status (no-op)"))),
+        "ds_add_commit_over_git_lfs_add_commit": _ratio(ds_ac1, _wall(lfs.get("add_commit_v1"))),
+        "ds_add_commit_v2_over_git_lfs_v2": _ratio(ds_ac2, _wall(lfs.get("add_commit_v2"))),
+        "ds_status_over_git_lfs_status": _ratio(ds_noop, _wall(lfs.get("git-lfs status (no-op)"))),
+        **remote_ratios(remote or {}, peers, change, data_bytes),
     }
 
 
@@ -922,8 +1081,6 @@ def remote_ratios(
     peers: dict[str, Any],
     change: ChangeStats,
     data_bytes: int,
-    cp_m: Measurement,
-    ds_ac1: float | None,
 ) -> dict[str, Any]:
     def step(kind: str, name: str) -> dict[str, Any] | None:
         return (remote.get(kind) or {}).get(name)
@@ -943,14 +1100,16 @@ def remote_ratios(
     dvc = peers.get("dvc") or {}
     put = peers.get("s3fs_put")
     get = peers.get("s3fs_get")
+    cp = peers.get("cp_r")
     out: dict[str, Any] = {
         "ds_push_s3_over_s3fs_put": _ratio(wall("s3", "ds push (v1)"), _wall(put)),
         "ds_clone_s3_over_s3fs_get": _ratio(wall("s3", "ds clone"), _wall(get)),
-        "ds_push_folder_over_cp_r": _ratio(wall("folder", "ds push (v1)"), _wall(cp_m)),
-        "ds_clone_folder_over_cp_r": _ratio(wall("folder", "ds clone"), _wall(cp_m)),
+        "ds_push_folder_over_cp_r": _ratio(wall("folder", "ds push (v1)"), _wall(cp)),
+        "ds_clone_folder_over_cp_r": _ratio(wall("folder", "ds clone"), _wall(cp)),
         "ds_push_s3_requests": sent("s3", "ds push (v1)", "requests"),
         "ds_push_s3_server_requests": server(step("s3", "ds push (v1)")),
         "s3fs_put_server_requests": server(put),
+        "dvc_push_s3_server_requests": server(dvc.get("dvc push (s3)")),
         "ds_clone_s3_requests": sent("s3", "ds clone", "requests"),
         "ds_clone_s3_server_requests": server(step("s3", "ds clone")),
         "s3fs_get_server_requests": server(get),
@@ -965,11 +1124,41 @@ def remote_ratios(
             sent(kind, "ds push (v2)", "bytes_sent"), change.bytes_changed)
         out[f"pull_bytes_over_bytes_changed_{kind}"] = _ratio(
             sent(kind, "ds pull", "bytes_received"), change.bytes_changed)
-    out["ds_add_commit_over_dvc_add"] = _ratio(ds_ac1, _wall(dvc.get("dvc add")))
     out["ds_push_folder_over_dvc_push"] = _ratio(wall("folder", "ds push (v1)"),
                                                  _wall(dvc.get("dvc push")))
+    out["ds_push_s3_over_dvc_push_s3"] = _ratio(wall("s3", "ds push (v1)"),
+                                                _wall(dvc.get("dvc push (s3)")))
     out["ds_clone_folder_over_dvc_pull"] = _ratio(wall("folder", "ds clone"),
                                                   _wall(dvc.get("dvc pull")))
+    return out
+
+
+def diff_scaling(datasets: dict[str, Any]) -> dict[str, Any]:
+    """``ds diff HEAD~1 HEAD`` of the 1% change set per data set; S1M against S."""
+    rows: dict[str, Any] = {}
+    for label, res in datasets.items():
+        ch = res.get("change") or {}
+        m = (res.get("ds") or {}).get("ds diff --json")
+        files_changed = sum(ch.get(k, 0) for k in ("modified_files", "added_files", "removed_files"))
+        wall = _wall(m)
+        rows[label] = {
+            "files": res["dataset"]["files"],
+            "files_changed": files_changed,
+            "bytes_changed": ch.get("bytes_changed"),
+            "diff_wall_s": wall,
+            "diff_cpu_s": m["cpu_s"] if m and m.get("ok") else None,
+            "diff_maxrss_kib": m["maxrss_kib"] if m and m.get("ok") else None,
+            "diff_ms_per_changed_file": _ratio(None if wall is None else 1000 * wall, files_changed),
+        }
+    out: dict[str, Any] = {"sets": rows}
+    small, million = rows.get("S"), rows.get("S1M")
+    if small and million:
+        out["S1M_over_S"] = {
+            "diff_wall": _ratio(million["diff_wall_s"], small["diff_wall_s"]),
+            "files_changed": _ratio(million["files_changed"], small["files_changed"]),
+            "bytes_changed": _ratio(million["bytes_changed"], small["bytes_changed"]),
+            "files": _ratio(million["files"], small["files"]),
+        }
     return out
 
 
@@ -1002,6 +1191,18 @@ RATIO_LABELS = [
     ("store_v1_over_data", "store v1 (du) / data bytes"),
     ("git_repo_v1_over_data", ".git v1 (du) / data bytes"),
     ("tar_zstd_over_data", "tar.zst / data bytes"),
+    ("ds_add_commit_over_dvc_add", "ds add+commit / dvc add (v1, wall)"),
+    ("ds_add_commit_v2_over_dvc_add_v2", "ds add+commit / dvc add (v2, wall)"),
+    ("ds_status_over_dvc_status", "ds status / dvc status (no-op, wall)"),
+    ("dvc_cache_growth_over_bytes_changed", "dvc cache growth (du) / bytes changed"),
+    ("ds_growth_over_dvc_cache_growth", "ds store growth / dvc cache growth (du)"),
+    ("dvc_cache_v1_over_data", "dvc cache v1 (du) / data bytes"),
+    ("ds_add_commit_over_git_lfs_add_commit", "ds add+commit / git-lfs add+commit (v1, wall)"),
+    ("ds_add_commit_v2_over_git_lfs_v2", "ds add+commit / git-lfs add+commit (v2, wall)"),
+    ("ds_status_over_git_lfs_status", "ds status / git-lfs status (no-op, wall)"),
+    ("git_lfs_growth_over_bytes_changed", "git-lfs .git growth (du) / bytes changed"),
+    ("ds_growth_over_git_lfs_growth", "ds store growth / git-lfs .git growth (du)"),
+    ("git_lfs_repo_v1_over_data", "git-lfs .git v1 (du) / data bytes"),
 ]
 
 COUNT = "{:.0f}"
@@ -1015,6 +1216,7 @@ REMOTE_RATIO_LABELS = [
     ("ds_push_s3_requests", "ds push requests (S3, v1; as ds reports them; target for S <= 50)", COUNT),
     ("ds_push_s3_server_requests", "ds push requests (S3, v1; served by moto)", COUNT),
     ("s3fs_put_server_requests", "s3fs put requests (served by moto)", COUNT),
+    ("dvc_push_s3_server_requests", "dvc push requests (S3; served by moto)", COUNT),
     ("ds_clone_s3_requests", "ds clone requests (S3; as ds reports them)", COUNT),
     ("ds_clone_s3_server_requests", "ds clone requests (S3; served by moto)", COUNT),
     ("s3fs_get_server_requests", "s3fs get requests (served by moto)", COUNT),
@@ -1025,8 +1227,8 @@ REMOTE_RATIO_LABELS = [
     ("incremental_push_bytes_over_bytes_changed_s3", "incremental push bytes / bytes changed (S3)"),
     ("pull_bytes_over_bytes_changed_folder", "ds pull bytes received / bytes changed (folder)"),
     ("pull_bytes_over_bytes_changed_s3", "ds pull bytes received / bytes changed (S3)"),
-    ("ds_add_commit_over_dvc_add", "ds add+commit / dvc add (wall)"),
     ("ds_push_folder_over_dvc_push", "ds push / dvc push (folder, wall)"),
+    ("ds_push_s3_over_dvc_push_s3", "ds push / dvc push (S3, wall)"),
     ("ds_clone_folder_over_dvc_pull", "ds clone / dvc pull (folder, wall)"),
 ]
 
@@ -1060,10 +1262,20 @@ def _rrow(tool: str, m: dict[str, Any] | None) -> str:
             f"{status} |")
 
 
+def peer_rows(tool: str, d: dict[str, Any] | None, rows: list[tuple[str, str]],
+              row: Callable[[str, dict[str, Any] | None], str] = _row) -> list[str]:
+    """Table rows of one optional peer (DVC, git-lfs): its steps, or one 'skipped' row."""
+    if not d or d.get("skipped"):
+        cells = row(tool, None).count("|") - 3
+        return [f"| {tool} | skipped: {(d or {}).get('skipped', 'not run')} |" + " |" * cells]
+    return [row(text, d.get(name)) for name, text in rows]
+
+
 def remote_lines(res: dict[str, Any]) -> list[str]:
     remote = res.get("remote") or {}
     peers = res["peers"]
-    dvc = peers.get("dvc") or {}
+    if not remote:
+        return []
     lines = [
         "| remote step | wall s | CPU s | server CPU s | peak RSS MiB | requests (ds / server) "
         "| KiB sent / received | status |",
@@ -1081,15 +1293,101 @@ def remote_lines(res: dict[str, Any]) -> list[str]:
         _rrow("s3fs put (raw files)", peers.get("s3fs_put")),
         _rrow("s3fs get (raw files)", peers.get("s3fs_get")),
     ]
-    if dvc.get("skipped"):
-        lines.append(f"| dvc add / push / pull | {dvc['skipped']} | | | | | | |")
-    else:
-        lines += [_rrow(f"{name} (folder remote)", dvc.get(name))
-                  for name in ("dvc add", "dvc push", "dvc pull")]
+    lines += peer_rows("dvc push / pull", peers.get("dvc"), [
+        ("dvc push", "dvc push (folder remote)"),
+        ("dvc pull", "dvc pull (folder remote, fresh project)"),
+        ("dvc push (s3)", "dvc push (S3 remote)"),
+    ], _rrow)
     return lines + [""]
 
 
-def to_markdown(results: dict[str, Any]) -> str:
+def targets_lines(results: dict[str, Any], chart: str | None) -> list[str]:
+    """The issue's targets: value measured, met or missed, and by how much."""
+    rows = results.get("targets") or []
+    lines = ["## Targets", ""]
+    if chart:
+        lines += [f"![ratios against the targets]({chart})", ""]
+    if not rows:
+        return lines + ["No target applies to the data sets of this run.", ""]
+    lines += ["| target | set | bound | measured | result |", "| --- | --- | ---: | ---: | --- |"]
+    for r in rows:
+        verdict = margin_text(r)
+        if r["met"] is not None:
+            verdict = f"**{verdict}**" if not r["met"] else verdict
+        value = "n/a" if r["value"] is None else f"{r['value']:.3g}"
+        lines.append(f"| {r['target'].replace('|', chr(92) + '|')} | {r['set']} | "
+                     f"{r['op']} {r['bound']:.3g} | {value} | {verdict} |")
+    met = sum(1 for r in rows if r["met"])
+    measured = sum(1 for r in rows if r["met"] is not None)
+    lines += ["", f"{met} of {measured} measured targets met; ratios are ds / peer (wall time "
+              "or bytes), so '5x faster' is a bound of 0.2.", ""]
+    return lines
+
+
+def diff_lines(results: dict[str, Any]) -> list[str]:
+    """ds diff of the 1% change set on each data set, and S1M against S."""
+    scaling = results.get("diff_scaling") or {}
+    sets = scaling.get("sets") or {}
+    if not sets:
+        return []
+    lines = [
+        "## Diff cost against the size of the change", "",
+        "`ds diff HEAD~1 HEAD --json` between v1 and v2 (change set I: 1% of the files "
+        "modified, 1% added, 1% removed on S and S1M).", "",
+        "| set | files | files changed | bytes changed | diff wall s | CPU s | peak RSS MiB "
+        "| ms per changed file |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for label, r in sets.items():
+        rss = r["diff_maxrss_kib"]
+        lines.append(f"| {label} | {r['files']} | {r['files_changed']} | {r['bytes_changed']} | "
+                     f"{_f(r['diff_wall_s'])} | {_f(r['diff_cpu_s'])} | "
+                     f"{_f(None if rss is None else rss / 1024, '{:.1f}')} | "
+                     f"{_f(r['diff_ms_per_changed_file'])} |")
+    ratio = scaling.get("S1M_over_S")
+    if ratio:
+        lines += ["", f"S1M / S: diff wall {_f(ratio['diff_wall'], '{:.2f}')}x for "
+                  f"{_f(ratio['files_changed'], '{:.1f}')}x the files changed "
+                  f"({_f(ratio['bytes_changed'], '{:.1f}')}x the bytes changed, "
+                  f"{_f(ratio['files'], '{:.1f}')}x the files). A cost proportional to the "
+                  "change gives a diff-wall ratio near the files-changed ratio."]
+    else:
+        lines += ["", "Run with `--million` for the second size (S1M) and its ratio to S."]
+    return lines + [""]
+
+
+def _sizes(d: dict[str, Any], key: str) -> int | None:
+    return (d.get(key) or {}).get("disk_bytes")
+
+
+def size_lines(dvc: dict[str, Any], lfs: dict[str, Any]) -> list[str]:
+    """Store sizes of the DVC and git-lfs peers (du), when they ran."""
+    lines = []
+    if "cache_v1" in dvc:
+        growth = dvc.get("cache_growth_disk_bytes")
+        lines.append(f"| .dvc/cache after v1 / v2 (du); growth | {_mib(_sizes(dvc, 'cache_v1'))} / "
+                     f"{_mib(_sizes(dvc, 'cache_v2'))}; {_mib(growth)} |")
+    if "repo_v1" in lfs:
+        lines += [
+            f"| .git (git-lfs) after v1 / v2 (du); growth | {_mib(_sizes(lfs, 'repo_v1'))} / "
+            f"{_mib(_sizes(lfs, 'repo_v2'))}; {_mib(lfs.get('repo_growth_disk_bytes'))} |",
+            f"| of which .git/lfs after v1 / v2 (du) | {_mib(_sizes(lfs, 'lfs_v1'))} / "
+            f"{_mib(_sizes(lfs, 'lfs_v2'))} |",
+        ]
+    return lines
+
+
+def _not_run(key: str, res: dict[str, Any]) -> bool:
+    """Whether the ratio ``key`` needs a peer or remote this data set skipped on purpose."""
+    peers = res["peers"]
+    if "git_lfs" in key:
+        return bool((peers.get("git_lfs") or {}).get("skipped"))
+    if "dvc" in key:
+        return bool((peers.get("dvc") or {}).get("skipped"))
+    return not res.get("remote") and any(key == k for k, *_ in REMOTE_RATIO_LABELS)
+
+
+def to_markdown(results: dict[str, Any], chart: str | None = None) -> str:
     mi = results["machine"]
     cfg = results["config"]
     lines = [
@@ -1103,17 +1401,21 @@ def to_markdown(results: dict[str, Any]) -> str:
         f"- ds command: `{shlex.join(mi['ds_cmd'])}` ({mi['ds_version'] or 'version n/a'}); "
         f"repo {mi.get('repo_commit') or 'n/a'}",
         f"- scale: {'quick' if cfg['quick'] else 'full'}; S = {cfg['small_files']} files, "
-        f"L = 2 x {cfg['large_mib']} MiB; seed {cfg['seed']}; total run "
+        f"L = 2 x {cfg['large_mib']} MiB"
+        f"{f'; S1M = {m} files' if (m := cfg.get('million_files')) else ''}; seed {cfg['seed']}; total run "
         f"{results['total_wall_s']:.1f}s",
         *[f"- note: {n}" for n in results.get("notes", [])],
         "- timings: warm page cache, one run each; CPU = user+sys of the command and "
         "its children; RSS = peak of the largest process "
         f"({mi.get('rss_method', 'n/a')})",
         f"- remotes: folder = a local temp dir; S3 = {mi.get('s3_server') or 'n/a'}; "
-        f"s3fs {mi.get('s3fs') or 'n/a'}; dvc: {mi.get('dvc') or 'not installed'}. The S3 "
+        f"s3fs {mi.get('s3fs') or 'n/a'}; dvc: {mi.get('dvc') or 'not installed'}; "
+        f"{mi.get('git_lfs') or 'git-lfs: not installed'}. The S3 "
         "server runs in the harness process and shares the CPUs with the client; its CPU "
         "time is the 'server CPU' column, not included in 'CPU s'",
         "",
+        *targets_lines(results, chart),
+        *diff_lines(results),
     ]
     for label, res in results["datasets"].items():
         d = res["dataset"]
@@ -1121,6 +1423,8 @@ def to_markdown(results: dict[str, Any]) -> str:
         ds = res["ds"]
         peers = res["peers"]
         git = peers["git"]
+        dvc = peers.get("dvc") or {}
+        lfs = peers.get("git_lfs") or {}
         lines += [
             f"## {label}: {d['files']} files, {d['bytes'] / MIB:.1f} MiB",
             "",
@@ -1144,6 +1448,18 @@ def to_markdown(results: dict[str, Any]) -> str:
             _row("git status (no-op, 2nd run)", git.get("git status (no-op)")),
             _row("git status (after change)", git.get("git status (changed)")),
             _row("git add+commit (v2)", git.get("add_commit_v2")),
+            *peer_rows("dvc", dvc, [
+                ("dvc add", "dvc add (v1)"),
+                ("dvc status (no-op)", "dvc status (no-op, 2nd run)"),
+                ("dvc status (changed)", "dvc status (after change)"),
+                ("dvc add (v2)", "dvc add (v2)"),
+            ]),
+            *peer_rows("git-lfs", lfs, [
+                ("add_commit_v1", "git-lfs add+commit (v1)"),
+                ("git-lfs status (no-op)", "git-lfs status (no-op, 2nd run)"),
+                ("git-lfs status (changed)", "git-lfs status (after change)"),
+                ("add_commit_v2", "git-lfs add+commit (v2)"),
+            ]),
             "",
             *remote_lines(res),
             "| size | MiB |",
@@ -1158,6 +1474,7 @@ def to_markdown(results: dict[str, Any]) -> str:
             f"| .git after v1 / v2 (du) | {_mib(git['repo_v1']['disk_bytes'])} / "
             f"{_mib(git['repo_v2']['disk_bytes'])} |",
             f"| tar.zst | {_mib((peers.get('tar_zstd') or {}).get('output_bytes'))} |",
+            *size_lines(dvc, lfs),
             *[f"| remote ({kind}) after v1 / v2 (apparent) | {_mib(r.get('size_v1_bytes'))} / "
               f"{_mib(r.get('size_v2_bytes'))} |"
               for kind, r in (res.get("remote") or {}).items() if r],
@@ -1166,7 +1483,9 @@ def to_markdown(results: dict[str, Any]) -> str:
             "| --- | ---: |",
         ]
         for key, text, *fmt in RATIO_LABELS + REMOTE_RATIO_LABELS:
-            lines.append(f"| {text} | {_f(res['ratios'].get(key), *fmt)} |")
+            value = res["ratios"].get(key)
+            if value is not None or not _not_run(key, res):
+                lines.append(f"| {text} | {_f(value, *fmt)} |")
         checks = []
         if ds.get("diff_json_valid") is not None:
             checks.append(f"diff --json valid JSON: {ds['diff_json_valid']}")
@@ -1181,6 +1500,8 @@ def to_markdown(results: dict[str, Any]) -> str:
             checks.append(f"s3fs get output == data: {peers['s3fs_get']['matches_data']}")
         if (peers.get("dvc") or {}).get("pull_matches_data") is not None:
             checks.append(f"dvc pull output == data: {peers['dvc']['pull_matches_data']}")
+        if (peers.get("git_lfs") or {}).get("patterns"):
+            checks.append(f"git lfs track: {' '.join(peers['git_lfs']['patterns'])}")
         lines += [""] + [f"- {c}" for c in checks] + [f"- note: {n}" for n in res["notes"]]
         lines.append("")
     if results["errors"]:
@@ -1202,31 +1523,47 @@ def main(argv: list[str] | None = None) -> int:
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true",
                    help=f"{QUICK_SMALL_FILES} small files, 2 x {QUICK_LARGE_MIB} MiB large")
-    p.add_argument("--small-files", type=int, default=None)
-    p.add_argument("--large-mib", type=int, default=None)
+    p.add_argument("--small-files", type=int, default=None,
+                   help=f"files in S (default {DEFAULT_SMALL_FILES}, quick {QUICK_SMALL_FILES})")
+    p.add_argument("--large-mib", type=int, default=None,
+                   help=f"size of each of L's two files in MiB (default {DEFAULT_LARGE_MIB}, "
+                        f"quick {QUICK_LARGE_MIB})")
+    p.add_argument("--million", action="store_true",
+                   help=f"also run S1M: {MILLION_FILES} files of ~1 KiB (ds, cp -r, tar | zstd, git)")
+    p.add_argument("--million-files", type=int, default=None,
+                   help="files in S1M (implies --million; for testing, e.g. 20000)")
     p.add_argument("--out", default=str(HERE / "results.json"))
     p.add_argument("--md", default=str(HERE / "RESULTS.md"))
+    p.add_argument("--chart", default=None,
+                   help="PNG of the ratios against the targets (default: --out with .png)")
+    p.add_argument("--no-chart", action="store_true", help="do not draw the chart")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sets", default="S,L", help="comma list of data sets (S, L)")
+    p.add_argument("--sets", default="S,L", help="comma list of data sets (S, L, S1M)")
     p.add_argument("--timeout", type=float, default=None,
-                   help="per-command timeout in seconds (default 600, quick 120)")
+                   help="per-command timeout in seconds (default 600, quick 120; S1M 3600)")
     p.add_argument("--repeat", type=int, default=None,
                    help="runs of the stateless peers (cp -r, tar|zstd), median kept "
-                        "(default 3, quick 1)")
+                        "(default 3, quick 1; S1M 1)")
     p.add_argument("--workdir", default=None, help="parent of the temp dir (default $TMPDIR)")
     p.add_argument("--keep", action="store_true", help="keep the temp dir and logs")
     p.add_argument("--no-s3", action="store_true",
-                   help="skip the S3 part (moto server, ds push/clone to S3, s3fs peers)")
+                   help="skip the S3 part (moto server, ds and dvc push to S3, s3fs peers)")
+    p.add_argument("--no-dvc", action="store_true", help="skip the DVC peer")
+    p.add_argument("--no-git-lfs", action="store_true", help="skip the git-lfs peer")
     a = p.parse_args(argv)
 
     small_files = a.small_files or (QUICK_SMALL_FILES if a.quick else DEFAULT_SMALL_FILES)
     large_mib = a.large_mib or (QUICK_LARGE_MIB if a.quick else DEFAULT_LARGE_MIB)
+    million_files = a.million_files or MILLION_FILES
     timeout = a.timeout or (120.0 if a.quick else 600.0)
+    million_timeout = a.timeout or MILLION_TIMEOUT
     repeat = a.repeat or (1 if a.quick else 3)
     ds_cmd = shlex.split(os.environ.get("DS_CMD", "ds")) or ["ds"]
     sets = [s.strip().upper() for s in a.sets.split(",") if s.strip()]
+    if (a.million or a.million_files) and MILLION_SET not in sets:
+        sets.append(MILLION_SET)
     for label in sets:
-        if label not in ("S", "L"):
+        if label not in ("S", "L", MILLION_SET):
             p.error(f"unknown data set {label!r}")
 
     t_start = time.perf_counter()
@@ -1241,32 +1578,43 @@ def main(argv: list[str] | None = None) -> int:
     if why:
         notes.append(why)
         runner.log(why)
-    dvc_cmd = find_dvc()
+    dvc_cmd = None if a.no_dvc else find_dvc()
+    git_lfs = None if a.no_git_lfs else find_git_lfs()
     remotes_info = {
         "s3_server": (f"{_package_version('moto') or 'moto'} ThreadedMotoServer at {s3.endpoint}"
                       if s3 else None),
         "s3fs": (_package_version("s3fs") or "").removeprefix("s3fs ") or None,
         "dvc_cmd": dvc_cmd,
         "dvc": _version([*dvc_cmd, "--version"]) if dvc_cmd else None,
+        "git_lfs": git_lfs,
     }
     results: dict[str, Any] = {
-        "schema": 1,
+        "schema": 2,
         "machine": {**machine_info(ds_cmd, work), "rss_method": rss_method, **remotes_info},
         "config": {"quick": a.quick, "small_files": small_files, "large_mib": large_mib,
+                   "million_files": million_files if MILLION_SET in sets else None,
                    "seed": a.seed, "timeout_s": timeout, "sets": sets,
-                   "repeat": repeat, "s3": s3 is not None},
+                   "repeat": repeat, "s3": s3 is not None, "dvc": dvc_cmd is not None,
+                   "git_lfs": git_lfs is not None},
         "notes": notes,
         "datasets": {},
         "errors": runner.errors,
     }
-    makers = {
+    makers: dict[str, Callable[[Path], DatasetInfo]] = {
         "S": lambda d: generate_small(d, n_files=small_files, seed=a.seed),
         "L": lambda d: generate_large(d, size=large_mib * MIB, seed=a.seed),
+        MILLION_SET: lambda d: generate_million(d, n_files=million_files, seed=a.seed),
     }
+    ctx = Ctx(runner, ds_cmd, a.seed, a.keep, repeat, s3, dvc_cmd, git_lfs is not None)
+    if a.no_dvc:
+        ctx.dvc_skipped = "--no-dvc"
+    if a.no_git_lfs:
+        ctx.git_lfs_skipped = "--no-git-lfs"
     for label in sets:
+        runner.timeout = million_timeout if label == MILLION_SET else timeout
         try:
-            results["datasets"][label] = bench_dataset(
-                label, work, makers[label], runner, ds_cmd, a.seed, a.keep, repeat, s3, dvc_cmd)
+            results["datasets"][label] = bench_dataset(label, work, makers[label], ctx,
+                                                       full=label != MILLION_SET)
         except Exception as exc:  # keep going: the other set may still run
             text = "".join(traceback.format_exception(exc))
             runner.log(f"[{label}] harness error: {exc!r}")
@@ -1277,6 +1625,8 @@ def main(argv: list[str] | None = None) -> int:
                 s3.drop_bucket(s3_bucket(label))  # moto keeps objects in this process
     if s3 is not None:
         s3.stop()
+    results["diff_scaling"] = diff_scaling(results["datasets"])
+    results["targets"] = evaluate_targets(results)
     results["total_wall_s"] = time.perf_counter() - t_start
     if a.keep:
         results["workdir"] = str(work)
@@ -1284,14 +1634,32 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
 
     out = Path(a.out)
+    md = Path(a.md)
+    chart = None if a.no_chart else draw_chart(results, Path(a.chart or out.with_suffix(".png")),
+                                               runner)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
-    md = Path(a.md)
     md.parent.mkdir(parents=True, exist_ok=True)
-    md.write_text(to_markdown(results))
-    runner.log(f"wrote {out} and {md} in {results['total_wall_s']:.1f}s; "
-               f"{len(runner.errors)} failed step(s)")
+    link = os.path.relpath(chart, md.resolve().parent) if chart else None
+    md.write_text(to_markdown(results, link))
+    runner.log(f"wrote {out}, {md}{f' and {chart}' if chart else ''} in "
+               f"{results['total_wall_s']:.1f}s; {len(runner.errors)} failed step(s)")
     return 1 if runner.errors else 0
+
+
+def draw_chart(results: dict[str, Any], path: Path, runner: Runner) -> Path | None:
+    """The PNG of :mod:`benchmarks.chart`, or None (and a note) without matplotlib."""
+    if importlib.util.find_spec("matplotlib") is None:
+        why = "chart skipped: matplotlib not installed (pip install '.[bench]')"
+    else:
+        try:
+            results["chart"] = str(write_chart(results, path).resolve())
+            return Path(results["chart"])
+        except Exception as exc:  # a chart problem must not lose the measurements
+            why = f"chart skipped: {exc!r}"
+    results["notes"].append(why)
+    runner.log(why)
+    return None
 
 
 if __name__ == "__main__":
