@@ -472,8 +472,9 @@ class Remote:
         """Download these chunks by ranged reads of remote packs; returns how many.
 
         What arrived is kept even if the rest fails, so the next attempt reads only what
-        is still missing. A pack gone from the remote (a remote gc moved its live chunks
-        elsewhere) makes us sync the index once and read those chunks where they are now.
+        is still missing. Where the cached index is out of date (a remote gc moved live
+        chunks into new packs and deleted the old ones), the index is synced once and the
+        chunks are read where they are now.
         """
         store = self.store
         wanted = [c for c in dict.fromkeys(chunk_ids) if not store.chunks.has(c)]
@@ -482,26 +483,26 @@ class Remote:
         with self.fs.operation("read"), store.locked():
             try:
                 for attempt in range(2):
-                    todo = [c for c in wanted if not store.chunks.has(c)]
                     remote_index = self.index()
-                    items = []
-                    for cid in todo:
-                        loc = remote_index.lookup(cid)
-                        if loc is None:
-                            raise RemoteError(f"chunk {cid.hex()} is neither local nor on {self.url}; "
-                                              "the remote is incomplete (push again from a store that "
-                                              "has it)")
-                        items.append((cid, loc))
+                    items = [(c, remote_index.lookup(c)) for c in wanted if not store.chunks.has(c)]
+                    lost = [c for c, loc in items if loc is None]
                     try:
+                        if lost:
+                            raise FileNotFoundError(lost[0].hex())
                         for cid, loc, stored in self.read_chunks(items):
                             store.chunks.put_encoded(cid, stored, loc.raw_len, loc.flags)
-                    except FileNotFoundError as e:
+                    except FileNotFoundError:
                         if attempt:
-                            raise RemoteError(f"remote {self.url}: a pack its index names is missing ({e}); "
-                                              "run `ds fsck --remote`") from None
+                            raise
                         self._index = None  # sync the index, then read what is left
                         continue
                     break
+            except FileNotFoundError:
+                if lost:
+                    raise RemoteError(f"chunk {lost[0].hex()} is neither local nor on {self.url}; the "
+                                      "remote is incomplete (push again from a store that has it)") from None
+                raise RemoteError(f"remote {self.url}: a pack its index names is missing; "
+                                  "run `ds fsck --remote`") from None
             finally:
                 store.chunks.flush()
         self.chunks_fetched += len(wanted)

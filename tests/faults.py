@@ -4,10 +4,11 @@
 ``target_options`` in the storage options, as fsspec's own wrappers take them) and makes a
 seeded share of its calls raise a transient error (before the call, or after it took
 effect with the answer lost), stall for a bounded time, or - for reads - return short
-data; ``down`` makes every call fail. The remote is configured with this URL and these
-options like any other, so the library needs no test hook: the wrapper presents the
-wrapped backend's protocol, so ``RemoteFS`` picks that backend's compare-and-swap, whose
-requests (``call_s3``, GCS ``call``) are faulted too.
+data; ``down`` makes every call fail, and ``outage_at`` starts such an outage mid-way.
+The remote is configured with this URL and these options like any other, so the library
+needs no test hook: the wrapper presents the wrapped backend's protocol, so ``RemoteFS``
+picks that backend's compare-and-swap, whose requests (``call_s3``, GCS ``call``) are
+faulted too.
 
 Knobs and tallies live in a ``Faults`` plan shared by every filesystem opened with the
 same ``plan`` name in this process (a Remote, a clone's probe, ...); a process that does
@@ -43,6 +44,7 @@ class Faults:
     short_rate: float = 0.0  # share of reads that return fewer bytes than they should
     stall_seconds: float = 0.001
     down: bool = False  # every call fails, as with an unreachable service
+    outage_at: int | None = None  # the service goes down at this call (until ``down`` is reset)
     injected: Counter = field(default_factory=Counter)
     calls: int = 0
     writes: list[str] = field(default_factory=list)  # paths written (completed), in order
@@ -66,6 +68,8 @@ class Faults:
     def before(self, name: str) -> None:
         with self._lock:
             self.calls += 1
+            if self.outage_at is not None and self.calls >= self.outage_at:
+                self.down, self.outage_at = True, None
         if self.down:
             with self._lock:
                 self.injected["down"] += 1

@@ -5,8 +5,8 @@ operation and the fix; after every failed attempt the remote still holds only co
 versions (``fsck_remote`` from a clean store, on the real backend), and re-running sends
 or downloads only what is still missing, until the result is byte-identical.
 
-DS_FAULT_TRIALS seeded trials per operation and backend (default 20 on a folder, a
-quarter of that on S3); DS_FAULT_TRIALS=200 for a long run.
+DS_FAULT_TRIALS seeded trials per operation on a folder remote (default 12), a quarter
+of that (at least 4) on S3; DS_FAULT_TRIALS=200 for a long run.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import random
 import shutil
 import subprocess
 import sys
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -32,10 +31,9 @@ from . import faults
 from .conftest import read_tree, write
 from .test_remote import make_store, with_remote
 
-TRIALS = int(os.environ.get("DS_FAULT_TRIALS", "20"))
+TRIALS = int(os.environ.get("DS_FAULT_TRIALS", "12"))
 ATTEMPTS = 15  # runs of one operation before a trial gives up (each run retries every call)
 ROOT = Path(__file__).resolve().parent.parent
-TALLY: Counter = Counter()  # (outcome, operation) -> runs, in this process
 
 
 @pytest.fixture(autouse=True)
@@ -49,13 +47,15 @@ def backend(request, tmp_path: Path) -> tuple[str, dict, int]:
     if request.param == "folder":
         return str(tmp_path / "remote"), {}, TRIALS
     server = request.getfixturevalue("moto_s3")
-    return f"s3://{server.new_bucket()}/data", server.options, max(1, TRIALS // 4)
+    return f"s3://{server.new_bucket()}/data", server.options, max(4, TRIALS // 4)
 
 
 def knobs(seed: int) -> dict:
     rnd = random.Random(seed)
     return {"seed": seed, "error_rate": rnd.uniform(0.1, 0.3), "stall_rate": 0.05,
-            "short_rate": rnd.uniform(0.05, 0.2), "stall_seconds": 0.002}
+            "short_rate": rnd.uniform(0.05, 0.2), "stall_seconds": 0.002,
+            # every third trial also loses the service part-way through its first run
+            "outage_at": rnd.randint(2, 12) if seed % 3 == 0 else None}
 
 
 def source(path: Path) -> Store:
@@ -86,72 +86,99 @@ def remote_is_complete(tmp: Path, url: str, opts: dict, read: float = 0.0) -> di
     return report
 
 
-def run(op, what: str, furl: str, tmp: Path, url: str, opts: dict) -> bool:
-    """One run of ``op``: True on success; a failure must be clear and leave the remote whole."""
-    TALLY["runs", what] += 1
-    try:
-        op()
-        return True
-    except RemoteUnavailable as e:
-        TALLY["failed", what] += 1
-        text = str(e)
-        assert furl in text and f"{what} did not complete" in text and "again" in text, text
-        remote_is_complete(tmp, url, opts)
-        return False
+class Trials:
+    """The seeded trials of one operation: a fault plan and a faulty URL each, and a loop
+    that runs the operation until it succeeds, checking every failure on the way."""
 
+    def __init__(self, what: str, count: int, tmp: Path, monkeypatch):
+        self.what, self.count, self.tmp, self.monkeypatch = what, count, tmp, monkeypatch
+        self.injected = self.runs = self.failed = 0
 
-def summary(what: str, trials: int, injected: int, since: Counter) -> None:
-    """One line for `pytest -rP`: how hard this test pushed."""
-    runs, failed = (TALLY[k, what] - since[k, what] for k in ("runs", "failed"))
-    print(f"{what}: {trials} trials, {runs} runs, {failed} failed and resumed, {injected} faults injected")
+    def __iter__(self):
+        for seed in range(self.count):
+            # half the trials with a single retry per call, so that runs also fail and resume
+            self.monkeypatch.setattr(RemoteFS, "RETRIES", 1 if seed % 2 else 3)
+            self.plan = faults.plan(f"{self.what}-{seed}", **knobs(seed))
+            yield seed
+            self.injected += self.plan.total
 
+    def faulty(self, url: str, opts: dict) -> tuple[str, dict]:
+        return faults.faulty(url, opts, self.plan_name)
 
-def retries_for(seed: int, monkeypatch) -> None:
-    # half the trials with a single retry per call, so runs also fail and must resume
-    monkeypatch.setattr(RemoteFS, "RETRIES", 1 if seed % 2 else 3)
+    @property
+    def plan_name(self) -> str:
+        return f"{self.what}-{self.plan.seed}"
+
+    def until_done(self, op, furl: str, url: str, opts: dict, after=None) -> None:
+        """Run ``op`` until it succeeds; ``after(ok)`` checks the state after each run."""
+        for _ in range(ATTEMPTS):
+            ok = self.run(op, furl, url, opts)
+            self.plan.down = False  # an outage ends
+            if after is not None:
+                after(ok)
+            if ok:
+                return
+        raise AssertionError(f"{self.plan_name}: {self.what} kept failing")
+
+    def run(self, op, furl: str, url: str, opts: dict) -> bool:
+        """One run: True on success; a failure must be clear and leave the remote whole."""
+        self.runs += 1
+        try:
+            op()
+            return True
+        except RemoteUnavailable as e:
+            self.failed += 1
+            text = str(e)
+            assert furl in text and f"{self.what} did not complete" in text and "again" in text, text
+            remote_is_complete(self.tmp, url, opts)
+            return False
+
+    def finish(self) -> None:
+        print(f"{self.what}: {self.count} trials, {self.runs} runs, {self.failed} failed and resumed, "
+              f"{self.injected} faults injected")  # shown by `pytest -rP`
+        assert self.injected > 0
+        assert self.failed > 0  # some runs gave up, and were resumed
 
 
 def test_push_under_faults(tmp_path: Path, backend, monkeypatch) -> None:
-    url, opts, trials = backend
+    url, opts, count = backend
     s = source(tmp_path / "src")
-    injected, failed, since = 0, TALLY["failed", "push"], Counter(TALLY)
-    for seed in range(trials):
-        retries_for(seed, monkeypatch)
-        rurl = f"{url}/t{seed}"
-        f = faults.plan(f"push-{seed}", **knobs(seed))
-        furl, fopts = faults.faulty(rurl, opts, f"push-{seed}")
-        with_remote(s, furl, fopts, name=f"t{seed}")
-        real = RemoteFS(rurl, opts)
-        for _ in range(ATTEMPTS):
-            present = set(real.list("packs"))
-            sent = len(f.writes)
-            ok = run(lambda: Remote(s).push(all_refs=True), "push", furl, tmp_path, rurl, opts)
-            again = {real.rel(w) for w in f.writes[sent:] if "/packs/" in w and "/.tmp-" not in w}
-            assert not again & present  # what an interrupted run sent is not sent again
-            if ok:
-                break
-        assert ok, f"seed {seed}: push kept failing"
-        remote_is_complete(tmp_path, rurl, opts, read=1.0)
+    trials = Trials("push", count, tmp_path, monkeypatch)
+    for seed in trials:
+        push_trial(trials, s, f"{url}/t{seed}", opts, seed)
         for rev in ("main", "v1"):
-            c, _t = clone(rurl, str(tmp_path / f"c{seed}-{rev}"), rev=rev, options=opts or None)
-            expected = tmp_path / f"e{seed}-{rev}"
-            get_copy(s, rev, expected)
-            assert read_tree(c.worktree) == read_tree(expected)
-        injected += f.total
-    summary("push", trials, injected, since)
-    assert injected > 0
-    assert TALLY["failed", "push"] > failed  # some runs gave up, and were resumed
+            c, _t = clone(f"{url}/t{seed}", str(tmp_path / f"c{seed}-{rev}"), rev=rev, options=opts or None)
+            get_copy(s, rev, tmp_path / f"e{seed}-{rev}")
+            assert read_tree(c.worktree) == read_tree(tmp_path / f"e{seed}-{rev}")
+    trials.finish()
+
+
+def push_trial(trials: Trials, s: Store, url: str, opts: dict, seed: int) -> None:
+    furl, fopts = trials.faulty(url, opts)
+    with_remote(s, furl, fopts, name=f"t{seed}")
+    real, before = RemoteFS(url, opts), {}
+
+    def push() -> None:
+        before.update(packs=set(real.list("packs")), sent=len(trials.plan.writes))
+        Remote(s).push(all_refs=True)
+
+    def nothing_sent_twice(_ok: bool) -> None:
+        sent = {real.rel(w) for w in trials.plan.writes[before["sent"]:] if "/packs/" in w}
+        assert not sent & before["packs"]  # what an interrupted run sent is not sent again
+
+    trials.until_done(push, furl, url, opts, after=nothing_sent_twice)
+    remote_is_complete(trials.tmp, url, opts, read=1.0)
 
 
 @pytest.fixture
 def published(tmp_path: Path, backend) -> tuple[Store, str, dict, int, Store]:
     """The source's v1 pushed; a clone of it made; then v2 pushed: (source, url, opts, trials, clone)."""
-    url, opts, trials = backend
+    from objstore.worktree import checkout
+
+    url, opts, count = backend
     s = source(tmp_path / "src")
     with_remote(s, url, opts)
     v2 = s.head()
-    from objstore.worktree import checkout
-
     checkout(s, "v1")
     s.meta.set_ref("refs/heads/main", s.resolve("v1"), force=True)
     s.meta.attach_head("main")
@@ -161,80 +188,73 @@ def published(tmp_path: Path, backend) -> tuple[Store, str, dict, int, Store]:
     s.meta.set_ref("refs/heads/main", v2, force=True)
     s.meta.attach_head("main")
     Remote(s).push()
-    return s, url, opts, trials, old
+    return s, url, opts, count, old
 
 
 def test_fetch_under_faults(tmp_path: Path, published, monkeypatch) -> None:
-    s, url, opts, trials, _old = published
-    injected, failed, since = 0, TALLY["failed", "fetch"], Counter(TALLY)
-    for seed in range(trials):
-        retries_for(seed, monkeypatch)
-        f = faults.plan(f"fetch-{seed}", **knobs(seed))
-        furl, fopts = faults.faulty(url, opts, f"fetch-{seed}")
-        store = with_remote(Store.init(tmp_path / f"f{seed}"), furl, fopts)
-        for _ in range(ATTEMPTS):
-            have = {p.name for p in (store.meta.path / "objects" / "pack").glob("pack-*")}
-            read = len(f.reads)
-            ok = run(lambda st=store: Remote(st).fetch(), "fetch", furl, tmp_path, url, opts)
-            again = {r.rsplit("/", 1)[-1] for r in f.reads[read:] if "/meta/" in r}
-            assert not again & have  # metadata fetched before is not fetched again
-            assert not mark_versions(store.meta, store.meta.refs().values()).problems  # whole metadata
-            if ok:
-                break
-        assert ok, f"seed {seed}: fetch kept failing"
+    s, url, opts, count, _old = published
+    trials = Trials("fetch", count, tmp_path, monkeypatch)
+    for seed in trials:
+        store = fetch_trial(trials, url, opts, tmp_path / f"f{seed}")
         assert store.meta.resolve("refs/remotes/origin/main") == s.head()
         assert store.meta.resolve("v1") == s.resolve("v1")
         assert store.meta.tree_of(s.head()) == s.meta.tree_of(s.head())  # identical metadata
-        injected += f.total
-    summary("fetch", trials, injected, since)
-    assert injected > 0 and TALLY["failed", "fetch"] > failed
+    trials.finish()
+
+
+def fetch_trial(trials: Trials, url: str, opts: dict, path: Path) -> Store:
+    furl, fopts = trials.faulty(url, opts)
+    store = with_remote(Store.init(path), furl, fopts)
+    packs, before = store.meta.path / "objects" / "pack", {}
+
+    def fetch() -> None:
+        before.update(have={p.name for p in packs.glob("pack-*")}, read=len(trials.plan.reads))
+        Remote(store).fetch()
+
+    def resumed(_ok: bool) -> None:
+        again = {r.rsplit("/", 1)[-1] for r in trials.plan.reads[before["read"]:] if "/meta/" in r}
+        assert not again & before["have"]  # metadata fetched before is not fetched again
+        assert not mark_versions(store.meta, store.meta.refs().values()).problems  # all there
+
+    trials.until_done(fetch, furl, url, opts, after=resumed)
+    return store
 
 
 def test_clone_under_faults(tmp_path: Path, published, monkeypatch) -> None:
-    s, url, opts, trials, _old = published
-    injected, failed, since = 0, TALLY["failed", "clone"], Counter(TALLY)
-    for seed in range(trials):
-        retries_for(seed, monkeypatch)
-        f = faults.plan(f"clone-{seed}", **knobs(seed))
-        furl, fopts = faults.faulty(url, opts, f"clone-{seed}")
+    s, url, opts, count, _old = published
+    trials = Trials("clone", count, tmp_path, monkeypatch)
+    for seed in trials:
+        furl, fopts = trials.faulty(url, opts)
         target = tmp_path / f"c{seed}"
-        for _ in range(ATTEMPTS):
-            ok = run(lambda t=target, u=furl, o=fopts: clone(u, str(t), options=o), "clone", furl,
-                     tmp_path, url, opts)
-            if ok:
-                break
-            assert not target.exists()  # a failed clone leaves nothing behind
-        assert ok, f"seed {seed}: clone kept failing"
+
+        def nothing_left(ok: bool, target: Path = target) -> None:
+            assert ok or not target.exists()  # a failed clone leaves nothing behind
+
+        trials.until_done(lambda t=target, u=furl, o=fopts: clone(u, str(t), options=o), furl, url, opts,
+                          after=nothing_left)
         c = Store.open(target)
         assert read_tree(c.worktree) == read_tree(s.worktree)
         assert fsck(c, read_data=True).ok
-        injected += f.total
-    summary("clone", trials, injected, since)
-    assert injected > 0 and TALLY["failed", "clone"] > failed
+    trials.finish()
 
 
 def test_pull_under_faults(tmp_path: Path, published, monkeypatch) -> None:
-    s, url, opts, trials, old = published
+    s, url, opts, count, old = published
     before = read_tree(old.worktree)
-    injected, failed, since = 0, TALLY["failed", "pull"], Counter(TALLY)
-    for seed in range(trials):
-        retries_for(seed, monkeypatch)
-        f = faults.plan(f"pull-{seed}", **knobs(seed))
-        furl, fopts = faults.faulty(url, opts, f"pull-{seed}")
+    trials = Trials("pull", count, tmp_path, monkeypatch)
+    for seed in trials:
+        furl, fopts = trials.faulty(url, opts)
         shutil.copytree(old.worktree, tmp_path / f"p{seed}", symlinks=True)
         store = with_remote(Store.open(tmp_path / f"p{seed}"), furl, fopts)
-        for _ in range(ATTEMPTS):
-            ok = run(lambda st=store: pull(st), "pull", furl, tmp_path, url, opts)
-            if ok:
-                break
-            assert read_tree(store.worktree) == before  # all or nothing: still the old version
-            assert store.head() == old.head()
-        assert ok, f"seed {seed}: pull kept failing"
+
+        def all_or_nothing(ok: bool, store: Store = store) -> None:
+            if not ok:  # still the old version, whole
+                assert store.head() == old.head() and read_tree(store.worktree) == before
+
+        trials.until_done(lambda st=store: pull(st), furl, url, opts, after=all_or_nothing)
         assert store.head() == s.head() and read_tree(store.worktree) == read_tree(s.worktree)
         assert fsck(store, read_data=True).ok
-        injected += f.total
-    summary("pull", trials, injected, since)
-    assert injected > 0 and TALLY["failed", "pull"] > failed
+    trials.finish()
 
 
 LAUNCH = ("import sys, tests.faults; from objstore_cli.main import main; "
