@@ -31,7 +31,7 @@ def fsck(
         else:
             for p in result["problems"]:
                 err(f"problem: {p}")
-            typer.echo(f"remote: {result['chunks_needed']} chunks needed, "
+            typer.echo(f"remote: {result['versions']} versions, {result['chunks_needed']} chunks needed, "
                        f"{result['chunks_indexed']} indexed, {result['packs']} packs, "
                        f"{result['chunks_read']} read back: "
                        + ("OK" if result["ok"] else f"{len(result['problems'])} problem(s)"))

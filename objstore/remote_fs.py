@@ -67,6 +67,7 @@ HINTS = {
     "clone": "run `ds clone` again (the failed clone left nothing behind)",
     "gc": "run `ds gc --remote` again; an interrupted gc leaves the remote readable",
     "fsck": "run `ds fsck --remote` again",
+    "read": "run the command again: it fetches only the file bytes still missing",
 }
 
 
@@ -455,6 +456,15 @@ class RemoteLock:
         self.release()
 
     def acquire(self) -> None:
+        try:
+            self._acquire()
+        except BaseException:
+            self._remove()  # never leave a lock behind that nobody holds
+            raise
+        self._thread = threading.Thread(target=self._refresh, daemon=True, name="remote-lock")
+        self._thread.start()
+
+    def _acquire(self) -> None:
         deadline = time.monotonic() + self.WAIT
         attempt = 0
         while True:
@@ -469,7 +479,6 @@ class RemoteLock:
                 self.server_now = mine[1]
                 break
             if time.monotonic() > deadline:
-                self._remove()
                 what = "a remote gc is running" if "/exclusive-" in blocker else "pushes are in progress"
                 raise RemoteLocked(
                     f"remote {self.fs.url}: {what} ({blocker}); try again later. If no such command "
@@ -479,8 +488,6 @@ class RemoteLock:
                 self._written = 0.0
             time.sleep(min(0.05 * 2**attempt, 2.0) * random.uniform(0.5, 1.0))
             attempt += 1
-        self._thread = threading.Thread(target=self._refresh, daemon=True, name="remote-lock")
-        self._thread.start()
 
     def _blocker(self, seen: dict[str, tuple[int, float]], mine: tuple[int, float]) -> str | None:
         """A live lock that keeps us from going on, or None."""

@@ -137,9 +137,10 @@ class _Collector:
             new_rows, sizes = self.repack(moved, Path(tmp))
         r.bytes_freed -= sum(sizes)
         rows += new_rows
-        if meta_drop:
-            written = self.write_meta_pack(meta_objects)
-            meta_drop = [s for s in meta_drop if s != written]  # the same objects, the same pack
+        if meta_drop and (written := self.write_meta_pack(meta_objects)):
+            # the same objects make the same pack, perhaps one an interrupted gc left half sent
+            meta_drop = [s for s in meta_drop if s != written]
+            listing = {rel: info for rel, info in listing.items() if not rel.startswith(f"meta/{written}.")}
         r.chunks_dropped = len(before - {cid for cid, _l in rows})
         # 3. one fragment for everything that stays, 4. the old fragments go
         if new_fragment:
@@ -160,10 +161,13 @@ class _Collector:
             self.fs.delete([f"meta/{s}.idx" for s in meta_drop])
             self.fs.delete([f"meta/{s}.pack" for s in meta_drop])
             r.meta_packs_deleted = len(meta_drop)
-        # 6. packs nothing indexes any more
-        if drop or rewrite:
+        # 6. packs nothing indexes any more (never one the new fragment names: a rewrite can
+        # reproduce, byte for byte, a pack an interrupted gc wrote)
+        named = {loc.pack for _cid, loc in rows}
+        doomed = [p for p in (*drop, *rewrite) if p not in named]
+        if doomed:
             self.check()
-            self.fs.delete([f"packs/{p[:2]}/{p}.pack" for p in (*drop, *rewrite)])
+            self.fs.delete([f"packs/{p[:2]}/{p}.pack" for p in doomed])
         self.sweep_small(listing)
 
     # -- mark --------------------------------------------------------------------------
@@ -204,11 +208,13 @@ class _Collector:
                    live: dict[bytes, str]):
         """(keep, rewrite, drop, chunks to move) over the remote's packs."""
         young = {p for p, (_s, mtime) in packs.items() if not self.old(mtime)}
-        live_bytes = {p: sum(loc.stored_len for cid, loc in entries.items() if cid in live)
+        live_share = {p: sum(loc.stored_len for cid, loc in entries.items() if cid in live)
+                      / max(1, sum(loc.stored_len for loc in entries.values()))
                       for p, entries in by_pack.items()}
-        # each live chunk stays in one pack: a young one (kept anyway), else the fullest
+        # each live chunk stays in one pack: a young one (kept anyway), else the one with the
+        # largest live share (a pack an interrupted gc already rewrote, rather than its source)
         owner: dict[bytes, str] = {}
-        for p in sorted(by_pack, key=lambda p: (p not in young, -live_bytes[p], p)):
+        for p in sorted(by_pack, key=lambda p: (p not in young, -live_share[p], p)):
             for cid in by_pack[p]:
                 if cid in live:
                     owner.setdefault(cid, p)

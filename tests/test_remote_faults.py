@@ -96,8 +96,8 @@ class Trials:
 
     def __iter__(self):
         for seed in range(self.count):
-            # half the trials with a single retry per call, so that runs also fail and resume
-            self.monkeypatch.setattr(RemoteFS, "RETRIES", 1 if seed % 2 else 3)
+            # half the trials with fewer retries per call, so that runs also fail and resume
+            self.monkeypatch.setattr(RemoteFS, "RETRIES", 2 if seed % 2 else 3)
             self.plan = faults.plan(f"{self.what}-{seed}", **knobs(seed))
             yield seed
             self.injected += self.plan.total

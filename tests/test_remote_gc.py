@@ -171,20 +171,27 @@ def test_gc_refuses_a_remote_with_missing_metadata(tmp_path: Path) -> None:
 
 
 def _remote_with_garbage(tmp_path: Path, url: str, opts: dict) -> Store:
-    a = make_store(tmp_path / "a", url, opts)
-    files(a.worktree, "keep", 8, 4000, seed=7)
-    commit_all(a, "v1")
-    Remote(a).push()
+    """main, plus garbage of every kind: a pack with one live chunk among dead ones (to be
+    rewritten), a wholly dead pack, and metadata packs dead or mixed."""
+    from objstore.squash import squash
+
+    shared = random.Random(6).randbytes(20_000)
     b = on_branch(tmp_path / "b", url, opts, "junk")
-    write(b.worktree, "keep/f000.bin", (a.worktree / "keep/f000.bin").read_bytes())
+    write(b.worktree, "shared.bin", shared)
     files(b.worktree, "junk", 8, 30_000, seed=8)
     commit_all(b, "junk")
     Remote(b).push()
+    a = make_store(tmp_path / "a", url, opts)
+    files(a.worktree, "keep", 8, 4000, seed=7)
+    write(a.worktree, "shared.bin", shared)
+    commit_all(a, "v1")
+    squash(a, ["HEAD"], "deleted later", branch="tmp")
+    Remote(a).push(["main", "tmp"])
     b2 = on_branch(tmp_path / "b2", url, opts, "junk2")
     files(b2.worktree, "junk2", 4, 4000, seed=9)
     commit_all(b2, "junk2")
     Remote(b2).push()
-    RemoteFS(url, opts).delete(["refs/heads/junk", "refs/heads/junk2"])
+    RemoteFS(url, opts).delete(["refs/heads/junk", "refs/heads/junk2", "refs/heads/tmp"])
     return a
 
 
@@ -198,12 +205,12 @@ def test_gc_stopped_at_every_step_leaves_the_remote_readable(tmp_path: Path, mon
     real_put, real_delete = RemoteFS.put, RemoteFS.delete
 
     def counting(real):
-        def call(self, *args, **kwargs):
-            if not args[0] or not str(args[0]).startswith("locks/"):
+        def call(self, rels, *args, **kwargs):
+            if not any(r.startswith("locks/") for r in (rels if isinstance(rels, list) else [rels])):
                 steps["n"] += 1
                 if steps["n"] == steps.get("crash_at"):
                     raise KeyboardInterrupt  # the process dies here
-            return real(self, *args, **kwargs)
+            return real(self, rels, *args, **kwargs)
         return call
 
     monkeypatch.setattr(RemoteFS, "put", counting(real_put))
@@ -211,7 +218,7 @@ def test_gc_stopped_at_every_step_leaves_the_remote_readable(tmp_path: Path, mon
     shutil.copytree(pristine, tmp_path / "full")
     gc_remote(make_store(tmp_path / "g0", str(tmp_path / "full"), {}), grace_seconds=0)
     total = steps["n"]
-    assert total >= 5  # repacked pack, metadata pack (2 files), fragment, deletes
+    assert total == 8  # a rewritten pack, a metadata pack (2 files), a fragment, 4 deletes
     for crash_at in range(1, total + 1):
         url = str(tmp_path / f"r{crash_at}")
         shutil.copytree(pristine, url)
