@@ -37,7 +37,8 @@ import pygit2
 
 from .errors import DsError, FormatError
 from .index import Location, encode_fragment
-from .maintenance import mark_versions
+from .maintenance import GcReport, mark_versions
+from .meta import pack_index_oids
 from .packs import PackWriter, pack_path
 from .remote import Remote, Transfer, _git_pack_ok, _reachable
 from .remote_fs import RemoteLock
@@ -50,25 +51,18 @@ MAX_META_PACKS = 8  # more old metadata packs than this are merged into one
 
 
 @dataclass
-class RemoteGcReport:
-    dry_run: bool
-    grace_seconds: float
+class RemoteGcReport(GcReport):
+    """The local gc's counts, and what only a remote has (leases, metadata packs, grace)."""
+
+    grace_seconds: float = DEFAULT_GRACE
     versions: int = 0
-    packs_deleted: int = 0
-    packs_rewritten: int = 0
     packs_written: int = 0
     young_packs_kept: int = 0  # packs holding unreferenced chunks, kept for the grace period
-    chunks_dropped: int = 0
-    bytes_freed: int = 0
     fragments_replaced: int = 0
     meta_packs_deleted: int = 0
     meta_packs_written: int = 0
-    temp_files_removed: int = 0
     stale_locks_removed: int = 0
     requests: int = 0
-
-    def as_json(self) -> dict:
-        return dict(self.__dict__)
 
 
 def gc_remote(store: Store, name_or_url: str | None = None, grace_seconds: float = DEFAULT_GRACE,
@@ -309,16 +303,13 @@ class _Collector:
     def _meta_objects(self, stem: str) -> list[pygit2.Oid]:
         """The objects one remote metadata pack holds, from its .idx (read once, cached)."""
         local = self.store.meta.path / "objects" / "pack" / f"{stem}.idx"
-        folder = self.remote.cache / "meta-idx"
-        cached = folder / f"{stem}.idx"
         if local.exists():
-            data = local.read_bytes()
-        else:
-            if not cached.exists():
-                folder.mkdir(parents=True, exist_ok=True)
-                self.fs.get_file(f"meta/{stem}.idx", cached, check=lambda p: _git_pack_ok(p, f"{stem}.idx"))
-            data = cached.read_bytes()
-        return git_idx_objects(data, f"meta/{stem}.idx on {self.remote.url}")
+            return pack_index_oids(local)
+        cached = self.remote.cache / "meta-idx" / f"{stem}.idx"
+        if not cached.exists():
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            self.fs.get_file(f"meta/{stem}.idx", cached, check=lambda p: _git_pack_ok(p, f"{stem}.idx"))
+        return pack_index_oids(cached)
 
     def write_meta_pack(self, objects: set[pygit2.Oid]) -> str | None:
         """Upload one git pack of these objects (.idx last); returns its name without suffix."""
@@ -358,15 +349,3 @@ class _Collector:
         if self.lock is not None and (doomed or stale):
             self.check()
             self.fs.delete(doomed + stale)
-
-
-def git_idx_objects(data: bytes, where: str) -> list[pygit2.Oid]:
-    """Object ids listed by a git pack index, version 2 (magic, version, 256-entry fanout,
-    then the sorted 20-byte ids)."""
-    if data[:8] != b"\377tOc\0\0\0\2" or len(data) < 8 + 1024:
-        raise FormatError(f"{where}: not a version-2 git pack index")
-    count = int.from_bytes(data[8 + 255 * 4 : 8 + 256 * 4], "big")
-    start = 8 + 1024
-    if len(data) < start + 20 * count:
-        raise FormatError(f"{where}: truncated git pack index")
-    return [pygit2.Oid(raw=data[start + 20 * i : start + 20 * (i + 1)]) for i in range(count)]
