@@ -94,10 +94,16 @@ def load_config(path: Path) -> StoreConfig:
 
 
 def _toml_value(v: object) -> str:
+    """A TOML value: booleans, numbers, strings, and lists / tables of them (remote options
+    such as s3fs's ``config_kwargs`` are nested)."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int | float):
-        return repr(v)
+        return repr(v)  # also right for TOML's inf and nan
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k))} = {_toml_value(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
     return json.dumps(str(v))
 
 

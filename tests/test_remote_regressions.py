@@ -142,3 +142,21 @@ def test_published_state_and_new_versions_reach_other_machines(tmp_path: Path, m
     monkeypatch.setenv("DSSTORE_DIR", str(tmp_path / "two" / ".dsstore"))
     assert Dataset.get(dataset_project="p", dataset_name="cats").id == v2.id
     assert Dataset.get(dataset_project="p", dataset_name="cats", only_published=True).id == v1.id
+
+
+def test_nested_remote_options_survive_the_config_file(tmp_path) -> None:
+    """s3fs takes nested options (config_kwargs, client_kwargs): saved as TOML tables, read back equal."""
+    import dataclasses
+
+    from objstore.store import Store
+
+    work = tmp_path / "w"
+    work.mkdir()
+    options = {"client_kwargs": {"region_name": "eu-west-1"},
+               "config_kwargs": {"s3": {"addressing_style": "path"}, "retries": {"max_attempts": 5}},
+               "anon": False, "block_size": 5242880, "fixed_upload_size": 1.5, "tags": ["a", "b"]}
+    with Store.init(work) as store:
+        remotes = {"origin": {"url": str(tmp_path / "remote"), "options": options}}
+        store.set_config(dataclasses.replace(store.config, remotes=remotes))
+    with Store.open(work) as store:
+        assert store.config.remotes["origin"]["options"] == options
