@@ -105,13 +105,20 @@ class ChunkStore:
             self._written.append((e.chunk_id, loc))
 
     def flush(self) -> int:
-        """Make every chunk put so far durable and indexed; returns chunks published."""
+        """Make every chunk put so far durable and indexed; returns chunks published.
+
+        If publishing fails (a full disk), the chunks stay pending, so a later flush in
+        the same process indexes them: ``has`` must never answer yes for a chunk that no
+        flush will index.
+        """
         self._roll()
-        written, self._written = self._written, []
+        written = self._written
         if written:
             self.index.write_fragment(written)
-            self.index.maybe_merge()
+            self._written = []
         self._pending = {}
+        if written:
+            self.index.maybe_merge()
         return len(written)
 
     def abort(self) -> None:

@@ -31,11 +31,19 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, durable: bool = T
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        name_path(e, path)
         raise
     if durable:
         fsync_dir(path.parent)
+
+
+def name_path(error: BaseException, path: str | os.PathLike[str]) -> None:
+    """Give a write error without a file name (a full disk, most often) ``path``, so the
+    message says where: "No space left on device: /data/.dsstore/packs"."""
+    if isinstance(error, OSError) and error.filename is None and error.errno is not None:
+        error.filename = os.fspath(path)

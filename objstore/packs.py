@@ -24,7 +24,7 @@ from pathlib import Path
 import xxhash
 
 from .errors import CorruptObject, FormatError
-from .fsutil import fsync_dir
+from .fsutil import fsync_dir, name_path
 from .hashing import HashAlgo, algo_by_code
 
 MAGIC = b"DSPACK\x00\x01"
@@ -168,15 +168,20 @@ class PackWriter:
         self._entries: list[PackEntry] = []
         self._failed = False
         self.size = 0
-        self._write(HEADER.pack(MAGIC, algo.code))
+        try:
+            self._write(HEADER.pack(MAGIC, algo.code))
+        except BaseException:
+            self.abort()
+            raise
 
     def _write(self, data: bytes | memoryview) -> None:
         if self._failed:
             raise FormatError("pack writer failed earlier and refuses further writes")
         try:
             self._f.write(data)
-        except BaseException:
+        except BaseException as e:
             self._failed = True
+            name_path(e, self.packs_dir)
             raise
         self._hasher.update(data)
         self.size += len(data)
@@ -190,37 +195,48 @@ class PackWriter:
         return len(self._entries)
 
     def finish(self) -> tuple[str, list[PackEntry]]:
-        """Write the table of contents, make the file durable, name it; returns (hex, entries)."""
-        toc = encode_toc(self._entries)
-        toc_offset = self.size
-        # Parse the table back before trusting it (cheap, and catches an encoder bug).
-        if decode_toc(toc, len(self._entries), self.algo.size, toc_offset, "new pack") != self._entries:
-            self._failed = True
-            raise FormatError("pack table of contents does not round-trip; nothing was written")
-        self._write(toc)
-        self._write(
-            FOOTER.pack(toc_offset, len(self._entries), self.algo.code,
-                        xxhash.xxh3_128_digest(toc), END_MAGIC)
-        )
+        """Write the table of contents, make the file durable, name it; returns (hex, entries).
+
+        On any failure (a full disk, most often) the temp file is removed: nothing is left.
+        """
         try:
+            toc = encode_toc(self._entries)
+            toc_offset = self.size
+            # Parse the table back before trusting it (cheap, and catches an encoder bug).
+            if decode_toc(toc, len(self._entries), self.algo.size, toc_offset, "new pack") != self._entries:
+                raise FormatError("pack table of contents does not round-trip; nothing was written")
+            self._write(toc)
+            self._write(
+                FOOTER.pack(toc_offset, len(self._entries), self.algo.code,
+                            xxhash.xxh3_128_digest(toc), END_MAGIC)
+            )
             self._f.flush()
             os.fsync(self._f.fileno())
-        finally:
             self._f.close()
-        pack_hex = self._hasher.digest().hex()
-        final = pack_path(self.packs_dir, pack_hex)
-        final.parent.mkdir(exist_ok=True)
-        os.replace(self._tmp, final)
+            pack_hex = self._hasher.digest().hex()
+            final = pack_path(self.packs_dir, pack_hex)
+            final.parent.mkdir(exist_ok=True)
+            os.replace(self._tmp, final)
+        except BaseException as e:
+            self.abort()
+            name_path(e, self.packs_dir)
+            raise
         fsync_dir(final.parent)
         return pack_hex, self._entries
 
     def abort(self) -> None:
+        """Drop the temp file. Closing may fail again (the buffered tail cannot be written
+        to a full disk); the file is removed all the same."""
         self._failed = True
-        self._f.close()
         try:
-            os.unlink(self._tmp)
-        except FileNotFoundError:
+            self._f.close()
+        except OSError:
             pass
+        finally:
+            try:
+                os.unlink(self._tmp)
+            except FileNotFoundError:
+                pass
 
 
 def _mkstemp(folder: Path) -> tuple[int, str]:
