@@ -114,17 +114,9 @@ def transfer_progress(label: str, quiet: bool) -> Iterator[Callable[[int, int], 
         if inner is None:
             yield None
             return
-        seen: dict[str, int | None] = {"total": -1}
+        from objstore.progress import as_transfer
 
-        def report(done: int, total: int) -> None:
-            if total != seen["total"]:
-                seen["total"] = total
-                from objstore.progress import announce
-
-                announce(inner, None, total)
-            inner(0, done)
-
-        yield report
+        yield as_transfer(inner)
 
 
 def main() -> None:

@@ -30,7 +30,7 @@ from .errors import DsError
 from .ingest import Ingestor, Job
 from .manifest import EXEC, EXTERNAL, FILE, FileEntry
 from .paths import check_relpath
-from .progress import LogProgress, announce
+from .progress import LogProgress, announce, as_transfer
 from .records import RecordStore
 from .scan import Stat
 from .squash import squash_tree
@@ -507,7 +507,8 @@ class Dataset:
         if url:
             from .remote import push_dataset
 
-            push_dataset(self._store, self._record, url, retries=retries)
+            report = as_transfer(LogProgress("upload", count_files=False)) if show_progress else None
+            push_dataset(self._store, self._record, url, retries=retries, progress=report)
         with self._store.locked():
             self._reload()
             if url and url not in self._record["uploaded"]:

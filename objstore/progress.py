@@ -25,6 +25,19 @@ def announce(progress: Progress | None, files: int | None, nbytes: int | None) -
         total(files, nbytes)
 
 
+def as_transfer(progress: Progress) -> Callable[[int, int], None]:
+    """Adapt a (files, bytes) progress to transfers, which report (bytes done, bytes to move)."""
+    seen = {"total": -1}
+
+    def report(done: int, total: int) -> None:
+        if total != seen["total"]:
+            seen["total"] = total
+            announce(progress, None, total)
+        progress(0, done)
+
+    return report
+
+
 class LogProgress:
     """Progress as lines, at most one per ``every`` seconds; silent for work shorter than that.
 

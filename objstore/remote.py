@@ -710,8 +710,9 @@ def _reachable(repo: pygit2.Repository, top: pygit2.Oid, seen: set, new: set | N
 
 
 # -- used by the SDK ---------------------------------------------------------------------
-def push_dataset(store: Store, record: dict, url: str, retries: int = 3) -> dict:
-    return Remote(store, url, retries=retries).push_dataset(record).as_json()
+def push_dataset(store: Store, record: dict, url: str, retries: int = 3, progress=None) -> dict:
+    """``progress(bytes done, bytes to send)``, as for ``Remote``."""
+    return Remote(store, url, retries=retries, progress=progress).push_dataset(record).as_json()
 
 
 def remote_records(store: Store, url: str) -> list[dict]:

@@ -127,3 +127,24 @@ def test_fsck_and_gc_report_their_packs_and_gc_leaves_one_metadata_pack(store, w
     for n, (commit, tree) in enumerate(trees):
         get_copy(store, commit, work.parent / f"v{n}")
         assert read_tree(work.parent / f"v{n}") == tree
+
+
+def test_sdk_upload_show_progress_reports_bytes_sent(tmp_path: Path, monkeypatch, caplog) -> None:
+    from objstore import Dataset
+
+    monkeypatch.setenv("DSSTORE_DIR", str(tmp_path / "store"))
+    monkeypatch.setenv("DS_PROGRESS_INTERVAL", "0")
+    write(tmp_path / "data", "big", os.urandom(3 * 1048576))
+    d = Dataset.create(dataset_name="n", dataset_project="p", output_uri=str(tmp_path / "remote"))
+    d.add_files(tmp_path / "data")
+    with caplog.at_level(logging.INFO, logger="objstore"):
+        d.upload(show_progress=True)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("upload: ")]
+    assert lines and "files" not in lines[-1]
+    done, total = lines[-1].split(": ", 1)[1].split(",")[0].split("/")
+    assert done == total and float(total.split()[0]) >= 3.0, lines
+    d.add_files(tmp_path / "data")  # nothing new, nothing to report
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="objstore"):
+        d.upload(show_progress=False)
+    assert not [r for r in caplog.records if r.getMessage().startswith("upload: ")]
