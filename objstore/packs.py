@@ -39,7 +39,7 @@ _local = threading.local()
 # A chunk that zstd cannot shrink by at least this share is stored raw: reading it back
 # then costs a copy instead of a decompression, and jpg/parquet/npz pass straight through.
 MIN_SAVING = 0.03
-_SAMPLE = 64 * 1024
+_SAMPLE = 16 * 1024
 
 
 @dataclass(frozen=True, slots=True)
