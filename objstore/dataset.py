@@ -400,7 +400,7 @@ class Dataset:
             st = f.stat()
             kind = EXEC if st.st_mode & 0o100 else FILE
             stat_ = Stat(st.st_size, st.st_mtime_ns, st.st_ino, kind, st.st_ctime_ns)
-            jobs.append(Job(target, str(f), stat_))
+            jobs.append(Job(target, stat_, src=str(f)))
 
         def change(editor: TreeEditor) -> int:
             cfg = self._store.config

@@ -28,11 +28,18 @@ Encoded = tuple[bytes, bytes | memoryview | None, int, int]  # id, stored (None:
 _RELEASE_STEP = 16 * 1024 * 1024  # mapped bytes of a large file released from the process at a time
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Job:
+    """One file to ingest: slotted, and its absolute path made on use (a million jobs)."""
+
     path: str  # store path
-    abspath: str
     stat: Stat
+    root: str = ""  # the working folder the path is relative to, shared by every job
+    src: str | None = None  # where the bytes are, when not at root/path (SDK add_files)
+
+    @property
+    def abspath(self) -> str:
+        return self.src if self.src is not None else os.path.join(self.root, self.path)
 
 
 def default_workers() -> int:

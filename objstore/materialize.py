@@ -14,8 +14,9 @@ import itertools
 import os
 import shutil
 import stat
+from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from .chunkstore import ChunkStore
@@ -150,9 +151,15 @@ class Materializer:
         for path, _e in files:
             self.ensure_dir(parent_of(path))
         with ThreadPoolExecutor(self.workers, thread_name_prefix="ds-write") as pool:
-            for path, st in pool.map(lambda pe: self._write_file(*pe), files):
-                report.written[path] = st
-                self._tick(st.size)
+            # a bounded window of futures, not one per file at once (Executor.map submits
+            # everything up front: gigabytes at a million files)
+            window: deque[Future[tuple[str, Stat]]] = deque()
+            for pe in files:
+                window.append(pool.submit(self._write_file, *pe))
+                if len(window) >= 64 * self.workers:
+                    self._finish(window.popleft(), report)
+            while window:
+                self._finish(window.popleft(), report)
         created = []
         for path, entry in links:
             target = os.fsdecode(b"".join(self.chunks.get(c) for c, _ in entry.chunk_list()))
@@ -177,6 +184,11 @@ class Materializer:
             self._tick(0)
         report.links_refused.sort()
         return report
+
+    def _finish(self, fut: Future[tuple[str, Stat]], report: WriteReport) -> None:
+        path, st = fut.result()
+        report.written[path] = st
+        self._tick(st.size)
 
     def remove(self, path: str) -> None:
         """Remove the file or link at ``path``; a folder there only with ``force``.

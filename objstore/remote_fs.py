@@ -21,6 +21,7 @@ docstring and docs/architecture.md.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import random
@@ -380,14 +381,8 @@ class RemoteFS:
     def _swap_local(self, rel: str, data: bytes, token: Any) -> None:
         target = Path(self.path(rel))
         target.parent.mkdir(parents=True, exist_ok=True)
-        lock = target.with_name(target.name + ".lock")
+        fd = _flock(target.with_name(target.name + ".lock"), f"{rel} on {self.url}")
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            raise RefConflict(f"{rel} on {self.url} is being updated by another writer "
-                              f"(lock {lock}); retry, or remove the lock if no push is running") from None
-        try:
-            os.close(fd)
             current = target.read_text().strip() if target.exists() else None
             if current != token:
                 raise RefConflict(f"{rel} on {self.url} changed meanwhile; fetch and merge first")
@@ -396,7 +391,28 @@ class RemoteFS:
             tmp.write_bytes(data)
             os.replace(tmp, target)
         finally:
-            lock.unlink(missing_ok=True)
+            os.close(fd)  # releases the lock; the empty lock file stays (readers skip *.lock)
+
+
+def _flock(lock: Path, what: str) -> int:
+    """An exclusive ``flock`` on ``lock``: the kernel drops it when its holder dies, so a
+    push killed in the middle leaves no lock that blocks the next one (an ``O_EXCL`` file
+    would). The file is kept; if something removed it meanwhile, lock the new one."""
+    for _attempt in range(3):
+        fd = os.open(lock, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RefConflict(f"{what} is being updated by another writer right now; retry") from None
+        try:
+            same = os.stat(lock, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)
+    raise RefConflict(f"{what}: its lock file keeps being replaced; retry")
 
 
 def mtime_of(info: dict) -> float:

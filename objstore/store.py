@@ -21,6 +21,7 @@ import contextlib
 import fcntl
 import getpass
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -111,6 +112,7 @@ class Store:
             fd = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT, 0o644)
             fcntl.flock(fd, fcntl.LOCK_EX)
             self._lock_fd = fd
+            self._drop_dead_ref_locks()
             self.chunks.index.reload()  # see what other writers published
         self._lock_depth += 1
         try:
@@ -120,6 +122,24 @@ class Store:
             if self._lock_depth == 0 and self._lock_fd is not None:
                 os.close(self._lock_fd)
                 self._lock_fd = None
+
+    def _drop_dead_ref_locks(self) -> None:
+        """Remove ``*.lock`` files a killed writer left in the metadata database.
+
+        libgit2 moves a ref by writing ``<ref>.lock`` and renaming it; a process killed in
+        between leaves the file, and every later update of that ref fails. Every writer
+        holds this store's lock, so while we hold it such a file belongs to a dead process
+        (the age margin only guards against a writer that broke that rule).
+        """
+        meta = self.path / "meta"
+        limit = time.time() - 2
+        candidates = [meta / n for n in ("HEAD.lock", "packed-refs.lock", "config.lock")]
+        for folder, _dirs, names in os.walk(meta / "refs"):
+            candidates.extend(Path(folder, n) for n in names if n.endswith(".lock"))
+        for lock in candidates:
+            with contextlib.suppress(FileNotFoundError):
+                if os.lstat(lock).st_mtime < limit:
+                    lock.unlink()
 
     def config_remote(self) -> str | None:
         """The default remote (a configured name or a URL) from ``[remote] default``."""

@@ -213,13 +213,14 @@ def add(store: Store, paths: list[str], progress: Progress | None = None,
         report.skipped = result.skipped
         cache = store.stat_cache()
         jobs = []
+        worktree = str(store.worktree)
         for path, st in result.files.items():
             check_relpath(path)
             old = editor.get(path)
             if old is not None and old.kind == st.kind and old.size == st.size \
                     and cache.get(path, st) == old.hash:
                 continue
-            jobs.append(Job(path, os.path.join(store.worktree, path), st))
+            jobs.append(Job(path, st, worktree))
         announce(progress, len(jobs), sum(j.stat.size for j in jobs))
         ingestor = Ingestor(store.chunks, store.config.chunking, store.config.zstd_level,
                             progress=progress)
