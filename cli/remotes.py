@@ -116,12 +116,15 @@ def push(
 @app.command()
 def fetch(
     remote: Annotated[str | None, typer.Argument(help="Remote name or URL.")] = None,
+    quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Bring a remote's branches (as REMOTE/BRANCH), tags and metadata; bytes come on demand."""
     from objstore.remote import Remote
 
-    _report("Fetched", Remote(open_store(), remote).fetch(), as_json)
+    with transfer_progress("fetching", quiet) as cb:
+        t = Remote(open_store(), remote, progress=cb).fetch()
+    _report("Fetched", t, as_json)
 
 
 @app.command()

@@ -446,18 +446,23 @@ class Remote:
         dest.mkdir(parents=True, exist_ok=True)
         for _attempt in range(3):
             known = self._known_meta()
-            files = [r for r in self.fs.list("meta") if r.rsplit("/", 1)[-1].startswith("pack-")]
+            sizes = {r: size for r, (size, _mtime) in self.fs.list_detail("meta").items()
+                     if r.rsplit("/", 1)[-1].startswith("pack-")}
             # a pack counts only once its .idx is there (the .idx is uploaded last)
-            complete = {f[:-4] for f in files if f.endswith(".idx")}
+            complete = {f[:-4] for f in sizes if f.endswith(".idx")}
+            wanted = [stem + suffix for stem in sorted(complete)
+                      for suffix in (".pack", ".idx")  # .idx last: libgit2 then sees whole packs only
+                      if stem.rsplit("/", 1)[-1] + suffix not in known]
+            total, done = sum(sizes.get(r, 0) for r in wanted), 0
             got = []
             try:
-                for stem in sorted(complete):
-                    for suffix in (".pack", ".idx"):  # .idx last: libgit2 then sees whole packs only
-                        name = stem.rsplit("/", 1)[-1] + suffix
-                        if name not in known:
-                            self.fs.get_file(stem + suffix, dest / name,
-                                             check=lambda p, n=name: _git_pack_ok(p, n))
-                            got.append(name)
+                for rel in wanted:
+                    name = rel.rsplit("/", 1)[-1]
+                    self.fs.get_file(rel, dest / name, check=lambda p, n=name: _git_pack_ok(p, n))
+                    got.append(name)
+                    done += sizes.get(rel, 0)
+                    if self.progress is not None:
+                        self.progress(done, total)
             except FileNotFoundError:
                 continue  # a remote gc replaced that pack while we listed: list again
             finally:

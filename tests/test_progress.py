@@ -148,3 +148,28 @@ def test_sdk_upload_show_progress_reports_bytes_sent(tmp_path: Path, monkeypatch
     with caplog.at_level(logging.INFO, logger="objstore"):
         d.upload(show_progress=False)
     assert not [r for r in caplog.records if r.getMessage().startswith("upload: ")]
+
+
+def test_cli_fetch_reports_metadata_bytes(tmp_path: Path) -> None:
+    a, b, remote = tmp_path / "a", tmp_path / "b", tmp_path / "remote"
+    a.mkdir()
+    b.mkdir()
+    for i in range(100):
+        write(a, f"d{i}/f", f"{i}")
+    ds("init", cwd=a)
+    ds("add", ".", cwd=a)
+    ds("commit", "-m", "v1", cwd=a)
+    ds("push", str(remote), cwd=a)
+    ds("init", cwd=b)
+    ds("remote", "add", "origin", str(remote), cwd=b)
+    env = dict(os.environ, DS_PROGRESS_INTERVAL="0")
+    proc = subprocess.run([DS, "fetch", "origin"], cwd=b, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("fetching: ")]
+    assert lines, proc.stderr
+    done, total = lines[-1].split(": ", 1)[1].split(",")[0].split("/")
+    assert done == total and "files" not in lines[-1]
+    quiet = subprocess.run([DS, "fetch", "-q", "origin"], cwd=b, env=env, capture_output=True, text=True,
+                           timeout=120)
+    assert "fetching" not in quiet.stderr
