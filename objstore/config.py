@@ -101,10 +101,11 @@ def _toml_value(v: object) -> str:
     if isinstance(v, int | float):
         return repr(v)  # also right for TOML's inf and nan
     if isinstance(v, dict):
-        return "{" + ", ".join(f"{json.dumps(str(k))} = {_toml_value(x)}" for k, x in v.items()) + "}"
+        return "{" + ", ".join(f"{json.dumps(str(k), ensure_ascii=False)} = {_toml_value(x)}"
+                               for k, x in v.items()) + "}"
     if isinstance(v, list | tuple):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    return json.dumps(str(v))
+    return json.dumps(str(v), ensure_ascii=False)  # TOML refuses JSON's surrogate-pair escapes
 
 
 def save_config(path: Path, config: StoreConfig) -> None:

@@ -145,7 +145,8 @@ class MetaStore:
         for folder in {os.path.dirname(f) for f in loose.values()}:
             with contextlib.suppress(OSError):  # still holds other objects: keep it
                 os.rmdir(folder)
-        self._merge_small_packs()
+        with contextlib.suppress(OSError, pygit2.GitError, FormatError):  # only an optimisation:
+            self._merge_small_packs()  # the new objects are durable already; the next try merges
 
     def _write_pack(self, oids: list[pygit2.Oid]) -> list[Path]:
         """Write ``oids`` as one durable pack in ``objects/pack`` (the .idx last: it publishes)."""
@@ -172,7 +173,7 @@ class MetaStore:
         """
         objects = Path(self.path, "objects")
         dest = objects / "pack"
-        idxs = sorted(dest.glob("pack-*.idx"))
+        idxs = _whole_packs(dest)
         loose = [f for f in objects.glob("[0-9a-f][0-9a-f]/*") if len(f.name) == 38]
         if len(idxs) <= 1 and not loose:
             return 0
@@ -181,7 +182,7 @@ class MetaStore:
             oids.update(pack_index_oids(idx))
         new = {f.name for f in self._write_pack(sorted(oids))}
         for idx in idxs:
-            for f in (idx.with_suffix(".pack"), idx):
+            for f in (idx, idx.with_suffix(".pack")):  # .idx first: a lone .pack is ignored by all
                 if f.name not in new:
                     with contextlib.suppress(FileNotFoundError):
                         f.unlink()
@@ -200,7 +201,7 @@ class MetaStore:
         readable throughout; a crash leaves duplicates, which the next merge drops.
         """
         dest = Path(self.path, "objects", "pack")
-        idxs = sorted(dest.glob("pack-*.idx"), key=lambda f: f.with_suffix(".pack").stat().st_size)
+        idxs = sorted(_whole_packs(dest), key=lambda f: f.with_suffix(".pack").stat().st_size)
         if len(idxs) <= PACK_MERGE_AT:
             return
         small = idxs[:-1]
@@ -209,7 +210,7 @@ class MetaStore:
             oids.update(pack_index_oids(idx))
         new = {f.name for f in self._write_pack(sorted(oids))}
         for idx in small:
-            for f in (idx.with_suffix(".pack"), idx):  # .pack first: an .idx alone is never left
+            for f in (idx, idx.with_suffix(".pack")):  # .idx first: a lone .pack is ignored by all
                 if f.name not in new:
                     with contextlib.suppress(FileNotFoundError):
                         f.unlink()
@@ -528,6 +529,11 @@ class MetaStore:
             raise DsError(f"cannot write {name}: not a valid name") from None
         except pygit2.GitError as e:
             raise FormatError(f"cannot write {name}: {e}") from None
+
+
+def _whole_packs(folder: Path) -> list[Path]:
+    """The ``.idx`` files of ``folder`` that have their ``.pack`` (what libgit2 reads too)."""
+    return sorted(i for i in folder.glob("pack-*.idx") if i.with_suffix(".pack").exists())
 
 
 def pack_index_oids(idx: Path) -> list[pygit2.Oid]:

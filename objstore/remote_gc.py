@@ -340,9 +340,9 @@ class _Collector:
             elif (rel.startswith("meta/") and name.startswith("pack-") and name.endswith(".pack")
                     and rel[:-5] + ".idx" not in names and self.old(mtime)):
                 doomed.append(rel)
-            elif self.now - mtime > RemoteLock.STALE and (
-                    rel.startswith("locks/") and name.endswith(".json")
-                    or rel.startswith(("refs/", "datasets/")) and name.endswith(".lock")):
+            elif self.now - mtime > RemoteLock.STALE and rel.startswith("locks/") and name.endswith(".json"):
+                # (a ref's *.lock on a folder remote is an flock'd file kept for good: never swept,
+                # or a writer holding it could lose it to the next one)
                 stale.append(rel)
         self.report.temp_files_removed = len(doomed)
         self.report.stale_locks_removed = len(stale)

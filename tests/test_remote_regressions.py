@@ -154,7 +154,8 @@ def test_nested_remote_options_survive_the_config_file(tmp_path) -> None:
     work.mkdir()
     options = {"client_kwargs": {"region_name": "eu-west-1"},
                "config_kwargs": {"s3": {"addressing_style": "path"}, "retries": {"max_attempts": 5}},
-               "anon": False, "block_size": 5242880, "fixed_upload_size": 1.5, "tags": ["a", "b"]}
+               "anon": False, "block_size": 5242880, "fixed_upload_size": 1.5, "tags": ["a", "b"],
+               "profile": "équipe-😀"}  # outside the BMP: JSON's surrogate escapes are not TOML
     with Store.init(work) as store:
         remotes = {"origin": {"url": str(tmp_path / "remote"), "options": options}}
         store.set_config(dataclasses.replace(store.config, remotes=remotes))
