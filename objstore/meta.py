@@ -130,21 +130,14 @@ class MetaStore:
         oids, self._unsynced = self._unsynced, []
         if not oids:
             return
-        objects = os.path.join(self.path, "objects")
-        loose = {o: os.path.join(objects, str(o)[:2], str(o)[2:]) for o in set(oids)}
-        loose = {o: f for o, f in loose.items() if os.path.exists(f)}
-        if len(loose) < PACK_NEW_MIN:
+        objects = Path(self.path, "objects")
+        loose = [f for o in set(oids) if (f := objects / str(o)[:2] / str(o)[2:]).exists()]
+        if len(loose) < PACK_NEW_MIN:  # (one already packed is durable since it was packed)
             with ThreadPoolExecutor(8) as pool:
-                list(pool.map(_fsync_path, loose.values()))
-                list(pool.map(_fsync_path, {os.path.dirname(f) for f in loose.values()}))
+                list(pool.map(_fsync_path, map(str, loose)))
+                list(pool.map(_fsync_path, {str(f.parent) for f in loose}))
             return
-        self._write_pack(list(loose))
-        for f in loose.values():  # the pack holds them now; a reader that misses re-reads packs
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(f)
-        for folder in {os.path.dirname(f) for f in loose.values()}:
-            with contextlib.suppress(OSError):  # still holds other objects: keep it
-                os.rmdir(folder)
+        self._replace_with_pack([], loose)
         with contextlib.suppress(OSError, pygit2.GitError, FormatError):  # only an optimisation:
             self._merge_small_packs()  # the new objects are durable already; the next try merges
 
@@ -165,55 +158,46 @@ class MetaStore:
         _fsync_path(str(dest))
         return [dest / f.name for f in files]
 
-    def repack(self) -> int:
-        """Every object, loose or packed, into one pack with deltas; returns how many.
+    def _replace_with_pack(self, idxs: list[Path], loose: list[Path]) -> int:
+        """Write the objects of packs ``idxs`` and of loose files ``loose`` as one durable
+        pack, then remove what it replaces; returns how many objects it holds.
 
-        Nothing is pruned. The new pack is durable before the old packs and loose files
-        go, so every object stays readable throughout (``ds gc`` runs this).
+        The new pack is durable before anything goes, so every object stays readable
+        throughout (a reader that misses re-reads the packs); a crash leaves duplicates,
+        which the next merge drops. Old packs go ``.idx`` first: a lone ``.pack`` is
+        ignored by everyone, a lone ``.idx`` would not be.
         """
-        objects = Path(self.path, "objects")
-        dest = objects / "pack"
-        idxs = _whole_packs(dest)
-        loose = [f for f in objects.glob("[0-9a-f][0-9a-f]/*") if len(f.name) == 38]
-        if len(idxs) <= 1 and not loose:
-            return 0
         oids: set[pygit2.Oid] = {pygit2.Oid(hex=f.parent.name + f.name) for f in loose}
         for idx in idxs:
             oids.update(pack_index_oids(idx))
         new = {f.name for f in self._write_pack(sorted(oids))}
-        for idx in idxs:
-            for f in (idx, idx.with_suffix(".pack")):  # .idx first: a lone .pack is ignored by all
-                if f.name not in new:
-                    with contextlib.suppress(FileNotFoundError):
-                        f.unlink()
-        for f in loose:
+        doomed = [f for idx in idxs for f in (idx, idx.with_suffix(".pack")) if f.name not in new]
+        for f in doomed + loose:
             with contextlib.suppress(FileNotFoundError):
                 f.unlink()
         for folder in {f.parent for f in loose}:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError):  # still holds other objects: keep it
                 folder.rmdir()
         return len(oids)
 
-    def _merge_small_packs(self) -> None:
-        """Past ``PACK_MERGE_AT`` packs, rewrite all but the largest as one pack with deltas.
+    def repack(self) -> int:
+        """Every object, loose or packed, into one pack with deltas; returns how many.
 
-        The merged pack is durable before any old pack is removed, so every object stays
-        readable throughout; a crash leaves duplicates, which the next merge drops.
+        Nothing is pruned (``ds gc`` runs this).
         """
-        dest = Path(self.path, "objects", "pack")
-        idxs = sorted(_whole_packs(dest), key=lambda f: f.with_suffix(".pack").stat().st_size)
-        if len(idxs) <= PACK_MERGE_AT:
-            return
-        small = idxs[:-1]
-        oids: set[pygit2.Oid] = set()
-        for idx in small:
-            oids.update(pack_index_oids(idx))
-        new = {f.name for f in self._write_pack(sorted(oids))}
-        for idx in small:
-            for f in (idx, idx.with_suffix(".pack")):  # .idx first: a lone .pack is ignored by all
-                if f.name not in new:
-                    with contextlib.suppress(FileNotFoundError):
-                        f.unlink()
+        objects = Path(self.path, "objects")
+        idxs = _whole_packs(objects / "pack")
+        loose = [f for f in objects.glob("[0-9a-f][0-9a-f]/*") if len(f.name) == 38]
+        if len(idxs) <= 1 and not loose:
+            return 0
+        return self._replace_with_pack(idxs, loose)
+
+    def _merge_small_packs(self) -> None:
+        """Past ``PACK_MERGE_AT`` packs, rewrite all but the largest as one pack with deltas."""
+        idxs = sorted(_whole_packs(Path(self.path, "objects", "pack")),
+                      key=lambda f: f.with_suffix(".pack").stat().st_size)
+        if len(idxs) > PACK_MERGE_AT:
+            self._replace_with_pack(idxs[:-1], [])
 
     @classmethod
     def create(cls, path: Path, hash_size: int) -> MetaStore:

@@ -12,6 +12,7 @@ import re
 from .errors import UnsafePath
 
 STORE_DIR = ".dsstore"
+IGNORE_FILE = ".dsignore"  # gitignore-style rules for the folder that holds it
 MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 4096
 _DRIVE = re.compile(r"^[A-Za-z]:")

@@ -16,10 +16,8 @@ import stat
 import tomllib
 from pathlib import Path
 
-from .paths import STORE_DIR
+from .paths import IGNORE_FILE, STORE_DIR
 from .statcache import RACY_NS, StatCache
-
-_IGNORE_FILE = ".dsignore"  # scan.IGNORE_FILE; a folder holding one takes the full scan
 
 
 def _store_dir(start: str) -> Path | None:
@@ -98,7 +96,7 @@ def _walk_unchanged(root: str, cache: StatCache) -> bool | None:
                 listing = list(it)
         except (FileNotFoundError, NotADirectoryError):
             return False
-        if any(de.name == _IGNORE_FILE for de in listing):
+        if any(de.name == IGNORE_FILE for de in listing):  # only the scanner applies its rules
             return None
         for de in listing:
             name = de.name

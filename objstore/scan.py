@@ -13,9 +13,7 @@ import stat
 from dataclasses import dataclass, field
 
 from .manifest import EXEC, FILE, LINK
-from .paths import STORE_DIR, join
-
-IGNORE_FILE = ".dsignore"
+from .paths import IGNORE_FILE, STORE_DIR, join
 
 
 @dataclass(frozen=True, slots=True)
