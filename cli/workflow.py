@@ -133,7 +133,7 @@ def checkout(
     for p in report.links_refused:
         err(f"Warning: link {p} points outside the folder; not created")
     if not quiet:
-        err(f"Checked out {rev} ({len(report.written)} file(s) written)")
+        err(f"Checked out {rev} ({report.count} file(s) written)")
 
 
 @app.command()
@@ -156,4 +156,4 @@ def get(
     for p in report.links_refused:
         err(f"Warning: link {p} points outside the folder; not created")
     if not quiet:
-        err(f"Wrote {len(report.written)} file(s) to {directory}")
+        err(f"Wrote {report.count} file(s) to {directory}")

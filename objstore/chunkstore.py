@@ -9,6 +9,7 @@ must never see a version whose bytes are missing).
 from __future__ import annotations
 
 import threading
+from array import array
 from pathlib import Path
 
 from .errors import CorruptObject
@@ -24,10 +25,14 @@ class ChunkStore:
         self.pack_target = pack_target
         self.packs_dir = root / "packs"
         self.index = ChunkIndex(root / "index", algo)
-        self._pending: dict[bytes, Location] = {}
-        self._written: list[tuple[bytes, Location]] = []
+        # chunks in published packs, not yet in an index fragment: id -> row of _rows, whose
+        # five numbers per row are (pack number in _packs, offset, stored, raw, flags). A
+        # Location object per chunk would cost ~250 bytes, a million times over.
+        self._pending: dict[bytes, int] = {}
+        self._packs: list[str] = []
+        self._rows = array("Q")
         self._writer: PackWriter | None = None
-        self._writer_entries: dict[bytes, PackEntry] = {}
+        self._writer_entries: set[bytes] = set()  # ids in the pack being written
         self._readers: dict[str, PackReader] = {}
         self._lock = threading.Lock()
 
@@ -40,7 +45,12 @@ class ChunkStore:
         )
 
     def locate(self, chunk_id: bytes) -> Location | None:
-        return self._pending.get(chunk_id) or self.index.lookup(chunk_id)
+        row = self._pending.get(chunk_id)
+        return self._location(row) if row is not None else self.index.lookup(chunk_id)
+
+    def _location(self, row: int) -> Location:
+        pack_no, offset, stored, raw, flags = self._rows[5 * row : 5 * row + 5]
+        return Location(self._packs[pack_no], offset, stored, raw, flags)
 
     def get(self, chunk_id: bytes) -> bytes:
         """The chunk's bytes, verified against its id."""
@@ -85,7 +95,7 @@ class ChunkStore:
         if self._writer is None:
             self._writer = PackWriter(self.packs_dir, self.algo)
         self._writer.add(chunk_id, stored, raw_len, flags)
-        self._writer_entries[chunk_id] = PackEntry(chunk_id, 0, 0, raw_len, flags)
+        self._writer_entries.add(chunk_id)
         if self._writer.size >= self.pack_target:
             self._roll()
         return True
@@ -94,15 +104,16 @@ class ChunkStore:
         writer, self._writer = self._writer, None
         if writer is None:
             return
-        self._writer_entries = {}
+        self._writer_entries = set()
         if not len(writer):
             writer.abort()
             return
         pack_hex, entries = writer.finish()
+        pack_no = len(self._packs)
+        self._packs.append(pack_hex)
         for e in entries:
-            loc = Location(pack_hex, e.offset, e.stored_len, e.raw_len, e.flags)
-            self._pending[e.chunk_id] = loc
-            self._written.append((e.chunk_id, loc))
+            self._pending[e.chunk_id] = len(self._rows) // 5
+            self._rows.extend((pack_no, e.offset, e.stored_len, e.raw_len, e.flags))
 
     def flush(self) -> int:
         """Make every chunk put so far durable and indexed; returns chunks published.
@@ -112,20 +123,20 @@ class ChunkStore:
         flush will index.
         """
         self._roll()
-        written = self._written
+        written = len(self._pending)
         if written:
-            self.index.write_fragment(written)
-            self._written = []
-        self._pending = {}
+            rows = ((cid, self._location(self._pending[cid])) for cid in sorted(self._pending))
+            self.index.write_fragment(rows, ordered=True)
+        self._pending, self._packs, self._rows = {}, [], array("Q")
         if written:
             self.index.maybe_merge()
-        return len(written)
+        return written
 
     def abort(self) -> None:
         if self._writer is not None:
             self._writer.abort()
             self._writer = None
-            self._writer_entries = {}
+            self._writer_entries = set()
 
     def close(self) -> None:
         self.abort()

@@ -89,7 +89,8 @@ def copy_items(store: Store, items: list[tuple[str, FileEntry]], dest: str | os.
             raise DsError(f"{a} and {b} differ only in case and this disk ignores case; "
                           "use --include to take one of them, or a case-sensitive disk")
         announce(progress, len(items), sum(e.size for _p, e in items))
-        report = Materializer(str(tmp), store.chunks, progress=progress, force=True).write(items)
+        report = Materializer(str(tmp), store.chunks, progress=progress, force=True,
+                              record=False).write(items)
         if non_empty:
             old = dest.parent / f".{dest.name}.ds-old-{os.getpid()}"
             os.replace(dest, old)

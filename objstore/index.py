@@ -52,31 +52,40 @@ class Location:
 
 def encode_fragment(algo: HashAlgo, entries: Iterable[tuple[bytes, Location]]) -> bytes:
     """Serialise (id, location) pairs; duplicate ids keep the first location."""
-    rows = sorted(entries, key=lambda r: r[0])
+    return encode_sorted(algo, sorted(entries, key=lambda r: r[0]))
+
+
+def encode_sorted(algo: HashAlgo, rows: Iterable[tuple[bytes, Location]]) -> bytes:
+    """Serialise pairs already sorted by id (duplicates keep the first), streaming: only
+    the output's bytes are held, never a Python object per chunk (a million chunks)."""
     packs: dict[str, int] = {}
-    ids: list[bytes] = []
-    locs: list[bytes] = []
+    ids = bytearray()
+    locs = bytearray()
     fan = [0] * 256
     last = None
+    count = 0
     for chunk_id, loc in rows:
         if chunk_id == last:
             continue
         if len(chunk_id) != algo.size:
             raise FormatError(f"chunk id of {len(chunk_id)} bytes in a {algo.name} store")
+        if last is not None and chunk_id < last:
+            raise FormatError("index rows out of order; nothing was written")
         last = chunk_id
         pack_no = packs.setdefault(loc.pack, len(packs))
-        ids.append(chunk_id)
-        locs.append(LOC.pack(pack_no, loc.offset, loc.stored_len, loc.raw_len, loc.flags))
+        ids += chunk_id
+        locs += LOC.pack(pack_no, loc.offset, loc.stored_len, loc.raw_len, loc.flags)
         fan[chunk_id[0]] += 1
+        count += 1
     for i in range(1, 256):
         fan[i] += fan[i - 1]
     body = b"".join(
         [
-            HEADER.pack(MAGIC, algo.code, algo.size, len(packs), len(ids)),
+            HEADER.pack(MAGIC, algo.code, algo.size, len(packs), count),
             b"".join(bytes.fromhex(p) for p in packs),
             FANOUT.pack(*fan),
-            b"".join(ids),
-            b"".join(locs),
+            ids,
+            locs,
         ]
     )
     return body + xxhash.xxh3_128_digest(body)
@@ -203,9 +212,10 @@ class ChunkIndex:
     def __len__(self) -> int:
         return sum(f.count for f in self.fragments)
 
-    def write_fragment(self, entries: Iterable[tuple[bytes, Location]]) -> Path:
-        """Publish a new fragment atomically; returns its path."""
-        data = encode_fragment(self.algo, entries)
+    def write_fragment(self, entries: Iterable[tuple[bytes, Location]], ordered: bool = False) -> Path:
+        """Publish a new fragment atomically; returns its path. ``ordered``: the entries
+        come sorted by id already (they are then streamed, not collected)."""
+        data = encode_sorted(self.algo, entries) if ordered else encode_fragment(self.algo, entries)
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"{data[-CHECK:].hex()}.idx"
         if not path.exists():
@@ -213,14 +223,14 @@ class ChunkIndex:
         self.reload()
         return path
 
-    def replace_all(self, entries: Iterable[tuple[bytes, Location]]) -> Path:
+    def replace_all(self, entries: Iterable[tuple[bytes, Location]], ordered: bool = False) -> Path:
         """Write one fragment holding ``entries`` and remove every other fragment.
 
         Safe against readers: the new fragment is durable before any old one goes, and
         a reader that lost a race simply reloads.
         """
         old = [f.path for f in self.fragments]
-        path = self.write_fragment(list(entries))
+        path = self.write_fragment(entries, ordered)
         for p in old:
             if p != path:
                 try:
@@ -233,4 +243,4 @@ class ChunkIndex:
     def maybe_merge(self) -> None:
         """Keep the fragment count small: merge every fragment into one past the limit."""
         if len(self.fragments) > MAX_FRAGMENTS:
-            self.replace_all(list(self))
+            self.replace_all(iter(self), ordered=True)  # streamed: sorted and deduplicated already

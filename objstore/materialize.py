@@ -48,16 +48,20 @@ def link_is_contained(path: str, target: str) -> bool:
 
 @dataclass
 class WriteReport:
-    written: dict[str, Stat] = field(default_factory=dict)
+    written: dict[str, Stat] = field(default_factory=dict)  # kept only when asked (record=True)
+    count: int = 0  # files and links written
     links_refused: list[str] = field(default_factory=list)
 
 
 class Materializer:
     def __init__(self, root: str, chunks: ChunkStore, workers: int = 4,
-                 progress: Callable[[int, int], None] | None = None, force: bool = False):
+                 progress: Callable[[int, int], None] | None = None, force: bool = False,
+                 record: bool = True):
         """``force``: allow replacing folders and files that stand in the way (callers check
-        first that nothing unrecoverable is there; without it such a case is an error)."""
+        first that nothing unrecoverable is there; without it such a case is an error).
+        ``record``: keep each written file's stat data (for the stat cache) in the report."""
         self.root = root
+        self.record = record
         self.force = force
         self.chunks = chunks
         self.workers = workers
@@ -180,14 +184,18 @@ class Materializer:
                 report.links_refused.append(path)
                 continue
             st = os.lstat(self._abs(path))
-            report.written[path] = Stat(st.st_size, st.st_mtime_ns, st.st_ino, LINK, st.st_ctime_ns)
+            if self.record:
+                report.written[path] = Stat(st.st_size, st.st_mtime_ns, st.st_ino, LINK, st.st_ctime_ns)
+            report.count += 1
             self._tick(0)
         report.links_refused.sort()
         return report
 
     def _finish(self, fut: Future[tuple[str, Stat]], report: WriteReport) -> None:
         path, st = fut.result()
-        report.written[path] = st
+        if self.record:
+            report.written[path] = st
+        report.count += 1
         self._tick(st.size)
 
     def remove(self, path: str) -> None:

@@ -29,6 +29,7 @@ import pygit2
 import xxhash
 
 from .errors import DsError, FormatError, RevisionNotFound
+from .limits import CACHE_ROWS
 from .manifest import FileEntry, decode_manifest, encode_manifest
 from .paths import check_name, join
 
@@ -38,6 +39,7 @@ PATCH_SHARE = 4  # a folder changed in more than 1/PATCH_SHARE of its base's row
 META = ".ds.meta"
 ESCAPE = ".ds.d."
 BUCKET_MAX = 8192
+_CACHED_ROWS = CACHE_ROWS  # decoded folder rows kept in memory (~12 MB); a folder past it stays alone
 _BUCKET = re.compile(r"\.ds\.manifest(\.(0|[1-9][0-9]{0,5}))?")
 BLOB = pygit2.enums.FileMode.BLOB
 TREE = pygit2.enums.FileMode.TREE
@@ -113,6 +115,7 @@ class MetaStore:
         except pygit2.GitError as e:
             raise FormatError(f"{path}: metadata database is unreadable ({e}); run `ds fsck`") from None
         self._folders: dict[pygit2.Oid, Folder] = {}
+        self._folder_rows = 0
         self._unsynced: list[pygit2.Oid] = []
 
     def _new(self, oid: pygit2.Oid) -> pygit2.Oid:
@@ -243,7 +246,9 @@ class MetaStore:
             if buckets or BASE not in patch or len(patch) == 1:
                 raise FormatError(f"folder {label!r}: a manifest patch needs its base and nothing "
                                   "else beside it")
-            folder.files = self._patched(patch, label)
+            base_rows = {e.name: e for e in self._manifest(patch[BASE], label)}
+            folder.files = self._patched(base_rows, patch, label)
+            folder.base = (patch[BASE], base_rows)
         else:
             for oid in buckets:
                 for e in self._manifest(oid, label):
@@ -252,14 +257,15 @@ class MetaStore:
                     folder.files[e.name] = e
             if len(buckets) == 1:
                 folder.base = (buckets[0], folder.files)
-        if patch:
-            folder.base = (patch[BASE], {e.name: e for e in self._manifest(patch[BASE], label)})
         clash = folder.files.keys() & folder.dirs.keys()
         if clash:
             raise FormatError(f"folder {label!r}: {sorted(clash)[0]!r} is both a file and a folder")
-        if len(self._folders) > 4096:
-            self._folders.clear()
+        # a bounded cache (oldest out first): a walk of a million files must not keep them all
         self._folders[tree_oid] = folder
+        self._folder_rows += len(folder.files) + len(folder.dirs)
+        while self._folder_rows > _CACHED_ROWS and len(self._folders) > 1:
+            old = self._folders.pop(next(iter(self._folders)))
+            self._folder_rows -= len(old.files) + len(old.dirs)
         return folder
 
     def _manifest(self, oid: pygit2.Oid, label: str) -> list[FileEntry]:
@@ -269,9 +275,10 @@ class MetaStore:
             raise FormatError(f"folder {label!r}: manifest {oid} is missing; run `ds fsck`") from None
         return decode_manifest(data, self.hash_size, f"manifest of {label!r}")
 
-    def _patched(self, patch: dict[str, pygit2.Oid], label: str) -> dict[str, FileEntry]:
+    def _patched(self, base_rows: dict[str, FileEntry], patch: dict[str, pygit2.Oid],
+                 label: str) -> dict[str, FileEntry]:
         """A folder stored as a base manifest plus its added/changed rows and removed names."""
-        files = {e.name: e for e in self._manifest(patch[BASE], label)}
+        files = dict(base_rows)
         if REMOVED in patch:
             try:
                 names = self.repo[patch[REMOVED]].data.decode("utf-8").split("\0")

@@ -72,7 +72,7 @@ def quick_clean(start: str) -> bool:
     from .scan import scan  # a .dsignore somewhere: let the scanner apply it
 
     result = scan(str(store.parent))
-    if result.skipped or result.bad_names or result.files.keys() != cache.entries.keys():
+    if result.skipped or result.bad_names or result.files.keys() != set(cache.paths()):
         return False
     return all(cache.get(path, st) is not None for path, st in result.files.items())
 
@@ -84,10 +84,9 @@ def _walk_unchanged(root: str, cache: StatCache) -> bool | None:
     ``lstat`` and one tuple comparison per file, stopping at the first difference.
     None when a folder holds a ``.dsignore``, whose rules only the scanner applies.
     """
-    entries = cache.entries
     # statcache.racy, inlined: a file changed within a tick of the cache's writing is unsure
     fine, coarse = cache.written_ns - RACY_NS, cache.written_ns - 2_000_000_000
-    seen = 0
+    with_rows = 0
     folders = [""]
     while folders:
         folder = folders.pop()
@@ -98,6 +97,9 @@ def _walk_unchanged(root: str, cache: StatCache) -> bool | None:
             return False
         if any(de.name == IGNORE_FILE for de in listing):  # only the scanner applies its rules
             return None
+        entries = cache.rows(folder)
+        with_rows += bool(entries)
+        seen = 0
         for de in listing:
             name = de.name
             if name.casefold() == STORE_DIR:
@@ -109,11 +111,10 @@ def _walk_unchanged(root: str, cache: StatCache) -> bool | None:
                     name.encode("utf-8")
                 except UnicodeEncodeError:
                     return False
-            rel = f"{folder}/{name}" if folder else name
             if de.is_dir(follow_symlinks=False):
-                folders.append(rel)
+                folders.append(f"{folder}/{name}" if folder else name)
                 continue
-            row = entries.get(rel)
+            row = entries.get(name)
             if row is None:
                 return False
             try:
@@ -128,4 +129,6 @@ def _walk_unchanged(root: str, cache: StatCache) -> bool | None:
             if (m if m > c else c) >= (fine if m % 1_000_000_000 else coarse):
                 return False
             seen += 1
-    return seen == len(entries)
+        if seen != len(entries):
+            return False
+    return with_rows == len(cache.folders())

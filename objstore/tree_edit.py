@@ -80,7 +80,7 @@ class TreeEditor:
         if node.files.get(name) == entry:
             return
         node.dirs.pop(name, None)  # a folder becomes a file
-        node.files[name] = entry
+        node.files[entry.name if entry.name == name else name] = entry  # one string, not two
         self._touch(chain)
 
     def remove(self, path: str) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,7 +19,7 @@ from .errors import DirtyWorktree, DsError
 from .manifest import LINK, FileEntry
 from .paths import STORE_DIR, check_relpath, join, parent_of
 from .progress import announce
-from .scan import ScanResult, Stat, lstat_inside, scan
+from .scan import FolderFiles, ScanResult, Stat, lstat_inside, scan
 from .statcache import StatCache
 from .store import Store
 from .tree_edit import TreeEditor
@@ -97,36 +97,45 @@ def hash_file(abspath: str, kind: int, algo) -> bytes:
     return h.digest()
 
 
+def _hash_paths(store: Store, cache: StatCache,
+                todo: list[tuple[str, Stat]]) -> Iterator[tuple[str, bytes]]:
+    """Read and hash ``todo`` (in parallel), recording each in the cache; yields (path, hash)."""
+    if not todo:
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .ingest import default_workers
+
+    root = str(store.worktree)
+
+    def work(item: tuple[str, Stat]) -> bytes:
+        return hash_file(os.path.join(root, item[0]), item[1].kind, store.algo)
+    with ThreadPoolExecutor(default_workers()) as pool:
+        for (path, st), h in zip(todo, pool.map(work, todo), strict=True):
+            cache.put(path, st, h)
+            yield path, h
+
+
 def _current_hashes(store: Store, cache: StatCache, files: dict[str, Stat],
                     wanted: Iterable[str]) -> dict[str, bytes]:
     """Content hashes of ``wanted`` paths: from the cache, else read (in parallel)."""
     out: dict[str, bytes] = {}
     todo = []
     for path in wanted:
-        st = files[path]
-        h = cache.get(path, st)
+        h = cache.get(path, files[path])
         if h is None:
-            todo.append(path)
+            todo.append((path, files[path]))
         else:
             out[path] = h
-    root = str(store.worktree)
-    if todo:
-        from concurrent.futures import ThreadPoolExecutor
-
-        from .ingest import default_workers
-
-        def work(p: str) -> bytes:
-            return hash_file(os.path.join(root, p), files[p].kind, store.algo)
-        with ThreadPoolExecutor(default_workers()) as pool:
-            for path, h in zip(todo, pool.map(work, todo), strict=True):
-                out[path] = h
-                cache.put(path, files[path], h)
+    out.update(_hash_paths(store, cache, todo))
     return out
 
 
-def _scan_with_tracked(store: Store, tracked, only: list[str] | None = None) -> ScanResult:
+def _scan_with_tracked(store: Store, tracked: Iterable[str], only: list[str] | None = None) -> ScanResult:
     """Scan, and also stat tracked paths that .dsignore hides (tracked beats ignored)."""
     result = scan(str(store.worktree), only)
+    if not result.ignoring:  # nothing hidden: every tracked file on disk was seen
+        return result
     root, real_dirs = str(store.worktree), set()
     for path in tracked:
         if path not in result.files:
@@ -137,41 +146,67 @@ def _scan_with_tracked(store: Store, tracked, only: list[str] | None = None) -> 
     return result
 
 
-def worktree_diff(store: Store, base_tree=None,
-                  renames: bool = False) -> tuple[Diff, ScanResult, StatCache]:
+def worktree_diff(store: Store, base_tree=None, renames: bool = False,
+                  trim_cache: bool = False) -> tuple[Diff, ScanResult, StatCache]:
     """The working folder against a tree (HEAD's by default).
 
     With ``renames``, added files whose size matches a removed file's are hashed so that
-    moves are reported as renames.
+    moves are reported as renames. The version is walked folder by folder, never held
+    whole, and each scanned file leaves ``result.files`` once matched (what stays are the
+    added files): at a million files, holding both sides would double the memory.
+    With ``trim_cache``, the stat cache keeps rows for the version's files only.
     """
     meta = store.meta
     tree = store.head_tree() if base_tree is None else base_tree
-    scope = store.in_scope()
-    head = {p: e for p, e in meta.walk(tree) if scope(p)}  # sparse: the rest is not checked out
-    result = _scan_with_tracked(store, head)
+    scope = store.in_scope()  # sparse: the rest is not checked out
+    result = _scan_with_tracked(store, (p for p, _e in meta.walk(tree) if scope(p)))
+    files = result.files
     cache = store.stat_cache()
     d = Diff()
-    same_shape = []
-    for path, st in result.files.items():
-        e = head.get(path)
-        if e is None:
-            d.added[path] = FileEntry(path.rpartition("/")[2], st.kind, st.size, b"")
-        elif e.kind != st.kind or e.size != st.size:
-            d.modified[path] = FileEntry(e.name, st.kind, st.size, b"")
-        else:
-            same_shape.append(path)
-    hashes = _current_hashes(store, cache, result.files, same_shape)
-    for path in same_shape:
-        if hashes[path] != head[path].hash:
-            st = result.files[path]
-            d.modified[path] = FileEntry(head[path].name, st.kind, st.size, hashes[path])
-    for path, e in head.items():
-        if path not in result.files:
+    unsure: list[tuple[str, Stat]] = []  # same kind and size, not in the cache
+    olds: dict[str, FileEntry] = {}
+    folders: set[str] = set()
+    here: str | None = None
+    names: list[str] = []
+    for path, e in meta.walk(tree):
+        if not scope(path):
+            continue
+        st = files.pop(path, None)
+        if st is None:
             d.removed[path] = e
+            continue
+        result.matched += 1
+        if trim_cache:
+            folder = path[: len(path) - len(e.name) - 1] if len(path) > len(e.name) else ""
+            if folder != here:
+                if here is not None:
+                    cache.keep_names(here, names)
+                here, names = folder, []
+                folders.add(folder)
+            names.append(e.name)
+        if e.kind != st.kind or e.size != st.size:
+            d.modified[path] = FileEntry(e.name, st.kind, st.size, b"")
+            continue
+        h = cache.get(path, st)
+        if h is None:
+            unsure.append((path, st))
+            olds[path] = e
+        elif h != e.hash:
+            d.modified[path] = FileEntry(e.name, st.kind, st.size, h)
+    if trim_cache:
+        if here is not None:
+            cache.keep_names(here, names)
+        cache.keep_folders(folders)
+    for path, h in _hash_paths(store, cache, unsure):
+        e = olds[path]
+        if h != e.hash:
+            d.modified[path] = FileEntry(e.name, e.kind, e.size, h)
+    for path, st in files.items():
+        d.added[path] = FileEntry(path.rpartition("/")[2], st.kind, st.size, b"")
     if renames and d.removed and d.added:
         sizes = {(e.size, e.kind) for e in d.removed.values()}
         maybe = [p for p, e in d.added.items() if (e.size, e.kind) in sizes]
-        for p, h in _current_hashes(store, cache, result.files, maybe).items():
+        for p, h in _current_hashes(store, cache, files, maybe).items():
             d.added[p] = FileEntry(d.added[p].name, d.added[p].kind, d.added[p].size, h)
         d.find_renames()
     cache.save()
@@ -179,15 +214,16 @@ def worktree_diff(store: Store, base_tree=None,
 
 
 def status(store: Store) -> Status:
-    d, result, cache = worktree_diff(store)
+    head = store.head()
+    trim = bool(head) and not store.config.sparse
+    d, result, cache = worktree_diff(store, trim_cache=trim)
     staged = diff_trees(store.meta, store.head_tree(), store.staged_tree())
     st = Status(sorted(d.added), sorted(d.modified), sorted(d.removed), staged, sorted(result.skipped))
-    head = store.head()
-    if st.clean and head and not result.skipped and not store.config.sparse:
-        cache.keep_only(result.files)  # exactly HEAD's files, all just proved unchanged
-        if cache.entries.keys() == result.files.keys():
-            cache.mark_clean(head)
-            cache.save()
+    if st.clean and trim and not result.skipped and cache.row_count() == result.matched:
+        # the rows are exactly HEAD's files, all just proved unchanged (none was dropped
+        # as racy on saving): the next no-op status can trust them
+        cache.mark_clean(head)
+        cache.save()
     return st
 
 
@@ -207,42 +243,75 @@ def add(store: Store, paths: list[str], progress: Progress | None = None,
             if not under and not os.path.lexists(os.path.join(store.worktree, rel)):
                 raise DsError(f"{rel}: no such file or folder, and nothing tracked there")
             tracked.update(dict.fromkeys(p for p in under if scope(p)))
-        result = _scan_with_tracked(store, tracked, rels)
+        # compact: a million scanned files cost ~100 MB instead of ~350 (FolderFiles)
+        result = scan(str(store.worktree), rels, compact=True)
         if result.bad_names:
             raise DsError(f"{result.bad_names[0]}: file name is not valid UTF-8; rename it and retry")
         report.skipped = result.skipped
         cache = store.stat_cache()
-        jobs = []
-        worktree = str(store.worktree)
-        for path, st in result.files.items():
-            check_relpath(path)
-            old = editor.get(path)
-            if old is not None and old.kind == st.kind and old.size == st.size \
-                    and cache.get(path, st) == old.hash:
-                continue
-            jobs.append(Job(path, st, worktree))
-        announce(progress, len(jobs), sum(j.stat.size for j in jobs))
+        # which files to read: changed, or not known to the cache (a byte per file)
+        todo: list[tuple[FolderFiles, bytearray]] = []
+        todo_files = todo_bytes = 0
+
+        def consider(ff: FolderFiles) -> None:
+            nonlocal todo_files, todo_bytes
+            wanted, before = bytearray(len(ff.names)), todo_files
+            for i in range(len(ff.names)):
+                path = check_relpath(ff.path(i))
+                tracked.pop(path, None)
+                st = ff.stat(i)
+                old = editor.get(path)
+                if old is not None and old.kind == st.kind and old.size == st.size \
+                        and cache.get(path, st) == old.hash:
+                    continue
+                wanted[i] = 1
+                todo_files += 1
+                todo_bytes += st.size
+            if todo_files > before:
+                todo.append((ff, wanted))
+        for ff in result.folders:
+            consider(ff)
+        hidden = FolderFiles("")  # tracked files that .dsignore hides: tracked beats ignored
+        root, real_dirs = str(store.worktree), set()
+        for p in list(tracked) if result.ignoring else ():
+            raw = lstat_inside(root, p, real_dirs)
+            st = Stat.of(raw) if raw is not None else None
+            if st is not None:
+                hidden.add(p, st)  # the name is the whole path: the folder is ""
+        consider(hidden)
+        for p in tracked:  # gone: removed before anything is set (a removed file may become a folder)
+            editor.remove(p)
+            cache.drop(p)
+            report.removed += 1
+        tracked.clear()
+        announce(progress, todo_files, todo_bytes)
         ingestor = Ingestor(store.chunks, store.config.chunking, store.config.zstd_level,
                             progress=progress)
+        touched_folders = set()
+
+        def jobs() -> Iterator[Job]:
+            worktree = str(store.worktree)
+            for ff, wanted in todo:
+                for i in range(len(ff.names)):
+                    if wanted[i]:
+                        path = ff.path(i)
+                        name = ff.names[i] if ff.folder or "/" not in path else None
+                        yield Job(path, ff.stat(i), worktree, name=name)
+
+        def staged(job: Job, entry: FileEntry) -> None:
+            # in memory only: on a failure neither the stage nor the cache is written
+            editor.set(job.path, entry)
+            cache.put(job.path, job.stat, entry.hash, entry.name)
+            touched_folders.add(parent_of(job.path))
+            report.staged += 1
         try:
-            entries = ingestor.run(jobs)
+            ingestor.run(jobs(), sink=staged)
         except BaseException:
             store.chunks.abort()
             raise
-        store.chunks.flush()
-        for p in tracked:  # removals first: a removed file may become a folder
-            if p not in result.files:
-                editor.remove(p)
-                cache.drop(p)
-                report.removed += 1
-        touched_folders = set()
-        for path, entry in entries.items():
-            editor.set(path, entry)
-            cache.put(path, result.files[path], entry.hash)
-            touched_folders.add(parent_of(path))
+        store.chunks.flush()  # the chunks are durable before the stage that names them
         store.set_stage(editor.write())
         cache.save()
-        report.staged = len(entries)
         report.bytes_read = ingestor.bytes_done
         report.bytes_new = ingestor.bytes_new
         report.case_collisions = _case_collisions(editor, touched_folders)

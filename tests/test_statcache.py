@@ -1,0 +1,96 @@
+"""The stat cache keeps rows per folder and decodes only a bounded number at a time.
+
+These tests shrink the bounds so that a few folders already overflow them, and check
+that nothing is lost or trusted wrongly when folders are re-encoded and decoded again.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from objstore import meta as meta_mod
+from objstore import statcache
+from objstore.diff import diff_trees
+from objstore.quickstatus import quick_clean
+from objstore.scan import Stat
+from objstore.statcache import StatCache
+from objstore.store import Store
+from objstore.worktree import add, commit_all, status
+
+from .conftest import write
+
+OLD = time.time_ns() - 10_000_000_000  # well outside the racy window
+
+
+def _stat(i: int) -> Stat:
+    return Stat(100 + i, OLD + i, 1000 + i, 0, OLD + i)
+
+
+def test_rows_survive_eviction_and_a_save(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(statcache, "_OPEN_ROWS", 5)
+    path = tmp_path / "stat"
+    cache = StatCache(path)
+    paths = [f"d{i % 7}/f{i}" for i in range(60)] + ["top"]
+    for i, p in enumerate(paths):
+        cache.put(p, _stat(i), bytes([i]) * 16)
+    assert len(cache._open) <= 2, "folders past the bound are re-encoded, not kept decoded"
+    for i, p in enumerate(paths):  # read back across evictions (unsaved: nothing is trusted yet)
+        folder, _, name = p.rpartition("/")
+        assert cache.rows(folder)[name][4] == bytes([i]) * 16
+        assert cache.get(p, _stat(i)) is None
+    cache.drop("d3/f3")
+    cache.save()
+    again = StatCache(path)
+    assert sorted(again.paths()) == sorted(set(paths) - {"d3/f3"})
+    for i, p in reversed(list(enumerate(paths))):
+        assert again.get(p, _stat(i)) == (None if p == "d3/f3" else bytes([i]) * 16)
+    assert again.get("d1/f1", _stat(1)) == bytes([1]) * 16
+    assert again.get("d1/f1", _stat(2)) is None, "a different stat is never trusted"
+    again.keep_folders({"d1", ""})
+    again.keep_names("d1", {"f8"})
+    again.save()
+    assert sorted(StatCache(path).paths()) == ["d1/f8", "top"]
+
+
+def test_racy_rows_are_dropped_on_save_only_where_written(tmp_path: Path) -> None:
+    path = tmp_path / "stat"
+    cache = StatCache(path)
+    cache.put("a/old", _stat(1), b"o" * 16)
+    now = time.time_ns()
+    fresh = Stat(5, now, 7, 0, now)
+    cache.put("a/new", fresh, b"n" * 16)
+    cache.save()
+    again = StatCache(path)
+    assert list(again.paths()) == ["a/old"], "a row inside the racy window is not kept"
+
+
+def test_status_and_quick_status_across_many_folders(store: Store, work: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(statcache, "_OPEN_ROWS", 3)
+    monkeypatch.setattr(meta_mod, "_CACHED_ROWS", 4)
+    for i in range(40):
+        write(work, f"p{i % 4}/q{i % 8}/f{i}", f"file {i}")
+    write(work, "top", "t")
+    commit_all(store, "v1")
+    time.sleep(0.15)
+    assert status(store).clean
+    assert quick_clean(str(work))
+    write(work, "p3/q7/f39", "changed!")  # same folder order as a walk: the last one
+    assert not quick_clean(str(work))
+    st = status(store)
+    assert st.modified == ["p3/q7/f39"] and not st.added and not st.removed
+    (work / "p0/q0/f0").unlink()
+    write(work, "p1/q5/new", "n")
+    st = status(store)
+    assert (st.modified, st.added, st.removed) == (["p3/q7/f39"], ["p1/q5/new"], ["p0/q0/f0"])
+    add(store, [str(work)])
+    v2 = store.commit("v2")
+    d = diff_trees(store.meta, store.meta.tree_of(store.resolve("HEAD~1")), store.meta.tree_of(v2.id))
+    assert (sorted(d.modified), sorted(d.added), sorted(d.removed)) == (
+        ["p3/q7/f39"], ["p1/q5/new"], ["p0/q0/f0"])
+    time.sleep(0.15)
+    assert status(store).clean
+    assert quick_clean(str(work))
