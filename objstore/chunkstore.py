@@ -15,7 +15,7 @@ from pathlib import Path
 from .errors import CorruptObject
 from .hashing import HashAlgo
 from .index import ChunkIndex, Location
-from .packs import PackEntry, PackReader, PackWriter, decode_chunk, pack_path
+from .packs import FLAG_DELTA, PackEntry, PackReader, PackWriter, decode_chunk, delta_base, pack_path
 
 
 class ChunkStore:
@@ -65,10 +65,35 @@ class ChunkStore:
         return self.read_at(chunk_id, loc)
 
     def read_at(self, chunk_id: bytes, loc: Location) -> bytes:
-        reader = self._reader(loc.pack)
-        stored = reader.read(loc.offset, loc.stored_len)
+        return self.decode(chunk_id, loc, self.read_stored(loc))
+
+    def read_stored(self, loc: Location) -> bytes:
+        return self._reader(loc.pack).read(loc.offset, loc.stored_len)
+
+    def decode(self, chunk_id: bytes, loc: Location, stored: bytes) -> bytes:
+        """A stored record back to the chunk's verified bytes (reading a delta's base)."""
         entry = PackEntry(chunk_id, loc.offset, loc.stored_len, loc.raw_len, loc.flags)
-        return decode_chunk(stored, entry, self.algo, f"pack {loc.pack}")
+        where = f"pack {loc.pack}"
+        base = self.base_bytes(stored, where) if loc.flags & FLAG_DELTA else None
+        return decode_chunk(stored, entry, self.algo, where, base)
+
+    def base_bytes(self, stored: bytes, where: str) -> bytes:
+        """The bytes of the base a delta record names: whole, never a delta itself."""
+        base_id = delta_base(stored, self.algo.size)
+        loc = self.locate(base_id)
+        if loc is None:
+            raise CorruptObject(f"the base chunk {base_id.hex()} of a delta in {where} is missing; "
+                                "run `ds fsck`", where=where)
+        if loc.flags & FLAG_DELTA:
+            raise CorruptObject(f"the base chunk {base_id.hex()} of a delta in {where} is itself a "
+                                "delta; run `ds fsck`", where=where)
+        return self.read_at(base_id, loc)
+
+    def base_of(self, loc: Location) -> bytes | None:
+        """The base id of the chunk at ``loc`` if it is a delta, else None (reads its first bytes)."""
+        if not loc.flags & FLAG_DELTA:
+            return None
+        return delta_base(self._reader(loc.pack).read(loc.offset, self.algo.size), self.algo.size)
 
     def _reader(self, pack_hex: str) -> PackReader:
         reader = self._readers.get(pack_hex)

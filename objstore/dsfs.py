@@ -551,7 +551,7 @@ class _Session:
         return b"".join(out)
 
     def chunk_bytes(self, ids: list[bytes], lru: _Lru, extra: list[bytes]) -> dict[bytes, bytes]:
-        from .packs import PackEntry, decode_chunk
+        from .packs import FLAG_DELTA, PackEntry, decode_chunk
 
         got: dict[bytes, bytes] = {}
         todo = []
@@ -578,12 +578,13 @@ class _Session:
                     hint = ("the remote lacks it too" if self.remote_name else
                             "its bytes may be on a remote: pass remote=NAME_OR_URL or set DSSTORE_REMOTE")
                     raise DsError(f"chunk {cid.hex()} is not in store {self.store.path}; {hint}")
-                raw = chunks._reader(loc.pack).read(loc.offset, loc.stored_len)
+                raw = chunks.read_stored(loc)
                 pe = PackEntry(cid, loc.offset, loc.stored_len, loc.raw_len, loc.flags)
-                stored.append((pe, loc.pack, raw))
+                base = chunks.base_bytes(raw, f"pack {loc.pack}") if loc.flags & FLAG_DELTA else None
+                stored.append((pe, loc.pack, raw, base))
             self.decoded += len(stored)
-        for pe, pack, raw in stored:  # zstd and the hash check release the GIL: outside the lock
-            got[pe.chunk_id] = decode_chunk(raw, pe, self.store.algo, f"pack {pack}")
+        for pe, pack, raw, base in stored:  # zstd and the hash check release the GIL: outside the lock
+            got[pe.chunk_id] = decode_chunk(raw, pe, self.store.algo, f"pack {pack}", base)
             lru.put(pe.chunk_id, got[pe.chunk_id])
         return got
 

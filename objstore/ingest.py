@@ -21,10 +21,15 @@ from .chunking import ChunkParams, cut
 from .chunkstore import ChunkStore
 from .errors import DsError
 from .manifest import LINK, FileEntry
+from .packs import FLAG_DELTA, FLAG_ZSTD
 from .scan import Stat
 
 Progress = Callable[[int, int], None]  # (files done, bytes done)
 Encoded = tuple[bytes, bytes | memoryview | None, int, int]  # id, stored (None: known), raw, flags
+# A delta is kept only if it is this much smaller than the chunk stored whole: a delta
+# costs a second read (its base) each time it is decoded
+DELTA_SHARE = 0.75
+MAX_DELTA_BASE = 4 * 1024 * 1024
 _RELEASE_STEP = 16 * 1024 * 1024  # mapped bytes of a large file released from the process at a time
 
 
@@ -37,6 +42,7 @@ class Job:
     root: str = ""  # the working folder the path is relative to, shared by every job
     src: str | None = None  # where the bytes are, when not at root/path (SDK add_files)
     name: str | None = None  # the path's last part, if the caller holds it already (shared, not copied)
+    base: bytes | None = None  # the chunk of this file's previous version: a delta may be stored against it
 
     @property
     def abspath(self) -> str:
@@ -66,14 +72,35 @@ class Ingestor:
         self.bytes_done = 0
         self.bytes_new = 0
 
-    def _encode(self, raw: bytes | memoryview) -> Encoded:
+    def _encode(self, raw: bytes | memoryview, base: bytes | None = None) -> Encoded:
         from .packs import encode_chunk
 
         cid = self.algo.digest(raw)
         if self.chunks.has(cid):
             return cid, None, len(raw), 0
         stored, flags = encode_chunk(raw, self.level)
+        if base is not None and base != cid:
+            delta = self._delta(raw, base)
+            if delta is not None and len(delta) < len(stored) * DELTA_SHARE:
+                return cid, delta, len(raw), FLAG_ZSTD | FLAG_DELTA
         return cid, stored, len(raw), flags
+
+    def _delta(self, raw: bytes | memoryview, base: bytes) -> bytes | None:
+        """``raw`` as a delta against chunk ``base`` (or the whole chunk ``base`` is a delta
+        of: a base is never a delta itself); None when the base is not at hand."""
+        from .packs import encode_delta
+
+        chunks = self.chunks
+        try:
+            loc = chunks.locate(base)
+            if loc is not None and loc.flags & FLAG_DELTA:
+                base = chunks.base_of(loc)
+                loc = chunks.locate(base)
+            if loc is None or loc.flags & FLAG_DELTA or loc.raw_len > MAX_DELTA_BASE:
+                return None
+            return encode_delta(raw, base, chunks.read_at(base, loc), self.level)
+        except DsError:  # a damaged base: store the chunk whole (fsck reports the damage)
+            return None
 
     def _store(self, enc: Encoded) -> None:
         cid, stored, raw_len, flags = enc
@@ -90,7 +117,7 @@ class Ingestor:
         name = job.entry_name
         if not data:
             return FileEntry(name, job.stat.kind, 0, self.algo.digest(b"")), None
-        enc = self._encode(data)
+        enc = self._encode(data, job.base)
         return FileEntry(name, job.stat.kind, len(data), enc[0]), enc
 
     def _large(self, job: Job, pool: ThreadPoolExecutor) -> FileEntry:

@@ -21,7 +21,7 @@ import pygit2
 from .errors import DsError, FormatError
 from .index import ChunkIndex, Location
 from .meta import MetaStore
-from .packs import PackEntry, PackWriter, decode_chunk, read_pack_toc
+from .packs import FLAG_DELTA, PackEntry, PackWriter, read_pack_toc
 from .progress import Progress, announce
 from .records import RecordStore
 from .store import Store
@@ -63,7 +63,26 @@ def mark(store: Store) -> Marked:
             _mark_tree(meta, pygit2.Oid(hex=tree), "", m)
         except (DsError, ValueError) as e:
             m.problems.append(f"draft tree {tree}: {e}")
+    _mark_bases(store, m)
     return m
+
+
+def _mark_bases(store: Store, m: Marked) -> None:
+    """Mark the base of every live delta: a delta cannot be read without its base."""
+    chunks = store.chunks
+    try:
+        deltas = [(cid, loc) for cid, loc in chunks.index if loc.flags & FLAG_DELTA and cid in m.chunks]
+    except (DsError, OSError) as e:
+        m.problems.append(f"index: {e}")
+        return
+    for cid, loc in deltas:
+        try:
+            base = chunks.base_of(loc)
+        except (DsError, OSError) as e:
+            m.problems.append(f"chunk {cid.hex()} of {m.chunks[cid]}: {e}")
+            continue
+        if base is not None:
+            m.chunks.setdefault(base, f"{m.chunks[cid]} (the base of its delta)")
 
 
 def mark_versions(meta: MetaStore, commits: Iterable[str], trees: Iterable[pygit2.Oid] = (),
@@ -198,7 +217,8 @@ def _verify_pack(store: Store, pack_hex: str, entries: list[PackEntry], problems
         for e in entries:
             f.seek(e.offset)
             try:
-                decode_chunk(f.read(e.stored_len), e, store.algo, f"pack {pack_hex}")
+                loc = Location(pack_hex, e.offset, e.stored_len, e.raw_len, e.flags)
+                store.chunks.decode(e.chunk_id, loc, f.read(e.stored_len))
             except DsError as err:
                 problems.append(str(err))
             total += e.raw_len
@@ -292,7 +312,8 @@ def _rewrite(store: Store, path: Path, entries: list[PackEntry]) -> list[tuple[b
             for e in entries:
                 f.seek(e.offset)
                 stored = f.read(e.stored_len)
-                decode_chunk(stored, e, store.algo, f"pack {path.stem}")  # never copy damage
+                loc = Location(path.stem, e.offset, e.stored_len, e.raw_len, e.flags)
+                store.chunks.decode(e.chunk_id, loc, stored)  # never copy damage
                 writer.add(e.chunk_id, stored, e.raw_len, e.flags)
         pack_hex, new = writer.finish()
     except BaseException:

@@ -7,7 +7,11 @@ Byte layout (all integers little-endian)::
     toc      count x ( id[hash size] | u64 offset | u32 stored_len | u32 raw_len | u8 flags )
     footer   u64 toc_offset | u32 count | u8 hash code | 3x | 16s xxh3-128(toc) | 8s b"DSPKEND1"
 
-``flags`` bit 0 set means the record is a zstd frame; clear means the raw bytes. A pack
+``flags`` bit 0 set means the record is a zstd frame; clear means the raw bytes. Bit 1
+(with bit 0) marks a *delta*: the record is a base chunk's id followed by a zstd frame
+compressed with that base's bytes as its dictionary, so a small file changed by a few
+bytes costs about those bytes. A base is never itself a delta (one step to decode), and
+deltas live only in local stores: a push sends the whole chunk. A pack
 is named by the hash of its whole content, so a name is its own checksum. Because each
 pack carries its table of contents, the chunk index can always be rebuilt by reading
 the packs' tails (``ds fsck --repair``).
@@ -33,6 +37,7 @@ HEADER = struct.Struct("<8sB7x")
 FOOTER = struct.Struct("<QIB3x16s8s")
 TOC_TAIL = struct.Struct("<QIIB")  # after the id
 FLAG_ZSTD = 1
+FLAG_DELTA = 2  # with FLAG_ZSTD: base id + a frame compressed against the base's bytes
 
 _local = threading.local()
 
@@ -93,17 +98,43 @@ def encode_chunk(raw: bytes | memoryview, level: int) -> tuple[bytes | memoryvie
     return out, FLAG_ZSTD
 
 
-def decode_chunk(stored: bytes, entry: PackEntry, algo: HashAlgo, where: str) -> bytes:
-    """Turn stored bytes back into the chunk and verify them against the chunk id."""
+def encode_delta(raw: bytes | memoryview, base_id: bytes, base: bytes, level: int) -> bytes:
+    """``raw`` compressed against ``base`` (a raw-content dictionary), prefixed by the base's id."""
     import zstandard
 
+    zdict = zstandard.ZstdCompressionDict(base, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+    return base_id + zstandard.ZstdCompressor(level=level, dict_data=zdict).compress(raw)
+
+
+def delta_base(stored: bytes | memoryview, hash_size: int) -> bytes:
+    """The base chunk id a delta record starts with."""
+    return bytes(stored[:hash_size])
+
+
+def decode_chunk(stored: bytes, entry: PackEntry, algo: HashAlgo, where: str,
+                 base: bytes | None = None) -> bytes:
+    """Turn stored bytes back into the chunk and verify them against the chunk id.
+
+    A delta record needs ``base``: the bytes of the chunk its first id names."""
+    import zstandard
+
+    if entry.flags & ~(FLAG_ZSTD | FLAG_DELTA) or entry.flags == FLAG_DELTA:
+        raise CorruptObject(f"chunk {entry.chunk_id.hex()} in {where} at offset {entry.offset} has "
+                            f"unknown flags {entry.flags:#x}; run `ds fsck --read-data`", where=where)
     if entry.flags & FLAG_ZSTD:
         try:
+            dctx = _decompressor()
+            if entry.flags & FLAG_DELTA:
+                if base is None:
+                    raise zstandard.ZstdError("a delta record, and its base chunk is not at hand")
+                stored = stored[algo.size :]
+                dctx = zstandard.ZstdDecompressor(dict_data=zstandard.ZstdCompressionDict(
+                    base, dict_type=zstandard.DICT_TYPE_RAWCONTENT))
             # a damaged header may claim any size: check it before anything is allocated
             declared = zstandard.frame_content_size(stored)
             if declared not in (-1, entry.raw_len):
                 raise zstandard.ZstdError(f"frame claims {declared} bytes")
-            raw = _decompressor().decompress(stored, max_output_size=entry.raw_len)
+            raw = dctx.decompress(stored, max_output_size=entry.raw_len)
         except zstandard.ZstdError as e:
             raise CorruptObject(
                 f"chunk {entry.chunk_id.hex()} in {where} at offset {entry.offset} does not "
@@ -149,7 +180,8 @@ def decode_toc(toc: bytes, count: int, hash_size: int, data_end: int, where: str
         base = i * rec
         chunk_id = toc[base : base + hash_size]
         offset, stored, raw, flags = TOC_TAIL.unpack_from(toc, base + hash_size)
-        if offset < HEADER.size or offset + stored > data_end or flags & ~FLAG_ZSTD:
+        if offset < HEADER.size or offset + stored > data_end or flags & ~(FLAG_ZSTD | FLAG_DELTA) \
+                or flags & FLAG_DELTA and (not flags & FLAG_ZSTD or stored <= hash_size):
             raise FormatError(f"{where}: entry {i} points outside the pack; the pack is damaged")
         out.append(PackEntry(chunk_id, offset, stored, raw, flags))
     return out

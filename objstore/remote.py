@@ -38,7 +38,7 @@ import xxhash
 from .errors import DsError, FormatError
 from .index import ChunkIndex, Location, encode_fragment
 from .meta import CommitInfo
-from .packs import PackEntry, PackWriter, decode_chunk, pack_path
+from .packs import FLAG_DELTA, PackEntry, PackWriter, decode_chunk, encode_chunk, pack_path
 from .records import RecordStore
 from .remote_fs import RefConflict, RemoteError, RemoteFS, RemoteLock
 from .store import Store
@@ -240,12 +240,14 @@ class Remote:
                 loc = store.chunks.locate(cid)
                 if loc is None:
                     raise DsError(f"chunk {cid.hex()} is missing locally; run `ds fsck` before pushing")
-                stored = store.chunks._reader(loc.pack).read(loc.offset, loc.stored_len)
-                entry = PackEntry(cid, loc.offset, loc.stored_len, loc.raw_len, loc.flags)
-                decode_chunk(stored, entry, store.algo, f"pack {loc.pack}")  # never push damage
+                stored = store.chunks.read_stored(loc)
+                raw = store.chunks.decode(cid, loc, stored)  # never push damage
+                flags = loc.flags
+                if flags & FLAG_DELTA:  # deltas stay local (their base may not be sent): send it whole
+                    stored, flags = encode_chunk(raw, store.config.zstd_level)
                 if writer is None:
                     writer = PackWriter(Path(tmp), store.algo)
-                writer.add(cid, stored, loc.raw_len, loc.flags)
+                writer.add(cid, stored, loc.raw_len, flags)
                 if writer.size >= store.config.pack_target:
                     close()
             close()

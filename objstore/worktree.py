@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from .diff import Diff, diff_trees
 from .errors import DirtyWorktree, DsError
-from .manifest import LINK, FileEntry
+from .manifest import EXTERNAL, LINK, FileEntry
 from .paths import STORE_DIR, check_relpath, join, parent_of
 from .progress import announce
 from .scan import FolderFiles, ScanResult, Stat, lstat_inside, scan
@@ -252,6 +252,7 @@ def add(store: Store, paths: list[str], progress: Progress | None = None,
         # which files to read: changed, or not known to the cache (a byte per file)
         todo: list[tuple[FolderFiles, bytearray]] = []
         todo_files = todo_bytes = 0
+        bases: dict[str, bytes] = {}
 
         def consider(ff: FolderFiles) -> None:
             nonlocal todo_files, todo_bytes
@@ -267,6 +268,9 @@ def add(store: Store, paths: list[str], progress: Progress | None = None,
                 wanted[i] = 1
                 todo_files += 1
                 todo_bytes += st.size
+                if old is not None and old.size and not old.chunks and LINK not in (old.kind, st.kind) \
+                        and old.kind != EXTERNAL:
+                    bases[path] = old.hash  # changed, and stored as one chunk: a delta may do
             if todo_files > before:
                 todo.append((ff, wanted))
         for ff in result.folders:
@@ -296,7 +300,7 @@ def add(store: Store, paths: list[str], progress: Progress | None = None,
                     if wanted[i]:
                         path = ff.path(i)
                         name = ff.names[i] if ff.folder or "/" not in path else None
-                        yield Job(path, ff.stat(i), worktree, name=name)
+                        yield Job(path, ff.stat(i), worktree, name=name, base=bases.get(path))
 
         def staged(job: Job, entry: FileEntry) -> None:
             # in memory only: on a failure neither the stage nor the cache is written
