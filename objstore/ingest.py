@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -71,6 +72,7 @@ class Ingestor:
         self.files_done = 0
         self.bytes_done = 0
         self.bytes_new = 0
+        self._write_lock = threading.Lock()
 
     def _encode(self, raw: bytes | memoryview, base: bytes | None = None) -> Encoded:
         from .packs import encode_chunk
@@ -104,8 +106,11 @@ class Ingestor:
 
     def _store(self, enc: Encoded) -> None:
         cid, stored, raw_len, flags = enc
-        if stored is not None and self.chunks.put_encoded(cid, stored, raw_len, flags):
-            self.bytes_new += raw_len
+        if stored is None:
+            return
+        with self._write_lock:  # large files are cut by two threads at once
+            if self.chunks.put_encoded(cid, stored, raw_len, flags):
+                self.bytes_new += raw_len
 
     def _small(self, job: Job) -> tuple[FileEntry, Encoded | None]:
         if job.stat.kind == LINK:
@@ -179,9 +184,18 @@ class Ingestor:
                     self._finish_small(*window.popleft(), emit)
             while window:
                 self._finish_small(*window.popleft(), emit)
-            for job in big:
-                emit(job, self._large(job, pool))
-                self._tick(job.stat.size)
+            # two large files at a time: while one's chunks wait for zstd on the pool, the
+            # other's are cut and hashed (an incompressible file costs the pool nothing)
+            with ThreadPoolExecutor(min(2, len(big)) or 1, thread_name_prefix="ds-cut") as cutters:
+                futures = [cutters.submit(self._large, job, pool) for job in big]
+                try:
+                    for job, fut in zip(big, futures, strict=True):
+                        emit(job, fut.result())
+                        self._tick(job.stat.size)
+                except BaseException:
+                    for f in futures:
+                        f.cancel()
+                    raise
         return out
 
     def _finish_small(self, job: Job, fut: Future, emit: Callable[[Job, FileEntry], None]) -> None:
