@@ -60,10 +60,12 @@ def _compressor(level: int):
     import zstandard  # imported on first use: keeps read-only commands' start-up short
 
     cache = getattr(_local, "cctx", None)
-    if cache is None or cache[0] != level:
-        cache = (level, zstandard.ZstdCompressor(level=level))
-        _local.cctx = cache
-    return cache[1]
+    if cache is None:
+        cache = _local.cctx = {}
+    cctx = cache.get(level)
+    if cctx is None:  # one per level and thread: making one costs more than a small chunk's compression
+        cctx = cache[level] = zstandard.ZstdCompressor(level=level)
+    return cctx
 
 
 def _decompressor():
@@ -78,8 +80,9 @@ def _decompressor():
 def encode_chunk(raw: bytes | memoryview, level: int) -> tuple[bytes | memoryview, int]:
     """Compress ``raw`` unless it will not shrink; returns (stored bytes, flags).
 
-    Large chunks are probed with a fast level-1 pass over a 64 KiB sample first, so
-    already-compressed data costs one small trial instead of a full compression.
+    Large chunks are probed with a fast level-1 pass over a 16 KiB sample first, so
+    already-compressed data costs one small trial instead of a full compression (for a
+    small chunk a probe costs more than it saves: measured).
     """
     n = len(raw)
     if n < 64:
@@ -195,7 +198,7 @@ class PackWriter:
         self.algo = algo
         packs_dir.mkdir(parents=True, exist_ok=True)
         fd, self._tmp = _mkstemp(packs_dir)
-        self._f = os.fdopen(fd, "wb")
+        self._f = os.fdopen(fd, "wb", buffering=1 << 20)  # few large writes: each one gives up the GIL
         self._hasher = algo.new()
         self._entries: list[PackEntry] = []
         self._failed = False
