@@ -16,7 +16,7 @@ import re
 import shutil
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -406,8 +406,11 @@ class Dataset:
             cfg = self._store.config
             report = LogProgress("add_files") if verbose else None
             announce(report, len(jobs), sum(j.stat.size for j in jobs))
+            # a file that replaces a one-chunk file may be stored as a delta against it
+            based = [replace(j, base=old.delta_base() if (old := editor.get(j.path)) else None)
+                     for j in jobs]
             return _apply(editor, Ingestor(self._store.chunks, cfg.chunking, cfg.zstd_level,
-                                           max_workers, progress=report).run(jobs))
+                                           max_workers, progress=report).run(based))
 
         return self._edit(change)
 
@@ -1046,3 +1049,4 @@ def _plain(value: Any) -> Any:
         if hasattr(value, attr):
             return getattr(value, attr)()
     return str(value)
+

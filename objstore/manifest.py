@@ -58,6 +58,13 @@ class FileEntry:
             return self.chunks
         return ((self.hash, self.size),)
 
+    def delta_base(self) -> bytes | None:
+        """The chunk a new version of this file may be stored as a delta against: its one
+        chunk, for a regular file stored whole (else None)."""
+        if not self.size or self.chunks or self.kind not in (FILE, EXEC):
+            return None
+        return self.hash
+
     def same_content(self, other: FileEntry) -> bool:
         return self.hash == other.hash and self.kind == other.kind and self.size == other.size
 

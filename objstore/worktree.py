@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from .diff import Diff, diff_trees
 from .errors import DirtyWorktree, DsError
-from .manifest import EXTERNAL, LINK, FileEntry
+from .manifest import LINK, FileEntry
 from .paths import STORE_DIR, check_relpath, join, parent_of
 from .progress import announce
 from .scan import FolderFiles, ScanResult, Stat, lstat_inside, scan
@@ -268,9 +268,8 @@ def add(store: Store, paths: list[str], progress: Progress | None = None,
                 wanted[i] = 1
                 todo_files += 1
                 todo_bytes += st.size
-                if old is not None and old.size and not old.chunks and LINK not in (old.kind, st.kind) \
-                        and old.kind != EXTERNAL:
-                    bases[path] = old.hash  # changed, and stored as one chunk: a delta may do
+                if old is not None and st.kind != LINK and (base := old.delta_base()) is not None:
+                    bases[path] = base  # changed, and stored as one chunk: a delta may do
             if todo_files > before:
                 todo.append((ff, wanted))
         for ff in result.folders:

@@ -198,3 +198,27 @@ def test_a_fetched_record_claiming_to_be_a_delta_is_refused(tmp_path: Path, cont
     with pytest.raises(CorruptObject, match=why):
         clone_to(url, {}, tmp_path / "b")
     assert not (tmp_path / "b" / "f").exists(), "nothing read from the damaged record is written"
+
+
+def test_a_child_dataset_version_stores_a_changed_file_as_a_delta(tmp_path: Path, monkeypatch) -> None:
+    from objstore import Dataset
+
+    monkeypatch.setenv("DSSTORE_DIR", str(tmp_path / "sdk" / ".dsstore"))
+    monkeypatch.delenv("DSSTORE_REMOTE", raising=False)
+    rng = random.Random(6)
+    old = rng.randbytes(6000)
+    write(tmp_path / "d1", "img.bin", old)
+    v1 = Dataset.create(dataset_name="n", dataset_project="p")
+    v1.add_files(tmp_path / "d1")
+    v1.finalize()
+    new = _changed(old, rng)
+    write(tmp_path / "d2", "img.bin", new)
+    v2 = Dataset.create(dataset_name="n", dataset_project="p", parent_datasets=[v1.id])
+    v2.add_files(tmp_path / "d2")
+    v2.finalize()
+    with Store(tmp_path / "sdk" / ".dsstore") as s:
+        entry = s.meta.lookup(s.meta.tree_of(v2._record["commit"]), "img.bin")
+        loc = s.chunks.locate(entry.hash)
+        assert loc.flags & FLAG_DELTA and loc.stored_len < 600
+    assert (Path(v2.get_local_copy()) / "img.bin").read_bytes() == new
+    assert (Path(v1.get_local_copy()) / "img.bin").read_bytes() == old
