@@ -137,8 +137,9 @@ class ChunkStore:
         pack_no = len(self._packs)
         self._packs.append(pack_hex)
         for e in entries:
-            self._pending[e.chunk_id] = len(self._rows) // 5
+            row = len(self._rows) // 5
             self._rows.extend((pack_no, e.offset, e.stored_len, e.raw_len, e.flags))
+            self._pending[e.chunk_id] = row  # only once its row exists: readers run on other threads
 
     def flush(self) -> int:
         """Make every chunk put so far durable and indexed; returns chunks published.

@@ -101,7 +101,7 @@ class Ingestor:
             if loc is None or loc.flags & FLAG_DELTA or loc.raw_len > MAX_DELTA_BASE:
                 return None
             return encode_delta(raw, base, chunks.read_at(base, loc), self.level)
-        except DsError:  # a damaged base: store the chunk whole (fsck reports the damage)
+        except Exception:  # a damaged or unreadable base, a zstd error: the chunk is stored whole
             return None
 
     def _store(self, enc: Encoded) -> None:

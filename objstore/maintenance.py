@@ -68,10 +68,12 @@ def mark(store: Store) -> Marked:
 
 
 def _mark_bases(store: Store, m: Marked) -> None:
-    """Mark the base of every live delta: a delta cannot be read without its base."""
+    """Mark the base of every delta the index names, live or not: a delta cannot be read
+    without its base, and one gc keeps may be named again (the same bytes added once
+    more reuse it). A dead delta's base is freed by the gc after the one that drops it."""
     chunks = store.chunks
     try:
-        deltas = [(cid, loc) for cid, loc in chunks.index if loc.flags & FLAG_DELTA and cid in m.chunks]
+        deltas = [(cid, loc) for cid, loc in chunks.index if loc.flags & FLAG_DELTA]
     except (DsError, OSError) as e:
         m.problems.append(f"index: {e}")
         return
@@ -79,10 +81,10 @@ def _mark_bases(store: Store, m: Marked) -> None:
         try:
             base = chunks.base_of(loc)
         except (DsError, OSError) as e:
-            m.problems.append(f"chunk {cid.hex()} of {m.chunks[cid]}: {e}")
+            m.problems.append(f"chunk {cid.hex()} of {m.chunks.get(cid, 'no version')}: {e}")
             continue
         if base is not None:
-            m.chunks.setdefault(base, f"{m.chunks[cid]} (the base of its delta)")
+            m.chunks.setdefault(base, f"{m.chunks.get(cid, 'an unused delta')} (the base of its delta)")
 
 
 def mark_versions(meta: MetaStore, commits: Iterable[str], trees: Iterable[pygit2.Oid] = (),

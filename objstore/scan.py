@@ -63,9 +63,6 @@ def lstat_inside(root: str, rel: str, real_dirs: set[str] | None = None) -> os.s
         return None
 
 
-_WRAP = 1 << 64
-
-
 @dataclass(slots=True)
 class FolderFiles:
     """One folder's files, compactly: their names and a flat array of five numbers each
@@ -74,16 +71,21 @@ class FolderFiles:
 
     folder: str
     names: list[str] = field(default_factory=list)
-    numbers: array = field(default_factory=lambda: array("q"))
+    numbers: array | list[int] = field(default_factory=lambda: array("q"))
 
     def add(self, name: str, st: Stat) -> None:
+        row = (st.size, st.mtime_ns, st.ctime_ns, st.ino, st.kind)
+        if isinstance(self.numbers, array):
+            try:
+                row = array("q", row)  # all or nothing: extend() would keep part of a row
+            except OverflowError:  # an inode or a time past 2**63 (a date after 2262): plain ints
+                self.numbers = list(self.numbers)
+        self.numbers.extend(row)
         self.names.append(name)
-        ino = st.ino if st.ino < 1 << 63 else st.ino - _WRAP  # kept signed; undone in stat()
-        self.numbers.extend((st.size, st.mtime_ns, st.ctime_ns, ino, st.kind))
 
     def stat(self, i: int) -> Stat:
         size, mtime, ctime, ino, kind = self.numbers[5 * i : 5 * i + 5]
-        return Stat(size, mtime, ino % _WRAP, kind, ctime)
+        return Stat(size, mtime, ino, kind, ctime)
 
     def path(self, i: int) -> str:
         return join(self.folder, self.names[i])

@@ -79,15 +79,26 @@ class StatCache:
             self._close(next(iter(self._open)))
         return rows
 
-    def _close(self, folder: str) -> None:
+    def _close(self, folder: str, now: int | None = None) -> None:
         rows = self._open.pop(folder)
         self._open_rows -= len(rows)
         if folder in self._dirty:
             self._dirty.discard(folder)
+            self._drop_racy(rows, time.time_ns() if now is None else now)
             if rows:
                 self._blobs[folder] = marshal.dumps(rows)
             else:
                 self._blobs.pop(folder, None)
+
+    def _drop_racy(self, rows: dict[str, Row], now: int) -> None:
+        """Leave out rows still inside the racy window at ``now`` (see ``save``). Checked
+        whenever a changed folder is encoded, on saving or on leaving memory early: a
+        row encoded unchecked would be trusted after the next save."""
+        inside = [n for n, row in rows.items() if racy(row[1], row[2], now)]
+        for n in inside:
+            del rows[n]
+        if inside:
+            self.clean_head = None
 
     def _changed(self, folder: str) -> None:
         self._dirty.add(folder)
@@ -170,16 +181,8 @@ class StatCache:
         if not self.changed:
             return
         now = time.time_ns()
-        for folder in list(self._dirty):
-            rows = self._open[folder]
-            inside = [n for n, row in rows.items() if racy(row[1], row[2], now)]
-            for n in inside:
-                del rows[n]
-            if inside:
-                self._open_rows -= len(inside)
-                self.clean_head = None
         for folder in list(self._open):
-            self._close(folder)
+            self._close(folder, now)
         from .fsutil import atomic_write
 
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -215,7 +215,8 @@ def worktree_diff(store: Store, base_tree=None, renames: bool = False,
 
 def status(store: Store) -> Status:
     head = store.head()
-    trim = bool(head) and not store.config.sparse
+    # rows of staged files that HEAD lacks are kept: the commit -a or add to come needs them
+    trim = bool(head) and not store.config.sparse and store.staged_tree() == store.head_tree()
     d, result, cache = worktree_diff(store, trim_cache=trim)
     staged = diff_trees(store.meta, store.head_tree(), store.staged_tree())
     st = Status(sorted(d.added), sorted(d.modified), sorted(d.removed), staged, sorted(result.skipped))
@@ -232,7 +233,7 @@ def add(store: Store, paths: list[str], progress: Progress | None = None,
     """Stage the files under ``paths`` (and the removal of tracked ones now gone)."""
     from .ingest import Ingestor, Job
 
-    rels = sorted({to_store_path(store, p, cwd) for p in paths})
+    rels = _outermost(to_store_path(store, p, cwd) for p in paths)
     report = AddReport()
     scope = store.in_scope()
     with store.locked():
@@ -319,6 +320,17 @@ def add(store: Store, paths: list[str], progress: Progress | None = None,
         report.bytes_new = ingestor.bytes_new
         report.case_collisions = _case_collisions(editor, touched_folders)
     return report
+
+
+def _outermost(rels: Iterable[str]) -> list[str]:
+    """The paths not inside another of them (`ds add a a/x` reads a/x once), sorted."""
+    kept: set[str] = set()
+    for rel in sorted(set(rels)):
+        parts = rel.split("/") if rel else []
+        if "" in kept or any("/".join(parts[:i]) in kept for i in range(1, len(parts))):
+            continue
+        kept.add(rel)
+    return sorted(kept)
 
 
 def _case_collisions(editor: TreeEditor, folders: set[str]) -> list[tuple[str, str]]:

@@ -222,3 +222,27 @@ def test_a_child_dataset_version_stores_a_changed_file_as_a_delta(tmp_path: Path
         assert loc.flags & FLAG_DELTA and loc.stored_len < 600
     assert (Path(v2.get_local_copy()) / "img.bin").read_bytes() == new
     assert (Path(v1.get_local_copy()) / "img.bin").read_bytes() == old
+
+
+def test_gc_keeps_the_base_of_an_unused_delta_it_keeps(store: Store, work: Path, tmp_path: Path) -> None:
+    """A dead delta in a mostly live pack stays indexed, so its base must stay too: the
+    same bytes added again reuse the delta."""
+    rng = random.Random(7)
+    x = rng.randbytes(8000)
+    y = x[:4000] + rng.randbytes(50) + x[4050:]
+    write(work, "f", x)
+    commit_all(store, "v1")
+    write(work, "f", y)
+    write(work, "big", rng.randbytes(200_000))  # keeps v2's pack mostly live
+    commit_all(store, "v2")
+    assert _loc(store, work, "f").flags & FLAG_DELTA
+    write(work, "f", rng.randbytes(8000))
+    commit_all(store, "v3")
+    squash(store, ["HEAD"], "only v3")  # neither x nor y is in any version now
+    gc(store)
+    write(work, "g", y)  # dedupes onto the kept delta
+    commit_all(store, "v4")
+    assert fsck(store, read_data=True).ok
+    out = tmp_path / "out"
+    get_copy(store, "HEAD", out)
+    assert (out / "g").read_bytes() == y

@@ -6,6 +6,7 @@ that nothing is lost or trusted wrongly when folders are re-encoded and decoded 
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from objstore import meta as meta_mod
 from objstore import statcache
 from objstore.diff import diff_trees
 from objstore.quickstatus import quick_clean
-from objstore.scan import Stat
+from objstore.scan import FolderFiles, Stat
 from objstore.statcache import StatCache
 from objstore.store import Store
 from objstore.worktree import add, commit_all, status
@@ -94,3 +95,41 @@ def test_status_and_quick_status_across_many_folders(store: Store, work: Path,
     time.sleep(0.15)
     assert status(store).clean
     assert quick_clean(str(work))
+
+
+def test_rows_of_a_folder_leaving_memory_early_are_checked_for_racing(
+        store: Store, work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(statcache, "_OPEN_ROWS", 2)
+    for d in "abc":
+        for i in range(2):
+            write(work, f"{d}/f{i}", "v1")
+    add(store, [str(work)])  # every file was written just now: no row may be kept
+    assert list(StatCache(store.path / "cache" / "stat").paths()) == []
+    time.sleep(0.15)
+    add(store, [str(work)])
+    assert len(list(StatCache(store.path / "cache" / "stat").paths())) == 6
+
+
+def test_status_keeps_the_rows_of_staged_files(store: Store, work: Path) -> None:
+    write(work, "a", "a")
+    commit_all(store, "v1")
+    write(work, "big", os.urandom(200_000))
+    time.sleep(0.15)
+    add(store, [str(work)])
+    assert status(store).staged.added
+    assert add(store, [str(work)]).bytes_read == 0, "status dropped a staged file's row"
+
+
+def test_times_and_inodes_past_2_63_are_kept(store: Store, work: Path) -> None:
+    f = FolderFiles("d")
+    f.add("a", Stat(1, 5, 7, 0, 6))
+    f.add("b", Stat(2, 2**63 + 5, 2**64 - 1, 1, -3))
+    f.add("c", Stat(3, -10, 9, 0, 8))
+    assert [f.stat(i) for i in range(3)] == [Stat(1, 5, 7, 0, 6), Stat(2, 2**63 + 5, 2**64 - 1, 1, -3),
+                                             Stat(3, -10, 9, 0, 8)]
+    p = write(work, "future.txt", "x")
+    try:
+        os.utime(p, ns=(2**63 + 10**15, 2**63 + 10**15))
+    except (OverflowError, OSError):
+        pytest.skip("this filesystem cannot hold a time after 2262")
+    assert add(store, [str(work)]).staged == 1

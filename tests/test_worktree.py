@@ -329,7 +329,8 @@ def test_two_large_files_are_cut_together_and_a_failure_stages_nothing(
         store: Store, work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from objstore import ingest
 
-    a, b = os.urandom(400_000), b"%d,some text\n" * 40_000 % tuple(range(40_000))
+    a = os.urandom(3_200_000)  # over the 1.5 MiB largest chunk: several chunks
+    b = b"%d,some text\n" * 40_000 % tuple(range(40_000))
     write(work, "a.bin", a)
     write(work, "b.csv", b)
     real = ingest._check_unchanged
@@ -350,3 +351,9 @@ def test_two_large_files_are_cut_together_and_a_failure_stages_nothing(
     get_copy(store, "HEAD", out)
     assert (out / "a.bin").read_bytes() == a and (out / "b.csv").read_bytes() == b
     assert len(store.meta.lookup(store.head_tree(), "a.bin").chunk_list()) > 1
+
+
+def test_overlapping_paths_are_read_once(store: Store, work: Path) -> None:
+    write(work, "a/x", "x" * 5000)
+    report = add(store, [str(work / "a"), str(work / "a/x")])
+    assert (report.staged, report.bytes_read) == (1, 5000)
