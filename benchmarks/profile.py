@@ -7,10 +7,10 @@ Usage::
 
 Generates S and L (the same generators as ``benchmarks.run``), then runs each step under
 pyinstrument in a fresh process: ``ds add`` + ``ds commit`` of S and of L, a no-op
-``ds status`` of S, ``ds get`` of S. Each report is written to ``OUT/<step>.txt``; the
-wall time of the profiled run is in its header (profiling adds a little overhead, so
-read shares, not absolute times). This is where a missed target in RESULTS.md is
-explained.
+``ds status`` of S, ``ds get`` of S, ``ds clone`` of S from a folder remote. Each
+report is written to ``OUT/<step>.txt``; the wall time of the profiled run is in its
+header (profiling adds a little overhead, so read shares, not absolute times). This is
+where a missed target in RESULTS.md is explained.
 """
 
 from __future__ import annotations
@@ -66,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run([_ds(), "status"], cwd=small, check=True, capture_output=True)  # proves it clean
         profile("S-status-noop", ["status"], small, out)
         profile("S-get", ["get", "HEAD", str(Path(tmp, "S-get"))], small, out)
+        remote = Path(tmp, "S-remote")
+        subprocess.run([_ds(), "remote", "add", "bench", str(remote)], cwd=small, check=True,
+                       capture_output=True)
+        subprocess.run([_ds(), "push", "-q", "bench"], cwd=small, check=True, capture_output=True)
+        profile("S-clone", ["clone", "-q", str(remote), str(Path(tmp, "S-clone"))], Path(tmp), out)
     return 0
 
 
