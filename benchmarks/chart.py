@@ -73,6 +73,8 @@ TARGETS: tuple[Target, ...] = (
     Target("ds_get_over_cp_r", ("S",), "<=", 2.0, "ds get <= 2x cp -r"),
     Target("ds_clone_folder_over_dvc_pull", ("S",), "<=", 1 / 3,
            "ds clone >= 3x faster than dvc pull (folder)"),
+    Target("ds_peak_rss_gb", ("S1M",), "<", 1.0,
+           "peak RSS of ds add, commit, status, diff, get < 1 GB at 1M (GB, not a ratio)"),
 )
 
 # What the chart shows, top to bottom (a bar only where the run measured it).
@@ -93,6 +95,7 @@ CHART_RATIOS: tuple[tuple[str, str], ...] = (
     ("ds_push_s3_over_dvc_push_s3", "ds push / dvc push (S3)"),
     ("ds_get_over_cp_r", "ds get / cp -r"),
     ("ds_clone_folder_over_dvc_pull", "ds clone / dvc pull (folder)"),
+    ("ds_peak_rss_gb", "ds peak RSS, GB (largest step)"),
 )
 
 

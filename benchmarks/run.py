@@ -1023,6 +1023,17 @@ def _ok_disk(d: dict[str, Any] | None, key: str, step: str) -> int | None:
     return sizes["disk_bytes"] if sizes else None
 
 
+# the ds steps whose peak memory the 1M target bounds (add, commit, status, diff, get)
+RSS_STEPS = ("ds add (v1)", "ds commit (v1)", "ds status (no-op)", "ds status (changed)",
+             "ds add (v2)", "ds commit (v2)", "ds diff --json", "ds get")
+
+
+def peak_rss_gb(ds: dict[str, Any]) -> float | None:
+    """The largest peak RSS of one ds process among RSS_STEPS, in GB (10**9 bytes)."""
+    peaks = [ds[k]["maxrss_kib"] for k in RSS_STEPS if isinstance(ds.get(k), dict) and ds[k].get("ok")]
+    return max(peaks) * 1024 / 1e9 if peaks else None
+
+
 def compute_ratios(
     ds: dict[str, Any],
     peers: dict[str, Any],
@@ -1076,6 +1087,7 @@ def compute_ratios(
         "ds_add_commit_over_git_lfs_add_commit": _ratio(ds_ac1, _wall(lfs.get("add_commit_v1"))),
         "ds_add_commit_v2_over_git_lfs_v2": _ratio(ds_ac2, _wall(lfs.get("add_commit_v2"))),
         "ds_status_over_git_lfs_status": _ratio(ds_noop, _wall(lfs.get("git-lfs status (no-op)"))),
+        "ds_peak_rss_gb": peak_rss_gb(ds),
         **remote_ratios(remote or {}, peers, change, data_bytes),
     }
 
@@ -1234,6 +1246,7 @@ REMOTE_RATIO_LABELS = [
     ("ds_push_folder_over_dvc_push", "ds push / dvc push (folder, wall)"),
     ("ds_push_s3_over_dvc_push_s3", "ds push / dvc push (S3, wall)"),
     ("ds_clone_folder_over_dvc_pull", "ds clone / dvc pull (folder, wall)"),
+    ("ds_peak_rss_gb", "ds peak RSS of add, commit, status, diff, get (GB, largest process)"),
 ]
 
 
@@ -1554,7 +1567,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="skip the S3 part (moto server, ds and dvc push to S3, s3fs peers)")
     p.add_argument("--no-dvc", action="store_true", help="skip the DVC peer")
     p.add_argument("--no-git-lfs", action="store_true", help="skip the git-lfs peer")
+    p.add_argument("--render", metavar="RESULTS_JSON", default=None,
+                   help="run nothing: redo the targets, the Markdown (--md) and the chart from a "
+                        "results file (after a change to the targets)")
     a = p.parse_args(argv)
+    if a.render:
+        return render(Path(a.render), Path(a.md), None if a.no_chart else a.chart)
 
     small_files = a.small_files or (QUICK_SMALL_FILES if a.quick else DEFAULT_SMALL_FILES)
     large_mib = a.large_mib or (QUICK_LARGE_MIB if a.quick else DEFAULT_LARGE_MIB)
@@ -1649,6 +1667,26 @@ def main(argv: list[str] | None = None) -> int:
     runner.log(f"wrote {out}, {md}{f' and {chart}' if chart else ''} in "
                f"{results['total_wall_s']:.1f}s; {len(runner.errors)} failed step(s)")
     return 1 if runner.errors else 0
+
+
+def render(source: Path, md: Path, chart: str | None) -> int:
+    """Targets, Markdown and chart again from a results file: derived figures that file
+    lacks (a target added since it ran) are computed from its steps."""
+    results = json.loads(source.read_text())
+    for d in results.get("datasets", {}).values():
+        ratios = d.setdefault("ratios", {})
+        if ratios.get("ds_peak_rss_gb") is None:
+            ratios["ds_peak_rss_gb"] = peak_rss_gb(d.get("ds", {}))
+    results["targets"] = evaluate_targets(results)
+    png = None
+    if chart is not None or results.get("chart"):
+        png = write_chart(results, Path(chart or source.with_suffix(".png")))
+        results["chart"] = str(png.resolve())
+    source.write_text(json.dumps(results, indent=2) + "\n")
+    link = os.path.relpath(png, md.resolve().parent) if png else None
+    md.write_text(to_markdown(results, link))
+    print(f"wrote {source}, {md}{f' and {png}' if png else ''}")
+    return 0
 
 
 def draw_chart(results: dict[str, Any], path: Path, runner: Runner) -> Path | None:

@@ -131,9 +131,9 @@ def _current_hashes(store: Store, cache: StatCache, files: dict[str, Stat],
     return out
 
 
-def _scan_with_tracked(store: Store, tracked: Iterable[str], only: list[str] | None = None) -> ScanResult:
+def _scan_with_tracked(store: Store, tracked: Iterable[str]) -> ScanResult:
     """Scan, and also stat tracked paths that .dsignore hides (tracked beats ignored)."""
-    result = scan(str(store.worktree), only)
+    result = scan(str(store.worktree))
     if not result.ignoring:  # nothing hidden: every tracked file on disk was seen
         return result
     root, real_dirs = str(store.worktree), set()
