@@ -88,8 +88,8 @@ class Ingestor:
         return cid, stored, len(raw), flags
 
     def _delta(self, raw: bytes | memoryview, base: bytes) -> bytes | None:
-        """``raw`` as a delta against chunk ``base`` (or the whole chunk ``base`` is a delta
-        of: a base is never a delta itself); None when the base is not at hand."""
+        """``raw`` as a delta against chunk ``base``, or against the chunk ``base`` is itself a
+        delta of (a base is never a delta); None when no base is at hand."""
         from .packs import encode_delta
 
         chunks = self.chunks
