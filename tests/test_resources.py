@@ -189,8 +189,9 @@ class OverBound(AssertionError):
 
 
 # Measured by this test (2 cores), extrapolated from 50k files to 1M: add 764 MiB, status
-# 518, diff 478, get 573 (bound 954). Measured directly on the benchmark's S1M set (1M
-# files): add 741, status after a change 597, diff 103, get 598. What keeps it bounded:
+# 518, diff 478, get 573 (bound 954). Measured on the benchmark's S1M set (1M files,
+# benchmarks/RESULTS-1M.md): add 693 (781 for v2), status after a change 592, diff 91,
+# get 590. What keeps it bounded:
 # add scans compactly (FolderFiles) and stages each file as it is stored; the chunk store
 # keeps unindexed locations as numbers, not objects; worktree_diff walks the version and
 # drops each scanned file once matched; the stat cache and the folder cache decode a
