@@ -1572,7 +1572,7 @@ def main(argv: list[str] | None = None) -> int:
                         "results file (after a change to the targets)")
     a = p.parse_args(argv)
     if a.render:
-        return render(Path(a.render), Path(a.md), None if a.no_chart else a.chart)
+        return render(Path(a.render), Path(a.md), a.chart, draw=not a.no_chart)
 
     small_files = a.small_files or (QUICK_SMALL_FILES if a.quick else DEFAULT_SMALL_FILES)
     large_mib = a.large_mib or (QUICK_LARGE_MIB if a.quick else DEFAULT_LARGE_MIB)
@@ -1669,9 +1669,10 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if runner.errors else 0
 
 
-def render(source: Path, md: Path, chart: str | None) -> int:
+def render(source: Path, md: Path, chart: str | None, draw: bool = True) -> int:
     """Targets, Markdown and chart again from a results file: derived figures that file
-    lacks (a target added since it ran) are computed from its steps."""
+    lacks (a target added since it ran) are computed from its steps. The chart is drawn
+    only with ``draw`` and matplotlib installed."""
     results = json.loads(source.read_text())
     for d in results.get("datasets", {}).values():
         ratios = d.setdefault("ratios", {})
@@ -1679,7 +1680,7 @@ def render(source: Path, md: Path, chart: str | None) -> int:
             ratios["ds_peak_rss_gb"] = peak_rss_gb(d.get("ds", {}))
     results["targets"] = evaluate_targets(results)
     png = None
-    if chart is not None or results.get("chart"):
+    if draw and importlib.util.find_spec("matplotlib") is not None:
         png = write_chart(results, Path(chart or source.with_suffix(".png")))
         results["chart"] = str(png.resolve())
     source.write_text(json.dumps(results, indent=2) + "\n")
