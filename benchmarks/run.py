@@ -1659,11 +1659,7 @@ def main(argv: list[str] | None = None) -> int:
     md = Path(a.md)
     chart = None if a.no_chart else draw_chart(results, Path(a.chart or out.with_suffix(".png")),
                                                runner)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    md.parent.mkdir(parents=True, exist_ok=True)
-    link = os.path.relpath(chart, md.resolve().parent) if chart else None
-    md.write_text(to_markdown(results, link))
+    write_outputs(results, out, md, chart)
     runner.log(f"wrote {out}, {md}{f' and {chart}' if chart else ''} in "
                f"{results['total_wall_s']:.1f}s; {len(runner.errors)} failed step(s)")
     return 1 if runner.errors else 0
@@ -1683,11 +1679,18 @@ def render(source: Path, md: Path, chart: str | None, draw: bool = True) -> int:
     if draw and importlib.util.find_spec("matplotlib") is not None:
         png = write_chart(results, Path(chart or source.with_suffix(".png")))
         results["chart"] = str(png.resolve())
-    source.write_text(json.dumps(results, indent=2) + "\n")
-    link = os.path.relpath(png, md.resolve().parent) if png else None
-    md.write_text(to_markdown(results, link))
+    write_outputs(results, source, md, png)
     print(f"wrote {source}, {md}{f' and {png}' if png else ''}")
     return 0
+
+
+def write_outputs(results: dict[str, Any], out: Path, md: Path, chart: Path | None) -> None:
+    """The results as JSON and as Markdown (linking the chart relative to the Markdown)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    md.parent.mkdir(parents=True, exist_ok=True)
+    link = os.path.relpath(chart, md.resolve().parent) if chart else None
+    md.write_text(to_markdown(results, link))
 
 
 def draw_chart(results: dict[str, Any], path: Path, runner: Runner) -> Path | None:
