@@ -56,9 +56,9 @@ class StatCache:
 
     # -- folders ----------------------------------------------------------------------
     def folders(self) -> list[str]:
-        """Folders that have rows (a stored blob is never empty)."""
-        return [f for f in {*self._blobs, *self._open} if f in self._blobs and f not in self._open
-                or self._open.get(f)]
+        """Folders that have rows: the open ones by their rows, the others by their blob
+        (a stored blob is never empty)."""
+        return [f for f in {*self._blobs, *self._open} if f not in self._open or self._open[f]]
 
     def rows(self, folder: str) -> dict[str, Row]:
         """The rows of one folder, by file name (decoded on first use; do not keep it long)."""

@@ -56,7 +56,7 @@ def test_rows_survive_eviction_and_a_save(tmp_path: Path, monkeypatch: pytest.Mo
     assert sorted(StatCache(path).paths()) == ["d1/f8", "top"]
 
 
-def test_racy_rows_are_dropped_on_save_only_where_written(tmp_path: Path) -> None:
+def test_a_row_inside_the_racy_window_is_dropped_on_save_and_an_older_one_kept(tmp_path: Path) -> None:
     path = tmp_path / "stat"
     cache = StatCache(path)
     cache.put("a/old", _stat(1), b"o" * 16)
