@@ -344,14 +344,7 @@ def run(argv: list[str]) -> int:
         _remember(None)
         print("Dataset published")
     elif c == "delete":
-        if args.id:
-            print(f"Deleting dataset id {args.id}")
-        else:
-            print(f"Deleting dataset with project={args.project}, name={args.name}, version={args.version}")
-        Dataset.delete(dataset_id=args.id, dataset_project=args.project, dataset_name=args.name,
-                       dataset_version=args.version, entire_dataset=args.entire_dataset, force=args.force)
-        _remember(None)
-        print("Dataset(s) deleted")
+        _delete(args)
     elif c == "rename":
         print(f"Renaming dataset with project={args.project}, name={args.name} to {args.new_name}")
         Dataset.rename(args.new_name, dataset_project=args.project, dataset_name=args.name)
@@ -367,6 +360,30 @@ def run(argv: list[str]) -> int:
         print(f"Setting description '{args.description}' to dataset {ds.id}")
         ds.set_description(args.description)
     return 0
+
+
+def _delete(args: argparse.Namespace) -> None:
+    """Delete only an explicit selection (never the remembered dataset); every refusal of the
+    SDK, warnings included, is an error here, where clearml-data would print "deleted"."""
+    import warnings
+
+    from objstore import Dataset
+    from objstore.dataset import DeleteRefused
+    from objstore.errors import DsError
+
+    if not (args.id or args.project or args.name):
+        raise DsError("nothing selected to delete; give --id ID, or --project/--name (with --version V "
+                      "for one version, or --entire-dataset --force for all)")
+    if args.id:
+        print(f"Deleting dataset id {args.id}")
+    else:
+        print(f"Deleting dataset with project={args.project}, name={args.name}, version={args.version}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeleteRefused)
+        Dataset.delete(dataset_id=args.id, dataset_project=args.project, dataset_name=args.name,
+                       dataset_version=args.version, entire_dataset=args.entire_dataset, force=args.force)
+    _remember(None)
+    print("Dataset(s) deleted")
 
 
 def _link(link: Path, folder: Path, overwrite: bool) -> None:

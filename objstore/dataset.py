@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import uuid
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -44,6 +45,15 @@ class DatasetNotFound(DsError):
 
 class DatasetFinalized(DsError):
     """A finalized dataset version was asked to change."""
+
+
+class DeleteRefused(DsError, UserWarning):
+    """A delete ClearML refuses with a warning: an ambiguous selection, or all versions without force.
+
+    ``Dataset.delete`` issues it with ``warnings.warn`` so ClearML scripts go on as they do
+    there; being a DsError too, ``warnings.simplefilter("error", DeleteRefused)`` makes it the
+    usual exception (the CLI does this).
+    """
 
 
 @dataclass(frozen=True)
@@ -799,24 +809,31 @@ class Dataset:
     @classmethod
     def delete(cls, dataset_id: str | None = None, dataset_project: str | None = None,
                dataset_name: str | None = None, force: bool = False, dataset_version: str | None = None,
-               entire_dataset: bool = False, shallow_delete: bool = False, delete_files: bool = True,
-               delete_external_files: bool = False) -> None:
-        """Delete versions; refused when another version depends on them, unless ``force``.
+               entire_dataset: bool = False, shallow_search: bool = False, delete_files: bool = True,
+               delete_external_files: bool = False, shallow_delete: bool = False) -> None:
+        """Delete versions, refusing what ClearML 2.1 refuses, so nothing goes by accident.
 
-        Bytes no version uses any more are reclaimed by ``ds gc``.
+        Raises DsError (a ValueError, as ClearML's) when no id, project or name is given, or
+        when ``dataset_id`` comes with a project or name. Where ClearML logs a warning and
+        deletes nothing, this warns ``DeleteRefused`` (a UserWarning) and returns None, so
+        ClearML scripts run on unchanged: when project/name (and version, if given) match more
+        than one version, and when ``entire_dataset`` comes without ``force``. To get an
+        exception instead: ``warnings.simplefilter("error", DeleteRefused)``. A version that
+        makes the match unique is deleted even if the name has other versions (ClearML 2.1
+        counts them before filtering by version, so it refuses every by-name delete of a
+        dataset with two versions). A version others depend on is refused unless ``force``;
+        no match raises DatasetNotFound. ``shallow_search`` (ClearML 2.x) and ``shallow_delete``
+        change nothing: the local store is always searched whole. ``ds gc`` reclaims the bytes.
         """
+        _check_delete_args(dataset_id, dataset_project, dataset_name)
         store = open_store()
         records = RecordStore(store.path)
-        if dataset_id:
-            doomed = [_find_by_id(store, dataset_id)]
-        else:
-            doomed = _query(store, dataset_project, dataset_name, None, dataset_version, False, False,
-                            exact_name=True)
-            if not entire_dataset and dataset_version is None and doomed:
-                doomed = [max(doomed, key=lambda r: (version_key(r["version"]), r["created"]))]
-        if not doomed:
-            raise DatasetNotFound(f"no dataset to delete matches id={dataset_id!r} "
-                                  f"project={dataset_project!r} name={dataset_name!r}")
+        try:
+            doomed = _delete_selection(store, dataset_id, dataset_project, dataset_name, dataset_version,
+                                       entire_dataset, force)
+        except DeleteRefused as refused:
+            warnings.warn(refused, stacklevel=2)
+            return
         ids = {r["id"] for r in doomed}
         with store.locked():
             dependants = [r for r in records.all() if r["id"] not in ids and ids & set(r["parents"])]
@@ -892,6 +909,36 @@ def _find_by_id(store: Store, dataset_id: str) -> dict:
         if len(hits) > 1:
             raise DsError(f"{dataset_id!r} matches {len(hits)} datasets; give more characters")
     raise DatasetNotFound(f"no dataset with id {dataset_id!r}; see Dataset.list_datasets()")
+
+
+def _check_delete_args(dataset_id: str | None, project: str | None, name: str | None) -> None:
+    """ClearML's hard refusals: a delete selects something, by id or by project/name, not both."""
+    if not (dataset_id or project or name):
+        raise DsError("nothing selected to delete; give dataset_id (--id), or dataset_project "
+                      "and/or dataset_name (--project/--name)")
+    if dataset_id and (project or name):
+        raise DsError("give either dataset_id or dataset_project/dataset_name (--id or "
+                      "--project/--name), not both; nothing deleted")
+
+
+def _delete_selection(store: Store, dataset_id: str | None, project: str | None, name: str | None,
+                      version: str | None, entire: bool, force: bool) -> list[dict]:
+    """The records a delete removes; DeleteRefused where ClearML warns and deletes nothing."""
+    if dataset_id:
+        return [_find_by_id(store, dataset_id)]
+    if entire and not force:
+        raise DeleteRefused("entire_dataset deletes every matching version; nothing deleted: pass "
+                            "force=True (--force) as well to confirm")
+    hits = _query(store, project, name, None, version, False, False, exact_name=True)
+    if not hits:
+        raise DatasetNotFound(f"no dataset to delete matches project={project!r} name={name!r} "
+                              f"version={version!r}; see Dataset.list_datasets()")
+    if len(hits) > 1 and not entire:
+        raise DeleteRefused(f"{len(hits)} datasets match project={project!r} name={name!r} "
+                            f"version={version!r}; nothing deleted: pick one with dataset_version "
+                            "(--version) or dataset_id (--id), or delete them all with "
+                            "entire_dataset=True and force=True (--entire-dataset --force)")
+    return hits
 
 
 def _query(store: Store, project: str | None, name: str | None, tags: Iterable[str] | None,
