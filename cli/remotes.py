@@ -86,6 +86,8 @@ def remote_remove(name: Annotated[str, typer.Argument(help="Remote to forget.")]
 
 
 def _report(verb: str, t, as_json: bool) -> None:
+    for warning in t.warnings:  # what the remote held that was skipped as invalid
+        err(f"Warning: {warning}")
     if as_json:
         out_json(t.as_json())
     else:

@@ -27,7 +27,7 @@ import hashlib
 import json
 import tempfile
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,7 @@ class Transfer:
     bytes_sent: int = 0
     bytes_received: int = 0
     requests: int = 0
+    warnings: list[str] = field(default_factory=list)  # what was skipped, and why (the CLI prints them)
 
     def as_json(self) -> dict:
         return dict(self.__dict__)
@@ -82,11 +83,16 @@ def remote_spec(store: Store, name_or_url: str | None) -> tuple[str, str, dict]:
 
 class Remote:
     def __init__(self, store: Store, name_or_url: str | None = None, retries: int | None = None,
-                 workers: int = 8, progress=None):
-        """``progress(done_bytes, total_bytes)`` is called as transfers advance."""
+                 workers: int = 8, progress=None, warn: Callable[[str], None] | None = None):
+        """``progress(done_bytes, total_bytes)`` is called as transfers advance; ``warn(text)``
+        for each thing from the remote that was skipped as invalid (also kept in ``warnings``
+        and in the ``Transfer`` an operation returns)."""
         self.store = store
         self.workers = workers
         self.progress = progress
+        self.warnings: list[str] = []
+        self._warn = warn
+        self.bad_refs: dict[str, str] = {}  # remote ref -> why the last read_refs skipped it
         self.name, self.url, options = remote_spec(store, name_or_url)
         self.fs = RemoteFS(self.url, options, retries=retries)
         key = self.name or "url-" + hashlib.sha256(self.url.encode()).hexdigest()[:16]
@@ -113,7 +119,29 @@ class Remote:
         t.bytes_sent, t.bytes_received = self.fs.bytes_sent, self.fs.bytes_received
         t.requests = self.fs.request_count
         t.chunks = t.chunks or self.chunks_fetched
+        t.warnings = list(self.warnings)
         return t
+
+    @property
+    def label(self) -> str:
+        """How messages name this remote: its name and URL, or the URL alone."""
+        return f"remote {self.name} ({self.url})" if self.name else f"remote {self.url}"
+
+    def warn(self, message: str) -> None:
+        """Note something skipped (once per message), for the caller to show."""
+        if message not in self.warnings:
+            self.warnings.append(message)
+            if self._warn is not None:
+                self._warn(message)
+
+    def _skip_ref(self, rel: str, why: str) -> None:
+        self.bad_refs[rel] = why
+        self.warn(f"{self.label}: ignored {rel}: {why}; whoever can write the remote should "
+                  "delete or fix that ref (or `ds push --force` a good version to it)")
+
+    def is_commit(self, value: str | None) -> bool:
+        """Whether ``value`` is the id of a commit (a version) the local store holds."""
+        return bool(value) and _is_hex40(value) and _object_type(self.store.meta.repo, value) == "commit"
 
     def lock(self, op: str, exclusive: bool = False) -> RemoteLock:
         """The remote's lock: shared for writers, exclusive for a remote gc (see RemoteLock)."""
@@ -332,7 +360,8 @@ class Remote:
                 plan = self._plan(names, local, force)  # again: what the remote holds now
                 if not plan:
                     return self.stats(t)
-                known = [c for _n, _t, c, _k in plan if c] + self._remote_tips({n for n, *_ in plan})
+                known = [c for _n, _t, c, _k in plan if self.is_commit(c)] + self._remote_tips(
+                    {n for n, *_ in plan})
                 chunk_ids: list[bytes] = []
                 for _name, target, current, _token in plan:
                     chunk_ids.extend(self._new_chunks(target, current))
@@ -358,7 +387,10 @@ class Remote:
             if current is not None and not force:
                 if name.startswith("refs/tags/"):
                     raise RefConflict(f"tag {name[10:]} already exists on {self.url} with another version")
-                if current not in meta.repo or not meta.is_ancestor(current, target):
+                if not _is_hex40(current) or _object_type(meta.repo, current) not in ("commit", None):
+                    raise RefConflict(f"{name} on {self.url} does not hold a version id; "
+                                      f"`ds push --force {name[11:]}` replaces it")
+                if not self.is_commit(current) or not meta.is_ancestor(current, target):
                     raise RefConflict(f"{name[11:]} on {self.url} has versions you do not have; "
                                       f"run `ds fetch` and `ds merge` first")
             plan.append((name, target, current, token))
@@ -376,7 +408,7 @@ class Remote:
             rel = f"refs/heads/{ref[len(prefix):]}"
             if ref.startswith(prefix) and rel not in skip:
                 value, _token = self.fs.read_ref(rel)
-                if value and value in self.store.meta.repo:
+                if self.is_commit(value):
                     out.append(value)
         return out
 
@@ -387,7 +419,7 @@ class Remote:
         meta = self.store.meta
         out: list[bytes] = []
         walker = meta.repo.walk(pygit2.Oid(hex=target), pygit2.enums.SortMode.TOPOLOGICAL)
-        if base and base in meta.repo:
+        if self.is_commit(base):
             walker.hide(pygit2.Oid(hex=base))
         for commit in walker:
             parent = commit.parents[0].tree_id if commit.parents else None
@@ -398,20 +430,47 @@ class Remote:
 
     # -- fetching --------------------------------------------------------------------------
     def read_refs(self) -> dict[str, str]:
-        """Every branch and tag on the remote: path -> version id (checked to be one)."""
-        refs = {}
-        for rel, (size, _mtime) in self.fs.list_detail("refs").items():
+        """Every valid branch and tag on the remote: path -> 40-hex id.
+
+        What a remote holds is untrusted: a ref whose name breaks git's rules or whose
+        value is no id is skipped with a warning (listed in ``bad_refs``), so one bad ref
+        on a shared remote never blocks everyone. That it names a commit is checked once
+        its metadata is here (``version_refs``).
+        """
+        refs: dict[str, str] = {}
+        self.bad_refs = {}
+        for rel, (size, _mtime) in sorted(self.fs.list_detail("refs").items()):
             if rel.endswith(".lock") or "/.tmp-" in rel:
                 continue
+            why = _ref_name_problem(rel, self.track)
+            if why is None and size > MAX_REF_BYTES:
+                why = f"its file holds {size} bytes, not a version id"
+            if why is not None:
+                self._skip_ref(rel, why)
+                continue
             try:
-                refs[rel] = self.fs.cat(rel, size).decode(errors="replace").strip()
+                value = self.fs.cat(rel, size).decode(errors="replace").strip()
             except FileNotFoundError:
                 continue  # deleted since it was listed
-        bad = [rel for rel, cid in refs.items() if not _is_hex40(cid)]
-        if bad:
-            raise FormatError(f"remote {self.url}: {bad[0]} does not hold a version id; "
-                              "the remote is damaged there")
+            if not _is_hex40(value):
+                self._skip_ref(rel, "it does not hold a version id")
+                continue
+            refs[rel] = value
         return refs
+
+    def version_refs(self, refs: dict[str, str]) -> dict[str, str]:
+        """The refs that name a commit whose metadata is here; the others skipped with a warning."""
+        repo = self.store.meta.repo
+        good = {}
+        for rel, cid in sorted(refs.items()):
+            kind = _object_type(repo, cid)
+            if kind == "commit":
+                good[rel] = cid
+            elif kind is None:
+                self._skip_ref(rel, f"it names {cid[:12]}, whose metadata is not on the remote")
+            else:
+                self._skip_ref(rel, f"it names {cid[:12]}, which is a {kind}, not a version")
+        return good
 
     def fetch(self) -> Transfer:
         """Bring the remote's refs and metadata (not file bytes: those come on demand)."""
@@ -426,13 +485,10 @@ class Remote:
                 # old version) meanwhile: read the refs again.
                 remote_refs = self.read_refs()
                 self._fetch_meta(t)
-                lacking = [(rel, cid) for rel, cid in sorted(remote_refs.items()) if cid not in meta.repo]
-                if not lacking:
+                if all(cid in meta.repo for cid in remote_refs.values()):
                     break
-            else:
-                rel, cid = lacking[0]
-                raise FormatError(f"remote {self.url}: {rel} names {cid[:12]} but its metadata is "
-                                  "missing; the remote is incomplete (push to it again)")
+            remote_refs = self.version_refs(remote_refs)
+            self._drop_broken_tracking_refs()
             for rel, cid in sorted(remote_refs.items()):
                 if rel.startswith("refs/heads/"):
                     meta.set_ref(f"refs/remotes/{self.track}/{rel[11:]}", cid, force=True)
@@ -441,6 +497,18 @@ class Remote:
                     meta.set_ref(rel, cid)
                     t.refs.append(rel)
         return self.stats(t)
+
+    def _drop_broken_tracking_refs(self) -> None:
+        """Remove tracking refs of this remote that name no version (an older objstore
+        stored whatever the remote held; such a ref made every push and gc fail)."""
+        refs = self.store.meta.repo.references
+        for name in list(refs):
+            if name.startswith(f"refs/remotes/{self.track}/"):
+                try:
+                    refs[name].peel(pygit2.Commit)
+                except (pygit2.GitError, KeyError, ValueError):
+                    refs.delete(name)
+                    self.warn(f"{self.label}: removed the local {name}, which named no version")
 
     def _fetch_meta(self, t: Transfer) -> None:
         """Download the metadata packs we lack, each verified against its name."""
@@ -680,8 +748,34 @@ def _record_text(record: dict) -> str:
                       indent=1, sort_keys=True)
 
 
-def _is_hex40(value: str) -> bool:
-    return len(value) == 40 and all(c in "0123456789abcdef" for c in value)
+def _is_hex40(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 40 and all(c in "0123456789abcdef" for c in value)
+
+
+MAX_REF_BYTES = 200  # a ref file holds an id and a newline; a larger one is not read
+
+
+def _ref_name_problem(rel: str, track: str) -> str | None:
+    """Why a remote ref path cannot be a branch or tag here (git's ref-name rules, checked
+    on both the remote name and the tracking ref it becomes), or None."""
+    kind, _sep, short = rel[len("refs/"):].partition("/") if rel.startswith("refs/") else ("", "", "")
+    if kind not in ("heads", "tags") or not short:
+        return "it is neither a branch (refs/heads/...) nor a tag (refs/tags/...)"
+    local = f"refs/remotes/{track}/{short}" if kind == "heads" else rel
+    if not (pygit2.reference_is_valid_name(rel) and pygit2.reference_is_valid_name(local)):
+        return "its name breaks git's ref-name rules"
+    if short == "HEAD" or any(part.startswith("-") for part in short.split("/")):
+        return "its name would read as HEAD or as an option"
+    return None
+
+
+def _object_type(repo: pygit2.Repository, hex_id: str) -> str | None:
+    """'commit', 'tree', 'blob' or 'tag' for an object the store holds; None if absent."""
+    try:
+        obj = repo.get(hex_id)
+    except (ValueError, pygit2.GitError):
+        return None
+    return None if obj is None else obj.type_str
 
 
 def _end(loc: Location) -> int:
@@ -839,11 +933,15 @@ def fsck_remote(store: Store, name_or_url: str | None = None, read_data_subset: 
         remote._fetch_meta(Transfer())
         records = remote.dataset_records()
         commits, trees = [], []
+        problems.extend(f"{rel}: {why}" for rel, why in sorted(remote.bad_refs.items()))
         for rel, cid in sorted(refs.items()):
-            if cid in repo:
+            kind = _object_type(repo, cid)
+            if kind == "commit":
                 commits.append(cid)
-            else:
+            elif kind is None:
                 problems.append(f"{rel} names {cid[:12]}, whose metadata is not on the remote")
+            else:
+                problems.append(f"{rel} names {cid[:12]}, which is a {kind}, not a version")
         for r in records:
             version, tree = r.get("commit"), r.get("tree")
             if version or tree:

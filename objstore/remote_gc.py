@@ -40,7 +40,7 @@ from .index import Location, encode_fragment
 from .maintenance import GcReport, mark_versions
 from .meta import pack_index_oids
 from .packs import PackWriter, pack_path
-from .remote import Remote, Transfer, _git_pack_ok, _reachable
+from .remote import Remote, Transfer, _git_pack_ok, _object_type, _reachable
 from .remote_fs import RemoteLock
 from .store import Store
 
@@ -169,15 +169,19 @@ class _Collector:
         """Chunks and git objects that some ref or dataset record on the remote needs."""
         remote, repo = self.remote, self.store.meta.repo
         refs = remote.read_refs()
+        if remote.bad_refs:  # what it would keep is unknown: refuse rather than guess
+            rel, why = sorted(remote.bad_refs.items())[0]
+            raise DsError(f"gc refused: {remote.label}: {rel} is not a valid ref ({why}); nothing "
+                          "was deleted. Delete or fix that ref on the remote, then run gc again")
         remote._fetch_meta(Transfer())
         commits, trees = [], []
         for rel, cid in sorted(refs.items()):
-            commits.append(self._need(cid, rel))
+            commits.append(self._need(cid, rel, "commit"))
         for rec in remote.dataset_records():
             if rec.get("commit"):
-                commits.append(self._need(str(rec["commit"]), f"dataset record {rec.get('id')}"))
+                commits.append(self._need(rec["commit"], f"dataset record {rec['id']}", "commit"))
             elif rec.get("tree"):
-                trees.append(pygit2.Oid(hex=self._need(str(rec["tree"]), f"dataset draft {rec.get('id')}")))
+                trees.append(pygit2.Oid(hex=self._need(rec["tree"], f"dataset draft {rec['id']}", "tree")))
         m = mark_versions(self.store.meta, commits, trees)
         if m.problems:
             raise DsError(f"gc refused: remote {remote.url}: {m.problems[0]}; run `ds fsck --remote`")
@@ -187,14 +191,15 @@ class _Collector:
         self.report.versions = len(m.commits)
         return m.chunks, objects
 
-    def _need(self, oid: str, what: str) -> str:
-        try:
-            present = oid in self.store.meta.repo
-        except ValueError:
-            present = False
-        if not present:
+    def _need(self, oid: str, what: str, kind: str) -> str:
+        """``oid`` if the metadata here holds it as a ``kind``; else gc refuses."""
+        found = _object_type(self.store.meta.repo, oid)
+        if found is None:
             raise DsError(f"gc refused: remote {self.remote.url}: {what} names {oid[:12]}, whose "
                           "metadata is missing; nothing was deleted. Run `ds fsck --remote`")
+        if found != kind:
+            raise DsError(f"gc refused: remote {self.remote.url}: {what} names {oid[:12]}, which is a "
+                          f"{found}, not a {kind}; nothing was deleted. Delete or fix it on the remote")
         return oid
 
     # -- chunk packs -------------------------------------------------------------------
