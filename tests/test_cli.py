@@ -128,9 +128,11 @@ def test_squash_tag_gc_cli(tmp_path: Path) -> None:
     sq = ds("squash", "HEAD~1", "HEAD", "-m", "one", cwd=w).stdout.strip()
     log = json.loads(ds("log", "--json", cwd=w).stdout)
     assert [e["id"] for e in log] == [sq] and log[0]["parents"] == []
-    dry = json.loads(ds("gc", "--dry-run", "--json", cwd=w).stdout)
+    kept = json.loads(ds("gc", "--dry-run", "--json", cwd=w).stdout)
+    assert kept["bytes_freed"] == 0, "the squashed-away versions are still in the reflog's grace period"
+    dry = json.loads(ds("gc", "--dry-run", "--json", "--prune-reflog-older-than", "now", cwd=w).stdout)
     assert dry["bytes_freed"] > 90_000
-    ds("gc", cwd=w)
+    ds("gc", "--prune-reflog-older-than", "now", cwd=w)
     assert "OK" in ds("fsck", "--read-data", cwd=w).stdout
     tags = ds("tag", cwd=w).stdout
     assert tags == ""
@@ -167,7 +169,17 @@ def test_remote_commands(tmp_path: Path) -> None:
     assert ds("remote", "list", cwd=w).stdout == ""
 
 
-def test_log_graph_draws_merges_with_both_lines_and_marks_roots(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("left_at", "right_at", "order", "firsts"), [
+    (20, 10, ["merge", "left", "right", "base"], ["*", "*", "|", "*"]),
+    (10, 20, ["merge", "right", "left", "base"], ["*", "|", "*", "*"]),
+], ids=["left-newer", "right-newer"])
+def test_log_graph_draws_merges_with_both_lines_and_marks_roots(
+        tmp_path: Path, left_at: int, right_at: int, order: list[str], firsts: list[str]) -> None:
+    """Versions are listed newest first, so which side of the merge comes first follows the
+    commit times: the two sides and the merge are written with explicit times (seconds after
+    base), never the clock's, and each order is drawn as a separate case."""
+    import pygit2
+
     from objstore.store import Store
 
     w = tmp_path / "w"
@@ -180,15 +192,23 @@ def test_log_graph_draws_merges_with_both_lines_and_marks_roots(tmp_path: Path) 
     ds("add", ".", cwd=w)
     ds("commit", "-m", "left", cwd=w)
     with Store.open(w) as store:  # a second line of descent from base, then a merge of both
-        base, left = store.resolve("HEAD~1"), store.resolve("HEAD")
-        tree = store.tree(base)
-        right = store.meta.commit(tree, [base], "right")
-        merged = store.meta.commit(store.tree(left), [left, right], "merge")
-        store.meta.set_head(merged, "test merge")
+        repo = store.meta.repo
+        base = repo[store.resolve("HEAD~1")]
+
+        def commit(tree: pygit2.Oid, parents: list[pygit2.Oid], message: str, after: int) -> pygit2.Oid:
+            sig = pygit2.Signature("t", "t@localhost", base.commit_time + after, 0)
+            return repo.create_commit(None, sig, sig, message, tree, parents)
+
+        left = commit(repo[store.resolve("HEAD")].tree_id, [base.id], "left", left_at)
+        right = commit(base.tree_id, [base.id], "right", right_at)
+        merged = commit(repo[left].tree_id, [left, right], "merge", 30)
+        store.meta.set_head(str(merged), "test merge")
     lines = ds("log", "--graph", cwd=w).stdout.splitlines()
-    assert [ln.split()[0] for ln in lines if "*" in ln] == ["*", "*", "|", "*"]
-    assert lines[0].startswith("*") and "merge" in lines[0]
-    assert any(ln.rstrip().endswith("\\") for ln in lines), "the merge opens a second column"
+    drawn = [ln for ln in lines if "*" in ln]
+    assert [ln.removesuffix("  [root]").split()[-1] for ln in drawn] == order
+    assert [ln.split()[0] for ln in drawn] == firsts
+    assert lines[1].rstrip() == "| \\", "the merge opens a second column at once"
     right_line = next(ln for ln in lines if ln.endswith("right"))
     assert right_line.index("*") == 2, "the second parent is drawn in its own column"
-    assert lines[-1].endswith("base  [root]")
+    assert next(ln for ln in lines if ln.endswith("left")).startswith("* |"), "the first parent stays left"
+    assert lines[-1].endswith("base  [root]") and len(lines) == 5
