@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -56,16 +57,34 @@ def test_rows_survive_eviction_and_a_save(tmp_path: Path, monkeypatch: pytest.Mo
     assert sorted(StatCache(path).paths()) == ["d1/f8", "top"]
 
 
-def test_a_row_inside_the_racy_window_is_dropped_on_save_and_an_older_one_kept(tmp_path: Path) -> None:
-    path = tmp_path / "stat"
-    cache = StatCache(path)
-    cache.put("a/old", _stat(1), b"o" * 16)
-    now = time.time_ns()
-    fresh = Stat(5, now, 7, 0, now)
-    cache.put("a/new", fresh, b"n" * 16)
+def pin_clock(monkeypatch: pytest.MonkeyPatch, start: int) -> list[int]:
+    """Make the stat cache's clock read ``clock[0]``: when a save happens, not how long the
+    work before it took, decides which rows are inside the racy window."""
+    clock = [start]
+    monkeypatch.setattr(statcache, "time", SimpleNamespace(time_ns=lambda: clock[0]))
+    return clock
+
+
+def test_a_row_inside_the_racy_window_is_dropped_on_save_and_an_older_one_kept(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    now = 1_700_000_000_123_456_789
+    pin_clock(monkeypatch, now)
+    window = statcache.RACY_NS
+    cache = StatCache(tmp_path / "stat")
+    rows = {  # name: (mtime, ctime)
+        "old": (now - 10**10, now - 10**10),
+        "just-outside": (now - window - 1, now - window - 1),
+        "at-the-edge": (now - window, now - window),
+        "new": (now, now),
+        "old-mtime-new-ctime": (now - 10**10, now - 5),  # cp -p / rsync -t: the ctime tells
+        "whole-second": (now // 10**9 * 10**9 - 10**9, now // 10**9 * 10**9 - 10**9),  # coarse fs: 2 s
+    }
+    for i, (name, (mtime, ctime)) in enumerate(rows.items()):
+        cache.put(f"a/{name}", Stat(5, mtime, 7 + i, 0, ctime), name.encode())
     cache.save()
-    again = StatCache(path)
-    assert list(again.paths()) == ["a/old"], "a row inside the racy window is not kept"
+    again = StatCache(tmp_path / "stat")
+    assert again.written_ns == now
+    assert sorted(again.paths()) == ["a/just-outside", "a/old"], "rows inside the racy window are not kept"
 
 
 def test_status_and_quick_status_across_many_folders(store: Store, work: Path,
@@ -99,13 +118,19 @@ def test_status_and_quick_status_across_many_folders(store: Store, work: Path,
 
 def test_rows_of_a_folder_leaving_memory_early_are_checked_for_racing(
         store: Store, work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With room for two rows, folders leave memory during ``add`` and must be checked then.
+    The cache's clock is pinned to the files' own times, so "written just now" holds however
+    long ``add`` takes (it did not under load when this read the real clock)."""
     monkeypatch.setattr(statcache, "_OPEN_ROWS", 2)
     for d in "abc":
         for i in range(2):
             write(work, f"{d}/f{i}", "v1")
-    add(store, [str(work)])  # every file was written just now: no row may be kept
+    times = [max(st.st_mtime_ns, st.st_ctime_ns) for st in map(os.stat, work.glob("*/f*"))]
+    assert len(times) == 6
+    clock = pin_clock(monkeypatch, min(times))  # every file is inside the window
+    add(store, [str(work)])
     assert list(StatCache(store.path / "cache" / "stat").paths()) == []
-    time.sleep(0.15)
+    clock[0] = max(times) + 2_000_000_001  # past the window, even a whole-second filesystem's
     add(store, [str(work)])
     assert len(list(StatCache(store.path / "cache" / "stat").paths())) == 6
 
