@@ -219,13 +219,29 @@ def test_parts_are_deterministic_and_balanced(data: Path, tmp_path: Path) -> Non
     assert sorted(sum(parts, [])) == sorted(ds.list_files())
     sizes = [sum(100 * (int(f[1:]) + 1) for f in p) for p in parts]
     assert max(sizes) - min(sizes) <= 2000
-    assert parts == split_parts_names(ds)
+    # worked by hand: sizes 2000, 1900, ..., 100 in turn to the lightest part (ties: the first)
+    # reach loads 7100 / 7000 / 6900
+    assert parts == [["f01", "f02", "f07", "f08", "f13", "f14", "f19"],
+                     ["f00", "f03", "f06", "f09", "f12", "f15", "f18"],
+                     ["f04", "f05", "f10", "f11", "f16", "f17"]]
     with pytest.raises(DsError, match="part"):
         ds.get_local_copy(part=3, num_parts=3)
 
 
-def split_parts_names(ds: Dataset) -> list[list[str]]:
-    return split_parts(ds._entries(), 3)
+def test_split_parts_against_splits_worked_by_hand() -> None:
+    from objstore.manifest import FILE, FileEntry
+
+    def entries(**sizes: int) -> dict[str, FileEntry]:
+        return {name: FileEntry(name, FILE, size, bytes(16)) for name, size in sizes.items()}
+
+    # largest first: a (5) to part 0, b (5, tie broken by name) to part 1, c (3) to the
+    # lighter-or-first part 0 (5 vs 5), d (1) to part 1 (8 vs 5): loads 8 / 6
+    assert split_parts(entries(d=1, c=3, b=5, a=5), 2) == [["a", "c"], ["b", "d"]]
+    # z (9) alone outweighs the rest, which all go to the other part
+    assert split_parts(entries(x=2, y=3, z=9, w=4), 2) == [["z"], ["w", "x", "y"]]
+    # more parts than files: the extra parts are empty, never an error
+    assert split_parts(entries(a=1, b=2), 4) == [["b"], ["a"], [], []]
+    assert split_parts({}, 2) == [[], []]
 
 
 def test_squash_keeps_removals_and_unions_unrelated(data: Path, tmp_path: Path) -> None:
