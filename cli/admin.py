@@ -44,6 +44,13 @@ def fsck(
     if as_json:
         out_json(report.as_json())
     else:
+        for r in report.refs_restored:
+            err(f"restored ref {r} (from its reflog)")
+        if report.salvage is not None:
+            s = report.salvage
+            err(f"index rebuilt: {s.rows} chunk(s) indexed, {s.verified} kept after reading them back, "
+                f"{s.scanned} found by scanning damaged packs, {s.dropped} old row(s) no longer readable"
+                + (f"; damaged files moved aside: {', '.join(s.moved_aside)}" if s.moved_aside else ""))
         for p in report.problems:
             err(f"problem: {p}")
         typer.echo(f"{report.commits} versions, {report.trees} folders, {report.chunks} chunks, "
@@ -57,7 +64,7 @@ def fsck(
         raise typer.Exit(1)
 
 
-def parse_duration(text: str) -> float:
+def parse_duration(text: str, option: str = "--grace") -> float:
     """Seconds in "90", "90s", "15m", "12h", "1d" or "2w"."""
     from objstore.errors import DsError
 
@@ -67,9 +74,9 @@ def parse_duration(text: str) -> float:
     try:
         value = float(number) * units[unit]
     except ValueError:
-        raise DsError(f"--grace takes a duration such as 0, 90s, 15m, 12h or 1d, not {text!r}") from None
+        raise DsError(f"{option} takes a duration such as 0, 90s, 15m, 12h or 1d, not {text!r}") from None
     if value < 0:
-        raise DsError("--grace cannot be negative")
+        raise DsError(f"{option} cannot be negative")
     return value
 
 
@@ -82,6 +89,9 @@ def gc(
     grace: Annotated[str, typer.Option(
         "--grace", help="With --remote: keep files younger than this (0, 90s, 15m, 12h, 1d), so an "
         "interrupted push can resume with what it sent.")] = "1d",
+    prune_reflog: Annotated[str, typer.Option(
+        "--prune-reflog-older-than", help="Keep versions a reflog reached more recently than this "
+        "(work left on a detached HEAD or a moved branch); 'now' keeps only what refs reach.")] = "14d",
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -102,7 +112,9 @@ def gc(
     from objstore.maintenance import gc as do_gc
 
     with progress("collecting", quiet, count_files=False) as cb:
-        report = do_gc(open_store(), dry_run=dry_run, progress=cb)
+        report = do_gc(open_store(), dry_run=dry_run, progress=cb,
+                       reflog_grace=None if prune_reflog.strip().lower() == "now"
+                       else parse_duration(prune_reflog, "--prune-reflog-older-than"))
     if as_json:
         out_json(report.as_json())
         return

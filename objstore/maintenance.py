@@ -24,9 +24,11 @@ from .meta import MetaStore
 from .packs import FLAG_DELTA, PackEntry, PackWriter, read_pack_toc
 from .progress import Progress, announce
 from .records import RecordStore
+from .repair import Loss, Salvage, losses, rebuild_index, restore_refs
 from .store import Store
 
 REWRITE_BELOW = 0.8  # rewrite a pack when less than this share of its bytes is live
+REFLOG_GRACE = 14 * 24 * 3600  # gc keeps what a reflog reached this recently (git: gc.reflogExpire)
 
 
 @dataclass
@@ -37,22 +39,32 @@ class Marked:
     problems: list[str] = field(default_factory=list)
 
 
-def mark(store: Store) -> Marked:
+def mark(store: Store, reflog_since: float | None = None) -> Marked:
+    """Everything live: refs, HEAD, the stage, drafts, and (``reflog_since``, seconds) every
+    version a reflog reached since then. A damaged ref is a problem, never an empty branch."""
     meta = store.meta
     m = Marked()
     roots: list[str] = []
+    m.problems.extend(d.message() for d in meta.damaged_refs())
     try:
         roots.extend(meta.refs().values())
     except FormatError as e:
         m.problems.append(str(e))
-    head = store.head()
+    head_ok = True
+    try:
+        head = store.head()
+    except DsError:
+        head, head_ok = None, False  # reported above, as a damaged ref
     if head:
         roots.append(head)
+    if reflog_since is not None:
+        roots.extend(sorted(meta.reflog_versions(reflog_since)))
     mark_versions(meta, roots, (), m)
-    try:
-        _mark_tree(meta, store.staged_tree(), "", m)
-    except (DsError, pygit2.GitError, KeyError, ValueError) as e:
-        m.problems.append(f"stage: {e}")
+    if head_ok:  # the stage is read against HEAD
+        try:
+            _mark_tree(meta, store.staged_tree(), "", m)
+        except (DsError, pygit2.GitError, KeyError, ValueError) as e:
+            m.problems.append(f"stage: {e}")
     try:
         drafts = RecordStore(store.path).draft_trees()
     except DsError as e:
@@ -138,6 +150,10 @@ class FsckReport:
     unindexed_packs: int = 0  # left by an interrupted writer; reclaimed by gc
     problems: list[str] = field(default_factory=list)
     repaired: bool = False
+    refs_restored: list[str] = field(default_factory=list)  # "NAME -> ID", with --repair
+    salvage: Salvage | None = None  # what the index rebuild kept, with --repair
+    unrecoverable: list[Loss] = field(default_factory=list)  # chunks no pack holds, and their users
+    unreferenced: list[str] = field(default_factory=list)  # versions no ref reaches, when a ref is lost
 
     @property
     def ok(self) -> bool:
@@ -145,35 +161,43 @@ class FsckReport:
 
     def as_json(self) -> dict:
         keys = ("commits", "trees", "chunks", "packs", "bytes_verified", "remote_only", "unindexed_packs",
-                "problems", "repaired")
-        return {k: getattr(self, k) for k in keys} | {"ok": self.ok}
+                "problems", "repaired", "refs_restored", "unreferenced")
+        return {k: getattr(self, k) for k in keys} | {
+            "ok": self.ok,
+            "salvage": None if self.salvage is None else dict(self.salvage.__dict__),
+            "unrecoverable": [loss.as_json() for loss in self.unrecoverable],
+        }
 
 
 def fsck(store: Store, read_data: bool = False, repair: bool = False,
-         progress: Progress | None = None) -> FsckReport:
+         progress: Progress | None = None, now: float | None = None) -> FsckReport:
     """Check refs, versions, folders, index and packs; ``read_data`` reads every byte too.
 
+    What is checked is what gc keeps: refs, HEAD, the stage, drafts, and versions a reflog
+    reached within ``REFLOG_GRACE``. ``repair`` first restores damaged refs from their
+    reflogs, then rebuilds the index (``repair.py``: nothing readable is ever dropped).
     ``progress(packs, bytes)`` follows the packs read back (the long part).
     """
     report = FsckReport()
+    now = time.time() if now is None else now
     with store.locked():
-        pack_tocs: dict[str, list[PackEntry]] = {}
-        for path in all_packs(store):
-            try:
-                _algo, entries = read_pack_toc(path)
-            except (FormatError, OSError) as e:
-                report.problems.append(f"pack {path.name}: {e}")
-                continue
-            pack_tocs[path.stem] = entries
-        report.packs = len(pack_tocs)
         if repair:
-            rebuilt = [(e.chunk_id, Location(p, e.offset, e.stored_len, e.raw_len, e.flags))
-                       for p, entries in pack_tocs.items() for e in entries]
-            store.chunks.index.replace_all(rebuilt)
+            restored, _left = restore_refs(store.meta)
+            report.refs_restored = [f"{d.name} -> {d.last_good}" for d in restored]
+        if repair:
+            pack_tocs, damaged_packs, _ = _read_tocs(store)
+            report.salvage = rebuild_index(store, pack_tocs, damaged_packs)
             report.repaired = True
-        m = mark(store)
+        pack_tocs, _, pack_problems = _read_tocs(store)
+        report.problems.extend(pack_problems)
+        report.packs = len(pack_tocs)
+        m = mark(store, reflog_since=now - REFLOG_GRACE)
         report.problems.extend(m.problems)
         report.commits, report.trees, report.chunks = len(m.commits), len(m.trees), len(m.chunks)
+        if any(d.last_good is None for d in store.meta.damaged_refs()):
+            report.unreferenced = store.meta.unreferenced_tips(m.commits)
+            report.problems.extend(f"version {c} is reached by no ref (was it on the damaged ref? "
+                                   f"`ds branch NAME {c[:12]}` keeps it)" for c in report.unreferenced)
         index = store.chunks.index
         try:
             indexed = dict(index)
@@ -181,14 +205,26 @@ def fsck(store: Store, read_data: bool = False, repair: bool = False,
             report.problems.append(f"index: {e}; run `ds fsck --repair`")
             indexed = {}
         remote_indexes = [ChunkIndex(p, store.algo) for p in sorted(store.path.glob("remotes/*/index"))]
+        lost: set[bytes] = set()
         for cid, path in m.chunks.items():
             loc = indexed.get(cid)
             if loc is None and any(ri.lookup(cid) for ri in remote_indexes):
                 report.remote_only += 1  # a partial clone: the bytes are on a remote
             elif loc is None:
+                lost.add(cid)
                 report.problems.append(f"chunk {cid.hex()} of {path} is not in the index")
+            elif loc.pack not in pack_tocs and _pack_file(store, loc.pack).is_file():
+                report.problems.append(f"chunk {cid.hex()} of {path} is in damaged pack {loc.pack}; "
+                                       "run `ds fsck --repair` to salvage what still verifies")
             elif loc.pack not in pack_tocs:
+                lost.add(cid)
                 report.problems.append(f"chunk {cid.hex()} of {path} is in missing pack {loc.pack}")
+        if repair:  # after a repair, what is still missing is lost: say exactly what it takes
+            report.unrecoverable = losses(store.meta, m.commits, lost)
+            report.problems.extend(
+                f"unrecoverable: chunk {loss.chunk} of {', '.join(loss.paths) or 'a draft or the stage'}"
+                f" (versions {', '.join(v[:12] for v in loss.versions) or 'none'})"
+                for loss in report.unrecoverable)
         for entries in pack_tocs.values():
             # a pack written by a command killed before it indexed the pack: garbage that
             # no version names (gc removes it; --repair indexes it), not damage
@@ -204,6 +240,24 @@ def fsck(store: Store, read_data: bool = False, repair: bool = False,
                 if progress is not None:
                     progress(n, done_bytes)
     return report
+
+
+def _read_tocs(store: Store) -> tuple[dict[str, list[PackEntry]], list[Path], list[str]]:
+    """(pack -> its table of contents, damaged packs, a problem line for each)."""
+    tocs: dict[str, list[PackEntry]] = {}
+    damaged: list[Path] = []
+    problems: list[str] = []
+    for path in all_packs(store):
+        try:
+            _algo, tocs[path.stem] = read_pack_toc(path)
+        except (FormatError, OSError) as e:
+            damaged.append(path)
+            problems.append(f"pack {path.name}: {e}")
+    return tocs, damaged, problems
+
+
+def _pack_file(store: Store, pack_hex: str) -> Path:
+    return store.chunks.packs_dir / pack_hex[:2] / f"{pack_hex}.pack"
 
 
 def _verify_pack(store: Store, pack_hex: str, entries: list[PackEntry], problems: list[str]) -> int:
@@ -235,6 +289,7 @@ class GcReport:
     chunks_dropped: int = 0
     temp_files_removed: int = 0
     meta_objects_packed: int = 0
+    reflog_entries_expired: int = 0
     dry_run: bool = False
 
     def as_json(self) -> dict:
@@ -242,16 +297,20 @@ class GcReport:
 
 
 def gc(store: Store, dry_run: bool = False, grace_seconds: float = 0,
-       progress: Progress | None = None) -> GcReport:
+       progress: Progress | None = None, reflog_grace: float | None = REFLOG_GRACE,
+       now: float | None = None) -> GcReport:
     """Drop chunks no version needs; ``progress(packs, bytes)`` follows the packs examined.
+
+    A version a reflog reached within ``reflog_grace`` seconds is still needed (work left on
+    a detached HEAD, a branch moved away); None keeps only what refs reach.
 
     Metadata is repacked too: every git object into one pack with deltas (nothing is
     pruned there: it is small, and a dataset draft or a stage may still name it).
     """
     report = GcReport(dry_run=dry_run)
-    now = time.time()
+    now = time.time() if now is None else now
     with store.locked():
-        m = mark(store)
+        m = mark(store, reflog_since=None if reflog_grace is None else now - reflog_grace)
         if m.problems:
             raise DsError(f"gc refused: the store has problems ({m.problems[0]}); run `ds fsck`")
         live = m.chunks
@@ -298,6 +357,9 @@ def gc(store: Store, dry_run: bool = False, grace_seconds: float = 0,
             progress(len(packs), seen_bytes)
         if not dry_run:
             report.meta_objects_packed = store.meta.repack()
+            # before any pack goes: a crash after this leaves data unprotected, never named and gone
+            report.reflog_entries_expired = store.meta.expire_reflogs(
+                now - reflog_grace if reflog_grace is not None else float("inf"))
         if dry_run or not doomed:
             return report
         store.chunks.index.replace_all(new_locs)  # durable before any pack goes

@@ -29,9 +29,11 @@ import pygit2
 import xxhash
 
 from .errors import DsError, FormatError, RevisionNotFound
+from .fsutil import atomic_write
 from .limits import CACHE_ROWS
 from .manifest import FileEntry, decode_manifest, encode_manifest
 from .paths import check_name, join
+from .reflog import ZERO, expire, is_hex40, last_good, loose_refs, packed_refs, read_reflog, reflog_files
 
 MANIFEST = ".ds.manifest"
 BASE, ADDED, REMOVED = ".ds.manifest.base", ".ds.manifest.add", ".ds.manifest.del"
@@ -102,6 +104,23 @@ class CommitInfo:
             "created": self.created,
             "author": self.author,
         }
+
+
+@dataclass(frozen=True)
+class RefDamage:
+    """A ref whose file is unreadable or gone while its reflog says it held a version."""
+
+    name: str
+    reason: str
+    last_good: str | None  # the newest id its reflog moved it to that is still a version
+
+    def message(self) -> str:
+        if self.last_good:
+            fix = (f"its last good version in the reflog is {self.last_good}; "
+                   "run `ds fsck --repair` to restore it")
+        else:
+            fix = "the reflog names no version to restore; see `ds fsck` for versions no ref reaches"
+        return f"ref {self.name} is damaged ({self.reason}); {fix}"
 
 
 class MetaStore:
@@ -453,10 +472,122 @@ class MetaStore:
         return str(commit.id)
 
     def head_commit(self) -> str | None:
+        """HEAD's version; None only on a truly new branch. A damaged ref is an error,
+        never an empty branch (a commit would start a new root, gc would free it all)."""
         try:
             return str(self.repo.head.target)
         except (pygit2.GitError, KeyError):
+            pass
+        head = self.head_damage()
+        if head is not None:
+            raise FormatError(head.message())
+        return None
+
+    # -- damage ------------------------------------------------------------------------
+    def _is_commit(self, hex_id: str) -> bool:
+        try:
+            return self.repo[hex_id].type == pygit2.enums.ObjectType.COMMIT
+        except (KeyError, ValueError):
+            return False
+
+    def _reflog_of(self, name: str) -> list:
+        return read_reflog(self.path / "logs" / name)
+
+    def _damage(self, name: str, reason: str) -> RefDamage:
+        return RefDamage(name, reason, last_good(self._reflog_of(name), self._is_commit))
+
+    def damaged_refs(self) -> list[RefDamage]:
+        """Every ref that is unreadable, points at no version, or vanished from under its
+        reflog (read from the files: libgit2 hides such refs). HEAD's branch included."""
+        loose = dict(loose_refs(self.path))
+        packed = packed_refs(self.path)
+        found: dict[str, RefDamage] = {}
+        for name, raw in loose.items():
+            if raw.startswith("ref: "):
+                continue  # symbolic (libgit2 checks its target when it is used)
+            if not is_hex40(raw):
+                found[name] = self._damage(name, "its file is empty" if not raw else "its file is not an id")
+            elif not self._is_commit(raw):
+                found[name] = self._damage(name, f"it points at {raw[:12]}, which is not a version here")
+        for name, hex_id in packed.items():
+            if name not in loose and not self._is_commit(hex_id):
+                found[name] = self._damage(name, f"it points at {hex_id[:12]}, which is not a version here")
+        for name, path in reflog_files(self.path):
+            if name == "HEAD" or name in loose or name in packed:
+                continue
+            entries = read_reflog(path)
+            if entries and entries[-1].new != ZERO:
+                found[name] = self._damage(name, "its file is missing")
+        head = self._head_text()
+        branch = head[5:].strip() if head and head.startswith("ref: ") else None
+        if branch and branch not in loose and branch not in packed and branch not in found:
+            head_log = self._reflog_of("HEAD")  # the branch's own reflog went with its file
+            if head_log and head_log[-1].new != ZERO:
+                found[branch] = RefDamage(branch, "its file and its reflog are missing",
+                                          last_good(head_log, self._is_commit))
+        if head is None or not (head.startswith("ref: refs/") or is_hex40(head)):
+            found["HEAD"] = self._damage("HEAD", "HEAD is unreadable")
+        elif is_hex40(head) and not self._is_commit(head):
+            found["HEAD"] = self._damage("HEAD", f"it points at {head[:12]}, which is not a version here")
+        return sorted(found.values(), key=lambda d: d.name)
+
+    def head_damage(self) -> RefDamage | None:
+        """The damage that keeps HEAD from naming a version, if any."""
+        head = self._head_text()
+        names = {"HEAD"}
+        if head and head.startswith("ref: "):
+            names.add(head[5:].strip())
+        return next((d for d in self.damaged_refs() if d.name in names), None)
+
+    def _head_text(self) -> str | None:
+        try:
+            return (self.path / "HEAD").read_text("ascii", errors="replace").strip()
+        except OSError:
             return None
+
+    def restore_ref(self, damage: RefDamage) -> None:
+        """Point a damaged ref back at its last good version (the reflog's)."""
+        if damage.last_good is None:
+            raise DsError(damage.message())
+        oid = pygit2.Oid(hex=damage.last_good)
+        self.make_durable()
+        with _fsync_refs():
+            if damage.name == "HEAD":
+                self.repo.set_head(oid)
+                return
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path / damage.name)  # libgit2 refuses to replace a file it cannot parse
+            self.repo.create_reference_direct(damage.name, oid, True,
+                                              message="fsck --repair: restored from the reflog")
+
+    def reflog_versions(self, since: float) -> set[str]:
+        """Versions any reflog entry at or after ``since`` (seconds) moved from or to:
+        what gc keeps so work left behind (a detached HEAD, a reset branch) can be got back."""
+        out = set()
+        for _name, path in reflog_files(self.path):
+            for e in read_reflog(path):
+                if e.time >= since:
+                    out.update(i for i in (e.old, e.new) if i != ZERO and self._is_commit(i))
+        return out
+
+    def expire_reflogs(self, before: float) -> int:
+        """Drop reflog entries older than ``before`` (seconds), as git's ``reflog expire``:
+        the versions they alone reached stop being kept by gc. Returns entries dropped."""
+        dropped = 0
+        for _name, path in list(reflog_files(self.path)):
+            text = path.read_text("utf-8", errors="replace")
+            new, n = expire(text, before)
+            if n or new != text:
+                atomic_write(path, new.encode())
+                dropped += n
+        return dropped
+
+    def unreferenced_tips(self, reached: set[str]) -> list[str]:
+        """Versions in the database that no version in ``reached`` has as an ancestor and
+        that are no other version's parent: candidates when a ref is lost with its reflog."""
+        commits = [str(o) for o in self.repo.odb if self._is_commit(str(o))]
+        parents = {str(p) for c in commits for p in self.repo[c].parent_ids}
+        return sorted(c for c in commits if c not in reached and c not in parents)
 
     def head_branch(self) -> str | None:
         """The branch HEAD is on, or None when HEAD is detached."""

@@ -1,0 +1,301 @@
+"""``ds fsck --repair``: restore damaged refs from their reflogs and rebuild the chunk
+index, salvaging whatever still verifies; then say exactly what is lost.
+
+The one rule: repair never makes a readable chunk unreadable. So the new index is the
+union of
+  1. old index rows that an intact pack's table of contents confirms (same id, same
+     offset): what ``ds get`` reads today, kept as it is;
+  2. every entry of every intact table of contents (this also indexes a pack whose
+     writer was killed after publishing it);
+  3. old index rows into a pack whose table of contents is damaged, or read out of a
+     fragment that fails its checksum, kept only when the record they point at still
+     decodes to bytes with the chunk's id (a delta only if its base is kept too);
+  4. records found by scanning damaged packs from their start, where the pack format
+     lets records be found without the table of contents (``packs.scan_records``), each
+     verified by hash.
+What was salvaged from a damaged pack is copied into a new pack (verified again while
+copied), the new fragment is made durable, and only then are the damaged pack and any
+damaged fragment moved aside to ``.dsstore/damaged/`` (kept for inspection, out of every
+reader's way; the user deletes that folder). Sound old fragments are removed: the new
+one holds every row of theirs that points at a readable record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pygit2
+
+from .errors import DsError
+from .index import CHECK, FANOUT, HEADER, LOC, MAGIC, Fragment, Location
+from .meta import MetaStore, RefDamage
+from .packs import FLAG_DELTA, PackEntry, PackWriter, decode_chunk, delta_base, pack_path
+from .store import Store
+
+
+@dataclass
+class Salvage:
+    """What a rebuild kept and where it came from."""
+
+    rows: int = 0
+    verified: int = 0  # rows kept only after their record was read and hash-checked
+    dropped: int = 0  # old rows whose record no longer verifies (or whose pack is gone)
+    scanned: int = 0  # records found by scanning damaged packs
+    damaged_fragments: list[str] = field(default_factory=list)
+    moved_aside: list[str] = field(default_factory=list)  # damaged files now under .dsstore/damaged/
+
+
+def restore_refs(meta: MetaStore) -> tuple[list[RefDamage], list[RefDamage]]:
+    """(restored, left as they are): each damaged ref the reflog can name a version for
+    is pointed back at it; the others are left for the user (fsck lists candidates)."""
+    restored, left = [], []
+    for damage in meta.damaged_refs():
+        if damage.last_good is None:
+            left.append(damage)
+            continue
+        meta.restore_ref(damage)
+        restored.append(damage)
+    return restored, left
+
+
+def old_rows(folder: Path) -> Iterator[tuple[bytes, Location, bool]]:
+    """(id, location, trusted) of every row of every fragment; a fragment that fails its
+    checks is read row by row anyway (``trusted`` False: each row must be verified)."""
+    for path in sorted(folder.glob("*.idx")):
+        try:
+            frag = Fragment(path)
+        except (DsError, OSError, ValueError):
+            yield from ((cid, loc, False) for cid, loc in _rows_of_damaged(path))
+            continue
+        try:
+            yield from ((cid, loc, True) for cid, loc in frag)
+        finally:
+            frag.close()
+
+
+def _rows_of_damaged(path: Path) -> Iterator[tuple[bytes, Location]]:
+    """Rows of a fragment whose checksum or fanout failed, bounds-checked one by one."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return
+    if len(data) < HEADER.size + FANOUT.size + CHECK or data[:8] != MAGIC:
+        return
+    _magic, _code, hsize, npacks, count = HEADER.unpack_from(data, 0)
+    off = HEADER.size
+    if hsize not in (16, 20, 32) or off + npacks * hsize > len(data):
+        return
+    packs = [data[off + i * hsize : off + (i + 1) * hsize].hex() for i in range(npacks)]
+    ids = off + npacks * hsize + FANOUT.size
+    locs = ids + count * hsize
+    end = len(data) - CHECK
+    for i in range(count):
+        row = locs + i * LOC.size
+        if row + LOC.size > end:
+            return
+        pack_no, offset, stored, raw, flags = LOC.unpack_from(data, row)
+        if pack_no < npacks:
+            yield data[ids + i * hsize : ids + (i + 1) * hsize], Location(packs[pack_no], offset, stored,
+                                                                          raw, flags)
+
+
+class _Verifier:
+    """Reads a record straight from its pack file and checks it against its id."""
+
+    def __init__(self, store: Store, kept: dict[bytes, Location]):
+        self.store = store
+        self.kept = kept
+
+    def read(self, loc: Location) -> bytes | None:
+        path = pack_path(self.store.chunks.packs_dir, loc.pack)
+        try:
+            with open(path, "rb") as f:
+                if loc.offset + loc.stored_len > os.fstat(f.fileno()).st_size:
+                    return None
+                f.seek(loc.offset)
+                return f.read(loc.stored_len)
+        except OSError:
+            return None
+
+    def ok(self, cid: bytes, loc: Location) -> bool:
+        stored = self.read(loc)
+        if stored is None:
+            return False
+        base = None
+        try:
+            if loc.flags & FLAG_DELTA:
+                base_loc = self.kept.get(delta_base(stored, self.store.algo.size))
+                if base_loc is None or base_loc.flags & FLAG_DELTA:
+                    return False
+                base_stored = self.read(base_loc)
+                if base_stored is None:
+                    return False
+                base = decode_chunk(base_stored, _entry(delta_base(stored, self.store.algo.size), base_loc),
+                                    self.store.algo, f"pack {base_loc.pack}")
+            decode_chunk(stored, _entry(cid, loc), self.store.algo, f"pack {loc.pack}", base)
+        except DsError:
+            return False
+        return True
+
+
+def _entry(cid: bytes, loc: Location) -> PackEntry:
+    return PackEntry(cid, loc.offset, loc.stored_len, loc.raw_len, loc.flags)
+
+
+def rebuild_index(store: Store, tocs: dict[str, list[PackEntry]], damaged_packs: list[Path]) -> Salvage:
+    """Write a new index from the packs and every old row that still verifies (module doc)."""
+    index = store.chunks.index
+    confirmed = {(p, e.offset, e.chunk_id) for p, entries in tocs.items() for e in entries}
+    kept: dict[bytes, Location] = {}
+    doubtful: dict[bytes, list[Location]] = {}
+    s = Salvage()
+    for cid, loc, trusted in old_rows(index.folder):
+        if trusted and (loc.pack, loc.offset, cid) in confirmed:
+            kept.setdefault(cid, loc)
+        else:
+            doubtful.setdefault(cid, []).append(loc)
+    for p, entries in tocs.items():
+        for e in entries:
+            kept.setdefault(e.chunk_id, Location(p, e.offset, e.stored_len, e.raw_len, e.flags))
+    check = _Verifier(store, kept)
+    # whole chunks first, so a delta's base is known when the delta is checked
+    for cid, locs in sorted(doubtful.items(), key=lambda r: min(loc.flags & FLAG_DELTA for loc in r[1])):
+        if cid in kept:
+            continue
+        good = next((loc for loc in locs if check.ok(cid, loc)), None)
+        if good is None:
+            s.dropped += 1
+        else:
+            kept[cid] = good
+            s.verified += 1
+    for path in damaged_packs:
+        for e in _scan(path, store):
+            loc = Location(path.stem, e.offset, e.stored_len, e.raw_len, e.flags)
+            if e.chunk_id not in kept and check.ok(e.chunk_id, loc):
+                kept[e.chunk_id] = loc
+                s.scanned += 1
+    bad_fragments = [p for p in sorted(index.folder.glob("*.idx")) if not _fragment_ok(p)]
+    s.damaged_fragments = [p.name for p in bad_fragments]
+    rewritten, moved = _copy_out(store, kept, {p.stem for p in damaged_packs})
+    kept.update(moved)
+    # a damaged fragment goes aside first: the new one may have its name (the same rows)
+    s.moved_aside.extend(_quarantine(store, p) for p in bad_fragments)
+    old = sorted(index.folder.glob("*.idx"))
+    new = index.write_fragment(sorted(kept.items()), ordered=True)  # durable before any old one goes
+    # (a rewrite of every record of a pack is that pack, whole again, under its own name)
+    s.moved_aside.extend(_quarantine(store, p) for p in damaged_packs if p.stem != rewritten)
+    for p in old:
+        if p != new:
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+    index.reload()
+    store.chunks.close()
+    s.rows = len(kept)
+    return s
+
+
+def _copy_out(store: Store, kept: dict[bytes, Location],
+              damaged: set[str]) -> tuple[str | None, dict[bytes, Location]]:
+    """Copy the kept records of damaged packs into one new pack: (its id, new locations)."""
+    moving = sorted((loc.pack, loc.offset, cid) for cid, loc in kept.items() if loc.pack in damaged)
+    if not moving:
+        return None, {}
+    writer = PackWriter(store.chunks.packs_dir, store.algo)
+    check = _Verifier(store, kept)
+    try:
+        for _pack, _offset, cid in moving:
+            loc = kept[cid]
+            stored = check.read(loc)
+            if stored is None or not check.ok(cid, loc):
+                continue
+            writer.add(cid, stored, loc.raw_len, loc.flags)
+        if not len(writer):
+            writer.abort()
+            return None, {}
+        pack_hex, entries = writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+    return pack_hex, {e.chunk_id: Location(pack_hex, e.offset, e.stored_len, e.raw_len, e.flags)
+                      for e in entries}
+
+
+def _quarantine(store: Store, path: Path) -> str:
+    """Move a damaged file out of every reader's way, keeping it for inspection."""
+    aside = store.path / "damaged" / path.parent.name / path.name
+    aside.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.replace(path, aside)
+    return str(aside)
+
+
+def _fragment_ok(path: Path) -> bool:
+    try:
+        Fragment(path).close()
+    except (DsError, OSError, ValueError):
+        return False
+    return True
+
+
+def _scan(path: Path, store: Store) -> Iterator[PackEntry]:
+    """Records of a pack found without its table of contents, where the format allows."""
+    from . import packs
+
+    scan = getattr(packs, "scan_records", None)
+    if scan is None:
+        return iter(())
+    try:
+        return iter(list(scan(path, store.algo, store.config.chunking.max_size)))
+    except (DsError, OSError, TypeError):
+        return iter(())
+
+
+@dataclass
+class Loss:
+    """A chunk no pack holds any more, and what it takes with it."""
+
+    chunk: str
+    paths: list[str]
+    versions: list[str]
+
+    def as_json(self) -> dict:
+        return {"chunk": self.chunk, "paths": self.paths, "versions": self.versions}
+
+
+def losses(meta: MetaStore, commits: set[str], lost: set[bytes]) -> list[Loss]:
+    """For each lost chunk: the files that use it and the versions that hold those files.
+    Each folder is read once, however many versions share it."""
+    if not lost:
+        return []
+    memo: dict[pygit2.Oid, list[tuple[str, bytes]]] = {}
+
+    def hits(oid: pygit2.Oid) -> list[tuple[str, bytes]]:
+        found = memo.get(oid)
+        if found is None:
+            try:
+                folder = meta.read_folder(oid)
+            except (DsError, KeyError):
+                folder = None
+            found = []
+            if folder is not None:
+                for name, e in folder.files.items():
+                    found.extend((name, cid) for cid, _ in e.chunk_list() if cid in lost)
+                for name, sub in folder.dirs.items():
+                    found.extend((f"{name}/{p}", cid) for p, cid in hits(sub))
+            memo[oid] = found
+        return found
+
+    by_chunk: dict[bytes, tuple[set[str], set[str]]] = {c: (set(), set()) for c in lost}
+    for commit in sorted(commits):
+        try:
+            tree = meta.tree_of(commit)
+        except DsError:
+            continue
+        for path, cid in hits(tree):
+            by_chunk[cid][0].add(path)
+            by_chunk[cid][1].add(commit)
+    return [Loss(c.hex(), sorted(p), sorted(v)) for c, (p, v) in sorted(by_chunk.items())]

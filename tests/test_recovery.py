@@ -1,0 +1,266 @@
+"""Recovery paths: a damaged or lost ref, fsck --repair salvaging what still verifies,
+and gc keeping what the reflogs reached. Each test reproduces a way data was lost."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from objstore.copy import get_copy
+from objstore.errors import DsError, FormatError
+from objstore.maintenance import REFLOG_GRACE, fsck, gc
+from objstore.packs import FOOTER, read_pack_toc
+from objstore.store import Store
+from objstore.worktree import commit_all
+
+from .conftest import ds, read_tree, write
+
+
+def _two_versions(store: Store, work: Path) -> tuple[str, str]:
+    write(work, "a.bin", os.urandom(50_000))
+    v1 = commit_all(store, "v1").id
+    write(work, "b.bin", os.urandom(50_000))
+    v2 = commit_all(store, "v2").id
+    return v1, v2
+
+
+def _packs(work: Path) -> list[Path]:
+    return sorted((work / ".dsstore/packs").glob("*/*.pack"))
+
+
+def _reopen(work: Path) -> Store:
+    return Store.open(work)
+
+
+# -- a damaged or missing branch ref -------------------------------------------------------
+
+@pytest.mark.parametrize("damage", ["empty", "garbage", "missing"])
+def test_a_damaged_branch_ref_is_reported_refused_by_gc_and_commit_and_restored(
+        store: Store, work: Path, damage: str) -> None:
+    v1, v2 = _two_versions(store, work)
+    packs = _packs(work)
+    ref = work / ".dsstore/meta/refs/heads/main"
+    if damage == "missing":
+        ref.unlink()
+    else:
+        ref.write_bytes(b"" if damage == "empty" else b"not an id\n")
+    s = _reopen(work)
+    report = fsck(s, read_data=True)
+    assert not report.ok
+    assert any("refs/heads/main is damaged" in p and v2 in p for p in report.problems), report.problems
+    with pytest.raises(DsError, match="gc refused"):
+        gc(s)
+    assert _packs(work) == packs, "gc deleted nothing"
+    write(work, "c.bin", b"more")
+    with pytest.raises(FormatError, match="refs/heads/main is damaged"):
+        commit_all(s, "v3 on a damaged branch")
+    fixed = fsck(s, repair=True)
+    assert fixed.refs_restored == [f"refs/heads/main -> {v2}"]
+    assert fixed.ok, fixed.problems
+    s = _reopen(work)
+    assert s.head() == v2 and [e.id for e in s.log()] == [v2, v1]
+    assert commit_all(s, "v3").parents == (v2,)
+
+
+def test_a_missing_ref_with_a_missing_reflog_is_restored_from_heads_reflog(store: Store, work: Path) -> None:
+    _v1, v2 = _two_versions(store, work)
+    (work / ".dsstore/meta/refs/heads/main").unlink()
+    (work / ".dsstore/meta/logs/refs/heads/main").unlink()
+    s = _reopen(work)
+    with pytest.raises(FormatError, match=v2):
+        s.head()
+    assert fsck(s, repair=True).ok
+    assert _reopen(work).head() == v2
+
+
+def test_a_damaged_ref_with_no_reflog_lists_the_versions_no_ref_reaches(store: Store, work: Path) -> None:
+    _v1, v2 = _two_versions(store, work)
+    store.tag("keep", "HEAD~1")
+    (work / ".dsstore/meta/refs/heads/main").write_bytes(b"")
+    (work / ".dsstore/meta/logs/refs/heads/main").unlink()
+    (work / ".dsstore/meta/logs/HEAD").unlink()
+    report = fsck(_reopen(work), repair=True)
+    assert not report.ok and report.refs_restored == []
+    assert report.unreferenced == [v2], "the lost tip is named; the tagged v1 is reached"
+    assert any("no version to restore" in p for p in report.problems)
+
+
+def test_a_ref_pointing_at_a_tree_is_damage_not_a_crash(store: Store, work: Path) -> None:
+    _v1, v2 = _two_versions(store, work)
+    tree = str(store.meta.tree_of(v2))
+    (work / ".dsstore/meta/refs/tags/evil").write_text(tree + "\n")
+    report = fsck(_reopen(work))
+    assert any("refs/tags/evil is damaged" in p for p in report.problems)
+    with pytest.raises(DsError, match="gc refused"):
+        gc(_reopen(work))
+
+
+def test_cli_damaged_ref_fsck_gc_commit_exit_nonzero_with_one_line(tmp_path: Path) -> None:
+    w = tmp_path / "w"
+    ds("init", str(w), cwd=tmp_path)
+    write(w, "a", os.urandom(10_000))
+    v1 = ds("commit", "-a", "-m", "v1", cwd=w).stdout.strip()
+    (w / ".dsstore/meta/refs/heads/main").write_bytes(b"")
+    for args in (["fsck", "--read-data"], ["gc"], ["commit", "-a", "-m", "x"], ["status"], ["log"]):
+        r = ds(*args, cwd=w, check=False)
+        assert r.returncode == 1, (args, r.stdout, r.stderr)
+        assert v1 in r.stderr and "ds fsck --repair" in r.stderr, (args, r.stderr)
+        assert "Traceback" not in r.stderr
+    r = ds("fsck", "--repair", cwd=w)
+    assert f"restored ref refs/heads/main -> {v1}" in r.stderr
+    assert ds("log", "--json", cwd=w).stdout.count(v1) == 1
+
+
+# -- gc keeps what the reflogs reached ------------------------------------------------------
+
+def test_gc_keeps_versions_the_reflog_reached_until_the_grace_period_ends(store: Store, work: Path,
+                                                                          tmp_path: Path) -> None:
+    from objstore.squash import squash
+
+    v1, _v2 = _two_versions(store, work)
+    v1_files = {"a.bin": (work / "a.bin").read_bytes()}
+    write(work, "a.bin", os.urandom(50_000))
+    commit_all(store, "v3")
+    squash(store, ["HEAD"], "one root")  # v1..v3 now reached by the reflog only
+    report = gc(store)
+    assert report.bytes_freed == 0
+    get_copy(store, v1, tmp_path / "v1")
+    assert {k: v[0] for k, v in read_tree(tmp_path / "v1").items()} == v1_files
+    assert fsck(store, read_data=True).ok
+    # fifteen days on, the reflog entries have expired: gc frees them, fsck stays clean
+    later = gc(store, now=os.path.getmtime(work / ".dsstore/config") + REFLOG_GRACE + 86400)
+    assert later.bytes_freed > 45_000 and later.reflog_entries_expired > 0  # v1 and v2's a.bin
+    assert fsck(store, read_data=True).ok
+    with pytest.raises(DsError):
+        get_copy(store, v1, tmp_path / "v1-again")
+
+
+def test_cli_gc_prune_reflog_older_than(tmp_path: Path) -> None:
+    w = tmp_path / "w"
+    ds("init", str(w), cwd=tmp_path)
+    write(w, "a", os.urandom(100_000))
+    ds("commit", "-a", "-m", "v1", cwd=w)
+    write(w, "a", os.urandom(100_000))
+    ds("commit", "-a", "-m", "v2", cwd=w)
+    ds("squash", "HEAD", "-m", "one", cwd=w)
+    assert '"bytes_freed": 0' in ds("gc", "--json", cwd=w).stdout
+    r = ds("gc", "--prune-reflog-older-than", "bogus", cwd=w, check=False)
+    assert r.returncode == 1 and "--prune-reflog-older-than takes a duration" in r.stderr
+    assert '"bytes_freed": 0' not in ds("gc", "--json", "--prune-reflog-older-than", "now", cwd=w).stdout
+    assert "OK" in ds("fsck", "--read-data", cwd=w).stdout
+
+
+# -- fsck --repair never makes a readable chunk unreadable -----------------------------------
+
+def _fragment(work: Path) -> Path:
+    frags = sorted((work / ".dsstore/index").glob("*.idx"))
+    assert len(frags) == 1
+    return frags[0]
+
+
+def test_repair_with_a_flipped_byte_in_an_index_fragment(store: Store, work: Path, tmp_path: Path) -> None:
+    _two_versions(store, work)
+    store.chunks.flush()
+    store.chunks.index.replace_all(iter(store.chunks.index), ordered=True)  # one fragment
+    frag = _fragment(work)
+    data = bytearray(frag.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    frag.write_bytes(bytes(data))
+    s = _reopen(work)
+    broken = fsck(s)
+    assert not broken.ok and any("ds fsck --repair" in p for p in broken.problems)
+    fixed = fsck(s, repair=True)
+    assert fixed.ok, fixed.problems
+    assert fixed.salvage is not None and frag.name in fixed.salvage.damaged_fragments
+    assert (work / ".dsstore/damaged/index" / frag.name).exists(), "kept aside for inspection"
+    assert [f.name for f in (work / ".dsstore/index").glob("*.idx")] == [frag.name], \
+        "the rebuilt fragment holds the same rows, so it has the same name"
+    get_copy(_reopen(work), "HEAD", tmp_path / "out")
+    assert read_tree(tmp_path / "out") == read_tree(work)
+
+
+@pytest.mark.parametrize("where", ["footer", "toc"])
+def test_repair_of_a_damaged_pack_keeps_every_chunk_get_could_read(store: Store, work: Path,
+                                                                   tmp_path: Path, where: str) -> None:
+    write(work, "a.bin", os.urandom(50_000))
+    write(work, "t.txt", "text " * 5000)
+    commit_all(store, "v1")
+    [pack] = _packs(work)
+    _algo, entries = read_pack_toc(pack)
+    data = bytearray(pack.read_bytes())
+    toc_start = max(e.offset + e.stored_len for e in entries)
+    data[len(data) - FOOTER.size + 2 if where == "footer" else toc_start + 3] ^= 0xFF
+    pack.write_bytes(bytes(data))
+    s = _reopen(work)
+    get_copy(s, "HEAD", tmp_path / "before")  # the index still reaches every record
+    assert not fsck(s).ok
+    fixed = fsck(_reopen(work), repair=True)
+    assert fixed.ok, fixed.problems
+    assert fixed.salvage.verified == len(entries)
+    assert _packs(work) == [pack], "every record was salvaged: the pack is whole again, under its name"
+    assert fsck(_reopen(work), read_data=True).ok
+    get_copy(_reopen(work), "HEAD", tmp_path / "after")
+    assert read_tree(tmp_path / "after") == read_tree(work)
+
+
+def test_repair_of_a_damaged_pack_and_a_damaged_fragment_together(store: Store, work: Path,
+                                                                  tmp_path: Path) -> None:
+    _two_versions(store, work)
+    store.chunks.index.replace_all(iter(store.chunks.index), ordered=True)
+    for pack in _packs(work):
+        data = bytearray(pack.read_bytes())
+        data[-3] ^= 0xFF  # the end magic
+        pack.write_bytes(bytes(data))
+    frag = _fragment(work)
+    data = bytearray(frag.read_bytes())
+    data[-1] ^= 0xFF  # its checksum: every row is still there, none is trusted
+    frag.write_bytes(bytes(data))
+    fixed = fsck(_reopen(work), repair=True)
+    assert fixed.ok, fixed.problems
+    get_copy(_reopen(work), "HEAD", tmp_path / "out")
+    assert read_tree(tmp_path / "out") == read_tree(work)
+
+
+def test_repair_reports_exactly_the_chunks_files_and_versions_that_are_lost(store: Store, work: Path) -> None:
+    write(work, "keep.bin", os.urandom(30_000))
+    v1 = commit_all(store, "v1").id
+    write(work, "lost.bin", os.urandom(30_000))
+    v2 = commit_all(store, "v2").id
+    lost_id = store.meta.lookup(store.tree(v2), "lost.bin").hash  # a small file is one chunk
+    pack = next(p for p in _packs(work) if any(e.chunk_id == lost_id for e in read_pack_toc(p)[1]))
+    _algo, [entry] = read_pack_toc(pack)
+    data = bytearray(pack.read_bytes())
+    data[entry.offset + 100] ^= 0xFF  # the record itself
+    data[-3] ^= 0xFF  # and the footer
+    pack.write_bytes(bytes(data))
+    report = fsck(_reopen(work), repair=True)
+    assert not report.ok
+    [loss] = report.unrecoverable
+    assert loss.chunk == entry.chunk_id.hex() and loss.paths == ["lost.bin"] and loss.versions == [v2]
+    s = _reopen(work)
+    assert s.chunks.locate(store.meta.lookup(store.tree(v1), "keep.bin").hash) is not None
+
+
+def test_repair_keeps_deltas_whose_base_verifies(store: Store, work: Path, tmp_path: Path) -> None:
+    from objstore.packs import FLAG_DELTA
+
+    rng = random.Random(3)
+    x = rng.randbytes(8000)
+    write(work, "f", x)
+    commit_all(store, "v1")
+    write(work, "f", x[:4000] + b"changed" + x[4007:])
+    commit_all(store, "v2")
+    store.chunks.index.replace_all(iter(store.chunks.index), ordered=True)
+    assert any(loc.flags & FLAG_DELTA for _c, loc in store.chunks.index)
+    for pack in _packs(work):
+        data = bytearray(pack.read_bytes())
+        data[-3] ^= 0xFF
+        pack.write_bytes(bytes(data))
+    fixed = fsck(_reopen(work), repair=True)
+    assert fixed.ok, fixed.problems
+    assert fsck(_reopen(work), read_data=True).ok
+    get_copy(_reopen(work), "HEAD~1", tmp_path / "v1")
+    assert (tmp_path / "v1/f").read_bytes() == x
