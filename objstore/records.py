@@ -16,36 +16,115 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from .errors import DsError, FormatError
 from .fsutil import atomic_write
 
 DRAFT, COMPLETED, PUBLISHED = "draft", "completed", "published"
+STATUSES = (DRAFT, COMPLETED, PUBLISHED)
 _ID = re.compile(r"[0-9a-f]{32}")
+_HEX40 = re.compile(r"[0-9a-f]{40}")
+# field -> the types it may hold when present (required fields are checked apart)
+_OPTIONAL: dict[str, tuple[type, ...]] = {
+    "tags": (list,), "description": (str, type(None)), "tree": (str, type(None)),
+    "commit": (str, type(None)), "metadata": (dict,), "output_uri": (str, type(None)),
+    "uploaded": (list,), "dirty": (bool,), "finalized": (str, type(None)),
+}
+
+
+def is_dataset_id(value: object) -> bool:
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
+
+
+def project_problem(project: object) -> str | None:
+    """Why ``project`` cannot be a project name (``a/b`` nests; no empty, ``.`` or ``..``
+    part, no NUL: a listing by project must never name a path outside it), or None."""
+    if not isinstance(project, str) or not project:
+        return "its project is not a non-empty string"
+    if "\0" in project or any(part in ("", ".", "..") for part in project.split("/")):
+        return f"its project {project!r} has an empty, '.' or '..' part"
+    return None
+
+
+def record_problem(record: object, dataset_id: str | None = None) -> str | None:
+    """Why ``record`` is not a usable dataset record (None if it is).
+
+    The one check for every record read, local or from a remote: field types, ids
+    (dataset ids of 32 hex digits, commit and tree ids of 40), a known status, and the
+    id a draft or a version needs. ``dataset_id``: the id its file name says it has.
+    """
+    if not isinstance(record, dict):
+        return f"it is a JSON {type(record).__name__}, not an object"
+    rid = record.get("id")
+    if not is_dataset_id(rid):
+        return "its id is not 32 hexadecimal digits"
+    if dataset_id is not None and rid != dataset_id:
+        return f"it describes dataset {rid}, not {dataset_id}"
+    for key in ("name", "version", "created"):
+        value = record.get(key)
+        if not isinstance(value, str) or not value or "\0" in value:
+            return f"its {key} is not a non-empty string"
+    why = project_problem(record.get("project"))
+    if why is not None:
+        return why
+    if record.get("status") not in STATUSES:
+        return f"its status is not one of {', '.join(STATUSES)}"
+    parents = record.get("parents")
+    if not isinstance(parents, list) or not all(is_dataset_id(p) for p in parents):
+        return "its parents are not a list of dataset ids"
+    for key, types in _OPTIONAL.items():
+        if key in record and not isinstance(record[key], types):
+            return f"its {key} is a {type(record[key]).__name__}"
+    for key in ("tags", "uploaded"):
+        if not all(isinstance(v, str) for v in record.get(key, [])):
+            return f"its {key} are not all strings"
+    for key in ("tree", "commit"):
+        if record.get(key) is not None and not _HEX40.fullmatch(record[key]):
+            return f"its {key} is not a 40-digit id"
+    if record["status"] == DRAFT and not record.get("tree"):
+        return "it is a draft without a tree"
+    if record["status"] != DRAFT and not record.get("commit"):
+        return f"it is {record['status']} without a commit"
+    return None
 
 
 class RecordStore:
-    def __init__(self, store_path: Path):
+    def __init__(self, store_path: Path, warn: Callable[[str], None] | None = None):
+        """``warn(text)`` is told of each record ``all()`` skips (also kept in ``warnings``)."""
         self.folder = store_path / "datasets"
+        self.warnings: list[str] = []
+        self._warn = warn
 
     def _path(self, dataset_id: str) -> Path:
-        if not _ID.fullmatch(dataset_id):
+        if not is_dataset_id(dataset_id):
             raise DsError(f"{dataset_id!r} is not a dataset id (32 hexadecimal characters)")
         return self.folder / f"{dataset_id}.json"
 
-    def read(self, dataset_id: str) -> dict | None:
+    def _load(self, dataset_id: str) -> object:
+        """The parsed JSON of a record file, unchecked; None if there is none."""
+        path = self._path(dataset_id)
         try:
-            text = self._path(dataset_id).read_text("utf-8")
+            text = path.read_text("utf-8")
         except FileNotFoundError:
             return None
+        except UnicodeDecodeError as e:
+            raise FormatError(f"dataset record {path} is not UTF-8 ({e}); fix or delete that file") from None
         try:
-            record = json.loads(text)
+            return json.loads(text)
         except ValueError as e:
-            raise FormatError(f"dataset record {dataset_id} is damaged ({e}); run `ds fsck`") from None
-        if not isinstance(record, dict) or record.get("id") != dataset_id:
-            raise FormatError(f"dataset record {dataset_id} does not describe itself; run `ds fsck`")
-        return record
+            raise FormatError(f"dataset record {path} is not JSON ({e}); fix or delete that file") from None
+
+    def read(self, dataset_id: str) -> dict | None:
+        record = self._load(dataset_id)
+        if record is None:
+            return None
+        why = record_problem(record, dataset_id)
+        if why is not None:
+            raise FormatError(f"dataset record {self._path(dataset_id)} is invalid: {why}; "
+                              "fix or delete that file")
+        return record  # type: ignore[return-value]
 
     def write(self, record: dict) -> None:
         self.folder.mkdir(exist_ok=True)
@@ -55,17 +134,48 @@ class RecordStore:
     def delete(self, dataset_id: str) -> None:
         self._path(dataset_id).unlink(missing_ok=True)
 
-    def all(self) -> list[dict]:
+    def _ids(self) -> list[str]:
         if not self.folder.is_dir():
             return []
+        return [p.stem for p in sorted(self.folder.glob("*.json")) if _ID.fullmatch(p.stem)]
+
+    def all(self) -> list[dict]:
+        """Every valid record; an invalid one is skipped with a warning, so one bad file
+        never hides the others."""
         out = []
-        for p in sorted(self.folder.glob("*.json")):
-            if _ID.fullmatch(p.stem):
-                rec = self.read(p.stem)
-                if rec is not None:
-                    out.append(rec)
+        for dataset_id in self._ids():
+            try:
+                rec = self.read(dataset_id)
+            except FormatError as e:
+                self._skip(f"ignored {e}")
+                continue
+            if rec is not None:
+                out.append(rec)
         return out
 
+    def _skip(self, message: str) -> None:
+        if message not in self.warnings:
+            self.warnings.append(message)
+            if self._warn is not None:
+                self._warn(message)
+
     def draft_trees(self) -> list[str]:
-        """Trees that drafts name: live for gc even though no ref reaches them."""
-        return [r["tree"] for r in self.all() if r.get("status") == DRAFT and r.get("tree")]
+        """Trees that drafts name: live for gc even though no ref reaches them.
+
+        A record too damaged to tell (not JSON, or a tree that is no id) raises, so gc
+        refuses rather than free a draft's content; an otherwise invalid object keeps its tree.
+        """
+        trees = []
+        for dataset_id in self._ids():
+            record = self._load(dataset_id)
+            if not isinstance(record, dict):
+                continue  # JSON, but names nothing
+            tree = record.get("tree")
+            valid = record_problem(record, dataset_id) is None
+            if tree is None or (valid and record["status"] != DRAFT):
+                continue
+            if not isinstance(tree, str) or not _HEX40.fullmatch(tree):
+                raise FormatError(f"dataset record {self._path(dataset_id)} names a tree that is no id; "
+                                  "fix or delete that file")
+            trees.append(tree)
+        return trees

@@ -39,7 +39,7 @@ from .errors import DsError, FormatError
 from .index import ChunkIndex, Location, encode_fragment
 from .meta import CommitInfo
 from .packs import FLAG_DELTA, PackEntry, PackWriter, decode_chunk, encode_chunk, pack_path
-from .records import RecordStore
+from .records import RecordStore, record_problem
 from .remote_fs import RefConflict, RemoteError, RemoteFS, RemoteLock
 from .store import Store
 
@@ -93,6 +93,7 @@ class Remote:
         self.warnings: list[str] = []
         self._warn = warn
         self.bad_refs: dict[str, str] = {}  # remote ref -> why the last read_refs skipped it
+        self.bad_records: dict[str, str] = {}  # the same for dataset_records
         self.name, self.url, options = remote_spec(store, name_or_url)
         self.fs = RemoteFS(self.url, options, retries=retries)
         key = self.name or "url-" + hashlib.sha256(self.url.encode()).hexdigest()[:16]
@@ -649,19 +650,37 @@ class Remote:
         self.fs.swap_ref(rel, _record_text(record), token)
 
     def dataset_records(self) -> list[dict]:
+        """The remote's valid dataset records; each invalid one (not JSON, wrong shape, an
+        id that is not its file's) is skipped with a warning naming the remote and the file."""
         listed = {rel: size for rel, (size, _m) in self.fs.list_detail("datasets").items()
-                  if rel.endswith(".json")}
+                  if rel.endswith(".json") and "/.tmp-" not in rel}
         if listed:
             self.check_config(create=False)
         out = []
+        self.bad_records = {}
         for rel, size in sorted(listed.items()):
+            stem = rel.rsplit("/", 1)[-1][: -len(".json")]
+            if size > MAX_RECORD_BYTES:
+                self._skip_record(rel, f"it is {size} bytes long")
+                continue
             try:
-                out.append(json.loads(self.fs.cat(rel, size)))
+                record = json.loads(self.fs.cat(rel, size))
             except FileNotFoundError:
                 continue  # deleted since it was listed
-            except ValueError as e:
-                raise FormatError(f"remote record {rel} on {self.url} is damaged ({e})") from None
+            except ValueError as e:  # not JSON, not UTF-8
+                self._skip_record(rel, f"it is not JSON ({e})")
+                continue
+            why = record_problem(record, stem)
+            if why is not None:
+                self._skip_record(rel, why)
+                continue
+            out.append(record)
         return out
+
+    def _skip_record(self, rel: str, why: str) -> None:
+        self.bad_records[rel] = why
+        self.warn(f"{self.label}: ignored dataset record {rel}: {why}; whoever can write the "
+                  "remote should fix or delete it")
 
     def fetch_dataset(self, record: dict) -> None:
         """Bring a remote version's metadata and record into the local store.
@@ -670,16 +689,20 @@ class Remote:
         part of a version costs only that part's chunks.
         """
         store = self.store
+        why = record_problem(record)
+        if why is not None:
+            raise FormatError(f"{self.label}: a dataset record is invalid: {why}")
         self.cache.mkdir(parents=True, exist_ok=True)
         with self.fs.operation("fetch"):
             self.check_config(create=False)
             self._fetch_meta(Transfer())
         if record.get("commit"):
-            if record["commit"] not in store.meta.repo:
-                raise FormatError(f"remote version {record['id']} names commit {record['commit']} "
-                                  "that the remote's metadata lacks")
-        elif not record.get("tree") or record["tree"] not in store.meta.repo:
-            raise FormatError(f"remote draft {record['id']} names a tree the remote's metadata lacks")
+            if _object_type(store.meta.repo, record["commit"]) != "commit":
+                raise FormatError(f"{self.label}: version {record['id']} names commit {record['commit']}, "
+                                  "which the remote's metadata lacks; push that version again")
+        elif _object_type(store.meta.repo, record["tree"]) != "tree":
+            raise FormatError(f"{self.label}: draft {record['id']} names tree {record['tree']}, which "
+                              "the remote's metadata lacks; upload that draft again")
         with store.locked():
             record = dict(record, dirty=False, uploaded=[self.url])
             if record.get("commit"):
@@ -753,6 +776,7 @@ def _is_hex40(value: object) -> bool:
 
 
 MAX_REF_BYTES = 200  # a ref file holds an id and a newline; a larger one is not read
+MAX_RECORD_BYTES = 16 << 20  # a dataset record larger than this is not read
 
 
 def _ref_name_problem(rel: str, track: str) -> str | None:
@@ -816,8 +840,9 @@ def push_dataset(store: Store, record: dict, url: str, retries: int = 3, progres
     return Remote(store, url, retries=retries, progress=progress).push_dataset(record).as_json()
 
 
-def remote_records(store: Store, url: str) -> list[dict]:
-    return Remote(store, url).dataset_records()
+def remote_records(store: Store, url: str, warn: Callable[[str], None] | None = None) -> list[dict]:
+    """The remote's valid dataset records; ``warn(text)`` for each one skipped as invalid."""
+    return Remote(store, url, warn=warn).dataset_records()
 
 
 def fetch_dataset(store: Store, url: str, record: dict) -> None:
@@ -932,6 +957,7 @@ def fsck_remote(store: Store, name_or_url: str | None = None, read_data_subset: 
         refs = remote.read_refs()
         remote._fetch_meta(Transfer())
         records = remote.dataset_records()
+        problems.extend(f"{rel}: {why}" for rel, why in sorted(remote.bad_records.items()))
         commits, trees = [], []
         problems.extend(f"{rel}: {why}" for rel, why in sorted(remote.bad_refs.items()))
         for rel, cid in sorted(refs.items()):
@@ -944,15 +970,18 @@ def fsck_remote(store: Store, name_or_url: str | None = None, read_data_subset: 
                 problems.append(f"{rel} names {cid[:12]}, which is a {kind}, not a version")
         for r in records:
             version, tree = r.get("commit"), r.get("tree")
-            if version or tree:
-                have = (version or tree) in repo
-                if not have:
-                    problems.append(f"dataset record {r.get('id')} names {(version or tree)[:12]}, "
-                                    "whose metadata is not on the remote")
-                elif version:
-                    commits.append(version)
-                else:
-                    trees.append(pygit2.Oid(hex=tree))
+            want = "commit" if version else "tree"
+            found = _object_type(repo, version or tree)
+            if found is None:
+                problems.append(f"dataset record {r['id']} names {(version or tree)[:12]}, "
+                                "whose metadata is not on the remote")
+            elif found != want:
+                problems.append(f"dataset record {r['id']} names {(version or tree)[:12]}, "
+                                f"which is a {found}, not a {want}")
+            elif version:
+                commits.append(version)
+            else:
+                trees.append(pygit2.Oid(hex=tree))
         m = mark_versions(store.meta, commits, trees)
         problems.extend(m.problems)
         index = remote.index()

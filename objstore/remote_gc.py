@@ -177,7 +177,12 @@ class _Collector:
         commits, trees = [], []
         for rel, cid in sorted(refs.items()):
             commits.append(self._need(cid, rel, "commit"))
-        for rec in remote.dataset_records():
+        records = remote.dataset_records()
+        if remote.bad_records:
+            rel, why = sorted(remote.bad_records.items())[0]
+            raise DsError(f"gc refused: {remote.label}: dataset record {rel} is invalid ({why}); "
+                          "nothing was deleted. Fix or delete that record on the remote, then run gc again")
+        for rec in records:
             if rec.get("commit"):
                 commits.append(self._need(rec["commit"], f"dataset record {rec['id']}", "commit"))
             elif rec.get("tree"):

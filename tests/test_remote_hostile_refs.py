@@ -113,3 +113,100 @@ def test_cli_fetch_prints_each_skipped_ref(tmp_path: Path) -> None:
     proc = ds("fetch", cwd=a.worktree)
     lines = [line for line in proc.stderr.splitlines() if line.startswith("Warning:")]
     assert len(lines) == 1 and "refs/heads/bad..name" in lines[0] and url in lines[0]
+
+
+# -- 2. dataset records ------------------------------------------------------------------
+def finalized_on_remote(tmp_path: Path, monkeypatch) -> tuple[object, Path]:
+    """A version made in store "one" and uploaded to a folder remote: (the Dataset, remote)."""
+    from objstore import Dataset
+
+    remote = tmp_path / "remote"
+    monkeypatch.setenv("DSSTORE_REMOTE", str(remote))
+    monkeypatch.setenv("DSSTORE_DIR", str(tmp_path / "one" / ".dsstore"))
+    write(tmp_path / "data", "f1", "1")
+    v1 = Dataset.create(dataset_name="cats", dataset_project="p")
+    v1.add_files(tmp_path / "data")
+    v1.upload()
+    v1.finalize()
+    return v1, remote
+
+
+def bad_records(good: dict) -> dict[str, tuple[object, str]]:
+    """file id -> (content, what its warning must say): each higher than the good version,
+    so each would be picked if it were believed."""
+    ids = [f"{i:032x}" for i in range(1, 8)]
+    return {
+        ids[0]: ([1, 2, 3], "JSON list"),
+        ids[1]: (dict(good, id=ids[1], version="9.0.0", commit=5), "commit is a int"),
+        ids[2]: (dict(good, id=ids[2], version="9.1.0", commit="../../refs/heads/main"), "40-digit"),
+        ids[3]: (dict(good, id=ids[3], version="9.2.0", project=".."), "'..' part"),
+        ids[4]: ("not json {", "not JSON"),
+        ids[5]: (dict(good, version="9.3.0"), f"describes dataset {good['id']}"),
+        ids[6]: (dict(good, id=ids[6], version="9.4.0", parents=[None]), "parents"),
+    }
+
+
+def plant(folder: Path, records: dict[str, tuple[object, str]]) -> None:
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for rid, (content, _why) in records.items():
+        text = content if isinstance(content, str) else json.dumps(content)
+        (folder / f"{rid}.json").write_text(text)
+
+
+def test_bad_remote_records_are_skipped_with_a_warning(tmp_path: Path, monkeypatch) -> None:
+    import json
+
+    from objstore import Dataset
+    from objstore.remote import remote_records
+
+    v1, remote = finalized_on_remote(tmp_path, monkeypatch)
+    good = json.loads((remote / "datasets" / f"{v1.id}.json").read_text())
+    bad = bad_records(good)
+    plant(remote / "datasets", bad)
+    monkeypatch.setenv("DSSTORE_DIR", str(tmp_path / "two" / ".dsstore"))
+    got = Dataset.get(dataset_project="p", dataset_name="cats")
+    assert got.id == v1.id and Path(got.get_local_copy(), "f1").read_text() == "1"
+    seen: list[str] = []
+    two = Store(tmp_path / "two" / ".dsstore")
+    assert [r["id"] for r in remote_records(two, str(remote), warn=seen.append)] == [v1.id]
+    for rid, (_content, why) in bad.items():
+        assert any(f"datasets/{rid}.json" in w and why in w and str(remote) in w for w in seen), (rid, seen)
+
+
+def test_bad_local_records_are_skipped_with_a_warning(tmp_path: Path, monkeypatch) -> None:
+    import json
+
+    from objstore import Dataset
+    from objstore.records import RecordStore
+
+    v1, _remote = finalized_on_remote(tmp_path, monkeypatch)
+    folder = tmp_path / "one" / ".dsstore" / "datasets"
+    bad = bad_records(json.loads((folder / f"{v1.id}.json").read_text()))
+    plant(folder, bad)
+    assert Dataset.get(dataset_project="p", dataset_name="cats").id == v1.id
+    assert [d["id"] for d in Dataset.list_datasets(dataset_project="p")] == [v1.id]
+    seen: list[str] = []
+    assert [r["id"] for r in RecordStore(folder.parent, warn=seen.append).all()] == [v1.id]
+    for rid, (_content, why) in bad.items():
+        assert any(f"{rid}.json" in w and why in w for w in seen), (rid, seen)
+
+
+def test_fetch_dataset_refuses_a_record_it_cannot_trust(tmp_path: Path, monkeypatch) -> None:
+    import json
+
+    from objstore.errors import FormatError
+    from objstore.remote import fetch_dataset
+
+    v1, remote = finalized_on_remote(tmp_path, monkeypatch)
+    good = json.loads((remote / "datasets" / f"{v1.id}.json").read_text())
+    two = Store.init(tmp_path / "two")
+    for record in (dict(good, commit="../../refs/heads/main"), dict(good, commit=5),
+                   dict(good, commit=good["commit"][:39] + "0")):
+        with pytest.raises(FormatError):
+            fetch_dataset(two, str(remote), record)
+    tree = str(Store(tmp_path / "one" / ".dsstore").meta.tree_of(good["commit"]))
+    with pytest.raises(FormatError, match="lacks"):
+        fetch_dataset(two, str(remote), dict(good, commit=tree))  # an id, but of a tree
+    assert not any((two.path / "datasets").glob("*.json"))  # nothing was stored
