@@ -469,6 +469,9 @@ class Dataset:
                 self._store.chunks.put_encoded(cid, data, len(data), 0)
                 name = check_relpath(target).rpartition("/")[2]
                 entries[target] = FileEntry(name, EXTERNAL, size, cid, ((cid, len(data)),))
+            from .links import trust_links
+
+            trust_links(self._store.path, (url for _t, url, _s in found))  # the user linked these here
             return _apply(editor, entries)
 
         return self._edit(change)

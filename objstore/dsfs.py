@@ -24,7 +24,10 @@ Entries: ``type`` is ``file`` or ``directory``; ``size`` (0 for folders); files 
 ``hash`` (hex content id), ``kind`` (file / exec / external), ``mode`` (0o644 or
 0o755) and ``chunks``; version folders add ``dataset_id``, ``dataset_version``,
 ``commit``, ``status``, ``tags``, ``created``. External files (``add_external_files``)
-are read from their URL with fsspec.
+are read from their URL with fsspec, only when the trust rule allows it (``links.py``:
+a URL that came from a remote may not name a file on this machine unless its remote
+allows local links); otherwise, and for links that loop back on themselves, reading
+raises a ``DsError`` naming the path and the URL.
 
 Links follow the checkout policy (docs/architecture.md): a link is used only when its
 target is relative and stays inside the version at every step
@@ -76,12 +79,15 @@ import os
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
 
 from .errors import DsError, RevisionNotFound, StoreNotFound, UnsafePath
+from .links import LinkPolicy, decode_url, following, storage_options
 from .manifest import EXEC, EXTERNAL, KIND_NAMES, LINK, FileEntry
 from .paths import check_name
 
@@ -295,7 +301,8 @@ class _Session:
         self._refs_fetched = False
         self._local: tuple[int, list[dict]] | None = None
         self._catalogs: dict[bool, tuple[list[dict], list[dict] | None, _Catalog]] = {}
-        self._external: dict[bytes, tuple[Any, str]] = {}
+        self._external: dict[bytes, tuple[Any, str, str]] = {}  # URL chunk id -> (fs, path, URL)
+        self._links: LinkPolicy | None = None
         if remote_name is not None:
             store.fetcher = self.fetch_chunks
 
@@ -522,11 +529,11 @@ class _Session:
 
     # -- bytes ---------------------------------------------------------------------------
     def read(self, entry: FileEntry, start: int, end: int, lru: _Lru, starts: list[int] | None = None,
-             ahead: bool = False) -> bytes:
+             ahead: bool = False, path: str = "") -> bytes:
         """Bytes [start, end) of a file: only the chunks covering them are fetched and decoded."""
         if entry.kind == EXTERNAL:
-            fs, where = self.external(entry)
-            return fs.cat_file(where, start=start, end=end)
+            with self.external(entry, path) as (fs, where):
+                return fs.cat_file(where, start=start, end=end)
         end = min(end, entry.size)
         if start >= end:
             return b""
@@ -588,16 +595,29 @@ class _Session:
             lru.put(pe.chunk_id, got[pe.chunk_id])
         return got
 
-    def external(self, entry: FileEntry) -> tuple[Any, str]:
-        """(filesystem, path) of an external file's URL (stored as its one chunk)."""
-        found = self._external.get(entry.hash)
+    def links(self) -> LinkPolicy:
+        """The trust rule for external URLs, from the store's config as this session holds it
+        (with remote options given in memory)."""
+        with self.lock:
+            if self._links is None:
+                self._links = LinkPolicy(self.store.path, self.store.config)
+            return self._links
+
+    @contextmanager
+    def external(self, entry: FileEntry, path: str) -> Iterator[tuple[Any, str]]:
+        """(filesystem, path) of an external file's URL (its one chunk), while it is read; refused
+        unless the trust rule allows it, and a URL already being read on this thread is a loop."""
+        cid = entry.chunk_list()[0][0]
+        found = self._external.get(cid)
         if found is None:
             import fsspec
 
-            cid = entry.chunks[0][0]
-            url = self.chunk_bytes([cid], _Lru(), [])[cid].decode("utf-8")
-            found = self._external[entry.hash] = fsspec.core.url_to_fs(url)
-        return found
+            url = decode_url(self.chunk_bytes([cid], _Lru(), [])[cid], _url(path))
+            self.links().check(_url(path), url, cid)
+            found = self._external[cid] = (*fsspec.core.url_to_fs(url), url)
+        fs, where, url = found
+        with following(_url(path), url):
+            yield fs, where
 
 
 def _normalize(parts: list[str]) -> list[str]:
@@ -666,7 +686,8 @@ def _cache_store(url: str, options: dict | None, cache_dir: str | os.PathLike[st
     path = Path(cache_dir).expanduser().absolute() / key / ".dsstore"
     if not (path / "config").is_file():
         try:
-            cfg = tomllib.loads(RemoteFS(url, options).cat("config").decode()).get("store", {})
+            raw = RemoteFS(url, storage_options(options)).cat("config")
+            cfg = tomllib.loads(raw.decode()).get("store", {})
         except FileNotFoundError:
             raise RemoteError(f"{url} is not an objstore remote (no config); "
                               "push or upload to it first") from None
@@ -700,7 +721,7 @@ class DsFile(AbstractBufferedFile):
 
     def _fetch_range(self, start: int, end: int) -> bytes:
         data = self._session.read(self._entry, start, end, self._lru, self._chunk_starts,
-                                  ahead=start == self._next and start > 0)
+                                  ahead=start == self._next and start > 0, path=self.path)
         self._next = end
         return data
 
@@ -835,10 +856,18 @@ class DsFileSystem(AbstractFileSystem):
         s, info, _tree, node, _real = self._node(path)
         if not isinstance(node, FileEntry):
             raise DsIsADirectory(f"{_url(path)} is a folder, not a file; list it with ls() or find()")
-        if node.kind == EXTERNAL and not node.size:  # the remote file's size was not known when added
-            fs, where = s.external(node)
-            info = dict(info, size=fs.size(where))
+        if node.kind == EXTERNAL:
+            with s.external(node, path) as (fs, where):  # refused here, before anything is opened
+                if not node.size:  # the remote file's size was not known when added
+                    info = dict(info, size=fs.size(where))
         return s, node, info
+
+    def size(self, path):
+        """A file's size (an external file's unrecorded size is asked of its URL); 0 for a folder."""
+        try:
+            return self._file(self._strip_protocol(path))[2]["size"]
+        except DsIsADirectory:
+            return 0
 
     def _open(self, path, mode="rb", block_size=None, autocommit=True, cache_options=None, **kwargs):
         path = self._strip_protocol(path)
@@ -857,7 +886,7 @@ class DsFileSystem(AbstractFileSystem):
         end = size if end is None else max(size + end, 0) if end < 0 else min(end, size)
         if start >= end:
             return b""
-        return s.read(entry, start, end, _Lru())
+        return s.read(entry, start, end, _Lru(), path=path)
 
     def checksum(self, path):
         info = self.info(path)

@@ -5,7 +5,9 @@ checked with ``lstat`` (a link or a file standing where a folder must be is remo
 never followed); a file is written to a temp name opened with ``O_NOFOLLOW|O_EXCL``
 and renamed over the destination; links are created last, and only when their target
 is relative and stays inside the folder at every step (``link_is_contained``). Any
-other link is not written and is reported back.
+other link is not written and is reported back. External entries name a URL: every one
+is checked against the trust rule (``links.py``) before anything is written, and a
+refusal writes nothing.
 """
 
 from __future__ import annotations
@@ -21,12 +23,19 @@ from dataclasses import dataclass, field
 
 from .chunkstore import ChunkStore
 from .errors import DsError
+from .links import LinkError, LinkPolicy, LinkRefused, decode_url, following
 from .manifest import EXEC, EXTERNAL, LINK, FileEntry
 from .paths import parent_of
 from .scan import Stat, lstat_inside
 
 _seq = itertools.count()
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def link_is_contained(path: str, target: str) -> bool:
@@ -56,11 +65,14 @@ class WriteReport:
 class Materializer:
     def __init__(self, root: str, chunks: ChunkStore, workers: int = 4,
                  progress: Callable[[int, int], None] | None = None, force: bool = False,
-                 record: bool = True):
+                 record: bool = True, links: LinkPolicy | None = None):
         """``force``: allow replacing folders and files that stand in the way (callers check
         first that nothing unrecoverable is there; without it such a case is an error).
-        ``record``: keep each written file's stat data (for the stat cache) in the report."""
+        ``record``: keep each written file's stat data (for the stat cache) in the report.
+        ``links``: which external URLs may be fetched (default: the chunk store's own rule)."""
         self.root = root
+        self.links = links
+        self._urls: dict[str, tuple[bytes, str]] = {}  # path -> (URL chunk id, URL) once allowed
         self.record = record
         self.force = force
         self.chunks = chunks
@@ -102,11 +114,10 @@ class Materializer:
         tmp = os.path.join(self._abs(folder), f".ds-tmp-{os.getpid()}-{next(_seq)}")
         fd = os.open(tmp, _FLAGS, 0o755 if entry.kind == EXEC else 0o644)
         try:
+            if entry.kind == EXTERNAL:
+                self._fetch_external(fd, path, self._urls[path][1])
             for data in self._content(entry):
-                view = memoryview(data)
-                while view:
-                    n = os.write(fd, view)
-                    view = view[n:]
+                _write_all(fd, data)
             os.fchmod(fd, 0o755 if entry.kind == EXEC else 0o644)
             st = os.fstat(fd)
         except BaseException:
@@ -132,26 +143,53 @@ class Materializer:
         return path, Stat(st.st_size, st.st_mtime_ns, st.st_ino, entry.kind, st.st_ctime_ns)
 
     def _content(self, entry: FileEntry):
-        """The file's bytes, piece by piece: chunks from the store, or the external URL's."""
+        """The file's bytes, chunk by chunk (nothing for an external entry: see _fetch_external)."""
         if entry.kind != EXTERNAL:
             for cid, _clen in entry.chunk_list():
                 yield self.chunks.get(cid)
-            return
+
+    @staticmethod
+    def _fetch_external(fd: int, path: str, url: str) -> None:
+        """Copy an allowed URL's bytes into ``fd``; a URL that leads back to itself is an error."""
         import fsspec
 
-        url = b"".join(self.chunks.get(c) for c, _ in entry.chunk_list()).decode("utf-8")
         try:
-            with fsspec.open(url, "rb") as f:
+            with following(path, url), fsspec.open(url, "rb") as f:
                 while block := f.read(1 << 22):
-                    yield block
+                    _write_all(fd, block)
+        except LinkError:
+            raise
         except (OSError, ValueError) as e:
             raise DsError(f"cannot fetch external file {url}: {e}") from None
+
+    def check_links(self, items: Iterable[tuple[str, FileEntry]]) -> None:
+        """Refuse, before anything is written, external entries whose URL the trust rule forbids."""
+        externals = [(p, e) for p, e in items if e.kind == EXTERNAL
+                     and self._urls.get(p, (b"",))[0] != e.chunk_list()[0][0]]
+        if not externals:
+            return
+        if self.links is None:
+            self.links = LinkPolicy.of_store(self.chunks.root)
+        refused: list[tuple[str, str, str]] = []
+        for path, entry in externals:
+            cid = entry.chunk_list()[0][0]
+            url = decode_url(self.chunks.get(cid), path)
+            why = self.links.refusal(url, cid)
+            if why is None:
+                self._urls[path] = (cid, url)
+            else:
+                refused.append((path, url, why))
+        if refused:
+            path, url, why = refused[0]
+            more = f" ({len(refused) - 1} more external entries are refused the same way)"
+            raise LinkRefused(self.links.message(path, url, why) + (more if len(refused) > 1 else ""))
 
     def write(self, items: Iterable[tuple[str, FileEntry]]) -> WriteReport:
         report = WriteReport()
         files, links = [], []
         for path, entry in items:
             (links if entry.kind == LINK else files).append((path, entry))
+        self.check_links(files)
         for path, _e in files:
             self.ensure_dir(parent_of(path))
         with ThreadPoolExecutor(self.workers, thread_name_prefix="ds-write") as pool:
