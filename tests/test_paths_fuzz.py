@@ -331,7 +331,7 @@ def _read_toc_or_error(path: Path, data: bytes) -> None:
     for e in entries:
         assert packs.HEADER.size <= e.offset and e.offset + e.stored_len <= toc_offset
         assert len(e.chunk_id) == algo.size
-        assert e.flags in (0, packs.FLAG_ZSTD)
+        assert e.flags in VALID_FLAGS and (e.flags != DELTA or e.stored_len > algo.size)
 
 
 @given(EDITS)
@@ -351,9 +351,14 @@ def test_fuzz_read_pack_toc_random_bytes(scratch, data):
     _read_toc_or_error(path, wrapped + tail)
 
 
+DELTA = packs.FLAG_ZSTD | packs.FLAG_DELTA  # a delta record: base id, then a zstd frame
+VALID_FLAGS = (0, packs.FLAG_ZSTD, DELTA)
+
+
 @st.composite
 def forged_pack(draw) -> bytes:
-    """Header and footer consistent with a checksummed toc whose entries are arbitrary."""
+    """Header and footer consistent with a checksummed toc whose entries are arbitrary but
+    for their flags, drawn from the valid ones (invalid flags: the test after this one)."""
     code = draw(st.sampled_from([1, 1, 1, 2, 0, 3, 255]))
     hsize = {1: 16, 2: 32}.get(code, 16)
     body = draw(st.binary(max_size=64))
@@ -363,7 +368,7 @@ def forged_pack(draw) -> bytes:
         st.integers(0, data_end + 4) | st.integers(0, (1 << 64) - 1),
         st.integers(0, 80) | st.integers(0, (1 << 32) - 1),
         st.integers(0, (1 << 32) - 1),
-        st.sampled_from([0, 1, 1, 2, 3, 128, 255]),
+        st.sampled_from(VALID_FLAGS),
     ), max_size=5))
     toc = b"".join(cid + packs.TOC_TAIL.pack(o, s, r, f) for cid, o, s, r, f in entries)
     toc_offset = draw(st.sampled_from([data_end] * 4 + [data_end - 1, data_end + 1, 0]))
@@ -377,6 +382,33 @@ def forged_pack(draw) -> bytes:
 @FUZZ
 def test_fuzz_read_pack_toc_forged(scratch, data):
     _read_toc_or_error(scratch / "f.pack", data)
+
+
+def _one_entry_pack(flags: int, stored: int) -> bytes:
+    body = bytes(64)
+    toc = bytes(16) + packs.TOC_TAIL.pack(packs.HEADER.size, stored, 100, flags)
+    return (packs.HEADER.pack(packs.MAGIC, 1) + body + toc
+            + packs.FOOTER.pack(packs.HEADER.size + len(body), 1, 1, xxhash.xxh3_128_digest(toc),
+                                packs.END_MAGIC))
+
+
+@pytest.mark.parametrize(("flags", "stored"), [(packs.FLAG_DELTA, 20), (4, 20), (5, 20), (7, 20),
+                                               (0x80, 20), (0x81, 20), (0xFF, 20), (DELTA, 16), (DELTA, 0)])
+def test_read_pack_toc_refuses_invalid_flags(tmp_path, flags, stored):
+    """Unknown bits, a delta flag without zstd, and a delta too short to hold its base id."""
+    path = tmp_path / "x.pack"
+    path.write_bytes(_one_entry_pack(flags, stored))
+    with pytest.raises(FormatError, match="entry 0 points outside"):
+        read_pack_toc(path)
+
+
+@pytest.mark.parametrize("flags", VALID_FLAGS)
+def test_read_pack_toc_accepts_every_valid_flag(tmp_path, flags):
+    """Control for the test above, and what the forged-pack strategy may draw."""
+    path = tmp_path / "x.pack"
+    path.write_bytes(_one_entry_pack(flags, 20))
+    assert [e.flags for e in read_pack_toc(path)[1]] == [flags]
+    _read_toc_or_error(path, path.read_bytes())
 
 
 # -- index fragments -----------------------------------------------------------------------
