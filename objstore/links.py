@@ -177,7 +177,16 @@ class LinkPolicy:
                 f"only name {', '.join(sorted(self.schemes))} URLs. If you trust it, link it yourself in "
                 "this store (Dataset.add_external_files), or let the remote it came from link such files: "
                 "`ds remote add NAME URL -o allow_local_links=true` "
-                "(or `ds clone URL -o allow_local_links=true`)")
+                "(or `ds clone URL -o allow_local_links=true`)" + self._opted_in_hint())
+
+    def _opted_in_hint(self) -> str:
+        names = sorted(n for n, r in self.config.remotes.items()
+                       if _truthy((r.get("options") or {}).get("allow_local_links")))
+        if not names:
+            return ""
+        return (f". {', '.join(names)} already allow{'s' if len(names) == 1 else ''} local links but did not "
+                f"hold this URL when last read here; if it came from there, `ds fsck --remote {names[0]}` "
+                "reads that remote's index again")
 
     def trusted(self) -> set[str]:
         with self._lock:
