@@ -15,7 +15,7 @@ def draw(entries: list[CommitInfo], tags: dict[str, list[str]]) -> Iterator[str]
             columns.append(e.id)
         col = columns.index(e.id)
         cells = ["*" if i == col else ("|" if c is not None else " ") for i, c in enumerate(columns)]
-        names = f" ({', '.join(sorted(tags[e.id]))})" if e.id in tags else ""
+        names = f" ({', '.join(tags[e.id])})" if e.id in tags else ""
         root = "  [root]" if not e.parents else ""
         yield f"{' '.join(cells)}  {e.id[:12]}{names} {e.message.splitlines()[0] if e.message else ''}{root}"
         parents = list(e.parents)

@@ -22,9 +22,7 @@ def log(
     if as_json:
         out_json([e.as_json() for e in entries])
         return
-    tags: dict[str, list[str]] = {}
-    for name, cid in store.meta.tags().items():
-        tags.setdefault(cid, []).append(name)
+    tags = decorations(store)
     if graph:
         from .graph import draw
 
@@ -32,8 +30,23 @@ def log(
             typer.echo(line)
         return
     for e in entries:
-        names = f" ({', '.join(sorted(tags[e.id]))})" if e.id in tags else ""
+        names = f" ({', '.join(tags[e.id])})" if e.id in tags else ""
         typer.echo(f"{e.id[:12]}{names}  {e.created}  {e.author}\n    {e.message}\n")
+
+
+def decorations(store) -> dict[str, list[str]]:
+    """Names beside ids, as `git log --decorate`: HEAD (and its branch, or "detached"),
+    then branches, then tags."""
+    names: dict[str, list[str]] = {}
+    head, branch = store.head(), store.meta.head_branch()
+    if head:
+        names[head] = [f"HEAD -> {branch}" if branch else "HEAD detached"]
+    for name, cid in sorted(store.meta.branches().items()):
+        if name != branch:
+            names.setdefault(cid, []).append(name)
+    for name, cid in sorted(store.meta.tags().items()):
+        names.setdefault(cid, []).append(name)
+    return names
 
 
 @app.command()

@@ -74,10 +74,14 @@ def status(as_json: JsonOpt = False) -> None:
         return
     from objstore.worktree import status as do_status
 
-    st = do_status(open_store())
+    store = open_store()
+    st = do_status(store)
     if as_json:
         out_json(st.as_json())
         return
+    if store.meta.head_branch() is None and store.head():
+        typer.echo(f"HEAD detached at {store.head()[:12]} "
+                   "(`ds switch -c NAME` keeps new versions on a branch)")
     staged = st.staged.as_json()
     if any(staged.values()):
         typer.echo("Staged for the next commit:")
@@ -115,6 +119,9 @@ def commit(
         out_json(info.as_json())
     else:
         typer.echo(info.id)
+    if store.meta.head_branch() is None and not quiet:
+        err(f"Committed on a detached HEAD: {info.id[:12]} is on no branch; "
+            f"keep it with `ds switch -c NAME` (or `ds branch NAME {info.id[:12]}`)")
 
 
 @app.command()
@@ -122,18 +129,45 @@ def checkout(
     rev: Annotated[str, typer.Argument(help="Version: id or prefix, tag, branch, HEAD~N.")],
     paths: Annotated[list[str] | None, typer.Argument(help="Only restore these paths.")] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Discard uncommitted changes.")] = False,
+    new_branch: Annotated[str | None, typer.Option(
+        "-b", help="Create branch NAME at REV and switch to it.", show_default=False)] = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Set the working folder (or some paths) to a version."""
+    """Set the working folder (or some paths) to a version; a branch puts HEAD on it, any
+    other version detaches HEAD there."""
     from objstore.worktree import checkout as do_checkout
 
     store = open_store(attach=True)
+    if new_branch is not None:
+        if paths:
+            raise typer.BadParameter("-b takes no paths")
+        from objstore.branches import switch as do_switch
+
+        with progress("writing", quiet) as cb:
+            report = do_switch(store, new_branch, create=True, rev=rev, force=force, progress=cb)
+        report_move(report, quiet)
+        err(f"Switched to a new branch '{new_branch}'")
+        return
     with progress("writing", quiet) as cb:
         report = do_checkout(store, rev, paths or None, force=force, progress=cb, cwd=cwd())
-    for p in report.links_refused:
-        err(f"Warning: link {p} points outside the folder; not created")
+    report_move(report, quiet)
     if not quiet:
         err(f"Checked out {rev} ({report.count} file(s) written)")
+    if getattr(report, "detached", None):
+        err(f"HEAD is now detached at {report.detached[:12]}: versions you commit here are on no "
+            "branch. To keep them, create one: `ds switch -c NAME` (or `ds branch NAME`).")
+
+
+def report_move(report, quiet: bool) -> None:
+    """Warnings every command that moves HEAD gives: refused links, work left behind."""
+    if report is None:
+        return
+    for p in report.links_refused:
+        err(f"Warning: link {p} points outside the folder; not created")
+    behind = getattr(report, "left_behind", None)
+    if behind:
+        err(f"Warning: you are leaving version {behind[:12]} behind, not on any branch. "
+            f"To keep it: `ds branch NAME {behind}` (gc keeps it for the reflog's 14 days).")
 
 
 @app.command()

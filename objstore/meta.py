@@ -19,6 +19,7 @@ import json
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -608,7 +609,10 @@ class MetaStore:
                 self.repo.create_reference_direct(f"refs/heads/{branch}", oid, True, message=message)
 
     def checkout_ref(self, rev: str, commit_id: str) -> None:
-        """Point HEAD at branch ``rev`` if it is one, else detach HEAD at ``commit_id``."""
+        """Point HEAD at branch ``rev`` if it is one, else detach HEAD at ``commit_id``
+        (``HEAD`` itself leaves HEAD where it is, as in git)."""
+        if rev.strip() in ("HEAD", "@"):
+            return
         self.make_durable()
         with _fsync_refs():
             if rev in self.repo.branches.local:
@@ -620,6 +624,38 @@ class MetaStore:
         self.make_durable()
         with _fsync_refs():
             self.repo.set_head(f"refs/heads/{branch}")
+
+    def branches(self) -> dict[str, str]:
+        """Local branch name -> version id."""
+        prefix = "refs/heads/"
+        return {name[len(prefix):]: cid for name, cid in self.refs().items() if name.startswith(prefix)}
+
+    def delete_ref(self, name: str, who: tuple[str, str], message: str) -> str:
+        """Delete a ref but keep its reflog, ended by the deletion: the versions it held
+        stay within reach of gc's reflog grace period (git drops a deleted branch's log)."""
+        ref = self.repo.references[name]
+        tip = str(ref.peel(pygit2.Commit).id)
+        log = self.path / "logs" / name
+        try:
+            kept = log.read_bytes()
+        except FileNotFoundError:
+            kept = b""
+        with _fsync_refs():
+            ref.delete()
+        line = f"{tip} {ZERO} {who[0]} <{who[1]}> {int(time.time())} +0000\t{message}\n"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(log, kept + line.encode())
+        return tip
+
+    def rename_branch(self, old: str, new: str, force: bool = False) -> None:
+        """Rename a branch with its reflog; HEAD follows when it was on ``old`` (libgit2)."""
+        if not pygit2.reference_is_valid_name(f"refs/heads/{new}"):
+            raise DsError(f"{new!r} is not a valid branch name")
+        try:
+            with _fsync_refs():
+                self.repo.branches.local[old].rename(new, force)
+        except (ValueError, pygit2.AlreadyExistsError):
+            raise DsError(f"branch {new!r} already exists; use -M to replace it") from None
 
     def tags(self) -> dict[str, str]:
         out = {}

@@ -62,6 +62,11 @@ def quick_clean(start: str) -> bool:
         return False
     if config.get("store", {}).get("format") != 1 or config.get("worktree", {}).get("sparse"):
         return False
+    try:
+        if not (store / "meta" / "HEAD").read_bytes().startswith(b"ref: "):
+            return False  # detached: the full status says so
+    except OSError:
+        return False
     head = head_commit(store / "meta")
     cache = StatCache(store / "cache" / "stat")
     if head is None or cache.clean_head != head:

@@ -443,8 +443,20 @@ def _blockers(root: str, write_paths, removable: set[str]) -> list[str]:
     return sorted(set(out))
 
 
+@dataclass
+class CheckoutReport:
+    """A whole-folder checkout: what was written (as ``WriteReport``), and where HEAD went."""
+
+    written: dict[str, Stat] = field(default_factory=dict)
+    count: int = 0
+    links_refused: list[str] = field(default_factory=list)
+    detached: str | None = None  # the version HEAD is now detached at (not on a branch)
+    left_behind: str | None = None  # the detached version HEAD left, which no ref reaches
+
+
 def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool = False,
-             progress: Callable[[int, int], None] | None = None, cwd: str | None = None) -> WriteReport:
+             progress: Callable[[int, int], None] | None = None,
+             cwd: str | None = None) -> WriteReport | CheckoutReport:
     """Make the working folder (or just ``paths``) equal to version ``rev``.
 
     Refuses, unless ``force``, whenever uncommitted work would be lost: modified or
@@ -512,6 +524,10 @@ def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool
         for p, st in report.written.items():
             cache.put(p, st, target_map[p].hash)
         cache.save()
+        from .branches import left_behind
+
+        behind = left_behind(store, target)
         meta.checkout_ref(rev, target)
         store.clear_stage()
-        return report
+        detached = target if meta.head_branch() is None else None
+        return CheckoutReport(**vars(report), detached=detached, left_behind=behind)

@@ -264,3 +264,95 @@ def test_repair_keeps_deltas_whose_base_verifies(store: Store, work: Path, tmp_p
     assert fsck(_reopen(work), read_data=True).ok
     get_copy(_reopen(work), "HEAD~1", tmp_path / "v1")
     assert (tmp_path / "v1/f").read_bytes() == x
+
+
+# -- detached HEAD: announced, shown, and its work kept ---------------------------------------
+
+def test_detached_work_is_announced_reported_when_left_and_kept_by_gc(store: Store, work: Path,
+                                                                      tmp_path: Path) -> None:
+    from objstore.worktree import checkout
+
+    v1, _v2 = _two_versions(store, work)
+    store.tag("v1", v1)
+    report = checkout(store, "v1")
+    assert report.detached == v1 and report.left_behind is None
+    write(work, "only-here.bin", os.urandom(60_000))
+    lost = commit_all(store, "work on a detached HEAD").id
+    back = checkout(store, "main")
+    assert back.detached is None and back.left_behind == lost
+    assert gc(store).bytes_freed == 0, "the reflog keeps the detached version"
+    get_copy(store, lost, tmp_path / "kept")
+    assert (tmp_path / "kept/only-here.bin").read_bytes()
+    assert fsck(store, read_data=True).ok
+
+
+def test_leaving_a_detached_version_a_ref_reaches_says_nothing(store: Store, work: Path) -> None:
+    from objstore.worktree import checkout
+
+    v1, _v2 = _two_versions(store, work)
+    checkout(store, v1)
+    assert checkout(store, "main").left_behind is None
+
+
+def test_cli_detached_head_messages_status_log_and_switch_c(tmp_path: Path) -> None:
+    w = tmp_path / "w"
+    ds("init", str(w), cwd=tmp_path)
+    write(w, "a", "1")
+    ds("commit", "-a", "-m", "v1", cwd=w)
+    ds("tag", "v1", cwd=w)
+    write(w, "a", "2")
+    ds("commit", "-a", "-m", "v2", cwd=w)
+    r = ds("checkout", "v1", cwd=w)
+    assert "HEAD is now detached" in r.stderr and "ds switch -c NAME" in r.stderr
+    assert ds("status", cwd=w).stdout.startswith("HEAD detached at ")
+    assert "(HEAD detached, v1)" in ds("log", cwd=w).stdout
+    write(w, "b", "work")
+    r = ds("commit", "-a", "-m", "detached work", cwd=w)
+    work_id = r.stdout.strip()
+    assert "detached HEAD" in r.stderr
+    r = ds("checkout", "main", cwd=w)
+    assert f"leaving version {work_id[:12]} behind" in r.stderr and f"ds branch NAME {work_id}" in r.stderr
+    ds("switch", "-c", "rescued", work_id, cwd=w)
+    assert "(HEAD -> rescued)" in ds("log", "-n", "1", cwd=w).stdout
+    assert (w / "b").read_text() == "work"
+    assert ds("status", cwd=w).stdout.strip() == "Nothing changed."
+
+
+def test_a_deleted_branch_keeps_its_reflog_so_gc_keeps_its_versions(store: Store, work: Path,
+                                                                    tmp_path: Path) -> None:
+    from objstore.branches import create_branch, delete_branch, switch
+
+    _two_versions(store, work)
+    create_branch(store, "side")
+    switch(store, "side")
+    write(work, "side.bin", os.urandom(60_000))
+    side = commit_all(store, "side work").id
+    switch(store, "main")
+    with pytest.raises(DsError, match="-D"):
+        delete_branch(store, "side")
+    assert delete_branch(store, "side", force=True) == side
+    report = fsck(store)
+    assert report.ok, report.problems  # a deleted branch's kept reflog is not a damaged ref
+    assert gc(store).bytes_freed == 0
+    get_copy(store, side, tmp_path / "side")
+    assert gc(store, reflog_grace=None).bytes_freed > 50_000
+    assert fsck(store, read_data=True).ok
+
+
+def test_branch_names_and_current_branch_rules(store: Store, work: Path) -> None:
+    from objstore.branches import create_branch, delete_branch, list_branches, rename_branch
+
+    with pytest.raises(DsError, match="no version yet"):
+        create_branch(store, "early")
+    _two_versions(store, work)
+    store.tag("v1", "HEAD~1")
+    for bad in ("", "-x", "HEAD", "a..b", "v1"):
+        with pytest.raises(DsError):
+            create_branch(store, bad)
+    with pytest.raises(DsError, match="HEAD is on it"):
+        delete_branch(store, "main")
+    create_branch(store, "old", "v1")
+    assert delete_branch(store, "old") == store.resolve("v1"), "v1 is on main: an ordinary delete"
+    rename_branch(store, "main", "trunk")
+    assert [(b.name, b.current) for b in list_branches(store)] == [("trunk", True)]
+    assert store.meta.head_branch() == "trunk" and fsck(store).ok
