@@ -42,15 +42,13 @@ def remote_add(
     default: Annotated[bool, typer.Option("--default", help="Make it the default remote.")] = False,
 ) -> None:
     """Add a remote (the first one becomes the default)."""
-    import os
-
     from objstore.errors import DsError
+    from objstore.remote import check_url
 
     store = open_store()
     if name in store.config.remotes:
         raise DsError(f"remote {name!r} exists; `ds remote remove {name}` first")
-    if "://" not in url:
-        url = os.path.abspath(os.path.join(cwd(), url))
+    url = check_url(url, store, base=cwd())
     remotes = dict(store.config.remotes)
     remotes[name] = {"url": url, "options": _parse_options(option)} if option else {"url": url}
     _save(store, remotes=remotes, remote=name if default or not store.config.remote else store.config.remote)
@@ -85,6 +83,18 @@ def remote_remove(name: Annotated[str, typer.Argument(help="Remote to forget.")]
     err(f"Removed remote {name}")
 
 
+def _target(store, remote: str | None) -> str | None:
+    """A remote name as given; a folder given directly, made absolute against ``-C``'s folder."""
+    from objstore.remote import check_url
+
+    if remote is None or remote in store.config.remotes:
+        return remote
+    if not remote.strip() or remote.startswith((".", "~", "file://")) or (
+            "://" not in remote and "/" in remote):
+        return check_url(remote, store, base=cwd())
+    return remote
+
+
 def _report(verb: str, t, as_json: bool) -> None:
     for warning in t.warnings:  # what the remote held that was skipped as invalid
         err(f"Warning: {warning}")
@@ -110,8 +120,9 @@ def push(
     """Send versions and the bytes the remote lacks; refs move last, by compare-and-swap."""
     from objstore.remote import Remote
 
+    store = open_store()
     with transfer_progress("pushing", quiet) as cb:
-        t = Remote(open_store(), remote, progress=cb).push(refs or None, all_refs=all_, force=force)
+        t = Remote(store, _target(store, remote), progress=cb).push(refs or None, all_refs=all_, force=force)
     _report("Pushed", t, as_json)
 
 
@@ -124,8 +135,9 @@ def fetch(
     """Bring a remote's branches (as REMOTE/BRANCH), tags and metadata; bytes come on demand."""
     from objstore.remote import Remote
 
+    store = open_store()
     with transfer_progress("fetching", quiet) as cb:
-        t = Remote(open_store(), remote, progress=cb).fetch()
+        t = Remote(store, _target(store, remote), progress=cb).fetch()
     _report("Fetched", t, as_json)
 
 
@@ -138,8 +150,9 @@ def pull(
     """Fetch, then update the current branch and working folder (merging if they diverged)."""
     from objstore.remote import pull as do_pull
 
+    store = open_store()
     with transfer_progress("pulling", quiet) as cb:
-        t, info = do_pull(open_store(), remote, progress=cb)
+        t, info = do_pull(store, _target(store, remote), progress=cb)
     _report("Pulled", t, as_json)
     if not as_json:
         err(f"Now at {info.id[:12]}" if info else "Already up to date")
@@ -161,11 +174,11 @@ def clone(
     """Make a new store and working folder from a remote, downloading only what is checked out."""
     import os
 
+    from objstore.remote import check_url
     from objstore.remote import clone as do_clone
 
+    url = check_url(url, base=cwd())
     target = directory or url.rstrip("/").rsplit("/", 1)[-1] or "clone"
-    if "://" not in url:
-        url = os.path.abspath(os.path.join(cwd(), url))
     with transfer_progress("cloning", quiet) as cb:
         store, t = do_clone(url, os.path.join(cwd(), target), rev=rev, include=include,
                             options=_parse_options(option) or None, progress=cb)

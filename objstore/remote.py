@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -39,6 +40,7 @@ from .errors import DsError, FormatError
 from .index import ChunkIndex, Location, encode_fragment
 from .meta import CommitInfo
 from .packs import FLAG_DELTA, PackEntry, PackWriter, decode_chunk, encode_chunk, pack_path
+from .paths import STORE_DIR
 from .records import RecordStore, record_problem
 from .remote_fs import RefConflict, RemoteError, RemoteFS, RemoteLock
 from .store import Store
@@ -67,18 +69,63 @@ class Transfer:
 
 def remote_spec(store: Store, name_or_url: str | None) -> tuple[str, str, dict]:
     """(name, url, options) for a configured remote name, a URL, or the default."""
+    if name_or_url is not None and not name_or_url.strip():
+        raise DsError("the remote name or URL is empty; give a remote name, a folder or an "
+                      "s3://, gs://, az:// URL")
     target = name_or_url or store.config_remote()
     if not target:
         raise DsError("no remote given and no default; `ds remote add NAME URL` first")
     r = store.config.remotes.get(target)
     if r is not None:
-        return target, r["url"], dict(r.get("options", {}))
+        return target, _configured_url(store, target, r), dict(r.get("options", {}))
+    if "://" in target or target.startswith(("/", ".", "~")):
+        target = check_url(target, store)
     for name, r in store.config.remotes.items():  # a URL of a configured remote: its options
         if r["url"] == target:
-            return name, r["url"], dict(r.get("options", {}))
-    if "://" in target or target.startswith(("/", ".")):
+            return name, _configured_url(store, name, r), dict(r.get("options", {}))
+    if "://" in target or target.startswith("/"):
         return "", target, {}
     raise DsError(f"no remote named {target!r}; see `ds remote list`")
+
+
+def _configured_url(store: Store, name: str, r: dict) -> str:
+    """A configured remote's URL, checked like a new one (an older objstore saved any)."""
+    try:
+        return check_url(str(r.get("url", "")), store)
+    except DsError as e:
+        raise DsError(f"remote {name}: {e}; `ds remote remove {name}` and add it again") from None
+
+
+def check_url(url: str, store: Store | None = None, base: str | os.PathLike[str] | None = None,
+              worktree: Path | None = None) -> str:
+    """The URL to use for a remote given as ``url``: ``~`` expanded, a folder made absolute
+    (against ``base``, default the current folder).
+
+    Refused: an empty URL, and a folder equal to or inside a store (any ``.dsstore``,
+    or ``store``'s folder) or a working folder (``worktree``, or ``store``'s): a push
+    would write the remote's files among the files it versions.
+    """
+    if not url.strip():
+        raise DsError("a remote URL cannot be empty; give a folder or an s3://, gs://, az:// URL")
+    scheme = "file://" if url.startswith("file://") else ""
+    if "://" in url and not scheme:
+        return url
+    raw = os.path.expanduser(url[len(scheme):])
+    path = Path(os.path.abspath(os.path.join(base or os.getcwd(), raw)))
+    real = path.resolve()
+    if any(part.casefold() == STORE_DIR for part in (*path.parts, *real.parts)):
+        raise DsError(f"remote {url!r} is inside a {STORE_DIR} folder; choose a folder outside any store")
+    guarded = [] if worktree is None else [("working folder", worktree)]
+    if store is not None:
+        guarded.append(("store", store.path))
+        if store.path.name == STORE_DIR:  # a store made by `ds init`: its parent is a working folder
+            guarded.append(("working folder", store.worktree))
+    for what, folder in guarded:
+        inside = Path(folder).resolve()
+        if real == inside or inside in real.parents:
+            raise DsError(f"remote {url!r} is inside the {what} {inside}: a push would write its files "
+                          "there; choose a folder outside it")
+    return scheme + str(path)
 
 
 class Remote:
@@ -889,6 +936,7 @@ def clone(url: str, directory: str, rev: str | None = None, include: list[str] |
     from dataclasses import replace
     from pathlib import Path as _Path
 
+    url = check_url(url, worktree=Path(directory))
     probe = RemoteFS(url, options)
     try:
         with probe.operation("clone"):

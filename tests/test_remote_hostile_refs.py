@@ -210,3 +210,65 @@ def test_fetch_dataset_refuses_a_record_it_cannot_trust(tmp_path: Path, monkeypa
     with pytest.raises(FormatError, match="lacks"):
         fetch_dataset(two, str(remote), dict(good, commit=tree))  # an id, but of a tree
     assert not any((two.path / "datasets").glob("*.json"))  # nothing was stored
+
+
+# -- 3. remote URLs ----------------------------------------------------------------------
+def committed(path: Path) -> Store:
+    s = Store.init(path)
+    write(s.worktree, "f.txt", "one")
+    commit_all(s, "v1")
+    return s
+
+
+@pytest.mark.parametrize("url", ["", " ", ".", "sub/r", "./.dsstore/r"])
+def test_cli_refuses_a_remote_in_the_working_folder(tmp_path: Path, url: str) -> None:
+    a = committed(tmp_path / "a")
+    (a.worktree / "sub").mkdir()
+    before = sorted(p.name for p in a.worktree.iterdir())
+    for args in (("remote", "add", "o", url), ("push", url), ("fetch", url), ("pull", url)):
+        proc = ds(*args, cwd=a.worktree, check=False)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, (args, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1
+        assert "empty" in proc.stderr or "inside" in proc.stderr
+    assert sorted(p.name for p in a.worktree.iterdir()) == before and not any((a.worktree / "sub").iterdir())
+    assert Store.open(a.worktree).config.remotes == {}
+
+
+def test_cli_clone_refuses_an_empty_url(tmp_path: Path) -> None:
+    proc = ds("clone", "", "c", cwd=tmp_path, check=False)
+    assert proc.returncode == 1 and "empty" in proc.stderr and not (tmp_path / "c").exists()
+
+
+def test_remote_urls_expand_home_and_resolve_against_the_folder(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    a = committed(tmp_path / "a")
+    r = Remote(a, "~/r")
+    assert r.url == str(tmp_path / "home" / "r")
+    r.push(["main"])
+    assert (tmp_path / "home" / "r" / "config").exists()
+    ds("remote", "add", "o", "../r2", cwd=a.worktree)
+    assert Store.open(a.worktree).config.remotes["o"]["url"] == str(tmp_path / "r2")
+    ds("push", "o", cwd=a.worktree)
+    c, _t = clone("~/r", str(tmp_path / "c"))
+    assert read_tree(c.worktree) == read_tree(a.worktree)
+
+
+def test_library_refuses_bad_remote_places(tmp_path: Path, monkeypatch) -> None:
+    from dataclasses import replace
+
+    a = committed(tmp_path / "a")
+    monkeypatch.chdir(a.worktree)  # "./" below
+    other = committed(tmp_path / "other")
+    for url in (str(a.worktree), str(a.worktree / "x"), str(a.path / "r"), str(other.path / "r"),
+                f"file://{a.worktree}/x", "./"):
+        with pytest.raises(DsError, match="inside"):
+            Remote(a, url)
+    with pytest.raises(DsError, match="empty"):
+        Remote(a, "")
+    (tmp_path / "c").mkdir()
+    with pytest.raises(DsError, match="inside"):
+        clone(str(tmp_path / "c" / "r"), str(tmp_path / "c"))
+    a.set_config(replace(a.config, remote="o", remotes={"o": {"url": ""}}))  # saved by an older objstore
+    with pytest.raises(DsError, match="ds remote remove o"):
+        Remote(a).push()
+    assert sorted(p.name for p in a.worktree.iterdir()) == [".dsstore", "f.txt"]
