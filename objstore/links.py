@@ -132,7 +132,7 @@ def _truthy(value: object) -> bool:
     return value is True or value == 1 or (isinstance(value, str) and value.lower() in ("true", "1", "yes"))
 
 
-def _why(url: str, allowed: frozenset[str]) -> str:
+def _why(url: str) -> str:
     found = schemes_of(url)
     if found is None or found[0] in LOCAL_SCHEMES:
         return "it names a file on this machine"
@@ -148,8 +148,8 @@ class LinkPolicy:
         self.store_path = Path(store_path)
         self.config = config
         self.schemes = allowed_schemes(config)
-        self._lock = threading.Lock()
-        self._trusted: set[str] | None = None
+        self._lock = threading.RLock()  # one reader of the remote indexes at a time (reload closes maps)
+        self._trusted: tuple[tuple, set[str]] | None = None  # (file signature, SHA-256s)
         self._indexes: list | None = None  # ChunkIndex of each remote that allows local links
 
     @classmethod
@@ -170,7 +170,7 @@ class LinkPolicy:
             return None
         if url_key(url) in self.trusted() or self._held_by_trusted_remote(chunk_id):
             return None
-        return _why(url, self.schemes)
+        return _why(url)
 
     def message(self, path: str, url: str, why: str) -> str:
         return (f"{path}: refusing external file {url!r}: {why}, and a link that came from a remote may "
@@ -189,23 +189,31 @@ class LinkPolicy:
                 "reads that remote's index again")
 
     def trusted(self) -> set[str]:
+        """The trust list, read again when the file was replaced since (a long ``ds://`` session
+        must see links made after it began)."""
+        try:
+            st = (self.store_path / TRUST_FILE).stat()
+            sig: tuple = (st.st_ino, st.st_size, st.st_mtime_ns)
+        except FileNotFoundError:
+            sig = ()
         with self._lock:
-            if self._trusted is None:
-                self._trusted = read_trusted(self.store_path)
-            return self._trusted
+            if self._trusted is None or self._trusted[0] != sig:
+                self._trusted = (sig, read_trusted(self.store_path))
+            return self._trusted[1]
 
     def _held_by_trusted_remote(self, chunk_id: bytes) -> bool:
-        for folder, index, seen in self._remote_indexes():
-            try:
-                now = sorted(os.listdir(folder))
-            except FileNotFoundError:
-                continue
-            if now != seen[0]:  # fragments came or went since it was read (a fetch, a remote gc)
-                index.reload()
-                seen[0] = now
-            if index.lookup(chunk_id) is not None:
-                return True
-        return False
+        with self._lock:
+            for folder, index, seen in self._remote_indexes():
+                try:
+                    now = sorted(os.listdir(folder))
+                except FileNotFoundError:
+                    continue
+                if now != seen[0]:  # fragments came or went since it was read (a fetch, a remote gc)
+                    index.reload()
+                    seen[0] = now
+                if index.lookup(chunk_id) is not None:
+                    return True
+            return False
 
     def _remote_indexes(self) -> list:
         """(index folder, ChunkIndex, [its file names when read]) of each remote allowing local links."""

@@ -327,6 +327,12 @@ def test_links_made_in_this_store_keep_working(tmp_path: Path, secret: Path, mon
     assert (out / "by_path/secret.txt").read_bytes() == secret.read_bytes()
     fs = fsspec.filesystem("ds", skip_instance_cache=True)
     assert fs.cat_file(f"p/n@{d.id}/by_url/secret.txt") == secret.read_bytes()
+    # a link made while a ds:// session is open is seen by that session
+    later = write(tmp_path / "private", "later.txt", MARK + b" later\n")
+    d2 = Dataset.create(dataset_name="n2", dataset_project="p")
+    d2.add_external_files(str(later))
+    d2.finalize()
+    assert fs.cat_file(f"p/n2@{d2.id}/later.txt") == later.read_bytes()
     # the same links, read by another store from the remote: not this user's links there
     monkeypatch.setenv("DSSTORE_DIR", str(tmp_path / "theirs" / ".dsstore"))
     monkeypatch.setenv("DSSTORE_REMOTE", str(tmp_path / "remote"))
