@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from .app import JsonOpt, app, err, open_store, out_json
+from .workflow import quote_path
 
 
 @app.command()
@@ -71,9 +72,9 @@ def show(rev: Annotated[str, typer.Argument(help="Version to describe.")] = "HEA
 def _print_diff(data: dict) -> None:
     for key, mark in (("added", "A"), ("modified", "M"), ("removed", "D")):
         for p in data[key]:
-            typer.echo(f"{mark}  {p}")
+            typer.echo(f"{mark}  {quote_path(p)}")
     for r in data["renamed"]:
-        typer.echo(f"R  {r['from']} -> {r['to']}")
+        typer.echo(f"R  {quote_path(r['from'])} -> {quote_path(r['to'])}")
 
 
 @app.command()

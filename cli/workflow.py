@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 import typer
 
 from .app import JsonOpt, QuietOpt, app, cwd, err, open_store, out_json, progress
+
+
+def quote_path(path: str) -> str:
+    """A path as one printable line: one with control characters (a newline) or an
+    undecodable byte is shown quoted with escapes, as git does."""
+    if path.isprintable() and "\ufffd" not in path:
+        return path
+    return json.dumps(path)
 
 
 @app.command()
@@ -37,9 +46,12 @@ def add(
     with progress("adding", quiet) as cb:
         report = do_add(store, paths, cb, cwd=cwd())
     for a, b in report.case_collisions:
-        err(f"Warning: {a} and {b} differ only in case; they collide on case-insensitive disks")
+        err(f"Warning: {quote_path(a)} and {quote_path(b)} differ only in case; they collide on "
+            "case-insensitive disks")
+    from objstore.worktree import skip_reason
+
     for p in report.skipped:
-        err(f"Warning: skipped {p}: not a regular file, folder or link")
+        err(f"Warning: skipped {quote_path(p)}: {skip_reason(p)}")
     if not quiet:
         err(f"Staged {report.staged} file(s), {report.removed} removal(s); "
             f"{report.bytes_new} new bytes stored")
@@ -87,15 +99,23 @@ def status(as_json: JsonOpt = False) -> None:
         typer.echo("Staged for the next commit:")
         for key in ("added", "modified", "removed"):
             for p in staged[key]:
-                typer.echo(f"  {key:9} {p}")
+                typer.echo(f"  {key:9} {quote_path(p)}")
         for r in staged["renamed"]:
-            typer.echo(f"  renamed   {r['from']} -> {r['to']}")
+            typer.echo(f"  renamed   {quote_path(r['from'])} -> {quote_path(r['to'])}")
     changes = [("added", st.added), ("modified", st.modified), ("removed", st.removed)]
     if any(v for _, v in changes):
         typer.echo("Working folder against the latest version:")
         for key, paths in changes:
             for p in paths:
-                typer.echo(f"  {key:9} {p}")
+                typer.echo(f"  {key:9} {quote_path(p)}")
+    if st.skipped or st.bad_names:
+        from objstore.worktree import skip_reason
+
+        typer.echo("Not versioned:")
+        for p in st.skipped:
+            typer.echo(f"  {quote_path(p)}: {skip_reason(p)}")
+        for p in st.bad_names:
+            typer.echo(f"  {quote_path(p)}: the name is not valid UTF-8 (rename it to version it)")
     if st.clean:
         typer.echo("Nothing changed.")
 
@@ -108,13 +128,14 @@ def commit(
     as_json: JsonOpt = False,
 ) -> None:
     """Record the staged files as a new version."""
-    from objstore.worktree import add as do_add
+    from objstore.worktree import commit_all
 
     store = open_store()
     if all_:
         with progress("adding", quiet) as cb:
-            do_add(store, [str(store.worktree)], cb)
-    info = store.commit(message)
+            info = commit_all(store, message, cb)
+    else:
+        info = store.commit(message)
     if as_json:
         out_json(info.as_json())
     else:

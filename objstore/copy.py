@@ -70,13 +70,19 @@ def copy_items(store: Store, items: list[tuple[str, FileEntry]], dest: str | os.
         raise DsError(f"{dest} exists and is not a folder")
     store_path, real = store.path.resolve(), dest.resolve()
     copies = store_path / "cache" / "copies"  # the SDK's read-only cached copies live here
-    if (real == store_path or store_path in real.parents) and copies not in real.parents:
-        raise DsError(f"{dest} is inside the store {store_path}; choose a folder outside it")
+    for folder in (real, *real.parents):  # this store or any other: never write into one
+        if folder.name == STORE_DIR and not (folder == store_path and copies in real.parents):
+            raise DsError(f"{dest} is inside the store {folder}; choose a folder outside it")
     if real in store_path.parents or (dest / STORE_DIR).exists():
         raise DsError(f"{dest} holds a store; use `ds checkout` to change a working folder")
     non_empty = dest.exists() and any(os.scandir(dest))
     if non_empty and not overwrite:
         raise TargetNotEmpty(f"{dest} is not empty; pass --overwrite to replace its content")
+    if non_empty:
+        nested = _nested_store(real)
+        if nested is not None:
+            raise DsError(f"{dest} holds a store at {nested}; --overwrite would delete it, so it is "
+                          "refused: choose another folder")
     if store.fetcher is not None:  # bytes that live only on a remote: fetch just these
         store.ensure_chunks(c for _p, e in items for c, _ in e.chunk_list())
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -102,3 +108,11 @@ def copy_items(store: Store, items: list[tuple[str, FileEntry]], dest: str | os.
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return report
+
+
+def _nested_store(root: Path) -> Path | None:
+    """The first ``.dsstore`` anywhere under ``root`` (which an overwrite would delete)."""
+    for folder, dirs, _files in os.walk(root):
+        if STORE_DIR in dirs:
+            return Path(folder, STORE_DIR)
+    return None

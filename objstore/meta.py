@@ -238,10 +238,7 @@ class MetaStore:
         if cached is not None:
             return cached
         label = where or "/"
-        try:
-            tree = self.repo[tree_oid]
-        except KeyError:
-            raise FormatError(f"folder {label!r}: tree {tree_oid} is missing; run `ds fsck`") from None
+        tree = self._get(tree_oid, f"the tree of folder {label!r}")
         if not isinstance(tree, pygit2.Tree):
             raise FormatError(f"folder {label!r}: {tree_oid} is not a tree")
         folder = Folder()
@@ -288,11 +285,17 @@ class MetaStore:
             self._folder_rows -= len(old.files) + len(old.dirs)
         return folder
 
-    def _manifest(self, oid: pygit2.Oid, label: str) -> list[FileEntry]:
+    def _get(self, oid: pygit2.Oid, what: str) -> pygit2.Object:
+        """An object of the database; a missing or damaged one is one clear error naming it."""
         try:
-            data = self.repo[oid].data
-        except KeyError:
-            raise FormatError(f"folder {label!r}: manifest {oid} is missing; run `ds fsck`") from None
+            return self.repo[oid]
+        except (KeyError, ValueError):
+            raise FormatError(f"{what} ({oid}) is missing from the store; run `ds fsck`") from None
+        except pygit2.GitError as e:
+            raise FormatError(f"{what} ({oid}) is damaged ({e}); run `ds fsck`") from None
+
+    def _manifest(self, oid: pygit2.Oid, label: str) -> list[FileEntry]:
+        data = self._get(oid, f"the manifest of folder {label!r}").data
         return decode_manifest(data, self.hash_size, f"manifest of {label!r}")
 
     def _patched(self, base_rows: dict[str, FileEntry], patch: dict[str, pygit2.Oid],
@@ -301,10 +304,8 @@ class MetaStore:
         files = dict(base_rows)
         if REMOVED in patch:
             try:
-                names = self.repo[patch[REMOVED]].data.decode("utf-8").split("\0")
-            except KeyError:
-                raise FormatError(f"folder {label!r}: removal list {patch[REMOVED]} is missing; "
-                                  "run `ds fsck`") from None
+                names = self._get(patch[REMOVED], f"the removal list of folder {label!r}").data \
+                    .decode("utf-8").split("\0")
             except UnicodeDecodeError:
                 raise FormatError(f"folder {label!r}: removal list is not UTF-8") from None
             if names != sorted(set(names)):
@@ -397,8 +398,8 @@ class MetaStore:
         if folder.meta is None:
             return {}
         try:
-            return json.loads(self.repo[folder.meta].data)
-        except (ValueError, KeyError) as e:
+            return json.loads(self._get(folder.meta, f"the dataset metadata of tree {tree_oid}").data)
+        except ValueError as e:
             raise FormatError(f"dataset metadata of tree {tree_oid} is unreadable ({e})") from None
 
     # -- commits -----------------------------------------------------------------------
@@ -431,18 +432,23 @@ class MetaStore:
             obj = self.repo[commit_id]
         except (KeyError, ValueError):
             raise RevisionNotFound(f"version {commit_id} is missing from the store; run `ds fsck`") from None
+        except pygit2.GitError as e:
+            raise FormatError(f"version {commit_id} is damaged in the store ({e}); run `ds fsck`") from None
         if not isinstance(obj, pygit2.Commit):
             raise RevisionNotFound(f"{commit_id} is not a version")
         return obj
 
     def ancestors(self, commit_id: str) -> Iterator[str]:
         """Commit ids reachable from ``commit_id``, newest first (by time, then topology)."""
-        walker = self.repo.walk(
-            pygit2.Oid(hex=commit_id),
-            pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.TIME,
-        )
-        for c in walker:
-            yield str(c.id)
+        try:
+            walker = self.repo.walk(
+                pygit2.Oid(hex=commit_id),
+                pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.TIME,
+            )
+            for c in walker:
+                yield str(c.id)
+        except pygit2.GitError as e:
+            raise FormatError(f"the history of {commit_id[:12]} is damaged ({e}); run `ds fsck`") from None
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         if ancestor == descendant:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .diff import Diff, diff_trees
-from .errors import DirtyWorktree, DsError
+from .errors import DirtyWorktree, DsError, NothingToCommit
 from .manifest import LINK, FileEntry
 from .paths import STORE_DIR, check_relpath, join, parent_of
 from .progress import announce
@@ -36,6 +36,7 @@ class Status:
     removed: list[str] = field(default_factory=list)
     staged: Diff = field(default_factory=Diff)
     skipped: list[str] = field(default_factory=list)
+    bad_names: list[str] = field(default_factory=list)  # not valid UTF-8: add refuses them
 
     @property
     def clean(self) -> bool:
@@ -48,6 +49,7 @@ class Status:
             "removed": self.removed,
             "staged": self.staged.as_json(),
             "skipped": self.skipped,
+            "bad_names": self.bad_names,
         }
 
 
@@ -219,7 +221,8 @@ def status(store: Store) -> Status:
     trim = bool(head) and not store.config.sparse and store.staged_tree() == store.head_tree()
     d, result, cache = worktree_diff(store, trim_cache=trim)
     staged = diff_trees(store.meta, store.head_tree(), store.staged_tree())
-    st = Status(sorted(d.added), sorted(d.modified), sorted(d.removed), staged, sorted(result.skipped))
+    st = Status(sorted(d.added), sorted(d.modified), sorted(d.removed), staged, sorted(result.skipped),
+                sorted(result.bad_names))
     if st.clean and trim and not result.skipped and cache.row_count() == result.matched:
         # the rows are exactly HEAD's files, all just proved unchanged (none was dropped
         # as racy on saving): the next no-op status can trust them
@@ -411,8 +414,19 @@ def _refuse_if_changed(store: Store, entries: dict[str, FileEntry]) -> None:
 
 
 def commit_all(store: Store, message: str, progress: Progress | None = None):
+    """Stage every change, then commit (``ds commit -a``)."""
     add(store, [str(store.worktree)], progress)
-    return store.commit(message)
+    try:
+        return store.commit(message)
+    except NothingToCommit:
+        raise NothingToCommit("nothing to commit: the working folder matches the latest version") from None
+
+
+def skip_reason(path: str) -> str:
+    """Why ``add`` and ``status`` leave a path out (what the scan reported it as)."""
+    if path.rpartition("/")[2].casefold() == STORE_DIR:
+        return f"{STORE_DIR} is the store's reserved name and is never versioned"
+    return "not a regular file, folder or link"
 
 
 def _blockers(root: str, write_paths, removable: set[str]) -> list[str]:
@@ -515,6 +529,7 @@ def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool
                 )
         if store.fetcher is not None:
             store.ensure_chunks(c for p in write_paths for c, _ in target_map[p].chunk_list())
+        m.check_links((p, target_map[p]) for p in sorted(write_paths))  # refuse before removing anything
         for p in sorted(gone):
             m.remove(p)
             cache.drop(p)

@@ -290,9 +290,6 @@ def test_opting_in_after_a_refusal(tmp_path: Path, secret: Path, monkeypatch) ->
     assert (victim / "ext/by_path.txt").read_bytes() == secret.read_bytes()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "worktree.checkout removes the files the new version drops before Materializer.write checks "
-    "external links; it should call Materializer.check_links on what it will write first"))
 def test_a_refused_pull_leaves_the_working_folder_as_it_was(tmp_path: Path, secret: Path) -> None:
     h = Store.init(tmp_path / "h")
     h.set_config(replace(h.config, remote="origin", remotes={"origin": {"url": str(tmp_path / "r")}}))
