@@ -4,18 +4,59 @@ Writes go through a session: chunks are appended to the current pack, packs roll
 at the target size, and ``flush`` makes them durable and publishes one index fragment
 for all of them. Only then may metadata that names these chunks be written (a reader
 must never see a version whose bytes are missing).
+
+Work is not thrown away. A session that stops early (an error, Ctrl-C) keeps what is
+complete: ``keep`` publishes the pack being written and indexes every published pack.
+A writer killed outright leaves packs that no fragment names and a temp pack without
+its table of contents; ``recover`` (run before a write session stores anything) indexes
+the former after checking each against its name, and turns the latter into a pack of
+its complete records, each verified by hash, so the next ``ds add`` stores none of
+those chunks again.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 from array import array
+from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import CorruptObject
+import xxhash
+
+from .errors import CorruptObject, DsError, FormatError
+from .fsutil import fsync_dir
 from .hashing import HashAlgo
 from .index import ChunkIndex, Location
-from .packs import FLAG_DELTA, PackEntry, PackReader, PackWriter, decode_chunk, delta_base, pack_path
+from .packs import (
+    END_MAGIC,
+    FLAG_DELTA,
+    FOOTER,
+    HEADER,
+    PackEntry,
+    PackReader,
+    PackWriter,
+    decode_chunk,
+    delta_base,
+    encode_toc,
+    journal_path,
+    pack_path,
+    read_pack_toc,
+    scan_records,
+)
+
+_READ = 1 << 20
+
+
+@dataclass
+class Recovered:
+    """What ``recover`` indexed: packs and chunks a killed writer left behind."""
+
+    packs: int = 0  # published packs no fragment named
+    salvaged: int = 0  # temp packs turned into packs of their complete records
+    chunks: int = 0
+    raw_bytes: int = 0
 
 
 class ChunkStore:
@@ -35,6 +76,7 @@ class ChunkStore:
         self._writer_entries: set[bytes] = set()  # ids in the pack being written
         self._readers: dict[str, PackReader] = {}
         self._lock = threading.Lock()
+        self._wlock = threading.RLock()  # writes: ingest threads, and an abort on the main thread
 
     # -- queries ---------------------------------------------------------------------
     def has(self, chunk_id: bytes) -> bool:
@@ -55,7 +97,8 @@ class ChunkStore:
     def get(self, chunk_id: bytes) -> bytes:
         """The chunk's bytes, verified against its id."""
         if chunk_id in self._writer_entries:
-            self._roll()  # in the pack being written: publish that pack first
+            with self._wlock:
+                self._roll()  # in the pack being written: publish that pack first
         loc = self.locate(chunk_id)
         if loc is None:
             raise CorruptObject(
@@ -115,31 +158,56 @@ class ChunkStore:
     # -- writes ----------------------------------------------------------------------
     def put_encoded(self, chunk_id: bytes, stored: bytes | memoryview, raw_len: int, flags: int) -> bool:
         """Append an encoded chunk unless the store has it; True when written."""
-        if self.has(chunk_id):
-            return False
-        if self._writer is None:
-            self._writer = PackWriter(self.packs_dir, self.algo)
-        self._writer.add(chunk_id, stored, raw_len, flags)
-        self._writer_entries.add(chunk_id)
-        if self._writer.size >= self.pack_target:
-            self._roll()
-        return True
+        with self._wlock:
+            if self._writer is not None and self._writer.failed:
+                self._roll()  # keep what the failed writer holds before starting another
+            if self.has(chunk_id):
+                return False
+            if self._writer is None:
+                self._writer = PackWriter(self.packs_dir, self.algo)
+            self._writer.add(chunk_id, stored, raw_len, flags)
+            self._writer_entries.add(chunk_id)
+            if self._writer.size >= self.pack_target:
+                self._roll()
+            return True
 
     def _roll(self) -> None:
-        writer, self._writer = self._writer, None
+        """Publish the pack being written. If publishing fails, the writer stays current
+        (closed, failed) so that the next roll, flush or abort salvages its records."""
+        writer = self._writer
         if writer is None:
             return
-        self._writer_entries = set()
+        if writer.failed:
+            self._writer, self._writer_entries = None, set()
+            self._keep_failed(writer)
+            return
         if not len(writer):
+            self._writer, self._writer_entries = None, set()
             writer.abort()
             return
-        pack_hex, entries = writer.finish()
+        pack_hex, entries = writer.publish()
+        self._writer, self._writer_entries = None, set()
+        self._add_pending(pack_hex, entries)
+
+    def _add_pending(self, pack_hex: str, entries: list[PackEntry]) -> None:
         pack_no = len(self._packs)
         self._packs.append(pack_hex)
         for e in entries:
             row = len(self._rows) // 5
             self._rows.extend((pack_no, e.offset, e.stored_len, e.raw_len, e.flags))
             self._pending[e.chunk_id] = row  # only once its row exists: readers run on other threads
+
+    def _keep_failed(self, writer: PackWriter) -> None:
+        """Make a pack of the complete records of a writer whose write or publish failed;
+        if even that fails (the disk is still full), remove its temp file and raise."""
+        writer.close()
+        try:
+            kept = self._salvage(writer.path, own=True)
+        except BaseException:
+            writer.abort()
+            raise
+        if kept is not None:
+            self._add_pending(*kept)
 
     def flush(self) -> int:
         """Make every chunk put so far durable and indexed; returns chunks published.
@@ -148,21 +216,35 @@ class ChunkStore:
         the same process indexes them: ``has`` must never answer yes for a chunk that no
         flush will index.
         """
-        self._roll()
-        written = len(self._pending)
-        if written:
-            rows = ((cid, self._location(self._pending[cid])) for cid in sorted(self._pending))
-            self.index.write_fragment(rows, ordered=True)
-        self._pending, self._packs, self._rows = {}, [], array("Q")
-        if written:
-            self.index.maybe_merge()
-        return written
+        with self._wlock:
+            self._roll()
+            written = len(self._pending)
+            if written:
+                rows = ((cid, self._location(self._pending[cid])) for cid in sorted(self._pending))
+                self.index.write_fragment(rows, ordered=True)
+            self._pending, self._packs, self._rows = {}, [], array("Q")
+            if written:
+                self.index.maybe_merge()
+            return written
+
+    def keep(self) -> int:
+        """Publish and index what is complete: for a write session that stops early (an
+        error, Ctrl-C), so the chunks it stored are not stored again. Called while another
+        exception propagates, so a failure here (a full disk) is not raised: the pack being
+        written is then removed, and published packs are left for ``recover``."""
+        with self._wlock:
+            try:
+                return self.flush()
+            except Exception:
+                self.abort()
+                return 0
 
     def abort(self) -> None:
-        if self._writer is not None:
-            self._writer.abort()
-            self._writer = None
-            self._writer_entries = set()
+        """Drop the pack being written (published packs stay pending: a later flush indexes them)."""
+        with self._wlock:
+            writer, self._writer, self._writer_entries = self._writer, None, set()
+            if writer is not None:
+                writer.abort()
 
     def close(self) -> None:
         self.abort()
@@ -170,3 +252,118 @@ class ChunkStore:
             r.close()
         self._readers = {}
         self.index.reload()
+
+    # -- what a killed writer left -------------------------------------------------------
+    def recover(self) -> Recovered:
+        """Index what killed writers left: published packs that no fragment names (each
+        checked against its name first) and temp packs no live writer holds (their
+        complete records, each verified by hash, become a pack of their own). Call it under
+        the store lock before a write session, so the session finds those chunks stored."""
+        report = Recovered()
+        with self._wlock:
+            rows: list[tuple[bytes, Location]] = []
+            named = {p for frag in self.index.fragments for p in frag.packs} | set(self._packs)
+            for path in sorted(self.packs_dir.glob("*/*.pack")):
+                if path.stem in named:
+                    continue
+                entries = self._published_entries(path)
+                if entries:
+                    report.packs += 1
+                    rows.extend((e.chunk_id, Location(path.stem, e.offset, e.stored_len, e.raw_len,
+                                                      e.flags)) for e in entries)
+            for path in sorted(self.packs_dir.glob(".tmp-*.pack")):
+                try:
+                    kept = self._salvage(path, own=False)
+                except (OSError, DsError):
+                    continue  # unreadable or no room: left as it is for `ds gc`
+                if kept:
+                    report.salvaged += 1
+                    pack_hex, entries = kept
+                    rows.extend((e.chunk_id, Location(pack_hex, e.offset, e.stored_len, e.raw_len,
+                                                      e.flags)) for e in entries)
+            for journal in self.packs_dir.glob(".tmp-*.toc"):
+                if not journal.with_suffix(".pack").exists():  # its pack was published or dropped
+                    journal.unlink(missing_ok=True)
+            if rows:  # every row, even of chunks indexed elsewhere: the pack is named from now on
+                self.index.write_fragment(rows)
+                self.index.maybe_merge()
+            report.chunks = len(rows)
+            report.raw_bytes = sum(loc.raw_len for _c, loc in rows)
+        return report
+
+    def _published_entries(self, path: Path) -> list[PackEntry]:
+        """A published pack's table of contents, if the pack's bytes hash to its name."""
+        try:
+            algo, entries = read_pack_toc(path)
+            if algo is not self.algo:
+                return []
+            h = self.algo.new()
+            with open(path, "rb") as f:
+                while block := f.read(_READ):
+                    h.update(block)
+        except (OSError, DsError):
+            return []
+        return entries if h.hexdigest() == path.stem else []
+
+    def _salvage(self, path: Path, own: bool) -> tuple[str, list[PackEntry]] | None:
+        """Turn the temp pack ``path`` into a pack of its complete, verified records;
+        returns (pack hex, entries), or None when there is nothing to keep (the file and
+        its journal are then removed) or the file is not to be touched: a live writer holds
+        its lock, or it is too short to tell a dead writer's from one just created."""
+        journal = journal_path(path)
+        fd = os.open(path, os.O_RDWR)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return None
+            if not own and os.fstat(fd).st_size < HEADER.size:
+                return None
+            try:
+                entries = list(scan_records(path, self.algo, base=self._salvage_base))
+            except FormatError:  # no journal (killed before its first entry), or not a pack of ours
+                entries = []
+            if not entries:
+                os.unlink(path)
+                journal.unlink(missing_ok=True)
+                return None
+            pack_hex = self._seal(fd, entries)
+            final = pack_path(self.packs_dir, pack_hex)
+            final.parent.mkdir(exist_ok=True)
+            os.replace(path, final)  # under the lock: no other salvager can be at it
+        finally:
+            os.close(fd)
+        journal.unlink(missing_ok=True)
+        fsync_dir(final.parent)
+        return pack_hex, entries
+
+    def _seal(self, fd: int, entries: list[PackEntry]) -> str:
+        """Cut the file after its last good record, append the table of contents and the
+        footer, make it durable; returns the name its bytes hash to."""
+        end = entries[-1].offset + entries[-1].stored_len
+        os.ftruncate(fd, end)
+        h = self.algo.new()
+        pos = 0
+        while pos < end:
+            block = os.pread(fd, min(_READ, end - pos), pos)
+            if not block:
+                raise FormatError("a temp pack shrank while it was salvaged")
+            h.update(block)
+            pos += len(block)
+        toc = encode_toc(entries)
+        tail = toc + FOOTER.pack(end, len(entries), self.algo.code, xxhash.xxh3_128_digest(toc), END_MAGIC)
+        if os.pwrite(fd, tail, end) != len(tail):
+            raise OSError("short write while sealing a salvaged pack")
+        h.update(tail)
+        os.fsync(fd)
+        return h.hexdigest()
+
+    def _salvage_base(self, base_id: bytes) -> bytes | None:
+        """A delta's base, to verify a salvaged delta record; None if it cannot be read."""
+        loc = self.locate(base_id)
+        if loc is None or loc.flags & FLAG_DELTA:
+            return None
+        try:
+            return self.read_at(base_id, loc)
+        except (OSError, DsError):
+            return None

@@ -72,7 +72,9 @@ class Ingestor:
         self.files_done = 0
         self.bytes_done = 0
         self.bytes_new = 0
+        self.recovered = None  # what a killed writer had left, indexed before this run (chunkstore)
         self._write_lock = threading.Lock()
+        self._stop = False  # set when the run is failing or interrupted: large files stop being cut
 
     def _encode(self, raw: bytes | memoryview, base: bytes | None = None) -> Encoded:
         from .packs import encode_chunk
@@ -136,6 +138,10 @@ class Ingestor:
             window: deque[Future[Encoded]] = deque()
             done = released = 0
             for piece in cut(mm, self.params):
+                if self._stop:
+                    for f in window:
+                        f.cancel()
+                    raise _Stopped(job.path)
                 whole.update(piece)
                 window.append(pool.submit(self._encode, piece))
                 if len(window) >= 2 * self.workers:
@@ -171,32 +177,54 @@ class Ingestor:
         def keep(job: Job, entry: FileEntry) -> None:
             out[job.path] = entry
         emit = sink if sink is not None else keep
+        # a killed add left packs no fragment names: index their chunks before storing any
+        self.recovered = self.chunks.recover()
         big: list[Job] = []
+        window: deque[tuple[Job, Future]] = deque()
+        try:
+            self._run(jobs, emit, big, window)
+        except BaseException:
+            # the pools are done: publish and index what was stored, so that running the
+            # command again finds it (best effort; it raises nothing of its own)
+            self.chunks.keep()
+            raise
+        return out
+
+    def _run(self, jobs: Iterable[Job], emit: Callable[[Job, FileEntry], None], big: list[Job],
+             window: deque[tuple[Job, Future]]) -> None:
         limit = self.params.min_size
         with ThreadPoolExecutor(self.workers, thread_name_prefix="ds-ingest") as pool:
-            window: deque[tuple[Job, Future]] = deque()
-            for job in jobs:
-                if job.stat.kind != LINK and job.stat.size > limit:
-                    big.append(job)
-                    continue
-                window.append((job, pool.submit(self._small, job)))
-                if len(window) >= 64 * self.workers:
+            try:
+                for job in jobs:
+                    if job.stat.kind != LINK and job.stat.size > limit:
+                        big.append(job)
+                        continue
+                    window.append((job, pool.submit(self._small, job)))
+                    if len(window) >= 64 * self.workers:
+                        self._finish_small(*window.popleft(), emit)
+                while window:
                     self._finish_small(*window.popleft(), emit)
-            while window:
-                self._finish_small(*window.popleft(), emit)
-            # two large files at a time: while one's chunks wait for zstd on the pool, the
-            # other's are cut and hashed (an incompressible file costs the pool nothing)
-            with ThreadPoolExecutor(min(2, len(big)) or 1, thread_name_prefix="ds-cut") as cutters:
-                futures = [cutters.submit(self._large, job, pool) for job in big]
-                try:
-                    for job, fut in zip(big, futures, strict=True):
-                        emit(job, fut.result())
-                        self._tick(job.stat.size)
-                except BaseException:
-                    for f in futures:
-                        f.cancel()
-                    raise
-        return out
+                # two large files at a time: while one's chunks wait for zstd on the pool, the
+                # other's are cut and hashed (an incompressible file costs the pool nothing)
+                with ThreadPoolExecutor(min(2, len(big)) or 1, thread_name_prefix="ds-cut") as cutters:
+                    futures = [cutters.submit(self._large, job, pool) for job in big]
+                    try:
+                        for job, fut in zip(big, futures, strict=True):
+                            emit(job, fut.result())
+                            self._tick(job.stat.size)
+                    except BaseException:
+                        self._halt(futures)  # before the pool waits for the files being cut
+                        raise
+            except BaseException:
+                self._halt([f for _job, f in window])
+                raise
+
+    def _halt(self, futures: Iterable[Future]) -> None:
+        """A failure or Ctrl-C: stop soon, so the caller can keep what is stored. Queued work
+        is dropped and large files stop being cut; the pools wait only for pieces in hand."""
+        self._stop = True
+        for f in futures:
+            f.cancel()
 
     def _finish_small(self, job: Job, fut: Future, emit: Callable[[Job, FileEntry], None]) -> None:
         entry, enc = fut.result()
@@ -210,6 +238,10 @@ class Ingestor:
         self.bytes_done += size
         if self.progress is not None:
             self.progress(self.files_done, self.bytes_done)
+
+
+class _Stopped(Exception):
+    """A large file stopped being cut because the run is failing or interrupted."""
 
 
 def _release(mm: mmap.mmap, start: int, end: int) -> int:

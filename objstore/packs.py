@@ -7,6 +7,14 @@ Byte layout (all integers little-endian)::
     toc      count x ( id[hash size] | u64 offset | u32 stored_len | u32 raw_len | u8 flags )
     footer   u64 toc_offset | u32 count | u8 hash code | 3x | 16s xxh3-128(toc) | 8s b"DSPKEND1"
 
+Records are not self-describing, and the table of contents is written last, so a pack
+whose writer was killed would be bytes nobody can cut into chunks. While a pack is being
+written, its *journal* (``.tmp-X.toc`` beside ``.tmp-X.pack``) holds the table of
+contents so far, each entry appended only once its record's bytes are in the file. A
+later writer reads a dead writer's records in journal order, verifies each by hash and
+seals the complete ones into a pack (``scan_records``). The journal is deleted when the
+pack is published; published packs never have one, so the pack layout is unchanged.
+
 ``flags`` bit 0 set means the record is a zstd frame; clear means the raw bytes. Bit 1
 (with bit 0) marks a *delta*: the record is a base chunk's id followed by a zstd frame
 compressed with that base's bytes as its dictionary, so a small file changed by a few
@@ -19,9 +27,11 @@ the packs' tails (``ds fsck --repair``).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import struct
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,8 +48,15 @@ FOOTER = struct.Struct("<QIB3x16s8s")
 TOC_TAIL = struct.Struct("<QIIB")  # after the id
 FLAG_ZSTD = 1
 FLAG_DELTA = 2  # with FLAG_ZSTD: base id + a frame compressed against the base's bytes
+MiB = 1024 * 1024
+# The longest chunk any store makes: its config's max_size is at most this (external URLs,
+# link targets and delta-coded small files are far shorter). A remote's chunks may come
+# from stores with other chunk sizes, so the bound is the format's, not one store's.
+MAX_RAW = 16 * MiB
 
 _local = threading.local()
+
+JOURNAL_EVERY = 1 << 20  # records reach the file, and their journal entries follow, every MiB
 
 # A chunk that zstd cannot shrink by at least this share is stored raw: reading it back
 # then costs a copy instead of a decompression, and jpg/parquet/npz pass straight through.
@@ -114,14 +131,25 @@ def delta_base(stored: bytes | memoryview, hash_size: int) -> bytes:
     return bytes(stored[:hash_size])
 
 
+def max_stored(max_raw: int) -> int:
+    """The longest stored record for chunks of at most ``max_raw`` bytes: a zstd frame may
+    outgrow its input by a little (a writer then stores the raw bytes, but a reader must
+    not refuse a valid frame), and a delta starts with an id."""
+    return max_raw + max_raw // 128 + 1024
+
+
+def valid_flags(flags: int) -> bool:
+    return not flags & ~(FLAG_ZSTD | FLAG_DELTA) and flags != FLAG_DELTA
+
+
 def decode_chunk(stored: bytes, entry: PackEntry, algo: HashAlgo, where: str,
-                 base: bytes | None = None) -> bytes:
+                 base: bytes | None = None, max_raw: int = MAX_RAW) -> bytes:
     """Turn stored bytes back into the chunk and verify them against the chunk id.
 
     A delta record needs ``base``: the bytes of the chunk its first id names."""
     import zstandard
 
-    if entry.flags & ~(FLAG_ZSTD | FLAG_DELTA) or entry.flags == FLAG_DELTA:
+    if not valid_flags(entry.flags):
         raise CorruptObject(f"chunk {entry.chunk_id.hex()} in {where} at offset {entry.offset} has "
                             f"unknown flags {entry.flags:#x}; run `ds fsck --read-data`", where=where)
     if entry.flags & FLAG_ZSTD:
@@ -183,15 +211,24 @@ def decode_toc(toc: bytes, count: int, hash_size: int, data_end: int, where: str
         base = i * rec
         chunk_id = toc[base : base + hash_size]
         offset, stored, raw, flags = TOC_TAIL.unpack_from(toc, base + hash_size)
-        if offset < HEADER.size or offset + stored > data_end or flags & ~(FLAG_ZSTD | FLAG_DELTA) \
-                or flags & FLAG_DELTA and (not flags & FLAG_ZSTD or stored <= hash_size):
+        if offset < HEADER.size or offset + stored > data_end or not valid_flags(flags) \
+                or flags & FLAG_DELTA and stored <= hash_size:
             raise FormatError(f"{where}: entry {i} points outside the pack; the pack is damaged")
         out.append(PackEntry(chunk_id, offset, stored, raw, flags))
     return out
 
 
+def journal_path(temp_pack: Path) -> Path:
+    """Where the journal of the temp pack ``temp_pack`` is (``.tmp-X.pack`` -> ``.tmp-X.toc``)."""
+    return temp_pack.with_suffix(".toc")
+
+
 class PackWriter:
-    """Appends encoded chunks to a temp file and publishes it under its content hash."""
+    """Appends encoded chunks to a temp file and publishes it under its content hash.
+
+    The temp file is locked (``flock``) while its writer lives, and its journal lists the
+    records already in the file: a killed writer's lock goes with it, so a salvager that
+    can take the lock knows the file is orphaned and which of its records are whole."""
 
     def __init__(self, packs_dir: Path, algo: HashAlgo):
         self.packs_dir = packs_dir
@@ -199,32 +236,69 @@ class PackWriter:
         packs_dir.mkdir(parents=True, exist_ok=True)
         fd, self._tmp = _mkstemp(packs_dir)
         self._f = os.fdopen(fd, "wb", buffering=1 << 20)  # few large writes: each one gives up the GIL
+        self._journal = -1
         self._hasher = algo.new()
         self._entries: list[PackEntry] = []
+        self._journaled = 0  # entries written to the journal
+        self._journaled_size = 0  # file bytes they cover
         self._failed = False
         self.size = 0
         try:
+            # blocking: a salvager may hold it for a moment, to find the file empty and leave it
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._journal = os.open(journal_path(self.path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             self._write(HEADER.pack(MAGIC, algo.code))
         except BaseException:
             self.abort()
             raise
 
+    @property
+    def path(self) -> Path:
+        """The temp file being written."""
+        return Path(self._tmp)
+
+    @property
+    def failed(self) -> bool:
+        """A write failed or was interrupted: the writer refuses to go on or to publish."""
+        return self._failed
+
     def _write(self, data: bytes | memoryview) -> None:
         if self._failed:
             raise FormatError("pack writer failed earlier and refuses further writes")
+        # failed until this write is whole: an exception anywhere below, even a signal's
+        # KeyboardInterrupt between two statements, leaves the writer refusing to publish
+        # rather than naming a pack by a hash of other bytes
+        self._failed = True
         try:
             self._f.write(data)
         except BaseException as e:
-            self._failed = True
             name_path(e, self.packs_dir)
             raise
         self._hasher.update(data)
         self.size += len(data)
+        self._failed = False
 
     def add(self, chunk_id: bytes, stored: bytes | memoryview, raw_len: int, flags: int) -> None:
+        if raw_len > MAX_RAW:
+            raise FormatError(f"a chunk of {raw_len} bytes is over the {MAX_RAW}-byte limit; "
+                              "nothing was written for it")
         entry = PackEntry(chunk_id, self.size, len(stored), raw_len, flags)
         self._write(stored)
         self._entries.append(entry)
+        if self.size - self._journaled_size >= JOURNAL_EVERY:
+            self._sync_journal()
+
+    def _sync_journal(self) -> None:
+        """The records written so far reach the file, then the journal entries naming them."""
+        self._failed = True  # as in _write: an interrupted step leaves the writer refusing
+        try:
+            self._f.flush()
+            _write_all(self._journal, encode_toc(self._entries[self._journaled :]))
+        except BaseException as e:
+            name_path(e, self.packs_dir)
+            raise
+        self._journaled, self._journaled_size = len(self._entries), self.size
+        self._failed = False
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -235,6 +309,18 @@ class PackWriter:
         On any failure (a full disk, most often) the temp file is removed: nothing is left.
         """
         try:
+            return self.publish()
+        except BaseException as e:
+            self.abort()
+            name_path(e, self.packs_dir)
+            raise
+
+    def publish(self) -> tuple[str, list[PackEntry]]:
+        """``finish`` without the clean-up: on a failure the temp file and its journal stay
+        (closed, the lock released), for a caller that salvages the complete records."""
+        try:
+            if self._failed:
+                raise FormatError("pack writer failed earlier and refuses to publish")
             toc = encode_toc(self._entries)
             toc_offset = self.size
             # Parse the table back before trusting it (cheap, and catches an encoder bug).
@@ -252,26 +338,105 @@ class PackWriter:
             final = pack_path(self.packs_dir, pack_hex)
             final.parent.mkdir(exist_ok=True)
             os.replace(self._tmp, final)
-        except BaseException as e:
-            self.abort()
-            name_path(e, self.packs_dir)
+        except BaseException:
+            self._failed = True
+            self.close()
             raise
+        self._drop_journal()
         fsync_dir(final.parent)
         return pack_hex, self._entries
 
-    def abort(self) -> None:
-        """Drop the temp file. Closing may fail again (the buffered tail cannot be written
-        to a full disk); the file is removed all the same."""
+    def close(self) -> None:
+        """Close the temp file and its journal, keeping both: what was buffered is written
+        if it can be (the journal then does not name it: a salvager verifies what it finds)."""
         self._failed = True
         try:
             self._f.close()
         except OSError:
             pass
+        if self._journal >= 0:
+            os.close(self._journal)
+            self._journal = -1
+
+    def _drop_journal(self) -> None:
+        if self._journal >= 0:
+            os.close(self._journal)
+            self._journal = -1
+        try:
+            os.unlink(journal_path(self.path))
+        except FileNotFoundError:
+            pass
+
+    def abort(self) -> None:
+        """Drop the temp file and its journal. Closing may fail again (the buffered tail
+        cannot be written to a full disk); the files are removed all the same."""
+        try:
+            self.close()
         finally:
             try:
                 os.unlink(self._tmp)
             except FileNotFoundError:
                 pass
+            self._drop_journal()
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def scan_records(path: Path, algo: HashAlgo, max_raw: int = MAX_RAW,
+                 base: Callable[[bytes], bytes | None] | None = None) -> Iterator[PackEntry]:
+    """The complete records of the pack being written at ``path`` (a temp pack), found
+    through its journal, never through a table of contents or footer: each one read back,
+    decoded and verified against its id before it is yielded.
+
+    Records must follow one another from the header on; the scan stops at the first that
+    does not, that is incomplete (the file or the journal ends inside it), claims more
+    than ``max_raw`` bytes, or fails verification: what follows a torn write is never
+    trusted. A delta is verified only if ``base(id)`` returns its base chunk's bytes;
+    otherwise it is skipped (it is whole, only not checkable here) and the scan goes on.
+    A pack with no journal (a published one, or one written before journals) cannot be
+    scanned: FormatError."""
+    where = str(path)
+    try:
+        journal = journal_path(path).read_bytes()
+    except FileNotFoundError:
+        raise FormatError(f"{where}: no journal beside it: only its table of contents can list "
+                          "its records") from None
+    rec = algo.size + TOC_TAIL.size
+    with open(path, "rb") as f:
+        head = f.read(HEADER.size)
+        if len(head) < HEADER.size:
+            return
+        magic, code = HEADER.unpack(head)
+        if magic != MAGIC:
+            raise FormatError(f"{where}: not a pack file (bad magic)")
+        if code != algo.code:
+            raise FormatError(f"{where}: pack uses hash code {code}, the store {algo.name}")
+        expected = HEADER.size
+        for at in range(0, len(journal) - rec + 1, rec):
+            chunk_id = journal[at : at + algo.size]
+            offset, stored_len, raw_len, flags = TOC_TAIL.unpack_from(journal, at + algo.size)
+            if offset != expected or raw_len > max_raw or stored_len > max_stored(max_raw) \
+                    or not valid_flags(flags) or flags & FLAG_DELTA and stored_len <= algo.size:
+                return
+            stored = os.pread(f.fileno(), stored_len, offset)
+            if len(stored) < stored_len:
+                return
+            expected = offset + stored_len
+            entry = PackEntry(chunk_id, offset, stored_len, raw_len, flags)
+            base_bytes = None
+            if flags & FLAG_DELTA:
+                base_bytes = base(delta_base(stored, algo.size)) if base is not None else None
+                if base_bytes is None:
+                    continue
+            try:
+                decode_chunk(stored, entry, algo, where, base_bytes, max_raw)
+            except CorruptObject:
+                return
+            yield entry
 
 
 def _mkstemp(folder: Path) -> tuple[int, str]:

@@ -1,0 +1,212 @@
+"""Interrupted writes keep their work.
+
+The interrupted adds are the real `ds add` in a subprocess. It is frozen (SIGSTOP) once
+the packs folder shows the state a test wants, the state is checked again while it
+cannot move, and only then is the signal sent: no test races the clock.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from objstore import packs
+from objstore.errors import FormatError
+from objstore.hashing import XXH3_128
+from objstore.index import Location
+from objstore.packs import PackEntry, PackWriter, pack_path, read_pack_toc
+from objstore.store import Store
+
+from .conftest import DS, ds
+
+MiB = 1 << 20
+FILES, FILE_SIZE = 8, 32 * MiB
+TOTAL = FILES * FILE_SIZE
+
+
+# -- helpers -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """256 MiB of random hex text: compressible by half, so an add takes a few seconds."""
+    root = tmp_path_factory.mktemp("corpus")
+    rnd = random.Random(20)
+    hexes = bytes.maketrans(bytes(range(256)), b"0123456789abcdef" * 16)
+    for i in range(FILES):
+        (root / f"f{i}.txt").write_bytes(rnd.randbytes(FILE_SIZE).translate(hexes))
+    return root
+
+
+def new_store(tmp_path: Path, corpus: Path, pack_target: int) -> Path:
+    """A store over hard links to the corpus, rolling packs at ``pack_target``."""
+    work = tmp_path / "work"
+    (work / "data").mkdir(parents=True)
+    for f in corpus.iterdir():
+        os.link(f, work / "data" / f.name)
+    ds("init", str(work), cwd=tmp_path)
+    config = work / ".dsstore" / "config"
+    text = re.sub(r"pack_target = \d+", f"pack_target = {pack_target}", config.read_text())
+    config.write_text(text)
+    return work
+
+
+def packs_dir(work: Path) -> Path:
+    return work / ".dsstore" / "packs"
+
+
+def published(work: Path) -> list[Path]:
+    return sorted(packs_dir(work).glob("*/*.pack"))
+
+
+def temps(work: Path) -> list[Path]:
+    return sorted(packs_dir(work).glob(".tmp-*"))
+
+
+def freeze_when(proc: subprocess.Popen, ready: Callable[[], bool]) -> None:
+    """Stop ``proc`` at a moment ``ready()`` holds; fails if it finishes first."""
+    while True:
+        assert proc.poll() is None, "the add finished before the state the test waits for"
+        if ready():
+            os.kill(proc.pid, signal.SIGSTOP)
+            if ready() and proc.poll() is None:
+                return
+            os.kill(proc.pid, signal.SIGCONT)
+        time.sleep(0.002)
+
+
+def indexed(work: Path) -> list[tuple[bytes, Location]]:
+    store = Store.open(work)
+    try:
+        return list(store.chunks.index)
+    finally:
+        store.close()
+
+
+def new_bytes(proc: subprocess.CompletedProcess) -> int:
+    m = re.search(r"(\d+) new bytes stored", proc.stderr)
+    assert m, proc.stderr
+    return int(m.group(1))
+
+
+def assert_complete_and_unique(work: Path) -> None:
+    """Every pack is indexed, no temp pack is left, and no chunk is stored twice."""
+    assert temps(work) == []
+    rows = indexed(work)
+    assert {loc.pack for _c, loc in rows} == {p.stem for p in published(work)}
+    assert sum(loc.raw_len for _c, loc in rows) == TOTAL
+    in_packs = [e for p in published(work) for e in read_pack_toc(p)[1]]
+    assert len(in_packs) == len({e.chunk_id for e in in_packs}) == len(rows)
+
+
+# -- 1. interrupted adds keep their work ------------------------------------------------------
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signalled_add_indexes_its_work_and_the_next_add_goes_on(tmp_path, corpus, sig) -> None:
+    work = new_store(tmp_path, corpus, pack_target=4 * MiB)
+    proc = subprocess.Popen([DS, "add", "-q", "data"], cwd=work, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        freeze_when(proc, lambda: len(published(work)) >= 2 and bool(temps(work)))
+        os.kill(proc.pid, sig)
+        os.kill(proc.pid, signal.SIGCONT)
+        _out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + sig, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Interrupted"), err
+    assert temps(work) == [], "the pack being written is flushed, not left behind"
+    rows = indexed(work)
+    assert {loc.pack for _c, loc in rows} == {p.stem for p in published(work)}
+    kept = sum(loc.raw_len for _c, loc in rows)
+    assert kept >= 8 * MiB  # at least the two packs seen, and the one being written
+    again = ds("add", "data", cwd=work)
+    assert new_bytes(again) == TOTAL - kept, "what the first add stored is not stored again"
+    assert_complete_and_unique(work)
+
+
+def test_after_sigkill_the_next_add_salvages_complete_records(tmp_path, corpus) -> None:
+    work = new_store(tmp_path, corpus, pack_target=48 * MiB)
+    proc = subprocess.Popen([DS, "add", "-q", "data"], cwd=work,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        freeze_when(proc, lambda: bool(published(work)) and any(
+            p.stat().st_size >= 8 * MiB for p in temps(work)))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    assert indexed(work) == [], "killed before it indexed anything"
+    left_raw = sum(e.raw_len for p in published(work) for e in read_pack_toc(p)[1])
+    (tmp,) = [p for p in temps(work) if p.suffix == ".pack"]
+    assert packs.journal_path(tmp).stat().st_size > 0, "the journal lists its complete records"
+    # every complete record of the temp pack is kept: all but the one cut short (at most
+    # a chunk's stored bytes) and the record headers
+    tmp_floor = tmp.stat().st_size - 2 * MiB
+    again = ds("add", "data", cwd=work)
+    assert new_bytes(again) <= TOTAL - left_raw - tmp_floor
+    assert_complete_and_unique(work)
+
+
+def test_salvage_leaves_a_live_writers_temp_pack_alone(tmp_path) -> None:
+    """Only what a dead writer left is salvaged: a pack being written is locked by its writer."""
+    from objstore.chunkstore import ChunkStore
+
+    root = tmp_path / "s"
+    live = ChunkStore(root, XXH3_128)
+    raws = [random.Random(i).randbytes(MiB) for i in range(3)]  # past the write buffer: on disk
+    for raw in raws:
+        live.put_encoded(XXH3_128.digest(raw), raw, len(raw), 0)
+    other = ChunkStore(root, XXH3_128)
+    other.recover()
+    assert len(sorted((root / "packs").glob(".tmp-*.pack"))) == 1
+    assert not other.has(XXH3_128.digest(raws[0]))
+    assert live.flush() == 3
+    other.index.reload()
+    assert all(other.has(XXH3_128.digest(raw)) for raw in raws)
+    other.close()
+    live.close()
+
+
+def unfinished_pack(folder: Path, raws: list[bytes]) -> tuple[Path, list[PackEntry]]:
+    """What a writer killed before its table of contents leaves: the records of a temp pack
+    and its journal (the table of contents so far). Built from a finished pack's bytes."""
+    w = PackWriter(folder / "src", XXH3_128)
+    for raw in raws:
+        stored, flags = packs.encode_chunk(raw, 3)
+        w.add(XXH3_128.digest(raw), stored, len(raw), flags)
+    pack_hex, entries = w.finish()
+    data = pack_path(folder / "src", pack_hex).read_bytes()
+    toc_offset = packs.FOOTER.unpack_from(data, len(data) - packs.FOOTER.size)[0]
+    path = folder / ".tmp-x.pack"
+    path.write_bytes(data[:toc_offset])
+    packs.journal_path(path).write_bytes(data[toc_offset : len(data) - packs.FOOTER.size])
+    return path, entries
+
+
+def test_scan_records_verifies_each_record_and_stops_at_the_first_bad_one(tmp_path) -> None:
+    raws = [random.Random(i).randbytes(3000 + i) for i in range(5)] + [b"abc" * 5000]
+    path, entries = unfinished_pack(tmp_path, raws)
+    data = path.read_bytes()
+    assert list(packs.scan_records(path, XXH3_128, packs.MAX_RAW)) == entries
+    path.write_bytes(data[: entries[3].offset + entries[3].stored_len - 1])  # cut in record 3
+    assert list(packs.scan_records(path, XXH3_128, packs.MAX_RAW)) == entries[:3]
+    damaged = bytearray(data)
+    damaged[entries[1].offset + 10] ^= 0xFF  # record 1 no longer matches its id
+    path.write_bytes(bytes(damaged))
+    assert list(packs.scan_records(path, XXH3_128, packs.MAX_RAW)) == entries[:1]
+    path.write_bytes(data)  # a record over the bound is refused before it is decoded
+    assert list(packs.scan_records(path, XXH3_128, 4000)) == entries[:5]
+    journal = packs.journal_path(path)
+    toc = journal.read_bytes()
+    journal.write_bytes(toc[: 2 * len(toc) // len(entries) + 5])  # the journal ends inside entry 2
+    assert list(packs.scan_records(path, XXH3_128, packs.MAX_RAW)) == entries[:2]
+    journal.unlink()
+    with pytest.raises(FormatError, match="journal"):
+        list(packs.scan_records(path, XXH3_128, packs.MAX_RAW))
