@@ -15,6 +15,10 @@ so memory stays bounded at millions of chunks. Byte layout of a fragment
 A lookup narrows by the fanout table, then binary-searches the ids in the map: about
 12 probes at a million chunks, no per-chunk Python object kept. Fragments are merged
 when there are more than ``MAX_FRAGMENTS`` so a lookup touches few files.
+
+A fragment with a row claiming a chunk longer than any chunk can be (``packs.MAX_RAW``)
+is refused when it is opened, before any of its rows is used: a fragment from a remote
+could otherwise make every reader allocate up to 4 GiB for one chunk.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import heapq
 import mmap
 import os
+import re
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -32,6 +37,7 @@ import xxhash
 from .errors import FormatError
 from .fsutil import atomic_write
 from .hashing import HashAlgo, algo_by_code
+from .packs import check_lengths
 
 MAGIC = b"DSIDX\x00\x00\x01"
 HEADER = struct.Struct("<8sBB2xIQ")
@@ -39,6 +45,9 @@ LOC = struct.Struct("<IQIIB3x")
 FANOUT = struct.Struct("<256I")
 CHECK = 16
 MAX_FRAGMENTS = 8
+# where the top byte of each length is inside a LOC row: stored (u32 at 12), raw (u32 at 16)
+_LENGTH_TOPS = (15, 19)
+_NONZERO = re.compile(rb"[^\x00]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +134,21 @@ class Fragment:
         fan = self.fanout
         if fan[255] != count or any(fan[i] > fan[i + 1] for i in range(255)):
             raise FormatError(f"{where}: index fragment fanout is damaged; run `ds fsck --repair`")
+        self._check_lengths()
+
+    def _check_lengths(self) -> None:
+        """Refuse the fragment if any row claims a chunk longer than a chunk can be.
+
+        Every row is checked, cheaply: the top byte of each length is copied out in one
+        strided slice (C speed, ~1 ms per 100k rows), and only rows where it is set (a
+        chunk of 16 MiB or more) are decoded and compared with the bound."""
+        start, end = self._locs, self._locs + self.count * LOC.size
+        for top in _LENGTH_TOPS:
+            column = self._mm[start + top : end : LOC.size]
+            for hit in _NONZERO.finditer(column):
+                i = hit.start()
+                _pack, _offset, stored, raw, _flags = LOC.unpack_from(self._mm, start + i * LOC.size)
+                check_lengths(raw, stored, str(self.path), f"entry {i}")
 
     def _id_at(self, i: int) -> bytes:
         base = self._ids + i * self.hsize

@@ -23,6 +23,11 @@ deltas live only in local stores: a push sends the whole chunk. A pack
 is named by the hash of its whole content, so a name is its own checksum. Because each
 pack carries its table of contents, the chunk index can always be rebuilt by reading
 the packs' tails (``ds fsck --repair``).
+
+No chunk is longer than ``MAX_RAW``, the largest ``max_size`` a store's config accepts.
+A longer claim, in a table of contents, an index fragment or a journal, is refused
+before anything is read or decompressed for it, and ``decode_chunk`` never produces
+more: a forged record cannot make a reader allocate gigabytes for one chunk.
 """
 
 from __future__ import annotations
@@ -146,25 +151,33 @@ def decode_chunk(stored: bytes, entry: PackEntry, algo: HashAlgo, where: str,
                  base: bytes | None = None, max_raw: int = MAX_RAW) -> bytes:
     """Turn stored bytes back into the chunk and verify them against the chunk id.
 
-    A delta record needs ``base``: the bytes of the chunk its first id names."""
+    A delta record needs ``base``: the bytes of the chunk its first id names. Nothing
+    longer than ``max_raw`` is ever produced: a longer claim is refused before decoding."""
     import zstandard
 
     if not valid_flags(entry.flags):
         raise CorruptObject(f"chunk {entry.chunk_id.hex()} in {where} at offset {entry.offset} has "
                             f"unknown flags {entry.flags:#x}; run `ds fsck --read-data`", where=where)
+    if entry.raw_len > max_raw:
+        raise CorruptObject(f"chunk {entry.chunk_id.hex()} in {where} at offset {entry.offset} claims "
+                            f"{entry.raw_len} bytes, more than the {max_raw} a chunk may have; the "
+                            "record is damaged or forged: run `ds fsck --read-data`", where=where)
     if entry.flags & FLAG_ZSTD:
         try:
-            dctx = _decompressor()
             if entry.flags & FLAG_DELTA:
                 if base is None:
                     raise zstandard.ZstdError("a delta record, and its base chunk is not at hand")
                 stored = stored[algo.size :]
-                dctx = zstandard.ZstdDecompressor(dict_data=zstandard.ZstdCompressionDict(
-                    base, dict_type=zstandard.DICT_TYPE_RAWCONTENT))
             # a damaged header may claim any size: check it before anything is allocated
             declared = zstandard.frame_content_size(stored)
             if declared not in (-1, entry.raw_len):
                 raise zstandard.ZstdError(f"frame claims {declared} bytes")
+            if entry.flags & FLAG_DELTA:
+                dctx = zstandard.ZstdDecompressor(dict_data=zstandard.ZstdCompressionDict(
+                    base, dict_type=zstandard.DICT_TYPE_RAWCONTENT))
+            else:
+                dctx = _decompressor()
+            # the output limit is the entry's length, at most max_raw (checked above)
             raw = dctx.decompress(stored, max_output_size=entry.raw_len)
         except zstandard.ZstdError as e:
             raise CorruptObject(
@@ -214,8 +227,17 @@ def decode_toc(toc: bytes, count: int, hash_size: int, data_end: int, where: str
         if offset < HEADER.size or offset + stored > data_end or not valid_flags(flags) \
                 or flags & FLAG_DELTA and stored <= hash_size:
             raise FormatError(f"{where}: entry {i} points outside the pack; the pack is damaged")
+        check_lengths(raw, stored, where, f"entry {i}")
         out.append(PackEntry(chunk_id, offset, stored, raw, flags))
     return out
+
+
+def check_lengths(raw_len: int, stored_len: int, where: str, what: str) -> None:
+    """Refuse lengths no chunk can have, before anything is read or allocated for them."""
+    if raw_len > MAX_RAW or stored_len > max_stored(MAX_RAW):
+        raise FormatError(f"{where}: {what} claims a chunk of {raw_len} bytes stored in {stored_len}, "
+                          f"more than the {MAX_RAW} bytes a chunk may have; it is damaged or forged: "
+                          "run `ds fsck --repair` (`ds fsck --remote NAME` for a remote's)")
 
 
 def journal_path(temp_pack: Path) -> Path:

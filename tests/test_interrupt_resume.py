@@ -1,4 +1,5 @@
-"""Interrupted writes keep their work.
+"""Interrupted writes keep their work; forged lengths are refused before anything is
+allocated.
 
 The interrupted adds are the real `ds add` in a subprocess. It is frozen (SIGSTOP) once
 the packs folder shows the state a test wants, the state is checked again while it
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import resource
 import signal
 import subprocess
 import time
@@ -17,15 +19,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import xxhash
 
 from objstore import packs
-from objstore.errors import FormatError
+from objstore.errors import CorruptObject, FormatError
 from objstore.hashing import XXH3_128
-from objstore.index import Location
-from objstore.packs import PackEntry, PackWriter, pack_path, read_pack_toc
+from objstore.index import ChunkIndex, Fragment, Location
+from objstore.packs import FLAG_ZSTD, PackEntry, PackWriter, decode_chunk, pack_path, read_pack_toc
 from objstore.store import Store
 
-from .conftest import DS, ds
+from .conftest import DS, ds, write
 
 MiB = 1 << 20
 FILES, FILE_SIZE = 8, 32 * MiB
@@ -210,3 +213,142 @@ def test_scan_records_verifies_each_record_and_stops_at_the_first_bad_one(tmp_pa
     journal.unlink()
     with pytest.raises(FormatError, match="journal"):
         list(packs.scan_records(path, XXH3_128, packs.MAX_RAW))
+
+
+# -- 2. a remote cannot make readers allocate gigabytes -----------------------------------------
+HUGE = 2**32 - 1
+
+
+@pytest.fixture(scope="module")
+def zeros_frame() -> bytes:
+    """A 128 KiB zstd frame that expands to 4 GiB - 1 zero bytes (and says so)."""
+    import zstandard
+
+    z = zstandard.ZstdCompressor(level=1).compressobj(size=HUGE)
+    block, left, out = bytes(16 * MiB), HUGE, []
+    while left:
+        n = min(left, len(block))
+        out.append(z.compress(block if n == len(block) else block[:n]))
+        left -= n
+    out.append(z.flush())
+    return b"".join(out)
+
+
+def forge_pack(folder: Path, records: list[tuple[bytes, bytes, int, int]]) -> str:
+    """A pack built by hand (so no writer check stands in the way); returns its hex."""
+    body, toc = bytearray(packs.HEADER.pack(packs.MAGIC, XXH3_128.code)), bytearray()
+    for cid, stored, raw_len, flags in records:
+        toc += cid + packs.TOC_TAIL.pack(len(body), len(stored), raw_len, flags)
+        body += stored
+    data = bytes(body + toc) + packs.FOOTER.pack(len(body), len(records), XXH3_128.code,
+                                                 xxhash.xxh3_128_digest(bytes(toc)), packs.END_MAGIC)
+    name = XXH3_128.digest(data).hex()
+    path = pack_path(folder, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return name
+
+
+def forge_fragment(folder: Path, rows: list[tuple[bytes, Location]]) -> Path:
+    """An index fragment built by hand: lengths are whatever the rows claim."""
+    from objstore import index as idx
+
+    rows = sorted(rows)
+    pack_names = list(dict.fromkeys(loc.pack for _c, loc in rows))
+    fan = [0] * 256
+    for cid, _loc in rows:
+        fan[cid[0]] += 1
+    for i in range(1, 256):
+        fan[i] += fan[i - 1]
+    body = b"".join([
+        idx.HEADER.pack(idx.MAGIC, XXH3_128.code, XXH3_128.size, len(pack_names), len(rows)),
+        b"".join(bytes.fromhex(p) for p in pack_names), idx.FANOUT.pack(*fan),
+        b"".join(c for c, _l in rows),
+        b"".join(idx.LOC.pack(pack_names.index(loc.pack), loc.offset, loc.stored_len, loc.raw_len,
+                              loc.flags) for _c, loc in rows)])
+    data = body + xxhash.xxh3_128_digest(body)
+    path = folder / f"{data[-16:].hex()}.idx"
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def test_a_huge_raw_length_is_refused_where_it_is_read(tmp_path, zeros_frame, monkeypatch) -> None:
+    cid = b"\x42" * 16
+    name = forge_pack(tmp_path / "packs", [(cid, zeros_frame, HUGE, FLAG_ZSTD)])
+    with pytest.raises(FormatError, match=name):
+        read_pack_toc(pack_path(tmp_path / "packs", name))
+    ok = random.Random(1).randbytes(100)
+    rows = [(XXH3_128.digest(ok), Location(name, 16, 100, 100, 0)),
+            (cid, Location(name, 16, len(zeros_frame), HUGE, FLAG_ZSTD))]
+    frag = forge_fragment(tmp_path / "index", rows)
+    with pytest.raises(FormatError, match=frag.name):  # refused as a whole, on opening
+        Fragment(frag)
+    with pytest.raises(FormatError, match=frag.name):
+        ChunkIndex(tmp_path / "index", XXH3_128).lookup(XXH3_128.digest(ok))
+    # the largest chunk a store may make is fine, in a fragment and in a table of contents
+    big = [(cid, Location(name, 16, packs.MAX_RAW, packs.MAX_RAW, 0))]
+    assert Fragment(forge_fragment(tmp_path / "ok", big)).lookup(cid).raw_len == packs.MAX_RAW
+    packs.decode_toc(packs.encode_toc([PackEntry(cid, 16, packs.MAX_RAW, packs.MAX_RAW, 0)]), 1, 16,
+                     16 + packs.MAX_RAW, "p")
+    # decode_chunk refuses before it decompresses anything
+    monkeypatch.setattr(packs, "_decompressor", lambda: pytest.fail("decompressed a forged record"))
+    with pytest.raises(CorruptObject):
+        decode_chunk(zeros_frame, PackEntry(cid, 16, len(zeros_frame), HUGE, FLAG_ZSTD), XXH3_128, "p")
+    # a frame claiming more than the entry's (bounded) length is refused as well
+    with pytest.raises(CorruptObject):
+        decode_chunk(zeros_frame, PackEntry(cid, 16, len(zeros_frame), MiB, FLAG_ZSTD), XXH3_128, "p")
+
+
+def limited(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """Run ``cmd`` with 1 GiB of address space: plenty for `ds`, too little for 4 GiB."""
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300, preexec_fn=cap)
+
+
+def forge_store(work: Path, frame: bytes) -> tuple[bytes, str, Path]:
+    """A committed file whose one chunk the index now places in a forged 4 GiB record."""
+    write(work, "a.bin", random.Random(5).randbytes(2000))
+    ds("init", str(work), cwd=work.parent)
+    ds("add", "a.bin", cwd=work)
+    ds("commit", "-m", "one", cwd=work)
+    store = work / ".dsstore"
+    ((cid, _loc),) = indexed(work)
+    for f in (store / "index").glob("*.idx"):
+        f.unlink()
+    name = forge_pack(store / "packs", [(cid, frame, HUGE, FLAG_ZSTD)])
+    frag = forge_fragment(store / "index", [(cid, Location(name, 16, len(frame), HUGE, FLAG_ZSTD))])
+    return cid, name, frag
+
+
+def test_get_and_fsck_refuse_a_forged_length_without_allocating_it(tmp_path, zeros_frame) -> None:
+    work = tmp_path / "w"
+    work.mkdir()
+    _cid, name, frag = forge_store(work, zeros_frame)
+    got = limited([DS, "get", "HEAD", str(tmp_path / "out")], work)
+    assert got.returncode == 1, got.stderr
+    assert len(got.stderr.splitlines()) == 1 and frag.name in got.stderr, got.stderr
+    assert "MemoryError" not in got.stderr
+    checked = limited([DS, "fsck", "--read-data", "-q"], work)
+    assert checked.returncode == 1, checked.stderr
+    assert name in checked.stderr and "MemoryError" not in checked.stderr, checked.stderr
+
+
+def test_clone_refuses_a_forged_length_on_a_remote(tmp_path, zeros_frame) -> None:
+    work = tmp_path / "w"
+    work.mkdir()
+    write(work, "a.bin", random.Random(6).randbytes(2000))
+    ds("init", str(work), cwd=tmp_path)
+    ds("add", "a.bin", cwd=work)
+    ds("commit", "-m", "one", cwd=work)
+    remote = tmp_path / "remote"
+    ds("push", str(remote), cwd=work)
+    ((cid, _loc),) = indexed(work)
+    for f in (remote / "index").glob("*.idx"):
+        f.unlink()
+    name = forge_pack(remote / "packs", [(cid, zeros_frame, HUGE, FLAG_ZSTD)])
+    frag = forge_fragment(remote / "index", [(cid, Location(name, 16, len(zeros_frame), HUGE, FLAG_ZSTD))])
+    cloned = limited([DS, "clone", str(remote), str(tmp_path / "c")], tmp_path)
+    assert cloned.returncode == 1, cloned.stderr
+    assert frag.name in cloned.stderr and "MemoryError" not in cloned.stderr, cloned.stderr
