@@ -4,22 +4,53 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import click
 import typer
+from typer.core import TyperCommand
 
-from .app import JsonOpt, app, err, open_store, out_json
+from .app import JsonOpt, app, cwd, err, open_store, out_json
 from .workflow import quote_path
 
 
-@app.command()
+class _PathsAfterDashDash(TyperCommand):
+    """git's ``-- PATH...``: click hands what follows ``--`` to the positional arguments
+    (REV first), so it is split off here, before click parses the rest."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            i = args.index("--")
+            args, ctx.meta[_PATHS] = args[:i], args[i + 1:]
+        return super().parse_args(ctx, args)
+
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        return [*super().collect_usage_pieces(ctx), "[-- PATH...]"]
+
+
+_PATHS = "objstore.log.paths"
+
+
+@app.command(cls=_PathsAfterDashDash)
 def log(
+    ctx: typer.Context,
     rev: Annotated[str, typer.Argument(help="Start from this version.")] = "HEAD",
     as_json: JsonOpt = False,
     graph: Annotated[bool, typer.Option("--graph", help="Draw the lineage graph.")] = False,
     limit: Annotated[int | None, typer.Option("-n", help="Show at most N versions.")] = None,
+    oneline: Annotated[bool, typer.Option("--oneline", help="One line per version: id, names, "
+                                          "first line of the message.")] = False,
 ) -> None:
-    """Versions, newest first."""
+    """Versions, newest first; after `--`, only those that changed one of the PATHs."""
     store = open_store()
-    entries = store.log(rev, limit)
+    paths = ctx.meta.get(_PATHS) or None
+    if paths is not None:
+        from objstore.errors import DsError
+        from objstore.worktree import to_store_path
+
+        if graph:
+            raise DsError("--graph draws whole lineages; drop it or the paths after --")
+
+        paths = [to_store_path(store, p, cwd()) for p in paths]
+    entries = store.log(rev, limit, paths)
     if as_json:
         out_json([e.as_json() for e in entries])
         return
@@ -32,7 +63,10 @@ def log(
         return
     for e in entries:
         names = f" ({', '.join(tags[e.id])})" if e.id in tags else ""
-        typer.echo(f"{e.id[:12]}{names}  {e.created}  {e.author}\n    {e.message}\n")
+        if oneline:
+            typer.echo(f"{e.id[:12]}{names} {e.message.splitlines()[0] if e.message else ''}")
+        else:
+            typer.echo(f"{e.id[:12]}{names}  {e.created}  {e.author}\n    {e.message}\n")
 
 
 def decorations(store) -> dict[str, list[str]]:

@@ -189,17 +189,38 @@ class Store:
     def info(self, rev: str) -> CommitInfo:
         return self.meta.commit_info(self.resolve(rev))
 
-    def log(self, rev: str = "HEAD", limit: int | None = None) -> list[CommitInfo]:
+    def log(self, rev: str = "HEAD", limit: int | None = None,
+            paths: list[str] | None = None) -> list[CommitInfo]:
+        """Versions reachable from ``rev``, newest first; with ``paths`` (store paths, ""
+        for the root) only those that changed one of them: the path's entry or subtree
+        differs from the first parent's, or the version is a root that holds it.
+
+        A path costs a lookup per version (folders on its way, read through the metadata
+        cache); equal subtree ids make a changed folder as cheap to spot as a file."""
         if limit is not None and limit < 1:
             raise DsError(f"-n must be 1 or more (got {limit})")
         if rev == "HEAD" and self.head() is None:
             return []
         out = []
         for cid in self.meta.ancestors(self.resolve(rev)):
-            out.append(self.meta.commit_info(cid))
+            info = self.meta.commit_info(cid)
+            if paths is not None and not self._touches(info, paths):
+                continue
+            out.append(info)
             if limit is not None and len(out) >= limit:
                 break
         return out
+
+    def _touches(self, info: CommitInfo, paths: list[str]) -> bool:
+        """True if version ``info`` changed one of ``paths`` against its first parent."""
+        tree = pygit2.Oid(hex=info.tree)
+        parent = self.meta.tree_of(info.parents[0]) if info.parents else None
+        for path in paths:
+            here = self.meta.lookup(tree, path)
+            before = self.meta.lookup(parent, path) if parent is not None else None
+            if here != before:
+                return True
+        return False
 
     # -- the stage ---------------------------------------------------------------------
     def staged_tree(self) -> pygit2.Oid:

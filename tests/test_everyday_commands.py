@@ -78,3 +78,68 @@ def test_ls_library_and_empty_store(store: Store) -> None:
     store.commit("one")
     rows = list(list_version(store, "HEAD", "d", recursive=True))
     assert [(r.path, r.kind, r.size) for r in rows] == [("d/e/f.bin", "file", 100)]
+
+
+# -- ds log [REV] [-- PATH...] ----------------------------------------------------------
+
+def _three_versions(w: Path) -> list[str]:
+    """v1 (repo), v2 changes top.txt, v3 adds a/b/z.txt; ids newest first."""
+    v1 = ds("log", "--json", cwd=w)
+    write(w, "top.txt", "changed\n")
+    v2 = _commit(w, "two\n\nbody")
+    write(w, "a/b/z.txt", "z")
+    v3 = _commit(w, "three")
+    return [v3, v2, json.loads(v1.stdout)[0]["id"]]
+
+
+def _ids(proc) -> list[str]:
+    return [e["id"] for e in json.loads(proc.stdout)]
+
+
+def test_log_dash_dash_paths_shows_only_versions_that_changed_them(repo: Path) -> None:
+    v3, v2, v1 = _three_versions(repo)
+    assert _ids(ds("log", "--json", "--", "a/b/x.txt", cwd=repo)) == [v1]  # a root holding it
+    assert _ids(ds("log", "--json", "--", "a", cwd=repo)) == [v3, v1]  # the subtree changed
+    assert _ids(ds("log", "--json", "HEAD~1", "--", "a", cwd=repo)) == [v1]
+    assert _ids(ds("log", "--json", "--", "top.txt", "a/b/z.txt", cwd=repo)) == [v3, v2, v1]
+    assert _ids(ds("log", "--json", "-n", "1", "--", "top.txt", cwd=repo)) == [v2]
+    assert _ids(ds("log", "--json", "--", "nothing-here", cwd=repo)) == []
+    assert _ids(ds("log", "--json", "--", "b", cwd=repo / "a")) == [v3, v1]  # relative to cwd
+    assert _ids(ds("log", "--json", "--", cwd=repo)) == [v3, v2, v1]  # no path: everything
+
+
+def test_log_oneline_has_prefix_decorations_and_first_line(repo: Path) -> None:
+    v3, v2, v1 = _three_versions(repo)
+    ds("tag", "first", v1, cwd=repo)
+    lines = ds("log", "--oneline", cwd=repo).stdout.splitlines()
+    assert lines == [f"{v3[:12]} (HEAD -> main) three", f"{v2[:12]} two", f"{v1[:12]} (first) one"]
+    assert ds("log", "--oneline", "--", "top.txt", cwd=repo).stdout.splitlines() == lines[1:]
+
+
+def test_log_path_with_graph_or_outside_is_one_line(repo: Path, tmp_path: Path) -> None:
+    p = ds("log", "--graph", "--", "a", cwd=repo, check=False)
+    assert p.returncode == 1 and p.stderr.startswith("Error: --graph") and len(p.stderr.splitlines()) == 1
+    p = ds("log", "--", str(tmp_path), cwd=repo, check=False)
+    assert p.returncode == 1 and "outside the working folder" in p.stderr
+    assert "[-- PATH...]" in ds("log", "--help", cwd=repo).stdout
+
+
+def test_log_paths_library_folder_becoming_file(store: Store) -> None:
+    from objstore.worktree import add
+
+    w = store.worktree
+    write(w, "p/q", "1")
+    add(store, [str(w)])
+    a = store.commit("a").id
+    os.unlink(w / "p/q")
+    os.rmdir(w / "p")
+    write(w, "p", "now a file")
+    write(w, "other", "x")
+    add(store, [str(w)])
+    b = store.commit("b").id
+    write(w, "other", "y")
+    add(store, [str(w)])
+    c = store.commit("c").id
+    assert [e.id for e in store.log(paths=["p"])] == [b, a]
+    assert [e.id for e in store.log(paths=[""])] == [c, b, a]
+    assert [e.id for e in store.log(paths=["other"], limit=1)] == [c]
