@@ -212,3 +212,30 @@ def get(
         err(f"Warning: link {p} points outside the folder; not created")
     if not quiet:
         err(f"Wrote {report.count} file(s) to {directory}")
+
+
+@app.command()
+def restore(
+    paths: Annotated[list[str], typer.Argument(help="Files or folders to restore (`.` for all).")],
+    staged: Annotated[bool, typer.Option("--staged", "-S", help="Unstage: the stage entries go "
+                                         "back to HEAD's (or --source's); working files untouched.")] = False,
+    source: Annotated[str | None, typer.Option("--source", "-s", help="Take the content from this "
+                                               "version instead of the stage.", show_default=False)] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Put working files back as staged (or as in --source), or unstage paths (--staged)."""
+    from objstore.worktree import restore as do_restore
+
+    store = open_store(attach=True)
+    with progress("writing", quiet) as cb:
+        report = do_restore(store, paths, staged=staged, source=source, progress=cb, cwd=cwd())
+    for p in report.links_refused:
+        err(f"Warning: link {quote_path(p)} points outside the folder; not created")
+    if quiet:
+        return
+    if staged:
+        err(f"Unstaged {len(report.restored) + len(report.removed)} file(s): the stage now matches "
+            f"{source or 'HEAD'} there")
+    else:
+        gone = f", removed {len(report.removed)} not in {source}" if report.removed else ""
+        err(f"Restored {len(report.restored)} file(s) from {source or 'the stage'}{gone}")

@@ -546,3 +546,110 @@ def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool
         store.clear_stage()
         detached = target if meta.head_branch() is None else None
         return CheckoutReport(**vars(report), detached=detached, left_behind=behind)
+
+
+@dataclass
+class RestoreReport:
+    """What ``restore`` set: stage entries (``staged``) or working files, and what it removed."""
+
+    restored: list[str] = field(default_factory=list)  # store paths (files) set from the source
+    removed: list[str] = field(default_factory=list)  # tracked files (staged, or working) the source lacks
+    links_refused: list[str] = field(default_factory=list)
+
+
+def restore(store: Store, paths: list[str], staged: bool = False, source: str | None = None,
+            progress: Callable[[int, int], None] | None = None,
+            cwd: str | None = None) -> RestoreReport:
+    """``git restore``: with ``staged``, the stage's entries at ``paths`` go back to
+    ``source``'s (default HEAD) and the working files are untouched; otherwise the working
+    files at ``paths`` are written from the stage (or from version ``source``).
+
+    Overwriting a modified file is what was asked, so it is done; but untracked content
+    that writing would destroy, and a path that neither side holds, are errors before
+    anything changes. With ``source``, files tracked in the stage under a path but absent
+    from that version are removed from the working folder (git's no-overlay mode).
+    """
+    if not paths:
+        raise DsError("name the paths to restore (`.` for everything)")
+    rels = [to_store_path(store, p, cwd) for p in paths]
+    with store.locked():
+        if staged:
+            return _restore_stage(store, paths, rels, source or "HEAD")
+        return _restore_files(store, paths, rels, source, progress)
+
+
+def _source_tree(store: Store, source: str | None):
+    """(tree, how to name it in a message) of a restore's source."""
+    if source is None:
+        return store.staged_tree(), "the stage"
+    if source.strip() in ("HEAD", "@") and store.head() is None:
+        return store.meta.empty_tree, "HEAD (there is no version yet)"
+    cid = store.resolve(source)
+    return store.meta.tree_of(cid), f"version {cid[:12]}"
+
+
+def _restore_stage(store: Store, users: list[str], rels: list[str], source: str) -> RestoreReport:
+    meta = store.meta
+    tree, where = _source_tree(store, source)
+    report = RestoreReport()
+    if "" in rels:  # the whole stage becomes the source's tree
+        report.restored = [p for p, _e in meta.walk(tree)]
+        store.set_stage(tree)
+        return report
+    editor = TreeEditor(meta, store.staged_tree())
+    for user, rel in zip(users, rels, strict=True):
+        found = meta.lookup(tree, rel)
+        before = [rel] if editor.get(rel) is not None else editor.files_under(rel)
+        if found is None and not before:
+            raise DsError(f"{user} is in neither {where} nor the stage; nothing to restore")
+        editor.remove(rel)
+        items = [] if found is None else [(rel, found)] if isinstance(found, FileEntry) \
+            else meta.walk(found, rel)
+        for p, e in items:
+            editor.set(p, e)
+            report.restored.append(p)
+        report.removed.extend(sorted(set(before) - set(report.restored)))
+    store.set_stage(editor.write())
+    return report
+
+
+def _restore_files(store: Store, users: list[str], rels: list[str], source: str | None,
+                   progress: Callable[[int, int], None] | None) -> RestoreReport:
+    from .materialize import Materializer
+
+    meta = store.meta
+    root = str(store.worktree)
+    tree, where = _source_tree(store, source)
+    stage = TreeEditor(meta, store.staged_tree()) if source is not None else None
+    items: dict[str, FileEntry] = {}
+    gone: set[str] = set()
+    for user, rel in zip(users, rels, strict=True):
+        found = meta.lookup(tree, rel)
+        if found is None:
+            raise DsError(f"{user} is not in {where}; nothing to restore "
+                          "(see `ds ls` for what a version holds)")
+        items.update([(rel, found)] if isinstance(found, FileEntry) else meta.walk(found, rel))
+        if stage is not None:
+            gone.update(p for p in ([rel] if rel and stage.get(rel) else stage.files_under(rel)))
+    gone -= items.keys()
+    blockers = _blockers(root, items, set(items) | gone)
+    if blockers:
+        raise DsError(f"{blockers[0]} is not versioned and stands where restore must write; "
+                      "move it away first")
+    if store.fetcher is not None:
+        store.ensure_chunks(c for e in items.values() for c, _ in e.chunk_list())
+    m = Materializer(root, store.chunks, progress=progress, force=True)
+    m.check_links(items.items())  # refuse before removing anything
+    cache = store.stat_cache()
+    for p in sorted(gone):  # a folder standing there is not the tracked file: left alone
+        st = lstat_inside(root, p)
+        if st is not None and not stat.S_ISDIR(st.st_mode):
+            m.remove(p)
+        cache.drop(p)
+    m.prune_empty_dirs(parent_of(p) for p in gone)
+    announce(progress, len(items), sum(e.size for e in items.values()))
+    written = m.write(sorted(items.items()))
+    for p, st in written.written.items():
+        cache.put(p, st, items[p].hash)
+    cache.save()
+    return RestoreReport(sorted(items), sorted(gone), written.links_refused)

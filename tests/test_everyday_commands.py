@@ -143,3 +143,84 @@ def test_log_paths_library_folder_becoming_file(store: Store) -> None:
     assert [e.id for e in store.log(paths=["p"])] == [b, a]
     assert [e.id for e in store.log(paths=[""])] == [c, b, a]
     assert [e.id for e in store.log(paths=["other"], limit=1)] == [c]
+
+
+# -- ds restore -------------------------------------------------------------------------
+
+def _status(w: Path) -> dict:
+    return json.loads(ds("status", "--json", cwd=w).stdout)
+
+
+def test_restore_working_files_from_the_stage(repo: Path) -> None:
+    write(repo, "top.txt", "ruined")
+    os.unlink(repo / "a/b/x.txt")
+    os.rmdir(repo / "a/b")
+    p = ds("restore", "top.txt", "a", cwd=repo)
+    assert "Restored 2 file(s) from the stage" in p.stderr
+    assert (repo / "top.txt").read_text() == "hello\n" and (repo / "a/b/x.txt").read_text() == "hi\n"
+    assert _status(repo)["modified"] == [] and _status(repo)["removed"] == []
+    write(repo, "top.txt", "staged change")
+    ds("add", "top.txt", "-q", cwd=repo)
+    write(repo, "top.txt", "later change")
+    ds("restore", "-q", "top.txt", cwd=repo)  # from the stage, not from HEAD
+    assert (repo / "top.txt").read_text() == "staged change"
+
+
+def test_restore_staged_unstages_and_leaves_the_file(repo: Path) -> None:
+    write(repo, "top.txt", "changed")
+    write(repo, "new.txt", "new")
+    ds("add", "top.txt", "new.txt", "-q", cwd=repo)
+    p = ds("restore", "--staged", "top.txt", "new.txt", cwd=repo)
+    assert "Unstaged 2 file(s)" in p.stderr
+    st = _status(repo)
+    assert st["staged"] == {"added": [], "modified": [], "removed": [], "renamed": []}
+    assert (st["modified"], st["added"]) == (["top.txt"], ["new.txt"])
+    assert (repo / "top.txt").read_text() == "changed" and (repo / "new.txt").read_text() == "new"
+
+
+def test_restore_source_rev_and_no_overlay_folder(repo: Path) -> None:
+    v3, v2, v1 = _three_versions(repo)
+    write(repo, "a/untracked.tmp", "mine")
+    ds("restore", "--source", v1, "a", "top.txt", cwd=repo)
+    assert (repo / "top.txt").read_text() == "hello\n"
+    assert not (repo / "a/b/z.txt").exists()  # tracked, not in v1: removed (git's no-overlay)
+    assert (repo / "a/untracked.tmp").read_text() == "mine"  # untracked: left alone
+    assert ds("ls", "HEAD", "a/b", cwd=repo).stdout.split() == ["a/b/x.txt", "a/b/z.txt"]  # HEAD kept
+    st = _status(repo)
+    assert (st["modified"], st["removed"]) == (["top.txt"], ["a/b/z.txt"])
+    ds("restore", "--staged", "--source", v1, "top.txt", cwd=repo)
+    assert _status(repo)["staged"]["modified"] == ["top.txt"]  # the stage holds v1's top.txt now
+    assert (repo / "top.txt").read_text() == "hello\n"
+
+
+def test_restore_refuses_unknown_paths_and_untracked_content_in_the_way(repo: Path) -> None:
+    for args, msg in ((["nope"], "nope is not in the stage"),
+                      (["--staged", "nope"], "nope is in neither"),
+                      (["--source", "HEAD", "nope"], "nope is not in version"),
+                      (["--source", "v9", "top.txt"], "no version matches 'v9'")):
+        p = ds("restore", *args, cwd=repo, check=False)
+        assert p.returncode == 1 and msg in p.stderr and len(p.stderr.splitlines()) == 1, p.stderr
+    os.unlink(repo / "top.txt")
+    write(repo, "top.txt/keep.me", "precious")  # a folder of untracked work where a file was
+    p = ds("restore", "top.txt", cwd=repo, check=False)
+    assert p.returncode == 1 and "top.txt/keep.me is not versioned" in p.stderr
+    assert (repo / "top.txt/keep.me").read_text() == "precious"
+
+
+def test_restore_library_whole_stage_and_cache(store: Store) -> None:
+    from objstore.worktree import add, restore, status
+
+    write(store.worktree, "f", "1")
+    add(store, [str(store.worktree)])
+    store.commit("one")
+    write(store.worktree, "f", "22")
+    write(store.worktree, "g", "new")
+    add(store, [str(store.worktree)])
+    report = restore(store, ["."], staged=True, cwd=str(store.worktree))
+    assert report.restored == ["f"] and store.staged_tree() == store.head_tree()
+    report = restore(store, ["f"], source="HEAD", cwd=str(store.worktree))
+    assert report.restored == ["f"] and (store.worktree / "f").read_text() == "1"
+    st = status(store)
+    assert (st.modified, st.added) == ([], ["g"])
+    with pytest.raises(DsError, match="name the paths"):
+        restore(store, [])
