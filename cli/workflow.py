@@ -239,3 +239,18 @@ def restore(
     else:
         gone = f", removed {len(report.removed)} not in {source}" if report.removed else ""
         err(f"Restored {len(report.restored)} file(s) from {source or 'the stage'}{gone}")
+
+
+@app.command()
+def mv(
+    src: Annotated[str, typer.Argument(help="A versioned file or folder.")],
+    dst: Annotated[str, typer.Argument(help="New path (or an existing folder to move it into).")],
+    quiet: QuietOpt = False,
+) -> None:
+    """Move or rename a versioned file or folder and stage the move."""
+    from objstore.worktree import move
+
+    report = move(open_store(), src, dst, cwd=cwd())
+    if not quiet:
+        err(f"Moved {quote_path(report.src)} -> {quote_path(report.dst)} "
+            f"({len(report.files)} versioned file(s), staged)")

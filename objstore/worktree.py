@@ -653,3 +653,103 @@ def _restore_files(store: Store, users: list[str], rels: list[str], source: str 
         cache.put(p, st, items[p].hash)
     cache.save()
     return RestoreReport(sorted(items), sorted(gone), written.links_refused)
+
+
+@dataclass
+class MoveReport:
+    src: str  # store paths
+    dst: str
+    files: list[tuple[str, str]]  # (old, new) of each versioned file moved
+
+
+def move(store: Store, src: str, dst: str, cwd: str | None = None) -> MoveReport:
+    """``git mv``: rename a tracked file or folder in the working folder and stage the
+    rename; into DST when it is an existing folder.
+
+    Refused before anything moves: an untracked or missing SRC, a DST (or DST/name) that
+    exists or is staged, a DST inside SRC or inside the store. Unstaged changes move with
+    their file and stay unstaged; untracked files inside a moved folder move with it.
+    """
+    src_rel, dst_rel = to_store_path(store, src, cwd), to_store_path(store, dst, cwd)
+    if not src_rel:
+        raise DsError("cannot move the working folder itself; name a file or folder inside it")
+    root = str(store.worktree)
+    with store.locked():
+        editor = TreeEditor(store.meta, store.staged_tree())
+        files = [src_rel] if editor.get(src_rel) is not None else editor.files_under(src_rel)
+        if not files:
+            raise DsError(f"{src} is not versioned; `ds add` it first (or move it with plain mv)")
+        if lstat_inside(root, src_rel) is None:
+            raise DsError(f"{src} is versioned but missing from the working folder; "
+                          f"`ds restore {src}` first")
+        dst_rel = _move_target(root, src_rel, dst_rel, dst)
+        if dst_rel == src_rel or dst_rel.startswith(src_rel + "/"):
+            raise DsError(f"cannot move {src} into itself ({dst_rel})")
+        if lstat_inside(root, dst_rel) is not None:
+            raise DsError(f"{dst_rel} already exists; remove it or choose another name")
+        if editor.get(dst_rel) is not None or editor.files_under(dst_rel):
+            raise DsError(f"{dst_rel} is staged though missing from the working folder; "
+                          f"`ds rm {dst_rel}` (or `ds restore --staged {dst_rel}`) first")
+        moved = [(p, dst_rel + p[len(src_rel):]) for p in files]
+        cache = store.stat_cache()
+        known = _known_hashes(root, cache, files)
+        os.makedirs(os.path.join(root, parent_of(dst_rel)), exist_ok=True)
+        os.rename(os.path.join(root, src_rel), os.path.join(root, dst_rel))
+        try:
+            _stage_move(store, editor, src_rel, moved)
+        except BaseException:
+            os.rename(os.path.join(root, dst_rel), os.path.join(root, src_rel))
+            raise
+        _carry_cache(root, cache, moved, known)
+    return MoveReport(src_rel, dst_rel, moved)
+
+
+def _move_target(root: str, src_rel: str, dst_rel: str, dst: str) -> str:
+    """Where SRC lands: DST, or DST/name when DST is a folder; every existing parent of it
+    must be a real folder (a file or a link on the way is refused, never followed)."""
+    st = lstat_inside(root, dst_rel) if dst_rel else os.lstat(root)
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        dst_rel = check_relpath(join(dst_rel, src_rel.rpartition("/")[2]))
+    folder = ""
+    for part in parent_of(dst_rel).split("/") if parent_of(dst_rel) else []:
+        folder = join(folder, part)
+        st = lstat_inside(root, folder)
+        if st is None:
+            break
+        if not stat.S_ISDIR(st.st_mode):
+            raise DsError(f"cannot move into {dst}: {folder} is not a folder")
+    return dst_rel
+
+
+def _known_hashes(root: str, cache: StatCache, files: list[str]) -> dict[str, bytes]:
+    """The stat cache's hashes of files about to move: a moved file need not be read again."""
+    out = {}
+    for p in files:
+        raw = lstat_inside(root, p)
+        st = Stat.of(raw) if raw is not None else None
+        h = cache.get(p, st) if st is not None else None
+        if h is not None:
+            out[p] = h
+    return out
+
+
+def _stage_move(store: Store, editor: TreeEditor, src_rel: str, moved: list[tuple[str, str]]) -> None:
+    from dataclasses import replace
+
+    entries = [(new, editor.get(old)) for old, new in moved]
+    editor.remove(src_rel)
+    for new, e in entries:
+        name = new.rpartition("/")[2]
+        editor.set(new, e if e.name == name else replace(e, name=name))
+    store.set_stage(editor.write())
+
+
+def _carry_cache(root: str, cache: StatCache, moved: list[tuple[str, str]],
+                 known: dict[str, bytes]) -> None:
+    for old, new in moved:
+        cache.drop(old)
+        raw = lstat_inside(root, new)
+        st = Stat.of(raw) if raw is not None else None
+        if old in known and st is not None:
+            cache.put(new, st, known[old])
+    cache.save()

@@ -224,3 +224,75 @@ def test_restore_library_whole_stage_and_cache(store: Store) -> None:
     assert (st.modified, st.added) == ([], ["g"])
     with pytest.raises(DsError, match="name the paths"):
         restore(store, [])
+
+
+# -- ds mv ------------------------------------------------------------------------------
+
+def test_mv_file_and_folder_stages_the_rename(repo: Path) -> None:
+    write(repo, "a/untracked.tmp", "mine")
+    write(repo, "top.txt", "unstaged edit")
+    assert "Moved top.txt -> docs.txt" in ds("mv", "top.txt", "docs.txt", cwd=repo).stderr
+    ds("mv", "a", "data", cwd=repo)
+    assert (repo / "docs.txt").read_text() == "unstaged edit"  # the edit moves, still unstaged
+    assert (repo / "data/untracked.tmp").read_text() == "mine" and not (repo / "a").exists()
+    staged = _status(repo)["staged"]
+    # the stage moves its entry (the staged content), not the unstaged edit
+    assert staged["renamed"] == [{"from": "a/b/x.txt", "to": "data/b/x.txt"},
+                                 {"from": "top.txt", "to": "docs.txt"}]
+    assert staged["added"] == staged["removed"] == staged["modified"] == []
+    ds("commit", "-m", "moved", "-q", cwd=repo)
+    assert ds("ls", "-r", cwd=repo).stdout.splitlines() == ["data/b/x.txt", "docs.txt", "lnk", "run.sh"]
+    assert (repo / "docs.txt").read_text() == "unstaged edit"
+    assert _status(repo)["modified"] == ["docs.txt"]
+
+
+def test_mv_into_an_existing_folder_and_from_a_subfolder(repo: Path) -> None:
+    ds("mv", "-q", "run.sh", "a", cwd=repo)
+    ds("mv", "x.txt", "../../x2.txt", cwd=repo / "a/b")
+    assert os.access(repo / "a/run.sh", os.X_OK) and (repo / "x2.txt").read_text() == "hi\n"
+    ds("commit", "-m", "moved", "-q", cwd=repo)
+    d = json.loads(ds("diff", "HEAD~1", "HEAD", "--json", cwd=repo).stdout)
+    assert d["renamed"] == [{"from": "a/b/x.txt", "to": "x2.txt"}, {"from": "run.sh", "to": "a/run.sh"}]
+    assert ds("ls", "-l", "HEAD", "a/run.sh", cwd=repo).stdout.split()[0] == "exec"
+
+
+def test_mv_refusals_change_nothing(repo: Path) -> None:
+    write(repo, "loose.txt", "untracked")
+    os.unlink(repo / "run.sh")
+    cases = ((["loose.txt", "x"], "loose.txt is not versioned"),
+             (["top.txt", "lnk"], "lnk already exists"),
+             (["top.txt", ".dsstore/x"], "inside .dsstore"),
+             (["a", "a/b/c"], "cannot move a into itself"),
+             (["run.sh", "r.sh"], "missing from the working folder"),
+             (["a", "top.txt/in"], "top.txt is not a folder"),
+             (["nope", "x"], "nope is not versioned"),
+             ([".", "x"], "working folder itself"))
+    for args, msg in cases:
+        p = ds("mv", *args, cwd=repo, check=False)
+        assert p.returncode == 1 and msg in p.stderr and len(p.stderr.splitlines()) == 1, (args, p.stderr)
+    st = _status(repo)
+    assert st["staged"] == {"added": [], "modified": [], "removed": [], "renamed": []}
+    assert (repo / "top.txt").read_text() == "hello\n" and (repo / "a/b/x.txt").exists()
+
+
+def test_mv_library_keeps_the_stat_cache(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+    from types import SimpleNamespace
+
+    from objstore import statcache
+    from objstore.scan import Stat
+    from objstore.worktree import add, move
+
+    # the cache's clock well past the files' times: no row falls in the racy window
+    later = time.time_ns() + 10**12
+    monkeypatch.setattr(statcache, "time", SimpleNamespace(time_ns=lambda: later))
+
+    write(store.worktree, "d/f.bin", os.urandom(1000))
+    add(store, [str(store.worktree)])
+    store.commit("one")
+    before = store.stat_cache().get("d/f.bin", Stat.of(os.lstat(store.worktree / "d/f.bin")))
+    report = move(store, "d", "e", cwd=str(store.worktree))
+    assert (report.src, report.dst, report.files) == ("d", "e", [("d/f.bin", "e/f.bin")])
+    moved = store.stat_cache().get("e/f.bin", Stat.of(os.lstat(store.worktree / "e/f.bin")))
+    assert before is not None and moved == before  # a moved file is not read again
+    assert store.stat_cache().get("d/f.bin", Stat.of(os.lstat(store.worktree / "e/f.bin"))) is None
