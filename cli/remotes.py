@@ -8,6 +8,22 @@ import typer
 
 from .app import JsonOpt, QuietOpt, app, cwd, err, open_store, out_json, transfer_progress
 
+
+def _quiet_storage_loggers() -> None:
+    """Storage SDKs log failed requests with tracebacks (gcsfs: one per attempt, six
+    attempts per request) through Python's last-resort handler; the CLI reports the
+    outcome as one line instead. ``DS_DEBUG=1`` keeps them."""
+    import logging
+    import os
+
+    if os.environ.get("DS_DEBUG"):
+        return
+    for name in ("gcsfs", "s3fs", "adlfs", "azure", "aiobotocore", "botocore", "google", "fsspec"):
+        logging.getLogger(name).addHandler(logging.NullHandler())
+
+
+_quiet_storage_loggers()
+
 remote_app = typer.Typer(help="Configure remotes (any fsspec URL: folder, s3://, gs://, az://).",
                          no_args_is_help=True)
 app.add_typer(remote_app, name="remote")

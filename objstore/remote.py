@@ -201,8 +201,7 @@ class Remote:
             raw = self.fs.cat("config")
         except FileNotFoundError:
             if not create:
-                raise RemoteError(f"{self.url} is not an objstore remote (no config); "
-                                  "push to it first") from None
+                raise self.fs.not_a_remote() from None
             self.fs.put("config", f'[store]\nformat = {FORMAT}\nhash = "{self.store.algo.name}"\n'.encode())
             return
         import tomllib
@@ -942,7 +941,8 @@ def clone(url: str, directory: str, rev: str | None = None, include: list[str] |
         with probe.operation("clone"):
             cfg = tomllib.loads(probe.cat("config").decode()).get("store", {})
     except FileNotFoundError:
-        raise RemoteError(f"{url} is not an objstore remote (no config)") from None
+        with probe.operation("clone"):
+            raise probe.not_a_remote() from None
     except (ValueError, UnicodeDecodeError) as e:
         if isinstance(e, DsError):
             raise

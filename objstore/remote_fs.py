@@ -21,11 +21,13 @@ docstring and docs/architecture.md.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
 import random
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -59,6 +61,14 @@ class ShortRead(RemoteError):
     """Fewer (or other) bytes than the remote said it holds; retried like a network fault."""
 
 
+class RemoteDenied(RemoteError):
+    """No usable credentials, or the storage refused them: retrying cannot help."""
+
+
+class RemoteMissing(RemoteError):
+    """The bucket, container or folder of a remote does not exist."""
+
+
 # What to tell the user when an operation gives up: every one of them resumes.
 HINTS = {
     "push": "run `ds push` again: it resumes and sends only what the remote still lacks",
@@ -72,13 +82,31 @@ HINTS = {
 }
 
 
+# Where the credentials of each backend come from, for the message when there are none.
+CREDENTIAL_HINTS = {
+    "s3": "set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or give the remote "
+          "`-o key=... -o secret=...`",
+    "gcs": "run `gcloud auth application-default login`, or set GOOGLE_APPLICATION_CREDENTIALS, "
+           "or give the remote `-o token=PATH`",
+    "azure": "set AZURE_STORAGE_CONNECTION_STRING, or give the remote `-o account_name=...` with "
+             "`-o account_key=...` or `-o sas_token=...`",
+}
+
+TRANSIENT, CREDENTIALS, DENIED, NO_BUCKET, UNREACHABLE, PERMANENT = (
+    "transient", "credentials", "denied", "no-bucket", "unreachable", "permanent")
+
+
 class RemoteFS:
-    """One remote's filesystem. ``RETRIES``/``BACKOFF`` are the retry policy (class-wide so
-    a test, or an embedding program, can tighten it for every remote at once)."""
+    """One remote's filesystem. ``RETRIES``/``BACKOFF``/``RETRY_BUDGET`` are the retry
+    policy (class-wide so a test, or an embedding program, can tighten it for every remote
+    at once). Only transient errors are retried (``classify``); a permanent one (no
+    credentials, access denied, no such bucket, a host that does not exist or refuses
+    connections) fails at once with the fix."""
 
     RETRIES = 3  # retries after the first attempt
     BACKOFF = 0.2  # seconds before the first retry, doubled each time...
     BACKOFF_MAX = 5.0  # ...up to this; each delay is jittered down by up to half
+    RETRY_BUDGET = 120.0  # no retry starts later than this many seconds after the first attempt
 
     def __init__(self, url: str, options: dict[str, Any] | None = None, retries: int | None = None):
         import fsspec
@@ -132,27 +160,73 @@ class RemoteFS:
         return min(self.BACKOFF * 2**attempt, self.BACKOFF_MAX) * random.uniform(0.5, 1.0)
 
     def _call(self, what: str, fn: Callable[[], Any], rel: str = "") -> Any:
-        """Run one request, retrying transient failures; each attempt is counted."""
+        """Run one request, retrying transient failures (within ``RETRY_BUDGET``); each
+        attempt is counted. A permanent failure is raised at once, with its fix."""
+        start = time.monotonic()
         for attempt in range(self.retries + 1):
             self._count(what)
             try:
                 return fn()
-            except FileNotFoundError:
+            except FileNotFoundError as e:
+                if classify(e, self.kind) == NO_BUCKET:
+                    raise self.permanent(NO_BUCKET, what, rel, e) from None
                 raise
-            except PermissionError as e:
-                raise RemoteError(f"remote {self.url}: access denied ({e}); check the credentials") from None
-            except Exception as e:  # network and service errors of any fsspec backend, short reads
-                if attempt == self.retries:
-                    raise RemoteUnavailable(self._gave_up(what, rel, attempt + 1, e)) from None
-                time.sleep(self._delay(attempt))
+            except ShortRead as e:
+                kind: str = TRANSIENT
+                error: Exception = e
+            except DsError:
+                raise
+            except Exception as e:  # network and service errors of any fsspec backend
+                kind, error = classify(e, self.kind), e
+            if kind != TRANSIENT:
+                raise self.permanent(kind, what, rel, error) from None
+            delay = self._delay(attempt)
+            if attempt == self.retries or time.monotonic() - start + delay > self.RETRY_BUDGET:
+                raise RemoteUnavailable(self._gave_up(what, rel, attempt + 1, error)) from None
+            time.sleep(delay)
         return None
+
+    def _hint(self) -> str:
+        return HINTS.get(self.op or "", "run the command again: it resumes where it stopped")
 
     def _gave_up(self, what: str, rel: str, attempts: int, e: BaseException) -> str:
         op = self.op or "access"
-        hint = HINTS.get(op, "run the command again: it resumes where it stopped")
         return (f"remote {self.url}: {op} did not complete: {what} {rel or '/'} failed {attempts} "
-                f"time(s), last with {type(e).__name__}: {e}. Nothing incomplete is visible on the "
-                f"remote; {hint}")
+                f"time(s), last with {_describe(e)}. Nothing incomplete is visible on the "
+                f"remote; {self._hint()}")
+
+    def permanent(self, kind: str, what: str, rel: str, e: BaseException) -> RemoteError:
+        """The error for a failure that retrying cannot mend, naming its fix."""
+        url, why = self.url, _describe(e)
+        if kind == CREDENTIALS:
+            hint = CREDENTIAL_HINTS.get(self.kind, "give the remote's credentials as storage options (-o)")
+            return RemoteDenied(f"remote {url}: no usable credentials ({why}); {hint}, then run the "
+                                "command again")
+        if kind == DENIED:
+            return RemoteDenied(f"remote {url}: access denied ({why}); check the credentials and "
+                                "that they may read and write this location")
+        if kind == NO_BUCKET:
+            return RemoteMissing(f"remote {url}: its bucket or container does not exist; create it, "
+                                 "or correct the URL")
+        op = self.op or "access"
+        if kind == UNREACHABLE:
+            return RemoteUnavailable(f"remote {url}: {op} did not complete: cannot reach the storage "
+                                     f"({why}). Check the URL, the endpoint and the network; "
+                                     f"{self._hint()}")
+        return RemoteError(f"remote {url}: {what} {rel or '/'} failed with {why}, which retrying "
+                           "cannot mend; check the URL and the storage options")
+
+    def not_a_remote(self) -> RemoteError:
+        """The error for a location without a remote's config: missing, or not a remote."""
+        if self.kind == "local":
+            missing = not os.path.isdir(self.root)
+        else:
+            bucket = self.root.split("/", 1)[0]
+            missing = not self._call("head", lambda: self.fs.exists(bucket), bucket)
+        if missing:
+            return RemoteMissing(f"{self.url} is not an objstore remote: it does not exist (no such "
+                                 "bucket, container or folder); check the URL, or push to create it")
+        return RemoteError(f"{self.url} is not an objstore remote (no config); push to it first")
 
     @property
     def request_count(self) -> int:
@@ -330,23 +404,22 @@ class RemoteFS:
             raise RemoteError(f"remote {self.url}: shared refs need compare-and-swap, which objstore "
                               f"does not know how to do on {self.fs.protocol}")
         faulted = False
+        start = time.monotonic()
         for attempt in range(self.retries + 1):
             self._count("put-if")
             try:
                 getattr(self, f"_swap_{self.kind}")(self.path(rel), data, token)
                 return None
             except Exception as e:  # each SDK has its own exception for a failed condition
-                text = str(e).lower().replace("-", "")
-                if isinstance(e, FileExistsError) or type(e).__name__ == "ResourceModifiedError" or any(
-                        k in text for k in ("precondition", "412", "conditionalrequestconflict",
-                                            "condition specified")):
+                if _condition_failed(e):
                     if faulted and self.read_ref(rel)[0] == value:
                         return None  # an earlier attempt went through
                     raise RefConflict(f"{rel} on {self.url} changed meanwhile; "
                                       "fetch and merge first") from None
-                if isinstance(e, PermissionError):
-                    raise RemoteError(f"remote {self.url}: cannot update {rel} ({e})") from None
-                if attempt == self.retries:
+                kind = classify(e, self.kind)
+                if kind != TRANSIENT:
+                    raise self.permanent(kind, "update", rel, e) from None
+                if attempt == self.retries or time.monotonic() - start > self.RETRY_BUDGET:
                     raise RemoteUnavailable(self._gave_up("update", rel, attempt + 1, e)) from None
                 faulted = True
                 time.sleep(self._delay(attempt))
@@ -392,6 +465,161 @@ class RemoteFS:
             os.replace(tmp, target)
         finally:
             os.close(fd)  # releases the lock; the empty lock file stays (readers skip *.lock)
+
+
+def _causes(e: BaseException) -> list[BaseException]:
+    """``e`` and what it wraps, outermost first: ``__cause__``/``__context__`` and the
+    attributes SDKs keep the underlying error in (botocore ``kwargs['error']``, azure
+    ``inner_exception``, aiohttp ``os_error``)."""
+    out: list[BaseException] = []
+    todo: list[Any] = [e]
+    while todo and len(out) < 16:
+        x = todo.pop(0)
+        if not isinstance(x, BaseException) or any(x is y for y in out):
+            continue
+        out.append(x)
+        kwargs = getattr(x, "kwargs", None)
+        todo += [x.__cause__, x.__context__, getattr(x, "inner_exception", None),
+                 getattr(x, "os_error", None), kwargs.get("error") if isinstance(kwargs, dict) else None]
+    return out
+
+
+def classify(e: BaseException, backend: str = "other") -> str:
+    """How to treat a storage error: TRANSIENT (retry), or CREDENTIALS, DENIED, NO_BUCKET,
+    UNREACHABLE, PERMANENT (fail at once). Decided by the exception's type (and the codes
+    SDKs attach to their types), outermost first; what no rule decides is transient."""
+    for x in _causes(e):
+        kind = _kind_of(x, backend)
+        if kind is not None:
+            return kind
+    return TRANSIENT
+
+
+def _module(name: str) -> Any:
+    """A module only if something already imported it: an error cannot be an instance of a
+    class that was never loaded, so classifying imports nothing."""
+    return sys.modules.get(name)
+
+
+def _status_kind(status: Any) -> str | None:
+    """An HTTP status's kind: 401 no credentials, 403 denied, 408/429/5xx transient,
+    other 4xx permanent."""
+    try:
+        code = int(status)
+    except (TypeError, ValueError):
+        return None
+    if code == 401:
+        return CREDENTIALS
+    if code == 403:
+        return DENIED
+    if code in (408, 429) or code >= 500:
+        return TRANSIENT
+    if 400 <= code < 500 and code not in (404, 409, 412):
+        return PERMANENT
+    return None
+
+
+_S3_DENIED = {"AccessDenied", "AccountProblem", "AllAccessDisabled", "InvalidAccessKeyId",
+              "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "InvalidSecurity", "NotSignedUp"}
+
+
+def _kind_of(x: BaseException, backend: str) -> str | None:
+    """One exception's kind, or None when its type does not tell (look at what it wraps)."""
+    bx = _module("botocore.exceptions")
+    if bx is not None:
+        if isinstance(x, tuple(getattr(bx, n) for n in (
+                "NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError",
+                "ProfileNotFound", "TokenRetrievalError", "SSOError") if hasattr(bx, n))):
+            return CREDENTIALS
+        if isinstance(x, (bx.NoRegionError, bx.ParamValidationError)):
+            return PERMANENT
+        if isinstance(x, bx.ClientError):
+            code = x.response.get("Error", {}).get("Code")
+            if code in ("NoSuchBucket", "NoSuchContainer"):
+                return NO_BUCKET
+            if code in _S3_DENIED:
+                return DENIED
+            return _status_kind(x.response.get("ResponseMetadata", {}).get("HTTPStatusCode"))
+        if isinstance(x, bx.BotoCoreError):
+            return None  # connection errors and the like: what they wrap decides
+    ax = _module("aiohttp.client_exceptions")
+    if ax is not None:
+        if isinstance(x, ax.ClientConnectorCertificateError):
+            return PERMANENT
+        if isinstance(x, ax.ClientResponseError):
+            return _status_kind(x.status)
+    ga = _module("google.auth.exceptions")
+    if ga is not None and isinstance(x, ga.GoogleAuthError):
+        if isinstance(x, ga.DefaultCredentialsError):
+            return CREDENTIALS
+        retryable = getattr(x, "retryable", False) or isinstance(x, ga.TransportError)
+        return TRANSIENT if retryable else CREDENTIALS
+    gr = _module("gcsfs.retry")
+    if gr is not None and isinstance(x, gr.HttpError):
+        return _status_kind(x.code)
+    az = _module("azure.core.exceptions")
+    if az is not None and isinstance(x, az.AzureError):
+        ident = _module("azure.identity")
+        if ident is not None and isinstance(x, ident.CredentialUnavailableError):
+            return CREDENTIALS
+        if isinstance(x, az.ClientAuthenticationError):
+            return DENIED
+        if isinstance(x, az.ResourceNotFoundError) and getattr(x, "error_code", None) == "ContainerNotFound":
+            return NO_BUCKET
+        if isinstance(x, az.HttpResponseError):
+            return _status_kind(getattr(x, "status_code", None))
+        if isinstance(x, az.ServiceResponseError):
+            return TRANSIENT
+        return None  # ServiceRequestError: the connection error it wraps decides
+    return _os_kind(x, backend)
+
+
+def _os_kind(x: BaseException, backend: str) -> str | None:
+    """Kinds of the standard library's errors (by type and errno)."""
+    if isinstance(x, PermissionError):
+        return DENIED
+    if isinstance(x, ConnectionRefusedError):
+        return UNREACHABLE
+    if isinstance(x, socket.gaierror):  # name resolution: "no such host" will not get better
+        return TRANSIENT if x.errno in (socket.EAI_AGAIN,) else UNREACHABLE
+    if isinstance(x, OSError):
+        if x.errno == errno.ECONNREFUSED:
+            return UNREACHABLE
+        if x.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENAMETOOLONG):
+            return PERMANENT
+        if x.errno is None and backend == "gcs" and str(x).startswith("Forbidden"):
+            return DENIED  # gcsfs raises a bare OSError for HTTP 403: no type says it
+        return None
+    if isinstance(x, (TypeError, AttributeError, NotImplementedError, ImportError)):
+        return PERMANENT  # a wrong option or a bug: the same every time
+    return None
+
+
+_CONDITION_CODES = ("PreconditionFailed", "ConditionalRequestConflict")
+_CONDITION_TEXT = ("precondition", "412", "conditionalrequestconflict", "condition specified")
+
+
+def _condition_failed(e: BaseException) -> bool:
+    """Whether a compare-and-swap write was refused because the ref moved (per backend)."""
+    bx, az = _module("botocore.exceptions"), _module("azure.core.exceptions")
+    for x in _causes(e):
+        if isinstance(x, FileExistsError):  # gcsfs (412), s3fs (If-None-Match)
+            return True
+        if (bx is not None and isinstance(x, bx.ClientError)
+                and x.response.get("Error", {}).get("Code") in _CONDITION_CODES):
+            return True
+        if az is not None and isinstance(x, (az.ResourceModifiedError, az.ResourceExistsError)):
+            return True
+    text = str(e).lower().replace("-", "")  # a backend without a type for it
+    return any(k in text for k in _CONDITION_TEXT)
+
+
+def _describe(e: BaseException) -> str:
+    """An error as one short line: its type and its text, whitespace collapsed."""
+    text = " ".join(str(e).split())
+    if len(text) > 300:
+        text = text[:297] + "..."
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def _flock(lock: Path, what: str) -> int:

@@ -272,3 +272,176 @@ def test_library_refuses_bad_remote_places(tmp_path: Path, monkeypatch) -> None:
     with pytest.raises(DsError, match="ds remote remove o"):
         Remote(a).push()
     assert sorted(p.name for p in a.worktree.iterdir()) == [".dsstore", "f.txt"]
+
+
+# -- 4. remote errors --------------------------------------------------------------------
+@pytest.fixture
+def no_aws_credentials(monkeypatch, tmp_path: Path) -> None:
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                "AWS_DEFAULT_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+def attempts(remote: Remote) -> int:
+    """Requests of the operation that failed (a whole-file get also counts its size lookup)."""
+    return remote.fs.requests["get"] + remote.fs.requests["put"] + remote.fs.requests["list"]
+
+
+def test_missing_s3_credentials_fail_at_once(tmp_path: Path, moto_s3, no_aws_credentials) -> None:
+    from objstore.remote_fs import RemoteDenied
+
+    url = f"s3://{moto_s3.new_bucket()}/data"
+    a = make_store(tmp_path / "a", url, {"endpoint_url": moto_s3.endpoint})
+    write(a.worktree, "f.txt", "one")
+    commit_all(a, "v1")
+    for op in ("push", "fetch"):
+        r = Remote(a)
+        with pytest.raises(RemoteDenied, match="no usable credentials.*AWS_ACCESS_KEY_ID") as e:
+            getattr(r, op)()
+        assert attempts(r) == 1 and "again: it" not in str(e.value)  # not the advice for a network fault
+    with pytest.raises(RemoteDenied, match="no usable credentials"):
+        clone(url, str(tmp_path / "c"), options={"endpoint_url": moto_s3.endpoint})
+    assert not (tmp_path / "c").exists()
+
+
+def test_wrong_s3_credentials_fail_at_once(tmp_path: Path, moto_s3, monkeypatch) -> None:
+    import moto.settings
+
+    from objstore.remote_fs import RemoteDenied
+
+    url = f"s3://{moto_s3.new_bucket()}/data"
+    a = make_store(tmp_path / "a", url, dict(moto_s3.options, key="wrong", secret="wrong"))
+    write(a.worktree, "f.txt", "one")
+    commit_all(a, "v1")
+    monkeypatch.setattr(moto.settings, "INITIAL_NO_AUTH_ACTION_COUNT", 0)  # moto checks keys now
+    for op in ("push", "fetch"):
+        r = Remote(a)
+        with pytest.raises(RemoteDenied, match="access denied.*credentials"):
+            getattr(r, op)()
+        assert attempts(r) == 1
+
+
+def test_a_missing_bucket_fails_at_once_and_says_so(tmp_path: Path, moto_s3) -> None:
+    from objstore.remote_fs import RemoteMissing
+
+    url = "s3://no-such-bucket-for-objstore/data"
+    a = make_store(tmp_path / "a", url, moto_s3.options)
+    write(a.worktree, "f.txt", "one")
+    commit_all(a, "v1")
+    for op in ("push", "fetch"):
+        r = Remote(a)
+        with pytest.raises(RemoteMissing, match="does not exist"):
+            getattr(r, op)()
+        assert attempts(r) == 1
+    with pytest.raises(RemoteMissing, match="does not exist"):
+        clone(url, str(tmp_path / "c"), options=moto_s3.options)
+    with pytest.raises(RemoteMissing, match="does not exist"):  # a folder remote that is not there
+        Remote(a, str(tmp_path / "nothing")).fetch()
+
+
+def test_an_unreachable_s3_endpoint_fails_at_once(tmp_path: Path) -> None:
+    from objstore.remote_fs import RemoteUnavailable
+
+    from .servers import free_port
+
+    url = "s3://bucket/data"
+    a = make_store(tmp_path / "a", url, {"endpoint_url": f"http://127.0.0.1:{free_port()}",
+                                        "key": "k", "secret": "s"})
+    r = Remote(a)
+    with pytest.raises(RemoteUnavailable, match="fetch did not complete: cannot reach the storage"):
+        r.fetch()
+    assert attempts(r) == 1
+    proc = ds("fetch", cwd=a.worktree, check=False)
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "cannot reach the storage" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_an_unreachable_gcs_endpoint_is_one_line(tmp_path: Path) -> None:
+    """gcsfs retries a refused connection itself and logs a traceback each time."""
+    pytest.importorskip("gcsfs")
+    from .servers import free_port
+
+    a = make_store(tmp_path / "a", "gs://bucket/data", {"endpoint_url": f"http://127.0.0.1:{free_port()}",
+                                                        "token": "anon"})
+    proc = ds("fetch", cwd=a.worktree, check=False)
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "cannot reach the storage" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_transient_errors_are_retried_within_a_budget(tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    from objstore.remote_fs import RemoteUnavailable
+
+    monkeypatch.setattr(RemoteFS, "BACKOFF", 0.0)
+    fs = RemoteFS(str(tmp_path / "r"))
+    tries = []
+
+    def flaky() -> bytes:
+        tries.append(1)
+        if len(tries) < 3:
+            raise ConnectionResetError(errno.ECONNRESET, "reset")
+        return b"ok"
+
+    assert fs._call("get", flaky) == b"ok" and len(tries) == 3
+
+    def slow() -> bytes:
+        raise TimeoutError("slow")
+
+    with pytest.raises(RemoteUnavailable, match="failed 4 time"):
+        fs._call("get", slow)
+    monkeypatch.setattr(RemoteFS, "RETRY_BUDGET", 0.0)  # no time left: no retry starts
+    before = fs.requests["get"]
+    with pytest.raises(RemoteUnavailable, match="failed 1 time"):
+        fs._call("get", slow)
+    assert fs.requests["get"] == before + 1
+
+
+def test_errors_are_classified_by_type() -> None:
+    import socket
+
+    from objstore import remote_fs as rf
+
+    bx = pytest.importorskip("botocore.exceptions")
+    ax = pytest.importorskip("aiohttp.client_exceptions")
+    ga = pytest.importorskip("google.auth.exceptions")
+    az = pytest.importorskip("azure.core.exceptions")
+
+    def client_error(code: str, status: int) -> Exception:
+        return bx.ClientError({"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "Op")
+
+    def wrapped(inner: Exception) -> Exception:  # how s3fs hands botocore's errors on
+        outer = OSError(5, "wrapped")
+        outer.__cause__ = inner
+        return outer
+
+    refused = ConnectionRefusedError(111, "refused")
+    key = type("Key", (), {"ssl": None, "host": "h", "port": 1})()
+    cases = [
+        (bx.NoCredentialsError(), rf.CREDENTIALS),
+        (ga.DefaultCredentialsError("none"), rf.CREDENTIALS),
+        (wrapped(client_error("AccessDenied", 403)), rf.DENIED),
+        (PermissionError(13, "denied"), rf.DENIED),
+        (az.ClientAuthenticationError("bad key"), rf.DENIED),
+        (wrapped(client_error("NoSuchBucket", 404)), rf.NO_BUCKET),
+        (bx.EndpointConnectionError(endpoint_url="http://x", error=refused), rf.UNREACHABLE),
+        (ax.ClientConnectorError(key, refused), rf.UNREACHABLE),
+        (ax.ClientConnectorDNSError(key, socket.gaierror(socket.EAI_NONAME, "unknown")), rf.UNREACHABLE),
+        (az.ServiceRequestError("no connection", error=refused), rf.UNREACHABLE),
+        (refused, rf.UNREACHABLE),
+        (OSError(28, "No space left on device"), rf.PERMANENT),
+        (wrapped(client_error("InvalidArgument", 400)), rf.PERMANENT),
+        (wrapped(client_error("SlowDown", 503)), rf.TRANSIENT),
+        (wrapped(client_error("InternalError", 500)), rf.TRANSIENT),
+        (ax.ClientConnectorDNSError(key, socket.gaierror(socket.EAI_AGAIN, "try again")), rf.TRANSIENT),
+        (ConnectionResetError(104, "reset"), rf.TRANSIENT),
+        (TimeoutError("slow"), rf.TRANSIENT),
+        (bx.ConnectTimeoutError(endpoint_url="http://x"), rf.TRANSIENT),
+    ]
+    for error, kind in cases:
+        assert rf.classify(error, "s3") == kind, (error, kind)
+    forbidden = OSError("Forbidden: b/data/config\nno access")  # gcsfs has no type for 403
+    assert rf.classify(forbidden, "gcs") == rf.DENIED and rf.classify(forbidden, "s3") == rf.TRANSIENT
