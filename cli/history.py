@@ -8,7 +8,7 @@ import click
 import typer
 from typer.core import TyperCommand
 
-from .app import JsonOpt, app, cwd, err, open_store, out_json
+from .app import JsonOpt, QuietOpt, app, cwd, err, open_store, out_json
 from .workflow import quote_path
 
 
@@ -140,12 +140,26 @@ def diff(
 @app.command()
 def tag(
     name: Annotated[str | None, typer.Argument(help="Tag name (omit to list tags).")] = None,
-    rev: Annotated[str, typer.Argument(help="Version to tag.")] = "HEAD",
+    rev: Annotated[str | None, typer.Argument(help="Version to tag (default HEAD).",
+                                              show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Move an existing tag.")] = False,
+    delete: Annotated[bool, typer.Option("--delete", "-d", help="Delete tag NAME (its reflog is "
+                                         "kept, so gc keeps its version for the grace period).")] = False,
     as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
-    """Name a version (or list the names)."""
+    """Name a version, delete a name (-d), or list the names."""
     store = open_store()
+    if delete:
+        from objstore.errors import DsError
+        from objstore.tags import delete_tag
+
+        if name is None or rev is not None or force:
+            raise DsError("-d takes one tag name and nothing else: `ds tag -d NAME`")
+        tip = delete_tag(store, name)
+        if not quiet:
+            err(f"Deleted tag {name} (was {tip[:12]}; `ds tag {name} {tip[:12]}` brings it back)")
+        return
     if name is None:
         tags = store.meta.tags()
         if as_json:
@@ -154,8 +168,9 @@ def tag(
             if not as_json:
                 typer.echo(f"{t}\t{tags[t]}")
         return
-    cid = store.tag(name, rev, force)
-    err(f"Tagged {cid[:12]} as {name}")
+    cid = store.tag(name, rev or "HEAD", force)
+    if not quiet:
+        err(f"Tagged {cid[:12]} as {name}")
 
 
 @app.command()

@@ -296,3 +296,42 @@ def test_mv_library_keeps_the_stat_cache(store: Store, monkeypatch: pytest.Monke
     moved = store.stat_cache().get("e/f.bin", Stat.of(os.lstat(store.worktree / "e/f.bin")))
     assert before is not None and moved == before  # a moved file is not read again
     assert store.stat_cache().get("d/f.bin", Stat.of(os.lstat(store.worktree / "e/f.bin"))) is None
+
+
+# -- ds tag -d --------------------------------------------------------------------------
+
+def test_tag_delete_keeps_the_reflog(repo: Path) -> None:
+    v1 = json.loads(ds("log", "--json", cwd=repo).stdout)[0]["id"]
+    ds("tag", "-q", "v1", cwd=repo)
+    ds("tag", "v2", v1, cwd=repo)
+    assert ds("tag", cwd=repo).stdout.splitlines() == [f"v1\t{v1}", f"v2\t{v1}"]
+    p = ds("tag", "-d", "v1", cwd=repo)
+    assert f"Deleted tag v1 (was {v1[:12]}" in p.stderr
+    assert ds("tag", cwd=repo).stdout.splitlines() == [f"v2\t{v1}"]
+    assert json.loads(ds("tag", "--json", cwd=repo).stdout) == {"v2": v1}
+    log = (repo / ".dsstore/meta/logs/refs/tags/v1").read_text().splitlines()
+    assert log[-1].startswith(f"{v1} {'0' * 40} ") and log[-1].endswith("tag: deleted v1")
+    with Store.open(repo) as s:
+        assert v1 in s.meta.reflog_versions(0)  # gc's grace period still reaches it
+    ds("tag", "v1", v1[:12], cwd=repo)  # and the name can be given again
+    assert json.loads(ds("tag", "--json", cwd=repo).stdout) == {"v1": v1, "v2": v1}
+
+
+def test_tag_delete_errors_are_one_line(repo: Path) -> None:
+    for args, msg in ((["-d", "nope"], "no tag named 'nope'"), (["-d"], "-d takes one tag name"),
+                      (["-d", "v1", "HEAD"], "-d takes one tag name")):
+        p = ds("tag", *args, cwd=repo, check=False)
+        assert p.returncode == 1 and msg in p.stderr and len(p.stderr.splitlines()) == 1
+
+
+def test_delete_tag_library(store: Store) -> None:
+    from objstore.tags import delete_tag
+    from objstore.worktree import add
+
+    write(store.worktree, "f", "1")
+    add(store, [str(store.worktree)])
+    cid = store.commit("one").id
+    store.tag("t", cid)
+    assert delete_tag(store, "t") == cid and store.meta.tags() == {}
+    with pytest.raises(DsError, match="no tag named 't'"):
+        delete_tag(store, "t")
