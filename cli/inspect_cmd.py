@@ -57,3 +57,41 @@ def ls(
             typer.echo(f"{r.kind:<8} {size:>12}  {name}")
         else:
             typer.echo(name)
+
+
+def human(n: int) -> str:
+    """Bytes in binary units, as `du -h` reads."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+@app.command()
+def du(
+    rev: Annotated[str, typer.Argument(help="Version to measure.")] = "HEAD",
+    as_json: JsonOpt = False,
+) -> None:
+    """A version's logical size (its files), stored size (its distinct chunks, as stored)
+    and, for each version of its history, the stored bytes it added."""
+    from objstore.errors import DsError
+    from objstore.usage import disk_usage
+
+    store = open_store()
+    if rev == "HEAD" and store.head() is None:
+        raise DsError("there is no version yet to measure; `ds commit` one first")
+    u = disk_usage(store, rev)
+    if as_json:
+        out_json(u.as_json())
+        return
+    where = (f"{u.chunks - u.missing} of {u.chunks} chunks; {u.missing} on a remote only, "
+             "not counted") if u.missing else f"{u.chunks} chunks"
+    typer.echo(f"version  {u.version[:12]}\nfiles    {u.files}\n"
+               f"logical  {human(u.logical)} ({u.logical} bytes)\n"
+               f"stored   {human(u.stored)} ({u.stored} bytes in {where})\n\n"
+               "what each version adds (stored bytes of chunks no older version uses):")
+    for h in u.history:
+        first = h.message.splitlines()[0] if h.message else ""
+        typer.echo(f"{h.id[:12]}  {human(h.adds):>10}  {h.chunks:>7} chunk(s)  {first}")

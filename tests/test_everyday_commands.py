@@ -335,3 +335,86 @@ def test_delete_tag_library(store: Store) -> None:
     assert delete_tag(store, "t") == cid and store.meta.tags() == {}
     with pytest.raises(DsError, match="no tag named 't'"):
         delete_tag(store, "t")
+
+
+# -- ds du ------------------------------------------------------------------------------
+
+def _stored_len(store: Store, cid: bytes) -> int:
+    return store.chunks.locate(cid).stored_len
+
+
+def test_du_logical_stored_and_what_each_version_adds(store: Store) -> None:
+    from objstore.usage import disk_usage
+    from objstore.worktree import add
+
+    w = store.worktree
+    data = b"".join(b"row %d,label %d\n" % (i, i % 7) for i in range(200_000))  # compressible
+    write(w, "t.csv", data)
+    add(store, [str(w)])
+    v1 = store.commit("one").id
+    write(w, "copy/t.csv", data)  # the same bytes again: no new chunk
+    add(store, [str(w)])
+    v2 = store.commit("two").id
+    write(w, "new.bin", os.urandom(5000))
+    add(store, [str(w)])
+    v3 = store.commit("three").id
+
+    u1 = disk_usage(store, v1)
+    chunks1 = {c for _p, e in store.meta.walk(store.tree(v1)) for c, _ in e.chunk_list()}
+    assert (u1.files, u1.logical, u1.chunks) == (1, len(data), len(chunks1))
+    assert u1.stored == sum(_stored_len(store, c) for c in chunks1) < len(data) // 3
+    u2 = disk_usage(store, v2)
+    assert (u2.files, u2.logical, u2.stored) == (2, 2 * len(data), u1.stored)
+    u3 = disk_usage(store, "HEAD")
+    new_chunk = store.meta.lookup(store.tree(v3), "new.bin").hash
+    assert [(h.id, h.adds, h.chunks) for h in u3.history] == [
+        (v3, _stored_len(store, new_chunk), 1), (v2, 0, 0), (v1, u1.stored, len(chunks1))]
+    assert u3.stored == u1.stored + _stored_len(store, new_chunk) == sum(h.adds for h in u3.history)
+    assert u3.missing == 0 and u3.as_json()["history"][0]["message"] == "three"
+
+
+def test_du_counts_a_delta_and_its_base(store: Store) -> None:
+    from objstore.packs import FLAG_DELTA
+    from objstore.usage import disk_usage
+    from objstore.worktree import add
+
+    w = store.worktree
+    text = os.urandom(3000).hex()
+    write(w, "small.txt", text)
+    add(store, [str(w)])
+    store.commit("one")
+    base = store.meta.lookup(store.head_tree(), "small.txt").hash
+    write(w, "small.txt", text[:3000] + "changed" + text[3007:])
+    add(store, [str(w)])
+    store.commit("two")
+    delta = store.meta.lookup(store.head_tree(), "small.txt").hash
+    assert store.chunks.locate(delta).flags & FLAG_DELTA  # the small change is stored as a delta
+    u = disk_usage(store)
+    assert u.chunks == 2 and u.stored == _stored_len(store, delta) + _stored_len(store, base)
+    assert [h.adds for h in u.history] == [_stored_len(store, delta), _stored_len(store, base)]
+    assert u.history[0].adds < u.history[1].adds // 10
+
+
+def test_du_cli(repo: Path) -> None:
+    v3, v2, v1 = _three_versions(repo)
+    out = json.loads(ds("du", "--json", cwd=repo).stdout)
+    assert (out["version"], out["files"], out["logical"]) == (v3, 5, 3 + 8 + 10 + 7 + 1)
+    assert [h["id"] for h in out["history"]] == [v3, v2, v1]
+    assert [h["chunks"] for h in out["history"]] == [1, 1, 4]  # z.txt; top.txt; x, top, run.sh, lnk
+    text = ds("du", "HEAD~1", cwd=repo).stdout.splitlines()
+    assert text[0] == f"version  {v2[:12]}" and text[1] == "files    4"
+    assert text[-1].startswith(v1[:12]) and text[-1].endswith("one")
+    p = ds("du", "nope", cwd=repo, check=False)
+    assert p.returncode == 1 and "no version matches 'nope'" in p.stderr
+
+
+def test_du_in_a_sparse_clone_names_chunks_on_the_remote_only(repo: Path, tmp_path: Path) -> None:
+    ds("remote", "add", "origin", str(tmp_path / "remote"), cwd=repo)
+    ds("push", "-q", cwd=repo)
+    ds("clone", str(tmp_path / "remote"), str(tmp_path / "part"), "--include", "a/", "-q", cwd=tmp_path)
+    whole = json.loads(ds("du", "--json", cwd=repo).stdout)
+    part = json.loads(ds("du", "--json", cwd=tmp_path / "part").stdout)
+    assert (part["logical"], part["chunks"], part["missing"]) == (whole["logical"], 4, 3)
+    assert part["stored"] == 3  # a/b/x.txt's one chunk; the other three are not here
+    line = ds("du", cwd=tmp_path / "part").stdout.splitlines()[3]
+    assert line == "stored   3 B (3 bytes in 1 of 4 chunks; 3 on a remote only, not counted)"
