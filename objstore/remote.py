@@ -15,7 +15,10 @@ What the remote has is known from its index fragments, cached locally under
 ``.dsstore/remotes/<key>/`` (immutable, so each is downloaded once): a push of 20k small
 files costs a handful of listings and uploads, never one request per object. Order
 makes it safe: packs, then index, then metadata, then refs/records; an interrupted push
-leaves only unreferenced files and the next push sends what is still missing.
+leaves only unreferenced files, and the next push indexes the packs that landed whole
+(noted locally under ``sent/`` before upload) and sends only what is still missing.
+What a remote sends is untrusted: refs and dataset records that break the rules are
+skipped with a warning (``Remote.warnings``, ``Transfer.warnings``), never stored.
 Partial reads: missing chunks are fetched by ranged reads of remote packs, adjacent
 ranges merged. Every download is verified (chunks by id, index fragments and git packs by
 the checksum in their names), so a short or damaged read is retried, never used.
@@ -37,7 +40,8 @@ import pygit2
 import xxhash
 
 from .errors import DsError, FormatError
-from .index import ChunkIndex, Location, encode_fragment
+from .fsutil import atomic_write
+from .index import ChunkIndex, Fragment, Location, encode_fragment
 from .meta import CommitInfo
 from .packs import FLAG_DELTA, PackEntry, PackWriter, decode_chunk, encode_chunk, pack_path
 from .paths import STORE_DIR
@@ -289,58 +293,115 @@ class Remote:
     def push_chunks(self, chunk_ids, t: Transfer) -> None:
         """Send the chunks the remote lacks, as new packs, then one index fragment.
 
-        Packs are built the same way for the same missing chunks, so a push that failed
-        after uploading some of them finds them (named by their content) and skips them.
+        Resuming is cheap: each pack's index rows are noted locally (``sent/``) before it
+        is uploaded, so the next push lists the remote's packs once and indexes every noted
+        pack that landed whole (its name is its content hash, its size the listing's) instead
+        of building and sending it again, whatever else changed meanwhile.
         """
         remote_index = self.index()
         store = self.store
         missing = [c for c in dict.fromkeys(chunk_ids) if remote_index.lookup(c) is None]
         if not missing:
             return
-        rows: list[tuple[bytes, Location]] = []
+        rows, landed = self._landed_packs(remote_index)
+        have = {cid for cid, _loc in rows}
+        todo = [c for c in missing if c not in have]
         with tempfile.TemporaryDirectory(dir=self.cache) as tmp:
-            writer: PackWriter | None = None
-            packs: list[Path] = []
-
-            def close() -> None:
-                nonlocal writer
-                if writer is not None:
-                    pack_hex, entries = writer.finish()
-                    packs.append(pack_path(Path(tmp), pack_hex))
-                    rows.extend((e.chunk_id, Location(pack_hex, e.offset, e.stored_len, e.raw_len, e.flags))
-                                for e in entries)
-                    writer = None
-
-            for cid in missing:
-                loc = store.chunks.locate(cid)
-                if loc is None:
-                    raise DsError(f"chunk {cid.hex()} is missing locally; run `ds fsck` before pushing")
-                stored = store.chunks.read_stored(loc)
-                raw = store.chunks.decode(cid, loc, stored)  # never push damage
-                flags = loc.flags
-                if flags & FLAG_DELTA:  # deltas stay local (their base may not be sent): send it whole
-                    stored, flags = encode_chunk(raw, store.config.zstd_level)
-                if writer is None:
-                    writer = PackWriter(Path(tmp), store.algo)
-                writer.add(cid, stored, loc.raw_len, flags)
-                if writer.size >= store.config.pack_target:
-                    close()
-            close()
+            packs = self._build_packs(todo, Path(tmp), rows)
 
             def send(p: Path) -> int:
                 rel = f"packs/{p.stem[:2]}/{p.name}"
                 if self.fs.size(rel) == p.stat().st_size:
-                    return 0  # sent by an earlier, interrupted push
+                    return 0  # sent by an earlier push whose note was lost
                 self.fs.put(rel, p)
                 return 1
 
             t.packs += sum(self._parallel([(lambda p=p: send(p), p.stat().st_size) for p in packs]))
+            notes = landed + [self._sent_note(p) for p in packs]
         frag = encode_fragment(store.algo, rows)
         name = f"{frag[-16:].hex()}.idx"
         self.fs.put(f"index/{name}", frag)
         (self.cache / "index" / name).write_bytes(frag)
         self._index = None
+        for note in notes:
+            note.unlink(missing_ok=True)  # indexed now
         t.chunks += len(missing)
+
+    def _build_packs(self, chunk_ids: list[bytes], folder: Path,
+                     rows: list[tuple[bytes, Location]]) -> list[Path]:
+        """Packs of these chunks (deltas sent whole) in ``folder``; their index rows are
+        added to ``rows`` and noted under ``sent/`` before anything is uploaded."""
+        store = self.store
+        writer: PackWriter | None = None
+        packs: list[Path] = []
+
+        def close() -> None:
+            nonlocal writer
+            if writer is not None:
+                pack_hex, entries = writer.finish()
+                path = pack_path(folder, pack_hex)
+                mine = [(e.chunk_id, Location(pack_hex, e.offset, e.stored_len, e.raw_len, e.flags))
+                        for e in entries]
+                self._note_sent(path, mine)
+                packs.append(path)
+                rows.extend(mine)
+                writer = None
+
+        for cid in chunk_ids:
+            loc = store.chunks.locate(cid)
+            if loc is None:
+                raise DsError(f"chunk {cid.hex()} is missing locally; run `ds fsck` before pushing")
+            stored = store.chunks.read_stored(loc)
+            raw = store.chunks.decode(cid, loc, stored)  # never push damage
+            flags = loc.flags
+            if flags & FLAG_DELTA:  # deltas stay local (their base may not be sent): send it whole
+                stored, flags = encode_chunk(raw, store.config.zstd_level)
+            if writer is None:
+                writer = PackWriter(folder, store.algo)
+            writer.add(cid, stored, loc.raw_len, flags)
+            if writer.size >= store.config.pack_target:
+                close()
+        close()
+        return packs
+
+    def _sent_note(self, pack: Path) -> Path:
+        return self.cache / "sent" / f"{pack.stem}-{pack.stat().st_size}.idx"
+
+    def _note_sent(self, pack: Path, rows: list[tuple[bytes, Location]]) -> None:
+        """Remember a pack's index rows before it is uploaded (see ``_landed_packs``)."""
+        note = self._sent_note(pack)
+        note.parent.mkdir(exist_ok=True)
+        atomic_write(note, encode_fragment(self.store.algo, rows), durable=False)
+
+    def _landed_packs(self, remote_index: ChunkIndex) -> tuple[list[tuple[bytes, Location]], list[Path]]:
+        """(index rows, notes) of packs an earlier push uploaded whole but never indexed.
+
+        One listing of the remote's packs, and only when such notes exist. A noted pack
+        that is absent or of another size did not land (or a remote gc removed it): its
+        note is dropped and what it held is built again if still needed.
+        """
+        folder = self.cache / "sent"
+        notes = sorted(folder.glob("*.idx")) if folder.is_dir() else []
+        if not notes:
+            return [], []
+        sizes = {rel.rsplit("/", 1)[-1]: size for rel, (size, _m) in self.fs.list_detail("packs").items()}
+        rows: list[tuple[bytes, Location]] = []
+        landed = []
+        for note in notes:
+            pack_hex, _sep, size = note.stem.partition("-")
+            try:
+                fragment = Fragment(note)
+                entries = list(fragment)
+                fragment.close()
+            except (FormatError, OSError):
+                entries = []
+            if (str(sizes.get(f"{pack_hex}.pack")) != size or not entries
+                    or all(remote_index.lookup(cid) is not None for cid, _loc in entries)):
+                note.unlink(missing_ok=True)
+                continue
+            rows.extend(entries)
+            landed.append(note)
+        return rows, landed
 
     def push_meta(self, tops: list[pygit2.Oid], known: list[str], t: Transfer) -> None:
         """Send, as one git pack, the objects under ``tops`` that ``known`` commits lack."""

@@ -2,8 +2,11 @@
 
 Everything the remote code sends or reads goes through ``RemoteFS`` so that (1) each
 request is counted (tests assert request budgets, the CLI reports them), (2) transient
-errors are retried with bounded, jittered backoff, and what still fails afterwards is one
-``RemoteUnavailable`` naming the remote, the operation and the fix, (3) no read is
+errors are retried with bounded, jittered backoff within a time budget, and what still
+fails afterwards is one ``RemoteUnavailable`` naming the remote, the operation and the
+fix; errors that retrying cannot mend (no credentials, access denied, no such bucket, a
+host that does not exist or refuses connections) fail at once, told apart by exception
+type (``classify``), never by message text where a type exists, (3) no read is
 trusted short: whole files are checked against their size (or their content hash) and
 ranges against their length, a short one is retried like a fault, (4) a file appears
 under its final name only once it is complete (object stores publish a PUT atomically; a

@@ -445,3 +445,93 @@ def test_errors_are_classified_by_type() -> None:
         assert rf.classify(error, "s3") == kind, (error, kind)
     forbidden = OSError("Forbidden: b/data/config\nno access")  # gcsfs has no type for 403
     assert rf.classify(forbidden, "gcs") == rf.DENIED and rf.classify(forbidden, "s3") == rf.TRANSIENT
+
+
+# -- 5. resuming an interrupted push -----------------------------------------------------
+def fail_put(monkeypatch, prefix: str, nth: int = 1) -> None:
+    """The ``nth`` upload under ``prefix`` fails as a push losing its service does; the
+    uploads before and beside it (packs go up in parallel) land whole."""
+    from objstore.remote_fs import RemoteUnavailable
+
+    real, seen = RemoteFS.put, []
+
+    def put(self: RemoteFS, rel: str, data) -> None:
+        if rel.startswith(prefix):
+            seen.append(rel)
+            if len(seen) == nth:
+                raise RemoteUnavailable(f"remote {self.url}: push did not complete: injected")
+        real(self, rel, data)
+
+    monkeypatch.setattr(RemoteFS, "put", put)
+
+
+def big_store(path: Path, url: str, opts: dict) -> Store:
+    """Nine random files of 110 KB in packs of about two files each (five packs)."""
+    import random
+    from dataclasses import replace
+
+    a = make_store(path, url, opts)
+    a.set_config(replace(a.config, pack_target=200_000))
+    rnd = random.Random(5)
+    for i in range(9):
+        write(a.worktree, f"d/f{i}.bin", rnd.randbytes(110_000))
+    commit_all(a, "v1")
+    return a
+
+
+def test_push_interrupted_before_its_index_resends_no_pack(tmp_path: Path, backend, monkeypatch) -> None:
+    from objstore.remote_fs import RemoteUnavailable
+
+    url, opts = backend
+    a = big_store(tmp_path / "a", url, opts)
+    with monkeypatch.context() as m:
+        fail_put(m, "index/")
+        with pytest.raises(RemoteUnavailable):
+            Remote(a).push()
+    assert len(RemoteFS(url, opts).list("packs")) == 5  # every pack landed, none is indexed
+    write(a.worktree, "new.txt", "a small change meanwhile")
+    commit_all(a, "v2")
+    t = Remote(a).push()
+    assert t.packs == 1 and t.bytes_sent < 30_000, t  # the new chunk's pack, metadata, index
+    assert not any((a.path / "remotes" / "origin" / "sent").iterdir())  # nothing left to resume
+    assert Remote(a).push().bytes_sent == 0
+    b, _t = clone(url, str(tmp_path / "b"), options=opts or None)
+    assert read_tree(b.worktree) == read_tree(a.worktree)
+    assert fsck_remote(a, "origin", read_data_subset=1.0)["ok"]
+
+
+def test_push_interrupted_among_its_packs_sends_only_the_rest(tmp_path: Path, monkeypatch) -> None:
+    from objstore.remote_fs import RemoteUnavailable
+
+    url = str(tmp_path / "r")
+    a = big_store(tmp_path / "a", url, {})
+    with monkeypatch.context() as m:
+        fail_put(m, "packs/", nth=5)
+        with pytest.raises(RemoteUnavailable):
+            Remote(a, workers=1).push()  # one upload at a time: four packs land, the last fails
+    assert len(RemoteFS(url, {}).list("packs")) == 4
+    write(a.worktree, "new.txt", "a small change meanwhile")
+    commit_all(a, "v2")
+    t = Remote(a).push()
+    assert t.packs == 1 and t.bytes_sent < 150_000, t  # the file that did not land, and the change
+    b, _t = clone(url, str(tmp_path / "b"))
+    assert read_tree(b.worktree) == read_tree(a.worktree)
+    assert fsck_remote(a, "origin", read_data_subset=1.0)["ok"]
+
+
+def test_a_noted_pack_that_is_gone_is_sent_again(tmp_path: Path, monkeypatch) -> None:
+    """A remote gc may remove an unindexed pack after its grace period: its note is dropped."""
+    from objstore.remote_fs import RemoteUnavailable
+
+    url = str(tmp_path / "r")
+    a = big_store(tmp_path / "a", url, {})
+    with monkeypatch.context() as m:
+        fail_put(m, "index/")
+        with pytest.raises(RemoteUnavailable):
+            Remote(a).push()
+    for p in (tmp_path / "r" / "packs").rglob("*.pack"):
+        p.unlink()
+    t = Remote(a).push()
+    assert t.packs == 5
+    b, _t = clone(url, str(tmp_path / "b"))
+    assert read_tree(b.worktree) == read_tree(a.worktree)
