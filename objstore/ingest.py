@@ -2,21 +2,26 @@
 
 Per-file Python work dominates at 100k+ files, so reading, hashing and compressing run
 on a thread pool (xxhash, blake3 and zstd release the GIL) while one thread appends the
-encoded chunks to the pack in a fixed order. Large files are cut with FastCDC over an
-``mmap`` and their chunks encoded in parallel inside a bounded window; the map's pages
-already stored are released as it goes, so memory stays bounded whatever the file size
-(tests/test_resources.py: ~70 MiB peak for 256 MiB and for 4 GiB).
+encoded chunks to the pack in a fixed order. Large files are read in blocks of a few
+MiB, cut with FastCDC (a chunk is cut only once the block holds ``max_size`` bytes from
+its start, so the cut points are those of the whole file) and their chunks encoded in
+parallel inside a bounded window, so memory stays bounded whatever the file size
+(tests/test_resources.py). They are read, not mapped: a file truncated while it is
+read gives a short read, where a map gave SIGBUS and killed the process.
+
+A file that changes while it is read (its size or time differ at the end, or it ends
+early) is read again from a fresh ``stat``, a few times at most; one that keeps changing
+is an error that names it. The entry and the stat recorded are always of the same read.
 """
 
 from __future__ import annotations
 
-import mmap
 import os
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .chunking import ChunkParams, cut
 from .chunkstore import ChunkStore
@@ -31,7 +36,8 @@ Encoded = tuple[bytes, bytes | memoryview | None, int, int]  # id, stored (None:
 # costs a second read (its base) each time it is decoded
 DELTA_SHARE = 0.75
 MAX_DELTA_BASE = 4 * 1024 * 1024
-_RELEASE_STEP = 16 * 1024 * 1024  # mapped bytes of a large file released from the process at a time
+_BLOCK = 8 * 1024 * 1024  # a large file is read this much at a time (or twice max_size, if more)
+READ_ATTEMPTS = 3  # reads of a file that changes while it is read, before giving up on it
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +79,7 @@ class Ingestor:
         self.bytes_done = 0
         self.bytes_new = 0
         self.recovered = None  # what a killed writer had left, indexed before this run (chunkstore)
+        self.reread: list[str] = []  # files that changed while they were read, and were read again
         self._write_lock = threading.Lock()
         self._stop = False  # set when the run is failing or interrupted: large files stop being cut
 
@@ -114,7 +121,19 @@ class Ingestor:
             if self.chunks.put_encoded(cid, stored, raw_len, flags):
                 self.bytes_new += raw_len
 
-    def _small(self, job: Job) -> tuple[FileEntry, Encoded | None]:
+    def _small(self, job: Job) -> tuple[Job, FileEntry, Encoded | None]:
+        """A file of one chunk (or a link); the job returned carries the stat of the read
+        that made the entry. Raises _Grew if a re-read finds the file is large now."""
+        for attempt in range(READ_ATTEMPTS):
+            try:
+                return (job, *self._small_once(job))
+            except _Changed:
+                job = self._again(job, attempt)
+                if job.stat.kind != LINK and job.stat.size > self.params.min_size:
+                    raise _Grew(job) from None
+        raise AssertionError("unreachable")
+
+    def _small_once(self, job: Job) -> tuple[FileEntry, Encoded | None]:
         if job.stat.kind == LINK:
             data = os.fsencode(os.readlink(job.abspath))
         else:
@@ -127,36 +146,98 @@ class Ingestor:
         enc = self._encode(data, job.base)
         return FileEntry(name, job.stat.kind, len(data), enc[0]), enc
 
-    def _large(self, job: Job, pool: ThreadPoolExecutor) -> FileEntry:
-        with open(job.abspath, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            _check_unchanged(job, size)
-            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    def _large(self, job: Job, pool: ThreadPoolExecutor) -> tuple[Job, FileEntry]:
+        """A file of several chunks, read again if it changed meanwhile (see _small)."""
+        for attempt in range(READ_ATTEMPTS):
+            try:
+                if job.stat.size > self.params.min_size:
+                    return job, self._large_once(job, pool)
+                entry, enc = self._small_once(job)  # read again, it is one chunk now
+                if enc is not None:
+                    self._store(enc)
+                return job, entry
+            except _Changed:
+                job = self._again(job, attempt)
+        raise AssertionError("unreachable")
+
+    def _again(self, job: Job, attempt: int) -> Job:
+        """The job with the file's stat now, for another read; DsError after the last try."""
+        if attempt + 1 >= READ_ATTEMPTS:
+            raise DsError(f"{job.path} kept changing while it was being added ({READ_ATTEMPTS} reads); "
+                          "add it again once nothing is writing to it")
         try:
+            st = os.stat(job.abspath) if job.src is not None else os.lstat(job.abspath)
+        except FileNotFoundError:
+            raise DsError(f"{job.path} was removed while it was being added; "
+                          "run the command again") from None
+        now = Stat.of(st)
+        if now is None or (now.kind == LINK) != (job.stat.kind == LINK):
+            raise DsError(f"{job.path} was replaced by another kind of file while it was being "
+                          "added; run the command again")
+        self.reread.append(job.path)
+        return replace(job, stat=now)
+
+    def _large_once(self, job: Job, pool: ThreadPoolExecutor) -> FileEntry:
+        with open(job.abspath, "rb", buffering=0) as f:
+            before = os.fstat(f.fileno())
+            size = before.st_size
+            _check_unchanged(job, size)
             whole = self.algo.new()
             chunks: list[tuple[bytes, int]] = []
             window: deque[Future[Encoded]] = deque()
-            done = released = 0
-            for piece in cut(mm, self.params):
-                if self._stop:
-                    for f in window:
-                        f.cancel()
-                    raise _Stopped(job.path)
-                whole.update(piece)
-                window.append(pool.submit(self._encode, piece))
-                if len(window) >= 2 * self.workers:
-                    done = self._finish_piece(window.popleft(), chunks, done)
-                    released = _release(mm, released, done)
-            while window:
-                done = self._finish_piece(window.popleft(), chunks, done)
-            del piece
-        finally:
+            done = 0
             try:
-                mm.close()
-            except BufferError:  # a view is still alive; the map closes when it is collected
-                pass
-        name = job.entry_name
-        return FileEntry(name, job.stat.kind, size, whole.digest(), tuple(chunks))
+                for piece in self._pieces(f, size):
+                    if self._stop:
+                        raise _Stopped(job.path)
+                    whole.update(piece)
+                    window.append(pool.submit(self._encode, piece))
+                    if len(window) >= 2 * self.workers:
+                        done = self._finish_piece(window.popleft(), chunks, done)
+                while window:
+                    done = self._finish_piece(window.popleft(), chunks, done)
+            except BaseException:
+                for fut in window:
+                    fut.cancel()
+                raise
+            after = os.fstat(f.fileno())
+        if done != size or (after.st_size, after.st_mtime_ns) != (size, before.st_mtime_ns):
+            raise _Changed(job.path)
+        return FileEntry(job.entry_name, job.stat.kind, size, whole.digest(), tuple(chunks))
+
+    def _pieces(self, f, size: int) -> Iterator[memoryview]:
+        """The chunks of the first ``size`` bytes of ``f``, read a block at a time. A chunk
+        is cut only where the buffer holds ``max_size`` bytes from its start (or the file's
+        end), so the cut points are exactly those of cutting the whole file at once. Raises
+        _Changed if the file ends early."""
+        max_size = self.params.max_size
+        block = max(_BLOCK, 2 * max_size)
+        buffers: list[bytearray] = []
+        carry = b""
+        pos = 0
+        while True:
+            want = min(block, size - pos)
+            view = memoryview(_free_buffer(buffers, block + max_size))[: len(carry) + want]
+            view[: len(carry)] = carry
+            filled = len(carry)
+            while filled < len(view):
+                n = f.readinto(view[filled:])
+                if not n:
+                    raise _Changed("")  # shorter than it was a moment ago
+                filled += n
+            pos += want
+            last = pos >= size
+            start = 0
+            piece = None
+            for piece in cut(view, self.params):
+                if not last and len(view) - start < max_size:
+                    break  # its cut point may lie past this block: cut it with the next one
+                yield piece
+                start += len(piece)
+            if last:
+                return
+            carry = bytes(view[start:])
+            del view, piece  # the buffer is free again once the pieces in flight are done
 
     def _finish_piece(self, fut: Future[Encoded], chunks: list[tuple[bytes, int]], done: int) -> int:
         """Store one encoded piece of a large file; returns the file offset now fully stored."""
@@ -201,17 +282,18 @@ class Ingestor:
                         continue
                     window.append((job, pool.submit(self._small, job)))
                     if len(window) >= 64 * self.workers:
-                        self._finish_small(*window.popleft(), emit)
+                        self._finish_small(window.popleft()[1], emit, big)
                 while window:
-                    self._finish_small(*window.popleft(), emit)
+                    self._finish_small(window.popleft()[1], emit, big)
                 # two large files at a time: while one's chunks wait for zstd on the pool, the
                 # other's are cut and hashed (an incompressible file costs the pool nothing)
                 with ThreadPoolExecutor(min(2, len(big)) or 1, thread_name_prefix="ds-cut") as cutters:
                     futures = [cutters.submit(self._large, job, pool) for job in big]
                     try:
-                        for job, fut in zip(big, futures, strict=True):
-                            emit(job, fut.result())
-                            self._tick(job.stat.size)
+                        for fut in futures:
+                            job, entry = fut.result()
+                            emit(job, entry)
+                            self._tick(entry.size)
                     except BaseException:
                         self._halt(futures)  # before the pool waits for the files being cut
                         raise
@@ -226,8 +308,12 @@ class Ingestor:
         for f in futures:
             f.cancel()
 
-    def _finish_small(self, job: Job, fut: Future, emit: Callable[[Job, FileEntry], None]) -> None:
-        entry, enc = fut.result()
+    def _finish_small(self, fut: Future, emit: Callable[[Job, FileEntry], None], big: list[Job]) -> None:
+        try:
+            job, entry, enc = fut.result()
+        except _Grew as grew:  # read again, and large now: it joins the large files
+            big.append(grew.job)
+            return
         if enc is not None:
             self._store(enc)
         emit(job, entry)
@@ -244,20 +330,37 @@ class _Stopped(Exception):
     """A large file stopped being cut because the run is failing or interrupted."""
 
 
-def _release(mm: mmap.mmap, start: int, end: int) -> int:
-    """Drop the pages of ``mm[start:end]`` (already stored) from this process; returns the new start.
+class _Changed(Exception):
+    """The file is not as it was when its read began: read it again."""
 
-    A mapped page read once stays in the process's resident set until the map closes, so
-    without this the RSS of adding a file grows with the file (the data stays in the page
-    cache, which the kernel reclaims as it needs).
-    """
-    end -= end % mmap.PAGESIZE
-    if end - start >= _RELEASE_STEP and hasattr(mmap, "MADV_DONTNEED"):
-        mm.madvise(mmap.MADV_DONTNEED, start, end - start)
-        return end
-    return start
+
+class _Grew(Exception):
+    """A small file read again is a large file now."""
+
+    def __init__(self, job: Job):
+        super().__init__(job.path)
+        self.job = job
+
+
+def _free_buffer(buffers: list[bytearray], size: int) -> bytearray:
+    """A buffer of ``buffers`` that no piece still views, or a new one added to them.
+
+    Reusing buffers saves allocating and zeroing one per block (measured: cutting a file
+    in fresh buffers whose pieces are still being encoded cost 60% more than in a map).
+    A bytearray with a live view refuses to grow, so the test cannot reuse one in use."""
+    for buf in buffers:
+        try:
+            buf.append(0)
+        except BufferError:
+            continue
+        buf.pop()
+        return buf
+    buf = bytearray(size)
+    buffers.append(buf)
+    return buf
 
 
 def _check_unchanged(job: Job, size: int) -> None:
+    """The file still has the size its job was made with (the scan's stat)."""
     if size != job.stat.size:
-        raise DsError(f"{job.path} changed while it was being added; run the command again")
+        raise _Changed(job.path)

@@ -1,5 +1,5 @@
 """Interrupted writes keep their work; forged lengths are refused before anything is
-allocated.
+allocated; a file cut short while `ds add` reads it is read again, never a crash.
 
 The interrupted adds are the real `ds add` in a subprocess. It is frozen (SIGSTOP) once
 the packs folder shows the state a test wants, the state is checked again while it
@@ -14,6 +14,7 @@ import re
 import resource
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -352,3 +353,97 @@ def test_clone_refuses_a_forged_length_on_a_remote(tmp_path, zeros_frame) -> Non
     cloned = limited([DS, "clone", str(remote), str(tmp_path / "c")], tmp_path)
     assert cloned.returncode == 1, cloned.stderr
     assert frag.name in cloned.stderr and "MemoryError" not in cloned.stderr, cloned.stderr
+
+
+# -- 3. a file cut short while it is read ---------------------------------------------------------
+# `ds add big.bin` with a hook that truncates big.bin at one exact point: right after the
+# file was opened and checked against its scan ("check"), or once its bytes are being cut
+# ("cut": the old code had mapped the file by then, so reading the lost pages was SIGBUS).
+TRUNCATE_DURING_ADD = """
+import os, sys
+from objstore import ingest
+point, times = sys.argv[1], sys.argv[2]
+done = []
+
+def truncate():
+    if not done or times == "always":
+        done.append(1)
+        os.truncate("big.bin", os.path.getsize("big.bin") // 2)
+
+original_check, original_cut = ingest._check_unchanged, ingest.cut
+
+def check(job, size):
+    original_check(job, size)
+    if point == "check" and job.path == "big.bin":
+        truncate()
+
+def cut(buf, params):
+    if point == "cut":
+        truncate()
+    yield from original_cut(buf, params)
+
+ingest._check_unchanged, ingest.cut = check, cut
+from objstore_cli.main import main
+sys.argv = ["ds", "add", "big.bin"]
+main()
+"""
+
+
+def run_truncating(work: Path, point: str, times: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", TRUNCATE_DURING_ADD, point, times], cwd=work,
+                          capture_output=True, text=True, timeout=120)
+
+
+def staged_entry(work: Path, path: str):
+    store = Store.open(work)
+    try:
+        return dict(store.meta.walk(store.staged_tree())).get(path)
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("point", ["check", "cut"])
+def test_a_file_truncated_while_added_is_read_again(work, point) -> None:
+    write(work, "big.bin", random.Random(8).randbytes(24 * MiB))
+    ds("init", str(work), cwd=work.parent)
+    got = run_truncating(work, point, "once")
+    assert got.returncode == 0, (got.returncode, got.stderr)
+    data = (work / "big.bin").read_bytes()
+    assert len(data) == 12 * MiB
+    entry = staged_entry(work, "big.bin")
+    assert entry is not None and entry.size == len(data) and entry.hash == XXH3_128.digest(data)
+    out = work.parent / "out"
+    ds("commit", "-m", "cut", cwd=work)
+    ds("get", "HEAD", str(out), cwd=work)
+    assert (out / "big.bin").read_bytes() == data
+
+
+@pytest.mark.parametrize("point", ["check", "cut"])
+def test_a_file_that_keeps_changing_is_reported_not_a_crash(work, point) -> None:
+    write(work, "big.bin", random.Random(9).randbytes(24 * MiB))
+    ds("init", str(work), cwd=work.parent)
+    got = run_truncating(work, point, "always")
+    assert got.returncode == 1, (got.returncode, got.stderr)
+    lines = got.stderr.splitlines()
+    assert len(lines) == 1 and "big.bin" in lines[0] and "changing" in lines[0], got.stderr
+    assert staged_entry(work, "big.bin") is None
+
+
+@pytest.mark.parametrize("block", [1 * MiB, 3 * MiB + 17])
+def test_reading_in_blocks_cuts_where_cutting_the_whole_file_does(tmp_path, monkeypatch, block) -> None:
+    """Large files are read, not mapped; the chunks must be the very ones of the whole
+    file (or a new add would not share chunks with what is stored)."""
+    from objstore import ingest
+    from objstore.chunking import ChunkParams, cut
+    from objstore.chunkstore import ChunkStore
+
+    monkeypatch.setattr(ingest, "_BLOCK", block)
+    params = ChunkParams(avg_size=64 * 1024, min_size=16 * 1024, max_size=256 * 1024)
+    rnd = random.Random(11)
+    data = rnd.randbytes(5 * MiB) + bytes(MiB) + rnd.randbytes(MiB + 12345)  # a zero run: max-size cuts
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    ingestor = ingest.Ingestor(ChunkStore(tmp_path / "s", XXH3_128), params, 3)
+    with open(path, "rb", buffering=0) as f:
+        got = [bytes(p) for p in ingestor._pieces(f, len(data))]
+    assert got == [bytes(p) for p in cut(data, params)]
