@@ -217,7 +217,8 @@ class RemoteFS:
                                      f"({why}). Check the URL, the endpoint and the network; "
                                      f"{self._hint()}")
         return RemoteError(f"remote {url}: {what} {rel or '/'} failed with {why}, which retrying "
-                           "cannot mend; check the URL and the storage options")
+                           "cannot mend; fix that (the URL, the storage options or the storage "
+                           "itself), then run the command again")
 
     def not_a_remote(self) -> RemoteError:
         """The error for a location without a remote's config: missing, or not a remote."""
@@ -588,7 +589,8 @@ def _os_kind(x: BaseException, backend: str) -> str | None:
     if isinstance(x, OSError):
         if x.errno == errno.ECONNREFUSED:
             return UNREACHABLE
-        if x.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENAMETOOLONG):
+        if x.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENAMETOOLONG, errno.ENOTDIR,
+                       errno.EISDIR):
             return PERMANENT
         if x.errno is None and backend == "gcs" and str(x).startswith("Forbidden"):
             return DENIED  # gcsfs raises a bare OSError for HTTP 403: no type says it
