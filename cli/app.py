@@ -26,7 +26,6 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress outpu
 
 class State:
     directory: str | None = None
-    signal: int | None = None  # SIGINT or SIGTERM, once one arrived
 
 
 state = State()
@@ -120,41 +119,19 @@ def transfer_progress(label: str, quiet: bool) -> Iterator[Callable[[int, int], 
         yield as_transfer(inner)
 
 
-def _on_signal(signum: int, _frame: Any) -> None:
-    """SIGINT and SIGTERM raise KeyboardInterrupt where the main thread is, so every
-    ``finally`` and ``except BaseException`` runs: a writer keeps what it has stored."""
-    state.signal = signum
-    raise KeyboardInterrupt
-
-
-def _catch_signals() -> None:
-    import signal
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        if signal.getsignal(sig) in (signal.default_int_handler, signal.SIG_DFL):  # not if ignored
-            signal.signal(sig, _on_signal)
-
-
-def _interrupted() -> None:
-    import signal
-
-    signum = state.signal or signal.SIGINT
-    err(f"Interrupted ({signal.Signals(signum).name}): run the command again to finish it.")
-    sys.exit(128 + signum)
-
-
 def main() -> None:
     from objstore.errors import DsError
 
     from . import commands  # noqa: F401  (registers the commands)
+    from .main import Signals, catch_signals, interrupted
 
-    _catch_signals()
+    catch_signals()
     try:
         app()
     except SystemExit as e:
         # typer turns KeyboardInterrupt into a silent exit 130
-        if state.signal is not None and e.code == 130:
-            _interrupted()
+        if Signals.received is not None and e.code == 130:
+            interrupted()
         raise
     except DsError as e:
         if os.environ.get("DS_DEBUG"):
@@ -162,7 +139,7 @@ def main() -> None:
         err(f"Error: {e}")
         sys.exit(1)
     except KeyboardInterrupt:
-        _interrupted()
+        interrupted()
     except OSError as e:
         if os.environ.get("DS_DEBUG"):
             raise

@@ -3,9 +3,40 @@
 A plain ``ds status`` (optionally with ``-C DIR``) on an unchanged folder is answered
 here, before typer and the command modules are imported: that import alone costs more
 than checking 20,000 files. Any other command, option or any doubt takes the full path.
+
+SIGINT and SIGTERM raise KeyboardInterrupt in the main thread, so every ``finally`` and
+``except BaseException`` runs (a writer keeps what it stored); the command then prints
+one line and exits 128 + the signal's number, as a shell reports a process it killed.
 """
 
 import sys
+
+
+class Signals:
+    received: int | None = None  # SIGINT or SIGTERM, once one arrived
+
+
+def _on_signal(signum: int, _frame: object) -> None:
+    Signals.received = signum
+    raise KeyboardInterrupt
+
+
+def catch_signals() -> None:
+    """Handle SIGINT and SIGTERM (unless this process was started with them ignored)."""
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) in (signal.default_int_handler, signal.SIG_DFL, _on_signal):
+            signal.signal(sig, _on_signal)
+
+
+def interrupted() -> None:
+    """The one line an interrupted command prints, and its exit (never returns)."""
+    import signal
+
+    signum = Signals.received or signal.SIGINT
+    sys.stderr.write(f"Interrupted ({signal.Signals(signum).name}): run the command again to finish it.\n")
+    sys.exit(128 + signum)
 
 
 def _quick_status(argv: list[str]) -> bool:
@@ -30,8 +61,12 @@ def _quick_status(argv: list[str]) -> bool:
 
 
 def main() -> None:
-    if _quick_status(sys.argv[1:]):
-        return
+    catch_signals()
+    try:
+        if _quick_status(sys.argv[1:]):
+            return
+    except KeyboardInterrupt:
+        interrupted()
     from .app import main as full_main
 
     full_main()
