@@ -599,11 +599,17 @@ class Remote:
             self._drop_broken_tracking_refs()
             for rel, cid in sorted(remote_refs.items()):
                 if rel.startswith("refs/heads/"):
-                    meta.set_ref(f"refs/remotes/{self.track}/{rel[11:]}", cid, force=True)
-                    t.refs.append(rel)
-                elif rel.startswith("refs/tags/") and rel not in meta.repo.references:
-                    meta.set_ref(rel, cid)
-                    t.refs.append(rel)
+                    local = f"refs/remotes/{self.track}/{rel[11:]}"
+                elif rel not in meta.repo.references:
+                    local = rel  # a tag: created once, never moved by a fetch
+                else:
+                    continue
+                try:
+                    meta.set_ref(local, cid, force=rel.startswith("refs/heads/"))
+                except (DsError, OSError, pygit2.GitError) as e:  # e.g. refs/heads/a beside a/b
+                    self._skip_ref(rel, f"it cannot be stored here ({e})")
+                    continue
+                t.refs.append(rel)
         return self.stats(t)
 
     def _drop_broken_tracking_refs(self) -> None:

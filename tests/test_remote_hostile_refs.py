@@ -535,3 +535,15 @@ def test_a_noted_pack_that_is_gone_is_sent_again(tmp_path: Path, monkeypatch) ->
     assert t.packs == 5
     b, _t = clone(url, str(tmp_path / "b"))
     assert read_tree(b.worktree) == read_tree(a.worktree)
+
+
+def test_refs_that_cannot_both_be_stored_do_not_block_the_others(tmp_path: Path, moto_s3) -> None:
+    """An object store may hold refs/heads/a and refs/heads/a/b; git can hold only one."""
+    url = f"s3://{moto_s3.new_bucket()}/data"
+    a = published(tmp_path, url, moto_s3.options)
+    fs = RemoteFS(url, moto_s3.options)
+    fs.put("refs/heads/a", (a.head() + "\n").encode())
+    fs.put("refs/heads/a/b", (a.head() + "\n").encode())
+    t = Remote(a).fetch()
+    assert "refs/heads/main" in t.refs and "refs/heads/a" in t.refs
+    assert any("refs/heads/a/b" in w and "cannot be stored" in w for w in t.warnings)
