@@ -140,11 +140,14 @@ class Fragment:
         """Refuse the fragment if any row claims a chunk longer than a chunk can be.
 
         Every row is checked, cheaply: the top byte of each length is copied out in one
-        strided slice (C speed, ~1 ms per 100k rows), and only rows where it is set (a
-        chunk of 16 MiB or more) are decoded and compared with the bound."""
+        strided slice and counted (C speed: ~6 ms per million rows, twice, against ~5 for
+        the checksum), and only rows where it is set (a chunk of 16 MiB or more) are
+        decoded and compared with the bound."""
         start, end = self._locs, self._locs + self.count * LOC.size
         for top in _LENGTH_TOPS:
             column = self._mm[start + top : end : LOC.size]
+            if column.count(0) == len(column):
+                continue
             for hit in _NONZERO.finditer(column):
                 i = hit.start()
                 _pack, _offset, stored, raw, _flags = LOC.unpack_from(self._mm, start + i * LOC.size)
