@@ -1,12 +1,14 @@
-"""Looking inside versions and the store: ls, du; and settings: config."""
+"""Looking inside versions and the store (ls, du), and settings (config)."""
 
 from __future__ import annotations
 
+import json
+import os
 from typing import Annotated
 
 import typer
 
-from .app import JsonOpt, app, cwd, open_store, out_json
+from .app import JsonOpt, QuietOpt, app, cwd, err, open_store, out_json
 from .workflow import quote_path
 
 
@@ -95,3 +97,98 @@ def du(
     for h in u.history:
         first = h.message.splitlines()[0] if h.message else ""
         typer.echo(f"{h.id[:12]}  {human(h.adds):>10}  {h.chunks:>7} chunk(s)  {first}")
+
+
+def _store_or_none():
+    from objstore.errors import StoreNotFound
+
+    try:
+        return open_store()
+    except StoreNotFound:
+        return None
+
+
+def _show(value: object) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+@app.command()
+def config(
+    key: Annotated[str | None, typer.Argument(help="Setting name, e.g. user.name.",
+                                              show_default=False)] = None,
+    value: Annotated[str | None, typer.Argument(help="New value (omit to print the value).",
+                                                show_default=False)] = None,
+    global_: Annotated[bool, typer.Option("--global", help="The user's settings file, not "
+                                          "this store's .dsstore/config.")] = False,
+    list_: Annotated[bool, typer.Option("--list", "-l", help="Print every setting with a value.")] = False,
+    unset: Annotated[bool, typer.Option("--unset", help="Remove KEY.")] = False,
+    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Read or change settings. User settings (--global; file in the user config folder, or
+    $DS_CONFIG_HOME): user.name (DS_AUTHOR wins), cache.rows (DS_CACHE_ROWS wins),
+    remote.default. Store settings (.dsstore/config): store.zstd_level, store.pack_target,
+    remote.default; store.format, store.hash, chunking.* and worktree.sparse are shown only."""
+    from objstore import userconfig as uc
+    from objstore.config import STORE_KEYS, store_get, store_items, store_set
+    from objstore.errors import DsError
+
+    store = None if global_ else _store_or_none()
+    if list_:
+        if key is not None or unset:
+            raise DsError("--list takes no KEY and no --unset: `ds config --list`")
+        data = {"global": uc.load()} | ({"store": store_items(store.config)} if store else {})
+        if as_json:
+            out_json(data)
+        for scope in data.values():
+            for k, v in ([] if as_json else sorted(scope.items())):
+                typer.echo(f"{k}={_show(v)}")
+        return
+    if key is None:
+        raise DsError(f"give a KEY (or --list); user settings: {uc.known_keys()}; "
+                      f"store settings: {', '.join(STORE_KEYS)}")
+    is_user, is_store = key in uc.SETTINGS, key in STORE_KEYS or key.startswith("remotes.")
+    if not (is_user or is_store):
+        raise DsError(f"unknown setting {key!r}; user settings (--global): {uc.known_keys()}; "
+                      f"store settings: {', '.join(STORE_KEYS)}")
+    if unset and value is not None:
+        raise DsError("--unset takes a KEY and no VALUE")
+    if global_ and not is_user:
+        raise DsError(f"{key} is a store setting (in .dsstore/config); drop --global")
+    changing = value is not None or unset
+    user_scope = global_ or not is_store
+    if changing and user_scope and not global_:
+        raise DsError(f"{key} is a user setting: `ds config --global {key} VALUE`")
+    if changing:
+        if user_scope:
+            if unset:
+                if not uc.unset(key):
+                    raise DsError(f"{key} is not set in {uc.config_path()}")
+            else:
+                uc.set_value(key, value)
+                env = uc.SETTINGS[key].env
+                if env and os.environ.get(env) and not quiet:
+                    err(f"Note: {env} is set in this environment and wins over {key}")
+            return
+        if store is None:
+            if is_user:
+                raise DsError(f"not in a store, so no store's {key} to set; use --global for "
+                              "the user's default")
+            open_store()  # the store's own error: not in a store
+        store.set_config(store_set(store.config, key, None if unset else value))
+        return
+    if user_scope:
+        found = uc.load().get(key) if global_ else uc.effective(key)[0]
+    else:
+        if store is None and not is_user:
+            open_store()  # the store's own error: not in a store
+        found = store_get(store.config, key) if store is not None else None
+        if found is None and is_user:  # remote.default: the user's, for a store that sets none
+            found = uc.effective(key)[0]
+    if found is None:
+        err(f"{key} is not set")
+        raise typer.Exit(1)
+    if as_json:
+        out_json(found)
+    else:
+        typer.echo(_show(found))

@@ -127,15 +127,25 @@ def commit(
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Record the staged files as a new version."""
-    from objstore.worktree import commit_all
+    """Record the staged files as a new version (author: DS_AUTHOR, else `ds config --global
+    user.name`, else the login name)."""
+    from objstore.errors import NothingToCommit
+    from objstore.userconfig import user_name
 
     store = open_store()
+    author = user_name()
     if all_:
+        from objstore.worktree import add as do_add
+
         with progress("adding", quiet) as cb:
-            info = commit_all(store, message, cb)
+            do_add(store, [str(store.worktree)], cb)
+        try:
+            info = store.commit(message, author)
+        except NothingToCommit:
+            raise NothingToCommit("nothing to commit: the working folder matches the latest "
+                                  "version") from None
     else:
-        info = store.commit(message)
+        info = store.commit(message, author)
     if as_json:
         out_json(info.as_json())
     else:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .chunking import ChunkParams
-from .errors import FormatError
+from .errors import DsError, FormatError
 from .fsutil import atomic_write
 from .hashing import get_algo
 
@@ -110,3 +110,73 @@ def _toml_value(v: object) -> str:
 
 def save_config(path: Path, config: StoreConfig) -> None:
     atomic_write(path, config.to_toml().encode())
+
+
+# -- settings by name (``ds config KEY [VALUE]``) ----------------------------------------
+# key -> what it means (and why it is fixed, for those that are)
+_FIXED_AT_INIT = "fixed when the store was made (changing it would store the same data again)"
+STORE_KEYS: dict[str, str] = {
+    "store.format": "format version of the store; fixed",
+    "store.hash": f"content hash; {_FIXED_AT_INIT}",
+    "store.zstd_level": "zstd level for new chunks (1-22)",
+    "store.pack_target": "target size of new pack files in bytes (1 MiB to 4 GiB)",
+    "chunking.avg_size": f"average chunk size; {_FIXED_AT_INIT}",
+    "chunking.min_size": f"minimum chunk size; {_FIXED_AT_INIT}",
+    "chunking.max_size": f"maximum chunk size; {_FIXED_AT_INIT}",
+    "remote.default": "remote used when none is named (a configured name or a URL)",
+    "worktree.sparse": "the checked-out part of a sparse clone; set by `ds clone --include`",
+}
+_SETTABLE = ("store.zstd_level", "store.pack_target", "remote.default")
+
+
+def check_store_key(key: str) -> None:
+    if key not in STORE_KEYS:
+        raise DsError(f"unknown store setting {key!r}; known: {', '.join(STORE_KEYS)}")
+
+
+def store_items(config: StoreConfig) -> dict[str, object]:
+    """Every store setting that has a value, by name (remotes as ``remotes.NAME.url``)."""
+    c = config.chunking
+    out: dict[str, object] = {
+        "store.format": config.format, "store.hash": config.hash,
+        "store.zstd_level": config.zstd_level, "store.pack_target": config.pack_target,
+        "chunking.avg_size": c.avg_size, "chunking.min_size": c.min_size, "chunking.max_size": c.max_size,
+    }
+    if config.remote:
+        out["remote.default"] = config.remote
+    if config.sparse:
+        out["worktree.sparse"] = list(config.sparse)
+    for name, r in sorted(config.remotes.items()):
+        out[f"remotes.{name}.url"] = r["url"]
+    return out
+
+
+def store_get(config: StoreConfig, key: str) -> object | None:
+    if key.startswith("remotes.") and key.endswith(".url"):
+        return store_items(config).get(key)
+    check_store_key(key)
+    return store_items(config).get(key)
+
+
+def store_set(config: StoreConfig, key: str, raw: str | None) -> StoreConfig:
+    """``config`` with ``key`` set from its command-line text (``None``: unset it)."""
+    if key.startswith("remotes."):
+        raise DsError(f"{key} is managed by `ds remote` (add, remove)")
+    check_store_key(key)
+    if key not in _SETTABLE:
+        raise DsError(f"{key} cannot be changed: {STORE_KEYS[key]}")
+    if key == "remote.default":
+        if raw is not None and raw not in config.remotes and "://" not in raw and not raw.startswith("/"):
+            raise DsError(f"no remote named {raw!r}; `ds remote add {raw} URL` first, or give a URL")
+        return replace(config, remote=raw or None)
+    if raw is None:
+        raise DsError(f"{key} always has a value; set another one instead of unsetting it")
+    low, high = (1, 22) if key == "store.zstd_level" else (1 << 20, 4 << 30)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise DsError(f"{key} takes a whole number, not {raw!r}") from None
+    if not low <= value <= high:
+        raise DsError(f"{key} must be between {low} and {high} (got {value})")
+    field_name = key.partition(".")[2]
+    return replace(config, **{field_name: value})

@@ -418,3 +418,129 @@ def test_du_in_a_sparse_clone_names_chunks_on_the_remote_only(repo: Path, tmp_pa
     assert part["stored"] == 3  # a/b/x.txt's one chunk; the other three are not here
     line = ds("du", cwd=tmp_path / "part").stdout.splitlines()[3]
     assert line == "stored   3 B (3 bytes in 1 of 4 chunks; 3 on a remote only, not counted)"
+
+
+# -- ds config --------------------------------------------------------------------------
+
+@pytest.fixture
+def cfg_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """User settings in a temp folder (never the real user's), no DS_* overrides."""
+    home = tmp_path / "cfg"
+    monkeypatch.setenv("DS_CONFIG_HOME", str(home))
+    for var in ("DS_AUTHOR", "DS_CACHE_ROWS"):
+        monkeypatch.delenv(var, raising=False)
+    return home
+
+
+def test_config_global_user_name_is_the_author(repo: Path, cfg_home: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import tomllib
+
+    ds("config", "--global", "user.name", "Ada Lovelace", cwd=repo)
+    assert tomllib.loads((cfg_home / "config.toml").read_text()) == {"user": {"name": "Ada Lovelace"}}
+    assert ds("config", "user.name", cwd=repo).stdout == "Ada Lovelace\n"
+    write(repo, "top.txt", "v2")
+    ds("commit", "-a", "-m", "by ada", "-q", cwd=repo)
+    write(repo, "top.txt", "v3")
+    ds("add", "top.txt", cwd=repo)
+    ds("commit", "-m", "by ada again", "-q", cwd=repo)
+    monkeypatch.setenv("DS_AUTHOR", "ci-bot")  # the environment wins over the file
+    assert ds("config", "user.name", cwd=repo).stdout == "ci-bot\n"
+    assert ds("config", "--global", "user.name", cwd=repo).stdout == "Ada Lovelace\n"
+    write(repo, "top.txt", "v4")
+    ds("commit", "-a", "-m", "by the bot", "-q", cwd=repo)
+    authors = [e["author"] for e in json.loads(ds("log", "--json", cwd=repo).stdout)]
+    assert authors[:3] == ["ci-bot", "Ada Lovelace", "Ada Lovelace"] and authors[3] != "Ada Lovelace"
+    p = ds("config", "--global", "user.name", "X", cwd=repo)
+    assert "DS_AUTHOR is set in this environment and wins over user.name" in p.stderr
+
+
+def test_config_store_settings_list_and_unset(repo: Path, cfg_home: Path, tmp_path: Path) -> None:
+    ds("config", "store.zstd_level", "9", cwd=repo)
+    assert Store.open(repo).config.zstd_level == 9
+    assert ds("config", "store.zstd_level", cwd=repo).stdout == "9\n"
+    ds("config", "--global", "cache.rows", "1000", cwd=repo)
+    ds("config", "--global", "remote.default", "s3://bucket/team", cwd=repo)
+    # a store with no default remote of its own uses the user's
+    assert ds("config", "remote.default", cwd=repo).stdout == "s3://bucket/team\n"
+    ds("remote", "add", "origin", str(tmp_path / "remote"), cwd=repo)
+    assert ds("config", "remote.default", cwd=repo).stdout == "origin\n"
+    lines = ds("config", "--list", cwd=repo).stdout.splitlines()
+    assert lines[:3] == ["cache.rows=1000", "remote.default=s3://bucket/team",  # global first,
+                         "chunking.avg_size=393216"]  # then the store's
+    assert "store.zstd_level=9" in lines and f"remotes.origin.url={tmp_path / 'remote'}" in lines
+    data = json.loads(ds("config", "--list", "--json", cwd=repo).stdout)
+    assert data["global"] == {"cache.rows": 1000, "remote.default": "s3://bucket/team"}
+    assert data["store"]["remote.default"] == "origin" and data["store"]["store.hash"] == "xxh3-128"
+    assert json.loads(ds("config", "--global", "--list", "--json", cwd=repo).stdout) == {
+        "global": data["global"]}
+    ds("config", "--unset", "remote.default", cwd=repo)
+    assert Store.open(repo).config.remote is None
+    ds("config", "--global", "--unset", "cache.rows", cwd=repo)
+    p = ds("config", "--global", "cache.rows", cwd=repo, check=False)
+    assert p.returncode == 1 and p.stdout == "" and p.stderr == "cache.rows is not set\n"
+    assert ds("config", "user.name", cwd=tmp_path, check=False).returncode == 1  # outside a store too
+
+
+def test_config_mistakes_are_one_line(repo: Path, cfg_home: Path, tmp_path: Path) -> None:
+    cases = ((["foo.bar"], "unknown setting 'foo.bar'; user settings (--global): user.name, cache.rows"),
+             (["--global", "foo.bar", "1"], "unknown setting 'foo.bar'"),
+             (["user.name", "Bob"], "user.name is a user setting: `ds config --global user.name VALUE`"),
+             (["--global", "store.zstd_level", "5"], "store.zstd_level is a store setting"),
+             (["store.hash", "blake3"], "store.hash cannot be changed"),
+             (["chunking.avg_size", "1"], "chunking.avg_size cannot be changed"),
+             (["store.zstd_level", "99"], "must be between 1 and 22"),
+             (["store.pack_target", "big"], "takes a whole number"),
+             (["--global", "cache.rows", "0"], "cache.rows must be 1 or more"),
+             (["remote.default", "nope"], "no remote named 'nope'"),
+             (["remotes.x.url", "/tmp/x"], "managed by `ds remote`"),
+             (["--unset", "store.zstd_level"], "always has a value"),
+             (["--global", "--unset", "user.name"], "user.name is not set in"),
+             (["--list", "user.name"], "--list takes no KEY"),
+             ([], "give a KEY (or --list)"))
+    for args, msg in cases:
+        p = ds("config", *args, cwd=repo, check=False)
+        assert p.returncode == 1 and msg in p.stderr and len(p.stderr.splitlines()) == 1, (args, p.stderr)
+    p = ds("config", "remote.default", "x", cwd=tmp_path, check=False)
+    assert p.returncode == 1 and "use --global" in p.stderr
+    assert not (cfg_home / "config.toml").exists()  # nothing was written by a refusal
+
+
+def test_userconfig_library(cfg_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import platformdirs
+
+    from objstore import userconfig as uc
+    from objstore.errors import FormatError
+
+    assert uc.config_path() == cfg_home / "config.toml"
+    assert (uc.user_name(), uc.cache_rows(), uc.default_remote()) == (None, None, None)
+    uc.set_value("cache.rows", "2000")
+    uc.set_value("user.name", 'quote " and ünïcode')
+    assert uc.load() == {"cache.rows": 2000, "user.name": 'quote " and ünïcode'}
+    assert (uc.cache_rows(), uc.user_name()) == (2000, 'quote " and ünïcode')
+    monkeypatch.setenv("DS_CACHE_ROWS", "10")
+    assert uc.effective("cache.rows") == (10, "DS_CACHE_ROWS")
+    with pytest.raises(DsError, match="unknown user setting 'x.y'; known: user.name, cache.rows"):
+        uc.set_value("x.y", "1")
+    (cfg_home / "config.toml").write_text("[user]\nname = 'a'\nemail = 'b'\n")
+    with pytest.raises(FormatError, match=r"config.toml: unknown setting 'user.email' \(known: user.name"):
+        uc.load()
+    (cfg_home / "config.toml").write_text("[cache]\nrows = 'many'\n")
+    with pytest.raises(FormatError, match="cache.rows must be a whole number"):
+        uc.load()
+    monkeypatch.delenv("DS_CONFIG_HOME")
+    assert uc.config_path() == platformdirs.user_config_path("objstore") / "config.toml"
+
+
+def test_store_config_keys_library(store: Store) -> None:
+    from objstore.config import store_get, store_items, store_set
+
+    c = store_set(store.config, "store.pack_target", str(8 << 20))
+    store.set_config(c)
+    assert Store.open(store.worktree).config.pack_target == 8 << 20
+    assert store_get(store.config, "store.pack_target") == 8 << 20
+    assert store_get(store.config, "remote.default") is None
+    assert store_set(store.config, "remote.default", "s3://b/p").remote == "s3://b/p"
+    assert "remote.default" not in store_items(store.config)
+    with pytest.raises(DsError, match="unknown store setting 'store.nope'; known: store.format"):
+        store_get(store.config, "store.nope")

@@ -1,0 +1,160 @@
+"""The user's own settings (``ds config --global``): one small TOML file per user.
+
+Where: ``$DS_CONFIG_HOME/config.toml`` if that is set (tests, several identities), else
+``config.toml`` in platformdirs' user config folder for "objstore". Settings of one
+store (hash, chunking, its remotes) stay in its ``.dsstore/config`` (``config.py``).
+An environment variable, where a setting has one, wins over the file: a script or CI
+job can override the user's choice without editing it.
+
+The file is written by us in a fixed shape (one table per section), so it is serialised
+here; a key this version does not know is refused on reading, naming the known ones,
+rather than silently ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import _toml_value
+from .errors import DsError, FormatError
+from .fsutil import atomic_write
+
+ENV_HOME = "DS_CONFIG_HOME"
+FILE_NAME = "config.toml"
+
+
+@dataclass(frozen=True)
+class Setting:
+    kind: type  # str or int
+    help: str
+    env: str | None = None  # an environment variable that wins over the file
+    minimum: int | None = None
+
+
+SETTINGS: dict[str, Setting] = {
+    "user.name": Setting(str, "author recorded in the versions you commit", env="DS_AUTHOR"),
+    "cache.rows": Setting(int, "rows each in-memory cache decodes at once; lower it on a "
+                          "small machine (default 50000)", env="DS_CACHE_ROWS", minimum=1),
+    "remote.default": Setting(str, "remote (a name or URL) for stores that set none"),
+}
+
+
+def known_keys() -> str:
+    return ", ".join(SETTINGS)
+
+
+def check_key(key: str) -> Setting:
+    setting = SETTINGS.get(key)
+    if setting is None:
+        raise DsError(f"unknown user setting {key!r}; known: {known_keys()}")
+    return setting
+
+
+def config_path() -> Path:
+    home = os.environ.get(ENV_HOME)
+    if home:
+        return Path(home).expanduser() / FILE_NAME
+    import platformdirs
+
+    return platformdirs.user_config_path("objstore") / FILE_NAME
+
+
+def parse(key: str, raw: str) -> str | int:
+    """A value typed on the command line, checked against the setting's kind."""
+    s = check_key(key)
+    if s.kind is int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise DsError(f"{key} takes a whole number, not {raw!r}") from None
+        if s.minimum is not None and value < s.minimum:
+            raise DsError(f"{key} must be {s.minimum} or more (got {value})")
+        return value
+    if not raw.strip():
+        raise DsError(f"{key} cannot be empty; use --unset to remove it")
+    return raw
+
+
+def load(path: Path | None = None) -> dict[str, str | int]:
+    """The file's settings as ``section.key`` -> value (empty when there is no file)."""
+    path = path or config_path()
+    try:
+        raw = tomllib.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise FormatError(f"{path} is not valid TOML ({e}); fix it or remove it") from None
+    out: dict[str, str | int] = {}
+    for section, table in raw.items():
+        items = table.items() if isinstance(table, dict) else [(None, table)]
+        for name, value in items:
+            key = f"{section}.{name}" if name is not None else section
+            s = SETTINGS.get(key)
+            if s is None:
+                raise FormatError(f"{path}: unknown setting {key!r} (known: {known_keys()}); "
+                                  "fix or remove it")
+            if not isinstance(value, s.kind) or isinstance(value, bool):
+                what = "a whole number" if s.kind is int else "a string"
+                raise FormatError(f"{path}: {key} must be {what}; fix or remove it")
+            out[key] = value
+    return out
+
+
+def save(values: dict[str, str | int], path: Path | None = None) -> None:
+    path = path or config_path()
+    lines = ["# objstore user settings; edit with `ds config --global KEY VALUE`"]
+    section = None
+    for key in sorted(values):
+        head, _, name = key.partition(".")
+        if head != section:
+            lines.append(f"\n[{head}]")
+            section = head
+        lines.append(f"{name} = {_toml_value(values[key])}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, ("\n".join(lines) + "\n").encode())
+
+
+def set_value(key: str, raw: str) -> str | int:
+    value = parse(key, raw)
+    values = load()
+    values[key] = value
+    save(values)
+    return value
+
+
+def unset(key: str) -> bool:
+    """Remove ``key`` from the file; False if it was not set there."""
+    check_key(key)
+    values = load()
+    if values.pop(key, None) is None:
+        return False
+    save(values)
+    return True
+
+
+def effective(key: str) -> tuple[str | int | None, str]:
+    """(value, where it comes from: the environment variable's name, the file, or "")."""
+    s = check_key(key)
+    if s.env and os.environ.get(s.env):
+        try:
+            return parse(key, os.environ[s.env]), s.env
+        except DsError:
+            pass  # an unusable variable is ignored here as where it is read
+    value = load().get(key)
+    return (value, str(config_path())) if value is not None else (None, "")
+
+
+def user_name() -> str | None:
+    """The author to record: ``DS_AUTHOR``, else ``user.name``, else None (the login name)."""
+    return effective("user.name")[0]  # type: ignore[return-value]
+
+
+def cache_rows() -> int | None:
+    return effective("cache.rows")[0]  # type: ignore[return-value]
+
+
+def default_remote() -> str | None:
+    return effective("remote.default")[0]  # type: ignore[return-value]
