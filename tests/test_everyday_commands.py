@@ -33,6 +33,16 @@ def repo(tmp_path: Path) -> Path:
     return w
 
 
+@pytest.mark.parametrize("cmd,flags", [
+    ("ls", ["-r", "-l", "--json"]), ("log", ["--oneline", "-n", "[-- PATH...]"]),
+    ("restore", ["--staged", "--source", "--quiet"]), ("mv", ["--quiet"]),
+    ("tag", ["--delete", "--quiet", "--json"]), ("du", ["--json"]),
+    ("config", ["--global", "--list", "--unset", "--json"])])
+def test_new_commands_have_help(cmd: str, flags: list[str], tmp_path: Path) -> None:
+    out = ds(cmd, "--help", cwd=tmp_path).stdout
+    assert f"Usage: ds {cmd}" in out and all(f in out for f in flags)
+
+
 # -- ds ls ------------------------------------------------------------------------------
 
 def test_ls_one_level_recursive_and_long(repo: Path) -> None:
