@@ -158,3 +158,19 @@ def cache_rows() -> int | None:
 
 def default_remote() -> str | None:
     return effective("remote.default")[0]  # type: ignore[return-value]
+
+
+def export_env(environ: dict[str, str] | None = None) -> None:
+    """Put the file's settings that have an environment variable into ``environ`` (default
+    ``os.environ``) where that variable is unset, so code that reads the variable at import
+    (``limits.CACHE_ROWS``) follows the file too. The CLI calls this before a command's
+    modules are imported; an unreadable file is left for ``ds config`` to report."""
+    env = os.environ if environ is None else environ
+    try:
+        values = load()
+    except DsError:
+        return
+    for key, value in values.items():
+        var = SETTINGS[key].env
+        if var and not env.get(var):
+            env[var] = str(value)

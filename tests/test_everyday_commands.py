@@ -542,6 +542,21 @@ def test_userconfig_library(cfg_home: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert uc.config_path() == platformdirs.user_config_path("objstore") / "config.toml"
 
 
+def test_userconfig_export_env_fills_only_unset_variables(cfg_home: Path) -> None:
+    from objstore import userconfig as uc
+
+    uc.set_value("cache.rows", "1234")
+    uc.set_value("user.name", "Ada")
+    uc.set_value("remote.default", "s3://b/p")
+    env = {"DS_AUTHOR": "ci-bot"}
+    uc.export_env(env)
+    assert env == {"DS_AUTHOR": "ci-bot", "DS_CACHE_ROWS": "1234"}  # the environment wins
+    (cfg_home / "config.toml").write_text("not toml [")
+    env = {}
+    uc.export_env(env)  # a broken file is ds config's to report, not every command's
+    assert env == {}
+
+
 def test_store_config_keys_library(store: Store) -> None:
     from objstore.config import store_get, store_items, store_set
 
