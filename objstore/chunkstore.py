@@ -261,6 +261,8 @@ class ChunkStore:
         the store lock before a write session, so the session finds those chunks stored."""
         report = Recovered()
         with self._wlock:
+            if self._writer is not None and self._writer.failed:
+                self._roll()  # this process's own failed writer: kept as a flush would keep it
             rows: list[tuple[bytes, Location]] = []
             named = {p for frag in self.index.fragments for p in frag.packs} | set(self._packs)
             for path in sorted(self.packs_dir.glob("*/*.pack")):
@@ -311,7 +313,10 @@ class ChunkStore:
         its journal are then removed) or the file is not to be touched: a live writer holds
         its lock, or it is too short to tell a dead writer's from one just created."""
         journal = journal_path(path)
-        fd = os.open(path, os.O_RDWR)
+        try:
+            fd = os.open(path, os.O_RDWR)
+        except FileNotFoundError:  # published or removed meanwhile
+            return None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

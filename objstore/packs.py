@@ -369,14 +369,24 @@ class PackWriter:
         return pack_hex, self._entries
 
     def close(self) -> None:
-        """Close the temp file and its journal, keeping both: what was buffered is written
-        if it can be (the journal then does not name it: a salvager verifies what it finds)."""
+        """Close the temp file and its journal, keeping both for a salvager: what was
+        buffered is written if it can be, and then the journal names every record this
+        writer completed (a salvager still verifies each one)."""
         self._failed = True
         try:
             self._f.close()
+            flushed = True
         except OSError:
-            pass
-        if self._journal >= 0:
+            flushed = False
+        if self._journal < 0:
+            return
+        try:
+            if flushed and self._journaled < len(self._entries):
+                _write_all(self._journal, encode_toc(self._entries[self._journaled :]))
+                self._journaled = len(self._entries)
+        except OSError:
+            pass  # no room: the journal names fewer records, which loses only those
+        finally:
             os.close(self._journal)
             self._journal = -1
 

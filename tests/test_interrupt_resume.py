@@ -178,6 +178,41 @@ def test_salvage_leaves_a_live_writers_temp_pack_alone(tmp_path) -> None:
     live.close()
 
 
+class _CutShort:
+    """A pack file whose next write stops half way, as Ctrl-C between two statements would."""
+
+    def __init__(self, f):
+        self._f = f
+
+    def write(self, data) -> int:
+        self._f.write(bytes(data[: len(data) // 2]))
+        raise KeyboardInterrupt
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+
+def test_a_write_cut_short_keeps_the_records_before_it(tmp_path) -> None:
+    from objstore.chunkstore import ChunkStore
+
+    store = ChunkStore(tmp_path, XXH3_128)
+    raws = [random.Random(40 + i).randbytes(100_000) for i in range(5)]  # not journaled yet
+    for raw in raws[:4]:
+        assert store.put_encoded(XXH3_128.digest(raw), raw, len(raw), 0)
+    store._writer._f = _CutShort(store._writer._f)
+    with pytest.raises(KeyboardInterrupt):
+        store.put_encoded(XXH3_128.digest(raws[4]), raws[4], len(raws[4]), 0)
+    assert store.keep() == 4  # the complete records, verified, sealed into a pack and indexed
+    assert sorted((tmp_path / "packs").glob(".tmp-*")) == []
+    again = ChunkStore(tmp_path, XXH3_128)
+    assert [again.get(XXH3_128.digest(raw)) == raw for raw in raws[:4]] == [True] * 4
+    assert not again.has(XXH3_128.digest(raws[4]))
+    (pack,) = sorted((tmp_path / "packs").glob("*/*.pack"))
+    assert XXH3_128.digest(pack.read_bytes()).hex() == pack.stem
+    again.close()
+    store.close()
+
+
 def unfinished_pack(folder: Path, raws: list[bytes]) -> tuple[Path, list[PackEntry]]:
     """What a writer killed before its table of contents leaves: the records of a temp pack
     and its journal (the table of contents so far). Built from a finished pack's bytes."""
