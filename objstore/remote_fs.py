@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DsError
+from .links import storage_options
 
 
 class RemoteError(DsError):
@@ -122,7 +123,7 @@ class RemoteFS:
         self.op: str | None = None  # the user-level operation, for error messages
         self._count_lock = threading.Lock()  # transfers run on several threads
         try:
-            self.fs, root = fsspec.core.url_to_fs(url, **(options or {}))
+            self.fs, root = fsspec.core.url_to_fs(url, **storage_options(options))
         except ImportError as e:
             raise RemoteError(f"remote {url}: its filesystem is not installed ({e}); "
                               "install objstore[s3] (or [gcs], [azure], [all])") from None

@@ -212,10 +212,6 @@ def test_hostile_remote_cannot_make_this_machine_read_local_files(tmp_path: Path
 def test_allow_local_links_lets_that_remote_link_local_files(tmp_path: Path, backend, secret: Path,
                                                              monkeypatch, request) -> None:
     url, opts = backend
-    if opts:  # strict: passes once RemoteFS drops objstore's own options, then drop this mark
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "RemoteFS hands every remote option to fsspec; s3fs refuses allow_local_links until "
-            "remote_fs.RemoteFS passes options through links.storage_options")))
     hostile = build_hostile(tmp_path / "trusted", url, opts, secret, monkeypatch)
 
     r = ds("clone", url, "cloned", *option_args(opts, allow=True), cwd=tmp_path, check=False)
