@@ -25,7 +25,10 @@ def fsck(
     if remote is not None:
         from objstore.remote import fsck_remote
 
-        result = fsck_remote(open_store(), remote, subset)
+        from .remotes import remote_target
+
+        store = open_store()
+        result = fsck_remote(store, remote_target(store, remote), subset)
         if as_json:
             out_json(result)
         else:
@@ -100,7 +103,11 @@ def gc(
     if remote is not None:
         from objstore.remote_gc import gc_remote
 
-        r = gc_remote(open_store(), remote, grace_seconds=parse_duration(grace), dry_run=dry_run)
+        from .remotes import remote_target
+
+        store = open_store()
+        r = gc_remote(store, remote_target(store, remote), grace_seconds=parse_duration(grace),
+                      dry_run=dry_run)
         if as_json:
             out_json(r.as_json())
             return

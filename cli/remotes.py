@@ -99,7 +99,7 @@ def remote_remove(name: Annotated[str, typer.Argument(help="Remote to forget.")]
     err(f"Removed remote {name}")
 
 
-def _target(store, remote: str | None) -> str | None:
+def remote_target(store, remote: str | None) -> str | None:
     """A remote name as given; a folder given directly, made absolute against ``-C``'s folder."""
     from objstore.remote import check_url
 
@@ -138,7 +138,8 @@ def push(
 
     store = open_store()
     with transfer_progress("pushing", quiet) as cb:
-        t = Remote(store, _target(store, remote), progress=cb).push(refs or None, all_refs=all_, force=force)
+        t = Remote(store, remote_target(store, remote), progress=cb).push(refs or None, all_refs=all_,
+                                                                          force=force)
     _report("Pushed", t, as_json)
 
 
@@ -153,7 +154,7 @@ def fetch(
 
     store = open_store()
     with transfer_progress("fetching", quiet) as cb:
-        t = Remote(store, _target(store, remote), progress=cb).fetch()
+        t = Remote(store, remote_target(store, remote), progress=cb).fetch()
     _report("Fetched", t, as_json)
 
 
@@ -168,7 +169,7 @@ def pull(
 
     store = open_store()
     with transfer_progress("pulling", quiet) as cb:
-        t, info = do_pull(store, _target(store, remote), progress=cb)
+        t, info = do_pull(store, remote_target(store, remote), progress=cb)
     _report("Pulled", t, as_json)
     if not as_json:
         err(f"Now at {info.id[:12]}" if info else "Already up to date")

@@ -272,6 +272,9 @@ class Dataset:
         if not dataset_name or not dataset_project:
             raise DsError("Dataset.create needs dataset_name and dataset_project "
                           "(the project may come from a parent dataset)")
+        bad_project = rec.project_problem(dataset_project)
+        if bad_project:  # a record with it would be skipped as invalid on every read
+            raise DsError(f"Dataset.create: {bad_project}")
         records = RecordStore(store.path)
         with store.locked():
             if dataset_version is None:
@@ -958,7 +961,7 @@ def _fetch_from_remote(store: Store, pick) -> dict | None:
         return None
     from .remote import fetch_dataset, remote_records
 
-    remote = remote_records(store, url)
+    remote = remote_records(store, url, warn=lambda text: warnings.warn(text, stacklevel=4))
     records = RecordStore(store.path)
     with store.locked():  # facts that may change after finalize follow the remote
         for r in remote:

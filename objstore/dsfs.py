@@ -251,13 +251,6 @@ def _file_info(name: str, e: FileEntry, **extra: Any) -> dict:
             "chunks": len(e.chunk_list()), **extra}
 
 
-def _valid_record(r: object) -> bool:
-    """A remote record is untrusted JSON: keep only the shape this module relies on."""
-    return (isinstance(r, dict) and isinstance(r.get("id"), str) and len(r["id"]) == 32
-            and all(isinstance(r.get(k), str) for k in ("project", "name", "version"))
-            and isinstance(r.get("commit"), str | None) and isinstance(r.get("parents", []), list))
-
-
 def _starts(chunks: tuple[tuple[bytes, int], ...]) -> list[int]:
     out, pos = [], 0
     for _cid, size in chunks:
@@ -335,7 +328,7 @@ class _Session:
     def remote_records(self) -> list[dict]:
         with self.lock:
             if self._remote_records is None:
-                self._remote_records = [r for r in self.remote().dataset_records() if _valid_record(r)]
+                self._remote_records = self.remote().dataset_records()  # invalid ones skipped there
             return self._remote_records
 
     def forget(self) -> None:
