@@ -116,6 +116,7 @@ def test_log_dash_dash_paths_shows_only_versions_that_changed_them(repo: Path) -
     assert _ids(ds("log", "--json", "--", "nothing-here", cwd=repo)) == []
     assert _ids(ds("log", "--json", "--", "b", cwd=repo / "a")) == [v3, v1]  # relative to cwd
     assert _ids(ds("log", "--json", "--", cwd=repo)) == [v3, v2, v1]  # no path: everything
+    assert _ids(ds("-C", str(repo), "log", "--json", "-n", "1", "--", "a", cwd=repo.parent)) == [v3]
 
 
 def test_log_oneline_has_prefix_decorations_and_first_line(repo: Path) -> None:
