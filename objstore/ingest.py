@@ -201,7 +201,8 @@ class Ingestor:
                     fut.cancel()
                 raise
             after = os.fstat(f.fileno())
-        if done != size or (after.st_size, after.st_mtime_ns) != (size, before.st_mtime_ns):
+        if done != size or (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (
+                size, before.st_mtime_ns, before.st_ctime_ns):  # ctime: also a write that kept the mtime
             raise _Changed(job.path)
         return FileEntry(job.entry_name, job.stat.kind, size, whole.digest(), tuple(chunks))
 
