@@ -15,6 +15,7 @@ from .chunking import ChunkParams
 from .errors import DsError, FormatError
 from .fsutil import atomic_write
 from .hashing import get_algo
+from .packs import MAX_RAW
 
 FORMAT_VERSION = 1
 
@@ -77,7 +78,7 @@ def load_config(path: Path) -> StoreConfig:
         pack_target = int(store.get("pack_target", 64 * 1024 * 1024))
     except (TypeError, ValueError) as e:
         raise FormatError(f"{path}: invalid setting ({e}); fix or restore the file") from None
-    if not (64 <= params.min_size <= params.avg_size <= params.max_size <= 16 * 1024 * 1024):
+    if not (64 <= params.min_size <= params.avg_size <= params.max_size <= MAX_RAW):  # what readers accept
         raise FormatError(f"{path}: chunk sizes must satisfy 64 <= min <= avg <= max <= 16 MiB")
     remote = raw.get("remote", {}).get("default")
     if remote is not None and not isinstance(remote, str):

@@ -10,9 +10,9 @@ union of
   3. old index rows into a pack whose table of contents is damaged, or read out of a
      fragment that fails its checksum, kept only when the record they point at still
      decodes to bytes with the chunk's id (a delta only if its base is kept too);
-  4. records found by scanning damaged packs from their start, where the pack format
-     lets records be found without the table of contents (``packs.scan_records``), each
-     verified by hash.
+  4. records of a damaged pack found from the pack alone (``_scan``: its table of
+     contents located by its own consistency when the footer is damaged, or read row by
+     row when its checksum fails), each verified by hash.
 What was salvaged from a damaged pack is copied into a new pack (verified again while
 copied), the new fragment is made durable, and only then are the damaged pack and any
 damaged fragment moved aside to ``.dsstore/damaged/`` (kept for inspection, out of every
@@ -30,10 +30,11 @@ from pathlib import Path
 
 import pygit2
 
+from . import packs
 from .errors import DsError
 from .index import CHECK, FANOUT, HEADER, LOC, MAGIC, Fragment, Location
 from .meta import MetaStore, RefDamage
-from .packs import FLAG_DELTA, PackEntry, PackWriter, decode_chunk, delta_base, pack_path
+from .packs import FLAG_DELTA, MAX_RAW, TOC_TAIL, PackEntry, PackWriter, decode_chunk, delta_base, pack_path
 from .store import Store
 
 
@@ -47,6 +48,7 @@ class Salvage:
     scanned: int = 0  # records found by scanning damaged packs
     damaged_fragments: list[str] = field(default_factory=list)
     moved_aside: list[str] = field(default_factory=list)  # damaged files now under .dsstore/damaged/
+    recovered: int = 0  # chunks ChunkStore.recover indexed from packs killed writers left
 
 
 def restore_refs(meta: MetaStore) -> tuple[list[RefDamage], list[RefDamage]]:
@@ -173,7 +175,7 @@ def rebuild_index(store: Store, tocs: dict[str, list[PackEntry]], damaged_packs:
             kept[cid] = good
             s.verified += 1
     for path in damaged_packs:
-        for e in _scan(path, store):
+        for e in sorted(_scan(path, store), key=lambda e: e.flags & FLAG_DELTA):  # bases first
             loc = Location(path.stem, e.offset, e.stored_len, e.raw_len, e.flags)
             if e.chunk_id not in kept and check.ok(e.chunk_id, loc):
                 kept[e.chunk_id] = loc
@@ -195,6 +197,7 @@ def rebuild_index(store: Store, tocs: dict[str, list[PackEntry]], damaged_packs:
     index.reload()
     store.chunks.close()
     s.rows = len(kept)
+    s.recovered = store.chunks.recover().chunks  # temp packs of killed writers: verified records
     return s
 
 
@@ -242,16 +245,54 @@ def _fragment_ok(path: Path) -> bool:
 
 
 def _scan(path: Path, store: Store) -> Iterator[PackEntry]:
-    """Records of a pack found without its table of contents, where the format allows."""
-    from . import packs
-
-    scan = getattr(packs, "scan_records", None)
-    if scan is None:
-        return iter(())
+    """Candidate records of a published pack whose footer or table of contents is damaged
+    (each is verified by hash before use). Records carry no header of their own, but a
+    table of contents is self-checking: its first record starts after the pack header,
+    each starts where the one before ends, and the last ends where the table begins. So
+    the footer's own count is tried first, then every count whose table would fit; a
+    table that fails its checksum still gives each row that lies inside the pack."""
     try:
-        return iter(list(scan(path, store.algo, store.config.chunking.max_size)))
-    except (DsError, OSError, TypeError):
+        data = path.read_bytes()
+    except OSError:
         return iter(())
+    hsize = store.algo.size
+    rec = hsize + TOC_TAIL.size
+    end = len(data) - packs.FOOTER.size
+    if end <= packs.HEADER.size:
+        return iter(())
+    counts = []
+    toc_offset, count = packs.FOOTER.unpack_from(data, end)[:2]
+    if toc_offset + count * rec == end:
+        counts.append(count)
+    counts.extend(range(1, (end - packs.HEADER.size) // rec + 1))
+    for n in counts:
+        start = end - n * rec
+        if _chained(data, start, n, rec, hsize):
+            return iter([_row(data, start + i * rec, hsize) for i in range(n)])
+    if toc_offset + count * rec == end:  # the footer agrees with itself: take what lies inside
+        rows = [_row(data, toc_offset + i * rec, hsize) for i in range(count)]
+        return iter(r for r in rows if packs.HEADER.size <= r.offset and r.offset + r.stored_len <= toc_offset
+                    and r.raw_len <= MAX_RAW)
+    return iter(())
+
+
+def _row(data: bytes, at: int, hsize: int) -> PackEntry:
+    offset, stored, raw, flags = TOC_TAIL.unpack_from(data, at + hsize)
+    return PackEntry(data[at : at + hsize], offset, stored, raw, flags)
+
+
+def _chained(data: bytes, start: int, n: int, rec: int, hsize: int) -> bool:
+    """Whether the ``n`` rows at ``start`` tile the records exactly (checked ends first)."""
+    first, last = _row(data, start, hsize), _row(data, start + (n - 1) * rec, hsize)
+    if first.offset != packs.HEADER.size or last.offset + last.stored_len != start:
+        return False
+    pos = packs.HEADER.size
+    for i in range(n):
+        r = _row(data, start + i * rec, hsize)
+        if r.offset != pos or r.raw_len > MAX_RAW:
+            return False
+        pos += r.stored_len
+    return pos == start
 
 
 @dataclass

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pygit2
 
+from . import userconfig
 from .chunking import ChunkParams
 from .chunkstore import ChunkStore
 from .config import StoreConfig, load_config, save_config
@@ -143,7 +144,7 @@ class Store:
 
     def config_remote(self) -> str | None:
         """The default remote (a configured name or a URL) from ``[remote] default``."""
-        return self.config.remote
+        return self.config.remote or userconfig.default_remote()
 
     def set_config(self, config: StoreConfig) -> None:
         with self.locked():
@@ -265,7 +266,7 @@ class Store:
 
     @staticmethod
     def author(name: str | None = None) -> tuple[str, str]:
-        who = name or os.environ.get("DS_AUTHOR") or _user()
+        who = name or os.environ.get("DS_AUTHOR") or userconfig.user_name() or _user()
         return who, f"{who}@objstore"
 
     def tag(self, name: str, rev: str = "HEAD", force: bool = False) -> str:

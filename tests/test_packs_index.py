@@ -428,8 +428,8 @@ def rand_ids(n: int, seed: int, size: int = 16) -> list[bytes]:
 
 
 def rand_loc(rng: random.Random, packs_hex: list[str]) -> Location:
-    return Location(rng.choice(packs_hex), rng.randrange(16, 1 << 40), rng.randrange(1 << 32),
-                    rng.randrange(1 << 32), rng.randrange(2))
+    return Location(rng.choice(packs_hex), rng.randrange(16, 1 << 40), rng.randrange(packs.MAX_RAW + 1),
+                    rng.randrange(packs.MAX_RAW + 1), rng.randrange(2))
 
 
 def make_entries(n: int, seed: int, npacks: int = 5, size: int = 16) -> dict[bytes, Location]:
