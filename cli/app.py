@@ -122,6 +122,9 @@ def transfer_progress(label: str, quiet: bool) -> Iterator[Callable[[int, int], 
 def main() -> None:
     from objstore.errors import DsError
 
+    from objstore.userconfig import export_env
+
+    export_env()  # user-level settings (user.name, cache.rows) as defaults for unset variables
     from . import commands  # noqa: F401  (registers the commands)
     from .main import Signals, catch_signals, interrupted
 

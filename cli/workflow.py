@@ -52,6 +52,8 @@ def add(
 
     for p in report.skipped:
         err(f"Warning: skipped {quote_path(p)}: {skip_reason(p)}")
+    for p in report.reread:
+        err(f"Warning: {quote_path(p)} changed while it was read; it was read again")
     if not quiet:
         err(f"Staged {report.staged} file(s), {report.removed} removal(s); "
             f"{report.bytes_new} new bytes stored")

@@ -61,6 +61,7 @@ class AddReport:
     bytes_new: int = 0
     case_collisions: list[tuple[str, str]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    reread: list[str] = field(default_factory=list)  # changed while read, so read again
 
 
 def to_store_path(store: Store, user_path: str, cwd: str | None = None) -> str:
@@ -305,24 +306,44 @@ def add(store: Store, paths: list[str], progress: Progress | None = None,
                         name = ff.names[i] if ff.folder or "/" not in path else None
                         yield Job(path, ff.stat(i), worktree, name=name, base=bases.get(path))
 
+        done: list[str] = []
+
         def staged(job: Job, entry: FileEntry) -> None:
             # in memory only: on a failure neither the stage nor the cache is written
             editor.set(job.path, entry)
             cache.put(job.path, job.stat, entry.hash, entry.name)
             touched_folders.add(parent_of(job.path))
+            done.append(job.path)
             report.staged += 1
         try:
             ingestor.run(jobs(), sink=staged)
+        except KeyboardInterrupt:
+            _keep_interrupted(store, editor, cache, done)
+            raise
         except BaseException:
             store.chunks.abort()
             raise
         store.chunks.flush()  # the chunks are durable before the stage that names them
         store.set_stage(editor.write())
         cache.save()
+        report.reread = ingestor.reread
         report.bytes_read = ingestor.bytes_done
         report.bytes_new = ingestor.bytes_new
         report.case_collisions = _case_collisions(editor, touched_folders)
     return report
+
+
+def _keep_interrupted(store: Store, editor: TreeEditor, cache: StatCache, done: list[str]) -> None:
+    """Ctrl-C or SIGTERM: stage the files whose chunks are stored, so ``ds add`` run again
+    passes them at the cost of a stat. Only if every chunk they name is indexed (the
+    ingest kept what was complete); otherwise nothing is staged, as before."""
+    try:
+        store.chunks.flush()
+        if all(store.chunks.has(c) for p in done for c, _ in editor.get(p).chunk_list()):
+            store.set_stage(editor.write())
+            cache.save()
+    except Exception:  # a full disk: the interrupt is what the user must hear about
+        store.chunks.abort()
 
 
 def _outermost(rels: Iterable[str]) -> list[str]:

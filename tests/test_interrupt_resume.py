@@ -482,3 +482,38 @@ def test_reading_in_blocks_cuts_where_cutting_the_whole_file_does(tmp_path, monk
     with open(path, "rb", buffering=0) as f:
         got = [bytes(p) for p in ingestor._pieces(f, len(data))]
     assert got == [bytes(p) for p in cut(data, params)]
+
+
+def test_an_interrupted_add_stages_what_it_stored_so_the_next_add_reads_only_the_rest(
+        store: Store, work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Resume at the speed of a stat: files whose chunks were stored before Ctrl-C are staged,
+    so running the add again reads only the files it had not reached."""
+    from types import SimpleNamespace
+
+    from objstore import statcache
+    from objstore.diff import diff_trees
+    from objstore.worktree import add
+
+    sizes = {f"d{i % 4}/f{i}.bin": 20_000 + i for i in range(120)}
+    for name, size in sizes.items():
+        write(work, name, random.Random(name).randbytes(size))
+    # the cache is written a minute after the files changed: none is in its racy window,
+    # however long anything takes here
+    later = time.time_ns() + 60 * 10**9
+    monkeypatch.setattr(statcache, "time", SimpleNamespace(time_ns=lambda: later))
+
+    def stop_after_30(files: int, _bytes: int) -> None:
+        if files >= 30:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        add(store, [str(work)], progress=stop_after_30)
+    s = Store.open(work)
+    first = set(diff_trees(s.meta, s.head_tree(), s.staged_tree()).added)
+    assert 30 <= len(first) < len(sizes)
+    for path in first:
+        assert all(s.chunks.has(c) for c, _ in s.meta.lookup(s.staged_tree(), path).chunk_list())
+    again = add(s, [str(work)])
+    assert again.staged == len(sizes) - len(first)
+    assert again.bytes_read == sum(size for p, size in sizes.items() if p not in first)
+    assert set(diff_trees(s.meta, s.head_tree(), s.staged_tree()).added) == set(sizes)
