@@ -121,7 +121,6 @@ def transfer_progress(label: str, quiet: bool) -> Iterator[Callable[[int, int], 
 
 def main() -> None:
     from objstore.errors import DsError
-
     from objstore.userconfig import export_env
 
     export_env()  # user-level settings (user.name, cache.rows) as defaults for unset variables
