@@ -135,6 +135,36 @@ class RemoteFS:
                      else "gcs" if {"gs", "gcs"} & protocol else "azure" if {"az", "abfs", "abfss"} & protocol
                      else "other")
         self.local = self.kind == "local"
+        self._probed = False
+
+    def _probe(self) -> None:
+        """One TCP connection to a cloud remote's endpoint before any request: a host that
+        does not exist or refuses connections fails here at once, instead of after the
+        storage library's own retries (gcsfs: six tries, half a minute). Skipped behind a
+        proxy, where this machine may not resolve the host itself; a slow answer is left
+        to the requests and their retries."""
+        from urllib.parse import urlsplit
+
+        self._probed = True
+        if self.kind not in ("s3", "gcs") or any(
+                os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy",
+                                            "ALL_PROXY", "all_proxy")):
+            return
+        endpoint = _endpoint(self.fs, self.kind)
+        parts = urlsplit(endpoint) if endpoint else None
+        if parts is None or not parts.hostname:
+            return
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            socket.create_connection((parts.hostname, port), timeout=5).close()
+        except (socket.gaierror, ConnectionRefusedError) as e:
+            if classify(e, self.kind) == UNREACHABLE:
+                raise RemoteUnavailable(
+                    f"remote {self.url}: {self.op or 'access'} did not complete: cannot reach the storage "
+                    f"at {parts.hostname}:{port} ({e}). Check the URL, the endpoint and the network; "
+                    f"{self._hint()}") from None
+        except OSError:
+            return  # a timeout or an odd network: the requests will say more
 
     # -- plumbing ----------------------------------------------------------------------
     def path(self, rel: str) -> str:
@@ -166,6 +196,8 @@ class RemoteFS:
     def _call(self, what: str, fn: Callable[[], Any], rel: str = "") -> Any:
         """Run one request, retrying transient failures (within ``RETRY_BUDGET``); each
         attempt is counted. A permanent failure is raised at once, with its fix."""
+        if not self._probed:
+            self._probe()
         start = time.monotonic()
         for attempt in range(self.retries + 1):
             self._count(what)
@@ -409,6 +441,8 @@ class RemoteFS:
             raise RemoteError(f"remote {self.url}: shared refs need compare-and-swap, which objstore "
                               f"does not know how to do on {self.fs.protocol}")
         faulted = False
+        if not self._probed:
+            self._probe()
         start = time.monotonic()
         for attempt in range(self.retries + 1):
             self._count("put-if")
@@ -779,3 +813,13 @@ class RemoteLock:
         if self._thread is not None:
             self._thread.join()
         self._remove()
+
+
+def _endpoint(fs: Any, kind: str) -> str | None:
+    """The URL an S3 or GCS filesystem sends its requests to, when it is plain to see (S3's
+    default depends on botocore's configuration chain: region, profiles; not probed)."""
+    if kind == "gcs":
+        return getattr(fs, "_location", None)
+    client = getattr(fs, "client_kwargs", None) or {}
+    return (getattr(fs, "endpoint_url", None) or client.get("endpoint_url")
+            or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"))

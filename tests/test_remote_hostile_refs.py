@@ -353,7 +353,7 @@ def test_an_unreachable_s3_endpoint_fails_at_once(tmp_path: Path) -> None:
     r = Remote(a)
     with pytest.raises(RemoteUnavailable, match="fetch did not complete: cannot reach the storage"):
         r.fetch()
-    assert attempts(r) == 1
+    assert attempts(r) == 0, "one connection attempt before any request tells the host refuses"
     proc = ds("fetch", cwd=a.worktree, check=False)
     assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "cannot reach the storage" in proc.stderr and "Traceback" not in proc.stderr
@@ -362,6 +362,8 @@ def test_an_unreachable_s3_endpoint_fails_at_once(tmp_path: Path) -> None:
 def test_an_unreachable_gcs_endpoint_is_one_line(tmp_path: Path) -> None:
     """gcsfs retries a refused connection itself and logs a traceback each time."""
     pytest.importorskip("gcsfs")
+    from objstore.remote_fs import RemoteUnavailable
+
     from .servers import free_port
 
     a = make_store(tmp_path / "a", "gs://bucket/data", {"endpoint_url": f"http://127.0.0.1:{free_port()}",
@@ -369,6 +371,10 @@ def test_an_unreachable_gcs_endpoint_is_one_line(tmp_path: Path) -> None:
     proc = ds("fetch", cwd=a.worktree, check=False)
     assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "cannot reach the storage" in proc.stderr and "Traceback" not in proc.stderr
+    r = Remote(a)
+    with pytest.raises(RemoteUnavailable, match="cannot reach the storage"):
+        r.fetch()
+    assert attempts(r) == 0, "refused before gcsfs's own six tries"
 
 
 def test_transient_errors_are_retried_within_a_budget(tmp_path: Path, monkeypatch) -> None:
