@@ -503,10 +503,16 @@ class MetaStore:
     def _damage(self, name: str, reason: str) -> RefDamage:
         return RefDamage(name, reason, last_good(self._reflog_of(name), self._is_commit))
 
-    def damaged_refs(self) -> list[RefDamage]:
+    def damaged_refs(self, only: set[str] | None = None) -> list[RefDamage]:
         """Every ref that is unreadable, points at no version, or vanished from under its
-        reflog (read from the files: libgit2 hides such refs). HEAD's branch included."""
-        loose = dict(loose_refs(self.path))
+        reflog (read from the files: libgit2 hides such refs), HEAD and its branch included;
+        ``only``: just these ref names (HEAD's check costs a few file reads, not a scan)."""
+        if only is None:
+            loose = dict(loose_refs(self.path))
+            logged = [name for name, _path in reflog_files(self.path)]
+        else:
+            loose = {n: raw for n in only if (raw := self._loose(n)) is not None}
+            logged = [n for n in only if (self.path / "logs" / n).is_file()]
         packed = packed_refs(self.path)
         found: dict[str, RefDamage] = {}
         for name, raw in loose.items():
@@ -517,17 +523,18 @@ class MetaStore:
             elif not self._is_commit(raw):
                 found[name] = self._damage(name, f"it points at {raw[:12]}, which is not a version here")
         for name, hex_id in packed.items():
-            if name not in loose and not self._is_commit(hex_id):
+            if (only is None or name in only) and name not in loose and not self._is_commit(hex_id):
                 found[name] = self._damage(name, f"it points at {hex_id[:12]}, which is not a version here")
-        for name, path in reflog_files(self.path):
+        for name in logged:
             if name == "HEAD" or name in loose or name in packed:
                 continue
-            entries = read_reflog(path)
+            entries = self._reflog_of(name)
             if entries and entries[-1].new != ZERO:
                 found[name] = self._damage(name, "its file is missing")
         head = self._head_text()
         branch = head[5:].strip() if head and head.startswith("ref: ") else None
-        if branch and branch not in loose and branch not in packed and branch not in found:
+        if branch and branch not in loose and branch not in packed and branch not in found and (
+                only is None or branch in only):
             head_log = self._reflog_of("HEAD")  # the branch's own reflog went with its file
             if head_log and head_log[-1].new != ZERO:
                 found[branch] = RefDamage(branch, "its file and its reflog are missing",
@@ -538,13 +545,20 @@ class MetaStore:
             found["HEAD"] = self._damage("HEAD", f"it points at {head[:12]}, which is not a version here")
         return sorted(found.values(), key=lambda d: d.name)
 
+    def _loose(self, name: str) -> str | None:
+        """A loose ref file's content (stripped), or None when there is none."""
+        try:
+            return (self.path / name).read_bytes().decode("ascii", errors="replace").strip()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+
     def head_damage(self) -> RefDamage | None:
         """The damage that keeps HEAD from naming a version, if any."""
         head = self._head_text()
         names = {"HEAD"}
         if head and head.startswith("ref: "):
             names.add(head[5:].strip())
-        return next((d for d in self.damaged_refs() if d.name in names), None)
+        return next(iter(self.damaged_refs(only=names)), None)
 
     def _head_text(self) -> str | None:
         try:
