@@ -93,7 +93,9 @@ def remote_remove(name: Annotated[str, typer.Argument(help="Remote to forget.")]
     from objstore.remote import forget_remote
 
     remotes = {k: v for k, v in store.config.remotes.items() if k != name}
-    _save(store, remotes=remotes, remote=None if store.config.remote == name else store.config.remote)
+    branches = {k: v for k, v in store.config.branches.items() if v.get("remote") != name}  # as git
+    _save(store, remotes=remotes, remote=None if store.config.remote == name else store.config.remote,
+          branches=branches)
     with store.locked():
         forget_remote(store, name)
     err(f"Removed remote {name}")
@@ -111,68 +113,145 @@ def remote_target(store, remote: str | None) -> str | None:
     return remote
 
 
-def _report(verb: str, t, as_json: bool) -> None:
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Also the requests, packs and chunks.")]
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _summary(verb: str, t, nbytes: int, where: str, files: bool = True) -> str:
+    """One line: versions, files, bytes (binary units, as `ds du`) and time."""
+    from .inspect_cmd import human
+
+    parts = [_plural(t.versions, "version")] + ([_plural(t.files, "file")] if files else [])
+    return f"{verb} {', '.join(parts)}, {human(nbytes)} {where} in {t.seconds:.1f} s"
+
+
+def _short(ref: str | None) -> str:
+    return ref.split("/", 2)[2] if ref and ref.startswith("refs/") and ref.count("/") >= 2 else (ref or "")
+
+
+def _update_lines(t, fetched: bool) -> list[str]:
+    """git's ref lines: `   old..new  src -> dst`, ` * [new branch]`, ` + old...new (forced update)`."""
+    rows = []
+    for u in t.updates:
+        tag = u["ref"].startswith("refs/tags/")
+        if fetched:
+            src, dst = _short(u["ref"]), u["local"].removeprefix("refs/remotes/").removeprefix("refs/tags/")
+        else:
+            src, dst = _short(u["local"]) or u["new"][:12], _short(u["ref"])
+        if u["old"] is None:
+            what, flag = f"[new {'tag' if tag else 'branch'}]", "*"
+        elif u["forced"]:
+            what, flag = f"{u['old'][:12]}...{u['new'][:12]}", "+"
+        else:
+            what, flag = f"{u['old'][:12]}..{u['new'][:12]}", " "
+        forced = " (forced update)" if u["old"] and u["forced"] else ""
+        rows.append((flag, what, f"{src} -> {dst}{forced}"))
+    width = max((len(w) for _f, w, _n in rows), default=0)
+    return [f" {flag} {what:<{width}}  {names}" for flag, what, names in rows]
+
+
+def _report(t, as_json: bool, verbose: bool, lines: list[str]) -> None:
+    """Warnings, then the human lines (stderr, as git), or the JSON (stdout) with every counter."""
     for warning in t.warnings:  # what the remote held that was skipped as invalid
         err(f"Warning: {warning}")
     if as_json:
         out_json(t.as_json())
-    else:
-        err(f"{verb}: {t.chunks} chunk(s) in {t.packs} pack(s), {t.meta_packs} metadata pack(s), "
-            f"refs {', '.join(t.refs) or '-'}; {t.bytes_sent} bytes sent, {t.bytes_received} received, "
-            f"{t.requests} requests")
+        return
+    for line in lines:
+        err(line)
+    if verbose:
+        from .inspect_cmd import human
+
+        err(f"{t.requests} requests; {t.packs} packs ({t.chunks} chunks) and {t.meta_packs} metadata "
+            f"packs; {human(t.bytes_sent)} sent, {human(t.bytes_received)} received")
+    for hint in t.hints:
+        err(f"hint: {hint}")
 
 
 @app.command()
 def push(
-    remote: Annotated[str | None, typer.Argument(help="Remote name or URL (default: the default).")] = None,
+    remote: Annotated[str | None, typer.Argument(
+        help="Remote name or URL (default: the branch's upstream, else the default remote).")] = None,
     refs: Annotated[list[str] | None, typer.Argument(
-        help="Branches or tags (default: the current branch).")] = None,
+        help="Branches or tags, or SRC:DST (+SRC:DST forces that one); default: the current "
+             "branch, to its upstream.")] = None,
+    set_upstream: Annotated[bool, typer.Option(
+        "--set-upstream", "-u", help="Make each branch pushed follow the remote's branch "
+        "(then `ds push`, `ds pull` and `ds status` use it).")] = False,
     all_: Annotated[bool, typer.Option("--all", help="Every branch and tag.")] = False,
+    tags: Annotated[bool, typer.Option("--tags", help="Every tag (with any refs named).")] = False,
     force: Annotated[bool, typer.Option(
-        "--force", help="Move remote branches even if they diverged.")] = False,
+        "--force", "-f", help="Move remote branches even if they diverged.")] = False,
+    verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Send versions and the bytes the remote lacks; refs move last, by compare-and-swap."""
-    from objstore.remote import Remote
+    from objstore.remote import push as do_push
 
     store = open_store()
     with transfer_progress("pushing", quiet) as cb:
-        t = Remote(store, remote_target(store, remote), progress=cb).push(refs or None, all_refs=all_,
-                                                                          force=force)
-    _report("Pushed", t, as_json)
+        t = do_push(store, remote_target(store, remote), refs or None, all_refs=all_, tags=tags,
+                    force=force, set_upstream=set_upstream, progress=cb)
+    if t.updates:
+        lines = [_summary("Pushed", t, t.bytes_sent, f"to {t.remote}"), f"To {t.url}",
+                 *_update_lines(t, fetched=False)]
+    else:
+        lines = ["Everything up-to-date"]
+    lines += [f"branch '{b}' set up to track '{up}'." for b, up in t.upstreams.items()]
+    _report(t, as_json, verbose, lines)
 
 
 @app.command()
 def fetch(
-    remote: Annotated[str | None, typer.Argument(help="Remote name or URL.")] = None,
+    remote: Annotated[str | None, typer.Argument(
+        help="Remote name or URL (default: the branch's upstream, else the default remote).")] = None,
+    verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Bring a remote's branches (as REMOTE/BRANCH), tags and metadata; bytes come on demand."""
+    from objstore.branches import upstream
     from objstore.remote import Remote
 
     store = open_store()
+    if remote is None and (branch := store.meta.head_branch()) and (up := upstream(store, branch)):
+        remote = up.remote
     with transfer_progress("fetching", quiet) as cb:
         t = Remote(store, remote_target(store, remote), progress=cb).fetch()
-    _report("Fetched", t, as_json)
+    lines = ([_summary("Fetched", t, t.bytes_received, f"from {t.remote}", files=False), f"From {t.url}",
+              *_update_lines(t, fetched=True)] if t.updates else [f"Nothing new on {t.remote}"])
+    _report(t, as_json, verbose, lines)
 
 
 @app.command()
 def pull(
-    remote: Annotated[str | None, typer.Argument(help="Remote name or URL.")] = None,
+    remote: Annotated[str | None, typer.Argument(
+        help="Remote name or URL (default: the branch's upstream).")] = None,
+    branch: Annotated[str | None, typer.Argument(
+        help="Branch of that remote (default: the upstream's, else the current branch's name).")] = None,
+    verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Fetch, then update the current branch and working folder (merging if they diverged)."""
+    """Fetch, then update the current branch and working folder from its upstream
+    (fast-forward, or a merge when both moved)."""
     from objstore.remote import pull as do_pull
 
     store = open_store()
     with transfer_progress("pulling", quiet) as cb:
-        t, info = do_pull(store, remote_target(store, remote), progress=cb)
-    _report("Pulled", t, as_json)
-    if not as_json:
-        err(f"Now at {info.id[:12]}" if info else "Already up to date")
+        t, info = do_pull(store, remote_target(store, remote), branch, progress=cb)
+    current, changed = store.meta.head_branch(), _plural(t.files, "file")
+    now = info.id[:12] if info else ""
+    outcome = {"fast-forward": f"Fast-forward {current} to {now} ({changed} changed)",
+               "merge": f"Merged {t.pulled} into {current}: {now} ({changed} changed)",
+               }.get(t.outcome, "Already up to date.")
+    lines = [_summary("Pulled", t, t.bytes_received, f"from {t.remote}"),
+             *([f"From {t.url}", *_update_lines(t, fetched=True)] if t.updates else []), outcome]
+    _report(t, as_json, verbose, lines)
 
 
 @app.command()
@@ -180,11 +259,14 @@ def clone(
     url: Annotated[str, typer.Argument(help="Remote URL or folder.")],
     directory: Annotated[str | None, typer.Argument(
         help="New folder (default: the URL's last part).")] = None,
-    rev: Annotated[str | None, typer.Option("--rev", help="Branch, tag or id to check out.")] = None,
+    rev: Annotated[str | None, typer.Option(
+        "--rev", "--branch", "-b", help="Branch to check out (as a local branch following the remote's), "
+        "or a tag or id (HEAD detached there); default: the remote's HEAD, else main.")] = None,
     include: Annotated[list[str] | None, typer.Option("--include", help="Only paths matching GLOB "
                                                       "(a sparse working folder).")] = None,
     option: Annotated[list[str] | None, typer.Option(
         "--option", "-o", help="Storage option key=value, kept in the new store's config.")] = None,
+    verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -199,9 +281,15 @@ def clone(
     with transfer_progress("cloning", quiet) as cb:
         store, t = do_clone(url, os.path.join(cwd(), target), rev=rev, include=include,
                             options=_parse_options(option) or None, progress=cb)
-    _report("Cloned", t, as_json)
-    if not as_json:
-        err(f"Checked out {store.head()[:12]} into {target}")
+    head, branch = store.head(), store.meta.head_branch()
+    if branch is not None:
+        where = f"Checked out branch '{branch}' into {target}"
+    else:
+        where = (f"HEAD detached at {head[:12]} ({rev}) in {target}: `ds switch -c NAME` keeps new "
+                 "versions on a branch")
+    lines = [_summary("Cloned", t, t.bytes_received, f"from {url}"), where]
+    lines += [f"branch '{b}' set up to track '{up}'." for b, up in t.upstreams.items()]
+    _report(t, as_json, verbose, lines)
 
 
 @app.command()

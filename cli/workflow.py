@@ -78,24 +78,30 @@ def rm(
 def status(as_json: JsonOpt = False) -> None:
     """The working folder against the latest version, and what is staged."""
     from objstore.quickstatus import quick_clean
+    from objstore.quicktrack import quick_tracking
 
-    if quick_clean(cwd()):  # proved unchanged from stat data alone
+    from .headline import branch_lines, head_json
+
+    quick = quick_tracking(cwd())  # the branch line, if files alone settle it
+    if quick is not None and quick_clean(cwd()):  # proved unchanged from stat data alone
         if as_json:
             out_json({"added": [], "modified": [], "removed": [], "skipped": [],
-                      "staged": {"added": [], "modified": [], "removed": [], "renamed": []}})
+                      "staged": {"added": [], "modified": [], "removed": [], "renamed": []}}
+                     | head_json(quick))
         else:
-            typer.echo("Nothing changed.")
+            typer.echo("\n".join([*branch_lines(quick), "Nothing changed."]))
         return
+    from objstore.branches import tracking
     from objstore.worktree import status as do_status
 
     store = open_store()
     st = do_status(store)
+    head = tracking(store)
     if as_json:
-        out_json(st.as_json())
+        out_json(st.as_json() | head_json(head))
         return
-    if store.meta.head_branch() is None and store.head():
-        typer.echo(f"HEAD detached at {store.head()[:12]} "
-                   "(`ds switch -c NAME` keeps new versions on a branch)")
+    for line in branch_lines(head):  # "On branch main" and its upstream, or "HEAD detached at"
+        typer.echo(line)
     staged = st.staged.as_json()
     if any(staged.values()):
         typer.echo("Staged for the next commit:")

@@ -5,13 +5,15 @@ detached at a version (commits move HEAD alone, and a later checkout can leave t
 behind). What git users rely on holds here too: leaving a detached version no ref
 reaches names it and how to keep it, a branch with work found nowhere else is deleted
 only with force, and a deleted branch's reflog is kept so gc's reflog grace period
-still covers its versions.
+still covers its versions. A branch may follow a branch of a remote (its upstream, kept
+as git keeps it: ``branch.NAME.remote`` / ``.merge`` in the store's config), which
+``ds push``, ``ds pull`` and ``ds status`` use when no remote is named.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pygit2
 
@@ -79,7 +81,9 @@ def delete_branch(store: Store, name: str, force: bool = False) -> str:
         if not force and unmerged(store, tip, ref):
             raise DsError(f"branch {name!r} holds versions no other branch or tag reaches "
                           f"(tip {tip[:12]}); use -D to delete it anyway")
-        return meta.delete_ref(ref, store.author(), f"branch: deleted {name}")
+        gone = meta.delete_ref(ref, store.author(), f"branch: deleted {name}")
+        unset_upstream(store, name)  # as git drops branch.NAME.*
+        return gone
 
 
 def rename_branch(store: Store, old: str, new: str, force: bool = False) -> None:
@@ -88,6 +92,13 @@ def rename_branch(store: Store, old: str, new: str, force: bool = False) -> None
         if old not in store.meta.branches():
             raise DsError(f"no branch named {old!r}; see `ds branch`")
         store.meta.rename_branch(old, new, force)
+
+        def move(branches: dict) -> None:  # the upstream goes with the branch, as in git
+            branches.pop(new, None)
+            if old in branches:
+                branches[new] = branches.pop(old)
+
+        _edit_upstreams(store, move)
 
 
 def left_behind(store: Store, target: str) -> str | None:
@@ -128,3 +139,99 @@ def switch(store: Store, name: str, create: bool = False, rev: str | None = None
         raise DsError(f"no branch named {name!r}; `ds switch -c {name}` creates it "
                       "(`ds checkout REV` visits a version without a branch)")
     return checkout(store, name, force=force, progress=progress)
+
+
+# -- upstreams (git's branch.NAME.remote / branch.NAME.merge, in the store's config) -------
+@dataclass(frozen=True)
+class Upstream:
+    """The remote branch a local branch follows: ``ds push`` and ``ds pull`` with no
+    arguments use it, ``ds status`` compares with it (as last fetched)."""
+
+    remote: str  # a configured remote's name
+    branch: str  # the branch on that remote
+
+    @property
+    def name(self) -> str:
+        return f"{self.remote}/{self.branch}"
+
+    @property
+    def ref(self) -> str:
+        """Where fetch and push keep what the remote was last seen to hold."""
+        return f"refs/remotes/{self.remote}/{self.branch}"
+
+
+def upstream(store: Store, branch: str) -> Upstream | None:
+    """The upstream of ``branch``, or None when it has none (or only half of one)."""
+    entry = store.config.branches.get(branch, {})
+    remote, merge = entry.get("remote"), entry.get("merge", "")
+    if not remote or not merge.startswith("refs/heads/"):
+        return None
+    return Upstream(remote, merge[len("refs/heads/"):])
+
+
+def set_upstream(store: Store, branch: str, remote: str, remote_branch: str) -> Upstream:
+    """Make ``branch`` follow ``remote_branch`` on the configured remote ``remote``."""
+    from .config import load_config
+
+    if remote not in store.config.remotes:
+        raise DsError(f"an upstream names a configured remote, and {remote!r} is not one; "
+                      f"`ds remote add NAME URL` first")
+    if not pygit2.reference_is_valid_name(f"refs/heads/{remote_branch}"):
+        raise DsError(f"{remote_branch!r} is not a valid branch name")
+    with store.locked():
+        config = load_config(store.path / "config")  # what other processes saved meanwhile
+        branches = dict(config.branches)
+        branches[branch] = {"remote": remote, "merge": f"refs/heads/{remote_branch}"}
+        store.set_config(replace(config, branches=branches))
+    return Upstream(remote, remote_branch)
+
+
+def unset_upstream(store: Store, branch: str) -> None:
+    """Forget ``branch``'s upstream (git's ``--unset-upstream``); the branch stays."""
+    _edit_upstreams(store, lambda branches: branches.pop(branch, None))
+
+
+def _edit_upstreams(store: Store, edit: Callable[[dict], object]) -> None:
+    from .config import load_config
+
+    with store.locked():
+        config = load_config(store.path / "config")
+        branches = dict(config.branches)
+        edit(branches)
+        if branches != config.branches:
+            store.set_config(replace(config, branches=branches))
+
+
+def tracking(store: Store, branch: str | None = None) -> dict:
+    """Where ``branch`` (default: the current one) stands against its upstream, counted in
+    versions with the metadata database as last fetched: ``{"branch", "head", "upstream",
+    "ahead", "behind", "gone"}``. ``branch`` is None when HEAD is detached (``head`` is then
+    its version); ``upstream`` ("origin/main") is None when the branch has none; ``gone``
+    when the remote no longer had it at the last fetch (ahead and behind are then 0)."""
+    meta = store.meta
+    current = meta.head_branch()
+    name = branch or current
+    if branch is not None and branch != current and branch not in meta.branches():
+        raise DsError(f"no branch named {branch!r}; see `ds branch`")
+    head = store.head() if name == current else meta.branches()[name]
+    out = {"branch": name, "head": head, "upstream": None, "ahead": 0, "behind": 0, "gone": False}
+    up = upstream(store, name) if name is not None else None
+    if up is None:
+        return out
+    out["upstream"] = up.name
+    try:
+        theirs = meta.repo.references[up.ref].peel(pygit2.Commit).id
+    except (KeyError, ValueError, pygit2.GitError):
+        out["gone"] = True
+        return out
+    if head is None:  # a branch with no version yet: all of the upstream is ahead of it
+        out["behind"] = sum(1 for _c in meta.repo.walk(theirs))
+    else:
+        out["ahead"], out["behind"] = meta.repo.ahead_behind(pygit2.Oid(hex=head), theirs)
+    return out
+
+
+def tracking_all(store: Store) -> dict[str, dict]:
+    """``tracking`` of every local branch that has an upstream (for ``ds branch -vv``)."""
+    return {name: tracking(store, name) for name in sorted(store.meta.branches())
+            if upstream(store, name) is not None}

@@ -18,6 +18,7 @@ from .hashing import get_algo
 from .packs import MAX_RAW
 
 FORMAT_VERSION = 1
+BRANCH_KEYS = ("remote", "merge")  # a branch's upstream: git's branch.NAME.remote / .merge
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class StoreConfig:
     remote: str | None = None  # default remote: a name from ``remotes`` or a URL
     remotes: dict[str, dict] = field(default_factory=dict)  # name -> {"url": ..., "options": {...}}
     sparse: list[str] = field(default_factory=list)  # gitignore-style globs: the checked-out part
+    # branch -> {"remote": NAME, "merge": "refs/heads/BRANCH"}: its upstream, as git's branch.NAME.*
+    branches: dict[str, dict[str, str]] = field(default_factory=dict)
     format: int = FORMAT_VERSION
 
     def to_toml(self) -> str:
@@ -49,7 +52,10 @@ class StoreConfig:
             + "".join(f"options.{json.dumps(k)} = {_toml_value(v)}\n"
                       for k, v in sorted(r.get("options", {}).items()))
             for name, r in sorted(self.remotes.items())) + (
-            f"\n[worktree]\nsparse = {json.dumps(self.sparse)}\n" if self.sparse else "")
+            f"\n[worktree]\nsparse = {json.dumps(self.sparse)}\n" if self.sparse else "") + "".join(
+            f"\n[branch.{_toml_value(name)}]\n"
+            + "".join(f"{k} = {_toml_value(v)}\n" for k, v in sorted(b.items()))
+            for name, b in sorted(self.branches.items()) if b)
 
 
 def load_config(path: Path) -> StoreConfig:
@@ -90,8 +96,21 @@ def load_config(path: Path) -> StoreConfig:
     sparse = raw.get("worktree", {}).get("sparse", [])
     if not isinstance(sparse, list) or not all(isinstance(g, str) for g in sparse):
         raise FormatError(f"{path}: [worktree] sparse must be a list of globs")
+    branches = _load_branches(path, raw.get("branch", {}))
     return StoreConfig(hash=algo, chunking=params, zstd_level=level, pack_target=pack_target,
-                       remote=remote, remotes=remotes, sparse=sparse)
+                       remote=remote, remotes=remotes, sparse=sparse, branches=branches)
+
+
+def _load_branches(path: Path, raw: object) -> dict[str, dict[str, str]]:
+    """``[branch.NAME]`` tables: each upstream's ``remote`` and ``merge`` (other keys, which a
+    later objstore may write, are left out rather than refused)."""
+    ok = isinstance(raw, dict) and all(
+        isinstance(b, dict) and all(isinstance(b.get(k, ""), str) for k in BRANCH_KEYS)
+        and b.get("merge", "refs/heads/").startswith("refs/heads/") for b in raw.values())
+    if not ok:
+        raise FormatError(f'{path}: every [branch.NAME] holds remote = "NAME" and '
+                          'merge = "refs/heads/BRANCH"; fix or remove that table')
+    return {name: {k: b[k] for k in BRANCH_KEYS if k in b} for name, b in raw.items()}
 
 
 def _toml_value(v: object) -> str:
@@ -126,12 +145,14 @@ STORE_KEYS: dict[str, str] = {
     "chunking.max_size": f"maximum chunk size; {_FIXED_AT_INIT}",
     "remote.default": "remote used when none is named (a configured name or a URL)",
     "worktree.sparse": "the checked-out part of a sparse clone; set by `ds clone --include`",
+    "branch.NAME.remote": "remote of branch NAME's upstream; set by `ds clone` and `ds push -u`",
+    "branch.NAME.merge": "branch on that remote (refs/heads/BRANCH) that `ds pull` and `ds push` use",
 }
 _SETTABLE = ("store.zstd_level", "store.pack_target", "remote.default")
 
 
 def check_store_key(key: str) -> None:
-    if key not in STORE_KEYS:
+    if key not in STORE_KEYS and _branch_key(key) is None:
         raise DsError(f"unknown store setting {key!r}; known: {', '.join(STORE_KEYS)}")
 
 
@@ -149,11 +170,23 @@ def store_items(config: StoreConfig) -> dict[str, object]:
         out["worktree.sparse"] = list(config.sparse)
     for name, r in sorted(config.remotes.items()):
         out[f"remotes.{name}.url"] = r["url"]
+    for name, b in sorted(config.branches.items()):
+        for k in BRANCH_KEYS:
+            if k in b:
+                out[f"branch.{name}.{k}"] = b[k]
     return out
 
 
+def _branch_key(key: str) -> tuple[str, str] | None:
+    """(branch, "remote" or "merge") for ``branch.NAME.remote`` / ``branch.NAME.merge``."""
+    head, _dot, leaf = key.rpartition(".")
+    if not head.startswith("branch.") or leaf not in BRANCH_KEYS or len(head) <= len("branch."):
+        return None
+    return head[len("branch."):], leaf
+
+
 def store_get(config: StoreConfig, key: str) -> object | None:
-    if key.startswith("remotes.") and key.endswith(".url"):
+    if (key.startswith("remotes.") and key.endswith(".url")) or _branch_key(key):
         return store_items(config).get(key)
     check_store_key(key)
     return store_items(config).get(key)
@@ -163,6 +196,8 @@ def store_set(config: StoreConfig, key: str, raw: str | None) -> StoreConfig:
     """``config`` with ``key`` set from its command-line text (``None``: unset it)."""
     if key.startswith("remotes."):
         raise DsError(f"{key} is managed by `ds remote` (add, remove)")
+    if (branch_key := _branch_key(key)) is not None:
+        return _set_branch(config, *branch_key, raw)
     check_store_key(key)
     if key not in _SETTABLE:
         raise DsError(f"{key} cannot be changed: {STORE_KEYS[key]}")
@@ -181,3 +216,26 @@ def store_set(config: StoreConfig, key: str, raw: str | None) -> StoreConfig:
         raise DsError(f"{key} must be between {low} and {high} (got {value})")
     field_name = key.partition(".")[2]
     return replace(config, **{field_name: value})
+
+
+def _set_branch(config: StoreConfig, branch: str, leaf: str, raw: str | None) -> StoreConfig:
+    """``config`` with one half of a branch's upstream set (or unset), checked as git would
+    need it: the remote is a configured one, the merge ref a branch of it."""
+    entry = dict(config.branches.get(branch, {}))
+    if raw is None:
+        entry.pop(leaf, None)
+    elif leaf == "remote":
+        if raw not in config.remotes:
+            raise DsError(f"no remote named {raw!r}; `ds remote add {raw} URL` first")
+        entry[leaf] = raw
+    else:
+        ref = raw if raw.startswith("refs/heads/") else f"refs/heads/{raw}"
+        name = ref[len("refs/heads/"):]
+        if (not name or name.startswith(("-", "/")) or name.endswith(("/", ".", ".lock")) or ".." in name
+                or "//" in name or any(c in name for c in " ~^:?*[\\") or not name.isprintable()):
+            raise DsError(f"{raw!r} is not a valid branch name for branch.{branch}.merge")
+        entry[leaf] = ref
+    branches = {k: v for k, v in config.branches.items() if k != branch}
+    if entry:
+        branches[branch] = entry
+    return replace(config, branches=branches)

@@ -30,6 +30,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -56,7 +57,7 @@ MAX_RANGE = 16 * 1024 * 1024  # ...up to this many bytes per request
 
 @dataclass
 class Transfer:
-    """What a push or fetch did, for the CLI to report."""
+    """What a push, fetch, pull or clone did, for the CLI to report."""
 
     packs: int = 0
     chunks: int = 0
@@ -66,9 +67,31 @@ class Transfer:
     bytes_received: int = 0
     requests: int = 0
     warnings: list[str] = field(default_factory=list)  # what was skipped, and why (the CLI prints them)
+    versions: int = 0  # versions sent (push) or new here (fetch, pull, clone)
+    files: int = 0  # file versions sent (push); files written to the working folder (pull, clone)
+    seconds: float = 0.0  # since the operation began
+    # each ref moved: {"ref", "local", "old", "new", "forced"}; "local" is the local ref
+    # pushed from (push) or set (fetch), "old" None for a new one
+    updates: list[dict] = field(default_factory=list)
+    remote: str = ""  # how to name the remote: its name, else its URL
+    url: str = ""
+    upstreams: dict[str, str] = field(default_factory=dict)  # push -u, clone: branch -> "origin/main"
+    hints: list[str] = field(default_factory=list)  # advice that is not a warning (the CLI prints them)
+    outcome: str = ""  # pull: "up to date", "fast-forward" or "merge"
+    pulled: str = ""  # pull: the remote branch it took ("origin/main")
 
     def as_json(self) -> dict:
         return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class RefUpdate:
+    """One ref a push sets: ``dst`` on the remote to ``value`` (from local ``src`` if a ref)."""
+
+    src: str | None  # refs/heads/X or refs/tags/X; None when a version id was given
+    value: str
+    dst: str  # refs/heads/X or refs/tags/X on the remote
+    force: bool = False
 
 
 def remote_spec(store: Store, name_or_url: str | None) -> tuple[str, str, dict]:
@@ -153,6 +176,7 @@ class Remote:
         self._check_cache()
         self._index: ChunkIndex | None = None
         self.chunks_fetched = 0
+        self.started = time.monotonic()
 
     def _check_cache(self) -> None:
         """Forget what we knew about a remote whose name now points at another URL."""
@@ -172,6 +196,8 @@ class Remote:
         t.requests = self.fs.request_count
         t.chunks = t.chunks or self.chunks_fetched
         t.warnings = list(self.warnings)
+        t.seconds = round(time.monotonic() - self.started, 3)
+        t.remote, t.url = self.name or self.url, self.url
         return t
 
     @property
@@ -200,14 +226,16 @@ class Remote:
         return RemoteLock(self.fs, exclusive, op)
 
     # -- format --------------------------------------------------------------------------
-    def check_config(self, create: bool) -> None:
+    def check_config(self, create: bool) -> bool:
+        """Refuse a remote of another format or hash; ``create``: make one where there is
+        none (returns True then)."""
         try:
             raw = self.fs.cat("config")
         except FileNotFoundError:
             if not create:
                 raise self.fs.not_a_remote() from None
             self.fs.put("config", f'[store]\nformat = {FORMAT}\nhash = "{self.store.algo.name}"\n'.encode())
-            return
+            return True
         import tomllib
 
         try:
@@ -220,6 +248,30 @@ class Remote:
         if cfg.get("hash") != self.store.algo.name:
             raise FormatError(f"remote {self.url} uses {cfg.get('hash')}, this store {self.store.algo.name}; "
                               "a store can only mirror to a remote with the same hash")
+        return False
+
+    def default_branch(self) -> str | None:
+        """The branch the remote's ``HEAD`` file names (written by the push that made the
+        remote), if it holds a valid one; a clone checks it out by default."""
+        size = self.fs.size("HEAD")
+        if size is None:
+            return None
+        if size > MAX_REF_BYTES:
+            self._skip_ref("HEAD", f"its file holds {size} bytes, not a branch name")
+            return None
+        try:
+            text = self.fs.cat("HEAD", size).decode(errors="replace").strip()
+        except FileNotFoundError:
+            return None
+        ref = text.removeprefix("ref: ")
+        why = None if ref != text else "it does not name a branch (ref: refs/heads/NAME)"
+        if why is None and not ref.startswith("refs/heads/"):
+            why = "it does not name a branch (ref: refs/heads/NAME)"
+        why = why or _ref_name_problem(ref, self.track)
+        if why is not None:
+            self._skip_ref("HEAD", why)
+            return None
+        return ref[len("refs/heads/"):]
 
     # -- the remote's chunk index ----------------------------------------------------------
     def index(self) -> ChunkIndex:
@@ -436,72 +488,98 @@ class Remote:
         local = {p.name for p in (self.store.meta.path / "objects" / "pack").glob("pack-*")}
         return local | (set(json.loads(path.read_text())) if path.exists() else set())
 
-    def push(self, refs: list[str] | None = None, all_refs: bool = False, force: bool = False) -> Transfer:
-        """Send branches/tags (default: the current branch) and everything they need.
+    def resolve_refspecs(self, refs: list[str] | None = None, all_refs: bool = False,
+                         tags: bool = False) -> list[RefUpdate]:
+        """What a push of ``refs`` (git's refspecs: ``NAME``, ``SRC:DST``, ``+SRC:DST``),
+        ``all_refs`` (every branch and tag) and ``tags`` (every tag) sets on the remote;
+        with none of them, the current branch under its own name."""
+        meta = self.store.meta
+        local = {n: c for n, c in meta.refs().items() if n.startswith(("refs/heads/", "refs/tags/"))}
+        updates: dict[str, RefUpdate] = {}
+
+        def add(u: RefUpdate) -> None:
+            if u.dst in updates and updates[u.dst].value != u.value:
+                raise DsError(f"two refspecs send different versions to {u.dst}; push them one at a time")
+            updates[u.dst] = u
+
+        for name in sorted(local):
+            if all_refs or (tags and name.startswith("refs/tags/")):
+                add(RefUpdate(name, local[name], name))
+        for spec in refs or []:
+            add(_refspec(meta, spec, local))
+        if refs is None and not all_refs and not tags:
+            add(_refspec(meta, "HEAD", local))
+        return list(updates.values())
+
+    def push(self, refs: list[str] | None = None, all_refs: bool = False, force: bool = False,
+             tags: bool = False) -> Transfer:
+        """Send branches/tags (``resolve_refspecs``) and everything they need."""
+        self.cache.mkdir(parents=True, exist_ok=True)
+        with self.fs.operation("push"):
+            return self.push_updates(self.resolve_refspecs(refs, all_refs, tags), force)
+
+    def push_updates(self, updates: list[RefUpdate], force: bool = False) -> Transfer:
+        """Set each ``dst`` on the remote to its version, sending what the remote lacks first.
 
         Under the remote's shared lock (a remote gc then cannot delete what this push
         finds there and does not send again), from reading the remote's refs and index
-        to moving its refs; the refs move last, by compare-and-swap.
+        to moving its refs; the refs move last, by compare-and-swap. A remote this push
+        creates gets a ``HEAD`` naming the branch pushed, which clones then check out.
         """
         meta = self.store.meta
         self.cache.mkdir(parents=True, exist_ok=True)
         t = Transfer()
         with self.fs.operation("push"):
-            self.check_config(create=True)
-            local = {n: c for n, c in meta.refs().items() if n.startswith(("refs/heads/", "refs/tags/"))}
-            if all_refs:
-                names = sorted(local)
-            elif refs:
-                names = [_full_ref(meta, r) for r in refs]
-                unknown = [n for n in names if n not in local]
-                if unknown:
-                    raise DsError(f"{unknown[0]} is not a local branch or tag; see `ds log` and `ds tag`")
-            else:
-                branch = meta.head_branch()
-                if branch is None or f"refs/heads/{branch}" not in local:
-                    raise DsError("HEAD is not on a branch with versions; "
-                                  "name what to push (ds push REMOTE BRANCH)")
-                names = [f"refs/heads/{branch}"]
-            if not self._plan(names, local, force):  # up to date: no lock needed
+            created = self.check_config(create=True)
+            if not self._plan(updates, force):  # up to date: no lock needed
                 return self.stats(t)
             with self.lock("push") as lock:
-                plan = self._plan(names, local, force)  # again: what the remote holds now
+                plan = self._plan(updates, force)  # again: what the remote holds now
                 if not plan:
                     return self.stats(t)
-                known = [c for _n, _t, c, _k in plan if self.is_commit(c)] + self._remote_tips(
-                    {n for n, *_ in plan})
-                chunk_ids: list[bytes] = []
-                for _name, target, current, _token in plan:
-                    chunk_ids.extend(self._new_chunks(target, current))
+                known = [c for _u, c, _k in plan if self.is_commit(c)] + self._remote_tips(
+                    {u.dst for u, *_ in plan})
+                chunk_ids = self._new_versions([u.value for u, _c, _k in plan], known, t)
                 self.push_chunks(chunk_ids, t)
-                self.push_meta([pygit2.Oid(hex=target) for _n, target, _c, _k in plan], known, t)
+                self.push_meta([pygit2.Oid(hex=u.value) for u, _c, _k in plan], known, t)
                 lock.check()
-                for name, target, _current, token in plan:
-                    self.fs.swap_ref(name, target, token)
-                    meta.set_ref(f"refs/remotes/{self.track}/{name.split('/', 2)[2]}", target, force=True)
-                    t.refs.append(name)
+                for u, current, token in plan:
+                    self.fs.swap_ref(u.dst, u.value, token)
+                    if u.dst.startswith("refs/heads/"):
+                        meta.set_ref(f"refs/remotes/{self.track}/{u.dst[11:]}", u.value, force=True)
+                    t.refs.append(u.dst)
+                    t.updates.append({"ref": u.dst, "local": u.src, "old": current, "new": u.value,
+                                      "forced": current is not None and self.is_commit(current)
+                                      and not meta.is_ancestor(current, u.value)})
+            heads = [u.dst for u, _c, _k in plan if u.dst.startswith("refs/heads/")]
+            if created and heads:
+                current = f"refs/heads/{meta.head_branch()}"
+                main = next((u.dst for u, _c, _k in plan if u.src == current and u.dst in heads), heads[0])
+                self.fs.put("HEAD", f"ref: {main}\n".encode())
         return self.stats(t)
 
-    def _plan(self, names: list[str], local: dict[str, str],
-              force: bool) -> list[tuple[str, str, str | None, Any]]:
-        """(ref, local value, remote value, token) of each ref to move; refuses diverged ones."""
+    def _plan(self, updates: list[RefUpdate], force: bool) -> list[tuple[RefUpdate, str | None, Any]]:
+        """(update, remote value, token) of each ref to move; refuses diverged ones."""
         meta = self.store.meta
         plan = []
-        for name in names:
-            target = local[name]
+        for u in updates:
+            name, target = u.dst, u.value
             current, token = self.fs.read_ref(name)
             if current == target:
                 continue
-            if current is not None and not force:
+            if current is not None and not (force or u.force):
+                short = name.split("/", 2)[2]
                 if name.startswith("refs/tags/"):
-                    raise RefConflict(f"tag {name[10:]} already exists on {self.url} with another version")
+                    raise RefConflict(f"tag {short} already exists on {self.url} with another version; "
+                                      f"`ds push --force REMOTE {short}` replaces it")
                 if not _is_hex40(current) or _object_type(meta.repo, current) not in ("commit", None):
                     raise RefConflict(f"{name} on {self.url} does not hold a version id; "
-                                      f"`ds push --force {name[11:]}` replaces it")
+                                      f"`ds push --force {short}` replaces it")
                 if not self.is_commit(current) or not meta.is_ancestor(current, target):
-                    raise RefConflict(f"{name[11:]} on {self.url} has versions you do not have; "
-                                      f"run `ds fetch` and `ds merge` first")
-            plan.append((name, target, current, token))
+                    raise RefConflict(f"{short} on {self.url} has versions you do not have: run `ds pull` "
+                                      "(fetch and merge) and push again, or `ds push --force` to "
+                                      "replace them")
+            plan.append((u, current, token))
         return plan
 
     def _remote_tips(self, skip: set[str]) -> list[str]:
@@ -520,20 +598,28 @@ class Remote:
                     out.append(value)
         return out
 
-    def _new_chunks(self, target: str, base: str | None) -> list[bytes]:
-        """Chunks of the versions between ``base`` (excluded) and ``target``: cost ∝ change."""
+    def _new_versions(self, targets: list[str], known: list[str], t: Transfer) -> list[bytes]:
+        """Chunks of the versions reachable from ``targets`` but not from ``known`` (which the
+        remote holds, with their whole history): cost ∝ change. Counts them into ``t``."""
         from .diff import diff_trees
 
         meta = self.store.meta
         out: list[bytes] = []
-        walker = meta.repo.walk(pygit2.Oid(hex=target), pygit2.enums.SortMode.TOPOLOGICAL)
-        if self.is_commit(base):
-            walker.hide(pygit2.Oid(hex=base))
+        walker = meta.repo.walk(None, pygit2.enums.SortMode.TOPOLOGICAL)
+        for target in dict.fromkeys(targets):
+            walker.push(pygit2.Oid(hex=target))
+        for base in dict.fromkeys(known):
+            if self.is_commit(base):
+                walker.hide(pygit2.Oid(hex=base))
+        files: set[tuple[str, bytes]] = set()  # (path, content): a merge repeats its branches' files
         for commit in walker:
             parent = commit.parents[0].tree_id if commit.parents else None
             d = diff_trees(meta, parent, commit.tree_id, renames=False)
-            for e in (*d.added.values(), *d.modified.values()):
+            t.versions += 1
+            for path, e in (*d.added.items(), *d.modified.items()):
+                files.add((path, e.hash))
                 out.extend(c for c, _ in e.chunk_list())
+        t.files += len(files)
         return out
 
     # -- fetching --------------------------------------------------------------------------
@@ -597,6 +683,7 @@ class Remote:
                     break
             remote_refs = self.version_refs(remote_refs)
             self._drop_broken_tracking_refs()
+            before = _tips(meta.repo)
             for rel, cid in sorted(remote_refs.items()):
                 if rel.startswith("refs/heads/"):
                     local = f"refs/remotes/{self.track}/{rel[11:]}"
@@ -604,12 +691,17 @@ class Remote:
                     local = rel  # a tag: created once, never moved by a fetch
                 else:
                     continue
+                old = before.get(local)
                 try:
                     meta.set_ref(local, cid, force=rel.startswith("refs/heads/"))
                 except (DsError, OSError, pygit2.GitError) as e:  # e.g. refs/heads/a beside a/b
                     self._skip_ref(rel, f"it cannot be stored here ({e})")
                     continue
                 t.refs.append(rel)
+                if old != cid:
+                    t.updates.append({"ref": rel, "local": local, "old": old, "new": cid,
+                                      "forced": old is not None and not meta.is_ancestor(old, cid)})
+            t.versions = _count_new(meta.repo, [u["new"] for u in t.updates], before.values())
         return self.stats(t)
 
     def _drop_broken_tracking_refs(self) -> None:
@@ -919,14 +1011,79 @@ def _end(loc: Location) -> int:
     return loc.offset + loc.stored_len
 
 
-def _full_ref(meta, name: str) -> str:
-    if name.startswith("refs/"):
-        return name
-    if name in meta.repo.branches.local:
-        return f"refs/heads/{name}"
-    if f"refs/tags/{name}" in meta.repo.references:
-        return f"refs/tags/{name}"
-    raise DsError(f"{name!r} is neither a branch nor a tag; see `ds tag` and `ds log`")
+def _refspec(meta, spec: str, local: dict[str, str]) -> RefUpdate:
+    """One git refspec: ``SRC`` (a branch, tag, or ``HEAD``: the current branch), ``SRC:DST``
+    (SRC may also be a version id when DST is given), ``+`` first to force that one."""
+    force = spec.startswith("+")
+    src, colon, dst = spec[force:].partition(":")
+    if not src:
+        if colon and dst:
+            raise DsError(f"deleting {dst!r} on a remote (`:{dst}`) is not supported yet; "
+                          "push another version to it with --force instead")
+        raise DsError(f"{spec!r} names nothing to push; give a branch or tag (SRC or SRC:DST)")
+    src_ref, value = _push_source(meta, src, local, bool(dst))
+    if not dst:
+        dst_ref = src_ref
+    elif dst.startswith("refs/"):
+        dst_ref = dst
+    else:
+        dst_ref = f"refs/tags/{dst}" if (src_ref or "").startswith("refs/tags/") else f"refs/heads/{dst}"
+    why = _ref_name_problem(dst_ref, "origin")
+    if why is not None:
+        raise DsError(f"{dst!r} cannot be a branch or tag on a remote: {why}")
+    return RefUpdate(src_ref, value, dst_ref, force)
+
+
+def _push_source(meta, src: str, local: dict[str, str], has_dst: bool) -> tuple[str | None, str]:
+    """(local ref, version) a push takes from: a branch, a tag, HEAD, or a version (with a DST)."""
+    if src in ("HEAD", "@"):
+        branch = meta.head_branch()
+        if branch is None:
+            head = meta.head_commit()
+            if head is not None and has_dst:
+                return None, head
+            at = f" at {head[:12]}" if head else ""
+            raise DsError(f"HEAD is detached{at}: there is no branch to push; `ds switch -c NAME` "
+                          "puts your versions on one (then `ds push -u origin NAME`)")
+        if f"refs/heads/{branch}" not in local:
+            raise DsError(f"branch {branch!r} has no versions yet; commit first")
+        return f"refs/heads/{branch}", local[f"refs/heads/{branch}"]
+    for ref in ((src,) if src.startswith("refs/") else (f"refs/heads/{src}", f"refs/tags/{src}")):
+        if ref in local:
+            return ref, local[ref]
+    try:
+        value = meta.resolve(src)
+    except DsError:
+        raise DsError(f"{src!r} is neither a branch nor a tag here, nor a version; see `ds branch`, "
+                      "`ds tag` and `ds log`") from None
+    if not has_dst:
+        raise DsError(f"{src!r} is not a branch or tag; to push that version say where it goes: "
+                      f"`ds push REMOTE {src}:BRANCH`")
+    return None, value
+
+
+def _tips(repo: pygit2.Repository) -> dict[str, str]:
+    """Every ref that names a version -> its id (a damaged ref is left out, not an error)."""
+    out = {}
+    for name in repo.references:
+        try:
+            out[name] = str(repo.references[name].peel(pygit2.Commit).id)
+        except (pygit2.GitError, KeyError, ValueError):
+            continue
+    return out
+
+
+def _count_new(repo: pygit2.Repository, tops, known) -> int:
+    """How many versions ``tops`` reach that ``known`` do not: cost ∝ that number."""
+    tops = list(dict.fromkeys(tops))
+    if not tops:
+        return 0
+    walker = repo.walk(None, pygit2.enums.SortMode.NONE)
+    for top in tops:
+        walker.push(pygit2.Oid(hex=top))
+    for cid in set(known):
+        walker.hide(pygit2.Oid(hex=cid))
+    return sum(1 for _c in walker)
 
 
 def _reachable(repo: pygit2.Repository, top: pygit2.Oid, seen: set, new: set | None = None) -> None:
@@ -963,29 +1120,97 @@ def fetch_dataset(store: Store, url: str, record: dict) -> None:
 
 
 # -- whole operations (CLI) --------------------------------------------------------------
-def pull(store: Store, name_or_url: str | None = None,
+def push(store: Store, name_or_url: str | None = None, refs: list[str] | None = None,
+         all_refs: bool = False, tags: bool = False, force: bool = False, set_upstream: bool = False,
+         progress=None) -> Transfer:
+    """git's push. With no remote and no refs: the current branch to its upstream; a branch
+    with none goes to the same name on the default remote, with a hint to set one (as git's
+    ``push.default = current``). A remote but no refs: the current branch, to its upstream's
+    name when that is the remote's. ``set_upstream`` (-u): each branch pushed follows the
+    remote's branch afterwards, even when nothing needed sending."""
+    from .branches import set_upstream as follow
+    from .branches import upstream
+
+    meta = store.meta
+    hints = []
+    branch = meta.head_branch()
+    default = refs is None and not all_refs and not tags
+    up = upstream(store, branch) if default and branch else None
+    if default and name_or_url is None:
+        if up is not None:
+            name_or_url = up.remote
+        elif branch is not None and not store.config_remote():
+            raise DsError(f"branch {branch!r} has no upstream and there is no remote: "
+                          f"`ds remote add origin URL`, then `ds push -u origin {branch}`")
+    remote = Remote(store, name_or_url, progress=progress)
+    if set_upstream and not remote.name:
+        raise DsError("-u makes a branch follow a named remote, and this URL is not one: "
+                      f"`ds remote add origin {remote.url}` first")
+    if default and up is not None and remote.name == up.remote:
+        refs = [f"HEAD:refs/heads/{up.branch}"]
+    elif default and branch is not None and up is None and not set_upstream and remote.name:
+        hints.append(f"branch {branch!r} has no upstream; `ds push -u {remote.name} {branch}` makes it "
+                     f"follow {remote.name}/{branch} (then `ds push`, `ds pull` and `ds status` use it)")
+    remote.cache.mkdir(parents=True, exist_ok=True)
+    with remote.fs.operation("push"):
+        updates = remote.resolve_refspecs(refs, all_refs, tags)
+        t = remote.push_updates(updates, force)
+    if set_upstream:
+        for u in updates:
+            if (u.src or "").startswith("refs/heads/") and u.dst.startswith("refs/heads/"):
+                t.upstreams[u.src[11:]] = follow(store, u.src[11:], remote.name, u.dst[11:]).name
+    t.hints = hints
+    return t
+
+
+def pull(store: Store, name_or_url: str | None = None, branch: str | None = None,
          progress=None) -> tuple[Transfer, CommitInfo | None]:
-    """Fetch, then bring the current branch up to date with the remote's (merging if needed)."""
+    """git's pull: fetch, then bring the current branch up to date with its upstream
+    (fast-forward, or a merge when both moved). ``name_or_url`` / ``branch`` name another
+    remote branch; a branch with no upstream pulls the same name from the default remote,
+    with a hint to set one. ``Transfer.files`` counts the working files changed."""
+    from .branches import upstream
+    from .diff import diff_trees
     from .merge import merge
 
+    current = store.meta.head_branch()
+    if current is None:
+        head = store.head()
+        raise DsError(f"HEAD is detached{f' at {head[:12]}' if head else ''}; `ds switch BRANCH` "
+                      "first (or `ds merge REMOTE/BRANCH` to merge into this version)")
+    up = upstream(store, current)
+    hints = []
+    if name_or_url is None and branch is None and up is not None:
+        name_or_url, branch = up.remote, up.branch
+    elif name_or_url is None and up is None:
+        hints.append(f"branch {current!r} has no upstream, so the default remote's {current!r} was "
+                     f"pulled; `ds push -u REMOTE {current}` sets one")
     remote = Remote(store, name_or_url, progress=progress).attach()
+    if branch is None:
+        branch = up.branch if up is not None and up.remote == remote.name else current
     with remote.fs.operation("pull"):
         t = remote.fetch()
-        branch = store.meta.head_branch()
-        if branch is None:
-            raise DsError("HEAD is detached; check out a branch before pulling")
+        t.hints = hints
         ref = f"refs/remotes/{remote.track}/{branch}"
         if ref not in store.meta.repo.references:
-            raise DsError(f"{remote.url} has no branch {branch!r}; nothing to pull")
-        if store.head() is None:  # a new store: take the remote's branch as it is
+            raise DsError(f"{remote.label} has no branch {branch!r}; nothing to pull "
+                          f"(`ds push -u {remote.name or 'REMOTE'} {current}` creates it)")
+        before = store.head()
+        cid = store.meta.resolve(ref)
+        if before is None:  # a new store: take the remote's branch as it is
             from .worktree import checkout
 
-            cid = store.meta.resolve(ref)
-            checkout(store, cid)
-            store.meta.set_ref(f"refs/heads/{branch}", cid, force=True)
-            store.meta.attach_head(branch)
+            report = checkout(store, cid)
+            store.meta.set_ref(f"refs/heads/{current}", cid, force=True)
+            store.meta.attach_head(current)
+            t.files, t.outcome, t.pulled = report.count, "fast-forward", f"{remote.track}/{branch}"
             return remote.stats(t), store.meta.commit_info(cid)
-        info = merge(store, ref)
+        t.pulled = f"{remote.track}/{branch}"
+        info = merge(store, ref, message=f"merge {t.pulled} into {current}")
+        t.outcome = "up to date" if info is None else "fast-forward" if info.id == cid else "merge"
+        if info is not None:
+            d = diff_trees(store.meta, store.meta.tree_of(before), store.meta.tree_of(info.id), renames=False)
+            t.files = sum(store.in_scope()(p) for p in (*d.added, *d.modified, *d.removed))
     return remote.stats(t), info
 
 
@@ -993,9 +1218,11 @@ def clone(url: str, directory: str, rev: str | None = None, include: list[str] |
           name: str = "origin", options: dict | None = None, progress=None) -> tuple[Store, Transfer]:
     """A new store in ``directory`` mirroring ``url``, with ``rev`` checked out.
 
-    ``rev``: a remote branch (checked out as that branch), or a tag or id (detached HEAD);
-    default: ``main``, else the remote's only branch. With ``include`` only matching files
-    are written and only their chunks downloaded. A failed clone leaves no folder behind.
+    ``rev``: a remote branch (checked out as a local branch of that name following
+    ``origin/NAME``, as git's clone), or a tag or id (detached HEAD); default: the branch
+    the remote's HEAD names, else ``main``, else the remote's only branch. With ``include``
+    only matching files are written and only their chunks downloaded. A failed clone
+    leaves no folder behind.
     """
     import shutil
     import tomllib
@@ -1025,23 +1252,16 @@ def clone(url: str, directory: str, rev: str | None = None, include: list[str] |
         remote = Remote(store, name, progress=progress).attach()
         with remote.fs.operation("clone"):
             t = remote.fetch()
-            branches = sorted(r[len(f"refs/remotes/{name}/"):] for r in store.meta.repo.references
-                              if r.startswith(f"refs/remotes/{name}/"))
-            if rev is None:
-                if not branches:
-                    raise DsError(f"{url} has no branch yet; nothing to clone")
-                rev = "main" if "main" in branches or len(branches) != 1 else branches[0]
-                if rev not in branches:
-                    raise DsError(f"{url} has several branches ({', '.join(branches)}); "
-                                  "choose one with --rev")
-            is_branch = rev in branches
-            cid = store.meta.resolve(f"refs/remotes/{name}/{rev}" if is_branch else rev)
+            branch, cid = _clone_target(remote, rev)
             from .worktree import checkout
 
-            checkout(store, cid)
-            if is_branch:
-                store.meta.set_ref(f"refs/heads/{rev}", cid, force=True)
-                store.meta.attach_head(rev)
+            t.files = checkout(store, cid).count
+            if branch is not None:
+                store.meta.set_ref(f"refs/heads/{branch}", cid, force=True)
+                store.meta.attach_head(branch)
+                from .branches import set_upstream
+
+                t.upstreams[branch] = set_upstream(store, branch, name, branch).name
     except BaseException:
         if existed:
             for child in target.iterdir():
@@ -1050,6 +1270,30 @@ def clone(url: str, directory: str, rev: str | None = None, include: list[str] |
             shutil.rmtree(target, ignore_errors=True)
         raise
     return store, remote.stats(t)
+
+
+def _clone_target(remote: Remote, rev: str | None) -> tuple[str | None, str]:
+    """(branch to create, or None to detach; version) a clone checks out."""
+    meta = remote.store.meta
+    prefix = f"refs/remotes/{remote.track}/"
+    branches = sorted(r[len(prefix):] for r in meta.repo.references if r.startswith(prefix))
+    if rev is None:
+        if not branches:
+            raise DsError(f"{remote.url} has no branch yet; nothing to clone (push one there first)")
+        head = remote.default_branch()
+        rev = (head if head in branches else "main" if "main" in branches
+               else branches[0] if len(branches) == 1 else None)
+        if rev is None:
+            raise DsError(f"{remote.url} has several branches ({', '.join(branches)}); "
+                          "choose one with --rev")
+    if rev in branches:
+        return rev, meta.resolve(prefix + rev)
+    try:
+        return None, meta.resolve(rev)  # a tag or a version id: HEAD detached there
+    except DsError:
+        names = ", ".join(branches) or "none"
+        raise DsError(f"{remote.url} has no branch or tag {rev!r}, and no version with that id "
+                      f"(its branches: {names}); `ds push --tags` sends tags to it") from None
 
 
 def fsck_remote(store: Store, name_or_url: str | None = None, read_data_subset: float = 0.0) -> dict:
