@@ -9,19 +9,67 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
+import click
 import typer
+from typer.core import TyperGroup
+
+# `ds --help` lists the commands by what they are for, as `git help` does; a command
+# missing here is listed under the last heading.
+SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Start a store", ("init", "clone")),
+    ("Work on the next version", ("add", "rm", "mv", "restore", "status", "commit")),
+    ("Branches and history", ("branch", "switch", "checkout", "log", "show", "diff", "ls", "tag",
+                              "merge", "squash")),
+    ("Share through a remote", ("remote", "push", "fetch", "pull")),
+    ("Maintain the store", ("fsck", "gc", "du", "config")),
+    ("Other", ("dataset", "ui", "get")),
+)
+SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")
+_AUTO = "auto"  # --show-completion without a SHELL: the one $SHELL names
+
+
+class _Sections(TyperGroup):
+    """The root group: plain click help (rich's costs start-up time), commands in sections,
+    and the completion options (typer's take no SHELL when shellingham is installed)."""
+
+    def __init__(self, *args: Any, params: list[click.Parameter] | None = None, **kwargs: Any):
+        shells = [_shell_option("--show-completion", "Print the shell completion script"),
+                  _shell_option("--install-completion", "Install shell completion")]
+        super().__init__(*args, params=[*(params or []), *shells], **kwargs)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        names = [n for n in self.list_commands(ctx) if not self.commands[n].hidden]
+        if not names:
+            return
+        limit = formatter.width - 6 - max(map(len, names))
+        listed = {n for _, group in SECTIONS for n in group}
+        for title, group in SECTIONS:
+            rest = [n for n in names if n not in listed] if title == SECTIONS[-1][0] else []
+            rows = [(n, self.commands[n].get_short_help_str(limit))
+                    for n in (*(g for g in group if g in names), *rest)]
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
 
 app = typer.Typer(
     name="ds",
     help="Version folders of data: init, add, commit, log, diff, checkout, get.",
+    cls=_Sections,
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=False,  # --show-completion / --install-completion [SHELL] are ours (_Sections)
+    rich_markup_mode=None,
+    suggest_commands=False,  # click suggests a near command name itself (typer's repeated it)
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+# The convention of every command: a result goes to stdout (with --json, as one JSON document
+# that replaces the summary note); notes, warnings and progress go to stderr; -q silences the
+# notes and progress, never a warning or an error.
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as one JSON document on stdout.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No notes or progress (warnings and "
+                                        "errors still show).")]
 
 
 class State:
@@ -31,12 +79,51 @@ class State:
 state = State()
 
 
+def _version(value: bool) -> None:
+    if value:  # a plain `ds --version` never gets here: main.py answers it before typer loads
+        from .main import version_line
+
+        typer.echo(version_line())
+        raise typer.Exit()
+
+
+def _completion(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """Print (or install) the completion script for SHELL, by default the user's $SHELL."""
+    if value is None or ctx.resilient_parsing:
+        return
+    auto = value == _AUTO
+    shell = os.path.basename(os.environ.get("SHELL", "")) if auto else value
+    if shell not in SHELLS:
+        what = (f"{value!r} is not a shell ds completes" if not auto else
+                f"$SHELL names {shell}, a shell ds does not complete" if shell else "$SHELL is not set")
+        raise click.UsageError(f"{what}; name one of {', '.join(SHELLS)}, as in "
+                               f"`ds {param.opts[0]} bash`", ctx=ctx)
+    from typer import completion
+
+    run = completion.show_callback if param.name == "show_completion" else completion.install_callback
+    run(ctx, param, shell)
+
+
+def _shell_option(flag: str, what: str) -> click.Option:
+    return click.Option([flag], metavar="[SHELL]", is_flag=False, flag_value=_AUTO, expose_value=False,
+                        is_eager=True, callback=_completion,
+                        help=f"{what} for SHELL ({', '.join(SHELLS)}; default: $SHELL).")
+
+
 @app.callback()
 def _root(
     directory: Annotated[
-        str | None, typer.Option("-C", help="Run as if started in this folder.", show_default=False)
+        str | None, typer.Option("-C", metavar="DIR", help="Run as if started in DIR.", show_default=False)
     ] = None,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print ds's version.")] = False,
 ) -> None:
+    if directory is not None and not os.path.isdir(directory):
+        from objstore.errors import DsError
+
+        what = "not a folder" if os.path.lexists(directory) else "no such folder"
+        raise DsError(f"-C {directory}: {what}; give the folder to run in (`ds init DIR` creates "
+                      "a new store's folder)")
     state.directory = directory
 
 
@@ -119,22 +206,47 @@ def transfer_progress(label: str, quiet: bool) -> Iterator[Callable[[int, int], 
         yield as_transfer(inner)
 
 
+def usage_line(e: click.UsageError) -> str:
+    """click's usage error as one line: what is wrong, then where the help is."""
+    what = " ".join(e.format_message().split()).rstrip(".")
+    if what[:1].isupper() and what[1:2].islower():  # "Missing argument" reads as part of a sentence
+        what = what[0].lower() + what[1:]
+    where = e.ctx.command_path if e.ctx is not None else "ds"
+    return f"Error: {what} (see '{where} --help')"
+
+
+def _run() -> int:
+    """Run the command line; the exit code of the command, 0 when it returned."""
+    from . import commands  # noqa: F401  (registers the commands)
+
+    if os.environ.get("_DS_COMPLETE"):  # a shell asks for completions: typer's format
+        from typer.completion import completion_init
+
+        completion_init()
+    try:
+        code = app(standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as e:  # `ds`, `ds remote`: the help, as a usage error
+        typer.echo(e.format_message())
+        return 2
+    except click.UsageError as e:
+        err(usage_line(e))
+        return 2
+    except click.Abort:  # end of input at a prompt
+        err("Error: aborted")
+        return 1
+    return code if isinstance(code, int) else 0
+
+
 def main() -> None:
     from objstore.errors import DsError
     from objstore.userconfig import export_env
 
     export_env()  # user-level settings (user.name, cache.rows) as defaults for unset variables
-    from . import commands  # noqa: F401  (registers the commands)
     from .main import Signals, catch_signals, interrupted
 
     catch_signals()
     try:
-        app()
-    except SystemExit as e:
-        # typer turns KeyboardInterrupt into a silent exit 130
-        if Signals.received is not None and e.code == 130:
-            interrupted()
-        raise
+        code = _run()
     except DsError as e:
         if os.environ.get("DS_DEBUG"):
             raise
@@ -147,3 +259,6 @@ def main() -> None:
             raise
         err(f"Error: {e.strerror or e}: {e.filename or ''}".rstrip(": "))
         sys.exit(1)
+    if code == 130 and Signals.received is not None:  # typer turns KeyboardInterrupt into 130
+        interrupted()
+    sys.exit(code)

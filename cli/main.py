@@ -1,8 +1,9 @@
 """Console entry point: ``ds``.
 
-A plain ``ds status`` (optionally with ``-C DIR``) on an unchanged folder is answered
-here, before typer and the command modules are imported: that import alone costs more
-than checking 20,000 files. Any other command, option or any doubt takes the full path.
+A plain ``ds status`` (optionally with ``-C DIR``) on an unchanged folder, and a plain
+``ds --version``, are answered here, before typer and the command modules are imported:
+that import alone costs more than checking 20,000 files. Any other command, option or
+any doubt takes the full path.
 
 SIGINT and SIGTERM raise KeyboardInterrupt in the main thread, so every ``finally`` and
 ``except BaseException`` runs (a writer keeps what it stored); the command then prints
@@ -60,7 +61,17 @@ def _quick_status(argv: list[str]) -> bool:
     return clean
 
 
+def version_line() -> str:
+    """What ``ds --version`` prints: the installed package's version."""
+    from importlib.metadata import version
+
+    return f"ds (objstore) {version('objstore')}"
+
+
 def main() -> None:
+    if sys.argv[1:] == ["--version"]:
+        sys.stdout.write(version_line() + "\n")
+        return
     catch_signals()
     try:
         if _quick_status(sys.argv[1:]):
