@@ -110,6 +110,7 @@ def gc(
                       dry_run=dry_run)
         if as_json:
             out_json(r.as_json())
+        if as_json or quiet:
             return
         err(f"remote gc {verb} {r.bytes_freed} bytes: {r.packs_deleted} pack(s) deleted, "
             f"{r.packs_rewritten} rewritten, {r.chunks_dropped} chunk(s) dropped, "
@@ -124,6 +125,7 @@ def gc(
                        else parse_duration(prune_reflog, "--prune-reflog-older-than"))
     if as_json:
         out_json(report.as_json())
+    if as_json or quiet:
         return
     err(f"gc {verb} {report.bytes_freed} bytes: {report.packs_deleted} pack(s) deleted, "
         f"{report.packs_rewritten} rewritten, {report.chunks_dropped} chunk(s) dropped")

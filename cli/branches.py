@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import click
 import typer
 
 from .app import JsonOpt, QuietOpt, app, err, open_store, out_json, progress
-from .workflow import report_move
+from .workflow import moved_json, report_move
 
 
 @app.command()
@@ -30,23 +31,29 @@ def branch(
     """List branches, or create, delete (-d/-D) or rename (-m) one."""
     from objstore import branches as b
 
-    store = open_store()
     if sum(x is not None for x in (name, delete, force_delete, move)) > 1:
-        raise typer.BadParameter("give one of: NAME [REV], -d NAME, -D NAME, -m OLD NEW")
+        raise click.UsageError("give one of: NAME [REV], -d NAME, -D NAME, -m OLD NEW")
+    store = open_store()
     if delete or force_delete:
         target = delete or force_delete
         tip = b.delete_branch(store, target, force=force_delete is not None)
-        if not quiet:
+        if as_json:
+            out_json({"branch": target, "id": tip, "deleted": True})
+        elif not quiet:
             err(f"Deleted branch {target} (was {tip[:12]}; `ds branch {target} {tip[:12]}` brings it back)")
         return
     if move is not None:
         b.rename_branch(store, move[0], move[1], force=force)
-        if not quiet:
+        if as_json:
+            out_json({"branch": move[1], "id": store.meta.branches()[move[1]], "renamed_from": move[0]})
+        elif not quiet:
             err(f"Renamed branch {move[0]} to {move[1]}")
         return
     if name is not None:
         cid = b.create_branch(store, name, rev, force=force)
-        if not quiet:
+        if as_json:
+            out_json({"branch": name, "id": cid})
+        elif not quiet:
             err(f"Branch {name} at {cid[:12]}")
         return
     rows = b.list_branches(store)
@@ -67,6 +74,7 @@ def switch(
     create: Annotated[bool, typer.Option("-c", "--create", help="Create the branch first.")] = False,
     force: Annotated[bool, typer.Option("--force", "-f", help="Discard uncommitted changes.")] = False,
     quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Put HEAD on a branch and make the working folder match it."""
     from objstore.branches import switch as do_switch
@@ -75,5 +83,7 @@ def switch(
     with progress("writing", quiet) as cb:
         report = do_switch(store, name, create=create, rev=rev, force=force, progress=cb)
     report_move(report, quiet)
-    if not quiet:
+    if as_json:
+        out_json(moved_json(store, report, branch=name))
+    elif not quiet:
         err(f"Switched to {'a new ' if create else ''}branch '{name}'")

@@ -157,7 +157,9 @@ def tag(
         if name is None or rev is not None or force:
             raise DsError("-d takes one tag name and nothing else: `ds tag -d NAME`")
         tip = delete_tag(store, name)
-        if not quiet:
+        if as_json:
+            out_json({"tag": name, "id": tip, "deleted": True})
+        elif not quiet:
             err(f"Deleted tag {name} (was {tip[:12]}; `ds tag {name} {tip[:12]}` brings it back)")
         return
     if name is None:
@@ -169,7 +171,9 @@ def tag(
                 typer.echo(f"{t}\t{tags[t]}")
         return
     cid = store.tag(name, rev or "HEAD", force)
-    if not quiet:
+    if as_json:
+        out_json({"tag": name, "id": cid})
+    elif not quiet:
         err(f"Tagged {cid[:12]} as {name}")
 
 
@@ -180,9 +184,19 @@ def squash(
     branch: Annotated[str | None, typer.Option("--branch", help="Put it on this branch instead of "
                                                 "moving the current one.")] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Discard uncommitted changes.")] = False,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Replace a lineage by one new root version with the merged content."""
+    """Replace a lineage by one new root version with the merged content (its id on stdout)."""
     from objstore.squash import squash as do_squash
 
-    info = do_squash(open_store(attach=True), revs, message, branch=branch, force=force)
+    store = open_store(attach=True)
+    info = do_squash(store, revs, message, branch=branch, force=force)
+    moved = branch or store.meta.head_branch()
+    if as_json:
+        out_json(info.as_json() | {"branch": moved})
+        return
     typer.echo(info.id)
+    if not quiet:
+        err(f"{f'Branch {moved}' if moved else 'HEAD'} is now at root version {info.id[:12]}, "
+            f"the merged content of {', '.join(revs)}")

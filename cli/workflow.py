@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
+import click
 import typer
 
 from .app import JsonOpt, QuietOpt, app, cwd, err, open_store, out_json, progress
@@ -24,6 +25,8 @@ def init(
     hash: Annotated[
         str, typer.Option("--hash", help="Content hash: xxh3-128 (fast) or blake3.")
     ] = "xxh3-128",
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Create DIR/.dsstore: an empty store for the folder."""
     import os
@@ -31,13 +34,17 @@ def init(
     from objstore.store import Store
 
     store = Store.init(os.path.join(cwd(), directory), hash=hash)
-    err(f"Initialized empty store in {store.path} ({store.config.hash})")
+    if as_json:
+        out_json({"store": str(store.path), "folder": str(store.worktree), "hash": store.config.hash})
+    elif not quiet:
+        err(f"Initialized empty store in {store.path} ({store.config.hash})")
 
 
 @app.command()
 def add(
     paths: Annotated[list[str], typer.Argument(help="Files or folders to stage (folders recurse).")],
     quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Stage files for the next commit; removals of tracked files under a folder too."""
     from objstore.worktree import add as do_add
@@ -45,6 +52,7 @@ def add(
     store = open_store()
     with progress("adding", quiet) as cb:
         report = do_add(store, paths, cb, cwd=cwd())
+    ignored = ignored_paths(store, paths)
     for a, b in report.case_collisions:
         err(f"Warning: {quote_path(a)} and {quote_path(b)} differ only in case; they collide on "
             "case-insensitive disks")
@@ -54,9 +62,45 @@ def add(
         err(f"Warning: skipped {quote_path(p)}: {skip_reason(p)}")
     for p in report.reread:
         err(f"Warning: {quote_path(p)} changed while it was read; it was read again")
-    if not quiet:
+    for p, rules in ignored:
+        err(f"Warning: {quote_path(p)} is ignored by {quote_path(rules)}, so it was not staged; "
+            "remove the matching rule there to version it")
+    if as_json:
+        out_json({"staged": report.staged, "removed": report.removed, "bytes_read": report.bytes_read,
+                  "bytes_new": report.bytes_new, "skipped": report.skipped, "reread": report.reread,
+                  "ignored": [p for p, _ in ignored],
+                  "case_collisions": [list(pair) for pair in report.case_collisions]})
+    elif not quiet:
         err(f"Staged {report.staged} file(s), {report.removed} removal(s); "
             f"{report.bytes_new} new bytes stored")
+
+
+def ignored_paths(store, paths: list[str]) -> list[tuple[str, str]]:
+    """(path, the .dsignore that hides it) for each named path that add passed over because
+    of a rule: a file or folder on disk, not staged, matched by its folders' rules (as the
+    scan applies them). A tracked path stays versioned whatever the rules say."""
+    import os
+
+    from objstore.paths import IGNORE_FILE
+    from objstore.scan import _Ignore
+    from objstore.worktree import to_store_path
+
+    root, staged, found = str(store.worktree), store.staged_tree(), []
+    for user in paths:
+        rel = to_store_path(store, user, cwd())
+        full = os.path.join(root, rel)
+        if not rel or not os.path.lexists(full) or store.meta.lookup(staged, rel) is not None:
+            continue
+        ignore, folder = _Ignore().enter(root, ""), ""
+        for part in rel.split("/")[:-1]:
+            folder = f"{folder}/{part}" if folder else part
+            ignore = ignore.enter(root, folder)
+        is_dir = os.path.isdir(full) and not os.path.islink(full)
+        rules = next((base for base, spec in ignore.specs
+                      if _Ignore(((base, spec),)).ignored(rel, is_dir)), None)
+        if rules is not None:
+            found.append((user, os.path.relpath(os.path.join(root, rules, IGNORE_FILE), cwd())))
+    return found
 
 
 @app.command()
@@ -66,12 +110,17 @@ def rm(
     force: Annotated[
         bool, typer.Option("--force", "-f", help="Delete files with unstaged changes too.")
     ] = False,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Stage the removal of files or folders (and delete them unless --keep)."""
     from objstore.worktree import rm as do_rm
 
     removed = do_rm(open_store(), paths, keep=keep, force=force, cwd=cwd())
-    err(f"Removed {len(removed)} file(s) from the next version")
+    if as_json:
+        out_json({"removed": removed, "kept": keep})
+    elif not quiet:
+        err(f"Removed {len(removed)} file(s) from the next version")
 
 
 @app.command()
@@ -171,30 +220,51 @@ def checkout(
     new_branch: Annotated[str | None, typer.Option(
         "-b", help="Create branch NAME at REV and switch to it.", show_default=False)] = None,
     quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Set the working folder (or some paths) to a version; a branch puts HEAD on it, any
     other version detaches HEAD there."""
     from objstore.worktree import checkout as do_checkout
 
+    if new_branch is not None and paths:
+        raise click.UsageError("-b takes no paths: `ds checkout -b NAME REV`")
     store = open_store(attach=True)
     if new_branch is not None:
-        if paths:
-            raise typer.BadParameter("-b takes no paths")
         from objstore.branches import switch as do_switch
 
         with progress("writing", quiet) as cb:
             report = do_switch(store, new_branch, create=True, rev=rev, force=force, progress=cb)
         report_move(report, quiet)
-        err(f"Switched to a new branch '{new_branch}'")
+        if as_json:
+            out_json(moved_json(store, report, branch=new_branch))
+        elif not quiet:
+            err(f"Switched to a new branch '{new_branch}'")
         return
     with progress("writing", quiet) as cb:
         report = do_checkout(store, rev, paths or None, force=force, progress=cb, cwd=cwd())
     report_move(report, quiet)
-    if not quiet:
+    if as_json:
+        out_json(moved_json(store, report, rev=rev, paths=paths or None))
+    elif not quiet:
         err(f"Checked out {rev} ({report.count} file(s) written)")
-    if getattr(report, "detached", None):
+    if getattr(report, "detached", None) and not quiet:
         err(f"HEAD is now detached at {report.detached[:12]}: versions you commit here are on no "
             "branch. To keep them, create one: `ds switch -c NAME` (or `ds branch NAME`).")
+
+
+def moved_json(store, report, rev: str | None = None, paths: list[str] | None = None,
+               branch: str | None = None) -> dict:
+    """What checkout and switch did, for --json: the version now in place (REV's, for a
+    checkout of paths; else HEAD's), HEAD's branch, files written, links refused, and a
+    detached version left behind."""
+    return {
+        "id": store.resolve(rev) if paths else store.head(),
+        "branch": branch or store.meta.head_branch(),
+        "paths": paths,
+        "files_written": getattr(report, "count", 0),
+        "links_refused": list(getattr(report, "links_refused", [])),
+        "left_behind": getattr(report, "left_behind", None),
+    }
 
 
 def report_move(report, quiet: bool) -> None:
@@ -216,6 +286,7 @@ def get(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a non-empty folder.")] = False,
     include: Annotated[list[str] | None, typer.Option("--include", help="Only paths matching GLOB.")] = None,
     quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Copy a version into a folder as plain, writable files."""
     import os
@@ -223,12 +294,15 @@ def get(
     from objstore.copy import get_copy
 
     store = open_store(attach=True)
+    dest = os.path.join(cwd(), directory)
     with progress("writing", quiet) as cb:
-        report = get_copy(store, rev, os.path.join(cwd(), directory), overwrite=overwrite,
-                          include=include, progress=cb)
+        report = get_copy(store, rev, dest, overwrite=overwrite, include=include, progress=cb)
     for p in report.links_refused:
         err(f"Warning: link {p} points outside the folder; not created")
-    if not quiet:
+    if as_json:
+        out_json({"id": store.resolve(rev), "folder": os.path.abspath(dest), "files_written": report.count,
+                  "links_refused": report.links_refused})
+    elif not quiet:
         err(f"Wrote {report.count} file(s) to {directory}")
 
 
@@ -240,6 +314,7 @@ def restore(
     source: Annotated[str | None, typer.Option("--source", "-s", help="Take the content from this "
                                                "version instead of the stage.", show_default=False)] = None,
     quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Put working files back as staged (or as in --source), or unstage paths (--staged)."""
     from objstore.worktree import restore as do_restore
@@ -249,7 +324,10 @@ def restore(
         report = do_restore(store, paths, staged=staged, source=source, progress=cb, cwd=cwd())
     for p in report.links_refused:
         err(f"Warning: link {quote_path(p)} points outside the folder; not created")
-    if quiet:
+    if as_json:
+        out_json({"restored": report.restored, "removed": report.removed,
+                  "links_refused": report.links_refused, "staged": staged})
+    if quiet or as_json:
         return
     if staged:
         err(f"Unstaged {len(report.restored) + len(report.removed)} file(s): the stage now matches "
@@ -264,11 +342,14 @@ def mv(
     src: Annotated[str, typer.Argument(help="A versioned file or folder.")],
     dst: Annotated[str, typer.Argument(help="New path (or an existing folder to move it into).")],
     quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Move or rename a versioned file or folder and stage the move."""
     from objstore.worktree import move
 
     report = move(open_store(), src, dst, cwd=cwd())
-    if not quiet:
+    if as_json:
+        out_json({"from": report.src, "to": report.dst, "files": [list(f) for f in report.files]})
+    elif not quiet:
         err(f"Moved {quote_path(report.src)} -> {quote_path(report.dst)} "
             f"({len(report.files)} versioned file(s), staged)")
