@@ -473,6 +473,10 @@ class MetaStore:
             ) from None
         except (ValueError, pygit2.GitError, pygit2.InvalidSpecError) as e:
             msg = str(e)
+            if len(rev) < 4 and all(c in "0123456789abcdefABCDEF" for c in rev):
+                # libgit2 takes no id prefix under 4 characters and calls it "ambiguous"
+                raise RevisionNotFound(f"{rev!r} is too short for a version id; give at least 4 "
+                                       "characters of it (see `ds log --oneline`)") from None
             if "ambiguous" in msg:
                 raise RevisionNotFound(f"{rev!r} matches several versions; give more characters") from None
             raise RevisionNotFound(f"cannot resolve {rev!r} ({msg}); see `ds log`") from None
