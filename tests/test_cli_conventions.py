@@ -1,0 +1,293 @@
+"""One convention for every `ds` command, checked on real CLI runs: -q and --json, usage
+errors on one line with exit 2, `ds --help` in workflow sections, --version and shell
+completion, and messages that say what is actually wrong."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+from .conftest import DS, ds, write
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A working folder with one version holding a.txt and b.txt, on branch main."""
+    w = tmp_path / "w"
+    ds("init", str(w), cwd=tmp_path)
+    write(w, "a.txt", "one\n")
+    write(w, "b.txt", "two\n")
+    ds("add", ".", cwd=w)
+    ds("commit", "-m", "one", cwd=w)
+    return w
+
+
+def _head(w: Path) -> str:
+    return json.loads(ds("log", "--json", "-n", "1", cwd=w).stdout)[0]["id"]
+
+
+# -- 1. -q and --json -------------------------------------------------------------------
+
+def test_quiet_silences_every_note(repo: Path, tmp_path: Path) -> None:
+    runs = [
+        ("init", str(tmp_path / "new")),
+        ("tag", "v1"),
+        ("tag", "-d", "v1"),
+        ("branch", "dev"),
+        ("switch", "dev"),
+        ("checkout", "main"),
+        ("checkout", "HEAD", "a.txt"),
+        ("get", "HEAD", str(tmp_path / "copy")),
+        ("mv", "b.txt", "c.txt"),
+        ("restore", "--staged", "c.txt"),
+        ("rm", "a.txt"),
+        ("squash", "HEAD", "-m", "root", "-f"),
+        ("gc",),
+    ]
+    for args in runs:
+        p = ds(*args, "-q", cwd=repo)
+        assert p.stderr == "", (args, p.stderr)
+    # without -q the same commands say what they did: -q is what silenced them
+    assert "Initialized empty store" in ds("init", str(tmp_path / "new2"), cwd=repo).stderr
+    assert ds("tag", "v2", cwd=repo).stderr.startswith("Tagged ")
+    assert ds("squash", "HEAD", "-m", "again", "-f", cwd=repo).stderr.startswith(
+        "Branch main is now at root version ")
+    assert ds("gc", cwd=repo).stderr.startswith("gc freed ")
+
+
+def test_quiet_keeps_warnings_and_errors(repo: Path) -> None:
+    write(repo, ".dsignore", "*.log\n")
+    write(repo, "x.log", "x")
+    p = ds("add", "-q", "x.log", cwd=repo)
+    assert p.stderr.startswith("Warning: x.log is ignored by .dsignore")
+    p = ds("rm", "-q", "nope.txt", cwd=repo, check=False)
+    assert p.returncode == 1 and p.stderr.startswith("Error: ") and len(p.stderr.splitlines()) == 1
+
+
+def _json(w: Path, *args: str) -> dict:
+    """The one JSON document a --json run prints on stdout (the summary note is not printed)."""
+    p = ds(*args, "--json", cwd=w)
+    assert not any(line.startswith(("Staged", "Removed", "Checked out", "Wrote", "Initialized", "Tagged",
+                                    "Switched", "Moved", "Branch", "Restored", "Unstaged"))
+                   for line in p.stderr.splitlines()), p.stderr
+    return json.loads(p.stdout)
+
+
+def test_json_on_the_commands_that_lacked_it(repo: Path, tmp_path: Path) -> None:
+    new = tmp_path / "new"
+    assert _json(repo, "init", str(new)) == {"store": str(new / ".dsstore"), "folder": str(new),
+                                             "hash": "xxh3-128"}
+    write(repo, "c.txt", "three\n")
+    added = _json(repo, "add", "c.txt")
+    assert added["staged"] == 1 and added["bytes_new"] > 0 and added["ignored"] == []
+    ds("commit", "-m", "two", cwd=repo)
+    two = _head(repo)
+    assert _json(repo, "rm", "c.txt") == {"removed": ["c.txt"], "kept": False}
+    assert not (repo / "c.txt").exists()
+    ds("restore", "--staged", ".", cwd=repo)
+    ds("restore", "c.txt", cwd=repo)
+
+    back = _json(repo, "checkout", "HEAD~1")
+    assert back["id"] != two and back["branch"] is None and back["paths"] is None
+    forward = _json(repo, "checkout", "main")
+    assert forward["id"] == two and forward["branch"] == "main" and forward["files_written"] == 1
+    one_path = _json(repo, "checkout", "HEAD", "c.txt")
+    assert one_path["paths"] == ["c.txt"] and one_path["files_written"] == 1
+
+    got = _json(repo, "get", "HEAD", str(tmp_path / "copy"))
+    assert got == {"id": two, "folder": str(tmp_path / "copy"), "files_written": 3, "links_refused": []}
+    assert _json(repo, "tag", "v2") == {"tag": "v2", "id": two}
+    assert _json(repo, "tag", "-d", "v2") == {"tag": "v2", "id": two, "deleted": True}
+    assert _json(repo, "branch", "dev") == {"branch": "dev", "id": two}
+    assert _json(repo, "switch", "dev")["branch"] == "dev"
+    moved = _json(repo, "mv", "c.txt", "d.txt")
+    assert moved == {"from": "c.txt", "to": "d.txt", "files": [["c.txt", "d.txt"]]}
+    restored = _json(repo, "restore", "--staged", "d.txt", "c.txt")
+    assert sorted(restored["restored"] + restored["removed"]) == ["c.txt", "d.txt"]
+    squashed = _json(repo, "squash", "HEAD", "-m", "root", "-f")
+    assert squashed["parents"] == [] and squashed["message"] == "root" and squashed["branch"] == "dev"
+    assert _head(repo) == squashed["id"]
+
+
+# -- 2. usage errors: one line, exit 2 --------------------------------------------------
+
+@pytest.mark.parametrize("args,what,where", [
+    (["add"], "missing argument 'PATHS...'", "ds add"),
+    (["status", "--bogus"], "no such option '--bogus'", "ds status"),
+    (["log", "-n", "abc"], "invalid value for '-n': 'abc' is not a valid integer", "ds log"),
+    (["nosuch"], "no such command 'nosuch'", "ds"),
+    (["stauts"], "no such command 'stauts'. Did you mean 'status'?", "ds"),
+    (["commit"], "missing option '-m' / '--message'", "ds commit"),
+    (["log", "a", "b"], "got unexpected extra argument (b)", "ds log"),
+    (["remote", "add", "origin"], "missing argument 'URL'", "ds remote add"),
+    (["checkout", "HEAD", "a.txt", "-b", "x"], "-b takes no paths: `ds checkout -b NAME REV`",
+     "ds checkout"),
+    (["branch", "x", "-d", "y"], "give one of: NAME [REV], -d NAME, -D NAME, -m OLD NEW", "ds branch"),
+    (["--show-completion", "tcsh"], "'tcsh' is not a shell ds completes; name one of bash, zsh, "
+     "fish, powershell, pwsh, as in `ds --show-completion bash`", "ds"),
+])
+def test_usage_errors_are_one_line_with_exit_2(repo: Path, args: list[str], what: str, where: str) -> None:
+    p = ds(*args, cwd=repo, check=False)
+    assert (p.returncode, p.stdout, p.stderr) == (2, "", f"Error: {what} (see '{where} --help')\n")
+
+
+def test_ds_alone_prints_the_help_as_a_usage_error(tmp_path: Path) -> None:
+    p = ds(cwd=tmp_path, check=False)
+    assert p.returncode == 2 and p.stdout.startswith("Usage: ds ") and p.stderr == ""
+
+
+def test_errors_that_are_not_usage_errors_exit_1(repo: Path) -> None:
+    p = ds("show", "nope", cwd=repo, check=False)
+    assert p.returncode == 1 and p.stderr.startswith("Error: no version matches 'nope'")
+
+
+# -- 3. ds --help by workflow, quickly --------------------------------------------------
+
+SECTIONS = {
+    "Start a store": ["init", "clone"],
+    "Work on the next version": ["add", "rm", "mv", "restore", "status", "commit"],
+    "Branches and history": ["branch", "switch", "checkout", "log", "show", "diff", "ls", "tag",
+                             "merge", "squash"],
+    "Share through a remote": ["remote", "push", "fetch", "pull"],
+    "Maintain the store": ["fsck", "gc", "du", "config"],
+    "Other": ["dataset", "ui", "get"],
+}
+
+
+def test_help_lists_commands_in_workflow_sections(tmp_path: Path) -> None:
+    out = ds("--help", cwd=tmp_path).stdout
+    sections: dict[str, list[str]] = {}
+    title = None
+    for line in out.splitlines():
+        if line and not line.startswith(" ") and line.endswith(":"):
+            title = line[:-1]
+            sections[title] = []
+        elif title and line.startswith("  ") and not line.startswith("   ") and title != "Options":
+            sections[title].append(line.split()[0])
+    sections.pop("Options")
+    assert sections == SECTIONS
+    assert "--version" in out and "--show-completion [SHELL]" in out and "-C DIR" in out
+
+
+def test_help_and_usage_errors_import_neither_rich_nor_pygit2(tmp_path: Path) -> None:
+    """Start-up: `ds --help` and usage errors are plain text, so neither imports rich or pygit2
+    (a command's own help may: typer escapes an argument's default with rich)."""
+    code = ("import sys\nfrom objstore_cli.main import main\nsys.argv = ['ds'] + sys.argv[1:]\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "sys.stderr.write(repr(sorted({m.split('.')[0] for m in sys.modules} & {'rich', 'pygit2'})))")
+    for args in (["--help"], ["add"], ["log", "-n", "x"]):
+        p = subprocess.run([sys.executable, "-c", code, *args], cwd=tmp_path, capture_output=True, text=True)
+        assert p.stderr.endswith("[]"), (args, p.stderr)
+
+
+# -- 4. --version and shell completion --------------------------------------------------
+
+def test_version(tmp_path: Path) -> None:
+    line = f"ds (objstore) {version('objstore')}\n"
+    for args in (["--version"], ["-C", str(tmp_path), "--version"]):  # the quick path, and typer's
+        p = ds(*args, cwd=tmp_path)
+        assert (p.stdout, p.stderr) == (line, "")
+
+
+@pytest.mark.parametrize("shell,marker", [("bash", "complete -o default -F _ds_completion ds"),
+                                          ("zsh", "#compdef ds"), ("fish", "complete --command ds")])
+def test_show_completion_for_a_named_shell(tmp_path: Path, shell: str, marker: str) -> None:
+    p = ds("--show-completion", shell, cwd=tmp_path)
+    assert marker in p.stdout and f"_DS_COMPLETE=complete_{shell}" in p.stdout
+
+
+def test_show_completion_defaults_to_shell_env(tmp_path: Path) -> None:
+    env = os.environ | {"SHELL": "/usr/bin/zsh"}
+    p = subprocess.run([DS, "--show-completion"], cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert p.returncode == 0 and p.stdout.startswith("#compdef ds")
+    env["SHELL"] = "/bin/tcsh"
+    p = subprocess.run([DS, "--show-completion"], cwd=tmp_path, capture_output=True, text=True, env=env)
+    assert p.returncode == 2 and p.stderr.startswith("Error: $SHELL names tcsh, a shell ds does not "
+                                                     "complete; name one of bash")
+
+
+def _complete_in_bash(words: str, tmp_path: Path) -> list[str]:
+    """What bash offers for ``words`` + TAB once the script of --show-completion bash is loaded."""
+    script = ds("--show-completion", "bash", cwd=tmp_path).stdout
+    n = len(words.split()) - 1
+    line = (f'eval "$1"; COMP_WORDS=({words}); COMP_CWORD={n}; _ds_completion ds; '
+            'printf "%s\\n" "${COMPREPLY[@]}"')
+    env = os.environ | {"PATH": f"{Path(DS).parent}{os.pathsep}{os.environ['PATH']}"}
+    p = subprocess.run(["bash", "--norc", "-c", line, "bash", script], cwd=tmp_path, capture_output=True,
+                       text=True, env=env, timeout=60)
+    assert p.returncode == 0, p.stderr
+    return p.stdout.split()
+
+
+def test_bash_completion_completes_commands_and_options(tmp_path: Path) -> None:
+    assert _complete_in_bash("ds chec", tmp_path) == ["checkout"]
+    assert set(_complete_in_bash("ds s", tmp_path)) == {"status", "show", "squash", "switch"}
+    assert _complete_in_bash("ds log --one", tmp_path) == ["--oneline"]
+    assert _complete_in_bash("ds --vers", tmp_path) == ["--version"]
+
+
+def test_install_completion_writes_the_script_for_bash(tmp_path: Path) -> None:
+    env = os.environ | {"HOME": str(tmp_path)}
+    p = subprocess.run([DS, "--install-completion", "bash"], cwd=tmp_path, capture_output=True, text=True,
+                       env=env)
+    assert p.returncode == 0, p.stderr
+    assert "_ds_completion" in (tmp_path / ".bash_completions" / "ds.sh").read_text()
+    assert ".bash_completions/ds.sh" in (tmp_path / ".bashrc").read_text()
+
+
+# -- 5. messages that said the wrong thing ----------------------------------------------
+
+def test_a_short_prefix_asks_for_four_characters(repo: Path) -> None:
+    head = _head(repo)
+    for n in (1, 3):
+        p = ds("show", head[:n], cwd=repo, check=False)
+        assert p.returncode == 1 and len(p.stderr.splitlines()) == 1, p.stderr
+        assert "give at least 4 characters" in p.stderr and "several" not in p.stderr
+    assert ds("show", head[:4], cwd=repo).stdout.startswith(f"version {head}")
+
+
+def test_dash_c_names_a_missing_folder(tmp_path: Path) -> None:
+    missing = tmp_path / "nonexistent"
+    for args in (["status"], ["log"], ["init"]):
+        p = ds("-C", str(missing), *args, cwd=tmp_path, check=False)
+        assert p.returncode == 1 and p.stderr.startswith(f"Error: -C {missing}: no such folder"), p.stderr
+        assert len(p.stderr.splitlines()) == 1 and ".dsstore" not in p.stderr
+    assert not missing.exists()
+    write(tmp_path, "file", "x")
+    p = ds("-C", str(tmp_path / "file"), "status", cwd=tmp_path, check=False)
+    assert p.returncode == 1 and p.stderr.startswith(f"Error: -C {tmp_path / 'file'}: not a folder")
+
+
+def test_add_of_an_ignored_path_says_which_dsignore(repo: Path) -> None:
+    write(repo, ".dsignore", "*.log\nbuild/\n")
+    write(repo, "x.log", "x")
+    write(repo, "build/y.o", "y")
+    write(repo, "sub/.dsignore", "keep.txt\n")
+    write(repo, "sub/keep.txt", "k")
+    write(repo, "sub/other.txt", "o")
+    p = ds("add", "x.log", "build", "sub", "sub/keep.txt", cwd=repo)
+    assert p.stderr.splitlines() == [
+        "Warning: x.log is ignored by .dsignore, so it was not staged; remove the matching rule "
+        "there to version it",
+        "Warning: build is ignored by .dsignore, so it was not staged; remove the matching rule "
+        "there to version it",
+        "Warning: sub/keep.txt is ignored by sub/.dsignore, so it was not staged; remove the matching "
+        "rule there to version it",
+        "Staged 2 file(s), 0 removal(s); 10 new bytes stored",  # sub/.dsignore and sub/other.txt
+    ]
+    p = ds("add", "keep.txt", "../x.log", cwd=repo / "sub")  # paths as the user gave them
+    assert "Warning: keep.txt is ignored by .dsignore," in p.stderr
+    assert "Warning: ../x.log is ignored by ../.dsignore," in p.stderr
+
+
+def test_add_of_a_tracked_path_that_a_rule_matches_is_not_called_ignored(repo: Path) -> None:
+    write(repo, ".dsignore", "a.txt\n")
+    write(repo, "a.txt", "changed\n")
+    p = ds("add", "a.txt", cwd=repo)
+    assert "ignored" not in p.stderr and p.stderr.startswith("Staged 1 file(s)")
