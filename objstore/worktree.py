@@ -220,7 +220,9 @@ def status(store: Store) -> Status:
     head = store.head()
     # rows of staged files that HEAD lacks are kept: the commit -a or add to come needs them
     trim = bool(head) and not store.config.sparse and store.staged_tree() == store.head_tree()
-    d, result, cache = worktree_diff(store, trim_cache=trim)
+    # the working folder against the stage, as git's "not staged" part: a file just added
+    # is listed once, as staged, not a second time as a change against HEAD
+    d, result, cache = worktree_diff(store, store.staged_tree(), trim_cache=trim)
     staged = diff_trees(store.meta, store.head_tree(), store.staged_tree())
     st = Status(sorted(d.added), sorted(d.modified), sorted(d.removed), staged, sorted(result.skipped),
                 sorted(result.bad_names))

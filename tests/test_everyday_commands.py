@@ -570,3 +570,19 @@ def test_store_config_keys_library(store: Store) -> None:
     assert "remote.default" not in store_items(store.config)
     with pytest.raises(DsError, match="unknown store setting 'store.nope'; known: store.format"):
         store_get(store.config, "store.nope")
+
+
+def test_status_after_add_lists_a_file_once_as_staged(store: Store, work: Path) -> None:
+    from objstore.worktree import add, commit_all, status
+
+    write(work, "a", "1")
+    commit_all(store, "v1")
+    write(work, "b", "new")
+    write(work, "a", "2")
+    add(store, [str(work / "b")])
+    st = status(store)
+    assert st.staged.as_json()["added"] == ["b"]
+    assert st.added == [] and st.modified == ["a"], "b is staged, not also a change to stage"
+    add(store, [str(work / "a")])
+    st = status(store)
+    assert st.modified == [] and st.staged.as_json()["modified"] == ["a"] and not st.clean
