@@ -116,29 +116,60 @@ def left_behind(store: Store, target: str) -> str | None:
 def switch(store: Store, name: str, create: bool = False, rev: str | None = None, force: bool = False,
            progress: Callable[[int, int], None] | None = None):
     """Put HEAD on branch ``name`` (``create``: a new branch at REV, default HEAD) and make the
-    working folder match it; refuses to drop uncommitted work unless ``force``."""
+    working folder match it; refuses to drop uncommitted work unless ``force``. As in git, a
+    ``name`` only one remote has (``origin/NAME``, as last fetched) becomes a local branch
+    following it, and so does a new branch started at a remote's branch."""
     from .worktree import checkout
 
-    if create:
-        check_branch_name(store, name)
-        if name in store.meta.branches():
-            raise DsError(f"branch {name!r} already exists; `ds switch {name}` goes to it")
-        start = store.resolve(rev or "HEAD") if (rev or store.head()) else None
-        if start is None:  # a new store: the branch is born with the first commit
-            with store.locked():
-                store.meta.attach_head(name)
-            return None
-        with store.locked():
-            report = checkout(store, start, force=force, progress=progress)
-            store.meta.set_ref(f"refs/heads/{name}", start)
-            store.meta.attach_head(name)
-        return report
-    if rev is not None:
+    if not create and rev is not None:
         raise DsError("a start version is only for a new branch: `ds switch -c NAME REV`")
-    if name not in store.meta.branches():
-        raise DsError(f"no branch named {name!r}; `ds switch -c {name}` creates it "
-                      "(`ds checkout REV` visits a version without a branch)")
-    return checkout(store, name, force=force, progress=progress)
+    follow = None
+    if not create and name not in store.meta.branches():
+        follow = _guess_remote_branch(store, name)  # git's --guess: only a remote has it
+        if follow is None:
+            raise DsError(f"no branch named {name!r}; `ds switch -c {name}` creates it "
+                          "(`ds checkout REV` visits a version without a branch)")
+        create, rev = True, follow.name
+    if not create:
+        return checkout(store, name, force=force, progress=progress)
+    check_branch_name(store, name)
+    if name in store.meta.branches():
+        raise DsError(f"branch {name!r} already exists; `ds switch {name}` goes to it")
+    start = store.resolve(rev or "HEAD") if (rev or store.head()) else None
+    if start is None:  # a new store: the branch is born with the first commit
+        with store.locked():
+            store.meta.attach_head(name)
+        return None
+    follow = follow or (_remote_branch(store, rev) if rev else None)
+    with store.locked():
+        report = checkout(store, start, force=force, progress=progress)
+        store.meta.set_ref(f"refs/heads/{name}", start)
+        store.meta.attach_head(name)
+        if follow is not None:  # started from a remote's branch: follow it (git's autoSetupMerge)
+            set_upstream(store, name, follow.remote, follow.branch)
+    return report
+
+
+def _remote_branch(store: Store, rev: str) -> Upstream | None:
+    """The configured remote's branch ``rev`` names (``origin/main``), if it is one."""
+    if rev in store.meta.branches():  # a local branch wins, as in resolving
+        return None
+    rev = rev.removeprefix("refs/remotes/")
+    for remote in store.config.remotes:
+        if rev.startswith(f"{remote}/") and f"refs/remotes/{rev}" in store.meta.repo.references:
+            return Upstream(remote, rev[len(remote) + 1:])
+    return None
+
+
+def _guess_remote_branch(store: Store, name: str) -> Upstream | None:
+    """The one configured remote that has a branch ``name`` (as last fetched); None if none
+    has it; an error naming them when several do."""
+    found = [Upstream(r, name) for r in sorted(store.config.remotes)
+             if f"refs/remotes/{r}/{name}" in store.meta.repo.references]
+    if len(found) > 1:
+        raise DsError(f"branch {name!r} is on several remotes ({', '.join(u.remote for u in found)}); "
+                      f"choose one: `ds switch -c {name} {found[0].name}`")
+    return found[0] if found else None
 
 
 # -- upstreams (git's branch.NAME.remote / branch.NAME.merge, in the store's config) -------

@@ -43,6 +43,7 @@ import xxhash
 from .errors import DsError, FormatError
 from .fsutil import atomic_write
 from .index import ChunkIndex, Fragment, Location, encode_fragment
+from .manifest import FileEntry
 from .meta import CommitInfo
 from .packs import FLAG_DELTA, PackEntry, PackWriter, decode_chunk, encode_chunk, pack_path
 from .paths import STORE_DIR
@@ -549,8 +550,8 @@ class Remote:
                         meta.set_ref(f"refs/remotes/{self.track}/{u.dst[11:]}", u.value, force=True)
                     t.refs.append(u.dst)
                     t.updates.append({"ref": u.dst, "local": u.src, "old": current, "new": u.value,
-                                      "forced": current is not None and self.is_commit(current)
-                                      and not meta.is_ancestor(current, u.value)})
+                                      "forced": current is not None and not (
+                                          self.is_commit(current) and meta.is_ancestor(current, u.value))})
             heads = [u.dst for u, _c, _k in plan if u.dst.startswith("refs/heads/")]
             if created and heads:
                 current = f"refs/heads/{meta.head_branch()}"
@@ -616,9 +617,11 @@ class Remote:
             parent = commit.parents[0].tree_id if commit.parents else None
             d = diff_trees(meta, parent, commit.tree_id, renames=False)
             t.versions += 1
+            others = [p.tree_id for p in commit.parents[1:]]
             for path, e in (*d.added.items(), *d.modified.items()):
-                files.add((path, e.hash))
                 out.extend(c for c, _ in e.chunk_list())
+                if not any(_same_file(meta, tree, path, e) for tree in others):  # merged in, not new
+                    files.add((path, e.hash))
         t.files += len(files)
         return out
 
@@ -1060,6 +1063,12 @@ def _push_source(meta, src: str, local: dict[str, str], has_dst: bool) -> tuple[
         raise DsError(f"{src!r} is not a branch or tag; to push that version say where it goes: "
                       f"`ds push REMOTE {src}:BRANCH`")
     return None, value
+
+
+def _same_file(meta, tree: pygit2.Oid, path: str, entry) -> bool:
+    """Whether version tree ``tree`` holds ``entry``'s content at ``path``."""
+    found = meta.lookup(tree, path)
+    return isinstance(found, FileEntry) and found.same_content(entry)
 
 
 def _tips(repo: pygit2.Repository) -> dict[str, str]:
