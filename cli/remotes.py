@@ -153,20 +153,24 @@ def _update_lines(t, fetched: bool) -> list[str]:
     return [f" {flag} {what:<{width}}  {names}" for flag, what, names in rows]
 
 
-def _report(t, as_json: bool, verbose: bool, lines: list[str]) -> None:
-    """Warnings, then the human lines (stderr, as git), or the JSON (stdout) with every counter."""
+def _report(t, as_json: bool, verbose: bool, lines: list[str], quiet: bool = False) -> None:
+    """Warnings, then the human lines (stderr, as git; none with -q), or the JSON (stdout)
+    with every counter."""
     for warning in t.warnings:  # what the remote held that was skipped as invalid
         err(f"Warning: {warning}")
     if as_json:
         out_json(t.as_json())
+        return
+    if quiet:
         return
     for line in lines:
         err(line)
     if verbose:
         from .inspect_cmd import human
 
-        err(f"{t.requests} requests; {t.packs} packs ({t.chunks} chunks) and {t.meta_packs} metadata "
-            f"packs; {human(t.bytes_sent)} sent, {human(t.bytes_received)} received")
+        err(f"{_plural(t.requests, 'request')}; {_plural(t.packs, 'pack')} ({_plural(t.chunks, 'chunk')}) "
+            f"and {_plural(t.meta_packs, 'metadata pack')}; {human(t.bytes_sent)} sent, "
+            f"{human(t.bytes_received)} received")
     for hint in t.hints:
         err(f"hint: {hint}")
 
@@ -202,7 +206,7 @@ def push(
     else:
         lines = ["Everything up-to-date"]
     lines += [f"branch '{b}' set up to track '{up}'." for b, up in t.upstreams.items()]
-    _report(t, as_json, verbose, lines)
+    _report(t, as_json, verbose, lines, quiet)
 
 
 @app.command()
@@ -224,7 +228,7 @@ def fetch(
         t = Remote(store, remote_target(store, remote), progress=cb).fetch()
     lines = ([_summary("Fetched", t, t.bytes_received, f"from {t.remote}", files=False), f"From {t.url}",
               *_update_lines(t, fetched=True)] if t.updates else [f"Nothing new on {t.remote}"])
-    _report(t, as_json, verbose, lines)
+    _report(t, as_json, verbose, lines, quiet)
 
 
 @app.command()
@@ -251,7 +255,7 @@ def pull(
                }.get(t.outcome, "Already up to date.")
     lines = [_summary("Pulled", t, t.bytes_received, f"from {t.remote}"),
              *([f"From {t.url}", *_update_lines(t, fetched=True)] if t.updates else []), outcome]
-    _report(t, as_json, verbose, lines)
+    _report(t, as_json, verbose, lines, quiet)
 
 
 @app.command()
@@ -289,7 +293,7 @@ def clone(
                  "versions on a branch")
     lines = [_summary("Cloned", t, t.bytes_received, f"from {url}"), where]
     lines += [f"branch '{b}' set up to track '{up}'." for b, up in t.upstreams.items()]
-    _report(t, as_json, verbose, lines)
+    _report(t, as_json, verbose, lines, quiet)
 
 
 @app.command()

@@ -407,13 +407,16 @@ def test_human_output_keeps_request_counters_for_json_and_verbose(shared) -> Non
     write(a, "n.txt", "new")
     ds("commit", "-a", "-m", "v2", cwd=a)
     r = ds("push", "-v", cwd=a).stderr
-    assert re.search(r"^\d+ requests; 1 packs \(1 chunks\) and 1 metadata packs; [\d.]+ (B|KiB) sent, ",
+    assert re.search(r"^\d+ requests; 1 pack \(1 chunk\) and 1 metadata pack; [\d.]+ (B|KiB) sent, ",
                      r, re.M)
     write(a, "n.txt", "newer")
     ds("commit", "-a", "-m", "v3", cwd=a)
     assert "requests" not in ds("push", cwd=a).stderr
-    write(a, "n.txt", "newest")
+    write(a, "n.txt", "quiet")
     ds("commit", "-a", "-m", "v4", cwd=a)
+    assert ds("push", "-q", cwd=a).stderr == "" and ds("pull", "-q", cwd=a).stderr == ""  # -q: no notes
+    write(a, "n.txt", "newest")
+    ds("commit", "-a", "-m", "v5", cwd=a)
     t = json.loads(ds("push", "--json", cwd=a).stdout)
     assert t["requests"] > 0 and t["versions"] == 1 and t["files"] == 1 and t["refs"] == ["refs/heads/main"]
     assert t["updates"][0]["ref"] == "refs/heads/main" and t["updates"][0]["local"] == "refs/heads/main"
