@@ -51,13 +51,18 @@ def _quick_status(argv: list[str]) -> bool:
     import os
 
     from objstore.quickstatus import quick_clean
+    from objstore.quicktrack import quick_tracking
 
     try:
-        clean = quick_clean(os.path.abspath(folder))
+        start = os.path.abspath(folder)
+        head = quick_tracking(start)  # the branch line, when files alone settle it
+        clean = head is not None and quick_clean(start)
     except Exception:  # any surprise: the full command reports it properly
         return False
     if clean:
-        sys.stdout.write("Nothing changed.\n")
+        from .headline import branch_lines
+
+        sys.stdout.write("\n".join([*branch_lines(head), "Nothing changed."]) + "\n")
     return clean
 
 

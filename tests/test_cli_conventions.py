@@ -291,3 +291,12 @@ def test_add_of_a_tracked_path_that_a_rule_matches_is_not_called_ignored(repo: P
     write(repo, "a.txt", "changed\n")
     p = ds("add", "a.txt", cwd=repo)
     assert "ignored" not in p.stderr and p.stderr.startswith("Staged 1 file(s)")
+
+
+def test_a_no_op_status_answered_before_typer_loads_prints_the_branch_line_too(repo: Path) -> None:
+    """The first status after a commit takes the full path and records the folder as clean;
+    the next is answered in cli/main.py from stat data alone: both say the same."""
+    first = ds("status", cwd=repo).stdout
+    assert first == "On branch main\nNothing changed.\n"
+    assert ds("status", cwd=repo).stdout == first
+    assert ds("-C", str(repo), "status", cwd=repo.parent).stdout == first
