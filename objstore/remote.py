@@ -8,6 +8,8 @@ A remote holds the store's own layout on any fsspec URL::
     meta/pack-<sha>.pack    git packs of commits, trees and manifests (+ .idx, sent after)
     refs/heads/<branch>     a commit id (text); changed by compare-and-swap only
     refs/tags/<tag>         a commit id (text); created once
+    HEAD                    "ref: refs/heads/<branch>": what a clone checks out (written once,
+                            by the push that made the remote)
     datasets/<id>.json      dataset records (SDK)
     locks/<kind>-<id>.json  leases: shared by pushes, exclusive for a remote gc
 

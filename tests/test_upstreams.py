@@ -317,6 +317,7 @@ def test_status_counts_versions_ahead_behind_diverged_and_gone(shared) -> None:
     from objstore.quicktrack import quick_tracking
 
     a, b, _url = shared
+    assert ds("status", cwd=b).stdout == "\n".join([*UP_TO_DATE, "Nothing changed.\n"])
     with Store.open(b) as s:
         assert tracking(s) == {"branch": "main", "head": s.head(), "upstream": "origin/main",
                                "ahead": 0, "behind": 0, "gone": False}
@@ -327,6 +328,7 @@ def test_status_counts_versions_ahead_behind_diverged_and_gone(shared) -> None:
     ds("push", cwd=a)
     ds("fetch", cwd=b)
     assert full_status(b)[1] == "Your branch is 2 versions behind 'origin/main' (`ds pull` brings them)."
+    assert ds("status", cwd=b).stdout.splitlines() == full_status(b)  # the console script's quick answer too
     assert quick_tracking(str(b)) is None  # counting needs the history: the full path does it
     write(b, "g.txt", "b")
     ds("commit", "-a", "-m", "b", cwd=b)
