@@ -147,7 +147,7 @@ def config(
     if key is None:
         raise DsError(f"give a KEY (or --list); user settings: {uc.known_keys()}; "
                       f"store settings: {', '.join(STORE_KEYS)}")
-    is_user, is_store = key in uc.SETTINGS, key in STORE_KEYS or key.startswith("remotes.")
+    is_user, is_store = key in uc.SETTINGS, key in STORE_KEYS or key.startswith(("remotes.", "branch."))
     if not (is_user or is_store):
         raise DsError(f"unknown setting {key!r}; user settings (--global): {uc.known_keys()}; "
                       f"store settings: {', '.join(STORE_KEYS)}")

@@ -315,7 +315,7 @@ def test_cli_detached_head_messages_status_log_and_switch_c(tmp_path: Path) -> N
     ds("switch", "-c", "rescued", work_id, cwd=w)
     assert "(HEAD -> rescued)" in ds("log", "-n", "1", cwd=w).stdout
     assert (w / "b").read_text() == "work"
-    assert ds("status", cwd=w).stdout.strip() == "Nothing changed."
+    assert ds("status", cwd=w).stdout.strip() == "On branch rescued\nNothing changed."
 
 
 def test_a_deleted_branch_keeps_its_reflog_so_gc_keeps_its_versions(store: Store, work: Path,

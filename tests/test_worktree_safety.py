@@ -261,8 +261,8 @@ def test_quick_status_applies_dsignore_and_the_cli_takes_the_same_path(store: St
     time.sleep(0.15)
     assert status(store).clean
     assert quick_clean(str(work))
-    assert ds("status", cwd=work).stdout == "Nothing changed.\n"
-    assert ds("-C", str(work / "d"), "status", cwd=work.parent).stdout == "Nothing changed.\n"
+    assert ds("status", cwd=work).stdout == "On branch main\nNothing changed.\n"
+    assert ds("-C", str(work / "d"), "status", cwd=work.parent).stdout == "On branch main\nNothing changed.\n"
     write(work, "d/a", "B")
     assert not quick_clean(str(work))
     assert "modified  d/a" in ds("status", cwd=work).stdout
