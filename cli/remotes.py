@@ -302,6 +302,8 @@ def merge(
     ours: Annotated[bool, typer.Option("--ours", help="On conflicts keep this side.")] = False,
     theirs: Annotated[bool, typer.Option("--theirs", help="On conflicts take REV's side.")] = False,
     message: Annotated[str | None, typer.Option("-m", "--message")] = None,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Join a diverged lineage: a version whose parents are HEAD and REV."""
     from objstore.merge import merge as do_merge
@@ -310,4 +312,9 @@ def merge(
     ref = rev if rev in store.meta.repo.references else (
         f"refs/remotes/{rev}" if f"refs/remotes/{rev}" in store.meta.repo.references else rev)
     info = do_merge(store, ref, ours=ours, theirs=theirs, message=message)
-    typer.echo(info.id if info else "Already up to date")
+    if as_json:
+        out_json(info.as_json() | {"merged": True} if info else {"id": store.head(), "merged": False})
+    elif info:
+        typer.echo(info.id)
+    elif not quiet:
+        err("Already up to date")

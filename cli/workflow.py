@@ -124,7 +124,11 @@ def rm(
 
 
 @app.command()
-def status(as_json: JsonOpt = False) -> None:
+def status(
+    as_json: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Accepted for scripts; status prints only "
+                                        "what it finds.")] = False,
+) -> None:
     """The working folder against the latest version, and what is staged."""
     from objstore.quickstatus import quick_clean
     from objstore.quicktrack import quick_tracking
