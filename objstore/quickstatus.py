@@ -20,7 +20,9 @@ from .paths import IGNORE_FILE, STORE_DIR
 from .statcache import RACY_NS, StatCache
 
 
-def _store_dir(start: str) -> Path | None:
+def store_dir(start: str) -> Path | None:
+    """The nearest ``.dsstore`` at or above ``start``, or None (``store.find_store`` without
+    the error, and without importing the store's modules)."""
     here = Path(start).resolve()
     for folder in (here, *here.parents):
         if (folder / STORE_DIR / "config").is_file():
@@ -53,7 +55,7 @@ def head_commit(meta: Path) -> str | None:
 
 def quick_clean(start: str) -> bool:
     """True only when the working folder is certainly unchanged since HEAD; else look fully."""
-    store = _store_dir(start)
+    store = store_dir(start)
     if store is None or (store / "STAGE").exists():
         return False
     try:

@@ -13,15 +13,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from .paths import STORE_DIR
-
-
-def _store_dir(start: str) -> Path | None:
-    here = Path(start).resolve()
-    for folder in (here, *here.parents):
-        if (folder / STORE_DIR / "config").is_file():
-            return folder / STORE_DIR
-    return None
+from .quickstatus import store_dir
 
 
 def _ref(meta: Path, name: str) -> str | None:
@@ -49,7 +41,7 @@ def _ref(meta: Path, name: str) -> str | None:
 def quick_tracking(start: str) -> dict | None:
     """``branches.tracking``'s answer for the store above ``start`` when files alone settle
     it, else None."""
-    store = _store_dir(start)
+    store = store_dir(start)
     if store is None:
         return None
     meta = store / "meta"
