@@ -101,6 +101,34 @@ def remote_remove(name: Annotated[str, typer.Argument(help="Remote to forget.")]
     err(f"Removed remote {name}")
 
 
+@remote_app.command("rename")
+def remote_rename(
+    old: Annotated[str, typer.Argument(help="Current name.")],
+    new: Annotated[str, typer.Argument(help="New name.")],
+    quiet: QuietOpt = False,
+) -> None:
+    """Rename a remote: its tracking refs, cache, upstreams and default follow."""
+    from objstore.remote_names import rename_remote
+
+    rename_remote(open_store(), old, new)
+    if not quiet:
+        err(f"Renamed remote {old} to {new}")
+
+
+@remote_app.command("set-url")
+def remote_set_url(
+    name: Annotated[str, typer.Argument(help="Remote to point elsewhere.")],
+    url: Annotated[str, typer.Argument(help="Its new folder path or URL.")],
+    quiet: QuietOpt = False,
+) -> None:
+    """Point a remote at another URL (its options and upstreams stay; `ds fetch` reads it anew)."""
+    from objstore.remote_names import set_remote_url
+
+    url = set_remote_url(open_store(), name, url, base=cwd())
+    if not quiet:
+        err(f"Remote {name} -> {url}")
+
+
 def remote_target(store, remote: str | None) -> str | None:
     """A remote name as given; a folder given directly, made absolute against ``-C``'s folder."""
     from objstore.remote import check_url

@@ -1,0 +1,63 @@
+"""Renaming a remote and pointing it elsewhere (``ds remote rename`` / ``set-url``).
+
+What the store knows of a remote hangs off its name in three places: the config (its
+URL, options, the default remote, branch upstreams), the tracking refs
+``refs/remotes/NAME/*`` and the cache ``.dsstore/remotes/NAME/``. A rename moves all
+three, as git does; a new URL keeps the name and upstreams but forgets the refs and the
+cache, which described another place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pygit2
+
+from .errors import DsError
+from .remote import check_url, forget_remote
+from .store import Store
+
+
+def _known(store: Store, name: str) -> dict:
+    remote = store.config.remotes.get(name)
+    if remote is None:
+        raise DsError(f"no remote named {name!r}; see `ds remote list`")
+    return remote
+
+
+def rename_remote(store: Store, old: str, new: str) -> None:
+    """Rename remote ``old`` to ``new``: config, default, upstreams, tracking refs, cache."""
+    with store.locked():
+        _known(store, old)
+        if new in store.config.remotes:
+            raise DsError(f"remote {new!r} already exists; choose another name")
+        if not new or new.startswith("-") or "/" in new or not pygit2.reference_is_valid_name(
+                f"refs/remotes/{new}/x"):
+            raise DsError(f"{new!r} is not a valid remote name")
+        remotes = {(new if k == old else k): v for k, v in store.config.remotes.items()}
+        branches = {b: (dict(v, remote=new) if v.get("remote") == old else v)
+                    for b, v in store.config.branches.items()}
+        default = new if store.config.remote == old else store.config.remote
+        store.set_config(replace(store.config, remotes=remotes, branches=branches, remote=default))
+        meta = store.meta
+        prefix = f"refs/remotes/{old}/"
+        for name, cid in meta.refs().items():
+            if name.startswith(prefix):
+                meta.set_ref(f"refs/remotes/{new}/{name[len(prefix):]}", cid, force=True)
+                meta.repo.references.delete(name)
+        cache = store.path / "remotes" / old
+        if cache.is_dir():
+            cache.rename(store.path / "remotes" / new)
+
+
+def set_remote_url(store: Store, name: str, url: str, base: str | None = None) -> str:
+    """Point remote ``name`` at ``url`` (checked as ``ds remote add`` checks it); what the
+    store remembered of the old place (tracking refs, cache) is forgotten."""
+    with store.locked():
+        remote = _known(store, name)
+        url = check_url(url, store, base=base)
+        remotes = dict(store.config.remotes)
+        remotes[name] = dict(remote, url=url)
+        store.set_config(replace(store.config, remotes=remotes))
+        forget_remote(store, name)
+    return url
