@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 import time
 from collections import defaultdict
@@ -126,6 +127,10 @@ def _configured_url(store: Store, name: str, r: dict) -> str:
         raise DsError(f"remote {name}: {e}; `ds remote remove {name}` and add it again") from None
 
 
+# a storage scheme with one slash or none after it: a slip for "scheme://", not a folder
+_URL_SLIP = re.compile(r"(s3a?|gs|gcs|az|abfss?|file|https?|hdfs|sftp|ssh|memory):/?(?!/)", re.IGNORECASE)
+
+
 def check_url(url: str, store: Store | None = None, base: str | os.PathLike[str] | None = None,
               worktree: Path | None = None) -> str:
     """The URL to use for a remote given as ``url``: ``~`` expanded, a folder made absolute
@@ -137,6 +142,10 @@ def check_url(url: str, store: Store | None = None, base: str | os.PathLike[str]
     """
     if not url.strip():
         raise DsError("a remote URL cannot be empty; give a folder or an s3://, gs://, az:// URL")
+    slips = _URL_SLIP.match(url)
+    if slips:  # "s3:/bucket" would silently become a folder named "s3:" here
+        raise DsError(f"{url!r} looks like a URL with a slash too few: did you mean "
+                      f"{slips[1]}://{url[len(slips[0]):]}? (for a folder of that name, write ./{url})")
     scheme = "file://" if url.startswith("file://") else ""
     if "://" in url and not scheme:
         return url

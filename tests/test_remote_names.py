@@ -58,3 +58,16 @@ def test_set_url_points_elsewhere_and_forgets_the_old_place(tmp_path: Path) -> N
     assert "up to date with 'origin/main'" in ds("status", cwd=w).stdout
     bad = ds("remote", "set-url", "origin", "", cwd=w, check=False)
     assert bad.returncode == 1 and "Error" in bad.stderr
+
+
+def test_a_url_with_a_slash_too_few_is_refused_not_made_a_folder(tmp_path: Path) -> None:
+    w = tmp_path / "w"
+    ds("init", str(w), cwd=tmp_path)
+    write(w, "a", "1")
+    ds("commit", "-a", "-m", "v1", cwd=w)
+    for args in (["remote", "add", "x", "s3:/bucket/data"], ["push", "s3:/bucket"],
+                 ["clone", "gs:/bucket", str(tmp_path / "c")]):
+        p = ds(*args, cwd=w, check=False)
+        assert p.returncode == 1 and "did you mean" in p.stderr and "://" in p.stderr, (args, p.stderr)
+    assert not (w / "s3:").exists() and not (tmp_path / "c").exists()
+    ds("remote", "add", "y", "../s3:/bucket", cwd=w)  # a folder of that name, asked for plainly
