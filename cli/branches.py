@@ -7,8 +7,8 @@ from typing import Annotated
 import click
 import typer
 
-from .app import JsonOpt, QuietOpt, app, err, open_store, out_json, progress
-from .workflow import moved_json, report_move
+from .app import JsonOpt, QuietOpt, app, err, open_store, out_json
+from .workflow import switch_and_report
 
 
 @app.command()
@@ -77,13 +77,5 @@ def switch(
     as_json: JsonOpt = False,
 ) -> None:
     """Put HEAD on a branch and make the working folder match it."""
-    from objstore.branches import switch as do_switch
-
-    store = open_store(attach=True)
-    with progress("writing", quiet) as cb:
-        report = do_switch(store, name, create=create, rev=rev, force=force, progress=cb)
-    report_move(report, quiet)
-    if as_json:
-        out_json(moved_json(store, report, branch=name))
-    elif not quiet:
-        err(f"Switched to {'a new ' if create else ''}branch '{name}'")
+    switch_and_report(open_store(attach=True), name, create=create, rev=rev, force=force, quiet=quiet,
+                      as_json=as_json)

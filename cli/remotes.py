@@ -85,19 +85,9 @@ def remote_list(as_json: JsonOpt = False) -> None:
 @remote_app.command("remove")
 def remote_remove(name: Annotated[str, typer.Argument(help="Remote to forget.")]) -> None:
     """Forget a remote (nothing on it is deleted)."""
-    from objstore.errors import DsError
+    from objstore.remote_names import remove_remote
 
-    store = open_store()
-    if name not in store.config.remotes:
-        raise DsError(f"no remote named {name!r}; see `ds remote list`")
-    from objstore.remote import forget_remote
-
-    remotes = {k: v for k, v in store.config.remotes.items() if k != name}
-    branches = {k: v for k, v in store.config.branches.items() if v.get("remote") != name}  # as git
-    _save(store, remotes=remotes, remote=None if store.config.remote == name else store.config.remote,
-          branches=branches)
-    with store.locked():
-        forget_remote(store, name)
+    remove_remote(open_store(), name)
     err(f"Removed remote {name}")
 
 

@@ -234,15 +234,8 @@ def checkout(
         raise click.UsageError("-b takes no paths: `ds checkout -b NAME REV`")
     store = open_store(attach=True)
     if new_branch is not None:
-        from objstore.branches import switch as do_switch
-
-        with progress("writing", quiet) as cb:
-            report = do_switch(store, new_branch, create=True, rev=rev, force=force, progress=cb)
-        report_move(report, quiet)
-        if as_json:
-            out_json(moved_json(store, report, branch=new_branch))
-        elif not quiet:
-            err(f"Switched to a new branch '{new_branch}'")
+        switch_and_report(store, new_branch, create=True, rev=rev, force=force, quiet=quiet,
+                          as_json=as_json)
         return
     with progress("writing", quiet) as cb:
         report = do_checkout(store, rev, paths or None, force=force, progress=cb, cwd=cwd())
@@ -269,6 +262,20 @@ def moved_json(store, report, rev: str | None = None, paths: list[str] | None = 
         "links_refused": list(getattr(report, "links_refused", [])),
         "left_behind": getattr(report, "left_behind", None),
     }
+
+
+def switch_and_report(store, name: str, create: bool, rev: str | None, force: bool, quiet: bool,
+                      as_json: bool) -> None:
+    """`ds switch [-c]` and `ds checkout -b`: move HEAD onto the branch, then say so."""
+    from objstore.branches import switch as do_switch
+
+    with progress("writing", quiet) as cb:
+        report = do_switch(store, name, create=create, rev=rev, force=force, progress=cb)
+    report_move(report, quiet)
+    if as_json:
+        out_json(moved_json(store, report, branch=name))
+    elif not quiet:
+        err(f"Switched to {'a new ' if create else ''}branch '{name}'")
 
 
 def report_move(report, quiet: bool) -> None:

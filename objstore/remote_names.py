@@ -1,4 +1,5 @@
-"""Renaming a remote and pointing it elsewhere (``ds remote rename`` / ``set-url``).
+"""Renaming a remote, pointing it elsewhere and forgetting it (``ds remote rename`` /
+``set-url`` / ``remove``).
 
 What the store knows of a remote hangs off its name in three places: the config (its
 URL, options, the default remote, branch upstreams), the tracking refs
@@ -48,6 +49,18 @@ def rename_remote(store: Store, old: str, new: str) -> None:
         cache = store.path / "remotes" / old
         if cache.is_dir():
             cache.rename(store.path / "remotes" / new)
+
+
+def remove_remote(store: Store, name: str) -> None:
+    """Forget remote ``name``: its config, the upstreams that name it (as git), its tracking
+    refs and cache. Nothing on the remote itself is touched."""
+    with store.locked():
+        _known(store, name)
+        remotes = {k: v for k, v in store.config.remotes.items() if k != name}
+        branches = {k: v for k, v in store.config.branches.items() if v.get("remote") != name}
+        default = None if store.config.remote == name else store.config.remote
+        store.set_config(replace(store.config, remotes=remotes, branches=branches, remote=default))
+        forget_remote(store, name)
 
 
 def set_remote_url(store: Store, name: str, url: str, base: str | None = None) -> str:
