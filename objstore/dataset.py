@@ -24,9 +24,12 @@ from typing import Any
 
 import pygit2
 
+from . import dataset_metadata
 from . import records as rec
 from .copy import get_copy
+from .dataset_logger import DatasetLogger
 from .dataset_store import default_remote, open_store
+from .dataset_task import DatasetTask
 from .errors import DsError
 from .ingest import Ingestor, Job
 from .manifest import EXEC, EXTERNAL, FILE, FileEntry
@@ -213,23 +216,17 @@ class Dataset:
         self._publish_record()
 
     def set_metadata(self, metadata: Any, metadata_name: str = "metadata", ui_visible: bool = True) -> None:
-        """Attach JSON-serialisable metadata under a name (before finalize)."""
-        import json
-
+        """Attach metadata under a name (before finalize); see ``dataset_metadata`` for the types kept."""
         if metadata_name.startswith("data_"):
             raise DsError(f"metadata name {metadata_name!r} may not start with 'data_' (reserved)")
-        try:
-            json.dumps(metadata)
-        except (TypeError, ValueError) as e:
-            raise DsError(f"metadata {metadata_name!r} is not JSON-serialisable ({e}); "
-                          "convert it (e.g. DataFrame.to_dict()) first") from None
+        stored = dataset_metadata.encode(self._store, metadata_name, metadata)
         with self._store.locked():
             self._require_draft("take new metadata")
-            self._record.setdefault("metadata", {})[metadata_name] = metadata
+            self._record.setdefault("metadata", {})[metadata_name] = stored
             self._save()
 
     def get_metadata(self, metadata_name: str = "metadata") -> Any:
-        return self._record.get("metadata", {}).get(metadata_name)
+        return dataset_metadata.decode(self._store, self._record.get("metadata", {}).get(metadata_name))
 
     def is_final(self) -> bool:
         return self._reload()["status"] != rec.DRAFT
@@ -730,6 +727,11 @@ class Dataset:
         """Reports (tables, histograms, scalars) kept with the dataset's record."""
         return DatasetLogger(self)
 
+    @property
+    def _task(self) -> DatasetTask:
+        """ClearML scripts reach the dataset's task for artifacts, reports and properties."""
+        return DatasetTask(self)
+
     def get_dependency_graph(self) -> dict[str, list[str]]:
         """Every version in this lineage -> its parents (the whole graph, never pruned)."""
         graph: dict[str, list[str]] = {}
@@ -1048,58 +1050,3 @@ def _copy_tree(store: Store, tree: pygit2.Oid, target, overwrite: bool, paths: l
     items = [(p, e) for p, e in store.meta.walk(tree) if paths is None or p in set(paths)]
     copy_items(store, items, target, overwrite)
     return Path(target).absolute()
-
-
-class DatasetLogger:
-    """ClearML's ``dataset.get_logger()`` reports, kept as JSON in the dataset's record.
-
-    There is no server to draw them; ``Dataset.get_metadata("reports")`` reads them back.
-    """
-
-    def __init__(self, dataset: Dataset):
-        self._ds = dataset
-
-    def _add(self, kind: str, title: str, series: str, **data: Any) -> None:
-        import json
-
-        report = {"kind": kind, "title": title, "series": series}
-        report.update(json.loads(json.dumps(data, default=_plain)))
-        with self._ds._store.locked():
-            r = self._ds._reload()
-            r.setdefault("metadata", {}).setdefault("reports", []).append(report)
-            self._ds._save()
-
-    def report_table(self, title: str, series: str, iteration: int | None = None, table_plot: Any = None,
-                     csv: str | None = None, url: str | None = None, extra_layout: dict | None = None,
-                     extra_data: dict | None = None) -> None:
-        rows: list[list[str]] = []
-        if csv is not None:
-            import csv as csv_mod
-
-            with open(csv, newline="", encoding="utf-8") as f:
-                rows = [row for _, row in zip(range(101), csv_mod.reader(f), strict=False)]
-        elif table_plot is not None:
-            rows = _plain(table_plot)
-        self._add("table", title, series, iteration=iteration, rows=rows, url=url)
-
-    def report_histogram(self, title: str, series: str, values: Any, iteration: int | None = None,
-                         labels: Sequence[str] | None = None, xlabels: Sequence[str] | None = None,
-                         xaxis: str | None = None, yaxis: str | None = None, mode: str | None = None,
-                         data_args: dict | None = None, extra_layout: dict | None = None) -> None:
-        self._add("histogram", title, series, values=values, iteration=iteration, labels=labels,
-                  xlabels=xlabels, xaxis=xaxis, yaxis=yaxis)
-
-    def report_scalar(self, title: str, series: str, value: float, iteration: int) -> None:
-        self._add("scalar", title, series, value=value, iteration=iteration)
-
-    def report_text(self, msg: str, *args: Any, **kwargs: Any) -> None:
-        self._add("text", "text", "text", msg=msg)
-
-
-def _plain(value: Any) -> Any:
-    """Best-effort JSON form of pandas / numpy values for reports."""
-    for attr in ("tolist", "to_dict"):
-        if hasattr(value, attr):
-            return getattr(value, attr)()
-    return str(value)
-
