@@ -140,10 +140,11 @@ def out_json(data: Any) -> None:
 
 
 def open_store(attach: bool = False):
-    """The store of the current folder; ``attach``: missing chunks come from its default remote."""
-    from objstore.store import Store
+    """The store of the current folder (or DSSTORE_DIR's); ``attach``: missing chunks come from
+    its default remote."""
+    from objstore.store import Store, locate_store
 
-    store = Store.open(cwd())
+    store = Store(locate_store(cwd()))
     if attach:
         from objstore.remote import attach_default
 

@@ -25,15 +25,28 @@ def branch(
         "-m", "--move", help="Rename branch OLD to NEW.", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Move an existing branch to REV; with -m, "
                                         "replace NEW.")] = False,
+    set_upstream_to: Annotated[str | None, typer.Option(
+        "--set-upstream-to", "-u", help="Make branch NAME (default: the current one) follow "
+        "REMOTE/BRANCH, as last fetched.", show_default=False)] = None,
+    unset_upstream: Annotated[bool, typer.Option(
+        "--unset-upstream", help="Make branch NAME (default: the current one) follow nothing.")] = False,
+    verbose: Annotated[int, typer.Option(
+        "--verbose", "-v", count=True, help="List with each tip's message and ahead/behind; "
+        "-vv: and the upstream's name.")] = 0,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """List branches, or create, delete (-d/-D) or rename (-m) one."""
+    """List branches, or create, delete (-d/-D), rename (-m) one or set its upstream (-u)."""
     from objstore import branches as b
 
     if sum(x is not None for x in (name, delete, force_delete, move)) > 1:
         raise click.UsageError("give one of: NAME [REV], -d NAME, -D NAME, -m OLD NEW")
+    if (set_upstream_to is not None or unset_upstream) and (delete or force_delete or move or rev != "HEAD"):
+        raise click.UsageError("--set-upstream-to and --unset-upstream take at most a branch NAME")
     store = open_store()
+    if set_upstream_to is not None or unset_upstream:
+        _upstream(store, name, set_upstream_to, as_json, quiet)
+        return
     if delete or force_delete:
         target = delete or force_delete
         tip = b.delete_branch(store, target, force=force_delete is not None)
@@ -57,13 +70,62 @@ def branch(
             err(f"Branch {name} at {cid[:12]}")
         return
     rows = b.list_branches(store)
+    ups = b.tracking_all(store)
     if as_json:
-        out_json([r.as_json() for r in rows])
+        out_json([r.as_json() | _upstream_json(ups.get(r.name)) for r in rows])
         return
     if store.meta.head_branch() is None and store.head():
         typer.echo(f"* (HEAD detached at {store.head()[:12]})")
+    width = max((len(r.name) for r in rows), default=0)
     for r in rows:
-        typer.echo(f"{'*' if r.current else ' '} {r.name}\t{r.id[:12]}")
+        line = f"{'*' if r.current else ' '} {r.name}\t{r.id[:12]}"
+        if verbose:
+            relation = _relation(ups.get(r.name), named=verbose > 1)
+            subject = store.meta.commit_info(r.id).message.partition("\n")[0]
+            line = f"{'*' if r.current else ' '} {r.name:{width}} {r.id[:12]} {relation}{subject}"
+        typer.echo(line)
+
+
+def _upstream_json(t: dict | None) -> dict:
+    if t is None:
+        return {"upstream": None}
+    return {"upstream": t["upstream"], "ahead": t["ahead"], "behind": t["behind"], "gone": t["gone"]}
+
+
+def _relation(t: dict | None, named: bool) -> str:
+    """git's ``[origin/main: ahead 1, behind 2]`` (``-vv``) or ``[ahead 1]`` (``-v``)."""
+    if t is None:
+        return ""
+    parts = ["gone"] if t["gone"] else [f"{k} {t[k]}" for k in ("ahead", "behind") if t[k]]
+    if named:
+        return f"[{t['upstream']}{': ' + ', '.join(parts) if parts else ''}] "
+    return f"[{', '.join(parts)}] " if parts else ""
+
+
+def _upstream(store, name: str | None, to: str | None, as_json: bool, quiet: bool) -> None:
+    """``ds branch --set-upstream-to REMOTE/BRANCH [NAME]`` and ``--unset-upstream [NAME]``."""
+    from objstore import branches as b
+    from objstore.errors import DsError
+
+    branch = name or store.meta.head_branch()
+    if branch is None:
+        raise DsError("HEAD is detached: name the branch (`ds branch -u REMOTE/BRANCH NAME`)")
+    if branch not in store.meta.branches():
+        raise DsError(f"no branch named {branch!r}; see `ds branch`")
+    if to is None:
+        if b.upstream(store, branch) is None:
+            raise DsError(f"branch {branch!r} has no upstream to unset")
+        b.unset_upstream(store, branch)
+        if as_json:
+            out_json({"branch": branch, "upstream": None})
+        elif not quiet:
+            err(f"Branch {branch} follows no upstream now")
+        return
+    up = b.follow(store, branch, to)
+    if as_json:
+        out_json({"branch": branch, "upstream": up.name})
+    elif not quiet:
+        err(f"branch '{branch}' set up to track '{up.name}'.")
 
 
 @app.command()

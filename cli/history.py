@@ -38,9 +38,15 @@ def log(
     limit: Annotated[int | None, typer.Option("-n", help="Show at most N versions.")] = None,
     oneline: Annotated[bool, typer.Option("--oneline", help="One line per version: id, names, "
                                           "first line of the message.")] = False,
+    all_refs: Annotated[bool, typer.Option("--all", help="From every branch, tag, remote branch and "
+                                           "dataset, not only REV.")] = False,
 ) -> None:
     """Versions, newest first; after `--`, only those that changed one of the PATHs."""
     store = open_store()
+    if all_refs and rev != "HEAD":
+        from objstore.errors import DsError
+
+        raise DsError("give either REV or --all, not both")
     paths = ctx.meta.get(_PATHS) or None
     if paths is not None:
         from objstore.errors import DsError
@@ -50,7 +56,12 @@ def log(
             raise DsError("--graph draws whole lineages; drop it or the paths after --")
 
         paths = [to_store_path(store, p, cwd()) for p in paths]
-    entries = store.log(rev, limit, paths)
+    entries = store.log(rev, limit, paths, all_refs=all_refs)
+    if not entries and not all_refs and rev == "HEAD" and store.head() is None:
+        datasets = dataset_names(store)
+        if datasets:
+            err(f"No versions on this branch yet; the store holds {len(datasets)} dataset version(s): "
+                "ds log --all shows them (ds dataset search lists the datasets)")
     if as_json:
         out_json([e.as_json() for e in entries])
         return
@@ -81,7 +92,17 @@ def decorations(store) -> dict[str, list[str]]:
             names.setdefault(cid, []).append(name)
     for name, cid in sorted(store.meta.tags().items()):
         names.setdefault(cid, []).append(name)
+    for cid, label in dataset_names(store).items():
+        names.setdefault(cid, []).append(label)
     return names
+
+
+def dataset_names(store) -> dict[str, str]:
+    """Finalized dataset versions: commit id -> "dataset PROJECT/NAME VERSION"."""
+    from objstore.records import RecordStore
+
+    return {r["commit"]: f"dataset {r['project']}/{r['name']} {r['version']}"
+            for r in RecordStore(store.path).all() if r.get("commit")}
 
 
 @app.command()

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from .app import app, err, open_store
+from .app import app, cwd, err
 
 
 @app.command()
@@ -18,7 +18,7 @@ def ui(
     """Browse versions, datasets, files, diffs and previews in a local web page (read-only)."""
     from .ui import make_server
 
-    store = open_store()
+    store = _store()
     server = make_server(store, port, quiet=not verbose)
     typer.echo(f"ds ui: {store.worktree} at {server.url}  (read-only; Ctrl-C to stop)")
     if open_browser:
@@ -32,3 +32,17 @@ def ui(
     finally:
         server.server_close()
         store.close()
+
+
+def _store():
+    """The store the SDK uses too: DSSTORE_DIR, else the nearest .dsstore, else the per-user
+    store, so the page shows the datasets a script made; never created here."""
+    from objstore.dataset_store import store_path
+    from objstore.errors import StoreNotFound
+    from objstore.store import Store
+
+    path = store_path(cwd())
+    if not (path / "config").is_file():
+        raise StoreNotFound(f"no store to show: none at {path} (DSSTORE_DIR, else the nearest .dsstore, "
+                            "else the per-user store); run ds init, or make a dataset first")
+    return Store(path)

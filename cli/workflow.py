@@ -8,6 +8,8 @@ from typing import Annotated
 import click
 import typer
 
+from objstore.errors import DsError
+
 from .app import JsonOpt, QuietOpt, app, cwd, err, open_store, out_json, progress
 
 
@@ -19,9 +21,31 @@ def quote_path(path: str) -> str:
     return json.dumps(path)
 
 
+def init_folder(directory: str | None, quiet: bool) -> str:
+    """The folder ``ds init`` makes a store for: DIR, else DSSTORE_DIR's folder (as ``git init``
+    honours GIT_DIR), else here; a note when DSSTORE_DIR will send later commands elsewhere."""
+    import os
+    from pathlib import Path
+
+    from objstore.paths import STORE_DIR, STORE_ENV
+
+    env = os.environ.get(STORE_ENV)
+    if directory is None and env and Path(env).expanduser().absolute().name != STORE_DIR:
+        raise DsError(f"DSSTORE_DIR is {env}, but a store folder must be named {STORE_DIR}; "
+                      f"set DSSTORE_DIR=/path/{STORE_DIR}, or give ds init a folder")
+    if directory is None:
+        return str(Path(env).expanduser().absolute().parent) if env else cwd()
+    folder = os.path.join(cwd(), directory)
+    if env and Path(env).expanduser().absolute() != Path(folder).absolute() / STORE_DIR and not quiet:
+        err(f"Note: DSSTORE_DIR is {env}, so other ds commands will use that store, not this one")
+    return folder
+
+
 @app.command()
 def init(
-    directory: Annotated[str, typer.Argument(help="Folder to version (created if missing).")] = ".",
+    directory: Annotated[str | None, typer.Argument(
+        help="Folder to version (created if missing); default: DSSTORE_DIR's folder if set, else here.",
+        show_default=False)] = None,
     hash: Annotated[
         str, typer.Option("--hash", help="Content hash: xxh3-128 (fast) or blake3.")
     ] = "xxh3-128",
@@ -29,11 +53,9 @@ def init(
     as_json: JsonOpt = False,
 ) -> None:
     """Create DIR/.dsstore: an empty store for the folder."""
-    import os
-
     from objstore.store import Store
 
-    store = Store.init(os.path.join(cwd(), directory), hash=hash)
+    store = Store.init(init_folder(directory, quiet), hash=hash)
     if as_json:
         out_json({"store": str(store.path), "folder": str(store.worktree), "hash": store.config.hash})
     elif not quiet:
@@ -138,7 +160,7 @@ def status(
     quick = quick_tracking(cwd())  # the branch line, if files alone settle it
     if quick is not None and quick_clean(cwd()):  # proved unchanged from stat data alone
         if as_json:
-            out_json({"added": [], "modified": [], "removed": [], "skipped": [],
+            out_json({"added": [], "modified": [], "removed": [], "renamed": [], "skipped": [],
                       "staged": {"added": [], "modified": [], "removed": [], "renamed": []}}
                      | head_json(quick))
         else:
@@ -164,11 +186,13 @@ def status(
         for r in staged["renamed"]:
             typer.echo(f"  renamed   {quote_path(r['from'])} -> {quote_path(r['to'])}")
     changes = [("added", st.added), ("modified", st.modified), ("removed", st.removed)]
-    if any(v for _, v in changes):
+    if any(v for _, v in changes) or st.renamed:
         typer.echo("Working folder against the latest version:")
         for key, paths in changes:
             for p in paths:
                 typer.echo(f"  {key:9} {quote_path(p)}")
+        for a, b in st.renamed:
+            typer.echo(f"  renamed   {quote_path(a)} -> {quote_path(b)}")
     if st.skipped or st.bad_names:
         from objstore.worktree import skip_reason
 

@@ -217,6 +217,18 @@ def set_upstream(store: Store, branch: str, remote: str, remote_branch: str) -> 
     return Upstream(remote, remote_branch)
 
 
+def follow(store: Store, branch: str, remote_branch: str) -> Upstream:
+    """Make ``branch`` follow ``REMOTE/BRANCH`` (``ds branch -u``), which must have been
+    fetched, as git requires: a typo then fails here, not at the next pull."""
+    remote_branch = remote_branch.removeprefix("refs/remotes/")
+    found = _remote_branch(store, remote_branch) if remote_branch not in store.meta.branches() else None
+    if found is None:
+        remotes = ", ".join(sorted(store.config.remotes)) or "none configured"
+        raise DsError(f"{remote_branch!r} is not a remote's branch as last fetched (remotes: {remotes}); "
+                      "give REMOTE/BRANCH, and run `ds fetch` if the remote has it")
+    return set_upstream(store, branch, found.remote, found.branch)
+
+
 def unset_upstream(store: Store, branch: str) -> None:
     """Forget ``branch``'s upstream (git's ``--unset-upstream``); the branch stays."""
     _edit_upstreams(store, lambda branches: branches.pop(branch, None))

@@ -12,15 +12,17 @@ import os
 from pathlib import Path
 
 from .errors import StoreNotFound
+from .paths import STORE_ENV
 from .store import Store, find_store
 
 
-def store_path() -> Path:
-    env = os.environ.get("DSSTORE_DIR")
+def store_path(start: str | None = None) -> Path:
+    """Where the store is (it may not exist yet); ``start``: the folder to look up from."""
+    env = os.environ.get(STORE_ENV)
     if env:
         return Path(env).expanduser().absolute()
     try:
-        return find_store(os.getcwd())
+        return find_store(start or os.getcwd())
     except StoreNotFound:
         import platformdirs
 

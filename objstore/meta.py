@@ -438,13 +438,16 @@ class MetaStore:
             raise RevisionNotFound(f"{commit_id} is not a version")
         return obj
 
-    def ancestors(self, commit_id: str) -> Iterator[str]:
-        """Commit ids reachable from ``commit_id``, newest first (by time, then topology)."""
+    def ancestors(self, commit_id: str, *more: str) -> Iterator[str]:
+        """Commit ids reachable from ``commit_id`` (and ``more``), newest first (by time, then
+        topology), each once."""
         try:
             walker = self.repo.walk(
                 pygit2.Oid(hex=commit_id),
                 pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.TIME,
             )
+            for other in more:
+                walker.push(pygit2.Oid(hex=other))
             for c in walker:
                 yield str(c.id)
         except pygit2.GitError as e:

@@ -12,6 +12,7 @@ import re
 from .errors import UnsafePath
 
 STORE_DIR = ".dsstore"
+STORE_ENV = "DSSTORE_DIR"  # names the store every command and the SDK use, as GIT_DIR does
 IGNORE_FILE = ".dsignore"  # gitignore-style rules for the folder that holds it
 MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 4096

@@ -16,13 +16,18 @@ import stat
 import tomllib
 from pathlib import Path
 
-from .paths import IGNORE_FILE, STORE_DIR
+from .paths import IGNORE_FILE, STORE_DIR, STORE_ENV
 from .statcache import RACY_NS, StatCache
 
 
 def store_dir(start: str) -> Path | None:
-    """The nearest ``.dsstore`` at or above ``start``, or None (``store.find_store`` without
-    the error, and without importing the store's modules)."""
+    """The store a command uses, or None: ``DSSTORE_DIR`` when set (as git's ``GIT_DIR``),
+    else the nearest ``.dsstore`` at or above ``start`` (``store.locate_store`` without the
+    error, and without importing the store's modules)."""
+    env = os.environ.get(STORE_ENV)
+    if env:
+        path = Path(env).expanduser().absolute()
+        return path if path.name == STORE_DIR and (path / "config").is_file() else None
     here = Path(start).resolve()
     for folder in (here, *here.parents):
         if (folder / STORE_DIR / "config").is_file():

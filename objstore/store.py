@@ -35,7 +35,7 @@ from .errors import DsError, NothingToCommit, StoreNotFound
 from .fsutil import atomic_write
 from .hashing import get_algo
 from .meta import CommitInfo, MetaStore
-from .paths import STORE_DIR
+from .paths import STORE_DIR, STORE_ENV
 from .statcache import StatCache
 
 
@@ -47,6 +47,23 @@ def find_store(start: str | os.PathLike[str] = ".") -> Path:
         if (candidate / "config").is_file():
             return candidate
     raise StoreNotFound(f"no {STORE_DIR} in {here} or any parent folder; run `ds init` first")
+
+
+def locate_store(start: str | os.PathLike[str] = ".") -> Path:
+    """The store a command uses: ``DSSTORE_DIR`` when set (as git's ``GIT_DIR``; its
+    working folder is its parent), else the nearest ``.dsstore`` at or above ``start``."""
+    env = os.environ.get(STORE_ENV)
+    if not env:
+        return find_store(start)
+    path = Path(env).expanduser().absolute()
+    if path.name != STORE_DIR:
+        raise StoreNotFound(f"DSSTORE_DIR is {env}, but a command's store folder must be named "
+                            f"{STORE_DIR} (its parent is the working folder); move it to .../{STORE_DIR} "
+                            "or unset DSSTORE_DIR")
+    if not (path / "config").is_file():
+        raise StoreNotFound(f"DSSTORE_DIR is {env}, which holds no store; run `ds init` to create it "
+                            "there, or unset DSSTORE_DIR to use the store of the current folder")
+    return path
 
 
 class Store:
@@ -191,19 +208,26 @@ class Store:
         return self.meta.commit_info(self.resolve(rev))
 
     def log(self, rev: str = "HEAD", limit: int | None = None,
-            paths: list[str] | None = None) -> list[CommitInfo]:
-        """Versions reachable from ``rev``, newest first; with ``paths`` (store paths, ""
-        for the root) only those that changed one of them: the path's entry or subtree
-        differs from the first parent's, or the version is a root that holds it.
+            paths: list[str] | None = None, all_refs: bool = False) -> list[CommitInfo]:
+        """Versions reachable from ``rev`` (``all_refs``: from every ref and HEAD, as
+        ``git log --all``, so datasets and remote branches too), newest first; with ``paths``
+        (store paths, "" for the root) only those that changed one of them: the path's entry
+        or subtree differs from the first parent's, or the version is a root that holds it.
 
         A path costs a lookup per version (folders on its way, read through the metadata
         cache); equal subtree ids make a changed folder as cheap to spot as a file."""
         if limit is not None and limit < 1:
             raise DsError(f"-n must be 1 or more (got {limit})")
-        if rev == "HEAD" and self.head() is None:
+        if all_refs:
+            starts = sorted({*self.meta.refs().values(), *([self.head()] if self.head() else [])})
+        elif rev == "HEAD" and self.head() is None:
+            starts = []
+        else:
+            starts = [self.resolve(rev)]
+        if not starts:
             return []
         out = []
-        for cid in self.meta.ancestors(self.resolve(rev)):
+        for cid in self.meta.ancestors(*starts):
             info = self.meta.commit_info(cid)
             if paths is not None and not self._touches(info, paths):
                 continue

@@ -37,16 +37,18 @@ class Status:
     staged: Diff = field(default_factory=Diff)
     skipped: list[str] = field(default_factory=list)
     bad_names: list[str] = field(default_factory=list)  # not valid UTF-8: add refuses them
+    renamed: list[tuple[str, str]] = field(default_factory=list)  # (from, to), as ``ds diff`` shows
 
     @property
     def clean(self) -> bool:
-        return not (self.added or self.modified or self.removed or self.staged)
+        return not (self.added or self.modified or self.removed or self.renamed or self.staged)
 
     def as_json(self) -> dict:
         return {
             "added": self.added,
             "modified": self.modified,
             "removed": self.removed,
+            "renamed": [{"from": a, "to": b} for a, b in self.renamed],
             "staged": self.staged.as_json(),
             "skipped": self.skipped,
             "bad_names": self.bad_names,
@@ -222,10 +224,11 @@ def status(store: Store) -> Status:
     trim = bool(head) and not store.config.sparse and store.staged_tree() == store.head_tree()
     # the working folder against the stage, as git's "not staged" part: a file just added
     # is listed once, as staged, not a second time as a change against HEAD
-    d, result, cache = worktree_diff(store, store.staged_tree(), trim_cache=trim)
+    # moves are found as ``ds diff`` finds them: only added files the size of a removed one are read
+    d, result, cache = worktree_diff(store, store.staged_tree(), renames=True, trim_cache=trim)
     staged = diff_trees(store.meta, store.head_tree(), store.staged_tree())
     st = Status(sorted(d.added), sorted(d.modified), sorted(d.removed), staged, sorted(result.skipped),
-                sorted(result.bad_names))
+                sorted(result.bad_names), sorted(d.renamed))
     if st.clean and trim and not result.skipped and cache.row_count() == result.matched:
         # the rows are exactly HEAD's files, all just proved unchanged (none was dropped
         # as racy on saving): the next no-op status can trust them

@@ -58,9 +58,13 @@ def read_tree(root: Path) -> dict[str, tuple[bytes, bool]]:
 DS = shutil.which("ds") or str(Path(sys.executable).with_name("ds"))
 
 
-def ds(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    """Run the installed `ds` entry point."""
-    proc = subprocess.run([DS, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+def ds(*args: str, cwd: Path, check: bool = True,
+       env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the installed `ds` entry point on the store of ``cwd``: DSSTORE_DIR, which tests set
+    for the SDK, is dropped unless ``env`` is given (the CLI honours it, as git does GIT_DIR)."""
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if k != "DSSTORE_DIR"}
+    proc = subprocess.run([DS, *args], cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"ds {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
     return proc

@@ -586,3 +586,59 @@ def test_status_after_add_lists_a_file_once_as_staged(store: Store, work: Path) 
     add(store, [str(work / "a")])
     st = status(store)
     assert st.modified == [] and st.staged.as_json()["modified"] == ["a"] and not st.clean
+
+
+def test_status_shows_a_moved_file_as_a_rename_as_diff_does(repo: Path) -> None:
+    write(repo, "big.bin", os.urandom(5000))
+    _commit(repo, "big")
+    (repo / "big.bin").rename(repo / "a" / "moved.bin")
+    data = json.loads(ds("status", "--json", cwd=repo).stdout)
+    assert data["renamed"] == [{"from": "big.bin", "to": "a/moved.bin"}]
+    assert data["added"] == [] and data["removed"] == []
+    assert "  renamed   big.bin -> a/moved.bin" in ds("status", cwd=repo).stdout.splitlines()
+    assert "R  big.bin -> a/moved.bin" in ds("diff", cwd=repo).stdout
+    (repo / "a" / "moved.bin").write_bytes(os.urandom(5000))  # same size, other bytes: no rename
+    data = json.loads(ds("status", "--json", cwd=repo).stdout)
+    assert data["renamed"] == [] and data["added"] == ["a/moved.bin"] and data["removed"] == ["big.bin"]
+    assert json.loads(ds("status", "--json", cwd=repo).stdout)["renamed"] == []
+
+
+def _pushed(repo: Path, tmp_path: Path) -> None:
+    ds("remote", "add", "origin", str(tmp_path / "remote"), cwd=repo)
+    ds("push", "-q", "-u", "origin", "main", cwd=repo)
+
+
+def test_branch_verbose_shows_upstreams_and_ahead_behind(repo: Path, tmp_path: Path) -> None:
+    _pushed(repo, tmp_path)
+    write(repo, "top.txt", "changed\n")
+    _commit(repo, "two\nmore text")
+    ds("branch", "side", cwd=repo)
+    tip = ds("log", "-n", "1", "--json", cwd=repo).stdout
+    short = json.loads(tip)[0]["id"][:12]
+    assert ds("branch", "-vv", cwd=repo).stdout.splitlines() == [
+        f"* main {short} [origin/main: ahead 1] two", f"  side {short} two"]
+    assert ds("branch", "-v", cwd=repo).stdout.splitlines()[0] == f"* main {short} [ahead 1] two"
+    rows = {r["name"]: r for r in json.loads(ds("branch", "--json", cwd=repo).stdout)}
+    assert rows["main"]["upstream"] == "origin/main" and rows["main"]["ahead"] == 1
+    assert rows["side"]["upstream"] is None
+
+
+def test_branch_set_and_unset_upstream(repo: Path, tmp_path: Path) -> None:
+    _pushed(repo, tmp_path)
+    ds("branch", "side", cwd=repo)
+    proc = ds("branch", "--set-upstream-to", "origin/main", "side", cwd=repo)
+    assert proc.stderr == "branch 'side' set up to track 'origin/main'.\n"
+    assert "[origin/main] " in ds("branch", "-vv", cwd=repo).stdout.splitlines()[1]
+    ds("branch", "--unset-upstream", cwd=repo)  # the current branch: main
+    rows = {r["name"]: r["upstream"] for r in json.loads(ds("branch", "--json", cwd=repo).stdout)}
+    assert rows == {"main": None, "side": "origin/main"}
+    assert "set up to track" in ds("branch", "-u", "origin/main", cwd=repo).stderr
+    for args, words in [(["-u", "origin/nope"], "ds fetch"), (["-u", "nope"], "REMOTE/BRANCH"),
+                        (["-u", "origin/main", "ghost"], "no branch named 'ghost'"),
+                        (["--unset-upstream", "side", "x"], "at most a branch NAME")]:
+        proc = ds("branch", *args, cwd=repo, check=False)
+        assert proc.returncode in (1, 2) and proc.stderr.count("\n") == 1, proc.stderr
+        assert words in proc.stderr
+    ds("branch", "--unset-upstream", "side", cwd=repo)
+    proc = ds("branch", "--unset-upstream", "side", cwd=repo, check=False)
+    assert proc.returncode == 1 and "has no upstream" in proc.stderr
