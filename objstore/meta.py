@@ -460,12 +460,15 @@ class MetaStore:
 
     # -- refs --------------------------------------------------------------------------
     def resolve(self, rev: str) -> str:
-        """A commit id for REV: id or unique prefix, tag, branch, HEAD, HEAD~N."""
+        """A commit id for REV: id or unique prefix, tag, branch, HEAD, HEAD~N, or a finalized
+        dataset's id (``refs/datasets/ID``, so the CLI reaches what the SDK made)."""
         rev = rev.strip()
         if not rev:
             raise RevisionNotFound("empty revision; give a version id, tag, branch or HEAD")
         if rev in self.repo.branches.local:  # a branch name wins over a tag of the same name
             return str(self.repo.branches.local[rev].peel(pygit2.Commit).id)
+        if len(rev) == 32 and f"refs/datasets/{rev.lower()}" in self.repo.references:
+            return str(self.repo.references[f"refs/datasets/{rev.lower()}"].peel(pygit2.Commit).id)
         try:
             obj = self.repo.revparse_single(rev)
             commit = obj.peel(pygit2.Commit)

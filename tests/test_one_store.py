@@ -146,3 +146,16 @@ def test_init_of_another_folder_while_dsstore_dir_is_set_notes_where_commands_go
     proc = ds("init", "b", cwd=tmp_path, env=env)
     assert (tmp_path / "b" / ".dsstore" / "config").is_file()
     assert "DSSTORE_DIR" in proc.stderr and "other ds commands will use that store" in proc.stderr
+
+
+def test_a_dataset_id_is_a_revision_for_every_command(tmp_path: Path) -> None:
+    sdk = tmp_path / "sdk" / ".dsstore"
+    env = env_with(DSSTORE_DIR=str(sdk))
+    dataset_id = make_dataset(tmp_path, env)
+    assert ds("ls", dataset_id, "-r", cwd=tmp_path, env=env).stdout.split() == ["cat.jpg"]
+    ds("get", dataset_id, str(tmp_path / "copy"), "-q", cwd=tmp_path, env=env)
+    assert (tmp_path / "copy" / "cat.jpg").read_bytes() == (tmp_path / "images" / "cat.jpg").read_bytes()
+    assert dataset_id[:12] not in ds("log", "--oneline", dataset_id, cwd=tmp_path, env=env).stdout
+    assert "dataset vision/cats 1.0.0" in ds("log", "--oneline", dataset_id, cwd=tmp_path, env=env).stdout
+    proc = ds("ls", "0" * 32, cwd=tmp_path, env=env, check=False)
+    assert proc.returncode == 1 and "no version matches" in proc.stderr
