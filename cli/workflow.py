@@ -69,12 +69,13 @@ def add(
     as_json: JsonOpt = False,
 ) -> None:
     """Stage files for the next commit; removals of tracked files under a folder too."""
+    import os
+
     from objstore.worktree import add as do_add
 
     store = open_store()
     with progress("adding", quiet) as cb:
         report = do_add(store, paths, cb, cwd=cwd())
-    ignored = ignored_paths(store, paths)
     for a, b in report.case_collisions:
         err(f"Warning: {quote_path(a)} and {quote_path(b)} differ only in case; they collide on "
             "case-insensitive disks")
@@ -84,45 +85,18 @@ def add(
         err(f"Warning: skipped {quote_path(p)}: {skip_reason(p)}")
     for p in report.reread:
         err(f"Warning: {quote_path(p)} changed while it was read; it was read again")
-    for p, rules in ignored:
+    for p, rules in report.ignored:
+        rules = os.path.relpath(rules, cwd())
         err(f"Warning: {quote_path(p)} is ignored by {quote_path(rules)}, so it was not staged; "
             "remove the matching rule there to version it")
     if as_json:
         out_json({"staged": report.staged, "removed": report.removed, "bytes_read": report.bytes_read,
                   "bytes_new": report.bytes_new, "skipped": report.skipped, "reread": report.reread,
-                  "ignored": [p for p, _ in ignored],
+                  "ignored": [p for p, _ in report.ignored],
                   "case_collisions": [list(pair) for pair in report.case_collisions]})
     elif not quiet:
         err(f"Staged {report.staged} file(s), {report.removed} removal(s); "
             f"{report.bytes_new} new bytes stored")
-
-
-def ignored_paths(store, paths: list[str]) -> list[tuple[str, str]]:
-    """(path, the .dsignore that hides it) for each named path that add passed over because
-    of a rule: a file or folder on disk, not staged, matched by its folders' rules (as the
-    scan applies them). A tracked path stays versioned whatever the rules say."""
-    import os
-
-    from objstore.paths import IGNORE_FILE
-    from objstore.scan import _Ignore
-    from objstore.worktree import to_store_path
-
-    root, staged, found = str(store.worktree), store.staged_tree(), []
-    for user in paths:
-        rel = to_store_path(store, user, cwd())
-        full = os.path.join(root, rel)
-        if not rel or not os.path.lexists(full) or store.meta.lookup(staged, rel) is not None:
-            continue
-        ignore, folder = _Ignore().enter(root, ""), ""
-        for part in rel.split("/")[:-1]:
-            folder = f"{folder}/{part}" if folder else part
-            ignore = ignore.enter(root, folder)
-        is_dir = os.path.isdir(full) and not os.path.islink(full)
-        rules = next((base for base, spec in ignore.specs
-                      if _Ignore(((base, spec),)).ignored(rel, is_dir)), None)
-        if rules is not None:
-            found.append((user, os.path.relpath(os.path.join(root, rules, IGNORE_FILE), cwd())))
-    return found
 
 
 @app.command()

@@ -129,6 +129,18 @@ class _Ignore:
         return False
 
 
+def ignoring_folder(root: str, rel: str) -> str | None:
+    """The folder whose .dsignore hides ``rel`` (a path on disk under ``root``), as the scan
+    applies the rules, or None when no rule does."""
+    ignore, folder = _Ignore().enter(root, ""), ""
+    for part in rel.split("/")[:-1]:
+        folder = f"{folder}/{part}" if folder else part
+        ignore = ignore.enter(root, folder)
+    full = os.path.join(root, rel)
+    is_dir = os.path.isdir(full) and not os.path.islink(full)
+    return next((base for base, spec in ignore.specs if _Ignore(((base, spec),)).ignored(rel, is_dir)), None)
+
+
 def scan(root: str, only: list[str] | None = None, compact: bool = False) -> ScanResult:
     """Stat every tracked-candidate file under ``root`` (or under the ``only`` paths).
 

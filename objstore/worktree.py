@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from .diff import Diff, diff_trees
 from .errors import DirtyWorktree, DsError, NothingToCommit
 from .manifest import LINK, FileEntry
-from .paths import STORE_DIR, check_relpath, join, parent_of
+from .paths import IGNORE_FILE, STORE_DIR, check_relpath, join, parent_of
 from .progress import announce
 from .scan import FolderFiles, ScanResult, Stat, lstat_inside, scan
 from .statcache import StatCache
@@ -64,6 +64,8 @@ class AddReport:
     case_collisions: list[tuple[str, str]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     reread: list[str] = field(default_factory=list)  # changed while read, so read again
+    # (path as given, the .dsignore hiding it): named paths passed over because of a rule
+    ignored: list[tuple[str, str]] = field(default_factory=list)
 
 
 def to_store_path(store: Store, user_path: str, cwd: str | None = None) -> str:
@@ -335,7 +337,26 @@ def add(store: Store, paths: list[str], progress: Progress | None = None,
         report.bytes_read = ingestor.bytes_done
         report.bytes_new = ingestor.bytes_new
         report.case_collisions = _case_collisions(editor, touched_folders)
+    report.ignored = _ignored(store, paths, cwd)
     return report
+
+
+def _ignored(store: Store, paths: list[str], cwd: str | None) -> list[tuple[str, str]]:
+    """(path as given, the .dsignore that hides it) for each named path on disk that is not
+    staged because a rule matched it: the user asked for it, so they are told why. A staged
+    (tracked) path stays versioned whatever the rules say."""
+    from .scan import ignoring_folder
+
+    root, staged, found = str(store.worktree), store.staged_tree(), []
+    for user in paths:
+        rel = to_store_path(store, user, cwd)
+        if not rel or not os.path.lexists(os.path.join(root, rel)) \
+                or store.meta.lookup(staged, rel) is not None:
+            continue
+        rules = ignoring_folder(root, rel)
+        if rules is not None:
+            found.append((user, os.path.join(root, rules, IGNORE_FILE)))
+    return found
 
 
 def _keep_interrupted(store: Store, editor: TreeEditor, cache: StatCache, done: list[str]) -> None:

@@ -642,3 +642,21 @@ def test_branch_set_and_unset_upstream(repo: Path, tmp_path: Path) -> None:
     ds("branch", "--unset-upstream", "side", cwd=repo)
     proc = ds("branch", "--unset-upstream", "side", cwd=repo, check=False)
     assert proc.returncode == 1 and "has no upstream" in proc.stderr
+
+
+def test_add_reports_named_paths_a_dsignore_hides(store: Store, work: Path) -> None:
+    from objstore.worktree import add
+
+    write(work, ".dsignore", "*.tmp\nbuild/\n")
+    write(work, "sub/.dsignore", "secret.txt\n")
+    write(work, "a.tmp", "x")
+    write(work, "build/out.bin", "x")
+    write(work, "sub/secret.txt", "x")
+    write(work, "sub/ok.txt", "x")
+    report = add(store, ["a.tmp", "build", "sub/secret.txt", "sub/ok.txt"], cwd=str(work))
+    assert report.staged == 1
+    assert report.ignored == [("a.tmp", str(work / ".dsignore")), ("build", str(work / ".dsignore")),
+                              ("sub/secret.txt", str(work / "sub" / ".dsignore"))]
+    store.commit("one", "t")
+    (work / ".dsignore").write_text("*.txt\n")  # a tracked file stays versioned: not reported
+    assert add(store, ["sub/ok.txt"], cwd=str(work)).ignored == []
