@@ -5,7 +5,9 @@ the user visits can make the browser send requests to localhost: only GET and HE
 answered (every other method is 405); a request whose Host header is not this server's
 own loopback name is refused (DNS rebinding); responses carry a strict
 Content-Security-Policy and no CORS headers, so other origins cannot read them.
-The data comes from ``objstore.browse``, which never writes to the store.
+The data comes from ``objstore.browse``, which never writes to the store. Raw bytes
+(images, and a dataset's audio and video) are served only as types the page shows, with
+``nosniff`` and a sandboxing CSP of their own.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ PAGES = {"/": ("index.html", "text/html; charset=utf-8"),
          "/style.css": ("style.css", "text/css; charset=utf-8")}
 LOOPBACK = "127.0.0.1"
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-       "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+       "media-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+RAW_CSP = "default-src 'none'; sandbox"  # raw bytes from the store: nothing in them may run
 
 
 class UiServer(ThreadingHTTPServer):
@@ -130,8 +133,10 @@ class Handler(BaseHTTPRequestHandler):
                 self._send((STATIC / name).read_bytes(), content_type)
             elif url.path == "/api/raw":
                 data, content_type = self.server.browser.image(_param(query, "rev"), _param(query, "path"))
-                self._send(data, content_type,
-                           extra={"Content-Security-Policy": "default-src 'none'; sandbox"})
+                self._send(data, content_type, extra={"Content-Security-Policy": RAW_CSP})
+            elif url.path == "/api/blob":
+                data, content_type = self.server.browser.blob(_param(query, "id"), _param(query, "hash"))
+                self._send(data, content_type, extra={"Content-Security-Policy": RAW_CSP})
             elif url.path.startswith("/api/"):
                 self._send_json(self._api(url.path[5:], query))
             else:
@@ -167,7 +172,12 @@ class Handler(BaseHTTPRequestHandler):
             return b.diff(_param(query, "a"), _param(query, "b"))
         if name == "preview":
             return b.preview(_param(query, "rev"), _param(query, "path"))
-        raise NotFound(f"no API call {name!r}; known: summary, graph, datasets, tree, diff, preview, raw")
+        if name == "dataset":
+            return b.dataset(_param(query, "id"))
+        if name == "attachment":
+            return b.attachment(_param(query, "id"), _param(query, "hash"))
+        raise NotFound(f"no API call {name!r}; known: summary, graph, datasets, tree, diff, preview, raw, "
+                       "dataset, attachment, blob")
 
 
 def _param(query: dict[str, str], name: str) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 import pygit2
 
 from .diff import diff_trees
-from .errors import DsError, RevisionNotFound
+from .errors import DsError, FormatError, RevisionNotFound
 from .manifest import EXTERNAL, KIND_NAMES, LINK, FileEntry
 from .paths import check_relpath, join
 from .records import RecordStore
@@ -36,6 +36,13 @@ IMAGE_BYTES = 16 * 1024 * 1024
 TOTALS_BUDGET = 20_000  # folder reads allowed for the subfolder totals of one listing
 _REV = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/~^@{}-]{0,199}")
 _DATASET_ID = re.compile(r"[0-9a-f]{32}")
+_BLOB_HASH = re.compile(r"[0-9a-f]{32}|[0-9a-f]{64}")
+_INTERNAL_REFS = ("refs/objstore/",)
+JSON_BYTES = 4 * 1024 * 1024  # a JSON blob (a plotly figure, a dict artifact) shown whole up to this
+ARRAY_BYTES = 16 * 1024 * 1024
+MEDIA_BYTES = 64 * 1024 * 1024
+MEDIA_TYPES = {"audio/wav", "audio/x-wav", "audio/wave", "audio/mpeg", "audio/ogg", "audio/flac",
+               "audio/x-flac", "audio/mp4", "video/mp4", "video/webm", "video/ogg"}
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
                ".webp": "image/webp", ".bmp": "image/bmp"}
 _MAGIC = {"image/png": (b"\x89PNG\r\n\x1a\n",), "image/jpeg": (b"\xff\xd8\xff",),
@@ -132,6 +139,8 @@ class Browser:
         """
         labels: dict[str, list[dict]] = {}
         for ref, cid in self.meta.refs().items():
+            if ref.startswith(_INTERNAL_REFS):
+                continue  # keeps dataset attachments live for gc; not a version
             names = labels.setdefault(cid, [])
             for prefix, kind in (("refs/heads/", "branch"), ("refs/tags/", "tag"),
                                  ("refs/remotes/", "remote")):
@@ -182,7 +191,7 @@ class Browser:
                 "description")
         with self.lock:
             records = RecordStore(self.store.path).all()
-        out = [{k: r.get(k) for k in keys} for r in records]
+        out = [{k: r.get(k) for k in keys} | _extras(r) for r in records]
         return sorted(out, key=lambda r: (r["project"] or "", r["name"] or "",
                                           version_key(r["version"] or "")))
 
@@ -354,22 +363,169 @@ class Browser:
 
     def _csv_head(self, entry: FileEntry, default: str) -> dict:
         data = self._head(entry, TABLE_BYTES)
-        truncated = entry.size > len(data)
-        text = data.decode("utf-8", "replace")
-        if truncated:  # the last line may be cut short
-            text = text[: text.rfind("\n") + 1] or text
+        return _csv_table(data, entry.size > len(data), default)
+
+    def _gz_csv_head(self, entry: FileEntry) -> dict:
+        """The head of a gzip-compressed CSV (ClearML keeps DataFrame artifacts so)."""
+        import gzip
+        import zlib
+
         try:
-            delimiter = csv.Sniffer().sniff(text[:8192], delimiters=",;\t|").delimiter
-        except csv.Error:
-            delimiter = default
-        rows = []
-        for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter):
-            rows.append([_cell(v) for v in row])
-            if len(rows) > TABLE_ROWS:
-                break
-        columns = rows[0] if rows else []
-        return {"type": "table", "format": "csv", "columns": columns, "rows": rows[1:TABLE_ROWS + 1],
-                "total_rows": None, "more": len(rows) > TABLE_ROWS or truncated}
+            with gzip.GzipFile(fileobj=io.BufferedReader(EntryReader(self.store, entry), 1 << 16)) as gz:
+                data = gz.read(TABLE_BYTES + 1)
+        except (OSError, EOFError, zlib.error) as e:
+            return {"type": "message", "message": f"not a readable .csv.gz file ({e})"}
+        return _csv_table(data[:TABLE_BYTES], len(data) > TABLE_BYTES, ",")
+
+    # -- a dataset's task: artifacts, reports, properties, parameters, metadata ----------
+    def _record(self, dataset_id: str) -> dict:
+        if not isinstance(dataset_id, str) or not _DATASET_ID.fullmatch(dataset_id):
+            raise BadRequest(f"{str(dataset_id)[:80]!r} is not a dataset id (32 hexadecimal digits)")
+        record = RecordStore(self.store.path).read(dataset_id)
+        if record is None:
+            raise NotFound(f"no dataset {dataset_id} in this store")
+        return record
+
+    def dataset(self, dataset_id: str) -> dict:
+        """What a dataset version carries besides its files, for the page's dataset card.
+
+        Record fields may come from a remote: each is type-checked here and the page shows
+        every value as text. Blob references become ``{hash, size}``; their content is read
+        through ``attachment`` / ``blob``.
+        """
+        with self.lock:
+            r = self._record(dataset_id)
+        task = _dict(r.get("task"))
+        metadata = _dict(r.get("metadata"))
+        reports = metadata.get("reports") if isinstance(metadata.get("reports"), list) else []
+        props = [{k: _text(p.get(k)) for k in ("name", "value", "description", "type") if k in p}
+                 | {"name": _text(p.get("name", n))}
+                 for n, p in sorted(_dict(task.get("properties")).items()) if isinstance(p, dict)]
+        params = [[k, _text(v)] for k, v in sorted(_dict(task.get("parameters")).items())]
+        out = {
+            **{k: r.get(k) for k in ("id", "name", "project", "version", "status", "commit")},
+            "artifacts": [_artifact_row(n, a) for n, a in sorted(_dict(task.get("artifacts")).items())
+                          if isinstance(a, dict)],
+            "metadata": [_metadata_row(n, v) for n, v in sorted(metadata.items()) if n != "reports"],
+            "reports": [_report_row(i, rep) for i, rep in enumerate(reports[:MAX_REPORTS])
+                        if isinstance(rep, dict)],
+            "more_reports": max(0, len(reports) - MAX_REPORTS),
+            "properties": props,
+            "parameters": params,
+        }
+        return _jsonable(out)
+
+    def _blob(self, dataset_id: str, blob_hash: str) -> tuple[FileEntry, str, str]:
+        """(entry, content type, file name) of a blob the dataset's record names."""
+        from . import dataset_attachments as blobs
+
+        if not isinstance(blob_hash, str) or not _BLOB_HASH.fullmatch(blob_hash):
+            raise BadRequest(f"{str(blob_hash)[:80]!r} is not a content hash")
+        with self.lock:
+            r = self._record(dataset_id)
+        for ref, ctype, file in _blob_refs(r):
+            if ref.get("hash") == blob_hash:
+                try:
+                    return blobs.entry_of(self.store, ref, f"content {blob_hash}"), ctype, file
+                except FormatError as e:
+                    raise NotFound(str(e)) from None
+        raise NotFound(f"dataset {dataset_id} names no content {blob_hash}")
+
+    def attachment(self, dataset_id: str, blob_hash: str) -> dict:
+        """A preview of an artifact, report payload or metadata blob: image, media, JSON,
+        table (Parquet, CSV, .csv.gz), array (.npy/.npz, never unpickled), zip listing, text."""
+        entry, ctype, file = self._blob(dataset_id, blob_hash)
+        view = _view(ctype, file)
+        base = {"hash": blob_hash, "size": entry.size, "content_type": ctype, "file": file, "view": view}
+        with self.lock:
+            if self._missing(entry):
+                return base | {"type": "unavailable",
+                               "message": "the content is not in this store (the version came from a remote "
+                                          "that did not send it)"}
+            if view == "image":
+                image_type = _image_type(ctype, file)
+                if image_type and self._is_image(entry, image_type):
+                    return base | {"type": "image", "content_type": image_type,
+                                   "too_large": entry.size > IMAGE_BYTES}
+                return base | self._text_head(entry)
+            if view == "media":
+                return base | {"type": "media", "content_type": ctype, "too_large": entry.size > MEDIA_BYTES}
+            if view == "json":
+                return base | self._json(entry)
+            if view == "parquet":
+                return base | self._parquet_head(entry)
+            if view == "csv":
+                gz = file.lower().endswith(".gz") or self._head(entry, 2) == b"\x1f\x8b"
+                return base | (self._gz_csv_head(entry) if gz else self._csv_head(entry, ","))
+            if view == "array":
+                return base | self._array(entry)
+            if view == "archive":
+                return base | self._zip_listing(entry)
+            if view == "pickle":
+                return base | {"type": "message", "message": "a pickled Python object: it is never "
+                                                             "unpickled here (that could run code)"}
+            return base | self._text_head(entry)
+
+    def blob(self, dataset_id: str, blob_hash: str) -> tuple[bytes, str]:
+        """The bytes and content type of an image, audio or video blob, for ``<img>`` / ``<audio>``."""
+        entry, ctype, file = self._blob(dataset_id, blob_hash)
+        with self.lock:
+            if self._missing(entry):
+                raise NotFound(f"content {blob_hash} is not in this store")
+            view = _view(ctype, file)
+            image_type = _image_type(ctype, file) if view == "image" else None
+            if image_type:
+                if entry.size > IMAGE_BYTES:
+                    raise TooLarge(f"content {blob_hash} is {entry.size} bytes; images over "
+                                   f"{IMAGE_BYTES >> 20} MiB are not shown")
+                if not self._is_image(entry, image_type):
+                    raise NotFound(f"content {blob_hash} does not hold {image_type} data")
+                return self._head(entry, entry.size), image_type
+            if view == "media":
+                if entry.size > MEDIA_BYTES:
+                    raise TooLarge(f"content {blob_hash} is {entry.size} bytes; media over "
+                                   f"{MEDIA_BYTES >> 20} MiB are not played here")
+                return self._head(entry, entry.size), ctype
+            raise NotFound(f"content {blob_hash} is not an image, audio or video")
+
+    def _json(self, entry: FileEntry) -> dict:
+        if entry.size > JSON_BYTES:
+            return self._text_head(entry)
+        import json
+
+        data = self._head(entry, entry.size)
+        try:
+            return {"type": "json", "value": _jsonable(json.loads(data))}
+        except ValueError:
+            return self._text_head(entry)
+
+    def _array(self, entry: FileEntry) -> dict:
+        if entry.size > ARRAY_BYTES:
+            return {"type": "message", "message": f"an array of {entry.size} bytes: too large to show here"}
+        try:
+            import numpy as np
+        except ImportError:
+            return {"type": "message", "message": "array preview needs numpy: pip install numpy"}
+        try:
+            loaded = np.load(io.BytesIO(self._head(entry, entry.size)), allow_pickle=False)
+            if hasattr(loaded, "files"):  # .npz: its first array (ClearML keeps one, named as the artifact)
+                loaded = loaded[loaded.files[0]] if loaded.files else np.zeros(0)
+        except (ValueError, OSError) as e:
+            return {"type": "message", "message": f"not a plain numpy array ({e})"}
+        text = np.array2string(loaded, threshold=400, edgeitems=5)
+        return {"type": "array", "shape": list(loaded.shape), "dtype": str(loaded.dtype),
+                "text": text[:TEXT_BYTES]}
+
+    def _zip_listing(self, entry: FileEntry) -> dict:
+        import zipfile
+
+        try:
+            with zipfile.ZipFile(io.BufferedReader(EntryReader(self.store, entry), 1 << 16)) as zf:
+                infos = zf.infolist()
+        except (zipfile.BadZipFile, OSError, ValueError) as e:
+            return {"type": "message", "message": f"not a readable zip archive ({e})"}
+        files = [{"name": _cell(i.filename), "size": i.file_size} for i in infos[:MAX_ROWS] if not i.is_dir()]
+        return {"type": "archive", "files": files, "more": max(0, len(infos) - MAX_ROWS)}
 
     def _parquet_head(self, entry: FileEntry) -> dict:
         try:
@@ -387,6 +543,140 @@ class Browser:
         total = pf.metadata.num_rows
         return {"type": "table", "format": "parquet", "columns": names, "rows": rows,
                 "total_rows": total, "more": total > len(rows)}
+
+
+MAX_REPORTS = 2000  # reports of one dataset sent to the page
+
+
+def _dict(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else (value if isinstance(value, str) else str(value))[:CELL_CHARS * 10]
+
+
+def _extras(record: dict) -> dict:
+    """How many artifacts, reports, properties and metadata a dataset carries (the page marks them)."""
+    task, metadata = _dict(record.get("task")), _dict(record.get("metadata"))
+    reports = metadata.get("reports")
+    return {"artifacts": len(_dict(task.get("artifacts"))),
+            "reports": len(reports) if isinstance(reports, list) else 0,
+            "properties": len(_dict(task.get("properties"))),
+            "metadata": len([k for k in metadata if k != "reports"])}
+
+
+def _summary(ref: Any) -> dict | None:
+    """A blob reference as the page needs it: its hash and size (chunk lists stay here)."""
+    from .dataset_attachments import is_ref
+
+    return {"hash": ref["hash"], "size": ref.get("size")} if is_ref(ref) else None
+
+
+def _artifact_row(name: str, a: dict) -> dict:
+    ctype, file = _text(a.get("content_type")) or "", _text(a.get("file")) or name
+    meta = _dict(a.get("metadata"))
+    return {"name": name, "type": _text(a.get("type")), "content_type": ctype, "file": file,
+            "size": a.get("size") if isinstance(a.get("size"), int) else None,
+            "timestamp": _text(a.get("timestamp")), "preview": (_text(a.get("preview")) or "")[:TEXT_BYTES],
+            "metadata": {str(k): _text(v) for k, v in meta.items()}, "url": _text(a.get("url")),
+            "blob": _summary(a.get("blob")), "view": _view(ctype, file)}
+
+
+def _metadata_row(name: str, value: Any) -> dict:
+    if isinstance(value, dict) and value.get("$ds") in ("pandas", "numpy"):
+        return {"name": name, "kind": value["$ds"], "shape": value.get("shape"),
+                "dtype": _text(value.get("dtype")), "columns": value.get("columns"),
+                "blob": _summary(value.get("blob"))}
+    if isinstance(value, dict) and value.get("$ds") == "json":
+        value = value.get("value")
+    return {"name": name, "kind": "json", "value": value}
+
+
+def _report_row(index: int, report: dict) -> dict:
+    row = {k: v for k, v in report.items() if k != "blob"}
+    row["index"] = index
+    row["blob"] = _summary(report.get("blob"))
+    for key in ("kind", "title", "series", "content_type", "file", "url"):
+        if key in row:
+            row[key] = _text(row[key])
+    return row
+
+
+def _blob_refs(record: dict):
+    """(reference, content type, file name) of every blob a record names."""
+    task = _dict(record.get("task"))
+    for name, a in _dict(task.get("artifacts")).items():
+        if isinstance(a, dict) and isinstance(a.get("blob"), dict):
+            yield a["blob"], _text(a.get("content_type")) or "", _text(a.get("file")) or str(name)
+    metadata = _dict(record.get("metadata"))
+    reports = metadata.get("reports")
+    for rep in reports if isinstance(reports, list) else []:
+        if isinstance(rep, dict) and isinstance(rep.get("blob"), dict):
+            yield rep["blob"], _text(rep.get("content_type")) or "", _text(rep.get("file")) or "report"
+    for name, value in metadata.items():
+        if isinstance(value, dict) and isinstance(value.get("blob"), dict):
+            fmt = {"pandas": ("application/parquet", ".parquet"), "numpy": ("application/x-npy", ".npy")}
+            ctype, suffix = fmt.get(value.get("$ds"), ("application/octet-stream", ""))
+            yield value["blob"], ctype, f"{name}{suffix}"
+
+
+def _view(content_type: str, file: str) -> str:
+    """How the page shows a blob, from its content type and file name."""
+    ctype, name = (content_type or "").lower(), (file or "").lower()
+    if ctype.startswith("image/") or _suffix(name) in IMAGE_TYPES:
+        return "image"
+    if ctype in MEDIA_TYPES:
+        return "media"
+    for view, types, suffixes in (
+            ("json", ("application/json",), (".json",)),
+            ("parquet", ("application/parquet",), (".parquet", ".pq")),
+            ("csv", ("text/csv",), (".csv", ".csv.gz")),
+            ("array", ("application/x-npy", "application/numpy"), (".npy", ".npz")),
+            ("archive", ("application/zip",), (".zip",)),
+            ("pickle", ("application/pickle",), (".pkl", ".pickle")),
+            ("text", ("text/plain", "application/yaml"), (".txt", ".yaml", ".yml", ".md", ".log"))):
+        if ctype in types or name.endswith(suffixes):
+            return view
+    return "text" if ctype.startswith("text/") else "binary"
+
+
+def _image_type(content_type: str, file: str) -> str | None:
+    """The image type to check the bytes against: by the file's suffix, else its content type."""
+    by_suffix = IMAGE_TYPES.get(_suffix(file or ""))
+    if by_suffix:
+        return by_suffix
+    return content_type if content_type in _MAGIC else None
+
+
+def _jsonable(value: Any) -> Any:
+    """JSON the page can parse: NaN and infinities (which Python's json writes bare) as text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _csv_table(data: bytes, truncated: bool, default: str) -> dict:
+    """The first rows of CSV text as the page's table (``truncated``: more bytes follow)."""
+    text = data.decode("utf-8", "replace")
+    if truncated:  # the last line may be cut short
+        text = text[: text.rfind("\n") + 1] or text
+    try:
+        delimiter = csv.Sniffer().sniff(text[:8192], delimiters=",;\t|").delimiter
+    except csv.Error:
+        delimiter = default
+    rows = []
+    for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter):
+        rows.append([_cell(v) for v in row])
+        if len(rows) > TABLE_ROWS:
+            break
+    columns = rows[0] if rows else []
+    return {"type": "table", "format": "csv", "columns": columns, "rows": rows[1:TABLE_ROWS + 1],
+            "total_rows": None, "more": len(rows) > TABLE_ROWS or truncated}
 
 
 def _utf8_prefix(data: bytes) -> str | None:

@@ -161,11 +161,17 @@ function drawDatasets() {
   for (const d of state.datasets) {
     const tr = el("tr", { class: "click", "data-id": d.id, title: d.description || d.id },
       el("td", { text: d.project }), el("td", { text: d.name }), el("td", { text: d.version }),
-      el("td", {}, el("span", { class: `state ${d.status}`, text: d.status })),
+      el("td", {}, el("span", { class: `state ${d.status}`, text: d.status }), extrasBadge(d)),
       el("td", { class: "mono", text: d.id.slice(0, 8) }));
     tr.addEventListener("click", guard(() => selectVersion(d.commit || d.id)));
     body.append(tr);
   }
+}
+
+function extrasBadge(d) {
+  const parts = [["artifacts", "artifact"], ["reports", "report"], ["properties", "property"], ["metadata", "metadata"]]
+    .filter(([k]) => d[k]).map(([k, one]) => `${d[k]} ${d[k] === 1 ? one : k}`);
+  return parts.length ? el("span", { class: "extras", text: " ◆", title: parts.join(", ") }) : "";
 }
 
 // -- one version's files --------------------------------------------------------------------
@@ -195,7 +201,8 @@ async function selectVersion(rev) {
     : "draft dataset (not finalized)";
   if (c && c.parents.length) setSelect("#diff-a", c.parents[0]);
   setSelect("#diff-b", rev);
-  await openFolder("");
+  const d = state.datasets.find((x) => (x.commit || x.id) === rev);
+  await Promise.all([openFolder(""), d ? showDataset(d.id) : hideDataset()]);
 }
 
 async function openFolder(path) {
@@ -277,7 +284,27 @@ async function compare() {
 async function preview(rev, path) {
   const data = await api("preview", { rev, path });
   $("#preview-title").textContent = `— ${path} @ ${versionLabel(rev)} · ${human(data.size)}`;
-  const box = $("#preview");
+  renderPreview($("#preview"), data, `/api/raw?${new URLSearchParams({ rev, path })}`, path);
+}
+
+function blobUrl(id, hash) { return `/api/blob?${new URLSearchParams({ id, hash })}`; }
+
+async function previewBlob(id, hash, title) {
+  const data = await api("attachment", { id, hash });
+  $("#preview-title").textContent = `— ${title} · ${human(data.size)}`;
+  renderPreview($("#preview"), data, blobUrl(id, hash), title);
+  $("#preview-card").scrollIntoView({ block: "nearest" });
+}
+
+function gridTable(columns, rows, cls = "") {
+  const head = el("tr", {}, ...columns.map((c) => el("th", { text: c === null ? "" : String(c) })));
+  const body = el("tbody", {}, ...rows.map((r) =>
+    el("tr", {}, ...r.map((v) => el("td", { text: v === null || v === undefined ? "" : String(v) })))));
+  return el("table", { class: `grid ${cls}` }, el("thead", {}, head), body);
+}
+
+// Everything here is set as text or as an attribute this page builds: data never becomes markup.
+function renderPreview(box, data, rawUrl, label) {
   box.replaceChildren();
   const note = (text) => box.append(el("p", { class: "muted", text }));
   switch (data.type) {
@@ -286,17 +313,30 @@ async function preview(rev, path) {
       if (data.truncated) note(`First ${human(data.text.length)} shown.`);
       break;
     case "table": {
-      const head = el("tr", {}, ...data.columns.map((c) => el("th", { text: String(c) })));
-      const body = el("tbody", {}, ...data.rows.map((r) =>
-        el("tr", {}, ...r.map((v) => el("td", { text: v === null ? "" : String(v) })))));
-      box.append(el("table", { class: `grid ${data.format}` }, el("thead", {}, head), body));
+      box.append(gridTable(data.columns, data.rows, data.format));
       const total = data.total_rows === null ? "" : ` of ${data.total_rows}`;
       note(`${data.format.toUpperCase()}: first ${data.rows.length} rows${total}, ${data.columns.length} columns.`);
       break;
     }
     case "image":
       if (data.too_large) { note("Image too large to show here."); break; }
-      box.append(el("img", { src: `/api/raw?${new URLSearchParams({ rev, path })}`, alt: path }));
+      box.append(el("img", { src: rawUrl, alt: label }));
+      break;
+    case "media":
+      if (data.too_large) { note("Media too large to play here."); break; }
+      box.append(el(data.content_type.startsWith("video/") ? "video" : "audio", { src: rawUrl, controls: "" }));
+      break;
+    case "json":
+      if (isPlotly(data.value)) box.append(plotlyChart(data.value));
+      box.append(el("pre", { class: "json", text: JSON.stringify(data.value, null, 2) }));
+      break;
+    case "array":
+      note(`Array of shape (${data.shape.join(", ")}), dtype ${data.dtype}:`);
+      box.append(el("pre", { text: data.text }));
+      break;
+    case "archive":
+      box.append(gridTable(["File", "Size"], data.files.map((f) => [f.name, human(f.size)])));
+      if (data.more) note(`… and ${data.more} more entries`);
       break;
     case "link": note(`Symbolic link to ${data.target}`); break;
     case "external": note(`External file, stored as its URL: ${data.url}`); break;
@@ -306,6 +346,237 @@ async function preview(rev, path) {
       break;
     default: note(data.message || "No preview.");
   }
+}
+
+// -- charts (SVG built from numbers only) ---------------------------------------------------
+function num(v) { return typeof v === "number" && isFinite(v) ? v : null; }
+
+// series: [{name, points: [[x, y], ...]}]; bars: draw y as bars at x = 0..n-1
+function chart(series, { bars = false, xlabels = null, title = "" } = {}) {
+  const W = 520, H = 220, L = 48, R = 12, T = 12, B = 28;
+  const pts = series.flatMap((s) => s.points).filter((p) => num(p[0]) !== null && num(p[1]) !== null);
+  const box = svg("svg", { class: "chart", width: W, height: H, role: "img", "aria-label": title || "chart" });
+  if (!pts.length) return el("p", { class: "muted", text: "No numeric points to draw." });
+  let x0 = Math.min(...pts.map((p) => p[0])), x1 = Math.max(...pts.map((p) => p[0]));
+  let y0 = Math.min(0, ...pts.map((p) => p[1])), y1 = Math.max(...pts.map((p) => p[1]));
+  if (bars) { x0 -= 0.5; x1 += 0.5; }
+  if (x0 === x1) { x0 -= 1; x1 += 1; }
+  if (y0 === y1) { y1 += 1; }
+  const X = (x) => L + (x - x0) / (x1 - x0) * (W - L - R);
+  const Y = (y) => H - B - (y - y0) / (y1 - y0) * (H - T - B);
+  box.append(svg("rect", { class: "frame", x: L, y: T, width: W - L - R, height: H - T - B }));
+  const label = (x, y, text, anchor) => {
+    const t = svg("text", { x, y, "text-anchor": anchor });
+    t.textContent = text;
+    box.append(t);
+  };
+  const fmt = (v) => (Math.abs(v) >= 1e4 || (v !== 0 && Math.abs(v) < 1e-2) ? v.toExponential(1) : String(+v.toFixed(3)));
+  label(L - 4, T + 8, fmt(y1), "end");
+  label(L - 4, H - B, fmt(y0), "end");
+  if (!bars) { label(L, H - 8, fmt(x0), "start"); label(W - R, H - 8, fmt(x1), "end"); }
+  series.forEach((s, i) => {
+    const colour = EDGE_COLOURS[(i + 1) % EDGE_COLOURS.length];
+    const ps = s.points.filter((p) => num(p[0]) !== null && num(p[1]) !== null);
+    if (bars) {
+      const w = Math.max(1, (W - L - R) / (x1 - x0) / (series.length + 0.5));
+      for (const [x, y] of ps) {
+        box.append(svg("rect", { class: "bar", x: X(x) - w * series.length / 2 + i * w, y: Math.min(Y(y), Y(0)),
+          width: w, height: Math.abs(Y(0) - Y(y)), fill: colour }));
+      }
+    } else {
+      box.append(svg("polyline", { class: "line", fill: "none", stroke: colour,
+        points: ps.map(([x, y]) => `${X(x)},${Y(y)}`).join(" ") }));
+    }
+  });
+  if (bars && xlabels) {
+    xlabels.slice(0, 40).forEach((t, i) => label(X(i), H - 8, String(t).slice(0, 12), "middle"));
+  }
+  const wrap = el("div", { class: "chart-wrap" }, box);
+  if (series.length > 1 || (series[0] && series[0].name)) {
+    wrap.append(el("div", { class: "legend" }, ...series.map((s, i) =>
+      el("span", { class: `key c${(i + 1) % EDGE_COLOURS.length}`, text: `■ ${s.name || ""}` }))));
+  }
+  return wrap;
+}
+
+function isPlotly(v) { return v && typeof v === "object" && Array.isArray(v.data); }
+
+function plotlyChart(fig) {
+  const traces = fig.data.filter((t) => t && Array.isArray(t.y));
+  if (!traces.length) return el("p", { class: "muted", text: "Plotly figure (no x/y traces to draw here):" });
+  const bars = traces.every((t) => t.type === "bar" || t.type === "histogram");
+  const series = traces.map((t) => ({ name: t.name || "",
+    points: t.y.map((y, i) => [bars ? i : (Array.isArray(t.x) ? t.x[i] : i), y]) }));
+  const xlabels = bars && Array.isArray(traces[0].x) ? traces[0].x : null;
+  return chart(series, { bars, xlabels });
+}
+
+// -- a dataset's artifacts, reports, properties and metadata ----------------------------------
+function hideDataset() {
+  $("#dataset-card").hidden = true;
+  $("#ds-body").replaceChildren();
+}
+
+function section(title, ...children) {
+  return el("div", { class: "ds-section" }, el("h3", { text: title }), ...children);
+}
+
+async function showDataset(id) {
+  const d = await api("dataset", { id });
+  state.dataset = d;
+  $("#ds-title").textContent = `— ${d.project}/${d.name} ${d.version} · ${d.status} · ${d.id}`;
+  const body = $("#ds-body");
+  body.replaceChildren();
+  if (d.artifacts.length) body.append(section("Artifacts", artifactsTable(d)));
+  if (d.metadata.length) body.append(section("Metadata", ...d.metadata.map((m) => metadataBlock(d, m))));
+  if (d.properties.length) {
+    body.append(section("User properties", gridTable(["Name", "Value", "Description"],
+      d.properties.map((p) => [p.name, p.value, p.description || ""]), "props")));
+  }
+  if (d.parameters.length) body.append(section("Parameters", gridTable(["Name", "Value"], d.parameters, "params")));
+  if (d.reports.length) body.append(section("Reports", ...reportBlocks(d)));
+  if (!body.children.length) {
+    body.append(el("p", { class: "muted", text: "No artifacts, reports, properties or metadata." }));
+  }
+  $("#dataset-card").hidden = false;
+}
+
+function artifactsTable(d) {
+  const body = el("tbody");
+  for (const a of d.artifacts) {
+    const meta = Object.entries(a.metadata).map(([k, v]) => `${k}=${v}`).join(", ");
+    const tr = el("tr", { class: a.blob ? "click artifact" : "artifact", "data-name": a.name, title: a.preview || "" },
+      el("td", { text: a.name }), el("td", { text: a.type || "" }),
+      el("td", { class: "num", text: human(a.size) }), el("td", { class: "muted", text: a.url || meta }));
+    if (a.blob) tr.addEventListener("click", guard(() => previewBlob(d.id, a.blob.hash, `artifact ${a.name}`)));
+    body.append(tr);
+  }
+  return el("table", { class: "grid" },
+    el("thead", {}, el("tr", {}, el("th", { text: "Name" }), el("th", { text: "Type" }),
+      el("th", { class: "num", text: "Size" }), el("th", { text: "Metadata / URL" }))), body);
+}
+
+function metadataBlock(d, m) {
+  const block = el("div", { class: "meta-item", "data-name": m.name }, el("h4", { text: m.name }));
+  if (m.kind === "json") {
+    block.append(el("pre", { class: "json", text: JSON.stringify(m.value, null, 2) }));
+  } else if (m.blob) {
+    const shape = Array.isArray(m.shape) ? m.shape.join(" x ") : "";
+    block.append(el("p", { class: "muted", text: m.kind === "pandas" ? `DataFrame ${shape}` : `array ${shape} ${m.dtype || ""}` }));
+    const box = el("div", { class: "meta-preview" });
+    block.append(box);
+    api("attachment", { id: d.id, hash: m.blob.hash })
+      .then((data) => renderPreview(box, data, blobUrl(d.id, m.blob.hash), m.name))
+      .catch((e) => showError(e.message));
+  }
+  return block;
+}
+
+function reportHeader(r) {
+  const it = r.iteration === null || r.iteration === undefined ? "" : ` · iteration ${r.iteration}`;
+  return el("h4", { text: `${r.title} / ${r.series}${it}` });
+}
+
+function reportBlocks(d) {
+  const out = [];
+  const scalars = d.reports.filter((r) => r.kind === "scalar");
+  const singles = d.reports.filter((r) => r.kind === "single_value");
+  const texts = d.reports.filter((r) => r.kind === "text");
+  if (singles.length) {
+    out.push(el("div", { class: "report single_value" }, el("h4", { text: "Single values" }),
+      gridTable(["Name", "Value"], singles.map((r) => [r.series, r.value]))));
+  }
+  if (scalars.length) {
+    out.push(el("div", { class: "report scalar" }, el("h4", { text: "Scalars" }),
+      gridTable(["Title", "Series", "Iteration", "Value"], scalars.map((r) => [r.title, r.series, r.iteration, r.value]))));
+  }
+  for (const r of d.reports) {
+    if (["scalar", "single_value", "text"].includes(r.kind)) continue;
+    const block = el("div", { class: `report ${r.kind}`, "data-index": String(r.index) }, reportHeader(r));
+    reportBody(d, r, block);
+    out.push(block);
+  }
+  if (texts.length) {
+    out.push(el("div", { class: "report text" }, el("h4", { text: "Log" }),
+      el("pre", { text: texts.map((r) => String(r.msg)).join("\n") })));
+  }
+  return out;
+}
+
+function numbers(values) {
+  return Array.isArray(values) ? values : [];
+}
+
+function reportBody(d, r, block) {
+  const add = (...nodes) => block.append(...nodes);
+  if (r.comment) add(el("p", { class: "muted", text: String(r.comment) }));
+  switch (r.kind) {
+    case "table": {
+      const rows = numbers(r.rows);
+      if (rows.length) add(gridTable(rows[0], rows.slice(1), "report-table"));
+      if (r.total_rows) add(el("p", { class: "muted", text: `first ${rows.length - 1} of ${r.total_rows} rows kept` }));
+      if (r.url) add(el("p", { class: "muted", text: `CSV at ${r.url} (not fetched)` }));
+      break;
+    }
+    case "histogram": {
+      const vals = numbers(r.values);
+      const multi = vals.length && Array.isArray(vals[0]);
+      const cols = multi ? vals[0].map((_, j) => vals.map((row) => row[j])) : [vals];
+      const labels = numbers(r.labels);
+      add(chart(cols.map((c, j) => ({ name: labels[j] || "", points: c.map((y, i) => [i, y]) })),
+        { bars: true, xlabels: numbers(r.xlabels), title: r.title }));
+      break;
+    }
+    case "scatter2d":
+      add(chart([{ name: r.series, points: numbers(r.points) }], { title: r.title }));
+      break;
+    case "line_plot":
+      add(chart(numbers(r.lines).map((l) => ({ name: l.name, points: numbers(l.points) })), { title: r.title }));
+      break;
+    case "confusion_matrix": {
+      const m = numbers(r.matrix);
+      const xl = numbers(r.xlabels), yl = numbers(r.ylabels);
+      add(gridTable(["", ...(m[0] || []).map((_, j) => xl[j] ?? j)], m.map((row, i) => [yl[i] ?? i, ...numbers(row)]), "matrix"));
+      break;
+    }
+    case "image": case "matplotlib": case "media":
+      if (r.blob) {
+        const url = blobUrl(d.id, r.blob.hash);
+        const ctype = r.content_type || "";
+        if (ctype.startsWith("image/")) add(el("img", { src: url, alt: `${r.title} / ${r.series}` }));
+        else if (ctype.startsWith("audio/")) add(el("audio", { src: url, controls: "" }));
+        else if (ctype.startsWith("video/")) add(el("video", { src: url, controls: "" }));
+        else {
+          add(el("a", { class: "open", text: `${r.file || "file"} (${human(r.blob.size)}) — preview`,
+            onclick: guard(() => previewBlob(d.id, r.blob.hash, `${r.title} / ${r.series}`)) }));
+        }
+      } else if (r.url) add(el("p", { class: "muted", text: `At ${r.url} (not fetched)` }));
+      break;
+    case "plotly": {
+      if (!r.blob) break;
+      const box = el("div", { class: "plotly" });
+      add(box);
+      api("attachment", { id: d.id, hash: r.blob.hash })
+        .then((data) => renderPreview(box, data, blobUrl(d.id, r.blob.hash), r.title))
+        .catch((e) => showError(e.message));
+      break;
+    }
+    default: {
+      const { index, kind, title, series, blob, ...rest } = r;
+      add(el("pre", { class: "json", text: JSON.stringify(rest, null, 2) }));
+    }
+  }
+}
+
+// ``#dataset=ID`` (the page ``dataset._task.get_output_log_web_page()`` names) opens that dataset
+async function openFromHash() {
+  const m = /(?:^#|&)dataset=([0-9a-f]{4,32})/.exec(location.hash);
+  if (!m) return false;
+  const d = state.datasets.find((x) => x.id.startsWith(m[1]));
+  if (!d) { showError(`no dataset ${m[1]} in this store`); return true; }
+  await selectVersion(d.commit || d.id);
+  $("#dataset-card").scrollIntoView({ block: "start" });
+  return true;
 }
 
 // -- start ----------------------------------------------------------------------------------
@@ -324,8 +595,9 @@ async function start() {
   drawGraph();
   fillSelects();
   $("#diff-go").addEventListener("click", guard(compare));
+  window.addEventListener("hashchange", guard(openFromHash));
   const first = summary.head || (graph.commits[0] && graph.commits[0].id);
-  if (first) await selectVersion(first);
+  if (!(await openFromHash()) && first) await selectVersion(first);
   document.body.dataset.ready = "1";
 }
 
