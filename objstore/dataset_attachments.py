@@ -114,18 +114,40 @@ def is_ref(value: Any) -> bool:
     return isinstance(value, dict) and isinstance(value.get("hash"), str) and "chunks" in value
 
 
-def prune(store: Store, records: Iterable[dict]) -> int:
-    """Keep in the attachments ref only the blobs ``records`` name; returns how many went.
+def chunk_ids(store: Store, record: dict) -> list[bytes]:
+    """Every chunk the blobs of a record need (what a push of the version must send too)."""
+    out: dict[bytes, None] = {}
+    for ref in refs_in(record):
+        try:
+            entry = entry_of(store, ref, "a dataset attachment")
+        except FormatError:
+            continue  # damaged: nothing to send; reading it says so
+        out.update(dict.fromkeys(c for c, _ in entry.chunk_list()))
+    return list(out)
 
-    For gc, under the store lock, with every record (drafts and versions) of the store.
+
+def prune(store: Store) -> int:
+    """Drop from the attachments ref the blobs no dataset record names; returns how many.
+
+    For gc, under the store lock (a blob is named by the ref before its record is saved,
+    and the lock is held across both). Every record file is read as JSON, valid or not:
+    if one cannot be read, nothing is dropped.
     """
+    import json
+
     from .tree_edit import TreeEditor
 
     meta = store.meta
     tree = _tree(store)
     if tree is None:
         return 0
-    live = {r["hash"] for rec in records for r in refs_in(rec)}
+    live: set[str] = set()
+    for path in sorted((store.path / "datasets").glob("*.json")):
+        try:
+            record = json.loads(path.read_text("utf-8"))
+        except (OSError, ValueError):
+            return 0  # cannot tell what it names: keep everything
+        live.update(r["hash"] for r in refs_in(record))
     editor = TreeEditor(meta, tree)
     gone = [p for p in editor.files_under("") if p.rpartition("/")[2] not in live]
     for p in gone:
