@@ -530,8 +530,12 @@ def _numpy(name: str, arr: Any, out: Path, ext: str | None, auto_pickle: bool) -
     if ext == ".csv.gz":
         np.savetxt(out.with_suffix(".gz"), arr, delimiter=",")
         return _Made("numpy", "text/csv", name + ".csv.gz", out.with_suffix(".gz"), _repr(arr))
-    np.savez_compressed(out.with_suffix(".npz"), **{name: arr})
-    return _Made("numpy", "application/numpy", name + ".npz", out.with_suffix(".npz"), _repr(arr))
+    path = out.with_suffix(".npz")
+    # np.savez_compressed(path, **{name: arr}), without its keyword clash for a name like "file"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf, \
+            zf.open(f"{name}.npy", "w", force_zip64=True) as member:
+        np.lib.format.write_array(member, np.asanyarray(arr), allow_pickle=False)
+    return _Made("numpy", "application/numpy", name + ".npz", path, _repr(arr))
 
 
 def _frame(name: str, frame: Any, out: Path, ext: str | None) -> _Made:

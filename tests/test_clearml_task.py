@@ -197,6 +197,7 @@ def test_artifact_types_names_and_objects_follow_clearml(tmp_path: Path) -> None
     t.upload_artifact("pair", [src / "run" / "a.txt", src / "run" / "sub" / "b.txt"])
     t.upload_artifact("remote", "s3://bucket/data/file.csv")
     t.upload_artifact("classes", {1, 2, 3})
+    t.upload_artifact("file", np.array([1.5]))  # a name numpy's savez would take as its own argument
 
     a = Dataset.get(dataset_id=ds.id)._task.artifacts
     assert isinstance(a, dict)
@@ -218,7 +219,9 @@ def test_artifact_types_names_and_objects_follow_clearml(tmp_path: Path) -> None
         "pair": ("archive", "application/zip", "pair.zip"),
         "remote": ("custom", "text/csv", "file.csv"),
         "classes": ("pickle", "application/pickle", "classes.pkl"),
+        "file": ("numpy", "application/numpy", "file.npz"),
     }
+    assert a["file"].get().tolist() == [1.5]
     pd.testing.assert_frame_equal(a["frame"].get(), frame)  # ClearML reads .csv.gz with index_col=0
     pd.testing.assert_frame_equal(a["frame-pq"].get(), frame)
     pd.testing.assert_frame_equal(a["frame-feather"].get(), frame)

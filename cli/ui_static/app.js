@@ -326,10 +326,13 @@ function renderPreview(box, data, rawUrl, label) {
       if (data.too_large) { note("Media too large to play here."); break; }
       box.append(el(data.content_type.startsWith("video/") ? "video" : "audio", { src: rawUrl, controls: "" }));
       break;
-    case "json":
-      if (isPlotly(data.value)) box.append(plotlyChart(data.value));
-      box.append(el("pre", { class: "json", text: JSON.stringify(data.value, null, 2) }));
+    case "json": {
+      const text = el("pre", { class: "json", text: JSON.stringify(data.value, null, 2) });
+      if (isPlotly(data.value)) {
+        box.append(plotlyChart(data.value), el("details", {}, el("summary", { text: "figure JSON" }), text));
+      } else box.append(text);
       break;
+    }
     case "array":
       note(`Array of shape (${data.shape.join(", ")}), dtype ${data.dtype}:`);
       box.append(el("pre", { text: data.text }));
