@@ -28,6 +28,7 @@ from .manifest import FILE, MAX_CHUNK, FileEntry
 from .store import Store
 
 REF = "refs/objstore/attachments"
+MESSAGE = "blobs of dataset artifacts, reports and metadata, kept for gc (not a version)"
 MAX_BLOB = 1 << 40  # a reference claiming more is damaged
 
 
@@ -84,7 +85,7 @@ def _keep(store: Store, entries: Iterable[FileEntry]) -> None:
     if not changed:
         return
     tree = editor.write()
-    commit = meta.commit(tree, [], "dataset attachments", store.author())
+    commit = meta.commit(tree, [], MESSAGE, store.author())
     meta.set_ref(REF, commit, force=True)  # makes the new objects durable first
 
 
@@ -153,7 +154,7 @@ def prune(store: Store) -> int:
     for p in gone:
         editor.remove(p)
     if gone:
-        commit = meta.commit(editor.write(), [], "dataset attachments", store.author())
+        commit = meta.commit(editor.write(), [], MESSAGE, store.author())
         meta.set_ref(REF, commit, force=True)
     return len(gone)
 

@@ -633,15 +633,21 @@ def _extract(archive: Path, dest: Path, force: bool, what: str) -> Path:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(info) as src, open(target, "xb") as out:
                     shutil.copyfileobj(src, out)
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
-    except zipfile.BadZipFile as e:
+    except (zipfile.BadZipFile, OSError) as e:  # not a zip; a name twice, or both file and folder
         shutil.rmtree(tmp, ignore_errors=True)
-        raise DsError(f"{what} is not a readable zip archive ({e}); upload it again") from None
+        raise DsError(f"{what} is not an archive that can be unpacked ({e}); upload it again") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if force:
+        shutil.rmtree(dest, ignore_errors=True)
+    try:
+        os.replace(tmp, dest)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not dest.is_dir():
+            raise
+        # another process unpacked it first: the same bytes, so its copy serves
     return dest
 
 

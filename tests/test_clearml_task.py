@@ -294,6 +294,44 @@ def test_a_pickle_not_made_in_this_store_is_never_unpickled(env: Path, tmp_path:
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("members, words", [
+    ([("../evil.txt", b"x")], "refusing path"),
+    ([("/abs.txt", b"x")], "refusing path"),
+    ([("a.txt", b"1"), ("a.txt", b"2")], "not an archive that can be unpacked"),
+    ([("a", b"file"), ("a/b.txt", b"under a file")], "not an archive that can be unpacked"),
+])
+def test_a_hostile_archive_is_never_unpacked_outside_its_folder(env: Path, tmp_path: Path, members,
+                                                                words) -> None:
+    """An archive artifact as a remote could send it: its names are checked before any write."""
+    import warnings
+    import zipfile
+
+    from objstore import dataset_attachments as blobs
+
+    ds = make()
+    ds._task.upload_artifact("bundle", {"placeholder": True})
+    bad = tmp_path / "bad.zip"
+    with warnings.catch_warnings(), zipfile.ZipFile(bad, "w") as zf:
+        warnings.simplefilter("ignore")  # zipfile warns of the duplicate name
+        for name, data in members:
+            zf.writestr(name, data)
+    with Store(env) as store:
+        ref = blobs.put_file(store, bad)
+    path = env / "datasets" / f"{ds.id}.json"
+    record = json.loads(path.read_text())
+    record["task"]["artifacts"]["bundle"] = {"type": "archive", "content_type": "application/zip",
+                                             "file": "bundle.zip", "blob": ref}
+    path.write_text(json.dumps(record))
+    art = Dataset.get(dataset_id=ds.id)._task.artifacts["bundle"]
+    with pytest.raises(DsError, match=words):
+        art.get_local_copy(raise_on_error=True)
+    with pytest.warns(UserWarning, match=words):
+        assert art.get_local_copy() is None
+    cache = env / "cache" / "artifacts" / ref["hash"]
+    assert sorted(p.name for p in cache.iterdir()) == ["bundle.zip"]  # no folder, no temp left
+    assert not (env / "cache" / "artifacts" / "evil.txt").exists() and not Path("/abs.txt").exists()
+
+
 def test_artifacts_of_a_finalized_dataset_and_its_files_unchanged() -> None:
     ds = make()
     ds._task.upload_artifact("before", {"n": 1})
