@@ -71,8 +71,12 @@ class DatasetLogger:
         if csv is not None:
             import csv as csv_mod
 
-            with open(csv, newline="", encoding="utf-8") as f:
-                rows = [row for _, row in zip(range(TABLE_ROWS + 1), csv_mod.reader(f), strict=False)]
+            try:
+                with open(csv, newline="", encoding="utf-8") as f:
+                    rows = [row for _, row in zip(range(TABLE_ROWS + 1), csv_mod.reader(f), strict=False)]
+            except (OSError, UnicodeDecodeError, csv_mod.Error) as e:
+                raise DsError(f"report_table: cannot read the CSV file {csv} ({e}); give the path of a "
+                              "UTF-8 CSV file, or table_plot=") from None
         elif table_plot is not None:
             rows, total = table_rows(table_plot)
         self._add("table", title, series, iteration=iteration, rows=rows, url=url,

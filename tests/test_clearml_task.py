@@ -511,6 +511,8 @@ def test_logger_refuses_what_clearml_refuses(tmp_path: Path) -> None:
         log.report_matplotlib_figure("t", "s", figure=object())
     with pytest.raises(DsError, match="H x W"):
         log.report_image("t", "s", image=np.zeros((2, 2, 2)))
+    with pytest.raises(DsError, match="cannot read the CSV file"):
+        log.report_table("t", "s", csv=str(tmp_path / "none.csv"))
 
 
 # -- typed metadata --------------------------------------------------------------------------
