@@ -265,6 +265,49 @@ class DatasetTask:
     def get_logger(self) -> DatasetLogger:
         return self._ds.get_logger()
 
+    def get_tags(self) -> list[str]:
+        return self._ds.tags
+
+    def add_tags(self, tags: str | Iterable[str]) -> None:
+        """The dataset's tags (a ClearML dataset's tags are its task's)."""
+        self._ds.add_tags(tags.split(" ") if isinstance(tags, str) else list(tags))
+
+    def set_comment(self, comment: str) -> None:
+        self._ds.set_description(comment)
+
+    # -- what the logger kept, read back as ClearML's task gives it ----------------------
+    def _reports(self, kind: str) -> list[dict]:
+        metadata = self._ds._reload().get("metadata")
+        reports = metadata.get("reports") if isinstance(metadata, dict) else None
+        return [r for r in reports or [] if isinstance(r, dict) and r.get("kind") == kind]
+
+    def get_reported_scalars(self, max_samples: int = 0, x_axis: str = "iter") -> dict[str, Any]:
+        """``{title: {series: {"x": [iterations], "y": [values]}}}``, in reporting order."""
+        if x_axis != "iter":
+            raise DsError("get_reported_scalars: only x_axis='iter' is kept here (no report times)")
+        out: dict[str, Any] = {}
+        for r in self._reports("scalar"):
+            xy = out.setdefault(str(r.get("title")), {}).setdefault(str(r.get("series")), {"x": [], "y": []})
+            xy["x"].append(r.get("iteration"))
+            xy["y"].append(r.get("value"))
+        return out
+
+    def get_last_scalar_metrics(self) -> dict[str, Any]:
+        """``{title: {series: {"last", "min", "max"}}}``."""
+        out: dict[str, Any] = {}
+        for title, series in self.get_reported_scalars().items():
+            for name, xy in series.items():
+                nums = [y for y in xy["y"] if isinstance(y, int | float)]
+                out.setdefault(title, {})[name] = {"last": xy["y"][-1], "min": min(nums, default=None),
+                                                   "max": max(nums, default=None)}
+        return out
+
+    def get_reported_single_values(self) -> dict[str, Any]:
+        return {str(r.get("series")): r.get("value") for r in self._reports("single_value")}
+
+    def get_reported_single_value(self, name: str) -> Any:
+        return self.get_reported_single_values().get(name)
+
     def get_output_log_web_page(self) -> str:
         """Where ``ds ui`` (on its default port; ``ds ui --port`` moves it) shows this version."""
         return f"http://127.0.0.1:{UI_PORT}/#dataset={self.id}"

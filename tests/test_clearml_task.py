@@ -425,6 +425,25 @@ def test_connect_and_parameters_do_not_crash_on_clearml_forms() -> None:
     assert t.get_parameter("Args/batch", cast=True) == 16
 
 
+def test_task_reads_back_what_the_logger_kept_and_shares_the_dataset_tags() -> None:
+    ds = make(dataset_tags=["raw"])
+    t = ds._task
+    log = ds.get_logger()
+    for i, loss in enumerate([0.9, 0.4, 0.6]):
+        log.report_scalar("loss", "train", loss, i)
+    log.report_scalar("loss", "val", 1.0, 0)
+    log.report_single_value("mAP", 0.71)
+    assert t.get_reported_scalars() == {"loss": {"train": {"x": [0, 1, 2], "y": [0.9, 0.4, 0.6]},
+                                                 "val": {"x": [0], "y": [1.0]}}}
+    assert t.get_last_scalar_metrics()["loss"]["train"] == {"last": 0.6, "min": 0.4, "max": 0.9}
+    assert t.get_reported_single_values() == {"mAP": 0.71} and t.get_reported_single_value("mAP") == 0.71
+    t.add_tags("checked audio")
+    t.set_comment("clips of 4 s")
+    fresh = Dataset.get(dataset_id=ds.id)
+    assert fresh.tags == t.get_tags() and set(fresh.tags) == {"raw", "checked", "audio"}
+    assert fresh.description == "clips of 4 s" and fresh._task.comment == "clips of 4 s"
+
+
 def test_task_identity_and_web_page() -> None:
     ds = make()
     t = ds._task
@@ -469,6 +488,12 @@ def test_logger_reports_every_kind(tmp_path: Path) -> None:
     log.report_histogram("h", "counts", values=np.array([3, 1]), xlabels=["x", "y"])
     log.report_scalar("loss", "train", value=float("nan"), iteration=4)
     log.report_text("done", print_console=False)
+    wav = write(tmp_path, "clips/bark.wav", WAV)
+    log.report_media("bark", "original_audio", local_path=wav)  # a Path, as urbansounds passes it
+    labels = pd.DataFrame({"label": ["dog", "siren"] * 750})
+    log.report_table("Raw Dataset Metadata", "Raw Dataset Metadata", table_plot=labels)
+    log.report_histogram("Class distribution", "Class distribution", values=labels["label"].value_counts(),
+                         iteration=0, xlabels=labels["label"].value_counts().index.tolist())
     assert log.flush() is True
     reports = Dataset.get(dataset_id=ds.id).get_metadata("reports")
     by = {(r["kind"], r["series"]): r for r in reports}
@@ -490,6 +515,12 @@ def test_logger_reports_every_kind(tmp_path: Path) -> None:
     assert by[("histogram", "counts")]["values"] == [3, 1]
     assert by[("scalar", "train")]["value"] == "NaN"  # JSON has no NaN; ClearML writes it so
     assert by[("text", "text")]["msg"] == "done"
+    assert _blob_bytes(ds, by[("media", "original_audio")]["blob"]) == WAV
+    table = by[("table", "Raw Dataset Metadata")]
+    assert len(table["rows"]) == 1001 and table["total_rows"] == 1500  # a record stays small
+    assert table["rows"][:2] == [["", "label"], [0, "dog"]]
+    hist = by[("histogram", "Class distribution")]
+    assert hist["values"] == [750, 750] and sorted(hist["xlabels"]) == ["dog", "siren"]
 
 
 class _Series:
