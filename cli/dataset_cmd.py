@@ -183,10 +183,30 @@ def _plural(n: int, word: str = "file") -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
+# the fix the command line gives where the SDK's message names Python (Dataset.list_datasets())
+LIST_HINT = "`ds dataset search --not-only-completed` lists the datasets"
+
+
+def _print_args(args: argparse.Namespace) -> None:
+    """With --verbose, each given option as NAME=VALUE, as clearml-data prints them."""
+    if not getattr(args, "verbose", False):
+        return
+    for name, value in vars(args).items():
+        if name not in ("command", "verbose") and value is not None:
+            print(f"{name}={value}")
+
+
+def _open(dataset_id: str):
+    from objstore import Dataset
+
+    return Dataset.get(dataset_id=dataset_id)
+
+
 def _create(args: argparse.Namespace):
     from objstore import Dataset
 
     print("Creating a new dataset:")
+    _print_args(args)
     if args.output_uri:
         print("Warning: '--output-uri' is deprecated, use '--storage' instead")
     ds = Dataset.create(dataset_name=args.name, dataset_project=args.project,
@@ -212,154 +232,247 @@ def _close(ds, storage: str | None, disable_upload: bool) -> None:
 
 
 def run(argv: list[str]) -> int:
-    from objstore import Dataset
+    """Run one ``ds dataset`` command; its exit code. A dataset that is not there is one
+    line naming it and the command that lists datasets."""
+    from objstore.dataset import DatasetNotFound
+    from objstore.errors import DsError
 
     args = _parser().parse_args(argv)
     if not args.command:
         _parser().print_help()
         return 0
-    c = args.command
-    if c == "create":
-        _create(args)
-    elif c == "add":
-        ds = Dataset.get(dataset_id=_current_id(args.id))
-        _remember(ds.id)
-        print(f"Adding files/folder/links to dataset id {ds.id}")
-        n = 0
-        for f in args.files or []:
-            n += ds.add_files(path=f, wildcard=args.wildcard, dataset_path=args.dataset_folder,
-                              recursive=not args.non_recursive, verbose=args.verbose,
-                              max_workers=args.max_workers)
-        for link in args.links or []:
-            n += ds.add_external_files(source_url=link, wildcard=args.wildcard,
-                                       dataset_path=args.dataset_folder, recursive=not args.non_recursive)
-        print(f"{_plural(n)} added")
-    elif c == "remove":
-        ds = Dataset.get(dataset_id=_current_id(args.id))
-        print(f"Removing files/folder from dataset id {ds.id}")
-        n = sum(ds.remove_files(dataset_path=f, recursive=not args.non_recursive) for f in args.files or [])
-        print(f"{_plural(n)} removed")
-    elif c == "upload":
-        ds = Dataset.get(dataset_id=_current_id(args.id))
-        print(f"uploading local files to dataset id {ds.id}")
-        ds.upload(verbose=args.verbose, output_url=args.storage, max_workers=args.max_workers)
-        print("Dataset upload completed")
-    elif c == "close":
-        ds = Dataset.get(dataset_id=_current_id(args.id))
-        print(f"Finalizing dataset id {ds.id}")
-        _close(ds, args.storage, args.disable_upload)
-        _remember(None)
-    elif c == "sync":
-        created = bool(args.parents or (args.project and args.name))
-        ds = _create(args) if created else Dataset.get(dataset_id=_current_id(args.id))
-        print(f"Syncing dataset id {ds.id} to local folder {args.folder}")
-        removed, added, modified = ds.sync_folder(local_path=args.folder, dataset_path=args.dataset_folder)
-        print(f"Sync completed: {removed} files removed, {added} added, {modified} modified")
-        if not args.skip_close:
-            if created and removed + added + modified == 0:
-                print("Zero modifications on local copy, reverting dataset creation.")
-                Dataset.delete(ds.id, force=True)
-                _remember(None)
-                return 0
-            print("Finalizing dataset")
-            _close(ds, args.storage, False)
-            _remember(None)
-    elif c == "list":
-        ds = (Dataset.get(dataset_id=args.id) if args.id else
-              Dataset.get(dataset_id=None if args.project or args.name else _current_id(None),
-                          dataset_project=args.project, dataset_name=args.name,
-                          dataset_version=args.version))
-        print(f"List dataset content: {ds.id}")
-        entries = ds.file_entries_dict
-        paths: list[str] = []
-        for mask in args.filter or [None]:
-            paths += ds.list_files(dataset_path=mask, dataset_id=ds.id if args.modified else None)
-        paths = sorted(set(paths))
-        print("Listing dataset content")
-        header = f"{'file name':<64} | {'size':>10} | {'hash':<64}"
-        print(header)
-        print("-" * len(header))
-        for p in paths:
-            e = entries[p]
-            print(f"{p:<64} | {e.size:>10,} | {e.hash:<64}")
-        print(f"Total {len(paths)} files, {sum(entries[p].size for p in paths)} bytes")
-    elif c == "search":
-        print("Search datasets")
-        found = Dataset.list_datasets(dataset_project=args.project, partial_name=args.name, tags=args.tags,
-                                      ids=args.ids, only_completed=not args.not_only_completed,
-                                      recursive_project_search=not args.non_recursive_project_search)
-        print(f"{'project':<16} | {'name':<32} | {'version':<16} | {'tags':<19} | {'created':<19} | id")
-        print("-" * 140)
-        for d in found:
-            tags = str(d["tags"])[1:-1]
-            print(f"{d['project']:<16} | {d['name']:<32} | {d['version']:<16} | {tags:<19} | "
-                  f"{d['created'][:19]:<19} | {d['id']}")
-    elif c == "verify":
-        ds = Dataset.get(dataset_id=_current_id(args.id))
-        print(f"Verify dataset id {ds.id}")
-        bad = ds.verify_dataset_hash(local_copy_path=args.folder, skip_hash=args.filesize)
-        for p in bad if args.verbose else []:
-            print(f"Error: {p}")
-        if bad:
-            print(f"Dataset verification completed, {len(bad)} errors found!")
-            return 1
-        print("Dataset verification completed successfully, no errors found.")
-    elif c == "compare":
-        target = Dataset.get(dataset_id=args.target)
-        print(f"Comparing target dataset id {args.target} with source dataset id {args.source}")
-        removed = target.list_removed_files(dataset_id=args.source)
-        modified = target.list_modified_files(dataset_id=args.source)
-        added = target.list_added_files(dataset_id=args.source)
-        if args.verbose:
-            print("Removed files:", *removed, sep="\n")
-            print("\nModified files:", *modified, sep="\n")
-            print("\nAdded files:", *added, sep="\n")
-            print()
-        print(f"Comparison summary: {len(removed)} files removed, {len(modified)} files modified, "
-              f"{len(added)} files added")
-    elif c == "squash":
-        print(f"Squashing datasets ids={args.ids} into target dataset named '{args.name}'")
-        ds = Dataset.squash(dataset_name=args.name, dataset_ids=args.ids, output_url=args.storage)
-        print(f"Squashing completed, new dataset created id={ds.id}")
-    elif c == "get":
-        ds = Dataset.get(dataset_id=_current_id(args.id))
-        print(f"Download dataset id {ds.id}")
-        if args.copy:
-            folder = ds.get_mutable_local_copy(target_folder=args.copy, overwrite=args.overwrite,
-                                               part=args.part, num_parts=args.num_parts)
-        else:
-            folder = ds.get_local_copy(part=args.part, num_parts=args.num_parts)
-            if args.link:
-                _link(Path(args.link), Path(folder), args.overwrite)
-                folder = args.link
-        print(f"Dataset local copy available for files at: {folder}")
-    elif c == "publish":
-        ds = Dataset.get(dataset_id=args.id)
-        print(f"Publishing dataset id {ds.id}")
-        if not ds.is_final():
-            from objstore.errors import DsError
+    try:
+        code = COMMANDS[args.command](args)
+    except DatasetNotFound as e:
+        raise DsError(f"{e.what}; {LIST_HINT}") from None
+    return code if isinstance(code, int) else 0
 
-            raise DsError("Cannot publish dataset. Please finalize it first, run `ds dataset close`")
-        ds.publish()
+
+def _add(args: argparse.Namespace) -> None:
+    args.id = _current_id(args.id)
+    print(f"Adding files/folder/links to dataset id {args.id}")
+    _print_args(args)
+    ds = _open(args.id)
+    _remember(ds.id)
+    n = 0
+    for f in args.files or []:
+        n += ds.add_files(path=f, wildcard=args.wildcard, dataset_path=args.dataset_folder,
+                          recursive=not args.non_recursive, verbose=args.verbose,
+                          max_workers=args.max_workers)
+    for link in args.links or []:
+        n += ds.add_external_files(source_url=link, wildcard=args.wildcard, dataset_path=args.dataset_folder,
+                                   recursive=not args.non_recursive, verbose=args.verbose,
+                                   max_workers=args.max_workers)
+    print(f"{_plural(n)} added")
+
+
+def _remove(args: argparse.Namespace) -> None:
+    args.id = _current_id(args.id)
+    print(f"Removing files/folder from dataset id {args.id}")
+    _print_args(args)
+    ds = _open(args.id)
+    n = sum(ds.remove_files(dataset_path=f, recursive=not args.non_recursive, verbose=args.verbose)
+            for f in args.files or [])
+    print(f"{_plural(n)} removed")
+
+
+def _upload(args: argparse.Namespace) -> None:
+    args.id = _current_id(args.id)
+    print(f"uploading local files to dataset id {args.id}")
+    _print_args(args)
+    ds = _open(args.id)
+    ds.upload(verbose=args.verbose, output_url=args.storage, max_workers=args.max_workers)
+    print("Dataset upload completed")
+
+
+def _close_cmd(args: argparse.Namespace) -> None:
+    args.id = _current_id(args.id)
+    print(f"Finalizing dataset id {args.id}")
+    _print_args(args)
+    _close(_open(args.id), args.storage, args.disable_upload)
+    _remember(None)
+
+
+def _sync(args: argparse.Namespace) -> int:
+    from objstore import Dataset
+
+    created = bool(args.parents or (args.project and args.name))
+    args.id = _create(args).id if created else _current_id(args.id)
+    print(f"Syncing dataset id {args.id} to local folder {args.folder}")
+    _print_args(args)
+    ds = _open(args.id)
+    removed, added, modified = ds.sync_folder(local_path=args.folder, dataset_path=args.dataset_folder,
+                                              verbose=args.verbose)
+    print(f"Sync completed: {removed} files removed, {added} added, {modified} modified")
+    if not args.skip_close:
+        if created and removed + added + modified == 0:
+            print("Zero modifications on local copy, reverting dataset creation.")
+            Dataset.delete(ds.id, force=True)
+            _remember(None)
+            return 0
+        print("Finalizing dataset")
+        _close(ds, args.storage, False)
         _remember(None)
-        print("Dataset published")
-    elif c == "delete":
-        _delete(args)
-    elif c == "rename":
-        print(f"Renaming dataset with project={args.project}, name={args.name} to {args.new_name}")
-        Dataset.rename(args.new_name, dataset_project=args.project, dataset_name=args.name)
-        _remember(None)
-        print("Dataset(s) renamed")
-    elif c == "move":
-        print(f"Moving dataset with project={args.project}, name={args.name} to {args.new_project}")
-        Dataset.move_to_project(args.new_project, dataset_project=args.project, dataset_name=args.name)
-        _remember(None)
-        print("Dataset(s) moved")
-    elif c == "set-description":
-        ds = Dataset.get(dataset_id=_current_id(args.id))
-        print(f"Setting description '{args.description}' to dataset {ds.id}")
-        ds.set_description(args.description)
     return 0
+
+
+def _list(args: argparse.Namespace) -> None:
+    """clearml-data's listing: one table of every filter's files, widths grown to fit."""
+    from objstore import Dataset
+
+    print(f"List dataset content: {args.id or (args.project, args.name)}")
+    _print_args(args)
+    if args.id or not (args.project or args.name):
+        ds = _open(_current_id(args.id))
+    else:
+        ds = Dataset.get(dataset_project=args.project, dataset_name=args.name, dataset_version=args.version)
+    entries = {**ds.link_entries_dict, **ds.file_entries_dict}
+    found = [ds.list_files(dataset_path=mask, dataset_id=ds.id if args.modified else None)
+             for mask in args.filter or [None]]
+    shown = [entries[p] for files in found for p in files]
+    name_w = max([64, *(len(e.relative_path) for e in shown)])
+    size_w = max([10, *(len(str(e.size)) for e in shown)])
+    hash_w = max([64, *(len(str(e.hash)) for e in shown)])
+    print("Listing dataset content")
+    header = f"{'file name':{name_w}} | {'size':{size_w}} | {'hash':{hash_w}}"
+    print(header)
+    print("-" * len(f"{'-':{name_w}} | {'-':{size_w}} | {'-':{hash_w}}"))
+    for e in shown:
+        print(f"{e.relative_path:{name_w}} | {e.size:{size_w},} | {str(e.hash):{hash_w}}")
+    print(f"Total {len(shown)} files, {sum(e.size for e in shown)} bytes")
+
+
+def _search(args: argparse.Namespace) -> None:
+    """clearml-data's table (project, name, version, tags, created; widths as it computes
+    them), with each dataset's id in a last column, which clearml-data leaves out."""
+    from objstore import Dataset
+
+    print("Search datasets")
+    _print_args(args)
+    found = Dataset.list_datasets(dataset_project=args.project or None, partial_name=args.name or None,
+                                  tags=args.tags or None, ids=args.ids or None,
+                                  only_completed=not args.not_only_completed,
+                                  recursive_project_search=not args.non_recursive_project_search)
+    rows = [(d["project"], d["name"], d["version"] or "", str(d["tags"] or [])[1:-1],
+             str(d["created"]).split(".")[0], d["id"]) for d in found]
+    widths = [max([w, *(len(r[i]) for r in rows)]) for i, w in ((0, 16), (1, 32), (3, 19), (4, 19), (5, 32))]
+    widths.append(widths[-1])  # project, name, then version/tags/created/id as clearml-data pads them
+
+    def line(cells: tuple[str, ...]) -> str:
+        return " | ".join(f"{c:{w}}" for c, w in zip(cells, widths, strict=True))
+
+    header = line(("project", "name", "version", "tags", "created", "id"))
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(line(r))
+
+
+def _verify(args: argparse.Namespace) -> int:
+    """Like clearml-data, but an error found exits 1 (clearml-data exits 0 either way)."""
+    args.id = _current_id(args.id)
+    print(f"Verify dataset id {args.id}")
+    _print_args(args)
+    ds = _open(args.id)
+    bad = ds.verify_dataset_hash(local_copy_path=args.folder, skip_hash=args.filesize)
+    if args.verbose and bad:
+        _print_mismatches(ds, bad, Path(args.folder or ds.get_local_copy()), args.filesize)
+    if bad:
+        print(f"Dataset verification completed, {len(bad)} errors found!")
+        return 1
+    print("Dataset verification completed successfully, no errors found.")
+    return 0
+
+
+def _print_mismatches(ds, bad: list[str], root: Path, skip_hash: bool) -> None:
+    """clearml-data's --verbose lines for the files that failed verification."""
+    entries = {**ds.link_entries_dict, **ds.file_entries_dict}
+    for p in bad:
+        e = entries[p]
+        f = root / p
+        current = f.stat().st_size if f.is_file() else "missing"
+        if skip_hash or current != e.size:
+            print(f"Error: file size mismatch {p} expected size {e.size} current {current}")
+        else:
+            print(f"Error: hash mismatch {p} expected size/hash {e.size}/{e.hash}")
+
+
+def _compare(args: argparse.Namespace) -> None:
+    print(f"Comparing target dataset id {args.target} with source dataset id {args.source}")
+    _print_args(args)
+    target = _open(args.target)
+    _open(args.source)
+    removed = target.list_removed_files(dataset_id=args.source)
+    modified = target.list_modified_files(dataset_id=args.source)
+    added = target.list_added_files(dataset_id=args.source)
+    if args.verbose:
+        print("Removed files:", *removed, sep="\n")
+        print("\nModified files:", *modified, sep="\n")
+        print("\nAdded files:", *added, sep="\n")
+        print()
+    print(f"Comparison summary: {len(removed)} files removed, {len(modified)} files modified, "
+          f"{len(added)} files added")
+
+
+def _squash(args: argparse.Namespace) -> None:
+    from objstore import Dataset
+
+    print(f"Squashing datasets ids={args.ids} into target dataset named '{args.name}'")
+    _print_args(args)
+    ds = Dataset.squash(dataset_name=args.name, dataset_ids=args.ids, output_url=args.storage)
+    print(f"Squashing completed, new dataset created id={ds.id}")
+
+
+def _get(args: argparse.Namespace) -> None:
+    args.id = _current_id(args.id)
+    print(f"Download dataset id {args.id}")
+    _print_args(args)
+    ds = _open(args.id)
+    if args.copy:
+        folder = ds.get_mutable_local_copy(target_folder=args.copy, overwrite=args.overwrite,
+                                           part=args.part, num_parts=args.num_parts)
+    else:
+        folder = ds.get_local_copy(part=args.part, num_parts=args.num_parts)
+        if args.link:
+            _link(Path(args.link), Path(folder), args.overwrite)
+            folder = args.link
+    print(f"Dataset local copy available for files at: {folder}")
+
+
+def _publish(args: argparse.Namespace) -> None:
+    print(f"Publishing dataset id {args.id}")
+    ds = _open(args.id)
+    if not ds.is_final():
+        from objstore.errors import DsError
+
+        raise DsError("Cannot publish dataset. Please finalize it first, run `ds dataset close`")
+    ds.publish()
+    _remember(None)
+    print("Dataset published")
+
+
+def _rename(args: argparse.Namespace) -> None:
+    from objstore import Dataset
+
+    print(f"Renaming dataset with project={args.project}, name={args.name} to {args.new_name}")
+    Dataset.rename(args.new_name, dataset_project=args.project, dataset_name=args.name)
+    _remember(None)
+    print("Dataset(s) renamed")
+
+
+def _move(args: argparse.Namespace) -> None:
+    from objstore import Dataset
+
+    print(f"Moving dataset with project={args.project}, name={args.name} to {args.new_project}")
+    Dataset.move_to_project(args.new_project, dataset_project=args.project, dataset_name=args.name)
+    _remember(None)
+    print("Dataset(s) moved")
+
+
+def _set_description(args: argparse.Namespace) -> None:
+    args.id = _current_id(args.id)
+    print(f"Setting description '{args.description}' to dataset {args.id}")
+    _open(args.id).set_description(args.description)
 
 
 def _delete(args: argparse.Namespace) -> None:
@@ -378,12 +491,21 @@ def _delete(args: argparse.Namespace) -> None:
         print(f"Deleting dataset id {args.id}")
     else:
         print(f"Deleting dataset with project={args.project}, name={args.name}, version={args.version}")
+    _print_args(args)
     with warnings.catch_warnings():
         warnings.simplefilter("error", DeleteRefused)
         Dataset.delete(dataset_id=args.id, dataset_project=args.project, dataset_name=args.name,
                        dataset_version=args.version, entire_dataset=args.entire_dataset, force=args.force)
     _remember(None)
     print("Dataset(s) deleted")
+
+
+COMMANDS = {
+    "create": _create, "add": _add, "remove": _remove, "upload": _upload, "close": _close_cmd,
+    "sync": _sync, "list": _list, "search": _search, "verify": _verify, "compare": _compare,
+    "squash": _squash, "get": _get, "publish": _publish, "delete": _delete, "rename": _rename,
+    "move": _move, "set-description": _set_description,
+}
 
 
 def _link(link: Path, folder: Path, overwrite: bool) -> None:

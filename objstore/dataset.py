@@ -10,10 +10,10 @@ this class keeps the interface and does the right thing.
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import re
 import shutil
+import tempfile
 import uuid
 import warnings
 from collections.abc import Iterable, Sequence
@@ -26,11 +26,12 @@ import pygit2
 
 from . import dataset_metadata
 from . import records as rec
+from .clearml_rules import Version, glob_match, matches_any_wildcard, next_version, tag_filter, version_order
 from .copy import get_copy
 from .dataset_logger import DatasetLogger
 from .dataset_store import default_remote, open_store
 from .dataset_task import DatasetTask
-from .errors import DsError
+from .errors import DsError, TargetNotEmpty
 from .ingest import Ingestor, Job
 from .manifest import EXEC, EXTERNAL, FILE, FileEntry
 from .paths import check_relpath
@@ -43,7 +44,12 @@ from .tree_edit import TreeEditor
 
 
 class DatasetNotFound(DsError):
-    """No dataset matches the query."""
+    """No dataset matches the query. ``what`` is the problem alone, so the command line can
+    give its own fix instead of the SDK's (``hint``)."""
+
+    def __init__(self, what: str, hint: str = "see Dataset.list_datasets()"):
+        super().__init__(f"{what}; {hint}")
+        self.what = what
 
 
 class DatasetFinalized(DsError):
@@ -61,10 +67,11 @@ class DeleteRefused(DsError, UserWarning):
 
 @dataclass(frozen=True)
 class DatasetFile:
-    """One file of a version, as ``file_entries_dict`` returns it."""
+    """One file of a version, as ``file_entries_dict`` (stored files) and ``link_entries_dict``
+    (external files: ``link`` is the URL, ``hash`` None as in ClearML) return it."""
 
     relative_path: str
-    hash: str
+    hash: str | None
     size: int
     parent_dataset_id: str
     link: str | None = None  # the URL of an external file
@@ -75,28 +82,28 @@ def _now() -> str:
 
 
 def version_key(version: str) -> tuple:
-    parts = []
-    for p in str(version).split("."):
-        parts.append((0, int(p), "") if p.isdigit() else (1, 0, p))
-    return tuple(parts)
+    """Sort key of version texts in ClearML's order (``clearml_rules.Version``)."""
+    return version_order(version)
 
 
-def _bump(version: str) -> str:
-    parts = str(version).split(".")
-    if parts and parts[-1].isdigit():
-        parts[-1] = str(int(parts[-1]) + 1)
-        return ".".join(parts)
-    return f"{version}.1"
+def _latest(records: Sequence[dict]) -> dict:
+    """The version ClearML's ``Dataset.get`` picks among matches: the highest version it can
+    order (the most recently changed of equal ones), else the most recently changed."""
+    def rank(r: dict) -> tuple:
+        recency = r.get("finalized") or r["created"]
+        v = Version.parse(r["version"])
+        return (1, v.key, recency) if v is not None else (0, (), recency)
+
+    return max(records, key=rank)
 
 
-def _match(path: str, patterns: str | Sequence[str] | None, recursive: bool = True) -> bool:
-    if patterns is None:
-        return True
-    if isinstance(patterns, str):
-        patterns = [patterns]
-    name = path.rpartition("/")[2]
-    return any(fnmatch.fnmatchcase(path, p) or (recursive and "/" not in p and fnmatch.fnmatchcase(name, p))
-               for p in patterns)
+def _unique(tags: Iterable[str]) -> list[str]:
+    """Tags in the order given, each once (ClearML keeps a dataset's tags in order)."""
+    return list(dict.fromkeys(str(t) for t in tags))
+
+
+def _no_changes() -> dict[str, int]:
+    return {"files added": 0, "files removed": 0, "files modified": 0}
 
 
 class Dataset:
@@ -193,12 +200,13 @@ class Dataset:
     def tags(self, values: Sequence[str]) -> None:
         with self._store.locked():
             self._reload()
-            self._record["tags"] = sorted(set(values or []))
+            self._record["tags"] = _unique(values or [])
             self._save()
         self._publish_record()
 
     def add_tags(self, tags: str | Sequence[str]) -> None:
-        self.tags = [*self.tags, *([tags] if isinstance(tags, str) else tags)]
+        """Add tags after the ones there; a string is split at spaces, as ClearML's Task does."""
+        self.tags = [*self.tags, *(tags.split(" ") if isinstance(tags, str) else tags)]
 
     def remove_tags(self, tags: str | Sequence[str]) -> None:
         drop = {tags} if isinstance(tags, str) else set(tags)
@@ -235,6 +243,28 @@ class Dataset:
         """True while the draft has changes that upload() has not stored yet."""
         return bool(self._reload().get("dirty"))
 
+    @property
+    def changed_files(self) -> dict[str, int]:
+        """Files added, removed and modified in this version so far, as ClearML counts them
+        (``files added``, ``files removed``, ``files modified``); a copy."""
+        return dict(_no_changes(), **self._record.get("changed_files", {}))
+
+    def update_changed_files(self, num_files_added: int | None = None, num_files_modified: int | None = None,
+                             num_files_removed: int | None = None) -> None:
+        """Add to the counts ``changed_files`` reports (ClearML's bookkeeping of a version's
+        changes against its parents; the file operations keep it up to date themselves)."""
+        if not (num_files_added or num_files_modified or num_files_removed):
+            return
+        with self._store.locked():
+            self._reload()
+            counts = dict(_no_changes(), **self._record.get("changed_files", {}))
+            for key, n in (("files added", num_files_added), ("files modified", num_files_modified),
+                           ("files removed", num_files_removed)):
+                if n:
+                    counts[key] += int(n)
+            self._record["changed_files"] = counts
+            self._save()
+
     _offline = False
 
     @classmethod
@@ -245,6 +275,19 @@ class Dataset:
     @classmethod
     def is_offline(cls) -> bool:
         return cls._offline
+
+    def get_offline_mode_folder(self) -> Path | None:
+        """None: objstore keeps no offline session apart from the store (ClearML's folder of a
+        session to import later has no counterpart; every version is already in the store)."""
+        return None
+
+    @classmethod
+    def import_offline_session(cls, session_folder_zip: str, upload: bool = True,
+                               finalize: bool = False) -> str:
+        """Refused with the reason: objstore has no offline sessions to import, since a dataset
+        made with ``set_offline(True)`` is an ordinary version in the store already."""
+        raise DsError(f"cannot import {session_folder_zip}: objstore has no offline sessions; a dataset "
+                      "made offline is already in the store (Dataset.list_datasets() lists it)")
 
     def __repr__(self) -> str:
         return f"<Dataset {self.project}/{self.name} {self.version} {self.id} {self._record['status']}>"
@@ -259,13 +302,18 @@ class Dataset:
         parent_datasets: Sequence[str | Dataset] | None = None,
         use_current_task: bool = False,
         dataset_version: str | None = None,
-        output_uri: str | None = None,
+        output_uri: str | bool | None = None,
         description: str | None = None,
     ) -> Dataset:
+        """A new draft version. ``output_uri``: where ``upload`` sends it; None or True (as in
+        ClearML) means the default remote. The version is the next of the highest one the
+        dataset has (ClearML's rule: ``1.0.0`` -> ``1.0.1``, ``v1`` -> ``2``), else 1.0.0."""
         store = open_store()
         parents = [cls._resolve_parent(store, p) for p in (parent_datasets or [])]
+        if isinstance(output_uri, bool):
+            output_uri = None
         if not dataset_project and parents:
-            dataset_project = parents[0]["project"]
+            dataset_project = parents[-1]["project"]
         if not dataset_name or not dataset_project:
             raise DsError("Dataset.create needs dataset_name and dataset_project "
                           "(the project may come from a parent dataset)")
@@ -277,7 +325,7 @@ class Dataset:
             if dataset_version is None:
                 same = [r["version"] for r in records.all()
                         if r["project"] == dataset_project and r["name"] == dataset_name]
-                dataset_version = _bump(max(same, key=version_key)) if same else "1.0.0"
+                dataset_version = next_version(same)
             editor = TreeEditor(store.meta, None)
             for p in parents:  # union in list order: a later parent wins on a path
                 for path, entry in store.meta.walk(store.meta.tree_of(p["commit"])):
@@ -289,7 +337,7 @@ class Dataset:
                 "name": dataset_name,
                 "project": dataset_project,
                 "version": str(dataset_version),
-                "tags": sorted(set(dataset_tags or [])),
+                "tags": _unique(dataset_tags or []),
                 "description": description or "",
                 "status": rec.DRAFT,
                 "parents": [p["id"] for p in parents],
@@ -300,6 +348,7 @@ class Dataset:
                 "output_uri": output_uri,
                 "uploaded": [],
                 "dirty": False,
+                "changed_files": _no_changes(),
             }
             records.write(record)
         return cls(store, record)
@@ -329,8 +378,14 @@ class Dataset:
         alias: str | None = None,
         overridable: bool = False,
         shallow_search: bool = False,
+        silence_alias_warnings: bool = False,
         **kwargs: Any,
     ) -> Dataset:
+        """A version by id (or a unique prefix of it or of its commit), or the latest one that
+        matches project, name, version and tags (ClearML's tag query: OR by default, ``-tag``
+        excludes, ``__$all`` makes the tags after it all required). ``alias``, ``overridable``,
+        ``shallow_search`` and ``silence_alias_warnings`` change nothing: there is no server
+        task to log the alias to, and the store is always searched whole."""
         bad = [k for k in kwargs if not k.startswith("_")]
         if bad:
             raise DsError(f"Invalid 'Dataset.get' arguments: {bad}")
@@ -368,13 +423,13 @@ class Dataset:
                 raise DatasetNotFound(
                     f"no dataset matches project={dataset_project!r} name={dataset_name!r} "
                     f"tags={list(dataset_tags or [])} version={dataset_version!r}"
-                    f"{' (completed only)' if only_completed else ''}; see Dataset.list_datasets()"
-                )
-            found = max(matches, key=lambda r: (version_key(r["version"]), r["created"]))
+                    f"{' (completed only)' if only_completed else ''}")
+            found = _latest(matches)
         if only_published and found["status"] != rec.PUBLISHED:
-            raise DatasetNotFound(f"dataset {found['id']} is not published")
+            raise DatasetNotFound(f"dataset {found['id']} is not published", "publish() it first")
         if only_completed and found["status"] == rec.DRAFT:
-            raise DatasetNotFound(f"dataset {found['id']} is not completed (still a draft)")
+            raise DatasetNotFound(f"dataset {found['id']} is not completed (still a draft)",
+                                  "finalize() it first")
         ds = cls(store, found)
         if writable_copy:
             return cls.create(dataset_name=ds.name, dataset_project=ds.project,
@@ -392,7 +447,10 @@ class Dataset:
         verbose: bool = False,
         max_workers: int | None = None,
     ) -> int:
-        """Add a file or a folder's files (changed ones replace theirs); returns how many are new."""
+        """Add a file, or a folder's files that match ``wildcard`` as pathlib's ``rglob`` (or,
+        not ``recursive``, ``glob``) picks them, as ClearML does: ``*.jpg`` at any depth,
+        ``sub/*.jpg`` in any folder named ``sub``; a single file is added whatever the wildcard.
+        Changed files replace theirs; returns how many are new."""
         self._require_draft("take new files")
         src = Path(path).expanduser().absolute()
         if not src.exists():
@@ -412,7 +470,7 @@ class Dataset:
             stat_ = Stat(st.st_size, st.st_mtime_ns, st.st_ino, kind, st.st_ctime_ns)
             jobs.append(Job(target, stat_, src=str(f)))
 
-        def change(editor: TreeEditor) -> int:
+        def change(editor: TreeEditor) -> tuple[int, int]:
             cfg = self._store.config
             report = LogProgress("add_files") if verbose else None
             announce(report, len(jobs), sum(j.stat.size for j in jobs))
@@ -422,7 +480,9 @@ class Dataset:
             return _apply(editor, Ingestor(self._store.chunks, cfg.chunking, cfg.zstd_level,
                                            max_workers, progress=report).run(based))
 
-        return self._edit(change)
+        added, modified = self._edit(change)
+        self.update_changed_files(num_files_added=added, num_files_modified=modified)
+        return added
 
     def add_external_files(
         self,
@@ -434,9 +494,10 @@ class Dataset:
         max_workers: int | None = None,
         read_hash: bool = False,
     ) -> int:
-        """Record links to remote files (any fsspec URL) without storing their bytes."""
-        import fsspec
-
+        """Record links to remote files (any fsspec URL, ClearML's ``azure://`` too) without
+        storing their bytes. A folder URL is listed whole and its files filtered by
+        ``wildcard`` against their path under it (``matches_any_wildcard``); the version is
+        tagged ``external files``, as in ClearML. Returns how many links are new."""
         self._require_draft("take new files")
         urls = [source_url] if isinstance(source_url, str) else list(source_url)
         prefixes = dataset_path if isinstance(dataset_path, list | tuple) else [dataset_path] * len(urls)
@@ -444,52 +505,47 @@ class Dataset:
             raise DsError("add_external_files: a list dataset_path needs one entry per source_url")
         found: list[tuple[str, str, int]] = []
         for url, prefix in zip(urls, prefixes, strict=True):
-            fs, root = fsspec.core.url_to_fs(url)
-            try:
-                info = fs.info(root)
-            except (FileNotFoundError, OSError) as e:
-                raise DsError(f"add_external_files: cannot read {url} ({e})") from None
-            if info["type"] == "directory":
-                listing = fs.find(root, maxdepth=None if recursive else 1, detail=True)
-                for p, i in sorted(listing.items()):
-                    rel = p[len(root.rstrip("/")) + 1:]
-                    if _match(rel, wildcard) and i.get("type") != "directory":
-                        found.append((_join(prefix, rel), fs.unstrip_protocol(p), int(i.get("size") or 0)))
-            else:
-                name = root.rstrip("/").rpartition("/")[2]
-                if _match(name, wildcard):
-                    found.append((_join(prefix, name), url, int(info.get("size") or 0)))
+            found += [(_join(prefix, rel), link, size) for rel, link, size in _list_external(url)
+                      if matches_any_wildcard(rel, wildcard, recursive=recursive)]
 
-        def change(editor: TreeEditor) -> int:
-            algo = self._store.algo
-            entries = {}
-            for target, url, size in found:
-                data = url.encode("utf-8")
-                cid = algo.digest(data)
-                self._store.chunks.put_encoded(cid, data, len(data), 0)
-                name = check_relpath(target).rpartition("/")[2]
-                entries[target] = FileEntry(name, EXTERNAL, size, cid, ((cid, len(data)),))
+        def change(editor: TreeEditor) -> tuple[int, int]:
+            entries = {target: _link_entry(self._store, check_relpath(target), url, size)
+                       for target, url, size in found}
             from .links import trust_links
 
             trust_links(self._store.path, (url for _t, url, _s in found))  # the user linked these here
             return _apply(editor, entries)
 
-        return self._edit(change)
+        added, modified = self._edit(change)
+        self.update_changed_files(num_files_added=added, num_files_modified=modified)
+        self.add_tags([EXTERNAL_FILES_TAG])
+        return added
 
     def remove_files(self, dataset_path: str | None = None, recursive: bool = True,
                      verbose: bool = False) -> int:
-        """Remove files whose dataset path matches the wildcard (None: all); returns how many."""
+        """Remove the files whose dataset path, or (external files) whose URL, matches
+        ``dataset_path`` by ClearML's ``matches_any_wildcard`` (None: all; a leading ``/`` is
+        dropped; a folder name alone matches no file, ``folder/*`` its files); returns how many."""
         self._require_draft("lose files")
-        pattern = dataset_path.lstrip("/") if dataset_path else "*"
+        pattern = dataset_path[1:] if dataset_path and dataset_path.startswith("/") else dataset_path
+
+        def matches(path: str, entry: FileEntry | None) -> bool:
+            if matches_any_wildcard(path, pattern, recursive):
+                return True
+            if entry is None or entry.kind != EXTERNAL:
+                return False
+            link = self._store.chunks.get(entry.chunks[0][0]).decode("utf-8", "replace")
+            return link == pattern or matches_any_wildcard(link, pattern, recursive)
 
         def change(editor: TreeEditor) -> int:
-            gone = [p for p in editor.files_under("") if _match(p, pattern, recursive)
-                    or p.startswith(pattern.rstrip("/") + "/")]
+            gone = [p for p in editor.files_under("") if matches(p, editor.get(p))]
             for p in gone:
                 editor.remove(p)
             return len(gone)
 
-        return self._edit(change)
+        removed = self._edit(change)
+        self.update_changed_files(num_files_removed=removed)
+        return removed
 
     def sync_folder(self, local_path: str | os.PathLike[str], dataset_path: str | None = None,
                     verbose: bool = False) -> tuple[int, int, int]:
@@ -505,6 +561,7 @@ class Dataset:
         removed = [p for p in before if p not in local]
         if removed:
             self._edit(lambda ed: [ed.remove(p) for p in removed])
+            self.update_changed_files(num_files_removed=len(removed))
         self.add_files(root, dataset_path=prefix or None)
         after = self._entries()
         added = sum(1 for p in local if p not in before)
@@ -514,12 +571,22 @@ class Dataset:
     # -- storing and closing -----------------------------------------------------------
     def upload(self, show_progress: bool = True, verbose: bool = False, output_url: str | None = None,
                compression: str | None = None, chunk_size: int | None = None,
-               max_workers: int | None = None, retries: int = 3) -> None:
+               max_workers: int | None = None, retries: int = 3, preview: bool = True,
+               upload_as_external_links: bool = False) -> None:
         """Mirror this version's objects to ``output_url`` (or the default remote).
 
         With no URL and no default remote the local store is the storage: nothing to send.
+        ``preview`` changes nothing (``ds ui`` previews every version from the store).
+        ``upload_as_external_links`` (ClearML 2.x): the files this draft added or changed are
+        written one object each under ``<url>/external_links/<dataset id>/`` and become external
+        files linking there (the parents' files stay as they are); it needs a URL.
         """
-        url = output_url or self._upload_target()
+        url = (output_url if isinstance(output_url, str) else None) or self._upload_target()
+        if upload_as_external_links:
+            if not url:
+                raise DsError("upload_as_external_links needs somewhere to put the files: give "
+                              "output_url, or create(output_uri=...), or set a default remote")
+            self._upload_as_links(url)
         if url:
             from .remote import push_dataset
 
@@ -531,6 +598,37 @@ class Dataset:
                 self._record["uploaded"].append(url)
             self._record["dirty"] = False
             self._save()
+
+    def _upload_as_links(self, url: str) -> None:
+        """Write the draft's own stored files to ``url``/external_links/<id>/ and link them there."""
+        from .links import trust_links
+        from .remote import remote_spec
+        from .remote_fs import RemoteFS
+
+        self._require_draft("upload its files as external links")
+        parents = self._parent_entries(None)
+        own = {p: e for p, e in self._entries().items()
+               if e.kind != EXTERNAL and not ((old := parents.get(p)) is not None and old.same_content(e))}
+        if not own:
+            return
+        _name, base, options = remote_spec(self._store, url)
+        base = f"{base.rstrip('/')}/external_links/{self.id}"
+        fs = RemoteFS(base, options)
+        with tempfile.TemporaryDirectory() as tmp, fs.operation("upload"):
+            staged = Path(tmp, "file")
+            for p in sorted(own):  # one file at a time on disk, whatever the version's size
+                with open(staged, "wb") as out:
+                    for cid, _len in own[p].chunk_list():
+                        out.write(self._store.chunks.get(cid))
+                fs.put(p, staged)
+        links = {p: f"{base}/{p}" for p in own}
+
+        def change(editor: TreeEditor) -> None:
+            for p, link in links.items():
+                editor.set(p, _link_entry(self._store, p, link, own[p].size))
+            trust_links(self._store.path, links.values())
+
+        self._edit(change)
 
     def _upload_target(self) -> str | None:
         return self._record.get("output_uri") or default_remote(self._store)
@@ -601,19 +699,29 @@ class Dataset:
         if self._reload()["status"] == rec.DRAFT:
             raise DsError(f"dataset {self.id} is not finalized; finalize() it before {what}")
 
-    def _part(self, part: int | None, num_parts: int | None) -> list[str] | None:
-        if part is None and num_parts is None:
+    def _parts(self, part: int | None, num_parts: int | None) -> int | None:
+        """How many parts ``part`` is one of: ``num_parts``, or (as ClearML) the number of
+        chunks when it is not given; None when no part is asked for (``num_parts`` alone
+        changes nothing, as in ClearML)."""
+        if part is None:
             return None
-        if num_parts is None or part is None or not (num_parts >= 1 and 0 <= part < num_parts):
+        num_parts = num_parts or max(1, self.get_num_chunks())
+        if not (num_parts >= 1 and 0 <= part < num_parts):
             raise DsError(f"part must be in [0, num_parts) and num_parts >= 1 (got part={part}, "
                           f"num_parts={num_parts})")
-        return split_parts(self._entries(), num_parts)[part]
+        return num_parts
+
+    def _part(self, part: int | None, num_parts: int | None) -> list[str] | None:
+        num_parts = self._parts(part, num_parts)
+        return None if num_parts is None else split_parts(self._entries(), num_parts)[part]
 
     def get_local_copy(self, use_soft_links: bool | None = None, part: int | None = None,
                        num_parts: int | None = None, raise_on_error: bool = True,
                        max_workers: int | None = None, files: list[str] | None = None) -> str:
-        """A read-only cached copy of the version (or of ``files`` / one part); reused later."""
+        """A read-only cached copy of the version (or of ``files`` / one part); reused later.
+        ``part`` without ``num_parts`` is one of ``get_num_chunks()`` parts, as in ClearML."""
         self._require_final("taking a local copy")
+        num_parts = self._parts(part, num_parts)
         paths = self._part(part, num_parts)
         name = self.id if part is None else f"{self.id}.part{part}of{num_parts}"
         if files is not None:
@@ -636,26 +744,39 @@ class Dataset:
 
     def get_mutable_local_copy(self, target_folder: str | os.PathLike[str], overwrite: bool = False,
                                part: int | None = None, num_parts: int | None = None,
-                               raise_on_error: bool = True, max_workers: int | None = None) -> str:
-        """Writable files of the version in ``target_folder`` (refused if it is not empty)."""
+                               raise_on_error: bool = True, max_workers: int | None = None) -> str | None:
+        """Writable files of the version in ``target_folder``. A folder that is not empty is
+        refused (TargetNotEmpty), or with ``raise_on_error=False`` left alone and None returned,
+        as in ClearML; ``overwrite`` replaces its content."""
         paths = self._part(part, num_parts)
         ref = self._record["commit"] or None
-        if ref is None:  # a draft: copy its current tree
-            return str(_copy_tree(self._store, self._tree(), target_folder, overwrite, paths))
-        get_copy(self._store, ref, target_folder, overwrite=overwrite, paths=paths)
+        try:
+            if ref is None:  # a draft: copy its current tree
+                return str(_copy_tree(self._store, self._tree(), target_folder, overwrite, paths))
+            get_copy(self._store, ref, target_folder, overwrite=overwrite, paths=paths)
+        except TargetNotEmpty:
+            if raise_on_error:
+                raise
+            return None
         return str(Path(target_folder).absolute())
 
     def list_files(self, dataset_path: str | None = None, recursive: bool = True,
                    dataset_id: str | None = None) -> list[str]:
+        """Paths matching ``dataset_path`` by ClearML's ``matches_any_wildcard`` (a leading ``/``
+        dropped; not ``recursive``: ``*`` stays in one folder); with ``dataset_id``, only the
+        files that version last changed."""
         entries = self._entries()
-        out = [p for p in sorted(entries) if dataset_path is None or _match(p, dataset_path, recursive)]
+        pattern = dataset_path[1:] if dataset_path and dataset_path.startswith("/") else dataset_path
+        out = [p for p in sorted(entries) if not pattern or matches_any_wildcard(p, pattern, recursive)]
         if dataset_id:
             owners = self._owners()
             out = [p for p in out if owners.get(p) == dataset_id]
         return out
 
     def _parent_entries(self, dataset_id: str | None) -> dict[str, FileEntry]:
-        if dataset_id:
+        """The entries to compare with: ``dataset_id``'s, or (None or this version's own id, as
+        in ClearML) the parents' merged in order."""
+        if dataset_id and dataset_id != self.id:
             other = _find_by_id(self._store, dataset_id)
             return dict(self._store.meta.walk(Dataset(self._store, other)._tree()))
         merged: dict[str, FileEntry] = {}
@@ -700,20 +821,26 @@ class Dataset:
             owners[path] = did
         return owners
 
-    @property
-    def file_entries_dict(self) -> dict[str, DatasetFile]:
+    def _all_entries(self) -> dict[str, DatasetFile]:
         owners = self._owners()
         out = {}
         for p, e in self._entries().items():
-            link = None
             if e.kind == EXTERNAL:
                 link = self._store.chunks.get(e.chunks[0][0]).decode("utf-8")
-            out[p] = DatasetFile(p, e.hash.hex(), e.size, owners[p], link)
+                out[p] = DatasetFile(p, None, e.size, owners[p], link)
+            else:
+                out[p] = DatasetFile(p, e.hash.hex(), e.size, owners[p])
         return out
 
     @property
+    def file_entries_dict(self) -> dict[str, DatasetFile]:
+        """The stored files (external files are in ``link_entries_dict``, as in ClearML)."""
+        return {p: f for p, f in self._all_entries().items() if f.link is None}
+
+    @property
     def link_entries_dict(self) -> dict[str, DatasetFile]:
-        return {p: f for p, f in self.file_entries_dict.items() if f.link}
+        """The external files: ``link`` is the URL."""
+        return {p: f for p, f in self._all_entries().items() if f.link is not None}
 
     @property
     def file_entries(self) -> list[DatasetFile]:
@@ -774,8 +901,11 @@ class Dataset:
     @classmethod
     def squash(cls, dataset_name: str, dataset_ids: Sequence[str | Dataset] | None = None,
                dataset_project_name_pairs: Sequence[tuple[str, str]] | None = None,
-               output_url: str | None = None) -> Dataset:
-        """A new root version: the versions' changes replayed in list order (removals kept)."""
+               output_url: str | None = None, close_squashed_dataset: bool | None = True) -> Dataset:
+        """A new root version: the versions' changes replayed in list order (removals kept),
+        uploaded and finalized unless ``close_squashed_dataset`` is False (then a draft)."""
+        if dataset_ids and dataset_project_name_pairs:
+            raise DsError("Dataset.squash takes dataset_ids or dataset_project_name_pairs, not both")
         store = open_store()
         picked: list[dict] = []
         for d in dataset_ids or []:
@@ -794,10 +924,11 @@ class Dataset:
                         description=f"squash of {', '.join(r['id'] for r in picked)}")
         with store.locked():
             ds._record["tree"] = str(tree)
+            ds._record["dirty"] = True
             ds._save()
-        ds.finalize()
-        if output_url:
+        if close_squashed_dataset:
             ds.upload(output_url=output_url)
+            ds.finalize()
         return ds
 
     @classmethod
@@ -805,20 +936,24 @@ class Dataset:
                       tags: Sequence[str] | None = None, ids: Sequence[str] | None = None,
                       only_completed: bool = True, recursive_project_search: bool = True,
                       include_archived: bool = True) -> list[dict]:
+        """Versions, oldest first, as ClearML lists them: ``name``, ``created`` (a datetime),
+        ``project``, ``id``, ``tags``, ``version`` and ``status`` (``in_progress`` for a draft,
+        ``completed``, ``published``). ``tags`` is ClearML's tag query (see ``get``)."""
         store = open_store()
         found = _query(store, dataset_project, partial_name, tags, None, only_completed, False,
                        exact_name=False, recursive=recursive_project_search)
         if ids:
             found = [r for r in found if r["id"] in set(ids)]
-        keys = ("id", "name", "project", "version", "tags", "created")
-        return [{k: r[k] for k in keys} | {"status": r["status"]}
+        return [{"name": r["name"], "created": _when(r["created"]), "project": r["project"], "id": r["id"],
+                 "tags": list(r.get("tags", [])), "version": r["version"],
+                 "status": "in_progress" if r["status"] == rec.DRAFT else r["status"]}
                 for r in sorted(found, key=lambda r: r["created"])]
 
     @classmethod
     def delete(cls, dataset_id: str | None = None, dataset_project: str | None = None,
                dataset_name: str | None = None, force: bool = False, dataset_version: str | None = None,
                entire_dataset: bool = False, shallow_search: bool = False, delete_files: bool = True,
-               delete_external_files: bool = False, shallow_delete: bool = False) -> None:
+               delete_external_files: bool = False) -> None:
         """Delete versions, refusing what ClearML 2.1 refuses, so nothing goes by accident.
 
         Raises DsError (a ValueError, as ClearML's) when no id, project or name is given, or
@@ -830,8 +965,8 @@ class Dataset:
         makes the match unique is deleted even if the name has other versions (ClearML 2.1
         counts them before filtering by version, so it refuses every by-name delete of a
         dataset with two versions). A version others depend on is refused unless ``force``;
-        no match raises DatasetNotFound. ``shallow_search`` (ClearML 2.x) and ``shallow_delete``
-        change nothing: the local store is always searched whole. ``ds gc`` reclaims the bytes.
+        no match raises DatasetNotFound. ``shallow_search`` changes nothing: the local store is
+        always searched whole. ``ds gc`` reclaims the bytes; external files are never deleted.
         """
         _check_delete_args(dataset_id, dataset_project, dataset_name)
         store = open_store()
@@ -882,16 +1017,26 @@ class Dataset:
 
 
 # -- helpers -------------------------------------------------------------------------------
-def _apply(editor: TreeEditor, entries: dict[str, FileEntry]) -> int:
-    """Put entries into a draft (changed content replaces); returns how many paths are new,
-    which is what ClearML's add_files / add_external_files count."""
-    new = 0
+def _apply(editor: TreeEditor, entries: dict[str, FileEntry]) -> tuple[int, int]:
+    """Put entries into a draft (changed content replaces); returns how many paths are new
+    (what ClearML's add_files / add_external_files return) and how many changed."""
+    new = modified = 0
     for path, entry in entries.items():
         old = editor.get(path)
         new += old is None
         if old is None or not old.same_content(entry):
+            modified += old is not None
             editor.set(path, entry)
-    return new
+    return new, modified
+
+
+def _when(text: str) -> datetime:
+    """A record's time as the timezone-aware datetime ClearML's listings give."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        return datetime.fromtimestamp(0, UTC)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _join(prefix: str | None, rel: str) -> str:
@@ -916,7 +1061,7 @@ def _find_by_id(store: Store, dataset_id: str) -> dict:
             return hits[0]
         if len(hits) > 1:
             raise DsError(f"{dataset_id!r} matches {len(hits)} datasets; give more characters")
-    raise DatasetNotFound(f"no dataset with id {dataset_id!r}; see Dataset.list_datasets()")
+    raise DatasetNotFound(f"no dataset with id {dataset_id.strip()}")
 
 
 def _check_delete_args(dataset_id: str | None, project: str | None, name: str | None) -> None:
@@ -940,7 +1085,7 @@ def _delete_selection(store: Store, dataset_id: str | None, project: str | None,
     hits = _query(store, project, name, None, version, False, False, exact_name=True)
     if not hits:
         raise DatasetNotFound(f"no dataset to delete matches project={project!r} name={name!r} "
-                              f"version={version!r}; see Dataset.list_datasets()")
+                              f"version={version!r}")
     if len(hits) > 1 and not entire:
         raise DeleteRefused(f"{len(hits)} datasets match project={project!r} name={name!r} "
                             f"version={version!r}; nothing deleted: pick one with dataset_version "
@@ -975,7 +1120,7 @@ def _fetch_from_remote(store: Store, pick) -> dict | None:
     hits = [r for r in pick(remote) if r.get("status") != rec.DRAFT]
     if not hits:
         return None
-    best = max(hits, key=lambda r: (version_key(r["version"]), r["created"]))
+    best = _latest(hits)
     by_id = {r["id"]: r for r in remote}
     todo, seen = [best], set()
     while todo:  # the version and every ancestor the local store lacks
@@ -992,14 +1137,14 @@ def _filter(records: Iterable[dict], project: str | None, name: str | None, tags
             version: str | None, only_completed: bool, only_published: bool, exact_name: bool,
             recursive: bool = True) -> list[dict]:
     out = []
-    want_tags = set(tags or [])
+    tags_ok = tag_filter(tags or None)
     for r in records:
         if project is not None and r["project"] != project and not (
                 recursive and not exact_name and r["project"].startswith(project.rstrip("/") + "/")):
             continue
         if name is not None and (r["name"] != name if exact_name else not re.search(name, r["name"])):
             continue
-        if want_tags and not want_tags <= set(r.get("tags", [])):
+        if not tags_ok(r.get("tags", [])):
             continue
         if version is not None and r["version"] != str(version):
             continue
@@ -1012,19 +1157,62 @@ def _filter(records: Iterable[dict], project: str | None, name: str | None, tags
 
 
 def _collect(src: Path, wildcard: str | Sequence[str] | None, recursive: bool) -> list[Path]:
-    """Regular files under ``src`` (links to files count as their content; folders are not followed)."""
+    """The regular files ``add_files`` takes: ``src`` itself if it is a file (whatever the
+    wildcard, as ClearML), else the files under it that ``glob_match`` picks (links to files
+    count as their content; links to folders are not followed, as pathlib's ``**``)."""
     if src.is_file():
-        return [src] if _match(src.name, wildcard) else []
+        return [src]
+    patterns = [wildcard] if isinstance(wildcard, str) else list(wildcard or ["*"])
+    glob_match("x", patterns, recursive)  # a bad pattern is refused before the walk
+    depth = None  # without recursion or '**', a pattern of N parts looks N - 1 folders down
+    if not recursive and not any("**" in str(p) for p in patterns):
+        depth = max(len(str(p).strip("/").split("/")) for p in patterns) - 1
     out = []
     for dirpath, dirnames, filenames in os.walk(src):
         dirnames[:] = sorted(d for d in dirnames if d != ".dsstore")
-        if not recursive:
+        rel_dir = Path(dirpath).relative_to(src).as_posix()
+        if depth is not None and (0 if rel_dir == "." else rel_dir.count("/") + 1) >= depth:
             dirnames[:] = []
         for f in sorted(filenames):
+            rel = f if rel_dir == "." else f"{rel_dir}/{f}"
             p = Path(dirpath, f)
-            rel = p.relative_to(src).as_posix()
-            if p.is_file() and _match(rel, wildcard):
+            if glob_match(rel, patterns, recursive) and p.is_file():
                 out.append(p)
+    return out
+
+
+EXTERNAL_FILES_TAG = "external files"  # the tag ClearML gives a version with external files
+
+
+def _link_entry(store: Store, path: str, url: str, size: int) -> FileEntry:
+    """An external entry: the URL is its one chunk (stored here), the size the file's."""
+    data = url.encode("utf-8")
+    cid = store.algo.digest(data)
+    store.chunks.put_encoded(cid, data, len(data), 0)
+    return FileEntry(path.rpartition("/")[2], EXTERNAL, size, cid, ((cid, len(data)),))
+
+
+def _list_external(url: str) -> list[tuple[str, str, int]]:
+    """(path under ``url``, the file's URL, size) for a file URL (its name) or each file under a
+    folder URL, listed whole. Links keep the URL's own form (``azure://`` stays ``azure://``)."""
+    import fsspec
+
+    from .remote_fs import fsspec_url
+
+    try:
+        fs, root = fsspec.core.url_to_fs(fsspec_url(url))
+        info = fs.info(root)
+    except (FileNotFoundError, OSError, ValueError) as e:
+        raise DsError(f"add_external_files: cannot read {url} ({e}); check the URL and its "
+                      "credentials") from None
+    if info["type"] != "directory":
+        return [(root.rstrip("/").rpartition("/")[2], url, int(info.get("size") or 0))]
+    top, base = root.rstrip("/"), url.rstrip("/")
+    out = []
+    for p, i in sorted(fs.find(top, detail=True).items()):
+        if i.get("type") != "directory" and p.startswith(top + "/"):
+            rel = p[len(top) + 1:]
+            out.append((rel, f"{base}/{rel}", int(i.get("size") or 0)))
     return out
 
 

@@ -9,7 +9,9 @@ drafts (their content is a tree in the object database) live in
 Record fields: ``id``, ``name``, ``project``, ``version``, ``tags``, ``description``,
 ``status`` (``draft`` | ``completed`` | ``published``), ``parents`` (dataset ids),
 ``tree`` (draft content), ``commit`` (after finalize), ``created``, ``metadata``,
-``output_uri``, ``uploaded`` (URLs the content was mirrored to), ``dirty``.
+``output_uri``, ``uploaded`` (URLs the content was mirrored to), ``dirty``, ``changed_files``
+(ClearML's counts of ``files added``, ``files removed`` and ``files modified``). Tags keep
+the order they were given in.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ _HEX40 = re.compile(r"[0-9a-f]{40}")
 _OPTIONAL: dict[str, tuple[type, ...]] = {
     "tags": (list,), "description": (str, type(None)), "tree": (str, type(None)),
     "commit": (str, type(None)), "metadata": (dict,), "output_uri": (str, type(None)),
-    "uploaded": (list,), "dirty": (bool,), "finalized": (str, type(None)),
+    "uploaded": (list,), "dirty": (bool,), "finalized": (str, type(None)), "changed_files": (dict,),
 }
 
 
@@ -80,6 +82,9 @@ def record_problem(record: object, dataset_id: str | None = None) -> str | None:
     for key in ("tags", "uploaded"):
         if not all(isinstance(v, str) for v in record.get(key, [])):
             return f"its {key} are not all strings"
+    counts = record.get("changed_files", {})
+    if not all(isinstance(k, str) and type(v) is int and v >= 0 for k, v in counts.items()):
+        return "its changed_files are not counts of files"
     for key in ("tree", "commit"):
         if record.get(key) is not None and not _HEX40.fullmatch(record[key]):
             return f"its {key} is not a 40-digit id"

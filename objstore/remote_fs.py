@@ -100,6 +100,26 @@ TRANSIENT, CREDENTIALS, DENIED, NO_BUCKET, UNREACHABLE, PERMANENT = (
     "transient", "credentials", "denied", "no-bucket", "unreachable", "permanent")
 
 
+def fsspec_url(url: str) -> str:
+    """The URL fsspec can open for ``url``: ClearML's Azure form ``azure://ACCOUNT.blob.core.windows.net/
+    CONTAINER/PATH`` becomes adlfs's ``az://CONTAINER@ACCOUNT.blob.core.windows.net/PATH`` (the
+    account is read from the host) and ``azure://CONTAINER/PATH`` becomes ``az://CONTAINER/PATH``
+    (the account comes from the options or the environment); any other URL is returned as it is.
+    Why: ClearML scripts and pages name Azure storage as ``azure://``, which no fsspec backend knows.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() != "azure":
+        return url
+    host, _slash, path = rest.partition("/")
+    if "." not in host:  # azure://CONTAINER/PATH
+        return f"az://{rest}"
+    container, _slash, inner = path.partition("/")
+    if not container:
+        raise DsError(f"{url}: no container after the account's host; write "
+                      f"azure://{host}/CONTAINER/PATH")
+    return f"az://{container}@{host}/{inner}"
+
+
 class RemoteFS:
     """One remote's filesystem. ``RETRIES``/``BACKOFF``/``RETRY_BUDGET`` are the retry
     policy (class-wide so a test, or an embedding program, can tighten it for every remote
@@ -123,7 +143,7 @@ class RemoteFS:
         self.op: str | None = None  # the user-level operation, for error messages
         self._count_lock = threading.Lock()  # transfers run on several threads
         try:
-            self.fs, root = fsspec.core.url_to_fs(url, **storage_options(options))
+            self.fs, root = fsspec.core.url_to_fs(fsspec_url(url), **storage_options(options))
         except ImportError as e:
             raise RemoteError(f"remote {url}: its filesystem is not installed ({e}); "
                               "install objstore[s3] (or [gcs], [azure], [all])") from None

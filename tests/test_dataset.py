@@ -106,7 +106,7 @@ def test_get_by_commit_prefix_and_tags(data: Path) -> None:
     assert Dataset.get(dataset_id=commit[:10]).id == ds.id
     assert Dataset.get(dataset_project="proj", dataset_tags="raw").id == ds.id
     ds.add_tags(["clean", "v1"])
-    assert ds.tags == ["clean", "raw", "v1"]
+    assert ds.tags == ["raw", "clean", "v1"]  # in the order given, as ClearML keeps them
     with pytest.raises(DatasetNotFound):
         Dataset.get(dataset_project="proj", dataset_tags=["missing"])
 

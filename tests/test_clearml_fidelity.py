@@ -1,0 +1,444 @@
+"""ClearML fidelity: scripts written as ClearML's examples write them, run on objstore.
+
+Each test is a short ClearML-style script (only the import differs) for one point where a
+script that goes a little beyond ClearML's own examples used to break: keywords of ClearML
+2.x, ``output_uri=True`` and ``azure://`` URLs, tag queries, wildcards, parts, versions,
+listings and the ``clearml-data`` lines of ``ds dataset``. The last test compares the
+signature of every public ``Dataset`` member with ClearML 2.1's.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+import subprocess
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from objstore import Dataset
+from objstore.errors import DsError
+
+from .conftest import DS, write
+
+
+@pytest.fixture(autouse=True)
+def env(tmp_path: Path, monkeypatch) -> Path:
+    store = tmp_path / "store" / ".dsstore"
+    monkeypatch.setenv("DSSTORE_DIR", str(store))
+    monkeypatch.delenv("DSSTORE_REMOTE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    return store
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> Path:
+    """A folder as image datasets hold them: files at the top, in sub, and deeper."""
+    d = tmp_path / "images"
+    write(d, "top.jpg", os.urandom(300))
+    write(d, "readme.txt", "about")
+    write(d, "sub/a.jpg", os.urandom(400))
+    write(d, "sub/deeper/c.jpg", os.urandom(500))
+    write(d, "train/sub/b.jpg", os.urandom(600))
+    write(d, "train/x.png", os.urandom(700))
+    return d
+
+
+# -- item 3: ClearML 2.x keywords ------------------------------------------------------------------
+def test_upload_takes_preview_and_clearml_2x_keywords(images: Path) -> None:
+    dataset = Dataset.create(dataset_name="images", dataset_project="fidelity")
+    dataset.add_files(path=images)
+    dataset.upload(show_progress=False, preview=False)
+    dataset.finalize()
+
+    same = Dataset.get(dataset_project="fidelity", dataset_name="images", silence_alias_warnings=True)
+    assert same.id == dataset.id
+
+    squashed = Dataset.squash(dataset_name="flat", dataset_ids=[dataset.id], close_squashed_dataset=False)
+    assert not squashed.is_final()  # left open: a script may add to it before closing it
+    write(images, "late.txt", "added after the squash")
+    squashed.add_files(images / "late.txt")
+    squashed.upload()
+    squashed.finalize()
+    assert "late.txt" in squashed.list_files() and "sub/a.jpg" in squashed.list_files()
+
+    Dataset.delete(dataset_project="fidelity", dataset_name="flat", shallow_search=True)
+    assert [d["name"] for d in Dataset.list_datasets(dataset_project="fidelity")] == ["images"]
+
+
+def test_upload_as_external_links_writes_each_file_and_links_it(images: Path, tmp_path: Path) -> None:
+    bucket = tmp_path / "bucket"
+    base = Dataset.create(dataset_name="base", dataset_project="fidelity")
+    base.add_files(images / "readme.txt")
+    base.upload(output_url=str(bucket))
+    base.finalize()
+
+    dataset = Dataset.create(dataset_name="linked", dataset_project="fidelity", parent_datasets=[base.id])
+    dataset.add_files(images / "sub", dataset_path="sub")
+    with pytest.raises(DsError, match="output_url"):
+        dataset.upload(upload_as_external_links=True)  # nowhere to put them
+    dataset.upload(output_url=str(bucket), upload_as_external_links=True)
+    dataset.finalize()
+
+    folder = bucket / "external_links" / dataset.id
+    assert (folder / "sub/a.jpg").read_bytes() == (images / "sub/a.jpg").read_bytes()
+    links = dataset.link_entries_dict
+    assert sorted(links) == ["sub/a.jpg", "sub/deeper/c.jpg"]
+    assert links["sub/a.jpg"].link == f"{folder}/sub/a.jpg" and links["sub/a.jpg"].hash is None
+    assert list(dataset.file_entries_dict) == ["readme.txt"]  # the parent's file stays stored
+    copy = Path(dataset.get_local_copy())
+    assert (copy / "sub/deeper/c.jpg").read_bytes() == (images / "sub/deeper/c.jpg").read_bytes()
+    assert (copy / "readme.txt").read_text() == "about"
+
+
+# -- item 5: output_uri=True and azure:// ----------------------------------------------------------
+def test_output_uri_true_means_the_default_remote(images: Path, tmp_path: Path, monkeypatch) -> None:
+    remote = tmp_path / "shared"
+    monkeypatch.setenv("DSSTORE_REMOTE", str(remote))
+    dataset = Dataset.create(dataset_name="images", dataset_project="fidelity", output_uri=True)
+    dataset.add_files(path=images)
+    dataset.upload()
+    dataset.finalize()
+    assert dataset.get_default_storage() == str(remote)
+    assert (remote / "datasets" / f"{dataset.id}.json").is_file()
+
+
+def test_azure_urls_name_the_azure_backend() -> None:
+    from objstore.remote_fs import fsspec_url
+
+    assert fsspec_url("azure://company.blob.core.windows.net/folder/data/x") == \
+        "az://folder@company.blob.core.windows.net/data/x"
+    assert fsspec_url("azure://container/data") == "az://container/data"
+    assert fsspec_url("s3://bucket/azure://x") == "s3://bucket/azure://x"
+    with pytest.raises(DsError, match="no container"):
+        fsspec_url("azure://company.blob.core.windows.net/")
+
+
+def test_upload_to_and_get_from_an_azure_url(images: Path, tmp_path: Path, azurite, monkeypatch) -> None:
+    container = azurite.new_bucket()
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite.options["connection_string"])
+    url = f"azure://devstoreaccount1.blob.core.windows.net/{container}/datasets"
+    dataset = Dataset.create(dataset_name="images", dataset_project="fidelity", output_uri=url)
+    dataset.add_files(path=images)
+    dataset.upload()
+    dataset.finalize()
+    # another machine, the same storage as its default remote
+    monkeypatch.setenv("DSSTORE_DIR", str(tmp_path / "other" / ".dsstore"))
+    monkeypatch.setenv("DSSTORE_REMOTE", url)
+    got = Dataset.get(dataset_project="fidelity", dataset_name="images")
+    assert got.id == dataset.id
+    assert Path(got.get_local_copy(), "sub/a.jpg").read_bytes() == (images / "sub/a.jpg").read_bytes()
+
+
+# -- item 6: tag queries ---------------------------------------------------------------------------
+def _tagged(name: str, tags: list[str]) -> str:
+    ds = Dataset.create(dataset_name=name, dataset_project="tags", dataset_tags=tags)
+    ds.finalize()
+    return ds.id
+
+
+def test_tag_filters_are_or_by_default_with_all_and_exclude_forms() -> None:
+    cats, dogs, both = _tagged("cats", ["cat"]), _tagged("dogs", ["dog"]), _tagged("both", ["cat", "dog"])
+    _tagged("none", [])
+
+    def listed(tags):
+        return {d["id"] for d in Dataset.list_datasets(dataset_project="tags", tags=tags)}
+
+    assert listed(["cat", "dog"]) == {cats, dogs, both}
+    assert listed(["__$all", "cat", "dog"]) == {both}
+    assert listed(["cat", "-dog"]) == {cats}
+    assert listed(["-cat"]) == {dogs, _id_of("none")}
+    assert listed(["__$all", "cat", "__$not", "dog"]) == {cats}
+    assert Dataset.get(dataset_project="tags", dataset_tags=["__$all", "dog", "cat"]).id == both
+    assert Dataset.get(dataset_project="tags", dataset_name="cats", dataset_tags=["dog", "cat"]).id == cats
+    with pytest.raises(DsError, match="unknown operator"):
+        listed(["__$maybe", "cat"])
+
+
+def _id_of(name: str) -> str:
+    return Dataset.get(dataset_project="tags", dataset_name=name).id
+
+
+def test_tags_keep_their_order() -> None:
+    dataset = Dataset.create(dataset_name="ordered", dataset_project="tags", dataset_tags=["raw", "2024"])
+    dataset.add_tags(["validated", "raw"])
+    assert dataset.tags == ["raw", "2024", "validated"]
+    dataset.tags = ["z", "a", "m"]
+    assert Dataset.get(dataset_id=dataset.id).tags == ["z", "a", "m"]
+
+
+# -- item 7: wildcards -----------------------------------------------------------------------------
+def test_add_files_picks_what_pathlib_globbing_picks(images: Path) -> None:
+    dataset = Dataset.create(dataset_name="glob", dataset_project="fidelity")
+    # rglob('sub/*.jpg'): a jpg directly inside any folder named sub, at any depth
+    assert dataset.add_files(path=images, wildcard="sub/*.jpg") == 2
+    assert dataset.list_files() == ["sub/a.jpg", "train/sub/b.jpg"]
+    # glob('*.jpg'): the top folder only
+    assert dataset.add_files(path=images, wildcard="*.jpg", recursive=False, dataset_path="top") == 1
+    assert dataset.list_files("top/*") == ["top/top.jpg"]
+    # glob('sub/*.jpg') without recursion still looks into sub
+    assert dataset.add_files(path=images, wildcard="sub/*.jpg", recursive=False, dataset_path="nr") == 1
+    assert dataset.list_files("nr/*") == ["nr/sub/a.jpg"]
+    # a file is added whatever the wildcard says, as ClearML does
+    assert dataset.add_files(path=images / "readme.txt", wildcard="*.jpg") == 1
+    assert "readme.txt" in dataset.list_files()
+
+
+def test_list_and_remove_match_as_clearml(images: Path) -> None:
+    dataset = Dataset.create(dataset_name="match", dataset_project="fidelity")
+    dataset.add_files(path=images)
+    assert dataset.list_files("*.jpg", recursive=False) == ["top.jpg"]
+    assert dataset.list_files("*.jpg") == ["sub/a.jpg", "sub/deeper/c.jpg", "top.jpg", "train/sub/b.jpg"]
+    assert dataset.list_files("/sub/*") == ["sub/a.jpg", "sub/deeper/c.jpg"]
+    assert dataset.list_files("sub/*", recursive=False) == ["sub/a.jpg"]
+    assert dataset.remove_files("sub") == 0  # a folder name alone names no file in ClearML
+    assert dataset.remove_files("sub/") == 0
+    assert dataset.remove_files("*.jpg", recursive=False) == 1
+    assert dataset.remove_files("/train/*") == 2
+    assert dataset.list_files() == ["readme.txt", "sub/a.jpg", "sub/deeper/c.jpg"]
+
+
+def test_external_files_are_removed_by_their_url_and_tagged(tmp_path: Path) -> None:
+    bucket = tmp_path / "bucket"
+    write(bucket, "frames/f1.jpg", os.urandom(100))
+    write(bucket, "frames/f2.jpg", os.urandom(100))
+    write(bucket, "frames/deep/f3.jpg", os.urandom(100))
+    dataset = Dataset.create(dataset_name="links", dataset_project="fidelity")
+    assert dataset.add_external_files(source_url=f"file://{bucket}/frames/", dataset_path="/frames",
+                                      wildcard="*.jpg", recursive=False) == 2
+    assert "external files" in dataset.tags
+    assert sorted(dataset.link_entries_dict) == ["frames/f1.jpg", "frames/f2.jpg"]
+    assert dataset.file_entries_dict == {}  # links are not stored files
+    assert dataset.remove_files(dataset_path=f"file://{bucket}/frames/f2.jpg") == 1
+    assert dataset.list_files() == ["frames/f1.jpg"]
+
+
+# -- item 8: smaller points ------------------------------------------------------------------------
+def test_part_without_num_parts_is_one_of_the_chunks(tmp_path: Path) -> None:
+    for i in range(3):
+        write(tmp_path / "shards", f"shard{i}.bin", os.urandom(1000 + i))
+    dataset = Dataset.create(dataset_name="shards", dataset_project="fidelity")
+    dataset.add_files(tmp_path / "shards")
+    dataset.finalize()
+    assert dataset.get_num_chunks() == 3
+    parts = [sorted(os.listdir(dataset.get_local_copy(part=k))) for k in range(3)]
+    assert sorted(sum(parts, [])) == dataset.list_files() and all(len(p) == 1 for p in parts)
+    with pytest.raises(DsError, match="part"):
+        dataset.get_local_copy(part=3)
+
+
+def test_mutable_copy_into_a_full_folder_without_raising(images: Path, tmp_path: Path) -> None:
+    dataset = Dataset.create(dataset_name="images", dataset_project="fidelity")
+    dataset.add_files(images)
+    dataset.finalize()
+    target = write(tmp_path / "busy", "mine.txt", "keep").parent
+    assert dataset.get_mutable_local_copy(target, raise_on_error=False) is None
+    assert os.listdir(target) == ["mine.txt"]
+
+
+def test_changes_against_own_id_are_against_the_parents(images: Path) -> None:
+    parent = Dataset.create(dataset_name="images", dataset_project="fidelity")
+    parent.add_files(images / "sub")
+    parent.finalize()
+    child = Dataset.create(dataset_name="images", dataset_project="fidelity", parent_datasets=[parent.id])
+    child.add_files(images / "readme.txt")
+    child.finalize()
+    assert child.list_added_files(dataset_id=child.id) == child.list_added_files() == ["readme.txt"]
+    assert child.list_removed_files(dataset_id=child.id) == []
+
+
+@pytest.mark.parametrize(("first", "then"), [("1.0.0", "1.0.1"), ("v1", "2"), ("1.0rc1", "1.0rc2"),
+                                             ("2.3.dev4", "2.3.dev5"), ("1.0.post1", "1.0.post2"),
+                                             ("snapshot", "1.0.0")])
+def test_next_version_follows_clearmls_version_rule(first: str, then: str) -> None:
+    Dataset.create(dataset_name="versioned", dataset_project="fidelity", dataset_version=first).finalize()
+    assert Dataset.create(dataset_name="versioned", dataset_project="fidelity").version == then
+
+
+def test_get_picks_the_highest_version_by_clearmls_order() -> None:
+    for v in ("1.9", "1.10", "1.10rc1", "latest"):
+        Dataset.create(dataset_name="v", dataset_project="fidelity", dataset_version=v).finalize()
+    assert Dataset.get(dataset_project="fidelity", dataset_name="v").version == "1.10"
+
+
+def test_list_datasets_gives_datetimes_and_clearml_statuses() -> None:
+    done = Dataset.create(dataset_name="done", dataset_project="fidelity")
+    done.finalize()
+    Dataset.create(dataset_name="draft", dataset_project="fidelity")
+    listed = {d["name"]: d for d in Dataset.list_datasets(dataset_project="fidelity", only_completed=False)}
+    assert isinstance(listed["done"]["created"], datetime) and listed["done"]["created"].tzinfo
+    assert (listed["done"]["status"], listed["draft"]["status"]) == ("completed", "in_progress")
+    assert set(listed["done"]) == {"name", "created", "project", "id", "tags", "version", "status"}
+
+
+def test_changed_files_are_counted_and_update_changed_files_adds(images: Path) -> None:
+    dataset = Dataset.create(dataset_name="counted", dataset_project="fidelity")
+    dataset.add_files(images / "sub")
+    write(images, "sub/a.jpg", os.urandom(10))
+    dataset.add_files(images / "sub")
+    dataset.remove_files("deeper/*")
+    assert dataset.changed_files == {"files added": 2, "files removed": 1, "files modified": 1}
+    dataset.update_changed_files(num_files_added=3, num_files_removed=None)
+    assert Dataset.get(dataset_id=dataset.id).changed_files["files added"] == 5
+
+
+# -- item 9: the clearml-data lines of `ds dataset` -------------------------------------------------
+def run(*args: str, cwd: Path, code: int = 0) -> subprocess.CompletedProcess:
+    proc = subprocess.run([DS, "dataset", *args], cwd=cwd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == code, (args, proc.stdout, proc.stderr)
+    return proc
+
+
+def test_cli_prints_clearml_data_lines(images: Path, tmp_path: Path) -> None:
+    out = run("create", "--project", "cli", "--name", "imgs", "--tags", "raw", "cam1", cwd=tmp_path).stdout
+    ds_id = re.fullmatch(r"Creating a new dataset:\nNew dataset created id=([0-9a-f]{32})\n", out).group(1)
+    run("add", "--files", str(images / "sub"), cwd=tmp_path)
+    run("close", cwd=tmp_path)
+    lines = run("list", "--id", ds_id, cwd=tmp_path).stdout.splitlines()
+    entries = Dataset.get(dataset_id=ds_id).file_entries_dict
+    assert lines[:2] == [f"List dataset content: {ds_id}", "Listing dataset content"]
+    assert lines[2] == f"{'file name':64} | {'size':10} | {'hash':64}"
+    assert lines[3] == "-" * len(lines[2])
+    size = entries["a.jpg"].size
+    assert lines[4] == f"{'a.jpg':64} | {size:10,} | {entries['a.jpg'].hash:64}"
+    assert lines[-1] == f"Total 2 files, {sum(e.size for e in entries.values())} bytes"
+    search = run("search", "--project", "cli", "--tags", "__$all", "raw", "cam1", cwd=tmp_path).stdout
+    search = search.splitlines()
+    cells = [c.strip() for c in search[3].split(" | ")]
+    assert search[1].split(" | ")[:5] == [f"{'project':16}", f"{'name':32}", f"{'version':19}",
+                                          f"{'tags':19}", f"{'created':32}"]
+    assert cells[:4] == ["cli", "imgs", "1.0.0", "'raw', 'cam1'"] and cells[5] == ds_id
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", cells[4])
+    assert "cli" not in run("search", "--project", "cli", "--tags=-raw", cwd=tmp_path).stdout
+
+
+def test_cli_verbose_and_verify_exit(images: Path, tmp_path: Path) -> None:
+    out = run("create", "--project", "cli", "--name", "v", cwd=tmp_path).stdout
+    ds_id = re.search(r"id=([0-9a-f]{32})", out).group(1)
+    out = run("add", "--files", str(images / "readme.txt"), "--verbose", cwd=tmp_path).stdout
+    assert f"id={ds_id}" in out.splitlines() and "non_recursive=False" in out.splitlines()
+    run("close", cwd=tmp_path)
+    copy = tmp_path / "copy"
+    run("get", "--id", ds_id, "--copy", str(copy), cwd=tmp_path)
+    (copy / "readme.txt").write_text("other")
+    out = run("verify", "--id", ds_id, "--folder", str(copy), "--verbose", cwd=tmp_path, code=1).stdout
+    assert "Error: hash mismatch readme.txt expected size/hash 5/" in out  # same size, other bytes
+    assert out.splitlines()[-1] == "Dataset verification completed, 1 errors found!"
+
+
+def test_cli_unknown_dataset_is_one_cli_worded_line(tmp_path: Path) -> None:
+    proc = run("get", "--id", "nope", cwd=tmp_path, code=1)
+    assert proc.stderr.splitlines() == [
+        "Error: no dataset with id nope; `ds dataset search --not-only-completed` lists the datasets"]
+    assert "Dataset." not in proc.stderr and "Traceback" not in proc.stderr
+    proc = run("list", "--project", "nowhere", "--name", "none", cwd=tmp_path, code=1)
+    assert proc.stderr.startswith("Error: no dataset matches project='nowhere'")
+    assert "`ds dataset search" in proc.stderr
+
+
+# -- the signature check ---------------------------------------------------------------------------
+REQUIRED = object()
+# ClearML 2.1 (clearml/datasets/dataset.py): every public member of Dataset.
+# kind: "property" (with "setter" when it has one), "classmethod", "method";
+# params: (name, default) in order after self/cls, REQUIRED for none; "**kwargs" as written.
+CLEARML_DATASET = {
+    "id": ("property", []), "file_entries": ("property", []), "link_entries": ("property", []),
+    "file_entries_dict": ("property", []), "link_entries_dict": ("property", []),
+    "project": ("property", []), "name": ("property", []),
+    "version": ("property+setter", []), "tags": ("property+setter", []),
+    "add_tags": ("method", [("tags", REQUIRED)]),
+    "add_files": ("method", [("path", REQUIRED), ("wildcard", None), ("local_base_folder", None),
+                             ("dataset_path", None), ("recursive", True), ("verbose", False),
+                             ("max_workers", None)]),
+    "add_external_files": ("method", [("source_url", REQUIRED), ("wildcard", None), ("dataset_path", None),
+                                      ("recursive", True), ("verbose", False), ("max_workers", None),
+                                      ("read_hash", False)]),
+    "remove_files": ("method", [("dataset_path", None), ("recursive", True), ("verbose", False)]),
+    "sync_folder": ("method", [("local_path", REQUIRED), ("dataset_path", None), ("verbose", False)]),
+    "upload": ("method", [("show_progress", True), ("verbose", False), ("output_url", None),
+                          ("compression", None), ("chunk_size", None), ("max_workers", None),
+                          ("retries", 3), ("preview", True), ("upload_as_external_links", False)]),
+    "finalize": ("method", [("verbose", False), ("raise_on_error", True), ("auto_upload", False)]),
+    "set_metadata": ("method", [("metadata", REQUIRED), ("metadata_name", "metadata"), ("ui_visible", True)]),
+    "get_metadata": ("method", [("metadata_name", "metadata")]),
+    "set_description": ("method", [("description", REQUIRED)]),
+    "publish": ("method", [("raise_on_error", True)]),
+    "is_final": ("method", []),
+    "get_local_copy": ("method", [("use_soft_links", None), ("part", None), ("num_parts", None),
+                                  ("raise_on_error", True), ("max_workers", None), ("files", None)]),
+    "get_mutable_local_copy": ("method", [("target_folder", REQUIRED), ("overwrite", False), ("part", None),
+                                          ("num_parts", None), ("raise_on_error", True),
+                                          ("max_workers", None)]),
+    "list_files": ("method", [("dataset_path", None), ("recursive", True), ("dataset_id", None)]),
+    "list_removed_files": ("method", [("dataset_id", None)]),
+    "list_modified_files": ("method", [("dataset_id", None)]),
+    "list_added_files": ("method", [("dataset_id", None)]),
+    "get_dependency_graph": ("method", []),
+    "verify_dataset_hash": ("method", [("local_copy_path", None), ("skip_hash", False), ("verbose", False)]),
+    "get_default_storage": ("method", []),
+    "create": ("classmethod", [("dataset_name", None), ("dataset_project", None), ("dataset_tags", None),
+                               ("parent_datasets", None), ("use_current_task", False),
+                               ("dataset_version", None), ("output_uri", None), ("description", None)]),
+    "delete": ("classmethod", [("dataset_id", None), ("dataset_project", None), ("dataset_name", None),
+                               ("force", False), ("dataset_version", None), ("entire_dataset", False),
+                               ("shallow_search", False), ("delete_files", True),
+                               ("delete_external_files", False)]),
+    "rename": ("classmethod", [("new_dataset_name", REQUIRED), ("dataset_project", REQUIRED),
+                               ("dataset_name", REQUIRED)]),
+    "move_to_project": ("classmethod", [("new_dataset_project", REQUIRED), ("dataset_project", REQUIRED),
+                                        ("dataset_name", REQUIRED)]),
+    "get": ("classmethod", [("dataset_id", None), ("dataset_project", None), ("dataset_name", None),
+                            ("dataset_tags", None), ("only_completed", False), ("only_published", False),
+                            ("include_archived", False), ("auto_create", False), ("writable_copy", False),
+                            ("dataset_version", None), ("alias", None), ("overridable", False),
+                            ("shallow_search", False), ("silence_alias_warnings", False),
+                            ("**kwargs", REQUIRED)]),
+    "get_logger": ("method", []),
+    "get_num_chunks": ("method", [("include_parents", True)]),
+    "squash": ("classmethod", [("dataset_name", REQUIRED), ("dataset_ids", None),
+                               ("dataset_project_name_pairs", None), ("output_url", None),
+                               ("close_squashed_dataset", True)]),
+    "list_datasets": ("classmethod", [("dataset_project", None), ("partial_name", None), ("tags", None),
+                                      ("ids", None), ("only_completed", True),
+                                      ("recursive_project_search", True), ("include_archived", True)]),
+    "update_changed_files": ("method", [("num_files_added", None), ("num_files_modified", None),
+                                        ("num_files_removed", None)]),
+    "is_offline": ("classmethod", []),
+    "set_offline": ("classmethod", [("offline_mode", False)]),
+    "get_offline_mode_folder": ("method", []),
+    "import_offline_session": ("classmethod", [("session_folder_zip", REQUIRED), ("upload", True),
+                                               ("finalize", False)]),
+    "is_dirty": ("method", []),
+}
+
+
+def _kind(name: str) -> str:
+    raw = inspect.getattr_static(Dataset, name)
+    if isinstance(raw, property):
+        return "property+setter" if raw.fset is not None else "property"
+    if isinstance(raw, classmethod):
+        return "classmethod"
+    if isinstance(raw, staticmethod):
+        return "staticmethod"
+    return "method"
+
+
+@pytest.mark.parametrize("name", sorted(CLEARML_DATASET))
+def test_signature_matches_clearml(name: str) -> None:
+    kind, expected = CLEARML_DATASET[name]
+    assert hasattr(Dataset, name), f"Dataset.{name} is missing"
+    assert _kind(name) == kind
+    if kind.startswith("property"):
+        return
+    member = getattr(Dataset, name)
+    params = list(inspect.signature(member).parameters.values())
+    if kind == "method":
+        params = params[1:]  # self
+    ours = [(f"**{p.name}" if p.kind is p.VAR_KEYWORD else p.name,
+             REQUIRED if p.default is p.empty else p.default) for p in params]
+    assert ours[:len(expected)] == expected
+    for extra in params[len(expected):]:  # ours may add keyword-only extras, documented
+        assert extra.kind is extra.KEYWORD_ONLY, f"{name}: {extra.name} must be keyword-only"
+        assert extra.name in (member.__doc__ or ""), f"{name}: {extra.name} is not documented"
