@@ -284,6 +284,47 @@ def test_changed_files_are_counted_and_update_changed_files_adds(images: Path) -
     assert Dataset.get(dataset_id=dataset.id).changed_files["files added"] == 5
 
 
+# -- the rules themselves, against cases worked out from ClearML's code and its server's query ------
+def test_tag_query_buckets_as_the_clearml_server() -> None:
+    from objstore.clearml_rules import tag_filter
+
+    # the server puts each tag in a bucket by the operator in force: all[a b c], any[d f g], none[e]
+    query = tag_filter(["__$all", "a", "b", "c", "__$or", "d", "__$not", "e", "__$and", "__$or", "f", "g"])
+    assert query(["a", "b", "c", "f"]) and not query(["a", "b", "c"]) and not query(["a", "b", "c", "f", "e"])
+    either = tag_filter(["__$or", "a", "__$not", "b"])  # joined by OR: a, or not b
+    assert either(["a", "b"]) and either([]) and not either(["b"])
+    assert tag_filter(["__$all", "-x"])(["-x"])  # after an operator, '-' is part of the tag
+    assert tag_filter(["a", None])([]) and not tag_filter(["a"])([])  # None: untagged versions too
+    for bad in (["__$not"], ["__$not", "__$all", "a"], ["-"], ["__$xor"]):
+        with pytest.raises(DsError):
+            tag_filter(bad)
+
+
+def test_versions_parse_order_and_bump_as_clearml() -> None:
+    from objstore.clearml_rules import Version, version_order
+
+    assert str(Version.parse("V1.0-ALPHA")) == "1.0a0" and str(Version.parse("1.0-2")) == "1.0.post2"
+    assert str(Version.parse("1!2.0.preview3").next()) == "1!2.0rc4"
+    assert Version.parse("1.0.post") is None and Version.parse("") is None
+    # ClearML's order, not PEP 440's: a dev release sorts after a pre-release of the same
+    # release, and 1.0 < 1.0.post1 < 1.0.0 (release numbers compare as tuples)
+    ordered = ["nightly", "1.0a1", "1.0.dev1", "1.0", "1.0.post1", "1.0.0", "1.9", "1.10"]
+    assert sorted(reversed(ordered), key=version_order) == ordered
+
+
+def test_matches_any_wildcard_cases() -> None:
+    from objstore.clearml_rules import glob_match, matches_any_wildcard
+
+    assert matches_any_wildcard("a/b/c.json", "a/*.json")
+    assert not matches_any_wildcard("a/b/c.json", "a/*.json", recursive=False)
+    assert matches_any_wildcard("x/data/y", "data") is False and matches_any_wildcard("x/data", "data")
+    assert matches_any_wildcard("./a//b.txt", ["*.csv", "a/b.txt"]) and matches_any_wildcard("f", None)
+    assert glob_match("a/b/c.txt", "a/**/c.txt", recursive=False)
+    assert glob_match("a/c.txt", "a/**/c.txt", recursive=False)
+    with pytest.raises(DsError, match="whole path part"):
+        glob_match("a", "a**")
+
+
 # -- item 9: the clearml-data lines of `ds dataset` -------------------------------------------------
 def run(*args: str, cwd: Path, code: int = 0) -> subprocess.CompletedProcess:
     proc = subprocess.run([DS, "dataset", *args], cwd=cwd, capture_output=True, text=True, timeout=120)
