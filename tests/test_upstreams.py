@@ -6,7 +6,6 @@ Everything here runs the installed `ds` on a folder remote and on S3 (a moto ser
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from objstore.branches import unset_upstream
 from objstore.config import store_items, store_set
 from objstore.store import Store
 
-from .conftest import DS, ds, read_tree, write
+from .conftest import ds, read_tree, write
 
 
 @pytest.fixture(params=["folder", "s3"])
@@ -128,67 +127,6 @@ def test_branches_merge_push_clone_push_pull_tags(tmp_path: Path, remote) -> Non
     assert read_tree(c) == {"data/x.csv": (b"1\n", False), "notes.txt": (b"n1", False)}
     assert status_json(c)["branch"] is None
     assert full_status(c)[0].startswith(f"HEAD detached at {v1[:12]}")
-
-
-README = Path(__file__).resolve().parent.parent / "README.md"
-
-
-def _ci_recipe() -> tuple[list[str], str]:
-    """The README's CI recipe: the commands of its bash block, and the push job's one-liner."""
-    text = README.read_text()
-    section = text[text.index("### In a CI pipeline"):]
-    block = section[section.index("```bash\n") + 8: section.index("```\n", section.index("```bash\n") + 8)]
-    commands = [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
-    job = re.search(r"`(ds add \. && ds commit[^`]*&& ds push)`", section.replace("\n", " "))
-    assert job is not None, "the README's CI section no longer shows the push job"
-    return commands, job.group(1)
-
-
-def test_readme_ci_recipe_runs_as_written(tmp_path: Path, moto_s3, monkeypatch) -> None:
-    commands, job = _ci_recipe()
-    assert commands[0].startswith("pip install") and commands[1].startswith("ds clone s3://bucket/datasets")
-    bucket = moto_s3.new_bucket()
-    for key, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-                       "AWS_ENDPOINT_URL": moto_s3.endpoint, "CI_COMMIT_SHA": "0123abcd"}.items():
-        monkeypatch.setenv(key, value)  # credentials the libraries' usual way, as in CI
-    url = f"s3://{bucket}/datasets"
-    src = tmp_path / "producer"
-    ds("init", str(src), cwd=tmp_path)
-    write(src, "val/a.csv", "1\n")
-    write(src, "train/b.csv", "2\n")
-    ds("commit", "-a", "-m", "first data", cwd=src)
-    ds("tag", "v1.2", cwd=src)
-    ds("remote", "add", "origin", url, cwd=src)
-    ds("push", "-u", "origin", "main", "--tags", cwd=src)
-
-    job_dir = tmp_path / "job"
-    job_dir.mkdir()
-    (job_dir / "train.py").write_text(  # stands in for the training script: reads what it was given
-        "import sys, pathlib\nroot = pathlib.Path(sys.argv[sys.argv.index('--data') + 1])\n"
-        "assert (root / 'a.csv').read_text() == '1\\n'\n"
-        "assert not (root.parent / 'train' / 'b.csv').exists()\n")
-
-    def sh(command: str, cwd: Path) -> None:
-        command = command.replace("s3://bucket/datasets", url)
-        if command.startswith("python "):
-            command = command.replace("python ", f"{sys.executable} ", 1)
-        env = dict(os.environ, PATH=f"{Path(DS).parent}{os.pathsep}{os.environ['PATH']}")
-        proc = subprocess.run(["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True,
-                              timeout=300)
-        assert proc.returncode == 0, (command, proc.stdout, proc.stderr)
-
-    for command in commands[1:]:  # the pip line is the environment this test already runs in
-        sh(command, job_dir)
-    assert sorted(read_tree(job_dir / "data")) == ["val/a.csv"]
-
-    # the producing job: a clone of the branch, new data, the README's one-liner
-    ds("clone", url, "out", cwd=job_dir)
-    write(job_dir / "out", "val/c.csv", "3\n")
-    sh(job, job_dir / "out")
-    log = ds("log", "--oneline", "origin/main", cwd=job_dir / "out").stdout
-    assert log.splitlines()[0].endswith("0123abcd")
-    ds("pull", cwd=src)
-    assert (src / "val/c.csv").read_text() == "3\n"
 
 
 # -- one behaviour at a time, on a folder remote ------------------------------------------
