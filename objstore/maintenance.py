@@ -305,11 +305,17 @@ def gc(store: Store, dry_run: bool = False, grace_seconds: float = 0,
     a detached HEAD, a branch moved away); None keeps only what refs reach.
 
     Metadata is repacked too: every git object into one pack with deltas (nothing is
-    pruned there: it is small, and a dataset draft or a stage may still name it).
+    pruned there: it is small, and a dataset draft or a stage may still name it). Dataset
+    files (artifacts, report images) that no record names any more are let go first; a dry
+    run does not count those.
     """
     report = GcReport(dry_run=dry_run)
     now = time.time() if now is None else now
     with store.locked():
+        if not dry_run:  # dataset files (artifacts, report images) no record names any more
+            from .dataset_attachments import prune
+
+            prune(store)
         m = mark(store, reflog_since=None if reflog_grace is None else now - reflog_grace)
         if m.problems:
             raise DsError(f"gc refused: the store has problems ({m.problems[0]}); run `ds fsck`")

@@ -49,6 +49,9 @@ def find_store(start: str | os.PathLike[str] = ".") -> Path:
     raise StoreNotFound(f"no {STORE_DIR} in {here} or any parent folder; run `ds init` first")
 
 
+INTERNAL_REFS = "refs/objstore/"  # the store's own bookkeeping (dataset attachments), not versions
+
+
 def locate_store(start: str | os.PathLike[str] = ".") -> Path:
     """The store a command uses: ``DSSTORE_DIR`` when set (as git's ``GIT_DIR``; its
     working folder is its parent), else the nearest ``.dsstore`` at or above ``start``."""
@@ -219,7 +222,8 @@ class Store:
         if limit is not None and limit < 1:
             raise DsError(f"-n must be 1 or more (got {limit})")
         if all_refs:
-            starts = sorted({*self.meta.refs().values(), *([self.head()] if self.head() else [])})
+            versions = [cid for name, cid in self.meta.refs().items() if not name.startswith(INTERNAL_REFS)]
+            starts = sorted({*versions, *([self.head()] if self.head() else [])})
         elif rev == "HEAD" and self.head() is None:
             starts = []
         else:

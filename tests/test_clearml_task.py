@@ -640,6 +640,21 @@ def test_gc_keeps_attachments_and_prune_frees_what_no_record_names(env: Path, tm
     assert Dataset.get(dataset_id=keep.id).get_metadata("same table")["a"].tolist() == list(range(100))
 
 
+def test_gc_itself_frees_the_files_of_a_deleted_dataset_but_not_in_a_dry_run(env: Path) -> None:
+    from objstore.maintenance import gc
+
+    ds = make()
+    ds._task.upload_artifact("noise", np.random.default_rng(3).random(50_000))
+    ds.finalize()
+    Dataset.delete(dataset_id=ds.id)
+    with Store(env) as store:
+        assert gc(store, dry_run=True, reflog_grace=None).chunks_dropped == 0  # a dry run changes nothing
+        assert gc(store, reflog_grace=None).chunks_dropped >= 1  # the artifact's chunks
+        assert gc(store, reflog_grace=None).chunks_dropped == 0
+    with Store(env) as store:
+        assert [e.message for e in store.log(all_refs=True)] == []  # bookkeeping is not a version
+
+
 # -- ds ui ----------------------------------------------------------------------------------
 def build(tmp_path: Path) -> tuple[Path, str]:
     """A finalized dataset carrying every kind of attachment; returns (store path, dataset id)."""
