@@ -232,9 +232,17 @@ class Dataset:
             self._require_draft("take new metadata")
             self._record.setdefault("metadata", {})[metadata_name] = stored
             self._save()
+        if ui_visible and dataset_metadata.is_dataframe(metadata):  # shown as a table, as in ClearML
+            self.get_logger().report_table("Dataset Metadata", "Dataset Metadata", table_plot=metadata)
 
     def get_metadata(self, metadata_name: str = "metadata") -> Any:
-        return dataset_metadata.decode(self._store, self._record.get("metadata", {}).get(metadata_name))
+        """The value ``set_metadata`` kept under the name, else (as in ClearML, where metadata
+        is an artifact) the artifact of that name; None if neither exists."""
+        stored = self._reload().get("metadata", {}).get(metadata_name)
+        if stored is None:
+            artifact = self._task.artifacts.get(metadata_name)
+            return None if artifact is None else artifact.get()
+        return dataset_metadata.decode(self._store, stored, metadata_name)
 
     def is_final(self) -> bool:
         return self._reload()["status"] != rec.DRAFT

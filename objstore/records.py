@@ -10,7 +10,8 @@ Record fields: ``id``, ``name``, ``project``, ``version``, ``tags``, ``descripti
 ``status`` (``draft`` | ``completed`` | ``published``), ``parents`` (dataset ids),
 ``tree`` (draft content), ``commit`` (after finalize), ``created``, ``metadata``,
 ``output_uri``, ``uploaded`` (URLs the content was mirrored to), ``dirty``, ``changed_files``
-(ClearML's counts of ``files added``, ``files removed`` and ``files modified``). Tags keep
+(ClearML's counts of ``files added``, ``files removed`` and ``files modified``), ``task``
+(the ClearML task stand-in's artifacts, properties and parameters: ``dataset_task``). Tags keep
 the order they were given in.
 """
 
@@ -33,6 +34,7 @@ _OPTIONAL: dict[str, tuple[type, ...]] = {
     "tags": (list,), "description": (str, type(None)), "tree": (str, type(None)),
     "commit": (str, type(None)), "metadata": (dict,), "output_uri": (str, type(None)),
     "uploaded": (list,), "dirty": (bool,), "finalized": (str, type(None)), "changed_files": (dict,),
+    "task": (dict,),
 }
 
 

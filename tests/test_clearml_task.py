@@ -128,15 +128,17 @@ CONSUMER = """
     pd.testing.assert_frame_equal(artifacts["sample metadata"].get(), expected)  # metadata is an artifact
     reports = dataset.get_metadata("reports")
     kinds = [(r["kind"], r["series"]) for r in reports]
-    assert kinds == [("image", "dog/bark.wav"), ("image", "pil"), ("media", "dog/bark.wav"),
-                     ("table", "sample metadata")], kinds
-    assert reports[3]["rows"][0] == ["clip", "fold", "label", "duration"]
-    assert reports[3]["rows"][1] == ["a", 1, "dog", 0.5]
+    # set_metadata(DataFrame, ui_visible=True) shows it as a table, as ClearML does
+    assert kinds == [("table", "Dataset Metadata"), ("image", "dog/bark.wav"), ("image", "pil"),
+                     ("media", "dog/bark.wav"), ("table", "sample metadata")], kinds
+    assert reports[0]["rows"] == reports[4]["rows"]
+    assert reports[4]["rows"][0] == ["clip", "fold", "label", "duration"]
+    assert reports[4]["rows"][1] == ["a", 1, "dog", 0.5]
     props = dataset._task.get_user_properties()
     assert props["clips"] == {"name": "clips", "value": "3", "description": "how many",
                               "section": "properties"}
     assert dataset._task.get_user_properties(value_only=True) == {"sample_rate": "22050", "clips": "3"}
-    print(json.dumps({"id": dataset.id, "images": [r["blob"]["hash"] for r in reports[:2]]}))
+    print(json.dumps({"id": dataset.id, "images": [r["blob"]["hash"] for r in reports[1:3]]}))
 """
 
 
@@ -145,11 +147,11 @@ def test_urbansounds_style_script_round_trips_in_a_new_process(env: Path, tmp_pa
     seen = json.loads(run_python(CONSUMER, env, tmp_path).stdout)
     assert seen["id"] == made
     ds = Dataset.get(dataset_id=made)
-    for r in ds.get_metadata("reports")[:2]:  # the images decode as what was reported
+    for r in ds.get_metadata("reports")[1:3]:  # the images decode as what was reported
         img = Image.open(io.BytesIO(_blob_bytes(ds, r["blob"])))
         assert img.format == "PNG"
-    assert Image.open(io.BytesIO(_blob_bytes(ds, ds.get_metadata("reports")[1]["blob"]))).size == (5, 7)
-    assert _blob_bytes(ds, ds.get_metadata("reports")[2]["blob"]) == WAV
+    assert Image.open(io.BytesIO(_blob_bytes(ds, ds.get_metadata("reports")[2]["blob"]))).size == (5, 7)
+    assert _blob_bytes(ds, ds.get_metadata("reports")[3]["blob"]) == WAV
     assert ds.list_files() == ["dog/bark.wav", "labels.csv"]  # nothing attached shows as a file
 
 
@@ -684,7 +686,7 @@ def build(tmp_path: Path) -> tuple[Path, str]:
     log.report_scalar("loss", "train", 0.5, 1)
     log.report_single_value("accuracy", 0.9)
     log.report_text("hello log")
-    ds.set_metadata(pd.DataFrame({"fold": [1, 2, 3]}), metadata_name="folds")
+    ds.set_metadata(pd.DataFrame({"fold": [1, 2, 3]}), metadata_name="folds", ui_visible=False)
     ds.set_metadata({"classes": 2})
     ds.finalize()
     return Path(os.environ["DSSTORE_DIR"]), ds.id
