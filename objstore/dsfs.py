@@ -607,7 +607,9 @@ class _Session:
 
             url = decode_url(self.chunk_bytes([cid], _Lru(), [])[cid], _url(path))
             self.links().check(_url(path), url, cid)
-            found = self._external[cid] = (*fsspec.core.url_to_fs(url), url)
+            from .remote_fs import fsspec_url
+
+            found = self._external[cid] = (*fsspec.core.url_to_fs(fsspec_url(url)), url)
         fs, where, url = found
         with following(_url(path), url):
             yield fs, where

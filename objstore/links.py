@@ -16,7 +16,7 @@ checkout writes anything (``materialize.py``) and before ``ds://`` opens a URL
    what a user of this store linked. SHA-256 rather than the chunk id, so the list means
    the same whatever hash the store uses.
 2. **A remote scheme.** The URL is one plain ``scheme://...`` (no fsspec ``::`` chain)
-   whose scheme is allowed: ``http https s3 s3a gs gcs az abfs abfss`` and the scheme of
+   whose scheme is allowed: ``http https s3 s3a gs gcs az azure abfs abfss`` and the scheme of
    each configured remote with its aliases. ``file``/``local`` (and any path without a
    scheme) and ``ds`` read this machine, so they never count, whoever configured them.
 3. **Its remote allows local links.** A configured remote whose options hold
@@ -49,9 +49,9 @@ from .fsutil import atomic_write
 TRUST_FILE = "trusted-links"
 OWN_OPTIONS = frozenset({"allow_local_links"})  # remote options for objstore, not for fsspec
 MAX_HOPS = 10  # external links followed through one another (ds:// into ds://)
-REMOTE_SCHEMES = frozenset({"http", "https", "s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
+REMOTE_SCHEMES = frozenset({"http", "https", "s3", "s3a", "gs", "gcs", "az", "azure", "abfs", "abfss"})
 LOCAL_SCHEMES = frozenset({"file", "local", "ds"})
-_ALIASES = ({"http", "https"}, {"s3", "s3a"}, {"gs", "gcs"}, {"az", "abfs", "abfss"})
+_ALIASES = ({"http", "https"}, {"s3", "s3a"}, {"gs", "gcs"}, {"az", "azure", "abfs", "abfss"})
 _SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _HEADER = b"# URLs linked in this store (add_external_files): SHA-256 of each URL's text\n"

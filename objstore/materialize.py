@@ -153,8 +153,10 @@ class Materializer:
         """Copy an allowed URL's bytes into ``fd``; a URL that leads back to itself is an error."""
         import fsspec
 
+        from .remote_fs import fsspec_url
+
         try:
-            with following(path, url), fsspec.open(url, "rb") as f:
+            with following(path, url), fsspec.open(fsspec_url(url), "rb") as f:
                 while block := f.read(1 << 22):
                     _write_all(fd, block)
         except LinkError:

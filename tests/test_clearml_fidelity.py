@@ -132,6 +132,23 @@ def test_upload_to_and_get_from_an_azure_url(images: Path, tmp_path: Path, azuri
     assert Path(got.get_local_copy(), "sub/a.jpg").read_bytes() == (images / "sub/a.jpg").read_bytes()
 
 
+def test_external_azure_links_are_read_by_copies_and_ds_urls(tmp_path: Path, azurite, monkeypatch) -> None:
+    import adlfs
+    import fsspec
+
+    container = azurite.new_bucket()
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite.options["connection_string"])
+    adlfs.AzureBlobFileSystem(connection_string=azurite.options["connection_string"]).pipe_file(
+        f"{container}/ext/x.bin", b"linked bytes")
+    url = f"azure://devstoreaccount1.blob.core.windows.net/{container}/ext/x.bin"
+    dataset = Dataset.create(dataset_name="links", dataset_project="fidelity")
+    assert dataset.add_external_files(source_url=url) == 1
+    dataset.finalize()
+    assert Path(dataset.get_local_copy(), "x.bin").read_bytes() == b"linked bytes"
+    with fsspec.open("ds://fidelity/links@latest/x.bin", "rb") as f:
+        assert f.read() == b"linked bytes"
+
+
 # -- item 6: tag queries ---------------------------------------------------------------------------
 def _tagged(name: str, tags: list[str]) -> str:
     ds = Dataset.create(dataset_name=name, dataset_project="tags", dataset_tags=tags)
