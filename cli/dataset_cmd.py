@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 
@@ -46,8 +47,15 @@ def _current_id(given: str | None) -> str:
     return remembered
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage errors as every other ds command gives them: one line, the fix, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"Error: {message} (see '{self.prog} --help')\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ds dataset",
+    p = _OneLineParser(prog="ds dataset",
                                 description="Dataset management & versioning (clearml-data compatible)")
     sub = p.add_subparsers(dest="command")
 

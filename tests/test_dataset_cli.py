@@ -84,3 +84,15 @@ def test_errors_are_clean(tmp_path: Path, env: dict) -> None:
     assert "no dataset with id" in out
     run("publish", env=env, cwd=tmp_path, code=2)  # argparse: --id is required
     assert "usage: ds dataset" in run("--help", env=env, cwd=tmp_path)
+
+
+@pytest.mark.parametrize("args,words", [
+    (["create"], "the following arguments are required: --name (see 'ds dataset create --help')"),
+    (["bogus"], "invalid choice: 'bogus'"),
+    (["add", "--nope"], "unrecognized arguments: --nope"),
+])
+def test_usage_errors_are_one_line_with_exit_2(args: list[str], words: str, tmp_path: Path, env: dict) -> None:
+    proc = subprocess.run([DS, "dataset", *args], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("Error: ") and words in proc.stderr
