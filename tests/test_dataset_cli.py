@@ -91,7 +91,8 @@ def test_errors_are_clean(tmp_path: Path, env: dict) -> None:
     (["bogus"], "invalid choice: 'bogus'"),
     (["add", "--nope"], "unrecognized arguments: --nope"),
 ])
-def test_usage_errors_are_one_line_with_exit_2(args: list[str], words: str, tmp_path: Path, env: dict) -> None:
+def test_usage_errors_are_one_line_with_exit_2(args: list[str], words: str, tmp_path: Path,
+                                               env: dict) -> None:
     proc = subprocess.run([DS, "dataset", *args], env=env, cwd=tmp_path, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 2 and proc.stdout == ""
