@@ -1,12 +1,12 @@
 """The store's ``config`` file (TOML): format version, hash algorithm, chunking.
 
-An unknown format version is refused, never guessed at. The file is written by us,
-in a fixed small shape, so it is serialised here rather than through a TOML writer.
+An unknown format version is refused, never guessed at. It is read with ``tomllib`` and
+written with ``tomli-w``, imported only when a config is written: ``ds status``'s quick path
+(``quickstatus``, ``quicktrack``) reads configs and never pays for the writer.
 """
 
 from __future__ import annotations
 
-import json
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,27 +35,34 @@ class StoreConfig:
     format: int = FORMAT_VERSION
 
     def to_toml(self) -> str:
+        return toml_text(self.tables(), "objstore store configuration; see docs/format.md")
+
+    def tables(self) -> dict[str, object]:
+        """The file's tables, sorted by name so the same config is always the same text."""
         c = self.chunking
-        return (
-            "# objstore store configuration; see docs/format.md\n"
-            "[store]\n"
-            f"format = {self.format}\n"
-            f'hash = "{self.hash}"\n'
-            f"zstd_level = {self.zstd_level}\n"
-            f"pack_target = {self.pack_target}\n"
-            "\n[chunking]\n"
-            f"avg_size = {c.avg_size}\n"
-            f"min_size = {c.min_size}\n"
-            f"max_size = {c.max_size}\n"
-        ) + (f"\n[remote]\ndefault = {json.dumps(self.remote)}\n" if self.remote else "") + "".join(
-            f"\n[remotes.{json.dumps(name)}]\nurl = {json.dumps(r['url'])}\n"
-            + "".join(f"options.{json.dumps(k)} = {_toml_value(v)}\n"
-                      for k, v in sorted(r.get("options", {}).items()))
-            for name, r in sorted(self.remotes.items())) + (
-            f"\n[worktree]\nsparse = {json.dumps(self.sparse)}\n" if self.sparse else "") + "".join(
-            f"\n[branch.{_toml_value(name)}]\n"
-            + "".join(f"{k} = {_toml_value(v)}\n" for k, v in sorted(b.items()))
-            for name, b in sorted(self.branches.items()) if b)
+        tables: dict[str, object] = {
+            "store": {"format": self.format, "hash": self.hash, "zstd_level": self.zstd_level,
+                      "pack_target": self.pack_target},
+            "chunking": {"avg_size": c.avg_size, "min_size": c.min_size, "max_size": c.max_size},
+        }
+        if self.remote:
+            tables["remote"] = {"default": self.remote}
+        if self.remotes:
+            tables["remotes"] = {name: _remote_table(r) for name, r in sorted(self.remotes.items())}
+        if self.sparse:
+            tables["worktree"] = {"sparse": list(self.sparse)}
+        branches = {name: dict(sorted(b.items())) for name, b in sorted(self.branches.items()) if b}
+        if branches:
+            tables["branch"] = branches
+        return tables
+
+
+def _remote_table(remote: dict) -> dict[str, object]:
+    """``url``, then ``options`` when there are any (an empty table would be noise)."""
+    table: dict[str, object] = {"url": remote["url"]}
+    if remote.get("options"):
+        table["options"] = dict(sorted(remote["options"].items()))
+    return table
 
 
 def load_config(path: Path) -> StoreConfig:
@@ -113,19 +120,32 @@ def _load_branches(path: Path, raw: object) -> dict[str, dict[str, str]]:
     return {name: {k: b[k] for k in BRANCH_KEYS if k in b} for name, b in raw.items()}
 
 
-def _toml_value(v: object) -> str:
-    """A TOML value: booleans, numbers, strings, and lists / tables of them (remote options
-    such as s3fs's ``config_kwargs`` are nested)."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int | float):
-        return repr(v)  # also right for TOML's inf and nan
+def _plain(v: object) -> object:
+    """``v`` in the types TOML holds; anything else (None, a path, ...) becomes its text, so an
+    odd remote option given through the SDK is kept rather than failing the write."""
+    if isinstance(v, bool | int | float | str):
+        return v
     if isinstance(v, dict):
-        return "{" + ", ".join(f"{json.dumps(str(k), ensure_ascii=False)} = {_toml_value(x)}"
-                               for k, x in v.items()) + "}"
+        return {str(k): _plain(x) for k, x in v.items()}
     if isinstance(v, list | tuple):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    return json.dumps(str(v), ensure_ascii=False)  # TOML refuses JSON's surrogate-pair escapes
+        return [_plain(x) for x in v]
+    return str(v)
+
+
+def toml_text(tables: dict[str, object], comment: str) -> str:
+    """``tables`` as TOML under a ``# comment`` line. tomli-w is imported here, not at the
+    top: every ``ds`` command imports this module, few write a config."""
+    import tomli_w
+
+    return f"# {comment}\n" + tomli_w.dumps({name: _plain(t) for name, t in tables.items()})
+
+
+def _toml_value(v: object) -> str:
+    """One value as TOML writes it after ``key = `` (``userconfig.save`` builds its lines
+    with it; scalars and lists)."""
+    import tomli_w
+
+    return tomli_w.dumps({"v": _plain(v)}).removeprefix("v = ").rstrip("\n")
 
 
 def save_config(path: Path, config: StoreConfig) -> None:
