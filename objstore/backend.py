@@ -1,0 +1,351 @@
+"""One small surface over any place that holds a store's files, as restic's backends.
+
+A ``Backend`` lists (with size and modification time), stats, reads (whole or a byte
+range), writes once (a file is visible under its name only when complete), deletes (a
+file already gone is no error) and compare-and-swaps small files (refs, dataset records).
+Every failure is one of four types, decided by the backend that knows its storage
+library: ``NotFound``, ``PreconditionFailed`` (a swap lost the race), ``Permanent`` (with
+its kind: credentials, denied, no-bucket, unreachable, or other) and ``Transient`` (worth
+retrying). What is common to every backend lives here: the protocol, the errors, the
+rules for the standard library's errors, the ``flock`` compare-and-swap of a folder, and
+``LocalBackend``. The fsspec backends are in ``backend_fsspec.py``; retrying, counting
+and short-read checking are wrappers around any backend (``backend_wrappers.py``).
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+import socket
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from stat import S_ISREG
+from typing import Any, Protocol
+
+from .errors import DsError
+from .fsutil import fsync_dir
+
+TRANSIENT, CREDENTIALS, DENIED, NO_BUCKET, UNREACHABLE, PERMANENT = (
+    "transient", "credentials", "denied", "no-bucket", "unreachable", "permanent")
+
+
+class NotFound(FileNotFoundError):
+    """No such file (a ``FileNotFoundError``, so callers that expect one keep working)."""
+
+
+class PreconditionFailed(Exception):
+    """A compare-and-swap was refused: the file no longer holds what its token was read from."""
+
+    def __init__(self, reason: str = "changed meanwhile; fetch and merge first"):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Permanent(Exception):
+    """A failure retrying cannot mend; ``kind`` says which (CREDENTIALS, DENIED, NO_BUCKET,
+    UNREACHABLE or PERMANENT), ``cause`` is the storage library's exception, ``where`` the
+    host when it is known."""
+
+    def __init__(self, kind: str, cause: BaseException, where: str = ""):
+        super().__init__(f"{kind}: {describe(cause)}")
+        self.kind, self.cause, self.where = kind, cause, where
+
+
+class Unsupported(Permanent):
+    """The backend cannot do this at all (compare-and-swap on a filesystem without conditions)."""
+
+    def __init__(self, message: str):
+        super().__init__(PERMANENT, NotImplementedError(message))
+        self.message = message
+
+
+class Transient(Exception):
+    """A failure that may pass (network, service, a short read); ``attempts`` is set by
+    the retrying wrapper when it gives up."""
+
+    def __init__(self, cause: BaseException | str):
+        self.cause = cause if isinstance(cause, BaseException) else self
+        super().__init__(describe(cause) if isinstance(cause, BaseException) else cause)
+        self.attempts = 1
+
+
+class ShortRead(Transient):
+    """Fewer (or other) bytes than the storage said it holds; retried like a network fault."""
+
+
+@dataclass(frozen=True)
+class Info:
+    """What ``stat`` tells of a file; ``token`` is the version compare-and-swap checks
+    (ETag, generation), None where the content itself is the version."""
+
+    size: int
+    mtime: float
+    token: Any = None
+
+
+class Backend(Protocol):
+    """The surface every store location offers; paths are relative to its root."""
+
+    kind: str  # "local", "s3", "gcs", "azure" or "other"
+
+    def list(self, prefix: str) -> dict[str, tuple[int, float]]:
+        """Every file under ``prefix`` -> (size, modification time in the storage's clock)."""
+        ...
+
+    def stat(self, rel: str) -> Info: ...
+
+    def read(self, rel: str, start: int = 0, end: int | None = None) -> bytes:
+        """The whole file, or bytes [start, end)."""
+        ...
+
+    def download(self, rel: str, dest: Path) -> None:
+        """The whole file into ``dest`` (large files never pass through memory)."""
+        ...
+
+    def write(self, rel: str, data: bytes | Path) -> None:
+        """Create or replace ``rel``, visible under its name only once complete."""
+        ...
+
+    def delete(self, rels: list[str]) -> None:
+        """Remove files; one already gone is no error."""
+        ...
+
+    def exists(self) -> bool:
+        """Whether the location itself (folder, bucket, container) exists."""
+        ...
+
+    def read_ref(self, rel: str) -> tuple[bytes | None, Any]:
+        """(content, token) of a small file, (None, None) if there is none."""
+        ...
+
+    def swap_ref(self, rel: str, data: bytes, token: Any) -> None:
+        """Write ``data`` only if ``rel`` still holds what ``token`` was read from (None:
+        only if it does not exist); else ``PreconditionFailed``."""
+        ...
+
+
+class RefsByStat:
+    """``read_ref`` over ``stat`` and ``read``: the token is read before the body, so a
+    ref that moves in between makes the swap fail (a spurious conflict), never succeed
+    on a stale base."""
+
+    def read_ref(self, rel: str) -> tuple[bytes | None, Any]:
+        try:
+            info = self.stat(rel)  # type: ignore[attr-defined]
+            data = self.read(rel)  # type: ignore[attr-defined]
+        except NotFound:
+            return None, None
+        if len(data) != info.size:
+            raise ShortRead(f"read {len(data)} bytes of {info.size}")
+        return data, data if info.token is None else info.token
+
+
+def causes(e: BaseException) -> list[BaseException]:
+    """``e`` and what it wraps, outermost first: ``__cause__``/``__context__`` and the
+    attributes SDKs keep the underlying error in (botocore ``kwargs['error']``, azure
+    ``inner_exception``, aiohttp ``os_error``)."""
+    out: list[BaseException] = []
+    todo: list[Any] = [e]
+    while todo and len(out) < 16:
+        x = todo.pop(0)
+        if not isinstance(x, BaseException) or any(x is y for y in out):
+            continue
+        out.append(x)
+        kwargs = getattr(x, "kwargs", None)
+        todo += [x.__cause__, x.__context__, getattr(x, "inner_exception", None),
+                 getattr(x, "os_error", None), kwargs.get("error") if isinstance(kwargs, dict) else None]
+    return out
+
+
+def status_kind(status: Any) -> str | None:
+    """An HTTP status's kind: 401 no credentials, 403 denied, 408/429/5xx transient,
+    other 4xx permanent."""
+    try:
+        code = int(status)
+    except (TypeError, ValueError):
+        return None
+    if code == 401:
+        return CREDENTIALS
+    if code == 403:
+        return DENIED
+    if code in (408, 429) or code >= 500:
+        return TRANSIENT
+    if 400 <= code < 500 and code not in (404, 409, 412):
+        return PERMANENT
+    return None
+
+
+def os_kind(x: BaseException) -> str | None:
+    """Kinds of the standard library's errors (by type and errno)."""
+    if isinstance(x, PermissionError):
+        return DENIED
+    if isinstance(x, ConnectionRefusedError):
+        return UNREACHABLE
+    if isinstance(x, socket.gaierror):  # name resolution: "no such host" will not get better
+        return TRANSIENT if x.errno in (socket.EAI_AGAIN,) else UNREACHABLE
+    if isinstance(x, OSError):
+        if x.errno == errno.ECONNREFUSED:
+            return UNREACHABLE
+        if x.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENAMETOOLONG, errno.ENOTDIR,
+                       errno.EISDIR):
+            return PERMANENT
+        return None
+    if isinstance(x, (TypeError, AttributeError, NotImplementedError, ImportError)):
+        return PERMANENT  # a wrong option or a bug: the same every time
+    return None
+
+
+def describe(e: BaseException) -> str:
+    """An error as one short line: its type and its text, whitespace collapsed."""
+    text = " ".join(str(e).split())
+    if len(text) > 300:
+        text = text[:297] + "..."
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def typed(kind_of: Any, e: Exception) -> Exception:
+    """``e`` as a backend error, by ``kind_of(e)`` (TRANSIENT or a permanent kind); our
+    own errors pass as they are."""
+    if isinstance(e, (NotFound, PreconditionFailed, Permanent, Transient, DsError)):
+        return e
+    kind = kind_of(e)
+    if isinstance(e, FileNotFoundError) and kind != NO_BUCKET:
+        return NotFound(*e.args)
+    return Transient(e) if kind == TRANSIENT else Permanent(kind, e)
+
+
+def _flock(lock: Path) -> int:
+    """An exclusive ``flock`` on ``lock``: the kernel drops it when its holder dies, so a
+    push killed in the middle leaves no lock that blocks the next one (an ``O_EXCL`` file
+    would). The file is kept; if something removed it meanwhile, lock the new one."""
+    for _attempt in range(3):
+        fd = os.open(lock, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise PreconditionFailed("is being updated by another writer right now; retry") from None
+        try:
+            same = os.stat(lock, follow_symlinks=False).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)
+    raise PreconditionFailed("has a lock file that keeps being replaced; retry")
+
+
+def swap_file(target: Path, data: bytes, token: Any, durable: bool) -> None:
+    """Compare-and-swap of a file in a folder, under an ``flock`` on ``<name>.lock`` beside
+    it (the empty lock file stays; readers skip ``*.lock``). ``token`` is the content the
+    caller read, None for "does not exist yet"."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd = _flock(target.with_name(target.name + ".lock"))
+    try:
+        try:
+            current: bytes | None = target.read_bytes()
+        except FileNotFoundError:
+            current = None
+        if current != token:
+            raise PreconditionFailed()
+        _replace(target, data, durable)
+    finally:
+        os.close(fd)
+
+
+def _replace(target: Path, data: bytes | Path, durable: bool) -> None:
+    """Write a temp file beside ``target`` (created as any file, so a shared folder's
+    permissions hold), fsync it if ``durable``, and rename it over ``target``."""
+    tmp = target.with_name(f".tmp-{uuid.uuid4().hex}")
+    try:
+        with open(tmp, "wb") as out:
+            if isinstance(data, Path):
+                with open(data, "rb") as src:
+                    shutil.copyfileobj(src, out, 1 << 20)
+            else:
+                out.write(data)
+            if durable:
+                out.flush()
+                os.fsync(out.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    if durable:
+        fsync_dir(target.parent)
+
+
+def _local_kind(e: BaseException) -> str:
+    return next((k for x in causes(e) if (k := os_kind(x)) is not None), TRANSIENT)
+
+
+class LocalBackend(RefsByStat):
+    """A folder on this machine through the operating system: atomic rename of a temp
+    file, fsync of file and folder as the local store does, ``flock`` compare-and-swap."""
+
+    kind = "local"
+
+    def __init__(self, root: str | os.PathLike[str], durable: bool = True):
+        self.root = Path(root)
+        self.durable = durable
+
+    def _path(self, rel: str) -> Path:
+        return self.root / rel if rel else self.root
+
+    @contextmanager
+    def _typed(self) -> Iterator[None]:
+        try:
+            yield
+        except Exception as e:
+            error = typed(_local_kind, e)
+            if error is e:
+                raise
+            raise error from e
+
+    def list(self, prefix: str) -> dict[str, tuple[int, float]]:
+        out = {}
+        with self._typed():
+            for dirpath, _dirs, files in os.walk(self._path(prefix)):
+                for name in files:
+                    p = Path(dirpath, name)
+                    st = p.stat()
+                    out[p.relative_to(self.root).as_posix()] = (st.st_size, st.st_mtime)
+        return out
+
+    def stat(self, rel: str) -> Info:
+        with self._typed():
+            st = self._path(rel).stat()
+        if not S_ISREG(st.st_mode):
+            raise NotFound(rel)
+        return Info(st.st_size, st.st_mtime)
+
+    def read(self, rel: str, start: int = 0, end: int | None = None) -> bytes:
+        with self._typed(), open(self._path(rel), "rb") as f:
+            f.seek(start)
+            return f.read() if end is None else f.read(max(0, end - start))
+
+    def download(self, rel: str, dest: Path) -> None:
+        with self._typed():
+            shutil.copyfile(self._path(rel), dest)
+
+    def write(self, rel: str, data: bytes | Path) -> None:
+        target = self._path(rel)
+        with self._typed():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _replace(target, data, self.durable)
+
+    def delete(self, rels: list[str]) -> None:
+        with self._typed():
+            for rel in rels:
+                self._path(rel).unlink(missing_ok=True)
+
+    def exists(self) -> bool:
+        return self.root.is_dir()
+
+    def swap_ref(self, rel: str, data: bytes, token: Any) -> None:
+        with self._typed():
+            swap_file(self._path(rel), data, token, self.durable)

@@ -1,0 +1,182 @@
+"""Wrappers around any ``Backend``, stacked as restic stacks its retry and logger backends.
+
+A remote is ``Retrying(Counting(Checked(backend)))``:
+
+- ``Checked``: no read is trusted short. A range must come back at its exact length; a
+  whole file at its size (given by the caller, else asked first); a download must pass
+  the caller's check (a content hash) or match the file's size. A short read is a
+  ``ShortRead``, which is ``Transient``.
+- ``Counting``: requests per kind and bytes sent and received, for request budgets
+  (tests) and reports (the CLI). A whole read of unknown size counts as a ``get`` and the
+  ``head`` that asks the size; a ref read likewise.
+- ``Retrying``: only ``Transient`` errors are retried, backing off from ``BACKOFF``,
+  doubling, jittered down by up to half, at most ``BACKOFF_MAX`` each; no retry starts
+  later than ``RETRY_BUDGET`` after the first attempt. A refused swap after a failed
+  attempt is checked against the ref: that attempt may have been applied, its answer lost.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .backend import Backend, Info, PreconditionFailed, ShortRead, Transient
+
+
+class Checked:
+    """Short-read checking over any backend (see the module's docstring)."""
+
+    def __init__(self, inner: Backend):
+        self.inner = inner
+        self.kind = inner.kind
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def read(self, rel: str, start: int = 0, end: int | None = None, size: int | None = None) -> bytes:
+        """``size``: what a whole file should hold, if the caller knows."""
+        if end is not None:
+            data = self.inner.read(rel, start, end)
+            if len(data) != end - start:
+                raise ShortRead(f"read {len(data)} bytes of {end - start} at offset {start}")
+            return data
+        expected = self.inner.stat(rel).size if size is None else size
+        data = self.inner.read(rel)
+        if len(data) != expected:
+            raise ShortRead(f"read {len(data)} bytes of {expected}")
+        return data
+
+    def download(self, rel: str, dest: Path, check: Callable[[Path], bool] | None = None) -> None:
+        """``check(dest)`` verifies the download; without it its size is compared with the file's."""
+        self.inner.download(rel, dest)
+        ok = check(dest) if check is not None else dest.stat().st_size == self.inner.stat(rel).size
+        if not ok:
+            raise ShortRead(f"downloaded {dest.stat().st_size} bytes that fail verification")
+
+
+class Counting:
+    """Requests per kind and bytes moved, over any backend; thread-safe (transfers run on
+    several threads). Bytes are counted for requests that completed."""
+
+    def __init__(self, inner: Any):
+        self.inner = inner
+        self.kind = inner.kind
+        self.requests: Counter[str] = Counter()
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self._lock = threading.Lock()
+        self._checked = isinstance(inner, Checked)
+
+    def tally(self, *kinds: str, sent: int = 0, received: int = 0) -> None:
+        with self._lock:
+            self.requests.update(kinds)
+            self.bytes_sent += sent
+            self.bytes_received += received
+
+    def list(self, prefix: str) -> dict[str, tuple[int, float]]:
+        self.tally("list")
+        return self.inner.list(prefix)
+
+    def stat(self, rel: str) -> Info:
+        self.tally("head")
+        return self.inner.stat(rel)
+
+    def exists(self) -> bool:
+        self.tally("head")
+        return self.inner.exists()
+
+    def read(self, rel: str, start: int = 0, end: int | None = None, **checks: Any) -> bytes:
+        if start or end is not None:
+            self.tally("get-range")
+        else:  # a checker asks the size of a whole file first, unless it is given
+            self.tally("get", *(("head",) if self._checked and checks.get("size") is None else ()))
+        data = self.inner.read(rel, start, end, **checks)
+        self.tally(received=len(data))
+        return data
+
+    def download(self, rel: str, dest: Path, **checks: Any) -> None:
+        self.tally("get", *(("head",) if self._checked and checks.get("check") is None else ()))
+        self.inner.download(rel, dest, **checks)
+        self.tally(received=dest.stat().st_size)
+
+    def write(self, rel: str, data: bytes | Path) -> None:
+        self.tally("put")
+        self.inner.write(rel, data)
+        self.tally(sent=data.stat().st_size if isinstance(data, Path) else len(data))
+
+    def delete(self, rels: list[str]) -> None:
+        self.tally("delete")
+        self.inner.delete(rels)
+
+    def read_ref(self, rel: str) -> tuple[bytes | None, Any]:
+        self.tally("get", "head")  # the version token, then the body
+        data, token = self.inner.read_ref(rel)
+        self.tally(received=len(data or b""))
+        return data, token
+
+    def swap_ref(self, rel: str, data: bytes, token: Any) -> None:
+        self.tally("put-if")
+        self.inner.swap_ref(rel, data, token)
+
+
+class RetryPolicy:
+    """The retry knobs, class-wide so that a test or an embedding program can tighten
+    them for every remote at once (``RemoteFS`` is one)."""
+
+    RETRIES = 3  # retries after the first attempt
+    BACKOFF = 0.2  # seconds before the first retry, doubled each time...
+    BACKOFF_MAX = 5.0  # ...up to this; each delay is jittered down by up to half
+    RETRY_BUDGET = 120.0  # no retry starts later than this many seconds after the first attempt
+
+
+class Retrying:
+    """Every call of the inner backend retried while it fails ``Transient``; when the
+    retries or the budget run out, the last ``Transient`` is raised with ``attempts`` set."""
+
+    def __init__(self, inner: Any, policy: RetryPolicy | None = None, retries: int | None = None):
+        self.inner = inner
+        self.kind = inner.kind
+        self.policy = policy or RetryPolicy()
+        self.retries = self.policy.RETRIES if retries is None else retries
+
+    def run(self, fn: Callable[[], Any]) -> Any:
+        start = time.monotonic()
+        for attempt in range(self.retries + 1):
+            try:
+                return fn()
+            except Transient as e:
+                p = self.policy
+                delay = min(p.BACKOFF * 2**attempt, p.BACKOFF_MAX) * random.uniform(0.5, 1.0)
+                if attempt == self.retries or time.monotonic() - start + delay > p.RETRY_BUDGET:
+                    e.attempts = attempt + 1
+                    raise
+                time.sleep(delay)
+        return None
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.inner, name)
+        if not callable(method):
+            return method
+        return lambda *args, **kwargs: self.run(lambda: method(*args, **kwargs))
+
+    def swap_ref(self, rel: str, data: bytes, token: Any) -> None:
+        faulted = False
+
+        def attempt() -> None:
+            nonlocal faulted
+            try:
+                self.inner.swap_ref(rel, data, token)
+            except PreconditionFailed:
+                if faulted and (self.read_ref(rel)[0] or b"").strip() == data.strip():
+                    return  # an earlier attempt went through
+                raise
+            except Transient:
+                faulted = True
+                raise
+
+        self.run(attempt)
