@@ -185,7 +185,7 @@ class Browser:
 
     def datasets(self) -> list[dict]:
         """The SDK's dataset versions (drafts included), by project, name and version."""
-        from .dataset import version_key
+        from .clearml_rules import version_order
 
         keys = ("id", "project", "name", "version", "status", "tags", "parents", "commit", "created",
                 "description")
@@ -193,28 +193,20 @@ class Browser:
             records = RecordStore(self.store.path).all()
         out = [{k: r.get(k) for k in keys} | _extras(r) for r in records]
         return sorted(out, key=lambda r: (r["project"] or "", r["name"] or "",
-                                          version_key(r["version"] or "")))
+                                          version_order(r["version"] or "")))
 
     # -- one version -------------------------------------------------------------------
     def _version(self, rev: str) -> tuple[str, pygit2.Oid]:
         """(commit id or dataset id, root tree) for a version id, prefix, name or dataset id."""
+        from .revisions import resolve
+
         if not isinstance(rev, str) or not _REV.fullmatch(rev) or ".." in rev:
             raise BadRequest(f"{rev[:80]!r} is not a version name (an id, tag, branch or dataset id)")
-        if _DATASET_ID.fullmatch(rev):
-            record = RecordStore(self.store.path).read(rev)
-            if record is not None:
-                if record.get("commit"):
-                    return record["commit"], self.meta.tree_of(record["commit"])
-                if record.get("tree"):
-                    tree = pygit2.Oid(hex=record["tree"])
-                    if tree in self.meta.repo:
-                        return record["id"], tree
-                raise NotFound(f"dataset {rev} has no content in this store")
         try:
-            cid = self.meta.resolve(rev)
+            found = resolve(self.store, rev)
         except RevisionNotFound as e:
             raise NotFound(str(e)) from None
-        return cid, self.meta.tree_of(cid)
+        return found.id, pygit2.Oid(hex=found.tree)
 
     def _lookup(self, tree: pygit2.Oid, path: str) -> FileEntry | pygit2.Oid:
         path = path.strip("/")

@@ -26,7 +26,7 @@ import pygit2
 
 from . import dataset_metadata
 from . import records as rec
-from .clearml_rules import Version, glob_match, matches_any_wildcard, next_version, tag_filter, version_order
+from .clearml_rules import glob_match, matches_any_wildcard, next_version, tag_filter, version_order
 from .copy import get_copy
 from .dataset_logger import DatasetLogger
 from .dataset_store import default_remote, open_store
@@ -37,19 +37,11 @@ from .manifest import EXEC, EXTERNAL, FILE, FileEntry
 from .paths import check_relpath
 from .progress import LogProgress, announce, as_transfer
 from .records import RecordStore
+from .revisions import DatasetNotFound, find_record, latest
 from .scan import Stat
 from .squash import squash_tree
 from .store import Store
 from .tree_edit import TreeEditor
-
-
-class DatasetNotFound(DsError):
-    """No dataset matches the query. ``what`` is the problem alone, so the command line can
-    give its own fix instead of the SDK's (``hint``)."""
-
-    def __init__(self, what: str, hint: str = "see Dataset.list_datasets()"):
-        super().__init__(f"{what}; {hint}")
-        self.what = what
 
 
 class DatasetFinalized(DsError):
@@ -84,17 +76,6 @@ def _now() -> str:
 def version_key(version: str) -> tuple:
     """Sort key of version texts in ClearML's order (``clearml_rules.Version``)."""
     return version_order(version)
-
-
-def _latest(records: Sequence[dict]) -> dict:
-    """The version ClearML's ``Dataset.get`` picks among matches: the highest version it can
-    order (the most recently changed of equal ones), else the most recently changed."""
-    def rank(r: dict) -> tuple:
-        recency = r.get("finalized") or r["created"]
-        v = Version.parse(r["version"])
-        return (1, v.key, recency) if v is not None else (0, (), recency)
-
-    return max(records, key=rank)
 
 
 def _unique(tags: Iterable[str]) -> list[str]:
@@ -364,7 +345,7 @@ class Dataset:
     @staticmethod
     def _resolve_parent(store: Store, parent: str | Dataset) -> dict:
         pid = parent.id if isinstance(parent, Dataset) else str(parent)
-        record = _find_by_id(store, pid)
+        record = find_record(store, pid)
         if record["status"] == rec.DRAFT:
             raise DsError(f"parent dataset {record['name']!r} ({record['id']}) is not finalized; "
                           "finalize it before using it as a parent")
@@ -407,7 +388,7 @@ class Dataset:
         store = open_store()
         if dataset_id:
             try:
-                found = _find_by_id(store, dataset_id)
+                found = find_record(store, dataset_id)
             except DatasetNotFound:
                 found = _fetch_from_remote(store, lambda rs: [
                     r for r in rs if r["id"] == dataset_id or (r.get("commit") or "").startswith(dataset_id)])
@@ -432,7 +413,7 @@ class Dataset:
                     f"no dataset matches project={dataset_project!r} name={dataset_name!r} "
                     f"tags={list(dataset_tags or [])} version={dataset_version!r}"
                     f"{' (completed only)' if only_completed else ''}")
-            found = _latest(matches)
+            found = latest(matches)
         if only_published and found["status"] != rec.PUBLISHED:
             raise DatasetNotFound(f"dataset {found['id']} is not published", "publish() it first")
         if only_completed and found["status"] == rec.DRAFT:
@@ -670,7 +651,7 @@ class Dataset:
                 r.update(status=rec.COMPLETED, commit=done, tree=None, finalized=_now())
                 self._save()
                 return True
-            parents = [_find_by_id(store, p)["commit"] for p in r["parents"]]
+            parents = [find_record(store, p)["commit"] for p in r["parents"]]
             editor = TreeEditor(store.meta, pygit2.Oid(hex=r["tree"]))
             snapshot = {k: r[k] for k in ("id", "name", "project", "version", "tags", "description",
                                           "parents", "created", "metadata")}
@@ -785,11 +766,11 @@ class Dataset:
         """The entries to compare with: ``dataset_id``'s, or (None or this version's own id, as
         in ClearML) the parents' merged in order."""
         if dataset_id and dataset_id != self.id:
-            other = _find_by_id(self._store, dataset_id)
+            other = find_record(self._store, dataset_id)
             return dict(self._store.meta.walk(Dataset(self._store, other)._tree()))
         merged: dict[str, FileEntry] = {}
         for pid in self._record["parents"]:
-            merged.update(Dataset(self._store, _find_by_id(self._store, pid))._entries())
+            merged.update(Dataset(self._store, find_record(self._store, pid))._entries())
         return merged
 
     def _changes(self, dataset_id: str | None):
@@ -813,14 +794,14 @@ class Dataset:
 
         def entries_of(did: str) -> dict[str, FileEntry]:
             if did not in memo:
-                memo[did] = Dataset(self._store, _find_by_id(self._store, did))._entries()
+                memo[did] = Dataset(self._store, find_record(self._store, did))._entries()
             return memo[did]
 
         memo[self.id] = self._entries()
         for path, entry in memo[self.id].items():
             did = self.id
             while True:
-                parents = (self._record if did == self.id else _find_by_id(self._store, did))["parents"]
+                parents = (self._record if did == self.id else find_record(self._store, did))["parents"]
                 nxt = next((p for p in reversed(parents)
                             if (e := entries_of(p).get(path)) is not None and e.same_content(entry)), None)
                 if nxt is None:
@@ -875,7 +856,7 @@ class Dataset:
             did = todo.pop()
             if did in graph:
                 continue
-            parents = self._record["parents"] if did == self.id else _find_by_id(self._store, did)["parents"]
+            parents = self._record["parents"] if did == self.id else find_record(self._store, did)["parents"]
             graph[did] = list(parents)
             todo.extend(parents)
         return graph
@@ -917,7 +898,7 @@ class Dataset:
         store = open_store()
         picked: list[dict] = []
         for d in dataset_ids or []:
-            picked.append(_find_by_id(store, d.id if isinstance(d, Dataset) else str(d)))
+            picked.append(find_record(store, d.id if isinstance(d, Dataset) else str(d)))
         for project, name in dataset_project_name_pairs or []:
             picked.append(cls.get(dataset_project=project, dataset_name=name, only_completed=True)._record)
         if not picked:
@@ -1051,27 +1032,6 @@ def _join(prefix: str | None, rel: str) -> str:
     return "/".join(p for p in ((prefix or "").strip("/"), rel) if p)
 
 
-def _find_by_id(store: Store, dataset_id: str) -> dict:
-    """A record by dataset id, or by a unique prefix of a dataset id or of its commit id."""
-    records = RecordStore(store.path)
-    key = dataset_id.strip().lower()
-    if len(key) == 32:
-        try:
-            r = records.read(key)
-        except DsError:
-            r = None
-        if r is not None:
-            return r
-    if len(key) >= 4:
-        hits = [r for r in records.all()
-                if r["id"].startswith(key) or (r.get("commit") or "").startswith(key)]
-        if len(hits) == 1:
-            return hits[0]
-        if len(hits) > 1:
-            raise DsError(f"{dataset_id!r} matches {len(hits)} datasets; give more characters")
-    raise DatasetNotFound(f"no dataset with id {dataset_id.strip()}")
-
-
 def _check_delete_args(dataset_id: str | None, project: str | None, name: str | None) -> None:
     """ClearML's hard refusals: a delete selects something, by id or by project/name, not both."""
     if not (dataset_id or project or name):
@@ -1086,7 +1046,7 @@ def _delete_selection(store: Store, dataset_id: str | None, project: str | None,
                       version: str | None, entire: bool, force: bool) -> list[dict]:
     """The records a delete removes; DeleteRefused where ClearML warns and deletes nothing."""
     if dataset_id:
-        return [_find_by_id(store, dataset_id)]
+        return [find_record(store, dataset_id)]
     if entire and not force:
         raise DeleteRefused("entire_dataset deletes every matching version; nothing deleted: pass "
                             "force=True (--force) as well to confirm")
@@ -1128,7 +1088,7 @@ def _fetch_from_remote(store: Store, pick) -> dict | None:
     hits = [r for r in pick(remote) if r.get("status") != rec.DRAFT]
     if not hits:
         return None
-    best = _latest(hits)
+    best = latest(hits)
     by_id = {r["id"]: r for r in remote}
     todo, seen = [best], set()
     while todo:  # the version and every ancestor the local store lacks

@@ -177,9 +177,6 @@ class _Catalog:
     """Finalized dataset versions by project and name, for listings and version lookup."""
 
     def __init__(self, records: list[dict], local_ids: set[str]):
-        from .dataset import version_key
-
-        self.key = version_key
         self.local_ids = local_ids
         self.final: dict[tuple[str, str], dict[str, dict]] = {}
         self.drafts: dict[tuple[str, str], set[str]] = {}
@@ -217,23 +214,12 @@ class _Catalog:
         return out
 
     def pick(self, project: str, name: str, version: str) -> dict | None:
-        versions = self.final.get((project, name), {})
-        if version == "latest":
-            if not versions:
-                return None
-            return max(versions.values(), key=lambda r: (self.key(r["version"]), str(r.get("created", ""))))
-        if version in versions:
-            return versions[version]
-        key = version.lower()
-        if len(key) >= 4 and all(c in "0123456789abcdef" for c in key):
-            hits = [r for r in versions.values()
-                    if r["id"].startswith(key) or str(r.get("commit") or "").startswith(key)]
-            if len(hits) > 1:
-                raise DsNotFound(f"{version!r} matches {len(hits)} versions of {project}/{name}; "
-                                 "give more characters")
-            if hits:
-                return hits[0]
-        return None
+        from .revisions import pick
+
+        try:
+            return pick(list(self.final.get((project, name), {}).values()), version, f"{project}/{name}")
+        except RevisionNotFound as e:  # an ambiguous prefix: for fsspec, no such file
+            raise DsNotFound(str(e)) from None
 
 
 def _dir(name: str, **extra: Any) -> dict:

@@ -424,6 +424,13 @@ class MetaStore:
             tree=str(c.tree_id),
         )
 
+    def has_tree(self, tree_id: str) -> bool:
+        """True if the database holds a folder (tree) with this id."""
+        try:
+            return self.repo.get(tree_id) is not None and self.repo[tree_id].type == pygit2.GIT_OBJECT_TREE
+        except (KeyError, ValueError):
+            return False
+
     def tree_of(self, commit_id: str) -> pygit2.Oid:
         return self._commit(commit_id).tree_id
 
