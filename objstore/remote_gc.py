@@ -36,12 +36,12 @@ from pathlib import Path
 import pygit2
 
 from .errors import DsError, FormatError
-from .index import Location, encode_fragment
+from .index import Location
 from .maintenance import GcReport, mark_versions
 from .meta import pack_index_oids
-from .packs import PackWriter, pack_path
-from .remote import Remote, Transfer, _git_pack_ok, _object_type, _reachable
+from .remote import Remote
 from .remote_fs import RemoteLock
+from .remote_repo import git_pack_ok, reachable, roll_packs
 from .store import Store
 
 DEFAULT_GRACE = 24 * 3600.0
@@ -138,17 +138,12 @@ class _Collector:
         r.chunks_dropped = len(before - {cid for cid, _l in rows})
         # 3. one fragment for everything that stays, 4. the old fragments go
         if new_fragment:
-            frag = encode_fragment(self.store.algo, rows)
-            name = f"{frag[-16:].hex()}.idx"
             self.check()
-            if name not in fragments:
-                self.fs.put(f"index/{name}", frag)
-            (self.remote.cache / "index" / name).write_bytes(frag)
+            name = self.remote.put_fragment(rows, fragments)
             self.check()
             old = [f"index/{n}" for n in fragments if n != name]
             self.fs.delete(old)
             r.fragments_replaced = len(old)
-            self.remote._index = None
         # 5. old metadata packs, each .idx before its .pack (a reader takes a pack by its .idx)
         if meta_drop:
             self.check()
@@ -173,39 +168,24 @@ class _Collector:
             rel, why = sorted(remote.bad_refs.items())[0]
             raise DsError(f"gc refused: {remote.label}: {rel} is not a valid ref ({why}); nothing "
                           "was deleted. Delete or fix that ref on the remote, then run gc again")
-        remote._fetch_meta(Transfer())
-        commits, trees = [], []
-        for rel, cid in sorted(refs.items()):
-            commits.append(self._need(cid, rel, "commit"))
+        remote.fetch_meta()
         records = remote.dataset_records()
         if remote.bad_records:
             rel, why = sorted(remote.bad_records.items())[0]
             raise DsError(f"gc refused: {remote.label}: dataset record {rel} is invalid ({why}); "
                           "nothing was deleted. Fix or delete that record on the remote, then run gc again")
-        for rec in records:
-            if rec.get("commit"):
-                commits.append(self._need(rec["commit"], f"dataset record {rec['id']}", "commit"))
-            elif rec.get("tree"):
-                trees.append(pygit2.Oid(hex=self._need(rec["tree"], f"dataset draft {rec['id']}", "tree")))
+        commits, trees, problems = remote.named_versions(refs, records)
+        if problems:
+            raise DsError(f"gc refused: remote {remote.url}: {problems[0]}; nothing was deleted. Run "
+                          "`ds fsck --remote` to list every such problem, then fix or delete them there")
         m = mark_versions(self.store.meta, commits, trees)
         if m.problems:
             raise DsError(f"gc refused: remote {remote.url}: {m.problems[0]}; run `ds fsck --remote`")
         objects: set[pygit2.Oid] = set()
         for top in [pygit2.Oid(hex=c) for c in commits] + trees:
-            _reachable(repo, top, objects)
+            reachable(repo, top, objects)
         self.report.versions = len(m.commits)
         return m.chunks, objects
-
-    def _need(self, oid: str, what: str, kind: str) -> str:
-        """``oid`` if the metadata here holds it as a ``kind``; else gc refuses."""
-        found = _object_type(self.store.meta.repo, oid)
-        if found is None:
-            raise DsError(f"gc refused: remote {self.remote.url}: {what} names {oid[:12]}, whose "
-                          "metadata is missing; nothing was deleted. Run `ds fsck --remote`")
-        if found != kind:
-            raise DsError(f"gc refused: remote {self.remote.url}: {what} names {oid[:12]}, which is a "
-                          f"{found}, not a {kind}; nothing was deleted. Delete or fix it on the remote")
-        return oid
 
     # -- chunk packs -------------------------------------------------------------------
     def plan_packs(self, packs: dict[str, tuple[int, float]], by_pack: dict[str, dict[bytes, Location]],
@@ -250,28 +230,10 @@ class _Collector:
         """Copy these chunks (read back, verified) into new packs and upload them."""
         if not moved:
             return [], []
-        algo, target = self.store.algo, self.store.config.pack_target
-        rows: list[tuple[bytes, Location]] = []
-        files: list[Path] = []
-        writer: PackWriter | None = None
-
-        def close() -> None:
-            nonlocal writer
-            if writer is not None:
-                pack_hex, entries = writer.finish()
-                files.append(pack_path(tmp, pack_hex))
-                rows.extend((e.chunk_id, Location(pack_hex, e.offset, e.stored_len, e.raw_len, e.flags))
-                            for e in entries)
-                writer = None
-
         try:
-            for cid, loc, stored in self.remote.read_chunks(moved):
-                if writer is None:
-                    writer = PackWriter(tmp, algo)
-                writer.add(cid, stored, loc.raw_len, loc.flags)
-                if writer.size >= target:
-                    close()
-            close()
+            files, rows = roll_packs(tmp, self.store.algo, self.store.config.pack_target,
+                                     ((cid, stored, loc.raw_len, loc.flags)
+                                      for cid, loc, stored in self.remote.read_chunks(moved)))
         except FileNotFoundError as e:
             raise FormatError(f"gc refused: remote {self.remote.url}: a pack vanished while being "
                               f"rewritten ({e}); is another gc running without a lock?") from None
@@ -318,24 +280,16 @@ class _Collector:
         cached = self.remote.cache / "meta-idx" / f"{stem}.idx"
         if not cached.exists():
             cached.parent.mkdir(parents=True, exist_ok=True)
-            self.fs.get_file(f"meta/{stem}.idx", cached, check=lambda p: _git_pack_ok(p, f"{stem}.idx"))
+            self.fs.get_file(f"meta/{stem}.idx", cached, check=lambda p: git_pack_ok(p, f"{stem}.idx"))
         return pack_index_oids(cached)
 
     def write_meta_pack(self, objects: set[pygit2.Oid]) -> str | None:
         """Upload one git pack of these objects (.idx last); returns its name without suffix."""
-        if not objects:
+        names = self.remote.put_meta_pack(objects, self.check)
+        if not names:
             return None
-        pb = pygit2.PackBuilder(self.store.meta.repo)
-        for oid in sorted(objects, key=str):
-            pb.add(oid)
-        with tempfile.TemporaryDirectory(dir=self.remote.cache) as tmp:
-            pb.write(tmp)
-            files = sorted(Path(tmp).iterdir(), key=lambda f: f.suffix != ".pack")
-            for f in files:
-                self.check()
-                self.fs.put(f"meta/{f.name}", f)
         self.report.meta_packs_written = 1
-        return files[0].stem
+        return names[0].rsplit(".", 1)[0]
 
     # -- leftovers -----------------------------------------------------------------------
     def sweep_small(self, listing: dict[str, tuple[int, float]]) -> None:

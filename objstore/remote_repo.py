@@ -1,0 +1,587 @@
+"""A remote as a store sees it: its URL, its cached index, chunks read on demand, its refs.
+
+A remote holds the store's own layout on any fsspec URL::
+
+    config                  [store] format = 1, hash = ...   (refused if they differ)
+    packs/ab/<hex>.pack     packs made for a push: only chunks the remote lacked
+    index/<hex>.idx         one fragment per push, naming that push's packs
+    meta/pack-<sha>.pack    git packs of commits, trees and manifests (+ .idx, sent after)
+    refs/heads/<branch>     a commit id (text); changed by compare-and-swap only
+    refs/tags/<tag>         a commit id (text); created once
+    HEAD                    "ref: refs/heads/<branch>": what a clone checks out (written once,
+                            by the push that made the remote)
+    datasets/<id>.json      dataset records (SDK)
+    locks/<kind>-<id>.json  leases: shared by pushes, exclusive for a remote gc
+
+What the remote has is known from its index fragments, cached locally under
+``.dsstore/remotes/<key>/`` (immutable, so each is downloaded once). Partial reads:
+missing chunks are fetched by ranged reads of remote packs, adjacent ranges merged. Every
+download is verified (chunks by id, index fragments and git packs by the checksum in their
+names), so a short or damaged read is retried, never used. What moves packs and refs is
+in ``transfer.py``, dataset records in ``record_sync.py``, whole operations in ``remote.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Self
+
+import pygit2
+import xxhash
+
+from .errors import DsError, FormatError
+from .index import ChunkIndex, Location, encode_fragment
+from .packs import PackEntry, PackWriter, decode_chunk, pack_path
+from .paths import STORE_DIR
+from .remote_fs import RemoteError, RemoteFS, RemoteLock
+from .store import Store
+
+FORMAT = 1
+MERGE_GAP = 256 * 1024  # ranges closer than this are read as one
+MAX_RANGE = 16 * 1024 * 1024  # ...up to this many bytes per request
+MAX_REF_BYTES = 200  # a ref file holds an id and a newline; a larger one is not read
+
+
+
+@dataclass
+class Transfer:
+    """What a push, fetch, pull or clone did, for the CLI to report."""
+
+    packs: int = 0
+    chunks: int = 0
+    meta_packs: int = 0
+    refs: list[str] = field(default_factory=list)
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    requests: int = 0
+    warnings: list[str] = field(default_factory=list)  # what was skipped, and why (the CLI prints them)
+    versions: int = 0  # versions sent (push) or new here (fetch, pull, clone)
+    files: int = 0  # file versions sent (push); files written to the working folder (pull, clone)
+    seconds: float = 0.0  # since the operation began
+    # each ref moved: {"ref", "local", "old", "new", "forced"}; "local" is the local ref
+    # pushed from (push) or set (fetch), "old" None for a new one
+    updates: list[dict] = field(default_factory=list)
+    remote: str = ""  # how to name the remote: its name, else its URL
+    url: str = ""
+    upstreams: dict[str, str] = field(default_factory=dict)  # push -u, clone: branch -> "origin/main"
+    hints: list[str] = field(default_factory=list)  # advice that is not a warning (the CLI prints them)
+    outcome: str = ""  # pull: "up to date", "fast-forward" or "merge"
+    pulled: str = ""  # pull: the remote branch it took ("origin/main")
+
+    def as_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+def remote_spec(store: Store, name_or_url: str | None) -> tuple[str, str, dict]:
+    """(name, url, options) for a configured remote name, a URL, or the default."""
+    if name_or_url is not None and not name_or_url.strip():
+        raise DsError("the remote name or URL is empty; give a remote name, a folder or an "
+                      "s3://, gs://, az:// URL")
+    target = name_or_url or store.config_remote()
+    if not target:
+        raise DsError("no remote given and no default; `ds remote add NAME URL` first")
+    r = store.config.remotes.get(target)
+    if r is not None:
+        return target, _configured_url(store, target, r), dict(r.get("options", {}))
+    if "://" in target or target.startswith(("/", ".", "~")):
+        target = check_url(target, store)
+    for name, r in store.config.remotes.items():  # a URL of a configured remote: its options
+        if r["url"] == target:
+            return name, _configured_url(store, name, r), dict(r.get("options", {}))
+    if "://" in target or target.startswith("/"):
+        return "", target, {}
+    raise DsError(f"no remote named {target!r}; see `ds remote list`")
+
+
+def _configured_url(store: Store, name: str, r: dict) -> str:
+    """A configured remote's URL, checked like a new one (an older objstore saved any)."""
+    try:
+        return check_url(str(r.get("url", "")), store)
+    except DsError as e:
+        raise DsError(f"remote {name}: {e}; `ds remote remove {name}` and add it again") from None
+
+
+# a storage scheme with one slash or none after it: a slip for "scheme://", not a folder
+_URL_SLIP = re.compile(r"(s3a?|gs|gcs|az|abfss?|file|https?|hdfs|sftp|ssh|memory):/?(?!/)", re.IGNORECASE)
+
+
+def check_url(url: str, store: Store | None = None, base: str | os.PathLike[str] | None = None,
+              worktree: Path | None = None) -> str:
+    """The URL to use for a remote given as ``url``: ``~`` expanded, a folder made absolute
+    (against ``base``, default the current folder).
+
+    Refused: an empty URL, and a folder equal to or inside a store (any ``.dsstore``,
+    or ``store``'s folder) or a working folder (``worktree``, or ``store``'s): a push
+    would write the remote's files among the files it versions.
+    """
+    if not url.strip():
+        raise DsError("a remote URL cannot be empty; give a folder or an s3://, gs://, az:// URL")
+    slips = _URL_SLIP.match(url)
+    if slips:  # "s3:/bucket" would silently become a folder named "s3:" here
+        raise DsError(f"{url!r} looks like a URL with a slash too few: did you mean "
+                      f"{slips[1]}://{url[len(slips[0]):]}? (for a folder of that name, write ./{url})")
+    scheme = "file://" if url.startswith("file://") else ""
+    if "://" in url and not scheme:
+        return url
+    raw = os.path.expanduser(url[len(scheme):])
+    path = Path(os.path.abspath(os.path.join(base or os.getcwd(), raw)))
+    real = path.resolve()
+    if any(part.casefold() == STORE_DIR for part in (*path.parts, *real.parts)):
+        raise DsError(f"remote {url!r} is inside a {STORE_DIR} folder; choose a folder outside any store")
+    guarded = [] if worktree is None else [("working folder", worktree)]
+    if store is not None:
+        guarded.append(("store", store.path))
+        if store.path.name == STORE_DIR:  # a store made by `ds init`: its parent is a working folder
+            guarded.append(("working folder", store.worktree))
+    for what, folder in guarded:
+        inside = Path(folder).resolve()
+        if real == inside or inside in real.parents:
+            raise DsError(f"remote {url!r} is inside the {what} {inside}: a push would write its files "
+                          "there; choose a folder outside it")
+    return scheme + str(path)
+
+
+
+class RemoteRepo:
+    """One remote of one store: the storage (``fs``), what the store remembers of it
+    (``cache``, tracking refs under ``refs/remotes/<track>/``), its index and chunks."""
+
+    def __init__(self, store: Store, name_or_url: str | None = None, retries: int | None = None,
+                 workers: int = 8, progress=None, warn: Callable[[str], None] | None = None):
+        """``progress(done_bytes, total_bytes)`` is called as transfers advance; ``warn(text)``
+        for each thing from the remote that was skipped as invalid (also kept in ``warnings``
+        and in the ``Transfer`` an operation returns)."""
+        self.store = store
+        self.workers = workers
+        self.progress = progress
+        self.warnings: list[str] = []
+        self._warn = warn
+        self.bad_refs: dict[str, str] = {}  # remote ref -> why the last read_refs skipped it
+        self.bad_records: dict[str, str] = {}  # the same for dataset_records
+        self.name, self.url, options = remote_spec(store, name_or_url)
+        self.fs = RemoteFS(self.url, options, retries=retries)
+        key = self.name or "url-" + hashlib.sha256(self.url.encode()).hexdigest()[:16]
+        self.track = key  # refs/remotes/<track>/...: what this remote was last seen to hold
+        self.cache = store.path / "remotes" / key
+        self._check_cache()
+        self._index: ChunkIndex | None = None
+        self.chunks_fetched = 0
+        self.started = time.monotonic()
+
+    def _check_cache(self) -> None:
+        """Forget what we knew about a remote whose name now points at another URL."""
+        marker = self.cache / "url"
+        try:
+            known = marker.read_text()
+        except FileNotFoundError:
+            known = None
+        if known is not None and known != self.url:
+            forget_remote(self.store, self.track)
+        if known != self.url:
+            self.cache.mkdir(parents=True, exist_ok=True)
+            marker.write_text(self.url)
+
+    def stats(self, t: Transfer) -> Transfer:
+        t.bytes_sent, t.bytes_received = self.fs.bytes_sent, self.fs.bytes_received
+        t.requests = self.fs.request_count
+        t.chunks = t.chunks or self.chunks_fetched
+        t.warnings = list(self.warnings)
+        t.seconds = round(time.monotonic() - self.started, 3)
+        t.remote, t.url = self.name or self.url, self.url
+        return t
+
+    @property
+    def label(self) -> str:
+        """How messages name this remote: its name and URL, or the URL alone."""
+        return f"remote {self.name} ({self.url})" if self.name else f"remote {self.url}"
+
+    def warn(self, message: str) -> None:
+        """Note something skipped (once per message), for the caller to show."""
+        if message not in self.warnings:
+            self.warnings.append(message)
+            if self._warn is not None:
+                self._warn(message)
+
+    def _skip_ref(self, rel: str, why: str) -> None:
+        self.bad_refs[rel] = why
+        self.warn(f"{self.label}: ignored {rel}: {why}; whoever can write the remote should "
+                  "delete or fix that ref (or `ds push --force` a good version to it)")
+
+    def is_commit(self, value: str | None) -> bool:
+        """Whether ``value`` is the id of a commit (a version) the local store holds."""
+        return bool(value) and is_hex40(value) and object_type(self.store.meta.repo, value) == "commit"
+
+    def lock(self, op: str, exclusive: bool = False) -> RemoteLock:
+        """The remote's lock: shared for writers, exclusive for a remote gc (see RemoteLock)."""
+        return RemoteLock(self.fs, exclusive, op)
+
+    # -- format --------------------------------------------------------------------------
+    def check_config(self, create: bool) -> bool:
+        """Refuse a remote of another format or hash; ``create``: make one where there is
+        none (returns True then)."""
+        cfg = remote_config(self.fs)
+        if cfg is None:
+            if not create:
+                raise self.fs.not_a_remote()
+            self.fs.put("config", f'[store]\nformat = {FORMAT}\nhash = "{self.store.algo.name}"\n'.encode())
+            return True
+        if cfg.get("format") != FORMAT:
+            raise FormatError(f"remote {self.url} has format {cfg.get('format')!r}; this objstore "
+                              f"reads format {FORMAT}: upgrade objstore")
+        if cfg.get("hash") != self.store.algo.name:
+            raise FormatError(f"remote {self.url} uses {cfg.get('hash')}, this store {self.store.algo.name}; "
+                              "a store can only mirror to a remote with the same hash")
+        return False
+
+    def default_branch(self) -> str | None:
+        """The branch the remote's ``HEAD`` file names (written by the push that made the
+        remote), if it holds a valid one; a clone checks it out by default."""
+        size = self.fs.size("HEAD")
+        if size is None:
+            return None
+        if size > MAX_REF_BYTES:
+            self._skip_ref("HEAD", f"its file holds {size} bytes, not a branch name")
+            return None
+        try:
+            text = self.fs.cat("HEAD", size).decode(errors="replace").strip()
+        except FileNotFoundError:
+            return None
+        ref = text.removeprefix("ref: ")
+        why = None if ref != text else "it does not name a branch (ref: refs/heads/NAME)"
+        if why is None and not ref.startswith("refs/heads/"):
+            why = "it does not name a branch (ref: refs/heads/NAME)"
+        why = why or ref_name_problem(ref, self.track)
+        if why is not None:
+            self._skip_ref("HEAD", why)
+            return None
+        return ref[len("refs/heads/"):]
+
+    def named_versions(self, refs: dict[str, str], records: list[dict],
+                       ) -> tuple[list[str], list[pygit2.Oid], list[str]]:
+        """(versions, drafts' trees, problems) that ``refs`` and dataset ``records`` name; a
+        problem is a name whose metadata is not here, or that names something else."""
+        repo = self.store.meta.repo
+        commits: list[str] = []
+        trees: list[pygit2.Oid] = []
+        problems = []
+        named = [(rel, cid, "commit") for rel, cid in sorted(refs.items())] + [
+            (f"dataset record {r['id']}", r["commit"], "commit") if r.get("commit")
+            else (f"dataset record {r['id']}", r["tree"], "tree") for r in records]
+        for what, oid, want in named:
+            found = object_type(repo, oid)
+            if found == want == "commit":
+                commits.append(oid)
+            elif found == want:
+                trees.append(pygit2.Oid(hex=oid))
+            elif found is None:
+                problems.append(f"{what} names {oid[:12]}, whose metadata is not on the remote")
+            else:
+                problems.append(f"{what} names {oid[:12]}, which is a {found}, not a "
+                                f"{'version' if want == 'commit' else want}")
+        return commits, trees, problems
+
+    # -- the remote's chunk index ----------------------------------------------------------
+    def index(self) -> ChunkIndex:
+        """The remote's index, from fragments cached locally (new ones downloaded once).
+
+        Cached fragments the remote no longer lists are dropped: a remote gc replaced them,
+        and the packs they name may be gone, so nothing may be deduplicated against them.
+        """
+        if self._index is None:
+            folder = self.cache / "index"
+            folder.mkdir(parents=True, exist_ok=True)
+            for _attempt in range(3):
+                listed = {rel.rsplit("/", 1)[-1] for rel in self.fs.list("index") if rel.endswith(".idx")}
+                have = {p.name for p in folder.glob("*.idx")}
+                try:
+                    for name in sorted(listed - have):
+                        self.fs.get_file(f"index/{name}", folder / name,
+                                         check=lambda p, n=name: _fragment_ok(p, n))
+                except FileNotFoundError:
+                    continue  # replaced by a remote gc while we listed: list again
+                break
+            else:
+                raise RemoteError(f"remote {self.url}: its index kept changing while read; "
+                                  "try again when `ds gc --remote` has finished")
+            for p in folder.glob("*.idx"):
+                if p.name not in listed:
+                    p.unlink(missing_ok=True)
+            self._index = ChunkIndex(folder, self.store.algo)
+        return self._index
+
+    def forget_index(self) -> None:
+        """Read the remote's index again when next needed (it changed, or a pack is gone)."""
+        self._index = None
+
+    def put_fragment(self, rows: list[tuple[bytes, Location]], listed: Iterable[str] = ()) -> str:
+        """Upload one index fragment of ``rows`` (unless ``listed`` names it) and keep it
+        in the cache; returns its name."""
+        frag = encode_fragment(self.store.algo, rows)
+        name = f"{frag[-16:].hex()}.idx"
+        if name not in listed:
+            self.fs.put(f"index/{name}", frag)
+        (self.cache / "index" / name).write_bytes(frag)
+        self.forget_index()
+        return name
+
+    def put_meta_pack(self, objects: set[pygit2.Oid], check: Callable[[], None] | None = None) -> list[str]:
+        """Upload one git pack of these objects, its ``.idx`` last (a reader takes a pack by
+        its ``.idx``; ``check()`` before each upload); returns the names sent, none for no objects."""
+        if not objects:
+            return []
+        pb = pygit2.PackBuilder(self.store.meta.repo)
+        for oid in sorted(objects, key=str):
+            pb.add(oid)
+        with tempfile.TemporaryDirectory(dir=self.cache) as tmp:
+            pb.write(tmp)
+            files = sorted(Path(tmp).iterdir(), key=lambda f: f.suffix != ".pack")
+            for f in files:
+                if check is not None:
+                    check()
+                self.fs.put(f"meta/{f.name}", f)
+        return [f.name for f in files]
+
+    def read_chunks(self, items: list[tuple[bytes, Location]],
+                    verify: bool = True) -> Iterator[tuple[bytes, Location, bytes]]:
+        """(id, location, stored bytes) of chunks read by ranged reads of remote packs, verified
+        unless the caller verifies them itself.
+
+        Ranges closer than MERGE_GAP are read as one (up to MAX_RANGE bytes), ``workers``
+        requests in flight, so memory stays bounded (workers x MAX_RANGE). A pack that is
+        gone raises FileNotFoundError (a remote gc moved its chunks: sync the index).
+        """
+        by_pack: dict[str, list[tuple[bytes, Location]]] = defaultdict(list)
+        for cid, loc in items:
+            by_pack[loc.pack].append((cid, loc))
+        jobs = []  # (pack, group of adjacent chunks read as one range)
+        for pack_hex, group in sorted(by_pack.items()):
+            group.sort(key=lambda it: it[1].offset)
+            groups: list[list[tuple[bytes, Location]]] = []
+            for it in group:
+                if (groups and it[1].offset - _end(groups[-1][-1][1]) <= MERGE_GAP
+                        and _end(it[1]) - groups[-1][0][1].offset <= MAX_RANGE):
+                    groups[-1].append(it)
+                else:
+                    groups.append([it])
+            jobs.extend((pack_hex, g) for g in groups)
+        for start in range(0, len(jobs), self.workers):
+            window = jobs[start : start + self.workers]
+            datas = self._parallel([
+                (lambda p=p, g=g: self.fs.cat_ranges(f"packs/{p[:2]}/{p}.pack",
+                                                     [(g[0][1].offset, _end(g[-1][1]))])[0],
+                 _end(g[-1][1]) - g[0][1].offset)
+                for p, g in window])
+            for (pack_hex, g), data in zip(window, datas, strict=True):
+                base = g[0][1].offset
+                for cid, loc in g:
+                    stored = data[loc.offset - base : loc.offset - base + loc.stored_len]
+                    if verify:
+                        entry = PackEntry(cid, loc.offset, loc.stored_len, loc.raw_len, loc.flags)
+                        decode_chunk(stored, entry, self.store.algo, f"remote pack {pack_hex} on {self.url}")
+                    yield cid, loc, stored
+
+    def fetch_chunks(self, chunk_ids) -> int:
+        """Download these chunks by ranged reads of remote packs; returns how many.
+
+        What arrived is kept even if the rest fails, so the next attempt reads only what
+        is still missing. Where the cached index is out of date (a remote gc moved live
+        chunks into new packs and deleted the old ones), the index is synced once and the
+        chunks are read where they are now.
+        """
+        store = self.store
+        wanted = [c for c in dict.fromkeys(chunk_ids) if not store.chunks.has(c)]
+        if not wanted:
+            return 0
+        with self.fs.operation("read"), store.locked():
+            try:
+                for attempt in range(2):
+                    remote_index = self.index()
+                    items = [(c, remote_index.lookup(c)) for c in wanted if not store.chunks.has(c)]
+                    lost = [c for c, loc in items if loc is None]
+                    try:
+                        if lost:
+                            raise FileNotFoundError(lost[0].hex())
+                        for cid, loc, stored in self.read_chunks(items):
+                            store.chunks.put_encoded(cid, stored, loc.raw_len, loc.flags)
+                    except FileNotFoundError:
+                        if attempt:
+                            raise
+                        self.forget_index()  # sync the index, then read what is left
+                        continue
+                    break
+            except FileNotFoundError:
+                if lost:
+                    raise RemoteError(f"chunk {lost[0].hex()} is neither local nor on {self.url}; the "
+                                      "remote is incomplete (push again from a store that has it)") from None
+                raise RemoteError(f"remote {self.url}: a pack its index names is missing; "
+                                  "run `ds fsck --remote`") from None
+            finally:
+                store.chunks.flush()
+        self.chunks_fetched += len(wanted)
+        return len(wanted)
+
+    def _parallel(self, jobs: list[tuple]) -> list:
+        """Run (callable, size) jobs on ``workers`` threads, in order; report progress."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        total, done = sum(size for _fn, size in jobs), 0
+        out = []
+        with ThreadPoolExecutor(max(1, min(self.workers, len(jobs) or 1))) as pool:
+            for (_fn, size), result in zip(jobs, pool.map(lambda job: job[0](), jobs), strict=True):
+                out.append(result)
+                done += size
+                if self.progress is not None:
+                    self.progress(done, total)
+        return out
+
+    def attach(self) -> Self:
+        """Let checkouts and copies of this store fetch missing chunks from this remote."""
+        self.store.fetcher = self.fetch_chunks
+        return self
+
+
+def forget_remote(store: Store, track: str) -> None:
+    """Drop what the store remembers of a remote: its cache and refs/remotes/<track>/*."""
+    import shutil
+
+    shutil.rmtree(store.path / "remotes" / track, ignore_errors=True)
+    for name in list(store.meta.repo.references):
+        if name.startswith(f"refs/remotes/{track}/"):
+            store.meta.repo.references.delete(name)
+
+
+def remote_config(fs: RemoteFS) -> dict | None:
+    """The ``[store]`` table of a remote's config; None where there is no config."""
+    import tomllib
+
+    try:
+        raw = fs.cat("config")
+    except FileNotFoundError:
+        return None
+    try:
+        return tomllib.loads(raw.decode()).get("store", {})
+    except (ValueError, UnicodeDecodeError) as e:
+        raise FormatError(f"remote {fs.url}: config is unreadable ({e})") from None
+
+
+def roll_packs(folder: Path, algo, target: int, chunks: Iterable[tuple[bytes, bytes, int, int]],
+               on_pack: Callable[[Path, list[tuple[bytes, Location]]], None] | None = None,
+               ) -> tuple[list[Path], list[tuple[bytes, Location]]]:
+    """Write (id, stored bytes, raw length, flags) into packs of about ``target`` bytes in
+    ``folder``: (pack files, their index rows); ``on_pack(path, rows)`` as each is closed."""
+    packs: list[Path] = []
+    rows: list[tuple[bytes, Location]] = []
+    writer: PackWriter | None = None
+
+    def close() -> None:
+        nonlocal writer
+        if writer is not None:
+            pack_hex, entries = writer.finish()
+            path = pack_path(folder, pack_hex)
+            mine = [(e.chunk_id, Location(pack_hex, e.offset, e.stored_len, e.raw_len, e.flags))
+                    for e in entries]
+            if on_pack is not None:
+                on_pack(path, mine)
+            packs.append(path)
+            rows.extend(mine)
+            writer = None
+
+    for cid, stored, raw_len, flags in chunks:
+        if writer is None:
+            writer = PackWriter(folder, algo)
+        writer.add(cid, stored, raw_len, flags)
+        if writer.size >= target:
+            close()
+    close()
+    return packs, rows
+
+
+def _fragment_ok(path: Path, name: str) -> bool:
+    """An index fragment ends with the xxh3-128 of its body, and is named by it."""
+    data = path.read_bytes()
+    return (len(data) > 16 and xxhash.xxh3_128_digest(data[:-16]) == data[-16:]
+            and name == f"{data[-16:].hex()}.idx")
+
+
+def git_pack_ok(path: Path, name: str) -> bool:
+    """``pack-<sha>.pack`` ends with the SHA-1 of the rest, which is <sha>; its ``.idx``
+    ends with <sha> and then the SHA-1 of the rest of the .idx."""
+    sha = name.removeprefix("pack-").rsplit(".", 1)[0]
+    size = path.stat().st_size
+    if size < 40:
+        return False
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        left = size - 20
+        while left:
+            block = f.read(min(left, 1 << 20))
+            if not block:
+                return False
+            h.update(block)
+            left -= len(block)
+        trailer = f.read(20)
+        f.seek(size - 40)
+        pack_sum = f.read(20)
+    if h.digest() != trailer:
+        return False
+    return (trailer if name.endswith(".pack") else pack_sum).hex() == sha
+
+
+def is_hex40(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 40 and all(c in "0123456789abcdef" for c in value)
+
+
+
+def ref_name_problem(rel: str, track: str) -> str | None:
+    """Why a remote ref path cannot be a branch or tag here (git's ref-name rules, checked
+    on both the remote name and the tracking ref it becomes), or None."""
+    kind, _sep, short = rel[len("refs/"):].partition("/") if rel.startswith("refs/") else ("", "", "")
+    if kind not in ("heads", "tags") or not short:
+        return "it is neither a branch (refs/heads/...) nor a tag (refs/tags/...)"
+    local = f"refs/remotes/{track}/{short}" if kind == "heads" else rel
+    if not (pygit2.reference_is_valid_name(rel) and pygit2.reference_is_valid_name(local)):
+        return "its name breaks git's ref-name rules"
+    if short == "HEAD" or any(part.startswith("-") for part in short.split("/")):
+        return "its name would read as HEAD or as an option"
+    return None
+
+
+def object_type(repo: pygit2.Repository, hex_id: str) -> str | None:
+    """'commit', 'tree', 'blob' or 'tag' for an object the store holds; None if absent."""
+    try:
+        obj = repo.get(hex_id)
+    except (ValueError, pygit2.GitError):
+        return None
+    return None if obj is None else obj.type_str
+
+
+def _end(loc: Location) -> int:
+    return loc.offset + loc.stored_len
+
+
+def reachable(repo: pygit2.Repository, top: pygit2.Oid, seen: set, new: set | None = None) -> None:
+    """Add to ``seen`` (and ``new``) every object reachable from ``top`` not already seen."""
+    stack = [top]
+    while stack:
+        oid = stack.pop()
+        if oid in seen:
+            continue
+        seen.add(oid)
+        if new is not None:
+            new.add(oid)
+        obj = repo[oid]
+        if isinstance(obj, pygit2.Commit):
+            stack.append(obj.tree_id)
+            stack.extend(obj.parent_ids)
+        elif isinstance(obj, pygit2.Tree):
+            stack.extend(item.id for item in obj)
+
+

@@ -1,0 +1,522 @@
+"""Transfer between a store and a remote: push sends the packs, index fragment and metadata
+pack the remote lacks and then moves its refs; fetch brings refs and metadata packs.
+
+Order makes it safe: packs, then index, then metadata, then refs; an interrupted push
+leaves only unreferenced files, and the next push indexes the packs that landed whole
+(noted locally under ``sent/`` before upload) and sends only what is still missing. Refs
+move by compare-and-swap. What a remote sends is untrusted: refs that break the rules are
+skipped with a warning (``Remote.warnings``, ``Transfer.warnings``), never stored.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pygit2
+
+from .errors import DsError, FormatError
+from .fsutil import atomic_write
+from .index import ChunkIndex, Fragment, Location, encode_fragment
+from .manifest import FileEntry
+from .packs import FLAG_DELTA, encode_chunk
+from .remote_fs import RefConflict, RemoteError
+from .remote_repo import (
+    MAX_REF_BYTES,
+    RemoteRepo,
+    Transfer,
+    git_pack_ok,
+    is_hex40,
+    object_type,
+    reachable,
+    ref_name_problem,
+    roll_packs,
+)
+
+
+@dataclass(frozen=True)
+class RefUpdate:
+    """One ref a push sets: ``dst`` on the remote to ``value`` (from local ``src`` if a ref)."""
+
+    src: str | None  # refs/heads/X or refs/tags/X; None when a version id was given
+    value: str
+    dst: str  # refs/heads/X or refs/tags/X on the remote
+    force: bool = False
+
+
+
+class Transfers(RemoteRepo):
+    """Push and fetch, over a ``RemoteRepo``."""
+
+    # -- pushing ---------------------------------------------------------------------------
+    def push_chunks(self, chunk_ids, t: Transfer) -> None:
+        """Send the chunks the remote lacks, as new packs, then one index fragment.
+
+        Resuming is cheap: each pack's index rows are noted locally (``sent/``) before it
+        is uploaded, so the next push lists the remote's packs once and indexes every noted
+        pack that landed whole (its name is its content hash, its size the listing's) instead
+        of building and sending it again, whatever else changed meanwhile.
+        """
+        remote_index = self.index()
+        missing = [c for c in dict.fromkeys(chunk_ids) if remote_index.lookup(c) is None]
+        if not missing:
+            return
+        rows, landed = self._landed_packs(remote_index)
+        have = {cid for cid, _loc in rows}
+        todo = [c for c in missing if c not in have]
+        with tempfile.TemporaryDirectory(dir=self.cache) as tmp:
+            packs = self._build_packs(todo, Path(tmp), rows)
+
+            def send(p: Path) -> int:
+                rel = f"packs/{p.stem[:2]}/{p.name}"
+                if self.fs.size(rel) == p.stat().st_size:
+                    return 0  # sent by an earlier push whose note was lost
+                self.fs.put(rel, p)
+                return 1
+
+            t.packs += sum(self._parallel([(lambda p=p: send(p), p.stat().st_size) for p in packs]))
+            notes = landed + [self._sent_note(p) for p in packs]
+        self.put_fragment(rows)
+        for note in notes:
+            note.unlink(missing_ok=True)  # indexed now
+        t.chunks += len(missing)
+
+    def _build_packs(self, chunk_ids: list[bytes], folder: Path,
+                     rows: list[tuple[bytes, Location]]) -> list[Path]:
+        """Packs of these chunks in ``folder``; their index rows are added to ``rows`` and
+        noted under ``sent/`` before anything is uploaded."""
+        packs, mine = roll_packs(folder, self.store.algo, self.store.config.pack_target,
+                                 self._whole_chunks(chunk_ids), self._note_sent)
+        rows.extend(mine)
+        return packs
+
+    def _whole_chunks(self, chunk_ids: list[bytes]) -> Iterator[tuple[bytes, bytes, int, int]]:
+        """(id, stored bytes, raw length, flags) of local chunks, each verified (never push
+        damage); a delta is sent whole (its base may not be sent)."""
+        store = self.store
+        for cid in chunk_ids:
+            loc = store.chunks.locate(cid)
+            if loc is None:
+                raise DsError(f"chunk {cid.hex()} is missing locally; run `ds fsck` before pushing")
+            stored = store.chunks.read_stored(loc)
+            raw = store.chunks.decode(cid, loc, stored)
+            flags = loc.flags
+            if flags & FLAG_DELTA:
+                stored, flags = encode_chunk(raw, store.config.zstd_level)
+            yield cid, stored, loc.raw_len, flags
+
+    def _sent_note(self, pack: Path) -> Path:
+        return self.cache / "sent" / f"{pack.stem}-{pack.stat().st_size}.idx"
+
+    def _note_sent(self, pack: Path, rows: list[tuple[bytes, Location]]) -> None:
+        """Remember a pack's index rows before it is uploaded (see ``_landed_packs``)."""
+        note = self._sent_note(pack)
+        note.parent.mkdir(exist_ok=True)
+        atomic_write(note, encode_fragment(self.store.algo, rows), durable=False)
+
+    def _landed_packs(self, remote_index: ChunkIndex) -> tuple[list[tuple[bytes, Location]], list[Path]]:
+        """(index rows, notes) of packs an earlier push uploaded whole but never indexed.
+
+        One listing of the remote's packs, and only when such notes exist. A noted pack
+        that is absent or of another size did not land (or a remote gc removed it): its
+        note is dropped and what it held is built again if still needed.
+        """
+        folder = self.cache / "sent"
+        notes = sorted(folder.glob("*.idx")) if folder.is_dir() else []
+        if not notes:
+            return [], []
+        sizes = {rel.rsplit("/", 1)[-1]: size for rel, (size, _m) in self.fs.list_detail("packs").items()}
+        rows: list[tuple[bytes, Location]] = []
+        landed = []
+        for note in notes:
+            pack_hex, _sep, size = note.stem.partition("-")
+            try:
+                fragment = Fragment(note)
+                entries = list(fragment)
+                fragment.close()
+            except (FormatError, OSError):
+                entries = []
+            if (str(sizes.get(f"{pack_hex}.pack")) != size or not entries
+                    or all(remote_index.lookup(cid) is not None for cid, _loc in entries)):
+                note.unlink(missing_ok=True)
+                continue
+            rows.extend(entries)
+            landed.append(note)
+        return rows, landed
+
+    def push_meta(self, tops: list[pygit2.Oid], known: list[str], t: Transfer) -> None:
+        """Send, as one git pack, the objects under ``tops`` that ``known`` commits lack."""
+        repo = self.store.meta.repo
+        seen: set[pygit2.Oid] = set()
+        for cid in known:
+            if cid in repo:
+                reachable(repo, pygit2.Oid(hex=cid), seen)
+        new: set[pygit2.Oid] = set()
+        for top in tops:
+            reachable(repo, top, seen, new)
+        names = self.put_meta_pack(new)
+        if names:
+            t.meta_packs += 1
+            self._remember_meta(names)
+
+    def _remember_meta(self, names: list[str]) -> None:
+        path = self.cache / "meta-packs.json"
+        have = set(json.loads(path.read_text())) if path.exists() else set()
+        path.write_text(json.dumps(sorted(have | set(names))))
+
+    def _known_meta(self) -> set[str]:
+        path = self.cache / "meta-packs.json"
+        local = {p.name for p in (self.store.meta.path / "objects" / "pack").glob("pack-*")}
+        return local | (set(json.loads(path.read_text())) if path.exists() else set())
+
+    def resolve_refspecs(self, refs: list[str] | None = None, all_refs: bool = False,
+                         tags: bool = False) -> list[RefUpdate]:
+        """What a push of ``refs`` (git's refspecs: ``NAME``, ``SRC:DST``, ``+SRC:DST``),
+        ``all_refs`` (every branch and tag) and ``tags`` (every tag) sets on the remote;
+        with none of them, the current branch under its own name."""
+        meta = self.store.meta
+        local = {n: c for n, c in meta.refs().items() if n.startswith(("refs/heads/", "refs/tags/"))}
+        updates: dict[str, RefUpdate] = {}
+
+        def add(u: RefUpdate) -> None:
+            if u.dst in updates and updates[u.dst].value != u.value:
+                raise DsError(f"two refspecs send different versions to {u.dst}; push them one at a time")
+            updates[u.dst] = u
+
+        for name in sorted(local):
+            if all_refs or (tags and name.startswith("refs/tags/")):
+                add(RefUpdate(name, local[name], name))
+        for spec in refs or []:
+            add(_refspec(meta, spec, local))
+        if refs is None and not all_refs and not tags:
+            add(_refspec(meta, "HEAD", local))
+        return list(updates.values())
+
+    def push(self, refs: list[str] | None = None, all_refs: bool = False, force: bool = False,
+             tags: bool = False) -> Transfer:
+        """Send branches/tags (``resolve_refspecs``) and everything they need."""
+        self.cache.mkdir(parents=True, exist_ok=True)
+        with self.fs.operation("push"):
+            return self.push_updates(self.resolve_refspecs(refs, all_refs, tags), force)
+
+    def push_updates(self, updates: list[RefUpdate], force: bool = False) -> Transfer:
+        """Set each ``dst`` on the remote to its version, sending what the remote lacks first.
+
+        Under the remote's shared lock (a remote gc then cannot delete what this push
+        finds there and does not send again), from reading the remote's refs and index
+        to moving its refs; the refs move last, by compare-and-swap. A remote this push
+        creates gets a ``HEAD`` naming the branch pushed, which clones then check out.
+        """
+        meta = self.store.meta
+        self.cache.mkdir(parents=True, exist_ok=True)
+        t = Transfer()
+        with self.fs.operation("push"):
+            created = self.check_config(create=True)
+            if not self._plan(updates, force):  # up to date: no lock needed
+                return self.stats(t)
+            with self.lock("push") as lock:
+                plan = self._plan(updates, force)  # again: what the remote holds now
+                if not plan:
+                    return self.stats(t)
+                known = [c for _u, c, _k in plan if self.is_commit(c)] + self._remote_tips(
+                    {u.dst for u, *_ in plan})
+                chunk_ids = self._new_versions([u.value for u, _c, _k in plan], known, t)
+                self.push_chunks(chunk_ids, t)
+                self.push_meta([pygit2.Oid(hex=u.value) for u, _c, _k in plan], known, t)
+                lock.check()
+                for u, current, token in plan:
+                    self.fs.swap_ref(u.dst, u.value, token)
+                    if u.dst.startswith("refs/heads/"):
+                        meta.set_ref(f"refs/remotes/{self.track}/{u.dst[11:]}", u.value, force=True)
+                    t.refs.append(u.dst)
+                    t.updates.append({"ref": u.dst, "local": u.src, "old": current, "new": u.value,
+                                      "forced": current is not None and not (
+                                          self.is_commit(current) and meta.is_ancestor(current, u.value))})
+            heads = [u.dst for u, _c, _k in plan if u.dst.startswith("refs/heads/")]
+            if created and heads:
+                current = f"refs/heads/{meta.head_branch()}"
+                main = next((u.dst for u, _c, _k in plan if u.src == current and u.dst in heads), heads[0])
+                self.fs.put("HEAD", f"ref: {main}\n".encode())
+        return self.stats(t)
+
+    def _plan(self, updates: list[RefUpdate], force: bool) -> list[tuple[RefUpdate, str | None, Any]]:
+        """(update, remote value, token) of each ref to move; refuses diverged ones."""
+        meta = self.store.meta
+        plan = []
+        for u in updates:
+            name, target = u.dst, u.value
+            current, token = self.fs.read_ref(name)
+            if current == target:
+                continue
+            if current is not None and not (force or u.force):
+                short = name.split("/", 2)[2]
+                if name.startswith("refs/tags/"):
+                    raise RefConflict(f"tag {short} already exists on {self.url} with another version; "
+                                      f"`ds push --force REMOTE {short}` replaces it")
+                if not is_hex40(current) or object_type(meta.repo, current) not in ("commit", None):
+                    raise RefConflict(f"{name} on {self.url} does not hold a version id; "
+                                      f"`ds push --force {short}` replaces it")
+                if not self.is_commit(current) or not meta.is_ancestor(current, target):
+                    raise RefConflict(f"{short} on {self.url} has versions you do not have: run `ds pull` "
+                                      "(fetch and merge) and push again, or `ds push --force` to "
+                                      "replace them")
+            plan.append((u, current, token))
+        return plan
+
+    def _remote_tips(self, skip: set[str]) -> list[str]:
+        """Versions the remote's branches name now (read under the lock), that we have.
+
+        Only these may be assumed present: a version remembered from an earlier fetch may
+        since have been dropped from the remote (branch moved, then `ds gc --remote`).
+        """
+        prefix = f"refs/remotes/{self.track}/"
+        out = []
+        for ref in self.store.meta.refs():
+            rel = f"refs/heads/{ref[len(prefix):]}"
+            if ref.startswith(prefix) and rel not in skip:
+                value, _token = self.fs.read_ref(rel)
+                if self.is_commit(value):
+                    out.append(value)
+        return out
+
+    def _new_versions(self, targets: list[str], known: list[str], t: Transfer) -> list[bytes]:
+        """Chunks of the versions reachable from ``targets`` but not from ``known`` (which the
+        remote holds, with their whole history): cost ∝ change. Counts them into ``t``."""
+        from .diff import diff_trees
+
+        meta = self.store.meta
+        out: list[bytes] = []
+        walker = meta.repo.walk(None, pygit2.enums.SortMode.TOPOLOGICAL)
+        for target in dict.fromkeys(targets):
+            walker.push(pygit2.Oid(hex=target))
+        for base in dict.fromkeys(known):
+            if self.is_commit(base):
+                walker.hide(pygit2.Oid(hex=base))
+        files: set[tuple[str, bytes]] = set()  # (path, content): a merge repeats its branches' files
+        for commit in walker:
+            parent = commit.parents[0].tree_id if commit.parents else None
+            d = diff_trees(meta, parent, commit.tree_id, renames=False)
+            t.versions += 1
+            others = [p.tree_id for p in commit.parents[1:]]
+            for path, e in (*d.added.items(), *d.modified.items()):
+                out.extend(c for c, _ in e.chunk_list())
+                if not any(_same_file(meta, tree, path, e) for tree in others):  # merged in, not new
+                    files.add((path, e.hash))
+        t.files += len(files)
+        return out
+
+    # -- fetching --------------------------------------------------------------------------
+    def read_refs(self) -> dict[str, str]:
+        """Every valid branch and tag on the remote: path -> 40-hex id.
+
+        What a remote holds is untrusted: a ref whose name breaks git's rules or whose
+        value is no id is skipped with a warning (listed in ``bad_refs``), so one bad ref
+        on a shared remote never blocks everyone. That it names a commit is checked once
+        its metadata is here (``version_refs``).
+        """
+        refs: dict[str, str] = {}
+        self.bad_refs = {}
+        for rel, (size, _mtime) in sorted(self.fs.list_detail("refs").items()):
+            if rel.endswith(".lock") or "/.tmp-" in rel:
+                continue
+            why = ref_name_problem(rel, self.track)
+            if why is None and size > MAX_REF_BYTES:
+                why = f"its file holds {size} bytes, not a version id"
+            if why is not None:
+                self._skip_ref(rel, why)
+                continue
+            try:
+                value = self.fs.cat(rel, size).decode(errors="replace").strip()
+            except FileNotFoundError:
+                continue  # deleted since it was listed
+            if not is_hex40(value):
+                self._skip_ref(rel, "it does not hold a version id")
+                continue
+            refs[rel] = value
+        return refs
+
+    def version_refs(self, refs: dict[str, str]) -> dict[str, str]:
+        """The refs that name a commit whose metadata is here; the others skipped with a warning."""
+        repo = self.store.meta.repo
+        good = {}
+        for rel, cid in sorted(refs.items()):
+            kind = object_type(repo, cid)
+            if kind == "commit":
+                good[rel] = cid
+            elif kind is None:
+                self._skip_ref(rel, f"it names {cid[:12]}, whose metadata is not on the remote")
+            else:
+                self._skip_ref(rel, f"it names {cid[:12]}, which is a {kind}, not a version")
+        return good
+
+    def fetch(self) -> Transfer:
+        """Bring the remote's refs and metadata (not file bytes: those come on demand)."""
+        meta = self.store.meta
+        self.cache.mkdir(parents=True, exist_ok=True)
+        t = Transfer()
+        with self.fs.operation("fetch"):
+            self.check_config(create=False)
+            for _attempt in range(3):
+                # refs first, then metadata: a push landing in between only adds packs we then
+                # take. A ref whose metadata is still missing moved (and a remote gc dropped its
+                # old version) meanwhile: read the refs again.
+                remote_refs = self.read_refs()
+                self.fetch_meta(t)
+                if all(cid in meta.repo for cid in remote_refs.values()):
+                    break
+            remote_refs = self.version_refs(remote_refs)
+            self._drop_broken_tracking_refs()
+            before = _tips(meta.repo)
+            for rel, cid in sorted(remote_refs.items()):
+                if rel.startswith("refs/heads/"):
+                    local = f"refs/remotes/{self.track}/{rel[11:]}"
+                elif rel not in meta.repo.references:
+                    local = rel  # a tag: created once, never moved by a fetch
+                else:
+                    continue
+                old = before.get(local)
+                try:
+                    meta.set_ref(local, cid, force=rel.startswith("refs/heads/"))
+                except (DsError, OSError, pygit2.GitError) as e:  # e.g. refs/heads/a beside a/b
+                    self._skip_ref(rel, f"it cannot be stored here ({e})")
+                    continue
+                t.refs.append(rel)
+                if old != cid:
+                    t.updates.append({"ref": rel, "local": local, "old": old, "new": cid,
+                                      "forced": old is not None and not meta.is_ancestor(old, cid)})
+            t.versions = _count_new(meta.repo, [u["new"] for u in t.updates], before.values())
+        return self.stats(t)
+
+    def _drop_broken_tracking_refs(self) -> None:
+        """Remove tracking refs of this remote that name no version (an older objstore
+        stored whatever the remote held; such a ref made every push and gc fail)."""
+        refs = self.store.meta.repo.references
+        for name in list(refs):
+            if name.startswith(f"refs/remotes/{self.track}/"):
+                try:
+                    refs[name].peel(pygit2.Commit)
+                except (pygit2.GitError, KeyError, ValueError):
+                    refs.delete(name)
+                    self.warn(f"{self.label}: removed the local {name}, which named no version")
+
+    def fetch_meta(self, t: Transfer | None = None) -> None:
+        """Download the metadata packs we lack, each verified against its name (counted
+        into ``t``)."""
+        dest = self.store.meta.path / "objects" / "pack"
+        dest.mkdir(parents=True, exist_ok=True)
+        for _attempt in range(3):
+            known = self._known_meta()
+            sizes = {r: size for r, (size, _mtime) in self.fs.list_detail("meta").items()
+                     if r.rsplit("/", 1)[-1].startswith("pack-")}
+            # a pack counts only once its .idx is there (the .idx is uploaded last)
+            complete = {f[:-4] for f in sizes if f.endswith(".idx")}
+            wanted = [stem + suffix for stem in sorted(complete)
+                      for suffix in (".pack", ".idx")  # .idx last: libgit2 then sees whole packs only
+                      if stem.rsplit("/", 1)[-1] + suffix not in known]
+            total, done = sum(sizes.get(r, 0) for r in wanted), 0
+            got = []
+            try:
+                for rel in wanted:
+                    name = rel.rsplit("/", 1)[-1]
+                    self.fs.get_file(rel, dest / name, check=lambda p, n=name: git_pack_ok(p, n))
+                    got.append(name)
+                    done += sizes.get(rel, 0)
+                    if self.progress is not None:
+                        self.progress(done, total)
+            except FileNotFoundError:
+                continue  # a remote gc replaced that pack while we listed: list again
+            finally:
+                if got:
+                    if t is not None:
+                        t.meta_packs += len(got) // 2
+                    self._remember_meta(got)
+            return
+        raise RemoteError(f"remote {self.url}: its metadata kept changing while read; "
+                          "try again when `ds gc --remote` has finished")
+
+
+def _refspec(meta, spec: str, local: dict[str, str]) -> RefUpdate:
+    """One git refspec: ``SRC`` (a branch, tag, or ``HEAD``: the current branch), ``SRC:DST``
+    (SRC may also be a version id when DST is given), ``+`` first to force that one."""
+    force = spec.startswith("+")
+    src, colon, dst = spec[force:].partition(":")
+    if not src:
+        if colon and dst:
+            raise DsError(f"deleting {dst!r} on a remote (`:{dst}`) is not supported yet; "
+                          "push another version to it with --force instead")
+        raise DsError(f"{spec!r} names nothing to push; give a branch or tag (SRC or SRC:DST)")
+    src_ref, value = _push_source(meta, src, local, bool(dst))
+    if not dst:
+        dst_ref = src_ref
+    elif dst.startswith("refs/"):
+        dst_ref = dst
+    else:
+        dst_ref = f"refs/tags/{dst}" if (src_ref or "").startswith("refs/tags/") else f"refs/heads/{dst}"
+    why = ref_name_problem(dst_ref, "origin")
+    if why is not None:
+        raise DsError(f"{dst!r} cannot be a branch or tag on a remote: {why}")
+    return RefUpdate(src_ref, value, dst_ref, force)
+
+
+def _push_source(meta, src: str, local: dict[str, str], has_dst: bool) -> tuple[str | None, str]:
+    """(local ref, version) a push takes from: a branch, a tag, HEAD, or a version (with a DST)."""
+    if src in ("HEAD", "@"):
+        branch = meta.head_branch()
+        if branch is None:
+            head = meta.head_commit()
+            if head is not None and has_dst:
+                return None, head
+            at = f" at {head[:12]}" if head else ""
+            raise DsError(f"HEAD is detached{at}: there is no branch to push; `ds switch -c NAME` "
+                          "puts your versions on one (then `ds push -u origin NAME`)")
+        if f"refs/heads/{branch}" not in local:
+            raise DsError(f"branch {branch!r} has no versions yet; commit first")
+        return f"refs/heads/{branch}", local[f"refs/heads/{branch}"]
+    for ref in ((src,) if src.startswith("refs/") else (f"refs/heads/{src}", f"refs/tags/{src}")):
+        if ref in local:
+            return ref, local[ref]
+    try:
+        value = meta.resolve(src)
+    except DsError:
+        raise DsError(f"{src!r} is neither a branch nor a tag here, nor a version; see `ds branch`, "
+                      "`ds tag` and `ds log`") from None
+    if not has_dst:
+        raise DsError(f"{src!r} is not a branch or tag; to push that version say where it goes: "
+                      f"`ds push REMOTE {src}:BRANCH`")
+    return None, value
+
+
+def _same_file(meta, tree: pygit2.Oid, path: str, entry) -> bool:
+    """Whether version tree ``tree`` holds ``entry``'s content at ``path``."""
+    found = meta.lookup(tree, path)
+    return isinstance(found, FileEntry) and found.same_content(entry)
+
+
+def _tips(repo: pygit2.Repository) -> dict[str, str]:
+    """Every ref that names a version -> its id (a damaged ref is left out, not an error)."""
+    out = {}
+    for name in repo.references:
+        try:
+            out[name] = str(repo.references[name].peel(pygit2.Commit).id)
+        except (pygit2.GitError, KeyError, ValueError):
+            continue
+    return out
+
+
+def _count_new(repo: pygit2.Repository, tops, known) -> int:
+    """How many versions ``tops`` reach that ``known`` do not: cost ∝ that number."""
+    tops = list(dict.fromkeys(tops))
+    if not tops:
+        return 0
+    walker = repo.walk(None, pygit2.enums.SortMode.NONE)
+    for top in tops:
+        walker.push(pygit2.Oid(hex=top))
+    for cid in set(known):
+        walker.hide(pygit2.Oid(hex=cid))
+    return sum(1 for _c in walker)
+
+
