@@ -52,6 +52,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
+import importlib
 import os
 import platform
 import statistics
@@ -59,6 +60,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from benchmarks.generate import MIB, csv_data, random_data
 
@@ -70,32 +72,26 @@ INSERT = 100
 Cutter = Callable[[memoryview, int, int, int], Iterator[tuple[int, int]]]
 
 
-def _pyfastcdc() -> Cutter | None:
+def _optional(module: str, name: str) -> Any:
+    """``module.name``, or None when that chunker is not installed (each is optional)."""
     try:
-        from pyfastcdc import FastCDC
+        return getattr(importlib.import_module(module), name)
     except ImportError:
         return None
 
-    def cut(buf: memoryview, avg: int, mn: int, mx: int) -> Iterator[tuple[int, int]]:
-        for c in FastCDC(avg, min_size=mn, max_size=mx).cut_buf(buf):
-            yield c.offset, c.length
 
-    return cut
+def _pyfastcdc() -> Cutter | None:
+    fast_cdc = _optional("pyfastcdc", "FastCDC")
+    return None if fast_cdc is None else lambda buf, avg, mn, mx: (
+        (c.offset, c.length) for c in fast_cdc(avg, min_size=mn, max_size=mx).cut_buf(buf))
 
 
 def _fastcdc() -> Cutter | None:
-    try:
-        # the package's __init__ binds ``fastcdc`` to the Cython function
-        # (fastcdc_cy) or, without the extension, to the pure-Python one
-        from fastcdc import fastcdc as fastcdc_func
-    except ImportError:
-        return None
-
-    def cut(buf: memoryview, avg: int, mn: int, mx: int) -> Iterator[tuple[int, int]]:
-        for c in fastcdc_func(buf, mn, avg, mx, fat=False, hf=None):
-            yield c.offset, c.length
-
-    return cut
+    # the package's __init__ binds ``fastcdc`` to the Cython function
+    # (fastcdc_cy) or, without the extension, to the pure-Python one
+    fastcdc_func = _optional("fastcdc", "fastcdc")
+    return None if fastcdc_func is None else lambda buf, avg, mn, mx: (
+        (c.offset, c.length) for c in fastcdc_func(buf, mn, avg, mx, fat=False, hf=None))
 
 
 def _fixed(buf: memoryview, avg: int, mn: int, mx: int) -> Iterator[tuple[int, int]]:

@@ -223,11 +223,17 @@ def _small_file_bytes(
     return CSV_HEADER + csv_rows(rng, pools, id_base, size - len(CSV_HEADER))
 
 
+def _new_root(root: str | os.PathLike[str]) -> Path:
+    """The folder a data set is written into, made if missing."""
+    base = Path(root)
+    base.mkdir(parents=True, exist_ok=True)
+    return base
+
+
 def generate_small(root: str | os.PathLike[str], n_files: int = 20000,
                    seed: int = 0) -> DatasetInfo:
     """Write data set S under ``root`` (created; must be empty or absent)."""
-    base = Path(root)
-    base.mkdir(parents=True, exist_ok=True)
+    base = _new_root(root)
     folders = folder_layout(seed)
     for rel in folders:
         (base / rel).mkdir(parents=True, exist_ok=True)
@@ -277,8 +283,7 @@ def generate_million(root: str | os.PathLike[str], n_files: int = MILLION_FILES,
 
     Batch ``b`` (files ``1000 b .. 1000 b + 999``) draws from its own generator, so the
     output is the same for any number of threads (writes release the GIL and overlap)."""
-    base = Path(root)
-    base.mkdir(parents=True, exist_ok=True)
+    base = _new_root(root)
     pools = make_pools(seed)
     batches = range((n_files + MILLION_BATCH - 1) // MILLION_BATCH)
     workers = threads or min(8, 2 * (os.cpu_count() or 1))
@@ -290,8 +295,7 @@ def generate_million(root: str | os.PathLike[str], n_files: int = MILLION_FILES,
 def generate_large(root: str | os.PathLike[str], size: int = 128 * MIB,
                    seed: int = 0) -> DatasetInfo:
     """Write data set L (``random.bin`` + ``table.csv``, ``size`` bytes each)."""
-    base = Path(root)
-    base.mkdir(parents=True, exist_ok=True)
+    base = _new_root(root)
     with open(base / LARGE_RANDOM, "wb") as f:
         for block in iter_random_blocks(_rng(seed, "large-random"), size):
             f.write(block)

@@ -6,7 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
-from benchmarks.run import main, peak_rss_gb
+from benchmarks.report import peak_rss_gb
+from benchmarks.run import main
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results.json"
 
