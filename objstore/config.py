@@ -140,14 +140,6 @@ def toml_text(tables: dict[str, object], comment: str) -> str:
     return f"# {comment}\n" + tomli_w.dumps({name: _plain(t) for name, t in tables.items()})
 
 
-def _toml_value(v: object) -> str:
-    """One value as TOML writes it after ``key = `` (``userconfig.save`` builds its lines
-    with it; scalars and lists)."""
-    import tomli_w
-
-    return tomli_w.dumps({"v": _plain(v)}).removeprefix("v = ").rstrip("\n")
-
-
 def save_config(path: Path, config: StoreConfig) -> None:
     atomic_write(path, config.to_toml().encode())
 

@@ -6,9 +6,9 @@ store (hash, chunking, its remotes) stay in its ``.dsstore/config`` (``config.py
 An environment variable, where a setting has one, wins over the file: a script or CI
 job can override the user's choice without editing it.
 
-The file is written by us in a fixed shape (one table per section), so it is serialised
-here; a key this version does not know is refused on reading, naming the known ones,
-rather than silently ignored.
+The file is written in a fixed shape (one table per section, through the store config's
+TOML writer); a key this version does not know is refused on reading, naming the known
+ones, rather than silently ignored.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import _toml_value
+from .config import toml_text
 from .errors import DsError, FormatError
 from .fsutil import atomic_write
 
@@ -105,16 +105,13 @@ def load(path: Path | None = None) -> dict[str, str | int]:
 
 def save(values: dict[str, str | int], path: Path | None = None) -> None:
     path = path or config_path()
-    lines = ["# objstore user settings; edit with `ds config --global KEY VALUE`"]
-    section = None
+    tables: dict[str, dict] = {}
     for key in sorted(values):
         head, _, name = key.partition(".")
-        if head != section:
-            lines.append(f"\n[{head}]")
-            section = head
-        lines.append(f"{name} = {_toml_value(values[key])}")
+        tables.setdefault(head, {})[name] = values[key]
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, ("\n".join(lines) + "\n").encode())
+    atomic_write(path, toml_text(tables, "objstore user settings; edit with `ds config --global KEY VALUE`")
+                 .encode())
 
 
 def set_value(key: str, raw: str) -> str | int:

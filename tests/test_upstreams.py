@@ -9,6 +9,7 @@ import json
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -162,7 +163,7 @@ def test_push_without_upstream_pushes_to_the_default_remote_and_says_how_to_set_
         assert store_items(s.config)["branch.main.remote"] == "origin"
         assert store_items(s.config)["branch.main.merge"] == "refs/heads/main"
     text = (a / ".dsstore/config").read_text()
-    assert '[branch."main"]\nmerge = "refs/heads/main"\nremote = "origin"\n' in text
+    assert tomllib.loads(text)["branch"]["main"] == {"merge": "refs/heads/main", "remote": "origin"}
     assert "hint" not in ds("push", cwd=a).stderr
 
 
