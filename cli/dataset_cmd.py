@@ -9,7 +9,6 @@ is remembered per store (``cache/cli-dataset.json``) and is the default ``--id``
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -26,6 +25,8 @@ def _state_file() -> Path:
 
 
 def _remember(dataset_id: str | None) -> None:
+    import json
+
     from objstore.fsutil import atomic_write
 
     path = _state_file()
@@ -36,6 +37,8 @@ def _remember(dataset_id: str | None) -> None:
 def _current_id(given: str | None) -> str:
     if given:
         return given
+    import json
+
     try:
         remembered = json.loads(_state_file().read_text()).get("id")
     except (OSError, ValueError):
@@ -217,6 +220,10 @@ def _create(args: argparse.Namespace):
     _print_args(args)
     if args.output_uri:
         print("Warning: '--output-uri' is deprecated, use '--storage' instead")
+    if not args.project and not args.parents:
+        from objstore.errors import DsError
+
+        raise DsError("a new dataset needs a project: give --project (or --parents, whose project it takes)")
     ds = Dataset.create(dataset_name=args.name, dataset_project=args.project,
                         parent_datasets=args.parents or None, dataset_version=args.version,
                         output_uri=args.storage or args.output_uri)
@@ -242,7 +249,7 @@ def _close(ds, storage: str | None, disable_upload: bool) -> None:
 def run(argv: list[str]) -> int:
     """Run one ``ds dataset`` command; its exit code. A dataset that is not there is one
     line naming it and the command that lists datasets."""
-    from objstore.dataset import DatasetNotFound
+    from objstore.dataset import DatasetFinalized, DatasetNotFound
     from objstore.errors import DsError
 
     args = _parser().parse_args(argv)
@@ -253,6 +260,9 @@ def run(argv: list[str]) -> int:
         code = COMMANDS[args.command](args)
     except DatasetNotFound as e:
         raise DsError(f"{e.what}; {LIST_HINT}") from None
+    except DatasetFinalized as e:
+        raise DsError(f"{e.what}; create a child version: ds dataset create --parents "
+                      f"{getattr(args, 'id', None) or 'ID'} --name NAME") from None
     return code if isinstance(code, int) else 0
 
 
@@ -519,13 +529,15 @@ COMMANDS = {
 def _link(link: Path, folder: Path, overwrite: bool) -> None:
     from objstore.errors import DsError
 
-    if link.is_symlink() and overwrite:
+    if link.is_symlink():  # an earlier --link: replaced, as clearml-data does
         link.unlink()
+    elif link.is_dir() and not any(link.iterdir()):
+        link.rmdir()
     elif link.exists():
-        if link.is_dir() and not any(link.iterdir()):
-            link.rmdir()
-        else:
-            raise DsError(f"Target directory {link} is not empty. Use --overwrite.")
+        what = "a folder with files" if link.is_dir() else "a file"
+        even = " (even with --overwrite)" if overwrite else ""
+        raise DsError(f"{link} is {what}; --link never deletes files{even}, so choose another path "
+                      "or remove it yourself")
     link.symlink_to(folder, target_is_directory=True)
 
 

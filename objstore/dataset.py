@@ -45,7 +45,12 @@ from .tree_edit import TreeEditor
 
 
 class DatasetFinalized(DsError):
-    """A finalized dataset version was asked to change."""
+    """A finalized dataset version was asked to change. ``what`` is the problem alone, so the
+    command line can give its own fix (``hint`` is the SDK's)."""
+
+    def __init__(self, what: str, hint: str):
+        super().__init__(f"{what}; {hint}")
+        self.what = what
 
 
 class DeleteRefused(DsError, UserWarning):
@@ -110,13 +115,29 @@ class Dataset:
         self._records.write(self._record)
 
     def _publish_record(self) -> None:
-        """Carry a final version's changed facts (status, tags, names) to its remotes."""
-        if self._record["status"] == rec.DRAFT:
-            return
-        for url in self._record.get("uploaded", []):
-            from .remote import Remote
+        """Carry a final version's changed facts (status, tags, names) to its remotes.
 
-            Remote(self._store, url).push_record(self._record)
+        The record is marked ``unsynced`` until every remote took it, so a failed push is
+        not undone later by the remote's older facts (``_fetch_from_remote`` keeps it)."""
+        if self._record["status"] == rec.DRAFT or not self._record.get("uploaded"):
+            return
+        from .remote import Remote
+
+        self._mark_unsynced(True)
+        sent = {k: v for k, v in self._record.items() if k != "unsynced"}
+        for url in self._record.get("uploaded", []):
+            Remote(self._store, url).push_record(sent)
+        self._mark_unsynced(False)
+
+    def _mark_unsynced(self, unsynced: bool) -> None:
+        with self._store.locked():
+            r = self._reload()
+            if bool(r.get("unsynced")) != unsynced:
+                if unsynced:
+                    r["unsynced"] = True
+                else:
+                    r.pop("unsynced", None)
+                self._save()
 
     def _tree(self) -> pygit2.Oid:
         r = self._record
@@ -130,9 +151,8 @@ class Dataset:
     def _require_draft(self, action: str) -> None:
         if self._reload()["status"] != rec.DRAFT:
             raise DatasetFinalized(
-                f"dataset {self.name!r} version {self.version} ({self.id}) is finalized and cannot "
-                f"{action}; create a child version: Dataset.create(..., parent_datasets=[{self.id!r}])"
-            )
+                f"dataset {self.name!r} version {self.version} ({self.id}) is finalized and cannot {action}",
+                f"create a child version: Dataset.create(..., parent_datasets=[{self.id!r}])")
 
     def _edit(self, change) -> Any:
         """Run ``change(editor)`` on the draft under the store lock; persist the new tree."""
@@ -179,19 +199,24 @@ class Dataset:
 
     @tags.setter
     def tags(self, values: Sequence[str]) -> None:
-        with self._store.locked():
-            self._reload()
-            self._record["tags"] = _unique(values or [])
-            self._save()
-        self._publish_record()
+        self._change_tags(lambda _old: list(values or []))
 
     def add_tags(self, tags: str | Sequence[str]) -> None:
         """Add tags after the ones there; a string is split at spaces, as ClearML's Task does."""
-        self.tags = [*self.tags, *(tags.split(" ") if isinstance(tags, str) else tags)]
+        self._change_tags(lambda old: [*old, *(tags.split(" ") if isinstance(tags, str) else tags)])
 
     def remove_tags(self, tags: str | Sequence[str]) -> None:
         drop = {tags} if isinstance(tags, str) else set(tags)
-        self.tags = [t for t in self.tags if t not in drop]
+        self._change_tags(lambda old: [t for t in old if t not in drop])
+
+    def _change_tags(self, change) -> None:
+        """Tags as ``change`` makes them from the saved ones, in one lock hold: another
+        writer's tags added meanwhile are kept."""
+        with self._store.locked():
+            r = self._reload()
+            r["tags"] = _unique(change(list(r.get("tags") or [])))
+            self._save()
+        self._publish_record()
 
     @property
     def description(self) -> str:
@@ -208,8 +233,8 @@ class Dataset:
         """Attach metadata under a name (before finalize); see ``dataset_metadata`` for the types kept."""
         if metadata_name.startswith("data_"):
             raise DsError(f"metadata name {metadata_name!r} may not start with 'data_' (reserved)")
-        stored = dataset_metadata.encode(self._store, metadata_name, metadata)
-        with self._store.locked():
+        with self._store.locked():  # one hold: gc must not let the new blob go before the record names it
+            stored = dataset_metadata.encode(self._store, metadata_name, metadata)
             self._require_draft("take new metadata")
             self._record.setdefault("metadata", {})[metadata_name] = stored
             self._save()
@@ -641,7 +666,8 @@ class Dataset:
             r = self._reload()
             if r["status"] != rec.DRAFT:
                 if raise_on_error:
-                    raise DatasetFinalized(f"dataset {self.id} is already finalized")
+                    raise DatasetFinalized(f"dataset {self.id} is already finalized",
+                                           "nothing to do (is_final() tells before finalize)")
                 return False
             ref = f"refs/datasets/{r['id']}"
             if ref in store.meta.repo.references:
@@ -1081,7 +1107,8 @@ def _fetch_from_remote(store: Store, pick) -> dict | None:
     with store.locked():  # facts that may change after finalize follow the remote
         for r in remote:
             local = records.read(r["id"]) if isinstance(r.get("id"), str) else None
-            if local is not None and local.get("commit") and local.get("commit") == r.get("commit"):
+            if local is not None and local.get("commit") and local.get("commit") == r.get("commit") \
+                    and not local.get("unsynced"):  # a change the remote has not taken yet wins
                 fresh = {k: r[k] for k in ("status", "tags", "name", "project", "description") if k in r}
                 if any(local.get(k) != v for k, v in fresh.items()):
                     records.write(dict(local, **fresh))
@@ -1101,16 +1128,26 @@ def _fetch_from_remote(store: Store, pick) -> dict | None:
     return records.read(best["id"])
 
 
+def _name_pattern(partial_name: str) -> re.Pattern:
+    """ClearML's ``partial_name`` is a regular expression; a broken one is one clear error."""
+    try:
+        return re.compile(partial_name)
+    except re.error as e:
+        raise DsError(f"name pattern {partial_name!r} is not a regular expression ({e}); "
+                      "escape its special characters (e.g. '\\(' for '(')") from None
+
+
 def _filter(records: Iterable[dict], project: str | None, name: str | None, tags: Iterable[str] | None,
             version: str | None, only_completed: bool, only_published: bool, exact_name: bool,
             recursive: bool = True) -> list[dict]:
     out = []
     tags_ok = tag_filter(tags or None)
+    pattern = _name_pattern(name) if name is not None and not exact_name else None
     for r in records:
         if project is not None and r["project"] != project and not (
                 recursive and not exact_name and r["project"].startswith(project.rstrip("/") + "/")):
             continue
-        if name is not None and (r["name"] != name if exact_name else not re.search(name, r["name"])):
+        if name is not None and (r["name"] != name if pattern is None else not pattern.search(r["name"])):
             continue
         if not tags_ok(r.get("tags", [])):
             continue

@@ -11,7 +11,8 @@ Record fields: ``id``, ``name``, ``project``, ``version``, ``tags``, ``descripti
 ``tree`` (draft content), ``commit`` (after finalize), ``created``, ``metadata``,
 ``output_uri``, ``uploaded`` (URLs the content was mirrored to), ``dirty``, ``changed_files``
 (ClearML's counts of ``files added``, ``files removed`` and ``files modified``), ``task``
-(the ClearML task stand-in's artifacts, properties and parameters: ``dataset_task``). Tags keep
+(the ClearML task stand-in's artifacts, properties and parameters: ``dataset_task``),
+``unsynced`` (a changed fact not yet taken by every remote it was uploaded to). Tags keep
 the order they were given in.
 """
 
@@ -34,7 +35,7 @@ _OPTIONAL: dict[str, tuple[type, ...]] = {
     "tags": (list,), "description": (str, type(None)), "tree": (str, type(None)),
     "commit": (str, type(None)), "metadata": (dict,), "output_uri": (str, type(None)),
     "uploaded": (list,), "dirty": (bool,), "finalized": (str, type(None)), "changed_files": (dict,),
-    "task": (dict,),
+    "task": (dict,), "unsynced": (bool,),
 }
 
 

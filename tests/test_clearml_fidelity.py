@@ -500,3 +500,77 @@ def test_signature_matches_clearml(name: str) -> None:
     for extra in params[len(expected):]:  # ours may add keyword-only extras, documented
         assert extra.kind is extra.KEYWORD_ONLY, f"{name}: {extra.name} must be keyword-only"
         assert extra.name in (member.__doc__ or ""), f"{name}: {extra.name} is not documented"
+
+
+# -- review findings: concurrent writers, failed pushes, CLI wording ---------------------------------
+def test_two_writers_adding_tags_keep_both(images: Path) -> None:
+    d = Dataset.create(dataset_name="t", dataset_project="rev")
+    d.finalize()
+    a, b = Dataset.get(dataset_id=d.id), Dataset.get(dataset_id=d.id)
+    a.add_tags(["from-a"])
+    b.add_tags(["from-b"])
+    assert Dataset.get(dataset_id=d.id).tags == ["from-a", "from-b"]
+    a.remove_tags("from-b")
+    assert Dataset.get(dataset_id=d.id).tags == ["from-a"]
+
+
+def test_a_change_the_remote_did_not_take_is_not_undone_by_the_next_get(
+        images: Path, tmp_path: Path, monkeypatch) -> None:
+    from objstore.remote import Remote
+
+    monkeypatch.setenv("DSSTORE_REMOTE", str(tmp_path / "shared"))
+    d = Dataset.create(dataset_name="facts", dataset_project="rev", dataset_tags=["raw"])
+    d.add_files(images)
+    d.upload()
+    d.finalize()
+
+    def down(self, record):
+        raise DsError("remote down (test)")
+
+    with monkeypatch.context() as m:
+        m.setattr(Remote, "push_record", down)
+        with pytest.raises(DsError, match="remote down"):
+            d.add_tags(["validated"])
+        with pytest.raises(DsError, match="remote down"):
+            d.publish()
+    got = Dataset.get(dataset_project="rev", dataset_name="facts")  # reads the remote's older facts
+    assert got.tags == ["raw", "validated"] and got._record["status"] == "published"
+    got.add_tags(["again"])  # the remote is back: it takes the change, and the mark goes
+    assert "unsynced" not in Dataset.get(dataset_id=d.id)._record
+    import json
+
+    remote_record = json.loads((tmp_path / "shared" / "datasets" / f"{d.id}.json").read_text())
+    assert remote_record["tags"] == ["raw", "validated", "again"] and "unsynced" not in remote_record
+
+
+def test_a_broken_name_pattern_is_one_clear_error() -> None:
+    with pytest.raises(DsError, match="is not a regular expression"):
+        Dataset.list_datasets(partial_name="a(")
+    proc = run("search", "--name", "a(", cwd=Path.cwd(), code=1)
+    assert proc.stderr.count("\n") == 1 and "not a regular expression" in proc.stderr
+
+
+def test_cli_errors_speak_of_cli_flags_not_sdk_calls(images: Path, tmp_path: Path) -> None:
+    proc = run("create", "--name", "x", cwd=tmp_path, code=1)
+    assert proc.stderr.splitlines() == ["Error: a new dataset needs a project: give --project (or --parents, "
+                                        "whose project it takes)"]
+    out = run("create", "--project", "cli", "--name", "done", cwd=tmp_path).stdout
+    ds_id = re.search(r"id=([0-9a-f]{32})", out).group(1)
+    run("close", "--id", ds_id, cwd=tmp_path)
+    proc = run("add", "--id", ds_id, "--files", str(images), cwd=tmp_path, code=1)
+    assert f"ds dataset create --parents {ds_id}" in proc.stderr and "Dataset." not in proc.stderr
+
+
+def test_get_link_is_replaced_on_a_rerun_and_never_deletes_files(images: Path, tmp_path: Path) -> None:
+    out = run("create", "--project", "cli", "--name", "linked", cwd=tmp_path).stdout
+    ds_id = re.search(r"id=([0-9a-f]{32})", out).group(1)
+    run("add", "--id", ds_id, "--files", str(images), cwd=tmp_path)
+    run("close", "--id", ds_id, cwd=tmp_path)
+    for _ in range(2):  # a second run replaces the link it made
+        run("get", "--id", ds_id, "--link", "linked", cwd=tmp_path)
+        assert (tmp_path / "linked").is_symlink() and (tmp_path / "linked" / "sub" / "a.jpg").is_file()
+    write(tmp_path / "mine", "keep.txt", "mine")
+    for flags in ([], ["--overwrite"]):
+        proc = run("get", "--id", ds_id, "--link", "mine", *flags, cwd=tmp_path, code=1)
+        assert "never deletes files" in proc.stderr and proc.stderr.count("\n") == 1
+        assert (tmp_path / "mine" / "keep.txt").read_text() == "mine"
