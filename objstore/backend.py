@@ -95,38 +95,30 @@ class Backend(Protocol):
 
     def list(self, prefix: str) -> dict[str, tuple[int, float]]:
         """Every file under ``prefix`` -> (size, modification time in the storage's clock)."""
-        ...
 
     def stat(self, rel: str) -> Info: ...
 
     def read(self, rel: str, start: int = 0, end: int | None = None) -> bytes:
         """The whole file, or bytes [start, end)."""
-        ...
 
     def download(self, rel: str, dest: Path) -> None:
         """The whole file into ``dest`` (large files never pass through memory)."""
-        ...
 
     def write(self, rel: str, data: bytes | Path) -> None:
         """Create or replace ``rel``, visible under its name only once complete."""
-        ...
 
     def delete(self, rels: list[str]) -> None:
         """Remove files; one already gone is no error."""
-        ...
 
     def exists(self) -> bool:
         """Whether the location itself (folder, bucket, container) exists."""
-        ...
 
     def read_ref(self, rel: str) -> tuple[bytes | None, Any]:
         """(content, token) of a small file, (None, None) if there is none."""
-        ...
 
     def swap_ref(self, rel: str, data: bytes, token: Any) -> None:
         """Write ``data`` only if ``rel`` still holds what ``token`` was read from (None:
         only if it does not exist); else ``PreconditionFailed``."""
-        ...
 
 
 class RefsByStat:

@@ -1,15 +1,7 @@
-"""Backends over fsspec filesystems: one class per kind of storage, each owning its
-compare-and-swap and the rules that tell its errors apart.
-
-- ``S3Backend``: ``If-Match: <etag>`` (``If-None-Match: *`` to create); botocore's types.
-- ``GCSBackend``: upload with ``ifGenerationMatch`` (0 to create); google-auth's and
-  gcsfs's types, and gcsfs's bare ``OSError("Forbidden: ...")`` for HTTP 403.
-- ``AzureBackend``: the ETag with ``IfNotModified`` (or create without overwrite);
-  azure-core's types.
-- ``FolderBackend``: a folder through fsspec (a temp name, then a rename), and an
-  ``flock`` compare-and-swap beside the ref.
-- ``FsspecBackend``: any other filesystem: reading and writing work, shared refs are
-  refused (no compare-and-swap is known for it); the HTTP layer's (aiohttp) types.
+"""Backends over fsspec filesystems: one class per kind of storage (S3, GCS, Azure, a
+folder, any other), each owning its compare-and-swap and the rules that tell its errors
+apart. The class is picked by the filesystem's protocol, so a wrapping filesystem that
+presents the protocol it wraps (the tests' fault injector) gets that backend's class.
 
 Errors are judged by exception type, never by message text where a type exists, outermost
 first through what they wrap (``classify``). Every backend's type rules apply to every
@@ -60,10 +52,11 @@ def _module(name: str) -> Any:
 
 
 class FsspecBackend(RefsByStat):
-    """Any fsspec filesystem, rooted at ``root``."""
+    """Any fsspec filesystem, rooted at ``root``: reading and writing work, shared refs are
+    refused (no compare-and-swap is known for it)."""
 
     kind = "other"
-    PROTOCOLS: tuple[str, ...] = ()
+    PROTOCOLS: tuple[str, ...] = ()  # the fsspec protocols this class serves
     TOKEN: str | None = None  # the listing key that versions a file, for compare-and-swap
 
     def __init__(self, fs: Any, root: str):
@@ -224,8 +217,7 @@ class FolderBackend(FsspecBackend):
     """A folder: a file is written under a temp name and renamed (a left temp file is
     removed by `ds gc --remote`); refs change under an ``flock`` beside them."""
 
-    kind = "local"
-    PROTOCOLS = ("file", "local")
+    kind, PROTOCOLS = "local", ("file", "local")
 
     def write(self, rel: str, data: bytes | Path) -> None:
         target = self.path(rel)
@@ -259,9 +251,9 @@ _S3_REFUSED = ("PreconditionFailed", "ConditionalRequestConflict")
 
 
 class S3Backend(FsspecBackend):
-    kind = "s3"
-    PROTOCOLS = ("s3", "s3a")
-    TOKEN = "ETag"
+    """S3: a swap sends ``If-Match: <etag>`` (``If-None-Match: *`` to create)."""
+
+    kind, PROTOCOLS, TOKEN = "s3", ("s3", "s3a"), "ETag"
 
     @staticmethod
     def kind_of(x: BaseException) -> str | None:
@@ -306,9 +298,15 @@ class S3Backend(FsspecBackend):
 
 
 class GCSBackend(FsspecBackend):
-    kind = "gcs"
-    PROTOCOLS = ("gs", "gcs")
-    TOKEN = "generation"
+    """Google Cloud Storage: a swap uploads with ``ifGenerationMatch`` (0 to create)."""
+
+    kind, PROTOCOLS, TOKEN = "gcs", ("gs", "gcs"), "generation"
+
+    @staticmethod
+    def text_kind(x: BaseException) -> str | None:
+        if isinstance(x, OSError) and x.errno is None and str(x).startswith("Forbidden"):
+            return DENIED  # gcsfs raises a bare OSError for HTTP 403: no type says it
+        return None
 
     @staticmethod
     def kind_of(x: BaseException) -> str | None:
@@ -321,12 +319,6 @@ class GCSBackend(FsspecBackend):
         gr = _module("gcsfs.retry")
         if gr is not None and isinstance(x, gr.HttpError):
             return status_kind(x.code)
-        return None
-
-    @staticmethod
-    def text_kind(x: BaseException) -> str | None:
-        if isinstance(x, OSError) and x.errno is None and str(x).startswith("Forbidden"):
-            return DENIED  # gcsfs raises a bare OSError for HTTP 403: no type says it
         return None
 
     def endpoint(self) -> str | None:
@@ -348,9 +340,10 @@ class GCSBackend(FsspecBackend):
 
 
 class AzureBackend(FsspecBackend):
-    kind = "azure"
-    PROTOCOLS = ("az", "abfs", "abfss")
-    TOKEN = "etag"
+    """Azure Blob Storage: a swap sends the ETag with ``IfNotModified`` (or creates
+    without overwriting)."""
+
+    kind, PROTOCOLS, TOKEN = "azure", ("az", "abfs", "abfss"), "etag"
 
     @staticmethod
     def kind_of(x: BaseException) -> str | None:

@@ -32,25 +32,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .backend import (
-    CREDENTIALS,
-    DENIED,
-    NO_BUCKET,
-    PERMANENT,
-    TRANSIENT,
-    UNREACHABLE,
-    Permanent,
-    PreconditionFailed,
-    Transient,
-    Unsupported,
-    describe,
-)
-from .backend_fsspec import FsspecBackend, classify
+from . import backend as be
+from .backend import CREDENTIALS, DENIED, NO_BUCKET, PERMANENT, TRANSIENT, UNREACHABLE  # noqa: F401
+from .backend_fsspec import FsspecBackend, classify  # noqa: F401 (callers import these from here)
 from .backend_wrappers import Checked, Counting, Retrying, RetryPolicy
 from .errors import DsError
 from .links import storage_options
-
-__all__ = ["CREDENTIALS", "DENIED", "NO_BUCKET", "PERMANENT", "TRANSIENT", "UNREACHABLE", "classify"]
 
 
 class RemoteError(DsError):
@@ -121,7 +108,6 @@ def fsspec_url(url: str) -> str:
     return f"az://{container}@{host}/{inner}"
 
 
-
 class RemoteFS(RetryPolicy):
     """One remote's storage. The retry knobs (``RETRIES``, ``BACKOFF``, ``BACKOFF_MAX``,
     ``RETRY_BUDGET``) are class-wide so a test, or an embedding program, can tighten them
@@ -184,11 +170,11 @@ class RemoteFS(RetryPolicy):
                 self._probed = True
                 self.backend.probe()
             yield
-        except Unsupported as e:
+        except be.Unsupported as e:
             raise RemoteError(f"remote {self.url}: {e.message}") from None
-        except Permanent as e:
+        except be.Permanent as e:
             raise self.permanent(e.kind, what, rel, e.cause, e.where) from None
-        except Transient as e:
+        except be.Transient as e:
             raise RemoteUnavailable(self._gave_up(what, rel, e.attempts, e.cause)) from None
 
     def _call(self, what: str, fn: Callable[[], Any], rel: str = "") -> Any:
@@ -207,12 +193,12 @@ class RemoteFS(RetryPolicy):
     def _gave_up(self, what: str, rel: str, attempts: int, e: BaseException) -> str:
         op = self.op or "access"
         return (f"remote {self.url}: {op} did not complete: {what} {rel or '/'} failed {attempts} "
-                f"time(s), last with {describe(e)}. Nothing incomplete is visible on the "
+                f"time(s), last with {be.describe(e)}. Nothing incomplete is visible on the "
                 f"remote; {self._hint()}")
 
     def permanent(self, kind: str, what: str, rel: str, e: BaseException, where: str = "") -> RemoteError:
         """The error for a failure that retrying cannot mend, naming its fix."""
-        url, why = self.url, describe(e)
+        url, why = self.url, be.describe(e)
         if kind == CREDENTIALS:
             hint = CREDENTIAL_HINTS.get(self.kind, "give the remote's credentials as storage options (-o)")
             return RemoteDenied(f"remote {url}: no usable credentials ({why}); {hint}, then run the "
@@ -274,7 +260,7 @@ class RemoteFS(RetryPolicy):
         def get() -> bytes:
             try:
                 return self.counting.read(rel, size=known[0])
-            except Transient:
+            except be.ShortRead:
                 known[0] = None
                 raise
 
@@ -331,7 +317,7 @@ class RemoteFS(RetryPolicy):
         try:
             with self._errors("update", rel):
                 self.io.swap_ref(rel, (value + "\n").encode(), token)
-        except PreconditionFailed as e:
+        except be.PreconditionFailed as e:
             raise RefConflict(f"{rel} on {self.url} {e.reason}") from None
 
 
