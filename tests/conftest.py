@@ -12,6 +12,9 @@ import pytest
 
 # gcsfs must not probe for zonal buckets against the emulator; read at its import
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+# progress lines appear after an interval of wall time, so a slow machine would add lines
+# to the output tests compare: none unless a test asks (tests/test_progress.py sets 0)
+os.environ["DS_PROGRESS_INTERVAL"] = "1000000"
 
 from objstore.store import Store
 
