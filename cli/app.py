@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from typing import Annotated, Any
 
 import click
 import typer
 from typer.core import TyperGroup
+
+from .commands import MODULES
 
 # `ds --help` lists the commands by what they are for, as `git help` does; a command
 # missing here is listed under the last heading.
@@ -28,14 +29,93 @@ SHELLS = ("bash", "zsh", "fish", "powershell", "pwsh")
 _AUTO = "auto"  # --show-completion without a SHELL: the one $SHELL names
 
 
-class _Sections(TyperGroup):
-    """The root group: plain click help (rich's costs start-up time), commands in sections,
-    and the completion options (typer's take no SHELL when shellingham is installed)."""
+class _Commands(MutableMapping[str, click.Command]):
+    """The root group's commands: every name in ``commands.MODULES`` is known, but a command
+    is built (its module imported, typer's conversion run) only when it is looked up, so
+    `ds log` neither imports nor builds the other commands."""
 
-    def __init__(self, *args: Any, params: list[click.Parameter] | None = None, **kwargs: Any):
+    def __init__(self, built: Mapping[str, click.Command]):
+        self._built = dict(built)
+
+    def __getitem__(self, name: str) -> click.Command:
+        if name not in self._built:
+            if name not in MODULES:
+                raise KeyError(name)
+            self._built[name] = _build(name)
+        return self._built[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._built or name in MODULES
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys([*MODULES, *self._built]))
+
+    def __len__(self) -> int:
+        return len(dict.fromkeys([*MODULES, *self._built]))
+
+    def __setitem__(self, name: str, command: click.Command) -> None:
+        self._built[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        del self._built[name]
+
+
+def _build(name: str) -> click.Command:
+    """Import the module of command ``name`` and convert only that command to click."""
+    from typer.main import get_command_from_info, get_command_name, get_group_from_info
+
+    from .commands import load
+
+    load(name)
+    for info in app.registered_commands:
+        if info.callback and (info.name or get_command_name(info.callback.__name__)) == name:
+            return _settings_first(get_command_from_info(
+                info, pretty_exceptions_short=app.pretty_exceptions_short,
+                rich_markup_mode=app.rich_markup_mode))
+    for group in app.registered_groups:
+        if group.name == name:
+            return _settings_first(get_group_from_info(
+                group, pretty_exceptions_short=app.pretty_exceptions_short,
+                rich_markup_mode=app.rich_markup_mode, suggest_commands=app.suggest_commands))
+    raise LookupError(f"objstore_cli.{MODULES[name]} registers no command {name!r} (commands.MODULES)")
+
+
+def _settings_first(command: click.Command) -> click.Command:
+    """Export the user's settings (``userconfig.export_env``) just before the command's own
+    code runs, after its arguments are parsed: `ds --help`, completion and usage errors
+    never read the settings file (nor import platformdirs to find it)."""
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _settings_first(sub)
+    run = command.callback
+    if run is not None:
+        import functools
+
+        @functools.wraps(run)
+        def with_settings(*args: Any, **kwargs: Any) -> Any:
+            from objstore.userconfig import export_env
+
+            export_env()
+            return run(*args, **kwargs)
+
+        command.callback = with_settings
+    return command
+
+
+class _Sections(TyperGroup):
+    """The root group: plain click help (rich's costs start-up time), commands in sections
+    and built on first use (``_Commands``), and the completion options (typer's take no SHELL
+    when shellingham is installed)."""
+
+    def __init__(self, *args: Any, params: list[click.Parameter] | None = None,
+                 commands: Mapping[str, click.Command] | None = None, **kwargs: Any):
         shells = [_shell_option("--show-completion", "Print the shell completion script"),
                   _shell_option("--install-completion", "Install shell completion")]
-        super().__init__(*args, params=[*(params or []), *shells], **kwargs)
+        built = {name: _settings_first(c) for name, c in (commands or {}).items()}  # modules imported earlier
+        super().__init__(*args, params=[*(params or []), *shells], commands=_Commands(built), **kwargs)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)  # the names only: typer's would build every command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         names = [n for n in self.list_commands(ctx) if not self.commands[n].hidden]
@@ -136,6 +216,8 @@ def err(message: str) -> None:
 
 
 def out_json(data: Any) -> None:
+    import json
+
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
@@ -218,8 +300,6 @@ def usage_line(e: click.UsageError) -> str:
 
 def _run() -> int:
     """Run the command line; the exit code of the command, 0 when it returned."""
-    from . import commands  # noqa: F401  (registers the commands)
-
     if os.environ.get("_DS_COMPLETE"):  # a shell asks for completions: typer's format
         from typer.completion import completion_init
 
@@ -240,9 +320,7 @@ def _run() -> int:
 
 def main() -> None:
     from objstore.errors import DsError
-    from objstore.userconfig import export_env
 
-    export_env()  # user-level settings (user.name, cache.rows) as defaults for unset variables
     from .main import Signals, catch_signals, interrupted
 
     catch_signals()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from objstore.meta import CommitInfo
+if TYPE_CHECKING:
+    from objstore.meta import CommitInfo
 
 
 def draw(entries: list[CommitInfo], tags: dict[str, list[str]]) -> Iterator[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Annotated
 
@@ -109,6 +108,8 @@ def _store_or_none():
 
 
 def _show(value: object) -> str:
+    import json
+
     return value if isinstance(value, str) else json.dumps(value)
 
 

@@ -67,10 +67,11 @@ def _quick_status(argv: list[str]) -> bool:
 
 
 def version_line() -> str:
-    """What ``ds --version`` prints: the installed package's version."""
-    from importlib.metadata import version
+    """What ``ds --version`` prints: the package's version (``objstore.__version__``, the
+    installed one: importing importlib.metadata to ask would cost more than the rest)."""
+    from objstore import __version__
 
-    return f"ds (objstore) {version('objstore')}"
+    return f"ds (objstore) {__version__}"
 
 
 def main() -> None:

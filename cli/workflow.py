@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import click
@@ -18,6 +17,8 @@ def quote_path(path: str) -> str:
     undecodable byte is shown quoted with escapes, as git does."""
     if path.isprintable() and "\ufffd" not in path:
         return path
+    import json
+
     return json.dumps(path)
 
 

@@ -6,15 +6,16 @@ Names are imported on first use so that `ds` starts quickly.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: `ds status` has no other use for it
 if TYPE_CHECKING:
+    from typing import Any
+
     from .dataset import Dataset
     from .errors import DsError
     from .store import Store, find_store
 
 __all__ = ["Dataset", "DsError", "Store", "find_store"]
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # what `ds --version` prints; pyproject.toml's version (tests/test_startup.py)
 
 _HOMES = {"Dataset": ".dataset", "DsError": ".errors", "Store": ".store", "find_store": ".store"}
 

@@ -18,25 +18,23 @@ object, then the ref: a crash leaves at worst unreferenced objects for ``ds gc``
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import getpass
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pygit2
-
-from . import userconfig
-from .chunking import ChunkParams
-from .chunkstore import ChunkStore
 from .config import StoreConfig, load_config, save_config
 from .errors import DsError, NothingToCommit, StoreNotFound
-from .fsutil import atomic_write
 from .hashing import get_algo
-from .meta import CommitInfo, MetaStore
 from .paths import STORE_DIR, STORE_ENV
-from .statcache import StatCache
+
+if TYPE_CHECKING:  # imported where used: opening a store must not cost pygit2 (~50 ms) or the packs
+    import pygit2
+
+    from .chunking import ChunkParams
+    from .chunkstore import ChunkStore
+    from .meta import CommitInfo, MetaStore
+    from .statcache import StatCache
 
 
 def find_store(start: str | os.PathLike[str] = ".") -> Path:
@@ -70,16 +68,40 @@ def locate_store(start: str | os.PathLike[str] = ".") -> Path:
 
 
 class Store:
+    """A store folder: its config, its metadata database (``meta``) and its chunks (``chunks``).
+
+    ``meta`` and ``chunks`` are opened on first use: a command that reads only refs and
+    versions never imports the chunk store, and one that reads neither never imports pygit2.
+    """
+
     def __init__(self, path: Path):
         self.path = path
         self.worktree = path.parent
         self.config: StoreConfig = load_config(path / "config")
         self.algo = get_algo(self.config.hash)
-        self.meta = MetaStore(path / "meta", self.algo.size)
-        self.chunks = ChunkStore(path, self.algo, self.config.pack_target)
+        self._meta: MetaStore | None = None
+        self._chunks: ChunkStore | None = None
         self._lock_fd: int | None = None
         self._lock_depth = 0
         self.fetcher = None  # callable(list of chunk ids): brings missing chunks from a remote
+
+    @property
+    def meta(self) -> MetaStore:
+        """The git object database (folders, commits, refs)."""
+        if self._meta is None:
+            from .meta import MetaStore
+
+            self._meta = MetaStore(self.path / "meta", self.algo.size)
+        return self._meta
+
+    @property
+    def chunks(self) -> ChunkStore:
+        """The chunks: packs and their index."""
+        if self._chunks is None:
+            from .chunkstore import ChunkStore
+
+            self._chunks = ChunkStore(self.path, self.algo, self.config.pack_target)
+        return self._chunks
 
     # -- opening -----------------------------------------------------------------------
     @classmethod
@@ -95,6 +117,9 @@ class Store:
                chunking: ChunkParams | None = None) -> Store:
         """Create a store folder at exactly ``path`` (it must not exist yet)."""
         path = Path(path)
+        from .chunking import ChunkParams
+        from .meta import MetaStore
+
         config = StoreConfig(hash=get_algo(hash).name, chunking=chunking or ChunkParams())
         if path.exists() or path.is_symlink():
             if path.is_dir() and (path / "config").exists():
@@ -118,7 +143,8 @@ class Store:
         return cls(find_store(start))
 
     def close(self) -> None:
-        self.chunks.close()
+        if self._chunks is not None:
+            self._chunks.close()
 
     def __enter__(self) -> Store:
         return self
@@ -130,11 +156,14 @@ class Store:
     def locked(self) -> Iterator[None]:
         """Hold the store's writer lock (re-entrant within this object)."""
         if self._lock_depth == 0:
+            import fcntl
+
             fd = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT, 0o644)
             fcntl.flock(fd, fcntl.LOCK_EX)
             self._lock_fd = fd
             self._drop_dead_ref_locks()
-            self.chunks.index.reload()  # see what other writers published
+            if self._chunks is not None:  # not opened yet: it will read the index when it is
+                self._chunks.index.reload()  # see what other writers published
         self._lock_depth += 1
         try:
             yield
@@ -152,6 +181,8 @@ class Store:
         holds this store's lock, so while we hold it such a file belongs to a dead process
         (the age margin only guards against a writer that broke that rule).
         """
+        import time
+
         meta = self.path / "meta"
         limit = time.time() - 2
         candidates = [meta / n for n in ("HEAD.lock", "packed-refs.lock", "config.lock")]
@@ -164,6 +195,8 @@ class Store:
 
     def config_remote(self) -> str | None:
         """The default remote (a configured name or a URL) from ``[remote] default``."""
+        from . import userconfig
+
         return self.config.remote or userconfig.default_remote()
 
     def set_config(self, config: StoreConfig) -> None:
@@ -191,6 +224,8 @@ class Store:
         return spec.match_file
 
     def stat_cache(self) -> StatCache:
+        from .statcache import StatCache
+
         return StatCache(self.path / "cache" / "stat")
 
     # -- versions ----------------------------------------------------------------------
@@ -242,6 +277,8 @@ class Store:
 
     def _touches(self, info: CommitInfo, paths: list[str]) -> bool:
         """True if version ``info`` changed one of ``paths`` against its first parent."""
+        import pygit2
+
         tree = pygit2.Oid(hex=info.tree)
         parent = self.meta.tree_of(info.parents[0]) if info.parents else None
         for path in paths:
@@ -259,6 +296,8 @@ class Store:
         except FileNotFoundError:
             return self.head_tree()
         if len(text) == 4 and text[0] == "tree" and text[2] == "base" and text[3] == (self.head() or "-"):
+            import pygit2
+
             try:
                 oid = pygit2.Oid(hex=text[1])
             except ValueError:  # damaged: nothing usable is staged
@@ -271,6 +310,8 @@ class Store:
         if tree == self.head_tree():
             self.clear_stage()
             return
+        from .fsutil import atomic_write
+
         self.meta.make_durable()
         atomic_write(self.path / "STAGE", f"tree {tree}\nbase {self.head() or '-'}\n".encode())
 
@@ -294,10 +335,14 @@ class Store:
 
     @staticmethod
     def author(name: str | None = None) -> tuple[str, str]:
+        from . import userconfig
+
         who = name or os.environ.get("DS_AUTHOR") or userconfig.user_name() or _user()
         return who, f"{who}@objstore"
 
     def tag(self, name: str, rev: str = "HEAD", force: bool = False) -> str:
+        import pygit2
+
         if (not name or name.startswith("-") or name in ("HEAD", "@") or len(name) > 200
                 or not pygit2.reference_is_valid_name(f"refs/tags/{name}")):
             raise DsError(f"{name!r} is not a valid tag name")
@@ -310,6 +355,8 @@ class Store:
 
 
 def _user() -> str:
+    import getpass
+
     try:
         return getpass.getuser()
     except (KeyError, OSError):

@@ -14,13 +14,10 @@ ones, rather than silently ignored.
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import toml_text
 from .errors import DsError, FormatError
-from .fsutil import atomic_write
 
 ENV_HOME = "DS_CONFIG_HOME"
 FILE_NAME = "config.toml"
@@ -82,10 +79,16 @@ def load(path: Path | None = None) -> dict[str, str | int]:
     """The file's settings as ``section.key`` -> value (empty when there is no file)."""
     path = path or config_path()
     try:
-        raw = tomllib.loads(path.read_text("utf-8"))
+        text = path.read_text("utf-8")
     except FileNotFoundError:
         return {}
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError as e:
+        raise FormatError(f"{path} is not valid TOML ({e}); fix it or remove it") from None
+    import tomllib  # only when there is a file: most users have none
+
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
         raise FormatError(f"{path} is not valid TOML ({e}); fix it or remove it") from None
     out: dict[str, str | int] = {}
     for section, table in raw.items():
@@ -104,6 +107,9 @@ def load(path: Path | None = None) -> dict[str, str | int]:
 
 
 def save(values: dict[str, str | int], path: Path | None = None) -> None:
+    from .config import toml_text
+    from .fsutil import atomic_write
+
     path = path or config_path()
     tables: dict[str, dict] = {}
     for key in sorted(values):
@@ -160,8 +166,9 @@ def default_remote() -> str | None:
 def export_env(environ: dict[str, str] | None = None) -> None:
     """Put the file's settings that have an environment variable into ``environ`` (default
     ``os.environ``) where that variable is unset, so code that reads the variable at import
-    (``limits.CACHE_ROWS``) follows the file too. The CLI calls this before a command's
-    modules are imported; an unreadable file is left for ``ds config`` to report."""
+    (``limits.CACHE_ROWS``) follows the file too. The CLI calls this just before a command's
+    code runs (which imports the store's modules); an unreadable file is left for ``ds config``
+    to report."""
     env = os.environ if environ is None else environ
     try:
         values = load()

@@ -1,0 +1,158 @@
+"""Start-up: a command imports only what it uses.
+
+Not a timing test: each command runs in a fresh process and the test reads which modules
+it left in ``sys.modules``. A command pays for pygit2 (~50 ms), rich, fsspec or zstandard
+only when it uses them; ``--version``, ``--help``, a clean ``status`` and usage errors use none;
+only the module of the command being run is imported (``benchmarks/startup.py`` has the times).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+from .conftest import ds, write
+
+PROBE = (
+    "import sys\n"
+    "from objstore_cli.main import main\n"
+    "sys.argv = ['ds', *sys.argv[1:]]\n"
+    "try:\n"
+    "    main()\n"
+    "except SystemExit:\n"
+    "    pass\n"
+    "sys.stdout.flush()\n"
+    "sys.stderr.write('\\nMODULES ' + ' '.join(sorted(sys.modules)) + '\\n')\n"
+)
+HEAVY = {"pygit2", "fsspec", "rich", "zstandard", "pyfastcdc", "blake3", "ssl", "platformdirs"}
+BYTES = {"fsspec", "rich", "zstandard", "pyfastcdc", "objstore.chunkstore", "objstore.index"}
+COMMAND_MODULES = {f"objstore_cli.{m}" for m in ("admin", "branches", "dataset_cmd", "history",
+                                                  "inspect_cmd", "remotes", "ui_cmd", "workflow")}
+
+
+# A full `ds status` whose stat cache says it was written 10 s from now: every file is then
+# older than the cache by more than a timestamp tick, so the next plain `ds status` is answered
+# from stat data alone, however fast the machine ran the set-up (no sleep racing the clock).
+FULL_STATUS_LATER = (
+    "import sys, time, types\n"
+    "import objstore.statcache as sc\n"
+    "sc.time = types.SimpleNamespace(time_ns=lambda: time.time_ns() + 10**10)\n"
+    "from objstore_cli.app import main\n"
+    "sys.argv = ['ds', 'status']\n"
+    "main()\n"
+)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two versions of a few files; a plain `ds status` is answered from the stat cache."""
+    w = tmp_path_factory.mktemp("startup") / "w"
+    ds("init", str(w), cwd=w.parent)
+    for i in range(6):
+        write(w, f"d{i % 2}/f{i}.txt", f"file {i}\n")
+    ds("add", ".", cwd=w)
+    ds("commit", "-m", "one", cwd=w)
+    write(w, "d0/f0.txt", "changed\n")
+    ds("commit", "-a", "-m", "two", cwd=w)
+    env = {k: v for k, v in os.environ.items() if k != "DSSTORE_DIR"}
+    p = subprocess.run([sys.executable, "-c", FULL_STATUS_LATER], cwd=w, env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert p.stdout.endswith("Nothing changed.\n"), p.stderr
+    return w
+
+
+def imported(repo: Path, *args: str) -> set[str]:
+    """Modules a fresh `ds ARGS` leaves imported (user settings in an empty home, so their
+    usual place is looked up, as on a user's machine)."""
+    drop = ("DSSTORE_DIR", "DS_CONFIG_HOME", "XDG_CONFIG_HOME")
+    env = {k: v for k, v in os.environ.items() if k not in drop} | {"HOME": str(repo.parent / "home")}
+    p = subprocess.run([sys.executable, "-c", PROBE, *args], cwd=repo, capture_output=True, text=True,
+                       env=env, timeout=120)
+    line = p.stderr.rsplit("\nMODULES ", 1)
+    assert len(line) == 2, p.stderr
+    return set(line[1].split())
+
+
+def tops(modules: set[str]) -> set[str]:
+    """Each module and the packages above it: "pygit2.enums" also counts as "pygit2"."""
+    return {".".join(m.split(".")[:i]) for m in modules for i in range(1, m.count(".") + 2)}
+
+
+CASES = [
+    # (arguments, modules that must stay unimported, command modules it may import)
+    (("--version",), HEAVY | {"typer", "click", "importlib.metadata", "objstore_cli.app"}, set()),
+    (("--help",), HEAVY | {"json", "objstore.store", "objstore.config"}, COMMAND_MODULES),
+    (("status",), HEAVY | {"typer", "click", "objstore_cli.app"}, set()),
+    (("bogus",), HEAVY | {"objstore.store"}, set()),
+    (("log", "-n", "x"), HEAVY | {"objstore.store"}, {"history", "workflow"}),
+    (("log", "-n", "1"), BYTES, {"history", "workflow"}),
+    (("ls",), BYTES, {"inspect_cmd", "workflow"}),
+    (("diff",), BYTES, {"history", "workflow"}),
+    (("commit", "-m", "x"), BYTES, {"workflow"}),
+    (("branch",), BYTES, {"branches", "workflow"}),
+    (("dataset", "search"), {"rich", "fsspec", "zstandard"}, {"dataset_cmd"}),
+]
+
+
+@pytest.mark.parametrize("args,absent,cli", CASES, ids=[" ".join(c[0]) for c in CASES])
+def test_command_imports_only_what_it_uses(repo: Path, args: tuple[str, ...], absent: set[str],
+                                           cli: set[str]) -> None:
+    modules = tops(imported(repo, *args))
+    assert not modules & absent, f"ds {' '.join(args)} imported {sorted(modules & absent)}"
+    allowed = {m if m.startswith("objstore_cli.") else f"objstore_cli.{m}" for m in cli}
+    extra = (modules & COMMAND_MODULES) - allowed
+    assert not extra, f"ds {' '.join(args)} imported other commands' modules: {sorted(extra)}"
+
+
+def test_version_is_the_installed_one() -> None:
+    """`ds --version` reads objstore.__version__ (importlib.metadata costs ~25 ms to import):
+    it must be the version the package is installed as."""
+    import objstore
+
+    assert objstore.__version__ == version("objstore")
+
+
+def test_the_command_table_names_where_each_command_is_registered() -> None:
+    """`commands.MODULES` is how a run finds a command without importing the others: it must
+    name every command the modules register, each in the module that registers it."""
+    from objstore_cli.app import app
+    from objstore_cli.commands import MODULES, load_all
+    from typer.main import get_command_name
+
+    load_all()
+    where = {(c.name or get_command_name(c.callback.__name__)): c.callback.__module__
+             for c in app.registered_commands}
+    where |= {g.name: g.typer_instance.registered_commands[0].callback.__module__
+              for g in app.registered_groups}
+    assert where == {name: f"objstore_cli.{module}" for name, module in MODULES.items()}
+
+
+def test_every_command_builds_and_has_its_help(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Built one at a time on first use, every command (and `remote`'s subcommands) still
+    parses and prints its help."""
+    monkeypatch.setenv("DS_CONFIG_HOME", str(tmp_path))  # `ds dataset` runs: no user settings exported here
+    from click.testing import CliRunner
+    from objstore_cli.app import app
+    from objstore_cli.commands import MODULES
+    from typer.main import get_command
+
+    root = get_command(app)
+    runner = CliRunner()
+    for name in MODULES:
+        result = runner.invoke(root, [name, "--help"])
+        usage = result.output.lower()  # argparse, behind `ds dataset`, says "usage:"
+        assert result.exit_code == 0 and usage.startswith(f"usage: ds {name} "), (name, result.output)
+    for sub in ("add", "list", "remove", "rename", "set-url"):
+        result = runner.invoke(root, ["remote", sub, "--help"])
+        assert result.exit_code == 0 and f"Usage: ds remote {sub} " in result.output, (sub, result.output)
+
+
+def test_unknown_command_still_suggests_the_near_one(repo: Path) -> None:
+    p = ds("stauts", cwd=repo, check=False)
+    assert (p.returncode, p.stderr) == (2, "Error: no such command 'stauts'. Did you mean 'status'? "
+                                           "(see 'ds --help')\n")
