@@ -175,9 +175,19 @@ class Handler(BaseHTTPRequestHandler):
         if name == "dataset":
             return b.dataset(_param(query, "id"))
         if name == "attachment":
-            return b.attachment(_param(query, "id"), _param(query, "hash"))
+            return b.attachment(_param(query, "id"), _param(query, "hash"), _row(query, "start"))
         raise NotFound(f"no API call {name!r}; known: summary, graph, datasets, tree, diff, preview, raw, "
                        "dataset, attachment, blob")
+
+
+def _row(query: dict[str, str], name: str) -> int:
+    """An optional row number (0 when absent): digits only, so no sign, exponent or huge value."""
+    from objstore.browse import BadRequest
+
+    value = query.get(name, "0")
+    if not value.isascii() or not value.isdigit() or len(value) > 12:
+        raise BadRequest(f"parameter {name!r} must be a row number (0 or more, digits only)")
+    return int(value)
 
 
 def _param(query: dict[str, str], name: str) -> str:

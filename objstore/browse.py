@@ -12,13 +12,16 @@ from __future__ import annotations
 import bisect
 import csv
 import io
+import itertools
 import math
 import re
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pygit2
 
+from .dataset_logger import reports_of, user_metadata
 from .diff import diff_trees
 from .errors import DsError, FormatError, RevisionNotFound
 from .manifest import EXTERNAL, KIND_NAMES, LINK, FileEntry
@@ -357,18 +360,6 @@ class Browser:
         data = self._head(entry, TABLE_BYTES)
         return _csv_table(data, entry.size > len(data), default)
 
-    def _gz_csv_head(self, entry: FileEntry) -> dict:
-        """The head of a gzip-compressed CSV (ClearML keeps DataFrame artifacts so)."""
-        import gzip
-        import zlib
-
-        try:
-            with gzip.GzipFile(fileobj=io.BufferedReader(EntryReader(self.store, entry), 1 << 16)) as gz:
-                data = gz.read(TABLE_BYTES + 1)
-        except (OSError, EOFError, zlib.error) as e:
-            return {"type": "message", "message": f"not a readable .csv.gz file ({e})"}
-        return _csv_table(data[:TABLE_BYTES], len(data) > TABLE_BYTES, ",")
-
     # -- a dataset's task: artifacts, reports, properties, parameters, metadata ----------
     def _record(self, dataset_id: str) -> dict:
         if not isinstance(dataset_id, str) or not _DATASET_ID.fullmatch(dataset_id):
@@ -388,8 +379,7 @@ class Browser:
         with self.lock:
             r = self._record(dataset_id)
         task = _dict(r.get("task"))
-        metadata = _dict(r.get("metadata"))
-        reports = metadata.get("reports") if isinstance(metadata.get("reports"), list) else []
+        metadata, reports = user_metadata(r), reports_of(r)
         props = [{k: _text(p.get(k)) for k in ("name", "value", "description", "type") if k in p}
                  | {"name": _text(p.get("name", n))}
                  for n, p in sorted(_dict(task.get("properties")).items()) if isinstance(p, dict)]
@@ -398,9 +388,8 @@ class Browser:
             **{k: r.get(k) for k in ("id", "name", "project", "version", "status", "commit")},
             "artifacts": [_artifact_row(n, a) for n, a in sorted(_dict(task.get("artifacts")).items())
                           if isinstance(a, dict)],
-            "metadata": [_metadata_row(n, v) for n, v in sorted(metadata.items()) if n != "reports"],
-            "reports": [_report_row(i, rep) for i, rep in enumerate(reports[:MAX_REPORTS])
-                        if isinstance(rep, dict)],
+            "metadata": [_metadata_row(n, v) for n, v in sorted(metadata.items())],
+            "reports": [_report_row(i, rep) for i, rep in enumerate(reports[:MAX_REPORTS])],
             "more_reports": max(0, len(reports) - MAX_REPORTS),
             "properties": props,
             "parameters": params,
@@ -423,9 +412,14 @@ class Browser:
                     raise NotFound(str(e)) from None
         raise NotFound(f"dataset {dataset_id} names no content {blob_hash}")
 
-    def attachment(self, dataset_id: str, blob_hash: str) -> dict:
+    def attachment(self, dataset_id: str, blob_hash: str, start: int = 0) -> dict:
         """A preview of an artifact, report payload or metadata blob: image, media, JSON,
-        table (Parquet, CSV, .csv.gz), array (.npy/.npz, never unpickled), zip listing, text."""
+        table (Parquet, CSV, .csv.gz), array (.npy/.npz, never unpickled), zip listing, text.
+
+        A table is shown ``TABLE_ROWS`` rows at a time from row ``start``, so the page can
+        walk through all of it (a big report table is such a blob)."""
+        if not isinstance(start, int) or isinstance(start, bool) or not 0 <= start <= MAX_START:
+            raise BadRequest(f"start must be a row number from 0 to {MAX_START}")
         entry, ctype, file = self._blob(dataset_id, blob_hash)
         view = _view(ctype, file)
         base = {"hash": blob_hash, "size": entry.size, "content_type": ctype, "file": file, "view": view}
@@ -445,10 +439,10 @@ class Browser:
             if view == "json":
                 return base | self._json(entry)
             if view == "parquet":
-                return base | self._parquet_head(entry)
+                return base | self._parquet_head(entry, start)
             if view == "csv":
                 gz = file.lower().endswith(".gz") or self._head(entry, 2) == b"\x1f\x8b"
-                return base | (self._gz_csv_head(entry) if gz else self._csv_head(entry, ","))
+                return base | self._csv_page(entry, gz, start)
             if view == "array":
                 return base | self._array(entry)
             if view == "archive":
@@ -519,7 +513,8 @@ class Browser:
         files = [{"name": _cell(i.filename), "size": i.file_size} for i in infos[:MAX_ROWS] if not i.is_dir()]
         return {"type": "archive", "files": files, "more": max(0, len(infos) - MAX_ROWS)}
 
-    def _parquet_head(self, entry: FileEntry) -> dict:
+    def _parquet_head(self, entry: FileEntry, start: int = 0) -> dict:
+        """``TABLE_ROWS`` rows from row ``start``; row groups before it are not read."""
         try:
             import pyarrow.parquet as pq
         except ImportError:
@@ -528,16 +523,73 @@ class Browser:
             f = io.BufferedReader(EntryReader(self.store, entry), 1 << 20)
             pf = pq.ParquetFile(f)
             names = pf.schema_arrow.names
-            batch = next(pf.iter_batches(batch_size=TABLE_ROWS), None)
+            total = pf.metadata.num_rows
+            first, skipped = 0, 0
+            while first < pf.num_row_groups and skipped + pf.metadata.row_group(first).num_rows <= start:
+                skipped += pf.metadata.row_group(first).num_rows
+                first += 1
+            rows: list[dict] = []
+            if first < pf.num_row_groups:
+                groups = range(first, pf.num_row_groups)
+                for batch in pf.iter_batches(batch_size=TABLE_ROWS, row_groups=groups):
+                    rows.extend(batch.to_pylist())
+                    if len(rows) >= start - skipped + TABLE_ROWS:
+                        break
+            rows = rows[start - skipped:start - skipped + TABLE_ROWS]
         except Exception as e:  # a damaged or unsupported file is shown as such, not a 500
             return {"type": "message", "message": f"not a readable Parquet file ({e})"}
-        rows = [[_cell(v) for v in row.values()] for row in batch.to_pylist()] if batch else []
-        total = pf.metadata.num_rows
-        return {"type": "table", "format": "parquet", "columns": names, "rows": rows,
-                "total_rows": total, "more": total > len(rows)}
+        return {"type": "table", "format": "parquet", "columns": names,
+                "rows": [[_cell(v) for v in row.values()] for row in rows],
+                "total_rows": total, "more": total > start + len(rows), "start": start}
+
+    def _csv_page(self, entry: FileEntry, gz: bool, start: int) -> dict:
+        """``TABLE_ROWS`` rows of a CSV (or .csv.gz) blob from data row ``start``, read as a stream."""
+        import gzip
+        import zlib
+
+        what = ".csv.gz" if gz else "CSV"
+        try:
+            raw: Any = io.BufferedReader(EntryReader(self.store, entry), 1 << 16)
+            text = io.TextIOWrapper(gzip.GzipFile(fileobj=raw) if gz else raw, "utf-8", errors="replace",
+                                    newline="")
+            sample = text.read(8192)
+            sample += text.readline(LINE_CHARS) if sample and not sample.endswith("\n") else ""
+            try:
+                delimiter = csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+            except csv.Error:
+                delimiter = ","
+            reader = csv.reader(itertools.chain(io.StringIO(sample, newline=""), _lines(text)),
+                                delimiter=delimiter)
+            columns = next(reader, [])
+            for _ in itertools.islice(reader, start):
+                pass
+            rows = list(itertools.islice(reader, TABLE_ROWS))
+            more = next(reader, None) is not None
+        except _LongLine:
+            return {"type": "message", "message": f"a line of this {what} is over {LINE_CHARS >> 20} MiB; "
+                                                  "not shown here"}
+        except (OSError, EOFError, zlib.error, csv.Error) as e:
+            return {"type": "message", "message": f"not a readable {what} file ({e})"}
+        return {"type": "table", "format": "csv", "columns": [_cell(v) for v in columns],
+                "rows": [[_cell(v) for v in row] for row in rows], "total_rows": None, "more": more,
+                "start": start}
 
 
 MAX_REPORTS = 2000  # reports of one dataset sent to the page
+MAX_START = 10 ** 12  # the last row a table page may start at
+LINE_CHARS = 1 << 20  # a CSV line longer than this is not shown
+
+
+class _LongLine(Exception):
+    """A CSV line over ``LINE_CHARS``: shown as a message, never read whole."""
+
+
+def _lines(text: io.TextIOBase) -> Iterator[str]:
+    """The lines of ``text``, refusing (``_LongLine``) one longer than ``LINE_CHARS``."""
+    while line := text.readline(LINE_CHARS):
+        if len(line) >= LINE_CHARS and not line.endswith("\n"):
+            raise _LongLine
+        yield line
 
 
 def _dict(value: Any) -> dict:
@@ -550,12 +602,9 @@ def _text(value: Any) -> str | None:
 
 def _extras(record: dict) -> dict:
     """How many artifacts, reports, properties and metadata a dataset carries (the page marks them)."""
-    task, metadata = _dict(record.get("task")), _dict(record.get("metadata"))
-    reports = metadata.get("reports")
-    return {"artifacts": len(_dict(task.get("artifacts"))),
-            "reports": len(reports) if isinstance(reports, list) else 0,
-            "properties": len(_dict(task.get("properties"))),
-            "metadata": len([k for k in metadata if k != "reports"])}
+    task = _dict(record.get("task"))
+    return {"artifacts": len(_dict(task.get("artifacts"))), "reports": len(reports_of(record)),
+            "properties": len(_dict(task.get("properties"))), "metadata": len(user_metadata(record))}
 
 
 def _summary(ref: Any) -> dict | None:
@@ -601,12 +650,10 @@ def _blob_refs(record: dict):
     for name, a in _dict(task.get("artifacts")).items():
         if isinstance(a, dict) and isinstance(a.get("blob"), dict):
             yield a["blob"], _text(a.get("content_type")) or "", _text(a.get("file")) or str(name)
-    metadata = _dict(record.get("metadata"))
-    reports = metadata.get("reports")
-    for rep in reports if isinstance(reports, list) else []:
-        if isinstance(rep, dict) and isinstance(rep.get("blob"), dict):
+    for rep in reports_of(record):
+        if isinstance(rep.get("blob"), dict):
             yield rep["blob"], _text(rep.get("content_type")) or "", _text(rep.get("file")) or "report"
-    for name, value in metadata.items():
+    for name, value in user_metadata(record).items():
         if isinstance(value, dict) and isinstance(value.get("blob"), dict):
             fmt = {"pandas": ("application/parquet", ".parquet"), "numpy": ("application/x-npy", ".npy")}
             ctype, suffix = fmt.get(value.get("$ds"), ("application/octet-stream", ""))

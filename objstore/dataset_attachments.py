@@ -239,12 +239,15 @@ def read_head(store: Store, ref: Any, what: str, limit: int) -> bytes:
 
 
 def write_to(store: Store, ref: Any, dest: Path, what: str) -> Path:
-    """Write the blob to ``dest`` (a temp name beside it first, then renamed: never half a file)."""
+    """Write the blob to ``dest`` (a temp name beside it first, then renamed: never half a file).
+
+    The reference is checked before anything is made on disk: a damaged one creates nothing."""
+    entry = entry_of(store, ref, what)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=dest.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            for piece in _pieces(store, entry_of(store, ref, what), what, fetch=True):
+            for piece in _pieces(store, entry, what, fetch=True):
                 f.write(piece)
         os.chmod(tmp, 0o444)
         os.replace(tmp, dest)

@@ -1,11 +1,25 @@
 """ClearML's ``dataset.get_logger()``: reports kept with the dataset's record, no server needed.
 
-Each report is one JSON object appended to the record's ``metadata["reports"]`` (so
-``Dataset.get_metadata("reports")`` reads them back) with ``kind``, ``title``, ``series``
-and the kind's data. Numbers and small tables stay inline; binary payloads (images, media,
-a matplotlib figure's PNG, a plotly figure's JSON) are blobs kept with the version
-(``dataset_attachments``) and the report holds their reference under ``blob``. A URL given
-instead of content is kept as text and never fetched. ``ds ui`` shows them all.
+Each report is one JSON object with ``kind``, ``title``, ``series`` and the kind's data,
+appended to the record's ``task["reports"]``: a key of its own, so metadata a user names
+"reports" is never touched. ``Dataset.get_metadata("reports")`` still reads them back when no
+metadata or artifact has that name (``DatasetTask.artifacts``). Records written before kept
+them as ``metadata["reports"]`` (a list of objects with ``kind``): ``reports_of`` reads them
+there too, and the next report moves them to ``task["reports"]``.
+
+A record is rewritten on every change and a remote skips records over 16 MiB, so no report
+keeps more than ``INLINE_BYTES`` of JSON in the record:
+- binary payloads (images, media, a matplotlib figure's PNG, a plotly figure's JSON) are
+  always blobs kept with the version (``dataset_attachments``), the report holding their
+  reference under ``blob`` with ``content_type`` and ``file``;
+- a table over the budget is a CSV blob (a CSV file given is kept as it is); the report
+  keeps as ``rows`` its header and first rows (``PREVIEW_COLUMNS`` columns at most, long
+  cells cut), with ``total_rows`` and ``total_columns``;
+- any other report over the budget (points, values, matrices, a long log line) moves its
+  large fields to a blob, a JSON object of them (a log line: its text, its first
+  ``TEXT_CHARS`` characters kept as ``msg`` with ``truncated``), and lists them in ``in_blob``.
+``full_report`` reads a report back whole. A URL given instead of content is kept as text and
+never fetched. ``ds ui`` shows them all.
 
 Signatures are ClearML 2.x's. ClearML's server draws reports; here the page draws them, so
 options that only style a plot (``extra_layout``, ``data_args``) are accepted and ignored.
@@ -13,12 +27,14 @@ options that only style a plot (``extra_layout``, ``data_args``) are accepted an
 
 from __future__ import annotations
 
+import csv as csv_mod
 import io
 import json
 import math
 import mimetypes
 import os
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,8 +43,18 @@ from .errors import DsError
 
 if TYPE_CHECKING:
     from .dataset import Dataset
+    from .store import Store
 
-TABLE_ROWS = 1000  # data rows kept inline per table (the header aside)
+REPORTS = "reports"  # task["reports"]; metadata["reports"] in records written before
+INLINE_BYTES = 64 * 1024  # JSON one report may keep in the record
+PREVIEW_ROWS = 10  # data rows of a big table kept in the record
+PREVIEW_COLUMNS = 50
+PREVIEW_BYTES = 16 * 1024
+CELL_CHARS = 100  # a preview cell's text is cut to this
+TEXT_CHARS = 4096  # the start of a long log line kept in the record
+FIELD_BYTES = 256  # fields of a report over the budget larger than this go to its blob
+NAME_CHARS = 1024  # a title or series longer than this is refused
+KEEP = ("kind", "title", "series", "iteration")  # never moved to a blob
 SINGLE_VALUE_ITERATION = -(2 ** 31)  # ClearML reports single values as this iteration of "Summary"
 
 
@@ -39,48 +65,51 @@ class DatasetLogger:
         self._ds = dataset
 
     # -- keeping ----------------------------------------------------------------------
-    def _add(self, kind: str, title: str, series: str, payload: bytes | None = None,
+    def _add(self, kind: str, title: str, series: str, payload: bytes | Path | None = None,
              content_type: str | None = None, file: str | None = None, **data: Any) -> None:
-        """Append one report to the record under the store lock (its blob stored in the same hold)."""
-        report: dict[str, Any] = {"kind": kind, "title": str(title), "series": str(series)}
+        """Append one report to the record under the store lock (its blob stored in the same hold).
+
+        A report without a payload whose JSON passes ``INLINE_BYTES`` keeps its large fields in a
+        blob instead (``_spill``)."""
+        report: dict[str, Any] = {"kind": kind, "title": _name(title, "title"),
+                                  "series": _name(series, "series")}
         report.update(plain(data))
+        if payload is None and _size(report) > INLINE_BYTES:
+            report, payload, content_type, file = _spill(report)
         store = self._ds._store
         with store.locked():
             if payload is not None:
-                report["blob"] = blobs.put_bytes(store, payload)
+                put = blobs.put_file if isinstance(payload, Path) else blobs.put_bytes
+                report["blob"] = put(store, payload)
                 report["content_type"] = content_type or "application/octet-stream"
                 report["file"] = file or "report"
-            r = self._ds._reload()
-            metadata = r.get("metadata")
-            if not isinstance(metadata, dict):
-                metadata = r["metadata"] = {}
-            reports = metadata.get("reports")
-            if not isinstance(reports, list):
-                reports = metadata["reports"] = []
-            reports.append(report)
+            _append(self._ds._reload(), report)
             self._ds._save()
 
     # -- numbers and tables -------------------------------------------------------------
     def report_table(self, title: str, series: str, iteration: int | None = None, table_plot: Any = None,
                      csv: str | None = None, url: str | None = None, extra_layout: dict | None = None,
                      extra_data: dict | None = None) -> None:
-        """A table: a DataFrame or list of rows, a local CSV file, or a CSV URL (kept, not fetched)."""
-        _one_of(table_plot=table_plot, csv=csv, url=url)
-        rows: list[list[Any]] = []
-        total = None
-        if csv is not None:
-            import csv as csv_mod
+        """A table: a DataFrame or list of rows, a local CSV file, or a CSV URL (kept, not fetched).
 
-            try:
-                with open(csv, newline="", encoding="utf-8") as f:
-                    rows = [row for _, row in zip(range(TABLE_ROWS + 1), csv_mod.reader(f), strict=False)]
-            except (OSError, UnicodeDecodeError, csv_mod.Error) as e:
-                raise DsError(f"report_table: cannot read the CSV file {csv} ({e}); give the path of a "
-                              "UTF-8 CSV file, or table_plot=") from None
-        elif table_plot is not None:
-            rows, total = table_rows(table_plot)
-        self._add("table", title, series, iteration=iteration, rows=rows, url=url,
-                  total_rows=total)
+        A table whose rows fit the record's budget is kept whole in it; a bigger one is a CSV
+        blob, the record keeping its header, first rows and size (see the module docstring)."""
+        _one_of(table_plot=table_plot, csv=csv, url=url)
+        if url is not None:
+            self._add("table", title, series, iteration=iteration, rows=[], url=url, total_rows=None)
+            return
+        source = _CsvTable(csv) if csv is not None else _table_source(table_plot)
+        room = INLINE_BYTES - _size({"kind": "table", "title": str(title), "series": str(series),
+                                     "iteration": iteration, "url": None, "total_rows": None})
+        rows, complete = _take(source.rows(), room)
+        if complete:
+            self._add("table", title, series, iteration=iteration, rows=rows, url=None, total_rows=None)
+            return
+        with tempfile.TemporaryDirectory(prefix="ds-table-") as tmp:
+            self._add("table", title, series, iteration=iteration, rows=_preview(rows), url=None,
+                      total_rows=source.total_rows(), total_columns=len(rows[0]) if rows else 0,
+                      payload=source.csv_file(Path(tmp)), content_type="text/csv",
+                      file=source.file_name or f"{_safe(series)}.csv")
 
     def report_histogram(self, title: str, series: str, values: Any, iteration: int | None = None,
                          labels: Sequence[str] | None = None, xlabels: Sequence[str] | None = None,
@@ -284,18 +313,216 @@ def png_bytes(image: Any) -> bytes:
     return buf.getvalue()
 
 
-def table_rows(table: Any, limit: int = TABLE_ROWS) -> tuple[list[list[Any]], int | None]:
-    """A DataFrame (header: index name, columns) or a list of rows, as rows; and the total
-    number of data rows when more than ``limit`` were left out."""
+# -- where reports are kept, and the record's budget ----------------------------------------
+def is_old_layout(value: Any) -> bool:
+    """True for reports as records kept them under ``metadata["reports"]`` before: a list whose
+    objects all have a ``kind``."""
+    if not isinstance(value, list):
+        return False
+    objects = [v for v in value if isinstance(v, dict)]
+    return bool(objects) and all("kind" in v for v in objects)
+
+
+def reports_of(record: Any) -> list[dict]:
+    """Every report a record keeps, in reporting order (the previous layout's first)."""
+    if not isinstance(record, dict):
+        return []
+    metadata, task = record.get("metadata"), record.get("task")
+    old = metadata.get(REPORTS) if isinstance(metadata, dict) else None
+    new = task.get(REPORTS) if isinstance(task, dict) else None
+    found = (old if is_old_layout(old) else []) + (new if isinstance(new, list) else [])
+    return [r for r in found if isinstance(r, dict)]
+
+
+def user_metadata(record: Any) -> dict:
+    """The record's metadata as the user set it: without reports kept there by the previous layout."""
+    metadata = record.get("metadata") if isinstance(record, dict) else None
+    if not isinstance(metadata, dict):
+        return {}
+    return {k: v for k, v in metadata.items() if not (k == REPORTS and is_old_layout(v))}
+
+
+def _append(record: dict, report: dict) -> None:
+    """Add ``report`` to ``task["reports"]``, first moving there any the previous layout kept."""
+    task = record.get("task")
+    if not isinstance(task, dict):
+        task = record["task"] = {}
+    reports = task.get(REPORTS)
+    if not isinstance(reports, list):
+        reports = task[REPORTS] = []
+    metadata = record.get("metadata")
+    if isinstance(metadata, dict) and is_old_layout(metadata.get(REPORTS)):
+        reports[:0] = metadata.pop(REPORTS)
+    reports.append(report)
+
+
+def full_report(store: Store, report: dict) -> dict:
+    """``report`` with what its blob holds read back (and fetched if need be): every row of a
+    big table (as text, from its CSV), the fields listed in ``in_blob``."""
+    ref, moved = report.get("blob"), report.get("in_blob")
+    what = f"report {str(report.get('title'))[:80]!r} / {str(report.get('series'))[:80]!r}"
+    out = dict(report)
+    if report.get("kind") == "table" and blobs.is_ref(ref):
+        text = blobs.read_bytes(store, ref, what).decode("utf-8", "replace")
+        out["rows"] = list(csv_mod.reader(io.StringIO(text, newline="")))
+    elif isinstance(moved, list) and blobs.is_ref(ref):
+        data = blobs.read_bytes(store, ref, what)
+        if report.get("content_type") == "text/plain":
+            out["msg"] = data.decode("utf-8", "replace")
+            out.pop("truncated", None)
+        else:
+            value = json.loads(data)
+            if not isinstance(value, dict):
+                raise DsError(f"{what}: its stored data is not a JSON object; report it again")
+            out.update({k: value[k] for k in moved if isinstance(k, str) and k in value})
+        del out["in_blob"]
+    return out
+
+
+def _size(value: Any) -> int:
+    """Bytes ``value`` takes in a record file (written with indent=1; a report sits three deep)."""
+    text = json.dumps(value, indent=1)
+    return len(text) + 4 * text.count("\n")
+
+
+def _name(value: Any, what: str) -> str:
+    text = str(value)
+    if len(text) > NAME_CHARS:
+        raise DsError(f"a report's {what} is {len(text)} characters long; keep titles and series names "
+                      f"under {NAME_CHARS} characters (put long text in report_text)")
+    return text
+
+
+def _spill(report: dict) -> tuple[dict, bytes, str, str]:
+    """A report over the budget: (what stays in the record, the blob's bytes, content type, file)."""
+    if report["kind"] == "text" and isinstance(report.get("msg"), str):
+        msg = report["msg"]
+        kept = report | {"msg": msg[:TEXT_CHARS], "truncated": True, "in_blob": ["msg"]}
+        return kept, msg.encode("utf-8", "replace"), "text/plain", "log.txt"
+    moved = {k: v for k, v in report.items() if k not in KEEP and _size(v) > FIELD_BYTES}
+    kept = {k: v for k, v in report.items() if k not in moved} | {"in_blob": sorted(moved)}
+    data = json.dumps(moved, allow_nan=False).encode()
+    return kept, data, "application/json", f"{_safe(report['series'])}.json"
+
+
+# -- tables ------------------------------------------------------------------------------------
+class _TableSource:
+    """A table's rows (header first), its size, and its CSV file for when it is too big to inline."""
+
+    file_name: str | None = None
+
+    def rows(self) -> Iterator[list[Any]]:
+        raise NotImplementedError
+
+    def total_rows(self) -> int:
+        raise NotImplementedError
+
+    def csv_file(self, tmp: Path) -> Path:
+        raise NotImplementedError
+
+
+class _FrameTable(_TableSource):
+    """A DataFrame: header (index name, columns), then one row per index value."""
+
+    def __init__(self, frame: Any):
+        self.frame = frame
+
+    def rows(self) -> Iterator[list[Any]]:
+        yield [self.frame.index.name or "", *[str(c) for c in self.frame.columns]]
+        for r in self.frame.itertuples(index=True):
+            yield plain(list(r))
+
+    def total_rows(self) -> int:
+        return len(self.frame)
+
+    def csv_file(self, tmp: Path) -> Path:
+        path = tmp / "table.csv"
+        self.frame.to_csv(path)
+        return path
+
+
+class _ListTable(_TableSource):
+    """A list of rows, the first one the header."""
+
+    def __init__(self, rows: Iterable[Any]):
+        self.all = [plain(list(r)) for r in rows]
+
+    def rows(self) -> Iterator[list[Any]]:
+        return iter(self.all)
+
+    def total_rows(self) -> int:
+        return max(0, len(self.all) - 1)
+
+    def csv_file(self, tmp: Path) -> Path:
+        path = tmp / "table.csv"
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            out = csv_mod.writer(f)
+            for row in self.all:
+                out.writerow(["" if v is None else json.dumps(v) if isinstance(v, list | dict) else v
+                              for v in row])
+        return path
+
+
+class _CsvTable(_TableSource):
+    """A local CSV file: read as rows to decide, kept as it is when big."""
+
+    def __init__(self, path: str):
+        self.path = Path(path)
+        self.file_name = self.path.name
+
+    def rows(self) -> Iterator[list[Any]]:
+        try:
+            with open(self.path, newline="", encoding="utf-8") as f:
+                yield from csv_mod.reader(f)
+        except (OSError, UnicodeDecodeError, csv_mod.Error) as e:
+            raise DsError(f"report_table: cannot read the CSV file {self.path} ({e}); give the path of a "
+                          "UTF-8 CSV file, or table_plot=") from None
+
+    def total_rows(self) -> int:
+        return max(0, sum(1 for _ in self.rows()) - 1)
+
+    def csv_file(self, tmp: Path) -> Path:
+        return self.path
+
+
+def _table_source(table: Any) -> _TableSource:
     if hasattr(table, "columns") and hasattr(table, "itertuples"):
-        header = [table.index.name or "", *[str(c) for c in table.columns]]
-        rows = [plain(list(r)) for _, r in zip(range(limit), table.itertuples(index=True), strict=False)]
-        n = len(table)
-        return [header, *rows], (n if n > limit else None)
-    rows = [plain(list(r)) for r in table]
-    if len(rows) > limit + 1:
-        return rows[:limit + 1], len(rows) - 1
-    return rows, None
+        return _FrameTable(table)
+    return _ListTable(table)
+
+
+def _take(rows: Iterator[list[Any]], room: int) -> tuple[list[list[Any]], bool]:
+    """Rows while they fit ``room`` bytes of the record, at least the header and ``PREVIEW_ROWS``
+    more; and whether that was all of them."""
+    taken: list[list[Any]] = []
+    used = 0
+    for row in rows:
+        taken.append(row)
+        used += _size(row) + 8
+        if used > room and len(taken) > PREVIEW_ROWS:
+            return taken, False
+    return taken, used <= room
+
+
+def _preview(rows: list[list[Any]]) -> list[list[Any]]:
+    """The header and first rows of a big table, cut to ``PREVIEW_COLUMNS`` and ``PREVIEW_BYTES``."""
+    out: list[list[Any]] = []
+    used = 0
+    for row in rows[:PREVIEW_ROWS + 1]:
+        cut = [_cell(v) for v in row[:PREVIEW_COLUMNS]]
+        used += _size(cut)
+        if out and used > PREVIEW_BYTES:
+            break
+        out.append(cut)
+    return out
+
+
+def _cell(value: Any) -> Any:
+    """A preview cell: numbers as they are, anything else as text of at most ``CELL_CHARS``."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= CELL_CHARS else text[:CELL_CHARS] + "…"
 
 
 def _points(data: Any, width: int, what: str) -> list[list[Any]]:

@@ -30,6 +30,7 @@ import io
 import json
 import os
 import pickle
+import re
 import shutil
 import tempfile
 import warnings
@@ -37,9 +38,10 @@ import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from . import dataset_attachments as blobs
+from .dataset_logger import reports_of, user_metadata
 from .dataset_metadata import MARK, decode, is_dataframe, is_ndarray
 from .errors import DsError, FormatError
 
@@ -50,8 +52,11 @@ if TYPE_CHECKING:
 
 UI_PORT = 8484  # ``ds ui``'s default port
 PREVIEW_CHARS = 16 * 1024
+NAME_BYTES = 200  # a local copy's name (its suffix aside) is cut to this
+_SUFFIX = re.compile(r"(\.[A-Za-z0-9]{1,8}){1,2}$")
 REMOTE_SCHEMES = ("s3", "gs", "azure", "az", "http", "https")
 TRUST_FILE = "trusted-pickles"  # blob hashes of pickles made in this store, one per line
+REPORTS = "reports"  # the name get_metadata reads the logger's reports under
 
 
 class ReadOnlyDict(dict):
@@ -61,6 +66,22 @@ class ReadOnlyDict(dict):
         raise DsError("task.artifacts is read-only; add one with task.upload_artifact(name, object)")
 
     __setitem__ = __delitem__ = update = pop = popitem = setdefault = clear = _refuse  # type: ignore[assignment]
+
+
+class Artifacts(ReadOnlyDict):
+    """The task's artifacts. ``get("reports")``, when no artifact or metadata has that name, gives
+    the logger's reports as an artifact (not listed, not indexable): that is how
+    ``Dataset.get_metadata("reports")`` reads them back, as it did when they were kept as metadata."""
+
+    def __init__(self, items: dict, reports: Callable[[], Artifact | None]):
+        super().__init__(items)
+        self._reports = reports
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        if name == REPORTS and name not in self:
+            found = self._reports()
+            return default if found is None else found
+        return super().get(name, default)
 
 
 class Artifact:
@@ -124,18 +145,24 @@ class Artifact:
         if self._info.get("url") and not blobs.is_ref(self._info.get("blob")):
             raise DsError(f"{self._what()} is a link to {self._info['url']}; only the URL is kept: "
                           "read it from there (fsspec, StorageManager)")
-        ref = self._info.get("blob")
         if self._inline is not self._not_set:
             return self._inline_copy(force)
-        if not blobs.is_ref(ref):
-            raise FormatError(f"{self._what()} has no stored content; upload it again")
-        folder = self._store.path / "cache" / "artifacts" / ref["hash"]
+        ref = self._info.get("blob")
+        # the record may come from a remote: its hash names a folder only once it is checked
+        folder = self._store.path / "cache" / "artifacts" / self._blob_hash()
         dest = folder / _file_name(self._info.get("file"), self._name)
         if force or not dest.is_file():
             blobs.write_to(self._store, ref, dest, self._what())
         if extract_archive and self.type == "archive":
             return _extract(dest, folder / "extracted", force, self._what())
         return dest
+
+    def _blob_hash(self) -> str:
+        """The artifact's content hash, from a reference checked first (FormatError if damaged)."""
+        ref = self._info.get("blob")
+        if not blobs.is_ref(ref):
+            raise FormatError(f"{self._what()} has no stored content; upload it again")
+        return blobs.entry_of(self._store, ref, self._what()).hash.hex()
 
     def _inline_copy(self, force: bool) -> Path:
         data = json.dumps(self._inline, sort_keys=True, indent=4).encode()
@@ -180,7 +207,8 @@ class Artifact:
                 import numpy as np
 
                 if ctype == "text/csv":
-                    return np.genfromtxt(local, delimiter=",")
+                    with _open_text(local) as f:
+                        return np.genfromtxt(f, delimiter=",")
                 with np.load(local, allow_pickle=False) as npz:
                     return npz[self._name] if self._name in npz else npz[npz.files[0]]
             if kind == "pandas":
@@ -193,7 +221,7 @@ class Artifact:
                 if ctype == "application/pickle":
                     self._check_pickle(block_pickles)
                     return pd.read_pickle(local)
-                return pd.read_csv(local, index_col=[0])
+                return pd.read_csv(local, index_col=[0], compression=_compression(local))
             if kind == "image":
                 from PIL import Image
 
@@ -215,11 +243,10 @@ class Artifact:
         return local
 
     def _check_pickle(self, block: bool) -> None:
-        ref = self._info.get("blob") or {}
         if block:
             raise DsError(f"{self._what()} is a pickle and block_unsafe_artifacts=True; read its file "
                           "with get_local_copy() instead")
-        if not _trusted(self._store, ref.get("hash", "")):
+        if not _trusted(self._store, self._blob_hash()):
             raise DsError(f"{self._what()} is a pickle that was not made in this store (it came from a "
                           "remote or another store), and unpickling runs any code it holds; if you trust its "
                           "source, call get(deserialization_function=pickle.loads)")
@@ -277,9 +304,7 @@ class DatasetTask:
 
     # -- what the logger kept, read back as ClearML's task gives it ----------------------
     def _reports(self, kind: str) -> list[dict]:
-        metadata = self._ds._reload().get("metadata")
-        reports = metadata.get("reports") if isinstance(metadata, dict) else None
-        return [r for r in reports or [] if isinstance(r, dict) and r.get("kind") == kind]
+        return [r for r in reports_of(self._ds._reload()) if r.get("kind") == kind]
 
     def get_reported_scalars(self, max_samples: int = 0, x_axis: str = "iter") -> dict[str, Any]:
         """``{title: {series: {"x": [iterations], "y": [values]}}}``, in reporting order."""
@@ -346,20 +371,27 @@ class DatasetTask:
 
     # -- artifacts ---------------------------------------------------------------------
     @property
-    def artifacts(self) -> ReadOnlyDict:
+    def artifacts(self) -> Artifacts:
         """name -> Artifact: uploaded artifacts, and metadata set with ``set_metadata`` (in
         ClearML metadata is an artifact of the same task)."""
         record = self._ds._reload()
         store = self._ds._store
         out: dict[str, Artifact] = {}
-        metadata = record.get("metadata")
-        for name, stored in (metadata.items() if isinstance(metadata, dict) else ()):
-            if name != "reports":
-                out[name] = _metadata_artifact(store, name, stored)
+        for name, stored in user_metadata(record).items():
+            out[name] = _metadata_artifact(store, name, stored)
         for name, info in self._read("artifacts").items():
             if isinstance(info, dict):
                 out[name] = Artifact(store, name, info)
-        return ReadOnlyDict(out)
+
+        def reports() -> Artifact | None:
+            kept = reports_of(record)
+            if not kept:
+                return None
+            return Artifact(store, REPORTS, {"type": "JSON", "content_type": "application/json",
+                                             "file": f"{REPORTS}.json", "preview": f"{len(kept)} reports"},
+                            inline=kept)
+
+        return Artifacts(out, reports)
 
     def upload_artifact(self, name: str, artifact_object: Any, metadata: Mapping | None = None,
                         delete_after_upload: bool = False, auto_pickle: bool | None = None,
@@ -752,14 +784,36 @@ def _cast(value: Any) -> Any:
 
 
 def _file_name(file: Any, name: str) -> str:
-    """A safe single file name for the local copy (names from a record are untrusted)."""
+    """A safe single file name for the local copy (names from a record are untrusted).
+
+    An unsafe one (an artifact named ``raw/metadata``, ``..``) is made safe keeping its suffix
+    (``.csv.gz``): some readers choose how to read a file by it."""
     from .paths import check_name
 
-    candidate = file if isinstance(file, str) else name
-    try:
+    candidate = file if isinstance(file, str) and file else name
+    with contextlib.suppress(DsError):
         return check_name(candidate)
-    except DsError:
-        return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:100].strip(".") or "artifact"
+    clean = "".join("_" if c in "/\\" or not c.isprintable() else c for c in candidate)
+    found = _SUFFIX.search(clean)
+    suffix = found.group(0) if found else ""
+    stem = clean[: len(clean) - len(suffix)].encode()[:NAME_BYTES].decode("utf-8", "ignore")
+    with contextlib.suppress(DsError):
+        return check_name(stem + suffix)
+    return "artifact" + suffix
+
+
+def _compression(path: Path) -> str | None:
+    """"gzip" when the file is gzip data, whatever its name says."""
+    with open(path, "rb") as f:
+        return "gzip" if f.read(2) == b"\x1f\x8b" else None
+
+
+def _open_text(path: Path) -> IO[str]:
+    import gzip
+
+    if _compression(path):
+        return gzip.open(path, "rt", encoding="utf-8")
+    return open(path, encoding="utf-8")
 
 
 def _guess(name: str) -> str | None:

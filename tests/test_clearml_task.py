@@ -519,7 +519,7 @@ def test_logger_reports_every_kind(tmp_path: Path) -> None:
     assert by[("text", "text")]["msg"] == "done"
     assert _blob_bytes(ds, by[("media", "original_audio")]["blob"]) == WAV
     table = by[("table", "Raw Dataset Metadata")]
-    assert len(table["rows"]) == 1001 and table["total_rows"] == 1500  # a record stays small
+    assert len(table["rows"]) == 1501 and table["total_rows"] is None  # under the record's budget: whole
     assert table["rows"][:2] == [["", "label"], [0, "dog"]]
     hist = by[("histogram", "Class distribution")]
     assert hist["values"] == [750, 750] and sorted(hist["xlabels"]) == ["dog", "siren"]
@@ -835,3 +835,240 @@ def test_page_opens_the_web_page_link_and_draws_everything(browser, tmp_path: Pa
             assert errors == []
         finally:
             page.close()
+
+
+# -- review findings: records stay small, reports beside metadata, checked references, names -------
+def _record(env: Path, did: str) -> dict:
+    return json.loads((env / "datasets" / f"{did}.json").read_text())
+
+
+def test_big_tables_are_blobs_and_the_record_stays_small(env: Path, tmp_path: Path) -> None:
+    ds = make()
+    frame = pd.DataFrame(np.random.default_rng(5).random((1000, 200)))
+    log = ds.get_logger()
+    for i in range(6):  # inline, six of these made a 31 MB record, which a remote skips
+        log.report_table("stats", f"part{i}", iteration=0, table_plot=frame)
+    lines = ["a,b,c"] + [f"{i},{'x' * 40},{i * 2}" for i in range(3000)]
+    big_csv = write(tmp_path, "big.csv", "\n".join(lines) + "\n")
+    log.report_table("file", "csv", csv=str(big_csv))
+    log.report_table("rows", "list", table_plot=[["k", "v"], *[[i, "y" * 50] for i in range(2000)]])
+    log.report_table("small", "whole", table_plot=pd.DataFrame({"x": range(1500)}))  # under budget
+    assert (env / "datasets" / f"{ds.id}.json").stat().st_size < 200_000
+    from objstore.dataset_logger import full_report
+
+    reports = Dataset.get(dataset_id=ds.id).get_metadata("reports")
+    by = {r["series"]: r for r in reports}
+    part = by["part3"]
+    assert part["total_rows"] == 1000 and part["total_columns"] == 201 and part["content_type"] == "text/csv"
+    assert 2 <= len(part["rows"]) <= 11 and all(len(r) <= 50 for r in part["rows"])
+    assert part["rows"][0][:3] == ["", "0", "1"] and part["rows"][1][:2] == [0, frame.iloc[0, 0]]
+    full = full_report(ds._store, part)
+    assert len(full["rows"]) == 1001 and full["rows"][0] == ["", *map(str, range(200))]
+    assert np.allclose(np.array(full["rows"][1:], dtype=float)[:, 1:], frame.to_numpy())
+    assert _blob_bytes(ds, by["csv"]["blob"]) == big_csv.read_bytes()  # a CSV file is kept as it is
+    assert by["csv"]["total_rows"] == 3000
+    assert by["csv"]["rows"][:2] == [["a", "b", "c"], ["0", "x" * 40, "0"]]
+    listed = full_report(ds._store, by["list"])["rows"]
+    assert by["list"]["total_rows"] == 2000 and listed[0] == ["k", "v"] and listed[-1] == ["1999", "y" * 50]
+    whole = by["whole"]  # a table under the budget stays whole in the record, as before
+    assert "blob" not in whole and whole["total_rows"] is None and len(whole["rows"]) == 1501
+
+
+def test_big_plots_and_text_are_blobs_too(env: Path) -> None:
+    ds = make()
+    log = ds.get_logger()
+    rng = np.random.default_rng(2)
+    points = rng.random((40_000, 2))
+    log.report_scatter2d("sc", "many", scatter=points, iteration=1, xaxis="x")
+    log.report_scatter3d("sc3", "many", scatter=rng.random((20_000, 3)))
+    log.report_histogram("h", "many", values=rng.integers(0, 9, 50_000))
+    log.report_confusion_matrix("cm", "big", rng.integers(0, 9, (200, 200)))
+    log.report_surface("surf", "big", rng.random((150, 150)))
+    with pytest.warns(DeprecationWarning):
+        log.report_line_plot("lp", [{"name": "a", "data": points[:20_000]}], xaxis="t", yaxis="v")
+    log.report_text("x" * 2_000_000)
+    log.report_scatter2d("sc", "few", scatter=[[0, 1], [1, 2]])  # small ones stay inline
+    assert (env / "datasets" / f"{ds.id}.json").stat().st_size < 100_000
+    from objstore.dataset_logger import full_report
+
+    reports = Dataset.get(dataset_id=ds.id).get_metadata("reports")
+    by = {(r["kind"], r["series"]): r for r in reports}
+    sc = by[("scatter2d", "many")]
+    assert "points" not in sc and sc["in_blob"] == ["points"] and sc["xaxis"] == "x" and sc["iteration"] == 1
+    assert full_report(ds._store, sc)["points"] == points.tolist()
+    hist = by[("histogram", "many")]
+    assert "values" not in hist and len(full_report(ds._store, hist)["values"]) == 50_000
+    assert len(full_report(ds._store, by[("confusion_matrix", "big")])["matrix"]) == 200
+    assert len(full_report(ds._store, by[("surface", "big")])["matrix"]) == 150
+    assert len(full_report(ds._store, by[("scatter3d", "many")])["points"]) == 20_000
+    assert len(full_report(ds._store, by[("line_plot", "a")])["lines"][0]["points"]) == 20_000
+    text = by[("text", "text")]
+    assert text["truncated"] is True and text["msg"] == "x" * len(text["msg"]) and len(text["msg"]) <= 4096
+    assert full_report(ds._store, text)["msg"] == "x" * 2_000_000
+    assert by[("scatter2d", "few")]["points"] == [[0, 1], [1, 2]] and "blob" not in by[("scatter2d", "few")]
+    with pytest.raises(DsError, match="title"):
+        log.report_scalar("t" * 5000, "s", 1.0, 0)
+
+
+def test_ui_shows_a_big_table_report_and_pages_through_all_of_it(env: Path) -> None:
+    ds = make()
+    frame = pd.DataFrame({"n": range(3000), "text": [f"row {i} " + "z" * 30 for i in range(3000)]})
+    ds.get_logger().report_table("big", "table", table_plot=frame)
+    ds.get_logger().report_scatter2d("sc", "many", scatter=[[i, i * i] for i in range(20_000)])
+    with Store(env) as store, running(store) as srv:
+        d = get_json(srv, f"/api/dataset?id={ds.id}")
+        table, scatter = d["reports"]
+        assert table["total_rows"] == 3000 and table["rows"][0] == ["", "n", "text"] and table["blob"]
+        assert "chunks" not in json.dumps(table)
+        page = get_json(srv, f"/api/attachment?id={ds.id}&hash={table['blob']['hash']}")
+        assert page["type"] == "table" and page["columns"] == ["", "n", "text"] and page["start"] == 0
+        assert page["rows"][0][:2] == ["0", "0"] and page["more"] is True
+        last = get_json(srv, f"/api/attachment?id={ds.id}&hash={table['blob']['hash']}&start=2990")
+        assert [r[1] for r in last["rows"]] == [str(i) for i in range(2990, 3000)] and last["more"] is False
+        for bad in ("-1", "x", "1e3", "99999999999999999999"):
+            assert "start" in get_json(srv, f"/api/attachment?id={ds.id}&hash={table['blob']['hash']}"
+                                            f"&start={bad}", 400)["error"]
+        drawn = get_json(srv, f"/api/attachment?id={ds.id}&hash={scatter['blob']['hash']}")
+        assert drawn["type"] == "json" and len(drawn["value"]["points"]) == 20_000
+
+
+def test_page_pages_through_a_big_table_and_draws_a_big_scatter(browser, env: Path) -> None:
+    ds = make()
+    frame = pd.DataFrame({"n": range(3000), "text": [f"row {i} " + "z" * 30 for i in range(3000)]})
+    ds.get_logger().report_table("big", "table", table_plot=frame)
+    ds.get_logger().report_scatter2d("sc", "many", scatter=[[i, i * i] for i in range(20_000)])
+    ds.finalize()
+    with Store(env) as store, running(store) as srv:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        try:
+            page.goto(f"{srv.url}#dataset={ds.id}")
+            page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+            block = page.locator("#ds-body .report.table")
+            assert "of 3000 rows" in block.inner_text()
+            page.wait_for_selector("#ds-body .report.scatter2d svg.chart polyline")
+            block.locator("a.full-table").click()
+            page.wait_for_selector("#ds-body .report.table .pager")
+            assert block.locator("tbody tr").count() == 50
+            assert block.locator("tbody tr").first.locator("td").nth(1).inner_text() == "0"
+            block.locator(".pager button.next").click()
+            page.wait_for_function("() => document.querySelector("
+                                   "'#ds-body .report.table tbody td:nth-child(2)').textContent === '50'")
+            assert "51–100 of 3000" in block.locator(".pager").inner_text()
+            assert not page.locator("#error").is_visible() and errors == []
+        finally:
+            page.close()
+
+
+def test_reports_do_not_replace_metadata_named_reports(env: Path) -> None:
+    ds = make()
+    assert ds.get_metadata("reports") is None
+    ds.set_metadata({"weekly": "summary", "owner": "ana"}, metadata_name="reports")
+    ds.get_logger().report_scalar("loss", "train", 0.5, 0)
+    fresh = Dataset.get(dataset_id=ds.id)
+    assert fresh.get_metadata("reports") == {"weekly": "summary", "owner": "ana"}
+    assert fresh._task.get_reported_scalars() == {"loss": {"train": {"x": [0], "y": [0.5]}}}
+    assert fresh._task.artifacts["reports"].get() == {"weekly": "summary", "owner": "ana"}  # metadata is one
+    record = _record(env, ds.id)
+    assert record["metadata"]["reports"] == {"weekly": "summary", "owner": "ana"}
+    assert [r["kind"] for r in record["task"]["reports"]] == ["scalar"]
+    other = make("other")
+    other.get_logger().report_scalar("loss", "train", 0.25, 1)
+    assert [r["value"] for r in other.get_metadata("reports")] == [0.25]  # still read back so
+    assert "reports" not in other._task.artifacts and list(other._task.artifacts) == []
+    with Store(env) as store, running(store) as srv:
+        d = get_json(srv, f"/api/dataset?id={ds.id}")
+        assert d["metadata"] == [{"name": "reports", "kind": "json",
+                                  "value": {"owner": "ana", "weekly": "summary"}}]
+        assert [r["kind"] for r in d["reports"]] == ["scalar"]
+        assert {x["id"]: x["reports"] for x in get_json(srv, "/api/datasets")}[ds.id] == 1
+
+
+def test_reports_kept_by_the_previous_layout_still_read(env: Path) -> None:
+    ds = make()
+    ds.set_metadata({"classes": 2})
+    path = env / "datasets" / f"{ds.id}.json"
+    record = json.loads(path.read_text())
+    old = [{"kind": "scalar", "title": "loss", "series": "train", "value": 0.5, "iteration": 0},
+           {"kind": "table", "title": "t", "series": "s", "rows": [["a"], [1]], "url": None,
+            "total_rows": None}]
+    record["metadata"]["reports"] = old  # where reports were kept before
+    path.write_text(json.dumps(record))
+    fresh = Dataset.get(dataset_id=ds.id)
+    assert fresh.get_metadata("reports") == old
+    assert fresh._task.get_reported_scalars() == {"loss": {"train": {"x": [0], "y": [0.5]}}}
+    assert set(fresh._task.artifacts) == {"metadata"}
+    with Store(env) as store, running(store) as srv:
+        d = get_json(srv, f"/api/dataset?id={ds.id}")
+        assert [m["name"] for m in d["metadata"]] == ["metadata"] and len(d["reports"]) == 2
+    fresh.get_logger().report_scalar("loss", "train", 0.25, 1)  # a new report keeps the old ones
+    again = Dataset.get(dataset_id=ds.id)
+    assert [r.get("value") for r in again.get_metadata("reports")] == [0.5, None, 0.25]
+    assert again.get_metadata("metadata") == {"classes": 2}
+    assert "reports" not in _record(env, ds.id)["metadata"]
+
+
+def _forge(env: Path, did: str, blob_hash: str) -> None:
+    path = env / "datasets" / f"{did}.json"
+    record = json.loads(path.read_text())
+    record["task"] = {"artifacts": {"a": {"type": "archive", "file": "x.zip",
+                                          "blob": {"hash": blob_hash, "size": 0, "chunks": []}}}}
+    path.write_text(json.dumps(record))
+
+
+def test_an_artifact_reference_is_checked_before_it_names_a_path(env: Path, tmp_path: Path) -> None:
+    ds = make()
+    ds.finalize()
+    # a record from a remote may say anything: its "hash" must never become a path
+    _forge(env, ds.id, "../../../../outside/dir")
+    assert (env / "cache" / "artifacts" / "../../../../outside").resolve() == tmp_path / "outside"
+    art = Dataset.get(dataset_id=ds.id)._task.artifacts["a"]
+    with pytest.warns(UserWarning, match="damaged"):
+        assert art.get_local_copy() is None
+    assert not (tmp_path / "outside").exists()
+    with pytest.raises(FormatError, match="damaged"):
+        art.get()
+    # a zip planted outside the store is not unpacked either
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    import zipfile
+
+    with zipfile.ZipFile(victim / "x.zip", "w") as zf:
+        zf.writestr("secret.txt", "from outside")
+    _forge(env, ds.id, "../../../../victim")
+    art = Dataset.get(dataset_id=ds.id)._task.artifacts["a"]
+    with pytest.warns(UserWarning, match="damaged"):
+        assert art.get_local_copy() is None
+    with pytest.raises(FormatError, match="damaged"):
+        art.get()
+    assert os.listdir(victim) == ["x.zip"]
+    assert not (env / "cache" / "artifacts").exists() or not any((env / "cache" / "artifacts").iterdir())
+
+
+def test_write_to_checks_the_reference_before_making_a_folder(env: Path, tmp_path: Path) -> None:
+    from objstore import dataset_attachments as blobs
+
+    make()
+    with Store(env) as store, pytest.raises(FormatError, match="damaged"):
+        blobs.write_to(store, {"hash": "zz", "size": 0, "chunks": []}, tmp_path / "new" / "f", "test")
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("name", ["raw/metadata", "stats: v1", "ünï cödé ✓", "..", "a/../b", ".", "sp ace",
+                                  ".hidden", "/abs", "x" * 300])
+def test_artifacts_named_with_any_characters_read_back(name: str) -> None:
+    ds = make()
+    frame = pd.DataFrame({"a": [1, 2]}, index=pd.Index([5, 6], name="i"))
+    t = ds._task
+    t.upload_artifact(name, frame)
+    fresh = Dataset.get(dataset_id=ds.id)._task
+    art = fresh.artifacts[name]
+    local = Path(art.get_local_copy())
+    cache = Path(os.environ["DSSTORE_DIR"]) / "cache" / "artifacts"
+    assert local.resolve().parent.parent == cache.resolve() and local.name.endswith(".csv.gz")
+    pd.testing.assert_frame_equal(art.get(), frame)
+    t.upload_artifact(name, np.eye(2), extension_name=".csv.gz")
+    assert np.array_equal(Dataset.get(dataset_id=ds.id)._task.artifacts[name].get(), np.eye(2))
+    t.upload_artifact(name, np.arange(3))
+    assert Dataset.get(dataset_id=ds.id)._task.artifacts[name].get().tolist() == [0, 1, 2]

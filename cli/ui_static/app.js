@@ -292,8 +292,30 @@ function blobUrl(id, hash) { return `/api/blob?${new URLSearchParams({ id, hash 
 async function previewBlob(id, hash, title) {
   const data = await api("attachment", { id, hash });
   $("#preview-title").textContent = `— ${title} · ${human(data.size)}`;
-  renderPreview($("#preview"), data, blobUrl(id, hash), title);
+  renderPreview($("#preview"), data, blobUrl(id, hash), title, { id, hash });
   $("#preview-card").scrollIntoView({ block: "nearest" });
+}
+
+// A table blob, TABLE_ROWS rows at a time from row ``start`` (the server reads it as a stream).
+async function showTablePage(box, source, start) {
+  const data = await api("attachment", { id: source.id, hash: source.hash, start });
+  renderPreview(box, data, blobUrl(source.id, source.hash), "", source);
+}
+
+function pager(box, data, source) {
+  const total = data.total_rows ?? source.total ?? null;
+  const first = data.start + 1, last = data.start + data.rows.length;
+  const step = Math.max(data.rows.length, 50);
+  const prev = el("button", { class: "prev", text: "◀ previous", type: "button" });
+  const next = el("button", { class: "next", text: "next ▶", type: "button" });
+  prev.disabled = data.start === 0;
+  next.disabled = !data.more;
+  prev.addEventListener("click", guard(() => showTablePage(box, source, Math.max(0, data.start - step))));
+  next.addEventListener("click", guard(() => showTablePage(box, source, data.start + data.rows.length)));
+  const where = data.rows.length ? `rows ${first}–${last}` : "no rows";
+  return el("div", { class: "pager" }, prev,
+    el("span", { class: "muted", text: ` ${where}${total === null ? "" : ` of ${total}`}, ${data.columns.length} columns ` }),
+    next);
 }
 
 function gridTable(columns, rows, cls = "") {
@@ -304,7 +326,8 @@ function gridTable(columns, rows, cls = "") {
 }
 
 // Everything here is set as text or as an attribute this page builds: data never becomes markup.
-function renderPreview(box, data, rawUrl, label) {
+// ``source`` ({id, hash, total?}): the blob a table came from, so its pages can be walked.
+function renderPreview(box, data, rawUrl, label, source = null) {
   box.replaceChildren();
   const note = (text) => box.append(el("p", { class: "muted", text }));
   switch (data.type) {
@@ -314,6 +337,10 @@ function renderPreview(box, data, rawUrl, label) {
       break;
     case "table": {
       box.append(gridTable(data.columns, data.rows, data.format));
+      if (source && typeof data.start === "number" && (data.more || data.start > 0)) {
+        box.append(pager(box, data, source));
+        break;
+      }
       const total = data.total_rows === null ? "" : ` of ${data.total_rows}`;
       note(`${data.format.toUpperCase()}: first ${data.rows.length} rows${total}, ${data.columns.length} columns.`);
       break;
@@ -469,7 +496,7 @@ function metadataBlock(d, m) {
     const box = el("div", { class: "meta-preview" });
     block.append(box);
     api("attachment", { id: d.id, hash: m.blob.hash })
-      .then((data) => renderPreview(box, data, blobUrl(d.id, m.blob.hash), m.name))
+      .then((data) => renderPreview(box, data, blobUrl(d.id, m.blob.hash), m.name, { id: d.id, hash: m.blob.hash }))
       .catch((e) => showError(e.message));
   }
   return block;
@@ -500,10 +527,39 @@ function reportBlocks(d) {
     out.push(block);
   }
   if (texts.length) {
-    out.push(el("div", { class: "report text" }, el("h4", { text: "Log" }),
-      el("pre", { text: texts.map((r) => String(r.msg)).join("\n") })));
+    const log = el("div", { class: "report text" }, el("h4", { text: "Log" }),
+      el("pre", { text: texts.map((r) => String(r.msg) + (r.truncated ? " …" : "")).join("\n") }));
+    for (const r of texts.filter((t) => t.truncated && t.blob)) {  // a long line: its start is kept inline
+      log.append(el("p", {}, el("a", { class: "open long-text", text: `a long line in full (${human(r.blob.size)}) — preview`,
+        onclick: guard(() => previewBlob(d.id, r.blob.hash, "log line")) })));
+    }
+    out.push(log);
   }
   return out;
+}
+
+const DRAWN = ["histogram", "scatter2d", "line_plot", "confusion_matrix"];
+
+// A report whose large fields are kept in a JSON blob (``in_blob``): drawn once they are read.
+function spilledBody(d, r, block) {
+  const open = () => el("a", { class: "open", text: `data (${human(r.blob.size)}) — preview`,
+    onclick: guard(() => previewBlob(d.id, r.blob.hash, `${r.title} / ${r.series}`)) });
+  if (!DRAWN.includes(r.kind)) { block.append(open()); return; }
+  const box = el("div", { class: "spilled" });
+  block.append(box);
+  api("attachment", { id: d.id, hash: r.blob.hash }).then((data) => {
+    const value = data.type === "json" ? data.value : null;
+    if (!value || typeof value !== "object" || Array.isArray(value)) {
+      box.append(el("p", { class: "muted", text: "Too much data to draw here." }), open());
+      return;
+    }
+    const whole = { ...r };
+    delete whole.in_blob; delete whole.blob; delete whole.comment;  // the comment is shown already
+    for (const k of r.in_blob) {
+      if (typeof k === "string" && k !== "__proto__" && Object.prototype.hasOwnProperty.call(value, k)) whole[k] = value[k];
+    }
+    reportBody(d, whole, box);
+  }).catch((e) => showError(e.message));
 }
 
 function numbers(values) {
@@ -513,11 +569,22 @@ function numbers(values) {
 function reportBody(d, r, block) {
   const add = (...nodes) => block.append(...nodes);
   if (r.comment) add(el("p", { class: "muted", text: String(r.comment) }));
+  if (r.kind !== "table" && r.blob && Array.isArray(r.in_blob)) { spilledBody(d, r, block); return; }
   switch (r.kind) {
     case "table": {
       const rows = numbers(r.rows);
-      if (rows.length) add(gridTable(rows[0], rows.slice(1), "report-table"));
-      if (r.total_rows) add(el("p", { class: "muted", text: `first ${rows.length - 1} of ${r.total_rows} rows kept` }));
+      const box = el("div", { class: "table-box" });
+      add(box);
+      if (rows.length) box.append(gridTable(rows[0], rows.slice(1), "report-table"));
+      if (r.total_rows) {
+        const cols = r.total_columns > (rows[0] || []).length ? `, ${rows[0].length} of ${r.total_columns} columns` : "";
+        add(el("p", { class: "muted", text: `first ${Math.max(0, rows.length - 1)} of ${r.total_rows} rows kept${cols}` }));
+      }
+      if (r.blob) {
+        const source = { id: d.id, hash: r.blob.hash, total: r.total_rows ?? null };
+        add(el("a", { class: "open full-table", text: `all ${r.total_rows ?? ""} rows (${human(r.blob.size)}) — show`,
+          onclick: guard(() => showTablePage(box, source, 0)) }));
+      }
       if (r.url) add(el("p", { class: "muted", text: `CSV at ${r.url} (not fetched)` }));
       break;
     }
