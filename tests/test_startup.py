@@ -30,7 +30,7 @@ PROBE = (
     "sys.stderr.write('\\nMODULES ' + ' '.join(sorted(sys.modules)) + '\\n')\n"
 )
 HEAVY = {"pygit2", "fsspec", "rich", "zstandard", "pyfastcdc", "blake3", "ssl", "platformdirs"}
-BYTES = {"fsspec", "rich", "zstandard", "pyfastcdc", "objstore.chunkstore", "objstore.index"}
+BYTES = {"fsspec", "rich", "zstandard", "pyfastcdc", "objstore.chunkstore", "objstore.index", "platformdirs"}
 COMMAND_MODULES = {f"objstore_cli.{m}" for m in ("admin", "branches", "dataset_cmd", "history",
                                                   "inspect_cmd", "remotes", "ui_cmd", "workflow")}
 
@@ -156,3 +156,22 @@ def test_unknown_command_still_suggests_the_near_one(repo: Path) -> None:
     p = ds("stauts", cwd=repo, check=False)
     assert (p.returncode, p.stderr) == (2, "Error: no such command 'stauts'. Did you mean 'status'? "
                                            "(see 'ds --help')\n")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the XDG rule is used on Linux only")
+@pytest.mark.parametrize("xdg", [None, "", "  ", "/elsewhere/conf", "/elsewhere/conf/", "relative/conf"])
+@pytest.mark.parametrize("home", ["/home/someone", "/home/someone/"])
+def test_user_settings_are_where_platformdirs_puts_them(monkeypatch: pytest.MonkeyPatch, xdg: str | None,
+                                                       home: str) -> None:
+    """The settings file is found without importing platformdirs, in the folder it names."""
+    import platformdirs
+
+    from objstore import userconfig
+
+    monkeypatch.delenv("DS_CONFIG_HOME", raising=False)
+    monkeypatch.setenv("HOME", home)
+    if xdg is None:
+        monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    else:
+        monkeypatch.setenv("XDG_CONFIG_HOME", xdg)
+    assert userconfig.config_path() == platformdirs.user_config_path("objstore") / "config.toml"
