@@ -553,7 +553,11 @@ class Browser:
             text = io.TextIOWrapper(gzip.GzipFile(fileobj=raw) if gz else raw, "utf-8", errors="replace",
                                     newline="")
             sample = text.read(8192)
-            sample += text.readline(LINE_CHARS) if sample and not sample.endswith("\n") else ""
+            if sample and not sample.endswith("\n"):  # end the sample with its line
+                rest = text.readline(LINE_CHARS)
+                if len(rest) >= LINE_CHARS and not rest.endswith("\n"):
+                    raise _LongLine
+                sample += rest
             try:
                 delimiter = csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
             except csv.Error:
