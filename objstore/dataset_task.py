@@ -6,7 +6,8 @@ logger and the web page. All of it is kept in the dataset's record under ``task`
     "task": {"artifacts": {NAME: {type, content_type, file, blob | url, size, sha256,
                                   timestamp, metadata, preview}},
              "properties": {NAME: {section, name, value, type?, description?}},
-             "parameters": {"Section/name": "value"}, "configuration": {NAME: value}}
+             "parameters": {"Section/name": "value"}, "configuration": {NAME: value},
+             "reports": [REPORT, ...]}  # the logger's (dataset_logger)
 
 An artifact's bytes are a blob kept with the version (``dataset_attachments``). As in
 ClearML, a finalized dataset's task is completed and still takes artifacts, properties and
