@@ -85,6 +85,7 @@ class DatasetLogger:
                 report["file"] = file or "report"
             _append(self._ds._reload(), report)
             self._ds._save()
+        self._ds._publish_record()  # a finalized, uploaded version: its remotes see it too
 
     # -- numbers and tables -------------------------------------------------------------
     def report_table(self, title: str, series: str, iteration: int | None = None, table_plot: Any = None,

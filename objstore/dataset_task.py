@@ -368,6 +368,7 @@ class DatasetTask:
         with store.locked():
             result = change(self._section(self._ds._reload(), key))
             self._ds._save()
+        self._ds._publish_record()  # a finalized, uploaded version: its remotes see it too
         return result
 
     # -- artifacts ---------------------------------------------------------------------

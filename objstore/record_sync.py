@@ -18,6 +18,14 @@ from .store import Store
 from .transfer import Transfers
 
 
+def attachment_chunks(store: Store, record: dict) -> list[bytes]:
+    """The chunks of the files a record keeps beside the version (artifacts, report images,
+    typed metadata): they travel with the record."""
+    from .dataset_attachments import chunk_ids
+
+    return chunk_ids(store, record)
+
+
 class RecordSync(Transfers):
     """Dataset records, over the transfer of packs and metadata."""
 
@@ -40,7 +48,8 @@ class RecordSync(Transfers):
                 if prec and prec.get("commit"):
                     tops.append(pygit2.Oid(hex=prec["commit"]))
             with self.lock("upload") as lock:
-                self.push_chunks([c for _p, e in meta.walk(tree) for c, _ in e.chunk_list()], t)
+                self.push_chunks([c for _p, e in meta.walk(tree) for c, _ in e.chunk_list()]
+                                 + attachment_chunks(store, record), t)
                 self.push_meta(tops, [], t)
                 lock.check()
                 self._write_record(record)
@@ -57,6 +66,13 @@ class RecordSync(Transfers):
             old, token = self.fs.read_ref(rel)
             if old is None:
                 self.push_dataset(record)
+                return
+            extra = attachment_chunks(self.store, record)  # artifacts or reports added since
+            if extra:
+                with self.lock("upload") as lock:
+                    self.push_chunks(extra, Transfer())
+                    lock.check()
+                    self.fs.swap_ref(rel, _record_text(record), token)
                 return
             self.fs.swap_ref(rel, _record_text(record), token)
 

@@ -11,7 +11,7 @@ Record fields: ``id``, ``name``, ``project``, ``version``, ``tags``, ``descripti
 ``tree`` (draft content), ``commit`` (after finalize), ``created``, ``metadata``,
 ``output_uri``, ``uploaded`` (URLs the content was mirrored to), ``dirty``, ``changed_files``
 (ClearML's counts of ``files added``, ``files removed`` and ``files modified``), ``task``
-(the ClearML task stand-in's artifacts, properties and parameters: ``dataset_task``),
+(the ClearML task stand-in's artifacts, properties, parameters and reports: ``dataset_task``),
 ``unsynced`` (a changed fact not yet taken by every remote it was uploaded to). Tags keep
 the order they were given in.
 """

@@ -39,6 +39,7 @@ from .errors import DsError, FormatError
 from .index import Location
 from .maintenance import GcReport, mark_versions
 from .meta import pack_index_oids
+from .record_sync import attachment_chunks
 from .remote import Remote
 from .remote_fs import RemoteLock
 from .remote_repo import git_pack_ok, reachable, roll_packs
@@ -181,6 +182,9 @@ class _Collector:
         m = mark_versions(self.store.meta, commits, trees)
         if m.problems:
             raise DsError(f"gc refused: remote {remote.url}: {m.problems[0]}; run `ds fsck --remote`")
+        for record in records:  # files kept beside a version (artifacts, report images)
+            for cid in attachment_chunks(self.store, record):
+                m.chunks.setdefault(cid, f"dataset {record['id']} attachment")
         objects: set[pygit2.Oid] = set()
         for top in [pygit2.Oid(hex=c) for c in commits] + trees:
             reachable(repo, top, objects)
