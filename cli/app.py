@@ -59,19 +59,43 @@ class _Commands(MutableMapping[str, click.Command]):
     def __delitem__(self, name: str) -> None:
         del self._built[name]
 
+    def summary(self, name: str) -> click.Command:
+        """Command ``name`` as `ds --help` lists it: the command if it is built, else one
+        with its help text and no parameters, made from what its module registered
+        (converting each command's parameters costs ~1 ms; listing them needs none)."""
+        if name in self._built:
+            return self._built[name]
+        info = _registered(name)
+        if info is None:
+            return self[name]  # a group (`remote`): built, with its subcommands
+        import inspect
 
-def _build(name: str) -> click.Command:
-    """Import the module of command ``name`` and convert only that command to click."""
-    from typer.main import get_command_from_info, get_command_name, get_group_from_info
+        text = inspect.cleandoc(info.help) if info.help is not None else inspect.getdoc(info.callback)
+        return click.Command(name, help=text, short_help=info.short_help, hidden=info.hidden,
+                             deprecated=info.deprecated)
+
+
+def _registered(name: str) -> typer.models.CommandInfo | None:
+    """What the module of command ``name`` (imported here) registered for it; None for a group."""
+    from typer.main import get_command_name
 
     from .commands import load
 
     load(name)
     for info in app.registered_commands:
         if info.callback and (info.name or get_command_name(info.callback.__name__)) == name:
-            return _settings_first(get_command_from_info(
-                info, pretty_exceptions_short=app.pretty_exceptions_short,
-                rich_markup_mode=app.rich_markup_mode))
+            return info
+    return None
+
+
+def _build(name: str) -> click.Command:
+    """Import the module of command ``name`` and convert only that command to click."""
+    from typer.main import get_command_from_info, get_group_from_info
+
+    info = _registered(name)
+    if info is not None:
+        return _settings_first(get_command_from_info(
+            info, pretty_exceptions_short=app.pretty_exceptions_short, rich_markup_mode=app.rich_markup_mode))
     for group in app.registered_groups:
         if group.name == name:
             return _settings_first(get_group_from_info(
@@ -118,14 +142,17 @@ class _Sections(TyperGroup):
         return list(self.commands)  # the names only: typer's would build every command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        names = [n for n in self.list_commands(ctx) if not self.commands[n].hidden]
+        commands = self.commands
+        summaries = {n: commands.summary(n) if isinstance(commands, _Commands) else commands[n]
+                     for n in self.list_commands(ctx)}
+        names = [n for n, c in summaries.items() if not c.hidden]
         if not names:
             return
         limit = formatter.width - 6 - max(map(len, names))
         listed = {n for _, group in SECTIONS for n in group}
         for title, group in SECTIONS:
             rest = [n for n in names if n not in listed] if title == SECTIONS[-1][0] else []
-            rows = [(n, self.commands[n].get_short_help_str(limit))
+            rows = [(n, summaries[n].get_short_help_str(limit))
                     for n in (*(g for g in group if g in names), *rest)]
             if rows:
                 with formatter.section(title):

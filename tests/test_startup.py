@@ -175,3 +175,16 @@ def test_user_settings_are_where_platformdirs_puts_them(monkeypatch: pytest.Monk
     else:
         monkeypatch.setenv("XDG_CONFIG_HOME", xdg)
     assert userconfig.config_path() == platformdirs.user_config_path("objstore") / "config.toml"
+
+
+def test_help_lists_each_command_as_the_command_itself_says() -> None:
+    """`ds --help` lists commands from what their modules registered, without building them:
+    the line must be the one the built command gives."""
+    from objstore_cli.app import app
+    from objstore_cli.commands import MODULES
+    from typer.main import get_command
+
+    commands = get_command(app).commands
+    for name in MODULES:
+        listed, built = commands.summary(name), commands[name]
+        assert (listed.get_short_help_str(45), listed.hidden) == (built.get_short_help_str(45), built.hidden)
