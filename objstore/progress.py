@@ -10,7 +10,6 @@ calling program decides where (and whether) it appears.
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from collections.abc import Callable
@@ -38,6 +37,14 @@ def as_transfer(progress: Progress) -> Callable[[int, int], None]:
     return report
 
 
+def _to_logger(line: str) -> None:
+    """An INFO record on the ``objstore`` logger (logging is imported here: the CLI, which
+    passes its own ``emit``, never needs it)."""
+    import logging
+
+    logging.getLogger("objstore").info("%s", line)
+
+
 class LogProgress:
     """Progress as lines, at most one per ``every`` seconds; silent for work shorter than that.
 
@@ -56,7 +63,7 @@ class LogProgress:
             except ValueError:
                 every = 2.0
         self.every = every
-        self.emit = emit or (lambda line: logging.getLogger("objstore").info("%s", line))
+        self.emit = emit or _to_logger
         self.files: int | None = None
         self.nbytes: int | None = None
         self.start = time.monotonic()
