@@ -13,9 +13,8 @@ from pathlib import Path
 
 from .chunking import ChunkParams
 from .errors import DsError, FormatError
-from .fsutil import atomic_write
 from .hashing import get_algo
-from .packs import MAX_RAW
+from .limits import MAX_RAW
 
 FORMAT_VERSION = 1
 BRANCH_KEYS = ("remote", "merge")  # a branch's upstream: git's branch.NAME.remote / .merge
@@ -141,6 +140,8 @@ def toml_text(tables: dict[str, object], comment: str) -> str:
 
 
 def save_config(path: Path, config: StoreConfig) -> None:
+    from .fsutil import atomic_write
+
     atomic_write(path, config.to_toml().encode())
 
 

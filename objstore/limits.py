@@ -19,3 +19,9 @@ def cache_rows() -> int:
 
 
 CACHE_ROWS = cache_rows()
+
+# The longest chunk any store makes: its config's max_size is at most this (external URLs,
+# link targets and delta-coded small files are far shorter). A remote's chunks may come
+# from stores with other chunk sizes, so the bound is the format's, not one store's. Kept
+# here, not in packs.py, because every command checks its config against it.
+MAX_RAW = 16 * 1024 * 1024

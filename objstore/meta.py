@@ -15,13 +15,10 @@ Everything read from a tree is validated (names, kinds, collisions) before use.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
-import tempfile
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -156,6 +153,8 @@ class MetaStore:
         objects = Path(self.path, "objects")
         loose = [f for o in set(oids) if (f := objects / str(o)[:2] / str(o)[2:]).exists()]
         if len(loose) < PACK_NEW_MIN:  # (one already packed is durable since it was packed)
+            from concurrent.futures import ThreadPoolExecutor  # only pack writes pay for it
+
             with ThreadPoolExecutor(8) as pool:
                 list(pool.map(_fsync_path, map(str, loose)))
                 list(pool.map(_fsync_path, {str(f.parent) for f in loose}))
@@ -171,6 +170,8 @@ class MetaStore:
         pb = pygit2.PackBuilder(self.repo)
         for oid in oids:
             pb.add(oid)
+        import tempfile
+
         with tempfile.TemporaryDirectory(dir=dest, prefix=".tmp-pack-") as tmp:
             pb.write(tmp)
             files = sorted(Path(tmp).iterdir(), key=lambda f: f.suffix != ".pack")
@@ -398,6 +399,8 @@ class MetaStore:
         if folder.meta is None:
             return {}
         try:
+            import json
+
             return json.loads(self._get(folder.meta, f"the dataset metadata of tree {tree_oid}").data)
         except ValueError as e:
             raise FormatError(f"dataset metadata of tree {tree_oid} is unreadable ({e})") from None

@@ -45,6 +45,7 @@ import xxhash
 from .errors import CorruptObject, FormatError
 from .fsutil import fsync_dir, name_path
 from .hashing import HashAlgo, algo_by_code
+from .limits import MAX_RAW
 
 MAGIC = b"DSPACK\x00\x01"
 END_MAGIC = b"DSPKEND1"
@@ -54,10 +55,6 @@ TOC_TAIL = struct.Struct("<QIIB")  # after the id
 FLAG_ZSTD = 1
 FLAG_DELTA = 2  # with FLAG_ZSTD: base id + a frame compressed against the base's bytes
 MiB = 1024 * 1024
-# The longest chunk any store makes: its config's max_size is at most this (external URLs,
-# link targets and delta-coded small files are far shorter). A remote's chunks may come
-# from stores with other chunk sizes, so the bound is the format's, not one store's.
-MAX_RAW = 16 * MiB
 
 _local = threading.local()
 

@@ -30,7 +30,8 @@ PROBE = (
     "sys.stderr.write('\\nMODULES ' + ' '.join(sorted(sys.modules)) + '\\n')\n"
 )
 HEAVY = {"pygit2", "fsspec", "rich", "zstandard", "pyfastcdc", "blake3", "ssl", "platformdirs"}
-BYTES = {"fsspec", "rich", "zstandard", "pyfastcdc", "objstore.chunkstore", "objstore.index", "platformdirs"}
+BYTES = {"fsspec", "rich", "zstandard", "pyfastcdc", "objstore.chunkstore", "objstore.index",
+         "objstore.packs", "platformdirs"}
 COMMAND_MODULES = {f"objstore_cli.{m}" for m in ("admin", "branches", "dataset_cmd", "history",
                                                   "inspect_cmd", "remotes", "ui_cmd", "workflow")}
 
