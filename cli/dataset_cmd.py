@@ -261,6 +261,8 @@ def run(argv: list[str]) -> int:
     except DatasetNotFound as e:
         raise DsError(f"{e.what}; {LIST_HINT}") from None
     except DatasetFinalized as e:
+        if not e.child_fix:
+            raise DsError(e.what) from None
         raise DsError(f"{e.what}; create a child version: ds dataset create --parents "
                       f"{getattr(args, 'id', None) or 'ID'} --name NAME") from None
     return code if isinstance(code, int) else 0

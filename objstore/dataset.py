@@ -48,9 +48,10 @@ class DatasetFinalized(DsError):
     """A finalized dataset version was asked to change. ``what`` is the problem alone, so the
     command line can give its own fix (``hint`` is the SDK's)."""
 
-    def __init__(self, what: str, hint: str):
+    def __init__(self, what: str, hint: str, child_fix: bool = True):
         super().__init__(f"{what}; {hint}")
-        self.what = what
+        self.what, self.hint = what, hint
+        self.child_fix = child_fix  # the fix is a child version (the CLI words it its own way)
 
 
 class DeleteRefused(DsError, UserWarning):
@@ -127,11 +128,15 @@ class Dataset:
         sent = {k: v for k, v in self._record.items() if k != "unsynced"}
         for url in self._record.get("uploaded", []):
             Remote(self._store, url).push_record(sent)
-        self._mark_unsynced(False)
+        self._mark_unsynced(False, sent)
 
-    def _mark_unsynced(self, unsynced: bool) -> None:
+    def _mark_unsynced(self, unsynced: bool, sent: dict | None = None) -> None:
+        """Set the mark, or clear it once what was ``sent`` is still the whole record (a
+        change saved meanwhile by another writer keeps it until that writer's push)."""
         with self._store.locked():
             r = self._reload()
+            if not unsynced and {k: v for k, v in r.items() if k != "unsynced"} != sent:
+                return
             if bool(r.get("unsynced")) != unsynced:
                 if unsynced:
                     r["unsynced"] = True
@@ -667,7 +672,8 @@ class Dataset:
             if r["status"] != rec.DRAFT:
                 if raise_on_error:
                     raise DatasetFinalized(f"dataset {self.id} is already finalized",
-                                           "nothing to do (is_final() tells before finalize)")
+                                           "nothing to do (is_final() tells before finalize)",
+                                           child_fix=False)
                 return False
             ref = f"refs/datasets/{r['id']}"
             if ref in store.meta.repo.references:

@@ -115,14 +115,17 @@ def is_ref(value: Any) -> bool:
     return isinstance(value, dict) and isinstance(value.get("hash"), str) and "chunks" in value
 
 
-def chunk_ids(store: Store, record: dict) -> list[bytes]:
-    """Every chunk the blobs of a record need (what a push of the version must send too)."""
+def chunk_ids(store: Store, record: dict, strict: bool = False) -> list[bytes]:
+    """Every chunk the blobs of a record need (what a push of the version must send too).
+    A damaged reference is skipped (reading it says so), or with ``strict`` raised."""
     out: dict[bytes, None] = {}
     for ref in refs_in(record):
         try:
             entry = entry_of(store, ref, "a dataset attachment")
         except FormatError:
-            continue  # damaged: nothing to send; reading it says so
+            if strict:
+                raise
+            continue
         out.update(dict.fromkeys(c for c, _ in entry.chunk_list()))
     return list(out)
 

@@ -233,7 +233,7 @@ class DatasetLogger:
         p = Path(path).expanduser()
         if not p.is_file():
             raise DsError(f"report_{kind}: {p} is not a file; give the path of an existing file")
-        self._add(kind, title, series, payload=p.read_bytes(), content_type=_content_type(p.name),
+        self._add(kind, title, series, payload=p, content_type=_content_type(p.name),
                   file=p.name, iteration=iteration)
         if delete_after_upload:
             os.unlink(p)

@@ -362,13 +362,16 @@ class DatasetTask:
         value = task.get(key) if isinstance(task, dict) else None
         return value if isinstance(value, dict) else {}
 
-    def _update(self, key: str, change: Callable[[dict], Any]) -> Any:
-        """Apply ``change`` to one section of the task under the store lock, then save the record."""
+    def _update(self, key: str, change: Callable[[dict], Any], publish: bool = True) -> Any:
+        """Apply ``change`` to one section of the task under the store lock, then save the
+        record; ``publish``: then send it to the remotes of a finalized, uploaded version
+        (never while a caller holds the lock: a network push would block every writer)."""
         store = self._ds._store
         with store.locked():
             result = change(self._section(self._ds._reload(), key))
             self._ds._save()
-        self._ds._publish_record()  # a finalized, uploaded version: its remotes see it too
+        if publish:
+            self._ds._publish_record()
         return result
 
     # -- artifacts ---------------------------------------------------------------------
@@ -422,7 +425,8 @@ class DatasetTask:
                         _trust(store, info["blob"]["hash"])
                 else:
                     info["url"] = made.url
-                self._update("artifacts", lambda arts: arts.__setitem__(name, info))
+                self._update("artifacts", lambda arts: arts.__setitem__(name, info), publish=False)
+            self._ds._publish_record()
         if delete_after_upload and made.source is not None:
             with contextlib.suppress(OSError):
                 os.unlink(made.source)

@@ -18,12 +18,41 @@ from .store import Store
 from .transfer import Transfers
 
 
-def attachment_chunks(store: Store, record: dict) -> list[bytes]:
+def attachment_chunks(store: Store, record: dict, strict: bool = False) -> list[bytes]:
     """The chunks of the files a record keeps beside the version (artifacts, report images,
-    typed metadata): they travel with the record."""
+    typed metadata): they travel with the record. ``strict``: a damaged reference is a
+    FormatError (gc must not guess), not skipped."""
     from .dataset_attachments import chunk_ids
 
-    return chunk_ids(store, record)
+    return chunk_ids(store, record, strict=strict)
+
+
+def with_their_task(mine: dict, theirs: dict | None) -> dict:
+    """``mine`` with what another machine added to the remote's copy of the task kept:
+    artifacts, properties, parameters and configuration this record lacks, and reports it
+    does not have (after the remote's). An update must never drop another writer's
+    attachments: the remote's gc would then free their chunks."""
+    their_task = (theirs or {}).get("task")
+    if not isinstance(their_task, dict):
+        return mine
+    task = dict(mine.get("task") or {})
+    for key, value in their_task.items():
+        ours = task.get(key)
+        if isinstance(value, dict) and isinstance(ours, dict):
+            task[key] = {**value, **ours}
+        elif isinstance(value, list) and isinstance(ours, list):
+            task[key] = [*value, *(r for r in ours if r not in value)]
+        elif key not in task:
+            task[key] = value
+    return {**mine, "task": task} if task != mine.get("task") else mine
+
+
+def _parsed(text: str) -> dict | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 class RecordSync(Transfers):
@@ -67,8 +96,11 @@ class RecordSync(Transfers):
             if old is None:
                 self.push_dataset(record)
                 return
-            extra = attachment_chunks(self.store, record)  # artifacts or reports added since
-            if extra:
+            theirs = _parsed(old)
+            record = with_their_task(record, theirs)
+            sent_before = set(attachment_chunks(self.store, theirs))
+            extra = [c for c in attachment_chunks(self.store, record) if c not in sent_before]
+            if extra:  # artifacts or reports added since the remote's record
                 with self.lock("upload") as lock:
                     self.push_chunks(extra, Transfer())
                     lock.check()

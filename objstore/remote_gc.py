@@ -183,7 +183,12 @@ class _Collector:
         if m.problems:
             raise DsError(f"gc refused: remote {remote.url}: {m.problems[0]}; run `ds fsck --remote`")
         for record in records:  # files kept beside a version (artifacts, report images)
-            for cid in attachment_chunks(self.store, record):
+            try:
+                chunks = attachment_chunks(self.store, record, strict=True)
+            except FormatError as e:
+                raise DsError(f"gc refused: {remote.label}: dataset record {record['id']}: {e}; nothing was "
+                              "deleted. Fix or delete that record on the remote, then run gc again") from None
+            for cid in chunks:
                 m.chunks.setdefault(cid, f"dataset {record['id']} attachment")
         objects: set[pygit2.Oid] = set()
         for top in [pygit2.Oid(hex=c) for c in commits] + trees:

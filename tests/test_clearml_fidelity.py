@@ -559,6 +559,8 @@ def test_cli_errors_speak_of_cli_flags_not_sdk_calls(images: Path, tmp_path: Pat
     run("close", "--id", ds_id, cwd=tmp_path)
     proc = run("add", "--id", ds_id, "--files", str(images), cwd=tmp_path, code=1)
     assert f"ds dataset create --parents {ds_id}" in proc.stderr and "Dataset." not in proc.stderr
+    proc = run("close", "--id", ds_id, cwd=tmp_path, code=1)  # closing twice: nothing to create
+    assert proc.stderr.splitlines() == [f"Error: dataset {ds_id} is already finalized"]
 
 
 def test_get_link_is_replaced_on_a_rerun_and_never_deletes_files(images: Path, tmp_path: Path) -> None:
