@@ -70,7 +70,7 @@ def branch(
             err(f"Branch {name} at {cid[:12]}")
         return
     rows = b.list_branches(store)
-    ups = b.tracking_all(store)
+    ups = b.tracking_all(store) if as_json or verbose else {}  # ahead/behind only where shown
     if as_json:
         out_json([r.as_json() | _upstream_json(ups.get(r.name)) for r in rows])
         return

@@ -27,7 +27,7 @@ from .errors import DsError, FormatError, RevisionNotFound
 from .manifest import EXTERNAL, KIND_NAMES, LINK, FileEntry
 from .paths import check_relpath, join
 from .records import RecordStore
-from .store import Store
+from .store import INTERNAL_REFS, Store
 
 MAX_COMMITS = 2000
 MAX_ROWS = 5000  # files of one folder, or paths of one diff category
@@ -40,7 +40,6 @@ TOTALS_BUDGET = 20_000  # folder reads allowed for the subfolder totals of one l
 _REV = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/~^@{}-]{0,199}")
 _DATASET_ID = re.compile(r"[0-9a-f]{32}")
 _BLOB_HASH = re.compile(r"[0-9a-f]{32}|[0-9a-f]{64}")
-_INTERNAL_REFS = ("refs/objstore/",)
 JSON_BYTES = 4 * 1024 * 1024  # a JSON blob (a plotly figure, a dict artifact) shown whole up to this
 ARRAY_BYTES = 16 * 1024 * 1024
 MEDIA_BYTES = 64 * 1024 * 1024
@@ -142,7 +141,7 @@ class Browser:
         """
         labels: dict[str, list[dict]] = {}
         for ref, cid in self.meta.refs().items():
-            if ref.startswith(_INTERNAL_REFS):
+            if ref.startswith(INTERNAL_REFS):
                 continue  # keeps dataset attachments live for gc; not a version
             names = labels.setdefault(cid, [])
             for prefix, kind in (("refs/heads/", "branch"), ("refs/tags/", "tag"),
@@ -295,11 +294,9 @@ class Browser:
 
     def _missing(self, entry: FileEntry) -> bool:
         """True when a chunk is not in this store (say, a clone that has not fetched it)."""
-        chunks = self.store.chunks
-        if all(chunks.has(c) for c, _ in entry.chunk_list()):
-            return False
-        chunks.index.reload()  # another process may have added it since
-        return not all(chunks.has(c) for c, _ in entry.chunk_list())
+        from .dataset_attachments import missing
+
+        return missing(self.store, entry)
 
     def _head(self, entry: FileEntry, limit: int) -> bytes:
         with EntryReader(self.store, entry) as f:

@@ -26,7 +26,7 @@ import pygit2
 
 from . import dataset_metadata
 from . import records as rec
-from .clearml_rules import glob_match, matches_any_wildcard, next_version, tag_filter, version_order
+from .clearml_rules import glob_match, matches_any_wildcard, next_version, tag_filter
 from .copy import get_copy
 from .dataset_logger import DatasetLogger
 from .dataset_store import default_remote, open_store
@@ -77,11 +77,6 @@ class DatasetFile:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
-
-
-def version_key(version: str) -> tuple:
-    """Sort key of version texts in ClearML's order (``clearml_rules.Version``)."""
-    return version_order(version)
 
 
 def _unique(tags: Iterable[str]) -> list[str]:

@@ -228,19 +228,6 @@ def read_bytes(store: Store, ref: Any, what: str, fetch: bool = True) -> bytes:
     return b"".join(_pieces(store, entry_of(store, ref, what), what, fetch))
 
 
-def read_head(store: Store, ref: Any, what: str, limit: int) -> bytes:
-    """Up to ``limit`` bytes from the start, never fetched (for previews)."""
-    entry = entry_of(store, ref, what)
-    if missing(store, entry):
-        raise DsError(f"{what}: its content is not in this store")
-    out = bytearray()
-    for cid, _n in entry.chunk_list():
-        if len(out) >= limit:
-            break
-        out += store.chunks.get(cid)
-    return bytes(out[:limit])
-
-
 def write_to(store: Store, ref: Any, dest: Path, what: str) -> Path:
     """Write the blob to ``dest`` (a temp name beside it first, then renamed: never half a file).
 
