@@ -58,14 +58,14 @@ def log(
         paths = [to_store_path(store, p, cwd()) for p in paths]
     entries = store.log(rev, limit, paths, all_refs=all_refs)
     if not entries and not all_refs and rev == "HEAD" and store.head() is None:
-        datasets = dataset_names(store)
+        datasets = dataset_commits(store)
         if datasets:
             err(f"No versions on this branch yet; the store holds {len(datasets)} dataset version(s): "
                 "ds log --all shows them (ds dataset search lists the datasets)")
     if as_json:
         out_json([e.as_json() for e in entries])
         return
-    tags = decorations(store)
+    tags = decorations(store, {e.id for e in entries})
     if graph:
         from .graph import draw
 
@@ -80,9 +80,9 @@ def log(
             typer.echo(f"{e.id[:12]}{names}  {e.created}  {e.author}\n    {e.message}\n")
 
 
-def decorations(store) -> dict[str, list[str]]:
+def decorations(store, shown: set[str] | None = None) -> dict[str, list[str]]:
     """Names beside ids, as `git log --decorate`: HEAD (and its branch, or "detached"),
-    then branches, then tags."""
+    then branches, then tags, then datasets (only for the ids ``shown``, when given)."""
     names: dict[str, list[str]] = {}
     head, branch = store.head(), store.meta.head_branch()
     if head:
@@ -92,17 +92,38 @@ def decorations(store) -> dict[str, list[str]]:
             names.setdefault(cid, []).append(name)
     for name, cid in sorted(store.meta.tags().items()):
         names.setdefault(cid, []).append(name)
-    for cid, label in dataset_names(store).items():
+    for cid, label in dataset_names(store, shown).items():
         names.setdefault(cid, []).append(label)
     return names
 
 
-def dataset_names(store) -> dict[str, str]:
-    """Finalized dataset versions: commit id -> "dataset PROJECT/NAME VERSION"."""
+def dataset_commits(store) -> dict[str, list[str]]:
+    """Finalized dataset versions from their refs alone: commit id -> dataset ids."""
+    out: dict[str, list[str]] = {}
+    for name, cid in store.meta.refs().items():
+        if name.startswith("refs/datasets/"):
+            out.setdefault(cid, []).append(name[len("refs/datasets/"):])
+    return out
+
+
+def dataset_names(store, shown: set[str] | None = None) -> dict[str, str]:
+    """Commit id -> "dataset PROJECT/NAME VERSION", reading only the records of the commits
+    ``shown`` (a record may be large: it keeps a version's reports)."""
+    from objstore.errors import DsError
     from objstore.records import RecordStore
 
-    return {r["commit"]: f"dataset {r['project']}/{r['name']} {r['version']}"
-            for r in RecordStore(store.path).all() if r.get("commit")}
+    records, out = RecordStore(store.path), {}
+    for cid, ids in dataset_commits(store).items():
+        if shown is not None and cid not in shown:
+            continue
+        for dataset_id in ids:
+            try:
+                r = records.read(dataset_id)
+            except DsError:  # a damaged record: fsck says so; the log still shows the version
+                continue
+            if r is not None:
+                out[cid] = f"dataset {r['project']}/{r['name']} {r['version']}"
+    return out
 
 
 @app.command()
