@@ -129,3 +129,24 @@ def remote_spec(request, tmp_path: Path) -> tuple[str, dict]:
     fixture, scheme = SCHEMES[request.param]
     server = request.getfixturevalue(fixture)
     return f"{scheme}://{server.new_bucket()}/data", server.options
+
+
+# Debian's Chromium, driven headless by the web view's end-to-end tests (tests/test_ui.py,
+# tests/test_clearml_task.py): one browser per test module.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        _require_or_skip("chromium (/usr/bin/chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _require_or_skip("playwright")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()

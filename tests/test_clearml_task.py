@@ -27,7 +27,7 @@ from objstore.errors import DsError, FormatError
 from objstore.store import Store
 
 from .conftest import write
-from .test_ui import CHROMIUM, CHROMIUM_ARGS, _require_or_skip, request, running, snapshot
+from .test_ui import request, running, snapshot
 
 
 @pytest.fixture(autouse=True)
@@ -779,20 +779,6 @@ def test_ui_shows_hostile_record_values_as_data(env: Path, tmp_path: Path) -> No
         err = get_json(srv, f"/api/attachment?id={ds.id}&hash={bad['blob']['hash']}", 404)
         assert "damaged" in err["error"] and "add up" in err["error"]
         assert request(srv, f"/api/blob?id={ds.id}&hash={good['hash']}")[0] == 404  # JSON is no image
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        _require_or_skip("chromium (/usr/bin/chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _require_or_skip("playwright")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 def test_page_opens_the_web_page_link_and_draws_everything(browser, tmp_path: Path) -> None:

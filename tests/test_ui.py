@@ -21,11 +21,8 @@ import pytest
 
 from objstore.store import Store
 
-from .conftest import DS, _require_or_skip, write
+from .conftest import DS, write
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 NODE_FILL = (0x25, 0x63, 0xEB)  # --node in style.css
 
 
@@ -455,20 +452,6 @@ def test_empty_store(tmp_path: Path) -> None:
 
 
 # -- end to end in headless Chromium ---------------------------------------------------------
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        _require_or_skip("chromium (/usr/bin/chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _require_or_skip("playwright")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
 @pytest.fixture
 def ds_ui(built) -> Iterator[tuple[str, dict[str, str], Path]]:
     """``ds ui --port 0`` as a real process; yields the URL it printed."""
