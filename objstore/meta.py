@@ -18,7 +18,7 @@ import contextlib
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -75,14 +75,25 @@ def decode_dir(stored: str, where: str) -> str:
     return stored
 
 
+def valid_ref_name(name: str) -> bool:
+    """git's ref-name rules (``refs/heads/x``, ``refs/tags/x``)."""
+    return pygit2.reference_is_valid_name(name)
+
+
+def _oid(object_id: str | pygit2.Oid) -> pygit2.Oid:
+    return object_id if isinstance(object_id, pygit2.Oid) else pygit2.Oid(hex=object_id)
+
+
 @dataclass
 class Folder:
+    """One folder of a version; ids are hex strings (no pygit2 type leaves this module)."""
+
     files: dict[str, FileEntry] = field(default_factory=dict)
-    dirs: dict[str, pygit2.Oid] = field(default_factory=dict)
-    meta: pygit2.Oid | None = None
+    dirs: dict[str, str] = field(default_factory=dict)
+    meta: str | None = None
     # the whole manifest blob this folder's rows are based on, and its rows: a later
     # version of the folder can store only its difference from it (see write_folder)
-    base: tuple[pygit2.Oid, dict[str, FileEntry]] | None = None
+    base: tuple[str, dict[str, FileEntry]] | None = None
 
 
 @dataclass(frozen=True)
@@ -122,7 +133,11 @@ class RefDamage:
 
 
 class MetaStore:
-    """The git object database at ``.dsstore/meta``."""
+    """The git object database at ``.dsstore/meta``: the one module that speaks pygit2.
+
+    Every id it takes or returns is a 40-character hex string; a pygit2 error becomes a
+    ``FormatError`` naming what is damaged.
+    """
 
     def __init__(self, path: Path, hash_size: int):
         self.path = path
@@ -131,13 +146,13 @@ class MetaStore:
             self.repo = pygit2.Repository(str(path))
         except pygit2.GitError as e:
             raise FormatError(f"{path}: metadata database is unreadable ({e}); run `ds fsck`") from None
-        self._folders: dict[pygit2.Oid, Folder] = {}
+        self._folders: dict[str, Folder] = {}
         self._folder_rows = 0
         self._unsynced: list[pygit2.Oid] = []
 
-    def _new(self, oid: pygit2.Oid) -> pygit2.Oid:
+    def _new(self, oid: pygit2.Oid) -> str:
         self._unsynced.append(oid)
-        return oid
+        return str(oid)
 
     def make_durable(self) -> None:
         """Make every object written since the last call durable, before any ref names them.
@@ -169,7 +184,7 @@ class MetaStore:
         dest.mkdir(parents=True, exist_ok=True)
         pb = pygit2.PackBuilder(self.repo)
         for oid in oids:
-            pb.add(oid)
+            pb.add(_oid(oid))
         import tempfile
 
         with tempfile.TemporaryDirectory(dir=dest, prefix=".tmp-pack-") as tmp:
@@ -191,7 +206,7 @@ class MetaStore:
         which the next merge drops. Old packs go ``.idx`` first: a lone ``.pack`` is
         ignored by everyone, a lone ``.idx`` would not be.
         """
-        oids: set[pygit2.Oid] = {pygit2.Oid(hex=f.parent.name + f.name) for f in loose}
+        oids: set[str] = {f.parent.name + f.name for f in loose}
         for idx in idxs:
             oids.update(pack_index_oids(idx))
         new = {f.name for f in self._write_pack(sorted(oids))}
@@ -231,10 +246,11 @@ class MetaStore:
 
     # -- folders -----------------------------------------------------------------------
     @property
-    def empty_tree(self) -> pygit2.Oid:
+    def empty_tree(self) -> str:
         return self._new(self.repo.TreeBuilder().write())
 
-    def read_folder(self, tree_oid: pygit2.Oid, where: str = "") -> Folder:
+    def read_folder(self, tree_oid: str, where: str = "") -> Folder:
+        tree_oid = str(tree_oid)
         cached = self._folders.get(tree_oid)
         if cached is not None:
             return cached
@@ -243,21 +259,21 @@ class MetaStore:
         if not isinstance(tree, pygit2.Tree):
             raise FormatError(f"folder {label!r}: {tree_oid} is not a tree")
         folder = Folder()
-        buckets: list[pygit2.Oid] = []
-        patch: dict[str, pygit2.Oid] = {}
+        buckets: list[str] = []
+        patch: dict[str, str] = {}
         for item in tree:
             name = item.name
             if item.filemode == TREE:
                 dname = check_name(decode_dir(name, label), label)
                 if dname in folder.dirs:
                     raise FormatError(f"folder {label!r}: subfolder {dname!r} is listed twice")
-                folder.dirs[dname] = item.id
+                folder.dirs[dname] = str(item.id)
             elif item.filemode == BLOB and _BUCKET.fullmatch(name):
-                buckets.append(item.id)
+                buckets.append(str(item.id))
             elif item.filemode == BLOB and name in (BASE, ADDED, REMOVED):
-                patch[name] = item.id
+                patch[name] = str(item.id)
             elif item.filemode == BLOB and name == META and not where:
-                folder.meta = item.id
+                folder.meta = str(item.id)
             else:
                 raise FormatError(f"folder {label!r}: unexpected tree entry {name!r}")
         if patch:
@@ -286,7 +302,7 @@ class MetaStore:
             self._folder_rows -= len(old.files) + len(old.dirs)
         return folder
 
-    def _get(self, oid: pygit2.Oid, what: str) -> pygit2.Object:
+    def _get(self, oid: str, what: str) -> pygit2.Object:
         """An object of the database; a missing or damaged one is one clear error naming it."""
         try:
             return self.repo[oid]
@@ -295,11 +311,11 @@ class MetaStore:
         except pygit2.GitError as e:
             raise FormatError(f"{what} ({oid}) is damaged ({e}); run `ds fsck`") from None
 
-    def _manifest(self, oid: pygit2.Oid, label: str) -> list[FileEntry]:
+    def _manifest(self, oid: str, label: str) -> list[FileEntry]:
         data = self._get(oid, f"the manifest of folder {label!r}").data
         return decode_manifest(data, self.hash_size, f"manifest of {label!r}")
 
-    def _patched(self, base_rows: dict[str, FileEntry], patch: dict[str, pygit2.Oid],
+    def _patched(self, base_rows: dict[str, FileEntry], patch: dict[str, str],
                  label: str) -> dict[str, FileEntry]:
         """A folder stored as a base manifest plus its added/changed rows and removed names."""
         files = dict(base_rows)
@@ -319,9 +335,9 @@ class MetaStore:
                 files[e.name] = e
         return files
 
-    def write_folder(self, files: list[FileEntry], dirs: dict[str, pygit2.Oid],
-                     meta: pygit2.Oid | None = None,
-                     base: tuple[pygit2.Oid, dict[str, FileEntry]] | None = None) -> pygit2.Oid | None:
+    def write_folder(self, files: list[FileEntry], dirs: dict[str, str],
+                     meta: str | None = None,
+                     base: tuple[str, dict[str, FileEntry]] | None = None) -> str | None:
         """Write one folder's tree; None when it holds nothing (empty folders vanish).
 
         With ``base`` (the whole manifest an earlier version of this folder used) and a
@@ -334,17 +350,17 @@ class MetaStore:
             return None
         tb = self.repo.TreeBuilder()
         for name, oid in dirs.items():
-            tb.insert(encode_dir(name), oid, TREE)
+            tb.insert(encode_dir(name), _oid(oid), TREE)
         if files and base is not None and len(files) <= BUCKET_MAX:
             base_oid, base_rows = base
             names = {e.name for e in files}
             added = [e for e in files if base_rows.get(e.name) != e]
             removed = sorted(n for n in base_rows if n not in names)
             if not added and not removed:
-                tb.insert(MANIFEST, base_oid, BLOB)
+                tb.insert(MANIFEST, _oid(base_oid), BLOB)
                 files = []
             elif len(added) + len(removed) <= len(base_rows) // PATCH_SHARE:
-                tb.insert(BASE, base_oid, BLOB)
+                tb.insert(BASE, _oid(base_oid), BLOB)
                 if added:
                     tb.insert(ADDED, self._new(self.repo.create_blob(
                         encode_manifest(added, self.hash_size))), BLOB)
@@ -366,10 +382,10 @@ class MetaStore:
                     blob = self._new(self.repo.create_blob(encode_manifest(bucket, self.hash_size)))
                     tb.insert(MANIFEST if nb == 1 else f"{MANIFEST}.{i}", blob, BLOB)
         if meta is not None:
-            tb.insert(META, meta, BLOB)
+            tb.insert(META, _oid(meta), BLOB)
         return self._new(tb.write())
 
-    def walk(self, tree_oid: pygit2.Oid, prefix: str = "") -> Iterator[tuple[str, FileEntry]]:
+    def walk(self, tree_oid: str, prefix: str = "") -> Iterator[tuple[str, FileEntry]]:
         """Every (path, entry) under a tree, folders in name order."""
         folder = self.read_folder(tree_oid, prefix)
         for name in sorted(folder.files):
@@ -377,10 +393,10 @@ class MetaStore:
         for name in sorted(folder.dirs):
             yield from self.walk(folder.dirs[name], join(prefix, name))
 
-    def lookup(self, tree_oid: pygit2.Oid, path: str) -> FileEntry | pygit2.Oid | None:
-        """The entry at ``path``: a FileEntry, a subtree oid, or None."""
+    def lookup(self, tree_oid: str, path: str) -> FileEntry | str | None:
+        """The entry at ``path``: a FileEntry, a subtree id, or None."""
         if not path:
-            return tree_oid
+            return str(tree_oid)
         parts = path.split("/")
         oid = tree_oid
         where = ""
@@ -394,7 +410,7 @@ class MetaStore:
         last = parts[-1]
         return folder.files.get(last) or folder.dirs.get(last)
 
-    def read_meta(self, tree_oid: pygit2.Oid) -> dict:
+    def read_meta(self, tree_oid: str) -> dict:
         folder = self.read_folder(tree_oid)
         if folder.meta is None:
             return {}
@@ -406,11 +422,11 @@ class MetaStore:
             raise FormatError(f"dataset metadata of tree {tree_oid} is unreadable ({e})") from None
 
     # -- commits -----------------------------------------------------------------------
-    def commit(self, tree: pygit2.Oid, parents: list[str], message: str,
+    def commit(self, tree: str, parents: list[str], message: str,
                author: tuple[str, str] = ("objstore", "objstore@localhost")) -> str:
         sig = pygit2.Signature(author[0], author[1])
         oid = self.repo.create_commit(
-            None, sig, sig, message, tree, [pygit2.Oid(hex=p) for p in parents]
+            None, sig, sig, message, _oid(tree), [pygit2.Oid(hex=p) for p in parents]
         )
         self._new(oid)
         return str(oid)
@@ -434,8 +450,8 @@ class MetaStore:
         except (KeyError, ValueError):
             return False
 
-    def tree_of(self, commit_id: str) -> pygit2.Oid:
-        return self._commit(commit_id).tree_id
+    def tree_of(self, commit_id: str) -> str:
+        return str(self._commit(commit_id).tree_id)
 
     def _commit(self, commit_id: str) -> pygit2.Commit:
         try:
@@ -467,6 +483,79 @@ class MetaStore:
         if ancestor == descendant:
             return True
         return self.repo.descendant_of(pygit2.Oid(hex=descendant), pygit2.Oid(hex=ancestor))
+
+    def new_versions(self, tips: Iterable[str], known: Iterable[str] = (),
+                     by_time: bool = False) -> Iterator[str]:
+        """Versions reachable from ``tips`` but not from ``known`` (absent ids are skipped),
+        parents after children; ``by_time``: newest first among unrelated ones."""
+        sort = pygit2.enums.SortMode.TOPOLOGICAL | (pygit2.enums.SortMode.TIME if by_time else 0)
+        try:
+            walker = self.repo.walk(None, sort)
+            pushed = False
+            for tip in tips:
+                if self._is_commit(tip):
+                    walker.push(pygit2.Oid(hex=tip))
+                    pushed = True
+            if not pushed:
+                return
+            for base in known:
+                if self._is_commit(base):
+                    walker.hide(pygit2.Oid(hex=base))
+            for c in walker:
+                yield str(c.id)
+        except pygit2.GitError as e:
+            raise FormatError(f"the history is damaged ({e}); run `ds fsck`") from None
+
+    def merge_base(self, a: str, b: str) -> str | None:
+        """The best common ancestor of two versions, or None when they share no history."""
+        base = self.repo.merge_base(pygit2.Oid(hex=a), pygit2.Oid(hex=b))
+        return None if base is None else str(base)
+
+    def ahead_behind(self, local: str | None, upstream: str) -> tuple[int, int]:
+        """(versions only ``local`` has, versions only ``upstream`` has)."""
+        if local is None:
+            return 0, sum(1 for _ in self.new_versions([upstream]))
+        return self.repo.ahead_behind(pygit2.Oid(hex=local), pygit2.Oid(hex=upstream))
+
+    # -- objects -----------------------------------------------------------------------
+    def object_type(self, object_id: str) -> str | None:
+        """'commit', 'tree', 'blob' or 'tag' for an object the store holds; None if absent."""
+        try:
+            obj = self.repo.get(object_id)
+        except (ValueError, pygit2.GitError):
+            return None
+        return None if obj is None else obj.type_str
+
+    def create_blob(self, data: bytes) -> str:
+        """Store ``data`` as an object (durable with the next ``make_durable``)."""
+        return self._new(self.repo.create_blob(data))
+
+    def reachable(self, tops: Iterable[str], seen: set[str], new: set[str] | None = None) -> None:
+        """Add to ``seen`` (and ``new``) every object reachable from ``tops`` (versions or
+        folders) not already seen: what a copy of those versions needs."""
+        stack = [str(t) for t in tops]
+        while stack:
+            oid = stack.pop()
+            if oid in seen:
+                continue
+            seen.add(oid)
+            if new is not None:
+                new.add(oid)
+            obj = self._get(oid, "an object")
+            if isinstance(obj, pygit2.Commit):
+                stack.append(str(obj.tree_id))
+                stack.extend(str(p) for p in obj.parent_ids)
+            elif isinstance(obj, pygit2.Tree):
+                stack.extend(str(item.id) for item in obj)
+
+    def write_pack_of(self, objects: Iterable[str], folder: Path) -> list[Path]:
+        """Write these objects as one git pack (``.pack`` and ``.idx``) in ``folder``, a
+        scratch folder of the caller's: a copy to send elsewhere, not part of this store."""
+        pb = pygit2.PackBuilder(self.repo)
+        for oid in sorted(str(o) for o in objects):
+            pb.add(pygit2.Oid(hex=oid))
+        pb.write(str(folder))
+        return sorted(Path(folder).iterdir(), key=lambda f: f.suffix != ".pack")
 
     # -- refs --------------------------------------------------------------------------
     def resolve(self, rev: str) -> str:
@@ -697,6 +786,31 @@ class MetaStore:
         except (ValueError, pygit2.AlreadyExistsError):
             raise DsError(f"branch {new!r} already exists; use -M to replace it") from None
 
+    def has_ref(self, name: str) -> bool:
+        return name in self.repo.references
+
+    def ref_names(self, prefix: str = "") -> list[str]:
+        """Every ref name starting with ``prefix``, sorted."""
+        return sorted(n for n in self.repo.references if n.startswith(prefix))
+
+    def ref_target(self, name: str) -> str | None:
+        """The version ref ``name`` points at; None when there is no such ref or it names
+        no version (``damaged_refs`` says which)."""
+        try:
+            return str(self.repo.references[name].peel(pygit2.Commit).id)
+        except (pygit2.GitError, KeyError, ValueError):
+            return None
+
+    def drop_ref(self, name: str) -> bool:
+        """Delete a ref and its reflog (a remote-tracking ref or a dataset's ref: the
+        versions they name are kept elsewhere). False when there was none."""
+        try:
+            with _fsync_refs():
+                self.repo.references.delete(name)
+        except KeyError:
+            return False
+        return True
+
     def tags(self) -> dict[str, str]:
         out = {}
         for ref in self.repo.references:
@@ -734,7 +848,7 @@ def _whole_packs(folder: Path) -> list[Path]:
     return sorted(i for i in folder.glob("pack-*.idx") if i.with_suffix(".pack").exists())
 
 
-def pack_index_oids(idx: Path) -> list[pygit2.Oid]:
+def pack_index_oids(idx: Path) -> list[str]:
     """The object ids a git pack index (version 2) lists."""
     data = idx.read_bytes()
     if data[:8] != b"\377tOc\0\0\0\2" or len(data) < 8 + 1024:
@@ -743,7 +857,7 @@ def pack_index_oids(idx: Path) -> list[pygit2.Oid]:
     start = 8 + 1024
     if len(data) < start + 20 * count:
         raise FormatError(f"{idx}: truncated git pack index; run `ds fsck`")
-    return [pygit2.Oid(raw=data[start + 20 * i : start + 20 * (i + 1)]) for i in range(count)]
+    return [data[start + 20 * i : start + 20 * (i + 1)].hex() for i in range(count)]
 
 
 def _fsync_path(path: str) -> None:

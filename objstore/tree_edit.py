@@ -6,8 +6,6 @@ folders and their ancestors, so a change costs what changed, not the dataset's s
 
 from __future__ import annotations
 
-import pygit2
-
 from .manifest import FileEntry
 from .meta import MetaStore
 from .paths import join
@@ -16,17 +14,17 @@ from .paths import join
 class _Node:
     __slots__ = ("oid", "files", "dirs", "meta", "base", "dirty")
 
-    def __init__(self, oid: pygit2.Oid | None):
-        self.oid = oid
+    def __init__(self, oid: str | None):
+        self.oid = None if oid is None else str(oid)
         self.files: dict[str, FileEntry] | None = None
         self.dirs: dict[str, _Node] | None = None
-        self.meta: pygit2.Oid | None = None
-        self.base: tuple[pygit2.Oid, dict[str, FileEntry]] | None = None  # see MetaStore.write_folder
+        self.meta: str | None = None
+        self.base: tuple[str, dict[str, FileEntry]] | None = None  # see MetaStore.write_folder
         self.dirty = False
 
 
 class TreeEditor:
-    def __init__(self, meta: MetaStore, base: pygit2.Oid | None):
+    def __init__(self, meta: MetaStore, base: str | None):
         self.meta = meta
         self.root = _Node(base)
 
@@ -114,16 +112,16 @@ class TreeEditor:
         chain = self._folder(folder, create=False)
         return [*chain[-1].files, *chain[-1].dirs] if chain else []
 
-    def set_meta(self, blob: pygit2.Oid | None) -> None:
+    def set_meta(self, blob: str | None) -> None:
         self._load(self.root, "")
         self.root.meta = blob
         self.root.dirty = True
 
-    def write(self) -> pygit2.Oid:
+    def write(self) -> str:
         oid = self._write(self.root, "")
         return oid if oid is not None else self.meta.empty_tree
 
-    def _write(self, node: _Node, where: str) -> pygit2.Oid | None:
+    def _write(self, node: _Node, where: str) -> str | None:
         if not node.dirty:
             return node.oid
         dirs = {}
