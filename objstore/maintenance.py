@@ -16,8 +16,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pygit2
-
 from .errors import DsError, FormatError
 from .index import ChunkIndex, Location
 from .meta import MetaStore
@@ -34,7 +32,7 @@ REFLOG_GRACE = 14 * 24 * 3600  # gc keeps what a reflog reached this recently (g
 @dataclass
 class Marked:
     commits: set[str] = field(default_factory=set)
-    trees: set[pygit2.Oid] = field(default_factory=set)
+    trees: set[str] = field(default_factory=set)
     chunks: dict[bytes, str] = field(default_factory=dict)  # id -> a path that uses it
     problems: list[str] = field(default_factory=list)
 
@@ -62,8 +60,8 @@ def mark(store: Store, reflog_since: float | None = None) -> Marked:
     mark_versions(meta, roots, (), m)
     if head_ok:  # the stage is read against HEAD
         try:
-            _mark_tree(meta, store.staged_tree(), "", m)
-        except (DsError, pygit2.GitError, KeyError, ValueError) as e:
+            _mark_tree(meta, str(store.staged_tree()), "", m)
+        except (DsError, KeyError, ValueError) as e:
             m.problems.append(f"stage: {e}")
     try:
         drafts = RecordStore(store.path).draft_trees()
@@ -72,7 +70,7 @@ def mark(store: Store, reflog_since: float | None = None) -> Marked:
         drafts = []
     for tree in drafts:
         try:
-            _mark_tree(meta, pygit2.Oid(hex=tree), "", m)
+            _mark_tree(meta, tree, "", m)
         except (DsError, ValueError) as e:
             m.problems.append(f"draft tree {tree}: {e}")
     _mark_bases(store, m)
@@ -99,7 +97,7 @@ def _mark_bases(store: Store, m: Marked) -> None:
             m.chunks.setdefault(base, f"{m.chunks.get(cid, 'an unused delta')} (the base of its delta)")
 
 
-def mark_versions(meta: MetaStore, commits: Iterable[str], trees: Iterable[pygit2.Oid] = (),
+def mark_versions(meta: MetaStore, commits: Iterable[str], trees: Iterable[str] = (),
                   m: Marked | None = None) -> Marked:
     """Mark the versions ``commits`` with their whole history, and the folders ``trees``
     (drafts). Shared by local gc/fsck and by the remote ones, which start from a remote's
@@ -112,14 +110,14 @@ def mark_versions(meta: MetaStore, commits: Iterable[str], trees: Iterable[pygit
                     continue
                 m.commits.add(cid)
                 _mark_tree(meta, meta.tree_of(cid), "", m)
-        except (DsError, pygit2.GitError, KeyError) as e:
+        except (DsError, KeyError, ValueError) as e:
             m.problems.append(f"history of {root[:12]}: {e}")
     for tree in trees:
-        _mark_tree(meta, tree, "", m)
+        _mark_tree(meta, str(tree), "", m)
     return m
 
 
-def _mark_tree(meta: MetaStore, oid: pygit2.Oid, where: str, m: Marked) -> None:
+def _mark_tree(meta: MetaStore, oid: str, where: str, m: Marked) -> None:
     if oid in m.trees:
         return
     try:

@@ -33,8 +33,6 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-import pygit2
-
 from .errors import DsError, FormatError
 from .index import Location
 from .maintenance import GcReport, mark_versions
@@ -42,7 +40,7 @@ from .meta import pack_index_oids
 from .record_sync import attachment_chunks
 from .remote import Remote
 from .remote_fs import RemoteLock
-from .remote_repo import git_pack_ok, reachable, roll_packs
+from .remote_repo import git_pack_ok, roll_packs
 from .store import Store
 
 DEFAULT_GRACE = 24 * 3600.0
@@ -161,9 +159,9 @@ class _Collector:
         self.sweep_small(listing)
 
     # -- mark --------------------------------------------------------------------------
-    def mark(self) -> tuple[dict[bytes, str], set[pygit2.Oid]]:
+    def mark(self) -> tuple[dict[bytes, str], set[str]]:
         """Chunks and git objects that some ref or dataset record on the remote needs."""
-        remote, repo = self.remote, self.store.meta.repo
+        remote = self.remote
         refs = remote.read_refs()
         if remote.bad_refs:  # what it would keep is unknown: refuse rather than guess
             rel, why = sorted(remote.bad_refs.items())[0]
@@ -176,6 +174,7 @@ class _Collector:
             raise DsError(f"gc refused: {remote.label}: dataset record {rel} is invalid ({why}); "
                           "nothing was deleted. Fix or delete that record on the remote, then run gc again")
         commits, trees, problems = remote.named_versions(refs, records)
+        trees = [str(t) for t in trees]
         if problems:
             raise DsError(f"gc refused: remote {remote.url}: {problems[0]}; nothing was deleted. Run "
                           "`ds fsck --remote` to list every such problem, then fix or delete them there")
@@ -190,9 +189,8 @@ class _Collector:
                               "deleted. Fix or delete that record on the remote, then run gc again") from None
             for cid in chunks:
                 m.chunks.setdefault(cid, f"dataset {record['id']} attachment")
-        objects: set[pygit2.Oid] = set()
-        for top in [pygit2.Oid(hex=c) for c in commits] + trees:
-            reachable(repo, top, objects)
+        objects: set[str] = set()
+        self.store.meta.reachable([*commits, *trees], objects)
         self.report.versions = len(m.commits)
         return m.chunks, objects
 
@@ -256,7 +254,7 @@ class _Collector:
 
     # -- metadata packs ----------------------------------------------------------------
     def plan_meta(self, listing: dict[str, tuple[int, float]],
-                  live: set[pygit2.Oid]) -> tuple[list[str], set[pygit2.Oid]]:
+                  live: set[str]) -> tuple[list[str], set[str]]:
         """(old metadata packs to replace, the live objects of theirs to carry over)."""
         stems: dict[str, dict[str, tuple[int, float]]] = defaultdict(dict)
         for rel, info in listing.items():
@@ -274,14 +272,14 @@ class _Collector:
             drop = old
         if not drop:
             return [], set()
-        kept: set[pygit2.Oid] = set()
+        kept: set[str] = set()
         for s in set(stems) - set(drop):
             if s in contents:
                 kept.update(contents[s])
         carry = {o for s in drop for o in contents[s] if o in live and o not in kept}
         return drop, carry
 
-    def _meta_objects(self, stem: str) -> list[pygit2.Oid]:
+    def _meta_objects(self, stem: str) -> list[str]:
         """The objects one remote metadata pack holds, from its .idx (read once, cached)."""
         local = self.store.meta.path / "objects" / "pack" / f"{stem}.idx"
         if local.exists():
@@ -292,7 +290,7 @@ class _Collector:
             self.fs.get_file(f"meta/{stem}.idx", cached, check=lambda p: git_pack_ok(p, f"{stem}.idx"))
         return pack_index_oids(cached)
 
-    def write_meta_pack(self, objects: set[pygit2.Oid]) -> str | None:
+    def write_meta_pack(self, objects: set[str]) -> str | None:
         """Upload one git pack of these objects (.idx last); returns its name without suffix."""
         names = self.remote.put_meta_pack(objects, self.check)
         if not names:

@@ -28,8 +28,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pygit2
-
 from . import packs
 from .errors import DsError
 from .index import CHECK, FANOUT, HEADER, LOC, MAGIC, Fragment, Location
@@ -312,9 +310,9 @@ def losses(meta: MetaStore, commits: set[str], lost: set[bytes]) -> list[Loss]:
     Each folder is read once, however many versions share it."""
     if not lost:
         return []
-    memo: dict[pygit2.Oid, list[tuple[str, bytes]]] = {}
+    memo: dict[str, list[tuple[str, bytes]]] = {}
 
-    def hits(oid: pygit2.Oid) -> list[tuple[str, bytes]]:
+    def hits(oid: str) -> list[tuple[str, bytes]]:
         found = memo.get(oid)
         if found is None:
             try:
