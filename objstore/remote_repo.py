@@ -34,11 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
-import pygit2
 import xxhash
 
 from .errors import DsError, FormatError
 from .index import ChunkIndex, Location, encode_fragment
+from .meta import valid_ref_name
 from .packs import PackEntry, PackWriter, decode_chunk, pack_path
 from .paths import STORE_DIR
 from .remote_fs import RemoteError, RemoteFS, RemoteLock
@@ -217,7 +217,7 @@ class RemoteRepo:
 
     def is_commit(self, value: str | None) -> bool:
         """Whether ``value`` is the id of a commit (a version) the local store holds."""
-        return bool(value) and is_hex40(value) and object_type(self.store.meta.repo, value) == "commit"
+        return bool(value) and is_hex40(value) and self.store.meta.object_type(value) == "commit"
 
     def lock(self, op: str, exclusive: bool = False) -> RemoteLock:
         """The remote's lock: shared for writers, exclusive for a remote gc (see RemoteLock)."""
@@ -265,22 +265,22 @@ class RemoteRepo:
         return ref[len("refs/heads/"):]
 
     def named_versions(self, refs: dict[str, str], records: list[dict],
-                       ) -> tuple[list[str], list[pygit2.Oid], list[str]]:
+                       ) -> tuple[list[str], list[str], list[str]]:
         """(versions, drafts' trees, problems) that ``refs`` and dataset ``records`` name; a
         problem is a name whose metadata is not here, or that names something else."""
-        repo = self.store.meta.repo
+        meta = self.store.meta
         commits: list[str] = []
-        trees: list[pygit2.Oid] = []
+        trees: list[str] = []
         problems = []
-        named = [(rel, cid, "commit") for rel, cid in sorted(refs.items())] + [
+        named = [(rel, commit_id, "commit") for rel, commit_id in sorted(refs.items())] + [
             (f"dataset record {r['id']}", r["commit"], "commit") if r.get("commit")
             else (f"dataset record {r['id']}", r["tree"], "tree") for r in records]
         for what, oid, want in named:
-            found = object_type(repo, oid)
+            found = meta.object_type(oid)
             if found == want == "commit":
                 commits.append(oid)
             elif found == want:
-                trees.append(pygit2.Oid(hex=oid))
+                trees.append(oid)
             elif found is None:
                 problems.append(f"{what} names {oid[:12]}, whose metadata is not on the remote")
             else:
@@ -332,17 +332,13 @@ class RemoteRepo:
         self.forget_index()
         return name
 
-    def put_meta_pack(self, objects: set[pygit2.Oid], check: Callable[[], None] | None = None) -> list[str]:
+    def put_meta_pack(self, objects: set[str], check: Callable[[], None] | None = None) -> list[str]:
         """Upload one git pack of these objects, its ``.idx`` last (a reader takes a pack by
         its ``.idx``; ``check()`` before each upload); returns the names sent, none for no objects."""
         if not objects:
             return []
-        pb = pygit2.PackBuilder(self.store.meta.repo)
-        for oid in sorted(objects, key=str):
-            pb.add(oid)
         with tempfile.TemporaryDirectory(dir=self.cache) as tmp:
-            pb.write(tmp)
-            files = sorted(Path(tmp).iterdir(), key=lambda f: f.suffix != ".pack")
+            files = self.store.meta.write_pack_of(objects, Path(tmp))
             for f in files:
                 if check is not None:
                     check()
@@ -359,8 +355,8 @@ class RemoteRepo:
         gone raises FileNotFoundError (a remote gc moved its chunks: sync the index).
         """
         by_pack: dict[str, list[tuple[bytes, Location]]] = defaultdict(list)
-        for cid, loc in items:
-            by_pack[loc.pack].append((cid, loc))
+        for chunk_id, loc in items:
+            by_pack[loc.pack].append((chunk_id, loc))
         jobs = []  # (pack, group of adjacent chunks read as one range)
         for pack_hex, group in sorted(by_pack.items()):
             group.sort(key=lambda it: it[1].offset)
@@ -381,12 +377,12 @@ class RemoteRepo:
                 for p, g in window])
             for (pack_hex, g), data in zip(window, datas, strict=True):
                 base = g[0][1].offset
-                for cid, loc in g:
+                for chunk_id, loc in g:
                     stored = data[loc.offset - base : loc.offset - base + loc.stored_len]
                     if verify:
-                        entry = PackEntry(cid, loc.offset, loc.stored_len, loc.raw_len, loc.flags)
+                        entry = PackEntry(chunk_id, loc.offset, loc.stored_len, loc.raw_len, loc.flags)
                         decode_chunk(stored, entry, self.store.algo, f"remote pack {pack_hex} on {self.url}")
-                    yield cid, loc, stored
+                    yield chunk_id, loc, stored
 
     def fetch_chunks(self, chunk_ids) -> int:
         """Download these chunks by ranged reads of remote packs; returns how many.
@@ -409,8 +405,8 @@ class RemoteRepo:
                     try:
                         if lost:
                             raise FileNotFoundError(lost[0].hex())
-                        for cid, loc, stored in self.read_chunks(items):
-                            store.chunks.put_encoded(cid, stored, loc.raw_len, loc.flags)
+                        for chunk_id, loc, stored in self.read_chunks(items):
+                            store.chunks.put_encoded(chunk_id, stored, loc.raw_len, loc.flags)
                     except FileNotFoundError:
                         if attempt:
                             raise
@@ -453,9 +449,8 @@ def forget_remote(store: Store, track: str) -> None:
     import shutil
 
     shutil.rmtree(store.path / "remotes" / track, ignore_errors=True)
-    for name in list(store.meta.repo.references):
-        if name.startswith(f"refs/remotes/{track}/"):
-            store.meta.repo.references.delete(name)
+    for name in store.meta.ref_names(f"refs/remotes/{track}/"):
+        store.meta.drop_ref(name)
 
 
 def remote_config(fs: RemoteFS) -> dict | None:
@@ -494,10 +489,10 @@ def roll_packs(folder: Path, algo, target: int, chunks: Iterable[tuple[bytes, by
             rows.extend(mine)
             writer = None
 
-    for cid, stored, raw_len, flags in chunks:
+    for chunk_id, stored, raw_len, flags in chunks:
         if writer is None:
             writer = PackWriter(folder, algo)
-        writer.add(cid, stored, raw_len, flags)
+        writer.add(chunk_id, stored, raw_len, flags)
         if writer.size >= target:
             close()
     close()
@@ -547,15 +542,18 @@ def ref_name_problem(rel: str, track: str) -> str | None:
     if kind not in ("heads", "tags") or not short:
         return "it is neither a branch (refs/heads/...) nor a tag (refs/tags/...)"
     local = f"refs/remotes/{track}/{short}" if kind == "heads" else rel
-    if not (pygit2.reference_is_valid_name(rel) and pygit2.reference_is_valid_name(local)):
+    if not (valid_ref_name(rel) and valid_ref_name(local)):
         return "its name breaks git's ref-name rules"
     if short == "HEAD" or any(part.startswith("-") for part in short.split("/")):
         return "its name would read as HEAD or as an option"
     return None
 
 
-def object_type(repo: pygit2.Repository, hex_id: str) -> str | None:
-    """'commit', 'tree', 'blob' or 'tag' for an object the store holds; None if absent."""
+def object_type(repo, hex_id: str) -> str | None:
+    """Transitional, for callers still holding the raw repository (record_sync.py):
+    ``MetaStore.object_type`` is the one to use."""
+    import pygit2  # goes with this function once its last caller uses MetaStore
+
     try:
         obj = repo.get(hex_id)
     except (ValueError, pygit2.GitError):
@@ -567,8 +565,9 @@ def _end(loc: Location) -> int:
     return loc.offset + loc.stored_len
 
 
-def reachable(repo: pygit2.Repository, top: pygit2.Oid, seen: set, new: set | None = None) -> None:
-    """Add to ``seen`` (and ``new``) every object reachable from ``top`` not already seen."""
+def reachable(repo, top, seen: set, new: set | None = None) -> None:
+    """Transitional, for callers still holding the raw repository (remote_gc.py):
+    ``MetaStore.reachable`` is the one to use."""
     stack = [top]
     while stack:
         oid = stack.pop()
@@ -578,10 +577,8 @@ def reachable(repo: pygit2.Repository, top: pygit2.Oid, seen: set, new: set | No
         if new is not None:
             new.add(oid)
         obj = repo[oid]
-        if isinstance(obj, pygit2.Commit):
+        if obj.type_str == "commit":
             stack.append(obj.tree_id)
             stack.extend(obj.parent_ids)
-        elif isinstance(obj, pygit2.Tree):
+        elif obj.type_str == "tree":
             stack.extend(item.id for item in obj)
-
-

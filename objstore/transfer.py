@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pygit2
-
 from .errors import DsError, FormatError
 from .fsutil import atomic_write
 from .index import ChunkIndex, Fragment, Location, encode_fragment
@@ -31,8 +29,6 @@ from .remote_repo import (
     Transfer,
     git_pack_ok,
     is_hex40,
-    object_type,
-    reachable,
     ref_name_problem,
     roll_packs,
 )
@@ -66,7 +62,7 @@ class Transfers(RemoteRepo):
         if not missing:
             return
         rows, landed = self._landed_packs(remote_index)
-        have = {cid for cid, _loc in rows}
+        have = {chunk_id for chunk_id, _loc in rows}
         todo = [c for c in missing if c not in have]
         with tempfile.TemporaryDirectory(dir=self.cache) as tmp:
             packs = self._build_packs(todo, Path(tmp), rows)
@@ -98,16 +94,16 @@ class Transfers(RemoteRepo):
         """(id, stored bytes, raw length, flags) of local chunks, each verified (never push
         damage); a delta is sent whole (its base may not be sent)."""
         store = self.store
-        for cid in chunk_ids:
-            loc = store.chunks.locate(cid)
+        for chunk_id in chunk_ids:
+            loc = store.chunks.locate(chunk_id)
             if loc is None:
-                raise DsError(f"chunk {cid.hex()} is missing locally; run `ds fsck` before pushing")
+                raise DsError(f"chunk {chunk_id.hex()} is missing locally; run `ds fsck` before pushing")
             stored = store.chunks.read_stored(loc)
-            raw = store.chunks.decode(cid, loc, stored)
+            raw = store.chunks.decode(chunk_id, loc, stored)
             flags = loc.flags
             if flags & FLAG_DELTA:
                 stored, flags = encode_chunk(raw, store.config.zstd_level)
-            yield cid, stored, loc.raw_len, flags
+            yield chunk_id, stored, loc.raw_len, flags
 
     def _sent_note(self, pack: Path) -> Path:
         return self.cache / "sent" / f"{pack.stem}-{pack.stat().st_size}.idx"
@@ -141,23 +137,20 @@ class Transfers(RemoteRepo):
             except (FormatError, OSError):
                 entries = []
             if (str(sizes.get(f"{pack_hex}.pack")) != size or not entries
-                    or all(remote_index.lookup(cid) is not None for cid, _loc in entries)):
+                    or all(remote_index.lookup(chunk_id) is not None for chunk_id, _loc in entries)):
                 note.unlink(missing_ok=True)
                 continue
             rows.extend(entries)
             landed.append(note)
         return rows, landed
 
-    def push_meta(self, tops: list[pygit2.Oid], known: list[str], t: Transfer) -> None:
+    def push_meta(self, tops: list[str], known: list[str], t: Transfer) -> None:
         """Send, as one git pack, the objects under ``tops`` that ``known`` commits lack."""
-        repo = self.store.meta.repo
-        seen: set[pygit2.Oid] = set()
-        for cid in known:
-            if cid in repo:
-                reachable(repo, pygit2.Oid(hex=cid), seen)
-        new: set[pygit2.Oid] = set()
-        for top in tops:
-            reachable(repo, top, seen, new)
+        meta = self.store.meta
+        seen: set[str] = set()
+        meta.reachable([c for c in known if meta.object_type(c) is not None], seen)
+        new: set[str] = set()
+        meta.reachable(tops, seen, new)
         names = self.put_meta_pack(new)
         if names:
             t.meta_packs += 1
@@ -226,7 +219,7 @@ class Transfers(RemoteRepo):
                     {u.dst for u, *_ in plan})
                 chunk_ids = self._new_versions([u.value for u, _c, _k in plan], known, t)
                 self.push_chunks(chunk_ids, t)
-                self.push_meta([pygit2.Oid(hex=u.value) for u, _c, _k in plan], known, t)
+                self.push_meta([u.value for u, _c, _k in plan], known, t)
                 lock.check()
                 for u, current, token in plan:
                     self.fs.swap_ref(u.dst, u.value, token)
@@ -257,7 +250,7 @@ class Transfers(RemoteRepo):
                 if name.startswith("refs/tags/"):
                     raise RefConflict(f"tag {short} already exists on {self.url} with another version; "
                                       f"`ds push --force REMOTE {short}` replaces it")
-                if not is_hex40(current) or object_type(meta.repo, current) not in ("commit", None):
+                if not is_hex40(current) or meta.object_type(current) not in ("commit", None):
                     raise RefConflict(f"{name} on {self.url} does not hold a version id; "
                                       f"`ds push --force {short}` replaces it")
                 if not self.is_commit(current) or not meta.is_ancestor(current, target):
@@ -290,18 +283,13 @@ class Transfers(RemoteRepo):
 
         meta = self.store.meta
         out: list[bytes] = []
-        walker = meta.repo.walk(None, pygit2.enums.SortMode.TOPOLOGICAL)
-        for target in dict.fromkeys(targets):
-            walker.push(pygit2.Oid(hex=target))
-        for base in dict.fromkeys(known):
-            if self.is_commit(base):
-                walker.hide(pygit2.Oid(hex=base))
         files: set[tuple[str, bytes]] = set()  # (path, content): a merge repeats its branches' files
-        for commit in walker:
-            parent = commit.parents[0].tree_id if commit.parents else None
-            d = diff_trees(meta, parent, commit.tree_id, renames=False)
+        for commit_id in meta.new_versions(dict.fromkeys(targets), dict.fromkeys(known)):
+            info = meta.commit_info(commit_id)
+            parents = [meta.tree_of(p) for p in info.parents]
+            d = diff_trees(meta, parents[0] if parents else None, info.tree, renames=False)
             t.versions += 1
-            others = [p.tree_id for p in commit.parents[1:]]
+            others = parents[1:]
             for path, e in (*d.added.items(), *d.modified.items()):
                 out.extend(c for c, _ in e.chunk_list())
                 if not any(_same_file(meta, tree, path, e) for tree in others):  # merged in, not new
@@ -341,16 +329,16 @@ class Transfers(RemoteRepo):
 
     def version_refs(self, refs: dict[str, str]) -> dict[str, str]:
         """The refs that name a commit whose metadata is here; the others skipped with a warning."""
-        repo = self.store.meta.repo
+        meta = self.store.meta
         good = {}
-        for rel, cid in sorted(refs.items()):
-            kind = object_type(repo, cid)
+        for rel, commit_id in sorted(refs.items()):
+            kind = meta.object_type(commit_id)
             if kind == "commit":
-                good[rel] = cid
+                good[rel] = commit_id
             elif kind is None:
-                self._skip_ref(rel, f"it names {cid[:12]}, whose metadata is not on the remote")
+                self._skip_ref(rel, f"it names {commit_id[:12]}, whose metadata is not on the remote")
             else:
-                self._skip_ref(rel, f"it names {cid[:12]}, which is a {kind}, not a version")
+                self._skip_ref(rel, f"it names {commit_id[:12]}, which is a {kind}, not a version")
         return good
 
     def fetch(self) -> Transfer:
@@ -366,42 +354,40 @@ class Transfers(RemoteRepo):
                 # old version) meanwhile: read the refs again.
                 remote_refs = self.read_refs()
                 self.fetch_meta(t)
-                if all(cid in meta.repo for cid in remote_refs.values()):
+                if all(meta.object_type(c) is not None for c in remote_refs.values()):
                     break
             remote_refs = self.version_refs(remote_refs)
             self._drop_broken_tracking_refs()
-            before = _tips(meta.repo)
-            for rel, cid in sorted(remote_refs.items()):
+            before = {name: c for name in meta.ref_names() if (c := meta.ref_target(name)) is not None}
+            for rel, commit_id in sorted(remote_refs.items()):
                 if rel.startswith("refs/heads/"):
                     local = f"refs/remotes/{self.track}/{rel[11:]}"
-                elif rel not in meta.repo.references:
+                elif not meta.has_ref(rel):
                     local = rel  # a tag: created once, never moved by a fetch
                 else:
                     continue
                 old = before.get(local)
                 try:
-                    meta.set_ref(local, cid, force=rel.startswith("refs/heads/"))
-                except (DsError, OSError, pygit2.GitError) as e:  # e.g. refs/heads/a beside a/b
+                    meta.set_ref(local, commit_id, force=rel.startswith("refs/heads/"))
+                except (DsError, OSError) as e:  # e.g. refs/heads/a beside a/b
                     self._skip_ref(rel, f"it cannot be stored here ({e})")
                     continue
                 t.refs.append(rel)
-                if old != cid:
-                    t.updates.append({"ref": rel, "local": local, "old": old, "new": cid,
-                                      "forced": old is not None and not meta.is_ancestor(old, cid)})
-            t.versions = _count_new(meta.repo, [u["new"] for u in t.updates], before.values())
+                if old != commit_id:
+                    t.updates.append({"ref": rel, "local": local, "old": old, "new": commit_id,
+                                      "forced": old is not None and not meta.is_ancestor(old, commit_id)})
+            # versions new here: cost ∝ their number
+            t.versions = sum(1 for _c in meta.new_versions([u["new"] for u in t.updates], before.values()))
         return self.stats(t)
 
     def _drop_broken_tracking_refs(self) -> None:
         """Remove tracking refs of this remote that name no version (an older objstore
         stored whatever the remote held; such a ref made every push and gc fail)."""
-        refs = self.store.meta.repo.references
-        for name in list(refs):
-            if name.startswith(f"refs/remotes/{self.track}/"):
-                try:
-                    refs[name].peel(pygit2.Commit)
-                except (pygit2.GitError, KeyError, ValueError):
-                    refs.delete(name)
-                    self.warn(f"{self.label}: removed the local {name}, which named no version")
+        meta = self.store.meta
+        for name in meta.ref_names(f"refs/remotes/{self.track}/"):
+            if meta.ref_target(name) is None:
+                meta.drop_ref(name)
+                self.warn(f"{self.label}: removed the local {name}, which named no version")
 
     def fetch_meta(self, t: Transfer | None = None) -> None:
         """Download the metadata packs we lack, each verified against its name (counted
@@ -490,33 +476,7 @@ def _push_source(meta, src: str, local: dict[str, str], has_dst: bool) -> tuple[
     return None, value
 
 
-def _same_file(meta, tree: pygit2.Oid, path: str, entry) -> bool:
+def _same_file(meta, tree: str, path: str, entry) -> bool:
     """Whether version tree ``tree`` holds ``entry``'s content at ``path``."""
     found = meta.lookup(tree, path)
     return isinstance(found, FileEntry) and found.same_content(entry)
-
-
-def _tips(repo: pygit2.Repository) -> dict[str, str]:
-    """Every ref that names a version -> its id (a damaged ref is left out, not an error)."""
-    out = {}
-    for name in repo.references:
-        try:
-            out[name] = str(repo.references[name].peel(pygit2.Commit).id)
-        except (pygit2.GitError, KeyError, ValueError):
-            continue
-    return out
-
-
-def _count_new(repo: pygit2.Repository, tops, known) -> int:
-    """How many versions ``tops`` reach that ``known`` do not: cost ∝ that number."""
-    tops = list(dict.fromkeys(tops))
-    if not tops:
-        return 0
-    walker = repo.walk(None, pygit2.enums.SortMode.NONE)
-    for top in tops:
-        walker.push(pygit2.Oid(hex=top))
-    for cid in set(known):
-        walker.hide(pygit2.Oid(hex=cid))
-    return sum(1 for _c in walker)
-
-
