@@ -87,22 +87,22 @@ def decorations(store, shown: set[str] | None = None) -> dict[str, list[str]]:
     head, branch = store.head(), store.meta.head_branch()
     if head:
         names[head] = [f"HEAD -> {branch}" if branch else "HEAD detached"]
-    for name, cid in sorted(store.meta.branches().items()):
+    for name, commit_id in sorted(store.meta.branches().items()):
         if name != branch:
-            names.setdefault(cid, []).append(name)
-    for name, cid in sorted(store.meta.tags().items()):
-        names.setdefault(cid, []).append(name)
-    for cid, label in dataset_names(store, shown).items():
-        names.setdefault(cid, []).append(label)
+            names.setdefault(commit_id, []).append(name)
+    for name, commit_id in sorted(store.meta.tags().items()):
+        names.setdefault(commit_id, []).append(name)
+    for commit_id, label in dataset_names(store, shown).items():
+        names.setdefault(commit_id, []).append(label)
     return names
 
 
 def dataset_commits(store) -> dict[str, list[str]]:
     """Finalized dataset versions from their refs alone: commit id -> dataset ids."""
     out: dict[str, list[str]] = {}
-    for name, cid in store.meta.refs().items():
+    for name, commit_id in store.meta.refs().items():
         if name.startswith("refs/datasets/"):
-            out.setdefault(cid, []).append(name[len("refs/datasets/"):])
+            out.setdefault(commit_id, []).append(name[len("refs/datasets/"):])
     return out
 
 
@@ -113,8 +113,8 @@ def dataset_names(store, shown: set[str] | None = None) -> dict[str, str]:
     from objstore.records import RecordStore
 
     records, out = RecordStore(store.path), {}
-    for cid, ids in dataset_commits(store).items():
-        if shown is not None and cid not in shown:
+    for commit_id, ids in dataset_commits(store).items():
+        if shown is not None and commit_id not in shown:
             continue
         for dataset_id in ids:
             try:
@@ -122,7 +122,7 @@ def dataset_names(store, shown: set[str] | None = None) -> dict[str, str]:
             except DsError:  # a damaged record: fsck says so; the log still shows the version
                 continue
             if r is not None:
-                out[cid] = f"dataset {r['project']}/{r['name']} {r['version']}"
+                out[commit_id] = f"dataset {r['project']}/{r['name']} {r['version']}"
     return out
 
 
@@ -212,11 +212,11 @@ def tag(
             if not as_json:
                 typer.echo(f"{t}\t{tags[t]}")
         return
-    cid = store.tag(name, rev or "HEAD", force)
+    commit_id = store.tag(name, rev or "HEAD", force)
     if as_json:
-        out_json({"tag": name, "id": cid})
+        out_json({"tag": name, "id": commit_id})
     elif not quiet:
-        err(f"Tagged {cid[:12]} as {name}")
+        err(f"Tagged {commit_id[:12]} as {name}")
 
 
 @app.command()

@@ -15,9 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-import pygit2
-
 from .errors import DsError, RevisionNotFound
+from .meta import valid_ref_name
 from .store import Store
 
 
@@ -33,7 +32,7 @@ class BranchInfo:
 
 def check_branch_name(store: Store, name: str) -> None:
     if (not name or name.startswith("-") or name in ("HEAD", "@") or len(name) > 200
-            or not pygit2.reference_is_valid_name(f"refs/heads/{name}")):
+            or not valid_ref_name(f"refs/heads/{name}")):
         raise DsError(f"{name!r} is not a valid branch name")
     if name in store.meta.tags():
         raise DsError(f"{name!r} is a tag name; a branch of the same name would be ambiguous")
@@ -41,7 +40,7 @@ def check_branch_name(store: Store, name: str) -> None:
 
 def list_branches(store: Store) -> list[BranchInfo]:
     current = store.meta.head_branch()
-    return [BranchInfo(n, cid, n == current) for n, cid in sorted(store.meta.branches().items())]
+    return [BranchInfo(n, commit_id, n == current) for n, commit_id in sorted(store.meta.branches().items())]
 
 
 def create_branch(store: Store, name: str, rev: str = "HEAD", force: bool = False) -> str:
@@ -49,18 +48,18 @@ def create_branch(store: Store, name: str, rev: str = "HEAD", force: bool = Fals
     check_branch_name(store, name)
     if rev == "HEAD" and store.head() is None:
         raise RevisionNotFound("there is no version yet to put a branch on; commit first")
-    cid = store.resolve(rev)
+    commit_id = store.resolve(rev)
     with store.locked():
         if force and name == store.meta.head_branch():
             raise DsError(f"cannot force-move {name!r}: HEAD is on it (use `ds checkout` or `ds reset`)")
-        store.meta.set_ref(f"refs/heads/{name}", cid, force)
-    return cid
+        store.meta.set_ref(f"refs/heads/{name}", commit_id, force)
+    return commit_id
 
 
 def unmerged(store: Store, tip: str, ignore: str) -> bool:
     """True when ``tip`` is reached by no ref but ``ignore`` (nor by HEAD)."""
     meta = store.meta
-    tips = {cid for ref, cid in meta.refs().items() if ref != ignore}
+    tips = {commit_id for ref, commit_id in meta.refs().items() if ref != ignore}
     head = store.head()
     if head and ignore != "HEAD":
         tips.add(head)
@@ -156,7 +155,7 @@ def _remote_branch(store: Store, rev: str) -> Upstream | None:
         return None
     rev = rev.removeprefix("refs/remotes/")
     for remote in store.config.remotes:
-        if rev.startswith(f"{remote}/") and f"refs/remotes/{rev}" in store.meta.repo.references:
+        if rev.startswith(f"{remote}/") and store.meta.has_ref(f"refs/remotes/{rev}"):
             return Upstream(remote, rev[len(remote) + 1:])
     return None
 
@@ -165,7 +164,7 @@ def _guess_remote_branch(store: Store, name: str) -> Upstream | None:
     """The one configured remote that has a branch ``name`` (as last fetched); None if none
     has it; an error naming them when several do."""
     found = [Upstream(r, name) for r in sorted(store.config.remotes)
-             if f"refs/remotes/{r}/{name}" in store.meta.repo.references]
+             if store.meta.has_ref(f"refs/remotes/{r}/{name}")]
     if len(found) > 1:
         raise DsError(f"branch {name!r} is on several remotes ({', '.join(u.remote for u in found)}); "
                       f"choose one: `ds switch -c {name} {found[0].name}`")
@@ -207,7 +206,7 @@ def set_upstream(store: Store, branch: str, remote: str, remote_branch: str) -> 
     if remote not in store.config.remotes:
         raise DsError(f"an upstream names a configured remote, and {remote!r} is not one; "
                       f"`ds remote add NAME URL` first")
-    if not pygit2.reference_is_valid_name(f"refs/heads/{remote_branch}"):
+    if not valid_ref_name(f"refs/heads/{remote_branch}"):
         raise DsError(f"{remote_branch!r} is not a valid branch name")
     with store.locked():
         config = load_config(store.path / "config")  # what other processes saved meanwhile
@@ -262,15 +261,12 @@ def tracking(store: Store, branch: str | None = None) -> dict:
     if up is None:
         return out
     out["upstream"] = up.name
-    try:
-        theirs = meta.repo.references[up.ref].peel(pygit2.Commit).id
-    except (KeyError, ValueError, pygit2.GitError):
+    theirs = meta.ref_target(up.ref)
+    if theirs is None:
         out["gone"] = True
         return out
-    if head is None:  # a branch with no version yet: all of the upstream is ahead of it
-        out["behind"] = sum(1 for _c in meta.repo.walk(theirs))
-    else:
-        out["ahead"], out["behind"] = meta.repo.ahead_behind(pygit2.Oid(hex=head), theirs)
+    # a branch with no version yet (head None): all of the upstream is ahead of it
+    out["ahead"], out["behind"] = meta.ahead_behind(head, theirs)
     return out
 
 

@@ -19,8 +19,6 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-import pygit2
-
 from .dataset_logger import reports_of, user_metadata
 from .diff import diff_trees
 from .errors import DsError, FormatError, RevisionNotFound
@@ -125,7 +123,7 @@ class Browser:
         self.store = store
         self.meta = store.meta
         self.lock = threading.RLock()
-        self._totals: dict[pygit2.Oid, tuple[int, int]] = {}
+        self._totals: dict[str, tuple[int, int]] = {}
 
     # -- versions ----------------------------------------------------------------------
     def summary(self) -> dict:
@@ -140,10 +138,10 @@ class Browser:
         is gone still keeps its versions in the graph).
         """
         labels: dict[str, list[dict]] = {}
-        for ref, cid in self.meta.refs().items():
+        for ref, commit_id in self.meta.refs().items():
             if ref.startswith(INTERNAL_REFS):
                 continue  # keeps dataset attachments live for gc; not a version
-            names = labels.setdefault(cid, [])
+            names = labels.setdefault(commit_id, [])
             for prefix, kind in (("refs/heads/", "branch"), ("refs/tags/", "tag"),
                                  ("refs/remotes/", "remote")):
                 if ref.startswith(prefix):
@@ -165,23 +163,15 @@ class Browser:
         """
         with self.lock:
             labels = self._labels()
-            repo = self.meta.repo
-            tips = [pygit2.Oid(hex=c) for c in labels]
-            tips = [t for t in tips if t in repo]  # a record may name a commit this store lacks
             commits: list[dict] = []
             truncated = False
-            if tips:
-                walker = self.meta.repo.walk(tips[0], pygit2.enums.SortMode.TOPOLOGICAL
-                                             | pygit2.enums.SortMode.TIME)
-                for t in tips[1:]:
-                    walker.push(t)
-                for c in walker:
-                    if len(commits) >= limit:
-                        truncated = True
-                        break
-                    cid = str(c.id)
-                    info = self.meta.commit_info(cid)
-                    commits.append(info.as_json() | {"labels": labels.get(cid, [])})
+            # a record may name a commit this store lacks: new_versions skips it
+            for commit_id in self.meta.new_versions(labels, by_time=True):
+                if len(commits) >= limit:
+                    truncated = True
+                    break
+                info = self.meta.commit_info(commit_id)
+                commits.append(info.as_json() | {"labels": labels.get(commit_id, [])})
             return {"head": self.meta.head_commit(), "branch": self.meta.head_branch(),
                     "commits": commits, "truncated": truncated}
 
@@ -198,7 +188,7 @@ class Browser:
                                           version_order(r["version"] or "")))
 
     # -- one version -------------------------------------------------------------------
-    def _version(self, rev: str) -> tuple[str, pygit2.Oid]:
+    def _version(self, rev: str) -> tuple[str, str]:
         """(commit id or dataset id, root tree) for a version id, prefix, name or dataset id."""
         from .revisions import resolve
 
@@ -208,9 +198,9 @@ class Browser:
             found = resolve(self.store, rev)
         except RevisionNotFound as e:
             raise NotFound(str(e)) from None
-        return found.id, pygit2.Oid(hex=found.tree)
+        return found.id, found.tree
 
-    def _lookup(self, tree: pygit2.Oid, path: str) -> FileEntry | pygit2.Oid:
+    def _lookup(self, tree: str, path: str) -> FileEntry | str:
         path = path.strip("/")
         if path:
             check_relpath(path, "the path asked for")
@@ -219,7 +209,7 @@ class Browser:
             raise NotFound(f"{path!r} is not in this version")
         return found
 
-    def _folder_totals(self, oid: pygit2.Oid, where: str, budget: list[int]) -> tuple[int, int] | None:
+    def _folder_totals(self, oid: str, where: str, budget: list[int]) -> tuple[int, int] | None:
         """(files, bytes) under a folder; None once the listing's budget of folder reads is spent."""
         got = self._totals.get(oid)
         if got is not None:
@@ -277,7 +267,7 @@ class Browser:
             return {"a": va, "b": vb, "stat": d.stat(), "truncated": truncated,
                     **{k: v[:MAX_ROWS] for k, v in rows.items()}}
 
-    def _size_at(self, tree: pygit2.Oid, path: str) -> int | None:
+    def _size_at(self, tree: str, path: str) -> int | None:
         found = self.meta.lookup(tree, path)
         return found.size if isinstance(found, FileEntry) else None
 

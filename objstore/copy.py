@@ -48,8 +48,8 @@ def get_copy(store: Store, rev: str, dest: str | os.PathLike[str], overwrite: bo
              progress: Callable[[int, int], None] | None = None,
              paths: list[str] | None = None) -> WriteReport:
     """Copy version ``rev`` (only paths matching ``include`` globs / in ``paths``) to ``dest``."""
-    cid = store.resolve(rev)
-    items = list(store.meta.walk(store.meta.tree_of(cid)))
+    commit_id = store.resolve(rev)
+    items = list(store.meta.walk(store.meta.tree_of(commit_id)))
     if include:
         spec = pathspec.GitIgnoreSpec.from_lines(include)
         items = [(p, e) for p, e in items if spec.match_file(p)]

@@ -66,7 +66,7 @@ def put_bytes(store: Store, data: bytes) -> dict:
 
 def to_ref(entry: FileEntry) -> dict:
     return {"hash": entry.hash.hex(), "size": entry.size,
-            "chunks": [[cid.hex(), n] for cid, n in entry.chunk_list()]}
+            "chunks": [[chunk_id.hex(), n] for chunk_id, n in entry.chunk_list()]}
 
 
 def _keep(store: Store, entries: Iterable[FileEntry]) -> None:
@@ -89,14 +89,15 @@ def _keep(store: Store, entries: Iterable[FileEntry]) -> None:
     meta.set_ref(REF, commit, force=True)  # makes the new objects durable first
 
 
-def _tree(store: Store):
+def _tree(store: Store) -> str | None:
     """The attachments ref's tree, or None before the first blob."""
-    import pygit2
-
-    refs = store.meta.repo.references
-    if REF not in refs:
+    meta = store.meta
+    if not meta.has_ref(REF):
         return None
-    return refs[REF].peel(pygit2.Commit).tree_id
+    commit = meta.ref_target(REF)
+    if commit is None:
+        raise FormatError(f"ref {REF} points at nothing; run `ds fsck`")
+    return meta.tree_of(commit)
 
 
 def refs_in(value: Any) -> Iterator[dict]:
@@ -215,8 +216,8 @@ def _pieces(store: Store, entry: FileEntry, what: str, fetch: bool) -> Iterator[
         raise DsError(f"{what}: its content is not in this store (the version was made elsewhere and "
                       "its remote does not have it); upload it again from the store that made it")
     hasher = store.algo.new()
-    for cid, _n in entry.chunk_list():
-        data = store.chunks.get(cid)  # verified against its id
+    for chunk_id, _n in entry.chunk_list():
+        data = store.chunks.get(chunk_id)  # verified against its id
         hasher.update(data)
         yield data
     if hasher.digest() != entry.hash:

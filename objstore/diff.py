@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-import pygit2
-
 from .manifest import FileEntry
 from .meta import MetaStore
 from .paths import join
@@ -64,7 +62,7 @@ class Diff:
         }
 
 
-def diff_trees(meta: MetaStore, a: pygit2.Oid | None, b: pygit2.Oid | None,
+def diff_trees(meta: MetaStore, a: str | None, b: str | None,
                renames: bool = True) -> Diff:
     d = Diff()
     _diff(meta, a, b, "", d)
@@ -73,7 +71,7 @@ def diff_trees(meta: MetaStore, a: pygit2.Oid | None, b: pygit2.Oid | None,
     return d
 
 
-def _diff(meta: MetaStore, a: pygit2.Oid | None, b: pygit2.Oid | None, where: str, d: Diff) -> None:
+def _diff(meta: MetaStore, a: str | None, b: str | None, where: str, d: Diff) -> None:
     if a == b:
         return
     if a is None:

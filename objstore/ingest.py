@@ -86,15 +86,15 @@ class Ingestor:
     def _encode(self, raw: bytes | memoryview, base: bytes | None = None) -> Encoded:
         from .packs import encode_chunk
 
-        cid = self.algo.digest(raw)
-        if self.chunks.has(cid):
-            return cid, None, len(raw), 0
+        chunk_id = self.algo.digest(raw)
+        if self.chunks.has(chunk_id):
+            return chunk_id, None, len(raw), 0
         stored, flags = encode_chunk(raw, self.level)
-        if base is not None and base != cid:
+        if base is not None and base != chunk_id:
             delta = self._delta(raw, base)
             if delta is not None and len(delta) < len(stored) * DELTA_SHARE:
-                return cid, delta, len(raw), FLAG_ZSTD | FLAG_DELTA
-        return cid, stored, len(raw), flags
+                return chunk_id, delta, len(raw), FLAG_ZSTD | FLAG_DELTA
+        return chunk_id, stored, len(raw), flags
 
     def _delta(self, raw: bytes | memoryview, base: bytes) -> bytes | None:
         """``raw`` as a delta against chunk ``base``, or against the chunk ``base`` is itself a
@@ -114,11 +114,11 @@ class Ingestor:
             return None
 
     def _store(self, enc: Encoded) -> None:
-        cid, stored, raw_len, flags = enc
+        chunk_id, stored, raw_len, flags = enc
         if stored is None:
             return
         with self._write_lock:  # large files are cut by two threads at once
-            if self.chunks.put_encoded(cid, stored, raw_len, flags):
+            if self.chunks.put_encoded(chunk_id, stored, raw_len, flags):
                 self.bytes_new += raw_len
 
     def _small(self, job: Job) -> tuple[Job, FileEntry, Encoded | None]:

@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import pygit2
-
 from .errors import DsError
 from .manifest import KIND_NAMES, FileEntry
 from .paths import join
@@ -40,10 +38,10 @@ def list_version(store: Store, rev: str = "HEAD", path: str = "",
         if path:
             raise DsError(f"{path} is not in any version: there is no version yet")
         return iter(())
-    cid = store.resolve(rev)
-    found = store.meta.lookup(store.meta.tree_of(cid), path)
+    commit_id = store.resolve(rev)
+    found = store.meta.lookup(store.meta.tree_of(commit_id), path)
     if found is None:
-        raise DsError(f"{path} is not in version {cid[:12]}; see `ds ls {rev}` for what it holds")
+        raise DsError(f"{path} is not in version {commit_id[:12]}; see `ds ls {rev}` for what it holds")
     if isinstance(found, FileEntry):
         return iter([_file(path, found)])
     return _walk(store, found, path, recursive)
@@ -53,7 +51,7 @@ def _file(path: str, e: FileEntry) -> Listed:
     return Listed(path, KIND_NAMES.get(e.kind, str(e.kind)), e.size)
 
 
-def _walk(store: Store, tree: pygit2.Oid, where: str, recursive: bool) -> Iterator[Listed]:
+def _walk(store: Store, tree: str, where: str, recursive: bool) -> Iterator[Listed]:
     folder = store.meta.read_folder(tree, where)
     names = sorted([*folder.files, *folder.dirs])
     for name in names:

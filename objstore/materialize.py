@@ -145,8 +145,8 @@ class Materializer:
     def _content(self, entry: FileEntry):
         """The file's bytes, chunk by chunk (nothing for an external entry: see _fetch_external)."""
         if entry.kind != EXTERNAL:
-            for cid, _clen in entry.chunk_list():
-                yield self.chunks.get(cid)
+            for chunk_id, _clen in entry.chunk_list():
+                yield self.chunks.get(chunk_id)
 
     @staticmethod
     def _fetch_external(fd: int, path: str, url: str) -> None:
@@ -174,11 +174,11 @@ class Materializer:
             self.links = LinkPolicy.of_store(self.chunks.root)
         refused: list[tuple[str, str, str]] = []
         for path, entry in externals:
-            cid = entry.chunk_list()[0][0]
-            url = decode_url(self.chunks.get(cid), path)
-            why = self.links.refusal(url, cid)
+            chunk_id = entry.chunk_list()[0][0]
+            url = decode_url(self.chunks.get(chunk_id), path)
+            why = self.links.refusal(url, chunk_id)
             if why is None:
-                self._urls[path] = (cid, url)
+                self._urls[path] = (chunk_id, url)
             else:
                 refused.append((path, url, why))
         if refused:

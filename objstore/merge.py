@@ -7,8 +7,6 @@ conflict, listed in full, and resolved only by ``ours`` or ``theirs`` for all of
 
 from __future__ import annotations
 
-import pygit2
-
 from .diff import diff_trees
 from .errors import DsError
 from .meta import CommitInfo
@@ -45,8 +43,8 @@ def merge(store: Store, rev: str, ours: bool = False, theirs: bool = False,
                 meta.set_ref(f"refs/heads/{branch}", other, force=True)
                 meta.attach_head(branch)
             return meta.commit_info(other)
-        base_oid = meta.repo.merge_base(pygit2.Oid(hex=head), pygit2.Oid(hex=other))
-        base_tree = meta.tree_of(str(base_oid)) if base_oid else None
+        base = meta.merge_base(head, other)
+        base_tree = meta.tree_of(base) if base else None
         head_tree, other_tree = meta.tree_of(head), meta.tree_of(other)
         mine = diff_trees(meta, base_tree, head_tree, renames=False)
         theirs_d = diff_trees(meta, base_tree, other_tree, renames=False)
@@ -86,12 +84,12 @@ def merge(store: Store, rev: str, ours: bool = False, theirs: bool = False,
             else:
                 editor.set(path, entry)
         tree = editor.write()
-        cid = meta.commit(tree, [head, other], message or f"merge {rev}", store.author())
-        checkout(store, cid)
+        commit_id = meta.commit(tree, [head, other], message or f"merge {rev}", store.author())
+        checkout(store, commit_id)
         if branch:
-            meta.set_ref(f"refs/heads/{branch}", cid, force=True)
+            meta.set_ref(f"refs/heads/{branch}", commit_id, force=True)
             meta.attach_head(branch)
-        return meta.commit_info(cid)
+        return meta.commit_info(commit_id)
 
 
 def _folders_of(path: str) -> list[str]:

@@ -9,11 +9,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-import pygit2
-
 from .errors import FormatError
 from .records import RecordStore, record_problem
-from .remote_repo import Transfer, object_type
+from .remote_repo import Transfer
 from .store import Store
 from .transfer import Transfers
 
@@ -66,16 +64,16 @@ class RecordSync(Transfers):
         with self.fs.operation("upload"):
             self.check_config(create=True)
             if record.get("commit"):
-                top = pygit2.Oid(hex=record["commit"])
-                tree = meta.tree_of(record["commit"])
+                top = record["commit"]
+                tree = meta.tree_of(top)
             else:
-                top = tree = pygit2.Oid(hex=record["tree"])
+                top = tree = record["tree"]
             tops = [top]
             records = RecordStore(store.path)
             for pid in record.get("parents", []):
                 prec = records.read(pid)
                 if prec and prec.get("commit"):
-                    tops.append(pygit2.Oid(hex=prec["commit"]))
+                    tops.append(prec["commit"])
             with self.lock("upload") as lock:
                 self.push_chunks([c for _p, e in meta.walk(tree) for c, _ in e.chunk_list()]
                                  + attachment_chunks(store, record), t)
@@ -162,10 +160,10 @@ class RecordSync(Transfers):
             self.check_config(create=False)
             self.fetch_meta()
         if record.get("commit"):
-            if object_type(store.meta.repo, record["commit"]) != "commit":
+            if store.meta.object_type(record["commit"]) != "commit":
                 raise FormatError(f"{self.label}: version {record['id']} names commit {record['commit']}, "
                                   "which the remote's metadata lacks; push that version again")
-        elif object_type(store.meta.repo, record["tree"]) != "tree":
+        elif store.meta.object_type(record["tree"]) != "tree":
             raise FormatError(f"{self.label}: draft {record['id']} names tree {record['tree']}, which "
                               "the remote's metadata lacks; upload that draft again")
         with store.locked():

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import pygit2
-
 from .errors import DsError
+from .meta import valid_ref_name
 from .remote import check_url, forget_remote
 from .store import Store
 
@@ -32,8 +31,7 @@ def rename_remote(store: Store, old: str, new: str) -> None:
         _known(store, old)
         if new in store.config.remotes:
             raise DsError(f"remote {new!r} already exists; choose another name")
-        if not new or new.startswith("-") or "/" in new or not pygit2.reference_is_valid_name(
-                f"refs/remotes/{new}/x"):
+        if not new or new.startswith("-") or "/" in new or not valid_ref_name(f"refs/remotes/{new}/x"):
             raise DsError(f"{new!r} is not a valid remote name")
         remotes = {(new if k == old else k): v for k, v in store.config.remotes.items()}
         branches = {b: (dict(v, remote=new) if v.get("remote") == old else v)
@@ -42,10 +40,10 @@ def rename_remote(store: Store, old: str, new: str) -> None:
         store.set_config(replace(store.config, remotes=remotes, branches=branches, remote=default))
         meta = store.meta
         prefix = f"refs/remotes/{old}/"
-        for name, cid in meta.refs().items():
+        for name, commit_id in meta.refs().items():
             if name.startswith(prefix):
-                meta.set_ref(f"refs/remotes/{new}/{name[len(prefix):]}", cid, force=True)
-                meta.repo.references.delete(name)
+                meta.set_ref(f"refs/remotes/{new}/{name[len(prefix):]}", commit_id, force=True)
+                meta.drop_ref(name)
         cache = store.path / "remotes" / old
         if cache.is_dir():
             cache.rename(store.path / "remotes" / new)

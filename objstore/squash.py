@@ -18,9 +18,9 @@ from .tree_edit import TreeEditor
 def squash_tree(store: Store, commit_ids: list[str]):
     meta = store.meta
     editor = TreeEditor(meta, None)
-    for i, cid in enumerate(commit_ids):
-        base = next((p for p in reversed(commit_ids[:i]) if meta.is_ancestor(p, cid)), None)
-        d = diff_trees(meta, meta.tree_of(base) if base else None, meta.tree_of(cid), renames=False)
+    for i, commit_id in enumerate(commit_ids):
+        base = next((p for p in reversed(commit_ids[:i]) if meta.is_ancestor(p, commit_id)), None)
+        d = diff_trees(meta, meta.tree_of(base) if base else None, meta.tree_of(commit_id), renames=False)
         for path in d.removed:
             editor.remove(path)
         for path, entry in (*d.added.items(), *d.modified.items()):
@@ -44,13 +44,13 @@ def squash(store: Store, revs: list[str], message: str, branch: str | None = Non
     ids = [store.resolve(r) for r in revs]
     with store.locked():
         tree = squash_tree(store, ids)
-        cid = store.meta.commit(tree, [], message or f"squash of {len(ids)} versions", store.author())
+        commit_id = store.meta.commit(tree, [], message or f"squash of {len(ids)} versions", store.author())
         current = store.meta.head_branch()
         if branch and branch != current:
-            store.meta.set_ref(f"refs/heads/{branch}", cid, force=True)
+            store.meta.set_ref(f"refs/heads/{branch}", commit_id, force=True)
         else:
-            checkout(store, cid, force=force)
+            checkout(store, commit_id, force=force)
             if current:
-                store.meta.set_ref(f"refs/heads/{current}", cid, force=True)
+                store.meta.set_ref(f"refs/heads/{current}", commit_id, force=True)
                 store.meta.attach_head(current)
-        return store.meta.commit_info(cid)
+        return store.meta.commit_info(commit_id)

@@ -29,8 +29,6 @@ from .hashing import get_algo
 from .paths import STORE_DIR, STORE_ENV
 
 if TYPE_CHECKING:  # imported where used: opening a store must not cost pygit2 (~50 ms) or the packs
-    import pygit2
-
     from .chunking import ChunkParams
     from .chunkstore import ChunkStore
     from .meta import CommitInfo, MetaStore
@@ -232,14 +230,14 @@ class Store:
     def head(self) -> str | None:
         return self.meta.head_commit()
 
-    def head_tree(self) -> pygit2.Oid:
+    def head_tree(self) -> str:
         head = self.head()
         return self.meta.tree_of(head) if head else self.meta.empty_tree
 
     def resolve(self, rev: str) -> str:
         return self.meta.resolve(rev)
 
-    def tree(self, rev: str) -> pygit2.Oid:
+    def tree(self, rev: str) -> str:
         return self.meta.tree_of(self.resolve(rev))
 
     def info(self, rev: str) -> CommitInfo:
@@ -257,7 +255,8 @@ class Store:
         if limit is not None and limit < 1:
             raise DsError(f"-n must be 1 or more (got {limit})")
         if all_refs:
-            versions = [cid for name, cid in self.meta.refs().items() if not name.startswith(INTERNAL_REFS)]
+            versions = [commit_id for name, commit_id in self.meta.refs().items()
+                        if not name.startswith(INTERNAL_REFS)]
             starts = sorted({*versions, *([self.head()] if self.head() else [])})
         elif rev == "HEAD" and self.head() is None:
             starts = []
@@ -266,8 +265,8 @@ class Store:
         if not starts:
             return []
         out = []
-        for cid in self.meta.ancestors(*starts):
-            info = self.meta.commit_info(cid)
+        for commit_id in self.meta.ancestors(*starts):
+            info = self.meta.commit_info(commit_id)
             if paths is not None and not self._touches(info, paths):
                 continue
             out.append(info)
@@ -277,9 +276,7 @@ class Store:
 
     def _touches(self, info: CommitInfo, paths: list[str]) -> bool:
         """True if version ``info`` changed one of ``paths`` against its first parent."""
-        import pygit2
-
-        tree = pygit2.Oid(hex=info.tree)
+        tree = info.tree
         parent = self.meta.tree_of(info.parents[0]) if info.parents else None
         for path in paths:
             here = self.meta.lookup(tree, path)
@@ -289,24 +286,20 @@ class Store:
         return False
 
     # -- the stage ---------------------------------------------------------------------
-    def staged_tree(self) -> pygit2.Oid:
+    def staged_tree(self) -> str:
         """The tree the next commit will record (HEAD's tree when nothing is staged)."""
         try:
             text = (self.path / "STAGE").read_text("ascii").split()
         except FileNotFoundError:
             return self.head_tree()
         if len(text) == 4 and text[0] == "tree" and text[2] == "base" and text[3] == (self.head() or "-"):
-            import pygit2
+            from .reflog import is_hex40
 
-            try:
-                oid = pygit2.Oid(hex=text[1])
-            except ValueError:  # damaged: nothing usable is staged
-                return self.head_tree()
-            if oid in self.meta.repo:
-                return oid
+            if is_hex40(text[1]) and self.meta.has_tree(text[1]):  # else damaged: nothing usable is staged
+                return text[1]
         return self.head_tree()  # staged on another commit: stale
 
-    def set_stage(self, tree: pygit2.Oid) -> None:
+    def set_stage(self, tree: str) -> None:
         if tree == self.head_tree():
             self.clear_stage()
             return
@@ -328,10 +321,10 @@ class Store:
             if not allow_empty and tree == self.head_tree():
                 raise NothingToCommit("nothing staged to commit; `ds add PATH` first (or use -a)")
             self.chunks.flush()
-            cid = self.meta.commit(tree, [head] if head else [], message, self.author(author))
-            self.meta.set_head(cid, f"commit: {message.splitlines()[0][:60]}")
+            commit_id = self.meta.commit(tree, [head] if head else [], message, self.author(author))
+            self.meta.set_head(commit_id, f"commit: {message.splitlines()[0][:60]}")
             self.clear_stage()
-            return self.meta.commit_info(cid)
+            return self.meta.commit_info(commit_id)
 
     @staticmethod
     def author(name: str | None = None) -> tuple[str, str]:
@@ -341,17 +334,17 @@ class Store:
         return who, f"{who}@objstore"
 
     def tag(self, name: str, rev: str = "HEAD", force: bool = False) -> str:
-        import pygit2
+        from .meta import valid_ref_name
 
         if (not name or name.startswith("-") or name in ("HEAD", "@") or len(name) > 200
-                or not pygit2.reference_is_valid_name(f"refs/tags/{name}")):
+                or not valid_ref_name(f"refs/tags/{name}")):
             raise DsError(f"{name!r} is not a valid tag name")
-        if name in self.meta.repo.branches.local:
+        if self.meta.has_ref(f"refs/heads/{name}"):
             raise DsError(f"{name!r} is a branch name; a tag of the same name would be ambiguous")
-        cid = self.resolve(rev)
+        commit_id = self.resolve(rev)
         with self.locked():
-            self.meta.set_ref(f"refs/tags/{name}", cid, force)
-        return cid
+            self.meta.set_ref(f"refs/tags/{name}", commit_id, force)
+        return commit_id
 
 
 def _user() -> str:

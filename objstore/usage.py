@@ -17,8 +17,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import pygit2
-
 from .chunkstore import ChunkStore
 from .meta import MetaStore
 from .paths import join
@@ -54,11 +52,11 @@ class Usage:
 
 def disk_usage(store: Store, rev: str = "HEAD") -> Usage:
     """Logical and stored size of version ``rev``, and what each version of its lineage adds."""
-    cid = store.resolve(rev)
+    commit_id = store.resolve(rev)
     meta = store.meta
-    usage = Usage(cid)
+    usage = Usage(commit_id)
     used: set[bytes] = set()
-    for _path, e in meta.walk(meta.tree_of(cid)):
+    for _path, e in meta.walk(meta.tree_of(commit_id)):
         usage.files += 1
         usage.logical += e.size
         used.update(c for c, _ in e.chunk_list())
@@ -67,8 +65,8 @@ def disk_usage(store: Store, rev: str = "HEAD") -> Usage:
     usage.stored, usage.missing = _stored(store.chunks, used)
     del used
     seen_chunks: set[bytes] = set()
-    seen_trees: set[pygit2.Oid] = set()
-    for version in reversed(list(meta.ancestors(cid))):
+    seen_trees: set[str] = set()
+    for version in reversed(list(meta.ancestors(commit_id))):
         new: set[bytes] = set()
         _new_chunks(meta, meta.tree_of(version), "", seen_trees, seen_chunks, new)
         seen_chunks |= new
@@ -79,7 +77,7 @@ def disk_usage(store: Store, rev: str = "HEAD") -> Usage:
     return usage
 
 
-def _new_chunks(meta: MetaStore, tree: pygit2.Oid, where: str, seen_trees: set[pygit2.Oid],
+def _new_chunks(meta: MetaStore, tree: str, where: str, seen_trees: set[str],
                 seen_chunks: set[bytes], new: set[bytes]) -> None:
     """Chunks under ``tree`` not in ``seen_chunks``; folders already met are skipped whole
     (every chunk under them was collected when they were first met)."""

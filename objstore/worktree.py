@@ -631,8 +631,8 @@ def _source_tree(store: Store, source: str | None):
         return store.staged_tree(), "the stage"
     if source.strip() in ("HEAD", "@") and store.head() is None:
         return store.meta.empty_tree, "HEAD (there is no version yet)"
-    cid = store.resolve(source)
-    return store.meta.tree_of(cid), f"version {cid[:12]}"
+    commit_id = store.resolve(source)
+    return store.meta.tree_of(commit_id), f"version {commit_id[:12]}"
 
 
 def _restore_stage(store: Store, users: list[str], rels: list[str], source: str) -> RestoreReport:
