@@ -8,8 +8,9 @@ library: ``NotFound``, ``PreconditionFailed`` (a swap lost the race), ``Permanen
 its kind: credentials, denied, no-bucket, unreachable, or other) and ``Transient`` (worth
 retrying). What is common to every backend lives here: the protocol, the errors, the
 rules for the standard library's errors, the ``flock`` compare-and-swap of a folder, and
-``LocalBackend``. The fsspec backends are in ``backend_fsspec.py``; retrying, counting
-and short-read checking are wrappers around any backend (``backend_wrappers.py``).
+``LocalBackend`` (a folder: folder remotes, fsynced as the local store is). The fsspec
+backends are in ``backend_fsspec.py``; retrying, counting and short-read checking are
+wrappers around any backend (``backend_wrappers.py``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import shutil
 import socket
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from stat import S_ISREG
@@ -251,19 +252,11 @@ def swap_file(target: Path, data: bytes, token: Any, durable: bool) -> None:
 
 
 def _replace(target: Path, data: bytes | Path, durable: bool) -> None:
-    """Write a temp file beside ``target`` (created as any file, so a shared folder's
-    permissions hold), fsync it if ``durable``, and rename it over ``target``."""
+    """Write a temp file beside ``target``, fsynced if ``durable``, rename it over ``target``
+    and fsync the folder (the rename is then durable too)."""
     tmp = target.with_name(f".tmp-{uuid.uuid4().hex}")
     try:
-        with open(tmp, "wb") as out:
-            if isinstance(data, Path):
-                with open(data, "rb") as src:
-                    shutil.copyfileobj(src, out, 1 << 20)
-            else:
-                out.write(data)
-            if durable:
-                out.flush()
-                os.fsync(out.fileno())
+        _write_file(tmp, data, durable)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
@@ -271,13 +264,39 @@ def _replace(target: Path, data: bytes | Path, durable: bool) -> None:
         fsync_dir(target.parent)
 
 
+def _write_file(path: str | Path, data: bytes | Path, durable: bool) -> None:
+    """Create ``path`` (as any file, so a shared folder's permissions hold) holding ``data``
+    (bytes, or a file's content), fsynced if ``durable``."""
+    with open(path, "wb") as out:
+        if isinstance(data, Path):
+            with open(data, "rb") as src:
+                shutil.copyfileobj(src, out, 1 << 20)
+        else:
+            out.write(data)
+        if durable:
+            out.flush()
+            os.fsync(out.fileno())
+
+
+def fsync_file(path: str | Path) -> None:
+    """Make a file written through another handle durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _local_kind(e: BaseException) -> str:
     return next((k for x in causes(e) if (k := os_kind(x)) is not None), TRANSIENT)
 
 
 class LocalBackend(RefsByStat):
-    """A folder on this machine through the operating system: atomic rename of a temp
-    file, fsync of file and folder as the local store does, ``flock`` compare-and-swap."""
+    """A folder on this machine (a folder remote): a file is written to a temp name beside
+    it, fsynced, renamed into place and its folder fsynced, as the local store writes, so a
+    crash leaves the old file or the new one, never a half or lost one; refs change by
+    ``flock`` compare-and-swap. ``FolderBackend`` runs the same file operations through an
+    fsspec filesystem that wraps a folder."""
 
     kind = "local"
 
@@ -288,8 +307,17 @@ class LocalBackend(RefsByStat):
     def _path(self, rel: str) -> Path:
         return self.root / rel if rel else self.root
 
+    def path(self, rel: str) -> str:
+        return str(self._path(rel))
+
+    def rel(self, path: str) -> str:
+        return path[len(str(self.root)) + 1:]
+
+    def probe(self) -> None:
+        """Nothing to connect to (remotes probe their endpoint before the first request)."""
+
     @contextmanager
-    def _typed(self) -> Iterator[None]:
+    def typed_errors(self) -> Iterator[None]:
         try:
             yield
         except Exception as e:
@@ -299,39 +327,70 @@ class LocalBackend(RefsByStat):
             raise error from e
 
     def list(self, prefix: str) -> dict[str, tuple[int, float]]:
-        out = {}
-        with self._typed():
-            for dirpath, _dirs, files in os.walk(self._path(prefix)):
-                for name in files:
-                    p = Path(dirpath, name)
-                    st = p.stat()
-                    out[p.relative_to(self.root).as_posix()] = (st.st_size, st.st_mtime)
-        return out
+        with self.typed_errors():
+            return {self.rel(path): (size, mtime) for path, size, mtime in self._files(self.path(prefix))}
+
+    def _files(self, folder: str) -> Iterator[tuple[str, int, float]]:
+        """(path, size, mtime) of every file under ``folder``; one removed while listed is
+        left out (a finished writer's lock, a renamed temp file), never an error."""
+        for dirpath, _dirs, names in os.walk(folder):
+            for name in names:
+                path = os.path.join(dirpath, name)
+                try:
+                    st = os.stat(path)
+                except FileNotFoundError:
+                    continue
+                yield path, st.st_size, st.st_mtime
 
     def stat(self, rel: str) -> Info:
-        with self._typed():
+        with self.typed_errors():
             st = self._path(rel).stat()
         if not S_ISREG(st.st_mode):
             raise NotFound(rel)
         return Info(st.st_size, st.st_mtime)
 
     def read(self, rel: str, start: int = 0, end: int | None = None) -> bytes:
-        with self._typed(), open(self._path(rel), "rb") as f:
+        with self.typed_errors(), open(self._path(rel), "rb") as f:
             f.seek(start)
             return f.read() if end is None else f.read(max(0, end - start))
 
     def download(self, rel: str, dest: Path) -> None:
-        with self._typed():
+        with self.typed_errors():
             shutil.copyfile(self._path(rel), dest)
 
     def write(self, rel: str, data: bytes | Path) -> None:
-        target = self._path(rel)
-        with self._typed():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            _replace(target, data, self.durable)
+        """A temp file beside the target, fsynced, renamed over it, then the folder fsynced
+        (with ``durable``); a failed write removes its temp file."""
+        target = self.path(rel)
+        folder = os.path.dirname(target)
+        tmp = os.path.join(folder, f".tmp-{uuid.uuid4().hex}")
+        with self.typed_errors():
+            self._makedirs(folder)
+            try:
+                self._send(tmp, data)
+                self._move(tmp, target)
+            except BaseException:
+                self._discard(tmp)
+                raise
+            if self.durable:
+                fsync_dir(folder)
+
+    # the file operations of a write (``FolderBackend`` runs them through its filesystem)
+    def _makedirs(self, folder: str) -> None:
+        os.makedirs(folder, exist_ok=True)
+
+    def _send(self, tmp: str, data: bytes | Path) -> None:
+        _write_file(tmp, data, self.durable)
+
+    def _move(self, tmp: str, target: str) -> None:
+        os.replace(tmp, target)
+
+    def _discard(self, tmp: str) -> None:
+        with suppress(OSError):  # best effort: the write's own error is what matters
+            os.unlink(tmp)
 
     def delete(self, rels: list[str]) -> None:
-        with self._typed():
+        with self.typed_errors():
             for rel in rels:
                 self._path(rel).unlink(missing_ok=True)
 
@@ -339,5 +398,5 @@ class LocalBackend(RefsByStat):
         return self.root.is_dir()
 
     def swap_ref(self, rel: str, data: bytes, token: Any) -> None:
-        with self._typed():
+        with self.typed_errors():
             swap_file(self._path(rel), data, token, self.durable)

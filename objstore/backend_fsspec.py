@@ -1,7 +1,10 @@
-"""Backends over fsspec filesystems: one class per kind of storage (S3, GCS, Azure, a
-folder, any other), each owning its compare-and-swap and the rules that tell its errors
-apart. The class is picked by the filesystem's protocol, so a wrapping filesystem that
-presents the protocol it wraps (the tests' fault injector) gets that backend's class.
+"""Backends over fsspec filesystems: one class per kind of storage (S3, GCS, Azure, any
+other), each owning its compare-and-swap and the rules that tell its errors apart, and
+``open_backend``, which picks the backend of a remote's URL. The class is picked by the
+filesystem's protocol, so a wrapping filesystem that presents the protocol it wraps (the
+tests' fault injector) gets that backend's class. A folder is a ``LocalBackend`` (fsync,
+atomic rename, ``flock`` compare-and-swap); a filesystem wrapping a folder a
+``FolderBackend``, the same through that filesystem.
 
 Errors are judged by exception type, never by message text where a type exists, outermost
 first through what they wrap (``classify``). Every backend's type rules apply to every
@@ -15,9 +18,8 @@ import json
 import os
 import socket
 import sys
-import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -29,16 +31,18 @@ from .backend import (
     PERMANENT,
     TRANSIENT,
     UNREACHABLE,
+    Backend,
     Info,
+    LocalBackend,
     NotFound,
     Permanent,
     PreconditionFailed,
     RefsByStat,
     Unsupported,
     causes,
+    fsync_file,
     os_kind,
     status_kind,
-    swap_file,
     typed,
 )
 
@@ -62,16 +66,6 @@ class FsspecBackend(RefsByStat):
     def __init__(self, fs: Any, root: str):
         self.fs = fs
         self.root = root.rstrip("/")
-
-    @staticmethod
-    def open(url: str, options: dict) -> FsspecBackend:
-        """The backend for an fsspec URL, picked by its filesystem's protocol."""
-        import fsspec
-
-        fs, root = fsspec.core.url_to_fs(url, **options)
-        protocol = set(fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
-        cls = next((c for c in KINDS.values() if protocol & set(c.PROTOCOLS)), FsspecBackend)
-        return cls(fs, root)
 
     def path(self, rel: str) -> str:
         return f"{self.root}/{rel}" if rel else self.root
@@ -213,36 +207,6 @@ class FsspecBackend(RefsByStat):
             self.fs.invalidate_cache(self.path(rel))
 
 
-class FolderBackend(FsspecBackend):
-    """A folder: a file is written under a temp name and renamed (a left temp file is
-    removed by `ds gc --remote`); refs change under an ``flock`` beside them."""
-
-    kind, PROTOCOLS = "local", ("file", "local")
-
-    def write(self, rel: str, data: bytes | Path) -> None:
-        target = self.path(rel)
-        parent = target.rsplit("/", 1)[0]
-        with self.typed_errors():
-            self.fs.makedirs(parent, exist_ok=True)
-            tmp = f"{parent}/.tmp-{uuid.uuid4().hex}"
-            try:
-                self._send(tmp, data)
-                self.fs.mv(tmp, target)
-            except BaseException:
-                try:  # best effort
-                    self.fs.rm_file(tmp)
-                except Exception:
-                    pass
-                raise
-
-    def exists(self) -> bool:
-        return os.path.isdir(self.root)
-
-    def swap_ref(self, rel: str, data: bytes, token: Any) -> None:
-        with self.typed_errors():
-            swap_file(Path(self.path(rel)), data, token, durable=False)
-
-
 _S3_DENIED = {"AccessDenied", "AccountProblem", "AllAccessDisabled", "InvalidAccessKeyId",
               "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "InvalidSecurity", "NotSignedUp"}
 _S3_CREDENTIALS = ("NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError",
@@ -381,8 +345,88 @@ class AzureBackend(FsspecBackend):
         self._swap(rel, send)
 
 
-KINDS: dict[str, type[FsspecBackend]] = {
-    c.kind: c for c in (FolderBackend, S3Backend, GCSBackend, AzureBackend)}
+KINDS: dict[str, type[FsspecBackend]] = {c.kind: c for c in (S3Backend, GCSBackend, AzureBackend)}
+LOCAL_PROTOCOLS = {"file", "local"}
+
+
+class FolderBackend(LocalBackend):
+    """A folder reached through an fsspec filesystem that wraps fsspec's own (one presenting
+    the local protocol, as the tests' fault injector does): ``LocalBackend``'s writes,
+    fsyncs and compare-and-swap, with every file operation run through that filesystem."""
+
+    def __init__(self, fs: Any, root: str):
+        super().__init__(root.rstrip("/"))
+        self.fs = fs
+
+    def _files(self, folder: str) -> Iterator[tuple[str, int, float]]:
+        try:
+            found = self.fs.find(folder, detail=True)
+        except FileNotFoundError:
+            return
+        for path, info in found.items():
+            yield path, int(info.get("size") or 0), mtime_of(info)
+
+    def stat(self, rel: str) -> Info:
+        with self.typed_errors():
+            info = self.fs.info(self.path(rel), refresh=True)
+        if info.get("type", "file") != "file":
+            raise NotFound(rel)
+        return Info(int(info["size"]), mtime_of(info))
+
+    def read(self, rel: str, start: int = 0, end: int | None = None) -> bytes:
+        with self.typed_errors():
+            if not start and end is None:
+                return self.fs.cat_file(self.path(rel))
+            return self.fs.cat_file(self.path(rel), start=start, end=end)
+
+    def download(self, rel: str, dest: Path) -> None:
+        with self.typed_errors():
+            self.fs.get_file(self.path(rel), str(dest))
+
+    def _makedirs(self, folder: str) -> None:
+        self.fs.makedirs(folder, exist_ok=True)
+
+    def _send(self, tmp: str, data: bytes | Path) -> None:
+        if isinstance(data, Path):
+            self.fs.put_file(str(data), tmp)
+        else:
+            self.fs.pipe_file(tmp, data)
+        if self.durable:
+            fsync_file(tmp)
+
+    def _move(self, tmp: str, target: str) -> None:
+        self.fs.mv(tmp, target)
+
+    def _discard(self, tmp: str) -> None:
+        try:  # best effort: the write's own error is what matters
+            self.fs.rm_file(tmp)
+        except Exception:
+            pass
+
+    def delete(self, rels: list[str]) -> None:
+        paths = [self.path(r) for r in rels]
+        with self.typed_errors():
+            try:
+                self.fs.rm(paths)
+            except FileNotFoundError:  # one was gone already: the others one by one
+                for p in paths:
+                    with suppress(FileNotFoundError):
+                        self.fs.rm_file(p)
+
+
+def open_backend(url: str, options: dict) -> Backend:
+    """The backend of a remote's fsspec URL: a folder (a path, ``file://``) is a
+    ``LocalBackend``, a filesystem wrapping one a ``FolderBackend``, any other the class of
+    its protocol (``FsspecBackend`` when none is known)."""
+    import fsspec
+    from fsspec.implementations.local import LocalFileSystem
+
+    fs, root = fsspec.core.url_to_fs(url, **options)
+    protocol = set(fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
+    if protocol & LOCAL_PROTOCOLS:
+        return LocalBackend(root) if isinstance(fs, LocalFileSystem) else FolderBackend(fs, root)
+    cls = next((c for c in KINDS.values() if protocol & set(c.PROTOCOLS)), FsspecBackend)
+    return cls(fs, root)
 
 
 def classify(e: BaseException, backend: str = "other") -> str:

@@ -2,7 +2,8 @@
 reads, and the errors a user sees.
 
 ``RemoteFS`` is the composition ``Retrying(Counting(Checked(backend)))`` (see
-``backend.py``, ``backend_fsspec.py``, ``backend_wrappers.py``): (1) each request is
+``backend.py``, ``backend_fsspec.py``, ``backend_wrappers.py``); a folder remote's backend is
+``LocalBackend``, which fsyncs what it writes as the local store does. (1) each request is
 counted (tests assert request budgets, the CLI reports them), (2) transient errors are
 retried with bounded, jittered backoff within a time budget, and what still fails
 afterwards is one ``RemoteUnavailable`` naming the remote, the operation and the fix;
@@ -34,7 +35,7 @@ from typing import Any
 
 from . import backend as be
 from .backend import CREDENTIALS, DENIED, NO_BUCKET, PERMANENT, TRANSIENT, UNREACHABLE  # noqa: F401
-from .backend_fsspec import FsspecBackend, classify  # noqa: F401 (callers import these from here)
+from .backend_fsspec import classify, open_backend  # noqa: F401 (callers import classify from here)
 from .backend_wrappers import Checked, Counting, Retrying, RetryPolicy
 from .errors import DsError
 from .links import storage_options
@@ -117,7 +118,7 @@ class RemoteFS(RetryPolicy):
         self.url = url
         self.op: str | None = None  # the user-level operation, for error messages
         try:
-            self.backend = FsspecBackend.open(fsspec_url(url), storage_options(options))
+            self.backend = open_backend(fsspec_url(url), storage_options(options))
         except ImportError as e:
             raise RemoteError(f"remote {url}: its filesystem is not installed ({e}); "
                               "install objstore[s3] (or [gcs], [azure], [all])") from None

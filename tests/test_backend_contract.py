@@ -1,6 +1,7 @@
 """The Backend contract, one suite run on every backend: the local folder backend (through
-the operating system), a folder remote (through fsspec), S3 (moto), GCS (fake-gcs-server)
-and Azure (azurite), as dulwich runs one object-store suite on every store. A server that
+the operating system), a folder remote (the backend its URL gets), a folder through a
+wrapping fsspec filesystem (``FolderBackend``), S3 (moto), GCS (fake-gcs-server) and Azure
+(azurite), as dulwich runs one object-store suite on every store. A server that
 is not installed skips its cases, or fails them under DS_REQUIRE_ALL_BACKENDS (CI).
 
 Then the wrappers every remote stacks on its backend: checked reads, counting, retrying.
@@ -25,37 +26,51 @@ from objstore.backend import (
     Transient,
     Unsupported,
 )
-from objstore.backend_fsspec import FsspecBackend
+from objstore.backend_fsspec import FolderBackend, open_backend
 from objstore.backend_wrappers import Checked, Counting, Retrying, RetryPolicy
 
 from .conftest import SCHEMES
 
-KINDS = {"local": "local", "folder": "local", "s3": "s3", "gcs": "gcs", "azure": "azure"}
+KINDS = {"local": "local", "folder": "local", "wrapped": "local", "s3": "s3", "gcs": "gcs", "azure": "azure"}
+FOLDERS = ("local", "folder", "wrapped")
 
 
 @pytest.fixture(params=list(KINDS))
 def place(request, tmp_path: Path) -> tuple[str, str, dict]:
-    """(backend name, url, storage options) of an empty location; ``local`` and ``folder``
-    are folders, the others a fresh bucket on a server started for the tests."""
-    if request.param in ("local", "folder"):
+    """(backend name, url, storage options) of an empty location; ``local``, ``folder`` and
+    ``wrapped`` are folders, the others a fresh bucket on a server started for the tests."""
+    if request.param in FOLDERS:
         return request.param, str(tmp_path / request.param), {}
     fixture, scheme = SCHEMES[request.param]
     server = request.getfixturevalue(fixture)
     return request.param, f"{scheme}://{server.new_bucket()}/data", server.options
 
 
-def open_backend(name: str, url: str, options: dict):
-    return LocalBackend(url) if name == "local" else FsspecBackend.open(url, options)
+def open_place(name: str, url: str, options: dict):
+    if name == "local":
+        return LocalBackend(url)
+    if name == "wrapped":
+        import fsspec
+
+        return FolderBackend(fsspec.filesystem("file"), url)
+    return open_backend(url, options)
 
 
 @pytest.fixture
 def backend(place):
-    return open_backend(*place)
+    return open_place(*place)
 
 
 def test_the_backend_of_each_place_is_its_kind(place, backend) -> None:
     assert backend.kind == KINDS[place[0]]
-    assert isinstance(backend, LocalBackend) == (place[0] == "local")
+    assert isinstance(backend, LocalBackend) == (place[0] in FOLDERS)
+
+
+def test_a_folder_remote_is_a_local_backend_however_named(tmp_path: Path) -> None:
+    """A path or a file:// URL: the folder backend that fsyncs, not a plain fsspec one."""
+    for url in (str(tmp_path / "r"), f"file://{tmp_path / 'r'}"):
+        backend = open_backend(url, {})
+        assert type(backend) is LocalBackend and backend.root == tmp_path / "r"
 
 
 def test_a_written_file_reads_back_whole_and_in_exact_ranges(backend) -> None:
@@ -149,12 +164,12 @@ def test_compare_and_swap_creates_updates_and_refuses_a_stale_token(backend) -> 
 
 def test_of_writers_racing_with_one_token_exactly_one_wins(place) -> None:
     rel = "refs/heads/race"
-    _value, token = open_backend(*place).read_ref(rel)
+    _value, token = open_place(*place).read_ref(rel)
     results: list[str] = []
 
     def writer(i: int) -> None:
         try:
-            open_backend(*place).swap_ref(rel, f"{i:040x}\n".encode(), token)
+            open_place(*place).swap_ref(rel, f"{i:040x}\n".encode(), token)
             results.append("won")
         except PreconditionFailed:
             results.append("lost")
@@ -171,15 +186,15 @@ def test_the_location_exists_once_written_and_a_missing_one_does_not(place, back
     name, url, options = place
     backend.write("config", b"[store]\n")
     assert backend.exists()
-    if name in ("local", "folder"):
+    if name in FOLDERS:
         missing = str(tmp_path / "nothing")
     else:
         missing = f"{url.split('://')[0]}://nothing{uuid.uuid4().hex[:10]}/data"
-    assert not open_backend(name, missing, options).exists()
+    assert not open_place(name, missing, options).exists()
 
 
 def test_a_generic_fsspec_filesystem_reads_and_writes_but_refuses_shared_refs() -> None:
-    backend = FsspecBackend.open(f"memory://contract-{uuid.uuid4().hex}", {})
+    backend = open_backend(f"memory://contract-{uuid.uuid4().hex}", {})
     assert backend.kind == "other"
     backend.write("datasets/x.json", b"{}")
     assert backend.read("datasets/x.json") == b"{}"
@@ -196,7 +211,7 @@ def test_missing_s3_credentials_are_permanent_and_tried_once(moto_s3, monkeypatc
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     url = f"s3://{moto_s3.new_bucket()}/data"
-    counting = Counting(Checked(FsspecBackend.open(url, {"endpoint_url": moto_s3.endpoint})))
+    counting = Counting(Checked(open_backend(url, {"endpoint_url": moto_s3.endpoint})))
     with pytest.raises(Permanent) as e:
         Retrying(counting).list("refs")
     assert e.value.kind == CREDENTIALS and counting.requests == {"list": 1}
