@@ -301,7 +301,7 @@ def get(
     """Copy a version into a folder as plain, writable files."""
     import os
 
-    from objstore.copy import get_copy
+    from objstore.get import get_copy
 
     store = open_store(attach=True)
     dest = os.path.join(cwd(), directory)

@@ -26,11 +26,11 @@ from typing import Any
 from . import dataset_metadata
 from . import records as rec
 from .clearml_rules import glob_match, matches_any_wildcard, next_version, tag_filter
-from .copy import get_copy
 from .dataset_logger import DatasetLogger
 from .dataset_store import default_remote, open_store
 from .dataset_task import DatasetTask
 from .errors import DsError, FormatError, TargetNotEmpty
+from .get import get_copy
 from .ingest import Ingestor, Job
 from .manifest import EXEC, EXTERNAL, FILE, FileEntry
 from .paths import check_relpath
@@ -1237,7 +1237,7 @@ def split_parts(entries: dict[str, FileEntry], num_parts: int) -> list[list[str]
 
 def _copy_tree(store: Store, tree: str, target, overwrite: bool, paths: list[str] | None) -> Path:
     """Like ``get_copy`` for a draft's tree (no commit yet)."""
-    from .copy import copy_items
+    from .get import copy_items
 
     items = [(p, e) for p, e in store.meta.walk(tree) if paths is None or p in set(paths)]
     copy_items(store, items, target, overwrite)

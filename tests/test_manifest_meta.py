@@ -708,7 +708,7 @@ def test_many_new_objects_go_into_one_pack_and_small_packs_are_merged(tmp_path, 
     assert store.meta.repack() > 0
     store.close()
     reopened = Store.open(work)
-    from objstore.copy import get_copy
+    from objstore.get import get_copy
     from objstore.maintenance import fsck
 
     assert fsck(reopened).ok

@@ -96,7 +96,7 @@ def test_sdk_verbose_reports_on_the_objstore_logger(tmp_path: Path, monkeypatch,
 
 
 def test_fsck_and_gc_report_their_packs_and_gc_leaves_one_metadata_pack(store, work: Path) -> None:
-    from objstore.copy import get_copy
+    from objstore.get import get_copy
     from objstore.maintenance import fsck, gc
     from objstore.worktree import commit_all
 

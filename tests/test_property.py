@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from objstore.chunking import ChunkParams
-from objstore.copy import get_copy
+from objstore.get import get_copy
 from objstore.maintenance import fsck
 from objstore.store import Store
 from objstore.worktree import add, status

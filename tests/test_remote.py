@@ -271,7 +271,7 @@ def test_partial_get_reads_only_what_it_needs(tmp_path: Path, remote_spec) -> No
     commit_all(a, "v1")
     Remote(a).push()
     b = clone_to(url, opts, tmp_path / "b", include=["small/"])
-    from objstore.copy import get_copy
+    from objstore.get import get_copy
     from objstore.remote import attach_default
 
     attach_default(b)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from objstore.copy import get_copy
+from objstore.get import get_copy
 from objstore.maintenance import fsck, mark_versions
 from objstore.remote import Remote, clone, fsck_remote, pull
 from objstore.remote_fs import RemoteFS, RemoteUnavailable

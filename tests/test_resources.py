@@ -34,7 +34,7 @@ from pathlib import Path
 import pytest
 import xxhash
 
-from objstore.copy import get_copy
+from objstore.get import get_copy
 from objstore.maintenance import fsck
 from objstore.store import Store
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from objstore.copy import get_copy
 from objstore.diff import diff_trees
 from objstore.errors import DirtyWorktree, DsError, NothingToCommit, TargetNotEmpty
+from objstore.get import get_copy
 from objstore.maintenance import fsck, gc
 from objstore.squash import squash
 from objstore.store import Store
@@ -302,7 +302,7 @@ def test_case_collisions_are_reported_and_refused_on_insensitive_disks(
     assert ("x/README", "x/readme") in report.case_collisions
     assert ("Data", "data") in report.case_collisions
     store.commit("v1")
-    import objstore.copy as copy_mod
+    import objstore.get as copy_mod
 
     monkeypatch.setattr(copy_mod, "is_case_insensitive", lambda folder: True)
     with pytest.raises(DsError, match="differ only in case"):
