@@ -27,7 +27,7 @@ from . import dataset_metadata
 from . import records as rec
 from .clearml_rules import glob_match, matches_any_wildcard, next_version, tag_filter
 from .dataset_logger import DatasetLogger
-from .dataset_store import default_remote, open_store
+from .dataset_store import default_remote, open_sdk_store
 from .dataset_task import DatasetTask
 from .errors import DsError, FormatError, TargetNotEmpty
 from .get import get_copy
@@ -321,7 +321,7 @@ class Dataset:
         """A new draft version. ``output_uri``: where ``upload`` sends it; None or True (as in
         ClearML) means the default remote. The version is the next of the highest one the
         dataset has (ClearML's rule: ``1.0.0`` -> ``1.0.1``, ``v1`` -> ``2``), else 1.0.0."""
-        store = open_store()
+        store = open_sdk_store()
         parents = [cls._resolve_parent(store, p) for p in (parent_datasets or [])]
         if isinstance(output_uri, bool):
             output_uri = None
@@ -409,7 +409,7 @@ class Dataset:
                           "dataset_name / dataset_tags")
         if dataset_id and (dataset_project or dataset_name):
             raise DsError("give either dataset_id or dataset_project/dataset_name, not both")
-        store = open_store()
+        store = open_sdk_store()
         if dataset_id:
             try:
                 found = find_record(store, dataset_id)
@@ -922,7 +922,7 @@ class Dataset:
         uploaded and finalized unless ``close_squashed_dataset`` is False (then a draft)."""
         if dataset_ids and dataset_project_name_pairs:
             raise DsError("Dataset.squash takes dataset_ids or dataset_project_name_pairs, not both")
-        store = open_store()
+        store = open_sdk_store()
         picked: list[dict] = []
         for d in dataset_ids or []:
             picked.append(find_record(store, d.id if isinstance(d, Dataset) else str(d)))
@@ -955,7 +955,7 @@ class Dataset:
         """Versions, oldest first, as ClearML lists them: ``name``, ``created`` (a datetime),
         ``project``, ``id``, ``tags``, ``version`` and ``status`` (``in_progress`` for a draft,
         ``completed``, ``published``). ``tags`` is ClearML's tag query (see ``get``)."""
-        store = open_store()
+        store = open_sdk_store()
         found = _query(store, dataset_project, partial_name, tags, None, only_completed, False,
                        exact_name=False, recursive=recursive_project_search)
         if ids:
@@ -985,7 +985,7 @@ class Dataset:
         always searched whole. ``ds gc`` reclaims the bytes; external files are never deleted.
         """
         _check_delete_args(dataset_id, dataset_project, dataset_name)
-        store = open_store()
+        store = open_sdk_store()
         records = RecordStore(store.path)
         try:
             doomed = _delete_selection(store, dataset_id, dataset_project, dataset_name, dataset_version,
@@ -1017,7 +1017,7 @@ class Dataset:
 
     @classmethod
     def _update_all(cls, project: str, name: str, change: dict) -> None:
-        store = open_store()
+        store = open_sdk_store()
         records = RecordStore(store.path)
         with store.locked():
             hits = [r for r in records.all() if r["project"] == project and r["name"] == name]

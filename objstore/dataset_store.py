@@ -3,7 +3,7 @@
 Store: ``DSSTORE_DIR`` (the path of a ``.dsstore`` folder, created if missing); else
 the nearest ``.dsstore`` at or above the current folder; else a per-user default store
 (``platformdirs.user_data_path("objstore")/.dsstore``, created on first use).
-Default remote: ``DSSTORE_REMOTE``; else the store's configured ``remote`` (none yet).
+Default remote: ``Store.default_remote(sdk=True)`` (its docstring states the rule).
 """
 
 from __future__ import annotations
@@ -29,8 +29,10 @@ def store_path(start: str | None = None) -> Path:
         return platformdirs.user_data_path("objstore") / ".dsstore"
 
 
-def open_store(path: Path | None = None) -> Store:
-    """The store, able to fetch missing chunks from the default remote when one is set."""
+def open_sdk_store(path: Path | None = None) -> Store:
+    """The SDK's store (``path``, else ``store_path()``; created when missing), able to fetch
+    missing chunks from the SDK's default remote when one is set. (The CLI opens its own,
+    never the per-user one: ``objstore_cli.app.open_store``.)"""
     path = path or store_path()
     store = Store.create(path) if not (path / "config").is_file() else Store(path)
     remote = default_remote(store)
@@ -42,4 +44,5 @@ def open_store(path: Path | None = None) -> Store:
 
 
 def default_remote(store: Store) -> str | None:
-    return os.environ.get("DSSTORE_REMOTE") or store.config_remote()
+    """The SDK's default remote: ``store.default_remote(sdk=True)``."""
+    return store.default_remote(sdk=True)

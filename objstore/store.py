@@ -191,11 +191,20 @@ class Store:
                 if os.lstat(lock).st_mtime < limit:
                     lock.unlink()
 
-    def config_remote(self) -> str | None:
-        """The default remote (a configured name or a URL) from ``[remote] default``."""
+    def default_remote(self, sdk: bool = False) -> str | None:
+        """The default remote (a configured name or a URL), the one rule for every caller:
+        for the SDK (``sdk``: ``Dataset``, ``ds://``, ``ds dataset``) ``DSSTORE_REMOTE`` first,
+        as a script's environment names where its datasets go; then the store config's
+        ``[remote] default``; then the user's ``remote.default`` setting. Commands (push, fetch,
+        chunks read on demand) leave ``sdk`` off: ``DSSTORE_REMOTE`` is the SDK's setting
+        (README) and does not redirect them."""
+        if sdk and (env := os.environ.get("DSSTORE_REMOTE")):
+            return env
         from . import userconfig
 
         return self.config.remote or userconfig.default_remote()
+
+    config_remote = default_remote  # the name remote.py and remote_repo.py still call
 
     def set_config(self, config: StoreConfig) -> None:
         with self.locked():

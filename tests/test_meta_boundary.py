@@ -59,3 +59,40 @@ def test_objstore_copy_is_only_kept_for_the_tests_not_yet_moved() -> None:
     if not COPY_IMPORTERS:
         assert not (ROOT / "objstore" / "copy.py").exists(), "objstore/copy.py has no user left: delete it"
         assert importlib.util.find_spec("objstore.copy") is None
+
+
+def test_one_default_remote_rule_for_the_sdk_and_the_commands(tmp_path: Path, monkeypatch) -> None:
+    """``Store.default_remote`` is the rule; the SDK's ``dataset_store.default_remote`` is it
+    with ``DSSTORE_REMOTE`` first: env (SDK only), then the store's, then the user's."""
+    from dataclasses import replace
+
+    from objstore import dataset_store, userconfig
+    from objstore.store import Store
+
+    monkeypatch.setenv(userconfig.ENV_HOME, str(tmp_path / "home"))
+    monkeypatch.delenv("DSSTORE_REMOTE", raising=False)
+    store = Store.init(tmp_path / "w")
+
+    def both() -> tuple[str | None, str | None]:
+        return store.default_remote(), dataset_store.default_remote(store)
+
+    assert both() == (None, None)
+    userconfig.set_value("remote.default", "users")
+    assert both() == ("users", "users")
+    store.set_config(replace(store.config, remote="stores"))
+    assert both() == ("stores", "stores")
+    monkeypatch.setenv("DSSTORE_REMOTE", "scripts")
+    assert both() == ("stores", "scripts")
+    assert store.config_remote() == "stores"  # the old name, still called by remote.py
+
+
+def test_the_sdk_opens_its_store_by_its_own_name(tmp_path: Path, monkeypatch) -> None:
+    """Two functions were called ``open_store``; the SDK's is ``open_sdk_store`` (the CLI keeps
+    ``objstore_cli.app.open_store``), and it creates the store it is pointed at."""
+    from objstore import dataset_store
+
+    monkeypatch.delenv("DSSTORE_REMOTE", raising=False)
+    monkeypatch.setenv("DS_CONFIG_HOME", str(tmp_path / "home"))
+    assert not hasattr(dataset_store, "open_store")
+    store = dataset_store.open_sdk_store(tmp_path / "sdk" / ".dsstore")
+    assert (store.path / "config").is_file() and store.fetcher is None
