@@ -12,13 +12,15 @@ Paths (``fsspec.open("ds://team/vision/cats@1.0.2/tables/a.csv")``)::
     ds://PROJECT/NAME                       one folder NAME@VERSION per finalized version
     ds://PROJECT/NAME@VERSION/PATH          a file or folder of that version
     ds://@REV/PATH                          a plain store's revision: id or prefix, tag,
-                                            branch, HEAD, HEAD~N (what ``ds`` accepts)
+                                            branch, HEAD, HEAD~N, a dataset id or prefix
+                                            (what ``ds`` and the SDK accept: ``revisions``)
 
 The project may hold ``/``: the first component holding ``@`` ends the dataset; its part
 before the last ``@`` is the name and everything before it the project (so a name with
-``/`` cannot be addressed). VERSION is a version string, ``latest`` (the highest
-finalized version, compared as ``Dataset.get`` does), or a dataset id / commit id or a
-unique prefix of one. Drafts are not listed or read: finalize them first.
+``/`` cannot be addressed). VERSION is a version string (of two versions with one text,
+the most recently finalized), ``latest`` (the highest finalized version), or a dataset id /
+commit id or a unique prefix of one, each picked as ``Dataset.get`` picks (``revisions``).
+Drafts are not listed or read: finalize them first.
 
 Entries: ``type`` is ``file`` or ``directory``; ``size`` (0 for folders); files add
 ``hash`` (hex content id), ``kind`` (file / exec / external), ``mode`` (0o644 or
@@ -177,18 +179,21 @@ class _Catalog:
     """Finalized dataset versions by project and name, for listings and version lookup."""
 
     def __init__(self, records: list[dict], local_ids: set[str]):
+        from .revisions import latest
+
         self.local_ids = local_ids
-        self.final: dict[tuple[str, str], dict[str, dict]] = {}
+        self.every: dict[tuple[str, str], list[dict]] = {}  # what an id or a version text may name
+        self.final: dict[tuple[str, str], dict[str, dict]] = {}  # version text -> the one it names
         self.drafts: dict[tuple[str, str], set[str]] = {}
         for r in records:
             key = (r["project"], r["name"])
             if r.get("status") == "draft" or not r.get("commit"):
                 self.drafts.setdefault(key, set()).add(r["version"])
                 continue
+            self.every.setdefault(key, []).append(r)
             versions = self.final.setdefault(key, {})
             old = versions.get(r["version"])
-            if old is None or str(old.get("created", "")) < str(r.get("created", "")):
-                versions[r["version"]] = r
+            versions[r["version"]] = r if old is None else latest([old, r])  # as Dataset.get picks
         self.projects = {p for p, _n in self.final}
         self.datasets = {f"{p}/{n}": (p, n) for p, n in self.final}
 
@@ -217,7 +222,7 @@ class _Catalog:
         from .revisions import pick
 
         try:
-            return pick(list(self.final.get((project, name), {}).values()), version, f"{project}/{name}")
+            return pick(self.every.get((project, name), []), version, f"{project}/{name}")
         except RevisionNotFound as e:  # an ambiguous prefix: for fsspec, no such file
             raise DsNotFound(str(e)) from None
 
@@ -239,7 +244,7 @@ def _file_info(name: str, e: FileEntry, **extra: Any) -> dict:
 
 def _starts(chunks: tuple[tuple[bytes, int], ...]) -> list[int]:
     out, pos = [], 0
-    for _cid, size in chunks:
+    for _chunk_id, size in chunks:
         out.append(pos)
         pos += size
     return out
@@ -252,15 +257,15 @@ class _Lru:
         self.size = size
         self.items: OrderedDict[bytes, bytes] = OrderedDict()
 
-    def get(self, cid: bytes) -> bytes | None:
-        data = self.items.get(cid)
+    def get(self, chunk_id: bytes) -> bytes | None:
+        data = self.items.get(chunk_id)
         if data is not None:
-            self.items.move_to_end(cid)
+            self.items.move_to_end(chunk_id)
         return data
 
-    def put(self, cid: bytes, data: bytes) -> None:
-        self.items[cid] = data
-        self.items.move_to_end(cid)
+    def put(self, chunk_id: bytes, data: bytes) -> None:
+        self.items[chunk_id] = data
+        self.items.move_to_end(chunk_id)
         while len(self.items) > self.size:
             self.items.popitem(last=False)
 
@@ -390,27 +395,29 @@ class _Session:
 
     def _fetch_version(self, rec: dict) -> None:
         """Bring a remote version's metadata and record, and its ancestors' (no file bytes)."""
-        from .records import RecordStore
+        from .revisions import lineage_to_fetch
 
         with self.lock:
             remote = self.remote()
-            by_id = {r["id"]: r for r in self.remote_records()}
-            records = RecordStore(self.store.path)
-            todo, seen = [rec], set()
-            while todo:
-                r = todo.pop()
-                if r["id"] in seen or records.read(r["id"]) is not None:  # local, or fetched meanwhile
-                    continue
-                seen.add(r["id"])
+            for r in lineage_to_fetch(self.store, rec, self.remote_records()):
                 remote.fetch_dataset(r)
-                todo.extend(by_id[pid] for pid in r.get("parents", []) if pid in by_id)
             self._local = None
+
+    def _commit_of(self, rev: str, path: str) -> str:
+        """The version ``rev`` names, as the SDK and ``ds ui`` read it (``revisions.resolve``)."""
+        from .revisions import resolve
+
+        found = resolve(self.store, rev)
+        if found.commit is None:
+            raise DsNotFound(f"{_url(path)}: dataset {found.id} is a draft; finalize it to read it "
+                             "through ds://")
+        return found.commit
 
     def revision(self, rev: str, path: str) -> str:
         """A commit id for ``@REV``; a remote's refs are fetched once if the store lacks it."""
         with self.lock:
             try:
-                return self.store.resolve(rev)
+                return self._commit_of(rev, path)
             except RevisionNotFound as e:
                 if self.remote_name is None:
                     raise DsNotFound(f"{_url(path)}: {e}") from None
@@ -420,13 +427,13 @@ class _Session:
                 remote.fetch()
                 self._refs_fetched = True
             track = f"refs/remotes/{remote.track}/"
-            branches = [r[len(track):] for r in self.store.meta.repo.references if r.startswith(track)]
+            branches = [r[len(track):] for r in self.store.meta.ref_names(track)]
             tries = [rev, track + rev]
             if rev == "HEAD":
                 tries += [track + "main"] + ([track + branches[0]] if len(branches) == 1 else [])
             for candidate in tries:
                 try:
-                    return self.store.resolve(candidate)
+                    return self._commit_of(candidate, path)
                 except RevisionNotFound:
                     continue
             raise DsNotFound(f"{_url(path)}: {first} (remote {remote.url} has branches "
@@ -437,10 +444,8 @@ class _Session:
         """(tree oid, info of the version folder) for a parsed version path."""
         with self.lock:
             if p.rev is not None:
-                cid = self.revision(p.rev, path)
-                info = self.store.meta.commit_info(cid)
-                return self.store.meta.tree_of(cid), _dir(p.top, kind="revision", commit=cid,
-                                                          created=info.created)
+                info = self.store.meta.commit_info(self.revision(p.rev, path))
+                return info.tree, _dir(p.top, kind="revision", commit=info.id, created=info.created)
             rec = self.version(p, path)
             return self.store.meta.tree_of(rec["commit"]), _version_info(p.top, rec)
 
@@ -520,20 +525,20 @@ class _Session:
         starts = starts if starts is not None else _starts(chunks)
         first = bisect.bisect_right(starts, start) - 1
         last = bisect.bisect_left(starts, end)
-        ids = [cid for cid, _size in chunks[first:last]]
+        ids = [chunk_id for chunk_id, _size in chunks[first:last]]
         extra: list[bytes] = []
         if ahead:
             budget = READAHEAD
-            for cid, size in chunks[last:]:
+            for chunk_id, size in chunks[last:]:
                 budget -= size
                 if budget < 0:
                     break
-                extra.append(cid)
+                extra.append(chunk_id)
         data = self.chunk_bytes(ids, lru, extra)
         out = []
-        for k, cid in enumerate(ids):
+        for k, chunk_id in enumerate(ids):
             base = starts[first + k]
-            out.append(memoryview(data[cid])[max(start - base, 0) : end - base])
+            out.append(memoryview(data[chunk_id])[max(start - base, 0) : end - base])
         return b"".join(out)
 
     def chunk_bytes(self, ids: list[bytes], lru: _Lru, extra: list[bytes]) -> dict[bytes, bytes]:
@@ -541,12 +546,12 @@ class _Session:
 
         got: dict[bytes, bytes] = {}
         todo = []
-        for cid in dict.fromkeys(ids):
-            data = lru.get(cid)
+        for chunk_id in dict.fromkeys(ids):
+            data = lru.get(chunk_id)
             if data is None:
-                todo.append(cid)
+                todo.append(chunk_id)
             else:
-                got[cid] = data
+                got[chunk_id] = data
         if not todo:
             return got
         chunks = self.store.chunks
@@ -558,14 +563,14 @@ class _Session:
             if absent and self.store.fetcher is not None:
                 self.store.ensure_chunks([*absent, *extra])
             stored = []
-            for cid in todo:
-                loc = chunks.locate(cid)
+            for chunk_id in todo:
+                loc = chunks.locate(chunk_id)
                 if loc is None:
                     hint = ("the remote lacks it too" if self.remote_name else
                             "its bytes may be on a remote: pass remote=NAME_OR_URL or set DSSTORE_REMOTE")
-                    raise DsError(f"chunk {cid.hex()} is not in store {self.store.path}; {hint}")
+                    raise DsError(f"chunk {chunk_id.hex()} is not in store {self.store.path}; {hint}")
                 raw = chunks.read_stored(loc)
-                pe = PackEntry(cid, loc.offset, loc.stored_len, loc.raw_len, loc.flags)
+                pe = PackEntry(chunk_id, loc.offset, loc.stored_len, loc.raw_len, loc.flags)
                 base = chunks.base_bytes(raw, f"pack {loc.pack}") if loc.flags & FLAG_DELTA else None
                 stored.append((pe, loc.pack, raw, base))
             self.decoded += len(stored)
@@ -586,16 +591,16 @@ class _Session:
     def external(self, entry: FileEntry, path: str) -> Iterator[tuple[Any, str]]:
         """(filesystem, path) of an external file's URL (its one chunk), while it is read; refused
         unless the trust rule allows it, and a URL already being read on this thread is a loop."""
-        cid = entry.chunk_list()[0][0]
-        found = self._external.get(cid)
+        chunk_id = entry.chunk_list()[0][0]
+        found = self._external.get(chunk_id)
         if found is None:
             import fsspec
 
-            url = decode_url(self.chunk_bytes([cid], _Lru(), [])[cid], _url(path))
-            self.links().check(_url(path), url, cid)
+            url = decode_url(self.chunk_bytes([chunk_id], _Lru(), [])[chunk_id], _url(path))
+            self.links().check(_url(path), url, chunk_id)
             from .remote_fs import fsspec_url
 
-            found = self._external[cid] = (*fsspec.core.url_to_fs(fsspec_url(url)), url)
+            found = self._external[chunk_id] = (*fsspec.core.url_to_fs(fsspec_url(url)), url)
         fs, where, url = found
         with following(_url(path), url):
             yield fs, where

@@ -6,7 +6,9 @@ come dataset versions: a dataset id names its version, draft included, and a uni
 of 4+ characters of a dataset id or of its commit id names that version too; within one
 dataset (``ds://PROJECT/NAME@VERSION``), ``latest`` is the highest version in ClearML's
 order (``clearml_rules.Version``; the most recently finalized of equal ones), and a version
-text names itself. Every caller gets the same answer for the same string.
+text names itself. Every caller gets the same answer for the same string. A version named
+on a remote comes with the ancestors the store lacks (``lineage_to_fetch``), for the SDK
+and ``ds://`` alike.
 """
 
 from __future__ import annotations
@@ -101,6 +103,24 @@ def pick(versions: Sequence[dict], version: str, what: str = "the dataset") -> d
     if len(hits) > 1:
         raise RevisionNotFound(f"{version!r} matches {len(hits)} versions of {what}; give more characters")
     return hits[0] if hits else None
+
+
+def lineage_to_fetch(store: Store, record: dict, known: Iterable[dict]) -> list[dict]:
+    """``record`` and each ancestor of it the store lacks, each before its parents: what to
+    fetch from a remote (whose records are ``known``) for the SDK to see a whole lineage. A
+    version the store has ends the walk there (its ancestors came with it)."""
+    records = RecordStore(store.path)
+    by_id = {r["id"]: r for r in known}
+    out: list[dict] = []
+    todo, seen = [record], set()
+    while todo:
+        r = todo.pop()
+        if r["id"] in seen or records.read(r["id"]) is not None:
+            continue
+        seen.add(r["id"])
+        out.append(r)
+        todo.extend(by_id[p] for p in r.get("parents", []) if p in by_id)
+    return out
 
 
 def resolve(store: Store, rev: str) -> Resolved:
