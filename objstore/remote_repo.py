@@ -549,36 +549,5 @@ def ref_name_problem(rel: str, track: str) -> str | None:
     return None
 
 
-def object_type(repo, hex_id: str) -> str | None:
-    """Transitional, for callers still holding the raw repository (record_sync.py):
-    ``MetaStore.object_type`` is the one to use."""
-    import pygit2  # goes with this function once its last caller uses MetaStore
-
-    try:
-        obj = repo.get(hex_id)
-    except (ValueError, pygit2.GitError):
-        return None
-    return None if obj is None else obj.type_str
-
-
 def _end(loc: Location) -> int:
     return loc.offset + loc.stored_len
-
-
-def reachable(repo, top, seen: set, new: set | None = None) -> None:
-    """Transitional, for callers still holding the raw repository (remote_gc.py):
-    ``MetaStore.reachable`` is the one to use."""
-    stack = [top]
-    while stack:
-        oid = stack.pop()
-        if oid in seen:
-            continue
-        seen.add(oid)
-        if new is not None:
-            new.add(oid)
-        obj = repo[oid]
-        if obj.type_str == "commit":
-            stack.append(obj.tree_id)
-            stack.extend(obj.parent_ids)
-        elif obj.type_str == "tree":
-            stack.extend(item.id for item in obj)
