@@ -20,6 +20,7 @@ import fcntl
 import os
 import threading
 from array import array
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -297,15 +298,17 @@ class ChunkStore:
         """A published pack's table of contents, if the pack's bytes hash to its name."""
         try:
             algo, entries = read_pack_toc(path)
-            if algo is not self.algo:
-                return []
-            h = self.algo.new()
-            with open(path, "rb") as f:
-                while block := f.read(_READ):
-                    h.update(block)
+            return entries if algo is self.algo and self.intact(path) else []
         except (OSError, DsError):
             return []
-        return entries if h.hexdigest() == path.stem else []
+
+    def intact(self, path: Path) -> bool:
+        """Whether the pack's bytes hash to its name (a pack is named by its content)."""
+        h = self.algo.new()
+        with open(path, "rb") as f:
+            while block := f.read(_READ):
+                h.update(block)
+        return h.hexdigest() == path.stem
 
     def _salvage(self, path: Path, own: bool) -> tuple[str, list[PackEntry]] | None:
         """Turn the temp pack ``path`` into a pack of its complete, verified records;
@@ -372,3 +375,40 @@ class ChunkStore:
             return self.read_at(base_id, loc)
         except (OSError, DsError):
             return None
+
+
+
+def roll_packs(folder: Path, algo: HashAlgo, target: int, chunks: Iterable[tuple[bytes, bytes, int, int]],
+               on_pack: Callable[[Path, list[tuple[bytes, Location]]], None] | None = None,
+               ) -> tuple[list[Path], list[tuple[bytes, Location]]]:
+    """Write (id, stored bytes, raw length, flags) into packs of about ``target`` bytes,
+    each published in ``folder`` (durable) as it is closed, then ``on_pack(path, rows)``:
+    returns (pack files, their index rows). A failure leaves no temp pack behind."""
+    packs: list[Path] = []
+    rows: list[tuple[bytes, Location]] = []
+    writer: PackWriter | None = None
+
+    def close() -> None:
+        nonlocal writer
+        done, writer = writer, None
+        pack_hex, entries = done.finish()
+        mine = [(e.chunk_id, Location(pack_hex, e.offset, e.stored_len, e.raw_len, e.flags)) for e in entries]
+        packs.append(pack_path(folder, pack_hex))
+        if on_pack is not None:
+            on_pack(packs[-1], mine)
+        rows.extend(mine)
+
+    try:
+        for chunk_id, stored, raw_len, flags in chunks:
+            if writer is None:
+                writer = PackWriter(folder, algo)
+            writer.add(chunk_id, stored, raw_len, flags)
+            if writer.size >= target:
+                close()
+        if writer is not None:
+            close()
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    return packs, rows

@@ -1,28 +1,31 @@
-"""``ds fsck`` (verify everything, optionally repair the index) and ``ds gc``.
+"""``ds fsck`` (verify everything, optionally repair the index) and ``ds gc``, written once
+over a ``repository.Repository``: the store's own, or a remote's (``remote_gc.py``).
 
-Both start from the same mark phase: every commit reachable from any ref, HEAD and
-the stage; every tree under them (validated as it is read); every chunk they name.
-gc then sweeps: a pack with no live chunk is deleted; a pack that is mostly dead is
-rewritten with its live chunks (verified while copied); the index is rewritten from
-the surviving packs' own tables of contents before any old pack is deleted. All of it
-runs under the store's writer lock, so no local writer can be between writing chunks
-and naming them; remote stores add a grace period (see docs/architecture.md).
+Both start from the same mark phase: every version that a name keeps (here refs, HEAD,
+the stage, drafts, recent reflogs), every tree under them (validated as it is read),
+every chunk they name. gc then plans (``plan``) and sweeps (``sweep``): a pack with no
+live chunk is deleted; a mostly dead one is rewritten with its live chunks (verified
+while copied); one new index fragment names what stays before any old fragment or pack
+is deleted. Locally it all runs under the store's writer lock, so no local writer can be
+between writing chunks and naming them; remote stores add leases and a grace period
+(see docs/architecture.md).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from .errors import DsError, FormatError
-from .index import ChunkIndex, Location
+from .index import MAX_FRAGMENTS, ChunkIndex, Location
 from .meta import MetaStore
-from .packs import FLAG_DELTA, PackEntry, PackWriter, read_pack_toc
+from .packs import FLAG_DELTA
 from .progress import Progress, announce
 from .records import RecordStore
 from .repair import Loss, Salvage, losses, rebuild_index, restore_refs
+from .repository import Listing, LocalRepository, Repository, Rows
 from .store import Store
 
 REWRITE_BELOW = 0.8  # rewrite a pack when less than this share of its bytes is live
@@ -69,10 +72,7 @@ def mark(store: Store, reflog_since: float | None = None) -> Marked:
         m.problems.append(f"dataset records: {e}")
         drafts = []
     for tree in drafts:
-        try:
-            _mark_tree(meta, tree, "", m)
-        except (DsError, ValueError) as e:
-            m.problems.append(f"draft tree {tree}: {e}")
+        _mark_tree(meta, tree, "", m)
     _mark_bases(store, m)
     return m
 
@@ -133,10 +133,6 @@ def _mark_tree(meta: MetaStore, oid: str, where: str, m: Marked) -> None:
         _mark_tree(meta, sub, f"{where}/{name}".lstrip("/"), m)
 
 
-def all_packs(store: Store) -> list[Path]:
-    return sorted(store.chunks.packs_dir.glob("*/*.pack"))
-
-
 @dataclass
 class FsckReport:
     commits: int = 0
@@ -179,16 +175,15 @@ def fsck(store: Store, read_data: bool = False, repair: bool = False,
     report = FsckReport()
     now = time.time() if now is None else now
     with store.locked():
+        repo = LocalRepository(store)
         if repair:
             restored, _left = restore_refs(store.meta)
             report.refs_restored = [f"{d.name} -> {d.last_good}" for d in restored]
-        if repair:
-            pack_tocs, damaged_packs, _ = _read_tocs(store)
-            report.salvage = rebuild_index(store, pack_tocs, damaged_packs)
+            report.salvage = rebuild_index(repo, *repo.tocs())
             report.repaired = True
-        pack_tocs, _, pack_problems = _read_tocs(store)
-        report.problems.extend(pack_problems)
-        report.packs = len(pack_tocs)
+        tocs, damaged = repo.tocs()
+        report.problems.extend(f"pack {p}.pack: {e}" for p, e in damaged.items())
+        report.packs = len(tocs)
         m = mark(store, reflog_since=now - REFLOG_GRACE)
         report.problems.extend(m.problems)
         report.commits, report.trees, report.chunks = len(m.commits), len(m.trees), len(m.chunks)
@@ -196,9 +191,8 @@ def fsck(store: Store, read_data: bool = False, repair: bool = False,
             report.unreferenced = store.meta.unreferenced_tips(m.commits)
             report.problems.extend(f"version {c} is reached by no ref (was it on the damaged ref? "
                                    f"`ds branch NAME {c[:12]}` keeps it)" for c in report.unreferenced)
-        index = store.chunks.index
         try:
-            indexed = dict(index)
+            indexed = dict(repo.index())
         except (FormatError, OSError) as e:
             report.problems.append(f"index: {e}; run `ds fsck --repair`")
             indexed = {}
@@ -211,10 +205,10 @@ def fsck(store: Store, read_data: bool = False, repair: bool = False,
             elif loc is None:
                 lost.add(cid)
                 report.problems.append(f"chunk {cid.hex()} of {path} is not in the index")
-            elif loc.pack not in pack_tocs and _pack_file(store, loc.pack).is_file():
+            elif loc.pack in damaged:
                 report.problems.append(f"chunk {cid.hex()} of {path} is in damaged pack {loc.pack}; "
                                        "run `ds fsck --repair` to salvage what still verifies")
-            elif loc.pack not in pack_tocs:
+            elif loc.pack not in tocs:
                 lost.add(cid)
                 report.problems.append(f"chunk {cid.hex()} of {path} is in missing pack {loc.pack}")
         if repair:  # after a repair, what is still missing is lost: say exactly what it takes
@@ -223,67 +217,28 @@ def fsck(store: Store, read_data: bool = False, repair: bool = False,
                 f"unrecoverable: chunk {loss.chunk} of {', '.join(loss.paths) or 'a draft or the stage'}"
                 f" (versions {', '.join(v[:12] for v in loss.versions) or 'none'})"
                 for loss in report.unrecoverable)
-        for entries in pack_tocs.values():
-            # a pack written by a command killed before it indexed the pack: garbage that
-            # no version names (gc removes it; --repair indexes it), not damage
-            if any(e.chunk_id not in indexed for e in entries):
-                report.unindexed_packs += 1
+        # a pack written by a command killed before it indexed the pack: garbage that no
+        # version names (gc removes it; --repair indexes it), not damage
+        report.unindexed_packs = sum(any(cid not in indexed for cid, _loc in rows) for rows in tocs.values())
         if read_data:
-            paths = {p: store.chunks.packs_dir / p[:2] / f"{p}.pack" for p in pack_tocs}
-            announce(progress, len(paths), sum(f.stat().st_size for f in paths.values()))
+            sizes = {p: size for p, (size, _mtime) in repo.packs(repo.listing()).items() if p in tocs}
+            announce(progress, len(sizes), sum(sizes.values()))
             done_bytes = 0
-            for n, (p, entries) in enumerate(pack_tocs.items(), 1):
-                report.bytes_verified += _verify_pack(store, p, entries, report.problems)
-                done_bytes += paths[p].stat().st_size
+            for n, (p, rows) in enumerate(tocs.items(), 1):
+                if not repo.intact(p):
+                    report.problems.append(f"pack {p}: content does not match its name (damaged)")
+                report.bytes_verified += repo.verify(rows, report.problems)
+                done_bytes += sizes[p]
                 if progress is not None:
                     progress(n, done_bytes)
     return report
-
-
-def _read_tocs(store: Store) -> tuple[dict[str, list[PackEntry]], list[Path], list[str]]:
-    """(pack -> its table of contents, damaged packs, a problem line for each)."""
-    tocs: dict[str, list[PackEntry]] = {}
-    damaged: list[Path] = []
-    problems: list[str] = []
-    for path in all_packs(store):
-        try:
-            _algo, tocs[path.stem] = read_pack_toc(path)
-        except (FormatError, OSError) as e:
-            damaged.append(path)
-            problems.append(f"pack {path.name}: {e}")
-    return tocs, damaged, problems
-
-
-def _pack_file(store: Store, pack_hex: str) -> Path:
-    return store.chunks.packs_dir / pack_hex[:2] / f"{pack_hex}.pack"
-
-
-def _verify_pack(store: Store, pack_hex: str, entries: list[PackEntry], problems: list[str]) -> int:
-    path = store.chunks.packs_dir / pack_hex[:2] / f"{pack_hex}.pack"
-    h = store.algo.new()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            h.update(block)
-    if h.digest().hex() != pack_hex:
-        problems.append(f"pack {pack_hex}: content does not match its name (damaged)")
-    total = 0
-    with open(path, "rb") as f:
-        for e in entries:
-            f.seek(e.offset)
-            try:
-                loc = Location(pack_hex, e.offset, e.stored_len, e.raw_len, e.flags)
-                store.chunks.decode(e.chunk_id, loc, f.read(e.stored_len))
-            except DsError as err:
-                problems.append(str(err))
-            total += e.raw_len
-    return total
 
 
 @dataclass
 class GcReport:
     packs_deleted: int = 0
     packs_rewritten: int = 0
-    bytes_freed: int = 0
+    bytes_freed: int = 0  # of the packs that go, less the live chunks moved out of them
     chunks_dropped: int = 0
     temp_files_removed: int = 0
     meta_objects_packed: int = 0
@@ -317,74 +272,115 @@ def gc(store: Store, dry_run: bool = False, grace_seconds: float = 0,
         m = mark(store, reflog_since=None if reflog_grace is None else now - reflog_grace)
         if m.problems:
             raise DsError(f"gc refused: the store has problems ({m.problems[0]}); run `ds fsck`")
-        live = m.chunks
-        new_locs: list[tuple[bytes, Location]] = []
-        doomed: list[Path] = []
-        packs = all_packs(store)
-        announce(progress, len(packs), sum(p.stat().st_size for p in packs))
-        seen_bytes = 0
-        for n, path in enumerate(packs, 1):
-            if progress is not None:
-                progress(n - 1, seen_bytes)
-            seen_bytes += path.stat().st_size
-            _algo, entries = read_pack_toc(path)
-            size = path.stat().st_size
-            young = now - path.stat().st_mtime < grace_seconds
-            def owned(e: PackEntry, pack: str = path.stem, index=store.chunks.index) -> bool:
-                # a chunk stored twice (a killed writer's unindexed pack, then a rerun) is
-                # live only where the index points: the other copy is garbage
-                loc = index.lookup(e.chunk_id)
-                return loc is None or loc.pack == pack
+        repo = LocalRepository(store)
+        todo = plan(repo, m.chunks, report, now, grace_seconds, REWRITE_BELOW, progress)
+        if dry_run:
+            return report
 
-            live_entries = [e for e in entries if e.chunk_id in live and owned(e)]
-            live_bytes = sum(e.stored_len for e in live_entries)
-            total = sum(e.stored_len for e in entries) or 1
-            if young or live_bytes / total >= REWRITE_BELOW:
-                new_locs.extend((e.chunk_id, Location(path.stem, e.offset, e.stored_len, e.raw_len,
-                                                      e.flags)) for e in entries if owned(e))
-                continue
-            report.chunks_dropped += len(entries) - len(live_entries)
-            if live_entries:
-                report.packs_rewritten += 1
-                if not dry_run:
-                    new_locs.extend(_rewrite(store, path, live_entries))
-            else:
-                report.packs_deleted += 1
-            report.bytes_freed += size - (live_bytes if live_entries else 0)
-            doomed.append(path)
-        for tmp in store.chunks.packs_dir.glob(".tmp-*"):
-            if now - tmp.stat().st_mtime >= grace_seconds:
-                report.temp_files_removed += 1
-                if not dry_run:
-                    tmp.unlink(missing_ok=True)
-        if progress is not None:
-            progress(len(packs), seen_bytes)
-        if not dry_run:
+        def tidy_meta() -> None:
             report.meta_objects_packed = store.meta.repack()
             # before any pack goes: a crash after this leaves data unprotected, never named and gone
             report.reflog_entries_expired = store.meta.expire_reflogs(
                 now - reflog_grace if reflog_grace is not None else float("inf"))
-        if dry_run or not doomed:
-            return report
-        store.chunks.index.replace_all(new_locs)  # durable before any pack goes
-        store.chunks.close()
-        for path in doomed:
-            path.unlink(missing_ok=True)
+
+        sweep(repo, todo, write_meta=tidy_meta)
     return report
 
 
-def _rewrite(store: Store, path: Path, entries: list[PackEntry]) -> list[tuple[bytes, Location]]:
-    writer = PackWriter(store.chunks.packs_dir, store.algo)
-    try:
-        with open(path, "rb") as f:
-            for e in entries:
-                f.seek(e.offset)
-                stored = f.read(e.stored_len)
-                loc = Location(path.stem, e.offset, e.stored_len, e.raw_len, e.flags)
-                store.chunks.decode(e.chunk_id, loc, stored)  # never copy damage
-                writer.add(e.chunk_id, stored, e.raw_len, e.flags)
-        pack_hex, new = writer.finish()
-    except BaseException:
-        writer.abort()
-        raise
-    return [(e.chunk_id, Location(pack_hex, e.offset, e.stored_len, e.raw_len, e.flags)) for e in new]
+@dataclass
+class Plan:
+    """What one gc does to a repository's packs (``plan``), for ``sweep`` to carry out."""
+
+    listing: Listing
+    fragments: list[str]
+    rewrite: list[str] = field(default_factory=list)
+    drop: list[str] = field(default_factory=list)
+    rows: Rows = field(default_factory=list)  # every chunk of the kept packs
+    moved: Rows = field(default_factory=list)  # the live chunks of the rewritten ones
+    lost: list[bytes] = field(default_factory=list)  # live chunks no pack holds
+    young_garbage: int = 0  # packs kept for the grace period that hold unreferenced chunks
+    temps: list[str] = field(default_factory=list)  # files of interrupted writes
+    locks: list[str] = field(default_factory=list)  # expired leases
+    new_index: bool = False  # packs go, or the index has too many fragments
+
+
+def plan(repo: Repository, live: dict[bytes, str], report: GcReport, now: float, grace: float,
+         below: float, progress: Progress | None = None) -> Plan:
+    """Decide what gc does to ``repo``'s packs and count it in ``report`` (a dry run stops here).
+
+    A pack younger than ``grace`` (by the storage's clock) is kept whole. Each live chunk
+    stays in one pack: a young one, else the one with the largest live share (a pack an
+    interrupted gc already rewrote, rather than its source). A pack that keeps no live
+    chunk is dropped; one whose live chunks are under ``below`` of its bytes is rewritten
+    with only those; a fuller one is kept whole, dead chunks and all (rewriting it would
+    move mostly live bytes to free little). ``progress(packs, bytes)`` as packs are read.
+    """
+    listing = repo.listing()  # after marking: anything newer is young anyway
+    packs = repo.packs(listing)
+    names = sorted(packs)
+    announce(progress, len(names), sum(size for size, _mtime in packs.values()))
+    by_pack: dict[str, dict[bytes, Location]] = {}
+    stored: dict[str, int] = {}
+    done_bytes = 0
+    for n, (p, rows, total) in enumerate(repo.pack_rows(names), 1):
+        by_pack[p], stored[p] = rows, total
+        done_bytes += packs[p][0]
+        if progress is not None:
+            progress(n, done_bytes)
+    young = {p for p in names if now - packs[p][1] < grace}
+    share = {p: sum(loc.stored_len for c, loc in rows.items() if c in live) / max(1, stored[p])
+             for p, rows in by_pack.items()}
+    owner: dict[bytes, str] = {}
+    for p in sorted(names, key=lambda p: (p not in young, -share[p], p)):
+        for cid in by_pack[p]:
+            if cid in live:
+                owner.setdefault(cid, p)
+    owned: dict[str, int] = defaultdict(int)
+    for cid, p in owner.items():
+        owned[p] += by_pack[p][cid].stored_len
+    todo = Plan(listing, repo.fragments(), lost=[cid for cid in live if cid not in owner])
+    keep = []
+    for p in names:
+        if p in young:
+            keep.append(p)
+            todo.young_garbage += not stored[p] or any(cid not in live for cid in by_pack[p])
+        elif owned[p] == 0:
+            todo.drop.append(p)
+        elif owned[p] < stored[p] * below:
+            todo.rewrite.append(p)
+        else:
+            keep.append(p)
+    todo.new_index = bool(todo.drop or todo.rewrite) or len(todo.fragments) > MAX_FRAGMENTS
+    todo.rows = [(cid, loc) for p in keep for cid, loc in by_pack[p].items()]
+    todo.moved = sorted(((cid, loc) for p in todo.rewrite for cid, loc in by_pack[p].items()
+                         if owner.get(cid) == p), key=lambda it: (it[1].pack, it[1].offset))
+    todo.temps, todo.locks = repo.leftovers(listing, now, grace)
+    report.packs_deleted, report.packs_rewritten = len(todo.drop), len(todo.rewrite)
+    report.bytes_freed = (sum(packs[p][0] for p in todo.drop + todo.rewrite)
+                          - sum(loc.stored_len for _cid, loc in todo.moved))
+    report.chunks_dropped = len({cid for rows in by_pack.values() for cid in rows}
+                                - {cid for cid, _loc in todo.rows} - {cid for cid, _loc in todo.moved})
+    report.temp_files_removed = len(todo.temps)
+    return todo
+
+
+def sweep(repo: Repository, todo: Plan, write_meta: Callable[[], None] | None = None,
+          drop_meta: Callable[[], None] | None = None) -> tuple[int, int]:
+    """Carry out a plan in the order that keeps every live chunk indexed in an existing
+    pack whenever it stops (module doc); returns (packs written, fragments replaced)."""
+    rows, written = todo.rows, 0
+    if todo.moved:  # 1. new packs: nothing names them yet
+        new_rows, written = repo.write_packs((cid, stored, loc.raw_len, loc.flags)
+                                             for cid, loc, stored in repo.read_chunks(todo.moved))
+        rows = rows + new_rows
+    if write_meta is not None:  # 2. the side's metadata (a new metadata pack: nothing names it yet)
+        write_meta()
+    replaced = repo.replace_index(rows, todo.fragments) if todo.new_index else 0  # 3. 4.
+    if drop_meta is not None:  # 5. old metadata
+        drop_meta()
+    # 6. packs nothing indexes any more (never one the new fragment names: a rewrite can
+    # reproduce, byte for byte, a pack an interrupted gc wrote)
+    named = {loc.pack for _cid, loc in rows}
+    repo.delete([f"packs/{p[:2]}/{p}.pack" for p in todo.drop + todo.rewrite if p not in named])
+    repo.delete(todo.temps + todo.locks)  # 7.
+    return written, replaced

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from .errors import DsError
 from .meta import CommitInfo
-from .packs import PackEntry, decode_chunk
 from .record_sync import RecordSync, fetch_dataset, push_dataset, remote_records
 from .remote_fs import RemoteFS
 from .remote_repo import Transfer, check_url, forget_remote, remote_config, remote_spec
@@ -221,43 +220,31 @@ def fsck_remote(store: Store, name_or_url: str | None = None, read_data_subset: 
     match their ids."""
     import random
 
-    from .maintenance import mark_versions
+    from .remote_gc import mark_remote
+    from .repository import RemoteRepository
 
     if not 0.0 <= read_data_subset <= 1.0:
         raise DsError("--read-data-subset is a fraction between 0 and 1")
     remote = Remote(store, name_or_url)
-    problems: list[str] = []
+    repo = RemoteRepository(remote)
     with remote.fs.operation("fsck"):
         remote.check_config(create=False)
-        refs = remote.read_refs()
-        remote.fetch_meta()
-        records = remote.dataset_records()
-        problems.extend(f"{rel}: {why}" for rel, why in sorted(remote.bad_records.items()))
-        problems.extend(f"{rel}: {why}" for rel, why in sorted(remote.bad_refs.items()))
-        commits, trees, named = remote.named_versions(refs, records)
-        problems.extend(named)
-        m = mark_versions(store.meta, commits, trees)
-        problems.extend(m.problems)
-        index = remote.index()
-        packs = {rel.rsplit("/", 1)[-1][:-5] for rel in remote.fs.list("packs") if rel.endswith(".pack")}
+        m, _records, named = mark_remote(remote)
+        problems = [f"{rel}: {why}" for bad in (remote.bad_records, remote.bad_refs)
+                    for rel, why in sorted(bad.items())]
+        problems += named + m.problems
+        index = repo.index()
         entries = list(index)
-        for pack in sorted({loc.pack for _c, loc in entries} - packs):
-            problems.append(f"the index names pack {pack}, which is missing")
-        for c, where in m.chunks.items():
-            if index.lookup(c) is None:
-                problems.append(f"chunk {c.hex()} of {where} is not on the remote")
-        meta_files = {rel.rsplit("/", 1)[-1] for rel in remote.fs.list("meta")}
-        for name in sorted(meta_files):
-            if name.endswith(".idx") and name[:-4] + ".pack" not in meta_files:
-                problems.append(f"metadata pack index meta/{name} has no pack")
+        listing = repo.listing()  # after the index: a push lands its packs before its fragment
+        packs = repo.packs(listing)
+        problems += [f"the index names pack {p}, which is missing"
+                     for p in sorted({loc.pack for _c, loc in entries} - packs.keys())]
+        problems += [f"chunk {c.hex()} of {where} is not on the remote"
+                     for c, where in m.chunks.items() if index.lookup(c) is None]
+        problems += [f"metadata pack index {rel} has no pack" for rel in sorted(listing)
+                     if rel.startswith("meta/") and rel.endswith(".idx") and rel[:-3] + "pack" not in listing]
         sample = [(c, loc) for c, loc in entries if loc.pack in packs and random.random() < read_data_subset]
-        for cid, loc, stored in remote.read_chunks(sample, verify=False):
-            try:
-                decode_chunk(stored, PackEntry(cid, loc.offset, loc.stored_len, loc.raw_len, loc.flags),
-                             store.algo, f"remote pack {loc.pack}")
-            except DsError as e:
-                problems.append(str(e))
+        repo.verify(sample, problems)
     return {"ok": not problems, "problems": problems, "versions": len(m.commits),
             "chunks_indexed": len(entries), "chunks_needed": len(m.chunks), "chunks_read": len(sample),
             "packs": len(packs), "requests": remote.fs.request_count}
-

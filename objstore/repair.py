@@ -27,13 +27,17 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import packs
 from .errors import DsError
 from .index import CHECK, FANOUT, HEADER, LOC, MAGIC, Fragment, Location
 from .meta import MetaStore, RefDamage
-from .packs import FLAG_DELTA, MAX_RAW, TOC_TAIL, PackEntry, PackWriter, decode_chunk, delta_base, pack_path
+from .packs import FLAG_DELTA, MAX_RAW, TOC_TAIL, PackEntry, decode_chunk, delta_base, pack_path
 from .store import Store
+
+if TYPE_CHECKING:
+    from .repository import LocalRepository, Rows
 
 
 @dataclass
@@ -121,35 +125,37 @@ class _Verifier:
         except OSError:
             return None
 
-    def ok(self, cid: bytes, loc: Location) -> bool:
+    def ok(self, cid: bytes, loc: Location) -> bytes | None:
+        """The record's stored bytes if it decodes to the chunk, else None."""
         stored = self.read(loc)
         if stored is None:
-            return False
+            return None
         base = None
         try:
             if loc.flags & FLAG_DELTA:
                 base_loc = self.kept.get(delta_base(stored, self.store.algo.size))
                 if base_loc is None or base_loc.flags & FLAG_DELTA:
-                    return False
+                    return None
                 base_stored = self.read(base_loc)
                 if base_stored is None:
-                    return False
+                    return None
                 base = decode_chunk(base_stored, _entry(delta_base(stored, self.store.algo.size), base_loc),
                                     self.store.algo, f"pack {base_loc.pack}")
             decode_chunk(stored, _entry(cid, loc), self.store.algo, f"pack {loc.pack}", base)
         except DsError:
-            return False
-        return True
+            return None
+        return stored
 
 
 def _entry(cid: bytes, loc: Location) -> PackEntry:
     return PackEntry(cid, loc.offset, loc.stored_len, loc.raw_len, loc.flags)
 
 
-def rebuild_index(store: Store, tocs: dict[str, list[PackEntry]], damaged_packs: list[Path]) -> Salvage:
-    """Write a new index from the packs and every old row that still verifies (module doc)."""
-    index = store.chunks.index
-    confirmed = {(p, e.offset, e.chunk_id) for p, entries in tocs.items() for e in entries}
+def rebuild_index(repo: LocalRepository, tocs: dict[str, Rows], damaged: dict[str, Exception]) -> Salvage:
+    """Write a new index from the packs' tables of contents ``tocs`` (and the ``damaged``
+    packs) and every old row that still verifies (module doc)."""
+    store, index = repo.store, repo.index()
+    confirmed = {(p, loc.offset, cid) for p, rows in tocs.items() for cid, loc in rows}
     kept: dict[bytes, Location] = {}
     doubtful: dict[bytes, list[Location]] = {}
     s = Salvage()
@@ -158,71 +164,51 @@ def rebuild_index(store: Store, tocs: dict[str, list[PackEntry]], damaged_packs:
             kept.setdefault(cid, loc)
         else:
             doubtful.setdefault(cid, []).append(loc)
-    for p, entries in tocs.items():
-        for e in entries:
-            kept.setdefault(e.chunk_id, Location(p, e.offset, e.stored_len, e.raw_len, e.flags))
+    for rows in tocs.values():
+        for cid, loc in rows:
+            kept.setdefault(cid, loc)
     check = _Verifier(store, kept)
     # whole chunks first, so a delta's base is known when the delta is checked
     for cid, locs in sorted(doubtful.items(), key=lambda r: min(loc.flags & FLAG_DELTA for loc in r[1])):
         if cid in kept:
             continue
-        good = next((loc for loc in locs if check.ok(cid, loc)), None)
+        good = next((loc for loc in locs if check.ok(cid, loc) is not None), None)
         if good is None:
             s.dropped += 1
         else:
             kept[cid] = good
             s.verified += 1
-    for path in damaged_packs:
+    for pack in damaged:
+        path = pack_path(store.chunks.packs_dir, pack)
         for e in sorted(_scan(path, store), key=lambda e: e.flags & FLAG_DELTA):  # bases first
-            loc = Location(path.stem, e.offset, e.stored_len, e.raw_len, e.flags)
-            if e.chunk_id not in kept and check.ok(e.chunk_id, loc):
+            loc = Location(pack, e.offset, e.stored_len, e.raw_len, e.flags)
+            if e.chunk_id not in kept and check.ok(e.chunk_id, loc) is not None:
                 kept[e.chunk_id] = loc
                 s.scanned += 1
     bad_fragments = [p for p in sorted(index.folder.glob("*.idx")) if not _fragment_ok(p)]
     s.damaged_fragments = [p.name for p in bad_fragments]
-    rewritten, moved = _copy_out(store, kept, {p.stem for p in damaged_packs})
+    moved = _copy_out(repo, kept, set(damaged))
     kept.update(moved)
     # a damaged fragment goes aside first: the new one may have its name (the same rows)
     s.moved_aside.extend(_quarantine(store, p) for p in bad_fragments)
-    old = sorted(index.folder.glob("*.idx"))
-    new = index.write_fragment(sorted(kept.items()), ordered=True)  # durable before any old one goes
+    repo.replace_index(list(kept.items()), sorted(p.name for p in index.folder.glob("*.idx")))
     # (a rewrite of every record of a pack is that pack, whole again, under its own name)
-    s.moved_aside.extend(_quarantine(store, p) for p in damaged_packs if p.stem != rewritten)
-    for p in old:
-        if p != new:
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
-    index.reload()
-    store.chunks.close()
+    rewritten = {loc.pack for loc in moved.values()}
+    s.moved_aside.extend(_quarantine(store, pack_path(store.chunks.packs_dir, p)) for p in damaged
+                         if p not in rewritten)
     s.rows = len(kept)
     s.recovered = store.chunks.recover().chunks  # temp packs of killed writers: verified records
     return s
 
 
-def _copy_out(store: Store, kept: dict[bytes, Location],
-              damaged: set[str]) -> tuple[str | None, dict[bytes, Location]]:
-    """Copy the kept records of damaged packs into one new pack: (its id, new locations)."""
+def _copy_out(repo: LocalRepository, kept: dict[bytes, Location], damaged: set[str]) -> dict[bytes, Location]:
+    """Copy the kept records of damaged packs into new packs (each verified again while
+    copied): their new locations."""
+    check = _Verifier(repo.store, kept)
     moving = sorted((loc.pack, loc.offset, cid) for cid, loc in kept.items() if loc.pack in damaged)
-    if not moving:
-        return None, {}
-    writer = PackWriter(store.chunks.packs_dir, store.algo)
-    check = _Verifier(store, kept)
-    try:
-        for _pack, _offset, cid in moving:
-            loc = kept[cid]
-            stored = check.read(loc)
-            if stored is None or not check.ok(cid, loc):
-                continue
-            writer.add(cid, stored, loc.raw_len, loc.flags)
-        if not len(writer):
-            writer.abort()
-            return None, {}
-        pack_hex, entries = writer.finish()
-    except BaseException:
-        writer.abort()
-        raise
-    return pack_hex, {e.chunk_id: Location(pack_hex, e.offset, e.stored_len, e.raw_len, e.flags)
-                      for e in entries}
+    records = ((cid, stored, kept[cid].raw_len, kept[cid].flags) for _pack, _offset, cid in moving
+               if (stored := check.ok(cid, kept[cid])) is not None)
+    return dict(repo.write_packs(records)[0])
 
 
 def _quarantine(store: Store, path: Path) -> str:
