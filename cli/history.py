@@ -42,6 +42,8 @@ def log(
                                            "dataset, not only REV.")] = False,
 ) -> None:
     """Versions, newest first; after `--`, only those that changed one of the PATHs."""
+    from objstore.history import dataset_commits, decorations
+
     store = open_store()
     if all_refs and rev != "HEAD":
         from objstore.errors import DsError
@@ -80,63 +82,14 @@ def log(
             typer.echo(f"{e.id[:12]}{names}  {e.created}  {e.author}\n    {e.message}\n")
 
 
-def decorations(store, shown: set[str] | None = None) -> dict[str, list[str]]:
-    """Names beside ids, as `git log --decorate`: HEAD (and its branch, or "detached"),
-    then branches, then tags, then datasets (only for the ids ``shown``, when given)."""
-    names: dict[str, list[str]] = {}
-    head, branch = store.head(), store.meta.head_branch()
-    if head:
-        names[head] = [f"HEAD -> {branch}" if branch else "HEAD detached"]
-    for name, commit_id in sorted(store.meta.branches().items()):
-        if name != branch:
-            names.setdefault(commit_id, []).append(name)
-    for name, commit_id in sorted(store.meta.tags().items()):
-        names.setdefault(commit_id, []).append(name)
-    for commit_id, label in dataset_names(store, shown).items():
-        names.setdefault(commit_id, []).append(label)
-    return names
-
-
-def dataset_commits(store) -> dict[str, list[str]]:
-    """Finalized dataset versions from their refs alone: commit id -> dataset ids."""
-    out: dict[str, list[str]] = {}
-    for name, commit_id in store.meta.refs().items():
-        if name.startswith("refs/datasets/"):
-            out.setdefault(commit_id, []).append(name[len("refs/datasets/"):])
-    return out
-
-
-def dataset_names(store, shown: set[str] | None = None) -> dict[str, str]:
-    """Commit id -> "dataset PROJECT/NAME VERSION", reading only the records of the commits
-    ``shown`` (a record may be large: it keeps a version's reports)."""
-    from objstore.errors import DsError
-    from objstore.records import RecordStore
-
-    records, out = RecordStore(store.path), {}
-    for commit_id, ids in dataset_commits(store).items():
-        if shown is not None and commit_id not in shown:
-            continue
-        for dataset_id in ids:
-            try:
-                r = records.read(dataset_id)
-            except DsError:  # a damaged record: fsck says so; the log still shows the version
-                continue
-            if r is not None:
-                out[commit_id] = f"dataset {r['project']}/{r['name']} {r['version']}"
-    return out
-
-
 @app.command()
 def show(rev: Annotated[str, typer.Argument(help="Version to describe.")] = "HEAD",
          as_json: JsonOpt = False) -> None:
     """One version: its id, parents, message and what it changed."""
-    from objstore.diff import diff_trees
+    from objstore.history import describe
 
-    store = open_store()
-    info = store.info(rev)
-    parent_tree = store.meta.tree_of(info.parents[0]) if info.parents else None
-    d = diff_trees(store.meta, parent_tree, store.meta.tree_of(info.id))
-    files = sum(1 for _ in store.meta.walk(store.meta.tree_of(info.id)))
+    shown = describe(open_store(), rev)
+    info, d, files = shown.info, shown.changes, shown.files
     if as_json:
         out_json(info.as_json() | {"files": files, "changes": d.as_json(), "stat": d.stat()})
         return
@@ -161,7 +114,7 @@ def diff(
     stat: Annotated[bool, typer.Option("--stat", help="Counts and bytes only.")] = False,
 ) -> None:
     """Compare two versions, or a version with the working folder."""
-    from objstore.diff import diff_trees
+    from objstore.diff import diff_versions
     from objstore.worktree import worktree_diff
 
     store = open_store()
@@ -169,7 +122,7 @@ def diff(
         base = store.tree(a) if a else None
         d, _, _ = worktree_diff(store, base, renames=True)
     else:
-        d = diff_trees(store.meta, store.tree(a or "HEAD"), store.tree(b))
+        d = diff_versions(store, a or "HEAD", b)
     data = d.stat() if stat else d.as_json()
     if as_json:
         out_json(data)
@@ -205,7 +158,7 @@ def tag(
             err(f"Deleted tag {name} (was {tip[:12]}; `ds tag {name} {tip[:12]}` brings it back)")
         return
     if name is None:
-        tags = store.meta.tags()
+        tags = store.tags()
         if as_json:
             out_json(tags)
         for t in sorted(tags):
@@ -234,7 +187,7 @@ def squash(
 
     store = open_store(attach=True)
     info = do_squash(store, revs, message, branch=branch, force=force)
-    moved = branch or store.meta.head_branch()
+    moved = branch or store.head_branch()
     if as_json:
         out_json(info.as_json() | {"branch": moved})
         return

@@ -15,6 +15,7 @@ def _rev_and_path(store, rev: str | None, path: str | None) -> tuple[str, str]:
     """REV and the store path to list: one argument is a version if it names one, else a
     path in HEAD (as `git log foo` reads foo)."""
     from objstore.errors import DsError, RevisionNotFound
+    from objstore.listing import in_head
     from objstore.worktree import to_store_path
 
     if rev is not None and path is None and store.head() is not None:
@@ -22,7 +23,7 @@ def _rev_and_path(store, rev: str | None, path: str | None) -> tuple[str, str]:
             store.resolve(rev)
         except RevisionNotFound:
             rel = to_store_path(store, rev, cwd())
-            if store.meta.lookup(store.head_tree(), rel) is None:
+            if not in_head(store, rel):
                 raise DsError(f"{rev!r} names no version and no path in HEAD; see `ds log` "
                               "and `ds ls`") from None
             return "HEAD", rel

@@ -240,7 +240,7 @@ def fetch(
     from objstore.remote import Remote
 
     store = open_store()
-    if remote is None and (branch := store.meta.head_branch()) and (up := upstream(store, branch)):
+    if remote is None and (branch := store.head_branch()) and (up := upstream(store, branch)):
         remote = up.remote
     with transfer_progress("fetching", quiet) as cb:
         t = Remote(store, remote_target(store, remote), progress=cb).fetch()
@@ -266,7 +266,7 @@ def pull(
     store = open_store()
     with transfer_progress("pulling", quiet) as cb:
         t, info = do_pull(store, remote_target(store, remote), branch, progress=cb)
-    current, changed = store.meta.head_branch(), _plural(t.files, "file")
+    current, changed = store.head_branch(), _plural(t.files, "file")
     now = info.id[:12] if info else ""
     outcome = {"fast-forward": f"Fast-forward {current} to {now} ({changed} changed)",
                "merge": f"Merged {t.pulled} into {current}: {now} ({changed} changed)",
@@ -303,7 +303,7 @@ def clone(
     with transfer_progress("cloning", quiet) as cb:
         store, t = do_clone(url, os.path.join(cwd(), target), rev=rev, include=include,
                             options=_parse_options(option) or None, progress=cb)
-    head, branch = store.head(), store.meta.head_branch()
+    head, branch = store.head(), store.head_branch()
     if branch is not None:
         where = f"Checked out branch '{branch}' into {target}"
     else:
@@ -324,12 +324,11 @@ def merge(
     as_json: JsonOpt = False,
 ) -> None:
     """Join a diverged lineage: a version whose parents are HEAD and REV."""
+    from objstore.branches import ref_of
     from objstore.merge import merge as do_merge
 
     store = open_store(attach=True)
-    ref = rev if rev in store.meta.repo.references else (
-        f"refs/remotes/{rev}" if f"refs/remotes/{rev}" in store.meta.repo.references else rev)
-    info = do_merge(store, ref, ours=ours, theirs=theirs, message=message)
+    info = do_merge(store, ref_of(store, rev), ours=ours, theirs=theirs, message=message)
     if as_json:
         out_json(info.as_json() | {"merged": True} if info else {"id": store.head(), "merged": False})
     elif info:

@@ -210,7 +210,7 @@ def commit(
         out_json(info.as_json())
     else:
         typer.echo(info.id)
-    if store.meta.head_branch() is None and not quiet:
+    if store.head_branch() is None and not quiet:
         err(f"Committed on a detached HEAD: {info.id[:12]} is on no branch; "
             f"keep it with `ds switch -c NAME` (or `ds branch NAME {info.id[:12]}`)")
 
@@ -255,7 +255,7 @@ def moved_json(store, report, rev: str | None = None, paths: list[str] | None = 
     detached version left behind."""
     return {
         "id": store.resolve(rev) if paths else store.head(),
-        "branch": branch or store.meta.head_branch(),
+        "branch": branch or store.head_branch(),
         "paths": paths,
         "files_written": getattr(report, "count", 0),
         "links_refused": list(getattr(report, "links_refused", [])),

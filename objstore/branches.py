@@ -160,6 +160,16 @@ def _remote_branch(store: Store, rev: str) -> Upstream | None:
     return None
 
 
+def ref_of(store: Store, rev: str) -> str:
+    """The full name of the ref ``rev`` is, or of the remote's branch it names as last
+    fetched (``origin/main`` is ``refs/remotes/origin/main``); else ``rev`` as given."""
+    if store.meta.has_ref(rev):
+        return rev
+    if store.meta.has_ref(f"refs/remotes/{rev}"):
+        return f"refs/remotes/{rev}"
+    return rev
+
+
 def _guess_remote_branch(store: Store, name: str) -> Upstream | None:
     """The one configured remote that has a branch ``name`` (as last fetched); None if none
     has it; an error naming them when several do."""

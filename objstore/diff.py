@@ -9,10 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .manifest import FileEntry
 from .meta import MetaStore
 from .paths import join
+
+if TYPE_CHECKING:
+    from .store import Store
 
 
 @dataclass
@@ -60,6 +64,11 @@ class Diff:
             "bytes_removed": sum(e.size for e in self.removed.values()),
             "bytes_modified": sum(e.size for e in self.modified.values()),
         }
+
+
+def diff_versions(store: Store, a: str, b: str) -> Diff:
+    """What changed from version ``a`` to version ``b`` (any names ``Store.resolve`` takes)."""
+    return diff_trees(store.meta, store.tree(a), store.tree(b))
 
 
 def diff_trees(meta: MetaStore, a: str | None, b: str | None,

@@ -47,6 +47,11 @@ def list_version(store: Store, rev: str = "HEAD", path: str = "",
     return _walk(store, found, path, recursive)
 
 
+def in_head(store: Store, path: str) -> bool:
+    """True when HEAD's version holds ``path`` (a file or a folder)."""
+    return store.meta.lookup(store.head_tree(), path) is not None
+
+
 def _file(path: str, e: FileEntry) -> Listed:
     return Listed(path, KIND_NAMES.get(e.kind, str(e.kind)), e.size)
 

@@ -239,6 +239,14 @@ class Store:
     def head(self) -> str | None:
         return self.meta.head_commit()
 
+    def head_branch(self) -> str | None:
+        """The branch HEAD is on; None when HEAD is detached."""
+        return self.meta.head_branch()
+
+    def tags(self) -> dict[str, str]:
+        """Tag name -> the version it names."""
+        return self.meta.tags()
+
     def head_tree(self) -> str:
         head = self.head()
         return self.meta.tree_of(head) if head else self.meta.empty_tree

@@ -1,5 +1,8 @@
 """Module boundaries the design asks for, checked from the source with ``ast``.
 
+``MetaStore`` (objstore/meta.py) is the only code that speaks pygit2: no other module of
+objstore/ or cli/ imports it or reaches the raw repository (``meta.repo``) or MetaStore's
+private members; everything else goes through MetaStore's methods, with hex-string ids.
 ``ds get`` lives in ``objstore.get``: the module was ``objstore.copy``, a name that
 shadowed the standard library's ``copy`` and did not say what it does.
 """
@@ -12,6 +15,11 @@ import importlib.util
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+META = "objstore/meta.py"
+# Modules whose move to MetaStore's methods is in progress elsewhere: allowed pygit2 and
+# meta.repo for now. Remove each one once it is done, until the set is empty.
+ALLOWED = {f"objstore/{m}.py" for m in ("maintenance", "remote_gc", "repair", "remote", "transfer",
+                                        "remote_repo", "dsfs")}
 # Tests, edited elsewhere, that still import objstore.copy: objstore/copy.py re-exports
 # objstore.get for them alone and is deleted once this set is empty.
 COPY_IMPORTERS = {"test_clear_errors.py", "test_deltas.py", "test_links_and_safety.py", "test_recovery.py",
@@ -40,6 +48,67 @@ def _imported(path: str, tree: ast.Module) -> set[str]:
             out.add(base)
             out.update(f"{base}.{alias.name}" for alias in node.names)
     return out
+
+
+def _imports_pygit2(path: str, tree: ast.Module) -> bool:
+    return any(name == "pygit2" or name.startswith("pygit2.") for name in _imported(path, tree))
+
+
+def _meta_internals(tree: ast.Module) -> list[str]:
+    """``meta.repo`` / ``X.meta.repo`` and ``meta._private`` / ``X.meta._private`` read in a
+    file, as "line: text"."""
+    out = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Attribute) or not (node.attr == "repo" or node.attr.startswith("_")):
+            continue
+        owner = node.value
+        if (isinstance(owner, ast.Name) and owner.id == "meta") or (
+                isinstance(owner, ast.Attribute) and owner.attr == "meta"):
+            out.append(f"{node.lineno}: {ast.unparse(node)}")
+    return sorted(out, key=lambda line: int(line.partition(":")[0]))
+
+
+def test_only_meta_imports_pygit2() -> None:
+    modules = _modules("objstore", "cli")
+    assert _imports_pygit2(META, modules[META])
+    importers = {path for path, tree in modules.items() if _imports_pygit2(path, tree)}
+    others = sorted(importers - ALLOWED - {META})
+    assert not others, f"use MetaStore's methods instead of pygit2 in {others}"
+
+
+def test_no_module_reaches_into_the_metadata_database() -> None:
+    found = {path: where for path, tree in _modules("objstore", "cli").items()
+             if path != META and path not in ALLOWED and (where := _meta_internals(tree))}
+    assert not found, f"use MetaStore's public methods: {found}"
+
+
+# Command modules, edited elsewhere, that still query ``store.meta`` themselves.
+CLI_ALLOWED = {"cli/branches.py"}
+
+
+def _store_meta(tree: ast.Module) -> list[int]:
+    """Lines that read ``.meta`` of anything but click's context (``ctx.meta``)."""
+    return sorted(node.lineno for node in ast.walk(tree)
+                  if isinstance(node, ast.Attribute) and node.attr == "meta"
+                  and not (isinstance(node.value, ast.Name) and node.value.id == "ctx"))
+
+
+def test_the_command_line_asks_the_library_not_the_metadata_database() -> None:
+    """The CLI presents: ref lookups and history walks are library functions (``Store``,
+    ``objstore.history``, ``objstore.branches``), not queries of ``store.meta``."""
+    found = {path: lines for path, tree in _modules("cli").items()
+             if path not in CLI_ALLOWED and (lines := _store_meta(tree))}
+    assert not found, f"lines reading store.meta: {found}"
+    assert _store_meta(ast.parse("a = ctx.meta[1]\nb = store.meta.tags()\n")) == [2]
+
+
+def test_the_checks_see_what_they_look_for() -> None:
+    """The two checks above catch each form (so an empty answer means something)."""
+    code = ast.parse("import pygit2.enums\nx = store.meta.repo.references\ny = meta._new(b)\n"
+                     "z = self.repo\nw = meta.refs()\n")
+    assert _imports_pygit2("objstore/x.py", code)
+    assert _imports_pygit2("cli/x.py", ast.parse("from pygit2 import Oid"))
+    assert _meta_internals(code) == ["2: store.meta.repo", "3: meta._new"]
 
 
 def test_get_is_its_own_module_and_nothing_in_the_code_imports_copy() -> None:
@@ -96,3 +165,31 @@ def test_the_sdk_opens_its_store_by_its_own_name(tmp_path: Path, monkeypatch) ->
     assert not hasattr(dataset_store, "open_store")
     store = dataset_store.open_sdk_store(tmp_path / "sdk" / ".dsstore")
     assert (store.path / "config").is_file() and store.fetcher is None
+
+
+def test_merge_of_a_remote_branch_names_its_tracking_ref(store, work: Path) -> None:
+    """`ds merge origin/main` merges ``refs/remotes/origin/main`` and says so in the message,
+    as before the lookup moved from the command into ``branches.ref_of``."""
+    from objstore.branches import ref_of
+    from objstore.worktree import add
+
+    from .conftest import ds, write
+
+    write(work, "a.txt", "base\n")
+    add(store, [str(work)])
+    base = store.commit("base").id
+    write(work, "theirs.txt", "theirs\n")
+    add(store, [str(work)])
+    theirs = store.commit("theirs").id
+    store.meta.set_ref("refs/remotes/origin/main", theirs)  # as a fetch leaves it
+    ds("switch", "-c", "mine", base, cwd=work)
+    assert not (work / "theirs.txt").exists()
+    write(work, "mine.txt", "mine\n")
+    ds("add", "mine.txt", cwd=work)
+    ds("commit", "-m", "mine", cwd=work)
+    assert (ref_of(store, "origin/main"), ref_of(store, "refs/heads/main"), ref_of(store, "HEAD~1")) == (
+        "refs/remotes/origin/main", "refs/heads/main", "HEAD~1")
+    merged = ds("merge", "origin/main", cwd=work).stdout.strip()
+    info = store.meta.commit_info(merged)
+    assert info.message == "merge refs/remotes/origin/main" and info.parents[1] == theirs
+    assert (work / "theirs.txt").read_text() == "theirs\n"
