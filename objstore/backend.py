@@ -327,20 +327,19 @@ class LocalBackend(RefsByStat):
             raise error from e
 
     def list(self, prefix: str) -> dict[str, tuple[int, float]]:
+        """A file removed while listed (a finished writer's lock, a renamed temp file) is
+        left out, never an error."""
+        out = {}
         with self.typed_errors():
-            return {self.rel(path): (size, mtime) for path, size, mtime in self._files(self.path(prefix))}
-
-    def _files(self, folder: str) -> Iterator[tuple[str, int, float]]:
-        """(path, size, mtime) of every file under ``folder``; one removed while listed is
-        left out (a finished writer's lock, a renamed temp file), never an error."""
-        for dirpath, _dirs, names in os.walk(folder):
-            for name in names:
-                path = os.path.join(dirpath, name)
-                try:
-                    st = os.stat(path)
-                except FileNotFoundError:
-                    continue
-                yield path, st.st_size, st.st_mtime
+            for dirpath, _dirs, names in os.walk(self._path(prefix)):
+                for name in names:
+                    path = os.path.join(dirpath, name)
+                    try:
+                        st = os.stat(path)
+                    except FileNotFoundError:
+                        continue
+                    out[self.rel(path)] = (st.st_size, st.st_mtime)
+        return out
 
     def stat(self, rel: str) -> Info:
         with self.typed_errors():

@@ -19,7 +19,7 @@ import os
 import socket
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -352,45 +352,22 @@ LOCAL_PROTOCOLS = {"file", "local"}
 class FolderBackend(LocalBackend):
     """A folder reached through an fsspec filesystem that wraps fsspec's own (one presenting
     the local protocol, as the tests' fault injector does): ``LocalBackend``'s writes,
-    fsyncs and compare-and-swap, with every file operation run through that filesystem."""
+    fsyncs and compare-and-swap, with every file operation run through that filesystem
+    (reads, listings and deletes as ``FsspecBackend`` makes them)."""
+
+    TOKEN = None
+    list, stat, read = FsspecBackend.list, FsspecBackend.stat, FsspecBackend.read
+    download, delete = FsspecBackend.download, FsspecBackend.delete
 
     def __init__(self, fs: Any, root: str):
         super().__init__(root.rstrip("/"))
         self.fs = fs
 
-    def _files(self, folder: str) -> Iterator[tuple[str, int, float]]:
-        try:
-            found = self.fs.find(folder, detail=True)
-        except FileNotFoundError:
-            return
-        for path, info in found.items():
-            yield path, int(info.get("size") or 0), mtime_of(info)
-
-    def stat(self, rel: str) -> Info:
-        with self.typed_errors():
-            info = self.fs.info(self.path(rel), refresh=True)
-        if info.get("type", "file") != "file":
-            raise NotFound(rel)
-        return Info(int(info["size"]), mtime_of(info))
-
-    def read(self, rel: str, start: int = 0, end: int | None = None) -> bytes:
-        with self.typed_errors():
-            if not start and end is None:
-                return self.fs.cat_file(self.path(rel))
-            return self.fs.cat_file(self.path(rel), start=start, end=end)
-
-    def download(self, rel: str, dest: Path) -> None:
-        with self.typed_errors():
-            self.fs.get_file(self.path(rel), str(dest))
-
     def _makedirs(self, folder: str) -> None:
         self.fs.makedirs(folder, exist_ok=True)
 
     def _send(self, tmp: str, data: bytes | Path) -> None:
-        if isinstance(data, Path):
-            self.fs.put_file(str(data), tmp)
-        else:
-            self.fs.pipe_file(tmp, data)
+        FsspecBackend._send(self, tmp, data)  # the same requests as an fsspec write
         if self.durable:
             fsync_file(tmp)
 
@@ -402,16 +379,6 @@ class FolderBackend(LocalBackend):
             self.fs.rm_file(tmp)
         except Exception:
             pass
-
-    def delete(self, rels: list[str]) -> None:
-        paths = [self.path(r) for r in rels]
-        with self.typed_errors():
-            try:
-                self.fs.rm(paths)
-            except FileNotFoundError:  # one was gone already: the others one by one
-                for p in paths:
-                    with suppress(FileNotFoundError):
-                        self.fs.rm_file(p)
 
 
 def open_backend(url: str, options: dict) -> Backend:
