@@ -39,7 +39,7 @@ import xxhash
 from .errors import DsError, FormatError
 from .index import ChunkIndex, Location, encode_fragment
 from .meta import valid_ref_name
-from .packs import PackEntry, PackWriter, decode_chunk, pack_path
+from .packs import PackEntry, decode_chunk
 from .paths import STORE_DIR
 from .remote_fs import RemoteError, RemoteFS, RemoteLock
 from .store import Store
@@ -465,38 +465,6 @@ def remote_config(fs: RemoteFS) -> dict | None:
         return tomllib.loads(raw.decode()).get("store", {})
     except (ValueError, UnicodeDecodeError) as e:
         raise FormatError(f"remote {fs.url}: config is unreadable ({e})") from None
-
-
-def roll_packs(folder: Path, algo, target: int, chunks: Iterable[tuple[bytes, bytes, int, int]],
-               on_pack: Callable[[Path, list[tuple[bytes, Location]]], None] | None = None,
-               ) -> tuple[list[Path], list[tuple[bytes, Location]]]:
-    """Write (id, stored bytes, raw length, flags) into packs of about ``target`` bytes in
-    ``folder``: (pack files, their index rows); ``on_pack(path, rows)`` as each is closed."""
-    packs: list[Path] = []
-    rows: list[tuple[bytes, Location]] = []
-    writer: PackWriter | None = None
-
-    def close() -> None:
-        nonlocal writer
-        if writer is not None:
-            pack_hex, entries = writer.finish()
-            path = pack_path(folder, pack_hex)
-            mine = [(e.chunk_id, Location(pack_hex, e.offset, e.stored_len, e.raw_len, e.flags))
-                    for e in entries]
-            if on_pack is not None:
-                on_pack(path, mine)
-            packs.append(path)
-            rows.extend(mine)
-            writer = None
-
-    for chunk_id, stored, raw_len, flags in chunks:
-        if writer is None:
-            writer = PackWriter(folder, algo)
-        writer.add(chunk_id, stored, raw_len, flags)
-        if writer.size >= target:
-            close()
-    close()
-    return packs, rows
 
 
 def _fragment_ok(path: Path, name: str) -> bool:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .chunkstore import roll_packs
 from .errors import DsError, FormatError
 from .fsutil import atomic_write
 from .index import ChunkIndex, Fragment, Location, encode_fragment
@@ -30,7 +31,6 @@ from .remote_repo import (
     git_pack_ok,
     is_hex40,
     ref_name_problem,
-    roll_packs,
 )
 
 
