@@ -58,7 +58,7 @@ def branch(
     if move is not None:
         b.rename_branch(store, move[0], move[1], force=force)
         if as_json:
-            out_json({"branch": move[1], "id": store.meta.branches()[move[1]], "renamed_from": move[0]})
+            out_json({"branch": move[1], "id": store.resolve(move[1]), "renamed_from": move[0]})
         elif not quiet:
             err(f"Renamed branch {move[0]} to {move[1]}")
         return
@@ -74,14 +74,14 @@ def branch(
     if as_json:
         out_json([r.as_json() | _upstream_json(ups.get(r.name)) for r in rows])
         return
-    if store.meta.head_branch() is None and store.head():
+    if store.head_branch() is None and store.head():
         typer.echo(f"* (HEAD detached at {store.head()[:12]})")
     width = max((len(r.name) for r in rows), default=0)
     for r in rows:
         line = f"{'*' if r.current else ' '} {r.name}\t{r.id[:12]}"
         if verbose:
             relation = _relation(ups.get(r.name), named=verbose > 1)
-            subject = store.meta.commit_info(r.id).message.partition("\n")[0]
+            subject = store.info(r.id).message.partition("\n")[0]
             line = f"{'*' if r.current else ' '} {r.name:{width}} {r.id[:12]} {relation}{subject}"
         typer.echo(line)
 
@@ -107,10 +107,10 @@ def _upstream(store, name: str | None, to: str | None, as_json: bool, quiet: boo
     from objstore import branches as b
     from objstore.errors import DsError
 
-    branch = name or store.meta.head_branch()
+    branch = name or store.head_branch()
     if branch is None:
         raise DsError("HEAD is detached: name the branch (`ds branch -u REMOTE/BRANCH NAME`)")
-    if branch not in store.meta.branches():
+    if branch not in {i.name for i in b.list_branches(store)}:
         raise DsError(f"no branch named {branch!r}; see `ds branch`")
     if to is None:
         if b.upstream(store, branch) is None:

@@ -36,7 +36,7 @@ from .manifest import EXEC, EXTERNAL, FILE, FileEntry
 from .paths import check_relpath
 from .progress import LogProgress, announce, as_transfer
 from .records import RecordStore
-from .revisions import DatasetNotFound, find_record, latest
+from .revisions import DatasetNotFound, find_record, latest, lineage_to_fetch
 from .scan import Stat
 from .squash import squash_tree
 from .store import Store
@@ -1115,15 +1115,8 @@ def _fetch_from_remote(store: Store, pick) -> dict | None:
     if not hits:
         return None
     best = latest(hits)
-    by_id = {r["id"]: r for r in remote}
-    todo, seen = [best], set()
-    while todo:  # the version and every ancestor the local store lacks
-        r = todo.pop()
-        if r["id"] in seen or records.read(r["id"]) is not None:
-            continue
-        seen.add(r["id"])
+    for r in lineage_to_fetch(store, best, remote):  # the version and each ancestor we lack
         fetch_dataset(store, url, r)
-        todo.extend(by_id[p] for p in r.get("parents", []) if p in by_id)
     return records.read(best["id"])
 
 

@@ -809,6 +809,8 @@ class MetaStore:
                 self.repo.references.delete(name)
         except KeyError:
             return False
+        except pygit2.GitError as e:
+            raise FormatError(f"cannot delete {name} ({e}); run `ds fsck`") from None
         return True
 
     def tags(self) -> dict[str, str]:

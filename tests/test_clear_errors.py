@@ -8,8 +8,8 @@ from pathlib import Path
 import pygit2
 import pytest
 
-from objstore.copy import get_copy
 from objstore.errors import DsError, FormatError, NothingToCommit
+from objstore.get import get_copy
 from objstore.store import Store
 from objstore.worktree import commit_all, status
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from objstore.copy import get_copy
 from objstore.errors import CorruptObject, FormatError
+from objstore.get import get_copy
 from objstore.index import Location
 from objstore.maintenance import fsck, gc
 from objstore.packs import FLAG_DELTA, FLAG_ZSTD, PackEntry, decode_toc, encode_toc

@@ -14,8 +14,8 @@ from pathlib import Path
 import pygit2
 import pytest
 
-from objstore.copy import get_copy
 from objstore.errors import DsError, FormatError
+from objstore.get import get_copy
 from objstore.manifest import FILE, LINK, FileEntry, encode_manifest
 from objstore.materialize import link_is_contained
 from objstore.meta import MANIFEST

@@ -20,10 +20,6 @@ META = "objstore/meta.py"
 # meta.repo for now. Remove each one once it is done, until the set is empty.
 ALLOWED = {f"objstore/{m}.py" for m in ("maintenance", "remote_gc", "repair", "remote", "transfer",
                                         "remote_repo", "dsfs")}
-# Tests, edited elsewhere, that still import objstore.copy: objstore/copy.py re-exports
-# objstore.get for them alone and is deleted once this set is empty.
-COPY_IMPORTERS = {"test_clear_errors.py", "test_deltas.py", "test_links_and_safety.py", "test_recovery.py",
-                  "test_remote_gc.py", "test_torture.py", "test_worktree_safety.py"}
 
 
 def _modules(*folders: str) -> dict[str, ast.Module]:
@@ -83,7 +79,7 @@ def test_no_module_reaches_into_the_metadata_database() -> None:
 
 
 # Command modules, edited elsewhere, that still query ``store.meta`` themselves.
-CLI_ALLOWED = {"cli/branches.py"}
+CLI_ALLOWED: set[str] = set()
 
 
 def _store_meta(tree: ast.Module) -> list[int]:
@@ -120,14 +116,13 @@ def test_get_is_its_own_module_and_nothing_in_the_code_imports_copy() -> None:
     assert not users, f"import objstore.get instead of objstore.copy in {sorted(users)}"
 
 
-def test_objstore_copy_is_only_kept_for_the_tests_not_yet_moved() -> None:
+def test_objstore_copy_is_gone_and_no_test_imports_it() -> None:
     tests = {Path(path).name for path, tree in _modules("tests").items()
              if any(name == "objstore.copy" or name.startswith("objstore.copy.")
                     for name in _imported(path, tree))}
-    assert tests <= COPY_IMPORTERS, f"new imports of objstore.copy: {sorted(tests - COPY_IMPORTERS)}"
-    if not COPY_IMPORTERS:
-        assert not (ROOT / "objstore" / "copy.py").exists(), "objstore/copy.py has no user left: delete it"
-        assert importlib.util.find_spec("objstore.copy") is None
+    assert not tests, f"import objstore.get instead of objstore.copy in {sorted(tests)}"
+    assert not (ROOT / "objstore" / "copy.py").exists()
+    assert importlib.util.find_spec("objstore.copy") is None
 
 
 def test_one_default_remote_rule_for_the_sdk_and_the_commands(tmp_path: Path, monkeypatch) -> None:

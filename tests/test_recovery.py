@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from objstore.copy import get_copy
 from objstore.errors import DsError, FormatError
+from objstore.get import get_copy
 from objstore.maintenance import REFLOG_GRACE, fsck, gc
 from objstore.packs import FOOTER, read_pack_toc
 from objstore.store import Store

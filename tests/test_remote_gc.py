@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from objstore.copy import get_copy
 from objstore.errors import DsError
+from objstore.get import get_copy
 from objstore.remote import Remote, fsck_remote
 from objstore.remote_fs import RemoteFS, RemoteLock, RemoteLocked
 from objstore.remote_gc import gc_remote

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from objstore.copy import get_copy
+from objstore.get import get_copy
 from objstore.maintenance import fsck
 from objstore.store import Store
 

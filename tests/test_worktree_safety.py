@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from objstore.copy import get_copy
 from objstore.errors import DirtyWorktree, DsError, FormatError
+from objstore.get import get_copy
 from objstore.squash import squash
 from objstore.store import Store
 from objstore.worktree import add, checkout, commit_all, rm, status, worktree_diff
