@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from .errors import DsError, FormatError
 from .index import MAX_FRAGMENTS, ChunkIndex, Location
 from .meta import MetaStore
-from .packs import FLAG_DELTA
+from .packs import FLAG_DELTA, pack_path
 from .progress import Progress, announce
 from .records import RecordStore
 from .repair import Loss, Salvage, losses, rebuild_index, restore_refs
@@ -225,7 +225,7 @@ def fsck(store: Store, read_data: bool = False, repair: bool = False,
             announce(progress, len(sizes), sum(sizes.values()))
             done_bytes = 0
             for n, (p, rows) in enumerate(tocs.items(), 1):
-                if not repo.intact(p):
+                if not store.chunks.intact(pack_path(store.chunks.packs_dir, p)):
                     report.problems.append(f"pack {p}: content does not match its name (damaged)")
                 report.bytes_verified += repo.verify(rows, report.problems)
                 done_bytes += sizes[p]
@@ -320,24 +320,24 @@ def plan(repo: Repository, live: dict[bytes, str], report: GcReport, now: float,
     names = sorted(packs)
     announce(progress, len(names), sum(size for size, _mtime in packs.values()))
     by_pack: dict[str, dict[bytes, Location]] = {}
-    stored: dict[str, int] = {}
     done_bytes = 0
-    for n, (p, rows, total) in enumerate(repo.pack_rows(names), 1):
-        by_pack[p], stored[p] = rows, total
+    for n, (p, rows) in enumerate(repo.pack_rows(names), 1):
+        by_pack[p] = rows
         done_bytes += packs[p][0]
         if progress is not None:
             progress(n, done_bytes)
     young = {p for p in names if now - packs[p][1] < grace}
-    share = {p: sum(loc.stored_len for c, loc in rows.items() if c in live) / max(1, stored[p])
-             for p, rows in by_pack.items()}
+    stored = {p: sum(loc.stored_len for loc in rows.values()) for p, rows in by_pack.items()}
+    held = {p: {c: loc for c, loc in rows.items() if c in live and repo.home(c) in (None, p)}
+            for p, rows in by_pack.items()}  # the live chunks each pack holds for the store
+    share = {p: sum(loc.stored_len for loc in held[p].values()) / max(1, stored[p]) for p in names}
     owner: dict[bytes, str] = {}
     for p in sorted(names, key=lambda p: (p not in young, -share[p], p)):
-        for cid in by_pack[p]:
-            if cid in live:
-                owner.setdefault(cid, p)
+        for cid in held[p]:
+            owner.setdefault(cid, p)
     owned: dict[str, int] = defaultdict(int)
     for cid, p in owner.items():
-        owned[p] += by_pack[p][cid].stored_len
+        owned[p] += held[p][cid].stored_len
     todo = Plan(listing, repo.fragments(), lost=[cid for cid in live if cid not in owner])
     keep = []
     for p in names:
@@ -351,9 +351,9 @@ def plan(repo: Repository, live: dict[bytes, str], report: GcReport, now: float,
         else:
             keep.append(p)
     todo.new_index = bool(todo.drop or todo.rewrite) or len(todo.fragments) > MAX_FRAGMENTS
-    todo.rows = [(cid, loc) for p in keep for cid, loc in by_pack[p].items()]
-    todo.moved = sorted(((cid, loc) for p in todo.rewrite for cid, loc in by_pack[p].items()
-                         if owner.get(cid) == p), key=lambda it: (it[1].pack, it[1].offset))
+    todo.rows = [(cid, loc) for p in keep for cid, loc in by_pack[p].items() if repo.home(cid) in (None, p)]
+    todo.moved = sorted(((cid, loc) for p in todo.rewrite for cid, loc in held[p].items() if owner[cid] == p),
+                        key=lambda it: (it[1].pack, it[1].offset))
     todo.temps, todo.locks = repo.leftovers(listing, now, grace)
     report.packs_deleted, report.packs_rewritten = len(todo.drop), len(todo.rewrite)
     report.bytes_freed = (sum(packs[p][0] for p in todo.drop + todo.rewrite)

@@ -66,13 +66,15 @@ def restore_refs(meta: MetaStore) -> tuple[list[RefDamage], list[RefDamage]]:
     return restored, left
 
 
-def old_rows(folder: Path) -> Iterator[tuple[bytes, Location, bool]]:
+def old_rows(folder: Path, damaged: list[Path]) -> Iterator[tuple[bytes, Location, bool]]:
     """(id, location, trusted) of every row of every fragment; a fragment that fails its
-    checks is read row by row anyway (``trusted`` False: each row must be verified)."""
+    checks is added to ``damaged`` and read row by row anyway (``trusted`` False: each row
+    must be verified)."""
     for path in sorted(folder.glob("*.idx")):
         try:
             frag = Fragment(path)
         except (DsError, OSError, ValueError):
+            damaged.append(path)
             yield from ((cid, loc, False) for cid, loc in _rows_of_damaged(path))
             continue
         try:
@@ -159,7 +161,8 @@ def rebuild_index(repo: LocalRepository, tocs: dict[str, Rows], damaged: dict[st
     kept: dict[bytes, Location] = {}
     doubtful: dict[bytes, list[Location]] = {}
     s = Salvage()
-    for cid, loc, trusted in old_rows(index.folder):
+    bad_fragments: list[Path] = []
+    for cid, loc, trusted in old_rows(index.folder, bad_fragments):
         if trusted and (loc.pack, loc.offset, cid) in confirmed:
             kept.setdefault(cid, loc)
         else:
@@ -185,7 +188,6 @@ def rebuild_index(repo: LocalRepository, tocs: dict[str, Rows], damaged: dict[st
             if e.chunk_id not in kept and check.ok(e.chunk_id, loc) is not None:
                 kept[e.chunk_id] = loc
                 s.scanned += 1
-    bad_fragments = [p for p in sorted(index.folder.glob("*.idx")) if not _fragment_ok(p)]
     s.damaged_fragments = [p.name for p in bad_fragments]
     moved = _copy_out(repo, kept, set(damaged))
     kept.update(moved)
@@ -218,14 +220,6 @@ def _quarantine(store: Store, path: Path) -> str:
     with contextlib.suppress(FileNotFoundError):
         os.replace(path, aside)
     return str(aside)
-
-
-def _fragment_ok(path: Path) -> bool:
-    try:
-        Fragment(path).close()
-    except (DsError, OSError, ValueError):
-        return False
-    return True
 
 
 def _scan(path: Path, store: Store) -> Iterator[PackEntry]:

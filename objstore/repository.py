@@ -1,14 +1,11 @@
 """The storage gc and fsck work on, local or remote, behind one small interface.
 
 A store and its remotes hold one layout (``packs/xx/<id>.pack``, ``index/<sum>.idx``,
-metadata), and gc and fsck (``maintenance.py``) ask the same of both: the packs there
-are, with sizes and ages; the chunks each holds; the index; chunks read back and
-verified; new packs written through the one roller (``chunkstore.roll_packs``); one index
-fragment published in place of others; files deleted. ``LocalRepository`` is a
-``.dsstore``: listed and cleaned through a ``LocalBackend``, packs and fragments durable
-(fsync, rename) before anything names them. ``RemoteRepository`` is a remote: a pack's
-chunks are known from the remote's index (a table of contents would cost a request per
-pack), and every write or delete first checks the gc's lease.
+metadata) and gc and fsck (``maintenance.py``) ask the same of both. ``LocalRepository``
+is a ``.dsstore``, listed and cleaned through a ``LocalBackend``, its packs and fragments
+durable (fsync, rename) before anything names them. ``RemoteRepository`` is a remote: a
+pack's chunks are known from the remote's index (a table of contents would cost a
+request per pack), and every write or delete first checks the gc's lease.
 """
 
 from __future__ import annotations
@@ -36,18 +33,13 @@ Rows = list[tuple[bytes, Location]]
 
 
 class Repository:
-    """What gc and fsck need of a store's storage (module doc); each side provides:
-
-    - ``listing()``: the files gc may touch -> (size, modification time in the storage's
-      clock): packs and temp files (on a remote every file);
-    - ``index()``: the chunk index; ``pack_rows(packs)``: for each pack (pack, the chunks
-      it holds for the store and where, bytes of all its records);
-    - ``read_chunks(items, verify)``: (id, location, stored bytes), checked against the id
-      first if ``verify``; ``decode(id, location, stored)``: the chunk, verified;
-    - ``write_packs(chunks)``: (id, stored, raw length, flags) into new packs through the
-      one roller: (rows, packs written); ``put_fragment(rows, listed)``: one durable index
-      fragment (unless ``listed`` names it): its name; ``delete(rels)``: files removed.
-    """
+    """What gc and fsck need of a store's storage. Each side gives ``listing`` (packs and
+    temp files, on a remote every file: path -> size, modification time in the storage's
+    clock), ``index``, ``pack_rows`` (each pack with the chunks it holds and where),
+    ``read_chunks`` (checked against their ids if
+    ``verify``) and ``decode`` (verified), ``write_packs`` (through the one roller: the new
+    rows, how many packs), ``put_fragment`` (one durable fragment unless ``listed`` names
+    it: its name) and ``delete``."""
 
     temp_age = 0.0  # a temp file this old (and past the grace period) is an interrupted write's
 
@@ -56,12 +48,16 @@ class Repository:
 
     def listing(self) -> Listing: ...
     def index(self) -> ChunkIndex: ...
-    def pack_rows(self, packs: list[str]) -> Iterator[tuple[str, dict[bytes, Location], int]]: ...
+    def pack_rows(self, packs: list[str]) -> Iterator[tuple[str, dict[bytes, Location]]]: ...
     def read_chunks(self, items: Rows, verify: bool = True) -> Iterator[tuple[bytes, Location, bytes]]: ...
     def decode(self, chunk_id: bytes, loc: Location, stored: bytes) -> bytes: ...
     def write_packs(self, chunks: Iterable[tuple[bytes, bytes, int, int]]) -> tuple[Rows, int]: ...
     def put_fragment(self, rows: Rows, listed: list[str]) -> str: ...
     def delete(self, rels: list[str]) -> None: ...
+
+    def home(self, chunk_id: bytes) -> str | None:
+        """The one pack a chunk may live in, or None: any that holds it."""
+        return None
 
     # -- the same on both sides ----------------------------------------------------------
     def fragments(self) -> list[str]:
@@ -141,18 +137,18 @@ class LocalRepository(Repository):
                 damaged[pack] = e
         return good, damaged
 
-    def pack_rows(self, packs: list[str]) -> Iterator[tuple[str, dict[bytes, Location], int]]:
-        index = self.chunks.index
+    def pack_rows(self, packs: list[str]) -> Iterator[tuple[str, dict[bytes, Location]]]:
         for pack in packs:
-            toc = self.toc(pack)
             rows: dict[bytes, Location] = {}
-            for chunk_id, loc in toc:
-                # a chunk lives where the index says (delta bases were marked by it): a copy
-                # elsewhere (a killed writer's pack, then a rerun) is garbage
-                home = index.lookup(chunk_id)
-                if home is None or home.pack == pack:
-                    rows.setdefault(chunk_id, loc)
-            yield pack, rows, sum(loc.stored_len for _c, loc in toc)
+            for chunk_id, loc in self.toc(pack):
+                rows.setdefault(chunk_id, loc)
+            yield pack, rows
+
+    def home(self, chunk_id: bytes) -> str | None:
+        """A chunk lives where the index says (delta bases were marked by it): a copy in
+        another pack (a killed writer's, then a rerun's) is garbage."""
+        loc = self.chunks.index.lookup(chunk_id)
+        return None if loc is None else loc.pack
 
     def read_chunks(self, items: Rows, verify: bool = True) -> Iterator[tuple[bytes, Location, bytes]]:
         for pack, group in groupby(items, key=lambda it: it[1].pack):
@@ -168,10 +164,6 @@ class LocalRepository(Repository):
 
     def decode(self, chunk_id: bytes, loc: Location, stored: bytes) -> bytes:
         return self.chunks.decode(chunk_id, loc, stored)
-
-    def intact(self, pack: str) -> bool:
-        """Whether the pack's bytes hash to its name."""
-        return self.chunks.intact(pack_path(self.chunks.packs_dir, pack))
 
     def write_packs(self, chunks: Iterable[tuple[bytes, bytes, int, int]]) -> tuple[Rows, int]:
         files, rows = roll_packs(self.chunks.packs_dir, self.algo, self.pack_target, chunks)
@@ -206,7 +198,7 @@ class RemoteRepository(Repository):
     def index(self) -> ChunkIndex:
         return self.remote.index()
 
-    def pack_rows(self, packs: list[str]) -> Iterator[tuple[str, dict[bytes, Location], int]]:
+    def pack_rows(self, packs: list[str]) -> Iterator[tuple[str, dict[bytes, Location]]]:
         by_pack: dict[str, dict[bytes, Location]] = defaultdict(dict)
         wanted = set(packs)
         for frag in self.index().fragments:
@@ -214,8 +206,7 @@ class RemoteRepository(Repository):
                 if loc.pack in wanted:
                     by_pack[loc.pack].setdefault(chunk_id, loc)
         for pack in packs:
-            rows = by_pack.get(pack, {})
-            yield pack, rows, sum(loc.stored_len for loc in rows.values())
+            yield pack, by_pack.get(pack, {})
 
     def read_chunks(self, items: Rows, verify: bool = True) -> Iterator[tuple[bytes, Location, bytes]]:
         return self.remote.read_chunks(items, verify)
@@ -225,8 +216,7 @@ class RemoteRepository(Repository):
         return decode_chunk(stored, entry, self.algo, f"remote pack {loc.pack}")
 
     def write_packs(self, chunks: Iterable[tuple[bytes, bytes, int, int]]) -> tuple[Rows, int]:
-        """Packs are rolled in a temp folder, then each uploaded unless an interrupted gc
-        already sent it (the same chunks make the same pack)."""
+        # each pack is sent unless an interrupted gc sent it (the same chunks make the same pack)
         with tempfile.TemporaryDirectory(dir=self.remote.cache) as tmp:
             try:
                 files, rows = roll_packs(Path(tmp), self.algo, self.pack_target, chunks)

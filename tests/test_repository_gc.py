@@ -50,7 +50,7 @@ def test_local_gc_keeps_the_copy_the_index_names(store: Store, work: Path) -> No
     (work / "dead.bin").unlink()
     commit_all(store, "v2")  # the one pack: live but for dead.bin, so kept whole
     repo = LocalRepository(store)
-    [(indexed, rows)] = [(p, r) for p, r, _t in repo.pack_rows(sorted(repo.packs(repo.listing())))]
+    [(indexed, rows)] = repo.pack_rows(sorted(repo.packs(repo.listing())))
     live = sorted(((c, loc) for c, loc in rows.items() if loc.raw_len > 5_000), key=lambda r: -r[1].offset)
     with store.locked():  # the live records again, as a killed writer leaves them: no fragment names them
         [copy], _rows = roll_packs(store.chunks.packs_dir, store.algo, 1 << 30,
