@@ -134,7 +134,7 @@ def _mark(remote: Remote, report: RemoteGcReport) -> tuple[dict[bytes, str], set
         for cid in chunks:
             m.chunks.setdefault(cid, f"dataset {record['id']} attachment")
     objects: set[str] = set()
-    remote.store.meta.reachable(m.commits | m.trees, objects)  # the same as from the names: all of them
+    remote.store.meta.reachable(m.commits | m.trees, objects)  # (what the names reach: they are among them)
     report.versions = len(m.commits)
     return m.chunks, objects
 

@@ -36,10 +36,10 @@ class Repository:
     """What gc and fsck need of a store's storage. Each side gives ``listing`` (packs and
     temp files, on a remote every file: path -> size, modification time in the storage's
     clock), ``index``, ``pack_rows`` (each pack with the chunks it holds and where),
-    ``read_chunks`` (checked against their ids if
-    ``verify``) and ``decode`` (verified), ``write_packs`` (through the one roller: the new
-    rows, how many packs), ``put_fragment`` (one durable fragment unless ``listed`` names
-    it: its name) and ``delete``."""
+    ``read_chunks`` (checked against their ids if ``verify``) and ``decode`` (verified),
+    ``write_packs`` (through the one roller: the new rows, how many packs),
+    ``put_fragment`` (one durable fragment unless ``listed`` names it: its name) and
+    ``delete``."""
 
     temp_age = 0.0  # a temp file this old (and past the grace period) is an interrupted write's
 
@@ -128,8 +128,7 @@ class LocalRepository(Repository):
 
     def tocs(self) -> tuple[dict[str, Rows], dict[str, Exception]]:
         """Every pack's table of contents, and why each unreadable one is."""
-        good: dict[str, Rows] = {}
-        damaged: dict[str, Exception] = {}
+        good, damaged = {}, {}
         for pack in sorted(self.packs(self.listing())):
             try:
                 good[pack] = self.toc(pack)
@@ -138,11 +137,7 @@ class LocalRepository(Repository):
         return good, damaged
 
     def pack_rows(self, packs: list[str]) -> Iterator[tuple[str, dict[bytes, Location]]]:
-        for pack in packs:
-            rows: dict[bytes, Location] = {}
-            for chunk_id, loc in self.toc(pack):
-                rows.setdefault(chunk_id, loc)
-            yield pack, rows
+        return ((pack, dict(self.toc(pack))) for pack in packs)
 
     def home(self, chunk_id: bytes) -> str | None:
         """A chunk lives where the index says (delta bases were marked by it): a copy in
