@@ -548,6 +548,20 @@ class MetaStore:
             elif isinstance(obj, pygit2.Tree):
                 stack.extend(str(item.id) for item in obj)
 
+    @property
+    def pack_folder(self) -> Path:
+        """Where the metadata packs are (a fetch places verified packs there, .idx last)."""
+        return Path(self.path, "objects", "pack")
+
+    def pack_names(self) -> set[str]:
+        """File names of the metadata packs held here (``pack-<sha>.pack`` / ``.idx``)."""
+        return {p.name for p in self.pack_folder.glob("pack-*")}
+
+    def pack_objects(self, stem: str) -> list[str] | None:
+        """The objects metadata pack ``stem`` holds, or None when it is not here."""
+        idx = self.pack_folder / f"{stem}.idx"
+        return pack_index_oids(idx) if idx.exists() else None
+
     def write_pack_of(self, objects: Iterable[str], folder: Path) -> list[Path]:
         """Write these objects as one git pack (``.pack`` and ``.idx``) in ``folder``, a
         scratch folder of the caller's: a copy to send elsewhere, not part of this store."""

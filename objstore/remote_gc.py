@@ -163,9 +163,9 @@ class _MetaPacks:
 
     def _objects(self, stem: str) -> list[str]:
         """The objects one remote metadata pack holds, from its .idx (read once, cached)."""
-        local = self.repo.store.meta.path / "objects" / "pack" / f"{stem}.idx"
-        if local.exists():
-            return pack_index_oids(local)
+        local = self.repo.store.meta.pack_objects(stem)
+        if local is not None:
+            return local
         cached = self.repo.remote.cache / "meta-idx" / f"{stem}.idx"
         if not cached.exists():
             cached.parent.mkdir(parents=True, exist_ok=True)
