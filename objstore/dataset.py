@@ -685,7 +685,7 @@ class Dataset:
                                           "parents", "created", "metadata")}
             import json
 
-            editor.set_meta(store.meta.create_blob(json.dumps(snapshot, sort_keys=True).encode()))
+            editor.set_record(store.meta.create_blob(json.dumps(snapshot, sort_keys=True).encode()))
             tree = editor.write()
             commit_id = store.meta.commit(tree, parents, f"{r['project']}/{r['name']} {r['version']}",
                                           store.author())

@@ -6,7 +6,7 @@ whose entries are its subfolders (git trees) and its manifest blob(s) (see
 objects. Reserved names inside a tree start with ``.ds.``:
 
     .ds.manifest[.N]   the folder's file entries (N-th bucket when over BUCKET_MAX rows)
-    .ds.meta           (root only) JSON metadata of a dataset version
+    .ds.meta           (root only) a finalized dataset's record, as it was at finalize
     .ds.d.<name>       a user subfolder whose own name starts with ``.ds.``
 
 Everything read from a tree is validated (names, kinds, collisions) before use.
@@ -90,7 +90,7 @@ class Folder:
 
     files: dict[str, FileEntry] = field(default_factory=dict)
     dirs: dict[str, str] = field(default_factory=dict)
-    meta: str | None = None
+    record: str | None = None  # the root's ``.ds.meta`` blob: a dataset's record at finalize
     # the whole manifest blob this folder's rows are based on, and its rows: a later
     # version of the folder can store only its difference from it (see write_folder)
     base: tuple[str, dict[str, FileEntry]] | None = None
@@ -273,7 +273,7 @@ class MetaStore:
             elif item.filemode == BLOB and name in (BASE, ADDED, REMOVED):
                 patch[name] = str(item.id)
             elif item.filemode == BLOB and name == META and not where:
-                folder.meta = str(item.id)
+                folder.record = str(item.id)
             else:
                 raise FormatError(f"folder {label!r}: unexpected tree entry {name!r}")
         if patch:
@@ -336,7 +336,7 @@ class MetaStore:
         return files
 
     def write_folder(self, files: list[FileEntry], dirs: dict[str, str],
-                     meta: str | None = None,
+                     record: str | None = None,
                      base: tuple[str, dict[str, FileEntry]] | None = None) -> str | None:
         """Write one folder's tree; None when it holds nothing (empty folders vanish).
 
@@ -346,7 +346,7 @@ class MetaStore:
         names. A folder changed in one file out of hundreds then costs a few hundred
         bytes per version instead of its whole manifest.
         """
-        if not files and not dirs and meta is None:
+        if not files and not dirs and record is None:
             return None
         tb = self.repo.TreeBuilder()
         for name, oid in dirs.items():
@@ -381,8 +381,8 @@ class MetaStore:
                 if bucket:
                     blob = self._new(self.repo.create_blob(encode_manifest(bucket, self.hash_size)))
                     tb.insert(MANIFEST if nb == 1 else f"{MANIFEST}.{i}", blob, BLOB)
-        if meta is not None:
-            tb.insert(META, _oid(meta), BLOB)
+        if record is not None:
+            tb.insert(META, _oid(record), BLOB)
         return self._new(tb.write())
 
     def walk(self, tree_oid: str, prefix: str = "") -> Iterator[tuple[str, FileEntry]]:
@@ -410,16 +410,17 @@ class MetaStore:
         last = parts[-1]
         return folder.files.get(last) or folder.dirs.get(last)
 
-    def read_meta(self, tree_oid: str) -> dict:
+    def read_record(self, tree_oid: str) -> dict:
+        """The dataset record a finalized version's root keeps (``.ds.meta``); {} if none."""
         folder = self.read_folder(tree_oid)
-        if folder.meta is None:
+        if folder.record is None:
             return {}
         try:
             import json
 
-            return json.loads(self._get(folder.meta, f"the dataset metadata of tree {tree_oid}").data)
+            return json.loads(self._get(folder.record, f"the dataset record of tree {tree_oid}").data)
         except ValueError as e:
-            raise FormatError(f"dataset metadata of tree {tree_oid} is unreadable ({e})") from None
+            raise FormatError(f"dataset record of tree {tree_oid} is unreadable ({e})") from None
 
     # -- commits -----------------------------------------------------------------------
     def commit(self, tree: str, parents: list[str], message: str,

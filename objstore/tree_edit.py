@@ -12,13 +12,13 @@ from .paths import join
 
 
 class _Node:
-    __slots__ = ("oid", "files", "dirs", "meta", "base", "dirty")
+    __slots__ = ("oid", "files", "dirs", "record", "base", "dirty")
 
     def __init__(self, oid: str | None):
         self.oid = None if oid is None else str(oid)
         self.files: dict[str, FileEntry] | None = None
         self.dirs: dict[str, _Node] | None = None
-        self.meta: str | None = None
+        self.record: str | None = None  # the root's dataset record blob (MetaStore.Folder)
         self.base: tuple[str, dict[str, FileEntry]] | None = None  # see MetaStore.write_folder
         self.dirty = False
 
@@ -37,7 +37,7 @@ class TreeEditor:
         folder = self.meta.read_folder(node.oid, where)
         node.files = dict(folder.files)
         node.dirs = {name: _Node(oid) for name, oid in folder.dirs.items()}
-        node.meta = folder.meta
+        node.record = folder.record
         node.base = folder.base
 
     def _folder(self, folder: str, create: bool) -> list[_Node] | None:
@@ -112,9 +112,10 @@ class TreeEditor:
         chain = self._folder(folder, create=False)
         return [*chain[-1].files, *chain[-1].dirs] if chain else []
 
-    def set_meta(self, blob: str | None) -> None:
+    def set_record(self, blob: str | None) -> None:
+        """Keep a dataset's record (a blob) in the root folder, as ``.ds.meta``."""
         self._load(self.root, "")
-        self.root.meta = blob
+        self.root.record = blob
         self.root.dirty = True
 
     def write(self) -> str:
@@ -129,7 +130,7 @@ class TreeEditor:
             oid = self._write(child, join(where, name))
             if oid is not None:
                 dirs[name] = oid
-        oid = self.meta.write_folder(list(node.files.values()), dirs, node.meta if not where else None,
+        oid = self.meta.write_folder(list(node.files.values()), dirs, node.record if not where else None,
                                      node.base)
         node.oid, node.dirty = oid, False
         return oid

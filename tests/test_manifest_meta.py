@@ -305,7 +305,7 @@ def test_tree_editor_write_and_read_back(store):
     root = fresh(store).read_folder(tree)
     assert set(root.files) == {"README.md", "run.sh", "current"}
     assert set(root.dirs) == {"data", "models"}
-    assert root.meta is None
+    assert root.record is None
     # one manifest blob and two subtrees at the root, nothing else
     names = sorted((e.name, e.filemode) for e in store.meta.repo[tree])
     assert names == [(MANIFEST, BLOB), ("data", TREE), ("models", TREE)]
@@ -384,15 +384,15 @@ def test_tree_is_independent_of_insertion_order(store):
     assert a == b
 
 
-def test_tree_editor_root_meta(store):
+def test_tree_editor_root_record(store):
     blob = store.meta.repo.create_blob(b'{"name": "ds", "n": 1}')
     ed = TreeEditor(store.meta, build(store.meta, FILES))
-    ed.set_meta(blob)
+    ed.set_record(blob)
     tree = ed.write()
-    assert fresh(store).read_meta(tree) == {"name": "ds", "n": 1}
-    assert fresh(store).read_folder(tree).meta == blob
+    assert fresh(store).read_record(tree) == {"name": "ds", "n": 1}
+    assert fresh(store).read_folder(tree).record == blob
     assert listing(fresh(store), tree) == FILES
-    assert fresh(store).read_meta(build(store.meta, FILES)) == {}
+    assert fresh(store).read_record(build(store.meta, FILES)) == {}
 
 
 @pytest.mark.parametrize("n_extra", [1, 500])
@@ -483,7 +483,7 @@ def test_hand_built_control_tree_is_accepted(store, parts):
     repo, m_a, _, _, sub = parts
     tree = hand_tree(repo, [(MANIFEST, m_a, BLOB), ("sub", sub, TREE), (".ds.meta", m_a, BLOB)])
     f = fresh(store).read_folder(tree)
-    assert set(f.files) == {"a"} and set(f.dirs) == {"sub"} and f.meta is not None
+    assert set(f.files) == {"a"} and set(f.dirs) == {"sub"} and f.record is not None
 
 
 @pytest.mark.parametrize(
