@@ -385,44 +385,21 @@ class RemoteRepo:
                     yield chunk_id, loc, stored
 
     def fetch_chunks(self, chunk_ids) -> int:
-        """Download these chunks by ranged reads of remote packs; returns how many.
+        """Download the chunks this store lacks (``repository.copy_chunks``); returns how many.
 
         What arrived is kept even if the rest fails, so the next attempt reads only what
-        is still missing. Where the cached index is out of date (a remote gc moved live
-        chunks into new packs and deleted the old ones), the index is synced once and the
-        chunks are read where they are now.
+        is still missing; an out-of-date cached index is synced once (``read_whole``).
         """
+        from .repository import LocalRepository, RemoteRepository, copy_chunks
+
         store = self.store
-        wanted = [c for c in dict.fromkeys(chunk_ids) if not store.chunks.has(c)]
-        if not wanted:
+        chunk_ids = list(chunk_ids)
+        if all(store.chunks.has(c) for c in chunk_ids):
             return 0
         with self.fs.operation("read"), store.locked():
-            try:
-                for attempt in range(2):
-                    remote_index = self.index()
-                    items = [(c, remote_index.lookup(c)) for c in wanted if not store.chunks.has(c)]
-                    lost = [c for c, loc in items if loc is None]
-                    try:
-                        if lost:
-                            raise FileNotFoundError(lost[0].hex())
-                        for chunk_id, loc, stored in self.read_chunks(items):
-                            store.chunks.put_encoded(chunk_id, stored, loc.raw_len, loc.flags)
-                    except FileNotFoundError:
-                        if attempt:
-                            raise
-                        self.forget_index()  # sync the index, then read what is left
-                        continue
-                    break
-            except FileNotFoundError:
-                if lost:
-                    raise RemoteError(f"chunk {lost[0].hex()} is neither local nor on {self.url}; the "
-                                      "remote is incomplete (push again from a store that has it)") from None
-                raise RemoteError(f"remote {self.url}: a pack its index names is missing; "
-                                  "run `ds fsck --remote`") from None
-            finally:
-                store.chunks.flush()
-        self.chunks_fetched += len(wanted)
-        return len(wanted)
+            got, _packs = copy_chunks(RemoteRepository(self), LocalRepository(store), chunk_ids)
+        self.chunks_fetched += got
+        return got
 
     def _parallel(self, jobs: list[tuple]) -> list:
         """Run (callable, size) jobs on ``workers`` threads, in order; report progress."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import tempfile
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from itertools import groupby
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,16 +20,18 @@ from typing import TYPE_CHECKING
 from .backend import LocalBackend
 from .chunkstore import roll_packs
 from .errors import DsError, FormatError
-from .index import ChunkIndex, Location
-from .packs import PackEntry, PackReader, decode_chunk, pack_path, read_pack_toc
+from .fsutil import atomic_write
+from .index import ChunkIndex, Fragment, Location, encode_fragment
+from .packs import FLAG_DELTA, PackEntry, PackReader, decode_chunk, encode_chunk, pack_path, read_pack_toc
 
 if TYPE_CHECKING:
-    from .remote import Remote
     from .remote_fs import RemoteLock
+    from .remote_repo import RemoteRepo
     from .store import Store
 
 Listing = dict[str, tuple[int, float]]  # path -> (size, modification time in the storage's clock)
 Rows = list[tuple[bytes, Location]]
+Chunk = tuple[bytes, bytes, int, int]  # (id, stored bytes, raw length, flags), as packs hold it
 
 
 class Repository:
@@ -39,7 +41,8 @@ class Repository:
     ``read_chunks`` (checked against their ids if ``verify``) and ``decode`` (verified),
     ``write_packs`` (through the one roller: the new rows, how many packs),
     ``put_fragment`` (one durable fragment unless ``listed`` names it: its name) and
-    ``delete``."""
+    ``delete``. ``copy_chunks`` asks a source for ``read_whole`` (chunks verified, none a
+    delta) and a destination for ``has`` and ``add_chunks``."""
 
     temp_age = 0.0  # a temp file this old (and past the grace period) is an interrupted write's
 
@@ -54,6 +57,9 @@ class Repository:
     def write_packs(self, chunks: Iterable[tuple[bytes, bytes, int, int]]) -> tuple[Rows, int]: ...
     def put_fragment(self, rows: Rows, listed: list[str]) -> str: ...
     def delete(self, rels: list[str]) -> None: ...
+    def has(self, chunk_id: bytes) -> bool: ...
+    def read_whole(self, chunk_ids: list[bytes]) -> Iterator[Chunk]: ...
+    def add_chunks(self, chunk_ids: list[bytes], read: Callable[[list[bytes]], Iterable[Chunk]]) -> int: ...
 
     def home(self, chunk_id: bytes) -> str | None:
         """The one pack a chunk may live in, or None: any that holds it."""
@@ -171,12 +177,43 @@ class LocalRepository(Repository):
         self.chunks.close()  # no reader keeps a file that is going
         self.backend.delete(rels)
 
+    def has(self, chunk_id: bytes) -> bool:
+        return self.chunks.has(chunk_id)
+
+    def read_whole(self, chunk_ids: list[bytes]) -> Iterator[Chunk]:
+        """Each chunk verified (never send damage); a delta re-encoded whole, as its base
+        may not go along."""
+        chunks = self.chunks
+        for chunk_id in chunk_ids:
+            loc = chunks.locate(chunk_id)
+            if loc is None:
+                raise DsError(f"chunk {chunk_id.hex()} is missing locally; run `ds fsck` before pushing")
+            stored = chunks.read_stored(loc)
+            raw = chunks.decode(chunk_id, loc, stored)
+            flags = loc.flags
+            if flags & FLAG_DELTA:
+                stored, flags = encode_chunk(raw, self.store.config.zstd_level)
+            yield chunk_id, stored, loc.raw_len, flags
+
+    def add_chunks(self, chunk_ids: list[bytes], read: Callable[[list[bytes]], Iterable[Chunk]]) -> int:
+        """Through the ChunkStore (not ``write_packs``, which gc uses to copy chunks the index
+        already names): its packs durable before the fragment naming them, and what arrived
+        kept (indexed) even if the rest fails, so a retry reads only what is still missing.
+        The ChunkStore rolls its own packs: returns 0."""
+        try:
+            for chunk in read(chunk_ids):
+                self.chunks.put_encoded(*chunk)
+        finally:
+            self.chunks.flush()
+        return 0
+
 
 class RemoteRepository(Repository):
-    """A remote (``remote.Remote``). ``lock`` is the gc's exclusive lease, checked before
-    every write and delete; None for a dry run or a check, which write nothing."""
+    """A remote (``remote_repo.RemoteRepo``). ``lock`` is the gc's exclusive lease, checked
+    before every write and delete; None for a push (which holds its shared lease itself), a
+    dry run or a check."""
 
-    def __init__(self, remote: Remote, lock: RemoteLock | None = None):
+    def __init__(self, remote: RemoteRepo, lock: RemoteLock | None = None):
         from .remote_fs import RemoteLock  # here: a local gc never loads the remote modules
 
         super().__init__(remote.store)
@@ -210,20 +247,28 @@ class RemoteRepository(Repository):
         entry = PackEntry(chunk_id, loc.offset, loc.stored_len, loc.raw_len, loc.flags)
         return decode_chunk(stored, entry, self.algo, f"remote pack {loc.pack}")
 
-    def write_packs(self, chunks: Iterable[tuple[bytes, bytes, int, int]]) -> tuple[Rows, int]:
-        # each pack is sent unless an interrupted gc sent it (the same chunks make the same pack)
+    def write_packs(self, chunks: Iterable[Chunk]) -> tuple[Rows, int]:
         with tempfile.TemporaryDirectory(dir=self.remote.cache) as tmp:
             try:
                 files, rows = roll_packs(Path(tmp), self.algo, self.pack_target, chunks)
             except FileNotFoundError as e:
                 raise FormatError(f"gc refused: remote {self.remote.url}: a pack vanished while being "
                                   f"rewritten ({e}); is another gc running without a lock?") from None
-            for f in files:
-                self.check()
-                rel = f"packs/{f.stem[:2]}/{f.name}"
-                if self.fs.size(rel) != f.stat().st_size:
-                    self.fs.put(rel, f)
+            self._send(files)
         return rows, len(files)
+
+    def _send(self, files: list[Path]) -> int:
+        """Upload these packs (``workers`` at a time), each unless an interrupted run sent it
+        already (the same chunks make the same pack); returns how many were uploaded."""
+        def send(f: Path) -> int:
+            self.check()
+            rel = f"packs/{f.stem[:2]}/{f.name}"
+            if self.fs.size(rel) == f.stat().st_size:
+                return 0
+            self.fs.put(rel, f)
+            return 1
+
+        return sum(self.remote._parallel([(lambda f=f: send(f), f.stat().st_size) for f in files]))
 
     def put_fragment(self, rows: Rows, listed: list[str]) -> str:
         self.check()
@@ -233,3 +278,104 @@ class RemoteRepository(Repository):
         if rels:
             self.check()
             self.fs.delete(rels)
+
+    def has(self, chunk_id: bytes) -> bool:
+        return self.index().lookup(chunk_id) is not None
+
+    def read_whole(self, chunk_ids: list[bytes]) -> Iterator[Chunk]:
+        """Chunks by ranged reads, verified (a remote holds no deltas). Where the cached index
+        is out of date (a remote gc moved live chunks into new packs and deleted the old
+        ones), it is synced once and the rest are read where they are now."""
+        from .remote_fs import RemoteError
+
+        done: set[bytes] = set()
+        for attempt in range(2):
+            index = self.index()
+            items = [(c, index.lookup(c)) for c in chunk_ids if c not in done]
+            lost = [c for c, loc in items if loc is None]
+            try:
+                if lost:
+                    raise FileNotFoundError(lost[0].hex())
+                for chunk_id, loc, stored in self.read_chunks(items):
+                    done.add(chunk_id)
+                    yield chunk_id, stored, loc.raw_len, loc.flags
+                return
+            except FileNotFoundError:
+                if not attempt:
+                    self.remote.forget_index()
+                    continue
+                if lost:
+                    raise RemoteError(f"chunk {lost[0].hex()} is neither local nor on {self.remote.url}; the "
+                                      "remote is incomplete (push again from a store that has it)") from None
+                raise RemoteError(f"remote {self.remote.url}: a pack its index names is missing; "
+                                  "run `ds fsck --remote`") from None
+
+    def add_chunks(self, chunk_ids: list[bytes], read: Callable[[list[bytes]], Iterable[Chunk]]) -> int:
+        """New packs of these chunks, then one index fragment; returns the packs uploaded.
+
+        Resuming is cheap: each pack's index rows are noted locally (``sent/``) before it
+        is uploaded, so the next run lists the remote's packs once and indexes every noted
+        pack that landed whole (its name is its content hash, its size the listing's) instead
+        of building and sending it again, whatever else changed meanwhile.
+        """
+        rows, notes = self._landed_packs()
+        have = {chunk_id for chunk_id, _loc in rows}
+        with tempfile.TemporaryDirectory(dir=self.remote.cache) as tmp:
+            files, mine = roll_packs(Path(tmp), self.algo, self.pack_target,
+                                     read([c for c in chunk_ids if c not in have]), self._note_sent)
+            sent = self._send(files)
+            notes += [self._sent_note(f) for f in files]
+        self.put_fragment(rows + mine, [])
+        for note in notes:
+            note.unlink(missing_ok=True)  # indexed now
+        return sent
+
+    def _sent_note(self, pack: Path) -> Path:
+        return self.remote.cache / "sent" / f"{pack.stem}-{pack.stat().st_size}.idx"
+
+    def _note_sent(self, pack: Path, rows: Rows) -> None:
+        """Remember a pack's index rows before it is uploaded (see ``_landed_packs``)."""
+        note = self._sent_note(pack)
+        note.parent.mkdir(exist_ok=True)
+        atomic_write(note, encode_fragment(self.algo, rows), durable=False)
+
+    def _landed_packs(self) -> tuple[Rows, list[Path]]:
+        """(index rows, notes) of packs an earlier run uploaded whole but never indexed.
+
+        One listing of the remote's packs, and only when such notes exist. A noted pack
+        that is absent or of another size did not land (or a remote gc removed it): its
+        note is dropped and what it held is built again if still needed.
+        """
+        folder = self.remote.cache / "sent"
+        notes = sorted(folder.glob("*.idx")) if folder.is_dir() else []
+        if not notes:
+            return [], []
+        sizes = {rel.rsplit("/", 1)[-1]: size for rel, (size, _m) in self.fs.list_detail("packs").items()}
+        rows: Rows = []
+        landed = []
+        for note in notes:
+            pack_hex, _sep, size = note.stem.partition("-")
+            try:
+                fragment = Fragment(note)
+                entries = list(fragment)
+                fragment.close()
+            except (FormatError, OSError):
+                entries = []
+            if (str(sizes.get(f"{pack_hex}.pack")) != size or not entries
+                    or all(self.has(chunk_id) for chunk_id, _loc in entries)):
+                note.unlink(missing_ok=True)
+                continue
+            rows.extend(entries)
+            landed.append(note)
+        return rows, landed
+
+
+def copy_chunks(src: Repository, dst: Repository, chunk_ids: Iterable[bytes]) -> tuple[int, int]:
+    """Copy the chunks ``dst`` lacks from ``src``: read there (verified, none a delta),
+    written at ``dst`` as new packs and then one index fragment naming them. Push (local to
+    remote) and fetch (remote to local: get, clone, pull, chunks on demand) both copy this
+    way. Returns (chunks copied, packs uploaded)."""
+    missing = [c for c in dict.fromkeys(chunk_ids) if not dst.has(c)]
+    if not missing:
+        return 0, 0
+    return len(missing), dst.add_chunks(missing, src.read_whole)

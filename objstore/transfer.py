@@ -11,18 +11,11 @@ skipped with a warning (``Remote.warnings``, ``Transfer.warnings``), never store
 from __future__ import annotations
 
 import json
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from .chunkstore import roll_packs
-from .errors import DsError, FormatError
-from .fsutil import atomic_write
-from .index import ChunkIndex, Fragment, Location, encode_fragment
+from .errors import DsError
 from .manifest import FileEntry
-from .packs import FLAG_DELTA, encode_chunk
 from .remote_fs import RefConflict, RemoteError
 from .remote_repo import (
     MAX_REF_BYTES,
@@ -32,6 +25,7 @@ from .remote_repo import (
     is_hex40,
     ref_name_problem,
 )
+from .repository import LocalRepository, RemoteRepository, copy_chunks
 
 
 @dataclass(frozen=True)
@@ -50,99 +44,11 @@ class Transfers(RemoteRepo):
 
     # -- pushing ---------------------------------------------------------------------------
     def push_chunks(self, chunk_ids, t: Transfer) -> None:
-        """Send the chunks the remote lacks, as new packs, then one index fragment.
-
-        Resuming is cheap: each pack's index rows are noted locally (``sent/``) before it
-        is uploaded, so the next push lists the remote's packs once and indexes every noted
-        pack that landed whole (its name is its content hash, its size the listing's) instead
-        of building and sending it again, whatever else changed meanwhile.
-        """
-        remote_index = self.index()
-        missing = [c for c in dict.fromkeys(chunk_ids) if remote_index.lookup(c) is None]
-        if not missing:
-            return
-        rows, landed = self._landed_packs(remote_index)
-        have = {chunk_id for chunk_id, _loc in rows}
-        todo = [c for c in missing if c not in have]
-        with tempfile.TemporaryDirectory(dir=self.cache) as tmp:
-            packs = self._build_packs(todo, Path(tmp), rows)
-
-            def send(p: Path) -> int:
-                rel = f"packs/{p.stem[:2]}/{p.name}"
-                if self.fs.size(rel) == p.stat().st_size:
-                    return 0  # sent by an earlier push whose note was lost
-                self.fs.put(rel, p)
-                return 1
-
-            t.packs += sum(self._parallel([(lambda p=p: send(p), p.stat().st_size) for p in packs]))
-            notes = landed + [self._sent_note(p) for p in packs]
-        self.put_fragment(rows)
-        for note in notes:
-            note.unlink(missing_ok=True)  # indexed now
-        t.chunks += len(missing)
-
-    def _build_packs(self, chunk_ids: list[bytes], folder: Path,
-                     rows: list[tuple[bytes, Location]]) -> list[Path]:
-        """Packs of these chunks in ``folder``; their index rows are added to ``rows`` and
-        noted under ``sent/`` before anything is uploaded."""
-        packs, mine = roll_packs(folder, self.store.algo, self.store.config.pack_target,
-                                 self._whole_chunks(chunk_ids), self._note_sent)
-        rows.extend(mine)
-        return packs
-
-    def _whole_chunks(self, chunk_ids: list[bytes]) -> Iterator[tuple[bytes, bytes, int, int]]:
-        """(id, stored bytes, raw length, flags) of local chunks, each verified (never push
-        damage); a delta is sent whole (its base may not be sent)."""
-        store = self.store
-        for chunk_id in chunk_ids:
-            loc = store.chunks.locate(chunk_id)
-            if loc is None:
-                raise DsError(f"chunk {chunk_id.hex()} is missing locally; run `ds fsck` before pushing")
-            stored = store.chunks.read_stored(loc)
-            raw = store.chunks.decode(chunk_id, loc, stored)
-            flags = loc.flags
-            if flags & FLAG_DELTA:
-                stored, flags = encode_chunk(raw, store.config.zstd_level)
-            yield chunk_id, stored, loc.raw_len, flags
-
-    def _sent_note(self, pack: Path) -> Path:
-        return self.cache / "sent" / f"{pack.stem}-{pack.stat().st_size}.idx"
-
-    def _note_sent(self, pack: Path, rows: list[tuple[bytes, Location]]) -> None:
-        """Remember a pack's index rows before it is uploaded (see ``_landed_packs``)."""
-        note = self._sent_note(pack)
-        note.parent.mkdir(exist_ok=True)
-        atomic_write(note, encode_fragment(self.store.algo, rows), durable=False)
-
-    def _landed_packs(self, remote_index: ChunkIndex) -> tuple[list[tuple[bytes, Location]], list[Path]]:
-        """(index rows, notes) of packs an earlier push uploaded whole but never indexed.
-
-        One listing of the remote's packs, and only when such notes exist. A noted pack
-        that is absent or of another size did not land (or a remote gc removed it): its
-        note is dropped and what it held is built again if still needed.
-        """
-        folder = self.cache / "sent"
-        notes = sorted(folder.glob("*.idx")) if folder.is_dir() else []
-        if not notes:
-            return [], []
-        sizes = {rel.rsplit("/", 1)[-1]: size for rel, (size, _m) in self.fs.list_detail("packs").items()}
-        rows: list[tuple[bytes, Location]] = []
-        landed = []
-        for note in notes:
-            pack_hex, _sep, size = note.stem.partition("-")
-            try:
-                fragment = Fragment(note)
-                entries = list(fragment)
-                fragment.close()
-            except (FormatError, OSError):
-                entries = []
-            if (str(sizes.get(f"{pack_hex}.pack")) != size or not entries
-                    or all(remote_index.lookup(chunk_id) is not None for chunk_id, _loc in entries)):
-                note.unlink(missing_ok=True)
-                continue
-            rows.extend(entries)
-            landed.append(note)
-        return rows, landed
+        """Send the chunks the remote lacks, as new packs, then one index fragment
+        (``repository.copy_chunks``; an interrupted push resumes from the packs that landed)."""
+        chunks, packs = copy_chunks(LocalRepository(self.store), RemoteRepository(self), chunk_ids)
+        t.chunks += chunks
+        t.packs += packs
 
     def push_meta(self, tops: list[str], known: list[str], t: Transfer) -> None:
         """Send, as one git pack, the objects under ``tops`` that ``known`` commits lack."""
