@@ -42,6 +42,7 @@ from .meta import valid_ref_name
 from .packs import PackEntry, decode_chunk
 from .paths import STORE_DIR
 from .remote_fs import RemoteError, RemoteFS, RemoteLock
+from .repository import LocalRepository, RemoteRepository, copy_chunks
 from .store import Store
 
 FORMAT = 1
@@ -375,14 +376,18 @@ class RemoteRepo:
                                                      [(g[0][1].offset, _end(g[-1][1]))])[0],
                  _end(g[-1][1]) - g[0][1].offset)
                 for p, g in window])
-            for (pack_hex, g), data in zip(window, datas, strict=True):
+            for (_pack, g), data in zip(window, datas, strict=True):
                 base = g[0][1].offset
                 for chunk_id, loc in g:
                     stored = data[loc.offset - base : loc.offset - base + loc.stored_len]
                     if verify:
-                        entry = PackEntry(chunk_id, loc.offset, loc.stored_len, loc.raw_len, loc.flags)
-                        decode_chunk(stored, entry, self.store.algo, f"remote pack {pack_hex} on {self.url}")
+                        self.decode(chunk_id, loc, stored)
                     yield chunk_id, loc, stored
+
+    def decode(self, chunk_id: bytes, loc: Location, stored: bytes) -> bytes:
+        """A chunk's stored bytes back to its bytes, verified against its id (never a delta here)."""
+        entry = PackEntry(chunk_id, loc.offset, loc.stored_len, loc.raw_len, loc.flags)
+        return decode_chunk(stored, entry, self.store.algo, f"remote pack {loc.pack} on {self.url}")
 
     def fetch_chunks(self, chunk_ids) -> int:
         """Download the chunks this store lacks (``repository.copy_chunks``); returns how many.
@@ -390,8 +395,6 @@ class RemoteRepo:
         What arrived is kept even if the rest fails, so the next attempt reads only what
         is still missing; an out-of-date cached index is synced once (``read_whole``).
         """
-        from .repository import LocalRepository, RemoteRepository, copy_chunks
-
         store = self.store
         chunk_ids = list(chunk_ids)
         if all(store.chunks.has(c) for c in chunk_ids):

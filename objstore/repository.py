@@ -13,6 +13,7 @@ from __future__ import annotations
 import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import suppress
 from itertools import groupby
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,7 +23,7 @@ from .chunkstore import roll_packs
 from .errors import DsError, FormatError
 from .fsutil import atomic_write
 from .index import ChunkIndex, Fragment, Location, encode_fragment
-from .packs import FLAG_DELTA, PackEntry, PackReader, decode_chunk, encode_chunk, pack_path, read_pack_toc
+from .packs import FLAG_DELTA, PackReader, encode_chunk, pack_path, read_pack_toc
 
 if TYPE_CHECKING:
     from .remote_fs import RemoteLock
@@ -196,10 +197,9 @@ class LocalRepository(Repository):
             yield chunk_id, stored, loc.raw_len, flags
 
     def add_chunks(self, chunk_ids: list[bytes], read: Callable[[list[bytes]], Iterable[Chunk]]) -> int:
-        """Through the ChunkStore (not ``write_packs``, which gc uses to copy chunks the index
-        already names): its packs durable before the fragment naming them, and what arrived
-        kept (indexed) even if the rest fails, so a retry reads only what is still missing.
-        The ChunkStore rolls its own packs: returns 0."""
+        """Through the ChunkStore (``write_packs`` is gc's, rewriting chunks the index names):
+        packs durable before a fragment names them, and what arrived indexed even if the rest
+        fails, so a retry reads only what is missing. Returns 0: the ChunkStore rolls its packs."""
         try:
             for chunk in read(chunk_ids):
                 self.chunks.put_encoded(*chunk)
@@ -218,6 +218,7 @@ class RemoteRepository(Repository):
 
         super().__init__(remote.store)
         self.remote, self.fs, self.lock = remote, remote.fs, lock
+        self.index, self.read_chunks, self.decode = remote.index, remote.read_chunks, remote.decode  # type: ignore[method-assign]
         self.temp_age = RemoteLock.STALE  # never a temp file that a waiting writer may still rename
 
     def check(self) -> None:
@@ -226,9 +227,6 @@ class RemoteRepository(Repository):
 
     def listing(self) -> Listing:
         return self.fs.list_detail("")
-
-    def index(self) -> ChunkIndex:
-        return self.remote.index()
 
     def pack_rows(self, packs: list[str]) -> Iterator[tuple[str, dict[bytes, Location]]]:
         by_pack: dict[str, dict[bytes, Location]] = defaultdict(dict)
@@ -239,13 +237,6 @@ class RemoteRepository(Repository):
                     by_pack[loc.pack].setdefault(chunk_id, loc)
         for pack in packs:
             yield pack, by_pack.get(pack, {})
-
-    def read_chunks(self, items: Rows, verify: bool = True) -> Iterator[tuple[bytes, Location, bytes]]:
-        return self.remote.read_chunks(items, verify)
-
-    def decode(self, chunk_id: bytes, loc: Location, stored: bytes) -> bytes:
-        entry = PackEntry(chunk_id, loc.offset, loc.stored_len, loc.raw_len, loc.flags)
-        return decode_chunk(stored, entry, self.algo, f"remote pack {loc.pack}")
 
     def write_packs(self, chunks: Iterable[Chunk]) -> tuple[Rows, int]:
         with tempfile.TemporaryDirectory(dir=self.remote.cache) as tmp:
@@ -289,26 +280,22 @@ class RemoteRepository(Repository):
         from .remote_fs import RemoteError
 
         done: set[bytes] = set()
-        for attempt in range(2):
+        for _attempt in range(2):
             index = self.index()
             items = [(c, index.lookup(c)) for c in chunk_ids if c not in done]
             lost = [c for c, loc in items if loc is None]
-            try:
-                if lost:
-                    raise FileNotFoundError(lost[0].hex())
-                for chunk_id, loc, stored in self.read_chunks(items):
+            with suppress(FileNotFoundError):  # a pack is gone: sync the index, read the rest
+                for chunk_id, loc, stored in [] if lost else self.read_chunks(items):
                     done.add(chunk_id)
                     yield chunk_id, stored, loc.raw_len, loc.flags
-                return
-            except FileNotFoundError:
-                if not attempt:
-                    self.remote.forget_index()
-                    continue
-                if lost:
-                    raise RemoteError(f"chunk {lost[0].hex()} is neither local nor on {self.remote.url}; the "
-                                      "remote is incomplete (push again from a store that has it)") from None
-                raise RemoteError(f"remote {self.remote.url}: a pack its index names is missing; "
-                                  "run `ds fsck --remote`") from None
+                if not lost:
+                    return
+            self.remote.forget_index()
+        if lost:
+            raise RemoteError(f"chunk {lost[0].hex()} is neither local nor on {self.remote.url}; the "
+                              "remote is incomplete (push again from a store that has it)")
+        raise RemoteError(f"remote {self.remote.url}: a pack its index names is missing; "
+                          "run `ds fsck --remote`")
 
     def add_chunks(self, chunk_ids: list[bytes], read: Callable[[list[bytes]], Iterable[Chunk]]) -> int:
         """New packs of these chunks, then one index fragment; returns the packs uploaded.

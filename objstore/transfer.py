@@ -98,9 +98,7 @@ class Transfers(RemoteRepo):
     def push(self, refs: list[str] | None = None, all_refs: bool = False, force: bool = False,
              tags: bool = False) -> Transfer:
         """Send branches/tags (``resolve_refspecs``) and everything they need."""
-        self.cache.mkdir(parents=True, exist_ok=True)
-        with self.fs.operation("push"):
-            return self.push_updates(self.resolve_refspecs(refs, all_refs, tags), force)
+        return self.push_updates(self.resolve_refspecs(refs, all_refs, tags), force)
 
     def push_updates(self, updates: list[RefUpdate], force: bool = False) -> Transfer:
         """Set each ``dst`` on the remote to its version, sending what the remote lacks first.
