@@ -269,7 +269,6 @@ class RemoteRepo:
                        ) -> tuple[list[str], list[str], list[str]]:
         """(versions, drafts' trees, problems) that ``refs`` and dataset ``records`` name; a
         problem is a name whose metadata is not here, or that names something else."""
-        meta = self.store.meta
         commits: list[str] = []
         trees: list[str] = []
         problems = []
@@ -277,17 +276,21 @@ class RemoteRepo:
             (f"dataset record {r['id']}", r["commit"], "commit") if r.get("commit")
             else (f"dataset record {r['id']}", r["tree"], "tree") for r in records]
         for what, oid, want in named:
-            found = meta.object_type(oid)
-            if found == want == "commit":
-                commits.append(oid)
-            elif found == want:
-                trees.append(oid)
-            elif found is None:
-                problems.append(f"{what} names {oid[:12]}, whose metadata is not on the remote")
+            why = self.naming_problem(oid, want)
+            if why is not None:
+                problems.append(f"{what} {why}")
             else:
-                problems.append(f"{what} names {oid[:12]}, which is a {found}, not a "
-                                f"{'version' if want == 'commit' else want}")
+                (commits if want == "commit" else trees).append(oid)
         return commits, trees, problems
+
+    def naming_problem(self, oid: str, want: str = "commit") -> str | None:
+        """Why ``oid`` (named by the remote) is not a ``want`` whose metadata is here, or None."""
+        found = self.store.meta.object_type(oid)
+        if found == want:
+            return None
+        if found is None:
+            return f"names {oid[:12]}, whose metadata is not on the remote"
+        return f"names {oid[:12]}, which is a {found}, not a {'version' if want == 'commit' else want}"
 
     # -- the remote's chunk index ----------------------------------------------------------
     def index(self) -> ChunkIndex:

@@ -233,16 +233,13 @@ class Transfers(RemoteRepo):
 
     def version_refs(self, refs: dict[str, str]) -> dict[str, str]:
         """The refs that name a commit whose metadata is here; the others skipped with a warning."""
-        meta = self.store.meta
         good = {}
         for rel, commit_id in sorted(refs.items()):
-            kind = meta.object_type(commit_id)
-            if kind == "commit":
+            why = self.naming_problem(commit_id)
+            if why is None:
                 good[rel] = commit_id
-            elif kind is None:
-                self._skip_ref(rel, f"it names {commit_id[:12]}, whose metadata is not on the remote")
             else:
-                self._skip_ref(rel, f"it names {commit_id[:12]}, which is a {kind}, not a version")
+                self._skip_ref(rel, f"it {why}")
         return good
 
     def fetch(self) -> Transfer:
