@@ -116,7 +116,7 @@ def pull(store: Store, name_or_url: str | None = None, branch: str | None = None
         t = remote.fetch()
         t.hints = hints
         ref = f"refs/remotes/{remote.track}/{branch}"
-        if ref not in store.meta.repo.references:
+        if not store.meta.has_ref(ref):
             raise DsError(f"{remote.label} has no branch {branch!r}; nothing to pull "
                           f"(`ds push -u {remote.name or 'REMOTE'} {current}` creates it)")
         before = store.head()
@@ -192,7 +192,7 @@ def _clone_target(remote: Remote, rev: str | None) -> tuple[str | None, str]:
     """(branch to create, or None to detach; version) a clone checks out."""
     meta = remote.store.meta
     prefix = f"refs/remotes/{remote.track}/"
-    branches = sorted(r[len(prefix):] for r in meta.repo.references if r.startswith(prefix))
+    branches = [r[len(prefix):] for r in meta.ref_names(prefix)]
     if rev is None:
         if not branches:
             raise DsError(f"{remote.url} has no branch yet; nothing to clone (push one there first)")

@@ -69,7 +69,7 @@ class Transfers(RemoteRepo):
 
     def _known_meta(self) -> set[str]:
         path = self.cache / "meta-packs.json"
-        local = {p.name for p in (self.store.meta.path / "objects" / "pack").glob("pack-*")}
+        local = self.store.meta.pack_names()
         return local | (set(json.loads(path.read_text())) if path.exists() else set())
 
     def resolve_refspecs(self, refs: list[str] | None = None, all_refs: bool = False,
@@ -293,7 +293,7 @@ class Transfers(RemoteRepo):
     def fetch_meta(self, t: Transfer | None = None) -> None:
         """Download the metadata packs we lack, each verified against its name (counted
         into ``t``)."""
-        dest = self.store.meta.path / "objects" / "pack"
+        dest = self.store.meta.pack_folder
         dest.mkdir(parents=True, exist_ok=True)
         for _attempt in range(3):
             known = self._known_meta()

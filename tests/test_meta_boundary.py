@@ -16,9 +16,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 META = "objstore/meta.py"
-# Modules whose move to MetaStore's methods is in progress elsewhere: allowed pygit2 and
-# meta.repo for now. Remove each one once it is done, until the set is empty.
-ALLOWED = {"objstore/remote.py"}
 
 
 def _modules(*folders: str) -> dict[str, ast.Module]:
@@ -50,11 +47,12 @@ def _imports_pygit2(path: str, tree: ast.Module) -> bool:
 
 
 def _meta_internals(tree: ast.Module) -> list[str]:
-    """``meta.repo`` / ``X.meta.repo`` and ``meta._private`` / ``X.meta._private`` read in a
-    file, as "line: text"."""
+    """``meta.repo`` / ``X.meta.repo``, ``meta.path`` (its files are MetaStore's) and
+    ``meta._private`` / ``X.meta._private`` read in a file, as "line: text"."""
     out = []
     for node in ast.walk(tree):
-        if not isinstance(node, ast.Attribute) or not (node.attr == "repo" or node.attr.startswith("_")):
+        if not isinstance(node, ast.Attribute) or not (
+                node.attr in ("repo", "path") or node.attr.startswith("_")):
             continue
         owner = node.value
         if (isinstance(owner, ast.Name) and owner.id == "meta") or (
@@ -67,18 +65,14 @@ def test_only_meta_imports_pygit2() -> None:
     modules = _modules("objstore", "cli")
     assert _imports_pygit2(META, modules[META])
     importers = {path for path, tree in modules.items() if _imports_pygit2(path, tree)}
-    others = sorted(importers - ALLOWED - {META})
+    others = sorted(importers - {META})
     assert not others, f"use MetaStore's methods instead of pygit2 in {others}"
 
 
 def test_no_module_reaches_into_the_metadata_database() -> None:
     found = {path: where for path, tree in _modules("objstore", "cli").items()
-             if path != META and path not in ALLOWED and (where := _meta_internals(tree))}
+             if path != META and (where := _meta_internals(tree))}
     assert not found, f"use MetaStore's public methods: {found}"
-
-
-# Command modules, edited elsewhere, that still query ``store.meta`` themselves.
-CLI_ALLOWED: set[str] = set()
 
 
 def _store_meta(tree: ast.Module) -> list[int]:
@@ -92,7 +86,7 @@ def test_the_command_line_asks_the_library_not_the_metadata_database() -> None:
     """The CLI presents: ref lookups and history walks are library functions (``Store``,
     ``objstore.history``, ``objstore.branches``), not queries of ``store.meta``."""
     found = {path: lines for path, tree in _modules("cli").items()
-             if path not in CLI_ALLOWED and (lines := _store_meta(tree))}
+             if (lines := _store_meta(tree))}
     assert not found, f"lines reading store.meta: {found}"
     assert _store_meta(ast.parse("a = ctx.meta[1]\nb = store.meta.tags()\n")) == [2]
 
@@ -100,10 +94,10 @@ def test_the_command_line_asks_the_library_not_the_metadata_database() -> None:
 def test_the_checks_see_what_they_look_for() -> None:
     """The two checks above catch each form (so an empty answer means something)."""
     code = ast.parse("import pygit2.enums\nx = store.meta.repo.references\ny = meta._new(b)\n"
-                     "z = self.repo\nw = meta.refs()\n")
+                     "z = self.repo\nw = meta.refs()\nv = store.meta.path / 'objects'\n")
     assert _imports_pygit2("objstore/x.py", code)
     assert _imports_pygit2("cli/x.py", ast.parse("from pygit2 import Oid"))
-    assert _meta_internals(code) == ["2: store.meta.repo", "3: meta._new"]
+    assert _meta_internals(code) == ["2: store.meta.repo", "3: meta._new", "6: store.meta.path"]
 
 
 def test_get_is_its_own_module_and_nothing_in_the_code_imports_copy() -> None:
