@@ -30,7 +30,7 @@ class Remote(RecordSync):
 
 def attach_default(store: Store, name_or_url: str | None = None) -> None:
     """Let the store fetch missing chunks from its (default) remote, opened on first need."""
-    target = name_or_url or store.config_remote()
+    target = name_or_url or store.default_remote()
     if not target:
         return
     opened: list[Remote] = []
@@ -63,7 +63,7 @@ def push(store: Store, name_or_url: str | None = None, refs: list[str] | None = 
     if default and name_or_url is None:
         if up is not None:
             name_or_url = up.remote
-        elif branch is not None and not store.config_remote():
+        elif branch is not None and not store.default_remote():
             raise DsError(f"branch {branch!r} has no upstream and there is no remote: "
                           f"`ds remote add origin URL`, then `ds push -u origin {branch}`")
     remote = Remote(store, name_or_url, progress=progress)

@@ -86,7 +86,7 @@ def remote_spec(store: Store, name_or_url: str | None) -> tuple[str, str, dict]:
     if name_or_url is not None and not name_or_url.strip():
         raise DsError("the remote name or URL is empty; give a remote name, a folder or an "
                       "s3://, gs://, az:// URL")
-    target = name_or_url or store.config_remote()
+    target = name_or_url or store.default_remote()
     if not target:
         raise DsError("no remote given and no default; `ds remote add NAME URL` first")
     r = store.config.remotes.get(target)

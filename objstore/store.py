@@ -204,8 +204,6 @@ class Store:
 
         return self.config.remote or userconfig.default_remote()
 
-    config_remote = default_remote  # the name remote.py and remote_repo.py still call
-
     def set_config(self, config: StoreConfig) -> None:
         with self.locked():
             save_config(self.path / "config", config)

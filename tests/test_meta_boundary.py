@@ -140,7 +140,6 @@ def test_one_default_remote_rule_for_the_sdk_and_the_commands(tmp_path: Path, mo
     assert both() == ("stores", "stores")
     monkeypatch.setenv("DSSTORE_REMOTE", "scripts")
     assert both() == ("stores", "scripts")
-    assert store.config_remote() == "stores"  # the old name, still called by remote.py
 
 
 def test_the_sdk_opens_its_store_by_its_own_name(tmp_path: Path, monkeypatch) -> None:
