@@ -4,13 +4,14 @@ Usage::
 
     python -m benchmarks.chart benchmarks/results.json benchmarks/results.png
 
-One horizontal bar per ratio, a panel per data set (S, L, S1M), on a log scale (the
-ratios span 0.01 to 100s). Where the project sets a target for that ratio on that data
-set, a black tick marks the bound and the bar is green (met) or red (missed); grey bars
-have no target. ``run.py`` calls :func:`write_chart` at the end of a run when matplotlib
-is importable. matplotlib stays optional (``pip install '.[bench]'``): this module only
-imports it inside :func:`write_chart`, so ``run.py`` can use :data:`TARGETS` and
-:func:`evaluate_targets` without it.
+One horizontal bar per ratio, a panel per data set (S, L, S1M), on a log scale (the ratios
+span 0.01 to 100s): the bar ends at the median over the paired rounds and a line with caps
+spans the lowest to the highest round's ratio. Where the project sets a target for that
+ratio on that data set, a black tick marks the bound and the bar is green (met) or red
+(missed); grey bars have no target. ``run.py`` calls :func:`write_chart` at the end of a
+run when matplotlib is importable. matplotlib stays optional (``pip install '.[bench]'``):
+this module only imports it inside :func:`write_chart`, so ``run.py`` can use
+:data:`TARGETS` and :func:`evaluate_targets` without it.
 """
 
 from __future__ import annotations
@@ -108,8 +109,19 @@ def ordered_sets(results: dict[str, Any]) -> list[str]:
     return [s for s in SET_ORDER if s in have] + [s for s in have if s not in SET_ORDER]
 
 
+def spread_of(res: dict[str, Any], key: str) -> dict[str, Any] | None:
+    """``{"min", "max", "n"}`` of one ratio of a data set across its rounds; a results file
+    of one round (or from before rounds) has min = max = the value. None when unmeasured."""
+    value = (res.get("ratios") or {}).get(key)
+    if value is None:
+        return None
+    spread = (res.get("ratio_spread") or {}).get(key)
+    return spread or {"min": value, "max": value, "n": 1}
+
+
 def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per (target, data set that ran): the value, met or not, and the margin."""
+    """One row per (target, data set that ran): the median value, its min and max across
+    rounds, met or not (by the median), and the margin."""
     rows: list[dict[str, Any]] = []
     datasets = results.get("datasets", {})
     for t in TARGETS:
@@ -117,9 +129,11 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             if label not in datasets:
                 continue
             value = (datasets[label].get("ratios") or {}).get(t.key)
+            spread = spread_of(datasets[label], t.key) or {}
             rows.append({
                 "target": t.text, "key": t.key, "set": label, "op": t.op, "bound": t.bound,
-                "value": value,
+                "value": value, "min": spread.get("min"), "max": spread.get("max"),
+                "rounds": spread.get("n"),
                 "met": None if value is None else t.met(value),
                 "margin": None if value is None else t.margin(value),
             })
@@ -136,13 +150,27 @@ def margin_text(row: dict[str, Any]) -> str:
     return "missed" if margin == 0 else f"missed by {1 / margin:.2f}x"
 
 
-def _bars(res: dict[str, Any], label: str) -> list[tuple[str, float, Target | None]]:
+@dataclass(frozen=True)
+class Bar:
+    """One ratio of one data set: its median and its min and max across rounds."""
+
+    text: str
+    value: float
+    low: float
+    high: float
+    target: Target | None
+
+
+def _bars(res: dict[str, Any], label: str) -> list[Bar]:
     ratios = res.get("ratios") or {}
     out = []
     for key, text in CHART_RATIOS:
         value = ratios.get(key)
         if isinstance(value, int | float) and value > 0:
-            out.append((text, float(value), target_for(key, label)))
+            spread = spread_of(res, key) or {}
+            low = spread.get("min") or value  # a log scale has no room for 0
+            out.append(Bar(text, float(value), float(min(low, value)),
+                           float(max(spread.get("max") or value, value)), target_for(key, label)))
     return out
 
 
@@ -160,8 +188,8 @@ def write_chart(results: dict[str, Any], out: str | Path) -> Path:
               if (bars := _bars(datasets[label], label))]
     if not groups:
         raise ValueError("no ratios to plot")
-    xs = [v for _, bars in groups for _, v, _ in bars]
-    xs += [t.bound for _, bars in groups for _, _, t in bars if t is not None]
+    xs = [b.low for _, bars in groups for b in bars] + [b.high for _, bars in groups for b in bars]
+    xs += [b.target.bound for _, bars in groups for b in bars if b.target is not None]
     lo, hi = min(xs) / 3, max(xs) * 3
     heights = [len(bars) for _, bars in groups]
     fig, axes = plt.subplots(
@@ -171,15 +199,22 @@ def write_chart(results: dict[str, Any], out: str | Path) -> Path:
     )
     for ax, (label, bars) in zip(axes[:, 0], groups, strict=True):
         ys = list(range(len(bars)))
-        colors = [NO_TARGET if t is None else MET if t.met(v) else MISSED for _, v, t in bars]
-        ax.barh(ys, [v - lo for _, v, _ in bars], left=lo, color=colors, height=0.7)
-        for y, (_, v, t) in zip(ys, bars, strict=True):
-            near = t is not None and v < t.bound < 2.5 * v  # keep the label off the tick
-            ax.text((t.bound if near and t else v) * 1.08, y, f"{v:.3g}", va="center", fontsize=8)
+        colors = [NO_TARGET if b.target is None else MET if b.target.met(b.value) else MISSED
+                  for b in bars]
+        ax.barh(ys, [b.value - lo for b in bars], left=lo, color=colors, height=0.7)
+        # the spread across rounds: a line from the lowest to the highest round's ratio
+        ax.errorbar([b.value for b in bars], ys, fmt="none", ecolor="#212121", elinewidth=1,
+                    capsize=3, xerr=[[b.value - b.low for b in bars], [b.high - b.value for b in bars]])
+        for y, b in zip(ys, bars, strict=True):
+            t = b.target
+            right = max(b.value, b.high)
+            near = t is not None and right < t.bound < 2.5 * right  # keep the label off the tick
+            ax.text((t.bound if near and t else right) * 1.08, y, f"{b.value:.3g}", va="center",
+                    fontsize=8)
             if t is not None:
                 ax.vlines(t.bound, y - 0.45, y + 0.45, colors="black", linewidth=2)
         ax.axvline(1.0, color="#616161", linewidth=0.8, linestyle=":")
-        ax.set_yticks(ys, [text for text, _, _ in bars], fontsize=8)
+        ax.set_yticks(ys, [b.text for b in bars], fontsize=8)
         ax.set_ylim(len(bars) - 0.5, -0.5)
         d = datasets[label].get("dataset") or {}
         size = f", {d['bytes'] / 2**20:.0f} MiB" if d.get("bytes") else ""
@@ -187,11 +222,15 @@ def write_chart(results: dict[str, Any], out: str | Path) -> Path:
         ax.set_xscale("log")
         ax.set_xlim(lo, hi)
         ax.grid(axis="x", which="major", color="#e0e0e0", linewidth=0.6)
-    axes[-1, 0].set_xlabel("ds / peer (wall time or bytes; < 1: ds faster or smaller), log scale")
+    rounds = (results.get("config") or {}).get("rounds", 1)
+    axes[-1, 0].set_xlabel(f"ds / peer (wall time or bytes; < 1: ds faster or smaller), log scale; "
+                           f"median of {rounds} paired round(s)")
     fig.legend(
         handles=[Patch(color=MET, label="target met"), Patch(color=MISSED, label="target missed"),
                  Patch(color=NO_TARGET, label="no target"),
-                 Line2D([], [], color="black", linewidth=2, label="target bound")],
+                 Line2D([], [], color="black", linewidth=2, label="target bound"),
+                 Line2D([], [], color="#212121", linewidth=1, marker="|",
+                        label="min to max across rounds (bar: median)")],
         loc="upper right", ncol=4, fontsize=8, frameon=False,
     )
     cfg = results.get("config") or {}

@@ -405,6 +405,8 @@ def machine_info(ds_cmd: list[str], tmp_root: Path) -> dict[str, Any]:
         "tmp_dir": str(tmp_root),
         "git": tool_version(["git", "--version"]),
         "zstd": tool_version(["zstd", "--version"]),
+        "cp": tool_version(["cp", "--version"]),
+        "tar": tool_version(["tar", "--version"]),
         "ds_cmd": ds_cmd,
         "ds_version": tool_version([*ds_cmd, "--version"]) or package_version("objstore"),
         "repo_commit": tool_version(["git", "-C", str(HERE.parent), "describe", "--always",

@@ -195,6 +195,7 @@ class Ctx:
     git_lfs: bool = False
     dvc_skipped: str = "dvc not installed"  # why, when dvc_cmd is None
     git_lfs_skipped: str = "git-lfs not installed"  # why, when not git_lfs
+    rounds: int = 1  # paired rounds per data set (ds and the peers, alternating)
 
 
 @dataclass
@@ -207,10 +208,11 @@ class DataSet:
     notes: list[str]
     digest: str = ""  # tree digest of the generated data (only where a peer checks a copy)
     data_bytes: int = 0
+    source: Path | None = None  # the data when it is not under root (a round's folder)
 
     @property
     def src(self) -> Path:
-        return self.root / "src"
+        return self.source or self.root / "src"
 
     @property
     def runner(self) -> Runner:

@@ -11,11 +11,12 @@ import importlib.util
 import json
 import os
 import shlex
+import statistics
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.chart import evaluate_targets, margin_text, write_chart
+from benchmarks.chart import evaluate_targets, margin_text, spread_of, write_chart
 from benchmarks.generate import MIB
 from benchmarks.harness import Measurement, Runner, mdict
 
@@ -116,6 +117,49 @@ def compute_ratios(res: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _median_step(values: list[dict[str, Any]]) -> dict[str, Any]:
+    """One step across rounds: the record of the round with the median wall time (the
+    lower one of an even count), or the first failed round's; with the min and max wall."""
+    failed = [v for v in values if not v.get("ok")]
+    ranked = sorted(values, key=lambda v: v["wall_s"])
+    rec = dict(failed[0] if failed else ranked[(len(ranked) - 1) // 2])
+    rec.update(wall_s_min=ranked[0]["wall_s"], wall_s_max=ranked[-1]["wall_s"], rounds=len(values))
+    return rec
+
+
+def merge_figures(values: list[Any]) -> Any:
+    """The rounds' figures of one thing as one: a step record (``wall_s`` and ``ok``) by
+    :func:`_median_step`, a dict key by key, anything else (sizes, counts) from round 1."""
+    first = values[0]
+    if not all(isinstance(v, dict) for v in values):
+        return first
+    if "wall_s" in first and "ok" in first:
+        return _median_step(values)
+    return {k: merge_figures([v[k] for v in values if k in v]) for k in first}
+
+
+def ratio_medians(per_round: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Each ratio's median over the rounds that measured it (pairs of the same round), and
+    its spread: ``{"min", "max", "n"}`` (None where no round measured it)."""
+    medians: dict[str, Any] = {}
+    spread: dict[str, Any] = {}
+    for key in dict.fromkeys(k for r in per_round for k in r):
+        vals = [v for r in per_round if isinstance(v := r.get(key), int | float)
+                and not isinstance(v, bool)]
+        medians[key] = statistics.median(vals) if vals else None
+        spread[key] = {"min": min(vals), "max": max(vals), "n": len(vals)} if vals else None
+    return medians, spread
+
+
+def merge_rounds(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """A data set's results from its rounds: every round as it ran (``rounds``), the step
+    records of the median round, and each ratio's median and spread."""
+    merged = {key: merge_figures([r[key] for r in rounds])
+              for key in ("change", "ds", "remote", "peers")}
+    ratios, spread = ratio_medians([r["ratios"] for r in rounds])
+    return {**merged, "ratios": ratios, "ratio_spread": spread, "rounds": rounds}
+
+
 def remote_ratios(remote: dict[str, Any], peers: dict[str, Any], changed: int,
                   data_bytes: int) -> dict[str, Any]:
     """The ratios of ds push, clone and pull, against s3fs, cp -r and DVC."""
@@ -208,6 +252,21 @@ def _f(x: float | None, fmt: str = "{:.3f}") -> str:
     return "n/a" if x is None else fmt.format(x)
 
 
+def spread_text(value: float | None, spread: dict[str, Any] | None, fmt: str = "{:.3f}") -> str:
+    """``median [min–max]``: a ratio and its range across the paired rounds."""
+    if value is None:
+        return "n/a"
+    spread = spread or {"min": value, "max": value}
+    return f"{fmt.format(value)} [{fmt.format(spread['min'])}–{fmt.format(spread['max'])}]"
+
+
+def _wall_cell(m: dict[str, Any]) -> str:
+    """A step's wall time: the median round's, with the range when there were rounds."""
+    if (m.get("rounds") or 1) > 1:
+        return f"{m['wall_s']:.3f} [{m['wall_s_min']:.3f}–{m['wall_s_max']:.3f}]"
+    return f"{m['wall_s']:.3f}"
+
+
 def _mib(n: int | None) -> str:
     return "n/a" if n is None else f"{n / MIB:.2f}"
 
@@ -275,7 +334,7 @@ def _row(tool: str, m: dict[str, Any] | None) -> str:
     if m is None:
         return f"| {tool} | skipped | | | |"
     status = "ok" if m["ok"] else "**FAILED**"
-    return (f"| {tool} | {m['wall_s']:.3f} | {m['cpu_s']:.3f} | "
+    return (f"| {tool} | {_wall_cell(m)} | {m['cpu_s']:.3f} | "
             f"{m['maxrss_kib'] / 1024:.1f} | {status} |")
 
 
@@ -293,7 +352,7 @@ def _rrow(tool: str, m: dict[str, Any] | None) -> str:
         return "-" if x is None else f"{x / 1024:,.1f}"
 
     srv = m.get("server_cpu_s")
-    return (f"| {tool} | {m['wall_s']:.3f} | {m['cpu_s']:.3f} | "
+    return (f"| {tool} | {_wall_cell(m)} | {m['cpu_s']:.3f} | "
             f"{'-' if srv is None else f'{srv:.3f}'} | {m['maxrss_kib'] / 1024:.1f} | "
             f"{num(t.get('requests'))} / {num(m.get('server_requests'))} | "
             f"{kib(t.get('bytes_sent', m.get('bytes_sent')))} / {kib(t.get('bytes_received'))} | "
@@ -347,12 +406,14 @@ def targets_lines(results: dict[str, Any], chart: str | None) -> list[str]:
         lines += [f"![ratios against the targets]({chart})", ""]
     if not rows:
         return lines + ["No target applies to the data sets of this run.", ""]
-    lines += ["| target | set | bound | measured | result |", "| --- | --- | ---: | ---: | --- |"]
+    lines += ["| target | set | bound | measured: median [min–max] | result (by the median) |",
+              "| --- | --- | ---: | ---: | --- |"]
     for r in rows:
         verdict = margin_text(r)
         if r["met"] is not None:
             verdict = f"**{verdict}**" if not r["met"] else verdict
-        value = "n/a" if r["value"] is None else f"{r['value']:.3g}"
+        spread = {"min": r["min"], "max": r["max"]} if r.get("min") is not None else None
+        value = spread_text(r["value"], spread, "{:.3g}")
         lines.append(f"| {r['target'].replace('|', chr(92) + '|')} | {r['set']} | "
                      f"{r['op']} {r['bound']:.3g} | {value} | {verdict} |")
     met = sum(1 for r in rows if r["met"])
@@ -425,6 +486,18 @@ def _not_run(key: str, res: dict[str, Any]) -> bool:
     return not res.get("remote") and any(key == k for k, *_ in REMOTE_RATIO_LABELS)
 
 
+def rounds_line(cfg: dict[str, Any]) -> str:
+    """How the figures were taken: rounds, their order, what a ratio's cell holds."""
+    n = cfg.get("rounds") or 1
+    if n == 1:
+        return ("- rounds: 1 (ds, then the peers); each ratio is that round's, shown as "
+                "median [min–max] with min = max")
+    return (f"- rounds: {n} paired rounds per data set, each from fresh copies of the data, "
+            "ds and the peers alternating (ds first in rounds 1, 3, ..., the peers first in "
+            "2, 4, ...); each ratio is the median [min–max] of the per-round ratios (ds and the "
+            "peer of the same round); a step's wall time is the median round's [min–max]")
+
+
 def to_markdown(results: dict[str, Any], chart: str | None = None) -> str:
     mi = results["machine"]
     cfg = results["config"]
@@ -434,8 +507,9 @@ def to_markdown(results: dict[str, Any], chart: str | None = None) -> str:
         f"- date: {mi['date']}",
         f"- machine: nproc {mi['nproc']}, {mi['cpu_model'] or 'unknown CPU'}, "
         f"{mi['mem_total_mib']} MiB RAM, {mi['platform']}",
-        f"- python {mi['python']}; {mi['git'] or 'git: n/a'}; "
-        f"{(mi['zstd'] or 'zstd: n/a').strip('* ')}",
+        f"- python {mi['python']}; peers: {mi['git'] or 'git: n/a'}; "
+        f"{(mi['zstd'] or 'zstd: n/a').strip('* ')}; {mi.get('cp') or 'cp: version n/a'}; "
+        f"{mi.get('tar') or 'tar: version n/a'}",
         f"- ds command: `{shlex.join(mi['ds_cmd'])}` ({mi['ds_version'] or 'version n/a'}); "
         f"repo {mi.get('repo_commit') or 'n/a'}",
         f"- scale: {'quick' if cfg['quick'] else 'full'}; S = {cfg['small_files']} files, "
@@ -443,7 +517,8 @@ def to_markdown(results: dict[str, Any], chart: str | None = None) -> str:
         f"{f'; S1M = {m} files' if (m := cfg.get('million_files')) else ''}; seed {cfg['seed']}; total run "
         f"{results['total_wall_s']:.1f}s",
         *[f"- note: {n}" for n in results.get("notes", [])],
-        "- timings: warm page cache, one run each; CPU = user+sys of the command and "
+        rounds_line(cfg),
+        "- timings: warm page cache, each step once a round; CPU = user+sys of the command and "
         "its children; RSS = peak of the largest process "
         f"({mi.get('rss_method', 'n/a')})",
         f"- remotes: folder = a local temp dir; S3 = {mi.get('s3_server') or 'n/a'}; "
@@ -517,13 +592,13 @@ def to_markdown(results: dict[str, Any], chart: str | None = None) -> str:
               f"{_mib(r.get('size_v2_bytes'))} |"
               for kind, r in (res.get("remote") or {}).items() if r],
             "",
-            "| ratio | value |",
+            "| ratio | median [min–max] |",
             "| --- | ---: |",
         ]
         for key, text, *fmt in RATIO_LABELS + REMOTE_RATIO_LABELS:
             value = res["ratios"].get(key)
             if value is not None or not _not_run(key, res):
-                lines.append(f"| {text} | {_f(value, *fmt)} |")
+                lines.append(f"| {text} | {spread_text(value, spread_of(res, key), *fmt)} |")
         checks = []
         if ds.get("diff_json_valid") is not None:
             checks.append(f"diff --json valid JSON: {ds['diff_json_valid']}")
@@ -562,6 +637,8 @@ def render(source: Path, md: Path, chart: str | None, draw: bool = True) -> int:
     only with ``draw`` and matplotlib installed."""
     results = json.loads(source.read_text())
     for d in results.get("datasets", {}).values():
+        if d.get("rounds") and "ratio_spread" not in d:
+            d["ratios"], d["ratio_spread"] = ratio_medians([r["ratios"] for r in d["rounds"]])
         ratios = d.setdefault("ratios", {})
         if ratios.get("ds_peak_rss_gb") is None:
             ratios["ds_peak_rss_gb"] = peak_rss_gb(d.get("ds", {}))

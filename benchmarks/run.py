@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m benchmarks.run [--quick] [--small-files N] [--large-mib M]
+    python -m benchmarks.run [--quick] [--rounds N] [--small-files N] [--large-mib M]
                              [--million [--million-files N]] [--chart PNG | --no-chart]
                              [--out benchmarks/results.json] [--md benchmarks/RESULTS.md]
 
@@ -15,7 +15,10 @@ This module reads the command line and runs the data sets in order; the work is 
 - :mod:`benchmarks.scenarios`: what each data set runs, step by step;
 - :mod:`benchmarks.report`: ratios, the Markdown, the targets, the chart, ``--render``.
 
-All runs are on a warm page cache (the data has just been written).
+All runs are on a warm page cache (the data has just been written). Each data set is
+measured in ``--rounds`` paired rounds (3 by default, 1 with ``--quick``): ds and the peers
+one after the other from fresh copies, ds first in odd rounds and the peers first in even
+ones; each ratio is the median of the per-round ratios, with its min and max.
 
 Remotes: ``ds push`` / ``ds clone`` / incremental ``ds push`` / ``ds pull`` to a
 folder and to S3. The S3 server is moto's, started in this process on
@@ -85,6 +88,7 @@ DEFAULT_SMALL_FILES = 20000
 DEFAULT_LARGE_MIB = 128
 MILLION_SET = "S1M"
 MILLION_TIMEOUT = 3600.0
+DEFAULT_ROUNDS = 3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -110,9 +114,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sets", default="S,L", help="comma list of data sets (S, L, S1M)")
     p.add_argument("--timeout", type=float, default=None,
                    help="per-command timeout in seconds (default 600, quick 120; S1M 3600)")
+    p.add_argument("--rounds", type=int, default=None,
+                   help=f"paired rounds per data set, ds and the peers alternating; each ratio "
+                        f"is the median of the rounds' (default {DEFAULT_ROUNDS}, quick 1)")
     p.add_argument("--repeat", type=int, default=None,
-                   help="runs of the stateless peers (cp -r, tar|zstd), median kept "
-                        "(default 3, quick 1; S1M 1)")
+                   help="runs of the stateless peers (cp -r, tar|zstd) within a round, median "
+                        "kept (default 1: the rounds repeat them; S1M 1)")
     p.add_argument("--workdir", default=None, help="parent of the temp dir (default $TMPDIR)")
     p.add_argument("--keep", action="store_true", help="keep the temp dir and logs")
     p.add_argument("--no-s3", action="store_true",
@@ -136,8 +143,17 @@ def _sets(a: argparse.Namespace, p: argparse.ArgumentParser) -> list[str]:
     return sets
 
 
+def rounds_of(a: argparse.Namespace, p: argparse.ArgumentParser) -> int:
+    """Paired rounds: ``--rounds``, else 1 for ``--quick`` (the CI smoke run stays fast) and
+    DEFAULT_ROUNDS for a full run (a median needs at least 3)."""
+    rounds = a.rounds if a.rounds is not None else (1 if a.quick else DEFAULT_ROUNDS)
+    if rounds < 1:
+        p.error("--rounds must be at least 1")
+    return rounds
+
+
 def _peers(a: argparse.Namespace, runner: Runner, ds_cmd: list[str],
-           repeat: int) -> tuple[Ctx, list[str], dict[str, Any]]:
+           repeat: int, rounds: int) -> tuple[Ctx, list[str], dict[str, Any]]:
     """The S3 server and the optional peers this run has (or why not): what every data set
     shares, the run's notes, and what the machine section says of the peers."""
     notes: list[str] = []
@@ -155,7 +171,8 @@ def _peers(a: argparse.Namespace, runner: Runner, ds_cmd: list[str],
         "dvc": tool_version([*dvc_cmd, "--version"]) if dvc_cmd else None,
         "git_lfs": git_lfs,
     }
-    ctx = Ctx(runner, ds_cmd, a.seed, a.keep, repeat, s3, dvc_cmd, git_lfs is not None)
+    ctx = Ctx(runner, ds_cmd, a.seed, a.keep, repeat, s3, dvc_cmd, git_lfs is not None,
+              rounds=rounds)
     if a.no_dvc:
         ctx.dvc_skipped = "--no-dvc"
     if a.no_git_lfs:
@@ -194,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     large_mib = a.large_mib or (QUICK_LARGE_MIB if a.quick else DEFAULT_LARGE_MIB)
     million_files = a.million_files or MILLION_FILES
     timeout = a.timeout or (120.0 if a.quick else 600.0)
-    repeat = a.repeat or (1 if a.quick else 3)
+    repeat = a.repeat or 1
+    rounds = rounds_of(a, p)
     ds_cmd = shlex.split(os.environ.get("DS_CMD", "ds")) or ["ds"]
     sets = _sets(a, p)
 
@@ -205,14 +223,15 @@ def main(argv: list[str] | None = None) -> int:
     helper, rss_method = build_rusage_helper(work)
     runner = Runner(log_dir, timeout, helper)
     runner.log(f"work dir {work}; ds = {shlex.join(ds_cmd)}; rusage: {rss_method}")
-    ctx, notes, peers_info = _peers(a, runner, ds_cmd, repeat)
+    ctx, notes, peers_info = _peers(a, runner, ds_cmd, repeat, rounds)
     results: dict[str, Any] = {
         "schema": 2,
         "machine": {**machine_info(ds_cmd, work), "rss_method": rss_method, **peers_info},
         "config": {"quick": a.quick, "small_files": small_files, "large_mib": large_mib,
                    "million_files": million_files if MILLION_SET in sets else None,
                    "seed": a.seed, "timeout_s": timeout, "sets": sets,
-                   "repeat": repeat, "s3": ctx.s3 is not None, "dvc": ctx.dvc_cmd is not None,
+                   "repeat": repeat, "rounds": rounds, "s3": ctx.s3 is not None,
+                   "dvc": ctx.dvc_cmd is not None,
                    "git_lfs": ctx.git_lfs},
         "notes": notes,
         "datasets": {},

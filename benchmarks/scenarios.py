@@ -1,10 +1,13 @@
 """What is measured on one data set, in order.
 
-Generate the data; the copy peers (cp -r, tar | zstd) on it; the remote peers (s3fs, DVC,
-git-lfs) on copies of it; then ds on its own copy: init, add+commit v1, no-op status, push
-and clone to each remote, change set I, status, add+commit v2, diff, get, incremental push
-and pull in the clone; then git on its copy. ``full=False`` (S1M) keeps ds, cp -r, tar | zstd
-and git, each peer run once.
+Generate the data once; then ``--rounds`` rounds, each in folders of its own, from fresh
+copies of the data, fresh remotes and a fresh S3 bucket. In a round, ds on its own copy (init,
+add+commit v1, no-op status, push and clone to each remote, change set I, status, add+commit
+v2, diff, get, incremental push and pull in the clone) and the peers (cp -r, tar | zstd; s3fs,
+DVC and git-lfs on copies; git on its copy) run one after the other, ds first in rounds 1, 3,
+... and the peers first in rounds 2, 4, ... (:func:`round_orders`). Each round's ratios pair
+that round's ds with that round's peers; the data set's ratios are their medians.
+``full=False`` (S1M) keeps ds, cp -r, tar | zstd and git, each peer run once a round.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +33,15 @@ from benchmarks.peers import (
     s3_bucket,
     same_tree,
 )
-from benchmarks.report import compute_ratios
+from benchmarks.report import compute_ratios, merge_rounds
 
 STORE_DIR = ".dsstore"
+
+
+def round_orders(rounds: int) -> list[tuple[str, str]]:
+    """Who runs first in each round: ds, then the peers first, and so on, so that what one
+    side leaves behind (a warm cache, a busy disk) does not always favour the same side."""
+    return [("ds", "peer") if i % 2 == 0 else ("peer", "ds") for i in range(max(1, rounds))]
 
 
 def bench_dataset(
@@ -41,10 +51,13 @@ def bench_dataset(
     ctx: Ctx,
     full: bool = True,
 ) -> dict[str, Any]:
-    """Generate one data set and time ds and the peers on it.
+    """Generate one data set and time ds and the peers on it, ``ctx.rounds`` times in
+    alternating order (:func:`round_orders`), each round from fresh copies of the data.
 
-    ``full=False`` (S1M): ds, cp -r, tar | zstd and git only, each peer once; no remotes,
-    s3fs, DVC or git-lfs."""
+    Every round's figures are kept under ``rounds``; ``ratios`` are the medians of the
+    per-round ratios (``ratio_spread``: min, max), the step records the median round's.
+    ``full=False`` (S1M): ds, cp -r, tar | zstd and git only, each peer once a round; no
+    remotes, s3fs, DVC or git-lfs."""
     d = DataSet(label, work / label, ctx, [])
     d.root.mkdir(parents=True)
     t0 = time.perf_counter()
@@ -52,55 +65,82 @@ def bench_dataset(
     gen_s = time.perf_counter() - t0
     d.runner.log(f"[{label}] generated {info.files} files, {info.bytes / MIB:.1f} MiB "
                  f"in {gen_s:.1f}s")
-    res: dict[str, Any] = {"dataset": info.to_dict(), "generate_s": gen_s, "notes": d.notes}
     d.data_bytes = info.bytes
-
-    peers = bench_copies(d, ctx.repeat if full else 1)
-    peers["s3fs_put"] = peers["s3fs_get"] = None
     if full:
         d.digest = tree_digest(d.src)
-        peer_changes = remote_peers(d, peers)
     else:
-        skipped = f"not run on {label} (remotes, s3fs, DVC and git-lfs are skipped at this scale)"
-        peers["dvc"] = {"skipped": skipped}
-        peers["git_lfs"] = {"skipped": skipped}
         d.notes.append(f"{label}: remotes, s3fs, DVC and git-lfs skipped; peers are cp -r, "
-                       "tar | zstd and git, each run once")
-        peer_changes = []
-
-    ds_dir = d.root / "ds"
-    git_dir = d.root / "git"
-    copy_tree(d.src, ds_dir)
-    copy_tree(d.src, git_dir)
-    if not ctx.keep:
-        shutil.rmtree(d.src)
-
-    remotes = DsRemotes(d, ds_dir, full)
-    ds, change = bench_ds(d, ds_dir, remotes)
-    peers["git"], git_change = bench_git_repo(d, git_dir)
-    peer_changes.append(("git", git_change))
-    for tool, other in peer_changes:
-        if other is not None and other.to_dict() != change.to_dict():
-            d.notes.append(f"change set differed between the ds and {tool} copies")
-
+                       "tar | zstd and git, each run once a round")
+    rounds = []
+    orders = round_orders(ctx.rounds)
+    for i, order in enumerate(orders, 1):
+        d.runner.log(f"[{label}] round {i} of {len(orders)}: {' then '.join(order)}")
+        one = replace(d, root=d.root / f"round-{i}", source=d.src)
+        rounds.append(bench_round(one, order, info, full))
     if not ctx.keep:
         shutil.rmtree(d.root, ignore_errors=True)
-
-    res["change"] = change.to_dict()
-    res["ds"] = ds
-    res["remote"] = remotes.remote
-    res["peers"] = peers
-    res["ratios"] = compute_ratios(res)
+    res: dict[str, Any] = {"dataset": info.to_dict(), "generate_s": gen_s,
+                           "notes": list(dict.fromkeys(d.notes))}
+    res.update(merge_rounds(rounds))
     return res
+
+
+def bench_round(d: DataSet, order: tuple[str, str], info: DatasetInfo, full: bool) -> dict[str, Any]:
+    """One round in ``d.root`` (fresh folders, remotes and S3 bucket): ds and the peers on
+    their own copies of ``d.src``, in ``order``; its figures and its ratios."""
+    ctx = d.ctx
+    d.root.mkdir(parents=True)
+    if full and ctx.s3 is not None:
+        bucket = s3_bucket(d.label)
+        ctx.s3.drop_bucket(bucket)  # the last round's objects: each round pushes from scratch
+        ctx.s3.new_bucket(bucket)
+    out: dict[str, Any] = {"order": list(order), "dataset": info.to_dict()}
+    peer_changes: list[tuple[str, ChangeStats | None]] = []
+    remotes = DsRemotes(d, d.root / "ds", full)
+
+    def run_ds() -> None:
+        copy_tree(d.src, remotes.ds_dir)
+        out["ds"], out["change"] = bench_ds(d, remotes.ds_dir, remotes)
+        out["remote"] = remotes.remote
+
+    def run_peers() -> None:
+        peers = bench_copies(d, ctx.repeat if full else 1)
+        peers["s3fs_put"] = peers["s3fs_get"] = None
+        if full:
+            peer_changes.extend(remote_peers(d, peers))
+        else:
+            skipped = f"not run on {d.label} (remotes, s3fs, DVC and git-lfs are skipped at this scale)"
+            peers["dvc"] = {"skipped": skipped}
+            peers["git_lfs"] = {"skipped": skipped}
+        git_dir = d.root / "git"
+        copy_tree(d.src, git_dir)
+        peers["git"], git_change = bench_git_repo(d, git_dir)
+        peer_changes.append(("git", git_change))
+        if not ctx.keep:
+            shutil.rmtree(git_dir, ignore_errors=True)
+        out["peers"] = peers
+
+    for side in order:
+        if side == "ds":
+            run_ds()
+        else:
+            run_peers()
+    for tool, other in peer_changes:
+        if other is not None and other.to_dict() != out["change"].to_dict():
+            d.notes.append(f"change set differed between the ds and {tool} copies")
+    out["change"] = out["change"].to_dict()
+    if not ctx.keep:
+        shutil.rmtree(d.root, ignore_errors=True)
+    out["ratios"] = compute_ratios(out)
+    del out["dataset"]  # the same for every round: kept once, beside the rounds
+    return out
 
 
 def remote_peers(d: DataSet, peers: dict[str, Any]) -> list[tuple[str, ChangeStats | None]]:
     """s3fs put/get (with the S3 server), DVC and git-lfs, into ``peers``; the change set
     each of DVC and git-lfs applied."""
     if d.ctx.s3 is not None:
-        bucket = s3_bucket(d.label)
-        d.ctx.s3.new_bucket(bucket)
-        peers["s3fs_put"], peers["s3fs_get"] = bench_s3fs(d, d.ctx.s3, bucket)
+        peers["s3fs_put"], peers["s3fs_get"] = bench_s3fs(d, d.ctx.s3, s3_bucket(d.label))
     peers["dvc"], dvc_change = bench_dvc(d)
     peers["git_lfs"], lfs_change = bench_git_lfs(d)
     return [("dvc", dvc_change), ("git-lfs", lfs_change)]
