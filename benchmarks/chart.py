@@ -231,13 +231,13 @@ def write_chart(results: dict[str, Any], out: str | Path) -> Path:
                  Line2D([], [], color="black", linewidth=2, label="target bound"),
                  Line2D([], [], color="#212121", linewidth=1, marker="|",
                         label="min to max across rounds (bar: median)")],
-        loc="upper right", ncol=4, fontsize=8, frameon=False,
+        loc="lower center", ncol=5, fontsize=8, frameon=False,
     )
     cfg = results.get("config") or {}
     fig.suptitle(f"objstore benchmark: ds against its peers ({'quick' if cfg.get('quick') else 'full'}"
                  f" scale, {(results.get('machine') or {}).get('date', '')})",
                  x=0.01, ha="left", fontsize=11)
-    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    fig.tight_layout(rect=(0, 0.03, 1, 0.97))
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

@@ -78,7 +78,8 @@ def test_three_rounds_render_medians_and_spreads(tmp_path: Path) -> None:
     text = md.read_text()
     # per-round ratios 0.5, 2.0, 0.25: median 0.5 (not 2 / 2 = 1.0, the ratio of the medians)
     assert "| ds add+commit / git add+commit (v1, wall) | 0.500 [0.250–2.000] |" in text
-    assert "| ds add+commit < git add+commit | S | < 1 | 0.5 [0.25–2] | met, 2.00x inside the bound |" in text
+    assert ("| ds add+commit < git add+commit | S | < 1 | 0.5 [0.25–2] | "
+            "met, 2.00x inside the bound |") in text
     # the step row: the median round's wall time (2.0 s) and the range of the three
     assert "| ds add+commit (v1) | 2.000 [1.000–4.000] |" in text
     assert "| git add+commit (v1) | 2.000 [2.000–8.000] |" in text
@@ -118,11 +119,23 @@ def test_a_single_round_file_from_before_rounds_still_renders(tmp_path: Path) ->
     assert main(["--render", str(source), "--md", str(md), "--no-chart"]) == 0
     text = md.read_text()
     assert "| ds add+commit / git add+commit (v1, wall) | 0.456 [0.456–0.456] |" in text
-    assert "| ds add+commit < git add+commit | S | < 1 | 0.456 [0.456–0.456] | met, 2.19x inside the bound |" in text
+    assert ("| ds add+commit < git add+commit | S | < 1 | 0.456 [0.456–0.456] | "
+            "met, 2.19x inside the bound |") in text
     assert "| ds add+commit (v1) | 3.617 |" in text
     assert "- rounds: 1 (ds, then the peers)" in text
     row = next(r for r in json.loads(source.read_text())["targets"] if r["key"] == KEY)
     assert (row["value"], row["min"], row["max"], row["rounds"]) == (0.456, 0.456, 0.456, 1)
+
+
+def test_the_chart_draws_three_rounds(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from benchmarks.chart import write_chart
+
+    data = _template()
+    s = data["datasets"]["S"]
+    rounds = [_round(s, 1.0, 2.0), _round(s, 4.0, 2.0), _round(s, 2.0, 8.0)]
+    data["datasets"] = {"S": {"dataset": s["dataset"], **merge_rounds(rounds)}}
+    assert write_chart(data, tmp_path / "c.png").stat().st_size > 0
 
 
 def test_committed_results_render_as_they_are(tmp_path: Path) -> None:
