@@ -621,7 +621,8 @@ def to_markdown(results: dict[str, Any], chart: str | None = None) -> str:
         lines += ["## Failures", ""]
         for e in results["errors"]:
             err = (e["error"] or "").replace("\n", " ")[:500]
-            lines.append(f"- **{e['dataset']} / {e['step']}** (`{shlex.join(e['cmd'])}`): {err}")
+            where = f" (round {e['round']})" if e.get("round") else ""
+            lines.append(f"- **{e['dataset']} / {e['step']}**{where} (`{shlex.join(e['cmd'])}`): {err}")
         lines.append("")
     return "\n".join(lines) + "\n"
 

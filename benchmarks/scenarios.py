@@ -76,7 +76,10 @@ def bench_dataset(
     for i, order in enumerate(orders, 1):
         d.runner.log(f"[{label}] round {i} of {len(orders)}: {' then '.join(order)}")
         one = replace(d, root=d.root / f"round-{i}", source=d.src)
+        failed = len(d.runner.errors)
         rounds.append(bench_round(one, order, info, full))
+        for e in d.runner.errors[failed:]:
+            e["round"] = i  # which round's step failed
     if not ctx.keep:
         shutil.rmtree(d.root, ignore_errors=True)
     res: dict[str, Any] = {"dataset": info.to_dict(), "generate_s": gen_s,
