@@ -389,9 +389,15 @@ class LocalBackend(RefsByStat):
             os.unlink(tmp)
 
     def delete(self, rels: list[str]) -> None:
+        """Remove files, one already gone being no error; when ``durable``, their folders are
+        fsynced before returning, so a later step's deletion (a pack, after the index fragment
+        that named it) can never outlive this one's in a power loss."""
         with self.typed_errors():
             for rel in rels:
                 self._path(rel).unlink(missing_ok=True)
+            if self.durable:
+                for folder in sorted({self._path(rel).parent for rel in rels}):
+                    fsync_dir(folder)
 
     def exists(self) -> bool:
         return self.root.is_dir()

@@ -351,9 +351,10 @@ LOCAL_PROTOCOLS = {"file", "local"}
 
 class FolderBackend(LocalBackend):
     """A folder reached through an fsspec filesystem that wraps fsspec's own (one presenting
-    the local protocol, as the tests' fault injector does): ``LocalBackend``'s writes,
-    fsyncs and compare-and-swap, with every file operation run through that filesystem
-    (reads, listings and deletes as ``FsspecBackend`` makes them)."""
+    the local protocol, as the tests' fault injector does): ``LocalBackend``'s writes and
+    fsyncs, with file writes, reads, listings and deletes run through that filesystem (the
+    last three as ``FsspecBackend`` makes them). Compare-and-swap of a ref is
+    ``LocalBackend``'s own ``flock`` on the folder itself: a lock must be the kernel's."""
 
     TOKEN = None
     list, stat, read = FsspecBackend.list, FsspecBackend.stat, FsspecBackend.read

@@ -203,8 +203,10 @@ class LocalRepository(Repository):
         try:
             for chunk in read(chunk_ids):
                 self.chunks.put_encoded(*chunk)
-        finally:
-            self.chunks.flush()
+        except BaseException:
+            self.chunks.keep()  # keeps what arrived, and never hides the error that stopped it
+            raise
+        self.chunks.flush()
         return 0
 
 

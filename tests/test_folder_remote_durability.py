@@ -124,3 +124,20 @@ def test_a_file_removed_while_a_folder_is_listed_is_left_out(tmp_path: Path, mon
 
     monkeypatch.setattr(os, "walk", walk)
     assert list(backend.list("locks")) == ["locks/shared-b.json"]
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_a_deletion_is_made_durable_before_the_next_step(tmp_path: Path, monkeypatch, durable: bool):
+    """gc deletes old index fragments, then the packs they named: each deletion's folder is
+    fsynced before ``delete`` returns, so a power loss cannot keep a fragment naming a pack
+    whose deletion survived."""
+    import objstore.backend as backend_mod
+
+    b = LocalBackend(tmp_path / "remote", durable=durable)
+    for rel in ("index/a.idx", "index/b.idx", "packs/ab/ab1.pack"):
+        b.write(rel, b"x")
+    synced: list[Path] = []
+    monkeypatch.setattr(backend_mod, "fsync_dir", lambda path: synced.append(Path(path)))
+    b.delete(["index/a.idx", "index/b.idx", "index/gone.idx"])
+    assert synced == ([tmp_path / "remote" / "index"] if durable else [])
+    assert sorted(b.list("")) == ["packs/ab/ab1.pack"]

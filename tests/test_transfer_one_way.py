@@ -77,3 +77,22 @@ def test_a_push_sends_a_chunk_the_remote_lacks_and_nothing_else(tmp_path: Path) 
     t = Remote(a).push()
     assert (t.chunks, t.packs) == (1, 1)
     assert all(RemoteRepository(Remote(a)).has(c) for c in ids)
+
+
+def test_a_fetch_that_fails_reports_its_own_error_even_when_saving_fails_too(tmp_path: Path,
+                                                                            monkeypatch) -> None:
+    """The error that stopped a fetch is the one the user sees; a second failure while
+    keeping what arrived (a full disk) must not replace it."""
+    a, url, ids = _pushed(tmp_path)
+    Remote(a).push()
+    b = make_store(tmp_path / "b", url, {})
+    src = _Breaks(Remote(b))
+    src.after = 10
+    local = LocalRepository(b)
+
+    def full_disk() -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(local.chunks, "flush", full_disk)
+    with b.locked(), pytest.raises(RemoteError):
+        copy_chunks(src, local, ids)
