@@ -221,12 +221,10 @@ def fsck_remote(store: Store, name_or_url: str | None = None, read_data_subset: 
     import random
 
     from .remote_gc import mark_remote
-    from .repository import RemoteRepository
 
     if not 0.0 <= read_data_subset <= 1.0:
         raise DsError("--read-data-subset is a fraction between 0 and 1")
-    remote = Remote(store, name_or_url)
-    repo = RemoteRepository(remote)
+    remote = repo = Remote(store, name_or_url)
     with remote.fs.operation("fsck"):
         remote.check_config(create=False)
         m, _records, named = mark_remote(remote)

@@ -23,7 +23,7 @@ Why it is safe with pushes running (see docs/architecture.md, "Remote gc"):
 Packs whose live share is below ``REPACK_BELOW`` are rewritten with only their live
 chunks (read back and verified first); fuller ones are kept whole, dead chunks and all:
 rewriting them would move mostly live bytes to free little. Planning and that order are
-the local gc's own (``maintenance.plan`` and ``sweep`` over a ``RemoteRepository``);
+the local gc's own (``maintenance.plan`` and ``sweep`` over the ``RemoteRepo``);
 what is the remote's alone is here: the names that keep versions alive, the lease, the
 grace period, and its metadata packs.
 """
@@ -39,7 +39,6 @@ from .meta import pack_index_oids
 from .record_sync import attachment_chunks
 from .remote import Remote
 from .remote_repo import git_pack_ok
-from .repository import RemoteRepository
 from .store import Store
 
 DEFAULT_GRACE = 24 * 3600.0
@@ -73,24 +72,27 @@ def gc_remote(store: Store, name_or_url: str | None = None, grace_seconds: float
     with remote.fs.operation("gc"):
         remote.check_config(create=False)
         if dry_run:
-            _collect(RemoteRepository(remote), report, time.time())
+            _collect(remote, report, time.time())
         else:
-            with remote.lock("gc", exclusive=True) as lock:
-                _collect(RemoteRepository(remote, lock), report, lock.server_now)
+            with remote.lock("gc", exclusive=True) as remote.lease:
+                try:
+                    _collect(remote, report, remote.lease.server_now)
+                finally:
+                    remote.lease = None
     report.requests = remote.fs.request_count
     return report
 
 
-def _collect(repo: RemoteRepository, report: RemoteGcReport, now: float) -> None:
-    live_chunks, live_objects = _mark(repo.remote, report)
+def _collect(repo: Remote, report: RemoteGcReport, now: float) -> None:
+    live_chunks, live_objects = _mark(repo, report)
     todo = plan(repo, live_chunks, report, now, report.grace_seconds, REPACK_BELOW)
     if todo.lost:
         cid = todo.lost[0]
-        raise DsError(f"gc refused: remote {repo.remote.url}: chunk {cid.hex()} of {live_chunks[cid]} "
+        raise DsError(f"gc refused: remote {repo.url}: chunk {cid.hex()} of {live_chunks[cid]} "
                       "is not there; nothing was deleted. Run `ds fsck --remote`")
     report.young_packs_kept, report.stale_locks_removed = todo.young_garbage, len(todo.locks)
     meta = _MetaPacks(repo, todo, live_objects, report, now)
-    if repo.lock is None:  # a dry run
+    if repo.lease is None:  # a dry run
         report.meta_packs_deleted = len(meta.drop)
         report.fragments_replaced = len(todo.fragments) if todo.new_index else 0
         return
@@ -144,7 +146,7 @@ class _MetaPacks:
     ``MAX_META_PACKS``) are replaced by one pack of their live objects, written before the
     new index fragment and deleted after it, each ``.idx`` before its ``.pack``."""
 
-    def __init__(self, repo: RemoteRepository, todo: Plan, live: set[str], report: RemoteGcReport,
+    def __init__(self, repo: Remote, todo: Plan, live: set[str], report: RemoteGcReport,
                  now: float):
         self.repo, self.todo, self.report = repo, todo, report
         stems: dict[str, dict[str, tuple[int, float]]] = {}
@@ -166,7 +168,7 @@ class _MetaPacks:
         local = self.repo.store.meta.pack_objects(stem)
         if local is not None:
             return local
-        cached = self.repo.remote.cache / "meta-idx" / f"{stem}.idx"
+        cached = self.repo.cache / "meta-idx" / f"{stem}.idx"
         if not cached.exists():
             cached.parent.mkdir(parents=True, exist_ok=True)
             self.repo.fs.get_file(f"meta/{stem}.idx", cached, check=lambda p: git_pack_ok(p, f"{stem}.idx"))
@@ -175,7 +177,7 @@ class _MetaPacks:
     def write(self) -> None:
         """Upload one pack of the live objects (.idx last). The same objects make the same
         pack, perhaps one an interrupted gc left half sent: that one is kept, not swept."""
-        names = self.repo.remote.put_meta_pack(self.carry, self.repo.check) if self.drop else []
+        names = self.repo.put_meta_pack(self.carry, self.repo.check) if self.drop else []
         if names:
             written = names[0].rsplit(".", 1)[0]
             self.report.meta_packs_written = 1

@@ -30,19 +30,22 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
 
 import xxhash
 
+from .chunkstore import roll_packs
 from .errors import DsError, FormatError
-from .index import ChunkIndex, Location, encode_fragment
+from .fsutil import atomic_write
+from .index import ChunkIndex, Fragment, Location, encode_fragment
 from .meta import valid_ref_name
 from .packs import PackEntry, decode_chunk
 from .paths import STORE_DIR
 from .remote_fs import RemoteError, RemoteFS, RemoteLock
-from .repository import LocalRepository, RemoteRepository, copy_chunks
+from .repository import Chunk, Listing, LocalRepository, Repository, Rows, copy_chunks
 from .store import Store
 
 FORMAT = 1
@@ -151,16 +154,23 @@ def check_url(url: str, store: Store | None = None, base: str | os.PathLike[str]
 
 
 
-class RemoteRepo:
+class RemoteRepo(Repository):
     """One remote of one store: the storage (``fs``), what the store remembers of it
-    (``cache``, tracking refs under ``refs/remotes/<track>/``), its index and chunks."""
+    (``cache``, tracking refs under ``refs/remotes/<track>/``), its index and chunks; the
+    ``Repository`` that gc, fsck and ``copy_chunks`` work on. A pack's chunks are known
+    from the remote's index (a table of contents would cost a request per pack).
+    ``lease`` is a remote gc's exclusive lock, checked before each of its writes and
+    deletes; None otherwise (a push holds its shared lease itself)."""
+
+    temp_age = RemoteLock.STALE  # never a temp file that a waiting writer may still rename
+    lease: RemoteLock | None = None
 
     def __init__(self, store: Store, name_or_url: str | None = None, retries: int | None = None,
                  workers: int = 8, progress=None, warn: Callable[[str], None] | None = None):
         """``progress(done_bytes, total_bytes)`` is called as transfers advance; ``warn(text)``
         for each thing from the remote that was skipped as invalid (also kept in ``warnings``
         and in the ``Transfer`` an operation returns)."""
-        self.store = store
+        super().__init__(store)
         self.workers = workers
         self.progress = progress
         self.warnings: list[str] = []
@@ -331,6 +341,7 @@ class RemoteRepo:
         frag = encode_fragment(self.store.algo, rows)
         name = f"{frag[-16:].hex()}.idx"
         if name not in listed:
+            self.check()
             self.fs.put(f"index/{name}", frag)
         (self.cache / "index" / name).write_bytes(frag)
         self.forget_index()
@@ -392,6 +403,136 @@ class RemoteRepo:
         entry = PackEntry(chunk_id, loc.offset, loc.stored_len, loc.raw_len, loc.flags)
         return decode_chunk(stored, entry, self.store.algo, f"remote pack {loc.pack} on {self.url}")
 
+    # -- as a Repository (gc, fsck, copy_chunks) ----------------------------------------
+    def check(self) -> None:
+        if self.lease is not None:
+            self.lease.check()
+
+    def listing(self) -> Listing:
+        return self.fs.list_detail("")
+
+    def pack_rows(self, packs: list[str]) -> Iterator[tuple[str, dict[bytes, Location]]]:
+        by_pack: dict[str, dict[bytes, Location]] = defaultdict(dict)
+        wanted = set(packs)
+        for frag in self.index().fragments:
+            for chunk_id, loc in frag:
+                if loc.pack in wanted:
+                    by_pack[loc.pack].setdefault(chunk_id, loc)
+        for pack in packs:
+            yield pack, by_pack.get(pack, {})
+
+    def write_packs(self, chunks: Iterable[Chunk]) -> tuple[Rows, int]:
+        with tempfile.TemporaryDirectory(dir=self.cache) as tmp:
+            try:
+                files, rows = roll_packs(Path(tmp), self.algo, self.pack_target, chunks)
+            except FileNotFoundError as e:
+                raise FormatError(f"gc refused: remote {self.url}: a pack vanished while being "
+                                  f"rewritten ({e}); is another gc running without a lock?") from None
+            self._send(files)
+        return rows, len(files)
+
+    def _send(self, files: list[Path]) -> int:
+        """Upload these packs (``workers`` at a time), each unless an interrupted run sent it
+        already (the same chunks make the same pack); returns how many were uploaded."""
+        def send(f: Path) -> int:
+            self.check()
+            rel = f"packs/{f.stem[:2]}/{f.name}"
+            if self.fs.size(rel) == f.stat().st_size:
+                return 0
+            self.fs.put(rel, f)
+            return 1
+
+        return sum(self._parallel([(lambda f=f: send(f), f.stat().st_size) for f in files]))
+
+    def delete(self, rels: list[str]) -> None:
+        if rels:
+            self.check()
+            self.fs.delete(rels)
+
+    def has(self, chunk_id: bytes) -> bool:
+        return self.index().lookup(chunk_id) is not None
+
+    def read_whole(self, chunk_ids: list[bytes]) -> Iterator[Chunk]:
+        """Chunks by ranged reads, verified (a remote holds no deltas). Where the cached index
+        is out of date (a remote gc moved live chunks into new packs and deleted the old
+        ones), it is synced once and the rest are read where they are now."""
+        done: set[bytes] = set()
+        for _attempt in range(2):
+            index = self.index()
+            items = [(c, index.lookup(c)) for c in chunk_ids if c not in done]
+            lost = [c for c, loc in items if loc is None]
+            with suppress(FileNotFoundError):  # a pack is gone: sync the index, read the rest
+                for chunk_id, loc, stored in [] if lost else self.read_chunks(items):
+                    done.add(chunk_id)
+                    yield chunk_id, stored, loc.raw_len, loc.flags
+                if not lost:
+                    return
+            self.forget_index()
+        if lost:
+            raise RemoteError(f"chunk {lost[0].hex()} is neither local nor on {self.url}; the "
+                              "remote is incomplete (push again from a store that has it)")
+        raise RemoteError(f"remote {self.url}: a pack its index names is missing; "
+                          "run `ds fsck --remote`")
+
+    def add_chunks(self, chunk_ids: list[bytes], read: Callable[[list[bytes]], Iterable[Chunk]]) -> int:
+        """New packs of these chunks, then one index fragment; returns the packs uploaded.
+
+        Resuming is cheap: each pack's index rows are noted locally (``sent/``) before it
+        is uploaded, so the next run lists the remote's packs once and indexes every noted
+        pack that landed whole (its name is its content hash, its size the listing's) instead
+        of building and sending it again, whatever else changed meanwhile.
+        """
+        rows, notes = self._landed_packs()
+        have = {chunk_id for chunk_id, _loc in rows}
+        with tempfile.TemporaryDirectory(dir=self.cache) as tmp:
+            files, mine = roll_packs(Path(tmp), self.algo, self.pack_target,
+                                     read([c for c in chunk_ids if c not in have]), self._note_sent)
+            sent = self._send(files)
+            notes += [self._sent_note(f) for f in files]
+        self.put_fragment(rows + mine, [])
+        for note in notes:
+            note.unlink(missing_ok=True)  # indexed now
+        return sent
+
+    def _sent_note(self, pack: Path) -> Path:
+        return self.cache / "sent" / f"{pack.stem}-{pack.stat().st_size}.idx"
+
+    def _note_sent(self, pack: Path, rows: Rows) -> None:
+        """Remember a pack's index rows before it is uploaded (see ``_landed_packs``)."""
+        note = self._sent_note(pack)
+        note.parent.mkdir(exist_ok=True)
+        atomic_write(note, encode_fragment(self.algo, rows), durable=False)
+
+    def _landed_packs(self) -> tuple[Rows, list[Path]]:
+        """(index rows, notes) of packs an earlier run uploaded whole but never indexed.
+
+        One listing of the remote's packs, and only when such notes exist. A noted pack
+        that is absent or of another size did not land (or a remote gc removed it): its
+        note is dropped and what it held is built again if still needed.
+        """
+        folder = self.cache / "sent"
+        notes = sorted(folder.glob("*.idx")) if folder.is_dir() else []
+        if not notes:
+            return [], []
+        sizes = {rel.rsplit("/", 1)[-1]: size for rel, (size, _m) in self.fs.list_detail("packs").items()}
+        rows: Rows = []
+        landed = []
+        for note in notes:
+            pack_hex, _sep, size = note.stem.partition("-")
+            try:
+                fragment = Fragment(note)
+                entries = list(fragment)
+                fragment.close()
+            except (FormatError, OSError):
+                entries = []
+            if (str(sizes.get(f"{pack_hex}.pack")) != size or not entries
+                    or all(self.has(chunk_id) for chunk_id, _loc in entries)):
+                note.unlink(missing_ok=True)
+                continue
+            rows.extend(entries)
+            landed.append(note)
+        return rows, landed
+
     def fetch_chunks(self, chunk_ids) -> int:
         """Download the chunks this store lacks (``repository.copy_chunks``); returns how many.
 
@@ -403,7 +544,7 @@ class RemoteRepo:
         if all(store.chunks.has(c) for c in chunk_ids):
             return 0
         with self.fs.operation("read"), store.locked():
-            got, _packs = copy_chunks(RemoteRepository(self), LocalRepository(store), chunk_ids)
+            got, _packs = copy_chunks(self, LocalRepository(store), chunk_ids)
         self.chunks_fetched += got
         return got
 

@@ -3,31 +3,24 @@
 A store and its remotes hold one layout (``packs/xx/<id>.pack``, ``index/<sum>.idx``,
 metadata) and gc and fsck (``maintenance.py``) ask the same of both. ``LocalRepository``
 is a ``.dsstore``, listed and cleaned through a ``LocalBackend``, its packs and fragments
-durable (fsync, rename) before anything names them. ``RemoteRepository`` is a remote: a
-pack's chunks are known from the remote's index (a table of contents would cost a
-request per pack), and every write or delete first checks the gc's lease.
+durable (fsync, rename) before anything names them. A remote (``remote_repo.RemoteRepo``)
+is one too: a pack's chunks are known from its index, and a gc checks its lease before
+every write or delete.
 """
 
 from __future__ import annotations
 
-import tempfile
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import suppress
 from itertools import groupby
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .backend import LocalBackend
 from .chunkstore import roll_packs
 from .errors import DsError, FormatError
-from .fsutil import atomic_write
-from .index import ChunkIndex, Fragment, Location, encode_fragment
+from .index import ChunkIndex, Location
 from .packs import FLAG_DELTA, PackReader, encode_chunk, pack_path, read_pack_toc
 
 if TYPE_CHECKING:
-    from .remote_fs import RemoteLock
-    from .remote_repo import RemoteRepo
     from .store import Store
 
 Listing = dict[str, tuple[int, float]]  # path -> (size, modification time in the storage's clock)
@@ -208,155 +201,6 @@ class LocalRepository(Repository):
             raise
         self.chunks.flush()
         return 0
-
-
-class RemoteRepository(Repository):
-    """A remote (``remote_repo.RemoteRepo``). ``lock`` is the gc's exclusive lease, checked
-    before every write and delete; None for a push (which holds its shared lease itself), a
-    dry run or a check."""
-
-    def __init__(self, remote: RemoteRepo, lock: RemoteLock | None = None):
-        from .remote_fs import RemoteLock  # here: a local gc never loads the remote modules
-
-        super().__init__(remote.store)
-        self.remote, self.fs, self.lock = remote, remote.fs, lock
-        self.index, self.read_chunks, self.decode = remote.index, remote.read_chunks, remote.decode  # type: ignore[method-assign]
-        self.temp_age = RemoteLock.STALE  # never a temp file that a waiting writer may still rename
-
-    def check(self) -> None:
-        if self.lock is not None:
-            self.lock.check()
-
-    def listing(self) -> Listing:
-        return self.fs.list_detail("")
-
-    def pack_rows(self, packs: list[str]) -> Iterator[tuple[str, dict[bytes, Location]]]:
-        by_pack: dict[str, dict[bytes, Location]] = defaultdict(dict)
-        wanted = set(packs)
-        for frag in self.index().fragments:
-            for chunk_id, loc in frag:
-                if loc.pack in wanted:
-                    by_pack[loc.pack].setdefault(chunk_id, loc)
-        for pack in packs:
-            yield pack, by_pack.get(pack, {})
-
-    def write_packs(self, chunks: Iterable[Chunk]) -> tuple[Rows, int]:
-        with tempfile.TemporaryDirectory(dir=self.remote.cache) as tmp:
-            try:
-                files, rows = roll_packs(Path(tmp), self.algo, self.pack_target, chunks)
-            except FileNotFoundError as e:
-                raise FormatError(f"gc refused: remote {self.remote.url}: a pack vanished while being "
-                                  f"rewritten ({e}); is another gc running without a lock?") from None
-            self._send(files)
-        return rows, len(files)
-
-    def _send(self, files: list[Path]) -> int:
-        """Upload these packs (``workers`` at a time), each unless an interrupted run sent it
-        already (the same chunks make the same pack); returns how many were uploaded."""
-        def send(f: Path) -> int:
-            self.check()
-            rel = f"packs/{f.stem[:2]}/{f.name}"
-            if self.fs.size(rel) == f.stat().st_size:
-                return 0
-            self.fs.put(rel, f)
-            return 1
-
-        return sum(self.remote._parallel([(lambda f=f: send(f), f.stat().st_size) for f in files]))
-
-    def put_fragment(self, rows: Rows, listed: list[str]) -> str:
-        self.check()
-        return self.remote.put_fragment(rows, listed)
-
-    def delete(self, rels: list[str]) -> None:
-        if rels:
-            self.check()
-            self.fs.delete(rels)
-
-    def has(self, chunk_id: bytes) -> bool:
-        return self.index().lookup(chunk_id) is not None
-
-    def read_whole(self, chunk_ids: list[bytes]) -> Iterator[Chunk]:
-        """Chunks by ranged reads, verified (a remote holds no deltas). Where the cached index
-        is out of date (a remote gc moved live chunks into new packs and deleted the old
-        ones), it is synced once and the rest are read where they are now."""
-        from .remote_fs import RemoteError
-
-        done: set[bytes] = set()
-        for _attempt in range(2):
-            index = self.index()
-            items = [(c, index.lookup(c)) for c in chunk_ids if c not in done]
-            lost = [c for c, loc in items if loc is None]
-            with suppress(FileNotFoundError):  # a pack is gone: sync the index, read the rest
-                for chunk_id, loc, stored in [] if lost else self.read_chunks(items):
-                    done.add(chunk_id)
-                    yield chunk_id, stored, loc.raw_len, loc.flags
-                if not lost:
-                    return
-            self.remote.forget_index()
-        if lost:
-            raise RemoteError(f"chunk {lost[0].hex()} is neither local nor on {self.remote.url}; the "
-                              "remote is incomplete (push again from a store that has it)")
-        raise RemoteError(f"remote {self.remote.url}: a pack its index names is missing; "
-                          "run `ds fsck --remote`")
-
-    def add_chunks(self, chunk_ids: list[bytes], read: Callable[[list[bytes]], Iterable[Chunk]]) -> int:
-        """New packs of these chunks, then one index fragment; returns the packs uploaded.
-
-        Resuming is cheap: each pack's index rows are noted locally (``sent/``) before it
-        is uploaded, so the next run lists the remote's packs once and indexes every noted
-        pack that landed whole (its name is its content hash, its size the listing's) instead
-        of building and sending it again, whatever else changed meanwhile.
-        """
-        rows, notes = self._landed_packs()
-        have = {chunk_id for chunk_id, _loc in rows}
-        with tempfile.TemporaryDirectory(dir=self.remote.cache) as tmp:
-            files, mine = roll_packs(Path(tmp), self.algo, self.pack_target,
-                                     read([c for c in chunk_ids if c not in have]), self._note_sent)
-            sent = self._send(files)
-            notes += [self._sent_note(f) for f in files]
-        self.put_fragment(rows + mine, [])
-        for note in notes:
-            note.unlink(missing_ok=True)  # indexed now
-        return sent
-
-    def _sent_note(self, pack: Path) -> Path:
-        return self.remote.cache / "sent" / f"{pack.stem}-{pack.stat().st_size}.idx"
-
-    def _note_sent(self, pack: Path, rows: Rows) -> None:
-        """Remember a pack's index rows before it is uploaded (see ``_landed_packs``)."""
-        note = self._sent_note(pack)
-        note.parent.mkdir(exist_ok=True)
-        atomic_write(note, encode_fragment(self.algo, rows), durable=False)
-
-    def _landed_packs(self) -> tuple[Rows, list[Path]]:
-        """(index rows, notes) of packs an earlier run uploaded whole but never indexed.
-
-        One listing of the remote's packs, and only when such notes exist. A noted pack
-        that is absent or of another size did not land (or a remote gc removed it): its
-        note is dropped and what it held is built again if still needed.
-        """
-        folder = self.remote.cache / "sent"
-        notes = sorted(folder.glob("*.idx")) if folder.is_dir() else []
-        if not notes:
-            return [], []
-        sizes = {rel.rsplit("/", 1)[-1]: size for rel, (size, _m) in self.fs.list_detail("packs").items()}
-        rows: Rows = []
-        landed = []
-        for note in notes:
-            pack_hex, _sep, size = note.stem.partition("-")
-            try:
-                fragment = Fragment(note)
-                entries = list(fragment)
-                fragment.close()
-            except (FormatError, OSError):
-                entries = []
-            if (str(sizes.get(f"{pack_hex}.pack")) != size or not entries
-                    or all(self.has(chunk_id) for chunk_id, _loc in entries)):
-                note.unlink(missing_ok=True)
-                continue
-            rows.extend(entries)
-            landed.append(note)
-        return rows, landed
 
 
 def copy_chunks(src: Repository, dst: Repository, chunk_ids: Iterable[bytes]) -> tuple[int, int]:

@@ -25,7 +25,7 @@ from .remote_repo import (
     is_hex40,
     ref_name_problem,
 )
-from .repository import LocalRepository, RemoteRepository, copy_chunks
+from .repository import LocalRepository, copy_chunks
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class Transfers(RemoteRepo):
     def push_chunks(self, chunk_ids, t: Transfer) -> None:
         """Send the chunks the remote lacks, as new packs, then one index fragment
         (``repository.copy_chunks``; an interrupted push resumes from the packs that landed)."""
-        chunks, packs = copy_chunks(LocalRepository(self.store), RemoteRepository(self), chunk_ids)
+        chunks, packs = copy_chunks(LocalRepository(self.store), self, chunk_ids)
         t.chunks += chunks
         t.packs += packs
 

@@ -20,7 +20,7 @@ import pytest
 from objstore.errors import CorruptObject, DsError
 from objstore.maintenance import GcReport, plan, sweep
 from objstore.remote import Remote
-from objstore.repository import LocalRepository, RemoteRepository, Repository
+from objstore.repository import LocalRepository, Repository
 from objstore.store import Store
 from objstore.worktree import commit_all
 
@@ -43,7 +43,7 @@ class Case:
         """A repository opened afresh (a remote's cached index synced with its listing)."""
         if self.kind == "local":
             return LocalRepository(Store(self.store.path))
-        return RemoteRepository(Remote(Store(self.store.path)))
+        return Remote(Store(self.store.path))
 
     def put(self, repo: Repository, rel: str, data: bytes) -> None:
         """Write a file straight into the side's storage (to damage it, or leave a temp file)."""

@@ -23,7 +23,7 @@ from objstore.maintenance import fsck, gc
 from objstore.remote import Remote
 from objstore.remote_fs import RemoteLocked
 from objstore.remote_gc import gc_remote
-from objstore.repository import LocalRepository, RemoteRepository
+from objstore.repository import LocalRepository
 from objstore.store import Store
 from objstore.worktree import commit_all
 
@@ -91,7 +91,8 @@ def test_a_remote_write_or_delete_first_checks_the_lease(tmp_path: Path) -> None
     url = str(tmp_path / "remote")
     a = _remote_with_garbage(tmp_path, url, {})
     before = listing(url, {})
-    repo = RemoteRepository(Remote(a), LostLease())
+    repo = Remote(a)
+    repo.lease = LostLease()
     rows = sorted(repo.index(), key=lambda r: (r[1].pack, r[1].offset))[:2]
     with pytest.raises(RemoteLocked):
         repo.write_packs((c, s, loc.raw_len, loc.flags) for c, loc, s in repo.read_chunks(rows))

@@ -11,7 +11,7 @@ import pytest
 
 from objstore.remote import Remote
 from objstore.remote_fs import RemoteError
-from objstore.repository import Chunk, LocalRepository, RemoteRepository, copy_chunks
+from objstore.repository import Chunk, LocalRepository, copy_chunks
 from objstore.store import Store
 from objstore.worktree import commit_all
 
@@ -33,17 +33,17 @@ def _pushed(tmp_path: Path) -> tuple[Store, str, list[bytes]]:
 def test_copy_chunks_goes_both_ways_and_copies_only_what_is_lacking(tmp_path: Path) -> None:
     a, url, ids = _pushed(tmp_path)
     with a.locked():
-        assert copy_chunks(LocalRepository(a), RemoteRepository(Remote(a)), ids) == (len(ids), 1)
-        assert copy_chunks(LocalRepository(a), RemoteRepository(Remote(a)), ids) == (0, 0)
+        assert copy_chunks(LocalRepository(a), Remote(a), ids) == (len(ids), 1)
+        assert copy_chunks(LocalRepository(a), Remote(a), ids) == (0, 0)
     b = make_store(tmp_path / "b", url, {})
     with b.locked():
-        assert copy_chunks(RemoteRepository(Remote(b)), LocalRepository(b), ids + ids[:3]) == (len(ids), 0)
+        assert copy_chunks(Remote(b), LocalRepository(b), ids + ids[:3]) == (len(ids), 0)
     fresh = Store(b.path)  # what is durable and indexed, not what one process remembers
     assert {c: fresh.chunks.get(c) for c in ids} == {c: a.chunks.get(c) for c in ids}
     assert Remote(b).fetch_chunks(ids) == 0
 
 
-class _Breaks(RemoteRepository):
+class _Breaks(Remote):
     """A remote whose reads fail after ``after`` chunks (a connection lost mid-fetch)."""
 
     after = 0
@@ -59,7 +59,7 @@ def test_a_fetch_keeps_what_arrived_before_a_failure(tmp_path: Path) -> None:
     a, url, ids = _pushed(tmp_path)
     Remote(a).push()
     b = make_store(tmp_path / "b", url, {})
-    src = _Breaks(Remote(b))
+    src = _Breaks(b)
     src.after = 10
     with b.locked(), pytest.raises(RemoteError):
         copy_chunks(src, LocalRepository(b), ids)
@@ -76,7 +76,7 @@ def test_a_push_sends_a_chunk_the_remote_lacks_and_nothing_else(tmp_path: Path) 
     commit_all(a, "v2")
     t = Remote(a).push()
     assert (t.chunks, t.packs) == (1, 1)
-    assert all(RemoteRepository(Remote(a)).has(c) for c in ids)
+    assert all(Remote(a).has(c) for c in ids)
 
 
 def test_a_fetch_that_fails_reports_its_own_error_even_when_saving_fails_too(tmp_path: Path,
@@ -86,7 +86,7 @@ def test_a_fetch_that_fails_reports_its_own_error_even_when_saving_fails_too(tmp
     a, url, ids = _pushed(tmp_path)
     Remote(a).push()
     b = make_store(tmp_path / "b", url, {})
-    src = _Breaks(Remote(b))
+    src = _Breaks(b)
     src.after = 10
     local = LocalRepository(b)
 
