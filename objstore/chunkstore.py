@@ -116,10 +116,9 @@ class ChunkStore:
 
     def decode(self, chunk_id: bytes, loc: Location, stored: bytes) -> bytes:
         """A stored record back to the chunk's verified bytes (reading a delta's base)."""
-        entry = PackEntry(chunk_id, loc.offset, loc.stored_len, loc.raw_len, loc.flags)
         where = f"pack {loc.pack}"
         base = self.base_bytes(stored, where) if loc.flags & FLAG_DELTA else None
-        return decode_chunk(stored, entry, self.algo, where, base)
+        return decode_chunk(stored, loc.entry(chunk_id), self.algo, where, base)
 
     def base_bytes(self, stored: bytes, where: str) -> bytes:
         """The bytes of the base a delta record names: whole, never a delta itself."""
@@ -272,8 +271,7 @@ class ChunkStore:
                 entries = self._published_entries(path)
                 if entries:
                     report.packs += 1
-                    rows.extend((e.chunk_id, Location(path.stem, e.offset, e.stored_len, e.raw_len,
-                                                      e.flags)) for e in entries)
+                    rows.extend(Location.rows(path.stem, entries))
             for path in sorted(self.packs_dir.glob(".tmp-*.pack")):
                 try:
                     kept = self._salvage(path, own=False)
@@ -282,8 +280,7 @@ class ChunkStore:
                 if kept:
                     report.salvaged += 1
                     pack_hex, entries = kept
-                    rows.extend((e.chunk_id, Location(pack_hex, e.offset, e.stored_len, e.raw_len,
-                                                      e.flags)) for e in entries)
+                    rows.extend(Location.rows(pack_hex, entries))
             for journal in self.packs_dir.glob(".tmp-*.toc"):
                 if not journal.with_suffix(".pack").exists():  # its pack was published or dropped
                     journal.unlink(missing_ok=True)
@@ -392,7 +389,7 @@ def roll_packs(folder: Path, algo: HashAlgo, target: int, chunks: Iterable[tuple
         nonlocal writer
         done, writer = writer, None
         pack_hex, entries = done.finish()
-        mine = [(e.chunk_id, Location(pack_hex, e.offset, e.stored_len, e.raw_len, e.flags)) for e in entries]
+        mine = Location.rows(pack_hex, entries)
         packs.append(pack_path(folder, pack_hex))
         if on_pack is not None:
             on_pack(packs[-1], mine)

@@ -542,7 +542,7 @@ class _Session:
         return b"".join(out)
 
     def chunk_bytes(self, ids: list[bytes], lru: _Lru, extra: list[bytes]) -> dict[bytes, bytes]:
-        from .packs import FLAG_DELTA, PackEntry, decode_chunk
+        from .packs import FLAG_DELTA, decode_chunk
 
         got: dict[bytes, bytes] = {}
         todo = []
@@ -570,9 +570,8 @@ class _Session:
                             "its bytes may be on a remote: pass remote=NAME_OR_URL or set DSSTORE_REMOTE")
                     raise DsError(f"chunk {chunk_id.hex()} is not in store {self.store.path}; {hint}")
                 raw = chunks.read_stored(loc)
-                pe = PackEntry(chunk_id, loc.offset, loc.stored_len, loc.raw_len, loc.flags)
                 base = chunks.base_bytes(raw, f"pack {loc.pack}") if loc.flags & FLAG_DELTA else None
-                stored.append((pe, loc.pack, raw, base))
+                stored.append((loc.entry(chunk_id), loc.pack, raw, base))
             self.decoded += len(stored)
         for pe, pack, raw, base in stored:  # zstd and the hash check release the GIL: outside the lock
             got[pe.chunk_id] = decode_chunk(raw, pe, self.store.algo, f"pack {pack}", base)

@@ -37,7 +37,7 @@ import xxhash
 from .errors import FormatError
 from .fsutil import atomic_write
 from .hashing import HashAlgo, algo_by_code
-from .packs import check_lengths
+from .packs import PackEntry, check_lengths
 
 MAGIC = b"DSIDX\x00\x00\x01"
 HEADER = struct.Struct("<8sBB2xIQ")
@@ -52,11 +52,22 @@ _NONZERO = re.compile(rb"[^\x00]")
 
 @dataclass(frozen=True, slots=True)
 class Location:
+    """Where a chunk is: its pack and that pack's record of it (``PackEntry`` less the id)."""
+
     pack: str  # pack id, hex
     offset: int
     stored_len: int
     raw_len: int
     flags: int
+
+    @classmethod
+    def rows(cls, pack: str, entries: Iterable[PackEntry]) -> list[tuple[bytes, Location]]:
+        """The index rows (id, location) of a pack's records."""
+        return [(e.chunk_id, cls(pack, e.offset, e.stored_len, e.raw_len, e.flags)) for e in entries]
+
+    def entry(self, chunk_id: bytes) -> PackEntry:
+        """The pack's record of ``chunk_id`` at this location (what decoding checks)."""
+        return PackEntry(chunk_id, self.offset, self.stored_len, self.raw_len, self.flags)
 
 
 def encode_fragment(algo: HashAlgo, entries: Iterable[tuple[bytes, Location]]) -> bytes:

@@ -42,7 +42,7 @@ from .errors import DsError, FormatError
 from .fsutil import atomic_write
 from .index import ChunkIndex, Fragment, Location, encode_fragment
 from .meta import valid_ref_name
-from .packs import PackEntry, decode_chunk
+from .packs import decode_chunk
 from .paths import STORE_DIR
 from .remote_fs import RemoteError, RemoteFS, RemoteLock
 from .repository import Chunk, Listing, LocalRepository, Repository, Rows, copy_chunks
@@ -400,8 +400,8 @@ class RemoteRepo(Repository):
 
     def decode(self, chunk_id: bytes, loc: Location, stored: bytes) -> bytes:
         """A chunk's stored bytes back to its bytes, verified against its id (never a delta here)."""
-        entry = PackEntry(chunk_id, loc.offset, loc.stored_len, loc.raw_len, loc.flags)
-        return decode_chunk(stored, entry, self.store.algo, f"remote pack {loc.pack} on {self.url}")
+        where = f"remote pack {loc.pack} on {self.url}"
+        return decode_chunk(stored, loc.entry(chunk_id), self.store.algo, where)
 
     # -- as a Repository (gc, fsck, copy_chunks) ----------------------------------------
     def check(self) -> None:

@@ -141,16 +141,12 @@ class _Verifier:
                 base_stored = self.read(base_loc)
                 if base_stored is None:
                     return None
-                base = decode_chunk(base_stored, _entry(delta_base(stored, self.store.algo.size), base_loc),
+                base = decode_chunk(base_stored, base_loc.entry(delta_base(stored, self.store.algo.size)),
                                     self.store.algo, f"pack {base_loc.pack}")
-            decode_chunk(stored, _entry(cid, loc), self.store.algo, f"pack {loc.pack}", base)
+            decode_chunk(stored, loc.entry(cid), self.store.algo, f"pack {loc.pack}", base)
         except DsError:
             return None
         return stored
-
-
-def _entry(cid: bytes, loc: Location) -> PackEntry:
-    return PackEntry(cid, loc.offset, loc.stored_len, loc.raw_len, loc.flags)
 
 
 def rebuild_index(repo: LocalRepository, tocs: dict[str, Rows], damaged: dict[str, Exception]) -> Salvage:

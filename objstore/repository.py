@@ -124,7 +124,7 @@ class LocalRepository(Repository):
     def toc(self, pack: str) -> Rows:
         """The pack's own table of contents, checked (``FormatError`` or ``OSError`` if damaged)."""
         _algo, entries = read_pack_toc(pack_path(self.chunks.packs_dir, pack))
-        return [(e.chunk_id, Location(pack, e.offset, e.stored_len, e.raw_len, e.flags)) for e in entries]
+        return Location.rows(pack, entries)
 
     def tocs(self) -> tuple[dict[str, Rows], dict[str, Exception]]:
         """Every pack's table of contents, and why each unreadable one is."""
