@@ -27,6 +27,9 @@ class TreeEditor:
     def __init__(self, meta: MetaStore, base: str | None):
         self.meta = meta
         self.root = _Node(base)
+        # the last folder's chain: an add sets files folder by folder, so most lookups are
+        # this one. Dropped whenever a folder leaves the tree (its nodes would be stale)
+        self._last: tuple[str, list[_Node]] | None = None
 
     def _load(self, node: _Node, where: str) -> None:
         if node.files is not None:
@@ -42,6 +45,8 @@ class TreeEditor:
 
     def _folder(self, folder: str, create: bool) -> list[_Node] | None:
         """Nodes from the root down to ``folder``; None if absent and not created."""
+        if self._last is not None and self._last[0] == folder:
+            return self._last[1]
         node = self.root
         self._load(node, "")
         chain = [node]
@@ -59,6 +64,7 @@ class TreeEditor:
             self._load(child, where)
             node = child
             chain.append(node)
+        self._last = (folder, chain)
         return chain
 
     @staticmethod
@@ -77,7 +83,8 @@ class TreeEditor:
         node = chain[-1]
         if node.files.get(name) == entry:
             return
-        node.dirs.pop(name, None)  # a folder becomes a file
+        if node.dirs.pop(name, None) is not None:  # a folder becomes a file
+            self._last = None
         node.files[entry.name if entry.name == name else name] = entry  # one string, not two
         self._touch(chain)
 
@@ -88,6 +95,7 @@ class TreeEditor:
         if not chain:
             return False
         node = chain[-1]
+        self._last = None
         if node.files.pop(name, None) is None and node.dirs.pop(name, None) is None:
             return False
         self._touch(chain)
