@@ -6,14 +6,27 @@ is staged, and every file's stat data matches, the answer is "nothing changed" w
 opening the metadata database, decoding a manifest or reading a file. Any doubt (a
 stage, a sparse folder, a new or missing or touched file, a racy entry) returns False
 and the caller runs the full status. This module deliberately imports no pygit2, and
-its walk builds no per-file objects: it is the whole cost of a no-op `ds status`.
+its walk runs no Python code per file: it is the whole cost of a no-op `ds status`.
+
+Per folder, the walk lists the names, ``lstat``s each one relative to the folder's
+descriptor (a shorter path lookup than the full path), and compares the sorted names and
+the numbers (size, mtime_ns, ctime_ns, inode) with the stat cache's packed row as two
+whole values; the loops over files are ``map``s over C functions. What remains per file
+is the kernel's ``lstat`` and Python's ``stat_result``, so on a big tree (``PARALLEL_ROWS``)
+the folders are split between processes, one per core (at most ``MAX_WORKERS``): the
+walk forks after the cache is read, each child walks its share of the folders and writes
+one line to a pipe. Threads would not help: building a ``stat_result`` holds the GIL.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+import sys
 import tomllib
+from array import array
+from itertools import chain, compress
+from operator import attrgetter, not_
 from pathlib import Path
 
 from .paths import IGNORE_FILE, STORE_DIR, STORE_ENV
@@ -76,8 +89,8 @@ def quick_clean(start: str) -> bool:
         return False
     head = head_commit(store / "meta")
     cache = StatCache(store / "cache" / "stat")
-    if head is None or cache.clean_head != head:
-        return False
+    if head is None or cache.clean_head != head or cache.upgraded:
+        return False  # (an old format: the full status rewrites it)
     unchanged = _walk_unchanged(str(store.parent), cache)
     if unchanged is not None:
         return unchanged
@@ -89,58 +102,250 @@ def quick_clean(start: str) -> bool:
     return all(cache.get(path, st) is not None for path, st in result.files.items())
 
 
-def _walk_unchanged(root: str, cache: StatCache) -> bool | None:
+PARALLEL_ROWS = 50_000  # cached files below which one process walks (a fork costs ~ms)
+MAX_WORKERS = 4  # processes walking at once, at most
+SPLIT_FOLDERS = 8  # folders waiting to be walked before they are shared out
+
+_COLUMNS = tuple(map(attrgetter, ("st_size", "st_mtime_ns", "st_ctime_ns", "st_ino")))  # the cache's order
+_MODE = attrgetter("st_mode")
+_KINDS = frozenset({stat.S_IFREG, stat.S_IFLNK, stat.S_IFDIR})  # anything else: the full status says what
+_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+# folders are opened once and their files lstat'ed relative to them, where the OS allows
+_FDS = os.lstat in os.supports_dir_fd and os.listdir in os.supports_fd and os.open in os.supports_dir_fd
+
+
+def _walk_unchanged(root: str, cache: StatCache, workers: int | None = None) -> bool | None:
     """Every file under ``root`` matches its cache row, and no file is new or gone.
 
-    The same answer as comparing ``scan()`` with the cache, minus the objects: one
-    ``lstat`` and one tuple comparison per file, stopping at the first difference.
-    None when a folder holds a ``.dsignore``, whose rules only the scanner applies.
+    The same answer as comparing ``scan()`` with the cache, minus the objects, stopping
+    at the first difference. None when a folder holds a ``.dsignore``, whose rules only the
+    scanner applies. ``workers``: processes to walk with (default: one per core, when the
+    cache holds ``PARALLEL_ROWS`` files or more).
     """
-    # statcache.racy, inlined: a file changed within a tick of the cache's writing is unsure
-    fine, coarse = cache.written_ns - RACY_NS, cache.written_ns - 2_000_000_000
-    with_rows = 0
-    folders = [""]
-    while folders:
-        folder = folders.pop()
+    try:
+        top = os.open(root, _DIR) if _FDS else root
+    except OSError:
+        return False
+    try:
+        walk = _Walk(top, root, cache)
+        counts = cache.row_counts()
+        if workers is None:
+            workers = _cores() if sum(counts.values()) >= PARALLEL_ROWS else 1
+        todo = [""]
+        if workers > 1:  # alone until enough folders wait, then shared out
+            while todo and len(todo) < SPLIT_FOLDERS:
+                found = walk.folder(todo.pop())
+                if type(found) is not list:
+                    return found
+                todo.extend(found)
+            if len(todo) > 1:
+                return _in_parallel(walk, _shares(todo, workers, counts), len(counts))
+        outcome = walk.run(todo)
+        return outcome if outcome is not True else walk.with_rows == len(counts)
+    finally:
+        if _FDS:
+            os.close(top)
+
+
+class _Walk:
+    """Folders checked against the stat cache; ``with_rows`` counts those that had rows."""
+
+    def __init__(self, top: int | str, root: str, cache: StatCache):
+        self.top, self.root, self.cache = top, root, cache
+        # statcache.racy, per folder: a file changed within a tick of the cache's writing is unsure
+        self.fine, self.coarse = cache.written_ns - RACY_NS, cache.written_ns - 2_000_000_000
+        self.with_rows = 0
+
+    def run(self, todo: list[str], go_on=None) -> bool | None:
+        """Walk the folders of ``todo`` and all below them; ``go_on()`` False stops it."""
+        while todo:
+            found = self.folder(todo.pop())
+            if type(found) is not list:
+                return found
+            todo.extend(found)
+            if go_on is not None and not go_on():
+                return False
+        return True
+
+    def folder(self, folder: str) -> list[str] | bool | None:
+        """The subfolders of ``folder`` if its files match the cache; False if not (or in
+        doubt); None if it holds a ``.dsignore``."""
         try:
-            with os.scandir(os.path.join(root, folder) if folder else root) as it:
-                listing = list(it)
-        except (FileNotFoundError, NotADirectoryError):
+            fd = os.open(folder or ".", _DIR | _NOFOLLOW, dir_fd=self.top) if _FDS else None
+        except OSError:
             return False
-        if any(de.name == IGNORE_FILE for de in listing):  # only the scanner applies its rules
-            return None
-        entries = cache.rows(folder)
-        with_rows += bool(entries)
-        seen = 0
-        for de in listing:
-            name = de.name
-            if name.casefold() == STORE_DIR:
-                if folder:  # a nested store: the full status reports it
+        try:
+            names = os.listdir(fd if _FDS else os.path.join(self.root, folder))
+            if IGNORE_FILE in names:  # only the scanner applies its rules
+                return None
+            names.sort()
+            joined = "/".join(names)
+            if STORE_DIR in joined.casefold():  # this store, skipped; a nested one: reported
+                if folder or sum(n.casefold() == STORE_DIR for n in names) != 1:
                     return False
-                continue
-            if not name.isascii():
-                try:
-                    name.encode("utf-8")
-                except UnicodeEncodeError:
-                    return False
-            if de.is_dir(follow_symlinks=False):
-                folders.append(f"{folder}/{name}" if folder else name)
-                continue
-            row = entries.get(name)
-            if row is None:
+                names = [n for n in names if n.casefold() != STORE_DIR]
+                joined = "/".join(names)
+            if not joined.isascii() and not all(map(_utf8, names)):
                 return False
+            if _FDS:
+                lstat = os.lstat
+                stats = [lstat(n, dir_fd=fd) for n in names]
+            else:
+                stats = list(map(os.lstat, map(os.path.join(self.root, folder, "").__add__, names)))
+        except OSError:  # gone since listed, or unreadable: the full status tells
+            return False
+        finally:
+            if fd is not None:
+                os.close(fd)
+        kinds = list(map(stat.S_IFMT, map(_MODE, stats)))
+        if not _KINDS.issuperset(kinds):
+            return False
+        subfolders: list[str] = []
+        if stat.S_IFDIR in kinds:
+            files = list(map(stat.S_IFDIR.__ne__, kinds))
+            prefix = f"{folder}/" if folder else ""
+            subfolders = [prefix + n for n in compress(names, map(not_, files))]
+            names, stats = list(compress(names, files)), list(compress(stats, files))
+            joined = "/".join(names)
+        return subfolders if self._same(folder, joined, stats) else False
+
+    def _same(self, folder: str, joined: str, stats: list[os.stat_result]) -> bool:
+        """The files of ``folder`` (sorted names joined, their lstats) are its cache rows."""
+        stored = self.cache.packed(folder)
+        if stored is None or not stats:
+            return stored is None and not stats
+        self.with_rows += 1
+        if joined != stored[0]:
+            return False
+        columns = [list(map(column, stats)) for column in _COLUMNS]
+        try:
+            if b"".join([array("q", column).tobytes() for column in columns]) != stored[1]:
+                return False
+        except OverflowError:  # a time or an inode past 2**63: kept as plain ints
+            if tuple(chain.from_iterable(columns)) != stored[1]:
+                return False
+        mtimes, ctimes = columns[1], columns[2]
+        if max(max(mtimes), max(ctimes)) < self.coarse:
+            return True  # older than both windows: none is racy
+        return not any((m if m > c else c) >= (self.fine if m % 1_000_000_000 else self.coarse)
+                       for m, c in zip(mtimes, ctimes, strict=True))
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _cores() -> int:
+    """Processes to walk with: one per core this process may use, on Linux only (a fork
+    there copies nothing but this process), and only while no other thread runs."""
+    threading = sys.modules.get("threading")
+    if sys.platform != "linux" or (threading is not None and threading.active_count() > 1):
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_WORKERS))
+
+
+def _shares(todo: list[str], workers: int, counts: dict[str, int]) -> list[list[str]]:
+    """``todo`` split into ``workers`` lists of about equal cached files (below each folder)."""
+    weight = dict.fromkeys(todo, 1)
+    for folder, rows in counts.items():
+        while folder and folder not in weight:
+            folder = folder.rpartition("/")[0]
+        if folder in weight:
+            weight[folder] += rows
+    shares: list[list[str]] = [[] for _ in range(workers)]
+    loads = [0] * workers
+    for folder in sorted(todo, key=weight.__getitem__, reverse=True):
+        least = loads.index(min(loads))
+        shares[least].append(folder)
+        loads[least] += weight[folder]
+    return [share for share in shares if share]
+
+
+class _Child:
+    """A forked walker of one share: its pid, the pipe it reports on, and its answer."""
+
+    def __init__(self, pid: int, pipe: int):
+        self.pid, self.pipe = pid, pipe
+        self.outcome: bool | None = True
+        self.with_rows = 0
+        self.done = False
+
+    def finish(self, wait: bool) -> bool:
+        """Reap the child if it ended (or wait for it); True once its answer is in."""
+        if not self.done:
             try:
-                st = de.stat(follow_symlinks=False)
-            except FileNotFoundError:
+                pid, _status = os.waitpid(self.pid, 0 if wait else os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere: its answer is unknown
+                pid = self.pid
+            if pid == 0:
                 return False
-            if (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino) != row[:4]:
-                return False
-            if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
-                return False
-            m, c = st.st_mtime_ns, st.st_ctime_ns
-            if (m if m > c else c) >= (fine if m % 1_000_000_000 else coarse):
-                return False
-            seen += 1
-        if seen != len(entries):
-            return False
-    return with_rows == len(cache.folders())
+            self.done = True
+            line = os.read(self.pipe, 64)
+            os.close(self.pipe)
+            if line[:1] == b"T" and line[1:].isdigit():
+                self.with_rows = int(line[1:])
+            else:  # changed, a .dsignore, or no answer at all (killed, failed): not clean
+                self.outcome = None if line == b"N" else False
+        return True
+
+    def stop(self) -> None:
+        if not self.done:
+            try:
+                os.kill(self.pid, 9)
+            except OSError:
+                pass
+            self.finish(wait=True)
+
+
+def _fork(walk: _Walk, share: list[str]) -> _Child | None:
+    """Walk ``share`` in a child process; None if no process could be made."""
+    read, write = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read)
+        os.close(write)
+        return None
+    if pid == 0:  # the child: walk, write one line, and leave without any clean-up
+        try:
+            os.close(read)
+            walk.with_rows = 0
+            outcome = walk.run(share)
+            os.write(write, b"T%d" % walk.with_rows if outcome is True else b"N" if outcome is None else b"F")
+        finally:
+            os._exit(0)
+    os.close(write)
+    return _Child(pid, read)
+
+
+def _in_parallel(walk: _Walk, shares: list[list[str]], folders: int) -> bool | None:
+    """Walk the first share here and each other one in a child; the answers combined."""
+    children: list[_Child] = []
+    try:
+        for share in shares[1:]:
+            child = _fork(walk, share)
+            if child is None:
+                shares[0].extend(share)  # no process to spare: walked here
+            else:
+                children.append(child)
+        # a child that found a difference ends this walk too
+        outcome = walk.run(shares[0], lambda: all(c.outcome is True for c in children if c.finish(False)))
+        if outcome is True:
+            for child in children:
+                child.finish(wait=True)
+    finally:
+        for child in children:
+            child.stop()
+    answers = [outcome, *(c.outcome for c in children)]
+    if False in answers or None in answers:
+        return False if False in answers else None
+    return walk.with_rows + sum(c.with_rows for c in children) == folders

@@ -5,12 +5,18 @@ only while size, mtime_ns, ctime_ns and inode all match (ctime catches a rewrite
 restores the old mtime, as ``cp -p`` or ``rsync -t`` do), and only if the file's times are older
 than the moment the cache was written by more than ``RACY_NS`` (2 s on filesystems with
 whole-second times): a file changed again within the same timestamp tick would
-otherwise look unchanged. It is a cache: a missing, old-format or damaged file is
-simply ignored and rebuilt.
+otherwise look unchanged. It is a cache: a missing, unknown-format or damaged file is
+simply ignored and rebuilt; one in the previous format (``dsstat4``, a marshalled dict
+per folder) is read as it is and written in the current one by the next save.
 
-Rows are kept per folder as one marshalled blob each, and only the folders in use are
-decoded (a bounded number at a time): a million rows as Python tuples would take
-~300 MB, as blobs ~60 MB, and loading the file stays a single read.
+Rows are kept per folder in a packed form, and only the folders in use are decoded (a
+bounded number at a time): a million rows as Python tuples would take ~300 MB, packed
+~60 MB, and loading the file stays a single read that builds three objects per folder.
+A folder's packed form is its sorted names joined by "/" (a name never holds one), its
+numbers as one machine-order int64 array of four columns (every row's size, then every
+mtime_ns, every ctime_ns, every inode), and its hashes end to end: the no-op
+``ds status`` (``quickstatus``) compares a folder's names and numbers with those of the
+files on disk as two whole values, with no Python object per row.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import marshal
 import sys
 import time
+from array import array
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -30,15 +37,19 @@ if TYPE_CHECKING:  # kept out of start-up: `ds status` on a clean folder needs n
 
 RACY_NS = 100_000_000
 _OPEN_ROWS = CACHE_ROWS  # decoded rows kept at once; past it the least recently used folders are re-encoded
-_TAG = f"dsstat4-{sys.implementation.cache_tag}"
+_TAG = f"dsstat5-{sys.implementation.cache_tag}-{sys.byteorder}"  # packed numbers are machine-order
+_OLD_TAG = f"dsstat4-{sys.implementation.cache_tag}"  # per-folder marshalled dicts: read, then rewritten
 
 Row = tuple[int, int, int, int, bytes]
+# names joined by "/"; numbers in four columns as int64 bytes (a tuple of ints past 2**63);
+# hashes end to end (a tuple if their lengths differ)
+Packed = tuple[str, bytes | tuple[int, ...], bytes | tuple[bytes, ...]]
 
 
 class StatCache:
     def __init__(self, path: Path):
         self.path = path
-        self._blobs: dict[str, bytes] = {}  # folder -> marshal of {name: row}
+        self._blobs: dict[str, Packed | bytes] = {}  # folder -> packed rows (bytes: the old format's)
         self._open: OrderedDict[str, dict[str, Row]] = OrderedDict()  # decoded folders, LRU order
         self._open_rows = 0
         self._dirty: set[str] = set()  # open folders changed since they were decoded
@@ -47,10 +58,12 @@ class StatCache:
         # the commit the whole working folder was proved equal to, with the rows holding
         # exactly its files: lets `ds status` answer "nothing changed" from stat data alone
         self.clean_head: str | None = None
+        self.upgraded = False  # read from the old format: the next save writes the new one
         try:
             tag, written, blobs, clean_head = marshal.loads(path.read_bytes())
-            if tag == _TAG and isinstance(blobs, dict):
+            if tag in (_TAG, _OLD_TAG) and isinstance(blobs, dict) and isinstance(written, int):
                 self._blobs, self.written_ns, self.clean_head = blobs, written, clean_head
+                self.upgraded = self.changed = tag == _OLD_TAG
         except (OSError, ValueError, EOFError, TypeError):
             pass
 
@@ -67,12 +80,7 @@ class StatCache:
             self._open.move_to_end(folder)
             return rows
         blob = self._blobs.get(folder)
-        try:
-            rows = marshal.loads(blob) if blob is not None else {}
-        except (ValueError, EOFError, TypeError):
-            rows = {}
-        if not isinstance(rows, dict):
-            rows = {}
+        rows = _unpack(blob) if blob is not None else {}
         self._open[folder] = rows
         self._open_rows += len(rows)
         while self._open_rows > _OPEN_ROWS and len(self._open) > 1:
@@ -86,7 +94,7 @@ class StatCache:
             self._dirty.discard(folder)
             self._drop_racy(rows, time.time_ns() if now is None else now)
             if rows:
-                self._blobs[folder] = marshal.dumps(rows)
+                self._blobs[folder] = _pack(rows)
             else:
                 self._blobs.pop(folder, None)
 
@@ -106,7 +114,32 @@ class StatCache:
         self.clean_head = None
 
     def row_count(self) -> int:
-        return sum(len(self.rows(f)) for f in self.folders())
+        return sum(self.row_counts().values())
+
+    def row_counts(self) -> dict[str, int]:
+        """Rows per folder that has any, counted without decoding a packed folder."""
+        out = {}
+        for folder in self.folders():
+            rows = self._open.get(folder)
+            if rows is not None:
+                out[folder] = len(rows)
+            else:
+                blob = self._blobs[folder]
+                out[folder] = blob[0].count("/") + 1 if _well_formed(blob) else len(self.rows(folder))
+        return out
+
+    def packed(self, folder: str) -> tuple[str, bytes | tuple[int, ...]] | None:
+        """One folder's names (sorted, joined by "/") and numbers (the sizes, then the
+        mtime_ns, the ctime_ns and the inodes, in the names' order: int64 bytes, or a tuple
+        of ints past 2**63), or None when it has no rows or they cannot be read: what the
+        no-op status compares, undecoded."""
+        rows = self._open.get(folder)
+        blob = _pack(rows) if rows else self._blobs.get(folder) if rows is None else None
+        if isinstance(blob, bytes):  # the old format: unpacked, then packed
+            blob = _pack(_unpack(blob))
+        if not _well_formed(blob):
+            return None
+        return blob[0], blob[1]
 
     def paths(self) -> Iterator[str]:
         for folder in self.folders():
@@ -183,12 +216,19 @@ class StatCache:
         now = time.time_ns()
         for folder in list(self._open):
             self._close(folder, now)
+        for folder, blob in list(self._blobs.items()):
+            if not _well_formed(blob):  # the old format, or damaged: rewritten as read
+                rows = _unpack(blob)
+                if rows:
+                    self._blobs[folder] = _pack(rows)
+                else:
+                    del self._blobs[folder]
         from .fsutil import atomic_write
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(self.path, marshal.dumps((_TAG, now, self._blobs, self.clean_head)), durable=False)
         self.written_ns = now
-        self.changed = False
+        self.changed = self.upgraded = False
 
 
 def racy(mtime_ns: int, ctime_ns: int, written_ns: int) -> bool:
@@ -196,3 +236,60 @@ def racy(mtime_ns: int, ctime_ns: int, written_ns: int) -> bool:
     # whole-second times mean a coarse filesystem (FAT, HFS+): widen the window
     window = RACY_NS if mtime_ns % 1_000_000_000 else 2_000_000_000
     return max(mtime_ns, ctime_ns) >= written_ns - window
+
+
+def _pack(rows: dict[str, Row]) -> Packed:
+    """A folder's rows as three values (see the module's docstring), sorted by name."""
+    names = sorted(rows)
+    ordered = [rows[n] for n in names]
+    flat = [row[column] for column in range(4) for row in ordered]
+    try:
+        numbers: bytes | tuple[int, ...] = array("q", flat).tobytes()
+    except (OverflowError, TypeError):  # a time or an inode past 2**63: plain ints
+        numbers = tuple(flat)
+    digests = tuple(row[4] for row in ordered)
+    width = len(digests[0]) if digests else 0
+    same = width > 0 and all(len(d) == width for d in digests)
+    return "/".join(names), numbers, b"".join(digests) if same else digests
+
+
+def _well_formed(blob: object) -> bool:
+    """A packed folder whose parts agree on its number of rows (anything else is unread)."""
+    if not (isinstance(blob, tuple) and len(blob) == 3 and isinstance(blob[0], str) and blob[0]):
+        return False
+    names, numbers, digests = blob
+    count = names.count("/") + 1
+    if isinstance(numbers, bytes):
+        if len(numbers) != 32 * count:
+            return False
+    elif not (isinstance(numbers, tuple) and len(numbers) == 4 * count):
+        return False
+    if isinstance(digests, bytes):
+        return len(digests) % count == 0 and len(digests) > 0
+    return isinstance(digests, tuple) and len(digests) == count
+
+
+def _unpack(blob: object) -> dict[str, Row]:
+    """A folder's rows from their packed form (or the old format's marshalled dict); an
+    unreadable one has none."""
+    if isinstance(blob, bytes):
+        try:
+            rows = marshal.loads(blob)
+        except (ValueError, EOFError, TypeError):
+            return {}
+        return rows if isinstance(rows, dict) else {}
+    if not _well_formed(blob):
+        return {}
+    names_joined, numbers, digests = blob
+    names = names_joined.split("/")
+    if isinstance(numbers, bytes):
+        values = array("q")
+        values.frombytes(numbers)
+    else:
+        values = numbers
+    if isinstance(digests, bytes):
+        width = len(digests) // len(names)
+        digests = [digests[i : i + width] for i in range(0, len(digests), width)]
+    n = len(names)
+    columns = (values[0:n], values[n : 2 * n], values[2 * n : 3 * n], values[3 * n :])
+    return dict(zip(names, zip(*columns, digests, strict=True), strict=True))
