@@ -96,7 +96,7 @@ def copy_items(store: Store, items: list[tuple[str, FileEntry]], dest: str | os.
                           "use --include to take one of them, or a case-sensitive disk")
         announce(progress, len(items), sum(e.size for _p, e in items))
         report = Materializer(str(tmp), store.chunks, progress=progress, force=True,
-                              record=False).write(items)
+                              record=False, fresh=True).write(items)
         if non_empty:
             old = dest.parent / f".{dest.name}.ds-old-{os.getpid()}"
             os.replace(dest, old)

@@ -2,12 +2,22 @@
 
 Rules: paths were validated when their manifests were read; every parent folder is
 checked with ``lstat`` (a link or a file standing where a folder must be is removed,
-never followed); a file is written to a temp name opened with ``O_NOFOLLOW|O_EXCL``
-and renamed over the destination; links are created last, and only when their target
-is relative and stays inside the folder at every step (``link_is_contained``). Any
-other link is not written and is reported back. External entries name a URL: every one
-is checked against the trust rule (``links.py``) before anything is written, and a
+never followed); every file is opened with ``O_NOFOLLOW|O_EXCL``, which fails on
+anything already at the name, a link included. Inside a folder this writer made in this
+run (or a root its caller just made: ``fresh``) the file is opened under its final
+name: nothing of anyone else's can be there, and if something is, ``O_EXCL`` refuses it
+and the file takes the general way: a temp name, renamed over the destination. A failed
+file is removed, whichever name it had. Links are created last, and only when their
+target is relative and stays inside the folder at every step (``link_is_contained``).
+Any other link is not written and is reported back. External entries name a URL: every
+one is checked against the trust rule (``links.py``) before anything is written, and a
 refusal writes nothing.
+
+Speed (many small files): writing in place saves a rename and a temp name per file; the
+mode is set with ``fchmod`` only when the umask changed it, and the stat data comes from
+``fstat`` of the open file. Small files are written on the calling thread (threads cost
+more in GIL hand-offs than they overlap); runs of large files go to a thread pool, a
+batch per future.
 """
 
 from __future__ import annotations
@@ -17,7 +27,7 @@ import os
 import shutil
 import stat
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -29,6 +39,8 @@ from .paths import parent_of
 from .scan import Stat, lstat_inside
 
 _seq = itertools.count()
+_BATCH_FILES, _BATCH_BYTES = 32, 1 << 20
+_BIG_FILE = 256 << 10  # files at least this large on average go to the thread pool
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -55,6 +67,21 @@ def link_is_contained(path: str, target: str) -> bool:
     return True
 
 
+def _batches(files: list[tuple[str, FileEntry]]) -> Iterator[tuple[list[tuple[str, FileEntry]], int]]:
+    """Runs of files written by one thread, with their bytes: up to 32 files or 1 MiB
+    (a larger file goes alone)."""
+    batch: list[tuple[str, FileEntry]] = []
+    size = 0
+    for pe in files:
+        batch.append(pe)
+        size += pe[1].size
+        if len(batch) >= _BATCH_FILES or size >= _BATCH_BYTES:
+            yield batch, size
+            batch, size = [], 0
+    if batch:
+        yield batch, size
+
+
 @dataclass
 class WriteReport:
     written: dict[str, Stat] = field(default_factory=dict)  # kept only when asked (record=True)
@@ -65,11 +92,13 @@ class WriteReport:
 class Materializer:
     def __init__(self, root: str, chunks: ChunkStore, workers: int = 4,
                  progress: Callable[[int, int], None] | None = None, force: bool = False,
-                 record: bool = True, links: LinkPolicy | None = None):
+                 record: bool = True, links: LinkPolicy | None = None, fresh: bool = False):
         """``force``: allow replacing folders and files that stand in the way (callers check
         first that nothing unrecoverable is there; without it such a case is an error).
         ``record``: keep each written file's stat data (for the stat cache) in the report.
-        ``links``: which external URLs may be fetched (default: the chunk store's own rule)."""
+        ``links``: which external URLs may be fetched (default: the chunk store's own rule).
+        ``fresh``: the caller made ``root`` empty for this writer alone (files at its top
+        are then written in place, as in the folders this writer makes)."""
         self.root = root
         self.links = links
         self._urls: dict[str, tuple[bytes, str]] = {}  # path -> (URL chunk id, URL) once allowed
@@ -79,11 +108,13 @@ class Materializer:
         self.workers = workers
         self.progress = progress
         self._dirs: set[str] = {""}
+        self._made: set[str] = {""} if fresh else set()  # folders made empty for this writer
+        self._prefix = os.path.join(root, "")
         self._done = 0
         self._bytes = 0
 
     def _abs(self, rel: str) -> str:
-        return os.path.join(self.root, rel)
+        return self._prefix + rel
 
     def ensure_dir(self, folder: str) -> None:
         """Make ``folder`` a real directory, replacing any link or file in its way."""
@@ -103,44 +134,71 @@ class Materializer:
         if st is None:
             try:
                 os.mkdir(p)
+                self._made.add(folder)
             except FileExistsError:
                 if not stat.S_ISDIR(os.lstat(p).st_mode):
                     raise DsError(f"{folder} changed while files were written into it") from None
         self._dirs.add(folder)
 
-    def _write_file(self, path: str, entry: FileEntry) -> tuple[str, Stat]:
-        folder = parent_of(path)
-        dest = self._abs(path)
-        tmp = os.path.join(self._abs(folder), f".ds-tmp-{os.getpid()}-{next(_seq)}")
-        fd = os.open(tmp, _FLAGS, 0o755 if entry.kind == EXEC else 0o644)
+    def _write_batch(self, batch: list[tuple[str, FileEntry]]) -> list[tuple[str, Stat | int]]:
+        """Write a few files on one thread: (path, stat data, or only the size unless recording)."""
+        return [self._write_file(path, entry) for path, entry in batch]
+
+    def _write_file(self, path: str, entry: FileEntry) -> tuple[str, Stat | int]:
+        folder, _, _name = path.rpartition("/")
+        mode = 0o755 if entry.kind == EXEC else 0o644
+        dest = self._prefix + path
+        if folder in self._made:
+            try:
+                fd = os.open(dest, _FLAGS, mode)
+            except FileExistsError:
+                pass  # not ours: replaced through a temp name, as anywhere else
+            else:
+                return path, self._fill(fd, dest, None, path, entry, mode)
+        tmp = f"{self._prefix}{folder}{'/' if folder else ''}.ds-tmp-{os.getpid()}-{next(_seq)}"
+        return path, self._fill(os.open(tmp, _FLAGS, mode), tmp, dest, path, entry, mode)
+
+    def _fill(self, fd: int, name: str, dest: str | None, path: str, entry: FileEntry,
+              mode: int) -> Stat | int:
+        """Write ``entry``'s bytes into ``fd`` (just created at ``name``), rename it onto
+        ``dest`` if given, close it; on any failure the file is removed."""
+        renamed = False
         try:
             if entry.kind == EXTERNAL:
                 self._fetch_external(fd, path, self._urls[path][1])
             for data in self._content(entry):
                 _write_all(fd, data)
-            os.fchmod(fd, 0o755 if entry.kind == EXEC else 0o644)
             st = os.fstat(fd)
+            if st.st_mode & 0o7777 != mode:  # the umask took bits away
+                os.fchmod(fd, mode)
+                st = os.fstat(fd)
+            if st.st_size != entry.size and entry.kind != EXTERNAL:
+                raise DsError(f"{path}: wrote {st.st_size} bytes, expected {entry.size}; run `ds fsck`")
+            if dest is not None:
+                self._replace(name, dest, path)
+                renamed = True
+                st = os.fstat(fd)  # the rename moved the ctime on
         except BaseException:
             os.close(fd)
-            os.unlink(tmp)
+            if not renamed:
+                os.unlink(name)
             raise
         os.close(fd)
-        if st.st_size != entry.size and entry.kind != EXTERNAL:
-            os.unlink(tmp)
-            raise DsError(f"{path}: wrote {st.st_size} bytes, expected {entry.size}; run `ds fsck`")
+        if not self.record:
+            return st.st_size
+        return Stat(st.st_size, st.st_mtime_ns, st.st_ino, entry.kind, st.st_ctime_ns)
+
+    def _replace(self, tmp: str, dest: str, path: str) -> None:
+        """Rename ``tmp`` over ``dest``; a folder there goes only with ``force``."""
         try:
             os.replace(tmp, dest)
         except OSError:
             if not os.path.isdir(dest) or os.path.islink(dest):
-                os.unlink(tmp)
                 raise
             if not self.force:
-                os.unlink(tmp)
                 raise DsError(f"{path} is a folder in the working folder; use --force") from None
             shutil.rmtree(dest)
             os.replace(tmp, dest)
-        st = os.lstat(dest)  # after the rename, which moves the ctime on
-        return path, Stat(st.st_size, st.st_mtime_ns, st.st_ino, entry.kind, st.st_ctime_ns)
 
     def _content(self, entry: FileEntry):
         """The file's bytes, chunk by chunk (nothing for an external entry: see _fetch_external)."""
@@ -192,18 +250,9 @@ class Materializer:
         for path, entry in items:
             (links if entry.kind == LINK else files).append((path, entry))
         self.check_links(files)
-        for path, _e in files:
-            self.ensure_dir(parent_of(path))
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="ds-write") as pool:
-            # a bounded window of futures, not one per file at once (Executor.map submits
-            # everything up front: gigabytes at a million files)
-            window: deque[Future[tuple[str, Stat]]] = deque()
-            for pe in files:
-                window.append(pool.submit(self._write_file, *pe))
-                if len(window) >= 64 * self.workers:
-                    self._finish(window.popleft(), report)
-            while window:
-                self._finish(window.popleft(), report)
+        for folder in dict.fromkeys(parent_of(p) for p, _e in files):
+            self.ensure_dir(folder)
+        self._write_files(files, report)
         created = []
         for path, entry in links:
             target = os.fsdecode(b"".join(self.chunks.get(c) for c, _ in entry.chunk_list()))
@@ -231,12 +280,36 @@ class Materializer:
         report.links_refused.sort()
         return report
 
-    def _finish(self, fut: Future[tuple[str, Stat]], report: WriteReport) -> None:
-        path, st = fut.result()
-        if self.record:
-            report.written[path] = st
-        report.count += 1
-        self._tick(st.size)
+    def _write_files(self, files: list[tuple[str, FileEntry]], report: WriteReport) -> None:
+        """Small files are written on this thread: a pool costs more in GIL hand-offs (a
+        futex call per switch) than it gains; batches of large files go to the pool, whose
+        threads decode and write in parallel (zstd and write release the GIL)."""
+        window: deque[Future[list[tuple[str, Stat | int]]]] = deque()
+        pool = None
+        try:
+            for batch, size in _batches(files):
+                if self.workers <= 1 or size < len(batch) * _BIG_FILE:
+                    self._finish(self._write_batch(batch), report)
+                    continue
+                if pool is None:
+                    pool = ThreadPoolExecutor(self.workers, thread_name_prefix="ds-write")
+                # a bounded window, not every batch at once (gigabytes at a million files)
+                window.append(pool.submit(self._write_batch, batch))
+                if len(window) >= 2 * self.workers:
+                    self._finish(window.popleft().result(), report)
+            while window:
+                self._finish(window.popleft().result(), report)
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)  # after a failure: what has not started is dropped
+
+    def _finish(self, done: list[tuple[str, Stat | int]], report: WriteReport) -> None:
+        for path, st in done:
+            if isinstance(st, Stat):
+                report.written[path] = st
+                st = st.size
+            report.count += 1
+            self._tick(st)
 
     def remove(self, path: str) -> None:
         """Remove the file or link at ``path``; a folder there only with ``force``.
