@@ -112,7 +112,7 @@ _KINDS = frozenset({stat.S_IFREG, stat.S_IFLNK, stat.S_IFDIR})  # anything else:
 _DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 # folders are opened once and their files lstat'ed relative to them, where the OS allows
-_FDS = os.lstat in os.supports_dir_fd and os.listdir in os.supports_fd and os.open in os.supports_dir_fd
+_FDS = {os.stat, os.open} <= os.supports_dir_fd and os.listdir in os.supports_fd  # (lstat: stat's set)
 
 
 def _walk_unchanged(root: str, cache: StatCache, workers: int | None = None) -> bool | None:

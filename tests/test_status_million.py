@@ -244,6 +244,26 @@ def test_the_walk_decodes_no_row(tree: Path, forks: list[int], monkeypatch: pyte
     assert answers(tree, forks) == (True, True)
 
 
+def test_without_folder_descriptors_the_answers_are_the_same(
+        tree: Path, forks: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the OS has no ``lstat`` relative to a folder, full paths give the same answers."""
+    monkeypatch.setattr(quickstatus, "_FDS", False)
+    cache_of(tree)
+    assert answers(tree, forks) == (True, True)
+    _touch(tree, f"{shares(tree)[1][0]}/s0/f0.txt")
+    assert answers(tree, forks) == (False, False)
+
+
+def test_a_small_tree_is_walked_by_one_process(tree: Path, forks: list[int],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(quickstatus, "_cores", lambda: 2)
+    cache_of(tree)
+    cache = StatCache(tree / ".dsstore/cache/stat")
+    assert _walk_unchanged(str(tree), cache) is True and forks == [], "under PARALLEL_ROWS: no fork"
+    monkeypatch.setattr(quickstatus, "PARALLEL_ROWS", cache.row_count())
+    assert _walk_unchanged(str(tree), cache) is True and len(forks) == 1
+
+
 def test_shares_are_balanced_by_cached_files() -> None:
     counts = {"big/a": 600, "big/b": 400, "mid": 500, "small": 10, "tiny/x/y": 5, "": 3}
     got = quickstatus._shares(["big", "mid", "small", "tiny"], 2, counts)
