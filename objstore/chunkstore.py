@@ -16,6 +16,7 @@ those chunks again.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import threading
@@ -214,10 +215,18 @@ class ChunkStore:
 
         If publishing fails (a full disk), the chunks stay pending, so a later flush in
         the same process indexes them: ``has`` must never answer yes for a chunk that no
-        flush will index.
+        flush will index. The pack that failed to publish is salvaged at once (what it
+        holds whole becomes a pack) or its temp file removed: a command that fails here
+        leaves nothing half-written. The error is raised either way: a record lost with
+        the buffer would leave the caller's entries naming a chunk that is not stored.
         """
         with self._wlock:
-            self._roll()
+            try:
+                self._roll()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    self._roll()  # the failed writer: salvaged, or its temp file removed
+                raise
             written = len(self._pending)
             if written:
                 rows = ((cid, self._location(self._pending[cid])) for cid in sorted(self._pending))

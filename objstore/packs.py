@@ -357,7 +357,8 @@ class PackWriter:
             final = pack_path(self.packs_dir, pack_hex)
             final.parent.mkdir(exist_ok=True)
             os.replace(self._tmp, final)
-        except BaseException:
+        except BaseException as e:
+            name_path(e, self.packs_dir)
             self._failed = True
             self.close()
             raise
