@@ -21,6 +21,7 @@ one line to a pipe. Threads would not help: building a ``stat_result`` holds the
 from __future__ import annotations
 
 import os
+import signal
 import stat
 import sys
 import tomllib
@@ -277,7 +278,7 @@ class _Child:
         self.pid, self.pipe = pid, pipe
         self.outcome: bool | None = True
         self.with_rows = 0
-        self.done = False
+        self.done = self.killed = False
 
     def finish(self, wait: bool) -> bool:
         """Reap the child if it ended (or wait for it); True once its answer is in."""
@@ -298,9 +299,11 @@ class _Child:
         return True
 
     def stop(self) -> None:
+        """End the child if it still runs (its answer is then unknown: ``killed``)."""
         if not self.done:
+            self.killed = True
             try:
-                os.kill(self.pid, 9)
+                os.kill(self.pid, signal.SIGKILL)
             except OSError:
                 pass
             self.finish(wait=True)
@@ -330,6 +333,13 @@ def _fork(walk: _Walk, share: list[str]) -> _Child | None:
 def _in_parallel(walk: _Walk, shares: list[list[str]], folders: int) -> bool | None:
     """Walk the first share here and each other one in a child; the answers combined."""
     children: list[_Child] = []
+    stopped = False  # by a child's answer: a difference or a .dsignore in its share
+
+    def go_on() -> bool:
+        nonlocal stopped
+        stopped = any(c.finish(False) and c.outcome is not True for c in children)
+        return not stopped
+
     try:
         for share in shares[1:]:
             child = _fork(walk, share)
@@ -337,15 +347,16 @@ def _in_parallel(walk: _Walk, shares: list[list[str]], folders: int) -> bool | N
                 shares[0].extend(share)  # no process to spare: walked here
             else:
                 children.append(child)
-        # a child that found a difference ends this walk too
-        outcome = walk.run(shares[0], lambda: all(c.outcome is True for c in children if c.finish(False)))
+        outcome = walk.run(shares[0], go_on)
         if outcome is True:
             for child in children:
                 child.finish(wait=True)
     finally:
         for child in children:
             child.stop()
-    answers = [outcome, *(c.outcome for c in children)]
+    if outcome is not True and not stopped:
+        return outcome  # found here (the children were stopped, their answers unknown)
+    answers = [c.outcome for c in children if not c.killed]
     if False in answers or None in answers:
         return False if False in answers else None
     return walk.with_rows + sum(c.with_rows for c in children) == folders

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import marshal
 import os
+import select
 import shutil
 import signal
 import sys
@@ -184,10 +185,27 @@ def test_a_new_empty_folder_changes_nothing(tree: Path, forks: list[int]) -> Non
     assert answers(tree, forks) == (True, True)
 
 
-def test_a_dsignore_hands_over_to_the_scanner_both_ways(tree: Path, forks: list[int]) -> None:
+@pytest.mark.parametrize("where", [0, 1], ids=["this process's share", "the child's share"])
+def test_a_dsignore_hands_over_to_the_scanner_both_ways(tree: Path, forks: list[int], where: int) -> None:
+    cache_of(tree)
+    write(tree, f"{shares(tree)[where][0]}/s0/.dsignore", "*.tmp\n")
+    assert answers(tree, forks) == (None, None)
+
+
+def test_a_child_that_answers_first_decides(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A child's answer stops this process's walk; the answer is then the child's (it was
+    taken for a difference: a .dsignore sent the status the full way, not to the scanner)."""
     cache_of(tree)
     write(tree, f"{shares(tree)[1][0]}/s0/.dsignore", "*.tmp\n")
-    assert answers(tree, forks) == (None, None)
+    fork = quickstatus._fork
+
+    def answered(walk, share):
+        child = fork(walk, share)
+        select.select([child.pipe], [], [])  # this process walks only once the child has answered
+        return child
+
+    monkeypatch.setattr(quickstatus, "_fork", answered)
+    assert _walk_unchanged(str(tree), StatCache(tree / ".dsstore/cache/stat"), workers=2) is None
 
 
 def test_a_file_inside_the_racy_window_is_unsure_both_ways(tree: Path, forks: list[int]) -> None:
