@@ -484,6 +484,9 @@ def _blockers(root: str, write_paths, removable: set[str]) -> list[str]:
     would be deleted — allowed only for tracked, unchanged paths (their content is
     recoverable from the version).
     """
+    with os.scandir(root) as it:
+        if all(e.name.casefold() == STORE_DIR for e in it):  # empty (a new clone): nothing in the way
+            return []
     out: list[str] = []
     seen: set[str] = set()
     for p in write_paths:
