@@ -186,7 +186,13 @@ class ChunkStore:
             self._writer, self._writer_entries = None, set()
             writer.abort()
             return
-        pack_hex, entries = writer.publish()
+        try:
+            pack_hex, entries = writer.publish()
+        except BaseException:
+            if writer.published is not None:  # in place already; its journal or folder sync failed
+                self._writer, self._writer_entries = None, set()
+                self._add_pending(*writer.published)
+            raise
         self._writer, self._writer_entries = None, set()
         self._add_pending(pack_hex, entries)
 

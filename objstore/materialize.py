@@ -22,6 +22,7 @@ batch per future.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -160,9 +161,10 @@ class Materializer:
 
     def _fill(self, fd: int, name: str, dest: str | None, path: str, entry: FileEntry,
               mode: int) -> Stat | int:
-        """Write ``entry``'s bytes into ``fd`` (just created at ``name``), rename it onto
-        ``dest`` if given, close it; on any failure the file is removed."""
-        renamed = False
+        """Write ``entry``'s bytes into ``fd`` (just created at ``name``), close it, then
+        rename it onto ``dest`` if given; on any failure the file is removed. Closed before
+        the rename: a write error that shows only at close (a quota, NFS) must not replace
+        the file at ``dest``."""
         try:
             if entry.kind == EXTERNAL:
                 self._fetch_external(fd, path, self._urls[path][1])
@@ -174,16 +176,19 @@ class Materializer:
                 st = os.fstat(fd)
             if st.st_size != entry.size and entry.kind != EXTERNAL:
                 raise DsError(f"{path}: wrote {st.st_size} bytes, expected {entry.size}; run `ds fsck`")
-            if dest is not None:
-                self._replace(name, dest, path)
-                renamed = True
-                st = os.fstat(fd)  # the rename moved the ctime on
         except BaseException:
             os.close(fd)
-            if not renamed:
+            os.unlink(name)
+            raise
+        try:
+            os.close(fd)  # the descriptor is released even when this fails
+            if dest is not None:
+                self._replace(name, dest, path)
+                st = os.lstat(dest)  # the rename moved the ctime on
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):  # renamed already: nothing of ours left
                 os.unlink(name)
             raise
-        os.close(fd)
         if not self.record:
             return st.st_size
         return Stat(st.st_size, st.st_mtime_ns, st.st_ino, entry.kind, st.st_ctime_ns)

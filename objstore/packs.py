@@ -261,6 +261,7 @@ class PackWriter:
         self._journaled = 0  # entries written to the journal
         self._journaled_size = 0  # file bytes they cover
         self._failed = False
+        self.published: tuple[str, list[PackEntry]] | None = None  # set once renamed into place
         self.size = 0
         try:
             # blocking: a salvager may hold it for a moment, to find the file empty and leave it
@@ -357,6 +358,7 @@ class PackWriter:
             final = pack_path(self.packs_dir, pack_hex)
             final.parent.mkdir(exist_ok=True)
             os.replace(self._tmp, final)
+            self.published = (pack_hex, self._entries)
         except BaseException as e:
             name_path(e, self.packs_dir)
             self._failed = True

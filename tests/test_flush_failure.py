@@ -71,3 +71,28 @@ def test_a_publish_that_cannot_be_salvaged_removes_its_temp_file(tmp_path: Path,
     assert _temp_files(tmp_path / "s") == []
     assert not chunks.has(chunk_id)  # never yes for a chunk no flush will index
     assert chunks.flush() == 0
+
+
+def test_a_pack_in_place_whose_folder_sync_fails_is_indexed_by_the_next_flush(
+        tmp_path: Path, monkeypatch) -> None:
+    """The pack was renamed into place; only syncing its folder failed. Its chunks must
+    stay pending (``has`` says yes), so the next flush indexes them, never dropped."""
+    chunks = ChunkStore(tmp_path / "s", XXH3_128)
+    raw = b"y" * 4000
+    stored, flags = encode_chunk(raw, 3)
+    chunk_id = XXH3_128.digest(raw)
+    chunks.put_encoded(chunk_id, stored, len(raw), flags)
+    real, failed = packs.fsync_dir, []
+
+    def fsync_dir(path) -> None:
+        if not failed:
+            failed.append(path)
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real(path)
+
+    monkeypatch.setattr(packs, "fsync_dir", fsync_dir)
+    with pytest.raises(OSError):
+        chunks.flush()
+    assert failed and chunks.has(chunk_id)
+    assert chunks.flush() == 1
+    assert ChunkStore(tmp_path / "s", XXH3_128).get(chunk_id) == raw

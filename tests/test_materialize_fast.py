@@ -284,3 +284,35 @@ def test_checkout_records_the_stat_data_of_what_it_wrote(store: Store, work: Pat
     assert not (work / "new").exists()
     assert _tree(work) == _expected()
     assert _leftovers(work) == []
+
+
+@pytest.mark.parametrize("fresh", [True, False], ids=["in-place", "temp-name"])
+def test_an_error_at_close_replaces_nothing_and_leaves_nothing(
+        store: Store, work: Path, tmp_path: Path, monkeypatch, fresh: bool) -> None:
+    """A quota or NFS error may show only at close: the file at its destination must stay
+    as it was (the temp file is never renamed over it), and no partial file remains."""
+    import errno
+
+    items = [(p, e) for p, e in _version(store, work) if p == "top.txt"]
+    out = tmp_path / "out"
+    out.mkdir()
+    if not fresh:
+        (out / "top.txt").write_bytes(b"the user's good file")
+    real_close, failed = os.close, []
+
+    def close(fd: int) -> None:
+        name = os.readlink(f"/proc/self/fd/{fd}")
+        real_close(fd)
+        if not failed and name.startswith(str(out)):
+            failed.append(name)
+            raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
+
+    monkeypatch.setattr(materialize.os, "close", close)
+    with pytest.raises(OSError, match="quota"):
+        Materializer(str(out), store.chunks, fresh=fresh).write(items)
+    assert failed
+    if fresh:
+        assert not (out / "top.txt").exists()
+    else:
+        assert (out / "top.txt").read_bytes() == b"the user's good file"
+    assert _leftovers(out) == []
