@@ -55,6 +55,14 @@ def _template() -> dict[str, Any]:
     return data
 
 
+def _render(tmp_path: Path, data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Render ``data`` as the runner's ``--render`` does: (the Markdown, the JSON it rewrote)."""
+    source, md = tmp_path / "results.json", tmp_path / "R.md"
+    source.write_text(json.dumps(data))
+    assert main(["--render", str(source), "--md", str(md), "--no-chart"]) == 0
+    return md.read_text(), json.loads(source.read_text())
+
+
 def _round(base: dict[str, Any], ds_wall: float, git_wall: float) -> dict[str, Any]:
     """One round: the template's figures with ds and git add+commit (v1) timed as given."""
     r = {k: copy.deepcopy(base[k]) for k in ("change", "ds", "remote", "peers")}
@@ -71,11 +79,7 @@ def test_three_rounds_render_medians_and_spreads(tmp_path: Path) -> None:
     data["datasets"] = {"S": {"dataset": s["dataset"], "generate_s": 0.0, "notes": [],
                               **merge_rounds(rounds)}}
     data["config"]["rounds"] = 3
-    source = tmp_path / "results.json"
-    source.write_text(json.dumps(data))
-    md = tmp_path / "R.md"
-    assert main(["--render", str(source), "--md", str(md), "--no-chart"]) == 0
-    text = md.read_text()
+    text, out = _render(tmp_path, data)
     # per-round ratios 0.5, 2.0, 0.25: median 0.5 (not 2 / 2 = 1.0, the ratio of the medians)
     assert "| ds add+commit / git add+commit (v1, wall) | 0.500 [0.250–2.000] |" in text
     assert ("| ds add+commit < git add+commit | S | < 1 | 0.5 [0.25–2] | "
@@ -84,7 +88,6 @@ def test_three_rounds_render_medians_and_spreads(tmp_path: Path) -> None:
     assert "| ds add+commit (v1) | 2.000 [1.000–4.000] |" in text
     assert "| git add+commit (v1) | 2.000 [2.000–8.000] |" in text
     assert "- rounds: 3 paired rounds per data set" in text
-    out = json.loads(source.read_text())
     assert [r["ratios"][KEY] for r in out["datasets"]["S"]["rounds"]] == [0.5, 2.0, 0.25]
     bar = next(b for b in _bars(out["datasets"]["S"], "S") if b.text == "ds add+commit / git add+commit")
     assert (bar.value, bar.low, bar.high) == (0.5, 0.25, 2.0)
@@ -97,10 +100,7 @@ def test_rounds_without_spread_get_it_on_render(tmp_path: Path) -> None:
     del merged["ratio_spread"]
     merged["ratios"] = {}
     data["datasets"] = {"S": {"dataset": s["dataset"], "generate_s": 0.0, "notes": [], **merged}}
-    source = tmp_path / "results.json"
-    source.write_text(json.dumps(data))
-    assert main(["--render", str(source), "--md", str(tmp_path / "R.md"), "--no-chart"]) == 0
-    out = json.loads(source.read_text())["datasets"]["S"]
+    out = _render(tmp_path, data)[1]["datasets"]["S"]
     assert out["ratios"][KEY] == 1.5
     assert out["ratio_spread"][KEY] == {"min": 0.5, "max": 3.0, "n": 3}
 
@@ -113,17 +113,13 @@ def test_a_single_round_file_from_before_rounds_still_renders(tmp_path: Path) ->
         for key in ("wall_s_min", "wall_s_max", "rounds"):
             rec.pop(key, None)
     s["ds"]["add_commit_v1"]["wall_s"] = 3.617
-    source = tmp_path / "results.json"
-    source.write_text(json.dumps(data))
-    md = tmp_path / "R.md"
-    assert main(["--render", str(source), "--md", str(md), "--no-chart"]) == 0
-    text = md.read_text()
+    text, out = _render(tmp_path, data)
     assert "| ds add+commit / git add+commit (v1, wall) | 0.456 [0.456–0.456] |" in text
     assert ("| ds add+commit < git add+commit | S | < 1 | 0.456 [0.456–0.456] | "
             "met, 2.19x inside the bound |") in text
     assert "| ds add+commit (v1) | 3.617 |" in text
     assert "- rounds: 1 (ds, then the peers)" in text
-    row = next(r for r in json.loads(source.read_text())["targets"] if r["key"] == KEY)
+    row = next(r for r in out["targets"] if r["key"] == KEY)
     assert (row["value"], row["min"], row["max"], row["rounds"]) == (0.456, 0.456, 0.456, 1)
 
 
