@@ -65,15 +65,30 @@ def init(
 
 @app.command()
 def add(
-    paths: Annotated[list[str], typer.Argument(help="Files or folders to stage (folders recurse).")],
+    paths: Annotated[list[str], typer.Argument(
+        help="Files or folders to stage (folders recurse), or one URL (s3://, gs://, az://, ...).")],
+    to: Annotated[str | None, typer.Option("--to", help="With a URL: the folder its objects become "
+                                           "(default: the URL's last name).", show_default=False)] = None,
+    dask: Annotated[str | None, typer.Option("--dask", help="With a URL: read on a Dask cluster, "
+                                             "local:N worker processes or a scheduler's address.")] = None,
+    option: Annotated[list[str] | None, typer.Option(
+        "--option", "-o", help="With a URL: storage option key=value (endpoint_url, profile, ...).")] = None,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Stage files for the next commit; removals of tracked files under a folder too."""
+    """Stage files for the next commit; removals of tracked files under a folder too.
+
+    A URL's objects are streamed into the store without a copy in the working folder: its
+    folder (--to) is versioned but not checked out; `ds get REV DIR --include 'PATH/**'`
+    copies it out."""
     import os
 
     from objstore.worktree import add as do_add
 
+    if any("://" in p for p in paths):
+        return _add_url(paths, to, dask, option, quiet, as_json)
+    if to is not None or dask is not None or option:
+        raise click.UsageError("--to, --dask and --option go with a URL (s3://..., gs://..., az://...)")
     store = open_store()
     with progress("adding", quiet) as cb:
         report = do_add(store, paths, cb, cwd=cwd())
@@ -98,6 +113,31 @@ def add(
     elif not quiet:
         err(f"Staged {report.staged} file(s), {report.removed} removal(s); "
             f"{report.bytes_new} new bytes stored")
+
+
+def _add_url(paths: list[str], to: str | None, dask: str | None, option: list[str] | None,
+             quiet: bool, as_json: bool) -> None:
+    from objstore.url_ingest import add_url
+
+    from .remotes import _parse_options
+
+    if len(paths) != 1:
+        raise click.UsageError("give one URL at a time (each becomes its own folder with --to)")
+    url = paths[0]
+    folder = to if to is not None else url.rstrip("/").rpartition("/")[2]
+    store = open_store()
+    with progress("adding", quiet) as cb:
+        report = add_url(store, url, folder, _parse_options(option), cb, dask)
+    for p in report.reread:
+        err(f"Warning: {quote_path(p)} changed while it was read; it was read again")
+    if as_json:
+        out_json({"url": url, "folder": folder, "objects": report.objects, "staged": report.staged,
+                  "removed": report.removed, "bytes_read": report.bytes_read, "bytes_new": report.bytes_new,
+                  "tasks": report.tasks, "reread": report.reread})
+    elif not quiet:
+        err(f"Staged {report.staged} file(s), {report.removed} removal(s) from {report.objects} object(s) "
+            f"under {url} as {folder}/; {report.bytes_new} new bytes stored. {folder}/ is not checked out: "
+            f"`ds get HEAD DIR --include '{folder}/**'` copies it after the commit")
 
 
 @app.command()

@@ -459,12 +459,23 @@ class Dataset:
         recursive: bool = True,
         verbose: bool = False,
         max_workers: int | None = None,
+        *,
+        dask: str | None = None,
     ) -> int:
         """Add a file, or a folder's files that match ``wildcard`` as pathlib's ``rglob`` (or,
         not ``recursive``, ``glob``) picks them, as ClearML does: ``*.jpg`` at any depth,
         ``sub/*.jpg`` in any folder named ``sub``; a single file is added whatever the wildcard.
-        Changed files replace theirs; returns how many are new."""
+        Changed files replace theirs; returns how many are new.
+
+        ``path`` may be a URL (``s3://bucket/prefix``, any fsspec URL): its objects are
+        streamed into the store, their bytes stored as a local file's would be (unlike
+        ``add_external_files``, which keeps links), matched by ``wildcard`` as there. With
+        ``dask`` (``local:N`` or a scheduler's address) the reading runs on that cluster."""
         self._require_draft("take new files")
+        if "://" in str(path):
+            return self._add_url(str(path), wildcard, dataset_path, recursive, verbose, max_workers, dask)
+        if dask is not None:
+            raise DsError("add_files: dask= reads a URL's objects on a cluster; give an s3:// (or other) URL")
         src = Path(path).expanduser().absolute()
         if not src.exists():
             raise DsError(f"add_files: {src} does not exist")
@@ -492,6 +503,24 @@ class Dataset:
                      for j in jobs]
             return _apply(editor, Ingestor(self._store.chunks, cfg.chunking, cfg.zstd_level,
                                            max_workers, progress=report).run(based))
+
+        added, modified = self._edit(change)
+        self.update_changed_files(num_files_added=added, num_files_modified=modified)
+        return added
+
+    def _add_url(self, url: str, wildcard: str | Sequence[str] | None, dataset_path: str | None,
+                 recursive: bool, verbose: bool, max_workers: int | None, dask: str | None) -> int:
+        from .url_ingest import UrlAddReport, UrlSource, ingest_objects
+
+        source = UrlSource(url)
+        objects = [o for o in source.list() if matches_any_wildcard(o.rel, wildcard, recursive=recursive)]
+
+        def change(editor: TreeEditor) -> tuple[int, int]:
+            report = LogProgress("add_files") if verbose else None
+            announce(report, len(objects), sum(o.size for o in objects))
+            entries = ingest_objects(self._store, source, objects, UrlAddReport(), dask, report,
+                                     workers=max_workers)
+            return _apply(editor, {check_relpath(_join(dataset_path, rel)): entry for rel, entry in entries})
 
         added, modified = self._edit(change)
         self.update_changed_files(num_files_added=added, num_files_modified=modified)

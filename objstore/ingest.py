@@ -21,7 +21,9 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from typing import Any, BinaryIO
 
 from .chunking import ChunkParams, cut
 from .chunkstore import ChunkStore
@@ -68,12 +70,45 @@ def default_workers() -> int:
     return max(2, min(8, os.cpu_count() or 2))
 
 
+class FileReader:
+    """Where the ingestor reads a job's bytes: files on this machine. Another source (an
+    fsspec URL, ``url_ingest.UrlReader``) gives the same three answers, so every byte that
+    enters a store is cut, hashed and packed by the one ``Ingestor``."""
+
+    def read(self, job: Job) -> bytes:
+        """The whole of a small file (a link's target); ``_Changed`` if its size moved."""
+        if job.stat.kind == LINK:
+            return os.fsencode(os.readlink(job.abspath))
+        with open(job.abspath, "rb", buffering=0) as f:
+            data = f.read()
+        check_unchanged(job, len(data))
+        return data
+
+    @contextmanager
+    def open(self, job: Job) -> Iterator[tuple[BinaryIO, int, Callable[[], bool]]]:
+        """(file, its size now, whether it is still the same file once read)."""
+        with open(job.abspath, "rb", buffering=0) as f:
+            before = os.fstat(f.fileno())
+
+            def same() -> bool:  # ctime: also a write that kept the mtime
+                after = os.fstat(f.fileno())
+                return (after.st_size, after.st_mtime_ns, after.st_ctime_ns) == (
+                    before.st_size, before.st_mtime_ns, before.st_ctime_ns)
+            yield f, before.st_size, same
+
+    def stat(self, job: Job) -> Stat | None:
+        """The file's stat now (FileNotFoundError if it is gone)."""
+        return Stat.of(os.stat(job.abspath) if job.src is not None else os.lstat(job.abspath))
+
+
 class Ingestor:
     """Encodes files into ``chunks``; results come back as FileEntry per path."""
 
     def __init__(self, chunks: ChunkStore, params: ChunkParams, level: int,
-                 workers: int | None = None, progress: Progress | None = None):
+                 workers: int | None = None, progress: Progress | None = None,
+                 reader: Any = None):
         self.chunks = chunks
+        self.reader = reader or FileReader()
         self.algo = chunks.algo
         self.params = params
         self.level = level
@@ -149,12 +184,7 @@ class Ingestor:
         return out
 
     def _small_once(self, job: Job) -> tuple[FileEntry, Encoded | None]:
-        if job.stat.kind == LINK:
-            data = os.fsencode(os.readlink(job.abspath))
-        else:
-            with open(job.abspath, "rb", buffering=0) as f:
-                data = f.read()
-            _check_unchanged(job, len(data))
+        data = self.reader.read(job)
         name = job.entry_name
         if not data:
             return FileEntry(name, job.stat.kind, 0, self.algo.digest(b"")), None
@@ -181,11 +211,10 @@ class Ingestor:
             raise DsError(f"{job.path} kept changing while it was being added ({READ_ATTEMPTS} reads); "
                           "add it again once nothing is writing to it")
         try:
-            st = os.stat(job.abspath) if job.src is not None else os.lstat(job.abspath)
+            now = self.reader.stat(job)
         except FileNotFoundError:
             raise DsError(f"{job.path} was removed while it was being added; "
                           "run the command again") from None
-        now = Stat.of(st)
         if now is None or (now.kind == LINK) != (job.stat.kind == LINK):
             raise DsError(f"{job.path} was replaced by another kind of file while it was being "
                           "added; run the command again")
@@ -193,10 +222,8 @@ class Ingestor:
         return replace(job, stat=now)
 
     def _large_once(self, job: Job, pool: ThreadPoolExecutor) -> FileEntry:
-        with open(job.abspath, "rb", buffering=0) as f:
-            before = os.fstat(f.fileno())
-            size = before.st_size
-            _check_unchanged(job, size)
+        with self.reader.open(job) as (f, size, same):
+            check_unchanged(job, size)
             whole = self.algo.new()
             chunks: list[tuple[bytes, int]] = []
             window: deque[Future[Encoded]] = deque()
@@ -215,9 +242,8 @@ class Ingestor:
                 for fut in window:
                     fut.cancel()
                 raise
-            after = os.fstat(f.fileno())
-        if done != size or (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (
-                size, before.st_mtime_ns, before.st_ctime_ns):  # ctime: also a write that kept the mtime
+            unchanged = same()
+        if done != size or not unchanged:
             raise _Changed(job.path)
         return FileEntry(job.entry_name, job.stat.kind, size, whole.digest(), tuple(chunks))
 
@@ -387,7 +413,7 @@ def _free_buffer(buffers: list[bytearray], size: int) -> bytearray:
     return buf
 
 
-def _check_unchanged(job: Job, size: int) -> None:
+def check_unchanged(job: Job, size: int) -> None:
     """The file still has the size its job was made with (the scan's stat)."""
     if size != job.stat.size:
         raise _Changed(job.path)

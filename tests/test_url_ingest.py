@@ -1,0 +1,258 @@
+"""Adding the objects under a URL (moto's S3 server): the same version as adding the same
+files from disk, here or on a Dask cluster of worker processes, including one killed
+mid-task; the CLI's folder that is versioned but not checked out; the SDK's add_files."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from objstore.errors import DsError
+from objstore.store import Store
+from objstore.url_ingest import SourceObject, UrlSource, add_url, plan_tasks
+from objstore.worktree import add
+
+from .conftest import ds, write
+
+
+def _files(seed: int = 7, count: int = 150) -> dict[str, bytes]:
+    """Small files of every size up to a few chunks' minimum, empty ones, a text file and a
+    random one that each cut into several chunks."""
+    rng = random.Random(seed)
+    out = {f"d{i % 5}/s{i % 3}/f{i}.bin": rng.randbytes(rng.choice([0, 1, 500, 4000, 97_000, 200_000]))
+           for i in range(count)}
+    out["big/random.bin"] = rng.randbytes(6_000_000)
+    out["big/table.csv"] = b"".join(b"%d,%d,some text\n" % (i, i * 7) for i in range(400_000))
+    out["top.txt"] = b"at the root\n"
+    return out
+
+
+@pytest.fixture
+def bucket(moto_s3, monkeypatch) -> tuple[str, dict, dict[str, bytes]]:
+    """(URL of a prefix holding _files(), storage options, the files)."""
+    import s3fs
+
+    name = moto_s3.new_bucket()
+    files = _files()
+    s3fs.S3FileSystem(**moto_s3.options).pipe({f"{name}/src/{k}": v for k, v in files.items()})
+    return f"s3://{name}/src", moto_s3.options, files
+
+
+def _local_tree(tmp_path: Path, files: dict[str, bytes], folder: str) -> str:
+    """The stage's tree after `ds add` of the same files, on disk under ``folder``."""
+    root = tmp_path / "local"
+    root.mkdir()
+    for rel, data in files.items():
+        write(root, f"{folder}/{rel}", data, 0o644)
+    s = Store.init(root)
+    try:
+        add(s, [folder], cwd=str(root))
+        return s.staged_tree()
+    finally:
+        s.close()
+
+
+def test_listing_and_plan(bucket):
+    url, options, files = bucket
+    objects = UrlSource(url, options).list()
+    assert [o.rel for o in objects] == sorted(files)
+    assert {o.rel: o.size for o in objects} == {k: len(v) for k, v in files.items()}
+    assert all(o.token for o in objects)  # an ETag: what tells a replaced object
+    tasks = plan_tasks(objects, task_bytes=1_000_000, task_files=40)
+    assert [o for t in tasks for o in t] == objects  # every object once, in path order
+    for t in tasks:
+        assert len(t) == 1 or (len(t) <= 40 and sum(o.size for o in t) <= 1_000_000)
+    assert [o.rel for o in tasks[0:1][0]] and any(len(t) == 1 and t[0].size > 1_000_000 for t in tasks)
+
+
+def test_plan_of_nothing_and_of_one_large():
+    assert plan_tasks([]) == []
+    big = SourceObject("a", 10, "t")
+    assert plan_tasks([big, SourceObject("b", 1, "t")], task_bytes=5) == [[big], [SourceObject("b", 1, "t")]]
+
+
+def test_url_add_is_the_same_version_as_a_local_add(bucket, store, tmp_path):
+    url, options, files = bucket
+    report = add_url(store, url, "raw", options)
+    assert report.objects == report.staged == len(files)
+    assert report.bytes_read == sum(len(v) for v in files.values())
+    assert store.staged_tree() == _local_tree(tmp_path, files, "raw")
+    # the bytes are in the store: read back through a copy of the version
+    from objstore.get import get_copy
+
+    store.commit("from the bucket")
+    get_copy(store, "HEAD", str(tmp_path / "out"))
+    for rel, data in files.items():
+        assert (tmp_path / "out" / "raw" / rel).read_bytes() == data
+
+
+def test_url_add_again_stages_only_the_changes(bucket, store, moto_s3):
+    import s3fs
+
+    url, options, files = bucket
+    add_url(store, url, "raw", options)
+    store.commit("first")
+    fs = s3fs.S3FileSystem(**moto_s3.options)
+    root = url[len("s3://"):]
+    fs.rm(f"{root}/d1", recursive=True)
+    fs.pipe({f"{root}/new.txt": b"new", f"{root}/top.txt": b"changed\n"})
+    report = add_url(store, url, "raw", options)
+    gone = [k for k in files if k.startswith("d1/")]
+    assert report.removed == len(gone) and report.staged == 2
+    assert report.bytes_new <= len(b"new") + len(b"changed\n")  # the rest deduplicated
+    from objstore.tree_edit import TreeEditor
+
+    editor = TreeEditor(store.meta, store.staged_tree())
+    assert editor.get("raw/new.txt") is not None and editor.get("raw/d1/f1.bin") is None
+    assert editor.get("raw/top.txt").size == len(b"changed\n")
+
+
+def test_object_names_that_cannot_be_paths_are_refused(moto_s3, store):
+    import s3fs
+
+    name = moto_s3.new_bucket()
+    s3fs.S3FileSystem(**moto_s3.options).pipe({f"{name}/src/ok.txt": b"1", f"{name}/src/a/../b": b"2"})
+    with pytest.raises(DsError, match="cannot be a path"):
+        add_url(store, f"s3://{name}/src", "raw", moto_s3.options)
+    assert store.staged_tree() == store.head_tree()  # nothing staged
+
+
+def test_missing_prefix_is_a_clear_error(moto_s3, store):
+    with pytest.raises(DsError, match="no such object or prefix"):
+        add_url(store, f"s3://{moto_s3.new_bucket()}/nothing", "raw", moto_s3.options)
+
+
+def test_single_object_url(bucket, store):
+    url, options, files = bucket
+    report = add_url(store, f"{url}/top.txt", "one", options)
+    assert report.objects == 1
+    from objstore.tree_edit import TreeEditor
+
+    assert TreeEditor(store.meta, store.staged_tree()).get("one/top.txt").size == len(files["top.txt"])
+
+
+def _kill_once(marker: str) -> None:
+    """Kill this worker process the first time any task gets here: its packs are written,
+    its index fragment not yet (the worst moment to lose a worker)."""
+    if not os.path.exists(marker):
+        Path(marker).write_text("killed")
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.fixture
+def pickled_by_value():
+    """Workers cannot import this test module: its functions travel by value."""
+    import sys
+
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    yield
+    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+def test_dask_cluster_builds_the_same_version_despite_a_killed_worker(bucket, store, tmp_path, monkeypatch,
+                                                                      pickled_by_value):
+    pytest.importorskip("distributed")
+    import objstore.url_ingest as ui
+
+    url, options, files = bucket
+    monkeypatch.setattr(ui, "TASK_BYTES", 2_000_000)  # several tasks for two workers
+    marker = tmp_path / "killed"
+    report = add_url(store, url, "raw", options, cluster="local:2",
+                     after_packs=partial(_kill_once, str(marker)))
+    assert marker.exists()  # a worker died mid-task, and the task ran again elsewhere
+    assert report.tasks >= 4 and report.staged == len(files)
+    assert store.staged_tree() == _local_tree(tmp_path, files, "raw")
+    store.commit("on the cluster")
+    from objstore.maintenance import fsck
+
+    assert fsck(store, read_data=True).ok
+    from objstore.get import get_copy
+
+    get_copy(store, "HEAD", str(tmp_path / "out"))
+    assert all((tmp_path / "out" / "raw" / rel).read_bytes() == data for rel, data in files.items())
+
+
+def test_bad_cluster_spec(bucket, store):
+    pytest.importorskip("distributed")
+    url, options, _files = bucket
+    with pytest.raises(DsError, match="local:N"):
+        add_url(store, url, "raw", options, cluster="local:zero")
+    assert store.staged_tree() == store.head_tree()
+
+
+# -- the command line --------------------------------------------------------------------------
+
+def _env(moto_s3) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "DSSTORE_DIR"} | {
+        "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_CONFIG_FILE": os.devnull}
+
+
+def test_cli_url_folder_is_versioned_not_checked_out(bucket, work, moto_s3, tmp_path):
+    import json
+
+    url, options, files = bucket
+    env = _env(moto_s3)
+    ds("init", "-q", cwd=work, env=env)
+    write(work, "notes.txt", "mine")
+    ds("add", "notes.txt", cwd=work, env=env)
+    out = ds("add", url, "-o", f"endpoint_url={moto_s3.endpoint}", "--json", cwd=work, env=env)
+    got = json.loads(out.stdout)
+    assert got["folder"] == "src" and got["staged"] == got["objects"] == len(files)
+    assert not (work / "src").exists()  # no copy in the working folder
+    ds("commit", "-m", "data from the bucket", cwd=work, env=env)
+    assert "Nothing changed" in ds("status", cwd=work, env=env).stdout
+    ds("checkout", "-q", "HEAD", cwd=work, env=env)
+    assert not (work / "src").exists()  # checkout leaves it in the store
+    listed = ds("ls", "src/big", cwd=work, env=env).stdout.split()
+    assert listed == ["src/big/random.bin", "src/big/table.csv"]
+    ds("get", "HEAD", str(tmp_path / "copy"), "--include", "src/**", cwd=work, env=env)
+    assert (tmp_path / "copy" / "src" / "big" / "table.csv").read_bytes() == files["big/table.csv"]
+    assert ds("fsck", cwd=work, env=env).returncode == 0
+
+
+def test_cli_url_errors(bucket, work, moto_s3):
+    url, _options, _files = bucket
+    env = _env(moto_s3)
+    ds("init", "-q", cwd=work, env=env)
+    endpoint = f"endpoint_url={moto_s3.endpoint}"
+    r = ds("add", "notes.txt", "--to", "x", cwd=work, env=env, check=False)
+    assert r.returncode == 2 and "go with a URL" in r.stderr
+    r = ds("add", url, url, "-o", endpoint, cwd=work, env=env, check=False)
+    assert r.returncode == 2 and "one URL at a time" in r.stderr
+    write(work, "raw/mine.txt", "in the way")
+    r = ds("add", url, "--to", "raw", "-o", endpoint, cwd=work, env=env, check=False)
+    assert r.returncode == 1 and "raw exists in the working folder" in r.stderr
+    r = ds("add", url + "-nothing", "-o", endpoint, cwd=work, env=env, check=False)
+    assert r.returncode == 1 and "no such object or prefix" in r.stderr
+    r = ds("add", url, "--dask", "local:0", "-o", endpoint, cwd=work, env=env, check=False)
+    assert r.returncode == 1 and "local:N" in r.stderr
+    assert "Staged" not in ds("status", cwd=work, env=env).stdout  # no failure staged anything
+
+
+# -- the SDK -----------------------------------------------------------------------------------
+
+def test_sdk_add_files_from_a_url(bucket, tmp_path, monkeypatch, moto_s3):
+    from objstore import Dataset
+
+    url, _options, files = bucket
+    monkeypatch.setenv("DSSTORE_DIR", str(tmp_path / "sdk" / ".dsstore"))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_s3.endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    d = Dataset.create(dataset_name="from-bucket", dataset_project="p")
+    added = d.add_files(url, wildcard="*.csv", dataset_path="tables")
+    assert added == 1
+    assert d.add_files(url) == len(files)
+    assert d.finalize() is True
+    copy = Path(Dataset.get(dataset_id=d.id).get_local_copy())
+    assert (copy / "tables" / "big" / "table.csv").read_bytes() == files["big/table.csv"]
+    assert all((copy / rel).read_bytes() == data for rel, data in files.items())
+    with pytest.raises(DsError, match="dask="):
+        Dataset.create(dataset_name="x", dataset_project="p").add_files(str(tmp_path), dask="local:1")
