@@ -73,6 +73,9 @@ def add(
                                              "local:N worker processes or a scheduler's address.")] = None,
     option: Annotated[list[str] | None, typer.Option(
         "--option", "-o", help="With a URL: storage option key=value (endpoint_url, profile, ...).")] = None,
+    into_remote: Annotated[str | None, typer.Option(
+        "--into-remote", help="With a URL: write the packs straight to this remote (name or URL), "
+        "none to this machine's disk; `ds push` then sends only the version.")] = None,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -86,9 +89,10 @@ def add(
     from objstore.worktree import add as do_add
 
     if any("://" in p for p in paths):
-        return _add_url(paths, to, dask, option, quiet, as_json)
-    if to is not None or dask is not None or option:
-        raise click.UsageError("--to, --dask and --option go with a URL (s3://..., gs://..., az://...)")
+        return _add_url(paths, to, dask, option, into_remote, quiet, as_json)
+    if to is not None or dask is not None or option or into_remote is not None:
+        raise click.UsageError("--to, --dask, --option and --into-remote go with a URL "
+                               "(s3://..., gs://..., az://...)")
     store = open_store()
     with progress("adding", quiet) as cb:
         report = do_add(store, paths, cb, cwd=cwd())
@@ -116,7 +120,7 @@ def add(
 
 
 def _add_url(paths: list[str], to: str | None, dask: str | None, option: list[str] | None,
-             quiet: bool, as_json: bool) -> None:
+             into_remote: str | None, quiet: bool, as_json: bool) -> None:
     from objstore.url_ingest import add_url
 
     from .remotes import _parse_options
@@ -127,13 +131,13 @@ def _add_url(paths: list[str], to: str | None, dask: str | None, option: list[st
     folder = to if to is not None else url.rstrip("/").rpartition("/")[2]
     store = open_store()
     with progress("adding", quiet) as cb:
-        report = add_url(store, url, folder, _parse_options(option), cb, dask)
+        report = add_url(store, url, folder, _parse_options(option), cb, dask, remote=into_remote)
     for p in report.reread:
         err(f"Warning: {quote_path(p)} changed while it was read; it was read again")
     if as_json:
-        out_json({"url": url, "folder": folder, "objects": report.objects, "staged": report.staged,
-                  "removed": report.removed, "bytes_read": report.bytes_read, "bytes_new": report.bytes_new,
-                  "tasks": report.tasks, "reread": report.reread})
+        out_json({"url": url, "folder": folder, "into_remote": into_remote, "objects": report.objects,
+                  "staged": report.staged, "removed": report.removed, "bytes_read": report.bytes_read,
+                  "bytes_new": report.bytes_new, "tasks": report.tasks, "reread": report.reread})
     elif not quiet:
         err(f"Staged {report.staged} file(s), {report.removed} removal(s) from {report.objects} object(s) "
             f"under {url} as {folder}/; {report.bytes_new} new bytes stored. {folder}/ is not checked out: "

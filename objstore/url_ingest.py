@@ -228,57 +228,132 @@ class TaskResult:
     reread: list[str]
 
 
-def ingest_task(target: str, url: str, options: dict, objects: list[SourceObject],
+@dataclass(frozen=True)
+class Target:
+    """Where a task writes: the store at ``store`` (on machine ``host``), or, with ``remote``,
+    that remote (a URL, with ``options``). A worker on another machine writes to a remote
+    through a scratch store of ``config`` (the client store's: the same hash and chunking
+    make the same chunks)."""
+
+    store: str
+    host: str
+    config: bytes
+    remote: str | None = None  # as the client's store names it
+    spec: dict = field(default_factory=dict)  # its URL and options, for a scratch store
+
+    @classmethod
+    def of(cls, store: Any, remote: Any = None) -> Target:
+        import socket
+
+        if remote is None:
+            return cls(str(store.path), socket.gethostname(), (store.path / "config").read_bytes())
+        from .remote_repo import remote_spec
+
+        _name, url, options = remote_spec(store, remote.name or remote.url)
+        return cls(str(store.path), socket.gethostname(), (store.path / "config").read_bytes(),
+                   remote.name or remote.url, {"url": url, "options": options})
+
+    @contextmanager
+    def opened(self) -> Iterator[Any]:
+        """The target's ``Repository``, on the worker that runs a task."""
+        import socket
+        import tempfile
+
+        from .repository import LocalRepository
+        from .store import Store
+
+        with tempfile.TemporaryDirectory(prefix="ds-task-") as scratch:
+            if socket.gethostname() == self.host:
+                store = Store(Path(self.store))
+            else:  # another machine: a store of the same config, for the remote's cache
+                if self.remote is None:
+                    raise DsError(f"a worker on {socket.gethostname()} cannot write to the store on "
+                                  f"{self.host}; add with a remote as the target (--into-remote)")
+                from dataclasses import replace
+
+                folder = Path(scratch) / ".dsstore"
+                Store.create(folder)
+                (folder / "config").write_bytes(self.config)
+                store = Store(folder)
+                store.set_config(replace(store.config, remotes={"target": self.spec}))
+            try:
+                if self.remote is None:
+                    yield LocalRepository(store)
+                else:
+                    from .remote_repo import RemoteRepo
+
+                    yield RemoteRepo(store, self.remote if store.path == Path(self.store) else "target")
+            finally:
+                store.close()
+
+
+def ingest_task(target: Target, url: str, options: dict, objects: list[SourceObject],
                 after_packs: Callable[[], None] | None = None, workers: int | None = None) -> TaskResult:
     """One task, wherever it runs: read ``objects`` of ``url``, write their new chunks to
-    the store at ``target`` (a ``.dsstore`` folder; the caller holds its lock) as packs and
-    one index fragment, and return the entries. Running it twice writes nothing twice
-    that the first run named."""
-    from .repository import LocalRepository
-    from .store import Store
+    ``target`` as packs and one index fragment, and return the entries. Running it twice
+    writes nothing twice that the first run named."""
+    with target.opened() as repo:
+        sink = RepositoryChunks(repo, after_packs)
+        return _ingest(sink, repo.store.config, UrlSource(url, options), objects, workers)
 
-    store = Store(Path(target))
-    try:
-        sink = RepositoryChunks(LocalRepository(store), after_packs)
-        source = UrlSource(url, options)
-        ingestor = Ingestor(sink, store.config.chunking, store.config.zstd_level, workers=workers,  # type: ignore[arg-type]
-                            reader=UrlReader(source))
-        entries: list[tuple[str, FileEntry]] = []
-        ingestor.run(jobs_of(source, objects), sink=lambda job, entry: entries.append((job.path, entry)))
-        sink.flush()
-        return TaskResult(entries, ingestor.bytes_done, ingestor.bytes_new, ingestor.reread)
-    finally:
-        store.close()
+
+def _ingest(sink: RepositoryChunks, config: Any, source: UrlSource, objects: list[SourceObject],
+            workers: int | None, progress: Callable[[int, int], None] | None = None) -> TaskResult:
+    ingestor = Ingestor(sink, config.chunking, config.zstd_level, workers=workers,  # type: ignore[arg-type]
+                        progress=progress, reader=UrlReader(source))
+    entries: list[tuple[str, FileEntry]] = []
+    ingestor.run(jobs_of(source, objects), sink=lambda job, entry: entries.append((job.path, entry)))
+    sink.flush()
+    return TaskResult(entries, ingestor.bytes_done, ingestor.bytes_new, ingestor.reread)
 
 
 def ingest_objects(store: Any, source: UrlSource, objects: list[SourceObject], report: UrlAddReport,
                    cluster: str | None = None, progress: Callable[[int, int], None] | None = None,
-                   after_packs: Callable[[], None] | None = None,
-                   workers: int | None = None) -> list[tuple[str, FileEntry]]:
+                   after_packs: Callable[[], None] | None = None, workers: int | None = None,
+                   remote: str | None = None) -> list[tuple[str, FileEntry]]:
     """The entries of ``objects``, their new chunks stored (durable) in ``store``, whose lock
-    the caller holds. Without ``cluster`` they are read here into the store's chunk store;
-    with one (``cluster.open_client``) each task of ``plan_tasks`` runs on a worker, which
-    writes its packs and fragment to the store folder itself (so the folder must be one the
-    workers see: this machine for ``local:N``, a shared file system otherwise)."""
+    the caller holds, or with ``remote`` (a name or URL) straight on that remote, under a
+    writer's lease (so no remote gc runs meanwhile). Without ``cluster`` they are read
+    here; with one (``cluster.open_client``) each task of ``plan_tasks`` runs on a worker,
+    which writes its packs and fragment itself: to the store folder on this machine's
+    workers, to the remote from anywhere."""
     report.objects += len(objects)
-    if cluster is None:
-        ingestor = Ingestor(store.chunks, store.config.chunking, store.config.zstd_level, workers=workers,
-                            progress=progress, reader=UrlReader(source))
-        entries: list[tuple[str, FileEntry]] = []
-        try:
-            ingestor.run(jobs_of(source, objects), sink=lambda job, entry: entries.append((job.path, entry)))
-        except BaseException:
-            store.chunks.abort()
-            raise
-        store.chunks.flush()  # durable before the stage names them
-        report.bytes_read, report.bytes_new = ingestor.bytes_done, ingestor.bytes_new
-        report.reread = ingestor.reread
+    if remote is not None:
+        from .remote_repo import RemoteRepo
+
+        repo = RemoteRepo(store, remote)
+        with repo.fs.operation("upload"):
+            repo.check_config(create=True)
+            with repo.lock("add"):
+                entries = _run(store, source, objects, report, cluster, progress, after_packs, workers, repo)
+            repo.forget_index()
+            repo.index()  # the new fragments, cached: push and fsck find the chunks there
         return entries
+    return _run(store, source, objects, report, cluster, progress, after_packs, workers, None)
+
+
+def _run(store: Any, source: UrlSource, objects: list[SourceObject], report: UrlAddReport,
+         cluster: str | None, progress: Callable[[int, int], None] | None,
+         after_packs: Callable[[], None] | None, workers: int | None,
+         repo: Any) -> list[tuple[str, FileEntry]]:
+    if cluster is None:
+        if repo is not None:
+            sink = RepositoryChunks(repo, after_packs)
+            result = _ingest(sink, store.config, source, objects, workers, progress)
+        else:
+            try:
+                result = _ingest(store.chunks, store.config, source, objects, workers, progress)  # type: ignore[arg-type]
+            except BaseException:
+                store.chunks.abort()
+                raise
+        report.bytes_read, report.bytes_new = result.bytes_read, result.bytes_new
+        report.reread = result.reread
+        return result.entries
     from .cluster import run_tasks
 
     tasks = plan_tasks(objects)
     report.tasks = len(tasks)
-    entries = []
+    entries: list[tuple[str, FileEntry]] = []
 
     def done(result: TaskResult) -> None:
         entries.extend(result.entries)
@@ -287,7 +362,8 @@ def ingest_objects(store: Any, source: UrlSource, objects: list[SourceObject], r
         report.reread += result.reread
         if progress is not None:
             progress(len(entries), report.bytes_read)
-    run_tasks(cluster, ingest_task, [(str(store.path), source.url, source.options, task, after_packs, workers)
+    target = Target.of(store, repo)
+    run_tasks(cluster, ingest_task, [(target, source.url, source.options, task, after_packs, workers)
                                      for task in tasks], on_done=done)
     store.chunks.index.reload()  # the workers' fragments
     return entries
@@ -295,7 +371,7 @@ def ingest_objects(store: Any, source: UrlSource, objects: list[SourceObject], r
 
 def add_url(store: Any, url: str, to: str, options: dict | None = None,
             progress: Callable[[int, int], None] | None = None, cluster: str | None = None,
-            after_packs: Callable[[], None] | None = None) -> UrlAddReport:
+            after_packs: Callable[[], None] | None = None, remote: str | None = None) -> UrlAddReport:
     """Stage the objects under ``url`` as the folder ``to`` of the working folder's store,
     which then holds exactly them (entries the URL no longer has are removed). The folder
     is left out of the checked-out part (``worktree.sparse`` gains ``!/TO/``): its bytes live
@@ -319,7 +395,8 @@ def add_url(store: Any, url: str, to: str, options: dict | None = None,
             raise DsError(f"{prefix} is a file in the stage; add the URL under another --to")
         before = set(editor.files_under(prefix))
         objects = source.list()
-        for rel, entry in ingest_objects(store, source, objects, report, cluster, progress, after_packs):
+        for rel, entry in ingest_objects(store, source, objects, report, cluster, progress, after_packs,
+                                         remote=remote):
             path = join(prefix, rel)
             before.discard(path)
             old = editor.get(path)

@@ -256,3 +256,101 @@ def test_sdk_add_files_from_a_url(bucket, tmp_path, monkeypatch, moto_s3):
     assert all((copy / rel).read_bytes() == data for rel, data in files.items())
     with pytest.raises(DsError, match="dask="):
         Dataset.create(dataset_name="x", dataset_project="p").add_files(str(tmp_path), dask="local:1")
+
+
+# -- straight to a remote ------------------------------------------------------------------------
+
+def _remote_store(store: Store, url: str, options: dict) -> None:
+    from dataclasses import replace
+
+    store.set_config(replace(store.config, remote="origin",
+                             remotes={"origin": {"url": url, "options": options}}))
+
+
+def test_into_remote_writes_no_pack_here_and_push_sends_only_the_version(bucket, store, tmp_path, moto_s3):
+    from objstore.maintenance import fsck
+    from objstore.remote import clone, fsck_remote, push
+
+    url, options, files = bucket
+    _remote_store(store, f"s3://{moto_s3.new_bucket()}/store", moto_s3.options)
+    local_packs = sorted(p.name for p in (store.path / "packs").rglob("*.pack"))
+    report = add_url(store, url, "raw", options, remote="origin")
+    assert report.staged == len(files) and report.bytes_new > 0
+    assert sorted(p.name for p in (store.path / "packs").rglob("*.pack")) == local_packs  # nothing here
+    assert store.staged_tree() == _local_tree(tmp_path, files, "raw")
+    store.commit("straight to the remote")
+    assert fsck(store).ok and fsck(store).remote_only > 0
+    sent = push(store, "origin")
+    assert sent.chunks == 0  # the chunks were there already: only the version went
+    assert fsck_remote(store, "origin", read_data_subset=1.0)["ok"]
+    copy, _t = clone(store.config.remotes["origin"]["url"], str(tmp_path / "clone"), options=moto_s3.options)
+    try:  # a clone elsewhere checks the folder out: its bytes come from the remote
+        assert all((tmp_path / "clone" / "raw" / rel).read_bytes() == data for rel, data in files.items())
+    finally:
+        copy.close()
+
+
+def test_into_remote_requests_grow_with_bytes_over_pack_size(bucket, store, moto_s3, monkeypatch):
+    from dataclasses import replace
+
+    from objstore import remote_repo
+
+    url, options, files = bucket
+    store.set_config(replace(store.config, pack_target=2 * 1024 * 1024))
+    _remote_store(store, f"s3://{moto_s3.new_bucket()}/store", moto_s3.options)
+    opened = []
+    real = remote_repo.RemoteRepo.__init__
+
+    def spy(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        opened.append(self)
+    monkeypatch.setattr(remote_repo.RemoteRepo, "__init__", spy)
+    report = add_url(store, url, "raw", options, remote="origin")
+    fs = opened[0].fs
+    packs = len([r for r in fs.list("packs") if r.endswith(".pack")])
+    stored = sum(size for r, (size, _t) in fs.list_detail("packs").items())
+    assert packs >= stored // (2 * 1024 * 1024) and packs <= stored // (2 * 1024 * 1024) + 2
+    # per pack a check and an upload; then one fragment, the config, the lease and the index
+    assert fs.requests["put"] <= packs + 6 and fs.request_count <= 2 * packs + 20, dict(fs.requests)
+    assert report.bytes_read == sum(len(v) for v in files.values())
+
+
+def test_into_remote_on_a_cluster_with_a_killed_worker(bucket, store, tmp_path, moto_s3, monkeypatch,
+                                                       pickled_by_value):
+    pytest.importorskip("distributed")
+    import objstore.url_ingest as ui
+    from objstore.remote import fsck_remote, push
+
+    url, options, files = bucket
+    _remote_store(store, f"s3://{moto_s3.new_bucket()}/store", moto_s3.options)
+    monkeypatch.setattr(ui, "TASK_BYTES", 3_000_000)
+    marker = tmp_path / "killed"
+    report = add_url(store, url, "raw", options, cluster="local:2", remote="origin",
+                     after_packs=partial(_kill_once, str(marker)))
+    assert marker.exists() and report.tasks >= 3
+    assert store.staged_tree() == _local_tree(tmp_path, files, "raw")
+    assert not list((store.path / "packs").rglob("*.pack"))
+    store.commit("on the cluster, into the remote")
+    assert push(store, "origin").chunks == 0
+    assert fsck_remote(store, "origin", read_data_subset=1.0)["ok"]
+
+
+def test_a_worker_on_another_machine_writes_to_the_remote_through_a_scratch_store(bucket, store, moto_s3):
+    from dataclasses import replace
+
+    from objstore.remote_repo import RemoteRepo
+    from objstore.url_ingest import Target, ingest_task
+
+    url, options, _files = bucket
+    _remote_store(store, f"s3://{moto_s3.new_bucket()}/store", moto_s3.options)
+    repo = RemoteRepo(store, "origin")
+    repo.check_config(create=True)
+    objects = UrlSource(url, options).list()[:20]
+    elsewhere = replace(Target.of(store, repo), host="another-machine")
+    result = ingest_task(elsewhere, url, options, objects)
+    assert sorted(rel for rel, _e in result.entries) == [o.rel for o in objects]
+    repo.forget_index()
+    assert all(repo.has(chunk_id) for _rel, e in result.entries for chunk_id, _n in e.chunk_list())
+    assert not list((store.path / "packs").rglob("*.pack"))  # nothing came here
+    with pytest.raises(DsError, match="cannot write to the store on"):
+        ingest_task(replace(Target.of(store), host="another-machine"), url, options, objects)
