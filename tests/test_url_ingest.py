@@ -354,3 +354,51 @@ def test_a_worker_on_another_machine_writes_to_the_remote_through_a_scratch_stor
     assert not list((store.path / "packs").rglob("*.pack"))  # nothing came here
     with pytest.raises(DsError, match="cannot write to the store on"):
         ingest_task(replace(Target.of(store), host="another-machine"), url, options, objects)
+
+
+# -- at scale ----------------------------------------------------------------------------------
+# The full check is 20,000 objects: DS_URL_SCALE_OBJECTS=20000 (about N s per 1,000 here);
+# the default suite runs the same test on 2,000.
+SCALE_OBJECTS = int(os.environ.get("DS_URL_SCALE_OBJECTS", "2000"))
+
+
+def test_many_objects_on_two_workers_into_a_remote(moto_s3, store, tmp_path, monkeypatch, pickled_by_value):
+    pytest.importorskip("distributed")
+    from dataclasses import replace
+
+    import s3fs
+
+    import objstore.url_ingest as ui
+    from objstore.remote import fsck_remote
+
+    rng = random.Random(20_000)
+    def content(i: int) -> bytes:  # the S set's shape: 1-8 KiB, half text, half random
+        if i % 2:
+            return (b"line %d of a text file\n" % i) * rng.randint(40, 350)
+        return rng.randbytes(rng.randint(1024, 8192))
+    files = {f"f{i % 200:03d}/{i}.{'txt' if i % 2 else 'bin'}": content(i) for i in range(SCALE_OBJECTS)}
+    files["large/random.bin"] = rng.randbytes(12 * 1024 * 1024)
+    files["large/table.csv"] = b"".join(b"%d,%d,%x\n" % (i, i * 3, i * 7) for i in range(900_000))
+    name = moto_s3.new_bucket()
+    s3fs.S3FileSystem(**moto_s3.options).pipe({f"{name}/src/{k}": v for k, v in files.items()})
+    pack_target = 4 * 1024 * 1024
+    store.set_config(replace(store.config, pack_target=pack_target))
+    _remote_store(store, f"s3://{moto_s3.new_bucket()}/store", moto_s3.options)
+    monkeypatch.setattr(ui, "TASK_BYTES", 8 * 1024 * 1024)
+    marker = tmp_path / "killed"
+    report = add_url(store, f"s3://{name}/src", "raw", moto_s3.options, cluster="local:2", remote="origin",
+                     after_packs=partial(_kill_once, str(marker)))
+    assert marker.exists() and report.staged == len(files)
+    assert store.staged_tree() == _local_tree(tmp_path, files, "raw")
+    store.commit("at scale")
+    from objstore.remote import push
+
+    push(store, "origin")
+    assert fsck_remote(store, "origin")["ok"]
+    # the target's objects grow with the bytes stored over the pack size, not with the files
+    target = store.config.remotes["origin"]["url"].removeprefix("s3://")
+    listing = s3fs.S3FileSystem(**moto_s3.options).find(target, detail=True)
+    packs = [i["size"] for p, i in listing.items() if p.endswith(".pack")]
+    fragments = [p for p in listing if "/index/" in p]
+    assert len(fragments) <= report.tasks + 2  # one per task that finished (a push adds none here)
+    assert len(packs) <= sum(packs) // pack_target + report.tasks + 1
