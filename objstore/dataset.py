@@ -510,17 +510,27 @@ class Dataset:
 
     def _add_url(self, url: str, wildcard: str | Sequence[str] | None, dataset_path: str | None,
                  recursive: bool, verbose: bool, max_workers: int | None, dask: str | None) -> int:
-        from .url_ingest import UrlAddReport, UrlSource, ingest_objects
+        from .url_ingest import UrlAddReport, UrlSource, ingest_objects, load_sources, save_sources, unchanged
 
         source = UrlSource(url)
         objects = [o for o in source.list() if matches_any_wildcard(o.rel, wildcard, recursive=recursive)]
+        by_rel = {o.rel: o for o in objects}
 
         def change(editor: TreeEditor) -> tuple[int, int]:
+            # objects the last add of this URL stored, unchanged since (size, ETag), are not read
+            todo, rows = unchanged(objects, load_sources(self._store, source.url),
+                                   lambda rel: editor.get(check_relpath(_join(dataset_path, rel))))
             report = LogProgress("add_files") if verbose else None
-            announce(report, len(objects), sum(o.size for o in objects))
-            entries = ingest_objects(self._store, source, objects, UrlAddReport(), dask, report,
-                                     workers=max_workers)
-            return _apply(editor, {check_relpath(_join(dataset_path, rel)): entry for rel, entry in entries})
+            announce(report, len(todo), sum(o.size for o in todo))
+            entries: dict[str, FileEntry] = {}
+
+            def emit(rel: str, entry: FileEntry) -> None:
+                entries[check_relpath(_join(dataset_path, rel))] = entry
+                rows[rel] = (by_rel[rel].size, by_rel[rel].token, entry.hash.hex())
+            ingest_objects(self._store, source, todo, UrlAddReport(), emit, dask, report, workers=max_workers)
+            self._store.chunks.flush()
+            save_sources(self._store, source.url, rows)
+            return _apply(editor, entries)
 
         added, modified = self._edit(change)
         self.update_changed_files(num_files_added=added, num_files_modified=modified)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -50,6 +50,7 @@ class UrlAddReport:
     bytes_read: int = 0
     bytes_new: int = 0
     tasks: int = 0
+    unchanged: int = 0  # objects with the same size and ETag as at the last add: not read
     reread: list[str] = field(default_factory=list)
 
 
@@ -194,10 +195,15 @@ class RepositoryChunks:
         return None
 
     def keep(self) -> None:
-        """On a failure: what is written stays unnamed (a retry writes it again)."""
-        self._pending, self._pending_bytes = [], 0
+        """On a failure: write and name what was stored (so a retry reads it as known), never
+        raising over the error that stopped the run; what cannot be written is dropped."""
+        try:
+            self.flush()
+        except Exception:
+            self.abort()
 
-    abort = keep
+    def abort(self) -> None:
+        self._pending, self._pending_bytes, self._rows = [], 0, []
 
 
 def plan_tasks(objects: list[SourceObject], task_bytes: int | None = None,
@@ -297,26 +303,36 @@ def ingest_task(target: Target, url: str, options: dict, objects: list[SourceObj
         return _ingest(sink, repo.store.config, UrlSource(url, options), objects, workers)
 
 
+Emit = Callable[[str, FileEntry], None]
+Known = dict[str, tuple[int, str, str]]  # rel -> (size, token, content hash hex), as last added
+
+
 def _ingest(sink: RepositoryChunks, config: Any, source: UrlSource, objects: list[SourceObject],
-            workers: int | None, progress: Callable[[int, int], None] | None = None) -> TaskResult:
+            workers: int | None, progress: Callable[[int, int], None] | None = None,
+            emit: Emit | None = None) -> TaskResult:
+    """Read ``objects`` into ``sink``; each entry goes to ``emit`` as it is done (else it is
+    kept in the result). Chunks are durable once ``sink`` is flushed (here, at the end)."""
     ingestor = Ingestor(sink, config.chunking, config.zstd_level, workers=workers,  # type: ignore[arg-type]
                         progress=progress, reader=UrlReader(source))
     entries: list[tuple[str, FileEntry]] = []
-    ingestor.run(jobs_of(source, objects), sink=lambda job, entry: entries.append((job.path, entry)))
+    keep = emit or (lambda path, entry: entries.append((path, entry)))
+    ingestor.run(jobs_of(source, objects), sink=lambda job, entry: keep(job.path, entry))
     sink.flush()
     return TaskResult(entries, ingestor.bytes_done, ingestor.bytes_new, ingestor.reread)
 
 
 def ingest_objects(store: Any, source: UrlSource, objects: list[SourceObject], report: UrlAddReport,
-                   cluster: str | None = None, progress: Callable[[int, int], None] | None = None,
+                   emit: Emit, cluster: str | None = None, progress: Callable[[int, int], None] | None = None,
                    after_packs: Callable[[], None] | None = None, workers: int | None = None,
-                   remote: str | None = None) -> list[tuple[str, FileEntry]]:
-    """The entries of ``objects``, their new chunks stored (durable) in ``store``, whose lock
+                   remote: str | None = None) -> None:
+    """Each entry of ``objects`` to ``emit``, its new chunks stored in ``store``, whose lock
     the caller holds, or with ``remote`` (a name or URL) straight on that remote, under a
     writer's lease (so no remote gc runs meanwhile). Without ``cluster`` they are read
     here; with one (``cluster.open_client``) each task of ``plan_tasks`` runs on a worker,
     which writes its packs and fragment itself: to the store folder on this machine's
-    workers, to the remote from anywhere."""
+    workers, to the remote from anywhere. When this returns, every emitted entry's chunks
+    are durable; when it raises, those of the entries done are kept where possible (the
+    caller checks with ``stored``)."""
     report.objects += len(objects)
     if remote is not None:
         from .remote_repo import RemoteRepo
@@ -324,49 +340,115 @@ def ingest_objects(store: Any, source: UrlSource, objects: list[SourceObject], r
         repo = RemoteRepo(store, remote)
         with repo.fs.operation("upload"):
             repo.check_config(create=True)
-            with repo.lock("add"):
-                entries = _run(store, source, objects, report, cluster, progress, after_packs, workers, repo)
+            try:
+                with repo.lock("add"):
+                    _run(store, source, objects, report, emit, cluster, progress, after_packs, workers, repo)
+            except BaseException:
+                with suppress(Exception):  # never over the error that stopped the run
+                    repo.forget_index()
+                raise
             repo.forget_index()
             repo.index()  # the new fragments, cached: push and fsck find the chunks there
-        return entries
-    return _run(store, source, objects, report, cluster, progress, after_packs, workers, None)
+        return
+    _run(store, source, objects, report, emit, cluster, progress, after_packs, workers, None)
 
 
-def _run(store: Any, source: UrlSource, objects: list[SourceObject], report: UrlAddReport,
+def _run(store: Any, source: UrlSource, objects: list[SourceObject], report: UrlAddReport, emit: Emit,
          cluster: str | None, progress: Callable[[int, int], None] | None,
-         after_packs: Callable[[], None] | None, workers: int | None,
-         repo: Any) -> list[tuple[str, FileEntry]]:
+         after_packs: Callable[[], None] | None, workers: int | None, repo: Any) -> None:
     if cluster is None:
         if repo is not None:
-            sink = RepositoryChunks(repo, after_packs)
-            result = _ingest(sink, store.config, source, objects, workers, progress)
+            result = _ingest(RepositoryChunks(repo, after_packs), store.config, source, objects, workers,
+                             progress, emit)
         else:
             try:
-                result = _ingest(store.chunks, store.config, source, objects, workers, progress)  # type: ignore[arg-type]
+                result = _ingest(store.chunks, store.config, source, objects, workers,  # type: ignore[arg-type]
+                                 progress, emit)
             except BaseException:
                 store.chunks.abort()
                 raise
         report.bytes_read, report.bytes_new = result.bytes_read, result.bytes_new
         report.reread = result.reread
-        return result.entries
+        return
     from .cluster import run_tasks
 
     tasks = plan_tasks(objects)
     report.tasks = len(tasks)
-    entries: list[tuple[str, FileEntry]] = []
+    files = 0
 
-    def done(result: TaskResult) -> None:
-        entries.extend(result.entries)
+    def done(result: TaskResult) -> None:  # a task returns once its fragment is written
+        nonlocal files
+        for path, entry in result.entries:
+            emit(path, entry)
+        files += len(result.entries)
         report.bytes_read += result.bytes_read
         report.bytes_new += result.bytes_new
         report.reread += result.reread
         if progress is not None:
-            progress(len(entries), report.bytes_read)
-    target = Target.of(store, repo)
-    run_tasks(cluster, ingest_task, [(target, source.url, source.options, task, after_packs, workers)
-                                     for task in tasks], on_done=done)
-    store.chunks.index.reload()  # the workers' fragments
-    return entries
+            progress(files, report.bytes_read)
+    try:
+        run_tasks(cluster, ingest_task, [(Target.of(store, repo), source.url, source.options, task,
+                                          after_packs, workers) for task in tasks], on_done=done)
+    finally:
+        store.chunks.index.reload()  # the workers' fragments
+
+
+def stored(store: Any, remote: str | None) -> Callable[[bytes], bool]:
+    """Whether a chunk is durable and indexed where an add wrote it."""
+    if remote is None:
+        return store.chunks.has
+    from .remote_repo import RemoteRepo
+
+    return RemoteRepo(store, remote).has
+
+
+# -- what an add of the URL found last time -------------------------------------------------------
+def _sources_file(store: Any, url: str) -> Path:
+    import hashlib
+
+    return store.path / "cache" / "sources" / hashlib.sha256(url.encode()).hexdigest()[:32]
+
+
+def load_sources(store: Any, url: str) -> Known:
+    """rel -> (size, token, content hash hex) of the objects the last add of ``url`` stored.
+    Only a hint: an object is passed over only if the entry at its path still has that hash."""
+    try:
+        text = _sources_file(store, url).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return {}
+    out = {}
+    for line in text.splitlines():
+        parts = line.split("\t", 3)
+        if len(parts) == 4 and parts[0].isdigit():
+            out[parts[3]] = (int(parts[0]), parts[1], parts[2])
+    return out
+
+
+def save_sources(store: Any, url: str, rows: Known) -> None:
+    from .fsutil import atomic_write
+
+    path = _sources_file(store, url)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = (f"{size}\t{token}\t{h}\t{rel}\n" for rel, (size, token, h) in sorted(rows.items())
+             if "\t" not in token and "\n" not in token)
+    atomic_write(path, "".join(lines).encode(), durable=False)
+
+
+def unchanged(objects: list[SourceObject], known: Known,
+              entry_at: Callable[[str], FileEntry | None]) -> tuple[list[SourceObject], Known]:
+    """(objects to read, rows of those passed over): an object is passed over when the last
+    add saw it with the same size and token and the entry at its path still holds what that
+    add stored. A token-less storage never passes anything over."""
+    todo, kept = [], {}
+    for o in objects:
+        row = known.get(o.rel)
+        entry = entry_at(o.rel)
+        if (o.token and row is not None and row[:2] == (o.size, o.token) and entry is not None
+                and entry.size == o.size and entry.hash.hex() == row[2]):
+            kept[o.rel] = row
+        else:
+            todo.append(o)
+    return todo, kept
 
 
 def add_url(store: Any, url: str, to: str, options: dict | None = None,
@@ -376,7 +458,9 @@ def add_url(store: Any, url: str, to: str, options: dict | None = None,
     which then holds exactly them (entries the URL no longer has are removed). The folder
     is left out of the checked-out part (``worktree.sparse`` gains ``!/TO/``): its bytes live
     in the bucket and the store, not in the working folder, so status does not call them
-    deleted and checkout does not write them."""
+    deleted and checkout does not write them. Objects unchanged since the last add of the
+    URL (same size and ETag) are not read again; if the add fails or is interrupted, what
+    was stored is staged, so running it again goes on where it stopped."""
     from dataclasses import replace
 
     from .tree_edit import TreeEditor
@@ -395,18 +479,55 @@ def add_url(store: Any, url: str, to: str, options: dict | None = None,
             raise DsError(f"{prefix} is a file in the stage; add the URL under another --to")
         before = set(editor.files_under(prefix))
         objects = source.list()
-        for rel, entry in ingest_objects(store, source, objects, report, cluster, progress, after_packs,
-                                         remote=remote):
-            path = join(prefix, rel)
-            before.discard(path)
-            old = editor.get(path)
-            if old is None or not old.same_content(entry):
-                editor.set(path, entry)
-                report.staged += 1
+        by_rel = {o.rel: o for o in objects}
+        known = load_sources(store, source.url)
+        todo, rows = unchanged(objects, known, lambda rel: editor.get(join(prefix, rel)))
+        report.unchanged = len(rows)
+        before.difference_update(join(prefix, o.rel) for o in objects)
+        if store.in_scope()(prefix + "/x"):
+            store.set_config(replace(store.config, sparse=[*(store.config.sparse or ["/*"]), f"!/{prefix}/"]))
+        done: list[tuple[str, FileEntry]] = []
+        try:
+            ingest_objects(store, source, todo, report, lambda rel, e: done.append((rel, e)), cluster,
+                           progress, after_packs, remote=remote)
+        except BaseException:
+            _keep_done(store, editor, prefix, done, by_rel, rows, source.url, remote)
+            raise
+        report.objects = len(objects)
+        _stage(editor, prefix, done, by_rel, rows, report)
         for path in sorted(before):
             editor.remove(path)
             report.removed += 1
-        if store.in_scope()(prefix + "/x"):
-            store.set_config(replace(store.config, sparse=[*(store.config.sparse or ["/*"]), f"!/{prefix}/"]))
         store.set_stage(editor.write())
+        save_sources(store, source.url, rows)
     return report
+
+
+def _stage(editor: Any, prefix: str, done: list[tuple[str, FileEntry]], by_rel: dict[str, SourceObject],
+           rows: Known, report: UrlAddReport) -> None:
+    for rel, entry in done:
+        old = editor.get(join(prefix, rel))
+        if old is None or not old.same_content(entry):
+            editor.set(join(prefix, rel), entry)
+            report.staged += 1
+        o = by_rel[rel]
+        rows[rel] = (o.size, o.token, entry.hash.hex())
+
+
+def _keep_done(store: Any, editor: Any, prefix: str, done: list[tuple[str, FileEntry]],
+               by_rel: dict[str, SourceObject], rows: Known, url: str,
+               remote: str | None) -> None:
+    """A failed or interrupted add: stage the entries whose every chunk is stored, and
+    remember them, so the next run passes them over. Never raises over the failure."""
+    try:
+        if remote is None:
+            store.chunks.flush()
+        has = stored(store, remote)
+        kept = [(rel, e) for rel, e in done if all(has(c) for c, _n in e.chunk_list())]
+        if kept:
+            _stage(editor, prefix, kept, by_rel, rows, UrlAddReport())
+            store.set_stage(editor.write())
+            save_sources(store, url, rows)
+    except Exception:
+        if remote is None:
+            store.chunks.abort()

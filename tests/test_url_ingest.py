@@ -57,6 +57,24 @@ def _local_tree(tmp_path: Path, files: dict[str, bytes], folder: str) -> str:
         s.close()
 
 
+def _entries(store: Store, tree: str) -> dict:
+    """path -> entry of a staged tree: what a resumed add must agree on with a fresh one (its
+    tree id may differ: a folder edited twice keeps its manifest as a base and additions)."""
+    from objstore.tree_edit import TreeEditor
+
+    editor = TreeEditor(store.meta, tree)
+    return {p: editor.get(p) for p in editor.files_under("")}
+
+
+def _fresh_entries(tmp_path: Path, url: str, options: dict) -> dict:
+    fresh = Store.init(tmp_path / "fresh")
+    try:
+        add_url(fresh, url, "raw", options)
+        return _entries(fresh, fresh.staged_tree())
+    finally:
+        fresh.close()
+
+
 def test_listing_and_plan(bucket):
     url, options, files = bucket
     objects = UrlSource(url, options).list()
@@ -104,12 +122,69 @@ def test_url_add_again_stages_only_the_changes(bucket, store, moto_s3):
     report = add_url(store, url, "raw", options)
     gone = [k for k in files if k.startswith("d1/")]
     assert report.removed == len(gone) and report.staged == 2
-    assert report.bytes_new <= len(b"new") + len(b"changed\n")  # the rest deduplicated
+    # only the new and the replaced object were read: the rest have their size and ETag of last time
+    assert report.bytes_read == len(b"new") + len(b"changed\n")
+    assert report.unchanged == len(files) - len(gone) - 1
     from objstore.tree_edit import TreeEditor
 
     editor = TreeEditor(store.meta, store.staged_tree())
     assert editor.get("raw/new.txt") is not None and editor.get("raw/d1/f1.bin") is None
     assert editor.get("raw/top.txt").size == len(b"changed\n")
+
+
+def test_a_failed_add_keeps_what_it_stored_and_the_next_run_goes_on(bucket, store, tmp_path, monkeypatch):
+    from objstore import url_ingest as ui
+
+    url, options, files = bucket
+    real = ui.UrlReader.read
+    broken = sorted(files)[100]
+
+    def failing(self, job):
+        if job.path == broken:
+            raise OSError("connection reset")
+        return real(self, job)
+    monkeypatch.setattr(ui.UrlReader, "read", failing)
+    with pytest.raises(OSError):
+        add_url(store, url, "raw", options)
+    from objstore.tree_edit import TreeEditor
+
+    kept = TreeEditor(store.meta, store.staged_tree()).files_under("raw")
+    assert 0 < len(kept) < len(files) and f"raw/{broken}" not in kept
+    monkeypatch.setattr(ui.UrlReader, "read", real)
+    report = add_url(store, url, "raw", options)
+    assert report.unchanged == len(kept)  # not read again
+    assert report.bytes_read == sum(len(files[p[4:]]) for p in set(f"raw/{k}" for k in files) - set(kept))
+    assert _entries(store, store.staged_tree()) == _fresh_entries(tmp_path, url, options)
+
+
+def test_a_failed_add_into_a_remote_keeps_what_reached_it(bucket, store, tmp_path, moto_s3, monkeypatch):
+    from objstore import url_ingest as ui
+
+    url, options, files = bucket
+    _remote_store(store, f"s3://{moto_s3.new_bucket()}/store", moto_s3.options)
+    real = ui.UrlReader.read
+    broken = sorted(files)[100]
+
+    def failing(self, job):
+        if job.path == broken:
+            raise OSError("connection reset")
+        return real(self, job)
+    monkeypatch.setattr(ui.UrlReader, "read", failing)
+    with pytest.raises(OSError):
+        add_url(store, url, "raw", options, remote="origin")
+    from objstore.tree_edit import TreeEditor
+
+    kept = TreeEditor(store.meta, store.staged_tree()).files_under("raw")
+    assert 0 < len(kept) < len(files)
+    monkeypatch.setattr(ui.UrlReader, "read", real)
+    report = add_url(store, url, "raw", options, remote="origin")
+    assert report.unchanged == len(kept)
+    assert _entries(store, store.staged_tree()) == _fresh_entries(tmp_path, url, options)
+    store.commit("resumed")
+    from objstore.remote import fsck_remote, push
+
+    assert push(store, "origin").chunks == 0
+    assert fsck_remote(store, "origin", read_data_subset=1.0)["ok"]
 
 
 def test_object_names_that_cannot_be_paths_are_refused(moto_s3, store):
