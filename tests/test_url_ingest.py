@@ -477,3 +477,32 @@ def test_many_objects_on_two_workers_into_a_remote(moto_s3, store, tmp_path, mon
     fragments = [p for p in listing if "/index/" in p]
     assert len(fragments) <= report.tasks + 2  # one per task that finished (a push adds none here)
     assert len(packs) <= sum(packs) // pack_target + report.tasks + 1
+
+
+def _fail() -> None:
+    raise OSError("worker lost after writing its packs")
+
+
+def test_packs_of_a_task_that_died_before_its_fragment_are_reclaimed_by_remote_gc(bucket, store, moto_s3):
+    from objstore.remote import fsck_remote, push
+    from objstore.remote_gc import gc_remote
+    from objstore.remote_repo import RemoteRepo
+    from objstore.url_ingest import Target, ingest_task
+
+    url, options, files = bucket
+    _remote_store(store, f"s3://{moto_s3.new_bucket()}/store", moto_s3.options)
+    add_url(store, f"{url}/top.txt", "kept", options, remote="origin")
+    store.commit("one file")
+    push(store, "origin")
+    repo = RemoteRepo(store, "origin")
+    live = set(repo.packs(repo.listing()))
+    with pytest.raises(OSError, match="worker lost"):
+        ingest_task(Target.of(store, repo), url, options, UrlSource(url, options).list(), after_packs=_fail)
+    orphans = set(repo.packs(repo.listing())) - live
+    assert orphans  # written, and named by no fragment
+    young = gc_remote(store, "origin")  # within the grace period: kept (a task may still name them)
+    assert young.packs_deleted == 0 and orphans <= set(repo.packs(repo.listing()))
+    report = gc_remote(store, "origin", grace_seconds=0)
+    assert report.packs_deleted >= len(orphans)
+    assert set(repo.packs(repo.listing())) == live
+    assert fsck_remote(store, "origin", read_data_subset=1.0)["ok"]
