@@ -4,6 +4,7 @@ mid-task; the CLI's folder that is versioned but not checked out; the SDK's add_
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -506,3 +507,25 @@ def test_packs_of_a_task_that_died_before_its_fragment_are_reclaimed_by_remote_g
     assert report.packs_deleted >= len(orphans)
     assert set(repo.packs(repo.listing())) == live
     assert fsck_remote(store, "origin", read_data_subset=1.0)["ok"]
+
+
+def test_a_large_object_is_read_in_bounded_memory(moto_s3, work):
+    """One object larger than the bound: read whole, the process would pass it."""
+    import s3fs
+
+    from .test_resources import LARGE_RSS_MIB, MiB, ok, run_ds
+
+    size = (LARGE_RSS_MIB + 64) * MiB
+    name = moto_s3.new_bucket()
+    fs = s3fs.S3FileSystem(**moto_s3.options)
+    with fs.open(f"{name}/big/one.bin", "wb", block_size=64 * MiB) as f:
+        block = random.Random(5).randbytes(16 * MiB)
+        for i in range(size // len(block)):
+            f.write(bytes([i]) + block[1:])  # every block differs: no dedup inside the object
+    env = _env(moto_s3)
+    ds("init", "-q", cwd=work, env=env)
+    args = ["add", f"s3://{name}/big", "-o", f"endpoint_url={moto_s3.endpoint}", "--json"]
+    run = ok(run_ds(args, work, env), "add from the URL")
+    print(f"peak RSS of ds add of a {size // MiB} MiB object: {run.peak_mib:.0f} MiB")
+    assert json.loads(run.stdout)["bytes_read"] == size
+    assert run.peak_mib < LARGE_RSS_MIB
