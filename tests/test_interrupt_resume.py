@@ -405,7 +405,7 @@ def truncate():
         done.append(1)
         os.truncate("big.bin", os.path.getsize("big.bin") // 2)
 
-original_check, original_cut = ingest._check_unchanged, ingest.cut
+original_check, original_cut = ingest.check_unchanged, ingest.cut
 
 def check(job, size):
     original_check(job, size)
@@ -417,7 +417,7 @@ def cut(buf, params):
         truncate()
     yield from original_cut(buf, params)
 
-ingest._check_unchanged, ingest.cut = check, cut
+ingest.check_unchanged, ingest.cut = check, cut
 from objstore_cli.main import main
 sys.argv = ["ds", "add", "big.bin"]
 main()

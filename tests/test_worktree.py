@@ -334,19 +334,19 @@ def test_two_large_files_are_cut_together_and_a_failure_stages_nothing(
     b = b"%d,some text\n" * 40_000 % tuple(range(40_000))
     write(work, "a.bin", a)
     write(work, "b.csv", b)
-    real = ingest._check_unchanged
+    real = ingest.check_unchanged
 
     def fails_on_b(job, size):
         if job.path == "b.csv":
             raise DsError("b.csv changed while it was being added; run the command again")
         real(job, size)
-    monkeypatch.setattr(ingest, "_check_unchanged", fails_on_b)
+    monkeypatch.setattr(ingest, "check_unchanged", fails_on_b)
     before = store.staged_tree()
     with pytest.raises(DsError, match="b.csv changed"):
         add(store, [str(work)])
     assert store.staged_tree() == before
     assert not list((work / ".dsstore/packs").rglob(".tmp-*")), "the pack being written is dropped"
-    monkeypatch.setattr(ingest, "_check_unchanged", real)
+    monkeypatch.setattr(ingest, "check_unchanged", real)
     commit_all(store, "v1")
     out = work.parent / "out"
     get_copy(store, "HEAD", out)
