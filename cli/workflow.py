@@ -127,9 +127,12 @@ def _add_url(paths: list[str], to: str | None, dask: str | None, option: list[st
 
     if len(paths) != 1:
         raise click.UsageError("give one URL at a time (each becomes its own folder with --to)")
+    from objstore.worktree import to_store_path
+
     url = paths[0]
-    folder = to if to is not None else url.rstrip("/").rpartition("/")[2]
     store = open_store()
+    # --to is a path as `ds add` takes one (from the current folder); by default the URL's last name
+    folder = to_store_path(store, to if to is not None else url.rstrip("/").rpartition("/")[2], cwd())
     with progress("adding", quiet) as cb:
         report = add_url(store, url, folder, _parse_options(option), cb, dask, remote=into_remote)
     for p in report.reread:
@@ -137,10 +140,12 @@ def _add_url(paths: list[str], to: str | None, dask: str | None, option: list[st
     if as_json:
         out_json({"url": url, "folder": folder, "into_remote": into_remote, "objects": report.objects,
                   "staged": report.staged, "removed": report.removed, "bytes_read": report.bytes_read,
-                  "bytes_new": report.bytes_new, "tasks": report.tasks, "reread": report.reread})
+                  "bytes_new": report.bytes_new, "unchanged": report.unchanged, "tasks": report.tasks,
+                  "reread": report.reread})
     elif not quiet:
         err(f"Staged {report.staged} file(s), {report.removed} removal(s) from {report.objects} object(s) "
-            f"under {url} as {folder}/; {report.bytes_new} new bytes stored. {folder}/ is not checked out: "
+            f"under {url} as {folder}/ ({report.unchanged} unchanged since the last add, not read); "
+            f"{report.bytes_new} new bytes stored. {folder}/ is not checked out: "
             f"`ds get HEAD DIR --include '{folder}/**'` copies it after the commit")
 
 

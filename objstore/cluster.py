@@ -26,17 +26,29 @@ def _distributed() -> Any:
     return distributed
 
 
+def check_spec(spec: str) -> int | None:
+    """The worker count of ``local:N`` (None for a scheduler's address); DsError if malformed
+    or if Dask's scheduler is not installed, before anything runs."""
+    _distributed()
+    if not spec.startswith("local:"):
+        if "://" not in spec and ":" not in spec:
+            raise DsError(f"--dask {spec}: give local:N or a scheduler's address (tcp://HOST:8786)")
+        return None
+    try:
+        workers = int(spec[6:])
+    except ValueError:
+        workers = 0
+    if workers < 1:
+        raise DsError(f"--dask {spec}: write local:N with N worker processes, N >= 1")
+    return workers
+
+
 @contextmanager
 def open_client(spec: str) -> Iterator[Any]:
     """A client of the cluster ``spec`` names, closed (and a local cluster stopped) after."""
     distributed = _distributed()
-    if spec.startswith("local:"):
-        try:
-            workers = int(spec[6:])
-        except ValueError:
-            workers = 0
-        if workers < 1:
-            raise DsError(f"--dask {spec}: write local:N with N worker processes, N >= 1")
+    workers = check_spec(spec)
+    if workers is not None:
         cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                            host="127.0.0.1", dashboard_address=":0")
         try:
@@ -71,6 +83,9 @@ def run_tasks(spec: str, fn: Callable[..., Any], calls: list[tuple],
                 if on_done is not None:
                     on_done(results[index[fut.key]])
         except BaseException:
+            # a task already running is not stopped by cancelling it: wait for it, so nothing
+            # writes to the target once the caller gives up its lock (a second Ctrl-C stops waiting)
             client.cancel(futures)
+            distributed.wait(futures)
             raise
         return results

@@ -519,7 +519,8 @@ class Dataset:
         def change(editor: TreeEditor) -> tuple[int, int]:
             # objects the last add of this URL stored, unchanged since (size, ETag), are not read
             todo, rows = unchanged(objects, load_sources(self._store, source.url),
-                                   lambda rel: editor.get(check_relpath(_join(dataset_path, rel))))
+                                   lambda rel: editor.get(check_relpath(_join(dataset_path, rel))),
+                                   self._store.chunks.has)
             report = LogProgress("add_files") if verbose else None
             announce(report, len(todo), sum(o.size for o in todo))
             entries: dict[str, FileEntry] = {}

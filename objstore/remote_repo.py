@@ -343,7 +343,9 @@ class RemoteRepo(Repository):
         if name not in listed:
             self.check()
             self.fs.put(f"index/{name}", frag)
-        (self.cache / "index" / name).write_bytes(frag)
+        folder = self.cache / "index"
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write(folder / name, frag, durable=False)  # worker processes share this cache
         self.forget_index()
         return name
 

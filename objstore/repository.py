@@ -181,7 +181,9 @@ class LocalRepository(Repository):
         for chunk_id in chunk_ids:
             loc = chunks.locate(chunk_id)
             if loc is None:
-                raise DsError(f"chunk {chunk_id.hex()} is missing locally; run `ds fsck` before pushing")
+                raise DsError(f"chunk {chunk_id.hex()} is missing locally; run `ds fsck` before pushing (a "
+                              "chunk that `ds add URL --into-remote` left on the remote alone, which a "
+                              "remote gc removed before the push: add that URL again)")
             stored = chunks.read_stored(loc)
             raw = chunks.decode(chunk_id, loc, stored)
             flags = loc.flags

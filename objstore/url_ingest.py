@@ -29,7 +29,6 @@ from .scan import Stat
 
 TASK_BYTES = 256 * 1024 * 1024  # a task reads about this much (a larger object is a task alone)
 TASK_FILES = 4096  # and at most this many objects: its entries travel back in one answer
-BLOCK = 16 * 1024 * 1024  # a large object is read this much per ranged GET
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +83,39 @@ class UrlSource:
     def path(self, rel: str) -> str:
         return f"{self.root}/{rel}" if rel else self.root
 
+    @property
+    def kind(self) -> str:
+        """The backend kind of the source's filesystem (s3, gcs, azure, other), for its errors."""
+        from .backend_fsspec import KINDS
+
+        protocol = set(self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,))
+        return next((c.kind for c in KINDS.values() if protocol & set(c.PROTOCOLS)), "other")
+
+    def error(self, e: BaseException, doing: str) -> DsError:
+        """A storage error as the user's: what failed, why, and the fix (by the backend's rules)."""
+        from .backend import CREDENTIALS, DENIED, NO_BUCKET, UNREACHABLE, describe
+        from .backend_fsspec import classify
+        from .remote_fs import CREDENTIAL_HINTS
+
+        kind, why = classify(e, self.kind), describe(e)
+        if kind == CREDENTIALS:
+            hint = CREDENTIAL_HINTS.get(self.kind, "give its credentials as storage options (-o)")
+            return DsError(f"{self.url}: no usable credentials ({why}); {hint}, then run the command again")
+        if kind == DENIED:
+            return DsError(f"{self.url}: access denied ({why}); check that the credentials may read it")
+        if kind == NO_BUCKET:
+            return DsError(f"{self.url}: its bucket or container does not exist; correct the URL")
+        if kind == UNREACHABLE:
+            return DsError(f"{self.url}: cannot reach the storage ({why}); check the URL, the endpoint "
+                           "(-o endpoint_url=...) and the network")
+        return DsError(f"{self.url}: {doing} failed ({why}); run the command again: it goes on where "
+                       "it stopped")
+
     def list(self) -> list[SourceObject]:
         """Every object under the URL (or the one it names), sorted by path; fsspec pages
-        through the storage's listing."""
+        through the storage's listing. Zero-byte folder markers (``prefix/``) are passed
+        over; names that cannot be paths, or an object that another one's path passes
+        through (``a`` and ``a/b``), are refused before anything is stored."""
         try:
             info = self.fs.info(self.root)
             if info.get("type") != "directory":  # one object: the source is its folder from now on
@@ -96,26 +125,40 @@ class UrlSource:
             found = self.fs.find(self.root, detail=True)
         except FileNotFoundError:
             raise DsError(f"{self.url}: no such object or prefix; check the URL") from None
-        except OSError as e:
-            raise DsError(f"{self.url}: cannot list it ({e}); check the URL and its credentials") from None
+        except DsError:
+            raise
+        except Exception as e:
+            raise self.error(e, "listing") from None
         out = []
         for p, i in found.items():
             if i.get("type") == "directory" or not p.startswith(self.root + "/"):
                 continue
             rel = p[len(self.root) + 1:]
+            if (not rel or rel.endswith("/")) and not i.get("size"):
+                continue  # a folder marker (the S3 console's "Create folder")
             try:
                 check_relpath(rel)
             except UnsafePath as e:
                 raise DsError(f"{self.url}: object {rel!r} cannot be a path in a version ({e}); "
                               "rename it or add a narrower prefix") from None
             out.append(SourceObject(rel, int(i.get("size") or 0), _token(i)))
-        return sorted(out, key=lambda o: o.rel)
+        out.sort(key=lambda o: o.rel)
+        names = {o.rel for o in out}
+        for o in out:
+            parent = o.rel.rpartition("/")[0]
+            while parent:
+                if parent in names:
+                    raise DsError(f"{self.url}: object {parent!r} is also a folder of {o.rel!r}, which "
+                                  "a version cannot hold; rename one of them or add a narrower prefix")
+                parent = parent.rpartition("/")[0]
+        return out
 
 
 class UrlReader:
     """The ``Ingestor``'s reader for objects of a ``UrlSource`` (``ingest.FileReader``'s
-    three answers): a small object in one GET, a large one in ranged GETs of ``BLOCK``
-    bytes, and an object replaced while it was read (its token moved) read again."""
+    three answers): a small object in one GET, a large one in ranged GETs of the
+    ingestor's blocks (8 MiB), and an object replaced while it was read (its token moved)
+    read again."""
 
     def __init__(self, source: UrlSource):
         self.fs = source.fs
@@ -133,7 +176,7 @@ class UrlReader:
     def open(self, job: Job) -> Iterator[tuple[BinaryIO, int, Callable[[], bool]]]:
         path = job.abspath
         before = self._info(path)
-        with self.fs.open(path, "rb", block_size=BLOCK, cache_type="none") as f:
+        with self.fs.open(path, "rb", cache_type="none") as f:  # each read its own ranged GET
             yield f, int(before.get("size") or 0), lambda: _token(self._info(path)) == _token(before)
 
     def stat(self, job: Job) -> Stat:
@@ -150,10 +193,16 @@ class RepositoryChunks:
     ``.dsstore`` or a remote): new chunks are gathered up to a pack's size and written as
     packs (durable before anything names them), and ``flush`` writes one index fragment
     naming every pack of the task. ``after_packs`` runs between the two (tests kill a
-    worker there)."""
+    worker there). On a remote, chunks are deduplicated within the run only: a chunk the
+    remote's index lists may sit in an old pack that no version names, which a remote gc
+    may delete before this add is pushed; a new pack is young, kept for the gc's grace."""
 
     def __init__(self, repo: Any, after_packs: Callable[[], None] | None = None):
+        from .repository import LocalRepository
+
         self.repo, self.algo, self.after_packs = repo, repo.algo, after_packs
+        # a store's gc needs the lock the add holds: nothing indexed there goes meanwhile
+        self.local = isinstance(repo, LocalRepository)
         self._pending: list[tuple[bytes, bytes, int, int]] = []
         self._pending_bytes = 0
         self._rows: list = []
@@ -161,7 +210,7 @@ class RepositoryChunks:
         self.packs = 0
 
     def has(self, chunk_id: bytes) -> bool:
-        return chunk_id in self._seen or self.repo.has(chunk_id)
+        return chunk_id in self._seen or (self.local and self.repo.has(chunk_id))
 
     def locate(self, chunk_id: bytes) -> None:
         return None  # no delta bases: an object's chunks are stored whole
@@ -416,11 +465,16 @@ def load_sources(store: Any, url: str) -> Known:
         text = _sources_file(store, url).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return {}
+    import json
+
     out = {}
     for line in text.splitlines():
-        parts = line.split("\t", 3)
-        if len(parts) == 4 and parts[0].isdigit():
-            out[parts[3]] = (int(parts[0]), parts[1], parts[2])
+        try:
+            rel, size, token, h = json.loads(line)
+        except (ValueError, TypeError):
+            continue  # a damaged line: its object is read again
+        if isinstance(rel, str) and isinstance(size, int) and isinstance(token, str) and isinstance(h, str):
+            out[rel] = (size, token, h)
     return out
 
 
@@ -429,22 +483,25 @@ def save_sources(store: Any, url: str, rows: Known) -> None:
 
     path = _sources_file(store, url)
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = (f"{size}\t{token}\t{h}\t{rel}\n" for rel, (size, token, h) in sorted(rows.items())
-             if "\t" not in token and "\n" not in token)
+    import json
+
+    lines = (json.dumps([rel, size, token, h]) + "\n" for rel, (size, token, h) in sorted(rows.items()))
     atomic_write(path, "".join(lines).encode(), durable=False)
 
 
-def unchanged(objects: list[SourceObject], known: Known,
-              entry_at: Callable[[str], FileEntry | None]) -> tuple[list[SourceObject], Known]:
+def unchanged(objects: list[SourceObject], known: Known, entry_at: Callable[[str], FileEntry | None],
+              has: Callable[[bytes], bool]) -> tuple[list[SourceObject], Known]:
     """(objects to read, rows of those passed over): an object is passed over when the last
-    add saw it with the same size and token and the entry at its path still holds what that
-    add stored. A token-less storage never passes anything over."""
+    add saw it with the same size and token, the entry at its path still holds what that
+    add stored, and ``has`` finds each of its chunks where this add stores them (a remote
+    gc may have removed packs no version named yet). A token-less storage never passes
+    anything over."""
     todo, kept = [], {}
     for o in objects:
         row = known.get(o.rel)
-        entry = entry_at(o.rel)
-        if (o.token and row is not None and row[:2] == (o.size, o.token) and entry is not None
-                and entry.size == o.size and entry.hash.hex() == row[2]):
+        entry = entry_at(o.rel) if row is not None and o.token and row[:2] == (o.size, o.token) else None
+        if (entry is not None and entry.size == o.size and entry.hash.hex() == row[2]
+                and all(has(c) for c, _n in entry.chunk_list())):
             kept[o.rel] = row
         else:
             todo.append(o)
@@ -454,20 +511,23 @@ def unchanged(objects: list[SourceObject], known: Known,
 def add_url(store: Any, url: str, to: str, options: dict | None = None,
             progress: Callable[[int, int], None] | None = None, cluster: str | None = None,
             after_packs: Callable[[], None] | None = None, remote: str | None = None) -> UrlAddReport:
-    """Stage the objects under ``url`` as the folder ``to`` of the working folder's store,
-    which then holds exactly them (entries the URL no longer has are removed). The folder
-    is left out of the checked-out part (``worktree.sparse`` gains ``!/TO/``): its bytes live
-    in the bucket and the store, not in the working folder, so status does not call them
-    deleted and checkout does not write them. Objects unchanged since the last add of the
-    URL (same size and ETag) are not read again; if the add fails or is interrupted, what
-    was stored is staged, so running it again goes on where it stopped."""
-    from dataclasses import replace
-
+    """Stage the objects under ``url`` as the folder ``to`` (a store path) of the working
+    folder's store, which then holds exactly them (entries the URL no longer has are
+    removed). The folder is left out of the checked-out part (``worktree.sparse`` gains
+    ``!/TO/``, written with the stage): its bytes live in the bucket and the store, not in
+    the working folder, so status does not call them deleted and checkout does not write
+    them. Objects unchanged since the last add of the URL (same size and ETag) are not read
+    again; if the add fails or is interrupted, what was stored is staged, so running it
+    again goes on where it stopped."""
     from .tree_edit import TreeEditor
 
     prefix = check_relpath(to.strip("/")) if to.strip("/") else ""
     if not prefix:
         raise DsError(f"{url}: name the folder it becomes with --to PATH")
+    if cluster is not None:
+        from .cluster import check_spec
+
+        check_spec(cluster)
     source = UrlSource(url, options)
     report = UrlAddReport()
     with store.locked():
@@ -481,26 +541,45 @@ def add_url(store: Any, url: str, to: str, options: dict | None = None,
         objects = source.list()
         by_rel = {o.rel: o for o in objects}
         known = load_sources(store, source.url)
-        todo, rows = unchanged(objects, known, lambda rel: editor.get(join(prefix, rel)))
+        todo, rows = unchanged(objects, known, lambda rel: editor.get(join(prefix, rel)),
+                               stored(store, remote))
         report.unchanged = len(rows)
         before.difference_update(join(prefix, o.rel) for o in objects)
-        if store.in_scope()(prefix + "/x"):
-            store.set_config(replace(store.config, sparse=[*(store.config.sparse or ["/*"]), f"!/{prefix}/"]))
         done: list[tuple[str, FileEntry]] = []
         try:
             ingest_objects(store, source, todo, report, lambda rel, e: done.append((rel, e)), cluster,
                            progress, after_packs, remote=remote)
-        except BaseException:
+        except BaseException as e:
             _keep_done(store, editor, prefix, done, by_rel, rows, source.url, remote)
+            if isinstance(e, Exception) and not isinstance(e, DsError):
+                raise source.error(e, "reading its objects") from e
             raise
         report.objects = len(objects)
         _stage(editor, prefix, done, by_rel, rows, report)
         for path in sorted(before):
             editor.remove(path)
             report.removed += 1
-        store.set_stage(editor.write())
+        _set_stage(store, editor, prefix)
         save_sources(store, source.url, rows)
+        if cluster is not None and remote is None:
+            store.chunks.index.maybe_merge()  # a fragment per task
     return report
+
+
+def _set_stage(store: Any, editor: Any, prefix: str) -> None:
+    """The stage, and the folder out of the checked-out part (the config first: a stage
+    naming files that are not there would show them deleted)."""
+    from dataclasses import replace
+
+    if store.in_scope()(prefix + "/x"):
+        sparse = [*(store.config.sparse or ["/*"]), f"!/{_escape(prefix)}/"]
+        store.set_config(replace(store.config, sparse=sparse))
+    store.set_stage(editor.write())
+
+
+def _escape(path: str) -> str:
+    """A path as a literal in a gitignore-style pattern."""
+    return "".join("\\" + ch if ch in "[]*?!#\\" else ch for ch in path)
 
 
 def _stage(editor: Any, prefix: str, done: list[tuple[str, FileEntry]], by_rel: dict[str, SourceObject],
@@ -526,7 +605,7 @@ def _keep_done(store: Any, editor: Any, prefix: str, done: list[tuple[str, FileE
         kept = [(rel, e) for rel, e in done if all(has(c) for c, _n in e.chunk_list())]
         if kept:
             _stage(editor, prefix, kept, by_rel, rows, UrlAddReport())
-            store.set_stage(editor.write())
+            _set_stage(store, editor, prefix)
             save_sources(store, url, rows)
     except Exception:
         if remote is None:

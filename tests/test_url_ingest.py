@@ -145,7 +145,7 @@ def test_a_failed_add_keeps_what_it_stored_and_the_next_run_goes_on(bucket, stor
             raise OSError("connection reset")
         return real(self, job)
     monkeypatch.setattr(ui.UrlReader, "read", failing)
-    with pytest.raises(OSError):
+    with pytest.raises(DsError, match="connection reset.*goes on where it stopped"):
         add_url(store, url, "raw", options)
     from objstore.tree_edit import TreeEditor
 
@@ -171,7 +171,7 @@ def test_a_failed_add_into_a_remote_keeps_what_reached_it(bucket, store, tmp_pat
             raise OSError("connection reset")
         return real(self, job)
     monkeypatch.setattr(ui.UrlReader, "read", failing)
-    with pytest.raises(OSError):
+    with pytest.raises(DsError, match="connection reset.*goes on where it stopped"):
         add_url(store, url, "raw", options, remote="origin")
     from objstore.tree_edit import TreeEditor
 
@@ -529,3 +529,92 @@ def test_a_large_object_is_read_in_bounded_memory(moto_s3, work):
     print(f"peak RSS of ds add of a {size // MiB} MiB object: {run.peak_mib:.0f} MiB")
     assert json.loads(run.stdout)["bytes_read"] == size
     assert run.peak_mib < LARGE_RSS_MIB
+
+
+# -- what a listing or a user can give -------------------------------------------------------------
+
+def test_an_object_that_is_also_a_folder_is_refused(moto_s3, store):
+    import s3fs
+
+    name = moto_s3.new_bucket()
+    s3fs.S3FileSystem(**moto_s3.options).pipe({f"{name}/src/a": b"file", f"{name}/src/a/b": b"under it"})
+    with pytest.raises(DsError, match="'a' is also a folder of 'a/b'"):
+        add_url(store, f"s3://{name}/src", "raw", moto_s3.options)
+    assert store.staged_tree() == store.head_tree()
+
+
+def test_folder_markers_are_passed_over(moto_s3, store):
+    import s3fs
+
+    name = moto_s3.new_bucket()
+    fs = s3fs.S3FileSystem(**moto_s3.options)
+    fs.pipe({f"{name}/src/sub/": b"", f"{name}/src/sub/x.txt": b"x", f"{name}/src/": b""})
+    report = add_url(store, f"s3://{name}/src", "raw", moto_s3.options)
+    from objstore.tree_edit import TreeEditor
+
+    assert report.staged == 1
+    assert TreeEditor(store.meta, store.staged_tree()).files_under("raw") == ["raw/sub/x.txt"]
+
+
+def test_a_malformed_cluster_changes_nothing(bucket, store):
+    url, options, _files = bucket
+    before = store.path.joinpath("config").read_bytes()
+    for spec in ("local:0", "local:two", "nowhere"):
+        with pytest.raises(DsError, match="local:N"):
+            add_url(store, url, "raw", options, cluster=spec)
+    assert store.path.joinpath("config").read_bytes() == before and store.staged_tree() == store.head_tree()
+
+
+def test_a_folder_name_with_glob_characters_is_left_out_exactly(bucket, store, work):
+    from objstore.worktree import status
+
+    url, options, _files = bucket
+    write(work, "raw1/mine.txt", "checked out")
+    add_url(store, url, "raw[1]", options)
+    assert store.config.sparse == ["/*", "!/raw\\[1\\]/"]
+    assert store.in_scope()("raw1/mine.txt") and not store.in_scope()("raw[1]/top.txt")
+    store.commit("a folder with brackets")
+    st = status(store)  # the bucket's folder is not called deleted; the look-alike folder is seen
+    assert st.added == ["raw1/mine.txt"] and not st.removed and not st.modified and not st.staged
+
+
+def test_gc_before_the_push_is_repaired_by_adding_again(bucket, store, moto_s3):
+    from objstore.remote import fsck_remote, push
+    from objstore.remote_gc import gc_remote
+
+    url, options, files = bucket
+    _remote_store(store, f"s3://{moto_s3.new_bucket()}/store", moto_s3.options)
+    add_url(store, url, "raw", options, remote="origin")
+    store.commit("not pushed yet")
+    gc_remote(store, "origin", grace_seconds=0)  # past its grace: nothing named the add's packs
+    with pytest.raises(DsError, match="add that URL again"):
+        push(store, "origin")
+    report = add_url(store, url, "raw", options, remote="origin")
+    # every object with bytes is read again (an empty one has no chunk to lose)
+    assert report.unchanged == sum(1 for v in files.values() if not v)
+    assert report.bytes_read == sum(len(v) for v in files.values())
+    assert push(store, "origin").chunks == 0
+    assert fsck_remote(store, "origin", read_data_subset=1.0)["ok"]
+
+
+def test_cli_storage_errors_name_the_fix(bucket, work, moto_s3, tmp_path):
+    url, _options, _files = bucket
+    env = {k: v for k, v in _env(moto_s3).items() if not k.startswith("AWS_")} | {
+        "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_EC2_METADATA_DISABLED": "true"}
+    ds("init", "-q", cwd=work, env=env)
+    r = ds("add", url, "-o", f"endpoint_url={moto_s3.endpoint}", cwd=work, env=env, check=False)
+    assert r.returncode == 1 and "no usable credentials" in r.stderr and "Traceback" not in r.stderr
+    r = ds("add", url, "-o", "endpoint_url=http://127.0.0.1:9", cwd=work, env=_env(moto_s3), check=False)
+    assert r.returncode == 1 and "cannot reach the storage" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_to_is_a_path_from_the_current_folder(bucket, work, moto_s3):
+    url, _options, files = bucket
+    env = _env(moto_s3)
+    ds("init", "-q", cwd=work, env=env)
+    (work / "sub").mkdir()
+    ds("add", url, "--to", "data", "-o", f"endpoint_url={moto_s3.endpoint}", cwd=work / "sub", env=env)
+    ds("commit", "-m", "under sub", cwd=work, env=env)
+    listed = ds("ls", "sub/data/big", cwd=work, env=env).stdout.split()
+    assert listed == ["sub/data/big/random.bin", "sub/data/big/table.csv"]
