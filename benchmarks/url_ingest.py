@@ -111,10 +111,16 @@ class S3Server:
         self._conn, child = ctx.Pipe()
         self._proc = ctx.Process(target=_serve, args=(child,), daemon=True)
         self._proc.start()
-        if not self._conn.poll(120):
+        child.close()  # the child's end lives on in the child only: its death reads as EOF here
+        try:
+            if not self._conn.poll(120):
+                raise TimeoutError
+            port = self._conn.recv()
+        except (EOFError, TimeoutError):
             self._proc.kill()
-            raise RuntimeError("the moto S3 server did not start within 120 s")
-        self.endpoint = f"http://127.0.0.1:{self._conn.recv()}"
+            raise RuntimeError("the moto S3 server did not start (its error is above, if any); "
+                               "check that moto[server] is installed") from None
+        self.endpoint = f"http://127.0.0.1:{port}"
         self.options = {"endpoint_url": self.endpoint, "key": KEY, "secret": SECRET}
 
     def fs(self) -> Any:
