@@ -27,8 +27,8 @@ from .manifest import FILE, FileEntry
 from .paths import UnsafePath, check_relpath, join
 from .scan import Stat
 
-TASK_BYTES = 256 * 1024 * 1024  # a task reads about this much (a larger object is a task alone)
-TASK_FILES = 4096  # and at most this many objects: its entries travel back in one answer
+TASK_BYTES = 128 * 1024 * 1024  # a task reads about this much (a larger object is a task alone)
+TASK_FILES = 1024  # and at most this many objects (workers stay busy; an answer stays small)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,14 +161,21 @@ class UrlReader:
     read again."""
 
     def __init__(self, source: UrlSource):
+        import inspect
+
         self.fs = source.fs
+        # s3fs (and adlfs) ask a whole object's size first (a HEAD) to split its read when
+        # more than one request may run at once; a small object is one GET
+        cat = getattr(self.fs, "_cat_file", None)
+        takes = cat is not None and "max_concurrency" in inspect.signature(cat).parameters
+        self._whole = {"max_concurrency": 1} if takes else {}
 
     def _info(self, path: str) -> dict:
         self.fs.invalidate_cache(path)  # a listing cached earlier would hide a replacement
         return self.fs.info(path)
 
     def read(self, job: Job) -> bytes:
-        data = self.fs.cat_file(job.abspath)
+        data = self.fs.cat_file(job.abspath, **self._whole)
         check_unchanged(job, len(data))
         return data
 

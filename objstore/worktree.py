@@ -546,7 +546,8 @@ def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool
                 found = meta.lookup(target_tree, rel)
                 if found is None:
                     raise DsError(f"{user} is not in version {target[:12]}")
-                items.extend([(rel, found)] if isinstance(found, FileEntry) else meta.walk(found, rel))
+                items.extend(_checked_out(store, user, rel, [(rel, found)] if isinstance(found, FileEntry)
+                                          else meta.walk(found, rel)))
             dirty = [p for p, _ in items if p in wd.modified or p in wd.added]
             dirty += _blockers(root, [p for p, _ in items], clean_tracked)
             if dirty and not force:
@@ -678,7 +679,8 @@ def _restore_files(store: Store, users: list[str], rels: list[str], source: str 
         if found is None:
             raise DsError(f"{user} is not in {where}; nothing to restore "
                           "(see `ds ls` for what a version holds)")
-        items.update([(rel, found)] if isinstance(found, FileEntry) else meta.walk(found, rel))
+        items.update(_checked_out(store, user, rel, [(rel, found)] if isinstance(found, FileEntry)
+                                  else meta.walk(found, rel)))
         if stage is not None:
             gone.update(p for p in ([rel] if rel and stage.get(rel) else stage.files_under(rel)))
     gone -= items.keys()
@@ -703,6 +705,20 @@ def _restore_files(store: Store, users: list[str], rels: list[str], source: str 
         cache.put(p, st, items[p].hash)
     cache.save()
     return RestoreReport(sorted(items), sorted(gone), written.links_refused)
+
+
+def _checked_out(store: Store, user: str, rel: str,
+                 items: Iterable[tuple[str, FileEntry]]) -> list[tuple[str, FileEntry]]:
+    """The items inside the checked-out part (all, unless sparse); a path wholly outside it
+    is an error, as git refuses paths outside its sparse checkout: the working folder does
+    not hold that part (a folder added from a URL, a clone's --include)."""
+    scope = store.in_scope()
+    items = list(items)
+    kept = [(p, e) for p, e in items if scope(p)]
+    if items and not kept:
+        raise DsError(f"{user} is outside the checked-out part of this working folder (worktree.sparse); "
+                      f"`ds get REV DIR --include '{rel}/**'` copies it out")
+    return kept
 
 
 @dataclass

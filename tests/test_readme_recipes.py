@@ -32,6 +32,7 @@ BIN = Path(DS).parent  # the venv's ds and python
 TOUR = ("Five-minute tour", 0)
 EVERYDAY = ("Everyday commands (as in git and DVC)", 0)
 SHARING = ("Sharing through storage you own", 0)
+BUCKET = ("Data that already lives in a bucket", 0)
 SDK = ("Scripting datasets: the ClearML-compatible SDK", 0)
 SDK_CLI = ("Scripting datasets: the ClearML-compatible SDK", 1)
 DSFS = ("Reading a version in place: `ds://` for pandas, pyarrow and PyTorch", 0)
@@ -43,6 +44,10 @@ NOT_RUN = {
     ("Run the tests (one command)", 0): "it runs the suite this test belongs to",
     ("Looking at it: `ds ui`", 0): "a server that runs until Ctrl-C (tests/test_ui.py starts one)",
     ("Benchmarks", 0): "9 to 40 minutes a run; CI runs `python -m benchmarks.run --quick` itself",
+    ("Reading a version in place: `ds://` for pandas, pyarrow and PyTorch", 2):
+        "needs a Dask cluster; tests/test_dask_reads.py runs these reads on two worker processes",
+    ("Reading a version in place: `ds://` for pandas, pyarrow and PyTorch", 3):
+        "needs torch.distributed on several nodes; tests/test_dataset.py checks get_local_copy's parts",
 }
 
 # What cannot run on a test machine, block by block: (README text, what runs instead).
@@ -54,6 +59,8 @@ SUBSTITUTIONS: dict[tuple[str, int], list[tuple[str, str]]] = {
            ("/tmp/csv-only", "{tmp}/csv-only")],
     SHARING: [("s3://my-bucket/datasets", "{url}"),
               ("http://minio:9000", "{endpoint}")],
+    BUCKET: [("s3://raw-bucket/scans", "{bucket}"),
+             ("--dask local:4", "--dask local:2")],  # the test machine's cores
     DSFS: [('"s3://bucket/datasets"', '"{url}"'),
            ('{"profile": "ml"}', "{options}")],  # no AWS profile on a test machine
     CI: [('pip install "objstore[s3]"', ": pip install skipped, the venv has the test extras"),
@@ -107,7 +114,7 @@ def recipe(key: tuple[str, int], **values: str) -> str:
     return text
 
 
-RUN = {TOUR, EVERYDAY, SHARING, SDK, SDK_CLI, DSFS, TORCH, CI}
+RUN = {TOUR, EVERYDAY, SHARING, BUCKET, SDK, SDK_CLI, DSFS, TORCH, CI}
 
 
 def unlisted(blocks: dict[tuple[str, int], Block]) -> list[tuple[str, int]]:
@@ -207,6 +214,22 @@ def test_readme_tour_everyday_commands_and_sharing_run_as_written(tmp_path: Path
     url = f"s3://{moto_s3.new_bucket()}/datasets"
     sharing = run_bash(recipe(SHARING, url=url, endpoint=moto_s3.endpoint), demo, env)
     check_sharing(sharing, demo, env)
+
+    import s3fs
+
+    scans = {f"week12/{i}.png": bytes([i]) * (1000 + i) for i in range(30)}
+    source = f"{moto_s3.new_bucket()}/scans"
+    s3fs.S3FileSystem(**moto_s3.options).pipe({f"{source}/{k}": v for k, v in scans.items()})
+    steps = run_bash(recipe(BUCKET, bucket=f"s3://{source}"), demo, env)
+    added = output_of(steps, f"ds add s3://{source} --to scans")
+    assert "Staged 30 file(s)" in added and "scans/ is not checked out" in added
+    assert not (demo / "scans").exists()  # versioned, not checked out
+    status = json.loads(ds("status", "--json", cwd=demo, env=env).stdout)
+    assert not [p for key in ("added", "removed", "modified") for p in status[key] if p.startswith("scans/")]
+    pushed = ds("log", "--oneline", "-n", "1", "origin/main", cwd=demo, env=env).stdout
+    assert pushed == ds("log", "--oneline", "-n", "1", cwd=demo, env=env).stdout  # the push went
+    copy = read_tree(demo / "scans-copy")
+    assert {k: v for k, (v, _x) in copy.items()} == {f"scans/{k}": v for k, v in scans.items()}
 
 
 def check_tour(steps: list[tuple[str, str]], demo: Path, tmp: Path, env: dict[str, str]) -> None:

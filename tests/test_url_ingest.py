@@ -618,3 +618,52 @@ def test_cli_to_is_a_path_from_the_current_folder(bucket, work, moto_s3):
     ds("commit", "-m", "under sub", cwd=work, env=env)
     listed = ds("ls", "sub/data/big", cwd=work, env=env).stdout.split()
     assert listed == ["sub/data/big/random.bin", "sub/data/big/table.csv"]
+
+
+def test_restore_and_checkout_of_the_folder_left_out_point_to_get(bucket, store, work):
+    from objstore.worktree import checkout, restore
+
+    url, options, _files = bucket
+    add_url(store, url, "raw", options)
+    store.commit("from the bucket")
+    for call in (lambda: restore(store, ["raw"], cwd=str(work)),
+                 lambda: restore(store, ["raw/top.txt"], source="HEAD", cwd=str(work)),
+                 lambda: checkout(store, "HEAD", ["raw/big"], cwd=str(work))):
+        with pytest.raises(DsError, match="outside the checked-out part.*ds get"):
+            call()
+    assert not (work / "raw").exists()
+    write(work, "mine.txt", "local")
+    store_path = "mine.txt"
+    from objstore.worktree import add
+
+    add(store, [store_path], cwd=str(work))
+    store.commit("and a local file")
+    (work / "mine.txt").write_text("changed")
+    restore(store, ["."], cwd=str(work))  # the whole folder: the part left out stays out
+    assert (work / "mine.txt").read_text() == "local" and not (work / "raw").exists()
+
+
+def test_a_small_object_is_one_get_without_a_head(bucket, monkeypatch):
+    """On a worker nothing is cached from the listing: asking the size first would double
+    the requests (s3fs splits a read it may run in parallel)."""
+    import s3fs
+
+    from objstore.ingest import Job
+    from objstore.scan import Stat
+    from objstore.url_ingest import UrlReader
+
+    url, options, files = bucket
+    source = UrlSource(url, options)
+    small = [o for o in source.list() if 0 < o.size < 50_000][:10]
+    source.fs.invalidate_cache()
+    heads = []
+    real = s3fs.S3FileSystem._info
+
+    async def counting(self, path, *args, **kwargs):
+        heads.append(path)
+        return await real(self, path, *args, **kwargs)
+    monkeypatch.setattr(s3fs.S3FileSystem, "_info", counting)
+    reader = UrlReader(source)
+    for o in small:
+        assert reader.read(Job(o.rel, Stat(o.size, 0, 0, 0), src=source.path(o.rel))) == files[o.rel]
+    assert heads == []
