@@ -234,10 +234,14 @@ def test_a_child_that_gives_no_answer_means_not_clean(tree: Path, monkeypatch: p
     cache_of(tree)
     fork = quickstatus._fork
 
+    class Dies:  # the child is killed in its walk, before any answer (not racing the parent)
+        with_rows = 0
+
+        def run(self, share):
+            os.kill(os.getpid(), signal.SIGKILL)
+
     def killed(walk, share):
-        child = fork(walk, share)
-        os.kill(child.pid, signal.SIGKILL)
-        return child
+        return fork(Dies(), share)
 
     monkeypatch.setattr(quickstatus, "_fork", killed)
     assert _walk_unchanged(str(tree), StatCache(tree / ".dsstore/cache/stat"), workers=2) is False
