@@ -3,8 +3,9 @@
 After a full status proves the folder equal to HEAD, the stat cache records that commit
 (``clean_head``) with exactly its files. Next time, if HEAD is still that commit, nothing
 is staged, and every file's stat data matches, the answer is "nothing changed" without
-opening the metadata database, decoding a manifest or reading a file. Any doubt (a
-stage, a sparse folder, a new or missing or touched file, a racy entry) returns False
+opening the metadata database, decoding a manifest or reading a file. A sparse folder's
+mark names its checked-out part too (``clean_key``). Any doubt (a stage, another
+checked-out part, a new or missing or touched file, a racy entry) returns False
 and the caller runs the full status. This module deliberately imports no pygit2, and
 its walk runs no Python code per file: it is the whole cost of a no-op `ds status`.
 
@@ -31,7 +32,7 @@ from operator import attrgetter, not_
 from pathlib import Path
 
 from .paths import IGNORE_FILE, STORE_DIR, STORE_ENV
-from .statcache import RACY_NS, StatCache
+from .statcache import RACY_NS, StatCache, clean_key
 
 
 def store_dir(start: str) -> Path | None:
@@ -81,8 +82,9 @@ def quick_clean(start: str) -> bool:
         config = tomllib.loads((store / "config").read_text("utf-8"))
     except (OSError, ValueError):
         return False
-    if config.get("store", {}).get("format") != 1 or config.get("worktree", {}).get("sparse"):
+    if config.get("store", {}).get("format") != 1:
         return False
+    sparse = config.get("worktree", {}).get("sparse") or []
     try:
         if not (store / "meta" / "HEAD").read_bytes().startswith(b"ref: "):
             return False  # detached: the full status says so
@@ -90,7 +92,8 @@ def quick_clean(start: str) -> bool:
         return False
     head = head_commit(store / "meta")
     cache = StatCache(store / "cache" / "stat")
-    if head is None or cache.clean_head != head or cache.upgraded:
+    if head is None or not isinstance(sparse, list) or cache.clean_head != clean_key(head, sparse) \
+            or cache.upgraded:
         return False  # (an old format: the full status rewrites it)
     unchanged = _walk_unchanged(str(store.parent), cache)
     if unchanged is not None:

@@ -46,6 +46,16 @@ Row = tuple[int, int, int, int, bytes]
 Packed = tuple[str, bytes | tuple[int, ...], bytes | tuple[bytes, ...]]
 
 
+
+def clean_key(head: str, sparse: list[str] | None) -> str:
+    """What a clean mark names: HEAD, and the checked-out part when the folder is sparse (a
+    part changed since must not pass for clean)."""
+    if not sparse:
+        return head
+    import hashlib
+
+    return f"{head}:{hashlib.sha256(chr(10).join(sparse).encode()).hexdigest()[:16]}"
+
 class StatCache:
     def __init__(self, path: Path):
         self.path = path

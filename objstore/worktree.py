@@ -223,7 +223,7 @@ def worktree_diff(store: Store, base_tree=None, renames: bool = False,
 def status(store: Store) -> Status:
     head = store.head()
     # rows of staged files that HEAD lacks are kept: the commit -a or add to come needs them
-    trim = bool(head) and not store.config.sparse and store.staged_tree() == store.head_tree()
+    trim = bool(head) and store.staged_tree() == store.head_tree()
     # the working folder against the stage, as git's "not staged" part: a file just added
     # is listed once, as staged, not a second time as a change against HEAD
     # moves are found as ``ds diff`` finds them: only added files the size of a removed one are read
@@ -234,7 +234,9 @@ def status(store: Store) -> Status:
     if st.clean and trim and not result.skipped and cache.row_count() == result.matched:
         # the rows are exactly HEAD's files, all just proved unchanged (none was dropped
         # as racy on saving): the next no-op status can trust them
-        cache.mark_clean(head)
+        from .statcache import clean_key
+
+        cache.mark_clean(clean_key(head, store.config.sparse))
         cache.save()
     return st
 

@@ -667,3 +667,27 @@ def test_a_small_object_is_one_get_without_a_head(bucket, monkeypatch):
     for o in small:
         assert reader.read(Job(o.rel, Stat(o.size, 0, 0, 0), src=source.path(o.rel))) == files[o.rel]
     assert heads == []
+
+
+def test_the_no_op_status_stays_quick_with_a_folder_left_out(bucket, store, work, monkeypatch):
+    from dataclasses import replace
+
+    from objstore.quickstatus import quick_clean
+    from objstore.worktree import add, status
+
+    monkeypatch.delenv("DSSTORE_DIR", raising=False)
+    url, options, _files = bucket
+    write(work, "local/a.txt", "a")
+    add(store, ["local"], cwd=str(work))
+    add_url(store, url, "raw", options)
+    store.commit("a local folder and one from the bucket")
+    assert not quick_clean(str(work))  # no full status has proved it clean yet
+    assert status(store).clean
+    assert quick_clean(str(work))  # now the no-op status need not open the version
+    write(work, "local/b.txt", "new")
+    assert not quick_clean(str(work)) and status(store).added == ["local/b.txt"]
+    (work / "local" / "b.txt").unlink()
+    assert status(store).clean and quick_clean(str(work))
+    store.set_config(replace(store.config, sparse=["/*"]))  # another checked-out part
+    assert not quick_clean(str(work))
+    assert status(store).removed  # raw/ is in the part now, and not in the folder
