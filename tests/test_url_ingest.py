@@ -133,12 +133,13 @@ def test_url_add_again_stages_only_the_changes(bucket, store, moto_s3):
     assert editor.get("raw/top.txt").size == len(b"changed\n")
 
 
-def test_a_failed_add_keeps_what_it_stored_and_the_next_run_goes_on(bucket, store, tmp_path, monkeypatch):
+def _add_failing_once(store: Store, url: str, options: dict, files: dict, monkeypatch, **kwargs) -> list[str]:
+    """An add whose read of one object fails midway (a connection reset), then the stage's
+    files under raw/: what the failed add kept."""
     from objstore import url_ingest as ui
+    from objstore.tree_edit import TreeEditor
 
-    url, options, files = bucket
-    real = ui.UrlReader.read
-    broken = sorted(files)[100]
+    real, broken = ui.UrlReader.read, sorted(files)[100]
 
     def failing(self, job):
         if job.path == broken:
@@ -146,12 +147,16 @@ def test_a_failed_add_keeps_what_it_stored_and_the_next_run_goes_on(bucket, stor
         return real(self, job)
     monkeypatch.setattr(ui.UrlReader, "read", failing)
     with pytest.raises(DsError, match="connection reset.*goes on where it stopped"):
-        add_url(store, url, "raw", options)
-    from objstore.tree_edit import TreeEditor
-
+        add_url(store, url, "raw", options, **kwargs)
+    monkeypatch.setattr(ui.UrlReader, "read", real)
     kept = TreeEditor(store.meta, store.staged_tree()).files_under("raw")
     assert 0 < len(kept) < len(files) and f"raw/{broken}" not in kept
-    monkeypatch.setattr(ui.UrlReader, "read", real)
+    return kept
+
+
+def test_a_failed_add_keeps_what_it_stored_and_the_next_run_goes_on(bucket, store, tmp_path, monkeypatch):
+    url, options, files = bucket
+    kept = _add_failing_once(store, url, options, files, monkeypatch)
     report = add_url(store, url, "raw", options)
     assert report.unchanged == len(kept)  # not read again
     assert report.bytes_read == sum(len(files[p[4:]]) for p in set(f"raw/{k}" for k in files) - set(kept))
@@ -159,25 +164,9 @@ def test_a_failed_add_keeps_what_it_stored_and_the_next_run_goes_on(bucket, stor
 
 
 def test_a_failed_add_into_a_remote_keeps_what_reached_it(bucket, store, tmp_path, moto_s3, monkeypatch):
-    from objstore import url_ingest as ui
-
     url, options, files = bucket
     _remote_store(store, f"s3://{moto_s3.new_bucket()}/store", moto_s3.options)
-    real = ui.UrlReader.read
-    broken = sorted(files)[100]
-
-    def failing(self, job):
-        if job.path == broken:
-            raise OSError("connection reset")
-        return real(self, job)
-    monkeypatch.setattr(ui.UrlReader, "read", failing)
-    with pytest.raises(DsError, match="connection reset.*goes on where it stopped"):
-        add_url(store, url, "raw", options, remote="origin")
-    from objstore.tree_edit import TreeEditor
-
-    kept = TreeEditor(store.meta, store.staged_tree()).files_under("raw")
-    assert 0 < len(kept) < len(files)
-    monkeypatch.setattr(ui.UrlReader, "read", real)
+    kept = _add_failing_once(store, url, options, files, monkeypatch, remote="origin")
     report = add_url(store, url, "raw", options, remote="origin")
     assert report.unchanged == len(kept)
     assert _entries(store, store.staged_tree()) == _fresh_entries(tmp_path, url, options)
