@@ -10,7 +10,7 @@ that raises is retried ``RETRIES`` times before its error reaches the caller.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from .errors import DsError
@@ -68,24 +68,42 @@ def open_client(spec: str) -> Iterator[Any]:
         client.close()
 
 
+def _unless_stopped(stop: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)``, unless the run was given up before this task started."""
+    import distributed
+
+    if distributed.Event(stop).is_set():
+        return None
+    return fn(*args)
+
+
 def run_tasks(spec: str, fn: Callable[..., Any], calls: list[tuple],
-              on_done: Callable[[Any], None] | None = None) -> list[Any]:
-    """``fn(*args)`` for each of ``calls`` on the cluster ``spec``; the results in the order of
-    ``calls``. ``on_done(result)`` as each task completes, in any order."""
+              on_done: Callable[[Any], None] | None = None) -> list[Any] | None:
+    """``fn(*args)`` for each of ``calls`` on the cluster ``spec``: the results in the order of
+    ``calls``, or with ``on_done`` each result to it as its task completes (in any order, and
+    none kept). When a task fails (after its retries) or the caller is interrupted, no task
+    starts any more, and the ones already running are waited for before the error is
+    raised: they cannot be stopped, and nothing may write for a caller that gave up."""
+    import uuid
+
     distributed = _distributed()
     with open_client(spec) as client:
-        futures = [client.submit(fn, *args, pure=False, retries=RETRIES) for args in calls]
+        stop = f"ds-stop-{uuid.uuid4().hex}"
+        futures = [client.submit(_unless_stopped, stop, fn, *args, pure=False, retries=RETRIES)
+                   for args in calls]
         index = {f.key: i for i, f in enumerate(futures)}
-        results: list[Any] = [None] * len(futures)
+        results: list[Any] | None = None if on_done is not None else [None] * len(futures)
         try:
             for fut in distributed.as_completed(futures):
-                results[index[fut.key]] = fut.result()
-                if on_done is not None:
-                    on_done(results[index[fut.key]])
+                result = fut.result()
+                if results is None:
+                    on_done(result)  # type: ignore[misc]
+                else:
+                    results[index[fut.key]] = result
+                fut.release()
         except BaseException:
-            # a task already running is not stopped by cancelling it: wait for it, so nothing
-            # writes to the target once the caller gives up its lock (a second Ctrl-C stops waiting)
-            client.cancel(futures)
-            distributed.wait(futures)
+            with suppress(BaseException):  # a second Ctrl-C stops the waiting, not the error
+                distributed.Event(stop, client=client).set()
+                distributed.wait([f for f in futures if not f.done()])
             raise
         return results

@@ -529,8 +529,7 @@ class Dataset:
                 entries[check_relpath(_join(dataset_path, rel))] = entry
                 rows[rel] = (by_rel[rel].size, by_rel[rel].token, entry.hash.hex())
             ingest_objects(self._store, source, todo, UrlAddReport(), emit, dask, report, workers=max_workers)
-            self._store.chunks.flush()
-            save_sources(self._store, source.url, rows)
+            save_sources(self._store, source.url, rows)  # their chunks are durable: ingest_objects returned
             return _apply(editor, entries)
 
         added, modified = self._edit(change)

@@ -214,7 +214,6 @@ class RepositoryChunks:
         self._pending_bytes = 0
         self._rows: list = []
         self._seen: set[bytes] = set()
-        self.packs = 0
 
     def has(self, chunk_id: bytes) -> bool:
         return chunk_id in self._seen or (self.local and self.repo.has(chunk_id))
@@ -234,9 +233,8 @@ class RepositoryChunks:
 
     def _write_packs(self) -> None:
         if self._pending:
-            rows, packs = self.repo.write_packs(self._pending)
+            rows, _packs = self.repo.write_packs(self._pending)
             self._rows += rows
-            self.packs += packs
             self._pending, self._pending_bytes = [], 0
 
     def flush(self) -> None:
@@ -389,7 +387,6 @@ def ingest_objects(store: Any, source: UrlSource, objects: list[SourceObject], r
     workers, to the remote from anywhere. When this returns, every emitted entry's chunks
     are durable; when it raises, those of the entries done are kept where possible (the
     caller checks with ``stored``)."""
-    report.objects += len(objects)
     if remote is not None:
         from .remote_repo import RemoteRepo
 
@@ -521,7 +518,7 @@ def add_url(store: Any, url: str, to: str, options: dict | None = None,
     """Stage the objects under ``url`` as the folder ``to`` (a store path) of the working
     folder's store, which then holds exactly them (entries the URL no longer has are
     removed). The folder is left out of the checked-out part (``worktree.sparse`` gains
-    ``!/TO/``, written with the stage): its bytes live in the bucket and the store, not in
+    ``!/TO/**``, written with the stage): its bytes live in the bucket and the store, not in
     the working folder, so status does not call them deleted and checkout does not write
     them. Objects unchanged since the last add of the URL (same size and ETag) are not read
     again; if the add fails or is interrupted, what was stored is staged, so running it
@@ -538,14 +535,15 @@ def add_url(store: Any, url: str, to: str, options: dict | None = None,
     source = UrlSource(url, options)
     report = UrlAddReport()
     with store.locked():
-        if store.in_scope()(prefix + "/x") and os.path.lexists(os.path.join(store.worktree, prefix)):
+        editor = TreeEditor(store.meta, store.staged_tree())
+        _check_target(store, editor, prefix)
+        objects = source.list()
+        scope = store.in_scope()  # a clone's --include may take some of the folder's files in
+        shown = [o.rel for o in objects if scope(join(prefix, o.rel))]
+        if shown and os.path.lexists(os.path.join(store.worktree, prefix)):
             raise DsError(f"{prefix} exists in the working folder; add the URL under another --to, "
                           "or move that folder away first")
-        editor = TreeEditor(store.meta, store.staged_tree())
-        if editor.get(prefix) is not None:
-            raise DsError(f"{prefix} is a file in the stage; add the URL under another --to")
         before = set(editor.files_under(prefix))
-        objects = source.list()
         by_rel = {o.rel: o for o in objects}
         known = load_sources(store, source.url)
         todo, rows = unchanged(objects, known, lambda rel: editor.get(join(prefix, rel)),
@@ -557,7 +555,7 @@ def add_url(store: Any, url: str, to: str, options: dict | None = None,
             ingest_objects(store, source, todo, report, lambda rel, e: done.append((rel, e)), cluster,
                            progress, after_packs, remote=remote)
         except BaseException as e:
-            _keep_done(store, editor, prefix, done, by_rel, rows, source.url, remote)
+            _keep_done(store, editor, prefix, bool(shown), done, by_rel, rows, source.url, remote)
             if isinstance(e, Exception) and not isinstance(e, DsError):
                 raise source.error(e, "reading its objects") from e
             raise
@@ -566,20 +564,33 @@ def add_url(store: Any, url: str, to: str, options: dict | None = None,
         for path in sorted(before):
             editor.remove(path)
             report.removed += 1
-        _set_stage(store, editor, prefix)
+        _set_stage(store, editor, prefix, bool(shown))
         save_sources(store, source.url, rows)
         if cluster is not None and remote is None:
             store.chunks.index.maybe_merge()  # a fragment per task
     return report
 
 
-def _set_stage(store: Any, editor: Any, prefix: str) -> None:
-    """The stage, and the folder out of the checked-out part (the config first: a stage
-    naming files that are not there would show them deleted)."""
+def _check_target(store: Any, editor: Any, prefix: str) -> None:
+    """Refuse a folder that a file stands for, in the stage or the working folder (at it or
+    at one of its parents): adding would silently replace that file."""
+    parts = prefix.split("/")
+    for i in range(1, len(parts) + 1):
+        path = "/".join(parts[:i])
+        on_disk = os.path.join(store.worktree, path)
+        if editor.get(path) is not None or (os.path.lexists(on_disk) and not os.path.isdir(on_disk)):
+            raise DsError(f"{path} is a file, where the URL's folder {prefix} must go; add the URL "
+                          "under another --to")
+
+
+def _set_stage(store: Any, editor: Any, prefix: str, exclude: bool) -> None:
+    """The stage, and (``exclude``: some of its files would be checked out) the folder out of
+    the checked-out part; the config first: a stage naming files that are not there would
+    show them deleted."""
     from dataclasses import replace
 
-    if store.in_scope()(prefix + "/x"):
-        sparse = [*(store.config.sparse or ["/*"]), f"!/{_escape(prefix)}/"]
+    if exclude:
+        sparse = [*(store.config.sparse or ["/*"]), f"!/{_escape(prefix)}/**"]
         store.set_config(replace(store.config, sparse=sparse))
     store.set_stage(editor.write())
 
@@ -600,7 +611,7 @@ def _stage(editor: Any, prefix: str, done: list[tuple[str, FileEntry]], by_rel: 
         rows[rel] = (o.size, o.token, entry.hash.hex())
 
 
-def _keep_done(store: Any, editor: Any, prefix: str, done: list[tuple[str, FileEntry]],
+def _keep_done(store: Any, editor: Any, prefix: str, exclude: bool, done: list[tuple[str, FileEntry]],
                by_rel: dict[str, SourceObject], rows: Known, url: str,
                remote: str | None) -> None:
     """A failed or interrupted add: stage the entries whose every chunk is stored, and
@@ -612,7 +623,7 @@ def _keep_done(store: Any, editor: Any, prefix: str, done: list[tuple[str, FileE
         kept = [(rel, e) for rel, e in done if all(has(c) for c, _n in e.chunk_list())]
         if kept:
             _stage(editor, prefix, kept, by_rel, rows, UrlAddReport())
-            _set_stage(store, editor, prefix)
+            _set_stage(store, editor, prefix, exclude)
             save_sources(store, url, rows)
     except Exception:
         if remote is None:

@@ -685,7 +685,8 @@ def _restore_files(store: Store, users: list[str], rels: list[str], source: str 
                                   else meta.walk(found, rel)))
         if stage is not None:
             gone.update(p for p in ([rel] if rel and stage.get(rel) else stage.files_under(rel)))
-    gone -= items.keys()
+    scope = store.in_scope()
+    gone = {p for p in gone - items.keys() if scope(p)}  # the part not checked out is not here to remove
     blockers = _blockers(root, items, set(items) | gone)
     if blockers:
         raise DsError(f"{blockers[0]} is not versioned and stands where restore must write; "

@@ -560,7 +560,7 @@ def test_a_folder_name_with_glob_characters_is_left_out_exactly(bucket, store, w
     url, options, _files = bucket
     write(work, "raw1/mine.txt", "checked out")
     add_url(store, url, "raw[1]", options)
-    assert store.config.sparse == ["/*", "!/raw\\[1\\]/"]
+    assert store.config.sparse == ["/*", "!/raw\\[1\\]/**"]
     assert store.in_scope()("raw1/mine.txt") and not store.in_scope()("raw[1]/top.txt")
     store.commit("a folder with brackets")
     st = status(store)  # the bucket's folder is not called deleted; the look-alike folder is seen
@@ -680,3 +680,73 @@ def test_the_no_op_status_stays_quick_with_a_folder_left_out(bucket, store, work
     store.set_config(replace(store.config, sparse=["/*"]))  # another checked-out part
     assert not quick_clean(str(work))
     assert status(store).removed  # raw/ is in the part now, and not in the folder
+
+
+def _task(kind: str, started: str, done: str) -> str:
+    """``slow``: marks that it runs, works a while, marks that it is done. ``fails``: waits
+    (bounded) until the slow one runs, then raises."""
+    import time
+
+    if kind == "slow":
+        Path(started).write_text("running")
+        time.sleep(1.0)
+        Path(done).write_text("done")
+        return kind
+    for _ in range(200):
+        if os.path.exists(started):
+            break
+        time.sleep(0.05)
+    raise ValueError("a task that fails")
+
+
+def test_a_failed_task_keeps_its_error_and_running_tasks_finish_first(tmp_path, pickled_by_value):
+    pytest.importorskip("distributed")
+    from objstore.cluster import run_tasks
+
+    started, done = str(tmp_path / "started"), str(tmp_path / "done")
+    with pytest.raises(ValueError, match="a task that fails"):  # the task's own error, not a cancellation
+        run_tasks("local:2", _task, [("slow", started, done), ("fails", started, done)])
+    # a task that started was waited for (nothing writes after the caller gave up); one that
+    # had not started never starts
+    assert os.path.exists(done) or not os.path.exists(started)
+
+
+def test_restore_from_a_version_leaves_the_part_not_checked_out_alone(bucket, store, work):
+    from objstore.worktree import add, restore
+
+    url, options, _files = bucket
+    write(work, "data/mine.txt", "local")
+    add(store, ["data"], cwd=str(work))
+    add_url(store, url, "data/scans", options)
+    store.commit("a local file and a folder from the bucket under one folder")
+    write(work, "data/scans/note.txt", "untracked, the user's")  # in the folder left out
+    report = restore(store, ["data"], source="HEAD", cwd=str(work))
+    assert report.restored == ["data/mine.txt"] and report.removed == []
+    assert (work / "data/scans/note.txt").read_text() == "untracked, the user's"
+
+
+def test_a_file_where_the_folder_must_go_is_refused(bucket, store, work):
+    from objstore.worktree import add
+
+    url, options, _files = bucket
+    write(work, "data", "a file")
+    add(store, ["data"], cwd=str(work))
+    before = store.staged_tree()
+    for target in ("data", "data/raw"):
+        with pytest.raises(DsError, match="data is a file, where the URL's folder"):
+            add_url(store, url, target, options)
+    assert store.staged_tree() == before and (work / "data").read_text() == "a file"
+
+
+def test_a_clone_whose_include_takes_in_some_of_the_folder(bucket, store, work):
+    from dataclasses import replace
+
+    from objstore.worktree import status
+
+    url, options, files = bucket
+    store.set_config(replace(store.config, sparse=["*.csv"]))  # as `ds clone --include '*.csv'` leaves it
+    add_url(store, url, "raw", options)
+    assert store.config.sparse == ["*.csv", "!/raw/**"]  # raw/big/table.csv would be checked out
+    store.commit("from the bucket")
+    st = status(store)
+    assert not st.removed and not st.staged
