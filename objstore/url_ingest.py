@@ -29,6 +29,8 @@ from .scan import Stat
 
 TASK_BYTES = 128 * 1024 * 1024  # a task reads about this much (a larger object is a task alone)
 TASK_FILES = 1024  # and at most this many objects (workers stay busy; an answer stays small)
+LIST_THREADS = 8  # top-level folders listed at once
+JOURNAL_AGE = 24 * 3600.0  # a listing kept from an add that stopped is used again this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,18 +113,21 @@ class UrlSource:
         return DsError(f"{self.url}: {doing} failed ({why}); run the command again: it goes on where "
                        "it stopped")
 
-    def list(self) -> list[SourceObject]:
-        """Every object under the URL (or the one it names), sorted by path; fsspec pages
-        through the storage's listing. Zero-byte folder markers (``prefix/``) are passed
-        over; names that cannot be paths, or an object that another one's path passes
-        through (``a`` and ``a/b``), are refused before anything is stored."""
+    def list(self, journal: Path | None = None) -> list[SourceObject]:
+        """Every object under the URL (or the one it names), sorted by path. The top-level
+        folders are listed side by side (fsspec pages through each); with ``journal``, each
+        folder's listing is kept there once complete, so a listing interrupted (or an add
+        that failed) goes on from the folders not yet listed, for ``JOURNAL_AGE`` seconds.
+        Zero-byte folder markers (``prefix/``) are passed over; names that cannot be paths,
+        or an object that another one's path passes through (``a`` and ``a/b``), are refused
+        before anything is stored."""
         try:
             info = self.fs.info(self.root)
             if info.get("type") != "directory":  # one object: the source is its folder from now on
                 self.root, _, name = self.root.rpartition("/")
                 self.url = self.url.rstrip("/").rpartition("/")[0]
                 return [SourceObject(check_relpath(name), int(info.get("size") or 0), _token(info))]
-            found = self.fs.find(self.root, detail=True)
+            found = self._find(journal)
         except FileNotFoundError:
             raise DsError(f"{self.url}: no such object or prefix; check the URL") from None
         except DsError:
@@ -130,18 +135,18 @@ class UrlSource:
         except Exception as e:
             raise self.error(e, "listing") from None
         out = []
-        for p, i in found.items():
-            if i.get("type") == "directory" or not p.startswith(self.root + "/"):
+        for p, (kind, size, token) in found.items():
+            if kind == "directory" or not p.startswith(self.root + "/"):
                 continue
             rel = p[len(self.root) + 1:]
-            if (not rel or rel.endswith("/")) and not i.get("size"):
+            if (not rel or rel.endswith("/")) and not size:
                 continue  # a folder marker (the S3 console's "Create folder")
             try:
                 check_relpath(rel)
             except UnsafePath as e:
                 raise DsError(f"{self.url}: object {rel!r} cannot be a path in a version ({e}); "
                               "rename it or add a narrower prefix") from None
-            out.append(SourceObject(rel, int(i.get("size") or 0), _token(i)))
+            out.append(SourceObject(rel, size, token))
         out.sort(key=lambda o: o.rel)
         names = {o.rel for o in out}
         for o in out:
@@ -152,6 +157,50 @@ class UrlSource:
                                   "a version cannot hold; rename one of them or add a narrower prefix")
                 parent = parent.rpartition("/")[0]
         return out
+
+    def _find(self, journal: Path | None) -> dict[str, tuple[str, int, str]]:
+        """path -> (type, size, token) of everything under the root: the top level, then each
+        folder of it (``LIST_THREADS`` at a time), each kept in ``journal`` once listed."""
+        import json
+        import threading
+        import time
+        from concurrent.futures import ThreadPoolExecutor
+
+        lock = threading.Lock()
+        done: dict[str, dict] = {}
+        if journal is not None:
+            try:
+                if time.time() - journal.stat().st_mtime < JOURNAL_AGE:
+                    for line in journal.read_text(encoding="utf-8").splitlines():
+                        with suppress(ValueError, TypeError):
+                            folder, rows = json.loads(line)
+                            done[folder] = {p: tuple(r) for p, r in rows.items()}
+            except OSError:
+                pass
+        found: dict[str, tuple[str, int, str]] = {}
+        folders = []
+        for i in self.fs.ls(self.root, detail=True):
+            if i.get("type") == "directory":
+                folders.append(i["name"].rstrip("/"))
+            else:
+                found[i["name"]] = ("file", int(i.get("size") or 0), _token(i))
+
+        def listed(folder: str) -> dict[str, tuple[str, int, str]]:
+            if folder in done:
+                return done[folder]
+            rows = {p: (i.get("type", "file"), int(i.get("size") or 0), _token(i))
+                    for p, i in self.fs.find(folder, detail=True).items()}
+            if journal is not None:
+                line = json.dumps([folder, rows]) + "\n"
+                with lock, open(journal, "a", encoding="utf-8") as f:  # a line per folder, whole
+                    f.write(line)
+            return rows
+        if journal is not None:
+            journal.parent.mkdir(parents=True, exist_ok=True)
+        with ThreadPoolExecutor(LIST_THREADS) as pool:
+            for rows in pool.map(listed, sorted(folders)):
+                found.update(rows)
+        return found
 
 
 class UrlReader:
@@ -537,7 +586,8 @@ def add_url(store: Any, url: str, to: str, options: dict | None = None,
     with store.locked():
         editor = TreeEditor(store.meta, store.staged_tree())
         _check_target(store, editor, prefix)
-        objects = source.list()
+        journal = _sources_file(store, url).with_suffix(".listing")
+        objects = source.list(journal)
         scope = store.in_scope()  # a clone's --include may take some of the folder's files in
         shown = [o.rel for o in objects if scope(join(prefix, o.rel))]
         if shown and os.path.lexists(os.path.join(store.worktree, prefix)):
@@ -566,6 +616,7 @@ def add_url(store: Any, url: str, to: str, options: dict | None = None,
             report.removed += 1
         _set_stage(store, editor, prefix, bool(shown))
         save_sources(store, source.url, rows)
+        journal.unlink(missing_ok=True)  # listed and staged: the next add lists afresh
         if cluster is not None and remote is None:
             store.chunks.index.maybe_merge()  # a fragment per task
     return report

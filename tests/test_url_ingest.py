@@ -750,3 +750,29 @@ def test_a_clone_whose_include_takes_in_some_of_the_folder(bucket, store, work):
     store.commit("from the bucket")
     st = status(store)
     assert not st.removed and not st.staged
+
+
+def test_an_interrupted_listing_goes_on_from_the_folders_not_yet_listed(bucket, store, tmp_path, monkeypatch):
+    import s3fs
+
+    url, options, files = bucket
+    real = s3fs.S3FileSystem.find
+    calls: list[str] = []
+    faulty = [True]
+
+    def find(self, path, *args, **kwargs):
+        calls.append(path.rstrip("/").rpartition("/")[2])
+        if path.rstrip("/").endswith("/d3") and faulty[0]:  # the first listing loses d3
+            raise OSError("connection reset")
+        return real(self, path, *args, **kwargs)
+    monkeypatch.setattr(s3fs.S3FileSystem, "find", find)
+    with pytest.raises(DsError, match="listing failed"):
+        add_url(store, url, "raw", options)
+    assert sorted(calls) == ["big", "d0", "d1", "d2", "d3", "d4"]  # each top-level folder, side by side
+    journal = next((store.path / "cache" / "sources").glob("*.listing"))
+    calls.clear()
+    faulty[0] = False
+    report = add_url(store, url, "raw", options)
+    assert calls == ["d3"]  # the folders listed before were not listed again
+    assert report.staged == len(files) and not journal.exists()
+    assert _entries(store, store.staged_tree()) == _fresh_entries(tmp_path, url, options)
