@@ -16,6 +16,7 @@ from typing import Any
 from .errors import DsError
 
 RETRIES = 2
+CONNECT_TIMEOUT = 30.0  # seconds to reach a scheduler before giving up
 
 
 def _distributed() -> Any:
@@ -58,7 +59,7 @@ def open_client(spec: str) -> Iterator[Any]:
             cluster.close()
         return
     try:
-        client = distributed.Client(spec, timeout=30)
+        client = distributed.Client(spec, timeout=CONNECT_TIMEOUT)
     except (OSError, TimeoutError, ValueError) as e:
         raise DsError(f"--dask {spec}: cannot reach the scheduler ({e}); check its address, or use "
                       "local:N for worker processes on this machine") from None

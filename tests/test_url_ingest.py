@@ -776,3 +776,20 @@ def test_an_interrupted_listing_goes_on_from_the_folders_not_yet_listed(bucket, 
     assert calls == ["d3"]  # the folders listed before were not listed again
     assert report.staged == len(files) and not journal.exists()
     assert _entries(store, store.staged_tree()) == _fresh_entries(tmp_path, url, options)
+
+
+def test_a_running_scheduler_by_its_address(bucket, store, tmp_path, monkeypatch):
+    """--dask tcp://HOST:PORT joins a scheduler that runs already (here a local one on loopback)."""
+    distributed = pytest.importorskip("distributed")
+    from objstore import cluster
+
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", 2.0)
+    url, options, files = bucket
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=":0") as running:
+        assert running.scheduler_address.startswith("tcp://127.0.0.1:")
+        report = add_url(store, url, "raw", options, cluster=running.scheduler_address)
+    assert report.tasks >= 1 and report.staged == len(files)
+    assert store.staged_tree() == _local_tree(tmp_path, files, "raw")
+    with pytest.raises(DsError, match="cannot reach the scheduler"):
+        add_url(store, url, "other", options, cluster=running.scheduler_address)  # stopped now
