@@ -390,11 +390,19 @@ def open_backend(url: str, options: dict) -> Backend:
     from fsspec.implementations.local import LocalFileSystem
 
     fs, root = fsspec.core.url_to_fs(url, **options)
-    protocol = set(fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
-    if protocol & LOCAL_PROTOCOLS:
+    if _protocols(fs) & LOCAL_PROTOCOLS:
         return LocalBackend(root) if isinstance(fs, LocalFileSystem) else FolderBackend(fs, root)
-    cls = next((c for c in KINDS.values() if protocol & set(c.PROTOCOLS)), FsspecBackend)
-    return cls(fs, root)
+    return backend_class(fs)(fs, root)
+
+
+def _protocols(fs: Any) -> set[str]:
+    return set(fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
+
+
+def backend_class(fs: Any) -> type[FsspecBackend]:
+    """The backend class of an fsspec filesystem, by its protocol (``FsspecBackend`` if none)."""
+    protocol = _protocols(fs)
+    return next((c for c in KINDS.values() if protocol & set(c.PROTOCOLS)), FsspecBackend)
 
 
 def classify(e: BaseException, backend: str = "other") -> str:

@@ -1230,26 +1230,14 @@ def _link_entry(store: Store, path: str, url: str, size: int) -> FileEntry:
 
 def _list_external(url: str) -> list[tuple[str, str, int]]:
     """(path under ``url``, the file's URL, size) for a file URL (its name) or each file under a
-    folder URL, listed whole. Links keep the URL's own form (``azure://`` stays ``azure://``)."""
-    import fsspec
+    folder URL (listed as ``ds add URL`` lists it). Links keep the URL's own form
+    (``azure://`` stays ``azure://``)."""
+    from .url_ingest import UrlSource
 
-    from .remote_fs import fsspec_url
-
-    try:
-        fs, root = fsspec.core.url_to_fs(fsspec_url(url))
-        info = fs.info(root)
-    except (FileNotFoundError, OSError, ValueError) as e:
-        raise DsError(f"add_external_files: cannot read {url} ({e}); check the URL and its "
-                      "credentials") from None
-    if info["type"] != "directory":
-        return [(root.rstrip("/").rpartition("/")[2], url, int(info.get("size") or 0))]
-    top, base = root.rstrip("/"), url.rstrip("/")
-    out = []
-    for p, i in sorted(fs.find(top, detail=True).items()):
-        if i.get("type") != "directory" and p.startswith(top + "/"):
-            rel = p[len(top) + 1:]
-            out.append((rel, f"{base}/{rel}", int(i.get("size") or 0)))
-    return out
+    source = UrlSource(url)
+    objects = source.list()  # a file URL: the source becomes its folder
+    base = source.url.rstrip("/")
+    return [(o.rel, f"{base}/{o.rel}", o.size) for o in objects]
 
 
 def split_parts(entries: dict[str, FileEntry], num_parts: int) -> list[list[str]]:

@@ -88,10 +88,9 @@ class UrlSource:
     @property
     def kind(self) -> str:
         """The backend kind of the source's filesystem (s3, gcs, azure, other), for its errors."""
-        from .backend_fsspec import KINDS
+        from .backend_fsspec import backend_class
 
-        protocol = set(self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,))
-        return next((c.kind for c in KINDS.values() if protocol & set(c.PROTOCOLS)), "other")
+        return backend_class(self.fs).kind
 
     def error(self, e: BaseException, doing: str) -> DsError:
         """A storage error as the user's: what failed, why, and the fix (by the backend's rules)."""
