@@ -749,6 +749,11 @@ def move(store: Store, src: str, dst: str, cwd: str | None = None) -> MoveReport
         if not files:
             raise DsError(f"{src} is not versioned; `ds add` it first (or move it with plain mv)")
         if lstat_inside(root, src_rel) is None:
+            scope = store.in_scope()
+            if not any(scope(p) for p in files):  # git mv refuses paths outside its sparse checkout too
+                raise DsError(f"{src} is outside the checked-out part of this working folder "
+                              "(worktree.sparse), so there is nothing here to move; a folder added from "
+                              "a URL is moved by adding the URL again with another --to")
             raise DsError(f"{src} is versioned but missing from the working folder; "
                           f"`ds restore {src}` first")
         dst_rel = _move_target(root, src_rel, dst_rel, dst)

@@ -621,6 +621,10 @@ def test_restore_and_checkout_of_the_folder_left_out_point_to_get(bucket, store,
         with pytest.raises(DsError, match="outside the checked-out part.*ds get"):
             call()
     assert not (work / "raw").exists()
+    from objstore.worktree import move
+
+    with pytest.raises(DsError, match="outside the checked-out part.*another --to"):
+        move(store, "raw", "moved", cwd=str(work))
     write(work, "mine.txt", "local")
     store_path = "mine.txt"
     from objstore.worktree import add
