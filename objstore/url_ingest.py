@@ -587,6 +587,9 @@ def add_url(store: Any, url: str, to: str, options: dict | None = None,
         _check_target(store, editor, prefix)
         journal = _sources_file(store, url).with_suffix(".listing")
         objects = source.list(journal)
+        # the journal serves a listing that stopped, nothing after: an object gone since it was
+        # listed would fail every later read of a kept listing, where a fresh one drops it
+        journal.unlink(missing_ok=True)
         scope = store.in_scope()  # a clone's --include may take some of the folder's files in
         shown = [o.rel for o in objects if scope(join(prefix, o.rel))]
         if shown and os.path.lexists(os.path.join(store.worktree, prefix)):
@@ -615,7 +618,6 @@ def add_url(store: Any, url: str, to: str, options: dict | None = None,
             report.removed += 1
         _set_stage(store, editor, prefix, bool(shown))
         save_sources(store, source.url, rows)
-        journal.unlink(missing_ok=True)  # listed and staged: the next add lists afresh
         if cluster is not None and remote is None:
             store.chunks.index.maybe_merge()  # a fragment per task
     return report

@@ -149,6 +149,7 @@ def _add_failing_once(store: Store, url: str, options: dict, files: dict, monkey
     with pytest.raises(DsError, match="connection reset.*goes on where it stopped"):
         add_url(store, url, "raw", options, **kwargs)
     monkeypatch.setattr(ui.UrlReader, "read", real)
+    assert not list((store.path / "cache" / "sources").glob("*.listing"))  # the listing had completed
     kept = TreeEditor(store.meta, store.staged_tree()).files_under("raw")
     assert 0 < len(kept) < len(files) and f"raw/{broken}" not in kept
     return kept
