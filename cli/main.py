@@ -23,12 +23,15 @@ def _on_signal(signum: int, _frame: object) -> None:
 
 
 def catch_signals() -> None:
-    """Handle SIGINT and SIGTERM (unless this process was started with them ignored)."""
-    import signal
+    """Handle SIGINT and SIGTERM (unless this process was started with them ignored).
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        if signal.getsignal(sig) in (signal.default_int_handler, signal.SIG_DFL, _on_signal):
-            signal.signal(sig, _on_signal)
+    Through ``_signal``, the C core of ``signal``: the module's enums cost more to import
+    than the rest of a no-op ``ds status``'s imports."""
+    import _signal
+
+    for sig in (_signal.SIGINT, _signal.SIGTERM):
+        if _signal.getsignal(sig) in (_signal.default_int_handler, _signal.SIG_DFL, _on_signal):
+            _signal.signal(sig, _on_signal)
 
 
 def interrupted() -> None:

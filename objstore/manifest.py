@@ -22,11 +22,15 @@ section, or chunk lengths that do not add up to the size make the manifest inval
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 
 from .errors import FormatError
-from .paths import _UNSAFE, MAX_NAME_BYTES, check_name
+from .paths import MAX_NAME_BYTES, check_name
+
+# A fast screen: a name matching none of this still gets the byte-length check only.
+_UNSAFE = re.compile(r"[/\\\x00]|^\.\.?$|^$|^[A-Za-z]:|^\.dsstore$", re.IGNORECASE)
 
 MAGIC = b"DSMF"
 HEAD = struct.Struct("<4sBB2xIII")

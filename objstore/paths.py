@@ -7,8 +7,6 @@ letter (``C:``), the store's own folder name, and components over 255 bytes.
 
 from __future__ import annotations
 
-import re
-
 from .errors import UnsafePath
 
 STORE_DIR = ".dsstore"
@@ -16,9 +14,7 @@ STORE_ENV = "DSSTORE_DIR"  # names the store every command and the SDK use, as G
 IGNORE_FILE = ".dsignore"  # gitignore-style rules for the folder that holds it
 MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 4096
-_DRIVE = re.compile(r"^[A-Za-z]:")
-# A fast screen: a name matching none of this still gets the byte-length check only.
-_UNSAFE = re.compile(r"[/\\\x00]|^\.\.?$|^$|^[A-Za-z]:|^\.dsstore$", re.IGNORECASE)
+_LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")  # of a drive (C:)
 
 
 def check_name(name: str, context: str = "") -> str:
@@ -28,7 +24,7 @@ def check_name(name: str, context: str = "") -> str:
         problem = "is empty, '.' or '..'"
     elif "/" in name or "\\" in name or "\0" in name:
         problem = "contains '/', '\\' or NUL"
-    elif _DRIVE.match(name):
+    elif name[1:2] == ":" and name[0] in _LETTERS:
         problem = "starts with a drive letter"
     elif name.casefold() == STORE_DIR:
         problem = f"is the store folder name {STORE_DIR!r}"

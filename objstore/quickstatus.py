@@ -22,49 +22,60 @@ one line to a pipe. Threads would not help: building a ``stat_result`` holds the
 from __future__ import annotations
 
 import os
-import signal
 import stat
+import struct
 import sys
-import tomllib
-from array import array
 from itertools import chain, compress
 from operator import attrgetter, not_
-from pathlib import Path
 
 from .paths import IGNORE_FILE, STORE_DIR, STORE_ENV
+from .quickconfig import config_facts
 from .statcache import RACY_NS, StatCache, clean_key
 
+# Paths here are strings and files are read with open(): pathlib's import (with the
+# modules it pulls in) cost a no-op status more than its walk of 20,000 files.
 
-def store_dir(start: str) -> Path | None:
+
+def store_dir(start: str) -> str | None:
     """The store a command uses, or None: ``DSSTORE_DIR`` when set (as git's ``GIT_DIR``),
     else the nearest ``.dsstore`` at or above ``start`` (``store.locate_store`` without the
     error, and without importing the store's modules)."""
     env = os.environ.get(STORE_ENV)
     if env:
-        path = Path(env).expanduser().absolute()
-        return path if path.name == STORE_DIR and (path / "config").is_file() else None
-    here = Path(start).resolve()
-    for folder in (here, *here.parents):
-        if (folder / STORE_DIR / "config").is_file():
-            return folder / STORE_DIR
-    return None
+        path = os.path.abspath(os.path.expanduser(env))
+        is_store = os.path.basename(path) == STORE_DIR and os.path.isfile(os.path.join(path, "config"))
+        return path if is_store else None
+    folder = os.path.realpath(start)
+    while True:
+        if os.path.isfile(os.path.join(folder, STORE_DIR, "config")):
+            return os.path.join(folder, STORE_DIR)
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
 
 
-def head_commit(meta: Path) -> str | None:
+def read_text(path: str) -> str:
+    """A small file's text (OSError if it cannot be read)."""
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
+        return f.read()
+
+
+def head_commit(meta: str) -> str | None:
     """HEAD's commit id read from the git files themselves (loose or packed ref)."""
     try:
-        head = (meta / "HEAD").read_text().strip()
+        head = read_text(os.path.join(meta, "HEAD")).strip()
     except OSError:
         return None
     if not head.startswith("ref: "):
         return head if len(head) == 40 else None
     ref = head[5:]
     try:
-        return (meta / ref).read_text().strip()
+        return read_text(os.path.join(meta, ref)).strip()
     except OSError:
         pass
     try:
-        for line in (meta / "packed-refs").read_text().splitlines():
+        for line in read_text(os.path.join(meta, "packed-refs")).splitlines():
             sha, _, name = line.partition(" ")
             if name == ref:
                 return sha
@@ -76,31 +87,29 @@ def head_commit(meta: Path) -> str | None:
 def quick_clean(start: str) -> bool:
     """True only when the working folder is certainly unchanged since HEAD; else look fully."""
     store = store_dir(start)
-    if store is None or (store / "STAGE").exists():
+    if store is None or os.path.exists(os.path.join(store, "STAGE")):
         return False
-    try:
-        config = tomllib.loads((store / "config").read_text("utf-8"))
-    except (OSError, ValueError):
-        return False
-    if config.get("store", {}).get("format") != 1:
+    config = config_facts(store)
+    if config is None or config.get("store", {}).get("format") != 1:
         return False
     sparse = config.get("worktree", {}).get("sparse") or []
+    meta = os.path.join(store, "meta")
     try:
-        if not (store / "meta" / "HEAD").read_bytes().startswith(b"ref: "):
+        if not read_text(os.path.join(meta, "HEAD")).startswith("ref: "):
             return False  # detached: the full status says so
     except OSError:
         return False
-    head = head_commit(store / "meta")
-    cache = StatCache(store / "cache" / "stat")
+    head = head_commit(meta)
+    cache = StatCache(os.path.join(store, "cache", "stat"))
     if head is None or not isinstance(sparse, list) or cache.clean_head != clean_key(head, sparse) \
             or cache.upgraded:
         return False  # (an old format: the full status rewrites it)
-    unchanged = _walk_unchanged(str(store.parent), cache)
+    unchanged = _walk_unchanged(os.path.dirname(store), cache)
     if unchanged is not None:
         return unchanged
     from .scan import scan  # a .dsignore somewhere: let the scanner apply it
 
-    result = scan(str(store.parent))
+    result = scan(os.path.dirname(store))
     if result.skipped or result.bad_names or result.files.keys() != set(cache.paths()):
         return False
     return all(cache.get(path, st) is not None for path, st in result.files.items())
@@ -225,9 +234,9 @@ class _Walk:
             return False
         columns = [list(map(column, stats)) for column in _COLUMNS]
         try:
-            if b"".join([array("q", column).tobytes() for column in columns]) != stored[1]:
+            if struct.pack(f"{4 * len(stats)}q", *chain.from_iterable(columns)) != stored[1]:
                 return False
-        except OverflowError:  # a time or an inode past 2**63: kept as plain ints
+        except struct.error:  # a time or an inode past 2**63: kept as plain ints
             if tuple(chain.from_iterable(columns)) != stored[1]:
                 return False
         mtimes, ctimes = columns[1], columns[2]
@@ -306,6 +315,8 @@ class _Child:
         """End the child if it still runs (its answer is then unknown: ``killed``)."""
         if not self.done:
             self.killed = True
+            import signal
+
             try:
                 os.kill(self.pid, signal.SIGKILL)
             except OSError:

@@ -10,23 +10,23 @@ None, and the caller takes the full path (``branches.tracking``).
 
 from __future__ import annotations
 
-import tomllib
-from pathlib import Path
+import os
 
-from .quickstatus import store_dir
+from .quickconfig import config_facts
+from .quickstatus import read_text, store_dir
 
 
-def _ref(meta: Path, name: str) -> str | None:
+def _ref(meta: str, name: str) -> str | None:
     """A direct ref's id, loose or packed (as libgit2 reads it: loose first); None if absent."""
     try:
-        value = (meta / name).read_text().strip()
+        value = read_text(os.path.join(meta, name)).strip()
     except FileNotFoundError:
         value = None
     except OSError:
         raise ValueError(name) from None
     if value is None:
         try:
-            lines = (meta / "packed-refs").read_text().splitlines()
+            lines = read_text(os.path.join(meta, "packed-refs")).splitlines()
         except FileNotFoundError:
             return None
         value = next((line.partition(" ")[0] for line in lines
@@ -44,15 +44,17 @@ def quick_tracking(start: str) -> dict | None:
     store = store_dir(start)
     if store is None:
         return None
-    meta = store / "meta"
+    meta = os.path.join(store, "meta")
     try:
-        head_text = (meta / "HEAD").read_text().strip()
+        head_text = read_text(os.path.join(meta, "HEAD")).strip()
         if not head_text.startswith("ref: refs/heads/"):
             return None
         branch = head_text[len("ref: refs/heads/"):]
         head = _ref(meta, f"refs/heads/{branch}")
-        config = tomllib.loads((store / "config").read_text("utf-8"))
     except (OSError, ValueError):
+        return None
+    config = config_facts(store)
+    if config is None:
         return None
     out = {"branch": branch, "head": head, "upstream": None, "ahead": 0, "behind": 0, "gone": False}
     entry = config.get("branch", {}).get(branch, {})

@@ -22,17 +22,18 @@ files on disk as two whole values, with no Python object per row.
 from __future__ import annotations
 
 import marshal
+import os
+import struct
 import sys
 import time
-from array import array
-from collections import OrderedDict
-from collections.abc import Iterable, Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .limits import CACHE_ROWS
 
-if TYPE_CHECKING:  # kept out of start-up: `ds status` on a clean folder needs neither
+TYPE_CHECKING = False  # typing, pathlib and collections stay out of a no-op `ds status`
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+    from pathlib import Path
+
     from .scan import Stat
 
 RACY_NS = 100_000_000
@@ -57,10 +58,10 @@ def clean_key(head: str, sparse: list[str] | None) -> str:
     return f"{head}:{hashlib.sha256(chr(10).join(sparse).encode()).hexdigest()[:16]}"
 
 class StatCache:
-    def __init__(self, path: Path):
+    def __init__(self, path: str | Path):
         self.path = path
         self._blobs: dict[str, Packed | bytes] = {}  # folder -> packed rows (bytes: the old format's)
-        self._open: OrderedDict[str, dict[str, Row]] = OrderedDict()  # decoded folders, LRU order
+        self._open: dict[str, dict[str, Row]] = {}  # decoded folders, least recently used first
         self._open_rows = 0
         self._dirty: set[str] = set()  # open folders changed since they were decoded
         self.written_ns = 0
@@ -70,7 +71,8 @@ class StatCache:
         self.clean_head: str | None = None
         self.upgraded = False  # read from the old format: the next save writes the new one
         try:
-            tag, written, blobs, clean_head = marshal.loads(path.read_bytes())
+            with open(path, "rb") as f:
+                tag, written, blobs, clean_head = marshal.loads(f.read())
             if tag in (_TAG, _OLD_TAG) and isinstance(blobs, dict) and isinstance(written, int):
                 self._blobs, self.written_ns, self.clean_head = blobs, written, clean_head
                 self.upgraded = self.changed = tag == _OLD_TAG
@@ -87,7 +89,7 @@ class StatCache:
         """The rows of one folder, by file name (decoded on first use; do not keep it long)."""
         rows = self._open.get(folder)
         if rows is not None:
-            self._open.move_to_end(folder)
+            self._open[folder] = self._open.pop(folder)  # now the most recently used
             return rows
         blob = self._blobs.get(folder)
         rows = _unpack(blob) if blob is not None else {}
@@ -235,7 +237,7 @@ class StatCache:
                     del self._blobs[folder]
         from .fsutil import atomic_write
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
         atomic_write(self.path, marshal.dumps((_TAG, now, self._blobs, self.clean_head)), durable=False)
         self.written_ns = now
         self.changed = self.upgraded = False
@@ -254,8 +256,8 @@ def _pack(rows: dict[str, Row]) -> Packed:
     ordered = [rows[n] for n in names]
     flat = [row[column] for column in range(4) for row in ordered]
     try:
-        numbers: bytes | tuple[int, ...] = array("q", flat).tobytes()
-    except (OverflowError, TypeError):  # a time or an inode past 2**63: plain ints
+        numbers: bytes | tuple[int, ...] = struct.pack(f"{len(flat)}q", *flat)
+    except struct.error:  # a time or an inode past 2**63: plain ints
         numbers = tuple(flat)
     digests = tuple(row[4] for row in ordered)
     width = len(digests[0]) if digests else 0
@@ -292,11 +294,7 @@ def _unpack(blob: object) -> dict[str, Row]:
         return {}
     names_joined, numbers, digests = blob
     names = names_joined.split("/")
-    if isinstance(numbers, bytes):
-        values = array("q")
-        values.frombytes(numbers)
-    else:
-        values = numbers
+    values = memoryview(numbers).cast("q").tolist() if isinstance(numbers, bytes) else numbers
     if isinstance(digests, bytes):
         width = len(digests) // len(names)
         digests = [digests[i : i + width] for i in range(0, len(digests), width)]
