@@ -140,9 +140,7 @@ class Dataset:
 
     def _tree(self) -> str:
         r = self._record
-        if r.get("commit"):
-            return self._store.meta.tree_of(r["commit"])
-        return r["tree"]
+        return self._store.meta.tree_of(r["commit"]) if r.get("commit") else r["tree"]
 
     def _entries(self) -> dict[str, FileEntry]:
         return dict(self._store.meta.walk(self._tree()))
@@ -211,9 +209,12 @@ class Dataset:
     def _change_tags(self, change) -> None:
         """Tags as ``change`` makes them from the saved ones, in one lock hold: another
         writer's tags added meanwhile are kept."""
+        self._change_record(lambda r: r.update(tags=_unique(change(list(r.get("tags") or [])))))
+
+    def _change_record(self, change) -> None:
+        """Apply ``change`` to the saved record and save it, in one lock hold; then publish it."""
         with self._store.locked():
-            r = self._reload()
-            r["tags"] = _unique(change(list(r.get("tags") or [])))
+            change(self._reload())
             self._save()
         self._publish_record()
 
@@ -222,11 +223,7 @@ class Dataset:
         return self._record.get("description") or ""
 
     def set_description(self, description: str) -> None:
-        with self._store.locked():
-            self._reload()
-            self._record["description"] = description
-            self._save()
-        self._publish_record()
+        self._change_record(lambda r: r.update(description=description))
 
     def set_metadata(self, metadata: Any, metadata_name: str = "metadata", ui_visible: bool = True) -> None:
         """Attach metadata under a name (before finalize); see ``dataset_metadata`` for the types kept."""
@@ -419,16 +416,14 @@ class Dataset:
                 if found is None:
                     raise
         else:
-            def query() -> list[dict]:
-                return _query(store, dataset_project, dataset_name, dataset_tags, dataset_version,
-                              only_completed, only_published, exact_name=True)
+            def query(records: Iterable[dict]) -> list[dict]:
+                return _filter(records, dataset_project, dataset_name, dataset_tags, dataset_version,
+                               only_completed, only_published, exact_name=True)
 
             # like ClearML's server, the shared remote has the last word: newer versions and
             # changed facts (published, tags) there are brought in before choosing
-            _fetch_from_remote(store, lambda rs: _filter(
-                rs, dataset_project, dataset_name, dataset_tags, dataset_version, only_completed,
-                only_published, exact_name=True))
-            matches = query()
+            _fetch_from_remote(store, query)
+            matches = query(RecordStore(store.path).all())
             if not matches:
                 if auto_create and dataset_name:
                     return cls.create(dataset_name=dataset_name, dataset_project=dataset_project,
@@ -633,7 +628,7 @@ class Dataset:
         written one object each under ``<url>/external_links/<dataset id>/`` and become external
         files linking there (the parents' files stay as they are); it needs a URL.
         """
-        url = (output_url if isinstance(output_url, str) else None) or self._upload_target()
+        url = (output_url if isinstance(output_url, str) else None) or self.get_default_storage()
         if upload_as_external_links:
             if not url:
                 raise DsError("upload_as_external_links needs somewhere to put the files: give "
@@ -682,15 +677,13 @@ class Dataset:
 
         self._edit(change)
 
-    def _upload_target(self) -> str | None:
-        return self._record.get("output_uri") or default_remote(self._store)
-
     def get_default_storage(self) -> str | None:
-        return self._upload_target()
+        """Where ``upload`` sends the version: its ``output_uri``, else the default remote."""
+        return self._record.get("output_uri") or default_remote(self._store)
 
     def finalize(self, verbose: bool = False, raise_on_error: bool = True, auto_upload: bool = False) -> bool:
         """Commit the draft: from now on the version is immutable."""
-        target = self._upload_target()
+        target = self.get_default_storage()
         if target and self.is_dirty():
             if auto_upload:
                 self.upload()
@@ -728,7 +721,7 @@ class Dataset:
             tree = editor.write()
             commit_id = store.meta.commit(tree, parents, f"{r['project']}/{r['name']} {r['version']}",
                                           store.author())
-            store.meta.set_ref(f"refs/datasets/{r['id']}", commit_id, force=False)
+            store.meta.set_ref(ref, commit_id, force=False)
             r.update(status=rec.COMPLETED, commit=commit_id, tree=None, finalized=_now())
             self._save()
         for url in list(r.get("uploaded", [])):
@@ -867,8 +860,7 @@ class Dataset:
         for path, entry in memo[self.id].items():
             did = self.id
             while True:
-                parents = (self._record if did == self.id else find_record(self._store, did))["parents"]
-                nxt = next((p for p in reversed(parents)
+                nxt = next((p for p in reversed(self._parents_of(did))
                             if (e := entries_of(p).get(path)) is not None and e.same_content(entry)), None)
                 if nxt is None:
                     break
@@ -876,15 +868,15 @@ class Dataset:
             owners[path] = did
         return owners
 
+    def _parents_of(self, dataset_id: str) -> list[str]:
+        return (self._record if dataset_id == self.id else find_record(self._store, dataset_id))["parents"]
+
     def _all_entries(self) -> dict[str, DatasetFile]:
         owners = self._owners()
         out = {}
         for p, e in self._entries().items():
-            if e.kind == EXTERNAL:
-                link = self._store.chunks.get(e.chunks[0][0]).decode("utf-8")
-                out[p] = DatasetFile(p, None, e.size, owners[p], link)
-            else:
-                out[p] = DatasetFile(p, e.hash.hex(), e.size, owners[p])
+            link = self._store.chunks.get(e.chunks[0][0]).decode("utf-8") if e.kind == EXTERNAL else None
+            out[p] = DatasetFile(p, None if link is not None else e.hash.hex(), e.size, owners[p], link)
         return out
 
     @property
@@ -922,9 +914,8 @@ class Dataset:
             did = todo.pop()
             if did in graph:
                 continue
-            parents = self._record["parents"] if did == self.id else find_record(self._store, did)["parents"]
-            graph[did] = list(parents)
-            todo.extend(parents)
+            graph[did] = list(self._parents_of(did))
+            todo.extend(graph[did])
         return graph
 
     def verify_dataset_hash(self, local_copy_path: str | None = None, skip_hash: bool = False,
@@ -936,12 +927,8 @@ class Dataset:
         bad = []
         for p, e in sorted(self._entries().items()):
             f = root / p
-            if e.kind == EXTERNAL:
-                if not f.is_file():
-                    bad.append(p)
-                continue
-            if not f.is_file() or f.stat().st_size != e.size or (
-                    not skip_hash and hash_file(str(f), FILE, self._store.algo) != e.hash):
+            if not f.is_file() or (e.kind != EXTERNAL and (f.stat().st_size != e.size or (
+                    not skip_hash and hash_file(str(f), FILE, self._store.algo) != e.hash))):
                 bad.append(p)
         return bad
 
@@ -995,8 +982,8 @@ class Dataset:
         ``project``, ``id``, ``tags``, ``version`` and ``status`` (``in_progress`` for a draft,
         ``completed``, ``published``). ``tags`` is ClearML's tag query (see ``get``)."""
         store = open_sdk_store()
-        found = _query(store, dataset_project, partial_name, tags, None, only_completed, False,
-                       exact_name=False, recursive=recursive_project_search)
+        found = _filter(RecordStore(store.path).all(), dataset_project, partial_name, tags, None,
+                        only_completed, False, exact_name=False, recursive=recursive_project_search)
         if ids:
             found = [r for r in found if r["id"] in set(ids)]
         return [{"name": r["name"], "created": _when(r["created"]), "project": r["project"], "id": r["id"],
@@ -1114,7 +1101,7 @@ def _delete_selection(store: Store, dataset_id: str | None, project: str | None,
     if entire and not force:
         raise DeleteRefused("entire_dataset deletes every matching version; nothing deleted: pass "
                             "force=True (--force) as well to confirm")
-    hits = _query(store, project, name, None, version, False, False, exact_name=True)
+    hits = _filter(RecordStore(store.path).all(), project, name, None, version, False, False, exact_name=True)
     if not hits:
         raise DatasetNotFound(f"no dataset to delete matches project={project!r} name={name!r} "
                               f"version={version!r}")
@@ -1124,13 +1111,6 @@ def _delete_selection(store: Store, dataset_id: str | None, project: str | None,
                             "(--version) or dataset_id (--id), or delete them all with "
                             "entire_dataset=True and force=True (--entire-dataset --force)")
     return hits
-
-
-def _query(store: Store, project: str | None, name: str | None, tags: Iterable[str] | None,
-           version: str | None, only_completed: bool, only_published: bool, exact_name: bool,
-           recursive: bool = True) -> list[dict]:
-    return _filter(RecordStore(store.path).all(), project, name, tags, version, only_completed,
-                   only_published, exact_name, recursive)
 
 
 def _fetch_from_remote(store: Store, pick) -> dict | None:

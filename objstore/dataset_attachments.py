@@ -82,11 +82,9 @@ def _keep(store: Store, entries: Iterable[FileEntry]) -> None:
         if editor.get(path) is None:
             editor.set(path, FileEntry(name, FILE, e.size, e.hash, e.chunks))
             changed = True
-    if not changed:
-        return
-    tree = editor.write()
-    commit = meta.commit(tree, [], MESSAGE, store.author())
-    meta.set_ref(REF, commit, force=True)  # makes the new objects durable first
+    if changed:
+        commit = meta.commit(editor.write(), [], MESSAGE, store.author())
+        meta.set_ref(REF, commit, force=True)  # makes the new objects durable first
 
 
 def _tree(store: Store) -> str | None:

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from . import dataset_attachments as blobs
-from .dataset_logger import reports_of, user_metadata
+from .dataset_logger import plain, reports_of, task_part, user_metadata
 from .dataset_metadata import MARK, decode, is_dataframe, is_ndarray
 from .errors import DsError, FormatError
 
@@ -58,6 +58,9 @@ _SUFFIX = re.compile(r"(\.[A-Za-z0-9]{1,8}){1,2}$")
 REMOTE_SCHEMES = ("s3", "gs", "azure", "az", "http", "https")
 TRUST_FILE = "trusted-pickles"  # blob hashes of pickles made in this store, one per line
 REPORTS = "reports"  # the name get_metadata reads the logger's reports under
+# a DataFrame artifact's suffix -> its content type (else ``.csv.gz``, "text/csv")
+_FRAME_TYPES = {".parquet": "application/parquet", ".feather": "application/feather",
+                ".pickle": "application/pickle"}
 
 
 class ReadOnlyDict(dict):
@@ -348,15 +351,6 @@ class DatasetTask:
         """Accepted: nothing stays open."""
 
     # -- the record ------------------------------------------------------------------------
-    def _section(self, record: dict, key: str) -> dict:
-        task = record.get("task")
-        if not isinstance(task, dict):
-            task = record["task"] = {}
-        value = task.get(key)
-        if not isinstance(value, dict):
-            value = task[key] = {}
-        return value
-
     def _read(self, key: str) -> dict:
         task = self._ds._reload().get("task")
         value = task.get(key) if isinstance(task, dict) else None
@@ -368,7 +362,7 @@ class DatasetTask:
         (never while a caller holds the lock: a network push would block every writer)."""
         store = self._ds._store
         with store.locked():
-            result = change(self._section(self._ds._reload(), key))
+            result = change(task_part(self._ds._reload(), key, dict))
             self._ds._save()
         if publish:
             self._ds._publish_record()
@@ -445,12 +439,7 @@ class DatasetTask:
             else:
                 for one in it:
                     items.append(_property(None, one) if isinstance(one, Mapping) else _property(*one))
-
-        def change(props: dict) -> None:
-            for item in items:
-                props[item["name"]] = item
-
-        self._update("properties", change)
+        self._update("properties", lambda props: props.update((item["name"], item) for item in items))
         return True
 
     def get_user_properties(self, value_only: bool = False) -> dict[str, Any]:
@@ -497,8 +486,6 @@ class DatasetTask:
         if isinstance(configuration, str | Path):
             path = Path(configuration)
             value = path.read_text("utf-8", errors="replace") if path.is_file() else str(configuration)
-        from .dataset_logger import plain
-
         kept = plain(value)
         self._update("configuration", lambda conf: conf.__setitem__(name or "General", kept))
         return configuration
@@ -623,25 +610,18 @@ def _frame(name: str, frame: Any, out: Path, ext: str | None) -> _Made:
     import pandas as pd
 
     multi = isinstance(frame.index, pd.MultiIndex) or isinstance(frame.columns, pd.MultiIndex)
-    ext = ext if ext in (".csv.gz", ".parquet", ".feather", ".pickle") else ".csv.gz"
+    ext = ext if ext in _FRAME_TYPES else ".csv.gz"
     if multi and ext == ".csv.gz":
         return _pickled(name, frame, out)
     path = out.with_suffix(".data")
-    if ext == ".parquet":
-        frame.to_parquet(path)
-        ctype = "application/parquet"
-    elif ext == ".feather":
-        frame.to_feather(path)
-        ctype = "application/feather"
-    elif ext == ".pickle":
-        frame.to_pickle(path)
-        ctype = "application/pickle"
+    ctype = _FRAME_TYPES.get(ext, "text/csv")
+    if ext in _FRAME_TYPES:
+        getattr(frame, "to_" + ext[1:])(path)  # to_parquet, to_feather, to_pickle
     else:
         import gzip
 
         with gzip.GzipFile(path, "wb", mtime=0) as gz, io.TextIOWrapper(gz, "utf-8") as text:
             frame.to_csv(text)
-        ctype = "text/csv"
     return _Made("pandas", ctype, name + ext, path, _repr(frame))
 
 
