@@ -11,6 +11,8 @@ this class keeps the interface and does the right thing.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -30,8 +32,9 @@ from .dataset_logger import DatasetLogger
 from .dataset_store import default_remote, open_sdk_store
 from .dataset_task import DatasetTask
 from .errors import DsError, FormatError, TargetNotEmpty
-from .get import get_copy
+from .get import copy_items, get_copy
 from .ingest import Ingestor, Job
+from .links import trust_links
 from .manifest import EXEC, EXTERNAL, FILE, FileEntry
 from .paths import check_relpath
 from .progress import LogProgress, announce, as_transfer
@@ -267,7 +270,7 @@ class Dataset:
             return
         with self._store.locked():
             self._reload()
-            counts = dict(_no_changes(), **self._record.get("changed_files", {}))
+            counts = self.changed_files
             for key, n in (("files added", num_files_added), ("files modified", num_files_modified),
                            ("files removed", num_files_removed)):
                 if n:
@@ -558,8 +561,6 @@ class Dataset:
         def change(editor: TreeEditor) -> tuple[int, int]:
             entries = {target: _link_entry(self._store, check_relpath(target), url, size)
                        for target, url, size in found}
-            from .links import trust_links
-
             trust_links(self._store.path, (url for _t, url, _s in found))  # the user linked these here
             return _apply(editor, entries)
 
@@ -648,7 +649,6 @@ class Dataset:
 
     def _upload_as_links(self, url: str) -> None:
         """Write the draft's own stored files to ``url``/external_links/<id>/ and link them there."""
-        from .links import trust_links
         from .remote import remote_spec
         from .remote_fs import RemoteFS
 
@@ -715,8 +715,6 @@ class Dataset:
             editor = TreeEditor(store.meta, r["tree"])
             snapshot = {k: r[k] for k in ("id", "name", "project", "version", "tags", "description",
                                           "parents", "created", "metadata")}
-            import json
-
             editor.set_record(store.meta.create_blob(json.dumps(snapshot, sort_keys=True).encode()))
             tree = editor.write()
             commit_id = store.meta.commit(tree, parents, f"{r['project']}/{r['name']} {r['version']}",
@@ -773,8 +771,6 @@ class Dataset:
         paths = self._part(part, num_parts)
         name = self.id if part is None else f"{self.id}.part{part}of{num_parts}"
         if files is not None:
-            import hashlib
-
             wanted = sorted({f.lstrip("/") for f in files})
             paths = [p for p in (paths if paths is not None else self._entries()) if p in set(wanted)]
             name += "." + hashlib.sha256("\n".join(wanted).encode()).hexdigest()[:12]
@@ -949,11 +945,9 @@ class Dataset:
         if dataset_ids and dataset_project_name_pairs:
             raise DsError("Dataset.squash takes dataset_ids or dataset_project_name_pairs, not both")
         store = open_sdk_store()
-        picked: list[dict] = []
-        for d in dataset_ids or []:
-            picked.append(find_record(store, d.id if isinstance(d, Dataset) else str(d)))
-        for project, name in dataset_project_name_pairs or []:
-            picked.append(cls.get(dataset_project=project, dataset_name=name, only_completed=True)._record)
+        picked = [find_record(store, d.id if isinstance(d, Dataset) else str(d)) for d in dataset_ids or []]
+        picked += [cls.get(dataset_project=project, dataset_name=name, only_completed=True)._record
+                   for project, name in dataset_project_name_pairs or []]
         if not picked:
             raise DsError("Dataset.squash needs dataset_ids or dataset_project_name_pairs")
         for r in picked:
@@ -1237,8 +1231,6 @@ def split_parts(entries: dict[str, FileEntry], num_parts: int) -> list[list[str]
 
 def _copy_tree(store: Store, tree: str, target, overwrite: bool, paths: list[str] | None) -> Path:
     """Like ``get_copy`` for a draft's tree (no commit yet)."""
-    from .get import copy_items
-
     items = [(p, e) for p, e in store.meta.walk(tree) if paths is None or p in set(paths)]
     copy_items(store, items, target, overwrite)
     return Path(target).absolute()

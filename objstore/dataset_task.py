@@ -26,13 +26,16 @@ pickle this store did not make (see ``Artifact.get``).
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import io
 import json
+import mimetypes
 import os
 import pickle
 import re
 import shutil
+import sys
 import tempfile
 import warnings
 import zipfile
@@ -45,6 +48,8 @@ from . import dataset_attachments as blobs
 from .dataset_logger import plain, reports_of, task_part, user_metadata
 from .dataset_metadata import MARK, decode, is_dataframe, is_ndarray
 from .errors import DsError, FormatError
+from .fsutil import atomic_write
+from .paths import check_name, check_relpath
 
 if TYPE_CHECKING:
     from .dataset import Dataset
@@ -63,23 +68,20 @@ _FRAME_TYPES = {".parquet": "application/parquet", ".feather": "application/feat
                 ".pickle": "application/pickle"}
 
 
-class ReadOnlyDict(dict):
-    """ClearML's read-only ``artifacts`` mapping (a dict: ``isinstance(x, dict)`` holds)."""
+class Artifacts(dict):
+    """The task's artifacts: ClearML's read-only ``artifacts`` mapping (a dict: ``isinstance(x, dict)``
+    holds). ``get("reports")``, when no artifact or metadata has that name, gives the logger's
+    reports as an artifact (not listed, not indexable): that is how ``Dataset.get_metadata("reports")``
+    reads them back, as it did when they were kept as metadata."""
+
+    def __init__(self, items: dict, reports: Callable[[], Artifact | None]):
+        super().__init__(items)
+        self._reports = reports
 
     def _refuse(self, *args: Any, **kwargs: Any) -> None:
         raise DsError("task.artifacts is read-only; add one with task.upload_artifact(name, object)")
 
     __setitem__ = __delitem__ = update = pop = popitem = setdefault = clear = _refuse  # type: ignore[assignment]
-
-
-class Artifacts(ReadOnlyDict):
-    """The task's artifacts. ``get("reports")``, when no artifact or metadata has that name, gives
-    the logger's reports as an artifact (not listed, not indexable): that is how
-    ``Dataset.get_metadata("reports")`` reads them back, as it did when they were kept as metadata."""
-
-    def __init__(self, items: dict, reports: Callable[[], Artifact | None]):
-        super().__init__(items)
-        self._reports = reports
 
     def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
         if name == REPORTS and name not in self:
@@ -174,8 +176,6 @@ class Artifact:
         dest = self._store.path / "cache" / "artifacts" / digest / f"{_file_name(None, self._name)}.json"
         if force or not dest.is_file():
             dest.parent.mkdir(parents=True, exist_ok=True)
-            from .fsutil import atomic_write
-
             atomic_write(dest, data, durable=False)
         return dest
 
@@ -618,8 +618,6 @@ def _frame(name: str, frame: Any, out: Path, ext: str | None) -> _Made:
     if ext in _FRAME_TYPES:
         getattr(frame, "to_" + ext[1:])(path)  # to_parquet, to_feather, to_pickle
     else:
-        import gzip
-
         with gzip.GzipFile(path, "wb", mtime=0) as gz, io.TextIOWrapper(gz, "utf-8") as text:
             frame.to_csv(text)
     return _Made("pandas", ctype, name + ext, path, _repr(frame))
@@ -675,8 +673,6 @@ def _zip(file: str, files: list[Path], out: Path, root: Path | None) -> _Made:
 def _extract(archive: Path, dest: Path, force: bool, what: str) -> Path:
     """Unpack a zip into ``dest`` (built beside it, then renamed); every member name is
     checked first, so an archive from a remote cannot write outside ``dest``."""
-    from .paths import check_relpath
-
     if dest.is_dir() and not force:
         return dest
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=dest.parent))
@@ -774,8 +770,6 @@ def _file_name(file: Any, name: str) -> str:
 
     An unsafe one (an artifact named ``raw/metadata``, ``..``) is made safe keeping its suffix
     (``.csv.gz``): some readers choose how to read a file by it."""
-    from .paths import check_name
-
     candidate = file if isinstance(file, str) and file else name
     with contextlib.suppress(DsError):
         return check_name(candidate)
@@ -795,22 +789,16 @@ def _compression(path: Path) -> str | None:
 
 
 def _open_text(path: Path) -> IO[str]:
-    import gzip
-
     if _compression(path):
         return gzip.open(path, "rt", encoding="utf-8")
     return open(path, encoding="utf-8")
 
 
 def _guess(name: str) -> str | None:
-    import mimetypes
-
     return mimetypes.guess_type(name)[0]
 
 
 def _is_pil(obj: Any) -> bool:
-    import sys
-
     image = sys.modules.get("PIL.Image")
     return image is not None and isinstance(obj, image.Image)
 
@@ -827,17 +815,12 @@ def _cut(text: str) -> str:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _trust(store: Store, blob_hash: str) -> None:
     """Note a pickle made here (caller holds the lock): ``get`` may load it."""
-    from .fsutil import atomic_write
-
     path = store.path / TRUST_FILE
     known = set(path.read_text("ascii").split()) if path.is_file() else set()
     if blob_hash not in known:
