@@ -17,6 +17,7 @@ up to the size) before use, and the bytes read are verified chunk by chunk and a
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -136,8 +137,6 @@ def prune(store: Store) -> int:
     and the lock is held across both). Every record file is read as JSON, valid or not:
     if one cannot be read, nothing is dropped.
     """
-    import json
-
     from .tree_edit import TreeEditor
 
     meta = store.meta

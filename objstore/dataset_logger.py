@@ -34,6 +34,7 @@ import math
 import mimetypes
 import os
 import tempfile
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -159,8 +160,6 @@ class DatasetLogger:
 
         Deprecated in ClearML (use ``report_scatter2d``), and it warns the same way.
         """
-        import warnings
-
         warnings.warn("Logger.report_line_plot is deprecated; use Logger.report_scatter2d instead, "
                       "e.g. with mode='lines'", DeprecationWarning, stacklevel=2)
         lines = []

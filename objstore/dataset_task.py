@@ -193,15 +193,12 @@ class Artifact:
             return self._object
         if self._inline is not self._not_set:
             self._object = self._inline
-            return self._object
-        if self._info.get("metadata_kind") in ("pandas", "numpy"):
+        elif self._info.get("metadata_kind") in ("pandas", "numpy"):
             self._object = decode(self._store, self._info.get("stored"), self._name)
-            return self._object
-        local = self._local_copy(extract_archive=True, force=force_download)
-        if deserialization_function is not None:
-            self._object = deserialization_function(local.read_bytes())
         else:
-            self._object = self._load(local, block_unsafe_artifacts)
+            local = self._local_copy(extract_archive=True, force=force_download)
+            self._object = (self._load(local, block_unsafe_artifacts) if deserialization_function is None
+                            else deserialization_function(local.read_bytes()))
         return self._object
 
     def _load(self, local: Path, block_pickles: bool) -> Any:
@@ -375,12 +372,9 @@ class DatasetTask:
         ClearML metadata is an artifact of the same task)."""
         record = self._ds._reload()
         store = self._ds._store
-        out: dict[str, Artifact] = {}
-        for name, stored in user_metadata(record).items():
-            out[name] = _metadata_artifact(store, name, stored)
-        for name, info in self._read("artifacts").items():
-            if isinstance(info, dict):
-                out[name] = Artifact(store, name, info)
+        out = {name: _metadata_artifact(store, name, value) for name, value in user_metadata(record).items()}
+        out.update((name, Artifact(store, name, info)) for name, info in self._read("artifacts").items()
+                   if isinstance(info, dict))
 
         def reports() -> Artifact | None:
             kept = reports_of(record)
