@@ -11,6 +11,8 @@ this class keeps the interface and does the right thing.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -30,8 +32,9 @@ from .dataset_logger import DatasetLogger
 from .dataset_store import default_remote, open_sdk_store
 from .dataset_task import DatasetTask
 from .errors import DsError, FormatError, TargetNotEmpty
-from .get import get_copy
+from .get import copy_items, get_copy
 from .ingest import Ingestor, Job
+from .links import trust_links
 from .manifest import EXEC, EXTERNAL, FILE, FileEntry
 from .paths import check_relpath
 from .progress import LogProgress, announce, as_transfer
@@ -140,9 +143,7 @@ class Dataset:
 
     def _tree(self) -> str:
         r = self._record
-        if r.get("commit"):
-            return self._store.meta.tree_of(r["commit"])
-        return r["tree"]
+        return self._store.meta.tree_of(r["commit"]) if r.get("commit") else r["tree"]
 
     def _entries(self) -> dict[str, FileEntry]:
         return dict(self._store.meta.walk(self._tree()))
@@ -211,9 +212,12 @@ class Dataset:
     def _change_tags(self, change) -> None:
         """Tags as ``change`` makes them from the saved ones, in one lock hold: another
         writer's tags added meanwhile are kept."""
+        self._change_record(lambda r: r.update(tags=_unique(change(list(r.get("tags") or [])))))
+
+    def _change_record(self, change) -> None:
+        """Apply ``change`` to the saved record and save it, in one lock hold; then publish it."""
         with self._store.locked():
-            r = self._reload()
-            r["tags"] = _unique(change(list(r.get("tags") or [])))
+            change(self._reload())
             self._save()
         self._publish_record()
 
@@ -222,11 +226,7 @@ class Dataset:
         return self._record.get("description") or ""
 
     def set_description(self, description: str) -> None:
-        with self._store.locked():
-            self._reload()
-            self._record["description"] = description
-            self._save()
-        self._publish_record()
+        self._change_record(lambda r: r.update(description=description))
 
     def set_metadata(self, metadata: Any, metadata_name: str = "metadata", ui_visible: bool = True) -> None:
         """Attach metadata under a name (before finalize); see ``dataset_metadata`` for the types kept."""
@@ -270,7 +270,7 @@ class Dataset:
             return
         with self._store.locked():
             self._reload()
-            counts = dict(_no_changes(), **self._record.get("changed_files", {}))
+            counts = self.changed_files
             for key, n in (("files added", num_files_added), ("files modified", num_files_modified),
                            ("files removed", num_files_removed)):
                 if n:
@@ -419,16 +419,14 @@ class Dataset:
                 if found is None:
                     raise
         else:
-            def query() -> list[dict]:
-                return _query(store, dataset_project, dataset_name, dataset_tags, dataset_version,
-                              only_completed, only_published, exact_name=True)
+            def query(records: Iterable[dict]) -> list[dict]:
+                return _filter(records, dataset_project, dataset_name, dataset_tags, dataset_version,
+                               only_completed, only_published, exact_name=True)
 
             # like ClearML's server, the shared remote has the last word: newer versions and
             # changed facts (published, tags) there are brought in before choosing
-            _fetch_from_remote(store, lambda rs: _filter(
-                rs, dataset_project, dataset_name, dataset_tags, dataset_version, only_completed,
-                only_published, exact_name=True))
-            matches = query()
+            _fetch_from_remote(store, query)
+            matches = query(RecordStore(store.path).all())
             if not matches:
                 if auto_create and dataset_name:
                     return cls.create(dataset_name=dataset_name, dataset_project=dataset_project,
@@ -563,8 +561,6 @@ class Dataset:
         def change(editor: TreeEditor) -> tuple[int, int]:
             entries = {target: _link_entry(self._store, check_relpath(target), url, size)
                        for target, url, size in found}
-            from .links import trust_links
-
             trust_links(self._store.path, (url for _t, url, _s in found))  # the user linked these here
             return _apply(editor, entries)
 
@@ -633,7 +629,7 @@ class Dataset:
         written one object each under ``<url>/external_links/<dataset id>/`` and become external
         files linking there (the parents' files stay as they are); it needs a URL.
         """
-        url = (output_url if isinstance(output_url, str) else None) or self._upload_target()
+        url = (output_url if isinstance(output_url, str) else None) or self.get_default_storage()
         if upload_as_external_links:
             if not url:
                 raise DsError("upload_as_external_links needs somewhere to put the files: give "
@@ -653,7 +649,6 @@ class Dataset:
 
     def _upload_as_links(self, url: str) -> None:
         """Write the draft's own stored files to ``url``/external_links/<id>/ and link them there."""
-        from .links import trust_links
         from .remote import remote_spec
         from .remote_fs import RemoteFS
 
@@ -682,15 +677,13 @@ class Dataset:
 
         self._edit(change)
 
-    def _upload_target(self) -> str | None:
-        return self._record.get("output_uri") or default_remote(self._store)
-
     def get_default_storage(self) -> str | None:
-        return self._upload_target()
+        """Where ``upload`` sends the version: its ``output_uri``, else the default remote."""
+        return self._record.get("output_uri") or default_remote(self._store)
 
     def finalize(self, verbose: bool = False, raise_on_error: bool = True, auto_upload: bool = False) -> bool:
         """Commit the draft: from now on the version is immutable."""
-        target = self._upload_target()
+        target = self.get_default_storage()
         if target and self.is_dirty():
             if auto_upload:
                 self.upload()
@@ -722,13 +715,11 @@ class Dataset:
             editor = TreeEditor(store.meta, r["tree"])
             snapshot = {k: r[k] for k in ("id", "name", "project", "version", "tags", "description",
                                           "parents", "created", "metadata")}
-            import json
-
             editor.set_record(store.meta.create_blob(json.dumps(snapshot, sort_keys=True).encode()))
             tree = editor.write()
             commit_id = store.meta.commit(tree, parents, f"{r['project']}/{r['name']} {r['version']}",
                                           store.author())
-            store.meta.set_ref(f"refs/datasets/{r['id']}", commit_id, force=False)
+            store.meta.set_ref(ref, commit_id, force=False)
             r.update(status=rec.COMPLETED, commit=commit_id, tree=None, finalized=_now())
             self._save()
         for url in list(r.get("uploaded", [])):
@@ -780,8 +771,6 @@ class Dataset:
         paths = self._part(part, num_parts)
         name = self.id if part is None else f"{self.id}.part{part}of{num_parts}"
         if files is not None:
-            import hashlib
-
             wanted = sorted({f.lstrip("/") for f in files})
             paths = [p for p in (paths if paths is not None else self._entries()) if p in set(wanted)]
             name += "." + hashlib.sha256("\n".join(wanted).encode()).hexdigest()[:12]
@@ -867,8 +856,7 @@ class Dataset:
         for path, entry in memo[self.id].items():
             did = self.id
             while True:
-                parents = (self._record if did == self.id else find_record(self._store, did))["parents"]
-                nxt = next((p for p in reversed(parents)
+                nxt = next((p for p in reversed(self._parents_of(did))
                             if (e := entries_of(p).get(path)) is not None and e.same_content(entry)), None)
                 if nxt is None:
                     break
@@ -876,15 +864,15 @@ class Dataset:
             owners[path] = did
         return owners
 
+    def _parents_of(self, dataset_id: str) -> list[str]:
+        return (self._record if dataset_id == self.id else find_record(self._store, dataset_id))["parents"]
+
     def _all_entries(self) -> dict[str, DatasetFile]:
         owners = self._owners()
         out = {}
         for p, e in self._entries().items():
-            if e.kind == EXTERNAL:
-                link = self._store.chunks.get(e.chunks[0][0]).decode("utf-8")
-                out[p] = DatasetFile(p, None, e.size, owners[p], link)
-            else:
-                out[p] = DatasetFile(p, e.hash.hex(), e.size, owners[p])
+            link = self._store.chunks.get(e.chunks[0][0]).decode("utf-8") if e.kind == EXTERNAL else None
+            out[p] = DatasetFile(p, None if link is not None else e.hash.hex(), e.size, owners[p], link)
         return out
 
     @property
@@ -922,9 +910,8 @@ class Dataset:
             did = todo.pop()
             if did in graph:
                 continue
-            parents = self._record["parents"] if did == self.id else find_record(self._store, did)["parents"]
-            graph[did] = list(parents)
-            todo.extend(parents)
+            graph[did] = list(self._parents_of(did))
+            todo.extend(graph[did])
         return graph
 
     def verify_dataset_hash(self, local_copy_path: str | None = None, skip_hash: bool = False,
@@ -936,12 +923,8 @@ class Dataset:
         bad = []
         for p, e in sorted(self._entries().items()):
             f = root / p
-            if e.kind == EXTERNAL:
-                if not f.is_file():
-                    bad.append(p)
-                continue
-            if not f.is_file() or f.stat().st_size != e.size or (
-                    not skip_hash and hash_file(str(f), FILE, self._store.algo) != e.hash):
+            if not f.is_file() or (e.kind != EXTERNAL and (f.stat().st_size != e.size or (
+                    not skip_hash and hash_file(str(f), FILE, self._store.algo) != e.hash))):
                 bad.append(p)
         return bad
 
@@ -962,11 +945,9 @@ class Dataset:
         if dataset_ids and dataset_project_name_pairs:
             raise DsError("Dataset.squash takes dataset_ids or dataset_project_name_pairs, not both")
         store = open_sdk_store()
-        picked: list[dict] = []
-        for d in dataset_ids or []:
-            picked.append(find_record(store, d.id if isinstance(d, Dataset) else str(d)))
-        for project, name in dataset_project_name_pairs or []:
-            picked.append(cls.get(dataset_project=project, dataset_name=name, only_completed=True)._record)
+        picked = [find_record(store, d.id if isinstance(d, Dataset) else str(d)) for d in dataset_ids or []]
+        picked += [cls.get(dataset_project=project, dataset_name=name, only_completed=True)._record
+                   for project, name in dataset_project_name_pairs or []]
         if not picked:
             raise DsError("Dataset.squash needs dataset_ids or dataset_project_name_pairs")
         for r in picked:
@@ -995,8 +976,8 @@ class Dataset:
         ``project``, ``id``, ``tags``, ``version`` and ``status`` (``in_progress`` for a draft,
         ``completed``, ``published``). ``tags`` is ClearML's tag query (see ``get``)."""
         store = open_sdk_store()
-        found = _query(store, dataset_project, partial_name, tags, None, only_completed, False,
-                       exact_name=False, recursive=recursive_project_search)
+        found = _filter(RecordStore(store.path).all(), dataset_project, partial_name, tags, None,
+                        only_completed, False, exact_name=False, recursive=recursive_project_search)
         if ids:
             found = [r for r in found if r["id"] in set(ids)]
         return [{"name": r["name"], "created": _when(r["created"]), "project": r["project"], "id": r["id"],
@@ -1114,7 +1095,7 @@ def _delete_selection(store: Store, dataset_id: str | None, project: str | None,
     if entire and not force:
         raise DeleteRefused("entire_dataset deletes every matching version; nothing deleted: pass "
                             "force=True (--force) as well to confirm")
-    hits = _query(store, project, name, None, version, False, False, exact_name=True)
+    hits = _filter(RecordStore(store.path).all(), project, name, None, version, False, False, exact_name=True)
     if not hits:
         raise DatasetNotFound(f"no dataset to delete matches project={project!r} name={name!r} "
                               f"version={version!r}")
@@ -1124,13 +1105,6 @@ def _delete_selection(store: Store, dataset_id: str | None, project: str | None,
                             "(--version) or dataset_id (--id), or delete them all with "
                             "entire_dataset=True and force=True (--entire-dataset --force)")
     return hits
-
-
-def _query(store: Store, project: str | None, name: str | None, tags: Iterable[str] | None,
-           version: str | None, only_completed: bool, only_published: bool, exact_name: bool,
-           recursive: bool = True) -> list[dict]:
-    return _filter(RecordStore(store.path).all(), project, name, tags, version, only_completed,
-                   only_published, exact_name, recursive)
 
 
 def _fetch_from_remote(store: Store, pick) -> dict | None:
@@ -1257,8 +1231,6 @@ def split_parts(entries: dict[str, FileEntry], num_parts: int) -> list[list[str]
 
 def _copy_tree(store: Store, tree: str, target, overwrite: bool, paths: list[str] | None) -> Path:
     """Like ``get_copy`` for a draft's tree (no commit yet)."""
-    from .get import copy_items
-
     items = [(p, e) for p, e in store.meta.walk(tree) if paths is None or p in set(paths)]
     copy_items(store, items, target, overwrite)
     return Path(target).absolute()

@@ -17,6 +17,7 @@ up to the size) before use, and the bytes read are verified chunk by chunk and a
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -82,11 +83,9 @@ def _keep(store: Store, entries: Iterable[FileEntry]) -> None:
         if editor.get(path) is None:
             editor.set(path, FileEntry(name, FILE, e.size, e.hash, e.chunks))
             changed = True
-    if not changed:
-        return
-    tree = editor.write()
-    commit = meta.commit(tree, [], MESSAGE, store.author())
-    meta.set_ref(REF, commit, force=True)  # makes the new objects durable first
+    if changed:
+        commit = meta.commit(editor.write(), [], MESSAGE, store.author())
+        meta.set_ref(REF, commit, force=True)  # makes the new objects durable first
 
 
 def _tree(store: Store) -> str | None:
@@ -138,8 +137,6 @@ def prune(store: Store) -> int:
     and the lock is held across both). Every record file is read as JSON, valid or not:
     if one cannot be read, nothing is dropped.
     """
-    import json
-
     from .tree_edit import TreeEditor
 
     meta = store.meta

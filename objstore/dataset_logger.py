@@ -34,6 +34,7 @@ import math
 import mimetypes
 import os
 import tempfile
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -159,8 +160,6 @@ class DatasetLogger:
 
         Deprecated in ClearML (use ``report_scatter2d``), and it warns the same way.
         """
-        import warnings
-
         warnings.warn("Logger.report_line_plot is deprecated; use Logger.report_scatter2d instead, "
                       "e.g. with mode='lines'", DeprecationWarning, stacklevel=2)
         lines = []
@@ -195,16 +194,10 @@ class DatasetLogger:
                      url: str | None = None) -> None:
         """An image from a file, a PIL image or a numpy array (stored as PNG), or a URL (kept as text)."""
         _one_of(local_path=local_path or None, url=url or None, image=image, matrix=matrix)
-        if image is None:
-            image = matrix
-        if url:
-            self._add("image", title, series, iteration=iteration, url=url)
+        if self._add_given("image", title, series, iteration, url, local_path, delete_after_upload):
             return
-        if local_path:
-            self._add_file("image", title, series, local_path, iteration, delete_after_upload)
-            return
-        self._add("image", title, series, payload=png_bytes(image), content_type="image/png",
-                  file=f"{_safe(series)}.png", iteration=iteration)
+        self._add("image", title, series, payload=png_bytes(matrix if image is None else image),
+                  content_type="image/png", file=f"{_safe(series)}.png", iteration=iteration)
 
     def report_media(self, title: str, series: str, iteration: int | None = None,
                      local_path: str | None = None, stream: Any = None, file_extension: str | None = None,
@@ -214,11 +207,7 @@ class DatasetLogger:
         _one_of(local_path=local_path or None, url=url or None, stream=stream)
         if stream is not None and not file_extension:
             raise DsError("report_media: a stream needs file_extension (e.g. file_extension='.wav')")
-        if url:
-            self._add("media", title, series, iteration=iteration, url=url)
-            return
-        if local_path:
-            self._add_file("media", title, series, local_path, iteration, delete_after_upload)
+        if self._add_given("media", title, series, iteration, url, local_path, delete_after_upload):
             return
         data = stream.getvalue() if hasattr(stream, "getvalue") else stream.read()
         if isinstance(data, str):
@@ -228,8 +217,14 @@ class DatasetLogger:
         self._add("media", title, series, payload=bytes(data), content_type=_content_type(name),
                   file=name, iteration=iteration)
 
-    def _add_file(self, kind: str, title: str, series: str, path: str, iteration: int | None,
-                  delete_after_upload: bool) -> None:
+    def _add_given(self, kind: str, title: str, series: str, iteration: int | None, url: str | None,
+                   path: str | None, delete_after_upload: bool) -> bool:
+        """Keep ``url`` (as text) or the file at ``path``, whichever was given; False if neither."""
+        if url:
+            self._add(kind, title, series, iteration=iteration, url=url)
+            return True
+        if not path:
+            return False
         p = Path(path).expanduser()
         if not p.is_file():
             raise DsError(f"report_{kind}: {p} is not a file; give the path of an existing file")
@@ -237,6 +232,7 @@ class DatasetLogger:
                   file=p.name, iteration=iteration)
         if delete_after_upload:
             os.unlink(p)
+        return True
 
     def report_plotly(self, title: str, series: str, figure: Any, iteration: int | None = None) -> None:
         """A plotly figure (a dict as plotly.js defines it, or a Figure), kept as its JSON."""
@@ -343,14 +339,19 @@ def user_metadata(record: Any) -> dict:
     return {k: v for k, v in metadata.items() if not (k == REPORTS and is_old_layout(v))}
 
 
-def _append(record: dict, report: dict) -> None:
-    """Add ``report`` to ``task["reports"]``, first moving there any the previous layout kept."""
+def task_part(record: dict, key: str, kind: type[dict] | type[list]) -> Any:
+    """``record["task"][key]``, made anew (an empty ``kind``) where missing or not a ``kind``."""
     task = record.get("task")
     if not isinstance(task, dict):
         task = record["task"] = {}
-    reports = task.get(REPORTS)
-    if not isinstance(reports, list):
-        reports = task[REPORTS] = []
+    if not isinstance(task.get(key), kind):
+        task[key] = kind()
+    return task[key]
+
+
+def _append(record: dict, report: dict) -> None:
+    """Add ``report`` to ``task["reports"]``, first moving there any the previous layout kept."""
+    reports = task_part(record, REPORTS, list)
     metadata = record.get("metadata")
     if isinstance(metadata, dict) and is_old_layout(metadata.get(REPORTS)):
         reports[:0] = metadata.pop(REPORTS)
@@ -407,23 +408,12 @@ def _spill(report: dict) -> tuple[dict, bytes, str, str]:
 
 
 # -- tables ------------------------------------------------------------------------------------
-class _TableSource:
-    """A table's rows (header first), its size, and its CSV file for when it is too big to inline."""
-
-    file_name: str | None = None
-
-    def rows(self) -> Iterator[list[Any]]:
-        raise NotImplementedError
-
-    def total_rows(self) -> int:
-        raise NotImplementedError
-
-    def csv_file(self, tmp: Path) -> Path:
-        raise NotImplementedError
-
-
-class _FrameTable(_TableSource):
+# A table source gives its rows (header first), its size, and its CSV file for when it is too big
+# to inline; ``file_name``: the name to keep that file under (None: one made from the series).
+class _FrameTable:
     """A DataFrame: header (index name, columns), then one row per index value."""
+
+    file_name = None
 
     def __init__(self, frame: Any):
         self.frame = frame
@@ -442,8 +432,10 @@ class _FrameTable(_TableSource):
         return path
 
 
-class _ListTable(_TableSource):
+class _ListTable:
     """A list of rows, the first one the header."""
+
+    file_name = None
 
     def __init__(self, rows: Iterable[Any]):
         self.all = [plain(list(r)) for r in rows]
@@ -464,7 +456,7 @@ class _ListTable(_TableSource):
         return path
 
 
-class _CsvTable(_TableSource):
+class _CsvTable:
     """A local CSV file: read as rows to decide, kept as it is when big."""
 
     def __init__(self, path: str):
@@ -486,7 +478,7 @@ class _CsvTable(_TableSource):
         return self.path
 
 
-def _table_source(table: Any) -> _TableSource:
+def _table_source(table: Any) -> _FrameTable | _ListTable:
     if hasattr(table, "columns") and hasattr(table, "itertuples"):
         return _FrameTable(table)
     return _ListTable(table)

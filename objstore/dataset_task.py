@@ -26,13 +26,16 @@ pickle this store did not make (see ``Artifact.get``).
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import io
 import json
+import mimetypes
 import os
 import pickle
 import re
 import shutil
+import sys
 import tempfile
 import warnings
 import zipfile
@@ -42,9 +45,11 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from . import dataset_attachments as blobs
-from .dataset_logger import reports_of, user_metadata
+from .dataset_logger import plain, reports_of, task_part, user_metadata
 from .dataset_metadata import MARK, decode, is_dataframe, is_ndarray
 from .errors import DsError, FormatError
+from .fsutil import atomic_write
+from .paths import check_name, check_relpath
 
 if TYPE_CHECKING:
     from .dataset import Dataset
@@ -58,25 +63,25 @@ _SUFFIX = re.compile(r"(\.[A-Za-z0-9]{1,8}){1,2}$")
 REMOTE_SCHEMES = ("s3", "gs", "azure", "az", "http", "https")
 TRUST_FILE = "trusted-pickles"  # blob hashes of pickles made in this store, one per line
 REPORTS = "reports"  # the name get_metadata reads the logger's reports under
+# a DataFrame artifact's suffix -> its content type (else ``.csv.gz``, "text/csv")
+_FRAME_TYPES = {".parquet": "application/parquet", ".feather": "application/feather",
+                ".pickle": "application/pickle"}
 
 
-class ReadOnlyDict(dict):
-    """ClearML's read-only ``artifacts`` mapping (a dict: ``isinstance(x, dict)`` holds)."""
+class Artifacts(dict):
+    """The task's artifacts: ClearML's read-only ``artifacts`` mapping (a dict: ``isinstance(x, dict)``
+    holds). ``get("reports")``, when no artifact or metadata has that name, gives the logger's
+    reports as an artifact (not listed, not indexable): that is how ``Dataset.get_metadata("reports")``
+    reads them back, as it did when they were kept as metadata."""
+
+    def __init__(self, items: dict, reports: Callable[[], Artifact | None]):
+        super().__init__(items)
+        self._reports = reports
 
     def _refuse(self, *args: Any, **kwargs: Any) -> None:
         raise DsError("task.artifacts is read-only; add one with task.upload_artifact(name, object)")
 
     __setitem__ = __delitem__ = update = pop = popitem = setdefault = clear = _refuse  # type: ignore[assignment]
-
-
-class Artifacts(ReadOnlyDict):
-    """The task's artifacts. ``get("reports")``, when no artifact or metadata has that name, gives
-    the logger's reports as an artifact (not listed, not indexable): that is how
-    ``Dataset.get_metadata("reports")`` reads them back, as it did when they were kept as metadata."""
-
-    def __init__(self, items: dict, reports: Callable[[], Artifact | None]):
-        super().__init__(items)
-        self._reports = reports
 
     def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
         if name == REPORTS and name not in self:
@@ -171,8 +176,6 @@ class Artifact:
         dest = self._store.path / "cache" / "artifacts" / digest / f"{_file_name(None, self._name)}.json"
         if force or not dest.is_file():
             dest.parent.mkdir(parents=True, exist_ok=True)
-            from .fsutil import atomic_write
-
             atomic_write(dest, data, durable=False)
         return dest
 
@@ -190,15 +193,12 @@ class Artifact:
             return self._object
         if self._inline is not self._not_set:
             self._object = self._inline
-            return self._object
-        if self._info.get("metadata_kind") in ("pandas", "numpy"):
+        elif self._info.get("metadata_kind") in ("pandas", "numpy"):
             self._object = decode(self._store, self._info.get("stored"), self._name)
-            return self._object
-        local = self._local_copy(extract_archive=True, force=force_download)
-        if deserialization_function is not None:
-            self._object = deserialization_function(local.read_bytes())
         else:
-            self._object = self._load(local, block_unsafe_artifacts)
+            local = self._local_copy(extract_archive=True, force=force_download)
+            self._object = (self._load(local, block_unsafe_artifacts) if deserialization_function is None
+                            else deserialization_function(local.read_bytes()))
         return self._object
 
     def _load(self, local: Path, block_pickles: bool) -> Any:
@@ -348,15 +348,6 @@ class DatasetTask:
         """Accepted: nothing stays open."""
 
     # -- the record ------------------------------------------------------------------------
-    def _section(self, record: dict, key: str) -> dict:
-        task = record.get("task")
-        if not isinstance(task, dict):
-            task = record["task"] = {}
-        value = task.get(key)
-        if not isinstance(value, dict):
-            value = task[key] = {}
-        return value
-
     def _read(self, key: str) -> dict:
         task = self._ds._reload().get("task")
         value = task.get(key) if isinstance(task, dict) else None
@@ -368,7 +359,7 @@ class DatasetTask:
         (never while a caller holds the lock: a network push would block every writer)."""
         store = self._ds._store
         with store.locked():
-            result = change(self._section(self._ds._reload(), key))
+            result = change(task_part(self._ds._reload(), key, dict))
             self._ds._save()
         if publish:
             self._ds._publish_record()
@@ -381,12 +372,9 @@ class DatasetTask:
         ClearML metadata is an artifact of the same task)."""
         record = self._ds._reload()
         store = self._ds._store
-        out: dict[str, Artifact] = {}
-        for name, stored in user_metadata(record).items():
-            out[name] = _metadata_artifact(store, name, stored)
-        for name, info in self._read("artifacts").items():
-            if isinstance(info, dict):
-                out[name] = Artifact(store, name, info)
+        out = {name: _metadata_artifact(store, name, value) for name, value in user_metadata(record).items()}
+        out.update((name, Artifact(store, name, info)) for name, info in self._read("artifacts").items()
+                   if isinstance(info, dict))
 
         def reports() -> Artifact | None:
             kept = reports_of(record)
@@ -445,12 +433,7 @@ class DatasetTask:
             else:
                 for one in it:
                     items.append(_property(None, one) if isinstance(one, Mapping) else _property(*one))
-
-        def change(props: dict) -> None:
-            for item in items:
-                props[item["name"]] = item
-
-        self._update("properties", change)
+        self._update("properties", lambda props: props.update((item["name"], item) for item in items))
         return True
 
     def get_user_properties(self, value_only: bool = False) -> dict[str, Any]:
@@ -497,8 +480,6 @@ class DatasetTask:
         if isinstance(configuration, str | Path):
             path = Path(configuration)
             value = path.read_text("utf-8", errors="replace") if path.is_file() else str(configuration)
-        from .dataset_logger import plain
-
         kept = plain(value)
         self._update("configuration", lambda conf: conf.__setitem__(name or "General", kept))
         return configuration
@@ -623,25 +604,16 @@ def _frame(name: str, frame: Any, out: Path, ext: str | None) -> _Made:
     import pandas as pd
 
     multi = isinstance(frame.index, pd.MultiIndex) or isinstance(frame.columns, pd.MultiIndex)
-    ext = ext if ext in (".csv.gz", ".parquet", ".feather", ".pickle") else ".csv.gz"
+    ext = ext if ext in _FRAME_TYPES else ".csv.gz"
     if multi and ext == ".csv.gz":
         return _pickled(name, frame, out)
     path = out.with_suffix(".data")
-    if ext == ".parquet":
-        frame.to_parquet(path)
-        ctype = "application/parquet"
-    elif ext == ".feather":
-        frame.to_feather(path)
-        ctype = "application/feather"
-    elif ext == ".pickle":
-        frame.to_pickle(path)
-        ctype = "application/pickle"
+    ctype = _FRAME_TYPES.get(ext, "text/csv")
+    if ext in _FRAME_TYPES:
+        getattr(frame, "to_" + ext[1:])(path)  # to_parquet, to_feather, to_pickle
     else:
-        import gzip
-
         with gzip.GzipFile(path, "wb", mtime=0) as gz, io.TextIOWrapper(gz, "utf-8") as text:
             frame.to_csv(text)
-        ctype = "text/csv"
     return _Made("pandas", ctype, name + ext, path, _repr(frame))
 
 
@@ -695,8 +667,6 @@ def _zip(file: str, files: list[Path], out: Path, root: Path | None) -> _Made:
 def _extract(archive: Path, dest: Path, force: bool, what: str) -> Path:
     """Unpack a zip into ``dest`` (built beside it, then renamed); every member name is
     checked first, so an archive from a remote cannot write outside ``dest``."""
-    from .paths import check_relpath
-
     if dest.is_dir() and not force:
         return dest
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=dest.parent))
@@ -794,8 +764,6 @@ def _file_name(file: Any, name: str) -> str:
 
     An unsafe one (an artifact named ``raw/metadata``, ``..``) is made safe keeping its suffix
     (``.csv.gz``): some readers choose how to read a file by it."""
-    from .paths import check_name
-
     candidate = file if isinstance(file, str) and file else name
     with contextlib.suppress(DsError):
         return check_name(candidate)
@@ -815,22 +783,16 @@ def _compression(path: Path) -> str | None:
 
 
 def _open_text(path: Path) -> IO[str]:
-    import gzip
-
     if _compression(path):
         return gzip.open(path, "rt", encoding="utf-8")
     return open(path, encoding="utf-8")
 
 
 def _guess(name: str) -> str | None:
-    import mimetypes
-
     return mimetypes.guess_type(name)[0]
 
 
 def _is_pil(obj: Any) -> bool:
-    import sys
-
     image = sys.modules.get("PIL.Image")
     return image is not None and isinstance(obj, image.Image)
 
@@ -847,17 +809,12 @@ def _cut(text: str) -> str:
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _trust(store: Store, blob_hash: str) -> None:
     """Note a pickle made here (caller holds the lock): ``get`` may load it."""
-    from .fsutil import atomic_write
-
     path = store.path / TRUST_FILE
     known = set(path.read_text("ascii").split()) if path.is_file() else set()
     if blob_hash not in known:

@@ -13,6 +13,7 @@ and ``ds://`` alike.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -71,16 +72,19 @@ def matching(records: Iterable[dict], key: str) -> list[dict]:
     return [r for r in records if r["id"].startswith(key) or str(r.get("commit") or "").startswith(key)]
 
 
+def _by_id(records: RecordStore, key: str) -> dict | None:
+    """The record a whole dataset id names; None if ``key`` is none, or its record is missing or invalid."""
+    with contextlib.suppress(DsError):
+        return records.read(key) if is_dataset_id(key) else None
+    return None
+
+
 def find_record(store: Store, key: str) -> dict:
     """The record a dataset id (or a unique prefix of a dataset id or of its commit) names."""
     records = RecordStore(store.path)
-    if is_dataset_id(key.strip().lower()):
-        try:
-            found = records.read(key.strip().lower())
-        except DsError:
-            found = None
-        if found is not None:
-            return found
+    found = _by_id(records, key.strip().lower())
+    if found is not None:
+        return found
     hits = matching(records.all(), key)
     if len(hits) > 1:
         raise DsError(f"{key!r} matches {len(hits)} datasets; give more characters")
@@ -129,18 +133,14 @@ def resolve(store: Store, rev: str) -> Resolved:
     id or id prefix gives its commit with its record."""
     meta = store.meta
     key = rev.strip().lower()
-    record = None
-    if is_dataset_id(key):
-        try:
-            record = RecordStore(store.path).read(key)
-        except DsError:
-            record = None
+    records = RecordStore(store.path)
+    record = _by_id(records, key)
     if record is None:
         try:
             commit = meta.resolve(rev)
             return Resolved(str(meta.tree_of(commit)), commit)
         except RevisionNotFound:
-            hits = matching(RecordStore(store.path).all(), key) if len(key) >= MIN_PREFIX else []
+            hits = matching(records.all(), key) if len(key) >= MIN_PREFIX else []
             if len(hits) != 1:
                 raise
             record = hits[0]
