@@ -44,6 +44,7 @@ from .index import ChunkIndex, Fragment, Location, encode_fragment
 from .meta import valid_ref_name
 from .packs import decode_chunk
 from .paths import STORE_DIR
+from .reflog import is_hex40
 from .remote_fs import RemoteError, RemoteFS, RemoteLock
 from .repository import Chunk, Listing, LocalRepository, Repository, Rows, copy_chunks
 from .store import Store
@@ -52,7 +53,6 @@ FORMAT = 1
 MERGE_GAP = 256 * 1024  # ranges closer than this are read as one
 MAX_RANGE = 16 * 1024 * 1024  # ...up to this many bytes per request
 MAX_REF_BYTES = 200  # a ref file holds an id and a newline; a larger one is not read
-
 
 
 @dataclass
@@ -266,10 +266,10 @@ class RemoteRepo(Repository):
         except FileNotFoundError:
             return None
         ref = text.removeprefix("ref: ")
-        why = None if ref != text else "it does not name a branch (ref: refs/heads/NAME)"
-        if why is None and not ref.startswith("refs/heads/"):
+        if ref == text or not ref.startswith("refs/heads/"):
             why = "it does not name a branch (ref: refs/heads/NAME)"
-        why = why or ref_name_problem(ref, self.track)
+        else:
+            why = ref_name_problem(ref, self.track)
         if why is not None:
             self._skip_ref("HEAD", why)
             return None
@@ -622,11 +622,6 @@ def git_pack_ok(path: Path, name: str) -> bool:
     if h.digest() != trailer:
         return False
     return (trailer if name.endswith(".pack") else pack_sum).hex() == sha
-
-
-def is_hex40(value: object) -> bool:
-    return isinstance(value, str) and len(value) == 40 and all(c in "0123456789abcdef" for c in value)
-
 
 
 def ref_name_problem(rel: str, track: str) -> str | None:

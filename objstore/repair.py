@@ -53,17 +53,13 @@ class Salvage:
     recovered: int = 0  # chunks ChunkStore.recover indexed from packs killed writers left
 
 
-def restore_refs(meta: MetaStore) -> tuple[list[RefDamage], list[RefDamage]]:
-    """(restored, left as they are): each damaged ref the reflog can name a version for
-    is pointed back at it; the others are left for the user (fsck lists candidates)."""
-    restored, left = [], []
-    for damage in meta.damaged_refs():
-        if damage.last_good is None:
-            left.append(damage)
-            continue
+def restore_refs(meta: MetaStore) -> list[RefDamage]:
+    """Each damaged ref the reflog can name a version for, pointed back at it; the others
+    are left for the user (fsck lists candidates)."""
+    restored = [damage for damage in meta.damaged_refs() if damage.last_good is not None]
+    for damage in restored:
         meta.restore_ref(damage)
-        restored.append(damage)
-    return restored, left
+    return restored
 
 
 def old_rows(folder: Path, damaged: list[Path]) -> Iterator[tuple[bytes, Location, bool]]:
@@ -132,18 +128,16 @@ class _Verifier:
         stored = self.read(loc)
         if stored is None:
             return None
-        base = None
+        algo, base = self.store.algo, None
         try:
             if loc.flags & FLAG_DELTA:
-                base_loc = self.kept.get(delta_base(stored, self.store.algo.size))
-                if base_loc is None or base_loc.flags & FLAG_DELTA:
-                    return None
-                base_stored = self.read(base_loc)
+                base_id = delta_base(stored, algo.size)
+                base_loc = self.kept.get(base_id)
+                base_stored = None if base_loc is None or base_loc.flags & FLAG_DELTA else self.read(base_loc)
                 if base_stored is None:
                     return None
-                base = decode_chunk(base_stored, base_loc.entry(delta_base(stored, self.store.algo.size)),
-                                    self.store.algo, f"pack {base_loc.pack}")
-            decode_chunk(stored, loc.entry(cid), self.store.algo, f"pack {loc.pack}", base)
+                base = decode_chunk(base_stored, base_loc.entry(base_id), algo, f"pack {base_loc.pack}")
+            decode_chunk(stored, loc.entry(cid), algo, f"pack {loc.pack}", base)
         except DsError:
             return None
         return stored
