@@ -109,8 +109,7 @@ class _Verifier:
     """Reads a record straight from its pack file and checks it against its id."""
 
     def __init__(self, store: Store, kept: dict[bytes, Location]):
-        self.store = store
-        self.kept = kept
+        self.store, self.kept = store, kept
 
     def read(self, loc: Location) -> bytes | None:
         path = pack_path(self.store.chunks.packs_dir, loc.pack)
