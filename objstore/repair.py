@@ -227,16 +227,13 @@ def _scan(path: Path, store: Store) -> Iterator[PackEntry]:
     end = len(data) - packs.FOOTER.size
     if end <= packs.HEADER.size:
         return iter(())
-    counts = []
     toc_offset, count = packs.FOOTER.unpack_from(data, end)[:2]
-    if toc_offset + count * rec == end:
-        counts.append(count)
-    counts.extend(range(1, (end - packs.HEADER.size) // rec + 1))
-    for n in counts:
+    footer_ok = toc_offset + count * rec == end  # the footer agrees with itself
+    for n in ([count] if footer_ok else []) + list(range(1, (end - packs.HEADER.size) // rec + 1)):
         start = end - n * rec
         if _chained(data, start, n, rec, hsize):
             return iter([_row(data, start + i * rec, hsize) for i in range(n)])
-    if toc_offset + count * rec == end:  # the footer agrees with itself: take what lies inside
+    if footer_ok:  # take what lies inside
         rows = [_row(data, toc_offset + i * rec, hsize) for i in range(count)]
         return iter(r for r in rows if packs.HEADER.size <= r.offset and r.offset + r.stored_len <= toc_offset
                     and r.raw_len <= MAX_RAW)
