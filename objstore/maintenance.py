@@ -177,8 +177,7 @@ def fsck(store: Store, read_data: bool = False, repair: bool = False,
     with store.locked():
         repo = LocalRepository(store)
         if repair:
-            restored, _left = restore_refs(store.meta)
-            report.refs_restored = [f"{d.name} -> {d.last_good}" for d in restored]
+            report.refs_restored = [f"{d.name} -> {d.last_good}" for d in restore_refs(store.meta)]
             report.salvage = rebuild_index(repo, *repo.tocs())
             report.repaired = True
         tocs, damaged = repo.tocs()

@@ -79,7 +79,9 @@ class RecordSync(Transfers):
                                  + attachment_chunks(store, record), t)
                 self.push_meta(tops, [], t)
                 lock.check()
-                self._write_record(record)
+                rel = f"datasets/{record['id']}.json"
+                _old, token = self.fs.read_ref(rel)  # created once, later updated by compare-and-swap
+                self.fs.swap_ref(rel, _record_text(record), token)
         return self.stats(t)
 
     def push_record(self, record: dict) -> None:
@@ -105,12 +107,6 @@ class RecordSync(Transfers):
                     self.fs.swap_ref(rel, _record_text(record), token)
                 return
             self.fs.swap_ref(rel, _record_text(record), token)
-
-    def _write_record(self, record: dict) -> None:
-        """Write a dataset record: created once, later updates by compare-and-swap."""
-        rel = f"datasets/{record['id']}.json"
-        _old, token = self.fs.read_ref(rel)
-        self.fs.swap_ref(rel, _record_text(record), token)
 
     def dataset_records(self) -> list[dict]:
         """The remote's valid dataset records; each invalid one (not JSON, wrong shape, an

@@ -18,9 +18,8 @@ from .record_sync import RecordSync, fetch_dataset, push_dataset, remote_records
 from .remote_fs import RemoteFS
 from .remote_repo import Transfer, check_url, forget_remote, remote_config, remote_spec
 from .store import Store
-from .transfer import RefUpdate
 
-__all__ = ["Remote", "RefUpdate", "Transfer", "attach_default", "check_url", "clone", "fetch_dataset",
+__all__ = ["Remote", "Transfer", "attach_default", "check_url", "clone", "fetch_dataset",
            "forget_remote", "fsck_remote", "pull", "push", "push_dataset", "remote_records", "remote_spec"]
 
 
@@ -75,10 +74,8 @@ def push(store: Store, name_or_url: str | None = None, refs: list[str] | None = 
     elif default and branch is not None and up is None and not set_upstream and remote.name:
         hints.append(f"branch {branch!r} has no upstream; `ds push -u {remote.name} {branch}` makes it "
                      f"follow {remote.name}/{branch} (then `ds push`, `ds pull` and `ds status` use it)")
-    remote.cache.mkdir(parents=True, exist_ok=True)
-    with remote.fs.operation("push"):
-        updates = remote.resolve_refspecs(refs, all_refs, tags)
-        t = remote.push_updates(updates, force)
+    updates = remote.resolve_refspecs(refs, all_refs, tags)  # the local refs only: no request
+    t = remote.push_updates(updates, force)
     if set_upstream:
         for u in updates:
             if (u.src or "").startswith("refs/heads/") and u.dst.startswith("refs/heads/"):

@@ -44,6 +44,7 @@ from .index import ChunkIndex, Fragment, Location, encode_fragment
 from .meta import valid_ref_name
 from .packs import decode_chunk
 from .paths import STORE_DIR
+from .reflog import is_hex40
 from .remote_fs import RemoteError, RemoteFS, RemoteLock
 from .repository import Chunk, Listing, LocalRepository, Repository, Rows, copy_chunks
 from .store import Store
@@ -52,7 +53,6 @@ FORMAT = 1
 MERGE_GAP = 256 * 1024  # ranges closer than this are read as one
 MAX_RANGE = 16 * 1024 * 1024  # ...up to this many bytes per request
 MAX_REF_BYTES = 200  # a ref file holds an id and a newline; a larger one is not read
-
 
 
 @dataclass
@@ -179,9 +179,9 @@ class RemoteRepo(Repository):
         self.bad_records: dict[str, str] = {}  # the same for dataset_records
         self.name, self.url, options = remote_spec(store, name_or_url)
         self.fs = RemoteFS(self.url, options, retries=retries)
-        key = self.name or "url-" + hashlib.sha256(self.url.encode()).hexdigest()[:16]
-        self.track = key  # refs/remotes/<track>/...: what this remote was last seen to hold
-        self.cache = store.path / "remotes" / key
+        # refs/remotes/<track>/...: what this remote was last seen to hold
+        self.track = self.name or "url-" + hashlib.sha256(self.url.encode()).hexdigest()[:16]
+        self.cache = store.path / "remotes" / self.track
         self._check_cache()
         self._index: ChunkIndex | None = None
         self.chunks_fetched = 0
@@ -266,10 +266,10 @@ class RemoteRepo(Repository):
         except FileNotFoundError:
             return None
         ref = text.removeprefix("ref: ")
-        why = None if ref != text else "it does not name a branch (ref: refs/heads/NAME)"
-        if why is None and not ref.startswith("refs/heads/"):
+        if ref == text or not ref.startswith("refs/heads/"):
             why = "it does not name a branch (ref: refs/heads/NAME)"
-        why = why or ref_name_problem(ref, self.track)
+        else:
+            why = ref_name_problem(ref, self.track)
         if why is not None:
             self._skip_ref("HEAD", why)
             return None
@@ -279,8 +279,7 @@ class RemoteRepo(Repository):
                        ) -> tuple[list[str], list[str], list[str]]:
         """(versions, drafts' trees, problems) that ``refs`` and dataset ``records`` name; a
         problem is a name whose metadata is not here, or that names something else."""
-        commits: list[str] = []
-        trees: list[str] = []
+        found: dict[str, list[str]] = {"commit": [], "tree": []}
         problems = []
         named = [(rel, commit_id, "commit") for rel, commit_id in sorted(refs.items())] + [
             (f"dataset record {r['id']}", r["commit"], "commit") if r.get("commit")
@@ -290,8 +289,8 @@ class RemoteRepo(Repository):
             if why is not None:
                 problems.append(f"{what} {why}")
             else:
-                (commits if want == "commit" else trees).append(oid)
-        return commits, trees, problems
+                found[want].append(oid)
+        return found["commit"], found["tree"], problems
 
     def naming_problem(self, oid: str, want: str = "commit") -> str | None:
         """Why ``oid`` (named by the remote) is not a ``want`` whose metadata is here, or None."""
@@ -371,20 +370,14 @@ class RemoteRepo(Repository):
         requests in flight, so memory stays bounded (workers x MAX_RANGE). A pack that is
         gone raises FileNotFoundError (a remote gc moved its chunks: sync the index).
         """
-        by_pack: dict[str, list[tuple[bytes, Location]]] = defaultdict(list)
-        for chunk_id, loc in items:
-            by_pack[loc.pack].append((chunk_id, loc))
-        jobs = []  # (pack, group of adjacent chunks read as one range)
-        for pack_hex, group in sorted(by_pack.items()):
-            group.sort(key=lambda it: it[1].offset)
-            groups: list[list[tuple[bytes, Location]]] = []
-            for it in group:
-                if (groups and it[1].offset - _end(groups[-1][-1][1]) <= MERGE_GAP
-                        and _end(it[1]) - groups[-1][0][1].offset <= MAX_RANGE):
-                    groups[-1].append(it)
-                else:
-                    groups.append([it])
-            jobs.extend((pack_hex, g) for g in groups)
+        jobs: list[tuple[str, Rows]] = []  # (pack, group of adjacent chunks read as one range)
+        for it in sorted(items, key=lambda it: (it[1].pack, it[1].offset)):
+            last = jobs[-1][1] if jobs and jobs[-1][0] == it[1].pack else None
+            if (last and it[1].offset - _end(last[-1][1]) <= MERGE_GAP
+                    and _end(it[1]) - last[0][1].offset <= MAX_RANGE):
+                last.append(it)
+            else:
+                jobs.append((it[1].pack, [it]))
         for start in range(0, len(jobs), self.workers):
             window = jobs[start : start + self.workers]
             datas = self._parallel([
@@ -622,11 +615,6 @@ def git_pack_ok(path: Path, name: str) -> bool:
     if h.digest() != trailer:
         return False
     return (trailer if name.endswith(".pack") else pack_sum).hex() == sha
-
-
-def is_hex40(value: object) -> bool:
-    return isinstance(value, str) and len(value) == 40 and all(c in "0123456789abcdef" for c in value)
-
 
 
 def ref_name_problem(rel: str, track: str) -> str | None:

@@ -53,17 +53,13 @@ class Salvage:
     recovered: int = 0  # chunks ChunkStore.recover indexed from packs killed writers left
 
 
-def restore_refs(meta: MetaStore) -> tuple[list[RefDamage], list[RefDamage]]:
-    """(restored, left as they are): each damaged ref the reflog can name a version for
-    is pointed back at it; the others are left for the user (fsck lists candidates)."""
-    restored, left = [], []
-    for damage in meta.damaged_refs():
-        if damage.last_good is None:
-            left.append(damage)
-            continue
+def restore_refs(meta: MetaStore) -> list[RefDamage]:
+    """Each damaged ref the reflog can name a version for, pointed back at it; the others
+    are left for the user (fsck lists candidates)."""
+    restored = [damage for damage in meta.damaged_refs() if damage.last_good is not None]
+    for damage in restored:
         meta.restore_ref(damage)
-        restored.append(damage)
-    return restored, left
+    return restored
 
 
 def old_rows(folder: Path, damaged: list[Path]) -> Iterator[tuple[bytes, Location, bool]]:
@@ -113,8 +109,7 @@ class _Verifier:
     """Reads a record straight from its pack file and checks it against its id."""
 
     def __init__(self, store: Store, kept: dict[bytes, Location]):
-        self.store = store
-        self.kept = kept
+        self.store, self.kept = store, kept
 
     def read(self, loc: Location) -> bytes | None:
         path = pack_path(self.store.chunks.packs_dir, loc.pack)
@@ -132,18 +127,16 @@ class _Verifier:
         stored = self.read(loc)
         if stored is None:
             return None
-        base = None
+        algo, base = self.store.algo, None
         try:
             if loc.flags & FLAG_DELTA:
-                base_loc = self.kept.get(delta_base(stored, self.store.algo.size))
-                if base_loc is None or base_loc.flags & FLAG_DELTA:
-                    return None
-                base_stored = self.read(base_loc)
+                base_id = delta_base(stored, algo.size)
+                base_loc = self.kept.get(base_id)
+                base_stored = None if base_loc is None or base_loc.flags & FLAG_DELTA else self.read(base_loc)
                 if base_stored is None:
                     return None
-                base = decode_chunk(base_stored, base_loc.entry(delta_base(stored, self.store.algo.size)),
-                                    self.store.algo, f"pack {base_loc.pack}")
-            decode_chunk(stored, loc.entry(cid), self.store.algo, f"pack {loc.pack}", base)
+                base = decode_chunk(base_stored, base_loc.entry(base_id), algo, f"pack {base_loc.pack}")
+            decode_chunk(stored, loc.entry(cid), algo, f"pack {loc.pack}", base)
         except DsError:
             return None
         return stored
@@ -234,16 +227,13 @@ def _scan(path: Path, store: Store) -> Iterator[PackEntry]:
     end = len(data) - packs.FOOTER.size
     if end <= packs.HEADER.size:
         return iter(())
-    counts = []
     toc_offset, count = packs.FOOTER.unpack_from(data, end)[:2]
-    if toc_offset + count * rec == end:
-        counts.append(count)
-    counts.extend(range(1, (end - packs.HEADER.size) // rec + 1))
-    for n in counts:
+    footer_ok = toc_offset + count * rec == end  # the footer agrees with itself
+    for n in ([count] if footer_ok else []) + list(range(1, (end - packs.HEADER.size) // rec + 1)):
         start = end - n * rec
         if _chained(data, start, n, rec, hsize):
             return iter([_row(data, start + i * rec, hsize) for i in range(n)])
-    if toc_offset + count * rec == end:  # the footer agrees with itself: take what lies inside
+    if footer_ok:  # take what lies inside
         rows = [_row(data, toc_offset + i * rec, hsize) for i in range(count)]
         return iter(r for r in rows if packs.HEADER.size <= r.offset and r.offset + r.stored_len <= toc_offset
                     and r.raw_len <= MAX_RAW)

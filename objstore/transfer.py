@@ -16,15 +16,9 @@ from typing import Any
 
 from .errors import DsError
 from .manifest import FileEntry
+from .reflog import is_hex40
 from .remote_fs import RefConflict, RemoteError
-from .remote_repo import (
-    MAX_REF_BYTES,
-    RemoteRepo,
-    Transfer,
-    git_pack_ok,
-    is_hex40,
-    ref_name_problem,
-)
+from .remote_repo import MAX_REF_BYTES, RemoteRepo, Transfer, git_pack_ok, ref_name_problem
 from .repository import LocalRepository, copy_chunks
 
 
@@ -36,7 +30,6 @@ class RefUpdate:
     value: str
     dst: str  # refs/heads/X or refs/tags/X on the remote
     force: bool = False
-
 
 
 class Transfers(RemoteRepo):
@@ -62,15 +55,13 @@ class Transfers(RemoteRepo):
             t.meta_packs += 1
             self._remember_meta(names)
 
-    def _remember_meta(self, names: list[str]) -> None:
+    def _remembered_meta(self) -> set[str]:
+        """The metadata packs this store sent to or fetched from the remote."""
         path = self.cache / "meta-packs.json"
-        have = set(json.loads(path.read_text())) if path.exists() else set()
-        path.write_text(json.dumps(sorted(have | set(names))))
+        return set(json.loads(path.read_text())) if path.exists() else set()
 
-    def _known_meta(self) -> set[str]:
-        path = self.cache / "meta-packs.json"
-        local = self.store.meta.pack_names()
-        return local | (set(json.loads(path.read_text())) if path.exists() else set())
+    def _remember_meta(self, names: list[str]) -> None:
+        (self.cache / "meta-packs.json").write_text(json.dumps(sorted(self._remembered_meta() | set(names))))
 
     def resolve_refspecs(self, refs: list[str] | None = None, all_refs: bool = False,
                          tags: bool = False) -> list[RefUpdate]:
@@ -296,7 +287,7 @@ class Transfers(RemoteRepo):
         dest = self.store.meta.pack_folder
         dest.mkdir(parents=True, exist_ok=True)
         for _attempt in range(3):
-            known = self._known_meta()
+            known = self.store.meta.pack_names() | self._remembered_meta()
             sizes = {r: size for r, (size, _mtime) in self.fs.list_detail("meta").items()
                      if r.rsplit("/", 1)[-1].startswith("pack-")}
             # a pack counts only once its .idx is there (the .idx is uploaded last)
