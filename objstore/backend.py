@@ -21,8 +21,8 @@ import os
 import shutil
 import socket
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from stat import S_ISREG
@@ -201,15 +201,23 @@ def describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
-def typed(kind_of: Any, e: Exception) -> Exception:
-    """``e`` as a backend error, by ``kind_of(e)`` (TRANSIENT or a permanent kind); our
-    own errors pass as they are."""
-    if isinstance(e, (NotFound, PreconditionFailed, Permanent, Transient, DsError)):
-        return e
-    kind = kind_of(e)
-    if isinstance(e, FileNotFoundError) and kind != NO_BUCKET:
-        return NotFound(*e.args)
-    return Transient(e) if kind == TRANSIENT else Permanent(kind, e)
+@contextmanager
+def backend_errors(kind_of: Callable[[BaseException], str],
+                   refused: Callable[[BaseException], bool] | None = None) -> Iterator[None]:
+    """Raise what fails inside as a backend error, by ``kind_of(e)`` (TRANSIENT or a permanent
+    kind); our own errors pass as they are. ``refused``: whether an error (or what it wraps)
+    says a compare-and-swap's condition failed, raised as ``PreconditionFailed``."""
+    try:
+        yield
+    except Exception as e:
+        if refused is not None and any(refused(x) for x in causes(e)):
+            raise PreconditionFailed() from None
+        if isinstance(e, (NotFound, PreconditionFailed, Permanent, Transient, DsError)):
+            raise
+        kind = kind_of(e)
+        if isinstance(e, FileNotFoundError) and kind != NO_BUCKET:
+            raise NotFound(*e.args) from e
+        raise (Transient(e) if kind == TRANSIENT else Permanent(kind, e)) from e
 
 
 def _flock(lock: Path) -> int:
@@ -246,22 +254,9 @@ def swap_file(target: Path, data: bytes, token: Any, durable: bool) -> None:
             current = None
         if current != token:
             raise PreconditionFailed()
-        _replace(target, data, durable)
+        LocalBackend(target.parent, durable).write(target.name, data)  # this machine's own rename
     finally:
         os.close(fd)
-
-
-def _replace(target: Path, data: bytes | Path, durable: bool) -> None:
-    """Write a temp file beside ``target``, fsynced if ``durable``, rename it over ``target``
-    and fsync the folder (the rename is then durable too)."""
-    tmp = target.with_name(f".tmp-{uuid.uuid4().hex}")
-    try:
-        _write_file(tmp, data, durable)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    if durable:
-        fsync_dir(target.parent)
 
 
 def _write_file(path: str | Path, data: bytes | Path, durable: bool) -> None:
@@ -316,15 +311,8 @@ class LocalBackend(RefsByStat):
     def probe(self) -> None:
         """Nothing to connect to (remotes probe their endpoint before the first request)."""
 
-    @contextmanager
-    def typed_errors(self) -> Iterator[None]:
-        try:
-            yield
-        except Exception as e:
-            error = typed(_local_kind, e)
-            if error is e:
-                raise
-            raise error from e
+    def typed_errors(self) -> AbstractContextManager[None]:
+        return backend_errors(_local_kind)
 
     def list(self, prefix: str) -> dict[str, tuple[int, float]]:
         """A file removed while listed (a finished writer's lock, a renamed temp file) is
@@ -358,8 +346,7 @@ class LocalBackend(RefsByStat):
             shutil.copyfile(self._path(rel), dest)
 
     def write(self, rel: str, data: bytes | Path) -> None:
-        """A temp file beside the target, fsynced, renamed over it, then the folder fsynced
-        (with ``durable``); a failed write removes its temp file."""
+        """As the class says (the fsyncs with ``durable``); a failed write removes its temp file."""
         target = self.path(rel)
         folder = os.path.dirname(target)
         tmp = os.path.join(folder, f".tmp-{uuid.uuid4().hex}")

@@ -18,8 +18,8 @@ import json
 import os
 import socket
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager, suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -36,23 +36,21 @@ from .backend import (
     LocalBackend,
     NotFound,
     Permanent,
-    PreconditionFailed,
     RefsByStat,
     Unsupported,
+    backend_errors,
     causes,
     fsync_file,
     os_kind,
     status_kind,
-    typed,
 )
 
 PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 
 
-def _module(name: str) -> Any:
-    """A module only if something already imported it: an error cannot be an instance of a
-    class that was never loaded, so classifying imports nothing."""
-    return sys.modules.get(name)
+# A module only if something already imported it: an error cannot be an instance of a class
+# that was never loaded, so classifying imports nothing.
+_module = sys.modules.get
 
 
 class FsspecBackend(RefsByStat):
@@ -98,19 +96,10 @@ class FsspecBackend(RefsByStat):
     def classify(self, e: BaseException) -> str:
         return classify(e, self.kind)
 
-    @contextmanager
-    def typed_errors(self, refused: bool = False) -> Iterator[None]:
+    def typed_errors(self, refused: bool = False) -> AbstractContextManager[None]:
         """Raise what fails inside as a backend error (``refused``: a failed condition of a
         compare-and-swap as ``PreconditionFailed``)."""
-        try:
-            yield
-        except Exception as e:
-            if refused and any(self.refused(x) for x in causes(e)):
-                raise PreconditionFailed() from None
-            error = typed(self.classify, e)
-            if error is e:
-                raise
-            raise error from e
+        return backend_errors(self.classify, self.refused if refused else None)
 
     def endpoint(self) -> str | None:
         """The URL requests go to, when plain to see (for ``probe``)."""
@@ -183,10 +172,8 @@ class FsspecBackend(RefsByStat):
                 self.fs.rm(paths)
             except FileNotFoundError:
                 for p in paths:
-                    try:
+                    with suppress(FileNotFoundError):
                         self.fs.rm_file(p)
-                    except FileNotFoundError:
-                        pass
             for p in paths:
                 self.fs.invalidate_cache(p)
 
@@ -376,10 +363,8 @@ class FolderBackend(LocalBackend):
         self.fs.mv(tmp, target)
 
     def _discard(self, tmp: str) -> None:
-        try:  # best effort: the write's own error is what matters
+        with suppress(Exception):  # best effort: the write's own error is what matters
             self.fs.rm_file(tmp)
-        except Exception:
-            pass
 
 
 def open_backend(url: str, options: dict) -> Backend:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .backend import Backend, Info, PreconditionFailed, ShortRead, Transient
+from .backend import Backend, PreconditionFailed, ShortRead, Transient
 
 
 class Checked:
@@ -33,7 +33,6 @@ class Checked:
 
     def __init__(self, inner: Backend):
         self.inner = inner
-        self.kind = inner.kind
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -65,7 +64,6 @@ class Counting:
 
     def __init__(self, inner: Any):
         self.inner = inner
-        self.kind = inner.kind
         self.requests: Counter[str] = Counter()
         self.bytes_sent = 0
         self.bytes_received = 0
@@ -78,17 +76,19 @@ class Counting:
             self.bytes_sent += sent
             self.bytes_received += received
 
-    def list(self, prefix: str) -> dict[str, tuple[int, float]]:
-        self.tally("list")
-        return self.inner.list(prefix)
+    # the requests counted as one of their kind and nothing more: method -> kind
+    ONE_REQUEST = {"list": "list", "stat": "head", "exists": "head", "delete": "delete", "swap_ref": "put-if"}
 
-    def stat(self, rel: str) -> Info:
-        self.tally("head")
-        return self.inner.stat(rel)
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.inner, name)
+        if name not in self.ONE_REQUEST:
+            return method
 
-    def exists(self) -> bool:
-        self.tally("head")
-        return self.inner.exists()
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.tally(self.ONE_REQUEST[name])
+            return method(*args, **kwargs)
+
+        return counted
 
     def read(self, rel: str, start: int = 0, end: int | None = None, **checks: Any) -> bytes:
         if start or end is not None:
@@ -109,19 +109,11 @@ class Counting:
         self.inner.write(rel, data)
         self.tally(sent=data.stat().st_size if isinstance(data, Path) else len(data))
 
-    def delete(self, rels: list[str]) -> None:
-        self.tally("delete")
-        self.inner.delete(rels)
-
     def read_ref(self, rel: str) -> tuple[bytes | None, Any]:
         self.tally("get", "head")  # the version token, then the body
         data, token = self.inner.read_ref(rel)
         self.tally(received=len(data or b""))
         return data, token
-
-    def swap_ref(self, rel: str, data: bytes, token: Any) -> None:
-        self.tally("put-if")
-        self.inner.swap_ref(rel, data, token)
 
 
 class RetryPolicy:
@@ -140,7 +132,6 @@ class Retrying:
 
     def __init__(self, inner: Any, policy: RetryPolicy | None = None, retries: int | None = None):
         self.inner = inner
-        self.kind = inner.kind
         self.policy = policy or RetryPolicy()
         self.retries = self.policy.RETRIES if retries is None else retries
 

@@ -29,7 +29,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -110,9 +110,7 @@ def fsspec_url(url: str) -> str:
 
 
 class RemoteFS(RetryPolicy):
-    """One remote's storage. The retry knobs (``RETRIES``, ``BACKOFF``, ``BACKOFF_MAX``,
-    ``RETRY_BUDGET``) are class-wide so a test, or an embedding program, can tighten them
-    for every remote at once."""
+    """One remote's storage, the retry policy of its requests (``RetryPolicy``'s knobs)."""
 
     def __init__(self, url: str, options: dict[str, Any] | None = None, retries: int | None = None):
         self.url = url
@@ -376,9 +374,7 @@ class RemoteLock:
         attempt = 0
         while True:
             if not self._written or time.monotonic() - self._written > self.STALE / 4:
-                started = time.monotonic()
-                self.fs.put(self.rel, self.body)
-                self._written = started
+                self._write()
             seen = self.fs.list_detail("locks")
             mine = seen.get(self.rel)
             blocker = self.rel if mine is None else self._blocker(seen, mine)
@@ -409,14 +405,15 @@ class RemoteLock:
                 return rel
         return None
 
+    def _write(self) -> None:
+        started = time.monotonic()
+        self.fs.put(self.rel, self.body)
+        self._written = started
+
     def _refresh(self) -> None:
         while not self._stop.wait(self.REFRESH):
-            started = time.monotonic()
-            try:
-                self.fs.put(self.rel, self.body)
-                self._written = started
-            except DsError:
-                pass  # the next tick tries again; check() stops the holder if it lasts
+            with suppress(DsError):  # the next tick tries again; check() stops the holder if it lasts
+                self._write()
 
     def check(self) -> None:
         """Raise unless our lease is surely still honoured by everyone else."""
@@ -426,10 +423,8 @@ class RemoteLock:
                                + HINTS.get(self.fs.op or "", "Run the command again."))
 
     def _remove(self) -> None:
-        try:
+        with suppress(DsError):  # left behind, it expires after STALE
             self.fs.delete([self.rel])
-        except DsError:
-            pass  # left behind, it expires after STALE
 
     def release(self) -> None:
         self._stop.set()
