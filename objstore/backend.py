@@ -241,24 +241,6 @@ def _flock(lock: Path) -> int:
     raise PreconditionFailed("has a lock file that keeps being replaced; retry")
 
 
-def swap_file(target: Path, data: bytes, token: Any, durable: bool) -> None:
-    """Compare-and-swap of a file in a folder, under an ``flock`` on ``<name>.lock`` beside
-    it (the empty lock file stays; readers skip ``*.lock``). ``token`` is the content the
-    caller read, None for "does not exist yet"."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd = _flock(target.with_name(target.name + ".lock"))
-    try:
-        try:
-            current: bytes | None = target.read_bytes()
-        except FileNotFoundError:
-            current = None
-        if current != token:
-            raise PreconditionFailed()
-        LocalBackend(target.parent, durable).write(target.name, data)  # this machine's own rename
-    finally:
-        os.close(fd)
-
-
 def _write_file(path: str | Path, data: bytes | Path, durable: bool) -> None:
     """Create ``path`` (as any file, so a shared folder's permissions hold) holding ``data``
     (bytes, or a file's content), fsynced if ``durable``."""
@@ -390,5 +372,20 @@ class LocalBackend(RefsByStat):
         return self.root.is_dir()
 
     def swap_ref(self, rel: str, data: bytes, token: Any) -> None:
+        """Under an ``flock`` on ``<name>.lock`` beside the file (the empty lock file stays;
+        readers skip ``*.lock``); ``token`` is the content the caller read, None for "does not
+        exist yet". The lock and the rename are this machine's own, in a ``FolderBackend`` too."""
+        target = self._path(rel)
         with self.typed_errors():
-            swap_file(self._path(rel), data, token, self.durable)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd = _flock(target.with_name(target.name + ".lock"))
+            try:
+                try:
+                    current: bytes | None = target.read_bytes()
+                except FileNotFoundError:
+                    current = None
+                if current != token:
+                    raise PreconditionFailed()
+                LocalBackend(target.parent, self.durable).write(target.name, data)
+            finally:
+                os.close(fd)

@@ -128,7 +128,8 @@ def allowed_schemes(config: StoreConfig) -> frozenset[str]:
     return frozenset(out)
 
 
-def _truthy(value: object) -> bool:
+def _allows_local_links(remote: dict) -> bool:
+    value = (remote.get("options") or {}).get("allow_local_links")
     return value is True or value == 1 or (isinstance(value, str) and value.lower() in ("true", "1", "yes"))
 
 
@@ -154,8 +155,7 @@ class LinkPolicy:
 
     @classmethod
     def of_store(cls, store_path: Path) -> LinkPolicy:
-        store_path = Path(store_path)
-        return cls(store_path, load_config(store_path / "config"))
+        return cls(store_path, load_config(Path(store_path) / "config"))
 
     def check(self, path: str, url: str, chunk_id: bytes) -> None:
         """Return if ``url`` (entry ``path``, URL chunk ``chunk_id``) may be followed; else raise."""
@@ -180,8 +180,7 @@ class LinkPolicy:
                 "(or `ds clone URL -o allow_local_links=true`)" + self._opted_in_hint())
 
     def _opted_in_hint(self) -> str:
-        names = sorted(n for n, r in self.config.remotes.items()
-                       if _truthy((r.get("options") or {}).get("allow_local_links")))
+        names = sorted(n for n, r in self.config.remotes.items() if _allows_local_links(r))
         if not names:
             return ""
         return (f". {', '.join(names)} already allow{'s' if len(names) == 1 else ''} local links but did not "
@@ -216,32 +215,26 @@ class LinkPolicy:
             return False
 
     def _remote_indexes(self) -> list:
-        """(index folder, ChunkIndex, [its file names when read]) of each remote allowing local links."""
-        with self._lock:
-            if self._indexes is None:
-                from .hashing import get_algo
-                from .index import ChunkIndex
+        """(index folder, ChunkIndex, [its file names when read]) of each remote allowing local
+        links. The caller holds the lock."""
+        if self._indexes is None:
+            from .hashing import get_algo
+            from .index import ChunkIndex
 
-                algo = get_algo(self.config.hash)
-                self._indexes = []
-                for name, r in sorted(self.config.remotes.items()):
-                    if not _truthy((r.get("options") or {}).get("allow_local_links")):
-                        continue
-                    cache = self.store_path / "remotes" / name
-                    try:  # the cache of another URL this name once had says nothing of this one
-                        same = (cache / "url").read_text() == r["url"]
-                    except (FileNotFoundError, UnicodeDecodeError):
-                        same = False
-                    if same:
-                        folder = cache / "index"
-                        self._indexes.append((folder, ChunkIndex(folder, algo), [None]))
-            return self._indexes
-
-    def close(self) -> None:
-        with self._lock:
-            for _folder, index, _seen in self._indexes or []:
-                index.reload()  # closes its fragments
-            self._indexes = None
+            algo = get_algo(self.config.hash)
+            self._indexes = []
+            for name, r in sorted(self.config.remotes.items()):
+                if not _allows_local_links(r):
+                    continue
+                cache = self.store_path / "remotes" / name
+                try:  # the cache of another URL this name once had says nothing of this one
+                    same = (cache / "url").read_text() == r["url"]
+                except (FileNotFoundError, UnicodeDecodeError):
+                    same = False
+                if same:
+                    folder = cache / "index"
+                    self._indexes.append((folder, ChunkIndex(folder, algo), [None]))
+        return self._indexes
 
 
 # -- loops -----------------------------------------------------------------------------------------

@@ -1,23 +1,16 @@
-"""A remote's storage: a ``Backend`` for its URL, wrapped for retries, counting and checked
-reads, and the errors a user sees.
+"""A remote's storage and the errors a user sees.
 
-``RemoteFS`` is the composition ``Retrying(Counting(Checked(backend)))`` (see
-``backend.py``, ``backend_fsspec.py``, ``backend_wrappers.py``); a folder remote's backend is
-``LocalBackend``, which fsyncs what it writes as the local store does. (1) each request is
-counted (tests assert request budgets, the CLI reports them), (2) transient errors are
-retried with bounded, jittered backoff within a time budget, and what still fails
-afterwards is one ``RemoteUnavailable`` naming the remote, the operation and the fix;
-errors that retrying cannot mend (no credentials, access denied, no such bucket, a host
-that does not exist or refuses connections) fail at once with their own fix, told apart by
-exception type by the backend that knows them (``classify``), (3) no read is trusted
-short, (4) a file appears under its final name only once it is complete, and (5) refs
-shared by writers change by compare-and-swap, each backend its own way; a generic fsspec
-filesystem is refused for shared refs.
+``RemoteFS`` is ``Retrying(Counting(Checked(backend)))`` over the ``Backend`` of its URL; what
+each layer promises (counted requests, bounded retries, no short read, whole files only, shared
+refs changed by compare-and-swap or refused) is in ``backend.py``, ``backend_fsspec.py`` and
+``backend_wrappers.py``. What still fails after the retries is one ``RemoteUnavailable`` naming
+the remote, the operation and the fix; what retrying cannot mend (no credentials, access
+denied, no such bucket, a host that does not exist or refuses connections) fails at once with
+its own fix.
 
 ``RemoteLock`` keeps a remote gc from deleting what a push is about to name: see its
 docstring and docs/architecture.md.
 """
-
 from __future__ import annotations
 
 import json
