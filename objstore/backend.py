@@ -1,18 +1,12 @@
 """One small surface over any place that holds a store's files, as restic's backends.
 
-A ``Backend`` lists (with size and modification time), stats, reads (whole or a byte
-range), writes once (a file is visible under its name only when complete), deletes (a
-file already gone is no error) and compare-and-swaps small files (refs, dataset records).
-Every failure is one of four types, decided by the backend that knows its storage
-library: ``NotFound``, ``PreconditionFailed`` (a swap lost the race), ``Permanent`` (with
-its kind: credentials, denied, no-bucket, unreachable, or other) and ``Transient`` (worth
-retrying). What is common to every backend lives here: the protocol, the errors, the
-rules for the standard library's errors, the ``flock`` compare-and-swap of a folder, and
-``LocalBackend`` (a folder: folder remotes, fsynced as the local store is). The fsspec
-backends are in ``backend_fsspec.py``; retrying, counting and short-read checking are
-wrappers around any backend (``backend_wrappers.py``).
+What is common to every backend lives here: the protocol (``Backend``: list, stat, read,
+write once, delete, compare-and-swap of small files), its four error types, each failure
+typed by the backend that knows its storage library, the rules for the standard library's
+errors, and ``LocalBackend`` (a folder: folder remotes, fsynced as the local store is). The
+fsspec backends are in ``backend_fsspec.py``; retrying, counting and short-read checking
+are wrappers around any backend (``backend_wrappers.py``).
 """
-
 from __future__ import annotations
 
 import errno

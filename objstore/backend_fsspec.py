@@ -1,17 +1,9 @@
 """Backends over fsspec filesystems: one class per kind of storage (S3, GCS, Azure, any
-other), each owning its compare-and-swap and the rules that tell its errors apart, and
-``open_backend``, which picks the backend of a remote's URL. The class is picked by the
-filesystem's protocol, so a wrapping filesystem that presents the protocol it wraps (the
-tests' fault injector) gets that backend's class. A folder is a ``LocalBackend`` (fsync,
-atomic rename, ``flock`` compare-and-swap); a filesystem wrapping a folder a
-``FolderBackend``, the same through that filesystem.
-
-Errors are judged by exception type, never by message text where a type exists, outermost
-first through what they wrap (``classify``). Every backend's type rules apply to every
-backend (a wrapping filesystem may raise another's), its own first; a text rule only to
-its own backend.
+other), each owning its compare-and-swap and the rules that tell its errors apart
+(``classify``), and ``open_backend``, which picks the backend of a remote's URL. The class is
+picked by the filesystem's protocol, so a wrapping filesystem that presents the protocol it
+wraps (the tests' fault injector) gets that backend's class.
 """
-
 from __future__ import annotations
 
 import json
@@ -393,9 +385,10 @@ def backend_class(fs: Any) -> type[FsspecBackend]:
 def classify(e: BaseException, backend: str = "other") -> str:
     """How to treat a storage error: TRANSIENT (retry), or CREDENTIALS, DENIED, NO_BUCKET,
     UNREACHABLE, PERMANENT (fail at once). Decided by the exception's type (and the codes
-    SDKs attach to their types), outermost first: the type rules of ``backend`` first,
-    then every other backend's, the standard library's, then its own text rule; what no
-    rule decides is transient."""
+    SDKs attach to their types), never by message text where a type exists, outermost
+    first through what it wraps: the type rules of ``backend`` first, then every other
+    backend's (a wrapping filesystem may raise another's), the standard library's, then its
+    own text rule; what no rule decides is transient."""
     own = KINDS.get(backend, FsspecBackend)
     rules = list(dict.fromkeys([own.kind_of, *(c.kind_of for c in (*KINDS.values(), FsspecBackend)),
                                 os_kind, own.text_kind]))

@@ -1,20 +1,5 @@
-"""Wrappers around any ``Backend``, stacked as restic stacks its retry and logger backends.
-
-A remote is ``Retrying(Counting(Checked(backend)))``:
-
-- ``Checked``: no read is trusted short. A range must come back at its exact length; a
-  whole file at its size (given by the caller, else asked first); a download must pass
-  the caller's check (a content hash) or match the file's size. A short read is a
-  ``ShortRead``, which is ``Transient``.
-- ``Counting``: requests per kind and bytes sent and received, for request budgets
-  (tests) and reports (the CLI). A whole read of unknown size counts as a ``get`` and the
-  ``head`` that asks the size; a ref read likewise.
-- ``Retrying``: only ``Transient`` errors are retried, backing off from ``BACKOFF``,
-  doubling, jittered down by up to half, at most ``BACKOFF_MAX`` each; no retry starts
-  later than ``RETRY_BUDGET`` after the first attempt. A refused swap after a failed
-  attempt is checked against the ref: that attempt may have been applied, its answer lost.
-"""
-
+"""Wrappers around any ``Backend``, stacked as restic stacks its retry and logger backends:
+a remote is ``Retrying(Counting(Checked(backend)))``."""
 from __future__ import annotations
 
 import random
@@ -29,7 +14,9 @@ from .backend import Backend, PreconditionFailed, ShortRead, Transient
 
 
 class Checked:
-    """Short-read checking over any backend (see the module's docstring)."""
+    """No read is trusted short: a range must come back at its exact length, a whole file at
+    its size (given by the caller, else asked first), a download must pass the caller's check
+    (a content hash) or match the file's size. A short read is a ``ShortRead`` (``Transient``)."""
 
     def __init__(self, inner: Backend):
         self.inner = inner
@@ -59,8 +46,10 @@ class Checked:
 
 
 class Counting:
-    """Requests per kind and bytes moved, over any backend; thread-safe (transfers run on
-    several threads). Bytes are counted for requests that completed."""
+    """Requests per kind and bytes moved, for request budgets (tests) and reports (the CLI);
+    thread-safe (transfers run on several threads). Bytes are counted for requests that
+    completed. A whole read of unknown size counts as a ``get`` and the ``head`` that asks
+    the size; a ref read likewise."""
 
     def __init__(self, inner: Any):
         self.inner = inner
@@ -127,8 +116,10 @@ class RetryPolicy:
 
 
 class Retrying:
-    """Every call of the inner backend retried while it fails ``Transient``; when the
-    retries or the budget run out, the last ``Transient`` is raised with ``attempts`` set."""
+    """Every call of the inner backend retried while it fails ``Transient`` (as
+    ``RetryPolicy`` says); when the retries or the budget run out, the last ``Transient`` is
+    raised with ``attempts`` set. A refused swap after a failed attempt is checked against
+    the ref: that attempt may have been applied, its answer lost."""
 
     def __init__(self, inner: Any, policy: RetryPolicy | None = None, retries: int | None = None):
         self.inner = inner

@@ -167,7 +167,10 @@ class RemoteFS(RetryPolicy):
         except be.Permanent as e:
             raise self.permanent(e.kind, what, rel, e.cause, e.where) from None
         except be.Transient as e:
-            raise RemoteUnavailable(self._gave_up(what, rel, e.attempts, e.cause)) from None
+            raise RemoteUnavailable(
+                f"remote {self.url}: {self.op or 'access'} did not complete: {what} {rel or '/'} failed "
+                f"{e.attempts} time(s), last with {be.describe(e.cause)}. Nothing incomplete is visible on "
+                f"the remote; {self._hint()}") from None
 
     def _call(self, what: str, fn: Callable[[], Any], rel: str = "") -> Any:
         """Run one request of any kind, counted and retried as every other."""
@@ -181,12 +184,6 @@ class RemoteFS(RetryPolicy):
 
     def _hint(self) -> str:
         return HINTS.get(self.op or "", "run the command again: it resumes where it stopped")
-
-    def _gave_up(self, what: str, rel: str, attempts: int, e: BaseException) -> str:
-        op = self.op or "access"
-        return (f"remote {self.url}: {op} did not complete: {what} {rel or '/'} failed {attempts} "
-                f"time(s), last with {be.describe(e)}. Nothing incomplete is visible on the "
-                f"remote; {self._hint()}")
 
     def permanent(self, kind: str, what: str, rel: str, e: BaseException, where: str = "") -> RemoteError:
         """The error for a failure that retrying cannot mend, naming its fix."""
