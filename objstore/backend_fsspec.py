@@ -88,10 +88,8 @@ class FsspecBackend(RefsByStat):
     def classify(self, e: BaseException) -> str:
         return classify(e, self.kind)
 
-    def typed_errors(self, refused: bool = False) -> AbstractContextManager[None]:
-        """Raise what fails inside as a backend error (``refused``: a failed condition of a
-        compare-and-swap as ``PreconditionFailed``)."""
-        return backend_errors(self.classify, self.refused if refused else None)
+    def typed_errors(self) -> AbstractContextManager[None]:
+        return backend_errors(self.classify)
 
     def endpoint(self) -> str | None:
         """The URL requests go to, when plain to see (for ``probe``)."""
@@ -178,9 +176,10 @@ class FsspecBackend(RefsByStat):
                           f"on {self.fs.protocol}")
 
     def _swap(self, rel: str, send: Callable[[str], None]) -> None:
-        """Run a conditional write of ``rel``; the listing cache forgets it either way."""
+        """Run a conditional write of ``rel`` (a failed condition is ``PreconditionFailed``); the
+        listing cache forgets it either way."""
         try:
-            with self.typed_errors(refused=True):
+            with backend_errors(self.classify, self.refused):
                 send(self.path(rel))
         finally:
             self.fs.invalidate_cache(self.path(rel))

@@ -37,9 +37,9 @@ from .fsutil import atomic_write
 TRUST_FILE = "trusted-links"
 OWN_OPTIONS = frozenset({"allow_local_links"})  # remote options for objstore, not for fsspec
 MAX_HOPS = 10  # external links followed through one another (ds:// into ds://)
-REMOTE_SCHEMES = frozenset({"http", "https", "s3", "s3a", "gs", "gcs", "az", "azure", "abfs", "abfss"})
-LOCAL_SCHEMES = frozenset({"file", "local", "ds"})
 _ALIASES = ({"http", "https"}, {"s3", "s3a"}, {"gs", "gcs"}, {"az", "azure", "abfs", "abfss"})
+REMOTE_SCHEMES = frozenset().union(*_ALIASES)
+LOCAL_SCHEMES = frozenset({"file", "local", "ds"})
 _SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _HEADER = b"# URLs linked in this store (add_external_files): SHA-256 of each URL's text\n"

@@ -265,11 +265,8 @@ class RemoteFS(RetryPolicy):
         return out
 
     def get_file(self, rel: str, dest: Path, check: Callable[[Path], bool] | None = None) -> None:
-        """Download to a temp name beside ``dest`` and rename: never a half file.
-
-        ``check(path)`` verifies the download (a content hash); without it the size is
-        compared with the remote's. A failed check is retried like a network fault.
-        """
+        """Download to a temp name beside ``dest`` and rename: never a half file. ``check``
+        verifies the download (``Checked.download``); a failed check is retried like a network fault."""
         tmp = dest.parent / f".tmp-{uuid.uuid4().hex}"
         try:
             with self._errors("get", rel):
