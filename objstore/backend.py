@@ -1,18 +1,12 @@
 """One small surface over any place that holds a store's files, as restic's backends.
 
-A ``Backend`` lists (with size and modification time), stats, reads (whole or a byte
-range), writes once (a file is visible under its name only when complete), deletes (a
-file already gone is no error) and compare-and-swaps small files (refs, dataset records).
-Every failure is one of four types, decided by the backend that knows its storage
-library: ``NotFound``, ``PreconditionFailed`` (a swap lost the race), ``Permanent`` (with
-its kind: credentials, denied, no-bucket, unreachable, or other) and ``Transient`` (worth
-retrying). What is common to every backend lives here: the protocol, the errors, the
-rules for the standard library's errors, the ``flock`` compare-and-swap of a folder, and
-``LocalBackend`` (a folder: folder remotes, fsynced as the local store is). The fsspec
-backends are in ``backend_fsspec.py``; retrying, counting and short-read checking are
-wrappers around any backend (``backend_wrappers.py``).
+What is common to every backend lives here: the protocol (``Backend``: list, stat, read,
+write once, delete, compare-and-swap of small files), its four error types, each failure
+typed by the backend that knows its storage library, the rules for the standard library's
+errors, and ``LocalBackend`` (a folder: folder remotes, fsynced as the local store is). The
+fsspec backends are in ``backend_fsspec.py``; retrying, counting and short-read checking
+are wrappers around any backend (``backend_wrappers.py``).
 """
-
 from __future__ import annotations
 
 import errno
@@ -21,8 +15,8 @@ import os
 import shutil
 import socket
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from stat import S_ISREG
@@ -201,15 +195,23 @@ def describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
-def typed(kind_of: Any, e: Exception) -> Exception:
-    """``e`` as a backend error, by ``kind_of(e)`` (TRANSIENT or a permanent kind); our
-    own errors pass as they are."""
-    if isinstance(e, (NotFound, PreconditionFailed, Permanent, Transient, DsError)):
-        return e
-    kind = kind_of(e)
-    if isinstance(e, FileNotFoundError) and kind != NO_BUCKET:
-        return NotFound(*e.args)
-    return Transient(e) if kind == TRANSIENT else Permanent(kind, e)
+@contextmanager
+def backend_errors(kind_of: Callable[[BaseException], str],
+                   refused: Callable[[BaseException], bool] | None = None) -> Iterator[None]:
+    """Raise what fails inside as a backend error, by ``kind_of(e)`` (TRANSIENT or a permanent
+    kind); our own errors pass as they are. ``refused``: whether an error (or what it wraps)
+    says a compare-and-swap's condition failed, raised as ``PreconditionFailed``."""
+    try:
+        yield
+    except Exception as e:
+        if refused is not None and any(refused(x) for x in causes(e)):
+            raise PreconditionFailed() from None
+        if isinstance(e, (NotFound, PreconditionFailed, Permanent, Transient, DsError)):
+            raise
+        kind = kind_of(e)
+        if isinstance(e, FileNotFoundError) and kind != NO_BUCKET:
+            raise NotFound(*e.args) from e
+        raise (Transient(e) if kind == TRANSIENT else Permanent(kind, e)) from e
 
 
 def _flock(lock: Path) -> int:
@@ -231,37 +233,6 @@ def _flock(lock: Path) -> int:
             return fd
         os.close(fd)
     raise PreconditionFailed("has a lock file that keeps being replaced; retry")
-
-
-def swap_file(target: Path, data: bytes, token: Any, durable: bool) -> None:
-    """Compare-and-swap of a file in a folder, under an ``flock`` on ``<name>.lock`` beside
-    it (the empty lock file stays; readers skip ``*.lock``). ``token`` is the content the
-    caller read, None for "does not exist yet"."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd = _flock(target.with_name(target.name + ".lock"))
-    try:
-        try:
-            current: bytes | None = target.read_bytes()
-        except FileNotFoundError:
-            current = None
-        if current != token:
-            raise PreconditionFailed()
-        _replace(target, data, durable)
-    finally:
-        os.close(fd)
-
-
-def _replace(target: Path, data: bytes | Path, durable: bool) -> None:
-    """Write a temp file beside ``target``, fsynced if ``durable``, rename it over ``target``
-    and fsync the folder (the rename is then durable too)."""
-    tmp = target.with_name(f".tmp-{uuid.uuid4().hex}")
-    try:
-        _write_file(tmp, data, durable)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    if durable:
-        fsync_dir(target.parent)
 
 
 def _write_file(path: str | Path, data: bytes | Path, durable: bool) -> None:
@@ -316,15 +287,8 @@ class LocalBackend(RefsByStat):
     def probe(self) -> None:
         """Nothing to connect to (remotes probe their endpoint before the first request)."""
 
-    @contextmanager
-    def typed_errors(self) -> Iterator[None]:
-        try:
-            yield
-        except Exception as e:
-            error = typed(_local_kind, e)
-            if error is e:
-                raise
-            raise error from e
+    def typed_errors(self) -> AbstractContextManager[None]:
+        return backend_errors(_local_kind)
 
     def list(self, prefix: str) -> dict[str, tuple[int, float]]:
         """A file removed while listed (a finished writer's lock, a renamed temp file) is
@@ -358,8 +322,7 @@ class LocalBackend(RefsByStat):
             shutil.copyfile(self._path(rel), dest)
 
     def write(self, rel: str, data: bytes | Path) -> None:
-        """A temp file beside the target, fsynced, renamed over it, then the folder fsynced
-        (with ``durable``); a failed write removes its temp file."""
+        """As the class says (the fsyncs with ``durable``); a failed write removes its temp file."""
         target = self.path(rel)
         folder = os.path.dirname(target)
         tmp = os.path.join(folder, f".tmp-{uuid.uuid4().hex}")
@@ -403,5 +366,20 @@ class LocalBackend(RefsByStat):
         return self.root.is_dir()
 
     def swap_ref(self, rel: str, data: bytes, token: Any) -> None:
+        """Under an ``flock`` on ``<name>.lock`` beside the file (the empty lock file stays;
+        readers skip ``*.lock``); ``token`` is the content the caller read, None for "does not
+        exist yet". The lock and the rename are this machine's own, in a ``FolderBackend`` too."""
+        target = self._path(rel)
         with self.typed_errors():
-            swap_file(self._path(rel), data, token, self.durable)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd = _flock(target.with_name(target.name + ".lock"))
+            try:
+                try:
+                    current: bytes | None = target.read_bytes()
+                except FileNotFoundError:
+                    current = None
+                if current != token:
+                    raise PreconditionFailed()
+                LocalBackend(target.parent, self.durable).write(target.name, data)
+            finally:
+                os.close(fd)

@@ -1,25 +1,17 @@
 """Backends over fsspec filesystems: one class per kind of storage (S3, GCS, Azure, any
-other), each owning its compare-and-swap and the rules that tell its errors apart, and
-``open_backend``, which picks the backend of a remote's URL. The class is picked by the
-filesystem's protocol, so a wrapping filesystem that presents the protocol it wraps (the
-tests' fault injector) gets that backend's class. A folder is a ``LocalBackend`` (fsync,
-atomic rename, ``flock`` compare-and-swap); a filesystem wrapping a folder a
-``FolderBackend``, the same through that filesystem.
-
-Errors are judged by exception type, never by message text where a type exists, outermost
-first through what they wrap (``classify``). Every backend's type rules apply to every
-backend (a wrapping filesystem may raise another's), its own first; a text rule only to
-its own backend.
+other), each owning its compare-and-swap and the rules that tell its errors apart
+(``classify``), and ``open_backend``, which picks the backend of a remote's URL. The class is
+picked by the filesystem's protocol, so a wrapping filesystem that presents the protocol it
+wraps (the tests' fault injector) gets that backend's class.
 """
-
 from __future__ import annotations
 
 import json
 import os
 import socket
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager, suppress
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -36,23 +28,21 @@ from .backend import (
     LocalBackend,
     NotFound,
     Permanent,
-    PreconditionFailed,
     RefsByStat,
     Unsupported,
+    backend_errors,
     causes,
     fsync_file,
     os_kind,
     status_kind,
-    typed,
 )
 
 PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
 
 
-def _module(name: str) -> Any:
-    """A module only if something already imported it: an error cannot be an instance of a
-    class that was never loaded, so classifying imports nothing."""
-    return sys.modules.get(name)
+# A module only if something already imported it: an error cannot be an instance of a class
+# that was never loaded, so classifying imports nothing.
+_module = sys.modules.get
 
 
 class FsspecBackend(RefsByStat):
@@ -98,19 +88,8 @@ class FsspecBackend(RefsByStat):
     def classify(self, e: BaseException) -> str:
         return classify(e, self.kind)
 
-    @contextmanager
-    def typed_errors(self, refused: bool = False) -> Iterator[None]:
-        """Raise what fails inside as a backend error (``refused``: a failed condition of a
-        compare-and-swap as ``PreconditionFailed``)."""
-        try:
-            yield
-        except Exception as e:
-            if refused and any(self.refused(x) for x in causes(e)):
-                raise PreconditionFailed() from None
-            error = typed(self.classify, e)
-            if error is e:
-                raise
-            raise error from e
+    def typed_errors(self) -> AbstractContextManager[None]:
+        return backend_errors(self.classify)
 
     def endpoint(self) -> str | None:
         """The URL requests go to, when plain to see (for ``probe``)."""
@@ -183,10 +162,8 @@ class FsspecBackend(RefsByStat):
                 self.fs.rm(paths)
             except FileNotFoundError:
                 for p in paths:
-                    try:
+                    with suppress(FileNotFoundError):
                         self.fs.rm_file(p)
-                    except FileNotFoundError:
-                        pass
             for p in paths:
                 self.fs.invalidate_cache(p)
 
@@ -199,9 +176,10 @@ class FsspecBackend(RefsByStat):
                           f"on {self.fs.protocol}")
 
     def _swap(self, rel: str, send: Callable[[str], None]) -> None:
-        """Run a conditional write of ``rel``; the listing cache forgets it either way."""
+        """Run a conditional write of ``rel`` (a failed condition is ``PreconditionFailed``); the
+        listing cache forgets it either way."""
         try:
-            with self.typed_errors(refused=True):
+            with backend_errors(self.classify, self.refused):
                 send(self.path(rel))
         finally:
             self.fs.invalidate_cache(self.path(rel))
@@ -376,10 +354,8 @@ class FolderBackend(LocalBackend):
         self.fs.mv(tmp, target)
 
     def _discard(self, tmp: str) -> None:
-        try:  # best effort: the write's own error is what matters
+        with suppress(Exception):  # best effort: the write's own error is what matters
             self.fs.rm_file(tmp)
-        except Exception:
-            pass
 
 
 def open_backend(url: str, options: dict) -> Backend:
@@ -408,9 +384,10 @@ def backend_class(fs: Any) -> type[FsspecBackend]:
 def classify(e: BaseException, backend: str = "other") -> str:
     """How to treat a storage error: TRANSIENT (retry), or CREDENTIALS, DENIED, NO_BUCKET,
     UNREACHABLE, PERMANENT (fail at once). Decided by the exception's type (and the codes
-    SDKs attach to their types), outermost first: the type rules of ``backend`` first,
-    then every other backend's, the standard library's, then its own text rule; what no
-    rule decides is transient."""
+    SDKs attach to their types), never by message text where a type exists, outermost
+    first through what it wraps: the type rules of ``backend`` first, then every other
+    backend's (a wrapping filesystem may raise another's), the standard library's, then its
+    own text rule; what no rule decides is transient."""
     own = KINDS.get(backend, FsspecBackend)
     rules = list(dict.fromkeys([own.kind_of, *(c.kind_of for c in (*KINDS.values(), FsspecBackend)),
                                 os_kind, own.text_kind]))

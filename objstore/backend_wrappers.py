@@ -1,20 +1,5 @@
-"""Wrappers around any ``Backend``, stacked as restic stacks its retry and logger backends.
-
-A remote is ``Retrying(Counting(Checked(backend)))``:
-
-- ``Checked``: no read is trusted short. A range must come back at its exact length; a
-  whole file at its size (given by the caller, else asked first); a download must pass
-  the caller's check (a content hash) or match the file's size. A short read is a
-  ``ShortRead``, which is ``Transient``.
-- ``Counting``: requests per kind and bytes sent and received, for request budgets
-  (tests) and reports (the CLI). A whole read of unknown size counts as a ``get`` and the
-  ``head`` that asks the size; a ref read likewise.
-- ``Retrying``: only ``Transient`` errors are retried, backing off from ``BACKOFF``,
-  doubling, jittered down by up to half, at most ``BACKOFF_MAX`` each; no retry starts
-  later than ``RETRY_BUDGET`` after the first attempt. A refused swap after a failed
-  attempt is checked against the ref: that attempt may have been applied, its answer lost.
-"""
-
+"""Wrappers around any ``Backend``, stacked as restic stacks its retry and logger backends:
+a remote is ``Retrying(Counting(Checked(backend)))``."""
 from __future__ import annotations
 
 import random
@@ -25,15 +10,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .backend import Backend, Info, PreconditionFailed, ShortRead, Transient
+from .backend import Backend, PreconditionFailed, ShortRead, Transient
 
 
 class Checked:
-    """Short-read checking over any backend (see the module's docstring)."""
+    """No read is trusted short: a range must come back at its exact length, a whole file at
+    its size (given by the caller, else asked first), a download must pass the caller's check
+    (a content hash) or match the file's size. A short read is a ``ShortRead`` (``Transient``)."""
 
     def __init__(self, inner: Backend):
         self.inner = inner
-        self.kind = inner.kind
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -60,12 +46,13 @@ class Checked:
 
 
 class Counting:
-    """Requests per kind and bytes moved, over any backend; thread-safe (transfers run on
-    several threads). Bytes are counted for requests that completed."""
+    """Requests per kind and bytes moved, for request budgets (tests) and reports (the CLI);
+    thread-safe (transfers run on several threads). Bytes are counted for requests that
+    completed. A whole read of unknown size counts as a ``get`` and the ``head`` that asks
+    the size; a ref read likewise."""
 
     def __init__(self, inner: Any):
         self.inner = inner
-        self.kind = inner.kind
         self.requests: Counter[str] = Counter()
         self.bytes_sent = 0
         self.bytes_received = 0
@@ -78,17 +65,19 @@ class Counting:
             self.bytes_sent += sent
             self.bytes_received += received
 
-    def list(self, prefix: str) -> dict[str, tuple[int, float]]:
-        self.tally("list")
-        return self.inner.list(prefix)
+    # the requests counted as one of their kind and nothing more: method -> kind
+    ONE_REQUEST = {"list": "list", "stat": "head", "exists": "head", "delete": "delete", "swap_ref": "put-if"}
 
-    def stat(self, rel: str) -> Info:
-        self.tally("head")
-        return self.inner.stat(rel)
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.inner, name)
+        if name not in self.ONE_REQUEST:
+            return method
 
-    def exists(self) -> bool:
-        self.tally("head")
-        return self.inner.exists()
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.tally(self.ONE_REQUEST[name])
+            return method(*args, **kwargs)
+
+        return counted
 
     def read(self, rel: str, start: int = 0, end: int | None = None, **checks: Any) -> bytes:
         if start or end is not None:
@@ -109,19 +98,11 @@ class Counting:
         self.inner.write(rel, data)
         self.tally(sent=data.stat().st_size if isinstance(data, Path) else len(data))
 
-    def delete(self, rels: list[str]) -> None:
-        self.tally("delete")
-        self.inner.delete(rels)
-
     def read_ref(self, rel: str) -> tuple[bytes | None, Any]:
         self.tally("get", "head")  # the version token, then the body
         data, token = self.inner.read_ref(rel)
         self.tally(received=len(data or b""))
         return data, token
-
-    def swap_ref(self, rel: str, data: bytes, token: Any) -> None:
-        self.tally("put-if")
-        self.inner.swap_ref(rel, data, token)
 
 
 class RetryPolicy:
@@ -135,12 +116,13 @@ class RetryPolicy:
 
 
 class Retrying:
-    """Every call of the inner backend retried while it fails ``Transient``; when the
-    retries or the budget run out, the last ``Transient`` is raised with ``attempts`` set."""
+    """Every call of the inner backend retried while it fails ``Transient`` (as
+    ``RetryPolicy`` says); when the retries or the budget run out, the last ``Transient`` is
+    raised with ``attempts`` set. A refused swap after a failed attempt is checked against
+    the ref: that attempt may have been applied, its answer lost."""
 
     def __init__(self, inner: Any, policy: RetryPolicy | None = None, retries: int | None = None):
         self.inner = inner
-        self.kind = inner.kind
         self.policy = policy or RetryPolicy()
         self.retries = self.policy.RETRIES if retries is None else retries
 

@@ -1,37 +1,25 @@
 """Which URLs an external-file entry may make this machine read, and the guard against link loops.
 
-Why: an external entry (manifest kind EXTERNAL, made by ``Dataset.add_external_files``)
-stores only a URL, as its one chunk, and a copy or a ``ds://`` read fetches the bytes with
-fsspec. Versions arrive from remotes that others write, so a URL is data, never an
-instruction to read this machine: without a rule, a version naming ``file:///etc/passwd``
-would copy that file into a working folder, and ``ds commit -a && ds push`` would send it on.
+Why: an external entry (made by ``Dataset.add_external_files``) stores only a URL, as its one
+chunk, and a copy or a ``ds://`` read fetches the bytes with fsspec. Versions arrive from
+remotes that others write, so a URL is data, never an instruction to read this machine: a
+version naming ``file:///etc/passwd`` must not copy that file into a working folder, for
+``ds commit -a && ds push`` to send on.
 
 The rule (docs/security.md, "Trust rule for external entries"), checked before a copy or
-checkout writes anything (``materialize.py``) and before ``ds://`` opens a URL
-(``dsfs.py``). A URL is used only if one of these holds:
-
-1. **Linked here.** The SHA-256 of the URL text is in the store's trust list
-   ``.dsstore/trusted-links``, which ``add_external_files`` extends (under the store lock,
-   replaced atomically). Nothing from a remote is ever written there, so it lists only
-   what a user of this store linked. SHA-256 rather than the chunk id, so the list means
-   the same whatever hash the store uses.
-2. **A remote scheme.** The URL is one plain ``scheme://...`` (no fsspec ``::`` chain)
-   whose scheme is allowed: ``http https s3 s3a gs gcs az azure abfs abfss`` and the scheme of
-   each configured remote with its aliases. ``file``/``local`` (and any path without a
-   scheme) and ``ds`` read this machine, so they never count, whoever configured them.
-3. **Its remote allows local links.** A configured remote whose options hold
-   ``allow_local_links = true`` (``ds remote add NAME URL -o allow_local_links=true``,
-   ``ds clone URL -o allow_local_links=true``, or ``remote_options`` given to ``ds://``)
-   holds the URL's chunk: its index, as last read into ``.dsstore/remotes/NAME/index``,
-   lists the chunk id. That remote is then trusted like the user: any URL it holds is used.
-
-Anything else raises ``LinkRefused`` naming the entry, the URL and the two fixes. Trust
-follows the URL, not the entry: a URL the user linked, or an opted-in remote holds, may be
-named by any version. Following a URL that leads back to one being followed (``ds://``
-links in a loop, at any depth) raises ``LinkLoop``; so does a chain of more than
-``MAX_HOPS`` external links.
+checkout writes anything (``materialize.py``) and before ``ds://`` opens a URL (``dsfs.py``):
+a URL is used only if (1) the SHA-256 of its text is in ``.dsstore/trusted-links``, which
+only ``add_external_files`` extends (nothing from a remote is written there; SHA-256 rather
+than the chunk id, so the list means the same whatever hash the store uses), or (2) it is
+one plain ``scheme://...`` (no fsspec ``::`` chain) of ``REMOTE_SCHEMES`` or a configured
+remote's scheme and its aliases, never ``file``/``local``/``ds`` or a path (they read this
+machine, whoever configured them), or (3) a configured remote with ``allow_local_links =
+true`` holds its chunk (its index, as last read into ``.dsstore/remotes/NAME/index``, lists
+it): that remote is trusted like the user. Anything else raises ``LinkRefused``. Trust
+follows the URL, not the entry. A URL that leads back to one being followed (``ds://``
+links in a loop, at any depth), or a chain of more than ``MAX_HOPS`` external links, raises
+``LinkLoop``.
 """
-
 from __future__ import annotations
 
 import hashlib
@@ -49,9 +37,9 @@ from .fsutil import atomic_write
 TRUST_FILE = "trusted-links"
 OWN_OPTIONS = frozenset({"allow_local_links"})  # remote options for objstore, not for fsspec
 MAX_HOPS = 10  # external links followed through one another (ds:// into ds://)
-REMOTE_SCHEMES = frozenset({"http", "https", "s3", "s3a", "gs", "gcs", "az", "azure", "abfs", "abfss"})
-LOCAL_SCHEMES = frozenset({"file", "local", "ds"})
 _ALIASES = ({"http", "https"}, {"s3", "s3a"}, {"gs", "gcs"}, {"az", "azure", "abfs", "abfss"})
+REMOTE_SCHEMES = frozenset().union(*_ALIASES)
+LOCAL_SCHEMES = frozenset({"file", "local", "ds"})
 _SCHEME = re.compile(r"[a-z][a-z0-9+.-]*")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _HEADER = b"# URLs linked in this store (add_external_files): SHA-256 of each URL's text\n"
@@ -128,7 +116,8 @@ def allowed_schemes(config: StoreConfig) -> frozenset[str]:
     return frozenset(out)
 
 
-def _truthy(value: object) -> bool:
+def _allows_local_links(remote: dict) -> bool:
+    value = (remote.get("options") or {}).get("allow_local_links")
     return value is True or value == 1 or (isinstance(value, str) and value.lower() in ("true", "1", "yes"))
 
 
@@ -154,8 +143,7 @@ class LinkPolicy:
 
     @classmethod
     def of_store(cls, store_path: Path) -> LinkPolicy:
-        store_path = Path(store_path)
-        return cls(store_path, load_config(store_path / "config"))
+        return cls(store_path, load_config(Path(store_path) / "config"))
 
     def check(self, path: str, url: str, chunk_id: bytes) -> None:
         """Return if ``url`` (entry ``path``, URL chunk ``chunk_id``) may be followed; else raise."""
@@ -180,8 +168,7 @@ class LinkPolicy:
                 "(or `ds clone URL -o allow_local_links=true`)" + self._opted_in_hint())
 
     def _opted_in_hint(self) -> str:
-        names = sorted(n for n, r in self.config.remotes.items()
-                       if _truthy((r.get("options") or {}).get("allow_local_links")))
+        names = sorted(n for n, r in self.config.remotes.items() if _allows_local_links(r))
         if not names:
             return ""
         return (f". {', '.join(names)} already allow{'s' if len(names) == 1 else ''} local links but did not "
@@ -216,32 +203,26 @@ class LinkPolicy:
             return False
 
     def _remote_indexes(self) -> list:
-        """(index folder, ChunkIndex, [its file names when read]) of each remote allowing local links."""
-        with self._lock:
-            if self._indexes is None:
-                from .hashing import get_algo
-                from .index import ChunkIndex
+        """(index folder, ChunkIndex, [its file names when read]) of each remote allowing local
+        links. The caller holds the lock."""
+        if self._indexes is None:
+            from .hashing import get_algo
+            from .index import ChunkIndex
 
-                algo = get_algo(self.config.hash)
-                self._indexes = []
-                for name, r in sorted(self.config.remotes.items()):
-                    if not _truthy((r.get("options") or {}).get("allow_local_links")):
-                        continue
-                    cache = self.store_path / "remotes" / name
-                    try:  # the cache of another URL this name once had says nothing of this one
-                        same = (cache / "url").read_text() == r["url"]
-                    except (FileNotFoundError, UnicodeDecodeError):
-                        same = False
-                    if same:
-                        folder = cache / "index"
-                        self._indexes.append((folder, ChunkIndex(folder, algo), [None]))
-            return self._indexes
-
-    def close(self) -> None:
-        with self._lock:
-            for _folder, index, _seen in self._indexes or []:
-                index.reload()  # closes its fragments
-            self._indexes = None
+            algo = get_algo(self.config.hash)
+            self._indexes = []
+            for name, r in sorted(self.config.remotes.items()):
+                if not _allows_local_links(r):
+                    continue
+                cache = self.store_path / "remotes" / name
+                try:  # the cache of another URL this name once had says nothing of this one
+                    same = (cache / "url").read_text() == r["url"]
+                except (FileNotFoundError, UnicodeDecodeError):
+                    same = False
+                if same:
+                    folder = cache / "index"
+                    self._indexes.append((folder, ChunkIndex(folder, algo), [None]))
+        return self._indexes
 
 
 # -- loops -----------------------------------------------------------------------------------------

@@ -1,23 +1,16 @@
-"""A remote's storage: a ``Backend`` for its URL, wrapped for retries, counting and checked
-reads, and the errors a user sees.
+"""A remote's storage and the errors a user sees.
 
-``RemoteFS`` is the composition ``Retrying(Counting(Checked(backend)))`` (see
-``backend.py``, ``backend_fsspec.py``, ``backend_wrappers.py``); a folder remote's backend is
-``LocalBackend``, which fsyncs what it writes as the local store does. (1) each request is
-counted (tests assert request budgets, the CLI reports them), (2) transient errors are
-retried with bounded, jittered backoff within a time budget, and what still fails
-afterwards is one ``RemoteUnavailable`` naming the remote, the operation and the fix;
-errors that retrying cannot mend (no credentials, access denied, no such bucket, a host
-that does not exist or refuses connections) fail at once with their own fix, told apart by
-exception type by the backend that knows them (``classify``), (3) no read is trusted
-short, (4) a file appears under its final name only once it is complete, and (5) refs
-shared by writers change by compare-and-swap, each backend its own way; a generic fsspec
-filesystem is refused for shared refs.
+``RemoteFS`` is ``Retrying(Counting(Checked(backend)))`` over the ``Backend`` of its URL; what
+each layer promises (counted requests, bounded retries, no short read, whole files only, shared
+refs changed by compare-and-swap or refused) is in ``backend.py``, ``backend_fsspec.py`` and
+``backend_wrappers.py``. What still fails after the retries is one ``RemoteUnavailable`` naming
+the remote, the operation and the fix; what retrying cannot mend (no credentials, access
+denied, no such bucket, a host that does not exist or refuses connections) fails at once with
+its own fix.
 
 ``RemoteLock`` keeps a remote gc from deleting what a push is about to name: see its
 docstring and docs/architecture.md.
 """
-
 from __future__ import annotations
 
 import json
@@ -29,7 +22,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -110,9 +103,7 @@ def fsspec_url(url: str) -> str:
 
 
 class RemoteFS(RetryPolicy):
-    """One remote's storage. The retry knobs (``RETRIES``, ``BACKOFF``, ``BACKOFF_MAX``,
-    ``RETRY_BUDGET``) are class-wide so a test, or an embedding program, can tighten them
-    for every remote at once."""
+    """One remote's storage, the retry policy of its requests (``RetryPolicy``'s knobs)."""
 
     def __init__(self, url: str, options: dict[str, Any] | None = None, retries: int | None = None):
         self.url = url
@@ -176,7 +167,10 @@ class RemoteFS(RetryPolicy):
         except be.Permanent as e:
             raise self.permanent(e.kind, what, rel, e.cause, e.where) from None
         except be.Transient as e:
-            raise RemoteUnavailable(self._gave_up(what, rel, e.attempts, e.cause)) from None
+            raise RemoteUnavailable(
+                f"remote {self.url}: {self.op or 'access'} did not complete: {what} {rel or '/'} failed "
+                f"{e.attempts} time(s), last with {be.describe(e.cause)}. Nothing incomplete is visible on "
+                f"the remote; {self._hint()}") from None
 
     def _call(self, what: str, fn: Callable[[], Any], rel: str = "") -> Any:
         """Run one request of any kind, counted and retried as every other."""
@@ -190,12 +184,6 @@ class RemoteFS(RetryPolicy):
 
     def _hint(self) -> str:
         return HINTS.get(self.op or "", "run the command again: it resumes where it stopped")
-
-    def _gave_up(self, what: str, rel: str, attempts: int, e: BaseException) -> str:
-        op = self.op or "access"
-        return (f"remote {self.url}: {op} did not complete: {what} {rel or '/'} failed {attempts} "
-                f"time(s), last with {be.describe(e)}. Nothing incomplete is visible on the "
-                f"remote; {self._hint()}")
 
     def permanent(self, kind: str, what: str, rel: str, e: BaseException, where: str = "") -> RemoteError:
         """The error for a failure that retrying cannot mend, naming its fix."""
@@ -277,11 +265,8 @@ class RemoteFS(RetryPolicy):
         return out
 
     def get_file(self, rel: str, dest: Path, check: Callable[[Path], bool] | None = None) -> None:
-        """Download to a temp name beside ``dest`` and rename: never a half file.
-
-        ``check(path)`` verifies the download (a content hash); without it the size is
-        compared with the remote's. A failed check is retried like a network fault.
-        """
+        """Download to a temp name beside ``dest`` and rename: never a half file. ``check``
+        verifies the download (``Checked.download``); a failed check is retried like a network fault."""
         tmp = dest.parent / f".tmp-{uuid.uuid4().hex}"
         try:
             with self._errors("get", rel):
@@ -376,9 +361,7 @@ class RemoteLock:
         attempt = 0
         while True:
             if not self._written or time.monotonic() - self._written > self.STALE / 4:
-                started = time.monotonic()
-                self.fs.put(self.rel, self.body)
-                self._written = started
+                self._write()
             seen = self.fs.list_detail("locks")
             mine = seen.get(self.rel)
             blocker = self.rel if mine is None else self._blocker(seen, mine)
@@ -409,14 +392,15 @@ class RemoteLock:
                 return rel
         return None
 
+    def _write(self) -> None:
+        started = time.monotonic()
+        self.fs.put(self.rel, self.body)
+        self._written = started
+
     def _refresh(self) -> None:
         while not self._stop.wait(self.REFRESH):
-            started = time.monotonic()
-            try:
-                self.fs.put(self.rel, self.body)
-                self._written = started
-            except DsError:
-                pass  # the next tick tries again; check() stops the holder if it lasts
+            with suppress(DsError):  # the next tick tries again; check() stops the holder if it lasts
+                self._write()
 
     def check(self) -> None:
         """Raise unless our lease is surely still honoured by everyone else."""
@@ -426,10 +410,8 @@ class RemoteLock:
                                + HINTS.get(self.fs.op or "", "Run the command again."))
 
     def _remove(self) -> None:
-        try:
+        with suppress(DsError):  # left behind, it expires after STALE
             self.fs.delete([self.rel])
-        except DsError:
-            pass  # left behind, it expires after STALE
 
     def release(self) -> None:
         self._stop.set()
