@@ -9,7 +9,6 @@ are not meant to be shared between threads.
 
 from __future__ import annotations
 
-import bisect
 import csv
 import io
 import itertools
@@ -19,6 +18,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from .chunk_range import Lru, chunk_starts, pieces
 from .dataset_logger import reports_of, user_metadata
 from .diff import diff_trees
 from .errors import DsError, FormatError, RevisionNotFound
@@ -74,14 +74,10 @@ class EntryReader(io.RawIOBase):
         super().__init__()
         self._store = store
         self._chunks = entry.chunk_list()
-        self._starts: list[int] = []
-        pos = 0
-        for _, length in self._chunks:
-            self._starts.append(pos)
-            pos += length
-        self._size = pos
+        self._starts = chunk_starts(self._chunks)
+        self._size = sum(size for _chunk_id, size in self._chunks)
         self._pos = 0
-        self._cached: tuple[int, bytes] | None = None
+        self._cached = Lru(1)
 
     def readable(self) -> bool:
         return True
@@ -97,22 +93,21 @@ class EntryReader(io.RawIOBase):
         self._pos = max(0, base + offset)
         return self._pos
 
-    def _chunk(self, i: int) -> bytes:
-        if self._cached is None or self._cached[0] != i:
-            self._cached = (i, self._store.chunks.get(self._chunks[i][0]))
-        return self._cached[1]
-
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
+        end = min(self._pos + len(view), self._size)
+        if self._pos >= end:
+            return 0
         done = 0
-        while done < len(view) and self._pos < self._size:
-            i = bisect.bisect_right(self._starts, self._pos) - 1
-            data = self._chunk(i)
-            at = self._pos - self._starts[i]
-            n = min(len(view) - done, len(data) - at)
-            view[done:done + n] = data[at:at + n]
-            done += n
-            self._pos += n
+        for chunk_id, part in pieces(self._chunks, self._starts, self._pos, end):
+            data = self._cached.get(chunk_id)
+            if data is None:
+                data = self._store.chunks.get(chunk_id)
+                self._cached.put(chunk_id, data)
+            piece = memoryview(data)[part]
+            view[done:done + len(piece)] = piece
+            done += len(piece)
+        self._pos += done
         return done
 
 
