@@ -9,7 +9,7 @@ import typer
 from typer.core import TyperCommand
 
 from .app import JsonOpt, QuietOpt, app, cwd, err, open_store, out_json
-from .workflow import quote_path
+from .workflow import quote_path, say
 
 
 class _PathsAfterDashDash(TyperCommand):
@@ -152,10 +152,8 @@ def tag(
         if name is None or rev is not None or force:
             raise DsError("-d takes one tag name and nothing else: `ds tag -d NAME`")
         tip = delete_tag(store, name)
-        if as_json:
-            out_json({"tag": name, "id": tip, "deleted": True})
-        elif not quiet:
-            err(f"Deleted tag {name} (was {tip[:12]}; `ds tag {name} {tip[:12]}` brings it back)")
+        say(as_json, quiet, {"tag": name, "id": tip, "deleted": True},
+            f"Deleted tag {name} (was {tip[:12]}; `ds tag {name} {tip[:12]}` brings it back)")
         return
     if name is None:
         tags = store.tags()
@@ -166,10 +164,7 @@ def tag(
                 typer.echo(f"{t}\t{tags[t]}")
         return
     commit_id = store.tag(name, rev or "HEAD", force)
-    if as_json:
-        out_json({"tag": name, "id": commit_id})
-    elif not quiet:
-        err(f"Tagged {commit_id[:12]} as {name}")
+    say(as_json, quiet, {"tag": name, "id": commit_id}, f"Tagged {commit_id[:12]} as {name}")
 
 
 @app.command()
