@@ -324,12 +324,14 @@ class Browser:
             content_type = IMAGE_TYPES.get(_suffix(path.strip("/")))
             if entry.kind in (LINK, EXTERNAL) or content_type is None or self._missing(entry):
                 raise NotFound(f"{path!r} is not an image held in this store")
-            if entry.size > IMAGE_BYTES:
-                raise TooLarge(f"{path!r} is {entry.size} bytes; images over {IMAGE_BYTES >> 20} MiB "
-                               "are not shown")
-            if not self._is_image(entry, content_type):
-                raise NotFound(f"{path!r} does not hold {content_type} data")
-            return self._head(entry, entry.size), content_type
+            return self._image_bytes(entry, content_type, repr(path)), content_type
+
+    def _image_bytes(self, entry: FileEntry, content_type: str, what: str) -> bytes:
+        if entry.size > IMAGE_BYTES:
+            raise TooLarge(f"{what} is {entry.size} bytes; images over {IMAGE_BYTES >> 20} MiB are not shown")
+        if not self._is_image(entry, content_type):
+            raise NotFound(f"{what} does not hold {content_type} data")
+        return self._head(entry, entry.size)
 
     def _text_head(self, entry: FileEntry) -> dict:
         data = self._head(entry, TEXT_BYTES)
@@ -443,12 +445,7 @@ class Browser:
             view = _view(ctype, file)
             image_type = _image_type(ctype, file) if view == "image" else None
             if image_type:
-                if entry.size > IMAGE_BYTES:
-                    raise TooLarge(f"content {blob_hash} is {entry.size} bytes; images over "
-                                   f"{IMAGE_BYTES >> 20} MiB are not shown")
-                if not self._is_image(entry, image_type):
-                    raise NotFound(f"content {blob_hash} does not hold {image_type} data")
-                return self._head(entry, entry.size), image_type
+                return self._image_bytes(entry, image_type, f"content {blob_hash}"), image_type
             if view == "media":
                 if entry.size > MEDIA_BYTES:
                     raise TooLarge(f"content {blob_hash} is {entry.size} bytes; media over "
@@ -668,10 +665,7 @@ def _view(content_type: str, file: str) -> str:
 
 def _image_type(content_type: str, file: str) -> str | None:
     """The image type to check the bytes against: by the file's suffix, else its content type."""
-    by_suffix = IMAGE_TYPES.get(_suffix(file or ""))
-    if by_suffix:
-        return by_suffix
-    return content_type if content_type in _MAGIC else None
+    return IMAGE_TYPES.get(_suffix(file or "")) or (content_type if content_type in _MAGIC else None)
 
 
 def _jsonable(value: Any) -> Any:
@@ -694,11 +688,9 @@ def _csv_table(data: bytes, truncated: bool, default: str) -> dict:
         delimiter = csv.Sniffer().sniff(text[:8192], delimiters=",;\t|").delimiter
     except csv.Error:
         delimiter = default
-    rows = []
-    for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter):
-        rows.append([_cell(v) for v in row])
-        if len(rows) > TABLE_ROWS:
-            break
+    rows = [[_cell(v) for v in row]
+            for row in itertools.islice(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter),
+                                        TABLE_ROWS + 1)]
     columns = rows[0] if rows else []
     return {"type": "table", "format": "csv", "columns": columns, "rows": rows[1:TABLE_ROWS + 1],
             "total_rows": None, "more": len(rows) > TABLE_ROWS or truncated}
