@@ -8,6 +8,8 @@ import click
 import typer
 from typer.core import TyperCommand
 
+from objstore.errors import DsError
+
 from .app import JsonOpt, QuietOpt, app, cwd, err, open_store, out_json
 from .workflow import quote_path, say
 
@@ -46,12 +48,9 @@ def log(
 
     store = open_store()
     if all_refs and rev != "HEAD":
-        from objstore.errors import DsError
-
         raise DsError("give either REV or --all, not both")
     paths = ctx.meta.get(_PATHS) or None
     if paths is not None:
-        from objstore.errors import DsError
         from objstore.worktree import to_store_path
 
         if graph:
@@ -146,7 +145,6 @@ def tag(
     """Name a version, delete a name (-d), or list the names."""
     store = open_store()
     if delete:
-        from objstore.errors import DsError
         from objstore.tags import delete_tag
 
         if name is None or rev is not None or force:

@@ -7,7 +7,7 @@ from typing import Annotated
 import click
 import typer
 
-from objstore.errors import DsError
+from objstore.errors import DsError, NothingToCommit
 
 from .app import JsonOpt, QuietOpt, app, cwd, err, open_store, out_json, progress
 
@@ -237,7 +237,6 @@ def commit(
 ) -> None:
     """Record the staged files as a new version (author: DS_AUTHOR, else `ds config --global
     user.name`, else the login name)."""
-    from objstore.errors import NothingToCommit
     from objstore.userconfig import user_name
 
     store = open_store()
