@@ -15,6 +15,7 @@ from typing import NoReturn
 
 import typer
 
+import objstore
 from objstore.errors import DsError
 
 from .app import app
@@ -146,9 +147,7 @@ def _print_args(args: argparse.Namespace) -> None:
 
 
 def _open(dataset_id: str):
-    from objstore import Dataset
-
-    return Dataset.get(dataset_id=dataset_id)
+    return objstore.Dataset.get(dataset_id=dataset_id)
 
 
 def _start(args: argparse.Namespace, doing: str):
@@ -161,17 +160,15 @@ def _start(args: argparse.Namespace, doing: str):
 
 
 def _create(args: argparse.Namespace):
-    from objstore import Dataset
-
     print("Creating a new dataset:")
     _print_args(args)
     if args.output_uri:
         print("Warning: '--output-uri' is deprecated, use '--storage' instead")
     if not args.project and not args.parents:
         raise DsError("a new dataset needs a project: give --project (or --parents, whose project it takes)")
-    ds = Dataset.create(dataset_name=args.name, dataset_project=args.project,
-                        parent_datasets=args.parents or None, dataset_version=args.version,
-                        output_uri=args.storage or args.output_uri)
+    ds = objstore.Dataset.create(dataset_name=args.name, dataset_project=args.project,
+                                 parent_datasets=args.parents or None, dataset_version=args.version,
+                                 output_uri=args.storage or args.output_uri)
     if args.tags:
         ds.tags = ds.tags + args.tags
     _remember(ds.id)
@@ -243,8 +240,6 @@ def _close_cmd(args: argparse.Namespace) -> None:
 
 
 def _sync(args: argparse.Namespace) -> int:
-    from objstore import Dataset
-
     created = bool(args.parents or (args.project and args.name))
     args.id = _create(args).id if created else _current_id(args.id)
     print(f"Syncing dataset id {args.id} to local folder {args.folder}")
@@ -256,7 +251,7 @@ def _sync(args: argparse.Namespace) -> int:
     if not args.skip_close:
         if created and removed + added + modified == 0:
             print("Zero modifications on local copy, reverting dataset creation.")
-            Dataset.delete(ds.id, force=True)
+            objstore.Dataset.delete(ds.id, force=True)
             _remember(None)
             return 0
         print("Finalizing dataset")
@@ -292,14 +287,13 @@ def _print_lines(columns: tuple[tuple[str, int], ...], rows: list[tuple[str, ...
 
 def _list(args: argparse.Namespace) -> None:
     """clearml-data's listing: one table of every filter's files."""
-    from objstore import Dataset
-
     print(f"List dataset content: {args.id or (args.project, args.name)}")
     _print_args(args)
     if args.id or not (args.project or args.name):
         ds = _open(_current_id(args.id))
     else:
-        ds = Dataset.get(dataset_project=args.project, dataset_name=args.name, dataset_version=args.version)
+        ds = objstore.Dataset.get(dataset_project=args.project, dataset_name=args.name,
+                                  dataset_version=args.version)
     entries = {**ds.link_entries_dict, **ds.file_entries_dict}
     found = [ds.list_files(dataset_path=mask, dataset_id=ds.id if args.modified else None)
              for mask in args.filter or [None]]
@@ -313,14 +307,12 @@ def _list(args: argparse.Namespace) -> None:
 def _search(args: argparse.Namespace) -> None:
     """clearml-data's table (project, name, version, tags, created), with each dataset's id
     in a last column, which clearml-data leaves out."""
-    from objstore import Dataset
-
     print("Search datasets")
     _print_args(args)
-    found = Dataset.list_datasets(dataset_project=args.project or None, partial_name=args.name or None,
-                                  tags=args.tags or None, ids=args.ids or None,
-                                  only_completed=not args.not_only_completed,
-                                  recursive_project_search=not args.non_recursive_project_search)
+    found = objstore.Dataset.list_datasets(
+        dataset_project=args.project or None, partial_name=args.name or None, tags=args.tags or None,
+        ids=args.ids or None, only_completed=not args.not_only_completed,
+        recursive_project_search=not args.non_recursive_project_search)
     rows = [(d["project"], d["name"], d["version"] or "", str(d["tags"] or [])[1:-1],
              str(d["created"]).split(".")[0], d["id"]) for d in found]
     _print_lines((("project", 16), ("name", 32), ("version", 19), ("tags", 19), ("created", 32), ("id", 32)),
@@ -371,11 +363,9 @@ def _compare(args: argparse.Namespace) -> None:
 
 
 def _squash(args: argparse.Namespace) -> None:
-    from objstore import Dataset
-
     print(f"Squashing datasets ids={args.ids} into target dataset named '{args.name}'")
     _print_args(args)
-    ds = Dataset.squash(dataset_name=args.name, dataset_ids=args.ids, output_url=args.storage)
+    ds = objstore.Dataset.squash(dataset_name=args.name, dataset_ids=args.ids, output_url=args.storage)
     print(f"Squashing completed, new dataset created id={ds.id}")
 
 
@@ -403,19 +393,15 @@ def _publish(args: argparse.Namespace) -> None:
 
 
 def _rename(args: argparse.Namespace) -> None:
-    from objstore import Dataset
-
     print(f"Renaming dataset with project={args.project}, name={args.name} to {args.new_name}")
-    Dataset.rename(args.new_name, dataset_project=args.project, dataset_name=args.name)
+    objstore.Dataset.rename(args.new_name, dataset_project=args.project, dataset_name=args.name)
     _remember(None)
     print("Dataset(s) renamed")
 
 
 def _move(args: argparse.Namespace) -> None:
-    from objstore import Dataset
-
     print(f"Moving dataset with project={args.project}, name={args.name} to {args.new_project}")
-    Dataset.move_to_project(args.new_project, dataset_project=args.project, dataset_name=args.name)
+    objstore.Dataset.move_to_project(args.new_project, dataset_project=args.project, dataset_name=args.name)
     _remember(None)
     print("Dataset(s) moved")
 
@@ -431,8 +417,8 @@ def _delete(args: argparse.Namespace) -> None:
     SDK, warnings included, is an error here, where clearml-data would print "deleted"."""
     import warnings
 
-    from objstore import Dataset
     from objstore.dataset import DeleteRefused
+
     if not (args.id or args.project or args.name):
         raise DsError("nothing selected to delete; give --id ID, or --project/--name (with --version V "
                       "for one version, or --entire-dataset --force for all)")
@@ -443,8 +429,9 @@ def _delete(args: argparse.Namespace) -> None:
     _print_args(args)
     with warnings.catch_warnings():
         warnings.simplefilter("error", DeleteRefused)
-        Dataset.delete(dataset_id=args.id, dataset_project=args.project, dataset_name=args.name,
-                       dataset_version=args.version, entire_dataset=args.entire_dataset, force=args.force)
+        objstore.Dataset.delete(dataset_id=args.id, dataset_project=args.project, dataset_name=args.name,
+                                dataset_version=args.version, entire_dataset=args.entire_dataset,
+                                force=args.force)
     _remember(None)
     print("Dataset(s) deleted")
 
