@@ -200,22 +200,16 @@ def status(
         return
     for line in branch_lines(head):  # "On branch main" and its upstream, or "HEAD detached at"
         typer.echo(line)
-    staged = st.staged.as_json()
-    if any(staged.values()):
-        typer.echo("Staged for the next commit:")
-        for key in ("added", "modified", "removed"):
-            for p in staged[key]:
-                typer.echo(f"  {key:9} {quote_path(p)}")
-        for r in staged["renamed"]:
-            typer.echo(f"  renamed   {quote_path(r['from'])} -> {quote_path(r['to'])}")
-    changes = [("added", st.added), ("modified", st.modified), ("removed", st.removed)]
-    if any(v for _, v in changes) or st.renamed:
-        typer.echo("Working folder against the latest version:")
-        for key, paths in changes:
-            for p in paths:
-                typer.echo(f"  {key:9} {quote_path(p)}")
-        for a, b in st.renamed:
-            typer.echo(f"  renamed   {quote_path(a)} -> {quote_path(b)}")
+    found = st.as_json()
+    for title, changes in (("Staged for the next commit:", found["staged"]),
+                           ("Working folder against the latest version:", found)):
+        if any(changes[key] for key in ("added", "modified", "removed", "renamed")):
+            typer.echo(title)
+            for key in ("added", "modified", "removed"):
+                for p in changes[key]:
+                    typer.echo(f"  {key:9} {quote_path(p)}")
+            for r in changes["renamed"]:
+                typer.echo(f"  renamed   {quote_path(r['from'])} -> {quote_path(r['to'])}")
     if st.skipped or st.bad_names:
         from objstore.worktree import skip_reason
 

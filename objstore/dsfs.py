@@ -782,10 +782,9 @@ class DsFileSystem(AbstractFileSystem):
         if not p.inner:
             return s, top, tree, tree, ""
         real, node, dest = s.resolve(tree, p.inner, path)
-        if isinstance(node, FileEntry):
-            extra = {"islink": True, "destination": dest} if dest is not None else {}
-            return s, _file_info(path, node, **extra), tree, node, real
         extra = {"islink": True, "destination": dest} if dest is not None else {}
+        if isinstance(node, FileEntry):
+            return s, _file_info(path, node, **extra), tree, node, real
         return s, _dir(path, tree=str(node), **extra), tree, node, real
 
     def info(self, path, **kwargs):
