@@ -8,7 +8,7 @@ import click
 import typer
 
 from .app import JsonOpt, QuietOpt, app, err, open_store, out_json
-from .workflow import switch_and_report
+from .workflow import say, switch_and_report
 
 
 @app.command()
@@ -50,10 +50,8 @@ def branch(
     if delete or force_delete:
         target = delete or force_delete
         tip = b.delete_branch(store, target, force=force_delete is not None)
-        if as_json:
-            out_json({"branch": target, "id": tip, "deleted": True})
-        elif not quiet:
-            err(f"Deleted branch {target} (was {tip[:12]}; `ds branch {target} {tip[:12]}` brings it back)")
+        say(as_json, quiet, {"branch": target, "id": tip, "deleted": True},
+            f"Deleted branch {target} (was {tip[:12]}; `ds branch {target} {tip[:12]}` brings it back)")
         return
     if move is not None:
         b.rename_branch(store, move[0], move[1], force=force)
@@ -64,10 +62,7 @@ def branch(
         return
     if name is not None:
         cid = b.create_branch(store, name, rev, force=force)
-        if as_json:
-            out_json({"branch": name, "id": cid})
-        elif not quiet:
-            err(f"Branch {name} at {cid[:12]}")
+        say(as_json, quiet, {"branch": name, "id": cid}, f"Branch {name} at {cid[:12]}")
         return
     rows = b.list_branches(store)
     ups = b.tracking_all(store) if as_json or verbose else {}  # ahead/behind only where shown
@@ -116,16 +111,11 @@ def _upstream(store, name: str | None, to: str | None, as_json: bool, quiet: boo
         if b.upstream(store, branch) is None:
             raise DsError(f"branch {branch!r} has no upstream to unset")
         b.unset_upstream(store, branch)
-        if as_json:
-            out_json({"branch": branch, "upstream": None})
-        elif not quiet:
-            err(f"Branch {branch} follows no upstream now")
+        say(as_json, quiet, {"branch": branch, "upstream": None}, f"Branch {branch} follows no upstream now")
         return
     up = b.follow(store, branch, to)
-    if as_json:
-        out_json({"branch": branch, "upstream": up.name})
-    elif not quiet:
-        err(f"branch '{branch}' set up to track '{up.name}'.")
+    say(as_json, quiet, {"branch": branch, "upstream": up.name},
+        f"branch '{branch}' set up to track '{up.name}'.")
 
 
 @app.command()

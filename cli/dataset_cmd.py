@@ -15,6 +15,9 @@ from typing import NoReturn
 
 import typer
 
+import objstore
+from objstore.errors import DsError
+
 from .app import app
 
 
@@ -44,8 +47,6 @@ def _current_id(given: str | None) -> str:
     except (OSError, ValueError):
         remembered = None
     if not remembered:
-        from objstore.errors import DsError
-
         raise DsError("Dataset ID not specified, add --id <dataset_id>")
     return remembered
 
@@ -57,13 +58,31 @@ class _OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"Error: {message} (see '{self.prog} --help')\n")
 
 
+# what follows an option's name in a spec of ``_parser``: its add_argument keywords
+_MARKS = {"*": ("nargs", "*"), "?": ("action", "store_true"), "#": ("type", int), "!": ("required", True)}
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _OneLineParser(prog="ds dataset",
                                 description="Dataset management & versioning (clearml-data compatible)")
     sub = p.add_subparsers(dest="command")
 
-    def cmd(name: str, help: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help, description=help)
+    def opts(c: argparse.ArgumentParser, spec: str) -> None:
+        """Add the options ``spec`` lists, without help: ``--opt`` takes a value, ``--opt*`` a list,
+        ``--opt#`` a number, ``--opt=512`` a number with that default, ``--opt?`` is a switch; ``!``
+        after any of these makes the option required."""
+        for flag in spec.split():
+            flag, _, default = flag.partition("=")
+            name = flag.rstrip("".join(_MARKS))
+            kw = dict(_MARKS[m] for m in flag[len(name):])
+            if default:
+                kw.update(type=int, default=int(default))
+            c.add_argument(name, **kw)
+
+    def cmd(name: str, help: str, spec: str = "") -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help, description=help)
+        opts(c, spec)
+        return c
 
     c = cmd("create", "Create a new dataset")
     c.add_argument("--parents", nargs="*", help="Parent dataset ids (merged in order)")
@@ -74,119 +93,39 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--storage", help="Remote URL to upload to")
     c.add_argument("--tags", nargs="*", help="Dataset tags")
 
-    a = cmd("add", "Add files or links to a dataset")
-    a.add_argument("--id")
+    a = cmd("add", "Add files or links to a dataset", "--id")
     a.add_argument("--dataset-folder", help="Location inside the dataset")
     a.add_argument("--files", nargs="*", help="Files or folders to add")
     a.add_argument("--wildcard", nargs="*", help="Only add files matching these wildcards")
     a.add_argument("--links", nargs="*", help="URLs of external files to link")
-    a.add_argument("--non-recursive", action="store_true")
-    a.add_argument("--verbose", action="store_true")
-    a.add_argument("--max-workers", type=int)
+    opts(a, "--non-recursive? --verbose? --max-workers#")
 
-    r = cmd("remove", "Remove files from a dataset")
-    r.add_argument("--id")
+    r = cmd("remove", "Remove files from a dataset", "--id")
     r.add_argument("--files", nargs="*", help="Dataset paths or wildcards to remove")
-    r.add_argument("--non-recursive", action="store_true")
-    r.add_argument("--verbose", action="store_true")
+    opts(r, "--non-recursive? --verbose?")
 
-    u = cmd("upload", "Upload the dataset's content to remote storage")
-    u.add_argument("--id")
-    u.add_argument("--storage")
+    u = cmd("upload", "Upload the dataset's content to remote storage", "--id --storage")
     u.add_argument("--chunk-size", type=int, default=512, help="Accepted for compatibility")
-    u.add_argument("--verbose", action="store_true")
-    u.add_argument("--max-workers", type=int)
+    opts(u, "--verbose? --max-workers#")
 
-    cl = cmd("close", "Finalize the dataset (uploading first if needed)")
-    cl.add_argument("--id")
-    cl.add_argument("--storage")
-    cl.add_argument("--disable-upload", action="store_true")
-    cl.add_argument("--chunk-size", type=int, default=512)
-    cl.add_argument("--verbose", action="store_true")
-    cl.add_argument("--max-workers", type=int)
-
-    s = cmd("sync", "Make a dataset equal a local folder")
-    s.add_argument("--id")
-    s.add_argument("--dataset-folder")
-    s.add_argument("--folder", required=True)
-    s.add_argument("--parents", nargs="*")
-    s.add_argument("--project")
-    s.add_argument("--name")
-    s.add_argument("--version")
-    s.add_argument("--output-uri")
-    s.add_argument("--tags", nargs="*")
-    s.add_argument("--storage")
-    s.add_argument("--skip-close", action="store_true")
-    s.add_argument("--chunk-size", type=int, default=512)
-    s.add_argument("--verbose", action="store_true")
-
-    li = cmd("list", "List a dataset's files")
-    li.add_argument("--id")
-    li.add_argument("--project")
-    li.add_argument("--name")
-    li.add_argument("--version")
-    li.add_argument("--filter", nargs="*")
-    li.add_argument("--modified", action="store_true")
-
-    se = cmd("search", "Search datasets")
-    se.add_argument("--ids", nargs="*")
-    se.add_argument("--project")
-    se.add_argument("--name")
-    se.add_argument("--tags", nargs="*")
-    se.add_argument("--not-only-completed", action="store_true")
-    se.add_argument("--non-recursive-project-search", action="store_true")
-
-    v = cmd("verify", "Verify a local copy against the dataset's hashes")
-    v.add_argument("--id")
-    v.add_argument("--folder")
-    v.add_argument("--filesize", action="store_true")
-    v.add_argument("--verbose", action="store_true")
-
-    co = cmd("compare", "Compare two datasets")
-    co.add_argument("--source", required=True)
-    co.add_argument("--target", required=True)
-    co.add_argument("--verbose", action="store_true")
-
-    sq = cmd("squash", "Squash datasets into a new root dataset")
-    sq.add_argument("--name", required=True)
-    sq.add_argument("--ids", nargs="*", required=True)
-    sq.add_argument("--storage")
-    sq.add_argument("--verbose", action="store_true")
-
-    g = cmd("get", "Get a local copy of a dataset")
-    g.add_argument("--id")
-    g.add_argument("--copy")
-    g.add_argument("--link")
-    g.add_argument("--part", type=int)
-    g.add_argument("--num-parts", type=int)
-    g.add_argument("--overwrite", action="store_true")
-    g.add_argument("--verbose", action="store_true")
-    g.add_argument("--max-workers", type=int)
-
-    pb = cmd("publish", "Publish a finalized dataset")
-    pb.add_argument("--id", required=True)
-
-    d = cmd("delete", "Delete dataset versions")
-    d.add_argument("--id")
-    d.add_argument("--project")
-    d.add_argument("--name")
-    d.add_argument("--version")
-    d.add_argument("--force", action="store_true")
-    d.add_argument("--entire-dataset", action="store_true")
-
-    rn = cmd("rename", "Rename every version of a dataset")
-    rn.add_argument("--new-name", required=True)
-    rn.add_argument("--project", required=True)
-    rn.add_argument("--name", required=True)
-
-    mv = cmd("move", "Move every version of a dataset to another project")
-    mv.add_argument("--new-project", required=True)
-    mv.add_argument("--project", required=True)
-    mv.add_argument("--name", required=True)
-
-    sd = cmd("set-description", "Set a dataset's description")
-    sd.add_argument("--id")
-    sd.add_argument("--description", required=True)
+    cmd("close", "Finalize the dataset (uploading first if needed)",
+        "--id --storage --disable-upload? --chunk-size=512 --verbose? --max-workers#")
+    cmd("sync", "Make a dataset equal a local folder",
+        "--id --dataset-folder --folder! --parents* --project --name --version --output-uri --tags* "
+        "--storage --skip-close? --chunk-size=512 --verbose?")
+    cmd("list", "List a dataset's files", "--id --project --name --version --filter* --modified?")
+    cmd("search", "Search datasets",
+        "--ids* --project --name --tags* --not-only-completed? --non-recursive-project-search?")
+    cmd("verify", "Verify a local copy against the dataset's hashes", "--id --folder --filesize? --verbose?")
+    cmd("compare", "Compare two datasets", "--source! --target! --verbose?")
+    cmd("squash", "Squash datasets into a new root dataset", "--name! --ids*! --storage --verbose?")
+    cmd("get", "Get a local copy of a dataset",
+        "--id --copy --link --part# --num-parts# --overwrite? --verbose? --max-workers#")
+    cmd("publish", "Publish a finalized dataset", "--id!")
+    cmd("delete", "Delete dataset versions", "--id --project --name --version --force? --entire-dataset?")
+    cmd("rename", "Rename every version of a dataset", "--new-name! --project! --name!")
+    cmd("move", "Move every version of a dataset to another project", "--new-project! --project! --name!")
+    cmd("set-description", "Set a dataset's description", "--id --description!")
     return p
 
 
@@ -208,25 +147,28 @@ def _print_args(args: argparse.Namespace) -> None:
 
 
 def _open(dataset_id: str):
-    from objstore import Dataset
+    return objstore.Dataset.get(dataset_id=dataset_id)
 
-    return Dataset.get(dataset_id=dataset_id)
+
+def _start(args: argparse.Namespace, doing: str):
+    """The dataset of --id (by default the one remembered), after clearml-data's first line
+    (``doing`` and the id) and, with --verbose, the options given."""
+    args.id = _current_id(args.id)
+    print(f"{doing} {args.id}")
+    _print_args(args)
+    return _open(args.id)
 
 
 def _create(args: argparse.Namespace):
-    from objstore import Dataset
-
     print("Creating a new dataset:")
     _print_args(args)
     if args.output_uri:
         print("Warning: '--output-uri' is deprecated, use '--storage' instead")
     if not args.project and not args.parents:
-        from objstore.errors import DsError
-
         raise DsError("a new dataset needs a project: give --project (or --parents, whose project it takes)")
-    ds = Dataset.create(dataset_name=args.name, dataset_project=args.project,
-                        parent_datasets=args.parents or None, dataset_version=args.version,
-                        output_uri=args.storage or args.output_uri)
+    ds = objstore.Dataset.create(dataset_name=args.name, dataset_project=args.project,
+                                 parent_datasets=args.parents or None, dataset_version=args.version,
+                                 output_uri=args.storage or args.output_uri)
     if args.tags:
         ds.tags = ds.tags + args.tags
     _remember(ds.id)
@@ -237,8 +179,6 @@ def _create(args: argparse.Namespace):
 def _close(ds, storage: str | None, disable_upload: bool) -> None:
     if (storage or ds.get_default_storage()) and ds.is_dirty():
         if disable_upload:
-            from objstore.errors import DsError
-
             raise DsError("Pending uploads, cannot finalize dataset. run `ds dataset upload`")
         print(f"Pending uploads, starting dataset upload to {storage or ds.get_default_storage()}")
         ds.upload(output_url=storage)
@@ -250,8 +190,6 @@ def run(argv: list[str]) -> int:
     """Run one ``ds dataset`` command; its exit code. A dataset that is not there is one
     line naming it and the command that lists datasets."""
     from objstore.dataset import DatasetFinalized, DatasetNotFound
-    from objstore.errors import DsError
-
     args = _parser().parse_args(argv)
     if not args.command:
         _parser().print_help()
@@ -269,10 +207,7 @@ def run(argv: list[str]) -> int:
 
 
 def _add(args: argparse.Namespace) -> None:
-    args.id = _current_id(args.id)
-    print(f"Adding files/folder/links to dataset id {args.id}")
-    _print_args(args)
-    ds = _open(args.id)
+    ds = _start(args, "Adding files/folder/links to dataset id")
     _remember(ds.id)
     n = 0
     for f in args.files or []:
@@ -287,35 +222,24 @@ def _add(args: argparse.Namespace) -> None:
 
 
 def _remove(args: argparse.Namespace) -> None:
-    args.id = _current_id(args.id)
-    print(f"Removing files/folder from dataset id {args.id}")
-    _print_args(args)
-    ds = _open(args.id)
+    ds = _start(args, "Removing files/folder from dataset id")
     n = sum(ds.remove_files(dataset_path=f, recursive=not args.non_recursive, verbose=args.verbose)
             for f in args.files or [])
     print(f"{_plural(n)} removed")
 
 
 def _upload(args: argparse.Namespace) -> None:
-    args.id = _current_id(args.id)
-    print(f"uploading local files to dataset id {args.id}")
-    _print_args(args)
-    ds = _open(args.id)
+    ds = _start(args, "uploading local files to dataset id")
     ds.upload(verbose=args.verbose, output_url=args.storage, max_workers=args.max_workers)
     print("Dataset upload completed")
 
 
 def _close_cmd(args: argparse.Namespace) -> None:
-    args.id = _current_id(args.id)
-    print(f"Finalizing dataset id {args.id}")
-    _print_args(args)
-    _close(_open(args.id), args.storage, args.disable_upload)
+    _close(_start(args, "Finalizing dataset id"), args.storage, args.disable_upload)
     _remember(None)
 
 
 def _sync(args: argparse.Namespace) -> int:
-    from objstore import Dataset
-
     created = bool(args.parents or (args.project and args.name))
     args.id = _create(args).id if created else _current_id(args.id)
     print(f"Syncing dataset id {args.id} to local folder {args.folder}")
@@ -327,7 +251,7 @@ def _sync(args: argparse.Namespace) -> int:
     if not args.skip_close:
         if created and removed + added + modified == 0:
             print("Zero modifications on local copy, reverting dataset creation.")
-            Dataset.delete(ds.id, force=True)
+            objstore.Dataset.delete(ds.id, force=True)
             _remember(None)
             return 0
         print("Finalizing dataset")
@@ -363,14 +287,13 @@ def _print_lines(columns: tuple[tuple[str, int], ...], rows: list[tuple[str, ...
 
 def _list(args: argparse.Namespace) -> None:
     """clearml-data's listing: one table of every filter's files."""
-    from objstore import Dataset
-
     print(f"List dataset content: {args.id or (args.project, args.name)}")
     _print_args(args)
     if args.id or not (args.project or args.name):
         ds = _open(_current_id(args.id))
     else:
-        ds = Dataset.get(dataset_project=args.project, dataset_name=args.name, dataset_version=args.version)
+        ds = objstore.Dataset.get(dataset_project=args.project, dataset_name=args.name,
+                                  dataset_version=args.version)
     entries = {**ds.link_entries_dict, **ds.file_entries_dict}
     found = [ds.list_files(dataset_path=mask, dataset_id=ds.id if args.modified else None)
              for mask in args.filter or [None]]
@@ -384,14 +307,12 @@ def _list(args: argparse.Namespace) -> None:
 def _search(args: argparse.Namespace) -> None:
     """clearml-data's table (project, name, version, tags, created), with each dataset's id
     in a last column, which clearml-data leaves out."""
-    from objstore import Dataset
-
     print("Search datasets")
     _print_args(args)
-    found = Dataset.list_datasets(dataset_project=args.project or None, partial_name=args.name or None,
-                                  tags=args.tags or None, ids=args.ids or None,
-                                  only_completed=not args.not_only_completed,
-                                  recursive_project_search=not args.non_recursive_project_search)
+    found = objstore.Dataset.list_datasets(
+        dataset_project=args.project or None, partial_name=args.name or None, tags=args.tags or None,
+        ids=args.ids or None, only_completed=not args.not_only_completed,
+        recursive_project_search=not args.non_recursive_project_search)
     rows = [(d["project"], d["name"], d["version"] or "", str(d["tags"] or [])[1:-1],
              str(d["created"]).split(".")[0], d["id"]) for d in found]
     _print_lines((("project", 16), ("name", 32), ("version", 19), ("tags", 19), ("created", 32), ("id", 32)),
@@ -400,10 +321,7 @@ def _search(args: argparse.Namespace) -> None:
 
 def _verify(args: argparse.Namespace) -> int:
     """Like clearml-data, but an error found exits 1 (clearml-data exits 0 either way)."""
-    args.id = _current_id(args.id)
-    print(f"Verify dataset id {args.id}")
-    _print_args(args)
-    ds = _open(args.id)
+    ds = _start(args, "Verify dataset id")
     bad = ds.verify_dataset_hash(local_copy_path=args.folder, skip_hash=args.filesize)
     if args.verbose and bad:
         _print_mismatches(ds, bad, Path(args.folder or ds.get_local_copy()), args.filesize)
@@ -445,19 +363,14 @@ def _compare(args: argparse.Namespace) -> None:
 
 
 def _squash(args: argparse.Namespace) -> None:
-    from objstore import Dataset
-
     print(f"Squashing datasets ids={args.ids} into target dataset named '{args.name}'")
     _print_args(args)
-    ds = Dataset.squash(dataset_name=args.name, dataset_ids=args.ids, output_url=args.storage)
+    ds = objstore.Dataset.squash(dataset_name=args.name, dataset_ids=args.ids, output_url=args.storage)
     print(f"Squashing completed, new dataset created id={ds.id}")
 
 
 def _get(args: argparse.Namespace) -> None:
-    args.id = _current_id(args.id)
-    print(f"Download dataset id {args.id}")
-    _print_args(args)
-    ds = _open(args.id)
+    ds = _start(args, "Download dataset id")
     if args.copy:
         folder = ds.get_mutable_local_copy(target_folder=args.copy, overwrite=args.overwrite,
                                            part=args.part, num_parts=args.num_parts)
@@ -473,8 +386,6 @@ def _publish(args: argparse.Namespace) -> None:
     print(f"Publishing dataset id {args.id}")
     ds = _open(args.id)
     if not ds.is_final():
-        from objstore.errors import DsError
-
         raise DsError("Cannot publish dataset. Please finalize it first, run `ds dataset close`")
     ds.publish()
     _remember(None)
@@ -482,19 +393,15 @@ def _publish(args: argparse.Namespace) -> None:
 
 
 def _rename(args: argparse.Namespace) -> None:
-    from objstore import Dataset
-
     print(f"Renaming dataset with project={args.project}, name={args.name} to {args.new_name}")
-    Dataset.rename(args.new_name, dataset_project=args.project, dataset_name=args.name)
+    objstore.Dataset.rename(args.new_name, dataset_project=args.project, dataset_name=args.name)
     _remember(None)
     print("Dataset(s) renamed")
 
 
 def _move(args: argparse.Namespace) -> None:
-    from objstore import Dataset
-
     print(f"Moving dataset with project={args.project}, name={args.name} to {args.new_project}")
-    Dataset.move_to_project(args.new_project, dataset_project=args.project, dataset_name=args.name)
+    objstore.Dataset.move_to_project(args.new_project, dataset_project=args.project, dataset_name=args.name)
     _remember(None)
     print("Dataset(s) moved")
 
@@ -510,9 +417,7 @@ def _delete(args: argparse.Namespace) -> None:
     SDK, warnings included, is an error here, where clearml-data would print "deleted"."""
     import warnings
 
-    from objstore import Dataset
     from objstore.dataset import DeleteRefused
-    from objstore.errors import DsError
 
     if not (args.id or args.project or args.name):
         raise DsError("nothing selected to delete; give --id ID, or --project/--name (with --version V "
@@ -524,8 +429,9 @@ def _delete(args: argparse.Namespace) -> None:
     _print_args(args)
     with warnings.catch_warnings():
         warnings.simplefilter("error", DeleteRefused)
-        Dataset.delete(dataset_id=args.id, dataset_project=args.project, dataset_name=args.name,
-                       dataset_version=args.version, entire_dataset=args.entire_dataset, force=args.force)
+        objstore.Dataset.delete(dataset_id=args.id, dataset_project=args.project, dataset_name=args.name,
+                                dataset_version=args.version, entire_dataset=args.entire_dataset,
+                                force=args.force)
     _remember(None)
     print("Dataset(s) deleted")
 
@@ -539,8 +445,6 @@ COMMANDS = {
 
 
 def _link(link: Path, folder: Path, overwrite: bool) -> None:
-    from objstore.errors import DsError
-
     if link.is_symlink():  # an earlier --link: replaced, as clearml-data does
         link.unlink()
     elif link.is_dir() and not any(link.iterdir()):

@@ -8,8 +8,10 @@ import click
 import typer
 from typer.core import TyperCommand
 
+from objstore.errors import DsError
+
 from .app import JsonOpt, QuietOpt, app, cwd, err, open_store, out_json
-from .workflow import quote_path
+from .workflow import quote_path, say
 
 
 class _PathsAfterDashDash(TyperCommand):
@@ -46,12 +48,9 @@ def log(
 
     store = open_store()
     if all_refs and rev != "HEAD":
-        from objstore.errors import DsError
-
         raise DsError("give either REV or --all, not both")
     paths = ctx.meta.get(_PATHS) or None
     if paths is not None:
-        from objstore.errors import DsError
         from objstore.worktree import to_store_path
 
         if graph:
@@ -146,16 +145,13 @@ def tag(
     """Name a version, delete a name (-d), or list the names."""
     store = open_store()
     if delete:
-        from objstore.errors import DsError
         from objstore.tags import delete_tag
 
         if name is None or rev is not None or force:
             raise DsError("-d takes one tag name and nothing else: `ds tag -d NAME`")
         tip = delete_tag(store, name)
-        if as_json:
-            out_json({"tag": name, "id": tip, "deleted": True})
-        elif not quiet:
-            err(f"Deleted tag {name} (was {tip[:12]}; `ds tag {name} {tip[:12]}` brings it back)")
+        say(as_json, quiet, {"tag": name, "id": tip, "deleted": True},
+            f"Deleted tag {name} (was {tip[:12]}; `ds tag {name} {tip[:12]}` brings it back)")
         return
     if name is None:
         tags = store.tags()
@@ -166,10 +162,7 @@ def tag(
                 typer.echo(f"{t}\t{tags[t]}")
         return
     commit_id = store.tag(name, rev or "HEAD", force)
-    if as_json:
-        out_json({"tag": name, "id": commit_id})
-    elif not quiet:
-        err(f"Tagged {commit_id[:12]} as {name}")
+    say(as_json, quiet, {"tag": name, "id": commit_id}, f"Tagged {commit_id[:12]} as {name}")
 
 
 @app.command()

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from objstore.errors import DsError, RevisionNotFound, StoreNotFound
+
 from .app import JsonOpt, QuietOpt, app, cwd, err, open_store, out_json
 from .workflow import quote_path
 
@@ -14,7 +16,6 @@ from .workflow import quote_path
 def _rev_and_path(store, rev: str | None, path: str | None) -> tuple[str, str]:
     """REV and the store path to list: one argument is a version if it names one, else a
     path in HEAD (as `git log foo` reads foo)."""
-    from objstore.errors import DsError, RevisionNotFound
     from objstore.listing import in_head
     from objstore.worktree import to_store_path
 
@@ -78,7 +79,6 @@ def du(
 ) -> None:
     """A version's logical size (its files), stored size (its distinct chunks, as stored)
     and, for each version of its history, the stored bytes it added."""
-    from objstore.errors import DsError
     from objstore.usage import disk_usage
 
     store = open_store()
@@ -100,8 +100,6 @@ def du(
 
 
 def _store_or_none():
-    from objstore.errors import StoreNotFound
-
     try:
         return open_store()
     except StoreNotFound:
@@ -133,7 +131,6 @@ def config(
     remote.default; store.format, store.hash, chunking.* and worktree.sparse are shown only."""
     from objstore import userconfig as uc
     from objstore.config import STORE_KEYS, store_get, store_items, store_set
-    from objstore.errors import DsError
 
     store = None if global_ else _store_or_none()
     if list_:

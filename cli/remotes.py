@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from objstore.errors import DsError
+
 from .app import JsonOpt, QuietOpt, app, cwd, err, open_store, out_json, transfer_progress
 
 
@@ -30,8 +32,6 @@ app.add_typer(remote_app, name="remote")
 
 
 def _parse_options(pairs: list[str] | None) -> dict:
-    from objstore.errors import DsError
-
     out: dict = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
@@ -58,7 +58,6 @@ def remote_add(
     default: Annotated[bool, typer.Option("--default", help="Make it the default remote.")] = False,
 ) -> None:
     """Add a remote (the first one becomes the default)."""
-    from objstore.errors import DsError
     from objstore.remote import check_url
 
     store = open_store()

@@ -156,26 +156,18 @@ class Handler(BaseHTTPRequestHandler):
             self._send_json({"error": f"internal error: {type(e).__name__}: {e}"},
                             HTTPStatus.INTERNAL_SERVER_ERROR)
 
-    def _api(self, name: str, query: dict[str, str]) -> Any:
+    def _api(self, name: str, q: dict[str, str]) -> Any:
         from objstore.browse import NotFound
 
         b = self.server.browser
-        if name == "summary":
-            return b.summary()
-        if name == "graph":
-            return b.graph()
-        if name == "datasets":
-            return b.datasets()
-        if name == "tree":
-            return b.folder(_param(query, "rev"), query.get("path", ""))
-        if name == "diff":
-            return b.diff(_param(query, "a"), _param(query, "b"))
-        if name == "preview":
-            return b.preview(_param(query, "rev"), _param(query, "path"))
-        if name == "dataset":
-            return b.dataset(_param(query, "id"))
-        if name == "attachment":
-            return b.attachment(_param(query, "id"), _param(query, "hash"), _row(query, "start"))
+        calls = {"summary": b.summary, "graph": b.graph, "datasets": b.datasets,
+                 "tree": lambda: b.folder(_param(q, "rev"), q.get("path", "")),
+                 "diff": lambda: b.diff(_param(q, "a"), _param(q, "b")),
+                 "preview": lambda: b.preview(_param(q, "rev"), _param(q, "path")),
+                 "dataset": lambda: b.dataset(_param(q, "id")),
+                 "attachment": lambda: b.attachment(_param(q, "id"), _param(q, "hash"), _row(q, "start"))}
+        if name in calls:
+            return calls[name]()
         raise NotFound(f"no API call {name!r}; known: summary, graph, datasets, tree, diff, preview, raw, "
                        "dataset, attachment, blob")
 

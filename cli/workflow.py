@@ -7,9 +7,17 @@ from typing import Annotated
 import click
 import typer
 
-from objstore.errors import DsError
+from objstore.errors import DsError, NothingToCommit
 
 from .app import JsonOpt, QuietOpt, app, cwd, err, open_store, out_json, progress
+
+
+def say(as_json: bool, quiet: bool, data: object, note: str) -> None:
+    """A command's outcome: ``data`` as JSON on stdout with --json, else ``note`` on stderr unless -q."""
+    if as_json:
+        out_json(data)
+    elif not quiet:
+        err(note)
 
 
 def quote_path(path: str) -> str:
@@ -57,10 +65,8 @@ def init(
     from objstore.store import Store
 
     store = Store.init(init_folder(directory, quiet), hash=hash)
-    if as_json:
-        out_json({"store": str(store.path), "folder": str(store.worktree), "hash": store.config.hash})
-    elif not quiet:
-        err(f"Initialized empty store in {store.path} ({store.config.hash})")
+    say(as_json, quiet, {"store": str(store.path), "folder": str(store.worktree), "hash": store.config.hash},
+        f"Initialized empty store in {store.path} ({store.config.hash})")
 
 
 @app.command()
@@ -109,14 +115,11 @@ def add(
         rules = os.path.relpath(rules, cwd())
         err(f"Warning: {quote_path(p)} is ignored by {quote_path(rules)}, so it was not staged; "
             "remove the matching rule there to version it")
-    if as_json:
-        out_json({"staged": report.staged, "removed": report.removed, "bytes_read": report.bytes_read,
-                  "bytes_new": report.bytes_new, "skipped": report.skipped, "reread": report.reread,
-                  "ignored": [p for p, _ in report.ignored],
-                  "case_collisions": [list(pair) for pair in report.case_collisions]})
-    elif not quiet:
-        err(f"Staged {report.staged} file(s), {report.removed} removal(s); "
-            f"{report.bytes_new} new bytes stored")
+    say(as_json, quiet, {"staged": report.staged, "removed": report.removed, "bytes_read": report.bytes_read,
+                         "bytes_new": report.bytes_new, "skipped": report.skipped, "reread": report.reread,
+                         "ignored": [p for p, _ in report.ignored],
+                         "case_collisions": [list(pair) for pair in report.case_collisions]},
+        f"Staged {report.staged} file(s), {report.removed} removal(s); {report.bytes_new} new bytes stored")
 
 
 def _add_url(paths: list[str], to: str | None, dask: str | None, option: list[str] | None,
@@ -137,16 +140,14 @@ def _add_url(paths: list[str], to: str | None, dask: str | None, option: list[st
         report = add_url(store, url, folder, _parse_options(option), cb, dask, remote=into_remote)
     for p in report.reread:
         err(f"Warning: {quote_path(p)} changed while it was read; it was read again")
-    if as_json:
-        out_json({"url": url, "folder": folder, "into_remote": into_remote, "objects": report.objects,
-                  "staged": report.staged, "removed": report.removed, "bytes_read": report.bytes_read,
-                  "bytes_new": report.bytes_new, "unchanged": report.unchanged, "tasks": report.tasks,
-                  "reread": report.reread})
-    elif not quiet:
-        err(f"Staged {report.staged} file(s), {report.removed} removal(s) from {report.objects} object(s) "
-            f"under {url} as {folder}/ ({report.unchanged} unchanged since the last add, not read); "
-            f"{report.bytes_new} new bytes stored. {folder}/ is not checked out: "
-            f"`ds get HEAD DIR --include '{folder}/**'` copies it after the commit")
+    say(as_json, quiet, {"url": url, "folder": folder, "into_remote": into_remote, "objects": report.objects,
+                         "staged": report.staged, "removed": report.removed, "bytes_read": report.bytes_read,
+                         "bytes_new": report.bytes_new, "unchanged": report.unchanged, "tasks": report.tasks,
+                         "reread": report.reread},
+        f"Staged {report.staged} file(s), {report.removed} removal(s) from {report.objects} object(s) "
+        f"under {url} as {folder}/ ({report.unchanged} unchanged since the last add, not read); "
+        f"{report.bytes_new} new bytes stored. {folder}/ is not checked out: "
+        f"`ds get HEAD DIR --include '{folder}/**'` copies it after the commit")
 
 
 @app.command()
@@ -163,10 +164,8 @@ def rm(
     from objstore.worktree import rm as do_rm
 
     removed = do_rm(open_store(), paths, keep=keep, force=force, cwd=cwd())
-    if as_json:
-        out_json({"removed": removed, "kept": keep})
-    elif not quiet:
-        err(f"Removed {len(removed)} file(s) from the next version")
+    say(as_json, quiet, {"removed": removed, "kept": keep},
+        f"Removed {len(removed)} file(s) from the next version")
 
 
 @app.command()
@@ -201,22 +200,16 @@ def status(
         return
     for line in branch_lines(head):  # "On branch main" and its upstream, or "HEAD detached at"
         typer.echo(line)
-    staged = st.staged.as_json()
-    if any(staged.values()):
-        typer.echo("Staged for the next commit:")
-        for key in ("added", "modified", "removed"):
-            for p in staged[key]:
-                typer.echo(f"  {key:9} {quote_path(p)}")
-        for r in staged["renamed"]:
-            typer.echo(f"  renamed   {quote_path(r['from'])} -> {quote_path(r['to'])}")
-    changes = [("added", st.added), ("modified", st.modified), ("removed", st.removed)]
-    if any(v for _, v in changes) or st.renamed:
-        typer.echo("Working folder against the latest version:")
-        for key, paths in changes:
-            for p in paths:
-                typer.echo(f"  {key:9} {quote_path(p)}")
-        for a, b in st.renamed:
-            typer.echo(f"  renamed   {quote_path(a)} -> {quote_path(b)}")
+    found = st.as_json()
+    for title, changes in (("Staged for the next commit:", found["staged"]),
+                           ("Working folder against the latest version:", found)):
+        if any(changes[key] for key in ("added", "modified", "removed", "renamed")):
+            typer.echo(title)
+            for key in ("added", "modified", "removed"):
+                for p in changes[key]:
+                    typer.echo(f"  {key:9} {quote_path(p)}")
+            for r in changes["renamed"]:
+                typer.echo(f"  renamed   {quote_path(r['from'])} -> {quote_path(r['to'])}")
     if st.skipped or st.bad_names:
         from objstore.worktree import skip_reason
 
@@ -238,7 +231,6 @@ def commit(
 ) -> None:
     """Record the staged files as a new version (author: DS_AUTHOR, else `ds config --global
     user.name`, else the login name)."""
-    from objstore.errors import NothingToCommit
     from objstore.userconfig import user_name
 
     store = open_store()
@@ -407,8 +399,6 @@ def mv(
     from objstore.worktree import move
 
     report = move(open_store(), src, dst, cwd=cwd())
-    if as_json:
-        out_json({"from": report.src, "to": report.dst, "files": [list(f) for f in report.files]})
-    elif not quiet:
-        err(f"Moved {quote_path(report.src)} -> {quote_path(report.dst)} "
-            f"({len(report.files)} versioned file(s), staged)")
+    say(as_json, quiet, {"from": report.src, "to": report.dst, "files": [list(f) for f in report.files]},
+        f"Moved {quote_path(report.src)} -> {quote_path(report.dst)} "
+        f"({len(report.files)} versioned file(s), staged)")

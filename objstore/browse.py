@@ -9,7 +9,6 @@ are not meant to be shared between threads.
 
 from __future__ import annotations
 
-import bisect
 import csv
 import io
 import itertools
@@ -19,6 +18,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+from .chunk_range import Lru, chunk_starts, pieces
 from .dataset_logger import reports_of, user_metadata
 from .diff import diff_trees
 from .errors import DsError, FormatError, RevisionNotFound
@@ -74,14 +74,10 @@ class EntryReader(io.RawIOBase):
         super().__init__()
         self._store = store
         self._chunks = entry.chunk_list()
-        self._starts: list[int] = []
-        pos = 0
-        for _, length in self._chunks:
-            self._starts.append(pos)
-            pos += length
-        self._size = pos
+        self._starts = chunk_starts(self._chunks)
+        self._size = sum(size for _chunk_id, size in self._chunks)
         self._pos = 0
-        self._cached: tuple[int, bytes] | None = None
+        self._cached = Lru(1)
 
     def readable(self) -> bool:
         return True
@@ -97,22 +93,21 @@ class EntryReader(io.RawIOBase):
         self._pos = max(0, base + offset)
         return self._pos
 
-    def _chunk(self, i: int) -> bytes:
-        if self._cached is None or self._cached[0] != i:
-            self._cached = (i, self._store.chunks.get(self._chunks[i][0]))
-        return self._cached[1]
-
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
+        end = min(self._pos + len(view), self._size)
+        if self._pos >= end:
+            return 0
         done = 0
-        while done < len(view) and self._pos < self._size:
-            i = bisect.bisect_right(self._starts, self._pos) - 1
-            data = self._chunk(i)
-            at = self._pos - self._starts[i]
-            n = min(len(view) - done, len(data) - at)
-            view[done:done + n] = data[at:at + n]
-            done += n
-            self._pos += n
+        for chunk_id, part in pieces(self._chunks, self._starts, self._pos, end):
+            data = self._cached.get(chunk_id)
+            if data is None:
+                data = self._store.chunks.get(chunk_id)
+                self._cached.put(chunk_id, data)
+            piece = memoryview(data)[part]
+            view[done:done + len(piece)] = piece
+            done += len(piece)
+        self._pos += done
         return done
 
 
@@ -329,12 +324,14 @@ class Browser:
             content_type = IMAGE_TYPES.get(_suffix(path.strip("/")))
             if entry.kind in (LINK, EXTERNAL) or content_type is None or self._missing(entry):
                 raise NotFound(f"{path!r} is not an image held in this store")
-            if entry.size > IMAGE_BYTES:
-                raise TooLarge(f"{path!r} is {entry.size} bytes; images over {IMAGE_BYTES >> 20} MiB "
-                               "are not shown")
-            if not self._is_image(entry, content_type):
-                raise NotFound(f"{path!r} does not hold {content_type} data")
-            return self._head(entry, entry.size), content_type
+            return self._image_bytes(entry, content_type, repr(path)), content_type
+
+    def _image_bytes(self, entry: FileEntry, content_type: str, what: str) -> bytes:
+        if entry.size > IMAGE_BYTES:
+            raise TooLarge(f"{what} is {entry.size} bytes; images over {IMAGE_BYTES >> 20} MiB are not shown")
+        if not self._is_image(entry, content_type):
+            raise NotFound(f"{what} does not hold {content_type} data")
+        return self._head(entry, entry.size)
 
     def _text_head(self, entry: FileEntry) -> dict:
         data = self._head(entry, TEXT_BYTES)
@@ -448,12 +445,7 @@ class Browser:
             view = _view(ctype, file)
             image_type = _image_type(ctype, file) if view == "image" else None
             if image_type:
-                if entry.size > IMAGE_BYTES:
-                    raise TooLarge(f"content {blob_hash} is {entry.size} bytes; images over "
-                                   f"{IMAGE_BYTES >> 20} MiB are not shown")
-                if not self._is_image(entry, image_type):
-                    raise NotFound(f"content {blob_hash} does not hold {image_type} data")
-                return self._head(entry, entry.size), image_type
+                return self._image_bytes(entry, image_type, f"content {blob_hash}"), image_type
             if view == "media":
                 if entry.size > MEDIA_BYTES:
                     raise TooLarge(f"content {blob_hash} is {entry.size} bytes; media over "
@@ -673,10 +665,7 @@ def _view(content_type: str, file: str) -> str:
 
 def _image_type(content_type: str, file: str) -> str | None:
     """The image type to check the bytes against: by the file's suffix, else its content type."""
-    by_suffix = IMAGE_TYPES.get(_suffix(file or ""))
-    if by_suffix:
-        return by_suffix
-    return content_type if content_type in _MAGIC else None
+    return IMAGE_TYPES.get(_suffix(file or "")) or (content_type if content_type in _MAGIC else None)
 
 
 def _jsonable(value: Any) -> Any:
@@ -699,11 +688,9 @@ def _csv_table(data: bytes, truncated: bool, default: str) -> dict:
         delimiter = csv.Sniffer().sniff(text[:8192], delimiters=",;\t|").delimiter
     except csv.Error:
         delimiter = default
-    rows = []
-    for row in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter):
-        rows.append([_cell(v) for v in row])
-        if len(rows) > TABLE_ROWS:
-            break
+    rows = [[_cell(v) for v in row]
+            for row in itertools.islice(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter),
+                                        TABLE_ROWS + 1)]
     columns = rows[0] if rows else []
     return {"type": "table", "format": "csv", "columns": columns, "rows": rows[1:TABLE_ROWS + 1],
             "total_rows": None, "more": len(rows) > TABLE_ROWS or truncated}

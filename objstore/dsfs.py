@@ -80,7 +80,6 @@ import hashlib
 import os
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -88,6 +87,7 @@ from typing import TYPE_CHECKING, Any
 
 from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
 
+from .chunk_range import Lru, chunk_starts, pieces
 from .errors import DsError, RevisionNotFound, StoreNotFound, UnsafePath
 from .links import LinkPolicy, decode_url, following, storage_options
 from .manifest import EXEC, EXTERNAL, KIND_NAMES, LINK, FileEntry
@@ -99,7 +99,6 @@ if TYPE_CHECKING:
 
 MAX_LINK_HOPS = 40
 READAHEAD = 8 * 1024 * 1024  # chunks fetched ahead of a sequential read that must fetch
-LRU_CHUNKS = 4  # decoded chunks kept per open file
 TRUST_AGE_NS = 100_000_000  # a folder mtime this old cannot hide a change (one timestamp tick)
 
 
@@ -240,34 +239,6 @@ def _file_info(name: str, e: FileEntry, **extra: Any) -> dict:
     return {"name": name, "size": e.size, "type": "file", "kind": KIND_NAMES[e.kind],
             "mode": 0o755 if e.kind == EXEC else 0o644, "hash": e.hash.hex(),
             "chunks": len(e.chunk_list()), **extra}
-
-
-def _starts(chunks: tuple[tuple[bytes, int], ...]) -> list[int]:
-    out, pos = [], 0
-    for _chunk_id, size in chunks:
-        out.append(pos)
-        pos += size
-    return out
-
-
-class _Lru:
-    """The last few decoded chunks of one open file."""
-
-    def __init__(self, size: int = LRU_CHUNKS):
-        self.size = size
-        self.items: OrderedDict[bytes, bytes] = OrderedDict()
-
-    def get(self, chunk_id: bytes) -> bytes | None:
-        data = self.items.get(chunk_id)
-        if data is not None:
-            self.items.move_to_end(chunk_id)
-        return data
-
-    def put(self, chunk_id: bytes, data: bytes) -> None:
-        self.items[chunk_id] = data
-        self.items.move_to_end(chunk_id)
-        while len(self.items) > self.size:
-            self.items.popitem(last=False)
 
 
 class _Session:
@@ -492,7 +463,7 @@ class _Session:
         return "/".join(done), node, final_link
 
     def link_target(self, entry: FileEntry) -> str:
-        return os.fsdecode(self.read(entry, 0, entry.size, _Lru()))
+        return os.fsdecode(self.read(entry, 0, entry.size, Lru()))
 
     def listing(self, tree, real: str, folder_oid, asked: str) -> list[dict]:
         """A folder's entries named under ``asked``; links as the policy says."""
@@ -512,7 +483,7 @@ class _Session:
         return sorted(out, key=lambda d: d["name"])
 
     # -- bytes ---------------------------------------------------------------------------
-    def read(self, entry: FileEntry, start: int, end: int, lru: _Lru, starts: list[int] | None = None,
+    def read(self, entry: FileEntry, start: int, end: int, lru: Lru, starts: list[int] | None = None,
              ahead: bool = False, path: str = "") -> bytes:
         """Bytes [start, end) of a file: only the chunks covering them are fetched and decoded."""
         if entry.kind == EXTERNAL:
@@ -522,26 +493,20 @@ class _Session:
         if start >= end:
             return b""
         chunks = entry.chunk_list()
-        starts = starts if starts is not None else _starts(chunks)
-        first = bisect.bisect_right(starts, start) - 1
-        last = bisect.bisect_left(starts, end)
-        ids = [chunk_id for chunk_id, _size in chunks[first:last]]
+        starts = starts if starts is not None else chunk_starts(chunks)
+        parts = pieces(chunks, starts, start, end)
         extra: list[bytes] = []
         if ahead:
             budget = READAHEAD
-            for chunk_id, size in chunks[last:]:
+            for chunk_id, size in chunks[bisect.bisect_left(starts, end):]:
                 budget -= size
                 if budget < 0:
                     break
                 extra.append(chunk_id)
-        data = self.chunk_bytes(ids, lru, extra)
-        out = []
-        for k, chunk_id in enumerate(ids):
-            base = starts[first + k]
-            out.append(memoryview(data[chunk_id])[max(start - base, 0) : end - base])
-        return b"".join(out)
+        data = self.chunk_bytes([chunk_id for chunk_id, _part in parts], lru, extra)
+        return b"".join(memoryview(data[chunk_id])[part] for chunk_id, part in parts)
 
-    def chunk_bytes(self, ids: list[bytes], lru: _Lru, extra: list[bytes]) -> dict[bytes, bytes]:
+    def chunk_bytes(self, ids: list[bytes], lru: Lru, extra: list[bytes]) -> dict[bytes, bytes]:
         from .packs import FLAG_DELTA, decode_chunk
 
         got: dict[bytes, bytes] = {}
@@ -595,7 +560,7 @@ class _Session:
         if found is None:
             import fsspec
 
-            url = decode_url(self.chunk_bytes([chunk_id], _Lru(), [])[chunk_id], _url(path))
+            url = decode_url(self.chunk_bytes([chunk_id], Lru(), [])[chunk_id], _url(path))
             self.links().check(_url(path), url, chunk_id)
             from .remote_fs import fsspec_url
 
@@ -697,8 +662,8 @@ class DsFile(AbstractBufferedFile):
                  block_size=None, autocommit=True, cache_type: str = "none", cache_options=None, **kwargs):
         self._session = session
         self._entry = entry
-        self._chunk_starts = _starts(entry.chunk_list())
-        self._lru = _Lru()
+        self._chunk_starts = chunk_starts(entry.chunk_list())
+        self._lru = Lru()
         self._next = 0
         super().__init__(fs, path, mode="rb", block_size=block_size, autocommit=autocommit,
                          cache_type=cache_type, cache_options=cache_options, size=info["size"], **kwargs)
@@ -817,10 +782,9 @@ class DsFileSystem(AbstractFileSystem):
         if not p.inner:
             return s, top, tree, tree, ""
         real, node, dest = s.resolve(tree, p.inner, path)
-        if isinstance(node, FileEntry):
-            extra = {"islink": True, "destination": dest} if dest is not None else {}
-            return s, _file_info(path, node, **extra), tree, node, real
         extra = {"islink": True, "destination": dest} if dest is not None else {}
+        if isinstance(node, FileEntry):
+            return s, _file_info(path, node, **extra), tree, node, real
         return s, _dir(path, tree=str(node), **extra), tree, node, real
 
     def info(self, path, **kwargs):
@@ -871,7 +835,7 @@ class DsFileSystem(AbstractFileSystem):
         end = size if end is None else max(size + end, 0) if end < 0 else min(end, size)
         if start >= end:
             return b""
-        return s.read(entry, start, end, _Lru(), path=path)
+        return s.read(entry, start, end, Lru(), path=path)
 
     def checksum(self, path):
         info = self.info(path)
