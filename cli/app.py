@@ -288,17 +288,30 @@ def progress(label: str, quiet: bool,
     )
 
     text = f"{label} {{task.fields[files]}}{{task.fields[of]}} files" if count_files else label
+    # redrawn by the callbacks, not by a thread of rich's: a process with one thread may
+    # fork to write many files (materialize.py), which another thread's locks would forbid
     bar = Progress(TextColumn(text), BarColumn(),
                    DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
-                   console=Console(stderr=True), transient=True)
+                   console=Console(stderr=True), transient=True, auto_refresh=False)
     task = bar.add_task(label, total=None, files=0, of="")
+    import time
 
     class Bar:
+        drawn = 0.0
+
         def total(self, files: int | None, nbytes: int | None) -> None:
             bar.update(task, total=nbytes, of="" if files is None else f"/{files}")
+            self.draw()
 
         def __call__(self, files: int, nbytes: int) -> None:
             bar.update(task, completed=nbytes, files=files)
+            self.draw()
+
+        def draw(self) -> None:
+            now = time.monotonic()
+            if now - self.drawn >= 0.1:  # ten times a second, as rich's own thread would
+                self.drawn = now
+                bar.refresh()
 
     with bar:
         yield Bar()

@@ -145,7 +145,7 @@ def _walk_unchanged(root: str, cache: StatCache, workers: int | None = None) -> 
         walk = _Walk(top, root, cache)
         counts = cache.row_counts()
         if workers is None:
-            workers = _cores() if sum(counts.values()) >= PARALLEL_ROWS else 1
+            workers = fork_cores() if sum(counts.values()) >= PARALLEL_ROWS else 1
         todo = [""]
         if workers > 1:  # alone until enough folders wait, then shared out
             while todo and len(todo) < SPLIT_FOLDERS:
@@ -254,7 +254,7 @@ def _utf8(name: str) -> bool:
     return True
 
 
-def _cores() -> int:
+def fork_cores() -> int:
     """Processes to walk with: one per core this process may use, on Linux only (a fork
     there copies nothing but this process), and only while no other thread runs."""
     threading = sys.modules.get("threading")

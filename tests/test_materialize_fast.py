@@ -64,11 +64,15 @@ def _leftovers(root: Path) -> list[str]:
     return [str(p) for p in root.rglob("*") if ".ds-tmp-" in p.name]
 
 
-@pytest.fixture(params=["inline", "pool"])
+@pytest.fixture(params=["inline", "pool", "fork"])
 def path_kind(request, monkeypatch) -> str:
-    """Run a test on the calling thread and on the pool (every file counts as large)."""
+    """Run a test on the calling thread, on the pool (every file counts as large), and split
+    between this process and two forked children (from the second file on)."""
     if request.param == "pool":
         monkeypatch.setattr(materialize, "_BIG_FILE", 0)
+    if request.param == "fork":
+        monkeypatch.setattr(materialize, "FORK_FILES", 2)
+        monkeypatch.setattr(materialize, "fork_cores", lambda: 3)
     return request.param
 
 

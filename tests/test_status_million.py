@@ -278,7 +278,7 @@ def test_without_folder_descriptors_the_answers_are_the_same(
 
 def test_a_small_tree_is_walked_by_one_process(tree: Path, forks: list[int],
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(quickstatus, "_cores", lambda: 2)
+    monkeypatch.setattr(quickstatus, "fork_cores", lambda: 2)
     cache_of(tree)
     cache = StatCache(tree / ".dsstore/cache/stat")
     assert _walk_unchanged(str(tree), cache) is True and forks == [], "under PARALLEL_ROWS: no fork"
@@ -366,7 +366,7 @@ def test_quick_status_walks_in_parallel_and_agrees_with_the_full_status(
     statcache_clock = time.time_ns() + 10**10
     monkeypatch.setattr(statcache, "time", SimpleNamespace(time_ns=lambda: statcache_clock))
     monkeypatch.setattr(quickstatus, "PARALLEL_ROWS", 1000)
-    monkeypatch.setattr(quickstatus, "_cores", lambda: 2)
+    monkeypatch.setattr(quickstatus, "fork_cores", lambda: 2)
     assert not quick_clean(str(work)), "no status has proved it clean yet"
     assert status(store).clean
     assert quick_clean(str(work)) and len(forks) == 1

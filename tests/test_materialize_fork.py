@@ -1,0 +1,198 @@
+"""Many files are written by this process and forked children (``materialize.FORK_FILES``).
+
+The children must give what one process gives (tests/test_materialize_fast.py runs every
+case that way too), and every way it can go wrong must end as one process would: a child's
+error raised here as it was, a failure here stopping the children between two files, a
+child that dies reported, nothing half-written, no child left unreaped.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+
+from objstore import materialize
+from objstore.errors import DsError
+from objstore.manifest import FileEntry
+from objstore.materialize import Materializer, _runs
+from objstore.store import Store
+from objstore.worktree import commit_all
+
+from .conftest import write
+
+N = 30
+
+
+@pytest.fixture
+def items(store: Store, work: Path) -> list[tuple[str, FileEntry]]:
+    for i in range(N):
+        write(work, f"d{i % 3}/f{i:02d}.txt", f"file {i}\n" * (i + 1))
+    commit_all(store, "v1")
+    return sorted(store.meta.walk(store.head_tree()))
+
+
+@pytest.fixture
+def forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Fork from the second file on, into two children; the pids made are listed."""
+    monkeypatch.setattr(materialize, "FORK_FILES", 2)
+    monkeypatch.setattr(materialize, "fork_cores", lambda: 3)
+    made: list[int] = []
+    real = os.fork
+
+    def fork() -> int:
+        pid = real()
+        if pid:
+            made.append(pid)
+        return pid
+    monkeypatch.setattr(os, "fork", fork)
+    return made
+
+
+def no_children_left() -> bool:
+    try:
+        os.waitpid(-1, os.WNOHANG)
+    except ChildProcessError:
+        return True
+    return False
+
+
+def leftovers(root: Path) -> list[str]:
+    return sorted(p.name for p in root.rglob("*") if ".ds-tmp-" in p.name)
+
+
+def test_children_write_their_runs_and_send_back_the_stat_rows(store: Store, items, tmp_path: Path,
+                                                                forks: list[int]) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    report = Materializer(str(out), store.chunks, fresh=True).write(items)
+    assert len(forks) == 2 and no_children_left()
+    assert report.count == N and sorted(report.written) == [p for p, _e in items]
+    for path, entry in items:
+        st = os.lstat(out / path)
+        row = report.written[path]
+        assert (out / path).read_bytes() == store.chunks.get(entry.chunk_list()[0][0])
+        assert (row.size, row.mtime_ns, row.ino, row.ctime_ns) == (
+            st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+
+
+def test_a_childs_error_is_raised_here_as_it_was(store: Store, items, tmp_path: Path,
+                                                 forks: list[int]) -> None:
+    """A folder standing where the last file goes (no --force): the serial writer's error."""
+    out, alone = tmp_path / "out", tmp_path / "alone"
+    last = items[-1][0]
+    (out / last).mkdir(parents=True)
+    (alone / last).mkdir(parents=True)
+    with pytest.raises(DsError) as serial:  # one file: written here
+        Materializer(str(alone), store.chunks).write([items[-1]])
+    assert forks == []
+    with pytest.raises(DsError) as forked:
+        Materializer(str(out), store.chunks).write(items)
+    assert len(forks) == 2 and no_children_left()
+    assert type(forked.value) is type(serial.value) and str(forked.value) == str(serial.value)
+    assert leftovers(out) == []
+
+
+def test_a_failure_here_stops_the_children_and_leaves_nothing_half_written(
+        store: Store, items, tmp_path: Path, forks: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    parent, first = os.getpid(), items[0][0]
+    real = Materializer._write_file
+
+    def failing(self, path: str, entry: FileEntry):
+        if os.getpid() == parent and path == first:
+            raise OSError(28, "No space left on device")
+        return real(self, path, entry)
+    monkeypatch.setattr(Materializer, "_write_file", failing)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(OSError, match="No space left"):
+        Materializer(str(out), store.chunks, fresh=True).write(items)
+    assert len(forks) == 2 and no_children_left()
+    assert leftovers(out) == []
+    for path, entry in items:  # each file there is whole
+        if (out / path).exists():
+            assert (out / path).stat().st_size == entry.size
+
+
+def test_a_child_that_dies_is_an_error(store: Store, items, tmp_path: Path, forks: list[int],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    parent, last = os.getpid(), items[-1][0]
+    real = Materializer._write_file
+
+    def dying(self, path: str, entry: FileEntry):
+        if os.getpid() != parent and path == last:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(self, path, entry)
+    monkeypatch.setattr(Materializer, "_write_file", dying)
+    (tmp_path / "out").mkdir()
+    with pytest.raises(DsError, match="ended without an answer"):
+        Materializer(str(tmp_path / "out"), store.chunks).write(items)
+    assert no_children_left()
+
+
+def test_an_error_that_cannot_travel_comes_back_as_its_text(store: Store, items, tmp_path: Path,
+                                                             forks: list[int],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    class Odd(Exception):
+        def __init__(self, a, b):  # pickle rebuilds it with one argument: it cannot
+            super().__init__(f"odd {a} {b}")
+
+    parent, last = os.getpid(), items[-1][0]
+    real = Materializer._write_file
+
+    def odd(self, path: str, entry: FileEntry):
+        if os.getpid() != parent and path == last:
+            raise Odd(1, 2)
+        return real(self, path, entry)
+    monkeypatch.setattr(Materializer, "_write_file", odd)
+    (tmp_path / "out").mkdir()
+    with pytest.raises(DsError, match="Odd: odd 1 2"):
+        Materializer(str(tmp_path / "out"), store.chunks).write(items)
+    assert no_children_left()
+
+
+def test_no_fork_while_another_thread_runs(store: Store, items, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A child must not inherit a lock another thread holds (a progress bar's, say)."""
+    monkeypatch.setattr(materialize, "FORK_FILES", 2)
+    made: list[int] = []
+    real = os.fork
+    monkeypatch.setattr(os, "fork", lambda: made.append(1) or real())
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    (tmp_path / "out").mkdir()
+    try:
+        report = Materializer(str(tmp_path / "out"), store.chunks).write(items)
+    finally:
+        stop.set()
+        other.join()
+    assert made == [] and report.count == N
+
+
+@pytest.mark.parametrize("sizes,n", [([1] * 10, 3), ([10 << 20, 1, 1, 1], 2), ([5], 4), ([], 3)])
+def test_runs_are_consecutive_and_cover_every_file(sizes: list[int], n: int) -> None:
+    files = [(f"f{i}", FileEntry(f"f{i}", 0, size, b"\0" * 16)) for i, size in enumerate(sizes)]
+    runs = _runs(files, n)
+    assert [f for run in runs for f in run] == files
+    assert 1 <= len(runs) <= n and (all(runs) or files == [])
+
+
+def test_a_clone_of_many_files_is_whole_and_clean(tmp_path: Path) -> None:
+    """End to end through the CLI, past ``FORK_FILES``: every file arrives with its bytes, and
+    the stat rows the children sent make the first status of the clone a clean one."""
+    from .conftest import ds, read_tree
+
+    src, remote, dst = tmp_path / "src", tmp_path / "remote", tmp_path / "dst"
+    ds("init", str(src), cwd=tmp_path)
+    for i in range(materialize.FORK_FILES + 100):
+        write(src, f"d{i % 40}/f{i}.txt", f"file {i}\n")
+    ds("add", ".", cwd=src)
+    ds("commit", "-q", "-m", "many", cwd=src)
+    ds("push", "-q", str(remote), "HEAD:main", cwd=src)
+    ds("clone", "-q", str(remote), str(dst), cwd=tmp_path)
+    assert read_tree(dst) == read_tree(src)
+    assert ds("status", cwd=dst).stdout.endswith("Nothing changed.\n")
