@@ -31,7 +31,6 @@ import itertools
 import marshal
 import os
 import pickle
-import select
 import shutil
 import stat
 from collections import deque
@@ -302,47 +301,57 @@ class Materializer:
         The first error (here, else the first child's) is raised once every child stopped."""
         procs = fork_cores() if len(files) >= FORK_FILES and self.workers > 1 else 1
         if procs <= 1 or any(e.kind == EXTERNAL for _p, e in files):
-            self._write_here(files, report)
+            self._write_here(files, lambda done: self._finish(done, report))
             return
         runs = _runs(files, procs)
         children: list[_Child] = []
         try:
             for run in runs[1:]:
-                child = self._fork(run)
-                if child is None:
+                if not self._fork(run, children):
                     runs[0].extend(run)  # no process to spare: written here
-                else:
-                    children.append(child)
-            self._write_here(runs[0], report)
+            self._write_here(runs[0], lambda done: self._finish(done, report))
             for child in children:
                 self._finish(child.result(), report)
         finally:
             for child in children:
                 child.stop()
 
-    def _fork(self, run: list[tuple[str, FileEntry]]) -> _Child | None:
-        """Write ``run`` in a child process; None if no process could be made. The child
-        answers on a pipe (its files' stat data, or its error) and stops between files once
-        the parent closes its end of the other pipe."""
-        answer_r, answer_w = os.pipe()
-        stop_r, stop_w = os.pipe()
+    def _fork(self, run: list[tuple[str, FileEntry]], children: list[_Child]) -> bool:
+        """Write ``run`` in a child process, added to ``children``; False if no process could
+        be made. The child answers on a pipe (its files' stat data, or its error) and stops
+        between two batches once the parent closes its end of the other pipe. SIGINT and
+        SIGTERM wait (``_HeldSignals``) until the child is in its ``try`` and the parent has
+        noted it: neither may run the caller's clean-up in the child, nor leave a child
+        nobody waits for."""
+        fds: list[int] = []
+        try:
+            fds += os.pipe()
+            fds += os.pipe()
+        except OSError:
+            for fd in fds:
+                os.close(fd)
+            return False
+        answer_r, answer_w, stop_r, stop_w = fds
+        held = _HeldSignals()
         try:
             pid = os.fork()
         except OSError:
-            for fd in (answer_r, answer_w, stop_r, stop_w):
+            held.release()
+            for fd in fds:
                 os.close(fd)
-            return None
+            return False
         if pid == 0:  # the child: write, answer, and leave without any of the parent's clean-up
+            code = 1
             try:
-                os.close(answer_r)
-                os.close(stop_w)
+                inherited = [fd for c in children for fd in (c.answer, c.stop_fd)]
+                for fd in [answer_r, stop_w, *inherited]:
+                    os.close(fd)  # an earlier child's stop pipe open here would keep it writing
                 self.progress = None  # another thread of the parent may own the progress display
+                os.set_blocking(stop_r, False)
                 try:
-                    done = []
-                    for path, entry in run:
-                        if select.select([stop_r], [], [], 0)[0]:
-                            raise _Stopped()
-                        done.append(self._write_file(path, entry))
+                    held.release()  # a signal that came meanwhile acts here, inside the try
+                    done: list[tuple[str, Stat | int]] = []
+                    self._write_here(run, done.extend, stopped=lambda: _closed(stop_r))
                     data = b"R" + marshal.dumps([(p, st if isinstance(st, int) else (
                         st.size, st.mtime_ns, st.ino, st.kind, st.ctime_ns)) for p, st in done])
                 except BaseException as e:  # noqa: BLE001 (every error goes back to the parent)
@@ -350,31 +359,42 @@ class Materializer:
                 view = memoryview(data)
                 while view:
                     view = view[os.write(answer_w, view):]
+                code = 0  # a whole answer
             finally:
-                os._exit(0)
-        os.close(answer_w)
-        os.close(stop_r)
-        return _Child(pid, answer_r, stop_w)
+                os._exit(code)
+        try:
+            os.close(answer_w)
+            os.close(stop_r)
+            children.append(_Child(pid, answer_r, stop_w))
+        finally:
+            held.release()  # the child is noted: an interrupt now stops and reaps it
+        return True
 
-    def _write_here(self, files: list[tuple[str, FileEntry]], report: WriteReport) -> None:
-        """Small files are written on this thread: a pool costs more in GIL hand-offs (a
-        futex call per switch) than it gains; batches of large files go to the pool, whose
-        threads decode and write in parallel (zstd and write release the GIL)."""
+    def _write_here(self, files: list[tuple[str, FileEntry]],
+                    sink: Callable[[list[tuple[str, Stat | int]]], None],
+                    stopped: Callable[[], bool] | None = None) -> None:
+        """Write ``files`` here, each batch's results given to ``sink`` in order; before each
+        batch, ``stopped()`` True stops it. Small files are written on this thread: a pool
+        costs more in GIL hand-offs (a futex call per switch) than it gains; batches of large
+        files go to the pool, whose threads decode and write in parallel (zstd and write
+        release the GIL)."""
         window: deque[Future[list[tuple[str, Stat | int]]]] = deque()
         pool = None
         try:
             for batch, size in _batches(files):
+                if stopped is not None and stopped():
+                    raise _Stopped()
                 if self.workers <= 1 or size < len(batch) * _BIG_FILE:
-                    self._finish(self._write_batch(batch), report)
+                    sink(self._write_batch(batch))
                     continue
                 if pool is None:
                     pool = ThreadPoolExecutor(self.workers, thread_name_prefix="ds-write")
                 # a bounded window, not every batch at once (gigabytes at a million files)
                 window.append(pool.submit(self._write_batch, batch))
                 if len(window) >= 2 * self.workers:
-                    self._finish(window.popleft().result(), report)
+                    sink(window.popleft().result())
             while window:
-                self._finish(window.popleft().result(), report)
+                sink(window.popleft().result())
         finally:
             if pool is not None:
                 pool.shutdown(cancel_futures=True)  # after a failure: what has not started is dropped
@@ -418,8 +438,45 @@ class Materializer:
             self.progress(self._done, self._bytes)
 
 
+class _HeldSignals:
+    """SIGINT and SIGTERM noted instead of acted on, from now until ``release``, which puts
+    the handlers back and sends itself what came meanwhile. Only the main thread is ever
+    interrupted by a signal: elsewhere there is nothing to hold."""
+
+    SIGNALS = ("SIGINT", "SIGTERM")
+
+    def __init__(self) -> None:
+        import signal
+        import threading
+
+        self.got: list[int] = []
+        self.old: dict[int, object] = {}
+        if threading.current_thread() is threading.main_thread():
+            for name in self.SIGNALS:
+                number = getattr(signal, name)
+                self.old[number] = signal.signal(number, lambda n, _frame: self.got.append(n))
+
+    def release(self) -> None:
+        import signal
+
+        old, self.old = self.old, {}
+        for number, handler in old.items():
+            signal.signal(number, signal.SIG_DFL if handler is None else handler)
+        got, self.got = self.got, []
+        for number in got:
+            os.kill(os.getpid(), number)
+
+
 class _Stopped(Exception):
-    """A child stopped between two files because the parent failed."""
+    """A child stopped between two batches because the parent failed."""
+
+
+def _closed(fd: int) -> bool:
+    """Whether the other end of non-blocking pipe ``fd`` was closed (the parent says: stop)."""
+    try:
+        return os.read(fd, 1) == b""
+    except BlockingIOError:
+        return False
 
 
 def _pickled(e: BaseException) -> bytes:
@@ -470,14 +527,19 @@ class _Child:
         chunks = []
         while block := os.read(self.answer, 1 << 20):
             chunks.append(block)
-        self._reap()
+        status = self._reap()
         data = b"".join(chunks)
-        if data[:1] == b"R":
-            return [(p, st if isinstance(st, int) else Stat(*st)) for p, st in marshal.loads(data[1:])]
-        if data[:1] == b"E":
-            raise _unpickled(data[1:])
-        raise DsError("a process writing files ended without an answer (was it killed?); run the "
-                      "command again")
+        whole = status in (0, None)  # None: reaped elsewhere, its answer is then the evidence
+        try:
+            if whole and data[:1] == b"R":
+                return [(p, st if isinstance(st, int) else Stat(*st)) for p, st in marshal.loads(data[1:])]
+            error = _unpickled(data[1:]) if whole and data[:1] == b"E" else None
+        except (EOFError, ValueError, TypeError):
+            error = None
+        if error is not None:
+            raise error
+        raise DsError("a process writing files ended without a whole answer (was it killed?); run "
+                      "the command again")
 
     def stop(self) -> None:
         """Tell the child to stop between two files, and wait for it."""
@@ -492,8 +554,14 @@ class _Child:
         with contextlib.suppress(OSError):
             os.close(self.answer)
 
-    def _reap(self) -> None:
-        if not self.reaped:
+    def _reap(self) -> int | None:
+        """Wait for the child; its exit code (None if it was reaped elsewhere)."""
+        if self.reaped:
+            return None
+        try:
+            _pid, status = os.waitpid(self.pid, 0)
+        except ChildProcessError:
             self.reaped = True
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(self.pid, 0)
+            return None
+        self.reaped = True
+        return os.waitstatus_to_exitcode(status)

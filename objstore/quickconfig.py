@@ -20,7 +20,7 @@ import time
 from .statcache import racy
 
 CACHE_NAME = "config-quick"
-_TAG = f"dsconfq1-{sys.implementation.cache_tag}"
+_TAG = f"dsconfq1-{sys.implementation.cache_tag}"  # a new tag whenever the tables kept change
 
 
 def config_facts(store: str) -> dict | None:

@@ -42,7 +42,10 @@ def store_dir(start: str) -> str | None:
     error, and without importing the store's modules)."""
     env = os.environ.get(STORE_ENV)
     if env:
-        path = os.path.abspath(os.path.expanduser(env))
+        # as pathlib spells it (``store.locate_store``): absolute, without "." parts or
+        # repeated slashes, and ".." left for the kernel to resolve after following links
+        joined = os.path.join(os.getcwd(), os.path.expanduser(env))
+        path = "/" + "/".join(part for part in joined.split("/") if part not in ("", "."))
         is_store = os.path.basename(path) == STORE_DIR and os.path.isfile(os.path.join(path, "config"))
         return path if is_store else None
     folder = os.path.realpath(start)

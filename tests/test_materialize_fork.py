@@ -9,6 +9,7 @@ child that dies reported, nothing half-written, no child left unreaped.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import threading
 from pathlib import Path
@@ -52,12 +53,15 @@ def forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return made
 
 
-def no_children_left() -> bool:
-    try:
-        os.waitpid(-1, os.WNOHANG)
-    except ChildProcessError:
-        return True
-    return False
+def reaped(pids: list[int]) -> bool:
+    """Every one of ``pids`` was waited for already (none left running or as a zombie)."""
+    for pid in pids:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            continue
+        return False
+    return True
 
 
 def leftovers(root: Path) -> list[str]:
@@ -69,7 +73,7 @@ def test_children_write_their_runs_and_send_back_the_stat_rows(store: Store, ite
     out = tmp_path / "out"
     out.mkdir()
     report = Materializer(str(out), store.chunks, fresh=True).write(items)
-    assert len(forks) == 2 and no_children_left()
+    assert len(forks) == 2 and reaped(forks)
     assert report.count == N and sorted(report.written) == [p for p, _e in items]
     for path, entry in items:
         st = os.lstat(out / path)
@@ -91,7 +95,7 @@ def test_a_childs_error_is_raised_here_as_it_was(store: Store, items, tmp_path: 
     assert forks == []
     with pytest.raises(DsError) as forked:
         Materializer(str(out), store.chunks).write(items)
-    assert len(forks) == 2 and no_children_left()
+    assert len(forks) == 2 and reaped(forks)
     assert type(forked.value) is type(serial.value) and str(forked.value) == str(serial.value)
     assert leftovers(out) == []
 
@@ -110,7 +114,7 @@ def test_a_failure_here_stops_the_children_and_leaves_nothing_half_written(
     out.mkdir()
     with pytest.raises(OSError, match="No space left"):
         Materializer(str(out), store.chunks, fresh=True).write(items)
-    assert len(forks) == 2 and no_children_left()
+    assert len(forks) == 2 and reaped(forks)
     assert leftovers(out) == []
     for path, entry in items:  # each file there is whole
         if (out / path).exists():
@@ -128,9 +132,9 @@ def test_a_child_that_dies_is_an_error(store: Store, items, tmp_path: Path, fork
         return real(self, path, entry)
     monkeypatch.setattr(Materializer, "_write_file", dying)
     (tmp_path / "out").mkdir()
-    with pytest.raises(DsError, match="ended without an answer"):
+    with pytest.raises(DsError, match="ended without a whole answer"):
         Materializer(str(tmp_path / "out"), store.chunks).write(items)
-    assert no_children_left()
+    assert len(forks) == 2 and reaped(forks)
 
 
 def test_an_error_that_cannot_travel_comes_back_as_its_text(store: Store, items, tmp_path: Path,
@@ -151,7 +155,7 @@ def test_an_error_that_cannot_travel_comes_back_as_its_text(store: Store, items,
     (tmp_path / "out").mkdir()
     with pytest.raises(DsError, match="Odd: odd 1 2"):
         Materializer(str(tmp_path / "out"), store.chunks).write(items)
-    assert no_children_left()
+    assert reaped(forks)
 
 
 def test_no_fork_while_another_thread_runs(store: Store, items, tmp_path: Path,
@@ -171,6 +175,106 @@ def test_no_fork_while_another_thread_runs(store: Store, items, tmp_path: Path,
         stop.set()
         other.join()
     assert made == [] and report.count == N
+
+
+def test_every_child_stops_at_its_next_batch_once_told(store: Store, items, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three processes, a batch per file: each child writes its first file only once the
+    parent failed and closed the stop pipes, so each child writes exactly that one file
+    (a later child holding an earlier child's stop pipe open kept that one writing)."""
+    monkeypatch.setattr(materialize, "FORK_FILES", 2)
+    monkeypatch.setattr(materialize, "fork_cores", lambda: 3)
+    monkeypatch.setattr(materialize, "_BATCH_FILES", 1)
+    gate_r, gate_w = os.pipe()
+    ready_r, ready_w = os.pipe()
+    parent, first = os.getpid(), items[0][0]
+    real_write, real_stop = Materializer._write_file, materialize._Child.stop
+    children: list[materialize._Child] = []
+
+    def gated(self, path: str, entry: FileEntry):
+        if os.getpid() == parent:
+            if path == first:  # fail once both children are at their first file
+                for _child in range(2):
+                    assert select.select([ready_r], [], [], 60)[0], "a child never started"
+                    os.read(ready_r, 1)
+                raise OSError(28, "No space left on device")
+        elif not getattr(self, "_gated", False):
+            self._gated = True
+            os.write(ready_w, b"r")
+            assert select.select([gate_r], [], [], 60)[0], "the parent never opened the gate"
+            os.read(gate_r, 1)
+        return real_write(self, path, entry)
+
+    def stop(child: materialize._Child) -> None:
+        children.append(child)
+        os.close(child.stop_fd)
+        child.stop_fd = -1
+        if len(children) == 2:  # both told: now both may go on, and find their stop pipes closed
+            os.write(gate_w, b"xx")
+            for c in children:
+                real_stop(c)
+
+    monkeypatch.setattr(Materializer, "_write_file", gated)
+    monkeypatch.setattr(materialize._Child, "stop", stop)
+    out = tmp_path / "out"
+    out.mkdir()
+    try:
+        with pytest.raises(OSError, match="No space left"):
+            Materializer(str(out), store.chunks, fresh=True).write(items)
+    finally:
+        for fd in (gate_r, gate_w, ready_r, ready_w):
+            os.close(fd)
+    assert len(children) == 2 and reaped([c.pid for c in children])
+    written = [p for p, _e in items if (out / p).exists()]
+    assert len(written) == 2, written
+    assert leftovers(out) == []
+
+
+def test_descriptors_past_1024_are_no_obstacle(store: Store, items, tmp_path: Path, forks: list[int]) -> None:
+    """A process holding many open files (a pack reader each) still writes with children."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if max(soft, hard) < 1200:
+        pytest.skip("this system allows fewer than 1,200 open files")
+    if soft < 1200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1200, hard))
+    held = []
+    try:
+        while not held or held[-1] < 1100:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+        out = tmp_path / "out"
+        out.mkdir()
+        report = Materializer(str(out), store.chunks, fresh=True).write(items)
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert len(forks) == 2 and reaped(forks) and report.count == N
+
+
+def test_an_interrupt_just_after_a_fork_leaves_no_child_behind(store: Store, items, tmp_path: Path,
+                                                              forks: list[int],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C arriving between the fork and noting the child: it waits until the child is
+    noted, so the child is stopped and reaped like the others."""
+    real = os.fork
+    sent = []
+
+    def fork() -> int:
+        pid = real()
+        if pid and not sent:
+            sent.append(pid)
+            forks.append(pid)
+            os.kill(os.getpid(), signal.SIGINT)
+        return pid
+    monkeypatch.setattr(os, "fork", fork)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        Materializer(str(out), store.chunks, fresh=True).write(items)
+    assert sent and reaped(sent)
+    assert leftovers(out) == []
 
 
 @pytest.mark.parametrize("sizes,n", [([1] * 10, 3), ([10 << 20, 1, 1, 1], 2), ([5], 4), ([], 3)])

@@ -174,3 +174,23 @@ def test_the_quick_status_follows_a_changed_checked_out_part(work: Path,
     config.write_text(config.read_text().replace('sparse = ["a/**"]', 'sparse = []') +
                       '\n[branch.main]\nremote = "origin"\nmerge = "refs/heads/main"\n')
     assert quick_tracking(str(work))["upstream"] == "origin/main"
+
+
+def test_the_store_dir_variable_names_the_store_the_full_commands_use(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``..`` after a link is resolved by the kernel, as pathlib leaves it (``locate_store``):
+    X/lnk/../.dsstore with lnk -> B/sub is B's store, not X's."""
+    from objstore.quickstatus import store_dir
+    from objstore.store import locate_store
+
+    for name in ("X", "B"):
+        store_with(tmp_path / name)
+    (tmp_path / "B" / "sub").mkdir()
+    (tmp_path / "X" / "lnk").symlink_to(tmp_path / "B" / "sub")
+    monkeypatch.chdir(tmp_path)
+    for given in ("X/lnk/../.dsstore", str(tmp_path / "X" / "lnk" / ".." / ".dsstore") + "/",
+                  "./X/./lnk/../.dsstore/."):
+        monkeypatch.setenv("DSSTORE_DIR", given)
+        found = store_dir(str(tmp_path))
+        assert found is not None and os.path.samefile(found, tmp_path / "B" / ".dsstore"), given
+        assert os.path.samefile(found, locate_store(tmp_path))
