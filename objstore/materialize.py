@@ -20,7 +20,7 @@ more in GIL hand-offs than they overlap); runs of large files go to a thread poo
 batch per future. Past ``FORK_FILES`` files, the list is cut into one run per core and
 each run but the first is written by a forked child (the per-file Python work is then
 shared between cores, which threads cannot do), which sends back its files' stat data or
-its error. A child stops between two files when told to, so a failure anywhere leaves no
+its error. A child stops between two batches when told to, so a failure anywhere leaves no
 half-written file, as with one process.
 """
 
@@ -50,8 +50,9 @@ _seq = itertools.count()
 _BATCH_FILES, _BATCH_BYTES = 32, 1 << 20
 _BIG_FILE = 256 << 10  # files at least this large on average go to the thread pool
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-# files below which one process writes; measured on 20,000 files of 1-8 KiB (ds get, 2
-# cores): two processes took 0.6x the time of one (a fork costs about a millisecond)
+# files below which one process writes (few files gain nothing from a second process);
+# measured on 20,000 files of 1-8 KiB on 2 cores, paired with one process: ds get into
+# tmpfs 0.90x the wall time, ds clone onto disk 0.89x (benchmarks/RESULTS.md has the rest)
 FORK_FILES = 2_000
 
 
@@ -512,7 +513,7 @@ def _runs(files: list[tuple[str, FileEntry]], n: int) -> list[list[tuple[str, Fi
     return [run for run in runs if run] or [[]]
 
 
-_FILE_COST = 64 << 10  # what writing one more file costs, in bytes written (measured, roughly)
+_FILE_COST = 64 << 10  # one more file's cost in bytes written: an estimate, not measured
 
 
 class _Child:
@@ -542,7 +543,7 @@ class _Child:
                       "the command again")
 
     def stop(self) -> None:
-        """Tell the child to stop between two files, and wait for it."""
+        """Tell the child to stop before its next batch, and wait for it."""
         if self.stop_fd >= 0:
             os.close(self.stop_fd)
             self.stop_fd = -1
@@ -559,9 +560,8 @@ class _Child:
         if self.reaped:
             return None
         try:
-            _pid, status = os.waitpid(self.pid, 0)
+            status: int | None = os.waitpid(self.pid, 0)[1]
         except ChildProcessError:
-            self.reaped = True
-            return None
-        self.reaped = True
-        return os.waitstatus_to_exitcode(status)
+            status = None
+        self.reaped = True  # only once waitpid returned: an interrupted wait is tried again
+        return None if status is None else os.waitstatus_to_exitcode(status)

@@ -59,7 +59,8 @@ def _parse(path: str) -> dict | None:
 
 def _keep(cached: str, value: tuple) -> None:
     """Write the cache beside its final name and rename it into place; best effort (a
-    read-only store, a value marshal cannot write: the next run parses again)."""
+    read-only store, a value marshal cannot write: the next run parses again). Not
+    ``fsutil.atomic_write``: it imports pathlib and tempfile, and a cache needs no fsync."""
     tmp = f"{cached}.tmp-{os.getpid()}"
     try:
         data = marshal.dumps(value)

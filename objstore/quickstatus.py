@@ -258,8 +258,9 @@ def _utf8(name: str) -> bool:
 
 
 def fork_cores() -> int:
-    """Processes to walk with: one per core this process may use, on Linux only (a fork
-    there copies nothing but this process), and only while no other thread runs."""
+    """Processes to walk (here) or write files (``materialize``) with: one per core this
+    process may use, on Linux only (a fork there copies nothing but this process), and only
+    while no other thread runs (a child must not inherit a lock another thread holds)."""
     threading = sys.modules.get("threading")
     if sys.platform != "linux" or (threading is not None and threading.active_count() > 1):
         return 1

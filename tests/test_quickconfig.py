@@ -136,7 +136,7 @@ def test_a_broken_config_gives_no_values_and_no_cache(tmp_path: Path, monkeypatc
     assert not (store / "cache" / CACHE_NAME).exists()
 
 
-def test_a_read_only_cache_folder_still_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_cache_folder_still_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = store_with(tmp_path)
     (store / "cache").rmdir()  # nowhere to keep the values: they are parsed each time
     later(monkeypatch)
