@@ -314,13 +314,42 @@ class ChunkStore:
         except (OSError, DsError):
             return []
 
-    def intact(self, path: Path) -> bool:
-        """Whether the pack's bytes hash to its name (a pack is named by its content)."""
+    def intact(self, path: Path, name: str | None = None) -> bool:
+        """Whether the pack's bytes hash to its name (a pack is named by its content),
+        ``name`` or else the file's."""
         h = self.algo.new()
         with open(path, "rb") as f:
             while block := f.read(_READ):
                 h.update(block)
-        return h.hexdigest() == path.stem
+        return h.hexdigest() == (name or path.stem)
+
+    def adopt(self, path: Path, pack_hex: str) -> list[bytes]:
+        """Take the file at ``path`` (a whole pack downloaded beside ``packs/``) as pack
+        ``pack_hex``; returns its chunks' ids. It is checked as every record would be read: its
+        bytes hash to its name, its table of contents is whole, each record decodes to its
+        id and none is a delta. Then it is made durable and moved into place, and indexed by
+        the next ``flush`` (killed before that, ``recover`` indexes it). A failed check
+        raises ``FormatError`` or ``CorruptObject`` and leaves ``path`` to the caller."""
+        where = f"the downloaded pack {pack_hex}"
+        algo, entries = read_pack_toc(path)
+        if algo is not self.algo or not self.intact(path, pack_hex):
+            raise FormatError(f"{where} does not hash to its name")
+        reader = PackReader(path)
+        try:
+            for e in entries:
+                if e.flags & FLAG_DELTA:
+                    raise FormatError(f"{where} holds a delta record")
+                decode_chunk(reader.read(e.offset, e.stored_len), e, self.algo, where)
+            os.fsync(reader.fileno())
+        finally:
+            reader.close()
+        final = pack_path(self.packs_dir, pack_hex)
+        final.parent.mkdir(exist_ok=True)
+        os.replace(path, final)
+        fsync_dir(final.parent)
+        with self._wlock:
+            self._add_pending(pack_hex, entries)
+        return [e.chunk_id for e in entries]
 
     def _salvage(self, path: Path, own: bool) -> tuple[str, list[PackEntry]] | None:
         """Turn the temp pack ``path`` into a pack of its complete, verified records;

@@ -193,6 +193,21 @@ class Fragment:
         for i in range(self.count):
             yield self._id_at(i), self._loc_at(i)
 
+    def count_stored(self, wanted: set[bytes], out: dict[str, int]) -> None:
+        """Add to ``out`` (pack -> bytes) the stored length of each chunk of ``wanted`` held
+        here, and take it out of ``wanted``: one pass over the rows, unpacked in C, which
+        beats a lookup each when most rows are wanted."""
+        h, packs = self.hsize, self.packs
+        ids = self._mm[self._ids : self._locs]
+        rows = LOC.iter_unpack(self._mm[self._locs : self._locs + self.count * LOC.size])
+        for i, (pack_no, _offset, stored, _raw, _flags) in enumerate(rows):
+            chunk_id = ids[i * h : i * h + h]
+            if chunk_id in wanted:
+                if pack_no >= len(packs):
+                    raise FormatError(f"{self.path}: entry {i} names pack {pack_no} of {len(packs)}")
+                wanted.discard(chunk_id)
+                out[packs[pack_no]] = out.get(packs[pack_no], 0) + stored
+
     def close(self) -> None:
         self._mm.close()
 
@@ -238,6 +253,20 @@ class ChunkIndex:
             if loc is not None:
                 return loc
         return None
+
+    def stored_by_pack(self, chunk_ids: Iterable[bytes]) -> dict[str, int]:
+        """Stored bytes of these chunks in each pack, where ``lookup`` finds each: by one
+        pass over the rows when the chunks are a good part of them, else by lookups."""
+        wanted, out = set(chunk_ids), {}
+        if 8 * len(wanted) >= len(self):
+            for frag in self.fragments:  # newest first, as lookup searches them
+                frag.count_stored(wanted, out)
+        else:
+            for chunk_id in wanted:
+                loc = self.lookup(chunk_id)
+                if loc is not None:
+                    out[loc.pack] = out.get(loc.pack, 0) + loc.stored_len
+        return out
 
     def __iter__(self) -> Iterator[tuple[bytes, Location]]:
         """Every (id, location), deduplicated, ascending by id."""

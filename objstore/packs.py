@@ -519,6 +519,9 @@ class PackReader:
             raise CorruptObject(f"{self.path}: short read at offset {offset}; pack truncated")
         return data
 
+    def fileno(self) -> int:
+        return self._fd
+
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)

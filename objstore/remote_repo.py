@@ -52,6 +52,7 @@ from .store import Store
 FORMAT = 1
 MERGE_GAP = 256 * 1024  # ranges closer than this are read as one
 MAX_RANGE = 16 * 1024 * 1024  # ...up to this many bytes per request
+WHOLE_MIN = 1024 * 1024  # a pack is fetched whole for at least this many bytes of it (and half)
 MAX_REF_BYTES = 200  # a ref file holds an id and a newline; a larger one is not read
 
 
@@ -468,6 +469,34 @@ class RemoteRepo(Repository):
                               "remote is incomplete (push again from a store that has it)")
         raise RemoteError(f"remote {self.url}: a pack its index names is missing; "
                           "run `ds fsck --remote`")
+
+    def dense_packs(self, chunk_ids: list[bytes]) -> dict[str, int]:
+        """Packs that hold at least WHOLE_MIN bytes of these chunks, and at least half of
+        their size: a clone or pull wants most of each pack it touches, and a whole pack
+        comes in one request and is indexed as it is, not rewritten chunk by chunk."""
+        out = {}
+        for pack, nbytes in sorted(self.index().stored_by_pack(chunk_ids).items()):
+            if nbytes >= WHOLE_MIN:
+                size = self.fs.size(f"packs/{pack[:2]}/{pack}.pack")
+                if size is not None and 2 * nbytes >= size:
+                    out[pack] = size
+        return out
+
+    def get_packs(self, packs: dict[str, int], folder: Path, take: Callable[[str, Path], None]) -> None:
+        """Download these packs (``workers`` at a time); a pack gone meanwhile (a remote gc)
+        is skipped: its chunks are then read where the synced index says."""
+        def get(pack: str) -> None:
+            path = folder / f".tmp-{os.urandom(8).hex()}.fetched"
+            try:
+                self.fs.get_file(f"packs/{pack[:2]}/{pack}.pack", path)
+                take(pack, path)
+            except FileNotFoundError:
+                pass
+            finally:
+                path.unlink(missing_ok=True)
+
+        folder.mkdir(parents=True, exist_ok=True)
+        self._parallel([(lambda p=p: get(p), size) for p, size in packs.items()])
 
     def add_chunks(self, chunk_ids: list[bytes], read: Callable[[list[bytes]], Iterable[Chunk]]) -> int:
         """New packs of these chunks, then one index fragment; returns the packs uploaded.

@@ -11,12 +11,14 @@ every write or delete.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import suppress
 from itertools import groupby
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .backend import LocalBackend
 from .chunkstore import roll_packs
-from .errors import DsError, FormatError
+from .errors import CorruptObject, DsError, FormatError
 from .index import ChunkIndex, Location
 from .packs import FLAG_DELTA, PackReader, encode_chunk, pack_path, read_pack_toc
 
@@ -58,6 +60,20 @@ class Repository:
     def home(self, chunk_id: bytes) -> str | None:
         """The one pack a chunk may live in, or None: any that holds it."""
         return None
+
+    def dense_packs(self, chunk_ids: list[bytes]) -> dict[str, int]:
+        """As a source: packs worth copying whole for these chunks, with their sizes (none here)."""
+        return {}
+
+    def get_packs(self, packs: dict[str, int], folder: Path, take: Callable[[str, Path], None]) -> None:
+        """As a source: download each pack into a temp file in ``folder``, hand it to
+        ``take(pack, path)``, remove what ``take`` left (only sources with ``dense_packs``)."""
+        raise NotImplementedError
+
+    def take_packs(self, src: Repository, packs: dict[str, int]) -> set[bytes]:
+        """As a destination: copy these packs of ``src`` whole (only a local store does);
+        returns the chunks that arrived."""
+        return set()
 
     # -- the same on both sides ----------------------------------------------------------
     def fragments(self) -> list[str]:
@@ -191,6 +207,24 @@ class LocalRepository(Repository):
                 stored, flags = encode_chunk(raw, self.store.config.zstd_level)
             yield chunk_id, stored, loc.raw_len, flags
 
+    def take_packs(self, src: Repository, packs: dict[str, int]) -> set[bytes]:
+        """Each pack checked whole (``ChunkStore.adopt``) and indexed; one that fails a check
+        (damaged, forged, gone meanwhile) is left out, its chunks then copied one by one,
+        which names the damage if one is needed. What arrived is indexed even if the rest fails."""
+        got: set[bytes] = set()
+
+        def take(pack: str, path: Path) -> None:
+            with suppress(FormatError, CorruptObject):
+                got.update(self.chunks.adopt(path, pack))
+
+        try:
+            src.get_packs(packs, self.chunks.packs_dir, take)
+        except BaseException:
+            self.chunks.keep()
+            raise
+        self.chunks.flush()
+        return got
+
     def add_chunks(self, chunk_ids: list[bytes], read: Callable[[list[bytes]], Iterable[Chunk]]) -> int:
         """Through the ChunkStore (``write_packs`` is gc's, rewriting chunks the index names):
         packs durable before a fragment names them, and what arrived indexed even if the rest
@@ -209,8 +243,17 @@ def copy_chunks(src: Repository, dst: Repository, chunk_ids: Iterable[bytes]) ->
     """Copy the chunks ``dst`` lacks from ``src``: read there (verified, none a delta),
     written at ``dst`` as new packs and then one index fragment naming them. Push (local to
     remote) and fetch (remote to local: get, clone, pull, chunks on demand) both copy this
-    way. Returns (chunks copied, packs uploaded)."""
+    way; a fetch takes whole the remote packs it wants most of (``dense_packs``), each
+    checked before it is indexed. Returns (chunks copied, packs uploaded)."""
     missing = [c for c in dict.fromkeys(chunk_ids) if not dst.has(c)]
     if not missing:
         return 0, 0
-    return len(missing), dst.add_chunks(missing, src.read_whole)
+    whole = src.dense_packs(missing)
+    if whole:  # a clone or pull: most of these packs is wanted, so they come whole and checked
+        got = dst.take_packs(src, whole)
+        rest = [c for c in missing if c not in got]
+        if not rest:
+            return len(missing), 0
+    else:
+        rest = missing
+    return len(missing), dst.add_chunks(rest, src.read_whole)
