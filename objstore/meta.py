@@ -178,11 +178,18 @@ class MetaStore:
         with contextlib.suppress(OSError, pygit2.GitError, FormatError):  # only an optimisation:
             self._merge_small_packs()  # the new objects are durable already; the next try merges
 
+    def _pack_builder(self) -> pygit2.PackBuilder:
+        """A pack builder searching for deltas on every core (one thread is libgit2's
+        default: 0.25 s for the 400 objects of a 20,000-file add, 0.18 s on two)."""
+        pb = pygit2.PackBuilder(self.repo)
+        pb.set_threads(0)  # 0: as many as the machine has
+        return pb
+
     def _write_pack(self, oids: list[pygit2.Oid]) -> list[Path]:
         """Write ``oids`` as one durable pack in ``objects/pack`` (the .idx last: it publishes)."""
         dest = Path(self.path, "objects", "pack")
         dest.mkdir(parents=True, exist_ok=True)
-        pb = pygit2.PackBuilder(self.repo)
+        pb = self._pack_builder()
         for oid in oids:
             pb.add(_oid(oid))
         import tempfile
@@ -566,7 +573,7 @@ class MetaStore:
     def write_pack_of(self, objects: Iterable[str], folder: Path) -> list[Path]:
         """Write these objects as one git pack (``.pack`` and ``.idx``) in ``folder``, a
         scratch folder of the caller's: a copy to send elsewhere, not part of this store."""
-        pb = pygit2.PackBuilder(self.repo)
+        pb = self._pack_builder()
         for oid in sorted(str(o) for o in objects):
             pb.add(pygit2.Oid(hex=oid))
         pb.write(str(folder))

@@ -227,3 +227,16 @@ def test_stored_by_pack_counts_as_lookups_would(tmp_path: Path) -> None:
     for chunks in (ids + unknown + ids[:7], ids[140:160] + unknown[:1], ids[:3]):
         assert index.stored_by_pack(chunks) == by_lookups(chunks)
     assert set(index.stored_by_pack(ids)) == {"aa" * 16, "bb" * 16}
+
+
+def test_a_download_a_kill_left_behind_is_swept_by_gc(tmp_path: Path) -> None:
+    from objstore.maintenance import gc
+
+    _a, url, _ids = _pushed(tmp_path)
+    b = clone_to(url, {}, tmp_path / "b")
+    left = b.chunks.packs_dir / ".tmp-0123456789abcdef.fetched"
+    left.write_bytes(b"half a pack")
+    os.utime(left, (1, 1))
+    gc(b)
+    assert not left.exists()
+    assert fsck(Store(b.path), read_data=True).ok
