@@ -299,6 +299,8 @@ class ChunkStore:
             for journal in self.packs_dir.glob(".tmp-*.toc"):
                 if not journal.with_suffix(".pack").exists():  # its pack was published or dropped
                     journal.unlink(missing_ok=True)
+            for download in self.packs_dir.glob(".tmp-*.fetched"):  # a killed fetch's (under the lock)
+                download.unlink(missing_ok=True)
             if rows:  # every row, even of chunks indexed elsewhere: the pack is named from now on
                 self.index.write_fragment(rows)
                 self.index.maybe_merge()
@@ -328,8 +330,9 @@ class ChunkStore:
         ``pack_hex``; returns its chunks' ids. It is checked as every record would be read: its
         bytes hash to its name, its table of contents is whole, each record decodes to its
         id and none is a delta. Then it is made durable and moved into place, and indexed by
-        the next ``flush`` (killed before that, ``recover`` indexes it). A failed check
-        raises ``FormatError`` or ``CorruptObject`` and leaves ``path`` to the caller."""
+        the next ``flush`` (killed before that, ``recover`` indexes it); none when a pack of
+        that name is here already. A failed check raises ``FormatError`` or
+        ``CorruptObject`` and leaves ``path`` to the caller."""
         where = f"the downloaded pack {pack_hex}"
         algo, entries = read_pack_toc(path)
         if algo is not self.algo or not self.intact(path, pack_hex):
@@ -345,6 +348,8 @@ class ChunkStore:
             reader.close()
         final = pack_path(self.packs_dir, pack_hex)
         final.parent.mkdir(exist_ok=True)
+        if final.exists():  # never replaced (the caller holds the store lock): its rows are
+            return []       # the index's; the chunks wanted from it come one by one
         os.replace(path, final)
         fsync_dir(final.parent)
         with self._wlock:

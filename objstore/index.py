@@ -197,16 +197,19 @@ class Fragment:
         """Add to ``out`` (pack -> bytes) the stored length of each chunk of ``wanted`` held
         here, and take it out of ``wanted``: one pass over the rows, unpacked in C, which
         beats a lookup each when most rows are wanted."""
-        h, packs = self.hsize, self.packs
-        ids = self._mm[self._ids : self._locs]
-        rows = LOC.iter_unpack(self._mm[self._locs : self._locs + self.count * LOC.size])
-        for i, (pack_no, _offset, stored, _raw, _flags) in enumerate(rows):
-            chunk_id = ids[i * h : i * h + h]
-            if chunk_id in wanted:
-                if pack_no >= len(packs):
-                    raise FormatError(f"{self.path}: entry {i} names pack {pack_no} of {len(packs)}")
-                wanted.discard(chunk_id)
-                out[packs[pack_no]] = out.get(packs[pack_no], 0) + stored
+        h, packs, block = self.hsize, self.packs, 1 << 16  # rows copied out per step: bounded memory
+        for first in range(0, self.count, block):
+            n = min(block, self.count - first)
+            ids = self._mm[self._ids + first * h : self._ids + (first + n) * h]
+            locs = self._mm[self._locs + first * LOC.size : self._locs + (first + n) * LOC.size]
+            for i, (pack_no, _offset, stored, _raw, _flags) in enumerate(LOC.iter_unpack(locs)):
+                chunk_id = ids[i * h : i * h + h]
+                if chunk_id in wanted:
+                    if pack_no >= len(packs):
+                        raise FormatError(f"{self.path}: entry {first + i} names pack {pack_no} of "
+                                          f"{len(packs)}")
+                    wanted.discard(chunk_id)
+                    out[packs[pack_no]] = out.get(packs[pack_no], 0) + stored
 
     def close(self) -> None:
         self._mm.close()

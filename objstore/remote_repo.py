@@ -27,6 +27,7 @@ import hashlib
 import os
 import re
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -38,7 +39,7 @@ from typing import Self
 import xxhash
 
 from .chunkstore import roll_packs
-from .errors import DsError, FormatError
+from .errors import CorruptObject, DsError, FormatError
 from .fsutil import atomic_write
 from .index import ChunkIndex, Fragment, Location, encode_fragment
 from .meta import valid_ref_name
@@ -471,32 +472,48 @@ class RemoteRepo(Repository):
                           "run `ds fsck --remote`")
 
     def dense_packs(self, chunk_ids: list[bytes]) -> dict[str, int]:
-        """Packs that hold at least WHOLE_MIN bytes of these chunks, and at least half of
-        their size: a clone or pull wants most of each pack it touches, and a whole pack
-        comes in one request and is indexed as it is, not rewritten chunk by chunk."""
-        out = {}
-        for pack, nbytes in sorted(self.index().stored_by_pack(chunk_ids).items()):
-            if nbytes >= WHOLE_MIN:
-                size = self.fs.size(f"packs/{pack[:2]}/{pack}.pack")
-                if size is not None and 2 * nbytes >= size:
-                    out[pack] = size
-        return out
+        """Packs that hold at least WHOLE_MIN bytes of these chunks and at least half of
+        their size (so a pack taken whole costs at most twice the bytes read chunk by
+        chunk), with their sizes from one listing: a clone or pull wants most of each pack
+        it touches, and a whole pack is indexed as it is, not rewritten chunk by chunk.
+        None for a sparse store, which downloads only the chunks of its part."""
+        wanted = self.index().stored_by_pack(chunk_ids)
+        if self.store.config.sparse or all(n < WHOLE_MIN for n in wanted.values()):
+            return {}
+        sizes = {rel.rsplit("/", 1)[-1]: size for rel, (size, _m) in self.fs.list_detail("packs").items()}
+        return {pack: size for pack, nbytes in sorted(wanted.items())
+                if nbytes >= WHOLE_MIN and (size := sizes.get(f"{pack}.pack")) is not None
+                and 2 * nbytes >= size}
 
     def get_packs(self, packs: dict[str, int], folder: Path, take: Callable[[str, Path], None]) -> None:
-        """Download these packs (``workers`` at a time); a pack gone meanwhile (a remote gc)
-        is skipped: its chunks are then read where the synced index says."""
-        def get(pack: str) -> None:
+        """Download these packs (``workers`` at a time, each by ranged reads of at most
+        MAX_RANGE and never past the size listed) and hand each to ``take``. A pack ``take``
+        refuses is reported, and its chunks are then read one by one (which names the
+        damage if one of them is wanted); one gone meanwhile (a remote gc) is skipped, its
+        chunks then read where the synced index says. A failure or Ctrl-C here stops the
+        other downloads at their next range."""
+        stop = threading.Event()
+
+        def get(pack: str, size: int) -> None:
+            rel = f"packs/{pack[:2]}/{pack}.pack"
             path = folder / f".tmp-{os.urandom(8).hex()}.fetched"
             try:
-                self.fs.get_file(f"packs/{pack[:2]}/{pack}.pack", path)
+                with open(path, "wb") as f:
+                    for start in range(0, size, MAX_RANGE):
+                        if stop.is_set():
+                            return
+                        f.write(self.fs.cat_ranges(rel, [(start, min(size, start + MAX_RANGE))])[0])
                 take(pack, path)
             except FileNotFoundError:
                 pass
+            except (FormatError, CorruptObject) as e:
+                self.warn(f"{self.label}: its pack {pack} was not taken whole ({e}); its chunks are "
+                          "read one by one (`ds fsck --remote` checks the remote)")
             finally:
                 path.unlink(missing_ok=True)
 
         folder.mkdir(parents=True, exist_ok=True)
-        self._parallel([(lambda p=p: get(p), size) for p, size in packs.items()])
+        self._parallel([(lambda p=p, n=n: get(p, n), n) for p, n in packs.items()], stop)
 
     def add_chunks(self, chunk_ids: list[bytes], read: Callable[[list[bytes]], Iterable[Chunk]]) -> int:
         """New packs of these chunks, then one index fragment; returns the packs uploaded.
@@ -572,18 +589,28 @@ class RemoteRepo(Repository):
         self.chunks_fetched += got
         return got
 
-    def _parallel(self, jobs: list[tuple]) -> list:
-        """Run (callable, size) jobs on ``workers`` threads, in order; report progress."""
+    def _parallel(self, jobs: list[tuple], stop: threading.Event | None = None) -> list:
+        """Run (callable, size) jobs on ``workers`` threads, in order; report progress. On
+        a failure or Ctrl-C, jobs not started are dropped and ``stop`` is set for the
+        running ones before waiting for them."""
         from concurrent.futures import ThreadPoolExecutor
 
         total, done = sum(size for _fn, size in jobs), 0
         out = []
         with ThreadPoolExecutor(max(1, min(self.workers, len(jobs) or 1))) as pool:
-            for (_fn, size), result in zip(jobs, pool.map(lambda job: job[0](), jobs), strict=True):
-                out.append(result)
-                done += size
-                if self.progress is not None:
-                    self.progress(done, total)
+            futures = [pool.submit(fn) for fn, _size in jobs]
+            try:
+                for (_fn, size), future in zip(jobs, futures, strict=True):
+                    out.append(future.result())
+                    done += size
+                    if self.progress is not None:
+                        self.progress(done, total)
+            except BaseException:
+                if stop is not None:
+                    stop.set()
+                for future in futures:
+                    future.cancel()
+                raise
         return out
 
     def attach(self) -> Self:

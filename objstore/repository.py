@@ -11,14 +11,13 @@ every write or delete.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import suppress
 from itertools import groupby
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .backend import LocalBackend
 from .chunkstore import roll_packs
-from .errors import CorruptObject, DsError, FormatError
+from .errors import DsError, FormatError
 from .index import ChunkIndex, Location
 from .packs import FLAG_DELTA, PackReader, encode_chunk, pack_path, read_pack_toc
 
@@ -208,21 +207,18 @@ class LocalRepository(Repository):
             yield chunk_id, stored, loc.raw_len, flags
 
     def take_packs(self, src: Repository, packs: dict[str, int]) -> set[bytes]:
-        """Each pack checked whole (``ChunkStore.adopt``) and indexed; one that fails a check
-        (damaged, forged, gone meanwhile) is left out, its chunks then copied one by one,
-        which names the damage if one is needed. What arrived is indexed even if the rest fails."""
+        """Each pack checked whole (``ChunkStore.adopt``), indexed by the ``add_chunks``
+        that follows (or, if this fails, what arrived is indexed before the error goes on)."""
         got: set[bytes] = set()
 
         def take(pack: str, path: Path) -> None:
-            with suppress(FormatError, CorruptObject):
-                got.update(self.chunks.adopt(path, pack))
+            got.update(self.chunks.adopt(path, pack))
 
         try:
             src.get_packs(packs, self.chunks.packs_dir, take)
         except BaseException:
             self.chunks.keep()
             raise
-        self.chunks.flush()
         return got
 
     def add_chunks(self, chunk_ids: list[bytes], read: Callable[[list[bytes]], Iterable[Chunk]]) -> int:
@@ -248,12 +244,6 @@ def copy_chunks(src: Repository, dst: Repository, chunk_ids: Iterable[bytes]) ->
     missing = [c for c in dict.fromkeys(chunk_ids) if not dst.has(c)]
     if not missing:
         return 0, 0
-    whole = src.dense_packs(missing)
-    if whole:  # a clone or pull: most of these packs is wanted, so they come whole and checked
-        got = dst.take_packs(src, whole)
-        rest = [c for c in missing if c not in got]
-        if not rest:
-            return len(missing), 0
-    else:
-        rest = missing
-    return len(missing), dst.add_chunks(rest, src.read_whole)
+    whole = src.dense_packs(missing)  # a clone or pull wants most of these: whole, and checked
+    got = dst.take_packs(src, whole) if whole else set()
+    return len(missing), dst.add_chunks([c for c in missing if c not in got], src.read_whole)
