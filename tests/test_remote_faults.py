@@ -59,12 +59,13 @@ def knobs(seed: int) -> dict:
 
 
 def source(path: Path) -> Store:
-    """A store with two versions and a tag: 60 small files, a few larger, one edit."""
+    """A store with two versions and a tag: 60 small files, a few larger, one edit. v1's
+    remote pack (over 1 MiB, all of it wanted) is fetched whole, v2's chunk by chunk."""
     s = Store.init(path)
     rnd = random.Random(7)
     for i in range(60):
         write(s.worktree, f"d{i % 6}/f{i:03d}", rnd.randbytes(rnd.randint(100, 4000)))
-    write(s.worktree, "big/a.bin", rnd.randbytes(600_000))
+    write(s.worktree, "big/a.bin", rnd.randbytes(1_500_000))
     commit_all(s, "v1")
     s.tag("v1", "HEAD")
     write(s.worktree, "d0/f000", b"edited")
