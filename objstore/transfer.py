@@ -234,7 +234,7 @@ class Transfers(RemoteRepo):
         return good
 
     def fetch(self) -> Transfer:
-        """Bring the remote's refs and metadata (not file bytes: those come on demand)."""
+        """Bring the remote's refs, metadata and index (not file bytes: those come on demand)."""
         meta = self.store.meta
         self.cache.mkdir(parents=True, exist_ok=True)
         t = Transfer()
@@ -248,6 +248,11 @@ class Transfers(RemoteRepo):
                 self.fetch_meta(t)
                 if all(meta.object_type(c) is not None for c in remote_refs.values()):
                     break
+            # the remote's index too, before any ref names what was fetched: a push lands its
+            # index before its refs, so every chunk of a fetched version is then known to be
+            # on the remote (`ds fsck` counts it there, not as lost), even if this is killed
+            self.forget_index()
+            self.index()
             remote_refs = self.version_refs(remote_refs)
             self._drop_broken_tracking_refs()
             before = {name: c for name in meta.ref_names() if (c := meta.ref_target(name)) is not None}

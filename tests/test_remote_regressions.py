@@ -195,3 +195,25 @@ def test_a_killed_writer_leaves_no_lock_that_blocks_the_next(tmp_path) -> None:
         assert not local_lock.exists()
         Remote(store, str(remote_dir)).push()
         assert (remote_dir / "refs/heads/main").read_text().strip() == v2
+
+
+def test_fsck_after_a_fetch_counts_the_new_versions_chunks_on_the_remote(tmp_path: Path) -> None:
+    """A fetch brings refs and metadata, not file bytes: the chunks of what it fetched are
+    on the remote, which `ds fsck` must know (it reported them lost, and exited 1)."""
+    from objstore.maintenance import fsck
+
+    from .test_remote import make_store
+
+    url = (tmp_path / "remote").as_uri()
+    a = make_store(tmp_path / "a", url, {})
+    write(a.worktree, "x", os.urandom(3000))
+    commit_all(a, "v1")
+    Remote(a).push()
+    b, _t = clone(url, str(tmp_path / "b"))
+    write(a.worktree, "y", os.urandom(3000))
+    commit_all(a, "v2")
+    Remote(a).push()
+    Remote(b).fetch()
+    report = fsck(Store(b.path))
+    assert report.ok, report.problems
+    assert report.remote_only == 1

@@ -1,4 +1,4 @@
-"""Crash safety: `ds commit`, `ds gc`, `ds push` and an SDK finalize killed with SIGKILL at
+"""Crash safety: `ds commit`, `ds gc`, `ds push`, `ds pull` and an SDK finalize killed with SIGKILL at
 random moments leave a store that passes `fsck --read-data`, keeps every version committed
 before the kill byte-identical, and lets the command run again to completion.
 
@@ -112,6 +112,37 @@ def test_push_killed_at_random(tmp_path: Path, trial: int) -> None:
     subprocess.run([DS, "clone", str(tmp_path / "remote"), str(tmp_path / "c2")], check=True,
                    capture_output=True)
     assert read_tree(tmp_path / "c2") == read_tree(work)
+
+
+@pytest.mark.parametrize("trial", range(TRIALS))
+def test_pull_killed_at_random(tmp_path: Path, trial: int) -> None:
+    """A pull that takes remote packs whole (two of about 1.5 MB) killed at any moment:
+    the store keeps its versions, and the next pull finishes byte-identical."""
+    import json
+
+    work, clone = tmp_path / "w", tmp_path / "c"
+    subprocess.run([DS, "init", str(work)], check=True, capture_output=True)
+    subprocess.run([DS, "config", "store.pack_target", "1500000"], cwd=work, check=True, capture_output=True)
+    _dataset(work, 100, seed=trial)
+    subprocess.run([DS, "commit", "-a", "-m", "v1"], cwd=work, check=True, capture_output=True)
+    subprocess.run([DS, "remote", "add", "origin", str(tmp_path / "remote")], cwd=work, check=True,
+                   capture_output=True)
+    subprocess.run([DS, "push"], cwd=work, check=True, capture_output=True)
+    subprocess.run([DS, "clone", str(tmp_path / "remote"), str(clone)], check=True, capture_output=True)
+    v1 = json.loads(subprocess.run([DS, "log", "-n", "1", "--json"], cwd=clone, capture_output=True,
+                                   text=True).stdout)[0]["id"]
+    versions = {v1: read_tree(clone)}
+    for i in range(2):
+        write(work, f"big{i}.bin", random.Random(trial * 10 + i).randbytes(1_400_000))
+    _dataset(work, 100, seed=900 + trial)
+    subprocess.run([DS, "commit", "-a", "-m", "v2"], cwd=work, check=True, capture_output=True)
+    subprocess.run([DS, "push"], cwd=work, check=True, capture_output=True)
+    _kill_after([DS, "pull"], clone, random.Random(trial).uniform(0.05, 1.0))
+    _check(clone, versions, tmp_path)
+    subprocess.run([DS, "pull"], cwd=clone, check=True, capture_output=True)
+    assert read_tree(clone) == read_tree(work)
+    assert not list((clone / ".dsstore" / "packs").glob(".tmp-*.fetched"))
+    _check(clone, versions, tmp_path)
 
 
 FINALIZE = """
