@@ -299,14 +299,19 @@ class ChunkStore:
             for journal in self.packs_dir.glob(".tmp-*.toc"):
                 if not journal.with_suffix(".pack").exists():  # its pack was published or dropped
                     journal.unlink(missing_ok=True)
-            for download in self.packs_dir.glob(".tmp-*.fetched"):  # a killed fetch's (under the lock)
-                download.unlink(missing_ok=True)
+            self.drop_downloads()
             if rows:  # every row, even of chunks indexed elsewhere: the pack is named from now on
                 self.index.write_fragment(rows)
                 self.index.maybe_merge()
             report.chunks = len(rows)
             report.raw_bytes = sum(loc.raw_len for _c, loc in rows)
         return report
+
+    def drop_downloads(self) -> None:
+        """Remove the whole-pack downloads a killed fetch left (``adopt``); under the store
+        lock, which every fetch holds, any there is a dead one's."""
+        for download in self.packs_dir.glob(".tmp-*.fetched"):
+            download.unlink(missing_ok=True)
 
     def _published_entries(self, path: Path) -> list[PackEntry]:
         """A published pack's table of contents, if the pack's bytes hash to its name."""

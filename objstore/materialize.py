@@ -42,7 +42,7 @@ from .chunkstore import ChunkStore
 from .errors import DsError
 from .links import LinkError, LinkPolicy, LinkRefused, decode_url, following
 from .manifest import EXEC, EXTERNAL, LINK, FileEntry
-from .paths import parent_of
+from .paths import TEMP_PREFIX, parent_of
 from .quickstatus import fork_cores
 from .scan import Stat, lstat_inside
 
@@ -167,7 +167,7 @@ class Materializer:
                 pass  # not ours: replaced through a temp name, as anywhere else
             else:
                 return path, self._fill(fd, dest, None, path, entry, mode)
-        tmp = f"{self._prefix}{folder}{'/' if folder else ''}.ds-tmp-{os.getpid()}-{next(_seq)}"
+        tmp = f"{self._prefix}{folder}{'/' if folder else ''}{TEMP_PREFIX}{os.getpid()}-{next(_seq)}"
         return path, self._fill(os.open(tmp, _FLAGS, mode), tmp, dest, path, entry, mode)
 
     def _fill(self, fd: int, name: str, dest: str | None, path: str, entry: FileEntry,

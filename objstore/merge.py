@@ -37,11 +37,8 @@ def merge(store: Store, rev: str, ours: bool = False, theirs: bool = False,
         return None  # already contains it
     branch = meta.head_branch()
     with store.locked():
-        if meta.is_ancestor(head, other):  # fast-forward
-            checkout(store, other)
-            if branch:
-                meta.set_ref(f"refs/heads/{branch}", other, force=True)
-                meta.attach_head(branch)
+        if meta.is_ancestor(head, other):  # fast-forward: the branch moves as the files are written
+            checkout(store, other, branch=branch)
             return meta.commit_info(other)
         base = meta.merge_base(head, other)
         base_tree = meta.tree_of(base) if base else None
@@ -85,10 +82,7 @@ def merge(store: Store, rev: str, ours: bool = False, theirs: bool = False,
                 editor.set(path, entry)
         tree = editor.write()
         commit_id = meta.commit(tree, [head, other], message or f"merge {rev}", store.author())
-        checkout(store, commit_id)
-        if branch:
-            meta.set_ref(f"refs/heads/{branch}", commit_id, force=True)
-            meta.attach_head(branch)
+        checkout(store, commit_id, branch=branch)
         return meta.commit_info(commit_id)
 
 

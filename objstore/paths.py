@@ -12,6 +12,15 @@ from .errors import UnsafePath
 STORE_DIR = ".dsstore"
 STORE_ENV = "DSSTORE_DIR"  # names the store every command and the SDK use, as GIT_DIR does
 IGNORE_FILE = ".dsignore"  # gitignore-style rules for the folder that holds it
+TEMP_PREFIX = ".ds-tmp-"  # a file being written by a checkout: .ds-tmp-PID-N (never versioned)
+
+
+def temp_pid(name: str) -> int | None:
+    """The process that writes temp file ``name`` (``.ds-tmp-PID-N``), or None for any other name."""
+    if not name.startswith(TEMP_PREFIX):
+        return None
+    pid, dash, seq = name[len(TEMP_PREFIX):].partition("-")
+    return int(pid) if dash and pid.isdigit() and seq.isdigit() and pid.isascii() and seq.isascii() else None
 MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 4096
 _LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")  # of a drive (C:)

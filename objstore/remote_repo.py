@@ -585,6 +585,7 @@ class RemoteRepo(Repository):
         if all(store.chunks.has(c) for c in chunk_ids):
             return 0
         with self.fs.operation("read"), store.locked():
+            store.chunks.drop_downloads()
             got, _packs = copy_chunks(self, LocalRepository(store), chunk_ids)
         self.chunks_fetched += got
         return got

@@ -14,7 +14,7 @@ from array import array
 from dataclasses import dataclass, field
 
 from .manifest import EXEC, FILE, LINK
-from .paths import IGNORE_FILE, STORE_DIR, join
+from .paths import IGNORE_FILE, STORE_DIR, TEMP_PREFIX, join, temp_pid
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +99,7 @@ class ScanResult:
     folders: list[FolderFiles] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # special files
     bad_names: list[str] = field(default_factory=list)  # not UTF-8
+    temps: list[str] = field(default_factory=list)  # a checkout's temp files (one killed leaves them)
     ignoring: bool = False  # some .dsignore rule applied: tracked files may be hidden
     matched: int = 0  # files found in the version they were compared with (worktree_diff)
 
@@ -200,6 +201,9 @@ def _walk(root: str, folder: str, ignore: _Ignore, result: ScanResult) -> None:
                     result.skipped.append(join(folder, name))
                 continue
             rel = join(folder, name)
+            if name.startswith(TEMP_PREFIX) and temp_pid(name) is not None:
+                result.temps.append(rel)  # never versioned; a dead writer's is removed by checkout
+                continue
             if not name.isascii():
                 try:
                     name.encode("utf-8")

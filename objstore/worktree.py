@@ -7,6 +7,7 @@ names it, so a crash never leaves a stage that points at missing bytes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 from .diff import Diff, diff_trees
 from .errors import DirtyWorktree, DsError, NothingToCommit
 from .manifest import LINK, FileEntry
-from .paths import IGNORE_FILE, STORE_DIR, check_relpath, join, parent_of
+from .paths import IGNORE_FILE, STORE_DIR, check_relpath, join, parent_of, temp_pid
 from .progress import announce
 from .scan import FolderFiles, ScanResult, Stat, lstat_inside, scan
 from .statcache import StatCache
@@ -136,6 +137,46 @@ def _current_hashes(store: Store, cache: StatCache, files: dict[str, Stat],
             out[path] = h
     out.update(_hash_paths(store, cache, todo))
     return out
+
+
+def _drop_dead_temps(root: str, temps: list[str]) -> None:
+    """Remove the temp files of checkouts killed part-way (their process is gone)."""
+    for rel in temps:
+        pid = temp_pid(rel.rpartition("/")[2])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(root, rel))
+        except OSError:  # alive, another user's
+            pass
+
+
+def _unlike(store: Store, modified: dict[str, FileEntry], target: dict[str, FileEntry]) -> list[str]:
+    """Modified files whose bytes are not what the version holds there. One that holds them
+    (as a checkout or pull killed part-way leaves it) is no work to lose."""
+    out = []
+    for path in sorted(modified):
+        e, t = modified[path], target.get(path)
+        if t is not None and (e.kind, e.size) == (t.kind, t.size):
+            try:
+                h = e.hash or hash_file(os.path.join(str(store.worktree), path), e.kind, store.algo)
+                if h == t.hash:
+                    continue
+            except OSError:  # gone or unreadable meanwhile: not known to be the version's
+                pass
+        out.append(path)
+    return out
+
+
+def _other_bytes(store: Store, cache: StatCache, files: dict[str, Stat], added: dict[str, FileEntry],
+                 target: dict[str, FileEntry]) -> list[str]:
+    """Untracked files a version would overwrite with other bytes. One that holds those very
+    bytes (as a checkout or pull killed part-way leaves them) is no work to lose."""
+    alike = [p for p, e in added.items()
+             if p in target and (e.kind, e.size) == (target[p].kind, target[p].size)]
+    hashes = _current_hashes(store, cache, files, alike)
+    return sorted(p for p in added if p in target and hashes.get(p) != target[p].hash)
 
 
 def _scan_with_tracked(store: Store, tracked: Iterable[str]) -> ScanResult:
@@ -522,12 +563,15 @@ class CheckoutReport:
 
 def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool = False,
              progress: Callable[[int, int], None] | None = None,
-             cwd: str | None = None) -> WriteReport | CheckoutReport:
+             cwd: str | None = None, branch: str | None = None) -> WriteReport | CheckoutReport:
     """Make the working folder (or just ``paths``) equal to version ``rev``.
 
     Refuses, unless ``force``, whenever uncommitted work would be lost: modified or
     staged files, and untracked files or folders standing where the version needs a
-    file or a folder.
+    file or a folder (a file holding the version's bytes there is no work to lose).
+    ``branch`` (HEAD's, for a fast-forward or merge): that branch moves to the version,
+    one ref update, instead of HEAD being pointed at ``rev``; killed at any moment, HEAD
+    stays on the branch.
     """
     from .materialize import Materializer
 
@@ -538,6 +582,7 @@ def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool
         target_tree = meta.tree_of(target)
         head_tree = store.head_tree()
         wd, result, cache = worktree_diff(store)
+        _drop_dead_temps(root, result.temps)
         staged = diff_trees(meta, head_tree, store.staged_tree(), renames=False)
         clean_tracked = {p for p, _ in meta.walk(head_tree)} - set(wd.modified)
         m = Materializer(root, store.chunks, progress=progress, force=force)
@@ -570,10 +615,10 @@ def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool
         write_paths = {p for p in (*between.added, *between.modified) if scope(p)}
         write_paths |= {p for p in (*wd.modified, *wd.removed, *wd.added) if p in target_map}
         gone = {p for p in between.removed if scope(p)} | {p for p in wd.modified if p not in target_map}
-        if not force:
-            clobbered = [p for p in wd.added if p in target_map]
-            lost = (sorted(wd.modified) + sorted(wd.removed) + sorted(staged.added)
-                    + sorted(staged.modified) + sorted(staged.removed) + clobbered
+        if not force:  # what the version holds already, or drops too, is no work to lose
+            lost = (_unlike(store, wd.modified, target_map) + sorted(p for p in wd.removed if p in target_map)
+                    + sorted(staged.added) + sorted(staged.modified) + sorted(staged.removed)
+                    + _other_bytes(store, cache, result.files, wd.added, target_map)
                     + _blockers(root, write_paths, clean_tracked & gone))
             if lost:
                 raise DirtyWorktree(
@@ -595,7 +640,10 @@ def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool
         from .branches import left_behind
 
         behind = left_behind(store, target)
-        meta.checkout_ref(rev, target)
+        if branch is not None:
+            meta.set_ref(f"refs/heads/{branch}", target, force=True)
+        else:
+            meta.checkout_ref(rev, target)
         store.clear_stage()
         detached = target if meta.head_branch() is None else None
         return CheckoutReport(**vars(report), detached=detached, left_behind=behind)

@@ -217,3 +217,54 @@ def test_fsck_after_a_fetch_counts_the_new_versions_chunks_on_the_remote(tmp_pat
     report = fsck(Store(b.path))
     assert report.ok, report.problems
     assert report.remote_only == 1
+
+
+def test_a_file_holding_the_versions_bytes_is_no_work_a_checkout_would_lose(tmp_path: Path) -> None:
+    """What a checkout or pull killed part-way left (files of the version it was writing)
+    does not stop the next one; a file with other bytes still does, and is kept."""
+    from objstore.errors import DirtyWorktree
+
+    s = Store.init(tmp_path / "s")
+    write(s.worktree, "a", b"first")
+    commit_all(s, "v1")
+    v1 = s.head()
+    write(s.worktree, "d/b", b"the new file")
+    write(s.worktree, "c", b"x" * 5000)
+    commit_all(s, "v2")
+    v2 = s.head()
+    checkout(s, v1)
+    assert not (s.worktree / "d").exists()
+    write(s.worktree, "d/b", b"the new file")  # as the killed checkout left it
+    write(s.worktree, "c", b"y" * 5000)  # the same size, other bytes: the user's
+    with pytest.raises(DirtyWorktree, match="c"):
+        checkout(s, v2)
+    assert (s.worktree / "c").read_bytes() == b"y" * 5000
+    (s.worktree / "c").unlink()
+    checkout(s, v2)
+    assert s.head() == v2
+    assert {p: data for p, (data, _x) in read_tree(s.worktree).items()} == {
+        "a": b"first", "d/b": b"the new file", "c": b"x" * 5000}
+
+
+def test_a_killed_checkouts_temp_files_are_never_versioned_and_go_at_the_next(tmp_path: Path) -> None:
+    """A checkout killed while writing leaves ``.ds-tmp-PID-N`` files: status and add never
+    see them, and the next checkout removes those of a process that is gone (only)."""
+    import subprocess
+    import sys
+
+    s = Store.init(tmp_path / "s")
+    write(s.worktree, "d/a", b"first")
+    commit_all(s, "v1")
+    v1 = s.head()
+    child = subprocess.Popen([sys.executable, "-c", "pass"])  # its pid, once reaped, is no process's
+    child.wait()
+    dead = child.pid
+    left = write(s.worktree, f"d/.ds-tmp-{dead}-0", b"half of a file")
+    mine = write(s.worktree, f".ds-tmp-{os.getpid()}-7", b"being written")  # a live writer's
+    assert status(s).clean
+    write(s.worktree, "d/b", b"second")
+    commit_all(s, "v2")
+    assert {p for p, _e in s.meta.walk(s.head_tree())} == {"d/a", "d/b"}
+    checkout(s, v1)
+    assert not left.exists() and mine.exists()
+    assert status(s).clean

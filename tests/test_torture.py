@@ -139,7 +139,8 @@ def test_pull_killed_at_random(tmp_path: Path, trial: int) -> None:
     subprocess.run([DS, "push"], cwd=work, check=True, capture_output=True)
     _kill_after([DS, "pull"], clone, random.Random(trial).uniform(0.05, 1.0))
     _check(clone, versions, tmp_path)
-    subprocess.run([DS, "pull"], cwd=clone, check=True, capture_output=True)
+    r = subprocess.run([DS, "pull"], cwd=clone, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
     assert read_tree(clone) == read_tree(work)
     assert not list((clone / ".dsstore" / "packs").glob(".tmp-*.fetched"))
     _check(clone, versions, tmp_path)

@@ -336,15 +336,19 @@ def test_stored_by_pack_counts_as_lookups_would(tmp_path: Path) -> None:
     assert set(index.stored_by_pack(ids)) == {"aa" * 16, "bb" * 16}
 
 
-@pytest.mark.parametrize("cleaner", ["gc", "the next write's recover"])
+@pytest.mark.parametrize("cleaner", ["gc", "the next write's recover", "the next fetch"])
 def test_a_download_a_kill_left_behind_is_removed(tmp_path: Path, cleaner: str) -> None:
-    _a, url, _ids = _pushed(tmp_path)
-    b = clone_to(url, {}, tmp_path / "b")
+    _a, url, ids = _pushed(tmp_path)
+    fetching = cleaner == "the next fetch"
+    b = make_store(tmp_path / "b", url, {}) if fetching else clone_to(url, {}, tmp_path / "b")
+    b.chunks.packs_dir.mkdir(exist_ok=True)
     left = b.chunks.packs_dir / ".tmp-0123456789abcdef.fetched"
     left.write_bytes(b"half a pack")
     os.utime(left, (1, 1))
     if cleaner == "gc":
         gc(b)
+    elif fetching:
+        assert Remote(b).fetch_chunks(ids[:1]) == 1
     else:
         with b.locked():
             b.chunks.recover()
