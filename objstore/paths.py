@@ -16,11 +16,16 @@ TEMP_PREFIX = ".ds-tmp-"  # a file being written by a checkout: .ds-tmp-PID-N (n
 
 
 def temp_pid(name: str) -> int | None:
-    """The process that writes temp file ``name`` (``.ds-tmp-PID-N``), or None for any other name."""
+    """The process that writes temp file ``name`` (``.ds-tmp-PID-N``, a name ds keeps for
+    itself), or None for any other name."""
     if not name.startswith(TEMP_PREFIX):
         return None
     pid, dash, seq = name[len(TEMP_PREFIX):].partition("-")
-    return int(pid) if dash and pid.isdigit() and seq.isdigit() and pid.isascii() and seq.isascii() else None
+    if not (dash and pid.isascii() and pid.isdigit() and seq.isascii() and seq.isdigit()) or len(pid) > 9:
+        return None
+    return int(pid)
+
+
 MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 4096
 _LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")  # of a drive (C:)

@@ -265,6 +265,8 @@ def test_a_killed_checkouts_temp_files_are_never_versioned_and_go_at_the_next(tm
     write(s.worktree, "d/b", b"second")
     commit_all(s, "v2")
     assert {p for p, _e in s.meta.walk(s.head_tree())} == {"d/a", "d/b"}
+    odd = write(s.worktree, ".ds-tmp-99999999999999999999-1", b"no process has such a pid")
+    assert status(s).added == [odd.name]  # not a name ds writes: the user's file
     checkout(s, v1)
-    assert not left.exists() and mine.exists()
-    assert status(s).clean
+    assert not left.exists() and mine.exists() and odd.exists()
+    assert status(s).added == [odd.name]
