@@ -270,3 +270,38 @@ def test_a_killed_checkouts_temp_files_are_never_versioned_and_go_at_the_next(tm
     checkout(s, v1)
     assert not left.exists() and mine.exists() and odd.exists()
     assert status(s).added == [odd.name]
+
+
+def test_a_fast_forward_stopped_before_its_branch_moves_leaves_head_on_the_branch(
+        tmp_path: Path, monkeypatch) -> None:
+    """The files are written, then the branch moves in one ref update: stopped just before it
+    (as a kill would), HEAD is still on its branch at the old version (it used to be left
+    detached at the new one), and merging again finishes."""
+    from objstore.meta import MetaStore
+
+    s = Store.init(tmp_path / "s")
+    write(s.worktree, "a", b"first")
+    commit_all(s, "v1")
+    v1 = s.head()
+    s.meta.set_ref("refs/heads/side", v1)
+    write(s.worktree, "d/b", b"second")
+    commit_all(s, "v2")
+    v2 = s.head()
+    s.meta.set_ref("refs/heads/main", v1, force=True)  # main back at v1, its files too
+    (s.worktree / "d" / "b").unlink()
+    (s.worktree / "d").rmdir()
+    assert s.meta.head_branch() == "main" and status(s).clean
+    set_ref = MetaStore.set_ref
+
+    def killed(self, name, commit_id, force=False):
+        raise KeyboardInterrupt  # where the process stops
+
+    monkeypatch.setattr(MetaStore, "set_ref", killed)
+    with pytest.raises(KeyboardInterrupt):
+        merge(s, v2)
+    monkeypatch.setattr(MetaStore, "set_ref", set_ref)
+    fresh = Store(s.path)
+    assert fresh.meta.head_branch() == "main" and fresh.head() == v1
+    assert merge(fresh, v2).id == v2  # the written file is no work to lose
+    assert fresh.meta.head_branch() == "main" and fresh.head() == v2
+    assert (fresh.worktree / "d/b").read_bytes() == b"second"
