@@ -152,31 +152,27 @@ def _drop_dead_temps(root: str, temps: list[str]) -> None:
             pass
 
 
-def _unlike(store: Store, modified: dict[str, FileEntry], target: dict[str, FileEntry]) -> list[str]:
-    """Modified files whose bytes are not what the version holds there. One that holds them
-    (as a checkout or pull killed part-way leaves it) is no work to lose."""
-    out = []
-    for path in sorted(modified):
-        e, t = modified[path], target.get(path)
-        if t is not None and (e.kind, e.size) == (t.kind, t.size):
-            try:
-                h = e.hash or hash_file(os.path.join(str(store.worktree), path), e.kind, store.algo)
-                if h == t.hash:
-                    continue
-            except OSError:  # gone or unreadable meanwhile: not known to be the version's
-                pass
-        out.append(path)
-    return out
-
-
-def _other_bytes(store: Store, cache: StatCache, files: dict[str, Stat], added: dict[str, FileEntry],
+def _other_bytes(store: Store, cache: StatCache, files: dict[str, Stat], changed: dict[str, FileEntry],
                  target: dict[str, FileEntry]) -> list[str]:
-    """Untracked files a version would overwrite with other bytes. One that holds those very
-    bytes (as a checkout or pull killed part-way leaves them) is no work to lose."""
-    alike = [p for p, e in added.items()
-             if p in target and (e.kind, e.size) == (target[p].kind, target[p].size)]
-    hashes = _current_hashes(store, cache, files, alike)
-    return sorted(p for p in added if p in target and hashes.get(p) != target[p].hash)
+    """Changed files (modified or untracked) that a version would overwrite with other bytes,
+    or remove. One that holds the version's very bytes (as a checkout or pull killed
+    part-way leaves it) is no work to lose. ``files``: the stat data the scan kept (of
+    untracked files)."""
+    hashes, todo = {}, {}
+    for path, e in changed.items():
+        t = target.get(path)
+        if t is None or (e.kind, e.size) != (t.kind, t.size):
+            continue
+        st = files.get(path)
+        if st is None and not e.hash:  # a modified file: the scan kept no stat data for it
+            found = lstat_inside(str(store.worktree), path)
+            st = Stat.of(found) if found is not None else None
+        if e.hash:
+            hashes[path] = e.hash
+        elif st is not None:
+            todo[path] = st
+    hashes.update(_current_hashes(store, cache, todo, list(todo)))
+    return sorted(p for p in changed if p not in target or hashes.get(p) != target[p].hash)
 
 
 def _scan_with_tracked(store: Store, tracked: Iterable[str]) -> ScanResult:
@@ -616,9 +612,11 @@ def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool
         write_paths |= {p for p in (*wd.modified, *wd.removed, *wd.added) if p in target_map}
         gone = {p for p in between.removed if scope(p)} | {p for p in wd.modified if p not in target_map}
         if not force:  # what the version holds already, or drops too, is no work to lose
-            lost = (_unlike(store, wd.modified, target_map) + sorted(p for p in wd.removed if p in target_map)
+            lost = (_other_bytes(store, cache, {}, wd.modified, target_map)
+                    + sorted(p for p in wd.removed if p in target_map)
                     + sorted(staged.added) + sorted(staged.modified) + sorted(staged.removed)
-                    + _other_bytes(store, cache, result.files, wd.added, target_map)
+                    + _other_bytes(store, cache, result.files,  # untracked: only where the version writes
+                                   {p: e for p, e in wd.added.items() if p in target_map}, target_map)
                     + _blockers(root, write_paths, clean_tracked & gone))
             if lost:
                 raise DirtyWorktree(

@@ -230,11 +230,13 @@ def test_a_file_holding_the_versions_bytes_is_no_work_a_checkout_would_lose(tmp_
     v1 = s.head()
     write(s.worktree, "d/b", b"the new file")
     write(s.worktree, "c", b"x" * 5000)
+    write(s.worktree, "a", b"first, then more")
     commit_all(s, "v2")
     v2 = s.head()
     checkout(s, v1)
     assert not (s.worktree / "d").exists()
     write(s.worktree, "d/b", b"the new file")  # as the killed checkout left it
+    write(s.worktree, "a", b"first, then more")  # a tracked file, already v2's
     write(s.worktree, "c", b"y" * 5000)  # the same size, other bytes: the user's
     with pytest.raises(DirtyWorktree, match="c"):
         checkout(s, v2)
@@ -243,7 +245,7 @@ def test_a_file_holding_the_versions_bytes_is_no_work_a_checkout_would_lose(tmp_
     checkout(s, v2)
     assert s.head() == v2
     assert {p: data for p, (data, _x) in read_tree(s.worktree).items()} == {
-        "a": b"first", "d/b": b"the new file", "c": b"x" * 5000}
+        "a": b"first, then more", "d/b": b"the new file", "c": b"x" * 5000}
 
 
 def test_a_killed_checkouts_temp_files_are_never_versioned_and_go_at_the_next(tmp_path: Path) -> None:
