@@ -93,9 +93,7 @@ def decode(store: Store, stored: Any, name: str | None = None) -> Any:
     if kind == "json":
         return stored.get("value")
     if kind == "pandas":
-        import pandas as pd
-
-        return pd.read_parquet(io.BytesIO(blobs.read_bytes(store, stored.get("blob"), what)))
+        return read_parquet(io.BytesIO(blobs.read_bytes(store, stored.get("blob"), what)))
     if kind == "numpy":
         import numpy as np
 
@@ -105,3 +103,12 @@ def decode(store: Store, stored: Any, name: str | None = None) -> Any:
         except ValueError as e:
             raise DsError(f"{what} is not a plain .npy array ({e}); set it again") from None
     raise DsError(f"{what} is kept as {kind!r}, which this objstore does not know; upgrade objstore")
+
+
+def read_parquet(source: Any) -> Any:
+    """A DataFrame from Parquet, read on this thread: pyarrow's threaded read leaves pool
+    threads that abort the process at exit now and then ("terminate called without an active
+    exception", exit -6), which would fail the user's script after its work is done."""
+    import pandas as pd
+
+    return pd.read_parquet(source, use_threads=False)

@@ -46,7 +46,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from . import dataset_attachments as blobs
 from .dataset_logger import plain, reports_of, task_part, user_metadata
-from .dataset_metadata import MARK, decode, is_dataframe, is_ndarray
+from .dataset_metadata import MARK, decode, is_dataframe, is_ndarray, read_parquet
 from .errors import DsError, FormatError
 from .fsutil import atomic_write
 from .paths import check_name, check_relpath
@@ -216,7 +216,7 @@ class Artifact:
                 import pandas as pd
 
                 if ctype == "application/parquet":
-                    return pd.read_parquet(local)
+                    return read_parquet(local)
                 if ctype == "application/feather":
                     return pd.read_feather(local)
                 if ctype == "application/pickle":

@@ -579,6 +579,30 @@ def test_metadata_keeps_dataframes_and_arrays_with_their_types() -> None:
     assert record["metadata"]["table"]["blob"]["size"] > 0 and len(json.dumps(record)) < 20_000
 
 
+def test_parquet_is_read_on_the_callers_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pyarrow's threaded read leaves pool threads that abort the process at exit now and
+    then (exit -6 after the script's work is done); metadata and artifacts read single-threaded."""
+    import pyarrow.parquet as pq
+
+    frame = pd.DataFrame({"x": [1, 2]})
+    ds = make()
+    ds.set_metadata(frame, metadata_name="table")
+    ds._task.upload_artifact("frame", frame, extension_name=".parquet")
+    ds.finalize()
+    seen: list[object] = []
+    real = pq.read_table
+
+    def spy(*args, **kw):
+        seen.append(kw.get("use_threads", True))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(pq, "read_table", spy)
+    fresh = Dataset.get(dataset_id=ds.id)
+    pd.testing.assert_frame_equal(fresh.get_metadata("table"), frame)
+    pd.testing.assert_frame_equal(fresh._task.artifacts["frame"].get(), frame)
+    assert seen == [False, False]
+
+
 def test_metadata_refuses_what_it_cannot_keep_without_pickle() -> None:
     ds = make()
     with pytest.raises(DsError, match=r"pandas.DataFrame.*numpy.ndarray"):
