@@ -153,10 +153,13 @@ def _add_url(paths: list[str], to: str | None, dask: str | None, option: list[st
 @app.command()
 def rm(
     paths: Annotated[list[str], typer.Argument(help="Files or folders to stop versioning.")],
-    keep: Annotated[bool, typer.Option("--keep", help="Leave the files in the working folder.")] = False,
+    keep: Annotated[bool, typer.Option("--keep", "--cached",
+                                       help="Leave the files in the working folder.")] = False,
     force: Annotated[
         bool, typer.Option("--force", "-f", help="Delete files with unstaged changes too.")
     ] = False,
+    recursive: Annotated[bool, typer.Option("-r", "--recursive", help="Accepted as git's: a folder is always "
+                                            "removed with all it holds.")] = False,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:

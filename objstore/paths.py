@@ -7,6 +7,8 @@ letter (``C:``), the store's own folder name, and components over 255 bytes.
 
 from __future__ import annotations
 
+import os
+
 from .errors import UnsafePath
 
 STORE_DIR = ".dsstore"
@@ -24,6 +26,17 @@ def temp_pid(name: str) -> int | None:
     if not (dash and pid.isascii() and pid.isdigit() and seq.isascii() and seq.isdigit()) or len(pid) > 9:
         return None
     return int(pid)
+
+
+def process_gone(pid: int) -> bool:
+    """No process ``pid`` runs here (one of another user's is not gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 MAX_NAME_BYTES = 255

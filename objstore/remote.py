@@ -14,10 +14,11 @@ from pathlib import Path
 
 from .errors import DsError
 from .meta import CommitInfo
+from .paths import STORE_DIR
 from .record_sync import RecordSync, fetch_dataset, push_dataset, remote_records
 from .remote_fs import RemoteFS
 from .remote_repo import Transfer, check_url, forget_remote, remote_config, remote_spec
-from .store import Store
+from .store import CLONING, Store
 
 __all__ = ["Remote", "Transfer", "attach_default", "check_url", "clone", "fetch_dataset",
            "forget_remote", "fsck_remote", "pull", "push", "push_dataset", "remote_records", "remote_spec"]
@@ -142,7 +143,8 @@ def clone(url: str, directory: str, rev: str | None = None, include: list[str] |
     ``origin/NAME``, as git's clone), or a tag or id (detached HEAD); default: the branch
     the remote's HEAD names, else ``main``, else the remote's only branch. With ``include``
     only matching files are written and only their chunks downloaded. A failed clone
-    leaves no folder behind.
+    leaves no folder behind; one killed part-way (SIGKILL, power loss) is finished by the
+    same clone run again.
     """
     import shutil
     from dataclasses import replace
@@ -155,10 +157,15 @@ def clone(url: str, directory: str, rev: str | None = None, include: list[str] |
         if cfg is None:
             raise probe.not_a_remote()
     existed = target.exists()
-    if existed and any(target.iterdir()):
+    store = _unfinished_clone(target, url) if existed else None
+    if store is None and existed and any(target.iterdir()):
         raise DsError(f"{target} exists and is not empty; clone into a new folder")
     try:
-        store = Store.init(target, hash=str(cfg.get("hash", "xxh3-128")))
+        if store is None:
+            store = Store.init(target, hash=str(cfg.get("hash", "xxh3-128")), cloning=url)
+        # a killed clone's files at the version's paths are its own: written over (with no
+        # version yet there is no work of the user's to lose in them)
+        resumed = store.head() is None and any(p.name != STORE_DIR for p in target.iterdir())
         store.set_config(replace(store.config, remote=name, sparse=list(include or []), remotes={
             name: {"url": url, **({"options": options} if options else {})}}))
         remote = Remote(store, name, progress=progress).attach()
@@ -167,13 +174,14 @@ def clone(url: str, directory: str, rev: str | None = None, include: list[str] |
             branch, cid = _clone_target(remote, rev)
             from .worktree import checkout
 
-            t.files = checkout(store, cid).count
             if branch is not None:
-                store.meta.set_ref(f"refs/heads/{branch}", cid, force=True)
                 store.meta.attach_head(branch)
+            t.files = checkout(store, cid, force=resumed, branch=branch).count
+            if branch is not None:
                 from .branches import set_upstream
 
                 t.upstreams[branch] = set_upstream(store, branch, name, branch).name
+        (store.path / CLONING).unlink(missing_ok=True)
     except BaseException:
         if existed:
             for child in target.iterdir():
@@ -182,6 +190,26 @@ def clone(url: str, directory: str, rev: str | None = None, include: list[str] |
             shutil.rmtree(target, ignore_errors=True)
         raise
     return store, remote.stats(t)
+
+
+def _unfinished_clone(target: Path, url: str) -> Store | None:
+    """The store a clone of ``url`` killed part-way left in ``target`` (None if there is
+    none); what store creations killed there left is removed first."""
+    from .store import drop_dead_inits
+
+    drop_dead_inits(target)
+    mark = target / STORE_DIR / CLONING
+    try:
+        was = mark.read_text(encoding="utf-8")
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DsError(f"{target} holds an unfinished clone whose {mark.name} cannot be read ({e}); "
+                      f"delete {target} and clone again") from None
+    if was != url:
+        raise DsError(f"{target} holds an unfinished clone of {was}: clone that URL again to finish it, "
+                      f"or delete {target} and clone {url}")
+    return Store(target / STORE_DIR)
 
 
 def _clone_target(remote: Remote, rev: str | None) -> tuple[str | None, str]:

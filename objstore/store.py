@@ -26,13 +26,37 @@ from typing import TYPE_CHECKING
 from .config import StoreConfig, load_config, save_config
 from .errors import DsError, NothingToCommit, StoreNotFound
 from .hashing import get_algo
-from .paths import STORE_DIR, STORE_ENV
+from .paths import STORE_DIR, STORE_ENV, process_gone
 
 if TYPE_CHECKING:  # imported where used: opening a store must not cost pygit2 (~50 ms) or the packs
     from .chunking import ChunkParams
     from .chunkstore import ChunkStore
     from .meta import CommitInfo, MetaStore
     from .statcache import StatCache
+
+
+INIT_PREFIX = ".dsstore.init-"  # a store being made (.dsstore.init-PID), renamed into place whole
+CLONING = "CLONING"  # in a store a clone is still filling: the URL it copies
+
+
+def drop_dead_inits(folder: Path) -> None:
+    """Remove what store creations killed part-way left in ``folder`` (their process is
+    gone, or had this process's id): else ``ds add .`` would version it."""
+    import shutil
+
+    for child in folder.glob(f"{INIT_PREFIX}*"):
+        pid = child.name[len(INIT_PREFIX):]
+        if not (pid.isascii() and pid.isdigit() and len(pid) <= 9 and child.is_dir()):
+            continue
+        if int(pid) == os.getpid() or process_gone(int(pid)):
+            shutil.rmtree(child, ignore_errors=True)
+
+
+def _exists(path: Path) -> DsError:
+    if path.is_dir() and (path / "config").exists():
+        return DsError(f"{path} already exists: this folder is already a store")
+    return DsError(f"{path} exists but is not a store (on a case-insensitive disk this may be "
+                   "Finder's .DS_Store); remove it, or init the store in another folder")
 
 
 def find_store(start: str | os.PathLike[str] = ".") -> Path:
@@ -104,36 +128,44 @@ class Store:
     # -- opening -----------------------------------------------------------------------
     @classmethod
     def init(cls, folder: str | os.PathLike[str], hash: str = "xxh3-128",
-             chunking: ChunkParams | None = None) -> Store:
-        """Create ``folder/.dsstore`` for a working folder."""
+             chunking: ChunkParams | None = None, cloning: str | None = None) -> Store:
+        """Create ``folder/.dsstore`` for a working folder (``cloning``: see ``create``)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        return cls.create(folder / STORE_DIR, hash, chunking)
+        return cls.create(folder / STORE_DIR, hash, chunking, cloning)
 
     @classmethod
     def create(cls, path: str | os.PathLike[str], hash: str = "xxh3-128",
-               chunking: ChunkParams | None = None) -> Store:
-        """Create a store folder at exactly ``path`` (it must not exist yet)."""
+               chunking: ChunkParams | None = None, cloning: str | None = None) -> Store:
+        """Create a store folder at exactly ``path`` (it must not exist yet). ``cloning``:
+        the URL a clone is copying, kept in ``CLONING`` until the clone is done (a killed
+        clone is finished by cloning again)."""
         path = Path(path)
         from .chunking import ChunkParams
         from .meta import MetaStore
 
         config = StoreConfig(hash=get_algo(hash).name, chunking=chunking or ChunkParams())
         if path.exists() or path.is_symlink():
-            if path.is_dir() and (path / "config").exists():
-                raise DsError(f"{path} already exists: this folder is already a store")
-            raise DsError(
-                f"{path} exists but is not a store (on a case-insensitive disk this may be "
-                "Finder's .DS_Store); remove it, or init the store in another folder"
-            )
+            raise _exists(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".dsstore.init-{os.getpid()}"
-        tmp.mkdir()
-        for sub in ("packs", "index", "cache"):
-            (tmp / sub).mkdir()
-        MetaStore.create(tmp / "meta", get_algo(hash).size)
-        save_config(tmp / "config", config)
-        os.replace(tmp, path)  # the store appears whole or not at all
+        drop_dead_inits(path.parent)
+        tmp = path.parent / f"{INIT_PREFIX}{os.getpid()}"
+        try:
+            tmp.mkdir()
+            for sub in ("packs", "index", "cache"):
+                (tmp / sub).mkdir()
+            MetaStore.create(tmp / "meta", get_algo(hash).size)
+            save_config(tmp / "config", config)
+            if cloning is not None:
+                (tmp / CLONING).write_text(cloning, encoding="utf-8")
+            os.replace(tmp, path)  # the store appears whole or not at all
+        except BaseException as e:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(e, OSError) and path.exists():  # made meanwhile by another init
+                raise _exists(path) from None
+            raise
         return cls(path)
 
     @classmethod

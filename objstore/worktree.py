@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from .diff import Diff, diff_trees
 from .errors import DirtyWorktree, DsError, NothingToCommit
 from .manifest import LINK, FileEntry
-from .paths import IGNORE_FILE, STORE_DIR, check_relpath, join, parent_of, temp_pid
+from .paths import IGNORE_FILE, STORE_DIR, check_relpath, join, parent_of, process_gone, temp_pid
 from .progress import announce
 from .scan import FolderFiles, ScanResult, Stat, lstat_inside, scan
 from .statcache import StatCache
@@ -142,14 +142,9 @@ def _current_hashes(store: Store, cache: StatCache, files: dict[str, Stat],
 def _drop_dead_temps(root: str, temps: list[str]) -> None:
     """Remove the temp files of checkouts killed part-way (their process is gone)."""
     for rel in temps:
-        pid = temp_pid(rel.rpartition("/")[2])
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if process_gone(temp_pid(rel.rpartition("/")[2])):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(root, rel))
-        except OSError:  # alive, another user's
-            pass
 
 
 def _other_bytes(store: Store, cache: StatCache, files: dict[str, Stat], changed: dict[str, FileEntry],

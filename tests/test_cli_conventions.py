@@ -300,3 +300,18 @@ def test_a_no_op_status_answered_before_typer_loads_prints_the_branch_line_too(r
     assert first == "On branch main\nNothing changed.\n"
     assert ds("status", cwd=repo).stdout == first
     assert ds("-C", str(repo), "status", cwd=repo.parent).stdout == first
+
+
+def test_rm_takes_gits_spellings(repo: Path) -> None:
+    """`ds rm -r DIR` and `ds rm --cached FILE` do what git's do (a folder is removed whole)."""
+    write(repo, "d/x.txt", "x\n")
+    write(repo, "d/sub/y.txt", "y\n")
+    write(repo, "kept.txt", "k\n")
+    ds("add", ".", cwd=repo)
+    ds("commit", "-m", "three", cwd=repo)
+    assert _json(repo, "rm", "-r", "d") == {"removed": ["d/sub/y.txt", "d/x.txt"], "kept": False}
+    assert not (repo / "d").exists()
+    assert _json(repo, "rm", "--cached", "kept.txt") == {"removed": ["kept.txt"], "kept": True}
+    assert (repo / "kept.txt").read_text() == "k\n"
+    st = _json(repo, "status")
+    assert st["staged"]["removed"] == ["d/sub/y.txt", "d/x.txt", "kept.txt"] and st["added"] == ["kept.txt"]

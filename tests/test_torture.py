@@ -1,6 +1,7 @@
-"""Crash safety: `ds commit`, `ds gc`, `ds push`, `ds pull` and an SDK finalize killed with SIGKILL at
-random moments leave a store that passes `fsck --read-data`, keeps every version committed
-before the kill byte-identical, and lets the command run again to completion.
+"""Crash safety: `ds commit`, `ds gc`, `ds push`, `ds pull`, `ds switch`, `ds squash`, `ds clone`
+and an SDK finalize killed with SIGKILL at random moments leave a store that passes
+`fsck --read-data`, keeps every version committed before the kill byte-identical, and lets
+the command run again to completion.
 
 10 trials per command by default; DS_TORTURE_TRIALS=200 for the long run.
 """
@@ -144,6 +145,112 @@ def test_pull_killed_at_random(tmp_path: Path, trial: int) -> None:
     assert read_tree(clone) == read_tree(work)
     assert not list((clone / ".dsstore" / "packs").glob(".tmp-*.fetched"))
     _check(clone, versions, tmp_path)
+
+
+def _ds(cwd: Path, *args: str) -> str:
+    r = subprocess.run([DS, *args], cwd=cwd, capture_output=True, text=True)
+    assert r.returncode == 0, (args, r.stderr)
+    return r.stdout
+
+
+def _head(work: Path) -> str:
+    import json
+
+    return json.loads(_ds(work, "log", "-n", "1", "--json"))[0]["id"]
+
+
+def _clean(work: Path, branch: str | None = "main") -> None:
+    """`ds status`: nothing changed or staged, HEAD on ``branch``."""
+    import json
+
+    st = json.loads(_ds(work, "status", "--json"))
+    assert st["branch"] == branch
+    changes = [st[k] for k in ("added", "modified", "removed", "renamed")]
+    assert changes + [st["staged"][k] for k in ("added", "modified", "removed", "renamed")] == [[]] * 8, st
+
+
+def _no_temps(work: Path) -> None:
+    assert not [p for p in work.rglob(".ds-tmp-*")], "a checkout's temp files are left"
+
+
+@pytest.mark.parametrize("trial", range(TRIALS))
+def test_switch_killed_at_random(tmp_path: Path, trial: int) -> None:
+    """A switch between branches that share few files, killed while it writes: the store
+    keeps both, and the same switch run again finishes with the branch's files exactly."""
+    work = tmp_path / "w"
+    _ds(tmp_path, "init", str(work))
+    _dataset(work, 150, seed=trial)
+    _ds(work, "commit", "-a", "-m", "a")
+    versions = {_head(work): read_tree(work)}
+    _ds(work, "switch", "-c", "b")
+    _ds(work, "rm", "-r", "-q", "d1", "d2", "d3")
+    _dataset(work, 300, seed=300 + trial)
+    write(work, "big.bin", random.Random(trial).randbytes(2_000_000))
+    _ds(work, "commit", "-a", "-m", "b")
+    b = read_tree(work)
+    versions[_head(work)] = b
+    _ds(work, "switch", "main")
+    _kill_after([DS, "switch", "b"], work, random.Random(trial).uniform(0.05, 0.8))
+    _check(work, versions, tmp_path)
+    _ds(work, "switch", "b")
+    assert read_tree(work) == b
+    _no_temps(work)
+    _clean(work, "b")
+    _check(work, versions, tmp_path)
+
+
+@pytest.mark.parametrize("trial", range(TRIALS))
+def test_squash_killed_at_random(tmp_path: Path, trial: int) -> None:
+    """A squash killed at any moment: HEAD is the old lineage or the squashed root, both
+    with the same files, every version stays readable, and squashing again finishes."""
+    import json
+
+    work = tmp_path / "w"
+    _ds(tmp_path, "init", str(work))
+    versions = {}
+    for i in range(3):
+        _dataset(work, 80, seed=100 * i + trial)
+        _ds(work, "commit", "-a", "-m", f"v{i}")
+        versions[_head(work)] = read_tree(work)
+    last = read_tree(work)
+    _kill_after([DS, "squash", "HEAD", "-m", "one"], work, random.Random(trial).uniform(0.05, 0.6))
+    _check(work, versions, tmp_path)
+    assert read_tree(work) == last
+    log = json.loads(_ds(work, "log", "--json"))
+    assert len(log) in (1, 3)
+    if len(log) == 3:
+        _ds(work, "squash", "HEAD", "-m", "one")
+    log = json.loads(_ds(work, "log", "--json"))
+    assert len(log) == 1 and log[0]["parents"] == []
+    versions[log[0]["id"]] = last
+    _clean(work)
+    _check(work, versions, tmp_path)
+
+
+@pytest.mark.parametrize("trial", range(TRIALS))
+def test_clone_killed_at_random(tmp_path: Path, trial: int) -> None:
+    """A clone killed at any moment: cloning again into the same folder finishes it (or, if
+    the kill came before there was any store, clones afresh; after the clone was done, it is
+    refused as for any folder in use), byte-identical to the source."""
+    work, clone = tmp_path / "w", tmp_path / "c"
+    _ds(tmp_path, "init", str(work))
+    _ds(work, "config", "store.pack_target", "1500000")
+    _dataset(work, 200, seed=trial)
+    write(work, "big.bin", random.Random(trial).randbytes(1_400_000))
+    _ds(work, "commit", "-a", "-m", "v1")
+    _ds(work, "remote", "add", "origin", str(tmp_path / "remote"))
+    _ds(work, "push")
+    _kill_after([DS, "clone", str(tmp_path / "remote"), str(clone)], tmp_path,
+                random.Random(trial).uniform(0.05, 0.7))
+    done = (clone / ".dsstore").is_dir() and not (clone / ".dsstore" / "CLONING").exists()
+    r = subprocess.run([DS, "clone", str(tmp_path / "remote"), str(clone)], cwd=tmp_path,
+                       capture_output=True, text=True)
+    refused = "exists and is not empty" in r.stderr
+    assert (r.returncode, refused) == ((1, True) if done else (0, False)), r.stderr
+    assert read_tree(clone) == read_tree(work)
+    _no_temps(clone)
+    _clean(clone)
+    _check(clone, {_head(work): read_tree(work)}, tmp_path)
 
 
 FINALIZE = """
