@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from .diff import Diff, diff_trees
 from .errors import DirtyWorktree, DsError, NothingToCommit
-from .manifest import LINK, FileEntry
+from .manifest import EXEC, FILE, LINK, FileEntry
 from .paths import IGNORE_FILE, STORE_DIR, check_relpath, join, parent_of, process_gone, temp_pid
 from .progress import announce
 from .scan import FolderFiles, ScanResult, Stat, lstat_inside, scan
@@ -150,12 +150,14 @@ def _drop_dead_temps(root: str, temps: list[str]) -> None:
 def _other_bytes(store: Store, cache: StatCache, files: dict[str, Stat], changed: dict[str, FileEntry],
                  target: dict[str, FileEntry]) -> list[str]:
     """Changed files (modified or untracked) that a version would overwrite with other bytes,
-    or remove. One that holds the version's very bytes (as a checkout or pull killed
-    part-way leaves it) is no work to lose. ``files``: the stat data the scan kept (of
-    untracked files)."""
+    or remove. One that holds the version's very bytes, or their start (as a checkout or
+    pull killed part-way leaves it), is no work to lose. ``files``: the stat data the scan
+    kept (of untracked files)."""
     hashes, todo = {}, {}
     for path, e in changed.items():
         t = target.get(path)
+        if t is not None and e.kind == t.kind and e.size < t.size and _start_of(store, path, e.size, t):
+            hashes[path] = t.hash
         if t is None or (e.kind, e.size) != (t.kind, t.size):
             continue
         st = files.get(path)
@@ -168,6 +170,32 @@ def _other_bytes(store: Store, cache: StatCache, files: dict[str, Stat], changed
             todo[path] = st
     hashes.update(_current_hashes(store, cache, todo, list(todo)))
     return sorted(p for p in changed if p not in target or hashes.get(p) != target[p].hash)
+
+
+def _start_of(store: Store, path: str, size: int, entry: FileEntry) -> bool:
+    """The file at ``path`` (``size`` bytes, fewer than ``entry``'s) holds the first bytes of
+    ``entry``: a write cut short by a kill. Writing ``entry`` over it loses no byte."""
+    if entry.kind not in (FILE, EXEC):
+        return False
+    try:
+        fd = os.open(os.path.join(str(store.worktree), path), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return False
+    try:
+        with os.fdopen(fd, "rb") as f:
+            left = size
+            for chunk_id, length in entry.chunk_list():
+                if left <= 0:
+                    break
+                if not store.chunks.has(chunk_id):
+                    return False
+                want = min(length, left)
+                if f.read(want) != store.chunks.get(chunk_id)[:want]:
+                    return False
+                left -= want
+            return left <= 0 and f.read(1) == b""
+    except (OSError, DsError):
+        return False
 
 
 def _scan_with_tracked(store: Store, tracked: Iterable[str]) -> ScanResult:

@@ -248,6 +248,40 @@ def test_a_file_holding_the_versions_bytes_is_no_work_a_checkout_would_lose(tmp_
         "a": b"first, then more", "d/b": b"the new file", "c": b"x" * 5000}
 
 
+def test_a_file_cut_short_by_a_killed_checkout_is_no_work_to_lose(tmp_path: Path) -> None:
+    """In a folder it made itself a checkout writes files under their own names, so a kill
+    leaves the first bytes of a version's file there: writing the whole over it loses no
+    byte. Fewer bytes that are not its start, or the start with more after it, are the
+    user's, refused and kept."""
+    from objstore.errors import DirtyWorktree
+
+    s = Store.init(tmp_path / "s")
+    write(s.worktree, "a", b"first")
+    commit_all(s, "v1")
+    v1 = s.head()
+    big = bytes(range(256)) * 8000  # 2 MB: several chunks
+    write(s.worktree, "d/big", big)
+    write(s.worktree, "d/small", b"the new file")
+    write(s.worktree, "d/empty-yet", b"content")
+    commit_all(s, "v2")
+    v2 = s.head()
+    checkout(s, v1)
+    write(s.worktree, "d/big", big[:1_500_000])  # cut short inside its second chunk or later
+    write(s.worktree, "d/small", b"the new")
+    write(s.worktree, "d/empty-yet", b"")  # created, killed before the first write
+    checkout(s, v2)
+    assert {p: data for p, (data, _x) in read_tree(s.worktree).items()} == {
+        "a": b"first", "d/big": big, "d/small": b"the new file", "d/empty-yet": b"content"}
+    checkout(s, v1)
+    for mine in (b"the old", b"the new file, and more", big[:1_000_000] + b"!"):
+        target = "d/big" if mine.startswith(big[:10]) else "d/small"
+        write(s.worktree, target, mine)
+        with pytest.raises(DirtyWorktree, match=target):
+            checkout(s, v2)
+        assert (s.worktree / target).read_bytes() == mine
+        (s.worktree / target).unlink()
+
+
 def test_a_killed_checkouts_temp_files_are_never_versioned_and_go_at_the_next(tmp_path: Path) -> None:
     """A checkout killed while writing leaves ``.ds-tmp-PID-N`` files: status and add never
     see them, and the next checkout removes those of a process that is gone (only)."""
