@@ -338,6 +338,19 @@ def usage_line(e: click.UsageError) -> str:
     return f"Error: {what} (see '{where} --help')"
 
 
+def git_shorthands(argv: list[str]) -> list[str]:
+    """``ds log -5`` as git's, ``-n 5`` (click has no options made of digits)."""
+    at = 2 if argv[:1] == ["-C"] else 0
+    if argv[at:at + 1] != ["log"]:
+        return argv
+    out = argv[:at + 1]
+    for i, arg in enumerate(argv[at + 1:], at + 1):
+        if arg == "--":
+            return out + argv[i:]
+        out += ["-n", arg[1:]] if len(arg) > 1 and arg[0] == "-" and arg[1:].isdigit() else [arg]
+    return out
+
+
 def _run() -> int:
     """Run the command line; the exit code of the command, 0 when it returned."""
     if os.environ.get("_DS_COMPLETE"):  # a shell asks for completions: typer's format
@@ -345,7 +358,7 @@ def _run() -> int:
 
         completion_init()
     try:
-        code = app(standalone_mode=False)
+        code = app(args=git_shorthands(sys.argv[1:]), standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as e:  # `ds`, `ds remote`: the help, as a usage error
         typer.echo(e.format_message())
         return 2

@@ -1,9 +1,9 @@
 """Console entry point: ``ds``.
 
-A plain ``ds status`` (optionally with ``-C DIR``) on an unchanged folder, and a plain
-``ds --version``, are answered here, before typer and the command modules are imported:
-that import alone costs more than checking 20,000 files. Any other command, option or
-any doubt takes the full path.
+A plain ``ds status`` (or ``-s``, ``--short``, ``--porcelain``; optionally with ``-C DIR``)
+on an unchanged folder, and a plain ``ds --version``, are answered here, before typer and
+the command modules are imported: that import alone costs more than checking 20,000 files.
+Any other command, option or any doubt takes the full path.
 
 SIGINT and SIGTERM raise KeyboardInterrupt in the main thread, so every ``finally`` and
 ``except BaseException`` runs (a writer keeps what it stored); the command then prints
@@ -49,7 +49,7 @@ def _quick_status(argv: list[str]) -> bool:
         folder, rest = argv[1], argv[2:]
     else:
         folder, rest = ".", argv
-    if rest != ["status"]:
+    if rest[:1] != ["status"] or rest[1:] not in ([], ["-s"], ["--short"], ["--porcelain"]):
         return False
     import os
 
@@ -62,7 +62,7 @@ def _quick_status(argv: list[str]) -> bool:
         clean = head is not None and quick_clean(start)
     except Exception:  # any surprise: the full command reports it properly
         return False
-    if clean:
+    if clean and rest == ["status"]:  # the short forms print nothing for a clean folder
         from .headline import branch_lines
 
         sys.stdout.write("\n".join([*branch_lines(head), "Nothing changed."]) + "\n")

@@ -71,8 +71,11 @@ def init(
 
 @app.command()
 def add(
-    paths: Annotated[list[str], typer.Argument(
-        help="Files or folders to stage (folders recurse), or one URL (s3://, gs://, az://, ...).")],
+    paths: Annotated[list[str] | None, typer.Argument(
+        help="Files or folders to stage (folders recurse), or one URL (s3://, gs://, az://, ...).",
+        show_default=False)] = None,
+    all_: Annotated[bool, typer.Option("-A", "--all", help="Stage every change in the working folder, "
+                                       "as git's add -A.")] = False,
     to: Annotated[str | None, typer.Option("--to", help="With a URL: the folder its objects become "
                                            "(default: the URL's last name).", show_default=False)] = None,
     dask: Annotated[str | None, typer.Option("--dask", help="With a URL: read on a Dask cluster, "
@@ -92,8 +95,11 @@ def add(
     copies it out."""
     import os
 
+    if all_ == bool(paths):
+        raise click.UsageError("name the files or folders to stage, or give -A for all of them")
     from objstore.worktree import add as do_add
 
+    paths = paths or [str(open_store().worktree)]
     if any("://" in p for p in paths):
         return _add_url(paths, to, dask, option, into_remote, quiet, as_json)
     if to is not None or dask is not None or option or into_remote is not None:
@@ -176,6 +182,10 @@ def status(
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Accepted for scripts; status prints only "
                                         "what it finds.")] = False,
+    short: Annotated[bool, typer.Option("--short", "-s", help="One line a path, as git's: XY PATH (X: "
+                                        "staged, Y: working folder; ?? not versioned).")] = False,
+    porcelain: Annotated[bool, typer.Option("--porcelain", help="As --short, a format kept stable for "
+                                            "scripts.")] = False,
 ) -> None:
     """The working folder against the latest version, and what is staged."""
     from objstore.quickstatus import quick_clean
@@ -185,6 +195,8 @@ def status(
 
     quick = quick_tracking(cwd())  # the branch line, if files alone settle it
     if quick is not None and quick_clean(cwd()):  # proved unchanged from stat data alone
+        if short or porcelain:
+            return
         if as_json:
             out_json({"added": [], "modified": [], "removed": [], "renamed": [], "skipped": [],
                       "staged": {"added": [], "modified": [], "removed": [], "renamed": []}}
@@ -200,6 +212,10 @@ def status(
     head = tracking(store)
     if as_json:
         out_json(st.as_json() | head_json(head))
+        return
+    if short or porcelain:
+        for line in _short_lines(st.as_json()):
+            typer.echo(line)
         return
     for line in branch_lines(head):  # "On branch main" and its upstream, or "HEAD detached at"
         typer.echo(line)
@@ -223,6 +239,32 @@ def status(
             typer.echo(f"  {quote_path(p)}: the name is not valid UTF-8 (rename it to version it)")
     if st.clean:
         typer.echo("Nothing changed.")
+
+
+def _short_lines(found: dict) -> list[str]:
+    """git's short status: two letters a path (staged, then working folder), sorted by path."""
+    import json
+
+    def quote(path: str) -> str:  # git quotes a name with a space here too
+        return json.dumps(path) if " " in path else quote_path(path)
+
+    codes = {"added": "A", "modified": "M", "removed": "D"}
+    marks: dict[str, list[str]] = {}
+    shown: dict[str, str] = {}
+    for column, changes in enumerate((found["staged"], found)):
+        for key, code in codes.items():
+            for p in changes[key]:
+                marks.setdefault(p, [" ", " "])[column] = code
+        for r in changes["renamed"]:
+            marks.setdefault(r["to"], [" ", " "])[column] = "R"
+            shown[r["to"]] = f"{quote(r['from'])} -> {quote(r['to'])}"
+    lines = []
+    for p in sorted(marks):
+        x, y = marks[p]
+        if (x, y) == (" ", "A"):  # not in the stage: git's untracked
+            x = y = "?"
+        lines.append(f"{x}{y} {shown.get(p) or quote(p)}")
+    return lines
 
 
 @app.command()

@@ -118,7 +118,7 @@ def test_json_on_the_commands_that_lacked_it(repo: Path, tmp_path: Path) -> None
 # -- 2. usage errors: one line, exit 2 --------------------------------------------------
 
 @pytest.mark.parametrize("args,what,where", [
-    (["add"], "missing argument 'PATHS...'", "ds add"),
+    (["add"], "name the files or folders to stage, or give -A for all of them", "ds add"),
     (["status", "--bogus"], "no such option '--bogus'", "ds status"),
     (["log", "-n", "abc"], "invalid value for '-n': 'abc' is not a valid integer", "ds log"),
     (["nosuch"], "no such command 'nosuch'", "ds"),
@@ -315,3 +315,43 @@ def test_rm_takes_gits_spellings(repo: Path) -> None:
     assert (repo / "kept.txt").read_text() == "k\n"
     st = _json(repo, "status")
     assert st["staged"]["removed"] == ["d/sub/y.txt", "d/x.txt", "kept.txt"] and st["added"] == ["kept.txt"]
+
+
+def test_short_status_is_gits(repo: Path) -> None:
+    """`ds status -s` / `--porcelain`: XY PATH, X staged and Y the working folder, as git."""
+    for flag in ("-s", "--short", "--porcelain"):
+        assert ds("status", flag, cwd=repo).stdout == ""  # clean: nothing, from the quick path
+    write(repo, "d/x.txt", "x\n")
+    write(repo, "d/y.txt", "y\n")
+    ds("add", ".", cwd=repo)
+    ds("commit", "-m", "more", cwd=repo)
+    write(repo, "staged.txt", "s\n")
+    ds("add", "staged.txt", cwd=repo)
+    write(repo, "d/x.txt", "x, staged\n")
+    ds("add", "d/x.txt", cwd=repo)
+    write(repo, "d/x.txt", "x, staged, then changed\n")
+    (repo / "d" / "y.txt").unlink()
+    write(repo, "new file.txt", "n\n")
+    lines = ds("status", "-s", cwd=repo).stdout.splitlines()
+    assert lines == ["MM d/x.txt", " D d/y.txt", '?? "new file.txt"', "A  staged.txt"]
+    assert ds("status", "--porcelain", cwd=repo).stdout.splitlines() == lines
+
+
+def test_log_takes_gits_count_shorthand(repo: Path) -> None:
+    write(repo, "more.txt", "m\n")
+    ds("add", "more.txt", cwd=repo)
+    ds("commit", "-m", "second", cwd=repo)
+    assert ds("log", "-1", "--oneline", cwd=repo).stdout == ds("log", "-n", "1", "--oneline", cwd=repo).stdout
+    assert len(ds("log", "-1", "--oneline", cwd=repo).stdout.splitlines()) == 1
+    assert len(ds("-C", str(repo), "log", "-2", "--oneline", cwd=repo.parent).stdout.splitlines()) == 2
+
+
+def test_add_all_stages_the_whole_folder_from_anywhere(repo: Path) -> None:
+    write(repo, "top.txt", "t\n")
+    write(repo, "deep/er/x.txt", "x\n")
+    ds("add", "-A", cwd=repo / "deep")
+    staged = [line[3:] for line in ds("status", "-s", cwd=repo).stdout.splitlines()]
+    assert staged == ["deep/er/x.txt", "top.txt"]
+    for args in ((), ("-A", "top.txt")):
+        r = ds("add", *args, cwd=repo, check=False)
+        assert r.returncode == 2 and "give -A" in r.stderr
