@@ -54,8 +54,8 @@ def fsck(
             err(f"index rebuilt: {s.rows} chunk(s) indexed, {s.verified} kept after reading them back, "
                 f"{s.scanned} found by scanning damaged packs, {s.dropped} old row(s) no longer readable"
                 + (f"; damaged files moved aside: {', '.join(s.moved_aside)}" if s.moved_aside else ""))
-        for p in report.problems:
-            err(f"problem: {p}")
+        for p in report.problems:  # this is fsck: a hint to run it again is no help here
+            err(f"problem: {p.removesuffix('; run `ds fsck`')}")
         typer.echo(f"{report.commits} versions, {report.trees} folders, {report.chunks} chunks, "
                    f"{report.packs} packs checked" +
                    (f", {report.remote_only} chunks on a remote only" if report.remote_only else "") +

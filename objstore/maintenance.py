@@ -38,6 +38,7 @@ class Marked:
     trees: set[str] = field(default_factory=set)
     chunks: dict[bytes, str] = field(default_factory=dict)  # id -> a path that uses it
     problems: list[str] = field(default_factory=list)
+    unreadable: set[str] = field(default_factory=set)  # versions named but missing or damaged
 
 
 def mark(store: Store, reflog_since: float | None = None) -> Marked:
@@ -103,15 +104,25 @@ def mark_versions(meta: MetaStore, commits: Iterable[str], trees: Iterable[str] 
     (drafts). Shared by local gc/fsck and by the remote ones, which start from a remote's
     refs and dataset records instead."""
     m = Marked() if m is None else m
-    for root in commits:
+    stack = list(commits)[::-1]
+    while stack:  # each version read once: one that cannot be read is one problem, however reached
+        cid = stack.pop()
+        if cid in m.commits or cid in m.unreadable:
+            continue
         try:
-            for cid in meta.ancestors(root):
-                if cid in m.commits:
-                    continue
-                m.commits.add(cid)
-                _mark_tree(meta, meta.tree_of(cid), "", m)
+            info = meta.commit_info(cid)
         except (DsError, KeyError, ValueError) as e:
-            m.problems.append(f"history of {root[:12]}: {e}")
+            m.unreadable.add(cid)
+            text = str(e)  # "version X is damaged in the store (why); run ...": the why alone
+            if " (" in text:
+                text = text.split(" (", 1)[1].rsplit(")", 1)[0].removeprefix(f"{cid}: ")
+            m.problems.append(f"version {cid} cannot be read ({text}): the versions before it are "
+                              "not checked, and gc is refused until it is restored (from a backup of "
+                              ".dsstore/meta, or by cloning again from a remote that has it)")
+            continue
+        m.commits.add(cid)
+        _mark_tree(meta, info.tree, "", m)
+        stack.extend(reversed(info.parents))
     for tree in trees:
         _mark_tree(meta, str(tree), "", m)
     return m

@@ -190,13 +190,19 @@ class MetaStore:
         pb.set_threads(cores)
         return pb
 
-    def _write_pack(self, oids: list[pygit2.Oid]) -> list[Path]:
-        """Write ``oids`` as one durable pack in ``objects/pack`` (the .idx last: it publishes)."""
+    def _write_pack(self, oids: list[pygit2.Oid], unreadable: set[str] | None = None) -> list[Path]:
+        """Write ``oids`` as one durable pack in ``objects/pack`` (the .idx last: it publishes).
+        With ``unreadable``, an object that cannot be read is left out and added there."""
         dest = Path(self.path, "objects", "pack")
         dest.mkdir(parents=True, exist_ok=True)
         pb = self._pack_builder()
         for oid in oids:
-            pb.add(_oid(oid))
+            try:
+                pb.add(_oid(oid))
+            except pygit2.GitError:
+                if unreadable is None:
+                    raise
+                unreadable.add(str(oid))
         import tempfile
 
         with tempfile.TemporaryDirectory(dir=dest, prefix=".tmp-pack-") as tmp:
@@ -216,20 +222,25 @@ class MetaStore:
         The new pack is durable before anything goes, so every object stays readable
         throughout (a reader that misses re-reads the packs); a crash leaves duplicates,
         which the next merge drops. Old packs go ``.idx`` first: a lone ``.pack`` is
-        ignored by everyone, a lone ``.idx`` would not be.
+        ignored by everyone, a lone ``.idx`` would not be. An object that cannot be read is
+        not copied, and its file (or pack) is kept: nothing damaged is made any worse.
         """
         oids: set[str] = {f.parent.name + f.name for f in loose}
-        for idx in idxs:
-            oids.update(pack_index_oids(idx))
-        new = {f.name for f in self._write_pack(sorted(oids))}
-        doomed = [f for idx in idxs for f in (idx, idx.with_suffix(".pack")) if f.name not in new]
+        held = {idx: set(pack_index_oids(idx)) for idx in idxs}
+        for inside in held.values():
+            oids.update(inside)
+        unreadable: set[str] = set()  # damaged: left where they are, for fsck to name
+        new = {f.name for f in self._write_pack(sorted(oids), unreadable)}
+        doomed = [f for idx in idxs for f in (idx, idx.with_suffix(".pack"))
+                  if f.name not in new and not held[idx] & unreadable]
+        loose = [f for f in loose if f.parent.name + f.name not in unreadable]
         for f in doomed + loose:
             with contextlib.suppress(FileNotFoundError):
                 f.unlink()
         for folder in {f.parent for f in loose}:
             with contextlib.suppress(OSError):  # still holds other objects: keep it
                 folder.rmdir()
-        return len(oids)
+        return len(oids) - len(unreadable)
 
     def repack(self) -> int:
         """Every object, loose or packed, into one pack with deltas; returns how many.
@@ -627,11 +638,15 @@ class MetaStore:
         return None
 
     # -- damage ------------------------------------------------------------------------
-    def _is_commit(self, hex_id: str) -> bool:
+    def _is_commit(self, hex_id: str, damaged: bool = False) -> bool:
+        """``hex_id`` names a commit here; an object that cannot be read counts as one only
+        with ``damaged`` (a root to mark, so that its damage is reported, never skipped)."""
         try:
             return self.repo[hex_id].type == pygit2.enums.ObjectType.COMMIT
         except (KeyError, ValueError):
             return False
+        except pygit2.GitError:
+            return damaged
 
     def _reflog_of(self, name: str) -> list:
         return read_reflog(self.path / "logs" / name)
@@ -724,7 +739,7 @@ class MetaStore:
         for _name, path in reflog_files(self.path):
             for e in read_reflog(path):
                 if e.time >= since:
-                    out.update(i for i in (e.old, e.new) if i != ZERO and self._is_commit(i))
+                    out.update(i for i in (e.old, e.new) if i != ZERO and self._is_commit(i, damaged=True))
         return out
 
     def expire_reflogs(self, before: float) -> int:

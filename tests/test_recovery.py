@@ -114,6 +114,42 @@ def test_cli_damaged_ref_fsck_gc_commit_exit_nonzero_with_one_line(tmp_path: Pat
     assert ds("log", "--json", cwd=w).stdout.count(v1) == 1
 
 
+def _damage_object(work: Path, oid: str) -> None:
+    path = work / ".dsstore" / "meta" / "objects" / oid[:2] / oid[2:]
+    path.chmod(0o644)
+    path.write_bytes(b"garbage")
+
+
+@pytest.mark.parametrize("which", ["middle", "old tip"])
+def test_a_damaged_version_object_is_one_problem_and_gc_deletes_nothing(tmp_path: Path, which: str) -> None:
+    """A version whose object cannot be read (a damaged file in meta/objects): fsck, repair
+    and gc answer with that version named once, exit 1, and no pack is deleted (the
+    versions before it cannot be marked, so nothing may be called dead)."""
+    w = tmp_path / "w"
+    ds("init", str(w), cwd=tmp_path)
+    ids = []
+    for i in range(3):
+        write(w, f"f{i}", os.urandom(20_000))
+        ids.append(ds("add", ".", cwd=w) and ds("commit", "-m", f"v{i}", cwd=w).stdout.strip())
+    ds("squash", "HEAD", "-m", "one", cwd=w)  # gc would free v0 and v1 once their reflog entries expire
+    damaged = ids[1] if which == "middle" else ids[2]
+    _damage_object(w, damaged)
+    packs = sorted(p.name for p in _packs(w))
+    for args in (["fsck"], ["fsck", "--repair"], ["gc"]):
+        r = ds(*args, cwd=w, check=False)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, (args, r.stderr)
+        assert r.stderr.count(f"version {damaged} cannot be read") == 1, (args, r.stderr)
+    assert sorted(p.name for p in _packs(w)) == packs
+    # once no reflog reaches it, it is garbage: gc packs the rest and leaves its file as it is
+    ds("gc", "--prune-reflog-older-than", "now", cwd=w)
+    assert (w / ".dsstore/meta/objects" / damaged[:2] / damaged[2:]).read_bytes() == b"garbage"
+    loose = list((w / ".dsstore/meta/objects").glob("[0-9a-f][0-9a-f]/*[0-9a-f]"))
+    assert [p.parent.name + p.name for p in loose] == [damaged], "the rest is packed"
+    ds("fsck", "--read-data", cwd=w)
+    get_copy(_reopen(w), "HEAD", tmp_path / "head")  # the squashed version reads as before
+    assert read_tree(tmp_path / "head") == read_tree(w)
+
+
 # -- gc keeps what the reflogs reached ------------------------------------------------------
 
 def test_gc_keeps_versions_the_reflog_reached_until_the_grace_period_ends(store: Store, work: Path,
