@@ -60,7 +60,8 @@ def fsck(
                    f"{report.packs} packs checked" +
                    (f", {report.remote_only} chunks on a remote only" if report.remote_only else "") +
                    (f", {report.unindexed_packs} unindexed pack(s) left by an interrupted command "
-                    "(ds gc removes them)" if report.unindexed_packs else "") +
+                    "(`ds fsck --repair` indexes them; `ds gc` removes those no version needs)"
+                    if report.unindexed_packs else "") +
                    (f", {report.bytes_verified} bytes verified" if read_data else "") +
                    (": OK" if report.ok else f": {len(report.problems)} problem(s)"))
     if not report.ok:

@@ -208,19 +208,27 @@ def fsck(store: Store, read_data: bool = False, repair: bool = False,
             indexed = {}
         remote_indexes = [ChunkIndex(p, store.algo) for p in sorted(store.path.glob("remotes/*/index"))]
         lost: set[bytes] = set()
+        unindexed: list[bytes] = []
         for cid, path in m.chunks.items():
             loc = indexed.get(cid)
             if loc is None and any(ri.lookup(cid) for ri in remote_indexes):
                 report.remote_only += 1  # a partial clone: the bytes are on a remote
             elif loc is None:
                 lost.add(cid)
-                report.problems.append(f"chunk {cid.hex()} of {path} is not in the index")
+                unindexed.append(cid)
             elif loc.pack in damaged:
                 report.problems.append(f"chunk {cid.hex()} of {path} is in damaged pack {loc.pack}; "
                                        "run `ds fsck --repair` to salvage what still verifies")
             elif loc.pack not in tocs:
                 lost.add(cid)
                 report.problems.append(f"chunk {cid.hex()} of {path} is in missing pack {loc.pack}")
+        if unindexed:  # held by a pack no fragment names (a killed writer, a lost fragment)?
+            wanted = set(unindexed)
+            held = {cid: p for p, rows in tocs.items() for cid, _loc in rows if cid in wanted}
+            report.problems.extend(
+                f"chunk {cid.hex()} of {m.chunks[cid]} is not in the index"
+                + (f", but pack {held[cid]} holds it: `ds fsck --repair` indexes it" if cid in held else "")
+                for cid in unindexed)
         if repair:  # after a repair, what is still missing is lost: say exactly what it takes
             report.unrecoverable = losses(store.meta, m.commits, lost)
             report.problems.extend(

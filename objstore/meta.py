@@ -724,13 +724,27 @@ class MetaStore:
         oid = pygit2.Oid(hex=damage.last_good)
         self.make_durable()
         with _fsync_refs():
-            if damage.name == "HEAD":
-                self.repo.set_head(oid)
+            if damage.name == "HEAD":  # written whole: libgit2 will not replace a HEAD it cannot parse
+                atomic_write(self.path / "HEAD", self._restored_head(damage.last_good))
                 return
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path / damage.name)  # libgit2 refuses to replace a file it cannot parse
             self.repo.create_reference_direct(damage.name, oid, True,
                                               message="fsck --repair: restored from the reflog")
+
+    def _restored_head(self, commit_id: str) -> bytes:
+        """A restored HEAD: on the branch at ``commit_id`` the last checkout in HEAD's reflog
+        moved to, else on another there (``main`` first), else detached there."""
+        try:
+            on = {n for n, c in self.refs().items() if n.startswith("refs/heads/") and c == commit_id}
+        except FormatError:  # another ref is damaged too: detached is the safe answer
+            on = set()
+        moves = [e.message.rpartition(" to ")[2] for e in self._reflog_of("HEAD")
+                 if e.message.startswith("checkout: moving from ")]
+        last = f"refs/heads/{moves[-1]}" if moves else None
+        main = f"refs/heads/{DEFAULT_BRANCH}"
+        pick = last if last in on else min(on, key=lambda n: (n != main, n), default=None)
+        return f"ref: {pick}\n".encode() if pick else f"{commit_id}\n".encode()
 
     def reflog_versions(self, since: float) -> set[str]:
         """Versions any reflog entry at or after ``since`` (seconds) moved from or to:

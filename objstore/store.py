@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import StoreConfig, load_config, save_config
-from .errors import DsError, NothingToCommit, StoreNotFound
+from .errors import DsError, FormatError, NothingToCommit, StoreNotFound
 from .hashing import get_algo
 from .paths import STORE_DIR, STORE_ENV, process_gone
 
@@ -50,6 +50,11 @@ def drop_dead_inits(folder: Path) -> None:
             continue
         if int(pid) == os.getpid() or process_gone(int(pid)):
             shutil.rmtree(child, ignore_errors=True)
+
+
+def _damaged_stage(why: str) -> FormatError:
+    return FormatError(f"the stage (.dsstore/STAGE) is damaged ({why}): what was staged is lost, the "
+                       "working folder is not; `ds restore --staged .` clears it, then `ds add` again")
 
 
 def _exists(path: Path) -> DsError:
@@ -336,15 +341,20 @@ class Store:
     def staged_tree(self) -> str:
         """The tree the next commit will record (HEAD's tree when nothing is staged)."""
         try:
-            text = (self.path / "STAGE").read_text("ascii").split()
+            text = (self.path / "STAGE").read_bytes().decode("ascii").split()
         except FileNotFoundError:
             return self.head_tree()
-        if len(text) == 4 and text[0] == "tree" and text[2] == "base" and text[3] == (self.head() or "-"):
-            from .reflog import is_hex40
+        except (OSError, UnicodeDecodeError) as e:
+            raise _damaged_stage(str(e)) from None
+        if len(text) != 4 or text[0] != "tree" or text[2] != "base":
+            raise _damaged_stage("not a stage record")
+        if text[3] != (self.head() or "-"):
+            return self.head_tree()  # staged on another commit: stale
+        from .reflog import is_hex40
 
-            if is_hex40(text[1]) and self.meta.has_tree(text[1]):  # else damaged: nothing usable is staged
-                return text[1]
-        return self.head_tree()  # staged on another commit: stale
+        if not (is_hex40(text[1]) and self.meta.has_tree(text[1])):
+            raise _damaged_stage(f"it names folder {text[1][:40]!r}, which the store does not hold")
+        return text[1]
 
     def set_stage(self, tree: str) -> None:
         if tree == self.head_tree():

@@ -114,6 +114,54 @@ def test_cli_damaged_ref_fsck_gc_commit_exit_nonzero_with_one_line(tmp_path: Pat
     assert ds("log", "--json", cwd=w).stdout.count(v1) == 1
 
 
+def test_a_damaged_head_file_is_restored_where_it_was(tmp_path: Path) -> None:
+    """HEAD itself unreadable (libgit2 will not even replace it): repair puts it back on the
+    branch the last checkout moved to (not merely one at that version), or detached there."""
+    w = tmp_path / "w"
+    ds("init", str(w), cwd=tmp_path)
+    write(w, "a", "1")
+    v1 = ds("commit", "-a", "-m", "v1", cwd=w).stdout.strip()
+    write(w, "a", "2")
+    v2 = ds("commit", "-a", "-m", "v2", cwd=w).stdout.strip()
+    head = w / ".dsstore/meta/HEAD"
+    for move, expected in ((["switch", "-c", "dev"], "ref: refs/heads/dev\n"),
+                           (["switch", "main"], "ref: refs/heads/main\n"),
+                           (["checkout", v1], f"{v1}\n")):
+        ds(*move, "-q", cwd=w)
+        head.write_text("garbage")
+        r = ds("status", cwd=w, check=False)
+        assert r.returncode == 1 and "ds fsck --repair" in r.stderr and "Traceback" not in r.stderr
+        r = ds("fsck", "--repair", cwd=w)
+        assert "restored ref HEAD" in r.stderr
+        assert head.read_text() == expected
+        ds("status", cwd=w)
+    assert ds("log", "--json", "main", cwd=w).stdout.count(v2) == 1
+
+
+@pytest.mark.parametrize("stage", [b"\xff\xfe not text", b"garbage", b"tree " + b"0" * 40 + b"\nbase HEAD\n"])
+def test_a_damaged_stage_is_named_with_its_fix_and_nothing_is_committed_from_it(tmp_path: Path,
+                                                                               stage: bytes) -> None:
+    """A STAGE file that cannot be read: status, add and commit say so (no traceback, no
+    commit of some other tree), fsck lists it and gc keeps everything; `ds restore --staged .`
+    clears it and the working folder is as it was."""
+    w = tmp_path / "w"
+    ds("init", str(w), cwd=tmp_path)
+    write(w, "a", "1")
+    v1 = ds("commit", "-a", "-m", "v1", cwd=w).stdout.strip()
+    write(w, "b", "2")
+    ds("add", "b", cwd=w)
+    (w / ".dsstore/STAGE").write_bytes(stage.replace(b"HEAD", v1.encode()))
+    for args in (["status"], ["add", "a"], ["commit", "-m", "v2"], ["gc"], ["fsck"]):
+        r = ds(*args, cwd=w, check=False)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, (args, r.stderr)
+        assert "the stage (.dsstore/STAGE) is damaged" in r.stderr and "ds restore --staged ." in r.stderr
+    assert ds("log", "--json", cwd=w).stdout.count('"id"') == 1
+    ds("restore", "--staged", ".", cwd=w)
+    assert [line for line in ds("status", "-s", cwd=w).stdout.splitlines()] == ["?? b"]
+    ds("commit", "-a", "-m", "v2", cwd=w)
+    assert read_tree(w) == {"a": (b"1", False), "b": (b"2", False)}
+
+
 def _damage_object(work: Path, oid: str) -> None:
     path = work / ".dsstore" / "meta" / "objects" / oid[:2] / oid[2:]
     path.chmod(0o644)
