@@ -42,11 +42,21 @@ def fsck(
             raise typer.Exit(1)
         return
 
+    store = open_store()
+    restore = None
+    if repair and store.config.remotes:
+        from functools import partial
+
+        from objstore.remote import restore_objects
+
+        restore = partial(restore_objects, store, warn=lambda text: err(f"Warning: {text}"))
     with progress("verifying", quiet, count_files=False) as cb:
-        report = do_fsck(open_store(), read_data=read_data, repair=repair, progress=cb)
+        report = do_fsck(store, read_data=read_data, repair=repair, progress=cb, restore=restore)
     if as_json:
         out_json(report.as_json())
     else:
+        if report.objects_restored:
+            err(f"restored {len(report.objects_restored)} metadata object(s) from a remote")
         for r in report.refs_restored:
             err(f"restored ref {r} (from its reflog)")
         if report.salvage is not None:

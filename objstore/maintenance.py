@@ -38,7 +38,7 @@ class Marked:
     trees: set[str] = field(default_factory=set)
     chunks: dict[bytes, str] = field(default_factory=dict)  # id -> a path that uses it
     problems: list[str] = field(default_factory=list)
-    unreadable: set[str] = field(default_factory=set)  # versions named but missing or damaged
+    unreadable: set[str] = field(default_factory=set)  # objects (versions, folders) missing or damaged
 
 
 def mark(store: Store, reflog_since: float | None = None) -> Marked:
@@ -117,8 +117,8 @@ def mark_versions(meta: MetaStore, commits: Iterable[str], trees: Iterable[str] 
             if " (" in text:
                 text = text.split(" (", 1)[1].rsplit(")", 1)[0].removeprefix(f"{cid}: ")
             m.problems.append(f"version {cid} cannot be read ({text}): the versions before it are "
-                              "not checked, and gc is refused until it is restored (from a backup of "
-                              ".dsstore/meta, or by cloning again from a remote that has it)")
+                              "not checked, and gc is refused until it is restored (`ds fsck --repair` "
+                              "brings it back from a remote that has it; else a backup of .dsstore/meta)")
             continue
         m.commits.add(cid)
         _mark_tree(meta, info.tree, "", m)
@@ -129,12 +129,14 @@ def mark_versions(meta: MetaStore, commits: Iterable[str], trees: Iterable[str] 
 
 
 def _mark_tree(meta: MetaStore, oid: str, where: str, m: Marked) -> None:
-    if oid in m.trees:
+    if oid in m.trees or oid in m.unreadable:
         return
     try:
         folder = meta.read_folder(oid, where)
     except (DsError, KeyError) as e:
         m.problems.append(str(e))
+        if getattr(e, "oid", None):
+            m.unreadable.add(e.oid)
         return
     m.trees.add(oid)
     for name, e in folder.files.items():
@@ -159,6 +161,7 @@ class FsckReport:
     salvage: Salvage | None = None  # what the index rebuild kept, with --repair
     unrecoverable: list[Loss] = field(default_factory=list)  # chunks no pack holds, and their users
     unreferenced: list[str] = field(default_factory=list)  # versions no ref reaches, when a ref is lost
+    objects_restored: list[str] = field(default_factory=list)  # from a remote, with --repair
 
     @property
     def ok(self) -> bool:
@@ -166,7 +169,7 @@ class FsckReport:
 
     def as_json(self) -> dict:
         keys = ("commits", "trees", "chunks", "packs", "bytes_verified", "remote_only", "unindexed_packs",
-                "problems", "repaired", "refs_restored", "unreferenced")
+                "problems", "repaired", "refs_restored", "unreferenced", "objects_restored")
         return {k: getattr(self, k) for k in keys} | {
             "ok": self.ok,
             "salvage": None if self.salvage is None else dict(self.salvage.__dict__),
@@ -175,12 +178,15 @@ class FsckReport:
 
 
 def fsck(store: Store, read_data: bool = False, repair: bool = False,
-         progress: Progress | None = None, now: float | None = None) -> FsckReport:
+         progress: Progress | None = None, now: float | None = None,
+         restore: Callable[[set[str]], set[str]] | None = None) -> FsckReport:
     """Check refs, versions, folders, index and packs; ``read_data`` reads every byte too.
 
     What is checked is what gc keeps: refs, HEAD, the stage, drafts, and versions a reflog
     reached within ``REFLOG_GRACE``. ``repair`` first restores damaged refs from their
-    reflogs, then rebuilds the index (``repair.py``: nothing readable is ever dropped).
+    reflogs, then rebuilds the index (``repair.py``: nothing readable is ever dropped), and
+    with ``restore`` (ids -> those brought back, from a remote) asks for the metadata
+    objects that are missing or damaged here.
     ``progress(packs, bytes)`` follows the packs read back (the long part).
     """
     report = FsckReport()
@@ -188,6 +194,9 @@ def fsck(store: Store, read_data: bool = False, repair: bool = False,
     with store.locked():
         repo = LocalRepository(store)
         if repair:
+            if restore is not None:  # a ref's own version, if a remote has it, before any ref moves back
+                tips = {d.points_at for d in store.meta.damaged_refs() if d.points_at}
+                report.objects_restored = sorted(restore(tips)) if tips else []
             report.refs_restored = [f"{d.name} -> {d.last_good}" for d in restore_refs(store.meta)]
             report.salvage = rebuild_index(repo, *repo.tocs())
             report.repaired = True
@@ -195,6 +204,11 @@ def fsck(store: Store, read_data: bool = False, repair: bool = False,
         report.problems.extend(f"pack {p}.pack: {e}" for p, e in damaged.items())
         report.packs = len(tocs)
         m = mark(store, reflog_since=now - REFLOG_GRACE)
+        if repair and restore is not None and m.unreadable:
+            more = restore(set(m.unreadable))
+            if more:
+                report.objects_restored = sorted({*report.objects_restored, *more})
+                m = mark(store, reflog_since=now - REFLOG_GRACE)
         report.problems.extend(m.problems)
         report.commits, report.trees, report.chunks = len(m.commits), len(m.trees), len(m.chunks)
         if any(d.last_good is None for d in store.meta.damaged_refs()):

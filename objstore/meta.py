@@ -122,6 +122,7 @@ class RefDamage:
     name: str
     reason: str
     last_good: str | None  # the newest id its reflog moved it to that is still a version
+    points_at: str | None = None  # the id in its file, when that is no readable version here
 
     def message(self) -> str:
         if self.last_good:
@@ -330,9 +331,10 @@ class MetaStore:
         try:
             return self.repo[oid]
         except (KeyError, ValueError):
-            raise FormatError(f"{what} ({oid}) is missing from the store; run `ds fsck`") from None
+            problem: DsError = FormatError(f"{what} ({oid}) is missing from the store; run `ds fsck`")
         except pygit2.GitError as e:
-            raise FormatError(f"{what} ({oid}) is damaged ({e}); run `ds fsck`") from None
+            problem = FormatError(f"{what} ({oid}) is damaged ({e}); run `ds fsck`")
+        raise _unreadable(problem, oid)
 
     def _manifest(self, oid: str, label: str) -> list[FileEntry]:
         data = self._get(oid, f"the manifest of folder {label!r}").data
@@ -481,9 +483,12 @@ class MetaStore:
         try:
             obj = self.repo[commit_id]
         except (KeyError, ValueError):
-            raise RevisionNotFound(f"version {commit_id} is missing from the store; run `ds fsck`") from None
+            problem: DsError = RevisionNotFound(f"version {commit_id} is missing from the store; "
+                                                "run `ds fsck`")
+            raise _unreadable(problem, commit_id) from None
         except pygit2.GitError as e:
-            raise FormatError(f"version {commit_id} is damaged in the store ({e}); run `ds fsck`") from None
+            problem = FormatError(f"version {commit_id} is damaged in the store ({e}); run `ds fsck`")
+            raise _unreadable(problem, commit_id) from None
         if not isinstance(obj, pygit2.Commit):
             raise RevisionNotFound(f"{commit_id} is not a version")
         return obj
@@ -651,8 +656,8 @@ class MetaStore:
     def _reflog_of(self, name: str) -> list:
         return read_reflog(self.path / "logs" / name)
 
-    def _damage(self, name: str, reason: str) -> RefDamage:
-        return RefDamage(name, reason, last_good(self._reflog_of(name), self._is_commit))
+    def _damage(self, name: str, reason: str, points_at: str | None = None) -> RefDamage:
+        return RefDamage(name, reason, last_good(self._reflog_of(name), self._is_commit), points_at)
 
     def damaged_refs(self, only: set[str] | None = None) -> list[RefDamage]:
         """Every ref that is unreadable, points at no version, or vanished from under its
@@ -672,10 +677,11 @@ class MetaStore:
             if not is_hex40(raw):
                 found[name] = self._damage(name, "its file is empty" if not raw else "its file is not an id")
             elif not self._is_commit(raw):
-                found[name] = self._damage(name, f"it points at {raw[:12]}, which is not a version here")
+                found[name] = self._damage(name, f"it points at {raw[:12]}, which is not a version here", raw)
         for name, hex_id in packed.items():
             if (only is None or name in only) and name not in loose and not self._is_commit(hex_id):
-                found[name] = self._damage(name, f"it points at {hex_id[:12]}, which is not a version here")
+                found[name] = self._damage(name, f"it points at {hex_id[:12]}, which is not a version here",
+                                           hex_id)
         for name in logged:
             if name == "HEAD" or name in loose or name in packed:
                 continue
@@ -693,7 +699,8 @@ class MetaStore:
         if head is None or not (head.startswith("ref: refs/") or is_hex40(head)):
             found["HEAD"] = self._damage("HEAD", "HEAD is unreadable")
         elif is_hex40(head) and not self._is_commit(head):
-            found["HEAD"] = self._damage("HEAD", f"it points at {head[:12]}, which is not a version here")
+            found["HEAD"] = self._damage("HEAD", f"it points at {head[:12]}, which is not a version here",
+                                         head)
         return sorted(found.values(), key=lambda d: d.name)
 
     def _loose(self, name: str) -> str | None:
@@ -904,6 +911,12 @@ class MetaStore:
 def _whole_packs(folder: Path) -> list[Path]:
     """The ``.idx`` files of ``folder`` that have their ``.pack`` (what libgit2 reads too)."""
     return sorted(i for i in folder.glob("pack-*.idx") if i.with_suffix(".pack").exists())
+
+
+def _unreadable(error: DsError, oid: str) -> DsError:
+    """``error``, naming the object that could not be read (``.oid``: a remote may have it)."""
+    error.oid = oid  # type: ignore[attr-defined]
+    return error
 
 
 def pack_index_oids(idx: Path) -> list[str]:

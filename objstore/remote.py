@@ -43,6 +43,31 @@ def attach_default(store: Store, name_or_url: str | None = None) -> None:
     store.fetcher = fetch
 
 
+def restore_objects(store: Store, oids: set[str], warn=None) -> set[str]:
+    """Metadata objects of ``oids`` (missing or damaged here) brought back from the store's
+    remotes (``fsck --repair``): the metadata packs holding them are downloaded, each
+    verified against its name, and a damaged loose copy is moved to ``.dsstore/damaged/``
+    so that the whole one is read. A remote that cannot be reached is passed over
+    (``warn(text)``)."""
+    from .repair import quarantine
+
+    found: set[str] = set()
+    for name in sorted(store.config.remotes):
+        left = oids - found
+        if not left:
+            break
+        try:
+            found |= Remote(store, name).fetch_meta_holding(left)
+        except (DsError, OSError) as e:
+            if warn is not None:
+                warn(str(e) if name in str(e) else f"remote {name}: {e}")
+    for oid in found:
+        loose = store.meta.path / "objects" / oid[:2] / oid[2:]
+        if loose.exists():
+            quarantine(store, loose)
+    return found
+
+
 # -- whole operations (CLI) --------------------------------------------------------------
 def push(store: Store, name_or_url: str | None = None, refs: list[str] | None = None,
          all_refs: bool = False, tags: bool = False, force: bool = False, set_upstream: bool = False,

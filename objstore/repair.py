@@ -181,11 +181,11 @@ def rebuild_index(repo: LocalRepository, tocs: dict[str, Rows], damaged: dict[st
     moved = _copy_out(repo, kept, set(damaged))
     kept.update(moved)
     # a damaged fragment goes aside first: the new one may have its name (the same rows)
-    s.moved_aside.extend(_quarantine(store, p) for p in bad_fragments)
+    s.moved_aside.extend(quarantine(store, p) for p in bad_fragments)
     repo.replace_index(list(kept.items()), sorted(p.name for p in index.folder.glob("*.idx")))
     # (a rewrite of every record of a pack is that pack, whole again, under its own name)
     rewritten = {loc.pack for loc in moved.values()}
-    s.moved_aside.extend(_quarantine(store, pack_path(store.chunks.packs_dir, p)) for p in damaged
+    s.moved_aside.extend(quarantine(store, pack_path(store.chunks.packs_dir, p)) for p in damaged
                          if p not in rewritten)
     s.rows = len(kept)
     s.recovered = store.chunks.recover().chunks  # temp packs of killed writers: verified records
@@ -202,7 +202,7 @@ def _copy_out(repo: LocalRepository, kept: dict[bytes, Location], damaged: set[s
     return dict(repo.write_packs(records)[0])
 
 
-def _quarantine(store: Store, path: Path) -> str:
+def quarantine(store: Store, path: Path) -> str:
     """Move a damaged file out of every reader's way, keeping it for inspection."""
     aside = store.path / "damaged" / path.parent.name / path.name
     aside.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,9 @@ skipped with a warning (``Remote.warnings``, ``Transfer.warnings``), never store
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .errors import DsError
@@ -320,6 +322,36 @@ class Transfers(RemoteRepo):
             return
         raise RemoteError(f"remote {self.url}: its metadata kept changing while read; "
                           "try again when `ds gc --remote` has finished")
+
+
+    def fetch_meta_holding(self, oids: set[str]) -> set[str]:
+        """Download the remote's metadata packs that hold any of ``oids`` (objects missing or
+        damaged here), each verified against its name, its ``.idx`` read first and published
+        last; the ids of ``oids`` they hold."""
+        import tempfile
+
+        from .meta import pack_index_oids
+
+        dest = self.store.meta.pack_folder
+        dest.mkdir(parents=True, exist_ok=True)
+        have = self.store.meta.pack_names()
+        idxs = sorted(r for r in self.fs.list_detail("meta")
+                      if r.rsplit("/", 1)[-1].startswith("pack-") and r.endswith(".idx"))
+        found: set[str] = set()
+        with tempfile.TemporaryDirectory(dir=dest, prefix=".tmp-restore-") as tmp:
+            for rel in idxs:
+                name = rel.rsplit("/", 1)[-1]
+                if name in have:
+                    continue
+                self.fs.get_file(rel, Path(tmp, name), check=lambda p, n=name: git_pack_ok(p, n))
+                held = oids.intersection(pack_index_oids(Path(tmp, name))) - found
+                if not held:
+                    continue
+                pack = name[:-4] + ".pack"
+                self.fs.get_file(rel[:-4] + ".pack", dest / pack, check=lambda p, n=pack: git_pack_ok(p, n))
+                os.replace(Path(tmp, name), dest / name)  # the .idx last: libgit2 sees whole packs only
+                found |= held
+        return found
 
 
 def _refspec(meta, spec: str, local: dict[str, str]) -> RefUpdate:

@@ -3,6 +3,7 @@ and gc keeping what the reflogs reached. Each test reproduces a way data was los
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from pathlib import Path
@@ -196,6 +197,93 @@ def test_a_damaged_version_object_is_one_problem_and_gc_deletes_nothing(tmp_path
     ds("fsck", "--read-data", cwd=w)
     get_copy(_reopen(w), "HEAD", tmp_path / "head")  # the squashed version reads as before
     assert read_tree(tmp_path / "head") == read_tree(w)
+
+
+def test_repair_brings_back_damaged_and_missing_metadata_from_a_remote(tmp_path: Path) -> None:
+    """A damaged version, a damaged folder and a missing manifest that the remote holds are
+    downloaded in its metadata packs (verified by name) and the damaged copies moved aside;
+    a version only this store had stays a named problem; a remote that cannot be reached
+    is a warning."""
+    w = tmp_path / "w"
+    ds("init", str(w), cwd=tmp_path)
+    ids = []
+    for i in range(3):
+        write(w, f"d{i}/f", os.urandom(5000))
+        ds("add", ".", cwd=w)
+        ids.append(ds("commit", "-m", f"v{i}", cwd=w).stdout.strip())
+    ds("remote", "add", "origin", str(tmp_path / "remote"), cwd=w)
+    ds("push", "-u", "origin", "main", cwd=w)
+    expected = read_tree(w)
+    meta = w / ".dsstore" / "meta"
+    import pygit2
+
+    repo = pygit2.Repository(str(meta))
+    tree = str(repo[ids[2]].tree_id)
+    manifest = str(next(e.id for e in repo[repo[ids[0]].tree["d0"].id] if e.type_str == "blob"))
+    _damage_object(w, ids[1])
+    _damage_object(w, tree)
+    (meta / "objects" / manifest[:2] / manifest[2:]).unlink()
+    assert ds("fsck", cwd=w, check=False).returncode == 1
+    r = ds("fsck", "--repair", cwd=w)
+    assert "restored 3 metadata object(s) from a remote" in r.stderr
+    ds("fsck", "--read-data", cwd=w)
+    assert [c["id"] for c in json.loads(ds("log", "--json", cwd=w).stdout)] == ids[::-1]
+    assert sorted(p.parent.name + p.name for p in (w / ".dsstore" / "damaged").glob("*/*")) == sorted(
+        [ids[1], tree])
+    get_copy(_reopen(w), ids[0], tmp_path / "v0")
+    assert read_tree(tmp_path / "v0") == {"d0/f": expected["d0/f"]}
+
+    write(w, "late", "only here")  # a version the remote never got
+    ds("add", "late", cwd=w)
+    late = ds("commit", "-m", "v3", cwd=w).stdout.strip()
+    _damage_object(w, late)
+    (tmp_path / "a-file").write_text("not a folder")
+    ds("remote", "add", "broken", str(tmp_path / "a-file"), cwd=w)
+    r = ds("fsck", "--repair", cwd=w, check=False)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert f"version {late} cannot be read" in r.stderr
+    assert (meta / "objects" / late[:2] / late[2:]).read_bytes() == b"garbage"  # left where it was
+
+
+def test_a_branchs_own_damaged_version_comes_back_before_the_branch_would_move(tmp_path: Path) -> None:
+    """The version a branch points at is damaged and a remote has it: it is restored, and
+    the branch stays where it was (moving it back to the reflog's last good is for a
+    version nobody has)."""
+    w = tmp_path / "w"
+    ds("init", str(w), cwd=tmp_path)
+    for i in range(2):
+        write(w, "f", str(i))
+        tip = ds("commit", "-a", "-m", f"v{i}", cwd=w).stdout.strip()
+    ds("remote", "add", "origin", str(tmp_path / "remote"), cwd=w)
+    ds("push", "-u", "origin", "main", cwd=w)
+    _damage_object(w, tip)
+    r = ds("fsck", "--repair", cwd=w)
+    assert "restored 1 metadata object(s) from a remote" in r.stderr and "restored ref" not in r.stderr
+    assert json.loads(ds("log", "-n", "1", "--json", cwd=w).stdout)[0]["id"] == tip
+
+
+def test_a_remote_that_fails_while_restoring_is_a_warning_and_the_next_one_is_asked(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from objstore.remote import restore_objects
+    from objstore.remote_fs import RemoteError
+    from objstore.transfer import Transfers
+
+    store = Store.init(tmp_path / "w")
+    for name in ("a", "b"):
+        ds("remote", "add", name, str(tmp_path / name), cwd=store.worktree)
+    store = _reopen(store.worktree)
+    asked, warnings = [], []
+
+    def holding(self, oids):
+        asked.append(self.url)
+        if self.url.endswith("/a"):
+            raise RemoteError("remote a: connection refused")
+        return {"1" * 40} & oids
+
+    monkeypatch.setattr(Transfers, "fetch_meta_holding", holding)
+    assert restore_objects(store, {"1" * 40, "2" * 40}, warn=warnings.append) == {"1" * 40}
+    assert [u.rsplit("/", 1)[1] for u in asked] == ["a", "b"]
+    assert warnings == ["remote a: connection refused"]
 
 
 # -- gc keeps what the reflogs reached ------------------------------------------------------
