@@ -67,6 +67,7 @@ class Transient(Exception):
         self.cause = cause if isinstance(cause, BaseException) else self
         super().__init__(describe(cause) if isinstance(cause, BaseException) else cause)
         self.attempts = 1
+        self.repeated = False  # set by the retrying wrapper: every try failed the very same way
 
 
 class ShortRead(Transient):

@@ -128,14 +128,17 @@ class Retrying:
 
     def run(self, fn: Callable[[], Any]) -> Any:
         start = time.monotonic()
+        seen: set[str] = set()
         for attempt in range(self.retries + 1):
             try:
                 return fn()
             except Transient as e:
+                seen.add(f"{type(e).__name__}: {e}")
                 p = self.policy
                 delay = min(p.BACKOFF * 2**attempt, p.BACKOFF_MAX) * random.uniform(0.5, 1.0)
                 if attempt == self.retries or time.monotonic() - start + delay > p.RETRY_BUDGET:
                     e.attempts = attempt + 1
+                    e.repeated = attempt > 0 and len(seen) == 1  # the very same failure at every try
                     raise
                 time.sleep(delay)
         return None

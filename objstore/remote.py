@@ -268,7 +268,9 @@ def fsck_remote(store: Store, name_or_url: str | None = None, read_data_subset: 
     random share ``read_data_subset`` in [0, 1] of the indexed chunks) the bytes read back
     match their ids."""
     import random
+    from itertools import groupby
 
+    from .remote_fs import RemoteDamaged
     from .remote_gc import mark_remote
 
     if not 0.0 <= read_data_subset <= 1.0:
@@ -290,8 +292,15 @@ def fsck_remote(store: Store, name_or_url: str | None = None, read_data_subset: 
                      for c, where in m.chunks.items() if index.lookup(c) is None]
         problems += [f"metadata pack index {rel} has no pack" for rel in sorted(listing)
                      if rel.startswith("meta/") and rel.endswith(".idx") and rel[:-3] + "pack" not in listing]
-        sample = [(c, loc) for c, loc in entries if loc.pack in packs and random.random() < read_data_subset]
-        repo.verify(sample, problems)
+        sample = sorted(((c, loc) for c, loc in entries
+                         if loc.pack in packs and random.random() < read_data_subset),
+                        key=lambda row: (row[1].pack, row[1].offset))
+        for pack, rows in groupby(sample, key=lambda row: row[1].pack):
+            try:
+                repo.verify(list(rows), problems)
+            except RemoteDamaged as e:  # one damaged pack is one problem, not the end of the check
+                problems.append(f"pack {pack} looks damaged on the remote: its chunks cannot be read back "
+                                f"({e.why}, at every try)")
     return {"ok": not problems, "problems": problems, "versions": len(m.commits),
             "chunks_indexed": len(entries), "chunks_needed": len(m.chunks), "chunks_read": len(sample),
             "packs": len(packs), "requests": remote.fs.request_count}

@@ -42,6 +42,12 @@ class RemoteUnavailable(RemoteError):
     """A remote kept failing (network, service, short reads) through every retry."""
 
 
+class RemoteDamaged(RemoteUnavailable):
+    """A remote file kept reading short or failing its check through every retry."""
+
+    why = ""  # the last failure, as one line
+
+
 class RemoteLocked(RemoteError):
     """A remote gc (or, for gc, a push) holds the remote's lock for longer than we wait."""
 
@@ -167,10 +173,16 @@ class RemoteFS(RetryPolicy):
         except be.Permanent as e:
             raise self.permanent(e.kind, what, rel, e.cause, e.where) from None
         except be.Transient as e:
-            raise RemoteUnavailable(
-                f"remote {self.url}: {self.op or 'access'} did not complete: {what} {rel or '/'} failed "
-                f"{e.attempts} time(s), last with {be.describe(e.cause)}. Nothing incomplete is visible on "
-                f"the remote; {self._hint()}") from None
+            failed = (f"remote {self.url}: {self.op or 'access'} did not complete: {what} {rel or '/'} "
+                      f"failed {e.attempts} time(s), last with {be.describe(e.cause)}")
+            if isinstance(e, be.ShortRead) and e.repeated:  # the same bad bytes each time: damage
+                damaged = RemoteDamaged(f"{failed}. The remote's copy of {rel} looks damaged (shorter "
+                                        "than its listing, or failing its check, at every try); `ds fsck "
+                                        "--remote` names what it affects")
+                damaged.why = be.describe(e.cause)
+                raise damaged from None
+            raise RemoteUnavailable(f"{failed}. Nothing incomplete is visible on the remote; "
+                                    f"{self._hint()}") from None
 
     def _call(self, what: str, fn: Callable[[], Any], rel: str = "") -> Any:
         """Run one request of any kind, counted and retried as every other."""

@@ -293,6 +293,7 @@ class Transfers(RemoteRepo):
         into ``t``)."""
         dest = self.store.meta.pack_folder
         dest.mkdir(parents=True, exist_ok=True)
+        gone = ""
         for _attempt in range(3):
             known = self.store.meta.pack_names() | self._remembered_meta()
             sizes = {r: size for r, (size, _mtime) in self.fs.list_detail("meta").items()
@@ -313,15 +314,17 @@ class Transfers(RemoteRepo):
                     if self.progress is not None:
                         self.progress(done, total)
             except FileNotFoundError:
-                continue  # a remote gc replaced that pack while we listed: list again
+                gone = rel  # a remote gc replaced that pack while we listed: list again
+                continue
             finally:
                 if got:
                     if t is not None:
                         t.meta_packs += len(got) // 2
                     self._remember_meta(got)
             return
-        raise RemoteError(f"remote {self.url}: its metadata kept changing while read; "
-                          "try again when `ds gc --remote` has finished")
+        raise RemoteError(f"remote {self.url}: {gone} is missing though its .idx is listed, at each of 3 "
+                          "listings: a `ds gc --remote` may be running (try again when it has finished); if "
+                          "it persists the remote is damaged, and `ds fsck --remote` names what it affects")
 
 
     def fetch_meta_holding(self, oids: set[str]) -> set[str]:

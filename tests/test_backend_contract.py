@@ -303,3 +303,20 @@ def test_a_swap_refused_after_a_lost_answer_is_checked_against_the_ref(tmp_path:
     assert backend.read_ref("refs/heads/main")[0] == b"a" * 40 + b"\n"
     with pytest.raises(PreconditionFailed):  # without a lost answer, a refusal is a conflict
         Retrying(backend, Quick()).swap_ref("refs/heads/main", b"b" * 40 + b"\n", None)
+
+
+def test_a_failure_repeated_to_the_letter_at_every_try_is_marked_so() -> None:
+    """The retrying wrapper says when every try failed the very same way (the same short
+    read: damage at rest), and when the failures differed (a flaky network)."""
+    retrying = Retrying(None, Quick(), retries=3)
+    with pytest.raises(ShortRead) as same:
+        retrying.run(lambda: (_ for _ in ()).throw(ShortRead("read 0 bytes of 7")))
+    assert same.value.attempts == 4 and same.value.repeated
+    sizes = iter(range(10))
+    with pytest.raises(ShortRead) as varied:
+        retrying.run(lambda: (_ for _ in ()).throw(ShortRead(f"read {next(sizes)} bytes of 7")))
+    assert varied.value.attempts == 4 and not varied.value.repeated
+    once = Retrying(None, Quick(), retries=0)
+    with pytest.raises(ShortRead) as single:
+        once.run(lambda: (_ for _ in ()).throw(ShortRead("read 0 bytes of 7")))
+    assert not single.value.repeated  # one try proves nothing

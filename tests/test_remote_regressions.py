@@ -341,3 +341,44 @@ def test_a_fast_forward_stopped_before_its_branch_moves_leaves_head_on_the_branc
     assert merge(fresh, v2).id == v2  # the written file is no work to lose
     assert fresh.meta.head_branch() == "main" and fresh.head() == v2
     assert (fresh.worktree / "d/b").read_bytes() == b"second"
+
+
+def _pushed(tmp_path: Path) -> tuple[Path, Path]:
+    from .conftest import ds
+
+    w = tmp_path / "w"
+    ds("init", str(w), cwd=tmp_path)
+    write(w, "a.bin", os.urandom(300_000))
+    ds("commit", "-a", "-m", "v1", cwd=w)
+    ds("remote", "add", "origin", str(tmp_path / "remote"), cwd=w)
+    ds("push", "-u", "origin", "main", cwd=w)
+    return w, tmp_path / "remote"
+
+
+def test_a_damaged_remote_pack_is_named_as_damage_by_clone_and_one_problem_for_fsck(tmp_path: Path) -> None:
+    """Bytes that fail the same way at every try are damage, not an outage: clone says so
+    (and leaves nothing), fsck --remote lists the pack and goes on."""
+    from .conftest import ds
+
+    w, remote = _pushed(tmp_path)
+    [pack] = remote.glob("packs/*/*.pack")
+    pack.write_bytes(b"garbage")
+    r = ds("clone", str(remote), str(tmp_path / "c"), cwd=tmp_path, check=False)
+    assert r.returncode == 1 and "looks damaged" in r.stderr and pack.name in r.stderr
+    assert not (tmp_path / "c").exists()
+    r = ds("fsck", "--remote", "origin", "--read-data-subset", "1", cwd=w, check=False)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert f"problem: pack {pack.stem} looks damaged on the remote" in r.stderr
+    assert "1 problem(s)" in r.stdout
+
+
+def test_a_remote_metadata_pack_missing_beside_its_index_is_named(tmp_path: Path) -> None:
+    from .conftest import ds
+
+    w, remote = _pushed(tmp_path)
+    [meta_pack] = remote.glob("meta/pack-*.pack")
+    meta_pack.unlink()
+    r = ds("clone", str(remote), str(tmp_path / "c"), cwd=tmp_path, check=False)
+    assert r.returncode == 1 and f"meta/{meta_pack.name} is missing though its .idx is listed" in r.stderr
+    r = ds("fsck", "--remote", "origin", cwd=w, check=False)
+    assert r.returncode == 1 and f"metadata pack index meta/{meta_pack.stem}.idx has no pack" in r.stderr
