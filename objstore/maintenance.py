@@ -134,9 +134,12 @@ def _mark_tree(meta: MetaStore, oid: str, where: str, m: Marked) -> None:
     try:
         folder = meta.read_folder(oid, where)
     except (DsError, KeyError) as e:
-        m.problems.append(str(e))
-        if getattr(e, "oid", None):
+        if getattr(e, "oid", None):  # missing or damaged here: a remote may have it
             m.unreadable.add(e.oid)
+            m.problems.append(str(e).removesuffix("; run `ds fsck`")
+                              + "; `ds fsck --repair` brings it back from a remote that has it")
+        else:
+            m.problems.append(str(e))
         return
     m.trees.add(oid)
     for name, e in folder.files.items():

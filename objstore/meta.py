@@ -64,7 +64,15 @@ def _fsync_refs():
 
 
 def encode_dir(name: str) -> str:
-    return ESCAPE + name if name.startswith(".ds.") else name
+    """A folder's name as its tree entry: escaped when it starts with ``.ds.`` or is one git
+    refuses as an entry (``.git`` and its NTFS spellings, in any case)."""
+    return ESCAPE + name if name.startswith(".ds.") or _git_refuses(name) else name
+
+
+def _git_refuses(name: str) -> bool:
+    """libgit2 refuses ``.git`` and ``git~1`` as entry names in any case, with trailing dots
+    or spaces, or before a ``:`` stream name (git's protections for NTFS)."""
+    return name.casefold().split(":", 1)[0].rstrip(". ") in (".git", "git~1")
 
 
 def decode_dir(stored: str, where: str) -> str:
@@ -581,6 +589,10 @@ class MetaStore:
     def pack_folder(self) -> Path:
         """Where the metadata packs are (a fetch places verified packs there, .idx last)."""
         return Path(self.path, "objects", "pack")
+
+    def loose_path(self, oid: str) -> Path:
+        """Where object ``oid`` is (or would be) kept as a loose file."""
+        return Path(self.path, "objects", oid[:2], oid[2:])
 
     def pack_names(self) -> set[str]:
         """File names of the metadata packs held here (``pack-<sha>.pack`` / ``.idx``)."""

@@ -62,7 +62,7 @@ def restore_objects(store: Store, oids: set[str], warn=None) -> set[str]:
             if warn is not None:
                 warn(str(e) if name in str(e) else f"remote {name}: {e}")
     for oid in found:
-        loose = store.meta.path / "objects" / oid[:2] / oid[2:]
+        loose = store.meta.loose_path(oid)
         if loose.exists():
             quarantine(store, loose)
     return found

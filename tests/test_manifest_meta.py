@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pygit2
 import pytest
 
@@ -793,3 +796,22 @@ def test_hostile_manifest_patches_are_refused(store, case) -> None:
     good = hand_tree(repo, [(meta_mod.BASE, base, BLOB), (meta_mod.ADDED, added, BLOB),
                             (meta_mod.REMOVED, repo.create_blob(b"a\0c"), BLOB)])
     assert sorted(fresh(store).read_folder(good).files) == ["b", "d"]
+
+
+def test_folders_git_refuses_as_entries_are_versioned_as_named(tmp_path: Path) -> None:
+    """`.git`, `.GIT`, `git~1`, `.git.` (git's own names, refused by libgit2 as tree
+    entries) are a user's folders like any other: stored escaped, read back as named."""
+    from .conftest import ds, read_tree, write
+
+    w = tmp_path / "w"
+    ds("init", str(w), cwd=tmp_path)
+    names = [".git", ".GIT", "GIT~1", ".git.", "sub/.git", ".gitx"]
+    if sys.platform != "linux":  # one case-insensitive name at most elsewhere
+        names = [".git", "GIT~1", "sub/.git", ".gitx"]
+    for n in names:
+        write(w, f"{n}/f.txt", n)
+    ds("add", ".", cwd=w)
+    ds("commit", "-m", "v1", cwd=w)
+    ds("get", "HEAD", str(tmp_path / "out"), cwd=w)
+    assert read_tree(tmp_path / "out") == read_tree(w)
+    assert sorted(ds("ls", "-r", "HEAD", cwd=w).stdout.split()) == sorted(f"{n}/f.txt" for n in names)
