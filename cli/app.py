@@ -347,7 +347,8 @@ def git_shorthands(argv: list[str]) -> list[str]:
     for i, arg in enumerate(argv[at + 1:], at + 1):
         if arg == "--":
             return out + argv[i:]
-        out += ["-n", arg[1:]] if len(arg) > 1 and arg[0] == "-" and arg[1:].isdigit() else [arg]
+        count = len(arg) > 1 and arg[0] == "-" and arg[1:].isdigit() and out[-1] != "-n"  # -n -1: -n's value
+        out += ["-n", arg[1:]] if count else [arg]
     return out
 
 

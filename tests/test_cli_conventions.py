@@ -355,3 +355,18 @@ def test_add_all_stages_the_whole_folder_from_anywhere(repo: Path) -> None:
     for args in ((), ("-A", "top.txt")):
         r = ds("add", *args, cwd=repo, check=False)
         assert r.returncode == 2 and "give -A" in r.stderr
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["log", "-5"], ["log", "-n", "5"]),
+    (["-C", "d", "log", "-3", "--oneline"], ["-C", "d", "log", "-n", "3", "--oneline"]),
+    (["log", "-n", "-1"], ["log", "-n", "-1"]),  # -n's own value, refused by -n as before
+    (["log", "--", "-5"], ["log", "--", "-5"]),  # a path after --
+    (["log", "HEAD", "-2", "--", "x"], ["log", "HEAD", "-n", "2", "--", "x"]),
+    (["status", "-1"], ["status", "-1"]),  # only log takes a count
+])
+def test_the_count_shorthand_is_rewritten_only_where_git_takes_it(
+        argv: list[str], expected: list[str]) -> None:
+    from objstore_cli.app import git_shorthands
+
+    assert git_shorthands(argv) == expected
