@@ -215,7 +215,21 @@ class MetaStore:
         import tempfile
 
         with tempfile.TemporaryDirectory(dir=dest, prefix=".tmp-pack-") as tmp:
-            pb.write(tmp)
+            try:
+                pb.write(tmp)
+            except pygit2.GitError:  # an object whose header reads but whose content does not
+                if unreadable is None:
+                    raise
+                for oid in oids:  # found by reading each (only now: it doubles the reads)
+                    try:
+                        self.repo.odb.read(_oid(oid))
+                    except pygit2.GitError:
+                        unreadable.add(str(oid))
+                pb = self._pack_builder()
+                for oid in oids:
+                    if str(oid) not in unreadable:
+                        pb.add(_oid(oid))
+                pb.write(tmp)
             files = sorted(Path(tmp).iterdir(), key=lambda f: f.suffix != ".pack")
             for f in files:
                 _fsync_path(str(f))

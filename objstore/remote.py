@@ -169,7 +169,7 @@ def clone(url: str, directory: str, rev: str | None = None, include: list[str] |
     the remote's HEAD names, else ``main``, else the remote's only branch. With ``include``
     only matching files are written and only their chunks downloaded. A failed clone
     leaves no folder behind; one killed part-way (SIGKILL, power loss) is finished by the
-    same clone run again.
+    same clone run again, which, if it fails too, keeps the folder for the next run.
     """
     import shutil
     from dataclasses import replace
@@ -185,34 +185,39 @@ def clone(url: str, directory: str, rev: str | None = None, include: list[str] |
     store = _unfinished_clone(target, url) if existed else None
     if store is None and existed and any(target.iterdir()):
         raise DsError(f"{target} exists and is not empty; clone into a new folder")
+    resuming = store is not None
+    # HEAD set: the checkout, the clone's last step but one, was done (or a version was
+    # committed here since): nothing of the folder is touched again
+    finished = resuming and store.head() is not None
     try:
         if store is None:
             store = Store.init(target, hash=str(cfg.get("hash", "xxh3-128")), cloning=url)
-        # a killed clone's files at the version's paths are its own: written over (with no
-        # version yet there is no work of the user's to lose in them)
-        resumed = store.head() is None and any(p.name != STORE_DIR for p in target.iterdir())
-        store.set_config(replace(store.config, remote=name, sparse=list(include or []), remotes={
-            name: {"url": url, **({"options": options} if options else {})}}))
+        if not finished:
+            store.set_config(replace(store.config, remote=name, sparse=list(include or []), remotes={
+                **store.config.remotes, name: {"url": url, **({"options": options} if options else {})}}))
         remote = Remote(store, name, progress=progress).attach()
         with remote.fs.operation("clone"):
             t = remote.fetch()
-            branch, cid = _clone_target(remote, rev)
-            from .worktree import checkout
+            if not finished:
+                branch, cid = _clone_target(remote, rev)
+                from .worktree import checkout
 
-            if branch is not None:
-                store.meta.attach_head(branch)
-            t.files = checkout(store, cid, force=resumed, branch=branch).count
-            if branch is not None:
-                from .branches import set_upstream
+                if branch is not None:  # before the checkout, which ends with the branch set
+                    from .branches import set_upstream
 
-                t.upstreams[branch] = set_upstream(store, branch, name, branch).name
+                    store.meta.attach_head(branch)
+                    t.upstreams[branch] = set_upstream(store, branch, name, branch).name
+                # a killed clone's own files (whole, cut short, temp) are no work to lose;
+                # anything else at the version's paths is refused as by any checkout
+                t.files = checkout(store, cid, branch=branch).count
         (store.path / CLONING).unlink(missing_ok=True)
     except BaseException:
-        if existed:
-            for child in target.iterdir():
-                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
-        else:
-            shutil.rmtree(target, ignore_errors=True)
+        if not resuming:  # a new clone leaves nothing; an unfinished one is kept for the next run
+            if existed:
+                for child in target.iterdir():
+                    shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+            else:
+                shutil.rmtree(target, ignore_errors=True)
         raise
     return store, remote.stats(t)
 

@@ -148,15 +148,17 @@ def _drop_dead_temps(root: str, temps: list[str]) -> None:
 
 
 def _other_bytes(store: Store, cache: StatCache, files: dict[str, Stat], changed: dict[str, FileEntry],
-                 target: dict[str, FileEntry]) -> list[str]:
-    """Changed files (modified or untracked) that a version would overwrite with other bytes,
-    or remove. One that holds the version's very bytes, or their start (as a checkout or
-    pull killed part-way leaves it), is no work to lose. ``files``: the stat data the scan
-    kept (of untracked files)."""
+                 target: dict[str, FileEntry], untracked: bool = False) -> list[str]:
+    """Changed files (modified or ``untracked``) that a version would overwrite with other
+    bytes, or remove. One that holds the version's very bytes (as a checkout or pull killed
+    part-way leaves it) is no work to lose, and so is an untracked one holding their start
+    (written under its own name and cut short; a tracked file cut short is the user's
+    edit). ``files``: the stat data the scan kept (of untracked files)."""
     hashes, todo = {}, {}
     for path, e in changed.items():
         t = target.get(path)
-        if t is not None and e.kind == t.kind and e.size < t.size and _start_of(store, path, e.size, t):
+        if (untracked and t is not None and e.kind == t.kind and e.size < t.size
+                and _start_of(store, path, e.size, t)):
             hashes[path] = t.hash
         if t is None or (e.kind, e.size) != (t.kind, t.size):
             continue
@@ -177,6 +179,12 @@ def _start_of(store: Store, path: str, size: int, entry: FileEntry) -> bool:
     ``entry``: a write cut short by a kill. Writing ``entry`` over it loses no byte."""
     if entry.kind not in (FILE, EXEC):
         return False
+    ids = [chunk_id for chunk_id, _length in entry.chunk_list()]
+    if store.fetcher is not None and not all(map(store.chunks.has, ids)):
+        try:  # a clone or pull: the version's bytes may be on the remote only, so far
+            store.ensure_chunks(ids)
+        except (DsError, OSError):
+            return False
     try:
         fd = os.open(os.path.join(str(store.worktree), path), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except OSError:
@@ -639,7 +647,8 @@ def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool
                     + sorted(p for p in wd.removed if p in target_map)
                     + sorted(staged.added) + sorted(staged.modified) + sorted(staged.removed)
                     + _other_bytes(store, cache, result.files,  # untracked: only where the version writes
-                                   {p: e for p, e in wd.added.items() if p in target_map}, target_map)
+                                   {p: e for p, e in wd.added.items() if p in target_map}, target_map,
+                                   untracked=True)
                     + _blockers(root, write_paths, clean_tracked & gone))
             if lost:
                 raise DirtyWorktree(

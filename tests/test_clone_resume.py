@@ -27,7 +27,7 @@ def checkout(store, rev, **kw):
     # as a kill while the first files are written: one whole, one cut short
     (store.worktree / "a.txt").write_text("alpha\\n")
     (store.worktree / "d").mkdir(exist_ok=True)
-    (store.worktree / "d" / "b.txt").write_text("be")
+    (store.worktree / "d" / "b.txt").write_text("bra")
     os.kill(os.getpid(), signal.SIGKILL)
 
 worktree.checkout = checkout
@@ -59,7 +59,7 @@ def test_a_clone_killed_while_writing_files_is_finished_by_cloning_again(publish
     target = tmp_path / "c"
     _killed_clone(url, target)
     assert (target / ".dsstore" / CLONING).read_text() == str(url)
-    assert (target / "d" / "b.txt").read_text() == "be"  # a file cut short by the kill
+    assert (target / "d" / "b.txt").read_text() == "bra"  # a file cut short by the kill
     ds("clone", str(url), str(target), cwd=tmp_path)
     assert read_tree(target) == read_tree(src)
     assert not (target / ".dsstore" / CLONING).exists()
@@ -80,19 +80,48 @@ def test_an_unfinished_clone_of_another_url_is_named_not_overwritten(published, 
     r = ds("clone", str(other), str(target), cwd=tmp_path, check=False)
     assert r.returncode == 1
     assert f"holds an unfinished clone of {url}" in r.stderr and "delete" in r.stderr
-    assert (target / "d" / "b.txt").read_text() == "be"  # nothing touched
+    assert (target / "d" / "b.txt").read_text() == "bra"  # nothing touched
 
 
-def test_a_failed_clone_into_an_unfinished_one_removes_it(published, tmp_path: Path) -> None:
-    """As for any failed clone, nothing is left behind (not half a store)."""
-    _, url = published
+def test_a_resumed_clone_that_fails_keeps_the_folder_for_the_next_run(published, tmp_path: Path) -> None:
+    """A new clone that fails leaves nothing; the run that resumes one that was killed keeps
+    it (it may hold work by now), and the run after finishes it."""
+    src, url = published
     target = tmp_path / "c"
     _killed_clone(url, target)
-    for pack in url.glob("packs/*/*.pack"):
-        pack.write_bytes(b"not a pack")
-    with pytest.raises(Exception):  # noqa: B017 - which error depends on the damage; the folder must go
+    saved = tmp_path / "saved"
+    url.rename(saved)
+    url.mkdir()
+    (url / "config").write_text("not a remote")
+    with pytest.raises(Exception):  # noqa: B017 - which error depends on the damage; the folder must stay
         clone(str(url), str(target))
-    assert not target.exists() or not any(target.iterdir())
+    assert (target / ".dsstore" / CLONING).exists() and (target / "a.txt").exists()
+    import shutil
+
+    shutil.rmtree(url)
+    saved.rename(url)
+    ds("clone", str(url), str(target), cwd=tmp_path)
+    assert read_tree(target) == read_tree(src)
+
+
+def test_a_clone_stopped_after_its_checkout_or_committed_in_is_never_checked_out_again(
+        published, tmp_path: Path) -> None:
+    """Once HEAD is set the folder is the user's: cloning again only ends the clone (no file,
+    branch or remote is touched), even with another -b."""
+    src, url = published
+    target = tmp_path / "c"
+    _killed_clone(url, target)
+    ds("clone", str(url), str(target), cwd=tmp_path)
+    (target / ".dsstore" / CLONING).write_text(str(url))  # as if killed just before its end
+    write(target, "mine.txt", "my work\n")
+    ds("add", "mine.txt", cwd=target)
+    mine = ds("commit", "-m", "mine", cwd=target).stdout.strip()
+    ds("remote", "add", "backup", str(tmp_path / "backup"), cwd=target)
+    ds("clone", str(url), str(target), "-b", "typo", cwd=tmp_path)
+    assert not (target / ".dsstore" / CLONING).exists()
+    assert json.loads(ds("log", "-n", "1", "--json", cwd=target).stdout)[0]["id"] == mine
+    assert (target / "mine.txt").read_text() == "my work\n"
+    assert "backup" in ds("remote", "list", cwd=target).stdout
 
 
 def test_what_a_killed_init_left_is_removed_and_never_versioned(tmp_path: Path) -> None:

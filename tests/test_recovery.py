@@ -115,6 +115,27 @@ def test_cli_damaged_ref_fsck_gc_commit_exit_nonzero_with_one_line(tmp_path: Pat
     assert ds("log", "--json", cwd=w).stdout.count(v1) == 1
 
 
+def test_gc_leaves_an_unreachable_object_whose_content_is_damaged_in_place(tmp_path: Path) -> None:
+    """Its header reads (the pack builder takes it) but its content does not: gc packs the
+    rest and leaves that file as it is, instead of failing half-way through its repack."""
+    import pygit2
+
+    w = tmp_path / "w"
+    ds("init", str(w), cwd=tmp_path)
+    write(w, "a", "1")
+    ds("commit", "-a", "-m", "v1", cwd=w)
+    oid = str(pygit2.Repository(str(w / ".dsstore/meta")).create_blob(random.Random(0).randbytes(20_000)))
+    loose = w / ".dsstore/meta/objects" / oid[:2] / oid[2:]
+    data = bytearray(loose.read_bytes())
+    data[-100] ^= 0xFF  # far from the header, which still reads
+    loose.chmod(0o644)
+    loose.write_bytes(bytes(data))
+    ds("gc", cwd=w)
+    assert loose.read_bytes() == bytes(data)
+    ds("fsck", "--read-data", cwd=w)
+    assert read_tree(w) == {"a": (b"1", False)}
+
+
 def test_a_damaged_head_file_is_restored_where_it_was(tmp_path: Path) -> None:
     """HEAD itself unreadable (libgit2 will not even replace it): repair puts it back on the
     branch the last checkout moved to (not merely one at that version), or detached there."""

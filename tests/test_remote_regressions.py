@@ -282,6 +282,27 @@ def test_a_file_cut_short_by_a_killed_checkout_is_no_work_to_lose(tmp_path: Path
         (s.worktree / target).unlink()
 
 
+def test_a_tracked_file_the_user_cut_short_is_work_to_lose(tmp_path: Path) -> None:
+    """Only a new path can be left cut short by a kill (tracked files are replaced through a
+    temp name), so a tracked file holding the start of the target's bytes is the user's
+    edit: refused, and kept."""
+    from objstore.errors import DirtyWorktree
+
+    s = Store.init(tmp_path / "s")
+    write(s.worktree, "t.csv", b"a,1\nb,2\n")
+    commit_all(s, "v1")
+    v1 = s.head()
+    write(s.worktree, "t.csv", b"a,1\nb,2\nc,3\n")
+    commit_all(s, "v2")
+    v2 = s.head()
+    checkout(s, v1)
+    for mine in (b"a,1\n", b""):  # rows cut off the end, or emptied
+        write(s.worktree, "t.csv", mine)
+        with pytest.raises(DirtyWorktree, match="t.csv"):
+            checkout(s, v2)
+        assert (s.worktree / "t.csv").read_bytes() == mine
+
+
 def test_a_killed_checkouts_temp_files_are_never_versioned_and_go_at_the_next(tmp_path: Path) -> None:
     """A checkout killed while writing leaves ``.ds-tmp-PID-N`` files: status and add never
     see them, and the next checkout removes those of a process that is gone (only)."""
