@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import click
@@ -33,7 +34,6 @@ def quote_path(path: str) -> str:
 def init_folder(directory: str | None, quiet: bool) -> str:
     """The folder ``ds init`` makes a store for: DIR, else DSSTORE_DIR's folder (as ``git init``
     honours GIT_DIR), else here; a note when DSSTORE_DIR will send later commands elsewhere."""
-    import os
     from pathlib import Path
 
     from objstore.paths import STORE_DIR, STORE_ENV
@@ -93,9 +93,8 @@ def add(
     A URL's objects are streamed into the store without a copy in the working folder: its
     folder (--to) is versioned but not checked out; `ds get REV DIR --include 'PATH/**'`
     copies it out."""
-    import os
 
-    if all_ == bool(paths):
+    if not (all_ or paths):
         raise click.UsageError("name the files or folders to stage, or give -A for all of them")
     from objstore.worktree import add as do_add
 
@@ -195,7 +194,7 @@ def status(
 
     quick = quick_tracking(cwd())  # the branch line, if files alone settle it
     if quick is not None and quick_clean(cwd()):  # proved unchanged from stat data alone
-        if short or porcelain:
+        if (short or porcelain) and not as_json:
             return
         if as_json:
             out_json({"added": [], "modified": [], "removed": [], "renamed": [], "skipped": [],
@@ -242,29 +241,36 @@ def status(
 
 
 def _short_lines(found: dict) -> list[str]:
-    """git's short status: two letters a path (staged, then working folder), sorted by path."""
-    import json
-
-    def quote(path: str) -> str:  # git quotes a name with a space here too
-        return json.dumps(path) if " " in path else quote_path(path)
-
-    codes = {"added": "A", "modified": "M", "removed": "D"}
+    """git's short status: XY PATH with X the stage against HEAD and Y the working folder
+    against the stage, by path; then a ``?? PATH`` line for each file not in the stage (a
+    rename in the working folder is `` D`` and ``??``, as git shows it)."""
     marks: dict[str, list[str]] = {}
-    shown: dict[str, str] = {}
-    for column, changes in enumerate((found["staged"], found)):
-        for key, code in codes.items():
-            for p in changes[key]:
-                marks.setdefault(p, [" ", " "])[column] = code
-        for r in changes["renamed"]:
-            marks.setdefault(r["to"], [" ", " "])[column] = "R"
-            shown[r["to"]] = f"{quote(r['from'])} -> {quote(r['to'])}"
-    lines = []
-    for p in sorted(marks):
-        x, y = marks[p]
-        if (x, y) == (" ", "A"):  # not in the stage: git's untracked
-            x = y = "?"
-        lines.append(f"{x}{y} {shown.get(p) or quote(p)}")
-    return lines
+    names: dict[str, str] = {}
+    untracked = list(found["added"]) + [r["to"] for r in found["renamed"]]
+    for key, code in (("added", "A"), ("modified", "M"), ("removed", "D")):
+        for p in found["staged"][key]:
+            marks.setdefault(p, [" ", " "])[0] = code
+    for r in found["staged"]["renamed"]:
+        marks.setdefault(r["to"], [" ", " "])[0] = "R"
+        names[r["to"]] = f"{_git_quote(r['from'])} -> {_git_quote(r['to'])}"
+    for key, code in (("modified", "M"), ("removed", "D")):
+        for p in found[key]:
+            marks.setdefault(p, [" ", " "])[1] = code
+    for r in found["renamed"]:
+        marks.setdefault(r["from"], [" ", " "])[1] = "D"
+    lines = [f"{x}{y} {names.get(p) or _git_quote(p)}" for p, (x, y) in sorted(marks.items())]
+    return lines + [f"?? {_git_quote(p)}" for p in sorted(untracked)]
+
+
+def _git_quote(path: str) -> str:
+    """A path as git prints it in a short status: in double quotes with C escapes (octal
+    for bytes outside printable ASCII) when it holds any, or a space, a quote or a backslash."""
+    data = os.fsencode(path)
+    if all(0x20 < b < 0x7F and b not in b'"\\' for b in data):
+        return path
+    named = {7: "\\a", 8: "\\b", 9: "\\t", 10: "\\n", 11: "\\v", 12: "\\f", 13: "\\r",
+             0x22: '\\"', 0x5C: "\\\\"}
+    return '"' + "".join(named.get(b) or (chr(b) if 0x20 <= b < 0x7F else f"\\{b:03o}") for b in data) + '"'
 
 
 @app.command()
@@ -385,7 +391,6 @@ def get(
     as_json: JsonOpt = False,
 ) -> None:
     """Copy a version into a folder as plain, writable files."""
-    import os
 
     from objstore.get import get_copy
 

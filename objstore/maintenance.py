@@ -116,6 +116,8 @@ def mark_versions(meta: MetaStore, commits: Iterable[str], trees: Iterable[str] 
             text = str(e)  # "version X is damaged in the store (why); run ...": the why alone
             if " (" in text:
                 text = text.split(" (", 1)[1].rsplit(")", 1)[0].removeprefix(f"{cid}: ")
+            elif "is missing" in text:
+                text = "it is missing from the store"
             m.problems.append(f"version {cid} cannot be read ({text}): the versions before it are "
                               "not checked, and gc is refused until it is restored (`ds fsck --repair` "
                               "brings it back from a remote that has it; else a backup of .dsstore/meta)")

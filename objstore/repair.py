@@ -205,6 +205,9 @@ def _copy_out(repo: LocalRepository, kept: dict[bytes, Location], damaged: set[s
 def quarantine(store: Store, path: Path) -> str:
     """Move a damaged file out of every reader's way, keeping it for inspection."""
     aside = store.path / "damaged" / path.parent.name / path.name
+    n = 1
+    while aside.exists():  # one set aside before, under the same name: both are kept
+        aside, n = aside.with_name(f"{path.name}.{n}"), n + 1
     aside.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         os.replace(path, aside)

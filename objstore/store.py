@@ -53,8 +53,9 @@ def drop_dead_inits(folder: Path) -> None:
 
 
 def _damaged_stage(why: str) -> FormatError:
-    return FormatError(f"the stage (.dsstore/STAGE) is damaged ({why}): what was staged is lost, the "
-                       "working folder is not; `ds restore --staged .` clears it, then `ds add` again")
+    return FormatError(f"the stage (.dsstore/STAGE) cannot be read ({why}): what was staged cannot be "
+                       "used, the working folder is untouched; `ds restore --staged .` at the top of the "
+                       "working folder clears the stage, then `ds add` again")
 
 
 def _exists(path: Path) -> DsError:

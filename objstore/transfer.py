@@ -322,9 +322,9 @@ class Transfers(RemoteRepo):
                         t.meta_packs += len(got) // 2
                     self._remember_meta(got)
             return
-        raise RemoteError(f"remote {self.url}: {gone} is missing though its .idx is listed, at each of 3 "
-                          "listings: a `ds gc --remote` may be running (try again when it has finished); if "
-                          "it persists the remote is damaged, and `ds fsck --remote` names what it affects")
+        raise RemoteError(f"remote {self.url}: {gone}, named by its listing, could not be read at each of "
+                          "3 listings: a `ds gc --remote` may be running (try again when it has finished); "
+                          "if it persists the remote is damaged: `ds fsck --remote` names what it affects")
 
 
     def fetch_meta_holding(self, oids: set[str]) -> set[str]:

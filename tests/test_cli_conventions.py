@@ -333,8 +333,13 @@ def test_short_status_is_gits(repo: Path) -> None:
     (repo / "d" / "y.txt").unlink()
     write(repo, "new file.txt", "n\n")
     lines = ds("status", "-s", cwd=repo).stdout.splitlines()
-    assert lines == ["MM d/x.txt", " D d/y.txt", '?? "new file.txt"', "A  staged.txt"]
+    assert lines == ["MM d/x.txt", " D d/y.txt", "A  staged.txt", '?? "new file.txt"']
     assert ds("status", "--porcelain", cwd=repo).stdout.splitlines() == lines
+    ds("rm", "--cached", "-q", "staged.txt", cwd=repo)  # in no version, in the folder: untracked
+    (repo / "d" / "x.txt").rename(repo / "d" / "moved é.txt")  # a rename in the working folder
+    assert ds("status", "-s", cwd=repo).stdout.splitlines() == [
+        "MD d/x.txt", " D d/y.txt", '?? "d/moved \\303\\251.txt"', '?? "new file.txt"', "?? staged.txt"]
+    assert json.loads(ds("status", "--json", "-s", cwd=repo).stdout)["removed"] == ["d/x.txt", "d/y.txt"]
 
 
 def test_log_takes_gits_count_shorthand(repo: Path) -> None:
@@ -352,9 +357,12 @@ def test_add_all_stages_the_whole_folder_from_anywhere(repo: Path) -> None:
     ds("add", "-A", cwd=repo / "deep")
     staged = [line[3:] for line in ds("status", "-s", cwd=repo).stdout.splitlines()]
     assert staged == ["deep/er/x.txt", "top.txt"]
-    for args in ((), ("-A", "top.txt")):
-        r = ds("add", *args, cwd=repo, check=False)
-        assert r.returncode == 2 and "give -A" in r.stderr
+    r = ds("add", cwd=repo, check=False)
+    assert r.returncode == 2 and "give -A" in r.stderr
+    write(repo, "top.txt", "changed\n")
+    write(repo, "other.txt", "o\n")
+    ds("add", "-A", "top.txt", cwd=repo)  # as git's add -A PATH: that path only
+    assert "?? other.txt" in ds("status", "-s", cwd=repo).stdout.splitlines()
 
 
 @pytest.mark.parametrize("argv,expected", [

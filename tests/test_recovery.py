@@ -176,7 +176,7 @@ def test_a_damaged_stage_is_named_with_its_fix_and_nothing_is_committed_from_it(
     for args in (["status"], ["add", "a"], ["commit", "-m", "v2"], ["gc"], ["fsck"]):
         r = ds(*args, cwd=w, check=False)
         assert r.returncode == 1 and "Traceback" not in r.stderr, (args, r.stderr)
-        assert "the stage (.dsstore/STAGE) is damaged" in r.stderr and "ds restore --staged ." in r.stderr
+        assert "the stage (.dsstore/STAGE) cannot be read" in r.stderr and "ds restore --staged ." in r.stderr
     assert ds("log", "--json", cwd=w).stdout.count('"id"') == 1
     ds("restore", "--staged", ".", cwd=w)
     assert [line for line in ds("status", "-s", cwd=w).stdout.splitlines()] == ["?? b"]

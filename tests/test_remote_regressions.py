@@ -400,6 +400,6 @@ def test_a_remote_metadata_pack_missing_beside_its_index_is_named(tmp_path: Path
     [meta_pack] = remote.glob("meta/pack-*.pack")
     meta_pack.unlink()
     r = ds("clone", str(remote), str(tmp_path / "c"), cwd=tmp_path, check=False)
-    assert r.returncode == 1 and f"meta/{meta_pack.name} is missing though its .idx is listed" in r.stderr
+    assert r.returncode == 1 and f"meta/{meta_pack.name}, named by its listing, could not be read" in r.stderr
     r = ds("fsck", "--remote", "origin", cwd=w, check=False)
     assert r.returncode == 1 and f"metadata pack index meta/{meta_pack.stem}.idx has no pack" in r.stderr
