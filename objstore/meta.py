@@ -604,6 +604,18 @@ class MetaStore:
         """Where the metadata packs are (a fetch places verified packs there, .idx last)."""
         return Path(self.path, "objects", "pack")
 
+    def close(self) -> None:
+        """Release libgit2's handles on the database's files (its packs above all)."""
+        self.repo.free()
+
+    def readable(self, oid: str) -> bool:
+        """Object ``oid`` is here and reads whole (its content checked against its id)."""
+        try:
+            self.repo.odb.read(_oid(oid))
+        except (KeyError, ValueError, pygit2.GitError):
+            return False
+        return True
+
     def loose_path(self, oid: str) -> Path:
         """Where object ``oid`` is (or would be) kept as a loose file."""
         return Path(self.path, "objects", oid[:2], oid[2:])

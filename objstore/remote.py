@@ -10,6 +10,7 @@ whole operations the CLI runs and re-exports the names callers import from here.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .errors import DsError
@@ -46,10 +47,14 @@ def attach_default(store: Store, name_or_url: str | None = None) -> None:
 def restore_objects(store: Store, oids: set[str], warn=None) -> set[str]:
     """Metadata objects of ``oids`` (missing or damaged here) brought back from the store's
     remotes (``fsck --repair``): the metadata packs holding them are downloaded, each
-    verified against its name, and a damaged loose copy is moved to ``.dsstore/damaged/``
-    so that the whole one is read. A remote that cannot be reached is passed over
+    verified against its name, and a damaged copy here (a loose file, or a pack of the same
+    name) is moved to ``.dsstore/damaged/`` so that the whole one is read. Only the objects
+    that then read back whole count; a remote that cannot be reached is passed over
     (``warn(text)``)."""
     from .repair import quarantine
+
+    def set_aside(path: Path) -> None:
+        quarantine(store, path)
 
     found: set[str] = set()
     for name in sorted(store.config.remotes):
@@ -57,14 +62,19 @@ def restore_objects(store: Store, oids: set[str], warn=None) -> set[str]:
         if not left:
             break
         try:
-            found |= Remote(store, name).fetch_meta_holding(left)
+            got = Remote(store, name).fetch_meta_holding(left, set_aside, warn)
         except (DsError, OSError) as e:
             if warn is not None:
                 warn(str(e) if name in str(e) else f"remote {name}: {e}")
-    for oid in found:
-        loose = store.meta.loose_path(oid)
-        if loose.exists():
-            quarantine(store, loose)
+            continue
+        store.reopen_meta()
+        for oid in got:
+            loose = store.meta.loose_path(oid)
+            aside = Path(quarantine(store, loose)) if loose.exists() else None
+            if store.meta.readable(oid):
+                found.add(oid)
+            elif aside is not None:  # the remote's copy does not read either: put it back as it was
+                os.replace(aside, loose)
     return found
 
 

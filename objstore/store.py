@@ -122,6 +122,13 @@ class Store:
             self._meta = MetaStore(self.path / "meta", self.algo.size)
         return self._meta
 
+    def reopen_meta(self) -> None:
+        """Read the metadata database afresh: libgit2 keeps the packs it opened, even one
+        replaced under the same name (``fsck --repair``), until their handles are released."""
+        if self._meta is not None:
+            self._meta.close()
+        self._meta = None
+
     @property
     def chunks(self) -> ChunkStore:
         """The chunks: packs and their index."""

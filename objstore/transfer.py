@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -327,31 +328,44 @@ class Transfers(RemoteRepo):
                           "if it persists the remote is damaged: `ds fsck --remote` names what it affects")
 
 
-    def fetch_meta_holding(self, oids: set[str]) -> set[str]:
+    def fetch_meta_holding(self, oids: set[str], set_aside: Callable[[Path], object],
+                           warn: Callable[[str], object] | None = None) -> set[str]:
         """Download the remote's metadata packs that hold any of ``oids`` (objects missing or
         damaged here), each verified against its name, its ``.idx`` read first and published
-        last; the ids of ``oids`` they hold."""
+        last; the ids of ``oids`` they hold. A pack held here under the same name that fails
+        its own check is replaced (``set_aside`` takes the damaged files); one pack that
+        cannot be had is a warning, and the next is tried."""
         import tempfile
 
         from .meta import pack_index_oids
 
         dest = self.store.meta.pack_folder
         dest.mkdir(parents=True, exist_ok=True)
-        have = self.store.meta.pack_names()
         idxs = sorted(r for r in self.fs.list_detail("meta")
                       if r.rsplit("/", 1)[-1].startswith("pack-") and r.endswith(".idx"))
         found: set[str] = set()
         with tempfile.TemporaryDirectory(dir=dest, prefix=".tmp-restore-") as tmp:
             for rel in idxs:
                 name = rel.rsplit("/", 1)[-1]
-                if name in have:
-                    continue
-                self.fs.get_file(rel, Path(tmp, name), check=lambda p, n=name: git_pack_ok(p, n))
-                held = oids.intersection(pack_index_oids(Path(tmp, name))) - found
-                if not held:
-                    continue
                 pack = name[:-4] + ".pack"
-                self.fs.get_file(rel[:-4] + ".pack", dest / pack, check=lambda p, n=pack: git_pack_ok(p, n))
+                if (dest / name).exists() and git_pack_ok(dest / name, name) and (dest / pack).exists() \
+                        and git_pack_ok(dest / pack, pack):
+                    continue  # whole here: what it holds reads, or is damaged elsewhere
+                try:
+                    self.fs.get_file(rel, Path(tmp, name), check=lambda p, n=name: git_pack_ok(p, n))
+                    held = oids.intersection(pack_index_oids(Path(tmp, name))) - found
+                    if not held:
+                        continue
+                    self.fs.get_file(rel[:-4] + ".pack", Path(tmp, pack),
+                                     check=lambda p, n=pack: git_pack_ok(p, n))
+                except (DsError, OSError) as e:
+                    if warn is not None:
+                        warn(f"remote {self.url}: {rel}: {e}")
+                    continue
+                for damaged in (dest / name, dest / pack):  # the same name, failing its check
+                    if damaged.exists():
+                        set_aside(damaged)
+                os.replace(Path(tmp, pack), dest / pack)
                 os.replace(Path(tmp, name), dest / name)  # the .idx last: libgit2 sees whole packs only
                 found |= held
         return found

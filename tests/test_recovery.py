@@ -295,16 +295,41 @@ def test_a_remote_that_fails_while_restoring_is_a_warning_and_the_next_one_is_as
     store = _reopen(store.worktree)
     asked, warnings = [], []
 
-    def holding(self, oids):
+    def holding(self, oids, set_aside, warn=None):
         asked.append(self.url)
         if self.url.endswith("/a"):
             raise RemoteError("remote a: connection refused")
-        return {"1" * 40} & oids
+        return {"1" * 40} & oids  # claimed, but nothing of that id reads back here
 
     monkeypatch.setattr(Transfers, "fetch_meta_holding", holding)
-    assert restore_objects(store, {"1" * 40, "2" * 40}, warn=warnings.append) == {"1" * 40}
+    assert restore_objects(store, {"1" * 40, "2" * 40}, warn=warnings.append) == set()
     assert [u.rsplit("/", 1)[1] for u in asked] == ["a", "b"]
     assert warnings == ["remote a: connection refused"]
+
+
+def test_a_metadata_pack_damaged_here_is_replaced_by_the_remotes_copy_of_the_same_name(
+        tmp_path: Path) -> None:
+    """A clone holds the remote's metadata pack under its own name: damaged here, it is set
+    aside and the remote's (checked against the name) takes its place."""
+    src = tmp_path / "src"
+    ds("init", str(src), cwd=tmp_path)
+    write(src, "d/a", "1")
+    ds("commit", "-a", "-m", "v1", cwd=src)
+    ds("remote", "add", "origin", str(tmp_path / "remote"), cwd=src)
+    ds("push", "-u", "origin", "main", cwd=src)
+    ds("clone", str(tmp_path / "remote"), str(tmp_path / "c"), cwd=tmp_path)
+    c = tmp_path / "c"
+    [pack] = (c / ".dsstore/meta/objects/pack").glob("pack-*.pack")
+    data = bytearray(pack.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    pack.chmod(0o644)
+    pack.write_bytes(bytes(data))
+    assert ds("fsck", cwd=c, check=False).returncode == 1
+    r = ds("fsck", "--repair", cwd=c)
+    assert "metadata object(s) from a remote" in r.stderr
+    ds("fsck", "--read-data", cwd=c)
+    assert (c / ".dsstore/damaged/pack" / pack.name).read_bytes() == bytes(data)
+    assert read_tree(c) == read_tree(src)
 
 
 # -- gc keeps what the reflogs reached ------------------------------------------------------
