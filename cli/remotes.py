@@ -26,9 +26,16 @@ def _quiet_storage_loggers() -> None:
 
 _quiet_storage_loggers()
 
-remote_app = typer.Typer(help="Configure remotes (any fsspec URL: folder, s3://, gs://, az://).",
-                         no_args_is_help=True)
+remote_app = typer.Typer(help="Configure remotes (any fsspec URL: folder, s3://, gs://, az://); "
+                         "alone, list them, as git's `remote`.")
 app.add_typer(remote_app, name="remote")
+
+
+@remote_app.callback(invoke_without_command=True)
+def remote_main(ctx: typer.Context, verbose: Annotated[bool, typer.Option(
+        "-v", "--verbose", help="Accepted as git's: the list always shows each URL.")] = False) -> None:
+    if ctx.invoked_subcommand is None:
+        remote_list()
 
 
 def _parse_options(pairs: list[str] | None) -> dict:

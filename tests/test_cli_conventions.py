@@ -378,3 +378,10 @@ def test_the_count_shorthand_is_rewritten_only_where_git_takes_it(
     from objstore_cli.app import git_shorthands
 
     assert git_shorthands(argv) == expected
+
+
+def test_remote_alone_lists_the_remotes_as_git(repo: Path, tmp_path: Path) -> None:
+    ds("remote", "add", "origin", str(tmp_path / "r"), cwd=repo)
+    listed = ds("remote", "list", cwd=repo).stdout
+    assert listed == f"* origin\t{tmp_path / 'r'}\n"
+    assert ds("remote", cwd=repo).stdout == listed == ds("remote", "-v", cwd=repo).stdout
