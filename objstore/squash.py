@@ -48,9 +48,6 @@ def squash(store: Store, revs: list[str], message: str, branch: str | None = Non
         current = store.meta.head_branch()
         if branch and branch != current:
             store.meta.set_ref(f"refs/heads/{branch}", commit_id, force=True)
-        else:
-            checkout(store, commit_id, force=force)
-            if current:
-                store.meta.set_ref(f"refs/heads/{current}", commit_id, force=True)
-                store.meta.attach_head(current)
+        else:  # the branch moves in one ref update once the files are written: HEAD stays on it
+            checkout(store, commit_id, force=force, branch=current)
         return store.meta.commit_info(commit_id)

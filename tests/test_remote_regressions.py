@@ -282,6 +282,36 @@ def test_a_file_cut_short_by_a_killed_checkout_is_no_work_to_lose(tmp_path: Path
         (s.worktree / target).unlink()
 
 
+def test_a_squash_stopped_before_its_branch_moves_leaves_head_on_the_branch(tmp_path: Path,
+                                                                            monkeypatch) -> None:
+    """As a merge: the squashed version's files are written, then the branch moves in one
+    ref update; stopped just before it, HEAD is on its branch at the old lineage (it was
+    left detached at the new root: the squash torture test found it), and squashing again
+    finishes."""
+    from objstore.meta import MetaStore
+    from objstore.squash import squash
+
+    s = Store.init(tmp_path / "s")
+    write(s.worktree, "a", b"first")
+    commit_all(s, "v1")
+    write(s.worktree, "d/b", b"second")
+    commit_all(s, "v2")
+    v2 = s.head()
+    set_ref = MetaStore.set_ref
+
+    def killed(self, name, commit_id, force=False):
+        raise KeyboardInterrupt  # where the process stops
+
+    monkeypatch.setattr(MetaStore, "set_ref", killed)
+    with pytest.raises(KeyboardInterrupt):
+        squash(s, ["HEAD"], "one")
+    monkeypatch.setattr(MetaStore, "set_ref", set_ref)
+    fresh = Store(s.path)
+    assert fresh.meta.head_branch() == "main" and fresh.head() == v2 and status(fresh).clean
+    root = squash(fresh, ["HEAD"], "one")
+    assert root.parents == () and fresh.meta.head_branch() == "main" and fresh.head() == root.id
+
+
 def test_a_tracked_file_the_user_cut_short_is_work_to_lose(tmp_path: Path) -> None:
     """Only a new path can be left cut short by a kill (tracked files are replaced through a
     temp name), so a tracked file holding the start of the target's bytes is the user's
