@@ -340,7 +340,7 @@ def usage_line(e: click.UsageError) -> str:
 
 def git_shorthands(argv: list[str]) -> list[str]:
     """``ds log -5`` as git's, ``-n 5`` (click has no options made of digits)."""
-    at = 2 if argv[:1] == ["-C"] else 0
+    at = 2 if argv[:1] == ["-C"] else 1 if argv[:1] and argv[0].startswith("-C") else 0  # -C DIR, -CDIR
     if argv[at:at + 1] != ["log"]:
         return argv
     out = argv[:at + 1]

@@ -368,6 +368,7 @@ def test_add_all_stages_the_whole_folder_from_anywhere(repo: Path) -> None:
 @pytest.mark.parametrize("argv,expected", [
     (["log", "-5"], ["log", "-n", "5"]),
     (["-C", "d", "log", "-3", "--oneline"], ["-C", "d", "log", "-n", "3", "--oneline"]),
+    (["-Cd", "log", "-3"], ["-Cd", "log", "-n", "3"]),
     (["log", "-n", "-1"], ["log", "-n", "-1"]),  # -n's own value, refused by -n as before
     (["log", "--", "-5"], ["log", "--", "-5"]),  # a path after --
     (["log", "HEAD", "-2", "--", "x"], ["log", "HEAD", "-n", "2", "--", "x"]),
