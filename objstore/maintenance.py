@@ -113,14 +113,10 @@ def mark_versions(meta: MetaStore, commits: Iterable[str], trees: Iterable[str] 
             info = meta.commit_info(cid)
         except (DsError, KeyError, ValueError) as e:
             m.unreadable.add(cid)
-            text = str(e)  # "version X is damaged in the store (why); run ...": the why alone
-            if " (" in text:
-                text = text.split(" (", 1)[1].rsplit(")", 1)[0].removeprefix(f"{cid}: ")
-            elif "is missing" in text:
-                text = "it is missing from the store"
-            m.problems.append(f"version {cid} cannot be read ({text}): the versions before it are "
-                              "not checked, and gc is refused until it is restored (`ds fsck --repair` "
-                              "brings it back from a remote that has it; else a backup of .dsstore/meta)")
+            m.problems.append(f"version {cid} cannot be read ({getattr(e, 'why', e)}): the versions "
+                              "before it are not checked, and gc is refused until it is restored "
+                              "(`ds fsck --repair` brings it back from a remote that has it; else a "
+                              "backup of .dsstore/meta)")
             continue
         m.commits.add(cid)
         _mark_tree(meta, info.tree, "", m)

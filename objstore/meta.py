@@ -220,11 +220,8 @@ class MetaStore:
             except pygit2.GitError:  # an object whose header reads but whose content does not
                 if unreadable is None:
                     raise
-                for oid in oids:  # found by reading each (only now: it doubles the reads)
-                    try:
-                        self.repo.odb.read(_oid(oid))
-                    except pygit2.GitError:
-                        unreadable.add(str(oid))
+                # found by reading each (only now: it doubles the reads)
+                unreadable.update(str(oid) for oid in oids if not self.readable(str(oid)))
                 pb = self._pack_builder()
                 for oid in oids:
                     if str(oid) not in unreadable:
@@ -354,9 +351,11 @@ class MetaStore:
             return self.repo[oid]
         except (KeyError, ValueError):
             problem: DsError = FormatError(f"{what} ({oid}) is missing from the store; run `ds fsck`")
+            why = "it is missing from the store"
         except pygit2.GitError as e:
             problem = FormatError(f"{what} ({oid}) is damaged ({e}); run `ds fsck`")
-        raise _unreadable(problem, oid)
+            why = str(e)
+        raise _unreadable(problem, oid, why)
 
     def _manifest(self, oid: str, label: str) -> list[FileEntry]:
         data = self._get(oid, f"the manifest of folder {label!r}").data
@@ -507,10 +506,10 @@ class MetaStore:
         except (KeyError, ValueError):
             problem: DsError = RevisionNotFound(f"version {commit_id} is missing from the store; "
                                                 "run `ds fsck`")
-            raise _unreadable(problem, commit_id) from None
+            raise _unreadable(problem, commit_id, "it is missing from the store") from None
         except pygit2.GitError as e:
             problem = FormatError(f"version {commit_id} is damaged in the store ({e}); run `ds fsck`")
-            raise _unreadable(problem, commit_id) from None
+            raise _unreadable(problem, commit_id, str(e)) from None
         if not isinstance(obj, pygit2.Commit):
             raise RevisionNotFound(f"{commit_id} is not a version")
         return obj
@@ -951,9 +950,11 @@ def _whole_packs(folder: Path) -> list[Path]:
     return sorted(i for i in folder.glob("pack-*.idx") if i.with_suffix(".pack").exists())
 
 
-def _unreadable(error: DsError, oid: str) -> DsError:
-    """``error``, naming the object that could not be read (``.oid``: a remote may have it)."""
+def _unreadable(error: DsError, oid: str, why: str) -> DsError:
+    """``error``, naming the object that could not be read (``.oid``: a remote may have it)
+    and why (``.why``, libgit2's text without the id it starts with)."""
     error.oid = oid  # type: ignore[attr-defined]
+    error.why = why.removeprefix(f"{oid}: ")  # type: ignore[attr-defined]
     return error
 
 

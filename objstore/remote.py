@@ -53,16 +53,13 @@ def restore_objects(store: Store, oids: set[str], warn=None) -> set[str]:
     (``warn(text)``)."""
     from .repair import quarantine
 
-    def set_aside(path: Path) -> None:
-        quarantine(store, path)
-
     found: set[str] = set()
     for name in sorted(store.config.remotes):
         left = oids - found
         if not left:
             break
         try:
-            got = Remote(store, name).fetch_meta_holding(left, set_aside, warn)
+            got = Remote(store, name).fetch_meta_holding(left, lambda path: quarantine(store, path), warn)
         except (DsError, OSError) as e:
             if warn is not None:
                 warn(str(e) if name in str(e) else f"remote {name}: {e}")

@@ -327,7 +327,6 @@ class Transfers(RemoteRepo):
                           "3 listings: a `ds gc --remote` may be running (try again when it has finished); "
                           "if it persists the remote is damaged: `ds fsck --remote` names what it affects")
 
-
     def fetch_meta_holding(self, oids: set[str], set_aside: Callable[[Path], object],
                            warn: Callable[[str], object] | None = None) -> set[str]:
         """Download the remote's metadata packs that hold any of ``oids`` (objects missing or
