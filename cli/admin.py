@@ -12,7 +12,9 @@ from .app import JsonOpt, QuietOpt, app, err, open_store, out_json, progress
 @app.command()
 def fsck(
     read_data: Annotated[bool, typer.Option("--read-data", help="Also read and verify every chunk.")] = False,
-    repair: Annotated[bool, typer.Option("--repair", help="Rebuild the index from the packs.")] = False,
+    repair: Annotated[bool, typer.Option("--repair", help=(
+        "Mend what is damaged: the index rebuilt from the packs, refs from their reflogs, metadata "
+        "from remotes; with --remote, send that remote again what it lost and this store holds."))] = False,
     remote: Annotated[str | None, typer.Option("--remote", help="Verify this remote instead.")] = None,
     subset: Annotated[float, typer.Option("--read-data-subset",
                                           help="With --remote: share of chunks to read back (0-1).")] = 0.0,
@@ -23,15 +25,25 @@ def fsck(
     from objstore.maintenance import fsck as do_fsck
 
     if remote is not None:
-        from objstore.remote import fsck_remote
+        from objstore.remote_fsck import fsck_remote
 
         from .remotes import remote_target
 
         store = open_store()
-        result = fsck_remote(store, remote_target(store, remote), subset)
+        result = fsck_remote(store, remote_target(store, remote), subset, repair=repair)
         if as_json:
             out_json(result)
         else:
+            mended = result.get("repaired")
+            if mended:
+                err(f"repaired: {len(result['problems_found'])} problem(s) found; "
+                    f"{mended['chunks_reindexed']} chunk(s) indexed from their packs, "
+                    f"{mended['chunks_sent']} sent again in {mended['packs_sent']} pack(s), "
+                    f"{mended['metadata_objects_sent']} metadata object(s) sent again"
+                    + (f"; moved to damaged/ on the remote: {', '.join(mended['moved_aside'])}"
+                       if mended["moved_aside"] else "")
+                    + (f"; {mended['chunks_damaged_here']} chunk(s) damaged here too"
+                       if mended["chunks_damaged_here"] else ""))
             for p in result["problems"]:
                 err(f"problem: {p}")
             typer.echo(f"remote: {result['versions']} versions, {result['chunks_needed']} chunks needed, "

@@ -580,9 +580,11 @@ class MetaStore:
         """Store ``data`` as an object (durable with the next ``make_durable``)."""
         return self._new(self.repo.create_blob(data))
 
-    def reachable(self, tops: Iterable[str], seen: set[str], new: set[str] | None = None) -> None:
+    def reachable(self, tops: Iterable[str], seen: set[str], new: set[str] | None = None,
+                  missing: set[str] | None = None) -> None:
         """Add to ``seen`` (and ``new``) every object reachable from ``tops`` (versions or
-        folders) not already seen: what a copy of those versions needs."""
+        folders) not already seen: what a copy of those versions needs. With ``missing``,
+        an object that cannot be read here is added to it (and to ``seen``), not an error."""
         stack = [str(t) for t in tops]
         while stack:
             oid = stack.pop()
@@ -591,7 +593,13 @@ class MetaStore:
             seen.add(oid)
             if new is not None:
                 new.add(oid)
-            obj = self._get(oid, "an object")
+            try:
+                obj = self._get(oid, "an object")
+            except DsError:
+                if missing is None:
+                    raise
+                missing.add(oid)
+                continue
             if isinstance(obj, pygit2.Commit):
                 stack.append(str(obj.tree_id))
                 stack.extend(str(p) for p in obj.parent_ids)

@@ -479,24 +479,27 @@ def _mkstemp(folder: Path) -> tuple[int, str]:
 
 def read_pack_toc(path: Path) -> tuple[HashAlgo, list[PackEntry]]:
     """Read and check a pack's table of contents (not its records)."""
-    where = str(path)
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
-        if size < HEADER.size + FOOTER.size:
-            raise FormatError(f"{where}: too short to be a pack; it is truncated")
-        magic, code = HEADER.unpack(f.read(HEADER.size))
-        if magic != MAGIC:
-            raise FormatError(f"{where}: not a pack file (bad magic)")
-        f.seek(size - FOOTER.size)
-        toc_offset, count, code2, check, end = FOOTER.unpack(f.read(FOOTER.size))
-        if end != END_MAGIC or code2 != code:
-            raise FormatError(f"{where}: pack footer is damaged or the pack is truncated")
-        algo = algo_by_code(code)
-        toc_len = size - FOOTER.size - toc_offset
-        if toc_offset < HEADER.size or toc_len != count * (algo.size + TOC_TAIL.size):
-            raise FormatError(f"{where}: pack footer is inconsistent; the pack is damaged")
-        f.seek(toc_offset)
-        toc = f.read(toc_len)
+        return toc_of(size, lambda start, end: os.pread(f.fileno(), end - start, start), str(path))
+
+
+def toc_of(size: int, read: Callable[[int, int], bytes], where: str) -> tuple[HashAlgo, list[PackEntry]]:
+    """A pack's table of contents, checked, from its ``size`` and ``read(start, end)`` of its
+    bytes: two reads at its tail, so a remote pack is indexed without downloading it."""
+    if size < HEADER.size + FOOTER.size:
+        raise FormatError(f"{where}: too short to be a pack; it is truncated")
+    magic, code = HEADER.unpack(read(0, HEADER.size))
+    if magic != MAGIC:
+        raise FormatError(f"{where}: not a pack file (bad magic)")
+    toc_offset, count, code2, check, end = FOOTER.unpack(read(size - FOOTER.size, size))
+    if end != END_MAGIC or code2 != code:
+        raise FormatError(f"{where}: pack footer is damaged or the pack is truncated")
+    algo = algo_by_code(code)
+    toc_len = size - FOOTER.size - toc_offset
+    if toc_offset < HEADER.size or toc_len != count * (algo.size + TOC_TAIL.size):
+        raise FormatError(f"{where}: pack footer is inconsistent; the pack is damaged")
+    toc = read(toc_offset, toc_offset + toc_len)
     if xxhash.xxh3_128_digest(toc) != check:
         raise FormatError(f"{where}: pack table of contents fails its checksum")
     return algo, decode_toc(toc, count, algo.size, toc_offset, where)

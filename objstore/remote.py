@@ -1,4 +1,4 @@
-"""Mirroring a store to a remote: push, fetch, pull, clone, fsck of a remote, and chunks on
+"""Mirroring a store to a remote: push, fetch, pull, clone, and chunks on
 demand.
 
 A ``Remote`` is one remote of one store, built in layers by responsibility:
@@ -22,7 +22,7 @@ from .remote_repo import Transfer, check_url, forget_remote, remote_config, remo
 from .store import CLONING, Store
 
 __all__ = ["Remote", "Transfer", "attach_default", "check_url", "clone", "fetch_dataset",
-           "forget_remote", "fsck_remote", "pull", "push", "push_dataset", "remote_records", "remote_spec"]
+           "forget_remote", "pull", "push", "push_dataset", "remote_records", "remote_spec"]
 
 
 class Remote(RecordSync):
@@ -271,48 +271,3 @@ def _clone_target(remote: Remote, rev: str | None) -> tuple[str | None, str]:
         names = ", ".join(branches) or "none"
         raise DsError(f"{remote.url} has no branch or tag {rev!r}, and no version with that id "
                       f"(its branches: {names}); `ds push --tags` sends tags to it") from None
-
-
-def fsck_remote(store: Store, name_or_url: str | None = None, read_data_subset: float = 0.0) -> dict:
-    """Verify a remote: every branch, tag and dataset record names a version whose metadata
-    (whole history) is there, every chunk those versions name is in the remote's index, the
-    index names only existing packs, every metadata pack index has its pack, and (for a
-    random share ``read_data_subset`` in [0, 1] of the indexed chunks) the bytes read back
-    match their ids."""
-    import random
-    from itertools import groupby
-
-    from .remote_fs import RemoteDamaged
-    from .remote_gc import mark_remote
-
-    if not 0.0 <= read_data_subset <= 1.0:
-        raise DsError("--read-data-subset is a fraction between 0 and 1")
-    remote = repo = Remote(store, name_or_url)
-    with remote.fs.operation("fsck"):
-        remote.check_config(create=False)
-        m, _records, named = mark_remote(remote)
-        problems = [f"{rel}: {why}" for bad in (remote.bad_records, remote.bad_refs)
-                    for rel, why in sorted(bad.items())]
-        problems += named + m.problems
-        index = repo.index()
-        entries = list(index)
-        listing = repo.listing()  # after the index: a push lands its packs before its fragment
-        packs = repo.packs(listing)
-        problems += [f"the index names pack {p}, which is missing"
-                     for p in sorted({loc.pack for _c, loc in entries} - packs.keys())]
-        problems += [f"chunk {c.hex()} of {where} is not on the remote"
-                     for c, where in m.chunks.items() if index.lookup(c) is None]
-        problems += [f"metadata pack index {rel} has no pack" for rel in sorted(listing)
-                     if rel.startswith("meta/") and rel.endswith(".idx") and rel[:-3] + "pack" not in listing]
-        sample = sorted(((c, loc) for c, loc in entries
-                         if loc.pack in packs and random.random() < read_data_subset),
-                        key=lambda row: (row[1].pack, row[1].offset))
-        for pack, rows in groupby(sample, key=lambda row: row[1].pack):
-            try:
-                repo.verify(list(rows), problems)
-            except RemoteDamaged as e:  # one damaged pack is one problem, not the end of the check
-                problems.append(f"pack {pack} looks damaged on the remote: its chunks cannot be read back "
-                                f"({e.why}, at every try)")
-    return {"ok": not problems, "problems": problems, "versions": len(m.commits),
-            "chunks_indexed": len(entries), "chunks_needed": len(m.chunks), "chunks_read": len(sample),
-            "packs": len(packs), "requests": remote.fs.request_count}

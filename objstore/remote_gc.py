@@ -35,10 +35,8 @@ from dataclasses import dataclass
 
 from .errors import DsError, FormatError
 from .maintenance import GcReport, Marked, Plan, mark_versions, plan, sweep
-from .meta import pack_index_oids
 from .record_sync import attachment_chunks
 from .remote import Remote
-from .remote_repo import git_pack_ok
 from .store import Store
 
 DEFAULT_GRACE = 24 * 3600.0
@@ -157,22 +155,11 @@ class _MetaPacks:
                 stems.setdefault(stem, {})[suffix] = info
         old = sorted(s for s, files in stems.items() if {"pack", "idx"} <= files.keys()
                      and now - files["pack"][1] >= report.grace_seconds)
-        contents = {s: self._objects(s) for s in old}
+        contents = {s: repo.meta_pack_objects(s) for s in old}
         dead = [s for s in old if any(o not in live for o in contents[s])]
         self.drop = old if len(old) > MAX_META_PACKS else dead
         kept = {o for s in set(contents) - set(self.drop) for o in contents[s]}
         self.carry = {o for s in self.drop for o in contents[s] if o in live and o not in kept}
-
-    def _objects(self, stem: str) -> list[str]:
-        """The objects one remote metadata pack holds, from its .idx (read once, cached)."""
-        local = self.repo.store.meta.pack_objects(stem)
-        if local is not None:
-            return local
-        cached = self.repo.cache / "meta-idx" / f"{stem}.idx"
-        if not cached.exists():
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            self.repo.fs.get_file(f"meta/{stem}.idx", cached, check=lambda p: git_pack_ok(p, f"{stem}.idx"))
-        return pack_index_oids(cached)
 
     def write(self) -> None:
         """Upload one pack of the live objects (.idx last). The same objects make the same

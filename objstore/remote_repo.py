@@ -42,8 +42,8 @@ from .chunkstore import roll_packs
 from .errors import CorruptObject, DsError, FormatError
 from .fsutil import atomic_write
 from .index import ChunkIndex, Fragment, Location, encode_fragment
-from .meta import valid_ref_name
-from .packs import decode_chunk
+from .meta import pack_index_oids, valid_ref_name
+from .packs import decode_chunk, toc_of
 from .paths import STORE_DIR
 from .reflog import is_hex40
 from .remote_fs import RemoteError, RemoteFS, RemoteLock
@@ -186,6 +186,7 @@ class RemoteRepo(Repository):
         self.cache = store.path / "remotes" / self.track
         self._check_cache()
         self._index: ChunkIndex | None = None
+        self.unreadable: set[str] = set()  # damaged fragments and metadata packs fsck found: passed over
         self.chunks_fetched = 0
         self.started = time.monotonic()
 
@@ -314,12 +315,13 @@ class RemoteRepo(Repository):
             folder = self.cache / "index"
             folder.mkdir(parents=True, exist_ok=True)
             for _attempt in range(3):
-                listed = {rel.rsplit("/", 1)[-1] for rel in self.fs.list("index") if rel.endswith(".idx")}
+                listed = {rel.rsplit("/", 1)[-1] for rel in self.fs.list("index")
+                          if rel.endswith(".idx") and rel not in self.unreadable}
                 have = {p.name for p in folder.glob("*.idx")}
                 try:
                     for name in sorted(listed - have):
                         self.fs.get_file(f"index/{name}", folder / name,
-                                         check=lambda p, n=name: _fragment_ok(p, n))
+                                         check=lambda p, n=name: fragment_ok(p, n))
                 except FileNotFoundError:
                     continue  # replaced by a remote gc while we listed: list again
                 break
@@ -362,6 +364,29 @@ class RemoteRepo(Repository):
                     check()
                 self.fs.put(f"meta/{f.name}", f)
         return [f.name for f in files]
+
+    def meta_pack_objects(self, stem: str) -> list[str]:
+        """The objects one remote metadata pack holds, from its .idx (this store's copy of
+        the same pack, else downloaded once, checked, and cached)."""
+        local = self.store.meta.pack_objects(stem)
+        if local is not None:
+            return local
+        cached = self.cache / "meta-idx" / f"{stem}.idx"
+        if not cached.exists():
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            self.fs.get_file(f"meta/{stem}.idx", cached, check=lambda p: git_pack_ok(p, f"{stem}.idx"))
+        return pack_index_oids(cached)
+
+    def pack_toc(self, pack: str, size: int) -> Rows:
+        """A remote pack's chunks from its own table of contents, checked (``FormatError``
+        if damaged): for a pack no readable index fragment names."""
+        rel = f"packs/{pack[:2]}/{pack}.pack"
+        algo, entries = toc_of(size, lambda start, end: self.fs.cat_ranges(rel, [(start, end)])[0],
+                               f"remote pack {pack} on {self.url}")
+        if algo is not self.algo:
+            raise FormatError(f"remote pack {pack} on {self.url} uses {algo.name}, "
+                              f"the store {self.algo.name}")
+        return Location.rows(pack, entries)
 
     def read_chunks(self, items: list[tuple[bytes, Location]],
                     verify: bool = True) -> Iterator[tuple[bytes, Location, bytes]]:
@@ -643,7 +668,7 @@ def remote_config(fs: RemoteFS) -> dict | None:
         raise FormatError(f"remote {fs.url}: config is unreadable ({e})") from None
 
 
-def _fragment_ok(path: Path, name: str) -> bool:
+def fragment_ok(path: Path, name: str) -> bool:
     """An index fragment ends with the xxh3-128 of its body, and is named by it."""
     data = path.read_bytes()
     return (len(data) > 16 and xxhash.xxh3_128_digest(data[:-16]) == data[-16:]

@@ -300,7 +300,7 @@ class Transfers(RemoteRepo):
             sizes = {r: size for r, (size, _mtime) in self.fs.list_detail("meta").items()
                      if r.rsplit("/", 1)[-1].startswith("pack-")}
             # a pack counts only once its .idx is there (the .idx is uploaded last)
-            complete = {f[:-4] for f in sizes if f.endswith(".idx")}
+            complete = {f[:-4] for f in sizes if f.endswith(".idx") and f not in self.unreadable}
             wanted = [stem + suffix for stem in sorted(complete)
                       for suffix in (".pack", ".idx")  # .idx last: libgit2 then sees whole packs only
                       if stem.rsplit("/", 1)[-1] + suffix not in known]

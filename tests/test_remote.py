@@ -318,7 +318,7 @@ def test_wrong_credentials_are_a_clear_error(tmp_path: Path, azurite) -> None:
 
 
 def test_fsck_of_a_remote(tmp_path: Path, remote_spec) -> None:
-    from objstore.remote import fsck_remote
+    from objstore.remote_fsck import fsck_remote
 
     url, opts = remote_spec
     a = make_store(tmp_path / "a", url, opts)

@@ -22,8 +22,9 @@ import pytest
 
 from objstore.get import get_copy
 from objstore.maintenance import fsck, mark_versions
-from objstore.remote import Remote, clone, fsck_remote, pull
+from objstore.remote import Remote, clone, pull
 from objstore.remote_fs import RemoteFS, RemoteUnavailable
+from objstore.remote_fsck import fsck_remote
 from objstore.store import Store
 from objstore.worktree import commit_all
 

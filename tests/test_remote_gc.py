@@ -20,8 +20,9 @@ import pytest
 
 from objstore.errors import DsError
 from objstore.get import get_copy
-from objstore.remote import Remote, fsck_remote
+from objstore.remote import Remote
 from objstore.remote_fs import RemoteFS, RemoteLock, RemoteLocked
+from objstore.remote_fsck import fsck_remote
 from objstore.remote_gc import gc_remote
 from objstore.store import Store
 from objstore.worktree import commit_all

@@ -11,8 +11,9 @@ import pytest
 
 from objstore.errors import DsError
 from objstore.maintenance import gc
-from objstore.remote import Remote, clone, fsck_remote, pull
+from objstore.remote import Remote, clone, pull
 from objstore.remote_fs import RemoteFS
+from objstore.remote_fsck import fsck_remote
 from objstore.remote_gc import gc_remote
 from objstore.store import Store
 from objstore.worktree import commit_all

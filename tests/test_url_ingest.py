@@ -172,7 +172,8 @@ def test_a_failed_add_into_a_remote_keeps_what_reached_it(bucket, store, tmp_pat
     assert report.unchanged == len(kept)
     assert _entries(store, store.staged_tree()) == _fresh_entries(tmp_path, url, options)
     store.commit("resumed")
-    from objstore.remote import fsck_remote, push
+    from objstore.remote import push
+    from objstore.remote_fsck import fsck_remote
 
     assert push(store, "origin").chunks == 0
     assert fsck_remote(store, "origin", read_data_subset=1.0)["ok"]
@@ -335,7 +336,8 @@ def _remote_store(store: Store, url: str, options: dict) -> None:
 
 def test_into_remote_writes_no_pack_here_and_push_sends_only_the_version(bucket, store, tmp_path, moto_s3):
     from objstore.maintenance import fsck
-    from objstore.remote import clone, fsck_remote, push
+    from objstore.remote import clone, push
+    from objstore.remote_fsck import fsck_remote
 
     url, options, files = bucket
     _remote_store(store, f"s3://{moto_s3.new_bucket()}/store", moto_s3.options)
@@ -385,7 +387,8 @@ def test_into_remote_on_a_cluster_with_a_killed_worker(bucket, store, tmp_path, 
                                                        pickled_by_value):
     pytest.importorskip("distributed")
     import objstore.url_ingest as ui
-    from objstore.remote import fsck_remote, push
+    from objstore.remote import push
+    from objstore.remote_fsck import fsck_remote
 
     url, options, files = bucket
     _remote_store(store, f"s3://{moto_s3.new_bucket()}/store", moto_s3.options)
@@ -435,7 +438,7 @@ def test_many_objects_on_two_workers_into_a_remote(moto_s3, store, tmp_path, mon
     import s3fs
 
     import objstore.url_ingest as ui
-    from objstore.remote import fsck_remote
+    from objstore.remote_fsck import fsck_remote
 
     rng = random.Random(20_000)
     def content(i: int) -> bytes:  # the S set's shape: 1-8 KiB, half text, half random
@@ -475,7 +478,8 @@ def _fail() -> None:
 
 
 def test_packs_of_a_task_that_died_before_its_fragment_are_reclaimed_by_remote_gc(bucket, store, moto_s3):
-    from objstore.remote import fsck_remote, push
+    from objstore.remote import push
+    from objstore.remote_fsck import fsck_remote
     from objstore.remote_gc import gc_remote
     from objstore.remote_repo import RemoteRepo
     from objstore.url_ingest import Target, ingest_task
@@ -569,7 +573,8 @@ def test_a_folder_name_with_glob_characters_is_left_out_exactly(bucket, store, w
 
 
 def test_gc_before_the_push_is_repaired_by_adding_again(bucket, store, moto_s3):
-    from objstore.remote import fsck_remote, push
+    from objstore.remote import push
+    from objstore.remote_fsck import fsck_remote
     from objstore.remote_gc import gc_remote
 
     url, options, files = bucket

@@ -1,0 +1,204 @@
+"""``ds fsck --remote NAME --repair``: a remote that lost or damaged files is mended from a
+store that holds them, and nothing the remote held is lost on the way. Damage is done
+through the remote's own storage API, so the same tests run on every backend."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from objstore.remote import push
+from objstore.remote_fs import RemoteFS
+from objstore.remote_fsck import fsck_remote
+from objstore.store import Store
+from objstore.worktree import commit_all
+
+from .conftest import ds, read_tree, write
+from .test_remote import clone_to, make_store
+
+
+def _pushed(tmp_path: Path, url: str, opts: dict, files: int = 30) -> Store:
+    a = make_store(tmp_path / "a", url, opts)
+    for i in range(files):
+        write(a.worktree, f"d{i % 3}/f{i:02d}.bin", os.urandom(5000 + 100 * i))
+    commit_all(a, "v1")
+    push(a)
+    return a
+
+
+def _files(fs: RemoteFS, prefix: str, suffix: str) -> list[str]:
+    return [r for r in fs.list(prefix) if r.endswith(suffix) and "/.tmp-" not in r]
+
+
+def _flip(fs: RemoteFS, rel: str, at: int) -> None:
+    data = bytearray(fs.cat(rel))
+    data[at] ^= 0xFF
+    fs.put(rel, bytes(data))
+
+
+def _damage(fs: RemoteFS, kind: str) -> str:
+    """Damage the remote one way; returns a word the check's problem must hold."""
+    pack, meta, fragment = (next(iter(_files(fs, prefix, suffix)), "")
+                            for prefix, suffix in (("packs", ".pack"), ("meta", ".pack"), ("index", ".idx")))
+    if kind == "pack-missing":
+        fs.delete([pack])
+        return "which is missing"
+    if kind == "pack-damaged":
+        _flip(fs, pack, 100)
+        return "fails verification"
+    if kind == "meta-missing":
+        fs.delete([meta])
+        return "has no pack"
+    if kind == "meta-damaged":
+        _flip(fs, meta, 30)
+        return "is damaged"
+    if kind == "fragment-damaged":
+        _flip(fs, fragment, 20)
+        return "is damaged"
+    assert kind == "fragment-missing"
+    fs.delete([fragment])
+    return "is not on the remote"
+
+
+def _listing(fs: RemoteFS) -> dict[str, int]:
+    return {rel: size for rel, (size, _t) in fs.list_detail("").items() if not rel.startswith("locks/")}
+
+
+KINDS = ["pack-missing", "pack-damaged", "meta-missing", "meta-damaged",
+         "fragment-damaged", "fragment-missing"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_repair_mends_each_kind_of_damage_and_a_clone_reads_every_file(tmp_path: Path, kind: str) -> None:
+    url = str(tmp_path / "remote")
+    a = _pushed(tmp_path, url, {})
+    fs = RemoteFS(url, {})
+    word = _damage(fs, kind)
+    # a second store checks it: its caches know nothing of the damage
+    checker = make_store(tmp_path / "checker", url, {})
+    before = fsck_remote(checker, "origin", read_data_subset=1.0)
+    assert not before["ok"] and any(word in p for p in before["problems"]), before["problems"]
+    fixed = fsck_remote(a, "origin", read_data_subset=1.0, repair=True)
+    assert fixed["ok"], fixed["problems"]
+    assert fixed["problems_found"] and fixed["repaired"] is not None
+    mended = fixed["repaired"]
+    if kind.startswith("pack"):
+        assert mended["chunks_sent"] == (30 if kind == "pack-missing" else 1)
+    elif kind.startswith("meta"):
+        assert mended["metadata_objects_sent"] > 0 and mended["chunks_sent"] == 0
+    else:  # the index is rebuilt from the packs' own tables of contents: nothing sent again
+        assert mended["chunks_reindexed"] == 30 and mended["chunks_sent"] == 0
+    assert fsck_remote(checker, "origin", read_data_subset=1.0)["ok"]
+    b = clone_to(url, {}, tmp_path / "b")
+    assert read_tree(b.worktree) == read_tree(a.worktree)
+
+
+@pytest.mark.parametrize("backend", ["s3", "gcs", "azure"])
+def test_repair_on_each_cloud_backend(tmp_path: Path, request, backend: str) -> None:
+    from .conftest import SCHEMES
+
+    fixture, scheme = SCHEMES[backend]
+    server = request.getfixturevalue(fixture)
+    url, opts = f"{scheme}://{server.new_bucket()}/data", server.options
+    a = _pushed(tmp_path, url, opts, files=12)
+    fs = RemoteFS(url, opts)
+    for kind in ("pack-damaged", "meta-missing", "fragment-damaged"):
+        _damage(fs, kind)
+    assert not fsck_remote(a, "origin", read_data_subset=1.0)["ok"]
+    fixed = fsck_remote(a, "origin", read_data_subset=1.0, repair=True)
+    assert fixed["ok"], fixed["problems"]
+    b = clone_to(url, opts, tmp_path / "b")
+    assert read_tree(b.worktree) == read_tree(a.worktree)
+
+
+def test_a_healthy_remote_is_left_as_it_is(tmp_path: Path) -> None:
+    url = str(tmp_path / "remote")
+    a = _pushed(tmp_path, url, {})
+    fs = RemoteFS(url, {})
+    files = _listing(fs)
+    result = fsck_remote(a, "origin", read_data_subset=1.0, repair=True)
+    assert result["ok"] and result["repaired"] is None
+    assert _listing(fs) == files
+
+
+def test_a_damaged_fragment_that_does_not_come_back_the_same_is_kept_aside(tmp_path: Path) -> None:
+    url = str(tmp_path / "remote")
+    a = _pushed(tmp_path, url, {})
+    write(a.worktree, "more.bin", os.urandom(9000))
+    commit_all(a, "v2")
+    push(a)
+    fs = RemoteFS(url, {})
+    fragments = _files(fs, "index", ".idx")
+    assert len(fragments) == 2
+    damaged = fragments[0]
+    _flip(fs, damaged, 20)
+    bad = fs.cat(damaged)
+    fixed = fsck_remote(a, "origin", repair=True)
+    assert fixed["ok"], fixed["problems"]
+    assert fixed["repaired"]["moved_aside"] == [damaged]
+    assert fs.cat(f"damaged/{damaged}") == bad, "the damaged bytes are kept, not deleted"
+    assert _files(fs, "index", ".idx") != fragments  # one new fragment names every chunk
+    b = clone_to(url, {}, tmp_path / "b")
+    assert read_tree(b.worktree) == read_tree(a.worktree)
+
+
+def test_a_damaged_metadata_pack_holding_what_no_version_needs_is_kept_aside(tmp_path: Path) -> None:
+    url = str(tmp_path / "remote")
+    a = _pushed(tmp_path, url, {})
+    v1 = a.meta.head_commit()
+    write(a.worktree, "more.bin", os.urandom(9000))
+    commit_all(a, "v2")
+    push(a)  # a second metadata pack, holding v2 only
+    push(a, refs=[f"+{v1}:refs/heads/main"])  # the remote goes back to v1: v2 is needed no more
+    fs = RemoteFS(url, {})
+    metas = _files(fs, "meta", ".pack")
+    assert len(metas) == 2
+    held = fsck_remote(a, "origin", read_data_subset=1.0)
+    assert held["ok"], held["problems"]
+    for rel in metas:  # damage both: v1's must come back, v2's only be kept aside
+        _flip(fs, rel, 30)
+    fixed = fsck_remote(a, "origin", repair=True)
+    assert fixed["ok"], fixed["problems"]
+    aside = fixed["repaired"]["moved_aside"]
+    assert len(aside) == 2 and all(fs.exists(f"damaged/{rel}") for rel in aside)
+    b = clone_to(url, {}, tmp_path / "b")
+    assert b.meta.head_commit() == v1
+
+
+def test_a_chunk_damaged_here_too_is_reported_and_the_remote_is_no_worse(tmp_path: Path) -> None:
+    url = str(tmp_path / "remote")
+    a = _pushed(tmp_path, url, {})
+    fs = RemoteFS(url, {})
+    pack = _files(fs, "packs", ".pack")[0]
+    _flip(fs, pack, 100)  # the first chunk of the remote's only pack
+    before = fsck_remote(a, "origin", read_data_subset=1.0)
+    [problem] = [p for p in before["problems"] if "fails verification" in p]
+    cid = problem.split()[1]
+    loc = a.chunks.index.lookup(bytes.fromhex(cid))
+    local = next((a.path / "packs").glob(f"*/{loc.pack}.pack"))
+    data = bytearray(local.read_bytes())
+    data[loc.offset + loc.stored_len // 2] ^= 0xFF
+    local.write_bytes(bytes(data))
+    files = _listing(fs)
+    result = fsck_remote(Store.open(a.worktree), "origin", read_data_subset=1.0, repair=True)
+    assert not result["ok"]
+    assert result["repaired"]["chunks_damaged_here"] == 1 and result["repaired"]["chunks_sent"] == 0
+    assert any(cid in p for p in result["problems"]), result["problems"]
+    assert _listing(fs) == files, "nothing was sent, moved or removed"
+    after = fsck_remote(a, "origin", read_data_subset=1.0)
+    assert [p for p in after["problems"] if "fails verification" in p] == [problem]
+
+
+def test_the_cli_repairs_and_exits_non_zero_only_while_problems_are_left(tmp_path: Path) -> None:
+    url = str(tmp_path / "remote")
+    a = _pushed(tmp_path, url, {})
+    fs = RemoteFS(url, {})
+    fs.delete(_files(fs, "packs", ".pack"))
+    check = ds("fsck", "--remote", "origin", cwd=a.worktree, check=False)
+    assert check.returncode == 1 and "--repair" in check.stderr
+    fixed = ds("fsck", "--remote", "origin", "--repair", cwd=a.worktree, check=False)
+    assert fixed.returncode == 0, fixed.stderr
+    assert "30 sent again" in fixed.stderr and "OK" in fixed.stdout
+    assert ds("fsck", "--remote", "origin", "--read-data-subset", "1", cwd=a.worktree).returncode == 0
