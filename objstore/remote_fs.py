@@ -32,6 +32,7 @@ from .backend_fsspec import classify, open_backend  # noqa: F401 (callers import
 from .backend_wrappers import Checked, Counting, Retrying, RetryPolicy
 from .errors import DsError
 from .links import storage_options
+from .paths import process_gone
 
 
 class RemoteError(DsError):
@@ -381,7 +382,8 @@ class RemoteLock:
                 self.server_now = mine[1]
                 break
             if time.monotonic() > deadline:
-                what = "a remote gc is running" if "/exclusive-" in blocker else "pushes are in progress"
+                what = ("a remote gc or repair is running" if "/exclusive-" in blocker
+                        else "pushes are in progress")
                 raise RemoteLocked(
                     f"remote {self.fs.url}: {what} ({blocker}); try again later. If no such command "
                     f"is running, the lock expires {self.STALE:.0f} s after it was last refreshed")
@@ -397,12 +399,25 @@ class RemoteLock:
             name = rel.rsplit("/", 1)[-1]
             if rel == self.rel or mine[1] - mtime > self.STALE or not name.endswith(".json"):
                 continue
-            if name.startswith("exclusive-"):
-                if not self.exclusive or (mtime, rel) < (mine[1], self.rel):
-                    return rel  # for gcs, the earlier exclusive lock wins
-            elif self.exclusive and name.startswith("shared-"):
+            earlier = (mtime, rel) < (mine[1], self.rel)  # of two gcs, the earlier wins
+            blocks = (name.startswith("exclusive-") and (not self.exclusive or earlier)
+                      or self.exclusive and name.startswith("shared-"))
+            if blocks and not self._holder_died(rel):
                 return rel
         return None
+
+    def _holder_died(self, rel: str) -> bool:
+        """The lock's holder was a process on this machine that is gone (killed): its lock
+        is removed at once instead of blocking everyone until it goes stale."""
+        try:
+            body = json.loads(self.fs.cat(rel))
+            dead = body["host"] == socket.gethostname() and process_gone(int(body["pid"]))
+        except (DsError, FileNotFoundError, ValueError, KeyError, TypeError):
+            return False
+        if dead:
+            with suppress(DsError):
+                self.fs.delete([rel])
+        return dead
 
     def _write(self) -> None:
         started = time.monotonic()

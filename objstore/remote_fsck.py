@@ -36,6 +36,7 @@ from itertools import groupby
 from pathlib import Path
 
 from .errors import DsError, FormatError
+from .index import Location
 from .maintenance import Marked
 from .record_sync import attachment_chunks
 from .remote import Remote
@@ -55,7 +56,8 @@ class _Check:
     bad_chunks: dict[bytes, str] = field(default_factory=dict)  # needed chunk -> why it cannot be read
     missing_meta: set[str] = field(default_factory=set)  # objects needed, in no readable metadata pack
     marked: Marked = field(default_factory=Marked)
-    entries: Rows = field(default_factory=list)
+    locations: dict[bytes, list[Location]] = field(default_factory=dict)  # every index row of a chunk
+    bad_rows: dict[tuple[bytes, Location], str] = field(default_factory=dict)  # row -> why it cannot be read
     packs: dict[str, tuple[int, float]] = field(default_factory=dict)
     chunks_read: int = 0
 
@@ -103,7 +105,7 @@ def fsck_remote(store: Store, name_or_url: str | None = None, read_data_subset: 
 
 def _result(remote: Remote, c: _Check) -> dict:
     return {"ok": not c.problems, "problems": c.problems, "versions": len(c.marked.commits),
-            "chunks_indexed": len(c.entries), "chunks_needed": len(c.marked.chunks),
+            "chunks_indexed": len(c.locations), "chunks_needed": len(c.marked.chunks),
             "chunks_read": c.chunks_read, "packs": len(c.packs), "requests": remote.fs.request_count}
 
 
@@ -193,20 +195,19 @@ def _check_meta_packs(remote: Remote, c: _Check, tmp: Path, thorough: bool) -> s
 
 
 def _check_chunks(remote: Remote, c: _Check, subset: float) -> None:
-    """Every needed chunk indexed in an existing pack; a share of the indexed ones read back."""
-    index = remote.index()
-    c.entries = list(index)
+    """Every needed chunk indexed in an existing pack; a share of the index rows read back.
+    Every row of every fragment counts, not only the one a lookup finds first: fragments
+    are searched in an order each reader sets, so a chunk indexed twice, once where it
+    cannot be read, fails for some readers."""
+    for frag in remote.index().fragments:
+        for cid, loc in frag:
+            c.locations.setdefault(cid, []).append(loc)
     c.packs = remote.packs(remote.listing())  # after the index: a push lands its packs before its fragment
-    gone = {loc.pack for _c, loc in c.entries} - c.packs.keys()
+    gone = {loc.pack for locs in c.locations.values() for loc in locs} - c.packs.keys()
     c.problems += [f"the index names pack {p}, which is missing" for p in sorted(gone)]
-    for cid, where in c.marked.chunks.items():
-        loc = index.lookup(cid)
-        if loc is None:
-            c.bad_chunks[cid] = "not on the remote"
-            c.problems.append(f"chunk {cid.hex()} of {where} is not on the remote")
-        elif loc.pack in gone:
-            c.bad_chunks[cid] = f"its pack {loc.pack} is missing"
-    sample = sorted(((cid, loc) for cid, loc in c.entries
+    c.bad_rows = {(cid, loc): f"its pack {loc.pack} is missing"
+                  for cid, locs in c.locations.items() for loc in locs if loc.pack in gone}
+    sample = sorted(((cid, loc) for cid, locs in c.locations.items() for loc in locs
                      if loc.pack in c.packs and random.random() < subset),
                     key=lambda row: (row[1].pack, row[1].offset))
     c.chunks_read = len(sample)
@@ -218,21 +219,31 @@ def _check_chunks(remote: Remote, c: _Check, subset: float) -> None:
                     remote.decode(cid, loc, stored)
                 except DsError as e:
                     c.problems.append(str(e).removesuffix("; run `ds fsck --read-data`"))
-                    c.bad_chunks[cid] = "it fails its check"
+                    c.bad_rows[cid, loc] = "it fails its check"
         except RemoteDamaged as e:  # one damaged pack is one problem, not the end of the check
             c.problems.append(f"pack {pack} looks damaged on the remote: its chunks cannot be read back "
                               f"({e.why}, at every try)")
-            c.bad_chunks.update((cid, f"its pack {pack} cannot be read") for cid, _loc in rows)
-    needed = c.marked.chunks
-    for cid in [cid for cid in c.bad_chunks if cid not in needed]:
-        del c.bad_chunks[cid]  # damaged, but no version needs it: a remote gc drops it
+            c.bad_rows.update(((cid, loc), f"its pack {pack} cannot be read") for cid, loc in rows)
+    for cid, where in c.marked.chunks.items():
+        locs = c.locations.get(cid, [])
+        bad = [c.bad_rows[cid, loc] for loc in locs if (cid, loc) in c.bad_rows]
+        if not locs:
+            c.bad_chunks[cid] = "not on the remote"
+            c.problems.append(f"chunk {cid.hex()} of {where} is not on the remote")
+        elif len(bad) == len(locs):
+            c.bad_chunks[cid] = bad[0]
+        elif bad:
+            c.problems.append(f"chunk {cid.hex()} of {where} is indexed twice, once where it cannot be "
+                              f"read ({bad[0]}): some readers fail on it")
 
 
 # -- mending -------------------------------------------------------------------------------
 def _repair(remote: Remote, c: _Check) -> _Mended:
     mended = _Mended()
-    rows = dict(c.entries)
-    named = {loc.pack for loc in rows.values()}
+    rows = {}  # the new index: each chunk where it reads, else where it was (nothing is dropped)
+    for cid, locs in c.locations.items():
+        rows[cid] = next((loc for loc in locs if (cid, loc) not in c.bad_rows), locs[0])
+    named = {loc.pack for locs in c.locations.values() for loc in locs}
     for pack in sorted(c.packs.keys() - named):  # 1. packs no readable fragment names
         if not c.bad_chunks:
             break
@@ -253,7 +264,7 @@ def _repair(remote: Remote, c: _Check) -> _Mended:
     for cid in sent:
         del c.bad_chunks[cid]
     mended.chunks_sent = len(sent)
-    if mended.reindexed or sent:  # 3. one fragment naming every chunk where it is whole
+    if mended.reindexed or sent or c.bad_rows:  # 3. one fragment naming every chunk where it is whole
         remote.replace_index(sorted(rows.items()), remote.fragments())
     send = {o for o in c.missing_meta if store.meta.readable(o)}  # 4. metadata
     if send:

@@ -252,9 +252,9 @@ def test_locks_exclude_gc_from_pushes_and_expire(tmp_path: Path, monkeypatch) ->
     with RemoteLock(fs, exclusive=True, op="gc"):
         write(a.worktree, "g", "y")
         commit_all(a, "v2")
-        with pytest.raises(RemoteLocked, match="remote gc is running"):
+        with pytest.raises(RemoteLocked, match="remote gc or repair is running"):
             Remote(a).push()
-        with pytest.raises(RemoteLocked, match="remote gc is running"):
+        with pytest.raises(RemoteLocked, match="remote gc or repair is running"):
             gc_remote(a, grace_seconds=0)
     assert fs.list("locks") == []
     dead = RemoteLock(fs, exclusive=True, op="gc")  # a gc killed while holding its lock

@@ -202,3 +202,42 @@ def test_the_cli_repairs_and_exits_non_zero_only_while_problems_are_left(tmp_pat
     assert fixed.returncode == 0, fixed.stderr
     assert "30 sent again" in fixed.stderr and "OK" in fixed.stdout
     assert ds("fsck", "--remote", "origin", "--read-data-subset", "1", cwd=a.worktree).returncode == 0
+
+
+HOLD_LOCK = """
+import sys
+from objstore.remote_fs import RemoteFS, RemoteLock
+lock = RemoteLock(RemoteFS(sys.argv[1], {}), exclusive=True, op="repair")
+lock.acquire()
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_lock_left_by_a_killed_command_on_this_machine_does_not_block(tmp_path: Path, monkeypatch) -> None:
+    """A repair or gc killed while it holds the remote's exclusive lock: while the process
+    lives, pushes wait (and give up); once it is gone, the next push goes ahead at once."""
+    import subprocess
+    import sys
+
+    from objstore.remote_fs import RemoteLock, RemoteLocked
+
+    url = str(tmp_path / "remote")
+    a = _pushed(tmp_path, url, {}, files=3)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, url], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline() == b"held\n"
+        write(a.worktree, "new.bin", b"new")
+        commit_all(a, "v2")
+        monkeypatch.setattr(RemoteLock, "WAIT", 0.5)
+        with pytest.raises(RemoteLocked, match="remote gc or repair is running"):
+            push(a)
+    finally:
+        holder.kill()
+        holder.wait()
+    fs = RemoteFS(url, {})
+    assert fs.list("locks"), "the killed holder's lock is still there"
+    push(a)
+    assert fs.list("locks") == []
+    assert fsck_remote(a, "origin", read_data_subset=1.0)["ok"]

@@ -1,7 +1,7 @@
 """Crash safety: `ds commit`, `ds gc`, `ds push`, `ds pull`, `ds switch`, `ds squash`, `ds clone`,
-`ds fsck --repair` and an SDK finalize killed with SIGKILL at random moments leave a store that passes
-`fsck --read-data`, keeps every version committed before the kill byte-identical, and lets
-the command run again to completion.
+`ds fsck --repair`, `ds fsck --remote --repair` and an SDK finalize killed with SIGKILL at
+random moments leave a store that passes `fsck --read-data`, keeps every version committed
+before the kill byte-identical, and lets the command run again to completion.
 
 6 trials per command by default (the suite stays near ten minutes);
 DS_TORTURE_TRIALS=40 or more for the long run.
@@ -303,6 +303,66 @@ def test_repair_killed_at_random(tmp_path: Path, trial: int) -> None:
     r = subprocess.run([DS, "fsck", "--repair"], cwd=work, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     _check(work, versions, tmp_path)
+
+
+def _remote_damage(work: Path, url: str) -> tuple[set[bytes], set[str]]:
+    """(chunks, metadata objects) of the store's versions that cannot be read on the remote,
+    as a reader new to it finds them (the store's cache of the remote is dropped first)."""
+    import shutil
+
+    from objstore.remote import Remote
+    from objstore.remote_fsck import _check
+
+    store = Store.open(work)
+    try:
+        remote = Remote(store, url)
+        shutil.rmtree(remote.cache)
+        remote.cache.mkdir(parents=True)
+        c = _check(remote, 1.0, thorough=True)
+        unreadable = {cid for cid, locs in c.locations.items() if any(row in c.bad_rows for row in
+                                                                      ((cid, loc) for loc in locs))}
+        return set(c.bad_chunks) | unreadable, c.missing_meta
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("trial", range(TRIALS))
+def test_remote_repair_killed_at_random(tmp_path: Path, trial: int) -> None:
+    """`ds fsck --remote origin --repair` of a remote that lost a pack and has a damaged pack,
+    index fragment and metadata pack, killed at any moment: nothing readable there before
+    is unreadable after, the kill's lock does not block the next run, and that run leaves
+    the remote whole (a clone reads every file)."""
+    from objstore.remote_fs import RemoteFS
+
+    work, url = tmp_path / "w", str(tmp_path / "remote")
+    _ds(tmp_path, "init", str(work))
+    _ds(work, "config", "store.pack_target", "1048576")
+    _ds(work, "remote", "add", "origin", url)
+    for i in range(3):
+        _dataset(work, 120, seed=100 * i + trial)
+        _ds(work, "commit", "-a", "-m", f"v{i}")
+        _ds(work, "push")
+    fs = RemoteFS(url, {})
+    packs = sorted(r for r in fs.list("packs") if r.endswith(".pack"))
+    fragments = sorted(fs.list("index"))
+    metas = sorted(r for r in fs.list("meta") if r.endswith(".pack"))
+    assert len(packs) >= 3 and len(fragments) == 3 and len(metas) == 3
+    fs.delete([packs[0]])
+    for rel, at in ((packs[1], 200), (fragments[trial % 3], 20), (metas[trial % 3], 30)):
+        data = bytearray(fs.cat(rel))
+        data[at] ^= 0xFF
+        fs.put(rel, bytes(data))
+    chunks, objects = _remote_damage(work, url)
+    assert chunks and objects
+    repair = [DS, "fsck", "--remote", "origin", "--read-data-subset", "1", "--repair"]
+    _kill_after(repair, work, random.Random(trial).uniform(0.05, 1.0))
+    chunks_now, objects_now = _remote_damage(work, url)
+    assert chunks_now <= chunks and objects_now <= objects, "the killed repair made something worse"
+    r = subprocess.run(repair, cwd=work, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert _remote_damage(work, url) == (set(), set())
+    _ds(tmp_path, "clone", url, str(tmp_path / "c"))
+    assert read_tree(tmp_path / "c") == read_tree(work)
 
 
 FINALIZE = """
