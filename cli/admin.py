@@ -36,16 +36,20 @@ def fsck(
         else:
             mended = result.get("repaired")
             if mended:
-                err(f"repaired: {len(result['problems_found'])} problem(s) found; "
-                    f"{mended['chunks_reindexed']} chunk(s) indexed from their packs, "
-                    f"{mended['chunks_sent']} sent again in {mended['packs_sent']} pack(s), "
-                    f"{mended['metadata_objects_sent']} metadata object(s) sent again"
-                    + (f"; moved to damaged/ on the remote: {', '.join(mended['moved_aside'])}"
-                       if mended["moved_aside"] else "")
-                    + (f"; {mended['chunks_damaged_here']} chunk(s) damaged here too"
-                       if mended["chunks_damaged_here"] else ""))
+                done = [f"{len(result['problems_found'])} problem(s) found",
+                        f"{len(mended['files_restored'])} file(s) put back from this store's copy",
+                        f"{mended['chunks_reindexed']} chunk(s) indexed from their packs",
+                        f"{mended['chunks_sent']} sent again in {mended['packs_sent']} pack(s)",
+                        f"{mended['metadata_objects_sent']} metadata object(s) sent again"]
+                if mended["moved_aside"]:
+                    done.append(f"moved to damaged/ on the remote: {', '.join(mended['moved_aside'])}")
+                if mended["chunks_damaged_here"]:
+                    done.append(f"{mended['chunks_damaged_here']} chunk(s) damaged here too")
+                err("repaired: " + "; ".join(done))
             for p in result["problems"]:
                 err(f"problem: {p}")
+            if result.get("hint"):
+                err(f"hint: {result['hint']}")
             typer.echo(f"remote: {result['versions']} versions, {result['chunks_needed']} chunks needed, "
                        f"{result['chunks_indexed']} indexed, {result['packs']} packs, "
                        f"{result['chunks_read']} read back: "

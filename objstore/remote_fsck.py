@@ -1,36 +1,44 @@
 """``ds fsck --remote``: verify a remote; with ``--repair``, mend it from this store.
 
 The check reads the remote's refs, dataset records, index fragments and metadata packs,
-and reads back a share (``read_data_subset``) of the chunks. Damage in one file is one
+and reads back a share (``read_data_subset``) of the index rows. Damage in one file is one
 problem and the check goes on: an index fragment or metadata pack failing its checksum, a
 metadata pack missing beside its ``.idx``, metadata objects the remote's versions need that
-no readable metadata pack holds, chunks they need that no index names, that sit in a
-missing pack, or that fail their check. A thorough check (``read_data_subset`` above 0, or
-a repair) downloads every fragment and metadata pack to check it; a quick one compares
-sizes with the copies this store holds.
+no readable metadata pack holds, chunks they need that no index row names, or whose every
+row names a missing pack, runs past its pack's listed size, or fails its check, and a chunk
+indexed twice, once where it cannot be read (readers search fragments in their own order).
+A thorough check (``--read-data-subset 1``, or a repair) downloads every fragment and
+metadata pack to check it; a quick one downloads only fragments not cached yet (as any
+reader does) and compares sizes with the copies this store holds.
 
-``--repair`` mends under the remote's exclusive lock (as a remote gc), and removes nothing
-it has not replaced:
+``--repair`` mends under the store's lock and the remote's exclusive lock (as a remote gc),
+and removes nothing it has not replaced:
 
-1. packs no readable fragment names are indexed from their own tables of contents (three
-   ranged reads each), for the chunks that are needed and read back whole;
-2. needed chunks still missing or damaged are sent again from this store, verified, as
-   new packs;
-3. one index fragment names every chunk where it is whole, then the old fragments go;
+0. a damaged fragment or metadata pack of which this store holds a whole copy under the
+   same name (checked when it came; files are named by their content) is put back;
+1. every chunk of a pack no readable fragment names is indexed from the pack's own table of
+   contents (three ranged reads), a needed one only once it reads back whole;
+2. needed chunks still missing or damaged are sent again from this store, verified, as new
+   packs (a damaged pack that comes out the same is overwritten, not skipped as landed);
+3. one index fragment names every chunk where it reads (a needed chunk no row of which
+   reads keeps its row; only an unreadable row of a chunk no version needs is dropped),
+   then the old fragments go;
 4. metadata objects the remote's versions need and no readable pack holds are sent again
    as one metadata pack;
-5. damaged fragments and metadata packs are moved to ``damaged/`` on the remote, where
-   nothing reads them and nothing deletes them.
+5. damaged fragments and metadata packs are copied to ``damaged/<when>/`` on the remote,
+   where nothing reads or deletes them, and then removed from where readers look.
 
-A damaged data pack stays: its other chunks may be whole, and the index no longer names
-the replaced ones (a remote gc removes the pack once it names none). The remote is then
-checked again, and what is left is reported.
+A damaged data pack stays: its other chunks may be whole (a remote gc drops it once the
+index names none of them). The remote is then checked again, reading back every chunk the
+repair gave a new row and every one still unreadable, and what is left is reported. Data
+damage is found only where rows are read: ``--read-data-subset 1 --repair`` reads them all.
 """
 
 from __future__ import annotations
 
 import random
 import tempfile
+import time
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
@@ -52,8 +60,9 @@ class _Check:
     """What one pass over a remote found."""
 
     problems: list[str] = field(default_factory=list)
-    bad_files: dict[str, str] = field(default_factory=dict)  # fragment or metadata pack -> why
-    bad_chunks: dict[bytes, str] = field(default_factory=dict)  # needed chunk -> why it cannot be read
+    bad_files: dict[str, str] = field(default_factory=dict)  # fragment or metadata pack .idx -> why
+    whole_here: dict[str, list[Path]] = field(default_factory=dict)  # bad file -> this store's whole copy
+    bad_chunks: dict[bytes, str] = field(default_factory=dict)  # needed chunk -> why no row of it reads
     missing_meta: set[str] = field(default_factory=set)  # objects needed, in no readable metadata pack
     marked: Marked = field(default_factory=Marked)
     locations: dict[bytes, list[Location]] = field(default_factory=dict)  # every index row of a chunk
@@ -61,46 +70,59 @@ class _Check:
     packs: dict[str, tuple[int, float]] = field(default_factory=dict)
     chunks_read: int = 0
 
+    @property
+    def repairable(self) -> bool:
+        return bool(self.bad_files or self.bad_chunks or self.missing_meta or self.bad_rows)
+
 
 @dataclass
 class _Mended:
+    files_restored: list[str] = field(default_factory=list)  # put back from this store's whole copy
     reindexed: int = 0  # chunks found in packs no readable fragment named
     chunks_sent: int = 0
     packs_sent: int = 0
     meta_objects_sent: int = 0
     moved_aside: list[str] = field(default_factory=list)
     damaged_here: int = 0  # chunks this store could not send: damaged here too
+    written: set[bytes] = field(default_factory=set)  # chunks given a new row: read back afterwards
+
+    def as_json(self) -> dict:
+        return {"files_restored": self.files_restored, "chunks_reindexed": self.reindexed,
+                "chunks_sent": self.chunks_sent, "packs_sent": self.packs_sent,
+                "metadata_objects_sent": self.meta_objects_sent, "moved_aside": self.moved_aside,
+                "chunks_damaged_here": self.damaged_here}
 
 
 def fsck_remote(store: Store, name_or_url: str | None = None, read_data_subset: float = 0.0,
                 repair: bool = False) -> dict:
-    """Verify a remote (see the module's docstring); ``repair`` mends what this store can."""
+    """Verify a remote (see the module's docstring); ``repair`` mends what this store can.
+    Problems left are in ``problems`` (``ok`` when none); a check that found something a
+    repair can mend says so in ``hint``."""
     if not 0.0 <= read_data_subset <= 1.0:
         raise DsError("--read-data-subset is a fraction between 0 and 1")
     remote = Remote(store, name_or_url)
+    thorough = repair or read_data_subset >= 1.0
     with remote.fs.operation("fsck"):
         remote.check_config(create=False)
         if not repair:
-            return _result(remote, _check(remote, read_data_subset, thorough=read_data_subset > 0))
-        with remote.lock("repair", exclusive=True) as remote.lease:
+            c = _check(remote, read_data_subset, thorough)
+            hint = (f"`ds fsck --remote {remote.name or remote.url} --repair` mends what this store holds"
+                    if c.repairable else None)
+            return _result(remote, c) | {"hint": hint}
+        with store.locked(), remote.lock("repair", exclusive=True) as remote.lease:
             try:
-                found = _check(remote, read_data_subset, thorough=True)
+                found = _check(remote, read_data_subset, thorough)
                 if not found.problems:
                     return _result(remote, found) | {"repaired": None}
                 mended = _repair(remote, found)
                 remote.forget_index()
                 remote.unreadable = set()
-                after = _check(remote, 0.0, thorough=False)
+                # again, reading back every chunk given a new row and every one still unreadable
+                after = _check(remote, 0.0, thorough=False, read=mended.written | set(found.bad_chunks))
             finally:
                 remote.lease = None
-    left = after.problems + [f"chunk {c.hex()} of {found.marked.chunks.get(c, '?')}: {why}"
-                             for c, why in sorted(found.bad_chunks.items())]
-    result = _result(remote, after) | {"ok": not left, "problems": left, "problems_found": found.problems,
-                                       "chunks_read": found.chunks_read}
-    result["repaired"] = {"chunks_reindexed": mended.reindexed, "chunks_sent": mended.chunks_sent,
-                          "packs_sent": mended.packs_sent, "metadata_objects_sent": mended.meta_objects_sent,
-                          "moved_aside": mended.moved_aside, "chunks_damaged_here": mended.damaged_here}
-    return result
+    return _result(remote, after) | {"problems_found": found.problems, "repaired": mended.as_json(),
+                                     "chunks_read": found.chunks_read + after.chunks_read}
 
 
 def _result(remote: Remote, c: _Check) -> dict:
@@ -110,12 +132,13 @@ def _result(remote: Remote, c: _Check) -> dict:
 
 
 # -- checking ------------------------------------------------------------------------------
-def _check(remote: Remote, subset: float, thorough: bool) -> _Check:
+def _check(remote: Remote, subset: float, thorough: bool, read: set[bytes] = frozenset()) -> _Check:
     c = _Check()
     with tempfile.TemporaryDirectory(dir=remote.cache) as tmp:
         _check_fragments(remote, c, Path(tmp), thorough)
         held = _check_meta_packs(remote, c, Path(tmp), thorough)
-    remote.unreadable |= set(c.bad_files)  # read no further: index() and fetch_meta() pass them over
+    # read no further where this store has no whole copy (index() and fetch_meta() pass them over)
+    remote.unreadable |= {rel for rel in c.bad_files if rel not in c.whole_here}
     c.problems += c.bad_files.values()
     m, records, named = mark_remote(remote)
     c.marked = m
@@ -131,84 +154,100 @@ def _check(remote: Remote, subset: float, thorough: bool) -> _Check:
     if c.missing_meta:
         c.problems.append(f"{len(c.missing_meta)} metadata object(s) the remote's versions need are in no "
                           f"readable metadata pack there (one is {min(c.missing_meta)})")
-    _check_chunks(remote, c, subset)
-    if c.problems and not remote.lease:
-        c.problems[-1] += (f"; `ds fsck --remote {remote.name or remote.url} --repair` sends again what "
-                           "this store holds")
+    _check_chunks(remote, c, subset, read)
     return c
 
 
 def _check_fragments(remote: Remote, c: _Check, tmp: Path, thorough: bool) -> None:
-    """Each index fragment: downloaded and checked (thorough, or not cached yet), else its
-    size compared with the cached copy."""
+    """Each index fragment: one not cached yet is downloaded into the cache and checked (as
+    the index would be); a cached one is downloaded again and checked when thorough, else
+    its size compared. A cached copy was checked when it came, so it is whole."""
     cache = remote.cache / "index"
+    cache.mkdir(parents=True, exist_ok=True)
     for rel, (size, _mtime) in sorted(remote.fs.list_detail("index").items()):
         name = rel.rsplit("/", 1)[-1]
         if not name.endswith(".idx") or name.startswith(".tmp-"):
             continue
         mine = cache / name
-        if not thorough and mine.exists():
+        cached = mine.exists()
+        if cached and not thorough:
             if mine.stat().st_size != size:
                 c.bad_files[rel] = f"index fragment {rel} differs in size from the copy checked here: damaged"
-            continue
-        try:
-            remote.fs.get_file(rel, tmp / name, check=lambda p, n=name: fragment_ok(p, n))
-        except RemoteDamaged as e:
-            c.bad_files[rel] = f"index fragment {rel} is damaged ({e.why})"
-        except FileNotFoundError:
-            pass  # replaced since it was listed (a remote gc)
+        else:
+            try:
+                remote.fs.get_file(rel, tmp / name if cached else mine,
+                                   check=lambda p, n=name: fragment_ok(p, n))
+            except RemoteDamaged as e:
+                c.bad_files[rel] = f"index fragment {rel} is damaged ({e.why})"
+            except FileNotFoundError:
+                pass  # replaced since it was listed (a remote gc)
+        if rel in c.bad_files and cached:
+            c.whole_here[rel] = [mine]
 
 
 def _check_meta_packs(remote: Remote, c: _Check, tmp: Path, thorough: bool) -> set[str]:
     """Each metadata pack: there beside its ``.idx``, and whole (downloaded and checked when
-    thorough, else its size compared with this store's copy); the objects the good ones hold."""
+    thorough, else its size compared with this store's copy of the same name, if any); the
+    objects the good ones hold (each ``.idx`` read once, then cached)."""
     files = {rel: size for rel, (size, _mtime) in remote.fs.list_detail("meta").items()
              if rel.rsplit("/", 1)[-1].startswith("pack-")}
     mine = remote.store.meta.pack_folder
     held: set[str] = set()
     for stem in sorted(rel[:-4] for rel in files if rel.endswith(".idx")):
         pack, idx = f"{stem}.pack", f"{stem}.idx"
-        if pack not in files:
-            c.bad_files[idx] = f"metadata pack index {idx} has no pack"
-            continue
-        why = None
-        for rel in (idx, pack):
+        short = stem.rsplit("/", 1)[-1]
+        why = None if pack in files else f"metadata pack index {idx} has no pack"
+        for rel in (idx, pack) if why is None else ():
             name = rel.rsplit("/", 1)[-1]
-            if not thorough and (mine / name).exists():
-                if (mine / name).stat().st_size != files[rel]:
+            if not thorough:
+                if (mine / name).exists() and (mine / name).stat().st_size != files[rel]:
                     why = f"metadata pack {rel} differs in size from this store's copy: damaged"
                 continue
             try:
                 remote.fs.get_file(rel, tmp / name, check=lambda p, n=name: git_pack_ok(p, n))
             except RemoteDamaged as e:
                 why = f"metadata pack {rel} is damaged ({e.why})"
-            except FileNotFoundError:
-                why = f"metadata pack {rel} went missing while checked"
-            (tmp / name).unlink(missing_ok=True)
-            if why:
                 break
+            except FileNotFoundError:
+                why = ""  # removed since it was listed (a remote gc replaced it): not ours to judge
+                break
+            if rel == idx:  # checked: the copy meta_pack_objects reads
+                (remote.cache / "meta-idx").mkdir(parents=True, exist_ok=True)
+                (tmp / name).replace(remote.cache / "meta-idx" / name)
+            (tmp / name).unlink(missing_ok=True)
         if why:
             c.bad_files[idx] = why
-        else:
-            held.update(remote.meta_pack_objects(stem.rsplit("/", 1)[-1]))
+            copies = [mine / f"{short}.idx", mine / f"{short}.pack"]
+            if all(p.exists() and git_pack_ok(p, p.name) for p in copies):
+                c.whole_here[idx] = copies
+        elif why is None:
+            held.update(remote.meta_pack_objects(short))
     return held
 
 
-def _check_chunks(remote: Remote, c: _Check, subset: float) -> None:
-    """Every needed chunk indexed in an existing pack; a share of the index rows read back.
-    Every row of every fragment counts, not only the one a lookup finds first: fragments
-    are searched in an order each reader sets, so a chunk indexed twice, once where it
-    cannot be read, fails for some readers."""
+def _check_chunks(remote: Remote, c: _Check, subset: float, read: set[bytes]) -> None:
+    """Every needed chunk indexed in an existing pack, within its listed size; a share of
+    the index rows (and every row of the chunks in ``read``) read back. Every row of every
+    fragment counts, not only the one a lookup finds first: fragments are searched in an
+    order each reader sets, so a chunk indexed twice, once where it cannot be read, fails
+    for some readers."""
     for frag in remote.index().fragments:
         for cid, loc in frag:
             c.locations.setdefault(cid, []).append(loc)
     c.packs = remote.packs(remote.listing())  # after the index: a push lands its packs before its fragment
     gone = {loc.pack for locs in c.locations.values() for loc in locs} - c.packs.keys()
     c.problems += [f"the index names pack {p}, which is missing" for p in sorted(gone)]
-    c.bad_rows = {(cid, loc): f"its pack {loc.pack} is missing"
-                  for cid, locs in c.locations.items() for loc in locs if loc.pack in gone}
+    short: set[str] = set()
+    for cid, locs in c.locations.items():
+        for loc in locs:
+            if loc.pack in gone:
+                c.bad_rows[cid, loc] = f"its pack {loc.pack} is missing"
+            elif loc.offset + loc.stored_len > c.packs[loc.pack][0]:
+                c.bad_rows[cid, loc] = f"its pack {loc.pack} is shorter than the index says: cut short"
+                short.add(loc.pack)
+    c.problems += [f"pack {p} is shorter than the index says: cut short" for p in sorted(short)]
     sample = sorted(((cid, loc) for cid, locs in c.locations.items() for loc in locs
-                     if loc.pack in c.packs and random.random() < subset),
+                     if (cid, loc) not in c.bad_rows and (cid in read or random.random() < subset)),
                     key=lambda row: (row[1].pack, row[1].offset))
     c.chunks_read = len(sample)
     for pack, rows in groupby(sample, key=lambda row: row[1].pack):
@@ -232,6 +271,8 @@ def _check_chunks(remote: Remote, c: _Check, subset: float) -> None:
             c.problems.append(f"chunk {cid.hex()} of {where} is not on the remote")
         elif len(bad) == len(locs):
             c.bad_chunks[cid] = bad[0]
+            if bad[0].endswith("is missing") or bad[0].endswith("cut short"):  # read errors are listed above
+                c.problems.append(f"chunk {cid.hex()} of {where} cannot be read: {bad[0]}")
         elif bad:
             c.problems.append(f"chunk {cid.hex()} of {where} is indexed twice, once where it cannot be "
                               f"read ({bad[0]}): some readers fail on it")
@@ -240,40 +281,60 @@ def _check_chunks(remote: Remote, c: _Check, subset: float) -> None:
 # -- mending -------------------------------------------------------------------------------
 def _repair(remote: Remote, c: _Check) -> _Mended:
     mended = _Mended()
-    rows = {}  # the new index: each chunk where it reads, else where it was (nothing is dropped)
-    for cid, locs in c.locations.items():
-        rows[cid] = next((loc for loc in locs if (cid, loc) not in c.bad_rows), locs[0])
+    for rel, copies in sorted(c.whole_here.items()):  # 0. this store's whole copy, put back as it was
+        for path in sorted(copies, key=lambda p: p.suffix == ".idx"):  # a metadata pack's .idx last
+            remote.check()
+            remote.fs.put(rel.rsplit("/", 1)[0] + "/" + path.name, path)
+        mended.files_restored.append(rel)
+    rows = _kept_rows(c)
     named = {loc.pack for locs in c.locations.values() for loc in locs}
     for pack in sorted(c.packs.keys() - named):  # 1. packs no readable fragment names
-        if not c.bad_chunks:
-            break
         try:
-            toc = [(cid, loc) for cid, loc in remote.pack_toc(pack, c.packs[pack][0]) if cid in c.bad_chunks]
-            whole = [(cid, loc) for cid, loc, _stored in _readable(remote, toc)]
+            toc = remote.pack_toc(pack, c.packs[pack][0])
         except (FormatError, RemoteDamaged, FileNotFoundError):
             continue  # not a pack we can read: left for a remote gc
-        for cid, loc in whole:
-            rows[cid] = loc
+        found = [(cid, loc) for cid, loc in toc if cid not in rows]
+        needed = [(cid, loc) for cid, loc in found if cid in c.bad_chunks]
+        whole = {cid: loc for cid, loc, _stored in _readable(remote, needed)}
+        unneeded = {cid: loc for cid, loc in found if cid not in c.bad_chunks}  # kept, not read
+        rows.update(unneeded)
+        rows.update(whole)
+        for cid in whole:
             del c.bad_chunks[cid]
-        mended.reindexed += len(whole)
+        mended.reindexed += len(whole) + len(unneeded)
+        mended.written |= whole.keys()
     store = remote.store
     here = [cid for cid in c.bad_chunks if store.chunks.has(cid)]  # 2. sent again from here
     sent: list[bytes] = []
+    # a pack found damaged may come out of the same chunks again, under its own name: replace it
+    remote.unreadable |= {f"packs/{loc.pack[:2]}/{loc.pack}.pack" for _cid, loc in c.bad_rows}
     new_rows, mended.packs_sent = remote.write_packs(_whole_here(remote, here, sent, mended))
     rows.update(new_rows)
-    for cid in sent:
-        del c.bad_chunks[cid]
     mended.chunks_sent = len(sent)
-    if mended.reindexed or sent or c.bad_rows:  # 3. one fragment naming every chunk where it is whole
+    mended.written |= set(sent)
+    if mended.reindexed or mended.written or c.bad_rows:  # 3. one fragment naming every chunk where it reads
         remote.replace_index(sorted(rows.items()), remote.fragments())
     send = {o for o in c.missing_meta if store.meta.readable(o)}  # 4. metadata
     if send:
         remote._remember_meta(remote.put_meta_pack(send, remote.check))
         mended.meta_objects_sent = len(send)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     for rel in sorted(c.bad_files):  # 5. damaged files aside (a metadata pack's .idx first)
         unit = [rel, rel[:-4] + ".pack"] if rel.startswith("meta/") else [rel]
-        mended.moved_aside += _move_aside(remote, unit)
+        mended.moved_aside += _move_aside(remote, unit, f"damaged/{stamp}")
     return mended
+
+
+def _kept_rows(c: _Check) -> dict[bytes, Location]:
+    """The index to write: each chunk where it reads, else (a chunk some version needs)
+    where it was. A row that cannot be read, of a chunk no version needs, is dropped:
+    nothing readable goes with it."""
+    rows = {}
+    for cid, locs in c.locations.items():
+        good = [loc for loc in locs if (cid, loc) not in c.bad_rows]
+        if good or cid in c.marked.chunks:
+            rows[cid] = (good or locs)[0]
+    return rows
 
 
 def _readable(remote: Remote, rows: Rows):
@@ -300,9 +361,9 @@ def _whole_here(remote: Remote, chunk_ids: list[bytes], sent: list[bytes], mende
         yield chunk
 
 
-def _move_aside(remote: Remote, rels: list[str]) -> list[str]:
+def _move_aside(remote: Remote, rels: list[str], folder: str) -> list[str]:
     """Copy damaged remote files (a fragment, or a metadata pack's ``.idx`` and ``.pack``:
-    one unit) to ``damaged/<rel>``, then remove them from where readers look, in order;
+    one unit) to ``folder/<rel>``, then remove them from where readers look, in order;
     none if all are whole now (the repair wrote the same content under the same name:
     files are named by what they hold) or one cannot be read at all (then all stay)."""
     moved = []
@@ -322,7 +383,7 @@ def _move_aside(remote: Remote, rels: list[str]) -> list[str]:
             return []
         for rel, path in copies.items():
             remote.check()
-            remote.fs.put(f"damaged/{rel}", path)
+            remote.fs.put(f"{folder}/{rel}", path)
         for rel in rels:
             remote.check()
             remote.fs.delete([rel])

@@ -315,11 +315,11 @@ class RemoteRepo(Repository):
             folder = self.cache / "index"
             folder.mkdir(parents=True, exist_ok=True)
             for _attempt in range(3):
-                listed = {rel.rsplit("/", 1)[-1] for rel in self.fs.list("index")
-                          if rel.endswith(".idx") and rel not in self.unreadable}
+                listed = {rel.rsplit("/", 1)[-1] for rel in self.fs.list("index") if rel.endswith(".idx")}
                 have = {p.name for p in folder.glob("*.idx")}
+                skip = {rel.rsplit("/", 1)[-1] for rel in self.unreadable}  # damaged there (fsck)
                 try:
-                    for name in sorted(listed - have):
+                    for name in sorted(listed - have - skip):
                         self.fs.get_file(f"index/{name}", folder / name,
                                          check=lambda p, n=name: fragment_ok(p, n))
                 except FileNotFoundError:
@@ -459,8 +459,8 @@ class RemoteRepo(Repository):
         def send(f: Path) -> int:
             self.check()
             rel = f"packs/{f.stem[:2]}/{f.name}"
-            if self.fs.size(rel) == f.stat().st_size:
-                return 0
+            if rel not in self.unreadable and self.fs.size(rel) == f.stat().st_size:
+                return 0  # (a pack a repair found damaged is replaced, though it has the size)
             self.fs.put(rel, f)
             return 1
 

@@ -62,6 +62,12 @@ def _damage(fs: RemoteFS, kind: str) -> str:
     return "is not on the remote"
 
 
+def _aside(fs: RemoteFS, rel: str) -> str:
+    """Where a repair kept a damaged file: ``damaged/<when>/<rel>``."""
+    [kept] = [r for r in fs.list("damaged") if r.endswith("/" + rel)]
+    return kept
+
+
 def _listing(fs: RemoteFS) -> dict[str, int]:
     return {rel: size for rel, (size, _t) in fs.list_detail("").items() if not rel.startswith("locks/")}
 
@@ -76,6 +82,11 @@ def test_repair_mends_each_kind_of_damage_and_a_clone_reads_every_file(tmp_path:
     a = _pushed(tmp_path, url, {})
     fs = RemoteFS(url, {})
     word = _damage(fs, kind)
+    if kind == "fragment-damaged":
+        cached = sorted((a.path / "remotes" / "origin" / "index").iterdir())
+        assert not fsck_remote(a, "origin", read_data_subset=1.0)["ok"]
+        assert sorted((a.path / "remotes" / "origin" / "index").iterdir()) == cached, \
+            "a check keeps this store's copies of the remote's fragments"
     # a second store checks it: its caches know nothing of the damage
     checker = make_store(tmp_path / "checker", url, {})
     before = fsck_remote(checker, "origin", read_data_subset=1.0)
@@ -88,6 +99,8 @@ def test_repair_mends_each_kind_of_damage_and_a_clone_reads_every_file(tmp_path:
         assert mended["chunks_sent"] == (30 if kind == "pack-missing" else 1)
     elif kind.startswith("meta"):
         assert mended["metadata_objects_sent"] > 0 and mended["chunks_sent"] == 0
+    elif kind == "fragment-damaged":  # this store's cached copy, checked when it came, is put back
+        assert mended["files_restored"] and mended["chunks_sent"] == 0
     else:  # the index is rebuilt from the packs' own tables of contents: nothing sent again
         assert mended["chunks_reindexed"] == 30 and mended["chunks_sent"] == 0
     assert fsck_remote(checker, "origin", read_data_subset=1.0)["ok"]
@@ -135,10 +148,11 @@ def test_a_damaged_fragment_that_does_not_come_back_the_same_is_kept_aside(tmp_p
     damaged = fragments[0]
     _flip(fs, damaged, 20)
     bad = fs.cat(damaged)
-    fixed = fsck_remote(a, "origin", repair=True)
+    other = make_store(tmp_path / "other", url, {})  # holds no copy of that fragment
+    fixed = fsck_remote(other, "origin", repair=True)
     assert fixed["ok"], fixed["problems"]
     assert fixed["repaired"]["moved_aside"] == [damaged]
-    assert fs.cat(f"damaged/{damaged}") == bad, "the damaged bytes are kept, not deleted"
+    assert fs.cat(_aside(fs, damaged)) == bad, "the damaged bytes are kept, not deleted"
     assert _files(fs, "index", ".idx") != fragments  # one new fragment names every chunk
     b = clone_to(url, {}, tmp_path / "b")
     assert read_tree(b.worktree) == read_tree(a.worktree)
@@ -162,7 +176,7 @@ def test_a_damaged_metadata_pack_holding_what_no_version_needs_is_kept_aside(tmp
     fixed = fsck_remote(a, "origin", repair=True)
     assert fixed["ok"], fixed["problems"]
     aside = fixed["repaired"]["moved_aside"]
-    assert len(aside) == 2 and all(fs.exists(f"damaged/{rel}") for rel in aside)
+    assert len(aside) == 2 and all(_aside(fs, rel) for rel in aside)
     b = clone_to(url, {}, tmp_path / "b")
     assert b.meta.head_commit() == v1
 
@@ -197,7 +211,7 @@ def test_the_cli_repairs_and_exits_non_zero_only_while_problems_are_left(tmp_pat
     fs = RemoteFS(url, {})
     fs.delete(_files(fs, "packs", ".pack"))
     check = ds("fsck", "--remote", "origin", cwd=a.worktree, check=False)
-    assert check.returncode == 1 and "--repair" in check.stderr
+    assert check.returncode == 1 and "hint: `ds fsck --remote origin --repair`" in check.stderr
     fixed = ds("fsck", "--remote", "origin", "--repair", cwd=a.worktree, check=False)
     assert fixed.returncode == 0, fixed.stderr
     assert "30 sent again" in fixed.stderr and "OK" in fixed.stdout
@@ -241,3 +255,82 @@ def test_a_lock_left_by_a_killed_command_on_this_machine_does_not_block(tmp_path
     push(a)
     assert fs.list("locks") == []
     assert fsck_remote(a, "origin", read_data_subset=1.0)["ok"]
+
+
+def test_a_damaged_pack_that_comes_out_the_same_is_replaced(tmp_path: Path) -> None:
+    """One chunk in one pack: sent again, it makes the very same pack (named by its content,
+    of the same size), which must replace the damaged one, not be skipped as landed."""
+    url = str(tmp_path / "remote")
+    a = _pushed(tmp_path, url, {}, files=1)
+    fs = RemoteFS(url, {})
+    [pack] = _files(fs, "packs", ".pack")
+    _flip(fs, pack, 100)
+    fixed = fsck_remote(a, "origin", read_data_subset=1.0, repair=True)
+    assert fixed["ok"], fixed["problems"]
+    assert _files(fs, "packs", ".pack") == [pack]
+    assert fsck_remote(a, "origin", read_data_subset=1.0)["ok"]
+    assert read_tree(clone_to(url, {}, tmp_path / "b").worktree) == read_tree(a.worktree)
+
+
+def test_a_pack_cut_short_is_found_without_reading_it_and_mended(tmp_path: Path) -> None:
+    url = str(tmp_path / "remote")
+    a = _pushed(tmp_path, url, {})
+    fs = RemoteFS(url, {})
+    [pack] = _files(fs, "packs", ".pack")
+    fs.put(pack, fs.cat(pack)[:50_000])
+    quick = fsck_remote(a, "origin")
+    assert not quick["ok"] and quick["chunks_read"] == 0
+    assert any("cut short" in p for p in quick["problems"]), quick["problems"]
+    assert fsck_remote(a, "origin", repair=True)["ok"]
+    assert fsck_remote(a, "origin", read_data_subset=1.0)["ok"]
+
+
+def test_a_missing_pack_no_version_needs_is_dropped_from_the_index(tmp_path: Path) -> None:
+    url = str(tmp_path / "remote")
+    a = _pushed(tmp_path, url, {}, files=3)
+    v1 = a.meta.head_commit()
+    fs = RemoteFS(url, {})
+    before = set(_files(fs, "packs", ".pack"))
+    write(a.worktree, "more.bin", os.urandom(9000))
+    commit_all(a, "v2")
+    push(a)
+    push(a, refs=[f"+{v1}:refs/heads/main"])  # v2 is needed no more
+    [v2_pack] = set(_files(fs, "packs", ".pack")) - before
+    fs.delete([v2_pack])
+    check = fsck_remote(a, "origin")
+    assert not check["ok"] and check["hint"]
+    fixed = fsck_remote(a, "origin", repair=True)
+    assert fixed["ok"], fixed["problems"]
+    assert fsck_remote(a, "origin", read_data_subset=1.0)["ok"]
+
+
+def test_a_damaged_fragment_of_versions_this_store_never_saw_keeps_its_chunks_indexed(
+        tmp_path: Path) -> None:
+    """Another store pushed a branch this one never fetched, and both that push's fragment
+    and its metadata pack are damaged: this store's repair indexes the branch's pack from
+    its own table of contents, so no chunk of it becomes unindexed; the store that pushed
+    the branch then sends its metadata again, and the branch clones whole."""
+    url = str(tmp_path / "remote")
+    a = _pushed(tmp_path, url, {}, files=3)
+    b = clone_to(url, {}, tmp_path / "b")
+    write(b.worktree, "feat.bin", os.urandom(20_000))
+    commit_all(b, "feat")
+    push(b, refs=["HEAD:refs/heads/feat"])
+    fs = RemoteFS(url, {})
+    newest = max(_files(fs, "index", ".idx"), key=lambda rel: fs.list_detail("index")[rel][1])
+    metas = _files(fs, "meta", ".pack")
+    _flip(fs, newest, 20)
+    for rel in metas:
+        if rel.rsplit("/", 1)[-1] not in {p.name for p in a.meta.pack_folder.iterdir()}:
+            _flip(fs, rel, 30)
+    a = Store.open(a.worktree)
+    first = fsck_remote(a, "origin", repair=True)
+    from objstore.remote import Remote
+
+    chunk = b.meta.lookup(b.meta.head_commit() and b.meta.tree_of(b.meta.head_commit()), "feat.bin")
+    fresh = Remote(make_store(tmp_path / "fresh", url, {}), "origin")
+    assert all(fresh.index().lookup(cid) is not None for cid, _len in chunk.chunk_list()), first
+    fixed = fsck_remote(b, "origin", read_data_subset=1.0, repair=True)
+    assert fixed["ok"], fixed["problems"]
+    c = clone_to(url, {}, tmp_path / "c", rev="feat")
+    assert read_tree(c.worktree) == read_tree(b.worktree)
