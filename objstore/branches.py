@@ -141,9 +141,7 @@ def switch(store: Store, name: str, create: bool = False, rev: str | None = None
         return None
     follow = follow or (_remote_branch(store, rev) if rev else None)
     with store.locked():
-        report = checkout(store, start, force=force, progress=progress)
-        store.meta.set_ref(f"refs/heads/{name}", start)
-        store.meta.attach_head(name)
+        report = checkout(store, start, force=force, progress=progress, new_branch=name)
         if follow is not None:  # started from a remote's branch: follow it (git's autoSetupMerge)
             set_upstream(store, name, follow.remote, follow.branch)
     return report

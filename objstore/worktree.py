@@ -590,7 +590,8 @@ class CheckoutReport:
 
 def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool = False,
              progress: Callable[[int, int], None] | None = None,
-             cwd: str | None = None, branch: str | None = None) -> WriteReport | CheckoutReport:
+             cwd: str | None = None, branch: str | None = None,
+             new_branch: str | None = None) -> WriteReport | CheckoutReport:
     """Make the working folder (or just ``paths``) equal to version ``rev``.
 
     Refuses, unless ``force``, whenever uncommitted work would be lost: modified or
@@ -598,7 +599,9 @@ def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool
     file or a folder (a file holding the version's bytes there is no work to lose).
     ``branch`` (HEAD's, for a fast-forward or merge): that branch moves to the version,
     one ref update, instead of HEAD being pointed at ``rev``; killed at any moment, HEAD
-    stays on the branch.
+    stays on the branch. ``new_branch`` (``switch -c``): that branch is created at the
+    version once the files are written, then HEAD put on it; killed at any moment, HEAD
+    is on the branch it was on or on the new one, never detached.
     """
     from .materialize import Materializer
 
@@ -672,6 +675,9 @@ def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool
         behind = left_behind(store, target)
         if branch is not None:
             meta.set_ref(f"refs/heads/{branch}", target, force=True)
+        elif new_branch is not None:
+            meta.set_ref(f"refs/heads/{new_branch}", target)
+            meta.attach_head(new_branch)
         else:
             meta.checkout_ref(rev, target)
         store.clear_stage()

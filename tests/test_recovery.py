@@ -605,3 +605,26 @@ def test_repair_finds_records_from_a_damaged_pack_alone(store: Store, work: Path
         assert report.salvage.scanned == len(entries) - 1
         [loss] = report.unrecoverable
         assert loss.chunk == entries[-1].chunk_id.hex() and len(loss.paths) == 1
+
+
+def test_switch_c_stopped_before_head_moves_leaves_head_on_its_branch(store: Store, work: Path,
+                                                                       monkeypatch) -> None:
+    """`ds switch -c NAME REV` stopped after the files are written: HEAD stays on the branch
+    it was on (it never passes through a detached state), and the new branch is there."""
+    from objstore.branches import switch
+    from objstore.meta import MetaStore
+
+    v1, v2 = _two_versions(store, work)
+
+    def stopped(self, name):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(MetaStore, "attach_head", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        switch(store, "older", create=True, rev=v1)
+    monkeypatch.undo()
+    s = _reopen(work)
+    assert s.meta.head_branch() == "main" and s.head() == v2
+    assert s.meta.ref_target("refs/heads/older") == v1
+    switch(s, "older")
+    assert s.meta.head_branch() == "older" and set(read_tree(work)) == {"a.bin"}
