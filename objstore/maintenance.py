@@ -29,6 +29,7 @@ from .repository import Listing, LocalRepository, Repository, Rows
 from .store import Store
 
 REWRITE_BELOW = 0.8  # rewrite a pack when less than this share of its bytes is live
+TEMP_GRACE = 24 * 3600.0  # what an interrupted write left in the metadata is this old first
 REFLOG_GRACE = 14 * 24 * 3600  # gc keeps what a reflog reached this recently (git: gc.reflogExpire)
 
 
@@ -311,6 +312,7 @@ def gc(store: Store, dry_run: bool = False, grace_seconds: float = 0,
             return report
 
         def tidy_meta() -> None:
+            report.temp_files_removed += store.meta.drop_temps(now - TEMP_GRACE)
             report.meta_objects_packed = store.meta.repack()
             # before any pack goes: a crash after this leaves data unprotected, never named and gone
             report.reflog_entries_expired = store.meta.expire_reflogs(

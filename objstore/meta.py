@@ -262,6 +262,27 @@ class MetaStore:
                 folder.rmdir()
         return len(oids) - len(unreadable)
 
+    def drop_temps(self, older_than: float) -> int:
+        """Remove what an interrupted write left in the pack folder (``.tmp-*`` files and
+        folders of a killed fetch, repack or repair; libgit2 never reads them) last changed
+        before ``older_than`` (a time): a day back, no live writer still uses one. Returns
+        how many went."""
+        import shutil
+
+        gone = 0
+        for p in self.pack_folder.glob(".tmp-*"):
+            try:
+                if p.lstat().st_mtime >= older_than:
+                    continue
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
+            except FileNotFoundError:
+                continue
+            gone += 1
+        return gone
+
     def repack(self) -> int:
         """Every object, loose or packed, into one pack with deltas; returns how many.
 

@@ -628,3 +628,24 @@ def test_switch_c_stopped_before_head_moves_leaves_head_on_its_branch(store: Sto
     assert s.meta.ref_target("refs/heads/older") == v1
     switch(s, "older")
     assert s.meta.head_branch() == "older" and set(read_tree(work)) == {"a.bin"}
+
+
+def test_gc_removes_what_a_killed_repair_or_repack_left_in_the_metadata_a_day_on(
+        store: Store, work: Path) -> None:
+    import time
+
+    _two_versions(store, work)
+    folder = store.meta.pack_folder
+    old_dir, old_file, young = folder / ".tmp-restore-abc", folder / ".tmp-0123", folder / ".tmp-pack-xyz"
+    for d in (old_dir, young):
+        d.mkdir()
+        (d / "pack-1.pack").write_bytes(b"half a pack")
+    old_file.write_bytes(b"half a download")
+    day_ago = time.time() - 2 * 24 * 3600
+    for p in (old_dir, old_file):
+        os.utime(p, (day_ago, day_ago))
+    report = gc(store)
+    assert not old_dir.exists() and not old_file.exists()
+    assert young.exists(), "one a live command may still be writing stays"
+    assert report.temp_files_removed >= 2
+    assert fsck(_reopen(work), read_data=True).ok
