@@ -13,6 +13,7 @@ from .errors import UnsafePath
 
 STORE_DIR = ".dsstore"
 STORE_ENV = "DSSTORE_DIR"  # names the store every command and the SDK use, as GIT_DIR does
+GIT_DIR = ".git"  # git's own folder (or a worktree's link file): never versioned, as in git and DVC
 IGNORE_FILE = ".dsignore"  # gitignore-style rules for the folder that holds it
 TEMP_PREFIX = ".ds-tmp-"  # a file being written by a checkout: .ds-tmp-PID-N (never versioned)
 

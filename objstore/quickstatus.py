@@ -28,7 +28,7 @@ import sys
 from itertools import chain, compress
 from operator import attrgetter, not_
 
-from .paths import IGNORE_FILE, STORE_DIR, STORE_ENV
+from .paths import GIT_DIR, IGNORE_FILE, STORE_DIR, STORE_ENV
 from .quickconfig import config_facts
 from .statcache import RACY_NS, StatCache, clean_key
 
@@ -202,6 +202,9 @@ class _Walk:
                 if folder or sum(n.casefold() == STORE_DIR for n in names) != 1:
                     return False
                 names = [n for n in names if n.casefold() != STORE_DIR]
+                joined = "/".join(names)
+            if GIT_DIR in joined.casefold():  # git's folder: never versioned (as the scan)
+                names = [n for n in names if n.casefold() != GIT_DIR]
                 joined = "/".join(names)
             if not joined.isascii() and not all(map(_utf8, names)):
                 return False

@@ -1,6 +1,6 @@
 """Walking a working folder: which files and links it holds, with their stat data.
 
-``.dsstore`` is never entered; ``.dsignore`` files (gitignore syntax, one per folder if
+``.dsstore`` and git's ``.git`` are never entered; ``.dsignore`` files (gitignore syntax, one per folder if
 wanted, patterns relative to that folder) are honoured. Links are reported as links and
 never followed. Special files (fifos, sockets, devices) and names that are not UTF-8 are
 reported separately so callers can say so instead of failing half way.
@@ -14,7 +14,7 @@ from array import array
 from dataclasses import dataclass, field
 
 from .manifest import EXEC, FILE, LINK
-from .paths import IGNORE_FILE, STORE_DIR, TEMP_PREFIX, join, temp_pid
+from .paths import GIT_DIR, IGNORE_FILE, STORE_DIR, TEMP_PREFIX, join, temp_pid
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,8 +196,8 @@ def _walk(root: str, folder: str, ignore: _Ignore, result: ScanResult) -> None:
     with it:
         for de in it:
             name = de.name
-            if name.casefold() == STORE_DIR:  # this store, or a nested one: never versioned
-                if folder:
+            if name.casefold() in (STORE_DIR, GIT_DIR):  # never versioned: a store (this or a
+                if folder and name.casefold() == STORE_DIR:  # nested one, reported), or git's
                     result.skipped.append(join(folder, name))
                 continue
             rel = join(folder, name)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from .diff import Diff, diff_trees
 from .errors import DirtyWorktree, DsError, NothingToCommit
 from .manifest import EXEC, FILE, LINK, FileEntry
-from .paths import IGNORE_FILE, STORE_DIR, check_relpath, join, parent_of, process_gone, temp_pid
+from .paths import GIT_DIR, IGNORE_FILE, STORE_DIR, check_relpath, join, parent_of, process_gone, temp_pid
 from .progress import announce
 from .scan import FolderFiles, ScanResult, Stat, lstat_inside, scan
 from .statcache import StatCache
@@ -314,7 +314,12 @@ def add(store: Store, paths: list[str], progress: Progress | None = None,
     """Stage the files under ``paths`` (and the removal of tracked ones now gone)."""
     from .ingest import Ingestor, Job
 
-    rels = _outermost(to_store_path(store, p, cwd) for p in paths)
+    named = {p: to_store_path(store, p, cwd) for p in paths}
+    for user, rel in named.items():
+        if GIT_DIR in rel.casefold().split("/"):
+            raise DsError(f"{user} is inside git's folder {GIT_DIR}, which is never versioned (as in git "
+                          "and DVC); copy the files elsewhere in the working folder to version them")
+    rels = _outermost(named.values())
     report = AddReport()
     scope = store.in_scope()
     with store.locked():

@@ -660,3 +660,27 @@ def test_add_reports_named_paths_a_dsignore_hides(store: Store, work: Path) -> N
     store.commit("one", "t")
     (work / ".dsignore").write_text("*.txt\n")  # a tracked file stays versioned: not reported
     assert add(store, ["sub/ok.txt"], cwd=str(work)).ignored == []
+
+
+def test_git_folders_are_never_versioned_as_in_git_and_dvc(tmp_path: Path) -> None:
+    """A working folder that is also a git repository (code in git, data in ds), with a
+    nested repository too: `.git` folders, and a worktree's `.git` link file, are never
+    listed, added or committed; naming one is refused; the quick status stays clean."""
+    ds("init", cwd=tmp_path)
+    write(tmp_path, ".git/HEAD", "ref: refs/heads/main\n")
+    write(tmp_path, ".git/objects/ab/cdef", b"\x00" * 100)
+    write(tmp_path, "data/a.csv", "x,y\n1,2\n")
+    write(tmp_path, "data/repo/.git/config", "[core]\n")
+    write(tmp_path, "data/repo/readme.md", "hello\n")
+    write(tmp_path, "data/wt/.git", "gitdir: /elsewhere\n")  # a git worktree's link file
+    assert ds("status", "-s", cwd=tmp_path).stdout.splitlines() == [
+        "?? data/a.csv", "?? data/repo/readme.md"]
+    ds("add", ".", cwd=tmp_path)
+    ds("commit", "-m", "data", cwd=tmp_path)
+    listed = ds("ls", "-r", cwd=tmp_path).stdout.split()
+    assert sorted(listed) == ["data/a.csv", "data/repo/readme.md"], listed
+    assert ds("status", "-s", cwd=tmp_path).stdout == ""
+    write(tmp_path, ".git/index", b"changed")
+    assert ds("status", "-s", cwd=tmp_path).stdout == "", "git's own changes are not ds's"
+    refused = ds("add", ".git/HEAD", cwd=tmp_path, check=False)
+    assert refused.returncode == 1 and "never versioned" in refused.stderr
