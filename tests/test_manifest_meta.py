@@ -799,19 +799,18 @@ def test_hostile_manifest_patches_are_refused(store, case) -> None:
 
 
 def test_folders_git_refuses_as_entries_are_versioned_as_named(tmp_path: Path) -> None:
-    """`.git`, `.GIT`, `git~1`, `.git.` (git's own names, refused by libgit2 as tree
-    entries) are a user's folders like any other: stored escaped, read back as named."""
+    """`git~1`, `.git.` (spellings of git's own folder that libgit2 refuses as tree entries)
+    are a user's folders like any other: stored escaped, read back as named. `.git` itself
+    (in any case, at any depth) is git's folder, never versioned, as in git and DVC."""
     from .conftest import ds, read_tree, write
 
     w = tmp_path / "w"
     ds("init", str(w), cwd=tmp_path)
-    names = [".git", ".GIT", "GIT~1", ".git.", "sub/.git", ".gitx"]
-    if sys.platform != "linux":  # one case-insensitive name at most elsewhere
-        names = [".git", "GIT~1", "sub/.git", ".gitx"]
-    for n in names:
+    kept = ["GIT~1", ".git.", ".gitx", "sub/git~1"] if sys.platform == "linux" else ["GIT~1", ".gitx"]
+    for n in kept + [".git", "sub/.git", "sub/deeper/.GIT"]:
         write(w, f"{n}/f.txt", n)
     ds("add", ".", cwd=w)
     ds("commit", "-m", "v1", cwd=w)
     ds("get", "HEAD", str(tmp_path / "out"), cwd=w)
-    assert read_tree(tmp_path / "out") == read_tree(w)
-    assert sorted(ds("ls", "-r", "HEAD", cwd=w).stdout.split()) == sorted(f"{n}/f.txt" for n in names)
+    assert read_tree(tmp_path / "out") == {f"{n}/f.txt": (n.encode(), False) for n in kept}
+    assert sorted(ds("ls", "-r", "HEAD", cwd=w).stdout.split()) == sorted(f"{n}/f.txt" for n in kept)
