@@ -320,6 +320,17 @@ class RemoteFS(RetryPolicy):
             raise RefConflict(f"{rel} on {self.url} {e.reason}") from None
 
 
+def _pid_space() -> str | None:
+    """This machine's boot and PID namespace, in which a process id names one process; None
+    where the system does not say (then no lock is ever taken for a dead one's early)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+        return f"{boot}/{os.readlink('/proc/self/ns/pid')}"
+    except OSError:
+        return None
+
+
 class RemoteLock:
     """A lease on a remote: shared by writers (push, upload), exclusive for a remote gc.
 
@@ -347,7 +358,8 @@ class RemoteLock:
         self.id = uuid.uuid4().hex
         self.rel = f"locks/{self.kind}-{self.id}.json"
         self.body = json.dumps({"op": op, "host": socket.gethostname(), "pid": os.getpid(),
-                                "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}).encode()
+                                "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                "pids": _pid_space()}).encode()
         self.server_now = 0.0  # storage time when the lock was taken (a remote gc ages files by it)
         self._written = 0.0  # monotonic time the last successful write of our lock began
         self._stop = threading.Event()
@@ -407,12 +419,16 @@ class RemoteLock:
         return None
 
     def _holder_died(self, rel: str) -> bool:
-        """The lock's holder was a process on this machine that is gone (killed): its lock
-        is removed at once instead of blocking everyone until it goes stale."""
+        """The lock's holder was a process of this machine's boot and PID namespace that is
+        gone (killed): its lock is removed at once instead of blocking everyone until it
+        goes stale. A host name alone proves nothing (containers sharing the host's
+        network, cloned machines): without both ids, a lock waits to go stale."""
+        here = _pid_space()
         try:
             body = json.loads(self.fs.cat(rel))
-            dead = body["host"] == socket.gethostname() and process_gone(int(body["pid"]))
-        except (DsError, FileNotFoundError, ValueError, KeyError, TypeError):
+            dead = (here is not None and body.get("pids") == here and body["host"] == socket.gethostname()
+                    and process_gone(int(body["pid"])))
+        except (DsError, FileNotFoundError, ValueError, KeyError, TypeError, AttributeError):
             return False
         if dead:
             with suppress(DsError):

@@ -6,7 +6,8 @@ problem and the check goes on: an index fragment or metadata pack failing its ch
 metadata pack missing beside its ``.idx``, metadata objects the remote's versions need that
 no readable metadata pack holds, chunks they need that no index row names, or whose every
 row names a missing pack, runs past its pack's listed size, or fails its check, and a chunk
-indexed twice, once where it cannot be read (readers search fragments in their own order).
+indexed twice, once where it cannot be read (readers search fragments in their own order,
+so every row of such a chunk is read back).
 A thorough check (``--read-data-subset 1``, or a repair) downloads every fragment and
 metadata pack to check it; a quick one downloads only fragments not cached yet (as any
 reader does) and compares sizes with the copies this store holds.
@@ -17,7 +18,7 @@ and removes nothing it has not replaced:
 0. a damaged fragment or metadata pack of which this store holds a whole copy under the
    same name (checked when it came; files are named by their content) is put back;
 1. every chunk of a pack no readable fragment names is indexed from the pack's own table of
-   contents (three ranged reads), a needed one only once it reads back whole;
+   contents (three ranged reads) once it reads back whole (a later push trusts the index);
 2. needed chunks still missing or damaged are sent again from this store, verified, as new
    packs (a damaged pack that comes out the same is overwritten, not skipped as landed);
 3. one index fragment names every chunk where it reads (a needed chunk no row of which
@@ -104,16 +105,16 @@ def fsck_remote(store: Store, name_or_url: str | None = None, read_data_subset: 
     thorough = repair or read_data_subset >= 1.0
     with remote.fs.operation("fsck"):
         remote.check_config(create=False)
+        name = remote.name or remote.url
         if not repair:
             c = _check(remote, read_data_subset, thorough)
-            hint = (f"`ds fsck --remote {remote.name or remote.url} --repair` mends what this store holds"
-                    if c.repairable else None)
-            return _result(remote, c) | {"hint": hint}
+            hint = f"`ds fsck --remote {name} --repair` mends what this store holds" if c.repairable else None
+            return _result(remote, c) | {"hint": hint, "problems_found": c.problems, "repaired": None}
         with store.locked(), remote.lock("repair", exclusive=True) as remote.lease:
             try:
                 found = _check(remote, read_data_subset, thorough)
                 if not found.problems:
-                    return _result(remote, found) | {"repaired": None}
+                    return _result(remote, found) | {"hint": None, "problems_found": [], "repaired": None}
                 mended = _repair(remote, found)
                 remote.forget_index()
                 remote.unreadable = set()
@@ -121,7 +122,10 @@ def fsck_remote(store: Store, name_or_url: str | None = None, read_data_subset: 
                 after = _check(remote, 0.0, thorough=False, read=mended.written | set(found.bad_chunks))
             finally:
                 remote.lease = None
-    return _result(remote, after) | {"problems_found": found.problems, "repaired": mended.as_json(),
+    hint = (f"what is left needs a store that holds it: run `ds fsck --remote {name} --read-data-subset 1 "
+            "--repair` there" if after.problems else None)
+    return _result(remote, after) | {"hint": hint, "problems_found": found.problems,
+                                     "repaired": mended.as_json(),
                                      "chunks_read": found.chunks_read + after.chunks_read}
 
 
@@ -182,7 +186,10 @@ def _check_fragments(remote: Remote, c: _Check, tmp: Path, thorough: bool) -> No
             except FileNotFoundError:
                 pass  # replaced since it was listed (a remote gc)
         if rel in c.bad_files and cached:
-            c.whole_here[rel] = [mine]
+            if fragment_ok(mine, name):
+                c.whole_here[rel] = [mine]
+            else:
+                mine.unlink()  # damaged here too: of no use to anyone
 
 
 def _check_meta_packs(remote: Remote, c: _Check, tmp: Path, thorough: bool) -> set[str]:
@@ -246,8 +253,9 @@ def _check_chunks(remote: Remote, c: _Check, subset: float, read: set[bytes]) ->
                 c.bad_rows[cid, loc] = f"its pack {loc.pack} is shorter than the index says: cut short"
                 short.add(loc.pack)
     c.problems += [f"pack {p} is shorter than the index says: cut short" for p in sorted(short)]
-    sample = sorted(((cid, loc) for cid, locs in c.locations.items() for loc in locs
-                     if (cid, loc) not in c.bad_rows and (cid in read or random.random() < subset)),
+    sample = sorted(((cid, loc) for cid, locs in c.locations.items() for loc in locs  # all rows of
+                     if (cid, loc) not in c.bad_rows  # a chunk indexed twice: readers differ there
+                     and (cid in read or len(locs) > 1 or random.random() < subset)),
                     key=lambda row: (row[1].pack, row[1].offset))
     c.chunks_read = len(sample)
     for pack, rows in groupby(sample, key=lambda row: row[1].pack):
@@ -257,7 +265,9 @@ def _check_chunks(remote: Remote, c: _Check, subset: float, read: set[bytes]) ->
                 try:
                     remote.decode(cid, loc, stored)
                 except DsError as e:
-                    c.problems.append(str(e).removesuffix("; run `ds fsck --read-data`"))
+                    where = c.marked.chunks.get(cid)
+                    c.problems.append(str(e).removesuffix("; run `ds fsck --read-data`")
+                                      + (f" (a chunk of {where})" if where else ""))
                     c.bad_rows[cid, loc] = "it fails its check"
         except RemoteDamaged as e:  # one damaged pack is one problem, not the end of the check
             c.problems.append(f"pack {pack} looks damaged on the remote: its chunks cannot be read back "
@@ -293,21 +303,20 @@ def _repair(remote: Remote, c: _Check) -> _Mended:
             toc = remote.pack_toc(pack, c.packs[pack][0])
         except (FormatError, RemoteDamaged, FileNotFoundError):
             continue  # not a pack we can read: left for a remote gc
-        found = [(cid, loc) for cid, loc in toc if cid not in rows]
-        needed = [(cid, loc) for cid, loc in found if cid in c.bad_chunks]
-        whole = {cid: loc for cid, loc, _stored in _readable(remote, needed)}
-        unneeded = {cid: loc for cid, loc in found if cid not in c.bad_chunks}  # kept, not read
-        rows.update(unneeded)
+        found = [(cid, loc) for cid, loc in toc if cid not in rows or cid in c.bad_chunks]
+        try:  # indexed only once read back whole: a later push trusts the index
+            whole = {cid: loc for cid, loc, _stored in _readable(remote, found)}
+        except (RemoteDamaged, FileNotFoundError):
+            continue
         rows.update(whole)
-        for cid in whole:
+        for cid in whole.keys() & c.bad_chunks.keys():
             del c.bad_chunks[cid]
-        mended.reindexed += len(whole) + len(unneeded)
+        mended.reindexed += len(whole)
         mended.written |= whole.keys()
     store = remote.store
     here = [cid for cid in c.bad_chunks if store.chunks.has(cid)]  # 2. sent again from here
     sent: list[bytes] = []
-    # a pack found damaged may come out of the same chunks again, under its own name: replace it
-    remote.unreadable |= {f"packs/{loc.pack[:2]}/{loc.pack}.pack" for _cid, loc in c.bad_rows}
+    remote.resend = True  # a damaged pack may come out of the same chunks again, under its name
     new_rows, mended.packs_sent = remote.write_packs(_whole_here(remote, here, sent, mended))
     rows.update(new_rows)
     mended.chunks_sent = len(sent)

@@ -166,6 +166,7 @@ class RemoteRepo(Repository):
 
     temp_age = RemoteLock.STALE  # never a temp file that a waiting writer may still rename
     lease: RemoteLock | None = None
+    resend = False  # a repair: a pack of the same name and size there may be the damaged one
 
     def __init__(self, store: Store, name_or_url: str | None = None, retries: int | None = None,
                  workers: int = 8, progress=None, warn: Callable[[str], None] | None = None):
@@ -363,6 +364,11 @@ class RemoteRepo(Repository):
                 if check is not None:
                     check()
                 self.fs.put(f"meta/{f.name}", f)
+            cached = self.cache / "meta-idx"  # what it holds, known without downloading it again
+            cached.mkdir(parents=True, exist_ok=True)
+            for f in files:
+                if f.suffix == ".idx":
+                    os.replace(f, cached / f.name)
         return [f.name for f in files]
 
     def meta_pack_objects(self, stem: str) -> list[str]:
@@ -459,8 +465,8 @@ class RemoteRepo(Repository):
         def send(f: Path) -> int:
             self.check()
             rel = f"packs/{f.stem[:2]}/{f.name}"
-            if rel not in self.unreadable and self.fs.size(rel) == f.stat().st_size:
-                return 0  # (a pack a repair found damaged is replaced, though it has the size)
+            if not self.resend and self.fs.size(rel) == f.stat().st_size:
+                return 0
             self.fs.put(rel, f)
             return 1
 

@@ -334,3 +334,122 @@ def test_a_damaged_fragment_of_versions_this_store_never_saw_keeps_its_chunks_in
     assert fixed["ok"], fixed["problems"]
     c = clone_to(url, {}, tmp_path / "c", rev="feat")
     assert read_tree(c.worktree) == read_tree(b.worktree)
+
+
+def test_a_lock_of_another_pid_namespace_is_never_taken_for_dead(tmp_path: Path, monkeypatch) -> None:
+    """Same host name, a pid that does not run here: a container sharing the host's
+    network, or a cloned machine. Its lock waits to go stale, never removed early."""
+    import json
+    import socket
+
+    from objstore.remote_fs import RemoteLock, RemoteLocked
+
+    url = str(tmp_path / "remote")
+    a = _pushed(tmp_path, url, {}, files=2)
+    fs = RemoteFS(url, {})
+    body = {"op": "gc", "host": socket.gethostname(), "pid": 2**22 + 12345, "pids": "another/pid:[1]"}
+    fs.put("locks/exclusive-0000.json", json.dumps(body).encode())
+    write(a.worktree, "new.bin", b"new")
+    commit_all(a, "v2")
+    monkeypatch.setattr(RemoteLock, "WAIT", 0.3)
+    with pytest.raises(RemoteLocked):
+        push(a)
+    assert fs.exists("locks/exclusive-0000.json")
+
+
+def _put_fragment(fs: RemoteFS, store: Store, rows) -> str:
+    from objstore.index import encode_fragment
+
+    frag = encode_fragment(store.algo, rows)
+    rel = f"index/{frag[-16:].hex()}.idx"
+    fs.put(rel, frag)
+    return rel
+
+
+def test_a_chunk_indexed_twice_is_read_in_both_places_and_the_whole_copy_kept(tmp_path: Path) -> None:
+    """Two fragments name one chunk in two packs, and the copy one of them names is
+    damaged: even the quick check reads both rows (readers search fragments in their own
+    order), and the repair keeps the one that reads."""
+    from objstore.index import Location
+    from objstore.remote import Remote
+
+    url = str(tmp_path / "remote")
+    a = _pushed(tmp_path, url, {}, files=1)
+    fs = RemoteFS(url, {})
+    [pack] = _files(fs, "packs", ".pack")
+    copy = "f" * 32
+    fs.put(f"packs/ff/{copy}.pack", fs.cat(pack))  # the same chunk in a second pack
+    rows = list(Remote(a, "origin").index())
+    _put_fragment(fs, a, [(cid, Location(copy, loc.offset, loc.stored_len, loc.raw_len, loc.flags))
+                          for cid, loc in rows])
+    _flip(fs, pack, 100)
+    quick = fsck_remote(make_store(tmp_path / "c1", url, {}), "origin")
+    assert not quick["ok"] and any("indexed twice" in p for p in quick["problems"]), quick["problems"]
+    fixed = fsck_remote(a, "origin", repair=True)
+    assert fixed["ok"] and fixed["repaired"]["chunks_sent"] == 0, fixed
+    fresh = Remote(make_store(tmp_path / "c2", url, {}), "origin")
+    assert {loc.pack for _cid, loc in fresh.index()} == {copy}
+    assert read_tree(clone_to(url, {}, tmp_path / "b").worktree) == read_tree(a.worktree)
+
+
+def test_an_unnamed_damaged_pack_that_comes_out_the_same_is_replaced(tmp_path: Path) -> None:
+    url = str(tmp_path / "remote")
+    a = _pushed(tmp_path, url, {}, files=1)
+    fs = RemoteFS(url, {})
+    fs.delete(_files(fs, "index", ".idx"))
+    [pack] = _files(fs, "packs", ".pack")
+    _flip(fs, pack, 100)
+    fixed = fsck_remote(a, "origin", repair=True)
+    assert fixed["ok"] and fixed["repaired"]["chunks_sent"] == 1, fixed
+    assert fsck_remote(make_store(tmp_path / "c", url, {}), "origin", read_data_subset=1.0)["ok"]
+
+
+def test_a_damaged_copy_of_a_fragment_here_too_is_not_put_back(tmp_path: Path) -> None:
+    url = str(tmp_path / "remote")
+    a = _pushed(tmp_path, url, {})
+    fs = RemoteFS(url, {})
+    [fragment] = _files(fs, "index", ".idx")
+    _flip(fs, fragment, 20)
+    mine = a.path / "remotes" / "origin" / fragment
+    data = bytearray(mine.read_bytes())
+    data[30] ^= 0xFF
+    mine.write_bytes(bytes(data))
+    fixed = fsck_remote(a, "origin", repair=True)
+    assert fixed["ok"], fixed["problems"]
+    assert fixed["repaired"]["files_restored"] == [] and fixed["repaired"]["chunks_reindexed"] == 30
+    assert read_tree(clone_to(url, {}, tmp_path / "b").worktree) == read_tree(a.worktree)
+
+
+def test_a_damaged_chunk_no_version_needs_is_not_indexed_again(tmp_path: Path) -> None:
+    """A chunk no version needs, in a pack no fragment names, whose bytes are damaged: the
+    repair leaves it unindexed, so a later push of a version that needs it sends it."""
+    url = str(tmp_path / "remote")
+    a = _pushed(tmp_path, url, {}, files=1)  # x: f00.bin
+    fs = RemoteFS(url, {})
+    [x_pack] = _files(fs, "packs", ".pack")
+    b = make_store(tmp_path / "b", url, {})
+    write(b.worktree, "w.bin", os.urandom(3000))
+    commit_all(b, "unrelated")
+    push(b, force=True)  # main no longer reaches x
+    fs.delete([f for f in _files(fs, "index", ".idx")
+               if x_pack.rsplit("/", 1)[-1][:-5] in {loc.pack for _c, loc in _fragment_rows(fs, a, f)}])
+    _flip(fs, x_pack, 100)
+    fs.delete([p for p in _files(fs, "packs", ".pack") if p != x_pack])  # w's: something to repair
+    assert fsck_remote(b, "origin", repair=True)["repaired"]["chunks_sent"] == 1
+    write(a.worktree, "later.bin", b"later")
+    commit_all(a, "x again")
+    t = push(a, refs=["HEAD:refs/heads/x"])
+    assert t.chunks >= 2, "x was sent again, not taken as there"
+    c = clone_to(url, {}, tmp_path / "c", rev="x")
+    assert read_tree(c.worktree) == read_tree(a.worktree)
+
+
+def _fragment_rows(fs: RemoteFS, store: Store, rel: str):
+    from objstore.index import Fragment
+
+    path = store.path / "frag-tmp.idx"
+    path.write_bytes(fs.cat(rel))
+    try:
+        return list(Fragment(path))
+    finally:
+        path.unlink()
