@@ -280,9 +280,7 @@ def _check_chunks(remote: Remote, c: _Check, subset: float, read: set[bytes]) ->
             c.bad_chunks[cid] = "not on the remote"
             c.problems.append(f"chunk {cid.hex()} of {where} is not on the remote")
         elif len(bad) == len(locs):
-            c.bad_chunks[cid] = bad[0]
-            if bad[0].endswith("is missing") or bad[0].endswith("cut short"):  # read errors are listed above
-                c.problems.append(f"chunk {cid.hex()} of {where} cannot be read: {bad[0]}")
+            c.bad_chunks[cid] = bad[0]  # a problem named above, by its pack or its read
         elif bad:
             c.problems.append(f"chunk {cid.hex()} of {where} is indexed twice, once where it cannot be "
                               f"read ({bad[0]}): some readers fail on it")
