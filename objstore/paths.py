@@ -12,6 +12,7 @@ import os
 from .errors import UnsafePath
 
 STORE_DIR = ".dsstore"
+STORE_INIT_PREFIX = ".dsstore.init-"  # a store being made (.dsstore.init-PID): never versioned
 STORE_ENV = "DSSTORE_DIR"  # names the store every command and the SDK use, as GIT_DIR does
 GIT_DIR = ".git"  # git's own folder (or a worktree's link file): never versioned, as in git and DVC
 IGNORE_FILE = ".dsignore"  # gitignore-style rules for the folder that holds it
@@ -38,6 +39,17 @@ def process_gone(pid: int) -> bool:
     except OSError:
         return False
     return False
+
+
+def pid_space() -> str | None:
+    """This machine's boot and PID namespace, in which a process id names one process (a
+    host name does not: containers share it); None where the system does not say."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+        return f"{boot}/{os.readlink('/proc/self/ns/pid')}"
+    except OSError:
+        return None
 
 
 MAX_NAME_BYTES = 255

@@ -32,7 +32,7 @@ from .backend_fsspec import classify, open_backend  # noqa: F401 (callers import
 from .backend_wrappers import Checked, Counting, Retrying, RetryPolicy
 from .errors import DsError
 from .links import storage_options
-from .paths import process_gone
+from .paths import pid_space, process_gone
 
 
 class RemoteError(DsError):
@@ -320,17 +320,6 @@ class RemoteFS(RetryPolicy):
             raise RefConflict(f"{rel} on {self.url} {e.reason}") from None
 
 
-def _pid_space() -> str | None:
-    """This machine's boot and PID namespace, in which a process id names one process; None
-    where the system does not say (then no lock is ever taken for a dead one's early)."""
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            boot = f.read().strip()
-        return f"{boot}/{os.readlink('/proc/self/ns/pid')}"
-    except OSError:
-        return None
-
-
 class RemoteLock:
     """A lease on a remote: shared by writers (push, upload), exclusive for a remote gc.
 
@@ -359,7 +348,7 @@ class RemoteLock:
         self.rel = f"locks/{self.kind}-{self.id}.json"
         self.body = json.dumps({"op": op, "host": socket.gethostname(), "pid": os.getpid(),
                                 "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                "pids": _pid_space()}).encode()
+                                "pids": pid_space()}).encode()
         self.server_now = 0.0  # storage time when the lock was taken (a remote gc ages files by it)
         self._written = 0.0  # monotonic time the last successful write of our lock began
         self._stop = threading.Event()
@@ -423,7 +412,7 @@ class RemoteLock:
         gone (killed): its lock is removed at once instead of blocking everyone until it
         goes stale. A host name alone proves nothing (containers sharing the host's
         network, cloned machines): without both ids, a lock waits to go stale."""
-        here = _pid_space()
+        here = pid_space()
         try:
             body = json.loads(self.fs.cat(rel))
             dead = (here is not None and body.get("pids") == here and body["host"] == socket.gethostname()

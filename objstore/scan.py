@@ -14,7 +14,7 @@ from array import array
 from dataclasses import dataclass, field
 
 from .manifest import EXEC, FILE, LINK
-from .paths import GIT_DIR, IGNORE_FILE, STORE_DIR, TEMP_PREFIX, join, temp_pid
+from .paths import GIT_DIR, IGNORE_FILE, STORE_DIR, STORE_INIT_PREFIX, TEMP_PREFIX, join, temp_pid
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +201,8 @@ def _walk(root: str, folder: str, ignore: _Ignore, result: ScanResult) -> None:
                     result.skipped.append(join(folder, name))
                 continue
             rel = join(folder, name)
+            if name.startswith(STORE_INIT_PREFIX) and not folder:  # a store being made here, or left
+                continue  # by a killed `ds init` of another machine (the next init removes its own)
             if name.startswith(TEMP_PREFIX) and temp_pid(name) is not None:
                 result.temps.append(rel)  # never versioned; a dead writer's is removed by checkout
                 continue

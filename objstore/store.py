@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from .config import StoreConfig, load_config, save_config
 from .errors import DsError, FormatError, NothingToCommit, StoreNotFound
 from .hashing import get_algo
-from .paths import STORE_DIR, STORE_ENV, process_gone
+from .paths import STORE_DIR, STORE_ENV, STORE_INIT_PREFIX, pid_space, process_gone
 
 if TYPE_CHECKING:  # imported where used: opening a store must not cost pygit2 (~50 ms) or the packs
     from .chunking import ChunkParams
@@ -35,7 +35,8 @@ if TYPE_CHECKING:  # imported where used: opening a store must not cost pygit2 (
     from .statcache import StatCache
 
 
-INIT_PREFIX = ".dsstore.init-"  # a store being made (.dsstore.init-PID), renamed into place whole
+INIT_OWNER = "init-owner"  # in a store being made (.dsstore.init-PID-RANDOM): whose PID that is
+INIT_PREFIX = STORE_INIT_PREFIX  # a store being made, renamed into place whole
 CLONING = "CLONING"  # in a store a clone is still filling: the URL it copies
 
 
@@ -45,8 +46,15 @@ def drop_dead_inits(folder: Path) -> None:
     import shutil
 
     for child in folder.glob(f"{INIT_PREFIX}*"):
-        pid = child.name[len(INIT_PREFIX):]
+        pid = child.name[len(INIT_PREFIX):].split("-", 1)[0]  # PID-RANDOM (older: PID)
         if not (pid.isascii() and pid.isdigit() and len(pid) <= 9 and child.is_dir()):
+            continue
+        try:  # the pid means something only in the PID namespace that made it (a shared volume)
+            if (child / INIT_OWNER).read_text() != str(pid_space()):
+                continue
+        except FileNotFoundError:
+            pass  # killed before it said: as old as its mkdir, so its pid is all there is
+        except OSError:
             continue
         if int(pid) == os.getpid() or process_gone(int(pid)):
             shutil.rmtree(child, ignore_errors=True)
@@ -162,9 +170,10 @@ class Store:
             raise _exists(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         drop_dead_inits(path.parent)
-        tmp = path.parent / f"{INIT_PREFIX}{os.getpid()}"
+        tmp = path.parent / f"{INIT_PREFIX}{os.getpid()}-{os.urandom(4).hex()}"  # unique on a shared disk
         try:
             tmp.mkdir()
+            (tmp / INIT_OWNER).write_text(str(pid_space()))  # whose pid the folder's name holds
             for sub in ("packs", "index", "cache"):
                 (tmp / sub).mkdir()
             MetaStore.create(tmp / "meta", get_algo(hash).size)
@@ -172,6 +181,7 @@ class Store:
             if cloning is not None:
                 (tmp / CLONING).write_text(cloning, encoding="utf-8")
             os.replace(tmp, path)  # the store appears whole or not at all
+            (path / INIT_OWNER).unlink()
         except BaseException as e:
             import shutil
 

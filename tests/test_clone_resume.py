@@ -134,10 +134,15 @@ def test_what_a_killed_init_left_is_removed_and_never_versioned(tmp_path: Path) 
     (left / "config").write_text("half")
     alive = work / ".dsstore.init-1"  # pid 1 runs: another init at work, left alone
     alive.mkdir()
+    # a pid that is gone here, but of another machine or PID namespace (a shared volume): its
+    # init may be running there, so it is left alone too
+    elsewhere = work / f".dsstore.init-{dead.pid}-0badf00d"
+    elsewhere.mkdir()
+    (elsewhere / "init-owner").write_text("another-boot/pid:[4026531836]")
     ds("init", str(work), cwd=tmp_path)
-    assert not left.exists() and alive.exists()
-    alive.rmdir()
-    ds("add", ".", cwd=work)
+    assert not left.exists() and alive.exists() and elsewhere.exists()
+    assert not (work / ".dsstore" / "init-owner").exists()
+    ds("add", ".", cwd=work)  # neither is versioned
     assert json.loads(ds("status", "--json", cwd=work).stdout)["staged"]["added"] == ["data.txt"]
 
 
