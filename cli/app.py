@@ -19,8 +19,8 @@ from .commands import MODULES
 SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Start a store", ("init", "clone")),
     ("Work on the next version", ("add", "rm", "mv", "restore", "status", "commit")),
-    ("Branches and history", ("branch", "switch", "checkout", "log", "show", "diff", "ls", "tag",
-                              "merge", "squash")),
+    ("Branches and history", ("branch", "switch", "checkout", "log", "reflog", "show", "diff", "ls",
+                              "tag", "merge", "squash")),
     ("Share through a remote", ("remote", "push", "fetch", "pull")),
     ("Maintain the store", ("fsck", "gc", "du", "config")),
     ("Other", ("dataset", "ui", "get")),

@@ -13,6 +13,7 @@ MODULES: dict[str, str] = {
     "add": "workflow", "rm": "workflow", "mv": "workflow", "restore": "workflow",
     "status": "workflow", "commit": "workflow",
     "branch": "branches", "switch": "branches", "checkout": "workflow", "log": "history",
+    "reflog": "history",
     "show": "history", "diff": "history", "ls": "inspect_cmd", "tag": "history", "merge": "remotes",
     "squash": "history",
     "remote": "remotes", "push": "remotes", "fetch": "remotes", "pull": "remotes",

@@ -1,4 +1,4 @@
-"""Looking at versions: log, show, diff, tag, squash."""
+"""Looking at versions: log, reflog, show, diff, tag, squash."""
 
 from __future__ import annotations
 
@@ -79,6 +79,23 @@ def log(
             typer.echo(f"{e.id[:12]}{names} {e.message.splitlines()[0] if e.message else ''}")
         else:
             typer.echo(f"{e.id[:12]}{names}  {e.created}  {e.author}\n    {e.message}\n")
+
+
+@app.command()
+def reflog(
+    name: Annotated[str, typer.Argument(help="HEAD, a branch, a tag or a remote's branch.")] = "HEAD",
+    limit: Annotated[int | None, typer.Option("-n", help="Show at most N entries.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Where HEAD (or a branch) has been, newest first; NAME@{N} names each entry's version."""
+    from objstore.history import reflog as moves
+
+    entries = moves(open_store(), name, limit)
+    if as_json:
+        out_json([e.as_json() for e in entries])
+        return
+    for e in entries:
+        typer.echo(f"{e.id[:12]} {e.selector}: {e.message}")
 
 
 @app.command()

@@ -1,5 +1,6 @@
-"""What the history commands show beside the versions (``ds log``, ``ds show``): the names
-of ids (HEAD, branches, tags, dataset versions) and what one version changed.
+"""What the history commands show beside the versions (``ds log``, ``ds show``, ``ds reflog``):
+the names of ids (HEAD, branches, tags, dataset versions), what one version changed, and
+where a ref has been.
 
 Read-only queries over a ``Store``, returning plain data for the command line to print.
 """
@@ -7,6 +8,7 @@ Read-only queries over a ``Store``, returning plain data for the command line to
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -35,6 +37,42 @@ def describe(store: Store, rev: str) -> Described:
     parent_tree = meta.tree_of(info.parents[0]) if info.parents else None
     changes = diff_trees(meta, parent_tree, info.tree)
     return Described(info, changes, sum(1 for _ in meta.walk(info.tree)))
+
+
+@dataclass(frozen=True)
+class Move:
+    """One entry of a reflog, as ``ds reflog`` tells it (git's ``NAME@{N}`` selects it)."""
+
+    selector: str  # NAME@{N}, N counting back from the newest (0)
+    id: str  # where the ref moved to (zeros: nowhere, the ref was deleted)
+    old: str  # where it was (zeros: it was created)
+    time: str  # UTC, ISO 8601
+    message: str
+
+    def as_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+def reflog(store: Store, name: str = "HEAD", limit: int | None = None) -> list[Move]:
+    """Where ``name`` (HEAD, a branch, a tag, a remote's branch, or a full ref name) has
+    been, newest first: the safety net after a reset, a squash or a deleted branch (any id
+    listed is reachable as ``NAME@{N}`` and kept by gc for 14 days)."""
+    import time as _time
+
+    from .errors import DsError
+    from .reflog import read_reflog
+
+    logs = Path(store.meta.path, "logs")
+    candidates = [name] if name == "HEAD" or name.startswith("refs/") else [
+        f"refs/heads/{name}", f"refs/tags/{name}", f"refs/remotes/{name}"]
+    found = next((c for c in candidates if (logs / c).is_file()), None)
+    if found is None:
+        raise DsError(f"no reflog for {name!r}: it is no branch, tag or remote branch here that has "
+                      "moved (`ds reflog` shows HEAD's, `ds branch` lists the branches)")
+    entries = read_reflog(logs / found)[::-1][:limit]
+    return [Move(f"{name}@{{{i}}}", e.new, e.old,
+                 _time.strftime("%Y-%m-%dT%H:%M:%SZ", _time.gmtime(e.time)), e.message)
+            for i, e in enumerate(entries)]
 
 
 def decorations(store: Store, shown: set[str] | None = None) -> dict[str, list[str]]:

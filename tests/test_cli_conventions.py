@@ -152,8 +152,8 @@ def test_errors_that_are_not_usage_errors_exit_1(repo: Path) -> None:
 SECTIONS = {
     "Start a store": ["init", "clone"],
     "Work on the next version": ["add", "rm", "mv", "restore", "status", "commit"],
-    "Branches and history": ["branch", "switch", "checkout", "log", "show", "diff", "ls", "tag",
-                             "merge", "squash"],
+    "Branches and history": ["branch", "switch", "checkout", "log", "reflog", "show", "diff", "ls",
+                             "tag", "merge", "squash"],
     "Share through a remote": ["remote", "push", "fetch", "pull"],
     "Maintain the store": ["fsck", "gc", "du", "config"],
     "Other": ["dataset", "ui", "get"],

@@ -684,3 +684,32 @@ def test_git_folders_are_never_versioned_as_in_git_and_dvc(tmp_path: Path) -> No
     assert ds("status", "-s", cwd=tmp_path).stdout == "", "git's own changes are not ds's"
     refused = ds("add", ".git/HEAD", cwd=tmp_path, check=False)
     assert refused.returncode == 1 and "never versioned" in refused.stderr
+
+
+def test_reflog_lists_where_head_and_branches_have_been_and_each_entry_resolves(tmp_path: Path) -> None:
+    """git's reflog: after a squash and a deleted branch, every version HEAD or the branch
+    was at is listed newest first, and NAME@{N} names it for log, show, get and branch."""
+    ds("init", cwd=tmp_path)
+    write(tmp_path, "a.txt", "1")
+    ds("commit", "-a", "-m", "one", cwd=tmp_path)
+    ds("switch", "-c", "feat", cwd=tmp_path)
+    write(tmp_path, "b.txt", "2")
+    ds("commit", "-a", "-m", "two", cwd=tmp_path)
+    two = json.loads(ds("log", "-n", "1", "--json", cwd=tmp_path).stdout)[0]["id"]
+    ds("switch", "main", cwd=tmp_path)
+    ds("branch", "-D", "feat", cwd=tmp_path)
+    moves = json.loads(ds("reflog", "--json", cwd=tmp_path).stdout)
+    assert [m["selector"] for m in moves] == [f"HEAD@{{{i}}}" for i in range(len(moves))]
+    assert [m["message"].split(":")[0] for m in moves] == ["checkout", "commit", "checkout", "commit"]
+    assert moves[1]["id"] == two
+    lines = ds("reflog", "-n", "2", cwd=tmp_path).stdout.splitlines()
+    assert lines == [f"{moves[0]['id'][:12]} HEAD@{{0}}: {moves[0]['message']}",
+                     f"{two[:12]} HEAD@{{1}}: commit: two"]
+    shown = json.loads(ds("show", "HEAD@{1}", "--json", cwd=tmp_path).stdout)
+    assert shown["id"] == two
+    ds("branch", "feat", "HEAD@{1}", cwd=tmp_path)  # the deleted branch brought back
+    assert json.loads(ds("log", "feat", "-n", "1", "--json", cwd=tmp_path).stdout)[0]["id"] == two
+    feat = json.loads(ds("reflog", "feat", "--json", cwd=tmp_path).stdout)
+    assert feat[0]["id"] == two and any(m["message"].startswith("branch: deleted") for m in feat)
+    missing = ds("reflog", "nope", cwd=tmp_path, check=False)
+    assert missing.returncode == 1 and "no reflog for 'nope'" in missing.stderr
