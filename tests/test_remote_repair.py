@@ -38,28 +38,26 @@ def _flip(fs: RemoteFS, rel: str, at: int) -> None:
     fs.put(rel, bytes(data))
 
 
+DAMAGE = {  # kind -> (where, which files, byte to flip or None to delete, a word the check says)
+    "pack-missing": ("packs", ".pack", None, "which is missing"),
+    "pack-damaged": ("packs", ".pack", 100, "fails verification"),
+    "meta-missing": ("meta", ".pack", None, "has no pack"),
+    "meta-damaged": ("meta", ".pack", 30, "is damaged"),
+    "fragment-damaged": ("index", ".idx", 20, "is damaged"),
+    "fragment-missing": ("index", ".idx", None, "is not on the remote"),
+}
+KINDS = list(DAMAGE)
+
+
 def _damage(fs: RemoteFS, kind: str) -> str:
-    """Damage the remote one way; returns a word the check's problem must hold."""
-    pack, meta, fragment = (next(iter(_files(fs, prefix, suffix)), "")
-                            for prefix, suffix in (("packs", ".pack"), ("meta", ".pack"), ("index", ".idx")))
-    if kind == "pack-missing":
-        fs.delete([pack])
-        return "which is missing"
-    if kind == "pack-damaged":
-        _flip(fs, pack, 100)
-        return "fails verification"
-    if kind == "meta-missing":
-        fs.delete([meta])
-        return "has no pack"
-    if kind == "meta-damaged":
-        _flip(fs, meta, 30)
-        return "is damaged"
-    if kind == "fragment-damaged":
-        _flip(fs, fragment, 20)
-        return "is damaged"
-    assert kind == "fragment-missing"
-    fs.delete([fragment])
-    return "is not on the remote"
+    """Damage the first file of one kind on the remote; returns a word the check's problem must hold."""
+    prefix, suffix, at, word = DAMAGE[kind]
+    rel = _files(fs, prefix, suffix)[0]
+    if at is None:
+        fs.delete([rel])
+    else:
+        _flip(fs, rel, at)
+    return word
 
 
 def _aside(fs: RemoteFS, rel: str) -> str:
@@ -70,10 +68,6 @@ def _aside(fs: RemoteFS, rel: str) -> str:
 
 def _listing(fs: RemoteFS) -> dict[str, int]:
     return {rel: size for rel, (size, _t) in fs.list_detail("").items() if not rel.startswith("locks/")}
-
-
-KINDS = ["pack-missing", "pack-damaged", "meta-missing", "meta-damaged",
-         "fragment-damaged", "fragment-missing"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
