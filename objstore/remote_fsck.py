@@ -193,20 +193,23 @@ def _check_fragments(remote: Remote, c: _Check, tmp: Path, thorough: bool) -> No
 
 
 def _check_meta_packs(remote: Remote, c: _Check, tmp: Path, thorough: bool) -> set[str]:
-    """Each metadata pack: there beside its ``.idx``, and whole (downloaded and checked when
-    thorough, else its size compared with this store's copy of the same name, if any); the
+    """Each metadata pack: there beside its ``.idx``, and whole. Downloaded and checked when
+    thorough, or when this store does not know it yet (then kept, as a fetch would: the
+    marking reads it); else its size compared with this store's copy of the same name. The
     objects the good ones hold (each ``.idx`` read once, then cached)."""
     files = {rel: size for rel, (size, _mtime) in remote.fs.list_detail("meta").items()
              if rel.rsplit("/", 1)[-1].startswith("pack-")}
     mine = remote.store.meta.pack_folder
+    known = remote.store.meta.pack_names() | remote._remembered_meta()
     held: set[str] = set()
     for stem in sorted(rel[:-4] for rel in files if rel.endswith(".idx")):
         pack, idx = f"{stem}.pack", f"{stem}.idx"
         short = stem.rsplit("/", 1)[-1]
         why = None if pack in files else f"metadata pack index {idx} has no pack"
-        for rel in (idx, pack) if why is None else ():
+        new = f"{short}.idx" not in known
+        for rel in (pack, idx) if why is None else ():
             name = rel.rsplit("/", 1)[-1]
-            if not thorough:
+            if not (thorough or new):
                 if (mine / name).exists() and (mine / name).stat().st_size != files[rel]:
                     why = f"metadata pack {rel} differs in size from this store's copy: damaged"
                 continue
@@ -218,17 +221,29 @@ def _check_meta_packs(remote: Remote, c: _Check, tmp: Path, thorough: bool) -> s
             except FileNotFoundError:
                 why = ""  # removed since it was listed (a remote gc replaced it): not ours to judge
                 break
-            if rel == idx:  # checked: the copy meta_pack_objects reads
+        if why is None and (thorough or new):
+            if new:  # as a fetch takes it: the .pack, then the .idx that publishes it
+                mine.mkdir(parents=True, exist_ok=True)
+                for suffix in (".pack", ".idx"):
+                    (tmp / f"{short}{suffix}").replace(mine / f"{short}{suffix}")
+                remote._remember_meta([f"{short}.pack", f"{short}.idx"])
+            else:  # checked: the copy meta_pack_objects reads
                 (remote.cache / "meta-idx").mkdir(parents=True, exist_ok=True)
-                (tmp / name).replace(remote.cache / "meta-idx" / name)
-            (tmp / name).unlink(missing_ok=True)
+                (tmp / f"{short}.idx").replace(remote.cache / "meta-idx" / f"{short}.idx")
+        for suffix in (".pack", ".idx"):
+            (tmp / f"{short}{suffix}").unlink(missing_ok=True)
+        if why is None:
+            try:
+                held.update(remote.meta_pack_objects(short))
+            except RemoteDamaged as e:
+                why = f"metadata pack {idx} is damaged ({e.why})"
+            except FileNotFoundError:
+                why = ""
         if why:
             c.bad_files[idx] = why
             copies = [mine / f"{short}.idx", mine / f"{short}.pack"]
             if all(p.exists() and git_pack_ok(p, p.name) for p in copies):
                 c.whole_here[idx] = copies
-        elif why is None:
-            held.update(remote.meta_pack_objects(short))
     return held
 
 

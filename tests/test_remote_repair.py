@@ -447,3 +447,17 @@ def _fragment_rows(fs: RemoteFS, store: Store, rel: str):
         return list(Fragment(path))
     finally:
         path.unlink()
+
+
+@pytest.mark.parametrize("suffix", [".pack", ".idx"])
+def test_a_quick_check_from_a_new_store_reports_a_damaged_metadata_pack(tmp_path: Path, suffix: str) -> None:
+    """A store that never saw a metadata pack downloads it to check it (as a fetch would):
+    one that fails its check is a problem on the list, never the end of the check."""
+    url = str(tmp_path / "remote")
+    _pushed(tmp_path, url, {}, files=2)
+    fs = RemoteFS(url, {})
+    [rel] = _files(fs, "meta", suffix)
+    _flip(fs, rel, 30)
+    quick = fsck_remote(make_store(tmp_path / "new", url, {}), "origin")
+    assert not quick["ok"] and quick["hint"]
+    assert any("is damaged" in p for p in quick["problems"]), quick["problems"]
