@@ -179,7 +179,8 @@ class RemoteFS(RetryPolicy):
             if isinstance(e, be.ShortRead) and e.repeated:  # the same bad bytes each time: damage
                 damaged = RemoteDamaged(f"{failed}. The remote's copy of {rel} looks damaged (shorter "
                                         "than its listing, or failing its check, at every try); `ds fsck "
-                                        "--remote` names what it affects")
+                                        "--remote NAME` names what it affects, and `ds fsck --remote NAME "
+                                        "--repair`, in a store that holds those versions, mends it")
                 damaged.why = be.describe(e.cause)
                 raise damaged from None
             raise RemoteUnavailable(f"{failed}. Nothing incomplete is visible on the remote; "

@@ -325,7 +325,8 @@ class Transfers(RemoteRepo):
             return
         raise RemoteError(f"remote {self.url}: {gone}, named by its listing, could not be read at each of "
                           "3 listings: a `ds gc --remote` may be running (try again when it has finished); "
-                          "if it persists the remote is damaged: `ds fsck --remote` names what it affects")
+                          "if it persists the remote is damaged: `ds fsck --remote NAME` names what it "
+                          "affects, and `--repair` there, in a store that holds those versions, mends it")
 
     def fetch_meta_holding(self, oids: set[str], set_aside: Callable[[Path], object],
                            warn: Callable[[str], object] | None = None) -> set[str]:
