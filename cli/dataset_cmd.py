@@ -9,6 +9,7 @@ is remembered per store (``cache/cli-dataset.json``) and is the default ``--id``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -392,16 +393,32 @@ def _publish(args: argparse.Namespace) -> None:
     print("Dataset published")
 
 
+@contextlib.contextmanager
+def _refusals_fail():
+    """What the SDK only warns about (ClearML logs it and goes on) fails here: the command
+    line must not print "deleted" or "renamed" when nothing was."""
+    import warnings
+
+    from objstore.dataset import NothingDone
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NothingDone)
+        yield
+
+
 def _rename(args: argparse.Namespace) -> None:
     print(f"Renaming dataset with project={args.project}, name={args.name} to {args.new_name}")
-    objstore.Dataset.rename(args.new_name, dataset_project=args.project, dataset_name=args.name)
+    with _refusals_fail():
+        objstore.Dataset.rename(args.new_name, dataset_project=args.project, dataset_name=args.name)
     _remember(None)
     print("Dataset(s) renamed")
 
 
 def _move(args: argparse.Namespace) -> None:
     print(f"Moving dataset with project={args.project}, name={args.name} to {args.new_project}")
-    objstore.Dataset.move_to_project(args.new_project, dataset_project=args.project, dataset_name=args.name)
+    with _refusals_fail():
+        objstore.Dataset.move_to_project(args.new_project, dataset_project=args.project,
+                                         dataset_name=args.name)
     _remember(None)
     print("Dataset(s) moved")
 
@@ -415,10 +432,6 @@ def _set_description(args: argparse.Namespace) -> None:
 def _delete(args: argparse.Namespace) -> None:
     """Delete only an explicit selection (never the remembered dataset); every refusal of the
     SDK, warnings included, is an error here, where clearml-data would print "deleted"."""
-    import warnings
-
-    from objstore.dataset import DeleteRefused
-
     if not (args.id or args.project or args.name):
         raise DsError("nothing selected to delete; give --id ID, or --project/--name (with --version V "
                       "for one version, or --entire-dataset --force for all)")
@@ -427,8 +440,7 @@ def _delete(args: argparse.Namespace) -> None:
     else:
         print(f"Deleting dataset with project={args.project}, name={args.name}, version={args.version}")
     _print_args(args)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", DeleteRefused)
+    with _refusals_fail():
         objstore.Dataset.delete(dataset_id=args.id, dataset_project=args.project, dataset_name=args.name,
                                 dataset_version=args.version, entire_dataset=args.entire_dataset,
                                 force=args.force)

@@ -56,13 +56,16 @@ class DatasetFinalized(DsError):
         self.child_fix = child_fix  # the fix is a child version (the CLI words it its own way)
 
 
-class DeleteRefused(DsError, UserWarning):
-    """A delete ClearML refuses with a warning: an ambiguous selection, or all versions without force.
+class NothingDone(DsError, UserWarning):
+    """What ClearML only logs a warning for and skips: a rename or move of a dataset that
+    is not there. Issued with ``warnings.warn`` so re-run scripts go on; being a DsError
+    too, ``warnings.simplefilter("error", NothingDone)`` makes it the usual exception (the
+    CLI does this)."""
 
-    ``Dataset.delete`` issues it with ``warnings.warn`` so ClearML scripts go on as they do
-    there; being a DsError too, ``warnings.simplefilter("error", DeleteRefused)`` makes it the
-    usual exception (the CLI does this).
-    """
+
+class DeleteRefused(NothingDone):
+    """A delete ClearML refuses with a warning: nothing matches, an ambiguous selection, or
+    all versions without force (``Dataset.delete`` warns it, as ``NothingDone``)."""
 
 
 @dataclass(frozen=True)
@@ -334,9 +337,10 @@ class Dataset:
         if bad_project:  # a record with it would be skipped as invalid on every read
             raise DsError(f"Dataset.create: {bad_project}")
         records = RecordStore(store.path)
+        theirs = _remote_only(store) if dataset_version is None else []
         with store.locked():
             if dataset_version is None:
-                same = [r["version"] for r in records.all()
+                same = [r["version"] for r in [*records.all(), *theirs]
                         if r["project"] == dataset_project and r["name"] == dataset_name]
                 dataset_version = next_version(same)
             editor = TreeEditor(store.meta, None)
@@ -369,7 +373,12 @@ class Dataset:
     @staticmethod
     def _resolve_parent(store: Store, parent: str | Dataset) -> dict:
         pid = parent.id if isinstance(parent, Dataset) else str(parent)
-        record = find_record(store, pid)
+        try:
+            record = find_record(store, pid)
+        except DatasetNotFound:  # ClearML resolves parents with get(): the shared remote too
+            record = _fetch_from_remote(store, lambda rs: [r for r in rs if r["id"] == pid])
+            if record is None:
+                raise
         if record["status"] == rec.DRAFT:
             raise DsError(f"parent dataset {record['name']!r} ({record['id']}) is not finalized; "
                           "finalize it before using it as a parent")
@@ -428,20 +437,15 @@ class Dataset:
             _fetch_from_remote(store, query)
             matches = query(RecordStore(store.path).all())
             if not matches:
-                if auto_create and dataset_name:
+                if auto_create and dataset_name:  # the next version: ClearML passes none on
                     return cls.create(dataset_name=dataset_name, dataset_project=dataset_project,
-                                      dataset_tags=dataset_tags, dataset_version=dataset_version)
+                                      dataset_tags=dataset_tags)
                 raise DatasetNotFound(
                     f"no dataset matches project={dataset_project!r} name={dataset_name!r} "
                     f"tags={list(dataset_tags or [])} version={dataset_version!r}"
                     f"{' (completed only)' if only_completed else ''}")
             found = latest(matches)
-        if only_published and found["status"] != rec.PUBLISHED:
-            raise DatasetNotFound(f"dataset {found['id']} is not published", "publish() it first")
-        if only_completed and found["status"] == rec.DRAFT:
-            raise DatasetNotFound(f"dataset {found['id']} is not completed (still a draft)",
-                                  "finalize() it first")
-        ds = cls(store, found)
+        ds = cls(store, found)  # (the status filters are the query's: an id names its dataset, as in ClearML)
         if writable_copy:
             return cls.create(dataset_name=ds.name, dataset_project=ds.project,
                               dataset_tags=ds.tags, parent_datasets=[ds.id])
@@ -722,10 +726,17 @@ class Dataset:
             store.meta.set_ref(ref, commit_id, force=False)
             r.update(status=rec.COMPLETED, commit=commit_id, tree=None, finalized=_now())
             self._save()
-        for url in list(r.get("uploaded", [])):
+        urls = list(r.get("uploaded", []))
+        if target and target not in urls and not self.is_offline():
+            urls.append(target)  # ClearML's server sees every finalized version: so does the remote
+        for url in urls:
             from .remote import push_dataset
 
             push_dataset(store, r, url)
+        if urls != r.get("uploaded", []):
+            with store.locked():
+                self._reload()["uploaded"] = urls
+                self._save()
         return True
 
     def publish(self, raise_on_error: bool = True) -> bool:
@@ -972,12 +983,14 @@ class Dataset:
                       tags: Sequence[str] | None = None, ids: Sequence[str] | None = None,
                       only_completed: bool = True, recursive_project_search: bool = True,
                       include_archived: bool = True) -> list[dict]:
-        """Versions, oldest first, as ClearML lists them: ``name``, ``created`` (a datetime),
+        """Versions here and on the shared remote, oldest first, as ClearML lists them (from its
+        server): ``name``, ``created`` (a datetime),
         ``project``, ``id``, ``tags``, ``version`` and ``status`` (``in_progress`` for a draft,
         ``completed``, ``published``). ``tags`` is ClearML's tag query (see ``get``)."""
         store = open_sdk_store()
-        found = _filter(RecordStore(store.path).all(), dataset_project, partial_name, tags, None,
-                        only_completed, False, exact_name=False, recursive=recursive_project_search)
+        found = _filter([*RecordStore(store.path).all(), *_remote_only(store)], dataset_project,
+                        partial_name, tags, None, only_completed, False, exact_name=False,
+                        recursive=recursive_project_search)
         if ids:
             found = [r for r in found if r["id"] in set(ids)]
         return [{"name": r["name"], "created": _when(r["created"]), "project": r["project"], "id": r["id"],
@@ -1001,8 +1014,9 @@ class Dataset:
         makes the match unique is deleted even if the name has other versions (ClearML 2.1
         counts them before filtering by version, so it refuses every by-name delete of a
         dataset with two versions). A version others depend on is refused unless ``force``;
-        no match raises DatasetNotFound. ``shallow_search`` changes nothing: the local store is
-        always searched whole. ``ds gc`` reclaims the bytes; external files are never deleted.
+        no match warns ``DeleteRefused`` too (ClearML logs it), so a cleanup can run twice.
+        ``shallow_search`` changes nothing: the local store is always searched whole. ``ds gc``
+        reclaims the bytes; external files are never deleted.
         """
         _check_delete_args(dataset_id, dataset_project, dataset_name)
         store = open_sdk_store()
@@ -1041,8 +1055,10 @@ class Dataset:
         records = RecordStore(store.path)
         with store.locked():
             hits = [r for r in records.all() if r["project"] == project and r["name"] == name]
-            if not hits:
-                raise DatasetNotFound(f"no dataset named {name!r} in project {project!r}")
+            if not hits:  # ClearML logs a warning and goes on
+                warnings.warn(NothingDone(f"no dataset named {name!r} in project {project!r}; nothing "
+                                          "changed (see Dataset.list_datasets())"), stacklevel=3)
+                return
             for r in hits:
                 r.update(change)
                 records.write(r)
@@ -1091,20 +1107,35 @@ def _delete_selection(store: Store, dataset_id: str | None, project: str | None,
                       version: str | None, entire: bool, force: bool) -> list[dict]:
     """The records a delete removes; DeleteRefused where ClearML warns and deletes nothing."""
     if dataset_id:
-        return [find_record(store, dataset_id)]
+        try:
+            return [find_record(store, dataset_id)]
+        except DatasetNotFound as e:
+            raise DeleteRefused(f"{e.what}; nothing deleted") from None
     if entire and not force:
         raise DeleteRefused("entire_dataset deletes every matching version; nothing deleted: pass "
                             "force=True (--force) as well to confirm")
     hits = _filter(RecordStore(store.path).all(), project, name, None, version, False, False, exact_name=True)
     if not hits:
-        raise DatasetNotFound(f"no dataset to delete matches project={project!r} name={name!r} "
-                              f"version={version!r}")
+        raise DeleteRefused(f"no dataset to delete matches project={project!r} name={name!r} "
+                            f"version={version!r}; nothing deleted")
     if len(hits) > 1 and not entire:
         raise DeleteRefused(f"{len(hits)} datasets match project={project!r} name={name!r} "
                             f"version={version!r}; nothing deleted: pick one with dataset_version "
                             "(--version) or dataset_id (--id), or delete them all with "
                             "entire_dataset=True and force=True (--entire-dataset --force)")
     return hits
+
+
+def _remote_only(store: Store) -> list[dict]:
+    """The shared remote's valid records this store lacks ([] with none, or offline)."""
+    url = default_remote(store)
+    if not url or Dataset.is_offline():
+        return []
+    from .remote import remote_records
+
+    here = {r["id"] for r in RecordStore(store.path).all()}
+    return [r for r in remote_records(store, url, warn=lambda text: warnings.warn(text, stacklevel=4))
+            if r["id"] not in here]
 
 
 def _fetch_from_remote(store: Store, pick) -> dict | None:

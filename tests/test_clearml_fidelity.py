@@ -576,3 +576,47 @@ def test_get_link_is_replaced_on_a_rerun_and_never_deletes_files(images: Path, t
         proc = run("get", "--id", ds_id, "--link", "mine", *flags, cwd=tmp_path, code=1)
         assert "never deletes files" in proc.stderr and proc.stderr.count("\n") == 1
         assert (tmp_path / "mine" / "keep.txt").read_text() == "mine"
+
+
+# -- two machines sharing one remote: what ClearML's server lets every machine see ---------
+
+def _machine(tmp_path: Path, monkeypatch, name: str) -> None:
+    """Switch the SDK to machine ``name``: its own store, the one shared remote."""
+    monkeypatch.setenv("DSSTORE_DIR", str(tmp_path / name / ".dsstore"))
+    monkeypatch.setenv("DSSTORE_REMOTE", str(tmp_path / "shared"))
+
+
+def test_every_finalized_version_reaches_the_shared_remote_and_others_build_on_it(
+        images: Path, tmp_path: Path, monkeypatch) -> None:
+    """A version without file changes (new metadata, an empty dataset) is finalized where
+    every machine sees it, as on ClearML's server; another machine lists it, builds a child
+    of its id, and numbers that child after the versions the remote holds."""
+    _machine(tmp_path, monkeypatch, "a")
+    d = Dataset.create(dataset_name="n", dataset_project="p")
+    d.add_files(images)
+    d.finalize(auto_upload=True)
+    e = Dataset.create(dataset_name="n", dataset_project="p", parent_datasets=[d])
+    e.set_metadata({"note": "metadata only"}, metadata_name="notes")
+    e.finalize(auto_upload=True)  # nothing new to upload: still published to the remote
+    empty = Dataset.create(dataset_name="empty", dataset_project="p")
+    empty.finalize()
+
+    _machine(tmp_path, monkeypatch, "b")
+    listed = {(r["name"], r["version"]) for r in Dataset.list_datasets(dataset_project="p")}
+    assert listed == {("n", "1.0.0"), ("n", "1.0.1"), ("empty", "1.0.0")}
+    assert Dataset.get(dataset_id=e.id).version == "1.0.1"
+    child = Dataset.create(dataset_name="n", dataset_project="p", parent_datasets=[e.id])
+    assert child.version == "1.0.2", "numbered after what the remote holds"
+    assert sorted(child.list_files()) == sorted(d.list_files())
+    fresh = Dataset.create(dataset_name="n", dataset_project="p")  # on a third machine too
+    assert fresh.version == "1.0.3"
+
+
+def test_get_by_id_ignores_the_status_filters_and_auto_create_numbers_itself() -> None:
+    """ClearML applies only_completed / only_published to a query by name, not to an id;
+    and auto_create makes the next version whatever version was asked for."""
+    draft = Dataset.create(dataset_name="d", dataset_project="p")
+    assert Dataset.get(dataset_id=draft.id, only_completed=True).id == draft.id
+    assert Dataset.get(dataset_id=draft.id, only_published=True).id == draft.id
+    made = Dataset.get(dataset_project="p", dataset_name="zz", dataset_version="3.0", auto_create=True)
+    assert made.version == "1.0.0"
