@@ -483,7 +483,9 @@ def rm(store: Store, paths: list[str], keep: bool = False, force: bool = False,
     """Stop versioning ``paths`` (files or folders); delete them unless ``keep``.
 
     A file whose content differs from what is staged is only deleted with ``force``
-    (uncommitted work is never thrown away silently); folders are never removed whole,
+    (uncommitted work is never thrown away silently), and so is staged content the latest
+    version lacks (as git's ``rm``: only the stage held it); with ``keep`` the file stays,
+    so only staged content it no longer holds is refused. Folders are never removed whole,
     so untracked files inside them stay.
     """
     from .materialize import Materializer
@@ -499,6 +501,8 @@ def rm(store: Store, paths: list[str], keep: bool = False, force: bool = False,
                 raise DsError(f"{user} is not in the version; nothing to remove")
             for p in under:
                 removed[p] = editor.get(p)
+        if not force:
+            _refuse_staged_only(store, removed, keep)
         if not keep and not force:
             _refuse_if_changed(store, removed)
         for rel in rels:
@@ -512,6 +516,30 @@ def rm(store: Store, paths: list[str], keep: bool = False, force: bool = False,
                     os.unlink(os.path.join(root, p))
             Materializer(root, store.chunks).prune_empty_dirs(parent_of(p) for p in removed)
     return sorted(removed)
+
+
+def _refuse_staged_only(store: Store, entries: dict[str, FileEntry], keep: bool) -> None:
+    """Refuse to drop what only the stage holds: content added since the latest version."""
+    head = store.head_tree()
+    staged = {p: e for p, e in entries.items()
+              if not isinstance(old := store.meta.lookup(head, p) if head else None, FileEntry)
+              or not old.same_content(e)}
+    if not staged:
+        return
+    first = sorted(staged)[0]
+    if not keep:
+        raise DirtyWorktree(f"{first} has changes staged for the next version that no version holds; "
+                            "`ds rm --cached` stops versioning it and keeps the file, --force deletes it")
+    root = str(store.worktree)
+    gone = [p for p in sorted(staged) if lstat_inside(root, p) is None]
+    try:
+        if gone:
+            raise DirtyWorktree("")
+        _refuse_if_changed(store, staged)
+    except DirtyWorktree:
+        where = gone[0] if gone else first
+        raise DirtyWorktree(f"{where}: its staged content is neither in the file nor in any version; "
+                            "`ds add` it again, or --force to drop it") from None
 
 
 def _refuse_if_changed(store: Store, entries: dict[str, FileEntry]) -> None:

@@ -713,3 +713,31 @@ def test_reflog_lists_where_head_and_branches_have_been_and_each_entry_resolves(
     assert feat[0]["id"] == two and any(m["message"].startswith("branch: deleted") for m in feat)
     missing = ds("reflog", "nope", cwd=tmp_path, check=False)
     assert missing.returncode == 1 and "no reflog for 'nope'" in missing.stderr
+
+
+def test_rm_never_drops_what_only_the_stage_holds(tmp_path: Path) -> None:
+    """As git's rm: a file whose staged content no version holds (a new file, or a change
+    added since the last commit) is refused, with the two ways on; --cached keeps the file,
+    --force deletes it; a committed, unchanged file goes at once."""
+    ds("init", cwd=tmp_path)
+    write(tmp_path, "a.txt", "base\n")
+    ds("commit", "-a", "-m", "one", cwd=tmp_path)
+    write(tmp_path, "a.txt", "important\n")
+    write(tmp_path, "new.txt", "new\n")
+    ds("add", "a.txt", "new.txt", cwd=tmp_path)
+    for name in ("a.txt", "new.txt"):
+        refused = ds("rm", name, cwd=tmp_path, check=False)
+        assert refused.returncode == 1 and "--cached" in refused.stderr and "--force" in refused.stderr
+    assert (tmp_path / "a.txt").read_text() == "important\n" and (tmp_path / "new.txt").exists()
+    ds("rm", "--cached", "a.txt", cwd=tmp_path)  # the file keeps what was staged
+    assert (tmp_path / "a.txt").read_text() == "important\n"
+    write(tmp_path, "new.txt", "edited after add\n")
+    refused = ds("rm", "--cached", "new.txt", cwd=tmp_path, check=False)
+    assert refused.returncode == 1 and "neither in the file nor in any version" in refused.stderr
+    ds("rm", "-f", "new.txt", cwd=tmp_path)
+    assert not (tmp_path / "new.txt").exists()
+    write(tmp_path, "c.txt", "c\n")
+    ds("add", "c.txt", cwd=tmp_path)
+    ds("commit", "-m", "two", cwd=tmp_path)
+    ds("rm", "c.txt", cwd=tmp_path)
+    assert not (tmp_path / "c.txt").exists()
