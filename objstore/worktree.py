@@ -629,7 +629,9 @@ def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool
 
     Refuses, unless ``force``, whenever uncommitted work would be lost: modified or
     staged files, and untracked files or folders standing where the version needs a
-    file or a folder (a file holding the version's bytes there is no work to lose).
+    file or a folder (a file holding the version's bytes there is no work to lose). As in
+    git, a change (in the folder or staged) to a path both versions hold alike is carried
+    over to the new version, not refused; ``force`` undoes those too.
     ``branch`` (HEAD's, for a fast-forward or merge): that branch moves to the version,
     one ref update, instead of HEAD being pointed at ``rev``; killed at any moment, HEAD
     stays on the branch. ``new_branch`` (``switch -c``): that branch is created at the
@@ -646,7 +648,8 @@ def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool
         head_tree = store.head_tree()
         wd, result, cache = worktree_diff(store)
         _drop_dead_temps(root, result.temps)
-        staged = diff_trees(meta, head_tree, store.staged_tree(), renames=False)
+        stage_tree = store.staged_tree()
+        staged = diff_trees(meta, head_tree, stage_tree, renames=False)
         clean_tracked = {p for p, _ in meta.walk(head_tree)} - set(wd.modified)
         m = Materializer(root, store.chunks, progress=progress, force=force)
         if paths:
@@ -675,13 +678,19 @@ def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool
         scope = store.in_scope()
         target_map = {p: e for p, e in meta.walk(target_tree) if scope(p)}
         between = diff_trees(meta, head_tree, target_tree, renames=False)
+        changed = {*between.added, *between.modified, *between.removed}
+        # as git: a change to a path both versions hold alike is carried over, not undone
+        carried = set() if force else {p for p in (*wd.modified, *wd.removed) if p not in changed}
+        staged_paths = {*staged.added, *staged.modified, *staged.removed}
+        carried_stage = set() if force else staged_paths - changed
         write_paths = {p for p in (*between.added, *between.modified) if scope(p)}
-        write_paths |= {p for p in (*wd.modified, *wd.removed, *wd.added) if p in target_map}
+        write_paths |= {p for p in (*wd.modified, *wd.removed, *wd.added) if p in target_map} - carried
         gone = {p for p in between.removed if scope(p)} | {p for p in wd.modified if p not in target_map}
         if not force:  # what the version holds already, or drops too, is no work to lose
-            lost = (_other_bytes(store, cache, {}, wd.modified, target_map)
-                    + sorted(p for p in wd.removed if p in target_map)
-                    + sorted(staged.added) + sorted(staged.modified) + sorted(staged.removed)
+            lost = (_other_bytes(store, cache, {}, {p: e for p, e in wd.modified.items() if p not in carried},
+                                 target_map)
+                    + sorted(p for p in wd.removed if p in target_map and p not in carried)
+                    + sorted(staged_paths - carried_stage)
                     + _other_bytes(store, cache, result.files,  # untracked: only where the version writes
                                    {p: e for p, e in wd.added.items() if p in target_map}, target_map,
                                    untracked=True)
@@ -713,7 +722,17 @@ def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool
             meta.attach_head(new_branch)
         else:
             meta.checkout_ref(rev, target)
-        store.clear_stage()
+        if carried_stage:  # staged on the new version (its base), as git carries the index
+            editor = TreeEditor(meta, target_tree)
+            for p in sorted(carried_stage):
+                entry = meta.lookup(stage_tree, p)
+                if isinstance(entry, FileEntry):
+                    editor.set(p, entry)
+                else:
+                    editor.remove(p)
+            store.set_stage(editor.write())
+        else:
+            store.clear_stage()
         detached = target if meta.head_branch() is None else None
         return CheckoutReport(**vars(report), detached=detached, left_behind=behind)
 

@@ -741,3 +741,31 @@ def test_rm_never_drops_what_only_the_stage_holds(tmp_path: Path) -> None:
     ds("commit", "-m", "two", cwd=tmp_path)
     ds("rm", "c.txt", cwd=tmp_path)
     assert not (tmp_path / "c.txt").exists()
+
+
+def test_switch_carries_changes_to_paths_both_versions_hold_alike(tmp_path: Path) -> None:
+    """As git: `switch -c` with work in progress keeps it (staged and not), and so does a
+    switch to a branch whose version holds those paths alike; a path the two versions hold
+    differently is refused as work to lose; --force undoes the changes."""
+    ds("init", cwd=tmp_path)
+    write(tmp_path, "z.txt", "z\n")
+    write(tmp_path, "y.txt", "y\n")
+    ds("commit", "-a", "-m", "one", cwd=tmp_path)
+    write(tmp_path, "z.txt", "z\nmy work\n")
+    write(tmp_path, "s.txt", "staged\n")
+    ds("add", "s.txt", cwd=tmp_path)
+    ds("switch", "-c", "feature", cwd=tmp_path)
+    assert ds("status", "-s", cwd=tmp_path).stdout.splitlines() == ["A  s.txt", " M z.txt"]
+    ds("commit", "-m", "s on feature", cwd=tmp_path)  # the staged file, not z
+    write(tmp_path, "y.txt", "y on feature\n")
+    ds("add", "y.txt", cwd=tmp_path)
+    ds("commit", "-m", "y on feature", cwd=tmp_path)
+    ds("switch", "main", cwd=tmp_path)  # z differs from HEAD, but main holds z as feature does
+    assert (tmp_path / "z.txt").read_text() == "z\nmy work\n" and not (tmp_path / "s.txt").exists()
+    assert ds("status", "-s", cwd=tmp_path).stdout.splitlines() == [" M z.txt"]
+    write(tmp_path, "y.txt", "y\nlocal\n")  # y differs between main and feature
+    refused = ds("switch", "feature", cwd=tmp_path, check=False)
+    assert refused.returncode == 1 and "y.txt" in refused.stderr
+    assert (tmp_path / "y.txt").read_text() == "y\nlocal\n"
+    ds("switch", "--force", "feature", cwd=tmp_path)
+    assert (tmp_path / "z.txt").read_text() == "z\n" and (tmp_path / "y.txt").read_text() == "y on feature\n"

@@ -23,8 +23,9 @@ SMALL_CHUNKS = ChunkParams(avg_size=1024, min_size=256, max_size=4096)
 _char = st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="/\\:\0")
 names = st.one_of(
     st.text(_char, min_size=1, max_size=12),
-    st.sampled_from([".ds.manifest", ".ds.d.x", "with space", "ünïcødé", "日本語", "a" * 200]),
-).filter(lambda n: n not in (".", "..") and n.casefold() not in (".dsstore", ".dsignore")
+    st.sampled_from([".ds.manifest", ".ds.d.x", "with space", "ünïcødé", "日本語", "a" * 200, "git~1"]),
+).filter(lambda n: n not in (".", "..") and n.casefold() not in (".dsstore", ".dsignore", ".git")
+         and not n.startswith(".dsstore.init-")  # (those are never versioned)
          and len(n.encode()) <= 255)
 contents = st.one_of(st.binary(max_size=64),
                      st.builds(lambda seed, n: random.Random(seed).randbytes(n),
