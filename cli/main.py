@@ -58,6 +58,8 @@ def _quick_status(argv: list[str]) -> bool:
 
     try:
         start = os.path.abspath(folder)
+        if not os.path.isdir(start):  # -C names no folder: the full command says so (exit 1)
+            return False
         head = quick_tracking(start)  # the branch line, when files alone settle it
         clean = head is not None and quick_clean(start)
     except Exception:  # any surprise: the full command reports it properly

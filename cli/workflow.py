@@ -362,6 +362,7 @@ def switch_and_report(store, name: str, create: bool, rev: str | None, force: bo
 
     with progress("writing", quiet) as cb:
         report = do_switch(store, name, create=create, rev=rev, force=force, progress=cb)
+    name = store.head_branch() or name  # `-` names the previous branch
     report_move(report, quiet)
     if as_json:
         out_json(moved_json(store, report, branch=name))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from .errors import DsError, RevisionNotFound
 from .meta import valid_ref_name
@@ -122,6 +123,12 @@ def switch(store: Store, name: str, create: bool = False, rev: str | None = None
 
     if not create and rev is not None:
         raise DsError("a start version is only for a new branch: `ds switch -c NAME REV`")
+    if name == "-" and not create:  # git's previous branch (@{-1})
+        from .reflog import previous_branch
+
+        name = previous_branch(Path(store.meta.path), 1) or ""
+        if not name:
+            raise DsError("no previous branch: HEAD's reflog names no switch yet")
     follow = None
     if not create and name not in store.meta.branches():
         follow = _guess_remote_branch(store, name)  # git's --guess: only a remote has it

@@ -60,16 +60,13 @@ def reflog(store: Store, name: str = "HEAD", limit: int | None = None) -> list[M
     import time as _time
 
     from .errors import DsError
-    from .reflog import read_reflog
+    from .reflog import log_path, read_reflog
 
-    logs = Path(store.meta.path, "logs")
-    candidates = [name] if name == "HEAD" or name.startswith("refs/") else [
-        f"refs/heads/{name}", f"refs/tags/{name}", f"refs/remotes/{name}"]
-    found = next((c for c in candidates if (logs / c).is_file()), None)
+    found = log_path(Path(store.meta.path), name)
     if found is None:
         raise DsError(f"no reflog for {name!r}: it is no branch, tag or remote branch here that has "
                       "moved (`ds reflog` shows HEAD's, `ds branch` lists the branches)")
-    entries = read_reflog(logs / found)[::-1][:limit]
+    entries = read_reflog(found)[::-1][:limit]
     return [Move(f"{name}@{{{i}}}", e.new, e.old,
                  _time.strftime("%Y-%m-%dT%H:%M:%SZ", _time.gmtime(e.time)), e.message)
             for i, e in enumerate(entries)]

@@ -31,7 +31,18 @@ from .fsutil import atomic_write
 from .limits import CACHE_ROWS
 from .manifest import FileEntry, decode_manifest, encode_manifest
 from .paths import check_name, join
-from .reflog import ZERO, expire, is_hex40, last_good, loose_refs, packed_refs, read_reflog, reflog_files
+from .reflog import (
+    ZERO,
+    expire,
+    is_hex40,
+    last_good,
+    log_path,
+    loose_refs,
+    packed_refs,
+    previous_branch,
+    read_reflog,
+    reflog_files,
+)
 
 MANIFEST = ".ds.manifest"
 BASE, ADDED, REMOVED = ".ds.manifest.base", ".ds.manifest.add", ".ds.manifest.del"
@@ -41,6 +52,7 @@ ESCAPE = ".ds.d."
 BUCKET_MAX = 8192
 _CACHED_ROWS = CACHE_ROWS  # decoded folder rows kept in memory (~12 MB); a folder past it stays alone
 _BUCKET = re.compile(r"\.ds\.manifest(\.(0|[1-9][0-9]{0,5}))?")
+_AT = re.compile(r"([^@{}~^:\s]*)@\{(-?[0-9]{1,6})\}")  # NAME@{N}, @{N}, @{-N}
 BLOB = pygit2.enums.FileMode.BLOB
 TREE = pygit2.enums.FileMode.TREE
 DEFAULT_BRANCH = "main"
@@ -673,6 +685,8 @@ class MetaStore:
         rev = rev.strip()
         if not rev:
             raise RevisionNotFound("empty revision; give a version id, tag, branch or HEAD")
+        if m := _AT.fullmatch(rev):  # NAME@{N} (a deleted ref's too), @{-N}: from the reflogs
+            return self._from_reflog(m[1], int(m[2]))
         if rev in self.repo.branches.local:  # a branch name wins over a tag of the same name
             return str(self.repo.branches.local[rev].peel(pygit2.Commit).id)
         if len(rev) == 32 and f"refs/datasets/{rev.lower()}" in self.repo.references:
@@ -695,6 +709,30 @@ class MetaStore:
                 raise RevisionNotFound(f"{rev!r} matches several versions; give more characters") from None
             raise RevisionNotFound(f"cannot resolve {rev!r} ({msg}); see `ds log`") from None
         return str(commit.id)
+
+    def _from_reflog(self, name: str, n: int) -> str:
+        """git's ``NAME@{N}`` (N moves back; the ref may be deleted since) and ``@{-N}``."""
+        git_dir = Path(self.path)
+        if n < 0:
+            previous = previous_branch(git_dir, -n)
+            if previous is None:
+                raise RevisionNotFound(f"@{{{n}}}: HEAD's reflog names no branch {-n} switch(es) back; "
+                                       "see `ds reflog`")
+            try:
+                return self.resolve(previous)
+            except RevisionNotFound:
+                raise RevisionNotFound(f"@{{{n}}} is {previous!r}, which names no version now; see "
+                                       "`ds reflog`") from None
+        name = name or (self.head_branch() or "HEAD")
+        path = log_path(git_dir, name)
+        moves = read_reflog(path)[::-1] if path is not None else []
+        if n >= len(moves):
+            raise RevisionNotFound(f"{name}@{{{n}}}: the reflog of {name!r} has {len(moves)} entr(ies); "
+                                   f"see `ds reflog {name}`")
+        if moves[n].new == ZERO:
+            raise RevisionNotFound(f"{name}@{{{n}}} is where {name!r} was deleted; {name}@{{{n + 1}}} is "
+                                   "the version it was at")
+        return moves[n].new
 
     def head_commit(self) -> str | None:
         """HEAD's version; None only on a truly new branch. A damaged ref is an error,

@@ -50,6 +50,30 @@ def read_reflog(path: Path) -> list[ReflogEntry]:
     return out
 
 
+def log_path(git_dir: Path, name: str) -> Path | None:
+    """The reflog of ``name`` (HEAD, a branch, a tag, a remote's branch, or a full ref
+    name), kept after the ref is deleted; None if there is none."""
+    logs = git_dir / "logs"
+    candidates = [name] if name == "HEAD" or name.startswith("refs/") else [
+        f"refs/heads/{name}", f"refs/tags/{name}", f"refs/remotes/{name}"]
+    return next((logs / c for c in candidates if (logs / c).is_file()), None)
+
+
+_MOVED = re.compile(r"checkout: moving from (\S+) to (\S+)")
+
+
+def previous_branch(git_dir: Path, n: int) -> str | None:
+    """git's ``@{-N}``: the branch (or id) checked out N switches ago, from HEAD's reflog."""
+    seen = 0
+    for e in reversed(read_reflog(git_dir / "logs" / "HEAD")):
+        m = _MOVED.fullmatch(e.message)
+        if m:
+            seen += 1
+            if seen == n:
+                return m[1]
+    return None
+
+
 def reflog_files(git_dir: Path) -> Iterator[tuple[str, Path]]:
     """(ref name, reflog path) for HEAD and every ref that has a reflog."""
     logs = git_dir / "logs"

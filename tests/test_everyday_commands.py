@@ -769,3 +769,40 @@ def test_switch_carries_changes_to_paths_both_versions_hold_alike(tmp_path: Path
     assert (tmp_path / "y.txt").read_text() == "y\nlocal\n"
     ds("switch", "--force", "feature", cwd=tmp_path)
     assert (tmp_path / "z.txt").read_text() == "z\n" and (tmp_path / "y.txt").read_text() == "y on feature\n"
+
+
+def test_reflog_selectors_reach_deleted_refs_and_previous_branches(tmp_path: Path) -> None:
+    """A deleted branch's or tag's NAME@{N} still names where it was (its reflog stays);
+    NAME@{0} of a deletion says where to look instead; @{-1} and `ds switch -` are git's
+    previous branch; out of range names the reflog's length."""
+    ds("init", cwd=tmp_path)
+    write(tmp_path, "a.txt", "1")
+    ds("commit", "-a", "-m", "one", cwd=tmp_path)
+    one = json.loads(ds("log", "-n", "1", "--json", cwd=tmp_path).stdout)[0]["id"]
+    ds("switch", "-c", "side", cwd=tmp_path)
+    write(tmp_path, "b.txt", "2")
+    ds("commit", "-a", "-m", "two", cwd=tmp_path)
+    two = json.loads(ds("log", "-n", "1", "--json", cwd=tmp_path).stdout)[0]["id"]
+    ds("tag", "vt", cwd=tmp_path)
+    assert json.loads(ds("show", "@{-1}", "--json", cwd=tmp_path).stdout)["id"] == one  # main
+    ds("switch", "-", cwd=tmp_path)
+    assert json.loads(ds("status", "--json", cwd=tmp_path).stdout)["branch"] == "main"
+    ds("switch", "-", cwd=tmp_path)
+    assert json.loads(ds("status", "--json", cwd=tmp_path).stdout)["branch"] == "side"
+    ds("switch", "main", cwd=tmp_path)
+    ds("branch", "-D", "side", cwd=tmp_path)
+    ds("tag", "-d", "vt", cwd=tmp_path)
+    assert json.loads(ds("show", "side@{1}", "--json", cwd=tmp_path).stdout)["id"] == two
+    assert json.loads(ds("show", "vt@{1}", "--json", cwd=tmp_path).stdout)["id"] == two
+    ds("branch", "rescued", "side@{1}", cwd=tmp_path)
+    deleted = ds("show", "side@{0}", cwd=tmp_path, check=False)
+    assert deleted.returncode == 1 and "side@{1} is the version it was at" in deleted.stderr
+    far = ds("show", "HEAD@{99}", cwd=tmp_path, check=False)
+    assert far.returncode == 1 and "ds reflog HEAD" in far.stderr
+
+
+def test_status_in_a_folder_that_does_not_exist_is_an_error_not_the_parent_store(tmp_path: Path) -> None:
+    ds("init", cwd=tmp_path)
+    for form in ([], ["-s"]):
+        r = ds("-C", str(tmp_path / "missing"), "status", *form, cwd=tmp_path, check=False)
+        assert r.returncode == 1 and "no such folder" in r.stderr and r.stdout == ""
