@@ -52,8 +52,9 @@ def create_branch(store: Store, name: str, rev: str = "HEAD", force: bool = Fals
     commit_id = store.resolve(rev)
     with store.locked():
         if force and name == store.meta.head_branch():
-            raise DsError(f"cannot force-move {name!r}: HEAD is on it (use `ds checkout` or `ds reset`)")
-        store.meta.set_ref(f"refs/heads/{name}", commit_id, force)
+            raise DsError(f"cannot force-move {name!r}: HEAD is on it; `ds switch` to another branch first, "
+                          f"or `ds merge` / `ds checkout REV -- .` to change what {name!r} holds")
+        store.meta.set_ref(f"refs/heads/{name}", commit_id, force, message=f"branch: Created from {rev}")
     return commit_id
 
 
@@ -148,7 +149,8 @@ def switch(store: Store, name: str, create: bool = False, rev: str | None = None
         return None
     follow = follow or (_remote_branch(store, rev) if rev else None)
     with store.locked():
-        report = checkout(store, start, force=force, progress=progress, new_branch=name)
+        report = checkout(store, start, force=force, progress=progress, new_branch=name,
+                          why=f"branch: Created from {rev or 'HEAD'}")
         if follow is not None:  # started from a remote's branch: follow it (git's autoSetupMerge)
             set_upstream(store, name, follow.remote, follow.branch)
     return report

@@ -38,7 +38,7 @@ def merge(store: Store, rev: str, ours: bool = False, theirs: bool = False,
     branch = meta.head_branch()
     with store.locked():
         if meta.is_ancestor(head, other):  # fast-forward: the branch moves as the files are written
-            checkout(store, other, branch=branch)
+            checkout(store, other, branch=branch, why=f"merge {rev}: Fast-forward")
             return meta.commit_info(other)
         base = meta.merge_base(head, other)
         base_tree = meta.tree_of(base) if base else None
@@ -82,7 +82,7 @@ def merge(store: Store, rev: str, ours: bool = False, theirs: bool = False,
                 editor.set(path, entry)
         tree = editor.write()
         commit_id = meta.commit(tree, [head, other], message or f"merge {rev}", store.author())
-        checkout(store, commit_id, branch=branch)
+        checkout(store, commit_id, branch=branch, why=f"merge {rev}: Merge made")
         return meta.commit_info(commit_id)
 
 

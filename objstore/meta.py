@@ -899,8 +899,8 @@ class MetaStore:
         oid = pygit2.Oid(hex=commit_id)
         self.make_durable()
         with _fsync_refs():
-            if branch is None:
-                self.repo.set_head(oid)
+            if branch is None:  # detached: HEAD itself moves, logged as what moved it (git's too)
+                self.repo.create_reference_direct("HEAD", oid, True, message=message)
             else:
                 self.repo.create_reference_direct(f"refs/heads/{branch}", oid, True, message=message)
 
@@ -997,13 +997,15 @@ class MetaStore:
                 raise FormatError(f"ref {name} points at nothing; run `ds fsck`") from None
         return out
 
-    def set_ref(self, name: str, commit_id: str, force: bool = False) -> None:
+    def set_ref(self, name: str, commit_id: str, force: bool = False, message: str | None = None) -> None:
+        """Point ``name`` at ``commit_id``; ``message`` says why in its reflog (and HEAD's, when
+        HEAD is on it), as git's ``NAME@{N}: MESSAGE``."""
         if not pygit2.reference_is_valid_name(name):
             raise DsError(f"{name.rpartition('/')[2]!r} is not a valid name for a tag or branch")
         self.make_durable()
         try:
             with _fsync_refs():
-                self.repo.create_reference_direct(name, pygit2.Oid(hex=commit_id), force)
+                self.repo.create_reference_direct(name, pygit2.Oid(hex=commit_id), force, message=message)
         except ValueError:
             if name in self.repo.references:
                 raise DsError(f"{name} already exists; use --force to move it") from None

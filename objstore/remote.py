@@ -154,7 +154,7 @@ def pull(store: Store, name_or_url: str | None = None, branch: str | None = None
         if before is None:  # a new store: take the remote's branch as it is
             from .worktree import checkout
 
-            report = checkout(store, cid, branch=current)
+            report = checkout(store, cid, branch=current, why=f"pull: from {remote.url}")
             store.meta.attach_head(current)
             t.files, t.outcome, t.pulled = report.count, "fast-forward", f"{remote.track}/{branch}"
             return remote.stats(t), store.meta.commit_info(cid)
@@ -216,7 +216,7 @@ def clone(url: str, directory: str, rev: str | None = None, include: list[str] |
                     t.upstreams[branch] = set_upstream(store, branch, name, branch).name
                 # a killed clone's own files (whole, cut short, temp) are no work to lose;
                 # anything else at the version's paths is refused as by any checkout
-                t.files = checkout(store, cid, branch=branch).count
+                t.files = checkout(store, cid, branch=branch, why=f"clone: from {url}").count
         (store.path / CLONING).unlink(missing_ok=True)
     except BaseException:
         if not resuming:  # a new clone leaves nothing; an unfinished one is kept for the next run

@@ -47,7 +47,8 @@ def squash(store: Store, revs: list[str], message: str, branch: str | None = Non
         commit_id = store.meta.commit(tree, [], message or f"squash of {len(ids)} versions", store.author())
         current = store.meta.head_branch()
         if branch and branch != current:
-            store.meta.set_ref(f"refs/heads/{branch}", commit_id, force=True)
+            store.meta.set_ref(f"refs/heads/{branch}", commit_id, force=True,
+                               message=f"squash: {len(ids)} versions")
         else:  # the branch moves in one ref update once the files are written: HEAD stays on it
-            checkout(store, commit_id, force=force, branch=current)
+            checkout(store, commit_id, force=force, branch=current, why=f"squash: {len(ids)} versions")
         return store.meta.commit_info(commit_id)

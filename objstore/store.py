@@ -418,7 +418,7 @@ class Store:
             raise DsError(f"{name!r} is a branch name; a tag of the same name would be ambiguous")
         commit_id = self.resolve(rev)
         with self.locked():
-            self.meta.set_ref(f"refs/tags/{name}", commit_id, force)
+            self.meta.set_ref(f"refs/tags/{name}", commit_id, force, message=f"tag: {rev}")
         return commit_id
 
 

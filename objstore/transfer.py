@@ -122,7 +122,8 @@ class Transfers(RemoteRepo):
                 for u, current, token in plan:
                     self.fs.swap_ref(u.dst, u.value, token)
                     if u.dst.startswith("refs/heads/"):
-                        meta.set_ref(f"refs/remotes/{self.track}/{u.dst[11:]}", u.value, force=True)
+                        meta.set_ref(f"refs/remotes/{self.track}/{u.dst[11:]}", u.value, force=True,
+                                     message="update by push")
                     t.refs.append(u.dst)
                     t.updates.append({"ref": u.dst, "local": u.src, "old": current, "new": u.value,
                                       "forced": current is not None and not (
@@ -268,7 +269,8 @@ class Transfers(RemoteRepo):
                     continue
                 old = before.get(local)
                 try:
-                    meta.set_ref(local, commit_id, force=rel.startswith("refs/heads/"))
+                    meta.set_ref(local, commit_id, force=rel.startswith("refs/heads/"),
+                                 message=f"fetch: {'stored' if old is None else 'moved'} from {self.url}")
                 except (DsError, OSError) as e:  # e.g. refs/heads/a beside a/b
                     self._skip_ref(rel, f"it cannot be stored here ({e})")
                     continue

@@ -624,7 +624,7 @@ class CheckoutReport:
 def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool = False,
              progress: Callable[[int, int], None] | None = None,
              cwd: str | None = None, branch: str | None = None,
-             new_branch: str | None = None) -> WriteReport | CheckoutReport:
+             new_branch: str | None = None, why: str | None = None) -> WriteReport | CheckoutReport:
     """Make the working folder (or just ``paths``) equal to version ``rev``.
 
     Refuses, unless ``force``, whenever uncommitted work would be lost: modified or
@@ -636,7 +636,8 @@ def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool
     one ref update, instead of HEAD being pointed at ``rev``; killed at any moment, HEAD
     stays on the branch. ``new_branch`` (``switch -c``): that branch is created at the
     version once the files are written, then HEAD put on it; killed at any moment, HEAD
-    is on the branch it was on or on the new one, never detached.
+    is on the branch it was on or on the new one, never detached. ``why``: the reflog's
+    message for the branch's move.
     """
     from .materialize import Materializer
 
@@ -716,9 +717,9 @@ def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool
 
         behind = left_behind(store, target)
         if branch is not None:
-            meta.set_ref(f"refs/heads/{branch}", target, force=True)
+            meta.set_ref(f"refs/heads/{branch}", target, force=True, message=why)
         elif new_branch is not None:
-            meta.set_ref(f"refs/heads/{new_branch}", target)
+            meta.set_ref(f"refs/heads/{new_branch}", target, message=why or f"branch: Created from {rev}")
             meta.attach_head(new_branch)
         else:
             meta.checkout_ref(rev, target)

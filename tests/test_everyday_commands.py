@@ -806,3 +806,36 @@ def test_status_in_a_folder_that_does_not_exist_is_an_error_not_the_parent_store
     for form in ([], ["-s"]):
         r = ds("-C", str(tmp_path / "missing"), "status", *form, cwd=tmp_path, check=False)
         assert r.returncode == 1 and "no such folder" in r.stderr and r.stdout == ""
+
+
+def test_reflog_says_what_moved_each_ref(tmp_path: Path) -> None:
+    """Every move is logged with what made it, as git's reflog: branch creation, a commit on
+    a detached HEAD, a squash, a tag, a fast-forward merge."""
+    ds("init", cwd=tmp_path)
+    write(tmp_path, "a.txt", "1")
+    ds("commit", "-a", "-m", "one", cwd=tmp_path)
+    one = json.loads(ds("log", "-n", "1", "--json", cwd=tmp_path).stdout)[0]["id"]
+    ds("branch", "b1", cwd=tmp_path)
+    ds("tag", "t1", cwd=tmp_path)
+    ds("checkout", one, cwd=tmp_path)
+    write(tmp_path, "x.txt", "x")
+    ds("add", "x.txt", cwd=tmp_path)
+    ds("commit", "-m", "on a detached head", cwd=tmp_path)
+    ds("switch", "b1", cwd=tmp_path)  # x.txt is committed on the detached version: nothing to lose
+    ds("switch", "-c", "b2", cwd=tmp_path)
+    ds("switch", "main", cwd=tmp_path)
+    write(tmp_path, "m.txt", "m")
+    ds("commit", "-a", "-m", "two", cwd=tmp_path)
+    ds("switch", "b2", cwd=tmp_path)
+    ds("merge", "main", cwd=tmp_path)
+    ds("squash", "HEAD", "-m", "flat", cwd=tmp_path)
+
+    def messages(name: str) -> list[str]:
+        return [m["message"] for m in json.loads(ds("reflog", name, "--json", cwd=tmp_path).stdout)]
+
+    assert messages("b1") == ["branch: Created from HEAD"]
+    assert messages("t1") == ["tag: HEAD"]
+    assert messages("b2") == ["squash: 1 versions", "merge main: Fast-forward", "branch: Created from HEAD"]
+    head = messages("HEAD")
+    assert "commit: on a detached head" in head and head[0] == "squash: 1 versions"
+    assert not [m for m in head if not m.strip()], head
