@@ -159,6 +159,11 @@ class _Sections(TyperGroup):
                     formatter.write_dl(rows)
 
 
+# Help is click's plain text (rich_markup_mode=None), but typer still escapes "[default: X]"
+# for rich whenever rich is installed, so every help showed "\[default: X]": typer's rich
+# paths are off here (ds renders no rich markup, errors included).
+typer.core.HAS_RICH = False
+
 app = typer.Typer(
     name="ds",
     help="Version folders of data: init, add, commit, log, diff, checkout, get.",

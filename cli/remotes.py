@@ -66,8 +66,10 @@ def remote_add(
 ) -> None:
     """Add a remote (the first one becomes the default)."""
     from objstore.remote import check_url
+    from objstore.remote_names import check_remote_name
 
     store = open_store()
+    check_remote_name(name)
     if name in store.config.remotes:
         raise DsError(f"remote {name!r} exists; `ds remote remove {name}` first")
     url = check_url(url, store, base=cwd())

@@ -134,6 +134,9 @@ def switch(store: Store, name: str, create: bool = False, rev: str | None = None
     if not create and name not in store.meta.branches():
         follow = _guess_remote_branch(store, name)  # git's --guess: only a remote has it
         if follow is None:
+            if store.meta.has_ref(f"refs/tags/{name}"):
+                raise DsError(f"{name!r} is a tag, not a branch: `ds checkout {name}` visits its version "
+                              f"(detached), `ds switch -c NAME {name}` starts a branch there")
             raise DsError(f"no branch named {name!r}; `ds switch -c {name}` creates it "
                           "(`ds checkout REV` visits a version without a branch)")
         create, rev = True, follow.name

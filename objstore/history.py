@@ -66,7 +66,7 @@ def reflog(store: Store, name: str = "HEAD", limit: int | None = None) -> list[M
     if found is None:
         raise DsError(f"no reflog for {name!r}: it is no branch, tag or remote branch here that has "
                       "moved (`ds reflog` shows HEAD's, `ds branch` lists the branches)")
-    entries = read_reflog(found)[::-1][:limit]
+    entries = read_reflog(found)[::-1][:None if limit is None or limit < 0 else limit]
     return [Move(f"{name}@{{{i}}}", e.new, e.old,
                  _time.strftime("%Y-%m-%dT%H:%M:%SZ", _time.gmtime(e.time)), e.message)
             for i, e in enumerate(entries)]

@@ -17,8 +17,9 @@ from .tree_edit import TreeEditor
 class MergeConflict(DsError):
     def __init__(self, paths: list[str]):
         shown = ", ".join(paths[:10]) + (f" and {len(paths) - 10} more" if len(paths) > 10 else "")
-        super().__init__(f"{len(paths)} path(s) changed differently on both sides: {shown}; "
-                         "rerun with --ours or --theirs to choose for all of them")
+        super().__init__(f"{len(paths)} path(s) changed differently on both sides: {shown}; nothing "
+                         "changed here: `ds merge --ours REV` or `ds merge --theirs REV` chooses a side for "
+                         "all of them")
         self.paths = paths
 
 

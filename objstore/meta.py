@@ -951,7 +951,8 @@ class MetaStore:
             with _fsync_refs():
                 self.repo.branches.local[old].rename(new, force)
         except (ValueError, pygit2.AlreadyExistsError):
-            raise DsError(f"branch {new!r} already exists; use -M to replace it") from None
+            raise DsError(f"branch {new!r} already exists; delete it first (`ds branch -D {new}`) or "
+                          "choose another name") from None
 
     def has_ref(self, name: str) -> bool:
         return name in self.repo.references

@@ -25,14 +25,22 @@ def _known(store: Store, name: str) -> dict:
     return remote
 
 
+def check_remote_name(name: str) -> str:
+    """``name`` if it can name a remote: git's rules for ``refs/remotes/NAME/...``, no ``/``,
+    no leading ``-`` (it would read as an option)."""
+    if not name or name.startswith("-") or "/" in name or not valid_ref_name(f"refs/remotes/{name}/x"):
+        raise DsError(f"{name!r} is not a valid remote name (as in git: no spaces, no '/', no leading "
+                      "'-', none of ~^:?*[\\ or '..'); e.g. origin")
+    return name
+
+
 def rename_remote(store: Store, old: str, new: str) -> None:
     """Rename remote ``old`` to ``new``: config, default, upstreams, tracking refs, cache."""
     with store.locked():
         _known(store, old)
         if new in store.config.remotes:
             raise DsError(f"remote {new!r} already exists; choose another name")
-        if not new or new.startswith("-") or "/" in new or not valid_ref_name(f"refs/remotes/{new}/x"):
-            raise DsError(f"{new!r} is not a valid remote name")
+        check_remote_name(new)
         remotes = {(new if k == old else k): v for k, v in store.config.remotes.items()}
         branches = {b: (dict(v, remote=new) if v.get("remote") == old else v)
                     for b, v in store.config.branches.items()}

@@ -322,8 +322,10 @@ class Store:
 
         A path costs a lookup per version (folders on its way, read through the metadata
         cache); equal subtree ids make a changed folder as cheap to spot as a file."""
-        if limit is not None and limit < 1:
-            raise DsError(f"-n must be 1 or more (got {limit})")
+        if limit is not None and limit < 0:  # git: a negative count is no limit, 0 shows nothing
+            limit = None
+        if limit == 0:
+            return []
         if all_refs:
             versions = [commit_id for name, commit_id in self.meta.refs().items()
                         if not name.startswith(INTERNAL_REFS)]

@@ -873,7 +873,7 @@ def move(store: Store, src: str, dst: str, cwd: str | None = None) -> MoveReport
     rename; into DST when it is an existing folder.
 
     Refused before anything moves: an untracked or missing SRC, a DST (or DST/name) that
-    exists or is staged, a DST inside SRC or inside the store. Unstaged changes move with
+    exists or is staged, a DST inside SRC, the store or a ``.git`` folder. Unstaged changes move with
     their file and stay unstaged; untracked files inside a moved folder move with it.
     """
     src_rel, dst_rel = to_store_path(store, src, cwd), to_store_path(store, dst, cwd)
@@ -894,6 +894,9 @@ def move(store: Store, src: str, dst: str, cwd: str | None = None) -> MoveReport
             raise DsError(f"{src} is versioned but missing from the working folder; "
                           f"`ds restore {src}` first")
         dst_rel = _move_target(root, src_rel, dst_rel, dst)
+        if GIT_DIR in dst_rel.casefold().split("/"):
+            raise DsError(f"{dst_rel} is inside git's folder {GIT_DIR}, which is never versioned; choose "
+                          "another name")
         if dst_rel == src_rel or dst_rel.startswith(src_rel + "/"):
             raise DsError(f"cannot move {src} into itself ({dst_rel})")
         if lstat_inside(root, dst_rel) is not None:

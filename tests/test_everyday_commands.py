@@ -839,3 +839,28 @@ def test_reflog_says_what_moved_each_ref(tmp_path: Path) -> None:
     head = messages("HEAD")
     assert "commit: on a detached head" in head and head[0] == "squash: 1 versions"
     assert not [m for m in head if not m.strip()], head
+
+
+def test_what_git_users_type_gets_gits_answer(tmp_path: Path) -> None:
+    """Small corners a git user meets: log -n 0 and -n -1, a tag given to switch, a branch
+    renamed onto another, a remote named as git refuses, mv into .git, help text as git's."""
+    ds("init", cwd=tmp_path)
+    write(tmp_path, "a.txt", "1")
+    ds("commit", "-a", "-m", "one", cwd=tmp_path)
+    write(tmp_path, "b.txt", "2")
+    ds("commit", "-a", "-m", "two", cwd=tmp_path)
+    assert ds("log", "-n", "0", "--oneline", cwd=tmp_path).stdout == ""
+    assert len(ds("log", "-n", "-1", "--oneline", cwd=tmp_path).stdout.splitlines()) == 2
+    ds("tag", "vt", cwd=tmp_path)
+    r = ds("switch", "vt", cwd=tmp_path, check=False)
+    assert r.returncode == 1 and "is a tag" in r.stderr and "ds checkout vt" in r.stderr
+    ds("branch", "feat", cwd=tmp_path)
+    r = ds("branch", "-m", "feat", "main", cwd=tmp_path, check=False)
+    assert r.returncode == 1 and "ds branch -D main" in r.stderr and "-M" not in r.stderr
+    for bad in ("bad name", "-x", "a/b", "a..b"):
+        r = ds("remote", "add", "--", bad, str(tmp_path / "r"), cwd=tmp_path, check=False)
+        assert r.returncode == 1 and "not a valid remote name" in r.stderr, bad
+    assert json.loads(ds("remote", "list", "--json", cwd=tmp_path).stdout)["remotes"] == {}
+    r = ds("mv", "a.txt", "sub/.git", cwd=tmp_path, check=False)
+    assert r.returncode == 1 and "never versioned" in r.stderr and (tmp_path / "a.txt").exists()
+    assert "\\[" not in ds("log", "--help", cwd=tmp_path).stdout
