@@ -35,7 +35,7 @@ from .errors import DsError, FormatError, TargetNotEmpty
 from .get import copy_items, get_copy
 from .ingest import Ingestor, Job
 from .links import trust_links
-from .manifest import EXEC, EXTERNAL, FILE, FileEntry
+from .manifest import EXEC, EXTERNAL, FILE, LINK, FileEntry
 from .paths import check_relpath
 from .progress import LogProgress, announce, as_transfer
 from .records import RecordStore
@@ -775,8 +775,11 @@ class Dataset:
     def get_local_copy(self, use_soft_links: bool | None = None, part: int | None = None,
                        num_parts: int | None = None, raise_on_error: bool = True,
                        max_workers: int | None = None, files: list[str] | None = None) -> str:
-        """A read-only cached copy of the version (or of ``files`` / one part); reused later.
-        ``part`` without ``num_parts`` is one of ``get_num_chunks()`` parts, as in ClearML."""
+        """A read-only cached copy of the version (or of ``files`` / one part); reused later
+        while it still holds each file at its size (as ClearML checks), else made again: a
+        script that moved or deleted files out of it gets them back. Made in a temp folder and
+        renamed into place, so a killed copy is never taken for a whole one. ``part`` without
+        ``num_parts`` is one of ``get_num_chunks()`` parts, as in ClearML."""
         self._require_final("taking a local copy")
         num_parts = self._parts(part, num_parts)
         paths = self._part(part, num_parts)
@@ -786,16 +789,11 @@ class Dataset:
             paths = [p for p in (paths if paths is not None else self._entries()) if p in set(wanted)]
             name += "." + hashlib.sha256("\n".join(wanted).encode()).hexdigest()[:12]
         target = self._store.path / "cache" / "copies" / name
-        if target.is_dir():
+        entries = self._entries()
+        expected = {p: entries[p] for p in (paths if paths is not None else entries)}
+        if target.is_dir() and _copy_is_whole(target, expected):
             return str(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        get_copy(self._store, self._record["commit"], target, include=None, paths=paths)
-        for dirpath, _dirs, files in os.walk(target):
-            for f in files:
-                p = os.path.join(dirpath, f)
-                if not os.path.islink(p):
-                    os.chmod(p, os.stat(p).st_mode & 0o555)
-        return str(target)
+        return str(_cached_copy(self._store, self._record["commit"], target, paths))
 
     def get_mutable_local_copy(self, target_folder: str | os.PathLike[str], overwrite: bool = False,
                                part: int | None = None, num_parts: int | None = None,
@@ -1124,6 +1122,55 @@ def _delete_selection(store: Store, dataset_id: str | None, project: str | None,
                             "(--version) or dataset_id (--id), or delete them all with "
                             "entire_dataset=True and force=True (--entire-dataset --force)")
     return hits
+
+
+def _copy_is_whole(target: Path, expected: dict[str, FileEntry]) -> bool:
+    """The cached copy holds exactly the expected files, each at its size (links as links)."""
+    found = 0
+    for dirpath, _dirs, names in os.walk(target):
+        for name in names:
+            rel = os.path.relpath(os.path.join(dirpath, name), target).replace(os.sep, "/")
+            entry = expected.get(rel)
+            if entry is None:
+                return False
+            st = os.lstat(os.path.join(dirpath, name))
+            sized = entry.kind != LINK and not (entry.kind == EXTERNAL and not entry.size)  # (0: unknown)
+            if (entry.kind == LINK) != os.path.islink(os.path.join(dirpath, name)) or \
+                    (sized and st.st_size != entry.size):
+                return False
+            found += 1
+    return found == len(expected)
+
+
+def _cached_copy(store: Store, commit: str, target: Path, paths: list[str] | None) -> Path:
+    """Write a read-only copy in a temp folder beside ``target`` and rename it into place (a
+    stale copy there goes first); what killed copies left is removed when their process is
+    gone."""
+    from .paths import process_gone
+
+    folder = target.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob(".tmp-*"):
+        pid = old.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and process_gone(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    tmp = folder / f".tmp-{target.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    get_copy(store, commit, tmp, include=None, paths=paths)
+    for dirpath, _dirs, files in os.walk(tmp):
+        for f in files:
+            p = os.path.join(dirpath, f)
+            if not os.path.islink(p):
+                os.chmod(p, os.stat(p).st_mode & 0o555)
+    if target.exists():
+        stale = folder / f".tmp-stale-{target.name}-{os.getpid()}"
+        os.replace(target, stale)
+        shutil.rmtree(stale, ignore_errors=True)
+    try:
+        os.replace(tmp, target)
+    except OSError:  # another process put its whole copy there meanwhile: use that one
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
 
 
 def _remote_only(store: Store) -> list[dict]:

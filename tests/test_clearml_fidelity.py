@@ -620,3 +620,26 @@ def test_get_by_id_ignores_the_status_filters_and_auto_create_numbers_itself() -
     assert Dataset.get(dataset_id=draft.id, only_published=True).id == draft.id
     made = Dataset.get(dataset_project="p", dataset_name="zz", dataset_version="3.0", auto_create=True)
     assert made.version == "1.0.0"
+
+
+def test_a_cached_copy_missing_or_changing_files_is_made_again(images: Path) -> None:
+    """As ClearML checks each cached file's size: a script that moved, deleted or cut a
+    file of its cached copy gets the whole version back on the next get_local_copy(), and
+    a copy killed part-way (left in its temp folder) is never taken for a whole one."""
+    d = Dataset.create(dataset_name="c", dataset_project="p")
+    d.add_files(images)
+    d.finalize()
+    first = Path(d.get_local_copy())
+    whole = sorted(p.relative_to(first).as_posix() for p in first.rglob("*") if p.is_file())
+    victim = first / whole[0]
+    os.chmod(victim, 0o644)
+    victim.unlink()
+    again = Path(Dataset.get(dataset_id=d.id).get_local_copy())
+    assert again == first
+    assert sorted(p.relative_to(again).as_posix() for p in again.rglob("*") if p.is_file()) == whole
+    cut = again / whole[-1]
+    os.chmod(cut, 0o644)
+    cut.write_bytes(cut.read_bytes()[:1])
+    third = Path(Dataset.get(dataset_id=d.id).get_local_copy())
+    assert (third / whole[-1]).stat().st_size > 1
+    assert not list(third.parent.glob(".tmp-*"))
