@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from . import dataset_metadata
@@ -457,7 +457,7 @@ class Dataset:
         path: str | os.PathLike[str],
         wildcard: str | Sequence[str] | None = None,
         local_base_folder: str | os.PathLike[str] | None = None,
-        dataset_path: str | None = None,
+        dataset_path: str | os.PathLike[str] | None = None,
         recursive: bool = True,
         verbose: bool = False,
         max_workers: int | None = None,
@@ -599,14 +599,15 @@ class Dataset:
         self.update_changed_files(num_files_removed=removed)
         return removed
 
-    def sync_folder(self, local_path: str | os.PathLike[str], dataset_path: str | None = None,
+    def sync_folder(self, local_path: str | os.PathLike[str],
+                    dataset_path: str | os.PathLike[str] | None = None,
                     verbose: bool = False) -> tuple[int, int, int]:
         """Make the dataset (under ``dataset_path``) equal a local folder: (removed, added, modified)."""
         self._require_draft("be synced")
         root = Path(local_path).expanduser().absolute()
         if not root.is_dir():
             raise DsError(f"sync_folder: {root} is not a folder")
-        prefix = (dataset_path or "").strip("/")
+        prefix = _prefix(dataset_path)
         before = {p: e for p, e in self._entries().items() if not prefix or p.startswith(prefix + "/")}
         local = {"/".join(x for x in (prefix, f.relative_to(root).as_posix()) if x)
                  for f in _collect(root, None, True)}
@@ -1087,8 +1088,16 @@ def _when(text: str) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-def _join(prefix: str | None, rel: str) -> str:
-    return "/".join(p for p in ((prefix or "").strip("/"), rel) if p)
+def _prefix(dataset_path: str | os.PathLike[str] | None) -> str:
+    """A ``dataset_path`` as ClearML's ``Path(dataset_path or ".")`` reads it: a str or a Path,
+    ``.`` parts, doubled and outer slashes dropped ("./x", "/x//y/" -> "x", "x/y")."""
+    if dataset_path is None:
+        return ""
+    return "/".join(p for p in PurePosixPath(os.fspath(dataset_path)).parts if p not in ("/", "."))
+
+
+def _join(prefix: str | os.PathLike[str] | None, rel: str) -> str:
+    return "/".join(p for p in (_prefix(prefix), rel) if p)
 
 
 def _check_delete_args(dataset_id: str | None, project: str | None, name: str | None) -> None:

@@ -643,3 +643,15 @@ def test_a_cached_copy_missing_or_changing_files_is_made_again(images: Path) -> 
     third = Path(Dataset.get(dataset_id=d.id).get_local_copy())
     assert (third / whole[-1]).stat().st_size > 1
     assert not list(third.parent.glob(".tmp-*"))
+
+
+def test_dataset_path_is_read_as_clearml_reads_it(images: Path) -> None:
+    """ClearML builds paths with Path(dataset_path or ".") / rel: ".", "./x", "/x//y/" and a
+    Path are all fine there, and so here."""
+    d = Dataset.create(dataset_name="paths", dataset_project="p")
+    one = next(p for p in images.rglob("*") if p.is_file())
+    for given, where in ((".", ""), ("./x", "x/"), ("/x//y/", "x/y/"), (Path("z"), "z/")):
+        d.add_files(one, dataset_path=given)
+        assert f"{where}{one.name}" in d.list_files(), (given, d.list_files())
+    assert d.sync_folder(images, dataset_path=Path("synced"))[1] > 0
+    assert any(p.startswith("synced/") for p in d.list_files())
