@@ -790,6 +790,7 @@ class Dataset:
             paths = [p for p in (paths if paths is not None else self._entries()) if p in set(wanted)]
             name += "." + hashlib.sha256("\n".join(wanted).encode()).hexdigest()[:12]
         target = self._store.path / "cache" / "copies" / name
+        paths = self._without_dead_links(paths, raise_on_error)
         entries = self._entries()
         expected = {p: entries[p] for p in (paths if paths is not None else entries)}
         if target.is_dir() and _copy_is_whole(target, expected):
@@ -802,7 +803,7 @@ class Dataset:
         """Writable files of the version in ``target_folder``. A folder that is not empty is
         refused (TargetNotEmpty), or with ``raise_on_error=False`` left alone and None returned,
         as in ClearML; ``overwrite`` replaces its content."""
-        paths = self._part(part, num_parts)
+        paths = self._without_dead_links(self._part(part, num_parts), raise_on_error)
         ref = self._record["commit"] or None
         try:
             if ref is None:  # a draft: copy its current tree
@@ -813,6 +814,36 @@ class Dataset:
                 raise
             return None
         return str(Path(target_folder).absolute())
+
+    def _without_dead_links(self, paths: list[str] | None, raise_on_error: bool) -> list[str] | None:
+        """``paths`` less the external files whose URL cannot be read now, each a warning
+        (ClearML logs a failed link download and returns the rest); unchanged when
+        ``raise_on_error`` (the copy then fails naming the URL)."""
+        if raise_on_error:
+            return paths
+        import fsspec
+
+        from .links import decode_url
+        from .remote_fs import fsspec_url
+
+        entries = self._entries()
+        wanted = list(paths if paths is not None else entries)
+        dead = set()
+        for p in wanted:
+            e = entries[p]
+            if e.kind != EXTERNAL:
+                continue
+            url = decode_url(self._store.chunks.get(e.chunk_list()[0][0]), p)
+            try:
+                fs, where = fsspec.core.url_to_fs(fsspec_url(url))
+                gone = not fs.isfile(where)
+            except (OSError, ValueError) as err:
+                gone, url = True, f"{url} ({err})"
+            if gone:
+                dead.add(p)
+                warnings.warn(f"dataset {self.id}: external file {p} cannot be read from {url}; "
+                              "the copy leaves it out", stacklevel=3)
+        return [p for p in wanted if p not in dead] if dead else paths
 
     def list_files(self, dataset_path: str | None = None, recursive: bool = True,
                    dataset_id: str | None = None) -> list[str]:

@@ -655,3 +655,23 @@ def test_dataset_path_is_read_as_clearml_reads_it(images: Path) -> None:
         assert f"{where}{one.name}" in d.list_files(), (given, d.list_files())
     assert d.sync_folder(images, dataset_path=Path("synced"))[1] > 0
     assert any(p.startswith("synced/") for p in d.list_files())
+
+
+def test_a_dead_external_link_is_left_out_with_a_warning_when_raise_on_error_is_false(
+        tmp_path: Path) -> None:
+    """ClearML logs a link it cannot download and returns the rest; with raise_on_error
+    (the default) the copy fails, naming the URL."""
+    ext = tmp_path / "ext"
+    write(ext, "a.txt", "a")
+    write(ext, "b.txt", "b")
+    d = Dataset.create(dataset_name="e", dataset_project="p")
+    d.add_external_files(f"file://{ext}/")
+    d.finalize()
+    (ext / "b.txt").unlink()
+    with pytest.warns(UserWarning, match="external file b.txt cannot be read"):
+        assert sorted(os.listdir(d.get_local_copy(raise_on_error=False))) == ["a.txt"]
+    with pytest.warns(UserWarning, match="external file b.txt"):
+        mutable = d.get_mutable_local_copy(tmp_path / "m", raise_on_error=False)
+    assert sorted(os.listdir(mutable)) == ["a.txt"]
+    with pytest.raises(DsError, match="cannot fetch external file .*b.txt"):
+        d.get_local_copy()
