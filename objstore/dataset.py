@@ -944,7 +944,9 @@ class Dataset:
         return DatasetTask(self)
 
     def get_dependency_graph(self) -> dict[str, list[str]]:
-        """Every version in this lineage -> its parents (the whole graph, never pruned)."""
+        """The versions this one's files come from -> their parents among them, as ClearML
+        keeps it: a version in the lineage that supplies no file any more is left out (this
+        version always keeps its own parents)."""
         graph: dict[str, list[str]] = {}
         todo = [self.id]
         while todo:
@@ -953,7 +955,10 @@ class Dataset:
                 continue
             graph[did] = list(self._parents_of(did))
             todo.extend(graph[did])
-        return graph
+        used = {*self._owners().values(), self.id}
+        pruned = {k: [p for p in parents if p in used] for k, parents in graph.items() if k in used}
+        pruned[self.id] = graph[self.id]
+        return pruned
 
     def verify_dataset_hash(self, local_copy_path: str | None = None, skip_hash: bool = False,
                             verbose: bool = False) -> list[str]:

@@ -675,3 +675,20 @@ def test_a_dead_external_link_is_left_out_with_a_warning_when_raise_on_error_is_
     assert sorted(os.listdir(mutable)) == ["a.txt"]
     with pytest.raises(DsError, match="cannot fetch external file .*b.txt"):
         d.get_local_copy()
+
+
+def test_the_dependency_graph_leaves_out_versions_that_supply_no_file(tmp_path: Path) -> None:
+    """ClearML's _update_dependency_graph: v1's only file is removed in v2, so v3 (a child of
+    v2) depends on v2 alone; v2 still names its own parent."""
+    write(tmp_path / "one", "a.txt", "a")
+    write(tmp_path / "two", "b.txt", "b")
+    v1 = Dataset.create(dataset_name="g", dataset_project="p")
+    v1.add_files(tmp_path / "one")
+    v1.finalize()
+    v2 = Dataset.create(dataset_name="g", dataset_project="p", parent_datasets=[v1])
+    v2.remove_files("a.txt")
+    v2.add_files(tmp_path / "two")
+    v2.finalize()
+    assert v2.get_dependency_graph() == {v2.id: [v1.id]}
+    v3 = Dataset.create(dataset_name="g", dataset_project="p", parent_datasets=[v2])
+    assert v3.get_dependency_graph() == {v3.id: [v2.id], v2.id: []}
