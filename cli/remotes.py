@@ -266,6 +266,8 @@ def pull(
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
+    unrelated: Annotated[bool, typer.Option(
+        "--allow-unrelated-histories", help="Merge a lineage that shares no version with HEAD.")] = False,
 ) -> None:
     """Fetch, then update the current branch and working folder from its upstream
     (fast-forward, or a merge when both moved)."""
@@ -273,7 +275,8 @@ def pull(
 
     store = open_store()
     with transfer_progress("pulling", quiet) as cb:
-        t, info = do_pull(store, remote_target(store, remote), branch, progress=cb)
+        t, info = do_pull(store, remote_target(store, remote), branch, progress=cb,
+                          allow_unrelated=unrelated)
     current, changed = store.head_branch(), _plural(t.files, "file")
     now = info.id[:12] if info else ""
     outcome = {"fast-forward": f"Fast-forward {current} to {now} ({changed} changed)",
@@ -330,13 +333,16 @@ def merge(
     message: Annotated[str | None, typer.Option("-m", "--message")] = None,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
+    unrelated: Annotated[bool, typer.Option(
+        "--allow-unrelated-histories", help="Merge a lineage that shares no version with HEAD.")] = False,
 ) -> None:
     """Join a diverged lineage: a version whose parents are HEAD and REV."""
     from objstore.branches import ref_of
     from objstore.merge import merge as do_merge
 
     store = open_store(attach=True)
-    info = do_merge(store, ref_of(store, rev), ours=ours, theirs=theirs, message=message)
+    info = do_merge(store, ref_of(store, rev), ours=ours, theirs=theirs, message=message,
+                    allow_unrelated=unrelated)
     if as_json:
         out_json(info.as_json() | {"merged": True} if info else {"id": store.head(), "merged": False})
     elif info:

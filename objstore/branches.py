@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from .errors import DsError, RevisionNotFound
 from .meta import valid_ref_name
@@ -125,9 +124,7 @@ def switch(store: Store, name: str, create: bool = False, rev: str | None = None
     if not create and rev is not None:
         raise DsError("a start version is only for a new branch: `ds switch -c NAME REV`")
     if name == "-" and not create:  # git's previous branch (@{-1})
-        from .reflog import previous_branch
-
-        name = previous_branch(Path(store.meta.path), 1) or ""
+        name = store.meta.previous_branch(1) or ""
         if not name:
             raise DsError("no previous branch: HEAD's reflog names no switch yet")
     follow = None

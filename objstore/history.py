@@ -8,7 +8,6 @@ Read-only queries over a ``Store``, returning plain data for the command line to
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -60,13 +59,12 @@ def reflog(store: Store, name: str = "HEAD", limit: int | None = None) -> list[M
     import time as _time
 
     from .errors import DsError
-    from .reflog import log_path, read_reflog
 
-    found = log_path(Path(store.meta.path), name)
+    found = store.meta.moves(name)
     if found is None:
         raise DsError(f"no reflog for {name!r}: it is no branch, tag or remote branch here that has "
                       "moved (`ds reflog` shows HEAD's, `ds branch` lists the branches)")
-    entries = read_reflog(found)[::-1][:None if limit is None or limit < 0 else limit]
+    entries = found[:None if limit is None or limit < 0 else limit]
     return [Move(f"{name}@{{{i}}}", e.new, e.old,
                  _time.strftime("%Y-%m-%dT%H:%M:%SZ", _time.gmtime(e.time)), e.message)
             for i, e in enumerate(entries)]

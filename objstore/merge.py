@@ -24,8 +24,10 @@ class MergeConflict(DsError):
 
 
 def merge(store: Store, rev: str, ours: bool = False, theirs: bool = False,
-          message: str | None = None) -> CommitInfo | None:
-    """Merge ``rev`` into the current branch and check the result out; None if nothing to do."""
+          message: str | None = None, allow_unrelated: bool = False) -> CommitInfo | None:
+    """Merge ``rev`` into the current branch and check the result out; None if nothing to do.
+    Lineages that share no version (a squash on one side, another store's root) are refused
+    unless ``allow_unrelated``, as git does: their union is rarely what was meant."""
     from .worktree import checkout
 
     if ours and theirs:
@@ -42,6 +44,10 @@ def merge(store: Store, rev: str, ours: bool = False, theirs: bool = False,
             checkout(store, other, branch=branch, why=f"merge {rev}: Fast-forward")
             return meta.commit_info(other)
         base = meta.merge_base(head, other)
+        if base is None and not allow_unrelated:
+            raise DsError(f"refusing to merge unrelated histories: {rev} shares no version with HEAD (a "
+                          "squash on one side, or another store's root?); nothing changed. "
+                          f"`ds merge --allow-unrelated-histories {rev}` joins them (their files' union)")
         base_tree = meta.tree_of(base) if base else None
         head_tree, other_tree = meta.tree_of(head), meta.tree_of(other)
         mine = diff_trees(meta, base_tree, head_tree, renames=False)

@@ -710,11 +710,20 @@ class MetaStore:
             raise RevisionNotFound(f"cannot resolve {rev!r} ({msg}); see `ds log`") from None
         return str(commit.id)
 
+    def moves(self, name: str) -> list | None:
+        """The reflog of ``name`` (HEAD, a branch, a tag, a remote's branch, a full ref name;
+        a deleted ref's too), newest first; None if it has none."""
+        path = log_path(Path(self.path), name)
+        return None if path is None else read_reflog(path)[::-1]
+
+    def previous_branch(self, n: int = 1) -> str | None:
+        """git's ``@{-N}``: the branch (or id) checked out N switches ago."""
+        return previous_branch(Path(self.path), n)
+
     def _from_reflog(self, name: str, n: int) -> str:
         """git's ``NAME@{N}`` (N moves back; the ref may be deleted since) and ``@{-N}``."""
-        git_dir = Path(self.path)
         if n < 0:
-            previous = previous_branch(git_dir, -n)
+            previous = self.previous_branch(-n)
             if previous is None:
                 raise RevisionNotFound(f"@{{{n}}}: HEAD's reflog names no branch {-n} switch(es) back; "
                                        "see `ds reflog`")
@@ -724,8 +733,7 @@ class MetaStore:
                 raise RevisionNotFound(f"@{{{n}}} is {previous!r}, which names no version now; see "
                                        "`ds reflog`") from None
         name = name or (self.head_branch() or "HEAD")
-        path = log_path(git_dir, name)
-        moves = read_reflog(path)[::-1] if path is not None else []
+        moves = self.moves(name) or []
         if n >= len(moves):
             raise RevisionNotFound(f"{name}@{{{n}}}: the reflog of {name!r} has {len(moves)} entr(ies); "
                                    f"see `ds reflog {name}`")

@@ -118,7 +118,7 @@ def push(store: Store, name_or_url: str | None = None, refs: list[str] | None = 
 
 
 def pull(store: Store, name_or_url: str | None = None, branch: str | None = None,
-         progress=None) -> tuple[Transfer, CommitInfo | None]:
+         progress=None, allow_unrelated: bool = False) -> tuple[Transfer, CommitInfo | None]:
     """git's pull: fetch, then bring the current branch up to date with its upstream
     (fast-forward, or a merge when both moved). ``name_or_url`` / ``branch`` name another
     remote branch; a branch with no upstream pulls the same name from the default remote,
@@ -159,7 +159,7 @@ def pull(store: Store, name_or_url: str | None = None, branch: str | None = None
             t.files, t.outcome, t.pulled = report.count, "fast-forward", f"{remote.track}/{branch}"
             return remote.stats(t), store.meta.commit_info(cid)
         t.pulled = f"{remote.track}/{branch}"
-        info = merge(store, ref, message=f"merge {t.pulled} into {current}")
+        info = merge(store, ref, message=f"merge {t.pulled} into {current}", allow_unrelated=allow_unrelated)
         t.outcome = "up to date" if info is None else "fast-forward" if info.id == cid else "merge"
         if info is not None:
             d = diff_trees(store.meta, store.meta.tree_of(before), store.meta.tree_of(info.id), renames=False)

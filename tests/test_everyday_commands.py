@@ -864,3 +864,23 @@ def test_what_git_users_type_gets_gits_answer(tmp_path: Path) -> None:
     r = ds("mv", "a.txt", "sub/.git", cwd=tmp_path, check=False)
     assert r.returncode == 1 and "never versioned" in r.stderr and (tmp_path / "a.txt").exists()
     assert "\\[" not in ds("log", "--help", cwd=tmp_path).stdout
+
+
+def test_merging_unrelated_histories_is_refused_unless_asked(tmp_path: Path) -> None:
+    """As git: a lineage that shares no version with HEAD (here a squash made a new root)
+    is not merged silently; --allow-unrelated-histories joins them."""
+    ds("init", cwd=tmp_path)
+    write(tmp_path, "a.txt", "1")
+    ds("commit", "-a", "-m", "one", cwd=tmp_path)
+    ds("switch", "-c", "flat", cwd=tmp_path)
+    ds("squash", "HEAD", "-m", "new root", cwd=tmp_path)
+    write(tmp_path, "b.txt", "2")
+    ds("commit", "-a", "-m", "two on flat", cwd=tmp_path)
+    ds("switch", "main", cwd=tmp_path)
+    before = ds("log", "--oneline", cwd=tmp_path).stdout
+    r = ds("merge", "flat", cwd=tmp_path, check=False)
+    assert r.returncode == 1 and "unrelated histories" in r.stderr
+    assert "--allow-unrelated-histories" in r.stderr
+    assert ds("log", "--oneline", cwd=tmp_path).stdout == before and not (tmp_path / "b.txt").exists()
+    ds("merge", "--allow-unrelated-histories", "flat", cwd=tmp_path)
+    assert (tmp_path / "b.txt").read_text() == "2"

@@ -107,7 +107,7 @@ def test_merge_conflicts_need_a_side(tmp_path: Path, remote_spec) -> None:
     write(b.worktree, "f", "from b")
     commit_all(b, "b")
     Remote(b).attach().fetch()
-    with pytest.raises(MergeConflict, match="--ours or --theirs") as e:
+    with pytest.raises(MergeConflict, match="merge --ours REV. or .ds merge --theirs REV") as e:
         merge(b, "refs/remotes/origin/main")
     assert e.value.paths == ["f"]
     merge(b, "refs/remotes/origin/main", theirs=True)

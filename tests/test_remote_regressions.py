@@ -299,7 +299,7 @@ def test_a_squash_stopped_before_its_branch_moves_leaves_head_on_the_branch(tmp_
     v2 = s.head()
     set_ref = MetaStore.set_ref
 
-    def killed(self, name, commit_id, force=False):
+    def killed(self, name, commit_id, force=False, message=None):
         raise KeyboardInterrupt  # where the process stops
 
     monkeypatch.setattr(MetaStore, "set_ref", killed)
@@ -380,7 +380,7 @@ def test_a_fast_forward_stopped_before_its_branch_moves_leaves_head_on_the_branc
     assert s.meta.head_branch() == "main" and status(s).clean
     set_ref = MetaStore.set_ref
 
-    def killed(self, name, commit_id, force=False):
+    def killed(self, name, commit_id, force=False, message=None):
         raise KeyboardInterrupt  # where the process stops
 
     monkeypatch.setattr(MetaStore, "set_ref", killed)
