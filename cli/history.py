@@ -122,23 +122,35 @@ def _print_diff(data: dict) -> None:
         typer.echo(f"R  {quote_path(r['from'])} -> {quote_path(r['to'])}")
 
 
-@app.command()
+@app.command(cls=_PathsAfterDashDash)
 def diff(
+    ctx: typer.Context,
     a: Annotated[str | None, typer.Argument(help="Old version (default: latest).")] = None,
     b: Annotated[str | None, typer.Argument(help="New version (default: the working folder).")] = None,
     as_json: JsonOpt = False,
     stat: Annotated[bool, typer.Option("--stat", help="Counts and bytes only.")] = False,
+    cached: Annotated[bool, typer.Option("--cached", "--staged",
+                                         help="What is staged, against the latest version (or A).")] = False,
 ) -> None:
-    """Compare two versions, or a version with the working folder."""
-    from objstore.diff import diff_versions
-    from objstore.worktree import worktree_diff
+    """Compare two versions, or a version with the working folder (or, with --cached, with
+    what is staged); after `--`, only the PATHs."""
+    from objstore.diff import diff_trees, diff_versions
+    from objstore.worktree import to_store_path, worktree_diff
 
     store = open_store()
-    if b is None:
+    if cached and b is not None:
+        raise DsError("--cached compares what is staged with one version; give at most one")
+    if cached:
+        base = store.tree(a or "HEAD") if (a or store.head()) else None
+        d = diff_trees(store.meta, base, store.staged_tree())
+    elif b is None:
         base = store.tree(a) if a else None
         d, _, _ = worktree_diff(store, base, renames=True)
     else:
         d = diff_versions(store, a or "HEAD", b)
+    paths = ctx.meta.get(_PATHS)
+    if paths is not None:
+        d = d.only([to_store_path(store, p, cwd()) for p in paths])
     data = d.stat() if stat else d.as_json()
     if as_json:
         out_json(data)

@@ -46,6 +46,17 @@ class Diff:
             del self.removed[old]
             del self.added[new]
 
+    def only(self, paths: list[str]) -> Diff:
+        """The changes at or under these store paths ("" is everything), as git's ``-- PATH``."""
+        def keep(p: str) -> bool:
+            return any(not q or p == q or p.startswith(q + "/") for q in paths)
+
+        return Diff({p: e for p, e in self.added.items() if keep(p)},
+                    {p: e for p, e in self.modified.items() if keep(p)},
+                    {p: e for p, e in self.removed.items() if keep(p)},
+                    [(a, b) for a, b in self.renamed if keep(a) or keep(b)],
+                    {p: n for p, n in self.old_sizes.items() if keep(p)})
+
     def as_json(self) -> dict:
         return {
             "added": sorted(self.added),

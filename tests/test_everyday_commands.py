@@ -884,3 +884,23 @@ def test_merging_unrelated_histories_is_refused_unless_asked(tmp_path: Path) -> 
     assert ds("log", "--oneline", cwd=tmp_path).stdout == before and not (tmp_path / "b.txt").exists()
     ds("merge", "--allow-unrelated-histories", "flat", cwd=tmp_path)
     assert (tmp_path / "b.txt").read_text() == "2"
+
+
+def test_diff_takes_paths_after_dashes_and_cached(tmp_path: Path) -> None:
+    """git's diff: `-- PATH` keeps the changes at or under the paths; --cached (--staged)
+    compares what is staged with the latest version."""
+    ds("init", cwd=tmp_path)
+    write(tmp_path, "a/x.txt", "1")
+    write(tmp_path, "b.txt", "1")
+    ds("commit", "-a", "-m", "one", cwd=tmp_path)
+    write(tmp_path, "a/x.txt", "2")
+    write(tmp_path, "b.txt", "2")
+    write(tmp_path, "c.txt", "new")
+    ds("add", "c.txt", cwd=tmp_path)
+    both = json.loads(ds("diff", "--json", cwd=tmp_path).stdout)
+    assert both["modified"] == ["a/x.txt", "b.txt"]
+    only_a = json.loads(ds("diff", "--json", "--", "a", cwd=tmp_path).stdout)
+    assert only_a["modified"] == ["a/x.txt"] and only_a["added"] == []
+    staged = json.loads(ds("diff", "--cached", "--json", cwd=tmp_path).stdout)
+    assert staged == {"added": ["c.txt"], "modified": [], "removed": [], "renamed": []}
+    assert json.loads(ds("diff", "--staged", "--json", "--", "a", cwd=tmp_path).stdout)["added"] == []
