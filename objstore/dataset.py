@@ -371,7 +371,8 @@ class Dataset:
         return cls(store, record)
 
     @staticmethod
-    def _resolve_parent(store: Store, parent: str | Dataset) -> dict:
+    def _resolve_parent(store: Store, parent: str | Dataset, use: str = "using it as a parent") -> dict:
+        """A final version by id, here or (as ClearML's get) on the shared remote."""
         pid = parent.id if isinstance(parent, Dataset) else str(parent)
         try:
             record = find_record(store, pid)
@@ -380,8 +381,8 @@ class Dataset:
             if record is None:
                 raise
         if record["status"] == rec.DRAFT:
-            raise DsError(f"parent dataset {record['name']!r} ({record['id']}) is not finalized; "
-                          "finalize it before using it as a parent")
+            raise DsError(f"dataset {record['name']!r} ({record['id']}) is not finalized; "
+                          f"finalize it before {use}")
         return record
 
     @classmethod
@@ -991,7 +992,7 @@ class Dataset:
         if dataset_ids and dataset_project_name_pairs:
             raise DsError("Dataset.squash takes dataset_ids or dataset_project_name_pairs, not both")
         store = open_sdk_store()
-        picked = [find_record(store, d.id if isinstance(d, Dataset) else str(d)) for d in dataset_ids or []]
+        picked = [cls._resolve_parent(store, d, "squashing") for d in dataset_ids or []]
         picked += [cls.get(dataset_project=project, dataset_name=name, only_completed=True)._record
                    for project, name in dataset_project_name_pairs or []]
         if not picked:

@@ -610,6 +610,9 @@ def test_every_finalized_version_reaches_the_shared_remote_and_others_build_on_i
     assert sorted(child.list_files()) == sorted(d.list_files())
     fresh = Dataset.create(dataset_name="n", dataset_project="p")  # on a third machine too
     assert fresh.version == "1.0.3"
+    _machine(tmp_path, monkeypatch, "c")
+    flat = Dataset.squash("flat", dataset_ids=[d.id, e.id])  # ids only the remote has here
+    assert sorted(flat.list_files()) == sorted(d.list_files())
 
 
 def test_get_by_id_ignores_the_status_filters_and_auto_create_numbers_itself() -> None:
