@@ -127,6 +127,11 @@ def switch(store: Store, name: str, create: bool = False, rev: str | None = None
         name = store.meta.previous_branch(1) or ""
         if not name:
             raise DsError("no previous branch: HEAD's reflog names no switch yet")
+        from .reflog import is_hex40
+
+        if is_hex40(name):
+            raise DsError(f"the previous checkout was version {name[:12]} (detached), not a branch; "
+                          f"`ds checkout {name[:12]}` visits it again")
     follow = None
     if not create and name not in store.meta.branches():
         follow = _guess_remote_branch(store, name)  # git's --guess: only a remote has it

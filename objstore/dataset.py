@@ -778,10 +778,11 @@ class Dataset:
                        num_parts: int | None = None, raise_on_error: bool = True,
                        max_workers: int | None = None, files: list[str] | None = None) -> str:
         """A read-only cached copy of the version (or of ``files`` / one part); reused later
-        while it still holds each file at its size (as ClearML checks), else made again: a
-        script that moved or deleted files out of it gets them back. Made in a temp folder and
-        renamed into place, so a killed copy is never taken for a whole one. ``part`` without
-        ``num_parts`` is one of ``get_num_chunks()`` parts, as in ClearML."""
+        while it still holds each file at its size (as ClearML checks; files a script added
+        there stay), else made again: a script that moved or deleted files out of it gets
+        them back. Made in a temp folder and renamed into place under a lock, so a killed
+        copy is never taken for a whole one and two callers never make it at once. ``part``
+        without ``num_parts`` is one of ``get_num_chunks()`` parts, as in ClearML."""
         self._require_final("taking a local copy")
         num_parts = self._parts(part, num_parts)
         paths = self._part(part, num_parts)
@@ -794,9 +795,10 @@ class Dataset:
         paths = self._without_dead_links(paths, raise_on_error)
         entries = self._entries()
         expected = {p: entries[p] for p in (paths if paths is not None else entries)}
-        if target.is_dir() and _copy_is_whole(target, expected):
-            return str(target)
-        return str(_cached_copy(self._store, self._record["commit"], target, paths))
+        with _copy_lock(target.parent, name):
+            if target.is_dir() and _copy_is_whole(target, expected):
+                return str(target)
+            return str(_cached_copy(self._store, self._record["commit"], target, paths))
 
     def get_mutable_local_copy(self, target_folder: str | os.PathLike[str], overwrite: bool = False,
                                part: int | None = None, num_parts: int | None = None,
@@ -1171,36 +1173,48 @@ def _delete_selection(store: Store, dataset_id: str | None, project: str | None,
 
 
 def _copy_is_whole(target: Path, expected: dict[str, FileEntry]) -> bool:
-    """The cached copy holds exactly the expected files, each at its size (links as links)."""
-    found = 0
-    for dirpath, _dirs, names in os.walk(target):
-        for name in names:
-            rel = os.path.relpath(os.path.join(dirpath, name), target).replace(os.sep, "/")
-            entry = expected.get(rel)
-            if entry is None:
-                return False
-            st = os.lstat(os.path.join(dirpath, name))
-            sized = entry.kind != LINK and not (entry.kind == EXTERNAL and not entry.size)  # (0: unknown)
-            if (entry.kind == LINK) != os.path.islink(os.path.join(dirpath, name)) or \
-                    (sized and st.st_size != entry.size):
-                return False
-            found += 1
-    return found == len(expected)
+    """The cached copy holds every expected file at its size, links as links (ClearML's
+    check: files a script added there are its own, and stay)."""
+    for rel, entry in expected.items():
+        path = target / rel
+        try:
+            st = os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        sized = entry.kind != LINK and not (entry.kind == EXTERNAL and not entry.size)  # (0: unknown)
+        if (entry.kind == LINK) != os.path.islink(path) or (sized and st.st_size != entry.size):
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def _copy_lock(folder: Path, name: str):
+    """One process at a time checks and makes a given cached copy (as ClearML locks its
+    target folder); others wait, then find it whole."""
+    import fcntl
+
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / f".{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _cached_copy(store: Store, commit: str, target: Path, paths: list[str] | None) -> Path:
     """Write a read-only copy in a temp folder beside ``target`` and rename it into place (a
-    stale copy there goes first); what killed copies left is removed when their process is
-    gone."""
-    from .paths import process_gone
+    stale copy there goes first); what killed copies of this machine left is removed once
+    their process is gone. The caller holds ``_copy_lock``."""
+    from .paths import pid_space, process_gone
 
     folder = target.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob(".tmp-*"):
+    here = hashlib.sha256(str(pid_space()).encode()).hexdigest()[:8]  # pids mean something here only
+    for old in folder.glob(f".tmp-{here}-*"):
         pid = old.name.rsplit("-", 1)[-1]
         if pid.isdigit() and process_gone(int(pid)):
             shutil.rmtree(old, ignore_errors=True)
-    tmp = folder / f".tmp-{target.name}-{os.getpid()}"
+    tmp = folder / f".tmp-{here}-{target.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     get_copy(store, commit, tmp, include=None, paths=paths)
     for dirpath, _dirs, files in os.walk(tmp):
@@ -1208,14 +1222,11 @@ def _cached_copy(store: Store, commit: str, target: Path, paths: list[str] | Non
             p = os.path.join(dirpath, f)
             if not os.path.islink(p):
                 os.chmod(p, os.stat(p).st_mode & 0o555)
-    if target.exists():
-        stale = folder / f".tmp-stale-{target.name}-{os.getpid()}"
+    stale = folder / f".tmp-{here}-stale-{target.name}-{os.getpid()}"
+    with contextlib.suppress(FileNotFoundError):
         os.replace(target, stale)
-        shutil.rmtree(stale, ignore_errors=True)
-    try:
-        os.replace(tmp, target)
-    except OSError:  # another process put its whole copy there meanwhile: use that one
-        shutil.rmtree(tmp, ignore_errors=True)
+    os.replace(tmp, target)
+    shutil.rmtree(stale, ignore_errors=True)
     return target
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +36,12 @@ if TYPE_CHECKING:  # imported where used: opening a store must not cost pygit2 (
     from .statcache import StatCache
 
 
+_GIT_PART = re.compile(r"(?:^|/)\.git(?:/|$)", re.IGNORECASE)
+
+
+def outside_git(path: str) -> bool:
+    """A store path not inside a ``.git`` folder (git's, never the working folder's data)."""
+    return ".git" not in path.casefold() or _GIT_PART.search(path) is None
 INIT_OWNER = "init-owner"  # in a store being made (.dsstore.init-PID-RANDOM): whose PID that is
 INIT_PREFIX = STORE_INIT_PREFIX  # a store being made, renamed into place whole
 CLONING = "CLONING"  # in a store a clone is still filling: the URL it copies
@@ -275,13 +282,16 @@ class Store:
             self.fetcher(missing)
 
     def in_scope(self):
-        """Predicate on store paths: inside the checked-out part (all, unless sparse)."""
+        """Predicate on store paths: inside the checked-out part (all, unless sparse), and
+        never inside a ``.git`` folder. Those are git's and never versioned from the folder
+        (the scan passes them over); a version that holds some (stored before that rule)
+        keeps them, and no checkout writes or removes them, nor does status list them."""
         if not self.config.sparse:
-            return lambda path: True
+            return outside_git
         import pathspec
 
         spec = pathspec.GitIgnoreSpec.from_lines(self.config.sparse)
-        return spec.match_file
+        return lambda path: spec.match_file(path) and outside_git(path)
 
     def stat_cache(self) -> StatCache:
         from .statcache import StatCache
@@ -366,24 +376,34 @@ class Store:
             return self.head_tree()
         except (OSError, UnicodeDecodeError) as e:
             raise _damaged_stage(str(e)) from None
-        if len(text) != 4 or text[0] != "tree" or text[2] != "base":
+        if len(text) not in (4, 8) or any(text[i] != "tree" or text[i + 2] != "base"
+                                          for i in range(0, len(text), 4)):
             raise _damaged_stage("not a stage record")
-        if text[3] != (self.head() or "-"):
+        head = self.head() or "-"
+        staged = next((text[i + 1] for i in range(0, len(text), 4) if text[i + 3] == head), None)
+        if staged is None:
             return self.head_tree()  # staged on another commit: stale
         from .reflog import is_hex40
 
-        if not (is_hex40(text[1]) and self.meta.has_tree(text[1])):
-            raise _damaged_stage(f"it names folder {text[1][:40]!r}, which the store does not hold")
-        return text[1]
+        if not (is_hex40(staged) and self.meta.has_tree(staged)):
+            raise _damaged_stage(f"it names folder {staged[:40]!r}, which the store does not hold")
+        return staged
 
-    def set_stage(self, tree: str) -> None:
-        if tree == self.head_tree():
+    def set_stage(self, tree: str, base: str | None = None,
+                  also: tuple[str, str | None] | None = None) -> None:
+        """Record ``tree`` as staged on ``base`` (default HEAD). ``also`` (tree, base): a second
+        record kept beside it, for a checkout about to move HEAD: killed before or after the
+        move, the stage read is the one staged on where HEAD is."""
+        base = base or self.head()
+        if tree == self.head_tree() and also is None:
             self.clear_stage()
             return
         from .fsutil import atomic_write
 
         self.meta.make_durable()
-        atomic_write(self.path / "STAGE", f"tree {tree}\nbase {self.head() or '-'}\n".encode())
+        records = [(tree, base), *([also] if also is not None else [])]
+        atomic_write(self.path / "STAGE",
+                     "".join(f"tree {t}\nbase {b or '-'}\n" for t, b in records).encode())
 
     def clear_stage(self) -> None:
         with contextlib.suppress(FileNotFoundError):

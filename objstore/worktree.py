@@ -22,7 +22,7 @@ from .paths import GIT_DIR, IGNORE_FILE, STORE_DIR, check_relpath, join, parent_
 from .progress import announce
 from .scan import FolderFiles, ScanResult, Stat, lstat_inside, scan
 from .statcache import StatCache
-from .store import Store
+from .store import Store, outside_git
 from .tree_edit import TreeEditor
 
 if TYPE_CHECKING:  # imported where used: `ds status` should not pay for writers' modules
@@ -518,6 +518,23 @@ def rm(store: Store, paths: list[str], keep: bool = False, force: bool = False,
     return sorted(removed)
 
 
+def _meets(path: str, changed: set[str]) -> bool:
+    """A folder or file of ``changed`` stands inside ``path``, or ``path`` inside one of them
+    (a file on one side, a folder on the other): carrying it would stage what nobody did."""
+    parts = path.split("/")
+    if any("/".join(parts[:i]) in changed for i in range(1, len(parts))):
+        return True
+    prefix = path + "/"
+    return any(c.startswith(prefix) for c in changed)
+
+
+def _same_entry(a, b) -> bool:
+    """Two tree entries (or absences) that hold the same file content."""
+    if a is None or b is None:
+        return a is None and b is None
+    return isinstance(a, FileEntry) and isinstance(b, FileEntry) and a.same_content(b)
+
+
 def _refuse_staged_only(store: Store, entries: dict[str, FileEntry], keep: bool) -> None:
     """Refuse to drop what only the stage holds: content added since the latest version."""
     head = store.head_tree()
@@ -662,6 +679,7 @@ def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool
                     raise DsError(f"{user} is not in version {target[:12]}")
                 items.extend(_checked_out(store, user, rel, [(rel, found)] if isinstance(found, FileEntry)
                                           else meta.walk(found, rel)))
+            items = [(p, e) for p, e in items if outside_git(p)]  # git's own folder is never written
             dirty = [p for p, _ in items if p in wd.modified or p in wd.added]
             dirty += _blockers(root, [p for p, _ in items], clean_tracked)
             if dirty and not force:
@@ -683,7 +701,10 @@ def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool
         # as git: a change to a path both versions hold alike is carried over, not undone
         carried = set() if force else {p for p in (*wd.modified, *wd.removed) if p not in changed}
         staged_paths = {*staged.added, *staged.modified, *staged.removed}
-        carried_stage = set() if force else staged_paths - changed
+        carried_stage = set() if force else {p for p in staged_paths - changed if not _meets(p, changed)}
+        if not force:  # staged just as the version holds it: nothing to carry, nothing lost
+            staged_paths -= {p for p in staged_paths & changed
+                             if _same_entry(meta.lookup(stage_tree, p), target_map.get(p))}
         write_paths = {p for p in (*between.added, *between.modified) if scope(p)}
         write_paths |= {p for p in (*wd.modified, *wd.removed, *wd.added) if p in target_map} - carried
         gone = {p for p in between.removed if scope(p)} | {p for p in wd.modified if p not in target_map}
@@ -716,6 +737,17 @@ def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool
         from .branches import left_behind
 
         behind = left_behind(store, target)
+        new_stage = None
+        if carried_stage:  # staged on the new version, as git carries the index; written before
+            editor = TreeEditor(meta, target_tree)  # the ref moves, for whichever base HEAD is on
+            for p in sorted(carried_stage):
+                entry = meta.lookup(stage_tree, p)
+                if isinstance(entry, FileEntry):
+                    editor.set(p, entry)
+                else:
+                    editor.remove(p)
+            new_stage = editor.write()
+            store.set_stage(new_stage, base=target, also=(stage_tree, store.head()))
         if branch is not None:
             meta.set_ref(f"refs/heads/{branch}", target, force=True, message=why)
         elif new_branch is not None:
@@ -723,15 +755,8 @@ def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool
             meta.attach_head(new_branch)
         else:
             meta.checkout_ref(rev, target)
-        if carried_stage:  # staged on the new version (its base), as git carries the index
-            editor = TreeEditor(meta, target_tree)
-            for p in sorted(carried_stage):
-                entry = meta.lookup(stage_tree, p)
-                if isinstance(entry, FileEntry):
-                    editor.set(p, entry)
-                else:
-                    editor.remove(p)
-            store.set_stage(editor.write())
+        if new_stage is not None:
+            store.set_stage(new_stage)  # the one record, now that HEAD is on its base
         else:
             store.clear_stage()
         detached = target if meta.head_branch() is None else None

@@ -646,6 +646,9 @@ def test_a_cached_copy_missing_or_changing_files_is_made_again(images: Path) -> 
     third = Path(Dataset.get(dataset_id=d.id).get_local_copy())
     assert (third / whole[-1]).stat().st_size > 1
     assert not list(third.parent.glob(".tmp-*"))
+    (third / "extra.out").write_text("the script's own")  # as ClearML: only expected files count
+    fourth = Path(Dataset.get(dataset_id=d.id).get_local_copy())
+    assert (fourth / "extra.out").read_text() == "the script's own"
 
 
 def test_dataset_path_is_read_as_clearml_reads_it(images: Path) -> None:

@@ -649,3 +649,75 @@ def test_gc_removes_what_a_killed_repair_or_repack_left_in_the_metadata_a_day_on
     assert young.exists(), "one a live command may still be writing stays"
     assert report.temp_files_removed >= 2
     assert fsck(_reopen(work), read_data=True).ok
+
+
+@pytest.mark.parametrize("stop", ["before HEAD moves", "after HEAD moves"])
+def test_a_switch_killed_while_carrying_the_stage_keeps_what_was_staged(
+        store: Store, work: Path, monkeypatch, stop: str) -> None:
+    """The carried stage is recorded for both bases before HEAD moves: killed on either side
+    of the move, what was staged is still staged, and the switch run again finishes."""
+    from objstore.branches import create_branch, switch
+    from objstore.meta import MetaStore
+    from objstore.worktree import add, rm, status
+
+    write(work, "a", "a")
+    write(work, "b", "b")
+    commit_all(store, "one")
+    create_branch(store, "other")
+    write(work, "a", "STAGED")
+    add(store, [str(work / "a")])
+    write(work, "a", "edited after staging")
+    rm(store, [str(work / "b")], keep=True)
+    if stop == "before HEAD moves":
+        def killed(self, rev, commit_id):
+            raise KeyboardInterrupt
+        monkeypatch.setattr(MetaStore, "checkout_ref", killed)
+    else:
+        real = Store.set_stage
+
+        def killed(self, tree, base=None, also=None):
+            if also is None:  # the one record written after HEAD moved
+                raise KeyboardInterrupt
+            real(self, tree, base, also)
+        monkeypatch.setattr(Store, "set_stage", killed)
+    with pytest.raises(KeyboardInterrupt):
+        switch(store, "other")
+    monkeypatch.undo()
+    s = _reopen(work)
+    st = status(s)
+    assert sorted(st.staged.modified) == ["a"] and sorted(st.staged.removed) == ["b"], st.staged
+    switch(s, "other")
+    s = _reopen(work)
+    st = status(s)
+    assert s.head_branch() == "other"
+    assert sorted(st.staged.modified) == ["a"] and sorted(st.staged.removed) == ["b"], st.staged
+    assert (work / "a").read_text() == "edited after staging"
+
+
+def test_a_version_holding_git_content_never_touches_the_live_git_folder(store: Store, work: Path) -> None:
+    """A version stored before `.git` was passed over can hold `.git/...` files. The working
+    folder's `.git` is git's: no checkout writes or removes it, status does not list it,
+    and a commit keeps the version's copy as it was."""
+    from dataclasses import replace
+
+    from objstore.branches import switch
+    from objstore.tree_edit import TreeEditor
+    from objstore.worktree import checkout, status
+
+    write(work, "x", "old git HEAD\n")
+    commit_all(store, "v0")
+    entry = store.meta.lookup(store.head_tree(), "x")
+    editor = TreeEditor(store.meta, store.head_tree())
+    editor.set(".git/HEAD", replace(entry, name="HEAD"))
+    with_git = store.meta.commit(editor.write(), [store.head()], "holds .git", store.author())
+    store.meta.set_head(with_git, "commit: holds .git")
+    write(work, ".git/HEAD", "ref: refs/heads/live\n")  # the live repository's
+    assert status(store).clean
+    write(work, "y", "y")
+    commit_all(store, "v2")
+    assert store.meta.lookup(store.head_tree(), ".git/HEAD") is not None  # kept as it was
+    checkout(store, "HEAD~2")
+    assert (work / ".git/HEAD").read_text() == "ref: refs/heads/live\n"
+    switch(store, "main")
+    checkout(store, "HEAD~1", paths=[str(work)])
+    assert (work / ".git/HEAD").read_text() == "ref: refs/heads/live\n"
