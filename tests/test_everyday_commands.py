@@ -904,3 +904,26 @@ def test_diff_takes_paths_after_dashes_and_cached(tmp_path: Path) -> None:
     staged = json.loads(ds("diff", "--cached", "--json", cwd=tmp_path).stdout)
     assert staged == {"added": ["c.txt"], "modified": [], "removed": [], "renamed": []}
     assert json.loads(ds("diff", "--staged", "--json", "--", "a", cwd=tmp_path).stdout)["added"] == []
+
+
+def test_switch_refuses_a_carried_stage_where_a_file_meets_a_folder(tmp_path: Path) -> None:
+    """A staged file `d` while the target holds a folder `d/`: carrying it would stage the
+    folder's removal, which nobody did, so it is refused; a staged file that already holds
+    the target's content is no loss, and the switch goes on."""
+    ds("init", cwd=tmp_path)
+    write(tmp_path, "a", "a")
+    ds("commit", "-a", "-m", "one", cwd=tmp_path)
+    ds("switch", "-c", "other", cwd=tmp_path)
+    write(tmp_path, "d/x", "x")
+    ds("commit", "-a", "-m", "d/x", cwd=tmp_path)
+    ds("switch", "main", cwd=tmp_path)
+    write(tmp_path, "d", "mine")
+    ds("add", "d", cwd=tmp_path)
+    (tmp_path / "d").unlink()
+    r = ds("switch", "other", cwd=tmp_path, check=False)
+    assert r.returncode == 1 and "would be lost" in r.stderr
+    ds("restore", "--staged", ".", cwd=tmp_path)
+    write(tmp_path, "d/x", "x")  # exactly what `other` holds, staged
+    ds("add", "d/x", cwd=tmp_path)
+    ds("switch", "other", cwd=tmp_path)
+    assert ds("status", "-s", cwd=tmp_path).stdout == ""
