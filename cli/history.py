@@ -134,15 +134,14 @@ def diff(
 ) -> None:
     """Compare two versions, or a version with the working folder (or, with --cached, with
     what is staged); after `--`, only the PATHs."""
-    from objstore.diff import diff_trees, diff_versions
+    from objstore.diff import diff_staged, diff_versions
     from objstore.worktree import to_store_path, worktree_diff
 
     store = open_store()
     if cached and b is not None:
         raise DsError("--cached compares what is staged with one version; give at most one")
     if cached:
-        base = store.tree(a or "HEAD") if (a or store.head()) else None
-        d = diff_trees(store.meta, base, store.staged_tree())
+        d = diff_staged(store, a)
     elif b is None:
         base = store.tree(a) if a else None
         d, _, _ = worktree_diff(store, base, renames=True)

@@ -82,6 +82,12 @@ def diff_versions(store: Store, a: str, b: str) -> Diff:
     return diff_trees(store.meta, store.tree(a), store.tree(b))
 
 
+def diff_staged(store: Store, rev: str | None = None) -> Diff:
+    """What is staged, against version ``rev`` (default HEAD; nothing yet: all is added)."""
+    base = store.tree(rev or "HEAD") if (rev or store.head()) else None
+    return diff_trees(store.meta, base, store.staged_tree())
+
+
 def diff_trees(meta: MetaStore, a: str | None, b: str | None,
                renames: bool = True) -> Diff:
     d = Diff()
