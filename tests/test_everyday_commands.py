@@ -686,17 +686,28 @@ def test_git_folders_are_never_versioned_as_in_git_and_dvc(tmp_path: Path) -> No
     assert refused.returncode == 1 and "never versioned" in refused.stderr
 
 
+def _committed(tmp_path: Path, files: dict[str, str]) -> None:
+    """A new store in ``tmp_path`` whose first version holds ``files`` (path: text)."""
+    ds("init", cwd=tmp_path)
+    for path, text in files.items():
+        write(tmp_path, path, text)
+    ds("commit", "-a", "-m", "one", cwd=tmp_path)
+
+
+def _main_and_branch(tmp_path: Path, branch: str, path: str) -> None:
+    """A store on main (a.txt: "1") with ``branch`` one version ahead (``path``: "2")."""
+    _committed(tmp_path, {"a.txt": "1"})
+    ds("switch", "-c", branch, cwd=tmp_path)
+    write(tmp_path, path, "2")
+    ds("commit", "-a", "-m", "two", cwd=tmp_path)
+    ds("switch", "main", cwd=tmp_path)
+
+
 def test_reflog_lists_where_head_and_branches_have_been_and_each_entry_resolves(tmp_path: Path) -> None:
     """git's reflog: after a squash and a deleted branch, every version HEAD or the branch
     was at is listed newest first, and NAME@{N} names it for log, show, get and branch."""
-    ds("init", cwd=tmp_path)
-    write(tmp_path, "a.txt", "1")
-    ds("commit", "-a", "-m", "one", cwd=tmp_path)
-    ds("switch", "-c", "feat", cwd=tmp_path)
-    write(tmp_path, "b.txt", "2")
-    ds("commit", "-a", "-m", "two", cwd=tmp_path)
-    two = json.loads(ds("log", "-n", "1", "--json", cwd=tmp_path).stdout)[0]["id"]
-    ds("switch", "main", cwd=tmp_path)
+    _main_and_branch(tmp_path, "feat", "b.txt")
+    two = json.loads(ds("log", "feat", "-n", "1", "--json", cwd=tmp_path).stdout)[0]["id"]
     ds("branch", "-D", "feat", cwd=tmp_path)
     moves = json.loads(ds("reflog", "--json", cwd=tmp_path).stdout)
     assert [m["selector"] for m in moves] == [f"HEAD@{{{i}}}" for i in range(len(moves))]
@@ -747,10 +758,7 @@ def test_switch_carries_changes_to_paths_both_versions_hold_alike(tmp_path: Path
     """As git: `switch -c` with work in progress keeps it (staged and not), and so does a
     switch to a branch whose version holds those paths alike; a path the two versions hold
     differently is refused as work to lose; --force undoes the changes."""
-    ds("init", cwd=tmp_path)
-    write(tmp_path, "z.txt", "z\n")
-    write(tmp_path, "y.txt", "y\n")
-    ds("commit", "-a", "-m", "one", cwd=tmp_path)
+    _committed(tmp_path, {"z.txt": "z\n", "y.txt": "y\n"})
     write(tmp_path, "z.txt", "z\nmy work\n")
     write(tmp_path, "s.txt", "staged\n")
     ds("add", "s.txt", cwd=tmp_path)
@@ -889,10 +897,7 @@ def test_merging_unrelated_histories_is_refused_unless_asked(tmp_path: Path) -> 
 def test_diff_takes_paths_after_dashes_and_cached(tmp_path: Path) -> None:
     """git's diff: `-- PATH` keeps the changes at or under the paths; --cached (--staged)
     compares what is staged with the latest version."""
-    ds("init", cwd=tmp_path)
-    write(tmp_path, "a/x.txt", "1")
-    write(tmp_path, "b.txt", "1")
-    ds("commit", "-a", "-m", "one", cwd=tmp_path)
+    _committed(tmp_path, {"a/x.txt": "1", "b.txt": "1"})
     write(tmp_path, "a/x.txt", "2")
     write(tmp_path, "b.txt", "2")
     write(tmp_path, "c.txt", "new")
@@ -910,20 +915,14 @@ def test_switch_refuses_a_carried_stage_where_a_file_meets_a_folder(tmp_path: Pa
     """A staged file `d` while the target holds a folder `d/`: carrying it would stage the
     folder's removal, which nobody did, so it is refused; a staged file that already holds
     the target's content is no loss, and the switch goes on."""
-    ds("init", cwd=tmp_path)
-    write(tmp_path, "a", "a")
-    ds("commit", "-a", "-m", "one", cwd=tmp_path)
-    ds("switch", "-c", "other", cwd=tmp_path)
-    write(tmp_path, "d/x", "x")
-    ds("commit", "-a", "-m", "d/x", cwd=tmp_path)
-    ds("switch", "main", cwd=tmp_path)
+    _main_and_branch(tmp_path, "other", "d/x")
     write(tmp_path, "d", "mine")
     ds("add", "d", cwd=tmp_path)
     (tmp_path / "d").unlink()
     r = ds("switch", "other", cwd=tmp_path, check=False)
     assert r.returncode == 1 and "would be lost" in r.stderr
     ds("restore", "--staged", ".", cwd=tmp_path)
-    write(tmp_path, "d/x", "x")  # exactly what `other` holds, staged
+    write(tmp_path, "d/x", "2")  # exactly what `other` holds, staged
     ds("add", "d/x", cwd=tmp_path)
     ds("switch", "other", cwd=tmp_path)
     assert ds("status", "-s", cwd=tmp_path).stdout == ""
