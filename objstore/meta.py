@@ -962,6 +962,24 @@ class MetaStore:
             raise DsError(f"branch {new!r} already exists; delete it first (`ds branch -D {new}`) or "
                           "choose another name") from None
 
+    def _room_for_log(self, name: str) -> None:
+        """A deleted ref's kept reflog may stand where ``name``'s must go (a file ``a`` for
+        ``a/b``, a folder ``a/`` for ``a``): it is renamed aside to ``...~deleted-N`` (a
+        name no ref can have; gc still reads it), never removed."""
+        logs = Path(self.path, "logs")
+        parts = name.split("/")
+        in_way = [p for i in range(2, len(parts)) if (p := logs.joinpath(*parts[:i])).is_file()]
+        if (logs / name).is_dir():
+            in_way.append(logs / name)
+        for path in in_way:
+            ref = path.relative_to(logs).as_posix()
+            if self.has_ref(ref) or any(r.startswith(ref + "/") for r in self.repo.references):
+                continue  # a live ref: libgit2 refuses the name, as git does
+            n = 1
+            while (aside := path.with_name(f"{path.name}~deleted-{n}")).exists():
+                n += 1
+            os.replace(path, aside)
+
     def has_ref(self, name: str) -> bool:
         return name in self.repo.references
 
@@ -1011,6 +1029,7 @@ class MetaStore:
         HEAD is on it), as git's ``NAME@{N}: MESSAGE``."""
         if not pygit2.reference_is_valid_name(name):
             raise DsError(f"{name.rpartition('/')[2]!r} is not a valid name for a tag or branch")
+        self._room_for_log(name)
         self.make_durable()
         try:
             with _fsync_refs():

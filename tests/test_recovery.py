@@ -721,3 +721,24 @@ def test_a_version_holding_git_content_never_touches_the_live_git_folder(store: 
     switch(store, "main")
     checkout(store, "HEAD~1", paths=[str(work)])
     assert (work / ".git/HEAD").read_text() == "ref: refs/heads/live\n"
+
+
+def test_a_deleted_branchs_kept_reflog_makes_room_for_a_branch_below_or_above_it(
+        store: Store, work: Path) -> None:
+    """`ds branch a; ds branch -d a; ds branch a/b` (and the other way round) failed on the
+    reflog kept after the delete; it is renamed aside, so gc still keeps what it reached."""
+    from objstore.branches import create_branch, delete_branch
+
+    v1, v2 = _two_versions(store, work)
+    create_branch(store, "a", v2)
+    delete_branch(store, "a", force=True)
+    create_branch(store, "x/y", v1)
+    delete_branch(store, "x/y", force=True)
+    store.meta.set_head(v1, "rewind main")  # v2 now only in reflogs
+    create_branch(store, "a/b", v1)
+    create_branch(store, "x", v1)
+    assert {"a/b", "x"} <= set(store.meta.branches())
+    gc(store)
+    assert fsck(_reopen(work), read_data=True).ok
+    get_copy(_reopen(work), v2, work.parent / "v2")  # the renamed reflog still kept v2
+    assert (work.parent / "v2" / "b.bin").exists()
