@@ -316,7 +316,7 @@ def add(store: Store, paths: list[str], progress: Progress | None = None,
 
     named = {p: to_store_path(store, p, cwd) for p in paths}
     for user, rel in named.items():
-        if GIT_DIR in rel.casefold().split("/"):
+        if not outside_git(rel):
             raise DsError(f"{user} is inside git's folder {GIT_DIR}, which is never versioned (as in git "
                           "and DVC); copy the files elsewhere in the working folder to version them")
     rels = _outermost(named.values())
@@ -919,7 +919,7 @@ def move(store: Store, src: str, dst: str, cwd: str | None = None) -> MoveReport
             raise DsError(f"{src} is versioned but missing from the working folder; "
                           f"`ds restore {src}` first")
         dst_rel = _move_target(root, src_rel, dst_rel, dst)
-        if GIT_DIR in dst_rel.casefold().split("/"):
+        if not outside_git(dst_rel):
             raise DsError(f"{dst_rel} is inside git's folder {GIT_DIR}, which is never versioned; choose "
                           "another name")
         if dst_rel == src_rel or dst_rel.startswith(src_rel + "/"):
