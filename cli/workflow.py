@@ -76,6 +76,9 @@ def add(
         show_default=False)] = None,
     all_: Annotated[bool, typer.Option("-A", "--all", help="Stage every change in the working folder, "
                                        "as git's add -A.")] = False,
+    update: Annotated[bool, typer.Option("-u", "--update", help="Stage changes and removals of tracked "
+                                         "files only (under PATHS, else everywhere), as git's add -u; "
+                                         "new files stay untracked.")] = False,
     to: Annotated[str | None, typer.Option("--to", help="With a URL: the folder its objects become "
                                            "(default: the URL's last name).", show_default=False)] = None,
     dask: Annotated[str | None, typer.Option("--dask", help="With a URL: read on a Dask cluster, "
@@ -94,19 +97,24 @@ def add(
     folder (--to) is versioned but not checked out; `ds get REV DIR --include 'PATH/**'`
     copies it out."""
 
-    if not (all_ or paths):
-        raise click.UsageError("name the files or folders to stage, or give -A for all of them")
+    if not (all_ or update or paths):
+        raise click.UsageError("name the files or folders to stage, or give -A for all of them "
+                               "(-u for the tracked ones)")
+    if all_ and update:
+        raise click.UsageError("-A and -u differ on new files: give one of them")
     from objstore.worktree import add as do_add
 
     paths = paths or [str(open_store().worktree)]
     if any("://" in p for p in paths):
+        if update:
+            raise click.UsageError("-u stages tracked files; a URL is read whole")
         return _add_url(paths, to, dask, option, into_remote, quiet, as_json)
     if to is not None or dask is not None or option or into_remote is not None:
         raise click.UsageError("--to, --dask, --option and --into-remote go with a URL "
                                "(s3://..., gs://..., az://...)")
     store = open_store()
     with progress("adding", quiet) as cb:
-        report = do_add(store, paths, cb, cwd=cwd())
+        report = do_add(store, paths, cb, cwd=cwd(), update=update)
     for a, b in report.case_collisions:
         err(f"Warning: {quote_path(a)} and {quote_path(b)} differ only in case; they collide on "
             "case-insensitive disks")
@@ -276,7 +284,9 @@ def _git_quote(path: str) -> str:
 @app.command()
 def commit(
     message: Annotated[str, typer.Option("-m", "--message", help="What this version is.")],
-    all_: Annotated[bool, typer.Option("-a", "--all", help="Stage every change first.")] = False,
+    all_: Annotated[bool, typer.Option(
+        "-a", "--all", help="Stage changes and removals of tracked files first, as git's commit -a "
+        "(new files: `ds add` them).")] = False,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -286,21 +296,22 @@ def commit(
 
     store = open_store()
     author = user_name()
+    store.check_commit(message, author)  # -a stages nothing when the commit cannot be made
     if all_:
         from objstore.worktree import add as do_add
 
         with progress("adding", quiet) as cb:
-            do_add(store, [str(store.worktree)], cb)
+            do_add(store, [str(store.worktree)], cb, update=True)
         try:
             info = store.commit(message, author)
         except NothingToCommit:
-            raise NothingToCommit("nothing to commit: the working folder matches the latest "
-                                  "version") from None
+            raise NothingToCommit("nothing to commit: the tracked files match the latest version "
+                                  "(new files: `ds add PATH` or `ds add -A`, then commit)") from None
     else:
         info = store.commit(message, author)
     if as_json:
         out_json(info.as_json())
-    else:
+    elif not quiet:
         typer.echo(info.id)
     if store.head_branch() is None and not quiet:
         err(f"Committed on a detached HEAD: {info.id[:12]} is on no branch; "

@@ -124,6 +124,7 @@ class CommitInfo:
     created: str
     author: str
     tree: str
+    email: str = ""
 
     def as_json(self) -> dict:
         return {
@@ -132,6 +133,7 @@ class CommitInfo:
             "parents": list(self.parents),
             "created": self.created,
             "author": self.author,
+            "email": self.email,
         }
 
 
@@ -521,6 +523,7 @@ class MetaStore:
             created=created,
             author=c.author.name,
             tree=str(c.tree_id),
+            email=c.author.email,
         )
 
     def has_tree(self, tree_id: str) -> bool:

@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # imported where used: opening a store must not cost pygit2 (
     from .statcache import StatCache
 
 
+_NAME_EMAIL = re.compile(r"([^<>\n\0]*?)\s*<([^<>\n\0]+)>")  # git's author form
 _GIT_PART = re.compile(r"(?:^|/)\.git(?:/|$)", re.IGNORECASE)
 
 
@@ -409,16 +410,23 @@ class Store:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path / "STAGE")
 
-    def commit(self, message: str, author: str | None = None, allow_empty: bool = False) -> CommitInfo:
+    @classmethod
+    def check_commit(cls, message: str, author: str | None = None) -> tuple[str, str]:
+        """The author a commit of ``message`` would record; raises before anything is staged
+        (``ds commit -a``) if the message or the author cannot be recorded."""
         if not message.strip():
             raise DsError("a commit needs a message: pass -m MESSAGE")
+        return cls.author(author)
+
+    def commit(self, message: str, author: str | None = None, allow_empty: bool = False) -> CommitInfo:
+        who = self.check_commit(message, author)
         with self.locked():
             tree = self.staged_tree()
             head = self.head()
             if not allow_empty and tree == self.head_tree():
                 raise NothingToCommit("nothing staged to commit; `ds add PATH` first (or use -a)")
             self.chunks.flush()
-            commit_id = self.meta.commit(tree, [head] if head else [], message, self.author(author))
+            commit_id = self.meta.commit(tree, [head] if head else [], message, who)
             self.meta.set_head(commit_id, f"commit: {message.splitlines()[0][:60]}")
             self.clear_stage()
             return self.meta.commit_info(commit_id)
@@ -427,7 +435,12 @@ class Store:
     def author(name: str | None = None) -> tuple[str, str]:
         from . import userconfig
 
-        who = name or os.environ.get("DS_AUTHOR") or userconfig.user_name() or _user()
+        who = (name or os.environ.get("DS_AUTHOR") or userconfig.user_name() or _user()).strip()
+        if (m := _NAME_EMAIL.fullmatch(who)) is not None:  # git's "Name <email>"
+            return (m[1] or m[2]), m[2]
+        if not who or any(c in who for c in "<>\n\0"):
+            raise DsError(f"author {who!r} is neither a name nor 'Name <email>'; set DS_AUTHOR or "
+                          "`ds config --global user.name NAME`")
         return who, f"{who}@objstore"
 
     def tag(self, name: str, rev: str = "HEAD", force: bool = False) -> str:

@@ -310,8 +310,10 @@ def status(store: Store) -> Status:
 
 
 def add(store: Store, paths: list[str], progress: Progress | None = None,
-        cwd: str | None = None) -> AddReport:
-    """Stage the files under ``paths`` (and the removal of tracked ones now gone)."""
+        cwd: str | None = None, update: bool = False) -> AddReport:
+    """Stage the files under ``paths`` (and the removal of tracked ones now gone); with
+    ``update``, only tracked ones, as git's ``add -u`` and ``commit -a``: a new file is
+    never versioned unless named."""
     from .ingest import Ingestor, Job
 
     named = {p: to_store_path(store, p, cwd) for p in paths}
@@ -349,6 +351,8 @@ def add(store: Store, paths: list[str], progress: Progress | None = None,
                 tracked.pop(path, None)
                 st = ff.stat(i)
                 old = editor.get(path)
+                if old is None and update:
+                    continue
                 if old is not None and old.kind == st.kind and old.size == st.size \
                         and cache.get(path, st) == old.hash:
                     continue
@@ -581,7 +585,7 @@ def _refuse_if_changed(store: Store, entries: dict[str, FileEntry]) -> None:
 
 
 def commit_all(store: Store, message: str, progress: Progress | None = None):
-    """Stage every change, then commit (``ds commit -a``)."""
+    """Stage every change, new files too (``ds add -A``), then commit."""
     add(store, [str(store.worktree)], progress)
     try:
         return store.commit(message)

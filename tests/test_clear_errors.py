@@ -33,7 +33,8 @@ def test_a_damaged_tree_is_one_line_naming_it_and_fsck(tmp_path: Path) -> None:
     w = tmp_path / "w"
     ds("init", str(w), cwd=tmp_path)
     write(w, "d/a", "a")
-    ds("commit", "-a", "-m", "v1", cwd=w)
+    ds("add", "-A", cwd=w)
+    ds("commit", "-m", "v1", cwd=w)
     oid = _damage_subtree(w, "d")
     for args in (["status"], ["get", "HEAD", str(tmp_path / "out")], ["checkout", "HEAD", "--force"],
                  ["diff", "HEAD"], ["fsck"]):
@@ -78,7 +79,8 @@ def test_cli_get_into_another_stores_metadata_is_refused(tmp_path: Path) -> None
     ds("init", str(w), cwd=tmp_path)
     ds("init", str(other), cwd=tmp_path)
     write(w, "a", "a")
-    ds("commit", "-a", "-m", "v1", cwd=w)
+    ds("add", "-A", cwd=w)
+    ds("commit", "-m", "v1", cwd=w)
     head = (other / ".dsstore/meta/HEAD").read_bytes()
     r = ds("get", "HEAD", str(other / ".dsstore/meta"), "--overwrite", cwd=w, check=False)
     assert r.returncode == 1 and "inside the store" in r.stderr
@@ -100,7 +102,8 @@ def test_status_shows_what_it_leaves_out_and_quotes_odd_names(tmp_path: Path) ->
     w = tmp_path / "w"
     ds("init", str(w), cwd=tmp_path)
     write(w, "a", "a")
-    ds("commit", "-a", "-m", "v1", cwd=w)
+    ds("add", "-A", cwd=w)
+    ds("commit", "-m", "v1", cwd=w)
     (w / "new\nline").write_text("n")
     write(w, "sub/.dsstore", "a file that takes the store's name")
     os.close(os.open(os.path.join(os.fsencode(w), b"bad\xffname"), os.O_CREAT | os.O_WRONLY, 0o644))

@@ -39,7 +39,8 @@ def test_full_workflow(tmp_path: Path) -> None:
     assert (st["added"], st["modified"], st["removed"]) == (["data/new.txt"], ["data/a.csv"], ["run.sh"])
     wd = json.loads(ds("diff", "--json", cwd=w).stdout)
     assert wd["modified"] == ["data/a.csv"] and wd["removed"] == ["run.sh"]
-    v2 = ds("commit", "-a", "-m", "second", cwd=w).stdout.strip()
+    ds("add", "-A", cwd=w)
+    v2 = ds("commit", "-m", "second", cwd=w).stdout.strip()
     log = json.loads(ds("log", "--json", cwd=w).stdout)
     assert [e["id"] for e in log] == [v2, v1]
     assert log[0]["parents"] == [v1] and log[1]["parents"] == []
@@ -93,7 +94,8 @@ def test_get_refuses_non_empty_target(tmp_path: Path) -> None:
     w = tmp_path / "w"
     ds("init", str(w), cwd=tmp_path)
     write(w, "a", "1")
-    ds("commit", "-a", "-m", "v1", cwd=w)
+    ds("add", "-A", cwd=w)
+    ds("commit", "-m", "v1", cwd=w)
     out = tmp_path / "out"
     write(out, "keep.txt", "mine")
     proc = ds("get", "HEAD", str(out), cwd=w, check=False)
@@ -107,9 +109,11 @@ def test_checkout_refuses_dirty_without_force(tmp_path: Path) -> None:
     w = tmp_path / "w"
     ds("init", str(w), cwd=tmp_path)
     write(w, "a", "1")
-    ds("commit", "-a", "-m", "v1", cwd=w)
+    ds("add", "-A", cwd=w)
+    ds("commit", "-m", "v1", cwd=w)
     write(w, "a", "2")
-    ds("commit", "-a", "-m", "v2", cwd=w)
+    ds("add", "-A", cwd=w)
+    ds("commit", "-m", "v2", cwd=w)
     write(w, "a", "local")
     proc = ds("checkout", "HEAD~1", cwd=w, check=False)
     assert proc.returncode == 1 and "--force" in proc.stderr
@@ -122,9 +126,11 @@ def test_squash_tag_gc_cli(tmp_path: Path) -> None:
     w = tmp_path / "w"
     ds("init", str(w), cwd=tmp_path)
     write(w, "a", os.urandom(100_000))
-    ds("commit", "-a", "-m", "v1", cwd=w)
+    ds("add", "-A", cwd=w)
+    ds("commit", "-m", "v1", cwd=w)
     write(w, "a", os.urandom(100_000))
-    ds("commit", "-a", "-m", "v2", cwd=w)
+    ds("add", "-A", cwd=w)
+    ds("commit", "-m", "v2", cwd=w)
     sq = ds("squash", "HEAD~1", "HEAD", "-m", "one", cwd=w).stdout.strip()
     log = json.loads(ds("log", "--json", cwd=w).stdout)
     assert [e["id"] for e in log] == [sq] and log[0]["parents"] == []
@@ -142,7 +148,8 @@ def test_dash_c_option(tmp_path: Path) -> None:
     w = tmp_path / "w"
     ds("init", str(w), cwd=tmp_path)
     write(w, "f", "x")
-    ds("-C", str(w), "commit", "-a", "-m", "v1", cwd=tmp_path)
+    ds("-C", str(w), "add", "-A", cwd=tmp_path)
+    ds("-C", str(w), "commit", "-m", "v1", cwd=tmp_path)
     assert len(json.loads(ds("-C", str(w), "log", "--json", cwd=tmp_path).stdout)) == 1
 
 
@@ -150,7 +157,8 @@ def test_remote_commands(tmp_path: Path) -> None:
     w = tmp_path / "w"
     ds("init", str(w), cwd=tmp_path)
     write(w, "data/a.csv", "1,2\n")
-    ds("commit", "-a", "-m", "v1", cwd=w)
+    ds("add", "-A", cwd=w)
+    ds("commit", "-m", "v1", cwd=w)
     ds("remote", "add", "origin", "../remote", cwd=w)
     listed = ds("remote", "list", cwd=w).stdout
     assert "* origin" in listed and str(tmp_path / "remote") in listed
@@ -159,7 +167,8 @@ def test_remote_commands(tmp_path: Path) -> None:
     ds("clone", "remote", "copy", cwd=tmp_path)
     assert (tmp_path / "copy/data/a.csv").read_text() == "1,2\n"
     write(w, "data/b.csv", "3\n")
-    ds("commit", "-a", "-m", "v2", cwd=w)
+    ds("add", "-A", cwd=w)
+    ds("commit", "-m", "v2", cwd=w)
     ds("push", cwd=w)
     ds("pull", cwd=tmp_path / "copy")
     assert (tmp_path / "copy/data/b.csv").read_text() == "3\n"

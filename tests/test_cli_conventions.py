@@ -118,7 +118,8 @@ def test_json_on_the_commands_that_lacked_it(repo: Path, tmp_path: Path) -> None
 # -- 2. usage errors: one line, exit 2 --------------------------------------------------
 
 @pytest.mark.parametrize("args,what,where", [
-    (["add"], "name the files or folders to stage, or give -A for all of them", "ds add"),
+    (["add"], "name the files or folders to stage, or give -A for all of them (-u for the tracked ones)",
+     "ds add"),
     (["status", "--bogus"], "no such option '--bogus'", "ds status"),
     (["log", "-n", "abc"], "invalid value for '-n': 'abc' is not a valid integer", "ds log"),
     (["nosuch"], "no such command 'nosuch'", "ds"),

@@ -43,7 +43,8 @@ def published(tmp_path: Path) -> tuple[Path, Path]:
     write(src, "a.txt", "alpha\n")
     write(src, "d/b.txt", "bravo\n")
     write(src, "d/c.bin", bytes(range(256)) * 40)
-    ds("commit", "-a", "-m", "v1", cwd=src)
+    ds("add", "-A", cwd=src)
+    ds("commit", "-m", "v1", cwd=src)
     ds("remote", "add", "origin", str(tmp_path / "remote"), cwd=src)
     ds("push", cwd=src)
     return src, tmp_path / "remote"

@@ -78,7 +78,8 @@ def test_two_processes_committing(tmp_path: Path) -> None:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     for p in procs:
         p.wait(timeout=120)
-    subprocess.run([DS, "commit", "-a", "-m", "rest"], cwd=work, capture_output=True)
+    subprocess.run([DS, "add", "-A"], cwd=work, check=True, capture_output=True)
+    subprocess.run([DS, "commit", "-m", "rest"], cwd=work, capture_output=True)
     log = json.loads(subprocess.run([DS, "log", "--json"], cwd=work, capture_output=True, text=True).stdout)
     assert 1 <= len(log) <= 3
     files = subprocess.run([DS, "status", "--json"], cwd=work, capture_output=True, text=True)

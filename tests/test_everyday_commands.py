@@ -17,7 +17,7 @@ from .conftest import ds, write
 
 def _commit(w: Path, message: str) -> str:
     ds("add", ".", "-q", cwd=w)
-    return ds("commit", "-m", message, "-q", cwd=w).stdout.strip()
+    return ds("commit", "-m", message, cwd=w).stdout.strip()
 
 
 @pytest.fixture
@@ -451,7 +451,8 @@ def test_config_global_user_name_is_the_author(repo: Path, cfg_home: Path,
     assert tomllib.loads((cfg_home / "config.toml").read_text()) == {"user": {"name": "Ada Lovelace"}}
     assert ds("config", "user.name", cwd=repo).stdout == "Ada Lovelace\n"
     write(repo, "top.txt", "v2")
-    ds("commit", "-a", "-m", "by ada", "-q", cwd=repo)
+    ds("add", "-A", cwd=repo)
+    ds("commit", "-m", "by ada", "-q", cwd=repo)
     write(repo, "top.txt", "v3")
     ds("add", "top.txt", cwd=repo)
     ds("commit", "-m", "by ada again", "-q", cwd=repo)
@@ -459,7 +460,8 @@ def test_config_global_user_name_is_the_author(repo: Path, cfg_home: Path,
     assert ds("config", "user.name", cwd=repo).stdout == "ci-bot\n"
     assert ds("config", "--global", "user.name", cwd=repo).stdout == "Ada Lovelace\n"
     write(repo, "top.txt", "v4")
-    ds("commit", "-a", "-m", "by the bot", "-q", cwd=repo)
+    ds("add", "-A", cwd=repo)
+    ds("commit", "-m", "by the bot", "-q", cwd=repo)
     authors = [e["author"] for e in json.loads(ds("log", "--json", cwd=repo).stdout)]
     assert authors[:3] == ["ci-bot", "Ada Lovelace", "Ada Lovelace"] and authors[3] != "Ada Lovelace"
     p = ds("config", "--global", "user.name", "X", cwd=repo)
@@ -691,7 +693,8 @@ def _committed(tmp_path: Path, files: dict[str, str]) -> None:
     ds("init", cwd=tmp_path)
     for path, text in files.items():
         write(tmp_path, path, text)
-    ds("commit", "-a", "-m", "one", cwd=tmp_path)
+    ds("add", "-A", cwd=tmp_path)
+    ds("commit", "-m", "one", cwd=tmp_path)
 
 
 def _main_and_branch(tmp_path: Path, branch: str, path: str) -> None:
@@ -699,7 +702,8 @@ def _main_and_branch(tmp_path: Path, branch: str, path: str) -> None:
     _committed(tmp_path, {"a.txt": "1"})
     ds("switch", "-c", branch, cwd=tmp_path)
     write(tmp_path, path, "2")
-    ds("commit", "-a", "-m", "two", cwd=tmp_path)
+    ds("add", "-A", cwd=tmp_path)
+    ds("commit", "-m", "two", cwd=tmp_path)
     ds("switch", "main", cwd=tmp_path)
 
 
@@ -732,7 +736,8 @@ def test_rm_never_drops_what_only_the_stage_holds(tmp_path: Path) -> None:
     --force deletes it; a committed, unchanged file goes at once."""
     ds("init", cwd=tmp_path)
     write(tmp_path, "a.txt", "base\n")
-    ds("commit", "-a", "-m", "one", cwd=tmp_path)
+    ds("add", "-A", cwd=tmp_path)
+    ds("commit", "-m", "one", cwd=tmp_path)
     write(tmp_path, "a.txt", "important\n")
     write(tmp_path, "new.txt", "new\n")
     ds("add", "a.txt", "new.txt", cwd=tmp_path)
@@ -785,11 +790,13 @@ def test_reflog_selectors_reach_deleted_refs_and_previous_branches(tmp_path: Pat
     previous branch; out of range names the reflog's length."""
     ds("init", cwd=tmp_path)
     write(tmp_path, "a.txt", "1")
-    ds("commit", "-a", "-m", "one", cwd=tmp_path)
+    ds("add", "-A", cwd=tmp_path)
+    ds("commit", "-m", "one", cwd=tmp_path)
     one = json.loads(ds("log", "-n", "1", "--json", cwd=tmp_path).stdout)[0]["id"]
     ds("switch", "-c", "side", cwd=tmp_path)
     write(tmp_path, "b.txt", "2")
-    ds("commit", "-a", "-m", "two", cwd=tmp_path)
+    ds("add", "-A", cwd=tmp_path)
+    ds("commit", "-m", "two", cwd=tmp_path)
     two = json.loads(ds("log", "-n", "1", "--json", cwd=tmp_path).stdout)[0]["id"]
     ds("tag", "vt", cwd=tmp_path)
     assert json.loads(ds("show", "@{-1}", "--json", cwd=tmp_path).stdout)["id"] == one  # main
@@ -821,7 +828,8 @@ def test_reflog_says_what_moved_each_ref(tmp_path: Path) -> None:
     a detached HEAD, a squash, a tag, a fast-forward merge."""
     ds("init", cwd=tmp_path)
     write(tmp_path, "a.txt", "1")
-    ds("commit", "-a", "-m", "one", cwd=tmp_path)
+    ds("add", "-A", cwd=tmp_path)
+    ds("commit", "-m", "one", cwd=tmp_path)
     one = json.loads(ds("log", "-n", "1", "--json", cwd=tmp_path).stdout)[0]["id"]
     ds("branch", "b1", cwd=tmp_path)
     ds("tag", "t1", cwd=tmp_path)
@@ -833,7 +841,8 @@ def test_reflog_says_what_moved_each_ref(tmp_path: Path) -> None:
     ds("switch", "-c", "b2", cwd=tmp_path)
     ds("switch", "main", cwd=tmp_path)
     write(tmp_path, "m.txt", "m")
-    ds("commit", "-a", "-m", "two", cwd=tmp_path)
+    ds("add", "-A", cwd=tmp_path)
+    ds("commit", "-m", "two", cwd=tmp_path)
     ds("switch", "b2", cwd=tmp_path)
     ds("merge", "main", cwd=tmp_path)
     ds("squash", "HEAD", "-m", "flat", cwd=tmp_path)
@@ -854,9 +863,11 @@ def test_what_git_users_type_gets_gits_answer(tmp_path: Path) -> None:
     renamed onto another, a remote named as git refuses, mv into .git, help text as git's."""
     ds("init", cwd=tmp_path)
     write(tmp_path, "a.txt", "1")
-    ds("commit", "-a", "-m", "one", cwd=tmp_path)
+    ds("add", "-A", cwd=tmp_path)
+    ds("commit", "-m", "one", cwd=tmp_path)
     write(tmp_path, "b.txt", "2")
-    ds("commit", "-a", "-m", "two", cwd=tmp_path)
+    ds("add", "-A", cwd=tmp_path)
+    ds("commit", "-m", "two", cwd=tmp_path)
     assert ds("log", "-n", "0", "--oneline", cwd=tmp_path).stdout == ""
     assert len(ds("log", "-n", "-1", "--oneline", cwd=tmp_path).stdout.splitlines()) == 2
     ds("tag", "vt", cwd=tmp_path)
@@ -879,11 +890,13 @@ def test_merging_unrelated_histories_is_refused_unless_asked(tmp_path: Path) -> 
     is not merged silently; --allow-unrelated-histories joins them."""
     ds("init", cwd=tmp_path)
     write(tmp_path, "a.txt", "1")
-    ds("commit", "-a", "-m", "one", cwd=tmp_path)
+    ds("add", "-A", cwd=tmp_path)
+    ds("commit", "-m", "one", cwd=tmp_path)
     ds("switch", "-c", "flat", cwd=tmp_path)
     ds("squash", "HEAD", "-m", "new root", cwd=tmp_path)
     write(tmp_path, "b.txt", "2")
-    ds("commit", "-a", "-m", "two on flat", cwd=tmp_path)
+    ds("add", "-A", cwd=tmp_path)
+    ds("commit", "-m", "two on flat", cwd=tmp_path)
     ds("switch", "main", cwd=tmp_path)
     before = ds("log", "--oneline", cwd=tmp_path).stdout
     r = ds("merge", "flat", cwd=tmp_path, check=False)

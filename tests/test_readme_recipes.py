@@ -458,7 +458,8 @@ def test_readme_ci_recipe_runs_as_written(tmp_path: Path, moto_s3, aws_env) -> N
     ds("init", str(src), cwd=tmp_path, env=env)
     write(src, "val/a.csv", "1\n")
     write(src, "train/b.csv", "2\n")
-    ds("commit", "-a", "-m", "first data", cwd=src, env=env)
+    ds("add", "-A", cwd=src, env=env)
+    ds("commit", "-m", "first data", cwd=src, env=env)
     ds("tag", "v1.2", cwd=src, env=env)
     options = [x for o in moto_s3.options.items() for x in ("-o", "=".join(o))]
     ds("remote", "add", "origin", url, *options, cwd=src, env=env)

@@ -103,7 +103,8 @@ def test_cli_damaged_ref_fsck_gc_commit_exit_nonzero_with_one_line(tmp_path: Pat
     w = tmp_path / "w"
     ds("init", str(w), cwd=tmp_path)
     write(w, "a", os.urandom(10_000))
-    v1 = ds("commit", "-a", "-m", "v1", cwd=w).stdout.strip()
+    ds("add", "-A", cwd=w)
+    v1 = ds("commit", "-m", "v1", cwd=w).stdout.strip()
     (w / ".dsstore/meta/refs/heads/main").write_bytes(b"")
     for args in (["fsck", "--read-data"], ["gc"], ["commit", "-a", "-m", "x"], ["status"], ["log"]):
         r = ds(*args, cwd=w, check=False)
@@ -123,7 +124,8 @@ def test_gc_leaves_an_unreachable_object_whose_content_is_damaged_in_place(tmp_p
     w = tmp_path / "w"
     ds("init", str(w), cwd=tmp_path)
     write(w, "a", "1")
-    ds("commit", "-a", "-m", "v1", cwd=w)
+    ds("add", "-A", cwd=w)
+    ds("commit", "-m", "v1", cwd=w)
     oid = str(pygit2.Repository(str(w / ".dsstore/meta")).create_blob(random.Random(0).randbytes(20_000)))
     loose = w / ".dsstore/meta/objects" / oid[:2] / oid[2:]
     data = bytearray(loose.read_bytes())
@@ -142,9 +144,11 @@ def test_a_damaged_head_file_is_restored_where_it_was(tmp_path: Path) -> None:
     w = tmp_path / "w"
     ds("init", str(w), cwd=tmp_path)
     write(w, "a", "1")
-    v1 = ds("commit", "-a", "-m", "v1", cwd=w).stdout.strip()
+    ds("add", "-A", cwd=w)
+    v1 = ds("commit", "-m", "v1", cwd=w).stdout.strip()
     write(w, "a", "2")
-    v2 = ds("commit", "-a", "-m", "v2", cwd=w).stdout.strip()
+    ds("add", "-A", cwd=w)
+    v2 = ds("commit", "-m", "v2", cwd=w).stdout.strip()
     head = w / ".dsstore/meta/HEAD"
     for move, expected in ((["switch", "-c", "dev"], "ref: refs/heads/dev\n"),
                            (["switch", "main"], "ref: refs/heads/main\n"),
@@ -169,7 +173,8 @@ def test_a_damaged_stage_is_named_with_its_fix_and_nothing_is_committed_from_it(
     w = tmp_path / "w"
     ds("init", str(w), cwd=tmp_path)
     write(w, "a", "1")
-    v1 = ds("commit", "-a", "-m", "v1", cwd=w).stdout.strip()
+    ds("add", "-A", cwd=w)
+    v1 = ds("commit", "-m", "v1", cwd=w).stdout.strip()
     write(w, "b", "2")
     ds("add", "b", cwd=w)
     (w / ".dsstore/STAGE").write_bytes(stage.replace(b"HEAD", v1.encode()))
@@ -180,7 +185,8 @@ def test_a_damaged_stage_is_named_with_its_fix_and_nothing_is_committed_from_it(
     assert ds("log", "--json", cwd=w).stdout.count('"id"') == 1
     ds("restore", "--staged", ".", cwd=w)
     assert [line for line in ds("status", "-s", cwd=w).stdout.splitlines()] == ["?? b"]
-    ds("commit", "-a", "-m", "v2", cwd=w)
+    ds("add", "-A", cwd=w)
+    ds("commit", "-m", "v2", cwd=w)
     assert read_tree(w) == {"a": (b"1", False), "b": (b"2", False)}
 
 
@@ -274,7 +280,8 @@ def test_a_branchs_own_damaged_version_comes_back_before_the_branch_would_move(t
     ds("init", str(w), cwd=tmp_path)
     for i in range(2):
         write(w, "f", str(i))
-        tip = ds("commit", "-a", "-m", f"v{i}", cwd=w).stdout.strip()
+        ds("add", "-A", cwd=w)
+        tip = ds("commit", "-m", f"v{i}", cwd=w).stdout.strip()
     ds("remote", "add", "origin", str(tmp_path / "remote"), cwd=w)
     ds("push", "-u", "origin", "main", cwd=w)
     _damage_object(w, tip)
@@ -314,7 +321,8 @@ def test_a_metadata_pack_damaged_here_is_replaced_by_the_remotes_copy_of_the_sam
     src = tmp_path / "src"
     ds("init", str(src), cwd=tmp_path)
     write(src, "d/a", "1")
-    ds("commit", "-a", "-m", "v1", cwd=src)
+    ds("add", "-A", cwd=src)
+    ds("commit", "-m", "v1", cwd=src)
     ds("remote", "add", "origin", str(tmp_path / "remote"), cwd=src)
     ds("push", "-u", "origin", "main", cwd=src)
     ds("clone", str(tmp_path / "remote"), str(tmp_path / "c"), cwd=tmp_path)
@@ -360,9 +368,11 @@ def test_cli_gc_prune_reflog_older_than(tmp_path: Path) -> None:
     w = tmp_path / "w"
     ds("init", str(w), cwd=tmp_path)
     write(w, "a", os.urandom(100_000))
-    ds("commit", "-a", "-m", "v1", cwd=w)
+    ds("add", "-A", cwd=w)
+    ds("commit", "-m", "v1", cwd=w)
     write(w, "a", os.urandom(100_000))
-    ds("commit", "-a", "-m", "v2", cwd=w)
+    ds("add", "-A", cwd=w)
+    ds("commit", "-m", "v2", cwd=w)
     ds("squash", "HEAD", "-m", "one", cwd=w)
     assert '"bytes_freed": 0' in ds("gc", "--json", cwd=w).stdout
     r = ds("gc", "--prune-reflog-older-than", "bogus", cwd=w, check=False)
@@ -516,16 +526,19 @@ def test_cli_detached_head_messages_status_log_and_switch_c(tmp_path: Path) -> N
     w = tmp_path / "w"
     ds("init", str(w), cwd=tmp_path)
     write(w, "a", "1")
-    ds("commit", "-a", "-m", "v1", cwd=w)
+    ds("add", "-A", cwd=w)
+    ds("commit", "-m", "v1", cwd=w)
     ds("tag", "v1", cwd=w)
     write(w, "a", "2")
-    ds("commit", "-a", "-m", "v2", cwd=w)
+    ds("add", "-A", cwd=w)
+    ds("commit", "-m", "v2", cwd=w)
     r = ds("checkout", "v1", cwd=w)
     assert "HEAD is now detached" in r.stderr and "ds switch -c NAME" in r.stderr
     assert ds("status", cwd=w).stdout.startswith("HEAD detached at ")
     assert "(HEAD detached, v1)" in ds("log", cwd=w).stdout
     write(w, "b", "work")
-    r = ds("commit", "-a", "-m", "detached work", cwd=w)
+    ds("add", "-A", cwd=w)
+    r = ds("commit", "-m", "detached work", cwd=w)
     work_id = r.stdout.strip()
     assert "detached HEAD" in r.stderr
     r = ds("checkout", "main", cwd=w)

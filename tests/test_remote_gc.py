@@ -280,7 +280,8 @@ for k in range(rounds):
     (work / f"own-{k}.bin").write_bytes(rnd.randbytes(rnd.randint(1000, 30000)))
     for f in rnd.sample(pool_files, 3):
         (work / f"pool-{f.name}").write_bytes(f.read_bytes())
-    subprocess.run([ds, "commit", "-a", "-m", f"round {k}"], cwd=work, check=True, capture_output=True)
+    subprocess.run([ds, "add", "-A"], cwd=work, check=True, capture_output=True)
+    subprocess.run([ds, "commit", "-m", f"round {k}"], cwd=work, check=True, capture_output=True)
     cid = json.loads(subprocess.run([ds, "log", "-n", "1", "--json"], cwd=work, check=True,
                                     capture_output=True, text=True).stdout)[0]["id"]
     p = subprocess.run([ds, "push", "-q"], cwd=work, capture_output=True, text=True)

@@ -11,7 +11,8 @@ def _pushed(tmp_path: Path) -> tuple[Path, Path]:
     w, r = tmp_path / "w", tmp_path / "r"
     ds("init", str(w), cwd=tmp_path)
     write(w, "a", "1")
-    ds("commit", "-a", "-m", "v1", cwd=w)
+    ds("add", "-A", cwd=w)
+    ds("commit", "-m", "v1", cwd=w)
     ds("remote", "add", "origin", str(r), cwd=w)
     ds("push", "-u", "origin", "main", cwd=w)
     return w, r
@@ -28,7 +29,8 @@ def test_rename_moves_refs_cache_upstream_and_default(tmp_path: Path) -> None:
     assert refs == head
     assert "'up/main'" in ds("status", cwd=w).stdout, "the upstream follows the rename"
     write(w, "a", "2")
-    ds("commit", "-a", "-m", "v2", cwd=w)
+    ds("add", "-A", cwd=w)
+    ds("commit", "-m", "v2", cwd=w)
     ds("push", cwd=w)
     assert "up to date with 'up/main'" in ds("status", cwd=w).stdout
     assert ds("fsck", cwd=w).returncode == 0
@@ -53,7 +55,8 @@ def test_set_url_points_elsewhere_and_forgets_the_old_place(tmp_path: Path) -> N
     assert not (w / ".dsstore/remotes/origin").exists(), "the cache described the old place"
     ds("fetch", cwd=w)
     write(w, "a", "3")
-    ds("commit", "-a", "-m", "v3", cwd=w)
+    ds("add", "-A", cwd=w)
+    ds("commit", "-m", "v3", cwd=w)
     ds("push", cwd=w)
     assert "up to date with 'origin/main'" in ds("status", cwd=w).stdout
     bad = ds("remote", "set-url", "origin", "", cwd=w, check=False)
@@ -64,7 +67,8 @@ def test_a_url_with_a_slash_too_few_is_refused_not_made_a_folder(tmp_path: Path)
     w = tmp_path / "w"
     ds("init", str(w), cwd=tmp_path)
     write(w, "a", "1")
-    ds("commit", "-a", "-m", "v1", cwd=w)
+    ds("add", "-A", cwd=w)
+    ds("commit", "-m", "v1", cwd=w)
     for args in (["remote", "add", "x", "s3:/bucket/data"], ["push", "s3:/bucket"],
                  ["clone", "gs:/bucket", str(tmp_path / "c")]):
         p = ds(*args, cwd=w, check=False)

@@ -400,7 +400,8 @@ def _pushed(tmp_path: Path) -> tuple[Path, Path]:
     w = tmp_path / "w"
     ds("init", str(w), cwd=tmp_path)
     write(w, "a.bin", os.urandom(300_000))
-    ds("commit", "-a", "-m", "v1", cwd=w)
+    ds("add", "-A", cwd=w)
+    ds("commit", "-m", "v1", cwd=w)
     ds("remote", "add", "origin", str(tmp_path / "remote"), cwd=w)
     ds("push", "-u", "origin", "main", cwd=w)
     return w, tmp_path / "remote"

@@ -399,7 +399,11 @@ class CommitScene:
         for i in range(40):
             write(work, f"a/f{i}.bin", rnd.randbytes(rnd.randint(10, 20_000)))
         write(work, "a/big1.bin", rnd.randbytes(MiB))
-        v1 = json.loads(ok(run_ds(["commit", "-a", "-m", "v1", "--json"], work), "commit").stdout)["id"]
+        for i in range(80):  # tracked in v1, so `commit -a` (tracked files, as git's) reads them in v2
+            write(work, f"b{i % 4}/g{i}.bin", b"placeholder")
+        write(work, "big2.bin", b"placeholder")
+        ok(run_ds(["add", "-A"], work), "add")
+        v1 = json.loads(ok(run_ds(["commit", "-m", "v1", "--json"], work), "commit").stdout)["id"]
         v1_files = read_tree(work)
         for i in range(80):
             write(work, f"b{i % 4}/g{i}.bin", rnd.randbytes(rnd.randint(10, 20_000)))

@@ -62,7 +62,8 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ds("add", ".", cwd=w)
     ds("commit", "-m", "one", cwd=w)
     write(w, "d0/f0.txt", "changed\n")
-    ds("commit", "-a", "-m", "two", cwd=w)
+    ds("add", "-A", cwd=w)
+    ds("commit", "-m", "two", cwd=w)
     env = {k: v for k, v in os.environ.items() if k != "DSSTORE_DIR"}
     p = subprocess.run([sys.executable, "-c", FULL_STATUS_LATER], cwd=w, env=env, capture_output=True,
                        text=True, timeout=120)

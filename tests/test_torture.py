@@ -29,9 +29,11 @@ TRIALS = int(os.environ.get("DS_TORTURE_TRIALS", "6"))
 
 
 def _kill_after(args: list[str], cwd: Path, delay: float, env: dict | None = None) -> int:
-    proc = subprocess.Popen(args, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    """Run ``args`` and SIGKILL it, with every process it started, after ``delay`` seconds."""
+    proc = subprocess.Popen(args, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                            start_new_session=True)
     time.sleep(delay)
-    proc.send_signal(signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)
     return proc.wait()
 
 
@@ -57,16 +59,20 @@ def test_commit_killed_at_random(tmp_path: Path, trial: int) -> None:
     work = tmp_path / "w"
     subprocess.run([DS, "init", str(work)], check=True, capture_output=True)
     _dataset(work, 200, seed=trial)
-    subprocess.run([DS, "commit", "-a", "-m", "v1"], cwd=work, check=True, capture_output=True)
+    subprocess.run([DS, "add", "-A"], cwd=work, check=True, capture_output=True)
+    subprocess.run([DS, "commit", "-m", "v1"], cwd=work, check=True, capture_output=True)
     v1 = subprocess.run([DS, "log", "-n", "1", "--json"], cwd=work, capture_output=True, text=True)
     import json
 
     versions = {json.loads(v1.stdout)[0]["id"]: read_tree(work)}
     _dataset(work, 300, seed=1000 + trial)
     write(work, "big.bin", random.Random(trial).randbytes(3_000_000))
-    _kill_after([DS, "commit", "-a", "-m", "v2"], work, random.Random(trial).uniform(0.05, 1.2))
+    # one process reads the new files, the next records them; either may be killed
+    _kill_after(["sh", "-c", f'"{DS}" add -A && "{DS}" commit -m v2'], work,
+                random.Random(trial).uniform(0.05, 1.2))
     _check(work, versions, tmp_path)
-    subprocess.run([DS, "commit", "-a", "-m", "v2 again"], cwd=work, capture_output=True)
+    subprocess.run([DS, "add", "-A"], cwd=work, check=True, capture_output=True)
+    subprocess.run([DS, "commit", "-m", "v2 again"], cwd=work, capture_output=True)
     versions_now = read_tree(work)
     log = json.loads(subprocess.run([DS, "log", "--json"], cwd=work, capture_output=True, text=True).stdout)
     versions[log[0]["id"]] = versions_now
@@ -80,9 +86,11 @@ def test_gc_killed_at_random(tmp_path: Path, trial: int) -> None:
     work = tmp_path / "w"
     subprocess.run([DS, "init", str(work)], check=True, capture_output=True)
     _dataset(work, 100, seed=trial)
-    subprocess.run([DS, "commit", "-a", "-m", "v1"], cwd=work, check=True, capture_output=True)
+    subprocess.run([DS, "add", "-A"], cwd=work, check=True, capture_output=True)
+    subprocess.run([DS, "commit", "-m", "v1"], cwd=work, check=True, capture_output=True)
     _dataset(work, 100, seed=500 + trial)
-    subprocess.run([DS, "commit", "-a", "-m", "v2"], cwd=work, check=True, capture_output=True)
+    subprocess.run([DS, "add", "-A"], cwd=work, check=True, capture_output=True)
+    subprocess.run([DS, "commit", "-m", "v2"], cwd=work, check=True, capture_output=True)
     subprocess.run([DS, "squash", "HEAD", "-m", "only v2"], cwd=work, check=True, capture_output=True)
     head = json.loads(subprocess.run([DS, "log", "--json"], cwd=work, capture_output=True, text=True).stdout)
     versions = {head[0]["id"]: read_tree(work)}
@@ -97,14 +105,16 @@ def test_push_killed_at_random(tmp_path: Path, trial: int) -> None:
     work = tmp_path / "w"
     subprocess.run([DS, "init", str(work)], check=True, capture_output=True)
     _dataset(work, 100, seed=trial)
-    subprocess.run([DS, "commit", "-a", "-m", "v1"], cwd=work, check=True, capture_output=True)
+    subprocess.run([DS, "add", "-A"], cwd=work, check=True, capture_output=True)
+    subprocess.run([DS, "commit", "-m", "v1"], cwd=work, check=True, capture_output=True)
     subprocess.run([DS, "remote", "add", "origin", str(tmp_path / "remote")], cwd=work, check=True,
                    capture_output=True)
     subprocess.run([DS, "push"], cwd=work, check=True, capture_output=True)
     v1 = read_tree(work)
     _dataset(work, 200, seed=700 + trial)
     write(work, "big.bin", random.Random(trial).randbytes(2_000_000))
-    subprocess.run([DS, "commit", "-a", "-m", "v2"], cwd=work, check=True, capture_output=True)
+    subprocess.run([DS, "add", "-A"], cwd=work, check=True, capture_output=True)
+    subprocess.run([DS, "commit", "-m", "v2"], cwd=work, check=True, capture_output=True)
     _kill_after([DS, "push"], work, random.Random(trial).uniform(0.05, 1.0))
     # whatever the moment, a clone sees a complete version: the old one or the new one
     subprocess.run([DS, "clone", str(tmp_path / "remote"), str(tmp_path / "c1")], check=True,
@@ -126,7 +136,8 @@ def test_pull_killed_at_random(tmp_path: Path, trial: int) -> None:
     subprocess.run([DS, "init", str(work)], check=True, capture_output=True)
     subprocess.run([DS, "config", "store.pack_target", "1500000"], cwd=work, check=True, capture_output=True)
     _dataset(work, 100, seed=trial)
-    subprocess.run([DS, "commit", "-a", "-m", "v1"], cwd=work, check=True, capture_output=True)
+    subprocess.run([DS, "add", "-A"], cwd=work, check=True, capture_output=True)
+    subprocess.run([DS, "commit", "-m", "v1"], cwd=work, check=True, capture_output=True)
     subprocess.run([DS, "remote", "add", "origin", str(tmp_path / "remote")], cwd=work, check=True,
                    capture_output=True)
     subprocess.run([DS, "push"], cwd=work, check=True, capture_output=True)
@@ -137,7 +148,8 @@ def test_pull_killed_at_random(tmp_path: Path, trial: int) -> None:
     for i in range(2):
         write(work, f"big{i}.bin", random.Random(trial * 10 + i).randbytes(1_400_000))
     _dataset(work, 100, seed=900 + trial)
-    subprocess.run([DS, "commit", "-a", "-m", "v2"], cwd=work, check=True, capture_output=True)
+    subprocess.run([DS, "add", "-A"], cwd=work, check=True, capture_output=True)
+    subprocess.run([DS, "commit", "-m", "v2"], cwd=work, check=True, capture_output=True)
     subprocess.run([DS, "push"], cwd=work, check=True, capture_output=True)
     _kill_after([DS, "pull"], clone, random.Random(trial).uniform(0.05, 1.0))
     _check(clone, versions, tmp_path)
@@ -181,13 +193,15 @@ def test_switch_killed_at_random(tmp_path: Path, trial: int) -> None:
     work = tmp_path / "w"
     _ds(tmp_path, "init", str(work))
     _dataset(work, 150, seed=trial)
-    _ds(work, "commit", "-a", "-m", "a")
+    _ds(work, "add", "-A")
+    _ds(work, "commit", "-m", "a")
     versions = {_head(work): read_tree(work)}
     _ds(work, "switch", "-c", "b")
     _ds(work, "rm", "-r", "-q", "d1", "d2", "d3")
     _dataset(work, 300, seed=300 + trial)
     write(work, "big.bin", random.Random(trial).randbytes(2_000_000))
-    _ds(work, "commit", "-a", "-m", "b")
+    _ds(work, "add", "-A")
+    _ds(work, "commit", "-m", "b")
     b = read_tree(work)
     versions[_head(work)] = b
     _ds(work, "switch", "main")
@@ -211,7 +225,8 @@ def test_squash_killed_at_random(tmp_path: Path, trial: int) -> None:
     versions = {}
     for i in range(3):
         _dataset(work, 80, seed=100 * i + trial)
-        _ds(work, "commit", "-a", "-m", f"v{i}")
+        _ds(work, "add", "-A")
+        _ds(work, "commit", "-m", f"v{i}")
         versions[_head(work)] = read_tree(work)
     last = read_tree(work)
     _kill_after([DS, "squash", "HEAD", "-m", "one"], work, random.Random(trial).uniform(0.05, 0.6))
@@ -238,7 +253,8 @@ def test_clone_killed_at_random(tmp_path: Path, trial: int) -> None:
     _ds(work, "config", "store.pack_target", "1500000")
     _dataset(work, 200, seed=trial)
     write(work, "big.bin", random.Random(trial).randbytes(1_400_000))
-    _ds(work, "commit", "-a", "-m", "v1")
+    _ds(work, "add", "-A")
+    _ds(work, "commit", "-m", "v1")
     _ds(work, "remote", "add", "origin", str(tmp_path / "remote"))
     _ds(work, "push")
     _kill_after([DS, "clone", str(tmp_path / "remote"), str(clone)], tmp_path,
@@ -283,7 +299,8 @@ def test_repair_killed_at_random(tmp_path: Path, trial: int) -> None:
     versions = {}
     for i in range(3):
         _dataset(work, 150, seed=100 * i + trial)
-        _ds(work, "commit", "-a", "-m", f"v{i}")
+        _ds(work, "add", "-A")
+        _ds(work, "commit", "-m", f"v{i}")
         versions[_head(work)] = read_tree(work)
     packs = sorted((work / ".dsstore" / "packs").glob("*/*.pack"))
     assert len(packs) > 3
@@ -340,7 +357,8 @@ def test_remote_repair_killed_at_random(tmp_path: Path, trial: int) -> None:
     _ds(work, "remote", "add", "origin", url)
     for i in range(3):
         _dataset(work, 120, seed=100 * i + trial)
-        _ds(work, "commit", "-a", "-m", f"v{i}")
+        _ds(work, "add", "-A")
+        _ds(work, "commit", "-m", f"v{i}")
         _ds(work, "push")
     fs = RemoteFS(url, {})
     packs = sorted(r for r in fs.list("packs") if r.endswith(".pack"))

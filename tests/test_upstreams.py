@@ -68,10 +68,12 @@ def test_branches_merge_push_clone_push_pull_tags(tmp_path: Path, remote) -> Non
     ds("branch", "feature", cwd=a)
     ds("switch", "feature", cwd=a)
     write(a, "data/y.csv", "2\n")
-    ds("commit", "-a", "-m", "feature work", cwd=a)
+    ds("add", "-A", cwd=a)
+    ds("commit", "-m", "feature work", cwd=a)
     ds("switch", "main", cwd=a)
     write(a, "notes.txt", "n2")
-    ds("commit", "-a", "-m", "main work", cwd=a)
+    ds("add", "-A", cwd=a)
+    ds("commit", "-m", "main work", cwd=a)
     ds("merge", "feature", cwd=a)
     assert sorted(read_tree(a)) == ["data/x.csv", "data/y.csv", "notes.txt"]
     ds("remote", "add", "origin", url, *opts, cwd=a)
@@ -137,7 +139,8 @@ def shared(tmp_path: Path) -> tuple[Path, Path, str]:
     a, url = tmp_path / "a", str(tmp_path / "remote")
     ds("init", str(a), cwd=tmp_path)
     write(a, "f.txt", "1")
-    ds("commit", "-a", "-m", "v1", cwd=a)
+    ds("add", "-A", cwd=a)
+    ds("commit", "-m", "v1", cwd=a)
     ds("remote", "add", "origin", url, cwd=a)
     ds("push", "-u", "origin", "main", cwd=a)
     ds("clone", url, str(tmp_path / "b"), cwd=tmp_path)
@@ -148,7 +151,8 @@ def test_push_without_upstream_pushes_to_the_default_remote_and_says_how_to_set_
     a = tmp_path / "a"
     ds("init", str(a), cwd=tmp_path)
     write(a, "f", "1")
-    ds("commit", "-a", "-m", "v1", cwd=a)
+    ds("add", "-A", cwd=a)
+    ds("commit", "-m", "v1", cwd=a)
     assert fails("push", cwd=a) == ("Error: branch 'main' has no upstream and there is no remote: "
                                     "`ds remote add origin URL`, then `ds push -u origin main`")
     ds("remote", "add", "origin", str(tmp_path / "r"), cwd=a)
@@ -189,7 +193,8 @@ def test_push_refspecs_src_dst_force_and_versions(shared) -> None:
     r = ds("push", "origin", "main:release", cwd=a).stderr.splitlines()
     assert r[0].startswith("Pushed 0 versions, 0 files, ") and r[2] == " * [new branch]  main -> release"
     write(a, "g.txt", "2")
-    ds("commit", "-a", "-m", "v2", cwd=a)
+    ds("add", "-A", cwd=a)
+    ds("commit", "-m", "v2", cwd=a)
     first = json.loads(ds("log", "--json", cwd=a).stdout)[-1]["id"]
     ds("push", "origin", f"{first}:old", cwd=a)  # a version id goes to a named branch
     ds("tag", "t1", cwd=a)
@@ -198,7 +203,8 @@ def test_push_refspecs_src_dst_force_and_versions(shared) -> None:
     ds("push", cwd=a)
     # b commits on main without a's v2: diverged, refused, then forced with +SRC:DST
     write(b, "h.txt", "3")
-    ds("commit", "-a", "-m", "b work", cwd=b)
+    ds("add", "-A", cwd=b)
+    ds("commit", "-m", "b work", cwd=b)
     assert fails("push", cwd=b) == (
         f"Error: main on {url} has versions you do not have: run `ds pull` (fetch and merge) and push "
         "again, or `ds push --force` to replace them")
@@ -226,10 +232,12 @@ def test_clone_follows_the_remote_head_else_main_else_the_only_branch(tmp_path: 
     a, url = tmp_path / "a", str(tmp_path / "r")
     ds("init", str(a), cwd=tmp_path)
     write(a, "f", "1")
-    ds("commit", "-a", "-m", "v1", cwd=a)
+    ds("add", "-A", cwd=a)
+    ds("commit", "-m", "v1", cwd=a)
     ds("switch", "-c", "dev", cwd=a)
     write(a, "f", "2")
-    ds("commit", "-a", "-m", "v2", cwd=a)
+    ds("add", "-A", cwd=a)
+    ds("commit", "-m", "v2", cwd=a)
     ds("remote", "add", "origin", url, cwd=a)
     ds("push", "-u", "origin", "dev", cwd=a)  # makes the remote: its HEAD names dev
     ds("push", "origin", "main", cwd=a)
@@ -263,14 +271,16 @@ def test_status_counts_versions_ahead_behind_diverged_and_gone(shared) -> None:
         assert quick_tracking(str(b)) == tracking(s)
     for i in range(2):
         write(a, "f.txt", f"a{i}")
-        ds("commit", "-a", "-m", f"a{i}", cwd=a)
+        ds("add", "-A", cwd=a)
+        ds("commit", "-m", f"a{i}", cwd=a)
     ds("push", cwd=a)
     ds("fetch", cwd=b)
     assert full_status(b)[1] == "Your branch is 2 versions behind 'origin/main' (`ds pull` brings them)."
     assert ds("status", cwd=b).stdout.splitlines() == full_status(b)  # the console script's quick answer too
     assert quick_tracking(str(b)) is None  # counting needs the history: the full path does it
     write(b, "g.txt", "b")
-    ds("commit", "-a", "-m", "b", cwd=b)
+    ds("add", "-A", cwd=b)
+    ds("commit", "-m", "b", cwd=b)
     assert full_status(b)[1] == ("Your branch and 'origin/main' have diverged: 1 version here and "
                                  "2 versions there (`ds pull` merges them).")
     assert status_json(b)["upstream"] == {"name": "origin/main", "ahead": 1, "behind": 2, "gone": False}
@@ -289,12 +299,14 @@ def test_pull_and_push_use_an_upstream_of_another_name(shared) -> None:
     ds("switch", "-c", "work", "origin/main", cwd=b)  # started at a remote branch: follows it
     assert full_status(b)[:2] == ["On branch work", "Your branch is up to date with 'origin/main'."]
     write(a, "f.txt", "from a")
-    ds("commit", "-a", "-m", "a", cwd=a)
+    ds("add", "-A", cwd=a)
+    ds("commit", "-m", "a", cwd=a)
     ds("push", cwd=a)
     r = ds("pull", cwd=b).stderr.splitlines()
     assert r[-1].startswith("Fast-forward work to ") and (b / "f.txt").read_text() == "from a"
     write(b, "f.txt", "from b")
-    ds("commit", "-a", "-m", "b", cwd=b)
+    ds("add", "-A", cwd=b)
+    ds("commit", "-m", "b", cwd=b)
     assert ds("push", cwd=b).stderr.splitlines()[2].endswith("  work -> main")
     assert "Fast-forward main" in ds("pull", "origin", "main", cwd=a).stderr
 
@@ -303,7 +315,8 @@ def test_switch_to_a_branch_only_the_remote_has_makes_it_local_and_following(sha
     a, b, _url = shared
     ds("switch", "-c", "feature", cwd=a)
     write(a, "x", "x")
-    ds("commit", "-a", "-m", "feature", cwd=a)
+    ds("add", "-A", cwd=a)
+    ds("commit", "-m", "feature", cwd=a)
     ds("push", "-u", "origin", "feature", cwd=a)
     ds("fetch", cwd=b)
     ds("switch", "feature", cwd=b)
@@ -346,18 +359,22 @@ def test_pull_without_upstream_hints_and_detached_pull_is_one_line(shared) -> No
 def test_human_output_keeps_request_counters_for_json_and_verbose(shared) -> None:
     a, _b, _url = shared
     write(a, "n.txt", "new")
-    ds("commit", "-a", "-m", "v2", cwd=a)
+    ds("add", "-A", cwd=a)
+    ds("commit", "-m", "v2", cwd=a)
     r = ds("push", "-v", cwd=a).stderr
     assert re.search(r"^\d+ requests; 1 pack \(1 chunk\) and 1 metadata pack; [\d.]+ (B|KiB) sent, ",
                      r, re.M)
     write(a, "n.txt", "newer")
-    ds("commit", "-a", "-m", "v3", cwd=a)
+    ds("add", "-A", cwd=a)
+    ds("commit", "-m", "v3", cwd=a)
     assert "requests" not in ds("push", cwd=a).stderr
     write(a, "n.txt", "quiet")
-    ds("commit", "-a", "-m", "v4", cwd=a)
+    ds("add", "-A", cwd=a)
+    ds("commit", "-m", "v4", cwd=a)
     assert ds("push", "-q", cwd=a).stderr == "" and ds("pull", "-q", cwd=a).stderr == ""  # -q: no notes
     write(a, "n.txt", "newest")
-    ds("commit", "-a", "-m", "v5", cwd=a)
+    ds("add", "-A", cwd=a)
+    ds("commit", "-m", "v5", cwd=a)
     t = json.loads(ds("push", "--json", cwd=a).stdout)
     assert t["requests"] > 0 and t["versions"] == 1 and t["files"] == 1 and t["refs"] == ["refs/heads/main"]
     assert t["updates"][0]["ref"] == "refs/heads/main" and t["updates"][0]["local"] == "refs/heads/main"
