@@ -19,7 +19,7 @@ from .manifest import FileEntry
 from .materialize import Materializer, WriteReport
 from .paths import STORE_DIR
 from .progress import announce
-from .store import Store
+from .store import Store, outside_git
 
 
 def is_case_insensitive(folder: Path) -> bool:
@@ -62,7 +62,9 @@ def get_copy(store: Store, rev: str, dest: str | os.PathLike[str], overwrite: bo
 def copy_items(store: Store, items: list[tuple[str, FileEntry]], dest: str | os.PathLike[str],
                overwrite: bool = False,
                progress: Callable[[int, int], None] | None = None) -> WriteReport:
-    """Write ``items`` as a new folder ``dest``, all at once or not at all."""
+    """Write ``items`` as a new folder ``dest``, all at once or not at all; never a path inside
+    a ``.git`` folder (a version from a remote is data: git would run a ``.git/config`` it wrote)."""
+    items = [(p, e) for p, e in items if outside_git(p)]
     dest = Path(os.path.abspath(dest))
     if dest.is_symlink():
         raise DsError(f"{dest} is a symbolic link; give a real folder as the destination")

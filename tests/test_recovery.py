@@ -736,6 +736,27 @@ def test_a_version_holding_git_content_never_touches_the_live_git_folder(store: 
     assert (work / ".git/HEAD").read_text() == "ref: refs/heads/live\n"
 
 
+def test_get_never_writes_a_versions_git_folder(store: Store, work: Path, tmp_path: Path) -> None:
+    """A version from a remote may hold `.git/config` (core.fsmonitor runs a command): `ds get`
+    and the SDK's copies (``copy_items``, under both) pass over ``.git`` as checkout does."""
+    from dataclasses import replace
+
+    from objstore.tree_edit import TreeEditor
+
+    write(work, "x", "[core]\n\tfsmonitor = touch PWNED\n")
+    commit_all(store, "v0")
+    entry = store.meta.lookup(store.head_tree(), "x")
+    editor = TreeEditor(store.meta, store.head_tree())
+    for path in (".git/config", "sub/.GIT/config", "sub/.gitkeep"):
+        editor.set(path, replace(entry, name=path.rsplit("/", 1)[1]))
+    with_git = store.meta.commit(editor.write(), [store.head()], "holds .git", store.author())
+    store.meta.set_head(with_git, "commit: holds .git")
+    get_copy(store, "HEAD", tmp_path / "lib")
+    ds("get", "HEAD", str(tmp_path / "cli"), cwd=work)
+    for out in (tmp_path / "lib", tmp_path / "cli"):
+        assert sorted(read_tree(out)) == ["sub/.gitkeep", "x"]
+
+
 def test_a_deleted_branchs_kept_reflog_makes_room_for_a_branch_below_or_above_it(
         store: Store, work: Path) -> None:
     """`ds branch a; ds branch -d a; ds branch a/b` (and the other way round) failed on the
