@@ -75,6 +75,8 @@ def fsck(
             err(f"restored {len(report.objects_restored)} metadata object(s) from a remote")
         for r in report.refs_restored:
             err(f"restored ref {r} (from its reflog)")
+        for r in report.refs_dropped:
+            err(f"dropped {r}: it reached a version with unsafe folders")
         if report.salvage is not None:
             s = report.salvage
             err(f"index rebuilt: {s.rows} chunk(s) indexed, {s.verified} kept after reading them back, "

@@ -40,6 +40,8 @@ class Marked:
     chunks: dict[bytes, str] = field(default_factory=dict)  # id -> a path that uses it
     problems: list[str] = field(default_factory=list)
     unreadable: set[str] = field(default_factory=set)  # objects (versions, folders) missing or damaged
+    malformed: dict[str, str] = field(default_factory=dict)  # version -> why a folder of it is unsafe
+    bad_trees: dict[str, str] = field(default_factory=dict)  # folder -> why (no remote can mend it)
 
 
 def mark(store: Store, reflog_since: float | None = None) -> Marked:
@@ -120,15 +122,19 @@ def mark_versions(meta: MetaStore, commits: Iterable[str], trees: Iterable[str] 
                               "backup of .dsstore/meta)")
             continue
         m.commits.add(cid)
-        _mark_tree(meta, info.tree, "", m)
+        _mark_tree(meta, info.tree, "", m, cid)
         stack.extend(reversed(info.parents))
     for tree in trees:
         _mark_tree(meta, str(tree), "", m)
     return m
 
 
-def _mark_tree(meta: MetaStore, oid: str, where: str, m: Marked) -> None:
+def _mark_tree(meta: MetaStore, oid: str, where: str, m: Marked, version: str | None = None) -> None:
     if oid in m.trees or oid in m.unreadable:
+        return
+    if oid in m.bad_trees:  # unsafe, as already said: this version holds it too
+        if version is not None:
+            m.malformed.setdefault(version, m.bad_trees[oid])
         return
     try:
         folder = meta.read_folder(oid, where)
@@ -137,15 +143,18 @@ def _mark_tree(meta: MetaStore, oid: str, where: str, m: Marked) -> None:
             m.unreadable.add(e.oid)
             m.problems.append(str(e).removesuffix("; run `ds fsck`")
                               + "; `ds fsck --repair` brings it back from a remote that has it")
-        else:
-            m.problems.append(str(e))
+        else:  # well-formed objects that say something unsafe ('..'): written so, by someone
+            m.bad_trees[oid] = str(e)
+            if version is not None:
+                m.malformed[version] = str(e)
+            m.problems.append(f"version {version}: {e}" if version else str(e))
         return
     m.trees.add(oid)
     for name, e in folder.files.items():
         for cid, _ in e.chunk_list():
             m.chunks.setdefault(cid, f"{where}/{name}".lstrip("/"))
     for name, sub in folder.dirs.items():
-        _mark_tree(meta, sub, f"{where}/{name}".lstrip("/"), m)
+        _mark_tree(meta, sub, f"{where}/{name}".lstrip("/"), m, version)
 
 
 @dataclass
@@ -164,6 +173,7 @@ class FsckReport:
     unrecoverable: list[Loss] = field(default_factory=list)  # chunks no pack holds, and their users
     unreferenced: list[str] = field(default_factory=list)  # versions no ref reaches, when a ref is lost
     objects_restored: list[str] = field(default_factory=list)  # from a remote, with --repair
+    refs_dropped: list[str] = field(default_factory=list)  # reaching unsafe versions, with --repair
 
     @property
     def ok(self) -> bool:
@@ -171,7 +181,7 @@ class FsckReport:
 
     def as_json(self) -> dict:
         keys = ("commits", "trees", "chunks", "packs", "bytes_verified", "remote_only", "unindexed_packs",
-                "problems", "repaired", "refs_restored", "unreferenced", "objects_restored")
+                "problems", "repaired", "refs_restored", "unreferenced", "objects_restored", "refs_dropped")
         return {k: getattr(self, k) for k in keys} | {
             "ok": self.ok,
             "salvage": None if self.salvage is None else dict(self.salvage.__dict__),
@@ -206,12 +216,18 @@ def fsck(store: Store, read_data: bool = False, repair: bool = False,
         report.problems.extend(f"pack {p}.pack: {e}" for p, e in damaged.items())
         report.packs = len(tocs)
         m = mark(store, reflog_since=now - REFLOG_GRACE)
+        if repair and m.malformed:  # only a remote's branch and reflog entries: never your branches
+            report.refs_dropped = store.meta.forget_versions(set(m.malformed))
+            if report.refs_dropped:
+                m = mark(store, reflog_since=now - REFLOG_GRACE)
         if repair and restore is not None and m.unreadable:
             more = restore(set(m.unreadable))
             if more:
                 report.objects_restored = sorted({*report.objects_restored, *more})
                 m = mark(store, reflog_since=now - REFLOG_GRACE)
         report.problems.extend(m.problems)
+        if m.malformed:
+            report.problems.append(_malformed_hint(store, m.malformed, repair))
         report.commits, report.trees, report.chunks = len(m.commits), len(m.trees), len(m.chunks)
         if any(d.last_good is None for d in store.meta.damaged_refs()):
             report.unreferenced = store.meta.unreferenced_tips(m.commits)
@@ -266,6 +282,20 @@ def fsck(store: Store, read_data: bool = False, repair: bool = False,
                 if progress is not None:
                     progress(n, done_bytes)
     return report
+
+
+def _malformed_hint(store: Store, bad: dict[str, str], repaired: bool) -> str:
+    """What reaches the versions whose folders are unsafe, and how to let them go."""
+    ids = ", ".join(sorted(c[:12] for c in bad))
+    who = store.meta.reaching(set(bad))
+    if repaired or not who:
+        return (f"versions {ids} hold unsafe folders and are still reached by "
+                f"{', '.join(who) or 'the stage'}: "
+                "no remote can mend them; move your branches off them (`ds branch -f NAME REV`, "
+                "`ds switch`), then `ds fsck --repair` drops what else reaches them")
+    return (f"versions {ids} hold unsafe folders (written so, e.g. by a hostile remote) and are reached "
+            f"by {', '.join(who)}: `ds fsck --repair` drops a remote's branches and reflog entries that "
+            "reach them (a fetch now refuses such versions); your own branches it never moves")
 
 
 @dataclass

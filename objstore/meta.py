@@ -18,7 +18,7 @@ import contextlib
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -877,6 +877,44 @@ class MetaStore:
                 if e.time >= since:
                     out.update(i for i in (e.old, e.new) if i != ZERO and self._is_commit(i, damaged=True))
         return out
+
+    def _reaches(self, bad: set[str]) -> Callable[[str], bool]:
+        """Whether a version id is one of ``bad`` or has one of them in its history."""
+        def reaches(oid: str) -> bool:
+            return oid != ZERO and self._is_commit(oid, damaged=True) and any(
+                oid == b or self.is_ancestor(b, oid) for b in bad)
+        return reaches
+
+    def reaching(self, bad: set[str]) -> list[str]:
+        """The refs (and reflogs, as ``reflog of NAME``) that reach any of ``bad``."""
+        reaches = self._reaches(bad)
+        out = [name for name in self.ref_names() if (t := self.ref_target(name)) and reaches(t)]
+        try:
+            head = self.head_commit()
+        except FormatError:
+            head = None  # a damaged HEAD: said apart
+        if self.head_branch() is None and head and reaches(head):
+            out.append("HEAD (detached)")
+        out += [f"reflog of {name}" for name, path in reflog_files(self.path)
+                if any(reaches(e.old) or reaches(e.new) for e in read_reflog(path))]
+        return out
+
+    def forget_versions(self, bad: set[str]) -> list[str]:
+        """Drop what reaches ``bad`` that can be had again or is only history: remote-tracking
+        refs and reflog entries, never a branch, tag or HEAD. Returns what went."""
+        reaches = self._reaches(bad)
+        gone = []
+        for name in self.ref_names("refs/remotes/"):
+            if (t := self.ref_target(name)) and reaches(t) and self.drop_ref(name):
+                gone.append(f"{name} (named {t[:12]})")
+        for name, path in list(reflog_files(self.path)):
+            lines = path.read_text("utf-8", errors="replace").splitlines(keepends=True)
+            keep = [ln for ln in lines if not any(reaches(i) for i in ln.split(" ", 2)[:2] if is_hex40(i))]
+            if len(keep) < len(lines):
+                atomic_write(path, "".join(keep).encode())
+                gone.append(f"{len(lines) - len(keep)} entr{'y' if len(lines) - len(keep) == 1 else 'ies'} "
+                            f"of the reflog of {name}")
+        return gone
 
     def expire_reflogs(self, before: float) -> int:
         """Drop reflog entries older than ``before`` (seconds), as git's ``reflog expire``:

@@ -147,8 +147,9 @@ def pull(store: Store, name_or_url: str | None = None, branch: str | None = None
         t.hints = hints
         ref = f"refs/remotes/{remote.track}/{branch}"
         if not store.meta.has_ref(ref):
+            spec = current if current == branch else f"{current}:{branch}"
             raise DsError(f"{remote.label} has no branch {branch!r}; nothing to pull "
-                          f"(`ds push -u {remote.name or 'REMOTE'} {current}` creates it)")
+                          f"(`ds push -u {remote.name or 'REMOTE'} {spec}` creates it)" + _ignored(remote))
         before = store.head()
         cid = store.meta.resolve(ref)
         if before is None:  # a new store: take the remote's branch as it is
@@ -256,7 +257,8 @@ def _clone_target(remote: Remote, rev: str | None) -> tuple[str | None, str]:
     branches = [r[len(prefix):] for r in meta.ref_names(prefix)]
     if rev is None:
         if not branches:
-            raise DsError(f"{remote.url} has no branch yet; nothing to clone (push one there first)")
+            raise DsError(f"{remote.url} has no branch yet; nothing to clone (push one there first)"
+                          + _ignored(remote))
         head = remote.default_branch()
         rev = (head if head in branches else "main" if "main" in branches
                else branches[0] if len(branches) == 1 else None)
@@ -270,4 +272,11 @@ def _clone_target(remote: Remote, rev: str | None) -> tuple[str | None, str]:
     except DsError:
         names = ", ".join(branches) or "none"
         raise DsError(f"{remote.url} has no branch or tag {rev!r}, and no version with that id "
-                      f"(its branches: {names}); `ds push --tags` sends tags to it") from None
+                      f"(its branches: {names}); `ds push --tags` sends tags to it"
+                      + _ignored(remote)) from None
+
+
+def _ignored(remote: Remote) -> str:
+    """The remote's refs a fetch skipped as invalid, and why: what an error must not hide."""
+    bad = getattr(remote, "bad_refs", {})
+    return "".join(f"; ignored its {rel}: {why}" for rel, why in sorted(bad.items()))

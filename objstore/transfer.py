@@ -260,6 +260,7 @@ class Transfers(RemoteRepo):
             remote_refs = self.version_refs(remote_refs)
             self._drop_broken_tracking_refs()
             before = {name: c for name in meta.ref_names() if (c := meta.ref_target(name)) is not None}
+            remote_refs = self.readable_refs(remote_refs, list(before.values()))
             for rel, commit_id in sorted(remote_refs.items()):
                 if rel.startswith("refs/heads/"):
                     local = f"refs/remotes/{self.track}/{rel[11:]}"
@@ -281,6 +282,33 @@ class Transfers(RemoteRepo):
             # versions new here: cost ∝ their number
             t.versions = sum(1 for _c in meta.new_versions([u["new"] for u in t.updates], before.values()))
         return self.stats(t)
+
+    def readable_refs(self, refs: dict[str, str], known: list[str]) -> dict[str, str]:
+        """The refs whose versions new here all read back safely; the others skipped with a
+        warning. Once a ref names it, a version whose folder listing is unsafe ('..', a store
+        name) or damaged would fail every `ds fsck` and `ds gc` here until the reflog let
+        it go. Reads only the folders each new version changed (cost ∝ change), which a
+        checkout then finds read already."""
+        meta = self.store.meta
+        problems: dict[str, str | None] = {}
+        good = {}
+        for rel, tip in sorted(refs.items()):
+            why = None
+            for commit_id in meta.new_versions([tip], known):
+                if commit_id not in problems:
+                    try:
+                        info = meta.commit_info(commit_id)
+                        parent = meta.tree_of(info.parents[0]) if info.parents else None
+                        _read_changed(meta, parent, info.tree, "")
+                        problems[commit_id] = None
+                    except DsError as e:
+                        problems[commit_id] = f"names version {commit_id[:12]}, which cannot be read ({e})"
+                why = why or problems[commit_id]
+            if why is None:
+                good[rel] = tip
+            else:
+                self._skip_ref(rel, f"it {why}")
+        return good
 
     def _drop_broken_tracking_refs(self) -> None:
         """Remove tracking refs of this remote that name no version (an older objstore
@@ -371,6 +399,16 @@ class Transfers(RemoteRepo):
                 os.replace(Path(tmp, name), dest / name)  # the .idx last: libgit2 sees whole packs only
                 found |= held
         return found
+
+
+def _read_changed(meta, old: str | None, new: str, where: str) -> None:
+    """Read (and so check) every folder of tree ``new`` that tree ``old`` does not hold."""
+    if old == new:
+        return
+    folder = meta.read_folder(new, where)
+    before = meta.read_folder(old, where).dirs if old is not None else {}
+    for name, sub in folder.dirs.items():
+        _read_changed(meta, before.get(name), sub, f"{where}/{name}" if where else name)
 
 
 def _refspec(meta, spec: str, local: dict[str, str]) -> RefUpdate:

@@ -63,7 +63,8 @@ def test_commit_q_prints_nothing_and_json_still_answers(repo: Path) -> None:
 
 def test_git_author_form_name_and_email_is_recorded(repo: Path) -> None:
     write(repo, "f.txt", "two\n")
-    env = {k: v for k, v in os.environ.items() if k != "DSSTORE_DIR"} | {"DS_AUTHOR": "Ada L <ada@example.org>"}
+    env = {k: v for k, v in os.environ.items() if k != "DSSTORE_DIR"}
+    env["DS_AUTHOR"] = "Ada L <ada@example.org>"
     ds("commit", "-a", "-m", "two", cwd=repo, env=env)
     entry = json.loads(ds("log", "-n", "1", "--json", cwd=repo).stdout)[0]
     assert entry["author"] == "Ada L"
