@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import click
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from .commands import MODULES
 
@@ -341,6 +341,28 @@ def usage_line(e: click.UsageError) -> str:
         what = what[0].lower() + what[1:]
     where = e.ctx.command_path if e.ctx is not None else "ds"
     return f"Error: {what} (see '{where} --help')"
+
+
+class PathsAfterDashDash(TyperCommand):
+    """git's ``-- PATH...``: click hands what follows ``--`` to the positional arguments
+    (REV first), so it is split off here, before click parses the rest."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            i = args.index("--")
+            args, ctx.meta[_PATHS] = args[:i], args[i + 1:]
+        return super().parse_args(ctx, args)
+
+    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
+        return [*super().collect_usage_pieces(ctx), "[-- PATH...]"]
+
+
+_PATHS = "objstore.paths-after-dashes"
+
+
+def after_dashes(ctx: click.Context) -> list[str] | None:
+    """The paths given after ``--`` (a ``PathsAfterDashDash`` command), None without ``--``."""
+    return ctx.meta.get(_PATHS)
 
 
 def git_shorthands(argv: list[str]) -> list[str]:

@@ -124,10 +124,13 @@ def switch(
     rev: Annotated[str | None, typer.Argument(
         help="With -c: the version it starts at (default HEAD).")] = None,
     create: Annotated[bool, typer.Option("-c", "--create", help="Create the branch first.")] = False,
+    detach: Annotated[bool, typer.Option("--detach", "-d", help="Go to NAME's version on no branch "
+                                         "(NAME may be any version).")] = False,
     force: Annotated[bool, typer.Option("--force", "-f", help="Discard uncommitted changes.")] = False,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Put HEAD on a branch and make the working folder match it."""
+    """Put HEAD on a branch and make the working folder match it (`-` or @{-N}: a previous
+    branch)."""
     switch_and_report(open_store(attach=True), name, create=create, rev=rev, force=force, quiet=quiet,
-                      as_json=as_json)
+                      as_json=as_json, detach=detach)

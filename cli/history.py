@@ -4,34 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import click
 import typer
-from typer.core import TyperCommand
 
 from objstore.errors import DsError
 
-from .app import JsonOpt, QuietOpt, app, cwd, err, open_store, out_json
+from .app import JsonOpt, PathsAfterDashDash, QuietOpt, after_dashes, app, cwd, err, open_store, out_json
 from .workflow import quote_path, say
 
 
-class _PathsAfterDashDash(TyperCommand):
-    """git's ``-- PATH...``: click hands what follows ``--`` to the positional arguments
-    (REV first), so it is split off here, before click parses the rest."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if "--" in args:
-            i = args.index("--")
-            args, ctx.meta[_PATHS] = args[:i], args[i + 1:]
-        return super().parse_args(ctx, args)
-
-    def collect_usage_pieces(self, ctx: click.Context) -> list[str]:
-        return [*super().collect_usage_pieces(ctx), "[-- PATH...]"]
-
-
-_PATHS = "objstore.log.paths"
-
-
-@app.command(cls=_PathsAfterDashDash)
+@app.command(cls=PathsAfterDashDash)
 def log(
     ctx: typer.Context,
     rev: Annotated[str, typer.Argument(help="Start from this version.")] = "HEAD",
@@ -49,7 +30,7 @@ def log(
     store = open_store()
     if all_refs and rev != "HEAD":
         raise DsError("give either REV or --all, not both")
-    paths = ctx.meta.get(_PATHS) or None
+    paths = after_dashes(ctx) or None
     if paths is not None:
         from objstore.worktree import to_store_path
 
@@ -122,7 +103,7 @@ def _print_diff(data: dict) -> None:
         typer.echo(f"R  {quote_path(r['from'])} -> {quote_path(r['to'])}")
 
 
-@app.command(cls=_PathsAfterDashDash)
+@app.command(cls=PathsAfterDashDash)
 def diff(
     ctx: typer.Context,
     a: Annotated[str | None, typer.Argument(help="Old version (default: latest).")] = None,
@@ -147,7 +128,7 @@ def diff(
         d, _, _ = worktree_diff(store, base, renames=True)
     else:
         d = diff_versions(store, a or "HEAD", b)
-    paths = ctx.meta.get(_PATHS)
+    paths = after_dashes(ctx)
     if paths is not None:
         d = d.only([to_store_path(store, p, cwd()) for p in paths])
     data = d.stat() if stat else d.as_json()

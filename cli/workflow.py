@@ -10,7 +10,18 @@ import typer
 
 from objstore.errors import DsError, NothingToCommit
 
-from .app import JsonOpt, QuietOpt, app, cwd, err, open_store, out_json, progress
+from .app import (
+    JsonOpt,
+    PathsAfterDashDash,
+    QuietOpt,
+    after_dashes,
+    app,
+    cwd,
+    err,
+    open_store,
+    out_json,
+    progress,
+)
 
 
 def say(as_json: bool, quiet: bool, data: object, note: str) -> None:
@@ -318,29 +329,56 @@ def commit(
             f"keep it with `ds switch -c NAME` (or `ds branch NAME {info.id[:12]}`)")
 
 
-@app.command()
+@app.command(cls=PathsAfterDashDash)
 def checkout(
-    rev: Annotated[str, typer.Argument(help="Version: id or prefix, tag, branch, HEAD~N.")],
+    ctx: typer.Context,
+    rev: Annotated[str | None, typer.Argument(
+        help="Version: id or prefix, tag, branch, HEAD~N; `-` or @{-N} a previous branch.",
+        show_default=False)] = None,
     paths: Annotated[list[str] | None, typer.Argument(help="Only restore these paths.")] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Discard uncommitted changes.")] = False,
     new_branch: Annotated[str | None, typer.Option(
-        "-b", help="Create branch NAME at REV and switch to it.", show_default=False)] = None,
+        "-b", help="Create branch NAME at REV (default HEAD) and switch to it.", show_default=False)] = None,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Set the working folder (or some paths) to a version; a branch puts HEAD on it, any
-    other version detaches HEAD there."""
+    """Set the working folder to a version (a branch puts HEAD on it, any other version
+    detaches HEAD there); with paths, set those files and their stage entries to REV's, as
+    git's; `ds checkout -- PATH...` puts files back as staged (`ds restore PATH`)."""
+    from objstore.branches import previous_branch_name
     from objstore.worktree import checkout as do_checkout
 
-    if new_branch is not None and paths:
-        raise click.UsageError("-b takes no paths: `ds checkout -b NAME REV`")
-    store = open_store(attach=True)
+    dashed = after_dashes(ctx)
+    paths = [*(paths or []), *(dashed or [])]
     if new_branch is not None:
-        switch_and_report(store, new_branch, create=True, rev=rev, force=force, quiet=quiet,
-                          as_json=as_json)
+        if paths:
+            raise click.UsageError("-b takes no paths: `ds checkout -b NAME [REV]`")
+        switch_and_report(open_store(attach=True), new_branch, create=True, rev=rev, force=force,
+                          quiet=quiet, as_json=as_json)
         return
+    if rev is None and not paths:
+        raise click.UsageError("name a version or branch, or the paths after `--` to restore from the stage")
+    store = open_store(attach=True)
+    if rev is None:  # git's checkout -- PATH: from the stage
+        from objstore.worktree import restore as do_restore
+
+        with progress("writing", quiet) as cb:
+            restored = do_restore(store, paths, progress=cb, cwd=cwd())
+        for p in restored.links_refused:
+            err(f"Warning: link {quote_path(p)} points outside the folder; not created")
+        say(as_json, quiet, {"restored": restored.restored, "links_refused": restored.links_refused},
+            f"Restored {len(restored.restored)} file(s) from the stage")
+        return
+    if not paths and (branch := previous_branch_name(store, rev)) is not None:
+        switch_and_report(store, branch, create=False, rev=None, force=force, quiet=quiet, as_json=as_json)
+        return
+    rev = "@{-1}" if rev == "-" else rev  # the previous checkout was of a version: detached again
     with progress("writing", quiet) as cb:
         report = do_checkout(store, rev, paths or None, force=force, progress=cb, cwd=cwd())
+        if paths:  # as git's: the stage takes REV's entries too
+            from objstore.worktree import restore as do_restore
+
+            do_restore(store, paths, staged=True, source=rev, cwd=cwd())
     report_move(report, quiet)
     if as_json:
         out_json(moved_json(store, report, rev=rev, paths=paths or None))
@@ -367,18 +405,21 @@ def moved_json(store, report, rev: str | None = None, paths: list[str] | None = 
 
 
 def switch_and_report(store, name: str, create: bool, rev: str | None, force: bool, quiet: bool,
-                      as_json: bool) -> None:
-    """`ds switch [-c]` and `ds checkout -b`: move HEAD onto the branch, then say so."""
+                      as_json: bool, detach: bool = False) -> None:
+    """`ds switch [-c|--detach]` and `ds checkout -b`: move HEAD onto the branch, then say so."""
     from objstore.branches import switch as do_switch
 
     with progress("writing", quiet) as cb:
-        report = do_switch(store, name, create=create, rev=rev, force=force, progress=cb)
-    name = store.head_branch() or name  # `-` names the previous branch
+        report = do_switch(store, name, create=create, rev=rev, force=force, progress=cb, detach=detach)
     report_move(report, quiet)
     if as_json:
-        out_json(moved_json(store, report, branch=name))
-    elif not quiet:
-        err(f"Switched to {'a new ' if create else ''}branch '{name}'")
+        out_json(moved_json(store, report, branch=store.head_branch()))
+    elif quiet:
+        return
+    elif detach:
+        err(f"HEAD is now at {store.head()[:12]}, on no branch (`ds switch -c NAME` keeps what you commit)")
+    else:  # `-` names the previous branch
+        err(f"Switched to {'a new ' if create else ''}branch '{store.head_branch() or name}'")
 
 
 def report_move(report, quiet: bool) -> None:

@@ -12,6 +12,7 @@ as git keeps it: ``branch.NAME.remote`` / ``.merge`` in the store's config), whi
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -114,24 +115,26 @@ def left_behind(store: Store, target: str) -> str | None:
 
 
 def switch(store: Store, name: str, create: bool = False, rev: str | None = None, force: bool = False,
-           progress: Callable[[int, int], None] | None = None):
+           progress: Callable[[int, int], None] | None = None, detach: bool = False):
     """Put HEAD on branch ``name`` (``create``: a new branch at REV, default HEAD) and make the
     working folder match it; refuses to drop uncommitted work unless ``force``. As in git, a
     ``name`` only one remote has (``origin/NAME``, as last fetched) becomes a local branch
-    following it, and so does a new branch started at a remote's branch."""
+    following it, and so does a new branch started at a remote's branch. ``detach``: HEAD
+    goes to ``name``'s version on no branch (git's ``switch --detach``)."""
     from .worktree import checkout
 
+    if detach:
+        if create or rev is not None:
+            raise DsError("--detach takes one version and creates no branch: `ds switch --detach REV`")
+        return checkout(store, store.resolve(name), force=force, progress=progress, why=f"checkout: {name}")
     if not create and rev is not None:
         raise DsError("a start version is only for a new branch: `ds switch -c NAME REV`")
-    if name == "-" and not create:  # git's previous branch (@{-1})
-        name = store.meta.previous_branch(1) or ""
-        if not name:
-            raise DsError("no previous branch: HEAD's reflog names no switch yet")
-        from .reflog import is_hex40
-
-        if is_hex40(name):
-            raise DsError(f"the previous checkout was version {name[:12]} (detached), not a branch; "
-                          f"`ds checkout {name[:12]}` visits it again")
+    if not create and (name == "-" or name.startswith("@{-")):  # git's previous branch (@{-N})
+        previous = previous_branch_name(store, name)
+        if previous is None:
+            raise DsError(f"the checkout {name!r} names was of a version on no branch (or of a branch "
+                          f"deleted since); `ds checkout {name}` visits it again")
+        name = previous
     follow = None
     if not create and name not in store.meta.branches():
         follow = _guess_remote_branch(store, name)  # git's --guess: only a remote has it
@@ -139,6 +142,9 @@ def switch(store: Store, name: str, create: bool = False, rev: str | None = None
             if store.meta.has_ref(f"refs/tags/{name}"):
                 raise DsError(f"{name!r} is a tag, not a branch: `ds checkout {name}` visits its version "
                               f"(detached), `ds switch -c NAME {name}` starts a branch there")
+            if _names_a_version(store, name):
+                raise DsError(f"{name!r} is a version, not a branch: `ds switch --detach {name}` visits it "
+                              f"on no branch, `ds switch -c NAME {name}` starts a branch there")
             raise DsError(f"no branch named {name!r}; `ds switch -c {name}` creates it "
                           "(`ds checkout REV` visits a version without a branch)")
         create, rev = True, follow.name
@@ -159,6 +165,27 @@ def switch(store: Store, name: str, create: bool = False, rev: str | None = None
         if follow is not None:  # started from a remote's branch: follow it (git's autoSetupMerge)
             set_upstream(store, name, follow.remote, follow.branch)
     return report
+
+
+def _names_a_version(store: Store, rev: str) -> bool:
+    try:
+        store.resolve(rev)
+        return True
+    except DsError:
+        return False
+
+
+def previous_branch_name(store: Store, rev: str) -> str | None:
+    """The branch git's ``-`` / ``@{-N}`` names when the checkout N switches ago was on a
+    branch that still exists (a checkout then puts HEAD on it, not detached); else None."""
+    m = re.fullmatch(r"@\{-([0-9]{1,6})\}", rev)
+    n = 1 if rev == "-" else int(m[1]) if m else 0
+    if n <= 0:
+        return None
+    name = store.meta.previous_branch(n)
+    if name is None and rev == "-":
+        raise DsError("no previous branch: HEAD's reflog names no switch yet")
+    return name if name in store.meta.branches() else None
 
 
 def _remote_branch(store: Store, rev: str) -> Upstream | None:

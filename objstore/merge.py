@@ -41,7 +41,7 @@ def merge(store: Store, rev: str, ours: bool = False, theirs: bool = False,
     branch = meta.head_branch()
     with store.locked():
         if meta.is_ancestor(head, other):  # fast-forward: the branch moves as the files are written
-            checkout(store, other, branch=branch, why=f"merge {rev}: Fast-forward")
+            checkout(store, other, branch=branch, why=f"merge {rev}: Fast-forward", forceable=False)
             return meta.commit_info(other)
         base = meta.merge_base(head, other)
         if base is None and not allow_unrelated:
@@ -89,7 +89,7 @@ def merge(store: Store, rev: str, ours: bool = False, theirs: bool = False,
                 editor.set(path, entry)
         tree = editor.write()
         commit_id = meta.commit(tree, [head, other], message or f"merge {rev}", store.author())
-        checkout(store, commit_id, branch=branch, why=f"merge {rev}: Merge made")
+        checkout(store, commit_id, branch=branch, why=f"merge {rev}: Merge made", forceable=False)
         return meta.commit_info(commit_id)
 
 

@@ -155,6 +155,14 @@ class RefDamage:
         return f"ref {self.name} is damaged ({self.reason}); {fix}"
 
 
+
+def _put_aside(path: Path) -> None:
+    """Rename a kept reflog to ``NAME~deleted-N`` (no ref can have that name; gc reads it)."""
+    n = 1
+    while (aside := path.with_name(f"{path.name}~deleted-{n}")).exists():
+        n += 1
+    os.replace(path, aside)
+
 class MetaStore:
     """The git object database at ``.dsstore/meta``: the one module that speaks pygit2.
 
@@ -993,9 +1001,20 @@ class MetaStore:
         return tip
 
     def rename_branch(self, old: str, new: str, force: bool = False) -> None:
-        """Rename a branch with its reflog; HEAD follows when it was on ``old`` (libgit2)."""
+        """Rename a branch with its reflog; HEAD follows when it was on ``old`` (libgit2). A
+        reflog kept at ``new`` (a deleted branch's, or the one ``force`` replaces) is renamed
+        aside first, as on creation: libgit2 would write over it."""
         if not pygit2.reference_is_valid_name(f"refs/heads/{new}"):
             raise DsError(f"{new!r} is not a valid branch name")
+        exists = new in self.repo.branches.local
+        if exists and not force:
+            raise DsError(f"branch {new!r} already exists; delete it first (`ds branch -D {new}`) or "
+                          "choose another name")
+        if new != old:
+            self._room_for_log(f"refs/heads/{new}")
+            log = Path(self.path, "logs", "refs", "heads", *new.split("/"))
+            if log.is_file():
+                _put_aside(log)
         try:
             with _fsync_refs():
                 self.repo.branches.local[old].rename(new, force)
@@ -1016,10 +1035,7 @@ class MetaStore:
             ref = path.relative_to(logs).as_posix()
             if self.has_ref(ref) or any(r.startswith(ref + "/") for r in self.repo.references):
                 continue  # a live ref: libgit2 refuses the name, as git does
-            n = 1
-            while (aside := path.with_name(f"{path.name}~deleted-{n}")).exists():
-                n += 1
-            os.replace(path, aside)
+            _put_aside(path)
 
     def has_ref(self, name: str) -> bool:
         return name in self.repo.references

@@ -155,7 +155,7 @@ def pull(store: Store, name_or_url: str | None = None, branch: str | None = None
         if before is None:  # a new store: take the remote's branch as it is
             from .worktree import checkout
 
-            report = checkout(store, cid, branch=current, why=f"pull: from {remote.url}")
+            report = checkout(store, cid, branch=current, why=f"pull: from {remote.url}", forceable=False)
             store.meta.attach_head(current)
             t.files, t.outcome, t.pulled = report.count, "fast-forward", f"{remote.track}/{branch}"
             return remote.stats(t), store.meta.commit_info(cid)

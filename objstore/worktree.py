@@ -645,7 +645,8 @@ class CheckoutReport:
 def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool = False,
              progress: Callable[[int, int], None] | None = None,
              cwd: str | None = None, branch: str | None = None,
-             new_branch: str | None = None, why: str | None = None) -> WriteReport | CheckoutReport:
+             new_branch: str | None = None, why: str | None = None,
+             forceable: bool = True) -> WriteReport | CheckoutReport:
     """Make the working folder (or just ``paths``) equal to version ``rev``.
 
     Refuses, unless ``force``, whenever uncommitted work would be lost: modified or
@@ -658,7 +659,8 @@ def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool
     stays on the branch. ``new_branch`` (``switch -c``): that branch is created at the
     version once the files are written, then HEAD put on it; killed at any moment, HEAD
     is on the branch it was on or on the new one, never detached. ``why``: the reflog's
-    message for the branch's move.
+    message for the branch's move. ``forceable``: the command takes ``--force`` (merge and
+    pull do not: their refusal says how to drop changes instead).
     """
     from .materialize import Materializer
 
@@ -724,7 +726,8 @@ def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool
             if lost:
                 raise DirtyWorktree(
                     f"uncommitted changes ({lost[0]}{' and more' if len(lost) > 1 else ''}) "
-                    "would be lost; commit them, or use --force to discard them"
+                    "would be lost; " + ("commit them, or use --force to discard them" if forceable else
+                                         "commit them first, or drop them with `ds restore PATH`")
                 )
         if store.fetcher is not None:
             store.ensure_chunks(c for p in write_paths for c, _ in target_map[p].chunk_list())

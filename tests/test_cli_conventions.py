@@ -127,7 +127,7 @@ def test_json_on_the_commands_that_lacked_it(repo: Path, tmp_path: Path) -> None
     (["commit"], "missing option '-m' / '--message'", "ds commit"),
     (["log", "a", "b"], "got unexpected extra argument (b)", "ds log"),
     (["remote", "add", "origin"], "missing argument 'URL'", "ds remote add"),
-    (["checkout", "HEAD", "a.txt", "-b", "x"], "-b takes no paths: `ds checkout -b NAME REV`",
+    (["checkout", "HEAD", "a.txt", "-b", "x"], "-b takes no paths: `ds checkout -b NAME [REV]`",
      "ds checkout"),
     (["branch", "x", "-d", "y"], "give one of: NAME [REV], -d NAME, -D NAME, -m OLD NEW", "ds branch"),
     (["--show-completion", "tcsh"], "'tcsh' is not a shell ds completes; name one of bash, zsh, "
