@@ -39,7 +39,7 @@ from .manifest import EXEC, EXTERNAL, FILE, LINK, FileEntry
 from .paths import check_relpath
 from .progress import LogProgress, announce, as_transfer
 from .records import RecordStore
-from .revisions import DatasetNotFound, find_record, latest, lineage_to_fetch
+from .revisions import DatasetNotFound, find_record, latest, lineage_to_fetch, matching
 from .scan import Stat
 from .squash import squash_tree
 from .store import Store
@@ -116,33 +116,41 @@ class Dataset:
         self._records.write(self._record)
 
     def _publish_record(self) -> None:
-        """Carry a final version's changed facts (status, tags, names) to its remotes.
-
-        The record is marked ``unsynced`` until every remote took it, so a failed push is
-        not undone later by the remote's older facts (``_fetch_from_remote`` keeps it)."""
+        """Carry a final version's own changes (status, tags, names, task attachments) to its
+        remotes: each applies them to its freshest record (``RecordSync.push_record``), so
+        what other machines changed there stays. The record is marked ``unsynced`` until
+        every remote took it; its ``synced`` facts tell its own changes from stale ones."""
         if self._record["status"] == rec.DRAFT or not self._record.get("uploaded"):
             return
         from .remote import Remote
 
-        self._mark_unsynced(True)
+        self._mark_unsynced()
         sent = {k: v for k, v in self._record.items() if k != "unsynced"}
+        written = None
         for url in self._record.get("uploaded", []):
-            Remote(self._store, url).push_record(sent)
-        self._mark_unsynced(False, sent)
+            written = Remote(self._store, url).push_record(sent) or written
+        self._took(sent, written)
 
-    def _mark_unsynced(self, unsynced: bool, sent: dict | None = None) -> None:
-        """Set the mark, or clear it once what was ``sent`` is still the whole record (a
-        change saved meanwhile by another writer keeps it until that writer's push)."""
+    def _mark_unsynced(self) -> None:
+        with self._store.locked():
+            r = _with_base(self._reload())  # a task's change: the facts are the ones synced
+            r["unsynced"] = True
+            self._save()
+
+    def _took(self, sent: dict, written: dict | None) -> None:
+        """After the remotes took ``sent``: the facts they hold now (another machine's
+        changes too) become this record's and its ``synced`` ones; the ``unsynced`` mark
+        goes unless a change was saved meanwhile (it stays until that change's push)."""
         with self._store.locked():
             r = self._reload()
-            if not unsynced and {k: v for k, v in r.items() if k != "unsynced"} != sent:
-                return
-            if bool(r.get("unsynced")) != unsynced:
-                if unsynced:
-                    r["unsynced"] = True
-                else:
-                    r.pop("unsynced", None)
-                self._save()
+            local = ("unsynced", "synced")
+            pending = {k: v for k, v in r.items() if k not in local} != \
+                {k: v for k, v in sent.items() if k not in local}
+            if written is not None:
+                r.update(rec.merge_facts(r.get("synced"), r, written), synced=rec.facts(written))
+            if not pending:
+                r.pop("unsynced", None)
+            self._save()
 
     def _tree(self) -> str:
         r = self._record
@@ -218,9 +226,10 @@ class Dataset:
         self._change_record(lambda r: r.update(tags=_unique(change(list(r.get("tags") or [])))))
 
     def _change_record(self, change) -> None:
-        """Apply ``change`` to the saved record and save it, in one lock hold; then publish it."""
+        """Apply ``change`` to the saved record and save it, in one lock hold; then publish it
+        (only this change: what other machines changed on the remote stays)."""
         with self._store.locked():
-            change(self._reload())
+            change(_with_base(self._reload()))
             self._save()
         self._publish_record()
 
@@ -336,6 +345,11 @@ class Dataset:
         bad_project = rec.project_problem(dataset_project)
         if bad_project:  # a record with it would be skipped as invalid on every read
             raise DsError(f"Dataset.create: {bad_project}")
+        if dataset_version is not None:
+            dataset_version = str(dataset_version).strip()  # as ClearML
+            if not dataset_version:
+                raise DsError("Dataset.create: dataset_version is empty; give a version such as '1.0.0', "
+                              "or None for the next one")
         records = RecordStore(store.path)
         theirs = _remote_only(store) if dataset_version is None else []
         with store.locked():
@@ -343,9 +357,13 @@ class Dataset:
                 same = [r["version"] for r in [*records.all(), *theirs]
                         if r["project"] == dataset_project and r["name"] == dataset_name]
                 dataset_version = next_version(same)
+            walks = [store.meta.walk(store.meta.tree_of(p["commit"])) for p in parents]
+            if len(parents) > 1:  # only several parents can clash on a path
+                walks = [list(w) for w in walks]
+                _refuse_parent_collisions(list(zip(parents, walks, strict=True)))
             editor = TreeEditor(store.meta, None)
-            for p in parents:  # union in list order: a later parent wins on a path
-                for path, entry in store.meta.walk(store.meta.tree_of(p["commit"])):
+            for entries in walks:  # union in list order: a later parent wins on a path
+                for path, entry in entries:
                     editor.set(path, entry)
             tree = editor.write()
             store.meta.make_durable()
@@ -421,8 +439,8 @@ class Dataset:
             raise DsError("give either dataset_id or dataset_project/dataset_name, not both")
         store = open_sdk_store()
         if dataset_id:
-            try:
-                found = find_record(store, dataset_id)
+            try:  # the remote's facts (name, tags, status) have the last word, as ClearML's server's
+                found = _refresh_one(store, find_record(store, dataset_id))
             except DatasetNotFound:
                 found = _fetch_from_remote(store, lambda rs: [
                     r for r in rs if r["id"] == dataset_id or (r.get("commit") or "").startswith(dataset_id)])
@@ -498,6 +516,7 @@ class Dataset:
             jobs.append(Job(target, stat_, src=str(f)))
 
         def change(editor: TreeEditor) -> tuple[int, int]:
+            _refuse_collisions(editor, (j.path for j in jobs), "add_files")
             cfg = self._store.config
             report = LogProgress("add_files") if verbose else None
             announce(report, len(jobs), sum(j.stat.size for j in jobs))
@@ -520,6 +539,8 @@ class Dataset:
         by_rel = {o.rel: o for o in objects}
 
         def change(editor: TreeEditor) -> tuple[int, int]:
+            targets = (check_relpath(_join(dataset_path, o.rel)) for o in objects)
+            _refuse_collisions(editor, targets, "add_files")
             # objects the last add of this URL stored, unchanged since (size, ETag), are not read
             todo, rows = unchanged(objects, load_sources(self._store, source.url),
                                    lambda rel: editor.get(check_relpath(_join(dataset_path, rel))),
@@ -564,6 +585,7 @@ class Dataset:
                       if matches_any_wildcard(rel, wildcard, recursive=recursive)]
 
         def change(editor: TreeEditor) -> tuple[int, int]:
+            _refuse_collisions(editor, (check_relpath(t) for t, _u, _s in found), "add_external_files")
             entries = {target: _link_entry(self._store, check_relpath(target), url, size)
                        for target, url, size in found}
             trust_links(self._store.path, (url for _t, url, _s in found))  # the user linked these here
@@ -641,16 +663,21 @@ class Dataset:
                 raise DsError("upload_as_external_links needs somewhere to put the files: give "
                               "output_url, or create(output_uri=...), or set a default remote")
             self._upload_as_links(url)
+        written = None
         if url:
-            from .remote import push_dataset
+            from .remote import Remote
 
             report = as_transfer(LogProgress("upload", count_files=False)) if show_progress else None
-            push_dataset(self._store, self._record, url, retries=retries, progress=report)
+            remote = Remote(self._store, url, retries=retries, progress=report)
+            remote.push_dataset(_with_base(dict(self._reload())))
+            written = remote.written
         with self._store.locked():
-            self._reload()
-            if url and url not in self._record["uploaded"]:
-                self._record["uploaded"].append(url)
-            self._record["dirty"] = False
+            r = self._reload()
+            if url and url not in r["uploaded"]:
+                r["uploaded"].append(url)
+            if written is not None:  # the remote's facts (another machine's changes too) and ours
+                r.update(rec.merge_facts(r.get("synced"), r, written), synced=rec.facts(written))
+            r["dirty"] = False
             self._save()
 
     def _upload_as_links(self, url: str) -> None:
@@ -688,7 +715,8 @@ class Dataset:
         return self._record.get("output_uri") or default_remote(self._store)
 
     def finalize(self, verbose: bool = False, raise_on_error: bool = True, auto_upload: bool = False) -> bool:
-        """Commit the draft: from now on the version is immutable."""
+        """Commit the draft: from now on the version is immutable. A version already final
+        raises whatever ``raise_on_error`` says, as in ClearML (the flag covers pending uploads)."""
         target = self.get_default_storage()
         if target and self.is_dirty():
             if auto_upload:
@@ -702,11 +730,9 @@ class Dataset:
         with store.locked():
             r = self._reload()
             if r["status"] != rec.DRAFT:
-                if raise_on_error:
-                    raise DatasetFinalized(f"dataset {self.id} is already finalized",
-                                           "nothing to do (is_final() tells before finalize)",
-                                           child_fix=False)
-                return False
+                raise DatasetFinalized(f"dataset {self.id} is already finalized",
+                                       "nothing to do (is_final() tells before finalize)",
+                                       child_fix=False)
             ref = f"refs/datasets/{r['id']}"
             if store.meta.has_ref(ref):
                 # an earlier finalize was killed after committing, before the record said so:
@@ -731,23 +757,29 @@ class Dataset:
         urls = list(r.get("uploaded", []))
         if target and target not in urls and not self.is_offline():
             urls.append(target)  # ClearML's server sees every finalized version: so does the remote
+        written = None
         for url in urls:
-            from .remote import push_dataset
+            from .remote import Remote
 
-            push_dataset(store, r, url)
-        if urls != r.get("uploaded", []):
-            with store.locked():
-                self._reload()["uploaded"] = urls
-                self._save()
+            remote = Remote(store, url)
+            remote.push_dataset(r)
+            written = written or remote.written
+        with store.locked():
+            fresh = self._reload()
+            fresh["uploaded"] = urls
+            if written is not None:
+                fresh.update(rec.merge_facts(fresh.get("synced"), fresh, written), synced=rec.facts(written))
+            self._save()
         return True
 
     def publish(self, raise_on_error: bool = True) -> bool:
+        """Mark a finalized version published (for good: it never goes back to completed).
+        A version not finalized raises whatever ``raise_on_error`` says, as in ClearML."""
         with self._store.locked():
-            r = self._reload()
+            r = _with_base(self._reload())
             if r["status"] == rec.DRAFT:
-                if raise_on_error:
-                    raise DsError(f"dataset {self.id} must be finalized before it is published")
-                return False
+                raise DsError(f"dataset {self.id} must be finalized before it is published; "
+                              "call finalize() first")
             r["status"] = rec.PUBLISHED
             self._save()
         self._publish_record()
@@ -1026,7 +1058,8 @@ class Dataset:
         ``project``, ``id``, ``tags``, ``version`` and ``status`` (``in_progress`` for a draft,
         ``completed``, ``published``). ``tags`` is ClearML's tag query (see ``get``)."""
         store = open_sdk_store()
-        found = _filter([*RecordStore(store.path).all(), *_remote_only(store)], dataset_project,
+        theirs = _remote_only(store)  # first: it refreshes the local copies' facts
+        found = _filter([*RecordStore(store.path).all(), *theirs], dataset_project,
                         partial_name, tags, None, only_completed, False, exact_name=False,
                         recursive=recursive_project_search)
         if ids:
@@ -1051,28 +1084,48 @@ class Dataset:
         exception instead: ``warnings.simplefilter("error", DeleteRefused)``. A version that
         makes the match unique is deleted even if the name has other versions (ClearML 2.1
         counts them before filtering by version, so it refuses every by-name delete of a
-        dataset with two versions). A version others depend on is refused unless ``force``;
-        no match warns ``DeleteRefused`` too (ClearML logs it), so a cleanup can run twice.
-        ``shallow_search`` changes nothing: the local store is always searched whole. ``ds gc``
-        reclaims the bytes; external files are never deleted.
+        dataset with two versions). A version others depend on (here or on the shared remote)
+        is refused unless ``force``: by id with DsError, by project/name with ``DeleteRefused``
+        (ClearML only warns there); no match warns ``DeleteRefused`` too (ClearML logs it), so
+        a cleanup can run twice. The versions' records go from the shared remote (and every
+        remote they were uploaded to) as from this store, as ClearML deletes on its server;
+        versions only the remote has are deleted there. ``shallow_search`` changes nothing.
+        ``ds gc`` (``ds gc --remote``) reclaims the bytes; external files are never deleted.
         """
         _check_delete_args(dataset_id, dataset_project, dataset_name)
         store = open_sdk_store()
         records = RecordStore(store.path)
+        shared = _shared_records(store)
         try:
             doomed = _delete_selection(store, dataset_id, dataset_project, dataset_name, dataset_version,
-                                       entire_dataset, force)
+                                       entire_dataset, force, shared)
         except DeleteRefused as refused:
             warnings.warn(refused, stacklevel=2)
             return
         ids = {r["id"] for r in doomed}
         with store.locked():
-            dependants = [r for r in records.all() if r["id"] not in ids and ids & set(r["parents"])]
-            if dependants and not force:
-                d = dependants[0]
-                raise DsError(f"dataset {d['name']!r} version {d['version']} ({d['id']}) depends on "
-                              "what you are deleting; delete it first or pass force=True")
+            everyone = {r["id"]: r for r in [*shared, *records.all()]}
+            dependants = [r for r in everyone.values() if r["id"] not in ids and ids & set(r["parents"])]
+        if dependants and not force:
+            d = dependants[0]
+            why = (f"dataset {d['name']!r} version {d['version']} ({d['id']}) depends on what you are "
+                   "deleting; delete it first or pass force=True")
+            if dataset_id:  # by id ClearML deletes it all the same: refused, see docs/clearml-differences.md
+                raise DsError(why)
+            warnings.warn(DeleteRefused(f"{why}; nothing deleted"), stacklevel=2)  # ClearML warns too
+            return
+        urls = {u for r in doomed for u in r.get("uploaded", [])}
+        if ids & {r["id"] for r in shared}:
+            urls.add(default_remote(store))
+        if urls:  # first the shared records, so a failure leaves the version here to delete again
+            from .remote import Remote
+
+            for u in sorted(urls):
+                Remote(store, u).delete_records(sorted(ids))
+        with store.locked():
             for r in doomed:
+                if records.read(r["id"]) is None:
+                    continue  # a version only the remote had
                 if r.get("commit"):
                     with contextlib.suppress(FormatError):  # a damaged ref: the record goes all the same
                         store.meta.drop_ref(f"refs/datasets/{r['id']}")
@@ -1081,30 +1134,110 @@ class Dataset:
 
     @classmethod
     def rename(cls, new_dataset_name: str, dataset_project: str, dataset_name: str) -> None:
+        """Rename every version of a dataset, here and on the shared remote."""
+        if not isinstance(new_dataset_name, str) or not new_dataset_name or "\0" in new_dataset_name:
+            raise DsError(f"Dataset.rename: the new name {new_dataset_name!r} is not a non-empty string")
         cls._update_all(dataset_project, dataset_name, {"name": new_dataset_name})
 
     @classmethod
     def move_to_project(cls, new_dataset_project: str, dataset_project: str, dataset_name: str) -> None:
+        """Move every version of a dataset to another project, here and on the shared remote."""
+        bad = rec.project_problem(new_dataset_project)
+        if bad:
+            raise DsError(f"Dataset.move_to_project: the new project cannot be used: {bad}")
         cls._update_all(dataset_project, dataset_name, {"project": new_dataset_project})
 
     @classmethod
     def _update_all(cls, project: str, name: str, change: dict) -> None:
+        """Apply ``change`` to every version named ``name`` in ``project``: the local copies
+        (each then carried to its remotes) and the versions only the shared remote has."""
         store = open_sdk_store()
         records = RecordStore(store.path)
+        shared = _shared_records(store)
         with store.locked():
             hits = [r for r in records.all() if r["project"] == project and r["name"] == name]
-            if not hits:  # ClearML logs a warning and goes on
-                warnings.warn(NothingDone(f"no dataset named {name!r} in project {project!r}; nothing "
-                                          "changed (see Dataset.list_datasets())"), stacklevel=3)
-                return
             for r in hits:
-                r.update(change)
+                _with_base(r).update(change)
                 records.write(r)
+        here = {r["id"] for r in records.all()}
+        theirs = [r for r in shared if r["project"] == project and r["name"] == name and r["id"] not in here]
+        if not hits and not theirs:  # ClearML logs a warning and goes on
+            warnings.warn(NothingDone(f"no dataset named {name!r} in project {project!r}; nothing "
+                                      "changed (see Dataset.list_datasets())"), stacklevel=3)
+            return
         for r in hits:
             Dataset(store, r)._publish_record()
+        if theirs:
+            from .remote import Remote
+
+            remote = Remote(store, default_remote(store))
+            for r in theirs:
+                remote.update_record(r["id"], lambda record: record.update(change))
 
 
 # -- helpers -------------------------------------------------------------------------------
+def _ancestors(path: str) -> Iterable[str]:
+    """The folders a path is in: ``a/b/c`` -> ``a``, ``a/b``."""
+    parts = path.split("/")
+    return ("/".join(parts[:i]) for i in range(1, len(parts)))
+
+
+def _refuse_parent_collisions(parents: list[tuple[dict, list[tuple[str, FileEntry]]]]) -> None:
+    """Refuse parents where one has a file at a path another has as a folder: a tree cannot
+    hold both (ClearML keys files by path and keeps both), and silently dropping either
+    would lose files."""
+    folders: dict[str, tuple[str, dict]] = {}  # folder -> (a file in it, the parent that has it)
+    for p, entries in parents:
+        for path, _e in entries:
+            for folder in _ancestors(path):
+                folders.setdefault(folder, (path, p))
+    for p, entries in parents:
+        for path, _e in entries:
+            if path in folders and folders[path][1]["id"] != p["id"]:
+                inner, q = folders[path]
+                raise DsError(
+                    f"parents {p['name']!r} ({p['id']}) and {q['name']!r} ({q['id']}) cannot be merged: the "
+                    f"first has a file {path!r}, the second a folder {path!r} (with {inner!r}), and a path "
+                    "cannot be both; make a child version of one of them that removes or moves it "
+                    f"(remove_files({path!r}) or remove_files({path + '/*'!r}), then add_files with "
+                    "another dataset_path) and use that as the parent; nothing was created")
+
+
+def _refuse_collisions(editor: TreeEditor, paths: Iterable[str], action: str) -> None:
+    """Refuse new files where a path would be both a file and a folder, among themselves or
+    against the draft (``TreeEditor.set`` would silently drop the other side's files), before
+    anything changes."""
+    new = set(paths)
+    folders: dict[str, str] = {}  # folder -> a new file in it
+    for path in new:
+        for folder in _ancestors(path):
+            folders.setdefault(folder, path)
+    fix = "; a path cannot be both: remove_files the one you do not want first, or give dataset_path " \
+          "to put the new files elsewhere; nothing was added"
+    for path in sorted(new):
+        if path in folders:
+            raise DsError(f"{action}: cannot add both a file {path!r} and a folder {path!r} (with "
+                          f"{folders[path]!r}){fix}")
+        if editor.names_in(path):
+            inner = editor.files_under(path)
+            raise DsError(f"{action}: cannot add file {path!r}: the dataset has a folder {path!r} (with "
+                          f"{(inner or [path + '/...'])[0]!r}){fix}")
+    for folder in sorted(folders):
+        if editor.get(folder) is not None:
+            raise DsError(f"{action}: cannot add {folders[folder]!r}: the dataset has a file {folder!r} "
+                          f"where that needs a folder{fix}")
+
+
+def _with_base(record: dict) -> dict:
+    """``record``, given the ``synced`` facts it needs before a change is made to it: an
+    uploaded version that has none yet takes its current facts (the remote's, as far as
+    this store knows; a record marked ``unsynced`` without them keeps none, so its every
+    difference counts as its own change, as before ``synced`` existed)."""
+    if record.get("uploaded") and "synced" not in record and not record.get("unsynced"):
+        record["synced"] = rec.facts(record)
+    return record
+
+
 def _apply(editor: TreeEditor, entries: dict[str, FileEntry]) -> tuple[int, int]:
     """Put entries into a draft (changed content replaces); returns how many paths are new
     (what ClearML's add_files / add_external_files return) and how many changed."""
@@ -1150,17 +1283,25 @@ def _check_delete_args(dataset_id: str | None, project: str | None, name: str | 
 
 
 def _delete_selection(store: Store, dataset_id: str | None, project: str | None, name: str | None,
-                      version: str | None, entire: bool, force: bool) -> list[dict]:
-    """The records a delete removes; DeleteRefused where ClearML warns and deletes nothing."""
+                      version: str | None, entire: bool, force: bool, shared: list[dict]) -> list[dict]:
+    """The records a delete removes, here or (``shared``: the remote's records) only on the
+    shared remote; DeleteRefused where ClearML warns and deletes nothing."""
+    here = RecordStore(store.path).all()
+    theirs = [r for r in shared if r["id"] not in {h["id"] for h in here}]
     if dataset_id:
         try:
             return [find_record(store, dataset_id)]
         except DatasetNotFound as e:
-            raise DeleteRefused(f"{e.what}; nothing deleted") from None
+            hits = matching(theirs, dataset_id)
+            if len(hits) > 1:
+                raise DsError(f"{dataset_id!r} matches {len(hits)} datasets; give more characters") from None
+            if not hits:
+                raise DeleteRefused(f"{e.what}; nothing deleted") from None
+            return hits
     if entire and not force:
         raise DeleteRefused("entire_dataset deletes every matching version; nothing deleted: pass "
                             "force=True (--force) as well to confirm")
-    hits = _filter(RecordStore(store.path).all(), project, name, None, version, False, False, exact_name=True)
+    hits = _filter([*here, *theirs], project, name, None, version, False, False, exact_name=True)
     if not hits:
         raise DeleteRefused(f"no dataset to delete matches project={project!r} name={name!r} "
                             f"version={version!r}; nothing deleted")
@@ -1230,42 +1371,80 @@ def _cached_copy(store: Store, commit: str, target: Path, paths: list[str] | Non
     return target
 
 
-def _remote_only(store: Store) -> list[dict]:
-    """The shared remote's valid records this store lacks ([] with none, or offline)."""
+def _shared_records(store: Store) -> list[dict]:
+    """The default remote's valid records ([] with none, or offline), the local copies'
+    facts refreshed from them (``_refresh``)."""
     url = default_remote(store)
     if not url or Dataset.is_offline():
         return []
     from .remote import remote_records
 
+    theirs = remote_records(store, url, warn=lambda text: warnings.warn(text, stacklevel=4))
+    _refresh(store, theirs)
+    return theirs
+
+
+def _remote_only(store: Store) -> list[dict]:
+    """The shared remote's valid records this store lacks ([] with none, or offline); the
+    facts of the versions it has are refreshed from the same listing (``_refresh``)."""
+    theirs = _shared_records(store)
     here = {r["id"] for r in RecordStore(store.path).all()}
-    return [r for r in remote_records(store, url, warn=lambda text: warnings.warn(text, stacklevel=4))
-            if r["id"] not in here]
+    return [r for r in theirs if r["id"] not in here]
 
 
-def _fetch_from_remote(store: Store, pick) -> dict | None:
-    """Fetch the best remote-only record ``pick`` selects (and its lineage); None if none."""
+def _refresh(store: Store, remote: Iterable[dict]) -> None:
+    """The local copies of the versions in ``remote`` (the remote's records) take its facts
+    (name, project, tags, status, description), as ClearML reads them from its server; what
+    this store changed and the remote has not taken yet stays (``merge_facts`` against the
+    record's ``synced`` facts)."""
+    records = RecordStore(store.path)
+    with store.locked():
+        for r in remote:
+            try:
+                local = records.read(r["id"])
+            except FormatError:
+                continue  # a damaged local record: every read names it
+            if local is None or not local.get("commit") or local.get("commit") != r.get("commit"):
+                continue
+            base = local.get("synced", None if local.get("unsynced") else rec.facts(local))
+            fresh = dict(local, **rec.merge_facts(base, local, r), synced=rec.facts(r))
+            if fresh != local:
+                records.write(fresh)
+
+
+def _refresh_one(store: Store, record: dict) -> dict:
+    """``record`` with its facts refreshed from the default remote's copy (one read); as it
+    was when there is no remote, it was never uploaded, or the remote has no copy."""
+    url = default_remote(store)
+    if not url or not record.get("uploaded") or not record.get("commit"):
+        return record
+    from .remote import Remote
+
+    theirs = Remote(store, url, warn=lambda text: warnings.warn(text, stacklevel=4)).read_record(record["id"])
+    if theirs is None:
+        return record
+    _refresh(store, [theirs])
+    return RecordStore(store.path).read(record["id"]) or record
+
+
+def _fetch_from_remote(store: Store, pick, remote: list[dict] | None = None) -> dict | None:
+    """Fetch the best remote-only record ``pick`` selects (and its lineage); None if none.
+    The local copies' facts are refreshed from the same listing (``remote``, if already read)."""
     url = default_remote(store)
     if not url:
         return None
     from .remote import fetch_dataset, remote_records
 
-    remote = remote_records(store, url, warn=lambda text: warnings.warn(text, stacklevel=4))
-    records = RecordStore(store.path)
-    with store.locked():  # facts that may change after finalize follow the remote
-        for r in remote:
-            local = records.read(r["id"]) if isinstance(r.get("id"), str) else None
-            if local is not None and local.get("commit") and local.get("commit") == r.get("commit") \
-                    and not local.get("unsynced"):  # a change the remote has not taken yet wins
-                fresh = {k: r[k] for k in ("status", "tags", "name", "project", "description") if k in r}
-                if any(local.get(k) != v for k, v in fresh.items()):
-                    records.write(dict(local, **fresh))
+    if remote is None:
+        remote = remote_records(store, url, warn=lambda text: warnings.warn(text, stacklevel=4))
+    _refresh(store, remote)
     hits = [r for r in pick(remote) if r.get("status") != rec.DRAFT]
     if not hits:
         return None
     best = latest(hits)
     for r in lineage_to_fetch(store, best, remote):  # the version and each ancestor we lack
         fetch_dataset(store, url, r)
-    return records.read(best["id"])
+    return RecordStore(store.path).read(best["id"])
 
 
 def _name_pattern(partial_name: str) -> re.Pattern:

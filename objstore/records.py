@@ -12,8 +12,10 @@ Record fields: ``id``, ``name``, ``project``, ``version``, ``tags``, ``descripti
 ``output_uri``, ``uploaded`` (URLs the content was mirrored to), ``dirty``, ``changed_files``
 (ClearML's counts of ``files added``, ``files removed`` and ``files modified``), ``task``
 (the ClearML task stand-in's artifacts, properties, parameters and reports: ``dataset_task``),
-``unsynced`` (a changed fact not yet taken by every remote it was uploaded to). Tags keep
-the order they were given in.
+``unsynced`` (a changed fact not yet taken by every remote it was uploaded to), ``synced``
+(the facts — ``FACTS`` — as this store last saw them on the shared remote: what differs
+from them is this store's own change, the only thing a push may carry over another
+machine's; never sent). Tags keep the order they were given in.
 """
 
 from __future__ import annotations
@@ -35,8 +37,11 @@ _OPTIONAL: dict[str, tuple[type, ...]] = {
     "tags": (list,), "description": (str, type(None)), "tree": (str, type(None)),
     "commit": (str, type(None)), "metadata": (dict,), "output_uri": (str, type(None)),
     "uploaded": (list,), "dirty": (bool,), "finalized": (str, type(None)), "changed_files": (dict,),
-    "task": (dict,), "unsynced": (bool,),
+    "task": (dict,), "unsynced": (bool,), "synced": (dict,),
 }
+# what may change after finalize, on any machine: merged field by field (``merge_facts``)
+FACTS = ("name", "project", "tags", "status", "description")
+_RANK = {DRAFT: 0, COMPLETED: 1, PUBLISHED: 2}
 
 
 def is_dataset_id(value: object) -> bool:
@@ -96,6 +101,39 @@ def record_problem(record: object, dataset_id: str | None = None) -> str | None:
     if record["status"] != DRAFT and not record.get("commit"):
         return f"it is {record['status']} without a commit"
     return None
+
+
+def facts(record: dict) -> dict:
+    """The ``FACTS`` of a record (a copy)."""
+    return {k: (list(record[k]) if k == "tags" else record[k]) for k in FACTS if k in record}
+
+
+def merge_facts(base: dict | None, mine: dict, theirs: dict) -> dict:
+    """The facts of ``theirs`` with only the changes ``mine`` made since ``base`` (the facts
+    as ``mine`` last saw them; None: every difference is a change of ``mine``). A name,
+    project or description ``mine`` changed is its own; tags ``mine`` added or removed are
+    added or removed (another writer's tags stay, in their order); the status is the
+    further of the two: a version never goes back from published or completed."""
+    base = facts(theirs) if base is None else base
+    out = facts(theirs)
+    for key in ("name", "project", "description"):
+        if key in mine and mine[key] != base.get(key):
+            out[key] = mine[key]
+    if "tags" in mine:
+        seen = base.get("tags") if isinstance(base.get("tags"), list) else []
+        added = [t for t in mine["tags"] if t not in seen]
+        removed = {t for t in seen if t not in mine["tags"]}
+        kept = [t for t in out.get("tags", []) if t not in removed]
+        out["tags"] = kept + [t for t in dict.fromkeys(added) if t not in kept]
+    statuses = [s for s in (theirs.get("status"), mine.get("status")) if s in _RANK]
+    if statuses:
+        out["status"] = max(statuses, key=_RANK.__getitem__)
+    return out
+
+
+def status_rank(record: dict) -> int:
+    """draft 0, completed 1, published 2: how far a version has gone (never back)."""
+    return _RANK.get(record.get("status"), 0)
 
 
 class RecordStore:

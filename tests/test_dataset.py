@@ -142,7 +142,8 @@ def test_finalized_version_is_immutable(data: Path) -> None:
             call()
     with pytest.raises(DatasetFinalized):
         ds.finalize()
-    assert ds.finalize(raise_on_error=False) is False
+    with pytest.raises(DatasetFinalized, match="already finalized"):  # as ClearML, whatever the flag
+        ds.finalize(raise_on_error=False)
 
 
 def test_remove_and_sync_folder(data: Path, tmp_path: Path) -> None:
