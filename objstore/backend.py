@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from stat import S_ISREG
+from stat import S_ISDIR, S_ISFIFO, S_ISLNK, S_ISREG, S_ISSOCK
 from typing import Any, Protocol
 
 from .errors import DsError
@@ -56,6 +56,16 @@ class Unsupported(Permanent):
 
     def __init__(self, message: str):
         super().__init__(PERMANENT, NotImplementedError(message))
+        self.message = message
+
+
+class Hostile(Permanent):
+    """What objstore never puts in a folder it stores into, and never follows: a link below
+    the root, a FIFO, socket or device (or a folder) where a file belongs, a file where a
+    folder belongs. ``message`` names the path and the fix."""
+
+    def __init__(self, message: str):
+        super().__init__(PERMANENT, OSError(message))
         self.message = message
 
 
@@ -180,7 +190,7 @@ def os_kind(x: BaseException) -> str | None:
         if x.errno == errno.ECONNREFUSED:
             return UNREACHABLE
         if x.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENAMETOOLONG, errno.ENOTDIR,
-                       errno.EISDIR):
+                       errno.EISDIR, errno.ELOOP):
             return PERMANENT
         return None
     if isinstance(x, (TypeError, AttributeError, NotImplementedError, ImportError)):
@@ -220,7 +230,13 @@ def _flock(lock: Path) -> int:
     push killed in the middle leaves no lock that blocks the next one (an ``O_EXCL`` file
     would). The file is kept; if something removed it meanwhile, lock the new one."""
     for _attempt in range(3):
-        fd = os.open(lock, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o644)
+        with suppress(FileNotFoundError):
+            if not S_ISREG(mode := os.lstat(lock).st_mode):
+                raise Hostile(not_a_file(lock, mode))
+        fd = os.open(lock, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+        if not S_ISREG(mode := os.fstat(fd).st_mode):  # replaced since the check
+            os.close(fd)
+            raise Hostile(not_a_file(lock, mode))
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -237,9 +253,11 @@ def _flock(lock: Path) -> int:
 
 
 def _write_file(path: str | Path, data: bytes | Path, durable: bool) -> None:
-    """Create ``path`` (as any file, so a shared folder's permissions hold) holding ``data``
-    (bytes, or a file's content), fsynced if ``durable``."""
-    with open(path, "wb") as out:
+    """Create ``path`` (as any file, so a shared folder's permissions hold; never through a
+    link or over anything standing there) holding ``data`` (bytes, or a file's content),
+    fsynced if ``durable``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+    with open(fd, "wb") as out:
         if isinstance(data, Path):
             with open(data, "rb") as src:
                 shutil.copyfileobj(src, out, 1 << 20)
@@ -259,8 +277,53 @@ def fsync_file(path: str | Path) -> None:
         os.close(fd)
 
 
+DAMAGED = ("so the folder is damaged or hostile (objstore puts only files and folders there, "
+           "and never follows a link below the folder itself)")
+
+
+def linked(path: Path) -> str:
+    """The message for a link standing where objstore keeps a folder or a file."""
+    try:
+        target = f" (to {os.readlink(path)})"
+    except OSError:
+        target = ""
+    return (f"{path} is a symbolic link{target}, {DAMAGED}; nothing was read or written through "
+            "it. Replace the link with a real folder holding what it points to (or remove it), "
+            "then run the command again")
+
+
+def not_a_file(path: Path, mode: int) -> str:
+    """The message for something other than a regular file where objstore keeps a file."""
+    if S_ISLNK(mode):
+        return linked(path)
+    what = ("a FIFO (named pipe)" if S_ISFIFO(mode) else "a socket" if S_ISSOCK(mode)
+            else "a folder" if S_ISDIR(mode) else "a device or other special file")
+    return (f"{path} is {what}, not a regular file, {DAMAGED}; it was not opened. Remove it (or "
+            "move it aside), then run the command again")
+
+
+def no_folder(path: Path) -> str:
+    """The message for a file standing where objstore keeps a folder."""
+    return (f"{path} is a file where objstore keeps a folder, {DAMAGED}. Remove it (or move it "
+            "aside), then run the command again")
+
+
 def _local_kind(e: BaseException) -> str:
     return next((k for x in causes(e) if (k := os_kind(x)) is not None), TRANSIENT)
+
+
+def _open_file(path: Path) -> int:
+    """A read-only descriptor of the regular file ``path``: anything else (a link, a FIFO, a
+    socket, a device, a folder) is ``Hostile``, never opened in a way that could block."""
+    mode = os.lstat(path).st_mode
+    if not S_ISREG(mode):
+        raise Hostile(not_a_file(path, mode))
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    mode = os.fstat(fd).st_mode
+    if not S_ISREG(mode):  # replaced since the check
+        os.close(fd)
+        raise Hostile(not_a_file(path, mode))
+    return fd
 
 
 class LocalBackend(RefsByStat):
@@ -268,7 +331,12 @@ class LocalBackend(RefsByStat):
     it, fsynced, renamed into place and its folder fsynced, as the local store writes, so a
     crash leaves the old file or the new one, never a half or lost one; refs change by
     ``flock`` compare-and-swap. ``FolderBackend`` runs the same file operations through an
-    fsspec filesystem that wraps a folder."""
+    fsspec filesystem that wraps a folder.
+
+    What the folder holds is untrusted: nothing is read, written, created, renamed or
+    deleted through a link below the root (the root itself may be one), only regular files
+    are listed, and reading anything else is ``Hostile`` (never an ``open`` that blocks on a
+    FIFO)."""
 
     kind = "local"
 
@@ -291,43 +359,66 @@ class LocalBackend(RefsByStat):
     def typed_errors(self) -> AbstractContextManager[None]:
         return backend_errors(_local_kind)
 
+    def _guard(self, rel: str, whole: bool = False) -> Path:
+        """``rel``'s path, once no folder on the way to it below the root is a link or a file
+        (``whole``: nor is ``rel`` itself a link); one that does not exist ends the check."""
+        parts = [p for p in rel.split("/") if p]
+        if any(p in (".", "..") for p in parts):
+            raise Hostile(f"{rel!r} is not a path inside {self.root}")
+        path = self.root
+        for i, part in enumerate(parts if whole else parts[:-1]):
+            path = path / part
+            try:
+                mode = os.lstat(path).st_mode
+            except (FileNotFoundError, NotADirectoryError):
+                break
+            if S_ISLNK(mode):
+                raise Hostile(linked(path))
+            if not S_ISDIR(mode) and i < len(parts) - 1:
+                raise Hostile(no_folder(path))
+        return self._path(rel)
+
     def list(self, prefix: str) -> dict[str, tuple[int, float]]:
-        """A file removed while listed (a finished writer's lock, a renamed temp file) is
-        left out, never an error."""
+        """Regular files only: a link (to a file or a folder) is neither followed nor listed, nor
+        is a FIFO, socket or device; a file removed while listed (a finished writer's lock, a
+        renamed temp file) is left out, never an error."""
         out = {}
         with self.typed_errors():
-            for dirpath, _dirs, names in os.walk(self._path(prefix)):
+            top = self._guard(prefix, whole=True)
+            for dirpath, _dirs, names in os.walk(top):  # never into a linked folder
                 for name in names:
                     path = os.path.join(dirpath, name)
                     try:
-                        st = os.stat(path)
+                        st = os.lstat(path)
                     except FileNotFoundError:
                         continue
-                    out[self.rel(path)] = (st.st_size, st.st_mtime)
+                    if S_ISREG(st.st_mode):
+                        out[self.rel(path)] = (st.st_size, st.st_mtime)
         return out
 
     def stat(self, rel: str) -> Info:
         with self.typed_errors():
-            st = self._path(rel).stat()
+            path = self._guard(rel)
+            st = os.lstat(path)
         if not S_ISREG(st.st_mode):
-            raise NotFound(rel)
+            raise Hostile(not_a_file(path, st.st_mode))
         return Info(st.st_size, st.st_mtime)
 
     def read(self, rel: str, start: int = 0, end: int | None = None) -> bytes:
-        with self.typed_errors(), open(self._path(rel), "rb") as f:
+        with self.typed_errors(), open(_open_file(self._guard(rel)), "rb") as f:
             f.seek(start)
             return f.read() if end is None else f.read(max(0, end - start))
 
     def download(self, rel: str, dest: Path) -> None:
-        with self.typed_errors():
-            shutil.copyfile(self._path(rel), dest)
+        with self.typed_errors(), open(_open_file(self._guard(rel)), "rb") as src, open(dest, "wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
 
     def write(self, rel: str, data: bytes | Path) -> None:
         """As the class says (the fsyncs with ``durable``); a failed write removes its temp file."""
-        target = self.path(rel)
-        folder = os.path.dirname(target)
-        tmp = os.path.join(folder, f".tmp-{uuid.uuid4().hex}")
         with self.typed_errors():
+            target = str(self._guard(rel))
+            folder = os.path.dirname(target)
+            tmp = os.path.join(folder, f".tmp-{uuid.uuid4().hex}")
             self._makedirs(folder)
             try:
                 self._send(tmp, data)
@@ -340,13 +431,25 @@ class LocalBackend(RefsByStat):
 
     # the file operations of a write (``FolderBackend`` runs them through its filesystem)
     def _makedirs(self, folder: str) -> None:
-        os.makedirs(folder, exist_ok=True)
+        """``folder`` and the folders on the way, one at a time below the root, each checked
+        not to be a link (the root itself may be one, and is created if missing)."""
+        os.makedirs(self.root, exist_ok=True)
+        path = self.root
+        for part in Path(folder).relative_to(self.root).parts:
+            path = path / part
+            with suppress(FileExistsError):
+                os.mkdir(path)
+            mode = os.lstat(path).st_mode
+            if S_ISLNK(mode):
+                raise Hostile(linked(path))
+            if not S_ISDIR(mode):
+                raise Hostile(no_folder(path))
 
     def _send(self, tmp: str, data: bytes | Path) -> None:
         _write_file(tmp, data, self.durable)
 
     def _move(self, tmp: str, target: str) -> None:
-        os.replace(tmp, target)
+        os.replace(tmp, target)  # a link standing at ``target`` is replaced, not followed
 
     def _discard(self, tmp: str) -> None:
         with suppress(OSError):  # best effort: the write's own error is what matters
@@ -357,11 +460,13 @@ class LocalBackend(RefsByStat):
         fsynced before returning, so a later step's deletion (a pack, after the index fragment
         that named it) can never outlive this one's in a power loss."""
         with self.typed_errors():
-            for rel in rels:
-                self._path(rel).unlink(missing_ok=True)
+            paths = [self._guard(rel) for rel in rels]
+            for path in paths:
+                path.unlink(missing_ok=True)  # a link is removed itself, never followed
             if self.durable:
-                for folder in sorted({self._path(rel).parent for rel in rels}):
-                    fsync_dir(folder)
+                for folder in sorted({path.parent for path in paths}):
+                    with suppress(FileNotFoundError, NotADirectoryError):
+                        fsync_dir(folder)
 
     def exists(self) -> bool:
         return self.root.is_dir()
@@ -370,14 +475,14 @@ class LocalBackend(RefsByStat):
         """Under an ``flock`` on ``<name>.lock`` beside the file (the empty lock file stays;
         readers skip ``*.lock``); ``token`` is the content the caller read, None for "does not
         exist yet". The lock and the rename are this machine's own, in a ``FolderBackend`` too."""
-        target = self._path(rel)
         with self.typed_errors():
-            target.parent.mkdir(parents=True, exist_ok=True)
+            target = self._guard(rel)
+            LocalBackend._makedirs(self, str(target.parent))
             fd = _flock(target.with_name(target.name + ".lock"))
             try:
                 try:
-                    current: bytes | None = target.read_bytes()
-                except FileNotFoundError:
+                    current: bytes | None = LocalBackend.read(self, rel)
+                except NotFound:
                     current = None
                 if current != token:
                     raise PreconditionFailed()

@@ -336,14 +336,22 @@ class FolderBackend(LocalBackend):
 
     TOKEN = None
     list, stat, read = FsspecBackend.list, FsspecBackend.stat, FsspecBackend.read
-    download, delete = FsspecBackend.download, FsspecBackend.delete
+    download = FsspecBackend.download
 
     def __init__(self, fs: Any, root: str):
         super().__init__(root.rstrip("/"))
         self.fs = fs
 
     def _makedirs(self, folder: str) -> None:
+        """Through the filesystem, then checked as ``LocalBackend`` checks its own (the folders
+        already there were checked before: nothing is created through a link)."""
         self.fs.makedirs(folder, exist_ok=True)
+        self._guard(self.rel(folder) if folder != str(self.root) else "", whole=True)
+
+    def delete(self, rels: list[str]) -> None:
+        for rel in rels:
+            self._guard(rel)  # never through a linked folder
+        FsspecBackend.delete(self, rels)
 
     def _send(self, tmp: str, data: bytes | Path) -> None:
         FsspecBackend._send(self, tmp, data)  # the same requests as an fsspec write

@@ -169,7 +169,7 @@ class RemoteFS(RetryPolicy):
                 self._probed = True
                 self.backend.probe()
             yield
-        except be.Unsupported as e:
+        except (be.Unsupported, be.Hostile) as e:
             raise RemoteError(f"remote {self.url}: {e.message}") from None
         except be.Permanent as e:
             raise self.permanent(e.kind, what, rel, e.cause, e.where) from None
@@ -384,22 +384,26 @@ class RemoteLock:
                 self.server_now = mine[1]
                 break
             if time.monotonic() > deadline:
-                what = ("a remote gc or repair is running" if "/exclusive-" in blocker
-                        else "pushes are in progress")
-                raise RemoteLocked(
-                    f"remote {self.fs.url}: {what} ({blocker}); try again later. If no such command "
-                    f"is running, the lock expires {self.STALE:.0f} s after it was last refreshed")
+                raise self._locked(blocker, seen, mine)
             if mine is not None and (not self.exclusive or "/exclusive-" in blocker):
                 self._remove()  # give way, and come back after a pause
                 self._written = 0.0
             time.sleep(min(0.05 * 2**attempt, 2.0) * random.uniform(0.5, 1.0))
             attempt += 1
 
+    @classmethod
+    def stale(cls, mtime: float, now: float) -> bool:
+        """Whether a lock of this modification time is dead, ``now`` being a fresh time in the
+        same storage's clock: not refreshed for ``STALE`` s, or dated more than ``STALE`` s
+        ahead (no holder's refresh lands that far ahead; a live one is rewritten in our
+        clock within ``REFRESH`` s, so a lock dated in the future never blocks for good)."""
+        return abs(now - mtime) > cls.STALE
+
     def _blocker(self, seen: dict[str, tuple[int, float]], mine: tuple[int, float]) -> str | None:
         """A live lock that keeps us from going on, or None."""
         for rel, (_size, mtime) in sorted(seen.items()):
             name = rel.rsplit("/", 1)[-1]
-            if rel == self.rel or mine[1] - mtime > self.STALE or not name.endswith(".json"):
+            if rel == self.rel or self.stale(mtime, mine[1]) or not name.endswith(".json"):
                 continue
             earlier = (mtime, rel) < (mine[1], self.rel)  # of two gcs, the earlier wins
             blocks = (name.startswith("exclusive-") and (not self.exclusive or earlier)
@@ -407,6 +411,31 @@ class RemoteLock:
             if blocks and not self._holder_died(rel):
                 return rel
         return None
+
+    def _locked(self, blocker: str, seen: dict[str, tuple[int, float]],
+                mine: tuple[int, float] | None) -> RemoteLocked:
+        """The error when ``blocker`` kept us waiting: whose lock it is, when it expires, and
+        how to remove it when no command holds it."""
+        url = self.fs.url
+        if mine is None:  # our own lock never showed in the listing
+            return RemoteLocked(f"remote {url}: our lock {blocker} was written but never listed, so "
+                                "no lease could be taken; check the storage, then run the command again")
+        what = "a remote gc or repair is running" if "/exclusive-" in blocker else "pushes are in progress"
+        size, mtime = seen[blocker]
+        holder = ""
+        if size <= 4096:
+            with suppress(DsError, FileNotFoundError, ValueError, AttributeError):
+                body = json.loads(self.fs.cat(blocker))
+                holder = f": {body.get('op', '?')} by pid {body.get('pid', '?')} on {body.get('host', '?')}"
+        ahead = f", dated {mtime - mine[1]:.0f} s ahead of the storage's clock" if mtime > mine[1] else ""
+        left = self.STALE - (mine[1] - mtime)
+        where = (f"`rm {self.fs.path(blocker)}`" if self.fs.kind == "local"
+                 else f"delete {url.rstrip('/')}/{blocker}")
+        return RemoteLocked(
+            f"remote {url}: {what} (lock {blocker}{holder}{ahead}); try again later. If no command "
+            f"is running on this remote from any machine, that lock was left by one that was "
+            f"killed: it expires by itself in {left:.0f} s (unrefreshed for {self.STALE:.0f} s), or "
+            f"remove it now with {where} and run the command again")
 
     def _holder_died(self, rel: str) -> bool:
         """The lock's holder was a process of this machine's boot and PID namespace that is

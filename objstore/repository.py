@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from itertools import groupby
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .backend import LocalBackend
 from .chunkstore import roll_packs
@@ -40,6 +40,7 @@ class Repository:
     delta) and a destination for ``has`` and ``add_chunks``."""
 
     temp_age = 0.0  # a temp file this old (and past the grace period) is an interrupted write's
+    lease: Any = None  # a remote's ``RemoteLock`` while its gc holds it (a lower layer's type)
 
     def __init__(self, store: Store):
         self.store, self.algo, self.pack_target = store, store.algo, store.config.pack_target
@@ -96,15 +97,20 @@ class Repository:
         """(files of interrupted writes: temp files, metadata packs whose ``.idx`` never came;
         leases not refreshed for ``temp_age``) that gc may delete. A ref's ``*.lock`` on a
         folder remote is an flock'd file kept for good: never swept, or a writer holding it
-        could lose it to the next one."""
+        could lose it to the next one. A lease dated more than ``temp_age`` ahead of ``now``
+        (and of our own lease's latest refresh) is as dead as one that old: a live holder
+        refreshes in the storage's clock."""
         temps, locks = [], []
+        own = listing.get(self.lease.rel) if self.lease is not None else None
+        fresh = max(now, own[1]) if own is not None else now
         for rel, (_size, mtime) in listing.items():
             temp = rel.rsplit("/", 1)[-1].startswith(".tmp-") and now - mtime >= self.temp_age
             orphan = (rel.startswith("meta/pack-") and rel.endswith(".pack")
                       and rel[:-4] + "idx" not in listing)
             if (temp or orphan) and now - mtime >= grace:
                 temps.append(rel)
-            elif rel.startswith("locks/") and rel.endswith(".json") and now - mtime > self.temp_age:
+            elif (rel.startswith("locks/") and rel.endswith(".json")
+                  and (now - mtime > self.temp_age or mtime - fresh > self.temp_age)):
                 locks.append(rel)
         return temps, locks
 
