@@ -30,6 +30,9 @@ def branch(
         "REMOTE/BRANCH, as last fetched.", show_default=False)] = None,
     unset_upstream: Annotated[bool, typer.Option(
         "--unset-upstream", help="Make branch NAME (default: the current one) follow nothing.")] = False,
+    remotes: Annotated[bool, typer.Option("--remotes", "-r", help="List the remotes' branches (as "
+                                          "last fetched).")] = False,
+    all_: Annotated[bool, typer.Option("--all", "-a", help="List local and remote branches.")] = False,
     verbose: Annotated[int, typer.Option(
         "--verbose", "-v", count=True, help="List with each tip's message and ahead/behind; "
         "-vv: and the upstream's name.")] = 0,
@@ -41,6 +44,9 @@ def branch(
 
     if sum(x is not None for x in (name, delete, force_delete, move)) > 1:
         raise click.UsageError("give one of: NAME [REV], -d NAME, -D NAME, -m OLD NEW")
+    if (remotes or all_) and (name is not None or delete or force_delete or move or set_upstream_to
+                              or unset_upstream):
+        raise click.UsageError("-r and -a list branches; they take no NAME and no other action")
     if (set_upstream_to is not None or unset_upstream) and (delete or force_delete or move or rev != "HEAD"):
         raise click.UsageError("--set-upstream-to and --unset-upstream take at most a branch NAME")
     store = open_store()
@@ -64,12 +70,14 @@ def branch(
         cid = b.create_branch(store, name, rev, force=force)
         say(as_json, quiet, {"branch": name, "id": cid}, f"Branch {name} at {cid[:12]}")
         return
-    rows = b.list_branches(store)
+    rows = [] if remotes else b.list_branches(store)
+    others = b.remote_branches(store) if remotes or all_ else []
     ups = b.tracking_all(store) if as_json or verbose else {}  # ahead/behind only where shown
     if as_json:
-        out_json([r.as_json() | _upstream_json(ups.get(r.name)) for r in rows])
+        out_json([r.as_json() | _upstream_json(ups.get(r.name)) for r in rows]
+                 + [r.as_json() | {"remote": True} for r in others])
         return
-    if store.head_branch() is None and store.head():
+    if store.head_branch() is None and store.head() and not remotes:
         typer.echo(f"* (HEAD detached at {store.head()[:12]})")
     width = max((len(r.name) for r in rows), default=0)
     for r in rows:
@@ -79,6 +87,8 @@ def branch(
             subject = store.info(r.id).message.partition("\n")[0]
             line = f"{'*' if r.current else ' '} {r.name:{width}} {r.id[:12]} {relation}{subject}"
         typer.echo(line)
+    for r in others:  # git: `remotes/origin/main` beside local ones (-a), `origin/main` alone (-r)
+        typer.echo(f"  {'remotes/' if all_ else ''}{r.name}\t{r.id[:12]}")
 
 
 def _upstream_json(t: dict | None) -> dict:

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from objstore.errors import DsError
+from objstore.store import split_range
 
 from .app import JsonOpt, PathsAfterDashDash, QuietOpt, after_dashes, app, cwd, err, open_store, out_json
 from .workflow import quote_path, say
@@ -119,6 +120,10 @@ def diff(
     from objstore.worktree import to_store_path, worktree_diff
 
     store = open_store()
+    if a is not None and b is None and (span := split_range(a)) is not None:  # git's A..B, A...B
+        a, b = span[0], span[1]
+        if span[2]:  # from where B's history left A's
+            a = store.merge_base(a, b)
     if cached and b is not None:
         raise DsError("--cached compares what is staged with one version; give at most one")
     if cached:

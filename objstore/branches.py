@@ -44,6 +44,15 @@ def list_branches(store: Store) -> list[BranchInfo]:
     return [BranchInfo(n, commit_id, n == current) for n, commit_id in sorted(store.meta.branches().items())]
 
 
+def remote_branches(store: Store) -> list[BranchInfo]:
+    """The remotes' branches as last fetched (``origin/main``), as git's ``branch -r``."""
+    out = []
+    for ref in store.meta.ref_names("refs/remotes/"):
+        if (commit_id := store.meta.ref_target(ref)) is not None:
+            out.append(BranchInfo(ref[len("refs/remotes/"):], commit_id, False))
+    return sorted(out, key=lambda b: b.name)
+
+
 def create_branch(store: Store, name: str, rev: str = "HEAD", force: bool = False) -> str:
     """Point a new branch (or, with ``force``, an existing one that HEAD is not on) at REV."""
     check_branch_name(store, name)

@@ -72,7 +72,8 @@ def reflog(store: Store, name: str = "HEAD", limit: int | None = None) -> list[M
 
 def decorations(store: Store, shown: set[str] | None = None) -> dict[str, list[str]]:
     """Names beside ids, as `git log --decorate`: HEAD (and its branch, or "detached"),
-    then branches, then tags, then datasets (only for the ids ``shown``, when given)."""
+    then branches, then remote branches (``origin/main``), then tags, then datasets (only
+    for the ids ``shown``, when given)."""
     names: dict[str, list[str]] = {}
     meta = store.meta
     head, branch = store.head(), meta.head_branch()
@@ -81,6 +82,9 @@ def decorations(store: Store, shown: set[str] | None = None) -> dict[str, list[s
     for name, commit_id in sorted(meta.branches().items()):
         if name != branch:
             names.setdefault(commit_id, []).append(name)
+    for ref in meta.ref_names("refs/remotes/"):
+        if (commit_id := meta.ref_target(ref)) is not None:
+            names.setdefault(commit_id, []).append(ref[len("refs/remotes/"):])
     for name, commit_id in sorted(meta.tags().items()):
         names.setdefault(commit_id, []).append(name)
     for commit_id, label in dataset_names(store, shown).items():

@@ -558,9 +558,9 @@ class MetaStore:
             raise RevisionNotFound(f"{commit_id} is not a version")
         return obj
 
-    def ancestors(self, commit_id: str, *more: str) -> Iterator[str]:
-        """Commit ids reachable from ``commit_id`` (and ``more``), newest first (by time, then
-        topology), each once."""
+    def ancestors(self, commit_id: str, *more: str, hide: Iterable[str] = ()) -> Iterator[str]:
+        """Commit ids reachable from ``commit_id`` (and ``more``) but not from ``hide``, newest
+        first (by time, then topology), each once."""
         try:
             walker = self.repo.walk(
                 pygit2.Oid(hex=commit_id),
@@ -568,6 +568,8 @@ class MetaStore:
             )
             for other in more:
                 walker.push(pygit2.Oid(hex=other))
+            for other in hide:
+                walker.hide(pygit2.Oid(hex=other))
             for c in walker:
                 yield str(c.id)
         except pygit2.GitError as e:

@@ -137,7 +137,7 @@ def resolve(store: Store, rev: str) -> Resolved:
     record = _by_id(records, key)
     if record is None:
         try:
-            commit = meta.resolve(rev)
+            commit = store.resolve(rev)
             return Resolved(str(meta.tree_of(commit)), commit)
         except RevisionNotFound:
             hits = matching(records.all(), key) if len(key) >= MIN_PREFIX else []

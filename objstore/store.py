@@ -36,8 +36,19 @@ if TYPE_CHECKING:  # imported where used: opening a store must not cost pygit2 (
     from .statcache import StatCache
 
 
+_UPSTREAM = re.compile(r"([^@{}~^:\s]*)@\{(?:u|upstream)\}(.*)", re.IGNORECASE)  # git's @{u}
 _NAME_EMAIL = re.compile(r"([^<>\n\0]*?)\s*<([^<>\n\0]+)>")  # git's author form
 _GIT_PART = re.compile(r"(?:^|/)\.git(?:/|$)", re.IGNORECASE)
+
+
+def split_range(rev: str) -> tuple[str, str, bool] | None:
+    """git's ``A..B`` / ``A...B`` (an empty side is HEAD): (A, B, three dots), or None for a
+    single version (``..`` cannot be in a ref name)."""
+    i = rev.find("..")
+    if i < 0:
+        return None
+    three = rev[i:i + 3] == "..."
+    return rev[:i] or "HEAD", rev[i + (3 if three else 2):] or "HEAD", three
 
 
 def outside_git(path: str) -> bool:
@@ -316,7 +327,30 @@ class Store:
         return self.meta.tree_of(head) if head else self.meta.empty_tree
 
     def resolve(self, rev: str) -> str:
+        """The version ``rev`` names: what ``MetaStore.resolve`` takes, and git's ``@{u}`` /
+        ``NAME@{upstream}`` (the remote branch a branch follows, as last fetched)."""
+        if (m := _UPSTREAM.fullmatch(rev.strip())) is not None:
+            rev = self._upstream_ref(m[1]) + m[2]
         return self.meta.resolve(rev)
+
+    def _upstream_ref(self, branch: str) -> str:
+        from .branches import upstream
+
+        name = self.head_branch() if branch in ("", "HEAD", "@") else branch
+        if name is None:
+            raise DsError("HEAD is detached, and @{u} names a branch's upstream; `ds switch BRANCH` first")
+        up = upstream(self, name)
+        if up is None:
+            raise DsError(f"branch {name!r} has no upstream; `ds push -u REMOTE {name}` sets one")
+        return f"refs/remotes/{up.remote}/{up.branch}"
+
+    def merge_base(self, a: str, b: str) -> str:
+        """The best common ancestor of versions ``a`` and ``b`` (git's ``A...B`` starts there)."""
+        base = self.meta.merge_base(self.resolve(a), self.resolve(b))
+        if base is None:
+            raise DsError(f"{a} and {b} share no history, so {a}...{b} names nothing; compare them "
+                          f"with `ds diff {a} {b}`")
+        return base
 
     def tree(self, rev: str) -> str:
         return self.meta.tree_of(self.resolve(rev))
@@ -337,18 +371,22 @@ class Store:
             limit = None
         if limit == 0:
             return []
+        hide: list[str | None] = []
         if all_refs:
             versions = [commit_id for name, commit_id in self.meta.refs().items()
                         if not name.startswith(INTERNAL_REFS)]
             starts = sorted({*versions, *([self.head()] if self.head() else [])})
         elif rev == "HEAD" and self.head() is None:
             starts = []
+        elif (span := split_range(rev)) is not None:  # git's A..B (B's, not A's) and A...B (either's)
+            a, b = self.resolve(span[0]), self.resolve(span[1])
+            starts, hide = ([a, b], [self.meta.merge_base(a, b)]) if span[2] else ([b], [a])
         else:
             starts = [self.resolve(rev)]
         if not starts:
             return []
         out = []
-        for commit_id in self.meta.ancestors(*starts):
+        for commit_id in self.meta.ancestors(*starts, hide=[h for h in hide if h]):
             info = self.meta.commit_info(commit_id)
             if paths is not None and not self._touches(info, paths):
                 continue

@@ -1,0 +1,81 @@
+"""Revisions as git users type them: `@{u}` / `NAME@{upstream}`, ranges `A..B` and `A...B`
+in log and diff, remote branches in `branch -r/-a` and beside ids in `log`. Real CLI runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from .conftest import ds, write
+
+
+def _commit(w: Path, path: str, text: str, message: str) -> str:
+    write(w, path, text)
+    ds("add", "-A", cwd=w)
+    return ds("commit", "-m", message, cwd=w).stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> tuple[Path, list[str]]:
+    """main: v1, v2 pushed to origin (its upstream), then v3 here only; side: v2 + s1."""
+    w = tmp_path / "w"
+    ds("init", str(w), cwd=tmp_path)
+    v1 = _commit(w, "f", "1", "one")
+    v2 = _commit(w, "f", "2", "two")
+    ds("remote", "add", "origin", str(tmp_path / "remote"), cwd=w)
+    ds("push", "-u", "origin", "main", cwd=w)
+    v3 = _commit(w, "f", "3", "three")
+    ds("switch", "-c", "side", v2, cwd=w)
+    s1 = _commit(w, "g", "s", "side one")
+    ds("switch", "main", cwd=w)
+    return w, [v1, v2, v3, s1]
+
+
+def _ids(w: Path, *args: str) -> list[str]:
+    return [e["id"] for e in json.loads(ds("log", "--json", *args, cwd=w).stdout)]
+
+
+def test_upstream_shorthands_name_the_remote_branch_as_last_fetched(repo) -> None:
+    w, (v1, v2, v3, _s1) = repo
+    assert _ids(w, "@{u}") == [v2, v1]
+    assert _ids(w, "main@{upstream}~1") == [v1]
+    assert _ids(w, "@{U}..HEAD") == [v3]  # what a push would send
+    r = ds("log", "side@{u}", cwd=w, check=False)
+    assert r.returncode == 1 and "branch 'side' has no upstream; `ds push -u REMOTE side`" in r.stderr
+    ds("switch", "--detach", "HEAD", cwd=w)
+    r = ds("log", "@{u}", cwd=w, check=False)
+    assert r.returncode == 1 and "HEAD is detached" in r.stderr
+
+
+def test_log_ranges_two_and_three_dots(repo) -> None:
+    w, (v1, v2, v3, s1) = repo
+    assert _ids(w, "side..main") == [v3]
+    assert _ids(w, "main..side") == [s1]
+    assert set(_ids(w, "main...side")) == {v3, s1}
+    assert _ids(w, "HEAD~2..") == [v3, v2]  # an empty side is HEAD
+    assert _ids(w, "main..main") == []
+    assert _ids(w, "-n", "1", f"{v1}..main") == [v3]
+
+
+def test_diff_ranges_compare_the_ends_or_from_the_merge_base(repo) -> None:
+    w, (_v1, _v2, _v3, _s1) = repo
+    two = json.loads(ds("diff", "--json", "side..main", cwd=w).stdout)
+    assert sorted(two["removed"]) == ["g"] and sorted(two["modified"]) == ["f"]
+    three = json.loads(ds("diff", "--json", "main...side", cwd=w).stdout)  # side's own change only
+    assert sorted(three["added"]) == ["g"] and three["modified"] == [] and three["removed"] == []
+
+
+def test_remote_branches_are_listed_and_shown_beside_ids(repo) -> None:
+    w, (_v1, v2, v3, _s1) = repo
+    assert ds("branch", "-r", cwd=w).stdout == f"  origin/main\t{v2[:12]}\n"
+    lines = ds("branch", "-a", cwd=w).stdout.splitlines()
+    assert lines[-1] == f"  remotes/origin/main\t{v2[:12]}" and lines[0].startswith("* main")
+    rows = json.loads(ds("branch", "-r", "--json", cwd=w).stdout)
+    assert rows == [{"name": "origin/main", "id": v2, "current": False, "remote": True}]
+    oneline = ds("log", "--oneline", "-n", "2", cwd=w).stdout.splitlines()
+    assert oneline[0].startswith(f"{v3[:12]} (HEAD -> main)")
+    assert oneline[1] == f"{v2[:12]} (origin/main) two"
+    r = ds("branch", "-r", "x", cwd=w, check=False)
+    assert r.returncode == 2 and "-r and -a list branches" in r.stderr
