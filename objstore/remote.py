@@ -158,6 +158,8 @@ def pull(store: Store, name_or_url: str | None = None, branch: str | None = None
             report = checkout(store, cid, branch=current, why=f"pull: from {remote.url}", forceable=False)
             store.meta.attach_head(current)
             t.files, t.outcome, t.pulled = report.count, "fast-forward", f"{remote.track}/{branch}"
+            for warning in _refused(report):
+                remote.warn(warning)
             return remote.stats(t), store.meta.commit_info(cid)
         t.pulled = f"{remote.track}/{branch}"
         info = merge(store, ref, message=f"merge {t.pulled} into {current}", allow_unrelated=allow_unrelated)
@@ -217,7 +219,10 @@ def clone(url: str, directory: str, rev: str | None = None, include: list[str] |
                     t.upstreams[branch] = set_upstream(store, branch, name, branch).name
                 # a killed clone's own files (whole, cut short, temp) are no work to lose;
                 # anything else at the version's paths is refused as by any checkout
-                t.files = checkout(store, cid, branch=branch, why=f"clone: from {url}").count
+                report = checkout(store, cid, branch=branch, why=f"clone: from {url}")
+                t.files = report.count
+                for warning in _refused(report):
+                    remote.warn(warning)
         (store.path / CLONING).unlink(missing_ok=True)
     except BaseException:
         if not resuming:  # a new clone leaves nothing; an unfinished one is kept for the next run
@@ -274,6 +279,12 @@ def _clone_target(remote: Remote, rev: str | None) -> tuple[str | None, str]:
         raise DsError(f"{remote.url} has no branch or tag {rev!r}, and no version with that id "
                       f"(its branches: {names}); `ds push --tags` sends tags to it"
                       + _ignored(remote)) from None
+
+
+def _refused(report) -> list[str]:
+    """Warnings for the links a checkout did not create (their target leads out of the folder)."""
+    return [f"link {p} points outside the folder; not created (it stays in the version; "
+            f"`ds rm --cached {p}` drops it)" for p in getattr(report, "links_refused", [])]
 
 
 def _ignored(remote: Remote) -> str:

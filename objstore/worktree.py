@@ -221,6 +221,20 @@ def _scan_with_tracked(store: Store, tracked: Iterable[str]) -> ScanResult:
     return result
 
 
+def never_written(store: Store, path: str, entry: FileEntry | None) -> bool:
+    """True for a link whose target leads out of the working folder: no checkout creates it
+    (``materialize.link_is_contained``), so its absence is not a removal to record."""
+    if entry is None or entry.kind != LINK:
+        return False
+    from .materialize import link_is_contained
+
+    try:
+        target = os.fsdecode(b"".join(store.chunks.get(c) for c, _ in entry.chunk_list()))
+    except (DsError, OSError, KeyError):
+        return False  # unreadable here (a partial clone): a plain removal, as before
+    return not link_is_contained(path, target)
+
+
 def worktree_diff(store: Store, base_tree=None, renames: bool = False,
                   trim_cache: bool = False) -> tuple[Diff, ScanResult, StatCache]:
     """The working folder against a tree (HEAD's by default).
@@ -248,7 +262,8 @@ def worktree_diff(store: Store, base_tree=None, renames: bool = False,
             continue
         st = files.pop(path, None)
         if st is None:
-            d.removed[path] = e
+            if not never_written(store, path, e):
+                d.removed[path] = e
             continue
         result.matched += 1
         if trim_cache:
@@ -374,6 +389,8 @@ def add(store: Store, paths: list[str], progress: Progress | None = None,
                 hidden.add(p, st)  # the name is the whole path: the folder is ""
         consider(hidden)
         for p in tracked:  # gone: removed before anything is set (a removed file may become a folder)
+            if never_written(store, p, editor.get(p)):
+                continue  # a link no checkout creates: its absence is no change (`ds rm` drops it)
             editor.remove(p)
             cache.drop(p)
             report.removed += 1

@@ -104,3 +104,32 @@ def test_link_target_escaping_via_hand_built_store(store: Store, work: Path, tmp
     cid = _hand_built_version(store, [entry], target)
     report = get_copy(store, cid, tmp_path / "out")
     assert report.links_refused == ["l"] and read_tree(tmp_path / "out") == {}
+
+
+def test_a_link_no_checkout_creates_is_no_removal(tmp_path: Path) -> None:
+    """A version may hold a link leading out of the folder (made here, or sent by a remote);
+    no checkout creates it. Its absence is no change: status is clean, `commit -a` and
+    `add -A` keep it in the next version, clone says so, and `ds rm --cached` drops it."""
+    from .conftest import ds
+
+    w = tmp_path / "w"
+    ds("init", str(w), cwd=tmp_path)
+    write(w, "a", "a")
+    os.symlink("/etc/passwd", w / "evil")
+    os.symlink("../../x", w / "sub-escape")
+    ds("add", "-A", cwd=w)
+    ds("commit", "-m", "one", cwd=w)
+    ds("remote", "add", "origin", str(tmp_path / "remote"), cwd=w)
+    ds("push", "-u", "origin", "main", cwd=w)
+    r = ds("clone", str(tmp_path / "remote"), str(tmp_path / "c"), cwd=tmp_path)
+    c = tmp_path / "c"
+    assert "Warning: link evil points outside the folder; not created" in r.stderr
+    assert "`ds rm --cached sub-escape` drops it" in r.stderr
+    assert not os.path.lexists(c / "evil") and ds("status", "-s", cwd=c).stdout == ""
+    write(c, "a", "b")
+    ds("commit", "-a", "-m", "two", cwd=c)
+    ds("add", "-A", cwd=c)
+    listed = ds("ls", cwd=c).stdout.split()
+    assert {"evil", "sub-escape"} <= set(listed)
+    ds("rm", "--cached", "evil", cwd=c)
+    assert ds("status", "-s", cwd=c).stdout == "D  evil\n"
