@@ -105,14 +105,15 @@ class Transfers(RemoteRepo):
         meta = self.store.meta
         self.cache.mkdir(parents=True, exist_ok=True)
         t = Transfer()
+        refused: list[RefConflict] = []
         with self.fs.operation("push"):
             created = self.check_config(create=True)
-            if not self._plan(updates, force):  # up to date: no lock needed
-                return self.stats(t)
+            if not self._plan(updates, force, refused):  # up to date, or only refusals: no lock needed
+                return self._refuse(refused, [], t)
             with self.lock("push") as lock:
-                plan = self._plan(updates, force)  # again: what the remote holds now
+                plan = self._plan(updates, force, refused)  # again: what the remote holds now
                 if not plan:
-                    return self.stats(t)
+                    return self._refuse(refused, plan, t)
                 known = [c for _u, c, _k in plan if self.is_commit(c)] + self._remote_tips(
                     {u.dst for u, *_ in plan})
                 chunk_ids = self._new_versions([u.value for u, _c, _k in plan], known, t)
@@ -133,12 +134,25 @@ class Transfers(RemoteRepo):
                 current = f"refs/heads/{meta.head_branch()}"
                 main = next((u.dst for u, _c, _k in plan if u.src == current and u.dst in heads), heads[0])
                 self.fs.put("HEAD", f"ref: {main}\n".encode())
-        return self.stats(t)
+        return self._refuse(refused, plan, t)
 
-    def _plan(self, updates: list[RefUpdate], force: bool) -> list[tuple[RefUpdate, str | None, Any]]:
-        """(update, remote value, token) of each ref to move; refuses diverged ones."""
+    def _refuse(self, refused: list[RefConflict], plan: list, t: Transfer) -> Transfer:
+        """The transfer, once the refs that could move have (as git's push: one refused ref
+        does not hold back the others); then the refusals, if any, as one error."""
+        self.stats(t)
+        if not refused:
+            return t
+        if len(refused) == 1 and not plan:
+            raise refused[0]
+        done = f"; the other {len(plan)} ref(s) were pushed" if plan else ""
+        raise RefConflict(f"{len(refused)} ref(s) refused{done}: " + "; ".join(str(e) for e in refused))
+
+    def _plan(self, updates: list[RefUpdate], force: bool,
+              refused: list[RefConflict]) -> list[tuple[RefUpdate, str | None, Any]]:
+        """(update, remote value, token) of each ref to move; a diverged one goes to ``refused``."""
         meta = self.store.meta
         plan = []
+        refused.clear()
         for u in updates:
             name, target = u.dst, u.value
             current, token = self.fs.read_ref(name)
@@ -147,15 +161,18 @@ class Transfers(RemoteRepo):
             if current is not None and not (force or u.force):
                 short = name.split("/", 2)[2]
                 if name.startswith("refs/tags/"):
-                    raise RefConflict(f"tag {short} already exists on {self.url} with another version; "
-                                      f"`ds push --force REMOTE {short}` replaces it")
+                    refused.append(RefConflict(f"tag {short} already exists on {self.url} with another "
+                                               f"version; `ds push --force REMOTE {short}` replaces it"))
+                    continue
                 if not is_hex40(current) or meta.object_type(current) not in ("commit", None):
-                    raise RefConflict(f"{name} on {self.url} does not hold a version id; "
-                                      f"`ds push --force {short}` replaces it")
+                    refused.append(RefConflict(f"{name} on {self.url} does not hold a version id; "
+                                               f"`ds push --force {short}` replaces it"))
+                    continue
                 if not self.is_commit(current) or not meta.is_ancestor(current, target):
-                    raise RefConflict(f"{short} on {self.url} has versions you do not have: run `ds pull` "
-                                      "(fetch and merge) and push again, or `ds push --force` to "
-                                      "replace them")
+                    refused.append(RefConflict(
+                        f"{short} on {self.url} has versions you do not have: run `ds pull` (fetch and "
+                        "merge) and push again, or `ds push --force` to replace them"))
+                    continue
             plan.append((u, current, token))
         return plan
 
@@ -267,6 +284,12 @@ class Transfers(RemoteRepo):
                 elif not meta.has_ref(rel):
                     local = rel  # a tag: created once, never moved by a fetch
                 else:
+                    mine = before.get(rel)
+                    if mine is not None and mine != commit_id:
+                        short = rel[len("refs/tags/"):]
+                        self.warn(f"tag {short} on {self.label} names {commit_id[:12]}, yours {mine[:12]}; "
+                                  f"yours is kept (a fetch never moves a tag): `ds tag -f {short} "
+                                  f"{commit_id[:12]}` takes theirs")
                     continue
                 old = before.get(local)
                 try:

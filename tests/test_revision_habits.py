@@ -79,3 +79,21 @@ def test_remote_branches_are_listed_and_shown_beside_ids(repo) -> None:
     assert oneline[1] == f"{v2[:12]} (origin/main) two"
     r = ds("branch", "-r", "x", cwd=w, check=False)
     assert r.returncode == 2 and "-r and -a list branches" in r.stderr
+
+
+def test_a_moved_remote_tag_is_reported_and_one_refused_tag_holds_back_no_other(repo, tmp_path: Path) -> None:
+    w, (v1, v2, _v3, _s1) = repo
+    ds("tag", "t", v2, cwd=w)
+    ds("push", "--tags", cwd=w)
+    c = tmp_path / "c"
+    ds("clone", str(tmp_path / "remote"), str(c), cwd=tmp_path)
+    ds("tag", "-f", "t", v1, cwd=w)
+    ds("push", "--force", "origin", "t", cwd=w)
+    r = ds("fetch", cwd=c)
+    assert f"tag t on remote origin ({tmp_path / 'remote'}) names {v1[:12]}, yours {v2[:12]}" in r.stderr
+    assert "`ds tag -f t" in r.stderr
+    assert json.loads(ds("tag", "--json", cwd=c).stdout)["t"] == v2  # a fetch never moves a tag
+    ds("tag", "mine", cwd=c)
+    r = ds("push", "--tags", cwd=c, check=False)
+    assert r.returncode == 1 and "1 ref(s) refused; the other 1 ref(s) were pushed: tag t" in r.stderr
+    assert (tmp_path / "remote" / "refs" / "tags" / "mine").read_text().strip() == v2
