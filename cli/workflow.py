@@ -90,6 +90,8 @@ def add(
     update: Annotated[bool, typer.Option("-u", "--update", help="Stage changes and removals of tracked "
                                          "files only (under PATHS, else everywhere), as git's add -u; "
                                          "new files stay untracked.")] = False,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Stage files the .dsignore rules hide too, "
+                                        "as git's add -f.")] = False,
     to: Annotated[str | None, typer.Option("--to", help="With a URL: the folder its objects become "
                                            "(default: the URL's last name).", show_default=False)] = None,
     dask: Annotated[str | None, typer.Option("--dask", help="With a URL: read on a Dask cluster, "
@@ -117,15 +119,15 @@ def add(
 
     paths = paths or [str(open_store().worktree)]
     if any("://" in p for p in paths):
-        if update:
-            raise click.UsageError("-u stages tracked files; a URL is read whole")
+        if update or force:
+            raise click.UsageError("-u and -f are for files in the working folder; a URL is read whole")
         return _add_url(paths, to, dask, option, into_remote, quiet, as_json)
     if to is not None or dask is not None or option or into_remote is not None:
         raise click.UsageError("--to, --dask, --option and --into-remote go with a URL "
                                "(s3://..., gs://..., az://...)")
     store = open_store()
     with progress("adding", quiet) as cb:
-        report = do_add(store, paths, cb, cwd=cwd(), update=update)
+        report = do_add(store, paths, cb, cwd=cwd(), update=update, force=force)
     for a, b in report.case_collisions:
         err(f"Warning: {quote_path(a)} and {quote_path(b)} differ only in case; they collide on "
             "case-insensitive disks")
@@ -135,15 +137,16 @@ def add(
         err(f"Warning: skipped {quote_path(p)}: {skip_reason(p)}")
     for p in report.reread:
         err(f"Warning: {quote_path(p)} changed while it was read; it was read again")
-    for p, rules in report.ignored:
-        rules = os.path.relpath(rules, cwd())
-        err(f"Warning: {quote_path(p)} is ignored by {quote_path(rules)}, so it was not staged; "
-            "remove the matching rule there to version it")
     say(as_json, quiet, {"staged": report.staged, "removed": report.removed, "bytes_read": report.bytes_read,
                          "bytes_new": report.bytes_new, "skipped": report.skipped, "reread": report.reread,
                          "ignored": [p for p, _ in report.ignored],
                          "case_collisions": [list(pair) for pair in report.case_collisions]},
         f"Staged {report.staged} file(s), {report.removed} removal(s); {report.bytes_new} new bytes stored")
+    if report.ignored:  # as git's: a path named and not staged is an error (the others are staged)
+        named = ", ".join(f"{quote_path(p)} (by {quote_path(os.path.relpath(r, cwd()))})"
+                          for p, r in report.ignored)
+        raise DsError(f"not staged, ignored by .dsignore rules: {named}; `ds add -f PATH` stages them "
+                      "anyway (or remove the matching rule)")
 
 
 def _add_url(paths: list[str], to: str | None, dask: str | None, option: list[str] | None,

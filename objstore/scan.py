@@ -130,6 +130,13 @@ class _Ignore:
         return False
 
 
+class _NoIgnore(_Ignore):
+    """No rule applies (``ds add -f``: the paths named are taken, ignored or not)."""
+
+    def enter(self, root: str, folder: str) -> _Ignore:
+        return self
+
+
 def ignoring_folder(root: str, rel: str) -> str | None:
     """The folder whose .dsignore hides ``rel`` (a path on disk under ``root``), as the scan
     applies the rules, or None when no rule does."""
@@ -142,12 +149,14 @@ def ignoring_folder(root: str, rel: str) -> str | None:
     return next((base for base, spec in ignore.specs if _Ignore(((base, spec),)).ignored(rel, is_dir)), None)
 
 
-def scan(root: str, only: list[str] | None = None, compact: bool = False) -> ScanResult:
+def scan(root: str, only: list[str] | None = None, compact: bool = False,
+         no_ignore: bool = False) -> ScanResult:
     """Stat every tracked-candidate file under ``root`` (or under the ``only`` paths).
 
-    ``compact`` keeps the files in ``result.folders`` (see FolderFiles), not ``files``."""
+    ``compact`` keeps the files in ``result.folders`` (see FolderFiles), not ``files``;
+    ``no_ignore``: no .dsignore rule applies (git's ``add -f``)."""
     result = ScanResult(compact=compact)
-    root_ignore = _Ignore().enter(root, "")
+    root_ignore = _NoIgnore() if no_ignore else _Ignore().enter(root, "")
     if only is None:
         _walk(root, "", root_ignore, result)
         return result

@@ -325,10 +325,11 @@ def status(store: Store) -> Status:
 
 
 def add(store: Store, paths: list[str], progress: Progress | None = None,
-        cwd: str | None = None, update: bool = False) -> AddReport:
+        cwd: str | None = None, update: bool = False, force: bool = False) -> AddReport:
     """Stage the files under ``paths`` (and the removal of tracked ones now gone); with
     ``update``, only tracked ones, as git's ``add -u`` and ``commit -a``: a new file is
-    never versioned unless named."""
+    never versioned unless named; with ``force``, files the .dsignore rules hide are staged
+    too (git's ``add -f``)."""
     from .ingest import Ingestor, Job
 
     named = {p: to_store_path(store, p, cwd) for p in paths}
@@ -348,7 +349,7 @@ def add(store: Store, paths: list[str], progress: Progress | None = None,
                 raise DsError(f"{rel}: no such file or folder, and nothing tracked there")
             tracked.update(dict.fromkeys(p for p in under if scope(p)))
         # compact: a million scanned files cost ~100 MB instead of ~350 (FolderFiles)
-        result = scan(str(store.worktree), rels, compact=True)
+        result = scan(str(store.worktree), rels, compact=True, no_ignore=force)
         if result.bad_names:
             raise DsError(f"{result.bad_names[0]}: file name is not valid UTF-8; rename it and retry")
         report.skipped = result.skipped
@@ -433,7 +434,7 @@ def add(store: Store, paths: list[str], progress: Progress | None = None,
         report.bytes_read = ingestor.bytes_done
         report.bytes_new = ingestor.bytes_new
         report.case_collisions = _case_collisions(editor, touched_folders)
-    report.ignored = _ignored(store, paths, cwd)
+    report.ignored = [] if force else _ignored(store, paths, cwd)
     return report
 
 

@@ -64,8 +64,8 @@ def test_quiet_silences_every_note(repo: Path, tmp_path: Path) -> None:
 def test_quiet_keeps_warnings_and_errors(repo: Path) -> None:
     write(repo, ".dsignore", "*.log\n")
     write(repo, "x.log", "x")
-    p = ds("add", "-q", "x.log", cwd=repo)
-    assert p.stderr.startswith("Warning: x.log is ignored by .dsignore")
+    p = ds("add", "-q", "x.log", cwd=repo, check=False)
+    assert p.returncode == 1 and p.stderr.startswith("Error: not staged, ignored by .dsignore rules: x.log")
     p = ds("rm", "-q", "nope.txt", cwd=repo, check=False)
     assert p.returncode == 1 and p.stderr.startswith("Error: ") and len(p.stderr.splitlines()) == 1
 
@@ -272,19 +272,19 @@ def test_add_of_an_ignored_path_says_which_dsignore(repo: Path) -> None:
     write(repo, "sub/.dsignore", "keep.txt\n")
     write(repo, "sub/keep.txt", "k")
     write(repo, "sub/other.txt", "o")
-    p = ds("add", "x.log", "build", "sub", "sub/keep.txt", cwd=repo)
+    p = ds("add", "x.log", "build", "sub", "sub/keep.txt", cwd=repo, check=False)
+    assert p.returncode == 1  # as git's: the paths named and not staged are an error, the others staged
     assert p.stderr.splitlines() == [
-        "Warning: x.log is ignored by .dsignore, so it was not staged; remove the matching rule "
-        "there to version it",
-        "Warning: build is ignored by .dsignore, so it was not staged; remove the matching rule "
-        "there to version it",
-        "Warning: sub/keep.txt is ignored by sub/.dsignore, so it was not staged; remove the matching "
-        "rule there to version it",
         "Staged 2 file(s), 0 removal(s); 10 new bytes stored",  # sub/.dsignore and sub/other.txt
+        "Error: not staged, ignored by .dsignore rules: x.log (by .dsignore), build (by .dsignore), "
+        "sub/keep.txt (by sub/.dsignore); `ds add -f PATH` stages them anyway (or remove the matching rule)",
     ]
-    p = ds("add", "keep.txt", "../x.log", cwd=repo / "sub")  # paths as the user gave them
-    assert "Warning: keep.txt is ignored by .dsignore," in p.stderr
-    assert "Warning: ../x.log is ignored by ../.dsignore," in p.stderr
+    assert ds("status", "-s", cwd=repo).stdout.count("A  sub/") == 2
+    p = ds("add", "keep.txt", "../x.log", cwd=repo / "sub", check=False)  # paths as the user gave them
+    assert "keep.txt (by .dsignore), ../x.log (by ../.dsignore)" in p.stderr
+    p = ds("add", "-f", "keep.txt", "../build", cwd=repo / "sub")
+    assert p.stderr == "Staged 2 file(s), 0 removal(s); 2 new bytes stored\n"
+    assert "A  build/y.o\n" in ds("status", "-s", cwd=repo).stdout
 
 
 def test_add_of_a_tracked_path_that_a_rule_matches_is_not_called_ignored(repo: Path) -> None:
