@@ -31,7 +31,10 @@ def log(
     store = open_store()
     if all_refs and rev != "HEAD":
         raise DsError("give either REV or --all, not both")
-    paths = after_dashes(ctx) or None
+    dashed = after_dashes(ctx)
+    paths = dashed or None
+    if dashed is None and rev != "HEAD" and _is_path_not_version(store, rev):
+        paths, rev = [rev], "HEAD"  # git's `log PATH`: a file on disk that names no version
     if paths is not None:
         from objstore.worktree import to_store_path
 
@@ -45,6 +48,9 @@ def log(
         if datasets:
             err(f"No versions on this branch yet; the store holds {len(datasets)} dataset version(s): "
                 "ds log --all shows them (ds dataset search lists the datasets)")
+        elif not as_json:  # as git's: an error, not an empty history
+            raise DsError(f"your current branch {store.head_branch() or 'HEAD'!r} has no versions yet; "
+                          "`ds add PATH` and `ds commit -m MESSAGE` make the first")
     if as_json:
         out_json([e.as_json() for e in entries])
         return
@@ -60,7 +66,7 @@ def log(
         if oneline:
             typer.echo(f"{e.id[:12]}{names} {e.message.splitlines()[0] if e.message else ''}")
         else:
-            typer.echo(f"{e.id[:12]}{names}  {e.created}  {e.author}\n    {e.message}\n")
+            typer.echo(f"{e.id[:12]}{names}  {e.created}  {e.author}\n{_indented(e.message)}\n")
 
 
 @app.command()
@@ -92,8 +98,33 @@ def show(rev: Annotated[str, typer.Argument(help="Version to describe.")] = "HEA
         out_json(info.as_json() | {"files": files, "changes": d.as_json(), "stat": d.stat()})
         return
     typer.echo(f"version {info.id}\nparents {' '.join(info.parents) or '-'}\n"
-               f"created {info.created}\nauthor  {info.author}\nfiles   {files}\n\n    {info.message}\n")
+               f"created {info.created}\nauthor  {info.author}\nfiles   {files}\n\n"
+               f"{_indented(info.message)}\n")
     _print_diff(d.as_json())
+
+
+def _is_path_not_version(store, arg: str) -> bool:
+    """True when ``arg`` names no version but a path in the working folder (git's rule: `--`
+    is needed only when an argument could be both)."""
+    import os
+
+    from objstore.errors import RevisionNotFound
+
+    if not os.path.lexists(os.path.join(cwd(), arg)):
+        return False
+    try:
+        store.resolve(arg)
+    except RevisionNotFound:
+        return True
+    except DsError:
+        return False
+    raise DsError(f"{arg!r} is both a version and a path here; write `ds log {arg} --` for the "
+                  f"version or `ds log -- {arg}` for the path")
+
+
+def _indented(message: str) -> str:
+    """A version's message as git prints it: every line four spaces in (blank lines stay blank)."""
+    return "\n".join(f"    {line}" if line else "" for line in message.splitlines() or [""])
 
 
 def _print_diff(data: dict) -> None:

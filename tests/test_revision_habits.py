@@ -97,3 +97,27 @@ def test_a_moved_remote_tag_is_reported_and_one_refused_tag_holds_back_no_other(
     r = ds("push", "--tags", cwd=c, check=False)
     assert r.returncode == 1 and "1 ref(s) refused; the other 1 ref(s) were pushed: tag t" in r.stderr
     assert (tmp_path / "remote" / "refs" / "tags" / "mine").read_text().strip() == v2
+
+
+def test_log_takes_a_path_without_dashes_when_it_names_no_version(repo) -> None:
+    w, (v1, v2, v3, s1) = repo
+    assert ds("log", "--oneline", "f", cwd=w).stdout.splitlines()[0].startswith(v3[:12])
+    assert [ln[:12] for ln in ds("log", "--oneline", "f", cwd=w).stdout.splitlines()] == \
+        [v[:12] for v in (v3, v2, v1)]
+    (w / "main").mkdir()  # now `main` is a branch and a folder
+    r = ds("log", "main", cwd=w, check=False)
+    assert r.returncode == 1 and "both a version and a path" in r.stderr and "`ds log main --`" in r.stderr
+    assert _ids(w, "main", "--") == [v3, v2, v1]
+
+
+def test_log_and_show_indent_every_line_of_a_message_and_an_empty_branch_is_an_error(
+        repo, tmp_path: Path) -> None:
+    w, _versions = repo
+    _commit(w, "h", "h", "title\n\nbody one\nbody two")
+    out = ds("log", "-n", "1", cwd=w).stdout.splitlines()
+    assert out[1:5] == ["    title", "", "    body one", "    body two"]
+    assert "\n    title\n\n    body one\n    body two\n" in ds("show", cwd=w).stdout
+    ds("init", str(tmp_path / "empty"), cwd=tmp_path)
+    r = ds("log", cwd=tmp_path / "empty", check=False)
+    assert r.returncode == 1 and "has no versions yet" in r.stderr
+    assert ds("log", "--json", cwd=tmp_path / "empty").stdout.strip() == "[]"
