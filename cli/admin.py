@@ -76,7 +76,7 @@ def fsck(
         for r in report.refs_restored:
             err(f"restored ref {r} (from its reflog)")
         for r in report.refs_dropped:
-            err(f"dropped {r}: it reached a version with unsafe folders")
+            err(f"dropped {r}: it reached a version with unsafe folders or wrong file lengths")
         if report.salvage is not None:
             s = report.salvage
             err(f"index rebuilt: {s.rows} chunk(s) indexed, {s.verified} kept after reading them back, "

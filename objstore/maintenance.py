@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
 from .errors import DsError, FormatError
 from .index import MAX_FRAGMENTS, ChunkIndex, Location
+from .manifest import EXTERNAL, FileEntry
 from .meta import MetaStore
 from .packs import FLAG_DELTA, pack_path
 from .progress import Progress, announce
@@ -42,6 +43,9 @@ class Marked:
     unreadable: set[str] = field(default_factory=set)  # objects (versions, folders) missing or damaged
     malformed: dict[str, str] = field(default_factory=dict)  # version -> why a folder of it is unsafe
     bad_trees: dict[str, str] = field(default_factory=dict)  # folder -> why (no remote can mend it)
+    lengths: dict[bytes, int] = field(default_factory=dict)  # chunk -> the length a file entry gives it
+    odd_lengths: set[bytes] = field(default_factory=set)  # chunks file entries give different lengths
+    wrong_sizes: set[str] = field(default_factory=set)  # versions ``check_sizes`` found (in malformed too)
 
 
 def mark(store: Store, reflog_since: float | None = None) -> Marked:
@@ -151,10 +155,92 @@ def _mark_tree(meta: MetaStore, oid: str, where: str, m: Marked, version: str | 
         return
     m.trees.add(oid)
     for name, e in folder.files.items():
-        for cid, _ in e.chunk_list():
+        for cid, clen in e.chunk_list():
             m.chunks.setdefault(cid, f"{where}/{name}".lstrip("/"))
+            if m.lengths.setdefault(cid, clen) != clen:
+                m.odd_lengths.add(cid)
     for name, sub in folder.dirs.items():
         _mark_tree(meta, sub, f"{where}/{name}".lstrip("/"), m, version)
+
+
+def check_sizes(meta: MetaStore, m: Marked, indexed: Callable[[bytes], int | None]) -> dict[str, str]:
+    """Versions listing a file whose chunk lengths are not its chunks' (a checkout then writes
+    other than its size, a ranged read the wrong bytes): their metadata is wrong and no chunk
+    mends it. Each is added to ``m.malformed`` and ``m.wrong_sizes``, and one problem per
+    wrong file to ``m.problems``; returns version -> why.
+
+    ``indexed(chunk)`` is a chunk's length (from the index: no data is read; None when
+    unknown), asked once per marked chunk. The versions are walked again only when a
+    length differs."""
+    truth: dict[bytes, int] = {}
+    for cid, clen in m.lengths.items():
+        n = indexed(cid)
+        if n is not None and (n != clen or cid in m.odd_lengths):
+            truth[cid] = n
+    if not truth:
+        return {}
+    suspects = set(truth)
+    memo: dict[str, tuple[str, str] | None] = {}  # folder -> its first wrong file (path, why)
+
+    def wrong(oid: str, where: str) -> tuple[str, str] | None:
+        if oid not in memo:
+            memo[oid] = None
+            try:
+                folder = meta.read_folder(oid, where)
+            except (DsError, KeyError):
+                return None  # reported by the marking
+            for name in sorted(folder.files):
+                why = _wrong_entry(folder.files[name], suspects, truth)
+                if why is not None:
+                    memo[oid] = (name, why)
+                    break
+            else:
+                for name in sorted(folder.dirs):
+                    found = wrong(folder.dirs[name], f"{where}/{name}".lstrip("/"))
+                    if found is not None:
+                        memo[oid] = (f"{name}/{found[0]}", found[1])
+                        break
+        return memo[oid]
+
+    by_problem: dict[tuple[str, str], list[str]] = {}
+    parents: dict[str, tuple[str, ...]] = {}
+    for cid in sorted(m.commits):
+        try:
+            info = meta.commit_info(cid)
+            found = wrong(info.tree, "")
+        except (DsError, KeyError, ValueError):
+            continue
+        if found is not None:
+            by_problem.setdefault(found, []).append(cid)
+            parents[cid] = info.parents
+    bad: dict[str, str] = {}  # only the first versions holding a wrong file: what reaches them
+    for (path, why), versions in sorted(by_problem.items()):  # reaches the later ones too
+        firsts = [v for v in versions if not any(p in parents for p in parents[v])] or versions
+        more = f" (and {len(versions) - 1} more version(s) holding that file)" if len(versions) > 1 else ""
+        m.problems.append(f"version {firsts[0]}: {path} {why}{more}: its metadata is wrong and no chunk "
+                          "can mend it")
+        bad.update(dict.fromkeys(firsts, f"{path} {why}"))
+    for v, why in bad.items():
+        m.malformed.setdefault(v, why)
+    m.wrong_sizes |= bad.keys()
+    return bad
+
+
+def _wrong_entry(e: FileEntry, suspects: set[bytes], truth: dict[bytes, int]) -> str | None:
+    """Why this file entry's chunk lengths are not its chunks' (None if they are, as far as known)."""
+    chunks = e.chunk_list()
+    if not any(cid in suspects for cid, _clen in chunks):
+        return None
+    wrong = [(cid, clen) for cid, clen in chunks if cid in truth and truth[cid] != clen]
+    if not wrong:
+        return None
+    if all(cid in truth for cid, _clen in chunks) and e.kind != EXTERNAL:
+        held = sum(truth[cid] for cid, _clen in chunks)
+        if held != e.size:
+            hold = "its chunks hold" if len(chunks) > 1 else "its chunk holds"
+            return f"is listed as {e.size} bytes, but {hold} {held}"
+    cid, clen = wrong[0]
+    return f"lists chunk {cid.hex()[:12]} as {clen} bytes, but it holds {truth[cid]}"
 
 
 @dataclass
@@ -215,29 +301,38 @@ def fsck(store: Store, read_data: bool = False, repair: bool = False,
         tocs, damaged = repo.tocs()
         report.problems.extend(f"pack {p}.pack: {e}" for p, e in damaged.items())
         report.packs = len(tocs)
-        m = mark(store, reflog_since=now - REFLOG_GRACE)
+        try:
+            indexed = dict(repo.index())
+            index_problem = None
+        except (FormatError, OSError) as e:
+            index_problem = f"index: {e}; run `ds fsck --repair`"
+            indexed = {}
+
+        def marked() -> Marked:
+            m = mark(store, reflog_since=now - REFLOG_GRACE)
+            check_sizes(store.meta, m, lambda cid: loc.raw_len if (loc := indexed.get(cid)) else None)
+            return m
+
+        m = marked()
         if repair and m.malformed:  # only a remote's branch and reflog entries: never your branches
             report.refs_dropped = store.meta.forget_versions(set(m.malformed))
             if report.refs_dropped:
-                m = mark(store, reflog_since=now - REFLOG_GRACE)
+                m = marked()
         if repair and restore is not None and m.unreadable:
             more = restore(set(m.unreadable))
             if more:
                 report.objects_restored = sorted({*report.objects_restored, *more})
-                m = mark(store, reflog_since=now - REFLOG_GRACE)
+                m = marked()
         report.problems.extend(m.problems)
         if m.malformed:
-            report.problems.append(_malformed_hint(store, m.malformed, repair))
+            report.problems.append(_malformed_hint(store, m.malformed, repair, m.wrong_sizes))
         report.commits, report.trees, report.chunks = len(m.commits), len(m.trees), len(m.chunks)
         if any(d.last_good is None for d in store.meta.damaged_refs()):
             report.unreferenced = store.meta.unreferenced_tips(m.commits)
             report.problems.extend(f"version {c} is reached by no ref (was it on the damaged ref? "
                                    f"`ds branch NAME {c[:12]}` keeps it)" for c in report.unreferenced)
-        try:
-            indexed = dict(repo.index())
-        except (FormatError, OSError) as e:
-            report.problems.append(f"index: {e}; run `ds fsck --repair`")
-            indexed = {}
+        if index_problem is not None:
+            report.problems.append(index_problem)
         remote_indexes = [ChunkIndex(p, store.algo) for p in sorted(store.path.glob("remotes/*/index"))]
         lost: set[bytes] = set()
         unindexed: list[bytes] = []
@@ -284,18 +379,37 @@ def fsck(store: Store, read_data: bool = False, repair: bool = False,
     return report
 
 
-def _malformed_hint(store: Store, bad: dict[str, str], repaired: bool) -> str:
-    """What reaches the versions whose folders are unsafe, and how to let them go."""
-    ids = ", ".join(sorted(c[:12] for c in bad))
+def _malformed_hint(store: Store, bad: dict[str, str], repaired: bool, sizes: set[str] = frozenset()) -> str:
+    """What reaches the malformed versions (unsafe folders; ``sizes``: wrong file lengths), and
+    how to let them go."""
+    ids = short_ids(bad)
+    what = malformed_kinds(bad, sizes)
     who = store.meta.reaching(set(bad))
     if repaired or not who:
-        return (f"versions {ids} hold unsafe folders and are still reached by "
+        return (f"versions {ids} {what} and are still reached by "
                 f"{', '.join(who) or 'the stage'}: "
                 "no remote can mend them; move your branches off them (`ds branch -f NAME REV`, "
                 "`ds switch`), then `ds fsck --repair` drops what else reaches them")
-    return (f"versions {ids} hold unsafe folders (written so, e.g. by a hostile remote) and are reached "
+    refused = "" if sizes else " (a fetch now refuses such versions)"
+    return (f"versions {ids} {what} (written so, e.g. by a hostile remote) and are reached "
             f"by {', '.join(who)}: `ds fsck --repair` drops a remote's branches and reflog entries that "
-            "reach them (a fetch now refuses such versions); your own branches it never moves")
+            f"reach them{refused}; your own branches it never moves")
+
+
+def short_ids(versions: Collection[str], most: int = 5) -> str:
+    """Version ids as a hint lists them: short, the first ``most``, and how many more."""
+    ids = sorted(v[:12] for v in versions)
+    return ", ".join(ids[:most]) + (f" and {len(ids) - most} more" if len(ids) > most else "")
+
+
+def malformed_kinds(bad: Collection[str], sizes: set[str]) -> str:
+    """How a hint names what is wrong with versions ``bad``, ``sizes`` of them by ``check_sizes``."""
+    n = sum(v in sizes for v in bad)
+    if not n:
+        return "hold unsafe folders"
+    if n == len(bad):
+        return "list files at lengths their chunks do not have"
+    return "hold unsafe folders or list files at lengths their chunks do not have"
 
 
 @dataclass

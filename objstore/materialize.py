@@ -104,14 +104,17 @@ class WriteReport:
 class Materializer:
     def __init__(self, root: str, chunks: ChunkStore, workers: int = 4,
                  progress: Callable[[int, int], None] | None = None, force: bool = False,
-                 record: bool = True, links: LinkPolicy | None = None, fresh: bool = False):
+                 record: bool = True, links: LinkPolicy | None = None, fresh: bool = False,
+                 version: str | None = None, remote: str | None = None):
         """``force``: allow replacing folders and files that stand in the way (callers check
         first that nothing unrecoverable is there; without it such a case is an error).
         ``record``: keep each written file's stat data (for the stat cache) in the report.
         ``links``: which external URLs may be fetched (default: the chunk store's own rule).
         ``fresh``: the caller made ``root`` empty for this writer alone (files at its top
-        are then written in place, as in the folders this writer makes)."""
+        are then written in place, as in the folders this writer makes).
+        ``version``, ``remote``: what is written and where it came from, for messages."""
         self.root = root
+        self.version, self.remote = version, remote
         self.links = links
         self._urls: dict[str, tuple[bytes, str]] = {}  # path -> (URL chunk id, URL) once allowed
         self.record = record
@@ -186,7 +189,7 @@ class Materializer:
                 os.fchmod(fd, mode)
                 st = os.fstat(fd)
             if st.st_size != entry.size and entry.kind != EXTERNAL:
-                raise DsError(f"{path}: wrote {st.st_size} bytes, expected {entry.size}; run `ds fsck`")
+                raise DsError(self._wrong_size(path, entry.size, st.st_size))
         except BaseException:
             os.close(fd)
             os.unlink(name)
@@ -203,6 +206,15 @@ class Materializer:
         if not self.record:
             return st.st_size
         return Stat(st.st_size, st.st_mtime_ns, st.st_ino, entry.kind, st.st_ctime_ns)
+
+    def _wrong_size(self, path: str, listed: int, held: int) -> str:
+        """The message for a file whose chunks hold other than the length its entry lists."""
+        version = f"version {self.version[:12]}" if self.version else "the version being written"
+        source = f" (from remote {self.remote})" if self.remote else ""
+        return (f"{path}: wrote {held} bytes, expected {listed}: {version}{source} lists a length its "
+                "chunks do not have, so its metadata is wrong (written so, e.g. by a hostile remote); "
+                "`ds fsck` names the version and what reaches it, and `ds fsck --repair` drops a remote's "
+                "refs to it")
 
     def _replace(self, tmp: str, dest: str, path: str) -> None:
         """Rename ``tmp`` over ``dest``; a folder there goes only with ``force``."""

@@ -5,9 +5,12 @@ and reads back a share (``read_data_subset``) of the index rows. Damage in one f
 problem and the check goes on: an index fragment or metadata pack failing its checksum, a
 metadata pack missing beside its ``.idx``, metadata objects the remote's versions need that
 no readable metadata pack holds, chunks they need that no index row names, or whose every
-row names a missing pack, runs past its pack's listed size, or fails its check, and a chunk
-indexed twice, once where it cannot be read (readers search fragments in their own order,
-so every row of such a chunk is read back).
+row names a missing pack, runs past its pack's listed size, or fails its check (the index's
+fault, not the pack's, when the pack's own table of contents is whole and has the chunk
+elsewhere), a chunk indexed twice, once where it cannot be read (readers search fragments
+in their own order, so every row of such a chunk is read back), and versions whose file
+entries give a chunk a length other than its own (read back to be sure; such metadata no
+repair mends: the hint names the remote's refs that reach it).
 A thorough check (``--read-data-subset 1``, or a repair) downloads every fragment and
 metadata pack to check it; a quick one downloads only fragments not cached yet (as any
 reader does) and compares sizes with the copies this store holds.
@@ -17,8 +20,9 @@ and removes nothing it has not replaced:
 
 0. a damaged fragment or metadata pack of which this store holds a whole copy under the
    same name (checked when it came; files are named by their content) is put back;
-1. every chunk of a pack no readable fragment names is indexed from the pack's own table of
-   contents (three ranged reads) once it reads back whole (a later push trusts the index);
+1. every chunk of a pack no readable fragment names, or whose row is wrong, is indexed from
+   the pack's own table of contents (three ranged reads) once it reads back whole there (a
+   later push trusts the index);
 2. needed chunks still missing or damaged are sent again from this store, verified, as new
    packs (a damaged pack that comes out the same is overwritten, not skipped as landed);
 3. one index fragment names every chunk where it reads (a needed chunk no row of which
@@ -46,7 +50,7 @@ from pathlib import Path
 
 from .errors import DsError, FormatError
 from .index import Location
-from .maintenance import Marked
+from .maintenance import Marked, check_sizes, malformed_kinds, short_ids
 from .record_sync import attachment_chunks
 from .remote import Remote
 from .remote_fs import RemoteDamaged
@@ -69,7 +73,9 @@ class _Check:
     locations: dict[bytes, list[Location]] = field(default_factory=dict)  # every index row of a chunk
     bad_rows: dict[tuple[bytes, Location], str] = field(default_factory=dict)  # row -> why it cannot be read
     packs: dict[str, tuple[int, float]] = field(default_factory=dict)
+    tocs: dict[str, Rows | None] = field(default_factory=dict)  # pack -> its own contents (None: unreadable)
     chunks_read: int = 0
+    reread: bool = False  # rows failed when read back, or the index lies: a repair must read all
 
     @property
     def repairable(self) -> bool:
@@ -108,7 +114,9 @@ def fsck_remote(store: Store, name_or_url: str | None = None, read_data_subset: 
         name = remote.name or remote.url
         if not repair:
             c = _check(remote, read_data_subset, thorough)
-            hint = f"`ds fsck --remote {name} --repair` mends what this store holds" if c.repairable else None
+            reread = " --read-data-subset 1" if c.reread else ""  # else a repair reads too little to mend it
+            hint = _hints(remote, c, f"`ds fsck --remote {name}{reread} --repair` mends what this store "
+                                     "holds" if c.repairable else None)
             return _result(remote, c) | {"hint": hint, "problems_found": c.problems, "repaired": None}
         with store.locked(), remote.lock("repair", exclusive=True) as remote.lease:
             try:
@@ -122,11 +130,33 @@ def fsck_remote(store: Store, name_or_url: str | None = None, read_data_subset: 
                 after = _check(remote, 0.0, thorough=False, read=mended.written | set(found.bad_chunks))
             finally:
                 remote.lease = None
-    hint = (f"what is left needs a store that holds it: run `ds fsck --remote {name} --read-data-subset 1 "
-            "--repair` there" if after.problems else None)
+    left = after.repairable or (after.problems and not after.marked.malformed)
+    hint = _hints(remote, after, f"what is left needs a store that holds it: run `ds fsck --remote {name} "
+                                 "--read-data-subset 1 --repair` there" if left else None)
     return _result(remote, after) | {"hint": hint, "problems_found": found.problems,
                                      "repaired": mended.as_json(),
                                      "chunks_read": found.chunks_read + after.chunks_read}
+
+
+def _hints(remote: Remote, c: _Check, hint: str | None) -> str | None:
+    """``hint``, and what to do about malformed versions the remote's refs reach (no repair
+    from chunks mends their metadata), as one line."""
+    bad = c.marked.malformed
+    if not bad:
+        return hint
+    name = remote.name or remote.url
+    refs = remote.read_refs()
+    meta = remote.store.meta
+    who = [rel for rel, oid in sorted(refs.items())
+           if meta.object_type(oid) == "commit" and any(oid == b or meta.is_ancestor(b, oid) for b in bad)]
+    ids = short_ids(bad)
+    what = malformed_kinds(bad, c.marked.wrong_sizes)
+    reached = f"the remote's {', '.join(who)}" if who else "the remote's dataset records"
+    mend = (f"versions {ids} {what} (written so, e.g. by a hostile remote; no repair mends that) and are "
+            f"reached by {reached}: move those branches off them (`ds push --force {name} REV:BRANCH`; a tag "
+            "or dataset record must be deleted on the remote), then run `ds fsck --repair` in each store "
+            "that fetched them")
+    return mend if hint is None else f"{hint}; also, {mend}"
 
 
 def _result(remote: Remote, c: _Check) -> dict:
@@ -252,27 +282,41 @@ def _check_chunks(remote: Remote, c: _Check, subset: float, read: set[bytes]) ->
     the index rows (and every row of the chunks in ``read``) read back. Every row of every
     fragment counts, not only the one a lookup finds first: fragments are searched in an
     order each reader sets, so a chunk indexed twice, once where it cannot be read, fails
-    for some readers."""
+    for some readers. A chunk whose rows give a length a version's file entry does not is
+    read back too: if it reads whole, that version's metadata is wrong (``check_sizes``)."""
     for frag in remote.index().fragments:
         for cid, loc in frag:
             c.locations.setdefault(cid, []).append(loc)
     c.packs = remote.packs(remote.listing())  # after the index: a push lands its packs before its fragment
     gone = {loc.pack for locs in c.locations.values() for loc in locs} - c.packs.keys()
     c.problems += [f"the index names pack {p}, which is missing" for p in sorted(gone)]
-    short: set[str] = set()
+    short: dict[str, list[tuple[bytes, Location]]] = {}
     for cid, locs in c.locations.items():
         for loc in locs:
             if loc.pack in gone:
                 c.bad_rows[cid, loc] = f"its pack {loc.pack} is missing"
             elif loc.offset + loc.stored_len > c.packs[loc.pack][0]:
-                c.bad_rows[cid, loc] = f"its pack {loc.pack} is shorter than the index says: cut short"
-                short.add(loc.pack)
-    c.problems += [f"pack {p} is shorter than the index says: cut short" for p in sorted(short)]
+                short.setdefault(loc.pack, []).append((cid, loc))
+    for p, rows in sorted(short.items()):
+        if _toc(remote, c, p) is None:
+            why = f"its pack {p} is shorter than the index says: cut short"
+            c.problems.append(f"pack {p} is shorter than the index says: cut short")
+        else:
+            why = f"its index row points past the end of pack {p}, whose table of contents says it is whole"
+            c.reread = True  # an index that lies here may lie elsewhere: every row is worth reading
+            c.problems.append(f"the index names bytes past the end of pack {p}, whose own table of contents "
+                              f"says it is whole: the index is wrong ({len(rows)} row(s))")
+        c.bad_rows.update(((cid, loc), why) for cid, loc in rows)
+    lengths = c.marked.lengths
+    sized = {cid for cid, locs in c.locations.items() if cid in lengths
+             and (cid in c.marked.odd_lengths or any(loc.raw_len != lengths[cid] for loc in locs))}
+    read = read | sized
     sample = sorted(((cid, loc) for cid, locs in c.locations.items() for loc in locs  # all rows of
                      if (cid, loc) not in c.bad_rows  # a chunk indexed twice: readers differ there
                      and (cid in read or len(locs) > 1 or random.random() < subset)),
                     key=lambda row: (row[1].pack, row[1].offset))
     c.chunks_read = len(sample)
+    failed: dict[str, list[tuple[bytes, Location, str]]] = {}
     for pack, rows in groupby(sample, key=lambda row: row[1].pack):
         rows = list(rows)
         try:
@@ -280,14 +324,32 @@ def _check_chunks(remote: Remote, c: _Check, subset: float, read: set[bytes]) ->
                 try:
                     remote.decode(cid, loc, stored)
                 except DsError as e:
-                    where = c.marked.chunks.get(cid)
-                    c.problems.append(str(e).removesuffix("; run `ds fsck --read-data`")
-                                      + (f" (a chunk of {where})" if where else ""))
+                    why = str(e).removesuffix(f"; {remote.fsck_hint}")
+                    failed.setdefault(pack, []).append((cid, loc, why))
                     c.bad_rows[cid, loc] = "it fails its check"
         except RemoteDamaged as e:  # one damaged pack is one problem, not the end of the check
             c.problems.append(f"pack {pack} looks damaged on the remote: its chunks cannot be read back "
                               f"({e.why}, at every try)")
             c.bad_rows.update(((cid, loc), f"its pack {pack} cannot be read") for cid, loc in rows)
+            c.reread = True
+    for pack, rows in sorted(failed.items()):
+        c.reread = True
+        toc = _toc(remote, c, pack)
+        held = dict(toc or ())
+        for cid, loc, why in rows:
+            where = c.marked.chunks.get(cid)
+            of = f" (a chunk of {where})" if where else ""
+            if toc is None or held.get(cid) == loc:  # the pack's own record fails: data damage
+                c.problems.append(why + of)
+                continue
+            elsewhere = "has it elsewhere" if cid in held else "does not hold it"
+            c.problems.append(f"the index row of chunk {cid.hex()}{of} names the wrong bytes of pack {pack}, "
+                              f"whose own table of contents {elsewhere}: the index is wrong")
+            c.bad_rows[cid, loc] = "its index row names the wrong bytes of its pack"
+    whole = {cid: loc.raw_len for cid in sized for loc in c.locations[cid] if (cid, loc) not in c.bad_rows}
+    before = len(c.marked.problems)
+    check_sizes(remote.store.meta, c.marked, whole.get)  # lengths of rows that read back whole
+    c.problems += c.marked.problems[before:]
     for cid, where in c.marked.chunks.items():
         locs = c.locations.get(cid, [])
         bad = [c.bad_rows[cid, loc] for loc in locs if (cid, loc) in c.bad_rows]
@@ -301,6 +363,17 @@ def _check_chunks(remote: Remote, c: _Check, subset: float, read: set[bytes]) ->
                               f"read ({bad[0]}): some readers fail on it")
 
 
+def _toc(remote: Remote, c: _Check, pack: str) -> Rows | None:
+    """A remote pack's own table of contents (read once, three ranged reads); None when it
+    cannot be read (the pack is damaged or cut short, or gone)."""
+    if pack not in c.tocs:
+        try:
+            c.tocs[pack] = remote.pack_toc(pack, c.packs[pack][0])
+        except (FormatError, RemoteDamaged, FileNotFoundError, KeyError):
+            c.tocs[pack] = None
+    return c.tocs[pack]
+
+
 # -- mending -------------------------------------------------------------------------------
 def _repair(remote: Remote, c: _Check) -> _Mended:
     mended = _Mended()
@@ -311,12 +384,13 @@ def _repair(remote: Remote, c: _Check) -> _Mended:
         mended.files_restored.append(rel)
     rows = _kept_rows(c)
     named = {loc.pack for locs in c.locations.values() for loc in locs}
-    for pack in sorted(c.packs.keys() - named):  # 1. packs no readable fragment names
-        try:
-            toc = remote.pack_toc(pack, c.packs[pack][0])
-        except (FormatError, RemoteDamaged, FileNotFoundError):
+    misindexed = {loc.pack for _cid, loc in c.bad_rows if loc.pack in c.packs}
+    for pack in sorted((c.packs.keys() - named) | misindexed):  # 1. packs no row, or a wrong row, names
+        toc = _toc(remote, c, pack)
+        if toc is None:
             continue  # not a pack we can read: left for a remote gc
-        found = [(cid, loc) for cid, loc in toc if cid not in rows or cid in c.bad_chunks]
+        found = [(cid, loc) for cid, loc in toc if (cid not in rows or cid in c.bad_chunks)
+                 and (cid, loc) not in c.bad_rows]
         try:  # indexed only once read back whole: a later push trusts the index
             whole = {cid: loc for cid, loc, _stored in _readable(remote, found)}
         except (RemoteDamaged, FileNotFoundError):

@@ -427,9 +427,19 @@ class RemoteRepo(Repository):
                     yield chunk_id, loc, stored
 
     def decode(self, chunk_id: bytes, loc: Location, stored: bytes) -> bytes:
-        """A chunk's stored bytes back to its bytes, verified against its id (never a delta here)."""
+        """A chunk's stored bytes back to its bytes, verified against its id (never a delta
+        here); one that fails points to the check of this remote, not of the store."""
         where = f"remote pack {loc.pack} on {self.url}"
-        return decode_chunk(stored, loc.entry(chunk_id), self.store.algo, where)
+        try:
+            return decode_chunk(stored, loc.entry(chunk_id), self.store.algo, where)
+        except CorruptObject as e:
+            raise CorruptObject(f"{_bare(str(e))}; {self.fsck_hint}", where=e.where, expected=e.expected,
+                                got=e.got) from None
+
+    @property
+    def fsck_hint(self) -> str:
+        """How a message about damage here says what checks (and mends) it."""
+        return f"run `ds fsck --remote {self.name or self.url}`"
 
     # -- as a Repository (gc, fsck, copy_chunks) ----------------------------------------
     def check(self) -> None:
@@ -538,8 +548,8 @@ class RemoteRepo(Repository):
             except FileNotFoundError:
                 pass
             except (FormatError, CorruptObject) as e:
-                self.warn(f"{self.label}: its pack {pack} was not taken whole ({e}); its chunks are "
-                          "read one by one (`ds fsck --remote` checks the remote)")
+                self.warn(f"{self.label}: its pack {pack} was not taken whole ({_bare(str(e))}); its "
+                          f"chunks are read one by one ({self.fsck_hint} to check the remote)")
             finally:
                 path.unlink(missing_ok=True)
 
@@ -721,3 +731,10 @@ def ref_name_problem(rel: str, track: str) -> str | None:
 
 def _end(loc: Location) -> int:
     return loc.offset + loc.stored_len
+
+
+def _bare(message: str) -> str:
+    """A chunk's damage without the local check's hint (it names a remote's file, not ours)."""
+    for hint in ("; run `ds fsck --read-data`", ": run `ds fsck --read-data`"):
+        message = message.removesuffix(hint)
+    return message
