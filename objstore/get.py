@@ -56,12 +56,13 @@ def get_copy(store: Store, rev: str, dest: str | os.PathLike[str], overwrite: bo
     if paths is not None:
         wanted = set(paths)
         items = [(p, e) for p, e in items if p in wanted]
-    return copy_items(store, items, dest, overwrite, progress)
+    return copy_items(store, items, dest, overwrite, progress, version=commit_id)
 
 
 def copy_items(store: Store, items: list[tuple[str, FileEntry]], dest: str | os.PathLike[str],
                overwrite: bool = False,
-               progress: Callable[[int, int], None] | None = None) -> WriteReport:
+               progress: Callable[[int, int], None] | None = None,
+               version: str | None = None) -> WriteReport:
     """Write ``items`` as a new folder ``dest``, all at once or not at all; never a path inside
     a ``.git`` folder (a version from a remote is data: git would run a ``.git/config`` it wrote)."""
     items = [(p, e) for p, e in items if outside_git(p)]
@@ -97,7 +98,7 @@ def copy_items(store: Store, items: list[tuple[str, FileEntry]], dest: str | os.
             raise DsError(f"{a} and {b} differ only in case and this disk ignores case; "
                           "use --include to take one of them, or a case-sensitive disk")
         announce(progress, len(items), sum(e.size for _p, e in items))
-        report = Materializer(str(tmp), store.chunks, progress=progress, force=True,
+        report = Materializer(str(tmp), store.chunks, progress=progress, force=True, version=version,
                               record=False, fresh=True).write(items)
         if non_empty:
             old = dest.parent / f".{dest.name}.ds-old-{os.getpid()}"

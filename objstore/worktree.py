@@ -693,7 +693,7 @@ def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool
         stage_tree = store.staged_tree()
         staged = diff_trees(meta, head_tree, stage_tree, renames=False)
         clean_tracked = {p for p, _ in meta.walk(head_tree)} - set(wd.modified)
-        m = Materializer(root, store.chunks, progress=progress, force=force)
+        m = Materializer(root, store.chunks, progress=progress, force=force, version=target)
         if paths:
             rels = [to_store_path(store, p, cwd) for p in paths]
             items = []
