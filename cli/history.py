@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 
 from objstore.errors import DsError
-from objstore.store import split_range
 
 from .app import JsonOpt, PathsAfterDashDash, QuietOpt, after_dashes, app, cwd, err, open_store, out_json
 from .workflow import quote_path, say
@@ -148,6 +147,7 @@ def diff(
     """Compare two versions, or a version with the working folder (or, with --cached, with
     what is staged); after `--`, only the PATHs."""
     from objstore.diff import diff_staged, diff_versions
+    from objstore.store import split_range
     from objstore.worktree import to_store_path, worktree_diff
 
     store = open_store()

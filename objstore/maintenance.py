@@ -387,9 +387,10 @@ def _malformed_hint(store: Store, bad: dict[str, str], repaired: bool, sizes: se
     who = store.meta.reaching(set(bad))
     if repaired or not who:
         return (f"versions {ids} {what} and are still reached by "
-                f"{', '.join(who) or 'the stage'}: "
-                "no remote can mend them; move your branches off them (`ds branch -f NAME REV`, "
-                "`ds switch`), then `ds fsck --repair` drops what else reaches them")
+                f"{', '.join(who) or 'a dataset record, a draft or the stage'}: no remote can mend them; "
+                "move your branches and tags off them (`ds switch` to another branch, then `ds branch -f "
+                "NAME REV`, or `ds branch -D`); the reflogs keep them until `ds gc "
+                "--prune-reflog-older-than now`")
     refused = "" if sizes else " (a fetch now refuses such versions)"
     return (f"versions {ids} {what} (written so, e.g. by a hostile remote) and are reached "
             f"by {', '.join(who)}: `ds fsck --repair` drops a remote's branches and reflog entries that "

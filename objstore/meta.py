@@ -18,7 +18,7 @@ import contextlib
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -888,42 +888,78 @@ class MetaStore:
                     out.update(i for i in (e.old, e.new) if i != ZERO and self._is_commit(i, damaged=True))
         return out
 
-    def _reaches(self, bad: set[str]) -> Callable[[str], bool]:
-        """Whether a version id is one of ``bad`` or has one of them in its history."""
-        def reaches(oid: str) -> bool:
-            return oid != ZERO and self._is_commit(oid, damaged=True) and any(
-                oid == b or self.is_ancestor(b, oid) for b in bad)
-        return reaches
+    def _reaching(self, bad: set[str], tips: Iterable[str]) -> set[str]:
+        """The versions in ``tips``' histories that are one of ``bad`` or hold one in their
+        history: one walk, parents before children (cost ∝ history, not refs × history).
+        A history that cannot be read whole raises ``FormatError``."""
+        out: set[str] = set()
+        try:
+            walker = self.repo.walk(None, pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.REVERSE)
+            pushed = False
+            for tip in set(tips):
+                if tip != ZERO and self._is_commit(tip):
+                    walker.push(pygit2.Oid(hex=tip))
+                    pushed = True
+            for c in walker if pushed else ():
+                cid = str(c.id)
+                if cid in bad or any(str(p) in out for p in c.parent_ids):
+                    out.add(cid)
+        except pygit2.GitError as e:
+            raise FormatError(f"the history cannot be read whole ({e})") from None
+        return out
+
+    def _all_tips(self) -> list[str]:
+        """Every id a ref, HEAD or a reflog entry names."""
+        tips = [t for name in self.ref_names() if (t := self.ref_target(name))]
+        with contextlib.suppress(FormatError):
+            tips += [h] if (h := self.head_commit()) else []
+        for _name, path in reflog_files(self.path):
+            tips += [i for e in read_reflog(path) for i in (e.old, e.new)]
+        return tips
 
     def reaching(self, bad: set[str]) -> list[str]:
         """The refs (and reflogs, as ``reflog of NAME``) that reach any of ``bad``."""
-        reaches = self._reaches(bad)
-        out = [name for name in self.ref_names() if (t := self.ref_target(name)) and reaches(t)]
+        try:
+            reach = self._reaching(bad, self._all_tips())
+        except FormatError as e:
+            return [f"refs this check could not follow ({e})"]
+        out = [name for name in self.ref_names() if self.ref_target(name) in reach]
         try:
             head = self.head_commit()
         except FormatError:
             head = None  # a damaged HEAD: said apart
-        if self.head_branch() is None and head and reaches(head):
+        if self.head_branch() is None and head in reach:
             out.append("HEAD (detached)")
         out += [f"reflog of {name}" for name, path in reflog_files(self.path)
-                if any(reaches(e.old) or reaches(e.new) for e in read_reflog(path))]
+                if any(e.old in reach or e.new in reach for e in read_reflog(path))]
         return out
 
     def forget_versions(self, bad: set[str]) -> list[str]:
-        """Drop what reaches ``bad`` that can be had again or is only history: remote-tracking
-        refs and reflog entries, never a branch, tag or HEAD. Returns what went."""
-        reaches = self._reaches(bad)
+        """Let go of a remote's view of ``bad``: remote-tracking refs that reach them, and the
+        entries of remote-tracking reflogs that do (the newest entry of each stays, its old
+        id zeroed, as an expiry does). A branch, tag, HEAD or their reflogs is never touched:
+        work of the user's that reaches them is the user's to move. Returns what went."""
+        try:
+            reach = self._reaching(bad, self._all_tips())
+        except FormatError:
+            return []  # nothing is dropped on a history this cannot follow
         gone = []
         for name in self.ref_names("refs/remotes/"):
-            if (t := self.ref_target(name)) and reaches(t) and self.drop_ref(name):
+            if (t := self.ref_target(name)) in reach and self.drop_ref(name):
                 gone.append(f"{name} (named {t[:12]})")
         for name, path in list(reflog_files(self.path)):
+            if not name.startswith("refs/remotes/"):
+                continue
             lines = path.read_text("utf-8", errors="replace").splitlines(keepends=True)
-            keep = [ln for ln in lines if not any(reaches(i) for i in ln.split(" ", 2)[:2] if is_hex40(i))]
-            if len(keep) < len(lines):
+            keep = [ln for ln in lines[:-1] if not any(i in reach for i in ln.split(" ", 2)[:2])]
+            changed = len(lines) - 1 - len(keep)
+            if lines:
+                last = lines[-1]
+                changed += last[:40] in reach
+                keep.append(ZERO + last[40:] if last[:40] in reach else last)
+            if changed:
                 atomic_write(path, "".join(keep).encode())
-                gone.append(f"{len(lines) - len(keep)} entr{'y' if len(lines) - len(keep) == 1 else 'ies'} "
-                            f"of the reflog of {name}")
+                gone.append(f"{changed} entr{'y' if changed == 1 else 'ies'} of the reflog of {name}")
         return gone
 
     def expire_reflogs(self, before: float) -> int:

@@ -115,7 +115,7 @@ def test_local_repair_never_moves_a_users_branch_off_such_a_version(forged) -> N
     report = fsck(c, repair=True)
     assert c.meta.resolve("refs/heads/kept") == bad and c.head() == good
     assert not report.ok and "refs/heads/kept" in report.problems[-1]
-    assert "move your branches off them" in report.problems[-1]
+    assert "move your branches and tags off them" in report.problems[-1]
 
 
 def test_a_get_of_such_a_version_names_the_problem_and_fsck_then_finds_it(forged, tmp_path: Path) -> None:

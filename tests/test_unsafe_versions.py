@@ -93,7 +93,7 @@ def test_repair_never_moves_a_users_branch_off_an_unsafe_version(scene) -> None:
     report = fsck(c, repair=True)
     assert c.meta.resolve("refs/heads/kept") == bad
     assert not report.ok and "refs/heads/kept" in report.problems[-1]
-    assert "move your branches off them" in report.problems[-1]
+    assert "move your branches and tags off them" in report.problems[-1]
     c.meta.drop_ref("refs/heads/kept")  # the user does as told
     assert fsck(c, repair=True).ok and c.head() == good
 
@@ -110,3 +110,29 @@ def test_cli_fsck_says_what_reaches_the_version_and_repair_says_what_went(scene)
     write(c.worktree, "more.txt", "x")  # and the store works on
     ds("add", "-A", cwd=c.worktree)
     ds("commit", "-m", "more", cwd=c.worktree)
+
+
+def test_repair_never_touches_a_users_history_that_reaches_an_unsafe_version(scene) -> None:
+    """Work of the user's on top of a merge of the unsafe version: the repair lets go of the
+    remote's ref only; HEAD's and the branch's reflogs stay whole, and gc keeps the work."""
+    _a, c, good, bad = scene
+    Remote(c).fetch()
+    c.meta.set_ref("refs/remotes/origin/main", bad, force=True, message="fetch by an older objstore")
+    merged = c.meta.commit(c.meta.tree_of(good), [good, bad], "merge by hand", c.author())
+    c.meta.set_head(merged, "merge: by hand")
+    write(c.worktree, "work.txt", "mine")
+    ds("add", "work.txt", cwd=c.worktree)
+    work = ds("commit", "-m", "my work", cwd=c.worktree).stdout.strip()
+    head_log = (c.path / "meta/logs/HEAD").read_text()
+    branch_log = (c.path / "meta/logs/refs/heads/main").read_text()
+    report = fsck(c, repair=True)
+    assert report.refs_dropped and all(d.startswith(("refs/remotes/", "1 entr", "2 entr")) for d in
+                                       report.refs_dropped), report.refs_dropped
+    assert all("reflog of refs/remotes/" in d for d in report.refs_dropped if "entr" in d)
+    assert (c.path / "meta/logs/HEAD").read_text() == head_log
+    assert (c.path / "meta/logs/refs/heads/main").read_text() == branch_log
+    assert c.head() == work and not report.ok and "refs/heads/main" in report.problems[-1]
+    r = ds("gc", cwd=c.worktree, check=False)
+    assert r.returncode == 1  # refused while a problem stands: nothing is freed
+    ds("get", work, str(c.worktree.parent / "work"), cwd=c.worktree)
+    assert (c.worktree.parent / "work" / "work.txt").read_text() == "mine"
