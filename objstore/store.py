@@ -444,6 +444,23 @@ class Store:
         atomic_write(self.path / "STAGE",
                      "".join(f"tree {t}\nbase {b or '-'}\n" for t, b in records).encode())
 
+    def refused_links(self) -> frozenset[str]:
+        """Paths of links the last checkouts did not create (their target leads out of the
+        folder): their absence from the working folder is no change (``links-refused``)."""
+        try:
+            return frozenset((self.path / "links-refused").read_text("utf-8").splitlines())
+        except FileNotFoundError:
+            return frozenset()
+
+    def set_refused_links(self, paths: set[str]) -> None:
+        from .fsutil import atomic_write
+
+        if paths:
+            atomic_write(self.path / "links-refused", "".join(f"{p}\n" for p in sorted(paths)).encode())
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path / "links-refused")
+
     def clear_stage(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path / "STAGE")

@@ -221,18 +221,21 @@ def _scan_with_tracked(store: Store, tracked: Iterable[str]) -> ScanResult:
     return result
 
 
-def never_written(store: Store, path: str, entry: FileEntry | None) -> bool:
-    """True for a link whose target leads out of the working folder: no checkout creates it
-    (``materialize.link_is_contained``), so its absence is not a removal to record."""
-    if entry is None or entry.kind != LINK:
-        return False
-    from .materialize import link_is_contained
+def never_written(refused: frozenset[str], path: str, entry: FileEntry | None) -> bool:
+    """True for a link a checkout did not create (its target leads out of the folder: see
+    ``materialize.link_is_contained``): its absence is no removal to record. One the user
+    made and deleted is a removal as any other."""
+    return entry is not None and entry.kind == LINK and path in refused
 
-    try:
-        target = os.fsdecode(b"".join(store.chunks.get(c) for c, _ in entry.chunk_list()))
-    except (DsError, OSError, KeyError):
-        return False  # unreadable here (a partial clone): a plain removal, as before
-    return not link_is_contained(path, target)
+
+def _note_refused(store: Store, attempted: Iterable[str], refused: list[str]) -> None:
+    """After a write of ``attempted`` paths: the links among them it refused replace what
+    was noted for those paths."""
+    old = store.refused_links()
+    tried = set(attempted)
+    new = {p for p in old if p not in tried} | set(refused)
+    if new != old:
+        store.set_refused_links(new)
 
 
 def worktree_diff(store: Store, base_tree=None, renames: bool = False,
@@ -248,6 +251,7 @@ def worktree_diff(store: Store, base_tree=None, renames: bool = False,
     meta = store.meta
     tree = store.head_tree() if base_tree is None else base_tree
     scope = store.in_scope()  # sparse: the rest is not checked out
+    refused = store.refused_links()
     result = _scan_with_tracked(store, (p for p, _e in meta.walk(tree) if scope(p)))
     files = result.files
     cache = store.stat_cache()
@@ -262,7 +266,7 @@ def worktree_diff(store: Store, base_tree=None, renames: bool = False,
             continue
         st = files.pop(path, None)
         if st is None:
-            if not never_written(store, path, e):
+            if not never_written(refused, path, e):
                 d.removed[path] = e
             continue
         result.matched += 1
@@ -389,8 +393,9 @@ def add(store: Store, paths: list[str], progress: Progress | None = None,
             if st is not None:
                 hidden.add(p, st)  # the name is the whole path: the folder is ""
         consider(hidden)
+        refused = store.refused_links()
         for p in tracked:  # gone: removed before anything is set (a removed file may become a folder)
-            if never_written(store, p, editor.get(p)):
+            if never_written(refused, p, editor.get(p)):
                 continue  # a link no checkout creates: its absence is no change (`ds rm` drops it)
             editor.remove(p)
             cache.drop(p)
@@ -713,6 +718,7 @@ def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool
                 store.ensure_chunks(c for _p, e in items for c, _ in e.chunk_list())
             announce(progress, len(items), sum(e.size for _p, e in items))
             report = m.write(items)
+            _note_refused(store, (p for p, _e in items), report.links_refused)
             by_path = dict(items)
             for p, st in report.written.items():
                 cache.put(p, st, by_path[p].hash)
@@ -756,6 +762,7 @@ def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool
         m.prune_empty_dirs(parent_of(p) for p in gone)  # a folder emptied here may become a file
         announce(progress, len(write_paths), sum(target_map[p].size for p in write_paths))
         report = m.write((p, target_map[p]) for p in sorted(write_paths))
+        _note_refused(store, write_paths | gone, report.links_refused)
         for p, st in report.written.items():
             cache.put(p, st, target_map[p].hash)
         cache.save()
@@ -891,6 +898,7 @@ def _restore_files(store: Store, users: list[str], rels: list[str], source: str 
     m.prune_empty_dirs(parent_of(p) for p in gone)
     announce(progress, len(items), sum(e.size for e in items.values()))
     written = m.write(sorted(items.items()))
+    _note_refused(store, {*items, *gone}, written.links_refused)
     for p, st in written.written.items():
         cache.put(p, st, items[p].hash)
     cache.save()

@@ -133,3 +133,23 @@ def test_a_link_no_checkout_creates_is_no_removal(tmp_path: Path) -> None:
     assert {"evil", "sub-escape"} <= set(listed)
     ds("rm", "--cached", "evil", cwd=c)
     assert ds("status", "-s", cwd=c).stdout == "D  evil\n"
+
+
+def test_a_link_of_the_users_own_that_leads_out_is_removed_as_any_file(tmp_path: Path) -> None:
+    """Only links a checkout refused are spared: one the user made and deleted is a removal."""
+    from .conftest import ds
+
+    w = tmp_path / "w"
+    ds("init", str(w), cwd=tmp_path)
+    write(w, "a", "a")
+    os.symlink("/etc/hostname", w / "ext")
+    ds("add", "-A", cwd=w)
+    ds("commit", "-m", "one", cwd=w)
+    (w / "ext").unlink()
+    assert ds("status", "-s", cwd=w).stdout == " D ext\n"
+    ds("commit", "-a", "-m", "two", cwd=w)
+    assert ds("ls", cwd=w).stdout.split() == ["a"]
+    ds("checkout", "HEAD~1", cwd=w)  # a checkout of that version refuses the link: no change then
+    assert not os.path.lexists(w / "ext") and ds("status", "-s", cwd=w).stdout == ""
+    ds("switch", "main", cwd=w)
+    assert ds("status", "-s", cwd=w).stdout == ""
