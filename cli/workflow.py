@@ -381,7 +381,7 @@ def checkout(
         if paths:  # as git's: the stage takes REV's entries too
             from objstore.worktree import restore as do_restore
 
-            do_restore(store, paths, staged=True, source=rev, cwd=cwd())
+            do_restore(store, paths, staged=True, source=rev, cwd=cwd(), overlay=True)
     report_move(report, quiet)
     if as_json:
         out_json(moved_json(store, report, rev=rev, paths=paths or None))

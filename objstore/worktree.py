@@ -806,7 +806,7 @@ class RestoreReport:
 
 def restore(store: Store, paths: list[str], staged: bool = False, source: str | None = None,
             progress: Callable[[int, int], None] | None = None,
-            cwd: str | None = None) -> RestoreReport:
+            cwd: str | None = None, overlay: bool = False) -> RestoreReport:
     """``git restore``: with ``staged``, the stage's entries at ``paths`` go back to
     ``source``'s (default HEAD) and the working files are untouched; otherwise the working
     files at ``paths`` are written from the stage (or from version ``source``).
@@ -815,13 +815,15 @@ def restore(store: Store, paths: list[str], staged: bool = False, source: str | 
     that writing would destroy, and a path that neither side holds, are errors before
     anything changes. With ``source``, files tracked in the stage under a path but absent
     from that version are removed from the working folder (git's no-overlay mode).
+    ``overlay`` (with ``staged``; git's ``checkout REV -- PATH``): the stage takes the
+    source's entries under the paths and keeps the others there.
     """
     if not paths:
         raise DsError("name the paths to restore (`.` for everything)")
     rels = [to_store_path(store, p, cwd) for p in paths]
     with store.locked():
         if staged:
-            return _restore_stage(store, paths, rels, source or "HEAD")
+            return _restore_stage(store, paths, rels, source or "HEAD", overlay)
         return _restore_files(store, paths, rels, source, progress)
 
 
@@ -835,11 +837,12 @@ def _source_tree(store: Store, source: str | None):
     return store.meta.tree_of(commit_id), f"version {commit_id[:12]}"
 
 
-def _restore_stage(store: Store, users: list[str], rels: list[str], source: str) -> RestoreReport:
+def _restore_stage(store: Store, users: list[str], rels: list[str], source: str,
+                   overlay: bool = False) -> RestoreReport:
     meta = store.meta
     tree, where = _source_tree(store, source)
     report = RestoreReport()
-    if "" in rels:  # the whole stage becomes the source's tree
+    if "" in rels and not overlay:  # the whole stage becomes the source's tree
         report.restored = [p for p, _e in meta.walk(tree)]
         store.set_stage(tree)
         return report
@@ -849,13 +852,15 @@ def _restore_stage(store: Store, users: list[str], rels: list[str], source: str)
         before = [rel] if editor.get(rel) is not None else editor.files_under(rel)
         if found is None and not before:
             raise DsError(f"{user} is in neither {where} nor the stage; nothing to restore")
-        editor.remove(rel)
+        if not overlay:
+            editor.remove(rel)
         items = [] if found is None else [(rel, found)] if isinstance(found, FileEntry) \
             else meta.walk(found, rel)
         for p, e in items:
             editor.set(p, e)
             report.restored.append(p)
-        report.removed.extend(sorted(set(before) - set(report.restored)))
+        if not overlay:
+            report.removed.extend(sorted(set(before) - set(report.restored)))
     store.set_stage(editor.write())
     return report
 

@@ -107,3 +107,19 @@ def test_branch_rename_onto_a_deleted_branchs_name_keeps_its_reflog(repo: Path) 
     ds("gc", cwd=repo)
     ds("get", only, str(repo.parent / "kept"), cwd=repo)  # gc still kept it
     assert (repo.parent / "kept" / "only-here").read_text() == "x"
+
+
+def test_checkout_rev_folder_keeps_files_rev_lacks_in_the_folder_and_the_stage(repo: Path) -> None:
+    """git's checkout REV -- DIR is an overlay: files REV lacks stay, staged and on disk."""
+    write(repo, "d/a", "old")
+    ds("add", "-A", cwd=repo)
+    ds("commit", "-m", "d/a", cwd=repo)
+    write(repo, "d/a", "new")
+    write(repo, "d/c", "later")
+    ds("add", "-A", cwd=repo)
+    ds("commit", "-m", "d/c", cwd=repo)
+    ds("checkout", "HEAD~1", "--", "d", cwd=repo)
+    assert (repo / "d/a").read_text() == "old" and (repo / "d/c").read_text() == "later"
+    assert ds("status", "-s", cwd=repo).stdout == "M  d/a\n"
+    ds("commit", "-m", "d/a back", cwd=repo)
+    assert sorted(ds("ls", "d", cwd=repo).stdout.split()) == ["d/a", "d/c"]
