@@ -296,6 +296,10 @@ def not_a_file(path: Path, mode: int) -> str:
     """The message for something other than a regular file where objstore keeps a file."""
     if S_ISLNK(mode):
         return linked(path)
+    if S_ISDIR(mode):  # as git: refs `a` and `a/b` cannot both be; nothing is damaged
+        return (f"{path} is a folder where a file was to be: a name cannot be both a ref and the "
+                "folder of others (as `a` and `a/b`), and the remote holds refs under this one; "
+                "choose another name")
     what = ("a FIFO (named pipe)" if S_ISFIFO(mode) else "a socket" if S_ISSOCK(mode)
             else "a folder" if S_ISDIR(mode) else "a device or other special file")
     return (f"{path} is {what}, not a regular file, {DAMAGED}; it was not opened. Remove it (or "

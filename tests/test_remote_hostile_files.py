@@ -308,3 +308,24 @@ def test_a_live_lock_is_never_swept_as_future(tmp_path: Path) -> None:
                "locks/shared-c.json": (10, now - 700), "locks/shared-d.json": (10, now)}
     _temps, locks = repo.leftovers(listing, now, grace=0)
     assert sorted(locks) == ["locks/shared-b.json", "locks/shared-c.json"]
+
+
+def test_a_branch_named_as_a_remote_folder_of_branches_is_a_name_clash_not_damage(tmp_path: Path) -> None:
+    """Pushing `a` where the remote has `a/b` (git refuses the same): the message names the
+    clash and never tells the user to remove the folder (that would delete `a/b`)."""
+    from .conftest import ds
+
+    w = tmp_path / "w"
+    ds("init", str(w), cwd=tmp_path)
+    write(w, "f", "1")
+    ds("add", "-A", cwd=w)
+    ds("commit", "-m", "one", cwd=w)
+    ds("remote", "add", "origin", str(tmp_path / "remote"), cwd=w)
+    ds("branch", "a/b", cwd=w)
+    ds("push", "origin", "a/b", cwd=w)
+    ds("branch", "-D", "a/b", cwd=w)
+    ds("branch", "a", cwd=w)
+    r = ds("push", "origin", "a", cwd=w, check=False)
+    assert r.returncode == 1 and "cannot be both a ref and the folder of others" in r.stderr
+    assert "hostile" not in r.stderr and "Remove it" not in r.stderr
+    assert (tmp_path / "remote" / "refs" / "heads" / "a" / "b").is_file()
