@@ -888,7 +888,7 @@ class MetaStore:
                     out.update(i for i in (e.old, e.new) if i != ZERO and self._is_commit(i, damaged=True))
         return out
 
-    def _reaching(self, bad: set[str], tips: Iterable[str]) -> set[str]:
+    def reaching_versions(self, bad: set[str], tips: Iterable[str]) -> set[str]:
         """The versions in ``tips``' histories that are one of ``bad`` or hold one in their
         history: one walk, parents before children (cost ∝ history, not refs × history).
         A history that cannot be read whole raises ``FormatError``."""
@@ -920,7 +920,7 @@ class MetaStore:
     def reaching(self, bad: set[str]) -> list[str]:
         """The refs (and reflogs, as ``reflog of NAME``) that reach any of ``bad``."""
         try:
-            reach = self._reaching(bad, self._all_tips())
+            reach = self.reaching_versions(bad, self._all_tips())
         except FormatError as e:
             return [f"refs this check could not follow ({e})"]
         out = [name for name in self.ref_names() if self.ref_target(name) in reach]
@@ -940,7 +940,7 @@ class MetaStore:
         id zeroed, as an expiry does). A branch, tag, HEAD or their reflogs is never touched:
         work of the user's that reaches them is the user's to move. Returns what went."""
         try:
-            reach = self._reaching(bad, self._all_tips())
+            reach = self.reaching_versions(bad, self._all_tips())
         except FormatError:
             return []  # nothing is dropped on a history this cannot follow
         gone = []

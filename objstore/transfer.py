@@ -310,27 +310,27 @@ class Transfers(RemoteRepo):
         """The refs whose versions new here all read back safely; the others skipped with a
         warning. Once a ref names it, a version whose folder listing is unsafe ('..', a store
         name) or damaged would fail every `ds fsck` and `ds gc` here until the reflog let
-        it go. Reads only the folders each new version changed (cost ∝ change), which a
-        checkout then finds read already."""
+        it go. One walk over the new versions, reading only the folders each changed (cost ∝
+        change), which a checkout then finds read already."""
         meta = self.store.meta
-        problems: dict[str, str | None] = {}
+        problems: dict[str, str] = {}
+        for commit_id in meta.new_versions(sorted(set(refs.values())), known):
+            try:
+                info = meta.commit_info(commit_id)
+                parent = meta.tree_of(info.parents[0]) if info.parents else None
+                _read_changed(meta, parent, info.tree, "")
+            except DsError as e:
+                problems[commit_id] = f"version {commit_id[:12]}, which cannot be read ({e})"
+        if not problems:
+            return dict(refs)
+        reach = meta.reaching_versions(set(problems), refs.values())
         good = {}
         for rel, tip in sorted(refs.items()):
-            why = None
-            for commit_id in meta.new_versions([tip], known):
-                if commit_id not in problems:
-                    try:
-                        info = meta.commit_info(commit_id)
-                        parent = meta.tree_of(info.parents[0]) if info.parents else None
-                        _read_changed(meta, parent, info.tree, "")
-                        problems[commit_id] = None
-                    except DsError as e:
-                        problems[commit_id] = f"names version {commit_id[:12]}, which cannot be read ({e})"
-                why = why or problems[commit_id]
-            if why is None:
+            if tip not in reach:
                 good[rel] = tip
-            else:
-                self._skip_ref(rel, f"it {why}")
+                continue
+            bad = next((b for b in sorted(problems) if meta.is_ancestor(b, tip)), sorted(problems)[0])
+            self._skip_ref(rel, f"it {'names' if bad == tip else 'holds in its history'} {problems[bad]}")
         return good
 
     def _drop_broken_tracking_refs(self) -> None:
