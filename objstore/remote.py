@@ -17,7 +17,7 @@ from .errors import DsError
 from .meta import CommitInfo
 from .paths import STORE_DIR
 from .record_sync import RecordSync, fetch_dataset, push_dataset, remote_records
-from .remote_fs import RemoteFS
+from .remote_fs import RefConflict, RemoteFS
 from .remote_repo import Transfer, check_url, forget_remote, remote_config, remote_spec
 from .store import CLONING, Store
 
@@ -108,11 +108,20 @@ def push(store: Store, name_or_url: str | None = None, refs: list[str] | None = 
         hints.append(f"branch {branch!r} has no upstream; `ds push -u {remote.name} {branch}` makes it "
                      f"follow {remote.name}/{branch} (then `ds push`, `ds pull` and `ds status` use it)")
     updates = remote.resolve_refspecs(refs, all_refs, tags)  # the local refs only: no request
-    t = remote.push_updates(updates, force)
+    refused = None
+    try:
+        t = remote.push_updates(updates, force)
+    except RefConflict as e:  # some refs moved, others were refused: as git, -u for those that moved
+        if getattr(e, "transfer", None) is None:
+            raise
+        t, refused = e.transfer, e
     if set_upstream:
         for u in updates:
-            if (u.src or "").startswith("refs/heads/") and u.dst.startswith("refs/heads/"):
+            if (u.src or "").startswith("refs/heads/") and u.dst.startswith("refs/heads/") \
+                    and (refused is None or u.dst in t.refs):
                 t.upstreams[u.src[11:]] = follow(store, u.src[11:], remote.name, u.dst[11:]).name
+    if refused is not None:
+        raise refused
     t.hints = hints
     return t
 

@@ -145,7 +145,9 @@ class Transfers(RemoteRepo):
         if len(refused) == 1 and not plan:
             raise refused[0]
         done = f"; the other {len(plan)} ref(s) were pushed" if plan else ""
-        raise RefConflict(f"{len(refused)} ref(s) refused{done}: " + "; ".join(str(e) for e in refused))
+        error = RefConflict(f"{len(refused)} ref(s) refused{done}: " + "; ".join(str(e) for e in refused))
+        error.transfer = t  # what did move (``push -u`` still sets those branches' upstreams)
+        raise error
 
     def _plan(self, updates: list[RefUpdate], force: bool,
               refused: list[RefConflict]) -> list[tuple[RefUpdate, str | None, Any]]:

@@ -121,3 +121,14 @@ def test_log_and_show_indent_every_line_of_a_message_and_an_empty_branch_is_an_e
     r = ds("log", cwd=tmp_path / "empty", check=False)
     assert r.returncode == 1 and "has no versions yet" in r.stderr
     assert ds("log", "--json", cwd=tmp_path / "empty").stdout.strip() == "[]"
+
+
+def test_push_u_sets_the_upstream_of_the_branches_that_moved_when_another_ref_is_refused(
+        repo, tmp_path: Path) -> None:
+    w, (_v1, v2, _v3, _s1) = repo
+    ds("tag", "t", v2, cwd=w)
+    ds("push", "origin", "t", cwd=w)
+    ds("tag", "-f", "t", "HEAD", cwd=w)  # now differs from the remote's
+    r = ds("push", "-u", "origin", "side", "t", cwd=w, check=False)
+    assert r.returncode == 1 and "1 ref(s) refused; the other 1 ref(s) were pushed" in r.stderr
+    assert "[origin/side]" in ds("branch", "-vv", cwd=w).stdout.split("side", 1)[1].splitlines()[0]
