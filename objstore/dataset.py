@@ -42,7 +42,7 @@ from .records import RecordStore
 from .revisions import DatasetNotFound, find_record, latest, lineage_to_fetch, matching
 from .scan import Stat
 from .squash import squash_tree
-from .store import Store
+from .store import Store, outside_git
 from .tree_edit import TreeEditor
 
 
@@ -510,6 +510,9 @@ class Dataset:
             except ValueError:
                 raise DsError(f"add_files: {f} is not inside local_base_folder {base}") from None
             target = check_relpath(_join(dataset_path, rel))
+            if not outside_git(target):
+                raise DsError(f"add_files: {target} is inside a .git folder, which is never versioned (as in "
+                              "git and DVC) and never written by a copy; give another dataset_path")
             st = f.stat()
             kind = EXEC if st.st_mode & 0o100 else FILE
             stat_ = Stat(st.st_size, st.st_mtime_ns, st.st_ino, kind, st.st_ctime_ns)
@@ -1493,14 +1496,15 @@ def _collect(src: Path, wildcard: str | Sequence[str] | None, recursive: bool) -
         depth = max(len(str(p).strip("/").split("/")) for p in patterns) - 1
     out = []
     for dirpath, dirnames, filenames in os.walk(src):
-        dirnames[:] = sorted(d for d in dirnames if d != ".dsstore")
+        # a store, and git's folders, are never versioned (as by `ds add`): a copy never writes them
+        dirnames[:] = sorted(d for d in dirnames if d != ".dsstore" and d.casefold() != ".git")
         rel_dir = Path(dirpath).relative_to(src).as_posix()
         if depth is not None and (0 if rel_dir == "." else rel_dir.count("/") + 1) >= depth:
             dirnames[:] = []
         for f in sorted(filenames):
             rel = f if rel_dir == "." else f"{rel_dir}/{f}"
             p = Path(dirpath, f)
-            if glob_match(rel, patterns, recursive) and p.is_file():
+            if glob_match(rel, patterns, recursive) and p.is_file() and f.casefold() != ".git":
                 out.append(p)
     return out
 

@@ -251,3 +251,20 @@ def test_a_write_between_the_read_and_the_swap_is_merged_not_lost(
     two.add_tags(["silver"])
     assert raced and shared_record(tmp_path, z.id)["tags"] == ["gold", "silver"]
     assert Dataset.get(dataset_id=z.id).tags == ["gold", "silver"]
+
+
+def test_add_files_passes_over_git_folders_and_refuses_a_dataset_path_inside_one(
+        tmp_path: Path, machine) -> None:
+    machine("m1")
+    src = tmp_path / "src"
+    (src / ".git").mkdir(parents=True)
+    (src / ".git" / "config").write_text("[core]\n\tfsmonitor = touch PWNED\n")
+    (src / "sub").mkdir()
+    (src / "sub" / ".git").write_text("gitdir: ../elsewhere\n")
+    (src / "d").mkdir()
+    (src / "d" / "x").write_text("x")
+    ds = Dataset.create(dataset_name="g", dataset_project="P")
+    ds.add_files(str(src))
+    assert ds.list_files() == ["d/x"]
+    with pytest.raises(DsError, match="inside a .git folder"):
+        ds.add_files(str(src / "d"), dataset_path=".git/hooks")
