@@ -371,7 +371,8 @@ class Store:
             limit = None
         if limit == 0:
             return []
-        hide: list[str | None] = []
+        hide: list[str] = []
+        only: set[str] | None = None  # A...B: the versions one side has and the other lacks
         if all_refs:
             versions = [commit_id for name, commit_id in self.meta.refs().items()
                         if not name.startswith(INTERNAL_REFS)]
@@ -380,13 +381,17 @@ class Store:
             starts = []
         elif (span := split_range(rev)) is not None:  # git's A..B (B's, not A's) and A...B (either's)
             a, b = self.resolve(span[0]), self.resolve(span[1])
-            starts, hide = ([a, b], [self.meta.merge_base(a, b)]) if span[2] else ([b], [a])
+            starts, hide = ([a, b], []) if span[2] else ([b], [a])
+            if span[2]:  # every common ancestor left out, however many merge bases (criss-cross)
+                only = {*self.meta.ancestors(a, hide=[b]), *self.meta.ancestors(b, hide=[a])}
         else:
             starts = [self.resolve(rev)]
         if not starts:
             return []
         out = []
-        for commit_id in self.meta.ancestors(*starts, hide=[h for h in hide if h]):
+        for commit_id in self.meta.ancestors(*starts, hide=hide):
+            if only is not None and commit_id not in only:
+                continue
             info = self.meta.commit_info(commit_id)
             if paths is not None and not self._touches(info, paths):
                 continue

@@ -132,3 +132,22 @@ def test_push_u_sets_the_upstream_of_the_branches_that_moved_when_another_ref_is
     r = ds("push", "-u", "origin", "side", "t", cwd=w, check=False)
     assert r.returncode == 1 and "1 ref(s) refused; the other 1 ref(s) were pushed" in r.stderr
     assert "[origin/side]" in ds("branch", "-vv", cwd=w).stdout.split("side", 1)[1].splitlines()[0]
+
+
+def test_three_dots_leave_out_every_common_ancestor_of_a_criss_cross(tmp_path: Path) -> None:
+    from objstore.store import Store
+
+    w = tmp_path / "cc"
+    ds("init", str(w), cwd=tmp_path)
+    base = _commit(w, "f", "0", "base")
+    with Store.open(w) as s:
+        tree, who = s.meta.tree_of(base), s.author()
+
+        def made(parents: list[str], message: str) -> str:
+            return s.meta.commit(tree, parents, message, who)
+
+        x1, y1 = made([base], "x1"), made([base], "y1")
+        x2, y2 = made([x1, y1], "x2"), made([y1, x1], "y2")  # two merge bases: x1 and y1
+        x3, y3 = made([x2], "x3"), made([y2], "y3")
+        got = {i.id for i in s.log(f"{x3}...{y3}")}
+    assert got == {x3, x2, y3, y2}
