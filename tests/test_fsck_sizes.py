@@ -15,7 +15,7 @@ import pytest
 from objstore.errors import DsError
 from objstore.index import Location, encode_fragment
 from objstore.maintenance import fsck
-from objstore.manifest import FileEntry, decode_manifest, encode_manifest
+from objstore.manifest import FileEntry
 from objstore.remote import Remote
 from objstore.remote_fs import RemoteFS
 from objstore.remote_fsck import fsck_remote
@@ -24,6 +24,7 @@ from objstore.worktree import commit_all
 
 from .conftest import ds, read_tree, write
 from .test_remote import clone_to, make_store
+from .test_unsafe_versions import plant_version
 
 
 def _publish(tmp_path: Path, files: dict[str, bytes]) -> tuple[Store, str]:
@@ -36,23 +37,7 @@ def _publish(tmp_path: Path, files: dict[str, bytes]) -> tuple[Store, str]:
     return a, url
 
 
-def plant_wrong_sizes(a: Store, change) -> str:
-    """A child of ``a``'s HEAD whose root manifest is ``change(entries)``, sent to ``a``'s
-    remote as its metadata pack, the remote's main moved onto it; returns its id."""
-    repo: pygit2.Repository = a.meta.repo
-    head = repo[a.head()]
-    tree = head.tree
-    old = {e.name: e for e in decode_manifest(repo[tree[".ds.manifest"].id].data, a.algo.size, "/")}
-    blob = repo.create_blob(encode_manifest(change(old), a.algo.size))
-    builder = repo.TreeBuilder(tree)
-    builder.insert(".ds.manifest", blob, pygit2.GIT_FILEMODE_BLOB)
-    new_tree = builder.write()
-    sig = pygit2.Signature("x", "x@x")
-    bad = str(repo.create_commit(None, sig, sig, "evil", new_tree, [head.id]))
-    remote = Remote(a)
-    remote.put_meta_pack({bad, str(new_tree), str(blob)})
-    remote.fs.put("refs/heads/main", f"{bad}\n".encode())
-    return bad
+plant_wrong_sizes = plant_version  # a root manifest listing lengths its chunks do not have
 
 
 def _one_chunk_too_long(old: dict[str, FileEntry]) -> list[FileEntry]:

@@ -20,15 +20,15 @@ from .conftest import ds, write
 from .test_remote_hostile_refs import published
 
 
-def plant_unsafe_version(a: Store) -> str:
-    """A child of ``a``'s HEAD whose root lists a file named '..', sent to ``a``'s remote as
-    its metadata pack, the remote's main moved onto it; returns its id."""
+def plant_version(a: Store, change) -> str:
+    """A child of ``a``'s HEAD whose root manifest is ``change(name -> entry)``, sent to ``a``'s
+    remote as its metadata pack, the remote's main moved onto it; returns its id."""
     repo: pygit2.Repository = a.meta.repo
     head = repo[a.head()]
     tree = head.tree
-    old = decode_manifest(repo[tree[".ds.manifest"].id].data, a.algo.size, "/")
-    evil = sorted([*old, FileEntry("..", FILE, old[0].size, old[0].hash)], key=lambda e: e.name.encode())
-    blob = repo.create_blob(encode_manifest(evil, a.algo.size))
+    old = {e.name: e for e in decode_manifest(repo[tree[".ds.manifest"].id].data, a.algo.size, "/")}
+    entries = sorted(change(old), key=lambda e: e.name.encode())
+    blob = repo.create_blob(encode_manifest(entries, a.algo.size))
     builder = repo.TreeBuilder(tree)
     builder.insert(".ds.manifest", blob, pygit2.GIT_FILEMODE_BLOB)
     new_tree = builder.write()
@@ -38,6 +38,14 @@ def plant_unsafe_version(a: Store) -> str:
     remote.put_meta_pack({bad, str(new_tree), str(blob)})
     remote.fs.put("refs/heads/main", f"{bad}\n".encode())
     return bad
+
+
+def plant_unsafe_version(a: Store) -> str:
+    """A child of ``a``'s HEAD whose root lists a file named '..' (see ``plant_version``)."""
+    def dotdot(old: dict[str, FileEntry]) -> list[FileEntry]:
+        first = next(iter(old.values()))
+        return [*old.values(), FileEntry("..", FILE, first.size, first.hash)]
+    return plant_version(a, dotdot)
 
 
 @pytest.fixture
