@@ -82,9 +82,10 @@ def decorations(store: Store, shown: set[str] | None = None) -> dict[str, list[s
     for name, commit_id in sorted(meta.branches().items()):
         if name != branch:
             names.setdefault(commit_id, []).append(name)
-    for ref in meta.ref_names("refs/remotes/"):
-        if (commit_id := meta.ref_target(ref)) is not None:
-            names.setdefault(commit_id, []).append(ref[len("refs/remotes/"):])
+    from .branches import remote_branches
+
+    for b in remote_branches(store):
+        names.setdefault(b.id, []).append(b.name)
     for name, commit_id in sorted(meta.tags().items()):
         names.setdefault(commit_id, []).append(name)
     for commit_id, label in dataset_names(store, shown).items():
