@@ -372,6 +372,11 @@ DSFS_CHECKS = """
 assert len(df) == {versions}, df  # the last read: labels.csv of latest, from the remote
 assert table.num_rows == 3 and table.column_names[:2] == ["id", "x"], table  # boxes.parquet of 1.0.2
 assert len(pd.read_csv("ds://vision/cats@1.0.2/tables/labels.csv")) == 3
+print(fs.ls("ds://vision/cats", detail=False), flush=True)
+# pyarrow's I/O threads may still drop references to Python file objects while the interpreter
+# shuts down, which aborts the process now and then ("terminate called without an active
+# exception", apache/arrow#34314) after every check above passed: end without the teardown.
+import os; os._exit(0)
 """
 
 
