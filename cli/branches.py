@@ -7,22 +7,25 @@ from typing import Annotated
 import click
 import typer
 
-from .app import JsonOpt, QuietOpt, app, err, open_store, out_json
+from .app import JsonOpt, QuietOpt, app, open_store, out_json
 from .workflow import say, switch_and_report
 
 
 @app.command()
 def branch(
     name: Annotated[str | None, typer.Argument(help="New branch name (omit to list branches).")] = None,
-    rev: Annotated[str, typer.Argument(help="Version the new branch starts at.")] = "HEAD",
+    rev: Annotated[str | None, typer.Argument(help="Version the new branch starts at (default HEAD); "
+                                              "with -m: the new name.", show_default=False)] = None,
     delete: Annotated[str | None, typer.Option(
         "-d", "--delete", help="Delete branch NAME (refused if its versions are on no other ref).",
         show_default=False)] = None,
     force_delete: Annotated[str | None, typer.Option(
         "-D", help="Delete branch NAME even if its versions are on no other ref.",
         show_default=False)] = None,
-    move: Annotated[tuple[str, str] | None, typer.Option(
-        "-m", "--move", help="Rename branch OLD to NEW.", show_default=False)] = None,
+    move: Annotated[bool, typer.Option(
+        "-m", "--move", help="Rename: `-m NEW` the current branch (HEAD follows), `-m OLD NEW` "
+        "any branch.")] = False,
+    move_force: Annotated[bool, typer.Option("-M", help="As -m, replacing a branch named NEW.")] = False,
     force: Annotated[bool, typer.Option("--force", "-f", help="Move an existing branch to REV; with -m, "
                                         "replace NEW.")] = False,
     set_upstream_to: Annotated[str | None, typer.Option(
@@ -42,12 +45,14 @@ def branch(
     """List branches, or create, delete (-d/-D), rename (-m) one or set its upstream (-u)."""
     from objstore import branches as b
 
-    if sum(x is not None for x in (name, delete, force_delete, move)) > 1:
+    move, force = move or move_force, force or move_force
+    if sum(x is not None for x in (name, delete, force_delete)) > 1 or (move and (delete or force_delete)):
         raise click.UsageError("give one of: NAME [REV], -d NAME, -D NAME, -m OLD NEW")
     if (remotes or all_) and (name is not None or delete or force_delete or move or set_upstream_to
                               or unset_upstream):
         raise click.UsageError("-r and -a list branches; they take no NAME and no other action")
-    if (set_upstream_to is not None or unset_upstream) and (delete or force_delete or move or rev != "HEAD"):
+    if (set_upstream_to is not None or unset_upstream) and (delete or force_delete or move
+                                                            or rev not in (None, "HEAD")):
         raise click.UsageError("--set-upstream-to and --unset-upstream take at most a branch NAME")
     store = open_store()
     if set_upstream_to is not None or unset_upstream:
@@ -59,15 +64,11 @@ def branch(
         say(as_json, quiet, {"branch": target, "id": tip, "deleted": True},
             f"Deleted branch {target} (was {tip[:12]}; `ds branch {target} {tip[:12]}` brings it back)")
         return
-    if move is not None:
-        b.rename_branch(store, move[0], move[1], force=force)
-        if as_json:
-            out_json({"branch": move[1], "id": store.resolve(move[1]), "renamed_from": move[0]})
-        elif not quiet:
-            err(f"Renamed branch {move[0]} to {move[1]}")
+    if move:
+        _rename(store, name, rev, force, as_json, quiet)
         return
     if name is not None:
-        cid = b.create_branch(store, name, rev, force=force)
+        cid = b.create_branch(store, name, rev or "HEAD", force=force)
         say(as_json, quiet, {"branch": name, "id": cid}, f"Branch {name} at {cid[:12]}")
         return
     rows = [] if remotes else b.list_branches(store)
@@ -89,6 +90,25 @@ def branch(
         typer.echo(line)
     for r in others:  # git: `remotes/origin/main` beside local ones (-a), `origin/main` alone (-r)
         typer.echo(f"  {'remotes/' if all_ else ''}{r.name}\t{r.id[:12]}")
+
+
+def _rename(store, name: str | None, rev: str | None, force: bool, as_json: bool, quiet: bool) -> None:
+    """``ds branch -m [OLD] NEW``: with one name, the current branch is renamed (git's)."""
+    from objstore import branches as b
+    from objstore.errors import DsError
+
+    if name is None:
+        raise click.UsageError("-m renames a branch: `ds branch -m NEW` (the current one) or "
+                               "`ds branch -m OLD NEW`")
+    if rev is None:
+        old, new = store.head_branch(), name
+        if old is None:
+            raise DsError("cannot rename the current branch while not on any branch (HEAD is detached); "
+                          f"`ds branch -m OLD {new}` renames another, `ds switch -c {new}` starts one here")
+    else:
+        old, new = name, rev
+    tip = b.rename_branch(store, old, new, force=force)
+    say(as_json, quiet, {"branch": new, "id": tip, "renamed_from": old}, f"Renamed branch {old} to {new}")
 
 
 def _upstream_json(t: dict | None) -> dict:
@@ -132,8 +152,11 @@ def _upstream(store, name: str | None, to: str | None, as_json: bool, quiet: boo
 def switch(
     name: Annotated[str, typer.Argument(help="Branch to switch to (or to create, with -c).")],
     rev: Annotated[str | None, typer.Argument(
-        help="With -c: the version it starts at (default HEAD).")] = None,
+        help="With -c or -C: the version it starts at (default HEAD).")] = None,
     create: Annotated[bool, typer.Option("-c", "--create", help="Create the branch first.")] = False,
+    force_create: Annotated[bool, typer.Option(
+        "-C", "--force-create", help="Create the branch, or move it to REV if it exists (its reflog "
+        "keeps where it was), then switch to it.")] = False,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Go to NAME's version on no branch "
                                          "(NAME may be any version).")] = False,
     force: Annotated[bool, typer.Option("--force", "-f", help="Discard uncommitted changes.")] = False,
@@ -142,5 +165,7 @@ def switch(
 ) -> None:
     """Put HEAD on a branch and make the working folder match it (`-` or @{-N}: a previous
     branch)."""
-    switch_and_report(open_store(attach=True), name, create=create, rev=rev, force=force, quiet=quiet,
-                      as_json=as_json, detach=detach)
+    if create and force_create:
+        raise click.UsageError("-c and -C both create the branch: give one of them")
+    switch_and_report(open_store(attach=True), name, create=create or force_create, rev=rev, force=force,
+                      quiet=quiet, as_json=as_json, detach=detach, reset=force_create)

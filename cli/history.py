@@ -178,16 +178,21 @@ def diff(
 
 @app.command()
 def tag(
-    name: Annotated[str | None, typer.Argument(help="Tag name (omit to list tags).")] = None,
-    rev: Annotated[str | None, typer.Argument(help="Version to tag (default HEAD).",
-                                              show_default=False)] = None,
+    name: Annotated[str | None, typer.Argument(help="Tag name (omit to list tags); with -l: a PATTERN.",
+                                               show_default=False)] = None,
+    rev: Annotated[str | None, typer.Argument(help="Version to tag (default HEAD); with -l: another "
+                                              "PATTERN.", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Move an existing tag.")] = False,
     delete: Annotated[bool, typer.Option("--delete", "-d", help="Delete tag NAME (its reflog is "
                                          "kept, so gc keeps its version for the grace period).")] = False,
+    list_: Annotated[bool, typer.Option("--list", "-l", help="List the tags, only those matching "
+                                        "PATTERN if given (a glob: * ? [...], as git's).")] = False,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Name a version, delete a name (-d), or list the names."""
+    """Name a version, delete a name (-d), or list the names (-l [PATTERN...])."""
+    if list_ and (delete or force):
+        raise DsError("-l lists tags; it takes patterns only, no -d or -f: `ds tag -l [PATTERN]`")
     store = open_store()
     if delete:
         from objstore.tags import delete_tag
@@ -198,13 +203,17 @@ def tag(
         say(as_json, quiet, {"tag": name, "id": tip, "deleted": True},
             f"Deleted tag {name} (was {tip[:12]}; `ds tag {name} {tip[:12]}` brings it back)")
         return
-    if name is None:
-        tags = store.tags()
+    if name is None or list_:
+        from fnmatch import fnmatchcase
+
+        patterns = [p for p in (name, rev) if p is not None]  # as git's: a tag matching any of them
+        tags = {t: cid for t, cid in sorted(store.tags().items())
+                if not patterns or any(fnmatchcase(t, p) for p in patterns)}
         if as_json:
             out_json(tags)
-        for t in sorted(tags):
-            if not as_json:
-                typer.echo(f"{t}\t{tags[t]}")
+            return
+        for t, cid in tags.items():
+            typer.echo(f"{t}\t{cid}")
         return
     commit_id = store.tag(name, rev or "HEAD", force)
     say(as_json, quiet, {"tag": name, "id": commit_id}, f"Tagged {commit_id[:12]} as {name}")

@@ -92,6 +92,8 @@ def add(
                                          "new files stay untracked.")] = False,
     force: Annotated[bool, typer.Option("--force", "-f", help="Stage files the .dsignore rules hide too, "
                                         "as git's add -f.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Only print what would be staged "
+                                          "(`add 'PATH'`, `remove 'PATH'`), as git's add -n.")] = False,
     to: Annotated[str | None, typer.Option("--to", help="With a URL: the folder its objects become "
                                            "(default: the URL's last name).", show_default=False)] = None,
     dask: Annotated[str | None, typer.Option("--dask", help="With a URL: read on a Dask cluster, "
@@ -119,13 +121,16 @@ def add(
 
     paths = paths or [str(open_store().worktree)]
     if any("://" in p for p in paths):
-        if update or force:
-            raise click.UsageError("-u and -f are for files in the working folder; a URL is read whole")
+        if update or force or dry_run:
+            raise click.UsageError("-u, -f and -n are for files in the working folder; a URL is read whole")
         return _add_url(paths, to, dask, option, into_remote, quiet, as_json)
     if to is not None or dask is not None or option or into_remote is not None:
         raise click.UsageError("--to, --dask, --option and --into-remote go with a URL "
                                "(s3://..., gs://..., az://...)")
     store = open_store()
+    if dry_run:
+        return _add_dry_run(do_add(store, paths, cwd=cwd(), update=update, force=force, dry_run=True),
+                            as_json)
     with progress("adding", quiet) as cb:
         report = do_add(store, paths, cb, cwd=cwd(), update=update, force=force)
     for a, b in report.case_collisions:
@@ -142,11 +147,34 @@ def add(
                          "ignored": [p for p, _ in report.ignored],
                          "case_collisions": [list(pair) for pair in report.case_collisions]},
         f"Staged {report.staged} file(s), {report.removed} removal(s); {report.bytes_new} new bytes stored")
-    if report.ignored:  # as git's: a path named and not staged is an error (the others are staged)
+    _refuse_ignored(report)
+
+
+def _refuse_ignored(report) -> None:
+    """As git's: a path named and not staged is an error (the others are staged)."""
+    if report.ignored:
         named = ", ".join(f"{quote_path(p)} (by {quote_path(os.path.relpath(r, cwd()))})"
                           for p, r in report.ignored)
         raise DsError(f"not staged, ignored by .dsignore rules: {named}; `ds add -f PATH` stages them "
                       "anyway (or remove the matching rule)")
+
+
+def _add_dry_run(report, as_json: bool) -> None:
+    """`ds add -n`: git's ``add 'PATH'`` / ``remove 'PATH'`` lines on stdout, by path (they
+    are the result, so -q keeps them); nothing was stored or staged."""
+    from objstore.worktree import skip_reason
+
+    for p in report.skipped:
+        err(f"Warning: skipped {quote_path(p)}: {skip_reason(p)}")
+    if as_json:
+        out_json({"dry_run": True, "add": report.would_add, "remove": report.would_remove,
+                  "skipped": report.skipped, "ignored": [p for p, _ in report.ignored]})
+    else:
+        lines = [(p, f"add '{quote_path(p)}'") for p in report.would_add]
+        lines += [(p, f"remove '{quote_path(p)}'") for p in report.would_remove]
+        for _, line in sorted(lines):
+            typer.echo(line)
+    _refuse_ignored(report)
 
 
 def _add_url(paths: list[str], to: str | None, dask: str | None, option: list[str] | None,
@@ -207,6 +235,9 @@ def status(
                                         "staged, Y: working folder; ?? not versioned).")] = False,
     porcelain: Annotated[bool, typer.Option("--porcelain", help="As --short, a format kept stable for "
                                             "scripts.")] = False,
+    branch: Annotated[bool, typer.Option("--branch", "-b", help="With -s or --porcelain: first the "
+                                         "branch and its upstream, as git's `## main...origin/main "
+                                         "[ahead 1]`.")] = False,
 ) -> None:
     """The working folder against the latest version, and what is staged."""
     from objstore.quickstatus import quick_clean
@@ -217,6 +248,8 @@ def status(
     quick = quick_tracking(cwd())  # the branch line, if files alone settle it
     if quick is not None and quick_clean(cwd()):  # proved unchanged from stat data alone
         if (short or porcelain) and not as_json:
+            if branch:
+                typer.echo(short_branch_line(quick))
             return
         if as_json:
             out_json({"added": [], "modified": [], "removed": [], "renamed": [], "skipped": [],
@@ -235,7 +268,7 @@ def status(
         out_json(st.as_json() | head_json(head))
         return
     if short or porcelain:
-        for line in _short_lines(st.as_json()):
+        for line in [*([short_branch_line(head)] if branch else []), *_short_lines(st.as_json())]:
             typer.echo(line)
         return
     for line in branch_lines(head):  # "On branch main" and its upstream, or "HEAD detached at"
@@ -260,6 +293,21 @@ def status(
             typer.echo(f"  {quote_path(p)}: the name is not valid UTF-8 (rename it to version it)")
     if st.clean:
         typer.echo("Nothing changed.")
+
+
+def short_branch_line(tr: dict) -> str:
+    """git's ``status -sb`` header from ``branches.tracking``'s answer: ``## main``,
+    ``## main...origin/main [ahead 1, behind 2]`` (``[gone]`` when the last fetch did not
+    find it), ``## No commits yet on main``, ``## HEAD (no branch)``."""
+    if tr["branch"] is None:
+        return "## HEAD (no branch)"
+    line = f"## {'No commits yet on ' if tr['head'] is None else ''}{tr['branch']}"
+    if tr["upstream"] is None:
+        return line
+    line += f"...{tr['upstream']}"
+    ahead, behind = tr["ahead"], tr["behind"]
+    parts = ["gone"] if tr["gone"] else [f"{k} {n}" for k, n in (("ahead", ahead), ("behind", behind)) if n]
+    return f"{line} [{', '.join(parts)}]" if parts else line
 
 
 def _short_lines(found: dict) -> list[str]:
@@ -297,10 +345,18 @@ def _git_quote(path: str) -> str:
 
 @app.command()
 def commit(
-    message: Annotated[str, typer.Option("-m", "--message", help="What this version is.")],
+    ctx: typer.Context,
+    message: Annotated[str | None, typer.Option("-m", "--message", help="What this version is (with "
+                                                "--amend: default, the old message).",
+                                                show_default=False)] = None,
     all_: Annotated[bool, typer.Option(
         "-a", "--all", help="Stage changes and removals of tracked files first, as git's commit -a "
         "(new files: `ds add` them).")] = False,
+    amend: Annotated[bool, typer.Option("--amend", help="Replace the latest version by one with the "
+                                        "staged content, its parents and author (and its message "
+                                        "unless -m); the old one stays in the reflog.")] = False,
+    allow_empty: Annotated[bool, typer.Option("--allow-empty", help="Record a version even if it "
+                                              "holds what its parent holds.")] = False,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -308,23 +364,31 @@ def commit(
     user.name`, else the login name)."""
     from objstore.userconfig import user_name
 
+    if message is None and not amend:  # git opens an editor; ds asks for -m, as click would
+        param = next(p for p in ctx.command.params if p.name == "message")
+        raise click.MissingParameter(ctx=ctx, param=param)
     store = open_store()
     author = user_name()
-    store.check_commit(message, author)  # -a stages nothing when the commit cannot be made
+    replaced: str | None = None  # the version --amend replaces
+    if amend:
+        replaced = store.check_amend(message)  # before -a stages anything
+    else:
+        store.check_commit(message, author)  # -a stages nothing when the commit cannot be made
     if all_:
         from objstore.worktree import add as do_add
 
         with progress("adding", quiet) as cb:
             do_add(store, [str(store.worktree)], cb, update=True)
-        try:
-            info = store.commit(message, author)
-        except NothingToCommit:
-            raise NothingToCommit("nothing to commit: the tracked files match the latest version "
-                                  "(new files: `ds add PATH` or `ds add -A`, then commit)") from None
-    else:
-        info = store.commit(message, author)
+    try:
+        info = (store.amend(message, allow_empty=allow_empty) if amend
+                else store.commit(message, author, allow_empty=allow_empty))
+    except NothingToCommit:
+        if not all_ or amend:
+            raise
+        raise NothingToCommit("nothing to commit: the tracked files match the latest version "
+                              "(new files: `ds add PATH` or `ds add -A`, then commit)") from None
     if as_json:
-        out_json(info.as_json())
+        out_json(info.as_json() | ({"replaces": replaced} if amend else {}))
     elif not quiet:
         typer.echo(info.id)
     if store.head_branch() is None and not quiet:
@@ -342,6 +406,9 @@ def checkout(
     force: Annotated[bool, typer.Option("--force", "-f", help="Discard uncommitted changes.")] = False,
     new_branch: Annotated[str | None, typer.Option(
         "-b", help="Create branch NAME at REV (default HEAD) and switch to it.", show_default=False)] = None,
+    reset_branch: Annotated[str | None, typer.Option(
+        "-B", help="As -b, but a branch NAME that exists is moved to REV (its reflog keeps where it "
+        "was).", show_default=False)] = None,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -353,11 +420,14 @@ def checkout(
 
     dashed = after_dashes(ctx)
     paths = [*(paths or []), *(dashed or [])]
-    if new_branch is not None:
+    if new_branch is not None and reset_branch is not None:
+        raise click.UsageError("-b and -B both name the branch: give one of them")
+    if new_branch is not None or reset_branch is not None:
+        flag = "-b" if new_branch is not None else "-B"
         if paths:
-            raise click.UsageError("-b takes no paths: `ds checkout -b NAME [REV]`")
-        switch_and_report(open_store(attach=True), new_branch, create=True, rev=rev, force=force,
-                          quiet=quiet, as_json=as_json)
+            raise click.UsageError(f"{flag} takes no paths: `ds checkout {flag} NAME [REV]`")
+        switch_and_report(open_store(attach=True), new_branch or reset_branch, create=True, rev=rev,
+                          force=force, quiet=quiet, as_json=as_json, reset=reset_branch is not None)
         return
     if rev is None and not paths:
         raise click.UsageError("name a version or branch, or the paths after `--` to restore from the stage")
@@ -408,21 +478,29 @@ def moved_json(store, report, rev: str | None = None, paths: list[str] | None = 
 
 
 def switch_and_report(store, name: str, create: bool, rev: str | None, force: bool, quiet: bool,
-                      as_json: bool, detach: bool = False) -> None:
-    """`ds switch [-c|--detach]` and `ds checkout -b`: move HEAD onto the branch, then say so."""
+                      as_json: bool, detach: bool = False, reset: bool = False) -> None:
+    """`ds switch [-c|-C|--detach]` and `ds checkout -b|-B`: move HEAD onto the branch, then
+    say so (a branch -C/-B moved: where it was, as its reflog keeps it)."""
+    from objstore.branches import list_branches
     from objstore.branches import switch as do_switch
 
+    was = {b.name: b for b in list_branches(store)}.get(name) if reset else None
     with progress("writing", quiet) as cb:
-        report = do_switch(store, name, create=create, rev=rev, force=force, progress=cb, detach=detach)
+        report = do_switch(store, name, create=create, rev=rev, force=force, progress=cb, detach=detach,
+                           reset=reset)
     report_move(report, quiet)
     if as_json:
-        out_json(moved_json(store, report, branch=store.head_branch()))
+        out_json(moved_json(store, report, branch=store.head_branch())
+                 | ({"reset_from": was.id if was else None} if reset else {}))
     elif quiet:
         return
     elif detach:
         err(f"HEAD is now at {store.head()[:12]}, on no branch (`ds switch -c NAME` keeps what you commit)")
+    elif was is not None:  # git's words, and where the branch was (NAME@{1} in its reflog)
+        what = "Reset branch" if was.current else "Switched to and reset branch"
+        err(f"{what} '{name}' (was {was.id[:12]}; `ds reflog {name}` keeps it as {name}@{{1}})")
     else:  # `-` names the previous branch
-        err(f"Switched to {'a new ' if create else ''}branch '{store.head_branch() or name}'")
+        err(f"Switched to {'a new ' if create or reset else ''}branch '{store.head_branch() or name}'")
 
 
 def report_move(report, quiet: bool) -> None:
@@ -498,13 +576,17 @@ def restore(
 def mv(
     src: Annotated[str, typer.Argument(help="A versioned file or folder.")],
     dst: Annotated[str, typer.Argument(help="New path (or an existing folder to move it into).")],
+    force: Annotated[bool, typer.Option("--force", "-f", help="Replace a file (or link) at DST, as "
+                                        "git's mv -f; a folder is never overwritten.")] = False,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Move or rename a versioned file or folder and stage the move."""
     from objstore.worktree import move
 
-    report = move(open_store(), src, dst, cwd=cwd())
-    say(as_json, quiet, {"from": report.src, "to": report.dst, "files": [list(f) for f in report.files]},
+    report = move(open_store(), src, dst, cwd=cwd(), force=force)
+    data = {"from": report.src, "to": report.dst, "files": [list(f) for f in report.files]}
+    replaced = f"; replaced {quote_path(report.overwritten)}" if report.overwritten else ""
+    say(as_json, quiet, data | ({"overwritten": report.overwritten} if force else {}),
         f"Moved {quote_path(report.src)} -> {quote_path(report.dst)} "
-        f"({len(report.files)} versioned file(s), staged)")
+        f"({len(report.files)} versioned file(s), staged{replaced})")

@@ -96,12 +96,20 @@ def delete_branch(store: Store, name: str, force: bool = False) -> str:
         return gone
 
 
-def rename_branch(store: Store, old: str, new: str, force: bool = False) -> None:
+def rename_branch(store: Store, old: str, new: str, force: bool = False) -> str | None:
+    """Rename branch ``old`` (its reflog and upstream go with it; HEAD follows when on it).
+    The current branch before its first version has no ref yet: HEAD alone is pointed at
+    the new name, as git does. Returns the version the branch is at (None: no version yet)."""
     check_branch_name(store, new)
     with store.locked():
         if old not in store.meta.branches():
-            raise DsError(f"no branch named {old!r}; see `ds branch`")
-        store.meta.rename_branch(old, new, force)
+            if old != store.meta.head_branch() or store.head() is not None:
+                raise DsError(f"no branch named {old!r}; see `ds branch`")
+            if new in store.meta.branches():
+                raise DsError(f"branch {new!r} already exists; `ds switch {new}` goes to it")
+            store.meta.attach_head(new)
+        else:
+            store.meta.rename_branch(old, new, force)
 
         def move(branches: dict) -> None:  # the upstream goes with the branch, as in git
             branches.pop(new, None)
@@ -109,6 +117,7 @@ def rename_branch(store: Store, old: str, new: str, force: bool = False) -> None
                 branches[new] = branches.pop(old)
 
         _edit_upstreams(store, move)
+        return store.meta.branches().get(new)
 
 
 def left_behind(store: Store, target: str) -> str | None:
@@ -124,14 +133,17 @@ def left_behind(store: Store, target: str) -> str | None:
 
 
 def switch(store: Store, name: str, create: bool = False, rev: str | None = None, force: bool = False,
-           progress: Callable[[int, int], None] | None = None, detach: bool = False):
+           progress: Callable[[int, int], None] | None = None, detach: bool = False, reset: bool = False):
     """Put HEAD on branch ``name`` (``create``: a new branch at REV, default HEAD) and make the
     working folder match it; refuses to drop uncommitted work unless ``force``. As in git, a
     ``name`` only one remote has (``origin/NAME``, as last fetched) becomes a local branch
     following it, and so does a new branch started at a remote's branch. ``detach``: HEAD
-    goes to ``name``'s version on no branch (git's ``switch --detach``)."""
+    goes to ``name``'s version on no branch (git's ``switch --detach``). ``reset`` (git's
+    ``switch -C`` / ``checkout -B``): as ``create``, but a branch ``name`` that exists is
+    moved to REV (its reflog keeps where it was: ``NAME@{1}``), the current one too."""
     from .worktree import checkout
 
+    create = create or reset
     if detach:
         if create or rev is not None:
             raise DsError("--detach takes one version and creates no branch: `ds switch --detach REV`")
@@ -160,17 +172,23 @@ def switch(store: Store, name: str, create: bool = False, rev: str | None = None
     if not create:
         return checkout(store, name, force=force, progress=progress)
     check_branch_name(store, name)
-    if name in store.meta.branches():
-        raise DsError(f"branch {name!r} already exists; `ds switch {name}` goes to it")
+    exists = name in store.meta.branches()
+    if exists and not reset:
+        raise DsError(f"branch {name!r} already exists; `ds switch {name}` goes to it "
+                      f"(`ds switch -C {name} [REV]` moves it)")
     start = store.resolve(rev or "HEAD") if (rev or store.head()) else None
     if start is None:  # a new store: the branch is born with the first commit
+        if exists:
+            raise DsError(f"HEAD has no version yet to move {name!r} to; name one: "
+                          f"`ds switch -C {name} REV`")
         with store.locked():
             store.meta.attach_head(name)
         return None
     follow = follow or (_remote_branch(store, rev) if rev else None)
     with store.locked():
-        report = checkout(store, start, force=force, progress=progress, new_branch=name,
-                          why=f"branch: Created from {rev or 'HEAD'}")
+        why = f"branch: {'Reset to' if exists else 'Created from'} {rev or 'HEAD'}"
+        report = checkout(store, start, force=force, progress=progress, new_branch=name, why=why,
+                          reset_branch=exists)
         if follow is not None:  # started from a remote's branch: follow it (git's autoSetupMerge)
             set_upstream(store, name, follow.remote, follow.branch)
     return report

@@ -491,6 +491,44 @@ class Store:
             self.clear_stage()
             return self.meta.commit_info(commit_id)
 
+    def amend(self, message: str | None = None, allow_empty: bool = False) -> CommitInfo:
+        """git's ``commit --amend``: HEAD's version is replaced by one with the staged
+        content, the same parents (both of a merge), the same author, and its message
+        unless ``message`` is given. Only the ref moves: the old version stays in the
+        reflog (``commit (amend): ...``), so ``NAME@{1}`` still reaches it. As git, an
+        amend that would leave a one-parent version with its parent's content is refused
+        unless ``allow_empty``."""
+        with self.locked():
+            head = self.check_amend(message)
+            old = self.meta.commit_info(head)
+            text = old.message if message is None else message
+            if not text.strip():
+                raise DsError(f"version {head[:12]} has no message to keep: pass -m MESSAGE")
+            tree = self.staged_tree()
+            if not allow_empty and len(old.parents) <= 1:
+                before = self.meta.tree_of(old.parents[0]) if old.parents else self.meta.empty_tree
+                if tree == before:
+                    raise NothingToCommit(
+                        "You asked to amend the most recent version, but doing so would make it empty "
+                        "(it would hold what its parent holds); repeat with --allow-empty, or drop "
+                        "the version with `ds switch -C BRANCH HEAD~1`")
+            self.chunks.flush()
+            commit_id = self.meta.commit(tree, list(old.parents), text, (old.author, old.email))
+            self.meta.set_head(commit_id, f"commit (amend): {text.splitlines()[0][:60]}")
+            self.clear_stage()
+            return self.meta.commit_info(commit_id)
+
+    def check_amend(self, message: str | None) -> str:
+        """The version an amend would replace, or the error it would raise: called before
+        ``commit -a --amend`` stages anything, as ``check_commit`` is for a commit."""
+        if message is not None and not message.strip():
+            raise DsError("a commit needs a message: pass -m MESSAGE (or leave -m out to keep the old one)")
+        head = self.head()
+        if head is None:
+            raise DsError("You have nothing to amend: this branch has no version yet; "
+                          "`ds commit -m MESSAGE` makes the first")
+        return head
+
     @staticmethod
     def author(name: str | None = None) -> tuple[str, str]:
         from . import userconfig

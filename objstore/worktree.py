@@ -67,6 +67,9 @@ class AddReport:
     reread: list[str] = field(default_factory=list)  # changed while read, so read again
     # (path as given, the .dsignore hiding it): named paths passed over because of a rule
     ignored: list[tuple[str, str]] = field(default_factory=list)
+    # a dry run (``add -n``): what would be staged and unstaged, by store path; nothing was
+    would_add: list[str] = field(default_factory=list)
+    would_remove: list[str] = field(default_factory=list)
 
 
 def to_store_path(store: Store, user_path: str, cwd: str | None = None) -> str:
@@ -329,11 +332,14 @@ def status(store: Store) -> Status:
 
 
 def add(store: Store, paths: list[str], progress: Progress | None = None,
-        cwd: str | None = None, update: bool = False, force: bool = False) -> AddReport:
+        cwd: str | None = None, update: bool = False, force: bool = False,
+        dry_run: bool = False) -> AddReport:
     """Stage the files under ``paths`` (and the removal of tracked ones now gone); with
     ``update``, only tracked ones, as git's ``add -u`` and ``commit -a``: a new file is
     never versioned unless named; with ``force``, files the .dsignore rules hide are staged
-    too (git's ``add -f``)."""
+    too (git's ``add -f``). ``dry_run`` (git's ``add -n``): only say what would be staged
+    (``would_add``, ``would_remove``), storing and writing nothing; a file whose stat data
+    moved but whose content did not is read to tell, as git does."""
     from .ingest import Ingestor, Job
 
     named = {p: to_store_path(store, p, cwd) for p in paths}
@@ -394,6 +400,10 @@ def add(store: Store, paths: list[str], progress: Progress | None = None,
                 hidden.add(p, st)  # the name is the whole path: the folder is ""
         consider(hidden)
         refused = store.refused_links()
+        if dry_run:
+            report.would_remove = sorted(p for p in tracked if not never_written(refused, p, editor.get(p)))
+            report.would_add = _would_add(store, editor, cache, todo)
+            tracked.clear()
         for p in tracked:  # gone: removed before anything is set (a removed file may become a folder)
             if never_written(refused, p, editor.get(p)):
                 continue  # a link no checkout creates: its absence is no change (`ds rm` drops it)
@@ -401,6 +411,9 @@ def add(store: Store, paths: list[str], progress: Progress | None = None,
             cache.drop(p)
             report.removed += 1
         tracked.clear()
+        if dry_run:
+            report.ignored = [] if force else _ignored(store, paths, cwd)
+            return report
         announce(progress, todo_files, todo_bytes)
         ingestor = Ingestor(store.chunks, store.config.chunking, store.config.zstd_level,
                             progress=progress)
@@ -441,6 +454,25 @@ def add(store: Store, paths: list[str], progress: Progress | None = None,
         report.case_collisions = _case_collisions(editor, touched_folders)
     report.ignored = [] if force else _ignored(store, paths, cwd)
     return report
+
+
+def _would_add(store: Store, editor: TreeEditor, cache: StatCache,
+               todo: list[tuple[FolderFiles, bytearray]]) -> list[str]:
+    """The files of ``todo`` whose stage entry an add would change: new, of another kind or
+    size, or (read here, the cache being no help) of other content. Sorted store paths."""
+    out, same_size = [], []
+    for ff, wanted in todo:
+        for i in range(len(ff.names)):
+            if not wanted[i]:
+                continue
+            path, st = ff.path(i), ff.stat(i)
+            old = editor.get(path)
+            if old is not None and old.kind == st.kind and old.size == st.size:
+                same_size.append((path, st))
+            else:
+                out.append(path)
+    out.extend(p for p, h in _hash_paths(store, cache, same_size) if h != editor.get(p).hash)
+    return sorted(out)
 
 
 def _ignored(store: Store, paths: list[str], cwd: str | None) -> list[tuple[str, str]]:
@@ -669,7 +701,7 @@ def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool
              progress: Callable[[int, int], None] | None = None,
              cwd: str | None = None, branch: str | None = None,
              new_branch: str | None = None, why: str | None = None,
-             forceable: bool = True) -> WriteReport | CheckoutReport:
+             forceable: bool = True, reset_branch: bool = False) -> WriteReport | CheckoutReport:
     """Make the working folder (or just ``paths``) equal to version ``rev``.
 
     Refuses, unless ``force``, whenever uncommitted work would be lost: modified or
@@ -681,7 +713,8 @@ def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool
     one ref update, instead of HEAD being pointed at ``rev``; killed at any moment, HEAD
     stays on the branch. ``new_branch`` (``switch -c``): that branch is created at the
     version once the files are written, then HEAD put on it; killed at any moment, HEAD
-    is on the branch it was on or on the new one, never detached. ``why``: the reflog's
+    is on the branch it was on or on the new one, never detached; ``reset_branch``
+    (``switch -C``): ``new_branch`` may exist already, and is moved. ``why``: the reflog's
     message for the branch's move. ``forceable``: the command takes ``--force`` (merge and
     pull do not: their refusal says how to drop changes instead).
     """
@@ -783,7 +816,8 @@ def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool
         if branch is not None:
             meta.set_ref(f"refs/heads/{branch}", target, force=True, message=why)
         elif new_branch is not None:
-            meta.set_ref(f"refs/heads/{new_branch}", target, message=why or f"branch: Created from {rev}")
+            meta.set_ref(f"refs/heads/{new_branch}", target, force=reset_branch,
+                         message=why or f"branch: Created from {rev}")
             meta.attach_head(new_branch)
         else:
             meta.checkout_ref(rev, target)
@@ -929,15 +963,18 @@ class MoveReport:
     src: str  # store paths
     dst: str
     files: list[tuple[str, str]]  # (old, new) of each versioned file moved
+    overwritten: str | None = None  # with ``force``: the file (or link) DST was, now replaced
 
 
-def move(store: Store, src: str, dst: str, cwd: str | None = None) -> MoveReport:
+def move(store: Store, src: str, dst: str, cwd: str | None = None, force: bool = False) -> MoveReport:
     """``git mv``: rename a tracked file or folder in the working folder and stage the
     rename; into DST when it is an existing folder.
 
     Refused before anything moves: an untracked or missing SRC, a DST (or DST/name) that
     exists or is staged, a DST inside SRC, the store or a ``.git`` folder. Unstaged changes move with
     their file and stay unstaged; untracked files inside a moved folder move with it.
+    ``force`` (git's ``mv -f``): a file SRC replaces a file or link at DST, tracked or not
+    (its stage entry too); a folder is never overwritten, nor moved over anything.
     """
     src_rel, dst_rel = to_store_path(store, src, cwd), to_store_path(store, dst, cwd)
     if not src_rel:
@@ -962,14 +999,29 @@ def move(store: Store, src: str, dst: str, cwd: str | None = None) -> MoveReport
                           "another name")
         if dst_rel == src_rel or dst_rel.startswith(src_rel + "/"):
             raise DsError(f"cannot move {src} into itself ({dst_rel})")
-        if lstat_inside(root, dst_rel) is not None:
-            raise DsError(f"{dst_rel} already exists; remove it or choose another name")
-        if editor.get(dst_rel) is not None or editor.files_under(dst_rel):
+        there = lstat_inside(root, dst_rel)
+        overwritten = None
+        if there is not None and force:  # as git's: only a file overwrites a file
+            if stat.S_ISDIR(there.st_mode) or editor.files_under(dst_rel):
+                raise DsError(f"cannot overwrite {dst_rel}: it is a folder here or in the stage (mv -f "
+                              "replaces files only)")
+            if editor.get(src_rel) is None:
+                raise DsError(f"cannot move folder {src} over {dst_rel}, even with -f: remove {dst_rel} "
+                              "first or choose another name")
+            overwritten = dst_rel
+        elif there is not None:
+            raise DsError(f"{dst_rel} already exists; remove it or choose another name "
+                          "(`ds mv -f` replaces a file)")
+        elif editor.get(dst_rel) is not None and force:
+            overwritten = dst_rel  # staged but gone from the folder: the move's entry replaces it
+        elif editor.get(dst_rel) is not None or editor.files_under(dst_rel):
             raise DsError(f"{dst_rel} is staged though missing from the working folder; "
                           f"`ds rm {dst_rel}` (or `ds restore --staged {dst_rel}`) first")
         moved = [(p, dst_rel + p[len(src_rel):]) for p in files]
         cache = store.stat_cache()
         known = _known_hashes(root, cache, files)
+        if overwritten is not None:
+            cache.drop(overwritten)
         os.makedirs(os.path.join(root, parent_of(dst_rel)), exist_ok=True)
         os.rename(os.path.join(root, src_rel), os.path.join(root, dst_rel))
         try:
@@ -978,7 +1030,7 @@ def move(store: Store, src: str, dst: str, cwd: str | None = None) -> MoveReport
             os.rename(os.path.join(root, dst_rel), os.path.join(root, src_rel))
             raise
         _carry_cache(root, cache, moved, known)
-    return MoveReport(src_rel, dst_rel, moved)
+    return MoveReport(src_rel, dst_rel, moved, overwritten)
 
 
 def _move_target(root: str, src_rel: str, dst_rel: str, dst: str) -> str:

@@ -1,0 +1,326 @@
+"""More git habits, each as a git user types it: `commit --amend` and `--allow-empty`,
+`branch -m NEW`, `switch -C` / `checkout -B`, `tag -l PATTERN`, `add -n`, `status -sb` and
+`mv -f`. Real CLI runs, checked against the versions, refs, reflogs and the stage."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from objstore.config import store_set
+from objstore.store import Store
+
+from .conftest import ds, write
+
+
+def _env(**extra: str) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "DSSTORE_DIR"} | extra
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """main: "one" holds f = 1; "two" (by Ada) adds g = 2."""
+    w = tmp_path / "w"
+    ds("init", str(w), cwd=tmp_path)
+    write(w, "f", "1")
+    ds("add", "-A", cwd=w)
+    ds("commit", "-m", "one", cwd=w)
+    write(w, "g", "2")
+    ds("add", "-A", cwd=w)
+    ds("commit", "-m", "two", cwd=w, env=_env(DS_AUTHOR="Ada <ada@example.org>"))
+    return w
+
+
+def _info(w: Path, rev: str = "HEAD") -> dict:
+    return json.loads(ds("show", rev, "--json", cwd=w).stdout)
+
+
+def _files(w: Path, rev: str = "HEAD") -> list[str]:
+    return sorted(e["path"] for e in json.loads(ds("ls", "-r", "--json", rev, cwd=w).stdout))
+
+
+def _branch(w: Path) -> str | None:
+    with Store.open(w) as s:
+        return s.head_branch()
+
+
+def _branches(w: Path) -> dict[str, str]:
+    return {b["name"]: b["id"] for b in json.loads(ds("branch", "--json", cwd=w).stdout)}
+
+
+def _fails(*args: str, cwd: Path) -> str:
+    r = ds(*args, cwd=cwd, check=False)
+    assert r.returncode == 1, (args, r.stdout, r.stderr)
+    return r.stderr
+
+
+# -- commit --amend / --allow-empty ---------------------------------------------------------
+
+def test_amend_replaces_the_tip_keeping_parents_author_and_message(repo: Path) -> None:
+    old = _info(repo)
+    write(repo, "h", "3")
+    ds("add", "h", cwd=repo)
+    r = ds("commit", "--amend", "--json", cwd=repo, env=_env(DS_AUTHOR="Bob <bob@example.org>"))
+    new = json.loads(r.stdout)
+    assert new["replaces"] == old["id"] and new["id"] != old["id"]
+    assert new["parents"] == old["parents"] and new["message"] == "two"
+    assert (new["author"], new["email"]) == ("Ada", "ada@example.org")  # git keeps the author
+    assert _files(repo) == ["f", "g", "h"] and len(json.loads(ds("log", "--json", cwd=repo).stdout)) == 2
+    assert ds("status", "-s", cwd=repo).stdout == ""  # the stage went into the version
+    # the reflog says what moved the branch, and still reaches the old tip (recovery)
+    assert ds("reflog", "-n", "1", cwd=repo).stdout.split(": ", 1)[1] == "commit (amend): two\n"
+    assert ds("reflog", "main", "-n", "1", cwd=repo).stdout.split(": ", 1)[1] == "commit (amend): two\n"
+    assert _info(repo, "main@{1}")["id"] == old["id"] and _files(repo, "HEAD@{1}") == ["f", "g"]
+    ds("commit", "--amend", "-m", "two, with h", "-q", cwd=repo)  # -m: a new message, no change
+    assert _info(repo)["message"] == "two, with h" and _files(repo) == ["f", "g", "h"]
+    assert _info(repo)["parents"] == old["parents"]
+
+
+def test_amend_with_a_updates_tracked_files_and_refuses_what_git_refuses(repo: Path, tmp_path: Path) -> None:
+    write(repo, "g", "changed")
+    ds("commit", "-a", "--amend", "-q", cwd=repo)
+    with Store.open(repo) as s:
+        assert s.info("HEAD").message == "two" and len(s.info("HEAD").parents) == 1
+    assert (repo / "g").read_text() == "changed" and ds("status", "-s", cwd=repo).stdout == ""
+    # an amend whose content is its parent's would be empty: refused unless --allow-empty
+    ds("rm", "--cached", "g", "-q", cwd=repo)
+    before = _info(repo)["id"]
+    assert "would make it empty" in _fails("commit", "--amend", cwd=repo)
+    assert _info(repo)["id"] == before
+    ds("commit", "--amend", "--allow-empty", "-m", "nothing new", "-q", cwd=repo)
+    with Store.open(repo) as s:
+        assert s.info("HEAD").tree == s.info("HEAD~1").tree and s.info("HEAD").message == "nothing new"
+    # nothing to amend on a branch with no version yet (and -a stages nothing first)
+    e = tmp_path / "empty"
+    ds("init", str(e), cwd=tmp_path)
+    write(e, "x", "x")
+    assert "You have nothing to amend" in _fails("commit", "--amend", "-m", "x", cwd=e)
+    assert "You have nothing to amend" in _fails("commit", "-a", "--amend", cwd=e)
+    assert not (e / ".dsstore/STAGE").exists()
+    assert "needs a message" in _fails("commit", "--amend", "-m", " ", cwd=repo)
+    r = ds("commit", cwd=repo, check=False)  # no -m and no --amend: still a usage error
+    assert r.returncode == 2 and "missing option '-m' / '--message'" in r.stderr
+
+
+def test_amend_on_a_detached_head_moves_head_only(repo: Path) -> None:
+    main = _branches(repo)["main"]
+    ds("checkout", "HEAD~0", "-q", cwd=repo)
+    r = ds("commit", "--amend", "-m", "detached amend", cwd=repo)
+    assert "Committed on a detached HEAD" in r.stderr
+    assert _branches(repo)["main"] == main and _branch(repo) is None
+    assert _info(repo)["id"] == r.stdout.strip() and _info(repo, "HEAD@{1}")["id"] == main
+
+
+def test_amend_of_a_merge_keeps_both_parents(repo: Path) -> None:
+    ds("switch", "-c", "feat", "-q", cwd=repo)
+    write(repo, "feat.txt", "f")
+    ds("add", "-A", cwd=repo)
+    ds("commit", "-m", "feat", "-q", cwd=repo)
+    ds("switch", "main", "-q", cwd=repo)
+    write(repo, "main.txt", "m")
+    ds("add", "-A", cwd=repo)
+    ds("commit", "-m", "main", "-q", cwd=repo)
+    ds("merge", "feat", "-q", cwd=repo)
+    merge = _info(repo)
+    assert len(merge["parents"]) == 2
+    ds("commit", "--amend", "-m", "merged feat", "-q", cwd=repo)
+    amended = _info(repo)
+    assert amended["parents"] == merge["parents"] and amended["message"] == "merged feat"
+    assert _files(repo) == ["f", "feat.txt", "g", "main.txt"]
+
+
+def test_allow_empty_records_a_version_with_its_parents_content(repo: Path) -> None:
+    before = _info(repo)
+    r = _fails("commit", "-m", "nothing", cwd=repo)
+    assert "nothing staged to commit" in r and _info(repo)["id"] == before["id"]
+    new = ds("commit", "--allow-empty", "-m", "marker", cwd=repo).stdout.strip()
+    with Store.open(repo) as s:
+        info = s.info("HEAD")
+        assert info.id == new and info.parents == (before["id"],) and info.tree == s.info("HEAD~1").tree
+    again = json.loads(ds("commit", "--allow-empty", "-m", "again", "--json", cwd=repo).stdout)
+    assert again["parents"] == [new]
+
+
+# -- branch -m NEW ----------------------------------------------------------------------------
+
+def test_branch_m_with_one_name_renames_the_current_branch(repo: Path, tmp_path: Path) -> None:
+    tip = _branches(repo)["main"]
+    r = ds("branch", "-m", "trunk", "--json", cwd=repo)
+    assert json.loads(r.stdout) == {"branch": "trunk", "id": tip, "renamed_from": "main"}
+    assert _branch(repo) == "trunk" and _branches(repo) == {"trunk": tip}
+    assert ds("reflog", "trunk", cwd=repo).stdout.count("\n") >= 2  # its reflog went with it
+    ds("branch", "other", cwd=repo)
+    assert "already exists" in _fails("branch", "-m", "other", cwd=repo)
+    ds("branch", "-M", "other", cwd=repo)  # git's -M: replace it
+    assert _branch(repo) == "other" and _branches(repo) == {"other": tip}
+    ds("branch", "-m", "other", "main", cwd=repo)  # OLD NEW still works
+    assert _branch(repo) == "main"
+    ds("checkout", "HEAD~1", "-q", cwd=repo)
+    assert "not on any branch" in _fails("branch", "-m", "x", cwd=repo)
+    r = ds("branch", "-m", cwd=repo, check=False)
+    assert r.returncode == 2 and "ds branch -m NEW" in r.stderr
+    # a branch with no version yet: HEAD alone takes the new name, and the first commit is on it
+    e = tmp_path / "e"
+    ds("init", str(e), cwd=tmp_path)
+    ds("branch", "-m", "trunk", "-q", cwd=e)
+    write(e, "x", "x")
+    ds("add", "-A", cwd=e)
+    ds("commit", "-m", "first", "-q", cwd=e)
+    assert _branch(e) == "trunk" and list(_branches(e)) == ["trunk"]
+
+
+# -- switch -C / checkout -B --------------------------------------------------------------------
+
+def test_switch_C_creates_or_resets_a_branch_and_its_reflog_keeps_the_old_tip(repo: Path) -> None:
+    tip, first = _branches(repo)["main"], _info(repo, "HEAD~1")["id"]
+    r = ds("switch", "-C", "topic", "HEAD~1", cwd=repo)  # absent: created, as -c
+    assert "Switched to a new branch 'topic'" in r.stderr
+    assert _branch(repo) == "topic" and _branches(repo)["topic"] == first and not (repo / "g").exists()
+    r = ds("switch", "-C", "main", "topic", cwd=repo)  # exists: moved there, HEAD on it
+    assert "Switched to and reset branch 'main'" in r.stderr and tip[:12] in r.stderr
+    assert _branch(repo) == "main" and _branches(repo)["main"] == first
+    assert _info(repo, "main@{1}")["id"] == tip  # the old value, in the branch's reflog
+    assert ds("reflog", "main", "-n", "1", cwd=repo).stdout.endswith("branch: Reset to topic\n")
+    r = ds("switch", "-C", "main", tip, "--json", cwd=repo)  # the current branch, moved back
+    assert json.loads(r.stdout)["reset_from"] == first and (repo / "g").read_text() == "2"
+    assert _branches(repo)["main"] == tip
+    # plain -c still refuses an existing branch, and names -C
+    assert "`ds switch -C main [REV]` moves it" in _fails("switch", "-c", "main", cwd=repo)
+    r = ds("switch", "-c", "-C", "x", cwd=repo, check=False)
+    assert r.returncode == 2 and "give one of them" in r.stderr
+
+
+def test_switch_C_and_checkout_B_refuse_to_drop_uncommitted_work(repo: Path) -> None:
+    tip, first = _branches(repo)["main"], _info(repo, "HEAD~1")["id"]
+    ds("branch", "old", first, cwd=repo)
+    write(repo, "g", "work in progress")
+    for args in (("switch", "-C", "main", "old"), ("checkout", "-B", "main", "old")):
+        assert "would be lost" in _fails(*args, cwd=repo)
+        assert _branches(repo)["main"] == tip and (repo / "g").read_text() == "work in progress"
+    ds("checkout", "-B", "main", "old", "--force", "-q", cwd=repo)  # --force drops it, as git's -f
+    assert _branches(repo)["main"] == first and not (repo / "g").exists()
+
+
+def test_checkout_B_creates_or_resets(repo: Path) -> None:
+    tip, first = _branches(repo)["main"], _info(repo, "HEAD~1")["id"]
+    r = ds("checkout", "-B", "side", "HEAD~1", cwd=repo)
+    assert "Switched to a new branch 'side'" in r.stderr and _branches(repo)["side"] == first
+    r = ds("checkout", "-B", "side", "main", "--json", cwd=repo)
+    data = json.loads(r.stdout)
+    assert data["branch"] == "side" and data["id"] == tip and data["reset_from"] == first
+    assert _info(repo, "side@{1}")["id"] == first and (repo / "g").read_text() == "2"
+    r = ds("checkout", "-B", "side", "HEAD", "--", "f", cwd=repo, check=False)
+    assert r.returncode == 2 and "-B takes no paths" in r.stderr
+
+
+# -- tag -l PATTERN -----------------------------------------------------------------------------
+
+def test_tag_list_takes_git_globs_sorted(repo: Path) -> None:
+    for name in ("v2", "v10", "v1", "rel/2024", "w1"):
+        ds("tag", name, "-q", cwd=repo)
+    def names(*args: str) -> list[str]:
+        return [line.split("\t")[0] for line in ds("tag", *args, cwd=repo).stdout.splitlines()]
+
+    assert names("-l", "v*") == ["v1", "v10", "v2"]
+    assert names("--list", "v1*") == ["v1", "v10"]
+    assert names("-l", "rel/*", "w?") == ["rel/2024", "w1"]  # any of the patterns
+    assert names("-l", "*20*") == ["rel/2024"]  # * crosses /, as git's
+    assert names("-l") == names() == ["rel/2024", "v1", "v10", "v2", "w1"]
+    assert names("-l", "V*") == []  # case counts
+    assert list(json.loads(ds("tag", "-l", "v?", "--json", cwd=repo).stdout)) == ["v1", "v2"]
+    assert "-l lists tags" in _fails("tag", "-l", "-d", "v1", cwd=repo)
+    assert "v1" in names()
+
+
+# -- add -n -------------------------------------------------------------------------------------
+
+def test_add_dry_run_prints_what_would_be_staged_and_changes_nothing(repo: Path) -> None:
+    write(repo, "f", "changed")
+    write(repo, "new dir/n.txt", "n")
+    (repo / "g").unlink()
+    write(repo, "same", "s")
+    ds("add", "same", "-q", cwd=repo)
+    os.utime(repo / "same", (1, 1))  # its stat data moved, its content did not: not listed
+    status = ds("status", "-s", cwd=repo).stdout
+    stage = (repo / ".dsstore/STAGE").read_bytes()
+    packs = sorted(p.name for p in (repo / ".dsstore/packs").rglob("*"))
+    r = ds("add", "-n", "-A", cwd=repo)
+    assert r.stdout == "add 'f'\nremove 'g'\nadd 'new dir/n.txt'\n"
+    assert ds("add", "--dry-run", "f", "same", cwd=repo).stdout == "add 'f'\n"
+    assert ds("add", "-n", "-u", cwd=repo).stdout == "add 'f'\nremove 'g'\n"  # tracked files only
+    assert ds("add", "-n", "-q", "-A", cwd=repo).stdout == r.stdout  # the lines are the result
+    data = json.loads(ds("add", "-n", "-A", "--json", cwd=repo).stdout)
+    assert (data["dry_run"], data["add"], data["remove"]) == (True, ["f", "new dir/n.txt"], ["g"])
+    assert ds("status", "-s", cwd=repo).stdout == status
+    assert (repo / ".dsstore/STAGE").read_bytes() == stage
+    assert sorted(p.name for p in (repo / ".dsstore/packs").rglob("*")) == packs
+    write(repo, ".dsignore", "*.log\n")
+    write(repo, "x.log", "x")
+    assert "ignored by .dsignore" in _fails("add", "-n", "x.log", cwd=repo)
+    r = ds("add", "-n", "s3://bucket/x", cwd=repo, check=False)
+    assert r.returncode == 2 and "-n are for files" in r.stderr
+
+
+# -- status -sb ---------------------------------------------------------------------------------
+
+def test_status_short_branch_header_as_git(repo: Path, tmp_path: Path) -> None:
+    assert ds("status", "-sb", cwd=repo).stdout == "## main\n"  # clean: the header alone
+    write(repo, "f", "x")
+    assert ds("status", "-s", "-b", cwd=repo).stdout == "## main\n M f\n"
+    assert ds("status", "--porcelain", "--branch", cwd=repo).stdout == "## main\n M f\n"
+    assert ds("status", "-s", cwd=repo).stdout == " M f\n"  # without -b: no header
+    ds("restore", "f", cwd=repo)
+    url = str(tmp_path / "remote")
+    ds("remote", "add", "origin", url, cwd=repo)
+    ds("push", "-u", "origin", "main", "-q", cwd=repo)
+    assert ds("status", "-sb", cwd=repo).stdout == "## main...origin/main\n"
+    ds("clone", url, "b", "-q", cwd=tmp_path)
+    b = tmp_path / "b"
+    ds("commit", "--allow-empty", "-m", "ahead", "-q", cwd=repo)
+    assert ds("status", "-sb", cwd=repo).stdout == "## main...origin/main [ahead 1]\n"
+    ds("push", "-q", cwd=repo)
+    ds("fetch", "-q", cwd=b)
+    assert ds("status", "-sb", cwd=b).stdout == "## main...origin/main [behind 1]\n"
+    ds("commit", "--allow-empty", "-m", "here", "-q", cwd=b)
+    write(b, "new", "n")
+    assert ds("status", "-sb", cwd=b).stdout == "## main...origin/main [ahead 1, behind 1]\n?? new\n"
+    with Store.open(b) as s:
+        s.set_config(store_set(s.config, "branch.main.merge", "refs/heads/gone"))
+    assert ds("status", "-sb", cwd=b).stdout.splitlines()[0] == "## main...origin/gone [gone]"
+    ds("checkout", "HEAD~1", "-q", "-f", cwd=repo)
+    assert ds("status", "-sb", cwd=repo).stdout == "## HEAD (no branch)\n"
+    e = tmp_path / "e"
+    ds("init", str(e), cwd=tmp_path)
+    assert ds("status", "-sb", cwd=e).stdout == "## No commits yet on main\n"
+
+
+# -- mv -f --------------------------------------------------------------------------------------
+
+def test_mv_f_replaces_a_file_as_git_and_the_refusals_stay_without_it(repo: Path) -> None:
+    write(repo, "untracked", "u")
+    assert "already exists" in _fails("mv", "f", "untracked", cwd=repo)
+    assert (repo / "f").read_text() == "1" and ds("status", "-s", cwd=repo).stdout == "?? untracked\n"
+    r = ds("mv", "-f", "f", "untracked", "--json", cwd=repo)
+    assert json.loads(r.stdout)["overwritten"] == "untracked"
+    assert not (repo / "f").exists() and (repo / "untracked").read_text() == "1"
+    assert ds("status", "-s", cwd=repo).stdout == "R  f -> untracked\n"
+    ds("mv", "--force", "untracked", "g", cwd=repo)  # over a tracked file: its entry is replaced
+    assert (repo / "g").read_text() == "1" and ds("status", "-s", cwd=repo).stdout == "D  f\nM  g\n"
+    ds("commit", "-m", "moved", "-q", cwd=repo)
+    assert _files(repo) == ["g"]
+    write(repo, "d/g", "in d")
+    write(repo, "e/x", "x")
+    ds("add", "-A", cwd=repo)
+    ds("commit", "-m", "d", "-q", cwd=repo)
+    assert "already exists" in _fails("mv", "g", "d", cwd=repo)  # d/g is there
+    ds("mv", "-f", "g", "d", cwd=repo)  # into the folder, over d/g
+    assert (repo / "d/g").read_text() == "1" and not (repo / "g").exists()
+    assert "cannot move folder" in _fails("mv", "-f", "e", "d/g", cwd=repo)  # a folder over a file
+    write(repo, "h", "h")
+    write(repo, "e/h/y", "y")
+    ds("add", "-A", cwd=repo)
+    assert "it is a folder" in _fails("mv", "-f", "h", "e", cwd=repo)  # e/h is a folder: never overwritten
+    assert (repo / "h").read_text() == "h" and (repo / "e/h/y").read_text() == "y"
