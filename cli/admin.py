@@ -14,7 +14,8 @@ def fsck(
     read_data: Annotated[bool, typer.Option("--read-data", help="Also read and verify every chunk.")] = False,
     repair: Annotated[bool, typer.Option("--repair", help=(
         "Mend what is damaged: the index rebuilt from the packs, refs from their reflogs, metadata "
-        "from remotes; with --remote, send that remote again what it lost and this store holds."))] = False,
+        "from remotes; with --remote, send that remote again what it lost and this store holds, and "
+        "replace its damaged packs."))] = False,
     remote: Annotated[str | None, typer.Option("--remote", help="Verify this remote instead.")] = None,
     subset: Annotated[float, typer.Option("--read-data-subset",
                                           help="With --remote: share of chunks to read back (0-1).")] = 0.0,
@@ -41,10 +42,15 @@ def fsck(
                         f"{mended['chunks_reindexed']} chunk(s) indexed from their packs",
                         f"{mended['chunks_sent']} sent again in {mended['packs_sent']} pack(s)",
                         f"{mended['metadata_objects_sent']} metadata object(s) sent again"]
+                if mended["chunks_moved"]:
+                    done.append(f"{mended['chunks_moved']} chunk(s) of damaged packs copied to new packs")
                 if mended["moved_aside"]:
                     done.append(f"moved to damaged/ on the remote: {', '.join(mended['moved_aside'])}")
                 if mended["chunks_damaged_here"]:
                     done.append(f"{mended['chunks_damaged_here']} chunk(s) damaged here too")
+                if mended["damaged_packs_kept"]:
+                    done.append("damaged pack(s) left in place: "
+                                + ", ".join(kept["pack"] for kept in mended["damaged_packs_kept"]))
                 err("repaired: " + "; ".join(done))
             for p in result["problems"]:
                 err(f"problem: {p}")

@@ -13,7 +13,12 @@ entries give a chunk a length other than its own (read back to be sure; such met
 repair mends: the hint names the remote's refs that reach it).
 A thorough check (``--read-data-subset 1``, or a repair) downloads every fragment and
 metadata pack to check it; a quick one downloads only fragments not cached yet (as any
-reader does) and compares sizes with the copies this store holds.
+reader does) and compares sizes with the copies this store holds. A full read
+(``--read-data-subset 1``) also reads each data pack's header and own table of contents
+(garbage there shows in no chunk read, but the pack no longer hashes to its name, so a
+whole-pack fetch refuses it and no index can be rebuilt from it) and every record no index
+row names (the pack a killed repair emptied but did not remove). A data pack whose own
+bytes fail (a record, its header or table of contents, cut short) is a *damaged pack*.
 
 ``--repair`` mends under the store's lock and the remote's exclusive lock (as a remote gc),
 and removes nothing it has not replaced:
@@ -22,21 +27,33 @@ and removes nothing it has not replaced:
    same name (checked when it came; files are named by their content) is put back;
 1. every chunk of a pack no readable fragment names, or whose row is wrong, is indexed from
    the pack's own table of contents (three ranged reads) once it reads back whole there (a
-   later push trusts the index);
+   later push trusts the index); so is a whole copy, in such a pack, of a damaged pack's
+   chunk (what a killed repair landed);
 2. needed chunks still missing or damaged are sent again from this store, verified, as new
-   packs (a damaged pack that comes out the same is overwritten, not skipped as landed);
+   packs (a damaged pack that comes out the same is overwritten, not skipped as landed).
+   A damaged pack is emptied into the same new packs: each chunk of it with no whole copy
+   elsewhere is copied from this store (read and checked first), else from its record in
+   a damaged pack that reads whole; each copy is read back before the index names it. Only
+   a pack every needed chunk of which has such a copy is emptied; one with a needed chunk
+   whole nowhere at hand stays as it is (this store's copies of its damaged chunks are still
+   sent), named with the files and versions that chunk breaks and where to run the repair;
 3. one index fragment names every chunk where it reads (a needed chunk no row of which
-   reads keeps its row; only an unreadable row of a chunk no version needs is dropped),
-   then the old fragments go;
+   reads keeps its row; only an unreadable row of a chunk no version needs is dropped, as
+   is every row naming an emptied pack), then the old fragments go;
 4. metadata objects the remote's versions need and no readable pack holds are sent again
    as one metadata pack;
 5. damaged fragments and metadata packs are copied to ``damaged/<when>/`` on the remote,
-   where nothing reads or deletes them, and then removed from where readers look.
+   where nothing reads or deletes them, and then removed from where readers look;
+6. each emptied damaged pack, named by no index row now, likewise (one whole again under
+   its own name stays). A reader holding an older index then gets "not found", syncs the
+   index and reads the chunk where it is now, as after a remote gc; none reads the damage.
 
-A damaged data pack stays: its other chunks may be whole (a remote gc drops it once the
-index names none of them). The remote is then checked again, reading back every chunk the
-repair gave a new row and every one still unreadable, and what is left is reported. Data
-damage is found only where rows are read: ``--read-data-subset 1 --repair`` reads them all.
+A kill between any two steps leaves the remote no worse (new packs before the index names
+them, the index before anything goes, a copy aside before its deletion), and the next
+``--read-data-subset 1 --repair`` finishes (an emptied pack is found by its own bytes). The
+remote is then checked again, reading back every chunk the repair gave a new row and every
+one still unreadable, and what is left is reported. Data damage is found only where rows
+are read: ``--read-data-subset 1 --repair`` reads them all.
 """
 
 from __future__ import annotations
@@ -44,18 +61,21 @@ from __future__ import annotations
 import random
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from itertools import groupby
+from itertools import chain, groupby
 from pathlib import Path
 
 from .errors import DsError, FormatError
 from .index import Location
 from .maintenance import Marked, check_sizes, malformed_kinds, short_ids
+from .packs import HEADER, MAGIC
 from .record_sync import attachment_chunks
 from .remote import Remote
 from .remote_fs import RemoteDamaged
 from .remote_gc import mark_remote
 from .remote_repo import fragment_ok, git_pack_ok
+from .repair import losses
 from .repository import Chunk, LocalRepository, Rows
 from .store import Store
 
@@ -74,12 +94,15 @@ class _Check:
     bad_rows: dict[tuple[bytes, Location], str] = field(default_factory=dict)  # row -> why it cannot be read
     packs: dict[str, tuple[int, float]] = field(default_factory=dict)
     tocs: dict[str, Rows | None] = field(default_factory=dict)  # pack -> its own contents (None: unreadable)
+    toc_errors: dict[str, str] = field(default_factory=dict)  # pack -> why its own contents cannot be read
+    bad_packs: dict[str, str] = field(default_factory=dict)  # data pack -> why its own bytes are damaged
+    read_ok: set[tuple[bytes, Location]] = field(default_factory=set)  # rows read back whole here
     chunks_read: int = 0
     reread: bool = False  # rows failed when read back, or the index lies: a repair must read all
 
     @property
     def repairable(self) -> bool:
-        return bool(self.bad_files or self.bad_chunks or self.missing_meta or self.bad_rows)
+        return bool(self.bad_files or self.bad_chunks or self.missing_meta or self.bad_rows or self.bad_packs)
 
 
 @dataclass
@@ -91,13 +114,16 @@ class _Mended:
     meta_objects_sent: int = 0
     moved_aside: list[str] = field(default_factory=list)
     damaged_here: int = 0  # chunks this store could not send: damaged here too
+    chunks_moved: int = 0  # chunks of emptied damaged packs copied to new packs (they read somewhere)
+    packs_kept: list[dict] = field(default_factory=list)  # damaged packs left in place: why, what they break
     written: set[bytes] = field(default_factory=set)  # chunks given a new row: read back afterwards
 
     def as_json(self) -> dict:
         return {"files_restored": self.files_restored, "chunks_reindexed": self.reindexed,
                 "chunks_sent": self.chunks_sent, "packs_sent": self.packs_sent,
-                "metadata_objects_sent": self.meta_objects_sent, "moved_aside": self.moved_aside,
-                "chunks_damaged_here": self.damaged_here}
+                "chunks_moved": self.chunks_moved, "metadata_objects_sent": self.meta_objects_sent,
+                "moved_aside": self.moved_aside, "chunks_damaged_here": self.damaged_here,
+                "damaged_packs_kept": self.packs_kept}
 
 
 def fsck_remote(store: Store, name_or_url: str | None = None, read_data_subset: float = 0.0,
@@ -130,12 +156,31 @@ def fsck_remote(store: Store, name_or_url: str | None = None, read_data_subset: 
                 after = _check(remote, 0.0, thorough=False, read=mended.written | set(found.bad_chunks))
             finally:
                 remote.lease = None
+    after.problems += _kept_problems(name, mended)
     left = after.repairable or (after.problems and not after.marked.malformed)
     hint = _hints(remote, after, f"what is left needs a store that holds it: run `ds fsck --remote {name} "
                                  "--read-data-subset 1 --repair` there" if left else None)
     return _result(remote, after) | {"hint": hint, "problems_found": found.problems,
                                      "repaired": mended.as_json(),
                                      "chunks_read": found.chunks_read + after.chunks_read}
+
+
+def _kept_problems(name: str, mended: _Mended) -> list[str]:
+    """A line for each damaged pack the repair had to leave: for a chunk no store at hand
+    holds whole, the files and versions it breaks and where the fix must run."""
+    lines = []
+    for kept in mended.packs_kept:
+        p = kept["pack"]
+        if not kept["chunks"]:
+            lines.append(f"damaged pack {p} stays on the remote: {kept['why']}")
+        for lost in kept["chunks"]:
+            paths, versions = lost["paths"], lost["versions"]
+            files = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more file(s)" if len(paths) > 3 else "")
+            where = f" of version(s) {short_ids(set(versions))}" if versions else ""
+            lines.append(f"chunk {lost['chunk']} is damaged in pack {p} and this store holds no whole copy: "
+                         f"{files}{where} cannot be read, so the pack stays; run `ds fsck --remote {name} "
+                         "--read-data-subset 1 --repair` on a machine whose store holds those files")
+    return lines
 
 
 def _hints(remote: Remote, c: _Check, hint: str | None) -> str | None:
@@ -288,6 +333,7 @@ def _check_chunks(remote: Remote, c: _Check, subset: float, read: set[bytes]) ->
         for cid, loc in frag:
             c.locations.setdefault(cid, []).append(loc)
     c.packs = remote.packs(remote.listing())  # after the index: a push lands its packs before its fragment
+    full = subset >= 1.0
     gone = {loc.pack for locs in c.locations.values() for loc in locs} - c.packs.keys()
     c.problems += [f"the index names pack {p}, which is missing" for p in sorted(gone)]
     short: dict[str, list[tuple[bytes, Location]]] = {}
@@ -301,19 +347,32 @@ def _check_chunks(remote: Remote, c: _Check, subset: float, read: set[bytes]) ->
         if _toc(remote, c, p) is None:
             why = f"its pack {p} is shorter than the index says: cut short"
             c.problems.append(f"pack {p} is shorter than the index says: cut short")
+            c.bad_packs[p] = "cut short"
         else:
             why = f"its index row points past the end of pack {p}, whose table of contents says it is whole"
             c.reread = True  # an index that lies here may lie elsewhere: every row is worth reading
             c.problems.append(f"the index names bytes past the end of pack {p}, whose own table of contents "
                               f"says it is whole: the index is wrong ({len(rows)} row(s))")
         c.bad_rows.update(((cid, loc), why) for cid, loc in rows)
+    indexed = {(cid, loc) for cid, locs in c.locations.items() for loc in locs}
+    unindexed: set[tuple[bytes, Location]] = set()  # records no index row names, read in a full check
+    for p in sorted(c.packs) if full else ():  # damage in a pack's own header or table of contents
+        if p in c.bad_packs:  # shows in no row, but breaks a whole-pack fetch and a rebuild of the index
+            continue
+        why = _header_damage(remote, p) or (c.toc_errors.get(p) if _toc(remote, c, p) is None else None)
+        if why:
+            c.bad_packs[p] = why
+            c.reread = True
+            c.problems.append(f"pack {p} is damaged on the remote: {why}")
+            continue
+        unindexed.update(row for row in c.tocs[p] or () if row not in indexed)
     lengths = c.marked.lengths
     sized = {cid for cid, locs in c.locations.items() if cid in lengths
              and (cid in c.marked.odd_lengths or any(loc.raw_len != lengths[cid] for loc in locs))}
     read = read | sized
-    sample = sorted(((cid, loc) for cid, locs in c.locations.items() for loc in locs  # all rows of
+    sample = sorted([(cid, loc) for cid, locs in c.locations.items() for loc in locs  # all rows of
                      if (cid, loc) not in c.bad_rows  # a chunk indexed twice: readers differ there
-                     and (cid in read or len(locs) > 1 or random.random() < subset)),
+                     and (cid in read or len(locs) > 1 or random.random() < subset)] + list(unindexed),
                     key=lambda row: (row[1].pack, row[1].offset))
     c.chunks_read = len(sample)
     failed: dict[str, list[tuple[bytes, Location, str]]] = {}
@@ -325,12 +384,17 @@ def _check_chunks(remote: Remote, c: _Check, subset: float, read: set[bytes]) ->
                     remote.decode(cid, loc, stored)
                 except DsError as e:
                     why = str(e).removesuffix(f"; {remote.fsck_hint}")
+                    if (cid, loc) in unindexed:
+                        why += " (a record no index row names)"
                     failed.setdefault(pack, []).append((cid, loc, why))
                     c.bad_rows[cid, loc] = "it fails its check"
+                else:
+                    c.read_ok.add((cid, loc))
         except RemoteDamaged as e:  # one damaged pack is one problem, not the end of the check
             c.problems.append(f"pack {pack} looks damaged on the remote: its chunks cannot be read back "
                               f"({e.why}, at every try)")
             c.bad_rows.update(((cid, loc), f"its pack {pack} cannot be read") for cid, loc in rows)
+            c.bad_packs[pack] = f"its chunks cannot be read back ({e.why})"
             c.reread = True
     for pack, rows in sorted(failed.items()):
         c.reread = True
@@ -341,6 +405,7 @@ def _check_chunks(remote: Remote, c: _Check, subset: float, read: set[bytes]) ->
             of = f" (a chunk of {where})" if where else ""
             if toc is None or held.get(cid) == loc:  # the pack's own record fails: data damage
                 c.problems.append(why + of)
+                c.bad_packs.setdefault(pack, f"chunk {cid.hex()} in it fails its check")
                 continue
             elsewhere = "has it elsewhere" if cid in held else "does not hold it"
             c.problems.append(f"the index row of chunk {cid.hex()}{of} names the wrong bytes of pack {pack}, "
@@ -369,9 +434,30 @@ def _toc(remote: Remote, c: _Check, pack: str) -> Rows | None:
     if pack not in c.tocs:
         try:
             c.tocs[pack] = remote.pack_toc(pack, c.packs[pack][0])
-        except (FormatError, RemoteDamaged, FileNotFoundError, KeyError):
+        except (FileNotFoundError, KeyError):
+            c.tocs[pack] = None  # gone since listed (a remote gc): not damaged
+        except RemoteDamaged as e:
             c.tocs[pack] = None
+            c.toc_errors[pack] = f"it cannot be read ({e.why})"
+        except FormatError as e:
+            c.tocs[pack] = None
+            c.toc_errors[pack] = str(e).removeprefix(f"remote pack {pack} on {remote.url}: ")
     return c.tocs[pack]
+
+
+def _header_damage(remote: Remote, pack: str) -> str | None:
+    """Why a pack's 16-byte header is not the one every writer writes (magic, hash code,
+    zeros), or None: garbage there shows in no chunk read, but the pack no longer hashes to
+    its name, so a whole-pack fetch refuses it. One ranged read."""
+    try:
+        head = remote.fs.cat_ranges(f"packs/{pack[:2]}/{pack}.pack", [(0, HEADER.size)])[0]
+    except FileNotFoundError:
+        return None  # gone since listed: not ours to judge
+    except RemoteDamaged as e:
+        return f"its header cannot be read ({e.why})"
+    if head != HEADER.pack(MAGIC, remote.algo.code):
+        return "its header is damaged (not the magic, hash code and zeros every pack starts with)"
+    return None
 
 
 # -- mending -------------------------------------------------------------------------------
@@ -389,27 +475,23 @@ def _repair(remote: Remote, c: _Check) -> _Mended:
         toc = _toc(remote, c, pack)
         if toc is None:
             continue  # not a pack we can read: left for a remote gc
-        found = [(cid, loc) for cid, loc in toc if (cid not in rows or cid in c.bad_chunks)
-                 and (cid, loc) not in c.bad_rows]
+        found = [(cid, loc) for cid, loc in toc if (cid, loc) not in c.bad_rows and (
+            cid not in rows or cid in c.bad_chunks  # or a copy (a killed repair's) of a damaged pack's chunk
+            or (rows[cid].pack in c.bad_packs and pack not in c.bad_packs))]
         try:  # indexed only once read back whole: a later push trusts the index
             whole = {cid: loc for cid, loc, _stored in _readable(remote, found)}
         except (RemoteDamaged, FileNotFoundError):
             continue
         rows.update(whole)
+        c.read_ok.update(whole.items())
         for cid in whole.keys() & c.bad_chunks.keys():
             del c.bad_chunks[cid]
         mended.reindexed += len(whole)
         mended.written |= whole.keys()
+    removed, plan = _send_and_empty(remote, c, rows, mended)  # 2. sent again, damaged packs emptied
     store = remote.store
-    here = [cid for cid in c.bad_chunks if store.chunks.has(cid)]  # 2. sent again from here
-    sent: list[bytes] = []
-    remote.resend = True  # a damaged pack may come out of the same chunks again, under its name
-    new_rows, mended.packs_sent = remote.write_packs(_whole_here(remote, here, sent, mended))
-    rows.update(new_rows)
-    mended.chunks_sent = len(sent)
-    mended.written |= set(sent)
-    if mended.reindexed or mended.written or c.bad_rows:  # 3. one fragment naming every chunk where it reads
-        remote.replace_index(sorted(rows.items()), remote.fragments())
+    if mended.reindexed or mended.written or c.bad_rows or removed:  # 3. one fragment naming every chunk
+        remote.replace_index(sorted(rows.items()), remote.fragments())  # where it reads
     send = {o for o in c.missing_meta if store.meta.readable(o)}  # 4. metadata
     if send:
         remote._remember_meta(remote.put_meta_pack(send, remote.check))
@@ -418,7 +500,192 @@ def _repair(remote: Remote, c: _Check) -> _Mended:
     for rel in sorted(c.bad_files):  # 5. damaged files aside (a metadata pack's .idx first)
         unit = [rel, rel[:-4] + ".pack"] if rel.startswith("meta/") else [rel]
         mended.moved_aside += _move_aside(remote, unit, f"damaged/{stamp}")
+    kept_aside = {rel.split("/", 2)[-1]: size for rel, (size, _m) in remote.fs.list_detail("damaged").items()
+                  } if removed else {}
+    for p in removed:  # 6. emptied damaged data packs aside, once no index row names them
+        why = _move_pack_aside(remote, p, f"damaged/{stamp}", kept_aside, mended)
+        if why is not None:
+            mended.packs_kept.append({"pack": p, "why": why, "chunks": []})
+    _name_lacking(remote, c, plan, mended)
     return mended
+
+
+def _send_and_empty(remote: Remote, c: _Check, rows: dict[bytes, Location],
+                    mended: _Mended) -> tuple[list[str], _Emptying]:
+    """Step 2: needed chunks no row of which reads, sent again from here; the chunks of each
+    damaged pack that can be emptied, copied beside them (``_plan_emptying``). ``rows`` then
+    name each copy that read back whole, and none of an emptied pack; returns those packs
+    (to go once the index no longer names them) and the plan."""
+    store = remote.store
+    plan = _plan_emptying(remote, c, rows)
+    emptied = [p for p in sorted(c.bad_packs) if p not in plan.lacking]
+    moving = {cid for p in emptied for cid in plan.members[p]}
+    mended.damaged_here = len(plan.damaged_here & c.bad_chunks.keys())
+    here = [cid for cid in c.bad_chunks if store.chunks.has(cid) and cid not in plan.damaged_here]
+    here += sorted((moving & plan.here) - c.bad_chunks.keys())
+    salvage = sorted(((cid, loc) for cid, loc in plan.salvage.items() if cid in moving - plan.here),
+                     key=lambda row: (row[1].pack, row[1].offset))
+    sent: list[bytes] = []
+    salvaged: list[bytes] = []
+    remote.resend = True  # a damaged pack may come out of the same chunks again, under its name
+    new_rows, mended.packs_sent = remote.write_packs(
+        chain(_whole_here(remote, here, sent, mended), _salvaged(remote, salvage, salvaged)))
+    fresh = {loc.pack for _cid, loc in new_rows}  # a damaged pack written again whole is one of them
+    members = {cid for ms in plan.members.values() for cid in ms}
+    relied = [(cid, loc) for cid in moving if (loc := rows.get(cid)) is not None and loc.pack not in
+              c.bad_packs and (cid, loc) not in c.read_ok and (cid, loc) not in c.bad_rows]
+    verified = c.read_ok | _read_back(remote, [row for row in new_rows if row[0] in members] + relied)
+    for cid, loc in new_rows:  # a chunk of a damaged pack moves only to a copy read back whole
+        if cid not in members or (cid, loc) in verified:
+            rows[cid] = loc
+    mended.chunks_sent = sum(cid in c.bad_chunks for cid in sent)
+    mended.chunks_moved = len(sent) - mended.chunks_sent + len(salvaged)
+    mended.written |= set(sent) | set(salvaged)
+    whole_at_hand = set(sent) | set(salvaged) | plan.here
+    removed = []
+    for p in emptied:
+        if p in fresh:
+            continue  # written again whole, under its own name
+        left = [cid for cid in plan.members[p] if not _moved_out(c, rows, cid, verified, fresh)]
+        if any(cid in c.marked.chunks or cid in whole_at_hand for cid in left):
+            mended.packs_kept.append({"pack": p, "why": "a copy of its chunks did not read back whole",
+                                      "chunks": []})
+            continue  # the pack stays, its rows too: no worse than before
+        for cid in left:  # chunks no version needs and nothing holds whole: their rows go with it
+            if cid in rows and rows[cid].pack == p:
+                del rows[cid]
+        removed.append(p)
+    return removed, plan
+
+
+@dataclass
+class _Emptying:
+    """What emptying the damaged data packs takes (``_plan_emptying``)."""
+
+    members: dict[str, set[bytes]]  # damaged pack -> the chunks of it that matter
+    here: set[bytes]  # chunks this store holds whole (read and checked): copied from here
+    salvage: dict[bytes, Location]  # else: a row on the remote not known to fail, to copy from
+    lacking: dict[str, list[bytes]]  # damaged pack -> needed chunks of it with no whole copy at hand
+    damaged_here: set[bytes]  # chunks whose copy here fails its check
+
+
+def _plan_emptying(remote: Remote, c: _Check, rows: dict[bytes, Location]) -> _Emptying:
+    """For each damaged data pack, where a whole copy of each of its chunks is: already
+    elsewhere on the remote, here, or in a row that reads (a damaged pack's other records
+    are often whole). A pack is emptied only when every chunk of it some version needs has
+    one; one that cannot be keeps everything where it is (and its chunks are named)."""
+    bad = c.bad_packs
+    members: dict[str, set[bytes]] = {p: set() for p in bad}
+    candidates: dict[bytes, list[Location]] = {}
+    needed_records = ((cid, loc) for p in bad for cid, loc in c.tocs.get(p) or () if cid in c.marked.chunks)
+    everywhere = chain(((cid, loc) for cid, locs in c.locations.items() for loc in locs), rows.items(),
+                       needed_records)
+    for cid, loc in everywhere:
+        if loc.pack in bad:  # every row naming the pack, and its own record of a needed chunk
+            members[loc.pack].add(cid)
+            if (cid, loc) not in c.bad_rows:
+                candidates.setdefault(cid, []).append(loc)
+    wanted = {cid for ms in members.values() for cid in ms if not _outside(c, rows, cid)}
+    here, damaged_here = _verified_here(remote.store, wanted)
+    salvage = {cid: min(locs, key=lambda loc: (cid, loc) not in c.read_ok)
+               for cid, locs in candidates.items() if cid in wanted - here}
+    lacking = {p: sorted(cid for cid in ms if cid in wanted and cid not in here and cid not in salvage
+                         and cid in c.marked.chunks) for p, ms in members.items()}
+    return _Emptying(members, here, salvage, {p: v for p, v in lacking.items() if v}, damaged_here)
+
+
+def _outside(c: _Check, rows: dict[bytes, Location], cid: bytes) -> bool:
+    """Whether the index to write has ``cid`` outside every damaged pack, in a row not known to fail."""
+    loc = rows.get(cid)
+    return loc is not None and loc.pack not in c.bad_packs and (cid, loc) not in c.bad_rows
+
+
+def _moved_out(c: _Check, rows: dict[bytes, Location], cid: bytes, verified: set, fresh: set[str]) -> bool:
+    """Whether ``cid``'s row is outside the damaged packs (or in one written again whole)
+    and read back whole."""
+    loc = rows.get(cid)
+    return (loc is not None and (loc.pack not in c.bad_packs or loc.pack in fresh)
+            and (cid, loc) in verified)
+
+
+def _verified_here(store: Store, chunk_ids: set[bytes]) -> tuple[set[bytes], set[bytes]]:
+    """(held whole, damaged) of the chunks this store holds, each read and checked."""
+    source = LocalRepository(store)
+    held, damaged = set(), set()
+    for cid in sorted(chunk_ids):
+        if not store.chunks.has(cid):
+            continue
+        try:
+            next(source.read_whole([cid]))
+        except (DsError, OSError):
+            damaged.add(cid)
+            continue
+        held.add(cid)
+    return held, damaged
+
+
+def _salvaged(remote: Remote, rows: Rows, got: list[bytes]) -> Iterator[Chunk]:
+    """The chunks of these remote rows that read back whole (a damaged pack's whole
+    records), each checked; one that fails, or a pack that cannot be read, is passed over."""
+    for _pack, group in groupby(rows, key=lambda row: row[1].pack):
+        try:
+            for cid, loc, stored in _readable(remote, list(group)):
+                got.append(cid)
+                yield cid, stored, loc.raw_len, loc.flags
+        except (RemoteDamaged, FileNotFoundError):
+            continue
+
+
+def _read_back(remote: Remote, rows: Rows) -> set[tuple[bytes, Location]]:
+    """The rows that read back whole, pack by pack (one that cannot be read counts for none)."""
+    ok: set[tuple[bytes, Location]] = set()
+    for _pack, group in groupby(sorted(rows, key=lambda row: (row[1].pack, row[1].offset)),
+                                key=lambda row: row[1].pack):
+        try:
+            ok.update((cid, loc) for cid, loc, _stored in _readable(remote, list(group)))
+        except (RemoteDamaged, FileNotFoundError):
+            continue
+    return ok
+
+
+def _move_pack_aside(remote: Remote, pack: str, folder: str, kept: dict[str, int],
+                     mended: _Mended) -> str | None:
+    """Copy an emptied damaged data pack to ``folder/packs/..`` (unless a killed run kept
+    it there already), then delete it; None when done or nothing is to be done (gone, or
+    whole again: packs are named by their content), else why it stays."""
+    rel = f"packs/{pack[:2]}/{pack}.pack"
+    with tempfile.TemporaryDirectory(dir=remote.cache) as tmp:
+        path = Path(tmp, f"{pack}.pack")
+        try:
+            remote.fs.get_file(rel, path)
+        except FileNotFoundError:
+            return None
+        except RemoteDamaged as e:
+            return f"it cannot be downloaded to keep a copy of it ({e.why}); no index row names it now"
+        if remote.store.chunks.intact(path, pack):
+            return None
+        if kept.get(rel) != path.stat().st_size:
+            remote.check()
+            remote.fs.put(f"{folder}/{rel}", path)
+    remote.check()
+    remote.fs.delete([rel])
+    mended.moved_aside.append(rel)
+    return None
+
+
+def _name_lacking(remote: Remote, c: _Check, plan: _Emptying, mended: _Mended) -> None:
+    """Each damaged pack left in place for needed chunks no whole copy of which is at hand,
+    with the files and versions those chunks break."""
+    lost = {cid for cids in plan.lacking.values() for cid in cids}
+    found = {bytes.fromhex(loss.chunk): loss for loss in losses(remote.store.meta, c.marked.commits, lost)}
+    for p, cids in sorted(plan.lacking.items()):
+        chunks = []
+        for cid in cids:
+            loss = found.get(cid)
+            paths = loss.paths if loss and loss.paths else [c.marked.chunks[cid]]  # else an attachment's
+            chunks.append({"chunk": cid.hex(), "paths": paths, "versions": loss.versions if loss else []})
+        mended.packs_kept.append({"pack": p, "why": "this store holds no whole copy of chunks of it that "
+                                  "versions need", "chunks": chunks})
 
 
 def _kept_rows(c: _Check) -> dict[bytes, Location]:
@@ -426,8 +693,9 @@ def _kept_rows(c: _Check) -> dict[bytes, Location]:
     where it was. A row that cannot be read, of a chunk no version needs, is dropped:
     nothing readable goes with it."""
     rows = {}
-    for cid, locs in c.locations.items():
-        good = [loc for loc in locs if (cid, loc) not in c.bad_rows]
+    for cid, locs in c.locations.items():  # a row outside a damaged pack first, then one read back whole
+        good = sorted((loc for loc in locs if (cid, loc) not in c.bad_rows),
+                      key=lambda loc: (loc.pack in c.bad_packs, (cid, loc) not in c.read_ok))
         if good or cid in c.marked.chunks:
             rows[cid] = (good or locs)[0]
     return rows
