@@ -3,7 +3,7 @@
 random moments leave a store that passes `fsck --read-data`, keeps every version committed
 before the kill byte-identical, and lets the command run again to completion.
 
-6 trials per command by default (the suite stays near ten minutes);
+4 trials per command by default (the suite stays near ten minutes);
 DS_TORTURE_TRIALS=40 or more for the long run.
 """
 
@@ -25,7 +25,7 @@ from objstore.store import Store
 
 from .conftest import DS, read_tree, write
 
-TRIALS = int(os.environ.get("DS_TORTURE_TRIALS", "6"))
+TRIALS = int(os.environ.get("DS_TORTURE_TRIALS", "4"))
 
 
 def _kill_after(args: list[str], cwd: Path, delay: float, env: dict | None = None) -> int:
