@@ -92,7 +92,8 @@ def fsck(
             err(f"problem: {p.removesuffix('; run `ds fsck`')}")
         typer.echo(f"{report.commits} versions, {report.trees} folders, {report.chunks} chunks, "
                    f"{report.packs} packs checked" +
-                   (f", {report.remote_only} chunks on a remote only" if report.remote_only else "") +
+                   (f", {report.remote_only} chunks on a remote only (`ds get` and checkout fetch them when "
+                    "they need them)" if report.remote_only else "") +
                    (f", {report.unindexed_packs} unindexed pack(s) left by an interrupted command "
                     "(`ds fsck --repair` indexes them; `ds gc` removes those no version needs)"
                     if report.unindexed_packs else "") +

@@ -18,6 +18,18 @@ copied), the new fragment is made durable, and only then are the damaged pack an
 damaged fragment moved aside to ``.dsstore/damaged/`` (kept for inspection, out of every
 reader's way; the user deletes that folder). Sound old fragments are removed: the new
 one holds every row of theirs that points at a readable record.
+
+An intact table of contents says where records are, not that they are whole: a flipped
+bit inside one record is found only by reading it. So with ``--read-data`` (``read``)
+every record of those packs is read back first (``_ReadBack``): a pack whose bytes do not
+hash to its name, or holding a record that fails, is *suspect*, and is handled as a
+damaged one (what verifies copied out, the pack moved aside); a chunk with no copy that
+verifies is left out of the index, so that ``ds get`` fetches it from a remote that has
+it, and fsck names it with its files and versions otherwise.
+
+The steps run in an order that a kill between any two leaves no worse and the next run
+finishes: new packs (nothing names them yet), then the new fragment, then the old
+fragments go, then the damaged packs are moved aside (nothing names them any more).
 """
 
 from __future__ import annotations
@@ -33,7 +45,17 @@ from . import packs
 from .errors import DsError
 from .index import CHECK, FANOUT, HEADER, LOC, MAGIC, Fragment, Location
 from .meta import MetaStore, RefDamage
-from .packs import FLAG_DELTA, MAX_RAW, TOC_TAIL, PackEntry, decode_chunk, delta_base, pack_path
+from .packs import (
+    FLAG_DELTA,
+    MAX_RAW,
+    TOC_TAIL,
+    PackEntry,
+    PackReader,
+    decode_chunk,
+    delta_base,
+    pack_path,
+)
+from .progress import Progress, announce
 from .store import Store
 
 if TYPE_CHECKING:
@@ -142,9 +164,15 @@ class _Verifier:
         return stored
 
 
-def rebuild_index(repo: LocalRepository, tocs: dict[str, Rows], damaged: dict[str, Exception]) -> Salvage:
+def rebuild_index(repo: LocalRepository, tocs: dict[str, Rows], damaged: dict[str, Exception],
+                  read: dict[str, int] | None = None, progress: Progress | None = None) -> Salvage:
     """Write a new index from the packs' tables of contents ``tocs`` (and the ``damaged``
-    packs) and every old row that still verifies (module doc)."""
+    packs) and every old row that still verifies (module doc).
+
+    ``read`` (``--read-data``; a dict this fills): every record of ``tocs``' packs is read
+    back and checked first, and ``read`` gets each pack found sound (its bytes hash to its
+    name, every record verifies) with the raw bytes verified, so fsck need not read it
+    again; ``progress(packs, bytes)`` follows that reading."""
     store, index = repo.store, repo.index()
     confirmed = {(p, loc.offset, cid) for p, rows in tocs.items() for cid, loc in rows}
     kept: dict[bytes, Location] = {}
@@ -160,15 +188,21 @@ def rebuild_index(repo: LocalRepository, tocs: dict[str, Rows], damaged: dict[st
         for cid, loc in rows:
             kept.setdefault(cid, loc)
     check = _Verifier(store, kept)
+    back = None if read is None else _ReadBack(store, tocs, kept, doubtful, check)
+    if back is not None:  # whole records now: the doubtful deltas below are checked against them
+        back.whole(progress)
+    rescued: set[bytes] = set()
     # whole chunks first, so a delta's base is known when the delta is checked
     for cid, locs in sorted(doubtful.items(), key=lambda r: min(loc.flags & FLAG_DELTA for loc in r[1])):
         if cid in kept:
             continue
         good = next((loc for loc in locs if check.ok(cid, loc) is not None), None)
         if good is None:
-            s.dropped += 1
+            if back is None or cid not in back.lost:  # (those are counted below)
+                s.dropped += 1
         else:
             kept[cid] = good
+            rescued.add(cid)
             s.verified += 1
     for pack in damaged:
         path = pack_path(store.chunks.packs_dir, pack)
@@ -177,19 +211,137 @@ def rebuild_index(repo: LocalRepository, tocs: dict[str, Rows], damaged: dict[st
             if e.chunk_id not in kept and check.ok(e.chunk_id, loc) is not None:
                 kept[e.chunk_id] = loc
                 s.scanned += 1
+    suspect: set[str] = set()
+    if back is not None:  # deltas last: every base that is kept is known by now
+        back.deltas()
+        suspect = back.suspect
+        s.dropped += len(back.lost - kept.keys())
+        s.verified += sum(loc.pack in suspect and cid not in rescued for cid, loc in kept.items())
+        read.update((p, sum(loc.raw_len for _cid, loc in rows)) for p, rows in tocs.items()
+                    if p not in suspect and p not in back.unread)
     s.damaged_fragments = [p.name for p in bad_fragments]
-    moved = _copy_out(repo, kept, set(damaged))
+    aside = sorted({*damaged, *suspect})
+    moved = _copy_out(repo, kept, set(aside))  # 1. new packs: nothing names them yet
     kept.update(moved)
-    # a damaged fragment goes aside first: the new one may have its name (the same rows)
+    # 2. a damaged fragment goes aside first: the new one may have its name (the same rows)
     s.moved_aside.extend(quarantine(store, p) for p in bad_fragments)
+    # 3. the new fragment, durable, then the old ones go: from here nothing names the packs below
     repo.replace_index(list(kept.items()), sorted(p.name for p in index.folder.glob("*.idx")))
-    # (a rewrite of every record of a pack is that pack, whole again, under its own name)
+    # 4. (a rewrite of every record of a pack is that pack, whole again, under its own name)
     rewritten = {loc.pack for loc in moved.values()}
-    s.moved_aside.extend(quarantine(store, pack_path(store.chunks.packs_dir, p)) for p in damaged
+    s.moved_aside.extend(quarantine(store, pack_path(store.chunks.packs_dir, p)) for p in aside
                          if p not in rewritten)
     s.rows = len(kept)
     s.recovered = store.chunks.recover().chunks  # temp packs of killed writers: verified records
     return s
+
+
+class _ReadBack:
+    """``--read-data`` repair: every record of every pack with an intact table of contents
+    read back and checked by hash. A pack whose bytes do not hash to its name, or with a
+    record that fails, is ``suspect`` (copied out and moved aside like a damaged one); each
+    chunk whose indexed copy is in one is indexed at a copy that verifies, a sound pack's
+    first, else left out (``lost``): then a remote's copy is fetched when it is needed.
+
+    A delta cannot be checked without its base, so whole records are read first
+    (``whole``), and deltas once every base the index will keep is known (``deltas``). A
+    delta whose base is gone is unreadable here, so it counts as a failing record: its
+    chunk too is then fetched whole from a remote. A pack the disk fails to read (an
+    ``OSError``, perhaps for a moment) is judged on nothing: left as it is, indexed as it
+    was, for fsck to name."""
+
+    def __init__(self, store: Store, tocs: dict[str, Rows], kept: dict[bytes, Location],
+                 doubtful: dict[bytes, list[Location]], check: _Verifier):
+        self.store, self.tocs, self.kept, self.doubtful, self.check = store, tocs, kept, doubtful, check
+        self.bad: set[tuple[str, int, bytes]] = set()  # (pack, offset, id) of records that fail
+        self.suspect: set[str] = set()
+        self.unread: set[str] = set()  # packs an OSError kept from being read: left as they are
+        self.lost: set[bytes] = set()  # chunks taken out of the index: no copy of them verifies
+
+    def whole(self, progress: Progress | None = None) -> None:
+        """Read each pack: its bytes against its name, each whole record against its id."""
+        chunks, algo = self.store.chunks, self.store.algo
+        sizes = {p: sum(loc.stored_len for _cid, loc in rows) for p, rows in self.tocs.items()}
+        announce(progress, len(sizes), sum(sizes.values()))
+        done = 0
+        for n, (p, rows) in enumerate(self.tocs.items(), 1):
+            path = pack_path(chunks.packs_dir, p)
+            bad: set[tuple[str, int, bytes]] = set()
+            try:
+                whole = chunks.intact(path)
+                reader = PackReader(path)
+                try:
+                    for cid, loc in rows:
+                        if not loc.flags & FLAG_DELTA:
+                            try:
+                                decode_chunk(reader.read(loc.offset, loc.stored_len), loc.entry(cid), algo,
+                                             f"pack {p}")
+                            except DsError:
+                                bad.add((p, loc.offset, cid))
+                finally:
+                    reader.close()
+            except OSError:  # the disk failed to read it (perhaps for a moment): judged on nothing
+                self.unread.add(p)
+            else:
+                self.bad |= bad
+                if bad or not whole:
+                    self.suspect.add(p)
+            done += sizes[p]
+            if progress is not None:
+                progress(n, done)
+        self._choose({cid for cid, loc in self.kept.items()
+                      if not loc.flags & FLAG_DELTA and loc.pack in self.suspect}, deltas=False)
+
+    def deltas(self) -> None:
+        """Check every delta record against the base the index keeps, then index each
+        chunk at a copy that verifies (a chunk lost so far may have a delta copy)."""
+        hsize = self.store.algo.size
+        for p, rows in self.tocs.items():
+            for cid, loc in rows:
+                if not loc.flags & FLAG_DELTA or p in self.unread:
+                    continue
+                stored = self.check.read(loc)
+                base = None if stored is None else self.kept.get(delta_base(stored, hsize))
+                if base is not None and base.pack in self.unread:
+                    continue  # its base could not be read: nothing to judge it by
+                if self.check.ok(cid, loc) is None:
+                    self.bad.add((p, loc.offset, cid))
+                    self.suspect.add(p)
+        moving = {cid for cid, loc in self.kept.items()
+                  if loc.flags & FLAG_DELTA and loc.pack in self.suspect}
+        self._choose(moving | (self.lost - self.kept.keys()), deltas=True)
+
+    def _choose(self, want: set[bytes], deltas: bool) -> None:
+        """Index each chunk of ``want`` at a copy that verifies (of the records checked so
+        far: whole ones, and with ``deltas`` delta ones), a sound pack's first; with
+        ``deltas``, an old row the tables of contents do not hold is tried last."""
+        if not want:
+            return
+        copies: dict[bytes, list[Location]] = {cid: [] for cid in want}
+        for rows in self.tocs.values():
+            for cid, loc in rows:
+                if cid in copies and (deltas or not loc.flags & FLAG_DELTA):
+                    copies[cid].append(loc)
+        for cid, locs in copies.items():
+            good = [loc for loc in locs if (loc.pack, loc.offset, cid) not in self.bad]
+            here = self.kept.get(cid)
+            if here is not None and here not in locs:  # an old row or a damaged pack's: verified as kept
+                good.append(here)
+            # a sound copy first (nothing to move); one no disk error kept from being checked last
+            good.sort(key=lambda loc: (loc.pack in self.unread, loc.pack in self.suspect))
+            if not good and deltas:
+                good = [loc for loc in self.doubtful.get(cid, []) if self._old_row_ok(cid, loc)][:1]
+            if good:
+                self.kept[cid] = good[0]
+                self.lost.discard(cid)
+            else:
+                self.kept.pop(cid, None)
+                self.lost.add(cid)
+
+
+    def _old_row_ok(self, cid: bytes, loc: Location) -> bool:
+        """Whether an old index row the tables of contents do not confirm reads back whole."""
+        return (loc.pack, loc.offset, cid) not in self.bad and self.check.ok(cid, loc) is not None
 
 
 def _copy_out(repo: LocalRepository, kept: dict[bytes, Location], damaged: set[str]) -> dict[bytes, Location]:
