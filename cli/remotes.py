@@ -159,10 +159,15 @@ def _short(ref: str | None) -> str:
 
 
 def _update_lines(t, fetched: bool) -> list[str]:
-    """git's ref lines: `   old..new  src -> dst`, ` * [new branch]`, ` + old...new (forced update)`."""
+    """git's ref lines: `   old..new  src -> dst`, ` * [new branch]`, ` + old...new (forced update)`,
+    ` - [deleted]  NAME` (push --delete) or ` - [deleted]  (none) -> origin/NAME` (fetch --prune)."""
     rows = []
     for u in t.updates:
         tag = u["ref"].startswith("refs/tags/")
+        if u["new"] is None:
+            gone = u["local"].removeprefix("refs/remotes/") if fetched else _short(u["ref"])
+            rows.append(("-", "[deleted]", f"(none) -> {gone}" if fetched else gone))
+            continue
         if fetched:
             src, dst = _short(u["ref"]), u["local"].removeprefix("refs/remotes/").removeprefix("refs/tags/")
         else:
@@ -206,15 +211,19 @@ def push(
     remote: Annotated[str | None, typer.Argument(
         help="Remote name or URL (default: the branch's upstream, else the default remote).")] = None,
     refs: Annotated[list[str] | None, typer.Argument(
-        help="Branches or tags, or SRC:DST (+SRC:DST forces that one); default: the current "
-             "branch, to its upstream.")] = None,
+        help="Branches or tags, or SRC:DST (+SRC:DST forces that one; :DST deletes DST); default: "
+             "the current branch, to its upstream.")] = None,
     set_upstream: Annotated[bool, typer.Option(
         "--set-upstream", "-u", help="Make each branch pushed follow the remote's branch "
         "(then `ds push`, `ds pull` and `ds status` use it).")] = False,
     all_: Annotated[bool, typer.Option("--all", help="Every branch and tag.")] = False,
     tags: Annotated[bool, typer.Option("--tags", help="Every tag (with any refs named).")] = False,
     force: Annotated[bool, typer.Option(
-        "--force", "-f", help="Move remote branches even if they diverged.")] = False,
+        "--force", "-f", help="Move remote branches even if they diverged; with --delete, delete "
+        "the remote's default branch too.")] = False,
+    delete: Annotated[bool, typer.Option(
+        "--delete", "-d", help="Delete these branches or tags on the remote (and the local "
+        "REMOTE/NAME, kept in its reflog).")] = False,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
@@ -225,8 +234,10 @@ def push(
     store = open_store()
     with transfer_progress("pushing", quiet) as cb:
         t = do_push(store, remote_target(store, remote), refs or None, all_refs=all_, tags=tags,
-                    force=force, set_upstream=set_upstream, progress=cb)
-    if t.updates:
+                    force=force, set_upstream=set_upstream, progress=cb, delete=delete)
+    if t.updates and len(t.deleted) == len(t.updates):  # deletions only: git's two lines
+        lines = [f"To {t.url}", *_update_lines(t, fetched=False)]
+    elif t.updates:
         lines = [_summary("Pushed", t, t.bytes_sent, f"to {t.remote}"), f"To {t.url}",
                  *_update_lines(t, fetched=False)]
     else:
@@ -239,6 +250,9 @@ def push(
 def fetch(
     remote: Annotated[str | None, typer.Argument(
         help="Remote name or URL (default: the branch's upstream, else the default remote).")] = None,
+    prune: Annotated[bool, typer.Option(
+        "--prune", "-p", help="Delete the REMOTE/BRANCH refs of branches the remote no longer has "
+        "(each kept in its reflog).")] = False,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
@@ -251,7 +265,7 @@ def fetch(
     if remote is None and (branch := store.head_branch()) and (up := upstream(store, branch)):
         remote = up.remote
     with transfer_progress("fetching", quiet) as cb:
-        t = Remote(store, remote_target(store, remote), progress=cb).fetch()
+        t = Remote(store, remote_target(store, remote), progress=cb).fetch(prune=prune)
     lines = ([_summary("Fetched", t, t.bytes_received, f"from {t.remote}", files=False), f"From {t.url}",
               *_update_lines(t, fetched=True)] if t.updates else [f"Nothing new on {t.remote}"])
     _report(t, as_json, verbose, lines, quiet)

@@ -18,7 +18,16 @@ from .meta import CommitInfo
 from .paths import STORE_DIR
 from .record_sync import RecordSync, fetch_dataset, push_dataset, remote_records
 from .remote_fs import RefConflict, RemoteFS
-from .remote_repo import Transfer, check_url, forget_remote, remote_config, remote_spec
+from .remote_repo import (
+    Transfer,
+    check_url,
+    clone_branch,
+    forget_remote,
+    layout_files,
+    missing_config,
+    remote_config,
+    remote_spec,
+)
 from .store import CLONING, Store
 
 __all__ = ["Remote", "Transfer", "attach_default", "check_url", "clone", "fetch_dataset",
@@ -78,15 +87,28 @@ def restore_objects(store: Store, oids: set[str], warn=None) -> set[str]:
 # -- whole operations (CLI) --------------------------------------------------------------
 def push(store: Store, name_or_url: str | None = None, refs: list[str] | None = None,
          all_refs: bool = False, tags: bool = False, force: bool = False, set_upstream: bool = False,
-         progress=None) -> Transfer:
+         progress=None, delete: bool = False) -> Transfer:
     """git's push. With no remote and no refs: the current branch to its upstream; a branch
     with none goes to the same name on the default remote, with a hint to set one (as git's
     ``push.default = current``). A remote but no refs: the current branch, to its upstream's
     name when that is the remote's. ``set_upstream`` (-u): each branch pushed follows the
-    remote's branch afterwards, even when nothing needed sending."""
+    remote's branch afterwards, even when nothing needed sending. ``delete`` (--delete):
+    ``refs`` are branches or tags to delete on the remote, as ``:NAME`` refspecs are
+    (``Transfers.plan_deletes``: checked before anything moves)."""
     from .branches import set_upstream as follow
     from .branches import upstream
+    from .transfer import split_deletions
 
+    if delete:
+        if not refs:
+            raise DsError("--delete needs the branches or tags to delete: `ds push REMOTE --delete NAME...`")
+        if all_refs or tags or set_upstream:
+            raise DsError("--delete cannot be given with --all, --tags or -u")
+        if bad := [r for r in refs if ":" in r]:
+            raise DsError(f"--delete takes plain branch or tag names, not {bad[0]!r}")
+        pushes, deletes, forced = [], list(refs), set()
+    else:
+        pushes, deletes, forced = split_deletions(refs)
     meta = store.meta
     hints = []
     branch = meta.head_branch()
@@ -103,26 +125,41 @@ def push(store: Store, name_or_url: str | None = None, refs: list[str] | None = 
         raise DsError("-u makes a branch follow a named remote, and this URL is not one: "
                       f"`ds remote add origin {remote.url}` first")
     if default and up is not None and remote.name == up.remote:
-        refs = [f"HEAD:refs/heads/{up.branch}"]
+        pushes = [f"HEAD:refs/heads/{up.branch}"]
     elif default and branch is not None and up is None and not set_upstream and remote.name:
         hints.append(f"branch {branch!r} has no upstream; `ds push -u {remote.name} {branch}` makes it "
                      f"follow {remote.name}/{branch} (then `ds push`, `ds pull` and `ds status` use it)")
-    updates = remote.resolve_refspecs(refs, all_refs, tags)  # the local refs only: no request
-    refused = None
-    try:
-        t = remote.push_updates(updates, force)
-    except RefConflict as e:  # some refs moved, others were refused: as git, -u for those that moved
-        if getattr(e, "transfer", None) is None:
-            raise
-        t, refused = e.transfer, e
+    updates = remote.resolve_refspecs(pushes, all_refs, tags)  # the local refs only: no request
+    # deletions are checked first, so a name the remote lacks stops the push before anything moves
+    doomed = remote.plan_deletes(deletes, force, forced) if deletes else []
+    if both := {u.dst for u in updates} & {d.dst for d in doomed}:
+        raise DsError(f"{sorted(both)[0]} is both pushed and deleted; push and delete it one at a time")
+    refused: list[RefConflict] = []
+    t = Transfer()
+    if updates or not doomed:
+        try:
+            t = remote.push_updates(updates, force)
+        except RefConflict as e:  # some refs moved, others were refused: as git, -u for those that moved
+            if getattr(e, "transfer", None) is None and not doomed:
+                raise
+            t, refused = getattr(e, "transfer", None) or t, [e]
+    if doomed:
+        try:
+            t = remote.apply_deletes(doomed, t)
+        except RefConflict as e:
+            refused.append(e)
     if set_upstream:
         for u in updates:
             if (u.src or "").startswith("refs/heads/") and u.dst.startswith("refs/heads/") \
-                    and (refused is None or u.dst in t.refs):
+                    and (not refused or u.dst in t.refs):
                 t.upstreams[u.src[11:]] = follow(store, u.src[11:], remote.name, u.dst[11:]).name
-    if refused is not None:
-        raise refused
-    t.hints = hints
+    if len(refused) == 1:
+        raise refused[0]
+    if refused:
+        error = RefConflict("; ".join(str(e) for e in refused))
+        error.transfer = t
+        raise error
+    t.hints = hints + t.hints
     return t
 
 
@@ -199,7 +236,8 @@ def clone(url: str, directory: str, rev: str | None = None, include: list[str] |
     with probe.operation("clone"):
         cfg = remote_config(probe)
         if cfg is None:
-            raise probe.not_a_remote()
+            held = layout_files(probe)
+            raise missing_config(probe, held, None) if held and held != ["config"] else probe.not_a_remote()
     existed = target.exists()
     store = _unfinished_clone(target, url) if existed else None
     if store is None and existed and any(target.iterdir()):
@@ -273,9 +311,7 @@ def _clone_target(remote: Remote, rev: str | None) -> tuple[str | None, str]:
         if not branches:
             raise DsError(f"{remote.url} has no branch yet; nothing to clone (push one there first)"
                           + _ignored(remote))
-        head = remote.default_branch()
-        rev = (head if head in branches else "main" if "main" in branches
-               else branches[0] if len(branches) == 1 else None)
+        rev = clone_branch(remote.default_branch(), branches)
         if rev is None:
             raise DsError(f"{remote.url} has several branches ({', '.join(branches)}); "
                           "choose one with --rev")

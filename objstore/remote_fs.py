@@ -255,6 +255,15 @@ class RemoteFS(RetryPolicy):
     def exists(self, rel: str) -> bool:
         return self.size(rel) is not None
 
+    def mtime(self, rel: str) -> float | None:
+        """The file's modification time in the storage's clock, or None if there is no such
+        file: the age of a ref being deleted is measured against a lease's time, never ours."""
+        try:
+            with self._errors("head", rel):
+                return self.io.stat(rel).mtime
+        except FileNotFoundError:
+            return None
+
     def cat(self, rel: str, size: int | None = None) -> bytes:
         """A whole file, checked against its size (``size`` if known, else asked for; asked
         again after a read of another length: the file may have been replaced)."""
@@ -319,6 +328,8 @@ class RemoteFS(RetryPolicy):
                 self.io.swap_ref(rel, (value + "\n").encode(), token)
         except be.PreconditionFailed as e:
             raise RefConflict(f"{rel} on {self.url} {e.reason}") from None
+        except FileNotFoundError:  # a token of a ref deleted since (S3 answers If-Match with 404)
+            raise RefConflict(f"{rel} on {self.url} was deleted meanwhile; fetch and try again") from None
 
 
 class RemoteLock:

@@ -55,6 +55,12 @@ MERGE_GAP = 256 * 1024  # ranges closer than this are read as one
 MAX_RANGE = 16 * 1024 * 1024  # ...up to this many bytes per request
 WHOLE_MIN = 1024 * 1024  # a pack is fetched whole for at least this many bytes of it (and half)
 MAX_REF_BYTES = 200  # a ref file holds an id and a newline; a larger one is not read
+# What a ref being deleted holds between its compare-and-swap and its removal (then a uuid):
+# read as no ref at all; a push takes its name over only once it is older than a lease can be
+DELETING = "deleting"
+# the top-level names of a remote's layout: a location holding any of them but no config is
+# a damaged remote (or a wrong URL), never initialised again over what it holds
+LAYOUT = ("HEAD", "refs", "index", "meta", "packs", "datasets", "damaged")
 
 
 @dataclass
@@ -80,6 +86,7 @@ class Transfer:
     upstreams: dict[str, str] = field(default_factory=dict)  # push -u, clone: branch -> "origin/main"
     hints: list[str] = field(default_factory=list)  # advice that is not a warning (the CLI prints them)
     outcome: str = ""  # pull: "up to date", "fast-forward" or "merge"
+    deleted: list[str] = field(default_factory=list)  # refs deleted on the remote (push), pruned here (fetch)
     pulled: str = ""  # pull: the remote branch it took ("origin/main")
 
     def as_json(self) -> dict:
@@ -242,12 +249,21 @@ class RemoteRepo(Repository):
     def check_config(self, create: bool) -> bool:
         """Refuse a remote of another format or hash; ``create``: make one where there is
         none (returns True then)."""
-        cfg = remote_config(self.fs)
+        cfg = remote_config(self.fs, self.store.algo.name, self.name)
         if cfg is None:
-            if not create:
+            held = layout_files(self.fs)
+            if held == ["config"]:  # another first push made it since we looked
+                cfg = remote_config(self.fs, self.store.algo.name, self.name)
+            elif held:
+                raise missing_config(self.fs, held, self.store.algo.name, self.name)
+            elif not create:
                 raise self.fs.not_a_remote()
-            self.fs.put("config", f'[store]\nformat = {FORMAT}\nhash = "{self.store.algo.name}"\n'.encode())
-            return True
+            if cfg is None:
+                self.fs.put("config", config_text(self.store.algo.name))
+                return True
+        if "format" not in cfg:
+            raise FormatError(f"remote {self.url}: its config has no [store] format (damaged?); nothing "
+                              f"was written. {config_fix(self.fs, self.store.algo.name, self.name)}")
         if cfg.get("format") != FORMAT:
             raise FormatError(f"remote {self.url} has format {cfg.get('format')!r}; this objstore "
                               f"reads format {FORMAT}: upgrade objstore")
@@ -670,8 +686,10 @@ def forget_remote(store: Store, track: str) -> None:
         store.meta.drop_ref(name)
 
 
-def remote_config(fs: RemoteFS) -> dict | None:
-    """The ``[store]`` table of a remote's config; None where there is no config."""
+def remote_config(fs: RemoteFS, algo: str | None = None, name: str = "") -> dict | None:
+    """The ``[store]`` table of a remote's config; None where there is no config. One that
+    cannot be parsed is an error naming the fix (``algo``, ``name``: this store's hash and
+    the remote's name, for the fix)."""
     import tomllib
 
     try:
@@ -681,7 +699,62 @@ def remote_config(fs: RemoteFS) -> dict | None:
     try:
         return tomllib.loads(raw.decode()).get("store", {})
     except (ValueError, UnicodeDecodeError) as e:
-        raise FormatError(f"remote {fs.url}: config is unreadable ({e})") from None
+        raise FormatError(f"remote {fs.url}: config is unreadable ({e}); nothing was written. "
+                          f"{config_fix(fs, algo, name)}") from None
+
+
+def config_text(algo: str) -> bytes:
+    """A remote's config, as the push that creates the remote writes it."""
+    return f'[store]\nformat = {FORMAT}\nhash = "{algo}"\n'.encode()
+
+
+def layout_files(fs: RemoteFS) -> list[str]:
+    """What of a remote's layout (``LAYOUT``: ``HEAD``, ``refs/``, ...) the location holds,
+    from one listing; ``["config"]`` if it holds a config. A push must not initialise again
+    a remote that lost its config (deleted, or a URL pointing into another remote), and an
+    empty location is initialised as ever."""
+    found = set()
+    for rel in fs.list_detail(""):
+        top, sep, _rest = rel.partition("/")
+        if rel == "config":
+            return ["config"]
+        if top in LAYOUT:
+            found.add(top + sep)
+    return sorted(found)
+
+
+def config_fix(fs: RemoteFS, algo: str | None, name: str = "") -> str:
+    """How to put a remote's config back by hand (no command writes one over an existing
+    remote, on purpose), then check the remote."""
+    where = fs.path("config") if fs.kind == "local" else f"{fs.url.rstrip('/')}/config"
+    target = name or fs.url
+    return (f"If the URL is right, put the config back: write {where} holding the 3 lines `[store]`, "
+            f"`format = {FORMAT}`, `hash = \"{algo or 'HASH'}\"` (the hash of the stores that pushed "
+            f"there: `ds config store.hash` in one), then check the remote with `ds fsck --remote "
+            f"{target}`; if the URL is wrong, correct it (`ds remote set-url {name or 'NAME'} URL`)")
+
+
+def missing_config(fs: RemoteFS, held: list[str], algo: str | None, name: str = "") -> RemoteError:
+    """The error for a location holding a remote's files but no config."""
+    return RemoteError(f"remote {fs.url} holds an objstore remote's files ({', '.join(held)}) but "
+                       f"no config file: it was deleted, or the URL points at the wrong place; nothing "
+                       f"was written. {config_fix(fs, algo, name)}")
+
+
+def is_deleting(value: str | None) -> bool:
+    """Whether a remote ref's text is the mark of a delete in progress (or one killed)."""
+    return value is not None and (value == DELETING or value.startswith(DELETING + " "))
+
+
+def clone_branch(head: str | None, branches: Iterable[str]) -> str | None:
+    """The branch a clone checks out by default: the one the remote's HEAD names, else
+    ``main``, else the only branch; None when none of these says."""
+    names = list(branches)
+    if head in names:
+        return head
+    if "main" in names:
+        return "main"
+    return names[0] if len(names) == 1 else None
 
 
 def fragment_ok(path: Path, name: str) -> bool:

@@ -6,13 +6,22 @@ leaves only unreferenced files, and the next push indexes the packs that landed 
 (noted locally under ``sent/`` before upload) and sends only what is still missing. Refs
 move by compare-and-swap. What a remote sends is untrusted: refs that break the rules are
 skipped with a warning (``Remote.warnings``, ``Transfer.warnings``), never stored.
+
+A ref is deleted in two steps, as no storage here deletes on a condition: a compare-and-swap
+from the value read to a mark (``DELETING``), which fails if anyone moved the ref, then the
+removal of the file. Every reader takes the mark for no ref; a push takes the name over only
+once the mark is older than a lease can be (``RemoteLock.STALE``, in the storage's clock),
+and the deleter removes the file only while its mark is surely younger than half that, so
+a push landing between the two steps is never removed.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+import time
+import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +29,17 @@ from typing import Any
 from .errors import DsError
 from .manifest import FileEntry
 from .reflog import is_hex40
-from .remote_fs import RefConflict, RemoteError
-from .remote_repo import MAX_REF_BYTES, RemoteRepo, Transfer, git_pack_ok, ref_name_problem
+from .remote_fs import RefConflict, RemoteError, RemoteLock
+from .remote_repo import (
+    DELETING,
+    MAX_REF_BYTES,
+    RemoteRepo,
+    Transfer,
+    clone_branch,
+    git_pack_ok,
+    is_deleting,
+    ref_name_problem,
+)
 from .repository import LocalRepository, copy_chunks
 
 
@@ -33,6 +51,33 @@ class RefUpdate:
     value: str
     dst: str  # refs/heads/X or refs/tags/X on the remote
     force: bool = False
+
+
+@dataclass(frozen=True)
+class RefDelete:
+    """One ref a push deletes on the remote: ``dst`` held ``value`` when read (``token``)."""
+
+    name: str  # as the user gave it
+    dst: str  # refs/heads/X or refs/tags/X on the remote
+    value: str
+    token: Any
+
+
+def split_deletions(refs: list[str] | None) -> tuple[list[str] | None, list[str], set[str]]:
+    """git's refspecs split into (those that push, the names ``:NAME`` deletes, the names
+    ``+:NAME`` deletes with force); None stays None (the default push)."""
+    if refs is None:
+        return None, [], set()
+    pushes, deletes, forced = [], [], set()
+    for spec in refs:
+        force = spec.startswith("+")
+        if spec[force:].startswith(":") and spec[force + 1:]:
+            deletes.append(spec[force + 1:])
+            if force:
+                forced.add(spec[force + 1:])
+        else:
+            pushes.append(spec)
+    return pushes, deletes, forced
 
 
 class Transfers(RemoteRepo):
@@ -111,7 +156,7 @@ class Transfers(RemoteRepo):
             if not self._plan(updates, force, refused):  # up to date, or only refusals: no lock needed
                 return self._refuse(refused, [], t)
             with self.lock("push") as lock:
-                plan = self._plan(updates, force, refused)  # again: what the remote holds now
+                plan = self._plan(updates, force, refused, lock.server_now)  # again: what it holds now
                 if not plan:
                     return self._refuse(refused, plan, t)
                 known = [c for _u, c, _k in plan if self.is_commit(c)] + self._remote_tips(
@@ -136,7 +181,7 @@ class Transfers(RemoteRepo):
                 self.fs.put("HEAD", f"ref: {main}\n".encode())
         return self._refuse(refused, plan, t)
 
-    def _refuse(self, refused: list[RefConflict], plan: list, t: Transfer) -> Transfer:
+    def _refuse(self, refused: list[RefConflict], plan: list, t: Transfer, verb: str = "pushed") -> Transfer:
         """The transfer, once the refs that could move have (as git's push: one refused ref
         does not hold back the others); then the refusals, if any, as one error."""
         self.stats(t)
@@ -144,20 +189,28 @@ class Transfers(RemoteRepo):
             return t
         if len(refused) == 1 and not plan:
             raise refused[0]
-        done = f"; the other {len(plan)} ref(s) were pushed" if plan else ""
+        done = f"; the other {len(plan)} ref(s) were {verb}" if plan else ""
         error = RefConflict(f"{len(refused)} ref(s) refused{done}: " + "; ".join(str(e) for e in refused))
         error.transfer = t  # what did move (``push -u`` still sets those branches' upstreams)
         raise error
 
-    def _plan(self, updates: list[RefUpdate], force: bool,
-              refused: list[RefConflict]) -> list[tuple[RefUpdate, str | None, Any]]:
-        """(update, remote value, token) of each ref to move; a diverged one goes to ``refused``."""
+    def _plan(self, updates: list[RefUpdate], force: bool, refused: list[RefConflict],
+              now: float | None = None) -> list[tuple[RefUpdate, str | None, Any]]:
+        """(update, remote value, token) of each ref to move; a diverged one goes to ``refused``.
+        ``now``: the storage's time under our lease, which tells whether a ref being deleted
+        may be taken over (without it, as the first look before the lease, it is planned)."""
         meta = self.store.meta
         plan = []
         refused.clear()
         for u in updates:
             name, target = u.dst, u.value
             current, token = self.fs.read_ref(name)
+            if is_deleting(current):
+                busy = self._deleting(name, now)
+                if busy is not None:
+                    refused.append(busy)
+                    continue
+                current = None  # deleted (its delete finished, or was killed): the mark's token is ours
             if current == target:
                 continue
             if current is not None and not (force or u.force):
@@ -177,6 +230,21 @@ class Transfers(RemoteRepo):
                     continue
             plan.append((u, current, token))
         return plan
+
+    def _deleting(self, rel: str, now: float | None) -> RefConflict | None:
+        """The refusal to take over ``rel`` while a delete may still remove it: its mark is
+        younger than ``RemoteLock.STALE`` by the storage's clock (the deleter removes the
+        file only within half that); None when the name is free."""
+        if now is None:
+            return None
+        written = self.fs.mtime(rel)
+        if written is None or now - written > RemoteLock.STALE:
+            return None  # gone meanwhile (the swap then says so), or a delete long dead
+        short = rel.split("/", 2)[2]
+        return RefConflict(f"{short} on {self.url} is being deleted (a `ds push --delete` marked it "
+                           f"{max(0.0, now - written):.0f} s ago); push it again in "
+                           f"{RemoteLock.STALE - (now - written):.0f} s, once that delete has finished "
+                           "or expired")
 
     def _remote_tips(self, skip: set[str]) -> list[str]:
         """Versions the remote's branches name now (read under the lock), that we have.
@@ -215,6 +283,122 @@ class Transfers(RemoteRepo):
         t.files += len(files)
         return out
 
+    # -- deleting --------------------------------------------------------------------------
+    def plan_deletes(self, names: list[str], force: bool = False,
+                     forced: Iterable[str] = ()) -> list[RefDelete]:
+        """The refs ``names`` (a branch or tag name, or ``refs/heads/X``, ``refs/tags/X``) as
+        the remote holds them now. Refused as a whole, nothing deleted (as git): a name the
+        remote does not hold, one that is both a branch and a tag, the remote's default branch
+        (the one a clone checks out) and a version whose metadata cannot be had here (its
+        deletion could not be undone from this store) unless ``force`` (or the name is in
+        ``forced``: ``+:NAME``)."""
+        forced = set(forced)
+        plan: list[RefDelete] = []
+        missing: list[str] = []
+        with self.fs.operation("push"):
+            self.check_config(create=False)
+            for name in dict.fromkeys(names):
+                found = []
+                for rel in _delete_candidates(name):
+                    value, token = self.fs.read_ref(rel)
+                    if value is not None and not is_deleting(value):
+                        found.append(RefDelete(name, rel, value, token))
+                if len(found) > 1:
+                    raise DsError(f"{name!r} is both a branch and a tag on {self.label}; say which: "
+                                  f"refs/heads/{name} or refs/tags/{name}; nothing was deleted")
+                if found:
+                    plan.append(found[0])
+                else:
+                    missing.append(name)
+            if missing:
+                raise DsError("; ".join(f"unable to delete '{n}': remote ref does not exist" for n in missing)
+                              + f" (on {self.label}; `ds fetch` then `ds branch -r` lists its branches, "
+                              "`ds tag` the tags); nothing was deleted")
+            heads = [d for d in plan if d.dst.startswith("refs/heads/") and not (force or d.name in forced)]
+            default = self._clone_default() if heads else None
+            for d in heads:
+                if d.dst[len("refs/heads/"):] == default:
+                    raise DsError(f"refusing to delete {default} on {self.label}: it is the remote's default "
+                                  "branch, which `ds clone` checks out; `ds push --force "
+                                  f"{self.name or self.url} --delete {d.name}` deletes it anyway (a clone "
+                                  "then needs --branch); nothing was deleted")
+            if any(is_hex40(d.value) and not self.is_commit(d.value) for d in plan):
+                self.fetch_meta()  # versions pushed by others: their reflog here must name what went
+            for d in plan:
+                if is_hex40(d.value) and not self.is_commit(d.value) and not (force or d.name in forced):
+                    raise DsError(f"{d.dst} on {self.label} names {d.value[:12]}, whose metadata is not on "
+                                  "the remote, so its deletion could not be undone from here; "
+                                  f"`ds push --force {self.name or self.url} --delete {d.name}` deletes it "
+                                  "anyway; nothing was deleted")
+        return plan
+
+    def _clone_default(self) -> str | None:
+        """The branch a clone of the remote checks out now (``remote.clone``'s rule)."""
+        head = self.default_branch()
+        if head is not None:
+            value, _token = self.fs.read_ref(f"refs/heads/{head}")
+            if value is not None and not is_deleting(value):
+                return head
+        return clone_branch(head, [rel[len("refs/heads/"):] for rel in self.read_refs()
+                                   if rel.startswith("refs/heads/")])
+
+    def apply_deletes(self, plan: list[RefDelete], t: Transfer | None = None) -> Transfer:
+        """Delete each planned ref on the remote if it still holds the value read (compare-
+        and-swap to a mark, then removal; see the module's docstring), then its tracking ref
+        here, which keeps its reflog, ended by the deletion: the version stays within reach
+        of ``NAME@{1}`` and of local gc's reflog grace. A ref that moved meanwhile is refused
+        (a ``RefConflict``, nothing deleted here or there), the others go all the same."""
+        t = t if t is not None else Transfer()
+        refused: list[RefConflict] = []
+        done: list[RefDelete] = []
+        with self.fs.operation("push"):
+            for d in plan:
+                short = d.dst.split("/", 2)[2]
+                started = time.monotonic()
+                try:
+                    self.fs.swap_ref(d.dst, f"{DELETING} {uuid.uuid4().hex}", d.token)
+                except RefConflict:
+                    now, _token = self.fs.read_ref(d.dst)
+                    held = "it is gone" if now is None or is_deleting(now) else f"it holds {now[:12]}"
+                    refused.append(RefConflict(
+                        f"{short} on {self.url} moved since it was read (it held {d.value[:12]}, {held} "
+                        "now); nothing was deleted: `ds fetch` to see it, then delete it again"))
+                    continue
+                if time.monotonic() - started < RemoteLock.STALE / 2:
+                    self.fs.delete([d.dst])
+                # else the mark stays: read as no ref, taken over by a push once it is stale
+                done.append(d)
+                local = self._forget_tracking(d, short) if d.dst.startswith("refs/heads/") else None
+                t.refs.append(d.dst)
+                t.deleted.append(d.dst)
+                t.updates.append({"ref": d.dst, "local": local, "old": d.value, "new": None,
+                                  "forced": False, "deleted": True})
+                if self.is_commit(d.value):
+                    back = f"{d.value[:12]}:{d.dst}"
+                    kept = f"; {local[len('refs/remotes/'):]}@{{1}} names it here" if local else ""
+                    t.hints.append(f"{short} on {self.name or self.url} was at {d.value[:12]}{kept}; "
+                                   f"`ds push {self.name or self.url} {back}` puts it back")
+        return self._refuse(refused, done, t, verb="deleted")
+
+    def _forget_tracking(self, d: RefDelete, short: str) -> str | None:
+        """Delete ``refs/remotes/<track>/<branch>`` here, logging the version the remote's
+        branch held (set first if this store saw another); the tracking ref's name, or None."""
+        meta = self.store.meta
+        local = f"refs/remotes/{self.track}/{short}"
+        if self.is_commit(d.value) and meta.ref_target(local) != d.value:
+            meta.set_ref(local, d.value, force=True, message=f"push: held on {self.url} when deleted")
+        if not meta.has_ref(local):
+            return None
+        if meta.ref_target(local) is None:
+            meta.drop_ref(local)  # names no version: nothing to keep
+        else:
+            meta.delete_ref(local, self.store.author(), f"push: deleted {short} on {self.url}")
+        return local
+
+    def delete_refs(self, names: list[str], force: bool = False) -> Transfer:
+        """``plan_deletes`` then ``apply_deletes``: git's ``push --delete``."""
+        return self.apply_deletes(self.plan_deletes(names, force))
+
     # -- fetching --------------------------------------------------------------------------
     def read_refs(self) -> dict[str, str]:
         """Every valid branch and tag on the remote: path -> 40-hex id.
@@ -239,6 +423,8 @@ class Transfers(RemoteRepo):
                 value = self.fs.cat(rel, size).decode(errors="replace").strip()
             except FileNotFoundError:
                 continue  # deleted since it was listed
+            if is_deleting(value):
+                continue  # being deleted (or a delete was killed): no ref
             if not is_hex40(value):
                 self._skip_ref(rel, "it does not hold a version id")
                 continue
@@ -256,8 +442,10 @@ class Transfers(RemoteRepo):
                 self._skip_ref(rel, f"it {why}")
         return good
 
-    def fetch(self) -> Transfer:
-        """Bring the remote's refs, metadata and index (not file bytes: those come on demand)."""
+    def fetch(self, prune: bool = False) -> Transfer:
+        """Bring the remote's refs, metadata and index (not file bytes: those come on demand).
+        ``prune``: delete the tracking refs of branches the remote no longer has (each keeps
+        its reflog, ended by the deletion); without it they stay, with a hint, as in git."""
         meta = self.store.meta
         self.cache.mkdir(parents=True, exist_ok=True)
         t = Transfer()
@@ -268,6 +456,7 @@ class Transfers(RemoteRepo):
                 # take. A ref whose metadata is still missing moved (and a remote gc dropped its
                 # old version) meanwhile: read the refs again.
                 remote_refs = self.read_refs()
+                listed = set(remote_refs) | set(self.bad_refs)  # skipped as invalid: still there
                 self.fetch_meta(t)
                 if all(meta.object_type(c) is not None for c in remote_refs.values()):
                     break
@@ -304,9 +493,32 @@ class Transfers(RemoteRepo):
                 if old != commit_id:
                     t.updates.append({"ref": rel, "local": local, "old": old, "new": commit_id,
                                       "forced": old is not None and not meta.is_ancestor(old, commit_id)})
+            self._prune(listed, prune, t)
             # versions new here: cost ∝ their number
-            t.versions = sum(1 for _c in meta.new_versions([u["new"] for u in t.updates], before.values()))
+            t.versions = sum(1 for _c in meta.new_versions([u["new"] for u in t.updates if u["new"]],
+                                                           before.values()))
         return self.stats(t)
+
+    def _prune(self, listed: set[str], prune: bool, t: Transfer) -> None:
+        """The tracking refs of branches not in ``listed`` (the remote's refs, as read): deleted
+        with ``prune`` (reflogged, as a branch deletion), else named in a hint."""
+        meta = self.store.meta
+        prefix = f"refs/remotes/{self.track}/"
+        gone = [n for n in meta.ref_names(prefix) if f"refs/heads/{n[len(prefix):]}" not in listed]
+        if gone and not prune:
+            names = ", ".join(n[len("refs/remotes/"):] for n in gone)
+            t.hints.append(f"{names} {'is' if len(gone) == 1 else 'are'} gone from {self.label}; "
+                           "`ds fetch --prune` deletes the local copy")
+            return
+        for name in gone:
+            old = meta.ref_target(name)
+            if old is None:
+                meta.drop_ref(name)
+            else:
+                meta.delete_ref(name, self.store.author(), f"fetch: pruned, gone from {self.url}")
+            t.deleted.append(name)
+            t.updates.append({"ref": f"refs/heads/{name[len(prefix):]}", "local": name, "old": old,
+                              "new": None, "forced": False, "deleted": True})
 
     def readable_refs(self, refs: dict[str, str], known: list[str]) -> dict[str, str]:
         """The refs whose versions new here all read back safely; the others skipped with a
@@ -436,15 +648,26 @@ def _read_changed(meta, old: str | None, new: str, where: str) -> None:
         _read_changed(meta, before.get(name), sub, f"{where}/{name}" if where else name)
 
 
+def _delete_candidates(name: str) -> list[str]:
+    """The remote refs a name given to delete may be: itself if a full branch or tag ref,
+    else the branch and the tag of that name."""
+    refs = [name] if name.startswith("refs/") else [f"refs/heads/{name}", f"refs/tags/{name}"]
+    for rel in refs:
+        why = ref_name_problem(rel, "origin")
+        if why is not None:
+            raise DsError(f"{name!r} cannot name a branch or tag on a remote: {why}; nothing was deleted")
+    return refs
+
+
 def _refspec(meta, spec: str, local: dict[str, str]) -> RefUpdate:
     """One git refspec: ``SRC`` (a branch, tag, or ``HEAD``: the current branch), ``SRC:DST``
     (SRC may also be a version id when DST is given), ``+`` first to force that one."""
     force = spec.startswith("+")
     src, colon, dst = spec[force:].partition(":")
     if not src:
-        if colon and dst:
-            raise DsError(f"deleting {dst!r} on a remote (`:{dst}`) is not supported yet; "
-                          "push another version to it with --force instead")
+        if colon and dst:  # callers split these off first (``split_deletions``)
+            raise DsError(f"`:{dst}` deletes {dst!r} on the remote, which is not a push of a version: "
+                          f"`ds push REMOTE --delete {dst}`")
         raise DsError(f"{spec!r} names nothing to push; give a branch or tag (SRC or SRC:DST)")
     src_ref, value = _push_source(meta, src, local, bool(dst))
     if not dst:

@@ -182,7 +182,7 @@ def test_push_with_nothing_to_push_or_a_detached_head_is_one_line(shared) -> Non
         f"Error: HEAD is detached at {first[:12]}: there is no branch to push; "
         "`ds switch -c NAME` puts your versions on one (then `ds push -u origin NAME`)")
     assert "neither a branch nor a tag here" in fails("push", "origin", "nosuch", cwd=a)
-    assert "not supported yet" in fails("push", "origin", ":main", cwd=a)
+    assert "refusing to delete main" in fails("push", "origin", ":main", cwd=a)
     assert "cannot be a branch or tag on a remote" in fails("push", "origin", "main:-x", cwd=a)
     assert "to push that version say where it goes" in fails("push", "origin", first[:12], cwd=a)
     assert "-u makes a branch follow a named remote" in fails("push", "-u", url + "-other", "main", cwd=a)
