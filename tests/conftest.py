@@ -131,6 +131,17 @@ def remote_spec(request, tmp_path: Path) -> tuple[str, dict]:
     return f"{scheme}://{server.new_bucket()}/data", server.options
 
 
+@pytest.fixture(params=["folder", "s3"])
+def remote(request, tmp_path: Path) -> tuple[str, list[str]]:
+    """(URL, the `-o key=value` options `ds remote add` and `ds clone` need) of an empty remote,
+    for tests that drive the CLI on a folder and on S3."""
+    if request.param == "folder":
+        return str(tmp_path / "remote"), []
+    server = request.getfixturevalue("moto_s3")
+    opts = [f"endpoint_url={server.endpoint}", "key=test", "secret=test"]
+    return f"s3://{server.new_bucket()}/data", [x for o in opts for x in ("-o", o)]
+
+
 # Debian's Chromium, driven headless by the web view's end-to-end tests (tests/test_ui.py,
 # tests/test_clearml_task.py): one browser per test module.
 CHROMIUM = "/usr/bin/chromium"

@@ -23,16 +23,6 @@ from objstore.store import Store
 from .conftest import ds, write
 
 
-@pytest.fixture(params=["folder", "s3"])
-def remote(request, tmp_path: Path) -> tuple[str, list[str]]:
-    """(URL, the `-o key=value` options `ds remote add` and `ds clone` need) of an empty remote."""
-    if request.param == "folder":
-        return str(tmp_path / "remote"), []
-    server = request.getfixturevalue("moto_s3")
-    opts = [f"endpoint_url={server.endpoint}", "key=test", "secret=test"]
-    return f"s3://{server.new_bucket()}/data", [x for o in opts for x in ("-o", o)]
-
-
 def fails(*args: str, cwd: Path) -> str:
     """The one error line of a command that must fail with exit 1."""
     proc = ds(*args, cwd=cwd, check=False)

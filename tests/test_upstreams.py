@@ -21,16 +21,6 @@ from objstore.store import Store
 from .conftest import ds, read_tree, write
 
 
-@pytest.fixture(params=["folder", "s3"])
-def remote(request, tmp_path: Path) -> tuple[str, list[str]]:
-    """(URL, the `-o key=value` options `ds remote add` and `ds clone` need) of an empty remote."""
-    if request.param == "folder":
-        return str(tmp_path / "remote"), []
-    server = request.getfixturevalue("moto_s3")
-    opts = [f"endpoint_url={server.endpoint}", "key=test", "secret=test"]
-    return f"s3://{server.new_bucket()}/data", [x for o in opts for x in ("-o", o)]
-
-
 def full_status(cwd: Path, *args: str) -> list[str]:
     """`ds status` lines through the command itself (the console script answers a plain
     `ds status` of a clean folder before loading the commands)."""
