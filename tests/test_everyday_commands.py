@@ -447,9 +447,9 @@ def test_config_global_user_name_is_the_author(repo: Path, cfg_home: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     import tomllib
 
-    ds("config", "--global", "user.name", "Ada Lovelace", cwd=repo)
-    assert tomllib.loads((cfg_home / "config.toml").read_text()) == {"user": {"name": "Ada Lovelace"}}
-    assert ds("config", "user.name", cwd=repo).stdout == "Ada Lovelace\n"
+    ds("config", "--global", "user.name", "Data Team", cwd=repo)
+    assert tomllib.loads((cfg_home / "config.toml").read_text()) == {"user": {"name": "Data Team"}}
+    assert ds("config", "user.name", cwd=repo).stdout == "Data Team\n"
     write(repo, "top.txt", "v2")
     ds("add", "-A", cwd=repo)
     ds("commit", "-m", "by ada", "-q", cwd=repo)
@@ -458,12 +458,12 @@ def test_config_global_user_name_is_the_author(repo: Path, cfg_home: Path,
     ds("commit", "-m", "by ada again", "-q", cwd=repo)
     monkeypatch.setenv("DS_AUTHOR", "ci-bot")  # the environment wins over the file
     assert ds("config", "user.name", cwd=repo).stdout == "ci-bot\n"
-    assert ds("config", "--global", "user.name", cwd=repo).stdout == "Ada Lovelace\n"
+    assert ds("config", "--global", "user.name", cwd=repo).stdout == "Data Team\n"
     write(repo, "top.txt", "v4")
     ds("add", "-A", cwd=repo)
     ds("commit", "-m", "by the bot", "-q", cwd=repo)
     authors = [e["author"] for e in json.loads(ds("log", "--json", cwd=repo).stdout)]
-    assert authors[:3] == ["ci-bot", "Ada Lovelace", "Ada Lovelace"] and authors[3] != "Ada Lovelace"
+    assert authors[:3] == ["ci-bot", "Data Team", "Data Team"] and authors[3] != "Data Team"
     p = ds("config", "--global", "user.name", "X", cwd=repo)
     assert "DS_AUTHOR is set in this environment and wins over user.name" in p.stderr
 
@@ -549,7 +549,7 @@ def test_userconfig_export_env_fills_only_unset_variables(cfg_home: Path) -> Non
     from objstore import userconfig as uc
 
     uc.set_value("cache.rows", "1234")
-    uc.set_value("user.name", "Ada")
+    uc.set_value("user.name", "Data Team")
     uc.set_value("remote.default", "s3://b/p")
     env = {"DS_AUTHOR": "ci-bot"}
     uc.export_env(env)

@@ -22,7 +22,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    """main: "one" holds f = 1; "two" (by Ada) adds g = 2."""
+    """main: "one" holds f = 1; "two" (by another author) adds g = 2."""
     w = tmp_path / "w"
     ds("init", str(w), cwd=tmp_path)
     write(w, "f", "1")
@@ -30,7 +30,7 @@ def repo(tmp_path: Path) -> Path:
     ds("commit", "-m", "one", cwd=w)
     write(w, "g", "2")
     ds("add", "-A", cwd=w)
-    ds("commit", "-m", "two", cwd=w, env=_env(DS_AUTHOR="Ada <ada@example.org>"))
+    ds("commit", "-m", "two", cwd=w, env=_env(DS_AUTHOR="Data Team <team@example.org>"))
     return w
 
 
@@ -67,7 +67,7 @@ def test_amend_replaces_the_tip_keeping_parents_author_and_message(repo: Path) -
     new = json.loads(r.stdout)
     assert new["replaces"] == old["id"] and new["id"] != old["id"]
     assert new["parents"] == old["parents"] and new["message"] == "two"
-    assert (new["author"], new["email"]) == ("Ada", "ada@example.org")  # git keeps the author
+    assert (new["author"], new["email"]) == ("Data Team", "team@example.org")  # git keeps the author
     assert _files(repo) == ["f", "g", "h"] and len(json.loads(ds("log", "--json", cwd=repo).stdout)) == 2
     assert ds("status", "-s", cwd=repo).stdout == ""  # the stage went into the version
     # the reflog says what moved the branch, and still reaches the old tip (recovery)

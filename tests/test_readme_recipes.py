@@ -277,7 +277,7 @@ def check_everyday(steps: list[tuple[str, str]], demo: Path, tmp: Path, env: dic
     assert "Deleted tag v1" in output_of(steps, "ds tag -d v1")
     assert "logical" in output_of(steps, "ds du") and "stored" in output_of(steps, "ds du")
     assert ds("remote", "list", cwd=demo, env=env).stdout.split()[:2] == ["*", "up"]  # origin, renamed
-    assert ds("config", "--global", "user.name", cwd=demo, env=env).stdout.strip() == "Ada"
+    assert ds("config", "--global", "user.name", cwd=demo, env=env).stdout.strip() == "Data Team"
     assert (tmp / "config").is_dir()  # --global went to DS_CONFIG_HOME, not the user's real config
     assert ds("config", "store.zstd_level", cwd=demo, env=env).stdout.strip() == "9"
 
