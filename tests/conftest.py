@@ -15,6 +15,14 @@ os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 # progress lines appear after an interval of wall time, so a slow machine would add lines
 # to the output tests compare: none unless a test asks (tests/test_progress.py sets 0)
 os.environ["DS_PROGRESS_INTERVAL"] = "1000000"
+# each `ds` the tests start would otherwise compile every module it imports again where the
+# environment says not to write bytecode (a third of a short command's time): the tests'
+# processes keep theirs in one folder outside the tree, so no test folder gets a __pycache__
+if os.environ.pop("PYTHONDONTWRITEBYTECODE", None) is not None:
+    import tempfile
+
+    os.environ.setdefault("PYTHONPYCACHEPREFIX",
+                          os.path.join(tempfile.gettempdir(), f"objstore-tests-pycache-{os.getuid()}"))
 
 from objstore.store import Store
 
