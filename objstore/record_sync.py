@@ -111,9 +111,8 @@ class RecordSync(Transfers):
                 if prec and prec.get("commit"):
                     tops.append(prec["commit"])
             with self.lock("upload") as lock:
-                self.push_chunks([c for _p, e in meta.walk(tree) for c, _ in e.chunk_list()]
-                                 + attachment_chunks(store, record), t)
-                self.push_meta(tops, [], t)
+                self.send(tops, [], [c for _p, e in meta.walk(tree) for c, _ in e.chunk_list()]
+                          + attachment_chunks(store, record), t)
                 lock.check()
                 self.written = self._swap_record(record["id"], lambda theirs: merge_record(record, theirs))
         return self.stats(t)
@@ -172,7 +171,7 @@ class RecordSync(Transfers):
                 yield
                 return
             with self.lock("upload") as lock:  # artifacts or reports added since the remote's record
-                self.push_chunks(extra, Transfer())
+                self.send([], [], extra, Transfer())
                 lock.check()
                 yield  # the record names them before a remote gc may look
 

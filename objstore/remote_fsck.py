@@ -275,7 +275,7 @@ def _check_meta_packs(remote: Remote, c: _Check, tmp: Path, thorough: bool) -> s
     files = {rel: size for rel, (size, _mtime) in remote.fs.list_detail("meta").items()
              if rel.rsplit("/", 1)[-1].startswith("pack-")}
     mine = remote.store.meta.pack_folder
-    known = remote.store.meta.pack_names() | remote._remembered_meta()
+    known = remote.store.meta.pack_names() | remote.remembered_meta()
     held: set[str] = set()
     for stem in sorted(rel[:-4] for rel in files if rel.endswith(".idx")):
         pack, idx = f"{stem}.pack", f"{stem}.idx"
@@ -299,9 +299,8 @@ def _check_meta_packs(remote: Remote, c: _Check, tmp: Path, thorough: bool) -> s
         if why is None and (thorough or new):
             if new:  # as a fetch takes it: the .pack, then the .idx that publishes it
                 mine.mkdir(parents=True, exist_ok=True)
-                for suffix in (".pack", ".idx"):
-                    (tmp / f"{short}{suffix}").replace(mine / f"{short}{suffix}")
-                remote._remember_meta([f"{short}.pack", f"{short}.idx"])
+                LocalRepository(remote.store).add_meta_pack([tmp / f"{short}.pack", tmp / f"{short}.idx"])
+                remote.remember_meta([f"{short}.pack", f"{short}.idx"])
             else:  # checked: the copy meta_pack_objects reads
                 (remote.cache / "meta-idx").mkdir(parents=True, exist_ok=True)
                 (tmp / f"{short}.idx").replace(remote.cache / "meta-idx" / f"{short}.idx")
@@ -494,7 +493,7 @@ def _repair(remote: Remote, c: _Check) -> _Mended:
         remote.replace_index(sorted(rows.items()), remote.fragments())  # where it reads
     send = {o for o in c.missing_meta if store.meta.readable(o)}  # 4. metadata
     if send:
-        remote._remember_meta(remote.put_meta_pack(send, remote.check))
+        remote.remember_meta(remote.put_meta_pack(send, remote.check))
         mended.meta_objects_sent = len(send)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     for rel in sorted(c.bad_files):  # 5. damaged files aside (a metadata pack's .idx first)

@@ -24,6 +24,7 @@ in ``transfer.py``, dataset records in ``record_sync.py``, whole operations in `
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import tempfile
@@ -31,7 +32,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import suppress
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
@@ -370,22 +371,83 @@ class RemoteRepo(Repository):
         return name
 
     def put_meta_pack(self, objects: set[str], check: Callable[[], None] | None = None) -> list[str]:
-        """Upload one git pack of these objects, its ``.idx`` last (a reader takes a pack by
-        its ``.idx``; ``check()`` before each upload); returns the names sent, none for no objects."""
+        """Upload one git pack of these objects (``add_meta_pack``); returns the names sent,
+        none for no objects. ``check``: the lease's, before each upload (``check`` is too)."""
         if not objects:
             return []
-        with tempfile.TemporaryDirectory(dir=self.cache) as tmp:
+        with self.meta_scratch() as tmp:
             files = self.store.meta.write_pack_of(objects, Path(tmp))
-            for f in files:
-                if check is not None:
-                    check()
-                self.fs.put(f"meta/{f.name}", f)
-            cached = self.cache / "meta-idx"  # what it holds, known without downloading it again
-            cached.mkdir(parents=True, exist_ok=True)
-            for f in files:
-                if f.suffix == ".idx":
-                    os.replace(f, cached / f.name)
+            self.add_meta_pack(files)
         return [f.name for f in files]
+
+    def remembered_meta(self) -> set[str]:
+        """The metadata packs this store sent to or fetched from the remote."""
+        path = self.cache / "meta-packs.json"
+        return set(json.loads(path.read_text())) if path.exists() else set()
+
+    def remember_meta(self, names: list[str]) -> None:
+        if names:
+            atomic_write(self.cache / "meta-packs.json",
+                         json.dumps(sorted(self.remembered_meta() | set(names))).encode(), durable=False)
+
+    # -- metadata as a Repository (copy_meta) --------------------------------------------
+    def held_meta(self) -> set[str]:
+        """The metadata files the remote lists (a pack counts once its ``.idx`` is there)."""
+        return {rel.rsplit("/", 1)[-1] for rel in self.fs.list_detail("meta")}
+
+    def meta_scratch(self) -> AbstractContextManager[str]:
+        return tempfile.TemporaryDirectory(dir=self.cache)
+
+    def add_meta_pack(self, files: list[Path]) -> None:
+        """Upload a pack's files, its ``.idx`` last (a reader takes a pack by its ``.idx``;
+        a gc's lease checked before each); the ``.idx`` kept in the cache: what the pack
+        holds is then known without downloading it again."""
+        files = sorted(files, key=lambda f: f.suffix == ".idx")
+        for f in files:
+            self.check()
+            self.fs.put(f"meta/{f.name}", f)
+        cached = self.cache / "meta-idx"
+        cached.mkdir(parents=True, exist_ok=True)
+        for f in files:
+            if f.suffix == ".idx":
+                os.replace(f, cached / f.name)
+
+    def meta_packs(self, dst: Repository, tops: list[str], known: list[str],
+                   folder: Path) -> Iterator[list[Path]]:
+        """Every pack of the remote that ``dst`` does not hold (nor this store remember
+        from it), downloaded into ``folder`` and verified against its name, its ``.pack``
+        before its ``.idx``; a pack counts once its ``.idx`` is listed (uploaded last), and
+        one found damaged (``unreadable``) is passed over. Remembered once ``dst`` took it."""
+        gone = ""
+        for _attempt in range(3):
+            held = dst.held_meta() | self.remembered_meta()
+            sizes = {r: size for r, (size, _mtime) in self.fs.list_detail("meta").items()
+                     if r.rsplit("/", 1)[-1].startswith("pack-")}
+            complete = sorted(f[:-4] for f in sizes if f.endswith(".idx") and f not in self.unreadable)
+            wanted = {stem: [stem + suffix for suffix in (".pack", ".idx")
+                             if stem.rsplit("/", 1)[-1] + suffix not in held] for stem in complete}
+            total, done = sum(sizes.get(r, 0) for rels in wanted.values() for r in rels), 0
+            try:
+                for rels in wanted.values():
+                    files = []
+                    for rel in rels:
+                        gone = rel
+                        f = folder / rel.rsplit("/", 1)[-1]
+                        self.fs.get_file(rel, f, check=lambda p, n=f.name: git_pack_ok(p, n))
+                        files.append(f)
+                        done += sizes.get(rel, 0)
+                        if self.progress is not None:
+                            self.progress(done, total)
+                    if files:
+                        yield files
+                        self.remember_meta([f.name for f in files])
+            except FileNotFoundError:
+                continue  # a remote gc replaced that pack while we listed: list again
+            return
+        raise RemoteError(f"remote {self.url}: {gone}, named by its listing, could not be read at each of "
+                          "3 listings: a `ds gc --remote` may be running (try again when it has finished); "
+                          "if it persists the remote is damaged: `ds fsck --remote NAME` names what it "
+                          "affects, and `--repair` there, in a store that holds those versions, mends it")
 
     def meta_pack_objects(self, stem: str) -> list[str]:
         """The objects one remote metadata pack holds, from its .idx (this store's copy of

@@ -10,7 +10,10 @@ every write or delete.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from itertools import groupby
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,7 +40,9 @@ class Repository:
     ``write_packs`` (through the one roller: the new rows, how many packs),
     ``put_fragment`` (one durable fragment unless ``listed`` names it: its name) and
     ``delete``. ``copy_chunks`` asks a source for ``read_whole`` (chunks verified, none a
-    delta) and a destination for ``has`` and ``add_chunks``."""
+    delta) and a destination for ``has`` and ``add_chunks``; ``copy_meta`` asks a source
+    for ``meta_packs`` and a destination for ``held_meta``, ``meta_scratch`` and
+    ``add_meta_pack``."""
 
     temp_age = 0.0  # a temp file this old (and past the grace period) is an interrupted write's
     lease: Any = None  # a remote's ``RemoteLock`` while its gc holds it (a lower layer's type)
@@ -56,6 +61,15 @@ class Repository:
     def has(self, chunk_id: bytes) -> bool: ...
     def read_whole(self, chunk_ids: list[bytes]) -> Iterator[Chunk]: ...
     def add_chunks(self, chunk_ids: list[bytes], read: Callable[[list[bytes]], Iterable[Chunk]]) -> int: ...
+    def held_meta(self) -> set[str]: ...
+    def meta_scratch(self) -> AbstractContextManager[str]: ...
+    def add_meta_pack(self, files: list[Path]) -> None: ...
+
+    def meta_packs(self, dst: Repository, tops: list[str], known: list[str],
+                   folder: Path) -> Iterator[list[Path]]:
+        """As a source: the metadata ``dst`` lacks, one git pack at a time (its ``.pack``,
+        then its ``.idx``), written or downloaded into ``folder``, each verified."""
+        raise NotImplementedError
 
     def home(self, chunk_id: bytes) -> str | None:
         """The one pack a chunk may live in, or None: any that holds it."""
@@ -239,6 +253,58 @@ class LocalRepository(Repository):
             raise
         self.chunks.flush()
         return 0
+
+    def held_meta(self) -> set[str]:
+        return self.store.meta.pack_names()
+
+    def meta_scratch(self) -> AbstractContextManager[str]:
+        """A temp folder beside the metadata packs (a rename publishes; a killed copy's
+        folder goes with ``MetaStore.drop_temps``)."""
+        folder = self.store.meta.pack_folder
+        folder.mkdir(parents=True, exist_ok=True)
+        return tempfile.TemporaryDirectory(dir=folder, prefix=".tmp-fetch-")
+
+    def add_meta_pack(self, files: list[Path]) -> None:
+        """Each file renamed into place, the ``.idx`` last: libgit2 sees whole packs only."""
+        folder = self.store.meta.pack_folder
+        for f in sorted(files, key=lambda f: f.suffix == ".idx"):
+            os.replace(f, folder / f.name)
+
+    def meta_packs(self, dst: Repository, tops: list[str], known: list[str],
+                   folder: Path) -> Iterator[list[Path]]:
+        """One git pack of the objects under ``tops`` that the versions ``known`` (which
+        ``dst`` holds with their whole history) lack: cost ∝ change."""
+        meta = self.store.meta
+        seen: set[str] = set()
+        meta.reachable([c for c in known if meta.object_type(c) is not None], seen)
+        new: set[str] = set()
+        meta.reachable(tops, seen, new)
+        if new:
+            yield meta.write_pack_of(new, folder)
+
+
+def copy_meta(src: Repository, dst: Repository, tops: Iterable[str] = (),
+              known: Iterable[str] = ()) -> list[str]:
+    """Copy the metadata (git objects of versions) ``dst`` lacks from ``src``, as whole git
+    packs, each published by its ``.idx`` once its ``.pack`` is there. From a store, one
+    pack of the objects under ``tops`` that ``known`` (versions ``dst`` holds) lack; from a
+    remote, each of its packs ``dst`` does not hold. Returns the file names copied."""
+    names: list[str] = []
+    with dst.meta_scratch() as folder:
+        for files in src.meta_packs(dst, list(tops), list(known), Path(folder)):
+            dst.add_meta_pack(files)
+            names.extend(f.name for f in files)
+    return names
+
+
+def transfer(src: Repository, dst: Repository, tops: Iterable[str] = (), known: Iterable[str] = (),
+             chunk_ids: Iterable[bytes] = ()) -> tuple[int, int, list[str]]:
+    """What push and fetch send: the chunks ``dst`` lacks (packs, then one index fragment),
+    then the metadata of the versions ``tops`` (``copy_meta``). In that order, so every
+    chunk a version names is there once the version is; the caller moves refs last.
+    Returns (chunks copied, packs written, metadata file names copied)."""
+    chunks, packs = copy_chunks(src, dst, chunk_ids)
+    return chunks, packs, copy_meta(src, dst, tops, known)
 
 
 def copy_chunks(src: Repository, dst: Repository, chunk_ids: Iterable[bytes]) -> tuple[int, int]:

@@ -17,7 +17,6 @@ a push landing between the two steps is never removed.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import uuid
@@ -29,7 +28,7 @@ from typing import Any
 from .errors import DsError
 from .manifest import FileEntry
 from .reflog import is_hex40
-from .remote_fs import RefConflict, RemoteError, RemoteLock
+from .remote_fs import RefConflict, RemoteLock
 from .remote_repo import (
     DELETING,
     MAX_REF_BYTES,
@@ -40,7 +39,7 @@ from .remote_repo import (
     is_deleting,
     ref_name_problem,
 )
-from .repository import LocalRepository, copy_chunks
+from .repository import LocalRepository, copy_meta, transfer
 
 
 @dataclass(frozen=True)
@@ -84,32 +83,15 @@ class Transfers(RemoteRepo):
     """Push and fetch, over a ``RemoteRepo``."""
 
     # -- pushing ---------------------------------------------------------------------------
-    def push_chunks(self, chunk_ids, t: Transfer) -> None:
-        """Send the chunks the remote lacks, as new packs, then one index fragment
-        (``repository.copy_chunks``; an interrupted push resumes from the packs that landed)."""
-        chunks, packs = copy_chunks(LocalRepository(self.store), self, chunk_ids)
+    def send(self, tops: list[str], known: list[str], chunk_ids: Iterable[bytes], t: Transfer) -> None:
+        """Send the chunks the remote lacks, then the metadata of ``tops`` that the versions
+        ``known`` (which the remote holds) lack (``repository.transfer``; an interrupted
+        push resumes from the packs that landed). Counted into ``t``."""
+        chunks, packs, names = transfer(LocalRepository(self.store), self, tops, known, chunk_ids)
         t.chunks += chunks
         t.packs += packs
-
-    def push_meta(self, tops: list[str], known: list[str], t: Transfer) -> None:
-        """Send, as one git pack, the objects under ``tops`` that ``known`` commits lack."""
-        meta = self.store.meta
-        seen: set[str] = set()
-        meta.reachable([c for c in known if meta.object_type(c) is not None], seen)
-        new: set[str] = set()
-        meta.reachable(tops, seen, new)
-        names = self.put_meta_pack(new)
-        if names:
-            t.meta_packs += 1
-            self._remember_meta(names)
-
-    def _remembered_meta(self) -> set[str]:
-        """The metadata packs this store sent to or fetched from the remote."""
-        path = self.cache / "meta-packs.json"
-        return set(json.loads(path.read_text())) if path.exists() else set()
-
-    def _remember_meta(self, names: list[str]) -> None:
-        (self.cache / "meta-packs.json").write_text(json.dumps(sorted(self._remembered_meta() | set(names))))
+        t.meta_packs += sum(n.endswith(".idx") for n in names)
+        self.remember_meta(names)
 
     def resolve_refspecs(self, refs: list[str] | None = None, all_refs: bool = False,
                          tags: bool = False) -> list[RefUpdate]:
@@ -161,9 +143,8 @@ class Transfers(RemoteRepo):
                     return self._refuse(refused, plan, t)
                 known = [c for _u, c, _k in plan if self.is_commit(c)] + self._remote_tips(
                     {u.dst for u, *_ in plan})
-                chunk_ids = self._new_versions([u.value for u, _c, _k in plan], known, t)
-                self.push_chunks(chunk_ids, t)
-                self.push_meta([u.value for u, _c, _k in plan], known, t)
+                tops = [u.value for u, _c, _k in plan]
+                self.send(tops, known, self._new_versions(tops, known, t), t)
                 lock.check()
                 for u, current, token in plan:
                     self.fs.swap_ref(u.dst, u.value, token)
@@ -557,43 +538,11 @@ class Transfers(RemoteRepo):
                 self.warn(f"{self.label}: removed the local {name}, which named no version")
 
     def fetch_meta(self, t: Transfer | None = None) -> None:
-        """Download the metadata packs we lack, each verified against its name (counted
-        into ``t``)."""
-        dest = self.store.meta.pack_folder
-        dest.mkdir(parents=True, exist_ok=True)
-        gone = ""
-        for _attempt in range(3):
-            known = self.store.meta.pack_names() | self._remembered_meta()
-            sizes = {r: size for r, (size, _mtime) in self.fs.list_detail("meta").items()
-                     if r.rsplit("/", 1)[-1].startswith("pack-")}
-            # a pack counts only once its .idx is there (the .idx is uploaded last)
-            complete = {f[:-4] for f in sizes if f.endswith(".idx") and f not in self.unreadable}
-            wanted = [stem + suffix for stem in sorted(complete)
-                      for suffix in (".pack", ".idx")  # .idx last: libgit2 then sees whole packs only
-                      if stem.rsplit("/", 1)[-1] + suffix not in known]
-            total, done = sum(sizes.get(r, 0) for r in wanted), 0
-            got = []
-            try:
-                for rel in wanted:
-                    name = rel.rsplit("/", 1)[-1]
-                    self.fs.get_file(rel, dest / name, check=lambda p, n=name: git_pack_ok(p, n))
-                    got.append(name)
-                    done += sizes.get(rel, 0)
-                    if self.progress is not None:
-                        self.progress(done, total)
-            except FileNotFoundError:
-                gone = rel  # a remote gc replaced that pack while we listed: list again
-                continue
-            finally:
-                if got:
-                    if t is not None:
-                        t.meta_packs += len(got) // 2
-                    self._remember_meta(got)
-            return
-        raise RemoteError(f"remote {self.url}: {gone}, named by its listing, could not be read at each of "
-                          "3 listings: a `ds gc --remote` may be running (try again when it has finished); "
-                          "if it persists the remote is damaged: `ds fsck --remote NAME` names what it "
-                          "affects, and `--repair` there, in a store that holds those versions, mends it")
+        """Download the metadata packs we lack, each verified against its name
+        (``repository.copy_meta``; counted into ``t``)."""
+        names = copy_meta(self, LocalRepository(self.store))
+        if t is not None:
+            t.meta_packs += sum(n.endswith(".idx") for n in names)
 
     def fetch_meta_holding(self, oids: set[str], set_aside: Callable[[Path], object],
                            warn: Callable[[str], object] | None = None) -> set[str]:
