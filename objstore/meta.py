@@ -521,9 +521,19 @@ class MetaStore:
         self._new(oid)
         return str(oid)
 
+    def recommit(self, old: str, tree: str, message: str, committer: tuple[str, str]) -> str:
+        """git's amend: a new version of ``tree`` with ``old``'s parents and author (name,
+        email and time), committed now by ``committer``."""
+        c = self._commit(old)
+        oid = self.repo.create_commit(None, c.author, pygit2.Signature(committer[0], committer[1]), message,
+                                      _oid(tree), list(c.parent_ids))
+        self._new(oid)
+        return str(oid)
+
     def commit_info(self, commit_id: str) -> CommitInfo:
+        """``created`` is the author's time, as git's log shows it (an amend keeps it)."""
         c = self._commit(commit_id)
-        created = datetime.fromtimestamp(c.commit_time, UTC).isoformat().replace("+00:00", "Z")
+        created = datetime.fromtimestamp(c.author.time, UTC).isoformat().replace("+00:00", "Z")
         return CommitInfo(
             id=str(c.id),
             message=c.message.rstrip("\n"),

@@ -493,11 +493,11 @@ class Store:
 
     def amend(self, message: str | None = None, allow_empty: bool = False) -> CommitInfo:
         """git's ``commit --amend``: HEAD's version is replaced by one with the staged
-        content, the same parents (both of a merge), the same author, and its message
-        unless ``message`` is given. Only the ref moves: the old version stays in the
-        reflog (``commit (amend): ...``), so ``NAME@{1}`` still reaches it. As git, an
-        amend that would leave a one-parent version with its parent's content is refused
-        unless ``allow_empty``."""
+        content, the same parents (both of a merge), the same author (and author's time;
+        the committer is who amends, now), and its message unless ``message`` is given.
+        Only the ref moves: the old version stays in the reflog (``commit (amend): ...``),
+        so ``NAME@{1}`` still reaches it. As git, an amend that would leave a one-parent
+        version with its parent's content is refused unless ``allow_empty``."""
         with self.locked():
             head = self.check_amend(message)
             old = self.meta.commit_info(head)
@@ -513,7 +513,7 @@ class Store:
                         "(it would hold what its parent holds); repeat with --allow-empty, or drop "
                         "the version with `ds switch -C BRANCH HEAD~1`")
             self.chunks.flush()
-            commit_id = self.meta.commit(tree, list(old.parents), text, (old.author, old.email))
+            commit_id = self.meta.recommit(head, tree, text, self.author())
             self.meta.set_head(commit_id, f"commit (amend): {text.splitlines()[0][:60]}")
             self.clear_stage()
             return self.meta.commit_info(commit_id)

@@ -79,6 +79,30 @@ def test_amend_replaces_the_tip_keeping_parents_author_and_message(repo: Path) -
     assert _info(repo)["parents"] == old["parents"]
 
 
+def test_amend_keeps_the_authors_time_and_names_who_amended_as_committer(repo: Path) -> None:
+    import pygit2
+
+    # HEAD's version as if written in 2001 (author and committer time), by the same author
+    git = pygit2.Repository(str(repo / ".dsstore/meta"))
+    tip = git.head.peel(pygit2.Commit)
+    then = pygit2.Signature(tip.author.name, tip.author.email, 1_000_000_000, 120)
+    old = git.create_commit(None, then, then, tip.message, tip.tree_id, list(tip.parent_ids))
+    git.references["refs/heads/main"].set_target(old)
+    assert _info(repo)["created"] == "2001-09-09T01:46:40Z"
+
+    write(repo, "h", "3")
+    ds("add", "h", cwd=repo)
+    new = json.loads(ds("commit", "--amend", "--json", cwd=repo,
+                        env=_env(DS_AUTHOR="Bob <bob@example.org>")).stdout)
+    assert new["created"] == "2001-09-09T01:46:40Z"  # git log's date: the author's, kept
+    assert (new["author"], new["email"]) == ("Data Team", "team@example.org")
+    commit = pygit2.Repository(str(repo / ".dsstore/meta"))[new["id"]]
+    assert (commit.author.time, commit.author.offset) == (1_000_000_000, 120)
+    assert (commit.committer.name, commit.committer.email) == ("Bob", "bob@example.org")
+    assert commit.committer.time > 1_000_000_000
+    assert json.loads(ds("log", "--json", "-n", "1", cwd=repo).stdout)[0]["created"] == "2001-09-09T01:46:40Z"
+
+
 def test_amend_with_a_updates_tracked_files_and_refuses_what_git_refuses(repo: Path, tmp_path: Path) -> None:
     write(repo, "g", "changed")
     ds("commit", "-a", "--amend", "-q", cwd=repo)
