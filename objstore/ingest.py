@@ -234,7 +234,9 @@ class Ingestor:
                         raise _Stopped(job.path)
                     whole.update(piece)
                     window.append(pool.submit(self._encode, piece))
-                    if len(window) >= 2 * self.workers:
+                    # deep enough that the pool still has work while this thread reads and
+                    # cuts the next block or waits for the pack (2x the workers left it idle)
+                    if len(window) >= 4 * self.workers:
                         done = self._finish_piece(window.popleft(), chunks, done)
                 while window:
                     done = self._finish_piece(window.popleft(), chunks, done)
@@ -258,7 +260,8 @@ class Ingestor:
         carry = b""
         pos = 0
         while True:
-            want = min(block, size - pos)
+            # the first read is short, so the pool has chunks to encode sooner
+            want = min(block if pos else 2 * max_size, size - pos)
             view = memoryview(_free_buffer(buffers, block + max_size))[: len(carry) + want]
             view[: len(carry)] = carry
             filled = len(carry)
