@@ -28,6 +28,12 @@ from .conftest import DS, read_tree, write
 TRIALS = int(os.environ.get("DS_TORTURE_TRIALS", "4"))
 
 
+def _setup(args: list[str], cwd: Path | None = None) -> None:
+    """One step of a trial's set-up, which must succeed: its error is shown if it does not."""
+    r = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
+    assert r.returncode == 0, (args, r.stderr)
+
+
 def _kill_after(args: list[str], cwd: Path, delay: float, env: dict | None = None) -> int:
     """Run ``args`` and SIGKILL it, with every process it started, after ``delay`` seconds."""
     proc = subprocess.Popen(args, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
@@ -57,10 +63,10 @@ def _dataset(work: Path, n: int, seed: int) -> None:
 @pytest.mark.parametrize("trial", range(TRIALS))
 def test_commit_killed_at_random(tmp_path: Path, trial: int) -> None:
     work = tmp_path / "w"
-    subprocess.run([DS, "init", str(work)], check=True, capture_output=True)
+    _setup([DS, "init", str(work)])
     _dataset(work, 200, seed=trial)
-    subprocess.run([DS, "add", "-A"], cwd=work, check=True, capture_output=True)
-    subprocess.run([DS, "commit", "-m", "v1"], cwd=work, check=True, capture_output=True)
+    _setup([DS, "add", "-A"], cwd=work)
+    _setup([DS, "commit", "-m", "v1"], cwd=work)
     v1 = subprocess.run([DS, "log", "-n", "1", "--json"], cwd=work, capture_output=True, text=True)
     import json
 
@@ -71,7 +77,7 @@ def test_commit_killed_at_random(tmp_path: Path, trial: int) -> None:
     _kill_after(["sh", "-c", f'"{DS}" add -A && "{DS}" commit -m v2'], work,
                 random.Random(trial).uniform(0.05, 1.2))
     _check(work, versions, tmp_path)
-    subprocess.run([DS, "add", "-A"], cwd=work, check=True, capture_output=True)
+    _setup([DS, "add", "-A"], cwd=work)
     subprocess.run([DS, "commit", "-m", "v2 again"], cwd=work, capture_output=True)
     versions_now = read_tree(work)
     log = json.loads(subprocess.run([DS, "log", "--json"], cwd=work, capture_output=True, text=True).stdout)
@@ -84,45 +90,42 @@ def test_gc_killed_at_random(tmp_path: Path, trial: int) -> None:
     import json
 
     work = tmp_path / "w"
-    subprocess.run([DS, "init", str(work)], check=True, capture_output=True)
+    _setup([DS, "init", str(work)])
     _dataset(work, 100, seed=trial)
-    subprocess.run([DS, "add", "-A"], cwd=work, check=True, capture_output=True)
-    subprocess.run([DS, "commit", "-m", "v1"], cwd=work, check=True, capture_output=True)
+    _setup([DS, "add", "-A"], cwd=work)
+    _setup([DS, "commit", "-m", "v1"], cwd=work)
     _dataset(work, 100, seed=500 + trial)
-    subprocess.run([DS, "add", "-A"], cwd=work, check=True, capture_output=True)
-    subprocess.run([DS, "commit", "-m", "v2"], cwd=work, check=True, capture_output=True)
-    subprocess.run([DS, "squash", "HEAD", "-m", "only v2"], cwd=work, check=True, capture_output=True)
+    _setup([DS, "add", "-A"], cwd=work)
+    _setup([DS, "commit", "-m", "v2"], cwd=work)
+    _setup([DS, "squash", "HEAD", "-m", "only v2"], cwd=work)
     head = json.loads(subprocess.run([DS, "log", "--json"], cwd=work, capture_output=True, text=True).stdout)
     versions = {head[0]["id"]: read_tree(work)}
     _kill_after([DS, "gc"], work, random.Random(trial).uniform(0.05, 0.8))
     _check(work, versions, tmp_path)
-    subprocess.run([DS, "gc"], cwd=work, check=True, capture_output=True)
+    _setup([DS, "gc"], cwd=work)
     _check(work, versions, tmp_path)
 
 
 @pytest.mark.parametrize("trial", range(TRIALS))
 def test_push_killed_at_random(tmp_path: Path, trial: int) -> None:
     work = tmp_path / "w"
-    subprocess.run([DS, "init", str(work)], check=True, capture_output=True)
+    _setup([DS, "init", str(work)])
     _dataset(work, 100, seed=trial)
-    subprocess.run([DS, "add", "-A"], cwd=work, check=True, capture_output=True)
-    subprocess.run([DS, "commit", "-m", "v1"], cwd=work, check=True, capture_output=True)
-    subprocess.run([DS, "remote", "add", "origin", str(tmp_path / "remote")], cwd=work, check=True,
-                   capture_output=True)
-    subprocess.run([DS, "push"], cwd=work, check=True, capture_output=True)
+    _setup([DS, "add", "-A"], cwd=work)
+    _setup([DS, "commit", "-m", "v1"], cwd=work)
+    _setup([DS, "remote", "add", "origin", str(tmp_path / "remote")], cwd=work)
+    _setup([DS, "push"], cwd=work)
     v1 = read_tree(work)
     _dataset(work, 200, seed=700 + trial)
     write(work, "big.bin", random.Random(trial).randbytes(2_000_000))
-    subprocess.run([DS, "add", "-A"], cwd=work, check=True, capture_output=True)
-    subprocess.run([DS, "commit", "-m", "v2"], cwd=work, check=True, capture_output=True)
+    _setup([DS, "add", "-A"], cwd=work)
+    _setup([DS, "commit", "-m", "v2"], cwd=work)
     _kill_after([DS, "push"], work, random.Random(trial).uniform(0.05, 1.0))
     # whatever the moment, a clone sees a complete version: the old one or the new one
-    subprocess.run([DS, "clone", str(tmp_path / "remote"), str(tmp_path / "c1")], check=True,
-                   capture_output=True)
+    _setup([DS, "clone", str(tmp_path / "remote"), str(tmp_path / "c1")])
     assert read_tree(tmp_path / "c1") in (v1, read_tree(work))
-    subprocess.run([DS, "push"], cwd=work, check=True, capture_output=True)
-    subprocess.run([DS, "clone", str(tmp_path / "remote"), str(tmp_path / "c2")], check=True,
-                   capture_output=True)
+    _setup([DS, "push"], cwd=work)
+    _setup([DS, "clone", str(tmp_path / "remote"), str(tmp_path / "c2")])
     assert read_tree(tmp_path / "c2") == read_tree(work)
 
 
@@ -133,24 +136,23 @@ def test_pull_killed_at_random(tmp_path: Path, trial: int) -> None:
     import json
 
     work, clone = tmp_path / "w", tmp_path / "c"
-    subprocess.run([DS, "init", str(work)], check=True, capture_output=True)
-    subprocess.run([DS, "config", "store.pack_target", "1500000"], cwd=work, check=True, capture_output=True)
+    _setup([DS, "init", str(work)])
+    _setup([DS, "config", "store.pack_target", "1500000"], cwd=work)
     _dataset(work, 100, seed=trial)
-    subprocess.run([DS, "add", "-A"], cwd=work, check=True, capture_output=True)
-    subprocess.run([DS, "commit", "-m", "v1"], cwd=work, check=True, capture_output=True)
-    subprocess.run([DS, "remote", "add", "origin", str(tmp_path / "remote")], cwd=work, check=True,
-                   capture_output=True)
-    subprocess.run([DS, "push"], cwd=work, check=True, capture_output=True)
-    subprocess.run([DS, "clone", str(tmp_path / "remote"), str(clone)], check=True, capture_output=True)
+    _setup([DS, "add", "-A"], cwd=work)
+    _setup([DS, "commit", "-m", "v1"], cwd=work)
+    _setup([DS, "remote", "add", "origin", str(tmp_path / "remote")], cwd=work)
+    _setup([DS, "push"], cwd=work)
+    _setup([DS, "clone", str(tmp_path / "remote"), str(clone)])
     v1 = json.loads(subprocess.run([DS, "log", "-n", "1", "--json"], cwd=clone, capture_output=True,
                                    text=True).stdout)[0]["id"]
     versions = {v1: read_tree(clone)}
     for i in range(2):
         write(work, f"big{i}.bin", random.Random(trial * 10 + i).randbytes(1_400_000))
     _dataset(work, 100, seed=900 + trial)
-    subprocess.run([DS, "add", "-A"], cwd=work, check=True, capture_output=True)
-    subprocess.run([DS, "commit", "-m", "v2"], cwd=work, check=True, capture_output=True)
-    subprocess.run([DS, "push"], cwd=work, check=True, capture_output=True)
+    _setup([DS, "add", "-A"], cwd=work)
+    _setup([DS, "commit", "-m", "v2"], cwd=work)
+    _setup([DS, "push"], cwd=work)
     _kill_after([DS, "pull"], clone, random.Random(trial).uniform(0.05, 1.0))
     _check(clone, versions, tmp_path)
     r = subprocess.run([DS, "pull"], cwd=clone, capture_output=True, text=True)
