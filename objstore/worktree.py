@@ -18,7 +18,17 @@ from typing import TYPE_CHECKING
 from .diff import Diff, diff_trees
 from .errors import DirtyWorktree, DsError, NothingToCommit
 from .manifest import EXEC, FILE, LINK, FileEntry
-from .paths import GIT_DIR, IGNORE_FILE, STORE_DIR, check_relpath, join, parent_of, process_gone, temp_pid
+from .paths import (
+    GIT_DIR,
+    IGNORE_FILE,
+    STORE_DIR,
+    TEMP_PREFIX,
+    check_relpath,
+    join,
+    parent_of,
+    process_gone,
+    temp_pid,
+)
 from .progress import announce
 from .scan import FolderFiles, ScanResult, Stat, lstat_inside, scan
 from .statcache import StatCache
@@ -1023,14 +1033,38 @@ def move(store: Store, src: str, dst: str, cwd: str | None = None, force: bool =
         if overwritten is not None:
             cache.drop(overwritten)
         os.makedirs(os.path.join(root, parent_of(dst_rel)), exist_ok=True)
-        os.rename(os.path.join(root, src_rel), os.path.join(root, dst_rel))
+        src_path, dst_path = os.path.join(root, src_rel), os.path.join(root, dst_rel)
+        # the file -f replaces is kept under a temp name (never versioned) until the stage
+        # has the move: a failure then puts both back, not SRC alone
+        kept = _keep_aside(dst_path) if overwritten is not None and there is not None else None
+        os.rename(src_path, dst_path)
         try:
             _stage_move(store, editor, src_rel, moved)
         except BaseException:
-            os.rename(os.path.join(root, dst_rel), os.path.join(root, src_rel))
+            os.rename(dst_path, src_path)
+            if kept is not None:
+                os.rename(kept, dst_path)
             raise
+        if kept is not None:
+            os.unlink(kept)
         _carry_cache(root, cache, moved, known)
     return MoveReport(src_rel, dst_rel, moved, overwritten)
+
+
+def _keep_aside(path: str) -> str:
+    """A second name for the file or link at ``path`` (``.ds-tmp-PID-N`` beside it, which no
+    scan versions): a hard link, or a copy where the file system has none."""
+    import shutil
+
+    folder = os.path.dirname(path)
+    n = 0
+    while os.path.lexists(kept := os.path.join(folder, f"{TEMP_PREFIX}{os.getpid()}-{n}")):
+        n += 1
+    try:
+        os.link(path, kept, follow_symlinks=False)
+    except OSError:
+        shutil.copy2(path, kept, follow_symlinks=False)
+    return kept
 
 
 def _move_target(root: str, src_rel: str, dst_rel: str, dst: str) -> str:

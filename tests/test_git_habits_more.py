@@ -348,3 +348,24 @@ def test_mv_f_replaces_a_file_as_git_and_the_refusals_stay_without_it(repo: Path
     ds("add", "-A", cwd=repo)
     assert "it is a folder" in _fails("mv", "-f", "h", "e", cwd=repo)  # e/h is a folder: never overwritten
     assert (repo / "h").read_text() == "h" and (repo / "e/h/y").read_text() == "y"
+
+
+def test_mv_f_that_fails_to_stage_puts_back_both_files(repo: Path, monkeypatch) -> None:
+    """The stage cannot take the move (a full disk): SRC goes back and the file -f replaced
+    is there again with its bytes, not lost; no temp name is left."""
+    from objstore import worktree
+
+    write(repo, "untracked", "mine, in no version")
+
+    def full(*_args, **_kw):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(worktree, "_stage_move", full)
+    with Store.open(repo) as s, pytest.raises(OSError, match="No space"):
+        worktree.move(s, "f", "untracked", cwd=str(repo), force=True)
+    monkeypatch.undo()
+    assert (repo / "f").read_text() == "1" and (repo / "untracked").read_text() == "mine, in no version"
+    assert sorted(p.name for p in repo.iterdir()) == [".dsstore", "f", "g", "untracked"]
+    assert ds("status", "-s", cwd=repo).stdout == "?? untracked\n"
+    ds("mv", "-f", "f", "untracked", cwd=repo)  # and the same move then succeeds
+    assert (repo / "untracked").read_text() == "1" and not list(repo.glob(".ds-tmp-*"))
