@@ -1031,11 +1031,16 @@ class MetaStore:
         prefix = "refs/heads/"
         return {name[len(prefix):]: cid for name, cid in self.refs().items() if name.startswith(prefix)}
 
-    def delete_ref(self, name: str, who: tuple[str, str], message: str) -> str:
+    def delete_ref(self, name: str, who: tuple[str, str], message: str) -> str | None:
         """Delete a ref but keep its reflog, ended by the deletion: the versions it held
-        stay within reach of gc's reflog grace period (git drops a deleted branch's log)."""
+        stay within reach of gc's reflog grace period (git drops a deleted branch's log).
+        A ref that names no version (damaged, or an older objstore's) is dropped with its
+        log: nothing it held can be kept. Returns the version it named, if any."""
+        tip = self.ref_target(name)
+        if tip is None:
+            self.drop_ref(name)
+            return None
         ref = self.repo.references[name]
-        tip = str(ref.peel(pygit2.Commit).id)
         log = self.path / "logs" / name
         try:
             kept = log.read_bytes()

@@ -493,7 +493,7 @@ def _repair(remote: Remote, c: _Check) -> _Mended:
         remote.replace_index(sorted(rows.items()), remote.fragments())  # where it reads
     send = {o for o in c.missing_meta if store.meta.readable(o)}  # 4. metadata
     if send:
-        remote.remember_meta(remote.put_meta_pack(send, remote.check))
+        remote.remember_meta(remote.put_meta_pack(send))
         mended.meta_objects_sent = len(send)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     for rel in sorted(c.bad_files):  # 5. damaged files aside (a metadata pack's .idx first)

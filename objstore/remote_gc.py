@@ -164,7 +164,7 @@ class _MetaPacks:
     def write(self) -> None:
         """Upload one pack of the live objects (.idx last). The same objects make the same
         pack, perhaps one an interrupted gc left half sent: that one is kept, not swept."""
-        names = self.repo.put_meta_pack(self.carry, self.repo.check) if self.drop else []
+        names = self.repo.put_meta_pack(self.carry) if self.drop else []
         if names:
             written = names[0].rsplit(".", 1)[0]
             self.report.meta_packs_written = 1

@@ -370,9 +370,9 @@ class RemoteRepo(Repository):
         self.forget_index()
         return name
 
-    def put_meta_pack(self, objects: set[str], check: Callable[[], None] | None = None) -> list[str]:
-        """Upload one git pack of these objects (``add_meta_pack``); returns the names sent,
-        none for no objects. ``check``: the lease's, before each upload (``check`` is too)."""
+    def put_meta_pack(self, objects: set[str]) -> list[str]:
+        """Upload one git pack of these objects (``add_meta_pack``, which checks a gc's lease
+        before each upload); returns the names sent, none for no objects."""
         if not objects:
             return []
         with self.meta_scratch() as tmp:
@@ -391,10 +391,6 @@ class RemoteRepo(Repository):
                          json.dumps(sorted(self.remembered_meta() | set(names))).encode(), durable=False)
 
     # -- metadata as a Repository (copy_meta) --------------------------------------------
-    def held_meta(self) -> set[str]:
-        """The metadata files the remote lists (a pack counts once its ``.idx`` is there)."""
-        return {rel.rsplit("/", 1)[-1] for rel in self.fs.list_detail("meta")}
-
     def meta_scratch(self) -> AbstractContextManager[str]:
         return tempfile.TemporaryDirectory(dir=self.cache)
 
@@ -417,7 +413,7 @@ class RemoteRepo(Repository):
         """Every pack of the remote that ``dst`` does not hold (nor this store remember
         from it), downloaded into ``folder`` and verified against its name, its ``.pack``
         before its ``.idx``; a pack counts once its ``.idx`` is listed (uploaded last), and
-        one found damaged (``unreadable``) is passed over. Remembered once ``dst`` took it."""
+        one found damaged (``unreadable``) is passed over. Those ``dst`` took are remembered."""
         gone = ""
         for _attempt in range(3):
             held = dst.held_meta() | self.remembered_meta()
@@ -427,6 +423,7 @@ class RemoteRepo(Repository):
             wanted = {stem: [stem + suffix for suffix in (".pack", ".idx")
                              if stem.rsplit("/", 1)[-1] + suffix not in held] for stem in complete}
             total, done = sum(sizes.get(r, 0) for rels in wanted.values() for r in rels), 0
+            taken: list[str] = []
             try:
                 for rels in wanted.values():
                     files = []
@@ -440,9 +437,11 @@ class RemoteRepo(Repository):
                             self.progress(done, total)
                     if files:
                         yield files
-                        self.remember_meta([f.name for f in files])
+                        taken.extend(f.name for f in files)
             except FileNotFoundError:
                 continue  # a remote gc replaced that pack while we listed: list again
+            finally:
+                self.remember_meta(taken)  # once, even when stopped: what dst took
             return
         raise RemoteError(f"remote {self.url}: {gone}, named by its listing, could not be read at each of "
                           "3 listings: a `ds gc --remote` may be running (try again when it has finished); "

@@ -41,8 +41,8 @@ class Repository:
     ``put_fragment`` (one durable fragment unless ``listed`` names it: its name) and
     ``delete``. ``copy_chunks`` asks a source for ``read_whole`` (chunks verified, none a
     delta) and a destination for ``has`` and ``add_chunks``; ``copy_meta`` asks a source
-    for ``meta_packs`` and a destination for ``held_meta``, ``meta_scratch`` and
-    ``add_meta_pack``."""
+    for ``meta_packs`` and a destination for ``meta_scratch`` and ``add_meta_pack`` (and a
+    remote source asks a store for the packs it holds, ``held_meta``)."""
 
     temp_age = 0.0  # a temp file this old (and past the grace period) is an interrupted write's
     lease: Any = None  # a remote's ``RemoteLock`` while its gc holds it (a lower layer's type)

@@ -370,10 +370,7 @@ class Transfers(RemoteRepo):
             meta.set_ref(local, d.value, force=True, message=f"push: held on {self.url} when deleted")
         if not meta.has_ref(local):
             return None
-        if meta.ref_target(local) is None:
-            meta.drop_ref(local)  # names no version: nothing to keep
-        else:
-            meta.delete_ref(local, self.store.author(), f"push: deleted {short} on {self.url}")
+        meta.delete_ref(local, self.store.author(), f"push: deleted {short} on {self.url}")
         return local
 
     def delete_refs(self, names: list[str], force: bool = False) -> Transfer:
@@ -492,11 +489,7 @@ class Transfers(RemoteRepo):
                            "`ds fetch --prune` deletes the local copy")
             return
         for name in gone:
-            old = meta.ref_target(name)
-            if old is None:
-                meta.drop_ref(name)
-            else:
-                meta.delete_ref(name, self.store.author(), f"fetch: pruned, gone from {self.url}")
+            old = meta.delete_ref(name, self.store.author(), f"fetch: pruned, gone from {self.url}")
             t.deleted.append(name)
             t.updates.append({"ref": f"refs/heads/{name[len(prefix):]}", "local": name, "old": old,
                               "new": None, "forced": False, "deleted": True})

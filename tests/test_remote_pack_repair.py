@@ -118,16 +118,23 @@ def test_the_cli_finds_a_damaged_pack_header_and_mends_it(tmp_path: Path) -> Non
     assert rel not in _files(fs, "packs", ".pack")
 
 
-def test_a_chunk_no_store_at_hand_holds_keeps_its_pack_and_is_named(tmp_path: Path) -> None:
-    """The repair runs from a store that holds no chunk: the pack's other records read whole
-    there, but the damaged one is nowhere else, so nothing is moved, sent or removed, and the
-    file and version it breaks are named with where to run the repair. From the store that
-    pushed it, the same repair then empties and removes the pack."""
+def _one_pack_damaged(tmp_path: Path) -> tuple[str, Store, RemoteFS, str]:
+    """A folder remote whose one data pack has a flipped byte: (url, the store that pushed
+    it, the remote's files, the pack's path)."""
     url = str(tmp_path / "remote")
     a = _pushed(tmp_path, url, {})
     fs = RemoteFS(url, {})
     [rel] = _files(fs, "packs", ".pack")
     _flip(fs, rel, 100)
+    return url, a, fs, rel
+
+
+def test_a_chunk_no_store_at_hand_holds_keeps_its_pack_and_is_named(tmp_path: Path) -> None:
+    """The repair runs from a store that holds no chunk: the pack's other records read whole
+    there, but the damaged one is nowhere else, so nothing is moved, sent or removed, and the
+    file and version it breaks are named with where to run the repair. From the store that
+    pushed it, the same repair then empties and removes the pack."""
+    url, a, fs, rel = _one_pack_damaged(tmp_path)
     files = _listing(fs)
     empty = make_store(tmp_path / "empty", url, {})
     result = fsck_remote(empty, "origin", read_data_subset=1.0, repair=True)
@@ -222,11 +229,7 @@ def test_a_repair_interrupted_between_steps_leaves_the_remote_no_worse_and_a_rer
     names it (before the damaged pack goes), or once the damaged pack is copied aside
     (before it is deleted): nothing readable before is unreadable, readers still read
     every file they could, and the same repair run again removes the damaged pack."""
-    url = str(tmp_path / "remote")
-    a = _pushed(tmp_path, url, {})
-    fs = RemoteFS(url, {})
-    [rel] = _files(fs, "packs", ".pack")
-    _flip(fs, rel, 100)
+    url, a, fs, rel = _one_pack_damaged(tmp_path)
     before = _unreadable(tmp_path, url, {})
     assert len(before) == 1
     if step == "after-packs":
@@ -265,11 +268,7 @@ def test_a_copy_that_does_not_read_back_whole_leaves_the_damaged_pack_as_it_was(
     """Every fresh copy fails its read-back (storage that corrupts what it is sent): the
     index keeps naming the damaged pack's records that read, the pack stays, and that is
     reported; nothing readable before is unreadable. A later repair finishes."""
-    url = str(tmp_path / "remote")
-    a = _pushed(tmp_path, url, {})
-    fs = RemoteFS(url, {})
-    [rel] = _files(fs, "packs", ".pack")
-    _flip(fs, rel, 100)
+    url, a, fs, rel = _one_pack_damaged(tmp_path)
     before = _unreadable(tmp_path, url, {})
     monkeypatch.setattr(remote_fsck, "_read_back", lambda remote, rows: set())
     result = fsck_remote(a, "origin", read_data_subset=1.0, repair=True)
