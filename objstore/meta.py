@@ -482,6 +482,16 @@ class MetaStore:
         for name in sorted(folder.dirs):
             yield from self.walk(folder.dirs[name], join(prefix, name))
 
+    def walk_folders(self, tree_oid: str, folders: Iterable[str]) -> Iterator[tuple[str, FileEntry]]:
+        """Every (path, entry) directly inside each of ``folders`` (in name order), not below
+        them; a folder the tree does not have yields nothing."""
+        for where in sorted(folders):
+            found = self.lookup(tree_oid, where)
+            if isinstance(found, str):
+                files = self.read_folder(found, where).files
+                for name in sorted(files):
+                    yield join(where, name), files[name]
+
     def lookup(self, tree_oid: str, path: str) -> FileEntry | str | None:
         """The entry at ``path``: a FileEntry, a subtree id, or None."""
         if not path:

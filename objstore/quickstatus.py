@@ -8,6 +8,9 @@ mark names its checked-out part too (``clean_key``). Any doubt (a stage, another
 checked-out part, a new or missing or touched file, a racy entry) returns False
 and the caller runs the full status. This module deliberately imports no pygit2, and
 its walk runs no Python code per file: it is the whole cost of a no-op `ds status`.
+After a change, the same walk names the folders a status must compare with HEAD
+(``changed_folders``): a folder whose rows changed since the mark is listed in the
+cache's ``off_head``, and every other one whose files match its rows holds HEAD's files.
 
 Per folder, the walk lists the names, ``lstat``s each one relative to the folder's
 descriptor (a shorter path lookup than the full path), and compares the sorted names and
@@ -105,7 +108,7 @@ def quick_clean(start: str) -> bool:
     head = head_commit(meta)
     cache = StatCache(os.path.join(store, "cache", "stat"))
     if head is None or not isinstance(sparse, list) or cache.clean_head != clean_key(head, sparse) \
-            or cache.upgraded:
+            or cache.off_head or cache.upgraded:
         return False  # (an old format: the full status rewrites it)
     unchanged = _walk_unchanged(os.path.dirname(store), cache)
     if unchanged is not None:
@@ -188,6 +191,17 @@ class _Walk:
     def folder(self, folder: str) -> list[str] | bool | None:
         """The subfolders of ``folder`` if its files match the cache; False if not (or in
         doubt); None if it holds a ``.dsignore``."""
+        listed = self.listing(folder)
+        if type(listed) is not tuple:
+            return listed
+        joined, stats, subfolders = listed
+        return subfolders if self._same(folder, joined, stats) else False
+
+    def listing(self, folder: str) -> tuple[str, list[os.stat_result], list[str]] | bool | None:
+        """``folder``'s files (their sorted names joined by "/", their lstats) and its
+        subfolders; False in doubt (what only the scanner reports: a nested store, a name
+        that is not UTF-8, a special file; or a folder gone meanwhile); None if it holds a
+        ``.dsignore``."""
         try:
             fd = os.open(folder or ".", _DIR | _NOFOLLOW, dir_fd=self.top) if _FDS else None
         except OSError:
@@ -228,7 +242,7 @@ class _Walk:
             subfolders = [prefix + n for n in compress(names, map(not_, files))]
             names, stats = list(compress(names, files)), list(compress(stats, files))
             joined = "/".join(names)
-        return subfolders if self._same(folder, joined, stats) else False
+        return joined, stats, subfolders
 
     def _same(self, folder: str, joined: str, stats: list[os.stat_result]) -> bool:
         """The files of ``folder`` (sorted names joined, their lstats) are its cache rows."""
@@ -250,6 +264,39 @@ class _Walk:
             return True  # older than both windows: none is racy
         return not any((m if m > c else c) >= (self.fine if m % 1_000_000_000 else self.coarse)
                        for m, c in zip(mtimes, ctimes, strict=True))
+
+
+def changed_folders(root: str, cache: StatCache) -> set[str] | None:
+    """The folders a status after a change must compare with the clean mark's version:
+    those whose files differ from their cache rows (a name, the stat data, or a time too
+    recent to trust), those with rows but gone from disk, and those the cache no longer
+    vouches for (``off_head``). Every other folder's files are the mark's, unchanged.
+    None when only the full comparison can tell: a ``.dsignore`` (its rules are the
+    scanner's) or anything the scanner reports (see ``_Walk.listing``). The walk goes on
+    past a difference, on one process."""
+    try:
+        top = os.open(root, _DIR) if _FDS else root
+    except OSError:
+        return None
+    try:
+        walk = _Walk(top, root, cache)
+        differ: set[str] = set()
+        seen: set[str] = set()
+        todo = [""]
+        while todo:
+            folder = todo.pop()
+            listed = walk.listing(folder)
+            if type(listed) is not tuple:
+                return None
+            joined, stats, subfolders = listed
+            seen.add(folder)
+            if not walk._same(folder, joined, stats):
+                differ.add(folder)
+            todo.extend(subfolders)
+    finally:
+        if _FDS:
+            os.close(top)
+    return differ | {f for f in cache.folders() if f not in seen} | cache.off_head
 
 
 def _utf8(name: str) -> bool:

@@ -12,9 +12,13 @@ import os
 import stat
 from array import array
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .manifest import EXEC, FILE, LINK
 from .paths import GIT_DIR, IGNORE_FILE, STORE_DIR, STORE_INIT_PREFIX, TEMP_PREFIX, join, temp_pid
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +183,27 @@ def scan(root: str, only: list[str] | None = None, compact: bool = False,
     return result
 
 
+def scan_folders(root: str, folders: Iterable[str]) -> ScanResult:
+    """What ``scan`` finds directly inside each of ``folders`` (not below them): a status
+    that knows every other folder unchanged scans only these."""
+    result = ScanResult()
+    for folder in sorted(folders):
+        ignore, above = _Ignore().enter(root, ""), ""
+        for part in folder.split("/")[:-1] if folder else ():
+            above = join(above, part)
+            ignore = ignore.enter(root, above)
+        if folder:
+            st = lstat_inside(root, folder)
+            if st is None or not stat.S_ISDIR(st.st_mode):
+                continue  # gone, not a folder, or reached through a link: nothing in it is scanned
+            if ignore.ignored(folder, True):
+                result.ignoring = True
+                continue
+            ignore = ignore.enter(root, folder)
+        _walk(root, folder, ignore, result, deep=False)
+    return result
+
+
 def _record(result: ScanResult, rel: str, st: os.stat_result, folder: str | None = None,
             name: str = "") -> None:
     s = Stat.of(st)
@@ -194,7 +219,7 @@ def _record(result: ScanResult, rel: str, st: os.stat_result, folder: str | None
         result.folders[-1].add(name, s)
 
 
-def _walk(root: str, folder: str, ignore: _Ignore, result: ScanResult) -> None:
+def _walk(root: str, folder: str, ignore: _Ignore, result: ScanResult, deep: bool = True) -> None:
     try:
         it = os.scandir(os.path.join(root, folder))
     except (FileNotFoundError, NotADirectoryError):
@@ -225,7 +250,8 @@ def _walk(root: str, folder: str, ignore: _Ignore, result: ScanResult) -> None:
             if ignore.specs and ignore.ignored(rel, is_dir):
                 continue
             if is_dir:
-                subdirs.append(rel)
+                if deep:
+                    subdirs.append(rel)
             else:
                 try:
                     _record(result, rel, de.stat(follow_symlinks=False), folder, name)

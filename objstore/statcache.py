@@ -67,14 +67,25 @@ class StatCache:
         self.written_ns = 0
         self.changed = False
         # the commit the whole working folder was proved equal to, with the rows holding
-        # exactly its files: lets `ds status` answer "nothing changed" from stat data alone
+        # exactly its files: lets `ds status` answer "nothing changed" from stat data alone.
+        # A folder whose rows changed since is named in ``off_head``: every other folder's
+        # rows are still that commit's files, so after a change `ds status` compares only
+        # the folders whose stat data differ, and these (``quickstatus.changed_folders``)
         self.clean_head: str | None = None
+        self.off_head: set[str] = set()
         self.upgraded = False  # read from the old format: the next save writes the new one
         try:
             with open(path, "rb") as f:
                 tag, written, blobs, clean_head = marshal.loads(f.read())
             if tag in (_TAG, _OLD_TAG) and isinstance(blobs, dict) and isinstance(written, int):
-                self._blobs, self.written_ns, self.clean_head = blobs, written, clean_head
+                self._blobs, self.written_ns = blobs, written
+                if isinstance(clean_head, tuple) and len(clean_head) == 2:  # (mark, folders off it)
+                    clean_head, off = clean_head
+                    if isinstance(off, list) and all(isinstance(f, str) for f in off):
+                        self.off_head = set(off)
+                    else:  # not as written: no folder can be vouched for
+                        clean_head = None
+                self.clean_head = clean_head if isinstance(clean_head, str) else None
                 self.upgraded = self.changed = tag == _OLD_TAG
         except (OSError, ValueError, EOFError, TypeError):
             pass
@@ -104,13 +115,13 @@ class StatCache:
         self._open_rows -= len(rows)
         if folder in self._dirty:
             self._dirty.discard(folder)
-            self._drop_racy(rows, time.time_ns() if now is None else now)
+            self._drop_racy(folder, rows, time.time_ns() if now is None else now)
             if rows:
                 self._blobs[folder] = _pack(rows)
             else:
                 self._blobs.pop(folder, None)
 
-    def _drop_racy(self, rows: dict[str, Row], now: int) -> None:
+    def _drop_racy(self, folder: str, rows: dict[str, Row], now: int) -> None:
         """Leave out rows still inside the racy window at ``now`` (see ``save``). Checked
         whenever a changed folder is encoded, on saving or on leaving memory early: a
         row encoded unchecked would be trusted after the next save."""
@@ -118,12 +129,17 @@ class StatCache:
         for n in inside:
             del rows[n]
         if inside:
-            self.clean_head = None
+            self._off(folder)
 
     def _changed(self, folder: str) -> None:
         self._dirty.add(folder)
         self.changed = True
-        self.clean_head = None
+        self._off(folder)
+
+    def _off(self, folder: str) -> None:
+        """``folder``'s rows may no longer be the clean mark's files."""
+        if self.clean_head is not None:
+            self.off_head.add(folder)
 
     def row_count(self) -> int:
         return sum(self.row_counts().values())
@@ -160,7 +176,7 @@ class StatCache:
 
     # -- rows -------------------------------------------------------------------------
     def mark_clean(self, head: str) -> None:
-        self.clean_head = head
+        self.clean_head, self.off_head = head, set()
         self.changed = True
 
     def get(self, path: str, st: Stat) -> bytes | None:
@@ -213,7 +229,8 @@ class StatCache:
                 self._open_rows -= len(rows)
                 self._dirty.discard(folder)
             if self._blobs.pop(folder, None) is not None or rows:
-                self.changed, self.clean_head = True, None
+                self.changed = True
+                self._off(folder)
 
     def save(self) -> None:
         """Write the cache, leaving out entries still inside the racy window.
@@ -238,7 +255,10 @@ class StatCache:
         from .fsutil import atomic_write
 
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        atomic_write(self.path, marshal.dumps((_TAG, now, self._blobs, self.clean_head)), durable=False)
+        mark = self.clean_head
+        if mark is not None and self.off_head:
+            mark = (mark, sorted(self.off_head))
+        atomic_write(self.path, marshal.dumps((_TAG, now, self._blobs, mark)), durable=False)
         self.written_ns = now
         self.changed = self.upgraded = False
 

@@ -30,7 +30,7 @@ from .paths import (
     temp_pid,
 )
 from .progress import announce
-from .scan import FolderFiles, ScanResult, Stat, lstat_inside, scan
+from .scan import FolderFiles, ScanResult, Stat, lstat_inside, scan, scan_folders
 from .statcache import StatCache
 from .store import Store, outside_git
 from .tree_edit import TreeEditor
@@ -251,8 +251,9 @@ def _note_refused(store: Store, attempted: Iterable[str], refused: list[str]) ->
         store.set_refused_links(new)
 
 
-def worktree_diff(store: Store, base_tree=None, renames: bool = False,
-                  trim_cache: bool = False) -> tuple[Diff, ScanResult, StatCache]:
+def worktree_diff(store: Store, base_tree=None, renames: bool = False, trim_cache: bool = False,
+                  only: set[str] | None = None,
+                  cache: StatCache | None = None) -> tuple[Diff, ScanResult, StatCache]:
     """The working folder against a tree (HEAD's by default).
 
     With ``renames``, added files whose size matches a removed file's are hashed so that
@@ -260,21 +261,31 @@ def worktree_diff(store: Store, base_tree=None, renames: bool = False,
     whole, and each scanned file leaves ``result.files`` once matched (what stays are the
     added files): at a million files, holding both sides would double the memory.
     With ``trim_cache``, the stat cache keeps rows for the version's files only.
+    ``only``: the folders whose files are compared (each without the folders below it),
+    when every other folder is known to hold the tree's files unchanged. ``cache``: the
+    stat cache, if the caller has read it already.
     """
     meta = store.meta
     tree = store.head_tree() if base_tree is None else base_tree
     scope = store.in_scope()  # sparse: the rest is not checked out
     refused = store.refused_links()
-    result = _scan_with_tracked(store, (p for p, _e in meta.walk(tree) if scope(p)))
+    if only is None:
+        result = _scan_with_tracked(store, (p for p, _e in meta.walk(tree) if scope(p)))
+        entries = meta.walk(tree)
+    else:
+        result = scan_folders(str(store.worktree), only)
+        if result.ignoring:  # a .dsignore came meanwhile: only the full comparison applies it
+            return worktree_diff(store, base_tree, renames, trim_cache, cache=cache)
+        entries = meta.walk_folders(tree, only)
     files = result.files
-    cache = store.stat_cache()
+    cache = store.stat_cache() if cache is None else cache
     d = Diff()
     unsure: list[tuple[str, Stat]] = []  # same kind and size, not in the cache
     olds: dict[str, FileEntry] = {}
     folders: set[str] = set()
     here: str | None = None
     names: list[str] = []
-    for path, e in meta.walk(tree):
+    for path, e in entries:
         if not scope(path):
             continue
         st = files.pop(path, None)
@@ -303,7 +314,11 @@ def worktree_diff(store: Store, base_tree=None, renames: bool = False,
     if trim_cache:
         if here is not None:
             cache.keep_names(here, names)
-        cache.keep_folders(folders)
+        if only is None:
+            cache.keep_folders(folders)
+        else:  # a folder none of whose files is left keeps no row; the others are untouched
+            for folder in only - folders:
+                cache.keep_names(folder, ())
     for path, h in _hash_paths(store, cache, unsure):
         e = olds[path]
         if h != e.hash:
@@ -324,14 +339,22 @@ def status(store: Store) -> Status:
     head = store.head()
     # rows of staged files that HEAD lacks are kept: the commit -a or add to come needs them
     trim = bool(head) and store.staged_tree() == store.head_tree()
+    cache = store.stat_cache()
+    only = _changed_folders(store, head, cache) if trim else None
     # the working folder against the stage, as git's "not staged" part: a file just added
     # is listed once, as staged, not a second time as a change against HEAD
     # moves are found as ``ds diff`` finds them: only added files the size of a removed one are read
-    d, result, cache = worktree_diff(store, store.staged_tree(), renames=True, trim_cache=trim)
+    d, result, cache = worktree_diff(store, store.staged_tree(), renames=True, trim_cache=trim, only=only,
+                                     cache=cache)
     staged = diff_trees(store.meta, store.head_tree(), store.staged_tree())
     st = Status(sorted(d.added), sorted(d.modified), sorted(d.removed), staged, sorted(result.skipped),
                 sorted(result.bad_names), sorted(d.renamed))
-    if st.clean and trim and not result.skipped and cache.row_count() == result.matched:
+    if only is not None:  # the other folders' rows are HEAD's files already
+        counts = cache.row_counts()
+        rows = sum(counts.get(folder, 0) for folder in only)
+    else:
+        rows = cache.row_count()
+    if st.clean and trim and not result.skipped and rows == result.matched:
         # the rows are exactly HEAD's files, all just proved unchanged (none was dropped
         # as racy on saving): the next no-op status can trust them
         from .statcache import clean_key
@@ -339,6 +362,20 @@ def status(store: Store) -> Status:
         cache.mark_clean(clean_key(head, store.config.sparse))
         cache.save()
     return st
+
+
+def _changed_folders(store: Store, head: str, cache: StatCache) -> set[str] | None:
+    """The folders that may differ from HEAD, when the stat cache's clean mark is HEAD's
+    (``quickstatus.changed_folders``: every other folder holds HEAD's files, unchanged);
+    None when the whole folder must be compared. Not for a sparse folder: its mark also
+    names the checked-out part, and files outside it are compared as any other."""
+    if store.config.sparse:
+        return None
+    if cache.clean_head != head or cache.upgraded:
+        return None
+    from .quickstatus import changed_folders
+
+    return changed_folders(str(store.worktree), cache)
 
 
 def add(store: Store, paths: list[str], progress: Progress | None = None,
