@@ -24,6 +24,7 @@ one line to a pipe. Threads would not help: building a ``stat_result`` holds the
 
 from __future__ import annotations
 
+import marshal
 import os
 import stat
 import struct
@@ -266,37 +267,118 @@ class _Walk:
                        for m, c in zip(mtimes, ctimes, strict=True))
 
 
-def changed_folders(root: str, cache: StatCache) -> set[str] | None:
+def changed_folders(root: str, cache: StatCache, workers: int | None = None) -> set[str] | None:
     """The folders a status after a change must compare with the clean mark's version:
     those whose files differ from their cache rows (a name, the stat data, or a time too
     recent to trust), those with rows but gone from disk, and those the cache no longer
     vouches for (``off_head``). Every other folder's files are the mark's, unchanged.
     None when only the full comparison can tell: a ``.dsignore`` (its rules are the
     scanner's) or anything the scanner reports (see ``_Walk.listing``). The walk goes on
-    past a difference, on one process."""
+    past a difference; on a big tree the folders are shared between processes as in the
+    no-op walk (``workers``: as there)."""
     try:
         top = os.open(root, _DIR) if _FDS else root
     except OSError:
         return None
     try:
         walk = _Walk(top, root, cache)
-        differ: set[str] = set()
-        seen: set[str] = set()
+        counts = cache.row_counts()
+        if workers is None:
+            workers = fork_cores() if sum(counts.values()) >= PARALLEL_ROWS else 1
+        found = _Found(walk)
         todo = [""]
-        while todo:
-            folder = todo.pop()
-            listed = walk.listing(folder)
-            if type(listed) is not tuple:
+        while todo and (workers <= 1 or len(todo) < SPLIT_FOLDERS):
+            if not found.visit(todo.pop(), todo):
                 return None
-            joined, stats, subfolders = listed
-            seen.add(folder)
-            if not walk._same(folder, joined, stats):
-                differ.add(folder)
-            todo.extend(subfolders)
+        if todo and not _found_in_parallel(found, _shares(todo, workers, counts)):
+            return None
     finally:
         if _FDS:
             os.close(top)
-    return differ | {f for f in cache.folders() if f not in seen} | cache.off_head
+    return found.differ | {f for f in counts if f not in found.seen} | cache.off_head
+
+
+class _Found:
+    """What a walk for ``changed_folders`` saw: every folder, and those that differ."""
+
+    def __init__(self, walk: _Walk):
+        self.walk = walk
+        self.differ: set[str] = set()
+        self.seen: set[str] = set()
+
+    def visit(self, folder: str, todo: list[str]) -> bool:
+        """Compare one folder, its subfolders added to ``todo``; False when in doubt."""
+        listed = self.walk.listing(folder)
+        if type(listed) is not tuple:
+            return False
+        joined, stats, subfolders = listed
+        self.seen.add(folder)
+        if not self.walk._same(folder, joined, stats):
+            self.differ.add(folder)
+        todo.extend(subfolders)
+        return True
+
+    def run(self, todo: list[str]) -> bool:
+        while todo:
+            if not self.visit(todo.pop(), todo):
+                return False
+        return True
+
+
+def _found_in_parallel(found: _Found, shares: list[list[str]]) -> bool:
+    """Walk the first share here and each other one in a forked child, which sends back
+    what it saw (marshalled); False if any walk was in doubt or a child gave no answer."""
+    children: list[tuple[int, int]] = []  # (pid, the pipe it answers on)
+    try:
+        for share in shares[1:]:
+            read, write = os.pipe()
+            try:
+                pid = os.fork()
+            except OSError:
+                os.close(read)
+                os.close(write)
+                shares[0].extend(share)  # no process to spare: walked here
+                continue
+            if pid == 0:  # the child: walk, answer, and leave without any clean-up
+                try:
+                    os.close(read)
+                    mine = _Found(found.walk)
+                    answer = marshal.dumps((list(mine.differ), list(mine.seen))) if mine.run(share) else b""
+                    view = memoryview(answer)
+                    while view:
+                        view = view[os.write(write, view):]
+                finally:
+                    os._exit(0)
+            os.close(write)
+            children.append((pid, read))
+        ok = found.run(shares[0])
+        while children:  # each answer read whole before its child is reaped (a pipe holds 64 KiB)
+            pid, read = children[0]
+            parts = []
+            while part := os.read(read, 1 << 16):
+                parts.append(part)
+            children.pop(0)
+            os.close(read)
+            os.waitpid(pid, 0)
+            try:
+                differ, seen = marshal.loads(b"".join(parts))
+            except (EOFError, ValueError, TypeError):
+                ok = False  # in doubt there, or killed: no answer
+                continue
+            found.differ.update(differ)
+            found.seen.update(seen)
+        return ok
+    finally:
+        if children:  # interrupted: the children still walking are ended
+            import signal
+
+            for pid, read in children:
+                os.close(read)
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                except OSError:  # reaped elsewhere
+                    pass
 
 
 def _utf8(name: str) -> bool:

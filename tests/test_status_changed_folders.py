@@ -19,7 +19,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from objstore import statcache, worktree
+from objstore import quickstatus, statcache, worktree
 from objstore.quickstatus import changed_folders, quick_clean
 from objstore.statcache import StatCache
 from objstore.store import Store
@@ -136,6 +136,7 @@ def test_status_after_changes_compares_only_changed_folders_and_agrees_with_the_
         return taken[-1]
 
     monkeypatch.setattr(worktree, "_changed_folders", spy)
+    monkeypatch.setattr(quickstatus, "SPLIT_FOLDERS", 2)  # the few folders here are shared out too
     edits = _Edits(work, seed)
     for i, folder in enumerate(FOLDERS):
         for j in range(5):
@@ -154,6 +155,9 @@ def test_status_after_changes_compares_only_changed_folders_and_agrees_with_the_
             assert quick_clean(str(work))
             continue
         kind = edits.one(committed)
+        cache = StatCache(store.path / "cache" / "stat")
+        alone = changed_folders(str(work), cache, workers=1)
+        assert changed_folders(str(work), cache, workers=3) == alone, f"after {kind}: shared out, the same"
         st = status(store)
         clock[0] += 10**9
         d, _result, _cache = worktree_diff(store, store.staged_tree(), renames=True)
