@@ -17,6 +17,28 @@ class Signals:
     received: int | None = None  # SIGINT or SIGTERM, once one arrived
 
 
+class Walked:
+    """What the walk of a plain ``ds status`` found (``quickstatus.since_mark``) when the
+    folder was not clean, handed to the status command that follows in this process (and
+    taken once), so that it does not walk the folder again."""
+
+    start: str | None = None
+    folders: set[str] | None = None
+
+
+def since_mark(start: str) -> set[str] | None:
+    """``quickstatus.since_mark`` for folder ``start``: the answer handed over, else a new walk."""
+    import os
+
+    from objstore.quickstatus import since_mark as walk
+
+    start = os.path.abspath(start)
+    if Walked.start == start:
+        Walked.start = None
+        return Walked.folders
+    return walk(start)
+
+
 def _on_signal(signum: int, _frame: object) -> None:
     Signals.received = signum
     raise KeyboardInterrupt
@@ -61,7 +83,12 @@ def _quick_status(argv: list[str]) -> bool:
         if not os.path.isdir(start):  # -C names no folder: the full command says so (exit 1)
             return False
         head = quick_tracking(start)  # the branch line, when files alone settle it
-        clean = head is not None and quick_clean(start)
+        if head is None:
+            return False
+        folders = since_mark(start)
+        clean = not folders if folders is not None else quick_clean(start)
+        if not clean:  # the status command takes what this walk found
+            Walked.start, Walked.folders = start, folders
     except Exception:  # any surprise: the full command reports it properly
         return False
     if clean and rest == ["status"]:  # the short forms print nothing for a clean folder

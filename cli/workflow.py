@@ -244,9 +244,12 @@ def status(
     from objstore.quicktrack import quick_tracking
 
     from .headline import branch_lines, head_json
+    from .main import since_mark
 
     quick = quick_tracking(cwd())  # the branch line, if files alone settle it
-    if quick is not None and quick_clean(cwd()):  # proved unchanged from stat data alone
+    walked = since_mark(cwd())  # the folders that may differ from HEAD (none: unchanged)
+    if quick is not None and (walked == set() or walked is None and quick_clean(cwd())):
+        # proved unchanged from stat data alone
         if (short or porcelain) and not as_json:
             if branch:
                 typer.echo(short_branch_line(quick))
@@ -262,7 +265,7 @@ def status(
     from objstore.worktree import status as do_status
 
     store = open_store()
-    st = do_status(store)
+    st = do_status(store, walked)
     head = tracking(store)
     if as_json:
         out_json(st.as_json() | head_json(head))

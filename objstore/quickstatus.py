@@ -91,35 +91,58 @@ def head_commit(meta: str) -> str | None:
     return None
 
 
-def quick_clean(start: str) -> bool:
-    """True only when the working folder is certainly unchanged since HEAD; else look fully."""
+def _marked(start: str) -> tuple[str, StatCache, list] | None:
+    """(the working folder, its stat cache, the checked-out part) when the cache's clean
+    mark is HEAD's and nothing is staged: the mark then vouches for every folder whose
+    rows have not changed since (all but ``off_head``)."""
     store = store_dir(start)
     if store is None or os.path.exists(os.path.join(store, "STAGE")):
-        return False
+        return None
     config = config_facts(store)
     if config is None or config.get("store", {}).get("format") != 1:
-        return False
+        return None
     sparse = config.get("worktree", {}).get("sparse") or []
     meta = os.path.join(store, "meta")
     try:
         if not read_text(os.path.join(meta, "HEAD")).startswith("ref: "):
-            return False  # detached: the full status says so
+            return None  # detached: the full status says so
     except OSError:
-        return False
+        return None
     head = head_commit(meta)
     cache = StatCache(os.path.join(store, "cache", "stat"))
     if head is None or not isinstance(sparse, list) or cache.clean_head != clean_key(head, sparse) \
-            or cache.off_head or cache.upgraded:
-        return False  # (an old format: the full status rewrites it)
-    unchanged = _walk_unchanged(os.path.dirname(store), cache)
+            or cache.upgraded:
+        return None  # (an old format: the full status rewrites it)
+    return os.path.dirname(store), cache, sparse
+
+
+def quick_clean(start: str) -> bool:
+    """True only when the working folder is certainly unchanged since HEAD; else look fully."""
+    marked = _marked(start)
+    if marked is None or marked[1].off_head:
+        return False
+    root, cache, _sparse = marked
+    unchanged = _walk_unchanged(root, cache)
     if unchanged is not None:
         return unchanged
     from .scan import scan  # a .dsignore somewhere: let the scanner apply it
 
-    result = scan(os.path.dirname(store))
+    result = scan(root)
     if result.skipped or result.bad_names or result.files.keys() != set(cache.paths()):
         return False
     return all(cache.get(path, st) is not None for path, st in result.files.items())
+
+
+def since_mark(start: str) -> set[str] | None:
+    """The folders that may differ from HEAD (none: the working folder is HEAD's,
+    unchanged), found by one walk that goes on past a difference (``changed_folders``);
+    None when the mark does not apply, the folder is sparse, or only the full status can
+    tell. The CLI's `ds status` asks this first and hands the answer to the status that
+    follows, so a status after a change walks the folder once."""
+    marked = _marked(start)
+    if marked is None or marked[2]:
+        return None
+    return changed_folders(marked[0], marked[1])
 
 
 PARALLEL_ROWS = 10_000  # cached files below which one process walks (a fork costs ~ms;

@@ -335,12 +335,14 @@ def worktree_diff(store: Store, base_tree=None, renames: bool = False, trim_cach
     return d, result, cache
 
 
-def status(store: Store) -> Status:
+def status(store: Store, walked: set[str] | None = None) -> Status:
+    """The working folder against the stage, and the stage against HEAD. ``walked``: what
+    ``quickstatus.since_mark`` found a moment ago, if the caller asked it."""
     head = store.head()
     # rows of staged files that HEAD lacks are kept: the commit -a or add to come needs them
     trim = bool(head) and store.staged_tree() == store.head_tree()
     cache = store.stat_cache()
-    only = _changed_folders(store, head, cache) if trim else None
+    only = _changed_folders(store, head, cache, walked) if trim else None
     # the working folder against the stage, as git's "not staged" part: a file just added
     # is listed once, as staged, not a second time as a change against HEAD
     # moves are found as ``ds diff`` finds them: only added files the size of a removed one are read
@@ -364,15 +366,19 @@ def status(store: Store) -> Status:
     return st
 
 
-def _changed_folders(store: Store, head: str, cache: StatCache) -> set[str] | None:
+def _changed_folders(store: Store, head: str, cache: StatCache,
+                     walked: set[str] | None = None) -> set[str] | None:
     """The folders that may differ from HEAD, when the stat cache's clean mark is HEAD's
     (``quickstatus.changed_folders``: every other folder holds HEAD's files, unchanged);
     None when the whole folder must be compared. Not for a sparse folder: its mark also
-    names the checked-out part, and files outside it are compared as any other."""
+    names the checked-out part, and files outside it are compared as any other. ``walked``:
+    a walk's answer already at hand (the folders whose rows changed since are added)."""
     if store.config.sparse:
         return None
     if cache.clean_head != head or cache.upgraded:
         return None
+    if walked is not None:
+        return walked | cache.off_head
     from .quickstatus import changed_folders
 
     return changed_folders(str(store.worktree), cache)

@@ -244,3 +244,43 @@ def test_a_dsignore_or_a_sparse_folder_takes_the_full_comparison(
     assert changed_folders(str(work), StatCache(store.path / "cache" / "stat")) is None
     clock[0] += 10**9
     assert status(store).added == ["d/.dsignore"]
+
+
+def test_ds_status_after_changes_in_a_row_each_shows_what_is_there_now(work: Path) -> None:
+    """The walk a plain `ds status` makes before typer is imported is handed to the status
+    command; each run (a process) shows the folder as it is then, in every form."""
+    from .conftest import ds
+
+    ds("init", "-q", cwd=work)
+    for folder in FOLDERS:
+        write(work, f"{folder}/x".lstrip("/"), f"in {folder or 'top'}")
+    ds("add", ".", cwd=work)
+    ds("commit", "-q", "-m", "v1", cwd=work)
+    time.sleep(0.15)  # past the racy window: the clean status marks the cache
+    assert "Nothing changed." in ds("status", cwd=work).stdout
+    write(work, "a/b/x", "edited")
+    write(work, "d/new", "new")
+    time.sleep(0.15)
+    lines = ds("status", "--porcelain", cwd=work).stdout.splitlines()
+    assert lines == [" M a/b/x", "?? d/new"]
+    full = ds("status", cwd=work).stdout
+    assert "modified  a/b/x" in full and "added     d/new" in full
+    assert "modified  a/b/x" in ds("-C", str(work / "a"), "status", cwd=work).stdout
+    write(work, "a/b/x", "in a/b")  # back as HEAD has it
+    (work / "d" / "new").unlink()
+    time.sleep(0.15)
+    assert ds("status", "-s", cwd=work).stdout == ""
+    assert "Nothing changed." in ds("status", cwd=work).stdout
+    (work / "e" / "f" / "x").unlink()
+    assert ds("status", "--porcelain", cwd=work).stdout.splitlines() == [" D e/f/x"]
+
+
+def test_the_walk_handed_to_the_status_command_is_taken_once(work: Path, monkeypatch) -> None:
+    from objstore_cli import main as cli_main
+
+    walks: list[str] = []
+    monkeypatch.setattr(quickstatus, "since_mark", lambda start: walks.append(start) or {"new"})
+    monkeypatch.setattr(cli_main.Walked, "start", str(work))
+    monkeypatch.setattr(cli_main.Walked, "folders", {"handed"})
+    assert cli_main.since_mark(str(work)) == {"handed"} and walks == []
+    assert cli_main.since_mark(str(work)) == {"new"} and walks == [str(work)], "a later status walks anew"
