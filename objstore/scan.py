@@ -183,10 +183,10 @@ def scan(root: str, only: list[str] | None = None, compact: bool = False,
     return result
 
 
-def scan_folders(root: str, folders: Iterable[str]) -> ScanResult:
+def scan_folders(root: str, folders: Iterable[str], compact: bool = False) -> ScanResult:
     """What ``scan`` finds directly inside each of ``folders`` (not below them): a status
-    that knows every other folder unchanged scans only these."""
-    result = ScanResult()
+    or an add that knows every other folder unchanged scans only these."""
+    result = ScanResult(compact=compact)
     for folder in sorted(folders):
         ignore, above = _Ignore().enter(root, ""), ""
         for part in folder.split("/")[:-1] if folder else ():

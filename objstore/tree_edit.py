@@ -115,6 +115,11 @@ class TreeEditor:
             stack.extend((join(where, n), c) for n, c in node.dirs.items())
         return sorted(out)
 
+    def files_in(self, folder: str) -> list[str]:
+        """Paths of the files directly in ``folder`` (not below it)."""
+        chain = self._folder(folder, create=False)
+        return [join(folder, n) for n in chain[-1].files] if chain else []
+
     def names_in(self, folder: str) -> list[str]:
         """File and subfolder names directly in ``folder`` (empty if it does not exist)."""
         chain = self._folder(folder, create=False)

@@ -405,18 +405,24 @@ def add(store: Store, paths: list[str], progress: Progress | None = None,
     scope = store.in_scope()
     with store.locked():
         editor = TreeEditor(store.meta, store.staged_tree())
+        cache = store.stat_cache()
+        only = _folders_to_add(store, rels, cache)
         tracked: dict[str, None] = {}
-        for rel in rels:
-            under = [rel] if rel and editor.get(rel) else editor.files_under(rel)
-            if not under and not os.path.lexists(os.path.join(store.worktree, rel)):
-                raise DsError(f"{rel}: no such file or folder, and nothing tracked there")
-            tracked.update(dict.fromkeys(p for p in under if scope(p)))
-        # compact: a million scanned files cost ~100 MB instead of ~350 (FolderFiles)
-        result = scan(str(store.worktree), rels, compact=True, no_ignore=force)
+        if only is not None:  # every other folder holds HEAD's files, unchanged
+            tracked.update(dict.fromkeys(p for folder in sorted(only) for p in editor.files_in(folder)
+                                         if scope(p)))
+            result = scan_folders(str(store.worktree), only, compact=True)
+        else:
+            for rel in rels:
+                under = [rel] if rel and editor.get(rel) else editor.files_under(rel)
+                if not under and not os.path.lexists(os.path.join(store.worktree, rel)):
+                    raise DsError(f"{rel}: no such file or folder, and nothing tracked there")
+                tracked.update(dict.fromkeys(p for p in under if scope(p)))
+            # compact: a million scanned files cost ~100 MB instead of ~350 (FolderFiles)
+            result = scan(str(store.worktree), rels, compact=True, no_ignore=force)
         if result.bad_names:
             raise DsError(f"{result.bad_names[0]}: file name is not valid UTF-8; rename it and retry")
         report.skipped = result.skipped
-        cache = store.stat_cache()
         # which files to read: changed, or not known to the cache (a byte per file)
         todo: list[tuple[FolderFiles, bytearray]] = []
         todo_files = todo_bytes = 0
@@ -507,6 +513,29 @@ def add(store: Store, paths: list[str], progress: Progress | None = None,
         report.case_collisions = _case_collisions(editor, touched_folders)
     report.ignored = [] if force else _ignored(store, paths, cwd)
     return report
+
+
+def _folders_to_add(store: Store, rels: list[str], cache: StatCache) -> set[str] | None:
+    """The folders an add of the folders ``rels`` must look at, when nothing is staged and
+    the stat cache's clean mark is HEAD's (see ``status``): those at or below ``rels``
+    that may differ from HEAD. None when the whole of ``rels`` must be scanned (a file
+    named, nothing to vouch for the rest, a ``.dsignore``, a sparse folder)."""
+    if store.config.sparse:
+        return None
+    head = store.head()
+    if head is None or cache.clean_head != head or cache.upgraded or store.staged_tree() != store.head_tree():
+        return None
+    root = str(store.worktree)
+    for rel in rels:
+        st = lstat_inside(root, rel) if rel else os.lstat(root)
+        if st is None or not stat.S_ISDIR(st.st_mode):
+            return None
+    from .quickstatus import changed_folders
+
+    changed = changed_folders(root, cache)
+    if changed is None:
+        return None
+    return {f for f in changed if any(not rel or f == rel or f.startswith(rel + "/") for rel in rels)}
 
 
 def _would_add(store: Store, editor: TreeEditor, cache: StatCache,

@@ -284,3 +284,57 @@ def test_the_walk_handed_to_the_status_command_is_taken_once(work: Path, monkeyp
     monkeypatch.setattr(cli_main.Walked, "folders", {"handed"})
     assert cli_main.since_mark(str(work)) == {"handed"} and walks == []
     assert cli_main.since_mark(str(work)) == {"new"} and walks == [str(work)], "a later status walks anew"
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_add_after_changes_stages_what_a_full_add_stages(
+        store: Store, work: Path, monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
+    """`ds add` looks only at the folders that may differ from HEAD (as the status does):
+    after each random edit its stage is the one an add that scans everything makes, and
+    holds every file on disk with its content's id."""
+    clock = [time.time_ns() + 10**11]
+    monkeypatch.setattr(statcache, "time", SimpleNamespace(time_ns=lambda: clock[0]))
+    monkeypatch.setattr(quickstatus, "SPLIT_FOLDERS", 2)
+    taken: list[set[str] | None] = []
+    real = worktree._folders_to_add
+    monkeypatch.setattr(worktree, "_folders_to_add", lambda *a: taken.append(real(*a)) or taken[-1])
+    edits = _Edits(work, seed)
+    for i, folder in enumerate(FOLDERS):
+        for j in range(4):
+            edits.put(f"{folder}/f{i}{j}".lstrip("/"), f"file {i} {j}".encode() * (j + 1))
+    commit_all(store, "v1")
+    committed = _files(work)
+    assert status(store).clean
+
+    def staged() -> list:
+        return list(store.meta.walk(store.staged_tree()))
+
+    for step in range(30):
+        clock[0] += 10**9
+        kind = edits.one(committed)
+        part = FOLDERS[step % len(FOLDERS)] if step % 2 else ""  # every other time, one folder
+        target = work / part if (work / part).is_dir() and not (work / part).is_symlink() else work
+        add(store, [str(target)])
+        fast = staged()
+        store.clear_stage()
+        with monkeypatch.context() as m:
+            m.setattr(worktree, "_folders_to_add", lambda *a: None)
+            add(store, [str(target)])
+        assert fast == staged(), (kind, part)
+        if target == work:
+            disk = _files(work)
+            assert {p for p, _e in fast} == set(disk), kind
+            assert all(e.hash == store.algo.digest(disk[p]) for p, e in fast), kind
+        else:
+            add(store, [str(work)])  # the rest too, so that a commit below holds it all
+            disk = _files(work)
+        clock[0] += 10**9
+        if step % 10 == 9:  # a new version, marked after a clean status
+            store.commit(f"v{step}")
+            committed = disk
+            clock[0] += 10**9
+            assert status(store).clean
+        else:
+            store.clear_stage()
+    assert sum(only is not None for only in taken) >= 25, "an add after a change takes the shortcut"
+    assert any(only is not None and len(only) < len(FOLDERS) for only in taken)
