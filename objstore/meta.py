@@ -492,6 +492,18 @@ class MetaStore:
                 for name in sorted(files):
                     yield join(where, name), files[name]
 
+    def folders_differing(self, a: str | None, b: str | None, where: str = "") -> Iterator[str]:
+        """The folders whose own files (not those below them) differ between trees ``a`` and
+        ``b`` (None: no such folder); equal subtrees are not read."""
+        if a == b:
+            return
+        fa = self.read_folder(a, where) if a is not None else Folder()
+        fb = self.read_folder(b, where) if b is not None else Folder()
+        if fa.files != fb.files:
+            yield where
+        for name in sorted(fa.dirs.keys() | fb.dirs.keys()):
+            yield from self.folders_differing(fa.dirs.get(name), fb.dirs.get(name), join(where, name))
+
     def lookup(self, tree_oid: str, path: str) -> FileEntry | str | None:
         """The entry at ``path``: a FileEntry, a subtree id, or None."""
         if not path:

@@ -179,6 +179,14 @@ class StatCache:
         self.clean_head, self.off_head = head, set()
         self.changed = True
 
+    def move_mark(self, head: str, off: Iterable[str]) -> None:
+        """The mark now names ``head``, whose files differ from the marked commit's in the
+        folders ``off`` only (and the working folder was not touched): those are listed
+        off the mark with the others already there."""
+        self.clean_head = head
+        self.off_head.update(off)
+        self.changed = True
+
     def get(self, path: str, st: Stat) -> bytes | None:
         folder, _, name = path.rpartition("/")
         row = self.rows(folder).get(name)

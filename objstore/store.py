@@ -489,6 +489,7 @@ class Store:
             commit_id = self.meta.commit(tree, [head] if head else [], message, who)
             self.meta.set_head(commit_id, f"commit: {message.splitlines()[0][:60]}")
             self.clear_stage()
+            self._carry_clean_mark(head, commit_id)
             return self.meta.commit_info(commit_id)
 
     def amend(self, message: str | None = None, allow_empty: bool = False) -> CommitInfo:
@@ -516,7 +517,28 @@ class Store:
             commit_id = self.meta.recommit(head, tree, text, self.author())
             self.meta.set_head(commit_id, f"commit (amend): {text.splitlines()[0][:60]}")
             self.clear_stage()
+            self._carry_clean_mark(head, commit_id)
             return self.meta.commit_info(commit_id)
+
+    def _carry_clean_mark(self, old: str | None, new: str) -> None:
+        """HEAD moved from ``old`` to ``new`` and the working folder was not touched (a
+        commit): a stat cache marked clean at ``old`` is marked at ``new``, with the folders
+        whose files differ between the two listed off the mark. Every other folder's rows
+        are ``new``'s files too, so the status after a commit need not compare them all.
+        Only an optimisation: if anything fails, the mark names ``old`` and the next status
+        compares everything."""
+        if old is None:
+            return
+        from .statcache import clean_key
+
+        cache = self.stat_cache()
+        sparse = self.config.sparse
+        if cache.clean_head != clean_key(old, sparse) or cache.upgraded:
+            return
+        with contextlib.suppress(DsError, OSError):
+            off = set(self.meta.folders_differing(self.meta.tree_of(old), self.meta.tree_of(new)))
+            cache.move_mark(clean_key(new, sparse), off)
+            cache.save()
 
     def check_amend(self, message: str | None) -> str:
         """The version an amend would replace, or the error it would raise: called before

@@ -152,6 +152,7 @@ def test_status_after_changes_compares_only_changed_folders_and_agrees_with_the_
             committed = _files(work)
             clock[0] += 10**9
             assert status(store).clean
+            assert taken[-1] is not None, "the mark moved with the commit: no full comparison"
             assert quick_clean(str(work))
             continue
         kind = edits.one(committed)
@@ -338,3 +339,47 @@ def test_add_after_changes_stages_what_a_full_add_stages(
             store.clear_stage()
     assert sum(only is not None for only in taken) >= 25, "an add after a change takes the shortcut"
     assert any(only is not None and len(only) < len(FOLDERS) for only in taken)
+
+
+def test_a_commit_moves_the_mark_and_lists_off_it_what_it_changed(
+        store: Store, work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A commit does not touch the working folder: the mark follows HEAD, with the folders
+    the new version changed listed off it, so `ds status` after `ds commit` compares those
+    only, and still sees a file the commit stopped tracking (`ds rm --cached`)."""
+    from objstore.worktree import rm
+
+    clock = [time.time_ns() + 10**11]
+    monkeypatch.setattr(statcache, "time", SimpleNamespace(time_ns=lambda: clock[0]))
+    edits = _Edits(work, 0)
+    for folder in FOLDERS:
+        edits.put(f"{folder}/x".lstrip("/"), b"one")
+    commit_all(store, "v1")
+    assert status(store).clean
+    cache_path = store.path / "cache" / "stat"
+
+    edits.put("a/b/x", b"two")
+    clock[0] += 10**9
+    v2 = commit_all(store, "v2")
+    cache = StatCache(cache_path)
+    assert cache.clean_head == v2.id and cache.off_head == {"a/b"}
+    clock[0] += 10**9
+    assert status(store).clean and quick_clean(str(work))
+
+    rm(store, [str(work / "d" / "x")], keep=True)  # untracked from now on, kept on disk
+    clock[0] += 10**9
+    v3 = store.commit("v3")
+    assert StatCache(cache_path).clean_head == v3.id and "d" in StatCache(cache_path).off_head
+    clock[0] += 10**9
+    st = status(store)
+    assert st.added == ["d/x"] and not st.modified and not st.removed
+
+    (work / "d" / "x").unlink()
+    edits.put("e/f/x", b"three")
+    add(store, [str(work)])
+    clock[0] += 10**9
+    v4 = store.amend("v4")
+    assert StatCache(cache_path).clean_head == v4.id
+    clock[0] += 10**9
+    assert status(store).clean
+    assert [p for p, _e in store.meta.walk(store.head_tree())] == [
+        "x", "a/x", "a/b/x", "a/b/c/x", "e/f/x"]
