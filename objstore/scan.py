@@ -188,6 +188,8 @@ def scan_folders(root: str, folders: Iterable[str], compact: bool = False) -> Sc
     or an add that knows every other folder unchanged scans only these."""
     result = ScanResult(compact=compact)
     for folder in sorted(folders):
+        if not _walked_into(folder):
+            continue
         ignore, above = _Ignore().enter(root, ""), ""
         for part in folder.split("/")[:-1] if folder else ():
             above = join(above, part)
@@ -202,6 +204,15 @@ def scan_folders(root: str, folders: Iterable[str], compact: bool = False) -> Sc
             ignore = ignore.enter(root, folder)
         _walk(root, folder, ignore, result, deep=False)
     return result
+
+
+def _walked_into(folder: str) -> bool:
+    """Whether ``scan`` ever enters ``folder``: never a store's or git's folder, a store
+    being made at the top, or a checkout's temp name (see ``_walk``)."""
+    parts = folder.split("/") if folder else []
+    if parts and parts[0].startswith(STORE_INIT_PREFIX):
+        return False
+    return not any(p.casefold() in (STORE_DIR, GIT_DIR) or temp_pid(p) is not None for p in parts)
 
 
 def _record(result: ScanResult, rel: str, st: os.stat_result, folder: str | None = None,

@@ -383,3 +383,27 @@ def test_a_commit_moves_the_mark_and_lists_off_it_what_it_changed(
     assert status(store).clean
     assert [p for p, _e in store.meta.walk(store.head_tree())] == [
         "x", "a/x", "a/b/x", "a/b/c/x", "e/f/x"]
+
+
+def test_folders_the_scan_never_enters_stay_out_of_the_shortcut_too(
+        store: Store, work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store being made at the top and a checkout's temp name are walked past by the
+    quick walk but never scanned: a status after a change lists them no more than the
+    full comparison does."""
+    clock = [time.time_ns() + 10**11]
+    monkeypatch.setattr(statcache, "time", SimpleNamespace(time_ns=lambda: clock[0]))
+    edits = _Edits(work, 0)
+    for folder in FOLDERS:
+        edits.put(f"{folder}/x".lstrip("/"), b"one")
+    commit_all(store, "v1")
+    assert status(store).clean
+    edits.put(".dsstore.init-99/half", b"a store being made")
+    edits.put("a/.ds-tmp-5-6/inner", b"a temp name")
+    edits.put("a/b/x", b"two")
+    clock[0] += 10**9
+    only = worktree._changed_folders(store, store.head(), StatCache(store.path / "cache" / "stat"))
+    assert only is not None and {".dsstore.init-99", "a/.ds-tmp-5-6"} <= only
+    st = status(store)
+    d, _result, _cache = worktree_diff(store, store.staged_tree(), renames=True)
+    assert (st.added, st.modified, st.removed) == (sorted(d.added), sorted(d.modified), sorted(d.removed))
+    assert st.modified == ["a/b/x"] and not st.added and not st.removed
