@@ -148,7 +148,7 @@ def diff(
     what is staged); after `--`, only the PATHs."""
     from objstore.diff import diff_staged, diff_versions
     from objstore.store import split_range
-    from objstore.worktree import to_store_path, worktree_diff
+    from objstore.worktree import to_store_path, working_diff, worktree_diff
 
     store = open_store()
     if a is not None and b is None and (span := split_range(a)) is not None:  # git's A..B, A...B
@@ -159,9 +159,10 @@ def diff(
         raise DsError("--cached compares what is staged with one version; give at most one")
     if cached:
         d = diff_staged(store, a)
+    elif b is None and a is None:
+        d = working_diff(store)
     elif b is None:
-        base = store.tree(a) if a else None
-        d, _, _ = worktree_diff(store, base, renames=True)
+        d, _, _ = worktree_diff(store, store.tree(a), renames=True)
     else:
         d = diff_versions(store, a or "HEAD", b)
     paths = after_dashes(ctx)

@@ -335,6 +335,15 @@ def worktree_diff(store: Store, base_tree=None, renames: bool = False, trim_cach
     return d, result, cache
 
 
+def working_diff(store: Store, renames: bool = True) -> Diff:
+    """The working folder against HEAD (``ds diff``): when the stat cache's mark is HEAD's,
+    only the folders that may differ from it are compared (see ``status``)."""
+    head = store.head()
+    cache = store.stat_cache()
+    only = _changed_folders(store, head, cache) if head else None
+    return worktree_diff(store, None, renames=renames, only=only, cache=cache)[0]
+
+
 def status(store: Store, walked: set[str] | None = None) -> Status:
     """The working folder against the stage, and the stage against HEAD. ``walked``: what
     ``quickstatus.since_mark`` found a moment ago, if the caller asked it."""

@@ -322,6 +322,11 @@ def test_add_after_changes_stages_what_a_full_add_stages(
             m.setattr(worktree, "_folders_to_add", lambda *a: None)
             add(store, [str(target)])
         assert fast == staged(), (kind, part)
+        against_head = worktree.working_diff(store)  # with a stage: the folders it touched are off the mark
+        d, _result, _cache = worktree_diff(store, None, renames=True)
+        assert (sorted(against_head.added), sorted(against_head.modified), sorted(against_head.removed),
+                sorted(against_head.renamed)) == (sorted(d.added), sorted(d.modified), sorted(d.removed),
+                                                  sorted(d.renamed)), kind
         if target == work:
             disk = _files(work)
             assert {p for p, _e in fast} == set(disk), kind
