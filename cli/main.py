@@ -18,7 +18,7 @@ class Signals:
 
 
 class Walked:
-    """What the walk of a plain ``ds status`` found (``quickstatus.since_mark``) when the
+    """What the walk of a plain ``ds status`` found (``quickstatus.quick_look``) when the
     folder was not clean, handed to the status command that follows in this process (and
     taken once), so that it does not walk the folder again."""
 
@@ -26,17 +26,17 @@ class Walked:
     folders: set[str] | None = None
 
 
-def since_mark(start: str) -> set[str] | None:
-    """``quickstatus.since_mark`` for folder ``start``: the answer handed over, else a new walk."""
+def quick_look(start: str) -> tuple[bool, set[str] | None]:
+    """``quickstatus.quick_look`` for folder ``start``: what was handed over, else a new walk."""
     import os
 
-    from objstore.quickstatus import since_mark as walk
+    from objstore.quickstatus import quick_look as look
 
     start = os.path.abspath(start)
     if Walked.start == start:
         Walked.start = None
-        return Walked.folders
-    return walk(start)
+        return False, Walked.folders
+    return look(start)
 
 
 def _on_signal(signum: int, _frame: object) -> None:
@@ -75,7 +75,6 @@ def _quick_status(argv: list[str]) -> bool:
         return False
     import os
 
-    from objstore.quickstatus import quick_clean
     from objstore.quicktrack import quick_tracking
 
     try:
@@ -85,8 +84,7 @@ def _quick_status(argv: list[str]) -> bool:
         head = quick_tracking(start)  # the branch line, when files alone settle it
         if head is None:
             return False
-        folders = since_mark(start)
-        clean = not folders if folders is not None else quick_clean(start)
+        clean, folders = quick_look(start)
         if not clean:  # the status command takes what this walk found
             Walked.start, Walked.folders = start, folders
     except Exception:  # any surprise: the full command reports it properly

@@ -240,16 +240,14 @@ def status(
                                          "[ahead 1]`.")] = False,
 ) -> None:
     """The working folder against the latest version, and what is staged."""
-    from objstore.quickstatus import quick_clean
     from objstore.quicktrack import quick_tracking
 
     from .headline import branch_lines, head_json
-    from .main import since_mark
+    from .main import quick_look
 
     quick = quick_tracking(cwd())  # the branch line, if files alone settle it
-    walked = since_mark(cwd())  # the folders that may differ from HEAD (none: unchanged)
-    if quick is not None and (walked == set() or walked is None and quick_clean(cwd())):
-        # proved unchanged from stat data alone
+    clean, walked = quick_look(cwd())  # and the folders that may differ from HEAD
+    if quick is not None and clean:  # proved unchanged from stat data alone
         if (short or porcelain) and not as_json:
             if branch:
                 typer.echo(short_branch_line(quick))

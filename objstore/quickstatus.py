@@ -123,9 +123,12 @@ def quick_clean(start: str) -> bool:
         return False
     root, cache, _sparse = marked
     unchanged = _walk_unchanged(root, cache)
-    if unchanged is not None:
-        return unchanged
-    from .scan import scan  # a .dsignore somewhere: let the scanner apply it
+    return unchanged if unchanged is not None else _scanned_unchanged(root, cache)
+
+
+def _scanned_unchanged(root: str, cache: StatCache) -> bool:
+    """``quick_clean`` where a ``.dsignore`` is: the scanner applies its rules."""
+    from .scan import scan
 
     result = scan(root)
     if result.skipped or result.bad_names or result.files.keys() != set(cache.paths()):
@@ -133,16 +136,25 @@ def quick_clean(start: str) -> bool:
     return all(cache.get(path, st) is not None for path, st in result.files.items())
 
 
-def since_mark(start: str) -> set[str] | None:
-    """The folders that may differ from HEAD (none: the working folder is HEAD's,
-    unchanged), found by one walk that goes on past a difference (``changed_folders``);
-    None when the mark does not apply, the folder is sparse, or only the full status can
-    tell. The CLI's `ds status` asks this first and hands the answer to the status that
-    follows, so a status after a change walks the folder once."""
+def quick_look(start: str) -> tuple[bool, set[str] | None]:
+    """(whether the working folder is certainly unchanged since HEAD, as ``quick_clean``;
+    the folders that may differ from HEAD, or None). One walk that goes on past a
+    difference (``changed_folders``) answers both; the CLI's `ds status` asks this first
+    and hands the folders to the status that follows, so a status after a change walks
+    the folder once. None for the folders when the mark does not apply, the folder is
+    sparse, or only the full status can tell (a ``.dsignore``)."""
     marked = _marked(start)
-    if marked is None or marked[2]:
-        return None
-    return changed_folders(marked[0], marked[1])
+    if marked is None:
+        return False, None
+    root, cache, sparse = marked
+    if not sparse:
+        found = changed_folders(root, cache)
+        if found is not None:
+            return not found, found
+    if cache.off_head:
+        return False, None
+    unchanged = _walk_unchanged(root, cache) if sparse else None
+    return (unchanged if unchanged is not None else _scanned_unchanged(root, cache)), None
 
 
 PARALLEL_ROWS = 10_000  # cached files below which one process walks (a fork costs ~ms;
@@ -374,7 +386,9 @@ def _found_in_parallel(found: _Found, shares: list[list[str]]) -> bool:
                     os._exit(0)
             os.close(write)
             children.append((pid, read))
-        ok = found.run(shares[0])
+        if not found.run(shares[0]):
+            return False  # in doubt here: the children are ended (below), their answers unneeded
+        ok = True
         while children:  # each answer read whole before its child is reaped (a pipe holds 64 KiB)
             pid, read = children[0]
             parts = []

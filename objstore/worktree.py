@@ -346,7 +346,7 @@ def working_diff(store: Store, renames: bool = True) -> Diff:
 
 def status(store: Store, walked: set[str] | None = None) -> Status:
     """The working folder against the stage, and the stage against HEAD. ``walked``: what
-    ``quickstatus.since_mark`` found a moment ago, if the caller asked it."""
+    ``quickstatus.quick_look`` found a moment ago, if the caller asked it."""
     head = store.head()
     # rows of staged files that HEAD lacks are kept: the commit -a or add to come needs them
     trim = bool(head) and store.staged_tree() == store.head_tree()

@@ -244,7 +244,15 @@ def test_a_dsignore_or_a_sparse_folder_takes_the_full_comparison(
     edits.put("d/junk.tmp", b"ignored")
     assert changed_folders(str(work), StatCache(store.path / "cache" / "stat")) is None
     clock[0] += 10**9
+    assert quickstatus.quick_look(str(work)) == (False, None)
     assert status(store).added == ["d/.dsignore"]
+    add(store, [str(work)])
+    store.commit("v2")
+    clock[0] += 10**9
+    assert status(store).clean
+    assert quickstatus.quick_look(str(work)) == (True, None), "the scanner applies the rules: clean"
+    edits.put("d/x", b"two")
+    assert quickstatus.quick_look(str(work)) == (False, None)
 
 
 def test_ds_status_after_changes_in_a_row_each_shows_what_is_there_now(work: Path) -> None:
@@ -280,11 +288,11 @@ def test_the_walk_handed_to_the_status_command_is_taken_once(work: Path, monkeyp
     from objstore_cli import main as cli_main
 
     walks: list[str] = []
-    monkeypatch.setattr(quickstatus, "since_mark", lambda start: walks.append(start) or {"new"})
+    monkeypatch.setattr(quickstatus, "quick_look", lambda start: walks.append(start) or (False, {"new"}))
     monkeypatch.setattr(cli_main.Walked, "start", str(work))
     monkeypatch.setattr(cli_main.Walked, "folders", {"handed"})
-    assert cli_main.since_mark(str(work)) == {"handed"} and walks == []
-    assert cli_main.since_mark(str(work)) == {"new"} and walks == [str(work)], "a later status walks anew"
+    assert cli_main.quick_look(str(work)) == (False, {"handed"}) and walks == []
+    assert cli_main.quick_look(str(work)) == (False, {"new"}) and walks == [str(work)], "later: a new walk"
 
 
 @pytest.mark.parametrize("seed", [4, 5])
