@@ -351,7 +351,7 @@ def status(store: Store, walked: set[str] | None = None) -> Status:
     # rows of staged files that HEAD lacks are kept: the commit -a or add to come needs them
     trim = bool(head) and store.staged_tree() == store.head_tree()
     cache = store.stat_cache()
-    only = _changed_folders(store, head, cache, walked) if trim else None
+    only = _changed_folders(store, head, cache, walked) if head else None
     # the working folder against the stage, as git's "not staged" part: a file just added
     # is listed once, as staged, not a second time as a change against HEAD
     # moves are found as ``ds diff`` finds them: only added files the size of a removed one are read
@@ -381,16 +381,26 @@ def _changed_folders(store: Store, head: str, cache: StatCache,
     (``quickstatus.changed_folders``: every other folder holds HEAD's files, unchanged);
     None when the whole folder must be compared. Not for a sparse folder: its mark also
     names the checked-out part, and files outside it are compared as any other. ``walked``:
-    a walk's answer already at hand (the folders whose rows changed since are added)."""
+    a walk's answer already at hand (the folders whose rows changed since are added).
+    With something staged, the folders whose staged files differ from HEAD's are added:
+    elsewhere the stage holds HEAD's files, and the rows are those."""
     if store.config.sparse:
         return None
     if cache.clean_head != head or cache.upgraded:
         return None
     if walked is not None:
-        return walked | cache.off_head
-    from .quickstatus import changed_folders
+        changed = walked | cache.off_head
+    else:
+        from .quickstatus import changed_folders
 
-    return changed_folders(str(store.worktree), cache)
+        found = changed_folders(str(store.worktree), cache)
+        if found is None:
+            return None
+        changed = found
+    head_tree, stage_tree = store.head_tree(), store.staged_tree()
+    if stage_tree != head_tree:
+        changed |= set(store.meta.folders_differing(head_tree, stage_tree))
+    return changed
 
 
 def add(store: Store, paths: list[str], progress: Progress | None = None,
@@ -525,23 +535,19 @@ def add(store: Store, paths: list[str], progress: Progress | None = None,
 
 
 def _folders_to_add(store: Store, rels: list[str], cache: StatCache) -> set[str] | None:
-    """The folders an add of the folders ``rels`` must look at, when nothing is staged and
-    the stat cache's clean mark is HEAD's (see ``status``): those at or below ``rels``
-    that may differ from HEAD. None when the whole of ``rels`` must be scanned (a file
+    """The folders an add of the folders ``rels`` must look at, when the stat cache's clean
+    mark is HEAD's (see ``status``): those at or below ``rels`` that may differ from HEAD
+    or whose staged files do. None when the whole of ``rels`` must be scanned (a file
     named, nothing to vouch for the rest, a ``.dsignore``, a sparse folder)."""
-    if store.config.sparse:
-        return None
     head = store.head()
-    if head is None or cache.clean_head != head or cache.upgraded or store.staged_tree() != store.head_tree():
+    if head is None:
         return None
     root = str(store.worktree)
     for rel in rels:
         st = lstat_inside(root, rel) if rel else os.lstat(root)
         if st is None or not stat.S_ISDIR(st.st_mode):
             return None
-    from .quickstatus import changed_folders
-
-    changed = changed_folders(root, cache)
+    changed = _changed_folders(store, head, cache)
     if changed is None:
         return None
     return {f for f in changed if any(not rel or f == rel or f.startswith(rel + "/") for rel in rels)}
