@@ -188,7 +188,7 @@ def scan_folders(root: str, folders: Iterable[str], compact: bool = False) -> Sc
     or an add that knows every other folder unchanged scans only these."""
     result = ScanResult(compact=compact)
     for folder in sorted(folders):
-        if not _walked_into(folder):
+        if not walked_into(folder):
             continue
         ignore, above = _Ignore().enter(root, ""), ""
         for part in folder.split("/")[:-1] if folder else ():
@@ -206,7 +206,7 @@ def scan_folders(root: str, folders: Iterable[str], compact: bool = False) -> Sc
     return result
 
 
-def _walked_into(folder: str) -> bool:
+def walked_into(folder: str) -> bool:
     """Whether ``scan`` ever enters ``folder``: never a store's or git's folder, a store
     being made at the top, or a checkout's temp name (see ``_walk``)."""
     parts = folder.split("/") if folder else []

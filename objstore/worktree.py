@@ -30,7 +30,7 @@ from .paths import (
     temp_pid,
 )
 from .progress import announce
-from .scan import FolderFiles, ScanResult, Stat, lstat_inside, scan, scan_folders
+from .scan import FolderFiles, ScanResult, Stat, lstat_inside, scan, scan_folders, walked_into
 from .statcache import StatCache
 from .store import Store, outside_git
 from .tree_edit import TreeEditor
@@ -545,8 +545,8 @@ def _folders_to_add(store: Store, rels: list[str], cache: StatCache) -> set[str]
     root = str(store.worktree)
     for rel in rels:
         st = lstat_inside(root, rel) if rel else os.lstat(root)
-        if st is None or not stat.S_ISDIR(st.st_mode):
-            return None
+        if st is None or not stat.S_ISDIR(st.st_mode) or not walked_into(rel):
+            return None  # (a folder the scan passes over, named: the full add takes it as named)
     changed = _changed_folders(store, head, cache)
     if changed is None:
         return None

@@ -431,3 +431,7 @@ def test_folders_the_scan_never_enters_stay_out_of_the_shortcut_too(
     d, _result, _cache = worktree_diff(store, store.staged_tree(), renames=True)
     assert (st.added, st.modified, st.removed) == (sorted(d.added), sorted(d.modified), sorted(d.removed))
     assert st.modified == ["a/b/x"] and not st.added and not st.removed
+    # such a folder named to `ds add` is taken as named, as the full add always did
+    assert worktree._folders_to_add(store, [".dsstore.init-99"], StatCache(store.path / "cache" / "stat")) \
+        is None
+    assert worktree._folders_to_add(store, ["a"], StatCache(store.path / "cache" / "stat")) is not None
