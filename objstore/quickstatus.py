@@ -179,15 +179,11 @@ def _walk_unchanged(root: str, cache: StatCache, workers: int | None = None) -> 
     scanner applies. ``workers``: processes to walk with (default: one per core, when the
     cache holds ``PARALLEL_ROWS`` files or more).
     """
-    try:
-        top = os.open(root, _DIR) if _FDS else root
-    except OSError:
+    begun = _begin(root, cache, workers)
+    if begun is None:
         return False
+    walk, counts, workers = begun
     try:
-        walk = _Walk(top, root, cache)
-        counts = cache.row_counts()
-        if workers is None:
-            workers = fork_cores() if sum(counts.values()) >= PARALLEL_ROWS else 1
         todo = [""]
         if workers > 1:  # alone until enough folders wait, then shared out
             while todo and len(todo) < SPLIT_FOLDERS:
@@ -201,7 +197,26 @@ def _walk_unchanged(root: str, cache: StatCache, workers: int | None = None) -> 
         return outcome if outcome is not True else walk.with_rows == len(counts)
     finally:
         if _FDS:
+            os.close(walk.top)
+
+
+def _begin(root: str, cache: StatCache, workers: int | None) -> tuple[_Walk, dict[str, int], int] | None:
+    """A walk from ``root`` (its folder opened: the caller closes ``walk.top``), the cache's
+    rows per folder, and the processes to walk with (``workers``, else one per core when
+    the cache holds ``PARALLEL_ROWS`` files or more); None if ``root`` cannot be opened."""
+    try:
+        top = os.open(root, _DIR) if _FDS else root
+    except OSError:
+        return None
+    try:
+        counts = cache.row_counts()
+    except BaseException:
+        if _FDS:
             os.close(top)
+        raise
+    if workers is None:
+        workers = fork_cores() if sum(counts.values()) >= PARALLEL_ROWS else 1
+    return _Walk(top, root, cache), counts, workers
 
 
 class _Walk:
@@ -311,15 +326,11 @@ def changed_folders(root: str, cache: StatCache, workers: int | None = None) -> 
     scanner's) or anything the scanner reports (see ``_Walk.listing``). The walk goes on
     past a difference; on a big tree the folders are shared between processes as in the
     no-op walk (``workers``: as there)."""
-    try:
-        top = os.open(root, _DIR) if _FDS else root
-    except OSError:
+    begun = _begin(root, cache, workers)
+    if begun is None:
         return None
+    walk, counts, workers = begun
     try:
-        walk = _Walk(top, root, cache)
-        counts = cache.row_counts()
-        if workers is None:
-            workers = fork_cores() if sum(counts.values()) >= PARALLEL_ROWS else 1
         found = _Found(walk)
         todo = [""]
         while todo and (workers <= 1 or len(todo) < SPLIT_FOLDERS):
@@ -329,7 +340,7 @@ def changed_folders(root: str, cache: StatCache, workers: int | None = None) -> 
             return None
     finally:
         if _FDS:
-            os.close(top)
+            os.close(walk.top)
     return found.differ | {f for f in counts if f not in found.seen} | cache.off_head
 
 

@@ -116,6 +116,19 @@ class _Edits:
         return kind
 
 
+def _marked(store: Store, work: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[list[int], _Edits]:
+    """One file ``x`` in each folder, committed, and the clean mark made by a status; the
+    stat cache's clock, pinned past every file's times (advance it before each status)."""
+    clock = [time.time_ns() + 10**11]
+    monkeypatch.setattr(statcache, "time", SimpleNamespace(time_ns=lambda: clock[0]))
+    edits = _Edits(work, 0)
+    for folder in FOLDERS:
+        edits.put(f"{folder}/x".lstrip("/"), b"one")
+    commit_all(store, "v1")
+    assert status(store).clean
+    return clock, edits
+
+
 def _expected(committed: dict[str, bytes], now: dict[str, bytes]) -> tuple[set, set, set]:
     added = set(now) - set(committed)
     removed = set(committed) - set(now)
@@ -186,13 +199,7 @@ def test_status_after_changes_compares_only_changed_folders_and_agrees_with_the_
 
 def test_a_modified_file_keeps_its_folder_off_the_mark_until_a_clean_status(
         store: Store, work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = [time.time_ns() + 10**11]
-    monkeypatch.setattr(statcache, "time", SimpleNamespace(time_ns=lambda: clock[0]))
-    edits = _Edits(work, 0)
-    for folder in FOLDERS:
-        edits.put(f"{folder}/x".lstrip("/"), b"one")
-    commit_all(store, "v1")
-    assert status(store).clean
+    clock, edits = _marked(store, work, monkeypatch)
     head = store.head()
     cache_path = store.path / "cache" / "stat"
     assert StatCache(cache_path).clean_head == head and not StatCache(cache_path).off_head
@@ -240,15 +247,9 @@ def statcache_stat():
     return Stat(1, old, 2, 0, old)
 
 
-def test_a_dsignore_or_a_sparse_folder_takes_the_full_comparison(
+def test_a_dsignore_takes_the_full_comparison_and_the_scanner_says_clean(
         store: Store, work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = [time.time_ns() + 10**11]
-    monkeypatch.setattr(statcache, "time", SimpleNamespace(time_ns=lambda: clock[0]))
-    edits = _Edits(work, 0)
-    for folder in FOLDERS:
-        edits.put(f"{folder}/x".lstrip("/"), b"one")
-    commit_all(store, "v1")
-    assert status(store).clean
+    clock, edits = _marked(store, work, monkeypatch)
     edits.put("d/.dsignore", b"*.tmp\n")
     edits.put("d/junk.tmp", b"ignored")
     assert changed_folders(str(work), StatCache(store.path / "cache" / "stat")) is None
@@ -372,13 +373,7 @@ def test_a_commit_moves_the_mark_and_lists_off_it_what_it_changed(
     """A commit does not touch the working folder: the mark follows HEAD, with the folders
     the new version changed listed off it, so `ds status` after `ds commit` compares those
     only, and still sees a file the commit stopped tracking (`ds rm --cached`)."""
-    clock = [time.time_ns() + 10**11]
-    monkeypatch.setattr(statcache, "time", SimpleNamespace(time_ns=lambda: clock[0]))
-    edits = _Edits(work, 0)
-    for folder in FOLDERS:
-        edits.put(f"{folder}/x".lstrip("/"), b"one")
-    commit_all(store, "v1")
-    assert status(store).clean
+    clock, edits = _marked(store, work, monkeypatch)
     cache_path = store.path / "cache" / "stat"
 
     edits.put("a/b/x", b"two")
@@ -414,13 +409,7 @@ def test_folders_the_scan_never_enters_stay_out_of_the_shortcut_too(
     """A store being made at the top and a checkout's temp name are walked past by the
     quick walk but never scanned: a status after a change lists them no more than the
     full comparison does."""
-    clock = [time.time_ns() + 10**11]
-    monkeypatch.setattr(statcache, "time", SimpleNamespace(time_ns=lambda: clock[0]))
-    edits = _Edits(work, 0)
-    for folder in FOLDERS:
-        edits.put(f"{folder}/x".lstrip("/"), b"one")
-    commit_all(store, "v1")
-    assert status(store).clean
+    clock, edits = _marked(store, work, monkeypatch)
     edits.put(".dsstore.init-99/half", b"a store being made")
     edits.put("a/.ds-tmp-5-6/inner", b"a temp name")
     edits.put("a/b/x", b"two")
