@@ -104,7 +104,19 @@ def version_line() -> str:
     return f"ds (objstore) {__version__}"
 
 
+def fewer_collections() -> None:
+    """Run the cyclic garbage collector less often. A command holds up to millions of small
+    objects at once (index rows, tables of contents, stat-cache rows), none in a cycle, and
+    the default thresholds walk them again and again: ``ds fsck`` of a million index rows
+    spent 2 of its 7 s there. Cycles are still collected, after 50,000 allocations
+    instead of 700."""
+    import gc
+
+    gc.set_threshold(50_000, 20, 10)
+
+
 def main() -> None:
+    fewer_collections()
     if sys.argv[1:] == ["--version"]:
         sys.stdout.write(version_line() + "\n")
         return

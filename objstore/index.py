@@ -37,7 +37,7 @@ import xxhash
 from .errors import FormatError
 from .fsutil import atomic_write
 from .hashing import HashAlgo, algo_by_code
-from .packs import PackEntry, check_lengths
+from .packs import FLAG_DELTA, PackEntry, check_lengths
 
 MAGIC = b"DSIDX\x00\x00\x01"
 HEADER = struct.Struct("<8sBB2xIQ")
@@ -48,6 +48,8 @@ MAX_FRAGMENTS = 8
 # where the top byte of each length is inside a LOC row: stored (u32 at 12), raw (u32 at 16)
 _LENGTH_TOPS = (15, 19)
 _NONZERO = re.compile(rb"[^\x00]")
+_FLAGS_AT = 20  # where the flags byte is inside a LOC row
+_DELTA_FLAGS = re.compile(b"[" + b"".join(re.escape(bytes([f])) for f in range(256) if f & FLAG_DELTA) + b"]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +195,32 @@ class Fragment:
         for i in range(self.count):
             yield self._id_at(i), self._loc_at(i)
 
+    def rows(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[bytes, Location]]:
+        """Rows ``start`` to ``stop`` in order, as ``__iter__`` gives them, unpacked a block at a
+        time in C (a million rows in a fraction of the time a lookup each takes)."""
+        h, packs, block = self.hsize, self.packs, 1 << 16  # rows copied out per step: bounded memory
+        stop = self.count if stop is None else stop
+        for first in range(start, stop, block):
+            n = min(block, stop - first)
+            ids = self._mm[self._ids + first * h : self._ids + (first + n) * h]
+            at = self._locs + first * LOC.size
+            locs = LOC.iter_unpack(self._mm[at : at + n * LOC.size])
+            try:
+                yield from ((ids[i * h : i * h + h], Location(packs[p], offset, stored, raw, flags))
+                            for i, (p, offset, stored, raw, flags) in enumerate(locs))
+            except IndexError:  # a pack number past the list: said as a lookup would say it
+                for i in range(first, first + n):
+                    self._loc_at(i)
+                raise
+
+    def deltas(self) -> Iterator[tuple[bytes, Location]]:
+        """The rows stored as deltas, found by one strided scan of the flags column in C."""
+        start = self._locs + _FLAGS_AT
+        column = self._mm[start : start + self.count * LOC.size : LOC.size]
+        for hit in _DELTA_FLAGS.finditer(column):
+            i = hit.start()
+            yield self._id_at(i), self._loc_at(i)
+
     def count_stored(self, wanted: set[bytes], out: dict[str, int]) -> None:
         """Add to ``out`` (pack -> bytes) the stored length of each chunk of ``wanted`` held
         here, and take it out of ``wanted``: one pass over the rows, unpacked in C, which
@@ -270,6 +298,21 @@ class ChunkIndex:
                 if loc is not None:
                     out[loc.pack] = out.get(loc.pack, 0) + loc.stored_len
         return out
+
+    def as_dict(self) -> dict[bytes, Location]:
+        """Every chunk's location, the one ``lookup`` finds (the newest fragment's)."""
+        out: dict[bytes, Location] = {}
+        for frag in reversed(self.fragments):  # oldest first: a newer row replaces an older one
+            out.update(frag.rows())
+        return out
+
+    def deltas(self) -> Iterator[tuple[bytes, Location]]:
+        """Every (id, location) stored as a delta where ``lookup`` finds it."""
+        frags = self.fragments
+        for n, frag in enumerate(frags):
+            for chunk_id, loc in frag.deltas():
+                if not any(newer.lookup(chunk_id) for newer in frags[:n]):
+                    yield chunk_id, loc
 
     def __iter__(self) -> Iterator[tuple[bytes, Location]]:
         """Every (id, location), deduplicated, ascending by id."""

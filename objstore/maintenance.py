@@ -22,7 +22,7 @@ from .errors import DsError, FormatError
 from .index import MAX_FRAGMENTS, ChunkIndex, Location
 from .manifest import EXTERNAL, FileEntry
 from .meta import MetaStore
-from .packs import FLAG_DELTA, pack_path
+from .packs import pack_path
 from .progress import Progress, announce
 from .records import RecordStore
 from .repair import Loss, Salvage, losses, rebuild_index, restore_refs
@@ -91,7 +91,7 @@ def _mark_bases(store: Store, m: Marked) -> None:
     more reuse it). A dead delta's base is freed by the gc after the one that drops it."""
     chunks = store.chunks
     try:
-        deltas = [(cid, loc) for cid, loc in chunks.index if loc.flags & FLAG_DELTA]
+        deltas = list(chunks.index.deltas())
     except (DsError, OSError) as e:
         m.problems.append(f"index: {e}")
         return
@@ -306,7 +306,7 @@ def fsck(store: Store, read_data: bool = False, repair: bool = False,
         report.problems.extend(f"pack {p}.pack: {e}" for p, e in damaged.items())
         report.packs = len(tocs)
         try:
-            indexed = dict(repo.index())
+            indexed = repo.index().as_dict()
             index_problem = None
         except (FormatError, OSError) as e:
             index_problem = f"index: {e}; run `ds fsck --repair`"

@@ -33,6 +33,7 @@ more: a forged record cannot make a reader allocate gigabytes for one chunk.
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import struct
 import threading
@@ -151,6 +152,9 @@ def valid_flags(flags: int) -> bool:
     return not flags & ~(FLAG_ZSTD | FLAG_DELTA) and flags != FLAG_DELTA
 
 
+_VALID_FLAGS = frozenset(f for f in range(256) if valid_flags(f))
+
+
 def decode_chunk(stored: bytes, entry: PackEntry, algo: HashAlgo, where: str,
                  base: bytes | None = None, max_raw: int = MAX_RAW) -> bytes:
     """Turn stored bytes back into the chunk and verify them against the chunk id.
@@ -223,17 +227,28 @@ def decode_toc(toc: bytes, count: int, hash_size: int, data_end: int, where: str
     rec = hash_size + TOC_TAIL.size
     if len(toc) != count * rec:
         raise FormatError(f"{where}: table of contents has the wrong length; the pack is damaged")
-    out = []
-    for i in range(count):
-        base = i * rec
-        chunk_id = toc[base : base + hash_size]
-        offset, stored, raw, flags = TOC_TAIL.unpack_from(toc, base + hash_size)
-        if offset < HEADER.size or offset + stored > data_end or not valid_flags(flags) \
-                or flags & FLAG_DELTA and stored <= hash_size:
-            raise FormatError(f"{where}: entry {i} points outside the pack; the pack is damaged")
-        check_lengths(raw, stored, where, f"entry {i}")
-        out.append(PackEntry(chunk_id, offset, stored, raw, flags))
+    rows = _toc_row(hash_size).iter_unpack(toc)  # unpacked in C: a million records in ~0.3 s
+    out = [PackEntry(*row) for row in rows]
+    most = max_stored(MAX_RAW)
+    # every record checked in one pass of plain comparisons; the first that fails is decoded
+    # again below for the message
+    bad = next((i for i, e in enumerate(out)
+                if e.offset < HEADER.size or e.offset + e.stored_len > data_end or e.flags not in _VALID_FLAGS
+                or e.flags & FLAG_DELTA and e.stored_len <= hash_size
+                or e.raw_len > MAX_RAW or e.stored_len > most), None)
+    if bad is not None:
+        e = out[bad]
+        if e.offset >= HEADER.size and e.offset + e.stored_len <= data_end and e.flags in _VALID_FLAGS \
+                and not (e.flags & FLAG_DELTA and e.stored_len <= hash_size):
+            check_lengths(e.raw_len, e.stored_len, where, f"entry {bad}")
+        raise FormatError(f"{where}: entry {bad} points outside the pack; the pack is damaged")
     return out
+
+
+@functools.cache
+def _toc_row(hash_size: int) -> struct.Struct:
+    """One record of a table of contents: the id, then ``TOC_TAIL``."""
+    return struct.Struct(f"<{hash_size}s{TOC_TAIL.format.lstrip('<')}")
 
 
 def check_lengths(raw_len: int, stored_len: int, where: str, what: str) -> None:

@@ -833,3 +833,61 @@ def test_chunkstore_flush_merges_fragments(tmp_path):
     for cid, raw in ids.items():
         assert cs.get(cid) == raw
     cs.close()
+
+
+@pytest.mark.parametrize("bad", [
+    (b"a", 16, 10, 10, 0x81),  # outside and a length too big: "outside", as the checks are ordered
+    (b"a", 16, 10, packs.MAX_RAW + 1, 0),  # only the length: the length's own message
+])
+def test_toc_reports_the_first_bad_entry_with_its_own_message(tmp_path, bad):
+    victim = tmp_path / "x.pack"
+    victim.write_bytes(_forge([(b"ok", 16, 50, 50, 0), bad, (b"z", 0, 1, 1, 9)], body_len=100))
+    match = "entry 1 points outside" if bad[4] else "entry 1 claims a chunk of"
+    with pytest.raises(FormatError, match=match):
+        read_pack_toc(victim)
+
+
+def _fragments(tmp_path: Path) -> ChunkIndex:
+    """Three fragments, newest first: ids shared between them, some rows stored as deltas."""
+    rng = random.Random(7)
+    ids = [rng.randbytes(16) for _ in range(300)]
+    index = ChunkIndex(tmp_path / "index", XXH3_128)
+    for age, pack in enumerate(("aa" * 16, "bb" * 16, "cc" * 16)):
+        rows = [(cid, Location(pack, 16 + n, 20 + age, 30, rng.choice((0, 1, 3))))
+                for n, cid in enumerate(ids) if rng.random() < 0.6]
+        path = index.write_fragment(rows)
+        os.utime(path, ns=(10**9 * (100 - age),) * 2)  # the first written is the newest
+    index.reload()
+    return index
+
+
+def test_fragment_rows_and_index_dict_are_what_a_lookup_finds(tmp_path):
+    index = _fragments(tmp_path)
+    for frag in index.fragments:
+        assert list(frag.rows()) == list(frag)
+    as_dict = index.as_dict()
+    assert as_dict == dict(index) == {cid: index.lookup(cid) for cid, _loc in index}
+    assert len({loc.pack for loc in as_dict.values()}) == 3  # the fixture shadows rows
+
+
+def test_fragment_rows_in_blocks_name_a_bad_pack_number(tmp_path):
+    body = encode_fragment(XXH3_128, [(bytes([n]) * 16, Location("aa" * 16, 16, 1, 1, 0)) for n in range(5)])
+    body = body[: -idx.CHECK]
+    pos = len(body) - 2 * idx.LOC.size  # the fourth row
+    body = body[:pos] + struct.pack("<I", 1) + body[pos + 4 :]
+    frag = Fragment(write_frag_raw(tmp_path / "x.idx", _checksummed(body)))
+    try:
+        assert len(list(frag.rows(0, 3))) == 3
+        with pytest.raises(FormatError, match="entry 3 names pack 1 of 1"):
+            list(frag.rows())
+    finally:
+        frag.close()
+
+
+def test_index_deltas_are_the_delta_rows_a_lookup_finds(tmp_path):
+    index = _fragments(tmp_path)
+    expected = [(cid, loc) for cid, loc in index if loc.flags & packs.FLAG_DELTA]
+    assert expected and sorted(index.deltas(), key=lambda r: r[0]) == expected
+    shadowed = [(cid, loc) for frag in index.fragments[1:] for cid, loc in frag
+                if loc.flags & packs.FLAG_DELTA and index.lookup(cid) != loc]
+    assert shadowed  # older delta rows a newer row hides: not listed
