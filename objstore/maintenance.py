@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .errors import DsError, FormatError
 from .index import MAX_FRAGMENTS, ChunkIndex, Location
@@ -289,9 +289,13 @@ def fsck(store: Store, read_data: bool = False, repair: bool = False,
     objects that are missing or damaged here.
     ``progress(packs, bytes)`` follows the packs read back (the long part).
     """
+    from .chunk_check import ChunkCheck, IndexRows, check_chunks  # which builds on this module
+
     report = FsckReport()
     now = time.time() if now is None else now
     read_back: dict[str, int] = {}  # packs the repair read whole and found sound -> raw bytes verified
+    # a damaged record under an intact table of contents: what reads it fails until a repair
+    mend = "" if repair else "; `ds fsck --read-data --repair` copies what verifies to a new pack"
     with store.locked():
         repo = LocalRepository(store)
         if repair:
@@ -338,28 +342,33 @@ def fsck(store: Store, read_data: bool = False, repair: bool = False,
         if index_problem is not None:
             report.problems.append(index_problem)
         remote_indexes = [ChunkIndex(p, store.algo) for p in sorted(store.path.glob("remotes/*/index"))]
-        lost: set[bytes] = set()
-        unindexed: list[bytes] = []
-        for cid, path in m.chunks.items():
-            loc = indexed.get(cid)
-            if loc is None and any(ri.lookup(cid) for ri in remote_indexes):
-                report.remote_only += 1  # a partial clone: the bytes are on a remote
-            elif loc is None:
-                lost.add(cid)
-                unindexed.append(cid)
-            elif loc.pack in damaged:
-                report.problems.append(f"chunk {cid.hex()} of {path} is in damaged pack {loc.pack}; "
+        far = {cid for cid in m.chunks if cid not in indexed and any(ri.lookup(cid) for ri in remote_indexes)}
+        report.remote_only = len(far)  # a partial clone: the bytes are on a remote
+        # the chunk check ``fsck --remote`` runs too (``chunk_check.py``), over the rows this
+        # store's readers find; every table of contents is read above, and --read-data reads
+        # every record (a pack the repair read whole: not again)
+        here = replace(m, chunks={cid: p for cid, p in m.chunks.items() if cid not in far}) if far else m
+        c = ChunkCheck(marked=here, tocs={**tocs, **dict.fromkeys(damaged)},
+                       toc_errors={p: str(e) for p, e in damaged.items()}, unread={*damaged, *read_back})
+
+        def whole(p: str) -> str | None:  # a pack whose bytes are not its name's, whatever its records say
+            if store.chunks.intact(pack_path(store.chunks.packs_dir, p)):
+                return None
+            return f"pack {p}: content does not match its name (damaged){mend}"
+
+        check_chunks(repo, c, IndexRows(indexed), float(read_data), read_data, many_readers=False,
+                     absent="is not in the index", mend=mend, reindex="`ds fsck --repair` indexes it",
+                     check_pack=whole if read_data else None, progress=progress)
+        report.problems += c.problems
+        report.bytes_verified = c.bytes_read + sum(read_back.values())
+        lost = {cid for cid in c.bad_chunks if cid not in indexed or indexed[cid].pack not in c.packs}
+        for cid, path in c.marked.chunks.items() if lost or damaged else ():
+            pack = loc.pack if (loc := indexed.get(cid)) else None
+            if pack in damaged:
+                report.problems.append(f"chunk {cid.hex()} of {path} is in damaged pack {pack}; "
                                        "run `ds fsck --repair` to salvage what still verifies")
-            elif loc.pack not in tocs:
-                lost.add(cid)
-                report.problems.append(f"chunk {cid.hex()} of {path} is in missing pack {loc.pack}")
-        if unindexed:  # held by a pack no fragment names (a killed writer, a lost fragment)?
-            wanted = set(unindexed)
-            held = {cid: p for p, rows in tocs.items() for cid, _loc in rows if cid in wanted}
-            report.problems.extend(
-                f"chunk {cid.hex()} of {m.chunks[cid]} is not in the index"
-                + (f", but pack {held[cid]} holds it: `ds fsck --repair` indexes it" if cid in held else "")
-                for cid in unindexed)
+            elif pack is not None and cid in lost:
+                report.problems.append(f"chunk {cid.hex()} of {path} is in missing pack {pack}")
         if repair:  # after a repair, what is still missing is lost: say exactly what it takes
             report.unrecoverable = losses(store.meta, m.commits, lost)
             report.problems.extend(
@@ -369,28 +378,6 @@ def fsck(store: Store, read_data: bool = False, repair: bool = False,
         # a pack written by a command killed before it indexed the pack: garbage that no
         # version names (gc removes it; --repair indexes it), not damage
         report.unindexed_packs = sum(any(cid not in indexed for cid, _loc in rows) for rows in tocs.values())
-        if read_data:
-            sizes = {p: size for p, (size, _mtime) in repo.packs(repo.listing()).items() if p in tocs}
-            announce(progress, len(sizes), sum(sizes.values()))
-            done_bytes = 0
-            # a damaged record under an intact table of contents: what reads it fails until a repair
-            mend = "" if repair else "; `ds fsck --read-data --repair` copies what verifies to a new pack"
-            for n, (p, rows) in enumerate(tocs.items(), 1):
-                if p in read_back:  # read whole by the repair a moment ago, under this lock: sound
-                    report.bytes_verified += read_back[p]
-                else:
-                    failed: list[str] = []
-                    try:
-                        if not store.chunks.intact(pack_path(store.chunks.packs_dir, p)):
-                            failed.append(f"pack {p}: content does not match its name (damaged)")
-                        report.bytes_verified += repo.verify(rows, failed)
-                    except OSError as e:  # a disk error: said, and the other packs are still read
-                        report.problems.append(f"pack {p} cannot be read ({e}); a repair leaves it as it was")
-                    report.problems.extend(f"{text.removesuffix('; run `ds fsck --read-data`')}{mend}"
-                                           for text in failed)
-                done_bytes += sizes[p]
-                if progress is not None:
-                    progress(n, done_bytes)
     return report
 
 

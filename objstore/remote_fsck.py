@@ -1,24 +1,19 @@
 """``ds fsck --remote``: verify a remote; with ``--repair``, mend it from this store.
 
-The check reads the remote's refs, dataset records, index fragments and metadata packs,
-and reads back a share (``read_data_subset``) of the index rows. Damage in one file is one
-problem and the check goes on: an index fragment or metadata pack failing its checksum, a
-metadata pack missing beside its ``.idx``, metadata objects the remote's versions need that
-no readable metadata pack holds, chunks they need that no index row names, or whose every
-row names a missing pack, runs past its pack's listed size, or fails its check (the index's
-fault, not the pack's, when the pack's own table of contents is whole and has the chunk
-elsewhere), a chunk indexed twice, once where it cannot be read (readers search fragments
-in their own order, so every row of such a chunk is read back), and versions whose file
-entries give a chunk a length other than its own (read back to be sure; such metadata no
-repair mends: the hint names the remote's refs that reach it).
-A thorough check (``--read-data-subset 1``, or a repair) downloads every fragment and
-metadata pack to check it; a quick one downloads only fragments not cached yet (as any
-reader does) and compares sizes with the copies this store holds. A full read
-(``--read-data-subset 1``) also reads each data pack's header and own table of contents
-(garbage there shows in no chunk read, but the pack no longer hashes to its name, so a
-whole-pack fetch refuses it and no index can be rebuilt from it) and every record no index
-row names (the pack a killed repair emptied but did not remove). A data pack whose own
-bytes fail (a record, its header or table of contents, cut short) is a *damaged pack*.
+The check reads the remote's refs, dataset records, index fragments and metadata packs;
+damage in one file is one problem and the check goes on: an index fragment or metadata
+pack failing its checksum, a metadata pack missing beside its ``.idx``, metadata objects
+the remote's versions need that no readable metadata pack holds. Their chunks are checked
+as the local fsck checks its own (``chunk_check.py``), reading back a share
+(``read_data_subset``) of the index rows and every row of a chunk indexed twice; a
+version whose file entries give a chunk another length than its own is one no repair
+mends (the hint names the remote's refs that reach it). A thorough check
+(``--read-data-subset 1``, or a repair) downloads every fragment and metadata pack to
+check it; a quick one downloads only fragments not cached yet (as any reader does) and
+compares sizes with the copies this store holds. ``--read-data-subset 1`` is a full chunk
+check: every header and table of contents, and every record no index row names (the pack
+a killed repair emptied but did not remove). A data pack whose own bytes fail (a record,
+its header or table of contents, cut short) is a *damaged pack*.
 
 ``--repair`` mends under the store's lock and the remote's exclusive lock (as a remote gc),
 and removes nothing it has not replaced:
@@ -58,18 +53,18 @@ are read: ``--read-data-subset 1 --repair`` reads them all.
 
 from __future__ import annotations
 
-import random
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass, field
 from itertools import chain, groupby
 from pathlib import Path
 
-from .errors import DsError, FormatError
+from .chunk_check import ChunkCheck, IndexRows, check_chunks
+from .errors import DsError
 from .index import Location
-from .maintenance import Marked, check_sizes, malformed_kinds, short_ids
-from .packs import HEADER, MAGIC
+from .maintenance import malformed_kinds, short_ids
 from .record_sync import attachment_chunks
 from .remote import Remote
 from .remote_fs import RemoteDamaged
@@ -81,24 +76,12 @@ from .store import Store
 
 
 @dataclass
-class _Check:
-    """What one pass over a remote found."""
+class _Check(ChunkCheck):
+    """What one pass over a remote found: its chunks (``ChunkCheck``), files and metadata."""
 
-    problems: list[str] = field(default_factory=list)
     bad_files: dict[str, str] = field(default_factory=dict)  # fragment or metadata pack .idx -> why
     whole_here: dict[str, list[Path]] = field(default_factory=dict)  # bad file -> this store's whole copy
-    bad_chunks: dict[bytes, str] = field(default_factory=dict)  # needed chunk -> why no row of it reads
     missing_meta: set[str] = field(default_factory=set)  # objects needed, in no readable metadata pack
-    marked: Marked = field(default_factory=Marked)
-    locations: dict[bytes, list[Location]] = field(default_factory=dict)  # every index row of a chunk
-    bad_rows: dict[tuple[bytes, Location], str] = field(default_factory=dict)  # row -> why it cannot be read
-    packs: dict[str, tuple[int, float]] = field(default_factory=dict)
-    tocs: dict[str, Rows | None] = field(default_factory=dict)  # pack -> its own contents (None: unreadable)
-    toc_errors: dict[str, str] = field(default_factory=dict)  # pack -> why its own contents cannot be read
-    bad_packs: dict[str, str] = field(default_factory=dict)  # data pack -> why its own bytes are damaged
-    read_ok: set[tuple[bytes, Location]] = field(default_factory=set)  # rows read back whole here
-    chunks_read: int = 0
-    reread: bool = False  # rows failed when read back, or the index lies: a repair must read all
 
     @property
     def repairable(self) -> bool:
@@ -206,7 +189,7 @@ def _hints(remote: Remote, c: _Check, hint: str | None) -> str | None:
 
 def _result(remote: Remote, c: _Check) -> dict:
     return {"ok": not c.problems, "problems": c.problems, "versions": len(c.marked.commits),
-            "chunks_indexed": len(c.locations), "chunks_needed": len(c.marked.chunks),
+            "chunks_indexed": len(c.rows), "chunks_needed": len(c.marked.chunks),
             "chunks_read": c.chunks_read, "packs": len(c.packs), "requests": remote.fs.request_count}
 
 
@@ -233,7 +216,7 @@ def _check(remote: Remote, subset: float, thorough: bool, read: set[bytes] = fro
     if c.missing_meta:
         c.problems.append(f"{len(c.missing_meta)} metadata object(s) the remote's versions need are in no "
                           f"readable metadata pack there (one is {min(c.missing_meta)})")
-    _check_chunks(remote, c, subset, read)
+    check_chunks(remote, c, IndexRows.of_fragments(remote.index().fragments), subset, subset >= 1.0, read)
     return c
 
 
@@ -321,144 +304,6 @@ def _check_meta_packs(remote: Remote, c: _Check, tmp: Path, thorough: bool) -> s
     return held
 
 
-def _check_chunks(remote: Remote, c: _Check, subset: float, read: set[bytes]) -> None:
-    """Every needed chunk indexed in an existing pack, within its listed size; a share of
-    the index rows (and every row of the chunks in ``read``) read back. Every row of every
-    fragment counts, not only the one a lookup finds first: fragments are searched in an
-    order each reader sets, so a chunk indexed twice, once where it cannot be read, fails
-    for some readers. A chunk whose rows give a length a version's file entry does not is
-    read back too: if it reads whole, that version's metadata is wrong (``check_sizes``)."""
-    for frag in remote.index().fragments:
-        for cid, loc in frag:
-            c.locations.setdefault(cid, []).append(loc)
-    c.packs = remote.packs(remote.listing())  # after the index: a push lands its packs before its fragment
-    full = subset >= 1.0
-    gone = {loc.pack for locs in c.locations.values() for loc in locs} - c.packs.keys()
-    c.problems += [f"the index names pack {p}, which is missing" for p in sorted(gone)]
-    short: dict[str, list[tuple[bytes, Location]]] = {}
-    for cid, locs in c.locations.items():
-        for loc in locs:
-            if loc.pack in gone:
-                c.bad_rows[cid, loc] = f"its pack {loc.pack} is missing"
-            elif loc.offset + loc.stored_len > c.packs[loc.pack][0]:
-                short.setdefault(loc.pack, []).append((cid, loc))
-    for p, rows in sorted(short.items()):
-        if _toc(remote, c, p) is None:
-            why = f"its pack {p} is shorter than the index says: cut short"
-            c.problems.append(f"pack {p} is shorter than the index says: cut short")
-            c.bad_packs[p] = "cut short"
-        else:
-            why = f"its index row points past the end of pack {p}, whose table of contents says it is whole"
-            c.reread = True  # an index that lies here may lie elsewhere: every row is worth reading
-            c.problems.append(f"the index names bytes past the end of pack {p}, whose own table of contents "
-                              f"says it is whole: the index is wrong ({len(rows)} row(s))")
-        c.bad_rows.update(((cid, loc), why) for cid, loc in rows)
-    indexed = {(cid, loc) for cid, locs in c.locations.items() for loc in locs}
-    unindexed: set[tuple[bytes, Location]] = set()  # records no index row names, read in a full check
-    for p in sorted(c.packs) if full else ():  # damage in a pack's own header or table of contents
-        if p in c.bad_packs:  # shows in no row, but breaks a whole-pack fetch and a rebuild of the index
-            continue
-        why = _header_damage(remote, p) or (c.toc_errors.get(p) if _toc(remote, c, p) is None else None)
-        if why:
-            c.bad_packs[p] = why
-            c.reread = True
-            c.problems.append(f"pack {p} is damaged on the remote: {why}")
-            continue
-        unindexed.update(row for row in c.tocs[p] or () if row not in indexed)
-    lengths = c.marked.lengths
-    sized = {cid for cid, locs in c.locations.items() if cid in lengths
-             and (cid in c.marked.odd_lengths or any(loc.raw_len != lengths[cid] for loc in locs))}
-    read = read | sized
-    sample = sorted([(cid, loc) for cid, locs in c.locations.items() for loc in locs  # all rows of
-                     if (cid, loc) not in c.bad_rows  # a chunk indexed twice: readers differ there
-                     and (cid in read or len(locs) > 1 or random.random() < subset)] + list(unindexed),
-                    key=lambda row: (row[1].pack, row[1].offset))
-    c.chunks_read = len(sample)
-    failed: dict[str, list[tuple[bytes, Location, str]]] = {}
-    for pack, rows in groupby(sample, key=lambda row: row[1].pack):
-        rows = list(rows)
-        try:
-            for cid, loc, stored in remote.read_chunks(rows, verify=False):
-                try:
-                    remote.decode(cid, loc, stored)
-                except DsError as e:
-                    why = str(e).removesuffix(f"; {remote.fsck_hint}")
-                    if (cid, loc) in unindexed:
-                        why += " (a record no index row names)"
-                    failed.setdefault(pack, []).append((cid, loc, why))
-                    c.bad_rows[cid, loc] = "it fails its check"
-                else:
-                    c.read_ok.add((cid, loc))
-        except RemoteDamaged as e:  # one damaged pack is one problem, not the end of the check
-            c.problems.append(f"pack {pack} looks damaged on the remote: its chunks cannot be read back "
-                              f"({e.why}, at every try)")
-            c.bad_rows.update(((cid, loc), f"its pack {pack} cannot be read") for cid, loc in rows)
-            c.bad_packs[pack] = f"its chunks cannot be read back ({e.why})"
-            c.reread = True
-    for pack, rows in sorted(failed.items()):
-        c.reread = True
-        toc = _toc(remote, c, pack)
-        held = dict(toc or ())
-        for cid, loc, why in rows:
-            where = c.marked.chunks.get(cid)
-            of = f" (a chunk of {where})" if where else ""
-            if toc is None or held.get(cid) == loc:  # the pack's own record fails: data damage
-                c.problems.append(why + of)
-                c.bad_packs.setdefault(pack, f"chunk {cid.hex()} in it fails its check")
-                continue
-            elsewhere = "has it elsewhere" if cid in held else "does not hold it"
-            c.problems.append(f"the index row of chunk {cid.hex()}{of} names the wrong bytes of pack {pack}, "
-                              f"whose own table of contents {elsewhere}: the index is wrong")
-            c.bad_rows[cid, loc] = "its index row names the wrong bytes of its pack"
-    whole = {cid: loc.raw_len for cid in sized for loc in c.locations[cid] if (cid, loc) not in c.bad_rows}
-    before = len(c.marked.problems)
-    check_sizes(remote.store.meta, c.marked, whole.get)  # lengths of rows that read back whole
-    c.problems += c.marked.problems[before:]
-    for cid, where in c.marked.chunks.items():
-        locs = c.locations.get(cid, [])
-        bad = [c.bad_rows[cid, loc] for loc in locs if (cid, loc) in c.bad_rows]
-        if not locs:
-            c.bad_chunks[cid] = "not on the remote"
-            c.problems.append(f"chunk {cid.hex()} of {where} is not on the remote")
-        elif len(bad) == len(locs):
-            c.bad_chunks[cid] = bad[0]  # a problem named above, by its pack or its read
-        elif bad:
-            c.problems.append(f"chunk {cid.hex()} of {where} is indexed twice, once where it cannot be "
-                              f"read ({bad[0]}): some readers fail on it")
-
-
-def _toc(remote: Remote, c: _Check, pack: str) -> Rows | None:
-    """A remote pack's own table of contents (read once, three ranged reads); None when it
-    cannot be read (the pack is damaged or cut short, or gone)."""
-    if pack not in c.tocs:
-        try:
-            c.tocs[pack] = remote.pack_toc(pack, c.packs[pack][0])
-        except (FileNotFoundError, KeyError):
-            c.tocs[pack] = None  # gone since listed (a remote gc): not damaged
-        except RemoteDamaged as e:
-            c.tocs[pack] = None
-            c.toc_errors[pack] = f"it cannot be read ({e.why})"
-        except FormatError as e:
-            c.tocs[pack] = None
-            c.toc_errors[pack] = str(e).removeprefix(f"remote pack {pack} on {remote.url}: ")
-    return c.tocs[pack]
-
-
-def _header_damage(remote: Remote, pack: str) -> str | None:
-    """Why a pack's 16-byte header is not the one every writer writes (magic, hash code,
-    zeros), or None: garbage there shows in no chunk read, but the pack no longer hashes to
-    its name, so a whole-pack fetch refuses it. One ranged read."""
-    try:
-        head = remote.fs.cat_ranges(f"packs/{pack[:2]}/{pack}.pack", [(0, HEADER.size)])[0]
-    except FileNotFoundError:
-        return None  # gone since listed: not ours to judge
-    except RemoteDamaged as e:
-        return f"its header cannot be read ({e.why})"
-    if head != HEADER.pack(MAGIC, remote.algo.code):
-        return "its header is damaged (not the magic, hash code and zeros every pack starts with)"
-    return None
-
-
 # -- mending -------------------------------------------------------------------------------
 def _repair(remote: Remote, c: _Check) -> _Mended:
     mended = _Mended()
@@ -468,10 +313,10 @@ def _repair(remote: Remote, c: _Check) -> _Mended:
             remote.fs.put(rel.rsplit("/", 1)[0] + "/" + path.name, path)
         mended.files_restored.append(rel)
     rows = _kept_rows(c)
-    named = {loc.pack for locs in c.locations.values() for loc in locs}
+    named = {loc.pack for _cid, loc in c.rows}
     misindexed = {loc.pack for _cid, loc in c.bad_rows if loc.pack in c.packs}
     for pack in sorted((c.packs.keys() - named) | misindexed):  # 1. packs no row, or a wrong row, names
-        toc = _toc(remote, c, pack)
+        toc = c.toc(remote, pack)
         if toc is None:
             continue  # not a pack we can read: left for a remote gc
         found = [(cid, loc) for cid, loc in toc if (cid, loc) not in c.bad_rows and (
@@ -524,11 +369,13 @@ def _send_and_empty(remote: Remote, c: _Check, rows: dict[bytes, Location],
     here += sorted((moving & plan.here) - c.bad_chunks.keys())
     salvage = sorted(((cid, loc) for cid, loc in plan.salvage.items() if cid in moving - plan.here),
                      key=lambda row: (row[1].pack, row[1].offset))
-    sent: list[bytes] = []
+    failed: set[bytes] = set()
     salvaged: list[bytes] = []
     remote.resend = True  # a damaged pack may come out of the same chunks again, under its name
     new_rows, mended.packs_sent = remote.write_packs(
-        chain(_whole_here(remote, here, sent, mended), _salvaged(remote, salvage, salvaged)))
+        chain(_whole_here(store, here, failed), _salvaged(remote, salvage, salvaged)))
+    sent = [cid for cid in here if cid not in failed]
+    mended.damaged_here += len(failed)
     fresh = {loc.pack for _cid, loc in new_rows}  # a damaged pack written again whole is one of them
     members = {cid for ms in plan.members.values() for cid in ms}
     relied = [(cid, loc) for cid in moving if (loc := rows.get(cid)) is not None and loc.pack not in
@@ -577,7 +424,7 @@ def _plan_emptying(remote: Remote, c: _Check, rows: dict[bytes, Location]) -> _E
     members: dict[str, set[bytes]] = {p: set() for p in bad}
     candidates: dict[bytes, list[Location]] = {}
     needed_records = ((cid, loc) for p in bad for cid, loc in c.tocs.get(p) or () if cid in c.marked.chunks)
-    everywhere = chain(((cid, loc) for cid, locs in c.locations.items() for loc in locs), rows.items(),
+    everywhere = chain(c.rows, rows.items(),
                        needed_records)
     for cid, loc in everywhere:
         if loc.pack in bad:  # every row naming the pack, and its own record of a needed chunk
@@ -585,7 +432,9 @@ def _plan_emptying(remote: Remote, c: _Check, rows: dict[bytes, Location]) -> _E
             if (cid, loc) not in c.bad_rows:
                 candidates.setdefault(cid, []).append(loc)
     wanted = {cid for ms in members.values() for cid in ms if not _outside(c, rows, cid)}
-    here, damaged_here = _verified_here(remote.store, wanted)
+    damaged_here: set[bytes] = set()
+    held = (cid for cid in sorted(wanted) if remote.store.chunks.has(cid))
+    here = {chunk[0] for chunk in _whole_here(remote.store, held, damaged_here)}
     salvage = {cid: min(locs, key=lambda loc: (cid, loc) not in c.read_ok)
                for cid, locs in candidates.items() if cid in wanted - here}
     lacking = {p: sorted(cid for cid in ms if cid in wanted and cid not in here and cid not in salvage
@@ -607,44 +456,17 @@ def _moved_out(c: _Check, rows: dict[bytes, Location], cid: bytes, verified: set
             and (cid, loc) in verified)
 
 
-def _verified_here(store: Store, chunk_ids: set[bytes]) -> tuple[set[bytes], set[bytes]]:
-    """(held whole, damaged) of the chunks this store holds, each read and checked."""
-    source = LocalRepository(store)
-    held, damaged = set(), set()
-    for cid in sorted(chunk_ids):
-        if not store.chunks.has(cid):
-            continue
-        try:
-            next(source.read_whole([cid]))
-        except (DsError, OSError):
-            damaged.add(cid)
-            continue
-        held.add(cid)
-    return held, damaged
+def _read_back(remote: Remote, rows: Rows) -> set[tuple[bytes, Location]]:
+    """The rows that read back whole, pack by pack (one that cannot be read counts for none)."""
+    return {(cid, loc) for cid, loc, _stored in _readable(remote, rows, each_pack=True)}
 
 
 def _salvaged(remote: Remote, rows: Rows, got: list[bytes]) -> Iterator[Chunk]:
     """The chunks of these remote rows that read back whole (a damaged pack's whole
     records), each checked; one that fails, or a pack that cannot be read, is passed over."""
-    for _pack, group in groupby(rows, key=lambda row: row[1].pack):
-        try:
-            for cid, loc, stored in _readable(remote, list(group)):
-                got.append(cid)
-                yield cid, stored, loc.raw_len, loc.flags
-        except (RemoteDamaged, FileNotFoundError):
-            continue
-
-
-def _read_back(remote: Remote, rows: Rows) -> set[tuple[bytes, Location]]:
-    """The rows that read back whole, pack by pack (one that cannot be read counts for none)."""
-    ok: set[tuple[bytes, Location]] = set()
-    for _pack, group in groupby(sorted(rows, key=lambda row: (row[1].pack, row[1].offset)),
-                                key=lambda row: row[1].pack):
-        try:
-            ok.update((cid, loc) for cid, loc, _stored in _readable(remote, list(group)))
-        except (RemoteDamaged, FileNotFoundError):
-            continue
-    return ok
+    for cid, loc, stored in _readable(remote, rows, each_pack=True):
+        got.append(cid)
+        yield cid, stored, loc.raw_len, loc.flags
 
 
 def _move_pack_aside(remote: Remote, pack: str, folder: str, kept: dict[str, int],
@@ -700,8 +522,15 @@ def _kept_rows(c: _Check) -> dict[bytes, Location]:
     return rows
 
 
-def _readable(remote: Remote, rows: Rows):
-    """The rows whose chunks read back whole (a damaged one is passed over)."""
+def _readable(remote: Remote, rows: Rows, each_pack: bool = False) -> Iterator[tuple[bytes, Location, bytes]]:
+    """The rows whose chunks read back whole (a damaged one is passed over); ``each_pack``:
+    pack by pack, one that cannot be read passed over too (else that raises)."""
+    if each_pack:
+        for _pack, group in groupby(sorted(rows, key=lambda row: (row[1].pack, row[1].offset)),
+                                    key=lambda row: row[1].pack):
+            with suppress(RemoteDamaged, FileNotFoundError):
+                yield from _readable(remote, list(group))
+        return
     for cid, loc, stored in remote.read_chunks(rows, verify=False):
         try:
             remote.decode(cid, loc, stored)
@@ -710,17 +539,16 @@ def _readable(remote: Remote, rows: Rows):
         yield cid, loc, stored
 
 
-def _whole_here(remote: Remote, chunk_ids: list[bytes], sent: list[bytes], mended: _Mended):
-    """This store's copies of these chunks, each verified; one damaged here too is counted
-    and passed over (never send damage)."""
-    source = LocalRepository(remote.store)
+def _whole_here(store: Store, chunk_ids: Iterable[bytes], damaged: set[bytes]) -> Iterator[Chunk]:
+    """This store's copies of these chunks, each verified; one damaged here too is added to
+    ``damaged`` and passed over (never send damage)."""
+    source = LocalRepository(store)
     for cid in chunk_ids:
         try:
             chunk: Chunk = next(source.read_whole([cid]))
         except (DsError, OSError):
-            mended.damaged_here += 1
+            damaged.add(cid)
             continue
-        sent.append(cid)
         yield chunk
 
 

@@ -44,10 +44,10 @@ from .errors import CorruptObject, DsError, FormatError
 from .fsutil import atomic_write
 from .index import ChunkIndex, Fragment, Location, encode_fragment
 from .meta import pack_index_oids, valid_ref_name
-from .packs import decode_chunk, toc_of
+from .packs import HEADER, decode_chunk, toc_of
 from .paths import STORE_DIR
 from .reflog import is_hex40
-from .remote_fs import RemoteError, RemoteFS, RemoteLock
+from .remote_fs import RemoteDamaged, RemoteError, RemoteFS, RemoteLock
 from .repository import Chunk, Listing, LocalRepository, Repository, Rows, copy_chunks
 from .store import Store
 
@@ -175,6 +175,10 @@ class RemoteRepo(Repository):
     temp_age = RemoteLock.STALE  # never a temp file that a waiting writer may still rename
     lease: RemoteLock | None = None
     resend = False  # a repair: a pack of the same name and size there may be the damaged one
+    read_errors = (RemoteDamaged,)
+    unreadable_pack = ("pack {pack} looks damaged on the remote: its chunks cannot be read back "
+                       "({why}, at every try)")
+    where = " on the remote"
 
     def __init__(self, store: Store, name_or_url: str | None = None, retries: int | None = None,
                  workers: int = 8, progress=None, warn: Callable[[str], None] | None = None):
@@ -470,6 +474,9 @@ class RemoteRepo(Repository):
             raise FormatError(f"remote pack {pack} on {self.url} uses {algo.name}, "
                               f"the store {self.algo.name}")
         return Location.rows(pack, entries)
+
+    def pack_header(self, pack: str) -> bytes:
+        return self.fs.cat_ranges(f"packs/{pack[:2]}/{pack}.pack", [(0, HEADER.size)])[0]
 
     def read_chunks(self, items: list[tuple[bytes, Location]],
                     verify: bool = True) -> Iterator[tuple[bytes, Location, bytes]]:

@@ -22,7 +22,7 @@ from .backend import LocalBackend
 from .chunkstore import roll_packs
 from .errors import DsError, FormatError
 from .index import ChunkIndex, Location
-from .packs import FLAG_DELTA, PackReader, encode_chunk, pack_path, read_pack_toc
+from .packs import FLAG_DELTA, HEADER, PackReader, encode_chunk, pack_path, read_pack_toc
 
 if TYPE_CHECKING:
     from .store import Store
@@ -46,6 +46,12 @@ class Repository:
 
     temp_age = 0.0  # a temp file this old (and past the grace period) is an interrupted write's
     lease: Any = None  # a remote's ``RemoteLock`` while its gc holds it (a lower layer's type)
+    # fsck's chunk check: what a failed read raises, the problem then, where damage is, what a
+    # chunk's failure ends with
+    read_errors: tuple[type[Exception], ...] = (OSError,)
+    unreadable_pack = "pack {pack} cannot be read ({why}); a repair leaves it as it was"
+    where = ""
+    fsck_hint = "run `ds fsck --read-data`"
 
     def __init__(self, store: Store):
         self.store, self.algo, self.pack_target = store, store.algo, store.config.pack_target
@@ -62,6 +68,8 @@ class Repository:
     def read_whole(self, chunk_ids: list[bytes]) -> Iterator[Chunk]: ...
     def add_chunks(self, chunk_ids: list[bytes], read: Callable[[list[bytes]], Iterable[Chunk]]) -> int: ...
     def held_meta(self) -> set[str]: ...
+    def pack_toc(self, pack: str, size: int) -> Rows: ...  # own contents, checked (FormatError)
+    def pack_header(self, pack: str) -> bytes: ...  # its first HEADER.size bytes
     def meta_scratch(self) -> AbstractContextManager[str]: ...
     def add_meta_pack(self, files: list[Path]) -> None: ...
 
@@ -128,15 +136,19 @@ class Repository:
                 locks.append(rel)
         return temps, locks
 
-    def verify(self, items: Rows, problems: list[str]) -> int:
+    def verify(self, items: Rows, problems: list[str] | dict[tuple[bytes, Location], str]) -> int:
         """Read these chunks back and check each against its id, a problem for each that
-        fails; returns the bytes verified."""
+        fails (by row, if ``problems`` is a dict: fsck's chunk check tells rows apart);
+        returns the bytes verified."""
         total = 0
         for chunk_id, loc, stored in self.read_chunks(items, verify=False):
             try:
                 self.decode(chunk_id, loc, stored)
             except DsError as e:
-                problems.append(str(e))
+                if isinstance(problems, dict):
+                    problems[chunk_id, loc] = str(e)
+                else:
+                    problems.append(str(e))
             total += loc.raw_len
         return total
 
@@ -156,23 +168,27 @@ class LocalRepository(Repository):
     def index(self) -> ChunkIndex:
         return self.chunks.index
 
-    def toc(self, pack: str) -> Rows:
+    def pack_toc(self, pack: str, size: int = 0) -> Rows:
         """The pack's own table of contents, checked (``FormatError`` or ``OSError`` if damaged)."""
         _algo, entries = read_pack_toc(pack_path(self.chunks.packs_dir, pack))
         return Location.rows(pack, entries)
+
+    def pack_header(self, pack: str) -> bytes:
+        with open(pack_path(self.chunks.packs_dir, pack), "rb") as f:
+            return f.read(HEADER.size)
 
     def tocs(self) -> tuple[dict[str, Rows], dict[str, Exception]]:
         """Every pack's table of contents, and why each unreadable one is."""
         good, damaged = {}, {}
         for pack in sorted(self.packs(self.listing())):
             try:
-                good[pack] = self.toc(pack)
+                good[pack] = self.pack_toc(pack)
             except (FormatError, OSError) as e:
                 damaged[pack] = e
         return good, damaged
 
     def pack_rows(self, packs: list[str]) -> Iterator[tuple[str, dict[bytes, Location]]]:
-        return ((pack, dict(self.toc(pack))) for pack in packs)
+        return ((pack, dict(self.pack_toc(pack))) for pack in packs)
 
     def home(self, chunk_id: bytes) -> str | None:
         """A chunk lives where the index says (delta bases were marked by it): a copy in
