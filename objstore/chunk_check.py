@@ -15,6 +15,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 from .errors import FormatError
 from .index import Fragment, Location
@@ -110,7 +111,7 @@ class ChunkCheck:
 def check_chunks(repo: Repository, c: ChunkCheck, rows: IndexRows, subset: float, full: bool,
                  read: set[bytes] = frozenset(), many_readers: bool = True,
                  absent: str = "is not on the remote", mend: str = "", reindex: str = "",
-                 check_pack: Callable[[str], str | None] | None = None,
+                 fix_index: str = "", check_pack: Callable[[str], str | None] | None = None,
                  progress: Progress | None = None) -> None:
     """Check the index ``rows``: rows in missing packs or past their pack's size, then a
     ``subset`` share of the rows read back, and every row of the chunks in ``read``;
@@ -120,7 +121,8 @@ def check_chunks(repo: Repository, c: ChunkCheck, rows: IndexRows, subset: float
     every row of a chunk indexed twice is read, and one whose rows give a length a version's
     file entry does not: if it reads whole, that version's metadata is wrong
     (``check_sizes``). ``absent`` says how a needed chunk with no row is missing; ``mend``
-    ends a data-damage problem, ``reindex`` one of a chunk a pack holds that no row names.
+    ends a data-damage problem, ``reindex`` one of a chunk a pack holds that no row names,
+    ``fix_index`` one that blames the index.
     ``progress(packs, bytes)`` follows the packs read."""
     c.rows = rows
     c.packs = repo.packs(repo.listing())  # after the index: a push lands its packs before its fragment
@@ -136,7 +138,7 @@ def check_chunks(repo: Repository, c: ChunkCheck, rows: IndexRows, subset: float
         if size is not None and loc.offset + loc.stored_len > size and loc.pack not in c.toc_errors:
             short.setdefault(loc.pack, []).append((cid, loc))
     gone = sorted(in_pack.keys() - sizes.keys())
-    c.problems += [f"the index names pack {p}, which is missing" for p in gone]
+    c.problems += [f"the index names pack {p}, which is missing{fix_index}" for p in gone]
     for p in gone:
         c.bad_rows.update(((cid, loc), f"its pack {p} is missing") for cid, loc in _rows_in(rows, in_pack, p))
     for p, cut in sorted(short.items()):
@@ -148,7 +150,7 @@ def check_chunks(repo: Repository, c: ChunkCheck, rows: IndexRows, subset: float
             why = f"its index row points past the end of pack {p}, whose table of contents says it is whole"
             c.reread = True  # an index that lies here may lie elsewhere: every row is worth reading
             c.problems.append(f"the index names bytes past the end of pack {p}, whose own table of contents "
-                              f"says it is whole: the index is wrong ({len(cut)} row(s))")
+                              f"says it is whole: the index is wrong ({len(cut)} row(s)){fix_index}")
         c.bad_rows.update(((cid, loc), why) for cid, loc in cut)
     unindexed: set[tuple[bytes, Location]] = set()  # records no index row names, read in a full check
     for p in sorted(c.packs) if full else ():  # damage in a pack's own header or table of contents
@@ -167,7 +169,7 @@ def check_chunks(repo: Repository, c: ChunkCheck, rows: IndexRows, subset: float
         sized = {cid for cid, loc in rows if cid in lengths and loc.raw_len != lengths[cid]}
         sized |= c.marked.odd_lengths & rows.first.keys()
     _read_back(repo, c, _to_read(c, rows, in_pack, full, subset, read | sized, many_readers, unindexed),
-               unindexed, many_readers, mend, check_pack, progress)
+               unindexed, many_readers, mend, fix_index, check_pack, progress)
     if sized:
         whole = {cid: loc.raw_len for cid in sized for loc in rows.of(cid) if (cid, loc) not in c.bad_rows}
         before = len(c.marked.problems)
@@ -202,9 +204,12 @@ def _to_read(c: ChunkCheck, rows: IndexRows, in_pack: dict[str, list[bytes]], fu
         if p in c.unread:
             continue
         toc, stray = c.tocs.get(p), strays.get(p, [])
-        if full and toc is not None and len(toc) == len(stray) + len(in_pack.get(p, ())) \
-                and len({loc.offset for _cid, loc in toc}) == len(toc):
-            todo = toc  # every row naming the pack is one of its own (distinct) records: read in its order
+        if full and toc is not None and p not in c.bad_packs \
+                and len(toc) == len(stray) + len(in_pack.get(p, ())) \
+                and all(a[1].offset < b[1].offset for a, b in pairwise(toc)):
+            # each row naming the pack is one of its own records (distinct: a record matches one row at
+            # most, and the records were all compared, unlike a damaged pack's): read in its order
+            todo = toc
         else:
             todo = [(cid, loc) for cid, loc in _rows_in(rows, in_pack, p)
                     if full or cid in read or (many_readers and cid in rows.more) or random.random() < subset]
@@ -217,7 +222,7 @@ def _to_read(c: ChunkCheck, rows: IndexRows, in_pack: dict[str, list[bytes]], fu
 
 
 def _read_back(repo: Repository, c: ChunkCheck, todo: dict[str, Rows], unindexed: set[tuple[bytes, Location]],
-               many_readers: bool, mend: str, check_pack: Callable[[str], str | None] | None,
+               many_readers: bool, mend: str, fix_index: str, check_pack: Callable[[str], str | None] | None,
                progress: Progress | None) -> None:
     """Read ``todo`` back a pack at a time; a failed row is the index's or the pack's fault."""
     c.chunks_read = sum(len(group) for group in todo.values())
@@ -259,7 +264,7 @@ def _read_back(repo: Repository, c: ChunkCheck, todo: dict[str, Rows], unindexed
                 continue
             elsewhere = "has it elsewhere" if cid in held else "does not hold it"
             c.problems.append(f"the index row of chunk {cid.hex()}{of} names the wrong bytes of pack {pack}, "
-                              f"whose own table of contents {elsewhere}: the index is wrong")
+                              f"whose own table of contents {elsewhere}: the index is wrong{fix_index}")
             c.bad_rows[cid, loc] = "its index row names the wrong bytes of its pack"
 
 

@@ -358,6 +358,7 @@ def fsck(store: Store, read_data: bool = False, repair: bool = False,
 
         check_chunks(repo, c, IndexRows(indexed), float(read_data), read_data, many_readers=False,
                      absent="is not in the index", mend=mend, reindex="`ds fsck --repair` indexes it",
+                     fix_index="" if repair else "; `ds fsck --repair` builds the index again from the packs",
                      check_pack=whole if read_data else None, progress=progress)
         report.problems += c.problems
         report.bytes_verified = c.bytes_read + sum(read_back.values())
