@@ -136,19 +136,15 @@ class Repository:
                 locks.append(rel)
         return temps, locks
 
-    def verify(self, items: Rows, problems: list[str] | dict[tuple[bytes, Location], str]) -> int:
-        """Read these chunks back and check each against its id, a problem for each that
-        fails (by row, if ``problems`` is a dict: fsck's chunk check tells rows apart);
-        returns the bytes verified."""
+    def verify(self, items: Rows, problems: dict[tuple[bytes, Location], str]) -> int:
+        """Read these chunks back and check each against its id, the problem of each row that
+        fails in ``problems`` (fsck's chunk check tells rows apart); returns the bytes verified."""
         total = 0
         for chunk_id, loc, stored in self.read_chunks(items, verify=False):
             try:
                 self.decode(chunk_id, loc, stored)
             except DsError as e:
-                if isinstance(problems, dict):
-                    problems[chunk_id, loc] = str(e)
-                else:
-                    problems.append(str(e))
+                problems[chunk_id, loc] = str(e)
             total += loc.raw_len
         return total
 

@@ -130,8 +130,8 @@ def test_chunks_read_back_verified_and_a_damaged_record_is_caught(new_case) -> N
     items = sorted(indexed(repo).items(), key=lambda r: (r[1].pack, r[1].offset))
     for cid, loc, stored in repo.read_chunks(items):
         assert len(stored) == loc.stored_len and repo.algo.digest(repo.decode(cid, loc, stored)) == cid
-    problems: list[str] = []
-    assert repo.verify(items, problems) == sum(loc.raw_len for _c, loc in items) and problems == []
+    problems: dict = {}
+    assert repo.verify(items, problems) == sum(loc.raw_len for _c, loc in items) and problems == {}
     cid, loc = items[0]
     rel = f"packs/{loc.pack[:2]}/{loc.pack}.pack"
     data = bytearray(case.get(repo, rel))
@@ -143,7 +143,7 @@ def test_chunks_read_back_verified_and_a_damaged_record_is_caught(new_case) -> N
         repo.decode(cid, loc, stored)
     with pytest.raises(DsError):
         list(repo.read_chunks([(cid, loc)]))
-    assert repo.verify(items, problems) and len(problems) == 1 and cid.hex() in problems[0]
+    assert repo.verify(items, problems) and list(problems) == [(cid, loc)] and cid.hex() in problems[cid, loc]
 
 
 def test_new_packs_and_one_fragment_replace_the_old_ones(new_case) -> None:
