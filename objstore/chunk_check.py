@@ -244,7 +244,7 @@ def _read_back(repo: Repository, c: ChunkCheck, todo: dict[str, Rows], unindexed
             if many_readers:  # what a remote repair may rely on
                 c.read_ok.update(row for row in group if row not in fails)
             for cid, loc in fails:
-                why = fails[cid, loc].removesuffix(f"; {repo.fsck_hint}")
+                why = fails[cid, loc].removesuffix(f"; {repo.fsck_hint}").removesuffix("; run `ds fsck`")
                 failed.setdefault(pack, []).append((cid, loc, why + (
                     " (a record no index row names)" if (cid, loc) in unindexed else "")))
                 c.bad_rows[cid, loc] = "it fails its check"

@@ -15,7 +15,7 @@ import pytest
 from objstore.chunk_check import IndexRows
 from objstore.index import Location, encode_fragment
 from objstore.maintenance import fsck
-from objstore.packs import pack_path
+from objstore.packs import FLAG_DELTA, FLAG_ZSTD, encode_delta, pack_path
 from objstore.remote import Remote, push
 from objstore.remote_fs import RemoteFS
 from objstore.remote_fsck import fsck_remote
@@ -193,3 +193,20 @@ def test_a_wrong_row_in_a_pack_whose_header_is_damaged_is_still_read(tmp_path: P
     assert any(p.startswith(f"pack {loc.pack} is damaged: its header is damaged") for p in problems), problems
     assert any(p.startswith(f"the index row of chunk {cid.hex()} (a chunk of big.bin) names the wrong bytes")
                for p in problems), problems
+
+
+def test_a_delta_whose_base_is_missing_is_said_once_with_its_fix(tmp_path: Path) -> None:
+    """The read-back of a delta whose base is gone says so, and ends with the fix that fsck
+    gives (not "run `ds fsck`", the hint of the commands that read chunks)."""
+    s = Store.init(tmp_path / "w")
+    rng = random.Random(5)
+    write(s.worktree, "f", rng.randbytes(5000))
+    commit_all(s, "v1")
+    raw = rng.randbytes(5000)
+    cid = s.algo.digest(raw)
+    s.chunks.put_encoded(cid, encode_delta(raw, b"\x07" * 16, raw, 3), len(raw), FLAG_ZSTD | FLAG_DELTA)
+    s.chunks.flush()
+    problems = fsck(s, read_data=True).problems
+    said = [p for p in problems if p.startswith("the base chunk 0707")]
+    mend = "; `ds fsck --read-data --repair` copies what verifies to a new pack"
+    assert len(said) == 1 and said[0].endswith(f"is missing{mend}"), problems
