@@ -43,7 +43,7 @@ class IndexRows:
         for frag in fragments:
             for cid, loc in frag.rows():
                 had = first.setdefault(cid, loc)
-                if had is not loc and had != loc and loc not in more.get(cid, ()):
+                if had != loc and loc not in more.get(cid, ()):
                     more.setdefault(cid, []).append(loc)
         return rows
 
@@ -82,14 +82,6 @@ class ChunkCheck:
     chunks_read: int = 0
     bytes_read: int = 0
     reread: bool = False  # rows failed when read back, or the index lies: a repair must read all
-    _grouped: dict[bytes, list[Location]] | None = None
-
-    @property
-    def locations(self) -> dict[bytes, list[Location]]:
-        """Every row of each chunk (made once, on first use: a remote repair's view)."""
-        if self._grouped is None:
-            self._grouped = {cid: [loc, *self.rows.more.get(cid, ())] for cid, loc in self.rows.first.items()}
-        return self._grouped
 
     def toc(self, repo: Repository, pack: str) -> Rows | None:
         """A pack's own table of contents (read once); None when it cannot be read (the pack

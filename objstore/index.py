@@ -195,13 +195,11 @@ class Fragment:
         for i in range(self.count):
             yield self._id_at(i), self._loc_at(i)
 
-    def rows(self, start: int = 0, stop: int | None = None) -> Iterator[tuple[bytes, Location]]:
-        """Rows ``start`` to ``stop`` in order, as ``__iter__`` gives them, unpacked a block at a
-        time in C (a million rows in a fraction of the time a lookup each takes)."""
+    def rows(self) -> Iterator[tuple[bytes, Location]]:
+        """The rows in order, as ``__iter__`` gives them, unpacked a block at a time in C."""
         h, packs, block = self.hsize, self.packs, 1 << 16  # rows copied out per step: bounded memory
-        stop = self.count if stop is None else stop
-        for first in range(start, stop, block):
-            n = min(block, stop - first)
+        for first in range(0, self.count, block):
+            n = min(block, self.count - first)
             ids = self._mm[self._ids + first * h : self._ids + (first + n) * h]
             at = self._locs + first * LOC.size
             locs = LOC.iter_unpack(self._mm[at : at + n * LOC.size])

@@ -227,7 +227,7 @@ def decode_toc(toc: bytes, count: int, hash_size: int, data_end: int, where: str
     rec = hash_size + TOC_TAIL.size
     if len(toc) != count * rec:
         raise FormatError(f"{where}: table of contents has the wrong length; the pack is damaged")
-    rows = _toc_row(hash_size).iter_unpack(toc)  # unpacked in C: a million records in ~0.3 s
+    rows = _toc_row(hash_size).iter_unpack(toc)  # unpacked in C
     out = [PackEntry(*row) for row in rows]
     most = max_stored(MAX_RAW)
     # every record checked in one pass of plain comparisons; the first that fails is decoded

@@ -514,7 +514,8 @@ def _kept_rows(c: _Check) -> dict[bytes, Location]:
     where it was. A row that cannot be read, of a chunk no version needs, is dropped:
     nothing readable goes with it."""
     rows = {}
-    for cid, locs in c.locations.items():  # a row outside a damaged pack first, then one read back whole
+    for cid in c.rows.first:  # a row outside a damaged pack first, then one read back whole
+        locs = c.rows.of(cid)
         good = sorted((loc for loc in locs if (cid, loc) not in c.bad_rows),
                       key=lambda loc: (loc.pack in c.bad_packs, (cid, loc) not in c.read_ok))
         if good or cid in c.marked.chunks:

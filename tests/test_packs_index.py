@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import itertools
 import os
 import random
 import struct
@@ -877,7 +878,7 @@ def test_fragment_rows_in_blocks_name_a_bad_pack_number(tmp_path):
     body = body[:pos] + struct.pack("<I", 1) + body[pos + 4 :]
     frag = Fragment(write_frag_raw(tmp_path / "x.idx", _checksummed(body)))
     try:
-        assert len(list(frag.rows(0, 3))) == 3
+        assert len(list(itertools.islice(frag.rows(), 3))) == 3
         with pytest.raises(FormatError, match="entry 3 names pack 1 of 1"):
             list(frag.rows())
     finally:

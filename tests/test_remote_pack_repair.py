@@ -60,8 +60,8 @@ def _unreadable(tmp_path: Path, url: str, opts: dict) -> set[bytes]:
     remote finds them (every row of a chunk indexed twice counts: readers differ there)."""
     probe = make_store(tmp_path / f"probe-{len(list(tmp_path.glob('probe-*')))}", url, opts)
     c = remote_fsck._check(Remote(probe, "origin"), 1.0, thorough=True)
-    return set(c.bad_chunks) | {cid for cid, locs in c.locations.items()
-                                if cid in c.marked.chunks and any((cid, loc) in c.bad_rows for loc in locs)}
+    return set(c.bad_chunks) | {cid for cid, loc in c.rows
+                                if cid in c.marked.chunks and (cid, loc) in c.bad_rows}
 
 
 KINDS = ["flip", "truncated", "header", "reserved", "toc"]

@@ -338,8 +338,7 @@ def _remote_damage(work: Path, url: str) -> tuple[set[bytes], set[str]]:
         shutil.rmtree(remote.cache)
         remote.cache.mkdir(parents=True)
         c = _check(remote, 1.0, thorough=True)
-        unreadable = {cid for cid, locs in c.locations.items() if any(row in c.bad_rows for row in
-                                                                      ((cid, loc) for loc in locs))}
+        unreadable = {cid for cid, loc in c.rows if (cid, loc) in c.bad_rows}
         return set(c.bad_chunks) | unreadable, c.missing_meta
     finally:
         store.close()
