@@ -38,8 +38,8 @@ import os
 import struct
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import xxhash
 
@@ -74,8 +74,10 @@ MIN_SAVING = 0.03
 _SAMPLE = 16 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class PackEntry:
+class PackEntry(NamedTuple):
+    """A pack's record of one chunk. A tuple: made and compared in C (a pack's table of
+    contents is read back whole before the pack is published)."""
+
     chunk_id: bytes
     offset: int
     stored_len: int
