@@ -18,16 +18,20 @@ import contextlib
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 import pygit2
 import xxhash
 
 from .errors import DsError, FormatError, RevisionNotFound
 from .fsutil import atomic_write
+from .git_pack import BLOB as BLOB_KIND
+from .git_pack import TREE as TREE_KIND
+from .git_pack import GitPackWriter, object_id, tree_body
 from .limits import CACHE_ROWS
 from .manifest import FileEntry, decode_manifest, encode_manifest
 from .paths import check_name, join
@@ -55,6 +59,7 @@ _BUCKET = re.compile(r"\.ds\.manifest(\.(0|[1-9][0-9]{0,5}))?")
 _AT = re.compile(r"([^@{}~^:\s]*)@\{(-?[0-9]{1,6})\}")  # NAME@{N}, @{N}, @{-N}
 BLOB = pygit2.enums.FileMode.BLOB
 TREE = pygit2.enums.FileMode.TREE
+_OBJECT_TYPES = {BLOB_KIND: pygit2.enums.ObjectType.BLOB, TREE_KIND: pygit2.enums.ObjectType.TREE}
 DEFAULT_BRANCH = "main"
 PACK_NEW_MIN = 64  # fewer new objects stay loose (and are fsynced one by one)
 PACK_MERGE_AT = 32  # more metadata packs than this: merge all but the largest
@@ -163,6 +168,62 @@ def _put_aside(path: Path) -> None:
         n += 1
     os.replace(path, aside)
 
+class _Batch:
+    """The objects of one ``MetaStore.new_objects``: held in memory while few, then streamed
+    into a pack in a temp folder of the pack folder (``drop_temps`` removes what a crash leaves)."""
+
+    def __init__(self) -> None:
+        self.held: dict[bytes, tuple[int, bytes]] = {}
+        self.kinds: dict[bytes, int] = {}  # what the pack holds
+        self.tmp: str | None = None
+        self.file: BinaryIO | None = None
+        self.pack: GitPackWriter | None = None
+
+    def add(self, kind: int, data: bytes, folder: Path) -> bytes:
+        oid = object_id(kind, data)
+        if self.pack is None:
+            self.held[oid] = (kind, data)
+            if len(self.held) >= PACK_NEW_MIN:
+                self._start(folder)
+        elif oid not in self.kinds:
+            self.pack.add(kind, data, oid)
+            self.kinds[oid] = kind
+        return oid
+
+    def _start(self, folder: Path) -> None:
+        import tempfile
+
+        folder.mkdir(parents=True, exist_ok=True)
+        self.tmp = tempfile.mkdtemp(dir=folder, prefix=".tmp-pack-")
+        os.mkdir(os.path.join(self.tmp, "pack"))
+        self.file = open(os.path.join(self.tmp, "pack", "new.pack"), "w+b")  # noqa: SIM115 (closed by finish or discard)
+        self.pack = GitPackWriter(self.file)
+        held, self.held = self.held, {}
+        for oid, (kind, data) in held.items():
+            self.pack.add(kind, data, oid)
+            self.kinds[oid] = kind
+
+    def finish(self, read_back: Callable[[Path, dict[bytes, int]], None]) -> list[Path]:
+        """The pack and its index, named by the pack's checksum, once ``read_back`` accepts them."""
+        assert self.pack is not None and self.file is not None and self.tmp is not None
+        digest, index = self.pack.finish()
+        self.file.close()
+        folder = Path(self.tmp, "pack")
+        pack, idx = folder / f"pack-{digest.hex()}.pack", folder / f"pack-{digest.hex()}.idx"
+        os.replace(folder / "new.pack", pack)
+        idx.write_bytes(index)
+        read_back(Path(self.tmp), self.kinds)
+        return [pack, idx]
+
+    def discard(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        if self.tmp is not None:
+            import shutil
+
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
 class MetaStore:
     """The git object database at ``.dsstore/meta``: the one module that speaks pygit2.
 
@@ -180,6 +241,7 @@ class MetaStore:
         self._folders: dict[str, Folder] = {}
         self._folder_rows = 0
         self._unsynced: list[pygit2.Oid] = []
+        self._batch: _Batch | None = None  # see new_objects
 
     def _new(self, oid: pygit2.Oid) -> str:
         self._unsynced.append(oid)
@@ -249,11 +311,17 @@ class MetaStore:
                     if str(oid) not in unreadable:
                         pb.add(_oid(oid))
                 pb.write(tmp)
-            files = sorted(Path(tmp).iterdir(), key=lambda f: f.suffix != ".pack")
-            for f in files:
-                _fsync_path(str(f))
-            for f in files:
-                os.replace(f, dest / f.name)
+            return self._publish_pack(list(Path(tmp).iterdir()))
+
+    def _publish_pack(self, files: list[Path]) -> list[Path]:
+        """Move a written pack and its index into the pack folder, durable, the .idx last:
+        libgit2 reads a pack once its index is there."""
+        dest = self.pack_folder
+        files = sorted(files, key=lambda f: f.suffix != ".pack")
+        for f in files:
+            _fsync_path(str(f))
+        for f in files:
+            os.replace(f, dest / f.name)
         _fsync_path(str(dest))
         return [dest / f.name for f in files]
 
@@ -333,7 +401,7 @@ class MetaStore:
     # -- folders -----------------------------------------------------------------------
     @property
     def empty_tree(self) -> str:
-        return self._new(self.repo.TreeBuilder().write())
+        return self._put(TREE_KIND, b"").hex()
 
     def read_folder(self, tree_oid: str, where: str = "") -> Folder:
         tree_oid = str(tree_oid)
@@ -437,24 +505,22 @@ class MetaStore:
         """
         if not files and not dirs and record is None:
             return None
-        tb = self.repo.TreeBuilder()
-        for name, oid in dirs.items():
-            tb.insert(encode_dir(name), _oid(oid), TREE)
+        entries = [(encode_dir(name), bytes.fromhex(oid), True) for name, oid in dirs.items()]
         if files and base is not None and len(files) <= BUCKET_MAX:
             base_oid, base_rows = base
             names = {e.name for e in files}
             added = [e for e in files if base_rows.get(e.name) != e]
             removed = sorted(n for n in base_rows if n not in names)
             if not added and not removed:
-                tb.insert(MANIFEST, _oid(base_oid), BLOB)
+                entries.append((MANIFEST, bytes.fromhex(base_oid), False))
                 files = []
             elif len(added) + len(removed) <= len(base_rows) // PATCH_SHARE:
-                tb.insert(BASE, _oid(base_oid), BLOB)
+                entries.append((BASE, bytes.fromhex(base_oid), False))
                 if added:
-                    tb.insert(ADDED, self._new(self.repo.create_blob(
-                        encode_manifest(added, self.hash_size))), BLOB)
+                    blob = self._put(BLOB_KIND, encode_manifest(added, self.hash_size))
+                    entries.append((ADDED, blob, False))
                 if removed:
-                    tb.insert(REMOVED, self._new(self.repo.create_blob("\0".join(removed).encode())), BLOB)
+                    entries.append((REMOVED, self._put(BLOB_KIND, "\0".join(removed).encode()), False))
                 files = []
         if files:
             nb = 1
@@ -468,11 +534,64 @@ class MetaStore:
                     buckets[xxhash.xxh32_intdigest(e.name.encode()) % nb].append(e)
             for i, bucket in enumerate(buckets):
                 if bucket:
-                    blob = self._new(self.repo.create_blob(encode_manifest(bucket, self.hash_size)))
-                    tb.insert(MANIFEST if nb == 1 else f"{MANIFEST}.{i}", blob, BLOB)
+                    blob = self._put(BLOB_KIND, encode_manifest(bucket, self.hash_size))
+                    entries.append((MANIFEST if nb == 1 else f"{MANIFEST}.{i}", blob, False))
         if record is not None:
-            tb.insert(META, _oid(record), BLOB)
-        return self._new(tb.write())
+            entries.append((META, bytes.fromhex(record), False))
+        return self._put(TREE_KIND, tree_body(entries)).hex()
+
+    def _put(self, kind: int, data: bytes) -> bytes:
+        """Write a new object (into the batch of ``new_objects``, if one is open); its raw id."""
+        batch = self._batch
+        if batch is None:
+            oid = self.repo.odb.write(_OBJECT_TYPES[kind], data)
+            self._new(oid)
+            return oid.raw
+        return batch.add(kind, data, self.pack_folder)
+
+    @contextlib.contextmanager
+    def new_objects(self) -> Iterator[None]:
+        """Objects written inside are new together (the folders of one stage or version).
+        Past ``PACK_NEW_MIN`` of them they stream into one new pack, read back through libgit2
+        and published (durable) as this ends; fewer are written loose then, made durable by
+        the next ``make_durable``. On an exception inside, nothing is written."""
+        if self._batch is not None:  # inside another: that one writes
+            yield
+            return
+        self._batch = batch = _Batch()
+        try:
+            yield
+        except BaseException:
+            self._batch = None
+            batch.discard()
+            raise
+        self._batch = None
+        try:
+            if batch.pack is None:
+                for kind, data in batch.held.values():
+                    self._new(self.repo.odb.write(_OBJECT_TYPES[kind], data))
+                return
+            self._publish_pack(batch.finish(self._read_back))
+        finally:
+            batch.discard()
+        with contextlib.suppress(OSError, pygit2.GitError, FormatError):  # as in make_durable
+            self._merge_small_packs()
+
+    @staticmethod
+    def _read_back(objects: Path, kinds: dict[bytes, int]) -> None:
+        """Read every object of the pack in ``objects/pack`` through libgit2, which checks each
+        against its id: a fault in ``git_pack`` fails the write instead of publishing a bad pack."""
+        odb = pygit2.Odb()
+        odb.add_backend(pygit2.OdbBackendPack(str(objects)), 1)
+        for raw, kind in kinds.items():
+            try:
+                got, _data = odb.read(pygit2.Oid(raw=raw))
+            except (KeyError, pygit2.GitError) as e:
+                raise FormatError(f"a new metadata pack does not read back ({raw.hex()}: {e}); "
+                                  "nothing was written") from None
+            if got != _OBJECT_TYPES[kind]:
+                raise FormatError(f"a new metadata pack does not read back ({raw.hex()} is a "
+                                  f"{got}, not a {_OBJECT_TYPES[kind]}); nothing was written")
 
     def walk(self, tree_oid: str, prefix: str = "") -> Iterator[tuple[str, FileEntry]]:
         """Every (path, entry) under a tree, folders in name order."""

@@ -132,7 +132,8 @@ class TreeEditor:
         self.root.dirty = True
 
     def write(self) -> str:
-        oid = self._write(self.root, "")
+        with self.meta.new_objects():  # the changed folders: one new pack, not a file each
+            oid = self._write(self.root, "")
         return oid if oid is not None else self.meta.empty_tree
 
     def _write(self, node: _Node, where: str) -> str | None:
