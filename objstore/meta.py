@@ -109,6 +109,10 @@ def _oid(object_id: str | pygit2.Oid) -> pygit2.Oid:
     return object_id if isinstance(object_id, pygit2.Oid) else pygit2.Oid(hex=object_id)
 
 
+def _raw(object_id: str | pygit2.Oid) -> bytes:
+    return object_id.raw if isinstance(object_id, pygit2.Oid) else bytes.fromhex(object_id)
+
+
 @dataclass
 class Folder:
     """One folder of a version; ids are hex strings (no pygit2 type leaves this module)."""
@@ -505,17 +509,17 @@ class MetaStore:
         """
         if not files and not dirs and record is None:
             return None
-        entries = [(encode_dir(name), bytes.fromhex(oid), True) for name, oid in dirs.items()]
+        entries = [(encode_dir(name), _raw(oid), True) for name, oid in dirs.items()]
         if files and base is not None and len(files) <= BUCKET_MAX:
             base_oid, base_rows = base
             names = {e.name for e in files}
             added = [e for e in files if base_rows.get(e.name) != e]
             removed = sorted(n for n in base_rows if n not in names)
             if not added and not removed:
-                entries.append((MANIFEST, bytes.fromhex(base_oid), False))
+                entries.append((MANIFEST, _raw(base_oid), False))
                 files = []
             elif len(added) + len(removed) <= len(base_rows) // PATCH_SHARE:
-                entries.append((BASE, bytes.fromhex(base_oid), False))
+                entries.append((BASE, _raw(base_oid), False))
                 if added:
                     blob = self._put(BLOB_KIND, encode_manifest(added, self.hash_size))
                     entries.append((ADDED, blob, False))
@@ -537,7 +541,7 @@ class MetaStore:
                     blob = self._put(BLOB_KIND, encode_manifest(bucket, self.hash_size))
                     entries.append((MANIFEST if nb == 1 else f"{MANIFEST}.{i}", blob, False))
         if record is not None:
-            entries.append((META, bytes.fromhex(record), False))
+            entries.append((META, _raw(record), False))
         return self._put(TREE_KIND, tree_body(entries)).hex()
 
     def _put(self, kind: int, data: bytes) -> bytes:

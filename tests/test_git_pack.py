@@ -1,0 +1,160 @@
+"""New folders written straight into one git pack (``objstore/git_pack.py`` and
+``MetaStore.new_objects``): the ids are git's own, libgit2 and git read the pack, a
+batch that fails leaves nothing behind, and a fault in the writer is caught by the
+read-back before anything is published."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import pygit2
+import pytest
+
+from objstore import git_pack
+from objstore.errors import FormatError
+from objstore.maintenance import fsck
+from objstore.meta import PACK_NEW_MIN
+from objstore.store import Store
+from objstore.worktree import add, checkout, commit_all
+
+from .conftest import read_tree, write
+
+NAMES = ["a", "a.b", "a-b", "a0", "ab", "b", "A", "a b", "é", "z", ".ds.manifest", ".ds.manifest.1",
+         ".ds.d.x", "x.y", "a-", "b0", "ab.1"]
+
+
+def test_a_tree_has_the_id_libgit2_gives_it(tmp_path: Path):
+    """Names that sort differently as a file and as a folder ("a" beside "a.b" and "a0")
+    are in git's order, so the id is the one libgit2's tree builder gives."""
+    repo = pygit2.init_repository(str(tmp_path / "r"), bare=True)
+    blob, sub = repo.create_blob(b"x"), repo.TreeBuilder().write()
+    rng = random.Random(3)
+    for _ in range(300):
+        builder, entries = repo.TreeBuilder(), []
+        for name in rng.sample(NAMES, rng.randint(1, len(NAMES))):
+            folder = rng.random() < 0.5
+            builder.insert(name, sub if folder else blob,
+                           pygit2.enums.FileMode.TREE if folder else pygit2.enums.FileMode.BLOB)
+            entries.append((name, (sub if folder else blob).raw, folder))
+        assert git_pack.object_id(git_pack.TREE, git_pack.tree_body(entries)) == builder.write().raw
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "a\0b"])
+def test_a_tree_entry_that_is_not_one_path_component_is_refused(name: str):
+    with pytest.raises(FormatError, match="not a single path component"):
+        git_pack.tree_body([(name, b"\1" * 20, False)])
+
+
+def test_a_tree_with_two_entries_of_one_name_is_refused():
+    with pytest.raises(FormatError, match="two entries of one name"):
+        git_pack.tree_body([("a", b"\1" * 20, False), ("a", b"\2" * 20, True)])
+
+
+def test_a_pack_written_here_reads_in_libgit2_and_in_git(tmp_path: Path):
+    rng = random.Random(5)
+    folder = tmp_path / "objects" / "pack"
+    folder.mkdir(parents=True)
+    with open(folder / "new.pack", "w+b") as f:
+        writer = git_pack.GitPackWriter(f)
+        blobs = {writer.add(git_pack.BLOB, data): data
+                 for data in [rng.randbytes(rng.randint(0, 70_000)) for _ in range(60)] + [b""]}
+        again = writer.add(git_pack.BLOB, b"")  # written once
+        tree = writer.add(git_pack.TREE, git_pack.tree_body([("f", again, False)]))
+        digest, index = writer.finish()
+    assert len(writer) == len(blobs) + 1
+    stem = folder / f"pack-{digest.hex()}"
+    (folder / "new.pack").rename(stem.with_suffix(".pack"))
+    stem.with_suffix(".idx").write_bytes(index)
+    odb = pygit2.Odb()
+    odb.add_backend(pygit2.OdbBackendPack(str(tmp_path / "objects")), 1)
+    for oid, data in blobs.items():
+        assert odb.read(pygit2.Oid(raw=oid)) == (pygit2.enums.ObjectType.BLOB, data)
+    assert odb.read(pygit2.Oid(raw=tree))[0] == pygit2.enums.ObjectType.TREE
+    if shutil.which("git"):
+        out = subprocess.run(["git", "verify-pack", "-v", str(stem.with_suffix(".idx"))],
+                             capture_output=True, text=True, check=True).stdout
+        assert f"non delta: {len(blobs) + 1} objects" in out
+
+
+def test_an_offset_past_two_gib_goes_in_the_index_large_table():
+    """(A pack that large is not written in a test: the index's own layout is read here.)"""
+    rows = {b"\1" * 20: (12, 7), b"\2" * 20: (0x1_2345_6789, 8)}
+    index = git_pack._index(rows, b"\3" * 20)
+    at = 8 + 256 * 4 + 2 * 20 + 2 * 4
+    assert struct.unpack(">2I", index[at:at + 8]) == (12, 0x8000_0000)
+    assert struct.unpack(">Q", index[at + 8:at + 16]) == (0x1_2345_6789,)
+    assert len(index) == at + 16 + 20 + 20
+
+
+def _files(root: Path, folders: int, per: int = 3) -> None:
+    for i in range(folders):
+        for j in range(per):
+            write(root, f"f{i:03}/x{j}.txt", f"{i} {j}\n")
+
+
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # an unborn branch's, written on first use
+
+
+def _meta_files(s: Store) -> tuple[list[Path], list[Path]]:
+    """(loose objects but the empty tree, packs) of the store's metadata."""
+    objects = s.meta.path / "objects"
+    loose = sorted(f for f in objects.glob("[0-9a-f][0-9a-f]/*") if f.parent.name + f.name != EMPTY_TREE)
+    return loose, sorted((objects / "pack").glob("pack-*.pack"))
+
+
+def test_a_stage_of_many_folders_is_one_new_pack_and_no_loose_object(store: Store):
+    _files(store.worktree, PACK_NEW_MIN + 10)
+    loose_before, packs_before = _meta_files(store)
+    add(store, [str(store.worktree)])
+    loose, packs = _meta_files(store)
+    assert len(packs) == len(packs_before) + 1
+    assert loose == loose_before == []
+    assert not list((store.meta.path / "objects" / "pack").glob(".tmp-*"))
+    v1 = commit_all(store, "v1").id
+    assert not fsck(store, read_data=True).problems
+    before = read_tree(store.worktree)
+    shutil.rmtree(store.worktree / "f000")
+    checkout(store, v1, force=True)
+    assert read_tree(store.worktree) == before
+
+
+def test_a_stage_of_few_folders_stays_loose_until_made_durable(store: Store):
+    _files(store.worktree, 3)
+    packs_before = _meta_files(store)[1]
+    add(store, [str(store.worktree)])
+    loose, packs = _meta_files(store)
+    assert packs == packs_before and len(loose) >= 4  # three folders and the root
+    assert not fsck(store).problems
+
+
+def test_a_write_that_fails_inside_leaves_nothing(store: Store):
+    meta = store.meta
+    loose_before, packs_before = _meta_files(store)
+    with pytest.raises(RuntimeError), meta.new_objects():
+        for i in range(PACK_NEW_MIN * 2):
+            meta._put(git_pack.BLOB, b"%d" % i)
+        raise RuntimeError("stop")
+    assert _meta_files(store) == (loose_before, packs_before)
+    assert not list((meta.path / "objects" / "pack").glob(".tmp-*"))
+
+
+def test_a_pack_whose_ids_are_wrong_is_caught_before_it_is_published(store: Store, monkeypatch):
+    """A fault in the writer (here: every id off by its last byte) fails the write with a
+    clear error; nothing is published, no temp file stays, and the store is as it was."""
+    real = git_pack.object_id
+    monkeypatch.setattr(git_pack, "object_id", lambda kind, data: real(kind, data)[:-1] + b"\0")
+    monkeypatch.setattr("objstore.meta.object_id", git_pack.object_id)
+    _files(store.worktree, PACK_NEW_MIN + 10)
+    before = _meta_files(store)
+    with pytest.raises(FormatError, match="does not read back.*nothing was written"):
+        add(store, [str(store.worktree)])
+    assert _meta_files(store) == before
+    assert not list((store.meta.path / "objects" / "pack").glob(".tmp-*"))
+    monkeypatch.undo()
+    add(store, [str(store.worktree)])
+    commit_all(store, "v1")
+    assert not fsck(store, read_data=True).problems
