@@ -28,7 +28,7 @@ import pygit2
 import xxhash
 
 from .errors import DsError, FormatError, RevisionNotFound
-from .fsutil import atomic_write
+from .fsutil import atomic_write, name_path
 from .git_pack import BLOB as BLOB_KIND
 from .git_pack import TREE as TREE_KIND
 from .git_pack import GitPackWriter, object_id, tree_body
@@ -551,7 +551,11 @@ class MetaStore:
             oid = self.repo.odb.write(_OBJECT_TYPES[kind], data)
             self._new(oid)
             return oid.raw
-        return batch.add(kind, data, self.pack_folder)
+        try:
+            return batch.add(kind, data, self.pack_folder)
+        except OSError as e:
+            name_path(e, self.pack_folder)
+            raise
 
     @contextlib.contextmanager
     def new_objects(self) -> Iterator[None]:
@@ -576,6 +580,9 @@ class MetaStore:
                     self._new(self.repo.odb.write(_OBJECT_TYPES[kind], data))
                 return
             self._publish_pack(batch.finish(self._read_back))
+        except OSError as e:
+            name_path(e, self.pack_folder)
+            raise
         finally:
             batch.discard()
         with contextlib.suppress(OSError, pygit2.GitError, FormatError):  # as in make_durable

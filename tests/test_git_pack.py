@@ -158,3 +158,27 @@ def test_a_pack_whose_ids_are_wrong_is_caught_before_it_is_published(store: Stor
     add(store, [str(store.worktree)])
     commit_all(store, "v1")
     assert not fsck(store, read_data=True).problems
+
+
+@pytest.mark.parametrize("budget", [0, 3000])
+def test_a_full_disk_while_the_pack_is_written_leaves_the_store_as_it_was(store: Store, monkeypatch,
+                                                                          budget: int):
+    """No room at all, or room for part of the pack: the add fails with the disk's error,
+    no temp file stays, and once there is room again the same add and a commit succeed."""
+    from .test_resources import ENOSPC_TEXT, DiskFull
+
+    _files(store.worktree, PACK_NEW_MIN + 10)
+    before = _meta_files(store)
+    disk = DiskFull(str(store.path), budget=budget, only={"meta"})
+    with monkeypatch.context() as m:
+        disk.install(m.setattr)
+        with pytest.raises(OSError, match=ENOSPC_TEXT) as failed:
+            add(store, [str(store.worktree)])
+    assert failed.value.filename == str(store.meta.path / "objects" / "pack")  # the message says where
+    assert [c for c, _at, _n in disk.log] and {c for c, _at, _n in disk.log} == {"meta"}
+    assert _meta_files(store) == before
+    assert not list((store.meta.path / "objects" / "pack").glob(".tmp-*"))
+    add(store, [str(store.worktree)])
+    v1 = commit_all(store, "v1").id
+    assert not fsck(store, read_data=True).problems
+    assert store.meta.tree_of(v1)

@@ -308,24 +308,18 @@ class DiskFull:
             ("set_head", "git-ref", lambda a: 41),
         ):
             setattr(repo, name, self._git(getattr(repo, name), category, cost))
-        real_builder = repo.TreeBuilder
-        guard = self
+        # a folder's blobs and tree: loose through libgit2 (charged here, by kind), or into a
+        # pack that MetaStore writes itself (charged as a file under the store, as well)
+        from objstore import git_pack
+        from objstore.meta import MetaStore
 
-        class Builder:
-            def __init__(self, inner):
-                self._inner = inner
+        kinds = {git_pack.BLOB: "git-blob", git_pack.TREE: "git-tree"}
+        real_put = MetaStore._put
 
-            def __getattr__(self, name):
-                return getattr(self._inner, name)
+        def put(meta, kind, data):
+            return self._git(real_put, kinds[kind], lambda a: len(a[1]))(meta, kind, data)
 
-            def __len__(self) -> int:
-                return len(self._inner)
-
-            def write(self):
-                guard.charge("git-tree", 32 + 40 * len(self._inner))
-                return self._inner.write()
-
-        setattr(repo, "TreeBuilder", lambda r, *a: Builder(real_builder(r, *a)))
+        setattr(MetaStore, "_put", put)
 
     def _git(self, real, category: str, cost):
         def call(repo, *args, **kwargs):
