@@ -132,19 +132,28 @@ class TreeEditor:
         self.root.dirty = True
 
     def write(self) -> str:
-        with self.meta.new_objects():  # the changed folders: one new pack, not a file each
-            oid = self._write(self.root, "")
+        written: list[_Node] = []
+        try:
+            with self.meta.new_objects():  # the changed folders: one new pack, not a file each
+                oid = self._write(self.root, "", written)
+        except BaseException:
+            # the objects are only kept once the batch ends: a folder written before the
+            # failure is written again by the next write, or a tree would name nothing
+            for node in written:
+                node.dirty = True
+            raise
         return oid if oid is not None else self.meta.empty_tree
 
-    def _write(self, node: _Node, where: str) -> str | None:
+    def _write(self, node: _Node, where: str, written: list[_Node]) -> str | None:
         if not node.dirty:
             return node.oid
         dirs = {}
         for name, child in node.dirs.items():
-            oid = self._write(child, join(where, name))
+            oid = self._write(child, join(where, name), written)
             if oid is not None:
                 dirs[name] = oid
         oid = self.meta.write_folder(list(node.files.values()), dirs, node.record if not where else None,
                                      node.base)
         node.oid, node.dirty = oid, False
+        written.append(node)
         return oid

@@ -17,6 +17,7 @@ import pytest
 from objstore import git_pack
 from objstore.errors import FormatError
 from objstore.maintenance import fsck
+from objstore.manifest import FILE, FileEntry
 from objstore.meta import PACK_NEW_MIN
 from objstore.store import Store
 from objstore.worktree import add, checkout, commit_all
@@ -182,3 +183,25 @@ def test_a_full_disk_while_the_pack_is_written_leaves_the_store_as_it_was(store:
     v1 = commit_all(store, "v1").id
     assert not fsck(store, read_data=True).problems
     assert store.meta.tree_of(v1)
+
+
+def test_a_write_that_fails_leaves_its_folders_to_be_written_again(store: Store, monkeypatch):
+    """The tree editor marks a folder written only once the batch holding it is kept: after
+    a full disk, the same editor's next write names only objects that exist."""
+    from objstore.tree_edit import TreeEditor
+
+    from .test_resources import ENOSPC_TEXT, DiskFull
+
+    editor = TreeEditor(store.meta, None)
+    for i in range(PACK_NEW_MIN + 10):
+        editor.set(f"f{i:03}/x", FileEntry("x", FILE, 1, bytes([i]) * 16))
+    disk = DiskFull(str(store.path), budget=2000, only={"meta"})
+    with monkeypatch.context() as m:
+        disk.install(m.setattr)
+        with pytest.raises(OSError, match=ENOSPC_TEXT):
+            editor.write()
+    tree = editor.write()
+    fresh = Store.open(store.worktree)
+    assert sorted(path for path, _entry in fresh.meta.walk(tree)) == [
+        f"f{i:03}/x" for i in range(PACK_NEW_MIN + 10)]
+    fresh.close()
