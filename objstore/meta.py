@@ -172,6 +172,7 @@ def _put_aside(path: Path) -> None:
         n += 1
     os.replace(path, aside)
 
+
 class _Batch:
     """The objects of one ``MetaStore.new_objects``: held in memory while few, then streamed
     into a pack in a temp folder of the pack folder (``drop_temps`` removes what a crash leaves)."""
