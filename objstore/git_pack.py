@@ -34,11 +34,13 @@ def object_id(kind: int, data: bytes) -> bytes:
 
 def tree_body(entries: Iterable[tuple[str, bytes, bool]]) -> bytes:
     """A git tree of (name, id, is a tree) entries, in git's order: by name, a subtree's name
-    compared as if it ended in '/'. Names are checked as libgit2's tree builder checks them."""
+    compared as if it ended in '/'. A name must be one path component without a backslash;
+    git's other refusals (``.git`` and its NTFS and HFS spellings) are the caller's to avoid
+    (``meta.encode_dir`` escapes them, and ``paths.check_name`` refuses a backslash first)."""
     rows = []
     for name, oid, is_tree in entries:
         raw = name.encode()
-        if not raw or raw in (b".", b"..") or b"/" in raw or b"\0" in raw or len(oid) != 20:
+        if not raw or raw in (b".", b"..") or any(c in raw for c in b"/\\\0") or len(oid) != 20:
             raise FormatError(f"refusing git tree entry {name!r}: not a single path component")
         rows.append((raw + b"/" if is_tree else raw, raw, oid, is_tree))
     if len({row[1] for row in rows}) != len(rows):
@@ -58,6 +60,7 @@ class GitPackWriter:
         f.write(b"PACK" + struct.pack(">II", 2, 0))  # the count is written at the end
         self._end = 12
         self._rows: dict[bytes, tuple[int, int]] = {}  # id -> (offset, CRC-32 of its record)
+        self.kinds: dict[bytes, int] = {}  # id -> kind, of every object written
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -77,6 +80,7 @@ class GitPackWriter:
         record = bytes(head) + zlib.compress(data)
         self._f.write(record)
         self._rows[oid] = (self._end, zlib.crc32(record))
+        self.kinds[oid] = kind
         self._end += len(record)
         return oid
 

@@ -179,7 +179,6 @@ class _Batch:
 
     def __init__(self) -> None:
         self.held: dict[bytes, tuple[int, bytes]] = {}
-        self.kinds: dict[bytes, int] = {}  # what the pack holds
         self.tmp: str | None = None
         self.file: BinaryIO | None = None
         self.pack: GitPackWriter | None = None
@@ -190,9 +189,8 @@ class _Batch:
             self.held[oid] = (kind, data)
             if len(self.held) >= PACK_NEW_MIN:
                 self._start(folder)
-        elif oid not in self.kinds:
+        else:
             self.pack.add(kind, data, oid)
-            self.kinds[oid] = kind
         return oid
 
     def _start(self, folder: Path) -> None:
@@ -206,10 +204,10 @@ class _Batch:
         held, self.held = self.held, {}
         for oid, (kind, data) in held.items():
             self.pack.add(kind, data, oid)
-            self.kinds[oid] = kind
 
     def finish(self, read_back: Callable[[Path, dict[bytes, int]], None]) -> list[Path]:
-        """The pack and its index, named by the pack's checksum, once ``read_back`` accepts them."""
+        """The pack and its index, named by the pack's checksum, read-only as git makes them,
+        once ``read_back`` accepts them."""
         assert self.pack is not None and self.file is not None and self.tmp is not None
         digest, index = self.pack.finish()
         self.file.close()
@@ -217,12 +215,17 @@ class _Batch:
         pack, idx = folder / f"pack-{digest.hex()}.pack", folder / f"pack-{digest.hex()}.idx"
         os.replace(folder / "new.pack", pack)
         idx.write_bytes(index)
-        read_back(Path(self.tmp), self.kinds)
+        for f in (pack, idx):
+            os.chmod(f, 0o444)
+        read_back(Path(self.tmp), self.pack.kinds)
         return [pack, idx]
 
     def discard(self) -> None:
         if self.file is not None:
-            self.file.close()
+            # closing flushes what the failed write left in the buffer, and fails the same
+            # way: that second error must neither replace the first nor keep the temp folder
+            with contextlib.suppress(OSError):
+                self.file.close()
         if self.tmp is not None:
             import shutil
 
@@ -358,14 +361,17 @@ class MetaStore:
         return len(oids) - len(unreadable)
 
     def drop_temps(self, older_than: float) -> int:
-        """Remove what an interrupted write left in the pack folder (``.tmp-*`` files and
-        folders of a killed fetch, repack or repair; libgit2 never reads them) last changed
-        before ``older_than`` (a time): a day back, no live writer still uses one. Returns
-        how many went."""
+        """Remove what an interrupted write left in the pack folder, last changed before
+        ``older_than`` (a time): a day back, no live writer still uses one. Returns how many
+        went. That is ``.tmp-*`` files and folders of a killed fetch, repack, repair or new
+        folders' pack, and a ``pack-*.pack`` without its ``.idx`` (a publish killed between
+        its two renames, a merge between its two unlinks). libgit2 reads none of them, and
+        gc, the one caller, has first checked that every object it keeps reads without them."""
         import shutil
 
         gone = 0
-        for p in self.pack_folder.glob(".tmp-*"):
+        lone = [p for p in self.pack_folder.glob("pack-*.pack") if not p.with_suffix(".idx").exists()]
+        for p in [*self.pack_folder.glob(".tmp-*"), *lone]:
             try:
                 if p.lstat().st_mtime >= older_than:
                     continue

@@ -44,7 +44,7 @@ def test_a_tree_has_the_id_libgit2_gives_it(tmp_path: Path):
         assert git_pack.object_id(git_pack.TREE, git_pack.tree_body(entries)) == builder.write().raw
 
 
-@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "a\0b"])
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "a\0b", ".git\\x"])
 def test_a_tree_entry_that_is_not_one_path_component_is_refused(name: str):
     with pytest.raises(FormatError, match="not a single path component"):
         git_pack.tree_body([(name, b"\1" * 20, False)])
@@ -205,3 +205,67 @@ def test_a_write_that_fails_leaves_its_folders_to_be_written_again(store: Store,
     assert sorted(path for path, _entry in fresh.meta.walk(tree)) == [
         f"f{i:03}/x" for i in range(PACK_NEW_MIN + 10)]
     fresh.close()
+
+
+def test_new_packs_are_read_only_as_git_makes_them(store: Store):
+    _files(store.worktree, PACK_NEW_MIN + 10)
+    before = set(_meta_files(store)[1])
+    add(store, [str(store.worktree)])
+    (pack,) = set(_meta_files(store)[1]) - before
+    for f in (pack, pack.with_suffix(".idx")):
+        assert f.stat().st_mode & 0o777 == 0o444
+
+
+FSIZE_SCRIPT = """
+import os, resource, signal, sys
+from pathlib import Path
+from objstore import git_pack
+from objstore.meta import MetaStore
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+meta = MetaStore.create(Path(sys.argv[1]), 16)
+resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+try:
+    with meta.new_objects():
+        for i in range(5000):
+            meta._put(git_pack.BLOB, os.urandom(100))
+except OSError as e:
+    print(e.errno, e.filename)
+"""
+
+
+def test_a_real_write_failure_of_the_pack_names_the_folder_and_leaves_nothing(tmp_path: Path):
+    """Not a simulated one: the file size limit makes the kernel refuse the pack's bytes as
+    they leave the write buffer, so closing the file fails again; that second failure must
+    neither hide the first (which names the pack folder) nor keep the temp folder."""
+    import errno
+    import sys
+
+    meta = tmp_path / "meta"
+    run = subprocess.run([sys.executable, "-c", FSIZE_SCRIPT, str(meta)], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == [str(errno.EFBIG), str(meta / "objects" / "pack")]
+    assert not list((meta / "objects" / "pack").iterdir())
+
+
+def test_gc_removes_a_pack_left_without_its_index_a_day_on(store: Store):
+    """A publish killed between its two renames (or a merge between its two unlinks) leaves
+    a ``.pack`` alone, which libgit2 never reads: gc removes it once a day old."""
+    import os
+    import time
+
+    from objstore.maintenance import gc
+
+    _files(store.worktree, 3)
+    commit_all(store, "v1")
+    folder = store.meta.pack_folder
+    folder.mkdir(parents=True, exist_ok=True)
+    old, young = folder / f"pack-{'1' * 40}.pack", folder / f"pack-{'2' * 40}.pack"
+    for f in (old, young):
+        f.write_bytes(b"PACK" + bytes(30))
+    day_ago = time.time() - 2 * 24 * 3600
+    os.utime(old, (day_ago, day_ago))
+    report = gc(store)
+    assert not old.exists() and young.exists()
+    assert report.temp_files_removed >= 1
+    assert fsck(store, read_data=True).ok
