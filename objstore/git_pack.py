@@ -59,11 +59,15 @@ class GitPackWriter:
         self._f = f
         f.write(b"PACK" + struct.pack(">II", 2, 0))  # the count is written at the end
         self._end = 12
-        self._rows: dict[bytes, tuple[int, int]] = {}  # id -> (offset, CRC-32 of its record)
-        self.kinds: dict[bytes, int] = {}  # id -> kind, of every object written
+        self._rows: dict[bytes, tuple[int, int, int]] = {}  # id -> (offset, CRC-32 of its record, kind)
 
     def __len__(self) -> int:
         return len(self._rows)
+
+    @property
+    def kinds(self) -> dict[bytes, int]:
+        """The kind of every object written, by id."""
+        return {oid: row[2] for oid, row in self._rows.items()}
 
     def add(self, kind: int, data: bytes, oid: bytes | None = None) -> bytes:
         """Append an object (unless this pack has it); returns its id."""
@@ -79,8 +83,7 @@ class GitPackWriter:
         head.append(byte)
         record = bytes(head) + zlib.compress(data)
         self._f.write(record)
-        self._rows[oid] = (self._end, zlib.crc32(record))
-        self.kinds[oid] = kind
+        self._rows[oid] = (self._end, zlib.crc32(record), kind)
         self._end += len(record)
         return oid
 
@@ -98,7 +101,7 @@ class GitPackWriter:
         return digest, _index(self._rows, digest)
 
 
-def _index(rows: dict[bytes, tuple[int, int]], pack_sum: bytes) -> bytes:
+def _index(rows: dict[bytes, tuple[int, int, int]], pack_sum: bytes) -> bytes:
     ids = sorted(rows)
     fanout = [0] * 256
     for oid in ids:

@@ -555,14 +555,18 @@ class MetaStore:
         """Write a new object (into the batch of ``new_objects``, if one is open); its raw id."""
         batch = self._batch
         if batch is None:
-            oid = self.repo.odb.write(_OBJECT_TYPES[kind], data)
-            self._new(oid)
-            return oid.raw
+            return self._write_loose(kind, data)
         try:
             return batch.add(kind, data, self.pack_folder)
         except OSError as e:
             name_path(e, self.pack_folder)
             raise
+
+    def _write_loose(self, kind: int, data: bytes) -> bytes:
+        """Write an object loose through libgit2 (durable with the next ``make_durable``)."""
+        oid = self.repo.odb.write(_OBJECT_TYPES[kind], data)
+        self._new(oid)
+        return oid.raw
 
     @contextlib.contextmanager
     def new_objects(self) -> Iterator[None]:
@@ -584,7 +588,7 @@ class MetaStore:
         try:
             if batch.pack is None:
                 for kind, data in batch.held.values():
-                    self._new(self.repo.odb.write(_OBJECT_TYPES[kind], data))
+                    self._write_loose(kind, data)
                 return
             self._publish_pack(batch.finish(self._read_back))
         except OSError as e:

@@ -83,7 +83,7 @@ def test_a_pack_written_here_reads_in_libgit2_and_in_git(tmp_path: Path):
 
 def test_an_offset_past_two_gib_goes_in_the_index_large_table():
     """(A pack that large is not written in a test: the index's own layout is read here.)"""
-    rows = {b"\1" * 20: (12, 7), b"\2" * 20: (0x1_2345_6789, 8)}
+    rows = {b"\1" * 20: (12, 7, git_pack.BLOB), b"\2" * 20: (0x1_2345_6789, 8, git_pack.TREE)}
     index = git_pack._index(rows, b"\3" * 20)
     at = 8 + 256 * 4 + 2 * 20 + 2 * 4
     assert struct.unpack(">2I", index[at:at + 8]) == (12, 0x8000_0000)
