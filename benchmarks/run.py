@@ -39,7 +39,10 @@ At the end the issue's targets are checked (:mod:`benchmarks.chart`: the "Target
 table of the Markdown) and, when matplotlib is importable, the ratios are drawn into a
 PNG next to ``--out``.
 
-``ds`` is taken from ``$DS_CMD`` (split like a shell would, default ``ds``),
+``ds`` is taken from ``$DS_CMD`` (split like a shell would); without it, this tree is
+installed from a wheel into a venv in the work folder (:mod:`benchmarks.release_install`:
+what ``pip install objstore`` gives, not a developer's editable install) and, should that
+fail, ``ds`` on ``PATH`` is used and a note says so;
 ``dvc`` from ``$DVC_CMD`` (default: ``dvc`` on ``PATH``, else ``python -m dvc``
 if importable, else skipped).
 A failing ``ds`` step is recorded with its error text and the run goes on; the
@@ -52,6 +55,7 @@ import argparse
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -79,6 +83,7 @@ from benchmarks.harness import (
     tool_version,
 )
 from benchmarks.peers import Ctx, find_dvc, find_git_lfs, s3_bucket, start_s3
+from benchmarks.release_install import release_ds
 from benchmarks.report import diff_scaling, draw_chart, render, write_outputs
 from benchmarks.scenarios import bench_dataset
 
@@ -201,6 +206,16 @@ def run_sets(sets: list[str], work: Path, makers: dict[str, Callable[[Path], Dat
         s3.stop()
 
 
+def _ds_command(work: Path) -> tuple[list[str], str | None]:
+    """``$DS_CMD`` if set, else this tree as a user installs it; and a note if that failed."""
+    if os.environ.get("DS_CMD"):
+        return shlex.split(os.environ["DS_CMD"]) or ["ds"], None
+    try:
+        return release_ds(work), None
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        return ["ds"], f"ds is the one on PATH (installing this tree from a wheel failed: {exc})"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = _parser()
     a = p.parse_args(argv)
@@ -213,7 +228,6 @@ def main(argv: list[str] | None = None) -> int:
     timeout = a.timeout or (120.0 if a.quick else 600.0)
     repeat = a.repeat or 1
     rounds = rounds_of(a, p)
-    ds_cmd = shlex.split(os.environ.get("DS_CMD", "ds")) or ["ds"]
     sets = _sets(a, p)
 
     t_start = time.perf_counter()
@@ -222,8 +236,12 @@ def main(argv: list[str] | None = None) -> int:
     log_dir.mkdir()
     helper, rss_method = build_rusage_helper(work)
     runner = Runner(log_dir, timeout, helper)
+    ds_cmd, ds_note = _ds_command(work)
     runner.log(f"work dir {work}; ds = {shlex.join(ds_cmd)}; rusage: {rss_method}")
     ctx, notes, peers_info = _peers(a, runner, ds_cmd, repeat, rounds)
+    if ds_note:
+        notes.append(ds_note)
+        runner.log(ds_note)
     results: dict[str, Any] = {
         "schema": 2,
         "machine": {**machine_info(ds_cmd, work), "rss_method": rss_method, **peers_info},

@@ -29,6 +29,7 @@ import xxhash
 
 from .errors import DsError, FormatError, RevisionNotFound
 from .fsutil import atomic_write, name_path
+from .git_layout import DEFAULT_BRANCH, init_bare
 from .git_pack import BLOB as BLOB_KIND
 from .git_pack import TREE as TREE_KIND
 from .git_pack import GitPackWriter, object_id, tree_body
@@ -60,7 +61,6 @@ _AT = re.compile(r"([^@{}~^:\s]*)@\{(-?[0-9]{1,6})\}")  # NAME@{N}, @{N}, @{-N}
 BLOB = pygit2.enums.FileMode.BLOB
 TREE = pygit2.enums.FileMode.TREE
 _OBJECT_TYPES = {BLOB_KIND: pygit2.enums.ObjectType.BLOB, TREE_KIND: pygit2.enums.ObjectType.TREE}
-DEFAULT_BRANCH = "main"
 PACK_NEW_MIN = 64  # fewer new objects stay loose (and are fsynced one by one)
 PACK_MERGE_AT = 32  # more metadata packs than this: merge all but the largest
 
@@ -405,8 +405,7 @@ class MetaStore:
 
     @classmethod
     def create(cls, path: Path, hash_size: int) -> MetaStore:
-        repo = pygit2.init_repository(str(path), bare=True, initial_head=DEFAULT_BRANCH)
-        repo.config["core.logAllRefUpdates"] = "always"
+        init_bare(path)
         return cls(path, hash_size)
 
     # -- folders -----------------------------------------------------------------------

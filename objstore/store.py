@@ -182,7 +182,7 @@ class Store:
         clone is finished by cloning again)."""
         path = Path(path)
         from .chunking import ChunkParams
-        from .meta import MetaStore
+        from .git_layout import init_bare
 
         config = StoreConfig(hash=get_algo(hash).name, chunking=chunking or ChunkParams())
         if path.exists() or path.is_symlink():
@@ -195,7 +195,7 @@ class Store:
             (tmp / INIT_OWNER).write_text(str(pid_space()))  # whose pid the folder's name holds
             for sub in ("packs", "index", "cache"):
                 (tmp / sub).mkdir()
-            MetaStore.create(tmp / "meta", get_algo(hash).size)
+            init_bare(tmp / "meta")
             save_config(tmp / "config", config)
             if cloning is not None:
                 (tmp / CLONING).write_text(cloning, encoding="utf-8")

@@ -2,7 +2,8 @@
 
 Not a timing test: each command runs in a fresh process and the test reads which modules
 it left in ``sys.modules``. A command pays for pygit2 (~50 ms), rich, fsspec or zstandard
-only when it uses them; ``--version``, ``--help``, a clean ``status`` and usage errors use none;
+only when it uses them; ``--version``, ``--help``, a clean ``status``, ``init`` and usage errors
+use none;
 only the module of the command being run is imported (``benchmarks/startup.py`` has the times).
 """
 
@@ -97,6 +98,7 @@ CASES = [
     (("status",), HEAVY | {"typer", "click", "objstore_cli.app", "tomllib", "typing", "datetime",
                            "array", "signal", "collections.abc"}, set()),
     (("bogus",), HEAVY | {"objstore.store"}, set()),
+    (("init", "../fresh"), HEAVY | {"objstore.meta"}, {"workflow"}),  # the bare repository: git_layout
     (("log", "-n", "x"), HEAVY | {"objstore.store"}, {"history", "workflow"}),
     (("log", "-n", "1"), BYTES, {"history", "workflow"}),
     (("ls",), BYTES, {"inspect_cmd", "workflow"}),
