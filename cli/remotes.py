@@ -165,7 +165,8 @@ def _update_lines(t, fetched: bool) -> list[str]:
     for u in t.updates:
         tag = u["ref"].startswith("refs/tags/")
         if u["new"] is None:
-            gone = u["local"].removeprefix("refs/remotes/") if fetched else _short(u["ref"])
+            gone = u["local"].removeprefix("refs/remotes/").removeprefix("refs/tags/") if fetched \
+                else _short(u["ref"])
             rows.append(("-", "[deleted]", f"(none) -> {gone}" if fetched else gone))
             continue
         if fetched:
@@ -253,6 +254,9 @@ def fetch(
     prune: Annotated[bool, typer.Option(
         "--prune", "-p", help="Delete the REMOTE/BRANCH refs of branches the remote no longer has "
         "(each kept in its reflog).")] = False,
+    prune_tags: Annotated[bool, typer.Option(
+        "--prune-tags", "-P", help="With --prune: also delete the tags here that the remote does not "
+        "have, your own included (each kept in its reflog: `ds tag NAME NAME@{1}` restores one).")] = False,
     verbose: VerboseOpt = False,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
@@ -265,7 +269,7 @@ def fetch(
     if remote is None and (branch := store.head_branch()) and (up := upstream(store, branch)):
         remote = up.remote
     with transfer_progress("fetching", quiet) as cb:
-        t = Remote(store, remote_target(store, remote), progress=cb).fetch(prune=prune)
+        t = Remote(store, remote_target(store, remote), progress=cb).fetch(prune=prune, prune_tags=prune_tags)
     lines = ([_summary("Fetched", t, t.bytes_received, f"from {t.remote}", files=False), f"From {t.url}",
               *_update_lines(t, fetched=True)] if t.updates else [f"Nothing new on {t.remote}"])
     _report(t, as_json, verbose, lines, quiet)

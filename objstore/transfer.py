@@ -420,10 +420,15 @@ class Transfers(RemoteRepo):
                 self._skip_ref(rel, f"it {why}")
         return good
 
-    def fetch(self, prune: bool = False) -> Transfer:
+    def fetch(self, prune: bool = False, prune_tags: bool = False) -> Transfer:
         """Bring the remote's refs, metadata and index (not file bytes: those come on demand).
         ``prune``: delete the tracking refs of branches the remote no longer has (each keeps
-        its reflog, ended by the deletion); without it they stay, with a hint, as in git."""
+        its reflog, ended by the deletion); without it they stay, with a hint, as in git.
+        ``prune_tags`` (with ``prune``, as git's ``-p -P``): also delete the tags here that
+        the remote does not have, made here or not (each keeps its reflog)."""
+        if prune_tags and not prune:
+            raise DsError("--prune-tags deletes tags only together with --prune, as git's; "
+                          "run `ds fetch --prune --prune-tags` (nothing was fetched)")
         meta = self.store.meta
         self.cache.mkdir(parents=True, exist_ok=True)
         t = Transfer()
@@ -472,6 +477,8 @@ class Transfers(RemoteRepo):
                     t.updates.append({"ref": rel, "local": local, "old": old, "new": commit_id,
                                       "forced": old is not None and not meta.is_ancestor(old, commit_id)})
             self._prune(listed, prune, t)
+            if prune_tags:
+                self._prune_tags(listed, t)
             # versions new here: cost ∝ their number
             t.versions = sum(1 for _c in meta.new_versions([u["new"] for u in t.updates if u["new"]],
                                                            before.values()))
@@ -493,6 +500,18 @@ class Transfers(RemoteRepo):
             t.deleted.append(name)
             t.updates.append({"ref": f"refs/heads/{name[len(prefix):]}", "local": name, "old": old,
                               "new": None, "forced": False, "deleted": True})
+
+    def _prune_tags(self, listed: set[str], t: Transfer) -> None:
+        """Delete the tags not in ``listed`` (the remote's refs, as read: one skipped as
+        invalid there still counts), each with a reflog entry that names it for a restore."""
+        meta = self.store.meta
+        for name in meta.ref_names("refs/tags/"):
+            if name in listed:
+                continue
+            old = meta.delete_ref(name, self.store.author(), f"fetch: pruned, tag gone from {self.url}")
+            t.deleted.append(name)
+            t.updates.append({"ref": name, "local": name, "old": old, "new": None, "forced": False,
+                              "deleted": True})
 
     def readable_refs(self, refs: dict[str, str], known: list[str]) -> dict[str, str]:
         """The refs whose versions new here all read back safely; the others skipped with a

@@ -309,3 +309,47 @@ def test_delete_api_refuses_before_anything_moves(tmp_path: Path) -> None:
             Remote(s, "origin").delete_refs(["../x"])
         with pytest.raises(DsError, match="is not an objstore remote"):
             Remote(s, str(tmp_path / "nowhere")).delete_refs(["main"])
+
+
+def test_prune_tags_deletes_the_tags_the_remote_lacks_and_each_can_be_restored(shared) -> None:
+    a, b, url, _opts = shared
+    ds("tag", "mine", cwd=b)  # made here, never pushed: git's -P deletes it too
+    with Store.open(b) as s:
+        old = {n: s.meta.ref_target(f"refs/tags/{n}") for n in ("mine", "t1")}
+    ds("tag", "t2", cwd=a)
+    ds("push", "origin", "t2", cwd=a)
+    ds("push", "origin", "--delete", "t1", cwd=a)
+    tags = ["mine", "t1"]
+    assert [line.split()[0] for line in ds("tag", "-l", cwd=b).stdout.splitlines()] == tags
+
+    # alone, as git's -P does nothing without -p: a clear error, nothing fetched or deleted
+    assert fails("fetch", "-P", cwd=b) == ("Error: --prune-tags deletes tags only together with "
+                                           "--prune, as git's; run `ds fetch --prune --prune-tags` "
+                                           "(nothing was fetched)")
+    assert [line.split()[0] for line in ds("tag", "-l", cwd=b).stdout.splitlines()] == tags
+
+    out = json.loads(ds("fetch", "--prune", "--prune-tags", "--json", cwd=b).stdout)
+    assert out["deleted"] == ["refs/tags/mine", "refs/tags/t1"]
+    deleted = [u for u in out["updates"] if u.get("deleted")]
+    assert deleted == [{"ref": f"refs/tags/{n}", "local": f"refs/tags/{n}", "old": old[n], "new": None,
+                        "forced": False, "deleted": True} for n in ("mine", "t1")]
+    assert [line.split()[0] for line in ds("tag", "-l", cwd=b).stdout.splitlines()] == ["t2"]
+    assert ds("reflog", "t1", cwd=b).stdout.splitlines()[0].endswith(f"fetch: pruned, tag gone from {url}")
+
+    # each is one command away, from its reflog; the next prune deletes only what is new
+    ds("tag", "t1", "t1@{1}", cwd=b)
+    with Store.open(b) as s:
+        assert s.meta.ref_target("refs/tags/t1") == old["t1"]
+    r = ds("fetch", "-p", "-P", cwd=b)
+    assert " - [deleted]  (none) -> t1" in r.stderr.splitlines() and "mine" not in r.stderr
+    assert "deleted" not in ds("fetch", "-p", "-P", cwd=b).stderr  # nothing left to prune
+
+
+def test_prune_tags_keeps_a_tag_the_remote_holds_but_skips_as_invalid(folder) -> None:
+    a, b, url, _opts = folder
+    with Store.open(a) as s:
+        remote = Remote(s, "origin")
+        remote.fs.put("refs/tags/t1", b"garbage\n")  # t1 is still there, unreadable
+    r = ds("fetch", "-p", "-P", cwd=b)
+    assert "refs/tags/t1" in r.stderr and "Warning" in r.stderr
+    assert [line.split()[0] for line in ds("tag", "-l", cwd=b).stdout.splitlines()] == ["t1"]
