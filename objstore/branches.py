@@ -37,6 +37,16 @@ def check_branch_name(store: Store, name: str) -> None:
         raise DsError(f"{name!r} is not a valid branch name")
     if name in store.meta.tags():
         raise DsError(f"{name!r} is a tag name; a branch of the same name would be ambiguous")
+    if store.meta.has_ref(f"refs/remotes/{name}"):
+        raise DsError(shadows(name, "branch"))
+
+
+def shadows(name: str, what: str) -> str:
+    """The refusal of a branch or tag named as a remote's branch is here (``origin/main``):
+    the name would then mean the local one everywhere, silently (git warns on each use)."""
+    remote = name.split("/", 1)[0]
+    return (f"{name!r} names {remote}'s branch as fetched here; a {what} of the same name would hide it "
+            f"(`{name}` would then mean the {what}); pick another name")
 
 
 def list_branches(store: Store) -> list[BranchInfo]:

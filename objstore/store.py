@@ -571,6 +571,10 @@ class Store:
             raise DsError(f"{name!r} is not a valid tag name")
         if self.meta.has_ref(f"refs/heads/{name}"):
             raise DsError(f"{name!r} is a branch name; a tag of the same name would be ambiguous")
+        if self.meta.has_ref(f"refs/remotes/{name}"):
+            from .branches import shadows
+
+            raise DsError(shadows(name, "tag"))
         commit_id = self.resolve(rev)
         with self.locked():
             self.meta.set_ref(f"refs/tags/{name}", commit_id, force, message=f"tag: {rev}")

@@ -473,6 +473,8 @@ class Transfers(RemoteRepo):
                     self._skip_ref(rel, f"it cannot be stored here ({e})")
                     continue
                 t.refs.append(rel)
+                if local.startswith("refs/remotes/"):
+                    self._warn_hidden(local[len("refs/remotes/"):])
                 if old != commit_id:
                     t.updates.append({"ref": rel, "local": local, "old": old, "new": commit_id,
                                       "forced": old is not None and not meta.is_ancestor(old, commit_id)})
@@ -500,6 +502,16 @@ class Transfers(RemoteRepo):
             t.deleted.append(name)
             t.updates.append({"ref": f"refs/heads/{name[len(prefix):]}", "local": name, "old": old,
                               "new": None, "forced": False, "deleted": True})
+
+    def _warn_hidden(self, name: str) -> None:
+        """A branch or tag here named as this tracking ref (``origin/main``; made before the
+        remote had it) wins wherever the name is given: say so, and how to rename it."""
+        meta = self.store.meta
+        for kind, prefix, rename in (("branch", "refs/heads/", "ds branch -m"), ("tag", "refs/tags/", None)):
+            if meta.has_ref(prefix + name):
+                fix = f"`{rename} {name} NEW`" if rename else f"`ds tag NEW {name}` then `ds tag -d {name}`"
+                self.warn(f"your {kind} {name} hides {self.track}'s branch of that name (`{name}` means "
+                          f"yours); rename it: {fix}")
 
     def _prune_tags(self, listed: set[str], t: Transfer) -> None:
         """Delete the tags not in ``listed`` (the remote's refs, as read: one skipped as

@@ -368,3 +368,37 @@ def test_human_output_keeps_request_counters_for_json_and_verbose(shared) -> Non
     t = json.loads(ds("push", "--json", cwd=a).stdout)
     assert t["requests"] > 0 and t["versions"] == 1 and t["files"] == 1 and t["refs"] == ["refs/heads/main"]
     assert t["updates"][0]["ref"] == "refs/heads/main" and t["updates"][0]["local"] == "refs/heads/main"
+
+
+def test_a_branch_or_tag_may_not_hide_a_remotes_branch(shared) -> None:
+    a, b, _url = shared
+    hidden = ("'origin/main' names origin's branch as fetched here; a {} of the same name would hide "
+              "it (`origin/main` would then mean the {}); pick another name")
+    ds("branch", "side", cwd=b)
+    for args in (("branch", "origin/main"), ("switch", "-c", "origin/main"),
+                 ("checkout", "-b", "origin/main"), ("branch", "-m", "side", "origin/main")):
+        assert fails(*args, cwd=b) == "Error: " + hidden.format("branch", "branch")
+    assert fails("tag", "origin/main", cwd=b) == "Error: " + hidden.format("tag", "tag")
+    assert [line.split()[-2] for line in ds("branch", cwd=b).stdout.splitlines()] == ["main", "side"]
+    assert ds("tag", "-l", cwd=b).stdout == ""
+
+
+def test_fetch_warns_of_a_branch_made_before_the_remote_had_its_name(shared) -> None:
+    a, b, _url = shared
+    ds("branch", "origin/feat", cwd=b)  # no origin/feat yet: allowed
+    ds("tag", "origin/exp", cwd=b)
+    for name in ("feat", "exp"):
+        ds("branch", name, cwd=a)
+        ds("push", "origin", name, cwd=a)
+    r = ds("fetch", cwd=b)
+    assert r.returncode == 0
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("Warning: ")]
+    assert warnings == [
+        "Warning: your tag origin/exp hides origin's branch of that name (`origin/exp` means yours); "
+        "rename it: `ds tag NEW origin/exp` then `ds tag -d origin/exp`",
+        "Warning: your branch origin/feat hides origin's branch of that name (`origin/feat` means yours); "
+        "rename it: `ds branch -m origin/feat NEW`"]
+    ds("branch", "-m", "origin/feat", "mine", cwd=b)  # the fix it names works, and the warning goes
+    ds("tag", "other", "origin/exp", cwd=b)
+    ds("tag", "-d", "origin/exp", cwd=b)
+    assert "Warning" not in ds("fetch", cwd=b).stderr
