@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Annotated
 
 import click
@@ -268,8 +269,10 @@ def status(
     if as_json:
         out_json(st.as_json() | head_json(head))
         return
+    # as git's: paths from the folder the command runs in, but --porcelain's from the root
+    shown = (lambda p: p) if porcelain else from_here(str(store.worktree))
     if short or porcelain:
-        for line in [*([short_branch_line(head)] if branch else []), *_short_lines(st.as_json())]:
+        for line in [*([short_branch_line(head)] if branch else []), *_short_lines(st.as_json(), shown)]:
             typer.echo(line)
         return
     for line in branch_lines(head):  # "On branch main" and its upstream, or "HEAD detached at"
@@ -281,17 +284,17 @@ def status(
             typer.echo(title)
             for key in ("added", "modified", "removed"):
                 for p in changes[key]:
-                    typer.echo(f"  {key:9} {quote_path(p)}")
+                    typer.echo(f"  {key:9} {quote_path(shown(p))}")
             for r in changes["renamed"]:
-                typer.echo(f"  renamed   {quote_path(r['from'])} -> {quote_path(r['to'])}")
+                typer.echo(f"  renamed   {quote_path(shown(r['from']))} -> {quote_path(shown(r['to']))}")
     if st.skipped or st.bad_names:
         from objstore.worktree import skip_reason
 
         typer.echo("Not versioned:")
         for p in st.skipped:
-            typer.echo(f"  {quote_path(p)}: {skip_reason(p)}")
+            typer.echo(f"  {quote_path(shown(p))}: {skip_reason(p)}")
         for p in st.bad_names:
-            typer.echo(f"  {quote_path(p)}: the name is not valid UTF-8 (rename it to version it)")
+            typer.echo(f"  {quote_path(shown(p))}: the name is not valid UTF-8 (rename it to version it)")
     if st.clean:
         typer.echo("Nothing changed.")
 
@@ -311,10 +314,24 @@ def short_branch_line(tr: dict) -> str:
     return f"{line} [{', '.join(parts)}]" if parts else line
 
 
-def _short_lines(found: dict) -> list[str]:
+def from_here(worktree: str) -> Callable[[str], str]:
+    """A stored path as git's status shows it (``status.relativePaths``): from the folder the
+    command runs in (``../top.txt`` from ``a/``); as stored when that is the root or lies
+    outside the working folder (``DSSTORE_DIR``)."""
+    here = os.path.relpath(cwd(), worktree)
+    if here == "." or here == ".." or here.startswith(".." + os.sep) or os.path.isabs(here):
+        return lambda p: p
+    import posixpath
+
+    start = here.replace(os.sep, "/")
+    return lambda p: posixpath.relpath(p, start)
+
+
+def _short_lines(found: dict, shown: Callable[[str], str] = lambda p: p) -> list[str]:
     """git's short status: XY PATH with X the stage against HEAD and Y the working folder
     against the stage, by path; then a ``?? PATH`` line for each file not in the stage (a
-    rename in the working folder is `` D`` and ``??``, as git shows it)."""
+    rename in the working folder is `` D`` and ``??``, as git shows it). ``shown``: how a
+    path is printed (``from_here``)."""
     marks: dict[str, list[str]] = {}
     names: dict[str, str] = {}
     untracked = list(found["added"]) + [r["to"] for r in found["renamed"]]
@@ -323,14 +340,14 @@ def _short_lines(found: dict) -> list[str]:
             marks.setdefault(p, [" ", " "])[0] = code
     for r in found["staged"]["renamed"]:
         marks.setdefault(r["to"], [" ", " "])[0] = "R"
-        names[r["to"]] = f"{_git_quote(r['from'])} -> {_git_quote(r['to'])}"
+        names[r["to"]] = f"{_git_quote(shown(r['from']))} -> {_git_quote(shown(r['to']))}"
     for key, code in (("modified", "M"), ("removed", "D")):
         for p in found[key]:
             marks.setdefault(p, [" ", " "])[1] = code
     for r in found["renamed"]:
         marks.setdefault(r["from"], [" ", " "])[1] = "D"
-    lines = [f"{x}{y} {names.get(p) or _git_quote(p)}" for p, (x, y) in sorted(marks.items())]
-    return lines + [f"?? {_git_quote(p)}" for p in sorted(untracked)]
+    lines = [f"{x}{y} {names.get(p) or _git_quote(shown(p))}" for p, (x, y) in sorted(marks.items())]
+    return lines + [f"?? {_git_quote(shown(p))}" for p in sorted(untracked)]
 
 
 def _git_quote(path: str) -> str:

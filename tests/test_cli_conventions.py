@@ -343,6 +343,33 @@ def test_short_status_is_gits(repo: Path) -> None:
     assert json.loads(ds("status", "--json", "-s", cwd=repo).stdout)["removed"] == ["d/x.txt", "d/y.txt"]
 
 
+def test_status_in_a_subfolder_shows_paths_from_there_as_git_does(repo: Path) -> None:
+    """git's status.relativePaths: the long and short forms name paths from where the command
+    runs (``../a.txt``); --porcelain and --json from the root, as scripts expect."""
+    write(repo, "d/e/x.txt", "x\n")
+    write(repo, "d/y.txt", "y\n")
+    ds("add", ".", cwd=repo)
+    ds("commit", "-m", "more", cwd=repo)
+    write(repo, "a.txt", "one, changed\n")
+    write(repo, "d/e/x.txt", "x, staged\n")
+    ds("add", "e/x.txt", cwd=repo / "d")  # a path from the subfolder, as git's add takes it
+    (repo / "d" / "y.txt").rename(repo / "d" / "z.txt")
+    write(repo, "d/e/new.txt", "n\n")
+    sub = repo / "d" / "e"
+    assert ds("status", "-s", cwd=sub).stdout.splitlines() == [
+        " M ../../a.txt", "M  x.txt", " D ../y.txt", "?? new.txt", "?? ../z.txt"]
+    long = ds("status", cwd=sub).stdout.splitlines()
+    assert long[1:] == ["Staged for the next commit:", "  modified  x.txt",
+                        "Working folder against the latest version:", "  added     new.txt",
+                        "  modified  ../../a.txt", "  renamed   ../y.txt -> ../z.txt"]
+    root_lines = [" M a.txt", "M  d/e/x.txt", " D d/y.txt", "?? d/e/new.txt", "?? d/z.txt"]
+    assert ds("status", "--porcelain", cwd=sub).stdout.splitlines() == root_lines
+    assert ds("status", "-s", cwd=repo).stdout.splitlines() == root_lines
+    assert ds("-C", "d/e", "status", "-s", cwd=repo).stdout.splitlines()[:2] == [" M ../../a.txt", "M  x.txt"]
+    found = json.loads(ds("status", "--json", cwd=sub).stdout)
+    assert found["modified"] == ["a.txt"] and found["staged"]["modified"] == ["d/e/x.txt"]
+
+
 def test_log_takes_gits_count_shorthand(repo: Path) -> None:
     write(repo, "more.txt", "m\n")
     ds("add", "more.txt", cwd=repo)
