@@ -13,10 +13,10 @@ from .app import JsonOpt, QuietOpt, app, cwd, err, open_store, out_json
 from .workflow import quote_path
 
 
-def _rev_and_path(store, rev: str | None, path: str | None) -> tuple[str, str]:
-    """REV and the store path to list: one argument is a version if it names one, else a
-    path in HEAD (as `git log foo` reads foo)."""
-    from objstore.listing import in_head
+def _rev_and_path(store, rev: str | None, path: str | None) -> tuple[str, str | None]:
+    """REV and the store path to list (None: none given): one argument is a version if it
+    names one, else a path in HEAD (as `git log foo` reads foo)."""
+    from objstore.listing import holds
     from objstore.worktree import to_store_path
 
     if rev is not None and path is None and store.head() is not None:
@@ -24,11 +24,11 @@ def _rev_and_path(store, rev: str | None, path: str | None) -> tuple[str, str]:
             store.resolve(rev)
         except RevisionNotFound:
             rel = to_store_path(store, rev, cwd())
-            if not in_head(store, rel):
+            if not holds(store, "HEAD", rel):
                 raise DsError(f"{rev!r} names no version and no path in HEAD; see `ds log` "
                               "and `ds ls`") from None
             return "HEAD", rel
-    return rev or "HEAD", to_store_path(store, path, cwd()) if path else ""
+    return rev or "HEAD", to_store_path(store, path, cwd()) if path else None
 
 
 @app.command("ls")
@@ -41,20 +41,35 @@ def ls(
                                             "not one level.")] = False,
     long: Annotated[bool, typer.Option("-l", "--long", help="With kind (file, exec, link, "
                                        "external, folder) and size.")] = False,
+    full_name: Annotated[bool, typer.Option("--full-name", help="Paths from the version's root, "
+                                            "not from this folder.")] = False,
+    full_tree: Annotated[bool, typer.Option("--full-tree", help="The whole version wherever you are "
+                                            "(implies --full-name).")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """A version's files, one level by default (folders end with /); paths are from the
-    version's root."""
-    from objstore.listing import FOLDER, list_version
+    """A version's files, one level by default (folders end with /). As git's ls-tree: in a
+    subfolder, that folder's part and paths from there (--json: from the root)."""
+    from objstore.listing import FOLDER, holds, list_version
+    from objstore.worktree import to_store_path
+
+    from .workflow import relative_to
 
     store = open_store()
     rev_, path_ = _rev_and_path(store, rev, path)
-    rows = list_version(store, rev_, path_, recursive)
+    try:
+        here = "" if full_tree else to_store_path(store, ".", cwd())
+    except DsError:  # run from outside the working folder (DSSTORE_DIR): from the root
+        here = ""
+    if path_ is None and here and not holds(store, rev_, here):
+        rows = []  # run in a folder the version does not hold: nothing, as git's ls-tree
+    else:
+        rows = list(list_version(store, rev_, here if path_ is None else path_, recursive))
     if as_json:
         out_json([r.as_json() for r in rows])
         return
+    shown = relative_to("" if full_name or full_tree else here)
     for r in rows:
-        name = quote_path(r.path) + ("/" if r.kind == FOLDER else "")
+        name = quote_path(shown(r.path)) + ("/" if r.kind == FOLDER else "")
         if long:
             size = "-" if r.size is None else str(r.size)
             typer.echo(f"{r.kind:<8} {size:>12}  {name}")

@@ -270,7 +270,7 @@ def status(
         out_json(st.as_json() | head_json(head))
         return
     # as git's: paths from the folder the command runs in, but --porcelain's from the root
-    shown = (lambda p: p) if porcelain else from_here(str(store.worktree))
+    shown = (lambda p: p) if porcelain else from_here(str(store.worktree.resolve()))
     if short or porcelain:
         for line in [*([short_branch_line(head)] if branch else []), *_short_lines(st.as_json(), shown)]:
             typer.echo(line)
@@ -318,13 +318,19 @@ def from_here(worktree: str) -> Callable[[str], str]:
     """A stored path as git's status shows it (``status.relativePaths``): from the folder the
     command runs in (``../top.txt`` from ``a/``); as stored when that is the root or lies
     outside the working folder (``DSSTORE_DIR``)."""
-    here = os.path.relpath(cwd(), worktree)
+    here = os.path.relpath(os.path.realpath(cwd()), worktree)
     if here == "." or here == ".." or here.startswith(".." + os.sep) or os.path.isabs(here):
+        return lambda p: p
+    return relative_to(here.replace(os.sep, "/"))
+
+
+def relative_to(folder: str) -> Callable[[str], str]:
+    """A stored path as seen from stored folder ``folder`` ("" is the root)."""
+    if not folder:
         return lambda p: p
     import posixpath
 
-    start = here.replace(os.sep, "/")
-    return lambda p: posixpath.relpath(p, start)
+    return lambda p: posixpath.relpath(p, folder)
 
 
 def _short_lines(found: dict, shown: Callable[[str], str] = lambda p: p) -> list[str]:

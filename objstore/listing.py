@@ -47,9 +47,12 @@ def list_version(store: Store, rev: str = "HEAD", path: str = "",
     return _walk(store, found, path, recursive)
 
 
-def in_head(store: Store, path: str) -> bool:
-    """True when HEAD's version holds ``path`` (a file or a folder)."""
-    return store.meta.lookup(store.head_tree(), path) is not None
+def holds(store: Store, rev: str, path: str) -> bool:
+    """True when version ``rev`` holds ``path`` (a file or a folder); False for HEAD while
+    there is no version yet."""
+    if rev == "HEAD" and store.head() is None:
+        return False
+    return store.meta.lookup(store.meta.tree_of(store.resolve(rev)), path) is not None
 
 
 def _file(path: str, e: FileEntry) -> Listed:

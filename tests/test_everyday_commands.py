@@ -61,8 +61,28 @@ def test_ls_rev_path_and_folder_from_a_subfolder(repo: Path) -> None:
     assert ds("ls", "HEAD~1", "a/b", cwd=repo).stdout.splitlines() == ["a/b/x.txt"]
     assert ds("ls", "HEAD", "a/b", cwd=repo).stdout.splitlines() == ["a/b/x.txt", "a/b/y.txt"]
     assert ds("ls", "a", cwd=repo).stdout.splitlines() == ["a/b/"]  # one argument: a path in HEAD
-    assert ds("ls", "HEAD", "b", cwd=repo / "a").stdout.splitlines() == ["a/b/x.txt", "a/b/y.txt"]
     assert ds("ls", "-l", "HEAD", "top.txt", cwd=repo).stdout.split() == ["file", "6", "top.txt"]
+
+
+def test_ls_in_a_subfolder_lists_it_from_there_as_gits_ls_tree(repo: Path) -> None:
+    write(repo, "a/b/y.txt", "new")
+    _commit(repo, "two")
+    a = repo / "a"
+    assert ds("ls", cwd=a).stdout.splitlines() == ["b/"]
+    assert ds("ls", "-r", cwd=a).stdout.splitlines() == ["b/x.txt", "b/y.txt"]
+    assert ds("ls", "HEAD", "b", cwd=a).stdout.splitlines() == ["b/x.txt", "b/y.txt"]
+    assert ds("ls", "HEAD~1", cwd=a / "b").stdout.splitlines() == ["x.txt"]  # a REV, listed from here
+    assert ds("ls", "..", cwd=a).stdout.splitlines() == ["./", "../lnk", "../run.sh", "../top.txt"]
+    assert ds("ls", "-l", "../top.txt", cwd=a).stdout.split() == ["file", "6", "../top.txt"]
+    assert ds("ls", "-r", "--full-name", cwd=a).stdout.splitlines() == ["a/b/x.txt", "a/b/y.txt"]
+    assert ds("ls", "--full-tree", cwd=a).stdout.splitlines() == ["a/", "lnk", "run.sh", "top.txt"]
+    assert ds("-C", "a", "ls", cwd=repo).stdout.splitlines() == ["b/"]
+    rows = json.loads(ds("ls", "-r", "--json", cwd=a).stdout)  # for scripts: from the root
+    assert [r["path"] for r in rows] == ["a/b/x.txt", "a/b/y.txt"]
+    (repo / "new").mkdir()  # a folder the version does not hold: nothing, exit 0, as git's
+    assert ds("ls", cwd=repo / "new").stdout == ""
+    p = ds("ls", "HEAD", "nope", cwd=a, check=False)  # a path given is still checked
+    assert p.returncode == 1 and "a/nope is not in version" in p.stderr
 
 
 def test_ls_wrong_path_or_rev_is_one_line(repo: Path) -> None:
