@@ -225,20 +225,37 @@ class Store:
         self.close()
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        """Hold the store's writer lock (re-entrant within this object)."""
+    def locked(self, wait: bool = True) -> Iterator[bool]:
+        """Hold the store's writer lock (re-entrant within this object); yields True.
+        ``wait=False``: only if no other process holds it (and this user may take it), else
+        yields False at once: a reader's optional write, as git's status refreshes its index
+        only when it can."""
         if self._lock_depth == 0:
             import fcntl
 
-            fd = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT, 0o644)
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                fd = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError:
+                if wait:
+                    raise
+                yield False  # a store this user may only read: nothing optional is written
+                return
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                yield False
+                return
+            except BaseException:
+                os.close(fd)
+                raise
             self._lock_fd = fd
             self._drop_dead_ref_locks()
             if self._chunks is not None:  # not opened yet: it will read the index when it is
                 self._chunks.index.reload()  # see what other writers published
         self._lock_depth += 1
         try:
-            yield
+            yield True
         finally:
             self._lock_depth -= 1
             if self._lock_depth == 0 and self._lock_fd is not None:

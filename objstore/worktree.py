@@ -367,11 +367,15 @@ def status(store: Store, walked: set[str] | None = None) -> Status:
         rows = cache.row_count()
     if st.clean and trim and not result.skipped and rows == result.matched:
         # the rows are exactly HEAD's files, all just proved unchanged (none was dropped
-        # as racy on saving): the next no-op status can trust them
+        # as racy on saving): the next no-op status can trust them. Only while no writer is
+        # at work and HEAD and the stage are still what was compared: a commit landing
+        # meanwhile would have the mark name a version these rows were not checked against
         from .statcache import clean_key
 
-        cache.mark_clean(clean_key(head, store.config.sparse))
-        cache.save()
+        with store.locked(wait=False) as held:
+            if held and store.head() == head and store.staged_tree() == store.head_tree():
+                cache.mark_clean(clean_key(head, store.config.sparse))
+                cache.save()
     return st
 
 

@@ -158,3 +158,53 @@ def test_times_and_inodes_past_2_63_are_kept(store: Store, work: Path) -> None:
     except (OverflowError, OSError):
         pytest.skip("this filesystem cannot hold a time after 2262")
     assert add(store, [str(work)]).staged == 1
+
+
+def _marked(store: Store) -> str | None:
+    return StatCache(store.path / "cache" / "stat").clean_head
+
+
+def test_status_marks_clean_only_while_no_writer_holds_the_store(
+        store: Store, work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """git's status refreshes its index only when it can take the lock: a writer at work may
+    be moving HEAD or the stage. The answer is the same; only the mark waits."""
+    import fcntl
+
+    write(work, "a", "a")
+    commit = commit_all(store, "v1")
+    pin_clock(monkeypatch, time.time_ns() + 10**10)  # every file is older than the cache
+    (store.path / "cache" / "stat").unlink()  # no mark yet
+    fd = os.open(store.path / "lock", os.O_RDWR)  # another holder (its own open file)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        assert status(store).clean
+        assert _marked(store) is None and not quick_clean(str(work))
+    finally:
+        os.close(fd)
+    assert status(store).clean
+    assert _marked(store) == commit.id and quick_clean(str(work))
+
+
+def test_a_commit_landing_during_status_is_not_marked_from_its_rows(
+        store: Store, work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rows status compared are HEAD's before the commit: the mark must not name either."""
+    from objstore import worktree
+
+    write(work, "a", "a")
+    v1 = commit_all(store, "v1")
+    pin_clock(monkeypatch, time.time_ns() + 10**10)
+    (store.path / "cache" / "stat").unlink()
+    compare = worktree.worktree_diff
+    landed = []
+
+    def then_a_commit(*args, **kwargs):
+        out = compare(*args, **kwargs)
+        other = Store(store.path)  # another writer, between the compare and the mark
+        write(work, "b", "b")
+        landed.append(commit_all(other, "v2").id)
+        other.close()
+        return out
+
+    monkeypatch.setattr(worktree, "worktree_diff", then_a_commit)
+    assert status(store).clean  # what was there when it looked
+    assert landed and _marked(store) != v1.id
