@@ -141,6 +141,29 @@ def test_list_gives_every_file_under_a_prefix_with_its_size(backend) -> None:
     assert all(mtime > 0 for _s, mtime in listed.values())
 
 
+def test_a_listing_sees_what_another_client_changed_since_the_last_one(place, backend) -> None:
+    """fsspec keeps one filesystem per process and URL, with a listing cache: a long-lived
+    process (an SDK session, ``ds ui``) must still see what another machine pushed or a
+    remote gc deleted since it last listed."""
+    name, url, options = place
+    backend.write("packs/aa/one.pack", b"1")
+    assert list(backend.list("packs")) == ["packs/aa/one.pack"]
+    assert backend.stat("packs/aa/one.pack").size == 1 and backend.exists()
+    # another client: its own filesystem object, as another process has
+    other = open_place(name, url, options if name in FOLDERS else {**options, "skip_instance_cache": True})
+    other.write("packs/aa/two.pack", b"22")
+    other.write("packs/bb/three.pack", b"333")
+    assert sorted(backend.list("packs")) == ["packs/aa/one.pack", "packs/aa/two.pack", "packs/bb/three.pack"]
+    assert backend.stat("packs/bb/three.pack").size == 3
+    other.delete(["packs/aa/one.pack"])
+    other.write("packs/bb/three.pack", b"4444")
+    listed = backend.list("packs")
+    assert sorted(listed) == ["packs/aa/two.pack", "packs/bb/three.pack"]
+    assert listed["packs/bb/three.pack"][0] == 4 and backend.stat("packs/bb/three.pack").size == 4
+    with pytest.raises(NotFound):
+        backend.stat("packs/aa/one.pack")
+
+
 def test_delete_is_idempotent(backend) -> None:
     backend.write("locks/a.json", b"{}")
     backend.write("locks/b.json", b"{}")
