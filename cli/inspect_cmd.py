@@ -13,9 +13,12 @@ from .app import JsonOpt, QuietOpt, app, cwd, err, open_store, out_json
 from .workflow import quote_path
 
 
-def _rev_and_path(store, rev: str | None, path: str | None) -> tuple[str, str | None]:
+def _rev_and_path(store, rev: str | None, path: str | None,
+                  base: str | None = None) -> tuple[str, str | None]:
     """REV and the store path to list (None: none given): one argument is a version if it
-    names one, else a path in HEAD (as `git log foo` reads foo)."""
+    names one, else a path in HEAD (as `git log foo` reads foo). Paths are read from
+    ``base`` (default: the current folder)."""
+    base = base or cwd()
     from objstore.listing import holds
     from objstore.worktree import to_store_path
 
@@ -23,12 +26,12 @@ def _rev_and_path(store, rev: str | None, path: str | None) -> tuple[str, str | 
         try:
             store.resolve(rev)
         except RevisionNotFound:
-            rel = to_store_path(store, rev, cwd())
+            rel = to_store_path(store, rev, base)
             if not holds(store, "HEAD", rel):
                 raise DsError(f"{rev!r} names no version and no path in HEAD; see `ds log` "
                               "and `ds ls`") from None
             return "HEAD", rel
-    return rev or "HEAD", to_store_path(store, path, cwd()) if path else None
+    return rev or "HEAD", to_store_path(store, path, base) if path else None
 
 
 @app.command("ls")
@@ -55,13 +58,14 @@ def ls(
     from .workflow import relative_to
 
     store = open_store()
-    rev_, path_ = _rev_and_path(store, rev, path)
+    # --full-tree: the root is where paths start, as git's
+    rev_, path_ = _rev_and_path(store, rev, path, str(store.worktree) if full_tree else None)
     try:
-        here = "" if full_tree else to_store_path(store, ".", cwd())
-    except DsError:  # run from outside the working folder (DSSTORE_DIR): from the root
+        here = "" if full_tree else to_store_path(store, os.path.realpath(cwd()))
+    except DsError:  # outside the working folder (DSSTORE_DIR), or in .dsstore: from the root
         here = ""
-    if path_ is None and here and not holds(store, rev_, here):
-        rows = []  # run in a folder the version does not hold: nothing, as git's ls-tree
+    if path_ is None and here and not holds(store, rev_, here, folder=True):
+        rows = []  # in a folder the version does not hold (or holds as a file): nothing, as git's
     else:
         rows = list(list_version(store, rev_, here if path_ is None else path_, recursive))
     if as_json:

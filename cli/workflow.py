@@ -318,10 +318,14 @@ def from_here(worktree: str) -> Callable[[str], str]:
     """A stored path as git's status shows it (``status.relativePaths``): from the folder the
     command runs in (``../top.txt`` from ``a/``); as stored when that is the root or lies
     outside the working folder (``DSSTORE_DIR``)."""
+    from objstore.paths import STORE_DIR
+
     here = os.path.relpath(os.path.realpath(cwd()), worktree)
-    if here == "." or here == ".." or here.startswith(".." + os.sep) or os.path.isabs(here):
+    if here == "." or here == ".." or here.startswith(".." + os.sep) or os.path.isabs(here) \
+            or here.split(os.sep)[0] == STORE_DIR:  # in the store: no folder of the version
         return lambda p: p
-    return relative_to(here.replace(os.sep, "/"))
+    shown = relative_to(here.replace(os.sep, "/"))
+    return lambda p: "./" if (r := shown(p)) == "." else r  # a file where this folder is now
 
 
 def relative_to(folder: str) -> Callable[[str], str]:

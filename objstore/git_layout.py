@@ -22,4 +22,8 @@ def init_bare(path: Path, branch: str = DEFAULT_BRANCH) -> None:
     for sub in ("objects/info", "objects/pack", "refs/heads", "refs/tags"):
         (path / sub).mkdir(parents=True)
     (path / "HEAD").write_text(f"ref: refs/heads/{branch}\n", encoding="utf-8")
-    (path / "config").write_text(CONFIG, encoding="utf-8")
+    # as libgit2 probes: a file system that folds case makes ref names differing only in
+    # case one file, which git must know (filemode stays true: a bare repository has no
+    # working files whose modes it would compare)
+    folds = (path / "head").exists()
+    (path / "config").write_text(CONFIG + ("\tignorecase = true\n" if folds else ""), encoding="utf-8")

@@ -47,12 +47,13 @@ def list_version(store: Store, rev: str = "HEAD", path: str = "",
     return _walk(store, found, path, recursive)
 
 
-def holds(store: Store, rev: str, path: str) -> bool:
-    """True when version ``rev`` holds ``path`` (a file or a folder); False for HEAD while
-    there is no version yet."""
+def holds(store: Store, rev: str, path: str, folder: bool = False) -> bool:
+    """True when version ``rev`` holds ``path`` (a file or a folder; ``folder``: a folder
+    only); False for HEAD while there is no version yet."""
     if rev == "HEAD" and store.head() is None:
         return False
-    return store.meta.lookup(store.meta.tree_of(store.resolve(rev)), path) is not None
+    found = store.meta.lookup(store.meta.tree_of(store.resolve(rev)), path)
+    return found is not None and not (folder and isinstance(found, FileEntry))
 
 
 def _file(path: str, e: FileEntry) -> Listed:

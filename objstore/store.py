@@ -250,9 +250,14 @@ class Store:
                 os.close(fd)
                 raise
             self._lock_fd = fd
-            self._drop_dead_ref_locks()
-            if self._chunks is not None:  # not opened yet: it will read the index when it is
-                self._chunks.index.reload()  # see what other writers published
+            try:
+                self._drop_dead_ref_locks()
+                if self._chunks is not None:  # not opened yet: it will read the index when it is
+                    self._chunks.index.reload()  # see what other writers published
+            except BaseException:  # released at once: held on, it would stop every other writer
+                self._lock_fd = None
+                os.close(fd)
+                raise
         self._lock_depth += 1
         try:
             yield True
@@ -278,9 +283,15 @@ class Store:
         for folder, _dirs, names in os.walk(meta / "refs"):
             candidates.extend(Path(folder, n) for n in names if n.endswith(".lock"))
         for lock in candidates:
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 if os.lstat(lock).st_mtime < limit:
                     lock.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as e:  # a folder of that name, no permission: only a person can tell
+                raise DsError(f"{lock} is a lock left by a writer that is gone, and it cannot be "
+                              f"removed ({e.strerror}); remove it by hand, then run the command "
+                              "again") from None
 
     def default_remote(self, sdk: bool = False) -> str | None:
         """The default remote (a configured name or a URL), the one rule for every caller:

@@ -473,14 +473,13 @@ class Transfers(RemoteRepo):
                     self._skip_ref(rel, f"it cannot be stored here ({e})")
                     continue
                 t.refs.append(rel)
-                if local.startswith("refs/remotes/"):
-                    self._warn_hidden(local[len("refs/remotes/"):])
                 if old != commit_id:
                     t.updates.append({"ref": rel, "local": local, "old": old, "new": commit_id,
                                       "forced": old is not None and not meta.is_ancestor(old, commit_id)})
             self._prune(listed, prune, t)
             if prune_tags:
                 self._prune_tags(listed, t)
+            self._warn_hidden()  # once every ref is in: a tag fetched just now may be one
             # versions new here: cost ∝ their number
             t.versions = sum(1 for _c in meta.new_versions([u["new"] for u in t.updates if u["new"]],
                                                            before.values()))
@@ -503,15 +502,20 @@ class Transfers(RemoteRepo):
             t.updates.append({"ref": f"refs/heads/{name[len(prefix):]}", "local": name, "old": old,
                               "new": None, "forced": False, "deleted": True})
 
-    def _warn_hidden(self, name: str) -> None:
-        """A branch or tag here named as this tracking ref (``origin/main``; made before the
-        remote had it) wins wherever the name is given: say so, and how to rename it."""
+    def _warn_hidden(self) -> None:
+        """A branch or tag here named as one of this remote's tracking refs (``origin/main``;
+        made, or fetched as a tag, before the remote had that branch) wins wherever the
+        name is given: say so, and how to rename it."""
         meta = self.store.meta
-        for kind, prefix, rename in (("branch", "refs/heads/", "ds branch -m"), ("tag", "refs/tags/", None)):
-            if meta.has_ref(prefix + name):
-                fix = f"`{rename} {name} NEW`" if rename else f"`ds tag NEW {name}` then `ds tag -d {name}`"
-                self.warn(f"your {kind} {name} hides {self.track}'s branch of that name (`{name}` means "
-                          f"yours); rename it: {fix}")
+        names = {n[len("refs/"):] for n in meta.ref_names("refs/heads/") + meta.ref_names("refs/tags/")}
+        for ref in meta.ref_names(f"refs/remotes/{self.track}/"):
+            name = ref[len("refs/remotes/"):]
+            if f"heads/{name}" in names:
+                self.warn(f"your branch {name} hides {self.track}'s branch of that name (`{name}` means "
+                          f"yours); rename it: `ds branch -m {name} NEW`")
+            if f"tags/{name}" in names:
+                self.warn(f"your tag {name} hides {self.track}'s branch of that name (`{name}` means "
+                          f"yours); rename it: `ds tag NEW {name}` then `ds tag -d {name}`")
 
     def _prune_tags(self, listed: set[str], t: Transfer) -> None:
         """Delete the tags not in ``listed`` (the remote's refs, as read: one skipped as

@@ -372,10 +372,13 @@ def status(store: Store, walked: set[str] | None = None) -> Status:
         # meanwhile would have the mark name a version these rows were not checked against
         from .statcache import clean_key
 
-        with store.locked(wait=False) as held:
-            if held and store.head() == head and store.staged_tree() == store.head_tree():
-                cache.mark_clean(clean_key(head, store.config.sparse))
-                cache.save()
+        try:
+            with store.locked(wait=False) as held:
+                if held and store.head() == head and store.staged_tree() == store.head_tree():
+                    cache.mark_clean(clean_key(head, store.config.sparse))
+                    cache.save()
+        except (OSError, DsError):  # only a shortcut for the next status is lost, as when
+            pass  # git's status cannot refresh its index; the answer stands
     return st
 
 

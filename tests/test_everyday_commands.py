@@ -83,6 +83,19 @@ def test_ls_in_a_subfolder_lists_it_from_there_as_gits_ls_tree(repo: Path) -> No
     assert ds("ls", cwd=repo / "new").stdout == ""
     p = ds("ls", "HEAD", "nope", cwd=a, check=False)  # a path given is still checked
     assert p.returncode == 1 and "a/nope is not in version" in p.stderr
+    # --full-tree reads paths from the root too, as git's
+    assert ds("ls", "--full-tree", ".", cwd=a).stdout.splitlines() == ["a/", "lnk", "run.sh", "top.txt"]
+    assert ds("ls", "--full-tree", "a/b", cwd=a).stdout.splitlines() == ["a/b/x.txt", "a/b/y.txt"]
+    # through a link to the folder, as from the folder itself (git's -C goes into it)
+    (repo.parent / "into-a").symlink_to(a)
+    assert ds("-C", str(repo.parent / "into-a"), "ls", cwd=repo).stdout.splitlines() == ["b/"]
+    # in the store's own folder there is no folder of the version: from the root
+    assert ds("ls", cwd=repo / ".dsstore").stdout.splitlines() == ["a/", "lnk", "run.sh", "top.txt"]
+    # a folder where the version has a file: nothing, as git's ls-tree
+    (repo / "top.txt").unlink()
+    (repo / "top.txt").mkdir()
+    assert ds("ls", cwd=repo / "top.txt").stdout == ""
+    assert ds("status", "-s", cwd=repo / "top.txt").stdout.splitlines() == [" D ./"]
 
 
 def test_ls_wrong_path_or_rev_is_one_line(repo: Path) -> None:

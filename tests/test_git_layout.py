@@ -20,6 +20,8 @@ def _config(repo: pygit2.Repository) -> dict[str, str]:
 
 
 def test_libgit2_reads_it_as_the_repository_it_would_make(tmp_path: Path) -> None:
+    """On this file system: libgit2 also probes case folding (written the same way, below)
+    and, on macOS, Unicode composition."""
     init_bare(tmp_path / "ours")
     theirs = pygit2.init_repository(str(tmp_path / "theirs"), bare=True, initial_head="main")
     theirs.config["core.logAllRefUpdates"] = "always"
@@ -58,3 +60,13 @@ def test_it_refuses_a_path_that_exists(tmp_path: Path) -> None:
     (tmp_path / "meta").mkdir()
     with pytest.raises(FileExistsError):
         init_bare(tmp_path / "meta")
+
+
+def test_a_file_system_that_folds_case_is_said_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = Path.exists
+    monkeypatch.setattr(Path, "exists", lambda p: p.name == "head" or real(p))  # as it would answer
+    init_bare(tmp_path / "meta")
+    monkeypatch.undo()
+    assert _config(pygit2.Repository(str(tmp_path / "meta")))["core.ignorecase"] == "true"
+    init_bare(tmp_path / "here")  # this one does not fold
+    assert "core.ignorecase" not in _config(pygit2.Repository(str(tmp_path / "here")))

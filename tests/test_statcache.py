@@ -208,3 +208,39 @@ def test_a_commit_landing_during_status_is_not_marked_from_its_rows(
     monkeypatch.setattr(worktree, "worktree_diff", then_a_commit)
     assert status(store).clean  # what was there when it looked
     assert landed and _marked(store) != v1.id
+
+
+def test_a_stale_lock_that_cannot_be_removed_is_named_and_the_store_lock_let_go(
+        store: Store, work: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A writer's lock step that fails must not keep the store's lock (every other writer
+    would wait on it); status answers anyway and only skips its mark."""
+    import fcntl
+
+    from objstore.errors import DsError
+
+    write(work, "a", "a")
+    commit_all(store, "v1")
+    pin_clock(monkeypatch, time.time_ns() + 10**10)
+    (store.path / "cache" / "stat").unlink()
+    odd = store.path / "meta" / "HEAD.lock"
+    odd.mkdir()  # not a file: it cannot be unlinked
+    os.utime(odd, (time.time() - 3600, time.time() - 3600))
+
+    def lock_is_free() -> bool:
+        fd = os.open(store.path / "lock", os.O_RDWR)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(fd)
+
+    gone = "HEAD.lock is a lock left by a writer that is gone.*remove it by hand"
+    with pytest.raises(DsError, match=gone), store.locked():
+        pass
+    assert lock_is_free() and store._lock_fd is None
+    assert status(store).clean  # the answer stands; only the mark is skipped
+    assert lock_is_free() and _marked(store) is None
+    odd.rmdir()
+    assert status(store).clean and _marked(store) is not None

@@ -402,3 +402,15 @@ def test_fetch_warns_of_a_branch_made_before_the_remote_had_its_name(shared) -> 
     ds("tag", "other", "origin/exp", cwd=b)
     ds("tag", "-d", "origin/exp", cwd=b)
     assert "Warning" not in ds("fetch", cwd=b).stderr
+
+
+def test_fetch_warns_of_a_tag_it_brings_with_the_branch_it_hides(shared) -> None:
+    """The remote holds tag origin/late (made where no remote is called origin) and branch
+    late: the one fetch that brings both says so."""
+    a, b, _url = shared
+    ds("tag", "origin/late", cwd=a)  # a's origin has no branch late yet: allowed
+    ds("push", "origin", "origin/late", cwd=a)
+    ds("branch", "late", cwd=a)
+    ds("push", "origin", "late", cwd=a)
+    r = ds("fetch", cwd=b)
+    assert "Warning: your tag origin/late hides origin's branch of that name" in r.stderr
