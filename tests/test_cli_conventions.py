@@ -365,6 +365,7 @@ def test_status_in_a_subfolder_shows_paths_from_there_as_git_does(repo: Path) ->
     root_lines = [" M a.txt", "M  d/e/x.txt", " D d/y.txt", "?? d/e/new.txt", "?? d/z.txt"]
     assert ds("status", "--porcelain", cwd=sub).stdout.splitlines() == root_lines
     assert ds("status", "-s", cwd=repo).stdout.splitlines() == root_lines
+    assert ds("status", "-s", cwd=repo / ".dsstore" / "meta").stdout.splitlines() == root_lines
     assert ds("-C", "d/e", "status", "-s", cwd=repo).stdout.splitlines()[:2] == [" M ../../a.txt", "M  x.txt"]
     found = json.loads(ds("status", "--json", cwd=sub).stdout)
     assert found["modified"] == ["a.txt"] and found["staged"]["modified"] == ["d/e/x.txt"]
