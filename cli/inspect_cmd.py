@@ -18,9 +18,10 @@ def _rev_and_path(store, rev: str | None, path: str | None,
     """REV and the store path to list (None: none given): one argument is a version if it
     names one, else a path in HEAD (as `git log foo` reads foo). Paths are read from
     ``base`` (default: the current folder)."""
-    base = base or cwd()
     from objstore.listing import holds
     from objstore.worktree import to_store_path
+
+    base = base or cwd()
 
     if rev is not None and path is None and store.head() is not None:
         try:

@@ -29,7 +29,7 @@ import xxhash
 
 from .errors import DsError, FormatError, RevisionNotFound
 from .fsutil import atomic_write, name_path
-from .git_layout import DEFAULT_BRANCH, init_bare
+from .git_layout import DEFAULT_BRANCH
 from .git_pack import BLOB as BLOB_KIND
 from .git_pack import TREE as TREE_KIND
 from .git_pack import GitPackWriter, object_id, tree_body
@@ -402,11 +402,6 @@ class MetaStore:
                       key=lambda f: f.with_suffix(".pack").stat().st_size)
         if len(idxs) > PACK_MERGE_AT:
             self._replace_with_pack(idxs[:-1], [])
-
-    @classmethod
-    def create(cls, path: Path, hash_size: int) -> MetaStore:
-        init_bare(path)
-        return cls(path, hash_size)
 
     # -- folders -----------------------------------------------------------------------
     @property

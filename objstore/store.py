@@ -249,15 +249,14 @@ class Store:
             except BaseException:
                 os.close(fd)
                 raise
-            self._lock_fd = fd
             try:
                 self._drop_dead_ref_locks()
                 if self._chunks is not None:  # not opened yet: it will read the index when it is
                     self._chunks.index.reload()  # see what other writers published
             except BaseException:  # released at once: held on, it would stop every other writer
-                self._lock_fd = None
                 os.close(fd)
                 raise
+            self._lock_fd = fd
         self._lock_depth += 1
         try:
             yield True

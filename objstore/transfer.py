@@ -507,13 +507,13 @@ class Transfers(RemoteRepo):
         made, or fetched as a tag, before the remote had that branch) wins wherever the
         name is given: say so, and how to rename it."""
         meta = self.store.meta
-        names = {n[len("refs/"):] for n in meta.ref_names("refs/heads/") + meta.ref_names("refs/tags/")}
+        mine = set(meta.ref_names("refs/heads/")) | set(meta.ref_names("refs/tags/"))
         for ref in meta.ref_names(f"refs/remotes/{self.track}/"):
             name = ref[len("refs/remotes/"):]
-            if f"heads/{name}" in names:
+            if f"refs/heads/{name}" in mine:
                 self.warn(f"your branch {name} hides {self.track}'s branch of that name (`{name}` means "
                           f"yours); rename it: `ds branch -m {name} NEW`")
-            if f"tags/{name}" in names:
+            if f"refs/tags/{name}" in mine:
                 self.warn(f"your tag {name} hides {self.track}'s branch of that name (`{name}` means "
                           f"yours); rename it: `ds tag NEW {name}` then `ds tag -d {name}`")
 

@@ -220,9 +220,11 @@ FSIZE_SCRIPT = """
 import os, resource, signal, sys
 from pathlib import Path
 from objstore import git_pack
+from objstore.git_layout import init_bare
 from objstore.meta import MetaStore
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
-meta = MetaStore.create(Path(sys.argv[1]), 16)
+init_bare(Path(sys.argv[1]))
+meta = MetaStore(Path(sys.argv[1]), 16)
 resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
 try:
     with meta.new_objects():
