@@ -56,9 +56,7 @@ class Recovered:
     """What ``recover`` indexed: packs and chunks a killed writer left behind."""
 
     packs: int = 0  # published packs no fragment named
-    salvaged: int = 0  # temp packs turned into packs of their complete records
     chunks: int = 0
-    raw_bytes: int = 0
 
 
 class ChunkStore:
@@ -293,7 +291,6 @@ class ChunkStore:
                 except (OSError, DsError):
                     continue  # unreadable or no room: left as it is for `ds gc`
                 if kept:
-                    report.salvaged += 1
                     pack_hex, entries = kept
                     rows.extend(Location.rows(pack_hex, entries))
             for journal in self.packs_dir.glob(".tmp-*.toc"):
@@ -304,7 +301,6 @@ class ChunkStore:
                 self.index.write_fragment(rows)
                 self.index.maybe_merge()
             report.chunks = len(rows)
-            report.raw_bytes = sum(loc.raw_len for _c, loc in rows)
         return report
 
     def drop_downloads(self) -> None:

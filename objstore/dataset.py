@@ -910,7 +910,7 @@ class Dataset:
     def _changes(self, dataset_id: str | None):
         from .diff import diff_maps
 
-        return diff_maps(self._parent_entries(dataset_id), self._entries(), renames=False)
+        return diff_maps(self._parent_entries(dataset_id), self._entries())
 
     def list_added_files(self, dataset_id: str | None = None) -> list[str]:
         return sorted(self._changes(dataset_id).added)

@@ -122,8 +122,8 @@ def _diff(meta: MetaStore, a: str | None, b: str | None, where: str, d: Diff) ->
         _diff(meta, fa.dirs.get(name), fb.dirs.get(name), join(where, name), d)
 
 
-def diff_maps(old: Mapping[str, FileEntry], new: Mapping[str, FileEntry], renames: bool = True) -> Diff:
-    """Diff two path -> entry maps (used for a working folder against a version)."""
+def diff_maps(old: Mapping[str, FileEntry], new: Mapping[str, FileEntry]) -> Diff:
+    """Diff two path -> entry maps, renames not sought (a dataset's file changes)."""
     d = Diff()
     for path, eo in old.items():
         en = new.get(path)
@@ -135,6 +135,4 @@ def diff_maps(old: Mapping[str, FileEntry], new: Mapping[str, FileEntry], rename
     for path, en in new.items():
         if path not in old:
             d.added[path] = en
-    if renames:
-        d.find_renames()
     return d

@@ -134,7 +134,6 @@ class Ingestor:
         self.files_done = 0
         self.bytes_done = 0
         self.bytes_new = 0
-        self.recovered = None  # what a killed writer had left, indexed before this run (chunkstore)
         self.reread: list[str] = []  # files that changed while they were read, and were read again
         self._write_lock = threading.Lock()
         self._stop = False  # set when the run is failing or interrupted: large files stop being cut
@@ -319,7 +318,7 @@ class Ingestor:
             out[job.path] = entry
         emit = sink if sink is not None else keep
         # a killed add left packs no fragment names: index their chunks before storing any
-        self.recovered = self.chunks.recover()
+        self.chunks.recover()
         big: list[Job] = []
         window: deque[tuple[Job, Future]] = deque()
         try:
