@@ -256,14 +256,35 @@ def out_json(data: Any) -> None:
 def open_store(attach: bool = False):
     """The store of the current folder (or DSSTORE_DIR's); ``attach``: missing chunks come from
     its default remote."""
+    from objstore.errors import StoreNotFound
     from objstore.store import Store, locate_store
 
-    store = Store(locate_store(cwd()))
+    try:
+        store = Store(locate_store(cwd()))
+    except StoreNotFound as e:
+        raise StoreNotFound(f"{e}{_user_store_hint()}") from None
     if attach:
         from objstore.remote import attach_default
 
         attach_default(store)
     return store
+
+
+def _user_store_hint() -> str:
+    """Where the versions scripts made are, when a command finds no store: the SDK falls back
+    to a per-user store, a command never does (as git, it works only inside a repository)."""
+    import shlex
+
+    from objstore.dataset_store import store_path
+    from objstore.paths import STORE_ENV
+
+    if os.environ.get(STORE_ENV):
+        return ""
+    path = store_path(cwd())
+    if not (path / "config").is_file():
+        return ""
+    return (f"; the datasets scripts made (the SDK's per-user store) are reached with "
+            f"{STORE_ENV}={shlex.quote(str(path))} ds COMMAND")
 
 
 @contextmanager

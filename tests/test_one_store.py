@@ -94,6 +94,24 @@ def test_ds_ui_and_dataset_search_fall_back_to_the_per_user_store_as_the_sdk_doe
     assert dataset_id in dataset_ids(ui_datasets(nowhere, env))
 
 
+def test_a_command_outside_any_store_names_the_per_user_store_and_the_named_command_works(
+        tmp_path: Path) -> None:
+    home = tmp_path / "data-home"
+    env = env_with(XDG_DATA_HOME=str(home))
+    nowhere = tmp_path / "no-store-here"
+    nowhere.mkdir()
+    plain = ds("ls", "HEAD", cwd=nowhere, env=env, check=False)  # no per-user store yet: no hint
+    assert plain.returncode == 1 and "DSSTORE_DIR" not in plain.stderr and "ds init" in plain.stderr
+    dataset_id = make_dataset(nowhere, env)
+    proc = ds("ls", dataset_id, cwd=nowhere, env=env, check=False)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1
+    m = re.search(r"(DSSTORE_DIR=\S+) ds COMMAND", proc.stderr)
+    assert m, proc.stderr
+    named = env | dict([m[1].split("=", 1)])
+    assert ds("ls", dataset_id, cwd=nowhere, env=named).stdout == "cat.jpg\n"  # add_files: at the root
+    assert not (nowhere / ".dsstore").exists()
+
+
 def test_ds_ui_without_any_store_says_so_and_creates_nothing(tmp_path: Path) -> None:
     home = tmp_path / "data-home"
     env = env_with(XDG_DATA_HOME=str(home))
