@@ -410,11 +410,10 @@ def commit(
     try:
         info = (store.amend(message, allow_empty=allow_empty) if amend
                 else store.commit(message, author, allow_empty=allow_empty))
-    except NothingToCommit:
-        if not all_ or amend:
+    except NothingToCommit as e:
+        if amend:
             raise
-        raise NothingToCommit("nothing to commit: the tracked files match the latest version "
-                              "(new files: `ds add PATH` or `ds add -A`, then commit)") from None
+        raise NothingToCommit(_nothing_to_commit(store, all_) or str(e)) from None
     if as_json:
         out_json(info.as_json() | ({"replaces": replaced} if amend else {}))
     elif not quiet:
@@ -422,6 +421,26 @@ def commit(
     if store.head_branch() is None and not quiet:
         err(f"Committed on a detached HEAD: {info.id[:12]} is on no branch; "
             f"keep it with `ds switch -c NAME` (or `ds branch NAME {info.id[:12]}`)")
+
+
+def _nothing_to_commit(store, all_: bool) -> str | None:
+    """git's words for a commit with nothing to record, from what the working folder holds:
+    changes to tracked files (-a would take them), new files only, or nothing at all. None
+    if the folder cannot be compared (the plain message stands)."""
+    from objstore.worktree import status as do_status
+
+    try:
+        st = do_status(store)
+    except DsError:
+        return None
+    if (st.modified or st.removed or st.renamed) and not all_:
+        return "no changes added to commit: `ds add PATH` (or `ds add -u`), or commit with -a"
+    if st.added or st.renamed:
+        return ("nothing added to commit but new files are present: `ds add PATH` (or `ds add -A`) "
+                "to track them")
+    if store.head() is None:
+        return "nothing to commit: create or copy files here, then `ds add PATH`"
+    return "nothing to commit: the working folder matches the latest version"
 
 
 @app.command(cls=PathsAfterDashDash)

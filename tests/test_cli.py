@@ -79,7 +79,7 @@ def test_errors_are_one_line_and_nonzero(tmp_path: Path) -> None:
     for args, needle in [
         (("init", str(w)), "already"),
         (("log", "nosuchrev"), "no version matches"),
-        (("commit", "-m", "x"), "nothing staged"),
+        (("commit", "-m", "x"), "nothing to commit"),
         (("add", "missing.txt"), "no such file"),
         (("add", "/etc/passwd"), "outside the working folder"),
         (("init", str(w), "--hash", "md5"), "unknown hash"),

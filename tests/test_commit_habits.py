@@ -37,7 +37,35 @@ def test_commit_a_stages_tracked_changes_and_removals_never_new_files(repo: Path
     assert _files(repo) == ["f.txt"]
     assert ds("status", "-s", cwd=repo).stdout == "?? scratch.bin\n"
     r = ds("commit", "-a", "-m", "three", cwd=repo, check=False)  # only an untracked file changed
-    assert r.returncode == 1 and "nothing to commit" in r.stderr and "ds add" in r.stderr
+    assert r.returncode == 1 and "nothing added to commit" in r.stderr and "ds add" in r.stderr
+
+
+def test_nothing_to_commit_says_what_the_folder_holds_as_git_does(tmp_path: Path) -> None:
+    """git's three answers: changes not staged (add them, or -a), only new files (add
+    them; -a would not), nothing at all. None suggests what would not help."""
+    w = tmp_path / "w"
+    ds("init", "-q", str(w), cwd=tmp_path)
+
+    def refused(*args: str) -> str:
+        r = ds("commit", *args, "-m", "x", cwd=w, check=False)
+        assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+        return r.stderr
+
+    assert "create or copy files" in refused()  # an empty store
+    write(w, "t.txt", "tracked\n")
+    for args in ((), ("-a",)):
+        msg = refused(*args)
+        assert "new files are present" in msg and "-a" not in msg.replace("ds add -A", "")
+    ds("add", "-q", "t.txt", cwd=w)
+    ds("commit", "-q", "-m", "one", cwd=w)
+    write(w, "new.txt", "untracked\n")
+    write(w, "t.txt", "changed\n")
+    msg = refused()
+    assert "no changes added to commit" in msg and "commit with -a" in msg
+    ds("commit", "-q", "-a", "-m", "two", cwd=w)  # what the message offered works
+    assert ds("status", "-s", cwd=w).stdout == "?? new.txt\n"
+    (w / "new.txt").unlink()
+    assert "matches the latest version" in refused() and "matches the latest version" in refused("-a")
 
 
 def test_add_u_stages_tracked_files_under_the_paths_given(repo: Path) -> None:

@@ -159,7 +159,7 @@ def test_amend_of_a_merge_keeps_both_parents(repo: Path) -> None:
 def test_allow_empty_records_a_version_with_its_parents_content(repo: Path) -> None:
     before = _info(repo)
     r = _fails("commit", "-m", "nothing", cwd=repo)
-    assert "nothing staged to commit" in r and _info(repo)["id"] == before["id"]
+    assert "nothing to commit" in r and _info(repo)["id"] == before["id"]
     new = ds("commit", "--allow-empty", "-m", "marker", cwd=repo).stdout.strip()
     with Store.open(repo) as s:
         info = s.info("HEAD")
