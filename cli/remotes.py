@@ -90,6 +90,7 @@ def remote_list(as_json: JsonOpt = False) -> None:
         typer.echo(f"{'*' if name == store.config.remote else ' '} {name}\t{r['url']}")
 
 
+@remote_app.command("rm", hidden=True)  # git's other name for it
 @remote_app.command("remove")
 def remote_remove(name: Annotated[str, typer.Argument(help="Remote to forget.")]) -> None:
     """Forget a remote (nothing on it is deleted)."""
@@ -300,8 +301,11 @@ def pull(
     outcome = {"fast-forward": f"Fast-forward {current} to {now} ({changed} changed)",
                "merge": f"Merged {t.pulled} into {current}: {now} ({changed} changed)",
                }.get(t.outcome, "Already up to date.")
-    lines = [_summary("Pulled", t, t.bytes_received, f"from {t.remote}"),
-             *([f"From {t.url}", *_update_lines(t, fetched=True)] if t.updates else []), outcome]
+    if t.versions or t.updates or info is not None:
+        lines = [_summary("Pulled", t, t.bytes_received, f"from {t.remote}"),
+                 *([f"From {t.url}", *_update_lines(t, fetched=True)] if t.updates else []), outcome]
+    else:  # nothing came and nothing moved: git's one line
+        lines = [outcome]
     _report(t, as_json, verbose, lines, quiet)
 
 

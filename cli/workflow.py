@@ -532,6 +532,7 @@ def switch_and_report(store, name: str, create: bool, rev: str | None, force: bo
     from objstore.branches import switch as do_switch
 
     was = {b.name: b for b in list_branches(store)}.get(name) if reset else None
+    before = store.head_branch()
     with progress("writing", quiet) as cb:
         report = do_switch(store, name, create=create, rev=rev, force=force, progress=cb, detach=detach,
                            reset=reset)
@@ -546,6 +547,8 @@ def switch_and_report(store, name: str, create: bool, rev: str | None, force: bo
     elif was is not None:  # git's words, and where the branch was (NAME@{1} in its reflog)
         what = "Reset branch" if was.current else "Switched to and reset branch"
         err(f"{what} '{name}' (was {was.id[:12]}; `ds reflog {name}` keeps it as {name}@{{1}})")
+    elif not create and before is not None and store.head_branch() == before:
+        err(f"Already on '{before}'")
     else:  # `-` names the previous branch
         err(f"Switched to {'a new ' if create or reset else ''}branch '{store.head_branch() or name}'")
 

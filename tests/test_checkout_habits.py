@@ -56,6 +56,10 @@ def test_checkout_dash_and_at_minus_n_go_back_onto_the_branch(repo: Path) -> Non
     assert _branch(repo) is None
     r = ds("switch", "@{-1}", cwd=repo)
     assert _branch(repo) == "feat" and "Switched to branch 'feat'" in r.stderr
+    r = ds("switch", "feat", cwd=repo)  # where HEAD already is: git's words
+    assert r.stderr == "Already on 'feat'\n" and _branch(repo) == "feat"
+    r = ds("checkout", "feat", cwd=repo)
+    assert _branch(repo) == "feat" and r.returncode == 0
 
 
 def test_checkout_dashdash_path_restores_from_the_stage(repo: Path) -> None:

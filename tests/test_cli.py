@@ -172,8 +172,12 @@ def test_remote_commands(tmp_path: Path) -> None:
     ds("push", cwd=w)
     ds("pull", cwd=tmp_path / "copy")
     assert (tmp_path / "copy/data/b.csv").read_text() == "3\n"
+    again = ds("pull", cwd=tmp_path / "copy")  # nothing new: git's one line, no transfer summary
+    assert again.stderr == "Already up to date.\n" and again.stdout == ""
     proc = ds("push", "nowhere", cwd=w, check=False)
     assert proc.returncode == 1 and "no remote named" in proc.stderr
+    ds("remote", "add", "spare", "../remote", cwd=w)
+    ds("remote", "rm", "spare", cwd=w)  # git's other name for remove
     ds("remote", "remove", "origin", cwd=w)
     assert ds("remote", "list", cwd=w).stdout == ""
 
