@@ -119,7 +119,10 @@ def rename_branch(store: Store, old: str, new: str, force: bool = False) -> str 
                 raise DsError(f"branch {new!r} already exists; `ds switch {new}` goes to it")
             store.meta.attach_head(new)
         else:
-            store.meta.rename_branch(old, new, force)
+            if force and new != old and new == store.meta.head_branch():
+                raise DsError(f"cannot replace branch {new!r}: it is the current branch (HEAD and the "
+                              f"working folder are on it); `ds switch {old}` first, or choose another name")
+            store.meta.rename_branch(old, new, store.author(), force)
 
         def move(branches: dict) -> None:  # the upstream goes with the branch, as in git
             branches.pop(new, None)

@@ -975,8 +975,8 @@ class MetaStore:
                 found[name] = self._damage(name, f"it points at {hex_id[:12]}, which is not a version here",
                                            hex_id)
         for name in logged:
-            if name == "HEAD" or name in loose or name in packed:
-                continue
+            if name == "HEAD" or name in loose or name in packed or not valid_ref_name(name):
+                continue  # (a log renamed aside, ``NAME~deleted-N``, is kept for gc: no ref to mend)
             entries = self._reflog_of(name)
             if entries and entries[-1].new != ZERO:
                 found[name] = self._damage(name, "its file is missing")
@@ -1210,10 +1210,11 @@ class MetaStore:
         atomic_write(log, kept + line.encode())
         return tip
 
-    def rename_branch(self, old: str, new: str, force: bool = False) -> None:
-        """Rename a branch with its reflog; HEAD follows when it was on ``old`` (libgit2). A
-        reflog kept at ``new`` (a deleted branch's, or the one ``force`` replaces) is renamed
-        aside first, as on creation: libgit2 would write over it."""
+    def rename_branch(self, old: str, new: str, who: tuple[str, str], force: bool = False) -> None:
+        """Rename a branch with its reflog; HEAD follows when it was on ``old`` (libgit2). The
+        branch ``force`` replaces is deleted first, as ``delete_ref`` does (its reflog ends in
+        the deletion, so ``NEW@{1}`` still names its tip); a reflog kept at ``new`` is then
+        renamed aside, as on creation: libgit2 would write over it."""
         if not pygit2.reference_is_valid_name(f"refs/heads/{new}"):
             raise DsError(f"{new!r} is not a valid branch name")
         exists = new in self.repo.branches.local
@@ -1221,6 +1222,8 @@ class MetaStore:
             raise DsError(f"branch {new!r} already exists; delete it first (`ds branch -D {new}`) or "
                           "choose another name")
         if new != old:
+            if exists:
+                self.delete_ref(f"refs/heads/{new}", who, f"branch: replaced by {old} (rename -M)")
             self._room_for_log(f"refs/heads/{new}")
             log = Path(self.path, "logs", "refs", "heads", *new.split("/"))
             if log.is_file():

@@ -196,6 +196,44 @@ def test_branch_m_with_one_name_renames_the_current_branch(repo: Path, tmp_path:
     assert _branch(e) == "trunk" and list(_branches(e)) == ["trunk"]
 
 
+def test_branch_M_over_another_branch_deletes_it_as_branch_D_would_and_leaves_no_damage(repo: Path) -> None:
+    one, two = _info(repo, "HEAD~1")["id"], _info(repo)["id"]
+    ds("branch", "old", "HEAD~1", cwd=repo)
+    ds("branch", "target", cwd=repo)  # at "two": the tip the rename replaces
+    ds("branch", "-M", "old", "target", cwd=repo)
+    assert _branches(repo) == {"main": two, "target": one}
+    assert ds("fsck", cwd=repo).returncode == 0  # no ref left looking damaged
+    ds("switch", "-q", "target", cwd=repo)
+    ds("branch", "-q", "-D", "main", cwd=repo)
+    ds("gc", "-q", cwd=repo)  # within the reflog grace period, "two" is kept by the logs
+    assert _info(repo, two)["id"] == two and ds("fsck", cwd=repo).returncode == 0
+
+
+def test_branch_M_onto_the_current_branch_is_refused_and_moves_nothing(repo: Path) -> None:
+    one, two = _info(repo, "HEAD~1")["id"], _info(repo)["id"]
+    ds("branch", "old", "HEAD~1", cwd=repo)
+    write(repo, "s.txt", "staged")
+    ds("add", "s.txt", cwd=repo)
+    for flags in (("-M",), ("-m", "-f")):
+        msg = _fails("branch", *flags, "old", "main", cwd=repo)
+        assert "current branch" in msg and "ds switch old" in msg
+    assert _branches(repo) == {"main": two, "old": one} and _branch(repo) == "main"
+    assert ds("status", "-s", cwd=repo).stdout == "A  s.txt\n"  # the stage is still on main's tip
+
+
+def test_a_reflog_renamed_aside_without_its_deletion_is_no_damage_to_repair(repo: Path) -> None:
+    """What an older rename -M left: the replaced branch's log, aside, ending on a version.
+    It is kept for gc (its versions stay reachable), and neither fsck nor its repair takes it
+    for a ref to mend (its name is no ref name)."""
+    two = _info(repo)["id"]
+    logs = repo / ".dsstore/meta/logs/refs/heads"
+    line = f"{'0' * 40} {two} A <a@b> 1700000000 +0000\tbranch: Created from HEAD\n"
+    (logs / "gone~deleted-1").write_text(line)
+    assert ds("fsck", cwd=repo).returncode == 0
+    r = ds("fsck", "--repair", cwd=repo)
+    assert "Traceback" not in r.stderr and (logs / "gone~deleted-1").read_text() == line
+
+
 # -- switch -C / checkout -B --------------------------------------------------------------------
 
 def test_switch_C_creates_or_resets_a_branch_and_its_reflog_keeps_the_old_tip(repo: Path) -> None:
