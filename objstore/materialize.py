@@ -56,6 +56,36 @@ _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_C
 FORK_FILES = 2_000
 
 
+REPOSITORY_NAMES = (".dsstore", ".git")  # a store's or git's: never deleted to make room, even forced
+
+
+def repository_inside(folder: str) -> str | None:
+    """The first store or git repository (``.dsstore``, ``.git``: a folder, or git's file
+    of a linked worktree) at or below ``folder``, which removing ``folder`` would destroy
+    with every version it holds; None when there is none, or ``folder`` is no folder."""
+    if os.path.islink(folder) or not os.path.isdir(folder):
+        return None
+    for here, dirs, files in os.walk(folder):
+        for name in REPOSITORY_NAMES:
+            if name in dirs or name in files:
+                return os.path.join(here, name)
+    return None
+
+
+def _rmtree(folder: str, path: str) -> None:
+    """Remove ``path``'s folder for a forced write; one holding a repository is refused."""
+    found = repository_inside(folder)
+    if found is not None:
+        raise DsError(repository_in_the_way(path, found))
+    shutil.rmtree(folder)
+
+
+def repository_in_the_way(path: str, found: str) -> str:
+    return (f"{path} is a folder holding a repository ({found}) where the version needs something "
+            "else; ds never deletes a repository, --force included: move it out of the working "
+            "folder, then run the command again")
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -225,7 +255,7 @@ class Materializer:
                 raise
             if not self.force:
                 raise DsError(f"{path} is a folder in the working folder; use --force") from None
-            shutil.rmtree(dest)
+            _rmtree(dest, path)
             os.replace(tmp, dest)
 
     def _content(self, entry: FileEntry):
@@ -420,6 +450,14 @@ class Materializer:
             report.count += 1
             self._tick(st)
 
+    def check_no_repository(self, paths: Iterable[str]) -> None:
+        """Refuse, before anything is written, if writing or removing ``paths`` would delete
+        a folder holding a store or a git repository (a nested project), ``force`` or not."""
+        for path in paths:
+            found = repository_inside(self._abs(path))
+            if found is not None:
+                raise DsError(repository_in_the_way(path, found))
+
     def remove(self, path: str) -> None:
         """Remove the file or link at ``path``; a folder there only with ``force``.
 
@@ -431,7 +469,7 @@ class Materializer:
         if stat.S_ISDIR(st.st_mode):
             if not self.force:
                 raise DsError(f"{path} is a folder in the working folder; use --force")
-            shutil.rmtree(self._abs(path))
+            _rmtree(self._abs(path), path)
         else:
             os.unlink(self._abs(path))
 

@@ -187,6 +187,23 @@ def _other_bytes(store: Store, cache: StatCache, files: dict[str, Stat], changed
     return sorted(p for p in changed if p not in target or hashes.get(p) != target[p].hash)
 
 
+def _ignored_in_the_way(store: Store, cache: StatCache, root: str, paths: Iterable[str],
+                        target: dict[str, FileEntry]) -> list[str]:
+    """Files the scan did not report (``.dsignore`` hides them) standing where the version
+    writes other bytes: a user's own file, which the folder's status never showed, so
+    overwriting it would lose work silently (git deems ignored files expendable; ds does not)."""
+    files: dict[str, Stat] = {}
+    if _holds_only_the_store(root):
+        return []
+    for path in paths:
+        found = lstat_inside(root, path)
+        st = Stat.of(found) if found is not None else None
+        if st is not None:
+            files[path] = st
+    entries = {p: FileEntry(p.rpartition("/")[2], st.kind, st.size, b"") for p, st in files.items()}
+    return _other_bytes(store, cache, files, entries, target, untracked=True)
+
+
 def _start_of(store: Store, path: str, size: int, entry: FileEntry) -> bool:
     """The file at ``path`` (``size`` bytes, fewer than ``entry``'s) holds the first bytes of
     ``entry``: a write cut short by a kill. Writing ``entry`` over it loses no byte."""
@@ -759,6 +776,12 @@ def skip_reason(path: str) -> str:
     return "not a regular file, folder or link"
 
 
+def _holds_only_the_store(root: str) -> bool:
+    """The working folder is empty but for the store (a new clone): nothing is in the way."""
+    with os.scandir(root) as it:
+        return all(e.name.casefold() == STORE_DIR for e in it)
+
+
 def _blockers(root: str, write_paths, removable: set[str]) -> list[str]:
     """Working-folder content that writing ``write_paths`` would destroy, beyond ``removable``.
 
@@ -767,9 +790,10 @@ def _blockers(root: str, write_paths, removable: set[str]) -> list[str]:
     would be deleted — allowed only for tracked, unchanged paths (their content is
     recoverable from the version).
     """
-    with os.scandir(root) as it:
-        if all(e.name.casefold() == STORE_DIR for e in it):  # empty (a new clone): nothing in the way
-            return []
+    from .materialize import REPOSITORY_NAMES, repository_in_the_way
+
+    if _holds_only_the_store(root):
+        return []
     out: list[str] = []
     seen: set[str] = set()
     for p in write_paths:
@@ -783,6 +807,9 @@ def _blockers(root: str, write_paths, removable: set[str]) -> list[str]:
         st = lstat_inside(root, p)
         if st is not None and stat.S_ISDIR(st.st_mode):
             for dirpath, dirnames, filenames in os.walk(os.path.join(root, p)):
+                for name in REPOSITORY_NAMES:
+                    if name in dirnames or name in filenames:
+                        raise DsError(repository_in_the_way(p, os.path.join(dirpath, name)))
                 rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
                 links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
                 inside = (f"{rel_dir}/{n}" for n in (*filenames, *links))
@@ -846,6 +873,8 @@ def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool
                 items.extend(_checked_out(store, user, rel, [(rel, found)] if isinstance(found, FileEntry)
                                           else meta.walk(found, rel)))
             items = [(p, e) for p, e in items if outside_git(p)]  # git's own folder is never written
+            if force:
+                m.check_no_repository(p for p, _ in items)
             dirty = [p for p, _ in items if p in wd.modified or p in wd.added]
             dirty += _blockers(root, [p for p, _ in items], clean_tracked)
             if dirty and not force:
@@ -875,7 +904,10 @@ def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool
         write_paths = {p for p in (*between.added, *between.modified) if scope(p)}
         write_paths |= {p for p in (*wd.modified, *wd.removed, *wd.added) if p in target_map} - carried
         gone = {p for p in between.removed if scope(p)} | {p for p in wd.modified if p not in target_map}
+        if force:  # (unforced, _blockers refuses it, naming it)
+            m.check_no_repository(sorted(write_paths | gone))
         if not force:  # what the version holds already, or drops too, is no work to lose
+            known = {*wd.added, *wd.modified, *wd.removed, *clean_tracked, *staged.added, *staged.modified}
             lost = (_other_bytes(store, cache, {}, {p: e for p, e in wd.modified.items() if p not in carried},
                                  target_map)
                     + sorted(p for p in wd.removed if p in target_map and p not in carried)
@@ -883,6 +915,7 @@ def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool
                     + _other_bytes(store, cache, result.files,  # untracked: only where the version writes
                                    {p: e for p, e in wd.added.items() if p in target_map}, target_map,
                                    untracked=True)
+                    + _ignored_in_the_way(store, cache, root, write_paths - known, target_map)
                     + _blockers(root, write_paths, clean_tracked & gone))
             if lost:
                 raise DirtyWorktree(

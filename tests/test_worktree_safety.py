@@ -46,6 +46,60 @@ def test_checkout_keeps_untracked_file_where_a_folder_is_needed(store: Store, wo
     assert (work / "data/x").read_text() == "x"
 
 
+@pytest.mark.parametrize("kind", [".dsstore", ".git"])
+@pytest.mark.parametrize("force", [False, True])
+def test_a_folder_holding_a_repository_is_never_deleted_to_make_room(
+        store: Store, work: Path, kind: str, force: bool) -> None:
+    """A version holds a file where the folder now holds a nested project (a store of its
+    own, or a git repository): checkout refuses, --force included, naming the repository,
+    not calling its internals "uncommitted changes"; nothing is removed or written."""
+    write(work, "keep", "k")
+    write(work, "sub", "a file in v1")
+    commit_all(store, "v1")
+    (work / "sub").unlink()
+    write(work, "sub/data.txt", "inner data")
+    commit_all(store, "v2")
+    if kind == ".dsstore":
+        ds("init", "-q", cwd=work / "sub")
+        ds("add", "-q", "data.txt", cwd=work / "sub")
+        ds("commit", "-q", "-m", "inner", cwd=work / "sub")
+    else:
+        write(work, "sub/.git/HEAD", "ref: refs/heads/main\n")
+    head = store.head()
+    with pytest.raises(DsError) as e:
+        checkout(store, "HEAD~1", force=force)
+    assert "holding a repository" in str(e.value) and kind in str(e.value)
+    assert (work / "sub" / kind).is_dir() and (work / "sub/data.txt").read_text() == "inner data"
+    assert store.head() == head
+    r = ds("checkout", "--force", "HEAD~1", cwd=work, check=False)
+    assert r.returncode == 1 and "never deletes a repository" in r.stderr
+    if kind == ".dsstore":
+        assert ds("log", "--oneline", cwd=work / "sub").stdout.count("\n") == 1  # its history is whole
+
+
+def test_checkout_refuses_to_overwrite_an_ignored_file_with_other_bytes(store: Store, work: Path) -> None:
+    """Ignored files never show in status, so overwriting one would lose work unseen (git
+    deems them expendable; ds does not). Holding the version's bytes, one is no work to lose."""
+    write(work, ".dsignore", "*.log\n")
+    write(work, "a", "a")
+    commit_all(store, "v1")
+    write(work, "x.log", "the version's log")
+    add(store, [str(work / "x.log")], force=True)
+    store.commit("v2")
+    checkout(store, "HEAD~1")
+    assert not (work / "x.log").exists()
+    write(work, "x.log", "my own log")
+    with pytest.raises(DirtyWorktree) as e:
+        checkout(store, "main")
+    assert "x.log" in str(e.value) and (work / "x.log").read_text() == "my own log"
+    write(work, "x.log", "the version's log")
+    checkout(store, "main")  # the same bytes: nothing to lose
+    checkout(store, "HEAD~1")
+    write(work, "x.log", "mine again")
+    checkout(store, "main", force=True)
+    assert (work / "x.log").read_text() == "the version's log"
+
+
 def test_nothing_is_removed_through_a_linked_parent(store: Store, work: Path, tmp_path: Path) -> None:
     write(work, "keep", "k")
     write(work, "d/f", "f")
