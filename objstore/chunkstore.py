@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import struct
 import threading
 from array import array
 from collections.abc import Callable, Iterable
@@ -29,13 +30,14 @@ import xxhash
 
 from .errors import CorruptObject, DsError, FormatError
 from .fsutil import fsync_dir
-from .hashing import HashAlgo
-from .index import ChunkIndex, Location
+from .hashing import HashAlgo, algo_by_code
+from .index import ChunkIndex, Location, wrong_hash_fix
 from .packs import (
     END_MAGIC,
     FLAG_DELTA,
     FOOTER,
     HEADER,
+    MAGIC,
     PackEntry,
     PackReader,
     PackWriter,
@@ -302,6 +304,29 @@ class ChunkStore:
                 self.index.maybe_merge()
             report.chunks = len(rows)
         return report
+
+    def hash_mismatch(self) -> str | None:
+        """Why the store's config names another hash than its packs were written with, or
+        None. A config copied from another store would make every pack look damaged, and a
+        repair would put them all aside: checked before any check or repair judges them."""
+        others: dict[str, str] = {}  # other hash -> a pack written with it
+        for path in sorted(self.packs_dir.glob("*/*.pack")):
+            try:
+                with open(path, "rb") as f:
+                    magic, code = HEADER.unpack(f.read(HEADER.size))
+                found = algo_by_code(code)
+            except (OSError, struct.error, DsError):
+                continue  # unreadable or damaged: the check judges it
+            if magic != MAGIC:
+                continue
+            if found is self.algo:
+                return None  # written with the configured hash: any other is a damaged pack
+            others.setdefault(found.name, path.name)
+        if len(others) != 1:
+            return None
+        (name, pack), = others.items()
+        return (f"pack {pack} and every other pack here were written with hash {name}, but the store's "
+                f"config ({self.root / 'config'}) says {self.algo.name}; {wrong_hash_fix(name)}")
 
     def drop_downloads(self) -> None:
         """Remove the whole-pack downloads a killed fetch left (``adopt``); under the store

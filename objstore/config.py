@@ -72,6 +72,9 @@ def load_config(path: Path) -> StoreConfig:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise FormatError(f"{path} is not valid TOML ({e}); restore it from a backup") from None
     store = raw.get("store", {})
+    if not raw:
+        raise FormatError(f"{path} is empty: the store's settings are lost; restore it from a backup, or "
+                          "copy the config of a store made by `ds init` (with the same --hash) there")
     version = store.get("format")
     if version != FORMAT_VERSION:
         raise FormatError(

@@ -241,6 +241,13 @@ class Fragment:
         self._mm.close()
 
 
+def wrong_hash_fix(found: str) -> str:
+    """How to mend a store whose config names another hash than its data was written with
+    (a config copied from another store): the config, never the data, is wrong."""
+    return (f"if every pack and index fragment says {found}, the config is what is wrong: set "
+            f'hash = "{found}" under [store] in the config file (nothing was changed)')
+
+
 class ChunkIndex:
     """All fragments of one store, searched newest first."""
 
@@ -266,7 +273,8 @@ class ChunkIndex:
             except FileNotFoundError:  # merged away by another process meanwhile
                 continue
             if frag.algo is not self.algo:
-                raise FormatError(f"{p}: index fragment uses {frag.algo.name}, store uses {self.algo.name}")
+                raise FormatError(f"{p}: index fragment uses {frag.algo.name}, but the store's config says "
+                                  f"{self.algo.name}; {wrong_hash_fix(frag.algo.name)}")
             out.append(frag)
         return out
 

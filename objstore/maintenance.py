@@ -298,6 +298,9 @@ def fsck(store: Store, read_data: bool = False, repair: bool = False,
     mend = "" if repair else "; `ds fsck --read-data --repair` copies what verifies to a new pack"
     with store.locked():
         repo = LocalRepository(store)
+        wrong_hash = store.chunks.hash_mismatch()
+        if wrong_hash is not None:  # every pack would look damaged, and a repair put them all aside
+            raise FormatError(wrong_hash)
         if repair:
             if restore is not None:  # a ref's own version, if a remote has it, before any ref moves back
                 tips = {d.points_at for d in store.meta.damaged_refs() if d.points_at}
@@ -447,6 +450,9 @@ def gc(store: Store, dry_run: bool = False, grace_seconds: float = 0,
     report = GcReport(dry_run=dry_run)
     now = time.time() if now is None else now
     with store.locked():
+        wrong_hash = store.chunks.hash_mismatch()
+        if wrong_hash is not None:  # no chunk would be found needed: every pack would go
+            raise DsError(f"gc refused: {wrong_hash}")
         if not dry_run:  # dataset files (artifacts, report images) no record names any more
             from .dataset_attachments import prune
 

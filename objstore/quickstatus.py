@@ -56,6 +56,8 @@ def store_dir(start: str) -> str | None:
     while True:
         if os.path.isfile(os.path.join(folder, STORE_DIR, "config")):
             return os.path.join(folder, STORE_DIR)
+        if os.path.exists(os.path.join(folder, STORE_DIR, "meta", "HEAD")):
+            return None  # a store that lost its config: the full path names it (find_store)
         parent = os.path.dirname(folder)
         if parent == folder:
             return None

@@ -88,17 +88,48 @@ def _damaged_stage(why: str) -> FormatError:
 def _exists(path: Path) -> DsError:
     if path.is_dir() and (path / "config").exists():
         return DsError(f"{path} already exists: this folder is already a store")
+    if _config_lost(path):
+        return FormatError(config_lost(path))
     return DsError(f"{path} exists but is not a store (on a case-insensitive disk this may be "
                    "Finder's .DS_Store); remove it, or init the store in another folder")
 
 
+def _config_lost(path: Path) -> bool:
+    """``path`` holds a store's versions (its metadata database) but no config file."""
+    return not (path / "config").is_file() and (path / "meta" / "HEAD").exists()
+
+
+def config_lost(path: Path) -> str:
+    """The answer for a store whose config file is gone: never a store further up instead
+    (a commit would land there), never `ds init` over it. The config is rebuilt from the
+    hash its packs were written with; its other settings have defaults, remotes are added
+    again."""
+    import struct
+
+    from .hashing import algo_by_code
+    from .packs import HEADER
+
+    found = ""
+    for pack in sorted((path / "packs").glob("*/*.pack"))[:1]:
+        with contextlib.suppress(OSError, ValueError, struct.error):
+            found = algo_by_code(HEADER.unpack(pack.read_bytes()[: HEADER.size])[1]).name
+    how = (f"`ds init --hash {found}` in an empty folder makes one to copy there (its packs were "
+           f"written with {found})" if found else "`ds init` in an empty folder makes one to copy there "
+           "(with the same --hash as the store was made with)")
+    return (f"{path} holds a store whose config file is missing, so nothing here uses it (nor a store "
+            f"further up): restore {path / 'config'} from a backup, or {how}; then add its remotes again")
+
+
 def find_store(start: str | os.PathLike[str] = ".") -> Path:
-    """The nearest ``.dsstore`` at or above ``start``."""
+    """The nearest ``.dsstore`` at or above ``start``; one that lost its config stops the
+    search with an error (the store above it is not the one the user works in)."""
     here = Path(start).resolve()
     for folder in (here, *here.parents):
         candidate = folder / STORE_DIR
         if (candidate / "config").is_file():
             return candidate
+        if _config_lost(candidate):
+            raise StoreNotFound(config_lost(candidate))
     raise StoreNotFound(f"no {STORE_DIR} in {here} or any parent folder; run `ds init` first")
 
 
@@ -116,6 +147,8 @@ def locate_store(start: str | os.PathLike[str] = ".") -> Path:
         raise StoreNotFound(f"DSSTORE_DIR is {env}, but a command's store folder must be named "
                             f"{STORE_DIR} (its parent is the working folder); move it to .../{STORE_DIR} "
                             "or unset DSSTORE_DIR")
+    if _config_lost(path):
+        raise StoreNotFound(config_lost(path))
     if not (path / "config").is_file():
         raise StoreNotFound(f"DSSTORE_DIR is {env}, which holds no store; run `ds init` to create it "
                             "there, or unset DSSTORE_DIR to use the store of the current folder")
