@@ -222,11 +222,14 @@ def tag(
 
 @app.command()
 def squash(
-    revs: Annotated[list[str], typer.Argument(help="Versions to merge, oldest first.")],
+    revs: Annotated[list[str], typer.Argument(help="Versions to merge, oldest first: for a lineage the "
+                                              "result holds what the last one holds; unrelated "
+                                              "versions give their union, later ones winning.")],
     message: Annotated[str, typer.Option("-m", "--message", help="Message of the new version.")],
-    branch: Annotated[str | None, typer.Option("--branch", help="Put it on this branch instead of "
+    branch: Annotated[str | None, typer.Option("--branch", help="Put it on this new branch instead of "
                                                 "moving the current one.")] = None,
-    force: Annotated[bool, typer.Option("--force", "-f", help="Discard uncommitted changes.")] = False,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Discard uncommitted changes; with "
+                                        "--branch, move an existing branch.")] = False,
     quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:

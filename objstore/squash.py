@@ -32,23 +32,32 @@ def squash(store: Store, revs: list[str], message: str, branch: str | None = Non
            force: bool = False) -> CommitInfo:
     """Create the squashed root version.
 
-    With ``branch`` it becomes that branch's tip and nothing else moves. Without, it
-    replaces the current lineage: the working folder is checked out to it (refused on
-    uncommitted changes unless ``force``) and the current branch points at it; older
-    versions stay only where a tag or another branch keeps them (gc frees the rest).
+    With ``branch`` it becomes that branch's tip and nothing else moves: a new branch, as
+    ``ds branch`` makes one (the same name checks), or with ``force`` an existing one moved
+    (its reflog keeps the old tip). Without, it replaces the current lineage: the working
+    folder is checked out to it (refused on uncommitted changes unless ``force``) and the
+    current branch points at it; older versions stay only where a tag or another branch
+    keeps them (gc frees the rest).
     """
+    from .branches import check_branch_name
     from .worktree import checkout
 
     if not revs:
         raise DsError("squash needs at least one version")
     ids = [store.resolve(r) for r in revs]
+    why = f"squash: {len(ids)} version{'s' if len(ids) != 1 else ''}"
     with store.locked():
+        current = store.meta.head_branch()
+        elsewhere = branch is not None and branch != current
+        if elsewhere:
+            check_branch_name(store, branch)
+            if branch in store.meta.branches() and not force:
+                raise DsError(f"branch {branch!r} already exists; name a new branch, or pass -f to move it "
+                              f"to the squashed version (`ds reflog {branch}` keeps where it was)")
         tree = squash_tree(store, ids)
         commit_id = store.meta.commit(tree, [], message or f"squash of {len(ids)} versions", store.author())
-        current = store.meta.head_branch()
-        if branch and branch != current:
-            store.meta.set_ref(f"refs/heads/{branch}", commit_id, force=True,
-                               message=f"squash: {len(ids)} versions")
+        if elsewhere:
+            store.meta.set_ref(f"refs/heads/{branch}", commit_id, force=True, message=why)
         else:  # the branch moves in one ref update once the files are written: HEAD stays on it
-            checkout(store, commit_id, force=force, branch=current, why=f"squash: {len(ids)} versions")
+            checkout(store, commit_id, force=force, branch=current, why=why)
         return store.meta.commit_info(commit_id)

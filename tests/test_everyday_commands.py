@@ -885,9 +885,9 @@ def test_reflog_says_what_moved_each_ref(tmp_path: Path) -> None:
 
     assert messages("b1") == ["branch: Created from HEAD"]
     assert messages("t1") == ["tag: HEAD"]
-    assert messages("b2") == ["squash: 1 versions", "merge main: Fast-forward", "branch: Created from HEAD"]
+    assert messages("b2") == ["squash: 1 version", "merge main: Fast-forward", "branch: Created from HEAD"]
     head = messages("HEAD")
-    assert "commit: on a detached head" in head and head[0] == "squash: 1 versions"
+    assert "commit: on a detached head" in head and head[0] == "squash: 1 version"
     assert not [m for m in head if not m.strip()], head
 
 
@@ -972,3 +972,23 @@ def test_switch_refuses_a_carried_stage_where_a_file_meets_a_folder(tmp_path: Pa
     ds("add", "d/x", cwd=tmp_path)
     ds("switch", "other", cwd=tmp_path)
     assert ds("status", "-s", cwd=tmp_path).stdout == ""
+
+
+def test_squash_onto_a_named_branch_makes_the_checks_ds_branch_makes(repo: Path) -> None:
+    """--branch NAME: a new branch, as `ds branch` makes one; an existing one only with -f
+    (its reflog keeps the tip it had); never a tag's name, HEAD, or an option-like name."""
+    ds("tag", "v1", cwd=repo)
+    ds("branch", "feat", cwd=repo)
+    feat = json.loads(ds("branch", "--json", cwd=repo).stdout)
+    tip = next(b["id"] for b in feat if b["name"] == "feat")
+    for name, needle in (("feat", "already exists"), ("v1", "is a tag name"), ("HEAD", "not a valid"),
+                         ("-x", "not a valid")):
+        r = ds("squash", "HEAD", "--branch", name, "-m", "sq", cwd=repo, check=False)
+        assert r.returncode == 1 and needle in r.stderr, (name, r.stderr)
+    assert ds("log", "--oneline", "v1", cwd=repo).stdout.count("\n") == 1
+    assert {b["name"] for b in json.loads(ds("branch", "--json", cwd=repo).stdout)} == {"feat", "main"}
+    moved = ds("squash", "HEAD", "--branch", "feat", "-f", "-m", "sq", "-q", cwd=repo).stdout.strip()
+    assert ds("reflog", "feat", cwd=repo).stdout.splitlines()[1].startswith(tip[:12])
+    flat = ds("squash", "HEAD", "--branch", "flat", "-m", "sq", "-q", cwd=repo).stdout.strip()
+    branches = {b["name"]: b["id"] for b in json.loads(ds("branch", "--json", cwd=repo).stdout)}
+    assert branches == {"feat": moved, "flat": flat, "main": tip}
