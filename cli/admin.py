@@ -77,6 +77,8 @@ def fsck(
     if as_json:
         out_json(report.as_json())
     else:
+        for pack in report.meta_packs_reindexed:
+            err(f"rebuilt the lost index of metadata pack {pack}")
         if report.objects_restored:
             err(f"restored {len(report.objects_restored)} metadata object(s) from a remote")
         for r in report.refs_restored:

@@ -123,3 +123,165 @@ def _index(rows: dict[bytes, tuple[int, int, int]], pack_sum: bytes) -> bytes:
         struct.pack(f">{n}I", *small), struct.pack(f">{len(large)}Q", *large), pack_sum,
     ])
     return body + hashlib.sha1(body).digest()
+
+
+_OFS_DELTA, _REF_DELTA = 6, 7
+_TAG = 4
+
+
+def index_pack(pack: bytes) -> bytes:
+    """The index (v2) of a whole git pack, as ``git index-pack`` writes it: every object is
+    inflated, deltas resolved against their bases in this pack, and its id computed, so an
+    index lost beside an intact pack is rebuilt from the pack alone. FormatError on a pack
+    that is damaged (its checksum, a record, a delta whose base it lacks)."""
+    if len(pack) < 32 or pack[:4] != b"PACK" or struct.unpack(">I", pack[4:8])[0] not in (2, 3):
+        raise FormatError("not a git pack (no PACK header of version 2 or 3)")
+    body, digest = pack[:-20], pack[-20:]
+    if hashlib.sha1(body).digest() != digest:
+        raise FormatError("the pack's own checksum does not match its content: it is damaged")
+    (count,) = struct.unpack(">I", pack[8:12])
+    try:
+        records = _records(body, count)
+    except IndexError:
+        raise FormatError(f"the pack ends inside one of its {count} records") from None
+    return _finish_index(records, digest)
+
+
+def _records(body: bytes, count: int) -> dict[int, tuple[int, bytes, int, int | bytes | None]]:
+    """Offset -> (type, inflated data, CRC-32 of the record, its delta base if any) for the
+    ``count`` records of a pack body."""
+    records: dict[int, tuple[int, bytes, int, int | bytes | None]] = {}
+    pos = 12
+    for _ in range(count):
+        start = pos
+        kind, pos = _record_head(body, pos)
+        base: int | bytes | None = None
+        if kind == _OFS_DELTA:
+            back, pos = _ofs(body, pos)
+            base = start - back
+        elif kind == _REF_DELTA:
+            base, pos = bytes(body[pos : pos + 20]), pos + 20
+        elif kind not in (COMMIT, TREE, BLOB, _TAG):
+            raise FormatError(f"pack record at {start} has unknown type {kind}")
+        data, pos = _inflate(body, pos)
+        records[start] = (kind, data, zlib.crc32(body[start:pos]), base)
+    if pos != len(body):
+        raise FormatError(f"the pack holds {len(body) - pos} byte(s) past its {count} records")
+    return records
+
+
+def _finish_index(records: dict[int, tuple[int, bytes, int, int | bytes | None]], digest: bytes) -> bytes:
+    """Resolve the deltas of ``records`` and index every object by its id."""
+    resolved: dict[int, tuple[int, bytes]] = {}
+    by_id: dict[bytes, int] = {}
+    rows: dict[bytes, tuple[int, int, int]] = {}
+    pending = sorted(records)
+    while pending:  # bases first: a delta waits until its base is known (by offset or by id)
+        waiting = []
+        for offset in pending:
+            kind, data, crc, base = records[offset]
+            if base is not None:
+                at = base if isinstance(base, int) else by_id.get(base)
+                if at is None or at not in resolved:
+                    waiting.append(offset)
+                    continue
+                kind, source = resolved[at]
+                data = apply_delta(source, data)
+            oid = hashlib.sha1(b"%s %d\0" % (_KINDS[kind], len(data)) + data).digest()
+            resolved[offset] = (kind, data)
+            by_id[oid] = offset
+            rows[oid] = (offset, crc, kind)
+        if len(waiting) == len(pending):
+            raise FormatError(f"{len(waiting)} delta record(s) name a base the pack does not hold")
+        pending = waiting
+    return _index(rows, digest)
+
+
+_KINDS = {**_KIND, _TAG: b"tag"}
+
+
+def _record_head(buf: bytes, pos: int) -> tuple[int, int]:
+    """A record's type, and where its size varint ends."""
+    byte = buf[pos]
+    kind = byte >> 4 & 7
+    pos += 1
+    while byte & 0x80:
+        byte = buf[pos]
+        pos += 1
+    return kind, pos
+
+
+def _ofs(buf: bytes, pos: int) -> tuple[int, int]:
+    """An OFS_DELTA's distance back to its base (git's offset encoding)."""
+    byte = buf[pos]
+    value = byte & 0x7F
+    pos += 1
+    while byte & 0x80:
+        byte = buf[pos]
+        pos += 1
+        value = (value + 1) << 7 | byte & 0x7F
+    return value, pos
+
+
+def _inflate(buf: bytes, pos: int) -> tuple[bytes, int]:
+    """One zlib stream from ``pos``: its content and where it ends."""
+    d = zlib.decompressobj()
+    out, at, step = [], pos, 1 << 16
+    view = memoryview(buf)
+    while not d.eof:
+        if at >= len(buf):
+            raise FormatError(f"pack record at {pos} is cut short")
+        piece = view[at : at + step]
+        try:
+            out.append(d.decompress(piece))
+        except zlib.error as e:
+            raise FormatError(f"pack record at {pos} does not inflate ({e})") from None
+        at += len(piece)
+    return b"".join(out), at - len(d.unused_data)
+
+
+def apply_delta(source: bytes, delta: bytes) -> bytes:
+    """git's delta: the sizes of source and result, then copies from ``source`` and inserts."""
+    def size(pos: int) -> tuple[int, int]:
+        value = shift = 0
+        while True:
+            byte = delta[pos]
+            pos += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                return value, pos
+
+    src_len, pos = size(0)
+    dst_len, pos = size(pos)
+    if src_len != len(source):
+        raise FormatError("a delta names a base of another length than its base has")
+    out = bytearray()
+    try:
+        while pos < len(delta):
+            op = delta[pos]
+            pos += 1
+            if op & 0x80:  # copy: offset and size bytes present per bit
+                offset = length = 0
+                for i in range(4):
+                    if op & 1 << i:
+                        offset |= delta[pos] << 8 * i
+                        pos += 1
+                for i in range(3):
+                    if op & 1 << (4 + i):
+                        length |= delta[pos] << 8 * i
+                        pos += 1
+                length = length or 0x10000
+                if offset + length > len(source):
+                    raise FormatError("a delta copies past the end of its base")
+                out += source[offset : offset + length]
+            elif op:
+                out += delta[pos : pos + op]
+                pos += op
+            else:
+                raise FormatError("a delta holds the reserved instruction 0")
+    except IndexError:
+        raise FormatError("a delta is cut short") from None
+    if len(out) != dst_len:
+        raise FormatError("a delta gives another length than it names")
+    return bytes(out)

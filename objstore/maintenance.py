@@ -252,6 +252,7 @@ class FsckReport:
     bytes_verified: int = 0
     remote_only: int = 0  # chunks of a partial clone, present on a remote's index only
     unindexed_packs: int = 0  # left by an interrupted writer; reclaimed by gc
+    meta_packs_reindexed: list[str] = field(default_factory=list)  # their lost .idx rebuilt, with --repair
     problems: list[str] = field(default_factory=list)
     repaired: bool = False
     refs_restored: list[str] = field(default_factory=list)  # "NAME -> ID", with --repair
@@ -267,7 +268,8 @@ class FsckReport:
 
     def as_json(self) -> dict:
         keys = ("commits", "trees", "chunks", "packs", "bytes_verified", "remote_only", "unindexed_packs",
-                "problems", "repaired", "refs_restored", "unreferenced", "objects_restored", "refs_dropped")
+                "problems", "repaired", "refs_restored", "unreferenced", "objects_restored", "refs_dropped",
+                "meta_packs_reindexed")
         return {k: getattr(self, k) for k in keys} | {
             "ok": self.ok,
             "salvage": None if self.salvage is None else dict(self.salvage.__dict__),
@@ -301,7 +303,9 @@ def fsck(store: Store, read_data: bool = False, repair: bool = False,
         wrong_hash = store.chunks.hash_mismatch()
         if wrong_hash is not None:  # every pack would look damaged, and a repair put them all aside
             raise FormatError(wrong_hash)
-        if repair:
+        if repair:  # first the metadata a lost .idx hid: the refs and versions below may be in it
+            report.meta_packs_reindexed, unindexable = store.meta.reindex_lone_packs()
+            report.problems += [f"metadata pack {why}" for why in unindexable]
             if restore is not None:  # a ref's own version, if a remote has it, before any ref moves back
                 tips = {d.points_at for d in store.meta.damaged_refs() if d.points_at}
                 report.objects_restored = sorted(restore(tips)) if tips else []
@@ -335,6 +339,10 @@ def fsck(store: Store, read_data: bool = False, repair: bool = False,
                 report.objects_restored = sorted({*report.objects_restored, *more})
                 m = marked()
         report.problems.extend(m.problems)
+        if m.unreadable and not repair:  # a lost .idx hides a whole pack of them
+            report.problems += [f"metadata pack {p.name} has no index (.idx), so what it holds is unseen; "
+                                "`ds fsck --repair` rebuilds the index from the pack"
+                                for p in store.meta.lone_packs()]
         if m.malformed:
             report.problems.append(_malformed_hint(store, m.malformed, repair, m.wrong_sizes))
         report.commits, report.trees, report.chunks = len(m.commits), len(m.trees), len(m.chunks)

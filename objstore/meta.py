@@ -384,6 +384,30 @@ class MetaStore:
             gone += 1
         return gone
 
+    def lone_packs(self) -> list[Path]:
+        """Packs without their ``.idx``: libgit2 reads none of their objects. A merge killed
+        between its unlinks leaves one (its objects are in the new pack too); an index lost
+        leaves one whose objects nothing else holds."""
+        return sorted(p for p in self.pack_folder.glob("pack-*.pack") if not p.with_suffix(".idx").exists())
+
+    def reindex_lone_packs(self) -> tuple[list[str], list[str]]:
+        """Write the lost index of every lone pack from the pack itself (``git index-pack``);
+        returns (packs indexed, "PACK: why" for each that cannot be: a damaged one is left
+        as it is). At worst an object is then in two packs, which the next merge drops."""
+        from .fsutil import atomic_write
+        from .git_pack import index_pack
+
+        done, failed = [], []
+        for pack in self.lone_packs():
+            try:
+                idx = index_pack(pack.read_bytes())
+            except (OSError, FormatError) as e:
+                failed.append(f"{pack.name}: {e}")
+                continue
+            atomic_write(pack.with_suffix(".idx"), idx)  # durable, then named: as a publish
+            done.append(pack.name)
+        return done, failed
+
     def repack(self) -> int:
         """Every object, loose or packed, into one pack with deltas; returns how many.
 

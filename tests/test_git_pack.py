@@ -5,6 +5,7 @@ read-back before anything is published."""
 
 from __future__ import annotations
 
+import hashlib
 import random
 import shutil
 import struct
@@ -22,7 +23,7 @@ from objstore.meta import PACK_NEW_MIN
 from objstore.store import Store
 from objstore.worktree import add, checkout, commit_all
 
-from .conftest import read_tree, write
+from .conftest import ds, read_tree, write
 
 NAMES = ["a", "a.b", "a-b", "a0", "ab", "b", "A", "a b", "é", "z", ".ds.manifest", ".ds.manifest.1",
          ".ds.d.x", "x.y", "a-", "b0", "ab.1"]
@@ -271,3 +272,90 @@ def test_gc_removes_a_pack_left_without_its_index_a_day_on(store: Store):
     assert not old.exists() and young.exists()
     assert report.temp_files_removed >= 1
     assert fsck(store, read_data=True).ok
+
+
+# -- a lost .idx rebuilt from its pack (git's index-pack) --------------------------------------
+
+def _git_repo_with_deltas(tmp_path: Path, ofs: bool) -> Path:
+    """A git repository packed by git itself, its blobs stored as deltas of one another
+    (OFS_DELTA, or REF_DELTA when ``ofs`` is off), with trees, commits and a tag."""
+    repo = tmp_path / ("ofs" if ofs else "ref")
+    run = lambda *a: subprocess.run(["git", "-C", str(repo), *a], check=True, capture_output=True)  # noqa: E731
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    run("config", "user.email", "t@example.org")
+    run("config", "user.name", "t")
+    rng = random.Random(7)
+    text = "".join(f"row {i},{rng.random()}\n" for i in range(3000))
+    for n in range(6):
+        (repo / "data.csv").write_text(text + f"edit {n}\n" * (n + 1))
+        (repo / f"f{n}.txt").write_text(f"file {n}\n")
+        run("add", "-A")
+        run("commit", "-q", "-m", f"v{n}")
+    run("tag", "-a", "t1", "-m", "a tag")
+    run("-c", f"repack.useDeltaBaseOffset={'true' if ofs else 'false'}", "repack", "-adfq", "--depth=10")
+    return repo
+
+
+@pytest.mark.parametrize("ofs", [True, False], ids=["ofs-delta", "ref-delta"])
+def test_index_pack_gives_the_index_git_wrote_for_a_pack_of_deltas(tmp_path: Path, ofs: bool):
+    repo = _git_repo_with_deltas(tmp_path, ofs)
+    (pack,) = (repo / ".git/objects/pack").glob("pack-*.pack")
+    data = pack.read_bytes()
+    kinds = {data[off] >> 4 & 7 for off in _record_offsets(pack.with_suffix(".idx").read_bytes())}
+    assert (6 if ofs else 7) in kinds, "the pack holds the delta kind under test"
+    assert git_pack.index_pack(data) == pack.with_suffix(".idx").read_bytes()
+
+
+def _record_offsets(idx: bytes) -> list[int]:
+    n = struct.unpack(">I", idx[8 + 255 * 4 : 8 + 256 * 4])[0]
+    at = 8 + 256 * 4 + 20 * n + 4 * n
+    return [o for o in struct.unpack(f">{n}I", idx[at : at + 4 * n]) if not o & 0x80000000]
+
+
+def test_index_pack_of_a_pack_written_here_is_its_writers_index(tmp_path: Path):
+    with open(tmp_path / "p.pack", "w+b") as f:
+        w = git_pack.GitPackWriter(f)
+        for i in range(50):
+            w.add(git_pack.BLOB, b"blob %d\n" % i * (i + 1))
+        _digest, idx = w.finish()
+    assert git_pack.index_pack((tmp_path / "p.pack").read_bytes()) == idx
+
+
+def test_a_damaged_pack_is_refused_by_index_pack_with_a_format_error(tmp_path: Path):
+    repo = _git_repo_with_deltas(tmp_path, True)
+    (pack,) = (repo / ".git/objects/pack").glob("pack-*.pack")
+    data = bytearray(pack.read_bytes())
+    flipped = bytes(data[:100]) + bytes([data[100] ^ 1]) + bytes(data[101:])
+    cut = bytes(data[: len(data) // 2])
+    for bad in (flipped, cut, cut + hashlib.sha1(cut).digest(), b"PACK"):
+        with pytest.raises(FormatError):
+            git_pack.index_pack(bad)
+
+
+@pytest.mark.parametrize("packed_by", ["ds", "libgit2"])
+def test_fsck_repair_rebuilds_a_lost_metadata_index_from_its_pack(tmp_path: Path, packed_by: str):
+    """The .idx of a metadata pack lost, the .pack intact: every command fails on a missing
+    folder; fsck names the lost index and its repair writes it again, nothing else needed."""
+    w = tmp_path / "w"
+    ds("init", "-q", str(w), cwd=tmp_path)
+    for i in range(PACK_NEW_MIN + 10):
+        write(w, f"d{i}/f.txt", f"{i}\n" * (i + 1))
+    ds("add", "-q", ".", cwd=w)
+    ds("commit", "-q", "-m", "one", cwd=w)
+    if packed_by == "libgit2":
+        write(w, "d0/f.txt", "changed\n")
+        ds("commit", "-q", "-a", "-m", "two", cwd=w)
+        ds("gc", "-q", cwd=w)  # every object into one pack, with deltas
+    packs = w / ".dsstore/meta/objects/pack"
+    (idx,) = packs.glob("pack-*.idx")
+    before = idx.read_bytes()
+    idx.unlink()
+    r = ds("status", cwd=w, check=False)
+    assert r.returncode == 1 and "missing" in r.stderr
+    r = ds("fsck", cwd=w, check=False)
+    assert r.returncode == 1 and "has no index (.idx)" in r.stderr and "ds fsck --repair" in r.stderr
+    r = ds("fsck", "--repair", cwd=w)
+    assert "rebuilt the lost index of metadata pack" in r.stderr
+    assert idx.read_bytes() == before
+    assert ds("status", cwd=w).stdout.endswith("Nothing changed.\n")
+    assert ds("fsck", cwd=w).returncode == 0
