@@ -77,6 +77,8 @@ def fsck(
     if as_json:
         out_json(report.as_json())
     else:
+        for part in report.meta_mended:
+            err(f"wrote the lost {part}{'' if part == 'HEAD' else ' folder'} of the metadata database again")
         for pack in report.meta_packs_reindexed:
             err(f"rebuilt the lost index of metadata pack {pack}")
         if report.objects_restored:

@@ -16,6 +16,37 @@ CONFIG = ("[core]\n\tbare = true\n\trepositoryformatversion = 0\n\tfilemode = tr
           "\tlogAllRefUpdates = always\n")
 
 
+def lost_parts(path: Path) -> list[str]:
+    """What of the three a repository must have (libgit2 opens none without them) is gone."""
+    return [name for name in ("HEAD", "objects", "refs") if not (path / name).exists()]
+
+
+def mend_skeleton(path: Path) -> list[str]:
+    """Write again a lost ``refs/`` folder (empty: the refs that were in it are damage the
+    reflogs mend) and a lost ``HEAD``, detached at where HEAD's reflog last left it (the
+    repair then puts it back on its branch), else on the default branch. ``objects/`` is
+    never made: an empty one would turn lost versions into an empty store. Returns what
+    was written."""
+    from .reflog import ZERO, is_hex40, read_reflog
+
+    lost = lost_parts(path)
+    if "objects" in lost:
+        return []
+    if "refs" in lost:
+        for sub in ("refs/heads", "refs/tags"):
+            (path / sub).mkdir(parents=True, exist_ok=True)
+    if "HEAD" in lost:
+        from .fsutil import atomic_write
+
+        try:
+            moves = [e.new for e in read_reflog(path / "logs" / "HEAD") if is_hex40(e.new) and e.new != ZERO]
+        except OSError:
+            moves = []
+        atomic_write(path / "HEAD", f"{moves[-1]}\n".encode() if moves else
+                     f"ref: refs/heads/{DEFAULT_BRANCH}\n".encode())
+    return lost
+
+
 def init_bare(path: Path, branch: str = DEFAULT_BRANCH) -> None:
     """Create an empty bare repository at ``path`` (which must not exist), HEAD on ``branch``."""
     path.mkdir()

@@ -253,6 +253,7 @@ class FsckReport:
     remote_only: int = 0  # chunks of a partial clone, present on a remote's index only
     unindexed_packs: int = 0  # left by an interrupted writer; reclaimed by gc
     meta_packs_reindexed: list[str] = field(default_factory=list)  # their lost .idx rebuilt, with --repair
+    meta_mended: list[str] = field(default_factory=list)  # HEAD, refs/: written again, with --repair
     problems: list[str] = field(default_factory=list)
     repaired: bool = False
     refs_restored: list[str] = field(default_factory=list)  # "NAME -> ID", with --repair
@@ -269,7 +270,7 @@ class FsckReport:
     def as_json(self) -> dict:
         keys = ("commits", "trees", "chunks", "packs", "bytes_verified", "remote_only", "unindexed_packs",
                 "problems", "repaired", "refs_restored", "unreferenced", "objects_restored", "refs_dropped",
-                "meta_packs_reindexed")
+                "meta_packs_reindexed", "meta_mended")
         return {k: getattr(self, k) for k in keys} | {
             "ok": self.ok,
             "salvage": None if self.salvage is None else dict(self.salvage.__dict__),
@@ -303,13 +304,19 @@ def fsck(store: Store, read_data: bool = False, repair: bool = False,
         wrong_hash = store.chunks.hash_mismatch()
         if wrong_hash is not None:  # every pack would look damaged, and a repair put them all aside
             raise FormatError(wrong_hash)
-        if repair:  # first the metadata a lost .idx hid: the refs and versions below may be in it
+        if repair:  # libgit2 opens no database without HEAD and refs/: they come first
+            from .git_layout import mend_skeleton
+
+            report.meta_mended = mend_skeleton(store.path / "meta")
+        if repair:  # then the metadata a lost .idx hid: the refs and versions below may be in it
             report.meta_packs_reindexed, unindexable = store.meta.reindex_lone_packs()
             report.problems += [f"metadata pack {why}" for why in unindexable]
             if restore is not None:  # a ref's own version, if a remote has it, before any ref moves back
                 tips = {d.points_at for d in store.meta.damaged_refs() if d.points_at}
                 report.objects_restored = sorted(restore(tips)) if tips else []
             report.refs_restored = [f"{d.name} -> {d.last_good}" for d in restore_refs(store.meta)]
+            if "HEAD" in report.meta_mended:  # once the branches are back: onto the one it was on
+                store.meta.reattach_head()
             report.salvage = rebuild_index(repo, *repo.tocs(), read=read_back if read_data else None,
                                            progress=progress)
             report.repaired = True

@@ -165,6 +165,21 @@ class RefDamage:
 
 
 
+def _unopened(path: Path, e: Exception) -> str:
+    """Why libgit2 cannot open the database, and the fix: one that works for each cause."""
+    from .git_layout import lost_parts
+
+    lost = lost_parts(path)
+    if "objects" in lost:
+        return (f"{path}: the metadata database lost its objects folder, which holds every version; restore "
+                f"{path / 'objects'} from a backup, or clone the store again from a remote that has it")
+    if lost:
+        what = " and ".join(f"{n} file" if n == "HEAD" else f"{n} folder" for n in lost)
+        return (f"{path}: the metadata database lost its {what}; `ds fsck --repair` writes "
+                f"{'it' if len(lost) == 1 else 'them'} again (HEAD from its reflog, branches from theirs)")
+    return f"{path}: metadata database is unreadable ({e}); run `ds fsck`"
+
+
 def _put_aside(path: Path) -> None:
     """Rename a kept reflog to ``NAME~deleted-N`` (no ref can have that name; gc reads it)."""
     n = 1
@@ -245,7 +260,7 @@ class MetaStore:
         try:
             self.repo = pygit2.Repository(str(path))
         except pygit2.GitError as e:
-            raise FormatError(f"{path}: metadata database is unreadable ({e}); run `ds fsck`") from None
+            raise FormatError(_unopened(path, e)) from None
         self._folders: dict[str, Folder] = {}
         self._folder_rows = 0
         self._unsynced: list[pygit2.Oid] = []
@@ -1054,6 +1069,13 @@ class MetaStore:
                 os.unlink(self.path / damage.name)  # libgit2 refuses to replace a file it cannot parse
             self.repo.create_reference_direct(damage.name, oid, True,
                                               message="fsck --repair: restored from the reflog")
+
+    def reattach_head(self) -> None:
+        """A HEAD written again detached at its reflog's last version goes back on the branch
+        the last checkout moved to, if it is there (``_restored_head``)."""
+        head = self._head_text() or ""
+        if is_hex40(head):
+            atomic_write(self.path / "HEAD", self._restored_head(head))
 
     def _restored_head(self, commit_id: str) -> bytes:
         """A restored HEAD: on the branch at ``commit_id`` the last checkout in HEAD's reflog

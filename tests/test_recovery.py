@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -776,3 +777,45 @@ def test_a_deleted_branchs_kept_reflog_makes_room_for_a_branch_below_or_above_it
     assert fsck(_reopen(work), read_data=True).ok
     get_copy(_reopen(work), v2, work.parent / "v2")  # the renamed reflog still kept v2
     assert (work.parent / "v2" / "b.bin").exists()
+
+
+@pytest.mark.parametrize("lost", [("HEAD",), ("refs",), ("HEAD", "refs")])
+def test_a_lost_head_or_refs_folder_is_named_and_written_again_by_the_repair(tmp_path: Path,
+                                                                            lost: tuple[str, ...]) -> None:
+    """libgit2 opens no database without HEAD and refs/: every command failed with "run
+    ds fsck", and so did fsck. Now each names what is lost, and the repair writes it again:
+    HEAD back on the branch it was on, the branches from their reflogs."""
+    w = tmp_path / "w"
+    ds("init", "-q", str(w), cwd=tmp_path)
+    write(w, "a", "a")
+    ds("add", "-q", "a", cwd=w)
+    ds("commit", "-q", "-m", "one", cwd=w)
+    ds("switch", "-q", "-c", "feat", cwd=w)
+    write(w, "b", "b")
+    ds("add", "-q", "b", cwd=w)
+    ds("commit", "-q", "-m", "two", cwd=w)
+    branches = ds("branch", "-v", cwd=w).stdout
+    meta = w / ".dsstore/meta"
+    for name in lost:
+        shutil.rmtree(meta / name) if (meta / name).is_dir() else (meta / name).unlink()
+    for args in (("status",), ("log",), ("fsck",)):
+        r = ds(*args, cwd=w, check=False)
+        assert r.returncode == 1 and "ds fsck --repair" in r.stderr and "lost its" in r.stderr, args
+    r = ds("fsck", "--repair", cwd=w)
+    assert all(f"wrote the lost {name}" in r.stderr for name in lost)
+    assert ds("branch", "-v", cwd=w).stdout == branches  # feat current, both tips where they were
+    assert ds("status", cwd=w).stdout.startswith("On branch feat\n")
+    assert ds("fsck", cwd=w).returncode == 0
+
+
+def test_a_lost_objects_folder_is_never_made_again_empty(tmp_path: Path) -> None:
+    w = tmp_path / "w"
+    ds("init", "-q", str(w), cwd=tmp_path)
+    write(w, "a", "a")
+    ds("add", "-q", "a", cwd=w)
+    ds("commit", "-q", "-m", "one", cwd=w)
+    shutil.rmtree(w / ".dsstore/meta/objects")
+    for args in (("log",), ("fsck", "--repair")):
+        r = ds(*args, cwd=w, check=False)
+        assert r.returncode == 1 and "lost its objects folder" in r.stderr and "backup" in r.stderr
+    assert not (w / ".dsstore/meta/objects").exists()  # an empty one would show an empty store
