@@ -57,7 +57,8 @@ ESCAPE = ".ds.d."
 BUCKET_MAX = 8192
 _CACHED_ROWS = CACHE_ROWS  # decoded folder rows kept in memory (~12 MB); a folder past it stays alone
 _BUCKET = re.compile(r"\.ds\.manifest(\.(0|[1-9][0-9]{0,5}))?")
-_AT = re.compile(r"([^@{}~^:\s]*)@\{(-?[0-9]{1,6})\}")  # NAME@{N}, @{N}, @{-N}
+_AT = re.compile(r"([^@{}~^:\s]*)@\{(-?[0-9]+)\}")  # NAME@{N}, @{N}, @{-N}
+_WALK = re.compile(r"(?:[~^][0-9]*)+")  # ~N and ^N steps after a revision
 BLOB = pygit2.enums.FileMode.BLOB
 TREE = pygit2.enums.FileMode.TREE
 _OBJECT_TYPES = {BLOB_KIND: pygit2.enums.ObjectType.BLOB, TREE_KIND: pygit2.enums.ObjectType.TREE}
@@ -906,6 +907,8 @@ class MetaStore:
             raise RevisionNotFound("empty revision; give a version id, tag, branch or HEAD")
         if m := _AT.fullmatch(rev):  # NAME@{N} (a deleted ref's too), @{-N}: from the reflogs
             return self._from_reflog(m[1], int(m[2]))
+        if (m := _AT.match(rev)) and _WALK.fullmatch(rev[m.end():]):  # NAME@{N}~2^: read here, walked
+            return self.resolve(self._from_reflog(m[1], int(m[2])) + rev[m.end():])  # (libgit2 wraps N)
         if rev in self.repo.branches.local:  # a branch name wins over a tag of the same name
             return str(self.repo.branches.local[rev].peel(pygit2.Commit).id)
         if len(rev) == 32 and f"refs/datasets/{rev.lower()}" in self.repo.references:

@@ -151,3 +151,18 @@ def test_three_dots_leave_out_every_common_ancestor_of_a_criss_cross(tmp_path: P
         x3, y3 = made([x2], "x3"), made([y2], "y3")
         got = {i.id for i in s.log(f"{x3}...{y3}")}
     assert got == {x3, x2, y3, y2}
+
+
+def test_reflog_entries_far_past_the_log_are_refused_and_steps_after_them_walk_from_the_entry(
+        repo) -> None:
+    """NAME@{N} past the reflog's end is an error however large N is (libgit2 wrapped a
+    big N round to the tip), and NAME@{N}~M walks from that entry."""
+    w, (v1, v2, v3, _s1) = repo
+    for rev in ("main@{2147483648}", "HEAD@{99999999999999999999}", "main@{4294967296}~0", "@{-99999999999}"):
+        r = ds("log", "-n", "1", rev, cwd=w, check=False)
+        assert r.returncode == 1 and r.stdout == "" and "reflog" in r.stderr, rev
+    r = ds("branch", "rescue", "HEAD@{99999999999999999999}", cwd=w, check=False)
+    assert r.returncode == 1 and "rescue" not in ds("branch", cwd=w).stdout
+    assert _ids(w, "-n", "1", "main@{0}~1") == [v2]
+    assert _ids(w, "-n", "1", "main@{1}^") == [v1]  # main@{1} is v2
+    assert _ids(w, "-n", "1", "main@{0}~2") == [v1] and _ids(w, "-n", "1", "main@{0}") == [v3]
