@@ -31,12 +31,20 @@ class BranchInfo:
         return {"name": self.name, "id": self.id, "current": self.current}
 
 
-def check_branch_name(store: Store, name: str) -> None:
+def check_branch_name(store: Store, name: str, renamed: str | None = None) -> None:
+    """Refuse a name git would refuse or that would mislead; ``renamed``: the branch that
+    takes the name (it goes, so its own name is no clash)."""
     if (not name or name.startswith("-") or name in ("HEAD", "@") or len(name) > 200
             or not valid_ref_name(f"refs/heads/{name}")):
         raise DsError(f"{name!r} is not a valid branch name")
     if name in store.meta.tags():
         raise DsError(f"{name!r} is a tag name; a branch of the same name would be ambiguous")
+    clash = next((b for b in store.meta.branches() if b != renamed
+                  and (b.startswith(f"{name}/") or name.startswith(f"{b}/"))), None)
+    if clash is not None:  # one ref file cannot also be a folder of refs (git refuses it too)
+        raise DsError(f"cannot make branch {name!r}: branch {clash!r} exists, and a name cannot be both a "
+                      f"branch and a folder of branches; rename or delete {clash!r} first, or pick "
+                      "another name")
     if store.meta.has_ref(f"refs/remotes/{name}"):
         raise DsError(shadows(name, "branch"))
 
@@ -110,7 +118,7 @@ def rename_branch(store: Store, old: str, new: str, force: bool = False) -> str 
     """Rename branch ``old`` (its reflog and upstream go with it; HEAD follows when on it).
     The current branch before its first version has no ref yet: HEAD alone is pointed at
     the new name, as git does. Returns the version the branch is at (None: no version yet)."""
-    check_branch_name(store, new)
+    check_branch_name(store, new, renamed=old)
     with store.locked():
         if old not in store.meta.branches():
             if old != store.meta.head_branch() or store.head() is not None:

@@ -56,7 +56,24 @@ def log_path(git_dir: Path, name: str) -> Path | None:
     logs = git_dir / "logs"
     candidates = [name] if name == "HEAD" or name.startswith("refs/") else [
         f"refs/heads/{name}", f"refs/tags/{name}", f"refs/remotes/{name}"]
-    return next((logs / c for c in candidates if (logs / c).is_file()), None)
+    for c in candidates:
+        if (logs / c).is_file():
+            return logs / c
+    for c in candidates:  # renamed aside to make room for a ref under its name (a/ for a/b)
+        aside = _newest_aside(logs / c)
+        if aside is not None:
+            return aside
+    return None
+
+
+def _newest_aside(path: Path) -> Path | None:
+    """The last of ``NAME~deleted-N`` (``meta._put_aside``) kept beside ``path``."""
+    if not path.parent.is_dir():
+        return None
+    prefix = f"{path.name}~deleted-"
+    found = [(int(p.name[len(prefix):]), p) for p in path.parent.iterdir()
+             if p.name.startswith(prefix) and p.name[len(prefix):].isdigit() and p.is_file()]
+    return max(found)[1] if found else None
 
 
 _MOVED = re.compile(r"checkout: moving from (\S+) to (\S+)")

@@ -407,3 +407,21 @@ def test_mv_f_that_fails_to_stage_puts_back_both_files(repo: Path, monkeypatch) 
     assert ds("status", "-s", cwd=repo).stdout == "?? untracked\n"
     ds("mv", "-f", "f", "untracked", cwd=repo)  # and the same move then succeeds
     assert (repo / "untracked").read_text() == "1" and not list(repo.glob(".ds-tmp-*"))
+
+
+def test_a_branch_name_that_is_another_branchs_folder_is_refused_naming_it(repo: Path) -> None:
+    """side and side/sub cannot both be branches (one ref file is not also a folder): a
+    one-line refusal naming the other branch, not libgit2's "not a directory"; a branch
+    renamed into the name its own folder holds is fine, and a deleted branch's reflog,
+    put aside to make room, still answers NAME@{1}."""
+    one = _info(repo, "HEAD~1")["id"]
+    ds("branch", "side", "HEAD~1", cwd=repo)
+    for name in ("side/sub", "side/a/b"):
+        msg = _fails("branch", name, cwd=repo)
+        assert "branch 'side' exists" in msg and "Traceback" not in msg
+    ds("branch", "-q", "-D", "side", cwd=repo)
+    ds("branch", "side/sub", cwd=repo)
+    assert _info(repo, "side@{1}")["id"] == one  # the deleted side's log, renamed aside
+    assert "branch 'side/sub' exists" in _fails("branch", "side", cwd=repo)
+    ds("branch", "-m", "side/sub", "side", cwd=repo)
+    assert set(_branches(repo)) == {"main", "side"} and ds("fsck", cwd=repo).returncode == 0
