@@ -288,13 +288,14 @@ def status(
             for r in changes["renamed"]:
                 typer.echo(f"  renamed   {quote_path(shown(r['from']))} -> {quote_path(shown(r['to']))}")
     if st.skipped or st.bad_names:
-        from objstore.worktree import skip_reason
+        from objstore.worktree import bad_name_reason, skip_reason
 
         typer.echo("Not versioned:")
         for p in st.skipped:
             typer.echo(f"  {quote_path(shown(p))}: {skip_reason(p)}")
         for p in st.bad_names:
-            typer.echo(f"  {quote_path(shown(p))}: the name is not valid UTF-8 (rename it to version it)")
+            typer.echo(f"  {quote_path(shown(p))}: the {bad_name_reason(p).removeprefix('file ')} "
+                       "(rename it to version it)")
     if st.clean:
         typer.echo("Nothing changed.")
 

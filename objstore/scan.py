@@ -102,7 +102,7 @@ class ScanResult:
     compact: bool = False
     folders: list[FolderFiles] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # special files
-    bad_names: list[str] = field(default_factory=list)  # not UTF-8
+    bad_names: list[str] = field(default_factory=list)  # not UTF-8, or holding a backslash
     temps: list[str] = field(default_factory=list)  # a checkout's temp files (one killed leaves them)
     ignoring: bool = False  # some .dsignore rule applied: tracked files may be hidden
     matched: int = 0  # files found in the version they were compared with (worktree_diff)
@@ -259,6 +259,9 @@ def _walk(root: str, folder: str, ignore: _Ignore, result: ScanResult, deep: boo
                     continue
             is_dir = de.is_dir(follow_symlinks=False)
             if ignore.specs and ignore.ignored(rel, is_dir):
+                continue
+            if "\\" in name:  # a folder separator on Windows: a version with it could not be got there
+                result.bad_names.append(rel)
                 continue
             if is_dir:
                 if deep:

@@ -47,7 +47,7 @@ class Status:
     removed: list[str] = field(default_factory=list)
     staged: Diff = field(default_factory=Diff)
     skipped: list[str] = field(default_factory=list)
-    bad_names: list[str] = field(default_factory=list)  # not valid UTF-8: add refuses them
+    bad_names: list[str] = field(default_factory=list)  # not valid UTF-8, or a backslash: add refuses them
     renamed: list[tuple[str, str]] = field(default_factory=list)  # (from, to), as ``ds diff`` shows
 
     @property
@@ -464,7 +464,9 @@ def add(store: Store, paths: list[str], progress: Progress | None = None,
             # compact: a million scanned files cost ~100 MB instead of ~350 (FolderFiles)
             result = scan(str(store.worktree), rels, compact=True, no_ignore=force)
         if result.bad_names:
-            raise DsError(f"{result.bad_names[0]}: file name is not valid UTF-8; rename it and retry")
+            bad = result.bad_names[0]
+            skip = "" if "\ufffd" in bad else " (or leave it out with .dsignore)"
+            raise DsError(f"{bad}: {bad_name_reason(bad)}; rename it{skip} and retry")
         report.skipped = result.skipped
         # which files to read: changed, or not known to the cache (a byte per file)
         todo: list[tuple[FolderFiles, bytearray]] = []
@@ -767,6 +769,13 @@ def commit_all(store: Store, message: str, progress: Progress | None = None):
         return store.commit(message)
     except NothingToCommit:
         raise NothingToCommit("nothing to commit: the working folder matches the latest version") from None
+
+
+def bad_name_reason(path: str) -> str:
+    """Why a name the scan found cannot be versioned (``ScanResult.bad_names``)."""
+    if "\ufffd" in path:
+        return "file name is not valid UTF-8"
+    return "file name holds a backslash, a folder separator on Windows"
 
 
 def skip_reason(path: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -116,3 +117,21 @@ def test_status_shows_what_it_leaves_out_and_quotes_odd_names(tmp_path: Path) ->
     r = ds("add", ".", cwd=w)
     assert "sub/.dsstore: .dsstore is the store's reserved name" in r.stderr
     assert "not a regular file" not in r.stderr
+
+
+def test_a_name_with_a_backslash_is_shown_as_not_versioned_and_add_says_why(tmp_path: Path) -> None:
+    """Status listed it as added while add refused it: both now say the same, and the add's
+    refusal names the file and both fixes (renaming, or .dsignore, which add then honours)."""
+    w = tmp_path / "w"
+    ds("init", "-q", str(w), cwd=tmp_path)
+    write(w, "ok.txt", "ok")
+    write(w, "back\\slash", "b")
+    out = ds("status", cwd=w).stdout
+    assert "back\\slash: the name holds a backslash" in out and "added     back" not in out
+    assert json.loads(ds("status", "--json", cwd=w).stdout)["bad_names"] == ["back\\slash"]
+    r = ds("add", ".", cwd=w, check=False)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "back\\slash" in r.stderr
+    assert ".dsignore" in r.stderr and ds("status", "-s", cwd=w).stdout == "?? ok.txt\n"  # nothing staged
+    write(w, ".dsignore", "back*\n")
+    ds("add", "-q", ".", cwd=w)
+    assert ds("status", "-s", cwd=w).stdout == "A  .dsignore\nA  ok.txt\n"
