@@ -494,6 +494,8 @@ def checkout(
         switch_and_report(store, branch, create=False, rev=None, force=force, quiet=quiet, as_json=as_json)
         return
     rev = "@{-1}" if rev == "-" else rev  # the previous checkout was of a version: detached again
+    if not paths:
+        _no_version_but_a_path(store, rev)
     with progress("writing", quiet) as cb:
         report = do_checkout(store, rev, paths or None, force=force, progress=cb, cwd=cwd())
         if paths:  # as git's: the stage takes REV's entries too
@@ -508,6 +510,20 @@ def checkout(
     if getattr(report, "detached", None) and not quiet:
         err(f"HEAD is now detached at {report.detached[:12]}: versions you commit here are on no "
             "branch. To keep them, create one: `ds switch -c NAME` (or `ds branch NAME`).")
+
+
+def _no_version_but_a_path(store, rev: str) -> None:
+    """``ds checkout FILE``: git restores the file (dropping its changes unasked); ds names
+    the commands that do it knowingly when REV names no version but a path here."""
+    from objstore.errors import RevisionNotFound
+
+    try:
+        store.resolve(rev)
+    except RevisionNotFound as e:
+        if os.path.lexists(os.path.join(cwd(), rev)):
+            raise RevisionNotFound(f"{e}; {rev!r} is a path: `ds restore {rev}` (or `ds checkout -- {rev}`) "
+                                   "sets it back from the stage, dropping its changes") from None
+        raise
 
 
 def moved_json(store, report, rev: str | None = None, paths: list[str] | None = None,

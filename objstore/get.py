@@ -52,7 +52,12 @@ def get_copy(store: Store, rev: str, dest: str | os.PathLike[str], overwrite: bo
     items = list(store.meta.walk(store.meta.tree_of(commit_id)))
     if include:
         spec = pathspec.GitIgnoreSpec.from_lines(include)
+        every = len(items)
         items = [(p, e) for p, e in items if spec.match_file(p)]
+        if every and not items:  # as git's "pathspec did not match": an empty copy is a mistake
+            globs = " ".join(repr(g) for g in include)
+            raise DsError(f"no file of version {commit_id[:12]} matches --include {globs}; nothing was "
+                          f"written (`ds ls -r {rev}` lists its files)")
     if paths is not None:
         wanted = set(paths)
         items = [(p, e) for p, e in items if p in wanted]

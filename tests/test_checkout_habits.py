@@ -127,3 +127,23 @@ def test_checkout_rev_folder_keeps_files_rev_lacks_in_the_folder_and_the_stage(r
     assert ds("status", "-s", cwd=repo).stdout == "M  d/a\n"
     ds("commit", "-m", "d/a back", cwd=repo)
     assert sorted(ds("ls", "d", cwd=repo).stdout.split()) == ["d/a", "d/c"]
+
+
+def test_checkout_of_a_file_name_names_the_commands_that_restore_it(repo: Path) -> None:
+    """git restores the file (its changes gone, unasked); ds refuses, naming `ds restore F`
+    and `ds checkout -- F`, which do it knowingly. A name that is no path: the plain error."""
+    write(repo, "f", "edited")
+    r = ds("checkout", "f", cwd=repo, check=False)
+    assert r.returncode == 1 and "`ds restore f`" in r.stderr and "`ds checkout -- f`" in r.stderr
+    assert (repo / "f").read_text() == "edited"
+    ds("checkout", "--", "f", cwd=repo)
+    assert (repo / "f").read_text() == "1"
+    r = ds("checkout", "nosuch", cwd=repo, check=False)
+    assert r.returncode == 1 and "ds restore" not in r.stderr
+
+
+def test_get_with_an_include_that_matches_nothing_writes_nothing_and_says_so(
+        repo: Path, tmp_path: Path) -> None:
+    r = ds("get", "HEAD", str(tmp_path / "g"), "--include", "*.nothing", cwd=repo, check=False)
+    assert r.returncode == 1 and "matches --include '*.nothing'" in r.stderr
+    assert not (tmp_path / "g").exists()

@@ -183,6 +183,9 @@ def test_get_copy_rules(store: Store, work: Path, tmp_path: Path) -> None:
     inc = tmp_path / "inc"
     get_copy(store, "HEAD", inc, include=["*.csv"])
     assert list(read_tree(inc)) == ["data/a.csv"]
+    with pytest.raises(DsError, match="matches --include 'nomatch\\*'; nothing was written"):
+        get_copy(store, "HEAD", tmp_path / "none", include=["nomatch*"])  # git: "did not match any file"
+    assert not (tmp_path / "none").exists()
     with pytest.raises(DsError, match="holds a store"):
         get_copy(store, "HEAD", work, overwrite=True)
 
