@@ -144,6 +144,10 @@ def check_url(url: str, store: Store | None = None, base: str | os.PathLike[str]
                       f"{slips[1]}://{url[len(slips[0]):]}? (for a folder of that name, write ./{url})")
     scheme = "file://" if url.startswith("file://") else ""
     if "://" in url and not scheme:
+        proto, _, rest = url.partition("://")
+        if not rest.strip("/"):  # s3:// alone: every request would fail, as a credentials error
+            where = "bucket" if proto.lower() in ("s3", "s3a", "gs", "gcs") else "container or host"
+            raise DsError(f"{url!r} names no {where}; give it: {proto}://NAME[/folder]")
         return url
     raw = os.path.expanduser(url[len(scheme):])
     path = Path(os.path.abspath(os.path.join(base or os.getcwd(), raw)))

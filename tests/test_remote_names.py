@@ -74,4 +74,8 @@ def test_a_url_with_a_slash_too_few_is_refused_not_made_a_folder(tmp_path: Path)
         p = ds(*args, cwd=w, check=False)
         assert p.returncode == 1 and "did you mean" in p.stderr and "://" in p.stderr, (args, p.stderr)
     assert not (w / "s3:").exists() and not (tmp_path / "c").exists()
+    for url, what in (("s3://", "bucket"), ("gs:///", "bucket"), ("az://", "container")):
+        p = ds("remote", "add", "z", url, cwd=w, check=False)  # every request would fail on credentials
+        assert p.returncode == 1 and f"names no {what}" in p.stderr and "://NAME" in p.stderr, url
+    assert "z" not in ds("remote", cwd=w).stdout
     ds("remote", "add", "y", "../s3:/bucket", cwd=w)  # a folder of that name, asked for plainly
