@@ -148,7 +148,7 @@ class _Sections(TyperGroup):
         names = [n for n, c in summaries.items() if not c.hidden]
         if not names:
             return
-        limit = formatter.width - 6 - max(map(len, names))
+        limit = 200  # the whole first sentence: write_dl wraps it (a cut one misled: "Stage files...")
         listed = {n for _, group in SECTIONS for n in group}
         for title, group in SECTIONS:
             rest = [n for n in names if n not in listed] if title == SECTIONS[-1][0] else []

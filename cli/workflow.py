@@ -461,8 +461,10 @@ def checkout(
     as_json: JsonOpt = False,
 ) -> None:
     """Set the working folder to a version (a branch puts HEAD on it, any other version
-    detaches HEAD there); with paths, set those files and their stage entries to REV's, as
-    git's; `ds checkout -- PATH...` puts files back as staged (`ds restore PATH`)."""
+    detaches HEAD there).
+
+    With paths, set those files and their stage entries to REV's, as git's; `ds checkout --
+    PATH...` puts files back as staged (`ds restore PATH`)."""
     from objstore.branches import previous_branch_name
     from objstore.worktree import checkout as do_checkout
 

@@ -174,6 +174,11 @@ def test_help_lists_commands_in_workflow_sections(tmp_path: Path) -> None:
     sections.pop("Options")
     assert sections == SECTIONS
     assert "--version" in out and "--show-completion [SHELL]" in out and "-C DIR" in out
+    # each command's first sentence whole, wrapped: never cut off mid-phrase with "..."
+    cut = [line for line in out.splitlines()[1:] if line.endswith("...") and not line.endswith(", ...")]
+    assert cut == []
+    flat = " ".join(out.split())
+    assert "Stage files for the next commit; removals of tracked files under a folder too." in flat
 
 
 def test_help_and_usage_errors_import_neither_rich_nor_pygit2(tmp_path: Path) -> None:
