@@ -10,7 +10,9 @@ if TYPE_CHECKING:
 
 
 def draw(entries: list[CommitInfo], tags: dict[str, list[str]]) -> Iterator[str]:
-    """One line per version, newest first, with a column per open line of descent."""
+    """One line per version, newest first, with a column per open line of descent: a merge
+    opens a column for its other parent (``| \\``), and two columns that reach the same
+    parent join into the left one (``|/``), as git draws them."""
     columns: list[str | None] = []  # the commit id each column is waiting for
     for e in entries:
         if e.id not in columns:
@@ -26,10 +28,19 @@ def draw(entries: list[CommitInfo], tags: dict[str, list[str]]) -> Iterator[str]
             if p not in columns:
                 columns.append(p)
                 yield f"{' '.join('|' if c is not None else ' ' for c in columns[:-1])} \\"
-        # a parent already awaited in another column joins there
-        for i, c in enumerate(columns):
-            if i != col and c is not None and c == columns[col]:
-                columns[col] = None
-                break
+        # a parent already awaited in another column: the right one of the two joins the left
+        target = columns[col]
+        other = next((i for i, c in enumerate(columns) if i != col and c is not None and c == target), None)
+        if other is not None:
+            gone = max(col, other)
+            yield _join(columns, gone)
+            columns[min(col, other)], columns[gone] = target, None
         while columns and columns[-1] is None:
             columns.pop()
+
+
+def _join(columns: list[str | None], gone: int) -> str:
+    """The line on which column ``gone`` bends into the column to its left: ``|/``."""
+    left = " ".join("|" if c is not None else " " for c in columns[:gone])
+    right = " ".join("|" if c is not None else " " for c in columns[gone + 1 :])
+    return (f"{left}/" + (f"  {right}" if right.strip() else "")).rstrip()

@@ -224,4 +224,5 @@ def test_log_graph_draws_merges_with_both_lines_and_marks_roots(
     right_line = next(ln for ln in lines if ln.endswith("right"))
     assert right_line.index("*") == 2, "the second parent is drawn in its own column"
     assert next(ln for ln in lines if ln.endswith("left")).startswith("* |"), "the first parent stays left"
-    assert lines[-1].endswith("base  [root]") and len(lines) == 5
+    assert lines[-2] == "|/", "both lines join again where they meet, at base"
+    assert lines[-1].endswith("base  [root]") and len(lines) == 6
