@@ -22,6 +22,7 @@ from .app import (
     open_store,
     out_json,
     progress,
+    state,
 )
 
 
@@ -517,15 +518,25 @@ def checkout(
 def _no_version_but_a_path(store, rev: str) -> None:
     """``ds checkout FILE``: git restores the file (dropping its changes unasked); ds names
     the commands that do it knowingly when REV names no version but a path here."""
-    from objstore.errors import RevisionNotFound
+    import shlex
+
+    from objstore.errors import DsError, RevisionNotFound
+    from objstore.worktree import to_store_path
 
     try:
         store.resolve(rev)
     except RevisionNotFound as e:
-        if os.path.lexists(os.path.join(cwd(), rev)):
-            raise RevisionNotFound(f"{e}; {rev!r} is a path: `ds restore {rev}` (or `ds checkout -- {rev}`) "
-                                   "sets it back from the stage, dropping its changes") from None
-        raise
+        try:  # a file here, or a tracked one deleted here (git's most common `checkout FILE`)
+            rel = to_store_path(store, rev, cwd())
+            path = os.path.lexists(os.path.join(cwd(), rev)) or store.meta.lookup(store.staged_tree(), rel)
+        except DsError:
+            path = False
+        if not path:
+            raise
+        ds = "ds" if state.directory is None else f"ds -C {shlex.quote(cwd())}"  # as typed: from -C's folder
+        name = shlex.quote(rev)
+        raise RevisionNotFound(f"{e}; {rev!r} is a path: `{ds} restore {name}` (or `{ds} checkout -- "
+                               f"{name}`) sets it back from the stage, dropping its changes") from None
 
 
 def moved_json(store, report, rev: str | None = None, paths: list[str] | None = None,

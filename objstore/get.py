@@ -16,7 +16,7 @@ import pathspec
 
 from .errors import DsError, TargetNotEmpty
 from .manifest import FileEntry
-from .materialize import Materializer, WriteReport
+from .materialize import Materializer, WriteReport, repository_inside
 from .paths import STORE_DIR
 from .progress import announce
 from .store import Store, outside_git
@@ -87,9 +87,9 @@ def copy_items(store: Store, items: list[tuple[str, FileEntry]], dest: str | os.
     if non_empty and not overwrite:
         raise TargetNotEmpty(f"{dest} is not empty; pass --overwrite to replace its content")
     if non_empty:
-        nested = _nested_store(real)
+        nested = repository_inside(str(real))  # a store or a git repository, at any depth
         if nested is not None:
-            raise DsError(f"{dest} holds a store at {nested}; --overwrite would delete it, so it is "
+            raise DsError(f"{dest} holds a repository at {nested}; --overwrite would delete it, so it is "
                           "refused: choose another folder")
     if store.fetcher is not None:  # bytes that live only on a remote: fetch just these
         store.ensure_chunks(c for _p, e in items for c, _ in e.chunk_list())
@@ -118,9 +118,3 @@ def copy_items(store: Store, items: list[tuple[str, FileEntry]], dest: str | os.
     return report
 
 
-def _nested_store(root: Path) -> Path | None:
-    """The first ``.dsstore`` anywhere under ``root`` (which an overwrite would delete)."""
-    for folder, dirs, _files in os.walk(root):
-        if STORE_DIR in dirs:
-            return Path(folder, STORE_DIR)
-    return None

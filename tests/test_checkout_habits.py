@@ -129,7 +129,7 @@ def test_checkout_rev_folder_keeps_files_rev_lacks_in_the_folder_and_the_stage(r
     assert sorted(ds("ls", "d", cwd=repo).stdout.split()) == ["d/a", "d/c"]
 
 
-def test_checkout_of_a_file_name_names_the_commands_that_restore_it(repo: Path) -> None:
+def test_checkout_of_a_file_name_names_the_commands_that_restore_it(repo: Path, tmp_path: Path) -> None:
     """git restores the file (its changes gone, unasked); ds refuses, naming `ds restore F`
     and `ds checkout -- F`, which do it knowingly. A name that is no path: the plain error."""
     write(repo, "f", "edited")
@@ -140,6 +140,17 @@ def test_checkout_of_a_file_name_names_the_commands_that_restore_it(repo: Path) 
     assert (repo / "f").read_text() == "1"
     r = ds("checkout", "nosuch", cwd=repo, check=False)
     assert r.returncode == 1 and "ds restore" not in r.stderr
+    (repo / "f").unlink()  # a tracked file deleted: git's most common `checkout FILE`
+    r = ds("checkout", "f", cwd=repo, check=False)
+    assert r.returncode == 1 and "`ds restore f`" in r.stderr
+    write(repo, "sub/f", "tracked in sub")
+    ds("add", "-q", "sub/f", cwd=repo)
+    write(repo, "sub/f", "edited in sub")
+    r = ds("-C", "sub", "checkout", "f", cwd=repo, check=False)  # the hint keeps -C's folder
+    hint = f"`ds -C {repo / 'sub'} restore f`"
+    assert r.returncode == 1 and hint in r.stderr, r.stderr
+    ds(*hint.strip("`").split()[1:], cwd=tmp_path)  # followed as written, from anywhere
+    assert (repo / "sub/f").read_text() == "tracked in sub" and not (repo / "f").exists()
 
 
 def test_get_with_an_include_that_matches_nothing_writes_nothing_and_says_so(

@@ -73,6 +73,13 @@ def test_get_refuses_any_target_inside_a_store(store: Store, work: Path, tmp_pat
         get_copy(store, "HEAD", nest, overwrite=True)
     assert (nest / "deep/down/.dsstore/config").is_file()
     assert read_tree(other / ".dsstore") == before
+    for where in ("", "sub/"):  # a git repository's history too, at the top or deeper
+        repo = tmp_path / f"git{len(where)}"
+        write(repo, f"{where}.git/HEAD", "ref: refs/heads/main\n")
+        write(repo, f"{where}.git/objects/ab/cdef", "an object")
+        with pytest.raises(DsError, match="would delete it"):
+            get_copy(store, "HEAD", repo, overwrite=True)
+        assert (repo / f"{where}.git/objects/ab/cdef").read_text() == "an object"
 
 
 def test_cli_get_into_another_stores_metadata_is_refused(tmp_path: Path) -> None:
