@@ -181,12 +181,18 @@ def _unopened(path: Path, e: Exception) -> str:
     return f"{path}: metadata database is unreadable ({e}); run `ds fsck`"
 
 
-def _put_aside(path: Path) -> None:
+def _deletion(tip: str, who: tuple[str, str], message: str) -> bytes:
+    """The reflog line that ends a deleted ref's log: from its tip to nothing."""
+    return f"{tip} {ZERO} {who[0]} <{who[1]}> {int(time.time())} +0000\t{message}\n".encode()
+
+
+def _put_aside(path: Path) -> Path:
     """Rename a kept reflog to ``NAME~deleted-N`` (no ref can have that name; gc reads it)."""
     n = 1
     while (aside := path.with_name(f"{path.name}~deleted-{n}")).exists():
         n += 1
     os.replace(path, aside)
+    return aside
 
 
 class _Batch:
@@ -1254,35 +1260,48 @@ class MetaStore:
             kept = b""
         with _fsync_refs():
             ref.delete()
-        line = f"{tip} {ZERO} {who[0]} <{who[1]}> {int(time.time())} +0000\t{message}\n"
         log.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(log, kept + line.encode())
+        atomic_write(log, kept + _deletion(tip, who, message))
         return tip
 
     def rename_branch(self, old: str, new: str, who: tuple[str, str], force: bool = False) -> None:
-        """Rename a branch with its reflog; HEAD follows when it was on ``old`` (libgit2). The
-        branch ``force`` replaces is deleted first, as ``delete_ref`` does (its reflog ends in
-        the deletion, so ``NEW@{1}`` still names its tip); a reflog kept at ``new`` is then
-        renamed aside, as on creation: libgit2 would write over it."""
+        """Rename a branch with its reflog; HEAD follows when it was on ``old`` (libgit2). A
+        reflog kept at ``new`` is renamed aside first, as on creation (libgit2 would write over
+        it); that of the branch ``force`` replaces ends in its deletion first, as
+        ``delete_ref`` would end it, so gc keeps its versions. libgit2 replaces the ref in one
+        step; if the rename fails, the log is put back as it was: nothing changes."""
         if not pygit2.reference_is_valid_name(f"refs/heads/{new}"):
             raise DsError(f"{new!r} is not a valid branch name")
         exists = new in self.repo.branches.local
         if exists and not force:
             raise DsError(f"branch {new!r} already exists; delete it first (`ds branch -D {new}`) or "
                           "choose another name")
+        log = Path(self.path, "logs", "refs", "heads", *new.split("/"))
+        kept: bytes | None = None  # the log at ``new`` before this rename (None: there was none)
+        aside = None
         if new != old:
-            if exists:
-                self.delete_ref(f"refs/heads/{new}", who, f"branch: replaced by {old} (rename -M)")
             self._room_for_log(f"refs/heads/{new}")
-            log = Path(self.path, "logs", "refs", "heads", *new.split("/"))
+            kept = log.read_bytes() if log.is_file() else None
+            tip = self.ref_target(f"refs/heads/{new}") if exists else None
+            if tip is not None:
+                log.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write(log, (kept or b"") + _deletion(tip, who, f"branch: replaced by {old}"))
             if log.is_file():
-                _put_aside(log)
+                aside = _put_aside(log)
         try:
             with _fsync_refs():
                 self.repo.branches.local[old].rename(new, force)
-        except (ValueError, pygit2.AlreadyExistsError):
-            raise DsError(f"branch {new!r} already exists; delete it first (`ds branch -D {new}`) or "
-                          "choose another name") from None
+        except (ValueError, pygit2.GitError, OSError) as e:  # (a ref lock libgit2 cannot take: OSError)
+            if aside is not None:  # as it was: the replaced branch and its log are untouched
+                os.replace(aside, log)
+                if kept is None:
+                    log.unlink()
+                else:
+                    atomic_write(log, kept)
+            if isinstance(e, ValueError):
+                raise DsError(f"branch {new!r} already exists; delete it first (`ds branch -D {new}`) or "
+                              "choose another name") from None
+            raise DsError(f"could not rename branch {old!r} to {new!r} ({e}); nothing was changed") from None
 
     def _room_for_log(self, name: str) -> None:
         """A deleted ref's kept reflog may stand where ``name``'s must go (a file ``a`` for

@@ -209,6 +209,27 @@ def test_branch_M_over_another_branch_deletes_it_as_branch_D_would_and_leaves_no
     assert _info(repo, two)["id"] == two and ds("fsck", cwd=repo).returncode == 0
 
 
+def test_branch_M_that_fails_changes_nothing(repo: Path) -> None:
+    """A rename libgit2 cannot make (here: OLD's ref lock held by a live writer) leaves the
+    branch it would replace, and every reflog, as they were."""
+    before = _branches(repo)
+    ds("branch", "old", "HEAD~1", cwd=repo)
+    ds("branch", "target", cwd=repo)
+    meta = repo / ".dsstore/meta"
+    lock = meta / "refs/heads/old.lock"
+    lock.write_text("")
+    future = 4_000_000_000  # newer than any dead writer's: the store's sweep of stale locks keeps it
+    os.utime(lock, (future, future))
+    logs = {p.relative_to(meta): p.read_bytes() for p in (meta / "logs").rglob("*") if p.is_file()}
+    msg = _fails("branch", "-M", "old", "target", cwd=repo)
+    assert "nothing was changed" in msg and "old.lock" in msg
+    assert _branches(repo) == before | {"old": _info(repo, "HEAD~1")["id"], "target": before["main"]}
+    assert {p.relative_to(meta): p.read_bytes() for p in (meta / "logs").rglob("*") if p.is_file()} == logs
+    lock.unlink()
+    ds("branch", "-M", "old", "target", cwd=repo)
+    assert ds("fsck", cwd=repo).returncode == 0
+
+
 def test_branch_M_onto_the_current_branch_is_refused_and_moves_nothing(repo: Path) -> None:
     one, two = _info(repo, "HEAD~1")["id"], _info(repo)["id"]
     ds("branch", "old", "HEAD~1", cwd=repo)
