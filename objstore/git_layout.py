@@ -43,8 +43,18 @@ def mend_skeleton(path: Path) -> list[str]:
         except OSError:
             moves = []
         atomic_write(path / "HEAD", f"{moves[-1]}\n".encode() if moves else
-                     f"ref: refs/heads/{DEFAULT_BRANCH}\n".encode())
+                     f"ref: refs/heads/{_a_branch(path)}\n".encode())
     return lost
+
+
+def _a_branch(path: Path) -> str:
+    """The branch a HEAD with no reflog goes on: the default one if it is there, else the
+    first there is (loose or packed), else the default (a store with no version yet)."""
+    from .reflog import loose_refs, packed_refs
+
+    names = sorted({n for n, _ in loose_refs(path)} | set(packed_refs(path)))
+    branches = [n.removeprefix("refs/heads/") for n in names if n.startswith("refs/heads/")]
+    return DEFAULT_BRANCH if not branches or DEFAULT_BRANCH in branches else branches[0]
 
 
 def init_bare(path: Path, branch: str = DEFAULT_BRANCH) -> None:

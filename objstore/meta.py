@@ -1095,6 +1095,8 @@ class MetaStore:
             on = set()
         moves = [e.message.rpartition(" to ")[2] for e in self._reflog_of("HEAD")
                  if e.message.startswith("checkout: moving from ")]
+        if moves and is_hex40(moves[-1]):  # the last checkout detached HEAD: detached it stays
+            return f"{commit_id}\n".encode()
         last = f"refs/heads/{moves[-1]}" if moves else None
         main = f"refs/heads/{DEFAULT_BRANCH}"
         pick = last if last in on else min(on, key=lambda n: (n != main, n), default=None)
@@ -1230,8 +1232,10 @@ class MetaStore:
         with _fsync_refs():
             if rev in self.repo.branches.local:
                 self.repo.set_head(f"refs/heads/{rev}")
-            else:
-                self.repo.set_head(pygit2.Oid(hex=commit_id))
+            else:  # libgit2's own message names the version HEAD left as the one it went to
+                came_from = self.head_branch() or self._head_text() or ZERO
+                self.repo.create_reference_direct("HEAD", pygit2.Oid(hex=commit_id), True,
+                                                  message=f"checkout: moving from {came_from} to {commit_id}")
 
     def attach_head(self, branch: str) -> None:
         self.make_durable()

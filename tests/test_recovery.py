@@ -819,3 +819,26 @@ def test_a_lost_objects_folder_is_never_made_again_empty(tmp_path: Path) -> None
         r = ds(*args, cwd=w, check=False)
         assert r.returncode == 1 and "lost its objects folder" in r.stderr and "backup" in r.stderr
     assert not (w / ".dsstore/meta/objects").exists()  # an empty one would show an empty store
+
+
+def test_a_lost_head_comes_back_detached_if_it_was_and_on_a_branch_there_is_without_a_reflog(
+        tmp_path: Path) -> None:
+    w = tmp_path / "w"
+    ds("init", "-q", str(w), cwd=tmp_path)
+    for name in ("one", "two"):
+        write(w, name, name)
+        ds("add", "-q", name, cwd=w)
+        ds("commit", "-q", "-m", name, cwd=w)
+    one = json.loads(ds("show", "HEAD~1", "--json", cwd=w).stdout)["id"]
+    ds("checkout", "-q", "HEAD~1", cwd=w)  # detached at "one": the reflog names where it went
+    last = (w / ".dsstore/meta/logs/HEAD").read_text().splitlines()[-1]
+    assert last.split()[1] == one and last.endswith(f"to {one}")
+    (w / ".dsstore/meta/HEAD").unlink()
+    ds("fsck", "--repair", "-q", cwd=w)
+    assert (w / ".dsstore/meta/HEAD").read_text().strip() == one  # detached it was: detached it stays
+    ds("switch", "-q", "main", cwd=w)
+    ds("branch", "-m", "main", "trunk", cwd=w)
+    (w / ".dsstore/meta/HEAD").unlink()
+    (w / ".dsstore/meta/logs/HEAD").unlink()  # no reflog to go by: on the branch there is
+    ds("fsck", "--repair", "-q", cwd=w)
+    assert ds("status", cwd=w).stdout == "On branch trunk\nNothing changed.\n"
