@@ -60,19 +60,27 @@ def log_path(git_dir: Path, name: str) -> Path | None:
         if (logs / c).is_file():
             return logs / c
     for c in candidates:  # renamed aside to make room for a ref under its name (a/ for a/b)
-        aside = _newest_aside(logs / c)
+        aside = _newest_aside(logs, c)
         if aside is not None:
             return aside
     return None
 
 
-def _newest_aside(path: Path) -> Path | None:
-    """The last of ``NAME~deleted-N`` (``meta._put_aside``) kept beside ``path``."""
-    if not path.parent.is_dir():
-        return None
-    prefix = f"{path.name}~deleted-"
-    found = [(int(p.name[len(prefix):]), p) for p in path.parent.iterdir()
-             if p.name.startswith(prefix) and p.name[len(prefix):].isdigit() and p.is_file()]
+def _newest_aside(logs: Path, name: str) -> Path | None:
+    """The newest reflog of ``name`` renamed aside (``meta._put_aside``): the file itself
+    as ``NAME~deleted-N``, or in a folder above it renamed so (``a~deleted-N/b``)."""
+    parts = name.split("/")
+    found = []
+    for i in range(len(parts)):
+        parent, stem, rest = logs.joinpath(*parts[:i]), parts[i], parts[i + 1:]
+        if not parent.is_dir():
+            break
+        prefix = f"{stem}~deleted-"
+        for p in parent.iterdir():
+            if p.name.startswith(prefix) and p.name[len(prefix):].isdigit():
+                log = p.joinpath(*rest)
+                if log.is_file():
+                    found.append((log.stat().st_mtime_ns, log))
     return max(found)[1] if found else None
 
 

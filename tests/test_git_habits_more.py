@@ -446,3 +446,8 @@ def test_a_branch_name_that_is_another_branchs_folder_is_refused_naming_it(repo:
     assert "branch 'side/sub' exists" in _fails("branch", "side", cwd=repo)
     ds("branch", "-m", "side/sub", "side", cwd=repo)
     assert set(_branches(repo)) == {"main", "side"} and ds("fsck", cwd=repo).returncode == 0
+    ds("branch", "deep/er", "HEAD~1", cwd=repo)  # a log in a folder renamed aside as a whole
+    ds("branch", "-q", "-D", "deep/er", cwd=repo)
+    ds("branch", "deep", cwd=repo)
+    assert _info(repo, "deep/er@{1}")["id"] == one
+    assert "deep/er@{1}" in ds("reflog", "deep/er", cwd=repo).stdout

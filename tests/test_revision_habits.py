@@ -158,7 +158,8 @@ def test_reflog_entries_far_past_the_log_are_refused_and_steps_after_them_walk_f
     """NAME@{N} past the reflog's end is an error however large N is (libgit2 wrapped a
     big N round to the tip), and NAME@{N}~M walks from that entry."""
     w, (v1, v2, v3, _s1) = repo
-    for rev in ("main@{2147483648}", "HEAD@{99999999999999999999}", "main@{4294967296}~0", "@{-99999999999}"):
+    for rev in ("main@{2147483648}", "HEAD@{99999999999999999999}", "main@{4294967296}~0", "@{-99999999999}",
+                "main@{4294967297}^{}", "main@{4294967296}^{commit}"):
         r = ds("log", "-n", "1", rev, cwd=w, check=False)
         assert r.returncode == 1 and r.stdout == "" and "reflog" in r.stderr, rev
     r = ds("branch", "rescue", "HEAD@{99999999999999999999}", cwd=w, check=False)
@@ -166,3 +167,4 @@ def test_reflog_entries_far_past_the_log_are_refused_and_steps_after_them_walk_f
     assert _ids(w, "-n", "1", "main@{0}~1") == [v2]
     assert _ids(w, "-n", "1", "main@{1}^") == [v1]  # main@{1} is v2
     assert _ids(w, "-n", "1", "main@{0}~2") == [v1] and _ids(w, "-n", "1", "main@{0}") == [v3]
+    assert _ids(w, "-n", "1", "main@{1}^{commit}") == [v2] and _ids(w, "-n", "1", "main@{1}^{}") == [v2]
