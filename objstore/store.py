@@ -117,7 +117,10 @@ def config_lost(path: Path) -> str:
            f"written with {found})" if found else "`ds init` in an empty folder makes one to copy there "
            "(with the same --hash as the store was made with)")
     return (f"{path} holds a store whose config file is missing, so nothing here uses it (nor a store "
-            f"further up): restore {path / 'config'} from a backup, or {how}; then add its remotes again")
+            f"further up): restore {path / 'config'} from a backup, or {how}; then add its remotes again "
+            "(`ds remote add`, `ds branch -u`), and if it was a sparse clone (`ds clone --include`), "
+            "write its globs back as sparse = [...] under [worktree] in the config before any commit: "
+            "without them the files it left out look removed")
 
 
 def find_store(start: str | os.PathLike[str] = ".") -> Path:

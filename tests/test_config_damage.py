@@ -39,7 +39,7 @@ def test_a_nested_store_without_its_config_stops_every_command_instead_of_using_
         r = ds(*args, cwd=inner, check=False)
         assert r.returncode == 1 and r.stderr.count("\n") == 1, (args, r.stderr)
         assert "config file is missing" in r.stderr and "ds init --hash blake3" in r.stderr, args
-        assert "remove it" not in r.stderr
+        assert "remove it" not in r.stderr and "sparse" in r.stderr  # a sparse clone's globs go too
     assert ds("log", "--oneline", cwd=outer).stdout == outer_log  # nothing landed on the outer store
     # the fix the message names: a config made by `ds init --hash blake3`, copied in
     (inner / ".dsstore/config").write_bytes(_fresh_config(tmp_path, "blake3"))
@@ -75,3 +75,20 @@ def test_a_config_naming_another_hash_is_refused_before_anything_judges_the_pack
     ds("get", "HEAD", str(out), cwd=w)
     assert (out / "data.csv").read_text() == "a,b\n1,2\n"
     shutil.rmtree(out)
+
+
+def test_a_sparse_clone_that_lost_its_config_is_whole_again_by_the_fix_named(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    _store(src, "xxh3-128")
+    write(src, "b/y.csv", "not checked out\n")
+    ds("add", "-q", "b", cwd=src)
+    ds("commit", "-q", "-m", "two", cwd=src)
+    ds("push", "-q", str(tmp_path / "remote"), "main", cwd=src)
+    ds("clone", "-q", str(tmp_path / "remote"), "c", "--include", "data.csv", cwd=tmp_path)
+    c = tmp_path / "c"
+    (c / ".dsstore/config").unlink()
+    r = ds("status", cwd=c, check=False)
+    assert r.returncode == 1 and "sparse = [...] under [worktree]" in r.stderr
+    config = _fresh_config(tmp_path) + b'\n[worktree]\nsparse = ["data.csv"]\n'
+    (c / ".dsstore/config").write_bytes(config)
+    assert ds("status", cwd=c).stdout.endswith("Nothing changed.\n")  # b/y.csv is not "removed"
