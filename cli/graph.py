@@ -32,15 +32,21 @@ def draw(entries: list[CommitInfo], tags: dict[str, list[str]]) -> Iterator[str]
         target = columns[col]
         other = next((i for i, c in enumerate(columns) if i != col and c is not None and c == target), None)
         if other is not None:
-            gone = max(col, other)
-            yield _join(columns, gone)
-            columns[min(col, other)], columns[gone] = target, None
+            keep, gone = min(col, other), max(col, other)
+            yield _join(columns, keep, gone)
+            columns[keep], columns[gone] = target, None
         while columns and columns[-1] is None:
             columns.pop()
 
 
-def _join(columns: list[str | None], gone: int) -> str:
-    """The line on which column ``gone`` bends into the column to its left: ``|/``."""
-    left = " ".join("|" if c is not None else " " for c in columns[:gone])
-    right = " ".join("|" if c is not None else " " for c in columns[gone + 1 :])
-    return (f"{left}/" + (f"  {right}" if right.strip() else "")).rstrip()
+def _join(columns: list[str | None], keep: int, gone: int) -> str:
+    """The line on which column ``gone`` bends into column ``keep``: ``|/`` when they are
+    side by side; across the columns between, git's ``|_|/`` (the line runs under them)."""
+    cells = ["|" if c is not None else " " for c in columns]
+    out = []
+    for i, cell in enumerate(cells[:gone]):
+        out.append(cell if i <= keep or cell == "|" else "_")
+        out.append("_" if keep <= i < gone - 1 else "/" if i == gone - 1 else " ")
+    out[-1] = "/"
+    right = " ".join(cells[gone + 1 :])
+    return ("".join(out) + (f"  {right}" if right.strip() else "")).rstrip()

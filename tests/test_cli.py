@@ -226,3 +226,19 @@ def test_log_graph_draws_merges_with_both_lines_and_marks_roots(
     assert next(ln for ln in lines if ln.endswith("left")).startswith("* |"), "the first parent stays left"
     assert lines[-2] == "|/", "both lines join again where they meet, at base"
     assert lines[-1].endswith("base  [root]") and len(lines) == 6
+
+
+def test_log_graph_joins_a_line_across_another_as_git_does() -> None:
+    """Three lines of descent, the right one joining the left across the middle one: git's
+    ``|_|/``, never ``| |/`` (which reads as joining the middle line). Drawn from a fixed
+    history, newest first (the order ``ds log`` gives)."""
+    from objstore.meta import CommitInfo
+    from objstore_cli.graph import draw
+
+    def c(name: str, *parents: str) -> CommitInfo:
+        return CommitInfo(name * 12, name, tuple(p * 12 for p in parents), "", "t", "")
+
+    history = [c("m", "n", "b"), c("n", "c", "x"), c("c", "p"), c("x", "p"), c("p", "a"), c("b", "a"),
+               c("a")]
+    lines = [ln.split("  ")[0].rstrip() if "*" in ln else ln for ln in draw(history, {})]
+    assert lines == ["*", "| \\", "* |", "| | \\", "* | |", "| | *", "|_|/", "* |", "| *", "|/", "*"]
