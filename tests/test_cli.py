@@ -232,8 +232,9 @@ def test_log_graph_joins_a_line_across_another_as_git_does() -> None:
     """Three lines of descent, the right one joining the left across the middle one: git's
     ``|_|/``, never ``| |/`` (which reads as joining the middle line). Drawn from a fixed
     history, newest first (the order ``ds log`` gives)."""
-    from objstore.meta import CommitInfo
     from objstore_cli.graph import draw
+
+    from objstore.meta import CommitInfo
 
     def c(name: str, *parents: str) -> CommitInfo:
         return CommitInfo(name * 12, name, tuple(p * 12 for p in parents), "", "t", "")
