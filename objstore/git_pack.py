@@ -144,13 +144,18 @@ def index_pack(pack: bytes) -> bytes:
         records = _records(body, count)
     except IndexError:
         raise FormatError(f"the pack ends inside one of its {count} records") from None
-    return _finish_index(records, digest)
+    return _finish_index(body, records, digest)
 
 
-def _records(body: bytes, count: int) -> dict[int, tuple[int, bytes, int, int | bytes | None]]:
-    """Offset -> (type, inflated data, CRC-32 of the record, its delta base if any) for the
-    ``count`` records of a pack body."""
-    records: dict[int, tuple[int, bytes, int, int | bytes | None]] = {}
+# offset -> (type, where its zlib stream starts and ends, CRC-32 of the record, delta base if any)
+_Record = tuple[int, int, int, int, "int | bytes | None"]
+
+
+def _records(body: bytes, count: int) -> dict[int, _Record]:
+    """The ``count`` records of a pack body, each inflated once to find where it ends and
+    then let go: the resolution inflates each again when it is reached, so memory holds
+    only the bases still awaited, never the whole pack inflated."""
+    records: dict[int, _Record] = {}
     pos = 12
     for _ in range(count):
         start = pos
@@ -163,34 +168,46 @@ def _records(body: bytes, count: int) -> dict[int, tuple[int, bytes, int, int | 
             base, pos = bytes(body[pos : pos + 20]), pos + 20
         elif kind not in (COMMIT, TREE, BLOB, _TAG):
             raise FormatError(f"pack record at {start} has unknown type {kind}")
-        data, pos = _inflate(body, pos)
-        records[start] = (kind, data, zlib.crc32(body[start:pos]), base)
+        data_at = pos
+        _data, pos = _inflate(body, pos)
+        records[start] = (kind, data_at, pos, zlib.crc32(body[start:pos]), base)
     if pos != len(body):
         raise FormatError(f"the pack holds {len(body) - pos} byte(s) past its {count} records")
     return records
 
 
-def _finish_index(records: dict[int, tuple[int, bytes, int, int | bytes | None]], digest: bytes) -> bytes:
-    """Resolve the deltas of ``records`` and index every object by its id."""
-    resolved: dict[int, tuple[int, bytes]] = {}
+def _finish_index(body: bytes, records: dict[int, _Record], digest: bytes) -> bytes:
+    """Resolve the deltas of ``records`` and index every object by its id. A resolved
+    object is kept only while a delta still waits for it as its base."""
+    awaited: dict[int | bytes, int] = {}  # base (offset or id) -> deltas still to resolve on it
+    for _kind, _at, _end, _crc, base in records.values():
+        if base is not None:
+            awaited[base] = awaited.get(base, 0) + 1
+    kept: dict[int, tuple[int, bytes, bytes]] = {}  # offset -> (type, content, id) of bases still awaited
     by_id: dict[bytes, int] = {}
     rows: dict[bytes, tuple[int, int, int]] = {}
     pending = sorted(records)
     while pending:  # bases first: a delta waits until its base is known (by offset or by id)
         waiting = []
         for offset in pending:
-            kind, data, crc, base = records[offset]
+            kind, at, _end, crc, base = records[offset]
             if base is not None:
-                at = base if isinstance(base, int) else by_id.get(base)
-                if at is None or at not in resolved:
+                found = base if isinstance(base, int) else by_id.get(base)
+                if found is None or found not in kept:
                     waiting.append(offset)
                     continue
-                kind, source = resolved[at]
-                data = apply_delta(source, data)
+                kind, source, source_id = kept[found]
+                data = apply_delta(source, _inflate(body, at)[0])
+                awaited[base] -= 1
+                if not awaited.get(found) and not awaited.get(source_id):  # awaited by offset or by id
+                    del kept[found]
+            else:
+                data = _inflate(body, at)[0]
             oid = hashlib.sha1(b"%s %d\0" % (_KINDS[kind], len(data)) + data).digest()
-            resolved[offset] = (kind, data)
             by_id[oid] = offset
             rows[oid] = (offset, crc, kind)
+            if awaited.get(offset) or awaited.get(oid):
+                kept[offset] = (kind, data, oid)
         if len(waiting) == len(pending):
             raise FormatError(f"{len(waiting)} delta record(s) name a base the pack does not hold")
         pending = waiting
