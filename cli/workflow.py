@@ -526,9 +526,8 @@ def _no_version_but_a_path(store, rev: str) -> None:
     try:
         store.resolve(rev)
     except RevisionNotFound as e:
-        try:  # a file here, or a tracked one deleted here (git's most common `checkout FILE`)
-            rel = to_store_path(store, rev, cwd())
-            path = os.path.lexists(os.path.join(cwd(), rev)) or store.meta.lookup(store.staged_tree(), rel)
+        try:  # a file the stage holds, here or deleted here (git's most common `checkout FILE`)
+            path = store.meta.lookup(store.staged_tree(), to_store_path(store, rev, cwd())) is not None
         except DsError:
             path = False
         if not path:

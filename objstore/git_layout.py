@@ -43,11 +43,11 @@ def mend_skeleton(path: Path) -> list[str]:
         except OSError:
             moves = []
         atomic_write(path / "HEAD", f"{moves[-1]}\n".encode() if moves else
-                     f"ref: refs/heads/{_a_branch(path)}\n".encode())
+                     f"ref: refs/heads/{a_branch(path)}\n".encode())
     return lost
 
 
-def _a_branch(path: Path) -> str:
+def a_branch(path: Path) -> str:
     """The branch a HEAD with no reflog goes on: the default one if it is there, else the
     first there is (loose or packed), else the default (a store with no version yet)."""
     from .reflog import loose_refs, packed_refs

@@ -61,14 +61,18 @@ REPOSITORY_NAMES = (".dsstore", ".git")  # a store's or git's: never deleted to 
 
 def repository_inside(folder: str) -> str | None:
     """The first store or git repository (``.dsstore``, ``.git``: a folder, or git's file
-    of a linked worktree) at or below ``folder``, which removing ``folder`` would destroy
-    with every version it holds; None when there is none, or ``folder`` is no folder."""
+    of a linked worktree; a bare git repository; a folder remote of ds) at or below
+    ``folder``, which removing ``folder`` would destroy with every version it holds; None
+    when there is none, or ``folder`` is no folder."""
     if os.path.islink(folder) or not os.path.isdir(folder):
         return None
     for here, dirs, files in os.walk(folder):
         for name in REPOSITORY_NAMES:
             if name in dirs or name in files:
                 return os.path.join(here, name)
+        bare_git = "HEAD" in files and {"objects", "refs"} <= set(dirs)
+        if bare_git or "config" in files and {"packs", "meta"} <= set(dirs):  # or a folder remote of ds
+            return here
     return None
 
 

@@ -1085,6 +1085,10 @@ class MetaStore:
         head = self._head_text() or ""
         if is_hex40(head):
             atomic_write(self.path / "HEAD", self._restored_head(head))
+        elif head.startswith("ref: ") and not self.has_ref(head[5:].strip()) and self.branches():
+            from .git_layout import a_branch  # no reflog to go by: a branch the restored refs hold
+
+            atomic_write(self.path / "HEAD", f"ref: refs/heads/{a_branch(self.path)}\n".encode())
 
     def _restored_head(self, commit_id: str) -> bytes:
         """A restored HEAD: on the branch at ``commit_id`` the last checkout in HEAD's reflog
@@ -1095,8 +1099,8 @@ class MetaStore:
             on = set()
         moves = [e.message.rpartition(" to ")[2] for e in self._reflog_of("HEAD")
                  if e.message.startswith("checkout: moving from ")]
-        if moves and is_hex40(moves[-1]):  # the last checkout detached HEAD: detached it stays
-            return f"{commit_id}\n".encode()
+        if moves and is_hex40(moves[-1]) and not self.has_ref(f"refs/heads/{moves[-1]}"):
+            return f"{commit_id}\n".encode()  # the last checkout detached HEAD: detached it stays
         last = f"refs/heads/{moves[-1]}" if moves else None
         main = f"refs/heads/{DEFAULT_BRANCH}"
         pick = last if last in on else min(on, key=lambda n: (n != main, n), default=None)
@@ -1280,16 +1284,26 @@ class MetaStore:
         if exists and not force:
             raise DsError(f"branch {new!r} already exists; delete it first (`ds branch -D {new}`) or "
                           "choose another name")
+        on_old = self.head_branch() == old
+        locks = (f"refs/heads/{old}.lock", f"refs/heads/{new}.lock", *(["HEAD.lock"] * on_old))
+        held = [lock for lock in locks if (self.path / lock).exists()]
+        if held:  # libgit2 would fail part-way (OLD gone, or HEAD left on it): refused before anything
+            raise DsError(f"could not rename branch {old!r} to {new!r}: {self.path / held[0]} is held by "
+                          "another process updating it (if no ds or git runs, remove it); nothing was "
+                          "changed")
+        tip = self.ref_target(f"refs/heads/{old}")
+        old_log = Path(self.path, "logs", "refs", "heads", *old.split("/"))
+        old_kept = old_log.read_bytes() if old_log.is_file() else None
         log = Path(self.path, "logs", "refs", "heads", *new.split("/"))
         kept: bytes | None = None  # the log at ``new`` before this rename (None: there was none)
         aside = None
         if new != old:
             self._room_for_log(f"refs/heads/{new}")
             kept = log.read_bytes() if log.is_file() else None
-            tip = self.ref_target(f"refs/heads/{new}") if exists else None
-            if tip is not None:
+            replaced = self.ref_target(f"refs/heads/{new}") if exists else None
+            if replaced is not None:
                 log.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write(log, (kept or b"") + _deletion(tip, who, f"branch: replaced by {old}"))
+                atomic_write(log, (kept or b"") + _deletion(replaced, who, f"branch: replaced by {old}"))
             if log.is_file():
                 aside = _put_aside(log)
         try:
@@ -1302,10 +1316,20 @@ class MetaStore:
                     log.unlink()
                 else:
                     atomic_write(log, kept)
+            if tip is not None and self._loose(f"refs/heads/{old}") is None and old not in self.branches():
+                if old_kept is not None:  # libgit2 removed OLD before it failed: back as it was
+                    old_log.parent.mkdir(parents=True, exist_ok=True)
+                    atomic_write(old_log, old_kept)
+                ref = Path(self.path, "refs", "heads", *old.split("/"))
+                ref.parent.mkdir(parents=True, exist_ok=True)
+                with _fsync_refs():
+                    atomic_write(ref, f"{tip}\n".encode())
             if isinstance(e, ValueError):
                 raise DsError(f"branch {new!r} already exists; delete it first (`ds branch -D {new}`) or "
                               "choose another name") from None
             raise DsError(f"could not rename branch {old!r} to {new!r} ({e}); nothing was changed") from None
+        if on_old and self.head_branch() != new:  # libgit2 moved the branch but not HEAD along
+            atomic_write(self.path / "HEAD", f"ref: refs/heads/{new}\n".encode())
 
     def _room_for_log(self, name: str) -> None:
         """A deleted ref's kept reflog may stand where ``name``'s must go (a file ``a`` for

@@ -79,9 +79,10 @@ def _newest_aside(logs: Path, name: str) -> Path | None:
         for p in parent.iterdir():
             if p.name.startswith(prefix) and p.name[len(prefix):].isdigit():
                 log = p.joinpath(*rest)
-                if log.is_file():
-                    found.append((log.stat().st_mtime_ns, log))
-    return max(found)[1] if found else None
+                entries = read_reflog(log) if log.is_file() else []
+                if entries:  # the last entry is the deletion, kept by every expiry: when it went
+                    found.append((entries[-1].time, int(p.name[len(prefix):]), log))
+    return max(found)[2] if found else None
 
 
 _MOVED = re.compile(r"checkout: moving from (\S+) to (\S+)")

@@ -140,6 +140,9 @@ def test_checkout_of_a_file_name_names_the_commands_that_restore_it(repo: Path, 
     assert (repo / "f").read_text() == "1"
     r = ds("checkout", "nosuch", cwd=repo, check=False)
     assert r.returncode == 1 and "ds restore" not in r.stderr
+    write(repo, "untracked.txt", "new")  # not in the stage: restore could not help, so no hint
+    r = ds("checkout", "untracked.txt", cwd=repo, check=False)
+    assert r.returncode == 1 and "ds restore" not in r.stderr
     (repo / "f").unlink()  # a tracked file deleted: git's most common `checkout FILE`
     r = ds("checkout", "f", cwd=repo, check=False)
     assert r.returncode == 1 and "`ds restore f`" in r.stderr

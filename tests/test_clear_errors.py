@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pygit2
@@ -80,6 +81,14 @@ def test_get_refuses_any_target_inside_a_store(store: Store, work: Path, tmp_pat
         with pytest.raises(DsError, match="would delete it"):
             get_copy(store, "HEAD", repo, overwrite=True)
         assert (repo / f"{where}.git/objects/ab/cdef").read_text() == "an object"
+    bare = tmp_path / "bare"  # a bare git repository, and a folder remote of ds, deeper down
+    subprocess.run(["git", "init", "-q", "--bare", str(bare / "proj.git")], check=True)
+    with pytest.raises(DsError, match="would delete it"):
+        get_copy(store, "HEAD", bare, overwrite=True)
+    ds("push", "-q", str(tmp_path / "pushed" / "backup"), "main", cwd=work)
+    with pytest.raises(DsError, match="would delete it"):
+        get_copy(store, "HEAD", tmp_path / "pushed", overwrite=True)
+    assert (bare / "proj.git/HEAD").is_file() and (tmp_path / "pushed/backup/config").is_file()
 
 
 def test_cli_get_into_another_stores_metadata_is_refused(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from objstore.config import store_set
+from objstore.errors import DsError
 from objstore.store import Store
 
 from .conftest import ds, write
@@ -451,3 +452,65 @@ def test_a_branch_name_that_is_another_branchs_folder_is_refused_naming_it(repo:
     ds("branch", "deep", cwd=repo)
     assert _info(repo, "deep/er@{1}")["id"] == one
     assert "deep/er@{1}" in ds("reflog", "deep/er", cwd=repo).stdout
+
+
+def test_a_rename_libgit2_leaves_half_done_puts_the_old_branch_back(repo: Path) -> None:
+    """libgit2 removes OLD before it writes NEW: a rename failing in between (a full disk,
+    a lock taken meanwhile) would leave neither. OLD comes back at its tip with its reflog,
+    and the error says nothing changed, which is then true."""
+    main = _branches(repo)["main"]
+    ds("branch", "target", "HEAD~1", cwd=repo)
+    meta_dir = repo / ".dsstore/meta"
+    log_before = (meta_dir / "logs/refs/heads/main").read_bytes()
+
+    class HalfRename:  # libgit2's first step done (OLD removed), then a failure
+        def __init__(self, real):
+            self.real = real
+
+        def rename(self, new: str, force: bool) -> None:
+            (meta_dir / "refs/heads/main").unlink()
+            (meta_dir / "logs/refs/heads/main").unlink()
+            raise OSError("No space left on device")
+
+    class Local:
+        def __init__(self, real):
+            self.real = real
+
+        def __contains__(self, name: str) -> bool:
+            return name in self.real
+
+        def __getitem__(self, name: str):
+            return HalfRename(self.real[name])
+
+    class Repo:
+        def __init__(self, real):
+            self.real = real
+            self.branches = type("B", (), {"local": Local(real.branches.local)})()
+
+        def __getattr__(self, name: str):
+            return getattr(self.real, name)
+
+    with Store.open(repo) as s:
+        s.meta.repo = Repo(s.meta.repo)
+        with pytest.raises(DsError, match="nothing was changed"):
+            s.meta.rename_branch("main", "target", ("t", "t@example.org"), force=True)
+    assert _branches(repo) == {"main": main, "target": _info(repo, "HEAD~1")["id"]}
+    assert (meta_dir / "logs/refs/heads/main").read_bytes() == log_before
+    assert ds("fsck", cwd=repo).returncode == 0 and _branch(repo) == "main"
+
+
+def test_the_newest_reflog_put_aside_is_the_one_deleted_last_whatever_touched_its_file(repo: Path) -> None:
+    """An expiry rewrites an older put-aside log (its file then looks newest): NAME@{N} still
+    answers from the log whose deletion is the latest, by the deletion's own time."""
+    one, two = _info(repo, "HEAD~1")["id"], _info(repo)["id"]
+    heads = repo / ".dsstore/meta/logs/refs/heads"
+    zero = "0" * 40
+
+    def log(created: str, at: int) -> str:
+        return (f"{zero} {created} t <t@x> {at} +0000\tbranch: Created from HEAD\n"
+                f"{created} {zero} t <t@x> {at + 10} +0000\tbranch: deleted x\n")
+
+    (heads / "x~deleted-1").write_text(log(one, 1_700_000_000))  # deleted first
+    (heads / "x~deleted-2").write_text(log(two, 1_700_000_100))  # deleted last
+    os.utime(heads / "x~deleted-1", (2_000_000_000, 2_000_000_000))  # rewritten later by an expiry
+    assert _info(repo, "x@{1}")["id"] == two

@@ -842,3 +842,13 @@ def test_a_lost_head_comes_back_detached_if_it_was_and_on_a_branch_there_is_with
     (w / ".dsstore/meta/logs/HEAD").unlink()  # no reflog to go by: on the branch there is
     ds("fsck", "--repair", "-q", cwd=w)
     assert ds("status", cwd=w).stdout == "On branch trunk\nNothing changed.\n"
+    (w / ".dsstore/meta/HEAD").unlink()  # and with the refs lost too: on the branch they come back as
+    (w / ".dsstore/meta/logs/HEAD").unlink(missing_ok=True)
+    shutil.rmtree(w / ".dsstore/meta/refs")
+    ds("fsck", "--repair", "-q", cwd=w)
+    assert ds("status", cwd=w).stdout == "On branch trunk\nNothing changed.\n"
+    hexname = "ab" * 20  # a branch named like an id is a branch, not a detached HEAD
+    ds("switch", "-q", "-c", hexname, cwd=w)
+    (w / ".dsstore/meta/HEAD").unlink()
+    ds("fsck", "--repair", "-q", cwd=w)
+    assert (w / ".dsstore/meta/HEAD").read_text() == f"ref: refs/heads/{hexname}\n"
