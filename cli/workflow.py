@@ -520,17 +520,13 @@ def _no_version_but_a_path(store, rev: str) -> None:
     the commands that do it knowingly when REV names no version but a path here."""
     import shlex
 
-    from objstore.errors import DsError, RevisionNotFound
-    from objstore.worktree import to_store_path
+    from objstore.errors import RevisionNotFound
+    from objstore.worktree import staged_path
 
     try:
         store.resolve(rev)
     except RevisionNotFound as e:
-        try:  # a file the stage holds, here or deleted here (git's most common `checkout FILE`)
-            path = store.meta.lookup(store.staged_tree(), to_store_path(store, rev, cwd())) is not None
-        except DsError:
-            path = False
-        if not path:
+        if not staged_path(store, rev, cwd()):  # a file the stage holds, here or deleted here
             raise
         ds = "ds" if state.directory is None else f"ds -C {shlex.quote(cwd())}"  # as typed: from -C's folder
         name = shlex.quote(rev)

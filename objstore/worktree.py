@@ -82,6 +82,15 @@ class AddReport:
     would_remove: list[str] = field(default_factory=list)
 
 
+def staged_path(store: Store, user_path: str, cwd: str | None = None) -> bool:
+    """The stage holds a file or folder at ``user_path`` (False for a path outside the
+    working folder): what ``ds restore`` can set back."""
+    try:
+        return store.meta.lookup(store.staged_tree(), to_store_path(store, user_path, cwd)) is not None
+    except DsError:
+        return False
+
+
 def to_store_path(store: Store, user_path: str, cwd: str | None = None) -> str:
     """A user's path (relative to ``cwd`` or absolute) as a '/'-separated store path."""
     root = store.worktree.resolve()
