@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import struct
 import threading
 from array import array
 from collections.abc import Callable, Iterable
@@ -30,14 +29,13 @@ import xxhash
 
 from .errors import CorruptObject, DsError, FormatError
 from .fsutil import fsync_dir
-from .hashing import HashAlgo, algo_by_code
+from .hashing import HashAlgo
 from .index import ChunkIndex, Location, wrong_hash_fix
 from .packs import (
     END_MAGIC,
     FLAG_DELTA,
     FOOTER,
     HEADER,
-    MAGIC,
     PackEntry,
     PackReader,
     PackWriter,
@@ -48,6 +46,7 @@ from .packs import (
     pack_path,
     read_pack_toc,
     scan_records,
+    written_with,
 )
 
 _READ = 1 << 20
@@ -311,14 +310,9 @@ class ChunkStore:
         repair would put them all aside: checked before any check or repair judges them."""
         others: dict[str, str] = {}  # other hash -> a pack written with it
         for path in sorted(self.packs_dir.glob("*/*.pack")):
-            try:
-                with open(path, "rb") as f:
-                    magic, code = HEADER.unpack(f.read(HEADER.size))
-                found = algo_by_code(code)
-            except (OSError, struct.error, DsError):
+            found = written_with(path)
+            if found is None:
                 continue  # unreadable or damaged: the check judges it
-            if magic != MAGIC:
-                continue
             if found is self.algo:
                 return None  # written with the configured hash: any other is a damaged pack
             others.setdefault(found.name, path.name)

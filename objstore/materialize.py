@@ -67,27 +67,37 @@ def repository_inside(folder: str) -> str | None:
     if os.path.islink(folder) or not os.path.isdir(folder):
         return None
     for here, dirs, files in os.walk(folder):
-        for name in REPOSITORY_NAMES:
-            if name in dirs or name in files:
-                return os.path.join(here, name)
-        bare_git = "HEAD" in files and {"objects", "refs"} <= set(dirs)
-        if bare_git or "config" in files and {"packs", "meta"} <= set(dirs):  # or a folder remote of ds
-            return here
+        found = repository_at(here, dirs, files)
+        if found is not None:
+            return found
+    return None
+
+
+def repository_at(here: str, dirs: list[str], files: list[str]) -> str | None:
+    """The repository a folder walked (``os.walk``'s row) is or holds right inside it."""
+    for name in REPOSITORY_NAMES:
+        if name in dirs or name in files:
+            return os.path.join(here, name)
+    bare_git = "HEAD" in files and {"objects", "refs"} <= set(dirs)
+    if bare_git or "config" in files and {"packs", "meta"} <= set(dirs):  # or a folder remote of ds
+        return here
     return None
 
 
 def _rmtree(folder: str, path: str) -> None:
     """Remove ``path``'s folder for a forced write; one holding a repository is refused."""
-    found = repository_inside(folder)
-    if found is not None:
-        raise DsError(repository_in_the_way(path, found))
+    refuse_repository(folder, path)
     shutil.rmtree(folder)
 
 
-def repository_in_the_way(path: str, found: str) -> str:
-    return (f"{path} is a folder holding a repository ({found}) where the version needs something "
-            "else; ds never deletes a repository, --force included: move it out of the working "
-            "folder, then run the command again")
+def refuse_repository(folder: str, path: str, found: str | None = None) -> None:
+    """DsError if ``folder`` (the working folder's ``path``) holds a repository (``found``,
+    if the caller's walk met it already)."""
+    found = found or repository_inside(folder)
+    if found is not None:
+        raise DsError(f"{path} is a folder holding a repository ({found}) where the version needs "
+                      "something else; ds never deletes a repository, --force included: move it out "
+                      "of the working folder, then run the command again")
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -458,9 +468,7 @@ class Materializer:
         """Refuse, before anything is written, if writing or removing ``paths`` would delete
         a folder holding a store or a git repository (a nested project), ``force`` or not."""
         for path in paths:
-            found = repository_inside(self._abs(path))
-            if found is not None:
-                raise DsError(repository_in_the_way(path, found))
+            refuse_repository(self._abs(path), path)
 
     def remove(self, path: str) -> None:
         """Remove the file or link at ``path``; a folder there only with ``force``.

@@ -497,6 +497,16 @@ class _Writeback:
         self._thread.join()
 
 
+def written_with(path: Path) -> HashAlgo | None:
+    """The hash a pack file's header names, or None (unreadable, or not a pack of ours)."""
+    try:
+        with open(path, "rb") as f:
+            magic, code = HEADER.unpack(f.read(HEADER.size))
+        return algo_by_code(code) if magic == MAGIC else None
+    except (OSError, struct.error, FormatError):
+        return None
+
+
 def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:

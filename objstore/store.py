@@ -104,15 +104,10 @@ def config_lost(path: Path) -> str:
     (a commit would land there), never `ds init` over it. The config is rebuilt from the
     hash its packs were written with; its other settings have defaults, remotes are added
     again."""
-    import struct
+    from .packs import written_with
 
-    from .hashing import algo_by_code
-    from .packs import HEADER
-
-    found = ""
-    for pack in sorted((path / "packs").glob("*/*.pack"))[:1]:
-        with contextlib.suppress(OSError, ValueError, struct.error):
-            found = algo_by_code(HEADER.unpack(pack.read_bytes()[: HEADER.size])[1]).name
+    algos = (written_with(pack) for pack in sorted((path / "packs").glob("*/*.pack")))
+    found = next((a.name for a in algos if a is not None), "")
     how = (f"`ds init --hash {found}` in an empty folder makes one to copy there (its packs were "
            f"written with {found})" if found else "`ds init` in an empty folder makes one to copy there "
            "(with the same --hash as the store was made with)")

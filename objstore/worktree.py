@@ -808,7 +808,7 @@ def _blockers(root: str, write_paths, removable: set[str]) -> list[str]:
     would be deleted — allowed only for tracked, unchanged paths (their content is
     recoverable from the version).
     """
-    from .materialize import REPOSITORY_NAMES, repository_in_the_way
+    from .materialize import refuse_repository, repository_at
 
     if _holds_only_the_store(root):
         return []
@@ -825,9 +825,8 @@ def _blockers(root: str, write_paths, removable: set[str]) -> list[str]:
         st = lstat_inside(root, p)
         if st is not None and stat.S_ISDIR(st.st_mode):
             for dirpath, dirnames, filenames in os.walk(os.path.join(root, p)):
-                for name in REPOSITORY_NAMES:
-                    if name in dirnames or name in filenames:
-                        raise DsError(repository_in_the_way(p, os.path.join(dirpath, name)))
+                if (found := repository_at(dirpath, dirnames, filenames)) is not None:
+                    refuse_repository(dirpath, p, found)
                 rel_dir = os.path.relpath(dirpath, root).replace(os.sep, "/")
                 links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
                 inside = (f"{rel_dir}/{n}" for n in (*filenames, *links))
