@@ -22,17 +22,18 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-import pygit2
 import xxhash
 
 from .errors import DsError, FormatError, RevisionNotFound
 from .fsutil import atomic_write, name_path
 from .git_layout import DEFAULT_BRANCH
 from .git_pack import BLOB as BLOB_KIND
+from .git_pack import COMMIT as COMMIT_KIND
 from .git_pack import TREE as TREE_KIND
 from .git_pack import GitPackWriter, object_id, tree_body
+from .git_read import Commit, ObjectReader, Unsure, plain_ref_name, tree_entries
 from .limits import CACHE_ROWS
 from .manifest import FileEntry, decode_manifest, encode_manifest
 from .paths import check_name, join
@@ -49,6 +50,9 @@ from .reflog import (
     reflog_files,
 )
 
+if TYPE_CHECKING:
+    import pygit2
+
 MANIFEST = ".ds.manifest"
 BASE, ADDED, REMOVED = ".ds.manifest.base", ".ds.manifest.add", ".ds.manifest.del"
 PATCH_SHARE = 4  # a folder changed in more than 1/PATCH_SHARE of its base's rows is stored whole
@@ -59,26 +63,39 @@ _CACHED_ROWS = CACHE_ROWS  # decoded folder rows kept in memory (~12 MB); a fold
 _BUCKET = re.compile(r"\.ds\.manifest(\.(0|[1-9][0-9]{0,5}))?")
 _AT = re.compile(r"([^@{}~^:\s]*)@\{(-?[0-9]+)\}")  # NAME@{N}, @{N}, @{-N}
 _WALK = re.compile(r"(?:~[0-9]*|\^[0-9]*|\^\{[^{}]*\})+")  # ~N, ^N and ^{...} after a revision
-BLOB = pygit2.enums.FileMode.BLOB
-TREE = pygit2.enums.FileMode.TREE
-_OBJECT_TYPES = {BLOB_KIND: pygit2.enums.ObjectType.BLOB, TREE_KIND: pygit2.enums.ObjectType.TREE}
+BLOB, TREE = 0o100644, 0o40000  # git's file modes of a blob and a tree entry
+_PLAIN_REV = re.compile(r"([^~^@{}:\s]+)((?:~[0-9]*|\^[0-9]*)*)")  # NAME, then ~N and ^N steps
+_HEX_ID = re.compile(r"[0-9a-f]{40}")
 PACK_NEW_MIN = 64  # fewer new objects stay loose (and are fsynced one by one)
 PACK_MERGE_AT = 32  # more metadata packs than this: merge all but the largest
 
-# libgit2 would fsync each object (and its folder) as it is written: ~1 ms each, serial.
-# Objects are instead made durable together, in parallel, before any ref names them
-# (``MetaStore.make_durable``); ref updates run with libgit2's own fsync switched on.
-_FSYNC = pygit2.enums.Option.ENABLE_FSYNC_GITDIR
-pygit2.option(_FSYNC, 0)
+_pygit2 = None
+
+
+def _git():
+    """pygit2, imported on first use: a command that only reads needs none of it
+    (``git_read``), and its import costs ~50 ms.
+
+    libgit2 would fsync each object (and its folder) as it is written: ~1 ms each, serial.
+    Objects are instead made durable together, in parallel, before any ref names them
+    (``MetaStore.make_durable``); ref updates run with libgit2's own fsync switched on."""
+    global _pygit2
+    if _pygit2 is None:
+        import pygit2
+
+        pygit2.option(pygit2.enums.Option.ENABLE_FSYNC_GITDIR, 0)
+        _pygit2 = pygit2
+    return _pygit2
 
 
 @contextlib.contextmanager
 def _fsync_refs():
-    pygit2.option(_FSYNC, 1)
+    git = _git()
+    git.option(git.enums.Option.ENABLE_FSYNC_GITDIR, 1)
     try:
         yield
     finally:
-        pygit2.option(_FSYNC, 0)
+        git.option(git.enums.Option.ENABLE_FSYNC_GITDIR, 0)
 
 
 def encode_dir(name: str) -> str:
@@ -103,15 +120,15 @@ def decode_dir(stored: str, where: str) -> str:
 
 def valid_ref_name(name: str) -> bool:
     """git's ref-name rules (``refs/heads/x``, ``refs/tags/x``)."""
-    return pygit2.reference_is_valid_name(name)
+    return _git().reference_is_valid_name(name)
 
 
 def _oid(object_id: str | pygit2.Oid) -> pygit2.Oid:
-    return object_id if isinstance(object_id, pygit2.Oid) else pygit2.Oid(hex=object_id)
+    return object_id if isinstance(object_id, _git().Oid) else _git().Oid(hex=object_id)
 
 
 def _raw(object_id: str | pygit2.Oid) -> bytes:
-    return object_id.raw if isinstance(object_id, pygit2.Oid) else bytes.fromhex(object_id)
+    return bytes.fromhex(object_id) if isinstance(object_id, str) else object_id.raw
 
 
 @dataclass
@@ -264,14 +281,31 @@ class MetaStore:
     def __init__(self, path: Path, hash_size: int):
         self.path = path
         self.hash_size = hash_size
-        try:
-            self.repo = pygit2.Repository(str(path))
-        except pygit2.GitError as e:
-            raise FormatError(_unopened(path, e)) from None
+        self._repo: pygit2.Repository | None = None
+        self._reader = ObjectReader(path)
+        if not ((path / "HEAD").is_file() and (path / "objects").is_dir() and (path / "refs").is_dir()):
+            self.repo  # noqa: B018 (libgit2 names what it cannot open, as it always has)
         self._folders: dict[str, Folder] = {}
         self._folder_rows = 0
         self._unsynced: list[pygit2.Oid] = []
         self._batch: _Batch | None = None  # see new_objects
+
+    @property
+    def repo(self) -> pygit2.Repository:
+        """libgit2's handle on the database, opened on first use: reads go through
+        ``git_read`` first, which needs none."""
+        repo = self._repo
+        if repo is None:
+            git = _git()
+            try:
+                repo = self._repo = git.Repository(str(self.path))
+            except git.GitError as e:
+                raise FormatError(_unopened(self.path, e)) from None
+        return repo
+
+    @repo.setter
+    def repo(self, handle: pygit2.Repository) -> None:
+        self._repo = handle
 
     def _new(self, oid: pygit2.Oid) -> str:
         self._unsynced.append(oid)
@@ -298,7 +332,7 @@ class MetaStore:
                 list(pool.map(_fsync_path, {str(f.parent) for f in loose}))
             return
         self._replace_with_pack([], loose)
-        with contextlib.suppress(OSError, pygit2.GitError, FormatError):  # only an optimisation:
+        with contextlib.suppress(OSError, _git().GitError, FormatError):  # only an optimisation:
             self._merge_small_packs()  # the new objects are durable already; the next try merges
 
     def _pack_builder(self) -> pygit2.PackBuilder:
@@ -309,7 +343,7 @@ class MetaStore:
             cores = len(os.sched_getaffinity(0))
         except (AttributeError, OSError):  # not Linux
             cores = os.cpu_count() or 1
-        pb = pygit2.PackBuilder(self.repo)
+        pb = _git().PackBuilder(self.repo)
         pb.set_threads(cores)
         return pb
 
@@ -322,7 +356,7 @@ class MetaStore:
         for oid in oids:
             try:
                 pb.add(_oid(oid))
-            except pygit2.GitError:
+            except _git().GitError:
                 if unreadable is None:
                     raise
                 unreadable.add(str(oid))
@@ -331,7 +365,7 @@ class MetaStore:
         with tempfile.TemporaryDirectory(dir=dest, prefix=".tmp-pack-") as tmp:
             try:
                 pb.write(tmp)
-            except pygit2.GitError:  # an object whose header reads but whose content does not
+            except _git().GitError:  # an object whose header reads but whose content does not
                 if unreadable is None:
                     raise
                 # found by reading each (only now: it doubles the reads)
@@ -460,25 +494,21 @@ class MetaStore:
         if cached is not None:
             return cached
         label = where or "/"
-        tree = self._get(tree_oid, f"the tree of folder {label!r}")
-        if not isinstance(tree, pygit2.Tree):
-            raise FormatError(f"folder {label!r}: {tree_oid} is not a tree")
         folder = Folder()
         buckets: list[str] = []
         patch: dict[str, str] = {}
-        for item in tree:
-            name = item.name
-            if item.filemode == TREE:
+        for name, mode, item_id in self._tree_items(tree_oid, label):
+            if mode == TREE:
                 dname = check_name(decode_dir(name, label), label)
                 if dname in folder.dirs:
                     raise FormatError(f"folder {label!r}: subfolder {dname!r} is listed twice")
-                folder.dirs[dname] = str(item.id)
-            elif item.filemode == BLOB and _BUCKET.fullmatch(name):
-                buckets.append(str(item.id))
-            elif item.filemode == BLOB and name in (BASE, ADDED, REMOVED):
-                patch[name] = str(item.id)
-            elif item.filemode == BLOB and name == META and not where:
-                folder.record = str(item.id)
+                folder.dirs[dname] = item_id
+            elif mode == BLOB and _BUCKET.fullmatch(name):
+                buckets.append(item_id)
+            elif mode == BLOB and name in (BASE, ADDED, REMOVED):
+                patch[name] = item_id
+            elif mode == BLOB and name == META and not where:
+                folder.record = item_id
             else:
                 raise FormatError(f"folder {label!r}: unexpected tree entry {name!r}")
         if patch:
@@ -507,6 +537,29 @@ class MetaStore:
             self._folder_rows -= len(old.files) + len(old.dirs)
         return folder
 
+    def _tree_items(self, tree_oid: str, label: str) -> list[tuple[str, int, str]]:
+        """(name, mode, id) of each entry of folder ``label``'s tree."""
+        try:
+            kind, data = self._reader.read(tree_oid)
+        except Unsure:  # libgit2 answers, and names what is wrong
+            pass
+        else:
+            if kind != TREE_KIND:
+                raise FormatError(f"folder {label!r}: {tree_oid} is not a tree")
+            with contextlib.suppress(Unsure):
+                return tree_entries(data)
+        tree = self._get(tree_oid, f"the tree of folder {label!r}")
+        if not isinstance(tree, _git().Tree):
+            raise FormatError(f"folder {label!r}: {tree_oid} is not a tree")
+        return [(item.name, item.filemode, str(item.id)) for item in tree]
+
+    def _data(self, oid: str, what: str) -> bytes:
+        """The content of blob ``oid``; a missing or damaged one is one clear error naming it."""
+        try:
+            return self._reader.read(oid)[1]
+        except Unsure:
+            return self._get(oid, what).data
+
     def _get(self, oid: str, what: str) -> pygit2.Object:
         """An object of the database; a missing or damaged one is one clear error naming it."""
         try:
@@ -514,13 +567,13 @@ class MetaStore:
         except (KeyError, ValueError):
             problem: DsError = FormatError(f"{what} ({oid}) is missing from the store; run `ds fsck`")
             why = "it is missing from the store"
-        except pygit2.GitError as e:
+        except _git().GitError as e:
             problem = FormatError(f"{what} ({oid}) is damaged ({e}); run `ds fsck`")
             why = str(e)
         raise _unreadable(problem, oid, why)
 
     def _manifest(self, oid: str, label: str) -> list[FileEntry]:
-        data = self._get(oid, f"the manifest of folder {label!r}").data
+        data = self._data(oid, f"the manifest of folder {label!r}")
         return decode_manifest(data, self.hash_size, f"manifest of {label!r}")
 
     def _patched(self, base_rows: dict[str, FileEntry], patch: dict[str, str],
@@ -529,7 +582,7 @@ class MetaStore:
         files = dict(base_rows)
         if REMOVED in patch:
             try:
-                names = self._get(patch[REMOVED], f"the removal list of folder {label!r}").data \
+                names = self._data(patch[REMOVED], f"the removal list of folder {label!r}") \
                     .decode("utf-8").split("\0")
             except UnicodeDecodeError:
                 raise FormatError(f"folder {label!r}: removal list is not UTF-8") from None
@@ -604,7 +657,7 @@ class MetaStore:
 
     def _write_loose(self, kind: int, data: bytes) -> bytes:
         """Write an object loose through libgit2 (durable with the next ``make_durable``)."""
-        oid = self.repo.odb.write(_OBJECT_TYPES[kind], data)
+        oid = self.repo.odb.write(kind, data)
         self._new(oid)
         return oid.raw
 
@@ -636,24 +689,24 @@ class MetaStore:
             raise
         finally:
             batch.discard()
-        with contextlib.suppress(OSError, pygit2.GitError, FormatError):  # as in make_durable
+        with contextlib.suppress(OSError, _git().GitError, FormatError):  # as in make_durable
             self._merge_small_packs()
 
     @staticmethod
     def _read_back(objects: Path, kinds: dict[bytes, int]) -> None:
         """Read every object of the pack in ``objects/pack`` through libgit2, which checks each
         against its id: a fault in ``git_pack`` fails the write instead of publishing a bad pack."""
-        odb = pygit2.Odb()
-        odb.add_backend(pygit2.OdbBackendPack(str(objects)), 1)
+        odb = _git().Odb()
+        odb.add_backend(_git().OdbBackendPack(str(objects)), 1)
         for raw, kind in kinds.items():
             try:
-                got, _data = odb.read(pygit2.Oid(raw=raw))
-            except (KeyError, pygit2.GitError) as e:
+                got, _data = odb.read(_git().Oid(raw=raw))
+            except (KeyError, _git().GitError) as e:
                 raise FormatError(f"a new metadata pack does not read back ({raw.hex()}: {e}); "
                                   "nothing was written") from None
-            if got != _OBJECT_TYPES[kind]:
+            if got != kind:
                 raise FormatError(f"a new metadata pack does not read back ({raw.hex()} is a "
-                                  f"{got}, not a {_OBJECT_TYPES[kind]}); nothing was written")
+                                  f"{got}, not a {kind}); nothing was written")
 
     def walk(self, tree_oid: str, prefix: str = "") -> Iterator[tuple[str, FileEntry]]:
         """Every (path, entry) under a tree, folders in name order."""
@@ -710,16 +763,16 @@ class MetaStore:
         try:
             import json
 
-            return json.loads(self._get(folder.record, f"the dataset record of tree {tree_oid}").data)
+            return json.loads(self._data(folder.record, f"the dataset record of tree {tree_oid}"))
         except ValueError as e:
             raise FormatError(f"dataset record of tree {tree_oid} is unreadable ({e})") from None
 
     # -- commits -----------------------------------------------------------------------
     def commit(self, tree: str, parents: list[str], message: str,
                author: tuple[str, str] = ("objstore", "objstore@localhost")) -> str:
-        sig = pygit2.Signature(author[0], author[1])
+        sig = _git().Signature(author[0], author[1])
         oid = self.repo.create_commit(
-            None, sig, sig, message, _oid(tree), [pygit2.Oid(hex=p) for p in parents]
+            None, sig, sig, message, _oid(tree), [_git().Oid(hex=p) for p in parents]
         )
         self._new(oid)
         return str(oid)
@@ -728,110 +781,146 @@ class MetaStore:
         """git's amend: a new version of ``tree`` with ``old``'s parents and author (name,
         email and time), committed now by ``committer``."""
         c = self._commit(old)
-        oid = self.repo.create_commit(None, c.author, pygit2.Signature(committer[0], committer[1]), message,
-                                      _oid(tree), list(c.parent_ids))
+        git = _git()
+        oid = self.repo.create_commit(None, git.Signature(c.author, c.email, c.author_time, c.offset),
+                                      git.Signature(committer[0], committer[1]), message,
+                                      _oid(tree), [git.Oid(hex=p) for p in c.parents])
         self._new(oid)
         return str(oid)
 
     def commit_info(self, commit_id: str) -> CommitInfo:
         """``created`` is the author's time, as git's log shows it (an amend keeps it)."""
         c = self._commit(commit_id)
-        created = datetime.fromtimestamp(c.author.time, UTC).isoformat().replace("+00:00", "Z")
+        created = datetime.fromtimestamp(c.author_time, UTC).isoformat().replace("+00:00", "Z")
         return CommitInfo(
-            id=str(c.id),
+            id=c.id,
             message=c.message.rstrip("\n"),
-            parents=tuple(str(p) for p in c.parent_ids),
+            parents=c.parents,
             created=created,
-            author=c.author.name,
-            tree=str(c.tree_id),
-            email=c.author.email,
+            author=c.author,
+            tree=c.tree,
+            email=c.email,
         )
 
     def has_tree(self, tree_id: str) -> bool:
         """True if the database holds a folder (tree) with this id."""
+        with contextlib.suppress(Unsure):
+            return self._reader.read(tree_id)[0] == TREE_KIND
         try:
-            return self.repo.get(tree_id) is not None and self.repo[tree_id].type == pygit2.GIT_OBJECT_TREE
+            return self.repo.get(tree_id) is not None and self.repo[tree_id].type == _git().GIT_OBJECT_TREE
         except (KeyError, ValueError):
             return False
 
     def tree_of(self, commit_id: str) -> str:
-        return str(self._commit(commit_id).tree_id)
+        return self._commit(commit_id).tree
 
-    def _commit(self, commit_id: str) -> pygit2.Commit:
+    def _commit(self, commit_id: str) -> Commit:
+        try:
+            kind, data = self._reader.read(commit_id)
+            if kind == COMMIT_KIND:
+                return Commit(commit_id.lower(), data)
+        except Unsure:  # libgit2 answers, and names what is wrong
+            pass
         try:
             obj = self.repo[commit_id]
         except (KeyError, ValueError):
             problem: DsError = RevisionNotFound(f"version {commit_id} is missing from the store; "
                                                 "run `ds fsck`")
             raise _unreadable(problem, commit_id, "it is missing from the store") from None
-        except pygit2.GitError as e:
+        except _git().GitError as e:
             problem = FormatError(f"version {commit_id} is damaged in the store ({e}); run `ds fsck`")
             raise _unreadable(problem, commit_id, str(e)) from None
-        if not isinstance(obj, pygit2.Commit):
+        if not isinstance(obj, _git().Commit):
             raise RevisionNotFound(f"{commit_id} is not a version")
-        return obj
+        return _parsed(obj)
 
     def ancestors(self, commit_id: str, *more: str, hide: Iterable[str] = ()) -> Iterator[str]:
         """Commit ids reachable from ``commit_id`` (and ``more``) but not from ``hide``, newest
         first (by time, then topology), each once."""
+        hide = list(hide)
+        done = 0
+        if not more and not hide:  # a line of history is its own order: read here (git_read)
+            try:
+                for cid in self._line(commit_id):
+                    yield cid
+                    done += 1
+                return
+            except Unsure:  # a merge, or something libgit2 must read: it walks, from the start
+                pass
         try:
             walker = self.repo.walk(
-                pygit2.Oid(hex=commit_id),
-                pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.TIME,
+                _git().Oid(hex=commit_id),
+                _git().enums.SortMode.TOPOLOGICAL | _git().enums.SortMode.TIME,
             )
             for other in more:
-                walker.push(pygit2.Oid(hex=other))
+                walker.push(_git().Oid(hex=other))
             for other in hide:
-                walker.hide(pygit2.Oid(hex=other))
-            for c in walker:
-                yield str(c.id)
-        except pygit2.GitError as e:
+                walker.hide(_git().Oid(hex=other))
+            for n, c in enumerate(walker):
+                if n >= done:
+                    yield str(c.id)
+        except _git().GitError as e:
             raise FormatError(f"the history of {commit_id[:12]} is damaged ({e}); run `ds fsck`") from None
+
+    def _line(self, commit_id: str) -> Iterator[str]:
+        """``commit_id`` and its ancestors while each has at most one parent, read without
+        libgit2; Unsure at a merge (its parents' order is libgit2's walk to make) or at
+        anything this reader does not read."""
+        cid: str | None = commit_id
+        while cid is not None:
+            kind, data = self._reader.read(cid)
+            if kind != COMMIT_KIND:
+                raise Unsure(f"{cid} is not a commit")
+            parents = Commit(cid, data).parents
+            if len(parents) > 1:
+                raise Unsure("a merge")
+            yield cid.lower()
+            cid = parents[0] if parents else None
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool:
         if ancestor == descendant:
             return True
-        return self.repo.descendant_of(pygit2.Oid(hex=descendant), pygit2.Oid(hex=ancestor))
+        return self.repo.descendant_of(_git().Oid(hex=descendant), _git().Oid(hex=ancestor))
 
     def new_versions(self, tips: Iterable[str], known: Iterable[str] = (),
                      by_time: bool = False) -> Iterator[str]:
         """Versions reachable from ``tips`` but not from ``known`` (absent ids are skipped),
         parents after children; ``by_time``: newest first among unrelated ones."""
-        sort = pygit2.enums.SortMode.TOPOLOGICAL | (pygit2.enums.SortMode.TIME if by_time else 0)
+        sort = _git().enums.SortMode.TOPOLOGICAL | (_git().enums.SortMode.TIME if by_time else 0)
         try:
             walker = self.repo.walk(None, sort)
             pushed = False
             for tip in tips:
                 if self._is_commit(tip):
-                    walker.push(pygit2.Oid(hex=tip))
+                    walker.push(_git().Oid(hex=tip))
                     pushed = True
             if not pushed:
                 return
             for base in known:
                 if self._is_commit(base):
-                    walker.hide(pygit2.Oid(hex=base))
+                    walker.hide(_git().Oid(hex=base))
             for c in walker:
                 yield str(c.id)
-        except pygit2.GitError as e:
+        except _git().GitError as e:
             raise FormatError(f"the history is damaged ({e}); run `ds fsck`") from None
 
     def merge_base(self, a: str, b: str) -> str | None:
         """The best common ancestor of two versions, or None when they share no history."""
-        base = self.repo.merge_base(pygit2.Oid(hex=a), pygit2.Oid(hex=b))
+        base = self.repo.merge_base(_git().Oid(hex=a), _git().Oid(hex=b))
         return None if base is None else str(base)
 
     def ahead_behind(self, local: str | None, upstream: str) -> tuple[int, int]:
         """(versions only ``local`` has, versions only ``upstream`` has)."""
         if local is None:
             return 0, sum(1 for _ in self.new_versions([upstream]))
-        return self.repo.ahead_behind(pygit2.Oid(hex=local), pygit2.Oid(hex=upstream))
+        return self.repo.ahead_behind(_git().Oid(hex=local), _git().Oid(hex=upstream))
 
     # -- objects -----------------------------------------------------------------------
     def object_type(self, object_id: str) -> str | None:
         """'commit', 'tree', 'blob' or 'tag' for an object the store holds; None if absent."""
         try:
             obj = self.repo.get(object_id)
-        except (ValueError, pygit2.GitError):
+        except (ValueError, _git().GitError):
             return None
         return None if obj is None else obj.type_str
 
@@ -859,10 +948,10 @@ class MetaStore:
                     raise
                 missing.add(oid)
                 continue
-            if isinstance(obj, pygit2.Commit):
+            if isinstance(obj, _git().Commit):
                 stack.append(str(obj.tree_id))
                 stack.extend(str(p) for p in obj.parent_ids)
-            elif isinstance(obj, pygit2.Tree):
+            elif isinstance(obj, _git().Tree):
                 stack.extend(str(item.id) for item in obj)
 
     @property
@@ -871,14 +960,16 @@ class MetaStore:
         return Path(self.path, "objects", "pack")
 
     def close(self) -> None:
-        """Release libgit2's handles on the database's files (its packs above all)."""
-        self.repo.free()
+        """Release the handles on the database's files (its packs above all)."""
+        self._reader.close()
+        if self._repo is not None:
+            self._repo.free()
 
     def readable(self, oid: str) -> bool:
         """Object ``oid`` is here and reads whole (its content checked against its id)."""
         try:
             self.repo.odb.read(_oid(oid))
-        except (KeyError, ValueError, pygit2.GitError):
+        except (KeyError, ValueError, _git().GitError):
             return False
         return True
 
@@ -900,7 +991,7 @@ class MetaStore:
         scratch folder of the caller's: a copy to send elsewhere, not part of this store."""
         pb = self._pack_builder()
         for oid in sorted(str(o) for o in objects):
-            pb.add(pygit2.Oid(hex=oid))
+            pb.add(_git().Oid(hex=oid))
         pb.write(str(folder))
         return sorted(Path(folder).iterdir(), key=lambda f: f.suffix != ".pack")
 
@@ -915,19 +1006,21 @@ class MetaStore:
             return self._from_reflog(m[1], int(m[2]))
         if (m := _AT.match(rev)) and _WALK.fullmatch(rev[m.end():]):  # NAME@{N}~2^: read here, walked
             return self.resolve(self._from_reflog(m[1], int(m[2])) + rev[m.end():])  # (libgit2 wraps N)
+        with contextlib.suppress(Unsure, OSError, ValueError):  # (ValueError: a huge N)
+            return self._resolve_plain(rev)
         if rev in self.repo.branches.local:  # a branch name wins over a tag of the same name
-            return str(self.repo.branches.local[rev].peel(pygit2.Commit).id)
+            return str(self.repo.branches.local[rev].peel(_git().Commit).id)
         if len(rev) == 32 and f"refs/datasets/{rev.lower()}" in self.repo.references:
-            return str(self.repo.references[f"refs/datasets/{rev.lower()}"].peel(pygit2.Commit).id)
+            return str(self.repo.references[f"refs/datasets/{rev.lower()}"].peel(_git().Commit).id)
         try:
             obj = self.repo.revparse_single(rev)
-            commit = obj.peel(pygit2.Commit)
+            commit = obj.peel(_git().Commit)
         except KeyError:
             hint = " (the store has no commit yet)" if self.head_commit() is None else ""
             raise RevisionNotFound(
                 f"no version matches {rev!r}{hint}; see `ds log` and `ds tag`"
             ) from None
-        except (ValueError, pygit2.GitError, pygit2.InvalidSpecError) as e:
+        except (ValueError, _git().GitError, _git().InvalidSpecError) as e:
             msg = str(e)
             if len(rev) < 4 and all(c in "0123456789abcdefABCDEF" for c in rev):
                 # libgit2 takes no id prefix under 4 characters and calls it "ambiguous"
@@ -937,6 +1030,66 @@ class MetaStore:
                 raise RevisionNotFound(f"{rev!r} matches several versions; give more characters") from None
             raise RevisionNotFound(f"cannot resolve {rev!r} ({msg}); see `ds log`") from None
         return str(commit.id)
+
+    def _resolve_plain(self, rev: str) -> str:
+        """``resolve`` of the forms most commands are given, read without libgit2: a branch,
+        HEAD or a whole id, then ``~N`` and ``^N`` steps. Unsure for any other form, or
+        anything this reader does not read: libgit2's resolution then decides."""
+        m = _PLAIN_REV.fullmatch(rev)
+        if m is None:
+            raise Unsure(rev)
+        base, steps = m[1], m[2]
+        branch = f"refs/heads/{base}"
+        tip = self._reader.ref(branch) if plain_ref_name(branch) else None
+        if tip is not None:  # a branch wins over a tag of the same name (below, as libgit2)
+            if steps:  # NAME~N: libgit2's name lookup takes a tag NAME first
+                raise Unsure(rev)
+        elif base == "HEAD":
+            tip = self._reader_head()
+        elif _HEX_ID.fullmatch(base):
+            tip = base
+        else:
+            tip = self._plain_tag(base)
+        commit = self._read_commit(tip)
+        for step in re.findall(r"[~^][0-9]*", steps):
+            n = int(step[1:] or 1)
+            if step[0] == "~":
+                for _ in range(n):
+                    if not commit.parents:
+                        raise Unsure(rev)
+                    commit = self._read_commit(commit.parents[0])
+            elif n:
+                if n > len(commit.parents):
+                    raise Unsure(rev)
+                commit = self._read_commit(commit.parents[n - 1])
+        return commit.id
+
+    def _plain_tag(self, name: str) -> str:
+        """What tag ``name`` holds, where libgit2's lookup of a name would find that tag
+        first (no file ``name`` in the database's folder, no ``refs/NAME``); else Unsure."""
+        tag = f"refs/tags/{name}"
+        if not plain_ref_name(tag) or os.path.lexists(self.path / name) or \
+                self._reader.ref(f"refs/{name}") is not None:
+            raise Unsure(name)
+        tip = self._reader.ref(tag)
+        if tip is None:
+            raise Unsure(name)
+        return tip
+
+    def _read_commit(self, commit_id: str) -> Commit:
+        """Commit ``commit_id`` through ``git_read`` alone; Unsure if it is none it reads."""
+        kind, data = self._reader.read(commit_id)
+        if kind != COMMIT_KIND:
+            raise Unsure(f"{commit_id} is not a commit")
+        return Commit(commit_id.lower(), data)
+
+    def _reader_head(self) -> str:
+        """HEAD's id through ``git_read`` alone; Unsure on an unborn branch or anything odd."""
+        branch, detached = self._reader.head()
+        tip = detached or (self._reader.ref(branch) if branch else None)
+        if tip is None:
+            raise Unsure("HEAD names no version")
+        return tip
 
     def moves(self, name: str) -> list | None:
         """The reflog of ``name`` (HEAD, a branch, a tag, a remote's branch, a full ref name;
@@ -973,9 +1126,11 @@ class MetaStore:
     def head_commit(self) -> str | None:
         """HEAD's version; None only on a truly new branch. A damaged ref is an error,
         never an empty branch (a commit would start a new root, gc would free it all)."""
+        with contextlib.suppress(Unsure, OSError):
+            return self._reader_head()
         try:
             return str(self.repo.head.target)
-        except (pygit2.GitError, KeyError):
+        except (_git().GitError, KeyError):
             pass
         head = self.head_damage()
         if head is not None:
@@ -987,10 +1142,10 @@ class MetaStore:
         """``hex_id`` names a commit here; an object that cannot be read counts as one only
         with ``damaged`` (a root to mark, so that its damage is reported, never skipped)."""
         try:
-            return self.repo[hex_id].type == pygit2.enums.ObjectType.COMMIT
+            return self.repo[hex_id].type == _git().enums.ObjectType.COMMIT
         except (KeyError, ValueError):
             return False
-        except pygit2.GitError:
+        except _git().GitError:
             return damaged
 
     def _reflog_of(self, name: str) -> list:
@@ -1068,7 +1223,7 @@ class MetaStore:
         """Point a damaged ref back at its last good version (the reflog's)."""
         if damage.last_good is None:
             raise DsError(damage.message())
-        oid = pygit2.Oid(hex=damage.last_good)
+        oid = _git().Oid(hex=damage.last_good)
         self.make_durable()
         with _fsync_refs():
             if damage.name == "HEAD":  # written whole: libgit2 will not replace a HEAD it cannot parse
@@ -1122,17 +1277,17 @@ class MetaStore:
         A history that cannot be read whole raises ``FormatError``."""
         out: set[str] = set()
         try:
-            walker = self.repo.walk(None, pygit2.enums.SortMode.TOPOLOGICAL | pygit2.enums.SortMode.REVERSE)
+            walker = self.repo.walk(None, _git().enums.SortMode.TOPOLOGICAL | _git().enums.SortMode.REVERSE)
             pushed = False
             for tip in set(tips):
                 if tip != ZERO and self._is_commit(tip):
-                    walker.push(pygit2.Oid(hex=tip))
+                    walker.push(_git().Oid(hex=tip))
                     pushed = True
             for c in walker if pushed else ():
                 cid = str(c.id)
                 if cid in bad or any(str(p) in out for p in c.parent_ids):
                     out.add(cid)
-        except pygit2.GitError as e:
+        except _git().GitError as e:
             raise FormatError(f"the history cannot be read whole ({e})") from None
         return out
 
@@ -1211,6 +1366,9 @@ class MetaStore:
 
     def head_branch(self) -> str | None:
         """The branch HEAD is on, or None when HEAD is detached."""
+        with contextlib.suppress(Unsure, OSError):
+            branch, _detached = self._reader.head()
+            return None if branch is None else branch.removeprefix("refs/heads/")
         if self.repo.head_is_detached:
             return None
         ref = self.repo.lookup_reference("HEAD").target
@@ -1219,7 +1377,7 @@ class MetaStore:
     def set_head(self, commit_id: str, message: str) -> None:
         """Move the current branch (or detached HEAD) to ``commit_id``."""
         branch = self.head_branch()
-        oid = pygit2.Oid(hex=commit_id)
+        oid = _git().Oid(hex=commit_id)
         self.make_durable()
         with _fsync_refs():
             if branch is None:  # detached: HEAD itself moves, logged as what moved it (git's too)
@@ -1238,7 +1396,7 @@ class MetaStore:
                 self.repo.set_head(f"refs/heads/{rev}")
             else:  # libgit2's own message names the version HEAD left as the one it went to
                 came_from = self.head_branch() or self._head_text() or ZERO
-                self.repo.create_reference_direct("HEAD", pygit2.Oid(hex=commit_id), True,
+                self.repo.create_reference_direct("HEAD", _git().Oid(hex=commit_id), True,
                                                   message=f"checkout: moving from {came_from} to {commit_id}")
 
     def attach_head(self, branch: str) -> None:
@@ -1278,7 +1436,7 @@ class MetaStore:
         it); that of the branch ``force`` replaces ends in its deletion first, as
         ``delete_ref`` would end it, so gc keeps its versions. libgit2 replaces the ref in one
         step; if the rename fails, the log is put back as it was: nothing changes."""
-        if not pygit2.reference_is_valid_name(f"refs/heads/{new}"):
+        if not _git().reference_is_valid_name(f"refs/heads/{new}"):
             raise DsError(f"{new!r} is not a valid branch name")
         exists = new in self.repo.branches.local
         if exists and not force:
@@ -1309,7 +1467,7 @@ class MetaStore:
         try:
             with _fsync_refs():
                 self.repo.branches.local[old].rename(new, force)
-        except (ValueError, pygit2.GitError, OSError) as e:  # (a ref lock libgit2 cannot take: OSError)
+        except (ValueError, _git().GitError, OSError) as e:  # (a ref lock libgit2 cannot take: OSError)
             if aside is not None:  # as it was: the replaced branch and its log are untouched
                 os.replace(aside, log)
                 if kept is None:
@@ -1347,19 +1505,31 @@ class MetaStore:
             _put_aside(path)
 
     def has_ref(self, name: str) -> bool:
+        with contextlib.suppress(Unsure, OSError):
+            return self._reader.ref(name) is not None
         return name in self.repo.references
 
     def ref_names(self, prefix: str = "") -> list[str]:
         """Every ref name starting with ``prefix``, sorted."""
+        with contextlib.suppress(Unsure, OSError):
+            return sorted(n for n in self._reader.refs() if n.startswith(prefix))
         return sorted(n for n in self.repo.references if n.startswith(prefix))
 
     def ref_target(self, name: str) -> str | None:
         """The version ref ``name`` points at; None when there is no such ref or it names
         no version (``damaged_refs`` says which)."""
+        with contextlib.suppress(Unsure, OSError):
+            tip = self._reader.ref(name)
+            return None if tip is None else self._read_commit(tip).id
         try:
-            return str(self.repo.references[name].peel(pygit2.Commit).id)
-        except (pygit2.GitError, KeyError, ValueError):
+            return str(self.repo.references[name].peel(_git().Commit).id)
+        except (_git().GitError, KeyError, ValueError):
             return None
+
+    def _read_refs(self) -> dict[str, str]:
+        """Every ref name -> its version, through ``git_read`` alone: Unsure if any ref is
+        one it does not read (libgit2 then reads them all)."""
+        return {name: self._read_commit(tip).id for name, tip in self._reader.refs().items()}
 
     def drop_ref(self, name: str) -> bool:
         """Delete a ref and its reflog (a remote-tracking ref or a dataset's ref: the
@@ -1369,48 +1539,62 @@ class MetaStore:
                 self.repo.references.delete(name)
         except KeyError:
             return False
-        except pygit2.GitError as e:
+        except _git().GitError as e:
             raise FormatError(f"cannot delete {name} ({e}); run `ds fsck`") from None
         return True
 
     def tags(self) -> dict[str, str]:
+        with contextlib.suppress(Unsure, OSError):
+            return {name[len("refs/tags/"):]: tip for name, tip in self._read_refs().items()
+                    if name.startswith("refs/tags/")}
         out = {}
         for ref in self.repo.references:
             if ref.startswith("refs/tags/"):
-                out[ref[len("refs/tags/") :]] = str(self.repo.references[ref].peel(pygit2.Commit).id)
+                out[ref[len("refs/tags/") :]] = str(self.repo.references[ref].peel(_git().Commit).id)
         return out
 
     def refs(self) -> dict[str, str]:
         """Every ref name -> commit id (branches, tags, others)."""
+        with contextlib.suppress(Unsure, OSError):
+            return self._read_refs()
         out = {}
         for name in self.repo.references:
             try:
-                out[name] = str(self.repo.references[name].peel(pygit2.Commit).id)
-            except (pygit2.GitError, KeyError, ValueError):
+                out[name] = str(self.repo.references[name].peel(_git().Commit).id)
+            except (_git().GitError, KeyError, ValueError):
                 raise FormatError(f"ref {name} points at nothing; run `ds fsck`") from None
         return out
 
     def set_ref(self, name: str, commit_id: str, force: bool = False, message: str | None = None) -> None:
         """Point ``name`` at ``commit_id``; ``message`` says why in its reflog (and HEAD's, when
         HEAD is on it), as git's ``NAME@{N}: MESSAGE``."""
-        if not pygit2.reference_is_valid_name(name):
+        if not _git().reference_is_valid_name(name):
             raise DsError(f"{name.rpartition('/')[2]!r} is not a valid name for a tag or branch")
         self._room_for_log(name)
         self.make_durable()
         try:
             with _fsync_refs():
-                self.repo.create_reference_direct(name, pygit2.Oid(hex=commit_id), force, message=message)
+                self.repo.create_reference_direct(name, _git().Oid(hex=commit_id), force, message=message)
         except ValueError:
             if name in self.repo.references:
                 raise DsError(f"{name} already exists; use --force to move it") from None
             raise DsError(f"cannot write {name}: not a valid name") from None
-        except pygit2.GitError as e:
+        except _git().GitError as e:
             raise FormatError(f"cannot write {name}: {e}") from None
 
 
 def _whole_packs(folder: Path) -> list[Path]:
     """The ``.idx`` files of ``folder`` that have their ``.pack`` (what libgit2 reads too)."""
     return sorted(i for i in folder.glob("pack-*.idx") if i.with_suffix(".pack").exists())
+
+
+def _parsed(c: pygit2.Commit) -> Commit:
+    """libgit2's reading of a commit, in ``git_read``'s shape."""
+    out = Commit.__new__(Commit)
+    out.id, out.tree, out.parents = str(c.id), str(c.tree_id), tuple(str(p) for p in c.parent_ids)
+    out.author, out.email, out.message = c.author.name, c.author.email, c.message
+    out.author_time, out.offset = c.author.time, c.author.offset
+    return out
 
 
 def _unreadable(error: DsError, oid: str, why: str) -> DsError:

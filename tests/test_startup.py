@@ -3,7 +3,8 @@
 Not a timing test: each command runs in a fresh process and the test reads which modules
 it left in ``sys.modules``. A command pays for pygit2 (~50 ms), rich, fsspec or zstandard
 only when it uses them; ``--version``, ``--help``, a clean ``status``, ``init`` and usage errors
-use none;
+use none, and the commands that only read versions (``log``, ``ls``, ``diff``, ``show``,
+``branch``, ``tag``) no pygit2;
 only the module of the command being run is imported (``benchmarks/startup.py`` has the times).
 """
 
@@ -100,11 +101,16 @@ CASES = [
     (("bogus",), HEAVY | {"objstore.store"}, set()),
     (("init", "../fresh"), HEAVY | {"objstore.meta"}, {"workflow"}),  # the bare repository: git_layout
     (("log", "-n", "x"), HEAVY | {"objstore.store"}, {"history", "workflow"}),
-    (("log", "-n", "1"), BYTES, {"history", "workflow"}),
-    (("ls",), BYTES, {"inspect_cmd", "workflow"}),
-    (("diff",), BYTES, {"history", "workflow"}),
+    # commands that only read the metadata database read it without libgit2 (git_read)
+    (("log", "-n", "1"), BYTES | {"pygit2"}, {"history", "workflow"}),
+    (("log", "--oneline", "HEAD~1"), BYTES | {"pygit2"}, {"history", "workflow"}),
+    (("ls",), BYTES | {"pygit2"}, {"inspect_cmd", "workflow"}),
+    (("diff",), BYTES | {"pygit2"}, {"history", "workflow"}),
+    (("diff", "HEAD~1", "HEAD"), BYTES | {"pygit2"}, {"history", "workflow"}),
+    (("show",), BYTES | {"pygit2"}, {"history", "workflow"}),
+    (("branch",), BYTES | {"pygit2"}, {"branches", "workflow"}),
+    (("tag",), BYTES | {"pygit2"}, {"history", "workflow"}),
     (("commit", "-m", "x"), BYTES, {"workflow"}),
-    (("branch",), BYTES, {"branches", "workflow"}),
     (("dataset", "search"), {"rich", "fsspec", "zstandard"}, {"dataset_cmd"}),
 ]
 

@@ -1,0 +1,256 @@
+"""The metadata database read without libgit2 (``git_read``) gives libgit2's answers.
+
+Every object, ref and revision is read both ways: through the reader (as a command that
+only reads does) and through libgit2 alone (the reader switched off), on databases holding
+loose objects, packs with deltas, packed refs, annotated tags, merges, non-UTC authors and
+odd messages. Where the reader is unsure (a damaged file, a form it does not take), the
+command's answer and its error must be libgit2's, word for word.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pygit2
+import pytest
+
+from objstore.git_read import ObjectReader, Unsure, plain_ref_name
+from objstore.meta import MetaStore
+from objstore.store import Store
+from objstore.worktree import commit_all
+
+from .conftest import write
+
+
+class _NoReader:
+    """A reader that is never sure: every answer comes from libgit2."""
+
+    def __getattr__(self, name: str):
+        def unsure(*_args, **_kwargs):
+            raise Unsure(name)
+        return unsure
+
+
+def slow(meta: MetaStore) -> MetaStore:
+    """A MetaStore on the same database that reads through libgit2 alone."""
+    m = MetaStore(meta.path, meta.hash_size)
+    m._reader = _NoReader()
+    return m
+
+
+def fast(meta: MetaStore) -> MetaStore:
+    """A MetaStore on the same database that has not opened libgit2."""
+    return MetaStore(meta.path, meta.hash_size)
+
+
+def answer(call):
+    """What a call returns, or the type and text of the error it raises."""
+    try:
+        return ("ok", call())
+    except Exception as e:  # noqa: BLE001 (the error is the answer compared)
+        return ("error", type(e).__name__, str(e))
+
+
+@pytest.fixture
+def history(store: Store, work: Path) -> Store:
+    """Three versions of 80 folders (new folders go into packs), a side branch merged back,
+    a lightweight and an annotated tag, packed refs, a commit by a non-UTC author with a
+    message that starts with blank lines; then a repack packs it all with deltas, and one more
+    version stays loose."""
+    for i in range(80):
+        write(work, f"d{i:02d}/f.txt", f"file {i}\n")
+    commit_all(store, "one")
+    for i in range(0, 80, 3):
+        write(work, f"d{i:02d}/f.txt", f"changed {i}\n" * 50)
+    commit_all(store, "two")
+    repo = store.meta.repo
+    main = repo.head.target
+    c2 = repo[main]
+    zone = pygit2.Signature("Zoë Ørsted", "zoe@example.org", 1_700_000_000, -330)
+    side = repo.create_commit("refs/heads/side", zone, zone, "\n\nside line\n\nbody\n", c2.tree_id, [main])
+    merge = repo.create_commit("refs/heads/main", zone, zone, "merge side", c2.tree_id, [main, side])
+    repo.create_reference("refs/tags/light", merge)
+    repo.create_tag("annotated", side, pygit2.enums.ObjectType.COMMIT, zone, "an annotated tag")
+    repo.create_reference("refs/tags/side", main)  # a tag named like a branch
+    subprocess.run(["git", "--git-dir", str(store.meta.path), "pack-refs", "--all"], check=True)
+    store.meta.repack()  # every object into one pack, with deltas
+    write(work, "d00/f.txt", "loose again\n")
+    commit_all(store, "four")
+    return store
+
+
+def test_every_object_reads_as_libgit2_reads_it(history: Store) -> None:
+    repo = history.meta.repo
+    reader = ObjectReader(history.meta.path)
+    ids = [str(o) for o in repo.odb]
+    packs = list((history.meta.path / "objects" / "pack").glob("pack-*.idx"))
+    loose = list((history.meta.path / "objects").glob("[0-9a-f][0-9a-f]/*"))
+    assert len(ids) > 200 and packs and loose
+    deltas = 0
+    for hex_id in ids:
+        kind, data = repo.odb.read(hex_id)
+        assert reader.read(hex_id) == (kind, data)
+    for idx in packs:  # some records are deltas, so chains were followed
+        out = subprocess.run(["git", "verify-pack", "-v", str(idx)], capture_output=True, text=True,
+                             check=True).stdout
+        deltas += sum(1 for line in out.splitlines() if len(line.split()) == 7)
+    assert deltas > 0
+
+
+def test_commits_read_as_libgit2_reads_them(history: Store) -> None:
+    f, s = fast(history.meta), slow(history.meta)
+    commits = [str(o) for o in history.meta.repo.odb
+               if history.meta.repo[o].type == pygit2.enums.ObjectType.COMMIT]
+    assert len(commits) >= 5
+    for cid in commits:
+        a, b = f._commit(cid), s._commit(cid)
+        fields = ("id", "tree", "parents", "author", "email", "message", "author_time", "offset")
+        assert [getattr(a, k) for k in fields] == [getattr(b, k) for k in fields]
+        assert f.commit_info(cid) == s.commit_info(cid)
+    assert f._repo is None  # read without libgit2
+
+
+REVS = ["HEAD", "HEAD~1", "HEAD~2", "HEAD^", "HEAD^2", "HEAD^0", "HEAD~", "HEAD^^", "HEAD~1^2",
+        "main", "main~1", "side", "side~1", "light", "light^2", "annotated", "annotated~1", "HEAD~99",
+        "HEAD^3", "nosuch", "nosuch~1", "config", "refs/heads/main", "HEAD~" + "9" * 5000, "main^{tree}",
+        "@", "@~1", "-x", "main..side", "side@{0}", "0" * 40, "HEAD:d00"]
+
+
+READ_HERE = {"HEAD", "HEAD~1", "HEAD^", "HEAD~1^2", "main", "side", "light", "light^2"}
+
+
+@pytest.mark.parametrize("rev", REVS, ids=lambda r: r[:20])
+def test_revisions_resolve_as_libgit2_resolves_them(history: Store, rev: str) -> None:
+    f, s = fast(history.meta), slow(history.meta)
+    assert answer(lambda: f.resolve(rev)) == answer(lambda: s.resolve(rev))
+    if rev in READ_HERE:  # the everyday forms need no libgit2
+        assert f._repo is None
+
+
+def test_whole_ids_and_their_steps_resolve_as_libgit2_resolves_them(history: Store) -> None:
+    f, s = fast(history.meta), slow(history.meta)
+    head = s.resolve("HEAD")
+    for rev in (head, head + "~1", head + "^2", head.upper(), s.resolve("HEAD~1") + "^"):
+        assert answer(lambda r=rev: f.resolve(r)) == answer(lambda r=rev: s.resolve(r))
+
+
+def test_history_walks_as_libgit2_walks_it(history: Store) -> None:
+    f, s = fast(history.meta), slow(history.meta)
+    for rev in ("HEAD", "HEAD~1", "side", "light", "main~1"):
+        cid = s.resolve(rev)
+        assert list(f.ancestors(cid)) == list(s.ancestors(cid))
+    head = s.resolve("HEAD~1")  # the linear tip of a merge: read here up to the merge only
+    walk = f.ancestors(s.resolve("HEAD"))
+    assert next(walk) == s.resolve("HEAD")
+    assert list(walk) == list(s.ancestors(s.resolve("HEAD")))[1:]
+    assert head in list(f.ancestors(s.resolve("HEAD")))
+
+
+def test_refs_read_as_libgit2_reads_them(history: Store) -> None:
+    f, s = fast(history.meta), slow(history.meta)
+    assert (history.meta.path / "packed-refs").is_file()
+    for call in ("refs", "tags", "branches", "head_commit", "head_branch", "ref_names"):
+        assert answer(getattr(f, call)) == answer(getattr(s, call)), call
+    for name in ("refs/heads/main", "refs/heads/side", "refs/tags/light", "refs/tags/annotated",
+                 "refs/tags/nosuch", "refs/heads/../config", "HEAD"):
+        assert answer(lambda n=name: f.ref_target(n)) == answer(lambda n=name: s.ref_target(n)), name
+        assert answer(lambda n=name: f.has_ref(n)) == answer(lambda n=name: s.has_ref(n)), name
+
+
+def test_refs_are_read_without_libgit2_when_each_names_a_commit(history: Store) -> None:
+    history.meta.repo.references.delete("refs/tags/annotated")  # a tag object: for libgit2 to peel
+    f, s = fast(history.meta), slow(history.meta)
+    for call in ("refs", "tags", "branches", "head_commit", "head_branch", "ref_names"):
+        assert answer(getattr(f, call)) == answer(getattr(s, call)), call
+    assert f.tags() == {"light": s.resolve("HEAD~1"), "side": s.resolve("HEAD~2")}
+    assert f._repo is None
+
+
+def test_a_detached_head_reads_as_libgit2_reads_it(history: Store) -> None:
+    target = history.meta.resolve("HEAD~1")
+    (history.meta.path / "HEAD").write_text(target + "\n")
+    f, s = fast(history.meta), slow(history.meta)
+    for call in ("head_commit", "head_branch"):
+        assert answer(getattr(f, call)) == answer(getattr(s, call)) == ("ok", target if call == "head_commit"
+                                                                         else None)
+    assert answer(lambda: f.resolve("HEAD~1")) == answer(lambda: s.resolve("HEAD~1"))
+
+
+def _damage(path: Path, at: int) -> None:
+    path.chmod(0o644)
+    data = bytearray(path.read_bytes())
+    data[at] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_a_damaged_loose_object_is_reported_as_libgit2_reports_it(history: Store) -> None:
+    head = history.meta.resolve("HEAD")
+    loose = history.meta.loose_path(head)
+    assert loose.exists()
+    _damage(loose, len(loose.read_bytes()) // 2)
+    with pytest.raises(Unsure):
+        ObjectReader(history.meta.path).read(head)
+    f, s = fast(history.meta), slow(history.meta)
+    assert answer(lambda: f.commit_info(head)) == answer(lambda: s.commit_info(head))
+    assert answer(lambda: f.commit_info(head))[0] == "error"
+    assert answer(lambda: list(f.ancestors(head))) == answer(lambda: list(s.ancestors(head)))
+    assert answer(lambda: f.resolve("HEAD~1")) == answer(lambda: s.resolve("HEAD~1"))
+
+
+def test_a_damaged_pack_record_is_reported_as_libgit2_reports_it(history: Store) -> None:
+    """A byte flipped inside a packed tree: the reader does not guess, and the folder's
+    error is libgit2's."""
+    s = slow(history.meta)
+    tree = s.tree_of(s.resolve("HEAD~1"))
+    reader = ObjectReader(history.meta.path)
+    pack = next((history.meta.path / "objects" / "pack").glob("pack-*.pack"))
+    offset = next(p.offset(bytes.fromhex(tree)) for p in reader._pack_list().values()
+                  if p.offset(bytes.fromhex(tree)) is not None)
+    _damage(pack, offset + 6)
+    with pytest.raises(Unsure):
+        ObjectReader(history.meta.path).read(tree)
+    f, s = fast(history.meta), slow(history.meta)
+    assert answer(lambda: f.read_folder(tree)) == answer(lambda: s.read_folder(tree))
+    assert answer(lambda: f.read_folder(tree))[0] == "error"
+
+
+def test_a_ref_file_the_reader_does_not_take_is_left_to_libgit2(history: Store) -> None:
+    """An empty branch file, a symbolic ref, a garbled packed-refs line: libgit2 answers."""
+    meta = history.meta
+    (meta.path / "refs" / "heads" / "empty").write_text("")
+    (meta.path / "refs" / "remotes" / "o").mkdir(parents=True)
+    (meta.path / "refs" / "remotes" / "o" / "HEAD").write_text("ref: refs/heads/main\n")
+    f, s = fast(meta), slow(meta)
+    for call in ("refs", "tags", "branches", "ref_names", "head_commit"):
+        assert answer(getattr(f, call)) == answer(getattr(s, call)), call
+    with (meta.path / "packed-refs").open("a") as out:
+        out.write("not a line git writes\n")
+    f, s = fast(meta), slow(meta)
+    for call in ("refs", "tags", "head_commit"):
+        assert answer(getattr(f, call)) == answer(getattr(s, call)), call
+
+
+def test_objects_written_after_the_first_read_are_found(history: Store, work: Path) -> None:
+    """A pack published after the reader listed the packs is read (the list is read again)."""
+    meta = history.meta
+    reader = ObjectReader(meta.path)
+    reader.read(meta.resolve("HEAD"))
+    for i in range(80):
+        write(work, f"d{i:02d}/g.txt", f"new {i}\n")
+    commit_all(history, "five")
+    tree = meta.tree_of(meta.resolve("HEAD"))
+    assert not meta.loose_path(tree).exists()  # in a new pack
+    assert reader.read(tree) == tuple(meta.repo.odb.read(tree))
+
+
+@pytest.mark.parametrize("name,plain", [
+    ("refs/heads/main", True), ("refs/tags/v1.0", True), ("refs/heads/a/b", True),
+    ("refs/heads/x.lock", False), ("refs/heads/../x", False), ("refs/heads/.x", False),
+    ("refs/heads/a..b", False), ("refs/heads/a.", False), ("refs//x", False), ("HEAD", False),
+    ("refs/heads/a b", False), ("refs/heads/a~1", False), ("refs/heads/é", False),
+])
+def test_plain_ref_names_are_names_git_accepts(name: str, plain: bool) -> None:
+    assert plain_ref_name(name) is plain
+    if plain:
+        assert pygit2.reference_is_valid_name(name)
