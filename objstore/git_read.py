@@ -22,6 +22,7 @@ import mmap
 import os
 import re
 import struct
+import threading
 import zlib
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from .errors import FormatError
 from .git_pack import _OFS_DELTA, _REF_DELTA, _TAG, BLOB, COMMIT, TREE, _inflate, _ofs, apply_delta
 
 KIND_NAMES = {COMMIT: b"commit", TREE: b"tree", BLOB: b"blob", _TAG: b"tag"}
+LOOSE_TEMP = "tmp_obj_"  # a loose object being written (git's own name for one)
 _KIND_OF = {name: kind for kind, name in KIND_NAMES.items()}
 _MAX_CHAIN = 512  # deltas on deltas: libgit2 packs at most 50 deep; past this, libgit2 decides
 _BASES_BYTES = 32 << 20  # resolved delta bases kept for the next object of the same chain
@@ -92,10 +94,11 @@ class _Pack:
 
     @property
     def data(self) -> mmap.mmap:
-        if self._map is None:
+        mapped = self._map
+        if mapped is None:
             with open(self.path, "rb") as f:  # the map outlives the file (and its removal)
-                self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        return self._map
+                mapped = self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        return mapped
 
     def close(self) -> None:
         if self._map is not None:
@@ -106,12 +109,13 @@ class _Pack:
 class ObjectReader:
     """Objects of the database at ``git_dir``, each checked against its id."""
 
-    def __init__(self, git_dir: Path):
+    def __init__(self, git_dir: Path, objects: Path | None = None):
         self.git_dir = Path(git_dir)
-        self.objects = self.git_dir / "objects"
+        self.objects = self.git_dir / "objects" if objects is None else Path(objects)
         self._packs: dict[str, _Pack] | None = None
         self._bases: dict[tuple[str, int], tuple[int, bytes]] = {}
         self._bases_bytes = 0
+        self._lock = threading.Lock()  # readers on several threads share the lists and the cache
 
     # -- objects -----------------------------------------------------------------------
     def read(self, hex_id: str) -> tuple[int, bytes]:
@@ -129,6 +133,19 @@ class ObjectReader:
         if hashlib.sha1(b"%s %d\0" % (KIND_NAMES[kind], len(data)) + data).digest() != raw:
             raise Unsure(f"{hex_id} does not match its content")
         return found
+
+    def has(self, raw: bytes) -> bool:
+        """Object ``raw`` is here, loose or in a pack this reader has listed (not read: a
+        writer asks, to skip an object the database holds; a wrong False writes it again)."""
+        hex_id = raw.hex()
+        if os.path.exists(os.path.join(self.objects, hex_id[:2], hex_id[2:])):
+            return True
+        try:
+            if any(p.offset(raw) is not None for p in self._pack_list().values()):
+                return True
+            return any(p.offset(raw) is not None and p.path.exists() for p in self._refresh())
+        except (OSError, Unsure):
+            return False
 
     def _loose(self, hex_id: str) -> tuple[int, bytes] | None:
         try:
@@ -157,30 +174,46 @@ class ObjectReader:
                     return self._at(pack, offset)
                 except (OSError, ValueError, IndexError, struct.error, FormatError) as e:
                     raise Unsure(f"{pack.path.name} at {offset}: {e}") from None
-        if rescan:  # written since the list was read (this process, or another)
-            self._forget_packs()
+        if rescan and self._refresh():  # written since the list was read (here, or by another)
             return self._packed(raw, rescan=False)
         raise Unsure(f"{raw.hex()} is not here")
 
     def _pack_list(self) -> dict[str, _Pack]:
-        if self._packs is None:
-            packs: dict[str, _Pack] = {}
-            try:
-                names = sorted(os.listdir(self.objects / "pack"))
-            except FileNotFoundError:
-                names = []
-            for name in names:
-                if name.startswith("pack-") and name.endswith(".idx") and name[:-4] + ".pack" in names:
-                    packs[name] = _Pack(self.objects / "pack" / name)
-            self._packs = packs
-        return self._packs
+        packs = self._packs
+        if packs is None:
+            with self._lock:
+                if self._packs is None:
+                    self._packs = self._list_packs({})
+                packs = self._packs
+        return packs
+
+    def _list_packs(self, known: dict[str, _Pack]) -> dict[str, _Pack]:
+        """Every pack with its index, those in ``known`` as they were read (a pack's name is
+        its checksum: it never changes)."""
+        packs: dict[str, _Pack] = {}
+        try:
+            names = sorted(os.listdir(self.objects / "pack"))
+        except FileNotFoundError:
+            names = []
+        for name in names:
+            if name.startswith("pack-") and name.endswith(".idx") and name[:-4] + ".pack" in names:
+                packs[name] = known.get(name) or _Pack(self.objects / "pack" / name)
+        return packs
+
+    def _refresh(self) -> list[_Pack]:
+        """List the packs again; returns those new since the last list."""
+        with self._lock:
+            old = self._packs or {}
+            self._packs = new = self._list_packs(old)
+        return [p for name, p in new.items() if name not in old]  # (one gone stays mapped till closed)
 
     def _forget_packs(self) -> None:
-        for pack in (self._packs or {}).values():
-            pack.close()
-        self._packs = None
-        self._bases.clear()
-        self._bases_bytes = 0
+        with self._lock:
+            for pack in (self._packs or {}).values():
+                pack.close()
+            self._packs = None
+            self._bases.clear()
+            self._bases_bytes = 0
 
     def _at(self, pack: _Pack, offset: int) -> tuple[int, bytes]:
         """The object whose record starts at ``offset``, its deltas applied."""
@@ -219,11 +252,14 @@ class ObjectReader:
         """A delta base resolved on the way: the next object of its chain starts from it."""
         if len(data) > _BASES_BYTES // 4:
             return
-        self._bases[key] = (kind, data)
-        self._bases_bytes += len(data)
-        while self._bases_bytes > _BASES_BYTES:
-            old = self._bases.pop(next(iter(self._bases)))
-            self._bases_bytes -= len(old[1])
+        with self._lock:
+            if key in self._bases:
+                return
+            self._bases[key] = (kind, data)
+            self._bases_bytes += len(data)
+            while self._bases_bytes > _BASES_BYTES:
+                old = self._bases.pop(next(iter(self._bases)))
+                self._bases_bytes -= len(old[1])
 
     def close(self) -> None:
         self._forget_packs()

@@ -15,9 +15,12 @@ Everything read from a tree is validated (names, kinds, collisions) before use.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
+import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,7 +36,7 @@ from .git_pack import BLOB as BLOB_KIND
 from .git_pack import COMMIT as COMMIT_KIND
 from .git_pack import TREE as TREE_KIND
 from .git_pack import GitPackWriter, object_id, tree_body
-from .git_read import Commit, ObjectReader, Unsure, plain_ref_name, tree_entries
+from .git_read import KIND_NAMES, LOOSE_TEMP, Commit, ObjectReader, Unsure, plain_ref_name, tree_entries
 from .limits import CACHE_ROWS
 from .manifest import FileEntry, decode_manifest, encode_manifest
 from .paths import check_name, join
@@ -332,8 +335,7 @@ class MetaStore:
                 list(pool.map(_fsync_path, {str(f.parent) for f in loose}))
             return
         self._replace_with_pack([], loose)
-        with contextlib.suppress(OSError, _git().GitError, FormatError):  # only an optimisation:
-            self._merge_small_packs()  # the new objects are durable already; the next try merges
+        self._merge_small_packs()  # the new objects are durable already
 
     def _pack_builder(self) -> pygit2.PackBuilder:
         """A pack builder searching for deltas on each core this process may use (libgit2's
@@ -477,11 +479,19 @@ class MetaStore:
         return self._replace_with_pack(idxs, loose)
 
     def _merge_small_packs(self) -> None:
-        """Past ``PACK_MERGE_AT`` packs, rewrite all but the largest as one pack with deltas."""
-        idxs = sorted(_whole_packs(Path(self.path, "objects", "pack")),
-                      key=lambda f: f.with_suffix(".pack").stat().st_size)
-        if len(idxs) > PACK_MERGE_AT:
-            self._replace_with_pack(idxs[:-1], [])
+        """Past ``PACK_MERGE_AT`` packs, rewrite all but the largest as one pack with deltas.
+        Only an optimisation: a failure leaves every object where it was, and the next
+        write tries again."""
+        try:
+            idxs = sorted(_whole_packs(Path(self.path, "objects", "pack")),
+                          key=lambda f: f.with_suffix(".pack").stat().st_size)
+            if len(idxs) > PACK_MERGE_AT:
+                self._replace_with_pack(idxs[:-1], [])
+        except (OSError, FormatError):
+            pass
+        except Exception as e:  # (libgit2's own errors, checked only once libgit2 is loaded)
+            if _pygit2 is None or not isinstance(e, _pygit2.GitError):
+                raise
 
     # -- folders -----------------------------------------------------------------------
     @property
@@ -656,10 +666,29 @@ class MetaStore:
             raise
 
     def _write_loose(self, kind: int, data: bytes) -> bytes:
-        """Write an object loose through libgit2 (durable with the next ``make_durable``)."""
-        oid = self.repo.odb.write(kind, data)
-        self._new(oid)
-        return oid.raw
+        """Write an object loose, as libgit2 writes one (durable with the next ``make_durable``):
+        zlib of its header and content, read-only, renamed to its id; not again when the
+        database holds it."""
+        body = b"%s %d\0" % (KIND_NAMES[kind], len(data)) + data
+        raw = hashlib.sha1(body).digest()  # the id of the very bytes stored
+        hex_id = raw.hex()
+        path = self.loose_path(hex_id)
+        if not self._reader.has(raw):
+            path.parent.mkdir(exist_ok=True)
+            tmp = path.with_name(f"{LOOSE_TEMP}{hex_id[2:]}-{os.getpid()}-{threading.get_ident()}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
+            try:
+                try:
+                    os.write(fd, zlib.compress(body, 1))
+                finally:
+                    os.close(fd)
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+        self._new(hex_id)
+        return raw
 
     @contextlib.contextmanager
     def new_objects(self) -> Iterator[None]:
@@ -689,24 +718,26 @@ class MetaStore:
             raise
         finally:
             batch.discard()
-        with contextlib.suppress(OSError, _git().GitError, FormatError):  # as in make_durable
-            self._merge_small_packs()
+        self._merge_small_packs()
 
     @staticmethod
     def _read_back(objects: Path, kinds: dict[bytes, int]) -> None:
-        """Read every object of the pack in ``objects/pack`` through libgit2, which checks each
-        against its id: a fault in ``git_pack`` fails the write instead of publishing a bad pack."""
-        odb = _git().Odb()
-        odb.add_backend(_git().OdbBackendPack(str(objects)), 1)
-        for raw, kind in kinds.items():
-            try:
-                got, _data = odb.read(_git().Oid(raw=raw))
-            except (KeyError, _git().GitError) as e:
-                raise FormatError(f"a new metadata pack does not read back ({raw.hex()}: {e}); "
-                                  "nothing was written") from None
-            if got != kind:
-                raise FormatError(f"a new metadata pack does not read back ({raw.hex()} is a "
-                                  f"{got}, not a {kind}); nothing was written")
+        """Read every object of the pack in ``objects/pack`` back through its index, each
+        checked against its id (``git_read``): a fault in ``git_pack`` fails the write
+        instead of publishing a bad pack."""
+        reader = ObjectReader(objects, objects=objects)
+        try:
+            for raw, kind in kinds.items():
+                try:
+                    got, _data = reader.read(raw.hex())
+                except Unsure as e:
+                    raise FormatError(f"a new metadata pack does not read back ({raw.hex()}: {e}); "
+                                      "nothing was written") from None
+                if got != kind:
+                    raise FormatError(f"a new metadata pack does not read back ({raw.hex()} is a "
+                                      f"{got}, not a {kind}); nothing was written")
+        finally:
+            reader.close()
 
     def walk(self, tree_oid: str, prefix: str = "") -> Iterator[tuple[str, FileEntry]]:
         """Every (path, entry) under a tree, folders in name order."""
@@ -926,7 +957,7 @@ class MetaStore:
 
     def create_blob(self, data: bytes) -> str:
         """Store ``data`` as an object (durable with the next ``make_durable``)."""
-        return self._new(self.repo.create_blob(data))
+        return self._write_loose(BLOB_KIND, data).hex()
 
     def reachable(self, tops: Iterable[str], seen: set[str], new: set[str] | None = None,
                   missing: set[str] | None = None) -> None:
@@ -1126,12 +1157,18 @@ class MetaStore:
     def head_commit(self) -> str | None:
         """HEAD's version; None only on a truly new branch. A damaged ref is an error,
         never an empty branch (a commit would start a new root, gc would free it all)."""
-        with contextlib.suppress(Unsure, OSError):
-            return self._reader_head()
         try:
-            return str(self.repo.head.target)
-        except (_git().GitError, KeyError):
-            pass
+            branch, detached = self._reader.head()
+            tip = detached or (self._reader.ref(branch) if branch else None)
+        except (Unsure, OSError):
+            try:
+                return str(self.repo.head.target)
+            except (_git().GitError, KeyError):
+                pass
+        else:
+            if tip is not None:
+                return tip
+            # (no file and no packed line for HEAD's branch: libgit2 finds none either)
         head = self.head_damage()
         if head is not None:
             raise FormatError(head.message())

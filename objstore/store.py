@@ -302,20 +302,17 @@ class Store:
 
         libgit2 moves a ref by writing ``<ref>.lock`` and renaming it; a process killed in
         between leaves the file, and every later update of that ref fails. Every writer
-        holds this store's lock, so while we hold it such a file belongs to a dead process
-        (the age margin only guards against a writer that broke that rule).
+        moves refs only while it holds this store's lock, so while we hold it such a file
+        belongs to a process that is gone, however recent it is: the next command, run at
+        once after a kill, must not fail on it (an age margin made that depend on timing).
         """
-        import time
-
         meta = self.path / "meta"
-        limit = time.time() - 2
         candidates = [meta / n for n in ("HEAD.lock", "packed-refs.lock", "config.lock")]
         for folder, _dirs, names in os.walk(meta / "refs"):
             candidates.extend(Path(folder, n) for n in names if n.endswith(".lock"))
         for lock in candidates:
             try:
-                if os.lstat(lock).st_mtime < limit:
-                    lock.unlink()
+                lock.unlink()
             except FileNotFoundError:
                 pass
             except OSError as e:  # a folder of that name, no permission: only a person can tell

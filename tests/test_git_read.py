@@ -254,3 +254,42 @@ def test_plain_ref_names_are_names_git_accepts(name: str, plain: bool) -> None:
     assert plain_ref_name(name) is plain
     if plain:
         assert pygit2.reference_is_valid_name(name)
+
+
+@pytest.mark.parametrize("folders", [1, 100])
+def test_add_writes_its_folders_without_libgit2(tmp_path: Path, folders: int) -> None:
+    """`ds add` writes new folders loose (a few) or as one pack (many) and reads the pack
+    back, all without pygit2; git takes what it wrote as sound."""
+    from .conftest import ds
+    from .test_startup import imported, tops
+
+    w = tmp_path / "w"
+    ds("init", str(w), cwd=tmp_path)
+    for i in range(folders):
+        write(w, f"d{i}/f.txt", f"file {i}\n")
+    modules = tops(imported(w, "add", "."))
+    assert "pygit2" not in modules
+    assert "Staged" in ds("status", cwd=w).stdout
+    ds("commit", "-m", "v1", cwd=w)
+    meta = w / ".dsstore" / "meta"
+    packs = list((meta / "objects" / "pack").glob("pack-*.pack"))
+    assert bool(packs) == (folders > 1)
+    subprocess.run(["git", "--git-dir", str(meta), "fsck", "--strict", "--no-dangling"], check=True,
+                   capture_output=True)
+    assert ds("fsck", cwd=w).returncode == 0
+
+
+def test_a_loose_object_written_here_is_one_libgit2_writes(store: Store) -> None:
+    """Byte for byte the object libgit2 would store (after inflating): same id, same content;
+    read-only; and written once, even when a pack already holds it."""
+    meta = store.meta
+    hex_id = meta.create_blob(b"some bytes\n")
+    path = meta.loose_path(hex_id)
+    assert hex_id == str(pygit2.hash(b"some bytes\n"))
+    assert path.stat().st_mode & 0o777 == 0o444
+    assert meta.repo.odb.read(hex_id)[1] == b"some bytes\n"
+    meta.repack()
+    assert not path.exists()
+    assert meta.create_blob(b"some bytes\n") == hex_id
+    assert not path.exists()  # the pack holds it: not written again
+    assert not list(path.parent.glob("tmp_obj_*")) if path.parent.exists() else True
