@@ -47,3 +47,33 @@ def name_path(error: BaseException, path: str | os.PathLike[str]) -> None:
     message says where: "No space left on device: /data/.dsstore/packs"."""
     if isinstance(error, OSError) and error.filename is None and error.errno is not None:
         error.filename = os.fspath(path)
+
+
+def held_open(path: str | os.PathLike[str]) -> bool | None:
+    """Whether a running process has the file at ``path`` open, read from Linux's ``/proc``
+    (every process of the file owner's user is looked at, this one included); None where
+    that cannot be told: no ``/proc``, or the owner's processes are not this user's to read."""
+    try:
+        st = os.stat(path)
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return None
+    for pid in pids:
+        try:
+            if os.stat(f"/proc/{pid}").st_uid != st.st_uid:
+                continue
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except FileNotFoundError:  # (the process ended meanwhile)
+            continue
+        except OSError:
+            return None
+        for fd in fds:
+            try:
+                held = os.stat(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if (held.st_ino, held.st_dev) == (st.st_ino, st.st_dev):
+                return True
+    return False

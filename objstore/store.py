@@ -301,17 +301,26 @@ class Store:
         """Remove ``*.lock`` files a killed writer left in the metadata database.
 
         libgit2 moves a ref by writing ``<ref>.lock`` and renaming it; a process killed in
-        between leaves the file, and every later update of that ref fails. Every writer
+        between leaves the file, and every later update of that ref fails. Every ds writer
         moves refs only while it holds this store's lock, so while we hold it such a file
-        belongs to a process that is gone, however recent it is: the next command, run at
-        once after a kill, must not fail on it (an age margin made that depend on timing).
+        is dead unless a process still has it open (one that broke that rule, or git run by
+        hand in the database): the next command, run at once after a kill, goes on. Where
+        open files cannot be read (no ``/proc``, another user's lock), a lock is dead once
+        it is two seconds old.
         """
+        import time
+
+        from .fsutil import held_open
+
         meta = self.path / "meta"
         candidates = [meta / n for n in ("HEAD.lock", "packed-refs.lock", "config.lock")]
         for folder, _dirs, names in os.walk(meta / "refs"):
             candidates.extend(Path(folder, n) for n in names if n.endswith(".lock"))
         for lock in candidates:
             try:
+                held = held_open(lock)
+                if held or (held is None and os.lstat(lock).st_mtime >= time.time() - 2):
+                    continue  # a live writer's: libgit2 refuses the update, naming the lock
                 lock.unlink()
             except FileNotFoundError:
                 pass

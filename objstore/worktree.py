@@ -197,15 +197,18 @@ def _other_bytes(store: Store, cache: StatCache, files: dict[str, Stat], changed
 
 
 def _ignored_in_the_way(store: Store, cache: StatCache, root: str, paths: Iterable[str],
-                        target: dict[str, FileEntry]) -> list[str]:
+                        target: dict[str, FileEntry],
+                        stats: dict[str, os.stat_result | None] | None = None) -> list[str]:
     """Files the scan did not report (``.dsignore`` hides them) standing where the version
     writes other bytes: a user's own file, which the folder's status never showed, so
-    overwriting it would lose work silently (git deems ignored files expendable; ds does not)."""
+    overwriting it would lose work silently (git deems ignored files expendable; ds does not).
+    ``stats``: what ``_blockers`` found at each path already (not asked twice)."""
     files: dict[str, Stat] = {}
     if _holds_only_the_store(root):
         return []
+    stats = stats or {}
     for path in paths:
-        found = lstat_inside(root, path)
+        found = stats[path] if path in stats else lstat_inside(root, path)
         st = Stat.of(found) if found is not None else None
         if st is not None:
             files[path] = st
@@ -800,13 +803,14 @@ def _holds_only_the_store(root: str) -> bool:
         return all(e.name.casefold() == STORE_DIR for e in it)
 
 
-def _blockers(root: str, write_paths, removable: set[str]) -> list[str]:
+def _blockers(root: str, write_paths, removable: set[str],
+              stats: dict[str, os.stat_result | None] | None = None) -> list[str]:
     """Working-folder content that writing ``write_paths`` would destroy, beyond ``removable``.
 
     Writing ``a/b`` needs ``a`` to be a real folder, and needs nothing to be a folder at
     ``a/b``: a file or link standing at ``a``, or anything inside a folder at ``a/b``,
     would be deleted — allowed only for tracked, unchanged paths (their content is
-    recoverable from the version).
+    recoverable from the version). ``stats`` gets what stands at each write path.
     """
     from .materialize import refuse_repository, repository_at
 
@@ -823,6 +827,8 @@ def _blockers(root: str, write_paths, removable: set[str]) -> list[str]:
                 out.append(folder)
             folder = parent_of(folder)
         st = lstat_inside(root, p)
+        if stats is not None:
+            stats[p] = st
         if st is not None and stat.S_ISDIR(st.st_mode):
             for dirpath, dirnames, filenames in os.walk(os.path.join(root, p)):
                 if (found := repository_at(dirpath, dirnames, filenames)) is not None:
@@ -925,6 +931,8 @@ def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool
             m.check_no_repository(sorted(write_paths | gone))
         if not force:  # what the version holds already, or drops too, is no work to lose
             known = {*wd.added, *wd.modified, *wd.removed, *clean_tracked, *staged.added, *staged.modified}
+            at_paths: dict[str, os.stat_result | None] = {}
+            blockers = _blockers(root, write_paths, clean_tracked & gone, at_paths)
             lost = (_other_bytes(store, cache, {}, {p: e for p, e in wd.modified.items() if p not in carried},
                                  target_map)
                     + sorted(p for p in wd.removed if p in target_map and p not in carried)
@@ -932,8 +940,8 @@ def checkout(store: Store, rev: str, paths: list[str] | None = None, force: bool
                     + _other_bytes(store, cache, result.files,  # untracked: only where the version writes
                                    {p: e for p, e in wd.added.items() if p in target_map}, target_map,
                                    untracked=True)
-                    + _ignored_in_the_way(store, cache, root, write_paths - known, target_map)
-                    + _blockers(root, write_paths, clean_tracked & gone))
+                    + _ignored_in_the_way(store, cache, root, write_paths - known, target_map, at_paths)
+                    + blockers)
             if lost:
                 raise DirtyWorktree(
                     f"uncommitted changes ({lost[0]}{' and more' if len(lost) > 1 else ''}) "

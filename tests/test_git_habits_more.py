@@ -218,14 +218,19 @@ def test_branch_M_that_fails_changes_nothing(repo: Path) -> None:
     ds("branch", "target", cwd=repo)
     meta = repo / ".dsstore/meta"
     lock = meta / "refs/heads/old.lock"
-    lock.write_text("")
-    future = 4_000_000_000  # newer than any dead writer's: the store's sweep of stale locks keeps it
-    os.utime(lock, (future, future))
-    logs = {p.relative_to(meta): p.read_bytes() for p in (meta / "logs").rglob("*") if p.is_file()}
-    msg = _fails("branch", "-M", "old", "target", cwd=repo)
-    assert "nothing was changed" in msg and "old.lock" in msg
-    assert _branches(repo) == before | {"old": _info(repo, "HEAD~1")["id"], "target": before["main"]}
-    assert {p.relative_to(meta): p.read_bytes() for p in (meta / "logs").rglob("*") if p.is_file()} == logs
+    held = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL)  # open, as a live writer holds it:
+    try:  # the store's sweep of dead writers' locks keeps it
+
+        def reflogs() -> dict:
+            return {p.relative_to(meta): p.read_bytes() for p in (meta / "logs").rglob("*") if p.is_file()}
+
+        logs = reflogs()
+        msg = _fails("branch", "-M", "old", "target", cwd=repo)
+        assert "nothing was changed" in msg and "old.lock" in msg
+        assert _branches(repo) == before | {"old": _info(repo, "HEAD~1")["id"], "target": before["main"]}
+        assert reflogs() == logs
+    finally:
+        os.close(held)
     lock.unlink()
     ds("branch", "-M", "old", "target", cwd=repo)
     assert ds("fsck", cwd=repo).returncode == 0

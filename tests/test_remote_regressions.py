@@ -431,3 +431,39 @@ def test_a_remote_metadata_pack_missing_beside_its_index_is_named(tmp_path: Path
     assert r.returncode == 1 and f"meta/{meta_pack.name}, named by its listing, could not be read" in r.stderr
     r = ds("fsck", "--remote", "origin", cwd=w, check=False)
     assert r.returncode == 1 and f"metadata pack index meta/{meta_pack.stem}.idx has no pack" in r.stderr
+
+
+def test_a_ref_lock_is_kept_only_while_a_process_holds_it_open(tmp_path, monkeypatch) -> None:
+    """The sweep of dead writers' ref locks (run as the store lock is taken) removes a lock
+    no process has open, however new; keeps one a live process holds; and where open files
+    cannot be read (no /proc), goes by age: kept while recent, removed once old."""
+    import os
+    import time
+
+    from objstore import fsutil
+    from objstore.store import Store
+
+    with Store.init(tmp_path / "w") as store:
+        lock = store.meta.path / "refs/heads/main.lock"
+        lock.write_text("")
+        assert fsutil.held_open(lock) is False
+        with store.locked():
+            pass
+        assert not lock.exists()
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT)
+        try:
+            assert fsutil.held_open(lock) is True
+            with store.locked():
+                pass
+            assert lock.exists()
+        finally:
+            os.close(fd)
+        monkeypatch.setattr(fsutil, "held_open", lambda path: None)
+        os.utime(lock, (time.time() + 3600, time.time() + 3600))
+        with store.locked():
+            pass
+        assert lock.exists()
+        os.utime(lock, (time.time() - 3600, time.time() - 3600))
+        with store.locked():
+            pass
+        assert not lock.exists()
