@@ -35,6 +35,9 @@ _KIND_OF = {name: kind for kind, name in KIND_NAMES.items()}
 _MAX_CHAIN = 512  # deltas on deltas: libgit2 packs at most 50 deep; past this, libgit2 decides
 _BASES_BYTES = 32 << 20  # resolved delta bases kept for the next object of the same chain
 _HEX40 = re.compile(rb"[0-9a-f]{40}\n")
+_ID = re.compile(r"[0-9a-fA-F]{40}")
+_CONFIG_LINE = re.compile(  # blank, a comment, [section] or [section "sub"], key or key = value
+    r"\s*(?:[#;].*|\[[A-Za-z0-9.-]+(?: \"[^\"\n]*\")?\]|[A-Za-z][A-Za-z0-9-]*\s*(?:=[^\n]*)?)?")
 # a ref name this reader takes: plain components, none of git's special spellings
 _COMPONENT = r"[A-Za-z0-9_][A-Za-z0-9_+-]*(?:\.[A-Za-z0-9_+-]+)*"
 _REF_NAME = re.compile(rf"refs/{_COMPONENT}(?:/{_COMPONENT})*")
@@ -116,19 +119,20 @@ class ObjectReader:
         self._bases: dict[tuple[str, int], tuple[int, bytes]] = {}
         self._bases_bytes = 0
         self._lock = threading.Lock()  # readers on several threads share the lists and the cache
+        self._plain = _plain_database(self.git_dir) if objects is None else True
 
     # -- objects -----------------------------------------------------------------------
-    def read(self, hex_id: str) -> tuple[int, bytes]:
+    def read(self, hex_id: str, depth: int = 0) -> tuple[int, bytes]:
         """(kind, content) of object ``hex_id``: COMMIT, TREE, BLOB or the tag kind."""
-        try:
-            raw = bytes.fromhex(hex_id)
-        except ValueError:
-            raise Unsure(f"{hex_id!r} is not an id") from None
-        if len(raw) != 20:
+        if not self._plain:
+            raise Unsure("a database this reader does not read (its config, grafts or shallow)")
+        if not (isinstance(hex_id, str) and _ID.fullmatch(hex_id)):
             raise Unsure(f"{hex_id!r} is not a whole id")
+        hex_id = hex_id.lower()
+        raw = bytes.fromhex(hex_id)
         found = self._loose(hex_id)
         if found is None:
-            found = self._packed(raw, rescan=True)
+            found = self._packed(raw, rescan=True, depth=depth)
         kind, data = found
         if hashlib.sha1(b"%s %d\0" % (KIND_NAMES[kind], len(data)) + data).digest() != raw:
             raise Unsure(f"{hex_id} does not match its content")
@@ -155,10 +159,13 @@ class ObjectReader:
             return None
         except OSError as e:
             raise Unsure(str(e)) from None
+        inflate = zlib.decompressobj()
         try:
-            whole = zlib.decompress(packed)
+            whole = inflate.decompress(packed)
         except zlib.error as e:
             raise Unsure(f"{hex_id}: {e}") from None
+        if not inflate.eof or inflate.unused_data:  # cut short, or bytes past the stream
+            raise Unsure(f"{hex_id}: not one whole zlib stream")
         head, nul, data = whole.partition(b"\0")
         name, _, size = head.partition(b" ")
         kind = _KIND_OF.get(name)
@@ -166,16 +173,16 @@ class ObjectReader:
             raise Unsure(f"{hex_id}: not a loose object")
         return kind, data
 
-    def _packed(self, raw: bytes, rescan: bool) -> tuple[int, bytes]:
+    def _packed(self, raw: bytes, rescan: bool, depth: int = 0) -> tuple[int, bytes]:
         for pack in self._pack_list().values():
             offset = pack.offset(raw)
             if offset is not None:
                 try:
-                    return self._at(pack, offset)
+                    return self._at(pack, offset, depth)
                 except (OSError, ValueError, IndexError, struct.error, FormatError) as e:
                     raise Unsure(f"{pack.path.name} at {offset}: {e}") from None
         if rescan and self._refresh():  # written since the list was read (here, or by another)
-            return self._packed(raw, rescan=False)
+            return self._packed(raw, rescan=False, depth=depth)
         raise Unsure(f"{raw.hex()} is not here")
 
     def _pack_list(self) -> dict[str, _Pack]:
@@ -197,7 +204,10 @@ class ObjectReader:
             names = []
         for name in names:
             if name.startswith("pack-") and name.endswith(".idx") and name[:-4] + ".pack" in names:
-                packs[name] = known.get(name) or _Pack(self.objects / "pack" / name)
+                try:
+                    packs[name] = known.get(name) or _Pack(self.objects / "pack" / name)
+                except OSError as e:  # removed since the listing (a merge), or unreadable
+                    raise Unsure(f"{name}: {e}") from None
         return packs
 
     def _refresh(self) -> list[_Pack]:
@@ -215,7 +225,7 @@ class ObjectReader:
             self._bases.clear()
             self._bases_bytes = 0
 
-    def _at(self, pack: _Pack, offset: int) -> tuple[int, bytes]:
+    def _at(self, pack: _Pack, offset: int, depth: int = 0) -> tuple[int, bytes]:
         """The object whose record starts at ``offset``, its deltas applied."""
         chain: list[tuple[int, int]] = []  # (offset, where its delta's zlib starts), newest first
         buf = pack.data
@@ -235,7 +245,9 @@ class ObjectReader:
                 continue
             if kind == _REF_DELTA:
                 base = bytes(buf[pos : pos + 20])
-                kind, data = self.read(base.hex())
+                if depth + len(chain) >= _MAX_CHAIN:
+                    raise Unsure("a delta chain this reader does not follow")
+                kind, data = self.read(base.hex(), depth + len(chain) + 1)
                 data = apply_delta(data, _inflated(buf, pos + 20, None))
                 break
             if kind not in KIND_NAMES:
@@ -312,20 +324,26 @@ class ObjectReader:
         except FileNotFoundError:
             return {}
         out: dict[str, str] = {}
-        for line in text.split(b"\n"):
-            if not line or line.startswith(b"#"):
-                continue
-            if line.startswith(b"^") and len(line) == 41:
-                continue  # a tag's peeled id: the tag is read for it
+        if not text.endswith(b"\n"):
+            raise Unsure("packed-refs does not end its last line")
+        after_ref = False
+        for n, line in enumerate(text[:-1].split(b"\n")):
+            if line.startswith(b"#") and n == 0:
+                continue  # git's header line
+            if line.startswith(b"^") and after_ref and _HEX40.fullmatch(line[1:] + b"\n"):
+                after_ref = False
+                continue  # a tag's peeled id, right below it: the tag is read for it
             hex_id, _, name = line.partition(b" ")
+            after_ref = True
             text_name = name.decode("ascii", errors="replace")
             if not (_HEX40.fullmatch(hex_id + b"\n") and plain_ref_name(text_name)):
                 raise Unsure("packed-refs holds a line this reader does not take")
             out[text_name] = hex_id.decode()
         return out
 
-    @staticmethod
-    def _file(path: Path) -> bytes:
+    def _file(self, path: Path) -> bytes:
+        if not self._plain:
+            raise Unsure("a database this reader does not read (its config, grafts or shallow)")
         try:
             with open(path, "rb") as f:
                 return f.read(4096)
@@ -333,6 +351,22 @@ class ObjectReader:
             raise
         except OSError as e:
             raise Unsure(str(e)) from None
+
+
+def _plain_database(git_dir: Path) -> bool:
+    """The database is one this reader reads as libgit2 would: a config libgit2 opens
+    (format version 0, no extensions, lines of git's syntax), no grafts, not shallow."""
+    if (git_dir / "shallow").exists() or (git_dir / "info" / "grafts").exists():
+        return False
+    try:
+        text = (git_dir / "config").read_text("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    lines = text.split("\n")
+    return (all(_CONFIG_LINE.fullmatch(line) for line in lines)
+            and not any(line.strip().lower().startswith("[extensions") for line in lines)
+            and sum(bool(re.fullmatch(r"\s*repositoryformatversion\s*=\s*0\s*", line, re.I))
+                    for line in lines) == 1)
 
 
 def _head(buf: mmap.mmap | bytes, pos: int) -> tuple[int, int, int]:
@@ -378,6 +412,8 @@ def tree_entries(data: bytes) -> list[tuple[str, int, str]]:
             name = data[space + 1 : nul].decode()
         except UnicodeDecodeError:
             raise Unsure("a tree entry's name is not UTF-8") from None
+        if not name:
+            raise Unsure("a tree entry without a name")
         out.append((name, kind, data[nul + 1 : nul + 21].hex()))
         pos = nul + 21
     return out
@@ -393,6 +429,8 @@ class Commit:
 
     def __init__(self, hex_id: str, data: bytes):
         self.id = hex_id
+        if b"\0" in data:  # libgit2 reads its fields as C strings, cut there
+            raise Unsure("a commit holding a NUL byte")
         head, sep, message = data.partition(b"\n\n")
         lines = head.split(b"\n")
         if not sep or not lines[0].startswith(b"tree "):
@@ -407,8 +445,8 @@ class Commit:
         if len(lines) != i + 2 or not (lines[i].startswith(b"author ")
                                        and lines[i + 1].startswith(b"committer ")):
             raise Unsure("a commit with headers this reader does not take")
-        m = _PERSON.fullmatch(lines[i][7:])
-        if m is None or _PERSON.fullmatch(lines[i + 1][10:]) is None:
+        m, c = _PERSON.fullmatch(lines[i][7:]), _PERSON.fullmatch(lines[i + 1][10:])
+        if m is None or c is None or max(int(m[3]), int(c[3])) >= 1 << 63:
             raise Unsure("a commit's author this reader does not parse")
         try:  # (libgit2's message starts past any blank lines; its names are trimmed)
             self.author, self.email = m[1].decode(), m[2].decode()
@@ -418,8 +456,9 @@ class Commit:
         if self.author != self.author.strip() or self.email != self.email.strip():
             raise Unsure("a commit's author with spaces around it")
         self.author_time = int(m[3])
-        minutes = int(m[5]) * 60 + int(m[6])
-        self.offset = -minutes if m[4] == b"-" else minutes
+        hours, minutes = int(m[5]), int(m[6])
+        offset = 0 if hours > 14 or minutes > 59 else hours * 60 + minutes  # (libgit2's zone rule)
+        self.offset = -offset if m[4] == b"-" else offset
 
 
 def _hex(text: bytes) -> str:

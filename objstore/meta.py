@@ -836,7 +836,10 @@ class MetaStore:
     def has_tree(self, tree_id: str) -> bool:
         """True if the database holds a folder (tree) with this id."""
         with contextlib.suppress(Unsure):
-            return self._reader.read(tree_id)[0] == TREE_KIND
+            kind, data = self._reader.read(tree_id)
+            if kind == TREE_KIND:
+                tree_entries(data)  # (one libgit2 would not parse is for libgit2 to judge)
+            return kind == TREE_KIND
         try:
             return self.repo.get(tree_id) is not None and self.repo[tree_id].type == _git().GIT_OBJECT_TREE
         except (KeyError, ValueError):
@@ -1097,9 +1100,10 @@ class MetaStore:
 
     def _plain_tag(self, name: str) -> str:
         """What tag ``name`` holds, where libgit2's lookup of a name would find that tag
-        first (no file ``name`` in the database's folder, no ``refs/NAME``); else Unsure."""
+        first (no file ``name`` in the database's folder, no ``refs/NAME``; not a dataset
+        id's length, which ``resolve`` looks up among datasets first); else Unsure."""
         tag = f"refs/tags/{name}"
-        if not plain_ref_name(tag) or os.path.lexists(self.path / name) or \
+        if len(name) == 32 or not plain_ref_name(tag) or os.path.lexists(self.path / name) or \
                 self._reader.ref(f"refs/{name}") is not None:
             raise Unsure(name)
         tip = self._reader.ref(tag)

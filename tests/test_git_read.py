@@ -293,3 +293,142 @@ def test_a_loose_object_written_here_is_one_libgit2_writes(store: Store) -> None
     assert meta.create_blob(b"some bytes\n") == hex_id
     assert not path.exists()  # the pack holds it: not written again
     assert not list(path.parent.glob("tmp_obj_*")) if path.parent.exists() else True
+
+
+# -- databases the reader must leave to libgit2 (found by a review, each compared both ways) --
+def _git(meta: MetaStore, *args: str, data: bytes | None = None, env: dict | None = None) -> str:
+    import os
+
+    out = subprocess.run(["git", "--git-dir", str(meta.path), *args], input=data, capture_output=True,
+                         check=True, env={**os.environ, **(env or {})})
+    return out.stdout.decode().strip()
+
+
+def _same(meta: MetaStore, *calls) -> None:
+    for call in calls:
+        assert answer(lambda c=call: c(fast(meta))) == answer(lambda c=call: c(slow(meta)))
+
+
+@pytest.fixture
+def two(store: Store, work: Path) -> Store:
+    """Three versions (two before HEAD), their objects loose."""
+    for i in range(3):
+        write(work, f"f{i}.txt", f"v{i}\n")
+        commit_all(store, f"c{i}")
+    return store
+
+
+def _history(m: MetaStore) -> tuple:
+    return (m.resolve("HEAD~1"), list(m.ancestors(m.resolve("HEAD"))), m.head_commit(), m.refs())
+
+
+def test_an_index_that_cannot_be_read_is_left_to_libgit2(two: Store) -> None:
+    """A pack whose .idx went between the listing and the read (a merge elsewhere), here a
+    folder where the .idx should be: the reader does not crash."""
+    two.meta.repack()  # every object in a pack: the reader lists the packs
+    folder = two.meta.path / "objects" / "pack"
+    (folder / f"pack-{'0' * 40}.idx").mkdir()
+    (folder / f"pack-{'0' * 40}.pack").touch()
+    head = slow(two.meta).resolve("HEAD")
+    _same(two.meta, lambda m: m.commit_info(head), _history, lambda m: m.has_tree(m.tree_of(head)))
+
+
+def test_commits_git_writes_that_libgit2_reads_its_own_way(two: Store) -> None:
+    """An author zone past +14:00 (libgit2 reads 0), a NUL in the message, a time past 2^63:
+    the reader gives libgit2's answer or none; an amend keeps libgit2's reading."""
+    meta = two.meta
+    head = slow(meta).resolve("HEAD")
+    tree = slow(meta).tree_of(head)
+    people = {"GIT_AUTHOR_NAME": "A", "GIT_AUTHOR_EMAIL": "a@x", "GIT_COMMITTER_NAME": "C",
+              "GIT_COMMITTER_EMAIL": "c@x", "GIT_COMMITTER_DATE": "2023-06-01T12:00:00+00:00"}
+    far = _git(meta, "commit-tree", tree, "-p", head, "-m", "zone",
+               env=people | {"GIT_AUTHOR_DATE": "2023-06-01T12:00:00+15:00"})
+    author = b"A <a@x> 1700000000 +0000"
+    odd = [_git(meta, "hash-object", "-t", "commit", "-w", "--stdin", "--literally", data=body) for body in (
+        b"tree %s\nauthor %s\ncommitter %s\n\nbefore\0after\n" % (tree.encode(), author, author),
+        b"tree %s\nauthor A <a@x> %d +0000\ncommitter %s\n\nm\n" % (tree.encode(), 1 << 63, author))]
+    fields = ("id", "tree", "parents", "author", "email", "message", "author_time", "offset")
+    for cid in (far, *odd):
+        _same(meta, lambda m, c=cid: tuple(getattr(m._commit(c), k) for k in fields),
+              lambda m, c=cid: m.commit_info(c), lambda m, c=cid: list(m.ancestors(c)))
+    amended = {m: m.recommit(far, tree, "amended", ("C", "c@x")) for m in (fast(meta), slow(meta))}
+    lines = {_git(meta, "cat-file", "-p", cid).splitlines()[2] for cid in amended.values()}
+    assert len(lines) == 1 and lines.pop().endswith("+0000")  # (both amends: libgit2's zone)
+
+
+def test_a_tag_named_like_a_dataset_id_is_resolved_as_libgit2_resolves_it(two: Store) -> None:
+    meta = slow(two.meta)
+    name = "0123456789abcdef0123456789abcdef"
+    meta.set_ref(f"refs/datasets/{name}", meta.resolve("HEAD~1"))
+    meta.set_ref(f"refs/tags/{name}", meta.resolve("HEAD"))
+    _same(two.meta, lambda m: m.resolve(name), lambda m: m.resolve(name + "~1"))
+
+
+@pytest.mark.parametrize("spoil", [" {}", "{}\n", "{}\t", "{} ", "{0}  {1}"])
+def test_an_id_with_spaces_names_no_object(two: Store, spoil: str) -> None:
+    two.meta.repack()  # (a loose object's path would not be found with the spaces in it)
+    head = slow(two.meta).resolve("HEAD")
+    tree = slow(two.meta).tree_of(head)
+    for oid in (head, tree):
+        bad = spoil.format(oid[:2], oid[2:]) if "{1}" in spoil else spoil.format(oid)
+        _same(two.meta, lambda m, b=bad: m.commit_info(b), lambda m, b=bad: m.has_tree(b),
+              lambda m, b=bad: m.read_folder(b), lambda m, b=bad: list(m.ancestors(b)))
+
+
+@pytest.mark.parametrize("where", ["shallow", "info/grafts"])
+def test_a_shallow_or_grafted_database_is_left_to_libgit2(two: Store, where: str) -> None:
+    meta = two.meta
+    parent = slow(meta).resolve("HEAD~1")
+    path = meta.path / where
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(parent + "\n")
+    _same(meta, _history, lambda m: m.resolve("HEAD~2"))
+
+
+@pytest.mark.parametrize("config", [
+    "[core]\n\trepositoryformatversion = 99\n",
+    "[core]\n\trepositoryformatversion = 0\n[extensions]\n\tobjectformat = sha256\n",
+    "[core]\n\trepositoryformatversion = 0\n\tnot a line git reads [\n",
+    "",
+])
+def test_a_config_libgit2_would_not_open_is_left_to_libgit2(two: Store, config: str) -> None:
+    """Reads answered anyway would hide a database libgit2 refuses: fsck must say so."""
+    (two.meta.path / "config").write_text(config)
+    _same(two.meta, _history, lambda m: m.head_branch(), lambda m: m.ref_target("refs/heads/main"))
+
+
+@pytest.mark.parametrize("packed", [
+    "{a} refs/heads/x",  # no newline at the end
+    "{a} refs/heads/x\n\n{b} refs/heads/y\n",  # a blank line
+    "{a} refs/heads/x\n# a comment below the header\n",
+    "^{a}\n{b} refs/heads/y\n",  # a peeled line with no ref above it
+    "{a} refs/heads/x\n^{a}\n^{b}\n",  # two peeled lines
+])
+def test_a_packed_refs_file_libgit2_calls_corrupt_is_left_to_it(two: Store, packed: str) -> None:
+    meta = two.meta
+    a, b = slow(meta).resolve("HEAD"), slow(meta).resolve("HEAD~1")
+    (meta.path / "packed-refs").write_text(packed.format(a=a, b=b))
+    _same(meta, lambda m: m.refs(), lambda m: m.resolve("x"), lambda m: m.has_ref("refs/heads/x"),
+          lambda m: m.tags(), lambda m: m.ref_target("refs/heads/y"))
+
+
+def test_a_loose_object_with_bytes_past_its_stream_is_left_to_libgit2(two: Store) -> None:
+    meta = two.meta
+    head = slow(meta).resolve("HEAD")
+    path = meta.loose_path(head)
+    path.chmod(0o644)
+    path.write_bytes(path.read_bytes() + b"garbage")
+    with pytest.raises(Unsure):
+        ObjectReader(meta.path).read(head)
+    _same(meta, lambda m: m.readable(head), lambda m: m.commit_info(head))
+
+
+def test_trees_libgit2_cannot_parse_are_left_to_it(two: Store) -> None:
+    """An entry with no name, a tree cut inside an entry: `has_tree` and the folder read
+    give libgit2's answers."""
+    meta = two.meta
+    blob = bytes.fromhex(meta.create_blob(b"x"))
+    bodies = [b"100644 \0" + blob, b"100644 a\0" + blob[:7]]
+    for body in bodies:
+        tree = _git(meta, "hash-object", "-t", "tree", "-w", "--stdin", "--literally", data=body)
+        _same(meta, lambda m, t=tree: m.has_tree(t), lambda m, t=tree: m.read_folder(t))
