@@ -55,10 +55,15 @@ def held_open(path: str | os.PathLike[str]) -> bool | None:
     that cannot be told: no ``/proc``, or the owner's processes are not this user's to read."""
     try:
         st = os.stat(path)
-        pids = [p for p in os.listdir("/proc") if p.isdigit()]
     except FileNotFoundError:
         return False
     except OSError:
+        return None
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:  # no /proc (not Linux)
+        return None
+    if not pids:
         return None
     for pid in pids:
         try:

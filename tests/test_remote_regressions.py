@@ -467,3 +467,19 @@ def test_a_ref_lock_is_kept_only_while_a_process_holds_it_open(tmp_path, monkeyp
         with store.locked():
             pass
         assert not lock.exists()
+
+
+def test_without_proc_whether_a_lock_is_held_cannot_be_told(tmp_path, monkeypatch) -> None:
+    """Where /proc is missing (not Linux), held_open says it cannot tell: the sweep then
+    goes by age, and never takes a missing /proc for "nobody holds it"."""
+    import os
+
+    from objstore import fsutil
+
+    lock = tmp_path / "main.lock"
+    lock.write_text("")
+    real = os.listdir
+    monkeypatch.setattr(os, "listdir", lambda p: (_ for _ in ()).throw(FileNotFoundError(p))
+                        if str(p) == "/proc" else real(p))
+    assert fsutil.held_open(lock) is None
+    assert fsutil.held_open(tmp_path / "gone.lock") is False
