@@ -1246,6 +1246,37 @@ class MetaStore:
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return None
 
+    def finish_killed_move(self, lock: Path) -> bool:
+        """Finish the move of a ref that a killed writer left half-done, where its lock file
+        shows which move: libgit2 appends the reflog lines (the ref's, and HEAD's) before it
+        renames ``<ref>.lock`` into place, so a kill between leaves the reflog one move
+        ahead (a new branch's ref then does not exist at all). The move is made only when
+        the lock holds one whole id, the ref's last reflog line moved it from where it
+        stands to that id, and that id is a version here: the store is then as if the kill
+        had come an instant later. Returns whether it was made (else the lock is for the
+        caller to remove, the ref staying where it is)."""
+        name = lock.relative_to(self.path).as_posix().removesuffix(".lock")
+        if not (name.startswith("refs/") and plain_ref_name(name)):
+            return False
+        try:
+            text = lock.read_bytes()
+        except OSError:
+            return False
+        if len(text) != 41 or not text.endswith(b"\n") or not is_hex40(text[:40].decode("ascii", "replace")):
+            return False
+        new = text[:40].decode()
+        entries = self._reflog_of(name)
+        now = self._loose(name)
+        if now is None:
+            now = packed_refs(self.path).get(name, ZERO)
+        if not entries or entries[-1].new != new or entries[-1].old != now or not self._is_commit(new):
+            return False
+        os.replace(lock, self.path / name)
+        from .fsutil import fsync_dir
+
+        fsync_dir(lock.parent)
+        return True
+
     def head_damage(self) -> RefDamage | None:
         """The damage that keeps HEAD from naming a version, if any."""
         head = self._head_text()

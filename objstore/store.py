@@ -321,6 +321,8 @@ class Store:
                 held = held_open(lock)
                 if held or (held is None and os.lstat(lock).st_mtime >= time.time() - 2):
                     continue  # a live writer's: libgit2 refuses the update, naming the lock
+                if lock.parent != meta and self._finish_killed_move(lock):
+                    continue  # the move its reflog already records, made
                 lock.unlink()
             except FileNotFoundError:
                 pass
@@ -328,6 +330,14 @@ class Store:
                 raise DsError(f"{lock} is a lock left by a writer that is gone, and it cannot be "
                               f"removed ({e.strerror}); remove it by hand, then run the command "
                               "again") from None
+
+    def _finish_killed_move(self, lock: Path) -> bool:
+        """``MetaStore.finish_killed_move``; False (the lock is removed, as before) when the
+        metadata database cannot even be opened: the command then says why itself."""
+        try:
+            return self.meta.finish_killed_move(lock)
+        except (DsError, OSError):
+            return False
 
     def default_remote(self, sdk: bool = False) -> str | None:
         """The default remote (a configured name or a URL), the one rule for every caller:

@@ -483,3 +483,77 @@ def test_without_proc_whether_a_lock_is_held_cannot_be_told(tmp_path, monkeypatc
                         if str(p) == "/proc" else real(p))
     assert fsutil.held_open(lock) is None
     assert fsutil.held_open(tmp_path / "gone.lock") is False
+
+
+def _killed_inside_a_move(tmp_path):
+    """A store whose branch `main` moved O -> X, then put back as a kill between libgit2's
+    reflog append and its rename leaves it: the ref at O, `main.lock` holding X, the
+    reflog's last line O -> X."""
+    from objstore.store import Store
+    from objstore.worktree import commit_all
+
+    from .conftest import write
+
+    store = Store.init(tmp_path / "w")
+    write(store.worktree, "a", "1")
+    old = commit_all(store, "v1").id
+    write(store.worktree, "a", "2")
+    new = commit_all(store, "v2").id
+    ref = store.meta.path / "refs/heads/main"
+    ref.write_text(old + "\n")
+    (store.meta.path / "refs/heads/main.lock").write_text(new + "\n")
+    return store, ref, old, new
+
+
+def test_a_move_killed_after_its_reflog_line_is_finished_by_the_next_writer(tmp_path) -> None:
+    """The reflog already says the branch moved: the next writer makes the move (the store
+    is as if the kill had come an instant later), and fsck finds nothing wrong."""
+    from objstore.maintenance import fsck
+
+    store, ref, _old, new = _killed_inside_a_move(tmp_path)
+    with store:
+        with store.locked():
+            pass
+        assert ref.read_text() == new + "\n" and not ref.with_name("main.lock").exists()
+        assert store.head() == new and not fsck(store).problems
+
+
+def test_a_new_branch_killed_before_its_file_is_finished_by_the_next_writer(tmp_path) -> None:
+    """A clone's first branch: the reflog line 0 -> X written, the ref not yet: the move is
+    made, not reported as a damaged ref."""
+    store, ref, _old, new = _killed_inside_a_move(tmp_path)
+    with store:
+        store.meta.set_ref("refs/heads/side", new, message="branch: Created")
+        side = store.meta.path / "refs/heads/side"
+        side.with_name("side.lock").write_text(side.read_text())
+        side.unlink()
+        assert store.meta.damaged_refs(only={"refs/heads/side"})
+        with store.locked():
+            pass
+        assert side.read_text() == new + "\n" and not store.meta.damaged_refs()
+
+
+@pytest.mark.parametrize("spoil", ["other id", "not a version", "empty", "ref moved", "no reflog line"])
+def test_a_lock_that_does_not_show_the_move_is_removed_and_the_ref_stays(tmp_path, spoil: str) -> None:
+    """Anything short of proof (the lock's id is not the reflog's last move, names no
+    version, is cut short; the ref stands elsewhere than that move started): the lock goes,
+    as before, and the ref stays where it is."""
+    store, ref, old, new = _killed_inside_a_move(tmp_path)
+    lock = ref.with_name("main.lock")
+    stands = old
+    with store:
+        if spoil == "other id":
+            lock.write_text(old + "\n")
+        elif spoil == "not a version":
+            lock.write_text("1" * 40 + "\n")
+        elif spoil == "empty":
+            lock.write_text("")
+        elif spoil == "ref moved":
+            stands = store.meta.tree_of(new)  # (any id other than where the move started)
+            ref.write_text(stands + "\n")
+        else:
+            log = store.meta.path / "logs/refs/heads/main"
+            log.write_text("".join(log.read_text().splitlines(keepends=True)[:-1]))
+        with store.locked():
+            pass
+        assert not lock.exists() and ref.read_text() == stands + "\n"
